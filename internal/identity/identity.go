@@ -1,0 +1,209 @@
+// Package identity holds a node's ed25519 identity and the did:key names of peers.
+//
+// A peer is its key: PublicKey is the only identity treaty trusts, and its text
+// form is a did:key (multicodec ed25519-pub, base58btc). PrivateKey cannot be
+// compared with == or printed; its LogValue is "[redacted]" and parse errors never
+// echo key bytes.
+package identity
+
+import (
+	"crypto"
+	"crypto/ed25519"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+)
+
+// didPrefix precedes the multibase (base58btc, 'z') encoding of the key.
+const didPrefix = "did:key:z"
+
+// multicodecEd25519Pub is the varint-encoded multicodec code 0xed (ed25519-pub).
+var multicodecEd25519Pub = [2]byte{0xed, 0x01}
+
+// PublicKey is a peer's ed25519 public key. The zero value is not a valid key
+// (see IsZero). PublicKey is comparable and safe to use as a map key.
+type PublicKey struct {
+	k [ed25519.PublicKeySize]byte
+}
+
+// PublicKeyFromEd25519 wraps a raw ed25519 public key.
+func PublicKeyFromEd25519(pub ed25519.PublicKey) (PublicKey, error) {
+	var p PublicKey
+	if len(pub) != ed25519.PublicKeySize {
+		return p, fmt.Errorf("identity: ed25519 public key is %d bytes, want %d", len(pub), ed25519.PublicKeySize)
+	}
+	copy(p.k[:], pub)
+	if p.IsZero() {
+		return p, errors.New("identity: all-zero public key")
+	}
+	return p, nil
+}
+
+// IsZero reports whether p is the zero value.
+func (p PublicKey) IsZero() bool { return p == PublicKey{} }
+
+// Ed25519 returns a copy of the raw key for crypto/ed25519.
+func (p PublicKey) Ed25519() ed25519.PublicKey {
+	return ed25519.PublicKey(append([]byte(nil), p.k[:]...))
+}
+
+// Bytes returns a copy of the 32 key bytes.
+func (p PublicKey) Bytes() []byte { return append([]byte(nil), p.k[:]...) }
+
+// Equal reports whether p and q are the same key, in constant time.
+func (p PublicKey) Equal(q PublicKey) bool {
+	return subtle.ConstantTimeCompare(p.k[:], q.k[:]) == 1
+}
+
+// Verify reports whether sig is p's signature of msg.
+func (p PublicKey) Verify(msg, sig []byte) bool {
+	if p.IsZero() || len(sig) != ed25519.SignatureSize {
+		return false
+	}
+	return ed25519.Verify(p.k[:], msg, sig)
+}
+
+// String returns the did:key form, e.g. "did:key:z6Mk...".
+func (p PublicKey) String() string {
+	if p.IsZero() {
+		return "did:key:<zero>"
+	}
+	buf := make([]byte, 0, 34)
+	buf = append(buf, multicodecEd25519Pub[:]...)
+	buf = append(buf, p.k[:]...)
+	return didPrefix + base58Encode(buf)
+}
+
+// Short returns a short fingerprint for logs and tables: the first characters
+// after the common "z6Mk" prefix. It is for display, never for lookup.
+func (p PublicKey) Short() string {
+	s := strings.TrimPrefix(p.String(), didPrefix+"6Mk")
+	if len(s) > 8 {
+		s = s[:8]
+	}
+	return s
+}
+
+// LogValue makes slog print the did:key.
+func (p PublicKey) LogValue() slog.Value { return slog.StringValue(p.String()) }
+
+// MarshalText implements encoding.TextMarshaler with the did:key form.
+func (p PublicKey) MarshalText() ([]byte, error) {
+	if p.IsZero() {
+		return nil, errors.New("identity: cannot marshal zero public key")
+	}
+	return []byte(p.String()), nil
+}
+
+// UnmarshalText implements encoding.TextUnmarshaler with ParseDID.
+func (p *PublicKey) UnmarshalText(b []byte) error {
+	k, err := ParseDID(string(b))
+	if err != nil {
+		return err
+	}
+	*p = k
+	return nil
+}
+
+// ParseError says why a did:key was rejected. It quotes at most a short prefix
+// of the input.
+type ParseError struct {
+	Input  string // truncated to 24 bytes
+	Reason string
+}
+
+func (e *ParseError) Error() string {
+	return fmt.Sprintf("identity: invalid did:key %q: %s", e.Input, e.Reason)
+}
+
+// maxDIDLen bounds the input ParseDID will look at: a did:key for ed25519 is 56 bytes.
+const maxDIDLen = 128
+
+// ParseDID parses "did:key:z6Mk..." (ed25519 only).
+func ParseDID(s string) (PublicKey, error) {
+	var p PublicKey
+	fail := func(reason string) (PublicKey, error) {
+		in := s
+		if len(in) > 24 {
+			in = in[:24] + "..."
+		}
+		return p, &ParseError{Input: in, Reason: reason}
+	}
+	if len(s) > maxDIDLen {
+		return fail(fmt.Sprintf("longer than %d bytes", maxDIDLen))
+	}
+	if !strings.HasPrefix(s, "did:key:") {
+		return fail(`missing "did:key:" prefix`)
+	}
+	if !strings.HasPrefix(s, didPrefix) {
+		return fail(`multibase must be base58btc ("z")`)
+	}
+	raw, err := base58Decode(s[len(didPrefix):])
+	if err != nil {
+		return fail(err.Error())
+	}
+	if len(raw) < 2 || raw[0] != multicodecEd25519Pub[0] || raw[1] != multicodecEd25519Pub[1] {
+		return fail("multicodec is not ed25519-pub (0xed)")
+	}
+	if len(raw) != 2+ed25519.PublicKeySize {
+		return fail(fmt.Sprintf("key is %d bytes, want %d", len(raw)-2, ed25519.PublicKeySize))
+	}
+	copy(p.k[:], raw[2:])
+	if p.IsZero() {
+		return fail("all-zero key")
+	}
+	// Canonical form only: reject encodings that decode to the same key (leading '1's).
+	if p.String() != s {
+		return fail("non-canonical encoding")
+	}
+	return p, nil
+}
+
+// PrivateKey is a node's ed25519 signing key. It is not comparable and has no
+// String method, so it cannot leak through fmt or ==.
+type PrivateKey struct {
+	_ [0]func() // incomparable
+	k ed25519.PrivateKey
+}
+
+// Generate makes a new key from r (crypto/rand.Reader when r is nil).
+func Generate(r io.Reader) (PrivateKey, error) {
+	_, priv, err := ed25519.GenerateKey(r)
+	if err != nil {
+		return PrivateKey{}, fmt.Errorf("identity: generate key: %w", err)
+	}
+	return PrivateKey{k: priv}, nil
+}
+
+// FromSeed derives a key from a 32-byte seed; tests use it for determinism.
+func FromSeed(seed []byte) (PrivateKey, error) {
+	if len(seed) != ed25519.SeedSize {
+		return PrivateKey{}, fmt.Errorf("identity: seed is %d bytes, want %d", len(seed), ed25519.SeedSize)
+	}
+	return PrivateKey{k: ed25519.NewKeyFromSeed(seed)}, nil
+}
+
+// IsZero reports whether k holds no key.
+func (k PrivateKey) IsZero() bool { return len(k.k) == 0 }
+
+// Public returns the matching public key.
+func (k PrivateKey) Public() PublicKey {
+	var p PublicKey
+	if !k.IsZero() {
+		copy(p.k[:], k.k[ed25519.SeedSize:])
+	}
+	return p
+}
+
+// Sign signs msg with pure ed25519.
+func (k PrivateKey) Sign(msg []byte) []byte { return ed25519.Sign(k.k, msg) }
+
+// Signer returns a crypto.Signer for crypto/tls and x509. The caller must not
+// leak it into logs.
+func (k PrivateKey) Signer() crypto.Signer { return k.k }
+
+// LogValue keeps the key out of logs.
+func (k PrivateKey) LogValue() slog.Value { return slog.StringValue("[redacted]") }
