@@ -1,0 +1,62 @@
+// Package wire is treaty's federation protocol: it signs and verifies
+// requests, responses and event streams between nodes, so that a callee
+// serves only fresh requests addressed to it by the key its TLS handshake
+// proved, and a caller keeps a receipt that the callee answered exactly its
+// request.
+//
+// # Requests (profile treaty/1 of RFC 9421 and RFC 9530)
+//
+// SignRequest sets:
+//
+//	Content-Digest:    sha-256=:BASE64(sha256(body)):
+//	Treaty-Audience:   did:key of the callee
+//	Treaty-Capability: the capability, 1..64 bytes of [a-z0-9._-]
+//	Signature-Input:   treaty=("@method" "@authority" "@path" "@query" "content-digest" \
+//	                   "treaty-audience" "treaty-capability");created=C;expires=E; \
+//	                   nonce="N";alg="ed25519";keyid="did:key:CALLER";tag="treaty/1"
+//	Signature:         treaty=:BASE64(ed25519(signature base)):
+//
+// The signature base is built exactly as RFC 9421 §2.5 says, with
+// structured fields serialized by github.com/dunglas/httpsfv; tests check it
+// against the RFC's own vectors (Appendix B.2.6 ed25519, B.2.4 and §2.4
+// responses). "@authority", "@path" and "@query" are covered instead of
+// "@target-uri" because they are exactly what the client sends as
+// :authority and :path, while the scheme a server infers depends on where
+// TLS terminates. A verifier accepts extra covered components but requires
+// these seven, and refuses Signature and Signature-Input headers that are not
+// canonical structured fields or hold any label but "treaty" (a duplicated
+// label is thus refused, not resolved).
+//
+// Verifier.VerifyRequest runs parse, checkAudience, checkWindow,
+// checkDigest, checkSignature and checkNonce, in that order; each failure is
+// an *Error with one Reason. The signature is checked with the key the TLS
+// handshake proved, and keyid must name that same key. Freshness: expires -
+// created <= MaxTTL (default 5 min), created <= now+MaxSkew and now <=
+// expires+MaxSkew (default skew 30 s). Nonces are remembered per peer until
+// expires+MaxSkew in a ReplayWindow whose size is bounded; a full window
+// refuses rather than evicting unexpired nonces.
+//
+// # Responses and receipts
+//
+// SignResponse covers "@status", "content-digest" and the request's own
+// signature, `"signature";req;key="treaty"` (RFC 9421 §2.4 and §2.1.2), with
+// created, alg, keyid (the callee) and tag. VerifyResponse checks it with the
+// callee's pinned key and returns a Receipt; Receipt.Verify re-checks both
+// the request signature (caller) and the response signature (callee)
+// offline, from the JSON alone.
+//
+// # Streams
+//
+// A stream response is NDJSON (StreamContentType): data events with seq
+// 1, 2, 3, ..., then one End event whose sig signs the running sha-256 of
+// every data line and the request's signature. StreamReader reports a gap,
+// reorder, duplicate, oversize event, too many events, truncation (EOF
+// before End) or a bad End signature as typed errors.
+//
+// # Limits
+//
+// Limits names every bound a call has (body, header, time to first byte,
+// call timeout, concurrent calls per peer, stream events and event size)
+// with defaults; exceeding one yields a *LimitError naming the limit and
+// its value, which travels to the peer inside a signed Failure envelope.
+package wire

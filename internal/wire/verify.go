@@ -1,0 +1,296 @@
+package wire
+
+import (
+	"crypto/sha256"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/treaty-dev/treaty/internal/identity"
+)
+
+// VerifierConfig configures a Verifier. Zero fields take the documented defaults.
+type VerifierConfig struct {
+	// Self is this node's key; Treaty-Audience must name it. Required.
+	Self identity.PublicKey
+	// MaxSkew is the clock difference tolerated in both directions: a request
+	// is accepted from created-MaxSkew until expires+MaxSkew. Default 30 s;
+	// allowed 0 .. 10 min (set a negative value for an exact zero skew).
+	MaxSkew time.Duration
+	// MaxTTL bounds expires-created. Default 5 min; allowed 1 s .. 1 h.
+	MaxTTL time.Duration
+	// ReplayCapacity bounds the nonces remembered. Default 1<<20; allowed
+	// 1 .. 1<<26. When full of unexpired nonces, requests are refused with
+	// ReasonReplayCacheFull; unexpired nonces are never evicted.
+	ReplayCapacity int
+}
+
+// Verifier checks inbound treaty requests. It is safe for concurrent use;
+// its replay window is shared by all callers and guarded by a mutex.
+type Verifier struct {
+	self    identity.PublicKey
+	skew    time.Duration
+	maxTTL  time.Duration
+	mu      sync.Mutex
+	replays *ReplayWindow
+}
+
+// NewVerifier fills defaults and validates cfg.
+func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
+	if cfg.Self.IsZero() {
+		return nil, fmt.Errorf("wire: VerifierConfig.Self is zero")
+	}
+	switch {
+	case cfg.MaxSkew == 0:
+		cfg.MaxSkew = 30 * time.Second
+	case cfg.MaxSkew < 0:
+		cfg.MaxSkew = 0
+	case cfg.MaxSkew > 10*time.Minute:
+		return nil, fmt.Errorf("wire: VerifierConfig.MaxSkew = %v, want 0..10m", cfg.MaxSkew)
+	}
+	if cfg.MaxTTL == 0 {
+		cfg.MaxTTL = 5 * time.Minute
+	}
+	if cfg.MaxTTL < time.Second || cfg.MaxTTL > time.Hour {
+		return nil, fmt.Errorf("wire: VerifierConfig.MaxTTL = %v, want 1s..1h", cfg.MaxTTL)
+	}
+	if cfg.ReplayCapacity == 0 {
+		cfg.ReplayCapacity = 1 << 20
+	}
+	if cfg.ReplayCapacity < 1 || cfg.ReplayCapacity > 1<<26 {
+		return nil, fmt.Errorf("wire: VerifierConfig.ReplayCapacity = %d, want 1..%d", cfg.ReplayCapacity, 1<<26)
+	}
+	w, err := NewReplayWindow(cfg.ReplayCapacity)
+	if err != nil {
+		return nil, err
+	}
+	return &Verifier{self: cfg.Self, skew: cfg.MaxSkew, maxTTL: cfg.MaxTTL, replays: w}, nil
+}
+
+// Request is a verified inbound request: every field below was covered by a
+// signature that verified with the handshake key.
+type Request struct {
+	Peer       identity.PublicKey // the caller: the handshake key, which keyid named
+	Capability string
+	Created    time.Time
+	Expires    time.Time
+	Nonce      string
+	// Digest is sha256 of the signature base: the request's identity in
+	// audit, equal to Sent.Digest at the caller.
+	Digest [32]byte
+	// Base is the RFC 9421 signature base the caller signed.
+	Base string
+	// SignatureInput and Signature are the raw header values; SignResponse
+	// and NewStreamWriter bind the response to Signature.
+	SignatureInput string
+	Signature      string
+}
+
+// verifyState carries one request through the named steps of VerifyRequest.
+type verifyState struct {
+	r    *http.Request
+	body []byte
+	peer identity.PublicKey
+	now  time.Time
+
+	in         *sigInput
+	sig        []byte
+	sigInput   string
+	sigHeader  string
+	audience   string
+	capability string
+	digest     string
+	base       string
+}
+
+// VerifyRequest checks req (whose body the caller already read, within
+// Limits.MaxBodyBytes, into body) in these steps, stopping at the first failure:
+//
+//	parse          headers present, structured fields valid and canonical, profile respected
+//	checkAudience  Treaty-Audience is this node
+//	checkWindow    created/expires within MaxTTL and MaxSkew of now
+//	checkDigest    Content-Digest matches body
+//	checkSignature keyid names peer, and the signature verifies with peer
+//	checkNonce     the nonce is unseen; it is recorded only now, after the
+//	               signature verified, so forgeries cannot fill the window
+//
+// peer is the key the TLS handshake proved; the signature is verified with
+// that key and never with a key the request names. Every error is an *Error.
+func (v *Verifier) VerifyRequest(req *http.Request, body []byte, peer identity.PublicKey, now time.Time) (Request, error) {
+	s := &verifyState{r: req, body: body, peer: peer, now: now}
+	for _, step := range []func(*verifyState) error{
+		v.parse, v.checkAudience, v.checkWindow, v.checkDigest, v.checkSignature, v.checkNonce,
+	} {
+		if err := step(s); err != nil {
+			return Request{}, err
+		}
+	}
+	return Request{
+		Peer:           peer,
+		Capability:     s.capability,
+		Created:        time.Unix(s.in.created, 0),
+		Expires:        time.Unix(s.in.expires, 0),
+		Nonce:          s.in.nonce,
+		Digest:         sha256.Sum256([]byte(s.base)),
+		Base:           s.base,
+		SignatureInput: s.sigInput,
+		Signature:      s.sigHeader,
+	}, nil
+}
+
+// singleton returns the one line of a header that must appear exactly once.
+func singleton(h http.Header, name string, max int) (string, error) {
+	lines := h.Values(name)
+	switch {
+	case len(lines) == 0:
+		return "", fail(ReasonMissingComponent, "%s is absent", name)
+	case len(lines) > 1:
+		return "", fail(ReasonMalformed, "%s appears %d times", name, len(lines))
+	case len(lines[0]) > max:
+		return "", fail(ReasonMalformed, "%s exceeds %d bytes", name, max)
+	}
+	return lines[0], nil
+}
+
+func (v *Verifier) parse(s *verifyState) error {
+	if s.r == nil {
+		return fail(ReasonMalformed, "no request")
+	}
+	if s.peer.IsZero() {
+		return fail(ReasonKeyMismatch, "no handshake key")
+	}
+	h := s.r.Header
+	si, ok, err := joinLines(h, HeaderSignatureInput, maxSignatureInputBytes)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fail(ReasonMissingComponent, "Signature-Input is absent")
+	}
+	in, err := parseSignatureInputValue(si, Label)
+	if err != nil {
+		return err
+	}
+	sh, ok, err := joinLines(h, HeaderSignature, maxSignatureBytes)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fail(ReasonMissingComponent, "Signature is absent")
+	}
+	sig, err := parseSignatureValue(sh, Label)
+	if err != nil {
+		return err
+	}
+	if len(sig) != 64 {
+		return fail(ReasonMalformed, "signature is %d bytes, want 64", len(sig))
+	}
+	for _, c := range requestComponents {
+		if !in.has(c.id) {
+			return fail(ReasonMissingComponent, "signature does not cover %s", c.id)
+		}
+	}
+	switch {
+	case !in.hasCreated || !in.hasExpires:
+		return fail(ReasonMalformed, "signature parameters created and expires are required")
+	case in.alg != Alg:
+		return fail(ReasonMalformed, "alg = %s, want %q", quote(in.alg), Alg)
+	case in.tag != Tag:
+		return fail(ReasonMalformed, "tag = %s, want %q", quote(in.tag), Tag)
+	case in.keyid == "":
+		return fail(ReasonMalformed, "keyid is required")
+	case !validNonce(in.nonce):
+		return fail(ReasonMalformed, "nonce %s is not 16..64 base64url characters", quote(in.nonce))
+	}
+	if s.audience, err = singleton(h, HeaderAudience, 128); err != nil {
+		return err
+	}
+	if s.capability, err = singleton(h, HeaderCapability, 64); err != nil {
+		return err
+	}
+	if !ValidCapabilityName(s.capability) {
+		return fail(ReasonMalformed, "capability %s is not 1..64 bytes of [a-z0-9._-]", quote(s.capability))
+	}
+	d, ok, err := joinLines(h, HeaderContentDigest, maxDigestHeaderBytes)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fail(ReasonMissingComponent, "Content-Digest is absent")
+	}
+	s.in, s.sig, s.sigInput, s.sigHeader, s.digest = in, sig, si, sh, d
+	return nil
+}
+
+func (v *Verifier) checkAudience(s *verifyState) error {
+	aud, err := identity.ParseDID(s.audience)
+	if err != nil {
+		return fail(ReasonBadAudience, "Treaty-Audience %s is not a did:key", quote(s.audience))
+	}
+	if !aud.Equal(v.self) {
+		return fail(ReasonBadAudience, "Treaty-Audience is %s, this node is %s", aud.Short(), v.self.Short())
+	}
+	return nil
+}
+
+func (v *Verifier) checkWindow(s *verifyState) error {
+	created, expires := time.Unix(s.in.created, 0), time.Unix(s.in.expires, 0)
+	switch {
+	case s.in.expires <= s.in.created:
+		return fail(ReasonMalformed, "expires %d is not after created %d", s.in.expires, s.in.created)
+	case expires.Sub(created) > v.maxTTL:
+		return fail(ReasonTTLTooLong, "lifetime %v exceeds max_ttl %v", expires.Sub(created), v.maxTTL)
+	case created.After(s.now.Add(v.skew)):
+		return fail(ReasonNotYetValid, "created %v is ahead of now %v by more than %v", created.UTC(), s.now.UTC(), v.skew)
+	case s.now.After(expires.Add(v.skew)):
+		return fail(ReasonExpired, "expired at %v, now %v, skew %v", expires.UTC(), s.now.UTC(), v.skew)
+	}
+	return nil
+}
+
+func (v *Verifier) checkDigest(s *verifyState) error {
+	cd, err := ParseContentDigest(s.digest)
+	if err != nil {
+		return err
+	}
+	return cd.Check(s.body)
+}
+
+func (v *Verifier) checkSignature(s *verifyState) error {
+	kid, err := identity.ParseDID(s.in.keyid)
+	if err != nil {
+		return fail(ReasonKeyMismatch, "keyid %s is not a did:key", quote(s.in.keyid))
+	}
+	if !kid.Equal(s.peer) {
+		return fail(ReasonKeyMismatch, "keyid names %s, the handshake proved %s", kid.Short(), s.peer.Short())
+	}
+	base, err := signatureBase(requestMessage(s.r), s.in.comps, s.in.params)
+	if err != nil {
+		return err
+	}
+	if !s.peer.Verify([]byte(base), s.sig) {
+		return fail(ReasonBadSignature, "signature does not verify with %s", s.peer.Short())
+	}
+	s.base = base
+	return nil
+}
+
+func (v *Verifier) checkNonce(s *verifyState) error {
+	h := sha256.New()
+	h.Write(s.peer.Bytes())
+	h.Write([]byte(s.in.nonce))
+	var key ReplayKey
+	copy(key[:], h.Sum(nil))
+	until := time.Unix(s.in.expires, 0).Add(v.skew)
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.replays.Add(key, until, s.now)
+}
+
+// ReplayLen returns the nonces currently remembered (for metrics and tests).
+func (v *Verifier) ReplayLen() int {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.replays.Len()
+}
