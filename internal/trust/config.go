@@ -196,7 +196,7 @@ type Config struct {
 	// writes it. Level changes, quarantine and operator changes are written at once.
 	FlushEvery time.Duration `yaml:"flush_every" json:"flush_every"` // zero: 1s; allowed [10ms, 1m]
 
-	Logger *slog.Logger      `yaml:"-" json:"-"` // nil: slog.Default(); background write errors go here
+	Logger *slog.Logger     `yaml:"-" json:"-"` // nil: slog.Default(); background write errors go here
 	Now    func() time.Time `yaml:"-" json:"-"` // nil: time.Now; used only by Book when Evidence.At is zero
 }
 

@@ -54,7 +54,9 @@ func genHistory(t *rapid.T, cfg Config, kinds []Kind, label string) []Evidence {
 	return out
 }
 
-func allKinds() []Kind { return append(append(append([]Kind{}, goodKinds...), mildBad...), severeKinds...) }
+func allKinds() []Kind {
+	return append(append(append([]Kind{}, goodKinds...), mildBad...), severeKinds...)
+}
 
 func nonSevere() []Kind { return append(append([]Kind{}, goodKinds...), mildBad...) }
 
