@@ -13,22 +13,22 @@ type Reason int
 
 // The reasons, in the order the verification steps can produce them.
 const (
-	_                       Reason = iota
-	ReasonMalformed                // a header, field or event does not parse, or breaks the profile
-	ReasonMissingComponent         // a required header or covered component is absent
-	ReasonBadAudience              // Treaty-Audience is not this node
-	ReasonExpired                  // expires is more than MaxSkew in the past
-	ReasonNotYetValid              // created is more than MaxSkew in the future
-	ReasonTTLTooLong               // expires - created exceeds MaxTTL
-	ReasonDigestMismatch           // Content-Digest does not match the body
-	ReasonBadSignature             // the signature does not verify with the expected key
-	ReasonKeyMismatch              // keyid does not name the expected key
-	ReasonReplayed                 // the nonce was already seen inside the window
-	ReasonReplayCacheFull          // the replay window is full of unexpired nonces
-	ReasonStreamGap                // an event arrived with a sequence number ahead of the next one
-	ReasonStreamReorder            // an event arrived with a sequence number behind the previous one
-	ReasonStreamDuplicate          // an event repeated the previous sequence number
-	ReasonStreamTruncated          // the stream ended before its signed End event
+	_                      Reason = iota
+	ReasonMalformed               // a header, field or event does not parse, or breaks the profile
+	ReasonMissingComponent        // a required header or covered component is absent
+	ReasonBadAudience             // Treaty-Audience is not this node
+	ReasonExpired                 // expires is more than MaxSkew in the past
+	ReasonNotYetValid             // created is more than MaxSkew in the future
+	ReasonTTLTooLong              // expires - created exceeds MaxTTL
+	ReasonDigestMismatch          // Content-Digest does not match the body
+	ReasonBadSignature            // the signature does not verify with the expected key
+	ReasonKeyMismatch             // keyid does not name the expected key
+	ReasonReplayed                // the nonce was already seen inside the window
+	ReasonReplayCacheFull         // the replay window is full of unexpired nonces
+	ReasonStreamGap               // an event arrived with a sequence number ahead of the next one
+	ReasonStreamReorder           // an event arrived with a sequence number behind the previous one
+	ReasonStreamDuplicate         // an event repeated the previous sequence number
+	ReasonStreamTruncated         // the stream ended before its signed End event
 )
 
 var reasonNames = [...]string{

@@ -93,9 +93,9 @@ func (l Limits) WithDefaults() Limits {
 // WithDefaults first to accept them.
 func (l Limits) Validate() error {
 	checks := []struct {
-		name     string
+		name      string
 		v, lo, hi int64
-		unit     string
+		unit      string
 	}{
 		{"MaxBodyBytes", l.MaxBodyBytes, 1, 1 << 30, ""},
 		{"MaxHeaderBytes", int64(l.MaxHeaderBytes), 4 << 10, 1 << 20, ""},

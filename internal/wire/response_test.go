@@ -1,0 +1,256 @@
+package wire
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/treaty-dev/treaty/internal/identity"
+)
+
+var respBody = []byte(`{"verdict":"lgtm","comments":[]}`)
+
+// served runs the callee side: verify the request, sign a response.
+func served(t *testing.T, k keys, status int, body []byte) (Sent, *http.Response) {
+	t.Helper()
+	r, sent := signedRequest(t, k, testBody, nil)
+	req, err := newVerifier(t, k.bob.Public()).VerifyRequest(serverView(t, r), testBody, k.alice.Public(), t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := http.Header{}
+	if err := SignResponse(h, status, body, req, k.bob, t0); err != nil {
+		t.Fatal(err)
+	}
+	return sent, &http.Response{StatusCode: status, Header: h}
+}
+
+func TestResponseRoundTrip(t *testing.T) {
+	k := testKeys(t)
+	sent, resp := served(t, k, 200, respBody)
+	wantInput := `treaty=("@status" "content-digest" "signature";req;key="treaty");created=1750000000;alg="ed25519";keyid="` +
+		k.bob.Public().String() + `";tag="treaty/1"`
+	if got := resp.Header.Get(HeaderSignatureInput); got != wantInput {
+		t.Fatalf("response Signature-Input\n got %s\nwant %s", got, wantInput)
+	}
+	rc, err := VerifyResponse(resp, respBody, sent, k.bob.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rc.Verify(); err != nil {
+		t.Fatalf("receipt: %v", err)
+	}
+	if err := rc.CheckBody(respBody); err != nil {
+		t.Fatal(err)
+	}
+	if rc.RequestDigest() != sent.Digest {
+		t.Fatal("receipt request digest differs from Sent.Digest")
+	}
+	// JSON round trip keeps it verifiable offline.
+	b, err := json.Marshal(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back Receipt
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	if err := back.Verify(); err != nil {
+		t.Fatalf("receipt after JSON: %v", err)
+	}
+}
+
+func TestRefusalIsSignedAndBound(t *testing.T) {
+	k := testKeys(t)
+	r, sent := signedRequest(t, k, testBody, nil)
+	sr := serverView(t, r)
+	sr.Header.Set(HeaderCapability, "admin") // forged: verification fails
+	_, verr := newVerifier(t, k.bob.Public()).VerifyRequest(sr, testBody, k.alice.Public(), t0)
+	wantReason(t, verr, ReasonBadSignature)
+	body := EncodeFailure(FailureOf("wire", verr))
+	h := http.Header{}
+	if err := SignResponse(h, StatusFor(verr), body, UnverifiedRequest(sr), k.bob, t0); err != nil {
+		t.Fatal(err)
+	}
+	rc, err := VerifyResponse(&http.Response{StatusCode: 401, Header: h}, body, sent, k.bob.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := DecodeFailure(body)
+	if err != nil || f.Stage != "wire" || f.Reason != "bad_signature" || rc.Status != 401 {
+		t.Fatalf("failure %+v %v status %d", f, err, rc.Status)
+	}
+}
+
+// TestVerifyResponseAdversarial: each case fails if its check is deleted.
+func TestVerifyResponseAdversarial(t *testing.T) {
+	k := testKeys(t)
+	tests := []struct {
+		name   string
+		tamper func(t *testing.T, resp *http.Response, sent *Sent, body *[]byte, callee *identity.PublicKey)
+		want   Reason
+	}{
+		{name: "valid", want: 0},
+		{
+			name: "signed by another key, keyid names the callee",
+			tamper: func(t *testing.T, resp *http.Response, sent *Sent, body *[]byte, _ *identity.PublicKey) {
+				req := Request{Signature: sent.Signature}
+				h := http.Header{}
+				if err := SignResponse(h, 200, *body, req, k.mallory, t0); err != nil {
+					t.Fatal(err)
+				}
+				resp.Header.Set(HeaderSignature, h.Get(HeaderSignature)) // mallory's signature, bob's Signature-Input
+			},
+			want: ReasonBadSignature,
+		},
+		{
+			name: "response from wrong callee key",
+			tamper: func(t *testing.T, resp *http.Response, sent *Sent, body *[]byte, _ *identity.PublicKey) {
+				h := http.Header{}
+				if err := SignResponse(h, 200, *body, Request{Signature: sent.Signature}, k.mallory, t0); err != nil {
+					t.Fatal(err)
+				}
+				resp.Header = h
+			},
+			want: ReasonKeyMismatch,
+		},
+		{
+			name: "caller expected another callee",
+			tamper: func(t *testing.T, _ *http.Response, _ *Sent, _ *[]byte, callee *identity.PublicKey) {
+				*callee = k.mallory.Public()
+			},
+			want: ReasonKeyMismatch,
+		},
+		{
+			name: "response bound to a different request",
+			tamper: func(t *testing.T, resp *http.Response, sent *Sent, body *[]byte, _ *identity.PublicKey) {
+				_, other := signedRequest(t, k, []byte(`{"other":1}`), func(p *SignParams) { p.Rand = seededRand(77) })
+				h := http.Header{}
+				if err := SignResponse(h, 200, *body, Request{Signature: other.Signature}, k.bob, t0); err != nil {
+					t.Fatal(err)
+				}
+				resp.Header = h
+			},
+			want: ReasonBadSignature,
+		},
+		{
+			name: "tampered body",
+			tamper: func(_ *testing.T, _ *http.Response, _ *Sent, body *[]byte, _ *identity.PublicKey) {
+				*body = []byte(`{"verdict":"reject"}`)
+			},
+			want: ReasonDigestMismatch,
+		},
+		{
+			name: "tampered body with recomputed digest",
+			tamper: func(_ *testing.T, resp *http.Response, _ *Sent, body *[]byte, _ *identity.PublicKey) {
+				*body = []byte(`{"verdict":"reject"}`)
+				resp.Header.Set(HeaderContentDigest, ContentDigestHeader(*body))
+			},
+			want: ReasonBadSignature,
+		},
+		{
+			name: "tampered status",
+			tamper: func(_ *testing.T, resp *http.Response, _ *Sent, _ *[]byte, _ *identity.PublicKey) {
+				resp.StatusCode = 500
+			},
+			want: ReasonBadSignature,
+		},
+		{
+			name: "binding component missing",
+			tamper: func(t *testing.T, resp *http.Response, _ *Sent, _ *[]byte, _ *identity.PublicKey) {
+				resp.Header.Set(HeaderSignatureInput, replaceOnce(t, resp.Header.Get(HeaderSignatureInput), ` "signature";req;key="treaty"`, ""))
+			},
+			want: ReasonMissingComponent,
+		},
+		{
+			name: "extra covered component",
+			tamper: func(t *testing.T, resp *http.Response, _ *Sent, _ *[]byte, _ *identity.PublicKey) {
+				resp.Header.Set(HeaderSignatureInput, replaceOnce(t, resp.Header.Get(HeaderSignatureInput), `"@status"`, `"@status" "date"`))
+			},
+			want: ReasonMalformed,
+		},
+		{
+			name: "signature missing",
+			tamper: func(_ *testing.T, resp *http.Response, _ *Sent, _ *[]byte, _ *identity.PublicKey) {
+				resp.Header.Del(HeaderSignature)
+			},
+			want: ReasonMissingComponent,
+		},
+		{
+			name: "duplicate signature label",
+			tamper: func(_ *testing.T, resp *http.Response, _ *Sent, _ *[]byte, _ *identity.PublicKey) {
+				resp.Header.Add(HeaderSignature, signatureHeader(Label, make([]byte, 64)))
+			},
+			want: ReasonMalformed,
+		},
+		{
+			name: "wrong tag",
+			tamper: func(t *testing.T, resp *http.Response, _ *Sent, _ *[]byte, _ *identity.PublicKey) {
+				resp.Header.Set(HeaderSignatureInput, replaceOnce(t, resp.Header.Get(HeaderSignatureInput), `tag="treaty/1"`, `tag="x"`))
+			},
+			want: ReasonMalformed,
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			sent, resp := served(t, k, 200, respBody)
+			body := append([]byte(nil), respBody...)
+			callee := k.bob.Public()
+			if tc.tamper != nil {
+				tc.tamper(t, resp, &sent, &body, &callee)
+			}
+			_, err := VerifyResponse(resp, body, sent, callee)
+			wantReason(t, err, tc.want)
+		})
+	}
+}
+
+// TestReceiptTampering: the offline check catches edits to any part.
+func TestReceiptTampering(t *testing.T) {
+	k := testKeys(t)
+	sent, resp := served(t, k, 200, respBody)
+	rc, err := VerifyResponse(resp, respBody, sent, k.bob.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, other := signedRequest(t, k, []byte(`{}`), func(p *SignParams) { p.Rand = seededRand(5) })
+	tests := []struct {
+		name string
+		edit func(*Receipt)
+		want Reason
+	}{
+		{"status", func(r *Receipt) { r.Status = 201 }, ReasonBadSignature},
+		{"content digest", func(r *Receipt) { r.ContentDigest = ContentDigestHeader([]byte("x")) }, ReasonBadSignature},
+		{"request base", func(r *Receipt) {
+			r.RequestBase = strings.Replace(r.RequestBase, "code.review", "code.revieW", 1)
+		}, ReasonBadSignature},
+		{"request swapped, base and signature together", func(r *Receipt) {
+			r.RequestBase, r.RequestSignature = other.Base, other.Signature
+		}, ReasonBadSignature},
+		{"callee swapped", func(r *Receipt) { r.Callee = k.mallory.Public().String() }, ReasonBadAudience},
+		{"caller swapped", func(r *Receipt) { r.Caller = k.mallory.Public().String() }, ReasonKeyMismatch},
+		{"version", func(r *Receipt) { r.Version = "treaty/0" }, ReasonMalformed},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := rc
+			tc.edit(&r)
+			wantReason(t, r.Verify(), tc.want)
+		})
+	}
+	if err := rc.CheckBody([]byte("other")); err == nil {
+		t.Fatal("CheckBody accepted another body")
+	}
+}
+
+func TestSignResponseRejects(t *testing.T) {
+	k := testKeys(t)
+	h := http.Header{}
+	if err := SignResponse(h, 200, nil, Request{}, k.bob, t0); err == nil {
+		t.Fatal("signed a response bound to no request")
+	}
+	if err := SignResponse(h, 42, nil, Request{Signature: signatureHeader(Label, make([]byte, 64))}, k.bob, t0); err == nil {
+		t.Fatal("signed status 42")
+	}
+}
