@@ -1,0 +1,270 @@
+package transport
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"time"
+
+	"github.com/treaty-dev/treaty/internal/identity"
+)
+
+// baseTLS is the configuration both sides share: TLS 1.3 only and no session
+// tickets. Every connection runs a full handshake, so the peer proves
+// possession of its key each time and the same checks run on the same fresh
+// certificate; there is no ticket key to rotate or leak.
+func (t *Transport) baseTLS() *tls.Config {
+	return &tls.Config{
+		MinVersion:             tls.VersionTLS13,
+		MaxVersion:             tls.VersionTLS13,
+		SessionTicketsDisabled: true,
+	}
+}
+
+// serverConfig is rebuilt whenever the set of protocols changes; it is shared
+// by all server handshakes.
+func (t *Transport) rebuildServerConfigLocked() {
+	cfg := t.baseTLS()
+	cfg.GetCertificate = func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return t.certs.get() }
+	// RequestClientCert, not Require*VerifiedClientCert: there is no CA to
+	// verify against. verifyClient demands and checks the certificate itself,
+	// and an absent one is reported as ReasonNoCertificate rather than as an
+	// opaque crypto/tls error.
+	cfg.ClientAuth = tls.RequestClientCert
+	cfg.VerifyConnection = t.verifyClient
+	for p := range t.listeners {
+		cfg.NextProtos = append(cfg.NextProtos, p)
+	}
+	t.serverTLS.Store(cfg)
+}
+
+// verifyClient is the server's whole trust decision (see verifyPeerCert).
+func (t *Transport) verifyClient(cs tls.ConnectionState) error {
+	if cs.NegotiatedProtocol == "" || !t.hasProto(cs.NegotiatedProtocol) {
+		return &verifyError{reason: ReasonProtocol, msg: "transport: client negotiated no known ALPN protocol"}
+	}
+	_, err := verifyPeerCert(cs.PeerCertificates, t.cfg.Now(), func(k identity.PublicKey) *verifyError {
+		if !t.cfg.Peers.Admitted(k) {
+			return &verifyError{reason: ReasonUnknownKey, msg: "transport: client key " + k.String() + " is not an admitted peer"}
+		}
+		return nil
+	})
+	return err
+}
+
+// clientConfig is built per dial: it pins want and proto.
+func (t *Transport) clientConfig(want identity.PublicKey, proto string) *tls.Config {
+	cfg := t.baseTLS()
+	cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return t.certs.get() }
+	cfg.NextProtos = []string{proto}
+	// InsecureSkipVerify turns off CA chain and hostname verification only;
+	// VerifyConnection below replaces them with the pinned-key check, and
+	// crypto/tls still verifies the server's CertificateVerify signature with
+	// the certificate's key. See the package comment.
+	cfg.InsecureSkipVerify = true
+	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+		if cs.NegotiatedProtocol != proto {
+			return &verifyError{reason: ReasonProtocol, peer: want,
+				msg: fmt.Sprintf("transport: server negotiated ALPN %q, want %q", cs.NegotiatedProtocol, proto)}
+		}
+		_, err := verifyPeerCert(cs.PeerCertificates, t.cfg.Now(), func(k identity.PublicKey) *verifyError {
+			if !k.Equal(want) {
+				return &verifyError{reason: ReasonWrongKey, presented: k,
+					msg: fmt.Sprintf("transport: server key is %s, want %s", k, want)}
+			}
+			return nil
+		})
+		return err
+	}
+	return cfg
+}
+
+func (t *Transport) acceptLoop(ln net.Listener) {
+	defer t.wg.Done()
+	for {
+		raw, err := ln.Accept()
+		if err != nil {
+			if t.ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Temporary failures (EMFILE...): back off briefly, as net/http does.
+			t.log.Warn("transport: accept", "err", err)
+			select {
+			case <-time.After(50 * time.Millisecond):
+			case <-t.ctx.Done():
+				return
+			}
+			continue
+		}
+		select {
+		case t.sem <- struct{}{}:
+		default:
+			_ = raw.Close()
+			t.refuse(&HandshakeError{Side: sideServer, Addr: raw.RemoteAddr().String(), Reason: ReasonOverload,
+				Err: fmt.Errorf("transport: %d handshakes already in progress", maxPendingHandshakes)})
+			continue
+		}
+		if !t.goTracked(func() { t.serverHandshake(raw) }) {
+			<-t.sem
+			_ = raw.Close()
+			return
+		}
+	}
+}
+
+// serverHandshake runs one server-side handshake under HandshakeTimeout and
+// hands the connection to the Listener of its protocol, whose Accept writes
+// the acceptance marker.
+func (t *Transport) serverHandshake(raw net.Conn) {
+	released := false
+	release := func() {
+		if !released {
+			released = true
+			<-t.sem
+		}
+	}
+	defer release()
+	addr := raw.RemoteAddr().String()
+	start := time.Now()
+	dl := start.Add(t.cfg.HandshakeTimeout)
+	_ = raw.SetDeadline(dl) // a silent client cannot hold this goroutine longer
+	tc := tls.Server(raw, t.serverTLS.Load())
+	if err := tc.HandshakeContext(t.ctx); err != nil {
+		_ = raw.Close()
+		if t.ctx.Err() != nil {
+			return // closing: not a refusal
+		}
+		t.refuse(classify(sideServer, addr, err))
+		return
+	}
+	cs := tc.ConnectionState()
+	peer, _ := keyOf(cs.PeerCertificates)
+	t.handshakesIn.Add(1)
+	t.log.Debug("transport: accepted", "peer", peer.Short(), "addr", addr, "proto", cs.NegotiatedProtocol,
+		"took", time.Since(start))
+	release() // the handshake is done; waiting for an acceptor is bounded below
+
+	l := t.lookup(cs.NegotiatedProtocol)
+	sc := &serverConn{Conn: tc, peer: peer, t: t}
+	if l == nil || !t.track(sc) {
+		_ = tc.Close()
+		return
+	}
+	timer := time.NewTimer(time.Until(dl))
+	defer timer.Stop()
+	select {
+	case l.ch <- sc:
+	case <-l.done:
+		_ = sc.Close()
+	case <-t.ctx.Done():
+		_ = sc.Close()
+	case <-timer.C:
+		t.log.Warn("transport: no acceptor for protocol; closing", "proto", cs.NegotiatedProtocol,
+			"peer", peer.Short(), "addr", addr)
+		_ = sc.Close()
+	}
+}
+
+// keyOf returns the key of an already verified single certificate.
+func keyOf(certs []*x509.Certificate) (identity.PublicKey, bool) {
+	if len(certs) != 1 {
+		return identity.PublicKey{}, false
+	}
+	ed, ok := certs[0].PublicKey.(ed25519.PublicKey)
+	if !ok {
+		return identity.PublicKey{}, false
+	}
+	k, err := identity.PublicKeyFromEd25519(ed)
+	return k, err == nil
+}
+
+// aLongTimeAgo is a deadline in the past, used to interrupt blocked I/O.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// Dial connects to addr and returns a TLS connection speaking proto with the
+// peer whose key is want; any other server key is refused (ReasonWrongKey).
+// The caller owns the returned connection.
+//
+// Dial returns only after the server has accepted this client. In TLS 1.3 the
+// client finishes its handshake one flight before the server has checked the
+// client certificate, so a refusal would otherwise surface only at the first
+// read, as an alert, far from the dial. Therefore a treaty server, once it has
+// verified the client and a Listener for proto has taken the connection,
+// writes one acceptance byte, and Dial reads it within HandshakeTimeout. An
+// alert (or a close) in its place becomes a *HandshakeError with
+// ReasonRefusedByPeer. A session ticket could carry the same signal, but
+// tickets are disabled (see baseTLS) and crypto/tls does not report their
+// arrival. The byte costs one half round trip per
+// connection, which pooling amortises.
+//
+// Refusals are *HandshakeError (errors.As). A failed TCP connect or a done ctx
+// is returned wrapped, not as a refusal.
+func (t *Transport) Dial(ctx context.Context, addr string, want identity.PublicKey, proto string) (*tls.Conn, error) {
+	if want.IsZero() {
+		return nil, errors.New("transport: dial: zero peer key")
+	}
+	if err := checkProto(proto); err != nil {
+		return nil, fmt.Errorf("transport: dial: %w", err)
+	}
+	if t.ctx.Err() != nil {
+		return nil, fmt.Errorf("transport: dial %s: %w", addr, ErrClosed)
+	}
+	start := time.Now()
+	d := net.Dialer{Timeout: t.cfg.HandshakeTimeout}
+	raw, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("transport: dial %s: %w", addr, err)
+	}
+	dl, ctxDeadline := deadline(ctx, t.cfg.HandshakeTimeout)
+	_ = raw.SetDeadline(dl)
+	interrupt := context.AfterFunc(ctx, func() { _ = raw.SetDeadline(aLongTimeAgo) })
+	tc := tls.Client(raw, t.clientConfig(want, proto))
+	err = tc.Handshake()
+	if err == nil {
+		err = readAcceptMarker(tc)
+	}
+	if !interrupt() && err == nil {
+		err = ctx.Err() // ctx ended just as we succeeded: honour it
+	}
+	if err != nil {
+		_ = raw.Close()
+		if ctx.Err() != nil || (ctxDeadline && isTimeout(err)) {
+			cerr := ctx.Err()
+			if cerr == nil {
+				cerr = context.DeadlineExceeded
+			}
+			return nil, fmt.Errorf("transport: dial %s: %w", addr, cerr)
+		}
+		he := classify(sideClient, addr, err)
+		he.Peer = want // the server's claimed key, if any, is in Presented
+		return nil, t.refuse(he)
+	}
+	_ = raw.SetDeadline(time.Time{})
+	t.handshakesOut.Add(1)
+	t.log.Debug("transport: dialed", "peer", want.Short(), "addr", addr, "proto", proto, "took", time.Since(start))
+	return tc, nil
+}
+
+func readAcceptMarker(tc *tls.Conn) error {
+	var b [1]byte
+	if _, err := io.ReadFull(tc, b[:]); err != nil {
+		return err
+	}
+	if b[0] != acceptMarker {
+		return errBadMarker
+	}
+	return nil
+}
+
+// checkProto validates an ALPN protocol name (RFC 7301: 1 to 255 bytes).
+func checkProto(proto string) error {
+	if len(proto) == 0 || len(proto) > 255 {
+		return fmt.Errorf("ALPN protocol name %q must be 1 to 255 bytes", proto)
+	}
+	return nil
+}

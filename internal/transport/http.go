@@ -1,0 +1,199 @@
+package transport
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/base32"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/net/http2"
+
+	"github.com/treaty-dev/treaty/internal/identity"
+)
+
+const (
+	// Health checks of idle pooled connections: a ping after this much silence,
+	// and the connection is dropped (and later redialed) if it goes unanswered.
+	pingAfter   = 30 * time.Second
+	pingTimeout = 15 * time.Second
+)
+
+type peerCtxKey struct{}
+
+// ServeHTTP serves the federation API (ProtoFederation, HTTP/2) with h on
+// every accepted federation connection, until ctx is done or the Transport is
+// closed; then it closes the connections it serves and returns nil once their
+// goroutines have ended. Handlers get the caller's key from PeerFromRequest.
+//
+// It uses x/net/http2's Server.ServeConn directly because the ALPN name is
+// "treaty/1", not "h2", which net/http's server would not treat as HTTP/2.
+// MaxHeaderBytes and MaxConcurrentStreams from Config apply per connection.
+func (t *Transport) ServeHTTP(ctx context.Context, h http.Handler) error {
+	if h == nil {
+		return errors.New("transport: ServeHTTP: nil handler")
+	}
+	l, ok := t.Listener(ProtoFederation).(*protoListener)
+	if !ok {
+		return errors.New("transport: ServeHTTP: no federation listener")
+	}
+	srv := &http2.Server{MaxConcurrentStreams: t.cfg.MaxConcurrentStreams}
+	base := &http.Server{
+		MaxHeaderBytes: t.cfg.MaxHeaderBytes,
+		ErrorLog:       slog.NewLogLogger(t.log.Handler(), slog.LevelDebug),
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup // this call's connection goroutines
+	defer func() {
+		cancel() // closes the connections still served (AfterFunc below)
+		wg.Wait()
+	}()
+	for {
+		c, err := l.accept(ctx)
+		if err != nil {
+			return nil // ctx done, or the listener or Transport closed
+		}
+		stop := context.AfterFunc(ctx, func() { _ = c.Close() })
+		connCtx := context.WithValue(ctx, peerCtxKey{}, c.peer)
+		wg.Add(1)
+		started := t.goTracked(func() {
+			defer wg.Done()
+			defer stop()
+			defer c.Close()
+			srv.ServeConn(c, &http2.ServeConnOpts{Context: connCtx, BaseConfig: base, Handler: h})
+		})
+		if !started {
+			wg.Done()
+			stop()
+			_ = c.Close()
+			return nil
+		}
+	}
+}
+
+// PeerFromRequest returns the caller's key, proven by the handshake of the
+// connection the request came on. It reports false for requests that did not
+// arrive through ServeHTTP.
+func PeerFromRequest(r *http.Request) (identity.PublicKey, bool) {
+	k, ok := r.Context().Value(peerCtxKey{}).(identity.PublicKey)
+	return k, ok && !k.IsZero()
+}
+
+// hostEncoding turns a key into a DNS label: lower-case base32, 52 characters.
+var hostEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
+
+// PeerURL returns "https://<label>/path" where label is derived from peer's
+// key and nothing else, so that RoundTripper can recover the key from the URL
+// and pool connections by key. path gets a leading "/" if it lacks one.
+func PeerURL(peer identity.PublicKey, path string) string {
+	if !strings.HasPrefix(path, "/") {
+		path = "/" + path
+	}
+	return "https://" + hostEncoding.EncodeToString(peer.Bytes()) + path
+}
+
+// ErrNotPeerURL is returned by the RoundTripper for a URL not made by PeerURL.
+var ErrNotPeerURL = errors.New("transport: URL host is not a PeerURL host")
+
+// peerFromHost inverts PeerURL's host label; a port, if any, is ignored.
+func peerFromHost(host string) (identity.PublicKey, error) {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	if len(host) != hostEncoding.EncodedLen(32) {
+		return identity.PublicKey{}, ErrNotPeerURL
+	}
+	b, err := hostEncoding.DecodeString(strings.ToLower(host))
+	if err != nil {
+		return identity.PublicKey{}, ErrNotPeerURL
+	}
+	k, err := identity.PublicKeyFromEd25519(b)
+	if err != nil {
+		return identity.PublicKey{}, fmt.Errorf("%w: %w", ErrNotPeerURL, err)
+	}
+	// Canonical only: base32's last character has unused bits.
+	if hostEncoding.EncodeToString(b) != strings.ToLower(host) {
+		return identity.PublicKey{}, ErrNotPeerURL
+	}
+	return k, nil
+}
+
+// RoundTripper returns an HTTP/2 client for PeerURL URLs. It keeps one
+// long-lived connection per peer key (not per address): concurrent requests
+// share it, the first request to a peer dials once (resolve is called then,
+// not per request), and a connection that died is redialed on the next
+// request. Requests wait for a free stream rather than open a second
+// connection. Dial refusals come back from RoundTrip as *HandshakeError
+// (through *url.Error when using http.Client). Close closes its connections.
+func (t *Transport) RoundTripper(resolve Resolver) http.RoundTripper {
+	rt := &roundTripper{t: t}
+	rt.h2 = &http2.Transport{
+		DialTLSContext: func(ctx context.Context, _, addr string, _ *tls.Config) (net.Conn, error) {
+			return rt.dial(ctx, addr, resolve)
+		},
+		// One connection per peer; never a second one for excess streams.
+		StrictMaxConcurrentStreams: true,
+		// Signed bodies must arrive exactly as sent: no transparent gzip.
+		DisableCompression: true,
+		ReadIdleTimeout:    pingAfter,
+		PingTimeout:        pingTimeout,
+	}
+	return rt
+}
+
+type roundTripper struct {
+	t  *Transport
+	h2 *http2.Transport
+}
+
+func (rt *roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.URL == nil || req.URL.Scheme != "https" {
+		closeBody(req)
+		return nil, ErrNotPeerURL
+	}
+	if _, err := peerFromHost(req.URL.Host); err != nil {
+		closeBody(req)
+		return nil, err
+	}
+	return rt.h2.RoundTrip(req)
+}
+
+func closeBody(req *http.Request) {
+	if req.Body != nil {
+		_ = req.Body.Close()
+	}
+}
+
+// dial is called by the http2 pool, at most once at a time per host label.
+func (rt *roundTripper) dial(ctx context.Context, hostport string, resolve Resolver) (net.Conn, error) {
+	t := rt.t
+	peer, err := peerFromHost(hostport)
+	if err != nil {
+		return nil, err
+	}
+	// The dial serves every request waiting for this peer, but ctx is the first
+	// request's; still bound it by the Transport's life.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(t.ctx, cancel)()
+	addr, err := resolve(ctx, peer)
+	if err != nil {
+		return nil, fmt.Errorf("transport: resolve %s: %w", peer.Short(), err)
+	}
+	tc, err := t.Dial(ctx, addr, peer, ProtoFederation)
+	if err != nil {
+		return nil, err
+	}
+	c := &clientConn{Conn: tc, peer: peer, t: t}
+	if !t.track(c) {
+		_ = tc.Close()
+		return nil, fmt.Errorf("transport: dial %s: %w", addr, ErrClosed)
+	}
+	return c, nil
+}
