@@ -1,0 +1,276 @@
+package wire
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// fuzzRequest is the fixed, validly signed request the request fuzzer
+// mutates; it is rebuilt identically on every run.
+func fuzzRequest(t testing.TB) (keys, Sent) {
+	k := testKeys(t)
+	_, sent := signedRequest(t, k, testBody, nil)
+	return k, sent
+}
+
+// requestSeeds are (Signature-Input, Signature, Content-Digest, body) seeds,
+// one comment per edge case.
+func requestSeeds(t testing.TB) [][4]string {
+	k, s := fuzzRequest(t)
+	other := signatureHeader(Label, k.mallory.Sign([]byte(s.Base)))
+	return [][4]string{
+		{s.SignatureInput, s.Signature, s.ContentDigest, string(testBody)},                                                        // valid
+		{s.SignatureInput, s.Signature, s.ContentDigest, string(testBody) + " "},                                                  // body changed
+		{s.SignatureInput, other, s.ContentDigest, string(testBody)},                                                              // wrong signer
+		{s.SignatureInput, s.Signature + ", " + s.Signature, s.ContentDigest, string(testBody)},                                   // duplicate label
+		{s.SignatureInput + ", x=()", s.Signature, s.ContentDigest, string(testBody)},                                             // second label
+		{strings.Replace(s.SignatureInput, "(", "(\"@method\";sf ", 1), s.Signature, s.ContentDigest, ""},                         // unsupported param
+		{`treaty=("@method"`, `treaty=:AAAA`, `sha-256=:`, ""},                                                                    // truncated fields
+		{`treaty=()`, `treaty=:` + strings.Repeat("A", 86) + `==:`, `sha-512=:AAAA:`, ""},                                         // empty list, short digest
+		{`treaty=("signature";req;key="treaty");created=1`, s.Signature, `sha-256=?1`, ""},                                        // req on a request
+		{strings.Replace(s.SignatureInput, "created=1750000000", "created=999999999999999", 1), s.Signature, s.ContentDigest, ""}, // huge time
+		{`treaty=("@method" "@method")`, `treaty=:` + "AA==" + `:`, "sha-256=:" + strings.Repeat("A", 43) + "=:, sha-256=:AA==:", ""},
+		{"treaty=(\"\xff\")", "treaty=%\"\xff\"", "sha-256=@1", "\x00"}, // invalid UTF-8, display string, date
+		{"", "", "", ""}, // all absent
+	}
+}
+
+func FuzzVerifyRequest(f *testing.F) {
+	for _, s := range requestSeeds(f) {
+		f.Add(s[0], s[1], s[2], []byte(s[3]))
+	}
+	k, sent := fuzzRequest(f)
+	signed, _ := signedRequest(f, k, testBody, nil) // identical to sent: same seeded nonce
+	f.Fuzz(func(t *testing.T, sigInput, sig, digest string, body []byte) {
+		sr := serverView(t, signed)
+		for name, v := range map[string]string{HeaderSignatureInput: sigInput, HeaderSignature: sig, HeaderContentDigest: digest} {
+			if v == "" {
+				sr.Header.Del(name)
+			} else {
+				sr.Header.Set(name, v)
+			}
+		}
+		_, err := newVerifier(t, k.bob.Public()).VerifyRequest(sr, body, k.alice.Public(), t0)
+		if err != nil {
+			if _, ok := ReasonOf(err); !ok {
+				t.Fatalf("untyped error %v", err)
+			}
+			return
+		}
+		// Only the exact signed request may pass.
+		if sigInput != sent.SignatureInput || sig != sent.Signature || digest != sent.ContentDigest || !bytes.Equal(body, testBody) {
+			t.Fatalf("accepted a modified request:\n%q\n%q\n%q\n%q", sigInput, sig, digest, body)
+		}
+	})
+}
+
+func contentDigestSeeds() []string {
+	return []string{
+		"sha-256=:X48E9qOokqqrvdts8nOJRJN3OWDUoyWxBf7kbu9DBPE=:", // RFC 9530 {"hello": "world"}
+		rfcRequestSHA512, // RFC 9421 B.2
+		"sha-256=:X48E9qOokqqrvdts8nOJRJN3OWDUoyWxBf7kbu9DBPE=:, " + rfcRequestSHA512, // both
+		"sha-256=:X48E9qOokqqrvdts8nOJRJN3OWDUoyWxBf7kbu9DBPE=:, sha-256=:AAAA:",      // duplicate key
+		"sha-256=:X48E9qOokqqrvdts8nOJRJN3OWDUoyWxBf7kbu9DBPE=:;p=1",                  // parameters
+		"md5=:AAAA:, unixsum=:AAAA:",                                                  // no supported algorithm
+		"sha-256=(:AA==:)",                                                            // inner list
+		"sha-256",                                                                     // boolean
+		"SHA-256=:X48E9qOokqqrvdts8nOJRJN3OWDUoyWxBf7kbu9DBPE=:",                      // uppercase key
+		"sha-256=:X48E9qOokqqrvdts8nOJRJN3OWDUoyWxBf7kbu9DBPE:",                       // bad padding
+		"sha-256=:X48E9qOokqqrvdts8nOJRJN3OWDUoyWxBf7kbu9DBPE=:,",                     // trailing comma
+		"sha-256=:X48E9qOokqqrvdts8nOJRJN3OWDUoyWxBf7kbu9DBPE=:  ,sha-512=:AA==:",     // odd spacing
+		"",
+	}
+}
+
+func FuzzParseContentDigest(f *testing.F) {
+	for _, s := range contentDigestSeeds() {
+		f.Add(s, []byte(rfcRequestBody))
+	}
+	f.Fuzz(func(t *testing.T, v string, body []byte) {
+		cd, err := ParseContentDigest(v)
+		if err != nil {
+			if _, ok := ReasonOf(err); !ok {
+				t.Fatalf("untyped error %v", err)
+			}
+			return
+		}
+		if cd.SHA256 == nil && cd.SHA512 == nil {
+			t.Fatal("parsed a digest with no supported algorithm")
+		}
+		if err := cd.Check(body); err != nil {
+			if r, _ := ReasonOf(err); r != ReasonDigestMismatch {
+				t.Fatalf("Check: %v", err)
+			}
+		}
+		// What treaty sends for body always parses and matches it.
+		own, err := ParseContentDigest(ContentDigestHeader(body))
+		if err != nil || own.Check(body) != nil {
+			t.Fatalf("own digest: %v", err)
+		}
+	})
+}
+
+// streamSeed is a valid 3-event stream (the fixture's lines joined).
+func streamSeed(t testing.TB) (string, Sent, []string) {
+	k := testKeys(t)
+	r, sent := signedRequest(t, k, testBody, nil)
+	req, err := newVerifier(t, k.bob.Public()).VerifyRequest(serverView(t, r), testBody, k.alice.Public(), t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	w := NewStreamWriter(&buf, nil, req, k.bob)
+	var data []string
+	for i := 1; i <= 3; i++ {
+		d := fmt.Sprintf(`{"obs":%d}`, i)
+		data = append(data, d)
+		if err := w.Write(json.RawMessage(d)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(nil); err != nil {
+		t.Fatal(err)
+	}
+	return buf.String(), sent, data
+}
+
+func streamSeeds(t testing.TB) []string {
+	valid, _, _ := streamSeed(t)
+	lines := strings.SplitAfter(valid, "\n")
+	return []string{
+		valid,               // valid
+		lines[0] + lines[2], // gap
+		lines[0] + lines[1] + lines[1] + lines[2] + lines[3], // duplicate
+		lines[0] + lines[1] + lines[0],                       // reorder
+		lines[0] + lines[1] + lines[2],                       // truncated before End
+		valid[:len(valid)-5],                                 // truncated inside End
+		valid + "{}\n",                                       // data after End
+		strings.Replace(valid, `"obs":2`, `"obs":3`, 1),      // tampered data
+		"{\"seq\":1,\"data\":1,\"seq\":2}\n",                 // duplicate keys
+		"{\"seq\":18446744073709551616}\n",                   // seq overflow
+		"{\"SEQ\":1,\"Data\":[]}\n",                          // case-folded keys
+		"\n\n",                                               // blank lines
+		"",                                                   // empty
+	}
+}
+
+func FuzzStreamReader(f *testing.F) {
+	for _, s := range streamSeeds(f) {
+		f.Add([]byte(s), uint16(0), uint8(0))
+	}
+	_, sent, data := streamSeed(f)
+	callee := testKey(f, 2).Public()
+	f.Fuzz(func(t *testing.T, stream []byte, maxEventBytes uint16, maxEvents uint8) {
+		lim := Limits{MaxEventBytes: int64(maxEventBytes), MaxStreamEvents: int(maxEvents)}
+		r := NewStreamReader(bytes.NewReader(stream), sent, callee, lim)
+		var got []string
+		for range 1000 {
+			ev, err := r.Next()
+			if errors.Is(err, io.EOF) {
+				// Verified: exactly the signed data events, in order.
+				if strings.Join(got, "\n") != strings.Join(data, "\n") {
+					t.Fatalf("verified stream delivered %q, signed %q", got, data)
+				}
+				return
+			}
+			if err != nil {
+				var le *LimitError
+				if _, ok := ReasonOf(err); !ok && !errors.As(err, &le) {
+					t.Fatalf("untyped error %v", err)
+				}
+				return
+			}
+			if !ev.End {
+				got = append(got, string(ev.Data))
+			}
+		}
+		t.Fatal("reader did not terminate")
+	})
+}
+
+func failureSeeds() []string {
+	return []string{
+		`{"stage":"wire","reason":"replayed"}`,
+		`{"stage":"wire","reason":"limit_exceeded","limit":{"limit":"max_body_bytes","max":1048576,"got":-1}}`,
+		`{"stage":"wire","reason":"x","future":{"a":[1,2]}}`, // unknown field
+		`{"stage":"wire","reason":"x","stage":"policy"}`,     // duplicate key
+		`{"Stage":"wire","REASON":"x"}`,                      // case-folded keys
+		`{"stage":"wire","reason":"x"}{"stage":"a","reason":"b"}`,
+		`{"stage":"wire","reason":"\u0000"}`,
+		`{"stage":"wire","reason":"x","limit":{"limit":"m","max":1e300,"got":1}}`,
+		`{"stage":"wire","reason":"x","limit":null}`,
+		`null`, `[]`, `"x"`, ``,
+	}
+}
+
+func FuzzDecodeFailure(f *testing.F) {
+	for _, s := range failureSeeds() {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		fl, err := DecodeFailure(b)
+		if err != nil {
+			if _, ok := ReasonOf(err); !ok {
+				t.Fatalf("untyped error %v", err)
+			}
+			return
+		}
+		again, err := DecodeFailure(EncodeFailure(fl))
+		if err != nil {
+			t.Fatalf("re-decoding the encoding of an accepted failure: %v", err)
+		}
+		if again.Stage != fl.Stage || again.Reason != fl.Reason || (again.Limit == nil) != (fl.Limit == nil) ||
+			(fl.Limit != nil && *again.Limit != *fl.Limit) {
+			t.Fatalf("round trip %+v -> %+v", fl, again)
+		}
+	})
+}
+
+// TestWriteFuzzCorpus regenerates testdata/fuzz from the seeds above when
+// WIRE_WRITE_CORPUS=1; otherwise it checks the committed corpus exists.
+func TestWriteFuzzCorpus(t *testing.T) {
+	corpora := map[string][][]string{}
+	for _, s := range requestSeeds(t) {
+		corpora["FuzzVerifyRequest"] = append(corpora["FuzzVerifyRequest"],
+			[]string{"string(" + strconv.Quote(s[0]) + ")", "string(" + strconv.Quote(s[1]) + ")", "string(" + strconv.Quote(s[2]) + ")", "[]byte(" + strconv.Quote(s[3]) + ")"})
+	}
+	for _, s := range contentDigestSeeds() {
+		corpora["FuzzParseContentDigest"] = append(corpora["FuzzParseContentDigest"],
+			[]string{"string(" + strconv.Quote(s) + ")", "[]byte(" + strconv.Quote(rfcRequestBody) + ")"})
+	}
+	for i, s := range streamSeeds(t) {
+		corpora["FuzzStreamReader"] = append(corpora["FuzzStreamReader"],
+			[]string{"[]byte(" + strconv.Quote(s) + ")", fmt.Sprintf("uint16(%d)", []int{0, 128}[i%2]), fmt.Sprintf("byte(%q)", rune([]int{0, 2}[i%2]))})
+	}
+	for _, s := range failureSeeds() {
+		corpora["FuzzDecodeFailure"] = append(corpora["FuzzDecodeFailure"], []string{"[]byte(" + strconv.Quote(s) + ")"})
+	}
+	write := os.Getenv("WIRE_WRITE_CORPUS") == "1"
+	for name, seeds := range corpora {
+		dir := filepath.Join("testdata", "fuzz", name)
+		if !write {
+			entries, err := os.ReadDir(dir)
+			if err != nil || len(entries) < len(seeds) {
+				t.Errorf("%s: %d corpus files, want >= %d (run with WIRE_WRITE_CORPUS=1)", dir, len(entries), len(seeds))
+			}
+			continue
+		}
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for i, args := range seeds {
+			content := "go test fuzz v1\n" + strings.Join(args, "\n") + "\n"
+			if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("seed-%02d", i)), []byte(content), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
