@@ -1,0 +1,141 @@
+package backend
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"syscall"
+	"time"
+)
+
+// Exec runs a command per call: the input JSON on stdin, the result JSON on
+// stdout; TREATY_PEER and TREATY_CAPABILITY in its environment. The process group
+// is killed when the call times out or is cancelled, so a hung backend cannot
+// outlive its call.
+type Exec struct {
+	Argv      []string      // program and arguments; required
+	Env       []string      // extra KEY=VALUE entries on top of the node's environment
+	Timeout   time.Duration // required; the process is killed after it
+	MaxOutput int           // zero: DefaultMaxOutput; for streams, per event line
+}
+
+func (e *Exec) command(ctx context.Context, inv Invocation) (*exec.Cmd, error) {
+	if len(e.Argv) == 0 {
+		return nil, fail("misconfigured", errors.New("exec: empty command"))
+	}
+	cmd := exec.CommandContext(ctx, e.Argv[0], e.Argv[1:]...)
+	cmd.Env = append(os.Environ(), e.Env...)
+	cmd.Env = append(cmd.Env, "TREATY_PEER="+inv.Peer.String(), "TREATY_CAPABILITY="+inv.Capability)
+	cmd.Stdin = bytes.NewReader(inv.Input)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error {
+		// Kill the whole group: a shell script's children must die with it.
+		return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	}
+	cmd.WaitDelay = time.Second
+	return cmd, nil
+}
+
+func (e *Exec) maxOutput() int {
+	if e.MaxOutput > 0 {
+		return e.MaxOutput
+	}
+	return DefaultMaxOutput
+}
+
+// Call runs the command once.
+func (e *Exec) Call(ctx context.Context, inv Invocation) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, e.Timeout)
+	defer cancel()
+	cmd, err := e.command(ctx, inv)
+	if err != nil {
+		return nil, err
+	}
+	stdout := &limitedBuffer{max: e.maxOutput()}
+	stderr := &limitedBuffer{max: 4 << 10}
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	err = cmd.Run()
+	if ctx.Err() != nil {
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return nil, fail(fmt.Sprintf("timed out after %v", e.Timeout), ctx.Err())
+		}
+		return nil, fail("cancelled", ctx.Err())
+	}
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return nil, fail(fmt.Sprintf("exited with status %d", ee.ExitCode()), fmt.Errorf("%w; stderr: %q", err, stderr.b))
+		}
+		return nil, fail("could not start", err)
+	}
+	if stdout.overflow {
+		return nil, outputTooLarge(stdout.max)
+	}
+	out := bytes.TrimSpace(stdout.b)
+	if !json.Valid(out) {
+		return nil, fail("returned invalid JSON on stdout", nil)
+	}
+	return out, nil
+}
+
+// Stream runs the command once and emits each stdout line as one JSON event.
+func (e *Exec) Stream(ctx context.Context, inv Invocation, emit func([]byte) error) error {
+	ctx, cancel := context.WithTimeout(ctx, e.Timeout)
+	defer cancel()
+	cmd, err := e.command(ctx, inv)
+	if err != nil {
+		return err
+	}
+	stderr := &limitedBuffer{max: 4 << 10}
+	cmd.Stderr = stderr
+	pipe, err := cmd.StdoutPipe()
+	if err != nil {
+		return fail("could not start", err)
+	}
+	if err := cmd.Start(); err != nil {
+		return fail("could not start", err)
+	}
+	sc := bufio.NewScanner(pipe)
+	sc.Buffer(make([]byte, 0, 64<<10), e.maxOutput())
+	var emitErr error
+	for sc.Scan() {
+		line := bytes.TrimSpace(sc.Bytes())
+		if len(line) == 0 {
+			continue
+		}
+		if !json.Valid(line) {
+			emitErr = fail("emitted a line that is not JSON", nil)
+			break
+		}
+		if emitErr = emit(bytes.Clone(line)); emitErr != nil {
+			break
+		}
+	}
+	scanErr := sc.Err()
+	if emitErr != nil || scanErr != nil {
+		cancel() // stop the process; its output is no longer wanted
+	}
+	waitErr := cmd.Wait()
+	switch {
+	case emitErr != nil:
+		return emitErr
+	case errors.Is(scanErr, bufio.ErrTooLong):
+		return outputTooLarge(e.maxOutput())
+	case ctx.Err() != nil && errors.Is(ctx.Err(), context.DeadlineExceeded):
+		return fail(fmt.Sprintf("timed out after %v", e.Timeout), ctx.Err())
+	case ctx.Err() != nil:
+		return fail("cancelled", ctx.Err())
+	case waitErr != nil:
+		var ee *exec.ExitError
+		if errors.As(waitErr, &ee) {
+			return fail(fmt.Sprintf("exited with status %d", ee.ExitCode()), fmt.Errorf("%w; stderr: %q", waitErr, stderr.b))
+		}
+		return fail("failed", waitErr)
+	}
+	return nil
+}

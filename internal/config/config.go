@@ -1,0 +1,363 @@
+// Package config reads, validates and atomically writes a node's treaty.yaml.
+//
+// The file is the single source of truth that the CLI edits and a running node
+// reloads: every field is validated on load with an error naming the field, and
+// unknown fields are rejected so a typo never silently does nothing.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/treaty-dev/treaty/internal/identity"
+)
+
+// FileName is the config file inside a home directory.
+const FileName = "treaty.yaml"
+
+// MaxFileBytes bounds treaty.yaml; a larger file is refused rather than parsed.
+const MaxFileBytes = 4 << 20
+
+// Config is the content of treaty.yaml.
+type Config struct {
+	Name         string       `yaml:"name"`                   // this node's nickname; display only
+	Listen       string       `yaml:"listen"`                 // host:port of the federation port; loopback by default
+	Peers        []Peer       `yaml:"peers,omitempty"`        // the peer book
+	Capabilities []Capability `yaml:"capabilities,omitempty"` // what this node can expose (grants decide to whom)
+	Limits       Limits       `yaml:"limits,omitempty"`       // protocol limits
+}
+
+// Peer is an entry of the peer book. The key is the identity; Name is a local nickname.
+type Peer struct {
+	Name string `yaml:"name"`
+	ID   string `yaml:"id"`   // did:key
+	Addr string `yaml:"addr"` // host:port of its federation port
+}
+
+// Capability is something this node can run for a peer.
+type Capability struct {
+	Name         string         `yaml:"name"`
+	Description  string         `yaml:"description,omitempty"`
+	InputSchema  map[string]any `yaml:"input_schema,omitempty"`
+	OutputSchema map[string]any `yaml:"output_schema,omitempty"`
+	Stream       bool           `yaml:"stream,omitempty"` // results are a stream of JSON events
+	Exec         *ExecBackend   `yaml:"exec,omitempty"`
+	HTTP         *HTTPBackend   `yaml:"http,omitempty"`
+	Timeout      Duration       `yaml:"timeout,omitempty"` // zero: DefaultBackendTimeout
+}
+
+// DefaultBackendTimeout bounds a backend run when a capability sets no timeout.
+const DefaultBackendTimeout = 30 * time.Second
+
+// MaxBackendTimeout bounds any capability's timeout.
+const MaxBackendTimeout = time.Hour
+
+// ExecBackend runs a command: JSON in on stdin, JSON out on stdout.
+type ExecBackend struct {
+	Command string   `yaml:"command"`        // program and arguments, shell-quoted
+	Env     []string `yaml:"env,omitempty"` // extra KEY=VALUE entries
+}
+
+// HTTPBackend POSTs the input JSON to a local URL and returns the JSON answer.
+type HTTPBackend struct {
+	URL string `yaml:"url"`
+}
+
+// Limits are the explicit protocol limits; zero fields take the defaults noted.
+type Limits struct {
+	MaxBodyBytes         int64    `yaml:"max_body_bytes,omitempty"`          // zero: 1 MiB
+	MaxHeaderBytes       int      `yaml:"max_header_bytes,omitempty"`        // zero: 16 KiB
+	TimeToFirstByte      Duration `yaml:"time_to_first_byte,omitempty"`      // zero: 10s
+	CallTimeout          Duration `yaml:"call_timeout,omitempty"`            // zero: 30s
+	MaxConcurrentPerPeer int      `yaml:"max_concurrent_per_peer,omitempty"` // zero: 64
+}
+
+// Duration is a time.Duration written as "30s" in YAML.
+type Duration time.Duration
+
+func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
+
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	var s string
+	if err := n.Decode(&s); err != nil {
+		return err
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("invalid duration %q (want e.g. 30s, 500ms)", s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// D returns the value as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// DefaultListen is where a node listens unless told otherwise: loopback only.
+const DefaultListen = "127.0.0.1:7420"
+
+var (
+	nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
+	capRE  = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
+)
+
+// ValidName reports whether s is a valid node or peer nickname.
+func ValidName(s string) bool { return nameRE.MatchString(s) }
+
+// ValidCapability reports whether s is a valid capability name. Names starting
+// with "treaty." are reserved for the protocol.
+func ValidCapability(s string) bool {
+	return capRE.MatchString(s) && !(len(s) >= 7 && s[:7] == "treaty.")
+}
+
+// Validate checks every field and the relations between them.
+func (c *Config) Validate() error {
+	if !ValidName(c.Name) {
+		return fmt.Errorf("config: name %q must match %s", c.Name, nameRE)
+	}
+	if err := validAddr(c.Listen); err != nil {
+		return fmt.Errorf("config: listen: %w", err)
+	}
+	seenName := map[string]bool{}
+	seenID := map[string]bool{}
+	for i, p := range c.Peers {
+		if !ValidName(p.Name) {
+			return fmt.Errorf("config: peers[%d].name %q must match %s", i, p.Name, nameRE)
+		}
+		if _, err := identity.ParseDID(p.ID); err != nil {
+			return fmt.Errorf("config: peers[%d].id: %w", i, err)
+		}
+		if err := validAddr(p.Addr); err != nil {
+			return fmt.Errorf("config: peers[%d].addr: %w", i, err)
+		}
+		if seenName[p.Name] {
+			return fmt.Errorf("config: peers[%d].name %q is used twice", i, p.Name)
+		}
+		if seenID[p.ID] {
+			return fmt.Errorf("config: peers[%d].id %s is listed twice", i, p.ID)
+		}
+		seenName[p.Name], seenID[p.ID] = true, true
+	}
+	seenCap := map[string]bool{}
+	for i, cp := range c.Capabilities {
+		if !ValidCapability(cp.Name) {
+			return fmt.Errorf("config: capabilities[%d].name %q must match %s and not start with \"treaty.\"", i, cp.Name, capRE)
+		}
+		if seenCap[cp.Name] {
+			return fmt.Errorf("config: capabilities[%d].name %q is defined twice", i, cp.Name)
+		}
+		seenCap[cp.Name] = true
+		switch {
+		case cp.Exec != nil && cp.HTTP != nil:
+			return fmt.Errorf("config: capabilities[%d] (%s) sets both exec and http; choose one", i, cp.Name)
+		case cp.Exec != nil:
+			if _, err := SplitCommand(cp.Exec.Command); err != nil {
+				return fmt.Errorf("config: capabilities[%d].exec.command: %w", i, err)
+			}
+		case cp.HTTP != nil:
+			if cp.HTTP.URL == "" {
+				return fmt.Errorf("config: capabilities[%d].http.url is required", i)
+			}
+		}
+		if t := cp.Timeout.D(); t < 0 || t > MaxBackendTimeout {
+			return fmt.Errorf("config: capabilities[%d].timeout %v outside [0, %v]", i, t, MaxBackendTimeout)
+		}
+	}
+	l := c.Limits
+	if l.MaxBodyBytes < 0 || l.MaxBodyBytes > 1<<30 {
+		return fmt.Errorf("config: limits.max_body_bytes %d outside [0, 1 GiB]", l.MaxBodyBytes)
+	}
+	if l.MaxHeaderBytes < 0 || l.MaxHeaderBytes > 1<<20 {
+		return fmt.Errorf("config: limits.max_header_bytes %d outside [0, 1 MiB]", l.MaxHeaderBytes)
+	}
+	if l.MaxConcurrentPerPeer < 0 || l.MaxConcurrentPerPeer > 1<<16 {
+		return fmt.Errorf("config: limits.max_concurrent_per_peer %d outside [0, 65536]", l.MaxConcurrentPerPeer)
+	}
+	for name, d := range map[string]Duration{"time_to_first_byte": l.TimeToFirstByte, "call_timeout": l.CallTimeout} {
+		if d.D() < 0 || d.D() > MaxBackendTimeout {
+			return fmt.Errorf("config: limits.%s %v outside [0, %v]", name, d.D(), MaxBackendTimeout)
+		}
+	}
+	return nil
+}
+
+func validAddr(s string) error {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port: %w", s, err)
+	}
+	if host == "" {
+		return fmt.Errorf("%q has no host (use 127.0.0.1 for loopback)", s)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("%q has an invalid port", s)
+	}
+	return nil
+}
+
+// Peer returns the peer whose name or did:key is ref.
+func (c *Config) Peer(ref string) (Peer, bool) {
+	for _, p := range c.Peers {
+		if p.Name == ref || p.ID == ref {
+			return p, true
+		}
+	}
+	return Peer{}, false
+}
+
+// Capability returns the capability named name.
+func (c *Config) Capability(name string) (Capability, bool) {
+	for _, cp := range c.Capabilities {
+		if cp.Name == name {
+			return cp, true
+		}
+	}
+	return Capability{}, false
+}
+
+// Parse decodes and validates treaty.yaml bytes. Unknown fields are errors.
+func Parse(b []byte) (*Config, error) {
+	if len(b) > MaxFileBytes {
+		return nil, fmt.Errorf("config: file is %d bytes, limit %d", len(b), MaxFileBytes)
+	}
+	var c Config
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	if c.Listen == "" {
+		c.Listen = DefaultListen
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// Load reads DIR/treaty.yaml.
+func Load(home string) (*Config, error) {
+	b, err := os.ReadFile(filepath.Join(home, FileName))
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	c, err := Parse(b)
+	if err != nil {
+		return nil, fmt.Errorf("%w (in %s)", err, filepath.Join(home, FileName))
+	}
+	return c, nil
+}
+
+// Save validates c and writes it atomically (temp file, fsync, rename), so a
+// running node never reads a half-written file.
+func Save(home string, c *Config) error {
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	b, err := yaml.Marshal(c)
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	return WriteFileAtomic(filepath.Join(home, FileName), b, 0o600)
+}
+
+// WriteFileAtomic replaces path with b via a synced temp file and rename.
+func WriteFileAtomic(path string, b []byte, mode os.FileMode) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp) // no-op after a successful rename
+	if err := f.Chmod(mode); err != nil {
+		f.Close()
+		return fmt.Errorf("config: %w", err)
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return fmt.Errorf("config: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("config: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	if d, err := os.Open(dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+// ErrQuote is returned by SplitCommand for an unterminated quote.
+var ErrQuote = errors.New("unterminated quote")
+
+// SplitCommand splits a command line into arguments with POSIX-shell-like
+// quoting ('single', "double", backslash). It does not expand variables or globs:
+// the command is run directly, never through a shell.
+func SplitCommand(s string) ([]string, error) {
+	var args []string
+	var cur []byte
+	inArg := false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '\'':
+			j := i + 1
+			for j < len(s) && s[j] != '\'' {
+				j++
+			}
+			if j == len(s) {
+				return nil, ErrQuote
+			}
+			cur = append(cur, s[i+1:j]...)
+			inArg, i = true, j
+		case c == '"':
+			j := i + 1
+			for ; j < len(s) && s[j] != '"'; j++ {
+				if s[j] == '\\' && j+1 < len(s) && (s[j+1] == '"' || s[j+1] == '\\') {
+					j++
+				}
+				cur = append(cur, s[j])
+			}
+			if j == len(s) {
+				return nil, ErrQuote
+			}
+			inArg, i = true, j
+		case c == '\\' && i+1 < len(s):
+			i++
+			cur = append(cur, s[i])
+			inArg = true
+		case c == ' ' || c == '\t' || c == '\n':
+			if inArg {
+				args = append(args, string(cur))
+				cur, inArg = cur[:0:0], false
+			}
+		default:
+			cur = append(cur, c)
+			inArg = true
+		}
+	}
+	if inArg {
+		args = append(args, string(cur))
+	}
+	if len(args) == 0 {
+		return nil, errors.New("empty command")
+	}
+	return args, nil
+}

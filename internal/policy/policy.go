@@ -1,0 +1,205 @@
+// Package policy decides, with Cedar, which peer may list or call which capability.
+//
+// It guarantees default deny: with no permit, every request is denied, including
+// listing, so a peer sees only the capabilities granted to it. The Cedar model is
+//
+//	principal  Peer::"did:key:z6Mk..."
+//	action     Action::"call" | Action::"list"
+//	resource   Capability::"<name>"
+//	context    { trust: decimal, level: string, depth: long }
+//
+// so a hand-written policy in policy.cedar can say, for example,
+//
+//	permit (principal, action == Action::"call", resource == Capability::"search")
+//	when { context.trust.greaterThanOrEqual(decimal("0.8")) };
+package policy
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	cedar "github.com/cedar-policy/cedar-go"
+
+	"github.com/treaty-dev/treaty/internal/config"
+	"github.com/treaty-dev/treaty/internal/identity"
+)
+
+// FileName is the policy file inside a home directory.
+const FileName = "policy.cedar"
+
+// MaxFileBytes bounds policy.cedar.
+const MaxFileBytes = 4 << 20
+
+// Action is what a peer asks to do with a capability.
+type Action string
+
+const (
+	ActionCall Action = "call"
+	ActionList Action = "list"
+)
+
+// Context is the request context Cedar policies can test. Later stages add to it.
+type Context struct {
+	Trust float64 // [0,1]; the peer's current trust score
+	Level string  // the peer's trust level name
+	Depth int     // delegation depth of this call (0 = direct)
+}
+
+// Decision is the result of one authorization.
+type Decision struct {
+	Allowed bool
+	Reasons []string // IDs of the policies that decided
+	Errors  []string // policy evaluation errors (they never grant)
+}
+
+// Engine evaluates a parsed policy set. It is immutable and safe for concurrent
+// use; reloading builds a new Engine.
+type Engine struct {
+	ps *cedar.PolicySet
+}
+
+// Parse builds an Engine from policy.cedar text.
+func Parse(name string, src []byte) (*Engine, error) {
+	if len(src) > MaxFileBytes {
+		return nil, fmt.Errorf("policy: %s is %d bytes, limit %d", name, len(src), MaxFileBytes)
+	}
+	ps, err := cedar.NewPolicySetFromBytes(name, src)
+	if err != nil {
+		return nil, fmt.Errorf("policy: %w", err)
+	}
+	return &Engine{ps: ps}, nil
+}
+
+// Load reads HOME/policy.cedar; a missing file is an empty policy (deny all).
+func Load(home string) (*Engine, error) {
+	path := filepath.Join(home, FileName)
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return Parse(path, nil)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("policy: %w", err)
+	}
+	return Parse(path, b)
+}
+
+// Authorize decides whether peer may perform action on capability.
+func (e *Engine) Authorize(peer identity.PublicKey, action Action, capability string, c Context) Decision {
+	trust, err := cedar.NewDecimalFromFloat(clamp01(c.Trust))
+	if err != nil {
+		return Decision{Errors: []string{err.Error()}}
+	}
+	req := cedar.Request{
+		Principal: cedar.NewEntityUID("Peer", cedar.String(peer.String())),
+		Action:    cedar.NewEntityUID("Action", cedar.String(action)),
+		Resource:  cedar.NewEntityUID("Capability", cedar.String(capability)),
+		Context: cedar.NewRecord(cedar.RecordMap{
+			"trust": trust,
+			"level": cedar.String(c.Level),
+			"depth": cedar.Long(c.Depth),
+		}),
+	}
+	dec, diag := e.ps.IsAuthorized(cedar.EntityMap{}, req)
+	d := Decision{Allowed: dec == cedar.Allow}
+	for _, r := range diag.Reasons {
+		d.Reasons = append(d.Reasons, string(r.PolicyID))
+	}
+	for _, er := range diag.Errors {
+		d.Errors = append(d.Errors, er.String())
+	}
+	return d
+}
+
+// Visible filters caps to those peer may list.
+func (e *Engine) Visible(peer identity.PublicKey, caps []string, c Context) []string {
+	var out []string
+	for _, cp := range caps {
+		if e.Authorize(peer, ActionList, cp, c).Allowed {
+			out = append(out, cp)
+		}
+	}
+	return out
+}
+
+func clamp01(f float64) float64 {
+	switch {
+	case f < 0 || f != f:
+		return 0
+	case f > 1:
+		return 1
+	}
+	return f
+}
+
+// grantTag marks the policies that Grant writes, so Revoke can find them again.
+func grantTag(peer identity.PublicKey, capability string) string {
+	return fmt.Sprintf("@grant(%q)", peer.String()+"/"+capability)
+}
+
+// grantText is the exact two lines Grant appends.
+func grantText(peer identity.PublicKey, capability string) string {
+	return fmt.Sprintf("%s\npermit (principal == Peer::%q, action in [Action::\"call\", Action::\"list\"], resource == Capability::%q);\n",
+		grantTag(peer, capability), peer.String(), capability)
+}
+
+// Grant adds a permit for peer to list and call capability to HOME/policy.cedar.
+// It reports whether the file changed (false when the grant already exists).
+func Grant(home string, peer identity.PublicKey, capability string) (bool, error) {
+	if !config.ValidCapability(capability) {
+		return false, fmt.Errorf("policy: invalid capability name %q", capability)
+	}
+	path := filepath.Join(home, FileName)
+	src, err := readOptional(path)
+	if err != nil {
+		return false, err
+	}
+	if bytes.Contains(src, []byte(grantTag(peer, capability)+"\n")) {
+		return false, nil
+	}
+	if len(src) > 0 && !bytes.HasSuffix(src, []byte("\n")) {
+		src = append(src, '\n')
+	}
+	src = append(src, grantText(peer, capability)...)
+	if _, err := Parse(path, src); err != nil {
+		return false, err
+	}
+	return true, config.WriteFileAtomic(path, src, 0o600)
+}
+
+// Revoke removes the permit that Grant wrote for peer and capability. It reports
+// whether the file changed. Hand-written policies are left alone: use
+// Engine.Authorize afterwards to see whether another policy still allows access.
+func Revoke(home string, peer identity.PublicKey, capability string) (bool, error) {
+	path := filepath.Join(home, FileName)
+	src, err := readOptional(path)
+	if err != nil {
+		return false, err
+	}
+	text := grantText(peer, capability)
+	if !strings.Contains(string(src), text) {
+		return false, nil
+	}
+	out := []byte(strings.ReplaceAll(string(src), text, ""))
+	if _, err := Parse(path, out); err != nil {
+		return false, err
+	}
+	return true, config.WriteFileAtomic(path, out, 0o600)
+}
+
+func readOptional(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("policy: %w", err)
+	}
+	if len(b) > MaxFileBytes {
+		return nil, fmt.Errorf("policy: %s is %d bytes, limit %d", path, len(b), MaxFileBytes)
+	}
+	return b, nil
+}

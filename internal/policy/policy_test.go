@@ -1,0 +1,148 @@
+package policy
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/treaty-dev/treaty/internal/identity"
+)
+
+func key(t *testing.T, b byte) identity.PublicKey {
+	t.Helper()
+	k, err := identity.FromSeed(bytes.Repeat([]byte{b}, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k.Public()
+}
+
+func TestDefaultDeny(t *testing.T) {
+	t.Parallel()
+	e, err := Load(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := key(t, 1)
+	for _, a := range []Action{ActionCall, ActionList} {
+		if d := e.Authorize(p, a, "review", Context{Trust: 1}); d.Allowed {
+			t.Fatalf("%s allowed with no policy", a)
+		}
+	}
+	if v := e.Visible(p, []string{"review", "search"}, Context{}); len(v) != 0 {
+		t.Fatalf("Visible = %v, want none", v)
+	}
+}
+
+func TestGrantRevoke(t *testing.T) {
+	t.Parallel()
+	home := t.TempDir()
+	alice, bob := key(t, 1), key(t, 2)
+	changed, err := Grant(home, alice, "review")
+	if err != nil || !changed {
+		t.Fatalf("Grant = %v, %v", changed, err)
+	}
+	if changed, _ := Grant(home, alice, "review"); changed {
+		t.Fatal("second Grant changed the file")
+	}
+	e, err := Load(home)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name   string
+		peer   identity.PublicKey
+		action Action
+		cap    string
+		want   bool
+	}{
+		{"granted call", alice, ActionCall, "review", true},
+		{"granted list", alice, ActionList, "review", true},
+		{"other capability", alice, ActionCall, "search", false},
+		{"other peer", bob, ActionCall, "review", false},
+		{"homoglyph capability", alice, ActionCall, "revіew", false}, // Cyrillic і
+		{"case differs", alice, ActionCall, "Review", false},
+		{"unknown action", alice, Action("delete"), "review", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := e.Authorize(tc.peer, tc.action, tc.cap, Context{}).Allowed; got != tc.want {
+				t.Fatalf("Authorize = %v, want %v", got, tc.want)
+			}
+		})
+	}
+	if changed, err := Revoke(home, alice, "review"); err != nil || !changed {
+		t.Fatalf("Revoke = %v, %v", changed, err)
+	}
+	e, _ = Load(home)
+	if e.Authorize(alice, ActionCall, "review", Context{}).Allowed {
+		t.Fatal("call allowed after Revoke")
+	}
+}
+
+func TestRevokeKeepsHandWrittenPolicies(t *testing.T) {
+	t.Parallel()
+	home := t.TempDir()
+	alice := key(t, 1)
+	hand := "// hand-written\npermit (principal, action == Action::\"list\", resource == Capability::\"public\");\n"
+	if err := os.WriteFile(filepath.Join(home, FileName), []byte(hand), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	Grant(home, alice, "review")
+	Revoke(home, alice, "review")
+	b, _ := os.ReadFile(filepath.Join(home, FileName))
+	if string(b) != hand {
+		t.Fatalf("policy.cedar after grant+revoke:\n%s\nwant:\n%s", b, hand)
+	}
+}
+
+func TestTrustCondition(t *testing.T) {
+	t.Parallel()
+	src := `permit (principal, action == Action::"call", resource == Capability::"search")
+when { context.trust.greaterThanOrEqual(decimal("0.8")) && context.depth < 2 };`
+	e, err := Parse("t.cedar", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := key(t, 3)
+	for _, tc := range []struct {
+		trust float64
+		depth int
+		want  bool
+	}{{0.9, 0, true}, {0.8, 1, true}, {0.79, 0, false}, {0.95, 2, false}, {2, 0, true}, {-1, 0, false}} {
+		if got := e.Authorize(p, ActionCall, "search", Context{Trust: tc.trust, Depth: tc.depth}).Allowed; got != tc.want {
+			t.Errorf("trust %v depth %d: allowed = %v, want %v", tc.trust, tc.depth, got, tc.want)
+		}
+	}
+}
+
+func TestForbidOverridesPermit(t *testing.T) {
+	t.Parallel()
+	p := key(t, 4)
+	src := `permit (principal, action, resource);
+forbid (principal == Peer::"` + p.String() + `", action, resource);`
+	e, err := Parse("t.cedar", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Authorize(p, ActionCall, "x", Context{}).Allowed {
+		t.Fatal("forbid did not override permit")
+	}
+	if !e.Authorize(key(t, 5), ActionCall, "x", Context{}).Allowed {
+		t.Fatal("permit-all did not allow another peer")
+	}
+}
+
+func TestRejectsBadInput(t *testing.T) {
+	t.Parallel()
+	if _, err := Parse("bad.cedar", []byte("permit (principal, action, resource")); err == nil {
+		t.Fatal("Parse accepted a truncated policy")
+	}
+	if _, err := Grant(t.TempDir(), key(t, 1), `x"); permit (principal, action, resource); //`); err == nil {
+		t.Fatal("Grant accepted an injection in the capability name")
+	}
+	if _, err := Parse("big.cedar", make([]byte, MaxFileBytes+1)); err == nil {
+		t.Fatal("Parse accepted an oversized file")
+	}
+}
