@@ -1,0 +1,52 @@
+// Package audit is treaty's tamper-evident log: every action that crosses the
+// trust boundary is appended, durable before it is acknowledged, as a leaf of
+// an RFC 6962 Merkle tree whose checkpoints the node signs, so that editing,
+// deleting, reordering or inserting a stored entry is caught by Verify and a
+// peer can check any entry with a standard inclusion proof.
+//
+// # Storage
+//
+// One SQLite file (modernc.org/sqlite), readable with any SQLite client; the
+// layout is Schema. An entry is stored as its leaf bytes (see the leaf encoding
+// in entry.go: one line of JSON, fixed key order, carrying its own index and
+// the SHA-256 of its content), its content (NULL when pruned or only the
+// digest was kept) and the tlog stored hashes it completes. The other entry
+// columns are generated from the leaf, so what `SELECT` shows is what Verify
+// checks.
+//
+// # Durability
+//
+// journal_mode=WAL, synchronous=FULL: a commit returns after the WAL is
+// fsynced, so an acknowledged entry survives SIGKILL and power loss. Appends
+// are group-committed: one writer goroutine takes every request waiting (up to
+// Config.MaxBatch) and commits them with one transaction, one checkpoint
+// signature and one fsync; while it waits for the disk, the next batch queues.
+// Each commit also signs and stores a new head checkpoint in the same
+// transaction, so no committed entry is ever left uncovered by a signature,
+// and a crash at any moment leaves either the whole batch with its checkpoint
+// or neither. On Open the newest entries are recomputed against the head.
+//
+// # What Verify catches, and what it cannot
+//
+// Verify recomputes every leaf hash and the tree from the leaves alone and
+// compares them with the stored hashes and with every stored signed
+// checkpoint; the head checkpoint must cover exactly the stored rows. An
+// edited, moved, deleted or inserted row, edited content, edited stored
+// hashes and an edited or unsigned checkpoint are all reported, naming the
+// first bad entry in log order. Without the node's private key nobody can
+// make a checkpoint for a rewritten log. What remains: someone with write
+// access can cut the newest entries together with every checkpoint after the
+// cut (Prune-style deletion of whole rows), leaving a shorter log that verifies
+// on its own. That is caught outside the file: peers keep the latest
+// checkpoint they saw (Witness) and receipts carry the callee's checkpoint, so
+// the next exchange with a peer reports a rollback, and VerifyOptions.
+// Checkpoints checks against notes kept elsewhere. Whoever holds the private
+// key can rewrite anything not yet seen by a peer.
+//
+// # Witnessing
+//
+// Witness keeps the latest checkpoint each peer has shown and asks for a
+// consistency proof whenever a newer one arrives; two checkpoints that cannot
+// both be prefixes of one log are a fork, kept as evidence (both signed notes)
+// and logged as an "audit.fork" entry.
+package audit

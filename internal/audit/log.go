@@ -1,0 +1,588 @@
+package audit
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/treaty-dev/treaty/internal/identity"
+)
+
+// Config configures a Log. Path and Identity are required; a zero field takes
+// the default noted on it.
+type Config struct {
+	Path     string              // required: the SQLite file, created when missing (audit.db)
+	Identity identity.PrivateKey // required: signs checkpoints; must be the key the log was created with
+	// Origin is the checkpoint origin line and note key name. Empty: OriginFor
+	// (Identity.Public()), which is what peers' witnesses require.
+	Origin string
+	// Every commit signs a new head checkpoint. Of those, one is retained in the
+	// checkpoints table whenever the size has crossed a multiple of
+	// CheckpointEvery or CheckpointInterval has passed since the last retained
+	// one; the others are replaced by the next head. Retained checkpoints bound
+	// how far Verify must search to locate a rewritten entry.
+	CheckpointEvery    int           // zero: 256; allowed [1, 1<<20]
+	CheckpointInterval time.Duration // zero: 1s; allowed [1ms, 24h]
+	MaxBatch           int           // entries per group commit; zero: 1024; allowed [1, 65536]
+	// TailCheck is how many of the newest entries Open recomputes and checks
+	// against the head checkpoint before resuming. Zero: 4096; negative: all.
+	TailCheck int
+	Now       func() time.Time // nil: time.Now
+	Logger    *slog.Logger     // nil: discard
+}
+
+func (c *Config) setDefaults() {
+	if c.Origin == "" && !c.Identity.IsZero() {
+		c.Origin = OriginFor(c.Identity.Public())
+	}
+	if c.CheckpointEvery == 0 {
+		c.CheckpointEvery = 256
+	}
+	if c.CheckpointInterval == 0 {
+		c.CheckpointInterval = time.Second
+	}
+	if c.MaxBatch == 0 {
+		c.MaxBatch = 1024
+	}
+	if c.TailCheck == 0 {
+		c.TailCheck = 4096
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+func (c *Config) validate() error {
+	if c.Path == "" {
+		return errors.New("audit: Config.Path is required")
+	}
+	if c.Identity.IsZero() {
+		return errors.New("audit: Config.Identity is required")
+	}
+	if _, err := noteVerifier(c.Origin, c.Identity.Public()); err != nil {
+		return fmt.Errorf("audit: Config.Origin: %w", err)
+	}
+	if n := c.CheckpointEvery; n < 1 || n > 1<<20 {
+		return fmt.Errorf("audit: Config.CheckpointEvery %d outside [1, 1048576]", n)
+	}
+	if d := c.CheckpointInterval; d < time.Millisecond || d > 24*time.Hour {
+		return fmt.Errorf("audit: Config.CheckpointInterval %v outside [1ms, 24h]", d)
+	}
+	if n := c.MaxBatch; n < 1 || n > 65536 {
+		return fmt.Errorf("audit: Config.MaxBatch %d outside [1, 65536]", n)
+	}
+	return nil
+}
+
+// Log is a node's audit log. All methods are safe for concurrent use. One Log
+// owns its file: open it once per process (Verify, OpenReader and Export may
+// read it at the same time, from any process).
+type Log struct {
+	cfg     Config
+	wdb     *sql.DB // one connection, used only by the writer goroutine after Open
+	r       *Reader
+	signer  *noteSigner
+	witness *Witness
+
+	reqs      chan *op
+	closing   chan struct{}
+	done      chan struct{}
+	closeOnce sync.Once
+
+	head atomic.Pointer[Checkpoint]
+
+	// Owned by the writer goroutine.
+	tr           tree
+	lastRetained struct {
+		size uint64
+		time time.Time
+	}
+	stmts struct {
+		insEntry, insCP, delCP *sql.Stmt
+	}
+	hasher *leafHasher
+}
+
+// op is one unit of work for the writer: an entry to append, or a function to
+// run inside the next group-commit transaction.
+type op struct {
+	entry prepared
+	fn    func(ctx context.Context, tx *txn) error
+	done  chan opResult // buffered 1
+}
+
+type opResult struct {
+	index uint64
+	cp    *Checkpoint
+	err   error
+}
+
+// Open opens or creates the log at cfg.Path. Before it returns it checks the
+// newest cfg.TailCheck entries and the stored tree against the head
+// checkpoint, so a node restarted after a crash resumes only on an intact log;
+// an error wrapping ErrTampered means it is not (run Verify for the full report).
+func Open(ctx context.Context, cfg Config) (*Log, error) {
+	cfg.setDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	signer, err := newNoteSigner(cfg.Origin, cfg.Identity)
+	if err != nil {
+		return nil, err
+	}
+	d, err := dsn(cfg.Path, false)
+	if err != nil {
+		return nil, err
+	}
+	wdb, err := sql.Open("sqlite", d)
+	if err != nil {
+		return nil, fmt.Errorf("audit: open %s: %w", cfg.Path, err)
+	}
+	wdb.SetMaxOpenConns(1)
+	wdb.SetMaxIdleConns(1)
+	wdb.SetConnMaxLifetime(0)
+	wdb.SetConnMaxIdleTime(0)
+	l := &Log{
+		cfg: cfg, wdb: wdb, signer: signer,
+		reqs: make(chan *op), closing: make(chan struct{}), done: make(chan struct{}),
+		hasher: newLeafHasher(),
+	}
+	if err := l.init(ctx); err != nil {
+		wdb.Close()
+		return nil, err
+	}
+	r, err := openReadDB(cfg.Path, 4)
+	if err != nil {
+		l.closeStmts()
+		wdb.Close()
+		return nil, err
+	}
+	l.r = &Reader{db: r, pub: cfg.Identity.Public()}
+	l.witness = &Witness{l: l, locks: map[identity.PublicKey]*sync.Mutex{}}
+	go l.writer()
+	return l, nil
+}
+
+// init creates the schema, checks the owner, verifies the tail and loads the
+// writer's state.
+func (l *Log) init(ctx context.Context) error {
+	var mode string
+	if err := l.wdb.QueryRowContext(ctx, `PRAGMA journal_mode`).Scan(&mode); err != nil {
+		return fmt.Errorf("audit: open %s: %w", l.cfg.Path, err)
+	}
+	if mode != "wal" {
+		return fmt.Errorf("audit: %s: journal_mode is %q, want wal", l.cfg.Path, mode)
+	}
+	tx, err := l.wdb.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("audit: open %s: %w", l.cfg.Path, err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, Schema); err != nil {
+		return fmt.Errorf("audit: create schema: %w", err)
+	}
+	pub := l.cfg.Identity.Public().String()
+	for _, kv := range [][2]string{{"format", formatName}, {"key", pub}, {"origin", l.cfg.Origin}} {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT DO NOTHING`, kv[0], kv[1]); err != nil {
+			return fmt.Errorf("audit: write meta: %w", err)
+		}
+	}
+	meta, err := readMeta(ctx, tx)
+	if err != nil {
+		return err
+	}
+	if meta["key"] != pub {
+		return fmt.Errorf("audit: %s was created by %s, not by this identity %s", l.cfg.Path, meta["key"], pub)
+	}
+	if meta["origin"] != l.cfg.Origin {
+		return fmt.Errorf("audit: %s has origin %q, Config.Origin is %q", l.cfg.Path, meta["origin"], l.cfg.Origin)
+	}
+
+	size, msg, err := readHead(ctx, tx)
+	switch {
+	case errors.Is(err, errNoHead):
+		var n int64
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM entries`).Scan(&n); err != nil {
+			return fmt.Errorf("audit: count entries: %w", err)
+		}
+		if n != 0 {
+			return &BadEntryError{Index: 0, Reason: "entries exist but no signed checkpoint covers them"}
+		}
+		cp, err := l.signer.checkpoint(0, emptyRoot)
+		if err != nil {
+			return err
+		}
+		now := l.cfg.Now()
+		ts, err := formatTime(now)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO checkpoints(size, note, time, retained) VALUES(0, ?, ?, 1)`, string(cp.Note), ts); err != nil {
+			return fmt.Errorf("audit: write first checkpoint: %w", err)
+		}
+		l.head.Store(&cp)
+		l.lastRetained.time = now
+	case err != nil:
+		return err
+	default:
+		cp, err := OpenCheckpoint(msg, l.cfg.Identity.Public())
+		if err != nil {
+			return &BadCheckpointError{Size: size, Reason: err.Error()}
+		}
+		if cp.Size != size || cp.Origin != l.cfg.Origin {
+			return &BadCheckpointError{Size: size, Reason: "note does not match its row"}
+		}
+		tr, err := l.checkTail(ctx, tx, cp)
+		if err != nil {
+			return err
+		}
+		l.tr = tr
+		l.head.Store(&cp)
+		var rs int64
+		var rt string
+		if err := tx.QueryRowContext(ctx, `SELECT size, time FROM checkpoints WHERE retained = 1 ORDER BY size DESC LIMIT 1`).Scan(&rs, &rt); err == nil {
+			l.lastRetained.size = uint64(rs)
+			l.lastRetained.time, _ = time.Parse(timeLayout, rt)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("audit: open %s: %w", l.cfg.Path, err)
+	}
+	return l.prepareStmts(ctx)
+}
+
+// checkTail recomputes the newest entries and the root against the head.
+func (l *Log) checkTail(ctx context.Context, q querier, head Checkpoint) (tree, error) {
+	var n, maxIdx sql.NullInt64
+	if err := q.QueryRowContext(ctx, `SELECT count(*), max(idx) FROM entries`).Scan(&n, &maxIdx); err != nil {
+		return tree{}, fmt.Errorf("audit: count entries: %w", err)
+	}
+	if uint64(n.Int64) != head.Size || (n.Int64 > 0 && maxIdx.Int64 != n.Int64-1) {
+		return tree{}, &BadEntryError{Index: min(head.Size, uint64(n.Int64)),
+			Reason: fmt.Sprintf("log has %d rows (last index %d) but the head checkpoint covers %d entries", n.Int64, maxIdx.Int64, head.Size)}
+	}
+	from := uint64(0)
+	if l.cfg.TailCheck > 0 && head.Size > uint64(l.cfg.TailCheck) {
+		from = head.Size - uint64(l.cfg.TailCheck)
+	}
+	tr, err := loadTree(ctx, q, from)
+	if err != nil {
+		return tree{}, err
+	}
+	// The retained checkpoints inside the tail are checked too.
+	cps, _, err := loadCheckpoints(ctx, q, l.cfg.Identity.Public(), l.cfg.Origin, from)
+	if err != nil {
+		return tree{}, err
+	}
+	v := &verifier{tr: tr, cps: cps}
+	if err := v.checkpoints(); err != nil {
+		return tree{}, err
+	}
+	res := scanChunk(ctx, q, from, head.Size, newLeafHasher())
+	if res.err != nil {
+		return tree{}, res.err
+	}
+	if err := v.feed(res); err != nil {
+		return tree{}, err
+	}
+	if err := v.finish(head.Size); err != nil {
+		return tree{}, err
+	}
+	return v.tr, nil
+}
+
+func (l *Log) prepareStmts(ctx context.Context) error {
+	var err error
+	prep := func(dst **sql.Stmt, q string) {
+		if err == nil {
+			*dst, err = l.wdb.PrepareContext(ctx, q)
+		}
+	}
+	prep(&l.stmts.insEntry, `INSERT INTO entries(idx, leaf, content, hashes) VALUES(?, ?, ?, ?)`)
+	prep(&l.stmts.insCP, `INSERT INTO checkpoints(size, note, time, retained) VALUES(?, ?, ?, ?)`)
+	prep(&l.stmts.delCP, `DELETE FROM checkpoints WHERE size = ? AND retained = 0`)
+	if err != nil {
+		l.closeStmts()
+		return fmt.Errorf("audit: prepare statements: %w", err)
+	}
+	return nil
+}
+
+func (l *Log) closeStmts() {
+	for _, s := range []*sql.Stmt{l.stmts.insEntry, l.stmts.insCP, l.stmts.delCP} {
+		if s != nil {
+			s.Close()
+		}
+	}
+}
+
+// Append logs e and returns its index once the entry, and a signed checkpoint
+// covering it, are durable on disk (committed with an fsync of the WAL).
+// Concurrent Appends share one transaction and one fsync (group commit).
+//
+// When ctx ends first, Append returns ctx.Err() and the entry may or may not
+// have been logged: treat the action as not logged. An entry is refused with
+// ErrInvalidEntry when a field is malformed or too large.
+func (l *Log) Append(ctx context.Context, e Entry) (uint64, error) {
+	idx, _, err := l.AppendCheckpoint(ctx, e)
+	return idx, err
+}
+
+// AppendCheckpoint is Append that also returns the signed checkpoint committed
+// with the entry (its Size is greater than the index): the receipt a callee
+// returns to its caller.
+func (l *Log) AppendCheckpoint(ctx context.Context, e Entry) (uint64, Checkpoint, error) {
+	p, err := prepare(e)
+	if err != nil {
+		return 0, Checkpoint{}, err
+	}
+	res, err := l.submit(ctx, &op{entry: p, done: make(chan opResult, 1)})
+	if err != nil {
+		return 0, Checkpoint{}, err
+	}
+	return res.index, *res.cp, nil
+}
+
+// exec runs fn inside the next group-commit transaction.
+func (l *Log) exec(ctx context.Context, fn func(ctx context.Context, tx *txn) error) error {
+	_, err := l.submit(ctx, &op{fn: fn, done: make(chan opResult, 1)})
+	return err
+}
+
+func (l *Log) submit(ctx context.Context, o *op) (opResult, error) {
+	if err := ctx.Err(); err != nil {
+		return opResult{}, err
+	}
+	select {
+	case l.reqs <- o:
+	case <-l.closing:
+		return opResult{}, ErrClosed
+	case <-ctx.Done():
+		return opResult{}, ctx.Err()
+	}
+	select {
+	case r := <-o.done:
+		return r, r.err
+	case <-ctx.Done():
+		return opResult{}, ctx.Err()
+	}
+}
+
+// writer is the only goroutine that writes. It takes whatever requests are
+// waiting (up to MaxBatch) and commits them in one transaction: while one
+// batch is being fsynced, the next one queues up.
+func (l *Log) writer() {
+	defer close(l.done)
+	batch := make([]*op, 0, l.cfg.MaxBatch)
+	for {
+		batch = batch[:0]
+		select {
+		case o := <-l.reqs:
+			batch = append(batch, o)
+		case <-l.closing:
+			// Serve senders that raced with Close, then stop.
+			for {
+				select {
+				case o := <-l.reqs:
+					l.commit(append(batch[:0], o))
+				default:
+					return
+				}
+			}
+		}
+	fill:
+		for len(batch) < l.cfg.MaxBatch {
+			select {
+			case o := <-l.reqs:
+				batch = append(batch, o)
+			default:
+				break fill
+			}
+		}
+		l.commit(batch)
+	}
+}
+
+// txn is the writer's view of one group-commit transaction.
+type txn struct {
+	l   *Log
+	tx  *sql.Tx
+	ts  string // commit time of the batch
+	buf []byte
+}
+
+// Tx returns the SQL transaction, for witness state.
+func (t *txn) Tx() *sql.Tx { return t.tx }
+
+// append adds one prepared entry to the tree and the entries table.
+func (t *txn) append(ctx context.Context, p prepared) (uint64, error) {
+	l := t.l
+	idx := l.tr.size
+	leaf := leafBytes(t.buf[:0], idx, t.ts, p.body)
+	t.buf = leaf
+	hashes := l.tr.add(l.hasher.sum(leaf), make([]byte, 0, storedLen(idx)))
+	if _, err := t.tx.Stmt(l.stmts.insEntry).ExecContext(ctx, int64(idx), string(leaf), p.content, hashes); err != nil {
+		return 0, fmt.Errorf("audit: insert entry %d: %w", idx, err)
+	}
+	return idx, nil
+}
+
+// commit runs one batch in one transaction and answers every op in it.
+func (l *Log) commit(batch []*op) {
+	ctx := context.Background() // the batch is shared: no one caller may cancel it
+	now := l.cfg.Now()
+	saved := l.tr
+	results := make([]opResult, len(batch))
+	cp, err := l.commitTx(ctx, now, batch, results)
+	if err != nil {
+		l.tr = saved
+		l.cfg.Logger.Error("audit: commit failed", "entries", len(batch), "err", err)
+		for _, o := range batch {
+			o.done <- opResult{err: err}
+		}
+		return
+	}
+	for i, o := range batch {
+		results[i].cp = cp
+		o.done <- results[i]
+	}
+}
+
+func (l *Log) commitTx(ctx context.Context, now time.Time, batch []*op, results []opResult) (*Checkpoint, error) {
+	ts, err := formatTime(now)
+	if err != nil {
+		return nil, err
+	}
+	tx, err := l.wdb.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("audit: begin: %w", err)
+	}
+	defer tx.Rollback()
+	t := &txn{l: l, tx: tx, ts: ts}
+	for i, o := range batch {
+		if o.fn != nil {
+			if err := o.fn(ctx, t); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		idx, err := t.append(ctx, o.entry)
+		if err != nil {
+			return nil, err
+		}
+		results[i].index = idx
+	}
+	prev := l.head.Load()
+	cp := prev
+	if l.tr.size != prev.Size {
+		next, err := l.signer.checkpoint(l.tr.size, l.tr.root())
+		if err != nil {
+			return nil, err
+		}
+		cp = &next
+		retained := l.tr.size/uint64(l.cfg.CheckpointEvery) > l.lastRetained.size/uint64(l.cfg.CheckpointEvery) ||
+			now.Sub(l.lastRetained.time) >= l.cfg.CheckpointInterval
+		if _, err := tx.Stmt(l.stmts.insCP).ExecContext(ctx, int64(cp.Size), string(cp.Note), ts, retained); err != nil {
+			return nil, fmt.Errorf("audit: write checkpoint %d: %w", cp.Size, err)
+		}
+		if _, err := tx.Stmt(l.stmts.delCP).ExecContext(ctx, int64(prev.Size)); err != nil {
+			return nil, fmt.Errorf("audit: replace checkpoint %d: %w", prev.Size, err)
+		}
+		if err := tx.Commit(); err != nil {
+			return nil, fmt.Errorf("audit: commit: %w", err)
+		}
+		if retained {
+			l.lastRetained.size, l.lastRetained.time = cp.Size, now
+		}
+		l.head.Store(cp)
+		return cp, nil
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, fmt.Errorf("audit: commit: %w", err)
+	}
+	return cp, nil
+}
+
+// Checkpoint returns the latest signed checkpoint; it covers every entry whose
+// Append has returned.
+func (l *Log) Checkpoint(ctx context.Context) (Checkpoint, error) {
+	select {
+	case <-l.closing:
+		return Checkpoint{}, ErrClosed
+	default:
+	}
+	return *l.head.Load(), nil
+}
+
+// Get returns entry index with its content (nil when pruned or never kept).
+func (l *Log) Get(ctx context.Context, index uint64) (Entry, error) { return l.r.Get(ctx, index) }
+
+// List returns the entries that match f, oldest first unless f.Reverse.
+func (l *Log) List(ctx context.Context, f Filter) ([]Entry, error) { return l.r.List(ctx, f) }
+
+// Prove returns an inclusion proof of entry index in the latest checkpoint.
+func (l *Log) Prove(ctx context.Context, index uint64) (Proof, error) { return l.r.Prove(ctx, index) }
+
+// ConsistencyProof proves that the tree of oldSize entries is a prefix of the
+// tree of newSize entries (RFC 6962 §2.1.2, tlog order). It returns
+// ErrBeyondSize when newSize exceeds the log.
+func (l *Log) ConsistencyProof(ctx context.Context, oldSize, newSize uint64) ([][32]byte, error) {
+	return l.r.ConsistencyProof(ctx, oldSize, newSize)
+}
+
+// Witness returns the log's witness of peers' checkpoints.
+func (l *Log) Witness() *Witness { return l.witness }
+
+// pruneChunk bounds one prune transaction, so appends are not held up long.
+const pruneChunk = 10000
+
+// Prune drops the stored content of entries logged before the given time and
+// returns how many it dropped. Leaves keep the content digest, so proofs stay
+// valid and Verify still passes. The file shrinks only after VACUUM.
+func (l *Log) Prune(ctx context.Context, before time.Time) (int, error) {
+	ts, err := formatTime(before)
+	if err != nil {
+		return 0, err
+	}
+	total := 0
+	for {
+		var n int64
+		err := l.exec(ctx, func(ctx context.Context, t *txn) error {
+			res, err := t.tx.ExecContext(ctx, `UPDATE entries SET content = NULL WHERE idx IN
+				(SELECT idx FROM entries WHERE time < ? AND content IS NOT NULL ORDER BY idx LIMIT ?)`, ts, pruneChunk)
+			if err != nil {
+				return fmt.Errorf("audit: prune: %w", err)
+			}
+			n, err = res.RowsAffected()
+			return err
+		})
+		if err != nil {
+			return total, err
+		}
+		total += int(n)
+		if n < pruneChunk {
+			return total, nil
+		}
+	}
+}
+
+// Close stops the writer after committing what was already submitted, and
+// closes the database. It is idempotent.
+func (l *Log) Close() error {
+	var err error
+	l.closeOnce.Do(func() {
+		close(l.closing)
+		<-l.done
+		l.closeStmts()
+		err = errors.Join(l.r.Close(), l.wdb.Close())
+	})
+	return err
+}

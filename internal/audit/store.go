@@ -1,0 +1,160 @@
+package audit
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+
+	_ "modernc.org/sqlite" // the "sqlite" database/sql driver
+)
+
+// Schema is the SQL that creates audit.db. The leaf column is the only source of
+// truth for an entry; the other entry columns are generated from it, so a query
+// with any SQLite client sees exactly what Verify checks:
+//
+//	SELECT idx, time, kind, peer, outcome FROM entries WHERE peer = 'did:key:...';
+//
+// hashes holds the tlog stored hashes that record idx completes (leaf hash
+// first, then one per completed level), 32 bytes each. checkpoints holds every
+// retained signed checkpoint and the latest one (the head, the largest size).
+const Schema = `
+CREATE TABLE IF NOT EXISTS meta (
+	key   TEXT PRIMARY KEY,
+	value TEXT NOT NULL
+) STRICT;
+CREATE TABLE IF NOT EXISTS entries (
+	idx     INTEGER PRIMARY KEY,
+	leaf    TEXT NOT NULL,
+	content BLOB,
+	hashes  BLOB NOT NULL,
+	time            TEXT GENERATED ALWAYS AS (json_extract(leaf, '$.time')) VIRTUAL,
+	kind            TEXT GENERATED ALWAYS AS (json_extract(leaf, '$.kind')) VIRTUAL,
+	peer            TEXT GENERATED ALWAYS AS (json_extract(leaf, '$.peer')) VIRTUAL,
+	direction       TEXT GENERATED ALWAYS AS (json_extract(leaf, '$.direction')) VIRTUAL,
+	capability      TEXT GENERATED ALWAYS AS (json_extract(leaf, '$.capability')) VIRTUAL,
+	outcome         TEXT GENERATED ALWAYS AS (json_extract(leaf, '$.outcome')) VIRTUAL,
+	stage           TEXT GENERATED ALWAYS AS (json_extract(leaf, '$.stage')) VIRTUAL,
+	request_digest  TEXT GENERATED ALWAYS AS (json_extract(leaf, '$.request_digest')) VIRTUAL,
+	response_digest TEXT GENERATED ALWAYS AS (json_extract(leaf, '$.response_digest')) VIRTUAL,
+	content_digest  TEXT GENERATED ALWAYS AS (json_extract(leaf, '$.content_digest')) VIRTUAL,
+	report          TEXT GENERATED ALWAYS AS (json_extract(leaf, '$.report')) VIRTUAL,
+	evidence        TEXT GENERATED ALWAYS AS (json_extract(leaf, '$.evidence')) VIRTUAL
+) STRICT;
+CREATE INDEX IF NOT EXISTS entries_time ON entries (time);
+CREATE INDEX IF NOT EXISTS entries_peer ON entries (peer, idx);
+CREATE INDEX IF NOT EXISTS entries_kind ON entries (kind, idx);
+CREATE TABLE IF NOT EXISTS checkpoints (
+	size     INTEGER PRIMARY KEY,
+	note     TEXT NOT NULL,
+	time     TEXT NOT NULL,
+	retained INTEGER NOT NULL
+) STRICT;
+CREATE TABLE IF NOT EXISTS witness (
+	peer TEXT PRIMARY KEY,
+	size INTEGER NOT NULL,
+	root BLOB NOT NULL,
+	note TEXT NOT NULL,
+	time TEXT NOT NULL
+) STRICT;
+CREATE TABLE IF NOT EXISTS forks (
+	id       INTEGER PRIMARY KEY,
+	peer     TEXT NOT NULL,
+	reason   TEXT NOT NULL,
+	old_note TEXT NOT NULL,
+	new_note TEXT NOT NULL,
+	proof    BLOB,
+	time     TEXT NOT NULL,
+	entry    INTEGER
+) STRICT;
+`
+
+// formatName is the meta "format" value of this schema.
+const formatName = "treaty-audit/1"
+
+// dsn builds a modernc sqlite URI for path. Durability: WAL with
+// synchronous=FULL, so each commit fsyncs the WAL before it returns and a
+// committed batch survives power loss, not only a process crash (NORMAL would
+// risk the last commits on power loss; it is not used).
+func dsn(path string, readOnly bool) (string, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", fmt.Errorf("audit: path %q: %w", path, err)
+	}
+	// SQLite URI paths decode %XX; escape what would otherwise end the path.
+	esc := strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(filepath.ToSlash(abs))
+	q := "_pragma=busy_timeout(10000)"
+	if readOnly {
+		q = "mode=ro&" + q + "&_pragma=query_only(1)"
+	} else {
+		q += "&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)"
+	}
+	return "file:" + esc + "?" + q, nil
+}
+
+// openReadDB opens a read-only pool of n connections. It fails when path does
+// not exist rather than creating it.
+func openReadDB(path string, n int) (*sql.DB, error) {
+	d, err := dsn(path, true)
+	if err != nil {
+		return nil, err
+	}
+	db, err := sql.Open("sqlite", d)
+	if err != nil {
+		return nil, fmt.Errorf("audit: open %s: %w", path, err)
+	}
+	db.SetMaxOpenConns(n)
+	db.SetMaxIdleConns(n)
+	if err := db.Ping(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("audit: open %s read-only: %w", path, err)
+	}
+	return db, nil
+}
+
+// readMeta returns the meta table as a map.
+func readMeta(ctx context.Context, q interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}) (map[string]string, error) {
+	rows, err := q.QueryContext(ctx, `SELECT key, value FROM meta`)
+	if err != nil {
+		return nil, fmt.Errorf("audit: read meta: %w", err)
+	}
+	defer rows.Close()
+	m := map[string]string{}
+	for rows.Next() {
+		var k, v string
+		if err := rows.Scan(&k, &v); err != nil {
+			return nil, fmt.Errorf("audit: read meta: %w", err)
+		}
+		m[k] = v
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("audit: read meta: %w", err)
+	}
+	if m["format"] != formatName {
+		return nil, fmt.Errorf("audit: not a treaty audit log (format %q, want %q)", m["format"], formatName)
+	}
+	return m, nil
+}
+
+// errNoHead is returned by readHead for a log without any checkpoint.
+var errNoHead = errors.New("audit: no checkpoint")
+
+// readHead returns the note of the checkpoint with the largest size.
+func readHead(ctx context.Context, q querier) (size uint64, msg []byte, err error) {
+	var s int64
+	err = q.QueryRowContext(ctx, `SELECT size, note FROM checkpoints ORDER BY size DESC LIMIT 1`).Scan(&s, &msg)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil, errNoHead
+	}
+	if err != nil {
+		return 0, nil, fmt.Errorf("audit: read latest checkpoint: %w", err)
+	}
+	if s < 0 {
+		return 0, nil, &BadCheckpointError{Size: 0, Reason: fmt.Sprintf("negative size %d", s)}
+	}
+	return uint64(s), msg, nil
+}

@@ -1,0 +1,411 @@
+package audit
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"runtime"
+	"sort"
+	"strconv"
+	"sync"
+
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/treaty-dev/treaty/internal/identity"
+)
+
+// VerifyResult is the state of an intact log.
+type VerifyResult struct {
+	Entries     uint64   // entries, all covered by the head checkpoint
+	Root        [32]byte // RFC 6962 root of all entries
+	Checkpoints int      // stored checkpoints checked (signature and root)
+	Pruned      uint64   // entries whose content was dropped or never kept
+}
+
+// String is the line `treaty audit verify` prints: "ok N entries root HEX".
+func (r VerifyResult) String() string {
+	return fmt.Sprintf("ok %d entries root %s", r.Entries, hex.EncodeToString(r.Root[:]))
+}
+
+// VerifyOptions adjusts VerifyWith.
+type VerifyOptions struct {
+	// Checkpoints are signed notes of this log obtained elsewhere (kept by a
+	// peer, or in a receipt). Each must verify with the key and match the
+	// recomputed tree; one larger than the stored log proves the tail was cut.
+	Checkpoints [][]byte
+	Workers     int // parallel readers; zero: GOMAXPROCS, at most 4
+}
+
+// Verify checks the whole log at path without modifying it; it may run while
+// the node that owns the log is writing (it reads one WAL snapshot). It
+// recomputes every leaf hash and the Merkle tree from the leaf column alone,
+// checks that stored tree hashes and present content match, that every stored
+// checkpoint is signed by pub and matches the tree at its size, and that the
+// head checkpoint covers exactly the stored entries.
+//
+// An error wrapping ErrTampered is a *BadEntryError naming the first entry
+// (in log order) where the log stops matching, or a *BadCheckpointError.
+// Residual risk: someone with write access who deletes the newest entries
+// together with every checkpoint after the cut leaves a shorter log that
+// verifies; only a checkpoint kept elsewhere (a peer's witness, a receipt,
+// VerifyOptions.Checkpoints) exposes it.
+func Verify(ctx context.Context, path string, pub identity.PublicKey) (VerifyResult, error) {
+	return VerifyWith(ctx, path, pub, VerifyOptions{})
+}
+
+// VerifyWith is Verify with options.
+func VerifyWith(ctx context.Context, path string, pub identity.PublicKey, opts VerifyOptions) (VerifyResult, error) {
+	if pub.IsZero() {
+		return VerifyResult{}, errors.New("audit: Verify needs the log's public key")
+	}
+	workers := opts.Workers
+	if workers <= 0 {
+		workers = min(runtime.GOMAXPROCS(0), 4)
+	}
+	db, err := openReadDB(path, workers+1)
+	if err != nil {
+		return VerifyResult{}, err
+	}
+	defer db.Close()
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return VerifyResult{}, fmt.Errorf("audit: verify %s: %w", path, err)
+	}
+	defer tx.Rollback()
+
+	meta, err := readMeta(ctx, tx)
+	if err != nil {
+		return VerifyResult{}, err
+	}
+	if meta["key"] != pub.String() {
+		return VerifyResult{}, fmt.Errorf("audit: %s belongs to %s, not %s", path, meta["key"], pub)
+	}
+	cps, head, err := loadCheckpoints(ctx, tx, pub, meta["origin"], 0)
+	if err != nil {
+		return VerifyResult{}, err
+	}
+	stored := len(cps)
+	for k, msg := range opts.Checkpoints {
+		cp, err := OpenCheckpoint(msg, pub)
+		if err != nil {
+			return VerifyResult{}, fmt.Errorf("audit: given checkpoint %d: %w", k, err)
+		}
+		if cp.Origin != meta["origin"] {
+			return VerifyResult{}, fmt.Errorf("audit: given checkpoint %d has origin %q, the log %q", k, cp.Origin, meta["origin"])
+		}
+		cps = append(cps, cpCheck{size: cp.Size, root: cp.Root, given: true})
+	}
+	sort.SliceStable(cps, func(i, j int) bool { return cps[i].size < cps[j].size })
+
+	var count, pruned int64
+	var minIdx, maxIdx sql.NullInt64
+	if err := tx.QueryRowContext(ctx, `SELECT count(*), min(idx), max(idx), count(*) - count(content) FROM entries`).
+		Scan(&count, &minIdx, &maxIdx, &pruned); err != nil {
+		return VerifyResult{}, fmt.Errorf("audit: verify %s: %w", path, err)
+	}
+	if minIdx.Valid && minIdx.Int64 < 0 {
+		return VerifyResult{}, &BadEntryError{Index: 0, Reason: fmt.Sprintf("a row with index %d was inserted before entry 0", minIdx.Int64)}
+	}
+
+	v := &verifier{cps: cps}
+	if err := v.checkpoints(); err != nil {
+		return VerifyResult{}, err
+	}
+	if err := scanParallel(ctx, db, head, workers, v); err != nil {
+		return VerifyResult{}, err
+	}
+	if maxIdx.Valid && uint64(maxIdx.Int64) >= head {
+		first := head
+		if err := tx.QueryRowContext(ctx, `SELECT min(idx) FROM entries WHERE idx >= ?`, int64(head)).Scan(&first); err != nil {
+			return VerifyResult{}, fmt.Errorf("audit: verify %s: %w", path, err)
+		}
+		return VerifyResult{}, &BadEntryError{Index: first, Reason: fmt.Sprintf(
+			"not covered by any signed checkpoint (the head checkpoint covers %d entries): inserted or appended without the key", head)}
+	}
+	if err := v.finish(head); err != nil {
+		return VerifyResult{}, err
+	}
+	return VerifyResult{Entries: head, Root: v.tr.root(), Checkpoints: stored, Pruned: uint64(pruned)}, nil
+}
+
+// loadCheckpoints reads and opens every stored checkpoint. Malformed ones are
+// returned as checks that fail when the scan reaches their size, so the first
+// problem in log order is the one reported.
+func loadCheckpoints(ctx context.Context, q querier, pub identity.PublicKey, origin string, from uint64) ([]cpCheck, uint64, error) {
+	rows, err := q.QueryContext(ctx, `SELECT size, note FROM checkpoints WHERE size >= ? ORDER BY size`, int64(from))
+	if err != nil {
+		return nil, 0, fmt.Errorf("audit: read checkpoints: %w", err)
+	}
+	defer rows.Close()
+	var cps []cpCheck
+	var head uint64
+	for rows.Next() {
+		var size int64
+		var msg []byte
+		if err := rows.Scan(&size, &msg); err != nil {
+			return nil, 0, fmt.Errorf("audit: read checkpoints: %w", err)
+		}
+		if size < 0 {
+			return nil, 0, &BadCheckpointError{Size: 0, Reason: fmt.Sprintf("negative size %d", size)}
+		}
+		c := cpCheck{size: uint64(size)}
+		cp, err := OpenCheckpoint(msg, pub)
+		switch {
+		case err != nil:
+			c.bad = err.Error()
+		case cp.Size != c.size:
+			c.bad = fmt.Sprintf("note says size %d", cp.Size)
+		case cp.Origin != origin:
+			c.bad = fmt.Sprintf("note has origin %q, the log %q", cp.Origin, origin)
+		default:
+			c.root = cp.Root
+		}
+		cps = append(cps, c)
+		head = max(head, c.size)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, 0, fmt.Errorf("audit: read checkpoints: %w", err)
+	}
+	return cps, head, nil
+}
+
+// cpCheck is a checkpoint the recomputed tree must match at its size.
+type cpCheck struct {
+	size  uint64
+	root  tlog.Hash
+	bad   string // non-empty: the stored note itself is invalid
+	given bool   // from VerifyOptions, not from the log
+}
+
+// verifier rebuilds the tree in log order from chunk results.
+type verifier struct {
+	tr       tree
+	cps      []cpCheck // sorted by size
+	next     int       // first unchecked in cps
+	lastGood uint64    // size of the last checkpoint that matched
+	buf      []byte
+}
+
+// checkpoints checks every checkpoint whose size the tree has reached.
+func (v *verifier) checkpoints() error {
+	for v.next < len(v.cps) && v.cps[v.next].size <= v.tr.size {
+		c := v.cps[v.next]
+		v.next++
+		if c.size < v.tr.size {
+			continue // before the part this verifier rebuilt (tail check)
+		}
+		if c.bad != "" {
+			return &BadCheckpointError{Size: c.size, Reason: c.bad}
+		}
+		if c.root != v.tr.root() {
+			what := "signed checkpoint"
+			if c.given {
+				what = "given checkpoint"
+			}
+			return &BadEntryError{Index: v.lastGood, Reason: fmt.Sprintf(
+				"entries %d to %d do not match the %s of size %d (rewritten)", v.lastGood, int64(c.size)-1, what, c.size)}
+		}
+		v.lastGood = c.size
+	}
+	return nil
+}
+
+// feed adds the rows of one chunk, in order, then reports the chunk's error.
+func (v *verifier) feed(res chunkResult) error {
+	off := 0
+	for _, lh := range res.leaves {
+		i := v.tr.size
+		n := storedLen(i)
+		want := res.stored[off : off+n]
+		off += n
+		v.buf = v.tr.add(lh, v.buf[:0])
+		if !bytes.Equal(v.buf, want) {
+			level := 0
+			for ; level*32 < n && bytes.Equal(v.buf[level*32:level*32+32], want[level*32:level*32+32]); level++ {
+			}
+			return &BadEntryError{Index: i, Reason: fmt.Sprintf(
+				"stored tree hash at level %d differs from the recomputed tree (an entry in %d to %d, or its stored hashes, was rewritten)",
+				level, i+1-(1<<level), i)}
+		}
+		if err := v.checkpoints(); err != nil {
+			return err
+		}
+	}
+	return res.err
+}
+
+// finish reports checkpoints beyond the end of the log: the tail was cut.
+func (v *verifier) finish(n uint64) error {
+	if err := v.checkpoints(); err != nil {
+		return err
+	}
+	if v.next < len(v.cps) {
+		c := v.cps[v.next]
+		return &BadEntryError{Index: n, Reason: fmt.Sprintf("missing: a checkpoint covers %d entries but the log ends at %d (deleted)", c.size, n)}
+	}
+	return nil
+}
+
+// chunkResult is what one scan of rows [from, to) found: the leaf hashes and
+// stored hashes of the rows that passed the per-row checks, then the first
+// failure, if any.
+type chunkResult struct {
+	leaves []tlog.Hash
+	stored []byte
+	err    error
+}
+
+// scanChunk reads rows [from, to) and checks each on its own: the index is the
+// next one, the leaf names that index, present content matches the leaf's
+// digest, and the stored leaf hash matches the leaf.
+func scanChunk(ctx context.Context, q querier, from, to uint64, h *leafHasher) chunkResult {
+	var res chunkResult
+	if from >= to {
+		return res
+	}
+	res.leaves = make([]tlog.Hash, 0, to-from)
+	res.stored = make([]byte, 0, (to-from)*2*tlog.HashSize)
+	rows, err := q.QueryContext(ctx, `SELECT idx, leaf, content, hashes FROM entries WHERE idx >= ? AND idx < ? ORDER BY idx`, int64(from), int64(to))
+	if err != nil {
+		res.err = fmt.Errorf("audit: read entries: %w", err)
+		return res
+	}
+	defer rows.Close()
+	next := from
+	var idx int64
+	var leaf, content, hashes sql.RawBytes
+	var prefix []byte
+	for rows.Next() {
+		if err := rows.Scan(&idx, &leaf, &content, &hashes); err != nil {
+			res.err = fmt.Errorf("audit: read entry %d: %w", next, err)
+			return res
+		}
+		if uint64(idx) != next {
+			res.err = &BadEntryError{Index: next, Reason: "missing (deleted)"}
+			return res
+		}
+		prefix = strconv.AppendUint(append(prefix[:0], leafVersionPrefix...), next, 10)
+		prefix = append(prefix, `,"time":"`...)
+		if reason := checkRow(leaf, prefix, content); reason != "" {
+			res.err = &BadEntryError{Index: next, Reason: reason}
+			return res
+		}
+		if len(hashes) != storedLen(next) {
+			res.err = &BadEntryError{Index: next, Reason: fmt.Sprintf("stored tree hashes are %d bytes, want %d", len(hashes), storedLen(next))}
+			return res
+		}
+		lh := h.sum(leaf)
+		if !bytes.Equal(lh[:], hashes[:tlog.HashSize]) {
+			res.err = &BadEntryError{Index: next, Reason: "leaf does not match its stored hash (edited)"}
+			return res
+		}
+		res.leaves = append(res.leaves, lh)
+		res.stored = append(res.stored, hashes...)
+		next++
+	}
+	if err := rows.Err(); err != nil {
+		res.err = fmt.Errorf("audit: read entries: %w", err)
+		return res
+	}
+	if next != to {
+		res.err = &BadEntryError{Index: next, Reason: "missing (deleted)"}
+	}
+	return res
+}
+
+// checkRow checks what can be checked of one row without the tree. prefix is
+// the leaf's expected start up to the time value.
+func checkRow(leaf, prefix, content []byte) string {
+	rest, ok := bytes.CutPrefix(leaf, prefix)
+	if !ok {
+		return "leaf does not carry this index (moved, reordered or not a leaf)"
+	}
+	if len(rest) < timeLen {
+		return "leaf is malformed"
+	}
+	rest, ok = bytes.CutPrefix(rest[timeLen:], []byte(`","content_digest":"`))
+	if !ok {
+		return "leaf is malformed"
+	}
+	end := bytes.IndexByte(rest, '"')
+	if end != 0 && end != 2*sha256.Size {
+		return "leaf is malformed"
+	}
+	if content == nil {
+		return ""
+	}
+	if end == 0 {
+		return "content present but the leaf has no content digest (edited)"
+	}
+	sum := sha256.Sum256(content)
+	var want [sha256.Size]byte
+	if _, err := hex.Decode(want[:], rest[:end]); err != nil || want != sum {
+		return "content does not match the leaf's digest (edited)"
+	}
+	return ""
+}
+
+// verifyChunk is the number of rows one worker reads at a time.
+const verifyChunk = 8192
+
+// scanParallel feeds rows [0, n) to v in order, reading chunks with workers
+// connections in parallel.
+func scanParallel(ctx context.Context, db *sql.DB, n uint64, workers int, v *verifier) error {
+	ctx, cancel := context.WithCancel(ctx)
+	type job struct {
+		from, to uint64
+		out      chan chunkResult
+	}
+	jobs := make(chan job)
+	order := make(chan job, 2*workers)
+	var wg sync.WaitGroup
+	defer func() {
+		cancel()
+		wg.Wait()
+	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer close(jobs)
+		defer close(order)
+		for from := uint64(0); from < n; from += verifyChunk {
+			j := job{from: from, to: min(from+verifyChunk, n), out: make(chan chunkResult, 1)}
+			select {
+			case order <- j:
+			case <-ctx.Done():
+				return
+			}
+			select {
+			case jobs <- j:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			h := newLeafHasher()
+			for j := range jobs {
+				j.out <- scanChunk(ctx, db, j.from, j.to, h)
+			}
+		}()
+	}
+	for j := range order {
+		var res chunkResult
+		select {
+		case res = <-j.out:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if err := v.feed(res); err != nil {
+			return err
+		}
+	}
+	return ctx.Err()
+}
