@@ -1,0 +1,423 @@
+package budget
+
+import (
+	"cmp"
+	"fmt"
+	"math"
+	"slices"
+	"sync"
+	"time"
+)
+
+// tokenEps and resetSlackNs absorb float rounding, so a call at exactly the ResetIn
+// a refusal named is let through: ResetIn is rounded to the nanosecond with 1e-3 ns
+// of slack, which at the highest rate (1e6/s) is 1e-6 of a token.
+const (
+	tokenEps     = 1e-6
+	resetSlackNs = 1e-3
+)
+
+// Limiter enforces a Config. It is safe for concurrent use. Counters exist per Key
+// actually used (peer-wide per peer and direction; per capability only where a rule
+// names the capability), so memory grows with admitted peers, not with what peers
+// send. Acquire on a known key does not allocate.
+type Limiter struct {
+	mu       sync.RWMutex
+	cfg      Config
+	rules    map[Key]Limit       // by (Peer or "*", Capability, Dir or Both)
+	caps     map[string]struct{} // capabilities named by some rule
+	entries  map[Key]*entry
+	breakers map[string]*Breaker
+}
+
+// entry is the counters of one Key. Its fields are guarded by mu.
+type entry struct {
+	mu  sync.Mutex
+	key Key
+	lim Limit  // filled
+	src string // "default", "rule", or "" when nothing limits this key
+
+	tokens float64
+	last   time.Time
+	primed bool // tokens is meaningful; false until the first check under a Rate
+
+	inflight int
+
+	winStart          time.Time
+	bytesIn, bytesOut int64
+
+	costStart time.Time
+	cost      float64
+}
+
+// New returns a Limiter for cfg.
+func New(cfg Config) (*Limiter, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	l := &Limiter{entries: map[Key]*entry{}, breakers: map[string]*Breaker{}}
+	l.setConfigLocked(cfg)
+	return l, nil
+}
+
+func (l *Limiter) setConfigLocked(cfg Config) {
+	l.cfg = cfg
+	l.rules = make(map[Key]Limit, len(cfg.Rules))
+	l.caps = map[string]struct{}{}
+	for _, r := range cfg.Rules {
+		l.rules[Key{r.Peer, r.Capability, r.Dir}] = r.Limit
+		if r.Capability != "" {
+			l.caps[r.Capability] = struct{}{}
+		}
+	}
+}
+
+// Config returns the configuration in force.
+func (l *Limiter) Config() Config {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	c := l.cfg
+	c.Rules = slices.Clone(c.Rules)
+	return c
+}
+
+// resolveLocked returns the limit for k (k.Dir is In or Out) and where it came from.
+func (l *Limiter) resolveLocked(k Key) (Limit, string) {
+	for _, c := range [...]Key{{k.Peer, k.Capability, k.Dir}, {k.Peer, k.Capability, Both}, {"*", k.Capability, k.Dir}, {"*", k.Capability, Both}} {
+		if r, ok := l.rules[c]; ok {
+			return r, "rule"
+		}
+	}
+	if k.Capability == "" {
+		return l.cfg.Default, "default"
+	}
+	return Limit{}, ""
+}
+
+// Update replaces the configuration. Counters survive: a key keeps its tokens
+// (capped at the new burst), calls in flight and window usage; only the limits
+// applied to them change. Call it on every reload of treaty.yaml.
+func (l *Limiter) Update(cfg Config) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.setConfigLocked(cfg)
+	for k, e := range l.entries {
+		if _, ok := l.caps[k.Capability]; k.Capability != "" && !ok {
+			delete(l.entries, k) // tickets in flight keep the entry alive until Release
+			continue
+		}
+		lim, src := l.resolveLocked(k)
+		e.mu.Lock()
+		e.setLimit(lim.filled(), src)
+		e.mu.Unlock()
+	}
+	bc := cfg.Breaker.filled()
+	for _, b := range l.breakers {
+		b.setConfig(bc)
+	}
+	return nil
+}
+
+func (e *entry) setLimit(lim Limit, src string) {
+	if lim.Rate > 0 && e.lim.Rate == 0 {
+		e.primed = false // newly rate-limited: start with a full bucket
+	}
+	if lim.Rate > 0 {
+		e.tokens = min(e.tokens, float64(lim.Burst))
+	}
+	e.lim, e.src = lim, src
+}
+
+// Forget drops every counter and the breaker of peer, for a removed peer.
+func (l *Limiter) Forget(peer string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for k := range l.entries {
+		if k.Peer == peer {
+			delete(l.entries, k)
+		}
+	}
+	delete(l.breakers, peer)
+}
+
+func (l *Limiter) lookup(peer, capability string, dir Dir) (pe, ce *entry) {
+	l.mu.RLock()
+	pe = l.entries[Key{peer, "", dir}]
+	_, capped := l.caps[capability]
+	if capped {
+		ce = l.entries[Key{peer, capability, dir}]
+	}
+	l.mu.RUnlock()
+	if pe != nil && (!capped || ce != nil) {
+		return pe, ce
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	pe = l.entryLocked(Key{peer, "", dir})
+	ce = nil
+	if _, capped = l.caps[capability]; capped {
+		ce = l.entryLocked(Key{peer, capability, dir})
+	}
+	return pe, ce
+}
+
+func (l *Limiter) entryLocked(k Key) *entry {
+	if e, ok := l.entries[k]; ok {
+		return e
+	}
+	lim, src := l.resolveLocked(k)
+	e := &entry{key: k, lim: lim.filled(), src: src}
+	l.entries[k] = e
+	return e
+}
+
+// Ticket is a granted call. Release it exactly once through the variable Acquire
+// returned (or one pointer to it): Release is idempotent on that variable, but two
+// copies of a Ticket would each release. The zero Ticket releases nothing.
+type Ticket struct {
+	pe, ce *entry
+	dir    Dir
+	done   bool
+}
+
+// Acquire admits one call by (dir In) or to (dir Out) peer on capability carrying a
+// request of reqBytes, if it fits both the peer-wide and the capability limit;
+// otherwise it returns an *Exceeded and changes nothing. Of several exhausted
+// budgets the refusal names the one that resets last. reqBytes count as bytes in
+// for dir In and bytes out for dir Out; the reply's bytes are charged by Release.
+// Other errors mean a malformed argument.
+func (l *Limiter) Acquire(peer, capability string, dir Dir, reqBytes int64, now time.Time) (Ticket, error) {
+	if dir != In && dir != Out {
+		return Ticket{}, fmt.Errorf("budget: Acquire: direction %v is not in or out", dir)
+	}
+	if peer == "" || len(peer) > maxPeerLen || len(capability) > maxCapLen {
+		return Ticket{}, fmt.Errorf("budget: Acquire: peer of %d bytes or capability of %d bytes outside [1, %d] and [0, %d]", len(peer), len(capability), maxPeerLen, maxCapLen)
+	}
+	reqBytes = max(reqBytes, 0)
+	pe, ce := l.lookup(peer, capability, dir)
+	var f failure
+	pe.mu.Lock()
+	if ce != nil {
+		ce.mu.Lock()
+		ce.check(dir, reqBytes, now, &f) // first, so a tie names the narrower limit
+	}
+	pe.check(dir, reqBytes, now, &f)
+	if f.e != nil {
+		if ce != nil {
+			ce.mu.Unlock()
+		}
+		pe.mu.Unlock()
+		return Ticket{}, f.exceeded(peer, capability, dir)
+	}
+	if ce != nil {
+		ce.commit(dir, reqBytes)
+		ce.mu.Unlock()
+	}
+	pe.commit(dir, reqBytes)
+	pe.mu.Unlock()
+	return Ticket{pe: pe, ce: ce, dir: dir}, nil
+}
+
+// Release ends the call: it frees the concurrency slot and charges the cost the
+// backend reported and the reply's bytes (bytes out for dir In, in for dir Out).
+// These may overshoot a limit; later calls are then refused until the window resets.
+// A negative or NaN cost counts as zero.
+func (t *Ticket) Release(cost float64, replyBytes int64, now time.Time) {
+	if t == nil || t.done || t.pe == nil {
+		return
+	}
+	t.done = true
+	if !(cost > 0) {
+		cost = 0
+	}
+	cost = min(cost, maxCost)
+	replyBytes = max(replyBytes, 0)
+	t.pe.release(t.dir, cost, replyBytes, now)
+	if t.ce != nil {
+		t.ce.release(t.dir, cost, replyBytes, now)
+	}
+}
+
+// failure collects the exhausted budget that resets last.
+type failure struct {
+	e       *entry
+	budget  string
+	resetIn time.Duration
+}
+
+func (f *failure) note(e *entry, budget string, resetIn time.Duration) {
+	if f.e == nil || resetIn > f.resetIn {
+		f.e, f.budget, f.resetIn = e, budget, max(resetIn, 0)
+	}
+}
+
+func (f *failure) exceeded(peer, capability string, dir Dir) *Exceeded {
+	l := f.e.lim
+	var limit string
+	switch f.budget {
+	case BudgetRate:
+		limit = l.rateString()
+	case BudgetConcurrency:
+		limit = l.concurrencyString()
+	case BudgetBytesIn:
+		limit = l.bytesString(l.BytesIn)
+	case BudgetBytesOut:
+		limit = l.bytesString(l.BytesOut)
+	case BudgetCost:
+		limit = l.costString()
+	}
+	return &Exceeded{Budget: f.budget, Limit: limit, ResetIn: f.resetIn, Peer: peer, Capability: capability,
+		Dir: dir, PeerWide: f.e.key.Capability == ""}
+}
+
+// refill adds the tokens earned since the last refill. Time never runs backwards
+// for a bucket: an earlier now (another goroutine's clock read) adds nothing.
+func (e *entry) refill(now time.Time) {
+	if e.lim.Rate <= 0 {
+		return
+	}
+	if !e.primed {
+		e.tokens, e.last, e.primed = float64(e.lim.Burst), now, true
+		return
+	}
+	if now.After(e.last) {
+		e.tokens = min(float64(e.lim.Burst), e.tokens+now.Sub(e.last).Seconds()*e.lim.Rate)
+		e.last = now
+	}
+}
+
+// roll starts new byte and cost windows when the current ones have ended. Windows
+// are fixed, starting at the first use after the previous one ended.
+func (e *entry) roll(now time.Time) {
+	if e.winStart.IsZero() || !now.Before(e.winStart.Add(e.lim.Window)) {
+		e.winStart, e.bytesIn, e.bytesOut = now, 0, 0
+	}
+	if e.costStart.IsZero() || !now.Before(e.costStart.Add(e.lim.CostWindow)) {
+		e.costStart, e.cost = now, 0
+	}
+}
+
+func (e *entry) check(dir Dir, n int64, now time.Time, f *failure) {
+	e.refill(now)
+	e.roll(now)
+	l := &e.lim
+	if l.Concurrency > 0 && e.inflight >= l.Concurrency {
+		f.note(e, BudgetConcurrency, 0)
+	}
+	if l.Rate > 0 && e.tokens < 1-tokenEps {
+		f.note(e, BudgetRate, time.Duration(math.Ceil((1-e.tokens)/l.Rate*1e9-resetSlackNs)))
+	}
+	winReset := e.winStart.Add(l.Window).Sub(now)
+	// The request's bytes must fit; the reply's direction must not be spent already.
+	reqIn, reqOut := n, int64(0)
+	if dir == Out {
+		reqIn, reqOut = 0, n
+	}
+	if l.BytesIn > 0 && (e.bytesIn+reqIn > l.BytesIn || (dir == Out && e.bytesIn >= l.BytesIn)) {
+		f.note(e, BudgetBytesIn, winReset)
+	}
+	if l.BytesOut > 0 && (e.bytesOut+reqOut > l.BytesOut || (dir == In && e.bytesOut >= l.BytesOut)) {
+		f.note(e, BudgetBytesOut, winReset)
+	}
+	if l.Cost > 0 && e.cost >= l.Cost {
+		f.note(e, BudgetCost, e.costStart.Add(l.CostWindow).Sub(now))
+	}
+}
+
+func (e *entry) commit(dir Dir, n int64) {
+	if e.lim.Rate > 0 {
+		e.tokens--
+	}
+	e.inflight++
+	if dir == In {
+		e.bytesIn += n
+	} else {
+		e.bytesOut += n
+	}
+}
+
+func (e *entry) release(dir Dir, cost float64, reply int64, now time.Time) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.inflight > 0 {
+		e.inflight--
+	}
+	e.roll(now)
+	if dir == In {
+		e.bytesOut += reply
+	} else {
+		e.bytesIn += reply
+	}
+	e.cost += cost
+}
+
+// CheckChain applies CheckChain with the configured Config.MaxDepth.
+func (l *Limiter) CheckChain(chain []string, self string) error {
+	l.mu.RLock()
+	d := l.cfg.Depth()
+	l.mu.RUnlock()
+	return CheckChain(chain, self, d)
+}
+
+// Status is the state of one key's counters, or a configured rule nobody has used.
+type Status struct {
+	Key      Key     `json:"key"`    // Peer may be "*" and Dir Both for a rule not yet used (Live false)
+	Source   string  `json:"source"` // "default", "rule", or "" when nothing limits the key
+	Limit    Limit   `json:"limit"`  // with defaults applied
+	Live     bool    `json:"live"`   // counters below are real
+	Tokens   float64 `json:"tokens,omitempty"`
+	InFlight int     `json:"in_flight"`
+	BytesIn  int64   `json:"bytes_in"` // in the current window
+	BytesOut int64   `json:"bytes_out"`
+	Cost     float64 `json:"cost"` // in the current cost window
+	// Until the current windows end; zero when they already have.
+	WindowResetIn time.Duration `json:"window_reset_in_ns"`
+	CostResetIn   time.Duration `json:"cost_reset_in_ns"`
+}
+
+// Snapshot returns every live key's counters and every configured rule not yet in
+// use, sorted by peer, capability and direction; for `treaty limit ls`. It changes
+// nothing.
+func (l *Limiter) Snapshot(now time.Time) []Status {
+	l.mu.RLock()
+	out := make([]Status, 0, len(l.entries)+len(l.cfg.Rules))
+	for _, e := range l.entries {
+		e.mu.Lock()
+		out = append(out, e.status(now))
+		e.mu.Unlock()
+	}
+	for _, r := range l.cfg.Rules {
+		k := Key{r.Peer, r.Capability, r.Dir}
+		if _, live := l.entries[k]; !live {
+			out = append(out, Status{Key: k, Source: "rule", Limit: r.Limit.filled()})
+		}
+	}
+	l.mu.RUnlock()
+	slices.SortFunc(out, func(a, b Status) int {
+		return cmp.Or(cmp.Compare(a.Key.Peer, b.Key.Peer), cmp.Compare(a.Key.Capability, b.Key.Capability), cmp.Compare(a.Key.Dir, b.Key.Dir))
+	})
+	return out
+}
+
+func (e *entry) status(now time.Time) Status {
+	s := Status{Key: e.key, Source: e.src, Limit: e.lim, Live: true, InFlight: e.inflight}
+	if e.lim.Rate > 0 {
+		s.Tokens = float64(e.lim.Burst)
+		if e.primed {
+			s.Tokens = e.tokens
+			if now.After(e.last) {
+				s.Tokens = min(float64(e.lim.Burst), e.tokens+now.Sub(e.last).Seconds()*e.lim.Rate)
+			}
+		}
+	}
+	if end := e.winStart.Add(e.lim.Window); !e.winStart.IsZero() && now.Before(end) {
+		s.BytesIn, s.BytesOut, s.WindowResetIn = e.bytesIn, e.bytesOut, end.Sub(now)
+	}
+	if end := e.costStart.Add(e.lim.CostWindow); !e.costStart.IsZero() && now.Before(end) {
+		s.Cost, s.CostResetIn = e.cost, end.Sub(now)
+	}
+	return s
+}
