@@ -1,0 +1,204 @@
+package screen
+
+import (
+	"encoding/base64"
+	"encoding/hex"
+	"html"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+)
+
+// encoded is one decoded payload found in a text.
+type encoded struct {
+	kind string // "base64", "hex", "url", "html-entities"
+	text string
+}
+
+const (
+	minBase64Run  = 16 // 12 bytes decoded: "ignore rules" is already 12
+	minHexRun     = 16 // 8 bytes decoded
+	maxCandidates = 256
+)
+
+// findEncoded returns the payloads in s that decode to text: base64 and hex blobs (each
+// decoded alone), and the whole of s with URL escapes or HTML entities decoded (they are
+// encodings in place, so a phrase may mix encoded and plain words). A blob that decodes
+// to binary (an image, a digest, a key) is not text and is skipped. budget bounds the
+// decoded bytes returned; the caller shares it across the whole call.
+func findEncoded(s string, budget *int) []encoded {
+	var out []encoded
+	emit := func(kind, text string) {
+		if *budget <= 0 || len(out) >= maxCandidates {
+			return
+		}
+		if len(text) > *budget {
+			text = text[:*budget]
+		}
+		*budget -= len(text)
+		out = append(out, encoded{kind: kind, text: text})
+	}
+	scanRuns(s, isBase64Byte, minBase64Run, func(run string) {
+		if t, ok := decodeBase64Run(run); ok {
+			emit("base64", t)
+		}
+	})
+	scanRuns(s, isHexByte, minHexRun, func(run string) {
+		if len(run)%2 == 1 {
+			run = run[:len(run)-1]
+		}
+		if b, err := hex.DecodeString(run); err == nil && texty(b) {
+			emit("hex", string(b))
+		}
+	})
+	if strings.Contains(s, `\x`) {
+		if t, n := decodeEscapedHex(s); n >= 4 && texty([]byte(t)) {
+			emit("hex", t)
+		}
+	}
+	if countPercentEscapes(s, 3) >= 3 {
+		if t := percentDecode(s); t != s {
+			emit("url", t)
+		}
+	}
+	if strings.Contains(s, "&") && strings.Contains(s, ";") {
+		if t := html.UnescapeString(s); t != s {
+			emit("html-entities", t)
+		}
+	}
+	return out
+}
+
+func isBase64Byte(c byte) bool {
+	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' || c == '/' || c == '-' || c == '_' || c == '='
+}
+
+func isHexByte(c byte) bool {
+	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')
+}
+
+// scanRuns calls fn for every maximal run of bytes satisfying in, at least min long.
+func scanRuns(s string, in func(byte) bool, min int, fn func(string)) {
+	start := -1
+	for i := 0; i <= len(s); i++ {
+		if i < len(s) && in(s[i]) {
+			if start < 0 {
+				start = i
+			}
+			continue
+		}
+		if start >= 0 && i-start >= min {
+			fn(s[start:i])
+		}
+		start = -1
+	}
+}
+
+func decodeBase64Run(run string) (string, bool) {
+	run = strings.TrimRight(run, "=")
+	if i := strings.IndexByte(run, '='); i >= 0 { // padding inside: take the first blob
+		run = run[:i]
+	}
+	if len(run) < minBase64Run {
+		return "", false
+	}
+	// Base64 of text mixes cases; long runs of one case are words, hex or identifiers.
+	var upper, lower bool
+	for i := 0; i < len(run); i++ {
+		c := run[i]
+		upper = upper || (c >= 'A' && c <= 'Z')
+		lower = lower || (c >= 'a' && c <= 'z')
+	}
+	if !upper || !lower {
+		return "", false
+	}
+	enc := base64.RawStdEncoding
+	if strings.ContainsAny(run, "-_") {
+		if strings.ContainsAny(run, "+/") {
+			return "", false
+		}
+		enc = base64.RawURLEncoding
+	}
+	if len(run)%4 == 1 {
+		run = run[:len(run)-1]
+	}
+	b, err := enc.DecodeString(run)
+	if err != nil || !texty(b) {
+		return "", false
+	}
+	return string(b), true
+}
+
+// texty reports whether b reads as text: valid UTF-8, mostly printable, mostly letters
+// and spaces.
+func texty(b []byte) bool {
+	if len(b) < 6 || !utf8.Valid(b) {
+		return false
+	}
+	var n, printable, letters int
+	for _, r := range string(b) {
+		n++
+		switch {
+		case unicode.IsLetter(r) || r == ' ':
+			letters++
+			printable++
+		case unicode.IsPrint(r) || r == '\n' || r == '\t' || r == '\r':
+			printable++
+		}
+	}
+	return printable*100 >= n*95 && letters*100 >= n*60
+}
+
+// decodeEscapedHex decodes \xNN escapes in place and reports how many it decoded.
+func decodeEscapedHex(s string) (string, int) {
+	var b strings.Builder
+	n := 0
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) && s[i+1] == 'x' && isHexByte(s[i+2]) && isHexByte(s[i+3]) {
+			b.WriteByte(unhex(s[i+2])<<4 | unhex(s[i+3]))
+			i += 3
+			n++
+			continue
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String(), n
+}
+
+func unhex(c byte) byte {
+	switch {
+	case c >= '0' && c <= '9':
+		return c - '0'
+	case c >= 'a' && c <= 'f':
+		return c - 'a' + 10
+	default:
+		return c - 'A' + 10
+	}
+}
+
+func countPercentEscapes(s string, enough int) int {
+	n := 0
+	for i := 0; i+2 < len(s) && n < enough; i++ {
+		if s[i] == '%' && isHexByte(s[i+1]) && isHexByte(s[i+2]) {
+			n++
+			i += 2
+		}
+	}
+	return n
+}
+
+// percentDecode decodes %XX escapes and leaves everything else, including malformed
+// escapes, as it is (net/url would reject the whole string instead).
+func percentDecode(s string) string {
+	var b strings.Builder
+	b.Grow(len(s))
+	for i := 0; i < len(s); i++ {
+		if s[i] == '%' && i+2 < len(s) && isHexByte(s[i+1]) && isHexByte(s[i+2]) {
+			b.WriteByte(unhex(s[i+1])<<4 | unhex(s[i+2]))
+			i += 2
+			continue
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}

@@ -1,0 +1,119 @@
+package screen
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"unicode/utf16"
+	"unicode/utf8"
+)
+
+// extractJSONText returns the keys and string values of data, one per line, when data is
+// a JSON object, array or string; JSON nested inside a string value is walked too, up to
+// depth levels. Numbers, booleans and null carry no words and are skipped.
+func extractJSONText(data []byte, depth int) (string, bool) {
+	t := bytes.TrimLeft(data, " \t\r\n")
+	if len(t) == 0 || (t[0] != '{' && t[0] != '[' && t[0] != '"') || !json.Valid(t) {
+		return "", false
+	}
+	var b strings.Builder
+	b.Grow(len(t))
+	appendJSONStrings(&b, t, depth)
+	return b.String(), true
+}
+
+// appendJSONStrings appends every string literal of the valid JSON in data.
+func appendJSONStrings(b *strings.Builder, data []byte, depth int) {
+	for i := 0; i < len(data); i++ {
+		if data[i] != '"' {
+			continue
+		}
+		j := i + 1
+		for j < len(data) && data[j] != '"' {
+			if data[j] == '\\' {
+				j++
+			}
+			j++
+		}
+		if j > len(data) {
+			j = len(data)
+		}
+		s := unquoteJSON(data[i+1 : min(j, len(data))])
+		if inner := strings.TrimSpace(s); depth > 1 && len(inner) > 1 && (inner[0] == '{' || inner[0] == '[') && json.Valid([]byte(inner)) {
+			appendJSONStrings(b, []byte(inner), depth-1)
+		} else {
+			b.WriteString(s)
+			b.WriteByte('\n')
+		}
+		i = j
+	}
+}
+
+// unquoteJSON decodes the escapes of a JSON string body that json.Valid accepted.
+func unquoteJSON(s []byte) string {
+	if bytes.IndexByte(s, '\\') < 0 {
+		return string(s)
+	}
+	var b strings.Builder
+	b.Grow(len(s))
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c != '\\' || i+1 >= len(s) {
+			b.WriteByte(c)
+			continue
+		}
+		i++
+		switch s[i] {
+		case 'n':
+			b.WriteByte('\n')
+		case 't':
+			b.WriteByte('\t')
+		case 'r':
+			b.WriteByte('\r')
+		case 'b':
+			b.WriteByte('\b')
+		case 'f':
+			b.WriteByte('\f')
+		case 'u':
+			r, n := jsonUnicodeEscape(s[i+1:])
+			if n == 0 {
+				b.WriteByte('u')
+				continue
+			}
+			i += n
+			if utf16.IsSurrogate(r) {
+				if r2, n2 := jsonUnicodeEscape(trimEscapePrefix(s[i+1:])); n2 > 0 {
+					if d := utf16.DecodeRune(r, r2); d != utf8.RuneError {
+						r = d
+						i += n2 + 2
+					}
+				}
+			}
+			b.WriteRune(r)
+		default: // \" \\ \/
+			b.WriteByte(s[i])
+		}
+	}
+	return b.String()
+}
+
+func trimEscapePrefix(s []byte) []byte {
+	if len(s) >= 2 && s[0] == '\\' && s[1] == 'u' {
+		return s[2:]
+	}
+	return nil
+}
+
+func jsonUnicodeEscape(s []byte) (rune, int) {
+	if len(s) < 4 {
+		return 0, 0
+	}
+	var r rune
+	for _, c := range s[:4] {
+		if !isHexByte(c) {
+			return 0, 0
+		}
+		r = r<<4 | rune(unhex(c))
+	}
+	return r, 4
+}

@@ -1,0 +1,426 @@
+package screen
+
+import (
+	"cmp"
+	"fmt"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// A phrase rule matches a sequence of token slots. Its pattern is written as
+// space-separated slots, each a set of alternatives joined by "|":
+//
+//	"^ignore|disregard ~3 previous|prior ~2 instruction*"
+//
+// "word" matches the token exactly, "word*" any token with that prefix (at least three
+// bytes), "*word" any token with that suffix (not in the first slot of a longer rule),
+// "!a|b" a token that is none of these, or the end of the sentence. "~N" before a slot
+// lets up to N other tokens come between it and the previous slot; gaps never cross a
+// sentence break. A leading "^" anchors the first slot at the start of a sentence.
+type phraseRule struct {
+	id     string
+	code   string
+	weight float64
+	opts   ruleOpts
+	slots  []slot
+}
+
+type ruleOpts uint8
+
+const (
+	optNeg   ruleOpts = 1 << iota // a negation just before it ("do not ignore ...") weakens it
+	optHedge                      // a condition in the same sentence ("if", "unless") weakens it
+	optQuote                      // quoted inside text that discusses attacks weakens it
+)
+
+type slot struct {
+	gap      int
+	neg      bool // "!a|b": the next token, if any in the sentence, is none of these; consumes it
+	words    map[string]bool
+	prefixes []string
+	suffixes []string
+}
+
+func (s *slot) matches(t string) bool {
+	if s.words[t] {
+		return true
+	}
+	for _, p := range s.prefixes {
+		if strings.HasPrefix(t, p) {
+			return true
+		}
+	}
+	for _, p := range s.suffixes {
+		if strings.HasSuffix(t, p) && len(t) > len(p) {
+			return true
+		}
+	}
+	return false
+}
+
+// A pattern rule is a regular expression over the folded, lowercased text (or, with
+// original set, over the NFKC text with its case), run only when one of its literals
+// occurs, so clean text costs a few substring searches.
+type patternRule struct {
+	id       string
+	code     string
+	weight   float64
+	lits     []string
+	re       *regexp.Regexp
+	original bool
+	notAfter []string // the match does not count right after one of these (negations)
+	minCount int      // matches needed; 0 means 1
+	cjk      bool     // run only on text with Han, kana or hangul
+}
+
+type ruleSet struct {
+	phrases  []phraseRule
+	first    map[string][]int // first-slot word -> phrase rules
+	firstPre map[string][]int // first three bytes of a first-slot prefix -> phrase rules
+	suffixed []int            // single-slot rules with suffix alternatives
+	anchored map[int]bool     // rules whose first slot must start a sentence
+	patterns []patternRule
+	cues     map[string]bool // words that suggest discussion of attacks
+	negs     map[string]bool
+	hedges   map[string]bool
+}
+
+func compilePhrase(id, code string, weight float64, opts ruleOpts, pat string) (phraseRule, bool, error) {
+	r := phraseRule{id: id, code: code, weight: weight, opts: opts}
+	anchored := false
+	gap := 0
+	for i, f := range strings.Fields(pat) {
+		if i == 0 && strings.HasPrefix(f, "^") {
+			anchored = true
+			f = f[1:]
+		}
+		if strings.HasPrefix(f, "~") {
+			n, err := strconv.Atoi(f[1:])
+			if err != nil || n < 0 || n > 8 {
+				return r, false, fmt.Errorf("rule %s: bad gap %q", id, f)
+			}
+			gap = n
+			continue
+		}
+		s := slot{gap: gap, words: map[string]bool{}}
+		gap = 0
+		if strings.HasPrefix(f, "!") {
+			if len(r.slots) == 0 || s.gap != 0 {
+				return r, false, fmt.Errorf("rule %s: negative slot %q first or after a gap", id, f)
+			}
+			s.neg = true
+			f = f[1:]
+		}
+		for _, alt := range strings.Split(f, "|") {
+			switch {
+			case alt == "":
+				return r, false, fmt.Errorf("rule %s: empty alternative in %q", id, f)
+			case strings.HasSuffix(alt, "*"):
+				if len(alt) < 4 {
+					return r, false, fmt.Errorf("rule %s: prefix %q shorter than three bytes", id, alt)
+				}
+				s.prefixes = append(s.prefixes, alt[:len(alt)-1])
+			case strings.HasPrefix(alt, "*"):
+				s.suffixes = append(s.suffixes, alt[1:])
+			default:
+				s.words[alt] = true
+			}
+		}
+		r.slots = append(r.slots, s)
+	}
+	if len(r.slots) == 0 {
+		return r, false, fmt.Errorf("rule %s: empty pattern", id)
+	}
+	if len(r.slots[0].suffixes) > 0 && len(r.slots) > 1 {
+		return r, false, fmt.Errorf("rule %s: suffix alternatives in the first slot of a multi-slot rule", id)
+	}
+	if r.slots[0].neg {
+		return r, false, fmt.Errorf("rule %s: negative first slot", id)
+	}
+	if r.slots[0].gap != 0 {
+		return r, false, fmt.Errorf("rule %s: gap before the first slot", id)
+	}
+	return r, anchored, nil
+}
+
+func (rs *ruleSet) addPhrase(r phraseRule, anchored bool) {
+	idx := len(rs.phrases)
+	rs.phrases = append(rs.phrases, r)
+	if anchored {
+		rs.anchored[idx] = true
+	}
+	s := r.slots[0]
+	for w := range s.words {
+		rs.first[w] = append(rs.first[w], idx)
+	}
+	for _, p := range s.prefixes {
+		rs.firstPre[p[:3]] = append(rs.firstPre[p[:3]], idx)
+	}
+	if len(s.suffixes) > 0 {
+		rs.suffixed = append(rs.suffixed, idx)
+	}
+}
+
+// match reports whether rule r matches with its first slot at token i, and the index
+// of the last matched token.
+func (r *phraseRule) match(toks []token, i int) (int, bool) {
+	return matchFrom(r.slots, toks, 1, i)
+}
+
+func matchFrom(slots []slot, toks []token, k, prev int) (int, bool) {
+	if k == len(slots) {
+		return prev, true
+	}
+	s := &slots[k]
+	if s.neg {
+		j := prev + 1
+		if j >= len(toks) || toks[j].brk {
+			return matchFrom(slots, toks, k+1, prev)
+		}
+		if s.matches(toks[j].text) {
+			return 0, false
+		}
+		return matchFrom(slots, toks, k+1, j)
+	}
+	for j := prev + 1; j <= prev+1+s.gap && j < len(toks); j++ {
+		if toks[j].brk {
+			return 0, false
+		}
+		if s.matches(toks[j].text) {
+			if end, ok := matchFrom(slots, toks, k+1, j); ok {
+				return end, true
+			}
+		}
+	}
+	return 0, false
+}
+
+// matchPhrases adds a signal for every phrase rule that matches f.
+func (rs *ruleSet) matchPhrases(f *folded, acc *accumulator) {
+	m := phraseMatcher{rs: rs, toks: f.toks, acc: acc, discussion: -1}
+	for i := range f.toks {
+		t := f.toks[i].text
+		for _, idx := range rs.first[t] {
+			m.try(idx, i)
+		}
+		if len(t) >= 3 {
+			for _, idx := range rs.firstPre[t[:3]] {
+				m.try(idx, i)
+			}
+		}
+		for _, idx := range rs.suffixed {
+			m.try(idx, i)
+		}
+	}
+	m.flush()
+}
+
+// hit is one phrase match before overlaps are resolved.
+type hit struct {
+	rule       *phraseRule
+	start, end int // token span, inclusive
+	weight     float64
+	folded     bool
+}
+
+// flush adds the matches as signals. Matches of the same code whose spans overlap are
+// one piece of evidence said once, so only the strongest of them counts.
+func (m *phraseMatcher) flush() {
+	slices.SortStableFunc(m.hits, func(a, b hit) int { return cmp.Compare(b.weight, a.weight) })
+	var kept []hit
+	for _, h := range m.hits {
+		dup := false
+		for _, k := range kept {
+			if k.rule.code == h.rule.code && h.start <= k.end && k.start <= h.end {
+				dup = true
+				break
+			}
+		}
+		if dup {
+			continue
+		}
+		kept = append(kept, h)
+		m.acc.add(signal{id: h.rule.id, code: h.rule.code, weight: h.weight})
+		if h.folded {
+			m.acc.add(signal{id: "homoglyph-lookalike", code: "homoglyph:lookalike", weight: 0.4})
+		}
+	}
+}
+
+type phraseMatcher struct {
+	rs         *ruleSet
+	toks       []token
+	acc        *accumulator
+	discussion int // -1 until computed, then 0 or 1
+	hits       []hit
+	byRule     map[int]int // rule index -> its hit in hits
+}
+
+func (m *phraseMatcher) try(idx, i int) {
+	rs, toks := m.rs, m.toks
+	r := &rs.phrases[idx]
+	if rs.anchored[idx] && !toks[i].brk {
+		return
+	}
+	if !r.slots[0].matches(toks[i].text) {
+		return
+	}
+	end, ok := r.match(toks, i)
+	if !ok {
+		return
+	}
+	w := r.weight
+	if r.opts&optNeg != 0 && rs.negated(toks, i) {
+		w *= 0.3
+	}
+	if r.opts&optHedge != 0 && rs.hedged(toks, i, end) {
+		w *= 0.5
+	}
+	if r.opts&optQuote != 0 && allQuoted(toks, i, end) && m.discusses() {
+		w *= 0.5
+	}
+	h := hit{rule: r, start: i, end: end, weight: w}
+	for j := i; j <= end; j++ {
+		if toks[j].folded {
+			h.folded = true
+			break
+		}
+	}
+	// A rule counts once, so one hit per rule is enough: the strongest, else the first.
+	// That also keeps flush quadratic in the number of rules, not of matches.
+	if k, ok := m.byRule[idx]; ok {
+		if w > m.hits[k].weight {
+			m.hits[k] = h
+		}
+		return
+	}
+	if m.byRule == nil {
+		m.byRule = make(map[int]int)
+	}
+	m.byRule[idx] = len(m.hits)
+	m.hits = append(m.hits, h)
+}
+
+// discusses reports whether the text has words of a discussion about attacks, so a
+// quoted attack phrase in it is more likely an example than an attack.
+func (m *phraseMatcher) discusses() bool {
+	if m.discussion < 0 {
+		m.discussion = 0
+		for _, tk := range m.toks {
+			if m.rs.cues[tk.text] {
+				m.discussion = 1
+				break
+			}
+		}
+	}
+	return m.discussion == 1
+}
+
+// negated reports a negation within the two tokens before i in the same sentence, or
+// right after it as German places it ("vergiss nicht").
+func (rs *ruleSet) negated(toks []token, i int) bool {
+	if i+1 < len(toks) && !toks[i+1].brk {
+		switch toks[i+1].text {
+		case "nicht", "nie", "niemals", "keinesfalls":
+			return true
+		}
+	}
+	for j := i - 1; j >= 0 && j >= i-2; j-- {
+		if rs.negs[toks[j].text] {
+			return true
+		}
+		if toks[j].brk {
+			break
+		}
+	}
+	return false
+}
+
+// hedgeWindow bounds how far hedged looks, so a text without sentence breaks stays linear.
+const hedgeWindow = 16
+
+// hedged reports a conditional word in the sentence around toks[i..end], within
+// hedgeWindow tokens.
+func (rs *ruleSet) hedged(toks []token, i, end int) bool {
+	for j := i; j >= 0 && j >= i-hedgeWindow; j-- {
+		if rs.hedges[toks[j].text] {
+			return true
+		}
+		if toks[j].brk {
+			break
+		}
+	}
+	for j := end + 1; j < len(toks) && j <= end+hedgeWindow && !toks[j].brk; j++ {
+		if rs.hedges[toks[j].text] {
+			return true
+		}
+	}
+	return false
+}
+
+func allQuoted(toks []token, i, end int) bool {
+	for j := i; j <= end; j++ {
+		if !toks[j].quoted {
+			return false
+		}
+	}
+	return true
+}
+
+// matchPatterns adds a signal for every pattern rule that matches.
+func (rs *ruleSet) matchPatterns(f *folded, original string, acc *accumulator) {
+	for i := range rs.patterns {
+		p := &rs.patterns[i]
+		if acc.has(p.id) && p.minCount == 0 {
+			continue
+		}
+		if p.cjk && !f.hasCJK {
+			continue
+		}
+		text := f.text
+		if p.original {
+			text = original
+		}
+		if len(p.lits) > 0 {
+			found := false
+			for _, l := range p.lits {
+				if strings.Contains(text, l) {
+					found = true
+					break
+				}
+			}
+			if !found {
+				continue
+			}
+		}
+		need := max(p.minCount, 1)
+		n := 0
+		for _, loc := range p.re.FindAllStringIndex(text, need+8) {
+			if notAfter(text[:loc[0]], p.notAfter) {
+				continue
+			}
+			n++
+			if n >= need {
+				acc.add(signal{id: p.id, code: p.code, weight: p.weight})
+				break
+			}
+		}
+	}
+}
+
+func notAfter(before string, negs []string) bool {
+	if len(negs) == 0 {
+		return false
+	}
+	if len(before) > 12 {
+		before = before[len(before)-12:]
+	}
+	for _, n := range negs {
+		if strings.HasSuffix(before, n) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,510 @@
+package screen
+
+import (
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"golang.org/x/text/unicode/norm"
+)
+
+// hidden is what scanHidden found: the text with invisible characters removed, the ASCII
+// smuggled in tag characters, the bytes smuggled in runs of variation selectors, and
+// counts of the tricks seen.
+type hidden struct {
+	clean        string
+	tagPayload   []byte
+	vsPayload    []byte
+	tags         int // tag characters outside an emoji flag sequence
+	zwInWord     int // zero-width characters splitting a Latin, Cyrillic or Greek word
+	bidiOverride int // U+202D, U+202E
+	bidiOther    int // embeddings and isolates
+	rtl          bool
+	vsRuns       int // runs of two or more variation selectors
+}
+
+const (
+	blackFlag   = 0x1F3F4
+	tagBase     = 0xE0000
+	tagCancel   = 0xE007F
+	vsStart     = 0xFE00
+	vsEnd       = 0xFE0F
+	vsSuppStart = 0xE0100
+	vsSuppEnd   = 0xE01EF
+)
+
+func isZeroWidth(r rune) bool {
+	switch r {
+	case 0x200B, 0x200C, 0x200D, 0x2060, 0xFEFF, 0x180E, 0x2061, 0x2062, 0x2063, 0x2064,
+		0x00AD, 0x034F, 0x115F, 0x1160, 0x3164, 0xFFA0, 0x17B4, 0x17B5:
+		return true
+	}
+	return false
+}
+
+func isVariationSelector(r rune) bool {
+	return (r >= vsStart && r <= vsEnd) || (r >= vsSuppStart && r <= vsSuppEnd)
+}
+
+func vsByte(r rune) byte {
+	if r <= vsEnd {
+		return byte(r - vsStart)
+	}
+	return byte(r-vsSuppStart) + 16
+}
+
+// wordScript reports whether r is a letter of a script whose words a zero-width
+// character has no business splitting (scripts that join with ZWJ/ZWNJ are excluded).
+func wordScript(r rune) bool {
+	if r < 0x80 {
+		return (r|0x20) >= 'a' && (r|0x20) <= 'z'
+	}
+	return unicode.IsLetter(r) && (unicode.Is(unicode.Latin, r) || unicode.Is(unicode.Cyrillic, r) || unicode.Is(unicode.Greek, r))
+}
+
+// scanHidden removes invisible and control characters, decoding what they smuggle.
+func scanHidden(s string) hidden {
+	// Fast path: printable ASCII and ordinary whitespace hide nothing.
+	plain := true
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 0x80 || (c < 0x20 && c != '\n' && c != '\r' && c != '\t') || c == 0x7f {
+			plain = false
+			break
+		}
+	}
+	if plain {
+		return hidden{clean: s}
+	}
+	var h hidden
+	var b strings.Builder
+	b.Grow(len(s))
+	var (
+		prevVisible rune // last rune written
+		pendingZW   bool // a zero-width rune since prevVisible
+		inFlag      bool // inside an emoji tag sequence after U+1F3F4
+		vsRun       []byte
+		vsRunLen    int
+		flushVS     = func() {
+			if vsRunLen >= 2 {
+				h.vsRuns++
+				h.vsPayload = append(h.vsPayload, vsRun...)
+			}
+			vsRun, vsRunLen = vsRun[:0], 0
+		}
+	)
+	for _, r := range s {
+		if isVariationSelector(r) {
+			vsRun = append(vsRun, vsByte(r))
+			vsRunLen++
+			continue
+		}
+		if vsRunLen > 0 {
+			flushVS()
+		}
+		switch {
+		case r >= tagBase && r <= tagCancel:
+			if inFlag {
+				// Subdivision flags (England, Scotland, Wales) are U+1F3F4, lowercase
+				// letter and digit tags, then CANCEL TAG; anything else is smuggling.
+				if r == tagCancel {
+					inFlag = false
+					continue
+				}
+				if c := r - tagBase; (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') {
+					continue
+				}
+				inFlag = false
+			}
+			h.tags++
+			if c := r - tagBase; c >= 0x20 && c <= 0x7e {
+				h.tagPayload = append(h.tagPayload, byte(c))
+			}
+			continue
+		case isZeroWidth(r):
+			pendingZW = true
+			continue
+		case r == 0x202D || r == 0x202E:
+			h.bidiOverride++
+			continue
+		case (r >= 0x202A && r <= 0x202C) || (r >= 0x2066 && r <= 0x2069):
+			h.bidiOther++
+			continue
+		case r == 0x200E || r == 0x200F || r == 0x061C:
+			continue
+		case r == 0x2028 || r == 0x2029:
+			r = '\n'
+		case r == utf8.RuneError:
+		case r < 0x20 && r != '\n' && r != '\r' && r != '\t', r == 0x7f, r >= 0x80 && r < 0xa0:
+			r = ' ' // control characters: keep words apart, show nothing
+		}
+		inFlag = r == blackFlag
+		if pendingZW {
+			if wordScript(prevVisible) && wordScript(r) {
+				h.zwInWord++
+			}
+			pendingZW = false
+		}
+		if !h.rtl && r >= 0x0590 && r <= 0x08FF {
+			h.rtl = true
+		}
+		b.WriteRune(r)
+		prevVisible = r
+	}
+	if vsRunLen > 0 {
+		flushVS()
+	}
+	h.clean = b.String()
+	return h
+}
+
+// nfkc folds compatibility forms: fullwidth, mathematical alphanumerics, ligatures,
+// circled and superscript letters become their plain letters.
+func nfkc(s string) string {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return norm.NFKC.String(s)
+		}
+	}
+	return s
+}
+
+// token is one word of the folded text.
+type token struct {
+	text   string // lowercased, diacritics and lookalikes folded
+	brk    bool   // a sentence break (. ! ? ; newline) comes before it
+	quoted bool   // inside double quotes
+	folded bool   // lookalike folding changed it
+}
+
+// folded is the normalized view that the detectors read.
+type folded struct {
+	text       string // the whole text lowercased, with words folded as in toks
+	toks       []token
+	mixed      int  // words mixing Latin with Cyrillic, Greek, Armenian or Cherokee lookalikes
+	hasCJK     bool // Han, kana or hangul present
+	discussion bool // words that suggest the text discusses attacks rather than makes one
+}
+
+// fold lowercases s, folds lookalike letters within suspicious words, strips common
+// diacritics, and splits it into tokens.
+func fold(s string) folded {
+	var f folded
+	var out strings.Builder
+	out.Grow(len(s) + 8)
+	var (
+		word     []rune
+		brk      = true
+		quoted   bool
+		apostr   bool // the word contains an apostrophe that was dropped
+		toks     = make([]token, 0, len(s)/5+1)
+		wordBuf  []byte
+		possible = func(r rune) bool { return unicode.IsLetter(r) || unicode.IsDigit(r) || unicode.IsMark(r) }
+	)
+	flush := func() {
+		if len(word) == 0 {
+			return
+		}
+		var latin, otherConf, otherNon, latinLook int
+		for _, r := range word {
+			if r < 0x80 {
+				latin++
+				continue
+			}
+			if _, ok := lookalike(r); ok {
+				if unicode.Is(unicode.Latin, r) {
+					latinLook++
+				} else {
+					otherConf++
+				}
+				continue
+			}
+			switch {
+			case unicode.Is(unicode.Latin, r):
+				latin++
+			case unicode.Is(unicode.Cyrillic, r), unicode.Is(unicode.Greek, r), unicode.Is(unicode.Armenian, r), unicode.Is(unicode.Cherokee, r):
+				otherNon++
+			}
+		}
+		mixed := latin > 0 && otherConf > 0
+		doFold := mixed || latinLook > 0 || (latin == 0 && otherNon == 0 && otherConf > 0 && len(word) > 1)
+		if mixed {
+			f.mixed++
+		}
+		start := out.Len()
+		wordBuf = wordBuf[:0]
+		changed := false
+		for _, r := range word {
+			if doFold {
+				if c, ok := lookalike(r); ok {
+					r = c
+					changed = true
+				}
+			}
+			r = unicode.ToLower(r)
+			if r >= 0x80 {
+				wordBuf = appendFoldedLatin(wordBuf, r)
+			} else {
+				wordBuf = append(wordBuf, byte(r))
+			}
+		}
+		out.Write(wordBuf)
+		var text string
+		if apostr {
+			text = strings.ReplaceAll(strings.ReplaceAll(string(wordBuf), "'", ""), "\u2019", "")
+		} else {
+			text = out.String()[start:]
+		}
+		toks = append(toks, token{text: text, brk: brk, quoted: quoted, folded: changed})
+		brk = false
+		word = word[:0]
+		apostr = false
+	}
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		i += n
+		if possible(r) || (r >= 0x1F1E6 && r <= 0x1F1FF) {
+			if r >= 0x1F1E6 && r <= 0x1F1FF { // regional indicators spell letters
+				r = 'a' + (r - 0x1F1E6)
+			}
+			if !f.hasCJK && (unicode.Is(unicode.Han, r) || unicode.Is(unicode.Hiragana, r) || unicode.Is(unicode.Katakana, r) || unicode.Is(unicode.Hangul, r)) {
+				f.hasCJK = true
+			}
+			word = append(word, r)
+			continue
+		}
+		if r == '\'' || r == '\u2019' {
+			next, n1 := utf8.DecodeRuneInString(s[i:])
+			if len(word) > 0 && unicode.IsLetter(next) {
+				// Join contractions ("don't" -> "dont"); drop a possessive "'s".
+				after, _ := utf8.DecodeRuneInString(s[i+n1:])
+				if (next == 's' || next == 'S') && !unicode.IsLetter(after) {
+					i += n1
+					continue
+				}
+				word = append(word, r)
+				apostr = true
+				continue
+			}
+		}
+		flush()
+		switch r {
+		case '.', '!', '?', ';', '\n', '。', '！', '？', '；':
+			brk = true
+			if r == '\n' {
+				quoted = false
+			}
+		case '"', '`':
+			quoted = !quoted
+		case '“', '«', '„', '「':
+			quoted = true
+		case '”', '»', '」':
+			quoted = false
+		}
+		out.WriteRune(unicode.ToLower(r))
+	}
+	flush()
+	f.text = out.String()
+	f.toks = toks
+	return f
+}
+
+// appendFoldedLatin appends r with common Latin diacritics removed.
+func appendFoldedLatin(b []byte, r rune) []byte {
+	switch r {
+	case 'à', 'á', 'â', 'ã', 'ä', 'å', 'ā':
+		return append(b, 'a')
+	case 'ç', 'č', 'ć':
+		return append(b, 'c')
+	case 'è', 'é', 'ê', 'ë', 'ē', 'ę', 'ě':
+		return append(b, 'e')
+	case 'ì', 'í', 'î', 'ï', 'ī':
+		return append(b, 'i')
+	case 'ñ', 'ń', 'ň':
+		return append(b, 'n')
+	case 'ò', 'ó', 'ô', 'õ', 'ö', 'ø', 'ō':
+		return append(b, 'o')
+	case 'ù', 'ú', 'û', 'ü', 'ū', 'ů':
+		return append(b, 'u')
+	case 'ý', 'ÿ':
+		return append(b, 'y')
+	case 'š', 'ś':
+		return append(b, 's')
+	case 'ž', 'ź', 'ż':
+		return append(b, 'z')
+	case 'ß':
+		return append(b, 's', 's')
+	case 'đ':
+		return append(b, 'd')
+	case 'ł':
+		return append(b, 'l')
+	}
+	return utf8.AppendRune(b, r)
+}
+
+// lookalike maps letters that render like a basic Latin letter to that letter: the
+// Cyrillic, Greek, Armenian and Cherokee homoglyphs of Unicode's confusables list that
+// attackers use, and Latin small capitals. It is applied only inside words that mix
+// scripts or consist of lookalikes alone, so ordinary Russian or Greek text is untouched.
+func lookalike(r rune) (rune, bool) {
+	switch r {
+	// Cyrillic
+	case 'а', 'А':
+		return 'a', true
+	case 'в', 'В':
+		return 'b', true
+	case 'с', 'С', 'ϲ', 'Ϲ':
+		return 'c', true
+	case 'ԁ', 'Ԁ':
+		return 'd', true
+	case 'е', 'Е', 'ё', 'Ё':
+		return 'e', true
+	case 'һ', 'Һ', 'Н', 'н':
+		return 'h', true
+	case 'і', 'І', 'ї', 'Ї', 'Ӏ', 'ӏ':
+		return 'i', true
+	case 'ј', 'Ј', 'ϳ':
+		return 'j', true
+	case 'к', 'К':
+		return 'k', true
+	case 'м', 'М':
+		return 'm', true
+	case 'о', 'О':
+		return 'o', true
+	case 'р', 'Р':
+		return 'p', true
+	case 'ԛ', 'Ԛ':
+		return 'q', true
+	case 'ѕ', 'Ѕ':
+		return 's', true
+	case 'т', 'Т':
+		return 't', true
+	case 'у', 'У', 'ү', 'Ү':
+		return 'y', true
+	case 'ԝ', 'Ԝ':
+		return 'w', true
+	case 'х', 'Х':
+		return 'x', true
+	case 'ԍ':
+		return 'g', true
+	// Greek
+	case 'α', 'Α':
+		return 'a', true
+	case 'Β', 'β':
+		return 'b', true
+	case 'ε', 'Ε':
+		return 'e', true
+	case 'Η':
+		return 'h', true
+	case 'ι', 'Ι':
+		return 'i', true
+	case 'κ', 'Κ':
+		return 'k', true
+	case 'Μ':
+		return 'm', true
+	case 'Ν':
+		return 'n', true
+	case 'ο', 'Ο', 'σ':
+		return 'o', true
+	case 'ρ', 'Ρ':
+		return 'p', true
+	case 'τ', 'Τ':
+		return 't', true
+	case 'υ', 'Υ', 'γ':
+		return 'y', true
+	case 'ν':
+		return 'v', true
+	case 'χ', 'Χ':
+		return 'x', true
+	case 'Ζ':
+		return 'z', true
+	// Armenian
+	case 'օ', 'Օ':
+		return 'o', true
+	case 'ս', 'Ս':
+		return 'u', true
+	case 'ո':
+		return 'n', true
+	case 'հ':
+		return 'h', true
+	case 'ց':
+		return 'g', true
+	case 'զ':
+		return 'q', true
+	// Cherokee capitals
+	case 'Ꭺ':
+		return 'a', true
+	case 'Ᏼ':
+		return 'b', true
+	case 'Ꮯ':
+		return 'c', true
+	case 'Ꭼ':
+		return 'e', true
+	case 'Ꮋ':
+		return 'h', true
+	case 'Ꮖ':
+		return 'i', true
+	case 'Ꮶ':
+		return 'k', true
+	case 'Ꮇ':
+		return 'm', true
+	case 'Ꮲ':
+		return 'p', true
+	case 'Ꮪ':
+		return 's', true
+	case 'Ꭲ':
+		return 't', true
+	case 'Ꮃ':
+		return 'w', true
+	// Latin small capitals and IPA letters that pass for plain ones
+	case 'ᴀ', 'ɑ':
+		return 'a', true
+	case 'ʙ':
+		return 'b', true
+	case 'ᴄ':
+		return 'c', true
+	case 'ᴅ':
+		return 'd', true
+	case 'ᴇ':
+		return 'e', true
+	case 'ꜰ':
+		return 'f', true
+	case 'ɢ', 'ɡ':
+		return 'g', true
+	case 'ʜ':
+		return 'h', true
+	case 'ɪ', 'ı':
+		return 'i', true
+	case 'ᴊ', 'ȷ':
+		return 'j', true
+	case 'ᴋ':
+		return 'k', true
+	case 'ʟ':
+		return 'l', true
+	case 'ᴍ':
+		return 'm', true
+	case 'ɴ':
+		return 'n', true
+	case 'ᴏ':
+		return 'o', true
+	case 'ᴘ':
+		return 'p', true
+	case 'ʀ':
+		return 'r', true
+	case 'ꜱ':
+		return 's', true
+	case 'ᴛ':
+		return 't', true
+	case 'ᴜ':
+		return 'u', true
+	case 'ᴠ':
+		return 'v', true
+	case 'ᴡ':
+		return 'w', true
+	case 'ʏ':
+		return 'y', true
+	case 'ᴢ':
+		return 'z', true
+	}
+	return 0, false
+}
