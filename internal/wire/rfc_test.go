@@ -318,3 +318,29 @@ func TestRFC9530_ContentDigest(t *testing.T) {
 		t.Fatal("sha-512 of the RFC body differs from RFC 9421 B.2")
 	}
 }
+
+// TestContentDigestMismatch: every supported digest present must match, so
+// an honest sha-256 cannot be paired with a forged sha-512, or vice versa.
+func TestContentDigestMismatch(t *testing.T) {
+	body := []byte(rfcRequestBody)
+	other := []byte(`{"hello": "mallory"}`)
+	s512 := sha512.Sum512(other)
+	forged512 := "sha-512=:" + base64.StdEncoding.EncodeToString(s512[:]) + ":"
+	tests := []struct {
+		name, header string
+	}{
+		{"sha-256 of another body", ContentDigestHeader(other)},
+		{"sha-512 of another body", forged512},
+		{"honest sha-256, forged sha-512", ContentDigestHeader(body) + ", " + forged512},
+		{"forged sha-256, honest sha-512", ContentDigestHeader(other) + ", " + rfcRequestSHA512},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cd, err := ParseContentDigest(tc.header)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantReason(t, cd.Check(body), ReasonDigestMismatch)
+		})
+	}
+}
