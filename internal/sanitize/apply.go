@@ -1,0 +1,428 @@
+package sanitize
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"unicode/utf8"
+)
+
+// Clean is output of the outbound sanitizer under one data policy. Only this
+// package can make a non-empty Clean, so a sending path that accepts a Clean
+// cannot be handed unscrubbed bytes.
+type Clean struct {
+	b      []byte
+	report Report
+}
+
+// Bytes returns a copy of the sanitized bytes.
+func (c Clean) Bytes() []byte { return bytes.Clone(c.b) }
+
+// Len is the length of the sanitized bytes.
+func (c Clean) Len() int { return len(c.b) }
+
+// Report is what was found and done, never the values.
+func (c Clean) Report() Report { return c.report.clone() }
+
+// Report counts findings per category and action; it never holds values, so
+// it may travel with the message and into the audit log.
+type Report struct {
+	Counts    map[Category]map[Action]int `json:"counts"`
+	Strongest Action                      `json:"action"` // "pass" when nothing was changed
+}
+
+func (r Report) clone() Report {
+	c := Report{Strongest: r.Strongest, Counts: make(map[Category]map[Action]int, len(r.Counts))}
+	for k, v := range r.Counts {
+		c.Counts[k] = maps.Clone(v)
+	}
+	return c
+}
+
+// Result is a dry run, in the shape of `treaty scan --json`.
+type Result struct {
+	Action   Action    `json:"action"` // pass, redact, pseudonymize or block: the strongest applied
+	Output   string    `json:"output"` // what would be sent; empty when blocked
+	Findings []Finding `json:"findings"`
+}
+
+// BlockedError is returned by Apply when the policy blocks a finding. It names
+// the categories, never the values, so it is safe to show and to audit.
+type BlockedError struct {
+	Categories []Category // sorted, each once
+}
+
+func (e *BlockedError) Error() string {
+	names := make([]string, len(e.Categories))
+	for i, c := range e.Categories {
+		names[i] = string(c)
+	}
+	return "sanitize: blocked by policy: " + strings.Join(names, ", ")
+}
+
+// ErrNoPeer is returned by Apply without a peer: pseudonyms are per peer.
+var ErrNoPeer = errors.New("sanitize: Apply needs the peer's ID")
+
+// Apply sanitizes data for peer (its did:key string) under pol. Pseudonyms
+// issued are recorded so that Restore can undo them for the same peer. When
+// data is valid JSON the output is valid JSON. A finding whose action is block
+// makes Apply return a *BlockedError and no Clean.
+func (s *Sanitizer) Apply(peer string, pol Policy, data []byte) (Clean, error) {
+	if peer == "" {
+		return Clean{}, ErrNoPeer
+	}
+	if len(data) > s.maxInput {
+		return Clean{}, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(data), s.maxInput)
+	}
+	if err := pol.Validate(); err != nil {
+		return Clean{}, err
+	}
+	fs := s.Scan(data)
+	rep, blocked := report(pol, fs)
+	if blocked != nil {
+		return Clean{}, blocked
+	}
+	out, err := s.rewrite(peer, pol, data, fs, true)
+	if err != nil {
+		return Clean{}, err
+	}
+	return Clean{b: out, report: rep}, nil
+}
+
+// DryRun shows what Apply would do, without recording pseudonyms. Input over
+// MaxInputBytes is reported as blocked, with no findings.
+func (s *Sanitizer) DryRun(peer string, pol Policy, data []byte) Result {
+	if len(data) > s.maxInput {
+		return Result{Action: ActionBlock, Findings: []Finding{}}
+	}
+	fs := s.Scan(data)
+	if fs == nil {
+		fs = []Finding{}
+	}
+	rep, blocked := report(pol, fs)
+	if blocked != nil {
+		return Result{Action: ActionBlock, Findings: fs}
+	}
+	out, err := s.rewrite(peer, pol, data, fs, false)
+	if err != nil {
+		return Result{Action: ActionBlock, Findings: fs}
+	}
+	return Result{Action: rep.Strongest, Output: string(out), Findings: fs}
+}
+
+func report(pol Policy, fs []Finding) (Report, *BlockedError) {
+	rep := Report{Counts: map[Category]map[Action]int{}, Strongest: ActionPass}
+	var blocked []Category
+	for _, f := range fs {
+		a := pol.ActionFor(f.Category)
+		m := rep.Counts[f.Category]
+		if m == nil {
+			m = map[Action]int{}
+			rep.Counts[f.Category] = m
+		}
+		m[a]++
+		if a.strength() > rep.Strongest.strength() {
+			rep.Strongest = a
+		}
+		if a == ActionBlock && !slices.Contains(blocked, f.Category) {
+			blocked = append(blocked, f.Category)
+		}
+	}
+	if len(blocked) > 0 {
+		slices.Sort(blocked)
+		return rep, &BlockedError{Categories: blocked}
+	}
+	return rep, nil
+}
+
+// piece is one byte range to replace. In a JSON document a finding may be cut
+// into pieces at string boundaries, so that the structure stays intact.
+type piece struct {
+	s, e int
+	kind byte // 't' text, 's' inside a JSON string, 'n' a whole JSON number
+}
+
+func (s *Sanitizer) rewrite(peer string, pol Policy, data []byte, fs []Finding, record bool) ([]byte, error) {
+	changes := false
+	for _, f := range fs {
+		if a := pol.ActionFor(f.Category); a == ActionRedact || a == ActionPseudonymize {
+			changes = true
+			break
+		}
+	}
+	if !changes {
+		return bytes.Clone(data), nil
+	}
+	var toks []jsonTok
+	isJSON := json.Valid(data)
+	if isJSON {
+		toks = jsonTokens(data)
+	}
+	var out bytes.Buffer
+	out.Grow(len(data) + 32*len(fs))
+	pos := 0
+	var pieces []piece
+	for _, f := range fs {
+		a := pol.ActionFor(f.Category)
+		if a != ActionRedact && a != ActionPseudonymize {
+			continue
+		}
+		pieces = pieces[:0]
+		if isJSON {
+			pieces = jsonPieces(data, toks, f.Start, f.End, pieces)
+		} else {
+			pieces = append(pieces, piece{f.Start, f.End, 't'})
+		}
+		for _, p := range pieces {
+			if p.s < pos {
+				p.s = pos // an earlier piece was widened over an escape
+			}
+			if p.e <= p.s {
+				continue
+			}
+			out.Write(data[pos:p.s])
+			var rep string
+			if a == ActionRedact {
+				rep = "<redacted:" + string(f.Category) + ">"
+			} else {
+				e := vaultEntry{Value: data[p.s:p.e]}
+				switch p.kind {
+				case 's':
+					e.Value = unescapeJSON(e.Value)
+				case 'n':
+					e.Num = true
+				}
+				tok, err := s.vault.issue(s.key, peer, f.Category, e, record)
+				if err != nil {
+					return nil, err
+				}
+				rep = tok
+			}
+			if p.kind == 'n' {
+				rep = `"` + rep + `"`
+			}
+			out.WriteString(rep)
+			pos = p.e
+		}
+	}
+	out.Write(data[pos:])
+	return out.Bytes(), nil
+}
+
+// jsonTok is a string (with its quotes) or a number in a valid JSON document.
+type jsonTok struct {
+	s, e int
+	str  bool
+}
+
+// jsonTokens lists the strings and numbers of a valid JSON document in order.
+func jsonTokens(d []byte) []jsonTok {
+	var toks []jsonTok
+	for i := 0; i < len(d); {
+		switch c := d[i]; {
+		case c == '"':
+			j := i + 1
+			for j < len(d) && d[j] != '"' {
+				if d[j] == '\\' {
+					j++
+				}
+				j++
+			}
+			toks = append(toks, jsonTok{i, j + 1, true})
+			i = j + 1
+		case c == '-' || isDigit(c):
+			j := i + 1
+			for j < len(d) && (isDigit(d[j]) || d[j] == '.' || d[j] == 'e' || d[j] == 'E' || d[j] == '+' || d[j] == '-') {
+				j++
+			}
+			toks = append(toks, jsonTok{i, j, false})
+			i = j
+		default:
+			i++
+		}
+	}
+	return toks
+}
+
+// jsonPieces cuts [fs, fe) at JSON token boundaries: the part inside each
+// string (widened so no escape sequence is split) and every number it
+// touches (replaced whole, as a string).
+func jsonPieces(d []byte, toks []jsonTok, fs, fe int, out []piece) []piece {
+	i, _ := slices.BinarySearchFunc(toks, fs, func(t jsonTok, pos int) int {
+		if t.e <= pos {
+			return -1
+		}
+		if t.s > pos {
+			return 1
+		}
+		return 0
+	})
+	for ; i < len(toks) && toks[i].s < fe; i++ {
+		t := toks[i]
+		if t.e <= fs {
+			continue
+		}
+		if !t.str {
+			out = append(out, piece{t.s, t.e, 'n'})
+			continue
+		}
+		cs, ce := t.s+1, t.e-1
+		s, e := max(fs, cs), min(fe, ce)
+		if s >= e {
+			continue
+		}
+		// Walk the escapes from the string's start to find safe cut points.
+		for j := cs; j < ce; {
+			n := 1
+			if d[j] == '\\' {
+				n = 2
+				if j+1 < ce && d[j+1] == 'u' {
+					n = 6
+				}
+			}
+			if j < s && s < j+n {
+				s = j
+			}
+			if j < e && e < j+n {
+				e = j + n
+			}
+			if j >= e {
+				break
+			}
+			j += n
+		}
+		out = append(out, piece{s, e, 's'})
+	}
+	return out
+}
+
+// unescapeJSON decodes the escapes of a piece of JSON string content.
+func unescapeJSON(b []byte) []byte {
+	if bytes.IndexByte(b, '\\') < 0 {
+		return bytes.Clone(b)
+	}
+	q := make([]byte, 0, len(b)+2)
+	q = append(q, '"')
+	q = append(q, b...)
+	q = append(q, '"')
+	var s string
+	if err := json.Unmarshal(q, &s); err != nil {
+		return bytes.Clone(b)
+	}
+	return []byte(s)
+}
+
+// escapeJSON encodes b as JSON string content (no quotes).
+func escapeJSON(b []byte) []byte {
+	var out []byte
+	for i := 0; i < len(b); {
+		r, n := utf8.DecodeRune(b[i:])
+		switch {
+		case r == '"':
+			out = append(out, '\\', '"')
+		case r == '\\':
+			out = append(out, '\\', '\\')
+		case r == '\n':
+			out = append(out, '\\', 'n')
+		case r == '\r':
+			out = append(out, '\\', 'r')
+		case r == '\t':
+			out = append(out, '\\', 't')
+		case r < 0x20 || (r == utf8.RuneError && n == 1):
+			out = append(out, fmt.Sprintf(`\u%04x`, b[i])...)
+		default:
+			out = append(out, b[i:i+n]...)
+		}
+		i += n
+	}
+	return out
+}
+
+// Restore replaces the pseudonyms this node issued to peer with the original
+// values, so the local agent never sees a token. Tokens issued to other peers,
+// and token-shaped text it never issued, are left alone. In a valid JSON
+// document values are re-escaped for the string they land in (a bare number
+// that fills a whole string is restored as a number), so the output stays
+// valid JSON. Tokens escaped as \u003c...\u003e are recognised too.
+func (s *Sanitizer) Restore(peer string, data []byte) []byte {
+	if bytes.IndexByte(data, '<') < 0 && !containsFold(data, `\u003c`) {
+		return bytes.Clone(data)
+	}
+	isJSON := json.Valid(data)
+	var out bytes.Buffer
+	pos := 0
+	for i := 0; i < len(data); i++ {
+		open := 0
+		switch {
+		case data[i] == '<':
+			open = 1
+		case data[i] == '\\' && hasPrefixFold(data, i, `\u003c`):
+			open = 6
+		default:
+			continue
+		}
+		tokEnd, name, ok := parseToken(data, i+open)
+		if !ok {
+			continue
+		}
+		closeLen := 1
+		if data[tokEnd] != '>' {
+			closeLen = 6
+		}
+		tok := "<" + name + ">"
+		e, found := s.vault.lookup(peer, tok)
+		if !found {
+			continue
+		}
+		start, end := i, tokEnd+closeLen
+		var val []byte
+		switch {
+		case !isJSON:
+			val = e.Value
+		case e.Num && start > 0 && data[start-1] == '"' && end < len(data) && data[end] == '"':
+			start, end = start-1, end+1
+			val = e.Value
+		default:
+			val = escapeJSON(e.Value)
+		}
+		out.Write(data[pos:start])
+		out.Write(val)
+		pos = end
+		i = end - 1
+	}
+	if pos == 0 {
+		return bytes.Clone(data)
+	}
+	out.Write(data[pos:])
+	return out.Bytes()
+}
+
+// parseToken reads "category:hex" at p, followed by '>' or \u003e. It returns
+// the index of the closer and "category:hex".
+func parseToken(d []byte, p int) (int, string, bool) {
+	k := p
+	for k < len(d) && k-p < 32 && (isLower(d[k]) || isDigit(d[k]) || d[k] == '_') {
+		k++
+	}
+	if k == p || k >= len(d) || d[k] != ':' {
+		return 0, "", false
+	}
+	h := k + 1
+	for h < len(d) && h-k <= 33 && (isDigit(d[h]) || ('a' <= d[h] && d[h] <= 'f')) {
+		h++
+	}
+	if l := h - k - 1; l != 12 && l != 32 {
+		return 0, "", false
+	}
+	if h < len(d) && d[h] == '>' {
+		return h, string(d[p:h]), true
+	}
+	if hasPrefixFold(d, h, `\u003e`) {
+		return h, string(d[p:h]), true
+	}
+	return 0, "", false
+}

@@ -1,0 +1,608 @@
+package sanitize
+
+import "bytes"
+
+// keyKind is what a key name (a JSON key, a YAML or .env key, a CLI flag, a
+// CSV column, "the password is") says about the value assigned to it.
+type keyKind uint8
+
+const (
+	kindNone keyKind = iota
+	kindPassword
+	kindSecret
+	kindAWSSecret
+	kindSSN
+	kindPhone
+)
+
+// keyLiterals trigger the key-context detector (matched case-insensitively
+// anywhere, then the whole key name is read and classified).
+var keyLiterals = []string{
+	"pass", "pwd", "secret", "token", "key", "auth", "cred", "ssn", "social", "bearer",
+	"phone", "mobile",
+}
+
+// Words in a key name that make its value something other than a secret:
+// pagination and idempotency tokens, digests, public keys, LLM token counts,
+// configuration about a secret rather than the secret.
+var denyWords = map[string]bool{
+	"public": true, "pub": true, "publishable": true, "page": true, "pagination": true,
+	"next": true, "prev": true, "previous": true, "cursor": true, "continuation": true,
+	"csrf": true, "xsrf": true, "idempotency": true, "checksum": true, "hash": true,
+	"hashed": true, "digest": true, "sha": true, "sha1": true, "sha256": true, "sha512": true,
+	"md5": true, "etag": true, "id": true, "ids": true, "count": true, "counts": true,
+	"tokens": true, "max": true, "min": true, "limit": true, "usage": true, "type": true,
+	"name": true, "length": true, "len": true, "size": true, "url": true, "uri": true,
+	"endpoint": true, "file": true, "path": true, "dir": true, "expiry": true, "expires": true,
+	"expiration": true, "ttl": true, "prefix": true, "format": true, "header": true,
+	"cache": true, "partition": true, "sort": true, "primary": true, "foreign": true,
+	"keyboard": true, "fingerprint": true, "policy": true, "reset": true, "hint": true,
+	"field": true, "label": true, "mode": true, "method": true, "provider": true,
+	"scheme": true, "strategy": true, "enabled": true, "required": true, "rotation": true,
+	"version": true, "algorithm": true, "alg": true, "kid": true, "issuer": true,
+	"audience": true, "scope": true, "scopes": true, "index": true, "store": true,
+	"storage": true, "ref": true, "arn": true, "location": true, "salt": true,
+	"object": true, "translation": true, "i18n": true, "dedup": true, "dedupe": true,
+	"routing": true, "lookup": true, "row": true, "range": true, "group": true,
+	"keyword": true, "keywords": true, "monkey": true, "turkey": true, "hotkey": true,
+	"bypass": true, "compass": true, "passenger": true, "passport": true, "passive": true,
+	"passthrough": true, "strength": true, "rule": true, "rules": true, "changed": true,
+	"created": true, "updated": true, "last": true, "author": true, "authored": true,
+	"authority": true, "authorities": true, "estimate": true, "estimated": true,
+	"budget": true, "spent": true, "remaining": true, "input": true, "output": true,
+	"completion": true, "prompt": true, "total": true, "manager": true,
+	"rotate": true, "generation": true, "length_min": true, "env": true, "mount": true,
+}
+
+var passwordWords = map[string]bool{
+	"password": true, "passwd": true, "pwd": true, "passphrase": true, "passcode": true,
+	"pass": true, "pw": true, "passwort": true, "motdepasse": true, "contrasena": true,
+}
+
+var secretWords = map[string]bool{
+	"secret": true, "secrets": true, "token": true, "apikey": true, "auth": true,
+	"authorization": true, "bearer": true, "credential": true, "credentials": true,
+	"creds": true, "accesskey": true, "privatekey": true, "secretkey": true,
+	"clientsecret": true, "sas": true,
+}
+
+// keyWords splits a key phrase into lowercase words at non-alphanumerics and
+// camelCase humps: "dbPassword" -> db password, "AWS_SECRET_ACCESS_KEY" ->
+// aws secret access key.
+func keyWords(phrase []byte, buf []byte, out [][]byte) [][]byte {
+	buf = buf[:0]
+	start := 0
+	flush := func() {
+		if len(buf) > start {
+			out = append(out, buf[start:])
+		}
+		start = len(buf)
+	}
+	for i, c := range phrase {
+		if !isAlnum(c) {
+			flush()
+			continue
+		}
+		if isUpper(c) && i > 0 && (isLower(phrase[i-1]) || (i+1 < len(phrase) && isLower(phrase[i+1]) && isUpper(phrase[i-1]))) {
+			flush()
+		}
+		buf = append(buf, lowerASCII(c))
+	}
+	flush()
+	return out
+}
+
+func isLower(b byte) bool { return byteClass[b]&cLower != 0 }
+
+// classifyKey decides what the key words (the key itself and any words after
+// it, where deny words count) and the context words before it (positive
+// only) say about the value.
+func classifyKey(key, ctx [][]byte) keyKind {
+	for _, w := range key {
+		if denyWords[string(w)] {
+			return kindNone
+		}
+	}
+	has := func(word string) bool {
+		for _, w := range key {
+			if string(w) == word {
+				return true
+			}
+		}
+		for _, w := range ctx {
+			if string(w) == word {
+				return true
+			}
+		}
+		return false
+	}
+	contains := func(sub string) bool {
+		for _, w := range key {
+			if bytes.Contains(w, []byte(sub)) {
+				return true
+			}
+		}
+		return false
+	}
+	if has("ssn") || (has("social") && has("security")) || contains("socialsecurity") {
+		return kindSSN
+	}
+	if has("phone") || has("mobile") || has("telephone") || has("tel") || has("msisdn") || has("fax") {
+		return kindPhone
+	}
+	if (has("aws") && has("secret")) || (has("secret") && has("access") && has("key")) ||
+		contains("secretaccesskey") || contains("awssecret") {
+		return kindAWSSecret
+	}
+	for _, w := range key {
+		if passwordWords[string(w)] || bytes.Contains(w, []byte("password")) || bytes.Contains(w, []byte("passwd")) {
+			return kindPassword
+		}
+	}
+	for _, w := range key {
+		s := string(w)
+		if secretWords[s] || bytes.Contains(w, []byte("token")) || bytes.Contains(w, []byte("secret")) ||
+			bytes.Contains(w, []byte("apikey")) {
+			return kindSecret
+		}
+		if s == "key" && (len(key) > 1 || len(ctx) > 0) {
+			// A qualified key: api key, stripe_key, signing key. "key" alone is a map key.
+			return kindSecret
+		}
+	}
+	return kindNone
+}
+
+func keyByte(b byte) bool { return isIdent(b) || b == '-' || b == '.' }
+
+// keyHit runs at an occurrence of a key literal at p (length l).
+func (sc *scanner) keyHit(p, l int) {
+	d := sc.data
+	n := len(d)
+	ks := p
+	for ks > 0 && p-ks < 64 && keyByte(d[ks-1]) && !escapedAt(d, ks-1) {
+		ks--
+	}
+	ke := p + l
+	for ke < n && ke-p < 64 && keyByte(d[ke]) {
+		ke++
+	}
+	if ks == sc.lastKS && ke == sc.lastKE {
+		return // another literal inside the same key
+	}
+	sc.lastKS, sc.lastKE = ks, ke
+	flag := false
+	for ks < ke && d[ks] == '-' {
+		ks++
+		flag = true
+	}
+	for ke > ks && (d[ke-1] == '.' || d[ke-1] == '-') {
+		ke--
+	}
+	if ks >= ke {
+		return
+	}
+	// Context words before the key on the same line: "secret access key",
+	// "social security number", "Applicant SSN".
+	ps := ks
+	for w := 0; w < 3; w++ {
+		if ps >= 2 && d[ps-1] == ' ' && isLetter(d[ps-2]) {
+			j := ps - 1
+			for j > 0 && ps-1-j < 16 && isAlnum(d[j-1]) {
+				j--
+			}
+			if j > 0 && isIdent(d[j-1]) {
+				break
+			}
+			ps = j
+		} else {
+			break
+		}
+	}
+	var wbuf [160]byte
+	var words [16][]byte
+	ctx := keyWords(d[ps:ks], wbuf[:0], words[:0])
+	var kbuf [160]byte
+	var kwords [16][]byte
+	q := ke
+	for w := 0; w < 3; w++ {
+		a, ok := parseAssign(d, q, flag || sc.isBearer(ks, ke))
+		if ok {
+			key := keyWords(d[ks:q], kbuf[:0], kwords[:0])
+			kind := classifyKey(key, ctx)
+			if kind != kindNone {
+				sc.classifyValue(kind, a)
+			}
+			break
+		}
+		// "Access key ID:", "social security number:" — try after the next word.
+		if q+1 < n && d[q] == ' ' && isLetter(d[q+1]) {
+			r := q + 1
+			for r < n && r-q < 16 && isIdent(d[r]) {
+				r++
+			}
+			q = r
+			continue
+		}
+		break
+	}
+	if (ks > 0 && d[ks-1] == ',') || (ke < n && d[ke] == ',') {
+		sc.csvHeader(ks)
+	}
+}
+
+func (sc *scanner) isBearer(ks, ke int) bool {
+	return ke-ks == 6 && hasPrefixFold(sc.data, ks, "bearer")
+}
+
+// assignment is a value found after a key.
+type assignment struct {
+	vs, ve int
+	op     byte // '=' strong operator, 'w' a word ("is"), ' ' bare whitespace
+}
+
+// hasWordAt reports whether d[k:] starts with the lowercase word w followed by
+// a space.
+func hasWordAt(d []byte, k int, w string) bool {
+	return hasPrefixFold(d, k, w) && k+len(w) < len(d) && d[k+len(w)] == ' '
+}
+
+// parseAssign reads `KEY" = "VALUE"`-like text after a key that ends at q.
+// bare allows whitespace alone as the separator (CLI flags, Bearer).
+func parseAssign(d []byte, q int, bare bool) (assignment, bool) {
+	n := len(d)
+	k := q
+	for k < n && k-q < 4 {
+		c := d[k]
+		if c == '"' || c == '\'' || c == '`' || c == ']' || c == ')' {
+			k++
+			continue
+		}
+		if c == '\\' && k+1 < n && (d[k+1] == '"' || d[k+1] == '\\') {
+			k++
+			continue
+		}
+		break
+	}
+	sp := k
+	for k < n && (d[k] == ' ' || d[k] == '\t') {
+		k++
+	}
+	if k >= n {
+		return assignment{}, false
+	}
+	var a assignment
+	switch {
+	case d[k] == '=' && !(k+1 < n && d[k+1] == '='):
+		k++
+		if k < n && d[k] == '>' {
+			k++
+		}
+		a.op = '='
+	case d[k] == ':' && !(k+1 < n && d[k+1] == ':'):
+		k++
+		if k < n && d[k] == '=' {
+			k++
+		}
+		a.op = '='
+	case d[k] == '-' && k+1 < n && d[k+1] == '>':
+		k += 2
+		a.op = '='
+	case k > sp && (hasWordAt(d, k, "is") || hasWordAt(d, k, "was") || hasWordAt(d, k, "are")):
+		for k < n && d[k] != ' ' {
+			k++
+		}
+		a.op = 'w'
+		if k+1 < n && d[k+1] == ':' {
+			k++
+		}
+	case bare && k > sp && k == q+1:
+		a.op = ' '
+	default:
+		return assignment{}, false
+	}
+	for k < n && (d[k] == ' ' || d[k] == '\t') {
+		k++
+	}
+	if k >= n {
+		return assignment{}, false
+	}
+	// Opening quote: ", ', `, or an escaped quote \" (JSON inside a string).
+	qlen := 0
+	var qc byte
+	switch c := d[k]; c {
+	case '"', '\'', '`':
+		qc, qlen = c, 1
+	case '\\':
+		m := 0
+		for k+m < n && d[k+m] == '\\' {
+			m++
+		}
+		if k+m < n && d[k+m] == '"' {
+			qc, qlen = '"', m+1
+		}
+	}
+	vs := k + qlen
+	e := vs
+	if qlen > 0 {
+		for {
+			if e >= n || e-vs > 512 || d[e] == '\n' {
+				return assignment{}, false
+			}
+			c := d[e]
+			if c == qc {
+				bs := 0
+				for j := e - 1; j >= vs && d[j] == '\\'; j-- {
+					bs++
+				}
+				if bs == qlen-1 {
+					a.vs, a.ve = vs, e-bs
+					return a, a.ve > a.vs
+				}
+			}
+			e++
+		}
+	}
+	for e < n && e-vs <= 512 {
+		c := d[e]
+		if isSpace(c) || c == ',' || c == ';' || c == '"' || c == '\'' || c == '`' || c == ')' ||
+			c == '}' || c == ']' || c == '\\' {
+			break
+		}
+		if c == '<' || c == '>' {
+			return assignment{}, false // glued to a <placeholder>
+		}
+		e++
+	}
+	a.vs, a.ve = vs, e
+	return a, e > vs
+}
+
+// classifyValue adds a finding for the value a when it fits what the key said.
+func (sc *scanner) classifyValue(kind keyKind, a assignment) {
+	d := sc.data
+	vs, ve := a.vs, a.ve
+	v := d[vs:ve]
+	// Authorization: Bearer <token>, "auth": "Basic <b64>".
+	for _, scheme := range []string{"bearer", "basic", "token", "digest"} {
+		if !hasPrefixFold(v, 0, scheme) {
+			continue
+		}
+		if len(v) > len(scheme)+1 && v[len(scheme)] == ' ' {
+			vs += len(scheme) + 1 // quoted together
+			v = d[vs:ve]
+		} else if len(v) == len(scheme) && ve+1 < len(d) && d[ve] == ' ' && kind == kindSecret {
+			r := ve + 1 // unquoted: the token is the next word
+			e := r
+			for e < len(d) && e-r < 512 && !isSpace(d[e]) && d[e] != '"' && d[e] != '\\' && d[e] != '\'' && d[e] != ',' {
+				e++
+			}
+			vs, ve, v = r, e, d[r:e]
+		}
+		break
+	}
+	if a.op == ' ' && kind != kindSecret && kind != kindPassword && kind != kindSSN {
+		return
+	}
+	switch kind {
+	case kindSSN:
+		var buf [16]byte
+		digits := buf[:0]
+		for _, c := range v {
+			if isDigit(c) && len(digits) < 10 {
+				digits = append(digits, c)
+			} else if c != '-' && c != ' ' {
+				return
+			}
+		}
+		if len(v) <= 11 && validSSN(digits) {
+			sc.add(vs, ve, CategoryUSSSN, "ssn-key")
+		}
+	case kindPhone:
+		if len(v) >= 10 && len(v) <= 11 && allDigits(v) {
+			sc.add(vs, ve, CategoryPhone, "phone-key")
+		}
+	case kindAWSSecret:
+		if len(v) == 40 && awsSecretShape(v) {
+			sc.add(vs, ve, CategoryAWSSecretKey, "aws-secret-key")
+			return
+		}
+		if acceptSecret(v) {
+			sc.add(vs, ve, CategoryGenericAPIKey, "secret-key")
+		}
+	case kindPassword:
+		if acceptPassword(v) {
+			sc.add(vs, ve, CategoryPasswordAssignment, "password-key")
+		}
+	case kindSecret:
+		if acceptSecret(v) {
+			sc.add(vs, ve, CategoryGenericAPIKey, "secret-key")
+		}
+	}
+}
+
+func allDigits(v []byte) bool {
+	for _, c := range v {
+		if !isDigit(c) {
+			return false
+		}
+	}
+	return len(v) > 0
+}
+
+func awsSecretShape(v []byte) bool {
+	lower, upper, digit := false, false, false
+	for _, c := range v {
+		switch {
+		case isDigit(c):
+			digit = true
+		case isUpper(c):
+			upper = true
+		case isLower(c):
+			lower = true
+		case c == '/' || c == '+':
+		default:
+			return false
+		}
+	}
+	return lower && upper && digit
+}
+
+// acceptPassword: a password value is anything short of whitespace that is
+// not a placeholder, a reference to another variable, or a path.
+func acceptPassword(v []byte) bool {
+	if len(v) < 4 || len(v) > 200 || placeholder(v) {
+		return false
+	}
+	if bytes.ContainsAny(v, " \t") {
+		return false
+	}
+	if v[0] == '/' || bytes.HasPrefix(v, []byte("./")) || v[0] == '|' || v[0] == '>' {
+		return false
+	}
+	// An environment variable name (DB_PASSWORD) names the secret, it is not one.
+	upperIdent := true
+	underscore := false
+	for _, c := range v {
+		if c == '_' {
+			underscore = true
+		} else if !isUpper(c) && !isDigit(c) {
+			upperIdent = false
+			break
+		}
+	}
+	if upperIdent && underscore {
+		return false
+	}
+	for _, p := range [][]byte{[]byte("vault:"), []byte("env:"), []byte("secretref"), []byte("arn:aws")} {
+		if hasPrefixFold(v, 0, string(p)) {
+			return false
+		}
+	}
+	return true
+}
+
+// acceptSecret: a token assigned to a secret-named key must look random:
+// long enough, no spaces, mixed characters.
+func acceptSecret(v []byte) bool {
+	if len(v) < 12 || len(v) > 512 || placeholder(v) {
+		return false
+	}
+	var digit, alpha bool
+	for _, c := range v {
+		switch {
+		case isDigit(c):
+			digit = true
+		case isLetter(c):
+			alpha = true
+		case c == '_' || c == '-' || c == '+' || c == '/' || c == '=' || c == '.' || c == '~' || c == ':':
+		default:
+			return false
+		}
+	}
+	if !digit || !alpha {
+		return false
+	}
+	return shannon(v) >= 3.0
+}
+
+// csvHeader looks at the line around pos; when it is a CSV header naming a
+// secret or PII column, the rows below it are checked column by column.
+func (sc *scanner) csvHeader(pos int) {
+	d := sc.data
+	ls, le := lineBounds(d, pos)
+	for _, x := range sc.csvLines {
+		if x == ls {
+			return
+		}
+	}
+	sc.csvLines = append(sc.csvLines, ls)
+	line := d[ls:le]
+	if len(line) > 1024 || bytes.Count(line, []byte{','}) < 1 {
+		return
+	}
+	var kinds [64]keyKind
+	ncol := 0
+	any := false
+	var wbuf [160]byte
+	var words [16][]byte
+	for _, f := range bytes.Split(line, []byte{','}) {
+		f = bytes.Trim(f, " \t\r\"")
+		if len(f) == 0 || len(f) > 48 || ncol >= len(kinds) {
+			return
+		}
+		for _, c := range f {
+			if !(isIdent(c) || c == ' ' || c == '-' || c == '.') {
+				return
+			}
+		}
+		k := classifyKey(keyWords(f, wbuf[:0], words[:0]), nil)
+		kinds[ncol] = k
+		ncol++
+		any = any || k != kindNone
+	}
+	if !any || ncol < 2 {
+		return
+	}
+	// Rows: RFC 4180 fields, quoted fields may span lines.
+	p := le + 1
+	type field struct{ s, e int }
+	var fields [64]field
+	for p < len(d) {
+		if d[p] == '\n' || d[p] == '\r' {
+			return // blank line ends the table
+		}
+		nf := 0
+		for {
+			if nf >= ncol+1 {
+				return
+			}
+			if p < len(d) && d[p] == '"' {
+				s := p + 1
+				e := s
+				for e < len(d) {
+					if d[e] == '"' {
+						if e+1 < len(d) && d[e+1] == '"' {
+							e += 2
+							continue
+						}
+						break
+					}
+					e++
+				}
+				if e >= len(d) {
+					return
+				}
+				fields[nf] = field{s, e}
+				p = e + 1
+			} else {
+				s := p
+				for p < len(d) && d[p] != ',' && d[p] != '\n' && d[p] != '\r' {
+					p++
+				}
+				fields[nf] = field{s, p}
+			}
+			nf++
+			if p < len(d) && d[p] == ',' {
+				p++
+				continue
+			}
+			break
+		}
+		if nf != ncol {
+			return
+		}
+		for c := 0; c < ncol; c++ {
+			if kinds[c] != kindNone {
+				sc.classifyValue(kinds[c], assignment{vs: fields[c].s, ve: fields[c].e, op: '='})
+			}
+		}
+		for p < len(d) && (d[p] == '\r' || d[p] == '\n') {
+			if d[p] == '\n' {
+				p++
+				break
+			}
+			p++
+		}
+	}
+}

@@ -1,0 +1,220 @@
+package sanitize
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+)
+
+// Finding is one detected value: its category, the rule that found it, and
+// its byte range [Start, End) in the scanned input.
+type Finding struct {
+	Category Category `json:"category"`
+	Rule     string   `json:"rule"`
+	Start    int      `json:"start"`
+	End      int      `json:"end"`
+}
+
+// Config configures a Sanitizer. PseudonymKey is required.
+type Config struct {
+	// PseudonymKey is the HMAC-SHA256 key of pseudonyms; required, 32 bytes.
+	// Keep it secret and stable: it makes tokens deterministic per peer.
+	PseudonymKey []byte
+	// VaultPath is a file where the pseudonym -> value mapping persists
+	// (created with mode 0600; a file group or others can read is refused).
+	// Empty keeps the mapping in memory only, so tokens issued before a
+	// restart cannot be restored after it.
+	VaultPath string
+	// MaxInputBytes bounds Apply and DryRun; zero means 8 MiB; allowed [1 KiB, 1 GiB].
+	MaxInputBytes int
+	// RulesTOML replaces gitleaks' default rule set (DefaultRulesTOML) with
+	// another gitleaks configuration, e.g. a newer upstream file. Empty: the default.
+	RulesTOML string
+}
+
+const defaultMaxInput = 8 << 20
+
+// ErrTooLarge is returned by Apply for input over Config.MaxInputBytes.
+var ErrTooLarge = errors.New("sanitize: input exceeds MaxInputBytes")
+
+// Sanitizer finds secrets and PII in outbound data and applies a Policy to
+// them. It compiles its rules once in New and is safe for concurrent use.
+type Sanitizer struct {
+	rules    []glRule
+	ac       *acMatcher
+	triggers [][]trigger // per prefilter pattern
+	maxInput int
+	vault    *vault
+	key      []byte
+	pool     sync.Pool
+}
+
+type triggerKind uint8
+
+const (
+	trigGitleaks triggerKind = iota
+	trigProvider
+	trigKey
+)
+
+type trigger struct {
+	kind triggerKind
+	arg  int
+}
+
+// New compiles the detectors and opens the vault.
+func New(cfg Config) (*Sanitizer, error) {
+	if len(cfg.PseudonymKey) != 32 {
+		return nil, fmt.Errorf("sanitize: Config.PseudonymKey is %d bytes, want 32", len(cfg.PseudonymKey))
+	}
+	if cfg.MaxInputBytes == 0 {
+		cfg.MaxInputBytes = defaultMaxInput
+	}
+	if m := cfg.MaxInputBytes; m < 1<<10 || m > 1<<30 {
+		return nil, fmt.Errorf("sanitize: Config.MaxInputBytes %d outside [1024, 1073741824]", m)
+	}
+	toml := cfg.RulesTOML
+	if toml == "" {
+		toml = DefaultRulesTOML()
+	}
+	rules, keywords, err := loadGitleaks(toml)
+	if err != nil {
+		return nil, err
+	}
+	s := &Sanitizer{
+		rules:    rules,
+		maxInput: cfg.MaxInputBytes,
+		key:      slices.Clone(cfg.PseudonymKey),
+	}
+	// One prefilter for everything: gitleaks keywords, provider literals, key words.
+	index := map[string]int{}
+	var pats []string
+	add := func(lit string, t trigger) {
+		i, ok := index[lit]
+		if !ok {
+			i = len(pats)
+			index[lit] = i
+			pats = append(pats, lit)
+			s.triggers = append(s.triggers, nil)
+		}
+		s.triggers[i] = append(s.triggers[i], t)
+	}
+	kws := make([]string, 0, len(keywords))
+	for k := range keywords {
+		kws = append(kws, k)
+	}
+	slices.Sort(kws)
+	for _, k := range kws {
+		for _, r := range keywords[k] {
+			add(k, trigger{trigGitleaks, r})
+		}
+	}
+	for i, p := range providers {
+		add(p.lit, trigger{trigProvider, i})
+	}
+	for _, k := range keyLiterals {
+		add(k, trigger{trigKey, 0})
+	}
+	s.ac = newACMatcher(pats)
+	s.vault, err = openVault(cfg.VaultPath)
+	if err != nil {
+		return nil, err
+	}
+	s.pool.New = func() any { return new(scanner) }
+	return s, nil
+}
+
+// Close releases the vault file. The Sanitizer must not be used afterwards.
+func (s *Sanitizer) Close() error { return s.vault.close() }
+
+// RuleCount is the number of gitleaks rules loaded (222 minus the path-only
+// rule for the default set).
+func (s *Sanitizer) RuleCount() int { return len(s.rules) }
+
+// scanner holds the state of one Scan.
+type scanner struct {
+	s        *Sanitizer
+	data     []byte
+	hits     []Finding
+	glWins   []glWin
+	csvLines []int
+	numDone  int
+	v6Done   int
+	pemDone  int
+	lastKS   int
+	lastKE   int
+	depth    int
+}
+
+func (sc *scanner) add(start, end int, cat Category, rule string) {
+	sc.hits = append(sc.hits, Finding{Category: cat, Rule: rule, Start: start, End: end})
+}
+
+// Scan reports what the detectors find in data: sorted by Start,
+// non-overlapping (overlapping findings are merged into one that spans them
+// all and keeps the most specific category). Offsets are bytes into data.
+// Scan reads all of data; callers bound its size (Apply refuses input over
+// MaxInputBytes).
+func (s *Sanitizer) Scan(data []byte) []Finding {
+	return s.scan(data, 0)
+}
+
+func (s *Sanitizer) scan(data []byte, depth int) []Finding {
+	sc := s.pool.Get().(*scanner)
+	*sc = scanner{s: s, data: data, hits: sc.hits[:0], glWins: sc.glWins[:0], csvLines: sc.csvLines[:0], lastKS: -1, lastKE: -1, depth: depth}
+	defer func() {
+		sc.data = nil
+		s.pool.Put(sc)
+	}()
+	s.ac.scan(data, func(pat, start int) {
+		for _, t := range s.triggers[pat] {
+			switch t.kind {
+			case trigGitleaks:
+				sc.gitleaksHit(t.arg, start, start+int(s.ac.patLens[pat]))
+			case trigProvider:
+				providers[t.arg].match(sc, start)
+			case trigKey:
+				sc.keyHit(start, int(s.ac.patLens[pat]))
+			}
+		}
+	})
+	sc.runGitleaks()
+	sc.scanPII()
+	if depth < 2 {
+		sc.scanBase64()
+	}
+	return merge(sc.hits)
+}
+
+// merge sorts findings and merges overlapping ones: the union of their ranges,
+// with the highest-priority category (the longer finding on a tie).
+func merge(hits []Finding) []Finding {
+	if len(hits) == 0 {
+		return nil
+	}
+	slices.SortFunc(hits, func(a, b Finding) int {
+		if a.Start != b.Start {
+			return a.Start - b.Start
+		}
+		return b.End - a.End
+	})
+	out := make([]Finding, 0, len(hits))
+	cur := hits[0]
+	for _, h := range hits[1:] {
+		if h.Start < cur.End {
+			better := h.Category.priority() > cur.Category.priority() ||
+				(h.Category.priority() == cur.Category.priority() && h.End-h.Start > cur.End-cur.Start)
+			if better {
+				cur.Category, cur.Rule = h.Category, h.Rule
+			}
+			if h.End > cur.End {
+				cur.End = h.End
+			}
+			continue
+		}
+		out = append(out, cur)
+		cur = h
+	}
+	return append(out, cur)
+}

@@ -1,0 +1,195 @@
+package sanitize
+
+import (
+	"bytes"
+	"math"
+)
+
+// Byte classes used by the hand-written detectors.
+const (
+	cDigit = 1 << iota
+	cUpper
+	cLower
+	cHex   // 0-9a-fA-F
+	cIdent // A-Za-z0-9_ (word characters)
+	cB64   // A-Za-z0-9+/=_- (base64 and base64url)
+	cSpace // space, tab, CR, LF
+)
+
+var byteClass = func() (t [256]uint8) {
+	for b := 0; b < 256; b++ {
+		c := byte(b)
+		switch {
+		case '0' <= c && c <= '9':
+			t[b] |= cDigit | cHex | cIdent | cB64
+		case 'A' <= c && c <= 'Z':
+			t[b] |= cUpper | cIdent | cB64
+			if c <= 'F' {
+				t[b] |= cHex
+			}
+		case 'a' <= c && c <= 'z':
+			t[b] |= cLower | cIdent | cB64
+			if c <= 'f' {
+				t[b] |= cHex
+			}
+		}
+		switch c {
+		case '_':
+			t[b] |= cIdent | cB64
+		case '+', '/', '=', '-':
+			t[b] |= cB64
+		case ' ', '\t', '\r', '\n':
+			t[b] |= cSpace
+		}
+	}
+	return t
+}()
+
+func isDigit(b byte) bool  { return byteClass[b]&cDigit != 0 }
+func isUpper(b byte) bool  { return byteClass[b]&cUpper != 0 }
+func isAlnum(b byte) bool  { return byteClass[b]&(cDigit|cUpper|cLower) != 0 }
+func isHex(b byte) bool    { return byteClass[b]&cHex != 0 }
+func isIdent(b byte) bool  { return byteClass[b]&cIdent != 0 }
+func isSpace(b byte) bool  { return byteClass[b]&cSpace != 0 }
+func isLetter(b byte) bool { return byteClass[b]&(cUpper|cLower) != 0 }
+
+// escapedAt reports whether data[i] is the character of a backslash escape
+// (the n of `\n`): text inside JSON strings writes newlines that way, and the
+// letter must not glue onto the value that follows it.
+func escapedAt(data []byte, i int) bool {
+	n := 0
+	for j := i - 1; j >= 0 && data[j] == '\\'; j-- {
+		n++
+	}
+	return n%2 == 1
+}
+
+// wordBefore reports whether the byte before i continues a word (so a token
+// starting at i is not at a boundary). An escaped letter (`\n`) does not.
+func wordBefore(data []byte, i int) bool {
+	if i <= 0 {
+		return false
+	}
+	b := data[i-1]
+	if !isIdent(b) {
+		return false
+	}
+	return !escapedAt(data, i-1)
+}
+
+// wordAfter reports whether data[i] continues a word.
+func wordAfter(data []byte, i int) bool {
+	return i < len(data) && isIdent(data[i])
+}
+
+// shannon is the Shannon entropy of s in bits per byte.
+func shannon(s []byte) float64 {
+	if len(s) == 0 {
+		return 0
+	}
+	var counts [256]int
+	for _, b := range s {
+		counts[b]++
+	}
+	inv := 1 / float64(len(s))
+	h := 0.0
+	for _, c := range counts {
+		if c > 0 {
+			f := float64(c) * inv
+			h -= f * math.Log2(f)
+		}
+	}
+	return h
+}
+
+// hasPrefixFold reports whether data[i:] starts with lower (an ASCII
+// lowercase literal), ignoring ASCII case.
+func hasPrefixFold(data []byte, i int, lower string) bool {
+	if i < 0 || i+len(lower) > len(data) {
+		return false
+	}
+	for k := 0; k < len(lower); k++ {
+		if lowerASCII(data[i+k]) != lower[k] {
+			return false
+		}
+	}
+	return true
+}
+
+// containsFold reports whether s contains the ASCII-lowercase literal lower.
+func containsFold(s []byte, lower string) bool {
+	if len(lower) == 0 {
+		return true
+	}
+	for i := 0; i+len(lower) <= len(s); i++ {
+		if lowerASCII(s[i]) == lower[0] && hasPrefixFold(s, i, lower) {
+			return true
+		}
+	}
+	return false
+}
+
+// lineBounds returns the line of data containing i, without its newline.
+func lineBounds(data []byte, i int) (int, int) {
+	s := bytes.LastIndexByte(data[:i], '\n') + 1
+	e := bytes.IndexByte(data[i:], '\n')
+	if e < 0 {
+		e = len(data)
+	} else {
+		e += i
+	}
+	return s, e
+}
+
+var placeholderWords = []string{
+	"example", "your_", "your-", "yourkey", "yourtoken", "yourpass", "<your", "redacted",
+	"changeme", "change_me", "change-me", "changeit", "placeholder", "dummy", "xxxx",
+	"****", "....", "…", "${", "{{", "%(", "$(", "<%", "insert", "replace_me", "replaceme",
+	"notreal", "not-a-real", "not_a_real", "fake", "sample",
+}
+
+var placeholderExact = []string{
+	"password", "passwd", "secret", "token", "apikey", "api_key", "none", "null", "nil",
+	"undefined", "true", "false", "n/a", "na", "empty", "hidden", "masked", "unset",
+	"default", "test", "testing", "pass", "admin", "root", "user", "value", "string",
+	"required", "optional", "env", "...",
+}
+
+// placeholder reports whether v is a stand-in rather than a real value:
+// YOUR_API_KEY_HERE, xxxxxxxx, <redacted>, ********, changeme, ${DB_PASSWORD},
+// {{ secrets.X }}, AWS's documented EXAMPLE keys, runs of one character.
+func placeholder(v []byte) bool {
+	if len(v) == 0 {
+		return true
+	}
+	for _, w := range placeholderExact {
+		if len(v) == len(w) && containsFold(v, w) {
+			return true
+		}
+	}
+	for _, w := range placeholderWords {
+		if containsFold(v, w) {
+			return true
+		}
+	}
+	switch v[0] {
+	case '$', '<', '%', '{', '*':
+		return true
+	}
+	if v[len(v)-1] == '>' || v[len(v)-1] == '}' {
+		return true
+	}
+	// A long run of one character (ghp_XXXX…, sk_live_0000…).
+	run := 1
+	for i := 1; i < len(v); i++ {
+		if lowerASCII(v[i]) == lowerASCII(v[i-1]) {
+			run++
+			if run >= 6 {
+				return true
+			}
+		} else {
+			run = 1
+		}
+	}
+	return false
+}
