@@ -1,0 +1,162 @@
+// Package client is the Go client of a running node's local API (the unix
+// socket treaty.sock in the node's home). Refusals come back as
+// *refusal.Error with the stage the node reported, so callers can branch on it.
+package client
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"path/filepath"
+
+	"github.com/treaty-dev/treaty/internal/api"
+	"github.com/treaty-dev/treaty/internal/refusal"
+)
+
+// ErrNotRunning is returned when no node serves the home's socket.
+var ErrNotRunning = errors.New("client: no node is running for this home (start it with 'treaty run')")
+
+// Client talks to one node.
+type Client struct {
+	hc *http.Client
+}
+
+// New returns a client for the node whose home is home.
+func New(home string) *Client {
+	sock := filepath.Join(home, api.SocketName)
+	return &Client{hc: &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			c, err := d.DialContext(ctx, "unix", sock)
+			if err != nil {
+				return nil, fmt.Errorf("%w: %v", ErrNotRunning, err)
+			}
+			return c, nil
+		},
+	}}}
+}
+
+// Status returns the node's identity and address; it fails when the node is down.
+func (c *Client) Status(ctx context.Context) (api.Status, error) {
+	var s api.Status
+	return s, c.do(ctx, http.MethodGet, "/v1/status", nil, &s)
+}
+
+// Peers lists the node's peer book.
+func (c *Client) Peers(ctx context.Context) ([]api.PeerInfo, error) {
+	var p []api.PeerInfo
+	return p, c.do(ctx, http.MethodGet, "/v1/peers", nil, &p)
+}
+
+// Caps asks the node what peer exposes to it.
+func (c *Client) Caps(ctx context.Context, peer string) (json.RawMessage, error) {
+	var out struct {
+		Capabilities json.RawMessage `json:"capabilities"`
+	}
+	err := c.do(ctx, http.MethodGet, "/v1/caps?peer="+url.QueryEscape(peer), nil, &out)
+	return out.Capabilities, err
+}
+
+// Call runs capability on peer with input.
+func (c *Client) Call(ctx context.Context, peer, capability string, input json.RawMessage) (*api.CallResponse, error) {
+	var out api.CallResponse
+	err := c.do(ctx, http.MethodPost, "/v1/call", api.CallRequest{Peer: peer, Capability: capability, Input: input}, &out)
+	if err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// Stream runs a stream capability and calls emit for each event's data.
+func (c *Client) Stream(ctx context.Context, peer, capability string, input json.RawMessage, emit func(json.RawMessage) error) error {
+	body, _ := json.Marshal(api.CallRequest{Peer: peer, Capability: capability, Input: input})
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://treaty/v1/stream", bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return unwrapDial(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return decodeError(resp)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 0, 64<<10), api.MaxRequestBytes)
+	for sc.Scan() {
+		var line api.StreamLine
+		if err := json.Unmarshal(sc.Bytes(), &line); err != nil {
+			return fmt.Errorf("client: bad stream line: %w", err)
+		}
+		if line.End {
+			if line.Error != nil {
+				return toRefusal(line.Error)
+			}
+			return nil
+		}
+		if err := emit(line.Data); err != nil {
+			return err
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("client: %w", err)
+	}
+	return errors.New("client: stream ended without an end line")
+}
+
+func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://treaty"+path, body)
+	if err != nil {
+		return err
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return unwrapDial(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return decodeError(resp)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("client: decode answer: %w", err)
+	}
+	return nil
+}
+
+func unwrapDial(err error) error {
+	if errors.Is(err, ErrNotRunning) {
+		return ErrNotRunning
+	}
+	return fmt.Errorf("client: %w", err)
+}
+
+func decodeError(resp *http.Response) error {
+	var e struct {
+		Error *api.ErrorBody `json:"error"`
+	}
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if json.Unmarshal(b, &e) != nil || e.Error == nil {
+		return fmt.Errorf("client: node answered HTTP %d", resp.StatusCode)
+	}
+	return toRefusal(e.Error)
+}
+
+func toRefusal(e *api.ErrorBody) error {
+	return &refusal.Error{Stage: refusal.Stage(e.Stage), Reason: e.Reason, Remote: e.Remote}
+}

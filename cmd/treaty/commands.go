@@ -1,0 +1,316 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/treaty-dev/treaty/client"
+	"github.com/treaty-dev/treaty/internal/api"
+	"github.com/treaty-dev/treaty/internal/config"
+	"github.com/treaty-dev/treaty/internal/demo"
+	"github.com/treaty-dev/treaty/internal/home"
+	"github.com/treaty-dev/treaty/internal/node"
+)
+
+func newRoot() *cobra.Command {
+	var homeDir string
+	root := &cobra.Command{
+		Use:           "treaty",
+		Short:         "treaty federates AI agents across machines and organisations",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Args:          args(cobra.NoArgs),
+	}
+	root.PersistentFlags().StringVar(&homeDir, "home", home.Default(), "node home directory ($TREATY_HOME, else ~/.treaty)")
+	h := func() string { return homeDir }
+
+	root.AddCommand(
+		initCmd(h), idCmd(h), runCmd(h), statusCmd(h), peerCmd(h),
+		exposeCmd(h), grantCmd(h), ungrantCmd(h), capsCmd(h), callCmd(h), demoCmd(),
+	)
+	return root
+}
+
+func initCmd(h func() string) *cobra.Command {
+	var name, listen string
+	c := &cobra.Command{
+		Use:   "init --name NAME [--listen HOST:PORT]",
+		Short: "create a home with a new identity; prints the peer ID",
+		Args:  args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if name == "" {
+				return usagef("--name is required")
+			}
+			id, err := home.Init(h(), name, listen)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), id)
+			return nil
+		},
+	}
+	c.Flags().StringVar(&name, "name", "", "this node's nickname (required)")
+	c.Flags().StringVar(&listen, "listen", config.DefaultListen, "federation address (loopback by default)")
+	return c
+}
+
+func idCmd(h func() string) *cobra.Command {
+	return &cobra.Command{
+		Use: "id", Short: "print this node's peer ID", Args: args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			id, err := home.ID(h())
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), id)
+			return nil
+		},
+	}
+}
+
+func runCmd(h func() string) *cobra.Command {
+	var verbose bool
+	c := &cobra.Command{
+		Use: "run", Short: "run the node in the foreground", Args: args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			level := slog.LevelInfo
+			if verbose {
+				level = slog.LevelDebug
+			}
+			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+			n, err := node.Open(node.Options{Home: h(), Logger: log})
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			if err := n.Start(ctx); err != nil {
+				return err
+			}
+			defer n.Close()
+			srv, err := api.Listen(n, log)
+			if err != nil {
+				return err
+			}
+			return srv.Serve(ctx)
+		},
+	}
+	c.Flags().BoolVarP(&verbose, "verbose", "v", false, "debug logging")
+	return c
+}
+
+func statusCmd(h func() string) *cobra.Command {
+	return &cobra.Command{
+		Use: "status", Short: "exit 0 once the node is up and serving", Args: args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			s, err := client.New(h()).Status(cmd.Context())
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "up %s %s %s\n", s.Name, s.ID, s.Addr)
+			return nil
+		},
+	}
+}
+
+func peerCmd(h func() string) *cobra.Command {
+	c := &cobra.Command{Use: "peer", Short: "manage the peer book", Args: args(cobra.NoArgs)}
+	var name, addr string
+	add := &cobra.Command{
+		Use: "add --name NAME --addr HOST:PORT PEER_ID", Short: "add a peer", Args: args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			if name == "" || addr == "" {
+				return usagef("--name and --addr are required")
+			}
+			return home.AddPeer(h(), name, addr, a[0])
+		},
+	}
+	add.Flags().StringVar(&name, "name", "", "local nickname")
+	add.Flags().StringVar(&addr, "addr", "", "the peer's federation address")
+	var asJSON bool
+	ls := &cobra.Command{
+		Use: "ls", Short: "list the peer book", Args: args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := config.Load(h())
+			if err != nil {
+				return err
+			}
+			out := []api.PeerInfo{}
+			for _, p := range cfg.Peers {
+				out = append(out, api.PeerInfo{Name: p.Name, ID: p.ID, Addr: p.Addr})
+			}
+			if asJSON {
+				return printJSON(cmd.OutOrStdout(), out)
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tID\tADDR")
+			for _, p := range out {
+				fmt.Fprintf(tw, "%s\t%s\t%s\n", p.Name, p.ID, p.Addr)
+			}
+			return tw.Flush()
+		},
+	}
+	ls.Flags().BoolVar(&asJSON, "json", false, "JSON output")
+	rm := &cobra.Command{
+		Use: "rm PEER", Short: "remove a peer (its connections close at once)", Args: args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, a []string) error { return home.RemovePeer(h(), a[0]) },
+	}
+	c.AddCommand(add, ls, rm)
+	return c
+}
+
+func exposeCmd(h func() string) *cobra.Command {
+	var execCmd, httpURL, desc string
+	var timeout time.Duration
+	var stream bool
+	c := &cobra.Command{
+		Use:   "expose CAP (--exec 'COMMAND ARGS' | --http URL)",
+		Short: "define a capability; grant it to peers with 'treaty grant'",
+		Args:  args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			if (execCmd == "") == (httpURL == "") {
+				return usagef("exactly one of --exec and --http is required")
+			}
+			cp := config.Capability{Name: a[0], Description: desc, Stream: stream, Timeout: config.Duration(timeout)}
+			if execCmd != "" {
+				cp.Exec = &config.ExecBackend{Command: execCmd}
+			} else {
+				cp.HTTP = &config.HTTPBackend{URL: httpURL}
+			}
+			return home.Expose(h(), cp)
+		},
+	}
+	c.Flags().StringVar(&execCmd, "exec", "", "command run per call: JSON on stdin, JSON on stdout")
+	c.Flags().StringVar(&httpURL, "http", "", "local URL to POST the JSON input to")
+	c.Flags().StringVar(&desc, "description", "", "what the capability does")
+	c.Flags().DurationVar(&timeout, "timeout", 0, "backend timeout (default 30s)")
+	c.Flags().BoolVar(&stream, "stream", false, "each stdout line is one event of a result stream")
+	return c
+}
+
+func grantCmd(h func() string) *cobra.Command {
+	return &cobra.Command{
+		Use: "grant PEER CAP", Short: "let PEER list and call CAP (adds a Cedar permit)", Args: args(cobra.ExactArgs(2)),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			changed, err := home.Grant(h(), a[0], a[1])
+			if err == nil && !changed {
+				fmt.Fprintln(cmd.ErrOrStderr(), "treaty: already granted")
+			}
+			return err
+		},
+	}
+}
+
+func ungrantCmd(h func() string) *cobra.Command {
+	return &cobra.Command{
+		Use: "ungrant PEER CAP", Short: "remove the permit 'treaty grant' added", Args: args(cobra.ExactArgs(2)),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			changed, still, err := home.Ungrant(h(), a[0], a[1])
+			if err != nil {
+				return err
+			}
+			if !changed {
+				fmt.Fprintln(cmd.ErrOrStderr(), "treaty: no grant to remove")
+			}
+			if still {
+				fmt.Fprintln(cmd.ErrOrStderr(), "treaty: warning: a hand-written policy in policy.cedar still allows this")
+			}
+			return nil
+		},
+	}
+}
+
+func capsCmd(h func() string) *cobra.Command {
+	var asJSON bool
+	c := &cobra.Command{
+		Use: "caps PEER", Short: "what PEER exposes to this node", Args: args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			raw, err := client.New(h()).Caps(cmd.Context(), a[0])
+			if err != nil {
+				return err
+			}
+			var caps []node.CapabilityInfo
+			if err := json.Unmarshal(raw, &caps); err != nil {
+				return err
+			}
+			if asJSON {
+				return printJSON(cmd.OutOrStdout(), caps)
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "CAPABILITY\tKIND\tDESCRIPTION")
+			for _, cp := range caps {
+				kind := "call"
+				if cp.Stream {
+					kind = "stream"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\n", cp.Name, kind, cp.Description)
+			}
+			return tw.Flush()
+		},
+	}
+	c.Flags().BoolVar(&asJSON, "json", false, "JSON output")
+	return c
+}
+
+func callCmd(h func() string) *cobra.Command {
+	var stream bool
+	c := &cobra.Command{
+		Use:   "call PEER CAP [JSON | -]",
+		Short: "call PEER's capability; prints the result JSON",
+		Args:  args(cobra.RangeArgs(2, 3)),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			input := []byte("{}")
+			if len(a) == 3 {
+				input = []byte(a[2])
+				if a[2] == "-" {
+					b, err := io.ReadAll(io.LimitReader(cmd.InOrStdin(), api.MaxRequestBytes+1))
+					if err != nil {
+						return err
+					}
+					input = b
+				}
+			}
+			if !json.Valid(input) {
+				return usagef("input is not valid JSON")
+			}
+			out := cmd.OutOrStdout()
+			cl := client.New(h())
+			if stream {
+				return cl.Stream(cmd.Context(), a[0], a[1], input, func(d json.RawMessage) error {
+					_, err := fmt.Fprintf(out, "%s\n", d)
+					return err
+				})
+			}
+			res, err := cl.Call(cmd.Context(), a[0], a[1], input)
+			if err != nil {
+				return err
+			}
+			_, err = fmt.Fprintf(out, "%s\n", res.Output)
+			return err
+		},
+	}
+	c.Flags().BoolVar(&stream, "stream", false, "the capability streams: print one event per line")
+	return c
+}
+
+func demoCmd() *cobra.Command {
+	return &cobra.Command{
+		Use: "demo", Short: "the whole story on loopback, in one command", Args: args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return demo.Run(cmd.Context(), cmd.OutOrStdout())
+		},
+	}
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+

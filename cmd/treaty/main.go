@@ -1,0 +1,58 @@
+// Command treaty is the CLI of a treaty node. It parses flags and prints; the
+// work is done by the internal packages or, for a running node, through its
+// local API (package client).
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/treaty-dev/treaty/internal/refusal"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:])
+	stop()
+	os.Exit(code)
+}
+
+// usageError marks errors in the command line itself (exit 2).
+type usageError struct{ err error }
+
+func (u usageError) Error() string { return u.err.Error() }
+func (u usageError) Unwrap() error { return u.err }
+
+func run(ctx context.Context, args []string) int {
+	root := newRoot()
+	root.SetArgs(args)
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return 0
+	}
+	fmt.Fprintln(os.Stderr, "treaty:", err)
+	var u usageError
+	if errors.As(err, &u) {
+		return refusal.ExitUsage
+	}
+	return refusal.ExitCode(err)
+}
+
+// args wraps a cobra argument check so that its failure exits with 2.
+func args(check cobra.PositionalArgs) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, a []string) error {
+		if err := check(cmd, a); err != nil {
+			return usageError{err}
+		}
+		return nil
+	}
+}
+
+func usagef(format string, a ...any) error { return usageError{fmt.Errorf(format, a...)} }

@@ -1,0 +1,247 @@
+// Package api serves the local agent API: HTTP/1.1 JSON on the unix socket
+// treaty.sock (mode 0600) in the node's home. Only processes that can open the
+// socket file, i.e. the node's own user, can use it; it never listens on TCP.
+//
+// Every error answer is {"error":{"stage":"...","reason":"...","remote":bool}}
+// so that clients can map it back to a refusal and the CLI to its exit code.
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/treaty-dev/treaty/internal/node"
+	"github.com/treaty-dev/treaty/internal/refusal"
+)
+
+// SocketName is the socket file inside a home directory.
+const SocketName = "treaty.sock"
+
+// MaxRequestBytes bounds a local API request body.
+const MaxRequestBytes = 16 << 20
+
+// CallRequest is the body of POST /v1/call and POST /v1/stream.
+type CallRequest struct {
+	Peer       string          `json:"peer"`
+	Capability string          `json:"capability"`
+	Input      json.RawMessage `json:"input"`
+}
+
+// CallResponse is the answer of POST /v1/call.
+type CallResponse struct {
+	Output    json.RawMessage `json:"output"`
+	Receipt   json.RawMessage `json:"receipt"`
+	ElapsedMS float64         `json:"elapsed_ms"`
+}
+
+// StreamLine is one line of the NDJSON answer of POST /v1/stream.
+type StreamLine struct {
+	Data  json.RawMessage `json:"data,omitempty"`
+	End   bool            `json:"end,omitempty"`
+	Error *ErrorBody      `json:"error,omitempty"`
+}
+
+// Status is the answer of GET /v1/status.
+type Status struct {
+	ID   string `json:"id"`
+	Name string `json:"name"`
+	Addr string `json:"addr"`
+}
+
+// PeerInfo is one entry of GET /v1/peers.
+type PeerInfo struct {
+	Name string `json:"name"`
+	ID   string `json:"id"`
+	Addr string `json:"addr"`
+}
+
+// ErrorBody carries a refusal across the socket.
+type ErrorBody struct {
+	Stage  string `json:"stage"`
+	Reason string `json:"reason"`
+	Remote bool   `json:"remote,omitempty"`
+}
+
+// Server serves one node's local API.
+type Server struct {
+	n   *node.Node
+	log *slog.Logger
+	srv *http.Server
+	ln  net.Listener
+}
+
+// Listen binds HOME/treaty.sock with mode 0600. A stale socket left by a dead
+// node is replaced; a live one is an error, so two nodes never share a home.
+func Listen(n *node.Node, log *slog.Logger) (*Server, error) {
+	path := filepath.Join(n.Home(), SocketName)
+	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		c.Close()
+		return nil, fmt.Errorf("api: another node is serving %s", path)
+	}
+	os.Remove(path)
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("api: %w", err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("api: %w", err)
+	}
+	s := &Server{n: n, log: log, ln: ln}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/status", s.status)
+	mux.HandleFunc("GET /v1/peers", s.peers)
+	mux.HandleFunc("GET /v1/caps", s.caps)
+	mux.HandleFunc("POST /v1/call", s.call)
+	mux.HandleFunc("POST /v1/stream", s.stream)
+	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	return s, nil
+}
+
+// Serve answers until ctx ends or Close.
+func (s *Server) Serve(ctx context.Context) error {
+	go func() {
+		<-ctx.Done()
+		s.Close()
+	}()
+	if err := s.srv.Serve(s.ln); !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("api: %w", err)
+	}
+	return nil
+}
+
+// Close stops the server and removes the socket.
+func (s *Server) Close() error {
+	err := s.srv.Close()
+	os.Remove(filepath.Join(s.n.Home(), SocketName))
+	return err
+}
+
+func (s *Server) status(w http.ResponseWriter, r *http.Request) {
+	addr := ""
+	if a := s.n.Addr(); a != nil {
+		addr = a.String()
+	}
+	writeJSON(w, http.StatusOK, Status{ID: s.n.ID().String(), Name: s.n.Name(), Addr: addr})
+}
+
+func (s *Server) peers(w http.ResponseWriter, r *http.Request) {
+	out := []PeerInfo{}
+	for _, p := range s.n.Peers() {
+		out = append(out, PeerInfo{Name: p.Name, ID: p.ID.String(), Addr: p.Addr})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) caps(w http.ResponseWriter, r *http.Request) {
+	caps, err := s.n.Caps(r.Context(), r.URL.Query().Get("peer"))
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"capabilities": caps})
+}
+
+func decodeCall(w http.ResponseWriter, r *http.Request) (CallRequest, bool) {
+	var req CallRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxRequestBytes))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		writeError(w, refusal.New(refusal.StageUsage, "bad request body: %v", err))
+		return req, false
+	}
+	if len(req.Input) == 0 {
+		req.Input = json.RawMessage("{}")
+	}
+	return req, true
+}
+
+func (s *Server) call(w http.ResponseWriter, r *http.Request) {
+	req, ok := decodeCall(w, r)
+	if !ok {
+		return
+	}
+	res, err := s.n.Call(r.Context(), req.Peer, req.Capability, req.Input)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	receipt, _ := json.Marshal(res.Receipt)
+	writeJSON(w, http.StatusOK, CallResponse{Output: res.Output, Receipt: receipt, ElapsedMS: float64(res.Elapsed.Microseconds()) / 1000})
+}
+
+func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
+	req, ok := decodeCall(w, r)
+	if !ok {
+		return
+	}
+	flusher, _ := w.(http.Flusher)
+	enc := json.NewEncoder(w)
+	started := false
+	err := s.n.Stream(r.Context(), req.Peer, req.Capability, req.Input, func(data json.RawMessage) error {
+		if !started {
+			w.Header().Set("Content-Type", "application/x-ndjson")
+			w.WriteHeader(http.StatusOK)
+			started = true
+		}
+		if err := enc.Encode(StreamLine{Data: data}); err != nil {
+			return err
+		}
+		if flusher != nil {
+			flusher.Flush()
+		}
+		return nil
+	})
+	if !started {
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		w.Header().Set("Content-Type", "application/x-ndjson")
+		w.WriteHeader(http.StatusOK)
+	}
+	line := StreamLine{End: true}
+	if err != nil {
+		line.Error = errorBody(err)
+	}
+	enc.Encode(line)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+func errorBody(err error) *ErrorBody {
+	var r *refusal.Error
+	if errors.As(err, &r) {
+		return &ErrorBody{Stage: string(r.Stage), Reason: r.Reason, Remote: r.Remote}
+	}
+	return &ErrorBody{Stage: string(refusal.StageInternal), Reason: err.Error()}
+}
+
+func writeError(w http.ResponseWriter, err error) {
+	status := http.StatusInternalServerError
+	switch refusal.ExitCode(err) {
+	case refusal.ExitUsage:
+		status = http.StatusBadRequest
+	case refusal.ExitDenied:
+		status = http.StatusForbidden
+	case refusal.ExitUnreachable:
+		status = http.StatusBadGateway
+	case refusal.ExitBlocked:
+		status = http.StatusUnprocessableEntity
+	case refusal.ExitRemoteFail:
+		status = http.StatusFailedDependency
+	}
+	writeJSON(w, status, map[string]any{"error": errorBody(err)})
+}

@@ -1,0 +1,237 @@
+package node
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+
+	"github.com/treaty-dev/treaty/internal/backend"
+	"github.com/treaty-dev/treaty/internal/identity"
+	"github.com/treaty-dev/treaty/internal/policy"
+	"github.com/treaty-dev/treaty/internal/refusal"
+	"github.com/treaty-dev/treaty/internal/transport"
+	"github.com/treaty-dev/treaty/internal/wire"
+)
+
+// serveFederation is the inbound call path (DESIGN.md steps 7-13). Every answer,
+// refusals included, is signed and bound to the request, so the caller holds
+// evidence of what this node said.
+func (n *Node) serveFederation(w http.ResponseWriter, r *http.Request) {
+	st := n.state.Load()
+	unverified := wire.UnverifiedRequest(r)
+
+	// 7. The handshake proved the caller's key and that it is admitted.
+	peer, ok := transport.PeerFromRequest(r)
+	if !ok {
+		n.refuse(w, unverified, refusal.StageInternal, errors.New("no handshake identity"))
+		return
+	}
+	if r.Method != http.MethodPost {
+		n.refuse(w, unverified, refusal.StageWire, &wire.Error{Reason: wire.ReasonMalformed, Detail: "method must be POST"})
+		return
+	}
+	release, err := n.peerLimiter().Acquire(peer)
+	if err != nil {
+		n.refuse(w, unverified, refusal.StageWire, err)
+		return
+	}
+	defer release()
+	body, err := wire.ReadBody(r.Body, st.limits.MaxBodyBytes)
+	if err != nil {
+		n.refuse(w, unverified, refusal.StageWire, err)
+		return
+	}
+
+	// 8. The signature verifies with the handshake key; audience is me; the
+	// request is fresh and its nonce unseen.
+	req, err := n.verifier.VerifyRequest(r, body, peer, n.now())
+	if err != nil {
+		n.log.Warn("request refused", "peer", peer, "stage", refusal.StageWire, "err", err)
+		n.refuse(w, unverified, refusal.StageWire, err)
+		return
+	}
+	kind, capName := route(r.URL.Path)
+	if kind == "" || (kind == "caps") != (req.Capability == capsCapability) || (kind != "caps" && capName != req.Capability) {
+		n.refuse(w, req, refusal.StageWire, &wire.Error{Reason: wire.ReasonMalformed, Detail: "path does not match the signed capability"})
+		return
+	}
+	if kind == "caps" {
+		n.serveCaps(w, st, peer, req)
+		return
+	}
+
+	// 9. Trust and budget gates (later layers); authorization, default deny.
+	// An ungranted capability and a missing one get the same answer, so a peer
+	// cannot probe for names it was not given.
+	cp := st.caps[capName]
+	if !st.pol.Authorize(peer, policy.ActionCall, capName, n.policyContext(peer)).Allowed || cp == nil {
+		n.log.Info("call denied", "peer", peer, "capability", capName, "stage", refusal.StagePolicy)
+		n.refuse(w, req, refusal.StagePolicy, errNotGranted)
+		return
+	}
+	if (kind == "stream") != cp.Info.Stream {
+		n.refuse(w, req, refusal.StageWire, &wire.Error{Reason: wire.ReasonMalformed, Detail: "wrong endpoint for this capability"})
+		return
+	}
+	if !json.Valid(body) {
+		n.refuse(w, req, refusal.StageWire, &wire.Error{Reason: wire.ReasonMalformed, Detail: "input is not JSON"})
+		return
+	}
+	// 10. Screen the input (later layer).
+	inv := backend.Invocation{Peer: peer, Capability: capName, Input: body}
+
+	// 11. Run the backend; 12. sign the response bound to the request; 13. audit.
+	if kind == "stream" {
+		n.serveStream(w, r, req, cp, inv)
+		return
+	}
+	out, err := cp.Backend.Call(r.Context(), inv)
+	if err != nil {
+		n.log.Info("backend failed", "peer", peer, "capability", capName, "err", err)
+		n.refuse(w, req, refusal.StageBackend, err)
+		return
+	}
+	n.reply(w, req, http.StatusOK, out)
+}
+
+var errNotGranted = errors.New("not_granted")
+
+func (n *Node) serveCaps(w http.ResponseWriter, st *state, peer identity.PublicKey, req wire.Request) {
+	pctx := n.policyContext(peer)
+	infos := []CapabilityInfo{}
+	for _, name := range st.pol.Visible(peer, st.capNames(), pctx) {
+		infos = append(infos, st.caps[name].Info)
+	}
+	b, err := json.Marshal(map[string]any{"capabilities": infos})
+	if err != nil {
+		n.refuse(w, req, refusal.StageInternal, err)
+		return
+	}
+	n.reply(w, req, http.StatusOK, b)
+}
+
+func (n *Node) serveStream(w http.ResponseWriter, r *http.Request, req wire.Request, cp *capability, inv backend.Invocation) {
+	flusher, _ := w.(http.Flusher)
+	w.Header().Set("Content-Type", wire.StreamContentType)
+	w.WriteHeader(http.StatusOK)
+	flush := func() {
+		if flusher != nil {
+			flusher.Flush()
+		}
+	}
+	sw := wire.NewStreamWriter(w, flush, req, n.key)
+	err := cp.Streamer.Stream(r.Context(), inv, func(b []byte) error { return sw.Write(b) })
+	var f *wire.Failure
+	if err != nil {
+		f = &wire.Failure{Stage: string(refusal.StageBackend), Reason: backendReason(err)}
+		n.log.Info("stream ended with failure", "peer", inv.Peer, "capability", inv.Capability, "err", err)
+	}
+	if r.Context().Err() != nil {
+		return // the caller went away; nobody reads the end event
+	}
+	if err := sw.Close(f); err != nil {
+		n.log.Warn("stream close", "err", err)
+	}
+}
+
+func (n *Node) policyContext(identity.PublicKey) policy.Context {
+	return policy.Context{Trust: 0.5, Level: "neutral"}
+}
+
+func (n *Node) peerLimiter() *wire.PeerLimiter {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.peerLim
+}
+
+// route splits /v1/{call,stream}/CAP and /v1/caps.
+func route(path string) (kind, capName string) {
+	rest, ok := strings.CutPrefix(path, "/v1/")
+	if !ok {
+		return "", ""
+	}
+	if rest == "caps" {
+		return "caps", ""
+	}
+	kind, capName, ok = strings.Cut(rest, "/")
+	if !ok || (kind != "call" && kind != "stream") || !wire.ValidCapabilityName(capName) {
+		return "", ""
+	}
+	return kind, capName
+}
+
+// reply signs and writes a response.
+func (n *Node) reply(w http.ResponseWriter, req wire.Request, status int, body []byte) {
+	if err := wire.SignResponse(w.Header(), status, body, req, n.key, n.now()); err != nil {
+		n.log.Error("sign response", "err", err)
+		http.Error(w, "", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	w.Write(body)
+}
+
+// refuse answers with a signed failure envelope naming the stage. Only a short
+// token of the reason is sent; local detail stays in our logs.
+func (n *Node) refuse(w http.ResponseWriter, req wire.Request, stage refusal.Stage, err error) {
+	var f wire.Failure
+	switch stage {
+	case refusal.StageBackend:
+		f = wire.Failure{Stage: string(stage), Reason: backendReason(err)}
+	case refusal.StagePolicy:
+		f = wire.Failure{Stage: string(stage), Reason: "not_granted"}
+	default:
+		f = wire.FailureOf(string(stage), err)
+	}
+	n.reply(w, req, statusFor(stage, err), wire.EncodeFailure(f))
+}
+
+func statusFor(stage refusal.Stage, err error) int {
+	switch stage {
+	case refusal.StagePolicy, refusal.StageTrust:
+		return http.StatusForbidden
+	case refusal.StageBudget:
+		return http.StatusTooManyRequests
+	case refusal.StageSanitize, refusal.StageScreen:
+		return http.StatusUnprocessableEntity
+	case refusal.StageBackend:
+		return http.StatusBadGateway
+	case refusal.StageWire:
+		return wire.StatusFor(err)
+	}
+	return http.StatusInternalServerError
+}
+
+// backendReason turns a backend failure into a wire-safe token, e.g.
+// "exited with status 3" -> exited_with_status_3; never the backend's stderr.
+func backendReason(err error) string {
+	var f *backend.Failure
+	if errors.As(err, &f) {
+		return token(f.Reason)
+	}
+	return "failed"
+}
+
+// token maps s onto the wire's reason alphabet [a-z0-9._-], at most 64 bytes.
+func token(s string) string {
+	b := make([]byte, 0, len(s))
+	for i := 0; i < len(s) && len(b) < 64; i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9', c == '.', c == '-', c == '_':
+			b = append(b, c)
+		case c >= 'A' && c <= 'Z':
+			b = append(b, c+'a'-'A')
+		default:
+			if len(b) > 0 && b[len(b)-1] != '_' {
+				b = append(b, '_')
+			}
+		}
+	}
+	if len(b) == 0 {
+		return "failed"
+	}
+	return strings.TrimRight(string(b), "_")
+}

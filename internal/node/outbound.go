@@ -1,0 +1,248 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/treaty-dev/treaty/internal/refusal"
+	"github.com/treaty-dev/treaty/internal/transport"
+	"github.com/treaty-dev/treaty/internal/wire"
+)
+
+// Result is the answer to one outbound call.
+type Result struct {
+	Peer    Peer
+	Output  json.RawMessage
+	Receipt wire.Receipt  // the callee's signed statement that it served exactly this request
+	Elapsed time.Duration // from resolve to verified answer
+}
+
+// Call asks peer (nickname or did:key) to run capability with input (JSON).
+// The steps follow DESIGN.md's outbound call path; a refusal at any step is a
+// *refusal.Error naming the stage, and a refusal by the peer has Remote set.
+func (n *Node) Call(ctx context.Context, peerRef, capName string, input []byte) (*Result, error) {
+	start := time.Now()
+	st := n.state.Load()
+
+	// 1. Resolve the peer: it must be in the peer book.
+	p, err := n.Resolve(peerRef)
+	if err != nil {
+		return nil, err
+	}
+	if !wire.ValidCapabilityName(capName) {
+		return nil, refusal.New(refusal.StageUsage, "invalid capability name %q", capName)
+	}
+	// 2. Budgets: the outbound limits toward p (later layer).
+	// 3. Sanitize the input with p's data policy (later layer); until then it
+	// must at least be JSON.
+	if !json.Valid(input) {
+		return nil, refusal.New(refusal.StageUsage, "input is not valid JSON")
+	}
+	// 4-6. Sign, audit, send over the pooled mTLS connection pinned to p's key.
+	resp, body, sent, err := n.roundTrip(ctx, st, p, "/v1/call/"+capName, capName, input, true)
+	if err != nil {
+		return nil, err
+	}
+	// Back at the caller: verify the callee's signature; it is the receipt.
+	receipt, err := wire.VerifyResponse(resp, body, sent, p.ID)
+	if err != nil {
+		return nil, refusal.Wrap(refusal.StageWire, fmt.Errorf("response from %s: %w", p.ID.Short(), err))
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, remoteRefusal(resp.StatusCode, body)
+	}
+	if !json.Valid(body) {
+		return nil, refusal.New(refusal.StageWire, "response from %s is not JSON", p.ID.Short())
+	}
+	return &Result{Peer: p, Output: body, Receipt: receipt, Elapsed: time.Since(start)}, nil
+}
+
+// Caps asks peer which capabilities it exposes to this node.
+func (n *Node) Caps(ctx context.Context, peerRef string) ([]CapabilityInfo, error) {
+	st := n.state.Load()
+	p, err := n.Resolve(peerRef)
+	if err != nil {
+		return nil, err
+	}
+	resp, body, sent, err := n.roundTrip(ctx, st, p, "/v1/caps", capsCapability, []byte("{}"), true)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := wire.VerifyResponse(resp, body, sent, p.ID); err != nil {
+		return nil, refusal.Wrap(refusal.StageWire, fmt.Errorf("response from %s: %w", p.ID.Short(), err))
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, remoteRefusal(resp.StatusCode, body)
+	}
+	var out struct {
+		Capabilities []CapabilityInfo `json:"capabilities"`
+	}
+	if err := json.Unmarshal(body, &out); err != nil {
+		return nil, refusal.Wrap(refusal.StageWire, fmt.Errorf("capability list from %s: %w", p.ID.Short(), err))
+	}
+	return out.Capabilities, nil
+}
+
+// Stream asks peer to run a stream capability and calls emit for each event's
+// data, in order. A gap, reorder, truncation or bad final signature is a wire
+// refusal. Cancelling ctx stops the remote backend.
+func (n *Node) Stream(ctx context.Context, peerRef, capName string, input []byte, emit func(json.RawMessage) error) error {
+	st := n.state.Load()
+	p, err := n.Resolve(peerRef)
+	if err != nil {
+		return err
+	}
+	if !wire.ValidCapabilityName(capName) {
+		return refusal.New(refusal.StageUsage, "invalid capability name %q", capName)
+	}
+	if !json.Valid(input) {
+		return refusal.New(refusal.StageUsage, "input is not valid JSON")
+	}
+	resp, _, sent, err := n.roundTrip(ctx, st, p, "/v1/stream/"+capName, capName, input, false)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		body, err := wire.ReadBody(resp.Body, st.limits.MaxBodyBytes)
+		if err != nil {
+			return refusal.Wrap(refusal.StageWire, err)
+		}
+		if _, err := wire.VerifyResponse(resp, body, sent, p.ID); err != nil {
+			return refusal.Wrap(refusal.StageWire, fmt.Errorf("response from %s: %w", p.ID.Short(), err))
+		}
+		return remoteRefusal(resp.StatusCode, body)
+	}
+	sr := wire.NewStreamReader(resp.Body, sent, p.ID, st.limits)
+	for {
+		ev, err := sr.Next()
+		if err != nil {
+			if ctx.Err() != nil {
+				return refusal.Wrap(refusal.StageTransport, fmt.Errorf("stream from %s: %w", p.ID.Short(), ctx.Err()))
+			}
+			return refusal.Wrap(refusal.StageWire, fmt.Errorf("stream from %s: %w", p.ID.Short(), err))
+		}
+		if ev.End {
+			if ev.Failure != nil {
+				return &refusal.Error{Stage: refusal.Stage(ev.Failure.Stage), Reason: ev.Failure.Reason, Remote: true}
+			}
+			return nil
+		}
+		if err := emit(ev.Data); err != nil {
+			return err
+		}
+	}
+}
+
+const capsCapability = "treaty.caps"
+
+var errTimeToFirstByte = errors.New("no response headers within time_to_first_byte")
+
+// roundTrip signs and sends one request to p and returns the response. With
+// readBody, the body is read within MaxBodyBytes and the CallTimeout covers it;
+// otherwise the caller owns resp.Body (streams are bounded per event instead).
+func (n *Node) roundTrip(ctx context.Context, st *state, p Peer, path, capName string, body []byte, readBody bool) (*http.Response, []byte, wire.Sent, error) {
+	lim := st.limits
+	var cancelCall context.CancelFunc = func() {}
+	if readBody {
+		ctx, cancelCall = context.WithTimeout(ctx, lim.CallTimeout)
+	}
+	ctx, cancelTTFB := context.WithCancelCause(ctx)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, transport.PeerURL(p.ID, path), bytes.NewReader(body))
+	if err != nil {
+		cancelTTFB(nil)
+		cancelCall()
+		return nil, nil, wire.Sent{}, refusal.Wrap(refusal.StageInternal, err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	sent, err := wire.SignRequest(req, body, wire.SignParams{Key: n.key, Audience: p.ID, Capability: capName, Now: n.now()})
+	if err != nil {
+		cancelTTFB(nil)
+		cancelCall()
+		return nil, nil, wire.Sent{}, refusal.Wrap(refusal.StageWire, err)
+	}
+	ttfb := time.AfterFunc(lim.TimeToFirstByte, func() { cancelTTFB(errTimeToFirstByte) })
+	resp, err := n.client.Do(req)
+	ttfb.Stop()
+	if err != nil {
+		err = n.transportError(ctx, p, lim, err) // before cancelling: it reads ctx
+		cancelTTFB(nil)
+		cancelCall()
+		return nil, nil, sent, err
+	}
+	if !readBody {
+		resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: func() { cancelTTFB(nil); cancelCall() }}
+		return resp, nil, sent, nil
+	}
+	defer cancelCall()
+	defer cancelTTFB(nil)
+	defer resp.Body.Close()
+	out, err := wire.ReadBody(resp.Body, lim.MaxBodyBytes)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, nil, sent, n.transportError(ctx, p, lim, err)
+		}
+		return nil, nil, sent, refusal.Wrap(refusal.StageWire, fmt.Errorf("response from %s: %w", p.ID.Short(), err))
+	}
+	return resp, out, sent, nil
+}
+
+type cancelOnClose struct {
+	io.ReadCloser
+	cancel func()
+}
+
+func (c *cancelOnClose) Close() error {
+	err := c.ReadCloser.Close()
+	c.cancel()
+	return err
+}
+
+// transportError turns a failed round trip into a transport refusal that says
+// why: refused handshake, unreachable address, or a timeout.
+func (n *Node) transportError(ctx context.Context, p Peer, lim wire.Limits, err error) error {
+	var he *transport.HandshakeError
+	switch {
+	case errors.As(err, &he):
+		return &refusal.Error{Stage: refusal.StageTransport, Reason: fmt.Sprintf("handshake with %s at %s refused: %s", p.ID.Short(), p.Addr, he.Reason), Err: err}
+	case errors.Is(err, transport.ErrUnreachable):
+		return &refusal.Error{Stage: refusal.StageTransport, Reason: fmt.Sprintf("peer %s unreachable at %s", p.ID.Short(), p.Addr), Err: err}
+	case errors.Is(context.Cause(ctx), errTimeToFirstByte):
+		return &refusal.Error{Stage: refusal.StageTransport, Reason: fmt.Sprintf("no answer from %s within time_to_first_byte=%v", p.ID.Short(), lim.TimeToFirstByte), Err: err}
+	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+		return &refusal.Error{Stage: refusal.StageTransport, Reason: fmt.Sprintf("call to %s exceeded call_timeout=%v", p.ID.Short(), lim.CallTimeout), Err: err}
+	case ctx.Err() != nil:
+		return &refusal.Error{Stage: refusal.StageTransport, Reason: "cancelled", Err: err}
+	}
+	return &refusal.Error{Stage: refusal.StageTransport, Reason: fmt.Sprintf("connection to %s at %s lost", p.ID.Short(), p.Addr), Err: err}
+}
+
+// remoteRefusal decodes the signed failure envelope of a non-200 answer.
+func remoteRefusal(status int, body []byte) error {
+	f, err := wire.DecodeFailure(body)
+	if err != nil {
+		return &refusal.Error{Stage: refusal.StageWire, Reason: fmt.Sprintf("peer answered HTTP %d with a malformed failure", status), Remote: true, Err: err}
+	}
+	reason := f.Reason
+	if f.Limit != nil {
+		reason = f.Limit.Error()
+	}
+	return &refusal.Error{Stage: knownStage(f.Stage), Reason: reason, Remote: true}
+}
+
+// knownStage maps a peer-supplied stage name onto ours; anything else is internal.
+func knownStage(s string) refusal.Stage {
+	switch st := refusal.Stage(s); st {
+	case refusal.StageResolve, refusal.StageBudget, refusal.StageSanitize, refusal.StageTransport,
+		refusal.StageWire, refusal.StageTrust, refusal.StagePolicy, refusal.StageScreen,
+		refusal.StageBackend, refusal.StageAudit, refusal.StageUsage:
+		return st
+	}
+	return refusal.StageInternal
+}

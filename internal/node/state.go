@@ -1,0 +1,178 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"sort"
+
+	"github.com/treaty-dev/treaty/internal/backend"
+	"github.com/treaty-dev/treaty/internal/config"
+	"github.com/treaty-dev/treaty/internal/identity"
+	"github.com/treaty-dev/treaty/internal/policy"
+	"github.com/treaty-dev/treaty/internal/wire"
+)
+
+// state is one immutable snapshot of the node's configuration. A reload builds
+// a new one and swaps it in; calls in flight keep the snapshot they started with.
+type state struct {
+	cfg    *config.Config
+	pol    *policy.Engine
+	peers  map[identity.PublicKey]config.Peer
+	byName map[string]identity.PublicKey
+	caps   map[string]*capability
+	limits wire.Limits
+}
+
+// capability is one runnable capability: its public description and backend.
+type capability struct {
+	Info     CapabilityInfo
+	Backend  backend.Backend  // set for request/response capabilities
+	Streamer backend.Streamer // set for stream capabilities
+}
+
+// CapabilityInfo is what a peer sees of a capability it may list.
+type CapabilityInfo struct {
+	Name         string         `json:"name"`
+	Description  string         `json:"description,omitempty"`
+	InputSchema  map[string]any `json:"input_schema,omitempty"`
+	OutputSchema map[string]any `json:"output_schema,omitempty"`
+	Stream       bool           `json:"stream,omitempty"`
+}
+
+// Handler is a Go capability registered through the embedding API.
+type Handler struct {
+	Info     CapabilityInfo
+	Backend  backend.Backend
+	Streamer backend.Streamer
+}
+
+// Register adds or replaces a Go capability. It still needs a grant to be
+// visible to any peer.
+func (n *Node) Register(h Handler) error {
+	if !config.ValidCapability(h.Info.Name) {
+		return fmt.Errorf("node: invalid capability name %q", h.Info.Name)
+	}
+	if (h.Backend == nil) == (h.Streamer == nil) {
+		return fmt.Errorf("node: capability %q needs exactly one of Backend and Streamer", h.Info.Name)
+	}
+	h.Info.Stream = h.Streamer != nil
+	n.mu.Lock()
+	n.funcs[h.Info.Name] = &h
+	n.mu.Unlock()
+	return n.reload()
+}
+
+func (n *Node) reload() error {
+	sig := n.filesSignature()
+	cfg, err := config.Load(n.home)
+	if err != nil {
+		return err
+	}
+	pol, err := policy.Load(n.home)
+	if err != nil {
+		return err
+	}
+	limits := wire.Limits{
+		MaxBodyBytes:         cfg.Limits.MaxBodyBytes,
+		MaxHeaderBytes:       cfg.Limits.MaxHeaderBytes,
+		TimeToFirstByte:      cfg.Limits.TimeToFirstByte.D(),
+		CallTimeout:          cfg.Limits.CallTimeout.D(),
+		MaxConcurrentPerPeer: cfg.Limits.MaxConcurrentPerPeer,
+	}.WithDefaults()
+	if err := limits.Validate(); err != nil {
+		return fmt.Errorf("config: limits: %w", err)
+	}
+	st := &state{
+		cfg:    cfg,
+		pol:    pol,
+		peers:  map[identity.PublicKey]config.Peer{},
+		byName: map[string]identity.PublicKey{},
+		caps:   map[string]*capability{},
+		limits: limits,
+	}
+	for _, p := range cfg.Peers {
+		k, _ := identity.ParseDID(p.ID) // validated by config.Load
+		st.peers[k] = p
+		st.byName[p.Name] = k
+	}
+	for _, c := range cfg.Capabilities {
+		cp, err := buildCapability(c)
+		if err != nil {
+			return err
+		}
+		st.caps[c.Name] = cp
+	}
+
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for name, h := range n.funcs {
+		st.caps[name] = &capability{Info: h.Info, Backend: h.Backend, Streamer: h.Streamer}
+	}
+	if n.peerLim == nil || n.limitMax != limits.MaxConcurrentPerPeer {
+		lim, err := wire.NewPeerLimiter(limits.MaxConcurrentPerPeer)
+		if err != nil {
+			return fmt.Errorf("config: limits: %w", err)
+		}
+		n.peerLim, n.limitMax = lim, limits.MaxConcurrentPerPeer
+	}
+	old := n.state.Swap(st)
+	n.fileSig = sig
+	if old != nil && n.tr != nil {
+		// A peer removed from the book loses its open connections now, not at
+		// its next handshake.
+		for k := range old.peers {
+			if _, ok := st.peers[k]; !ok {
+				n.tr.Disconnect(k)
+				n.log.Info("peer removed; connections closed", "peer", k)
+			}
+		}
+	}
+	return nil
+}
+
+func buildCapability(c config.Capability) (*capability, error) {
+	timeout := c.Timeout.D()
+	if timeout == 0 {
+		timeout = config.DefaultBackendTimeout
+	}
+	cp := &capability{Info: CapabilityInfo{
+		Name: c.Name, Description: c.Description,
+		InputSchema: c.InputSchema, OutputSchema: c.OutputSchema, Stream: c.Stream,
+	}}
+	switch {
+	case c.Exec != nil:
+		argv, err := config.SplitCommand(c.Exec.Command)
+		if err != nil {
+			return nil, fmt.Errorf("config: capability %s: %w", c.Name, err)
+		}
+		e := &backend.Exec{Argv: argv, Env: c.Exec.Env, Timeout: timeout}
+		if c.Stream {
+			cp.Streamer = e
+		} else {
+			cp.Backend = e
+		}
+	case c.HTTP != nil:
+		if c.Stream {
+			return nil, fmt.Errorf("config: capability %s: http backends cannot stream yet", c.Name)
+		}
+		cp.Backend = &backend.HTTP{URL: c.HTTP.URL, Timeout: timeout}
+	default:
+		// Declared only; a Go handler registered through the embedding API
+		// supplies the backend. Until then calls fail at the backend stage.
+		cp.Backend = backend.Func(func(_ context.Context, _ backend.Invocation) ([]byte, error) {
+			return nil, &backend.Failure{Reason: "no backend configured"}
+		})
+	}
+	return cp, nil
+}
+
+// capNames lists capability names, sorted.
+func (st *state) capNames() []string {
+	out := make([]string, 0, len(st.caps))
+	for name := range st.caps {
+		out = append(out, name)
+	}
+	sort.Strings(out)
+	return out
+}
+
