@@ -175,4 +175,3 @@ func (st *state) capNames() []string {
 	sort.Strings(out)
 	return out
 }
-
