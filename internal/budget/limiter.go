@@ -24,10 +24,34 @@ const (
 type Limiter struct {
 	mu       sync.RWMutex
 	cfg      Config
-	rules    map[Key]Limit       // by (Peer or "*", Capability, Dir or Both)
-	caps     map[string]struct{} // capabilities named by some rule
-	entries  map[Key]*entry
+	rules    map[Key]Limit        // by (Peer or "*", Capability, Dir or Both)
+	caps     map[string]struct{}  // capabilities named by some rule
+	peers    map[string]*counters // hashed once per call: peer keys are long
 	breakers map[string]*Breaker
+}
+
+// counters are one peer's entries.
+type counters struct {
+	wide [2]*entry // peer-wide, by direction (In, Out)
+	caps map[capKey]*entry
+}
+
+type capKey struct {
+	capability string
+	dir        Dir
+}
+
+func (c *counters) all(yield func(*entry) bool) {
+	for _, e := range c.wide {
+		if e != nil && !yield(e) {
+			return
+		}
+	}
+	for _, e := range c.caps {
+		if !yield(e) {
+			return
+		}
+	}
 }
 
 // entry is the counters of one Key. Its fields are guarded by mu.
@@ -43,11 +67,11 @@ type entry struct {
 
 	inflight int
 
-	winStart          time.Time
+	winEnd            time.Time // end of the current bytes window; zero before first use
 	bytesIn, bytesOut int64
 
-	costStart time.Time
-	cost      float64
+	costEnd time.Time
+	cost    float64
 }
 
 // New returns a Limiter for cfg.
@@ -55,7 +79,7 @@ func New(cfg Config) (*Limiter, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	l := &Limiter{entries: map[Key]*entry{}, breakers: map[string]*Breaker{}}
+	l := &Limiter{peers: map[string]*counters{}, breakers: map[string]*Breaker{}}
 	l.setConfigLocked(cfg)
 	return l, nil
 }
@@ -104,15 +128,18 @@ func (l *Limiter) Update(cfg Config) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.setConfigLocked(cfg)
-	for k, e := range l.entries {
-		if _, ok := l.caps[k.Capability]; k.Capability != "" && !ok {
-			delete(l.entries, k) // tickets in flight keep the entry alive until Release
-			continue
+	for _, c := range l.peers {
+		for k := range c.caps {
+			if _, ok := l.caps[k.capability]; !ok {
+				delete(c.caps, k) // tickets in flight keep the entry alive until Release
+			}
 		}
-		lim, src := l.resolveLocked(k)
-		e.mu.Lock()
-		e.setLimit(lim.filled(), src)
-		e.mu.Unlock()
+		for e := range c.all {
+			lim, src := l.resolveLocked(e.key)
+			e.mu.Lock()
+			e.setLimit(lim.filled(), src)
+			e.mu.Unlock()
+		}
 	}
 	bc := cfg.Breaker.filled()
 	for _, b := range l.breakers {
@@ -128,6 +155,13 @@ func (e *entry) setLimit(lim Limit, src string) {
 	if lim.Rate > 0 {
 		e.tokens = min(e.tokens, float64(lim.Burst))
 	}
+	// A running window keeps its start and takes the new length.
+	if !e.winEnd.IsZero() {
+		e.winEnd = e.winEnd.Add(lim.Window - e.lim.Window)
+	}
+	if !e.costEnd.IsZero() {
+		e.costEnd = e.costEnd.Add(lim.CostWindow - e.lim.CostWindow)
+	}
 	e.lim, e.src = lim, src
 }
 
@@ -135,20 +169,18 @@ func (e *entry) setLimit(lim Limit, src string) {
 func (l *Limiter) Forget(peer string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for k := range l.entries {
-		if k.Peer == peer {
-			delete(l.entries, k)
-		}
-	}
+	delete(l.peers, peer)
 	delete(l.breakers, peer)
 }
 
 func (l *Limiter) lookup(peer, capability string, dir Dir) (pe, ce *entry) {
 	l.mu.RLock()
-	pe = l.entries[Key{peer, "", dir}]
 	_, capped := l.caps[capability]
-	if capped {
-		ce = l.entries[Key{peer, capability, dir}]
+	if c := l.peers[peer]; c != nil {
+		pe = c.wide[dir-1]
+		if capped {
+			ce = c.caps[capKey{capability, dir}]
+		}
 	}
 	l.mu.RUnlock()
 	if pe != nil && (!capped || ce != nil) {
@@ -156,22 +188,29 @@ func (l *Limiter) lookup(peer, capability string, dir Dir) (pe, ce *entry) {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	pe = l.entryLocked(Key{peer, "", dir})
+	c := l.peers[peer]
+	if c == nil {
+		c = &counters{caps: map[capKey]*entry{}}
+		l.peers[peer] = c
+	}
+	if pe = c.wide[dir-1]; pe == nil {
+		pe = l.newEntryLocked(Key{peer, "", dir})
+		c.wide[dir-1] = pe
+	}
 	ce = nil
 	if _, capped = l.caps[capability]; capped {
-		ce = l.entryLocked(Key{peer, capability, dir})
+		k := capKey{capability, dir}
+		if ce = c.caps[k]; ce == nil {
+			ce = l.newEntryLocked(Key{peer, capability, dir})
+			c.caps[k] = ce
+		}
 	}
 	return pe, ce
 }
 
-func (l *Limiter) entryLocked(k Key) *entry {
-	if e, ok := l.entries[k]; ok {
-		return e
-	}
+func (l *Limiter) newEntryLocked(k Key) *entry {
 	lim, src := l.resolveLocked(k)
-	e := &entry{key: k, lim: lim.filled(), src: src}
-	l.entries[k] = e
-	return e
+	return &entry{key: k, lim: lim.filled(), src: src}
 }
 
 // Ticket is a granted call. Release it exactly once through the variable Acquire
@@ -206,11 +245,12 @@ func (l *Limiter) Acquire(peer, capability string, dir Dir, reqBytes int64, now 
 	}
 	pe.check(dir, reqBytes, now, &f)
 	if f.e != nil {
+		err := f.exceeded(peer, capability, dir) // reads the entry's limit: before unlocking
 		if ce != nil {
 			ce.mu.Unlock()
 		}
 		pe.mu.Unlock()
-		return Ticket{}, f.exceeded(peer, capability, dir)
+		return Ticket{}, err
 	}
 	if ce != nil {
 		ce.commit(dir, reqBytes)
@@ -292,11 +332,11 @@ func (e *entry) refill(now time.Time) {
 // roll starts new byte and cost windows when the current ones have ended. Windows
 // are fixed, starting at the first use after the previous one ended.
 func (e *entry) roll(now time.Time) {
-	if e.winStart.IsZero() || !now.Before(e.winStart.Add(e.lim.Window)) {
-		e.winStart, e.bytesIn, e.bytesOut = now, 0, 0
+	if e.winEnd.IsZero() || !now.Before(e.winEnd) {
+		e.winEnd, e.bytesIn, e.bytesOut = now.Add(e.lim.Window), 0, 0
 	}
-	if e.costStart.IsZero() || !now.Before(e.costStart.Add(e.lim.CostWindow)) {
-		e.costStart, e.cost = now, 0
+	if e.costEnd.IsZero() || !now.Before(e.costEnd) {
+		e.costEnd, e.cost = now.Add(e.lim.CostWindow), 0
 	}
 }
 
@@ -310,20 +350,19 @@ func (e *entry) check(dir Dir, n int64, now time.Time, f *failure) {
 	if l.Rate > 0 && e.tokens < 1-tokenEps {
 		f.note(e, BudgetRate, time.Duration(math.Ceil((1-e.tokens)/l.Rate*1e9-resetSlackNs)))
 	}
-	winReset := e.winStart.Add(l.Window).Sub(now)
 	// The request's bytes must fit; the reply's direction must not be spent already.
 	reqIn, reqOut := n, int64(0)
 	if dir == Out {
 		reqIn, reqOut = 0, n
 	}
 	if l.BytesIn > 0 && (e.bytesIn+reqIn > l.BytesIn || (dir == Out && e.bytesIn >= l.BytesIn)) {
-		f.note(e, BudgetBytesIn, winReset)
+		f.note(e, BudgetBytesIn, e.winEnd.Sub(now))
 	}
 	if l.BytesOut > 0 && (e.bytesOut+reqOut > l.BytesOut || (dir == In && e.bytesOut >= l.BytesOut)) {
-		f.note(e, BudgetBytesOut, winReset)
+		f.note(e, BudgetBytesOut, e.winEnd.Sub(now))
 	}
 	if l.Cost > 0 && e.cost >= l.Cost {
-		f.note(e, BudgetCost, e.costStart.Add(l.CostWindow).Sub(now))
+		f.note(e, BudgetCost, e.costEnd.Sub(now))
 	}
 }
 
@@ -383,15 +422,18 @@ type Status struct {
 // nothing.
 func (l *Limiter) Snapshot(now time.Time) []Status {
 	l.mu.RLock()
-	out := make([]Status, 0, len(l.entries)+len(l.cfg.Rules))
-	for _, e := range l.entries {
-		e.mu.Lock()
-		out = append(out, e.status(now))
-		e.mu.Unlock()
+	out := make([]Status, 0, 2*len(l.peers)+len(l.cfg.Rules))
+	live := map[Key]bool{}
+	for _, c := range l.peers {
+		for e := range c.all {
+			e.mu.Lock()
+			out = append(out, e.status(now))
+			e.mu.Unlock()
+			live[e.key] = true
+		}
 	}
 	for _, r := range l.cfg.Rules {
-		k := Key{r.Peer, r.Capability, r.Dir}
-		if _, live := l.entries[k]; !live {
+		if k := (Key{r.Peer, r.Capability, r.Dir}); !live[k] {
 			out = append(out, Status{Key: k, Source: "rule", Limit: r.Limit.filled()})
 		}
 	}
@@ -413,11 +455,11 @@ func (e *entry) status(now time.Time) Status {
 			}
 		}
 	}
-	if end := e.winStart.Add(e.lim.Window); !e.winStart.IsZero() && now.Before(end) {
-		s.BytesIn, s.BytesOut, s.WindowResetIn = e.bytesIn, e.bytesOut, end.Sub(now)
+	if now.Before(e.winEnd) {
+		s.BytesIn, s.BytesOut, s.WindowResetIn = e.bytesIn, e.bytesOut, e.winEnd.Sub(now)
 	}
-	if end := e.costStart.Add(e.lim.CostWindow); !e.costStart.IsZero() && now.Before(end) {
-		s.Cost, s.CostResetIn = e.cost, end.Sub(now)
+	if now.Before(e.costEnd) {
+		s.Cost, s.CostResetIn = e.cost, e.costEnd.Sub(now)
 	}
 	return s
 }

@@ -66,9 +66,10 @@ type Book struct {
 
 	mu     sync.RWMutex
 	cfg    Config
-	peers  map[string]State
-	seq    uint64      // bumped on every change to peers
-	timer  *time.Timer // pending background write, or nil
+	m      model             // of cfg
+	peers  map[string]*State // never nil values; a State is changed in place under mu
+	seq    uint64            // bumped on every change to peers
+	timer  *time.Timer       // pending background write, or nil
 	closed bool
 	notify func(peer string, c LevelChange)
 
@@ -77,8 +78,8 @@ type Book struct {
 }
 
 type fileFormat struct {
-	Version int              `json:"version"`
-	Peers   map[string]State `json:"peers"`
+	Version int               `json:"version"`
+	Peers   map[string]*State `json:"peers"`
 }
 
 // Open loads the book at path (a missing file is an empty book), creating the parent
@@ -109,7 +110,7 @@ func Open(cfg Config, path string) (*Book, error) {
 		lock.Close()
 		return nil, err
 	}
-	b := &Book{path: path, lock: lock, cfg: cfg, peers: peers, now: cfg.Now, log: cfg.Logger}
+	b := &Book{path: path, lock: lock, cfg: cfg, m: cfg.model(), peers: peers, now: cfg.Now, log: cfg.Logger}
 	if b.now == nil {
 		b.now = time.Now
 	}
@@ -119,10 +120,10 @@ func Open(cfg Config, path string) (*Book, error) {
 	return b, nil
 }
 
-func readFile(path string) (map[string]State, error) {
+func readFile(path string) (map[string]*State, error) {
 	data, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
-		return map[string]State{}, nil
+		return map[string]*State{}, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("trust: read %s: %w", path, err)
@@ -130,7 +131,7 @@ func readFile(path string) (map[string]State, error) {
 	return decodeFile(data, path)
 }
 
-func decodeFile(data []byte, path string) (map[string]State, error) {
+func decodeFile(data []byte, path string) (map[string]*State, error) {
 	var f fileFormat
 	if err := json.Unmarshal(data, &f); err != nil {
 		return nil, fmt.Errorf("trust: parse %s: %w", path, err)
@@ -138,13 +139,16 @@ func decodeFile(data []byte, path string) (map[string]State, error) {
 	if f.Version != fileVersion {
 		return nil, fmt.Errorf("trust: %s has version %d, want %d", path, f.Version, fileVersion)
 	}
-	for p := range f.Peers {
+	for p, st := range f.Peers {
 		if err := checkPeer(p); err != nil {
 			return nil, fmt.Errorf("trust: %s: %w", path, err)
 		}
+		if st == nil {
+			return nil, fmt.Errorf("trust: %s: peer %q has no state", path, p)
+		}
 	}
 	if f.Peers == nil {
-		f.Peers = map[string]State{}
+		f.Peers = map[string]*State{}
 	}
 	return f.Peers, nil
 }
@@ -159,10 +163,11 @@ func ReadFile(cfg Config, path string, now time.Time) ([]Snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
+	m := cfg.model()
 	out := make([]Snapshot, 0, len(peers))
 	for p, st := range peers {
-		st, _ = st.Advance(cfg, now)
-		out = append(out, snapshot(cfg, p, st, now))
+		st.advance(&m, now)
+		out = append(out, snapshot(&m, p, st, now))
 	}
 	slices.SortFunc(out, func(a, b Snapshot) int { return cmp.Compare(a.Peer, b.Peer) })
 	return out, nil
@@ -195,7 +200,7 @@ func (b *Book) Update(cfg Config) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	cfg.Now, cfg.Logger = b.cfg.Now, b.cfg.Logger
-	b.cfg = cfg
+	b.cfg, b.m = cfg, cfg.model()
 	return nil
 }
 
@@ -220,10 +225,14 @@ func (b *Book) Observe(peer string, e Evidence) (LevelChange, error) {
 	}
 	cfg := b.cfg
 	st := b.peers[peer]
+	if st == nil {
+		st = new(State)
+		b.peers[peer] = st
+	}
 	wasQuarantined := st.quarantined
-	st, decay := st.Advance(cfg, e.At)
-	st, change := st.Observe(cfg, e)
-	b.peers[peer] = st
+	decay := st.advance(&b.m, e.At)
+	var change LevelChange
+	*st, change = st.Observe(cfg, e)
 	b.seq++
 	urgent := decay.Changed() || change.Changed() || st.quarantined != wasQuarantined
 	if !urgent {
@@ -333,35 +342,23 @@ func writeAtomic(path string, data []byte) (err error) {
 	return nil
 }
 
-// view returns peer's state advanced to now, committing and announcing a level
-// change that decay caused.
-func (b *Book) view(peer string, now time.Time) (Config, State) {
-	b.mu.RLock()
-	cfg := b.cfg
-	st, ok := b.peers[peer]
-	b.mu.RUnlock()
-	n, c := st.Advance(cfg, now)
-	if !ok || !c.Changed() {
-		return cfg, n
-	}
-	// Re-read under the write lock: an Observe may have run in between.
+// refresh commits peer's state advanced to now when its natural level moved (so
+// hysteresis keeps a true base), and persists and announces an effective change.
+// Reads call it only when they saw such a move, which is rare.
+func (b *Book) refresh(peer string, now time.Time) {
 	b.mu.Lock()
-	if b.closed {
+	st := b.peers[peer]
+	if st == nil || b.closed {
 		b.mu.Unlock()
-		return cfg, n
+		return
 	}
-	cfg = b.cfg
-	n, c = b.peers[peer].Advance(cfg, now)
-	if c.Changed() {
-		b.peers[peer] = n
-		b.seq++
-	}
+	c := st.advance(&b.m, now)
+	b.seq++
 	notify := b.notify
 	b.mu.Unlock()
 	if c.Changed() {
 		b.afterChange(peer, notify, c)
 	}
-	return cfg, n
 }
 
 func (b *Book) afterChange(peer string, notify func(string, LevelChange), cs ...LevelChange) {
@@ -375,17 +372,48 @@ func (b *Book) afterChange(peer string, notify func(string, LevelChange), cs ...
 	}
 }
 
-// Standing returns peer's score and level at now without allocating; for the call
-// path. A peer with no evidence has the prior's score and level.
+// Standing returns peer's score and level at now without allocating or copying the
+// peer's state; for the call path. A peer with no evidence has the prior's score and
+// level.
 func (b *Book) Standing(peer string, now time.Time) Standing {
-	cfg, st := b.view(peer, now)
-	return Standing{Score: st.Score(cfg, now), Level: st.current(cfg), Quarantined: st.quarantined}
+	b.mu.RLock()
+	st := b.peers[peer]
+	if st == nil {
+		sc := b.m.prior
+		l := plainLevel(b.m.t, sc)
+		b.mu.RUnlock()
+		return Standing{Score: sc, Level: l}
+	}
+	sc, natural, eff := st.at(&b.m, now)
+	stale := natural != st.baseNatural(&b.m)
+	out := Standing{Score: sc, Level: eff, Quarantined: st.quarantined}
+	b.mu.RUnlock()
+	if stale {
+		b.refresh(peer, now)
+	}
+	return out
 }
 
 // Get returns peer's snapshot at now.
 func (b *Book) Get(peer string, now time.Time) Snapshot {
-	cfg, st := b.view(peer, now)
-	return snapshot(cfg, peer, st, now)
+	b.mu.RLock()
+	st := b.peers[peer]
+	if st == nil {
+		var zero State
+		s := snapshot(&b.m, peer, &zero, now)
+		b.mu.RUnlock()
+		return s
+	}
+	_, natural, _ := st.at(&b.m, now)
+	stale := natural != st.baseNatural(&b.m)
+	n := *st
+	n.advance(&b.m, now)
+	s := snapshot(&b.m, peer, &n, now)
+	b.mu.RUnlock()
+	if stale {
+		b.refresh(peer, now)
+	}
+	return s
 }
 
 // List returns every peer with evidence or operator settings, sorted by peer.
@@ -396,16 +424,15 @@ func (b *Book) List(now time.Time) []Snapshot {
 	}
 	var changes []change
 	b.mu.Lock()
-	cfg := b.cfg
 	out := make([]Snapshot, 0, len(b.peers))
 	for p, st := range b.peers {
-		n, c := st.Advance(cfg, now)
-		if c.Changed() && !b.closed {
-			b.peers[p] = n
+		if !b.closed {
+			if c := st.advance(&b.m, now); c.Changed() {
+				changes = append(changes, change{p, c})
+			}
 			b.seq++
-			changes = append(changes, change{p, c})
 		}
-		out = append(out, snapshot(cfg, p, n, now))
+		out = append(out, snapshot(&b.m, p, st, now))
 	}
 	notify := b.notify
 	b.mu.Unlock()
@@ -416,12 +443,12 @@ func (b *Book) List(now time.Time) []Snapshot {
 	return out
 }
 
-func snapshot(cfg Config, peer string, st State, now time.Time) Snapshot {
-	g, bad := st.decayed(cfg, now)
+func snapshot(m *model, peer string, st *State, now time.Time) Snapshot {
+	g, bad := st.decayed(m, now)
 	s := Snapshot{
-		Peer: peer, Score: score(cfg, g, bad), Level: st.current(cfg),
+		Peer: peer, Score: m.score(g, bad), Level: st.current(m),
 		Floor: st.Floor(), Ceiling: st.Ceiling(), Quarantined: st.quarantined,
-		Good: g, Bad: bad, Recent: st.Recent(), DecayETA: st.DecayETA(cfg, now), Updated: st.updated,
+		Good: g, Bad: bad, Recent: st.Recent(), DecayETA: st.decayETA(m, now), Updated: st.updated,
 	}
 	if st.quarantined {
 		c := st.cause
@@ -478,13 +505,17 @@ func (b *Book) operator(peer string, op func(Config, State, time.Time) (State, L
 		return ErrClosed
 	}
 	cfg := b.cfg
-	st, decay := b.peers[peer].Advance(cfg, now)
+	var st State
+	if p := b.peers[peer]; p != nil {
+		st = *p
+	}
+	decay := st.advance(&b.m, now)
 	st, c, err := op(cfg, st, now)
 	if err != nil {
 		b.mu.Unlock()
 		return err
 	}
-	b.peers[peer] = st
+	b.peers[peer] = &st
 	b.seq++
 	notify := b.notify
 	b.mu.Unlock()

@@ -59,29 +59,44 @@ type State struct {
 	head, n     int // ring: recent[(head+i)%RecentCap] for i < n, oldest first
 }
 
+// model is the numeric part of a Config with defaults applied, so the internals take
+// one small pointer instead of copying a Config (and a State) per step: reads of
+// trust sit on every call's path.
+type model struct {
+	prior, weight float64
+	halfLife      float64 // nanoseconds
+	t             Thresholds
+}
+
+func (c Config) model() model {
+	return model{prior: c.prior(), weight: c.priorWeight(), halfLife: float64(c.halfLife()), t: c.levels()}
+}
+
 // decayed returns good and bad decayed to now. Time never runs backwards for a
 // State: a now before updated means no decay.
-func (s State) decayed(cfg Config, now time.Time) (good, bad float64) {
+func (s *State) decayed(m *model, now time.Time) (good, bad float64) {
 	if s.updated.IsZero() || !now.After(s.updated) {
 		return s.good, s.bad
 	}
-	f := math.Exp2(-float64(now.Sub(s.updated)) / float64(cfg.halfLife()))
+	f := math.Exp2(-float64(now.Sub(s.updated)) / m.halfLife)
 	return s.good * f, s.bad * f
 }
 
-func score(cfg Config, good, bad float64) float64 {
-	p, w := cfg.prior(), cfg.priorWeight()
-	return (p*w + good) / (w + good + bad)
+func (m *model) score(good, bad float64) float64 {
+	return (m.prior*m.weight + good) / (m.weight + good + bad)
 }
 
 // Score returns the peer's score in (0,1) at now.
 func (s State) Score(cfg Config, now time.Time) float64 {
-	g, b := s.decayed(cfg, now)
-	return score(cfg, g, b)
+	m := cfg.model()
+	return m.score(s.decayed(&m, now))
 }
 
 // Counts returns the good and bad evidence counts above the prior at now.
-func (s State) Counts(cfg Config, now time.Time) (good, bad float64) { return s.decayed(cfg, now) }
+func (s State) Counts(cfg Config, now time.Time) (good, bad float64) {
+	m := cfg.model()
+	return s.decayed(&m, now)
+}
 
 // plainLevel maps a score to a level without hysteresis: used for a peer's first
 // evaluation, when there is no previous level to be sticky about.
@@ -113,15 +128,15 @@ func hysteresis(t Thresholds, cur Level, sc float64) Level {
 }
 
 // baseNatural is the natural level as last evaluated.
-func (s State) baseNatural(cfg Config) Level {
+func (s *State) baseNatural(m *model) Level {
 	if s.init {
 		return s.natural
 	}
-	return plainLevel(cfg.levels(), score(cfg, s.good, s.bad))
+	return plainLevel(m.t, m.score(s.good, s.bad))
 }
 
 // effective applies quarantine, floor and ceiling to a natural level.
-func (s State) effective(natural Level) Level {
+func (s *State) effective(natural Level) Level {
 	if s.quarantined {
 		return LevelQuarantined
 	}
@@ -136,12 +151,21 @@ func (s State) effective(natural Level) Level {
 }
 
 // current is the effective level as last evaluated, without decay to any time.
-func (s State) current(cfg Config) Level { return s.effective(s.baseNatural(cfg)) }
+func (s *State) current(m *model) Level { return s.effective(s.baseNatural(m)) }
+
+// at returns the score, the natural level and the effective level at now, as
+// Advance would set them, without changing s.
+func (s *State) at(m *model, now time.Time) (sc float64, natural, eff Level) {
+	sc = m.score(s.decayed(m, now))
+	natural = hysteresis(m.t, s.baseNatural(m), sc)
+	return sc, natural, s.effective(natural)
+}
 
 // Level returns the peer's effective level at now, as Advance would set it.
 func (s State) Level(cfg Config, now time.Time) Level {
-	g, b := s.decayed(cfg, now)
-	return s.effective(hysteresis(cfg.levels(), s.baseNatural(cfg), score(cfg, g, b)))
+	m := cfg.model()
+	_, _, l := s.at(&m, now)
+	return l
 }
 
 // Quarantined reports whether severe evidence quarantined the peer and no operator
@@ -181,24 +205,25 @@ func (s State) Recent() []Evidence {
 // Advance decays s to now and re-evaluates its level. A returned change has
 // Cause.Kind KindDecay.
 func (s State) Advance(cfg Config, now time.Time) (State, LevelChange) {
-	from := s.current(cfg)
-	n := s.advance(cfg, now)
-	to := n.current(cfg)
-	if to == from {
-		return n, LevelChange{}
-	}
-	return n, LevelChange{From: from, To: to, Cause: Evidence{Kind: KindDecay, Detail: "score decayed toward the prior", At: now}}
+	m := cfg.model()
+	c := s.advance(&m, now)
+	return s, c
 }
 
-func (s State) advance(cfg Config, now time.Time) State {
-	base := s.baseNatural(cfg)
-	s.good, s.bad = s.decayed(cfg, now)
+// advance is Advance in place.
+func (s *State) advance(m *model, now time.Time) LevelChange {
+	from := s.current(m)
+	base := s.baseNatural(m)
+	s.good, s.bad = s.decayed(m, now)
 	if now.After(s.updated) {
 		s.updated = now
 	}
-	s.natural = hysteresis(cfg.levels(), base, score(cfg, s.good, s.bad))
+	s.natural = hysteresis(m.t, base, m.score(s.good, s.bad))
 	s.init = true
-	return s
+	if to := s.current(m); to != from {
+		return LevelChange{From: from, To: to, Cause: Evidence{Kind: KindDecay, Detail: "score decayed toward the prior", At: now}}
+	}
+	return LevelChange{}
 }
 
 // Observe folds e into s: it decays s to e.At, adds e's weight to the good (w > 0)
@@ -207,7 +232,8 @@ func (s State) advance(cfg Config, now time.Time) State {
 // level after and names e as its cause; call Advance(cfg, e.At) first to attribute a
 // change that decay alone causes to decay. A non-finite weight counts as zero.
 func (s State) Observe(cfg Config, e Evidence) (State, LevelChange) {
-	from := s.current(cfg)
+	m := cfg.model()
+	from := s.current(&m)
 	at := e.At
 	if at.IsZero() {
 		at = s.updated
@@ -224,24 +250,25 @@ func (s State) Observe(cfg Config, e Evidence) (State, LevelChange) {
 	e.At = at
 	e.Detail = truncate(e.Detail, maxDetail)
 
-	n := s.advance(cfg, at)
+	n := &s
+	n.advance(&m, at)
 	base := n.natural
 	if w > 0 {
 		n.good += w
 	} else {
 		n.bad -= w
 	}
-	n.natural = hysteresis(cfg.levels(), base, score(cfg, n.good, n.bad))
+	n.natural = hysteresis(m.t, base, m.score(n.good, n.bad))
 	if cfg.IsSevere(e.Kind) && !n.quarantined {
 		n.quarantined = true
 		n.cause = e
 	}
 	n.push(e)
-	to := n.current(cfg)
+	to := n.current(&m)
 	if to == from {
-		return n, LevelChange{}
+		return s, LevelChange{}
 	}
-	return n, LevelChange{From: from, To: to, Cause: e}
+	return s, LevelChange{From: from, To: to, Cause: e}
 }
 
 func (s *State) push(e Evidence) {
@@ -303,10 +330,12 @@ func (s State) Lift(cfg Config, now time.Time) (State, LevelChange) {
 }
 
 func (s State) operator(cfg Config, now time.Time, what string, l *Level, apply func(*State)) (State, LevelChange, error) {
-	from := s.current(cfg)
-	n := s.advance(cfg, now)
+	m := cfg.model()
+	from := s.current(&m)
+	n := s
+	n.advance(&m, now)
 	apply(&n)
-	to := n.current(cfg)
+	to := n.current(&m)
 	detail := what
 	if l != nil {
 		detail += " " + l.String()
@@ -323,10 +352,15 @@ func (s State) operator(cfg Config, now time.Time, what string, l *Level, apply 
 // DecayETA returns how long from now, without new evidence, until the score is
 // within 0.01 of the prior; zero when it already is.
 func (s State) DecayETA(cfg Config, now time.Time) time.Duration {
+	m := cfg.model()
+	return s.decayETA(&m, now)
+}
+
+func (s *State) decayETA(m *model, now time.Time) time.Duration {
 	const eps = 0.01
 	// score - p = f·c / (W + f·t) with c = (1-p)·good - p·bad and t = good + bad,
 	// where f is the decay factor since updated; solve |…| <= eps for f.
-	p, w := cfg.prior(), cfg.priorWeight()
+	p, w := m.prior, m.weight
 	c := math.Abs((1-p)*s.good - p*s.bad)
 	t := s.good + s.bad
 	if c-eps*t <= 0 {
@@ -336,7 +370,7 @@ func (s State) DecayETA(cfg Config, now time.Time) time.Duration {
 	if f >= 1 {
 		return 0
 	}
-	need := time.Duration(math.Log2(1/f) * float64(cfg.halfLife()))
+	need := time.Duration(math.Log2(1/f) * m.halfLife)
 	if s.updated.IsZero() {
 		return need
 	}
