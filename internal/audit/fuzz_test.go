@@ -148,11 +148,11 @@ func FuzzObserve(f *testing.F) {
 		}
 		return b
 	}
-	f.Add(text(notes[13]), proofBytes(10, 14))                        // honest growth
-	f.Add(text(notes[9]), []byte{})                                   // same note
-	f.Add(text(notes[6]), proofBytes(7, 10))                          // stale
-	f.Add(text(notes[6]), []byte{0})                                  // stale, peer says beyond size
-	f.Add(text(notes[13]), append(proofBytes(10, 14), 1))             // honest proof, trailing byte
+	f.Add(text(notes[13]), proofBytes(10, 14))                             // honest growth
+	f.Add(text(notes[9]), []byte{})                                        // same note
+	f.Add(text(notes[6]), proofBytes(7, 10))                               // stale
+	f.Add(text(notes[6]), []byte{0})                                       // stale, peer says beyond size
+	f.Add(text(notes[13]), append(proofBytes(10, 14), 1))                  // honest proof, trailing byte
 	f.Add([]byte(origin+"\n10\n"+strings.Repeat("A", 43)+"=\n"), []byte{}) // same size, other root
 	f.Add([]byte(origin+"\n11\n"+strings.Repeat("A", 43)+"=\n"), proofBytes(10, 11))
 	f.Add([]byte(origin+"\n3\n"+strings.Repeat("B", 43)+"=\n"), make([]byte, 64))
