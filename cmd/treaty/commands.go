@@ -26,7 +26,14 @@ func newRoot() *cobra.Command {
 		Short:         "treaty federates AI agents across machines and organisations",
 		SilenceUsage:  true,
 		SilenceErrors: true,
-		Args:          args(cobra.NoArgs),
+		Args:          cobra.ArbitraryArgs,
+		RunE: func(cmd *cobra.Command, a []string) error {
+			if len(a) > 0 {
+				return usagef("unknown command %q (see 'treaty --help')", a[0])
+			}
+			cmd.Help()
+			return usagef("a command is required")
+		},
 	}
 	root.PersistentFlags().StringVar(&homeDir, "home", home.Default(), "node home directory ($TREATY_HOME, else ~/.treaty)")
 	h := func() string { return homeDir }

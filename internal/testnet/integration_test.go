@@ -1,0 +1,487 @@
+package testnet
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math/big"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/treaty-dev/treaty/client"
+	"github.com/treaty-dev/treaty/internal/identity"
+	"github.com/treaty-dev/treaty/internal/refusal"
+	"github.com/treaty-dev/treaty/internal/transport"
+	"github.com/treaty-dev/treaty/internal/wire"
+)
+
+var bin string
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	if testing.Short() {
+		os.Exit(m.Run())
+	}
+	dir, err := os.MkdirTemp("", "treaty-bin-")
+	if err != nil {
+		panic(err)
+	}
+	bin, err = Build(context.Background(), dir)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func skipShort(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: builds and runs the real binary")
+	}
+}
+
+// script writes an executable backend script and returns its path.
+func script(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "backend.sh")
+	if err := os.WriteFile(p, []byte("#!/bin/sh\n"+body), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// pair starts acme and globex, federated, with globex exposing "echo" and
+// "secret-op" and granting only "echo" to acme.
+func pair(t *testing.T) (acme, globex *Node) {
+	t.Helper()
+	acme, globex = Init(t, bin, "acme"), Init(t, bin, "globex")
+	Federate(t, acme, globex)
+	globex.Must(t, "expose", "echo", "--exec", script(t, `printf '{"peer":"%s","cap":"%s","input":%s}' "$TREATY_PEER" "$TREATY_CAPABILITY" "$(cat)"`))
+	globex.Must(t, "expose", "secret-op", "--exec", script(t, `echo '{"secret":true}'`))
+	globex.Must(t, "grant", "acme", "echo")
+	acme.Start(t)
+	globex.Start(t)
+	return acme, globex
+}
+
+func TestGrantedCallAndDenials(t *testing.T) {
+	skipShort(t)
+	acme, globex := pair(t)
+
+	t.Run("granted call succeeds", func(t *testing.T) {
+		out := acme.Must(t, "call", "globex", "echo", `{"n":1}`)
+		var got struct {
+			Peer, Cap string
+			Input     map[string]int
+		}
+		if err := json.Unmarshal([]byte(out), &got); err != nil {
+			t.Fatalf("output %q: %v", out, err)
+		}
+		if got.Peer != acme.ID || got.Cap != "echo" || got.Input["n"] != 1 {
+			t.Fatalf("backend saw %+v, want peer %s", got, acme.ID)
+		}
+	})
+	t.Run("input from stdin", func(t *testing.T) {
+		out, errOut, code := acme.RunInput(t, []byte(`{"n":2}`), "call", "globex", "echo", "-")
+		if code != 0 || !strings.Contains(out, `"n":2`) {
+			t.Fatalf("exit %d out %q err %q", code, out, errOut)
+		}
+	})
+	t.Run("ungranted capability is denied with exit 3", func(t *testing.T) {
+		_, errOut, code := acme.Run(t, "call", "globex", "secret-op")
+		if code != refusal.ExitDenied || !strings.Contains(errOut, "policy") {
+			t.Fatalf("exit %d, stderr %q; want 3 naming policy", code, errOut)
+		}
+	})
+	t.Run("missing capability looks the same as ungranted", func(t *testing.T) {
+		_, errOut, code := acme.Run(t, "call", "globex", "no-such-cap")
+		if code != refusal.ExitDenied || !strings.Contains(errOut, "not_granted") {
+			t.Fatalf("exit %d, stderr %q", code, errOut)
+		}
+	})
+	t.Run("caps shows only granted capabilities", func(t *testing.T) {
+		out := acme.Must(t, "caps", "globex", "--json")
+		var caps []struct{ Name string }
+		if err := json.Unmarshal([]byte(out), &caps); err != nil {
+			t.Fatal(err)
+		}
+		if len(caps) != 1 || caps[0].Name != "echo" {
+			t.Fatalf("caps = %s, want only echo", out)
+		}
+	})
+	t.Run("unknown peer name is exit 3", func(t *testing.T) {
+		_, errOut, code := acme.Run(t, "call", "initech", "echo")
+		if code != refusal.ExitDenied || !strings.Contains(errOut, "resolve") {
+			t.Fatalf("exit %d, stderr %q", code, errOut)
+		}
+	})
+	t.Run("oversized body is refused naming the limit", func(t *testing.T) {
+		big := []byte(`{"blob":"` + strings.Repeat("a", 2<<20) + `"}`)
+		_, errOut, code := acme.RunInput(t, big, "call", "globex", "echo", "-")
+		if code != refusal.ExitDenied || !strings.Contains(errOut, "max_body_bytes") {
+			t.Fatalf("exit %d, stderr %q; want 3 naming max_body_bytes", code, errOut)
+		}
+	})
+	t.Run("grant and ungrant reach the running node within a second", func(t *testing.T) {
+		globex.Must(t, "grant", "acme", "secret-op")
+		Eventually(t, time.Second+500*time.Millisecond, func() error {
+			if _, errOut, code := acme.Run(t, "call", "globex", "secret-op"); code != 0 {
+				return fmt.Errorf("exit %d: %s", code, errOut)
+			}
+			return nil
+		})
+		globex.Must(t, "ungrant", "acme", "secret-op")
+		Eventually(t, time.Second+500*time.Millisecond, func() error {
+			if _, _, code := acme.Run(t, "call", "globex", "secret-op"); code != refusal.ExitDenied {
+				return fmt.Errorf("exit %d, want 3", code)
+			}
+			return nil
+		})
+	})
+}
+
+func TestHandshakeRefusals(t *testing.T) {
+	skipShort(t)
+	acme, globex := pair(t)
+	mallory := Init(t, bin, "mallory")
+	mallory.Must(t, "peer", "add", "--name", "globex", "--addr", globex.Addr, globex.ID)
+	mallory.Start(t)
+
+	t.Run("unknown key is refused at the handshake with exit 4", func(t *testing.T) {
+		_, errOut, code := mallory.Run(t, "call", "globex", "echo")
+		if code != refusal.ExitUnreachable || !strings.Contains(errOut, "handshake") {
+			t.Fatalf("exit %d, stderr %q; want 4 naming the handshake", code, errOut)
+		}
+	})
+	t.Run("an address whose key is not the pinned one is refused", func(t *testing.T) {
+		// acme believes "impostor" lives at mallory's address, under globex's key.
+		acme.Must(t, "peer", "add", "--name", "impostor", "--addr", mallory.Addr, mustOtherID(t))
+		_, errOut, code := acme.Run(t, "call", "impostor", "echo")
+		if code != refusal.ExitUnreachable || !strings.Contains(errOut, "wrong key") {
+			t.Fatalf("exit %d, stderr %q; want 4 naming the wrong key", code, errOut)
+		}
+	})
+	t.Run("unreachable address is exit 4", func(t *testing.T) {
+		acme.Must(t, "peer", "add", "--name", "gone", "--addr", FreeAddr(t), mustOtherID(t))
+		_, errOut, code := acme.Run(t, "call", "gone", "echo")
+		if code != refusal.ExitUnreachable || !strings.Contains(errOut, "unreachable") {
+			t.Fatalf("exit %d, stderr %q", code, errOut)
+		}
+	})
+	t.Run("removed peer loses access at once", func(t *testing.T) {
+		acme.Must(t, "call", "globex", "echo")
+		globex.Must(t, "peer", "rm", "acme")
+		Eventually(t, time.Second+500*time.Millisecond, func() error {
+			if _, _, code := acme.Run(t, "call", "globex", "echo"); code != refusal.ExitUnreachable {
+				return fmt.Errorf("exit %d, want 4", code)
+			}
+			return nil
+		})
+	})
+}
+
+func mustOtherID(t *testing.T) string {
+	k, err := identity.Generate(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k.Public().String()
+}
+
+// attacker is an in-process caller whose key the node admits, so it can send
+// hand-made requests over real mTLS to a real node process.
+type attacker struct {
+	key    identity.PrivateKey
+	tr     *transport.Transport
+	client *http.Client
+	target identity.PublicKey
+}
+
+type admitAll struct{}
+
+func (admitAll) Admitted(identity.PublicKey) bool { return true }
+
+func newAttacker(t *testing.T, target *Node, now func() time.Time) *attacker {
+	t.Helper()
+	key, err := identity.Generate(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	target.Must(t, "peer", "add", "--name", "tester", "--addr", "127.0.0.1:1", key.Public().String())
+	target.Must(t, "grant", "tester", "echo")
+	tr, err := transport.New(transport.Config{Identity: key, Peers: admitAll{}, Listen: "127.0.0.1:0", Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tr.Close() })
+	tk, _ := identity.ParseDID(target.ID)
+	a := &attacker{key: key, tr: tr, target: tk}
+	a.client = &http.Client{Transport: tr.RoundTripper(func(context.Context, identity.PublicKey) (string, error) { return target.Addr, nil })}
+	// Wait until the node has reloaded its peer book and grants.
+	Eventually(t, 2*time.Second, func() error {
+		status, _, err := a.send(t, a.sign(t, a.target, []byte(`{}`)))
+		if err != nil || status != 200 {
+			return fmt.Errorf("status %d err %v", status, err)
+		}
+		return nil
+	})
+	return a
+}
+
+type signed struct {
+	header http.Header
+	body   []byte
+}
+
+func (a *attacker) sign(t *testing.T, audience identity.PublicKey, body []byte) signed {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, transport.PeerURL(a.target, "/v1/call/echo"), bytes.NewReader(body))
+	if _, err := wire.SignRequest(req, body, wire.SignParams{Key: a.key, Audience: audience, Capability: "echo", Now: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	return signed{header: req.Header, body: body}
+}
+
+func (a *attacker) send(t *testing.T, s signed) (int, wire.Failure, error) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, transport.PeerURL(a.target, "/v1/call/echo"), bytes.NewReader(s.body))
+	req.Header = s.header.Clone()
+	resp, err := a.client.Do(req)
+	if err != nil {
+		return 0, wire.Failure{}, err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var f wire.Failure
+	if resp.StatusCode != 200 {
+		f, _ = wire.DecodeFailure(b)
+	}
+	return resp.StatusCode, f, nil
+}
+
+func TestWireRefusals(t *testing.T) {
+	skipShort(t)
+	_, globex := pair(t)
+	a := newAttacker(t, globex, nil)
+
+	t.Run("replayed request is refused", func(t *testing.T) {
+		s := a.sign(t, a.target, []byte(`{"pay":1}`))
+		if status, f, err := a.send(t, s); err != nil || status != 200 {
+			t.Fatalf("first send: %d %+v %v", status, f, err)
+		}
+		status, f, err := a.send(t, s)
+		if err != nil || status != http.StatusConflict || f.Stage != "wire" || f.Reason != "replayed" {
+			t.Fatalf("replay: %d %+v %v; want 409 wire/replayed", status, f, err)
+		}
+	})
+	t.Run("request for another audience is refused", func(t *testing.T) {
+		other, _ := identity.Generate(nil)
+		status, f, err := a.send(t, a.sign(t, other.Public(), []byte(`{}`)))
+		if err != nil || status != http.StatusMisdirectedRequest || f.Reason != "bad_audience" {
+			t.Fatalf("audience: %d %+v %v; want 421 bad_audience", status, f, err)
+		}
+	})
+	t.Run("tampered body is refused", func(t *testing.T) {
+		s := a.sign(t, a.target, []byte(`{"amount":1}`))
+		s.body = []byte(`{"amount":9}`)
+		status, f, err := a.send(t, s)
+		if err != nil || status/100 != 4 || f.Stage != "wire" || f.Reason != "digest_mismatch" {
+			t.Fatalf("tamper: %d %+v %v", status, f, err)
+		}
+	})
+}
+
+func TestCertificateValidity(t *testing.T) {
+	skipShort(t)
+	_, globex := pair(t)
+	for _, tc := range []struct {
+		name       string
+		from, to   time.Duration // validity relative to now
+		wantLogged string
+	}{
+		{"expired", -3 * time.Hour, -2 * time.Hour, "expired"},
+		{"not yet valid", 2 * time.Hour, 3 * time.Hour, "not yet valid"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			key, _ := identity.Generate(nil)
+			globex.Must(t, "peer", "add", "--name", "skewed-"+strings.ReplaceAll(tc.name, " ", "-"), "--addr", "127.0.0.1:1", key.Public().String())
+			cert := selfSigned(t, key, time.Now().Add(tc.from), time.Now().Add(tc.to))
+			// Poll until the node has reloaded its peer book and refuses for the right reason.
+			Eventually(t, 3*time.Second, func() error {
+				conn, err := tls.Dial("tcp", globex.Addr, &tls.Config{
+					Certificates: []tls.Certificate{cert}, InsecureSkipVerify: true,
+					MinVersion: tls.VersionTLS13, NextProtos: []string{transport.ProtoFederation},
+				})
+				if err == nil {
+					// TLS 1.3: the server's verdict on our certificate arrives on the first read.
+					conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+					_, err = conn.Read(make([]byte, 1))
+					conn.Close()
+				}
+				if err == nil {
+					return errors.New("server accepted the connection")
+				}
+				if !strings.Contains(globex.Log(), tc.wantLogged) {
+					return fmt.Errorf("node log does not say %q yet (client saw %v)", tc.wantLogged, err)
+				}
+				return nil
+			})
+		})
+	}
+}
+
+// selfSigned makes a certificate for key valid in [from, to].
+func selfSigned(t *testing.T, key identity.PrivateKey, from, to time.Time) tls.Certificate {
+	t.Helper()
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), NotBefore: from, NotAfter: to,
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public().Ed25519(), key.Signer())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key.Signer()}
+}
+
+func TestExecTimeoutAndStreams(t *testing.T) {
+	skipShort(t)
+	acme, globex := Init(t, bin, "acme"), Init(t, bin, "globex")
+	Federate(t, acme, globex)
+	pids := t.TempDir()
+	globex.Must(t, "expose", "hang", "--timeout", "500ms", "--exec", script(t, `echo $$ > `+pids+`/hang.pid; exec sleep 300`))
+	globex.Must(t, "expose", "ticks", "--stream", "--exec", script(t, `echo $$ > `+pids+`/ticks.pid; i=0; while true; do i=$((i+1)); echo "{\"tick\":$i}"; sleep 0.02; done`))
+	globex.Must(t, "grant", "acme", "hang")
+	globex.Must(t, "grant", "acme", "ticks")
+	acme.Start(t)
+	globex.Start(t)
+
+	t.Run("hung exec backend is killed at its timeout", func(t *testing.T) {
+		start := time.Now()
+		_, errOut, code := acme.Run(t, "call", "globex", "hang")
+		if code != refusal.ExitRemoteFail || !strings.Contains(errOut, "timed_out") {
+			t.Fatalf("exit %d, stderr %q; want 6 naming the timeout", code, errOut)
+		}
+		if d := time.Since(start); d > 20*time.Second {
+			t.Fatalf("call took %v", d)
+		}
+		waitDead(t, filepath.Join(pids, "hang.pid"))
+	})
+	t.Run("stream delivers events in order and cancel stops the backend", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		var got []int
+		err := client.New(acme.Home).Stream(ctx, "globex", "ticks", json.RawMessage(`{}`), func(d json.RawMessage) error {
+			var ev struct{ Tick int }
+			if err := json.Unmarshal(d, &ev); err != nil {
+				return err
+			}
+			got = append(got, ev.Tick)
+			if len(got) == 10 {
+				cancel()
+			}
+			return nil
+		})
+		if err == nil || len(got) < 10 {
+			t.Fatalf("stream ended with %v after %d events", err, len(got))
+		}
+		for i, v := range got[:10] {
+			if v != i+1 {
+				t.Fatalf("event %d = %d; events %v", i, v, got)
+			}
+		}
+		waitDead(t, filepath.Join(pids, "ticks.pid"))
+	})
+}
+
+// waitDead waits for the process whose pid is in file to be gone.
+func waitDead(t *testing.T, file string) {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	Eventually(t, 10*time.Second, func() error {
+		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+			return nil
+		}
+		if st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil && strings.Contains(string(st), ") Z ") {
+			return nil
+		}
+		return fmt.Errorf("backend pid %d still alive", pid)
+	})
+}
+
+func TestThreeNodes(t *testing.T) {
+	skipShort(t)
+	a, b, c := Init(t, bin, "alpha"), Init(t, bin, "beta"), Init(t, bin, "gamma")
+	Federate(t, a, b)
+	Federate(t, a, c)
+	Federate(t, b, c)
+	for _, n := range []*Node{b, c} {
+		n.Must(t, "expose", "whoami", "--exec", script(t, `printf '{"me":"`+n.Name+`","caller":"%s"}' "$TREATY_PEER"`))
+	}
+	b.Must(t, "grant", "alpha", "whoami")
+	c.Must(t, "grant", "beta", "whoami") // gamma serves beta, not alpha
+	for _, n := range []*Node{a, b, c} {
+		n.Start(t)
+	}
+	if out := a.Must(t, "call", "beta", "whoami"); !strings.Contains(out, `"me":"beta"`) || !strings.Contains(out, a.ID) {
+		t.Fatalf("alpha->beta: %s", out)
+	}
+	if _, _, code := a.Run(t, "call", "gamma", "whoami"); code != refusal.ExitDenied {
+		t.Fatalf("alpha->gamma: exit %d, want 3", code)
+	}
+	if out := b.Must(t, "call", "gamma", "whoami"); !strings.Contains(out, b.ID) {
+		t.Fatalf("beta->gamma: %s", out)
+	}
+}
+
+func TestCLIContract(t *testing.T) {
+	skipShort(t)
+	n := Init(t, bin, "solo")
+	if got := strings.TrimSpace(n.Must(t, "id")); got != n.ID {
+		t.Fatalf("id = %q, init printed %q", got, n.ID)
+	}
+	if _, _, code := n.Run(t, "status"); code == 0 {
+		t.Fatal("status exit 0 while the node is down")
+	}
+	if _, _, code := n.Run(t, "call"); code != refusal.ExitUsage {
+		t.Fatalf("call with no args: exit %d, want 2", code)
+	}
+	if _, _, code := n.Run(t, "no-such-command"); code != refusal.ExitUsage {
+		t.Fatalf("unknown command: exit %d, want 2", code)
+	}
+	if _, errOut, code := n.Run(t, "peer", "add", "--name", "x", "--addr", "127.0.0.1:9", "did:key:z6MkNOPE"); code != 1 || !strings.Contains(errOut, "did:key") {
+		t.Fatalf("bad did: exit %d %q", code, errOut)
+	}
+	// A key file readable by others stops the node from starting.
+	if err := os.Chmod(filepath.Join(n.Home, "identity.key"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, errOut, code := n.Run(t, "run"); code == 0 || !strings.Contains(errOut, "readable by group or others") {
+		t.Fatalf("run with 0644 key: exit %d %q", code, errOut)
+	}
+	if err := os.Chmod(filepath.Join(n.Home, "identity.key"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	n.Start(t)
+	st, err := os.Stat(filepath.Join(n.Home, "treaty.sock"))
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("treaty.sock: %v mode %v, want 0600", err, st.Mode().Perm())
+	}
+}
