@@ -1,0 +1,200 @@
+// Package callpath measures a whole federation call against baselines taken in
+// the same run: (a) the same payload over a plain mTLS HTTP/2 request with no
+// signing or policy, and (b) the bare ed25519 and sha-256 work the protocol
+// must do per call. The protocol's own overhead is full - a - b.
+package callpath
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"io"
+	"log/slog"
+	"math/big"
+	"net"
+	"net/http"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/net/http2"
+
+	"github.com/treaty-dev/treaty"
+)
+
+var payload = []byte(`{"blob":"` + string(bytes.Repeat([]byte("x"), 1024-11)) + `"}`) // 1 KiB
+
+func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// pair opens two real nodes on loopback; caller may call "echo" on callee.
+func pair(b *testing.B) (caller *treaty.Node) {
+	b.Helper()
+	dir := b.TempDir()
+	ctx := b.Context()
+	var nodes [2]*treaty.Node
+	for i, name := range []string{"acme", "globex"} {
+		if _, err := treaty.Init(filepath.Join(dir, name), name, "127.0.0.1:0"); err != nil {
+			b.Fatal(err)
+		}
+		n, err := treaty.Open(ctx, filepath.Join(dir, name), treaty.Options{Logger: quiet()})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { n.Close() })
+		nodes[i] = n
+	}
+	acme, globex := nodes[0], nodes[1]
+	must(b, acme.AddPeer("globex", globex.Addr(), globex.ID()))
+	must(b, globex.AddPeer("acme", acme.Addr(), acme.ID()))
+	must(b, globex.Expose("echo", "echoes", func(_ context.Context, _ string, in []byte) ([]byte, error) { return in, nil }))
+	must(b, globex.Grant("acme", "echo"))
+	if _, err := acme.Call(ctx, "globex", "echo", payload); err != nil { // warm the connection
+		b.Fatal(err)
+	}
+	return acme
+}
+
+func must(b *testing.B, err error) {
+	b.Helper()
+	if err != nil {
+		b.Fatal(err)
+	}
+}
+
+// plainMTLS is baseline (a): an HTTP/2 echo server with client certificates.
+func plainMTLS(b *testing.B) func() error {
+	b.Helper()
+	cert := func() tls.Certificate {
+		pub, priv, _ := ed25519.GenerateKey(rand.Reader)
+		tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, pub, priv)
+		must(b, err)
+		return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: priv}
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	must(b, err)
+	srv := &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			body, _ := io.ReadAll(r.Body)
+			w.Header().Set("Content-Type", "application/json")
+			w.Write(body)
+		}),
+		TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert()}, ClientAuth: tls.RequireAnyClientCert, MinVersion: tls.VersionTLS13, NextProtos: []string{"h2"}},
+	}
+	must(b, http2.ConfigureServer(srv, nil))
+	go srv.ServeTLS(ln, "", "")
+	b.Cleanup(func() { srv.Close() })
+	tr := &http2.Transport{TLSClientConfig: &tls.Config{Certificates: []tls.Certificate{cert()}, InsecureSkipVerify: true, MinVersion: tls.VersionTLS13}}
+	client := &http.Client{Transport: tr}
+	url := "https://" + ln.Addr().String() + "/echo"
+	return func() error {
+		resp, err := client.Post(url, "application/json", bytes.NewReader(payload))
+		if err != nil {
+			return err
+		}
+		_, err = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return err
+	}
+}
+
+// bareCrypto is baseline (b): per call the protocol signs and verifies a request
+// and a response (2 signs, 2 verifies over ~400-byte signature bases) and digests
+// the body on both sides for each direction (4 sha-256 over 1 KiB).
+func bareCrypto() func() error {
+	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
+	base := bytes.Repeat([]byte("b"), 400)
+	return func() error {
+		for range 2 {
+			sig := ed25519.Sign(priv, base)
+			if !ed25519.Verify(pub, base, sig) {
+				panic("verify")
+			}
+		}
+		for range 4 {
+			sha256.Sum256(payload)
+		}
+		return nil
+	}
+}
+
+// p50 runs f n times sequentially and returns the median latency.
+func p50(b *testing.B, n int, f func() error) time.Duration {
+	b.Helper()
+	d := make([]time.Duration, n)
+	for i := range d {
+		t0 := time.Now()
+		if err := f(); err != nil {
+			b.Fatal(err)
+		}
+		d[i] = time.Since(t0)
+	}
+	slices.Sort(d)
+	return d[n/2]
+}
+
+// BenchmarkCallLatency reports p50 of the full call and of both baselines,
+// interleaved in rounds so that machine noise hits all three alike.
+func BenchmarkCallLatency(b *testing.B) {
+	acme := pair(b)
+	ctx := b.Context()
+	full := func() error { _, err := acme.Call(ctx, "globex", "echo", payload); return err }
+	plain, crypto := plainMTLS(b), bareCrypto()
+	var fs, ps, cs []time.Duration
+	b.ResetTimer()
+	for b.Loop() {
+		fs = append(fs, p50(b, 200, full))
+		ps = append(ps, p50(b, 200, plain))
+		cs = append(cs, p50(b, 200, crypto))
+	}
+	med := func(d []time.Duration) float64 { slices.Sort(d); return float64(d[len(d)/2].Nanoseconds()) / 1000 }
+	f, p, c := med(fs), med(ps), med(cs)
+	b.ReportMetric(f, "full-p50-µs")
+	b.ReportMetric(p, "mtls-p50-µs")
+	b.ReportMetric(c, "crypto-p50-µs")
+	b.ReportMetric(f-p-c, "overhead-µs")
+	b.ReportMetric(f/(p+c), "ratio-full/(a+b)")
+}
+
+// BenchmarkCallThroughput reports calls/s with 64 concurrent callers for the
+// full pipeline and for the plain mTLS baseline.
+func BenchmarkCallThroughput(b *testing.B) {
+	acme := pair(b)
+	ctx := b.Context()
+	full := func() error { _, err := acme.Call(ctx, "globex", "echo", payload); return err }
+	plain := plainMTLS(b)
+	const callers, perCaller = 64, 100
+	rate := func(f func() error) float64 {
+		var wg sync.WaitGroup
+		t0 := time.Now()
+		for range callers {
+			wg.Go(func() {
+				for range perCaller {
+					if err := f(); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		return callers * perCaller / time.Since(t0).Seconds()
+	}
+	var fr, pr []float64
+	b.ResetTimer()
+	for b.Loop() {
+		fr = append(fr, rate(full))
+		pr = append(pr, rate(plain))
+	}
+	slices.Sort(fr)
+	slices.Sort(pr)
+	b.ReportMetric(fr[len(fr)/2], "full-calls/s")
+	b.ReportMetric(pr[len(pr)/2], "mtls-calls/s")
+	b.ReportMetric(fr[len(fr)/2]/pr[len(pr)/2], "ratio-full/mtls")
+}
