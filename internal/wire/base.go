@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"encoding/base64"
 	"net/http"
 	"strconv"
 	"strings"
@@ -61,6 +62,7 @@ func requestMessage(r *http.Request) *message {
 type component struct {
 	id   string // canonical serialization, e.g. `"signature";req;key="treaty"`
 	name string
+	hkey string // http.CanonicalHeaderKey(name), for field components
 	req  bool
 	key  string
 	hasK bool
@@ -83,7 +85,7 @@ func parseComponent(it httpsfv.Item) (component, error) {
 			return component{}, fail(ReasonMalformed, "component name %s is not a lowercase token", quote(name))
 		}
 	}
-	c := component{name: name}
+	c := component{name: name, hkey: headerKey(name)}
 	if it.Params != nil {
 		for _, p := range it.Params.Names() {
 			v, _ := it.Params.Get(p)
@@ -106,6 +108,12 @@ func parseComponent(it httpsfv.Item) (component, error) {
 				return component{}, fail(ReasonMalformed, "component %s: unsupported parameter %s", quote(name), quote(p))
 			}
 		}
+	}
+	if !c.req && !c.hasK {
+		// The name was checked above to need no escaping, so this is its
+		// exact sf-string serialization.
+		c.id = `"` + name + `"`
+		return c, nil
 	}
 	id, err := httpsfv.Marshal(it)
 	if err != nil {
@@ -194,9 +202,16 @@ func normalizeAuthority(a string) string {
 // field returns a header component: lines trimmed and joined with ", "
 // (RFC 9421 §2.1), or one dictionary member with ;key (§2.1.2).
 func (m *message) field(c component) (string, error) {
-	lines := m.header.Values(c.name)
+	hkey := c.hkey
+	if hkey == "" {
+		hkey = http.CanonicalHeaderKey(c.name)
+	}
+	lines := m.header[hkey]
 	if len(lines) == 0 {
 		return "", fail(ReasonMissingComponent, "covered field %s is absent", c.id)
+	}
+	if len(lines) == 1 && !c.hasK {
+		return strings.Trim(lines[0], " \t"), nil
 	}
 	trimmed := make([]string, len(lines))
 	for i, l := range lines {
@@ -204,6 +219,11 @@ func (m *message) field(c component) (string, error) {
 	}
 	if !c.hasK {
 		return strings.Join(trimmed, ", "), nil
+	}
+	if len(trimmed) == 1 {
+		if _, ok := fastByteMember(trimmed[0], c.key, -1); ok {
+			return trimmed[0][len(c.key)+1:], nil // the member's own serialization
+		}
 	}
 	d, err := httpsfv.UnmarshalDictionary(trimmed)
 	if err != nil {
@@ -270,6 +290,13 @@ func joinLines(h http.Header, name string, max int) (string, bool, error) {
 	if len(lines) == 0 {
 		return "", false, nil
 	}
+	if len(lines) == 1 {
+		l := strings.Trim(lines[0], " \t")
+		if len(l) > max {
+			return "", true, fail(ReasonMalformed, "%s exceeds %d bytes", name, max)
+		}
+		return l, true, nil
+	}
 	n := 0
 	parts := make([]string, len(lines))
 	for i, l := range lines {
@@ -291,9 +318,11 @@ func parseDict(name, v string) (*httpsfv.Dictionary, error) {
 	if err != nil {
 		return nil, fail(ReasonMalformed, "%s: %v", name, err)
 	}
-	canon, err := httpsfv.Marshal(d)
-	if err != nil {
-		return nil, fail(ReasonMalformed, "%s: %v", name, err)
+	canon, ok := serializeDict(d)
+	if !ok {
+		if canon, err = httpsfv.Marshal(d); err != nil {
+			return nil, fail(ReasonMalformed, "%s: %v", name, err)
+		}
 	}
 	if canon != v {
 		return nil, fail(ReasonMalformed, "%s is not in canonical form (duplicate label or non-canonical spacing)", name)
@@ -326,6 +355,15 @@ func parseSignatureInput(h http.Header, label string) (*sigInput, error) {
 }
 
 func parseSignatureInputValue(v, label string) (*sigInput, error) {
+	if in, ok := fastSignatureInput(v, label); ok {
+		return in, nil
+	}
+	return slowSignatureInput(v, label)
+}
+
+// slowSignatureInput is the general path: httpsfv parses, and the value
+// must re-serialize to itself.
+func slowSignatureInput(v, label string) (*sigInput, error) {
 	d, err := parseDict("Signature-Input", v)
 	if err != nil {
 		return nil, err
@@ -388,11 +426,9 @@ func parseSignatureInputValue(v, label string) (*sigInput, error) {
 			}
 		}
 	}
-	params, err := httpsfv.Marshal(il)
-	if err != nil {
-		return nil, fail(ReasonMalformed, "Signature-Input: %v", err)
-	}
-	in.params = params
+	// v is canonical and holds only "label=" + the inner list, so the rest of
+	// v is the inner list's serialization, the @signature-params value.
+	in.params = v[len(label)+1:]
 	return in, nil
 }
 
@@ -401,6 +437,9 @@ func parseSignatureInputValue(v, label string) (*sigInput, error) {
 func parseSignatureValue(v, label string) ([]byte, error) {
 	if len(v) > maxSignatureBytes {
 		return nil, fail(ReasonMalformed, "Signature exceeds %d bytes", maxSignatureBytes)
+	}
+	if b, ok := fastByteMember(v, label, -1); ok {
+		return b, nil
 	}
 	d, err := parseDict("Signature", v)
 	if err != nil {
@@ -426,8 +465,46 @@ func parseSignatureValue(v, label string) ([]byte, error) {
 
 // signatureHeader serializes `label=:sig:`.
 func signatureHeader(label string, sig []byte) string {
-	d := httpsfv.NewDictionary()
-	d.Add(label, httpsfv.NewItem(sig))
-	s, _ := httpsfv.Marshal(d) // a byte sequence under a valid key always serializes
-	return s
+	return byteMember(label, sig)
+}
+
+// fastByteMember recognizes the canonical serialization of a dictionary
+// with the single member key=:BASE64: (of n bytes when n >= 0) without a
+// general parser, for the headers treaty itself sends on every call. It
+// accepts exactly the strings that parseDict would accept as that
+// dictionary; any other input returns ok == false and must take the general
+// path, which also produces the error.
+func fastByteMember(v, key string, n int) ([]byte, bool) {
+	if !sfKey(key) || len(v) < len(key)+3 || v[:len(key)] != key || v[len(key)] != '=' || v[len(key)+1] != ':' || v[len(v)-1] != ':' {
+		return nil, false
+	}
+	enc := v[len(key)+2 : len(v)-1]
+	for i := 0; i < len(enc); i++ {
+		c := enc[i]
+		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '+' || c == '/' || c == '=') {
+			return nil, false
+		}
+	}
+	// Strict padded decoding of alphabet-only input accepts exactly the
+	// canonical encodings: padding present, unused bits zero.
+	b, err := base64.StdEncoding.Strict().DecodeString(enc)
+	if err != nil || (n >= 0 && len(b) != n) {
+		return nil, false
+	}
+	return b, true
+}
+
+// sfKey reports whether k is an RFC 8941 key: lcalpha or "*", then lcalpha,
+// digits, "_", "-", "." or "*".
+func sfKey(k string) bool {
+	if k == "" || !(k[0] >= 'a' && k[0] <= 'z' || k[0] == '*') {
+		return false
+	}
+	for i := 1; i < len(k); i++ {
+		c := k[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.' || c == '*') {
+			return false
+		}
+	}
+	return true
 }

@@ -20,10 +20,7 @@ type ContentDigest struct {
 // `sha-256=:BASE64:`.
 func ContentDigestHeader(body []byte) string {
 	sum := sha256.Sum256(body)
-	d := httpsfv.NewDictionary()
-	d.Add("sha-256", httpsfv.NewItem(sum[:]))
-	s, _ := httpsfv.Marshal(d) // cannot fail for a byte sequence
-	return s
+	return byteMember("sha-256", sum[:])
 }
 
 // ParseContentDigest parses a Content-Digest value. It fails (ReasonMalformed)
@@ -33,6 +30,10 @@ func ParseContentDigest(v string) (ContentDigest, error) {
 	var cd ContentDigest
 	if len(v) > maxDigestHeaderBytes {
 		return cd, fail(ReasonMalformed, "Content-Digest exceeds %d bytes", maxDigestHeaderBytes)
+	}
+	if b, ok := fastByteMember(v, "sha-256", sha256.Size); ok {
+		cd.SHA256 = (*[sha256.Size]byte)(b)
+		return cd, nil
 	}
 	d, err := parseDict("Content-Digest", v)
 	if err != nil {

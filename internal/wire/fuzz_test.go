@@ -8,9 +8,12 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/dunglas/httpsfv"
 )
 
 // fuzzRequest is the fixed, validly signed request the request fuzzer
@@ -250,6 +253,9 @@ func TestWriteFuzzCorpus(t *testing.T) {
 		corpora["FuzzStreamReader"] = append(corpora["FuzzStreamReader"],
 			[]string{"[]byte(" + strconv.Quote(s) + ")", fmt.Sprintf("uint16(%d)", []int{0, 128}[i%2]), fmt.Sprintf("byte(%q)", rune([]int{0, 2}[i%2]))})
 	}
+	for _, s := range canonicalSeeds {
+		corpora["FuzzCanonicalDict"] = append(corpora["FuzzCanonicalDict"], []string{"string(" + strconv.Quote(s) + ")"})
+	}
 	for _, s := range failureSeeds() {
 		corpora["FuzzDecodeFailure"] = append(corpora["FuzzDecodeFailure"], []string{"[]byte(" + strconv.Quote(s) + ")"})
 	}
@@ -271,6 +277,121 @@ func TestWriteFuzzCorpus(t *testing.T) {
 			if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("seed-%02d", i)), []byte(content), 0o644); err != nil {
 				t.Fatal(err)
 			}
+		}
+	}
+}
+
+// FuzzCanonicalDict checks the fast paths against httpsfv: serializeDict
+// must equal httpsfv.Marshal whenever it answers, and fastByteMember must
+// accept only what parseDict accepts, with the same bytes.
+func FuzzCanonicalDict(f *testing.F) {
+	for _, s := range requestSeeds(f) {
+		f.Add(s[0])
+		f.Add(s[1])
+		f.Add(s[2])
+	}
+	for _, s := range contentDigestSeeds() {
+		f.Add(s)
+	}
+	for _, s := range canonicalSeeds {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		checkCanonical(t, v)
+	})
+}
+
+// canonicalSeeds are inputs on which a fast path that skipped one of its
+// checks would disagree with httpsfv.
+var canonicalSeeds = []string{
+	`a=1, b=2;x=1;y=2, c=(a b c), d, e=?0;k="\"\\", f=:AA==:, g=-999999999999999`,
+	`a=1000000000000000`,
+	`a="` + "\x7f" + `"`,
+	`a=1.5, b=tok, c=@1659578233, d=%"caf%c3%a9"`,
+	`treaty=("@status" "content-digest" "signature";req;key="treaty");created=1;alg="ed25519";keyid="k";tag="treaty/1"`,
+	`treaty=("a";key="b";req "c");expires=0;nonce="n"`,
+	`treaty=()`,
+	`treaty=();created=01`,
+	`treaty=("@method";key="a")`,                       // key on a derived component
+	`treaty=("a");created=1;created=2`,                 // repeated parameter
+	`treaty=("a");nonce="a\\"`,                         // escaped backslash
+	`treaty=("A")`,                                     // uppercase component name
+	`treaty=("a" "a")`,                                 // repeated component
+	`treaty=("a";req;req)`,                             // repeated component parameter
+	`A=:AA==:`,                                         // not a structured-field key
+	`sha-256=:AA==:`,                                   // short digest
+	`treaty=:AA=:`, `treaty=:AB==:`, "treaty=:AA==\n:", // bad padding, non-zero bits, newline
+}
+
+func checkCanonical(t *testing.T, v string) {
+	t.Helper()
+	for _, label := range []string{Label, "sig-b26", "reqres"} {
+		fast, ok := fastSignatureInput(v, label)
+		if !ok {
+			continue
+		}
+		slow, err := slowSignatureInput(v, label)
+		if err != nil {
+			t.Fatalf("fastSignatureInput accepted %q, httpsfv path refused: %v", v, err)
+		}
+		if len(fast.comps) == 0 {
+			fast.comps = nil
+		}
+		if !reflect.DeepEqual(fast, slow) {
+			t.Fatalf("fastSignatureInput(%q)\n = %+v\nhttpsfv path\n = %+v", v, fast, slow)
+		}
+	}
+	if d, err := httpsfv.UnmarshalDictionary([]string{v}); err == nil {
+		if fast, ok := serializeDict(d); ok {
+			slow, err := httpsfv.Marshal(d)
+			if err != nil || fast != slow {
+				t.Fatalf("serializeDict(%q) = %q, httpsfv.Marshal = %q, %v", v, fast, slow, err)
+			}
+		}
+	}
+	for _, key := range []string{Label, "sha-256", "sha-512", "a", "A"} {
+		b, ok := fastByteMember(v, key, -1)
+		if !ok {
+			continue
+		}
+		d, err := parseDict("x", v)
+		if err != nil {
+			t.Fatalf("fastByteMember accepted %q, parseDict refused: %v", v, err)
+		}
+		m, err := onlyMember("x", d, key)
+		if err != nil {
+			t.Fatalf("fastByteMember accepted %q as %q: %v", v, key, err)
+		}
+		it, _ := m.(httpsfv.Item)
+		if got, _ := it.Value.([]byte); !bytes.Equal(got, b) || len(it.Params.Names()) != 0 {
+			t.Fatalf("fastByteMember(%q) = %x, parseDict = %+v", v, b, it)
+		}
+	}
+	// ParseContentDigest's fast path agrees with its general path.
+	if cd, err := ParseContentDigest(v); err == nil {
+		if cd.SHA256 == nil && cd.SHA512 == nil {
+			t.Fatalf("ParseContentDigest(%q) has no digest", v)
+		}
+	} else if _, ok := fastByteMember(v, "sha-256", 32); ok {
+		t.Fatalf("ParseContentDigest(%q) refused what its fast path accepts: %v", v, err)
+	}
+}
+
+func TestSerializeMatchesHTTPSFV(t *testing.T) {
+	k := testKeys(t)
+	_, sent := signedRequest(t, k, testBody, nil)
+	for _, v := range append([]string{sent.SignatureInput, sent.Signature, sent.ContentDigest}, canonicalSeeds...) {
+		checkCanonical(t, v)
+	}
+	for _, b := range [][]byte{nil, {0}, make([]byte, 64), []byte(rfcRequestBody)} {
+		d := httpsfv.NewDictionary()
+		d.Add("sha-256", httpsfv.NewItem(b))
+		want, err := httpsfv.Marshal(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := byteMember("sha-256", b); got != want {
+			t.Fatalf("byteMember = %q, httpsfv = %q", got, want)
 		}
 	}
 }

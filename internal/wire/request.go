@@ -47,9 +47,9 @@ var requestComponents = [...]component{
 	{id: `"@authority"`, name: "@authority"},
 	{id: `"@path"`, name: "@path"},
 	{id: `"@query"`, name: "@query"},
-	{id: `"content-digest"`, name: "content-digest"},
-	{id: `"treaty-audience"`, name: "treaty-audience"},
-	{id: `"treaty-capability"`, name: "treaty-capability"},
+	{id: `"content-digest"`, name: "content-digest", hkey: HeaderContentDigest},
+	{id: `"treaty-audience"`, name: "treaty-audience", hkey: HeaderAudience},
+	{id: `"treaty-capability"`, name: "treaty-capability", hkey: HeaderCapability},
 }
 
 // ValidCapabilityName reports whether s is a capability name: 1 to 64 bytes
@@ -108,6 +108,8 @@ type Sent struct {
 	Digest         [32]byte // sha256(Base): the request's identity; equals Request.Digest at the callee
 	SignatureInput string   // the Signature-Input header sent
 	Signature      string   // the Signature header sent; the response binds to it
+
+	callerDID string // Caller.String(), kept to spare a base58 encoding
 }
 
 // SignRequest signs req for p.Audience: it sets Content-Digest (sha-256 of
@@ -152,7 +154,8 @@ func SignRequest(req *http.Request, body []byte, p SignParams) (Sent, error) {
 	req.Header.Set(HeaderAudience, p.Audience.String())
 	req.Header.Set(HeaderCapability, p.Capability)
 
-	params := requestParams(created, expires, nonce, caller.String())
+	callerDID := caller.String()
+	params := requestParams(created, expires, nonce, callerDID)
 	base, err := signatureBase(requestMessage(req), requestComponents[:], params)
 	if err != nil {
 		return Sent{}, fmt.Errorf("wire: SignRequest: %w", err)
@@ -174,6 +177,7 @@ func SignRequest(req *http.Request, body []byte, p SignParams) (Sent, error) {
 		Digest:         sha256.Sum256([]byte(base)),
 		SignatureInput: sigInput,
 		Signature:      sigHeader,
+		callerDID:      callerDID,
 	}, nil
 }
 

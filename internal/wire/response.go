@@ -18,8 +18,8 @@ import (
 // one request. Nothing else is covered, so a Receipt can re-verify offline.
 var responseComponents = [...]component{
 	{id: `"@status"`, name: "@status"},
-	{id: `"content-digest"`, name: "content-digest"},
-	{id: `"signature";req;key="treaty"`, name: "signature", req: true, key: Label, hasK: true},
+	{id: `"content-digest"`, name: "content-digest", hkey: HeaderContentDigest},
+	{id: `"signature";req;key="treaty"`, name: "signature", hkey: HeaderSignature, req: true, key: Label, hasK: true},
 }
 
 // UnverifiedRequest returns a Request holding only req's raw Signature
@@ -182,6 +182,7 @@ func (r Receipt) verifyRequest(caller, callee identity.PublicKey) error {
 }
 
 // verifyResponse checks the callee's half: profile, keyid, then signature.
+// r.Callee must be callee's did:key (one canonical text per key).
 func (r Receipt) verifyResponse(callee identity.PublicKey) error {
 	in, err := parseSignatureInputValue(r.SignatureInput, Label)
 	if err != nil {
@@ -202,8 +203,7 @@ func (r Receipt) verifyResponse(callee identity.PublicKey) error {
 	case in.tag != Tag:
 		return fail(ReasonMalformed, "tag = %s, want %q", quote(in.tag), Tag)
 	}
-	kid, err := identity.ParseDID(in.keyid)
-	if err != nil || !kid.Equal(callee) {
+	if in.keyid != r.Callee {
 		return fail(ReasonKeyMismatch, "response keyid %s does not name the callee %s", quote(in.keyid), callee.Short())
 	}
 	sig, err := parseSignatureValue(r.Signature, Label)
@@ -260,9 +260,13 @@ func VerifyResponse(resp *http.Response, body []byte, sent Sent, callee identity
 	if !ok {
 		return Receipt{}, fail(ReasonMissingComponent, "response Signature is absent")
 	}
+	callerDID := sent.callerDID
+	if callerDID == "" {
+		callerDID = sent.Caller.String()
+	}
 	r := Receipt{
 		Version:          Tag,
-		Caller:           sent.Caller.String(),
+		Caller:           callerDID,
 		Callee:           callee.String(),
 		RequestBase:      sent.Base,
 		RequestSignature: sent.Signature,

@@ -30,6 +30,8 @@ type VerifierConfig struct {
 // its replay window is shared by all callers and guarded by a mutex.
 type Verifier struct {
 	self    identity.PublicKey
+	selfDID string
+	dids    didCache
 	skew    time.Duration
 	maxTTL  time.Duration
 	mu      sync.Mutex
@@ -65,7 +67,8 @@ func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Verifier{self: cfg.Self, skew: cfg.MaxSkew, maxTTL: cfg.MaxTTL, replays: w}, nil
+	return &Verifier{self: cfg.Self, selfDID: cfg.Self.String(), skew: cfg.MaxSkew, maxTTL: cfg.MaxTTL, replays: w,
+		dids: didCache{m: make(map[identity.PublicKey]string)}}, nil
 }
 
 // Request is a verified inbound request: every field below was covered by a
@@ -224,6 +227,11 @@ func (v *Verifier) parse(s *verifyState) error {
 }
 
 func (v *Verifier) checkAudience(s *verifyState) error {
+	// did:key has one canonical form (ParseDID refuses others), so string
+	// equality is key equality; parse only to explain a refusal.
+	if s.audience == v.selfDID {
+		return nil
+	}
 	aud, err := identity.ParseDID(s.audience)
 	if err != nil {
 		return fail(ReasonBadAudience, "Treaty-Audience %s is not a did:key", quote(s.audience))
@@ -258,11 +266,11 @@ func (v *Verifier) checkDigest(s *verifyState) error {
 }
 
 func (v *Verifier) checkSignature(s *verifyState) error {
-	kid, err := identity.ParseDID(s.in.keyid)
-	if err != nil {
-		return fail(ReasonKeyMismatch, "keyid %s is not a did:key", quote(s.in.keyid))
-	}
-	if !kid.Equal(s.peer) {
+	if s.in.keyid != v.dids.did(s.peer) {
+		kid, err := identity.ParseDID(s.in.keyid)
+		if err != nil {
+			return fail(ReasonKeyMismatch, "keyid %s is not a did:key", quote(s.in.keyid))
+		}
 		return fail(ReasonKeyMismatch, "keyid names %s, the handshake proved %s", kid.Short(), s.peer.Short())
 	}
 	base, err := signatureBase(requestMessage(s.r), s.in.comps, s.in.params)
@@ -293,4 +301,31 @@ func (v *Verifier) ReplayLen() int {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	return v.replays.Len()
+}
+
+// didCache remembers the did:key text of recent peers, because encoding one
+// costs microseconds (base58) on every request. It is bounded: when full it
+// is emptied and refilled.
+type didCache struct {
+	mu sync.Mutex
+	m  map[identity.PublicKey]string
+}
+
+const didCacheMax = 4096
+
+func (c *didCache) did(p identity.PublicKey) string {
+	c.mu.Lock()
+	s, ok := c.m[p]
+	c.mu.Unlock()
+	if ok {
+		return s
+	}
+	s = p.String()
+	c.mu.Lock()
+	if len(c.m) >= didCacheMax {
+		clear(c.m)
+	}
+	c.m[p] = s
+	c.mu.Unlock()
+	return s
 }
