@@ -38,18 +38,20 @@ func findEncoded(s string, budget *int) []encoded {
 		*budget -= len(text)
 		out = append(out, encoded{kind: kind, text: text})
 	}
-	scanRuns(s, isBase64Byte, minBase64Run, func(run string) {
+	// Hex digits are a subset of the base64 alphabet, so every hex run of interest lies
+	// inside a base64-alphabet run of at least the same length: one scan finds both.
+	scanRuns(s, &base64Alphabet, minBase64Run, func(run string) {
 		if t, ok := decodeBase64Run(run); ok {
 			emit("base64", t)
 		}
-	})
-	scanRuns(s, isHexByte, minHexRun, func(run string) {
-		if len(run)%2 == 1 {
-			run = run[:len(run)-1]
-		}
-		if b, err := hex.DecodeString(run); err == nil && texty(b) {
-			emit("hex", string(b))
-		}
+		scanRuns(run, &hexAlphabet, minHexRun, func(h string) {
+			if len(h)%2 == 1 {
+				h = h[:len(h)-1]
+			}
+			if b, err := hex.DecodeString(h); err == nil && texty(b) {
+				emit("hex", string(b))
+			}
+		})
 	})
 	if strings.Contains(s, `\x`) {
 		if t, n := decodeEscapedHex(s); n >= 4 && texty([]byte(t)) {
@@ -69,6 +71,14 @@ func findEncoded(s string, budget *int) []encoded {
 	return out
 }
 
+var base64Alphabet, hexAlphabet = func() (b64, hx [256]bool) {
+	for c := 0; c < 256; c++ {
+		b64[c] = isBase64Byte(byte(c))
+		hx[c] = isHexByte(byte(c))
+	}
+	return
+}()
+
 func isBase64Byte(c byte) bool {
 	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' || c == '/' || c == '-' || c == '_' || c == '='
 }
@@ -77,11 +87,11 @@ func isHexByte(c byte) bool {
 	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')
 }
 
-// scanRuns calls fn for every maximal run of bytes satisfying in, at least min long.
-func scanRuns(s string, in func(byte) bool, min int, fn func(string)) {
+// scanRuns calls fn for every maximal run of bytes in set, at least min long.
+func scanRuns(s string, set *[256]bool, min int, fn func(string)) {
 	start := -1
-	for i := 0; i <= len(s); i++ {
-		if i < len(s) && in(s[i]) {
+	for i := 0; i < len(s); i++ {
+		if set[s[i]] {
 			if start < 0 {
 				start = i
 			}
@@ -91,6 +101,9 @@ func scanRuns(s string, in func(byte) bool, min int, fn func(string)) {
 			fn(s[start:i])
 		}
 		start = -1
+	}
+	if start >= 0 && len(s)-start >= min {
+		fn(s[start:])
 	}
 }
 
@@ -178,11 +191,17 @@ func unhex(c byte) byte {
 
 func countPercentEscapes(s string, enough int) int {
 	n := 0
-	for i := 0; i+2 < len(s) && n < enough; i++ {
-		if s[i] == '%' && isHexByte(s[i+1]) && isHexByte(s[i+2]) {
-			n++
-			i += 2
+	for n < enough {
+		i := strings.IndexByte(s, '%')
+		if i < 0 || i+2 >= len(s) {
+			break
 		}
+		if isHexByte(s[i+1]) && isHexByte(s[i+2]) {
+			n++
+			s = s[i+3:]
+			continue
+		}
+		s = s[i+1:]
 	}
 	return n
 }

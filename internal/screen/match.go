@@ -20,6 +20,7 @@ import (
 // lets up to N other tokens come between it and the previous slot; gaps never cross a
 // sentence break. A leading "^" anchors the first slot at the start of a sentence.
 type phraseRule struct {
+	anchor bool // the first slot must start a sentence
 	id     string
 	code   string
 	weight float64
@@ -76,15 +77,18 @@ type patternRule struct {
 }
 
 type ruleSet struct {
-	phrases  []phraseRule
-	first    map[string][]int // first-slot word -> phrase rules
-	firstPre map[string][]int // first three bytes of a first-slot prefix -> phrase rules
-	suffixed []int            // single-slot rules with suffix alternatives
-	anchored map[int]bool     // rules whose first slot must start a sentence
-	patterns []patternRule
-	cues     map[string]bool // words that suggest discussion of attacks
-	negs     map[string]bool
-	hedges   map[string]bool
+	phrases   []phraseRule
+	first     map[string][]int     // first-slot word -> phrase rules
+	firstPre  map[string][]int     // first three bytes of a first-slot prefix -> phrase rules
+	suffixed  []int                // single-slot rules with suffix alternatives
+	suffixes  []string             // all their suffixes
+	prePairs  [1 << 16 / 64]uint64 // first two bytes of first-slot prefixes
+	firstEnds [1 << 16 / 64]uint64 // first and last byte of first-slot words
+	patterns  []patternRule
+	lits      litFilter
+	cues      map[string]bool // words that suggest discussion of attacks
+	negs      map[string]bool
+	hedges    map[string]bool
 }
 
 func compilePhrase(id, code string, weight float64, opts ruleOpts, pat string) (phraseRule, bool, error) {
@@ -142,53 +146,56 @@ func compilePhrase(id, code string, weight float64, opts ruleOpts, pat string) (
 	if r.slots[0].gap != 0 {
 		return r, false, fmt.Errorf("rule %s: gap before the first slot", id)
 	}
+	r.anchor = anchored
 	return r, anchored, nil
 }
 
 func (rs *ruleSet) addPhrase(r phraseRule, anchored bool) {
 	idx := len(rs.phrases)
 	rs.phrases = append(rs.phrases, r)
-	if anchored {
-		rs.anchored[idx] = true
-	}
 	s := r.slots[0]
 	for w := range s.words {
 		rs.first[w] = append(rs.first[w], idx)
+		k := uint16(w[0])<<8 | uint16(w[len(w)-1])
+		rs.firstEnds[k/64] |= 1 << (k % 64)
 	}
 	for _, p := range s.prefixes {
 		rs.firstPre[p[:3]] = append(rs.firstPre[p[:3]], idx)
+		k := uint16(p[0])<<8 | uint16(p[1])
+		rs.prePairs[k/64] |= 1 << (k % 64)
 	}
 	if len(s.suffixes) > 0 {
 		rs.suffixed = append(rs.suffixed, idx)
+		rs.suffixes = append(rs.suffixes, s.suffixes...)
 	}
 }
 
 // match reports whether rule r matches with its first slot at token i, and the index
 // of the last matched token.
-func (r *phraseRule) match(toks []token, i int) (int, bool) {
+func (r *phraseRule) match(toks *tokens, i int) (int, bool) {
 	return matchFrom(r.slots, toks, 1, i)
 }
 
-func matchFrom(slots []slot, toks []token, k, prev int) (int, bool) {
+func matchFrom(slots []slot, toks *tokens, k, prev int) (int, bool) {
 	if k == len(slots) {
 		return prev, true
 	}
 	s := &slots[k]
 	if s.neg {
 		j := prev + 1
-		if j >= len(toks) || toks[j].brk {
+		if j >= len(toks.t) || toks.t[j].brk {
 			return matchFrom(slots, toks, k+1, prev)
 		}
-		if s.matches(toks[j].text) {
+		if s.matches(toks.word(j)) {
 			return 0, false
 		}
 		return matchFrom(slots, toks, k+1, j)
 	}
-	for j := prev + 1; j <= prev+1+s.gap && j < len(toks); j++ {
-		if toks[j].brk {
+	for j := prev + 1; j <= prev+1+s.gap && j < len(toks.t); j++ {
+		if toks.t[j].brk {
 			return 0, false
 		}
-		if s.matches(toks[j].text) {
+		if s.matches(toks.word(j)) {
 			if end, ok := matchFrom(slots, toks, k+1, j); ok {
 				return end, true
 			}
@@ -199,22 +206,279 @@ func matchFrom(slots []slot, toks []token, k, prev int) (int, bool) {
 
 // matchPhrases adds a signal for every phrase rule that matches f.
 func (rs *ruleSet) matchPhrases(f *folded, acc *accumulator) {
-	m := phraseMatcher{rs: rs, toks: f.toks, acc: acc, discussion: -1}
-	for i := range f.toks {
-		t := f.toks[i].text
-		for _, idx := range rs.first[t] {
-			m.try(idx, i)
+	m := phraseMatcher{rs: rs, toks: &f.toks, acc: acc, discussion: -1}
+	for i := range f.toks.t {
+		t := f.toks.word(i)
+		if len(t) == 0 {
+			continue
 		}
-		if len(t) >= 3 {
-			for _, idx := range rs.firstPre[t[:3]] {
-				m.try(idx, i)
+		if k := uint16(t[0])<<8 | uint16(t[len(t)-1]); rs.firstEnds[k/64]&(1<<(k%64)) != 0 {
+			for _, idx := range rs.first[t] {
+				m.try(idx, i, true)
 			}
 		}
-		for _, idx := range rs.suffixed {
-			m.try(idx, i)
+		if len(t) >= 3 {
+			if k := uint16(t[0])<<8 | uint16(t[1]); rs.prePairs[k/64]&(1<<(k%64)) != 0 {
+				for _, idx := range rs.firstPre[t[:3]] {
+					m.try(idx, i, false)
+				}
+			}
+		}
+		for _, suf := range rs.suffixes {
+			if strings.HasSuffix(t, suf) {
+				for _, idx := range rs.suffixed {
+					m.try(idx, i, false)
+				}
+				break
+			}
 		}
 	}
 	m.flush()
+}
+
+type phraseMatcher struct {
+	rs         *ruleSet
+	toks       *tokens
+	acc        *accumulator
+	discussion int // -1 until computed, then 0 or 1
+	hits       []hit
+	byRule     map[int]int // rule index -> its hit in hits
+}
+
+func (m *phraseMatcher) try(idx, i int, firstMatched bool) {
+	rs, toks := m.rs, m.toks
+	r := &rs.phrases[idx]
+	if r.anchor && !toks.t[i].brk {
+		return
+	}
+	if !firstMatched && !r.slots[0].matches(toks.word(i)) {
+		return
+	}
+	end, ok := r.match(toks, i)
+	if !ok {
+		return
+	}
+	w := r.weight
+	if r.opts&optNeg != 0 && rs.negated(toks, i) {
+		w *= 0.3
+	}
+	if r.opts&optHedge != 0 && rs.hedged(toks, i, end) {
+		w *= 0.5
+	}
+	if r.opts&optQuote != 0 && allQuoted(toks, i, end) && m.discusses() {
+		w *= 0.5
+	}
+	h := hit{rule: r, start: i, end: end, weight: w}
+	for j := i; j <= end; j++ {
+		if toks.t[j].folded {
+			h.folded = true
+			break
+		}
+	}
+	// A rule counts once, so one hit per rule is enough: the strongest, else the first.
+	// That also keeps flush quadratic in the number of rules, not of matches.
+	if k, ok := m.byRule[idx]; ok {
+		if w > m.hits[k].weight {
+			m.hits[k] = h
+		}
+		return
+	}
+	if m.byRule == nil {
+		m.byRule = make(map[int]int)
+	}
+	m.byRule[idx] = len(m.hits)
+	m.hits = append(m.hits, h)
+}
+
+// discusses reports whether the text has words of a discussion about attacks, so a
+// quoted attack phrase in it is more likely an example than an attack.
+func (m *phraseMatcher) discusses() bool {
+	if m.discussion < 0 {
+		m.discussion = 0
+		for i := range m.toks.t {
+			if m.rs.cues[m.toks.word(i)] {
+				m.discussion = 1
+				break
+			}
+		}
+	}
+	return m.discussion == 1
+}
+
+// negated reports a negation within the two tokens before i in the same sentence, or
+// right after it as German places it ("vergiss nicht").
+func (rs *ruleSet) negated(toks *tokens, i int) bool {
+	if i+1 < len(toks.t) && !toks.t[i+1].brk {
+		switch toks.word(i + 1) {
+		case "nicht", "nie", "niemals", "keinesfalls":
+			return true
+		}
+	}
+	for j := i - 1; j >= 0 && j >= i-2; j-- {
+		if rs.negs[toks.word(j)] {
+			return true
+		}
+		if toks.t[j].brk {
+			break
+		}
+	}
+	return false
+}
+
+// hedgeWindow bounds how far hedged looks, so a text without sentence breaks stays linear.
+const hedgeWindow = 16
+
+// hedged reports a conditional word in the sentence around toks[i..end], within
+// hedgeWindow tokens.
+func (rs *ruleSet) hedged(toks *tokens, i, end int) bool {
+	for j := i; j >= 0 && j >= i-hedgeWindow; j-- {
+		if rs.hedges[toks.word(j)] {
+			return true
+		}
+		if toks.t[j].brk {
+			break
+		}
+	}
+	for j := end + 1; j < len(toks.t) && j <= end+hedgeWindow && !toks.t[j].brk; j++ {
+		if rs.hedges[toks.word(j)] {
+			return true
+		}
+	}
+	return false
+}
+
+func allQuoted(toks *tokens, i, end int) bool {
+	for j := i; j <= end; j++ {
+		if !toks.t[j].quoted {
+			return false
+		}
+	}
+	return true
+}
+
+// litFilter finds, in one pass, which pattern rules have one of their literals in a
+// text: a bitmap of two-byte prefixes rejects most positions with one load.
+type litFilter struct {
+	pair   [1 << 16]uint8 // c0<<8|c1 -> 1 + index into lists, 0 for none
+	lists  [][]litEntry
+	single [256]uint64 // one-byte literals: the rules they gate
+}
+
+type litEntry struct {
+	lit   string
+	rules uint64 // bit i: pattern rule i
+}
+
+func (lf *litFilter) add(lit string, rule int) error {
+	if rule >= 64 {
+		return fmt.Errorf("more than 64 gated pattern rules")
+	}
+	if len(lit) == 1 {
+		lf.single[lit[0]] |= 1 << rule
+		return nil
+	}
+	k := uint16(lit[0])<<8 | uint16(lit[1])
+	if lf.pair[k] == 0 {
+		if len(lf.lists) == 255 {
+			return fmt.Errorf("more than 255 literal prefixes")
+		}
+		lf.lists = append(lf.lists, nil)
+		lf.pair[k] = uint8(len(lf.lists))
+	}
+	es := &lf.lists[lf.pair[k]-1]
+	for i := range *es {
+		if (*es)[i].lit == lit {
+			(*es)[i].rules |= 1 << rule
+			return nil
+		}
+	}
+	*es = append(*es, litEntry{lit: lit, rules: 1 << rule})
+	return nil
+}
+
+// scan returns the set of rules gated by literals found in text.
+func (lf *litFilter) scan(text string) uint64 {
+	var found uint64
+	for i := 0; i+1 < len(text); i++ {
+		c := text[i]
+		found |= lf.single[c]
+		p := lf.pair[uint16(c)<<8|uint16(text[i+1])]
+		if p == 0 {
+			continue
+		}
+		for _, e := range lf.lists[p-1] {
+			if found&e.rules != e.rules && strings.HasPrefix(text[i:], e.lit) {
+				found |= e.rules
+			}
+		}
+	}
+	if len(text) > 0 {
+		found |= lf.single[text[len(text)-1]]
+	}
+	return found
+}
+
+// matchPatterns adds a signal for every pattern rule that matches.
+func (rs *ruleSet) matchPatterns(f *folded, original string, acc *accumulator) {
+	gated := rs.lits.scan(f.text)
+	for i := range rs.patterns {
+		p := &rs.patterns[i]
+		if acc.has(p.id) && p.minCount == 0 {
+			continue
+		}
+		if p.cjk && !f.hasCJK {
+			continue
+		}
+		text := f.text
+		if p.original {
+			text = original
+		}
+		if len(p.lits) > 0 {
+			if p.original {
+				if !containsAny(text, p.lits) {
+					continue
+				}
+			} else if gated&(1<<i) == 0 {
+				continue
+			}
+		}
+		need := max(p.minCount, 1)
+		n := 0
+		for _, loc := range p.re.FindAllStringIndex(text, need+8) {
+			if notAfter(text[:loc[0]], p.notAfter) {
+				continue
+			}
+			n++
+			if n >= need {
+				acc.add(signal{id: p.id, code: p.code, weight: p.weight})
+				break
+			}
+		}
+	}
+}
+
+func containsAny(s string, lits []string) bool {
+	for _, l := range lits {
+		if strings.Contains(s, l) {
+			return true
+		}
+	}
+	return false
+}
+
+func notAfter(before string, negs []string) bool {
+	if len(negs) == 0 {
+		return false
+	}
+	if len(before) > 12 {
+		before = before[len(before)-12:]
+	}
+	for _, n := range negs {
+		if strings.HasSuffix(before, n) {
+			return true
+		}
+	}
+	return false
 }
 
 // hit is one phrase match before overlaps are resolved.
@@ -247,180 +511,4 @@ func (m *phraseMatcher) flush() {
 			m.acc.add(signal{id: "homoglyph-lookalike", code: "homoglyph:lookalike", weight: 0.4})
 		}
 	}
-}
-
-type phraseMatcher struct {
-	rs         *ruleSet
-	toks       []token
-	acc        *accumulator
-	discussion int // -1 until computed, then 0 or 1
-	hits       []hit
-	byRule     map[int]int // rule index -> its hit in hits
-}
-
-func (m *phraseMatcher) try(idx, i int) {
-	rs, toks := m.rs, m.toks
-	r := &rs.phrases[idx]
-	if rs.anchored[idx] && !toks[i].brk {
-		return
-	}
-	if !r.slots[0].matches(toks[i].text) {
-		return
-	}
-	end, ok := r.match(toks, i)
-	if !ok {
-		return
-	}
-	w := r.weight
-	if r.opts&optNeg != 0 && rs.negated(toks, i) {
-		w *= 0.3
-	}
-	if r.opts&optHedge != 0 && rs.hedged(toks, i, end) {
-		w *= 0.5
-	}
-	if r.opts&optQuote != 0 && allQuoted(toks, i, end) && m.discusses() {
-		w *= 0.5
-	}
-	h := hit{rule: r, start: i, end: end, weight: w}
-	for j := i; j <= end; j++ {
-		if toks[j].folded {
-			h.folded = true
-			break
-		}
-	}
-	// A rule counts once, so one hit per rule is enough: the strongest, else the first.
-	// That also keeps flush quadratic in the number of rules, not of matches.
-	if k, ok := m.byRule[idx]; ok {
-		if w > m.hits[k].weight {
-			m.hits[k] = h
-		}
-		return
-	}
-	if m.byRule == nil {
-		m.byRule = make(map[int]int)
-	}
-	m.byRule[idx] = len(m.hits)
-	m.hits = append(m.hits, h)
-}
-
-// discusses reports whether the text has words of a discussion about attacks, so a
-// quoted attack phrase in it is more likely an example than an attack.
-func (m *phraseMatcher) discusses() bool {
-	if m.discussion < 0 {
-		m.discussion = 0
-		for _, tk := range m.toks {
-			if m.rs.cues[tk.text] {
-				m.discussion = 1
-				break
-			}
-		}
-	}
-	return m.discussion == 1
-}
-
-// negated reports a negation within the two tokens before i in the same sentence, or
-// right after it as German places it ("vergiss nicht").
-func (rs *ruleSet) negated(toks []token, i int) bool {
-	if i+1 < len(toks) && !toks[i+1].brk {
-		switch toks[i+1].text {
-		case "nicht", "nie", "niemals", "keinesfalls":
-			return true
-		}
-	}
-	for j := i - 1; j >= 0 && j >= i-2; j-- {
-		if rs.negs[toks[j].text] {
-			return true
-		}
-		if toks[j].brk {
-			break
-		}
-	}
-	return false
-}
-
-// hedgeWindow bounds how far hedged looks, so a text without sentence breaks stays linear.
-const hedgeWindow = 16
-
-// hedged reports a conditional word in the sentence around toks[i..end], within
-// hedgeWindow tokens.
-func (rs *ruleSet) hedged(toks []token, i, end int) bool {
-	for j := i; j >= 0 && j >= i-hedgeWindow; j-- {
-		if rs.hedges[toks[j].text] {
-			return true
-		}
-		if toks[j].brk {
-			break
-		}
-	}
-	for j := end + 1; j < len(toks) && j <= end+hedgeWindow && !toks[j].brk; j++ {
-		if rs.hedges[toks[j].text] {
-			return true
-		}
-	}
-	return false
-}
-
-func allQuoted(toks []token, i, end int) bool {
-	for j := i; j <= end; j++ {
-		if !toks[j].quoted {
-			return false
-		}
-	}
-	return true
-}
-
-// matchPatterns adds a signal for every pattern rule that matches.
-func (rs *ruleSet) matchPatterns(f *folded, original string, acc *accumulator) {
-	for i := range rs.patterns {
-		p := &rs.patterns[i]
-		if acc.has(p.id) && p.minCount == 0 {
-			continue
-		}
-		if p.cjk && !f.hasCJK {
-			continue
-		}
-		text := f.text
-		if p.original {
-			text = original
-		}
-		if len(p.lits) > 0 {
-			found := false
-			for _, l := range p.lits {
-				if strings.Contains(text, l) {
-					found = true
-					break
-				}
-			}
-			if !found {
-				continue
-			}
-		}
-		need := max(p.minCount, 1)
-		n := 0
-		for _, loc := range p.re.FindAllStringIndex(text, need+8) {
-			if notAfter(text[:loc[0]], p.notAfter) {
-				continue
-			}
-			n++
-			if n >= need {
-				acc.add(signal{id: p.id, code: p.code, weight: p.weight})
-				break
-			}
-		}
-	}
-}
-
-func notAfter(before string, negs []string) bool {
-	if len(negs) == 0 {
-		return false
-	}
-	if len(before) > 12 {
-		before = before[len(before)-12:]
-	}
-	for _, n := range negs {
-		if strings.HasSuffix(before, n) {
-			return true
-		}
-	}
-	return false
 }

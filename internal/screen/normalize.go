@@ -62,18 +62,42 @@ func wordScript(r rune) bool {
 	return unicode.IsLetter(r) && (unicode.Is(unicode.Latin, r) || unicode.Is(unicode.Cyrillic, r) || unicode.Is(unicode.Greek, r))
 }
 
-// scanHidden removes invisible and control characters, decoding what they smuggle.
-func scanHidden(s string) hidden {
-	// Fast path: printable ASCII and ordinary whitespace hide nothing.
-	plain := true
-	for i := 0; i < len(s); i++ {
+// asciiHidden marks the ASCII control characters that scanHidden replaces.
+var asciiHidden = func() (t [128]bool) {
+	for c := 0; c < 0x20; c++ {
+		t[c] = c != '\n' && c != '\r' && c != '\t'
+	}
+	t[0x7f] = true
+	return t
+}()
+
+// needsHiddenScan reports whether s has any rune that scanHidden would remove or change.
+func needsHiddenScan(s string) bool {
+	for i := 0; i < len(s); {
 		c := s[i]
-		if c >= 0x80 || (c < 0x20 && c != '\n' && c != '\r' && c != '\t') || c == 0x7f {
-			plain = false
-			break
+		if c < 0x80 {
+			if asciiHidden[c] {
+				return true
+			}
+			i++
+			continue
+		}
+		r, n := utf8.DecodeRuneInString(s[i:])
+		i += n
+		switch {
+		case r >= 0x80 && r < 0xa0, r == 0x00AD, r == 0x034F, r == 0x061C, r == 0x115F, r == 0x1160,
+			r == 0x17B4, r == 0x17B5, r == 0x180E, r >= 0x200B && r <= 0x200F, r >= 0x2028 && r <= 0x202E,
+			r >= 0x2060 && r <= 0x2069, r == 0x3164, r >= 0xFE00 && r <= 0xFE0F, r == 0xFEFF, r == 0xFFA0,
+			r >= tagBase && r <= tagCancel, r >= vsSuppStart && r <= vsSuppEnd:
+			return true
 		}
 	}
-	if plain {
+	return false
+}
+
+// scanHidden removes invisible and control characters, decoding what they smuggle.
+func scanHidden(s string) hidden {
+	if !needsHiddenScan(s) {
 		return hidden{clean: s}
 	}
 	var h hidden
@@ -169,125 +193,170 @@ func nfkc(s string) string {
 	return s
 }
 
-// token is one word of the folded text.
+// token is one word of the folded text, as offsets into it (so a token slice holds no
+// pointers for the garbage collector to scan).
 type token struct {
-	text   string // lowercased, diacritics and lookalikes folded
-	brk    bool   // a sentence break (. ! ? ; newline) comes before it
-	quoted bool   // inside double quotes
-	folded bool   // lookalike folding changed it
+	start, end int32
+	brk        bool // a sentence break (. ! ? ; newline) comes before it
+	quoted     bool // inside quotation marks
+	folded     bool // lookalike folding changed it
 }
+
+// tokens are the words of a folded text.
+type tokens struct {
+	s string
+	t []token
+}
+
+// word is the text of token i: lowercased, diacritics and lookalikes folded.
+func (ts *tokens) word(i int) string { return ts.s[ts.t[i].start:ts.t[i].end] }
 
 // folded is the normalized view that the detectors read.
 type folded struct {
 	text       string // the whole text lowercased, with words folded as in toks
-	toks       []token
+	toks       tokens
 	mixed      int  // words mixing Latin with Cyrillic, Greek, Armenian or Cherokee lookalikes
 	hasCJK     bool // Han, kana or hangul present
 	discussion bool // words that suggest the text discusses attacks rather than makes one
 }
 
+// asciiWord marks the ASCII bytes that belong to words.
+var asciiWord = func() (t [128]bool) {
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		t[c] = true
+		t[c-32] = true
+	}
+	return t
+}()
+
+func isWordRune(r rune) bool {
+	if r < 0x80 {
+		return asciiWord[r]
+	}
+	return unicode.IsLetter(r) || unicode.IsDigit(r) || unicode.IsMark(r) || (r >= 0x1F1E6 && r <= 0x1F1FF)
+}
+
 // fold lowercases s, folds lookalike letters within suspicious words, strips common
-// diacritics, and splits it into tokens.
-func fold(s string) folded {
+// diacritics, and splits it into tokens. ASCII words take a fast path; only words with
+// other letters get the script analysis.
+func fold(s string, scratch []token) folded {
 	var f folded
 	var out strings.Builder
 	out.Grow(len(s) + 8)
+	toks := scratch[:0]
 	var (
-		word     []rune
 		brk      = true
 		quoted   bool
-		apostr   bool // the word contains an apostrophe that was dropped
-		toks     = make([]token, 0, len(s)/5+1)
-		wordBuf  []byte
-		possible = func(r rune) bool { return unicode.IsLetter(r) || unicode.IsDigit(r) || unicode.IsMark(r) }
+		ws       = -1   // start of the current word in s, or -1
+		ascii    = true // the current word is ASCII
+		apostr   bool   // the current word contains an apostrophe
+		prevWord bool   // the previous rune belonged to a word
+		runes    []rune // scratch for words with non-ASCII letters
+		buf      []byte // scratch for folded words
 	)
-	flush := func() {
-		if len(word) == 0 {
+	flush := func(we int) {
+		if ws < 0 {
 			return
 		}
-		var latin, otherConf, otherNon, latinLook int
-		for _, r := range word {
-			if r < 0x80 {
-				latin++
-				continue
-			}
-			if _, ok := lookalike(r); ok {
-				if unicode.Is(unicode.Latin, r) {
-					latinLook++
-				} else {
-					otherConf++
-				}
-				continue
-			}
-			switch {
-			case unicode.Is(unicode.Latin, r):
-				latin++
-			case unicode.Is(unicode.Cyrillic, r), unicode.Is(unicode.Greek, r), unicode.Is(unicode.Armenian, r), unicode.Is(unicode.Cherokee, r):
-				otherNon++
-			}
-		}
-		mixed := latin > 0 && otherConf > 0
-		doFold := mixed || latinLook > 0 || (latin == 0 && otherNon == 0 && otherConf > 0 && len(word) > 1)
-		if mixed {
-			f.mixed++
-		}
+		w := s[ws:we]
+		ws = -1
 		start := out.Len()
-		wordBuf = wordBuf[:0]
 		changed := false
-		for _, r := range word {
-			if doFold {
-				if c, ok := lookalike(r); ok {
-					r = c
-					changed = true
+		if ascii {
+			lower := !apostr
+			for i := 0; i < len(w) && lower; i++ {
+				lower = w[i] < 'A' || w[i] > 'Z'
+			}
+			if lower {
+				out.WriteString(w)
+			} else {
+				for i := 0; i < len(w); i++ {
+					c := w[i]
+					if c >= 'A' && c <= 'Z' {
+						c += 'a' - 'A'
+					}
+					if c != '\'' {
+						out.WriteByte(c)
+					}
 				}
 			}
-			r = unicode.ToLower(r)
-			if r >= 0x80 {
-				wordBuf = appendFoldedLatin(wordBuf, r)
-			} else {
-				wordBuf = append(wordBuf, byte(r))
-			}
-		}
-		out.Write(wordBuf)
-		var text string
-		if apostr {
-			text = strings.ReplaceAll(strings.ReplaceAll(string(wordBuf), "'", ""), "\u2019", "")
 		} else {
-			text = out.String()[start:]
-		}
-		toks = append(toks, token{text: text, brk: brk, quoted: quoted, folded: changed})
-		brk = false
-		word = word[:0]
-		apostr = false
-	}
-	for i := 0; i < len(s); {
-		r, n := utf8.DecodeRuneInString(s[i:])
-		i += n
-		if possible(r) || (r >= 0x1F1E6 && r <= 0x1F1FF) {
-			if r >= 0x1F1E6 && r <= 0x1F1FF { // regional indicators spell letters
-				r = 'a' + (r - 0x1F1E6)
-			}
-			if !f.hasCJK && (unicode.Is(unicode.Han, r) || unicode.Is(unicode.Hiragana, r) || unicode.Is(unicode.Katakana, r) || unicode.Is(unicode.Hangul, r)) {
-				f.hasCJK = true
-			}
-			word = append(word, r)
-			continue
-		}
-		if r == '\'' || r == '\u2019' {
-			next, n1 := utf8.DecodeRuneInString(s[i:])
-			if len(word) > 0 && unicode.IsLetter(next) {
-				// Join contractions ("don't" -> "dont"); drop a possessive "'s".
-				after, _ := utf8.DecodeRuneInString(s[i+n1:])
-				if (next == 's' || next == 'S') && !unicode.IsLetter(after) {
-					i += n1
+			runes = runes[:0]
+			for _, r := range w {
+				if r >= 0x1F1E6 && r <= 0x1F1FF { // regional indicators spell letters
+					r = 'a' + (r - 0x1F1E6)
+				}
+				if r == '\'' || r == '\u2019' {
 					continue
 				}
-				word = append(word, r)
+				runes = append(runes, r)
+			}
+			var mixed bool
+			buf, changed, mixed = foldWord(buf[:0], runes)
+			if mixed {
+				f.mixed++
+			}
+			out.Write(buf)
+		}
+		apostr = false
+		toks = append(toks, token{start: int32(start), end: int32(out.Len()), brk: brk, quoted: quoted, folded: changed})
+		brk = false
+		ascii = true
+	}
+	for i := 0; i < len(s); {
+		c := s[i]
+		r, n := rune(c), 1
+		if c >= 0x80 {
+			r, n = utf8.DecodeRuneInString(s[i:])
+		}
+		if (c < 0x80 && asciiWord[c]) || (c >= 0x80 && isWordRune(r)) {
+			if ws < 0 {
+				ws = i
+			}
+			if c >= 0x80 {
+				ascii = false
+				if !f.hasCJK && (unicode.Is(unicode.Han, r) || unicode.Is(unicode.Hiragana, r) || unicode.Is(unicode.Katakana, r) || unicode.Is(unicode.Hangul, r)) {
+					f.hasCJK = true
+				}
+			}
+			i += n
+			prevWord = true
+			continue
+		}
+		if r == '\'' || r == '\u2018' || r == '\u2019' {
+			next, n1 := utf8.DecodeRuneInString(s[i+n:])
+			nextWord := next != utf8.RuneError && isWordRune(next)
+			if ws >= 0 && r != '\u2018' && nextWord && unicode.IsLetter(next) {
+				// Join contractions ("don't" -> "dont"); drop a possessive "'s".
+				after, _ := utf8.DecodeRuneInString(s[i+n+n1:])
+				if (next == 's' || next == 'S') && !isWordRune(after) {
+					flush(i)
+					i += n + n1
+					prevWord = true
+					continue
+				}
 				apostr = true
+				i += n
 				continue
 			}
+			// A single quote at a word boundary opens or closes a quotation.
+			flush(i)
+			switch {
+			case !prevWord && nextWord:
+				quoted = true
+			case prevWord && !nextWord:
+				quoted = false
+			}
+			out.WriteByte('\'')
+			i += n
+			prevWord = false
+			continue
 		}
-		flush()
+		flush(i)
+		prevWord = false
 		switch r {
 		case '.', '!', '?', ';', '\n', '。', '！', '？', '；':
 			brk = true
@@ -301,12 +370,64 @@ func fold(s string) folded {
 		case '”', '»', '」':
 			quoted = false
 		}
-		out.WriteRune(unicode.ToLower(r))
+		if c < 0x80 {
+			if c >= 'A' && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			out.WriteByte(c)
+		} else {
+			out.WriteRune(unicode.ToLower(r))
+		}
+		i += n
 	}
-	flush()
+	flush(len(s))
 	f.text = out.String()
-	f.toks = toks
+	f.toks = tokens{s: f.text, t: toks}
 	return f
+}
+
+// foldWord appends the folded, lowercased form of a word with non-ASCII letters to b.
+// Lookalikes are folded only when the word mixes Latin with lookalike letters of another
+// script, uses Latin small capitals, or consists of lookalikes alone.
+func foldWord(b []byte, word []rune) (out []byte, changed, mixed bool) {
+	var latin, otherConf, otherNon, latinLook int
+	for _, r := range word {
+		if r < 0x80 {
+			latin++
+			continue
+		}
+		if _, ok := lookalike(r); ok {
+			if unicode.Is(unicode.Latin, r) {
+				latinLook++
+			} else {
+				otherConf++
+			}
+			continue
+		}
+		switch {
+		case unicode.Is(unicode.Latin, r):
+			latin++
+		case unicode.Is(unicode.Cyrillic, r), unicode.Is(unicode.Greek, r), unicode.Is(unicode.Armenian, r), unicode.Is(unicode.Cherokee, r):
+			otherNon++
+		}
+	}
+	mixed = latin > 0 && otherConf > 0
+	doFold := mixed || latinLook > 0 || (latin == 0 && otherNon == 0 && otherConf > 0 && len(word) > 1)
+	for _, r := range word {
+		if doFold {
+			if c, ok := lookalike(r); ok {
+				r = c
+				changed = true
+			}
+		}
+		r = unicode.ToLower(r)
+		if r >= 0x80 {
+			b = appendFoldedLatin(b, r)
+		} else {
+			b = append(b, byte(r))
+		}
+	}
+	return b, changed, mixed
 }
 
 // appendFoldedLatin appends r with common Latin diacritics removed.

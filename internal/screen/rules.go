@@ -221,15 +221,15 @@ func patternDefs() []patternDef {
 			re: `<\|\s*(im_start|im_end|system|user|assistant|endoftext|eot_id|start_header_id|end_header_id|begin_of_text|end_of_text|im_sep|tool|developer)\s*\|>`},
 		{id: "role-inst-token", code: codeRoleSpoof, weight: 0.7, lits: l("[inst]", "[/inst]", "<<sys>>", "<</sys>>", "<start_of_turn>", "<end_of_turn>", "[system](#"),
 			re: `\[/?inst\]|<</?sys>>|<(start|end)_of_turn>|\[system\]\(#`},
-		{id: "role-system-line", code: codeRoleSpoof, weight: 0.35, lits: l("system", "developer", "admin"),
+		{id: "role-system-line", code: codeRoleSpoof, weight: 0.35, lits: l("system:", "system :", "system]", "system)", "prompt:", "message:", "developer:", "developer :", "admin:", "admin :", "administrator:", "sys:", "sys :"),
 			re: `(?m)^[ \t>*_\[(]*(system|system prompt|system message|developer|admin|administrator|sys)[ \t]*[\])]?[ \t]*:`},
-		{id: "role-alpaca-heading", code: codeRoleSpoof, weight: 0.5, lits: l("#"),
+		{id: "role-alpaca-heading", code: codeRoleSpoof, weight: 0.5, lits: l("##"),
 			re: `(?m)^[ \t]*#{2,4}[ \t]*(instruction|instructions|system|response|input|human|assistant|user|new instructions|system prompt)[ \t]*:`},
-		{id: "role-transcript", code: codeRoleSpoof, weight: 0.3, lits: l("assistant:", "ai:", "gpt:", "bot:"),
+		{id: "role-transcript", code: codeRoleSpoof, weight: 0.3, lits: l("assistant:", "assistant :", "ai:", "ai :", "gpt:", "gpt :", "bot:", "bot :"),
 			re: `(?m)^[ \t]*(assistant|ai|chatgpt|gpt|bot)[ \t]*:`},
-		{id: "role-bracket", code: codeRoleSpoof, weight: 0.45, lits: l("[", "<"),
+		{id: "role-bracket", code: codeRoleSpoof, weight: 0.45, lits: l("[system", "[admin", "[developer", "[sys", "[root", "[openai", "<system", "</system", "<sys", "</sys", "<instruction", "</instruction", "<admin", "</admin", "<developer", "</developer"),
 			re: `\[(system|admin|developer|sys|root|openai)( (message|note|prompt|override|instruction|instructions|notice|update|mode))?\]|</?(system|system_prompt|sys|instructions?|admin|developer|sysprompt)>`},
-		{id: "role-end-marker", code: codeRoleSpoof, weight: 0.35, lits: l("end", "begin"),
+		{id: "role-end-marker", code: codeRoleSpoof, weight: 0.35, lits: l("===", "---", "###", "***", "]]", "end of", "begin"),
 			re: `(={3,}|-{3,}|#{3,}|\*{3,}|\]{2,})[ \t]*end\b|\bend of (the )?(user |system )?(input|prompt|context|document|instructions|conversation|text|data)\b|\bbegin(ning)? (of )?(new |system |the new )(prompt|instructions)\b`},
 		{id: "role-escaped-newlines", code: codeRoleSpoof, weight: 0.2, lits: l(`\n`), minCount: 3,
 			re: `\\ ?n\s*\\ ?n`},
@@ -250,17 +250,17 @@ func patternDefs() []patternDef {
 			re: `\b(powershell|pwsh)(\.exe)?\b[^\n]{0,80}\s-(e|enc|encodedcommand)\s|\biex\s*\(|\binvoke-expression\b|downloadstring\(`},
 		{id: "tool-reverse-shell", code: codeTool, weight: 0.75, lits: l("/dev/tcp", "nc ", "ncat", "socat"),
 			re: `/dev/tcp/|\b(nc|ncat)\b[^\n]{0,40}\s-e\s|\bsocat\b[^\n]{0,60}exec:`},
-		{id: "tool-destructive", code: codeTool, weight: 0.5, lits: l("rm ", "rmtree", "mkfs", "dd ", "format c", ":(){", "del /"),
+		{id: "tool-destructive", code: codeTool, weight: 0.5, lits: l("rm -", "rm  -", "rmtree", "mkfs", "dd if", "format c", ":(){", "del /"),
 			re: `\brm\s+-(rf|fr|r)\s+(/|~|\*|/\*|\$home)(\s|$|["'])|rmtree\(\s*["'](/|~|c:\\\\)["']|\bmkfs\.|\bdd\s+if=[^\n]{0,60}of=/dev/|\bformat\s+c:|:\(\)\s*\{\s*:\|:&\s*\}\s*;|\bdel\s+/[fsq]`},
 		{id: "tool-code-net-send", code: codeTool, weight: 0.2, lits: l("requests.", "urlopen", "socket", "smtplib", "http.client", "fetch("),
 			re: `requests\.(post|put)\(|urlopen\(|\.sendall\(|\.connect\(\(|smtplib|http\.client|fetch\([^)]{0,80}method:\s*["']post`},
 		{id: "tool-code-exec", code: codeTool, weight: 0.15, lits: l("os.system", "subprocess", "popen", "exec(", "eval(", "pickle.load", "os.remove", "os.rename", "os.unlink", "shutil.", "ftplib", "urlretrieve", "paramiko", "systemctl"),
 			re: `os\.system\(|subprocess\.|popen\(|\bexec\(|\beval\(|pickle\.loads?\(|os\.(remove|rename|unlink)\(|shutil\.(move|copy)|ftplib|urlretrieve|paramiko|systemctl\s+(stop|disable)`},
-		{id: "tool-code-snoop", code: codeTool, weight: 0.15, lits: l("keylog", "pynput", "clipboard", "pbpaste", "pyperclip", "x11grab", "imagegrab", "psutil", "os.environ", "cookies", "ipconfig", "xmrig", "cryptomin", "fernet"),
+		{id: "tool-code-snoop", code: codeTool, weight: 0.15, lits: l("keylog", "pynput", "clipboard", "pbpaste", "pyperclip", "x11grab", "imagegrab", "psutil", "os.environ", "cookies.", "cookiejar", "ipconfig", "xmrig", "cryptomin", "fernet"),
 			re: `keylog|pynput|clipboard|pbpaste|pyperclip|x11grab|imagegrab|psutil|os\.environ|cookies\.(txt|pkl|sqlite)|cookiejar|ipconfig\s+/release|xmrig|cryptomin|fernet`},
 
 		// Sensitive local files and markdown-image exfiltration.
-		{id: "exf-sensitive-path", code: codeExfil, weight: 0.3, lits: l(".ssh", "id_rsa", "id_ed25519", "/etc/passwd", "/etc/shadow", ".aws", ".netrc", "credentials", ".kube", ".docker", "environ", "bash_history", "wallet.dat", "keychain", ".env"),
+		{id: "exf-sensitive-path", code: codeExfil, weight: 0.3, lits: l(".ssh", "id_rsa", "id_ed25519", "/etc/passwd", "/etc/shadow", ".aws", ".netrc", "git-credentials", ".kube", ".docker", "/environ", "bash_history", "wallet.dat", "keychain", ".env"),
 			re: `~?/?\.ssh\b|\bid_(rsa|ed25519|ecdsa)\b|/etc/(passwd|shadow|sudoers)\b|\.aws/credentials|\.netrc\b|\.git-credentials|\.kube/config|\.docker/config\.json|/proc/self/environ|\.bash_history|wallet\.dat|login\.keychain|(^|[\s/"'])\.env\b`},
 		{id: "exf-markdown-image", code: codeExfil, weight: 0.35, lits: l("!["),
 			re: `!\[[^\]\n]{0,80}\]\(\s*https?://[^)\s]{1,200}[?&][a-z0-9_]{1,30}=[^)\s]{0,200}(\{|\$|<|%7b|\[)`},
@@ -281,7 +281,6 @@ func compileRules() (*ruleSet, error) {
 	rs := &ruleSet{
 		first:    map[string][]int{},
 		firstPre: map[string][]int{},
-		anchored: map[int]bool{},
 		cues:     wordSet(wCue),
 		negs:     wordSet(wNeg),
 		hedges:   wordSet(wHedge),
@@ -312,6 +311,13 @@ func compileRules() (*ruleSet, error) {
 		}
 		p := patternRule{id: d.id, code: d.code, weight: d.weight, re: re, original: d.original, minCount: d.minCount, cjk: d.cjk}
 		p.lits = d.lits
+		if !d.original {
+			for _, l := range d.lits {
+				if err := rs.lits.add(l, len(rs.patterns)); err != nil {
+					return nil, err
+				}
+			}
+		}
 		if d.notAfter != "" {
 			p.notAfter = strings.Split(d.notAfter, "|")
 		}

@@ -22,6 +22,7 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"sync"
 	"unicode/utf8"
 )
 
@@ -132,10 +133,14 @@ const (
 
 // Screener screens payloads. It is immutable after New and safe for concurrent use.
 type Screener struct {
-	maxInput int
-	maxDepth int
-	rules    *ruleSet
+	maxInput  int
+	maxDepth  int
+	rules     *ruleSet
+	tokenPool sync.Pool // of *[]token, scratch for fold
 }
+
+// maxPooledTokens keeps one huge input from pinning its token slice in the pool.
+const maxPooledTokens = 1 << 16
 
 // New compiles the detectors. Its only errors are about cfg and wrap ErrInvalidConfig.
 func New(cfg Config) (*Screener, error) {
@@ -156,7 +161,9 @@ func New(cfg Config) (*Screener, error) {
 		// A broken built-in rule table is a bug in this package, not in cfg.
 		return nil, fmt.Errorf("screen: compiling built-in rules: %w", err)
 	}
-	return &Screener{maxInput: cfg.MaxInputBytes, maxDepth: cfg.MaxDecodeDepth, rules: rs}, nil
+	s := &Screener{maxInput: cfg.MaxInputBytes, maxDepth: cfg.MaxDecodeDepth, rules: rs}
+	s.tokenPool.New = func() any { t := make([]token, 0, 512); return &t }
+	return s, nil
 }
 
 // Screen scores data and decides under pol. JSON input (an object, array or string that
@@ -223,12 +230,17 @@ func (c *call) screenText(text string, depth int, acc *accumulator) {
 		acc.add(signal{id: "hidden-bidi", code: "hidden-unicode:bidi-control", weight: 0.2})
 	}
 	norm := nfkc(h.clean)
-	f := fold(norm)
+	scratch := c.s.tokenPool.Get().(*[]token)
+	f := fold(norm, *scratch)
 	if f.mixed > 0 {
 		acc.add(signal{id: "homoglyph-mixed", code: "homoglyph:mixed-script", weight: 0.4})
 	}
 	c.s.rules.matchPhrases(&f, acc)
 	c.s.rules.matchPatterns(&f, norm, acc)
+	if cap(f.toks.t) <= maxPooledTokens {
+		*scratch = f.toks.t[:0]
+		c.s.tokenPool.Put(scratch)
+	}
 
 	// Smuggled and encoded payloads are screened as texts of their own; what they add
 	// beyond the carrier's own signals counts, with the hiding as one more signal.

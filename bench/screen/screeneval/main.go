@@ -1,0 +1,69 @@
+// Command screeneval scores internal/screen on a labelled injection corpus and writes
+// the Markdown report.
+//
+//	go run ./bench/screen/screeneval -corpus ../shared/corpus/injection.dev.jsonl -out bench/screen/EVAL-screen.md
+package main
+
+import (
+	"bytes"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+
+	benchscreen "github.com/treaty-dev/treaty/bench/screen"
+	"github.com/treaty-dev/treaty/internal/screen"
+)
+
+func main() {
+	corpus := flag.String("corpus", "../shared/corpus/injection.dev.jsonl", "JSON Lines corpus of {id,label,text}")
+	out := flag.String("out", "", "write the Markdown report here (default: stdout)")
+	errs := flag.String("errors", "", "list misclassified records of this split (tune, holdout, all) on stderr")
+	flag.Parse()
+	if err := run(*corpus, *out, *errs); err != nil {
+		fmt.Fprintln(os.Stderr, "screeneval:", err)
+		os.Exit(1)
+	}
+}
+
+func run(corpus, out, errs string) error {
+	recs, err := benchscreen.Load(corpus)
+	if err != nil {
+		return err
+	}
+	s, err := screen.New(screen.Config{})
+	if err != nil {
+		return err
+	}
+	pol := screen.DefaultPolicy()
+	rs := benchscreen.Run(s, pol, recs)
+	rescore := func(th float64) []benchscreen.Result {
+		cp := make([]benchscreen.Result, len(rs))
+		for i, r := range rs {
+			r.Flagged = r.Score >= th
+			cp[i] = r
+		}
+		return cp
+	}
+	var b bytes.Buffer
+	benchscreen.WriteReport(&b, corpus, rs, pol, rescore)
+	if errs != "" {
+		for _, r := range rs {
+			if errs == "tune" && benchscreen.Holdout(r.ID) || errs == "holdout" && !benchscreen.Holdout(r.ID) {
+				continue
+			}
+			if r.Flagged != (r.Label == "injection") {
+				t := strings.ReplaceAll(r.Text, "\n", " ")
+				if len(t) > 220 {
+					t = t[:220]
+				}
+				fmt.Fprintf(os.Stderr, "%s %-5.3f %s %v | %s\n", map[bool]string{true: "FP", false: "FN"}[r.Flagged], r.Score, r.ID, r.Reasons, t)
+			}
+		}
+	}
+	if out == "" {
+		_, err = os.Stdout.Write(b.Bytes())
+		return err
+	}
+	return os.WriteFile(out, b.Bytes(), 0o644)
+}
