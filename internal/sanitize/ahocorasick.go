@@ -8,12 +8,18 @@ package sanitize
 type acMatcher struct {
 	class  [256]uint8
 	nclass int
-	// delta[state*nclass+class] is the next state; a negative entry ^s means
-	// state s has outputs to report.
+	// delta[row+class] is the next state's row (state*nclass); a negative
+	// entry ^row means that state has outputs to report.
 	delta   []int32
 	outOff  []int32 // per state: outputs are outs[outOff[s]:outOff[s+1]]
 	outs    []int32 // pattern indexes
 	patLens []int32
+	maxLen  int
+}
+
+// acHit is one occurrence: pattern index and start offset.
+type acHit struct {
+	pat, start int32
 }
 
 func lowerASCII(b byte) byte {
@@ -63,6 +69,7 @@ func newACMatcher(patterns []string) *acMatcher {
 	nodes := []node{newNode()}
 	for pi, p := range patterns {
 		m.patLens[pi] = int32(len(p))
+		m.maxLen = max(m.maxLen, len(p))
 		if p == "" {
 			continue
 		}
@@ -109,28 +116,95 @@ func newACMatcher(patterns []string) *acMatcher {
 		m.outs = append(m.outs, nodes[s].out...)
 		for c := 0; c < n; c++ {
 			t := nodes[s].next[c]
+			row := t * int32(n)
 			if len(nodes[t].out) > 0 {
-				t = ^t
+				row = ^row
 			}
-			m.delta[s*n+c] = t
+			m.delta[s*n+c] = row
 		}
 	}
 	m.outOff[len(nodes)] = int32(len(m.outs))
 	return m
 }
 
-// scan calls emit(pattern, start) for every occurrence, in order of end
-// position. emit must not retain data.
-func (m *acMatcher) scan(data []byte, emit func(pat int, start int)) {
-	delta, class, nc := m.delta, &m.class, m.nclass
-	s := int32(0)
-	for i := 0; i < len(data); i++ {
-		s = delta[int(s)*nc+int(class[data[i]])]
-		if s < 0 {
-			s = ^s
-			for _, p := range m.outs[m.outOff[s]:m.outOff[s+1]] {
-				emit(int(p), i+1-int(m.patLens[p]))
+// hits appends every occurrence to out in order of end position. Long
+// inputs are split in two halves run as two interleaved DFA walks: each walk
+// is a chain of dependent table loads, and two chains keep the CPU busy while
+// a load is in flight. The second walk starts maxLen-1 bytes early and
+// reports only occurrences ending in its half, so none is lost or doubled.
+func (m *acMatcher) hits(data []byte, out []acHit) []acHit {
+	n := len(data)
+	if n < 1024 {
+		return m.walk(data, 0, n, 0, out)
+	}
+	mid := n / 2
+	bs := mid - (m.maxLen - 1) // the second walk's start
+	delta, class := m.delta, &m.class
+	a, b := data[:mid], data[bs:]
+	var second []acHit
+	ra, rb := int32(0), int32(0)
+	for k := range a {
+		ra = delta[ra+int32(class[a[k]])]
+		rb = delta[rb+int32(class[b[k]])]
+		if ra|rb < 0 {
+			if ra < 0 {
+				ra = ^ra
+				out = m.emit(ra, k, 0, 0, out)
+			}
+			if rb < 0 {
+				rb = ^rb
+				second = m.emit(rb, k, bs, mid, second)
 			}
 		}
 	}
+	out = append(out, second...)
+	// The rest of the second half.
+	for k := len(a); k < len(b); k++ {
+		rb = delta[rb+int32(class[b[k]])]
+		if rb < 0 {
+			rb = ^rb
+			out = m.emit(rb, k, bs, mid, out)
+		}
+	}
+	return out
+}
+
+// emit appends the outputs of the state at row, reached at byte k of a walk
+// that started at base, when they end after minEnd.
+func (m *acMatcher) emit(row int32, k, base, minEnd int, out []acHit) []acHit {
+	st := int(row) / m.nclass
+	end := base + k + 1
+	if end <= minEnd {
+		return out
+	}
+	for _, p := range m.outs[m.outOff[st]:m.outOff[st+1]] {
+		out = append(out, acHit{p, int32(end) - m.patLens[p]})
+	}
+	return out
+}
+
+func (m *acMatcher) walk(data []byte, from, to, minEnd int, out []acHit) []acHit {
+	delta, class := m.delta, &m.class
+	row := int32(0)
+	for k, c := range data[from:to] {
+		row = delta[row+int32(class[c])]
+		if row < 0 {
+			row = ^row
+			out = m.emit(row, k, from, minEnd, out)
+		}
+	}
+	return out
+}
+
+// any reports whether some pattern occurs in data.
+func (m *acMatcher) any(data []byte) bool {
+	delta, class := m.delta, &m.class
+	row := int32(0)
+	for _, c := range data {
+		row = delta[row+int32(class[c])]
+		if row < 0 {
+			return true
+		}
+	}
+	return false
 }

@@ -22,34 +22,66 @@ const minB64 = 32
 func (sc *scanner) scanBase64() {
 	d := sc.data
 	n := len(d)
-	for i := 0; i < n; {
-		for i < n && !b64Byte[d[i]] {
-			i++
-		}
-		s := i
-		upper, lower, digit := false, false, false
-		for i < n && b64Byte[d[i]] {
-			c := d[i]
-			upper = upper || isUpper(c)
-			lower = lower || isLower(c)
-			digit = digit || isDigit(c)
-			i++
-		}
-		e := i
-		for i < n && d[i] == '=' && i-e < 2 {
-			i++
-		}
-		if e-s < minB64 || !(upper && lower && digit) || escapedAt(d, s) {
+	// Skip ahead: a run of minB64 base64 bytes starting at i (where d[i-1]
+	// is not base64) must include d[i+minB64-1]; when that byte is not
+	// base64, or a non-base64 byte sits between, i jumps past it.
+	for i := 0; i+minB64 <= n; {
+		j := i + minB64 - 1
+		if !b64Byte[d[j]] {
+			i = j + 1
 			continue
 		}
-		if s > 0 && d[s-1] == '\\' {
+		k := j
+		for k > i && b64Byte[d[k-1]] {
+			k--
+		}
+		if k > i {
+			i = k
 			continue
 		}
-		if sc.covered(s, e) {
-			continue
+		e := j + 1
+		for e < n && b64Byte[d[e]] {
+			e++
 		}
-		sc.base64Run(s, e, i)
+		pad := e
+		for pad < n && d[pad] == '=' && pad-e < 2 {
+			pad++
+		}
+		sc.maybeBase64(i, e, pad)
+		i = e + 1
 	}
+}
+
+func (sc *scanner) maybeBase64(s, e, pad int) {
+	d := sc.data
+	upper, lower, digit, nonHex := false, false, false, false
+	for _, c := range d[s:e] {
+		upper = upper || isUpper(c)
+		lower = lower || isLower(c)
+		digit = digit || isDigit(c)
+		nonHex = nonHex || !(isHex(c) || c == '-')
+	}
+	// Hex ids and UUIDs are base64-shaped but never base64 payloads.
+	if !(upper && lower && digit) || !nonHex || escapedAt(d, s) || (s > 0 && d[s-1] == '\\') {
+		return
+	}
+	if sc.covered(s, e) {
+		return
+	}
+	sc.base64Run(s, e, pad)
+}
+
+// coveredBy reports whether a finding of at least cat's priority already
+// holds all of [s, e), so another one would change nothing.
+func (sc *scanner) coveredBy(s, e int, cat Category) bool {
+	p := cat.priority()
+	for i := len(sc.hits) - 1; i >= 0; i-- {
+		h := &sc.hits[i]
+		if h.Start <= s && e <= h.End && h.Category.priority() >= p {
+			return true
+		}
+	}
+	return false
 }
 
 // covered reports whether a finding already overlaps [s, e).

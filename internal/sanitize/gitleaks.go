@@ -18,19 +18,44 @@ type glRule struct {
 	re          *regexp.Regexp
 	secretGroup int
 	entropy     float64
-	allow       []*config.Allowlist // the rule's, then the global ones
-	generic     bool                // generic-api-key and friends: key names are checked too
-	// Where a match can lie relative to a keyword occurrence. When every
-	// match contains a keyword (anchored), the regex runs on a window of
-	// before/after bytes around each occurrence; otherwise on the whole input
-	// whenever a keyword occurs, as gitleaks does.
-	anchored      bool
-	before, after int
-	// semi: the rule has gitleaks' semi-generic shape
-	// `<keyword>[ \t\w.-]{0,20}[\s'"]{0,3}(=|>|:=|...)`; an occurrence not
-	// followed by an assignment operator cannot start a match.
-	semi bool
+	allow       []allowList // the rule's, then the global ones
+	generic     bool        // generic-api-key and friends: key names are checked too
+	semi        bool        // the regex has gitleaks' semi-generic assignment shape
+
+	// Where the rule runs, worked out from its regex (see plan).
+	mode     glMode
+	anchored *regexp.Regexp // ^(?:regex), for modeLead and modeSemi
+	kwRe     *regexp.Regexp // modeSemi, split: ^(?i:KEYWORDS)
+	tailRe   *regexp.Regexp // modeSemi, split: ^(?i)(?:the part after the operator)
+	minValue int            // modeSemi, split: the value group's shortest match, when it holds no delimiter
+	wordB    bool           // modeLead: the regex starts with \b
+	short    int            // first window for the anchored regex: within the backtracker's reach
+	after    int            // bytes a match can reach past its start (modeLead), or past the operator (modeSemi)
+	before   int            // modeWindow: bytes a match can reach before a keyword
+	required []string       // modeWindow, modeWhole: literals every match contains
 }
+
+// glMode is how a gitleaks rule is run. gitleaks itself runs every rule whose
+// keyword occurs anywhere over the whole fragment; here a rule runs only
+// where a match can be, which gives the same findings when every match
+// contains a keyword (true of all but six default rules; those keep
+// gitleaks' whole-input behaviour).
+type glMode uint8
+
+const (
+	// modeLead: every match starts with a short literal holding a keyword
+	// (ghp_, AKIA, ey...): the anchored regex runs at each keyword hit.
+	modeLead glMode = iota
+	// modeSemi: gitleaks' semi-generic shape, KEY<keyword>... = VALUE: the
+	// anchored regex runs from the key's start, only when an assignment
+	// operator follows the keyword.
+	modeSemi
+	// modeWindow: the keyword is somewhere inside the match: the regex runs
+	// on merged windows around the hits.
+	modeWindow
+	// modeWhole: a match need not contain the keyword: whole input.
+	modeWhole
+)
 
 // semiGeneric is the assignment part that gitleaks' generator writes after the
 // keyword of every "semi-generic" rule.
@@ -46,7 +71,7 @@ func DefaultRulesTOML() string { return config.DefaultConfig }
 
 // loadGitleaks parses a gitleaks TOML configuration with a private viper
 // instance (gitleaks' own loader uses the global one).
-func loadGitleaks(toml string) (rules []glRule, keywords map[string][]int, err error) {
+func loadGitleaks(toml string) (rules []glRule, keywords map[string][]glHook, err error) {
 	defer func() {
 		// config.Translate compiles with MustCompile; a bad custom rule panics.
 		if r := recover(); r != nil {
@@ -69,7 +94,7 @@ func loadGitleaks(toml string) (rules []glRule, keywords map[string][]int, err e
 	if err != nil {
 		return nil, nil, fmt.Errorf("sanitize: gitleaks rules: %w", err)
 	}
-	keywords = make(map[string][]int)
+	keywords = make(map[string][]glHook)
 	for _, id := range cfg.OrderedRules {
 		r := cfg.Rules[id]
 		if r.Regex == nil || r.SkipReport || len(r.RequiredRules) > 0 {
@@ -91,210 +116,263 @@ func loadGitleaks(toml string) (rules []glRule, keywords map[string][]int, err e
 		}
 		for _, a := range r.Allowlists {
 			if a != nil {
-				g.allow = append(g.allow, a)
+				g.allow = append(g.allow, newAllowList(a))
 			}
 		}
 		for _, a := range cfg.Allowlists {
 			if a != nil {
-				g.allow = append(g.allow, a)
+				g.allow = append(g.allow, newAllowList(a))
 			}
 		}
-		g.anchored, g.before, g.after = window(r.Regex.String(), r.Keywords)
+		offs := g.plan(r.Regex.String(), r.Keywords)
 		idx := len(rules)
 		rules = append(rules, g)
-		for _, k := range r.Keywords {
+		for i, k := range r.Keywords {
 			k = strings.ToLower(k)
-			if !slices.Contains(keywords[k], idx) {
-				keywords[k] = append(keywords[k], idx)
+			if !slices.ContainsFunc(keywords[k], func(h glHook) bool { return h.rule == idx }) {
+				keywords[k] = append(keywords[k], glHook{rule: idx, offs: offs[i]})
 			}
 		}
 	}
 	return rules, keywords, nil
 }
 
-// window works out from the regex's syntax whether every match contains one
-// of the keywords, and how far a match can reach on each side of one.
-func window(expr string, keywords []string) (anchored bool, before, after int) {
+// glHook is a rule to try at a keyword's occurrence; for modeLead, offs are
+// the keyword's possible offsets from the start of a match.
+type glHook struct {
+	rule int
+	offs []int
+}
+
+// plan chooses the rule's mode and returns, per keyword, its offsets into
+// the lead strings (modeLead only).
+func (g *glRule) plan(expr string, keywords []string) [][]int {
+	offs := make([][]int, len(keywords))
 	re, err := syntax.Parse(expr, syntax.Perl)
 	if err != nil {
-		return false, 0, 0
+		g.mode = modeWhole
+		return offs
 	}
 	re = re.Simplify()
-	max := maxLen(re)
-	if max < 0 || max > windowCap {
-		max = windowCap
-	}
 	lower := make([]string, len(keywords))
 	for i, k := range keywords {
 		lower[i] = strings.ToLower(k)
 	}
+	longest := maxLen(re)
+	if longest < 0 || longest > windowCap {
+		longest = windowCap
+	}
+	g.required = required(re)
+	anchored := func() bool {
+		a, err := regexp.Compile(`^(?:` + expr + `)`)
+		if err != nil {
+			return false
+		}
+		g.anchored = a
+		// regexp uses its backtracker (much faster than its NFA) only while
+		// the input fits 256 Kib of (instruction, position) visit bits.
+		g.short = 256
+		if prog, err := syntax.Compile(re); err == nil {
+			if reach := 256*1024/len(prog.Inst) - 2; reach < g.short {
+				g.short = max(reach, 32)
+			}
+		}
+		return true
+	}
+	if g.semi {
+		if g.splitSemi(expr) {
+			g.mode = modeSemi
+			return offs
+		}
+		tail := expr[strings.Index(expr, semiGeneric)+len(semiGeneric):]
+		g.after = windowCap
+		if t, err := syntax.Parse(tail, syntax.Perl); err == nil {
+			if m := maxLen(t.Simplify()); m >= 0 && m < windowCap {
+				g.after = m
+			}
+		}
+		if g.after > 512 {
+			g.after = 512 // a longer value is still flagged, cut at 512 bytes
+		}
+		if anchored() {
+			g.mode = modeSemi
+			return offs
+		}
+	}
 	if !mustContain(re, lower) {
-		return false, 0, 0
+		g.mode = modeWhole
+		return offs
 	}
-	// A rule that starts with its keyword needs only one byte of look-behind
-	// (for \b); otherwise a match may start up to max bytes before it.
-	if lit := leadingLiteral(re); lit != "" {
-		for _, k := range lower {
-			if strings.HasPrefix(lit, k) {
-				return true, 1, max + 1
+	if lead, wordB, ok := leadInfo(re); ok {
+		all := true
+		for i, k := range lower {
+			offs[i] = keywordOffsets(lead, lower, k)
+			if offs[i] == nil {
+				all = false
 			}
 		}
+		if all && anchored() {
+			g.mode, g.wordB, g.after = modeLead, wordB, longest
+			return offs
+		}
 	}
-	return true, max + 1, max + 1
+	g.mode, g.before, g.after = modeWindow, longest+1, longest+1
+	return offs
 }
 
-// maxLen is the longest match of re in bytes, or -1 when unbounded.
-func maxLen(re *syntax.Regexp) int {
-	switch re.Op {
-	case syntax.OpLiteral:
-		n := 0
-		for _, r := range re.Rune {
-			n += len(string(r))
-		}
-		return n
-	case syntax.OpCharClass, syntax.OpAnyCharNotNL, syntax.OpAnyChar:
-		return 4 // one rune, up to four bytes in UTF-8
-	case syntax.OpCapture:
-		return maxLen(re.Sub[0])
-	case syntax.OpConcat:
-		n := 0
-		for _, s := range re.Sub {
-			m := maxLen(s)
-			if m < 0 {
-				return -1
-			}
-			n += m
-		}
-		return n
-	case syntax.OpAlternate:
-		n := 0
-		for _, s := range re.Sub {
-			m := maxLen(s)
-			if m < 0 {
-				return -1
-			}
-			if m > n {
-				n = m
-			}
-		}
-		return n
-	case syntax.OpStar, syntax.OpPlus:
-		return -1
-	case syntax.OpQuest:
-		return maxLen(re.Sub[0])
-	case syntax.OpRepeat:
-		if re.Max < 0 {
-			return -1
-		}
-		m := maxLen(re.Sub[0])
-		if m < 0 {
-			return -1
-		}
-		return m * re.Max
-	}
-	return 0 // empty-width assertions
-}
+// semiPrefix opens every semi-generic rule of the default set.
+const semiPrefix = `(?i)[\w.-]{0,50}?`
 
-// litOf returns the lowercase literal text a node always matches, if it is a
-// literal or a one-letter case class like [Mm].
-func litOf(re *syntax.Regexp) (string, bool) {
-	switch re.Op {
-	case syntax.OpLiteral:
-		return strings.ToLower(string(re.Rune)), true
-	case syntax.OpCharClass:
-		// [Xx]: a case-insensitive single letter.
-		if len(re.Rune) == 4 && re.Rune[0] == re.Rune[1] && re.Rune[2] == re.Rune[3] &&
-			strings.EqualFold(string(re.Rune[0]), string(re.Rune[2])) {
-			return strings.ToLower(string(re.Rune[0])), true
-		}
-		if len(re.Rune) == 2 && re.Rune[0] == re.Rune[1] {
-			return strings.ToLower(string(re.Rune[0])), true
-		}
-	case syntax.OpCapture:
-		return litOf(re.Sub[0])
-	}
-	return "", false
-}
-
-// mustContain reports whether every match of re contains one of kws
-// (lowercase). It errs on the side of false.
-func mustContain(re *syntax.Regexp, kws []string) bool {
-	hit := func(s string) bool {
-		for _, k := range kws {
-			if strings.Contains(s, k) {
-				return true
-			}
-		}
+// splitSemi prepares a semi-generic rule `(?i)[\w.-]{0,50}?KW` + semiGeneric +
+// TAIL to run as: KW anchored at the keyword hit, the assignment operator
+// found by hand (semiOps), TAIL anchored after it. Each piece is small enough
+// for regexp's backtracker, where the whole needs its much slower NFA. Rules
+// with capture groups before the operator keep the whole regex.
+func (g *glRule) splitSemi(expr string) bool {
+	i := strings.Index(expr, semiGeneric)
+	if i < 0 || !strings.HasPrefix(expr, semiPrefix) {
 		return false
 	}
-	switch re.Op {
-	case syntax.OpLiteral, syntax.OpCharClass:
-		s, ok := litOf(re)
-		return ok && hit(s)
-	case syntax.OpCapture:
-		return mustContain(re.Sub[0], kws)
-	case syntax.OpPlus:
-		return mustContain(re.Sub[0], kws)
-	case syntax.OpRepeat:
-		return re.Min >= 1 && mustContain(re.Sub[0], kws)
-	case syntax.OpAlternate:
-		for _, s := range re.Sub {
-			if !mustContain(s, kws) {
-				return false
-			}
-		}
-		return len(re.Sub) > 0
-	case syntax.OpConcat:
-		var run strings.Builder
-		for _, s := range re.Sub {
-			if mustContain(s, kws) {
-				return true
-			}
-			if l, ok := litOf(s); ok {
-				run.WriteString(l)
-				if hit(run.String()) {
-					return true
-				}
-				continue
-			}
-			if s.Op == syntax.OpWordBoundary || s.Op == syntax.OpBeginText || s.Op == syntax.OpBeginLine {
-				continue
-			}
-			run.Reset()
+	kw, tail := expr[len(semiPrefix):i], expr[i+len(semiGeneric):]
+	t, err := syntax.Parse(kw, syntax.Perl)
+	if err != nil || t.MaxCap() > 0 {
+		return false
+	}
+	kwRe, err1 := regexp.Compile(`^(?i:` + kw + `)`)
+	tailRe, err2 := regexp.Compile(`^(?i)(?:` + tail + `)`)
+	if err1 != nil || err2 != nil {
+		return false
+	}
+	g.kwRe, g.tailRe = kwRe, tailRe
+	if tt, err := syntax.Parse(tail, syntax.Perl); err == nil {
+		if c := firstCapture(tt.Simplify()); c != nil && !matchesDelim(c) {
+			g.minValue = minLen(c)
 		}
 	}
-	return false
+	g.short = 256
+	if tt, err := syntax.Parse(`(?i)(?:`+tail+`)`, syntax.Perl); err == nil {
+		if prog, err := syntax.Compile(tt.Simplify()); err == nil {
+			if reach := 256*1024/len(prog.Inst) - 2; reach < g.short {
+				g.short = max(reach, 32)
+			}
+		}
+	}
+	return true
 }
 
-// leadingLiteral is the lowercase literal every match starts with.
-func leadingLiteral(re *syntax.Regexp) string {
-	switch re.Op {
-	case syntax.OpLiteral, syntax.OpCharClass:
-		s, _ := litOf(re)
-		return s
-	case syntax.OpCapture:
-		return leadingLiteral(re.Sub[0])
-	case syntax.OpConcat:
-		var b strings.Builder
-		for _, s := range re.Sub {
-			if s.Op == syntax.OpWordBoundary || s.Op == syntax.OpBeginText {
-				if b.Len() == 0 {
-					continue
-				}
-				break
-			}
-			l, ok := litOf(s)
-			if !ok {
-				if b.Len() == 0 {
-					return leadingLiteral(s)
-				}
-				break
-			}
-			b.WriteString(l)
+// semiOps lists where the operator of a semi-generic rule can end, in the
+// order the rule's alternation (=|>|:{1,3}=|\|\||:|=>|\?=|,) prefers them,
+// given that it starts at k.
+func semiOps(d []byte, k int, out []int) []int {
+	at := func(i int, c byte) bool { return i < len(d) && d[i] == c }
+	switch d[k] {
+	case '=':
+		out = append(out, k+1)
+		if at(k+1, '>') {
+			out = append(out, k+2)
 		}
-		return b.String()
+	case '>':
+		out = append(out, k+1)
+	case ':':
+		for n := 1; n <= 3; n++ {
+			if at(k+n, '=') {
+				out = append(out, k+n+1)
+				break
+			}
+			if !at(k+n, ':') {
+				break
+			}
+		}
+		out = append(out, k+1)
+	case '|':
+		if at(k+1, '|') {
+			out = append(out, k+2)
+		}
+	case '?':
+		if at(k+1, '=') {
+			out = append(out, k+2)
+		}
+	case ',':
+		out = append(out, k+1)
 	}
-	return ""
+	return out
+}
+
+// valueRun reports whether, after at most five of [`'"\s=], a run of at
+// least min bytes without whitespace, quotes, backticks, ';' or ',' follows o:
+// the least a semi-generic rule's value needs.
+func valueRun(d []byte, o, min int) bool {
+	k := o
+	for j := 0; j < 5 && k < len(d) && (isSpace(d[k]) || d[k] == '`' || d[k] == '\'' || d[k] == '"' || d[k] == '='); j++ {
+		k++
+	}
+	n := 0
+	for k+n < len(d) && n < min {
+		switch d[k+n] {
+		case ' ', '\t', '\n', '\r', '"', '\'', '`', ';', ',':
+			return false
+		}
+		n++
+	}
+	return n >= min
+}
+
+// runSemi runs a split semi-generic rule at a keyword hit p.
+func (sc *scanner) runSemi(r int, g *glRule, p int) {
+	d := sc.data
+	km := g.kwRe.FindIndex(d[p:min(len(d), p+64)])
+	if km == nil {
+		return
+	}
+	e := p + km[1]
+	// (?:[ \t\w.-]{0,20})[\s'"]{0,3} then the operator.
+	k := e
+	for k < len(d) && k-e < 20 && (isIdent(d[k]) || d[k] == '.' || d[k] == '-' || d[k] == ' ' || d[k] == '\t') {
+		k++
+	}
+	for j := 0; j < 3 && k < len(d) && (isSpace(d[k]) || d[k] == '\'' || d[k] == '"' || d[k] == '\f' || d[k] == '\v'); j++ {
+		k++
+	}
+	if k >= len(d) {
+		return
+	}
+	var buf [4]int
+	ops := semiOps(d, k, buf[:0])
+	if len(ops) == 0 {
+		return
+	}
+	s := p
+	for s > 0 && p-s < 50 && (isIdent(d[s-1]) || d[s-1] == '.' || d[s-1] == '-') {
+		s--
+	}
+	if sc.tried(r, s) {
+		return
+	}
+	for _, o := range ops {
+		if g.minValue > 0 && !valueRun(d, o, g.minValue) {
+			continue
+		}
+		end := min(len(d), o+g.short)
+		tm := g.tailRe.FindSubmatchIndex(d[o:end])
+		if tm != nil && o+tm[1] == end && end < len(d) {
+			tm = g.tailRe.FindSubmatchIndex(d[o:min(len(d), o+windowCap)])
+		}
+		if tm == nil {
+			continue
+		}
+		// Express the match as the whole rule's: [s, o+end) with the tail's groups.
+		m := make([]int, len(tm))
+		m[0], m[1] = 0, o-s+tm[1]
+		for i := 2; i < len(tm); i++ {
+			if tm[i] >= 0 {
+				m[i] = o - s + tm[i]
+			} else {
+				m[i] = -1
+			}
+		}
+		sc.glMatch(g, s, d[s:], m)
+		return
+	}
 }
 
 // glWin is a window of the input a gitleaks rule must be run on.
@@ -303,64 +381,112 @@ type glWin struct {
 	start, end int32
 }
 
-// gitleaksHit records the window for rule r around a keyword occurrence at
-// [p, e).
-func (sc *scanner) gitleaksHit(r int, p, e int) {
+// gitleaksHit runs or schedules rule h.rule for a keyword occurrence at [p, e).
+func (sc *scanner) gitleaksHit(h glHook, p, e int) {
+	r := h.rule
 	g := &sc.s.rules[r]
 	d := sc.data
-	if !g.anchored {
+	switch g.mode {
+	case modeWhole:
 		sc.glWins = append(sc.glWins, glWin{int32(r), 0, int32(len(d))})
-		return
-	}
-	if g.semi && !semiFollows(d, e) {
-		return
-	}
-	s := p - g.before
-	if g.semi {
-		// The match starts inside the identifier that holds the keyword.
-		s = p
-		for s > 0 && p-s < 100 && (isIdent(d[s-1]) || d[s-1] == '.' || d[s-1] == '-') {
+	case modeLead:
+		for _, off := range h.offs {
+			c := p - off
+			if c < 0 || sc.tried(r, c) {
+				continue
+			}
+			if g.wordB && c > 0 && isWordRE(d[c-1]) == isWordRE(d[c]) {
+				continue
+			}
+			sc.runAnchored(g, c, min(len(d), c+g.after))
+		}
+	case modeSemi:
+		if g.tailRe != nil {
+			sc.runSemi(r, g, p)
+			return
+		}
+		opEnd, ok := semiOp(d, e)
+		if !ok {
+			return
+		}
+		s := p
+		for s > 0 && p-s < 50 && (isIdent(d[s-1]) || d[s-1] == '.' || d[s-1] == '-') {
 			s--
 		}
+		if sc.tried(r, s) {
+			return
+		}
+		sc.runAnchored(g, s, min(len(d), opEnd+g.after+2))
+	case modeWindow:
+		s := max(0, p-g.before)
+		en := min(len(d), e+g.after)
+		// Widen to the surrounding token so a window edge does not cut a value.
+		for k := 0; k < 64 && s > 0 && !isSpace(d[s-1]) && d[s-1] != '"' && d[s-1] != '\''; k++ {
+			s--
+		}
+		for k := 0; k < 64 && en < len(d) && !isSpace(d[en]) && d[en] != '"' && d[en] != '\''; k++ {
+			en++
+		}
+		sc.glWins = append(sc.glWins, glWin{int32(r), int32(s), int32(en)})
 	}
-	en := e + g.after
-	if s < 0 {
-		s = 0
-	}
-	if en > len(d) {
-		en = len(d)
-	}
-	// Widen to the surrounding token so a window edge does not cut a value.
-	for k := 0; k < 64 && s > 0 && !isSpace(d[s-1]) && d[s-1] != '"' && d[s-1] != '\''; k++ {
-		s--
-	}
-	for k := 0; k < 64 && en < len(d) && !isSpace(d[en]) && d[en] != '"' && d[en] != '\''; k++ {
-		en++
-	}
-	sc.glWins = append(sc.glWins, glWin{int32(r), int32(s), int32(en)})
 }
 
-// semiFollows reports whether an assignment operator follows the keyword that
-// ends at e, within the reach of semiGeneric.
-func semiFollows(d []byte, e int) bool {
+// tried records that rule r was run from position c, and reports whether it
+// already had been (several keywords can lead to the same start).
+func (sc *scanner) tried(r, c int) bool {
+	if sc.glTried == nil {
+		sc.glTried = make([]int32, len(sc.s.rules))
+		for i := range sc.glTried {
+			sc.glTried[i] = -1
+		}
+	}
+	if sc.glTried[r] == int32(c) {
+		return true
+	}
+	sc.glTried[r] = int32(c)
+	return false
+}
+
+// isWordRE is regexp's \w for the \b test.
+func isWordRE(b byte) bool { return isIdent(b) }
+
+// runAnchored runs g's anchored regex at c on a short window first (most
+// attempts fail within a few bytes, and a short window keeps the backtracker's
+// state small), then on the full reach if the match ran into the window's end.
+func (sc *scanner) runAnchored(g *glRule, c, end int) {
+	d := sc.data
+	short := min(end, c+g.short)
+	m := g.anchored.FindSubmatchIndex(d[c:short])
+	if m != nil && c+m[1] == short && short < end {
+		m = g.anchored.FindSubmatchIndex(d[c:end])
+	}
+	if m != nil {
+		sc.glMatch(g, c, d[c:], m)
+	}
+}
+
+// semiOp finds the assignment operator that semi-generic rules require after
+// the keyword ending at e, and returns the offset just past it.
+func semiOp(d []byte, e int) (int, bool) {
 	k := e
-	for k < len(d) && k-e < 120 && (isIdent(d[k]) || d[k] == '.' || d[k] == '-' || d[k] == ' ' || d[k] == '\t') {
+	for k < len(d) && k-e < 24 && (isIdent(d[k]) || d[k] == '.' || d[k] == '-' || d[k] == ' ' || d[k] == '\t') {
 		k++
 	}
 	for j := 0; j < 3 && k < len(d) && (isSpace(d[k]) || d[k] == '\'' || d[k] == '"' || d[k] == '\f' || d[k] == '\v'); j++ {
 		k++
 	}
 	if k >= len(d) {
-		return false
+		return 0, false
 	}
 	switch d[k] {
 	case '=', '>', ':', '|', '?', ',':
-		return true
+		// The longest operator is ":::=" (":{1,3}="), then "=>" and "||".
+		return min(len(d), k+4), true
 	}
-	return false
+	return 0, false
 }
 
-// runGitleaks runs every rule on its merged windows.
+// runGitleaks runs the window and whole-input rules on their merged windows.
 func (sc *scanner) runGitleaks() {
 	if len(sc.glWins) == 0 {
 		return
@@ -381,93 +507,184 @@ func (sc *scanner) runGitleaks() {
 			}
 			j++
 		}
-		sc.runRule(int(w.rule), int(w.start), int(w.end))
+		g := &sc.s.rules[w.rule]
+		win := sc.data[w.start:w.end]
+		ok := true
+		for _, lit := range g.required {
+			if !containsFold(win, lit) {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			for _, m := range g.re.FindAllSubmatchIndex(win, -1) {
+				sc.glMatch(g, int(w.start), win, m)
+			}
+		}
 		i = j
 	}
 }
 
-func (sc *scanner) runRule(r, ws, we int) {
-	g := &sc.s.rules[r]
+// glMatch turns one regex match (submatch indexes m into win, which starts
+// at base in the input) into a finding, applying the rule's secret group,
+// entropy threshold and allowlists as gitleaks does.
+func (sc *scanner) glMatch(g *glRule, base int, win []byte, m []int) {
 	d := sc.data
-	win := d[ws:we]
-	for _, m := range g.re.FindAllSubmatchIndex(win, -1) {
-		ms, me := m[0], m[1]
-		// gitleaks trims newlines off the match.
-		for me > ms && win[me-1] == '\n' {
-			me--
-		}
-		ss, se := ms, me
-		if g.secretGroup > 0 && 2*g.secretGroup+1 < len(m) {
-			ss, se = m[2*g.secretGroup], m[2*g.secretGroup+1]
-		} else if g.secretGroup == 0 {
-			for k := 2; k+1 < len(m); k += 2 {
-				if m[k] >= 0 && m[k+1] > m[k] {
-					ss, se = m[k], m[k+1]
-					break
-				}
-			}
-		}
-		if ss < 0 || se <= ss {
-			continue
-		}
-		if se > me {
-			se = me
-		}
-		secret := win[ss:se]
-		if g.entropy != 0 && shannon(secret) <= g.entropy {
-			continue
-		}
-		if sc.glAllowed(g, ws+ms, ws+me, secret) {
-			continue
-		}
-		if placeholder(secret) {
-			continue
-		}
-		if g.generic && genericKeyDenied(win[ms:ss]) {
-			continue
-		}
-		if g.cat == CategoryPrivateKey {
-			// gitleaks' lazy body can run past a redacted block into the next
-			// one; only a block that parses as real key material counts.
-			if _, ok := pemBlock(d, ws+ss); !ok {
-				continue
-			}
-		}
-		sc.add(ws+ss, ws+se, g.cat, "gitleaks:"+g.id)
+	ms, me := m[0], m[1]
+	// gitleaks trims newlines off the match.
+	for me > ms && win[me-1] == '\n' {
+		me--
 	}
+	ss, se := ms, me
+	if g.secretGroup > 0 && 2*g.secretGroup+1 < len(m) {
+		ss, se = m[2*g.secretGroup], m[2*g.secretGroup+1]
+	} else if g.secretGroup == 0 {
+		for k := 2; k+1 < len(m); k += 2 {
+			if m[k] >= 0 && m[k+1] > m[k] {
+				ss, se = m[k], m[k+1]
+				break
+			}
+		}
+	}
+	if ss < 0 || se <= ss {
+		return
+	}
+	if se > me {
+		se = me
+	}
+	secret := win[ss:se]
+	if g.entropy != 0 && shannon(secret) <= g.entropy {
+		return
+	}
+	if placeholder(secret) {
+		return
+	}
+	if g.generic && genericKeyDenied(win[ms:ss]) {
+		return
+	}
+	if sc.coveredBy(base+ss, base+se, g.cat) {
+		return // a detector as specific already holds this range
+	}
+	if g.cat == CategoryPrivateKey {
+		// gitleaks' lazy body can run past a redacted block into the next
+		// one; only a block that parses as real key material counts.
+		if _, ok := pemBlock(d, base+ss); !ok {
+			return
+		}
+	}
+	if sc.glAllowed(g, base+ms, base+me, secret) {
+		return
+	}
+	sc.add(base+ss, base+se, g.cat, "gitleaks:"+g.id)
 }
 
-// glAllowed applies gitleaks' allowlists (regexes on the secret, the match or
-// the line; stop words). Commit and path conditions never hold for a message.
-// The inline "gitleaks:allow" marker is deliberately not honoured: a message
-// must not be able to switch off its own sanitizing.
+// allowList is a gitleaks allowlist prepared for messages: each regex keeps
+// the literals every match of it contains, so most are skipped by a substring
+// test. Commit and path conditions never hold for a message.
+type allowList struct {
+	target string // "" (the secret), "match" or "line"
+	and    bool   // every condition must hold
+	never  bool   // an AND list with commit or path conditions
+	res    []allowRe
+	stop   *config.Allowlist // for its stop words, when it has any
+}
+
+type allowRe struct {
+	re  *regexp.Regexp
+	req []string
+}
+
+func newAllowList(a *config.Allowlist) allowList {
+	l := allowList{target: a.RegexTarget, and: a.MatchCondition == config.AllowlistMatchAnd}
+	l.never = l.and && (len(a.Commits) > 0 || len(a.Paths) > 0)
+	for _, re := range a.Regexes {
+		l.res = append(l.res, splitAllow(re)...)
+	}
+	if len(a.StopWords) > 0 {
+		l.stop = a
+	}
+	return l
+}
+
+// splitAllow splits a regex whose top level is an alternation into one regex
+// per branch, each with its required literals: gitleaks' generic allowlist is
+// one (?i) alternation of dozens of key names, far cheaper tested branch by
+// branch behind a substring check than as one NFA.
+func splitAllow(re *regexp.Regexp) []allowRe {
+	t, err := syntax.Parse(re.String(), syntax.Perl)
+	if err != nil {
+		return []allowRe{{re: re}}
+	}
+	t = t.Simplify()
+	for t.Op == syntax.OpCapture {
+		t = t.Sub[0]
+	}
+	if t.Op != syntax.OpAlternate {
+		return []allowRe{{re: re, req: required(t)}}
+	}
+	var out []allowRe
+	for _, b := range t.Sub {
+		bre, err := regexp.Compile(b.String())
+		if err != nil {
+			return []allowRe{{re: re, req: required(t)}}
+		}
+		out = append(out, allowRe{re: bre, req: required(b)})
+	}
+	return out
+}
+
+func (l *allowList) regexAllowed(target []byte) bool {
+	for i := range l.res {
+		ar := &l.res[i]
+		ok := true
+		for _, lit := range ar.req {
+			if !containsFold(target, lit) {
+				ok = false
+				break
+			}
+		}
+		if ok && ar.re.Match(target) {
+			return true
+		}
+	}
+	return false
+}
+
+// glAllowed applies gitleaks' allowlists: regexes on the secret, the match or
+// the line, and stop words on the secret. The inline "gitleaks:allow" marker
+// is deliberately not honoured: a message must not be able to switch off its
+// own sanitizing.
 func (sc *scanner) glAllowed(g *glRule, ms, me int, secret []byte) bool {
-	for _, a := range g.allow {
-		var target string
-		switch a.RegexTarget {
+	for i := range g.allow {
+		a := &g.allow[i]
+		if a.never {
+			continue
+		}
+		var target []byte
+		switch a.target {
 		case "match":
-			target = string(sc.data[ms:me])
+			target = sc.data[ms:me]
 		case "line":
 			ls, _ := lineBounds(sc.data, ms)
 			_, le := lineBounds(sc.data, me)
-			target = string(sc.data[ls:le])
+			target = sc.data[ls:le]
 		default:
-			target = string(secret)
+			target = secret
 		}
-		regexOK := a.RegexAllowed(target)
-		stop, _ := a.ContainsStopWord(string(secret))
-		if a.MatchCondition == config.AllowlistMatchAnd {
-			if len(a.Commits) > 0 || len(a.Paths) > 0 {
-				continue
-			}
-			ok := true
-			if len(a.Regexes) > 0 {
+		regexOK := len(a.res) > 0 && a.regexAllowed(target)
+		stop := false
+		if a.stop != nil {
+			stop, _ = a.stop.ContainsStopWord(string(secret))
+		}
+		if a.and {
+			ok := len(a.res) > 0 || a.stop != nil
+			if len(a.res) > 0 {
 				ok = ok && regexOK
 			}
-			if len(a.StopWords) > 0 {
+			if a.stop != nil {
 				ok = ok && stop
 			}
-			if ok && (len(a.Regexes) > 0 || len(a.StopWords) > 0) {
+			if ok {
 				return true
 			}
 			continue

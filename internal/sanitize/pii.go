@@ -1,6 +1,7 @@
 package sanitize
 
 import (
+	"encoding/binary"
 	"net/netip"
 	"unsafe"
 )
@@ -22,6 +23,10 @@ func (sc *scanner) scanPII() {
 	d := sc.data
 	n := len(d)
 	for i := 0; i < n; i++ {
+		// Eight bytes at a time while none is a digit, ':' or '@'.
+		for i+8 <= n && !hasTrigger8(binary.LittleEndian.Uint64(d[i:])) {
+			i += 8
+		}
 		for i < n && piiTrigger[d[i]] == 0 {
 			i++
 		}
@@ -30,9 +35,19 @@ func (sc *scanner) scanPII() {
 		}
 		switch piiTrigger[d[i]] {
 		case 1:
-			if i >= sc.numDone && (i == 0 || !isDigit(d[i-1])) {
-				sc.numeric(i)
+			if i < sc.numDone || (i > 0 && isDigit(d[i-1])) {
+				continue
 			}
+			// Inside a word (a3f2, v1, ORD2024): no number starts here, unless
+			// two capitals open an IBAN.
+			if i > 0 && isIdent(d[i-1]) && !escapedAt(d, i-1) &&
+				!(i >= 2 && isUpper(d[i-1]) && isUpper(d[i-2]) && !wordBefore(d, i-2)) {
+				for i+1 < n && isIdent(d[i+1]) {
+					i++
+				}
+				continue
+			}
+			sc.numeric(i)
 		case 2:
 			sc.email(i)
 		case 3:
@@ -41,6 +56,21 @@ func (sc *scanner) scanPII() {
 			}
 		}
 	}
+}
+
+// hasTrigger8 reports whether any of the eight bytes in x is in '0'..':'
+// (0x30-0x3a) or is '@' (0x40). It may report true for no such byte (then the
+// byte loop just checks them one by one) but never false for one.
+func hasTrigger8(x uint64) bool {
+	const ones = 0x0101010101010101
+	const high = 0x8080808080808080
+	// Bytes >= 0x80 never trigger; clear their high bit so they cannot
+	// disturb the range test, then test x in [0x30, 0x3a] and x == 0x40.
+	y := x &^ high
+	inRange := (y + ones*(0x80-0x30)) &^ (y + ones*(0x80-0x3b)) & high
+	at := y ^ (ones * 0x40)
+	isAt := (at - ones) &^ at & high
+	return (inRange|isAt)&^(x&high) != 0
 }
 
 // numBoundaryBefore reports whether a number may start at i: not inside a

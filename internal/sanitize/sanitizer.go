@@ -61,6 +61,7 @@ const (
 type trigger struct {
 	kind triggerKind
 	arg  int
+	hook glHook
 }
 
 // New compiles the detectors and opens the vault.
@@ -106,15 +107,15 @@ func New(cfg Config) (*Sanitizer, error) {
 	}
 	slices.Sort(kws)
 	for _, k := range kws {
-		for _, r := range keywords[k] {
-			add(k, trigger{trigGitleaks, r})
+		for _, h := range keywords[k] {
+			add(k, trigger{kind: trigGitleaks, hook: h})
 		}
 	}
 	for i, p := range providers {
-		add(p.lit, trigger{trigProvider, i})
+		add(p.lit, trigger{kind: trigProvider, arg: i})
 	}
 	for _, k := range keyLiterals {
-		add(k, trigger{trigKey, 0})
+		add(k, trigger{kind: trigKey})
 	}
 	s.ac = newACMatcher(pats)
 	s.vault, err = openVault(cfg.VaultPath)
@@ -137,7 +138,9 @@ type scanner struct {
 	s        *Sanitizer
 	data     []byte
 	hits     []Finding
+	ac       []acHit
 	glWins   []glWin
+	glTried  []int32
 	csvLines []int
 	numDone  int
 	v6Done   int
@@ -162,23 +165,29 @@ func (s *Sanitizer) Scan(data []byte) []Finding {
 
 func (s *Sanitizer) scan(data []byte, depth int) []Finding {
 	sc := s.pool.Get().(*scanner)
-	*sc = scanner{s: s, data: data, hits: sc.hits[:0], glWins: sc.glWins[:0], csvLines: sc.csvLines[:0], lastKS: -1, lastKE: -1, depth: depth}
+	tried := sc.glTried
+	for i := range tried {
+		tried[i] = -1
+	}
+	*sc = scanner{s: s, data: data, hits: sc.hits[:0], ac: sc.ac[:0], glWins: sc.glWins[:0], glTried: tried, csvLines: sc.csvLines[:0], lastKS: -1, lastKE: -1, depth: depth}
 	defer func() {
 		sc.data = nil
 		s.pool.Put(sc)
 	}()
-	s.ac.scan(data, func(pat, start int) {
+	sc.ac = s.ac.hits(data, sc.ac[:0])
+	for _, h := range sc.ac {
+		pat, start := int(h.pat), int(h.start)
 		for _, t := range s.triggers[pat] {
 			switch t.kind {
 			case trigGitleaks:
-				sc.gitleaksHit(t.arg, start, start+int(s.ac.patLens[pat]))
+				sc.gitleaksHit(t.hook, start, start+int(s.ac.patLens[pat]))
 			case trigProvider:
 				providers[t.arg].match(sc, start)
 			case trigKey:
 				sc.keyHit(start, int(s.ac.patLens[pat]))
 			}
 		}
-	})
+	}
 	sc.runGitleaks()
 	sc.scanPII()
 	if depth < 2 {

@@ -155,6 +155,9 @@ var placeholderExact = []string{
 	"required", "optional", "env", "...",
 }
 
+// placeholderAC finds any of placeholderWords in one pass. Immutable.
+var placeholderAC = newACMatcher(placeholderWords)
+
 // placeholder reports whether v is a stand-in rather than a real value:
 // YOUR_API_KEY_HERE, xxxxxxxx, <redacted>, ********, changeme, ${DB_PASSWORD},
 // {{ secrets.X }}, AWS's documented EXAMPLE keys, runs of one character.
@@ -167,10 +170,8 @@ func placeholder(v []byte) bool {
 			return true
 		}
 	}
-	for _, w := range placeholderWords {
-		if containsFold(v, w) {
-			return true
-		}
+	if placeholderAC.any(v) {
+		return true
 	}
 	switch v[0] {
 	case '$', '<', '%', '{', '*':
