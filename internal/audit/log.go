@@ -99,6 +99,8 @@ type Log struct {
 
 	head atomic.Pointer[Checkpoint]
 
+	commits, appended atomic.Uint64
+
 	// Owned by the writer goroutine.
 	tr           tree
 	lastRetained struct {
@@ -108,7 +110,7 @@ type Log struct {
 	stmts struct {
 		insEntry, insCP, delCP *sql.Stmt
 	}
-	hasher *leafHasher
+	hasher *leafHasher // used by the writer only
 }
 
 // op is one unit of work for the writer: an entry to append, or a function to
@@ -415,24 +417,37 @@ func (l *Log) writer() {
 type txn struct {
 	l   *Log
 	tx  *sql.Tx
-	ts  string // commit time of the batch
-	buf []byte
+	ins *sql.Stmt // INSERT INTO entries, bound to tx
+	ts  string    // commit time of the batch
 }
 
-// Tx returns the SQL transaction, for witness state.
-func (t *txn) Tx() *sql.Tx { return t.tx }
+// addLeaf adds one prepared entry to the tree and returns its row.
+func (t *txn) addLeaf(p prepared) pendingRow {
+	l := t.l
+	idx := l.tr.size
+	leaf := leafBytes(make([]byte, 0, len(leafVersionPrefix)+48+len(p.body)), idx, t.ts, p.body)
+	hashes := l.tr.add(l.hasher.sum(leaf), make([]byte, 0, storedLen(idx)))
+	return pendingRow{idx: idx, leaf: string(leaf), content: p.content, hashes: hashes}
+}
+
+type pendingRow struct {
+	idx     uint64
+	leaf    string
+	content []byte
+	hashes  []byte
+}
+
+func (t *txn) insert(ctx context.Context, r pendingRow) error {
+	if _, err := t.ins.ExecContext(ctx, int64(r.idx), r.leaf, r.content, r.hashes); err != nil {
+		return fmt.Errorf("audit: insert entry %d: %w", r.idx, err)
+	}
+	return nil
+}
 
 // append adds one prepared entry to the tree and the entries table.
 func (t *txn) append(ctx context.Context, p prepared) (uint64, error) {
-	l := t.l
-	idx := l.tr.size
-	leaf := leafBytes(t.buf[:0], idx, t.ts, p.body)
-	t.buf = leaf
-	hashes := l.tr.add(l.hasher.sum(leaf), make([]byte, 0, storedLen(idx)))
-	if _, err := t.tx.Stmt(l.stmts.insEntry).ExecContext(ctx, int64(idx), string(leaf), p.content, hashes); err != nil {
-		return 0, fmt.Errorf("audit: insert entry %d: %w", idx, err)
-	}
-	return idx, nil
+	r := t.addLeaf(p)
+	return r.idx, t.insert(ctx, r)
 }
 
 // commit runs one batch in one transaction and answers every op in it.
@@ -450,10 +465,25 @@ func (l *Log) commit(batch []*op) {
 		}
 		return
 	}
+	l.commits.Add(1)
 	for i, o := range batch {
+		if o.fn == nil {
+			l.appended.Add(1)
+		}
 		results[i].cp = cp
 		o.done <- results[i]
 	}
+}
+
+// Stats counts the work of this Log since Open.
+type Stats struct {
+	Entries uint64 // entries appended
+	Commits uint64 // group-commit transactions (each one fsync and one signature)
+}
+
+// Stats returns the counters; Entries/Commits is the mean batch size.
+func (l *Log) Stats() Stats {
+	return Stats{Entries: l.appended.Load(), Commits: l.commits.Load()}
 }
 
 func (l *Log) commitTx(ctx context.Context, now time.Time, batch []*op, results []opResult) (*Checkpoint, error) {
@@ -466,48 +496,68 @@ func (l *Log) commitTx(ctx context.Context, now time.Time, batch []*op, results 
 		return nil, fmt.Errorf("audit: begin: %w", err)
 	}
 	defer tx.Rollback()
-	t := &txn{l: l, tx: tx, ts: ts}
-	for i, o := range batch {
+	t := &txn{l: l, tx: tx, ins: tx.StmtContext(ctx, l.stmts.insEntry), ts: ts}
+	// Witness work first: it may append entries of its own.
+	for _, o := range batch {
 		if o.fn != nil {
 			if err := o.fn(ctx, t); err != nil {
 				return nil, err
 			}
-			continue
 		}
-		idx, err := t.append(ctx, o.entry)
-		if err != nil {
-			return nil, err
+	}
+	rows := make([]pendingRow, 0, len(batch))
+	for i, o := range batch {
+		if o.fn == nil {
+			r := t.addLeaf(o.entry)
+			results[i].index = r.idx
+			rows = append(rows, r)
 		}
-		results[i].index = idx
 	}
 	prev := l.head.Load()
-	cp := prev
-	if l.tr.size != prev.Size {
-		next, err := l.signer.checkpoint(l.tr.size, l.tr.root())
-		if err != nil {
-			return nil, err
-		}
-		cp = &next
-		retained := l.tr.size/uint64(l.cfg.CheckpointEvery) > l.lastRetained.size/uint64(l.cfg.CheckpointEvery) ||
-			now.Sub(l.lastRetained.time) >= l.cfg.CheckpointInterval
-		if _, err := tx.Stmt(l.stmts.insCP).ExecContext(ctx, int64(cp.Size), string(cp.Note), ts, retained); err != nil {
-			return nil, fmt.Errorf("audit: write checkpoint %d: %w", cp.Size, err)
-		}
-		if _, err := tx.Stmt(l.stmts.delCP).ExecContext(ctx, int64(prev.Size)); err != nil {
-			return nil, fmt.Errorf("audit: replace checkpoint %d: %w", prev.Size, err)
-		}
+	if l.tr.size == prev.Size {
 		if err := tx.Commit(); err != nil {
 			return nil, fmt.Errorf("audit: commit: %w", err)
 		}
-		if retained {
-			l.lastRetained.size, l.lastRetained.time = cp.Size, now
+		return prev, nil
+	}
+	// The tree is complete: sign the new head while SQLite takes the rows.
+	type signed struct {
+		cp  Checkpoint
+		err error
+	}
+	sigc := make(chan signed, 1)
+	size, root := l.tr.size, l.tr.root()
+	go func() {
+		cp, err := l.signer.checkpoint(size, root)
+		sigc <- signed{cp, err}
+	}()
+	sig := func() signed { return <-sigc }
+	for _, r := range rows {
+		if err := t.insert(ctx, r); err != nil {
+			sig() // the signer owns no resources, but do not leave it behind
+			return nil, err
 		}
-		l.head.Store(cp)
-		return cp, nil
+	}
+	s := sig()
+	if s.err != nil {
+		return nil, s.err
+	}
+	cp := &s.cp
+	retained := size/uint64(l.cfg.CheckpointEvery) > l.lastRetained.size/uint64(l.cfg.CheckpointEvery) ||
+		now.Sub(l.lastRetained.time) >= l.cfg.CheckpointInterval
+	if _, err := tx.StmtContext(ctx, l.stmts.insCP).ExecContext(ctx, int64(size), string(cp.Note), ts, retained); err != nil {
+		return nil, fmt.Errorf("audit: write checkpoint %d: %w", size, err)
+	}
+	if _, err := tx.StmtContext(ctx, l.stmts.delCP).ExecContext(ctx, int64(prev.Size)); err != nil {
+		return nil, fmt.Errorf("audit: replace checkpoint %d: %w", prev.Size, err)
 	}
 	if err := tx.Commit(); err != nil {
 		return nil, fmt.Errorf("audit: commit: %w", err)
 	}
+	if retained {
+		l.lastRetained.size, l.lastRetained.time = size, now
+	}
+	l.head.Store(cp)
 	return cp, nil
 }
 

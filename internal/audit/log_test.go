@@ -265,6 +265,10 @@ func TestConcurrentAppends(t *testing.T) {
 	if len(got) != workers*each {
 		t.Fatalf("%d indices", len(got))
 	}
+	// Group commit: 64 concurrent callers share transactions.
+	if st := l.Stats(); st.Entries != workers*each || st.Commits >= st.Entries {
+		t.Fatalf("stats %+v: no batching", st)
+	}
 	for i := range uint64(workers * each) {
 		cap, ok := got[i]
 		if !ok {

@@ -87,7 +87,8 @@ func dsn(path string, readOnly bool) (string, error) {
 	esc := strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(filepath.ToSlash(abs))
 	q := "_pragma=busy_timeout(10000)"
 	if readOnly {
-		q = "mode=ro&" + q + "&_pragma=query_only(1)"
+		// Memory-mapped reads spare a pread per page when Verify scans the log.
+		q = "mode=ro&" + q + "&_pragma=query_only(1)&_pragma=mmap_size(1073741824)"
 	} else {
 		q += "&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)"
 	}
