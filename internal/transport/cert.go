@@ -110,7 +110,7 @@ func verifyRawPeerCert(raw [][]byte, now time.Time, admit admitFunc) (identity.P
 	if len(raw) == 1 { // more than one is refused below without parsing
 		c, err := x509.ParseCertificate(raw[0])
 		if err != nil {
-			return identity.PublicKey{}, &verifyError{reason: ReasonBadCertificate, msg: "transport: unparsable certificate: " + err.Error()}
+			return identity.PublicKey{}, &verifyError{reason: ReasonBadCertificate, msg: "unparsable certificate: " + err.Error()}
 		}
 		certs = append(certs, c)
 	} else {
@@ -135,11 +135,11 @@ func verifyRawPeerCert(raw [][]byte, now time.Time, admit admitFunc) (identity.P
 func verifyPeerCert(certs []*x509.Certificate, now time.Time, admit admitFunc) (identity.PublicKey, error) {
 	var zero identity.PublicKey
 	bad := func(peer identity.PublicKey, format string, args ...any) (identity.PublicKey, error) {
-		return peer, &verifyError{reason: ReasonBadCertificate, peer: peer, msg: "transport: " + fmt.Sprintf(format, args...)}
+		return peer, &verifyError{reason: ReasonBadCertificate, peer: peer, msg: "" + fmt.Sprintf(format, args...)}
 	}
 	switch {
 	case len(certs) == 0:
-		return zero, &verifyError{reason: ReasonNoCertificate, msg: "transport: peer presented no certificate"}
+		return zero, &verifyError{reason: ReasonNoCertificate, msg: "peer presented no certificate"}
 	case len(certs) > 1:
 		return bad(zero, "peer presented %d certificates, want exactly 1", len(certs))
 	case certs[0] == nil:
@@ -177,11 +177,11 @@ func verifyPeerCert(certs []*x509.Certificate, now time.Time, admit admitFunc) (
 	}
 	if now.Before(c.NotBefore) {
 		return key, &verifyError{reason: ReasonCertNotYetValid, peer: key,
-			msg: fmt.Sprintf("transport: certificate not valid before %v (now %v)", c.NotBefore.UTC(), now.UTC())}
+			msg: fmt.Sprintf("certificate not valid before %v (now %v)", c.NotBefore.UTC(), now.UTC())}
 	}
 	if now.After(c.NotAfter) {
 		return key, &verifyError{reason: ReasonCertExpired, peer: key,
-			msg: fmt.Sprintf("transport: certificate expired at %v (now %v)", c.NotAfter.UTC(), now.UTC())}
+			msg: fmt.Sprintf("certificate expired at %v (now %v)", c.NotAfter.UTC(), now.UTC())}
 	}
 	return key, nil
 }

@@ -14,6 +14,10 @@ import (
 // ErrClosed is returned (wrapped) by operations on a closed Transport or Listener.
 var ErrClosed = net.ErrClosed
 
+// ErrUnreachable wraps a failed TCP connect in Dial (and so in RoundTrip):
+// no handshake took place. The network error is wrapped too.
+var ErrUnreachable = errors.New("transport: peer unreachable")
+
 // Reason says why a handshake was refused. Each refusal maps to exactly one Reason.
 type Reason int
 
@@ -109,7 +113,7 @@ type verifyError struct {
 func (e *verifyError) Error() string { return e.msg }
 
 // errBadMarker: the server's first application byte was not the acceptance marker.
-var errBadMarker = errors.New("transport: peer sent an unexpected first byte instead of the acceptance marker")
+var errBadMarker = errors.New("peer sent an unexpected first byte instead of the acceptance marker")
 
 // classify turns a failed handshake into a HandshakeError.
 func classify(side, addr string, err error) *HandshakeError {

@@ -26,8 +26,8 @@ func (t *Transport) baseTLS() *tls.Config {
 	}
 }
 
-// serverConfig is rebuilt whenever the set of protocols changes; it is shared
-// by all server handshakes.
+// rebuildServerConfigLocked makes the server configuration that all server
+// handshakes share; it runs whenever the set of protocols changes.
 func (t *Transport) rebuildServerConfigLocked() {
 	cfg := t.baseTLS()
 	cfg.GetCertificate = func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return t.certs.get() }
@@ -46,11 +46,11 @@ func (t *Transport) rebuildServerConfigLocked() {
 // verifyClient is the server's whole trust decision (see verifyPeerCert).
 func (t *Transport) verifyClient(cs tls.ConnectionState) error {
 	if cs.NegotiatedProtocol == "" || !t.hasProto(cs.NegotiatedProtocol) {
-		return &verifyError{reason: ReasonProtocol, msg: "transport: client negotiated no known ALPN protocol"}
+		return &verifyError{reason: ReasonProtocol, msg: "client negotiated no known ALPN protocol"}
 	}
 	_, err := verifyPeerCert(cs.PeerCertificates, t.cfg.Now(), func(k identity.PublicKey) *verifyError {
 		if !t.cfg.Peers.Admitted(k) {
-			return &verifyError{reason: ReasonUnknownKey, msg: "transport: client key " + k.String() + " is not an admitted peer"}
+			return &verifyError{reason: ReasonUnknownKey, msg: "client key " + k.String() + " is not an admitted peer"}
 		}
 		return nil
 	})
@@ -70,12 +70,12 @@ func (t *Transport) clientConfig(want identity.PublicKey, proto string) *tls.Con
 	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
 		if cs.NegotiatedProtocol != proto {
 			return &verifyError{reason: ReasonProtocol, peer: want,
-				msg: fmt.Sprintf("transport: server negotiated ALPN %q, want %q", cs.NegotiatedProtocol, proto)}
+				msg: fmt.Sprintf("server negotiated ALPN %q, want %q", cs.NegotiatedProtocol, proto)}
 		}
 		_, err := verifyPeerCert(cs.PeerCertificates, t.cfg.Now(), func(k identity.PublicKey) *verifyError {
 			if !k.Equal(want) {
 				return &verifyError{reason: ReasonWrongKey, presented: k,
-					msg: fmt.Sprintf("transport: server key is %s, want %s", k, want)}
+					msg: fmt.Sprintf("server key is %s, want %s", k, want)}
 			}
 			return nil
 		})
@@ -106,7 +106,7 @@ func (t *Transport) acceptLoop(ln net.Listener) {
 		default:
 			_ = raw.Close()
 			t.refuse(&HandshakeError{Side: sideServer, Addr: raw.RemoteAddr().String(), Reason: ReasonOverload,
-				Err: fmt.Errorf("transport: %d handshakes already in progress", maxPendingHandshakes)})
+				Err: fmt.Errorf("%d handshakes already in progress", cap(t.sem))})
 			continue
 		}
 		if !t.goTracked(func() { t.serverHandshake(raw) }) {
@@ -202,8 +202,8 @@ var aLongTimeAgo = time.Unix(1, 0)
 // arrival. The byte costs one half round trip per
 // connection, which pooling amortises.
 //
-// Refusals are *HandshakeError (errors.As). A failed TCP connect or a done ctx
-// is returned wrapped, not as a refusal.
+// Refusals are *HandshakeError (errors.As). A failed TCP connect wraps
+// ErrUnreachable; a done ctx wraps ctx.Err(); neither counts as a refusal.
 func (t *Transport) Dial(ctx context.Context, addr string, want identity.PublicKey, proto string) (*tls.Conn, error) {
 	if want.IsZero() {
 		return nil, errors.New("transport: dial: zero peer key")
@@ -218,7 +218,10 @@ func (t *Transport) Dial(ctx context.Context, addr string, want identity.PublicK
 	d := net.Dialer{Timeout: t.cfg.HandshakeTimeout}
 	raw, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("transport: dial %s: %w", addr, err)
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("transport: dial %s: %w", addr, ctx.Err())
+		}
+		return nil, fmt.Errorf("transport: dial %s: %w: %w", addr, ErrUnreachable, err)
 	}
 	dl, ctxDeadline := deadline(ctx, t.cfg.HandshakeTimeout)
 	_ = raw.SetDeadline(dl)

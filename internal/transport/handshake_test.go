@@ -607,3 +607,22 @@ func TestNoSessionResumption(t *testing.T) {
 		c.Close()
 	}
 }
+
+func TestDialUnreachable(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now
+	cli := newNode(t, testKey(t, 2), admit(), Config{})
+	_, err = cli.Dial(t.Context(), addr, testKey(t, 1).Public(), testProto)
+	if !errors.Is(err, ErrUnreachable) {
+		t.Fatalf("Dial = %v, want ErrUnreachable", err)
+	}
+	var he *HandshakeError
+	if errors.As(err, &he) || cli.Stats().Refused != 0 {
+		t.Fatal("an unreachable peer was reported as a refusal")
+	}
+}

@@ -21,7 +21,7 @@ import (
 // Accepted connections have completed the handshake and all key checks; use
 // PeerFromConn for the client's key. Accept writes the acceptance marker the
 // dialer waits for (see Dial). A connection no one accepts within
-// HandshakeTimeout is closed. Closing the listener unregisters proto.
+// HandshakeTimeout of its arrival is closed (the dialer sees a refusal). Closing the listener unregisters proto.
 // An invalid proto (not 1 to 255 bytes) yields a listener whose Accept fails.
 func (t *Transport) Listener(proto string) net.Listener {
 	if err := checkProto(proto); err != nil {
