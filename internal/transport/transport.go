@@ -10,10 +10,10 @@
 // but unverified client certificate on the server) and replaced by
 // verifyPeerCert, run from VerifyConnection on every handshake: exactly one
 // certificate, ed25519, validly self-signed, admitted or pinned, within its
-// validity at Config.Now. That is safe because the replacement is strictly
-// stronger than what it replaces for this purpose: crypto/tls still proves the
-// peer holds the certificate's private key (CertificateVerify), and the
-// certificate is trusted only for being that key, which is all treaty needs.
+// validity at Config.Now. That is safe here: crypto/tls still proves the peer
+// holds the certificate's private key (CertificateVerify), and the certificate
+// is trusted only as the carrier of that key, which is exactly what the
+// replacement checks; names and issuers mean nothing in treaty.
 //
 // One port carries several protocols, selected by ALPN (ProtoFederation, and
 // later raft, gossip and bft); an unknown or missing protocol fails the
