@@ -18,7 +18,9 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/treaty-dev/treaty/internal/budget"
 	"github.com/treaty-dev/treaty/internal/identity"
+	"github.com/treaty-dev/treaty/internal/trust"
 )
 
 // FileName is the config file inside a home directory.
@@ -29,11 +31,13 @@ const MaxFileBytes = 4 << 20
 
 // Config is the content of treaty.yaml.
 type Config struct {
-	Name         string       `yaml:"name"`                   // this node's nickname; display only
-	Listen       string       `yaml:"listen"`                 // host:port of the federation port; loopback by default
-	Peers        []Peer       `yaml:"peers,omitempty"`        // the peer book
-	Capabilities []Capability `yaml:"capabilities,omitempty"` // what this node can expose (grants decide to whom)
-	Limits       Limits       `yaml:"limits,omitempty"`       // protocol limits
+	Name         string        `yaml:"name"`                   // this node's nickname; display only
+	Listen       string        `yaml:"listen"`                 // host:port of the federation port; loopback by default
+	Peers        []Peer        `yaml:"peers,omitempty"`        // the peer book
+	Capabilities []Capability  `yaml:"capabilities,omitempty"` // what this node can expose (grants decide to whom)
+	Limits       Limits        `yaml:"limits,omitempty"`       // protocol limits
+	Trust        trust.Config  `yaml:"trust,omitempty"`        // behavioural trust model (internal/trust)
+	Budget       budget.Config `yaml:"budget,omitempty"`       // per-peer rate, concurrency, bytes, cost; breaker; depth. Rule peers are did:keys or "*"
 }
 
 // Peer is an entry of the peer book. The key is the identity; Name is a local nickname.
@@ -63,7 +67,7 @@ const MaxBackendTimeout = time.Hour
 
 // ExecBackend runs a command: JSON in on stdin, JSON out on stdout.
 type ExecBackend struct {
-	Command string   `yaml:"command"`        // program and arguments, shell-quoted
+	Command string   `yaml:"command"`       // program and arguments, shell-quoted
 	Env     []string `yaml:"env,omitempty"` // extra KEY=VALUE entries
 }
 
@@ -185,6 +189,20 @@ func (c *Config) Validate() error {
 	for name, d := range map[string]Duration{"time_to_first_byte": l.TimeToFirstByte, "call_timeout": l.CallTimeout} {
 		if d.D() < 0 || d.D() > MaxBackendTimeout {
 			return fmt.Errorf("config: limits.%s %v outside [0, %v]", name, d.D(), MaxBackendTimeout)
+		}
+	}
+	if err := c.Trust.Validate(); err != nil {
+		return fmt.Errorf("config: trust: %w", err)
+	}
+	if err := c.Budget.Validate(); err != nil {
+		return fmt.Errorf("config: budget: %w", err)
+	}
+	for i, r := range c.Budget.Rules {
+		if r.Peer == "*" {
+			continue
+		}
+		if _, err := identity.ParseDID(r.Peer); err != nil {
+			return fmt.Errorf("config: budget.rules[%d].peer must be a did:key or \"*\": %w", i, err)
 		}
 	}
 	return nil

@@ -11,6 +11,7 @@ import (
 	"github.com/treaty-dev/treaty/internal/policy"
 	"github.com/treaty-dev/treaty/internal/refusal"
 	"github.com/treaty-dev/treaty/internal/transport"
+	"github.com/treaty-dev/treaty/internal/trust"
 	"github.com/treaty-dev/treaty/internal/wire"
 )
 
@@ -48,6 +49,9 @@ func (n *Node) serveFederation(w http.ResponseWriter, r *http.Request) {
 	req, err := n.verifier.VerifyRequest(r, body, peer, n.now())
 	if err != nil {
 		n.log.Warn("request refused", "peer", peer, "stage", refusal.StageWire, "err", err)
+		if kind, ok := wireEvidence(err); ok {
+			n.observe(peer, kind, err.Error())
+		}
 		n.refuse(w, unverified, refusal.StageWire, err)
 		return
 	}
@@ -56,17 +60,25 @@ func (n *Node) serveFederation(w http.ResponseWriter, r *http.Request) {
 		n.refuse(w, req, refusal.StageWire, &wire.Error{Reason: wire.ReasonMalformed, Detail: "path does not match the signed capability"})
 		return
 	}
-	if kind == "caps" {
-		n.serveCaps(w, st, peer, req)
+	// 9. Trust and budget gates, then authorization (default deny). An
+	// ungranted capability and a missing one get the same answer, so a peer
+	// cannot probe for names it was not given.
+	pctx, ticket, ref := n.inboundGates(peer, capName, len(body))
+	if ref != nil {
+		n.log.Info("call refused", "peer", peer, "capability", capName, "stage", ref.Stage, "reason", ref.Reason)
+		n.refuse(w, req, ref.Stage, ref)
 		return
 	}
-
-	// 9. Trust and budget gates (later layers); authorization, default deny.
-	// An ungranted capability and a missing one get the same answer, so a peer
-	// cannot probe for names it was not given.
+	replyBytes := 0
+	defer func() { ticket.Release(0, int64(replyBytes), n.now()) }()
+	if kind == "caps" {
+		replyBytes = n.serveCaps(w, st, peer, req, pctx)
+		return
+	}
 	cp := st.caps[capName]
-	if !st.pol.Authorize(peer, policy.ActionCall, capName, n.policyContext(peer)).Allowed || cp == nil {
+	if !st.pol.Authorize(peer, policy.ActionCall, capName, pctx).Allowed || cp == nil {
 		n.log.Info("call denied", "peer", peer, "capability", capName, "stage", refusal.StagePolicy)
+		n.observe(peer, trust.KindDenied, capName)
 		n.refuse(w, req, refusal.StagePolicy, errNotGranted)
 		return
 	}
@@ -92,13 +104,14 @@ func (n *Node) serveFederation(w http.ResponseWriter, r *http.Request) {
 		n.refuse(w, req, refusal.StageBackend, err)
 		return
 	}
+	n.observe(peer, trust.KindSuccess, capName)
+	replyBytes = len(out)
 	n.reply(w, req, http.StatusOK, out)
 }
 
 var errNotGranted = errors.New("not_granted")
 
-func (n *Node) serveCaps(w http.ResponseWriter, st *state, peer identity.PublicKey, req wire.Request) {
-	pctx := n.policyContext(peer)
+func (n *Node) serveCaps(w http.ResponseWriter, st *state, peer identity.PublicKey, req wire.Request, pctx policy.Context) int {
 	infos := []CapabilityInfo{}
 	for _, name := range st.pol.Visible(peer, st.capNames(), pctx) {
 		infos = append(infos, st.caps[name].Info)
@@ -106,9 +119,10 @@ func (n *Node) serveCaps(w http.ResponseWriter, st *state, peer identity.PublicK
 	b, err := json.Marshal(map[string]any{"capabilities": infos})
 	if err != nil {
 		n.refuse(w, req, refusal.StageInternal, err)
-		return
+		return 0
 	}
 	n.reply(w, req, http.StatusOK, b)
+	return len(b)
 }
 
 func (n *Node) serveStream(w http.ResponseWriter, r *http.Request, req wire.Request, cp *capability, inv backend.Invocation) {
@@ -133,10 +147,6 @@ func (n *Node) serveStream(w http.ResponseWriter, r *http.Request, req wire.Requ
 	if err := sw.Close(f); err != nil {
 		n.log.Warn("stream close", "err", err)
 	}
-}
-
-func (n *Node) policyContext(identity.PublicKey) policy.Context {
-	return policy.Context{Trust: 0.5, Level: "neutral"}
 }
 
 func (n *Node) peerLimiter() *wire.PeerLimiter {
@@ -182,6 +192,11 @@ func (n *Node) refuse(w http.ResponseWriter, req wire.Request, stage refusal.Sta
 		f = wire.Failure{Stage: string(stage), Reason: backendReason(err)}
 	case refusal.StagePolicy:
 		f = wire.Failure{Stage: string(stage), Reason: "not_granted"}
+	case refusal.StageTrust, refusal.StageBudget:
+		var r *refusal.Error
+		if errors.As(err, &r) {
+			f = wire.Failure{Stage: string(stage), Reason: token(r.Reason)}
+		}
 	default:
 		f = wire.FailureOf(string(stage), err)
 	}

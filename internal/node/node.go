@@ -23,16 +23,21 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/treaty-dev/treaty/internal/budget"
 	"github.com/treaty-dev/treaty/internal/config"
 	"github.com/treaty-dev/treaty/internal/identity"
 	"github.com/treaty-dev/treaty/internal/policy"
 	"github.com/treaty-dev/treaty/internal/refusal"
 	"github.com/treaty-dev/treaty/internal/transport"
+	"github.com/treaty-dev/treaty/internal/trust"
 	"github.com/treaty-dev/treaty/internal/wire"
 )
 
 // KeyFile is the identity key inside a home directory.
 const KeyFile = "identity.key"
+
+// TrustFile holds the persisted trust scores inside a home directory.
+const TrustFile = "trust.json"
 
 // Options configures Open. Home is required.
 type Options struct {
@@ -55,7 +60,9 @@ type Node struct {
 	client      *http.Client
 	verifier    *wire.Verifier
 
-	state atomic.Pointer[state]
+	state  atomic.Pointer[state]
+	trust  *trust.Book     // behavioural trust per peer; persisted in trust.json
+	budget *budget.Limiter // rate, concurrency, bytes, cost, breakers
 
 	mu       sync.Mutex // guards funcs, fileSig, peerLim
 	funcs    map[string]*Handler
@@ -99,6 +106,9 @@ func Open(opts Options) (*Node, error) {
 		funcs:       map[string]*Handler{},
 	}
 	if err := n.reload(); err != nil {
+		if n.trust != nil {
+			n.trust.Close()
+		}
 		return nil, err
 	}
 	st := n.state.Load()
@@ -165,6 +175,9 @@ func (n *Node) Close() error {
 		}
 		err = n.tr.Close()
 		n.wg.Wait()
+		if n.trust != nil {
+			err = errors.Join(err, n.trust.Close())
+		}
 	})
 	return err
 }

@@ -38,7 +38,23 @@ func (n *Node) Call(ctx context.Context, peerRef, capName string, input []byte) 
 	if !wire.ValidCapabilityName(capName) {
 		return nil, refusal.New(refusal.StageUsage, "invalid capability name %q", capName)
 	}
-	// 2. Budgets: the outbound limits toward p (later layer).
+	// 2. Budgets: the breaker and the outbound limits toward p.
+	finish, err := n.outboundGates(p, capName, len(input))
+	if err != nil {
+		return nil, err
+	}
+	res, err := n.call(ctx, st, p, capName, input)
+	replyBytes := 0
+	if res != nil {
+		replyBytes = len(res.Output)
+		res.Elapsed = time.Since(start)
+	}
+	finish(outcome(ctx, err), replyBytes)
+	return res, err
+}
+
+// call runs steps 3-6 and the caller's checks of the answer.
+func (n *Node) call(ctx context.Context, st *state, p Peer, capName string, input []byte) (*Result, error) {
 	// 3. Sanitize the input with p's data policy (later layer); until then it
 	// must at least be JSON.
 	if !json.Valid(input) {
@@ -60,7 +76,7 @@ func (n *Node) Call(ctx context.Context, peerRef, capName string, input []byte) 
 	if !json.Valid(body) {
 		return nil, refusal.New(refusal.StageWire, "response from %s is not JSON", p.ID.Short())
 	}
-	return &Result{Peer: p, Output: body, Receipt: receipt, Elapsed: time.Since(start)}, nil
+	return &Result{Peer: p, Output: body, Receipt: receipt}, nil
 }
 
 // Caps asks peer which capabilities it exposes to this node.
@@ -104,6 +120,29 @@ func (n *Node) Stream(ctx context.Context, peerRef, capName string, input []byte
 	if !json.Valid(input) {
 		return refusal.New(refusal.StageUsage, "input is not valid JSON")
 	}
+	finish, err := n.outboundGates(p, capName, len(input))
+	if err != nil {
+		return err
+	}
+	received := 0
+	err = n.stream(ctx, st, p, capName, input, func(d json.RawMessage) error {
+		received += len(d)
+		return emit(d)
+	})
+	finish(outcome(ctx, err), received)
+	return err
+}
+
+// outcome is err, unless the local caller cancelled ctx: then the call's end
+// says nothing about the peer.
+func outcome(ctx context.Context, err error) error {
+	if err != nil && errors.Is(ctx.Err(), context.Canceled) {
+		return errCallerGaveUp
+	}
+	return err
+}
+
+func (n *Node) stream(ctx context.Context, st *state, p Peer, capName string, input []byte, emit func(json.RawMessage) error) error {
 	resp, _, sent, err := n.roundTrip(ctx, st, p, "/v1/stream/"+capName, capName, input, false)
 	if err != nil {
 		return err

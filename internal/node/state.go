@@ -3,12 +3,15 @@ package node
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"sort"
 
 	"github.com/treaty-dev/treaty/internal/backend"
+	"github.com/treaty-dev/treaty/internal/budget"
 	"github.com/treaty-dev/treaty/internal/config"
 	"github.com/treaty-dev/treaty/internal/identity"
 	"github.com/treaty-dev/treaty/internal/policy"
+	"github.com/treaty-dev/treaty/internal/trust"
 	"github.com/treaty-dev/treaty/internal/wire"
 )
 
@@ -105,6 +108,9 @@ func (n *Node) reload() error {
 
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	if err := n.applyGates(cfg); err != nil {
+		return err
+	}
 	for name, h := range n.funcs {
 		st.caps[name] = &capability{Info: h.Info, Backend: h.Backend, Streamer: h.Streamer}
 	}
@@ -174,4 +180,30 @@ func (st *state) capNames() []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// applyGates creates the trust book and the budget limiter on first load and
+// updates them on reload, keeping their state. Called with n.mu held.
+func (n *Node) applyGates(cfg *config.Config) error {
+	tc := cfg.Trust
+	tc.Logger, tc.Now = n.log, n.now
+	if n.trust == nil {
+		b, err := trust.Open(tc, filepath.Join(n.home, TrustFile))
+		if err != nil {
+			return fmt.Errorf("node: %w", err)
+		}
+		n.trust = b
+	} else if err := n.trust.Update(tc); err != nil {
+		return fmt.Errorf("config: trust: %w", err)
+	}
+	if n.budget == nil {
+		l, err := budget.New(cfg.Budget)
+		if err != nil {
+			return fmt.Errorf("config: budget: %w", err)
+		}
+		n.budget = l
+	} else if err := n.budget.Update(cfg.Budget); err != nil {
+		return fmt.Errorf("config: budget: %w", err)
+	}
+	return nil
 }

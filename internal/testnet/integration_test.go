@@ -485,3 +485,47 @@ func TestCLIContract(t *testing.T) {
 		t.Fatalf("treaty.sock: %v mode %v, want 0600", err, st.Mode().Perm())
 	}
 }
+
+func TestBudgetAndTrustGates(t *testing.T) {
+	skipShort(t)
+	acme, globex := Init(t, bin, "acme"), Init(t, bin, "globex")
+	initech := Init(t, bin, "initech")
+	Federate(t, acme, globex)
+	Federate(t, initech, globex)
+	globex.Must(t, "expose", "echo", "--exec", script(t, `cat`))
+	globex.Must(t, "grant", "acme", "echo")
+	globex.Must(t, "grant", "initech", "echo")
+	// acme may make 2 calls, then 1 per 100s; initech is unlimited.
+	appendConfig(t, globex, "budget:\n  rules:\n    - peer: "+acme.ID+"\n      dir: in\n      rate: 0.01\n      burst: 2\n")
+	for _, n := range []*Node{acme, globex, initech} {
+		n.Start(t)
+	}
+	for i := range 2 {
+		if _, errOut, code := acme.Run(t, "call", "globex", "echo", `{}`); code != 0 {
+			t.Fatalf("call %d: exit %d %s", i, code, errOut)
+		}
+	}
+	_, errOut, code := acme.Run(t, "call", "globex", "echo", `{}`)
+	if code != refusal.ExitDenied || !strings.Contains(errOut, "budget") || !strings.Contains(errOut, "rate") || !strings.Contains(errOut, "resets_in") {
+		t.Fatalf("third call: exit %d, stderr %q; want 3 naming the rate budget and its reset", code, errOut)
+	}
+	// Isolation: another peer is not affected by acme's exhausted budget.
+	for i := range 5 {
+		if _, errOut, code := initech.Run(t, "call", "globex", "echo", `{}`); code != 0 {
+			t.Fatalf("initech call %d: exit %d %s", i, code, errOut)
+		}
+	}
+}
+
+// appendConfig appends YAML to a node's treaty.yaml (before it starts).
+func appendConfig(t *testing.T, n *Node, yaml string) {
+	t.Helper()
+	f, err := os.OpenFile(filepath.Join(n.Home, "treaty.yaml"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString(yaml); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,125 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/treaty-dev/treaty/internal/budget"
+	"github.com/treaty-dev/treaty/internal/identity"
+	"github.com/treaty-dev/treaty/internal/policy"
+	"github.com/treaty-dev/treaty/internal/refusal"
+	"github.com/treaty-dev/treaty/internal/trust"
+	"github.com/treaty-dev/treaty/internal/wire"
+)
+
+// observe records evidence about peer. A failure to persist is logged, not
+// returned: trust is advisory and must not fail the call it describes.
+func (n *Node) observe(peer identity.PublicKey, kind trust.Kind, detail string) {
+	change, err := n.trust.Observe(peer.String(), trust.Evidence{Kind: kind, Detail: detail, At: n.now()})
+	if err != nil {
+		n.log.Warn("trust: record evidence", "peer", peer, "kind", kind, "err", err)
+		return
+	}
+	if change.Changed() {
+		n.log.Info("trust level changed", "peer", peer, "from", change.From, "to", change.To, "cause", kind)
+	}
+}
+
+// wireEvidence maps an inbound wire refusal to trust evidence, if it says
+// something about the peer's honesty (a clock skew does not).
+func wireEvidence(err error) (trust.Kind, bool) {
+	r, ok := wire.ReasonOf(err)
+	if !ok {
+		return "", false
+	}
+	switch r {
+	case wire.ReasonBadSignature, wire.ReasonKeyMismatch:
+		return trust.KindBadSignature, true
+	case wire.ReasonReplayed:
+		return trust.KindReplay, true
+	}
+	return "", false
+}
+
+// inboundGates runs the trust and budget gates for an inbound call and returns
+// the policy context for authorization and the budget ticket to release.
+func (n *Node) inboundGates(peer identity.PublicKey, capName string, reqBytes int) (policy.Context, budget.Ticket, *refusal.Error) {
+	now := n.now()
+	st := n.trust.Standing(peer.String(), now)
+	if st.Quarantined {
+		return policy.Context{}, budget.Ticket{}, refusal.New(refusal.StageTrust, "quarantined")
+	}
+	ticket, err := n.budget.Acquire(peer.String(), capName, budget.In, int64(reqBytes), now)
+	if err != nil {
+		n.observe(peer, trust.KindBudget, capName)
+		return policy.Context{}, budget.Ticket{}, budgetRefusal(err)
+	}
+	return policy.Context{Trust: st.Score, Level: st.Level.String()}, ticket, nil
+}
+
+// budgetRefusal names the budget, the limit and when it resets, in a form that
+// is safe to send to the peer.
+func budgetRefusal(err error) *refusal.Error {
+	var e *budget.Exceeded
+	if errors.As(err, &e) {
+		return &refusal.Error{Stage: refusal.StageBudget, Err: err,
+			Reason: fmt.Sprintf("%s limit %s exceeded; resets in %v", e.Budget, e.Limit, e.ResetIn.Round(time.Millisecond))}
+	}
+	return refusal.Wrap(refusal.StageBudget, err)
+}
+
+// outboundGates checks the breaker and the outbound budget toward p. The
+// returned finish must be called exactly once with the call's outcome.
+func (n *Node) outboundGates(p Peer, capName string, reqBytes int) (finish func(err error, replyBytes int), _ error) {
+	now := n.now()
+	br := n.budget.Breaker(p.ID.String())
+	if err := br.Allow(now); err != nil {
+		return nil, budgetRefusal(err)
+	}
+	ticket, err := n.budget.Acquire(p.ID.String(), capName, budget.Out, int64(reqBytes), now)
+	if err != nil {
+		br.Record(true, now) // the peer did nothing wrong; release the probe
+		return nil, budgetRefusal(err)
+	}
+	return func(err error, replyBytes int) {
+		now := n.now()
+		ticket.Release(0, int64(replyBytes), now)
+		if errors.Is(err, errCallerGaveUp) {
+			br.Record(true, now) // our own cancellation says nothing about the peer
+			return
+		}
+		healthy, kind := calleeOutcome(err)
+		br.Record(healthy, now)
+		if kind != "" {
+			n.observe(p.ID, kind, capName)
+		}
+	}, nil
+}
+
+// errCallerGaveUp marks an outbound call that the local caller cancelled.
+var errCallerGaveUp = errors.New("caller gave up")
+
+// calleeOutcome judges a finished outbound call: whether the callee was healthy
+// (for its breaker) and what it says about the callee (for its trust).
+func calleeOutcome(err error) (healthy bool, kind trust.Kind) {
+	if err == nil {
+		return true, trust.KindSuccess
+	}
+	var r *refusal.Error
+	if !errors.As(err, &r) {
+		return false, trust.KindFailure
+	}
+	switch {
+	case r.Stage == refusal.StageTransport:
+		return false, trust.KindTimeout
+	case r.Stage == refusal.StageWire && !r.Remote:
+		if k, ok := wireEvidence(r.Err); ok && k == trust.KindBadSignature {
+			return false, k
+		}
+		return false, trust.KindFailure
+	case r.Remote && r.Stage == refusal.StageBackend:
+		return false, trust.KindFailure
+	}
+	return true, "" // the peer answered and refused by its own rules
+}
