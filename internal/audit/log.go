@@ -394,8 +394,11 @@ func (l *Log) writer() {
 			for {
 				select {
 				case o := <-l.reqs:
-					l.commit(append(batch[:0], o))
+					batch = append(batch, o)
 				default:
+					if len(batch) > 0 {
+						l.commit(batch)
+					}
 					return
 				}
 			}

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -14,6 +15,8 @@ import (
 	"time"
 
 	"golang.org/x/mod/sumdb/note"
+
+	"github.com/treaty-dev/treaty/internal/identity"
 )
 
 func TestConfigValidation(t *testing.T) {
@@ -374,4 +377,61 @@ func TestVerifyWhileAppending(t *testing.T) {
 	}
 	close(done)
 	wg.Wait()
+}
+
+func TestReaderWhileOpen(t *testing.T) {
+	key := testKey(t, 1)
+	l, path := openTest(t, key, nil)
+	appendN(t, l, 0, 7)
+	r, err := OpenReader(t.Context(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if r.Key() != key.Public() {
+		t.Fatal("reader key")
+	}
+	if e, err := r.Get(t.Context(), 3); err != nil || e.Capability != sampleEntry(3).Capability {
+		t.Fatalf("%+v %v", e, err)
+	}
+	if es, err := r.List(t.Context(), Filter{Kind: KindCallSent}); err != nil || len(es) != 2 {
+		t.Fatalf("%v %v", es, err)
+	}
+	p, err := r.Prove(t.Context(), 6)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := VerifyProof(p, key.Public()); err != nil {
+		t.Fatal(err)
+	}
+	cp, err := r.Checkpoint(t.Context())
+	if err != nil || cp.Size != 7 || cp.Root != mustCheckpoint(t, l).Root {
+		t.Fatalf("%+v %v", cp, err)
+	}
+	// A proof from the log's own ConsistencyProof checks with tlog.
+	old := cp
+	appendN(t, l, 7, 5)
+	hs, err := r.ConsistencyProof(t.Context(), old.Size, 12)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !consistent(hs, old, mustCheckpoint(t, l)) {
+		t.Fatal("consistency proof does not check")
+	}
+	if _, err := r.ConsistencyProof(t.Context(), 3, 13); !errors.Is(err, ErrBeyondSize) {
+		t.Fatalf("beyond: %v", err)
+	}
+}
+
+func TestVerifyMissingFile(t *testing.T) {
+	path := t.TempDir() + "/nope.db"
+	if _, err := Verify(t.Context(), path, testKey(t, 1).Public()); err == nil {
+		t.Fatal("verified a missing file")
+	}
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("Verify created %s: %v", path, err)
+	}
+	if _, err := Verify(t.Context(), path, identity.PublicKey{}); err == nil {
+		t.Fatal("verified without a key")
+	}
 }
