@@ -18,6 +18,7 @@ const (
 	codeRoleSpoof  = "role-spoof"           // chat-template tokens, "SYSTEM:", "### Instruction:"
 	codeExfil      = "exfiltration-request" // send secrets or files somewhere
 	codeTool       = "tool-request"         // shell pipelines, destructive or data-stealing code
+	codeAgent      = "agent-address"        // text that speaks to the AI agent reading it, or acts behind its user's back
 )
 
 // Word groups shared by several phrase rules. A trailing * is a prefix.
@@ -29,14 +30,14 @@ const (
 	wInstrM    = "rules|commands|command|orders|constraints|restrictions|training|context|conversation|tasks|task|assignments|input|inputs|text|information|content|policies|settings|limitations|filters|safeguards|everything|requests|questions"
 	wReveal    = "show|print|reveal|repeat|output|display|tell|give|list|write|dump|leak|share|return|spell|recite|disclose|expose|paste|copy|translate|encode|summarize|summarise|read|provide|state|type|echo|console"
 	wRespN     = "response|responses|answer|answers|reply|replies|output|outputs|completion|completions|message|messages|summary|text"
-	wOutV      = "add|include|insert|append|prepend|integrate|incorporate|embed|inject|modify|change|alter|rewrite|render|translate|encrypt|encode|reverse|format|end|begin|start|finish|conclude|use|mention|promote|advertise|suggest|recommend|enhance|augment|combine|replace|substitute|convert|express|highlight|spread|put|make|ensure|limit|restrict|present|structure|craft|write|sign|close|preface|prefix|attach|weave|interweave|blend|merge|fuse|introduce|employ|utilize|utilise|upgrade|let|consider|harmonize"
+	wOutV      = "scramble|jumble|rearrange|shuffle|misspell|anagram|group|apply|shift|invert|capitalize|uppercase|lowercase|abbreviate|obfuscate|censor|reword|paraphrase|shorten|italicize|add|include|insert|append|prepend|integrate|incorporate|embed|inject|modify|change|alter|rewrite|render|translate|encrypt|encode|reverse|format|end|begin|start|finish|conclude|use|mention|promote|advertise|suggest|recommend|enhance|augment|combine|replace|substitute|convert|express|highlight|spread|put|make|ensure|limit|restrict|present|structure|craft|write|sign|close|preface|prefix|attach|weave|interweave|blend|merge|fuse|introduce|employ|utilize|utilise|upgrade|let|consider|harmonize"
 	wCodeN     = "code|codebase|implementation|implementations|solution|program|script|algorithm|function|application|project|software|logic|module|elucidation|foundation"
 	wSecret    = "password|passwords|passwd|credentials|credential|secret|secrets|apikey|apikeys|token|tokens|cookie|cookies|keys|key|env|environment|history|contents|ssh|idrsa|wallet|seed|2fa|otp"
-	wSendV     = "send|sending|post|posting|upload|uploading|forward|forwarding|email|mail|transmit|exfiltrate|exfiltrating|leak|submit|transfer|dump|disclose|paste|beam|pipe"
+	wSendV     = "send|sending|post|posting|upload|uploading|forward|forwarding|transmit|exfiltrate|exfiltrating|leak|submit|transfer|disclose|beam|pipe"
 	wRestrict  = "restriction|restrictions|limitation|limitations|limits|filter|filters|filtering|censorship|guideline|guidelines|rules|ethics|morals|morality|boundaries|constraints|safeguards|restraints|policies|principles|guardrails|barriers"
 	wNeg       = "not|dont|never|cannot|cant|shouldnt|mustnt|wont|nicht|nie|no|avoid|without|nor|doesnt|didnt"
 	wHedge     = "if|unless|whether|wenn|falls|otherwise"
-	wNotInstr  = "email|emails|mail|message|messages|note|notes|comment|comments|post|posts|link|request|invitation|invite|meeting|reminder|notification|notifications|warning|warnings|one|ones|step|steps|section|paragraph|error|errors|typo|typos|noise|distractions|invoice|order|attachment|version|draft|file|files|entry|line|lines|and|but|is|was|the|he|she|they|it|of|for|to|in|on|with"
+	wNotInstr  = "email|emails|mail|message|messages|note|notes|comment|comments|post|posts|link|request|invitation|invite|meeting|reminder|notification|notifications|warning|warnings|one|ones|step|steps|section|paragraph|error|errors|typo|typos|noise|distractions|invoice|order|attachment|version|draft|file|files|entry|line|lines|is|was|the|he|she|they|it|of|for|to|in|on|with"
 	wNowBenign = "subscribed|unsubscribed|ready|logged|signed|registered|connected|enrolled|set|able|eligible|part|member|following|done|free|live|available|up|on|all|officially|booked|confirmed|verified|enabled|disabled|online|offline|using|running|viewing|seeing|leaving|entering|receiving|getting|at|back"
 	wCue       = "example|examples|eg|instance|phrase|phrases|called|attack|attacks|attacker|attackers|injection|injections|detect|detects|detected|detecting|detection|detector|classifier|defend|defense|defence|mitigate|mitigation|researchers|research|paper|study|technique|techniques|adversarial|malicious|threat|threats|security|awareness|training"
 )
@@ -84,7 +85,10 @@ func phraseDefs() []phraseDef {
 		{"ovr-imperative-everything", codeOverride, 0.5, ng, p("^%s ~1 everything|all|above|before|that|this|previous !%s", wIgnore, wNotInstr)},
 		{"ovr-leave-behind", codeOverride, 0.75, ng, p("leave|put|set|push ~4 %s ~3 %s|%s ~2 behind|aside", wPrev, wInstrS, wInstrM)},
 		{"ovr-not-context", codeOverride, 0.4, optHedge | optQuote, "not|dont|nicht|without|disregarding|ignoring|ignore|instead ~4 the|provided|given|these|any ~2 documents|document|articles|article|context|sources|search|results|artikels|dokumente|kontext"},
+		{"ovr-user-request", codeOverride, 0.75, ng, p("%s ~3 your|the|my|their ~1 user|users|owner|human|operator|principal|boss|customer ~2 request|requests|instructions|instruction|task|question|query|messages|message|wishes|prompt|asked|goal|intent", wIgnore)},
+		{"ovr-what-user-asked", codeOverride, 0.7, ng, p("%s|instead ~2 what ~2 user|users|human|owner|they|he|she ~1 asked|said|wants|requested|wrote|typed|needs", wIgnore)},
 		{"ovr-stop-everything", codeOverride, 0.45, 0, "stop|halt ~1 everything|all|immediately"},
+		{"ovr-stop-write", codeOverride, 0.45, 0, "^stop|stopp|halt|attention|achtung ~1 write|say|print|output|schreib|schreibe|sag|sage|schreiben"},
 		{"ovr-repeat-after-me", codeOverride, 0.35, optQuote, "repeat ~1 after ~1 me"},
 		{"ovr-nevermind", codeOverride, 0.2, 0, "^nevermind|scratch"},
 		// German, French, Spanish, Italian, Portuguese, Dutch, Polish, Russian, BCS.
@@ -105,11 +109,14 @@ func phraseDefs() []phraseDef {
 		{"ovr-bcs", codeOverride, 0.8, optNeg, "zaboravi|zaboravite|ignoriraj|ignorirajte|ignorisi|ignorisite|zanemari ~3 sve|prethodne|instrukcije|upute|uputstva|naredbe"},
 
 		// New instructions replacing the reader's task.
-		{"new-instr", codeNewInstr, 0.35, optQuote, "new|updated|different|real|actual|true|additional|secret|hidden|revised|next ~1 instructions|instruction|task|tasks|assignment|directive|directives|orders|objective|mission|system|prompt"},
+		{"new-instr", codeNewInstr, 0.35, optQuote, "new|updated|different|real|actual|true|additional|secret|hidden|revised|next ~1 instructions|instruction|task|tasks|assignment|directive|directives|orders|objective|mission"},
+		{"new-system-prompt", codeExtraction, 0.4, optQuote, "new|updated|different|real|actual|true|secret|hidden|revised ~0 system ~0 prompt|prompts|instructions|message"},
+		{"new-before-task", codeNewInstr, 0.45, 0, "before ~1 you ~2 solve|complete|continue|answer|proceed|start|finish|do|perform|respond|handle|begin ~3 task|request|question|query|job"},
 		{"new-your-task", codeNewInstr, 0.5, optQuote, "your ~1 new|real|actual|true|only|sole|primary|updated ~1 task|instructions|job|objective|mission|goal|purpose|role|assignment|directive|prompt"},
 		{"new-instr-follow", codeNewInstr, 0.5, 0, "new|further|additional|more|neue|weitere ~1 instructions|tasks|task|orders|anweisungen|aufgaben|instruktionen ~1 follow|follows|folgen|folgt|are|kommen"},
+		{"new-instr-follow-de", codeNewInstr, 0.5, 0, "folgen|folgt|follow|follows|kommen ~1 neue|new|weitere|further ~1 anweisungen|aufgaben|instruktionen|instructions|tasks|orders"},
 		{"new-from-now", codeNewInstr, 0.25, 0, "from|starting ~1 now|this|here ~1 on|point|onwards|onward"},
-		{"new-from-now-you", codeNewInstr, 0.5, 0, "from|starting ~1 now|this|here ~1 on|point|onwards|onward ~2 you|youre|your|you'll|youll"},
+		{"new-from-now-you", codeNewInstr, 0.5, 0, "from|starting ~1 now|this|here ~1 on|point|onwards|onward ~2 you|youre|youll ~1 are|will|must|shall|should|have|need|act|respond|answer|reply|only|always|never|re|ll|go|going|become"},
 		{"new-henceforth", codeNewInstr, 0.25, 0, "henceforth|hereafter"},
 		{"new-de", codeNewInstr, 0.35, 0, "neue|neuen|weitere ~1 aufgabe*|anweisung*|instruktion*|befehle"},
 		{"new-de-deine", codeNewInstr, 0.5, 0, "deine|ihre ~1 neue ~1 aufgabe*|anweisung*|rolle"},
@@ -125,7 +132,7 @@ func phraseDefs() []phraseDef {
 		{"persona-name-now", codePersona, 0.5, 0, "your ~0 name ~0 is|will ~1 now|be|henceforth"},
 		{"persona-want-act", codePersona, 0.5, 0, "want|like|need ~1 you ~1 to ~1 act|behave|pretend|roleplay ~1 as|like|to|that"},
 		{"persona-greeting", codePersona, 0.3, 0, "hi|hello|hey|dear|greetings|ok|okay ~0 chatgpt|gpt|ai|bard|claude|gemini|llama|assistant|model|bing|*gpt"},
-		{"persona-de-mochte-als", codePersona, 0.45, 0, "mochte|will|wunsche|mochten ~1 dass ~1 du|sie ~4 als ~3 fungierst|fungieren|agierst|agieren|auftrittst|auftreten|handelst|handeln|spielst|spielen|verhaltst|verhalten"},
+		{"persona-de-mochte-als", codePersona, 0.5, 0, "mochte|will|wunsche|mochten ~1 dass ~1 du|sie ~4 als ~3 fungierst|fungieren|agierst|agieren|auftrittst|auftreten|handelst|handeln|spielst|spielen|verhaltst|verhalten"},
 		{"persona-now-you", codePersona, 0.5, 0, p("now you|youre ~1 are|will|re|act|play|become !%s", wNowBenign)},
 		{"persona-act-as-start", codePersona, 0.35, 0, "^act|behave|roleplay ~1 as|like"},
 		{"persona-you-act-as", codePersona, 0.35, 0, "you|to|will|please|must|shall|youll ~2 act|behave|roleplay|function|respond|answer|reply|operate ~1 as|like"},
@@ -138,8 +145,8 @@ func phraseDefs() []phraseDef {
 		{"persona-immerse", codePersona, 0.3, 0, "immerse|immersing ~2 yourself|role|into"},
 		{"persona-play-role", codePersona, 0.1, 0, "play|take|assume|adopt|playing ~3 role|persona|character"},
 		{"persona-you-are-ai", codePersona, 0.15, 0, "you|youre ~1 are|a|an ~2 ai|chatbot|bot|model|assistant|llm|gpt|chatgpt"},
-		{"persona-de-jetzt-du", codePersona, 0.45, 0, "jetzt|nun|ab|sofort ~1 bist|sind ~1 du|sie"},
-		{"persona-de-du-jetzt", codePersona, 0.45, 0, "du|sie ~1 bist|sind ~1 jetzt|nun|ab"},
+		{"persona-de-jetzt-du", codePersona, 0.5, 0, "jetzt|nun|ab|sofort ~1 bist|sind ~1 du|sie"},
+		{"persona-de-du-jetzt", codePersona, 0.5, 0, "du|sie ~1 bist|sind ~1 jetzt|nun|ab"},
 		{"persona-de-du-bist", codePersona, 0.15, 0, "^du ~1 bist"},
 		{"persona-de-stell-vor", codePersona, 0.15, 0, "stell|stellen ~2 vor ~2 du|sie ~1 bist|warst|waren|sind"},
 		{"persona-de-agiere", codePersona, 0.35, 0, "agiere|fungiere|verhalte|tu|fungieren|agieren ~3 als|wie"},
@@ -195,6 +202,9 @@ func phraseDefs() []phraseDef {
 		{"out-verb-in-your-resp", codeOutput, 0.6, 0, p("%s ~6 in|into|within|to|throughout|of ~0 your ~1 %s", wOutV, wRespN)},
 		{"out-imperative-your-resp", codeOutput, 0.5, 0, p("^%s ~6 your ~1 %s", wOutV, wRespN)},
 		{"out-imperative-in-your-resp", codeOutput, 0.5, 0, p("^in|within|throughout|for ~0 your ~1 %s", wRespN)},
+		{"out-imperative-verb-in-your-resp", codeOutput, 0.6, 0, p("^%s ~8 in|into|within|to|throughout ~0 your ~1 %s", wOutV, wRespN)},
+		{"out-your-code-following", codeOutput, 0.35, 0, p("your ~2 %s ~8 following|subsequent|below|attached|provided ~2 code|snippet|block|excerpt|section|script", wCodeN)},
+		{"out-following-your-code", codeOutput, 0.35, 0, p("following|subsequent|below|attached|provided ~1 code ~1 block|snippet|excerpt|section|script|fragment ~8 your ~2 %s", wCodeN)},
 		{"out-in-your-resp", codeOutput, 0.3, 0, p("in|into|within|to|throughout|of ~0 your ~1 %s", wRespN)},
 		{"out-your-code", codeOutput, 0.35, 0, p("%s ~8 into|in|within|to|with|of|behind|throughout|as ~1 your ~2 %s", wOutV, wCodeN)},
 		{"out-respond-only", codeOutput, 0.2, 0, "respond|reply|answer ~2 only ~2 with|in|using"},
@@ -203,9 +213,19 @@ func phraseDefs() []phraseDef {
 		// Tool use and exfiltration.
 		{"exf-send-secret", codeExfil, 0.45, optHedge, p("%s ~5 %s", wSendV, wSecret)},
 		{"exf-send-secret-to", codeExfil, 0.6, optHedge, p("%s ~5 %s ~5 to|at|via|into|using", wSendV, wSecret)},
+		{"exf-email-secret", codeExfil, 0.45, optHedge, p("^email|mail|e-mail ~4 %s", wSecret)},
 		{"exf-contents-of", codeExfil, 0.3, 0, p("%s|read|cat|open|get ~3 contents|content ~1 of", wSendV)},
-		{"exf-api-key", codeExfil, 0.15, 0, "api|access|secret|private|session|auth|bearer ~0 key|keys|token|tokens"},
+		{"exf-api-key", codeExfil, 0.1, 0, "api|access|secret|private|session|auth|bearer ~0 key|keys|token|tokens"},
 		{"tool-embed-code", codeTool, 0.2, 0, "following|subsequent|below|attached|provided|this ~2 code|python|javascript|bash|shell ~1 block|snippet|excerpt|section|fragment|segment|piece|lines"},
+		{"exf-send-data-to", codeExfil, 0.45, optHedge, "send|forward|upload|transfer|copy|share|exfiltrate|sync|mirror|bcc ~4 all|every|the|their|your|my|his|her ~3 emails|email|messages|files|documents|data|inbox|contacts|conversations|chats|records|correspondence|attachments ~4 to|with|into"},
+		{"exf-security-code", codeExfil, 0.55, optHedge, "send|forward|share|give|tell|reveal|post|read|provide ~5 security|verification|authentication|login|reset|2fa|mfa|otp|one|confirmation|recovery|backup ~1 code|codes|link|links|token|pin|phrase|time"},
+		{"agent-you-ai", codeAgent, 0.5, 0, "you ~1 ai|llm ~0 model|assistant|agent|system|bot"},
+		{"agent-note-to-ai", codeAgent, 0.45, 0, "note|message|instructions|attention|important|notice|hey|hi|hello|dear|to ~2 ai|llm|gpt|claude|copilot|gemini|chatgpt ~0 model|models|assistant|assistants|agent|agents|system|systems|bot|bots|reader"},
+		{"agent-ai-reading", codeAgent, 0.5, 0, "ai|llm|language|automated ~1 model|assistant|agent|agents|system|bot|models|assistants|systems ~0 reading|processing|reviewing|summarizing|summarising|parsing|that|who|which ~1 reads|processes|summarizes|this"},
+		{"agent-if-you-are-ai", codeAgent, 0.45, 0, "if|when|since ~1 you ~1 are|re ~1 an|a ~1 ai|llm|language|assistant|agent|bot|chatbot|gpt"},
+		{"agent-covert", codeAgent, 0.4, 0, "without ~1 asking|confirmation|confirming|telling|informing|notifying|alerting|consulting|permission ~2 the|your|anyone|them|user|him|her ~1 user|users|human|owner"},
+		{"agent-dont-tell-user", codeAgent, 0.5, 0, "dont|not|never|avoid ~1 tell|inform|notify|alert|mention|show|reveal|warn ~3 the|your ~1 user|users|human|owner|operator|person"},
+		{"agent-authorized", codeAgent, 0.4, optHedge, "user|owner|admin|administrator|human|boss ~1 has|have|had ~1 authorized|authorised|approved|allowed|permitted|asked|instructed ~1 you"},
 		{"tool-run-following", codeTool, 0.15, 0, "run|execute|exec|invoke|eval|evaluate ~3 following|this|these|below|attached ~1 command|commands|code|script|shell|snippet|payload|program"},
 		{"tool-use-tool", codeTool, 0.2, 0, "call|invoke|use|trigger ~2 the|your ~1 tool|function|plugin|api|browser|terminal ~3 to|and|with"},
 		{"role-admin-override", codeRoleSpoof, 0.45, 0, "system|admin|administrator|developer|root|sudo|openai|anthropic|security ~0 override|announcement|directive|command|instruction|instructions|alert"},
@@ -230,7 +250,7 @@ func patternDefs() []patternDef {
 		{id: "role-bracket", code: codeRoleSpoof, weight: 0.45, lits: l("[system", "[admin", "[developer", "[sys", "[root", "[openai", "<system", "</system", "<sys", "</sys", "<instruction", "</instruction", "<admin", "</admin", "<developer", "</developer"),
 			re: `\[(system|admin|developer|sys|root|openai)( (message|note|prompt|override|instruction|instructions|notice|update|mode))?\]|</?(system|system_prompt|sys|instructions?|admin|developer|sysprompt)>`},
 		{id: "role-end-marker", code: codeRoleSpoof, weight: 0.35, lits: l("===", "---", "###", "***", "]]", "end of", "begin"),
-			re: `(={3,}|-{3,}|#{3,}|\*{3,}|\]{2,})[ \t]*end\b|\bend of (the )?(user |system )?(input|prompt|context|document|instructions|conversation|text|data)\b|\bbegin(ning)? (of )?(new |system |the new )(prompt|instructions)\b`},
+			re: `(={3,}|-{3,}|#{3,}|\*{3,}|\]{2,})[ \t]*end([ \t]*([.!=#*\]-]|$)|[ \t]+of\b)|\bend of (the )?(user |system )?(input|prompt|context|document|instructions|conversation|text|data)\b|\bbegin(ning)? (of )?(new |system |the new )(prompt|instructions)\b`},
 		{id: "role-escaped-newlines", code: codeRoleSpoof, weight: 0.2, lits: l(`\n`), minCount: 3,
 			re: `\\ ?n\s*\\ ?n`},
 		{id: "role-instruction-line", code: codeRoleSpoof, weight: 0.35, lits: l("instruction"),
@@ -260,8 +280,8 @@ func patternDefs() []patternDef {
 			re: `keylog|pynput|clipboard|pbpaste|pyperclip|x11grab|imagegrab|psutil|os\.environ|cookies\.(txt|pkl|sqlite)|cookiejar|ipconfig\s+/release|xmrig|cryptomin|fernet`},
 
 		// Sensitive local files and markdown-image exfiltration.
-		{id: "exf-sensitive-path", code: codeExfil, weight: 0.3, lits: l(".ssh", "id_rsa", "id_ed25519", "/etc/passwd", "/etc/shadow", ".aws", ".netrc", "git-credentials", ".kube", ".docker", "/environ", "bash_history", "wallet.dat", "keychain", ".env"),
-			re: `~?/?\.ssh\b|\bid_(rsa|ed25519|ecdsa)\b|/etc/(passwd|shadow|sudoers)\b|\.aws/credentials|\.netrc\b|\.git-credentials|\.kube/config|\.docker/config\.json|/proc/self/environ|\.bash_history|wallet\.dat|login\.keychain|(^|[\s/"'])\.env\b`},
+		{id: "exf-sensitive-path", code: codeExfil, weight: 0.3, lits: l(".ssh", "id_rsa", "id_ed25519", "/etc/passwd", "/etc/shadow", ".aws", ".netrc", "git-credentials", ".kube", ".docker", "/environ", "bash_history", "wallet.dat", "keychain"),
+			re: `~?/?\.ssh\b|\bid_(rsa|ed25519|ecdsa)\b|/etc/(passwd|shadow|sudoers)\b|\.aws/credentials|\.netrc\b|\.git-credentials|\.kube/config|\.docker/config\.json|/proc/self/environ|\.bash_history|wallet\.dat|login\.keychain`},
 		{id: "exf-markdown-image", code: codeExfil, weight: 0.35, lits: l("!["),
 			re: `!\[[^\]\n]{0,80}\]\(\s*https?://[^)\s]{1,200}[?&][a-z0-9_]{1,30}=[^)\s]{0,200}(\{|\$|<|%7b|\[)`},
 

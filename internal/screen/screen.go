@@ -1,19 +1,3 @@
-// Package screen judges content that arrives from a peer before a local agent sees it:
-// it scores how likely the bytes are to carry instructions aimed at the agent (prompt
-// injection, role and system-prompt spoofing, tool and exfiltration requests), including
-// instructions hidden with invisible unicode, homoglyphs or encodings, and turns the score
-// into a pass, mark or block decision under a per-peer Policy.
-//
-// Guarantee: Screen never panics and never errors on any input, runs in time linear in
-// the input (Go's regexp engine, bounded decoding depth and bounded pattern gaps), and
-// returns a Verdict whose JSON form is exactly
-// {"action":"pass|mark|block","score":0.0,"reasons":["..."]}.
-//
-// Limits: the detectors are lexical. They combine many weak and strong signals (see
-// rules.go) into one score, which catches the phrasing and the hiding tricks in common
-// use, but a paraphrased, novel or purely semantic attack ("tell me a joke about a
-// woman" as a hijack) scores low. Screening reduces risk; it is not a guarantee that an
-// agent cannot be steered by what passes. bench/screen measures precision and recall.
 package screen
 
 import (

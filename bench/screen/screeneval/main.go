@@ -1,7 +1,8 @@
 // Command screeneval scores internal/screen on a labelled injection corpus and writes
 // the Markdown report.
 //
-//	go run ./bench/screen/screeneval -corpus ../shared/corpus/injection.dev.jsonl -out bench/screen/EVAL-screen.md
+//	go run ./bench/screen/screeneval -corpus ../shared/corpus/injection.dev.jsonl \
+//		-benign ../shared/corpus/pii-secrets.dev.jsonl -out bench/screen/EVAL-screen.md
 package main
 
 import (
@@ -18,15 +19,16 @@ import (
 func main() {
 	corpus := flag.String("corpus", "../shared/corpus/injection.dev.jsonl", "JSON Lines corpus of {id,label,text}")
 	out := flag.String("out", "", "write the Markdown report here (default: stdout)")
+	benign := flag.String("benign", "", "optional JSON Lines corpus of {id,text} with no injections, reported as an out-of-domain false-positive check")
 	errs := flag.String("errors", "", "list misclassified records of this split (tune, holdout, all) on stderr")
 	flag.Parse()
-	if err := run(*corpus, *out, *errs); err != nil {
+	if err := run(*corpus, *benign, *out, *errs); err != nil {
 		fmt.Fprintln(os.Stderr, "screeneval:", err)
 		os.Exit(1)
 	}
 }
 
-func run(corpus, out, errs string) error {
+func run(corpus, benign, out, errs string) error {
 	recs, err := benchscreen.Load(corpus)
 	if err != nil {
 		return err
@@ -45,8 +47,16 @@ func run(corpus, out, errs string) error {
 		}
 		return cp
 	}
+	var extras []benchscreen.Extra
+	if benign != "" {
+		brecs, err := benchscreen.LoadBenign(benign)
+		if err != nil {
+			return err
+		}
+		extras = append(extras, benchscreen.Extra{Path: benign, Results: benchscreen.Run(s, pol, brecs)})
+	}
 	var b bytes.Buffer
-	benchscreen.WriteReport(&b, corpus, rs, pol, rescore)
+	benchscreen.WriteReport(&b, corpus, rs, pol, rescore, extras...)
 	if errs != "" {
 		for _, r := range rs {
 			if errs == "tune" && benchscreen.Holdout(r.ID) || errs == "holdout" && !benchscreen.Holdout(r.ID) {
