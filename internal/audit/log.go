@@ -584,6 +584,12 @@ func (l *Log) List(ctx context.Context, f Filter) ([]Entry, error) { return l.r.
 // Prove returns an inclusion proof of entry index in the latest checkpoint.
 func (l *Log) Prove(ctx context.Context, index uint64) (Proof, error) { return l.r.Prove(ctx, index) }
 
+// ProveAt returns an inclusion proof of entry index in cp, an earlier
+// checkpoint of this log (the one AppendCheckpoint returned for a receipt).
+func (l *Log) ProveAt(ctx context.Context, index uint64, cp Checkpoint) (Proof, error) {
+	return l.r.ProveAt(ctx, index, cp)
+}
+
 // ConsistencyProof proves that the tree of oldSize entries is a prefix of the
 // tree of newSize entries (RFC 6962 §2.1.2, tlog order). It returns
 // ErrBeyondSize when newSize exceeds the log.

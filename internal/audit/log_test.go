@@ -435,3 +435,36 @@ func TestVerifyMissingFile(t *testing.T) {
 		t.Fatal("verified without a key")
 	}
 }
+
+// TestReceiptProof: the checkpoint AppendCheckpoint returns covers the entry,
+// and ProveAt proves the entry in it after the log has grown.
+func TestReceiptProof(t *testing.T) {
+	key := testKey(t, 1)
+	l, _ := openTest(t, key, nil)
+	appendN(t, l, 0, 3)
+	idx, cp, err := l.AppendCheckpoint(t.Context(), sampleEntry(3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if idx != 3 || cp.Size <= idx {
+		t.Fatalf("index %d checkpoint %d", idx, cp.Size)
+	}
+	appendN(t, l, 4, 10)
+	p, err := l.ProveAt(t.Context(), idx, cp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Size != cp.Size || string(p.Checkpoint) != string(cp.Note) {
+		t.Fatalf("proof against %d", p.Size)
+	}
+	js := mustJSON(t, p)
+	if !checkExportedProof(t, js, OriginFor(key.Public()), key.Public().Ed25519()) {
+		t.Fatal("receipt proof rejected by the independent verifier")
+	}
+	// A checkpoint from another log is refused.
+	other, _ := openTest(t, testKey(t, 2), nil)
+	appendN(t, other, 0, 5)
+	if _, err := l.ProveAt(t.Context(), 1, mustCheckpoint(t, other)); err == nil {
+		t.Fatal("proved against a foreign checkpoint")
+	}
+}

@@ -173,6 +173,33 @@ func (r *Reader) Prove(ctx context.Context, index uint64) (Proof, error) {
 	if err != nil {
 		return Proof{}, err
 	}
+	return prove(ctx, tx, index, cp)
+}
+
+// ProveAt returns an inclusion proof of entry index in an earlier checkpoint
+// of this log, such as the one a receipt carried. cp must be a checkpoint this
+// log signed (OpenCheckpoint with the log's key); ProveAt checks that the
+// stored tree has cp's root at cp's size.
+func (r *Reader) ProveAt(ctx context.Context, index uint64, cp Checkpoint) (Proof, error) {
+	if _, err := OpenCheckpoint(cp.Note, r.pub); err != nil {
+		return Proof{}, err
+	}
+	tx, err := r.db.BeginTx(ctx, nil)
+	if err != nil {
+		return Proof{}, fmt.Errorf("audit: prove: %w", err)
+	}
+	defer tx.Rollback()
+	head, err := r.head(ctx, tx)
+	if err != nil {
+		return Proof{}, err
+	}
+	if cp.Size > head.Size {
+		return Proof{}, fmt.Errorf("%w: checkpoint size %d, log has %d", ErrBeyondSize, cp.Size, head.Size)
+	}
+	return prove(ctx, tx, index, cp)
+}
+
+func prove(ctx context.Context, tx *sql.Tx, index uint64, cp Checkpoint) (Proof, error) {
 	if index >= cp.Size {
 		return Proof{}, fmt.Errorf("%w: entry %d, checkpoint size %d", ErrBeyondSize, index, cp.Size)
 	}
@@ -190,7 +217,7 @@ func (r *Reader) Prove(ctx context.Context, index uint64) (Proof, error) {
 	// A proof built from rewritten stored hashes would not check; say so here
 	// rather than hand it out.
 	if err := tlog.CheckRecord(rp, int64(cp.Size), cp.Root, int64(index), tlog.RecordHash([]byte(leaf))); err != nil {
-		return Proof{}, &BadEntryError{Index: index, Reason: "inclusion proof does not match the signed checkpoint (rewritten)"}
+		return Proof{}, &BadEntryError{Index: index, Reason: fmt.Sprintf("inclusion proof does not match the signed checkpoint of size %d (rewritten)", cp.Size)}
 	}
 	p := Proof{Index: index, Size: cp.Size, Leaf: []byte(leaf), Root: cp.Root, Checkpoint: cp.Note, Hashes: make([][32]byte, len(rp))}
 	for i, h := range rp {
