@@ -35,13 +35,22 @@
 // hashes and an edited or unsigned checkpoint are all reported, naming the
 // first bad entry in log order. Without the node's private key nobody can
 // make a checkpoint for a rewritten log. What remains: someone with write
-// access can cut the newest entries together with every checkpoint after the
-// cut (Prune-style deletion of whole rows), leaving a shorter log that verifies
-// on its own. That is caught outside the file: peers keep the latest
-// checkpoint they saw (Witness) and receipts carry the callee's checkpoint, so
-// the next exchange with a peer reports a rollback, and VerifyOptions.
-// Checkpoints checks against notes kept elsewhere. Whoever holds the private
-// key can rewrite anything not yet seen by a peer.
+// access can delete the newest rows together with every checkpoint after the
+// cut, leaving a shorter log that verifies on its own. That is caught outside
+// the file: peers keep the latest checkpoint they saw (Witness) and receipts
+// carry the callee's checkpoint, so the next exchange with a peer reports a
+// rollback, and VerifyWith checks against checkpoints kept elsewhere. Whoever
+// holds the private key can rewrite anything not yet seen by a peer.
+//
+// # Use
+//
+// A node opens its Log once and appends with Append before it acts (a call is
+// not answered, a sent call not reported, before its entry is durable). A
+// callee uses AppendCheckpoint to put the index and signed checkpoint of its
+// entry in the receipt; the caller stores that receipt as Evidence, and the
+// callee can later prove the entry in that very checkpoint with ProveAt.
+// Commands that only read (verify, ls, show, prove, export) use Verify,
+// OpenReader and Export on the file, also while the node runs.
 //
 // # Witnessing
 //

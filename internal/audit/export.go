@@ -13,16 +13,18 @@ import (
 	"time"
 )
 
-// CSVHeader is the first record of Export's "csv" format.
-var CSVHeader = []string{
-	"index", "time", "kind", "peer", "direction", "capability", "outcome", "stage",
-	"request_digest", "response_digest", "content_digest", "report", "content", "evidence",
+// CSVHeader returns the first record of Export's "csv" format.
+func CSVHeader() []string {
+	return []string{
+		"index", "time", "kind", "peer", "direction", "capability", "outcome", "stage",
+		"request_digest", "response_digest", "content_digest", "report", "content", "evidence",
+	}
 }
 
 // Export writes every entry of the log at path to w, oldest first, reading one
 // snapshot without modifying the log. format is "jsonl" (one Entry JSON object
 // per line, as Entry.MarshalJSON) or "csv" (RFC 4180 via encoding/csv, columns
-// CSVHeader, digests hex, content base64, report and evidence as JSON text).
+// CSVHeader(), digests hex, content base64, report and evidence as JSON text).
 // Values are exported exactly; a spreadsheet may interpret cells starting with
 // '=', '+', '-' or '@' as formulas, so open exports as text.
 func Export(ctx context.Context, path string, w io.Writer, format string) error {
@@ -48,7 +50,7 @@ func Export(ctx context.Context, path string, w io.Writer, format string) error 
 	var enc *json.Encoder
 	if format == "csv" {
 		cw = csv.NewWriter(bw)
-		if err := cw.Write(CSVHeader); err != nil {
+		if err := cw.Write(CSVHeader()); err != nil {
 			return fmt.Errorf("audit: export: %w", err)
 		}
 	} else {

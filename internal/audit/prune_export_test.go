@@ -115,7 +115,7 @@ func TestExportEscaping(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(recs) != 4 || strings.Join(recs[0], ",") != strings.Join(CSVHeader, ",") {
+		if len(recs) != 4 || strings.Join(recs[0], ",") != strings.Join(CSVHeader(), ",") {
 			t.Fatalf("records %q", recs)
 		}
 		r := recs[1]
