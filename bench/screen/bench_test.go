@@ -3,6 +3,7 @@ package benchscreen
 import (
 	"bytes"
 	"encoding/json"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -37,19 +38,30 @@ var benignJSON = func() []byte {
 
 var sink any
 
-// baseline times one bytes.Contains scan over msg in this run (testing.Benchmark cannot
-// nest inside a running benchmark, so it doubles the count until 20 ms have passed).
-func baseline(msg []byte) float64 {
-	needle := []byte("ignore previous instructions")
-	for n := 1024; ; n *= 2 {
+// minPerOp runs fn in 15 rounds of about 2 ms and returns the fastest round's time per
+// call. On a shared machine the minimum is the estimate least disturbed by other load,
+// so two minimums measured the same way give a stable ratio.
+func minPerOp(fn func()) float64 {
+	n := 1
+	for {
 		start := time.Now()
 		for range n {
-			sink = bytes.Contains(msg, needle)
+			fn()
 		}
-		if d := time.Since(start); d >= 20*time.Millisecond {
-			return float64(d.Nanoseconds()) / float64(n)
+		if time.Since(start) >= 2*time.Millisecond {
+			break
 		}
+		n *= 2
 	}
+	best := math.Inf(1)
+	for range 15 {
+		start := time.Now()
+		for range n {
+			fn()
+		}
+		best = min(best, float64(time.Since(start).Nanoseconds())/float64(n))
+	}
+	return best
 }
 
 func benchScreen(b *testing.B, msg []byte) {
@@ -61,20 +73,26 @@ func benchScreen(b *testing.B, msg []byte) {
 	if v := s.Screen(pol, msg); v.Action != screen.ActionPass {
 		b.Fatalf("benchmark message is not benign: %+v", v)
 	}
-	base := baseline(msg)
 	b.SetBytes(int64(len(msg)))
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
 		sink = s.Screen(pol, msg)
 	}
-	ns := float64(b.Elapsed().Nanoseconds()) / float64(b.N)
-	b.ReportMetric(base, "baseline-ns/op")
+	b.StopTimer()
+	// The baseline: one bytes.Contains scan of the same bytes, in the same run. Both
+	// sides are timed as the minimum over rounds, so the ratio survives a loaded machine.
+	needle := []byte("ignore previous instructions")
+	base := minPerOp(func() { sink = bytes.Contains(msg, needle) })
+	ns := minPerOp(func() { sink = s.Screen(pol, msg) })
+	b.ReportMetric(ns, "min-ns/op")
+	b.ReportMetric(base, "baseline-min-ns/op")
 	b.ReportMetric(ns/base, "x-bytes.Contains")
 }
 
 // BenchmarkScreenText1KiB screens 1 KiB of benign text; the x-bytes.Contains metric is
-// its cost relative to one bytes.Contains scan of the same bytes.
+// its cost relative to one bytes.Contains scan of the same bytes (min-ns/op over
+// baseline-min-ns/op; ns/op is the usual mean).
 func BenchmarkScreenText1KiB(b *testing.B) { benchScreen(b, []byte(benignText)) }
 
 // BenchmarkScreenJSON1KiB is the same for a JSON result of about 1 KiB.
