@@ -213,11 +213,10 @@ func (ts *tokens) word(i int) string { return ts.s[ts.t[i].start:ts.t[i].end] }
 
 // folded is the normalized view that the detectors read.
 type folded struct {
-	text       string // the whole text lowercased, with words folded as in toks
-	toks       tokens
-	mixed      int  // words mixing Latin with Cyrillic, Greek, Armenian or Cherokee lookalikes
-	hasCJK     bool // Han, kana or hangul present
-	discussion bool // words that suggest the text discusses attacks rather than makes one
+	text   string // the whole text lowercased, with words folded as in toks
+	toks   tokens
+	mixed  int  // words mixing Latin with Cyrillic, Greek, Armenian or Cherokee lookalikes
+	hasCJK bool // Han, kana or hangul present
 }
 
 // asciiWord marks the ASCII bytes that belong to words.
