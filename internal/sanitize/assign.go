@@ -327,7 +327,10 @@ func parseAssign(d []byte, q int, bare bool) (assignment, bool) {
 	if qlen > 0 {
 		for {
 			if e >= n || e-vs > 512 || d[e] == '\n' {
-				return assignment{}, false
+				// No closing quote: read it as an unquoted value rather than
+				// let a malformed line through.
+				e = vs
+				break
 			}
 			c := d[e]
 			if c == qc {
@@ -336,9 +339,23 @@ func parseAssign(d []byte, q int, bare bool) (assignment, bool) {
 					bs++
 				}
 				if bs == qlen-1 {
+					if e+1 < n && isAlnum(d[e+1]) {
+						// "Orchid641! …"passwd": the quote opens the next
+						// word, so this value was never closed.
+						e = vs
+						break
+					}
 					a.vs, a.ve = vs, e-bs
 					return a, a.ve > a.vs
 				}
+				if bs < qlen-1 {
+					e = vs // the string holding this one ended first
+					break
+				}
+			}
+			if qlen > 1 && c == 'n' && escapedAt(d, e) {
+				e = vs // an escaped newline inside the enclosing string
+				break
 			}
 			e++
 		}

@@ -552,6 +552,9 @@ func (sc *scanner) glMatch(g *glRule, base int, win []byte, m []int) {
 	if se > me {
 		se = me
 	}
+	if se-ss >= 2 && (win[ss] == '"' || win[ss] == '\'') && win[se-1] == win[ss] {
+		ss, se = ss+1, se-1 // a rule that captures the quotes: the value is inside
+	}
 	secret := win[ss:se]
 	if g.entropy != 0 && shannon(secret) <= g.entropy {
 		return
