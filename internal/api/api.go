@@ -102,6 +102,7 @@ func Listen(n *node.Node, log *slog.Logger) (*Server, error) {
 	mux.HandleFunc("GET /v1/caps", s.caps)
 	mux.HandleFunc("POST /v1/call", s.call)
 	mux.HandleFunc("POST /v1/stream", s.stream)
+	mux.HandleFunc("POST /v1/trust/set", s.trustSet)
 	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	return s, nil
 }
@@ -244,4 +245,28 @@ func writeError(w http.ResponseWriter, err error) {
 		status = http.StatusFailedDependency
 	}
 	writeJSON(w, status, map[string]any{"error": errorBody(err)})
+}
+
+// TrustSetRequest is the body of POST /v1/trust/set. A nil level leaves it
+// unchanged; an empty string clears it.
+type TrustSetRequest struct {
+	Peer    string  `json:"peer"`
+	Floor   *string `json:"floor,omitempty"`
+	Ceiling *string `json:"ceiling,omitempty"`
+	Lift    bool    `json:"lift,omitempty"`
+}
+
+func (s *Server) trustSet(w http.ResponseWriter, r *http.Request) {
+	var req TrustSetRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxRequestBytes))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		writeError(w, refusal.New(refusal.StageUsage, "bad request body: %v", err))
+		return
+	}
+	if err := s.n.SetTrust(req.Peer, node.TrustOverride{Floor: req.Floor, Ceiling: req.Ceiling, Lift: req.Lift}); err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]bool{"ok": true})
 }

@@ -20,6 +20,8 @@ import (
 
 	"github.com/treaty-dev/treaty/internal/budget"
 	"github.com/treaty-dev/treaty/internal/identity"
+	"github.com/treaty-dev/treaty/internal/sanitize"
+	"github.com/treaty-dev/treaty/internal/screen"
 	"github.com/treaty-dev/treaty/internal/trust"
 )
 
@@ -36,6 +38,8 @@ type Config struct {
 	Peers        []Peer        `yaml:"peers,omitempty"`        // the peer book
 	Capabilities []Capability  `yaml:"capabilities,omitempty"` // what this node can expose (grants decide to whom)
 	Limits       Limits        `yaml:"limits,omitempty"`       // protocol limits
+	Sanitize     DataPolicy    `yaml:"sanitize,omitempty"`     // outbound: what leaves for each peer (internal/sanitize)
+	Screen       ScreenPolicy  `yaml:"screen,omitempty"`       // inbound: how content from each peer is screened (internal/screen)
 	Trust        trust.Config  `yaml:"trust,omitempty"`        // behavioural trust model (internal/trust)
 	Budget       budget.Config `yaml:"budget,omitempty"`       // per-peer rate, concurrency, bytes, cost; breaker; depth. Rule peers are did:keys or "*"
 }
@@ -57,6 +61,82 @@ type Capability struct {
 	Exec         *ExecBackend   `yaml:"exec,omitempty"`
 	HTTP         *HTTPBackend   `yaml:"http,omitempty"`
 	Timeout      Duration       `yaml:"timeout,omitempty"` // zero: DefaultBackendTimeout
+}
+
+// DataPolicy chooses the outbound sanitizer's action per category, per peer
+// and capability. The most specific rule wins: (peer, capability) > (peer) >
+// ("*", capability) > Default.
+type DataPolicy struct {
+	Default sanitize.Policy `yaml:"default,omitempty"`
+	Rules   []SanitizeRule  `yaml:"rules,omitempty"`
+}
+
+// SanitizeRule is one peer's (or capability's) data policy.
+type SanitizeRule struct {
+	Peer       string          `yaml:"peer"`                 // did:key, nickname, or "*"
+	Capability string          `yaml:"capability,omitempty"` // "" = every capability
+	Policy     sanitize.Policy `yaml:",inline"`
+}
+
+// ScreenPolicy chooses how inbound content is screened, per peer and
+// capability, with the same precedence as DataPolicy.
+type ScreenPolicy struct {
+	Default screen.Policy `yaml:"default,omitempty"`
+	Rules   []ScreenRule  `yaml:"rules,omitempty"`
+}
+
+// ScreenRule is one peer's (or capability's) screening policy.
+type ScreenRule struct {
+	Peer       string        `yaml:"peer"`
+	Capability string        `yaml:"capability,omitempty"`
+	Policy     screen.Policy `yaml:",inline"`
+}
+
+// SanitizePolicy returns the data policy for sending to peer (did:key) on capability.
+func (c *Config) SanitizePolicy(peer, capability string) sanitize.Policy {
+	best, rank := c.Sanitize.Default, 0
+	for _, r := range c.Sanitize.Rules {
+		if k := c.ruleRank(r.Peer, r.Capability, peer, capability); k > rank {
+			best, rank = r.Policy, k
+		}
+	}
+	return best
+}
+
+// ScreenPolicyFor returns the screening policy for content from peer on capability.
+func (c *Config) ScreenPolicyFor(peer, capability string) screen.Policy {
+	best, rank := c.Screen.Default, 0
+	for _, r := range c.Screen.Rules {
+		if k := c.ruleRank(r.Peer, r.Capability, peer, capability); k > rank {
+			best, rank = r.Policy, k
+		}
+	}
+	return best
+}
+
+// ruleRank scores how specifically a rule (rp, rc) matches (peer, capability):
+// 0 no match, 1 ("*", cap), 2 (peer, ""), 3 (peer, cap). A rule's peer may be a
+// nickname.
+func (c *Config) ruleRank(rp, rc, peer, capability string) int {
+	if rc != "" && rc != capability {
+		return 0
+	}
+	switch {
+	case rp == "*" && rc != "":
+		return 1
+	case rp == "*":
+		return 0 // ("*", "") is what Default is for
+	}
+	if rp != peer {
+		p, ok := c.Peer(rp)
+		if !ok || p.ID != peer {
+			return 0
+		}
+	}
+	if rc == "" {
+		return 2
+	}
+	return 3
 }
 
 // DefaultBackendTimeout bounds a backend run when a capability sets no timeout.
@@ -191,6 +271,28 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("config: limits.%s %v outside [0, %v]", name, d.D(), MaxBackendTimeout)
 		}
 	}
+	if err := c.Sanitize.Default.Validate(); err != nil {
+		return fmt.Errorf("config: sanitize.default: %w", err)
+	}
+	for i, r := range c.Sanitize.Rules {
+		if err := c.validRulePeer(r.Peer); err != nil {
+			return fmt.Errorf("config: sanitize.rules[%d].peer: %w", i, err)
+		}
+		if err := r.Policy.Validate(); err != nil {
+			return fmt.Errorf("config: sanitize.rules[%d]: %w", i, err)
+		}
+	}
+	if err := c.Screen.Default.Validate(); err != nil {
+		return fmt.Errorf("config: screen.default: %w", err)
+	}
+	for i, r := range c.Screen.Rules {
+		if err := c.validRulePeer(r.Peer); err != nil {
+			return fmt.Errorf("config: screen.rules[%d].peer: %w", i, err)
+		}
+		if err := r.Policy.Validate(); err != nil {
+			return fmt.Errorf("config: screen.rules[%d]: %w", i, err)
+		}
+	}
 	if err := c.Trust.Validate(); err != nil {
 		return fmt.Errorf("config: trust: %w", err)
 	}
@@ -204,6 +306,20 @@ func (c *Config) Validate() error {
 		if _, err := identity.ParseDID(r.Peer); err != nil {
 			return fmt.Errorf("config: budget.rules[%d].peer must be a did:key or \"*\": %w", i, err)
 		}
+	}
+	return nil
+}
+
+// validRulePeer accepts "*", a did:key, or a nickname from the peer book.
+func (c *Config) validRulePeer(p string) error {
+	if p == "*" {
+		return nil
+	}
+	if _, ok := c.Peer(p); ok {
+		return nil
+	}
+	if _, err := identity.ParseDID(p); err != nil {
+		return fmt.Errorf("%q is not \"*\", a did:key, or a nickname in the peer book", p)
 	}
 	return nil
 }

@@ -5,8 +5,10 @@
 package home
 
 import (
+	"crypto/rand"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 
@@ -14,6 +16,8 @@ import (
 	"github.com/treaty-dev/treaty/internal/identity"
 	"github.com/treaty-dev/treaty/internal/node"
 	"github.com/treaty-dev/treaty/internal/policy"
+	"github.com/treaty-dev/treaty/internal/sanitize"
+	"github.com/treaty-dev/treaty/internal/screen"
 )
 
 // Default returns $TREATY_HOME, else ~/.treaty.
@@ -179,4 +183,41 @@ func Ungrant(dir, peerRef, capability string) (changed, stillAllowed bool, err e
 		return changed, false, err
 	}
 	return changed, e.Authorize(k, policy.ActionCall, capability, policy.Context{Trust: 1}).Allowed, nil
+}
+
+// DryRunner builds the content gates a node at dir would use, for the dry-run
+// commands (treaty scan, treaty screen): the same rules, the same pseudonym key
+// (derived from the identity, so tokens match the node's), but no vault, so a
+// dry run never records anything. Without an initialised home the defaults and
+// a throwaway pseudonym key are used.
+func DryRunner(dir string) (*sanitize.Sanitizer, *screen.Screener, *config.Config, error) {
+	cfg := &config.Config{}
+	var pkey []byte
+	k, err := identity.LoadKeyFile(filepath.Join(dir, node.KeyFile))
+	switch {
+	case err == nil:
+		if cfg, err = config.Load(dir); err != nil {
+			return nil, nil, nil, err
+		}
+		if pkey, err = k.DeriveKey("pseudonym"); err != nil {
+			return nil, nil, nil, err
+		}
+	case errors.Is(err, fs.ErrNotExist):
+		pkey = make([]byte, 32)
+		if _, err := rand.Read(pkey); err != nil {
+			return nil, nil, nil, err
+		}
+	default:
+		return nil, nil, nil, err
+	}
+	san, err := sanitize.New(sanitize.Config{PseudonymKey: pkey})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	scr, err := screen.New(screen.Config{})
+	if err != nil {
+		san.Close()
+		return nil, nil, nil, err
+	}
+	return san, scr, cfg, nil
 }

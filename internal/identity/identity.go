@@ -9,6 +9,8 @@ package identity
 import (
 	"crypto"
 	"crypto/ed25519"
+	"crypto/hkdf"
+	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
 	"fmt"
@@ -204,6 +206,16 @@ func (k PrivateKey) Sign(msg []byte) []byte { return ed25519.Sign(k.k, msg) }
 // Signer returns a crypto.Signer for crypto/tls and x509. The caller must not
 // leak it into logs.
 func (k PrivateKey) Signer() crypto.Signer { return k.k }
+
+// DeriveKey derives a 32-byte secret for one purpose from the identity key
+// (HKDF-SHA256 over the seed, with label as info), so that a node needs no
+// second secret file. Different labels give independent keys.
+func (k PrivateKey) DeriveKey(label string) ([]byte, error) {
+	if k.IsZero() {
+		return nil, errors.New("identity: cannot derive from zero private key")
+	}
+	return hkdf.Key(sha256.New, k.k.Seed(), nil, "treaty/"+label, 32)
+}
 
 // LogValue keeps the key out of logs.
 func (k PrivateKey) LogValue() slog.Value { return slog.StringValue("[redacted]") }

@@ -177,3 +177,14 @@ func FuzzParseKeyFile(f *testing.F) {
 		}
 	})
 }
+
+func TestDeriveKey(t *testing.T) {
+	t.Parallel()
+	a1, _ := seeded(t, 1).DeriveKey("pseudonym")
+	a2, _ := seeded(t, 1).DeriveKey("pseudonym")
+	b, _ := seeded(t, 1).DeriveKey("other")
+	c, _ := seeded(t, 2).DeriveKey("pseudonym")
+	if len(a1) != 32 || !bytes.Equal(a1, a2) || bytes.Equal(a1, b) || bytes.Equal(a1, c) {
+		t.Fatal("DeriveKey is not deterministic per key and label")
+	}
+}

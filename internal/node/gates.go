@@ -123,3 +123,56 @@ func calleeOutcome(err error) (healthy bool, kind trust.Kind) {
 	}
 	return true, "" // the peer answered and refused by its own rules
 }
+
+// TrustOverride is an operator's change to one peer's trust: a floor or ceiling
+// level (nil leaves it, an empty string clears it) and lifting a quarantine.
+type TrustOverride struct {
+	Floor, Ceiling *string
+	Lift           bool
+}
+
+// SetTrust applies an operator override to peer (nickname or did:key).
+func (n *Node) SetTrust(peerRef string, o TrustOverride) error {
+	p, err := n.Resolve(peerRef)
+	if err != nil {
+		return err
+	}
+	level := func(s *string) (*trust.Level, error) {
+		if *s == "" {
+			return nil, nil
+		}
+		l, err := trust.ParseLevel(*s)
+		if err != nil {
+			return nil, refusal.Wrap(refusal.StageUsage, err)
+		}
+		return &l, nil
+	}
+	id := p.ID.String()
+	if o.Floor != nil {
+		l, err := level(o.Floor)
+		if err != nil {
+			return err
+		}
+		if err := n.trust.SetFloor(id, l); err != nil {
+			return err
+		}
+	}
+	if o.Ceiling != nil {
+		l, err := level(o.Ceiling)
+		if err != nil {
+			return err
+		}
+		if err := n.trust.SetCeiling(id, l); err != nil {
+			return err
+		}
+	}
+	if o.Lift {
+		return n.trust.Lift(id)
+	}
+	return nil
+}
+
+// TrustSnapshot returns peer's trust as the node sees it now.
+func (n *Node) TrustSnapshot(peer identity.PublicKey) trust.Snapshot {
+	return n.trust.Get(peer.String(), n.now())
+}

@@ -10,6 +10,7 @@ import (
 	"github.com/treaty-dev/treaty/internal/identity"
 	"github.com/treaty-dev/treaty/internal/policy"
 	"github.com/treaty-dev/treaty/internal/refusal"
+	"github.com/treaty-dev/treaty/internal/sanitize"
 	"github.com/treaty-dev/treaty/internal/transport"
 	"github.com/treaty-dev/treaty/internal/trust"
 	"github.com/treaty-dev/treaty/internal/wire"
@@ -90,12 +91,18 @@ func (n *Node) serveFederation(w http.ResponseWriter, r *http.Request) {
 		n.refuse(w, req, refusal.StageWire, &wire.Error{Reason: wire.ReasonMalformed, Detail: "input is not JSON"})
 		return
 	}
-	// 10. Screen the input (later layer).
-	inv := backend.Invocation{Peer: peer, Capability: capName, Input: body}
+	// 10. Screen the input: block it, or deliver it marked as untrusted.
+	n.noteFindings(peer, capName, body)
+	input, _, err := n.screenInbound(st, peer, capName, body)
+	if err != nil {
+		n.refuse(w, req, refusal.StageScreen, err)
+		return
+	}
+	inv := backend.Invocation{Peer: peer, Capability: capName, Input: input}
 
 	// 11. Run the backend; 12. sign the response bound to the request; 13. audit.
 	if kind == "stream" {
-		n.serveStream(w, r, req, cp, inv)
+		n.serveStream(w, r, st, req, cp, inv)
 		return
 	}
 	out, err := cp.Backend.Call(r.Context(), inv)
@@ -104,9 +111,15 @@ func (n *Node) serveFederation(w http.ResponseWriter, r *http.Request) {
 		n.refuse(w, req, refusal.StageBackend, err)
 		return
 	}
+	// Sanitize the result with the caller's data policy before it leaves.
+	clean, err := n.scrub(st, peer, capName, out)
+	if err != nil {
+		n.refuse(w, req, refusal.StageSanitize, err)
+		return
+	}
 	n.observe(peer, trust.KindSuccess, capName)
 	replyBytes = len(out)
-	n.reply(w, req, http.StatusOK, out)
+	n.reply(w, req, http.StatusOK, clean)
 }
 
 var errNotGranted = errors.New("not_granted")
@@ -121,11 +134,16 @@ func (n *Node) serveCaps(w http.ResponseWriter, st *state, peer identity.PublicK
 		n.refuse(w, req, refusal.StageInternal, err)
 		return 0
 	}
-	n.reply(w, req, http.StatusOK, b)
+	clean, err := n.scrub(st, peer, capsCapability, b)
+	if err != nil {
+		n.refuse(w, req, refusal.StageSanitize, err)
+		return 0
+	}
+	n.reply(w, req, http.StatusOK, clean)
 	return len(b)
 }
 
-func (n *Node) serveStream(w http.ResponseWriter, r *http.Request, req wire.Request, cp *capability, inv backend.Invocation) {
+func (n *Node) serveStream(w http.ResponseWriter, r *http.Request, st *state, req wire.Request, cp *capability, inv backend.Invocation) {
 	flusher, _ := w.(http.Flusher)
 	w.Header().Set("Content-Type", wire.StreamContentType)
 	w.WriteHeader(http.StatusOK)
@@ -135,9 +153,21 @@ func (n *Node) serveStream(w http.ResponseWriter, r *http.Request, req wire.Requ
 		}
 	}
 	sw := wire.NewStreamWriter(w, flush, req, n.key)
-	err := cp.Streamer.Stream(r.Context(), inv, func(b []byte) error { return sw.Write(b) })
+	var blocked error
+	err := cp.Streamer.Stream(r.Context(), inv, func(b []byte) error {
+		clean, err := n.scrub(st, inv.Peer, inv.Capability, b)
+		if err != nil {
+			blocked = err
+			return err // stops the backend: nothing more leaves
+		}
+		return sw.Write(clean.Bytes())
+	})
 	var f *wire.Failure
-	if err != nil {
+	switch {
+	case blocked != nil:
+		f = &wire.Failure{Stage: string(refusal.StageSanitize), Reason: "blocked"}
+		n.log.Info("stream event blocked by the sanitizer", "peer", inv.Peer, "capability", inv.Capability, "err", blocked)
+	case err != nil:
 		f = &wire.Failure{Stage: string(refusal.StageBackend), Reason: backendReason(err)}
 		n.log.Info("stream ended with failure", "peer", inv.Peer, "capability", inv.Capability, "err", err)
 	}
@@ -171,8 +201,9 @@ func route(path string) (kind, capName string) {
 	return kind, capName
 }
 
-// reply signs and writes a response.
-func (n *Node) reply(w http.ResponseWriter, req wire.Request, status int, body []byte) {
+// reply signs and writes a response. It takes only sanitized bytes.
+func (n *Node) reply(w http.ResponseWriter, req wire.Request, status int, clean sanitize.Clean) {
+	body := clean.Bytes()
 	if err := wire.SignResponse(w.Header(), status, body, req, n.key, n.now()); err != nil {
 		n.log.Error("sign response", "err", err)
 		http.Error(w, "", http.StatusInternalServerError)
@@ -192,7 +223,7 @@ func (n *Node) refuse(w http.ResponseWriter, req wire.Request, stage refusal.Sta
 		f = wire.Failure{Stage: string(stage), Reason: backendReason(err)}
 	case refusal.StagePolicy:
 		f = wire.Failure{Stage: string(stage), Reason: "not_granted"}
-	case refusal.StageTrust, refusal.StageBudget:
+	case refusal.StageTrust, refusal.StageBudget, refusal.StageSanitize, refusal.StageScreen:
 		var r *refusal.Error
 		if errors.As(err, &r) {
 			f = wire.Failure{Stage: string(stage), Reason: token(r.Reason)}
@@ -200,7 +231,14 @@ func (n *Node) refuse(w http.ResponseWriter, req wire.Request, stage refusal.Sta
 	default:
 		f = wire.FailureOf(string(stage), err)
 	}
-	n.reply(w, req, statusFor(stage, err), wire.EncodeFailure(f))
+	// Failure envelopes are short tokens we wrote, but they leave the node too.
+	clean, serr := n.scrub(n.state.Load(), req.Peer, "", wire.EncodeFailure(f))
+	if serr != nil {
+		n.log.Error("failure envelope refused by the sanitizer", "err", serr)
+		http.Error(w, "", http.StatusInternalServerError)
+		return
+	}
+	n.reply(w, req, statusFor(stage, err), clean)
 }
 
 func statusFor(stage refusal.Stage, err error) int {

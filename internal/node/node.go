@@ -28,6 +28,8 @@ import (
 	"github.com/treaty-dev/treaty/internal/identity"
 	"github.com/treaty-dev/treaty/internal/policy"
 	"github.com/treaty-dev/treaty/internal/refusal"
+	"github.com/treaty-dev/treaty/internal/sanitize"
+	"github.com/treaty-dev/treaty/internal/screen"
 	"github.com/treaty-dev/treaty/internal/transport"
 	"github.com/treaty-dev/treaty/internal/trust"
 	"github.com/treaty-dev/treaty/internal/wire"
@@ -35,6 +37,9 @@ import (
 
 // KeyFile is the identity key inside a home directory.
 const KeyFile = "identity.key"
+
+// VaultFile holds the pseudonym mapping (mode 0600) inside a home directory.
+const VaultFile = "pseudonyms.vault"
 
 // TrustFile holds the persisted trust scores inside a home directory.
 const TrustFile = "trust.json"
@@ -60,9 +65,11 @@ type Node struct {
 	client      *http.Client
 	verifier    *wire.Verifier
 
-	state  atomic.Pointer[state]
-	trust  *trust.Book     // behavioural trust per peer; persisted in trust.json
-	budget *budget.Limiter // rate, concurrency, bytes, cost, breakers
+	state     atomic.Pointer[state]
+	sanitizer *sanitize.Sanitizer // outbound scrubbing and the pseudonym vault
+	screener  *screen.Screener    // inbound screening
+	trust     *trust.Book         // behavioural trust per peer; persisted in trust.json
+	budget    *budget.Limiter     // rate, concurrency, bytes, cost, breakers
 
 	mu       sync.Mutex // guards funcs, fileSig, peerLim
 	funcs    map[string]*Handler
@@ -125,6 +132,16 @@ func Open(opts Options) (*Node, error) {
 		return nil, fmt.Errorf("node: %w", err)
 	}
 	n.client = &http.Client{Transport: n.tr.RoundTripper(n.resolveAddr)}
+	pkey, err := key.DeriveKey("pseudonym")
+	if err != nil {
+		return nil, err
+	}
+	if n.sanitizer, err = sanitize.New(sanitize.Config{PseudonymKey: pkey, VaultPath: filepath.Join(opts.Home, VaultFile)}); err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
+	if n.screener, err = screen.New(screen.Config{}); err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
 	n.verifier, err = wire.NewVerifier(wire.VerifierConfig{Self: n.self})
 	if err != nil {
 		return nil, fmt.Errorf("node: %w", err)
@@ -177,6 +194,9 @@ func (n *Node) Close() error {
 		n.wg.Wait()
 		if n.trust != nil {
 			err = errors.Join(err, n.trust.Close())
+		}
+		if n.sanitizer != nil {
+			err = errors.Join(err, n.sanitizer.Close())
 		}
 	})
 	return err

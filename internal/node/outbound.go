@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/treaty-dev/treaty/internal/refusal"
+	"github.com/treaty-dev/treaty/internal/sanitize"
 	"github.com/treaty-dev/treaty/internal/transport"
 	"github.com/treaty-dev/treaty/internal/wire"
 )
@@ -55,13 +56,13 @@ func (n *Node) Call(ctx context.Context, peerRef, capName string, input []byte) 
 
 // call runs steps 3-6 and the caller's checks of the answer.
 func (n *Node) call(ctx context.Context, st *state, p Peer, capName string, input []byte) (*Result, error) {
-	// 3. Sanitize the input with p's data policy (later layer); until then it
-	// must at least be JSON.
-	if !json.Valid(input) {
-		return nil, refusal.New(refusal.StageUsage, "input is not valid JSON")
+	// 3. Sanitize the input with p's data policy: block, redact, pseudonymize.
+	clean, err := n.scrub(st, p.ID, capName, input)
+	if err != nil {
+		return nil, err
 	}
 	// 4-6. Sign, audit, send over the pooled mTLS connection pinned to p's key.
-	resp, body, sent, err := n.roundTrip(ctx, st, p, "/v1/call/"+capName, capName, input, true)
+	resp, body, sent, err := n.roundTrip(ctx, st, p, "/v1/call/"+capName, capName, clean, true)
 	if err != nil {
 		return nil, err
 	}
@@ -76,7 +77,19 @@ func (n *Node) call(ctx context.Context, st *state, p Peer, capName string, inpu
 	if !json.Valid(body) {
 		return nil, refusal.New(refusal.StageWire, "response from %s is not JSON", p.ID.Short())
 	}
-	return &Result{Peer: p, Output: body, Receipt: receipt}, nil
+	out, err := n.acceptResult(st, p, capName, body)
+	if err != nil {
+		return nil, err
+	}
+	return &Result{Peer: p, Output: out, Receipt: receipt}, nil
+}
+
+// acceptResult screens what p returned and restores the pseudonyms this node
+// issued to p, so the local agent sees its own values and never a token.
+func (n *Node) acceptResult(st *state, p Peer, capName string, body []byte) ([]byte, error) {
+	n.noteFindings(p.ID, capName, body)
+	out, _, err := n.screenInbound(st, p.ID, capName, n.sanitizer.Restore(p.ID.String(), body))
+	return out, err
 }
 
 // Caps asks peer which capabilities it exposes to this node.
@@ -86,7 +99,11 @@ func (n *Node) Caps(ctx context.Context, peerRef string) ([]CapabilityInfo, erro
 	if err != nil {
 		return nil, err
 	}
-	resp, body, sent, err := n.roundTrip(ctx, st, p, "/v1/caps", capsCapability, []byte("{}"), true)
+	empty, err := n.scrub(st, p.ID, capsCapability, []byte("{}"))
+	if err != nil {
+		return nil, err
+	}
+	resp, body, sent, err := n.roundTrip(ctx, st, p, "/v1/caps", capsCapability, empty, true)
 	if err != nil {
 		return nil, err
 	}
@@ -117,9 +134,6 @@ func (n *Node) Stream(ctx context.Context, peerRef, capName string, input []byte
 	if !wire.ValidCapabilityName(capName) {
 		return refusal.New(refusal.StageUsage, "invalid capability name %q", capName)
 	}
-	if !json.Valid(input) {
-		return refusal.New(refusal.StageUsage, "input is not valid JSON")
-	}
 	finish, err := n.outboundGates(p, capName, len(input))
 	if err != nil {
 		return err
@@ -143,7 +157,11 @@ func outcome(ctx context.Context, err error) error {
 }
 
 func (n *Node) stream(ctx context.Context, st *state, p Peer, capName string, input []byte, emit func(json.RawMessage) error) error {
-	resp, _, sent, err := n.roundTrip(ctx, st, p, "/v1/stream/"+capName, capName, input, false)
+	clean, err := n.scrub(st, p.ID, capName, input)
+	if err != nil {
+		return err
+	}
+	resp, _, sent, err := n.roundTrip(ctx, st, p, "/v1/stream/"+capName, capName, clean, false)
 	if err != nil {
 		return err
 	}
@@ -173,7 +191,11 @@ func (n *Node) stream(ctx context.Context, st *state, p Peer, capName string, in
 			}
 			return nil
 		}
-		if err := emit(ev.Data); err != nil {
+		data, err := n.acceptResult(st, p, capName, ev.Data)
+		if err != nil {
+			return err
+		}
+		if err := emit(data); err != nil {
 			return err
 		}
 	}
@@ -186,8 +208,9 @@ var errTimeToFirstByte = errors.New("no response headers within time_to_first_by
 // roundTrip signs and sends one request to p and returns the response. With
 // readBody, the body is read within MaxBodyBytes and the CallTimeout covers it;
 // otherwise the caller owns resp.Body (streams are bounded per event instead).
-func (n *Node) roundTrip(ctx context.Context, st *state, p Peer, path, capName string, body []byte, readBody bool) (*http.Response, []byte, wire.Sent, error) {
+func (n *Node) roundTrip(ctx context.Context, st *state, p Peer, path, capName string, clean sanitize.Clean, readBody bool) (*http.Response, []byte, wire.Sent, error) {
 	lim := st.limits
+	body := clean.Bytes()
 	var cancelCall context.CancelFunc = func() {}
 	if readBody {
 		ctx, cancelCall = context.WithTimeout(ctx, lim.CallTimeout)

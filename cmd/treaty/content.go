@@ -1,0 +1,191 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/spf13/cobra"
+
+	"github.com/treaty-dev/treaty/internal/config"
+	"github.com/treaty-dev/treaty/internal/home"
+	"github.com/treaty-dev/treaty/internal/identity"
+	"github.com/treaty-dev/treaty/internal/sanitize"
+	"github.com/treaty-dev/treaty/internal/screen"
+)
+
+// maxScanInput bounds stdin for scan and screen (one document, or one JSONL line).
+const maxScanInput = 64 << 20
+
+// record is one line of --jsonl input.
+type record struct {
+	ID   string `json:"id"`
+	Text string `json:"text"`
+}
+
+// peerID resolves --peer to a did:key through the peer book ("" when unset).
+func peerID(cfg *config.Config, ref string) (string, error) {
+	if ref == "" {
+		return "", nil
+	}
+	if p, ok := cfg.Peer(ref); ok {
+		return p.ID, nil
+	}
+	if _, err := identity.ParseDID(ref); err != nil {
+		return "", fmt.Errorf("--peer %q is neither a nickname in the peer book nor a did:key", ref)
+	}
+	return ref, nil
+}
+
+// eachRecord calls f for every {"id","text"} line of r.
+func eachRecord(r io.Reader, f func(record) error) error {
+	br := bufio.NewReaderSize(r, 1<<20)
+	for line := 1; ; line++ {
+		b, err := br.ReadSlice('\n')
+		for errors.Is(err, bufio.ErrBufferFull) { // a long line: keep reading
+			var more []byte
+			more, err = br.ReadSlice('\n')
+			b = append(append([]byte(nil), b...), more...)
+			if len(b) > maxScanInput {
+				return fmt.Errorf("line %d exceeds %d bytes", line, maxScanInput)
+			}
+		}
+		if len(b) > 0 && !(len(b) == 1 && b[0] == '\n') {
+			var rec record
+			if jerr := json.Unmarshal(b, &rec); jerr != nil {
+				return usagef("line %d is not a JSON object with \"id\" and \"text\": %v", line, jerr)
+			}
+			if ferr := f(rec); ferr != nil {
+				return ferr
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+func readAll(r io.Reader) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(r, maxScanInput+1))
+	if err == nil && len(b) > maxScanInput {
+		err = usagef("input exceeds %d bytes", maxScanInput)
+	}
+	return b, err
+}
+
+func scanCmd(h func() string) *cobra.Command {
+	var peer string
+	var asJSON, jsonl bool
+	c := &cobra.Command{
+		Use:   "scan [--peer PEER] [--json | --jsonl]",
+		Short: "dry-run the outbound sanitizer on stdin",
+		Args:  args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if asJSON && jsonl {
+				return usagef("--json and --jsonl are exclusive")
+			}
+			san, _, cfg, err := home.DryRunner(h())
+			if err != nil {
+				return err
+			}
+			defer san.Close()
+			id, err := peerID(cfg, peer)
+			if err != nil {
+				return usageError{err}
+			}
+			pol := cfg.SanitizePolicy(id, "")
+			subject := id
+			if subject == "" {
+				subject = "did:key:dry-run"
+			}
+			out := bufio.NewWriter(cmd.OutOrStdout())
+			defer out.Flush()
+			enc := json.NewEncoder(out)
+			enc.SetEscapeHTML(false)
+			if jsonl {
+				return eachRecord(cmd.InOrStdin(), func(rec record) error {
+					res := san.DryRun(subject, pol, []byte(rec.Text))
+					return enc.Encode(struct {
+						ID string `json:"id"`
+						sanitize.Result
+					}{rec.ID, res})
+				})
+			}
+			in, err := readAll(cmd.InOrStdin())
+			if err != nil {
+				return err
+			}
+			res := san.DryRun(subject, pol, in)
+			if asJSON {
+				return enc.Encode(res)
+			}
+			fmt.Fprint(out, res.Output)
+			fmt.Fprintf(cmd.ErrOrStderr(), "treaty scan: %s, %d findings\n", res.Action, len(res.Findings))
+			for _, f := range res.Findings {
+				fmt.Fprintf(cmd.ErrOrStderr(), "  %s (%s) at bytes %d-%d\n", f.Category, f.Rule, f.Start, f.End)
+			}
+			return nil
+		},
+	}
+	c.Flags().StringVar(&peer, "peer", "", "use this peer's data policy (default: the default policy)")
+	c.Flags().BoolVar(&asJSON, "json", false, `print {"action","output","findings"}`)
+	c.Flags().BoolVar(&jsonl, "jsonl", false, `read {"id","text"} lines; print one result line per record`)
+	return c
+}
+
+func screenCmd(h func() string) *cobra.Command {
+	var peer string
+	var asJSON, jsonl bool
+	c := &cobra.Command{
+		Use:   "screen [--peer PEER] [--json | --jsonl]",
+		Short: "dry-run inbound screening on stdin",
+		Args:  args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if asJSON && jsonl {
+				return usagef("--json and --jsonl are exclusive")
+			}
+			san, scr, cfg, err := home.DryRunner(h())
+			if err != nil {
+				return err
+			}
+			san.Close()
+			id, err := peerID(cfg, peer)
+			if err != nil {
+				return usageError{err}
+			}
+			pol := cfg.ScreenPolicyFor(id, "")
+			out := bufio.NewWriter(cmd.OutOrStdout())
+			defer out.Flush()
+			enc := json.NewEncoder(out)
+			if jsonl {
+				return eachRecord(cmd.InOrStdin(), func(rec record) error {
+					v := scr.Screen(pol, []byte(rec.Text))
+					return enc.Encode(struct {
+						ID string `json:"id"`
+						screen.Verdict
+					}{rec.ID, v})
+				})
+			}
+			in, err := readAll(cmd.InOrStdin())
+			if err != nil {
+				return err
+			}
+			v := scr.Screen(pol, in)
+			if asJSON {
+				return enc.Encode(v)
+			}
+			fmt.Fprintf(out, "%s score %.2f %v\n", v.Action, v.Score, v.Reasons)
+			return nil
+		},
+	}
+	c.Flags().StringVar(&peer, "peer", "", "use this peer's screening policy")
+	c.Flags().BoolVar(&asJSON, "json", false, `print {"action","score","reasons"}`)
+	c.Flags().BoolVar(&jsonl, "jsonl", false, `read {"id","text"} lines; print one verdict line per record`)
+	return c
+}
+

@@ -1,0 +1,337 @@
+package home
+
+// The operator's limits on peers: budget rules in treaty.yaml (`treaty limit`) and
+// trust bounds in the trust book (`treaty trust set`).
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/treaty-dev/treaty/internal/budget"
+	"github.com/treaty-dev/treaty/internal/config"
+	"github.com/treaty-dev/treaty/internal/identity"
+	"github.com/treaty-dev/treaty/internal/node"
+	"github.com/treaty-dev/treaty/internal/trust"
+)
+
+// UnknownPeerError is returned when a peer reference is neither a nickname nor a
+// did:key in the peer book.
+type UnknownPeerError struct{ Ref string }
+
+func (e *UnknownPeerError) Error() string {
+	return fmt.Sprintf("home: no peer %q in the peer book", e.Ref)
+}
+
+// ErrBadLimit is wrapped by SetLimit and RemoveLimit when the rule asked for is
+// invalid: a capability name, a direction, or a value out of range. The CLI maps
+// it to a usage error.
+var ErrBadLimit = errors.New("home: bad limit")
+
+// LimitChange is what `treaty limit set` changes in one budget rule; nil fields keep
+// the rule's current value (zero for a new rule). A zero value means unlimited, as
+// in budget.Limit. Setting Rate to zero also clears Burst, Cost to zero clears
+// CostWindow, and both byte budgets to zero clears Window, unless the change sets
+// those too, so "--rate 0" alone turns a rate limit off instead of failing
+// validation.
+type LimitChange struct {
+	Rate        *float64       // calls per second
+	Burst       *int           // bucket size; needs a Rate
+	Concurrency *int           // calls in flight
+	BytesIn     *int64         // bytes per Window
+	BytesOut    *int64         // bytes per Window
+	Window      *time.Duration // for BytesIn and BytesOut; zero: budget.DefaultWindow
+	Cost        *float64       // cost units per CostWindow
+	CostWindow  *time.Duration // zero: budget.DefaultCostWindow
+}
+
+// IsZero reports whether c changes nothing.
+func (c LimitChange) IsZero() bool { return c == LimitChange{} }
+
+func (c LimitChange) apply(l budget.Limit) budget.Limit {
+	if c.Rate != nil {
+		l.Rate = *c.Rate
+		if l.Rate == 0 && c.Burst == nil {
+			l.Burst = 0
+		}
+	}
+	if c.Burst != nil {
+		l.Burst = *c.Burst
+	}
+	if c.Concurrency != nil {
+		l.Concurrency = *c.Concurrency
+	}
+	if c.BytesIn != nil {
+		l.BytesIn = *c.BytesIn
+	}
+	if c.BytesOut != nil {
+		l.BytesOut = *c.BytesOut
+	}
+	if l.BytesIn == 0 && l.BytesOut == 0 && c.Window == nil {
+		l.Window = 0
+	}
+	if c.Window != nil {
+		l.Window = *c.Window
+	}
+	if c.Cost != nil {
+		l.Cost = *c.Cost
+		if l.Cost == 0 && c.CostWindow == nil {
+			l.CostWindow = 0
+		}
+	}
+	if c.CostWindow != nil {
+		l.CostWindow = *c.CostWindow
+	}
+	return l
+}
+
+// limitPeer resolves ref to the form budget rules use: "*", or a did:key from the
+// peer book. With stale, a did:key outside the peer book is accepted too, so a rule
+// left behind by a removed peer can still be removed.
+func limitPeer(c *config.Config, ref string, stale bool) (string, error) {
+	if ref == "*" {
+		return "*", nil
+	}
+	if p, ok := c.Peer(ref); ok {
+		return p.ID, nil
+	}
+	if stale && strings.HasPrefix(ref, "did:key:") {
+		if _, err := identity.ParseDID(ref); err == nil {
+			return ref, nil
+		}
+	}
+	return "", &UnknownPeerError{Ref: ref}
+}
+
+func checkRuleKey(capability string, dir budget.Dir) error {
+	if capability != "" && !config.ValidCapability(capability) {
+		return fmt.Errorf("%w: capability %q must be lower-case letters, digits, '.', '_' or '-' (at most 64, not starting with \"treaty.\")", ErrBadLimit, capability)
+	}
+	if dir > budget.Out {
+		return fmt.Errorf("%w: direction %v is not in, out or both", ErrBadLimit, dir)
+	}
+	return nil
+}
+
+// SetLimit changes the budget rule for (peer, capability, dir) in treaty.yaml,
+// creating it when missing, and returns the rule as written. peerRef is a nickname
+// or did:key from the peer book, or "*" for every peer separately; capability ""
+// is the peer-wide rule. A running node applies the change when it reloads the
+// file.
+func SetLimit(dir, peerRef, capability string, d budget.Dir, change LimitChange) (budget.Rule, error) {
+	if err := checkRuleKey(capability, d); err != nil {
+		return budget.Rule{}, err
+	}
+	if change.IsZero() {
+		return budget.Rule{}, fmt.Errorf("%w: nothing to set", ErrBadLimit)
+	}
+	var out budget.Rule
+	err := edit(dir, func(c *config.Config) error {
+		peer, err := limitPeer(c, peerRef, false)
+		if err != nil {
+			return err
+		}
+		r, _ := c.Budget.Rule(peer, capability, d)
+		r.Peer, r.Capability, r.Dir = peer, capability, d
+		r.Limit = change.apply(r.Limit)
+		if err := r.Limit.Validate("rule"); err != nil {
+			return fmt.Errorf("%w: %w", ErrBadLimit, err)
+		}
+		c.Budget = c.Budget.WithRule(r)
+		out = r
+		return nil
+	})
+	if err != nil {
+		return budget.Rule{}, err
+	}
+	return out, nil
+}
+
+// RemoveLimit removes the budget rule for (peer, capability, dir) and reports
+// whether there was one. peerRef may also be a did:key no longer in the peer book.
+func RemoveLimit(dir, peerRef, capability string, d budget.Dir) (bool, error) {
+	if err := checkRuleKey(capability, d); err != nil {
+		return false, err
+	}
+	removed := false
+	err := edit(dir, func(c *config.Config) error {
+		peer, err := limitPeer(c, peerRef, true)
+		if err != nil {
+			return err
+		}
+		if _, ok := c.Budget.Rule(peer, capability, d); !ok {
+			return nil
+		}
+		c.Budget = c.Budget.WithoutRule(peer, capability, d)
+		removed = true
+		return nil
+	})
+	return removed, err
+}
+
+// LimitEntry is one configured budget rule with the peer's nickname.
+type LimitEntry struct {
+	Name string // the peer's nickname; "" for "*" or a did:key outside the peer book
+	budget.Rule
+}
+
+// Limits returns the configured default limit and the rules, sorted by peer,
+// capability and direction.
+func Limits(dir string) (budget.Limit, []LimitEntry, error) {
+	c, err := config.Load(dir)
+	if err != nil {
+		return budget.Limit{}, nil, err
+	}
+	out := make([]LimitEntry, 0, len(c.Budget.Rules))
+	for _, r := range c.Budget.Rules {
+		e := LimitEntry{Rule: r}
+		if p, ok := c.Peer(r.Peer); ok && p.ID == r.Peer {
+			e.Name = p.Name
+		}
+		out = append(out, e)
+	}
+	slices.SortFunc(out, func(a, b LimitEntry) int {
+		return cmp.Or(cmp.Compare(a.Peer, b.Peer), cmp.Compare(a.Capability, b.Capability), cmp.Compare(a.Dir, b.Dir))
+	})
+	return c.Budget.Default, out, nil
+}
+
+// ClearBound is the value of TrustOverride.Floor or Ceiling that removes the bound.
+const ClearBound = "none"
+
+// ErrBadOverride is wrapped by TrustOverride.Validate.
+var ErrBadOverride = errors.New("home: bad trust override")
+
+// TrustOverride is an operator's change to one peer's trust: the body of the local
+// API's POST /v1/trust/set, as JSON, for example
+//
+//	{"peer":"did:key:z6Mk…","floor":"trusted","ceiling":"none","lift":true}
+//
+// A nil Floor or Ceiling (omitted in JSON) leaves that bound as it is; ClearBound
+// ("none") removes it; otherwise it is a level name as trust.ParseLevel accepts.
+type TrustOverride struct {
+	Peer    string  `json:"peer"` // did:key
+	Floor   *string `json:"floor,omitempty"`
+	Ceiling *string `json:"ceiling,omitempty"`
+	Lift    bool    `json:"lift"` // end a quarantine
+}
+
+// parsedOverride is a validated TrustOverride: a Set flag reports whether the bound
+// changes, and a nil level with it set means clear.
+type parsedOverride struct {
+	floorSet, ceilingSet bool
+	floor, ceiling       *trust.Level
+}
+
+func parseBound(field string, s *string) (bool, *trust.Level, error) {
+	if s == nil {
+		return false, nil, nil
+	}
+	if strings.EqualFold(*s, ClearBound) {
+		return true, nil, nil
+	}
+	l, err := trust.ParseLevel(*s)
+	if err != nil {
+		return false, nil, fmt.Errorf("%w: %s %q: want %s, or %s to clear it", ErrBadOverride, field, *s, LevelNames(), ClearBound)
+	}
+	return true, &l, nil
+}
+
+// LevelNames lists the trust levels, lowest first, as "quarantined, untrusted, …".
+func LevelNames() string {
+	var names []string
+	for l := trust.LevelQuarantined; l.Valid(); l++ {
+		names = append(names, l.String())
+	}
+	return strings.Join(names, ", ")
+}
+
+func (o TrustOverride) parse() (parsedOverride, error) {
+	var p parsedOverride
+	if _, err := identity.ParseDID(o.Peer); err != nil {
+		return p, fmt.Errorf("%w: peer: %w", ErrBadOverride, err)
+	}
+	var err error
+	if p.floorSet, p.floor, err = parseBound("floor", o.Floor); err != nil {
+		return p, err
+	}
+	if p.ceilingSet, p.ceiling, err = parseBound("ceiling", o.Ceiling); err != nil {
+		return p, err
+	}
+	if !p.floorSet && !p.ceilingSet && !o.Lift {
+		return p, fmt.Errorf("%w: nothing to change (set floor, ceiling or lift)", ErrBadOverride)
+	}
+	if p.floor != nil && p.ceiling != nil && *p.floor > *p.ceiling {
+		return p, fmt.Errorf("%w: floor %v is above ceiling %v", ErrBadOverride, *p.floor, *p.ceiling)
+	}
+	return p, nil
+}
+
+// Validate checks the peer is a did:key, the levels parse, something changes, and
+// a floor and ceiling given together are in order. It does not know the bounds
+// already set; Apply refuses a floor above an existing ceiling
+// (trust.ErrFloorAboveCeiling).
+func (o TrustOverride) Validate() error {
+	_, err := o.parse()
+	return err
+}
+
+// Apply makes the change on b: it lifts the quarantine first, then sets the bounds
+// in the order that never puts the floor above the ceiling in between (raising
+// both above an old ceiling sets the ceiling first). now is used only to read the
+// bounds already set. Each step is written by b before the next, so an error
+// leaves the earlier steps done.
+func (o TrustOverride) Apply(b *trust.Book, now time.Time) error {
+	p, err := o.parse()
+	if err != nil {
+		return err
+	}
+	if o.Lift {
+		if err := b.Lift(o.Peer); err != nil {
+			return err
+		}
+	}
+	setFloor := func() error {
+		if !p.floorSet {
+			return nil
+		}
+		return b.SetFloor(o.Peer, p.floor)
+	}
+	setCeiling := func() error {
+		if !p.ceilingSet {
+			return nil
+		}
+		return b.SetCeiling(o.Peer, p.ceiling)
+	}
+	first, second := setFloor, setCeiling
+	if old := b.Get(o.Peer, now).Ceiling; p.floor != nil && old != nil && *p.floor > *old {
+		first, second = setCeiling, setFloor
+	}
+	if err := first(); err != nil {
+		return err
+	}
+	return second()
+}
+
+// SetTrust applies o to the home's trust book directly, for when no node is
+// running. A running node holds the book: SetTrust then fails with an error
+// wrapping trust.ErrLocked, and the change must go through the node's local API.
+func SetTrust(dir string, o TrustOverride, now time.Time) error {
+	if err := o.Validate(); err != nil {
+		return err
+	}
+	c, err := config.Load(dir)
+	if err != nil {
+		return err
+	}
+	b, err := trust.Open(c.Trust, filepath.Join(dir, node.TrustFile))
+	if err != nil {
+		return err
+	}
+	err = o.Apply(b, now)
+	return errors.Join(err, b.Close())
+}

@@ -1,0 +1,60 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/treaty-dev/treaty/internal/identity"
+	"github.com/treaty-dev/treaty/internal/refusal"
+	"github.com/treaty-dev/treaty/internal/sanitize"
+	"github.com/treaty-dev/treaty/internal/screen"
+	"github.com/treaty-dev/treaty/internal/trust"
+)
+
+// scrub runs the outbound sanitizer on data bound for peer under the data
+// policy for (peer, capability). It is the only way to get the sanitize.Clean
+// that roundTrip, reply and the stream writer require, so no path can send
+// unscrubbed bytes.
+func (n *Node) scrub(st *state, peer identity.PublicKey, capName string, data []byte) (sanitize.Clean, error) {
+	clean, err := n.sanitizer.Apply(peer.String(), st.cfg.SanitizePolicy(peer.String(), capName), data)
+	if err != nil {
+		var b *sanitize.BlockedError
+		if errors.As(err, &b) {
+			cats := make([]string, len(b.Categories))
+			for i, c := range b.Categories {
+				cats[i] = string(c)
+			}
+			return sanitize.Clean{}, &refusal.Error{Stage: refusal.StageSanitize, Err: err,
+				Reason: fmt.Sprintf("blocked: content for %s holds %s (policy: block)", peer.Short(), strings.Join(cats, ", "))}
+		}
+		return sanitize.Clean{}, refusal.Wrap(refusal.StageSanitize, err)
+	}
+	return clean, nil
+}
+
+// screenInbound screens content that peer sent us (a call's input at the
+// callee, a result at the caller). It returns the content to deliver: as is,
+// or wrapped by screen.Mark so a local agent can tell it from instructions.
+// A block verdict is a screen refusal. Verdicts are trust evidence.
+func (n *Node) screenInbound(st *state, peer identity.PublicKey, capName string, data []byte) ([]byte, screen.Verdict, error) {
+	v := n.screener.Screen(st.cfg.ScreenPolicyFor(peer.String(), capName), data)
+	switch v.Action {
+	case screen.ActionBlock:
+		n.observe(peer, trust.KindScreenBlock, capName)
+		return nil, v, &refusal.Error{Stage: refusal.StageScreen,
+			Reason: fmt.Sprintf("content from %s blocked (score %.2f: %s)", peer.Short(), v.Score, strings.Join(v.Reasons, ", "))}
+	case screen.ActionMark:
+		n.observe(peer, trust.KindScreenMark, capName)
+		return screen.Mark(peer.String(), v, data), v, nil
+	}
+	return data, v, nil
+}
+
+// noteFindings records as trust evidence that a peer sent us secrets or PII:
+// its own sanitizer should have stopped them.
+func (n *Node) noteFindings(peer identity.PublicKey, capName string, data []byte) {
+	if f := n.sanitizer.Scan(data); len(f) > 0 {
+		n.observe(peer, trust.KindSanitizer, fmt.Sprintf("%s: %d findings", capName, len(f)))
+	}
+}
