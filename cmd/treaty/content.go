@@ -188,4 +188,3 @@ func screenCmd(h func() string) *cobra.Command {
 	c.Flags().BoolVar(&jsonl, "jsonl", false, `read {"id","text"} lines; print one verdict line per record`)
 	return c
 }
-
