@@ -220,7 +220,7 @@ func TestTrustErrors(t *testing.T) {
 		{"set unknown peer", []string{"trust", "set", "--home", dir, "dave", "--lift"}, 1, `no peer "dave" in the peer book`},
 		{"set nothing", []string{"trust", "set", "--home", dir, "bob"}, 2, "at least one of --floor, --ceiling and --lift"},
 		{"bad floor", []string{"trust", "set", "--home", dir, "bob", "--floor", "great"}, 2, `--floor "great": want quarantined, untrusted, provisional, trusted, high, or none`},
-		{"bad ceiling", []string{"trust", "set", "--home", dir, "bob", "--ceiling", ""}, 2, `--ceiling "": want`},
+		{"bad ceiling", []string{"trust", "set", "--home", dir, "bob", "--ceiling", "max"}, 2, `--ceiling "max": want`},
 		{"floor above ceiling", []string{"trust", "set", "--home", dir, "bob", "--floor", "high", "--ceiling", "trusted"}, 2, "floor high is above ceiling trusted"},
 		{"floor above existing ceiling", []string{"trust", "set", "--home", dir, "bob", "--floor", "high"}, 1, "floor above ceiling"},
 		{"show no peer", []string{"trust", "show", "--home", dir}, 2, "accepts 1 arg"},
@@ -265,7 +265,8 @@ func TestTrustSetThroughNode(t *testing.T) {
 		want string
 	}{
 		{[]string{"--floor", "trusted"}, `{"peer":"` + bob + `","floor":"trusted","lift":false}`},
-		{[]string{"--ceiling", "none", "--lift"}, `{"peer":"` + bob + `","ceiling":"none","lift":true}`},
+		{[]string{"--ceiling", "none", "--lift"}, `{"peer":"` + bob + `","ceiling":"","lift":true}`},
+		{[]string{"--floor", "", "--ceiling", "NONE"}, `{"peer":"` + bob + `","floor":"","ceiling":"","lift":false}`},
 		{[]string{"--floor", "High", "--ceiling", "high"}, `{"peer":"` + bob + `","floor":"High","ceiling":"high","lift":false}`},
 	} {
 		mustRun(t, append([]string{"trust", "set", "--home", dir, "bob"}, tc.args...)...)

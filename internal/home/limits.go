@@ -200,7 +200,8 @@ func Limits(dir string) (budget.Limit, []LimitEntry, error) {
 	return c.Budget.Default, out, nil
 }
 
-// ClearBound is the value of TrustOverride.Floor or Ceiling that removes the bound.
+// ClearBound is the CLI's spelling of "remove this bound" for --floor and
+// --ceiling; TrustOverride accepts it and "" alike, and sends "" on the wire.
 const ClearBound = "none"
 
 // ErrBadOverride is wrapped by TrustOverride.Validate.
@@ -209,10 +210,11 @@ var ErrBadOverride = errors.New("home: bad trust override")
 // TrustOverride is an operator's change to one peer's trust: the body of the local
 // API's POST /v1/trust/set, as JSON, for example
 //
-//	{"peer":"did:key:z6Mk…","floor":"trusted","ceiling":"none","lift":true}
+//	{"peer":"did:key:z6Mk…","floor":"trusted","ceiling":"","lift":true}
 //
-// A nil Floor or Ceiling (omitted in JSON) leaves that bound as it is; ClearBound
-// ("none") removes it; otherwise it is a level name as trust.ParseLevel accepts.
+// A nil Floor or Ceiling (omitted in JSON) leaves that bound as it is; "" (or
+// ClearBound, "none") removes it; otherwise it is a level name as trust.ParseLevel
+// accepts, in any case.
 type TrustOverride struct {
 	Peer    string  `json:"peer"` // did:key
 	Floor   *string `json:"floor,omitempty"`
@@ -231,7 +233,7 @@ func parseBound(field string, s *string) (bool, *trust.Level, error) {
 	if s == nil {
 		return false, nil, nil
 	}
-	if strings.EqualFold(*s, ClearBound) {
+	if *s == "" || strings.EqualFold(*s, ClearBound) {
 		return true, nil, nil
 	}
 	l, err := trust.ParseLevel(*s)

@@ -287,7 +287,8 @@ func TestTrustOverrideValidate(t *testing.T) {
 		{"in order", TrustOverride{Peer: peer, Floor: ptr("trusted"), Ceiling: ptr("trusted")}, true},
 		{"nothing", TrustOverride{Peer: peer}, false},
 		{"bad level", TrustOverride{Peer: peer, Floor: ptr("great")}, false},
-		{"empty level", TrustOverride{Peer: peer, Ceiling: ptr("")}, false},
+		{"empty clears", TrustOverride{Peer: peer, Ceiling: ptr("")}, true},
+		{"unknown level", TrustOverride{Peer: peer, Ceiling: ptr("max")}, false},
 		{"floor above ceiling", TrustOverride{Peer: peer, Floor: ptr("high"), Ceiling: ptr("untrusted")}, false},
 		{"nickname", TrustOverride{Peer: "bob", Lift: true}, false},
 		{"empty peer", TrustOverride{Lift: true}, false},
@@ -338,7 +339,7 @@ func TestSetTrust(t *testing.T) {
 		// Lowering both below the old floor must set the floor first.
 		{name: "lower both", o: TrustOverride{Floor: ptr("untrusted"), Ceiling: ptr("untrusted")}, floor: lv(trust.LevelUntrusted), ceiling: lv(trust.LevelUntrusted), level: trust.LevelUntrusted},
 		{name: "floor above existing ceiling", o: TrustOverride{Floor: ptr("trusted")}, floor: lv(trust.LevelUntrusted), ceiling: lv(trust.LevelUntrusted), level: trust.LevelUntrusted, wantFloorCeiling: true},
-		{name: "clear", o: TrustOverride{Floor: ptr("none"), Ceiling: ptr("none")}, level: trust.LevelProvisional},
+		{name: "clear", o: TrustOverride{Floor: ptr("none"), Ceiling: ptr("")}, level: trust.LevelProvisional},
 	}
 	for _, s := range steps {
 		t.Run(s.name, func(t *testing.T) {
