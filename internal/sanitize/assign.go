@@ -66,19 +66,30 @@ var secretWords = map[string]bool{
 	"clientsecret": true, "sas": true,
 }
 
-// keyWords splits a key phrase into lowercase words at non-alphanumerics and
-// camelCase humps: "dbPassword" -> db password, "AWS_SECRET_ACCESS_KEY" ->
-// aws secret access key.
-func keyWords(phrase []byte, buf []byte, out [][]byte) [][]byte {
-	buf = buf[:0]
-	start := 0
+// keyText holds a key phrase split into lowercase words at non-alphanumerics
+// and camelCase humps ("dbPassword" -> db password, "AWS_SECRET_ACCESS_KEY"
+// -> aws secret access key). It is a value type so that it stays on the stack.
+type keyText struct {
+	buf [192]byte
+	n   int
+	w   [24][2]uint8
+	nw  int
+}
+
+// add appends the words of phrase (ignored once the buffers are full).
+func (k *keyText) add(phrase []byte) {
+	start := k.n
 	flush := func() {
-		if len(buf) > start {
-			out = append(out, buf[start:])
+		if k.n > start && k.nw < len(k.w) {
+			k.w[k.nw] = [2]uint8{uint8(start), uint8(k.n)}
+			k.nw++
 		}
-		start = len(buf)
+		start = k.n
 	}
 	for i, c := range phrase {
+		if k.n >= len(k.buf) {
+			break
+		}
 		if !isAlnum(c) {
 			flush()
 			continue
@@ -86,39 +97,36 @@ func keyWords(phrase []byte, buf []byte, out [][]byte) [][]byte {
 		if isUpper(c) && i > 0 && (isLower(phrase[i-1]) || (i+1 < len(phrase) && isLower(phrase[i+1]) && isUpper(phrase[i-1]))) {
 			flush()
 		}
-		buf = append(buf, lowerASCII(c))
+		k.buf[k.n] = lowerASCII(c)
+		k.n++
 	}
 	flush()
-	return out
 }
+
+func (k *keyText) word(i int) []byte { return k.buf[k.w[i][0]:k.w[i][1]] }
 
 func isLower(b byte) bool { return byteClass[b]&cLower != 0 }
 
-// classifyKey decides what the key words (the key itself and any words after
-// it, where deny words count) and the context words before it (positive
-// only) say about the value.
-func classifyKey(key, ctx [][]byte) keyKind {
-	for _, w := range key {
-		if denyWords[string(w)] {
+// classifyKey decides what a key says about its value. Words [0, nkey) are
+// the key and the words after it, where a deny word vetoes; the rest are
+// context words before the key, which only add meaning.
+func classifyKey(k *keyText, nkey int) keyKind {
+	for i := 0; i < nkey; i++ {
+		if denyWords[string(k.word(i))] {
 			return kindNone
 		}
 	}
 	has := func(word string) bool {
-		for _, w := range key {
-			if string(w) == word {
-				return true
-			}
-		}
-		for _, w := range ctx {
-			if string(w) == word {
+		for i := 0; i < k.nw; i++ {
+			if string(k.word(i)) == word {
 				return true
 			}
 		}
 		return false
 	}
 	contains := func(sub string) bool {
-		for _, w := range key {
-			if bytes.Contains(w, []byte(sub)) {
+		for i := 0; i < nkey; i++ {
+			if bytes.Contains(k.word(i), []byte(sub)) {
 				return true
 			}
 		}
@@ -134,18 +142,19 @@ func classifyKey(key, ctx [][]byte) keyKind {
 		contains("secretaccesskey") || contains("awssecret") {
 		return kindAWSSecret
 	}
-	for _, w := range key {
+	for i := 0; i < nkey; i++ {
+		w := k.word(i)
 		if passwordWords[string(w)] || bytes.Contains(w, []byte("password")) || bytes.Contains(w, []byte("passwd")) {
 			return kindPassword
 		}
 	}
-	for _, w := range key {
-		s := string(w)
-		if secretWords[s] || bytes.Contains(w, []byte("token")) || bytes.Contains(w, []byte("secret")) ||
+	for i := 0; i < nkey; i++ {
+		w := k.word(i)
+		if secretWords[string(w)] || bytes.Contains(w, []byte("token")) || bytes.Contains(w, []byte("secret")) ||
 			bytes.Contains(w, []byte("apikey")) {
 			return kindSecret
 		}
-		if s == "key" && (len(key) > 1 || len(ctx) > 0) {
+		if string(w) == "key" && k.nw > 1 {
 			// A qualified key: api key, stripe_key, signing key. "key" alone is a map key.
 			return kindSecret
 		}
@@ -199,17 +208,15 @@ func (sc *scanner) keyHit(p, l int) {
 			break
 		}
 	}
-	var wbuf [160]byte
-	var words [16][]byte
-	ctx := keyWords(d[ps:ks], wbuf[:0], words[:0])
-	var kbuf [160]byte
-	var kwords [16][]byte
 	q := ke
 	for w := 0; w < 3; w++ {
 		a, ok := parseAssign(d, q, flag || sc.isBearer(ks, ke))
 		if ok {
-			key := keyWords(d[ks:q], kbuf[:0], kwords[:0])
-			kind := classifyKey(key, ctx)
+			var kt keyText
+			kt.add(d[ks:q])
+			nkey := kt.nw
+			kt.add(d[ps:ks])
+			kind := classifyKey(&kt, nkey)
 			if kind != kindNone {
 				sc.classifyValue(kind, a)
 			}
@@ -541,8 +548,6 @@ func (sc *scanner) csvHeader(pos int) {
 	var kinds [64]keyKind
 	ncol := 0
 	any := false
-	var wbuf [160]byte
-	var words [16][]byte
 	for _, f := range bytes.Split(line, []byte{','}) {
 		f = bytes.Trim(f, " \t\r\"")
 		if len(f) == 0 || len(f) > 48 || ncol >= len(kinds) {
@@ -553,7 +558,9 @@ func (sc *scanner) csvHeader(pos int) {
 				return
 			}
 		}
-		k := classifyKey(keyWords(f, wbuf[:0], words[:0]), nil)
+		var kt keyText
+		kt.add(f)
+		k := classifyKey(&kt, kt.nw)
 		kinds[ncol] = k
 		ncol++
 		any = any || k != kindNone

@@ -1,7 +1,9 @@
 package sanitize
 
 import (
+	"bytes"
 	"encoding/base64"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -106,7 +108,12 @@ func (sc *scanner) base64Run(s, e, padEnd int) {
 	if len(src)%4 == 1 {
 		src = src[:len(src)-1] // a lone trailing character cannot decode
 	}
-	buf := make([]byte, enc.DecodedLen(len(src)))
+	buf := sc.b64buf[:0]
+	if need := enc.DecodedLen(len(src)); cap(buf) < need {
+		buf = make([]byte, need)
+	}
+	buf = buf[:enc.DecodedLen(len(src))]
+	sc.b64buf = buf
 	n, err := enc.Decode(buf, src)
 	if err != nil {
 		return
@@ -140,4 +147,74 @@ func textLike(b []byte) bool {
 		}
 	}
 	return bad*20 <= len(b)
+}
+
+// scanUnicodeEscapes scans the text again with JSON \u00XX escapes of
+// printable ASCII decoded, so that "\u0041KIA…" cannot smuggle a key past the
+// detectors, and maps what it finds back to input offsets.
+func (sc *scanner) scanUnicodeEscapes() {
+	d := sc.data
+	first := -1
+	for i := 0; ; {
+		k := bytes.Index(d[i:], []byte(`\u00`))
+		if k < 0 {
+			return
+		}
+		i += k
+		if c, ok := escapeAt(d, i); ok && (isAlnum(c) || strings.IndexByte("@.:_+/=-", c) >= 0) {
+			first = i
+			break
+		}
+		i += 4
+	}
+	view := make([]byte, 0, len(d))
+	view = append(view, d[:first]...)
+	at := make([]int, 0, len(d)+1) // at[i] is the input offset of view[i]
+	for i := 0; i < first; i++ {
+		at = append(at, i)
+	}
+	decoded := false
+	for i := first; i < len(d); {
+		// Only characters that secrets and PII are made of: encoders
+		// routinely escape <, > and & (Go's json does), never letters.
+		if c, ok := escapeAt(d, i); ok && (isAlnum(c) || strings.IndexByte("@.:_+/=-", c) >= 0) {
+			view = append(view, c)
+			at = append(at, i)
+			i += 6
+			decoded = true
+			continue
+		}
+		view = append(view, d[i])
+		at = append(at, i)
+		i++
+	}
+	if !decoded {
+		return
+	}
+	at = append(at, len(d))
+	for _, f := range sc.s.scan(view, sc.depth+2) {
+		s, e := at[f.Start], at[f.End]
+		if e-s != f.End-f.Start { // only findings that decoding made visible
+			sc.add(s, e, f.Category, f.Rule)
+		}
+	}
+}
+
+// escapeAt decodes a JSON \u00XX escape at i (not itself escaped).
+func escapeAt(d []byte, i int) (byte, bool) {
+	if d[i] == '\\' && i+5 < len(d) && d[i+1] == 'u' && d[i+2] == '0' && d[i+3] == '0' &&
+		isHex(d[i+4]) && isHex(d[i+5]) && !escapedAt(d, i) {
+		return unhex(d[i+4])<<4 | unhex(d[i+5]), true
+	}
+	return 0, false
+}
+
+func unhex(c byte) byte {
+	switch {
+	case c >= 'a':
+		return c - 'a' + 10
+	case c >= 'A':
+		return c - 'A' + 10
+	}
+	return c - '0'
 }

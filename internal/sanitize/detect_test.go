@@ -1,6 +1,7 @@
 package sanitize
 
 import (
+	"bytes"
 	"encoding/base64"
 	"strings"
 	"testing"
@@ -287,5 +288,25 @@ func TestMergeOverlaps(t *testing.T) {
 		if got[i] != want[i] {
 			t.Fatalf("merge = %v, want %v", got, want)
 		}
+	}
+}
+
+// JSON \u escapes cannot hide a value from the detectors, and the finding
+// covers the escaped text.
+func TestUnicodeEscapesDecoded(t *testing.T) {
+	s := newTest(t)
+	key := "AKIA" + fake(43, upperNum, 16)
+	esc := `\u0041\u004b` + key[2:]
+	data := []byte(`{"note": "` + esc + `", "mail": "bob\u0040initech.io"}`)
+	fs := s.Scan(data)
+	if !hasFinding(data, fs, CategoryAWSAccessKey, esc) {
+		t.Fatalf("found %v, want aws_access_key over %q", found(data, fs), esc)
+	}
+	if !hasFinding(data, fs, CategoryEmail, `bob\u0040initech.io`) {
+		t.Fatalf("found %v, want the escaped email", found(data, fs))
+	}
+	c, err := s.Apply(peerA, scrub, data)
+	if err != nil || bytes.Contains(c.Bytes(), []byte(key[4:])) {
+		t.Fatalf("Apply = %s, %v", c.Bytes(), err)
 	}
 }

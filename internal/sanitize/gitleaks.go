@@ -11,7 +11,7 @@ import (
 	"github.com/zricethezav/gitleaks/v8/config"
 )
 
-// glRule is one gitleaks rule prepared for windowed matching.
+// glRule is one gitleaks rule, prepared to run only where it can match.
 type glRule struct {
 	id          string
 	cat         Category
@@ -29,6 +29,7 @@ type glRule struct {
 	tailRe   *regexp.Regexp // modeSemi, split: ^(?i)(?:the part after the operator)
 	minValue int            // modeSemi, split: the value group's shortest match, when it holds no delimiter
 	wordB    bool           // modeLead: the regex starts with \b
+	leadCase []string       // modeLead: the exact-case lead strings, when few; a hit must start with one
 	short    int            // first window for the anchored regex: within the backtracker's reach
 	after    int            // bytes a match can reach past its start (modeLead), or past the operator (modeSemi)
 	before   int            // modeWindow: bytes a match can reach before a keyword
@@ -46,9 +47,10 @@ const (
 	// modeLead: every match starts with a short literal holding a keyword
 	// (ghp_, AKIA, ey...): the anchored regex runs at each keyword hit.
 	modeLead glMode = iota
-	// modeSemi: gitleaks' semi-generic shape, KEY<keyword>... = VALUE: the
-	// anchored regex runs from the key's start, only when an assignment
-	// operator follows the keyword.
+	// modeSemi: gitleaks' semi-generic shape, KEY<keyword>... = VALUE: only
+	// when an assignment operator follows the keyword, the keyword part and
+	// the value part run as two small anchored regexes (splitSemi), or the
+	// whole regex anchored at the key's start.
 	modeSemi
 	// modeWindow: the keyword is somewhere inside the match: the regex runs
 	// on merged windows around the hits.
@@ -95,6 +97,12 @@ func loadGitleaks(toml string) (rules []glRule, keywords map[string][]glHook, er
 		return nil, nil, fmt.Errorf("sanitize: gitleaks rules: %w", err)
 	}
 	keywords = make(map[string][]glHook)
+	var global []allowList
+	for _, a := range cfg.Allowlists {
+		if a != nil {
+			global = append(global, newAllowList(a))
+		}
+	}
 	for _, id := range cfg.OrderedRules {
 		r := cfg.Rules[id]
 		if r.Regex == nil || r.SkipReport || len(r.RequiredRules) > 0 {
@@ -119,11 +127,7 @@ func loadGitleaks(toml string) (rules []glRule, keywords map[string][]glHook, er
 				g.allow = append(g.allow, newAllowList(a))
 			}
 		}
-		for _, a := range cfg.Allowlists {
-			if a != nil {
-				g.allow = append(g.allow, newAllowList(a))
-			}
-		}
+		g.allow = append(g.allow, global...) // shared, read-only
 		offs := g.plan(r.Regex.String(), r.Keywords)
 		idx := len(rules)
 		rules = append(rules, g)
@@ -213,6 +217,7 @@ func (g *glRule) plan(expr string, keywords []string) [][]int {
 		}
 		if all && anchored() {
 			g.mode, g.wordB, g.after = modeLead, wordB, longest
+			g.leadCase = exactLead(re)
 			return offs
 		}
 	}
@@ -348,6 +353,9 @@ func (sc *scanner) runSemi(r int, g *glRule, p int) {
 	if sc.tried(r, s) {
 		return
 	}
+	if g.generic && genericKeyDenied(d[s:k]) {
+		return // page_token, idempotency_key...: decided before any regex runs
+	}
 	for _, o := range ops {
 		if g.minValue > 0 && !valueRun(d, o, g.minValue) {
 			continue
@@ -398,11 +406,16 @@ func (sc *scanner) gitleaksHit(h glHook, p, e int) {
 			if g.wordB && c > 0 && isWordRE(d[c-1]) == isWordRE(d[c]) {
 				continue
 			}
+			if g.leadCase != nil && !startsWithAny(d[c:], g.leadCase) {
+				continue // "task" is no twilio SK…
+			}
 			sc.runAnchored(g, c, min(len(d), c+g.after))
 		}
 	case modeSemi:
 		if g.tailRe != nil {
-			sc.runSemi(r, g, p)
+			if _, ok := semiOp(d, e); ok {
+				sc.runSemi(r, g, p)
+			}
 			return
 		}
 		opEnd, ok := semiOp(d, e)
@@ -447,6 +460,15 @@ func (sc *scanner) tried(r, c int) bool {
 	return false
 }
 
+func startsWithAny(b []byte, prefixes []string) bool {
+	for _, p := range prefixes {
+		if len(b) >= len(p) && string(b[:len(p)]) == p {
+			return true
+		}
+	}
+	return false
+}
+
 // isWordRE is regexp's \w for the \b test.
 func isWordRE(b byte) bool { return isIdent(b) }
 
@@ -469,7 +491,7 @@ func (sc *scanner) runAnchored(g *glRule, c, end int) {
 // the keyword ending at e, and returns the offset just past it.
 func semiOp(d []byte, e int) (int, bool) {
 	k := e
-	for k < len(d) && k-e < 24 && (isIdent(d[k]) || d[k] == '.' || d[k] == '-' || d[k] == ' ' || d[k] == '\t') {
+	for k < len(d) && k-e < 64 && (isIdent(d[k]) || d[k] == '.' || d[k] == '-' || d[k] == ' ' || d[k] == '\t') {
 		k++
 	}
 	for j := 0; j < 3 && k < len(d) && (isSpace(d[k]) || d[k] == '\'' || d[k] == '"' || d[k] == '\f' || d[k] == '\v'); j++ {
@@ -711,10 +733,10 @@ func genericKeyDenied(prefix []byte) bool {
 	for s > 0 && (isIdent(prefix[s-1]) || prefix[s-1] == '.' || prefix[s-1] == '-') {
 		s--
 	}
-	var buf [160]byte
-	var words [16][]byte
-	for _, w := range keyWords(prefix[s:e], buf[:0], words[:0]) {
-		if denyWords[string(w)] {
+	var kt keyText
+	kt.add(prefix[s:e])
+	for i := 0; i < kt.nw; i++ {
+		if denyWords[string(kt.word(i))] {
 			return true
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"regexp/syntax"
 	"slices"
 	"strings"
+	"unicode"
 )
 
 // Static analysis of gitleaks' regular expressions, used to decide where a
@@ -59,16 +60,6 @@ func maxLen(re *syntax.Regexp) int {
 		return m * re.Max
 	}
 	return 0 // empty-width assertions
-}
-
-// litOf returns the lowercase literal text a node always matches, if it is a
-// literal or a one-letter case class like [Mm].
-func litOf(re *syntax.Regexp) (string, bool) {
-	set := finite(re, 1)
-	if len(set) == 1 {
-		return set[0], true
-	}
-	return "", false
 }
 
 // finite returns the lowercase strings re can match when that language is
@@ -250,6 +241,14 @@ func leadInfo(re *syntax.Regexp) (lead []string, wordB bool, ok bool) {
 			wordB = true
 			continue
 		}
+		if f := finite(s, limit); f != nil {
+			c := cross(run, f, limit)
+			if c == nil {
+				break
+			}
+			run = c
+			continue
+		}
 		if s.Op == syntax.OpAlternate {
 			// (?:hvs\.…|s\.…): the union of the branches' leads.
 			var union []string
@@ -286,15 +285,7 @@ func leadInfo(re *syntax.Regexp) (lead []string, wordB bool, ok bool) {
 			}
 			break
 		}
-		f := finite(s, limit)
-		if f == nil {
-			break
-		}
-		c := cross(run, f, limit)
-		if c == nil {
-			break
-		}
-		run = c
+		break
 	}
 	if len(run) == 1 && run[0] == "" {
 		return nil, wordB, false
@@ -455,4 +446,108 @@ func matchesDelim(re *syntax.Regexp) bool {
 		}
 	}
 	return false
+}
+
+// exactLead returns the exact-case strings every match starts with (after a
+// leading \b), or nil when they are many or unknown. Case-folded literals
+// expand to their variants, so (?i) leads usually give nil.
+func exactLead(re *syntax.Regexp) []string {
+	const limit = 16
+	for re.Op == syntax.OpCapture {
+		re = re.Sub[0]
+	}
+	subs := []*syntax.Regexp{re}
+	if re.Op == syntax.OpConcat {
+		subs = re.Sub
+	}
+	run := []string{""}
+	for _, s := range subs {
+		for s.Op == syntax.OpCapture {
+			s = s.Sub[0]
+		}
+		if s.Op == syntax.OpWordBoundary || s.Op == syntax.OpBeginText {
+			continue
+		}
+		if s.Op == syntax.OpConcat {
+			if l := exactLead(s); l != nil {
+				if c := cross(run, l, limit); c != nil {
+					run = c
+				}
+			}
+			break
+		}
+		f := exactFinite(s, limit)
+		if f == nil {
+			break
+		}
+		c := cross(run, f, limit)
+		if c == nil {
+			break
+		}
+		run = c
+	}
+	if len(run) == 1 && run[0] == "" {
+		return nil
+	}
+	return run
+}
+
+// exactFinite is finite without lowercasing: the exact strings re matches.
+func exactFinite(re *syntax.Regexp, limit int) []string {
+	switch re.Op {
+	case syntax.OpLiteral:
+		out := []string{""}
+		for _, r := range re.Rune {
+			alts := []string{string(r)}
+			if re.Flags&syntax.FoldCase != 0 {
+				for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+					alts = append(alts, string(f))
+				}
+			}
+			out = cross(out, alts, limit)
+			if out == nil {
+				return nil
+			}
+		}
+		return out
+	case syntax.OpCharClass:
+		var out []string
+		for i := 0; i+1 < len(re.Rune); i += 2 {
+			for r := re.Rune[i]; r <= re.Rune[i+1]; r++ {
+				out = append(out, string(r))
+				if len(out) > limit {
+					return nil
+				}
+			}
+		}
+		return out
+	case syntax.OpAlternate:
+		var out []string
+		for _, s := range re.Sub {
+			sub := exactFinite(s, limit)
+			if sub == nil {
+				return nil
+			}
+			out = append(out, sub...)
+			if len(out) > limit {
+				return nil
+			}
+		}
+		return out
+	case syntax.OpConcat:
+		out := []string{""}
+		for _, s := range re.Sub {
+			sub := exactFinite(s, limit)
+			if sub == nil {
+				return nil
+			}
+			if out = cross(out, sub, limit); out == nil {
+				return nil
+			}
+		}
+		return out
+	case syntax.OpCapture:
+		return exactFinite(re.Sub[0], limit)
+	}
+	return nil
 }

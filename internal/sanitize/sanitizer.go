@@ -139,6 +139,7 @@ type scanner struct {
 	data     []byte
 	hits     []Finding
 	ac       []acHit
+	b64buf   []byte
 	glWins   []glWin
 	glTried  []int32
 	csvLines []int
@@ -169,7 +170,7 @@ func (s *Sanitizer) scan(data []byte, depth int) []Finding {
 	for i := range tried {
 		tried[i] = -1
 	}
-	*sc = scanner{s: s, data: data, hits: sc.hits[:0], ac: sc.ac[:0], glWins: sc.glWins[:0], glTried: tried, csvLines: sc.csvLines[:0], lastKS: -1, lastKE: -1, depth: depth}
+	*sc = scanner{s: s, data: data, hits: sc.hits[:0], ac: sc.ac[:0], b64buf: sc.b64buf, glWins: sc.glWins[:0], glTried: tried, csvLines: sc.csvLines[:0], lastKS: -1, lastKE: -1, depth: depth}
 	defer func() {
 		sc.data = nil
 		s.pool.Put(sc)
@@ -192,6 +193,7 @@ func (s *Sanitizer) scan(data []byte, depth int) []Finding {
 	sc.scanPII()
 	if depth < 2 {
 		sc.scanBase64()
+		sc.scanUnicodeEscapes()
 	}
 	return merge(sc.hits)
 }

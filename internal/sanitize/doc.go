@@ -1,0 +1,74 @@
+// Package sanitize scrubs what a node sends: it finds secrets and PII in
+// outbound bytes and applies the peer's Policy to each finding, so that no
+// value a policy protects leaves the machine.
+//
+// # Guarantee
+//
+// Apply is the only way to make a non-empty Clean, and a Clean holds bytes in
+// which every finding was redacted, pseudonymized or explicitly allowed; a
+// finding whose action is block makes Apply fail with *BlockedError, which
+// names categories and never values. A sending path that accepts only a Clean
+// therefore cannot send unscrubbed bytes. Reports (counts per category and
+// action) never hold values either.
+//
+// # Detectors
+//
+//   - Secrets: gitleaks' default rule set (v8.30.1, 221 content rules) with
+//     its keywords, entropy thresholds and allowlists; plus this package's
+//     format checks for the providers of ../shared/corpus/README.md, PEM
+//     private key blocks (redacted bodies and public keys excluded), JWTs
+//     (header must decode to JSON), passwords in URL userinfo, and values
+//     assigned to keys that name a secret (password, passwd, secret, token,
+//     api_key, Bearer ...), in JSON, YAML, .env, CLI flags, prose ("the
+//     password is") and CSV columns. Placeholders (YOUR_API_KEY_HERE,
+//     ${DB_PASSWORD}, ********, EXAMPLE keys, xxxx runs) are not secrets.
+//   - PII, each with a validator: email (domain and TLD checked), phone
+//     (E.164, NANP, trunk-0 national; bare digits only next to a phone word),
+//     payment card (brand prefix and Luhn), IBAN (country length and mod 97),
+//     US SSN (area, group, serial ranges; nine bare digits only with SSN
+//     context), IPv4 and IPv6 (parsed).
+//   - Nested encodings: base64 runs that decode to text, and JSON \u00XX
+//     escapes, are decoded and scanned; a finding inside marks the whole run.
+//
+// One literal prefilter (an Aho-Corasick automaton over every gitleaks
+// keyword and this package's trigger words) finds the places worth looking
+// at; regexes run only there (see glMode), and the PII detectors are
+// hand-written byte scanners.
+//
+// Findings are byte offsets into the input, sorted and non-overlapping:
+// overlapping findings merge into one that spans them, keeping the most
+// specific category (a provider format beats a generic assignment, a secret
+// beats PII).
+//
+// # JSON
+//
+// Detection reads raw bytes, so keys, values and JSON nested inside strings
+// (escaped quotes) are all scanned, and key names give context. When the
+// input is valid JSON the output is too: a replacement never crosses a string
+// boundary or splits an escape, and a number is replaced by a string.
+//
+// # Pseudonyms
+//
+// A pseudonym is "<category:" + 12 hex digits of HMAC-SHA256(PseudonymKey,
+// peer, category, value) + ">": deterministic per peer, different across
+// peers. The node keeps the mapping (in memory and optionally in VaultPath)
+// and Restore puts values back for the peer they were issued to, re-escaped
+// for the JSON string they land in.
+//
+// # Limits
+//
+//   - Detection is by format and context. A secret with no known format and
+//     no telling key, or PII without a checkable shape (names, street
+//     addresses), passes. Encodings other than base64 and \u00XX (hex, URL
+//     encoding, a value split across messages) are not decoded.
+//   - A gitleaks rule runs only near its keywords. For the 215 rules whose
+//     every match contains a keyword this finds what gitleaks finds; the six
+//     others run on the whole input whenever a keyword occurs, as in
+//     gitleaks. Matches are cut at 4 KiB (the PEM and JWT detectors here
+//     read whole blocks).
+//   - Restore escapes a value for one level of JSON string; inside a JSON
+//     string nested in another, a value with quotes or backslashes comes back
+//     escaped once.
+//   - The vault file is append-only and grows with every distinct value; it
+//     is flushed to the OS on each write and synced on Close.
+package sanitize
