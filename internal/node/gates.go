@@ -148,28 +148,45 @@ func (n *Node) SetTrust(peerRef string, o TrustOverride) error {
 		return &l, nil
 	}
 	id := p.ID.String()
-	if o.Floor != nil {
-		l, err := level(o.Floor)
-		if err != nil {
+	if o.Lift {
+		if err := n.trust.Lift(id); err != nil {
 			return err
 		}
-		if err := n.trust.SetFloor(id, l); err != nil {
+	}
+	var floor, ceiling *trust.Level
+	if o.Floor != nil {
+		if floor, err = level(o.Floor); err != nil {
 			return err
 		}
 	}
 	if o.Ceiling != nil {
-		l, err := level(o.Ceiling)
-		if err != nil {
-			return err
-		}
-		if err := n.trust.SetCeiling(id, l); err != nil {
+		if ceiling, err = level(o.Ceiling); err != nil {
 			return err
 		}
 	}
-	if o.Lift {
-		return n.trust.Lift(id)
+	setFloor := func() error {
+		if o.Floor == nil {
+			return nil
+		}
+		return n.trust.SetFloor(id, floor)
 	}
-	return nil
+	setCeiling := func() error {
+		if o.Ceiling == nil {
+			return nil
+		}
+		return n.trust.SetCeiling(id, ceiling)
+	}
+	// Raising both bounds must move the ceiling first, lowering both the floor
+	// first; try one order and fall back to the other.
+	if err := setFloor(); errors.Is(err, trust.ErrFloorAboveCeiling) {
+		if err := setCeiling(); err != nil {
+			return err
+		}
+		return setFloor()
+	} else if err != nil {
+		return err
+	}
+	return setCeiling()
 }
 
 // TrustSnapshot returns peer's trust as the node sees it now.

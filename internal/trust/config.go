@@ -159,10 +159,10 @@ func (l *Level) UnmarshalText(b []byte) error {
 // hysteresis margin around each. A zero Thresholds takes DefaultThresholds; a
 // partly set one takes the default for each zero field.
 type Thresholds struct {
-	Provisional float64 `yaml:"provisional" json:"provisional"` // zero: 0.35
-	Trusted     float64 `yaml:"trusted" json:"trusted"`         // zero: 0.65
-	High        float64 `yaml:"high" json:"high"`               // zero: 0.85
-	Hysteresis  float64 `yaml:"hysteresis" json:"hysteresis"`   // zero: 0.03; allowed [0, 0.2]
+	Provisional float64 `yaml:"provisional,omitempty" json:"provisional"` // zero: 0.35
+	Trusted     float64 `yaml:"trusted,omitempty" json:"trusted"`         // zero: 0.65
+	High        float64 `yaml:"high,omitempty" json:"high"`               // zero: 0.85
+	Hysteresis  float64 `yaml:"hysteresis,omitempty" json:"hysteresis"`   // zero: 0.03; allowed [0, 0.2]
 }
 
 // DefaultThresholds: a new peer (score = prior 0.5) starts provisional; three denied
@@ -186,15 +186,15 @@ func (t Thresholds) threshold(l Level) float64 {
 // Config configures the trust model and the Book. The zero Config is valid and
 // takes the default noted on each field.
 type Config struct {
-	Prior       float64       `yaml:"prior" json:"prior"`               // zero: 0.5; allowed (0, 1)
-	PriorWeight float64       `yaml:"prior_weight" json:"prior_weight"` // zero: 10; allowed (0, 1e6]: evidence the prior is worth
-	HalfLife    time.Duration `yaml:"half_life" json:"half_life"`       // zero: 24h; allowed [1s, 8760h]
-	Weights     Weights       `yaml:"weights" json:"weights"`           // nil or missing kind: DefaultWeights; each finite, |w| <= 1000
-	Severe      Severe        `yaml:"severe" json:"severe"`             // nil or missing kind: DefaultSevere
-	Levels      Thresholds    `yaml:"levels" json:"levels"`             // zero fields: DefaultThresholds
+	Prior       float64       `yaml:"prior,omitempty" json:"prior"`               // zero: 0.5; allowed (0, 1)
+	PriorWeight float64       `yaml:"prior_weight,omitempty" json:"prior_weight"` // zero: 10; allowed (0, 1e6]: evidence the prior is worth
+	HalfLife    time.Duration `yaml:"half_life,omitempty" json:"half_life"`       // zero: 24h; allowed [1s, 8760h]
+	Weights     Weights       `yaml:"weights,omitempty" json:"weights"`           // nil or missing kind: DefaultWeights; each finite, |w| <= 1000
+	Severe      Severe        `yaml:"severe,omitempty" json:"severe"`             // nil or missing kind: DefaultSevere
+	Levels      Thresholds    `yaml:"levels,omitempty" json:"levels"`             // zero fields: DefaultThresholds
 	// FlushEvery bounds how long ordinary evidence may sit in memory before the Book
 	// writes it. Level changes, quarantine and operator changes are written at once.
-	FlushEvery time.Duration `yaml:"flush_every" json:"flush_every"` // zero: 1s; allowed [10ms, 1m]
+	FlushEvery time.Duration `yaml:"flush_every,omitempty" json:"flush_every"` // zero: 1s; allowed [10ms, 1m]
 
 	Logger *slog.Logger     `yaml:"-" json:"-"` // nil: slog.Default(); background write errors go here
 	Now    func() time.Time `yaml:"-" json:"-"` // nil: time.Now; used only by Book when Evidence.At is zero
