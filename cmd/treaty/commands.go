@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -146,21 +147,32 @@ func peerCmd(h func() string) *cobra.Command {
 	ls := &cobra.Command{
 		Use: "ls", Short: "list the peer book", Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := config.Load(h())
+			// A running node adds its breaker states; otherwise read the book.
+			out, err := client.New(h()).Peers(cmd.Context())
+			if errors.Is(err, client.ErrNotRunning) {
+				cfg, lerr := config.Load(h())
+				if lerr != nil {
+					return lerr
+				}
+				out, err = []api.PeerInfo{}, nil
+				for _, p := range cfg.Peers {
+					out = append(out, api.PeerInfo{Name: p.Name, ID: p.ID, Addr: p.Addr})
+				}
+			}
 			if err != nil {
 				return err
-			}
-			out := []api.PeerInfo{}
-			for _, p := range cfg.Peers {
-				out = append(out, api.PeerInfo{Name: p.Name, ID: p.ID, Addr: p.Addr})
 			}
 			if asJSON {
 				return printJSON(cmd.OutOrStdout(), out)
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tID\tADDR")
+			fmt.Fprintln(tw, "NAME\tID\tADDR\tBREAKER")
 			for _, p := range out {
-				fmt.Fprintf(tw, "%s\t%s\t%s\n", p.Name, p.ID, p.Addr)
+				br := p.Breaker
+				if br == "" {
+					br = "-"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", p.Name, p.ID, p.Addr, br)
 			}
 			return tw.Flush()
 		},

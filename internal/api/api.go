@@ -58,9 +58,10 @@ type Status struct {
 
 // PeerInfo is one entry of GET /v1/peers.
 type PeerInfo struct {
-	Name string `json:"name"`
-	ID   string `json:"id"`
-	Addr string `json:"addr"`
+	Name    string `json:"name"`
+	ID      string `json:"id"`
+	Addr    string `json:"addr"`
+	Breaker string `json:"breaker,omitempty"` // closed, open or half-open; empty when the node is not running
 }
 
 // ErrorBody carries a refusal across the socket.
@@ -137,7 +138,7 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 func (s *Server) peers(w http.ResponseWriter, r *http.Request) {
 	out := []PeerInfo{}
 	for _, p := range s.n.Peers() {
-		out = append(out, PeerInfo{Name: p.Name, ID: p.ID.String(), Addr: p.Addr})
+		out = append(out, PeerInfo{Name: p.Name, ID: p.ID.String(), Addr: p.Addr, Breaker: p.Breaker})
 	}
 	writeJSON(w, http.StatusOK, out)
 }

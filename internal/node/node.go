@@ -224,9 +224,10 @@ func (n *Node) resolveAddr(_ context.Context, k identity.PublicKey) (string, err
 
 // Peer is a resolved entry of the peer book.
 type Peer struct {
-	Name string
-	ID   identity.PublicKey
-	Addr string
+	Name    string
+	ID      identity.PublicKey
+	Addr    string
+	Breaker string // outbound circuit breaker: closed, open or half-open (Peers only)
 }
 
 // Resolve finds a peer by did:key or nickname; it must be in the peer book.
@@ -251,8 +252,9 @@ func (n *Node) Resolve(ref string) (Peer, error) {
 func (n *Node) Peers() []Peer {
 	st := n.state.Load()
 	out := make([]Peer, 0, len(st.peers))
+	now := n.now()
 	for k, p := range st.peers {
-		out = append(out, Peer{Name: p.Name, ID: k, Addr: p.Addr})
+		out = append(out, Peer{Name: p.Name, ID: k, Addr: p.Addr, Breaker: n.budget.BreakerState(k.String(), now)})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out

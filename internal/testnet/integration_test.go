@@ -601,3 +601,104 @@ func TestContentGates(t *testing.T) {
 		}
 	})
 }
+
+func TestBreakerOpensAndRecovers(t *testing.T) {
+	skipShort(t)
+	acme, globex := Init(t, bin, "acme"), Init(t, bin, "globex")
+	Federate(t, acme, globex)
+	broken := filepath.Join(t.TempDir(), "broken")
+	os.WriteFile(broken, nil, 0o600)
+	// flaky fails while the file "broken" exists.
+	globex.Must(t, "expose", "flaky", "--exec", script(t, `if [ -e `+broken+` ]; then exit 1; fi; echo '{"ok":true}'`))
+	globex.Must(t, "grant", "acme", "flaky")
+	appendConfig(t, acme, "budget:\n  breaker:\n    min_calls: 3\n    failure_ratio: 0.5\n    cooldown: 1s\n")
+	acme.Start(t)
+	globex.Start(t)
+
+	for i := range 3 {
+		if _, _, code := acme.Run(t, "call", "globex", "flaky"); code != refusal.ExitRemoteFail {
+			t.Fatalf("failing call %d: exit %d, want 6", i, code)
+		}
+	}
+	_, errOut, code := acme.Run(t, "call", "globex", "flaky")
+	if code != refusal.ExitDenied || !strings.Contains(errOut, "breaker") {
+		t.Fatalf("call with the breaker open: exit %d %q; want 3 naming the breaker", code, errOut)
+	}
+	if out := acme.Must(t, "peer", "ls"); !strings.Contains(out, "open") {
+		t.Fatalf("peer ls does not show the open breaker:\n%s", out)
+	}
+	os.Remove(broken) // the peer recovers
+	Eventually(t, 5*time.Second, func() error {
+		if _, errOut, code := acme.Run(t, "call", "globex", "flaky"); code != 0 {
+			return fmt.Errorf("exit %d: %s", code, errOut)
+		}
+		return nil
+	})
+	if out := acme.Must(t, "peer", "ls", "--json"); !strings.Contains(out, `"breaker": "closed"`) {
+		t.Fatalf("breaker not closed after recovery:\n%s", out)
+	}
+}
+
+func TestTrustThresholdDriftsBack(t *testing.T) {
+	skipShort(t)
+	acme, globex := Init(t, bin, "acme"), Init(t, bin, "globex")
+	Federate(t, acme, globex)
+	globex.Must(t, "expose", "search", "--exec", script(t, `echo '{"hits":1}'`))
+	globex.Must(t, "expose", "deploy", "--exec", script(t, `echo '{}'`))
+	globex.Must(t, "expose", "ping", "--exec", script(t, `echo '{}'`))
+	globex.Must(t, "grant", "acme", "ping")
+	// search needs trust >= 0.45; evidence halves every 2 seconds.
+	appendFile(t, filepath.Join(globex.Home, "policy.cedar"),
+		`permit (principal, action == Action::"call", resource == Capability::"search") when { context.trust.greaterThanOrEqual(decimal("0.45")) };`+"\n")
+	appendConfig(t, globex, "trust:\n  half_life: 2s\n")
+	acme.Start(t)
+	globex.Start(t)
+
+	acme.Must(t, "call", "globex", "search")
+	for range 2 { // probing a capability that was never granted
+		if _, _, code := acme.Run(t, "call", "globex", "deploy"); code != refusal.ExitDenied {
+			t.Fatalf("deploy: exit %d, want 3", code)
+		}
+	}
+	if _, errOut, code := acme.Run(t, "call", "globex", "search"); code != refusal.ExitDenied {
+		t.Fatalf("search after probing: exit %d %q; want 3 (trust below the policy's threshold)", code, errOut)
+	}
+	// trust show reads the persisted book, which lags the node by at most
+	// trust.flush_every (1s) for evidence that changes no level.
+	Eventually(t, 5*time.Second, func() error {
+		var show struct {
+			Score float64
+			Bad   float64
+		}
+		if err := json.Unmarshal([]byte(globex.Must(t, "trust", "show", "acme", "--json")), &show); err != nil || show.Score >= 0.45 || show.Bad <= 0 {
+			return fmt.Errorf("trust show: %+v %v", show, err)
+		}
+		return nil
+	})
+	// Good behaviour (granted calls) and decay lift the score back over the
+	// threshold; the policy admits acme again without anyone re-granting
+	// anything. (Polling search itself would add denied evidence.)
+	Eventually(t, 30*time.Second, func() error {
+		acme.Must(t, "call", "globex", "ping")
+		var show struct{ Score float64 }
+		if err := json.Unmarshal([]byte(globex.Must(t, "trust", "show", "acme", "--json")), &show); err != nil || show.Score < 0.5 {
+			return fmt.Errorf("trust %v %v", show.Score, err)
+		}
+		return nil
+	})
+	if _, errOut, code := acme.Run(t, "call", "globex", "search"); code != 0 {
+		t.Fatalf("search after recovery: exit %d %s", code, errOut)
+	}
+}
+
+func appendFile(t *testing.T, path, text string) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString(text); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -200,6 +200,12 @@ type Config struct {
 	Now    func() time.Time `yaml:"-" json:"-"` // nil: time.Now; used only by Book when Evidence.At is zero
 }
 
+// IsZero reports whether c sets nothing, so that treaty.yaml omits it.
+func (c Config) IsZero() bool {
+	return c.Prior == 0 && c.PriorWeight == 0 && c.HalfLife == 0 && len(c.Weights) == 0 &&
+		len(c.Severe) == 0 && c.Levels == (Thresholds{}) && c.FlushEvery == 0 && c.Logger == nil && c.Now == nil
+}
+
 // Defaults used for zero Config fields.
 const (
 	DefaultPrior       = 0.5
