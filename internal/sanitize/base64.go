@@ -108,6 +108,27 @@ func (sc *scanner) base64Run(s, e, padEnd int) {
 	if len(src)%4 == 1 {
 		src = src[:len(src)-1] // a lone trailing character cannot decode
 	}
+	// Random bytes (checksums, images, ids) fail the text test within their
+	// first few dozen bytes; test those before decoding the whole run.
+	if len(src) > 64 {
+		var probe [48]byte
+		n, err := enc.Decode(probe[:], src[:64])
+		if err != nil {
+			return
+		}
+		// The probe may end inside a multi-byte character.
+		p := probe[:n]
+		last := len(p) - 1
+		for last > 0 && len(p)-last < 4 && !utf8.RuneStart(p[last]) {
+			last--
+		}
+		if last >= 0 && !utf8.FullRune(p[last:]) {
+			p = p[:last]
+		}
+		if !textLike(p) {
+			return
+		}
+	}
 	buf := sc.b64buf[:0]
 	if need := enc.DecodedLen(len(src)); cap(buf) < need {
 		buf = make([]byte, need)

@@ -310,3 +310,16 @@ func TestUnicodeEscapesDecoded(t *testing.T) {
 		t.Fatalf("Apply = %s, %v", c.Bytes(), err)
 	}
 }
+
+// Base64 of non-ASCII text is decoded too, wherever its runes fall.
+func TestBase64NonASCII(t *testing.T) {
+	s := newTest(t)
+	for i := 0; i < 4; i++ {
+		inner := strings.Repeat("é", i) + "你好，我的邮箱是 wang.wei@example.com，谢谢。请回复。"
+		enc := base64.StdEncoding.EncodeToString([]byte(inner))
+		data := []byte("payload " + enc + " end")
+		if fs := s.Scan(data); !hasFinding(data, fs, CategoryEmail, strings.TrimRight(enc, "=")) && !hasFinding(data, fs, CategoryEmail, enc) {
+			t.Fatalf("shift %d: found %v in %q", i, found(data, fs), enc)
+		}
+	}
+}

@@ -48,6 +48,9 @@ func (sc *scanner) scanPII() {
 				continue
 			}
 			sc.numeric(i)
+			if sc.numDone > i+1 {
+				i = sc.numDone - 1 // continue after the number
+			}
 		case 2:
 			sc.email(i)
 		case 3:
@@ -58,19 +61,18 @@ func (sc *scanner) scanPII() {
 	}
 }
 
-// hasTrigger8 reports whether any of the eight bytes in x is in '0'..':'
-// (0x30-0x3a) or is '@' (0x40). It may report true for no such byte (then the
-// byte loop just checks them one by one) but never false for one.
+// hasTrigger8 reports whether any of the eight bytes in x lies in
+// '0'..'@' (0x30-0x40): digits, ':' and '@', and also ;<=>? which the byte
+// loop then skips. It never reports false for a trigger byte.
 func hasTrigger8(x uint64) bool {
 	const ones = 0x0101010101010101
 	const high = 0x8080808080808080
-	// Bytes >= 0x80 never trigger; clear their high bit so they cannot
-	// disturb the range test, then test x in [0x30, 0x3a] and x == 0x40.
+	// For bytes below 0x80: y-0x30 keeps the high bit iff y >= 0x30, and
+	// y+0x3f sets it iff y >= 0x41. Bytes >= 0x80 are masked out.
 	y := x &^ high
-	inRange := (y + ones*(0x80-0x30)) &^ (y + ones*(0x80-0x3b)) & high
-	at := y ^ (ones * 0x40)
-	isAt := (at - ones) &^ at & high
-	return (inRange|isAt)&^(x&high) != 0
+	ge30 := (y + ones*(0x80-0x30)) & high
+	ge41 := (y + ones*(0x80-0x41)) & high
+	return ge30&^ge41&^x != 0
 }
 
 // numBoundaryBefore reports whether a number may start at i: not inside a
