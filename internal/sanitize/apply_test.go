@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/treaty-dev/treaty/internal/identity"
@@ -344,5 +345,50 @@ func TestVaultCollision(t *testing.T) {
 	}
 	if e, ok := v.lookup(peerA, t2); !ok || string(e.Value) != "b@x.io" {
 		t.Fatal("long token does not restore")
+	}
+}
+
+// One Sanitizer serves many goroutines (run with -race).
+func TestConcurrentUse(t *testing.T) {
+	s, err := New(Config{PseudonymKey: testKey, VaultPath: filepath.Join(t.TempDir(), "v")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	texts := [][]byte{
+		[]byte(`{"password": "Orchid42!", "email": "amelie@initech.io", "note": "` + "-----BEGIN" + ` nothing"}`),
+		[]byte("call +4915885054038, ip 10.0.0.7, key AKIA" + fake(70, upperNum, 16) + ", page_token: x"),
+		[]byte("id,name,ssn\n1,Ann,123456789\n"),
+	}
+	pol := Policy{Secrets: ActionPseudonymize, PII: ActionPseudonymize}
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			peer := peerA
+			if g%2 == 1 {
+				peer = peerB
+			}
+			for i := 0; i < 30; i++ {
+				in := texts[(g+i)%len(texts)]
+				c, err := s.Apply(peer, pol, in)
+				if err != nil {
+					errs <- err
+					return
+				}
+				if got := s.Restore(peer, c.Bytes()); !bytes.Equal(got, in) {
+					errs <- errors.New("round trip failed: " + string(got))
+					return
+				}
+				s.Scan(in)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
 	}
 }

@@ -208,6 +208,17 @@ func (sc *scanner) keyHit(p, l int) {
 			break
 		}
 	}
+	// <password>value</password>
+	if ks > 0 && d[ks-1] == '<' && ke < n && d[ke] == '>' {
+		if e := bytes.Index(d[ke+1:min(n, ke+514)], []byte("</")); e > 0 && bytes.IndexByte(d[ke+1:ke+1+e], '\n') < 0 {
+			var kt keyText
+			kt.add(d[ks:ke])
+			if kind := classifyKey(&kt, kt.nw); kind != kindNone {
+				sc.classifyValue(kind, assignment{vs: ke + 1, ve: ke + 1 + e, op: '='})
+			}
+			return
+		}
+	}
 	q := ke
 	for w := 0; w < 3; w++ {
 		a, ok := parseAssign(d, q, flag || sc.isBearer(ks, ke))

@@ -323,3 +323,18 @@ func TestBase64NonASCII(t *testing.T) {
 		}
 	}
 }
+
+func TestDetectMore(t *testing.T) {
+	runDetect(t, []detectCase{
+		{"xml password", "<password>Hunter42!x</password>", CategoryPasswordAssignment, "Hunter42!x"},
+		{"xml api key", "<apiKey>" + fake(44, hexLower, 32) + "</apiKey>", CategoryGenericAPIKey, fake(44, hexLower, 32)},
+		{"url password, not an email", "mongodb+srv://svc:Zx9!kk2pQ@cluster0.example.net/db", CategoryDBURLPassword, "Zx9!kk2pQ"},
+		{"https userinfo", "https://user:Tr0ub4dor3x@git.example.com/r.git", CategoryURLPassword, "Tr0ub4dor3x"},
+		{"email after a url path", "see https://example.com/contact/ann@example.com", CategoryEmail, "ann@example.com"},
+		{"plus-addressed email", "reach John.Doe+billing@Mail.Example.CO.UK today", CategoryEmail, "John.Doe+billing@Mail.Example.CO.UK"},
+		{"phone +1 parens", "or +1 (415) 555-0100", CategoryPhone, "+1 (415) 555-0100"},
+		{"phone json key", `{"phone_number":"4155550100"}`, CategoryPhone, "4155550100"},
+		{"ssn spaced with context", "SSN: 123 45 6789", CategoryUSSSN, "123 45 6789"},
+		{"ipv6 uppercase full", "from 2001:DB8:0:0:8:800:200C:417A", CategoryIPv6, "2001:DB8:0:0:8:800:200C:417A"},
+	})
+}

@@ -615,10 +615,21 @@ func (sc *scanner) email(i int) {
 	if ls == i {
 		return
 	}
+	// scheme://user:password@host: this '@' ends a URL's userinfo.
+	for j := ls - 1; j >= 2 && i-j < 256; j-- {
+		c := d[j]
+		if isSpace(c) || c == '"' || c == '\'' || c == '<' || c == '>' {
+			break
+		}
+		if c == '/' {
+			if d[j-1] == '/' && d[j-2] == ':' {
+				return
+			}
+			break // a path before the '@': not userinfo
+		}
+	}
 	if ls > 0 {
 		switch d[ls-1] {
-		case '/':
-			return // ftp://user@host: userinfo, not an address
 		case ':':
 			if !(ls >= 7 && hasPrefixFold(d, ls-7, "mailto:")) {
 				return // scheme://user:password@host
