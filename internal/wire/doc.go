@@ -28,13 +28,29 @@
 // label is thus refused, not resolved).
 //
 // Verifier.VerifyRequest runs parse, checkAudience, checkWindow,
-// checkDigest, checkSignature and checkNonce, in that order; each failure is
-// an *Error with one Reason. The signature is checked with the key the TLS
+// checkDigest, checkSignature, checkChain and checkNonce, in that order; each
+// failure is an *Error with one Reason. The signature is checked with the key the TLS
 // handshake proved, and keyid must name that same key. Freshness: expires -
 // created <= MaxTTL (default 5 min), created <= now+MaxSkew and now <=
 // expires+MaxSkew (default skew 30 s). Nonces are remembered per peer until
 // expires+MaxSkew in a ReplayWindow whose size is bounded; a full window
 // refuses rather than evicting unexpired nonces.
+//
+// # Delegation chains
+//
+// A call made while serving another (SignParams.Chain = ChainFrom(served))
+// also sets Treaty-Chain, and its signature covers "treaty-chain" after the
+// seven components above. The header is an RFC 8941 list with one inner
+// list per upstream request, nearest first: its Signature-Input as an
+// sf-string, its signature and its covered component values as byte
+// sequences, the nested chain left out because it is the rest of the list
+// (format in chain.go). checkChain rebuilds each hop's signature base,
+// verifies it with the hop's keyid, checks that each hop was addressed to
+// the peer that made the next call (the first to the handshake peer), that
+// 1 + hops <= MaxDepth (default 4, at most 8) and that no key appears twice
+// on [this node, peer, hop callers...]; refusals are chain_malformed,
+// chain_broken, chain_too_deep and chain_loop. Hops are not checked for
+// freshness: a chain only adds refusals and never grants anything.
 //
 // # Responses and receipts
 //

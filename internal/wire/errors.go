@@ -29,6 +29,10 @@ const (
 	ReasonStreamReorder           // an event arrived with a sequence number behind the previous one
 	ReasonStreamDuplicate         // an event repeated the previous sequence number
 	ReasonStreamTruncated         // the stream ended before its signed End event
+	ReasonChainMalformed          // Treaty-Chain does not parse, is not canonical, is uncovered, or a hop breaks the profile
+	ReasonChainBroken             // a hop's signature does not verify, or a hop is not addressed to the peer that made the next call
+	ReasonChainTooDeep            // the delegation depth (1 + hops) exceeds MaxDepth, or the chain exceeds MaxChainHops
+	ReasonChainLoop               // a key appears twice on [callee, caller, hop callers...]
 )
 
 var reasonNames = [...]string{
@@ -47,6 +51,10 @@ var reasonNames = [...]string{
 	ReasonStreamReorder:    "stream_reorder",
 	ReasonStreamDuplicate:  "stream_duplicate",
 	ReasonStreamTruncated:  "stream_truncated",
+	ReasonChainMalformed:   "chain_malformed",
+	ReasonChainBroken:      "chain_broken",
+	ReasonChainTooDeep:     "chain_too_deep",
+	ReasonChainLoop:        "chain_loop",
 }
 
 // String returns the snake_case name; an unknown value prints as "reason(N)".

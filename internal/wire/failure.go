@@ -43,7 +43,8 @@ func FailureOf(stage string, err error) Failure {
 }
 
 // StatusFor maps a wire error to the HTTP status a callee answers with:
-// 400 malformed or missing, 401 signature, key and freshness failures,
+// 400 malformed or missing (chain_malformed, chain_too_deep and chain_loop
+// included), 401 signature, key, freshness and chain_broken failures,
 // 409 replayed, 421 wrong audience, 413/431/429/504 for limits, 503 for a
 // full replay window, 500 otherwise.
 func StatusFor(err error) int {
@@ -68,7 +69,7 @@ func StatusFor(err error) int {
 	switch r {
 	case ReasonBadAudience:
 		return http.StatusMisdirectedRequest
-	case ReasonExpired, ReasonNotYetValid, ReasonBadSignature, ReasonKeyMismatch:
+	case ReasonExpired, ReasonNotYetValid, ReasonBadSignature, ReasonKeyMismatch, ReasonChainBroken:
 		return http.StatusUnauthorized
 	case ReasonReplayed:
 		return http.StatusConflict

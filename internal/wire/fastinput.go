@@ -198,6 +198,8 @@ func headerKey(name string) string {
 		return HeaderCapability
 	case "signature":
 		return HeaderSignature
+	case "treaty-chain":
+		return HeaderChain
 	}
 	if name[0] == '@' {
 		return ""

@@ -259,6 +259,9 @@ func TestWriteFuzzCorpus(t *testing.T) {
 	for _, s := range failureSeeds() {
 		corpora["FuzzDecodeFailure"] = append(corpora["FuzzDecodeFailure"], []string{"[]byte(" + strconv.Quote(s) + ")"})
 	}
+	for _, s := range chainSeeds(t) {
+		corpora["FuzzParseChain"] = append(corpora["FuzzParseChain"], []string{"string(" + strconv.Quote(s) + ")"})
+	}
 	write := os.Getenv("WIRE_WRITE_CORPUS") == "1"
 	for name, seeds := range corpora {
 		dir := filepath.Join("testdata", "fuzz", name)

@@ -92,6 +92,9 @@ type SignParams struct {
 	Now        time.Time           // required; "created" is Now truncated to the second
 	TTL        time.Duration       // zero: DefaultTTL (30 s); rounded up to whole seconds
 	Rand       io.Reader           // nonce source; nil: crypto/rand
+	// Chain is the delegation chain of a call made while serving another:
+	// ChainFrom(served). nil: a direct call, sent without Treaty-Chain.
+	Chain Chain
 }
 
 // Sent is what the caller keeps of a signed request to verify the response
@@ -114,8 +117,12 @@ type Sent struct {
 
 // SignRequest signs req for p.Audience: it sets Content-Digest (sha-256 of
 // body), Treaty-Audience, Treaty-Capability, Signature-Input and Signature,
-// replacing any previous values. The caller must send body unchanged and
-// must not change the method, host or request-target afterwards.
+// replacing any previous values, and Treaty-Chain (covered) when p.Chain is
+// not empty (otherwise it removes any Treaty-Chain). The caller must send
+// body unchanged and must not change the method, host or request-target
+// afterwards. A chain that would loop back to p.Audience or exceeds
+// MaxChainHops is refused with an *Error (ReasonChainLoop, ReasonChainTooDeep)
+// wrapped in the returned error.
 func SignRequest(req *http.Request, body []byte, p SignParams) (Sent, error) {
 	switch {
 	case req == nil || req.URL == nil:
@@ -148,6 +155,17 @@ func SignRequest(req *http.Request, body []byte, p SignParams) (Sent, error) {
 	created := p.Now.Unix()
 	expires := created + ttlSec
 	caller := p.Key.Public()
+	comps := requestComponents[:]
+	if len(p.Chain) > 0 {
+		v, err := encodeChain(p.Chain, caller, p.Audience)
+		if err != nil {
+			return Sent{}, fmt.Errorf("wire: SignParams.Chain: %w", err)
+		}
+		req.Header.Set(HeaderChain, v)
+		comps = chainedRequestComponents[:]
+	} else {
+		req.Header.Del(HeaderChain)
+	}
 
 	digest := ContentDigestHeader(body)
 	req.Header.Set(HeaderContentDigest, digest)
@@ -155,8 +173,8 @@ func SignRequest(req *http.Request, body []byte, p SignParams) (Sent, error) {
 	req.Header.Set(HeaderCapability, p.Capability)
 
 	callerDID := caller.String()
-	params := requestParams(created, expires, nonce, callerDID)
-	base, err := signatureBase(requestMessage(req), requestComponents[:], params)
+	params := requestParams(comps, created, expires, nonce, callerDID)
+	base, err := signatureBase(requestMessage(req), comps, params)
 	if err != nil {
 		return Sent{}, fmt.Errorf("wire: SignRequest: %w", err)
 	}
@@ -184,10 +202,10 @@ func SignRequest(req *http.Request, body []byte, p SignParams) (Sent, error) {
 // requestParams serializes the inner list with its parameters. It is the
 // exact httpsfv serialization of the same list (checked by a test), written
 // by hand because every value is already known to be valid.
-func requestParams(created, expires int64, nonce, keyid string) string {
+func requestParams(comps []component, created, expires int64, nonce, keyid string) string {
 	b := make([]byte, 0, 256)
 	b = append(b, '(')
-	for i, c := range requestComponents {
+	for i, c := range comps {
 		if i > 0 {
 			b = append(b, ' ')
 		}

@@ -560,14 +560,14 @@ func TestNewVerifierConfig(t *testing.T) {
 
 func TestReasonStrings(t *testing.T) {
 	seen := map[string]bool{}
-	for r := ReasonMalformed; r <= ReasonStreamTruncated; r++ {
+	for r := ReasonMalformed; r <= ReasonChainLoop; r++ {
 		s := r.String()
 		if strings.HasPrefix(s, "reason(") || seen[s] || !token(s, true) {
 			t.Errorf("Reason %d String = %q", int(r), s)
 		}
 		seen[s] = true
 	}
-	for _, r := range []Reason{0, -1, 99, ReasonStreamTruncated + 1} {
+	for _, r := range []Reason{0, -1, 99, ReasonChainLoop + 1} {
 		if got := r.String(); !strings.HasPrefix(got, "reason(") {
 			t.Errorf("Reason(%d).String() = %q", int(r), got)
 		}

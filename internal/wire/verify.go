@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -24,6 +25,10 @@ type VerifierConfig struct {
 	// 1 .. 1<<26. When full of unexpired nonces, requests are refused with
 	// ReasonReplayCacheFull; unexpired nonces are never evicted.
 	ReplayCapacity int
+	// MaxDepth bounds the delegation depth of a call: 1 + the hops of its
+	// Treaty-Chain, so a direct call has depth 1 and MaxDepth 1 refuses every
+	// chained call. Default DefaultMaxDepth (4); allowed 1 .. 8.
+	MaxDepth int
 }
 
 // Verifier checks inbound treaty requests. It is safe for concurrent use;
@@ -34,6 +39,7 @@ type Verifier struct {
 	dids    didCache
 	skew    time.Duration
 	maxTTL  time.Duration
+	depth   int
 	mu      sync.Mutex
 	replays *ReplayWindow
 }
@@ -63,18 +69,25 @@ func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 	if cfg.ReplayCapacity < 1 || cfg.ReplayCapacity > 1<<26 {
 		return nil, fmt.Errorf("wire: VerifierConfig.ReplayCapacity = %d, want 1..%d", cfg.ReplayCapacity, 1<<26)
 	}
+	if cfg.MaxDepth == 0 {
+		cfg.MaxDepth = DefaultMaxDepth
+	}
+	if cfg.MaxDepth < 1 || cfg.MaxDepth > maxDepthLimit {
+		return nil, fmt.Errorf("wire: VerifierConfig.MaxDepth = %d, want 1..%d", cfg.MaxDepth, maxDepthLimit)
+	}
 	w, err := NewReplayWindow(cfg.ReplayCapacity)
 	if err != nil {
 		return nil, err
 	}
-	return &Verifier{self: cfg.Self, selfDID: cfg.Self.String(), skew: cfg.MaxSkew, maxTTL: cfg.MaxTTL, replays: w,
-		dids: didCache{m: make(map[identity.PublicKey]string)}}, nil
+	return &Verifier{self: cfg.Self, selfDID: cfg.Self.String(), skew: cfg.MaxSkew, maxTTL: cfg.MaxTTL, depth: cfg.MaxDepth,
+		replays: w, dids: didCache{m: make(map[identity.PublicKey]string)}}, nil
 }
 
 // Request is a verified inbound request: every field below was covered by a
 // signature that verified with the handshake key.
 type Request struct {
 	Peer       identity.PublicKey // the caller: the handshake key, which keyid named
+	Audience   identity.PublicKey // this node (Treaty-Audience named it)
 	Capability string
 	Created    time.Time
 	Expires    time.Time
@@ -88,6 +101,10 @@ type Request struct {
 	// and NewStreamWriter bind the response to Signature.
 	SignatureInput string
 	Signature      string
+	// Chain is the delegation chain the request carried, nearest hop first
+	// (nil for a direct call): each hop's signature verified with its
+	// Caller's key and each hop is linked to the next (see chain.go).
+	Chain Chain
 }
 
 // verifyState carries one request through the named steps of VerifyRequest.
@@ -105,6 +122,9 @@ type verifyState struct {
 	capability string
 	digest     string
 	base       string
+	chainValue string // the Treaty-Chain value, trimmed as the signature base reads it
+	hasChain   bool
+	chain      Chain
 }
 
 // VerifyRequest checks req (whose body the caller already read, within
@@ -115,15 +135,18 @@ type verifyState struct {
 //	checkWindow    created/expires within MaxTTL and MaxSkew of now
 //	checkDigest    Content-Digest matches body
 //	checkSignature keyid names peer, and the signature verifies with peer
+//	checkChain     Treaty-Chain, when present: every hop verifies and links
+//	               to the next, depth within MaxDepth, no loop (chain.go)
 //	checkNonce     the nonce is unseen; it is recorded only now, after the
-//	               signature verified, so forgeries cannot fill the window
+//	               signature and the chain verified, so forgeries cannot fill
+//	               the window
 //
 // peer is the key the TLS handshake proved; the signature is verified with
 // that key and never with a key the request names. Every error is an *Error.
 func (v *Verifier) VerifyRequest(req *http.Request, body []byte, peer identity.PublicKey, now time.Time) (Request, error) {
 	s := &verifyState{r: req, body: body, peer: peer, now: now}
 	for _, step := range []func(*verifyState) error{
-		v.parse, v.checkAudience, v.checkWindow, v.checkDigest, v.checkSignature, v.checkNonce,
+		v.parse, v.checkAudience, v.checkWindow, v.checkDigest, v.checkSignature, v.checkChain, v.checkNonce,
 	} {
 		if err := step(s); err != nil {
 			return Request{}, err
@@ -131,6 +154,7 @@ func (v *Verifier) VerifyRequest(req *http.Request, body []byte, peer identity.P
 	}
 	return Request{
 		Peer:           peer,
+		Audience:       v.self,
 		Capability:     s.capability,
 		Created:        time.Unix(s.in.created, 0),
 		Expires:        time.Unix(s.in.expires, 0),
@@ -139,6 +163,7 @@ func (v *Verifier) VerifyRequest(req *http.Request, body []byte, peer identity.P
 		Base:           s.base,
 		SignatureInput: s.sigInput,
 		Signature:      s.sigHeader,
+		Chain:          s.chain,
 	}, nil
 }
 
@@ -189,22 +214,8 @@ func (v *Verifier) parse(s *verifyState) error {
 	if len(sig) != 64 {
 		return fail(ReasonMalformed, "signature is %d bytes, want 64", len(sig))
 	}
-	for _, c := range requestComponents {
-		if !in.has(c.id) {
-			return fail(ReasonMissingComponent, "signature does not cover %s", c.id)
-		}
-	}
-	switch {
-	case !in.hasCreated || !in.hasExpires:
-		return fail(ReasonMalformed, "signature parameters created and expires are required")
-	case in.alg != Alg:
-		return fail(ReasonMalformed, "alg = %s, want %q", quote(in.alg), Alg)
-	case in.tag != Tag:
-		return fail(ReasonMalformed, "tag = %s, want %q", quote(in.tag), Tag)
-	case in.keyid == "":
-		return fail(ReasonMalformed, "keyid is required")
-	case !validNonce(in.nonce):
-		return fail(ReasonMalformed, "nonce %s is not 16..64 base64url characters", quote(in.nonce))
+	if err := checkRequestProfile(in); err != nil {
+		return err
 	}
 	if s.audience, err = singleton(h, HeaderAudience, 128); err != nil {
 		return err
@@ -222,7 +233,41 @@ func (v *Verifier) parse(s *verifyState) error {
 	if !ok {
 		return fail(ReasonMissingComponent, "Content-Digest is absent")
 	}
+	// Treaty-Chain is parsed by checkChain, once the signature verified; a
+	// second line would be joined into one value by the signature base, so it
+	// is refused here, as is a chain the signature does not cover.
+	switch lines := h.Values(HeaderChain); {
+	case len(lines) > 1:
+		return fail(ReasonChainMalformed, "Treaty-Chain appears %d times", len(lines))
+	case len(lines) == 1 && !in.has(chainComponent.id):
+		return fail(ReasonChainMalformed, "Treaty-Chain is present but the signature does not cover it")
+	case len(lines) == 1:
+		s.chainValue, s.hasChain = strings.Trim(lines[0], " \t"), true
+	}
 	s.in, s.sig, s.sigInput, s.sigHeader, s.digest = in, sig, si, sh, d
+	return nil
+}
+
+// checkRequestProfile checks what treaty/1 requires of a request's
+// signature parameters; hops of a chain are held to the same profile.
+func checkRequestProfile(in *sigInput) error {
+	for _, c := range requestComponents {
+		if !in.has(c.id) {
+			return fail(ReasonMissingComponent, "signature does not cover %s", c.id)
+		}
+	}
+	switch {
+	case !in.hasCreated || !in.hasExpires:
+		return fail(ReasonMalformed, "signature parameters created and expires are required")
+	case in.alg != Alg:
+		return fail(ReasonMalformed, "alg = %s, want %q", quote(in.alg), Alg)
+	case in.tag != Tag:
+		return fail(ReasonMalformed, "tag = %s, want %q", quote(in.tag), Tag)
+	case in.keyid == "":
+		return fail(ReasonMalformed, "keyid is required")
+	case !validNonce(in.nonce):
+		return fail(ReasonMalformed, "nonce %s is not 16..64 base64url characters", quote(in.nonce))
+	}
 	return nil
 }
 
@@ -281,6 +326,18 @@ func (v *Verifier) checkSignature(s *verifyState) error {
 		return fail(ReasonBadSignature, "signature does not verify with %s", s.peer.Short())
 	}
 	s.base = base
+	return nil
+}
+
+func (v *Verifier) checkChain(s *verifyState) error {
+	if !s.hasChain {
+		return nil
+	}
+	c, err := verifyChain(s.chainValue, s.peer, v.self, v.depth)
+	if err != nil {
+		return err
+	}
+	s.chain = c
 	return nil
 }
 
