@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -225,4 +226,43 @@ func BenchmarkCorpus(b *testing.B) {
 			s.Scan(t)
 		}
 	}
+}
+
+// BenchmarkApply1KiB reports the latency of Apply on 1 KiB JSON calls (the
+// sanitize half of issue 3's call-overhead budget): p50 and p99 over the run.
+//
+//	go test ./bench/sanitize -run '^$' -bench Apply1KiB -benchtime 2s
+func BenchmarkApply1KiB(b *testing.B) {
+	setupBench(b)
+	s := newSanitizer(b)
+	var msgs [][]byte
+	for _, m := range append(append([][]byte{}, clean4K...), dirty4K...) {
+		var env map[string]any
+		if json.Unmarshal(m, &env) != nil {
+			continue
+		}
+		in := env["input"].(map[string]any)
+		c := in["content"].(string)
+		if len(c) > 800 {
+			c = strings.ToValidUTF8(c[:800], "")
+		}
+		in["content"] = c
+		out, _ := json.Marshal(env)
+		msgs = append(msgs, out)
+	}
+	pol := sanitize.Policy{Secrets: sanitize.ActionRedact, PII: sanitize.ActionPseudonymize}
+	peer := "did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK"
+	lat := make([]time.Duration, 0, 1<<16)
+	i := 0
+	for b.Loop() {
+		t0 := time.Now()
+		if _, err := s.Apply(peer, pol, msgs[i%len(msgs)]); err != nil {
+			b.Fatal(err)
+		}
+		lat = append(lat, time.Since(t0))
+		i++
+	}
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds())/1e3, "p50_µs")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds())/1e3, "p99_µs")
 }

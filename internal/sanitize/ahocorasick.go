@@ -128,42 +128,69 @@ func newACMatcher(patterns []string) *acMatcher {
 }
 
 // hits appends every occurrence to out in order of end position. Long
-// inputs are split in two halves run as two interleaved DFA walks: each walk
-// is a chain of dependent table loads, and two chains keep the CPU busy while
-// a load is in flight. The second walk starts maxLen-1 bytes early and
-// reports only occurrences ending in its half, so none is lost or doubled.
+// inputs are cut in four parts walked as four interleaved DFA walks: each
+// walk is a chain of dependent table loads, and independent chains keep the
+// CPU busy while a load is in flight. Every walk but the first starts maxLen-1
+// bytes early and reports only occurrences ending in its own part, so none
+// is lost or doubled.
 func (m *acMatcher) hits(data []byte, out []acHit) []acHit {
+	const ways = 4
 	n := len(data)
 	if n < 1024 {
 		return m.walk(data, 0, n, 0, out)
 	}
-	mid := n / 2
-	bs := mid - (m.maxLen - 1) // the second walk's start
+	var bounds [ways + 1]int
+	for w := 0; w <= ways; w++ {
+		bounds[w] = n * w / ways
+	}
+	var starts [ways]int
+	for w := 1; w < ways; w++ {
+		starts[w] = bounds[w] - (m.maxLen - 1)
+	}
+	// Walk w covers data[starts[w]:bounds[w+1]]; the first has the shortest
+	// span (no overlap), so the common length is that of walk 0.
+	common := bounds[1]
+	var bufs [ways - 1][]acHit
 	delta, class := m.delta, &m.class
-	a, b := data[:mid], data[bs:]
-	var second []acHit
-	ra, rb := int32(0), int32(0)
-	for k := range a {
-		ra = delta[ra+int32(class[a[k]])]
-		rb = delta[rb+int32(class[b[k]])]
-		if ra|rb < 0 {
-			if ra < 0 {
-				ra = ^ra
-				out = m.emit(ra, k, 0, 0, out)
+	d0, d1, d2, d3 := data[:common], data[starts[1]:], data[starts[2]:], data[starts[3]:]
+	d1, d2, d3 = d1[:common], d2[:common], d3[:common]
+	var r0, r1, r2, r3 int32
+	for k := range d0 {
+		r0 = delta[r0+int32(class[d0[k]])]
+		r1 = delta[r1+int32(class[d1[k]])]
+		r2 = delta[r2+int32(class[d2[k]])]
+		r3 = delta[r3+int32(class[d3[k]])]
+		if r0|r1|r2|r3 < 0 {
+			if r0 < 0 {
+				r0 = ^r0
+				out = m.emit(r0, k, 0, 0, out)
 			}
-			if rb < 0 {
-				rb = ^rb
-				second = m.emit(rb, k, bs, mid, second)
+			if r1 < 0 {
+				r1 = ^r1
+				bufs[0] = m.emit(r1, k, starts[1], bounds[1], bufs[0])
+			}
+			if r2 < 0 {
+				r2 = ^r2
+				bufs[1] = m.emit(r2, k, starts[2], bounds[2], bufs[1])
+			}
+			if r3 < 0 {
+				r3 = ^r3
+				bufs[2] = m.emit(r3, k, starts[3], bounds[3], bufs[2])
 			}
 		}
 	}
-	out = append(out, second...)
-	// The rest of the second half.
-	for k := len(a); k < len(b); k++ {
-		rb = delta[rb+int32(class[b[k]])]
-		if rb < 0 {
-			rb = ^rb
-			out = m.emit(rb, k, bs, mid, out)
+	// Finish walks 1..3 (each longer than walk 0 by the overlap, and by
+	// rounding), in order, each from the state it reached.
+	rows := [ways - 1]int32{r1, r2, r3}
+	for w := 1; w < ways; w++ {
+		out = append(out, bufs[w-1]...)
+		row := rows[w-1]
+		for k := starts[w] + common; k < bounds[w+1]; k++ {
+			row = delta[row+int32(class[data[k]])]
+			if row < 0 {
+				row = ^row
+				out = m.emit(row, k-starts[w], starts[w], bounds[w], out)
+			}
 		}
 	}
 	return out

@@ -176,7 +176,7 @@ func textLike(b []byte) bool {
 func (sc *scanner) scanUnicodeEscapes() {
 	d := sc.data
 	first := -1
-	for i := 0; ; {
+	for i := sc.escape; ; {
 		k := bytes.Index(d[i:], []byte(`\u00`))
 		if k < 0 {
 			return

@@ -338,3 +338,26 @@ func TestDetectMore(t *testing.T) {
 		{"ipv6 uppercase full", "from 2001:DB8:0:0:8:800:200C:417A", CategoryIPv6, "2001:DB8:0:0:8:800:200C:417A"},
 	})
 }
+
+// The prefilter's parallel walks find exactly what one walk finds, in order,
+// including occurrences that straddle the cut points.
+func TestACWalksAgree(t *testing.T) {
+	m := newACMatcher([]string{"ab", "abc", "bca", "-----begin", "key", "eyj", "s."})
+	for _, n := range []int{1023, 1024, 1025, 4096, 4099, 10007} {
+		var b strings.Builder
+		for i := 0; b.Len() < n; i++ {
+			b.WriteString([]string{"abc", "a", "-----BEGIN", "xkeyx", "eyJ", "s.", "bca", " "}[i*7%8])
+		}
+		data := []byte(b.String()[:n])
+		got := m.hits(data, nil)
+		want := m.walk(data, 0, len(data), 0, nil)
+		if len(got) != len(want) {
+			t.Fatalf("n=%d: %d hits, want %d", n, len(got), len(want))
+		}
+		for i := range want {
+			if got[i] != want[i] {
+				t.Fatalf("n=%d: hit %d = %v, want %v", n, i, got[i], want[i])
+			}
+		}
+	}
+}

@@ -56,6 +56,7 @@ const (
 	trigGitleaks triggerKind = iota
 	trigProvider
 	trigKey
+	trigEscape // a JSON \u00 escape: the decoded view is scanned too
 )
 
 type trigger struct {
@@ -117,6 +118,7 @@ func New(cfg Config) (*Sanitizer, error) {
 	for _, k := range keyLiterals {
 		add(k, trigger{kind: trigKey})
 	}
+	add(`\u00`, trigger{kind: trigEscape})
 	s.ac = newACMatcher(pats)
 	s.vault, err = openVault(cfg.VaultPath)
 	if err != nil {
@@ -149,6 +151,7 @@ type scanner struct {
 	lastKS   int
 	lastKE   int
 	depth    int
+	escape   int // the first \u00 escape, or -1
 }
 
 func (sc *scanner) add(start, end int, cat Category, rule string) {
@@ -170,7 +173,7 @@ func (s *Sanitizer) scan(data []byte, depth int) []Finding {
 	for i := range tried {
 		tried[i] = -1
 	}
-	*sc = scanner{s: s, data: data, hits: sc.hits[:0], ac: sc.ac[:0], b64buf: sc.b64buf, glWins: sc.glWins[:0], glTried: tried, csvLines: sc.csvLines[:0], lastKS: -1, lastKE: -1, depth: depth}
+	*sc = scanner{s: s, data: data, hits: sc.hits[:0], ac: sc.ac[:0], b64buf: sc.b64buf, glWins: sc.glWins[:0], glTried: tried, csvLines: sc.csvLines[:0], lastKS: -1, lastKE: -1, depth: depth, escape: -1}
 	defer func() {
 		sc.data = nil
 		s.pool.Put(sc)
@@ -186,6 +189,10 @@ func (s *Sanitizer) scan(data []byte, depth int) []Finding {
 				providers[t.arg].match(sc, start)
 			case trigKey:
 				sc.keyHit(start, int(s.ac.patLens[pat]))
+			case trigEscape:
+				if sc.escape < 0 {
+					sc.escape = start
+				}
 			}
 		}
 	}
@@ -193,7 +200,9 @@ func (s *Sanitizer) scan(data []byte, depth int) []Finding {
 	sc.scanPII()
 	if depth < 2 {
 		sc.scanBase64()
-		sc.scanUnicodeEscapes()
+		if sc.escape >= 0 {
+			sc.scanUnicodeEscapes()
+		}
 	}
 	return merge(sc.hits)
 }
