@@ -1,7 +1,7 @@
 // Package bench_audit measures the audit log against baselines taken in the
 // same run, and reports the ratios the issue sets targets for:
 //
-//	go test ./bench/audit -run '^$' -bench . -benchtime 20000x   # appends
+//	go test ./bench/audit -run '^$' -bench Append64 -benchtime 20000x
 //	go test ./bench/audit -run '^$' -bench Verify -benchtime 5x
 //	go test ./bench/audit -run '^$' -bench Latency -benchtime 2000x
 //
