@@ -42,7 +42,7 @@ func newRoot() *cobra.Command {
 	root.AddCommand(
 		initCmd(h), idCmd(h), runCmd(h), statusCmd(h), peerCmd(h),
 		exposeCmd(h), grantCmd(h), ungrantCmd(h), capsCmd(h), callCmd(h), demoCmd(),
-		scanCmd(h), screenCmd(h),
+		scanCmd(h), screenCmd(h), auditCmd(h),
 		trustCmd(h), limitCmd(h),
 	)
 	return root

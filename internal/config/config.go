@@ -40,6 +40,7 @@ type Config struct {
 	Limits       Limits        `yaml:"limits,omitempty"`       // protocol limits
 	Sanitize     DataPolicy    `yaml:"sanitize,omitempty"`     // outbound: what leaves for each peer (internal/sanitize)
 	Screen       ScreenPolicy  `yaml:"screen,omitempty"`       // inbound: how content from each peer is screened (internal/screen)
+	Audit        AuditConfig   `yaml:"audit,omitempty"`        // what the audit log keeps (internal/audit)
 	Trust        trust.Config  `yaml:"trust,omitempty"`        // behavioural trust model (internal/trust)
 	Budget       budget.Config `yaml:"budget,omitempty"`       // per-peer rate, concurrency, bytes, cost; breaker; depth. Rule peers are did:keys or "*"
 }
@@ -61,6 +62,32 @@ type Capability struct {
 	Exec         *ExecBackend   `yaml:"exec,omitempty"`
 	HTTP         *HTTPBackend   `yaml:"http,omitempty"`
 	Timeout      Duration       `yaml:"timeout,omitempty"` // zero: DefaultBackendTimeout
+}
+
+// AuditConfig chooses what the audit log keeps of each action.
+type AuditConfig struct {
+	// Content is "full" (the default: the sanitized content, up to 64 KiB) or
+	// "digest" (only its SHA-256).
+	Content string `yaml:"content,omitempty"`
+	// Capabilities overrides Content per capability name.
+	Capabilities map[string]string `yaml:"capabilities,omitempty"`
+	// Retention drops the content of entries older than this; their leaf hashes
+	// stay, so proofs and verify keep working. Zero keeps content forever.
+	Retention Duration `yaml:"retention,omitempty"`
+	// WitnessInterval is how often each peer is asked for its latest signed
+	// checkpoint (peers also show one on every call). Zero: 30s.
+	WitnessInterval Duration `yaml:"witness_interval,omitempty"`
+}
+
+// AuditContent is "full" or "digest" for capability.
+func (c *Config) AuditContent(capability string) string {
+	if v, ok := c.Audit.Capabilities[capability]; ok {
+		return v
+	}
+	if c.Audit.Content == "" {
+		return "full"
+	}
+	return c.Audit.Content
 }
 
 // DataPolicy chooses the outbound sanitizer's action per category, per peer
@@ -270,6 +297,20 @@ func (c *Config) Validate() error {
 		if d.D() < 0 || d.D() > MaxBackendTimeout {
 			return fmt.Errorf("config: limits.%s %v outside [0, %v]", name, d.D(), MaxBackendTimeout)
 		}
+	}
+	for name, v := range c.Audit.Capabilities {
+		if v != "full" && v != "digest" {
+			return fmt.Errorf("config: audit.capabilities[%s] %q must be full or digest", name, v)
+		}
+	}
+	if v := c.Audit.Content; v != "" && v != "full" && v != "digest" {
+		return fmt.Errorf("config: audit.content %q must be full or digest", v)
+	}
+	if r := c.Audit.Retention.D(); r != 0 && r < time.Hour {
+		return fmt.Errorf("config: audit.retention %v must be zero (keep) or at least 1h", r)
+	}
+	if w := c.Audit.WitnessInterval.D(); w != 0 && (w < 100*time.Millisecond || w > 24*time.Hour) {
+		return fmt.Errorf("config: audit.witness_interval %v outside [100ms, 24h]", w)
 	}
 	if err := c.Sanitize.Default.Validate(); err != nil {
 		return fmt.Errorf("config: sanitize.default: %w", err)

@@ -1,11 +1,13 @@
 package node
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
 	"strings"
 
+	"github.com/treaty-dev/treaty/internal/audit"
 	"github.com/treaty-dev/treaty/internal/backend"
 	"github.com/treaty-dev/treaty/internal/identity"
 	"github.com/treaty-dev/treaty/internal/policy"
@@ -16,162 +18,225 @@ import (
 	"github.com/treaty-dev/treaty/internal/wire"
 )
 
+// inbound is one federation request being served: the steps below run in
+// order on it, and every refusal goes through its refuse method, which signs
+// the answer and audits it.
+type inbound struct {
+	n       *Node
+	w       http.ResponseWriter
+	r       *http.Request
+	st      *state
+	peer    identity.PublicKey // proven by the handshake
+	req     wire.Request       // verified request (only the raw signature before step 8)
+	capName string
+	body    []byte
+}
+
 // serveFederation is the inbound call path (DESIGN.md steps 7-13). Every answer,
 // refusals included, is signed and bound to the request, so the caller holds
-// evidence of what this node said.
+// evidence of what this node said; every answer is audited before it is sent.
 func (n *Node) serveFederation(w http.ResponseWriter, r *http.Request) {
-	st := n.state.Load()
-	unverified := wire.UnverifiedRequest(r)
+	in := &inbound{n: n, w: w, r: r, st: n.state.Load(), req: wire.UnverifiedRequest(r)}
 
 	// 7. The handshake proved the caller's key and that it is admitted.
 	peer, ok := transport.PeerFromRequest(r)
 	if !ok {
-		n.refuse(w, unverified, refusal.StageInternal, errors.New("no handshake identity"))
+		in.refuse(refusal.StageInternal, errors.New("no handshake identity"))
 		return
 	}
+	in.peer = peer
 	if r.Method != http.MethodPost {
-		n.refuse(w, unverified, refusal.StageWire, &wire.Error{Reason: wire.ReasonMalformed, Detail: "method must be POST"})
+		in.refuse(refusal.StageWire, &wire.Error{Reason: wire.ReasonMalformed, Detail: "method must be POST"})
 		return
 	}
 	release, err := n.peerLimiter().Acquire(peer)
 	if err != nil {
-		n.refuse(w, unverified, refusal.StageWire, err)
+		in.refuse(refusal.StageWire, err)
 		return
 	}
 	defer release()
-	body, err := wire.ReadBody(r.Body, st.limits.MaxBodyBytes)
-	if err != nil {
-		n.refuse(w, unverified, refusal.StageWire, err)
+	if in.body, err = wire.ReadBody(r.Body, in.st.limits.MaxBodyBytes); err != nil {
+		in.refuse(refusal.StageWire, err)
 		return
 	}
 
 	// 8. The signature verifies with the handshake key; audience is me; the
 	// request is fresh and its nonce unseen.
-	req, err := n.verifier.VerifyRequest(r, body, peer, n.now())
+	req, err := n.verifier.VerifyRequest(r, in.body, peer, n.now())
 	if err != nil {
-		n.log.Warn("request refused", "peer", peer, "stage", refusal.StageWire, "err", err)
 		if kind, ok := wireEvidence(err); ok {
 			n.observe(peer, kind, err.Error())
 		}
-		n.refuse(w, unverified, refusal.StageWire, err)
+		in.refuse(refusal.StageWire, err)
 		return
 	}
+	in.req = req
 	kind, capName := route(r.URL.Path)
-	if kind == "" || (kind == "caps") != (req.Capability == capsCapability) || (kind != "caps" && capName != req.Capability) {
-		n.refuse(w, req, refusal.StageWire, &wire.Error{Reason: wire.ReasonMalformed, Detail: "path does not match the signed capability"})
+	in.capName = req.Capability
+	if kind == "" || capName != req.Capability {
+		in.refuse(refusal.StageWire, &wire.Error{Reason: wire.ReasonMalformed, Detail: "path does not match the signed capability"})
 		return
 	}
+	if kind == "audit" {
+		in.serveAudit()
+		return
+	}
+
 	// 9. Trust and budget gates, then authorization (default deny). An
 	// ungranted capability and a missing one get the same answer, so a peer
 	// cannot probe for names it was not given.
-	pctx, ticket, ref := n.inboundGates(peer, capName, len(body))
+	pctx, ticket, ref := n.inboundGates(peer, capName, len(in.body))
 	if ref != nil {
-		n.log.Info("call refused", "peer", peer, "capability", capName, "stage", ref.Stage, "reason", ref.Reason)
-		n.refuse(w, req, ref.Stage, ref)
+		in.refuse(ref.Stage, ref)
 		return
 	}
 	replyBytes := 0
 	defer func() { ticket.Release(0, int64(replyBytes), n.now()) }()
 	if kind == "caps" {
-		replyBytes = n.serveCaps(w, st, peer, req, pctx)
+		replyBytes = in.serveCaps(pctx)
 		return
 	}
-	cp := st.caps[capName]
-	if !st.pol.Authorize(peer, policy.ActionCall, capName, pctx).Allowed || cp == nil {
-		n.log.Info("call denied", "peer", peer, "capability", capName, "stage", refusal.StagePolicy)
+	cp := in.st.caps[capName]
+	if !in.st.pol.Authorize(peer, policy.ActionCall, capName, pctx).Allowed || cp == nil {
 		n.observe(peer, trust.KindDenied, capName)
-		n.refuse(w, req, refusal.StagePolicy, errNotGranted)
+		in.refuse(refusal.StagePolicy, errNotGranted)
 		return
 	}
 	if (kind == "stream") != cp.Info.Stream {
-		n.refuse(w, req, refusal.StageWire, &wire.Error{Reason: wire.ReasonMalformed, Detail: "wrong endpoint for this capability"})
+		in.refuse(refusal.StageWire, &wire.Error{Reason: wire.ReasonMalformed, Detail: "wrong endpoint for this capability"})
 		return
 	}
-	if !json.Valid(body) {
-		n.refuse(w, req, refusal.StageWire, &wire.Error{Reason: wire.ReasonMalformed, Detail: "input is not JSON"})
+	if !json.Valid(in.body) {
+		in.refuse(refusal.StageWire, &wire.Error{Reason: wire.ReasonMalformed, Detail: "input is not JSON"})
 		return
 	}
+
 	// 10. Screen the input: block it, or deliver it marked as untrusted.
-	n.noteFindings(peer, capName, body)
-	input, _, err := n.screenInbound(st, peer, capName, body)
+	n.noteFindings(peer, capName, in.body)
+	input, _, err := n.screenInbound(in.st, peer, capName, in.body)
 	if err != nil {
-		n.refuse(w, req, refusal.StageScreen, err)
+		in.refuse(refusal.StageScreen, err)
 		return
 	}
 	inv := backend.Invocation{Peer: peer, Capability: capName, Input: input}
 
-	// 11. Run the backend; 12. sign the response bound to the request; 13. audit.
+	// 11. Run the backend and sanitize its result with the caller's data policy.
 	if kind == "stream" {
-		n.serveStream(w, r, st, req, cp, inv)
+		in.serveStream(cp, inv)
 		return
 	}
 	out, err := cp.Backend.Call(r.Context(), inv)
 	if err != nil {
-		n.log.Info("backend failed", "peer", peer, "capability", capName, "err", err)
-		n.refuse(w, req, refusal.StageBackend, err)
+		in.refuse(refusal.StageBackend, err)
 		return
 	}
-	// Sanitize the result with the caller's data policy before it leaves.
-	clean, err := n.scrub(st, peer, capName, out)
+	clean, err := n.scrub(in.st, peer, capName, out)
 	if err != nil {
-		n.refuse(w, req, refusal.StageSanitize, err)
+		in.refuse(refusal.StageSanitize, err)
 		return
 	}
+	// 12-13. Audit call.served durably, then sign the response bound to the
+	// request (with our entry's index and checkpoint), and reply.
 	n.observe(peer, trust.KindSuccess, capName)
 	replyBytes = len(out)
-	n.reply(w, req, http.StatusOK, clean)
+	in.serve(clean)
 }
 
 var errNotGranted = errors.New("not_granted")
 
-func (n *Node) serveCaps(w http.ResponseWriter, st *state, peer identity.PublicKey, req wire.Request, pctx policy.Context) int {
+// serve audits a successful answer and sends it.
+func (in *inbound) serve(clean sanitize.Clean) {
+	e := in.entry(audit.KindCallServed, "ok", "")
+	in.n.withContent(&e, in.st, in.capName, clean)
+	idx, cp, err := in.n.audit.AppendCheckpoint(in.r.Context(), e)
+	if err != nil {
+		in.n.log.Error("audit append failed; refusing to answer", "err", err)
+		in.refuse(refusal.StageAudit, err)
+		return
+	}
+	setAuditHeaders(in.w.Header(), idx, cp)
+	in.reply(http.StatusOK, clean)
+}
+
+// entry starts an audit entry for this request.
+func (in *inbound) entry(kind, outcome string, stage refusal.Stage) audit.Entry {
+	e := audit.Entry{Kind: kind, Direction: "in", Capability: in.capName, Outcome: outcome, Stage: string(stage)}
+	if !in.peer.IsZero() {
+		e.Peer = in.peer.String()
+	}
+	if in.req.Signature != "" && in.req.Base != "" {
+		e.RequestDigest = in.req.Digest[:]
+		e.Evidence = signedRequestEvidence(in.req)
+	}
+	return e
+}
+
+func (in *inbound) serveCaps(pctx policy.Context) int {
 	infos := []CapabilityInfo{}
-	for _, name := range st.pol.Visible(peer, st.capNames(), pctx) {
-		infos = append(infos, st.caps[name].Info)
+	for _, name := range in.st.pol.Visible(in.peer, in.st.capNames(), pctx) {
+		infos = append(infos, in.st.caps[name].Info)
 	}
 	b, err := json.Marshal(map[string]any{"capabilities": infos})
 	if err != nil {
-		n.refuse(w, req, refusal.StageInternal, err)
+		in.refuse(refusal.StageInternal, err)
 		return 0
 	}
-	clean, err := n.scrub(st, peer, capsCapability, b)
+	clean, err := in.n.scrub(in.st, in.peer, capsCapability, b)
 	if err != nil {
-		n.refuse(w, req, refusal.StageSanitize, err)
+		in.refuse(refusal.StageSanitize, err)
 		return 0
 	}
-	n.reply(w, req, http.StatusOK, clean)
+	in.serve(clean)
 	return len(b)
 }
 
-func (n *Node) serveStream(w http.ResponseWriter, r *http.Request, st *state, req wire.Request, cp *capability, inv backend.Invocation) {
-	flusher, _ := w.(http.Flusher)
-	w.Header().Set("Content-Type", wire.StreamContentType)
-	w.WriteHeader(http.StatusOK)
+func (in *inbound) serveStream(cp *capability, inv backend.Invocation) {
+	n := in.n
+	// The stream's start is audited before the first event leaves; its end
+	// (and the signed end event) is audited when it finishes.
+	if _, err := n.audit.Append(in.r.Context(), in.entry(audit.KindCallServed, "started", "")); err != nil {
+		in.refuse(refusal.StageAudit, err)
+		return
+	}
+	flusher, _ := in.w.(http.Flusher)
+	in.w.Header().Set("Content-Type", wire.StreamContentType)
+	in.w.WriteHeader(http.StatusOK)
 	flush := func() {
 		if flusher != nil {
 			flusher.Flush()
 		}
 	}
-	sw := wire.NewStreamWriter(w, flush, req, n.key)
+	sw := wire.NewStreamWriter(in.w, flush, in.req, n.key)
 	var blocked error
-	err := cp.Streamer.Stream(r.Context(), inv, func(b []byte) error {
-		clean, err := n.scrub(st, inv.Peer, inv.Capability, b)
+	events := 0
+	err := cp.Streamer.Stream(in.r.Context(), inv, func(b []byte) error {
+		clean, err := n.scrub(in.st, inv.Peer, inv.Capability, b)
 		if err != nil {
 			blocked = err
 			return err // stops the backend: nothing more leaves
 		}
+		events++
 		return sw.Write(clean.Bytes())
 	})
 	var f *wire.Failure
+	outcome, stage := "ok", refusal.Stage("")
 	switch {
 	case blocked != nil:
 		f = &wire.Failure{Stage: string(refusal.StageSanitize), Reason: "blocked"}
-		n.log.Info("stream event blocked by the sanitizer", "peer", inv.Peer, "capability", inv.Capability, "err", blocked)
+		outcome, stage = "refused", refusal.StageSanitize
+	case in.r.Context().Err() != nil:
+		outcome = "cancelled"
 	case err != nil:
 		f = &wire.Failure{Stage: string(refusal.StageBackend), Reason: backendReason(err)}
-		n.log.Info("stream ended with failure", "peer", inv.Peer, "capability", inv.Capability, "err", err)
+		outcome, stage = "failed", refusal.StageBackend
 	}
-	if r.Context().Err() != nil {
+	e := in.entry(audit.KindCallServed, outcome, stage)
+	e.Report, _ = json.Marshal(map[string]int{"events": events})
+	if _, aerr := n.audit.Append(context.WithoutCancel(in.r.Context()), e); aerr != nil {
+		n.log.Error("audit append failed at the end of a stream", "err", aerr)
+		f = &wire.Failure{Stage: string(refusal.StageAudit), Reason: "internal"}
+	}
+	if in.r.Context().Err() != nil {
 		return // the caller went away; nobody reads the end event
 	}
 	if err := sw.Close(f); err != nil {
@@ -179,44 +244,25 @@ func (n *Node) serveStream(w http.ResponseWriter, r *http.Request, st *state, re
 	}
 }
 
-func (n *Node) peerLimiter() *wire.PeerLimiter {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.peerLim
-}
-
-// route splits /v1/{call,stream}/CAP and /v1/caps.
-func route(path string) (kind, capName string) {
-	rest, ok := strings.CutPrefix(path, "/v1/")
-	if !ok {
-		return "", ""
-	}
-	if rest == "caps" {
-		return "caps", ""
-	}
-	kind, capName, ok = strings.Cut(rest, "/")
-	if !ok || (kind != "call" && kind != "stream") || !wire.ValidCapabilityName(capName) {
-		return "", ""
-	}
-	return kind, capName
-}
-
 // reply signs and writes a response. It takes only sanitized bytes.
-func (n *Node) reply(w http.ResponseWriter, req wire.Request, status int, clean sanitize.Clean) {
+func (in *inbound) reply(status int, clean sanitize.Clean) {
 	body := clean.Bytes()
-	if err := wire.SignResponse(w.Header(), status, body, req, n.key, n.now()); err != nil {
-		n.log.Error("sign response", "err", err)
-		http.Error(w, "", http.StatusInternalServerError)
+	if err := wire.SignResponse(in.w.Header(), status, body, in.req, in.n.key, in.n.now()); err != nil {
+		in.n.log.Error("sign response", "err", err)
+		http.Error(in.w, "", http.StatusInternalServerError)
 		return
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	w.Write(body)
+	in.w.Header().Set("Content-Type", "application/json")
+	in.w.WriteHeader(status)
+	in.w.Write(body)
 }
 
-// refuse answers with a signed failure envelope naming the stage. Only a short
-// token of the reason is sent; local detail stays in our logs.
-func (n *Node) refuse(w http.ResponseWriter, req wire.Request, stage refusal.Stage, err error) {
+// refuse audits the refusal, then answers with a signed failure envelope naming
+// the stage. Only a short token of the reason is sent; local detail stays in
+// our logs.
+func (in *inbound) refuse(stage refusal.Stage, err error) {
+	n := in.n
+	n.log.Info("inbound call refused", "peer", in.peer, "capability", in.capName, "stage", stage, "err", err)
 	var f wire.Failure
 	switch stage {
 	case refusal.StageBackend:
@@ -228,17 +274,59 @@ func (n *Node) refuse(w http.ResponseWriter, req wire.Request, stage refusal.Sta
 		if errors.As(err, &r) {
 			f = wire.Failure{Stage: string(stage), Reason: token(r.Reason)}
 		}
+	case refusal.StageAudit:
+		f = wire.Failure{Stage: string(stage), Reason: "internal"}
+		if errors.Is(err, audit.ErrBeyondSize) {
+			f.Reason = reasonBeyondSize
+		}
 	default:
 		f = wire.FailureOf(string(stage), err)
 	}
+	if stage != refusal.StageAudit {
+		e := in.entry(audit.KindCallRefused, "refused", stage)
+		if stage == refusal.StageBackend {
+			e.Outcome = "failed"
+		}
+		e.Report, _ = json.Marshal(map[string]string{"reason": f.Reason})
+		if _, aerr := n.audit.Append(in.r.Context(), e); aerr != nil {
+			n.log.Error("audit append of a refusal failed", "err", aerr)
+			f = wire.Failure{Stage: string(refusal.StageAudit), Reason: "internal"}
+			stage = refusal.StageAudit
+		}
+	}
 	// Failure envelopes are short tokens we wrote, but they leave the node too.
-	clean, serr := n.scrub(n.state.Load(), req.Peer, "", wire.EncodeFailure(f))
+	clean, serr := n.scrub(in.st, in.peer, "", wire.EncodeFailure(f))
 	if serr != nil {
 		n.log.Error("failure envelope refused by the sanitizer", "err", serr)
-		http.Error(w, "", http.StatusInternalServerError)
+		http.Error(in.w, "", http.StatusInternalServerError)
 		return
 	}
-	n.reply(w, req, statusFor(stage, err), clean)
+	in.reply(statusFor(stage, err), clean)
+}
+
+func (n *Node) peerLimiter() *wire.PeerLimiter {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.peerLim
+}
+
+// route splits /v1/{call,stream}/CAP, /v1/caps and /v1/audit.
+func route(path string) (kind, capName string) {
+	rest, ok := strings.CutPrefix(path, "/v1/")
+	if !ok {
+		return "", ""
+	}
+	switch rest {
+	case "caps":
+		return "caps", capsCapability
+	case "audit":
+		return "audit", auditCapability
+	}
+	kind, capName, ok = strings.Cut(rest, "/")
+	if !ok || (kind != "call" && kind != "stream") || !wire.ValidCapabilityName(capName) {
+		return "", ""
+	}
+	return kind, capName
 }
 
 func statusFor(stage refusal.Stage, err error) int {
@@ -251,6 +339,8 @@ func statusFor(stage refusal.Stage, err error) int {
 		return http.StatusUnprocessableEntity
 	case refusal.StageBackend:
 		return http.StatusBadGateway
+	case refusal.StageAudit:
+		return http.StatusServiceUnavailable
 	case refusal.StageWire:
 		return wire.StatusFor(err)
 	}

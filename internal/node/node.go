@@ -11,6 +11,7 @@ package node
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -23,6 +24,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/treaty-dev/treaty/internal/audit"
 	"github.com/treaty-dev/treaty/internal/budget"
 	"github.com/treaty-dev/treaty/internal/config"
 	"github.com/treaty-dev/treaty/internal/identity"
@@ -66,16 +68,19 @@ type Node struct {
 	verifier    *wire.Verifier
 
 	state     atomic.Pointer[state]
+	audit     *audit.Log          // the tamper-evident log of every cross-boundary action
+	witnessQ  chan witnessed      // peers' checkpoints waiting for judgement
 	sanitizer *sanitize.Sanitizer // outbound scrubbing and the pseudonym vault
 	screener  *screen.Screener    // inbound screening
 	trust     *trust.Book         // behavioural trust per peer; persisted in trust.json
 	budget    *budget.Limiter     // rate, concurrency, bytes, cost, breakers
 
-	mu       sync.Mutex // guards funcs, fileSig, peerLim
-	funcs    map[string]*Handler
-	fileSig  string
-	peerLim  *wire.PeerLimiter
-	limitMax int
+	mu           sync.Mutex // guards funcs, fileSig, peerLim
+	funcs        map[string]*Handler
+	refusedSlots chan struct{} // bounds concurrent audit appends of handshake refusals
+	fileSig      string
+	peerLim      *wire.PeerLimiter
+	limitMax     int
 
 	closeOnce sync.Once
 	cancel    context.CancelFunc
@@ -104,13 +109,14 @@ func Open(opts Options) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{
-		home:        opts.Home,
-		key:         key,
-		self:        key.Public(),
-		log:         opts.Logger.With("node", key.Public().Short()),
-		now:         opts.Now,
-		reloadEvery: opts.ReloadInterval,
-		funcs:       map[string]*Handler{},
+		home:         opts.Home,
+		key:          key,
+		self:         key.Public(),
+		log:          opts.Logger.With("node", key.Public().Short()),
+		now:          opts.Now,
+		reloadEvery:  opts.ReloadInterval,
+		funcs:        map[string]*Handler{},
+		refusedSlots: make(chan struct{}, 64),
 	}
 	if err := n.reload(); err != nil {
 		if n.trust != nil {
@@ -132,6 +138,12 @@ func Open(opts Options) (*Node, error) {
 		return nil, fmt.Errorf("node: %w", err)
 	}
 	n.client = &http.Client{Transport: n.tr.RoundTripper(n.resolveAddr)}
+	n.witnessQ = make(chan witnessed, witnessQueueLen)
+	if n.audit, err = audit.Open(context.Background(), audit.Config{Path: filepath.Join(opts.Home, AuditFile), Identity: key, Logger: n.log}); err != nil {
+		n.trust.Close()
+		return nil, fmt.Errorf("node: %w", err)
+	}
+	n.trust.OnLevelChange(n.auditLevelChange)
 	pkey, err := key.DeriveKey("pseudonym")
 	if err != nil {
 		return nil, err
@@ -168,7 +180,15 @@ func (n *Node) Start(ctx context.Context) error {
 		n.cancel()
 		return fmt.Errorf("node: %w", err)
 	}
-	n.wg.Add(2)
+	n.wg.Add(4)
+	go func() {
+		defer n.wg.Done()
+		n.runWitness(ctx, n.witnessInterval())
+	}()
+	go func() {
+		defer n.wg.Done()
+		n.runRetention(ctx)
+	}()
 	go func() {
 		defer n.wg.Done()
 		if err := n.tr.ServeHTTP(ctx, http.HandlerFunc(n.serveFederation)); err != nil && ctx.Err() == nil {
@@ -198,6 +218,9 @@ func (n *Node) Close() error {
 		if n.sanitizer != nil {
 			err = errors.Join(err, n.sanitizer.Close())
 		}
+		if n.audit != nil {
+			err = errors.Join(err, n.audit.Close())
+		}
 	})
 	return err
 }
@@ -209,9 +232,30 @@ func (n *Node) Admitted(k identity.PublicKey) bool {
 	return ok
 }
 
+// handshakeRefused audits a refused handshake (the transport has logged it).
+// It must not block the handshake, so the append runs on its own goroutine,
+// bounded so that a flood of refused handshakes cannot pile up goroutines.
 func (n *Node) handshakeRefused(e transport.HandshakeError) {
-	// The transport has logged it; the audit seam is here.
-	_ = e
+	select {
+	case n.refusedSlots <- struct{}{}:
+	default:
+		n.log.Warn("audit: too many handshake refusals in flight; not recording one", "addr", e.Addr, "reason", e.Reason)
+		return
+	}
+	go func() {
+		defer func() { <-n.refusedSlots }()
+		entry := audit.Entry{Kind: audit.KindHandshakeRefused, Direction: "in", Outcome: "refused", Stage: string(refusal.StageTransport)}
+		if e.Side == "client" {
+			entry.Direction = "out"
+		}
+		if !e.Peer.IsZero() {
+			entry.Peer = e.Peer.String()
+		}
+		entry.Report, _ = json.Marshal(map[string]string{"side": e.Side, "addr": e.Addr, "reason": e.Reason.String()})
+		if _, err := n.audit.Append(context.Background(), entry); err != nil {
+			n.log.Error("audit append of a handshake refusal failed", "err", err)
+		}
+	}()
 }
 
 func (n *Node) resolveAddr(_ context.Context, k identity.PublicKey) (string, error) {

@@ -3,6 +3,7 @@ package node
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/treaty-dev/treaty/internal/audit"
 	"github.com/treaty-dev/treaty/internal/refusal"
 	"github.com/treaty-dev/treaty/internal/sanitize"
 	"github.com/treaty-dev/treaty/internal/transport"
@@ -22,66 +24,161 @@ type Result struct {
 	Output  json.RawMessage
 	Receipt wire.Receipt  // the callee's signed statement that it served exactly this request
 	Elapsed time.Duration // from resolve to verified answer
+	// AuditIndex is this node's call.completed entry; PeerAudit is the callee's
+	// index and signed checkpoint of its call.served entry, when it sent them.
+	AuditIndex uint64
+	PeerAudit  *peerEvidence
+}
+
+// outcall is one outbound call's audit trail: call.sent before the bytes
+// leave, then exactly one call.completed (or call.refused when nothing left).
+type outcall struct {
+	n       *Node
+	st      *state
+	peerRef string
+	p       Peer
+	capName string
+	sent    *wire.Sent // set once call.sent is durable
+}
+
+// refused audits a refusal that happened before anything was sent.
+func (o *outcall) refused(ctx context.Context, err error) error {
+	e := audit.Entry{Kind: audit.KindCallRefused, Direction: "out", Capability: o.capName, Outcome: "refused", Stage: string(refusal.StageOf(err))}
+	if !o.p.ID.IsZero() {
+		e.Peer = o.p.ID.String()
+	}
+	e.Report, _ = json.Marshal(map[string]string{"peer_ref": o.peerRef, "reason": err.Error()})
+	if _, aerr := o.n.audit.Append(context.WithoutCancel(ctx), e); aerr != nil {
+		o.n.log.Error("audit append of a refusal failed", "err", aerr)
+	}
+	return err
+}
+
+// recordSent makes call.sent durable; roundTrip calls it after signing and
+// before sending.
+func (o *outcall) recordSent(ctx context.Context, clean sanitize.Clean, sent wire.Sent) error {
+	e := audit.Entry{Kind: audit.KindCallSent, Peer: o.p.ID.String(), Direction: "out", Capability: o.capName,
+		Outcome: "sent", RequestDigest: sent.Digest[:]}
+	o.n.withContent(&e, o.st, o.capName, clean)
+	e.Evidence, _ = json.Marshal(map[string]string{"signature_input": sent.SignatureInput, "signature": sent.Signature, "base": sent.Base})
+	if _, err := o.n.audit.Append(ctx, e); err != nil {
+		return refusal.Wrap(refusal.StageAudit, err)
+	}
+	o.sent = &sent
+	return nil
+}
+
+// completed makes call.completed durable with the receipt and the callee's
+// evidence; the local agent hears of the answer only after it returns.
+func (o *outcall) completed(ctx context.Context, callErr error, receipt *wire.Receipt, pe *peerEvidence) (uint64, error) {
+	if o.sent == nil {
+		if callErr != nil {
+			return 0, o.refused(ctx, callErr)
+		}
+		return 0, nil
+	}
+	e := audit.Entry{Kind: audit.KindCallCompleted, Peer: o.p.ID.String(), Direction: "out", Capability: o.capName,
+		Outcome: "ok", RequestDigest: o.sent.Digest[:]}
+	if callErr != nil {
+		e.Outcome, e.Stage = "refused", string(refusal.StageOf(callErr))
+		if e.Stage == string(refusal.StageTransport) || e.Stage == string(refusal.StageBackend) {
+			e.Outcome = "failed"
+		}
+		e.Report, _ = json.Marshal(map[string]string{"reason": callErr.Error()})
+	}
+	ev := map[string]any{}
+	if receipt != nil {
+		d := sha256.Sum256([]byte(receipt.Signature))
+		e.ResponseDigest = d[:]
+		ev["receipt"] = receipt
+	}
+	if pe != nil {
+		ev["peer_audit"] = pe
+	}
+	if len(ev) > 0 {
+		e.Evidence, _ = json.Marshal(ev)
+	}
+	idx, err := o.n.audit.Append(context.WithoutCancel(ctx), e)
+	if err != nil {
+		return 0, refusal.Wrap(refusal.StageAudit, err)
+	}
+	return idx, nil
 }
 
 // Call asks peer (nickname or did:key) to run capability with input (JSON).
 // The steps follow DESIGN.md's outbound call path; a refusal at any step is a
-// *refusal.Error naming the stage, and a refusal by the peer has Remote set.
+// *refusal.Error naming the stage (Remote set when the peer refused), and every
+// call leaves call.sent and call.completed (or call.refused) in the audit log.
 func (n *Node) Call(ctx context.Context, peerRef, capName string, input []byte) (*Result, error) {
 	start := time.Now()
-	st := n.state.Load()
+	o := &outcall{n: n, st: n.state.Load(), peerRef: peerRef, capName: capName}
 
 	// 1. Resolve the peer: it must be in the peer book.
 	p, err := n.Resolve(peerRef)
 	if err != nil {
-		return nil, err
+		return nil, o.refused(ctx, err)
 	}
+	o.p = p
 	if !wire.ValidCapabilityName(capName) {
-		return nil, refusal.New(refusal.StageUsage, "invalid capability name %q", capName)
+		return nil, o.refused(ctx, refusal.New(refusal.StageUsage, "invalid capability name %q", capName))
 	}
 	// 2. Budgets: the breaker and the outbound limits toward p.
 	finish, err := n.outboundGates(p, capName, len(input))
 	if err != nil {
-		return nil, err
+		return nil, o.refused(ctx, err)
 	}
-	res, err := n.call(ctx, st, p, capName, input)
+	res, receipt, pe, err := o.call(ctx, input)
 	replyBytes := 0
 	if res != nil {
 		replyBytes = len(res.Output)
-		res.Elapsed = time.Since(start)
 	}
 	finish(outcome(ctx, err), replyBytes)
-	return res, err
+	idx, aerr := o.completed(ctx, err, receipt, pe)
+	if err != nil {
+		return nil, err
+	}
+	if aerr != nil {
+		return nil, aerr
+	}
+	res.AuditIndex, res.Elapsed = idx, time.Since(start)
+	return res, nil
 }
 
 // call runs steps 3-6 and the caller's checks of the answer.
-func (n *Node) call(ctx context.Context, st *state, p Peer, capName string, input []byte) (*Result, error) {
+func (o *outcall) call(ctx context.Context, input []byte) (*Result, *wire.Receipt, *peerEvidence, error) {
+	n, st, p := o.n, o.st, o.p
 	// 3. Sanitize the input with p's data policy: block, redact, pseudonymize.
-	clean, err := n.scrub(st, p.ID, capName, input)
+	clean, err := n.scrub(st, p.ID, o.capName, input)
 	if err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
-	// 4-6. Sign, audit, send over the pooled mTLS connection pinned to p's key.
-	resp, body, sent, err := n.roundTrip(ctx, st, p, "/v1/call/"+capName, capName, clean, true)
+	// 4-6. Sign, audit call.sent, send over the pooled mTLS connection pinned to p's key.
+	resp, body, sent, err := n.roundTrip(ctx, st, p, "/v1/call/"+o.capName, o.capName, clean, true, o.recordSent)
 	if err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
 	// Back at the caller: verify the callee's signature; it is the receipt.
 	receipt, err := wire.VerifyResponse(resp, body, sent, p.ID)
 	if err != nil {
-		return nil, refusal.Wrap(refusal.StageWire, fmt.Errorf("response from %s: %w", p.ID.Short(), err))
+		return nil, nil, nil, refusal.Wrap(refusal.StageWire, fmt.Errorf("response from %s: %w", p.ID.Short(), err))
+	}
+	pe, perr := readPeerEvidence(resp.Header, p.ID)
+	if perr != nil {
+		n.log.Warn("callee's audit evidence rejected", "peer", p.ID, "err", perr)
+	} else if pe != nil {
+		n.witness(p.ID, pe.note)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, remoteRefusal(resp.StatusCode, body)
+		return nil, &receipt, pe, remoteRefusal(resp.StatusCode, body)
 	}
 	if !json.Valid(body) {
-		return nil, refusal.New(refusal.StageWire, "response from %s is not JSON", p.ID.Short())
+		return nil, &receipt, pe, refusal.New(refusal.StageWire, "response from %s is not JSON", p.ID.Short())
 	}
-	out, err := n.acceptResult(st, p, capName, body)
+	out, err := n.acceptResult(st, p, o.capName, body)
 	if err != nil {
-		return nil, err
+		return nil, &receipt, pe, err
 	}
-	return &Result{Peer: p, Output: out, Receipt: receipt}, nil
+	return &Result{Peer: p, Output: out, Receipt: receipt, PeerAudit: pe}, &receipt, pe, nil
 }
 
 // acceptResult screens what p returned and restores the pseudonyms this node
@@ -94,56 +191,71 @@ func (n *Node) acceptResult(st *state, p Peer, capName string, body []byte) ([]b
 
 // Caps asks peer which capabilities it exposes to this node.
 func (n *Node) Caps(ctx context.Context, peerRef string) ([]CapabilityInfo, error) {
-	st := n.state.Load()
+	o := &outcall{n: n, st: n.state.Load(), peerRef: peerRef, capName: capsCapability}
 	p, err := n.Resolve(peerRef)
 	if err != nil {
-		return nil, err
+		return nil, o.refused(ctx, err)
 	}
+	o.p = p
+	caps, receipt, err := o.caps(ctx)
+	if _, aerr := o.completed(ctx, err, receipt, nil); err == nil && aerr != nil {
+		return nil, aerr
+	}
+	return caps, err
+}
+
+func (o *outcall) caps(ctx context.Context) ([]CapabilityInfo, *wire.Receipt, error) {
+	n, st, p := o.n, o.st, o.p
 	empty, err := n.scrub(st, p.ID, capsCapability, []byte("{}"))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	resp, body, sent, err := n.roundTrip(ctx, st, p, "/v1/caps", capsCapability, empty, true)
+	resp, body, sent, err := n.roundTrip(ctx, st, p, "/v1/caps", capsCapability, empty, true, o.recordSent)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	if _, err := wire.VerifyResponse(resp, body, sent, p.ID); err != nil {
-		return nil, refusal.Wrap(refusal.StageWire, fmt.Errorf("response from %s: %w", p.ID.Short(), err))
+	receipt, err := wire.VerifyResponse(resp, body, sent, p.ID)
+	if err != nil {
+		return nil, nil, refusal.Wrap(refusal.StageWire, fmt.Errorf("response from %s: %w", p.ID.Short(), err))
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, remoteRefusal(resp.StatusCode, body)
+		return nil, &receipt, remoteRefusal(resp.StatusCode, body)
 	}
 	var out struct {
 		Capabilities []CapabilityInfo `json:"capabilities"`
 	}
 	if err := json.Unmarshal(body, &out); err != nil {
-		return nil, refusal.Wrap(refusal.StageWire, fmt.Errorf("capability list from %s: %w", p.ID.Short(), err))
+		return nil, &receipt, refusal.Wrap(refusal.StageWire, fmt.Errorf("capability list from %s: %w", p.ID.Short(), err))
 	}
-	return out.Capabilities, nil
+	return out.Capabilities, &receipt, nil
 }
 
 // Stream asks peer to run a stream capability and calls emit for each event's
 // data, in order. A gap, reorder, truncation or bad final signature is a wire
 // refusal. Cancelling ctx stops the remote backend.
 func (n *Node) Stream(ctx context.Context, peerRef, capName string, input []byte, emit func(json.RawMessage) error) error {
-	st := n.state.Load()
+	o := &outcall{n: n, st: n.state.Load(), peerRef: peerRef, capName: capName}
 	p, err := n.Resolve(peerRef)
 	if err != nil {
-		return err
+		return o.refused(ctx, err)
 	}
+	o.p = p
 	if !wire.ValidCapabilityName(capName) {
-		return refusal.New(refusal.StageUsage, "invalid capability name %q", capName)
+		return o.refused(ctx, refusal.New(refusal.StageUsage, "invalid capability name %q", capName))
 	}
 	finish, err := n.outboundGates(p, capName, len(input))
 	if err != nil {
-		return err
+		return o.refused(ctx, err)
 	}
 	received := 0
-	err = n.stream(ctx, st, p, capName, input, func(d json.RawMessage) error {
+	err = o.stream(ctx, input, func(d json.RawMessage) error {
 		received += len(d)
 		return emit(d)
 	})
 	finish(outcome(ctx, err), received)
+	if _, aerr := o.completed(ctx, err, nil, nil); err == nil && aerr != nil {
+		return aerr
+	}
 	return err
 }
 
@@ -156,12 +268,13 @@ func outcome(ctx context.Context, err error) error {
 	return err
 }
 
-func (n *Node) stream(ctx context.Context, st *state, p Peer, capName string, input []byte, emit func(json.RawMessage) error) error {
+func (o *outcall) stream(ctx context.Context, input []byte, emit func(json.RawMessage) error) error {
+	n, st, p, capName := o.n, o.st, o.p, o.capName
 	clean, err := n.scrub(st, p.ID, capName, input)
 	if err != nil {
 		return err
 	}
-	resp, _, sent, err := n.roundTrip(ctx, st, p, "/v1/stream/"+capName, capName, clean, false)
+	resp, _, sent, err := n.roundTrip(ctx, st, p, "/v1/stream/"+capName, capName, clean, false, o.recordSent)
 	if err != nil {
 		return err
 	}
@@ -187,7 +300,7 @@ func (n *Node) stream(ctx context.Context, st *state, p Peer, capName string, in
 		}
 		if ev.End {
 			if ev.Failure != nil {
-				return &refusal.Error{Stage: refusal.Stage(ev.Failure.Stage), Reason: ev.Failure.Reason, Remote: true}
+				return &refusal.Error{Stage: knownStage(ev.Failure.Stage), Reason: ev.Failure.Reason, Remote: true}
 			}
 			return nil
 		}
@@ -208,7 +321,12 @@ var errTimeToFirstByte = errors.New("no response headers within time_to_first_by
 // roundTrip signs and sends one request to p and returns the response. With
 // readBody, the body is read within MaxBodyBytes and the CallTimeout covers it;
 // otherwise the caller owns resp.Body (streams are bounded per event instead).
-func (n *Node) roundTrip(ctx context.Context, st *state, p Peer, path, capName string, clean sanitize.Clean, readBody bool) (*http.Response, []byte, wire.Sent, error) {
+//
+// onSigned, when set, runs after signing and before anything is sent (the
+// audit hook: call.sent must be durable before the bytes go); its error stops
+// the call.
+func (n *Node) roundTrip(ctx context.Context, st *state, p Peer, path, capName string, clean sanitize.Clean, readBody bool,
+	onSigned func(context.Context, sanitize.Clean, wire.Sent) error) (*http.Response, []byte, wire.Sent, error) {
 	lim := st.limits
 	body := clean.Bytes()
 	var cancelCall context.CancelFunc = func() {}
@@ -228,6 +346,13 @@ func (n *Node) roundTrip(ctx context.Context, st *state, p Peer, path, capName s
 		cancelTTFB(nil)
 		cancelCall()
 		return nil, nil, wire.Sent{}, refusal.Wrap(refusal.StageWire, err)
+	}
+	if onSigned != nil {
+		if err := onSigned(ctx, clean, sent); err != nil {
+			cancelTTFB(nil)
+			cancelCall()
+			return nil, nil, wire.Sent{}, err
+		}
 	}
 	ttfb := time.AfterFunc(lim.TimeToFirstByte, func() { cancelTTFB(errTimeToFirstByte) })
 	resp, err := n.client.Do(req)

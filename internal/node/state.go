@@ -2,10 +2,14 @@ package node
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/json"
 	"fmt"
+	"os"
 	"path/filepath"
 	"sort"
 
+	"github.com/treaty-dev/treaty/internal/audit"
 	"github.com/treaty-dev/treaty/internal/backend"
 	"github.com/treaty-dev/treaty/internal/budget"
 	"github.com/treaty-dev/treaty/internal/config"
@@ -18,12 +22,13 @@ import (
 // state is one immutable snapshot of the node's configuration. A reload builds
 // a new one and swaps it in; calls in flight keep the snapshot they started with.
 type state struct {
-	cfg    *config.Config
-	pol    *policy.Engine
-	peers  map[identity.PublicKey]config.Peer
-	byName map[string]identity.PublicKey
-	caps   map[string]*capability
-	limits wire.Limits
+	digests map[string][32]byte // of treaty.yaml and policy.cedar, to audit changes
+	cfg     *config.Config
+	pol     *policy.Engine
+	peers   map[identity.PublicKey]config.Peer
+	byName  map[string]identity.PublicKey
+	caps    map[string]*capability
+	limits  wire.Limits
 }
 
 // capability is one runnable capability: its public description and backend.
@@ -86,12 +91,13 @@ func (n *Node) reload() error {
 		return fmt.Errorf("config: limits: %w", err)
 	}
 	st := &state{
-		cfg:    cfg,
-		pol:    pol,
-		peers:  map[identity.PublicKey]config.Peer{},
-		byName: map[string]identity.PublicKey{},
-		caps:   map[string]*capability{},
-		limits: limits,
+		digests: fileDigests(n.home),
+		cfg:     cfg,
+		pol:     pol,
+		peers:   map[identity.PublicKey]config.Peer{},
+		byName:  map[string]identity.PublicKey{},
+		caps:    map[string]*capability{},
+		limits:  limits,
 	}
 	for _, p := range cfg.Peers {
 		k, _ := identity.ParseDID(p.ID) // validated by config.Load
@@ -123,6 +129,7 @@ func (n *Node) reload() error {
 	}
 	old := n.state.Swap(st)
 	n.fileSig = sig
+	n.auditConfigChange(old, st)
 	if old != nil && n.tr != nil {
 		// A peer removed from the book loses its open connections now, not at
 		// its next handshake.
@@ -206,4 +213,33 @@ func (n *Node) applyGates(cfg *config.Config) error {
 		return fmt.Errorf("config: budget: %w", err)
 	}
 	return nil
+}
+
+// fileDigests hashes the files whose changes are audited.
+func fileDigests(home string) map[string][32]byte {
+	d := map[string][32]byte{}
+	for _, f := range []string{config.FileName, policy.FileName} {
+		if b, err := os.ReadFile(filepath.Join(home, f)); err == nil {
+			d[f] = sha256.Sum256(b)
+		}
+	}
+	return d
+}
+
+// auditConfigChange records a change of grants, peers or limits that a reload
+// brought in: the new file's digest, so the log shows when rules changed.
+func (n *Node) auditConfigChange(old, st *state) {
+	if old == nil || n.audit == nil {
+		return
+	}
+	for f, d := range st.digests {
+		if old.digests[f] == d {
+			continue
+		}
+		e := audit.Entry{Kind: audit.KindPolicyChanged, Outcome: "applied", ContentDigest: d[:]}
+		e.Report, _ = json.Marshal(map[string]string{"file": f})
+		if _, err := n.audit.Append(context.Background(), e); err != nil {
+			n.log.Error("audit append of a configuration change failed", "err", err)
+		}
+	}
 }

@@ -1,0 +1,181 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"strconv"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/treaty-dev/treaty/internal/audit"
+	"github.com/treaty-dev/treaty/internal/config"
+	"github.com/treaty-dev/treaty/internal/home"
+	"github.com/treaty-dev/treaty/internal/node"
+)
+
+func auditCmd(h func() string) *cobra.Command {
+	c := &cobra.Command{Use: "audit", Short: "inspect and verify the tamper-evident audit log", Args: args(cobra.NoArgs)}
+	path := func() string { return filepath.Join(h(), node.AuditFile) }
+
+	verify := &cobra.Command{
+		Use: "verify", Short: "recompute every leaf and the tree, check every checkpoint; exit 1 naming the first bad entry",
+		Args: args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			id, err := home.ID(h())
+			if err != nil {
+				return err
+			}
+			res, err := audit.Verify(cmd.Context(), path(), id)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), res.String())
+			return nil
+		},
+	}
+
+	var peer, kind, since string
+	var limit int
+	var asJSON bool
+	ls := &cobra.Command{
+		Use: "ls [--peer P] [--kind K] [--since T] [--limit N] [--json]", Short: "list entries, oldest first",
+		Args: args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			f := audit.Filter{Kind: kind, Limit: limit}
+			if peer != "" {
+				cfg, err := config.Load(h())
+				if err != nil {
+					return err
+				}
+				id, err := peerID(cfg, peer)
+				if err != nil {
+					return usageError{err}
+				}
+				f.Peer = id
+			}
+			if since != "" {
+				t, err := parseSince(since, time.Now())
+				if err != nil {
+					return usageError{err}
+				}
+				f.Since = t
+			}
+			r, err := audit.OpenReader(cmd.Context(), path())
+			if err != nil {
+				return err
+			}
+			defer r.Close()
+			entries, err := r.List(cmd.Context(), f)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				if entries == nil {
+					entries = []audit.Entry{}
+				}
+				return printJSON(cmd.OutOrStdout(), entries)
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "INDEX\tTIME\tKIND\tDIR\tPEER\tCAPABILITY\tOUTCOME\tSTAGE")
+			for _, e := range entries {
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Index, e.Time.Format(time.RFC3339),
+					e.Kind, dash(e.Direction), dash(short(e.Peer)), dash(e.Capability), dash(e.Outcome), dash(e.Stage))
+			}
+			return tw.Flush()
+		},
+	}
+	ls.Flags().StringVar(&peer, "peer", "", "only this peer (nickname or did:key)")
+	ls.Flags().StringVar(&kind, "kind", "", "only this kind (call.sent, call.served, call.completed, call.refused, handshake.refused, policy.changed, trust.level, audit.fork)")
+	ls.Flags().StringVar(&since, "since", "", "only entries at or after this time (RFC 3339, or a duration ago such as 1h)")
+	ls.Flags().IntVar(&limit, "limit", 0, "at most this many entries")
+	ls.Flags().BoolVar(&asJSON, "json", false, "JSON output")
+
+	show := &cobra.Command{
+		Use: "show N", Short: "one entry in full (JSON)", Args: args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			idx, err := strconv.ParseUint(a[0], 10, 64)
+			if err != nil {
+				return usagef("N must be an entry index: %v", err)
+			}
+			r, err := audit.OpenReader(cmd.Context(), path())
+			if err != nil {
+				return err
+			}
+			defer r.Close()
+			e, err := r.Get(cmd.Context(), idx)
+			if err != nil {
+				return err
+			}
+			return printJSON(cmd.OutOrStdout(), e)
+		},
+	}
+
+	var proveJSON bool
+	prove := &cobra.Command{
+		Use: "prove N [--json]", Short: "an RFC 6962 inclusion proof of entry N against the signed checkpoint",
+		Args: args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			idx, err := strconv.ParseUint(a[0], 10, 64)
+			if err != nil {
+				return usagef("N must be an entry index: %v", err)
+			}
+			r, err := audit.OpenReader(cmd.Context(), path())
+			if err != nil {
+				return err
+			}
+			defer r.Close()
+			p, err := r.Prove(cmd.Context(), idx)
+			if err != nil {
+				return err
+			}
+			if proveJSON {
+				b, err := json.Marshal(p)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "%s\n", b)
+				return nil
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "entry %d of %d, %d proof hashes, root %x\n%s", p.Index, p.Size, len(p.Hashes), p.Root, p.Checkpoint)
+			return nil
+		},
+	}
+	prove.Flags().BoolVar(&proveJSON, "json", false, `print {"index","size","leaf","proof","root","checkpoint"}`)
+
+	var format string
+	export := &cobra.Command{
+		Use: "export [--format jsonl|csv]", Short: "every entry, for other tools", Args: args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if format != "jsonl" && format != "csv" {
+				return usagef("--format must be jsonl or csv")
+			}
+			return audit.Export(cmd.Context(), path(), cmd.OutOrStdout(), format)
+		},
+	}
+	export.Flags().StringVar(&format, "format", "jsonl", "jsonl or csv")
+
+	c.AddCommand(verify, ls, show, prove, export)
+	return c
+}
+
+// parseSince reads an RFC 3339 time or a duration before now.
+func parseSince(s string, now time.Time) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, nil
+	}
+	if d, err := time.ParseDuration(s); err == nil && d >= 0 {
+		return now.Add(-d), nil
+	}
+	return time.Time{}, fmt.Errorf("--since %q: want an RFC 3339 time or a duration such as 1h", s)
+}
+
+// short abbreviates a did:key for tables.
+func short(did string) string {
+	if len(did) > 20 {
+		return did[:16] + "…"
+	}
+	return did
+}
