@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"path/filepath"
 
 	"github.com/treaty-dev/treaty/internal/api"
@@ -25,13 +26,14 @@ var ErrNotRunning = errors.New("client: no node is running for this home (start 
 
 // Client talks to one node.
 type Client struct {
-	hc *http.Client
+	hc     *http.Client
+	within string // TREATY_CALL of the call being served, if any
 }
 
 // New returns a client for the node whose home is home.
 func New(home string) *Client {
 	sock := filepath.Join(home, api.SocketName)
-	return &Client{hc: &http.Client{Transport: &http.Transport{
+	return &Client{within: os.Getenv("TREATY_CALL"), hc: &http.Client{Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
 			c, err := d.DialContext(ctx, "unix", sock)
@@ -64,10 +66,12 @@ func (c *Client) Caps(ctx context.Context, peer string) (json.RawMessage, error)
 	return out.Capabilities, err
 }
 
-// Call runs capability on peer with input.
+// Call runs capability on peer with input. Inside a backend (TREATY_CALL set)
+// the call is made on behalf of the call being served: it carries the signed
+// delegation chain.
 func (c *Client) Call(ctx context.Context, peer, capability string, input json.RawMessage) (*api.CallResponse, error) {
 	var out api.CallResponse
-	err := c.do(ctx, http.MethodPost, "/v1/call", api.CallRequest{Peer: peer, Capability: capability, Input: input}, &out)
+	err := c.do(ctx, http.MethodPost, "/v1/call", api.CallRequest{Peer: peer, Capability: capability, Input: input, Within: c.within}, &out)
 	if err != nil {
 		return nil, err
 	}
@@ -76,7 +80,7 @@ func (c *Client) Call(ctx context.Context, peer, capability string, input json.R
 
 // Stream runs a stream capability and calls emit for each event's data.
 func (c *Client) Stream(ctx context.Context, peer, capability string, input json.RawMessage, emit func(json.RawMessage) error) error {
-	body, _ := json.Marshal(api.CallRequest{Peer: peer, Capability: capability, Input: input})
+	body, _ := json.Marshal(api.CallRequest{Peer: peer, Capability: capability, Input: input, Within: c.within})
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://treaty/v1/stream", bytes.NewReader(body))
 	if err != nil {
 		return err

@@ -33,6 +33,9 @@ type CallRequest struct {
 	Peer       string          `json:"peer"`
 	Capability string          `json:"capability"`
 	Input      json.RawMessage `json:"input"`
+	// Within is the TREATY_CALL token of the inbound call on whose behalf
+	// this call is made (a backend calling onward); empty for a direct call.
+	Within string `json:"within,omitempty"`
 }
 
 // CallResponse is the answer of POST /v1/call.
@@ -171,7 +174,7 @@ func (s *Server) call(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	res, err := s.n.Call(r.Context(), req.Peer, req.Capability, req.Input)
+	res, err := s.n.Call(s.n.WithinCall(r.Context(), req.Within), req.Peer, req.Capability, req.Input)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -188,7 +191,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 	flusher, _ := w.(http.Flusher)
 	enc := json.NewEncoder(w)
 	started := false
-	err := s.n.Stream(r.Context(), req.Peer, req.Capability, req.Input, func(data json.RawMessage) error {
+	err := s.n.Stream(s.n.WithinCall(r.Context(), req.Within), req.Peer, req.Capability, req.Input, func(data json.RawMessage) error {
 		if !started {
 			w.Header().Set("Content-Type", "application/x-ndjson")
 			w.WriteHeader(http.StatusOK)

@@ -23,6 +23,13 @@ type Invocation struct {
 	Peer       identity.PublicKey
 	Capability string
 	Input      []byte // JSON, already verified, authorized and screened
+	// CallToken names this call to the node's local API, so that an onward call
+	// the backend makes is delegated (carries the signed chain). Exec backends
+	// get it as TREATY_CALL, http backends as the Treaty-Call header.
+	CallToken string
+	// Home is the node's home, given to exec backends as TREATY_HOME so that
+	// `treaty call` inside them reaches the same node.
+	Home string
 }
 
 // Backend answers one call with one JSON value.

@@ -31,6 +31,12 @@ func (e *Exec) command(ctx context.Context, inv Invocation) (*exec.Cmd, error) {
 	cmd := exec.CommandContext(ctx, e.Argv[0], e.Argv[1:]...)
 	cmd.Env = append(os.Environ(), e.Env...)
 	cmd.Env = append(cmd.Env, "TREATY_PEER="+inv.Peer.String(), "TREATY_CAPABILITY="+inv.Capability)
+	if inv.CallToken != "" {
+		cmd.Env = append(cmd.Env, "TREATY_CALL="+inv.CallToken)
+	}
+	if inv.Home != "" {
+		cmd.Env = append(cmd.Env, "TREATY_HOME="+inv.Home)
+	}
 	cmd.Stdin = bytes.NewReader(inv.Input)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error {

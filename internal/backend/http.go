@@ -34,6 +34,9 @@ func (h *HTTP) Call(ctx context.Context, inv Invocation) ([]byte, error) {
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Treaty-Peer", inv.Peer.String())
 	req.Header.Set("Treaty-Capability", inv.Capability)
+	if inv.CallToken != "" {
+		req.Header.Set("Treaty-Call", inv.CallToken)
+	}
 	c := h.Client
 	if c == nil {
 		c = noRedirects

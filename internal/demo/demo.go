@@ -5,15 +5,18 @@ package demo
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/treaty-dev/treaty/internal/audit"
 	"github.com/treaty-dev/treaty/internal/backend"
 	"github.com/treaty-dev/treaty/internal/home"
 	"github.com/treaty-dev/treaty/internal/node"
@@ -149,6 +152,7 @@ when { context.trust.greaterThanOrEqual(decimal("0.45")) };
 	if err != nil {
 		return fmt.Errorf("demo: the granted call failed: %w", err)
 	}
+	first := res
 	say("   result       %s  (%s, handshake included)", res.Output, ms(time.Since(t0)))
 	say("   globex's reviewer saw the author as %s: the email never left acme", reviewerSaw)
 	if strings.Contains(reviewerSaw, "@") || !strings.Contains(string(res.Output), "dana.scully@acme.example") {
@@ -249,6 +253,16 @@ when { context.trust.greaterThanOrEqual(decimal("0.45")) };
 	}
 	say("   refused: %v", err)
 
+	step("13. Evidence: both organisations' audit logs verify, and each holds the other's signed statement")
+	if err := evidence(ctx, say, acme, globex, first); err != nil {
+		return err
+	}
+
+	step("14. Someone edits a row of globex's audit.db with a plain SQLite client")
+	if err := tamper(ctx, say, globex, first.PeerAudit.Index); err != nil {
+		return err
+	}
+
 	say("\ndemo complete in %s: every step behaved as the design says.", ms(time.Since(start)))
 	return nil
 }
@@ -259,6 +273,84 @@ func expect(err error, stage refusal.Stage, remote bool) error {
 	if !errors.As(err, &r) || r.Stage != stage || r.Remote != remote {
 		return fmt.Errorf("demo: expected a %s refusal (remote=%v), got %v", stage, remote, err)
 	}
+	return nil
+}
+
+// evidence verifies both logs and shows the two halves of one call's evidence.
+func evidence(ctx context.Context, say func(string, ...any), acme, globex *org, res *node.Result) error {
+	for _, o := range []*org{acme, globex} {
+		v, err := audit.Verify(ctx, filepath.Join(o.home, node.AuditFile), o.n.ID())
+		if err != nil {
+			return fmt.Errorf("demo: %s's audit log: %w", o.name, err)
+		}
+		say("   %-7s treaty audit verify: %s", o.name, v)
+	}
+	if res.PeerAudit == nil {
+		return errors.New("demo: globex's answer carried no audit evidence")
+	}
+	ar, err := audit.OpenReader(ctx, filepath.Join(acme.home, node.AuditFile))
+	if err != nil {
+		return err
+	}
+	defer ar.Close()
+	mine, err := ar.Get(ctx, res.AuditIndex)
+	if err != nil {
+		return err
+	}
+	say("   acme  entry %d (%s): globex's receipt and globex's checkpoint for its entry %d", mine.Index, mine.Kind, res.PeerAudit.Index)
+	gr, err := audit.OpenReader(ctx, filepath.Join(globex.home, node.AuditFile))
+	if err != nil {
+		return err
+	}
+	defer gr.Close()
+	theirs, err := gr.Get(ctx, res.PeerAudit.Index)
+	if err != nil {
+		return err
+	}
+	if string(theirs.RequestDigest) != string(mine.RequestDigest) {
+		return errors.New("demo: the two entries are about different requests")
+	}
+	say("   globex entry %d (%s): acme's signed request; both entries name request %x", theirs.Index, theirs.Kind, theirs.RequestDigest[:8])
+	// globex proves its entry in the very checkpoint acme holds; acme checks it
+	// with globex's key alone.
+	cp, err := audit.OpenCheckpoint([]byte(res.PeerAudit.Checkpoint), globex.n.ID())
+	if err != nil {
+		return err
+	}
+	proof, err := gr.ProveAt(ctx, res.PeerAudit.Index, cp)
+	if err != nil {
+		return err
+	}
+	if err := audit.VerifyProof(proof, globex.n.ID()); err != nil {
+		return fmt.Errorf("demo: globex's inclusion proof: %w", err)
+	}
+	say("   globex's inclusion proof of entry %d in the checkpoint acme holds (size %d) verifies: %d hashes", proof.Index, proof.Size, len(proof.Hashes))
+	return nil
+}
+
+// tamper stops globex, edits one audit row through SQLite, and shows verify
+// naming it.
+func tamper(ctx context.Context, say func(string, ...any), globex *org, idx uint64) error {
+	if err := globex.n.Close(); err != nil {
+		return err
+	}
+	path := filepath.Join(globex.home, node.AuditFile)
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		return err
+	}
+	_, err = db.ExecContext(ctx, `UPDATE entries SET leaf = replace(leaf, '"outcome":"ok"', '"outcome":"refused"') WHERE idx = ?`, idx)
+	db.Close()
+	if err != nil {
+		return err
+	}
+	say("   UPDATE entries SET leaf = replace(leaf, '\"outcome\":\"ok\"', '\"outcome\":\"refused\"') WHERE idx = %d", idx)
+	_, err = audit.Verify(ctx, path, globex.n.ID())
+	var bad *audit.BadEntryError
+	if !errors.As(err, &bad) || bad.Index != idx {
+		return fmt.Errorf("demo: verify did not catch the edited row: %v", err)
+	}
+	say("   treaty audit verify: %v  (exit code 1)", err)
 	return nil
 }
 

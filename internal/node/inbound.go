@@ -85,11 +85,16 @@ func (n *Node) serveFederation(w http.ResponseWriter, r *http.Request) {
 	// 9. Trust and budget gates, then authorization (default deny). An
 	// ungranted capability and a missing one get the same answer, so a peer
 	// cannot probe for names it was not given.
+	if ref := n.checkDepth(in.st, req); ref != nil {
+		in.refuse(ref.Stage, ref)
+		return
+	}
 	pctx, ticket, ref := n.inboundGates(peer, capName, len(in.body))
 	if ref != nil {
 		in.refuse(ref.Stage, ref)
 		return
 	}
+	pctx.Depth = len(req.Chain)
 	replyBytes := 0
 	defer func() { ticket.Release(0, int64(replyBytes), n.now()) }()
 	if kind == "caps" {
@@ -118,14 +123,17 @@ func (n *Node) serveFederation(w http.ResponseWriter, r *http.Request) {
 		in.refuse(refusal.StageScreen, err)
 		return
 	}
-	inv := backend.Invocation{Peer: peer, Capability: capName, Input: input}
+	token, done := n.serving(req)
+	defer done()
+	inv := backend.Invocation{Peer: peer, Capability: capName, Input: input, CallToken: token, Home: n.home}
+	ctx := withServed(r.Context(), req)
 
 	// 11. Run the backend and sanitize its result with the caller's data policy.
 	if kind == "stream" {
-		in.serveStream(cp, inv)
+		in.serveStream(ctx, cp, inv)
 		return
 	}
-	out, err := cp.Backend.Call(r.Context(), inv)
+	out, err := cp.Backend.Call(ctx, inv)
 	if err != nil {
 		in.refuse(refusal.StageBackend, err)
 		return
@@ -190,7 +198,7 @@ func (in *inbound) serveCaps(pctx policy.Context) int {
 	return len(b)
 }
 
-func (in *inbound) serveStream(cp *capability, inv backend.Invocation) {
+func (in *inbound) serveStream(ctx context.Context, cp *capability, inv backend.Invocation) {
 	n := in.n
 	// The stream's start is audited before the first event leaves; its end
 	// (and the signed end event) is audited when it finishes.
@@ -209,7 +217,7 @@ func (in *inbound) serveStream(cp *capability, inv backend.Invocation) {
 	sw := wire.NewStreamWriter(in.w, flush, in.req, n.key)
 	var blocked error
 	events := 0
-	err := cp.Streamer.Stream(in.r.Context(), inv, func(b []byte) error {
+	err := cp.Streamer.Stream(ctx, inv, func(b []byte) error {
 		clean, err := n.scrub(in.st, inv.Peer, inv.Capability, b)
 		if err != nil {
 			blocked = err

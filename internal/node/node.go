@@ -78,6 +78,7 @@ type Node struct {
 	mu           sync.Mutex // guards funcs, fileSig, peerLim
 	funcs        map[string]*Handler
 	refusedSlots chan struct{} // bounds concurrent audit appends of handshake refusals
+	inFlight     inFlightCalls // backend tokens -> requests being served (delegation)
 	fileSig      string
 	peerLim      *wire.PeerLimiter
 	limitMax     int
@@ -154,7 +155,9 @@ func Open(opts Options) (*Node, error) {
 	if n.screener, err = screen.New(screen.Config{}); err != nil {
 		return nil, fmt.Errorf("node: %w", err)
 	}
-	n.verifier, err = wire.NewVerifier(wire.VerifierConfig{Self: n.self})
+	// The wire layer enforces the hard cap on chain length and checks every
+	// hop's signature; budget.max_depth (live-reloadable) is applied per call.
+	n.verifier, err = wire.NewVerifier(wire.VerifierConfig{Self: n.self, MaxDepth: wire.MaxChainHops})
 	if err != nil {
 		return nil, fmt.Errorf("node: %w", err)
 	}

@@ -341,7 +341,7 @@ func (n *Node) roundTrip(ctx context.Context, st *state, p Peer, path, capName s
 		return nil, nil, wire.Sent{}, refusal.Wrap(refusal.StageInternal, err)
 	}
 	req.Header.Set("Content-Type", "application/json")
-	sent, err := wire.SignRequest(req, body, wire.SignParams{Key: n.key, Audience: p.ID, Capability: capName, Now: n.now()})
+	sent, err := wire.SignRequest(req, body, wire.SignParams{Key: n.key, Audience: p.ID, Capability: capName, Now: n.now(), Chain: chainFor(ctx)})
 	if err != nil {
 		cancelTTFB(nil)
 		cancelCall()

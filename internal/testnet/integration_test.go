@@ -702,3 +702,50 @@ func appendFile(t *testing.T, path, text string) {
 		t.Fatal(err)
 	}
 }
+
+func TestDelegation(t *testing.T) {
+	skipShort(t)
+	a, b, c := Init(t, bin, "alpha"), Init(t, bin, "beta"), Init(t, bin, "gamma")
+	Federate(t, a, b)
+	Federate(t, b, c)
+	Federate(t, c, a)
+	// beta's relay calls gamma on behalf of its caller; gamma's fwd calls
+	// alpha's echo on behalf of its caller; gamma's whoami reports the chain.
+	b.Must(t, "expose", "relay", "--exec", script(t, `to=$(sed 's/.*"to":"\([a-z]*\)".*/\1/'); exec `+bin+` call gamma "$to" '{}'`))
+	c.Must(t, "expose", "fwd", "--exec", script(t, `exec `+bin+` call alpha echo '{}'`))
+	c.Must(t, "expose", "whoami", "--exec", script(t, `printf '{"caller":"%s"}' "$TREATY_PEER"`))
+	a.Must(t, "expose", "echo", "--exec", script(t, `cat`))
+	b.Must(t, "grant", "alpha", "relay")
+	c.Must(t, "grant", "beta", "fwd")
+	c.Must(t, "grant", "beta", "whoami")
+	a.Must(t, "grant", "gamma", "echo")
+	for _, n := range []*Node{a, b, c} {
+		n.Start(t)
+	}
+
+	t.Run("a delegated call carries the chain", func(t *testing.T) {
+		out, errOut, code := a.RunInput(t, []byte(`{"to":"whoami"}`), "call", "beta", "relay", "-")
+		if code != 0 || !strings.Contains(out, b.ID) {
+			t.Fatalf("alpha->beta->gamma: exit %d out %s err %s", code, out, errOut)
+		}
+		// gamma's audit shows the call served for beta with alpha's signed hop inside.
+		entries := c.Must(t, "audit", "ls", "--kind", "call.served", "--json")
+		if !strings.Contains(entries, "whoami") {
+			t.Fatalf("gamma did not audit the served call:\n%s", entries)
+		}
+	})
+	t.Run("a loop back to a peer on the chain is refused", func(t *testing.T) {
+		_, _, code := a.RunInput(t, []byte(`{"to":"fwd"}`), "call", "beta", "relay", "-")
+		if code == 0 {
+			t.Fatal("alpha->beta->gamma->alpha succeeded; want the loop refused")
+		}
+		// alpha refused gamma's call because alpha is already on its chain.
+		Eventually(t, 5*time.Second, func() error {
+			out := a.Must(t, "audit", "ls", "--kind", "call.refused", "--peer", "gamma", "--json")
+			if !strings.Contains(out, "loop") {
+				return fmt.Errorf("no loop refusal from gamma in alpha's audit log:\n%s", out)
+			}
+			return nil
+		})
+	})
+}
