@@ -361,3 +361,17 @@ func TestACWalksAgree(t *testing.T) {
 		}
 	}
 }
+
+func TestIndexFold(t *testing.T) {
+	for _, tc := range []struct {
+		s, lit string
+		want   int
+	}{
+		{"", "a", -1}, {"abc", "", 0}, {"xxKind: secret", "kind:", 2}, {"KIND", "kind", 0},
+		{"kinkind", "kind", 3}, {"ki", "kind", -1}, {"--MOUNT=type", "--mount", 0}, {"a.b", ".b", 1},
+	} {
+		if got := indexFold([]byte(tc.s), tc.lit); got != tc.want {
+			t.Errorf("indexFold(%q, %q) = %d, want %d", tc.s, tc.lit, got, tc.want)
+		}
+	}
+}

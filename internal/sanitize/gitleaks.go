@@ -21,6 +21,10 @@ type glRule struct {
 	allow       []allowList // the rule's, then the global ones
 	generic     bool        // generic-api-key and friends: key names are checked too
 	semi        bool        // the regex has gitleaks' semi-generic assignment shape
+	// path: gitleaks runs the rule only on files whose name matches (.tf,
+	// .yaml, .php, nuget.config). A message has no file name; the rule runs
+	// on its content anyway, as pasted files are exactly that content.
+	path bool
 
 	// Where the rule runs, worked out from its regex (see plan).
 	mode     glMode
@@ -31,9 +35,16 @@ type glRule struct {
 	wordB    bool           // modeLead: the regex starts with \b
 	leadCase []string       // modeLead: the exact-case lead strings, when few; a hit must start with one
 	short    int            // first window for the anchored regex: within the backtracker's reach
+	long     bool           // a match can be longer than short
+	reach    int            // the longest input regexp runs this rule on with its backtracker
 	after    int            // bytes a match can reach past its start (modeLead), or past the operator (modeSemi)
 	before   int            // modeWindow: bytes a match can reach before a keyword
 	required []string       // modeWindow, modeWhole: literals every match contains
+	// modeWindow, modeWhole: a required literal that every match's lead holds
+	// at one of anchorOffs; then the anchored regex runs at its occurrences
+	// instead of the regex scanning the whole window.
+	anchorLit  string
+	anchorOffs []int
 }
 
 // glMode is how a gitleaks rule is run. gitleaks itself runs every rule whose
@@ -121,6 +132,7 @@ func loadGitleaks(toml string) (rules []glRule, keywords map[string][]glHook, er
 			entropy:     r.Entropy,
 			generic:     strings.Contains(r.RuleID, "generic"),
 			semi:        strings.Contains(r.Regex.String(), semiGeneric),
+			path:        r.Path != nil,
 		}
 		for _, a := range r.Allowlists {
 			if a != nil {
@@ -177,10 +189,12 @@ func (g *glRule) plan(expr string, keywords []string) [][]int {
 		// the input fits 256 Kib of (instruction, position) visit bits.
 		g.short = 256
 		if prog, err := syntax.Compile(re); err == nil {
-			if reach := 256*1024/len(prog.Inst) - 2; reach < g.short {
+			g.reach = 256 * 1024 / len(prog.Inst)
+			if reach := g.reach - 2; reach < g.short {
 				g.short = max(reach, 32)
 			}
 		}
+		g.long = longest > g.short
 		return true
 	}
 	if g.semi {
@@ -205,6 +219,7 @@ func (g *glRule) plan(expr string, keywords []string) [][]int {
 	}
 	if !mustContain(re, lower) {
 		g.mode = modeWhole
+		g.planAnchor(re, longest, anchored)
 		return offs
 	}
 	if lead, wordB, ok := leadInfo(re); ok {
@@ -222,7 +237,26 @@ func (g *glRule) plan(expr string, keywords []string) [][]int {
 		}
 	}
 	g.mode, g.before, g.after = modeWindow, longest+1, longest+1
+	g.planAnchor(re, longest, anchored)
 	return offs
+}
+
+// planAnchor picks, for a window or whole-input rule, a required literal that
+// sits in every lead string (like "sk-" for OpenAI keys, "hooks" for Slack
+// webhooks), so the rule can run anchored at that literal's occurrences.
+func (g *glRule) planAnchor(re *syntax.Regexp, longest int, anchored func() bool) {
+	lead, wordB, ok := leadInfo(re)
+	if !ok {
+		return
+	}
+	for _, lit := range g.required {
+		if offs := keywordOffsets(lead, []string{lit}, lit); offs != nil && anchored() {
+			g.anchorLit, g.anchorOffs, g.wordB = lit, offs, wordB
+			g.leadCase = exactLead(re)
+			g.after = longest + 1
+			return
+		}
+	}
 }
 
 // semiPrefix opens every semi-generic rule of the default set.
@@ -353,34 +387,83 @@ func (sc *scanner) runSemi(r int, g *glRule, p int) {
 	if sc.tried(r, s) {
 		return
 	}
-	if g.generic && genericKeyDenied(d[s:k]) {
+	if g.generic && !sc.parity && genericKeyDenied(d[s:k]) {
 		return // page_token, idempotency_key...: decided before any regex runs
 	}
-	for _, o := range ops {
-		if g.minValue > 0 && !valueRun(d, o, g.minValue) {
-			continue
-		}
-		end := min(len(d), o+g.short)
-		tm := g.tailRe.FindSubmatchIndex(d[o:end])
-		if tm != nil && o+tm[1] == end && end < len(d) {
-			tm = g.tailRe.FindSubmatchIndex(d[o:min(len(d), o+windowCap)])
-		}
-		if tm == nil {
-			continue
-		}
-		// Express the match as the whole rule's: [s, o+end) with the tail's groups.
-		m := make([]int, len(tm))
-		m[0], m[1] = 0, o-s+tm[1]
-		for i := 2; i < len(tm); i++ {
-			if tm[i] >= 0 {
-				m[i] = o - s + tm[i]
-			} else {
-				m[i] = -1
+	// The value part runs after the prefilter pass (runSemiTasks), when the
+	// detectors triggered by the value itself have reported.
+	sc.semi = append(sc.semi, semiTask{rule: int32(r), s: int32(s), op: int32(k)})
+}
+
+// semiTask is the value half of a semi-generic rule, deferred: the key
+// starts at s and the operator at op.
+type semiTask struct {
+	rule, s, op int32
+}
+
+// runSemiTasks runs the deferred value halves. A value that a detector at
+// least as specific already covers whole (up to the next delimiter) is left
+// alone: the rule could only report a part of it again.
+func (sc *scanner) runSemiTasks() {
+	d := sc.data
+	for _, t := range sc.semi {
+		g := &sc.s.rules[t.rule]
+		s, k := int(t.s), int(t.op)
+		var buf [4]int
+		for _, o := range semiOps(d, k, buf[:0]) {
+			if g.minValue > 0 {
+				if !valueRun(d, o, g.minValue) {
+					continue
+				}
+				vs, te := valueToken(d, o)
+				if !sc.parity && sc.coveredBy(vs, te, g.cat) {
+					break
+				}
 			}
+			end := min(len(d), o+g.short)
+			tm := g.tailRe.FindSubmatchIndex(d[o:end])
+			if tm != nil && o+tm[1] == end && end < len(d) {
+				tm = g.tailRe.FindSubmatchIndex(d[o:min(len(d), o+windowCap)])
+			}
+			if tm == nil {
+				continue
+			}
+			// Express the match as the whole rule's: [s, o+end) with the tail's groups.
+			var mb [16]int
+			m := mb[:0]
+			if len(tm) > len(mb) {
+				m = make([]int, 0, len(tm))
+			}
+			m = append(m, 0, o-s+tm[1])
+			for i := 2; i < len(tm); i++ {
+				if tm[i] >= 0 {
+					m = append(m, o-s+tm[i])
+				} else {
+					m = append(m, -1)
+				}
+			}
+			sc.glMatch(g, s, d[s:], m)
+			break
 		}
-		sc.glMatch(g, s, d[s:], m)
-		return
 	}
+}
+
+// valueToken skips at most five of [`'"\s=] after o and returns the run of
+// bytes up to the next whitespace, quote, backtick, ';' or ','.
+func valueToken(d []byte, o int) (int, int) {
+	k := o
+	for j := 0; j < 5 && k < len(d) && (isSpace(d[k]) || d[k] == '`' || d[k] == '\'' || d[k] == '"' || d[k] == '='); j++ {
+		k++
+	}
+	e := k
+	for e < len(d) && e-k < 1024 {
+		switch d[e] {
+		case ' ', '\t', '\n', '\r', '"', '\'', '`', ';', ',':
+			return k, e
+		}
+		e++
+	}
+	return k, e
 }
 
 // glWin is a window of the input a gitleaks rule must be run on.
@@ -394,23 +477,21 @@ func (sc *scanner) gitleaksHit(h glHook, p, e int) {
 	r := h.rule
 	g := &sc.s.rules[r]
 	d := sc.data
+	if sc.parity && g.path {
+		return // gitleaks' DetectString never runs these (no file name)
+	}
+	if g.cat == CategoryPrivateKey && g.id == "private-key" && !sc.parity {
+		// Subsumed: this package's PEM detector reports exactly the blocks
+		// of real key material this rule would (same range, BEGIN to END),
+		// and glMatch drops every other match of it. Its lazy body would
+		// otherwise make regexp scan kilobytes past each redacted block.
+		return
+	}
 	switch g.mode {
 	case modeWhole:
 		sc.glWins = append(sc.glWins, glWin{int32(r), 0, int32(len(d))})
 	case modeLead:
-		for _, off := range h.offs {
-			c := p - off
-			if c < 0 || sc.tried(r, c) {
-				continue
-			}
-			if g.wordB && c > 0 && isWordRE(d[c-1]) == isWordRE(d[c]) {
-				continue
-			}
-			if g.leadCase != nil && !startsWithAny(d[c:], g.leadCase) {
-				continue // "task" is no twilio SK…
-			}
-			sc.runAnchored(g, c, min(len(d), c+g.after))
-		}
+		sc.runLeads(r, g, p, h.offs)
 	case modeSemi:
 		if g.tailRe != nil {
 			if _, ok := semiOp(d, e); ok {
@@ -479,11 +560,41 @@ func (sc *scanner) runAnchored(g *glRule, c, end int) {
 	d := sc.data
 	short := min(end, c+g.short)
 	m := g.anchored.FindSubmatchIndex(d[c:short])
-	if m != nil && c+m[1] == short && short < end {
-		m = g.anchored.FindSubmatchIndex(d[c:end])
+	if short < end && (m == nil && g.long || m != nil && c+m[1] == short) {
+		// A match may need more than the short window (a PEM block), or ran
+		// into its end. The retry window reaches past the backtracker's
+		// limit on purpose: regexp then uses its NFA, which for an anchored
+		// regex stops as soon as the text stops matching, where the
+		// backtracker would first clear a visit bitmap the window's size.
+		full := min(len(d), max(end, c+g.reach+1))
+		m = g.anchored.FindSubmatchIndex(d[c:full])
 	}
 	if m != nil {
 		sc.glMatch(g, c, d[c:], m)
+	}
+}
+
+// runLeads tries g anchored at hit p for each offset the hit can have in a
+// match's lead, leftmost start first, and stops at the first match (the one
+// gitleaks' leftmost-first search reports).
+func (sc *scanner) runLeads(r int, g *glRule, p int, offs []int) {
+	d := sc.data
+	n := len(sc.hits)
+	for i := len(offs) - 1; i >= 0; i-- {
+		c := p - offs[i]
+		if c < 0 || sc.tried(r, c) {
+			continue
+		}
+		if g.wordB && c > 0 && isWordRE(d[c-1]) == isWordRE(d[c]) {
+			continue
+		}
+		if g.leadCase != nil && !startsWithAny(d[c:], g.leadCase) {
+			continue // "task" is no twilio SK…
+		}
+		sc.runAnchored(g, c, min(len(d), c+g.after))
+		if len(sc.hits) > n {
+			return
+		}
 	}
 }
 
@@ -538,12 +649,31 @@ func (sc *scanner) runGitleaks() {
 				break
 			}
 		}
-		if ok {
+		switch {
+		case !ok:
+		case g.anchorLit != "":
+			sc.runAnchorLit(int(w.rule), g, int(w.start), int(w.end))
+		default:
 			for _, m := range g.re.FindAllSubmatchIndex(win, -1) {
 				sc.glMatch(g, int(w.start), win, m)
 			}
 		}
 		i = j
+	}
+}
+
+// runAnchorLit runs g anchored at every occurrence of its anchor literal in
+// [ws, we), at each offset the literal can have in a match's lead.
+func (sc *scanner) runAnchorLit(r int, g *glRule, ws, we int) {
+	d := sc.data
+	for p := ws; p < we; {
+		k := indexFold(d[p:we], g.anchorLit)
+		if k < 0 {
+			return
+		}
+		pos := p + k
+		sc.runLeads(r, g, pos, g.anchorOffs)
+		p = pos + 1
 	}
 }
 
@@ -574,27 +704,31 @@ func (sc *scanner) glMatch(g *glRule, base int, win []byte, m []int) {
 	if se > me {
 		se = me
 	}
-	if se-ss >= 2 && (win[ss] == '"' || win[ss] == '\'') && win[se-1] == win[ss] {
+	if !sc.parity && se-ss >= 2 && (win[ss] == '"' || win[ss] == '\'') && win[se-1] == win[ss] {
 		ss, se = ss+1, se-1 // a rule that captures the quotes: the value is inside
 	}
 	secret := win[ss:se]
 	if g.entropy != 0 && shannon(secret) <= g.entropy {
 		return
 	}
-	if placeholder(secret) {
-		return
-	}
-	if g.generic && genericKeyDenied(win[ms:ss]) {
-		return
-	}
-	if sc.coveredBy(base+ss, base+se, g.cat) {
-		return // a detector as specific already holds this range
-	}
-	if g.cat == CategoryPrivateKey {
-		// gitleaks' lazy body can run past a redacted block into the next
-		// one; only a block that parses as real key material counts.
-		if _, ok := pemBlock(d, base+ss); !ok {
+	if !sc.parity {
+		// This package's own filters, on top of gitleaks' (off for the
+		// parity test, which checks the rule runner against gitleaks).
+		if placeholder(secret) {
 			return
+		}
+		if g.generic && genericKeyDenied(win[ms:ss]) {
+			return
+		}
+		if sc.coveredBy(base+ss, base+se, g.cat) {
+			return // a detector as specific already holds this range
+		}
+		if g.cat == CategoryPrivateKey {
+			// gitleaks' lazy body can run past a redacted block into the next
+			// one; only a block that parses as real key material counts.
+			if _, ok := pemBlock(d, base+ss); !ok {
+				return
+			}
 		}
 	}
 	if sc.glAllowed(g, base+ms, base+me, secret) {

@@ -222,7 +222,7 @@ func containsAfter(re *syntax.Regexp, kws []string, prefix []string) bool {
 // run of elements with a small finite language (the lead strings). ok is
 // false when the regex starts with anything else.
 func leadInfo(re *syntax.Regexp) (lead []string, wordB bool, ok bool) {
-	const limit = 64
+	const limit = 64 // per element; runs may grow to 4*limit
 	for re.Op == syntax.OpCapture {
 		re = re.Sub[0]
 	}
@@ -242,7 +242,7 @@ func leadInfo(re *syntax.Regexp) (lead []string, wordB bool, ok bool) {
 			continue
 		}
 		if f := finite(s, limit); f != nil {
-			c := cross(run, f, limit)
+			c := cross(run, f, 4*limit)
 			if c == nil {
 				break
 			}
@@ -280,7 +280,7 @@ func leadInfo(re *syntax.Regexp) (lead []string, wordB bool, ok bool) {
 			if !ok2 {
 				break
 			}
-			if c := cross(run, l, limit); c != nil {
+			if c := cross(run, l, 4*limit); c != nil {
 				run = c
 			}
 			break
@@ -314,6 +314,7 @@ func keywordOffsets(lead []string, kws []string, kw string) []int {
 			}
 		}
 	}
+	slices.Sort(offs)
 	return offs
 }
 

@@ -1,9 +1,11 @@
 package sanitize
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 )
 
@@ -144,6 +146,7 @@ type scanner struct {
 	b64buf   []byte
 	glWins   []glWin
 	glTried  []int32
+	semi     []semiTask
 	csvLines []int
 	numDone  int
 	v6Done   int
@@ -151,7 +154,8 @@ type scanner struct {
 	lastKS   int
 	lastKE   int
 	depth    int
-	escape   int // the first \u00 escape, or -1
+	escape   int  // the first \u00 escape, or -1
+	parity   bool // gitleaks rules only, without this package's extra filters (tests)
 }
 
 func (sc *scanner) add(start, end int, cat Category, rule string) {
@@ -173,7 +177,7 @@ func (s *Sanitizer) scan(data []byte, depth int) []Finding {
 	for i := range tried {
 		tried[i] = -1
 	}
-	*sc = scanner{s: s, data: data, hits: sc.hits[:0], ac: sc.ac[:0], b64buf: sc.b64buf, glWins: sc.glWins[:0], glTried: tried, csvLines: sc.csvLines[:0], lastKS: -1, lastKE: -1, depth: depth, escape: -1}
+	*sc = scanner{s: s, data: data, hits: sc.hits[:0], ac: sc.ac[:0], b64buf: sc.b64buf, semi: sc.semi[:0], glWins: sc.glWins[:0], glTried: tried, csvLines: sc.csvLines[:0], lastKS: -1, lastKE: -1, depth: depth, escape: -1}
 	defer func() {
 		sc.data = nil
 		s.pool.Put(sc)
@@ -196,6 +200,7 @@ func (s *Sanitizer) scan(data []byte, depth int) []Finding {
 			}
 		}
 	}
+	sc.runSemiTasks()
 	sc.runGitleaks()
 	sc.scanPII()
 	if depth < 2 {
@@ -237,4 +242,42 @@ func merge(hits []Finding) []Finding {
 		cur = h
 	}
 	return append(out, cur)
+}
+
+// gitleaksOnly runs only the gitleaks rules, with gitleaks' own filters and
+// none of this package's, unmerged. The parity test compares it with
+// gitleaks' detector to check that running rules only near their keywords
+// loses nothing.
+func (s *Sanitizer) gitleaksOnly(data []byte) []Finding {
+	sc := &scanner{s: s, data: data, lastKS: -1, lastKE: -1, escape: -1, parity: true}
+	for _, h := range s.ac.hits(data, nil) {
+		for _, t := range s.triggers[h.pat] {
+			if t.kind == trigGitleaks {
+				sc.gitleaksHit(t.hook, int(h.start), int(h.start)+int(s.ac.patLens[h.pat]))
+			}
+		}
+	}
+	sc.runSemiTasks()
+	sc.runGitleaks()
+	// gitleaks' filter(): a generic finding gives way to another rule's
+	// finding on the same line whose secret contains it.
+	var out []Finding
+	for _, f := range sc.hits {
+		keep := true
+		if strings.Contains(f.Rule, "generic") {
+			ls, _ := lineBounds(data, f.Start)
+			for _, g := range sc.hits {
+				gs, _ := lineBounds(data, g.Start)
+				if g.Rule != f.Rule && !strings.Contains(g.Rule, "generic") && gs == ls &&
+					bytes.Contains(data[g.Start:g.End], data[f.Start:f.End]) {
+					keep = false
+					break
+				}
+			}
+		}
+		if keep {
+			out = append(out, f)
+		}
+	}
+	return out
 }

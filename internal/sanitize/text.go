@@ -117,16 +117,37 @@ func hasPrefixFold(data []byte, i int, lower string) bool {
 }
 
 // containsFold reports whether s contains the ASCII-lowercase literal lower.
-func containsFold(s []byte, lower string) bool {
+func containsFold(s []byte, lower string) bool { return indexFold(s, lower) >= 0 }
+
+// indexFold is the first index of lower (an ASCII-lowercase literal) in s,
+// ignoring ASCII case, or -1. It jumps between candidate first bytes with
+// bytes.IndexByte, which is vectorised.
+func indexFold(s []byte, lower string) int {
 	if len(lower) == 0 {
-		return true
+		return 0
 	}
-	for i := 0; i+len(lower) <= len(s); i++ {
-		if lowerASCII(s[i]) == lower[0] && hasPrefixFold(s, i, lower) {
-			return true
+	c0 := lower[0]
+	c1 := c0
+	if 'a' <= c0 && c0 <= 'z' {
+		c1 = c0 - ('a' - 'A')
+	}
+	for i := 0; i+len(lower) <= len(s); {
+		rest := s[i : len(s)-len(lower)+1]
+		j := bytes.IndexByte(rest, c0)
+		if c1 != c0 {
+			if k := bytes.IndexByte(rest, c1); k >= 0 && (j < 0 || k < j) {
+				j = k
+			}
 		}
+		if j < 0 {
+			return -1
+		}
+		if hasPrefixFold(s, i+j, lower) {
+			return i + j
+		}
+		i += j + 1
 	}
-	return false
+	return -1
 }
 
 // lineBounds returns the line of data containing i, without its newline.
