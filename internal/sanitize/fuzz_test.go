@@ -85,7 +85,14 @@ func FuzzApply(f *testing.F) {
 			if isJSON && !json.Valid(back) {
 				t.Fatalf("Restore broke JSON:\nin  %q\nout %q", out, back)
 			}
-			if !isJSON && i == 0 && !bytes.Equal(back, data) && noTokenShapes(data) {
+			// Text that was not JSON comes back byte for byte, unless the
+			// pseudonyms made it JSON (a raw control character was replaced):
+			// then Restore escapes for JSON, and the result stays JSON.
+			outJSON := json.Valid(out)
+			if !isJSON && outJSON && !json.Valid(back) {
+				t.Fatalf("Restore broke JSON made by Apply:\nout  %q\nback %q", out, back)
+			}
+			if !isJSON && !outJSON && i == 0 && !bytes.Equal(back, data) && noTokenShapes(data) {
 				t.Fatalf("round trip changed text:\nin   %q\nout  %q\nback %q", data, out, back)
 			}
 			r := s.DryRun(peerA, pol, data)
