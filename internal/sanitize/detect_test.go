@@ -375,3 +375,25 @@ func TestIndexFold(t *testing.T) {
 		}
 	}
 }
+
+// A peer ID is a public key: it must never be flagged as a secret, in any
+// position a generic rule would otherwise catch; a real token next to it still is.
+func TestDIDKeyIsPublic(t *testing.T) {
+	t.Parallel()
+	s := newTest(t)
+	did := "did:key:z6MkomtMT7syyC7NU7hphF4ufRo4vQpTYcGHyNZm5ZGF2U1b"
+	for _, in := range []string{
+		`{"peer":"` + did + `"}`,
+		`token=` + did,
+		`api_key: "` + did + `"`,
+		`caller ` + did + ` asked`,
+	} {
+		if f := s.Scan([]byte(in)); len(f) != 0 {
+			t.Errorf("Scan(%q) = %v, want no findings", in, f)
+		}
+	}
+	mixed := `{"peer":"` + did + `","token":"ghp_` + strings.Repeat("aB3", 12) + `"}`
+	if f := s.Scan([]byte(mixed)); len(f) != 1 || f[0].Category != CategoryGitHubToken {
+		t.Errorf("Scan(mixed) = %v, want only the GitHub token", f)
+	}
+}

@@ -209,7 +209,7 @@ func (s *Sanitizer) scan(data []byte, depth int) []Finding {
 			sc.scanUnicodeEscapes()
 		}
 	}
-	return merge(sc.hits)
+	return merge(dropPublicIDs(data, sc.hits))
 }
 
 // merge sorts findings and merges overlapping ones: the union of their ranges,
