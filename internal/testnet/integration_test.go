@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -845,4 +846,95 @@ func TestNoPlantedValueLeaks(t *testing.T) {
 		t.Fatalf("%d of %d planted values leaked", leaks, len(p.values))
 	}
 	t.Logf("%d messages, %d planted values, none leaked", messages, len(p.values))
+}
+
+// TestKill9UnderLoad kills both nodes with SIGKILL while calls flow, restarts
+// them, and checks that both logs verify and that every call acknowledged to
+// the local agent has its entries: call.completed at the caller, call.served
+// at the callee.
+func TestKill9UnderLoad(t *testing.T) {
+	skipShort(t)
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(w, r.Body)
+	}))
+	defer backend.Close()
+	acme, globex := Init(t, bin, "acme"), Init(t, bin, "globex")
+	Federate(t, acme, globex)
+	globex.Must(t, "expose", "echo", "--http", backend.URL)
+	globex.Must(t, "grant", "acme", "echo")
+	acme.Start(t)
+	globex.Start(t)
+
+	var mu sync.Mutex
+	acked := map[[32]byte]bool{} // request digests of calls acknowledged to the agent
+	cl := client.New(acme.Home)
+	ctx, stop := context.WithCancel(t.Context())
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Go(func() {
+			for i := 0; i < 5000 && ctx.Err() == nil; i++ {
+				res, err := cl.Call(ctx, "globex", "echo", json.RawMessage(fmt.Sprintf(`{"w":%d,"i":%d}`, w, i)))
+				if err != nil {
+					continue // refused or unreachable while the nodes die: not acknowledged
+				}
+				var r wire.Receipt
+				if err := json.Unmarshal(res.Receipt, &r); err != nil {
+					t.Errorf("receipt: %v", err)
+					return
+				}
+				mu.Lock()
+				acked[r.RequestDigest()] = true
+				mu.Unlock()
+			}
+		})
+	}
+	// Kill once a steady flow of calls has been acknowledged.
+	Eventually(t, 60*time.Second, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(acked) < 200 {
+			return fmt.Errorf("%d calls acknowledged", len(acked))
+		}
+		return nil
+	})
+	globex.Kill(t)
+	acme.Kill(t)
+	stop()
+	wg.Wait()
+
+	acme.Start(t)
+	globex.Start(t)
+	for _, n := range []*Node{acme, globex} {
+		out, errOut, code := n.Run(t, "audit", "verify")
+		if code != 0 || !strings.HasPrefix(out, "ok ") {
+			t.Fatalf("%s: audit verify after SIGKILL: exit %d %s %s", n.Name, code, out, errOut)
+		}
+	}
+	digests := func(n *Node, kind string) map[[32]byte]bool {
+		var entries []struct {
+			RequestDigest string `json:"request_digest"`
+		}
+		if err := json.Unmarshal([]byte(n.Must(t, "audit", "ls", "--kind", kind, "--json")), &entries); err != nil {
+			t.Fatal(err)
+		}
+		set := map[[32]byte]bool{}
+		for _, e := range entries {
+			var d [32]byte
+			if b, err := hex.DecodeString(e.RequestDigest); err == nil && len(b) == 32 {
+				copy(d[:], b)
+				set[d] = true
+			}
+		}
+		return set
+	}
+	completed, served := digests(acme, "call.completed"), digests(globex, "call.served")
+	for d := range acked {
+		if !completed[d] {
+			t.Fatalf("acknowledged call %x has no call.completed entry at the caller", d[:8])
+		}
+		if !served[d] {
+			t.Fatalf("acknowledged call %x has no call.served entry at the callee", d[:8])
+		}
+	}
+	t.Logf("%d acknowledged calls, all in both logs after SIGKILL", len(acked))
 }

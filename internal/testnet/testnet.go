@@ -128,6 +128,16 @@ func (n *Node) Stop(t testing.TB) {
 	}
 }
 
+// Kill sends SIGKILL and waits for the process to die: no clean shutdown.
+func (n *Node) Kill(t testing.TB) {
+	t.Helper()
+	if n.cmd == nil || n.cmd.Process == nil {
+		return
+	}
+	n.cmd.Process.Kill()
+	<-n.done
+}
+
 // Log returns what the node printed so far (for failure messages).
 func (n *Node) Log() string {
 	if n.log == nil {
