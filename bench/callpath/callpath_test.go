@@ -1,7 +1,11 @@
-// Package callpath measures a whole federation call against baselines taken in
-// the same run: (a) the same payload over a plain mTLS HTTP/2 request with no
-// signing or policy, and (b) the bare ed25519 and sha-256 work the protocol
-// must do per call. The protocol's own overhead is full - a - b.
+// Package callpath measures a whole federation call (identity, transport,
+// signatures, policy, trust and budgets, sanitizer and screen, audit) against
+// baselines taken in the same run: (a) the same payload over a plain mTLS
+// HTTP/2 request with no signing or policy, (b) the bare ed25519 and sha-256
+// work the protocol must do per call, and (c) one fsync, since every call
+// makes three audit entries durable in sequence. Run with
+//
+//	go test ./bench/callpath -run '^$' -bench . -benchtime 5x
 package callpath
 
 import (
@@ -17,6 +21,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -42,6 +47,13 @@ func pair(b *testing.B) (caller *treaty.Node) {
 		if _, err := treaty.Init(filepath.Join(dir, name), name, "127.0.0.1:0"); err != nil {
 			b.Fatal(err)
 		}
+		// 64 callers plus the witness's own checkpoint requests exceed the
+		// default 64 calls in flight per peer.
+		f, err := os.OpenFile(filepath.Join(dir, name, "treaty.yaml"), os.O_APPEND|os.O_WRONLY, 0)
+		must(b, err)
+		_, err = f.WriteString("limits:\n  max_concurrent_per_peer: 256\n")
+		must(b, err)
+		must(b, f.Close())
 		n, err := treaty.Open(ctx, filepath.Join(dir, name), treaty.Options{Logger: quiet()})
 		if err != nil {
 			b.Fatal(err)
@@ -124,6 +136,22 @@ func bareCrypto() func() error {
 	}
 }
 
+// fsyncOnce is baseline (c): one small write and fsync on this disk, the unit
+// of the audit log's durability (each call makes three entries durable in
+// sequence: call.sent, call.served, call.completed).
+func fsyncOnce(b *testing.B) func() error {
+	f, err := os.Create(filepath.Join(b.TempDir(), "fsync"))
+	must(b, err)
+	b.Cleanup(func() { f.Close() })
+	buf := make([]byte, 512)
+	return func() error {
+		if _, err := f.WriteAt(buf, 0); err != nil {
+			return err
+		}
+		return f.Sync()
+	}
+}
+
 // p50 runs f n times sequentially and returns the median latency.
 func p50(b *testing.B, n int, f func() error) time.Duration {
 	b.Helper()
@@ -145,20 +173,23 @@ func BenchmarkCallLatency(b *testing.B) {
 	acme := pair(b)
 	ctx := b.Context()
 	full := func() error { _, err := acme.Call(ctx, "globex", "echo", payload); return err }
-	plain, crypto := plainMTLS(b), bareCrypto()
-	var fs, ps, cs []time.Duration
+	plain, crypto, sync := plainMTLS(b), bareCrypto(), fsyncOnce(b)
+	var fs, ps, cs, ss []time.Duration
 	b.ResetTimer()
 	for b.Loop() {
 		fs = append(fs, p50(b, 200, full))
 		ps = append(ps, p50(b, 200, plain))
 		cs = append(cs, p50(b, 200, crypto))
+		ss = append(ss, p50(b, 200, sync))
 	}
 	med := func(d []time.Duration) float64 { slices.Sort(d); return float64(d[len(d)/2].Nanoseconds()) / 1000 }
-	f, p, c := med(fs), med(ps), med(cs)
+	f, p, c, fsync := med(fs), med(ps), med(cs), med(ss)
 	b.ReportMetric(f, "full-p50-µs")
 	b.ReportMetric(p, "mtls-p50-µs")
 	b.ReportMetric(c, "crypto-p50-µs")
+	b.ReportMetric(fsync, "fsync-p50-µs")
 	b.ReportMetric(f-p-c, "overhead-µs")
+	b.ReportMetric(f-p-c-3*fsync, "overhead-beyond-3fsync-µs")
 	b.ReportMetric(f/(p+c), "ratio-full/(a+b)")
 }
 

@@ -22,19 +22,28 @@ func base58Encode(b []byte) string {
 	for zeros < len(b) && b[zeros] == 0 {
 		zeros++
 	}
-	n := new(big.Int).SetBytes(b)
-	mod := new(big.Int)
-	base := big.NewInt(58)
-	var out []byte
-	for n.Sign() > 0 {
-		n.DivMod(n, base, mod)
-		out = append(out, b58Alphabet[mod.Int64()])
+	// Base-58 digits, most significant first; log(256)/log(58) < 1.38.
+	digits := make([]byte, (len(b)-zeros)*138/100+1)
+	n := 0 // digits in use, at the end of the slice
+	for _, c := range b[zeros:] {
+		carry := int(c)
+		for i := len(digits) - 1; i >= len(digits)-n || carry != 0; i-- {
+			if i >= len(digits)-n {
+				carry += 256 * int(digits[i])
+			}
+			digits[i] = byte(carry % 58)
+			carry /= 58
+			if i < len(digits)-n {
+				n = len(digits) - i
+			}
+		}
 	}
+	out := make([]byte, 0, zeros+n)
 	for range zeros {
 		out = append(out, '1')
 	}
-	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
-		out[i], out[j] = out[j], out[i]
+	for _, d := range digits[len(digits)-n:] {
+		out = append(out, b58Alphabet[d])
 	}
 	return string(out)
 }

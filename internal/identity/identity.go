@@ -29,6 +29,18 @@ var multicodecEd25519Pub = [2]byte{0xed, 0x01}
 // (see IsZero). PublicKey is comparable and safe to use as a map key.
 type PublicKey struct {
 	k [ed25519.PublicKeySize]byte
+	// did is the did:key text, computed once by every constructor: the call
+	// path names peers by it many times per call. It is a pure function of k,
+	// so == and map keys still compare keys.
+	did string
+}
+
+// withDID fills the cached did:key text.
+func (p PublicKey) withDID() PublicKey {
+	if !p.IsZero() {
+		p.did = encodeDID(p.k)
+	}
+	return p
 }
 
 // PublicKeyFromEd25519 wraps a raw ed25519 public key.
@@ -41,11 +53,11 @@ func PublicKeyFromEd25519(pub ed25519.PublicKey) (PublicKey, error) {
 	if p.IsZero() {
 		return p, errors.New("identity: all-zero public key")
 	}
-	return p, nil
+	return p.withDID(), nil
 }
 
 // IsZero reports whether p is the zero value.
-func (p PublicKey) IsZero() bool { return p == PublicKey{} }
+func (p PublicKey) IsZero() bool { return p.k == [ed25519.PublicKeySize]byte{} }
 
 // Ed25519 returns a copy of the raw key for crypto/ed25519.
 func (p PublicKey) Ed25519() ed25519.PublicKey {
@@ -70,12 +82,19 @@ func (p PublicKey) Verify(msg, sig []byte) bool {
 
 // String returns the did:key form, e.g. "did:key:z6Mk...".
 func (p PublicKey) String() string {
+	if p.did != "" {
+		return p.did
+	}
 	if p.IsZero() {
 		return "did:key:<zero>"
 	}
+	return encodeDID(p.k)
+}
+
+func encodeDID(k [ed25519.PublicKeySize]byte) string {
 	buf := make([]byte, 0, 34)
 	buf = append(buf, multicodecEd25519Pub[:]...)
-	buf = append(buf, p.k[:]...)
+	buf = append(buf, k[:]...)
 	return didPrefix + base58Encode(buf)
 }
 
@@ -158,7 +177,8 @@ func ParseDID(s string) (PublicKey, error) {
 		return fail("all-zero key")
 	}
 	// Canonical form only: reject encodings that decode to the same key (leading '1's).
-	if p.String() != s {
+	p = p.withDID()
+	if p.did != s {
 		return fail("non-canonical encoding")
 	}
 	return p, nil
@@ -197,7 +217,7 @@ func (k PrivateKey) Public() PublicKey {
 	if !k.IsZero() {
 		copy(p.k[:], k.k[ed25519.SeedSize:])
 	}
-	return p
+	return p.withDID()
 }
 
 // Sign signs msg with pure ed25519.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -186,5 +187,27 @@ func TestDeriveKey(t *testing.T) {
 	c, _ := seeded(t, 2).DeriveKey("pseudonym")
 	if len(a1) != 32 || !bytes.Equal(a1, a2) || bytes.Equal(a1, b) || bytes.Equal(a1, c) {
 		t.Fatal("DeriveKey is not deterministic per key and label")
+	}
+}
+
+func TestBase58RoundTrip(t *testing.T) {
+	t.Parallel()
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range 5000 {
+		b := make([]byte, i%40+1)
+		for j := range b {
+			b[j] = byte(rng.IntN(256))
+		}
+		if i%3 == 0 && len(b) > 2 {
+			b[0], b[1] = 0, 0 // leading zeros become leading '1's
+		}
+		d, err := base58Decode(base58Encode(b))
+		if err != nil || !bytes.Equal(d, b) {
+			t.Fatalf("round trip of %x: %x, %v", b, d, err)
+		}
+	}
+	// A known value: the multicodec prefix alone.
+	if got := base58Encode([]byte{0xed, 0x01}); got != "K36" {
+		t.Fatalf("base58(ed01) = %s", got)
 	}
 }

@@ -67,13 +67,15 @@ type Node struct {
 	client      *http.Client
 	verifier    *wire.Verifier
 
-	state     atomic.Pointer[state]
-	audit     *audit.Log          // the tamper-evident log of every cross-boundary action
-	witnessQ  chan witnessed      // peers' checkpoints waiting for judgement
-	sanitizer *sanitize.Sanitizer // outbound scrubbing and the pseudonym vault
-	screener  *screen.Screener    // inbound screening
-	trust     *trust.Book         // behavioural trust per peer; persisted in trust.json
-	budget    *budget.Limiter     // rate, concurrency, bytes, cost, breakers
+	state          atomic.Pointer[state]
+	audit          *audit.Log // the tamper-evident log of every cross-boundary action
+	witnessMu      sync.Mutex
+	witnessPending map[identity.PublicKey][]byte // latest checkpoint per peer, not yet judged
+	witnessWake    chan struct{}
+	sanitizer      *sanitize.Sanitizer // outbound scrubbing and the pseudonym vault
+	screener       *screen.Screener    // inbound screening
+	trust          *trust.Book         // behavioural trust per peer; persisted in trust.json
+	budget         *budget.Limiter     // rate, concurrency, bytes, cost, breakers
 
 	mu           sync.Mutex // guards funcs, fileSig, peerLim
 	funcs        map[string]*Handler
@@ -139,7 +141,7 @@ func Open(opts Options) (*Node, error) {
 		return nil, fmt.Errorf("node: %w", err)
 	}
 	n.client = &http.Client{Transport: n.tr.RoundTripper(n.resolveAddr)}
-	n.witnessQ = make(chan witnessed, witnessQueueLen)
+	n.witnessPending, n.witnessWake = map[identity.PublicKey][]byte{}, make(chan struct{}, 1)
 	if n.audit, err = audit.Open(context.Background(), audit.Config{Path: filepath.Join(opts.Home, AuditFile), Identity: key, Logger: n.log}); err != nil {
 		n.trust.Close()
 		return nil, fmt.Errorf("node: %w", err)

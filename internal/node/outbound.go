@@ -162,7 +162,7 @@ func (o *outcall) call(ctx context.Context, input []byte) (*Result, *wire.Receip
 	if err != nil {
 		return nil, nil, nil, refusal.Wrap(refusal.StageWire, fmt.Errorf("response from %s: %w", p.ID.Short(), err))
 	}
-	pe, perr := readPeerEvidence(resp.Header, p.ID)
+	pe, perr := readPeerEvidence(resp.Header)
 	if perr != nil {
 		n.log.Warn("callee's audit evidence rejected", "peer", p.ID, "err", perr)
 	} else if pe != nil {
