@@ -96,11 +96,7 @@ func auditCmd(h func() string) *cobra.Command {
 	show := &cobra.Command{
 		Use: "show N", Short: "one entry in full (JSON)", Args: args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
-			idx, err := strconv.ParseUint(a[0], 10, 64)
-			if err != nil {
-				return usagef("N must be an entry index: %v", err)
-			}
-			r, err := audit.OpenReader(cmd.Context(), path())
+			r, idx, err := openAt(cmd, path(), a[0])
 			if err != nil {
 				return err
 			}
@@ -118,11 +114,7 @@ func auditCmd(h func() string) *cobra.Command {
 		Use: "prove N [--json]", Short: "an RFC 6962 inclusion proof of entry N against the signed checkpoint",
 		Args: args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
-			idx, err := strconv.ParseUint(a[0], 10, 64)
-			if err != nil {
-				return usagef("N must be an entry index: %v", err)
-			}
-			r, err := audit.OpenReader(cmd.Context(), path())
+			r, idx, err := openAt(cmd, path(), a[0])
 			if err != nil {
 				return err
 			}
@@ -159,6 +151,16 @@ func auditCmd(h func() string) *cobra.Command {
 
 	c.AddCommand(verify, ls, show, prove, export)
 	return c
+}
+
+// openAt parses an entry index and opens the log read-only.
+func openAt(cmd *cobra.Command, path, index string) (*audit.Reader, uint64, error) {
+	idx, err := strconv.ParseUint(index, 10, 64)
+	if err != nil {
+		return nil, 0, usagef("N must be an entry index: %v", err)
+	}
+	r, err := audit.OpenReader(cmd.Context(), path)
+	return r, idx, err
 }
 
 // parseSince reads an RFC 3339 time or a duration before now.

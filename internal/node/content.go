@@ -1,8 +1,10 @@
 package node
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 
 	"github.com/treaty-dev/treaty/internal/identity"
@@ -56,5 +58,21 @@ func (n *Node) screenInbound(st *state, peer identity.PublicKey, capName string,
 func (n *Node) noteFindings(peer identity.PublicKey, capName string, data []byte) {
 	if f := n.sanitizer.Scan(data); len(f) > 0 {
 		n.observe(peer, trust.KindSanitizer, fmt.Sprintf("%s: %d findings", capName, len(f)))
+	}
+}
+
+// headerSanitizerReport carries the sanitizer's report (counts per category and
+// action, never values) with every request and response, so the receiving
+// side sees what was scrubbed from what it got. It is informational and not
+// covered by the signature.
+const headerSanitizerReport = "Treaty-Sanitizer-Report"
+
+func setReportHeader(h http.Header, clean sanitize.Clean) {
+	r := clean.Report()
+	if r.Strongest == "" || r.Strongest == sanitize.ActionPass {
+		return
+	}
+	if b, err := json.Marshal(r); err == nil {
+		h.Set(headerSanitizerReport, string(b))
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/treaty-dev/treaty/internal/identity"
 	"github.com/treaty-dev/treaty/internal/refusal"
 	"github.com/treaty-dev/treaty/internal/sanitize"
+	"github.com/treaty-dev/treaty/internal/screen"
 	"github.com/treaty-dev/treaty/internal/trust"
 	"github.com/treaty-dev/treaty/internal/wire"
 )
@@ -88,17 +89,20 @@ func signedRequestEvidence(req wire.Request) json.RawMessage {
 }
 
 // withContent puts sanitized content (or only its digest, by configuration)
-// and the sanitizer's report into e.
-func (n *Node) withContent(e *audit.Entry, st *state, capName string, clean sanitize.Clean) {
+// and the sanitizer's report (and the screen's verdict on what the peer sent,
+// when there is one) into e.
+func (n *Node) withContent(e *audit.Entry, st *state, capName string, clean sanitize.Clean, verdict *screen.Verdict) {
 	b := clean.Bytes()
 	sum := sha256.Sum256(b)
 	e.ContentDigest = sum[:]
 	if st.cfg.AuditContent(capName) == "full" && len(b) <= maxAuditContent {
 		e.Content = b
 	}
-	if r, err := json.Marshal(clean.Report()); err == nil {
-		e.Report = r
+	r := map[string]any{"sanitizer": clean.Report()}
+	if verdict != nil {
+		r["screen"] = verdict
 	}
+	e.Report, _ = json.Marshal(r)
 }
 
 // serveAudit answers a peer's witnessing request: our latest checkpoint, or a

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -13,6 +14,7 @@ import (
 	"github.com/treaty-dev/treaty/internal/policy"
 	"github.com/treaty-dev/treaty/internal/refusal"
 	"github.com/treaty-dev/treaty/internal/sanitize"
+	"github.com/treaty-dev/treaty/internal/screen"
 	"github.com/treaty-dev/treaty/internal/transport"
 	"github.com/treaty-dev/treaty/internal/trust"
 	"github.com/treaty-dev/treaty/internal/wire"
@@ -30,6 +32,7 @@ type inbound struct {
 	req     wire.Request       // verified request (only the raw signature before step 8)
 	capName string
 	body    []byte
+	verdict *screen.Verdict // the screen's verdict on the input, once screened
 }
 
 // serveFederation is the inbound call path (DESIGN.md steps 7-13). Every answer,
@@ -95,8 +98,8 @@ func (n *Node) serveFederation(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	pctx.Depth = len(req.Chain)
-	replyBytes := 0
-	defer func() { ticket.Release(0, int64(replyBytes), n.now()) }()
+	replyBytes, cost := 0, 0.0
+	defer func() { ticket.Release(cost, int64(replyBytes), n.now()) }()
 	if kind == "caps" {
 		replyBytes = in.serveCaps(pctx)
 		return
@@ -118,7 +121,8 @@ func (n *Node) serveFederation(w http.ResponseWriter, r *http.Request) {
 
 	// 10. Screen the input: block it, or deliver it marked as untrusted.
 	n.noteFindings(peer, capName, in.body)
-	input, _, err := n.screenInbound(in.st, peer, capName, in.body)
+	input, verdict, err := n.screenInbound(in.st, peer, capName, in.body)
+	in.verdict = &verdict
 	if err != nil {
 		in.refuse(refusal.StageScreen, err)
 		return
@@ -138,6 +142,7 @@ func (n *Node) serveFederation(w http.ResponseWriter, r *http.Request) {
 		in.refuse(refusal.StageBackend, err)
 		return
 	}
+	out, cost = takeUsage(out)
 	clean, err := n.scrub(in.st, peer, capName, out)
 	if err != nil {
 		in.refuse(refusal.StageSanitize, err)
@@ -152,10 +157,39 @@ func (n *Node) serveFederation(w http.ResponseWriter, r *http.Request) {
 
 var errNotGranted = errors.New("not_granted")
 
+// usageKey is the top-level field in which a backend may report what a call
+// cost (e.g. {"treaty_usage":{"cost":12.5}} for model tokens or cents). The node
+// charges it to the caller's cost budget and removes it from the result.
+const usageKey = "treaty_usage"
+
+// takeUsage strips a backend's usage report from its JSON result.
+func takeUsage(out []byte) ([]byte, float64) {
+	if !bytes.Contains(out, []byte(`"`+usageKey+`"`)) {
+		return out, 0
+	}
+	var obj map[string]json.RawMessage
+	if json.Unmarshal(out, &obj) != nil {
+		return out, 0
+	}
+	var u struct {
+		Cost float64 `json:"cost"`
+	}
+	raw, ok := obj[usageKey]
+	if !ok || json.Unmarshal(raw, &u) != nil || u.Cost < 0 {
+		return out, 0
+	}
+	delete(obj, usageKey)
+	stripped, err := json.Marshal(obj)
+	if err != nil {
+		return out, 0
+	}
+	return stripped, u.Cost
+}
+
 // serve audits a successful answer and sends it.
 func (in *inbound) serve(clean sanitize.Clean) {
 	e := in.entry(audit.KindCallServed, "ok", "")
-	in.n.withContent(&e, in.st, in.capName, clean)
+	in.n.withContent(&e, in.st, in.capName, clean, in.verdict)
 	idx, cp, err := in.n.audit.AppendCheckpoint(in.r.Context(), e)
 	if err != nil {
 		in.n.log.Error("audit append failed; refusing to answer", "err", err)
@@ -252,9 +286,11 @@ func (in *inbound) serveStream(ctx context.Context, cp *capability, inv backend.
 	}
 }
 
-// reply signs and writes a response. It takes only sanitized bytes.
+// reply signs and writes a response. It takes only sanitized bytes; the
+// sanitizer's report (counts, never values) travels with it.
 func (in *inbound) reply(status int, clean sanitize.Clean) {
 	body := clean.Bytes()
+	setReportHeader(in.w.Header(), clean)
 	if err := wire.SignResponse(in.w.Header(), status, body, in.req, in.n.key, in.n.now()); err != nil {
 		in.n.log.Error("sign response", "err", err)
 		http.Error(in.w, "", http.StatusInternalServerError)
@@ -295,7 +331,11 @@ func (in *inbound) refuse(stage refusal.Stage, err error) {
 		if stage == refusal.StageBackend {
 			e.Outcome = "failed"
 		}
-		e.Report, _ = json.Marshal(map[string]string{"reason": f.Reason})
+		r := map[string]any{"reason": f.Reason}
+		if in.verdict != nil {
+			r["screen"] = in.verdict
+		}
+		e.Report, _ = json.Marshal(r)
 		if _, aerr := n.audit.Append(in.r.Context(), e); aerr != nil {
 			n.log.Error("audit append of a refusal failed", "err", aerr)
 			f = wire.Failure{Stage: string(refusal.StageAudit), Reason: "internal"}

@@ -14,6 +14,7 @@ import (
 	"github.com/treaty-dev/treaty/internal/audit"
 	"github.com/treaty-dev/treaty/internal/refusal"
 	"github.com/treaty-dev/treaty/internal/sanitize"
+	"github.com/treaty-dev/treaty/internal/screen"
 	"github.com/treaty-dev/treaty/internal/transport"
 	"github.com/treaty-dev/treaty/internal/wire"
 )
@@ -28,6 +29,7 @@ type Result struct {
 	// index and signed checkpoint of its call.served entry, when it sent them.
 	AuditIndex uint64
 	PeerAudit  *peerEvidence
+	Screen     screen.Verdict // the screen's verdict on the result (marked results are wrapped)
 }
 
 // outcall is one outbound call's audit trail: call.sent before the bytes
@@ -59,7 +61,7 @@ func (o *outcall) refused(ctx context.Context, err error) error {
 func (o *outcall) recordSent(ctx context.Context, clean sanitize.Clean, sent wire.Sent) error {
 	e := audit.Entry{Kind: audit.KindCallSent, Peer: o.p.ID.String(), Direction: "out", Capability: o.capName,
 		Outcome: "sent", RequestDigest: sent.Digest[:]}
-	o.n.withContent(&e, o.st, o.capName, clean)
+	o.n.withContent(&e, o.st, o.capName, clean, nil)
 	e.Evidence, _ = json.Marshal(map[string]string{"signature_input": sent.SignatureInput, "signature": sent.Signature, "base": sent.Base})
 	if _, err := o.n.audit.Append(ctx, e); err != nil {
 		return refusal.Wrap(refusal.StageAudit, err)
@@ -70,7 +72,7 @@ func (o *outcall) recordSent(ctx context.Context, clean sanitize.Clean, sent wir
 
 // completed makes call.completed durable with the receipt and the callee's
 // evidence; the local agent hears of the answer only after it returns.
-func (o *outcall) completed(ctx context.Context, callErr error, receipt *wire.Receipt, pe *peerEvidence) (uint64, error) {
+func (o *outcall) completed(ctx context.Context, callErr error, receipt *wire.Receipt, pe *peerEvidence, verdict *screen.Verdict) (uint64, error) {
 	if o.sent == nil {
 		if callErr != nil {
 			return 0, o.refused(ctx, callErr)
@@ -84,7 +86,16 @@ func (o *outcall) completed(ctx context.Context, callErr error, receipt *wire.Re
 		if e.Stage == string(refusal.StageTransport) || e.Stage == string(refusal.StageBackend) {
 			e.Outcome = "failed"
 		}
-		e.Report, _ = json.Marshal(map[string]string{"reason": callErr.Error()})
+	}
+	if callErr != nil || verdict != nil {
+		r := map[string]any{}
+		if callErr != nil {
+			r["reason"] = callErr.Error()
+		}
+		if verdict != nil {
+			r["screen"] = verdict // the screen's verdict on the result
+		}
+		e.Report, _ = json.Marshal(r)
 	}
 	ev := map[string]any{}
 	if receipt != nil {
@@ -129,11 +140,12 @@ func (n *Node) Call(ctx context.Context, peerRef, capName string, input []byte) 
 	}
 	res, receipt, pe, err := o.call(ctx, input)
 	replyBytes := 0
+	var verdict *screen.Verdict
 	if res != nil {
-		replyBytes = len(res.Output)
+		replyBytes, verdict = len(res.Output), &res.Screen
 	}
 	finish(outcome(ctx, err), replyBytes)
-	idx, aerr := o.completed(ctx, err, receipt, pe)
+	idx, aerr := o.completed(ctx, err, receipt, pe, verdict)
 	if err != nil {
 		return nil, err
 	}
@@ -174,19 +186,18 @@ func (o *outcall) call(ctx context.Context, input []byte) (*Result, *wire.Receip
 	if !json.Valid(body) {
 		return nil, &receipt, pe, refusal.New(refusal.StageWire, "response from %s is not JSON", p.ID.Short())
 	}
-	out, err := n.acceptResult(st, p, o.capName, body)
+	out, verdict, err := n.acceptResult(st, p, o.capName, body)
 	if err != nil {
 		return nil, &receipt, pe, err
 	}
-	return &Result{Peer: p, Output: out, Receipt: receipt, PeerAudit: pe}, &receipt, pe, nil
+	return &Result{Peer: p, Output: out, Receipt: receipt, PeerAudit: pe, Screen: verdict}, &receipt, pe, nil
 }
 
 // acceptResult screens what p returned and restores the pseudonyms this node
 // issued to p, so the local agent sees its own values and never a token.
-func (n *Node) acceptResult(st *state, p Peer, capName string, body []byte) ([]byte, error) {
+func (n *Node) acceptResult(st *state, p Peer, capName string, body []byte) ([]byte, screen.Verdict, error) {
 	n.noteFindings(p.ID, capName, body)
-	out, _, err := n.screenInbound(st, p.ID, capName, n.sanitizer.Restore(p.ID.String(), body))
-	return out, err
+	return n.screenInbound(st, p.ID, capName, n.sanitizer.Restore(p.ID.String(), body))
 }
 
 // Caps asks peer which capabilities it exposes to this node.
@@ -198,7 +209,7 @@ func (n *Node) Caps(ctx context.Context, peerRef string) ([]CapabilityInfo, erro
 	}
 	o.p = p
 	caps, receipt, err := o.caps(ctx)
-	if _, aerr := o.completed(ctx, err, receipt, nil); err == nil && aerr != nil {
+	if _, aerr := o.completed(ctx, err, receipt, nil, nil); err == nil && aerr != nil {
 		return nil, aerr
 	}
 	return caps, err
@@ -253,7 +264,7 @@ func (n *Node) Stream(ctx context.Context, peerRef, capName string, input []byte
 		return emit(d)
 	})
 	finish(outcome(ctx, err), received)
-	if _, aerr := o.completed(ctx, err, nil, nil); err == nil && aerr != nil {
+	if _, aerr := o.completed(ctx, err, nil, nil, nil); err == nil && aerr != nil {
 		return aerr
 	}
 	return err
@@ -304,7 +315,7 @@ func (o *outcall) stream(ctx context.Context, input []byte, emit func(json.RawMe
 			}
 			return nil
 		}
-		data, err := n.acceptResult(st, p, capName, ev.Data)
+		data, _, err := n.acceptResult(st, p, capName, ev.Data)
 		if err != nil {
 			return err
 		}
@@ -341,6 +352,7 @@ func (n *Node) roundTrip(ctx context.Context, st *state, p Peer, path, capName s
 		return nil, nil, wire.Sent{}, refusal.Wrap(refusal.StageInternal, err)
 	}
 	req.Header.Set("Content-Type", "application/json")
+	setReportHeader(req.Header, clean)
 	sent, err := wire.SignRequest(req, body, wire.SignParams{Key: n.key, Audience: p.ID, Capability: capName, Now: n.now(), Chain: chainFor(ctx)})
 	if err != nil {
 		cancelTTFB(nil)
