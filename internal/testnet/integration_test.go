@@ -6,6 +6,8 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"database/sql"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -30,6 +32,8 @@ import (
 	"github.com/treaty-dev/treaty/internal/refusal"
 	"github.com/treaty-dev/treaty/internal/transport"
 	"github.com/treaty-dev/treaty/internal/wire"
+
+	_ "modernc.org/sqlite" // the SQLite client that tampers with audit.db
 )
 
 var bin string
@@ -937,4 +941,102 @@ func TestKill9UnderLoad(t *testing.T) {
 		}
 	}
 	t.Logf("%d acknowledged calls, all in both logs after SIGKILL", len(acked))
+}
+
+func TestAuditCLI(t *testing.T) {
+	skipShort(t)
+	acme, globex := pair(t)
+	for i := range 5 {
+		acme.Must(t, "call", "globex", "echo", fmt.Sprintf(`{"n":%d}`, i))
+	}
+	acme.Run(t, "call", "globex", "secret-op") // a refusal, audited on both sides
+
+	out := globex.Must(t, "audit", "verify")
+	var n int
+	var root string
+	if _, err := fmt.Sscanf(out, "ok %d entries root %s", &n, &root); err != nil || n < 6 || len(root) != 64 {
+		t.Fatalf("audit verify printed %q", out)
+	}
+	var entries []struct {
+		Index      uint64
+		Kind       string
+		Capability string
+		Outcome    string
+		Stage      string
+	}
+	if err := json.Unmarshal([]byte(globex.Must(t, "audit", "ls", "--peer", "acme", "--json")), &entries); err != nil {
+		t.Fatal(err)
+	}
+	var served, refused int
+	for _, e := range entries {
+		switch {
+		case e.Kind == "call.served" && e.Outcome == "ok":
+			served++
+		case e.Kind == "call.refused" && e.Stage == "policy" && e.Capability == "secret-op":
+			refused++
+		}
+	}
+	if served < 5 || refused != 1 {
+		t.Fatalf("globex's log: %d served, %d policy refusals; want 5 and 1: %+v", served, refused, entries)
+	}
+
+	var proof struct {
+		Index, Size      uint64
+		Leaf             string
+		Proof            []string
+		Root, Checkpoint string
+	}
+	idx := entries[len(entries)-1].Index
+	if err := json.Unmarshal([]byte(globex.Must(t, "audit", "prove", fmt.Sprint(idx), "--json")), &proof); err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := base64.StdEncoding.DecodeString(proof.Leaf)
+	if err != nil || proof.Index != idx || proof.Size <= idx || len(proof.Root) != 64 ||
+		!strings.HasPrefix(proof.Checkpoint, "treaty/"+globex.ID+"\n") || !bytes.Contains(leaf, []byte(`"kind"`)) {
+		t.Fatalf("audit prove --json: %+v", proof)
+	}
+	csv := globex.Must(t, "audit", "export", "--format", "csv")
+	if lines := strings.Count(csv, "\n"); lines < n {
+		t.Fatalf("csv export has %d lines for %d entries", lines, n)
+	}
+
+	// An edit through a plain SQLite client is caught, naming the entry.
+	globex.Stop(t)
+	db, err := sql.Open("sqlite", filepath.Join(globex.Home, "audit.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`UPDATE entries SET leaf = replace(leaf, '"outcome":"ok"', '"outcome":"no"') WHERE idx = ?`, entries[0].Index); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	_, errOut, code := globex.Run(t, "audit", "verify")
+	if code != 1 || !strings.Contains(errOut, fmt.Sprintf("entry %d", entries[0].Index)) {
+		t.Fatalf("verify after tampering: exit %d %q; want 1 naming entry %d", code, errOut, entries[0].Index)
+	}
+}
+
+// TestCostBudget: a backend reports what each call cost; the caller's cost
+// budget, set with the CLI on the running node, refuses calls once spent.
+func TestCostBudget(t *testing.T) {
+	skipShort(t)
+	acme, globex := Init(t, bin, "acme"), Init(t, bin, "globex")
+	Federate(t, acme, globex)
+	globex.Must(t, "expose", "priced", "--exec", script(t, `echo '{"answer":42,"treaty_usage":{"cost":6}}'`))
+	globex.Must(t, "grant", "acme", "priced")
+	acme.Start(t)
+	globex.Start(t)
+
+	if out := acme.Must(t, "call", "globex", "priced"); strings.Contains(out, "treaty_usage") || !strings.Contains(out, `"answer":42`) {
+		t.Fatalf("usage report not stripped from the result: %s", out)
+	}
+	globex.Must(t, "limit", "set", "acme", "--cap", "priced", "--cost", "10/1h")
+	// The running node picks the limit up; two more calls spend 12 of 10.
+	Eventually(t, 3*time.Second, func() error {
+		_, errOut, code := acme.Run(t, "call", "globex", "priced")
+		if code == refusal.ExitDenied && strings.Contains(errOut, "cost") {
+			return nil
+		}
+		return fmt.Errorf("exit %d %s; still within the cost budget", code, errOut)
+	})
 }
