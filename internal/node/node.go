@@ -91,7 +91,7 @@ type Node struct {
 }
 
 // Open loads the home directory and prepares the node; Start makes it serve.
-func Open(opts Options) (*Node, error) {
+func Open(opts Options) (_ *Node, err error) {
 	if opts.Home == "" {
 		return nil, errors.New("node: Options.Home is required")
 	}
@@ -112,19 +112,24 @@ func Open(opts Options) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{
-		home:         opts.Home,
-		key:          key,
-		self:         key.Public(),
-		log:          opts.Logger.With("node", key.Public().Short()),
-		now:          opts.Now,
-		reloadEvery:  opts.ReloadInterval,
-		funcs:        map[string]*Handler{},
-		refusedSlots: make(chan struct{}, 64),
+		home:           opts.Home,
+		key:            key,
+		self:           key.Public(),
+		log:            opts.Logger.With("node", key.Public().Short()),
+		now:            opts.Now,
+		reloadEvery:    opts.ReloadInterval,
+		funcs:          map[string]*Handler{},
+		refusedSlots:   make(chan struct{}, 64),
+		witnessPending: map[identity.PublicKey][]byte{},
+		witnessWake:    make(chan struct{}, 1),
 	}
-	if err := n.reload(); err != nil {
-		if n.trust != nil {
-			n.trust.Close()
+	defer func() {
+		if err != nil {
+			n.closeParts() // whatever was opened before the failure
 		}
+	}()
+	// Configuration first: it also opens the trust book and the budgets.
+	if err := n.reload(); err != nil {
 		return nil, err
 	}
 	st := n.state.Load()
@@ -141,9 +146,12 @@ func Open(opts Options) (*Node, error) {
 		return nil, fmt.Errorf("node: %w", err)
 	}
 	n.client = &http.Client{Transport: n.tr.RoundTripper(n.resolveAddr)}
-	n.witnessPending, n.witnessWake = map[identity.PublicKey][]byte{}, make(chan struct{}, 1)
+	// The wire layer enforces the hard cap on chain length and checks every
+	// hop's signature; budget.max_depth (live-reloadable) is applied per call.
+	if n.verifier, err = wire.NewVerifier(wire.VerifierConfig{Self: n.self, MaxDepth: wire.MaxChainHops}); err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
 	if n.audit, err = audit.Open(context.Background(), audit.Config{Path: filepath.Join(opts.Home, AuditFile), Identity: key, Logger: n.log}); err != nil {
-		n.trust.Close()
 		return nil, fmt.Errorf("node: %w", err)
 	}
 	n.trust.OnLevelChange(n.auditLevelChange)
@@ -157,13 +165,25 @@ func Open(opts Options) (*Node, error) {
 	if n.screener, err = screen.New(screen.Config{}); err != nil {
 		return nil, fmt.Errorf("node: %w", err)
 	}
-	// The wire layer enforces the hard cap on chain length and checks every
-	// hop's signature; budget.max_depth (live-reloadable) is applied per call.
-	n.verifier, err = wire.NewVerifier(wire.VerifierConfig{Self: n.self, MaxDepth: wire.MaxChainHops})
-	if err != nil {
-		return nil, fmt.Errorf("node: %w", err)
-	}
 	return n, nil
+}
+
+// closeParts closes what Open opened, in reverse order; nil parts are skipped.
+func (n *Node) closeParts() error {
+	var err error
+	if n.tr != nil {
+		err = n.tr.Close()
+	}
+	if n.sanitizer != nil {
+		err = errors.Join(err, n.sanitizer.Close())
+	}
+	if n.audit != nil {
+		err = errors.Join(err, n.audit.Close())
+	}
+	if n.trust != nil {
+		err = errors.Join(err, n.trust.Close())
+	}
+	return err
 }
 
 // ID returns this node's peer ID.
@@ -215,17 +235,9 @@ func (n *Node) Close() error {
 		if n.cancel != nil {
 			n.cancel()
 		}
-		err = n.tr.Close()
+		err = n.tr.Close() // stop serving first; a handler still running finds the log closed and refuses
 		n.wg.Wait()
-		if n.trust != nil {
-			err = errors.Join(err, n.trust.Close())
-		}
-		if n.sanitizer != nil {
-			err = errors.Join(err, n.sanitizer.Close())
-		}
-		if n.audit != nil {
-			err = errors.Join(err, n.audit.Close())
-		}
+		err = errors.Join(err, n.closeParts())
 	})
 	return err
 }
