@@ -202,6 +202,17 @@ func (b *Breaker) Record(success bool, now time.Time) {
 	}
 }
 
+// Release hands back what Allow took for a call that never reached the peer
+// (refused locally, or given up by the caller): it records nothing, so such a
+// call neither closes a half-open breaker nor counts against the peer.
+func (b *Breaker) Release() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.state == StateHalfOpen && b.probes > 0 {
+		b.probes--
+	}
+}
+
 // State returns "closed", "open" or "half-open" at now (open turns half-open once
 // the cooldown has passed).
 func (b *Breaker) State(now time.Time) string {

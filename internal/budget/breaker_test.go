@@ -151,3 +151,30 @@ func TestBreakerDisabledAndUpdate(t *testing.T) {
 		t.Fatal("BreakerState created a breaker or reported one for an unknown peer")
 	}
 }
+
+// A call that never reached the peer gives its half-open probe back without
+// closing the breaker.
+func TestBreakerReleaseKeepsHalfOpen(t *testing.T) {
+	t.Parallel()
+	l, err := New(Config{Breaker: BreakerConfig{MinCalls: 1, FailureRatio: 0.5, Cooldown: time.Second}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Unix(1000, 0)
+	b := l.Breaker("p")
+	if err := b.Allow(t0); err != nil {
+		t.Fatal(err)
+	}
+	b.Record(false, t0) // opens
+	t1 := t0.Add(2 * time.Second)
+	if err := b.Allow(t1); err != nil { // half-open: the one probe
+		t.Fatalf("probe refused: %v", err)
+	}
+	b.Release()
+	if got := b.State(t1); got != "half-open" {
+		t.Fatalf("state after Release = %s, want half-open", got)
+	}
+	if err := b.Allow(t1); err != nil {
+		t.Fatalf("released probe not available again: %v", err)
+	}
+}

@@ -128,6 +128,10 @@ func (in *inbound) serveAudit() {
 		}
 		out = map[string]string{"checkpoint": string(cp.Note)}
 	case "consistency":
+		if q.Old > q.New {
+			in.refuse(refusal.StageWire, &wire.Error{Reason: wire.ReasonMalformed, Detail: "consistency: old size above new size"})
+			return
+		}
 		proof, err := in.n.audit.ConsistencyProof(ctx, q.Old, q.New)
 		if err != nil {
 			in.refuse(refusal.StageAudit, err)

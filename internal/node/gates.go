@@ -79,17 +79,17 @@ func (n *Node) outboundGates(p Peer, capName string, reqBytes int) (finish func(
 	}
 	ticket, err := n.budget.Acquire(p.ID.String(), capName, budget.Out, int64(reqBytes), now)
 	if err != nil {
-		br.Record(true, now) // the peer did nothing wrong; release the probe
+		br.Release() // the peer did nothing: hand back the probe
 		return nil, budgetRefusal(err)
 	}
 	return func(err error, replyBytes int) {
 		now := n.now()
 		ticket.Release(0, int64(replyBytes), now)
-		if errors.Is(err, errCallerGaveUp) {
-			br.Record(true, now) // our own cancellation says nothing about the peer
+		reached, healthy, kind := calleeOutcome(err)
+		if !reached {
+			br.Release() // the peer took no part: its breaker learns nothing
 			return
 		}
-		healthy, kind := calleeOutcome(err)
 		br.Record(healthy, now)
 		if kind != "" {
 			n.observe(p.ID, kind, capName)
@@ -100,28 +100,37 @@ func (n *Node) outboundGates(p Peer, capName string, reqBytes int) (finish func(
 // errCallerGaveUp marks an outbound call that the local caller cancelled.
 var errCallerGaveUp = errors.New("caller gave up")
 
-// calleeOutcome judges a finished outbound call: whether the callee was healthy
-// (for its breaker) and what it says about the callee (for its trust).
-func calleeOutcome(err error) (healthy bool, kind trust.Kind) {
+// calleeOutcome judges a finished outbound call: whether the peer took part at
+// all (a call refused locally or given up by the caller says nothing about it),
+// whether it was healthy (for its breaker) and what it says about the peer (for
+// its trust).
+func calleeOutcome(err error) (reached, healthy bool, kind trust.Kind) {
 	if err == nil {
-		return true, trust.KindSuccess
+		return true, true, trust.KindSuccess
+	}
+	if errors.Is(err, errCallerGaveUp) {
+		return false, false, ""
 	}
 	var r *refusal.Error
 	if !errors.As(err, &r) {
-		return false, trust.KindFailure
+		return true, false, trust.KindFailure
 	}
 	switch {
-	case r.Stage == refusal.StageTransport:
-		return false, trust.KindTimeout
-	case r.Stage == refusal.StageWire && !r.Remote:
-		if k, ok := wireEvidence(r.Err); ok && k == trust.KindBadSignature {
-			return false, k
-		}
-		return false, trust.KindFailure
 	case r.Remote && r.Stage == refusal.StageBackend:
-		return false, trust.KindFailure
+		return true, false, trust.KindFailure
+	case r.Remote:
+		return true, true, "" // the peer answered and refused by its own rules
+	case r.Stage == refusal.StageTransport:
+		return true, false, trust.KindTimeout
+	case r.Stage == refusal.StageWire: // the peer's answer failed our checks
+		if k, ok := wireEvidence(r.Err); ok && k == trust.KindBadSignature {
+			return true, false, k
+		}
+		return true, false, trust.KindFailure
+	case r.Stage == refusal.StageScreen:
+		return true, true, "" // screenInbound has recorded the verdict
 	}
-	return true, "" // the peer answered and refused by its own rules
+	return false, false, "" // refused here before anything reached the peer
 }
 
 // TrustOverride is an operator's change to one peer's trust: a floor or ceiling
@@ -147,12 +156,6 @@ func (n *Node) SetTrust(peerRef string, o TrustOverride) error {
 		}
 		return &l, nil
 	}
-	id := p.ID.String()
-	if o.Lift {
-		if err := n.trust.Lift(id); err != nil {
-			return err
-		}
-	}
 	var floor, ceiling *trust.Level
 	if o.Floor != nil {
 		if floor, err = level(o.Floor); err != nil {
@@ -161,6 +164,12 @@ func (n *Node) SetTrust(peerRef string, o TrustOverride) error {
 	}
 	if o.Ceiling != nil {
 		if ceiling, err = level(o.Ceiling); err != nil {
+			return err
+		}
+	}
+	id := p.ID.String()
+	if o.Lift {
+		if err := n.trust.Lift(id); err != nil {
 			return err
 		}
 	}

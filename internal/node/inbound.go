@@ -81,6 +81,12 @@ func (n *Node) serveFederation(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if kind == "audit" {
+		// Witnessing is open to every admitted peer that is not quarantined;
+		// it costs the peer no budget, so witnessing never starves calls.
+		if n.trust.Standing(peer.String(), n.now()).Quarantined {
+			in.refuse(refusal.StageTrust, refusal.New(refusal.StageTrust, "quarantined"))
+			return
+		}
 		in.serveAudit()
 		return
 	}
@@ -134,9 +140,13 @@ func (n *Node) serveFederation(w http.ResponseWriter, r *http.Request) {
 
 	// 11. Run the backend and sanitize its result with the caller's data policy.
 	if kind == "stream" {
-		in.serveStream(ctx, cp, inv)
+		replyBytes = in.serveStream(ctx, cp, inv)
 		return
 	}
+	// Tell the caller the call was accepted and is running: its
+	// time_to_first_byte ends here, and call_timeout bounds the rest.
+	// (No Flush: the 1xx goes out at once, and Flush would send a final 200.)
+	in.w.WriteHeader(http.StatusEarlyHints)
 	out, err := cp.Backend.Call(ctx, inv)
 	if err != nil {
 		in.refuse(refusal.StageBackend, err)
@@ -190,7 +200,8 @@ func takeUsage(out []byte) ([]byte, float64) {
 func (in *inbound) serve(clean sanitize.Clean) {
 	e := in.entry(audit.KindCallServed, "ok", "")
 	in.n.withContent(&e, in.st, in.capName, clean, in.verdict)
-	idx, cp, err := in.n.audit.AppendCheckpoint(in.r.Context(), e)
+	// The caller going away must not erase the record of what was done for it.
+	idx, cp, err := in.n.audit.AppendCheckpoint(context.WithoutCancel(in.r.Context()), e)
 	if err != nil {
 		in.n.log.Error("audit append failed; refusing to answer", "err", err)
 		in.refuse(refusal.StageAudit, err)
@@ -232,13 +243,15 @@ func (in *inbound) serveCaps(pctx policy.Context) int {
 	return len(b)
 }
 
-func (in *inbound) serveStream(ctx context.Context, cp *capability, inv backend.Invocation) {
+// serveStream runs a stream capability and returns the bytes sent (for the
+// caller's bytes budget).
+func (in *inbound) serveStream(ctx context.Context, cp *capability, inv backend.Invocation) (sentBytes int) {
 	n := in.n
 	// The stream's start is audited before the first event leaves; its end
 	// (and the signed end event) is audited when it finishes.
-	if _, err := n.audit.Append(in.r.Context(), in.entry(audit.KindCallServed, "started", "")); err != nil {
+	if _, err := n.audit.Append(context.WithoutCancel(in.r.Context()), in.entry(audit.KindCallServed, "started", "")); err != nil {
 		in.refuse(refusal.StageAudit, err)
-		return
+		return 0
 	}
 	flusher, _ := in.w.(http.Flusher)
 	in.w.Header().Set("Content-Type", wire.StreamContentType)
@@ -258,6 +271,7 @@ func (in *inbound) serveStream(ctx context.Context, cp *capability, inv backend.
 			return err // stops the backend: nothing more leaves
 		}
 		events++
+		sentBytes += clean.Len()
 		return sw.Write(clean.Bytes())
 	})
 	var f *wire.Failure
@@ -279,11 +293,21 @@ func (in *inbound) serveStream(ctx context.Context, cp *capability, inv backend.
 		f = &wire.Failure{Stage: string(refusal.StageAudit), Reason: "internal"}
 	}
 	if in.r.Context().Err() != nil {
-		return // the caller went away; nobody reads the end event
+		return sentBytes // the caller went away; nobody reads the end event
+	}
+	if f != nil {
+		// The end event's failure leaves the node too: scrub its tokens.
+		clean, err := n.scrub(in.st, in.peer, in.capName, wire.EncodeFailure(*f))
+		if err != nil {
+			f = &wire.Failure{Stage: string(refusal.StageSanitize), Reason: "blocked"}
+		} else if g, err := wire.DecodeFailure(clean.Bytes()); err == nil {
+			f = &g
+		}
 	}
 	if err := sw.Close(f); err != nil {
 		n.log.Warn("stream close", "err", err)
 	}
+	return sentBytes
 }
 
 // reply signs and writes a response. It takes only sanitized bytes; the
@@ -336,7 +360,7 @@ func (in *inbound) refuse(stage refusal.Stage, err error) {
 			r["screen"] = in.verdict
 		}
 		e.Report, _ = json.Marshal(r)
-		if _, aerr := n.audit.Append(in.r.Context(), e); aerr != nil {
+		if _, aerr := n.audit.Append(context.WithoutCancel(in.r.Context()), e); aerr != nil {
 			n.log.Error("audit append of a refusal failed", "err", aerr)
 			f = wire.Failure{Stage: string(refusal.StageAudit), Reason: "internal"}
 			stage = refusal.StageAudit

@@ -9,13 +9,18 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
+	"strings"
 	"time"
+	"unicode"
 
 	"github.com/treaty-dev/treaty/internal/audit"
 	"github.com/treaty-dev/treaty/internal/refusal"
 	"github.com/treaty-dev/treaty/internal/sanitize"
 	"github.com/treaty-dev/treaty/internal/screen"
 	"github.com/treaty-dev/treaty/internal/transport"
+	"github.com/treaty-dev/treaty/internal/trust"
 	"github.com/treaty-dev/treaty/internal/wire"
 )
 
@@ -238,7 +243,33 @@ func (o *outcall) caps(ctx context.Context) ([]CapabilityInfo, *wire.Receipt, er
 	if err := json.Unmarshal(body, &out); err != nil {
 		return nil, &receipt, refusal.Wrap(refusal.StageWire, fmt.Errorf("capability list from %s: %w", p.ID.Short(), err))
 	}
-	return out.Capabilities, &receipt, nil
+	return n.acceptCaps(st, p, out.Capabilities), &receipt, nil
+}
+
+// acceptCaps treats a peer's capability list as untrusted content: names must
+// be valid capability names, descriptions lose control characters and are
+// withheld when the screen finds them hostile (they reach agents and
+// terminals).
+func (n *Node) acceptCaps(st *state, p Peer, caps []CapabilityInfo) []CapabilityInfo {
+	out := caps[:0]
+	for _, c := range caps {
+		if !wire.ValidCapabilityName(c.Name) {
+			n.log.Warn("peer listed an invalid capability name; dropped", "peer", p.ID)
+			continue
+		}
+		c.Description = strings.Map(func(r rune) rune {
+			if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) {
+				return -1
+			}
+			return r
+		}, c.Description)
+		if v := n.screener.Screen(st.cfg.ScreenPolicyFor(p.ID.String(), capsCapability), []byte(c.Description)); v.Action != screen.ActionPass {
+			n.observe(p.ID, trust.KindScreenMark, capsCapability)
+			c.Description = fmt.Sprintf("[withheld by treaty: screen score %.2f, %s]", v.Score, strings.Join(v.Reasons, ", "))
+		}
+		out = append(out, c)
+	}
+	return out
 }
 
 // Stream asks peer to run a stream capability and calls emit for each event's
@@ -261,7 +292,10 @@ func (n *Node) Stream(ctx context.Context, peerRef, capName string, input []byte
 	received := 0
 	err = o.stream(ctx, input, func(d json.RawMessage) error {
 		received += len(d)
-		return emit(d)
+		if err := emit(d); err != nil {
+			return fmt.Errorf("%w: %w", errCallerGaveUp, err) // the local consumer failed, not the peer
+		}
+		return nil
 	})
 	finish(outcome(ctx, err), received)
 	if _, aerr := o.completed(ctx, err, nil, nil, nil); err == nil && aerr != nil {
@@ -270,10 +304,10 @@ func (n *Node) Stream(ctx context.Context, peerRef, capName string, input []byte
 	return err
 }
 
-// outcome is err, unless the local caller cancelled ctx: then the call's end
-// says nothing about the peer.
+// outcome is err, unless the local caller gave up (cancelled ctx or let its
+// deadline pass): then the call's end says nothing about the peer.
 func outcome(ctx context.Context, err error) error {
-	if err != nil && errors.Is(ctx.Err(), context.Canceled) {
+	if err != nil && ctx.Err() != nil {
 		return errCallerGaveUp
 	}
 	return err
@@ -340,56 +374,68 @@ func (n *Node) roundTrip(ctx context.Context, st *state, p Peer, path, capName s
 	onSigned func(context.Context, sanitize.Clean, wire.Sent) error) (*http.Response, []byte, wire.Sent, error) {
 	lim := st.limits
 	body := clean.Bytes()
+	parent := ctx
 	var cancelCall context.CancelFunc = func() {}
 	if readBody {
 		ctx, cancelCall = context.WithTimeout(ctx, lim.CallTimeout)
 	}
 	ctx, cancelTTFB := context.WithCancelCause(ctx)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, transport.PeerURL(p.ID, path), bytes.NewReader(body))
+	done := func() { cancelTTFB(nil); cancelCall() }
+	// time_to_first_byte bounds the wait for the peer's first answer: the
+	// callee sends 103 Early Hints once it has accepted the call and starts
+	// the backend, so a slow capability is bounded by call_timeout instead.
+	var ttfb *time.Timer
+	trace := &httptrace.ClientTrace{Got1xxResponse: func(int, textproto.MIMEHeader) error { ttfb.Stop(); return nil }}
+	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(ctx, trace), http.MethodPost, transport.PeerURL(p.ID, path), bytes.NewReader(body))
 	if err != nil {
-		cancelTTFB(nil)
-		cancelCall()
+		done()
 		return nil, nil, wire.Sent{}, refusal.Wrap(refusal.StageInternal, err)
 	}
 	req.Header.Set("Content-Type", "application/json")
 	setReportHeader(req.Header, clean)
 	sent, err := wire.SignRequest(req, body, wire.SignParams{Key: n.key, Audience: p.ID, Capability: capName, Now: n.now(), Chain: chainFor(ctx)})
 	if err != nil {
-		cancelTTFB(nil)
-		cancelCall()
-		return nil, nil, wire.Sent{}, refusal.Wrap(refusal.StageWire, err)
+		done()
+		return nil, nil, wire.Sent{}, signError(err)
 	}
 	if onSigned != nil {
 		if err := onSigned(ctx, clean, sent); err != nil {
-			cancelTTFB(nil)
-			cancelCall()
+			done()
 			return nil, nil, wire.Sent{}, err
 		}
 	}
-	ttfb := time.AfterFunc(lim.TimeToFirstByte, func() { cancelTTFB(errTimeToFirstByte) })
+	ttfb = time.AfterFunc(lim.TimeToFirstByte, func() { cancelTTFB(errTimeToFirstByte) })
 	resp, err := n.client.Do(req)
 	ttfb.Stop()
 	if err != nil {
-		err = n.transportError(ctx, p, lim, err) // before cancelling: it reads ctx
-		cancelTTFB(nil)
-		cancelCall()
+		err = n.transportError(parent, ctx, p, lim, err) // before cancelling: it reads ctx
+		done()
 		return nil, nil, sent, err
 	}
 	if !readBody {
-		resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: func() { cancelTTFB(nil); cancelCall() }}
+		resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: done}
 		return resp, nil, sent, nil
 	}
-	defer cancelCall()
-	defer cancelTTFB(nil)
+	defer done()
 	defer resp.Body.Close()
 	out, err := wire.ReadBody(resp.Body, lim.MaxBodyBytes)
 	if err != nil {
 		if ctx.Err() != nil {
-			return nil, nil, sent, n.transportError(ctx, p, lim, err)
+			return nil, nil, sent, n.transportError(parent, ctx, p, lim, err)
 		}
 		return nil, nil, sent, refusal.Wrap(refusal.StageWire, fmt.Errorf("response from %s: %w", p.ID.Short(), err))
 	}
 	return resp, out, sent, nil
+}
+
+// signError classifies a refusal to sign: a delegation chain too deep or looping
+// back to the audience is a budget refusal (ours, not the peer's fault);
+// anything else is an internal error.
+func signError(err error) error {
+	if r, ok := wire.ReasonOf(err); ok && (r == wire.ReasonChainLoop || r == wire.ReasonChainTooDeep) {
+		return &refusal.Error{Stage: refusal.StageBudget, Reason: "delegation " + r.String(), Err: err}
+	}
+	return refusal.Wrap(refusal.StageInternal, err)
 }
 
 type cancelOnClose struct {
@@ -405,9 +451,11 @@ func (c *cancelOnClose) Close() error {
 
 // transportError turns a failed round trip into a transport refusal that says
 // why: refused handshake, unreachable address, or a timeout.
-func (n *Node) transportError(ctx context.Context, p Peer, lim wire.Limits, err error) error {
+func (n *Node) transportError(parent, ctx context.Context, p Peer, lim wire.Limits, err error) error {
 	var he *transport.HandshakeError
 	switch {
+	case parent.Err() != nil:
+		return &refusal.Error{Stage: refusal.StageTransport, Reason: "cancelled by the caller", Err: errors.Join(errCallerGaveUp, err)}
 	case errors.As(err, &he):
 		return &refusal.Error{Stage: refusal.StageTransport, Reason: fmt.Sprintf("handshake with %s at %s refused: %s", p.ID.Short(), p.Addr, he.Reason), Err: err}
 	case errors.Is(err, transport.ErrUnreachable):
@@ -440,7 +488,7 @@ func knownStage(s string) refusal.Stage {
 	switch st := refusal.Stage(s); st {
 	case refusal.StageResolve, refusal.StageBudget, refusal.StageSanitize, refusal.StageTransport,
 		refusal.StageWire, refusal.StageTrust, refusal.StagePolicy, refusal.StageScreen,
-		refusal.StageBackend, refusal.StageAudit, refusal.StageUsage:
+		refusal.StageBackend, refusal.StageAudit:
 		return st
 	}
 	return refusal.StageInternal

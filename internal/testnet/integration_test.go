@@ -1040,3 +1040,20 @@ func TestCostBudget(t *testing.T) {
 		return fmt.Errorf("exit %d %s; still within the cost budget", code, errOut)
 	})
 }
+
+// TestSlowBackendOutlastsTimeToFirstByte: once the callee accepts a call it
+// says so (103 Early Hints), so a backend slower than time_to_first_byte is
+// bounded by call_timeout, not refused as unreachable.
+func TestSlowBackendOutlastsTimeToFirstByte(t *testing.T) {
+	skipShort(t)
+	acme, globex := Init(t, bin, "acme"), Init(t, bin, "globex")
+	Federate(t, acme, globex)
+	globex.Must(t, "expose", "slow", "--exec", script(t, `sleep 2; echo '{"done":true}'`))
+	globex.Must(t, "grant", "acme", "slow")
+	appendConfig(t, acme, "limits:\n  time_to_first_byte: 1s\n  call_timeout: 20s\n")
+	acme.Start(t)
+	globex.Start(t)
+	if out, errOut, code := acme.Run(t, "call", "globex", "slow"); code != 0 || !strings.Contains(out, `"done":true`) {
+		t.Fatalf("slow call: exit %d out %s err %s", code, out, errOut)
+	}
+}
