@@ -40,6 +40,10 @@ import (
 // KeyFile is the identity key inside a home directory.
 const KeyFile = "identity.key"
 
+// handshakeRefusalsPerSecond is how many refused handshakes per second get an
+// audit entry each; beyond it they are counted into the next entry.
+const handshakeRefusalsPerSecond = 20
+
 // VaultFile holds the pseudonym mapping (mode 0600) inside a home directory.
 const VaultFile = "pseudonyms.vault"
 
@@ -80,6 +84,7 @@ type Node struct {
 	mu           sync.Mutex // guards funcs, fileSig, peerLim
 	funcs        map[string]*Handler
 	refusedSlots chan struct{} // bounds concurrent audit appends of handshake refusals
+	refusals     refusalBudget // bounds their rate: handshakeRefusalsPerSecond
 	inFlight     inFlightCalls // backend tokens -> requests being served (delegation)
 	fileSig      string
 	peerLim      *wire.PeerLimiter
@@ -120,6 +125,7 @@ func Open(opts Options) (_ *Node, err error) {
 		reloadEvery:    opts.ReloadInterval,
 		funcs:          map[string]*Handler{},
 		refusedSlots:   make(chan struct{}, 64),
+		refusals:       refusalBudget{perSecond: handshakeRefusalsPerSecond},
 		witnessPending: map[identity.PublicKey][]byte{},
 		witnessWake:    make(chan struct{}, 1),
 	}
@@ -253,6 +259,10 @@ func (n *Node) Admitted(k identity.PublicKey) bool {
 // It must not block the handshake, so the append runs on its own goroutine,
 // bounded so that a flood of refused handshakes cannot pile up goroutines.
 func (n *Node) handshakeRefused(e transport.HandshakeError) {
+	ok, suppressed := n.refusals.take(n.now())
+	if !ok {
+		return // counted; the next recorded refusal carries the count
+	}
 	select {
 	case n.refusedSlots <- struct{}{}:
 	default:
@@ -268,7 +278,11 @@ func (n *Node) handshakeRefused(e transport.HandshakeError) {
 		if !e.Peer.IsZero() {
 			entry.Peer = e.Peer.String()
 		}
-		entry.Report, _ = json.Marshal(map[string]string{"side": e.Side, "addr": e.Addr, "reason": e.Reason.String()})
+		report := map[string]any{"side": e.Side, "addr": e.Addr, "reason": e.Reason.String()}
+		if suppressed > 0 {
+			report["suppressed_before"] = suppressed // refusals over the rate, not recorded one by one
+		}
+		entry.Report, _ = json.Marshal(report)
 		if _, err := n.audit.Append(context.Background(), entry); err != nil {
 			n.log.Error("audit append of a handshake refusal failed", "err", err)
 		}
