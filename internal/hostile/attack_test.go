@@ -1,0 +1,342 @@
+package hostile
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/treaty-dev/treaty/internal/identity"
+	"github.com/treaty-dev/treaty/internal/transport"
+	"github.com/treaty-dev/treaty/internal/wire"
+)
+
+// Attack sizes. Loops are bounded by these counts and by the attack's deadline.
+const (
+	strangerConns   = 512  // silent connections held open at once (finding 1)
+	strangerSources = 64   // distinct source addresses 127.0.1.1 .. 127.0.1.64
+	strangerDialHz  = 400  // at most this many new stranger connections per second after the first burst
+	strangerMaxDial = 6000 // and at most this many in all
+	slowHelloEvery  = 4    // every 4th stranger sends a ClientHello one byte at a time
+	unknownKeyHz    = 50   // full handshakes with unknown keys per second
+	peerConnsMax    = 3000 // connections a granted peer tries to hold (finding 2)
+	floodMax        = 40000
+	floodWorkers    = 8
+)
+
+// source returns the i-th stranger source address (127.0.1.x, never the
+// legitimate peer's 127.0.0.1).
+func source(i int) *net.TCPAddr {
+	return &net.TCPAddr{IP: net.IPv4(127, 0, 1, byte(1+i%strangerSources))}
+}
+
+// tokens yields burst tokens at once, then hz per second, until ctx ends.
+func tokens(ctx context.Context, burst, hz int) <-chan struct{} {
+	ch := make(chan struct{}, burst)
+	for range burst {
+		ch <- struct{}{}
+	}
+	go func() {
+		tick := time.NewTicker(time.Second / time.Duration(hz))
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				select {
+				case ch <- struct{}{}:
+				default:
+				}
+			}
+		}
+	}()
+	return ch
+}
+
+// strangers holds strangerConns silent (or slowly-hello'ing) TCP connections
+// to addr from many source addresses, reopening each as soon as the victim
+// drops it, and meanwhile runs handshakes with unknown keys.
+func strangers(ctx context.Context, addr string) string {
+	var dials, refusedDial, serverClosed, unknownDone, unknownAccepted atomic.Int64
+	tok := tokens(ctx, strangerConns, strangerDialHz)
+	var wg sync.WaitGroup
+	for slot := range strangerConns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d := net.Dialer{LocalAddr: source(slot), Timeout: time.Second}
+			for ctx.Err() == nil {
+				select {
+				case <-ctx.Done():
+					return
+				case <-tok:
+				}
+				if dials.Add(1) > strangerMaxDial {
+					return
+				}
+				c, err := d.DialContext(ctx, "tcp", addr)
+				if err != nil {
+					refusedDial.Add(1)
+					continue
+				}
+				stop := context.AfterFunc(ctx, func() { c.Close() })
+				if slot%slowHelloEvery == 0 {
+					slowHello(ctx, c)
+				} else {
+					c.Read(make([]byte, 1)) // silent until the victim or the attack ends it
+				}
+				stop()
+				c.Close()
+				if ctx.Err() == nil {
+					serverClosed.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		tick := time.NewTicker(time.Second / unknownKeyHz)
+		defer tick.Stop()
+		for i := 0; i < unknownKeyHz*10; i++ {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			if unknownHandshake(ctx, addr, i) {
+				unknownAccepted.Add(1)
+			}
+			unknownDone.Add(1)
+		}
+	}()
+	wg.Wait()
+	return fmt.Sprintf("%d stranger dials (%d failed to connect, %d dropped by the victim), %d unknown-key handshakes (%d accepted)",
+		min(dials.Load(), strangerMaxDial), refusedDial.Load(), serverClosed.Load(), unknownDone.Load(), unknownAccepted.Load())
+}
+
+// slowHello sends a TLS record header announcing a ClientHello, then one byte
+// every 200 ms, until the victim closes the connection or ctx ends.
+func slowHello(ctx context.Context, c net.Conn) {
+	if _, err := c.Write([]byte{0x16, 0x03, 0x01, 0x02, 0x00, 0x01}); err != nil {
+		return
+	}
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for range 100 {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		if _, err := c.Write([]byte{0x00}); err != nil {
+			return
+		}
+	}
+}
+
+// unknownHandshake runs a full TLS 1.3 handshake with a key the victim does not
+// admit, and reports whether the victim accepted it (it must not).
+func unknownHandshake(ctx context.Context, addr string, i int) bool {
+	key, err := identity.Generate(nil)
+	if err != nil {
+		return false
+	}
+	d := net.Dialer{LocalAddr: source(i), Timeout: time.Second}
+	dctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	raw, err := d.DialContext(dctx, "tcp", addr)
+	if err != nil {
+		return false
+	}
+	defer raw.Close()
+	raw.SetDeadline(time.Now().Add(time.Second))
+	cert, err := selfCert(key)
+	if err != nil {
+		return false
+	}
+	tc := tls.Client(raw, &tls.Config{Certificates: []tls.Certificate{cert}, InsecureSkipVerify: true,
+		MinVersion: tls.VersionTLS13, NextProtos: []string{transport.ProtoFederation}})
+	if err := tc.HandshakeContext(dctx); err != nil {
+		return false
+	}
+	// TLS 1.3: the verdict on our certificate arrives with the first read.
+	var b [1]byte
+	_, err = io.ReadFull(tc, b[:])
+	return err == nil
+}
+
+// grantedConns has a granted peer open up to peerConnsMax mTLS connections and
+// hold them all until ctx ends (finding 2).
+func grantedConns(ctx context.Context, s *scene) string {
+	tr, err := transport.New(transport.Config{Identity: s.mallory, Peers: admitAll{}, Listen: "127.0.0.1:0", Logger: quiet, HandshakeTimeout: time.Second})
+	if err != nil {
+		return err.Error()
+	}
+	defer tr.Close()
+	var (
+		mu       sync.Mutex
+		held     []net.Conn
+		attempts atomic.Int64
+		failed   atomic.Int64
+		wg       sync.WaitGroup
+	)
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil && attempts.Add(1) <= peerConnsMax {
+				dctx, cancel := context.WithTimeout(ctx, time.Second)
+				c, err := tr.Dial(dctx, s.v.Addr, s.vKey, transport.ProtoFederation)
+				cancel()
+				if err != nil {
+					failed.Add(1)
+					continue
+				}
+				mu.Lock()
+				held = append(held, c)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	<-ctx.Done()
+	mu.Lock()
+	defer mu.Unlock()
+	for _, c := range held {
+		c.Close()
+	}
+	return fmt.Sprintf("granted peer: %d connection attempts, %d held, %d refused or failed",
+		min(attempts.Load(), peerConnsMax), len(held), failed.Load())
+}
+
+// flood has a granted peer send up to floodMax requests made by mk over one
+// pooled connection, floodWorkers at a time, until ctx ends; it returns a
+// count of answers by status.
+func flood(ctx context.Context, s *scene, mk func(ctx context.Context) (*http.Request, error)) string {
+	tr, err := transport.New(transport.Config{Identity: s.mallory, Peers: admitAll{}, Listen: "127.0.0.1:0", Logger: quiet})
+	if err != nil {
+		return err.Error()
+	}
+	defer tr.Close()
+	hc := &http.Client{Transport: tr.RoundTripper(func(context.Context, identity.PublicKey) (string, error) { return s.v.Addr, nil })}
+	var (
+		sent   atomic.Int64
+		mu     sync.Mutex
+		status = map[int]int{}
+		wg     sync.WaitGroup
+	)
+	for range floodWorkers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil && sent.Add(1) <= floodMax {
+				req, err := mk(ctx)
+				if err != nil {
+					return
+				}
+				code, _, err := do(hc, req)
+				if err != nil {
+					code = -1
+				}
+				mu.Lock()
+				status[code]++
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return fmt.Sprintf("granted peer sent %d requests; answers by status (-1: transport error): %v", min(sent.Load(), floodMax), status)
+}
+
+// selfCert is a stranger's certificate: self-signed with its own key, valid now.
+func selfCert(key identity.PrivateKey) (tls.Certificate, error) {
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public().Ed25519(), key.Signer())
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key.Signer()}, nil
+}
+
+// unsigned is a call request with no signature at all.
+func unsigned(s *scene) func(context.Context) (*http.Request, error) {
+	return func(ctx context.Context) (*http.Request, error) {
+		return http.NewRequestWithContext(ctx, http.MethodPost, transport.PeerURL(s.vKey, "/v1/call/echo"), strings.NewReader(`{}`))
+	}
+}
+
+// badlySigned is a call request whose signature is one character off.
+func badlySigned(s *scene) func(context.Context) (*http.Request, error) {
+	return func(ctx context.Context) (*http.Request, error) {
+		body := []byte(`{}`)
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, transport.PeerURL(s.vKey, "/v1/call/echo"), bytes.NewReader(body))
+		if err != nil {
+			return nil, err
+		}
+		if _, err := wire.SignRequest(req, body, wire.SignParams{Key: s.mallory, Audience: s.vKey, Capability: "echo", Now: time.Now()}); err != nil {
+			return nil, err
+		}
+		sig := []byte(req.Header.Get(wire.HeaderSignature))
+		k := bytes.IndexByte(sig, ':') + 5
+		sig[k] = 'A' + (sig[k]-'A'+1)%26
+		if sig[k] < 'A' || sig[k] > 'Z' {
+			sig[k] = 'B'
+		}
+		req.Header.Set(wire.HeaderSignature, string(sig))
+		return req, nil
+	}
+}
+
+// validlySigned is a correctly signed call request with a fresh nonce each.
+func validlySigned(s *scene) func(context.Context) (*http.Request, error) {
+	return func(ctx context.Context) (*http.Request, error) {
+		body := []byte(`{"n":1}`)
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, transport.PeerURL(s.vKey, "/v1/call/echo"), bytes.NewReader(body))
+		if err != nil {
+			return nil, err
+		}
+		_, err = wire.SignRequest(req, body, wire.SignParams{Key: s.mallory, Audience: s.vKey, Capability: "echo", Now: time.Now()})
+		return req, err
+	}
+}
+
+// TestHostileLoad runs findings 1-4 of issue 8 as attacks, one after the other,
+// against the same victim, which is never restarted.
+func TestHostileLoad(t *testing.T) {
+	skipShort(t)
+	s := newScene(t)
+	t.Run("1 strangers hold silent connections, slow hellos and unknown keys", func(t *testing.T) {
+		attack(t, s, func(ctx context.Context, t *testing.T) string { return strangers(ctx, s.v.Addr) })
+	})
+	t.Run("2 a granted peer opens thousands of connections", func(t *testing.T) {
+		attack(t, s, func(ctx context.Context, t *testing.T) string { return grantedConns(ctx, s) })
+	})
+	t.Run("3a a granted peer floods unsigned requests", func(t *testing.T) {
+		attack(t, s, func(ctx context.Context, t *testing.T) string { return flood(ctx, s, unsigned(s)) })
+	})
+	t.Run("3b a granted peer floods badly signed requests", func(t *testing.T) {
+		attack(t, s, func(ctx context.Context, t *testing.T) string { return flood(ctx, s, badlySigned(s)) })
+	})
+	t.Run("4 a granted peer floods fresh nonces", func(t *testing.T) {
+		attack(t, s, func(ctx context.Context, t *testing.T) string { return flood(ctx, s, validlySigned(s)) })
+	})
+	t.Run("3c a quarantined peer limited to 1/s floods unsigned requests", func(t *testing.T) {
+		s.v.Must(t, "limit", "set", "mallory", "--rate", "1/s", "--burst", "1")
+		s.v.Must(t, "trust", "set", "mallory", "--ceiling", "quarantined")
+		attack(t, s, func(ctx context.Context, t *testing.T) string { return flood(ctx, s, unsigned(s)) })
+	})
+}

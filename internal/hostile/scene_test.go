@@ -1,0 +1,452 @@
+package hostile
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/treaty-dev/treaty/client"
+	"github.com/treaty-dev/treaty/internal/identity"
+	"github.com/treaty-dev/treaty/internal/testnet"
+	"github.com/treaty-dev/treaty/internal/transport"
+	"github.com/treaty-dev/treaty/internal/wire"
+)
+
+// scene is one attack's world: a victim node exposing "echo" (an exec
+// backend), a legitimate peer granted it, and an attacker key the victim
+// admits and grants "echo" too (the granted-peer attacks use it; strangers do
+// not need it).
+type scene struct {
+	v, l    *testnet.Node
+	vKey    identity.PublicKey
+	lKey    identity.PrivateKey
+	vPID    int
+	legit   *client.Client
+	mallory identity.PrivateKey
+}
+
+func newScene(t *testing.T) *scene {
+	t.Helper()
+	v := testnet.Init(t, bin, "victim")
+	l := testnet.Init(t, bin, "legit")
+	testnet.Federate(t, l, v)
+	v.Must(t, "expose", "echo", "--exec", "/bin/cat", "--timeout", "10s")
+	v.Must(t, "grant", "legit", "echo")
+	mallory, err := identity.Generate(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.Must(t, "peer", "add", "--name", "mallory", "--addr", "127.0.0.1:1", mallory.Public().String())
+	v.Must(t, "grant", "mallory", "echo")
+	v.Start(t)
+	l.Start(t)
+
+	s := &scene{v: v, l: l, legit: client.New(l.Home), mallory: mallory}
+	if s.vKey, err = identity.ParseDID(v.ID); err != nil {
+		t.Fatal(err)
+	}
+	if s.lKey, err = identity.LoadKeyFile(filepath.Join(l.Home, "identity.key")); err != nil {
+		t.Fatal(err)
+	}
+	s.vPID = pidOf(t, v)
+	testnet.Eventually(t, 10*time.Second, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if _, err := s.legit.Call(ctx, "victim", "echo", json.RawMessage(`{"warm":1}`)); err != nil {
+			return err
+		}
+		return s.freshCall(ctx)
+	})
+	return s
+}
+
+// pidOf finds the node's process by its command line (the harness does not
+// export it): the one "run --home HOME" process.
+func pidOf(t *testing.T, n *testnet.Node) int {
+	t.Helper()
+	dirs, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(d.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", d.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+		if slices.Contains(args, "run") && slices.Contains(args, n.Home) {
+			return pid
+		}
+	}
+	t.Fatalf("no process runs %s", n.Home)
+	return 0
+}
+
+// freshCall makes one call as the legitimate peer over a brand-new mTLS
+// connection (a new Transport has an empty pool), so it needs a new handshake.
+func (s *scene) freshCall(ctx context.Context) error {
+	tr, err := transport.New(transport.Config{Identity: s.lKey, Peers: admitAll{}, Listen: "127.0.0.1:0", Logger: quiet, HandshakeTimeout: 5 * time.Second})
+	if err != nil {
+		return err
+	}
+	defer tr.Close()
+	hc := &http.Client{Transport: tr.RoundTripper(func(context.Context, identity.PublicKey) (string, error) { return s.v.Addr, nil })}
+	status, body, err := signedPost(ctx, hc, s.lKey, s.vKey, "echo", []byte(`{"fresh":1}`))
+	if err != nil {
+		return err
+	}
+	if status != http.StatusOK {
+		return fmt.Errorf("fresh call: status %d: %s", status, body)
+	}
+	return nil
+}
+
+// quiet is the logger of the test's own transports: their refusals are the
+// point of the attack, not news.
+var quiet = slog.New(slog.DiscardHandler)
+
+type admitAll struct{}
+
+func (admitAll) Admitted(identity.PublicKey) bool { return true }
+
+// signedPost sends a correctly signed call request for capability.
+func signedPost(ctx context.Context, hc *http.Client, key identity.PrivateKey, aud identity.PublicKey, capability string, body []byte) (int, []byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, transport.PeerURL(aud, "/v1/call/"+capability), bytes.NewReader(body))
+	if err != nil {
+		return 0, nil, err
+	}
+	if _, err := wire.SignRequest(req, body, wire.SignParams{Key: key, Audience: aud, Capability: capability, Now: time.Now()}); err != nil {
+		return 0, nil, err
+	}
+	return do(hc, req)
+}
+
+func do(hc *http.Client, req *http.Request) (int, []byte, error) {
+	resp, err := hc.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	return resp.StatusCode, b, err
+}
+
+// legitRun is what the legitimate peer saw during one measurement.
+type legitRun struct {
+	calls      []time.Duration // pooled calls through the legitimate node's local API
+	callErrs   []error
+	fresh      []time.Duration // calls over a new connection each
+	freshErrs  []error
+	tookWall   time.Duration
+	callsTotal int
+}
+
+func (r legitRun) p99() time.Duration { return percentile(r.calls, 0.99) }
+
+func (r legitRun) String() string {
+	return fmt.Sprintf("calls %d ok %d failed (p50 %v p99 %v), fresh handshakes %d ok %d failed (p99 %v)",
+		len(r.calls), len(r.callErrs), percentile(r.calls, 0.5).Round(time.Microsecond), r.p99().Round(time.Microsecond),
+		len(r.fresh), len(r.freshErrs), percentile(r.fresh, 0.99).Round(time.Microsecond))
+}
+
+func percentile(ds []time.Duration, q float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	i := int(q*float64(len(s))+0.999999) - 1
+	return s[max(0, min(i, len(s)-1))]
+}
+
+const (
+	callGap  = 15 * time.Millisecond  // between pooled calls
+	freshGap = 100 * time.Millisecond // between new-handshake calls
+	probeMax = 5 * time.Second        // one probe's own deadline
+)
+
+// measure runs the legitimate peer's two probes until ctx ends: pooled calls
+// one after another, and a call over a new connection every freshGap.
+func (s *scene) measure(ctx context.Context) legitRun {
+	var (
+		mu  sync.Mutex
+		run legitRun
+		wg  sync.WaitGroup
+	)
+	start := time.Now()
+	probe := func(gap time.Duration, call func(context.Context) error, ok *[]time.Duration, bad *[]error) {
+		defer wg.Done()
+		for i := 0; ctx.Err() == nil && i < 10000; i++ {
+			pctx, cancel := context.WithTimeout(context.Background(), probeMax)
+			t0 := time.Now()
+			err := call(pctx)
+			d := time.Since(t0)
+			cancel()
+			mu.Lock()
+			if err != nil {
+				*bad = append(*bad, err)
+			} else {
+				*ok = append(*ok, d)
+			}
+			mu.Unlock()
+			select {
+			case <-ctx.Done():
+			case <-time.After(gap):
+			}
+		}
+	}
+	wg.Add(2)
+	go probe(callGap, func(c context.Context) error {
+		_, err := s.legit.Call(c, "victim", "echo", json.RawMessage(`{"legit":1}`))
+		return err
+	}, &run.calls, &run.callErrs)
+	go probe(freshGap, s.freshCall, &run.fresh, &run.freshErrs)
+	wg.Wait()
+	run.tookWall = time.Since(start)
+	return run
+}
+
+// usage is the victim's resource use over an attack.
+type usage struct {
+	maxFDs, fds0       int
+	rss0, maxRSS       int64 // KiB
+	audit0, audit1     int64 // bytes of audit.db + audit.db-wal
+	log0, log1         int
+	rows0, rows1       int
+	dur                time.Duration
+	cpu0, cpu1         int64 // victim CPU time in clock ticks
+	cpuTicksPerSecHint int
+}
+
+func (u usage) String() string {
+	return fmt.Sprintf("fds %d->max %d, rss %d->max %d KiB, audit +%d rows +%d bytes, log +%d bytes, cpu %.2fs over %v",
+		u.fds0, u.maxFDs, u.rss0, u.maxRSS, u.rows1-u.rows0, u.audit1-u.audit0, u.log1-u.log0,
+		float64(u.cpu1-u.cpu0)/100, u.dur.Round(time.Millisecond))
+}
+
+// monitor samples the victim's descriptors and memory until stop is called.
+type monitor struct {
+	s    *scene
+	u    usage
+	mu   sync.Mutex
+	stop context.CancelFunc
+	done chan struct{}
+	t0   time.Time
+}
+
+func (s *scene) watch(t *testing.T) *monitor {
+	t.Helper()
+	m := &monitor{s: s, done: make(chan struct{}), t0: time.Now()}
+	m.u.fds0, m.u.rss0 = fdCount(s.vPID), rssKiB(s.vPID)
+	m.u.maxFDs, m.u.maxRSS = m.u.fds0, m.u.rss0
+	m.u.audit0 = auditBytes(s.v.Home)
+	m.u.log0 = len(s.v.Log())
+	m.u.rows0 = auditRows(t, s.v)
+	m.u.cpu0 = cpuTicks(s.vPID)
+	ctx, cancel := context.WithCancel(context.Background())
+	m.stop = cancel
+	go func() {
+		defer close(m.done)
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			f, r := fdCount(s.vPID), rssKiB(s.vPID)
+			m.mu.Lock()
+			m.u.maxFDs, m.u.maxRSS = max(m.u.maxFDs, f), max(m.u.maxRSS, r)
+			m.mu.Unlock()
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return m
+}
+
+// end stops sampling and reads the totals. Audit rows are counted after the
+// attack with `treaty audit verify`, which also proves the log intact.
+func (m *monitor) end(t *testing.T) usage {
+	t.Helper()
+	m.stop()
+	<-m.done
+	m.u.dur = time.Since(m.t0)
+	m.u.audit1 = auditBytes(m.s.v.Home)
+	m.u.log1 = len(m.s.v.Log())
+	m.u.cpu1 = cpuTicks(m.s.vPID)
+	m.u.rows1 = auditRows(t, m.s.v)
+	return m.u
+}
+
+func fdCount(pid int) int {
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		return -1
+	}
+	return len(ents)
+}
+
+func rssKiB(pid int) int64 {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return -1
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+			n, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return n
+		}
+	}
+	return -1
+}
+
+// cpuTicks is utime+stime of pid in clock ticks (USER_HZ, 100 on Linux).
+func cpuTicks(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return -1
+	}
+	// Fields after the parenthesised command name; utime and stime are the
+	// 14th and 15th fields of the whole line.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return -1
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return -1
+	}
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	s, _ := strconv.ParseInt(f[12], 10, 64)
+	return u + s
+}
+
+func auditBytes(home string) int64 {
+	var n int64
+	for _, name := range []string{"audit.db", "audit.db-wal"} {
+		if fi, err := os.Stat(filepath.Join(home, name)); err == nil {
+			n += fi.Size()
+		}
+	}
+	return n
+}
+
+// auditRows runs `treaty audit verify` (which must pass) and returns its count.
+func auditRows(t *testing.T, n *testnet.Node) int {
+	t.Helper()
+	out := n.Must(t, "audit", "verify")
+	var rows int
+	var root string
+	if _, err := fmt.Sscanf(out, "ok %d entries root %s", &rows, &root); err != nil {
+		t.Fatalf("audit verify said %q: %v", out, err)
+	}
+	return rows
+}
+
+// attack runs one attack against a fresh scene: the legitimate peer is
+// measured without attack, then during it; the resource bounds and the
+// legitimate peer's success are asserted; then the victim must serve again
+// without a restart. run must return when its context ends.
+func attack(t *testing.T, s *scene, run func(ctx context.Context, t *testing.T) string) {
+	t.Helper()
+	t0 := time.Now()
+	defer func() { t.Logf("attack phases took %v", time.Since(t0).Round(time.Millisecond)) }()
+	base := s.measure(deadlineCtx(t, baselineFor))
+	t.Logf("no attack: %v", base)
+	if len(base.callErrs)+len(base.freshErrs) > 0 {
+		t.Fatalf("legitimate calls fail without attack: %v %v\n%s", base.callErrs, base.freshErrs, s.v.Log())
+	}
+
+	m := s.watch(t)
+	ctx := deadlineCtx(t, attackFor)
+	var report string
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		report = run(ctx, t)
+	}()
+	during := s.measure(ctx)
+	wg.Wait()
+	u := m.end(t)
+	t.Logf("attack: %s", report)
+	t.Logf("during: %v", during)
+	t.Logf("victim: %v", u)
+
+	if n := len(during.callErrs); n > 0 {
+		t.Errorf("%d of %d legitimate calls failed during the attack; first: %v", n, n+len(during.calls), during.callErrs[0])
+	}
+	if n := len(during.freshErrs); n > 0 {
+		t.Errorf("%d of %d legitimate new handshakes failed during the attack; first: %v", n, n+len(during.fresh), during.freshErrs[0])
+	}
+	if len(during.calls) == 0 || len(during.fresh) == 0 {
+		t.Errorf("the legitimate peer got nothing through during the attack")
+	}
+	limit := max(legitP99Factor*base.p99(), base.p99()+legitP99Slack)
+	if p := during.p99(); p > limit {
+		t.Errorf("legitimate p99 %v during the attack, want <= %v (no-attack p99 %v)", p, limit, base.p99())
+	}
+	secs := u.dur.Seconds()
+	if u.maxFDs > maxVictimFDs {
+		t.Errorf("victim held %d descriptors, bound %d (RLIMIT_NOFILE %d)", u.maxFDs, maxVictimFDs, victimNoFile)
+	}
+	if g := (u.maxRSS - u.rss0) >> 10; g > maxVictimRSSGrowthMiB {
+		t.Errorf("victim RSS grew %d MiB, bound %d MiB", g, maxVictimRSSGrowthMiB)
+	}
+	if g := u.rows1 - u.rows0; float64(g) > maxAuditRowsPerSec*secs {
+		t.Errorf("audit grew %d rows in %.1fs, bound %d/s", g, secs, maxAuditRowsPerSec)
+	}
+	if g := u.audit1 - u.audit0; float64(g) > maxAuditBytesPerSec*secs {
+		t.Errorf("audit.db grew %d bytes in %.1fs, bound %d/s", g, secs, maxAuditBytesPerSec)
+	}
+	if g := u.log1 - u.log0; float64(g) > maxLogBytesPerSec*secs {
+		t.Errorf("victim logged %d bytes in %.1fs, bound %d/s", g, secs, maxLogBytesPerSec)
+	}
+	t1 := time.Now()
+	s.recovers(t)
+	t.Logf("recovered in %v", time.Since(t1).Round(time.Millisecond))
+}
+
+// recovers asserts that the victim, without a restart, serves the legitimate
+// peer again (pooled and new connections) within recoverWithin.
+func (s *scene) recovers(t *testing.T) {
+	t.Helper()
+	pid := s.vPID
+	deadline := time.Now().Add(recoverWithin)
+	var err error
+	for time.Now().Before(deadline) {
+		if pidOf(t, s.v) != pid {
+			t.Fatalf("victim process changed")
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), probeMax)
+		_, err = s.legit.Call(ctx, "victim", "echo", json.RawMessage(`{"after":1}`))
+		if err == nil {
+			err = s.freshCall(ctx)
+		}
+		cancel()
+		if err == nil {
+			return
+		}
+		time.Sleep(100 * time.Millisecond) // poll interval of a readiness check
+	}
+	t.Errorf("victim does not serve the legitimate peer %v after the attack: %v", recoverWithin, err)
+}
