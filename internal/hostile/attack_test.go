@@ -421,6 +421,10 @@ func TestHostileLoad(t *testing.T) {
 			t.Errorf("refused request answered %d, the same sent again %d (%s); want the same refusal twice, not a replay (409)", first, again, b2)
 		}
 	})
+	// The log survived every attack intact and holds what ls listed.
+	if rows := auditRows(t, s.v); rows == 0 {
+		t.Errorf("audit verify: no entries")
+	}
 }
 
 // malloryClient is an HTTP client over the attacking peer's own connection.
