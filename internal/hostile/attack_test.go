@@ -16,8 +16,10 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/treaty-dev/treaty/internal/identity"
 	"github.com/treaty-dev/treaty/internal/transport"
@@ -33,11 +35,16 @@ const (
 	slowHelloEvery  = 4    // every 4th stranger sends a ClientHello one byte at a time
 	unknownKeyHz    = 20   // full handshakes with unknown keys per second
 	peerConnsMax    = 3000 // connections a granted peer tries to hold (finding 2)
-	peerConnsHz     = 300  // at most this many new ones per second
-	grantedSources  = 8    // the granted peer's source addresses, 127.0.2.1 ..
-	floodMax        = 40000
-	floodWorkers    = 8
-	floodHz         = 2000 // requests per second at most (finding 3: 47,560 in 20 s)
+	peerConnsHz     = 50   // at most this many new ones per second
+	// peerFDHeadroom: during finding 2 the victim's RLIMIT_NOFILE is lowered
+	// to the descriptors it uses plus this, so that a peer without a cap
+	// exhausts it within the attack (at peerConnsHz), and one with a cap of a
+	// few connections per key leaves the rest to the legitimate peer.
+	peerFDHeadroom = 48
+	grantedSources = 8 // the granted peer's source addresses, 127.0.2.1 ..
+	floodMax       = 40000
+	floodWorkers   = 8
+	floodHz        = 2000 // requests per second at most (finding 3: 47,560 in 20 s)
 )
 
 // source returns the i-th stranger source address (127.0.1.x, never the
@@ -229,7 +236,7 @@ func grantedConns(ctx context.Context, s *scene) string {
 	for _, c := range held {
 		// A connection the victim has closed reads EOF at once.
 		c.SetReadDeadline(time.Now().Add(time.Millisecond))
-		if _, err := c.Read(make([]byte, 1)); errors.Is(err, os.ErrDeadlineExceeded) {
+		if _, err := c.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
 			open++
 		}
 		c.Close()
@@ -379,7 +386,13 @@ func TestHostileLoad(t *testing.T) {
 		attack(t, s, strangerBounds, func(ctx context.Context, t *testing.T) string { return strangers(ctx, s.v.Addr) })
 	})
 	t.Run("2 a granted peer opens thousands of connections", func(t *testing.T) {
-		attack(t, s, peerBounds, func(ctx context.Context, t *testing.T) string { return grantedConns(ctx, s) })
+		lim := fdCount(s.vPID) + peerFDHeadroom
+		setNoFile(t, s.vPID, lim)
+		defer setNoFile(t, s.vPID, victimNoFile)
+		u := attack(t, s, peerBounds, func(ctx context.Context, t *testing.T) string { return grantedConns(ctx, s) })
+		if u.maxFDs >= lim {
+			t.Errorf("victim reached its descriptor limit %d", lim)
+		}
 	})
 	t.Run("3a a granted peer floods unsigned requests", func(t *testing.T) {
 		attack(t, s, peerBounds, func(ctx context.Context, t *testing.T) string { return flood(ctx, s, unsigned(s)) })
@@ -434,4 +447,19 @@ func malloryClient(s *scene) (*http.Client, func(), error) {
 		return nil, nil, err
 	}
 	return &http.Client{Transport: tr.RoundTripper(func(context.Context, identity.PublicKey) (string, error) { return s.v.Addr, nil })}, func() { tr.Close() }, nil
+}
+
+// setNoFile sets the soft RLIMIT_NOFILE of process pid (prlimit(2); the hard
+// limit stays, so the soft one can be raised again).
+func setNoFile(t *testing.T, pid, n int) {
+	t.Helper()
+	var old syscall.Rlimit
+	if _, _, errno := syscall.RawSyscall6(syscall.SYS_PRLIMIT64, uintptr(pid), syscall.RLIMIT_NOFILE, 0, uintptr(unsafe.Pointer(&old)), 0, 0); errno != 0 {
+		t.Fatalf("prlimit %d: %v", pid, errno)
+	}
+	lim := syscall.Rlimit{Cur: uint64(n), Max: old.Max}
+	if _, _, errno := syscall.RawSyscall6(syscall.SYS_PRLIMIT64, uintptr(pid), syscall.RLIMIT_NOFILE, uintptr(unsafe.Pointer(&lim)), 0, 0, 0); errno != 0 {
+		t.Fatalf("prlimit %d nofile %d: %v", pid, n, errno)
+	}
+	t.Logf("victim RLIMIT_NOFILE soft limit %d", n)
 }

@@ -432,7 +432,7 @@ type bounds struct {
 // measured without attack, then during it; the resource bounds and the
 // legitimate peer's success are asserted; then the victim must serve again
 // without a restart. run must return when its context ends.
-func attack(t *testing.T, s *scene, b bounds, run func(ctx context.Context, t *testing.T) string) {
+func attack(t *testing.T, s *scene, b bounds, run func(ctx context.Context, t *testing.T) string) usage {
 	t.Helper()
 	t0 := time.Now()
 	defer func() { t.Logf("attack phases took %v", time.Since(t0).Round(time.Millisecond)) }()
@@ -504,6 +504,7 @@ func attack(t *testing.T, s *scene, b bounds, run func(ctx context.Context, t *t
 	}
 	s.recovers(t)
 	t.Logf("recovered in %v", time.Since(t1).Round(time.Millisecond))
+	return u
 }
 
 // recovers asserts that the victim, without a restart, serves the legitimate
