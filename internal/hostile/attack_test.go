@@ -22,6 +22,7 @@ import (
 	"unsafe"
 
 	"github.com/treaty-dev/treaty/internal/identity"
+	"github.com/treaty-dev/treaty/internal/testnet"
 	"github.com/treaty-dev/treaty/internal/transport"
 	"github.com/treaty-dev/treaty/internal/wire"
 )
@@ -377,11 +378,12 @@ var (
 	strangerBounds = bounds{sourceRows: 2 * (256 + 12), logLines: 2 * (128 + 256 + 12)}
 )
 
-// TestHostileLoad runs findings 1-4 of issue 8 as attacks, one after the other,
-// against the same victim, which is never restarted.
+// TestHostileLoad runs the findings of issue 8 as attacks, one after the
+// other, against the same victim, which is never restarted.
 func TestHostileLoad(t *testing.T) {
 	skipShort(t)
-	s := newScene(t)
+	var margin int64
+	s := newScene(t, func(v *testnet.Node) { margin = lowFreeMark(t, v) })
 	t.Run("1 strangers hold silent connections, slow hellos and unknown keys", func(t *testing.T) {
 		attack(t, s, strangerBounds, func(ctx context.Context, t *testing.T) string { return strangers(ctx, s.v.Addr) })
 	})
@@ -434,7 +436,8 @@ func TestHostileLoad(t *testing.T) {
 			t.Errorf("refused request answered %d, the same sent again %d (%s); want the same refusal twice, not a replay (409)", first, again, b2)
 		}
 	})
-	// The log survived every attack intact and holds what ls listed.
+	t.Run("5 the disk fills up", func(t *testing.T) { diskFills(t, s, margin) })
+	// The log survived every attack intact.
 	if rows := auditRows(t, s.v); rows == 0 {
 		t.Errorf("audit verify: no entries")
 	}

@@ -306,10 +306,11 @@ func (m *monitor) end(t *testing.T) usage {
 	<-m.done
 	m.u.dur = time.Since(m.t0)
 	m.u.audit1 = auditBytes(m.s.v.Home)
-	m.u.log1 = len(m.s.v.Log())
+	log := m.s.v.Log()
+	m.u.log1 = len(log)
+	m.u.logLines = strings.Count(log[m.u.log0:], "\n")
 	m.u.cpu1 = cpuTicks(m.s.vPID)
 	m.u.byPeer, m.u.sinceStart, m.u.rows = auditByPeer(t, m.s.v, m.t0)
-	m.u.logLines = strings.Count(m.s.v.Log()[m.u.log0:], "\n")
 	return m.u
 }
 
@@ -500,7 +501,7 @@ func attack(t *testing.T, s *scene, b bounds, run func(ctx context.Context, t *t
 	}
 	t1 := time.Now()
 	if u.logLines > b.logLines {
-		t.Logf("victim logged %d lines during the attack (bound %d per attack, checked cumulatively); by message: %v", u.logLines, b.logLines, logMessages(s.v.Log()[u.log0:]))
+		t.Logf("victim logged %d lines during the attack (bound %d per attack, checked cumulatively); by message: %v", u.logLines, b.logLines, logMessages(s.v.Log()[u.log0:u.log1]))
 	}
 	s.recovers(t)
 	t.Logf("recovered in %v", time.Since(t1).Round(time.Millisecond))
