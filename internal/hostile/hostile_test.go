@@ -29,20 +29,22 @@ const (
 	// script), low so that descriptor exhaustion is reachable in seconds.
 	victimNoFile = 1024
 	// maxVictimFDs: the victim never holds more descriptors than this, whatever
-	// strangers and peers do (room left below victimNoFile for backends' pipes,
-	// audit.db and the local API).
-	maxVictimFDs = victimNoFile - 128
+	// strangers and peers do. The transport's connection caps derive from
+	// RLIMIT_NOFILE and leave max(256, limit/4) descriptors to backends' pipes,
+	// audit.db, configuration and the local API.
+	maxVictimFDs = victimNoFile - 256
 	// maxVictimRSSGrowthMiB bounds the victim's resident memory growth during an
 	// attack (the race detector multiplies Go memory by 5-10).
-	maxVictimRSSGrowthMiB = 256
+	maxVictimRSSGrowthMiB = 128
 	// maxAuditGrowth bounds audit.db + audit.db-wal growth over one attack,
 	// the legitimate peer's own calls included: SQLite checkpoints its WAL at
 	// 1000 pages (4 MiB) and reuses it, so the pair grows by the WAL's size
 	// plus what rows add. The attack's own entries are bounded per attack
 	// (bounds.peerRows, bounds.strangerRows).
 	maxAuditGrowth = 8 << 20
-	// maxLogBytesPerSec bounds what the victim logs per second of attack.
-	maxLogBytesPerSec = 16 << 10
+	// maxLogLineBytes bounds the victim's average log line: its log output is
+	// bounded in lines (bounds.logLines), so in bytes too.
+	maxLogLineBytes = 512
 	// legitP99Factor: the legitimate peer's p99 during an attack stays within
 	// this factor of its p99 without attack, measured in the same run...
 	legitP99Factor = 5
