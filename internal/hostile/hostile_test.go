@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package hostile is the hostile-load suite: real node processes on loopback
 // attacked by strangers and by a granted peer, while a legitimate peer's calls
 // and new handshakes are measured before and during each attack.
@@ -7,7 +9,9 @@
 // without attack in the same run, that the victim's descriptors, memory, audit
 // growth and log output stay under the bounds below, and that the victim serves
 // again afterwards without a restart. Every attack loop is bounded in count and
-// in time and stops itself.
+// in time and stops itself. Linux only: it reads /proc, sets another
+// process's RLIMIT_NOFILE, fallocates, and dials from 127.0.0.0/8 addresses
+// other than 127.0.0.1.
 package hostile
 
 import (
