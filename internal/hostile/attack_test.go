@@ -142,6 +142,34 @@ func strangers(ctx context.Context, addr string) string {
 		min(dials.Load(), strangerMaxDial), refusedDial.Load(), serverClosed.Load(), unknownDone.Load(), unknownAccepted.Load())
 }
 
+// newAddressHandshakes measures, without asserting, what the legitimate
+// peer's key gets from addresses the victim has never seen (127.0.3.x): the
+// victim reserves part of its pending handshakes for known sources, so a
+// legitimate peer on a new address competes with the strangers for the rest.
+func newAddressHandshakes(ctx context.Context, s *scene) string {
+	cert, err := selfCert(s.lKey)
+	if err != nil {
+		return err.Error()
+	}
+	ok, n := 0, 0
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for i := range 50 {
+		select {
+		case <-ctx.Done():
+			return fmt.Sprintf("legitimate key from new addresses: %d of %d handshakes accepted (not asserted)", ok, n)
+		case <-tick.C:
+		}
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 3, byte(1+i))}, Timeout: time.Second}
+		n++
+		if c, err := admittedHandshake(ctx, d, s.v.Addr, cert); err == nil {
+			ok++
+			c.Close()
+		}
+	}
+	return fmt.Sprintf("legitimate key from new addresses: %d of %d handshakes accepted (not asserted)", ok, n)
+}
+
 // slowHello sends a TLS record header announcing a ClientHello, then one byte
 // every 200 ms, until the victim closes the connection or ctx ends.
 func slowHello(ctx context.Context, c net.Conn) {
@@ -398,7 +426,11 @@ func TestHostileLoad(t *testing.T) {
 	var margin int64
 	s := newScene(t, func(v *testnet.Node) { margin = lowFreeMark(t, v) })
 	t.Run("1 strangers hold silent connections, slow hellos and unknown keys", func(t *testing.T) {
-		attack(t, s, strangerBounds, func(ctx context.Context, t *testing.T) string { return strangers(ctx, s.v.Addr) })
+		attack(t, s, strangerBounds, func(ctx context.Context, t *testing.T) string {
+			done := make(chan string)
+			go func() { done <- newAddressHandshakes(ctx, s) }()
+			return strangers(ctx, s.v.Addr) + "; " + <-done
+		})
 	})
 	t.Run("2 a granted peer opens thousands of connections", func(t *testing.T) {
 		lim := fdCount(s.vPID) + peerFDHeadroom
