@@ -15,7 +15,7 @@ import (
 )
 
 var (
-	corpusPath = flag.String("corpus", "/work/shared/corpus/pii-secrets.dev.jsonl", "labelled corpus (JSON Lines)")
+	corpusPath = flag.String("corpus", "../../testdata/corpus/pii-secrets.dev.jsonl", "labelled corpus (JSON Lines; relative paths are from this package's directory)")
 	writeEval  = flag.Bool("write", false, "write EVAL-sanitize.md next to this file")
 	examples   = flag.Bool("examples", false, "print false positives and negatives per category")
 	skipGL     = flag.Bool("nogitleaks", false, "skip the gitleaks baseline (development only)")

@@ -12,7 +12,7 @@ import (
 )
 
 // TestGitleaksParity checks the rule runner against gitleaks itself on the
-// shared corpus (its first 1,500 records): every finding of gitleaks' DetectString (rule and secret) is
+// labelled corpus in testdata/corpus (its first 1,500 records): every finding of gitleaks' DetectString (rule and secret) is
 // also found when rules run only near their keywords, and nothing else is
 // found except where gitleaks' leftmost-first scan swallowed a second match
 // of the same rule. Matches over 4 KiB (cut by design) are left out, and so
@@ -21,7 +21,7 @@ func TestGitleaksParity(t *testing.T) {
 	if testing.Short() {
 		t.Skip("slow: runs gitleaks")
 	}
-	f, err := os.Open("/work/shared/corpus/pii-secrets.dev.jsonl")
+	f, err := os.Open("../../testdata/corpus/pii-secrets.dev.jsonl")
 	if err != nil {
 		t.Skip(err)
 	}
