@@ -36,9 +36,12 @@ func newSanitizer(tb testing.TB) *sanitize.Sanitizer {
 //
 //	go test ./bench/sanitize -run TestEval -v -args -write
 func TestEval(t *testing.T) {
+	if raceEnabled && !*writeEval {
+		t.Skip("a measurement: its timings mean nothing under the race detector, and the gitleaks baseline takes minutes there (TestCorpusTargets checks the figures)")
+	}
 	recs, err := LoadCorpus(*corpusPath)
 	if err != nil {
-		t.Skipf("corpus: %v", err)
+		t.Fatalf("corpus: %v", err)
 	}
 	s := newSanitizer(t)
 	t0 := time.Now()
