@@ -1,5 +1,5 @@
 // Package sanitizebench measures internal/sanitize: accuracy on the labelled
-// corpus in ../shared/corpus (scored exactly as its README.md defines) and
+// corpus in testdata/corpus (scored exactly as its README.md defines) and
 // throughput, each against gitleaks' own detector measured in the same run.
 package sanitizebench
 

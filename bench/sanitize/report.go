@@ -35,7 +35,7 @@ func Markdown(ours, gl *Eval, nrec int, command, timing string) string {
 	var b strings.Builder
 	w := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
 	w("## Outbound sanitizer\n\n")
-	w("Corpus: `../shared/corpus/pii-secrets.dev.jsonl`, %d records, %d labelled spans, %d records with none. ",
+	w("Corpus: `testdata/corpus/pii-secrets.dev.jsonl`, %d records, %d labelled spans, %d records with none. ",
 		nrec, ours.Overall.TP+ours.Overall.FN, ours.NegRecords)
 	w("Scored as the corpus README defines: a finding is a true positive when its category is the span's and it overlaps the span by at least half the span's length; each span is claimed once (further findings on it are duplicates, neither true nor false); every other finding is a false positive of its own category; micro-averaged overall. ")
 	w("`internal/sanitize` (`Sanitizer.Scan`: gitleaks v8.30.1's default rules plus treaty's own detectors and validators) and gitleaks alone (`detect.Detector.DetectString`, default configuration, rule ids mapped to corpus categories, anything unmapped counted as a false positive) were measured in the same run.\n\n")

@@ -306,8 +306,8 @@ const reportNotes = `
 ## Reproduce
 
 ` + "```" + `
-go run ./bench/screen/screeneval -corpus ../shared/corpus/injection.dev.jsonl \
-    -benign ../shared/corpus/pii-secrets.dev.jsonl -out bench/screen/EVAL-screen.md
-go run ./bench/screen/screeneval -corpus ../shared/corpus/injection.dev.jsonl -errors tune   # misclassified tune records on stderr
+go run ./bench/screen/screeneval -corpus testdata/corpus/injection.dev.jsonl \
+    -benign testdata/corpus/pii-secrets.dev.jsonl -out bench/screen/EVAL-screen.md
+go run ./bench/screen/screeneval -corpus testdata/corpus/injection.dev.jsonl -errors tune   # misclassified tune records on stderr
 ` + "```" + `
 `

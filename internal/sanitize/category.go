@@ -3,7 +3,7 @@ package sanitize
 import "fmt"
 
 // Category names what a finding is. The names are those of
-// ../shared/corpus/README.md wherever one applies; CategoryURLPassword and
+// testdata/corpus/README.md wherever one applies; CategoryURLPassword and
 // CategorySecret are this package's own, for detectors that map to none.
 type Category string
 

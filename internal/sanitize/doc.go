@@ -15,7 +15,7 @@
 //
 //   - Secrets: gitleaks' default rule set (v8.30.1, 221 content rules) with
 //     its keywords, entropy thresholds and allowlists; plus this package's
-//     format checks for the providers of ../shared/corpus/README.md, PEM
+//     format checks for the providers of testdata/corpus/README.md, PEM
 //     private key blocks (redacted bodies and public keys excluded), JWTs
 //     (header must decode to JSON), passwords in URL userinfo, and values
 //     assigned to keys that name a secret (password, passwd, secret, token,
@@ -65,7 +65,7 @@
 //     every match contains a keyword this finds what gitleaks finds; the six
 //     others run on the whole input whenever a keyword occurs, as in
 //     gitleaks. TestGitleaksParity checks the runner against gitleaks'
-//     detector on the shared corpus. Matches are cut at 4 KiB (the PEM and
+//     detector on testdata/corpus. Matches are cut at 4 KiB (the PEM and
 //     JWT detectors here read whole blocks), gitleaks' private-key rule is
 //     left to the PEM detector (same blocks, same ranges), and the four
 //     rules gitleaks applies only to named files (.tf, .yaml, .php,

@@ -1,8 +1,9 @@
 // Command screeneval scores internal/screen on a labelled injection corpus and writes
-// the Markdown report.
+// the Markdown report. Run it from the repository root, where the default -corpus
+// path points:
 //
-//	go run ./bench/screen/screeneval -corpus ../shared/corpus/injection.dev.jsonl \
-//		-benign ../shared/corpus/pii-secrets.dev.jsonl -out bench/screen/EVAL-screen.md
+//	go run ./bench/screen/screeneval -corpus testdata/corpus/injection.dev.jsonl \
+//		-benign testdata/corpus/pii-secrets.dev.jsonl -out bench/screen/EVAL-screen.md
 package main
 
 import (
@@ -17,7 +18,7 @@ import (
 )
 
 func main() {
-	corpus := flag.String("corpus", "../shared/corpus/injection.dev.jsonl", "JSON Lines corpus of {id,label,text}")
+	corpus := flag.String("corpus", "testdata/corpus/injection.dev.jsonl", "JSON Lines corpus of {id,label,text}")
 	out := flag.String("out", "", "write the Markdown report here (default: stdout)")
 	benign := flag.String("benign", "", "optional JSON Lines corpus of {id,text} with no injections, reported as an out-of-domain false-positive check")
 	errs := flag.String("errors", "", "list misclassified records of this split (tune, holdout, all) on stderr")
