@@ -4,6 +4,8 @@
 //
 // Every error answer is {"error":{"stage":"...","reason":"...","remote":bool}}
 // so that clients can map it back to a refusal and the CLI to its exit code.
+// The request and answer types are in the public package localapi; the
+// reference is docs/api.md and GET /v1/openapi.json.
 package api
 
 import (
@@ -20,59 +22,25 @@ import (
 
 	"github.com/treaty-dev/treaty/internal/node"
 	"github.com/treaty-dev/treaty/internal/refusal"
+	"github.com/treaty-dev/treaty/localapi"
 )
 
-// SocketName is the socket file inside a home directory.
-const SocketName = "treaty.sock"
+// The local API's contract lives in the public package localapi; these
+// aliases keep the names the rest of the repository uses.
+const (
+	SocketName      = localapi.SocketName
+	MaxRequestBytes = localapi.MaxRequestBytes
+)
 
-// MaxRequestBytes bounds a local API request body.
-const MaxRequestBytes = 16 << 20
-
-// CallRequest is the body of POST /v1/call and POST /v1/stream.
-type CallRequest struct {
-	Peer       string          `json:"peer"`
-	Capability string          `json:"capability"`
-	Input      json.RawMessage `json:"input"`
-	// Within is the TREATY_CALL token of the inbound call on whose behalf
-	// this call is made (a backend calling onward); empty for a direct call.
-	Within string `json:"within,omitempty"`
-}
-
-// CallResponse is the answer of POST /v1/call.
-type CallResponse struct {
-	Output    json.RawMessage `json:"output"`
-	Receipt   json.RawMessage `json:"receipt"`
-	ElapsedMS float64         `json:"elapsed_ms"`
-}
-
-// StreamLine is one line of the NDJSON answer of POST /v1/stream.
-type StreamLine struct {
-	Data  json.RawMessage `json:"data,omitempty"`
-	End   bool            `json:"end,omitempty"`
-	Error *ErrorBody      `json:"error,omitempty"`
-}
-
-// Status is the answer of GET /v1/status.
-type Status struct {
-	ID   string `json:"id"`
-	Name string `json:"name"`
-	Addr string `json:"addr"`
-}
-
-// PeerInfo is one entry of GET /v1/peers.
-type PeerInfo struct {
-	Name    string `json:"name"`
-	ID      string `json:"id"`
-	Addr    string `json:"addr"`
-	Breaker string `json:"breaker,omitempty"` // closed, open or half-open; empty when the node is not running
-}
-
-// ErrorBody carries a refusal across the socket.
-type ErrorBody struct {
-	Stage  string `json:"stage"`
-	Reason string `json:"reason"`
-	Remote bool   `json:"remote,omitempty"`
-}
+type (
+	CallRequest     = localapi.CallRequest
+	CallResponse    = localapi.CallResponse
+	StreamLine      = localapi.StreamLine
+	Status          = localapi.Status
+	PeerInfo        = localapi.PeerInfo
+	ErrorBody       = localapi.ErrorBody
+	TrustSetRequest = localapi.TrustSetRequest
+)
 
 // Server serves one node's local API.
 type Server struct {
@@ -152,7 +120,12 @@ func (s *Server) caps(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"capabilities": caps})
+	if caps == nil {
+		caps = []node.CapabilityInfo{}
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Capabilities []node.CapabilityInfo `json:"capabilities"`
+	}{caps})
 }
 
 func decodeCall(w http.ResponseWriter, r *http.Request) (CallRequest, bool) {
@@ -229,35 +202,13 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 func errorBody(err error) *ErrorBody {
 	var r *refusal.Error
 	if errors.As(err, &r) {
-		return &ErrorBody{Stage: string(r.Stage), Reason: r.Reason, Remote: r.Remote}
+		return &ErrorBody{Stage: r.Stage, Reason: r.Reason, Remote: r.Remote}
 	}
-	return &ErrorBody{Stage: string(refusal.StageInternal), Reason: err.Error()}
+	return &ErrorBody{Stage: refusal.StageInternal, Reason: err.Error()}
 }
 
 func writeError(w http.ResponseWriter, err error) {
-	status := http.StatusInternalServerError
-	switch refusal.ExitCode(err) {
-	case refusal.ExitUsage:
-		status = http.StatusBadRequest
-	case refusal.ExitDenied:
-		status = http.StatusForbidden
-	case refusal.ExitUnreachable:
-		status = http.StatusBadGateway
-	case refusal.ExitBlocked:
-		status = http.StatusUnprocessableEntity
-	case refusal.ExitRemoteFail:
-		status = http.StatusFailedDependency
-	}
-	writeJSON(w, status, map[string]any{"error": errorBody(err)})
-}
-
-// TrustSetRequest is the body of POST /v1/trust/set. A nil level leaves it
-// unchanged; an empty string clears it.
-type TrustSetRequest struct {
-	Peer    string  `json:"peer"`
-	Floor   *string `json:"floor,omitempty"`
-	Ceiling *string `json:"ceiling,omitempty"`
-	Lift    bool    `json:"lift,omitempty"`
+	writeJSON(w, localapi.HTTPStatus(err), localapi.ErrorResponse{Error: errorBody(err)})
 }
 
 func (s *Server) trustSet(w http.ResponseWriter, r *http.Request) {
@@ -272,5 +223,5 @@ func (s *Server) trustSet(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]bool{"ok": true})
+	writeJSON(w, http.StatusOK, localapi.OKResponse{OK: true})
 }
