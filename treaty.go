@@ -12,6 +12,7 @@ package treaty
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 
 	"github.com/treaty-dev/treaty/internal/backend"
@@ -36,7 +37,8 @@ func Init(dir, name, listen string) (string, error) {
 	return id.String(), err
 }
 
-// Open loads the home at dir and starts serving its federation port.
+// Open loads the home at dir and starts serving its federation port. When it
+// fails, nothing it opened stays open.
 func Open(ctx context.Context, dir string, opts ...Options) (*Node, error) {
 	var o Options
 	if len(opts) > 0 {
@@ -47,7 +49,8 @@ func Open(ctx context.Context, dir string, opts ...Options) (*Node, error) {
 		return nil, err
 	}
 	if err := n.Start(ctx); err != nil {
-		return nil, err
+		// The node holds the audit log, the vault and the trust book open.
+		return nil, errors.Join(err, n.Close())
 	}
 	return &Node{n: n}, nil
 }
