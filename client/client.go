@@ -70,21 +70,45 @@ func (c *Client) Caps(ctx context.Context, peer string) (json.RawMessage, error)
 	return out.Capabilities, err
 }
 
-// Call runs capability on peer with input. Inside a backend (TREATY_CALL set)
+// Call runs capability on peer with input (nil means {}). Inside a backend (TREATY_CALL set)
 // the call is made on behalf of the call being served: it carries the signed
 // delegation chain.
 func (c *Client) Call(ctx context.Context, peer, capability string, input json.RawMessage) (*localapi.CallResponse, error) {
-	var out localapi.CallResponse
-	err := c.do(ctx, http.MethodPost, "/v1/call", localapi.CallRequest{Peer: peer, Capability: capability, Input: input, Within: c.within}, &out)
+	req, err := c.request(peer, capability, input)
 	if err != nil {
+		return nil, err
+	}
+	var out localapi.CallResponse
+	if err := c.do(ctx, http.MethodPost, "/v1/call", req, &out); err != nil {
 		return nil, err
 	}
 	return &out, nil
 }
 
-// Stream runs a stream capability and calls emit for each event's data.
+// request builds a call's body; input that is not JSON is refused here, as
+// the node would.
+func (c *Client) request(peer, capability string, input json.RawMessage) (localapi.CallRequest, error) {
+	if len(input) == 0 {
+		input = json.RawMessage("{}")
+	}
+	if !json.Valid(input) {
+		return localapi.CallRequest{}, &localapi.Error{Stage: localapi.StageUsage, Reason: "input is not valid JSON"}
+	}
+	return localapi.CallRequest{Peer: peer, Capability: capability, Input: input, Within: c.within}, nil
+}
+
+// Stream runs a stream capability with input (nil means {}) and calls emit
+// for each event's data, in order. An error from emit stops the stream and is
+// returned as is; a refusal, before or during the stream, is a *localapi.Error.
 func (c *Client) Stream(ctx context.Context, peer, capability string, input json.RawMessage, emit func(json.RawMessage) error) error {
-	body, _ := json.Marshal(localapi.CallRequest{Peer: peer, Capability: capability, Input: input, Within: c.within})
+	cr, err := c.request(peer, capability, input)
+	if err != nil {
+		return err
+	}
+	body, err := json.Marshal(cr)
+	if err != nil {
+		return fmt.Errorf("client: %w", err)
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://treaty/v1/stream", bytes.NewReader(body))
 	if err != nil {
 		return err

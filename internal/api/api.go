@@ -10,6 +10,7 @@ package api
 
 import (
 	"context"
+	_ "embed"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,10 +19,12 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/treaty-dev/treaty/internal/node"
 	"github.com/treaty-dev/treaty/internal/refusal"
+	"github.com/treaty-dev/treaty/internal/trust"
 	"github.com/treaty-dev/treaty/localapi"
 )
 
@@ -41,6 +44,12 @@ type (
 	ErrorBody       = localapi.ErrorBody
 	TrustSetRequest = localapi.TrustSetRequest
 )
+
+// openAPI is the OpenAPI 3.1 description of this API, served at
+// GET /v1/openapi.json.
+//
+//go:embed openapi.json
+var openAPI []byte
 
 // Server serves one node's local API.
 type Server struct {
@@ -68,22 +77,65 @@ func Listen(n *node.Node, log *slog.Logger) (*Server, error) {
 		return nil, fmt.Errorf("api: %w", err)
 	}
 	s := &Server{n: n, log: log, ln: ln}
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/status", s.status)
-	mux.HandleFunc("GET /v1/peers", s.peers)
-	mux.HandleFunc("GET /v1/caps", s.caps)
-	mux.HandleFunc("POST /v1/call", s.call)
-	mux.HandleFunc("POST /v1/stream", s.stream)
-	mux.HandleFunc("POST /v1/trust/set", s.trustSet)
-	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	s.srv = &http.Server{Handler: s.routes(), ReadHeaderTimeout: 10 * time.Second}
 	return s, nil
+}
+
+// route is one endpoint of the local API; openapi.json documents each.
+type route struct {
+	method, path string
+	h            http.HandlerFunc
+}
+
+func (s *Server) table() []route {
+	return []route{
+		{http.MethodGet, "/v1/status", s.status},
+		{http.MethodGet, "/v1/peers", s.peers},
+		{http.MethodGet, "/v1/caps", s.caps},
+		{http.MethodPost, "/v1/call", s.call},
+		{http.MethodPost, "/v1/stream", s.stream},
+		{http.MethodPost, "/v1/trust/set", s.trustSet},
+		{http.MethodGet, "/v1/openapi.json", serveOpenAPI},
+	}
+}
+
+// routes answers an unknown path (404) or method (405) with the same error
+// body as every other refusal, so clients parse one error format.
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+	allow := map[string][]string{}
+	for _, rt := range s.table() {
+		mux.HandleFunc(rt.method+" "+rt.path, rt.h)
+		allow[rt.path] = append(allow[rt.path], rt.method)
+	}
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		status := http.StatusNotFound
+		err := refusal.New(refusal.StageUsage, "no endpoint %s %s (see GET /v1/openapi.json)", r.Method, r.URL.Path)
+		if methods, ok := allow[r.URL.Path]; ok {
+			status = http.StatusMethodNotAllowed
+			w.Header().Set("Allow", strings.Join(methods, ", "))
+			err = refusal.New(refusal.StageUsage, "%s %s: method not allowed, use %s", r.Method, r.URL.Path, strings.Join(methods, ", "))
+		}
+		writeJSON(w, status, localapi.ErrorResponse{Error: errorBody(err)})
+	})
+	return mux
+}
+
+func serveOpenAPI(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Write(openAPI)
 }
 
 // Serve answers until ctx ends or Close.
 func (s *Server) Serve(ctx context.Context) error {
+	done := make(chan struct{})
+	defer close(done)
 	go func() {
-		<-ctx.Done()
-		s.Close()
+		select {
+		case <-ctx.Done():
+			s.Close()
+		case <-done:
+		}
 	}()
 	if err := s.srv.Serve(s.ln); !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("api: %w", err)
@@ -220,6 +272,9 @@ func (s *Server) trustSet(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := s.n.SetTrust(req.Peer, node.TrustOverride{Floor: req.Floor, Ceiling: req.Ceiling, Lift: req.Lift}); err != nil {
+		if errors.Is(err, trust.ErrFloorAboveCeiling) {
+			err = refusal.Wrap(refusal.StageUsage, err) // the operator asked for bounds that cross
+		}
 		writeError(w, err)
 		return
 	}

@@ -1,0 +1,64 @@
+package api
+
+import (
+	"encoding/json"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// TestOpenAPIMatchesRoutes: every endpoint the server registers is in
+// openapi.json, and the document describes no endpoint the server lacks.
+func TestOpenAPIMatchesRoutes(t *testing.T) {
+	t.Parallel()
+	var doc struct {
+		OpenAPI string                    `json:"openapi"`
+		Paths   map[string]map[string]any `json:"paths"`
+	}
+	if err := json.Unmarshal(openAPI, &doc); err != nil {
+		t.Fatalf("openapi.json: %v", err)
+	}
+	if doc.OpenAPI != "3.1.0" {
+		t.Fatalf("openapi = %q", doc.OpenAPI)
+	}
+	var served, documented []string
+	for _, rt := range (&Server{}).table() {
+		served = append(served, rt.method+" "+rt.path)
+	}
+	for path, ops := range doc.Paths {
+		for method := range ops {
+			documented = append(documented, strings.ToUpper(method)+" "+path)
+		}
+	}
+	slices.Sort(served)
+	slices.Sort(documented)
+	if !slices.Equal(served, documented) {
+		t.Fatalf("served %v\ndocumented %v", served, documented)
+	}
+}
+
+// TestOpenAPIStagesComplete: the document's stage enum is every stage the
+// exit-code table knows.
+func TestOpenAPIStagesComplete(t *testing.T) {
+	t.Parallel()
+	var doc struct {
+		Components struct {
+			Schemas struct {
+				ErrorBody struct {
+					Properties struct {
+						Stage struct {
+							Enum []string `json:"enum"`
+						} `json:"stage"`
+					} `json:"properties"`
+				} `json:"ErrorBody"`
+			} `json:"schemas"`
+		} `json:"components"`
+	}
+	if err := json.Unmarshal(openAPI, &doc); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"usage", "resolve", "budget", "sanitize", "transport", "wire", "trust", "policy", "screen", "backend", "audit", "internal"}
+	if got := doc.Components.Schemas.ErrorBody.Properties.Stage.Enum; !slices.Equal(got, want) {
+		t.Fatalf("stage enum = %v, want %v", got, want)
+	}
+}
