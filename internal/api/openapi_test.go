@@ -2,6 +2,7 @@ package api
 
 import (
 	"encoding/json"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -34,6 +35,16 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 	slices.Sort(documented)
 	if !slices.Equal(served, documented) {
 		t.Fatalf("served %v\ndocumented %v", served, documented)
+	}
+	// The prose reference has a section per endpoint too.
+	md, err := os.ReadFile("../../docs/api.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ep := range served {
+		if !strings.Contains(string(md), "\n### "+ep) {
+			t.Errorf("docs/api.md has no section %q", "### "+ep)
+		}
 	}
 }
 
