@@ -13,12 +13,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 
 	"github.com/treaty-dev/treaty/internal/backend"
 	"github.com/treaty-dev/treaty/internal/home"
 	"github.com/treaty-dev/treaty/internal/node"
-	"github.com/treaty-dev/treaty/internal/refusal"
+	"github.com/treaty-dev/treaty/localapi"
 )
 
 // Node is a running treaty node.
@@ -66,6 +67,9 @@ type Handler func(ctx context.Context, peer string, input []byte) ([]byte, error
 
 // Expose registers a Go handler as a capability. Peers still need a grant.
 func (n *Node) Expose(name, description string, h Handler) error {
+	if h == nil {
+		return fmt.Errorf("treaty: Expose %q: nil Handler", name)
+	}
 	return n.n.Register(node.Handler{
 		Info: node.CapabilityInfo{Name: name, Description: description},
 		Backend: backend.Func(func(ctx context.Context, inv backend.Invocation) ([]byte, error) {
@@ -91,7 +95,7 @@ func (n *Node) Grant(peer, capability string) error {
 }
 
 // Call runs capability on peer (nickname or did:key) and returns its JSON
-// result. Refusals are errors naming the stage; see internal/refusal.
+// result. A refusal is a *Refusal naming the stage that refused.
 func (n *Node) Call(ctx context.Context, peer, capability string, input []byte) (json.RawMessage, error) {
 	res, err := n.n.Call(ctx, peer, capability, input)
 	if err != nil {
@@ -104,9 +108,10 @@ func (n *Node) Call(ctx context.Context, peer, capability string, input []byte) 
 func (n *Node) Close() error { return n.n.Close() }
 
 // Refusal is the error every stage returns when it declines a call; use
-// errors.As to read its Stage and Reason.
-type Refusal = refusal.Error
+// errors.As to read its Stage and Reason. It is the same type the local API
+// client returns.
+type Refusal = localapi.Error
 
-// ExitCode maps an error to the CLI's exit code (0 ok, 3 denied, 4 unreachable,
-// 5 blocked, 6 remote failure, 1 other).
-func ExitCode(err error) int { return refusal.ExitCode(err) }
+// ExitCode maps an error to the CLI's exit code (0 ok, 2 usage, 3 denied,
+// 4 unreachable, 5 blocked, 6 remote failure, 1 other).
+func ExitCode(err error) int { return localapi.ExitCode(err) }

@@ -60,8 +60,11 @@ func TestEmbeddedCall(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := globex.Expose("Bad Name", "", nil); err == nil {
+	if err := globex.Expose("Bad Name", "", func(context.Context, string, []byte) ([]byte, error) { return nil, nil }); err == nil {
 		t.Fatal("Expose accepted an invalid capability name")
+	}
+	if err := globex.Expose("nil-handler", "", nil); err == nil {
+		t.Fatal("Expose accepted a nil handler")
 	}
 
 	_, err = acme.Call(t.Context(), "globex", "echo", []byte(`{"x":1}`))

@@ -20,6 +20,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/treaty-dev/treaty/localapi"
 )
@@ -37,6 +38,7 @@ type Client struct {
 func New(home string) *Client {
 	sock := filepath.Join(home, localapi.SocketName)
 	return &Client{within: os.Getenv("TREATY_CALL"), hc: &http.Client{Transport: &http.Transport{
+		IdleConnTimeout: 90 * time.Second, // a long-lived agent does not hold the node's connections forever
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
 			c, err := d.DialContext(ctx, "unix", sock)
