@@ -11,9 +11,11 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/treaty-dev/treaty/client"
 	"github.com/treaty-dev/treaty/internal/api"
@@ -407,4 +409,45 @@ func TestSocket(t *testing.T) {
 		t.Fatalf("Listen over a stale socket: %v", err)
 	}
 	srv.Close()
+}
+
+// TestCloseStopsServe: Close without cancelling Serve's context makes Serve
+// return and leaves no goroutine of the server behind. Not parallel: it
+// counts goroutines.
+func TestCloseStopsServe(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "solo")
+	if _, err := home.Init(dir, "solo", "127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	n, err := node.Open(node.Options{Home: dir, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	if err := n.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	before := runtime.NumGoroutine()
+	srv, err := api.Listen(n, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(context.Background()) }() // a context that never ends
+	if _, err := client.New(dir).Status(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-served; err != nil {
+		t.Fatalf("Serve after Close = %v", err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for g := runtime.NumGoroutine(); g > before; g = runtime.NumGoroutine() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d goroutines after Close, %d before Listen", g, before)
+		}
+		<-time.After(10 * time.Millisecond)
+	}
 }
