@@ -16,7 +16,7 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 		OpenAPI string                    `json:"openapi"`
 		Paths   map[string]map[string]any `json:"paths"`
 	}
-	if err := json.Unmarshal(openAPI, &doc); err != nil {
+	if err := json.Unmarshal([]byte(openAPI), &doc); err != nil {
 		t.Fatalf("openapi.json: %v", err)
 	}
 	if doc.OpenAPI != "3.1.0" {
@@ -65,7 +65,7 @@ func TestOpenAPIStagesComplete(t *testing.T) {
 			} `json:"schemas"`
 		} `json:"components"`
 	}
-	if err := json.Unmarshal(openAPI, &doc); err != nil {
+	if err := json.Unmarshal([]byte(openAPI), &doc); err != nil {
 		t.Fatal(err)
 	}
 	want := []string{"usage", "resolve", "budget", "sanitize", "transport", "wire", "trust", "policy", "screen", "backend", "audit", "internal"}
