@@ -21,6 +21,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/treaty-dev/treaty/internal/node"
@@ -58,6 +59,9 @@ type Server struct {
 	log *slog.Logger
 	srv *http.Server
 	ln  net.Listener
+
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // Listen binds HOME/treaty.sock with mode 0600. A stale socket left by a dead
@@ -144,11 +148,14 @@ func (s *Server) Serve(ctx context.Context) error {
 	return nil
 }
 
-// Close stops the server and removes the socket.
+// Close stops the server and removes the socket. It is idempotent: only the
+// first call removes the socket, which by then may belong to another node.
 func (s *Server) Close() error {
-	err := s.srv.Close()
-	os.Remove(filepath.Join(s.n.Home(), SocketName))
-	return err
+	s.closeOnce.Do(func() {
+		s.closeErr = s.srv.Close()
+		os.Remove(filepath.Join(s.n.Home(), SocketName))
+	})
+	return s.closeErr
 }
 
 func (s *Server) status(w http.ResponseWriter, r *http.Request) {
@@ -181,12 +188,27 @@ func (s *Server) caps(w http.ResponseWriter, r *http.Request) {
 	}{caps})
 }
 
-func decodeCall(w http.ResponseWriter, r *http.Request) (CallRequest, bool) {
-	var req CallRequest
+// decodeBody reads exactly one JSON object into v: unknown fields, trailing
+// data and bodies over MaxRequestBytes are usage refusals, answered here.
+func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxRequestBytes))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
+	err := dec.Decode(v)
+	if err == nil {
+		if _, terr := dec.Token(); terr != io.EOF {
+			err = errors.New("trailing data after the JSON object")
+		}
+	}
+	if err != nil {
 		writeError(w, refusal.New(refusal.StageUsage, "bad request body: %v", err))
+		return false
+	}
+	return true
+}
+
+func decodeCall(w http.ResponseWriter, r *http.Request) (CallRequest, bool) {
+	var req CallRequest
+	if !decodeBody(w, r, &req) {
 		return req, false
 	}
 	if len(req.Input) == 0 {
@@ -266,10 +288,7 @@ func writeError(w http.ResponseWriter, err error) {
 
 func (s *Server) trustSet(w http.ResponseWriter, r *http.Request) {
 	var req TrustSetRequest
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxRequestBytes))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		writeError(w, refusal.New(refusal.StageUsage, "bad request body: %v", err))
+	if !decodeBody(w, r, &req) {
 		return
 	}
 	if err := s.n.SetTrust(req.Peer, node.TrustOverride{Floor: req.Floor, Ceiling: req.Ceiling, Lift: req.Lift}); err != nil {

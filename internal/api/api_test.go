@@ -256,6 +256,8 @@ func TestEndpoints(t *testing.T) {
 		acme.rawError(t, "POST", "/v1/call", `{"peer":"globex","capability":"fails"}`, 424, localapi.StageBackend)
 		acme.rawError(t, "POST", "/v1/call", `{"peer":"globex","capability":"echo","inptu":{}}`, 400, localapi.StageUsage)
 		acme.rawError(t, "POST", "/v1/call", `{"peer":`, 400, localapi.StageUsage)
+		acme.rawError(t, "POST", "/v1/call", `{"peer":"globex","capability":"echo"} {"peer":"globex"}`, 400, localapi.StageUsage)
+		acme.rawError(t, "POST", "/v1/call", ``, 400, localapi.StageUsage)
 		acme.rawError(t, "POST", "/v1/call", `{"peer":"globex","capability":"echo","input":`+strings.Repeat(" ", localapi.MaxRequestBytes)+`{}}`, 400, localapi.StageUsage)
 	})
 
@@ -390,6 +392,9 @@ func TestSocket(t *testing.T) {
 	}
 	if err := e.srv.Close(); err != nil {
 		t.Fatal(err)
+	}
+	if err := e.srv.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
 	}
 	if _, err := os.Stat(sock); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("socket left after Close: %v", err)
