@@ -73,3 +73,42 @@ func TestOpenAPIStagesComplete(t *testing.T) {
 		t.Fatalf("stage enum = %v, want %v", got, want)
 	}
 }
+
+// TestOpenAPIRefsResolve: every $ref points at a component that exists.
+func TestOpenAPIRefsResolve(t *testing.T) {
+	t.Parallel()
+	var doc map[string]any
+	if err := json.Unmarshal([]byte(openAPI), &doc); err != nil {
+		t.Fatal(err)
+	}
+	var walk func(v any)
+	refs := 0
+	walk = func(v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			if ref, ok := v["$ref"].(string); ok {
+				refs++
+				var node any = doc
+				for _, part := range strings.Split(strings.TrimPrefix(ref, "#/"), "/") {
+					m, ok := node.(map[string]any)
+					if !ok || m[part] == nil {
+						t.Errorf("$ref %s does not resolve", ref)
+						return
+					}
+					node = m[part]
+				}
+			}
+			for _, x := range v {
+				walk(x)
+			}
+		case []any:
+			for _, x := range v {
+				walk(x)
+			}
+		}
+	}
+	walk(doc)
+	if refs < 10 {
+		t.Fatalf("only %d $refs found; the walk is broken", refs)
+	}
+}
