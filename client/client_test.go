@@ -196,7 +196,7 @@ func TestRequests(t *testing.T) {
 		`GET /v1/caps?peer=a+b%26c `,
 		`POST /v1/stream {"peer":"globex","capability":"ticks","input":[1],"within":"tok-123"}`,
 		`POST /v1/trust/set {"peer":"globex","floor":"trusted","ceiling":"","lift":true}`,
-		`POST /v1/trust/set {"peer":"globex"}`,
+		`POST /v1/trust/set {"peer":"globex","lift":false}`,
 	}
 	if !slices.Equal(seen, want) {
 		t.Fatalf("requests:\n%s\nwant:\n%s", strings.Join(seen, "\n"), strings.Join(want, "\n"))

@@ -83,7 +83,7 @@ type TrustSetRequest struct {
 	Peer    string  `json:"peer"` // did:key or nickname
 	Floor   *string `json:"floor,omitempty"`
 	Ceiling *string `json:"ceiling,omitempty"`
-	Lift    bool    `json:"lift,omitempty"`
+	Lift    bool    `json:"lift"` // end a quarantine; false leaves it
 }
 
 // OKResponse is the answer of requests that only succeed or fail, such as
