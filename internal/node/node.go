@@ -81,7 +81,7 @@ type Node struct {
 	funcs        map[string]*Handler
 	refusedSlots chan struct{}   // bounds concurrent audit appends of handshake refusals
 	refusals     *refusalTallies // aggregates refusals anyone can cause (refusals.go)
-	inFlight     inFlightCalls // backend tokens -> requests being served (delegation)
+	inFlight     inFlightCalls   // backend tokens -> requests being served (delegation)
 	fileSig      string
 	peerLim      *wire.PeerLimiter
 	limitMax     int
