@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -368,29 +369,54 @@ func (r *rig) unsignedFlood(t *testing.T) {
 	done := make(chan struct{})
 	go func() { defer close(done); during = r.measure(t, 10) }()
 	start := time.Now()
-	sent := a.flood(t, 8, 3000, 3*time.Second, a.unsigned, func(st int, resp *response) error {
-		if st != http.StatusBadRequest && st != http.StatusUnauthorized {
+	var wireRefused atomic.Int64
+	sent := a.flood(t, 8, 300, 10*time.Second, a.unsigned, func(st int, resp *response) error {
+		switch {
+		case st == http.StatusBadRequest || st == http.StatusUnauthorized:
+			wireRefused.Add(1)
+		case st == http.StatusTooManyRequests && strings.HasPrefix(resp.failure().Reason, "too_many_refused_requests"):
+		default:
 			return fmt.Errorf("unsigned request answered %d", st)
 		}
 		return signedRefusal(r.server.ID(), a.key.Public(), st, resp)
 	})
 	elapsed := time.Since(start)
 	<-done
+	// The peer's allowance of refused requests: a burst of 100, then one a
+	// second (plus those in flight when it ran out).
+	if sent <= 200 {
+		t.Fatalf("only %d unsigned requests sent in %v; the allowance was not reached", sent, elapsed)
+	}
+	if got, limit := wireRefused.Load(), int64(100+elapsed.Seconds()+8); got > limit {
+		t.Fatalf("%d of %d unsigned requests reached the wire checks in %v; want at most %d", got, sent, elapsed, limit)
+	}
+	if st, resp := a.send(a.signed(t)); st != http.StatusTooManyRequests || !strings.HasPrefix(resp.failure().Reason, "too_many_refused_requests") {
+		t.Fatalf("valid call right after the flood: %d, want it to wait for the allowance", st)
+	}
 	t.Logf("%d unsigned requests in %v; legitimate call median %v before, %v during", sent, elapsed, median(before), median(during))
 	if len(during) != 10 {
 		t.Fatalf("only %d of 10 legitimate calls succeeded during the flood", len(during))
 	}
 	node.FlushRefusals(r.server)
 	es, kinds := peerEntries(t, r.server, a.key.Public())
-	if got := kinds[audit.KindCallRefused] - kinds0[audit.KindCallRefused]; got > entryBound(elapsed) {
-		t.Fatalf("%d call.refused entries for %d unsigned requests in %v; want at most %d", got, sent, elapsed, entryBound(elapsed))
+	// Two keys: wire, and budget once the allowance ran out.
+	if got := kinds[audit.KindCallRefused] - kinds0[audit.KindCallRefused]; got > 2*entryBound(elapsed) {
+		t.Fatalf("%d call.refused entries for %d unsigned requests in %v; want at most %d", got, sent, elapsed, 2*entryBound(elapsed))
 	}
-	if got := r.serverLog.refusalLines(a.key.Public()) - logs0; got > entryBound(elapsed) {
-		t.Fatalf("%d refusal log lines for %d unsigned requests in %v; want at most %d", got, sent, elapsed, entryBound(elapsed))
+	if got := r.serverLog.refusalLines(a.key.Public()) - logs0; got > 2*entryBound(elapsed) {
+		t.Fatalf("%d refusal log lines for %d unsigned requests in %v; want at most %d", got, sent, elapsed, 2*entryBound(elapsed))
 	}
-	if total, _ := aggregatedCount(t, es, "wire"); total != sent {
-		t.Fatalf("audit accounts for %d refusals; sent %d", total, sent)
+	wireTotal, _ := aggregatedCount(t, es, "wire")
+	budgetTotal, _ := aggregatedCount(t, es, "budget")
+	if wireTotal+budgetTotal < sent {
+		t.Fatalf("audit accounts for %d+%d refusals; sent %d", wireTotal, budgetTotal, sent)
 	}
+	eventually(t, 5*time.Second, func() error { // the allowance refills
+		if st, _ := a.send(a.signed(t)); st != http.StatusOK {
+			return fmt.Errorf("status %d", st)
+		}
+		return nil
+	})
 }
 
 // quarantinedFlood (finding 3): a peer quarantined for a forged signature
@@ -447,7 +473,9 @@ func (r *rig) overBudget(t *testing.T) {
 	must(t, r.server.Reload())
 	_, kinds0 := peerEntries(t, r.server, a.key.Public())
 	start := time.Now()
-	sent := a.flood(t, 4, 200, 2*time.Second, func() request { return a.signed(t) }, func(st int, resp *response) error {
+	// Fewer than the allowance of refused requests (100), so that the kept
+	// request below reaches the budget gate after its signature verified.
+	sent := a.flood(t, 4, 40, 2*time.Second, func() request { return a.signed(t) }, func(st int, resp *response) error {
 		if st != http.StatusOK && st != http.StatusTooManyRequests {
 			return fmt.Errorf("status %d", st)
 		}

@@ -55,6 +55,11 @@ func (n *Node) serveFederation(w http.ResponseWriter, r *http.Request) {
 		in.refuse(refusal.StageTrust, refusal.New(refusal.StageTrust, "quarantined"))
 		return
 	}
+	// So is a peer that spent its allowance of refused requests (ratelimit.go).
+	if !n.refusals.budget.allow(peer, n.now()) {
+		in.refuse(refusal.StageBudget, errTooManyRefused)
+		return
+	}
 	if r.Method != http.MethodPost {
 		in.refuse(refusal.StageWire, &wire.Error{Reason: wire.ReasonMalformed, Detail: "method must be POST"})
 		return
@@ -355,6 +360,9 @@ func (in *inbound) refuse(stage refusal.Stage, err error) {
 		}
 	default:
 		f = wire.FailureOf(string(stage), err)
+	}
+	if !in.peer.IsZero() && spendsRefusal(stage, err) {
+		n.refusals.budget.spend(in.peer, n.now())
 	}
 	// Refusals a peer can cause at will, before it is served, are aggregated
 	// (refusals.go); the answer below is sent and signed every time.

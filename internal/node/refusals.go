@@ -19,14 +19,16 @@ import (
 //
 // Bound: each key costs at most 2 entries and 2 log lines in its first
 // interval and 1 per interval after that while its refusals go on (a key
-// with no refusal for a whole interval is forgotten). A flooding peer has at
-// most one key per aggregated stage (internal, wire, trust, budget, policy),
-// so at most 10 entries a minute and 5 a minute in steady state, 1 a minute
-// when it floods one stage. A stranger's source is its IPv4 address or IPv6
-// /64. At most refusalMaxKeys keys are held; refusals of further sources
-// share one catch-all key per (entry kind, direction, stage), so the whole
-// node writes at most 2 x (refusalMaxKeys + 12) aggregated entries a minute
-// whatever the number of sources.
+// with no refusal for a whole interval is forgotten). An admitted peer has at
+// most one key per aggregated stage (internal, wire, trust, budget, policy):
+// at most 10 entries a minute, 1 a minute per stage it keeps being refused
+// at; a quarantined peer (trust stage only) costs 1 a minute. A stranger's
+// source is its IPv4 address or IPv6 /64, with one key (transport stage):
+// 2 entries in its first minute, 1 a minute after. At most refusalMaxKeys
+// keys are held; refusals of further sources share one catch-all key per
+// (entry kind, direction, stage), 7 in all, so the node writes at most
+// 2 x (refusalMaxKeys + 7) = 526 aggregated entries a minute whatever the
+// number of sources. Each entry is under 1 KiB.
 const (
 	refusalInterval = time.Minute
 	refusalMaxKeys  = 256
@@ -61,6 +63,9 @@ type refusalSummary struct {
 
 // refusalTallies is the aggregation state. It reads no clock.
 type refusalTallies struct {
+	budget  *refusalBudget // each peer's allowance of refused requests (ratelimit.go)
+	flushMu sync.Mutex     // one flush at a time: a flush returns once its entries are written
+
 	mu       sync.Mutex
 	interval time.Duration
 	maxKeys  int
@@ -68,7 +73,8 @@ type refusalTallies struct {
 }
 
 func newRefusalTallies(interval time.Duration, maxKeys int) *refusalTallies {
-	return &refusalTallies{interval: interval, maxKeys: maxKeys, tallies: map[refusalKey]*refusalTally{}}
+	return &refusalTallies{interval: interval, maxKeys: maxKeys, tallies: map[refusalKey]*refusalTally{},
+		budget: newRefusalBudget(refusalBurst, refusalRefill, refusalBudgetPeers)}
 }
 
 // admit reports whether a refusal of k for reason at now gets an entry of its
@@ -161,6 +167,8 @@ func (n *Node) runRefusalFlush(ctx context.Context) {
 
 // flushRefusals audits and logs one entry per summary due.
 func (n *Node) flushRefusals(ctx context.Context, all bool) {
+	n.refusals.flushMu.Lock()
+	defer n.refusals.flushMu.Unlock()
 	for _, s := range n.refusals.due(n.now(), all) {
 		n.log.Info("refusals aggregated", "source", s.key.source, "kind", s.key.kind, "stage", s.key.stage,
 			"count", s.count, "first", s.first, "last", s.last, "reasons", s.reasons)
