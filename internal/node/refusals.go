@@ -28,7 +28,8 @@ import (
 // keys are held; refusals of further sources share one catch-all key per
 // (entry kind, direction, stage), 7 in all, so the node writes at most
 // 2 x (refusalMaxKeys + 7) = 526 aggregated entries a minute whatever the
-// number of sources. Each entry is under 1 KiB.
+// number of sources. An aggregated entry is under 1 KiB; an entry of its own
+// also holds the signed request, when there is one (within max_header_bytes).
 const (
 	refusalInterval = time.Minute
 	refusalMaxKeys  = 256
