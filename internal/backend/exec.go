@@ -30,14 +30,14 @@ type Exec struct {
 	MaxOutput int           // zero: DefaultMaxOutput; for streams, per event line
 }
 
-// BaseEnv names the variables every exec backend gets from the node's
+// baseEnv names the variables every exec backend gets from the node's
 // environment (when set there).
-var BaseEnv = []string{"PATH", "HOME", "LANG"}
+var baseEnv = [...]string{"PATH", "HOME", "LANG"}
 
 // environ is the command's environment for inv; lookup reads the node's.
 func (e *Exec) environ(inv Invocation, lookup func(string) (string, bool)) []string {
-	env := make([]string, 0, len(BaseEnv)+len(e.EnvAllow)+len(e.Env)+4)
-	for _, names := range [][]string{BaseEnv, e.EnvAllow} {
+	env := make([]string, 0, len(baseEnv)+len(e.EnvAllow)+len(e.Env)+4)
+	for _, names := range [][]string{baseEnv[:], e.EnvAllow} {
 		for _, name := range names {
 			if v, ok := lookup(name); ok {
 				env = append(env, name+"="+v)
