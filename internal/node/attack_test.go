@@ -466,7 +466,7 @@ func (r *rig) quarantinedFlood(t *testing.T) {
 // only then is it a replay.
 func (r *rig) overBudget(t *testing.T) {
 	a := r.newAttacker(t)
-	rate, burst := 1.0, 1
+	rate, burst := 0.5, 1 // a token every 2 s: the kept request below meets an empty bucket
 	if _, err := home.SetLimit(r.server.Home(), a.key.Public().String(), "", budget.In, home.LimitChange{Rate: &rate, Burst: &burst}); err != nil {
 		t.Fatal(err)
 	}
@@ -483,18 +483,19 @@ func (r *rig) overBudget(t *testing.T) {
 	})
 	elapsed := time.Since(start)
 	// Refused by the budget (the bucket is empty after the flood)...
+	// (polling slowly: each refusal spends the peer's allowance of 100).
 	keep := a.signed(t)
-	eventually(t, 5*time.Second, func() error {
+	poll(t, 10*time.Second, 300*time.Millisecond, func() error {
 		if st, _ := a.send(a.signed(t)); st != http.StatusOK {
 			return fmt.Errorf("status %d", st) // wait for a token, then spend it
 		}
 		return nil
 	})
-	if st, _ := a.send(keep); st != http.StatusTooManyRequests {
-		t.Fatalf("kept request: %d, want a budget refusal", st)
+	if st, resp := a.send(keep); st != http.StatusTooManyRequests || !strings.HasPrefix(resp.failure().Reason, "rate") {
+		t.Fatalf("kept request: %d %+v, want a rate budget refusal after its signature verified", st, resp.failure())
 	}
 	// ...then served when the budget refills: its nonce was not burnt.
-	eventually(t, 5*time.Second, func() error {
+	poll(t, 10*time.Second, 300*time.Millisecond, func() error {
 		st, resp := a.send(keep)
 		if resp != nil && resp.failure().Reason == "replayed" {
 			t.Fatal("a request refused by the budget burnt its nonce")
@@ -643,16 +644,24 @@ func must(t testing.TB, err error) {
 	}
 }
 
-// eventually polls f until it returns nil or d passes.
+// eventually polls f every 20ms until it returns nil or d passes.
 func eventually(t testing.TB, d time.Duration, f func() error) {
 	t.Helper()
+	poll(t, d, 20*time.Millisecond, f)
+}
+
+// poll calls f every interval until it returns nil or d passes.
+func poll(t testing.TB, d, every time.Duration, f func() error) {
+	t.Helper()
+	tick := time.NewTicker(every)
+	defer tick.Stop()
 	deadline := time.Now().Add(d)
 	var err error
 	for time.Now().Before(deadline) {
 		if err = f(); err == nil {
 			return
 		}
-		time.Sleep(20 * time.Millisecond)
+		<-tick.C
 	}
 	t.Fatalf("not within %v: %v", d, err)
 }
