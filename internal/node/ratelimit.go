@@ -14,7 +14,8 @@ import (
 // refused at the budget stage before its body is read or its signature
 // checked. A peer that keeps sending what will be refused (unsigned,
 // malformed, over budget, not granted) thus gets at most refusalRefill such
-// requests per second past the cheap checks, and its valid calls wait with
+// requests per second past the cheap checks (each token may be shared by the
+// requests it has in flight at that instant), and its valid calls wait with
 // them; other peers are not affected.
 const (
 	refusalBurst  = 100
