@@ -433,7 +433,13 @@ func (r *rig) quarantinedFlood(t *testing.T) {
 	if !r.server.TrustSnapshot(a.key.Public()).Quarantined {
 		t.Fatal("a forged signature did not quarantine the peer")
 	}
+	// Refused before anything else is checked: even an unsigned request is
+	// answered with the quarantine, not a wire refusal.
+	if st, resp := a.send(a.unsigned()); resp == nil || resp.failure().Reason != "quarantined" {
+		t.Fatalf("quarantined peer's unsigned request: %d, want the quarantine refusal first", st)
+	}
 	_, kinds0 := peerEntries(t, r.server, a.key.Public())
+	nonces0 := node.ReplayPeerLen(r.server, a.key.Public())
 	before := r.measure(t, 5)
 	var during []time.Duration
 	done := make(chan struct{})
@@ -450,6 +456,10 @@ func (r *rig) quarantinedFlood(t *testing.T) {
 	t.Logf("%d requests from a quarantined peer in %v; legitimate median %v before, %v during", sent, elapsed, median(before), median(during))
 	if len(during) != 5 {
 		t.Fatal("legitimate calls failed during the flood")
+	}
+	// Refused before its signature was checked: not one nonce was recorded.
+	if got := node.ReplayPeerLen(r.server, a.key.Public()); got != nonces0 {
+		t.Fatalf("the quarantined peer's flood left %d nonces in the window, had %d", got, nonces0)
 	}
 	node.FlushRefusals(r.server)
 	es, kinds := peerEntries(t, r.server, a.key.Public())

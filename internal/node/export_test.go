@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/treaty-dev/treaty/internal/audit"
+	"github.com/treaty-dev/treaty/internal/identity"
 	"github.com/treaty-dev/treaty/internal/wire"
 )
 
@@ -39,3 +40,6 @@ func SetReplayWindow(t testing.TB, n *Node, capacity, perPeer int) {
 	}
 	n.verifier = v
 }
+
+// ReplayPeerLen returns the nonces n holds for peer.
+func ReplayPeerLen(n *Node, peer identity.PublicKey) int { return n.verifier.ReplayPeerLen(peer) }
