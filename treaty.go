@@ -12,12 +12,14 @@ package treaty
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"log/slog"
 
 	"github.com/treaty-dev/treaty/internal/backend"
 	"github.com/treaty-dev/treaty/internal/home"
 	"github.com/treaty-dev/treaty/internal/node"
-	"github.com/treaty-dev/treaty/internal/refusal"
+	"github.com/treaty-dev/treaty/localapi"
 )
 
 // Node is a running treaty node.
@@ -36,7 +38,8 @@ func Init(dir, name, listen string) (string, error) {
 	return id.String(), err
 }
 
-// Open loads the home at dir and starts serving its federation port.
+// Open loads the home at dir and starts serving its federation port. When it
+// fails, nothing it opened stays open.
 func Open(ctx context.Context, dir string, opts ...Options) (*Node, error) {
 	var o Options
 	if len(opts) > 0 {
@@ -47,7 +50,8 @@ func Open(ctx context.Context, dir string, opts ...Options) (*Node, error) {
 		return nil, err
 	}
 	if err := n.Start(ctx); err != nil {
-		return nil, err
+		// The node holds the audit log, the vault and the trust book open.
+		return nil, errors.Join(err, n.Close())
 	}
 	return &Node{n: n}, nil
 }
@@ -63,6 +67,9 @@ type Handler func(ctx context.Context, peer string, input []byte) ([]byte, error
 
 // Expose registers a Go handler as a capability. Peers still need a grant.
 func (n *Node) Expose(name, description string, h Handler) error {
+	if h == nil {
+		return fmt.Errorf("treaty: Expose %q: nil Handler", name)
+	}
 	return n.n.Register(node.Handler{
 		Info: node.CapabilityInfo{Name: name, Description: description},
 		Backend: backend.Func(func(ctx context.Context, inv backend.Invocation) ([]byte, error) {
@@ -88,7 +95,7 @@ func (n *Node) Grant(peer, capability string) error {
 }
 
 // Call runs capability on peer (nickname or did:key) and returns its JSON
-// result. Refusals are errors naming the stage; see internal/refusal.
+// result. A refusal is a *Refusal naming the stage that refused.
 func (n *Node) Call(ctx context.Context, peer, capability string, input []byte) (json.RawMessage, error) {
 	res, err := n.n.Call(ctx, peer, capability, input)
 	if err != nil {
@@ -101,9 +108,10 @@ func (n *Node) Call(ctx context.Context, peer, capability string, input []byte) 
 func (n *Node) Close() error { return n.n.Close() }
 
 // Refusal is the error every stage returns when it declines a call; use
-// errors.As to read its Stage and Reason.
-type Refusal = refusal.Error
+// errors.As to read its Stage and Reason. It is the same type the local API
+// client returns.
+type Refusal = localapi.Error
 
-// ExitCode maps an error to the CLI's exit code (0 ok, 3 denied, 4 unreachable,
-// 5 blocked, 6 remote failure, 1 other).
-func ExitCode(err error) int { return refusal.ExitCode(err) }
+// ExitCode maps an error to the CLI's exit code (0 ok, 2 usage, 3 denied,
+// 4 unreachable, 5 blocked, 6 remote failure, 1 other).
+func ExitCode(err error) int { return localapi.ExitCode(err) }

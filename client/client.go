@@ -1,6 +1,10 @@
 // Package client is the Go client of a running node's local API (the unix
 // socket treaty.sock in the node's home). Refusals come back as
-// *refusal.Error with the stage the node reported, so callers can branch on it.
+// *locallocalapi.Error with the stage the node reported, so callers can branch on
+// it with errors.As and locallocalapi.ExitCode.
+//
+// It imports only the standard library and localapi, never the node: an agent
+// that embeds it links no SQLite, policy engine or scanner.
 package client
 
 import (
@@ -16,9 +20,9 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"time"
 
-	"github.com/treaty-dev/treaty/internal/api"
-	"github.com/treaty-dev/treaty/internal/refusal"
+	"github.com/treaty-dev/treaty/localapi"
 )
 
 // ErrNotRunning is returned when no node serves the home's socket.
@@ -32,8 +36,9 @@ type Client struct {
 
 // New returns a client for the node whose home is home.
 func New(home string) *Client {
-	sock := filepath.Join(home, api.SocketName)
+	sock := filepath.Join(home, localapi.SocketName)
 	return &Client{within: os.Getenv("TREATY_CALL"), hc: &http.Client{Transport: &http.Transport{
+		IdleConnTimeout: 90 * time.Second, // a long-lived agent does not hold the node's connections forever
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
 			c, err := d.DialContext(ctx, "unix", sock)
@@ -46,18 +51,19 @@ func New(home string) *Client {
 }
 
 // Status returns the node's identity and address; it fails when the node is down.
-func (c *Client) Status(ctx context.Context) (api.Status, error) {
-	var s api.Status
+func (c *Client) Status(ctx context.Context) (localapi.Status, error) {
+	var s localapi.Status
 	return s, c.do(ctx, http.MethodGet, "/v1/status", nil, &s)
 }
 
 // Peers lists the node's peer book.
-func (c *Client) Peers(ctx context.Context) ([]api.PeerInfo, error) {
-	var p []api.PeerInfo
+func (c *Client) Peers(ctx context.Context) ([]localapi.PeerInfo, error) {
+	var p []localapi.PeerInfo
 	return p, c.do(ctx, http.MethodGet, "/v1/peers", nil, &p)
 }
 
-// Caps asks the node what peer exposes to it.
+// Caps asks the node what peer exposes to it: a JSON array of
+// localapi.CapabilityInfo.
 func (c *Client) Caps(ctx context.Context, peer string) (json.RawMessage, error) {
 	var out struct {
 		Capabilities json.RawMessage `json:"capabilities"`
@@ -66,21 +72,45 @@ func (c *Client) Caps(ctx context.Context, peer string) (json.RawMessage, error)
 	return out.Capabilities, err
 }
 
-// Call runs capability on peer with input. Inside a backend (TREATY_CALL set)
+// Call runs capability on peer with input (nil means {}). Inside a backend (TREATY_CALL set)
 // the call is made on behalf of the call being served: it carries the signed
 // delegation chain.
-func (c *Client) Call(ctx context.Context, peer, capability string, input json.RawMessage) (*api.CallResponse, error) {
-	var out api.CallResponse
-	err := c.do(ctx, http.MethodPost, "/v1/call", api.CallRequest{Peer: peer, Capability: capability, Input: input, Within: c.within}, &out)
+func (c *Client) Call(ctx context.Context, peer, capability string, input json.RawMessage) (*localapi.CallResponse, error) {
+	req, err := c.request(peer, capability, input)
 	if err != nil {
+		return nil, err
+	}
+	var out localapi.CallResponse
+	if err := c.do(ctx, http.MethodPost, "/v1/call", req, &out); err != nil {
 		return nil, err
 	}
 	return &out, nil
 }
 
-// Stream runs a stream capability and calls emit for each event's data.
+// request builds a call's body; input that is not JSON is refused here, as
+// the node would.
+func (c *Client) request(peer, capability string, input json.RawMessage) (localapi.CallRequest, error) {
+	if len(input) == 0 {
+		input = json.RawMessage("{}")
+	}
+	if !json.Valid(input) {
+		return localapi.CallRequest{}, &localapi.Error{Stage: localapi.StageUsage, Reason: "input is not valid JSON"}
+	}
+	return localapi.CallRequest{Peer: peer, Capability: capability, Input: input, Within: c.within}, nil
+}
+
+// Stream runs a stream capability with input (nil means {}) and calls emit
+// for each event's data, in order. An error from emit stops the stream and is
+// returned as is; a refusal, before or during the stream, is a *localapi.Error.
 func (c *Client) Stream(ctx context.Context, peer, capability string, input json.RawMessage, emit func(json.RawMessage) error) error {
-	body, _ := json.Marshal(api.CallRequest{Peer: peer, Capability: capability, Input: input, Within: c.within})
+	cr, err := c.request(peer, capability, input)
+	if err != nil {
+		return err
+	}
+	body, err := json.Marshal(cr)
+	if err != nil {
+		return fmt.Errorf("client: %w", err)
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://treaty/v1/stream", bytes.NewReader(body))
 	if err != nil {
 		return err
@@ -94,9 +124,9 @@ func (c *Client) Stream(ctx context.Context, peer, capability string, input json
 		return decodeError(resp)
 	}
 	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 0, 64<<10), api.MaxRequestBytes)
+	sc.Buffer(make([]byte, 0, 64<<10), localapi.MaxRequestBytes)
 	for sc.Scan() {
-		var line api.StreamLine
+		var line localapi.StreamLine
 		if err := json.Unmarshal(sc.Bytes(), &line); err != nil {
 			return fmt.Errorf("client: bad stream line: %w", err)
 		}
@@ -105,6 +135,9 @@ func (c *Client) Stream(ctx context.Context, peer, capability string, input json
 				return toRefusal(line.Error)
 			}
 			return nil
+		}
+		if len(line.Data) == 0 {
+			return errors.New("client: stream line has neither data nor end")
 		}
 		if err := emit(line.Data); err != nil {
 			return err
@@ -151,9 +184,7 @@ func unwrapDial(err error) error {
 }
 
 func decodeError(resp *http.Response) error {
-	var e struct {
-		Error *api.ErrorBody `json:"error"`
-	}
+	var e localapi.ErrorResponse
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	if json.Unmarshal(b, &e) != nil || e.Error == nil {
 		return fmt.Errorf("client: node answered HTTP %d", resp.StatusCode)
@@ -161,6 +192,4 @@ func decodeError(resp *http.Response) error {
 	return toRefusal(e.Error)
 }
 
-func toRefusal(e *api.ErrorBody) error {
-	return &refusal.Error{Stage: refusal.Stage(e.Stage), Reason: e.Reason, Remote: e.Remote}
-}
+func toRefusal(e *localapi.ErrorBody) error { return e.Err() }

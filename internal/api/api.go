@@ -4,75 +4,54 @@
 //
 // Every error answer is {"error":{"stage":"...","reason":"...","remote":bool}}
 // so that clients can map it back to a refusal and the CLI to its exit code.
+// The request and answer types are in the public package localapi; the
+// reference is docs/api.md and GET /v1/openapi.json.
 package api
 
 import (
 	"context"
+	_ "embed"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/treaty-dev/treaty/internal/node"
 	"github.com/treaty-dev/treaty/internal/refusal"
+	"github.com/treaty-dev/treaty/internal/trust"
+	"github.com/treaty-dev/treaty/localapi"
 )
 
-// SocketName is the socket file inside a home directory.
-const SocketName = "treaty.sock"
+// The local API's contract lives in the public package localapi; these
+// aliases keep the names the rest of the repository uses.
+const (
+	SocketName      = localapi.SocketName
+	MaxRequestBytes = localapi.MaxRequestBytes
+)
 
-// MaxRequestBytes bounds a local API request body.
-const MaxRequestBytes = 16 << 20
+type (
+	CallRequest     = localapi.CallRequest
+	CallResponse    = localapi.CallResponse
+	StreamLine      = localapi.StreamLine
+	Status          = localapi.Status
+	PeerInfo        = localapi.PeerInfo
+	ErrorBody       = localapi.ErrorBody
+	TrustSetRequest = localapi.TrustSetRequest
+)
 
-// CallRequest is the body of POST /v1/call and POST /v1/stream.
-type CallRequest struct {
-	Peer       string          `json:"peer"`
-	Capability string          `json:"capability"`
-	Input      json.RawMessage `json:"input"`
-	// Within is the TREATY_CALL token of the inbound call on whose behalf
-	// this call is made (a backend calling onward); empty for a direct call.
-	Within string `json:"within,omitempty"`
-}
-
-// CallResponse is the answer of POST /v1/call.
-type CallResponse struct {
-	Output    json.RawMessage `json:"output"`
-	Receipt   json.RawMessage `json:"receipt"`
-	ElapsedMS float64         `json:"elapsed_ms"`
-}
-
-// StreamLine is one line of the NDJSON answer of POST /v1/stream.
-type StreamLine struct {
-	Data  json.RawMessage `json:"data,omitempty"`
-	End   bool            `json:"end,omitempty"`
-	Error *ErrorBody      `json:"error,omitempty"`
-}
-
-// Status is the answer of GET /v1/status.
-type Status struct {
-	ID   string `json:"id"`
-	Name string `json:"name"`
-	Addr string `json:"addr"`
-}
-
-// PeerInfo is one entry of GET /v1/peers.
-type PeerInfo struct {
-	Name    string `json:"name"`
-	ID      string `json:"id"`
-	Addr    string `json:"addr"`
-	Breaker string `json:"breaker,omitempty"` // closed, open or half-open; empty when the node is not running
-}
-
-// ErrorBody carries a refusal across the socket.
-type ErrorBody struct {
-	Stage  string `json:"stage"`
-	Reason string `json:"reason"`
-	Remote bool   `json:"remote,omitempty"`
-}
+// openAPI is the OpenAPI 3.1 description of this API, served at
+// GET /v1/openapi.json. A string, so nothing can change it.
+//
+//go:embed openapi.json
+var openAPI string
 
 // Server serves one node's local API.
 type Server struct {
@@ -80,6 +59,9 @@ type Server struct {
 	log *slog.Logger
 	srv *http.Server
 	ln  net.Listener
+
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // Listen binds HOME/treaty.sock with mode 0600. A stale socket left by a dead
@@ -100,22 +82,65 @@ func Listen(n *node.Node, log *slog.Logger) (*Server, error) {
 		return nil, fmt.Errorf("api: %w", err)
 	}
 	s := &Server{n: n, log: log, ln: ln}
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/status", s.status)
-	mux.HandleFunc("GET /v1/peers", s.peers)
-	mux.HandleFunc("GET /v1/caps", s.caps)
-	mux.HandleFunc("POST /v1/call", s.call)
-	mux.HandleFunc("POST /v1/stream", s.stream)
-	mux.HandleFunc("POST /v1/trust/set", s.trustSet)
-	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	s.srv = &http.Server{Handler: s.routes(), ReadHeaderTimeout: 10 * time.Second}
 	return s, nil
+}
+
+// route is one endpoint of the local API; openapi.json documents each.
+type route struct {
+	method, path string
+	h            http.HandlerFunc
+}
+
+func (s *Server) table() []route {
+	return []route{
+		{http.MethodGet, "/v1/status", s.status},
+		{http.MethodGet, "/v1/peers", s.peers},
+		{http.MethodGet, "/v1/caps", s.caps},
+		{http.MethodPost, "/v1/call", s.call},
+		{http.MethodPost, "/v1/stream", s.stream},
+		{http.MethodPost, "/v1/trust/set", s.trustSet},
+		{http.MethodGet, "/v1/openapi.json", serveOpenAPI},
+	}
+}
+
+// routes answers an unknown path (404) or method (405) with the same error
+// body as every other refusal, so clients parse one error format.
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+	allow := map[string][]string{}
+	for _, rt := range s.table() {
+		mux.HandleFunc(rt.method+" "+rt.path, rt.h)
+		allow[rt.path] = append(allow[rt.path], rt.method)
+	}
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		status := http.StatusNotFound
+		err := refusal.New(refusal.StageUsage, "no endpoint %s %s (see GET /v1/openapi.json)", r.Method, r.URL.Path)
+		if methods, ok := allow[r.URL.Path]; ok {
+			status = http.StatusMethodNotAllowed
+			w.Header().Set("Allow", strings.Join(methods, ", "))
+			err = refusal.New(refusal.StageUsage, "%s %s: method not allowed, use %s", r.Method, r.URL.Path, strings.Join(methods, ", "))
+		}
+		writeJSON(w, status, localapi.ErrorResponse{Error: errorBody(err)})
+	})
+	return mux
+}
+
+func serveOpenAPI(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	io.WriteString(w, openAPI)
 }
 
 // Serve answers until ctx ends or Close.
 func (s *Server) Serve(ctx context.Context) error {
+	done := make(chan struct{})
+	defer close(done)
 	go func() {
-		<-ctx.Done()
-		s.Close()
+		select {
+		case <-ctx.Done():
+			s.Close()
+		case <-done:
+		}
 	}()
 	if err := s.srv.Serve(s.ln); !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("api: %w", err)
@@ -123,11 +148,14 @@ func (s *Server) Serve(ctx context.Context) error {
 	return nil
 }
 
-// Close stops the server and removes the socket.
+// Close stops the server and removes the socket. It is idempotent: only the
+// first call removes the socket, which by then may belong to another node.
 func (s *Server) Close() error {
-	err := s.srv.Close()
-	os.Remove(filepath.Join(s.n.Home(), SocketName))
-	return err
+	s.closeOnce.Do(func() {
+		s.closeErr = s.srv.Close()
+		os.Remove(filepath.Join(s.n.Home(), SocketName))
+	})
+	return s.closeErr
 }
 
 func (s *Server) status(w http.ResponseWriter, r *http.Request) {
@@ -152,15 +180,35 @@ func (s *Server) caps(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"capabilities": caps})
+	if caps == nil {
+		caps = []node.CapabilityInfo{}
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Capabilities []node.CapabilityInfo `json:"capabilities"`
+	}{caps})
+}
+
+// decodeBody reads exactly one JSON object into v: unknown fields, trailing
+// data and bodies over MaxRequestBytes are usage refusals, answered here.
+func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxRequestBytes))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
+	if err == nil {
+		if _, terr := dec.Token(); terr != io.EOF {
+			err = errors.New("trailing data after the JSON object")
+		}
+	}
+	if err != nil {
+		writeError(w, refusal.New(refusal.StageUsage, "bad request body: %v", err))
+		return false
+	}
+	return true
 }
 
 func decodeCall(w http.ResponseWriter, r *http.Request) (CallRequest, bool) {
 	var req CallRequest
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxRequestBytes))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		writeError(w, refusal.New(refusal.StageUsage, "bad request body: %v", err))
+	if !decodeBody(w, r, &req) {
 		return req, false
 	}
 	if len(req.Input) == 0 {
@@ -229,48 +277,26 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 func errorBody(err error) *ErrorBody {
 	var r *refusal.Error
 	if errors.As(err, &r) {
-		return &ErrorBody{Stage: string(r.Stage), Reason: r.Reason, Remote: r.Remote}
+		return &ErrorBody{Stage: r.Stage, Reason: r.Reason, Remote: r.Remote}
 	}
-	return &ErrorBody{Stage: string(refusal.StageInternal), Reason: err.Error()}
+	return &ErrorBody{Stage: refusal.StageInternal, Reason: err.Error()}
 }
 
 func writeError(w http.ResponseWriter, err error) {
-	status := http.StatusInternalServerError
-	switch refusal.ExitCode(err) {
-	case refusal.ExitUsage:
-		status = http.StatusBadRequest
-	case refusal.ExitDenied:
-		status = http.StatusForbidden
-	case refusal.ExitUnreachable:
-		status = http.StatusBadGateway
-	case refusal.ExitBlocked:
-		status = http.StatusUnprocessableEntity
-	case refusal.ExitRemoteFail:
-		status = http.StatusFailedDependency
-	}
-	writeJSON(w, status, map[string]any{"error": errorBody(err)})
-}
-
-// TrustSetRequest is the body of POST /v1/trust/set. A nil level leaves it
-// unchanged; an empty string clears it.
-type TrustSetRequest struct {
-	Peer    string  `json:"peer"`
-	Floor   *string `json:"floor,omitempty"`
-	Ceiling *string `json:"ceiling,omitempty"`
-	Lift    bool    `json:"lift,omitempty"`
+	writeJSON(w, localapi.HTTPStatus(err), localapi.ErrorResponse{Error: errorBody(err)})
 }
 
 func (s *Server) trustSet(w http.ResponseWriter, r *http.Request) {
 	var req TrustSetRequest
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxRequestBytes))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		writeError(w, refusal.New(refusal.StageUsage, "bad request body: %v", err))
+	if !decodeBody(w, r, &req) {
 		return
 	}
 	if err := s.n.SetTrust(req.Peer, node.TrustOverride{Floor: req.Floor, Ceiling: req.Ceiling, Lift: req.Lift}); err != nil {
+		if errors.Is(err, trust.ErrFloorAboveCeiling) {
+			err = refusal.Wrap(refusal.StageUsage, err) // the operator asked for bounds that cross
+		}
 		writeError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]bool{"ok": true})
+	writeJSON(w, http.StatusOK, localapi.OKResponse{OK: true})
 }

@@ -14,14 +14,45 @@ import (
 )
 
 // Exec runs a command per call: the input JSON on stdin, the result JSON on
-// stdout; TREATY_PEER and TREATY_CAPABILITY in its environment. The process group
-// is killed when the call times out or is cancelled, so a hung backend cannot
-// outlive its call.
+// stdout. The process group is killed when the call times out or is
+// cancelled, so a hung backend cannot outlive its call.
+//
+// The command does not inherit the node's environment, which may hold the
+// operator's credentials: it gets only BaseEnv and the EnvAllow names taken
+// from the node's environment, then Env, then the variables the node sets
+// for the call (TREATY_PEER, TREATY_CAPABILITY, TREATY_CALL, TREATY_HOME),
+// which win over any of the same name.
 type Exec struct {
 	Argv      []string      // program and arguments; required
-	Env       []string      // extra KEY=VALUE entries on top of the node's environment
+	Env       []string      // extra KEY=VALUE entries
+	EnvAllow  []string      // names passed through from the node's environment, e.g. OPENAI_API_KEY
 	Timeout   time.Duration // required; the process is killed after it
 	MaxOutput int           // zero: DefaultMaxOutput; for streams, per event line
+}
+
+// baseEnv names the variables every exec backend gets from the node's
+// environment (when set there).
+var baseEnv = [...]string{"PATH", "HOME", "LANG"}
+
+// environ is the command's environment for inv; lookup reads the node's.
+func (e *Exec) environ(inv Invocation, lookup func(string) (string, bool)) []string {
+	env := make([]string, 0, len(baseEnv)+len(e.EnvAllow)+len(e.Env)+4)
+	for _, names := range [][]string{baseEnv[:], e.EnvAllow} {
+		for _, name := range names {
+			if v, ok := lookup(name); ok {
+				env = append(env, name+"="+v)
+			}
+		}
+	}
+	env = append(env, e.Env...)
+	env = append(env, "TREATY_PEER="+inv.Peer.String(), "TREATY_CAPABILITY="+inv.Capability)
+	if inv.CallToken != "" {
+		env = append(env, "TREATY_CALL="+inv.CallToken)
+	}
+	if inv.Home != "" {
+		env = append(env, "TREATY_HOME="+inv.Home)
+	}
+	return env
 }
 
 func (e *Exec) command(ctx context.Context, inv Invocation) (*exec.Cmd, error) {
@@ -29,14 +60,7 @@ func (e *Exec) command(ctx context.Context, inv Invocation) (*exec.Cmd, error) {
 		return nil, fail("misconfigured", errors.New("exec: empty command"))
 	}
 	cmd := exec.CommandContext(ctx, e.Argv[0], e.Argv[1:]...)
-	cmd.Env = append(os.Environ(), e.Env...)
-	cmd.Env = append(cmd.Env, "TREATY_PEER="+inv.Peer.String(), "TREATY_CAPABILITY="+inv.Capability)
-	if inv.CallToken != "" {
-		cmd.Env = append(cmd.Env, "TREATY_CALL="+inv.CallToken)
-	}
-	if inv.Home != "" {
-		cmd.Env = append(cmd.Env, "TREATY_HOME="+inv.Home)
-	}
+	cmd.Env = e.environ(inv, os.LookupEnv)
 	cmd.Stdin = bytes.NewReader(inv.Input)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error {

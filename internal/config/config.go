@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -172,10 +173,37 @@ const DefaultBackendTimeout = 30 * time.Second
 // MaxBackendTimeout bounds any capability's timeout.
 const MaxBackendTimeout = time.Hour
 
-// ExecBackend runs a command: JSON in on stdin, JSON out on stdout.
+// ExecBackend runs a command: JSON in on stdin, JSON out on stdout. The
+// command gets PATH, HOME, LANG, the EnvAllow names from the node's
+// environment, Env and the node's TREATY_* variables; nothing else.
 type ExecBackend struct {
-	Command string   `yaml:"command"`       // program and arguments, shell-quoted
-	Env     []string `yaml:"env,omitempty"` // extra KEY=VALUE entries
+	Command  string   `yaml:"command"`             // program and arguments, shell-quoted
+	Env      []string `yaml:"env,omitempty"`       // extra KEY=VALUE entries
+	EnvAllow []string `yaml:"env_allow,omitempty"` // names passed through from the node's environment
+}
+
+var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,127}$`)
+
+// Check validates env entries and names; TREATY_* names are the node's.
+func (e *ExecBackend) Check() error {
+	for i, kv := range e.Env {
+		name, _, ok := strings.Cut(kv, "=")
+		if !ok || !envNameRE.MatchString(name) {
+			return fmt.Errorf("env[%d] %q is not NAME=VALUE with NAME matching %s", i, name, envNameRE)
+		}
+		if strings.HasPrefix(name, "TREATY_") {
+			return fmt.Errorf("env[%d] %s: TREATY_* variables are set by the node", i, name)
+		}
+	}
+	for i, name := range e.EnvAllow {
+		if !envNameRE.MatchString(name) {
+			return fmt.Errorf("env_allow[%d] %q does not match %s", i, name, envNameRE)
+		}
+		if strings.HasPrefix(name, "TREATY_") {
+			return fmt.Errorf("env_allow[%d] %s: TREATY_* variables are set by the node", i, name)
+		}
+	}
+	return nil
 }
 
 // HTTPBackend POSTs the input JSON to a local URL and returns the JSON answer.
@@ -273,6 +301,9 @@ func (c *Config) Validate() error {
 		case cp.Exec != nil:
 			if _, err := SplitCommand(cp.Exec.Command); err != nil {
 				return fmt.Errorf("config: capabilities[%d].exec.command: %w", i, err)
+			}
+			if err := cp.Exec.Check(); err != nil {
+				return fmt.Errorf("config: capabilities[%d].exec.%w", i, err)
 			}
 		case cp.HTTP != nil:
 			if cp.HTTP.URL == "" {

@@ -2,8 +2,8 @@
 //
 // A peer is its key: PublicKey is the only identity treaty trusts, and its text
 // form is a did:key (multicodec ed25519-pub, base58btc). PrivateKey cannot be
-// compared with == or printed; its LogValue is "[redacted]" and parse errors never
-// echo key bytes.
+// compared with ==; fmt and slog print it as "[redacted]", and parse errors
+// never echo key bytes.
 package identity
 
 import (
@@ -184,12 +184,45 @@ func ParseDID(s string) (PublicKey, error) {
 	return p, nil
 }
 
-// PrivateKey is a node's ed25519 signing key. It is not comparable and has no
-// String method, so it cannot leak through fmt or ==.
+// PrivateKey is a node's ed25519 signing key. It is not comparable, and fmt
+// (every verb, %#v included) and slog print it as "[redacted]".
 type PrivateKey struct {
-	_ [0]func() // incomparable
-	k ed25519.PrivateKey
+	// k returns the key bytes; nil for the zero value. It is a function, which
+	// also makes PrivateKey incomparable, because fmt prints a function as its
+	// address whatever the verb and depth: a struct that holds a PrivateKey in
+	// an unexported field, which fmt cannot ask to Format itself, still does
+	// not show the key.
+	k func() ed25519.PrivateKey
 }
+
+// newPrivateKey wraps raw key bytes.
+func newPrivateKey(k ed25519.PrivateKey) PrivateKey {
+	return PrivateKey{k: func() ed25519.PrivateKey { return k }}
+}
+
+// raw returns the key bytes, nil for the zero value. Callers must not modify them.
+func (k PrivateKey) raw() ed25519.PrivateKey {
+	if k.k == nil {
+		return nil
+	}
+	return k.k()
+}
+
+// redacted is how a private key prints.
+const redacted = "[redacted]"
+
+// Format implements fmt.Formatter: every verb prints "[redacted]" (%#v the
+// GoString form), so neither %v nor %x nor %q shows key bytes.
+func (k PrivateKey) Format(f fmt.State, verb rune) {
+	if verb == 'v' && f.Flag('#') {
+		io.WriteString(f, k.GoString())
+		return
+	}
+	io.WriteString(f, redacted)
+}
+
+// GoString implements fmt.GoStringer without the key bytes.
+func (PrivateKey) GoString() string { return "identity.PrivateKey{" + redacted + "}" }
 
 // Generate makes a new key from r (crypto/rand.Reader when r is nil).
 func Generate(r io.Reader) (PrivateKey, error) {
@@ -197,7 +230,7 @@ func Generate(r io.Reader) (PrivateKey, error) {
 	if err != nil {
 		return PrivateKey{}, fmt.Errorf("identity: generate key: %w", err)
 	}
-	return PrivateKey{k: priv}, nil
+	return newPrivateKey(priv), nil
 }
 
 // FromSeed derives a key from a 32-byte seed; tests use it for determinism.
@@ -205,27 +238,27 @@ func FromSeed(seed []byte) (PrivateKey, error) {
 	if len(seed) != ed25519.SeedSize {
 		return PrivateKey{}, fmt.Errorf("identity: seed is %d bytes, want %d", len(seed), ed25519.SeedSize)
 	}
-	return PrivateKey{k: ed25519.NewKeyFromSeed(seed)}, nil
+	return newPrivateKey(ed25519.NewKeyFromSeed(seed)), nil
 }
 
 // IsZero reports whether k holds no key.
-func (k PrivateKey) IsZero() bool { return len(k.k) == 0 }
+func (k PrivateKey) IsZero() bool { return len(k.raw()) == 0 }
 
 // Public returns the matching public key.
 func (k PrivateKey) Public() PublicKey {
 	var p PublicKey
 	if !k.IsZero() {
-		copy(p.k[:], k.k[ed25519.SeedSize:])
+		copy(p.k[:], k.raw()[ed25519.SeedSize:])
 	}
 	return p.withDID()
 }
 
 // Sign signs msg with pure ed25519.
-func (k PrivateKey) Sign(msg []byte) []byte { return ed25519.Sign(k.k, msg) }
+func (k PrivateKey) Sign(msg []byte) []byte { return ed25519.Sign(k.raw(), msg) }
 
 // Signer returns a crypto.Signer for crypto/tls and x509. The caller must not
 // leak it into logs.
-func (k PrivateKey) Signer() crypto.Signer { return k.k }
+func (k PrivateKey) Signer() crypto.Signer { return k.raw() }
 
 // DeriveKey derives a 32-byte secret for one purpose from the identity key
 // (HKDF-SHA256 over the seed, with label as info), so that a node needs no
@@ -234,8 +267,8 @@ func (k PrivateKey) DeriveKey(label string) ([]byte, error) {
 	if k.IsZero() {
 		return nil, errors.New("identity: cannot derive from zero private key")
 	}
-	return hkdf.Key(sha256.New, k.k.Seed(), nil, "treaty/"+label, 32)
+	return hkdf.Key(sha256.New, k.raw().Seed(), nil, "treaty/"+label, 32)
 }
 
 // LogValue keeps the key out of logs.
-func (k PrivateKey) LogValue() slog.Value { return slog.StringValue("[redacted]") }
+func (PrivateKey) LogValue() slog.Value { return slog.StringValue(redacted) }

@@ -23,7 +23,7 @@ func MarshalKeyFile(k PrivateKey) ([]byte, error) {
 	if k.IsZero() {
 		return nil, errors.New("identity: cannot marshal zero private key")
 	}
-	return []byte(keyFileTag + " " + base64.StdEncoding.EncodeToString(k.k.Seed()) + "\n"), nil
+	return []byte(keyFileTag + " " + base64.StdEncoding.EncodeToString(k.raw().Seed()) + "\n"), nil
 }
 
 // ParseKeyFile decodes MarshalKeyFile's output. Errors never include key bytes.
@@ -43,7 +43,7 @@ func ParseKeyFile(b []byte) (PrivateKey, error) {
 	if len(seed) != ed25519.SeedSize {
 		return PrivateKey{}, fmt.Errorf("identity: key file seed is %d bytes, want %d", len(seed), ed25519.SeedSize)
 	}
-	return PrivateKey{k: ed25519.NewKeyFromSeed(seed)}, nil
+	return newPrivateKey(ed25519.NewKeyFromSeed(seed)), nil
 }
 
 // WriteKeyFile writes k to path with mode 0600, refusing to overwrite.

@@ -27,7 +27,10 @@ func (n *Node) observe(peer identity.PublicKey, kind trust.Kind, detail string) 
 }
 
 // wireEvidence maps an inbound wire refusal to trust evidence, if it says
-// something about the peer's honesty (a clock skew does not).
+// something about the peer: a forgery or a replay, or an unsigned or
+// malformed request on a connection it authenticated. A clock skew, a full
+// replay window and a delegation chain that is too deep or loops (the
+// peer's callers decide those) say nothing.
 func wireEvidence(err error) (trust.Kind, bool) {
 	r, ok := wire.ReasonOf(err)
 	if !ok {
@@ -38,6 +41,9 @@ func wireEvidence(err error) (trust.Kind, bool) {
 		return trust.KindBadSignature, true
 	case wire.ReasonReplayed:
 		return trust.KindReplay, true
+	case wire.ReasonMalformed, wire.ReasonMissingComponent, wire.ReasonBadAudience, wire.ReasonTTLTooLong,
+		wire.ReasonDigestMismatch, wire.ReasonChainMalformed, wire.ReasonChainBroken:
+		return trust.KindMalformed, true
 	}
 	return "", false
 }

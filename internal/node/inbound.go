@@ -10,6 +10,7 @@ import (
 
 	"github.com/treaty-dev/treaty/internal/audit"
 	"github.com/treaty-dev/treaty/internal/backend"
+	"github.com/treaty-dev/treaty/internal/budget"
 	"github.com/treaty-dev/treaty/internal/identity"
 	"github.com/treaty-dev/treaty/internal/policy"
 	"github.com/treaty-dev/treaty/internal/refusal"
@@ -48,6 +49,17 @@ func (n *Node) serveFederation(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	in.peer = peer
+	// A quarantined peer is refused before anything costs this node: no body
+	// read, no signature checked, no nonce held. Witnessing is refused too.
+	if n.trust.Standing(peer.String(), n.now()).Quarantined {
+		in.refuse(refusal.StageTrust, refusal.New(refusal.StageTrust, "quarantined"))
+		return
+	}
+	// So is a peer that spent its allowance of refused requests (ratelimit.go).
+	if !n.refusals.budget.allow(peer, n.now()) {
+		in.refuse(refusal.StageBudget, errTooManyRefused)
+		return
+	}
 	if r.Method != http.MethodPost {
 		in.refuse(refusal.StageWire, &wire.Error{Reason: wire.ReasonMalformed, Detail: "method must be POST"})
 		return
@@ -83,23 +95,23 @@ func (n *Node) serveFederation(w http.ResponseWriter, r *http.Request) {
 	if kind == "audit" {
 		// Witnessing is open to every admitted peer that is not quarantined;
 		// it costs the peer no budget, so witnessing never starves calls.
-		if n.trust.Standing(peer.String(), n.now()).Quarantined {
-			in.refuse(refusal.StageTrust, refusal.New(refusal.StageTrust, "quarantined"))
-			return
-		}
 		in.serveAudit()
 		return
 	}
 
 	// 9. Trust and budget gates, then authorization (default deny). An
 	// ungranted capability and a missing one get the same answer, so a peer
-	// cannot probe for names it was not given.
+	// cannot probe for names it was not given. A request these gates refuse
+	// cost the peer nothing, so its nonce is given back: the window holds
+	// only nonces of requests that were charged.
 	if ref := n.checkDepth(in.st, req); ref != nil {
+		n.verifier.Forget(req)
 		in.refuse(ref.Stage, ref)
 		return
 	}
 	pctx, ticket, ref := n.inboundGates(peer, capName, len(in.body))
 	if ref != nil {
+		n.verifier.Forget(req)
 		in.refuse(ref.Stage, ref)
 		return
 	}
@@ -330,7 +342,6 @@ func (in *inbound) reply(status int, clean sanitize.Clean) {
 // our logs.
 func (in *inbound) refuse(stage refusal.Stage, err error) {
 	n := in.n
-	n.log.Info("inbound call refused", "peer", in.peer, "capability", in.capName, "stage", stage, "err", err)
 	var f wire.Failure
 	switch stage {
 	case refusal.StageBackend:
@@ -350,7 +361,17 @@ func (in *inbound) refuse(stage refusal.Stage, err error) {
 	default:
 		f = wire.FailureOf(string(stage), err)
 	}
-	if stage != refusal.StageAudit {
+	if !in.peer.IsZero() && spendsRefusal(stage, err) {
+		n.refusals.budget.spend(in.peer, n.now())
+	}
+	// Refusals a peer can cause at will, before it is served, are aggregated
+	// (refusals.go); the answer below is sent and signed every time.
+	recorded := !aggregated(stage) ||
+		n.refusalAdmitted(refusalKey{source: in.source(), kind: audit.KindCallRefused, direction: "in", stage: string(stage)}, refusalKind(f, err))
+	if recorded {
+		n.log.Info("inbound call refused", "peer", in.peer, "capability", in.capName, "stage", stage, "err", err)
+	}
+	if stage != refusal.StageAudit && recorded {
 		e := in.entry(audit.KindCallRefused, "refused", stage)
 		if stage == refusal.StageBackend {
 			e.Outcome = "failed"
@@ -374,6 +395,37 @@ func (in *inbound) refuse(stage refusal.Stage, err error) {
 		return
 	}
 	in.reply(statusFor(stage, err), clean)
+}
+
+// aggregated reports whether refusals at stage are aggregated: those a peer
+// can cause before it is served. Screening, sanitizing, backend and audit
+// refusals are records of a call that was charged and run: each keeps its
+// own entry.
+func aggregated(stage refusal.Stage) bool {
+	switch stage {
+	case refusal.StageInternal, refusal.StageWire, refusal.StageTrust, refusal.StageBudget, refusal.StagePolicy:
+		return true
+	}
+	return false
+}
+
+// refusalKind is the reason a refusal is counted under in an aggregated entry:
+// the wire reason, or the budget's name (its reason text varies with time).
+func refusalKind(f wire.Failure, err error) string {
+	var e *budget.Exceeded
+	if errors.As(err, &e) {
+		return e.Budget
+	}
+	return f.Reason
+}
+
+// source is the aggregation source of this request: the peer the handshake
+// proved, or the remote address when there is none.
+func (in *inbound) source() string {
+	if !in.peer.IsZero() {
+		return in.peer.String()
+	}
+	return strangerSource(in.r.RemoteAddr)
 }
 
 func (n *Node) peerLimiter() *wire.PeerLimiter {

@@ -2,7 +2,6 @@ package node
 
 import (
 	"testing"
-	"time"
 )
 
 func TestTakeUsage(t *testing.T) {
@@ -59,23 +58,5 @@ func TestRoute(t *testing.T) {
 		if k != want[0] || c != want[1] {
 			t.Errorf("route(%q) = %q, %q; want %q, %q", path, k, c, want[0], want[1])
 		}
-	}
-}
-
-func TestRefusalBudget(t *testing.T) {
-	t.Parallel()
-	b := &refusalBudget{perSecond: 2}
-	t0 := time.Unix(100, 0)
-	for i, want := range []bool{true, true, false, false, false} {
-		if ok, _ := b.take(t0.Add(time.Duration(i) * time.Millisecond)); ok != want {
-			t.Fatalf("take %d = %v, want %v", i, ok, want)
-		}
-	}
-	ok, suppressed := b.take(t0.Add(time.Second))
-	if !ok || suppressed != 3 {
-		t.Fatalf("next window: ok=%v suppressed=%d, want true 3", ok, suppressed)
-	}
-	if _, s := b.take(t0.Add(time.Second + time.Millisecond)); s != 0 {
-		t.Fatalf("suppressed count not reset: %d", s)
 	}
 }

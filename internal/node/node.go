@@ -40,10 +40,6 @@ import (
 // KeyFile is the identity key inside a home directory.
 const KeyFile = "identity.key"
 
-// handshakeRefusalsPerSecond is how many refused handshakes per second get an
-// audit entry each; beyond it they are counted into the next entry.
-const handshakeRefusalsPerSecond = 20
-
 // VaultFile holds the pseudonym mapping (mode 0600) inside a home directory.
 const VaultFile = "pseudonyms.vault"
 
@@ -83,9 +79,9 @@ type Node struct {
 
 	mu           sync.Mutex // guards funcs, fileSig, peerLim
 	funcs        map[string]*Handler
-	refusedSlots chan struct{} // bounds concurrent audit appends of handshake refusals
-	refusals     refusalBudget // bounds their rate: handshakeRefusalsPerSecond
-	inFlight     inFlightCalls // backend tokens -> requests being served (delegation)
+	refusedSlots chan struct{}   // bounds concurrent audit appends of handshake refusals
+	refusals     *refusalTallies // aggregates refusals anyone can cause (refusals.go)
+	inFlight     inFlightCalls   // backend tokens -> requests being served (delegation)
 	fileSig      string
 	peerLim      *wire.PeerLimiter
 	limitMax     int
@@ -125,7 +121,7 @@ func Open(opts Options) (_ *Node, err error) {
 		reloadEvery:    opts.ReloadInterval,
 		funcs:          map[string]*Handler{},
 		refusedSlots:   make(chan struct{}, 64),
-		refusals:       refusalBudget{perSecond: handshakeRefusalsPerSecond},
+		refusals:       newRefusalTallies(refusalInterval, refusalMaxKeys),
 		witnessPending: map[identity.PublicKey][]byte{},
 		witnessWake:    make(chan struct{}, 1),
 	}
@@ -211,7 +207,11 @@ func (n *Node) Start(ctx context.Context) error {
 		n.cancel()
 		return fmt.Errorf("node: %w", err)
 	}
-	n.wg.Add(4)
+	n.wg.Add(5)
+	go func() {
+		defer n.wg.Done()
+		n.runRefusalFlush(ctx)
+	}()
 	go func() {
 		defer n.wg.Done()
 		n.runWitness(ctx, n.witnessInterval())
@@ -243,6 +243,7 @@ func (n *Node) Close() error {
 		}
 		err = n.tr.Close() // stop serving first; a handler still running finds the log closed and refuses
 		n.wg.Wait()
+		n.flushRefusals(context.Background(), true) // the counts of the last interval
 		err = errors.Join(err, n.closeParts())
 	})
 	return err
@@ -255,13 +256,17 @@ func (n *Node) Admitted(k identity.PublicKey) bool {
 	return ok
 }
 
-// handshakeRefused audits a refused handshake (the transport has logged it).
-// It must not block the handshake, so the append runs on its own goroutine,
-// bounded so that a flood of refused handshakes cannot pile up goroutines.
+// handshakeRefused audits a refused handshake (the transport has logged it),
+// aggregated per source address (refusals.go): strangers can cause refusals
+// at will. It must not block the handshake, so the append runs on its own
+// goroutine, bounded so that refusals cannot pile up goroutines.
 func (n *Node) handshakeRefused(e transport.HandshakeError) {
-	ok, suppressed := n.refusals.take(n.now())
-	if !ok {
-		return // counted; the next recorded refusal carries the count
+	k := refusalKey{source: strangerSource(e.Addr), kind: audit.KindHandshakeRefused, direction: "in", stage: string(refusal.StageTransport)}
+	if e.Side == "client" {
+		k.direction = "out"
+	}
+	if !n.refusalAdmitted(k, e.Reason.String()) {
+		return // counted into the key's next aggregated entry
 	}
 	select {
 	case n.refusedSlots <- struct{}{}:
@@ -271,18 +276,11 @@ func (n *Node) handshakeRefused(e transport.HandshakeError) {
 	}
 	go func() {
 		defer func() { <-n.refusedSlots }()
-		entry := audit.Entry{Kind: audit.KindHandshakeRefused, Direction: "in", Outcome: "refused", Stage: string(refusal.StageTransport)}
-		if e.Side == "client" {
-			entry.Direction = "out"
-		}
+		entry := audit.Entry{Kind: k.kind, Direction: k.direction, Outcome: "refused", Stage: k.stage}
 		if !e.Peer.IsZero() {
 			entry.Peer = e.Peer.String()
 		}
-		report := map[string]any{"side": e.Side, "addr": e.Addr, "reason": e.Reason.String()}
-		if suppressed > 0 {
-			report["suppressed_before"] = suppressed // refusals over the rate, not recorded one by one
-		}
-		entry.Report, _ = json.Marshal(report)
+		entry.Report, _ = json.Marshal(map[string]any{"side": e.Side, "addr": e.Addr, "reason": e.Reason.String()})
 		if _, err := n.audit.Append(context.Background(), entry); err != nil {
 			n.log.Error("audit append of a handshake refusal failed", "err", err)
 		}

@@ -158,7 +158,7 @@ func buildCapability(c config.Capability) (*capability, error) {
 		if err != nil {
 			return nil, fmt.Errorf("config: capability %s: %w", c.Name, err)
 		}
-		e := &backend.Exec{Argv: argv, Env: c.Exec.Env, Timeout: timeout}
+		e := &backend.Exec{Argv: argv, Env: c.Exec.Env, EnvAllow: c.Exec.EnvAllow, Timeout: timeout}
 		if c.Stream {
 			cp.Streamer = e
 		} else {

@@ -26,6 +26,7 @@ const (
 	KindScreenBlock  Kind = "screen_block"      // inbound screening blocked the peer's content
 	KindBadSignature Kind = "bad_signature"     // a forged or broken signature
 	KindReplay       Kind = "replay"            // a replayed or stale request
+	KindMalformed    Kind = "malformed"         // an unsigned or malformed request on an authenticated connection
 	KindAuditFork    Kind = "audit_fork"        // the peer's audit log forked
 	KindEquivocation Kind = "equivocation"      // the peer said two things in one consensus round
 
@@ -38,7 +39,7 @@ const (
 // Kinds lists the kinds that can be observed, in a stable order.
 func Kinds() []Kind {
 	return []Kind{KindSuccess, KindFailure, KindTimeout, KindDenied, KindBudget, KindSanitizer,
-		KindScreenMark, KindScreenBlock, KindBadSignature, KindReplay, KindAuditFork, KindEquivocation}
+		KindScreenMark, KindScreenBlock, KindBadSignature, KindReplay, KindMalformed, KindAuditFork, KindEquivocation}
 }
 
 // Observable reports whether k is one of Kinds().
@@ -62,6 +63,7 @@ func DefaultWeights() Weights {
 		KindScreenBlock:  -3,
 		KindBadSignature: -10,
 		KindReplay:       -5,
+		KindMalformed:    -2,
 		KindAuditFork:    -10,
 		KindEquivocation: -10,
 	}
@@ -75,7 +77,7 @@ func defaultWeight(k Kind) float64 {
 		return -1
 	case KindTimeout:
 		return -0.5
-	case KindDenied:
+	case KindDenied, KindMalformed:
 		return -2
 	case KindScreenBlock:
 		return -3

@@ -31,10 +31,12 @@
 // checkDigest, checkSignature, checkChain and checkNonce, in that order; each
 // failure is an *Error with one Reason. The signature is checked with the key the TLS
 // handshake proved, and keyid must name that same key. Freshness: expires -
-// created <= MaxTTL (default 5 min), created <= now+MaxSkew and now <=
-// expires+MaxSkew (default skew 30 s). Nonces are remembered per peer until
-// expires+MaxSkew in a ReplayWindow whose size is bounded; a full window
-// refuses rather than evicting unexpired nonces.
+// created <= MaxTTL (default 30 s, SignRequest's DefaultTTL), created <=
+// now+MaxSkew and now <= expires+MaxSkew (default skew 30 s). Nonces are
+// remembered per peer until expires+MaxSkew in a ReplayWindow whose size is
+// bounded, in total and per peer; a full window or share refuses rather than
+// evicting unexpired nonces. Verifier.Forget returns the nonce of a request
+// refused before it was served.
 //
 // # Delegation chains
 //

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -65,6 +66,10 @@ func FuzzVerifyRequest(f *testing.F) {
 		if err != nil {
 			if _, ok := ReasonOf(err); !ok {
 				t.Fatalf("untyped error %v", err)
+			}
+			// Every refusal can be signed, whatever the request carried.
+			if serr := SignResponse(http.Header{}, StatusFor(err), EncodeFailure(FailureOf("wire", err)), UnverifiedRequest(sr), k.bob, t0); serr != nil {
+				t.Fatalf("refusal of %v cannot be signed: %v", err, serr)
 			}
 			return
 		}

@@ -163,8 +163,8 @@ func TestVerifyRequestAdversarial(t *testing.T) {
 		{name: "expired at the skew boundary is still valid", now: t0.Add(60 * time.Second), want: 0},
 		{name: "created in the future beyond skew", sign: func(p *SignParams) { p.Now = t0.Add(31 * time.Second) }, want: ReasonNotYetValid},
 		{name: "created in the future within skew", sign: func(p *SignParams) { p.Now = t0.Add(30 * time.Second) }, want: 0},
-		{name: "ttl too long", sign: func(p *SignParams) { p.TTL = 5*time.Minute + time.Second }, want: ReasonTTLTooLong},
-		{name: "ttl at max", sign: func(p *SignParams) { p.TTL = 5 * time.Minute }, want: 0},
+		{name: "ttl too long", sign: func(p *SignParams) { p.TTL = DefaultTTL + time.Second }, want: ReasonTTLTooLong},
+		{name: "ttl at max", sign: func(p *SignParams) { p.TTL = DefaultTTL }, want: 0},
 		{
 			name: "expires not after created",
 			tamper: func(t *testing.T, r *http.Request, sent Sent) {
@@ -209,7 +209,7 @@ func TestVerifyRequestAdversarial(t *testing.T) {
 		{
 			name: "tampered signature parameter",
 			tamper: func(t *testing.T, r *http.Request, s Sent) {
-				r.Header.Set(HeaderSignatureInput, replaceOnce(t, s.SignatureInput, "expires=1750000030", "expires=1750000031"))
+				r.Header.Set(HeaderSignatureInput, replaceOnce(t, s.SignatureInput, "expires=1750000030", "expires=1750000029"))
 			},
 			want: ReasonBadSignature,
 		},
@@ -504,9 +504,55 @@ func TestNonceRecordedOnlyAfterSignature(t *testing.T) {
 	}
 }
 
+// TestVerifierForget: a request the node refuses before serving gives its
+// nonce back, so the same signed request is accepted when sent again, once;
+// until then a concurrent replay is refused.
+func TestVerifierForget(t *testing.T) {
+	k := testKeys(t)
+	v := newVerifier(t, k.bob.Public())
+	r, _ := signedRequest(t, k, testBody, nil)
+	req, err := v.VerifyRequest(serverView(t, r), testBody, k.alice.Public(), t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = v.VerifyRequest(serverView(t, r), testBody, k.alice.Public(), t0)
+	wantReason(t, err, ReasonReplayed) // held while the first is decided
+	v.Forget(req)
+	if v.ReplayPeerLen(k.alice.Public()) != 0 {
+		t.Fatalf("nonce still held after Forget")
+	}
+	if _, err := v.VerifyRequest(serverView(t, r), testBody, k.alice.Public(), t0); err != nil {
+		t.Fatalf("forgotten nonce refused: %v", err)
+	}
+	_, err = v.VerifyRequest(serverView(t, r), testBody, k.alice.Public(), t0)
+	wantReason(t, err, ReasonReplayed)
+	v.Forget(Request{}) // not from VerifyRequest: nothing happens
+	if v.ReplayLen() != 1 {
+		t.Fatalf("ReplayLen = %d, want 1", v.ReplayLen())
+	}
+}
+
+// TestVerifierLifetimeBoundary: the default lifetime is DefaultTTL, what
+// SignRequest uses; one second more is refused, and a request is accepted
+// until exactly expires + MaxSkew.
+func TestVerifierLifetimeBoundary(t *testing.T) {
+	k := testKeys(t)
+	v := newVerifier(t, k.bob.Public())
+	r, _ := signedRequest(t, k, testBody, func(p *SignParams) { p.TTL = DefaultTTL })
+	if _, err := v.VerifyRequest(serverView(t, r), testBody, k.alice.Public(), t0.Add(DefaultTTL+30*time.Second)); err != nil {
+		t.Fatalf("request at expires+skew refused: %v", err)
+	}
+	r, _ = signedRequest(t, k, testBody, func(p *SignParams) { p.TTL = DefaultTTL; p.Rand = seededRand(40) })
+	_, err := v.VerifyRequest(serverView(t, r), testBody, k.alice.Public(), t0.Add(DefaultTTL+30*time.Second+time.Second))
+	wantReason(t, err, ReasonExpired)
+	r, _ = signedRequest(t, k, testBody, func(p *SignParams) { p.TTL = DefaultTTL + time.Second; p.Rand = seededRand(41) })
+	_, err = v.VerifyRequest(serverView(t, r), testBody, k.alice.Public(), t0)
+	wantReason(t, err, ReasonTTLTooLong)
+}
+
 func TestVerifierReplayCacheFull(t *testing.T) {
 	k := testKeys(t)
-	v, err := NewVerifier(VerifierConfig{Self: k.bob.Public(), ReplayCapacity: 2})
+	v, err := NewVerifier(VerifierConfig{Self: k.bob.Public(), ReplayCapacity: 2, ReplayPerPeer: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -539,6 +585,8 @@ func TestNewVerifierConfig(t *testing.T) {
 		{Self: self, MaxTTL: 2 * time.Hour},
 		{Self: self, ReplayCapacity: -1},
 		{Self: self, ReplayCapacity: 1 << 27},
+		{Self: self, ReplayCapacity: 8, ReplayPerPeer: 9},
+		{Self: self, ReplayPerPeer: -1},
 	}
 	for _, c := range bad {
 		if _, err := NewVerifier(c); err == nil {
@@ -549,8 +597,8 @@ func TestNewVerifierConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v.skew != 30*time.Second || v.maxTTL != 5*time.Minute || v.replays.capacity != 1<<20 {
-		t.Fatalf("defaults: skew %v ttl %v cap %d", v.skew, v.maxTTL, v.replays.capacity)
+	if v.skew != 30*time.Second || v.maxTTL != 30*time.Second || v.replays.capacity != 1<<20 || v.replays.perPeer != 1<<16 {
+		t.Fatalf("defaults: skew %v ttl %v cap %d per peer %d", v.skew, v.maxTTL, v.replays.capacity, v.replays.perPeer)
 	}
 	v, _ = NewVerifier(VerifierConfig{Self: self, MaxSkew: -1})
 	if v.skew != 0 {

@@ -22,17 +22,28 @@ var responseComponents = [...]component{
 	{id: `"signature";req;key="treaty"`, name: "signature", hkey: HeaderSignature, req: true, key: Label, hasK: true},
 }
 
+// NoRequestSignature is what a response is bound to when the request carried
+// no usable treaty signature (none, two, or one that does not parse): a
+// signature of 64 zero bytes, which no request carries. Such a refusal is
+// still signed, so the node's answer is attributable, but it answers no
+// request a caller signed.
+const NoRequestSignature = Label + "=:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA==:"
+
 // UnverifiedRequest returns a Request holding only req's raw Signature
 // header, so that a callee can sign a refusal of a request that failed
 // VerifyRequest: the caller can then still check that this callee refused
-// exactly its request. No other field is set; nothing in it is verified.
+// exactly its request. A request without one usable signature gets
+// NoRequestSignature instead. No other field is set; nothing in it is verified.
 func UnverifiedRequest(req *http.Request) Request {
 	if req == nil {
-		return Request{}
+		return Request{Signature: NoRequestSignature}
 	}
 	v, _, err := joinLines(req.Header, HeaderSignature, maxSignatureBytes)
 	if err != nil {
-		return Request{}
+		return Request{Signature: NoRequestSignature}
+	}
+	if _, err := parseSignatureValue(v, Label); err != nil {
+		return Request{Signature: NoRequestSignature}
 	}
 	return Request{Signature: v}
 }

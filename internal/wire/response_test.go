@@ -83,6 +83,54 @@ func TestRefusalIsSignedAndBound(t *testing.T) {
 	}
 }
 
+// TestRefusalOfUnsignedIsSigned: a request with no, two, or an unparsable
+// Signature header still gets a signed refusal, bound to NoRequestSignature:
+// it verifies with the callee's key over that placeholder, and never as the
+// answer to a request the caller signed.
+func TestRefusalOfUnsignedIsSigned(t *testing.T) {
+	k := testKeys(t)
+	r, sent := signedRequest(t, k, testBody, nil)
+	one := r.Header.Get(HeaderSignature)
+	for name, lines := range map[string][]string{
+		"none":        nil,
+		"two":         {one, one},
+		"unparsable":  {"treaty=:not base64:"},
+		"other label": {"sig1=:AAAA:"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			sr := serverView(t, r)
+			sr.Header.Del(HeaderSignature)
+			for _, l := range lines {
+				sr.Header.Add(HeaderSignature, l)
+			}
+			_, verr := newVerifier(t, k.bob.Public()).VerifyRequest(sr, testBody, k.alice.Public(), t0)
+			if verr == nil {
+				t.Fatal("request without one usable signature verified")
+			}
+			req := UnverifiedRequest(sr)
+			if req.Signature != NoRequestSignature {
+				t.Fatalf("bound to %q, want NoRequestSignature", req.Signature)
+			}
+			body := EncodeFailure(FailureOf("wire", verr))
+			h := http.Header{}
+			if err := SignResponse(h, StatusFor(verr), body, req, k.bob, t0); err != nil {
+				t.Fatalf("refusal not signed: %v", err)
+			}
+			placeholder := sent
+			placeholder.Signature = NoRequestSignature
+			if _, err := VerifyResponse(&http.Response{StatusCode: StatusFor(verr), Header: h}, body, placeholder, k.bob.Public()); err != nil {
+				t.Fatalf("refusal does not verify over the placeholder: %v", err)
+			}
+			_, err := VerifyResponse(&http.Response{StatusCode: StatusFor(verr), Header: h}, body, sent, k.bob.Public())
+			wantReason(t, err, ReasonBadSignature)
+		})
+	}
+	sig, err := parseSignatureValue(NoRequestSignature, Label)
+	if err != nil || len(sig) != 64 || sig[0] != 0 || sig[63] != 0 {
+		t.Fatalf("NoRequestSignature = %x, %v; want 64 zero bytes", sig, err)
+	}
+}
+
 // TestVerifyResponseAdversarial: each case fails if its check is deleted.
 func TestVerifyResponseAdversarial(t *testing.T) {
 	k := testKeys(t)

@@ -19,12 +19,19 @@ type VerifierConfig struct {
 	// is accepted from created-MaxSkew until expires+MaxSkew. Default 30 s;
 	// allowed 0 .. 10 min (set a negative value for an exact zero skew).
 	MaxSkew time.Duration
-	// MaxTTL bounds expires-created. Default 5 min; allowed 1 s .. 1 h.
+	// MaxTTL bounds expires-created. Default DefaultTTL (30 s), what
+	// SignRequest uses; allowed 1 s .. 1 h. A request is thus accepted for at
+	// most MaxTTL + MaxSkew after its created (60 s by default).
 	MaxTTL time.Duration
 	// ReplayCapacity bounds the nonces remembered. Default 1<<20; allowed
 	// 1 .. 1<<26. When full of unexpired nonces, requests are refused with
 	// ReasonReplayCacheFull; unexpired nonces are never evicted.
 	ReplayCapacity int
+	// ReplayPerPeer bounds the nonces remembered for any one peer, so that
+	// one peer filling its share refuses only its own requests. Default
+	// ReplayCapacity/16 (65536: about 1000 calls/s sustained per peer, each
+	// nonce held for TTL + MaxSkew = 60 s by default); allowed 1 .. ReplayCapacity.
+	ReplayPerPeer int
 	// MaxDepth bounds the delegation depth of a call: 1 + the hops of its
 	// Treaty-Chain, so a direct call has depth 1 and MaxDepth 1 refuses every
 	// chained call. Default DefaultMaxDepth (4); allowed 1 .. 8.
@@ -58,7 +65,7 @@ func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 		return nil, fmt.Errorf("wire: VerifierConfig.MaxSkew = %v, want 0..10m", cfg.MaxSkew)
 	}
 	if cfg.MaxTTL == 0 {
-		cfg.MaxTTL = 5 * time.Minute
+		cfg.MaxTTL = DefaultTTL
 	}
 	if cfg.MaxTTL < time.Second || cfg.MaxTTL > time.Hour {
 		return nil, fmt.Errorf("wire: VerifierConfig.MaxTTL = %v, want 1s..1h", cfg.MaxTTL)
@@ -69,13 +76,19 @@ func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 	if cfg.ReplayCapacity < 1 || cfg.ReplayCapacity > 1<<26 {
 		return nil, fmt.Errorf("wire: VerifierConfig.ReplayCapacity = %d, want 1..%d", cfg.ReplayCapacity, 1<<26)
 	}
+	if cfg.ReplayPerPeer == 0 {
+		cfg.ReplayPerPeer = max(cfg.ReplayCapacity/16, 1)
+	}
+	if cfg.ReplayPerPeer < 1 || cfg.ReplayPerPeer > cfg.ReplayCapacity {
+		return nil, fmt.Errorf("wire: VerifierConfig.ReplayPerPeer = %d, want 1..%d", cfg.ReplayPerPeer, cfg.ReplayCapacity)
+	}
 	if cfg.MaxDepth == 0 {
 		cfg.MaxDepth = DefaultMaxDepth
 	}
 	if cfg.MaxDepth < 1 || cfg.MaxDepth > maxDepthLimit {
 		return nil, fmt.Errorf("wire: VerifierConfig.MaxDepth = %d, want 1..%d", cfg.MaxDepth, maxDepthLimit)
 	}
-	w, err := NewReplayWindow(cfg.ReplayCapacity)
+	w, err := NewReplayWindow(cfg.ReplayCapacity, cfg.ReplayPerPeer)
 	if err != nil {
 		return nil, err
 	}
@@ -105,6 +118,8 @@ type Request struct {
 	// (nil for a direct call): each hop's signature verified with its
 	// Caller's key and each hop is linked to the next (see chain.go).
 	Chain Chain
+
+	nonceKey ReplayKey // the nonce's entry in the replay window, for Forget
 }
 
 // verifyState carries one request through the named steps of VerifyRequest.
@@ -118,6 +133,7 @@ type verifyState struct {
 	sig        []byte
 	sigInput   string
 	sigHeader  string
+	nonceKey   ReplayKey
 	audience   string
 	capability string
 	digest     string
@@ -139,7 +155,12 @@ type verifyState struct {
 //	               to the next, depth within MaxDepth, no loop (chain.go)
 //	checkNonce     the nonce is unseen; it is recorded only now, after the
 //	               signature and the chain verified, so forgeries cannot fill
-//	               the window
+//	               the window, and within the peer's share of the window
+//
+// A nonce is recorded by VerifyRequest, so a concurrent replay of the same
+// request is refused; a caller that then refuses the request before it cost
+// the peer anything (trust and budget gates) calls Forget, so a refused
+// request does not burn its nonce.
 //
 // peer is the key the TLS handshake proved; the signature is verified with
 // that key and never with a key the request names. Every error is an *Error.
@@ -164,7 +185,20 @@ func (v *Verifier) VerifyRequest(req *http.Request, body []byte, peer identity.P
 		SignatureInput: s.sigInput,
 		Signature:      s.sigHeader,
 		Chain:          s.chain,
+		nonceKey:       s.nonceKey,
 	}, nil
+}
+
+// Forget removes req's nonce from the replay window: req was refused before
+// it was served, so sending it again is not a replay of anything done.
+// It does nothing for a Request that VerifyRequest did not return.
+func (v *Verifier) Forget(req Request) {
+	if req.Nonce == "" {
+		return
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.replays.Remove(req.nonceKey)
 }
 
 // singleton returns the one line of a header that must appear exactly once.
@@ -345,12 +379,11 @@ func (v *Verifier) checkNonce(s *verifyState) error {
 	h := sha256.New()
 	h.Write(s.peer.Bytes())
 	h.Write([]byte(s.in.nonce))
-	var key ReplayKey
-	copy(key[:], h.Sum(nil))
+	copy(s.nonceKey[:], h.Sum(nil))
 	until := time.Unix(s.in.expires, 0).Add(v.skew)
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	return v.replays.Add(key, until, s.now)
+	return v.replays.Add(s.peer, s.nonceKey, until, s.now)
 }
 
 // ReplayLen returns the nonces currently remembered (for metrics and tests).
@@ -358,6 +391,13 @@ func (v *Verifier) ReplayLen() int {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	return v.replays.Len()
+}
+
+// ReplayPeerLen returns the nonces currently remembered for peer.
+func (v *Verifier) ReplayPeerLen(peer identity.PublicKey) int {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.replays.PeerLen(peer)
 }
 
 // didCache remembers the did:key text of recent peers, because encoding one

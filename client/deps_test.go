@@ -1,0 +1,34 @@
+package client
+
+import (
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// TestDependencyBound keeps client a thin library for agents: besides the
+// standard library it may link only localapi. Re-adding an import of the node
+// (internal/..., SQLite, gitleaks, Cedar) fails here.
+func TestDependencyBound(t *testing.T) {
+	t.Parallel()
+	goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
+	out, err := exec.CommandContext(t.Context(), goBin, "list", "-deps",
+		"-f", "{{if not .Standard}}{{.ImportPath}}{{end}}", ".").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	allowed := []string{"github.com/treaty-dev/treaty/client", "github.com/treaty-dev/treaty/localapi"}
+	for _, dep := range strings.Fields(string(out)) {
+		if !slices.Contains(allowed, dep) {
+			t.Errorf("client links %s; it may link only the standard library and localapi", dep)
+		}
+	}
+	for _, forbidden := range []string{"/internal/", "sqlite", "gitleaks", "cedar"} {
+		if strings.Contains(string(out), forbidden) {
+			t.Errorf("client links a package matching %q", forbidden)
+		}
+	}
+}
