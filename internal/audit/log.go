@@ -32,8 +32,22 @@ type Config struct {
 	// TailCheck is how many of the newest entries Open recomputes and checks
 	// against the head checkpoint before resuming. Zero: 4096; negative: all.
 	TailCheck int
-	Now       func() time.Time // nil: time.Now
-	Logger    *slog.Logger     // nil: discard
+	// MaxBytes caps the bytes audit.db's pages in use and its WAL may take:
+	// beyond it Append refuses new entries with a *HighWaterError (the log's own
+	// alert, pruning and fork records still go in). Zero: no cap; otherwise at
+	// least 1 MiB. Pages freed by Prune count as free.
+	MaxBytes int64
+	// MinFreeBytes is the free space Append leaves on the log's filesystem:
+	// below it new entries are refused the same way. Zero: the smaller of 1 GiB
+	// and 5% of the filesystem; negative: not checked.
+	MinFreeBytes int64
+	// SpaceCheckInterval is how stale the measured size and free space may be
+	// (they are measured at least every 1024 entries too). Zero: 250ms;
+	// allowed [1µs, 1m].
+	SpaceCheckInterval time.Duration
+	Statfs             func(dir string) (DiskSpace, error) // nil: statfs(2) of the log's directory
+	Now                func() time.Time                    // nil: time.Now
+	Logger             *slog.Logger                        // nil: discard
 }
 
 func (c *Config) setDefaults() {
@@ -51,6 +65,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.TailCheck == 0 {
 		c.TailCheck = 4096
+	}
+	if c.SpaceCheckInterval == 0 {
+		c.SpaceCheckInterval = defaultSpaceCheck
+	}
+	if c.Statfs == nil {
+		c.Statfs = statfs
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -78,6 +98,15 @@ func (c *Config) validate() error {
 	}
 	if n := c.MaxBatch; n < 1 || n > 65536 {
 		return fmt.Errorf("audit: Config.MaxBatch %d outside [1, 65536]", n)
+	}
+	if n := c.MaxBytes; n != 0 && (n < minMaxBytes || n > 1<<60) {
+		return fmt.Errorf("audit: Config.MaxBytes %d is neither zero (no cap) nor in [1 MiB, 2^60]", n)
+	}
+	if n := c.MinFreeBytes; n > 1<<60 {
+		return fmt.Errorf("audit: Config.MinFreeBytes %d above 2^60", n)
+	}
+	if d := c.SpaceCheckInterval; d < time.Microsecond || d > time.Minute {
+		return fmt.Errorf("audit: Config.SpaceCheckInterval %v outside [1µs, 1m]", d)
 	}
 	return nil
 }
@@ -111,6 +140,7 @@ type Log struct {
 		insEntry, insCP, delCP *sql.Stmt
 	}
 	hasher *leafHasher // used by the writer only
+	space  space       // disk high-water state, writer only
 }
 
 // op is one unit of work for the writer: an entry to append, or a function to
@@ -456,10 +486,27 @@ func (t *txn) append(ctx context.Context, p prepared) (uint64, error) {
 // commit runs one batch in one transaction and answers every op in it.
 func (l *Log) commit(batch []*op) {
 	ctx := context.Background() // the batch is shared: no one caller may cancel it
+	alert := l.checkSpace(ctx)
+	if hw := l.space.over; hw != nil {
+		// Over the mark: refuse ordinary entries; the log's own records (alert,
+		// pruning, witness) are the reserve the mark leaves room for.
+		kept := batch[:0]
+		for _, o := range batch {
+			if o.fn == nil {
+				o.done <- opResult{err: hw}
+				continue
+			}
+			kept = append(kept, o)
+		}
+		batch = kept
+		if len(batch) == 0 && alert == nil {
+			return
+		}
+	}
 	now := l.cfg.Now()
 	saved := l.tr
 	results := make([]opResult, len(batch))
-	cp, err := l.commitTx(ctx, now, batch, results)
+	cp, err := l.commitTx(ctx, now, batch, results, alert)
 	if err != nil {
 		l.tr = saved
 		l.cfg.Logger.Error("audit: commit failed", "entries", len(batch), "err", err)
@@ -472,6 +519,7 @@ func (l *Log) commit(batch []*op) {
 	for i, o := range batch {
 		if o.fn == nil {
 			l.appended.Add(1)
+			l.space.since++
 		}
 		results[i].cp = cp
 		o.done <- results[i]
@@ -489,7 +537,7 @@ func (l *Log) Stats() Stats {
 	return Stats{Entries: l.appended.Load(), Commits: l.commits.Load()}
 }
 
-func (l *Log) commitTx(ctx context.Context, now time.Time, batch []*op, results []opResult) (*Checkpoint, error) {
+func (l *Log) commitTx(ctx context.Context, now time.Time, batch []*op, results []opResult, alert *prepared) (*Checkpoint, error) {
 	ts, err := formatTime(now)
 	if err != nil {
 		return nil, err
@@ -508,7 +556,10 @@ func (l *Log) commitTx(ctx context.Context, now time.Time, batch []*op, results 
 			}
 		}
 	}
-	rows := make([]pendingRow, 0, len(batch))
+	rows := make([]pendingRow, 0, len(batch)+1)
+	if alert != nil {
+		rows = append(rows, t.addLeaf(*alert))
+	}
 	for i, o := range batch {
 		if o.fn == nil {
 			r := t.addLeaf(o.entry)
