@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -174,6 +175,13 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Create the file 0600 before SQLite does (it would apply the umask);
+	// SQLite gives the -wal and -shm files the database file's mode.
+	f, err := os.OpenFile(cfg.Path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("audit: open %s: %w", cfg.Path, err)
+	}
+	f.Close()
 	wdb, err := sql.Open("sqlite", d)
 	if err != nil {
 		return nil, fmt.Errorf("audit: open %s: %w", cfg.Path, err)
@@ -191,6 +199,11 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 		wdb.Close()
 		return nil, err
 	}
+	if err := restrictModes(cfg.Path); err != nil {
+		l.closeStmts()
+		wdb.Close()
+		return nil, err
+	}
 	r, err := openReadDB(cfg.Path, 4)
 	if err != nil {
 		l.closeStmts()
@@ -201,6 +214,17 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 	l.witness = &Witness{l: l, locks: map[identity.PublicKey]*sync.Mutex{}}
 	go l.writer()
 	return l, nil
+}
+
+// restrictModes makes the log and its -wal and -shm files 0600, whatever the
+// umask or an earlier version left: entries name peers and carry content.
+func restrictModes(path string) error {
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		if err := os.Chmod(p, 0o600); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("audit: %w", err)
+		}
+	}
+	return nil
 }
 
 // init creates the schema, checks the owner, verifies the tail and loads the
