@@ -33,7 +33,8 @@ type Config struct {
 	// TailCheck is how many of the newest entries Open recomputes and checks
 	// against the head checkpoint before resuming. Zero: 4096; negative: all.
 	TailCheck int
-	// MaxBytes caps the bytes audit.db's pages in use and its WAL may take:
+	// MaxBytes caps the bytes audit.db's pages in use may take (its WAL adds
+	// a few MiB between checkpoints):
 	// beyond it Append refuses new entries with a *HighWaterError (the log's own
 	// alert, pruning and fork records still go in). Zero: no cap; otherwise at
 	// least 1 MiB. Pages freed by Prune count as free.
@@ -128,6 +129,10 @@ type Log struct {
 	closeOnce sync.Once
 
 	head atomic.Pointer[Checkpoint]
+	// pruned is the latest pruning record (Seq 0: never pruned); written by
+	// prune under pruneMu after its transaction commits.
+	pruned  atomic.Pointer[PruneRecord]
+	pruneMu sync.Mutex
 
 	commits, appended atomic.Uint64
 
@@ -262,6 +267,14 @@ func (l *Log) init(ctx context.Context) error {
 		return fmt.Errorf("audit: %s has origin %q, Config.Origin is %q", l.cfg.Path, meta["origin"], l.cfg.Origin)
 	}
 
+	pr, ok, err := latestPrune(ctx, tx, l.cfg.Identity.Public(), l.cfg.Origin)
+	if err != nil {
+		return fmt.Errorf("%w (run treaty audit verify)", err)
+	}
+	if !ok {
+		pr = PruneRecord{Root: emptyRoot}
+	}
+	l.pruned.Store(&pr)
 	size, msg, err := readHead(ctx, tx)
 	switch {
 	case errors.Is(err, errNoHead):
@@ -317,19 +330,22 @@ func (l *Log) init(ctx context.Context) error {
 
 // checkTail recomputes the newest entries and the root against the head.
 func (l *Log) checkTail(ctx context.Context, q querier, head Checkpoint) (tree, error) {
-	var n, maxIdx sql.NullInt64
-	if err := q.QueryRowContext(ctx, `SELECT count(*), max(idx) FROM entries`).Scan(&n, &maxIdx); err != nil {
+	pr := l.pruned.Load()
+	var n, minIdx, maxIdx sql.NullInt64
+	if err := q.QueryRowContext(ctx, `SELECT count(*), min(idx), max(idx) FROM entries`).Scan(&n, &minIdx, &maxIdx); err != nil {
 		return tree{}, fmt.Errorf("audit: count entries: %w", err)
 	}
-	if uint64(n.Int64) != head.Size || (n.Int64 > 0 && maxIdx.Int64 != n.Int64-1) {
-		return tree{}, &BadEntryError{Index: min(head.Size, uint64(n.Int64)),
-			Reason: fmt.Sprintf("log has %d rows (last index %d) but the head checkpoint covers %d entries", n.Int64, maxIdx.Int64, head.Size)}
+	if head.Size < pr.Rows || uint64(n.Int64) != head.Size-pr.Rows ||
+		(n.Int64 > 0 && (uint64(minIdx.Int64) != pr.Rows || uint64(maxIdx.Int64) != head.Size-1)) {
+		return tree{}, &BadEntryError{Index: max(pr.Rows, min(head.Size, uint64(n.Int64)+pr.Rows)),
+			Reason: fmt.Sprintf("log has %d rows (indexes %d to %d; pruned below %d) but the head checkpoint covers %d entries",
+				n.Int64, minIdx.Int64, maxIdx.Int64, pr.Rows, head.Size)}
 	}
-	from := uint64(0)
+	from := pr.Rows
 	if l.cfg.TailCheck > 0 && head.Size > uint64(l.cfg.TailCheck) {
-		from = head.Size - uint64(l.cfg.TailCheck)
+		from = max(from, head.Size-uint64(l.cfg.TailCheck))
 	}
-	tr, err := loadTree(ctx, q, from)
+	tr, err := loadTree(ctx, q, from, pr)
 	if err != nil {
 		return tree{}, err
 	}
@@ -342,7 +358,7 @@ func (l *Log) checkTail(ctx context.Context, q querier, head Checkpoint) (tree, 
 	if err := v.checkpoints(); err != nil {
 		return tree{}, err
 	}
-	res := scanChunk(ctx, q, from, head.Size, newLeafHasher())
+	res := scanChunk(ctx, q, from, head.Size, pr.Content, newLeafHasher())
 	if res.err != nil {
 		return tree{}, res.err
 	}
@@ -674,39 +690,6 @@ func (l *Log) ConsistencyProof(ctx context.Context, oldSize, newSize uint64) ([]
 
 // Witness returns the log's witness of peers' checkpoints.
 func (l *Log) Witness() *Witness { return l.witness }
-
-// pruneChunk bounds one prune transaction, so appends are not held up long.
-const pruneChunk = 10000
-
-// Prune drops the stored content of entries logged before the given time and
-// returns how many it dropped. Leaves keep the content digest, so proofs stay
-// valid and Verify still passes. The file shrinks only after VACUUM.
-func (l *Log) Prune(ctx context.Context, before time.Time) (int, error) {
-	ts, err := formatTime(before)
-	if err != nil {
-		return 0, err
-	}
-	total := 0
-	for {
-		var n int64
-		err := l.exec(ctx, func(ctx context.Context, t *txn) error {
-			res, err := t.tx.ExecContext(ctx, `UPDATE entries SET content = NULL WHERE idx IN
-				(SELECT idx FROM entries WHERE time < ? AND content IS NOT NULL ORDER BY idx LIMIT ?)`, ts, pruneChunk)
-			if err != nil {
-				return fmt.Errorf("audit: prune: %w", err)
-			}
-			n, err = res.RowsAffected()
-			return err
-		})
-		if err != nil {
-			return total, err
-		}
-		total += int(n)
-		if n < pruneChunk {
-			return total, nil
-		}
-	}
-}
 
 // Close stops the writer after committing what was already submitted, and
 // closes the database. It is idempotent.

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strconv"
 	"time"
@@ -41,7 +40,7 @@ var ErrHighWater = errors.New("audit: disk high-water mark")
 // The log resumes by itself once space returns.
 type HighWaterError struct {
 	Free, MinFree  uint64 // free bytes on the filesystem and the minimum (MinFree 0: not checked)
-	Used, MaxBytes uint64 // bytes in use by audit.db and its WAL and the cap (MaxBytes 0: no cap)
+	Used, MaxBytes uint64 // bytes of audit.db's pages in use and the cap (MaxBytes 0: no cap)
 }
 
 func (e *HighWaterError) Error() string {
@@ -115,19 +114,17 @@ func (l *Log) measure(ctx context.Context, resume bool) (*HighWaterError, error)
 	return &hw, nil
 }
 
-// usedBytes is the size of audit.db's pages in use plus its WAL file: pages
-// freed by pruning count as free, since new entries reuse them.
+// usedBytes is the size of audit.db's pages in use: pages freed by pruning
+// count as free, since new entries reuse them. The WAL is not counted: SQLite
+// checkpoints it back every 1000 pages (about 4 MiB) and reuses it, and its
+// file does not shrink, so counting it would never let pruning resume the log.
 func (l *Log) usedBytes(ctx context.Context) (uint64, error) {
 	var pages, free, size int64
 	err := l.wdb.QueryRowContext(ctx, `SELECT (SELECT page_count FROM pragma_page_count), (SELECT freelist_count FROM pragma_freelist_count), (SELECT page_size FROM pragma_page_size)`).Scan(&pages, &free, &size)
 	if err != nil {
 		return 0, fmt.Errorf("audit: measure %s: %w", l.cfg.Path, err)
 	}
-	used := uint64(max(pages-free, 0) * size)
-	if fi, err := os.Stat(l.cfg.Path + "-wal"); err == nil {
-		used += uint64(fi.Size())
-	}
-	return used, nil
+	return uint64(max(pages-free, 0) * size), nil
 }
 
 // checkSpace measures when the last measurement is stale and returns the
