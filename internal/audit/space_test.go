@@ -118,6 +118,21 @@ func TestHighWaterMaxBytes(t *testing.T) {
 	if err := l.Witness().Observe(ctx, peer.Public(), mustCheckpoint(t, pl).Note, nil); err != nil {
 		t.Fatalf("witness over the cap: %v", err)
 	}
+	// Pruning the big entry frees its pages: the log resumes by itself.
+	if n, err := l.PruneRows(ctx, time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC)); err != nil || n != 2 {
+		t.Fatalf("PruneRows over the cap: %d, %v", n, err)
+	}
+	if _, err := l.Append(ctx, sampleEntry(1)); err != nil {
+		t.Fatalf("append after pruning freed space: %v", err)
+	}
+	kinds := []string{}
+	es, _ := l.List(ctx, Filter{})
+	for _, e := range es {
+		kinds = append(kinds, e.Kind+"/"+e.Outcome)
+	}
+	if got := strings.Join(kinds, " "); got != "audit.pruned/pruned audit.high_water/resumed call.served/ok" {
+		t.Fatalf("entries after pruning: %s", got)
+	}
 }
 
 func TestSpaceConfigValidation(t *testing.T) {
