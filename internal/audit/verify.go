@@ -299,6 +299,9 @@ func (v *verifier) finish(n uint64) error {
 	}
 	if v.next < len(v.cps) {
 		c := v.cps[v.next]
+		if c.given {
+			return &BadEntryError{Index: n, Reason: fmt.Sprintf("missing: the log ends at %d but a given checkpoint (one a peer witnessed) covers %d entries: the log was cut back (deleted)", n, c.size)}
+		}
 		return &BadEntryError{Index: n, Reason: fmt.Sprintf("missing: a checkpoint covers %d entries but the log ends at %d (deleted)", c.size, n)}
 	}
 	return nil
