@@ -347,6 +347,9 @@ func (in *inbound) refuse(stage refusal.Stage, err error) {
 		if errors.Is(err, audit.ErrBeyondSize) {
 			f.Reason = reasonBeyondSize
 		}
+		if errors.Is(err, audit.ErrHighWater) {
+			f.Reason = "disk_high_water" // the caller learns why, not our numbers
+		}
 	default:
 		f = wire.FailureOf(string(stage), err)
 	}
