@@ -130,8 +130,8 @@ func TestPruneRows(t *testing.T) {
 	if _, err := r.ConsistencyProof(ctx, 30, cpNew.Size); !errors.Is(err, ErrPruned) {
 		t.Fatalf("consistency from a pruned size: %v, want ErrPruned", err)
 	}
-	if _, err := r.Prove(ctx, 10); err == nil {
-		t.Fatal("proved a deleted entry")
+	if _, err := r.Prove(ctx, 10); !errors.Is(err, ErrPruned) || errors.Is(err, ErrTampered) {
+		t.Fatalf("prove a pruned entry: %v, want ErrPruned", err)
 	}
 
 	// A node restarts on it, checks the whole tail, and appends.
