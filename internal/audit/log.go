@@ -129,10 +129,7 @@ type Log struct {
 	closeOnce sync.Once
 
 	head atomic.Pointer[Checkpoint]
-	// pruned is the latest pruning record (Seq 0: never pruned); written by
-	// prune under pruneMu after its transaction commits.
-	pruned  atomic.Pointer[PruneRecord]
-	pruneMu sync.Mutex
+	pruneMu sync.Mutex // one Prune or PruneRows at a time
 
 	commits, appended atomic.Uint64
 
@@ -274,7 +271,6 @@ func (l *Log) init(ctx context.Context) error {
 	if !ok {
 		pr = PruneRecord{Root: emptyRoot}
 	}
-	l.pruned.Store(&pr)
 	size, msg, err := readHead(ctx, tx)
 	switch {
 	case errors.Is(err, errNoHead):
@@ -309,7 +305,7 @@ func (l *Log) init(ctx context.Context) error {
 		if cp.Size != size || cp.Origin != l.cfg.Origin {
 			return &BadCheckpointError{Size: size, Reason: "note does not match its row"}
 		}
-		tr, err := l.checkTail(ctx, tx, cp)
+		tr, err := l.checkTail(ctx, tx, cp, &pr)
 		if err != nil {
 			return err
 		}
@@ -328,9 +324,9 @@ func (l *Log) init(ctx context.Context) error {
 	return l.prepareStmts(ctx)
 }
 
-// checkTail recomputes the newest entries and the root against the head.
-func (l *Log) checkTail(ctx context.Context, q querier, head Checkpoint) (tree, error) {
-	pr := l.pruned.Load()
+// checkTail recomputes the newest entries and the root against the head; pr
+// is the latest pruning record (Seq 0: never pruned).
+func (l *Log) checkTail(ctx context.Context, q querier, head Checkpoint, pr *PruneRecord) (tree, error) {
 	var n, minIdx, maxIdx sql.NullInt64
 	if err := q.QueryRowContext(ctx, `SELECT count(*), min(idx), max(idx) FROM entries`).Scan(&n, &minIdx, &maxIdx); err != nil {
 		return tree{}, fmt.Errorf("audit: count entries: %w", err)

@@ -292,7 +292,6 @@ func (l *Log) prune(ctx context.Context, before time.Time, rows bool) (int, erro
 		if next == nil {
 			return total, nil
 		}
-		l.pruned.Store(next)
 		total += n
 	}
 }
@@ -300,7 +299,16 @@ func (l *Log) prune(ctx context.Context, before time.Time, rows bool) (int, erro
 // pruneTx moves the cut forward by at most pruneChunk entries in t and
 // records it. It returns nil when there is nothing to do.
 func (l *Log) pruneTx(ctx context.Context, t *txn, ts string, stop uint64, rows bool) (*PruneRecord, int, error) {
-	cur := *l.pruned.Load()
+	// The state comes from the transaction, not from memory (a caller that
+	// gave up waiting may still have had its record committed), and is
+	// verified: signing on top of an edited record would launder it.
+	cur, ok, err := latestPrune(ctx, t.tx, l.cfg.Identity.Public(), l.cfg.Origin)
+	if err != nil {
+		return nil, 0, err
+	}
+	if !ok {
+		cur = PruneRecord{Root: emptyRoot}
+	}
 	var first sql.NullInt64 // the first entry to keep
 	if err := t.tx.QueryRowContext(ctx, `SELECT min(idx) FROM entries WHERE time >= ?`, ts).Scan(&first); err != nil {
 		return nil, 0, fmt.Errorf("audit: prune: %w", err)

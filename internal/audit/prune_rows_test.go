@@ -243,3 +243,24 @@ func TestContentNulledWithoutPruning(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestPruneRefusesEditedRecord: a pruning record edited on disk is not signed
+// over by the next pruning.
+func TestPruneRefusesEditedRecord(t *testing.T) {
+	key := testKey(t, 1)
+	l, path := openTest(t, key, nil)
+	ctx := t.Context()
+	appendN(t, l, 0, 20)
+	if _, err := l.Prune(ctx, mustGet(t, l, 5).Time); err != nil {
+		t.Fatal(err)
+	}
+	db := rawDB(t, path)
+	mustExec(t, db, `UPDATE prunes SET note = replace(note, 'content 5', 'content 15')`)
+	db.Close()
+	if _, err := l.Prune(ctx, mustGet(t, l, 10).Time); err == nil {
+		t.Fatal("pruned on top of an edited record")
+	}
+	if _, err := l.PruneRows(ctx, mustGet(t, l, 10).Time); err == nil {
+		t.Fatal("pruned rows on top of an edited record")
+	}
+}
