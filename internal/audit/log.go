@@ -128,7 +128,7 @@ type Log struct {
 	done      chan struct{}
 	closeOnce sync.Once
 
-	head atomic.Pointer[Checkpoint]
+	head    atomic.Pointer[Checkpoint]
 	pruneMu sync.Mutex // one Prune or PruneRows at a time
 
 	commits, appended atomic.Uint64
