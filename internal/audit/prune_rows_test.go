@@ -264,3 +264,43 @@ func TestPruneRefusesEditedRecord(t *testing.T) {
 		t.Fatal("pruned rows on top of an edited record")
 	}
 }
+
+// TestCheckRowVersions: version 1 leaves (logs written before content_kept)
+// still verify, with or without content; version 2 leaves say whether content
+// was kept.
+func TestCheckRowVersions(t *testing.T) {
+	const ts = "2025-11-28T09:00:00.000000000Z"
+	idx := []byte(`,"index":3,"time":"`)
+	e := sampleEntry(0)
+	p1, _ := prepareLeaf(e, 1, false)
+	v1 := leafBytesV(nil, leafV1Prefix, 3, ts, p1.body)
+	p2, _ := prepare(e)
+	v2 := leafBytes(nil, 3, ts, p2.body)
+	digestOnly, _ := prepare(sampleEntry(4))
+	v2d := leafBytes(nil, 3, ts, digestOnly.body)
+	for _, tc := range []struct {
+		name      string
+		leaf, c   []byte
+		reason    string
+		wantDrops bool
+	}{
+		{"v1 with content", v1, e.Content, "", false},
+		{"v1 without content", v1, nil, "", false},
+		{"v2 with content", v2, e.Content, "", false},
+		{"v2 content removed", v2, nil, "", true},
+		{"v2 digest only", v2d, nil, "", false},
+		{"v2 digest only, content added", v2d, []byte("x"), "content present but the leaf says none was kept (edited)", false},
+		{"v2 other content", v2, []byte("x"), "content does not match the leaf's digest (edited)", false},
+	} {
+		reason, dropped := checkRow(tc.leaf, idx, tc.c)
+		if reason != tc.reason || dropped != tc.wantDrops {
+			t.Errorf("%s: %q %v, want %q %v", tc.name, reason, dropped, tc.reason, tc.wantDrops)
+		}
+	}
+	if _, err := ParseLeaf(v1); err != nil {
+		t.Fatalf("version 1 leaf: %v", err)
+	}
+	if got, err := ParseLeaf(v2); err != nil || !got.ContentKept {
+		t.Fatalf("version 2 leaf: %+v %v", got, err)
+	}
+}
