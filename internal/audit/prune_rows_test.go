@@ -90,6 +90,14 @@ func TestPruneRows(t *testing.T) {
 		}
 	}
 	t.Logf("verify output:\n%s", out)
+	// A checkpoint from below the cut cannot be recomputed: reported, not failed.
+	signer, _ := newNoteSigner(OriginFor(pub), f.key)
+	old, _ := signer.checkpoint(30, [32]byte{7})
+	res, err = VerifyWith(ctx, f.path, pub, VerifyOptions{Checkpoints: [][]byte{old.Note}})
+	if err != nil || len(res.Given) != 1 || res.Given[0].Checked ||
+		!strings.HasSuffix(res.String(), "\ncheckpoint 30 predates the pruned prefix (entries below 45): not checkable") {
+		t.Fatalf("old given checkpoint: %v\n%s", err, res)
+	}
 
 	// An old checkpoint from before the cut is reported, not failed.
 	r, err := OpenReader(ctx, f.path)
