@@ -73,8 +73,21 @@ type AuditConfig struct {
 	// Capabilities overrides Content per capability name.
 	Capabilities map[string]string `yaml:"capabilities,omitempty"`
 	// Retention drops the content of entries older than this; their leaf hashes
-	// stay, so proofs and verify keep working. Zero keeps content forever.
+	// stay, so proofs and verify keep working, and a signed pruning record says
+	// up to which entry content was dropped. Zero keeps content forever.
 	Retention Duration `yaml:"retention,omitempty"`
+	// RowRetention deletes whole entries older than this, keeping a signed
+	// pruning record (range, time, the tree hashes at the cut) so the rest of
+	// the log still verifies. Zero keeps entries forever; else at least 1h.
+	RowRetention Duration `yaml:"row_retention,omitempty"`
+	// MaxBytes caps audit.db (pages in use plus its WAL): beyond it new calls
+	// are refused at stage audit until pruning frees space. Zero: no cap; else
+	// at least 1 MiB.
+	MaxBytes int64 `yaml:"max_bytes,omitempty"`
+	// MinFreeBytes is the free space kept on audit.db's filesystem: below it new
+	// calls are refused at stage audit until space returns. Zero: the smaller
+	// of 1 GiB and 5% of the filesystem; -1: not checked.
+	MinFreeBytes int64 `yaml:"min_free_bytes,omitempty"`
 	// WitnessInterval is how often each peer is asked for its latest signed
 	// checkpoint (peers also show one on every call). Zero: 30s.
 	WitnessInterval Duration `yaml:"witness_interval,omitempty"`
@@ -339,6 +352,15 @@ func (c *Config) Validate() error {
 	}
 	if r := c.Audit.Retention.D(); r != 0 && r < time.Hour {
 		return fmt.Errorf("config: audit.retention %v must be zero (keep) or at least 1h", r)
+	}
+	if r := c.Audit.RowRetention.D(); r != 0 && r < time.Hour {
+		return fmt.Errorf("config: audit.row_retention %v must be zero (keep) or at least 1h", r)
+	}
+	if n := c.Audit.MaxBytes; n != 0 && (n < 1<<20 || n > 1<<60) {
+		return fmt.Errorf("config: audit.max_bytes %d must be zero (no cap) or in [1 MiB, 2^60]", n)
+	}
+	if n := c.Audit.MinFreeBytes; n < -1 || n > 1<<60 {
+		return fmt.Errorf("config: audit.min_free_bytes %d must be -1 (off), zero (default) or in [1, 2^60]", n)
 	}
 	if w := c.Audit.WitnessInterval.D(); w != 0 && (w < 100*time.Millisecond || w > 24*time.Hour) {
 		return fmt.Errorf("config: audit.witness_interval %v outside [100ms, 24h]", w)

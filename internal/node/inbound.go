@@ -337,6 +337,10 @@ func (in *inbound) reply(status int, clean sanitize.Clean) {
 	in.w.Write(body)
 }
 
+// reasonHighWater is the wire reason when our audit log is at its disk
+// high-water mark: the caller learns why, not our numbers.
+const reasonHighWater = "disk_high_water"
+
 // refuse audits the refusal, then answers with a signed failure envelope naming
 // the stage. Only a short token of the reason is sent; local detail stays in
 // our logs.
@@ -357,6 +361,9 @@ func (in *inbound) refuse(stage refusal.Stage, err error) {
 		f = wire.Failure{Stage: string(stage), Reason: "internal"}
 		if errors.Is(err, audit.ErrBeyondSize) {
 			f.Reason = reasonBeyondSize
+		}
+		if errors.Is(err, audit.ErrHighWater) {
+			f.Reason = reasonHighWater
 		}
 	default:
 		f = wire.FailureOf(string(stage), err)
@@ -384,6 +391,9 @@ func (in *inbound) refuse(stage refusal.Stage, err error) {
 		if _, aerr := n.audit.Append(context.WithoutCancel(in.r.Context()), e); aerr != nil {
 			n.log.Error("audit append of a refusal failed", "err", aerr)
 			f = wire.Failure{Stage: string(refusal.StageAudit), Reason: "internal"}
+			if errors.Is(aerr, audit.ErrHighWater) {
+				f.Reason = reasonHighWater
+			}
 			stage = refusal.StageAudit
 		}
 	}

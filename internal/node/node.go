@@ -108,6 +108,9 @@ func Open(opts Options) (_ *Node, err error) {
 	if opts.ReloadInterval < 10*time.Millisecond || opts.ReloadInterval > time.Second {
 		return nil, fmt.Errorf("node: Options.ReloadInterval %v outside [10ms, 1s]", opts.ReloadInterval)
 	}
+	if err := checkHomeMode(opts.Home); err != nil {
+		return nil, err
+	}
 	key, err := identity.LoadKeyFile(filepath.Join(opts.Home, KeyFile))
 	if err != nil {
 		return nil, err
@@ -153,7 +156,9 @@ func Open(opts Options) (_ *Node, err error) {
 	if n.verifier, err = wire.NewVerifier(wire.VerifierConfig{Self: n.self, MaxDepth: wire.MaxChainHops}); err != nil {
 		return nil, fmt.Errorf("node: %w", err)
 	}
-	if n.audit, err = audit.Open(context.Background(), audit.Config{Path: filepath.Join(opts.Home, AuditFile), Identity: key, Logger: n.log}); err != nil {
+	ac := st.cfg.Audit // space limits apply from Open; changing them needs a restart
+	if n.audit, err = audit.Open(context.Background(), audit.Config{Path: filepath.Join(opts.Home, AuditFile), Identity: key, Logger: n.log,
+		MaxBytes: ac.MaxBytes, MinFreeBytes: ac.MinFreeBytes}); err != nil {
 		return nil, fmt.Errorf("node: %w", err)
 	}
 	n.trust.OnLevelChange(n.auditLevelChange)
@@ -168,6 +173,22 @@ func Open(opts Options) (_ *Node, err error) {
 		return nil, fmt.Errorf("node: %w", err)
 	}
 	return n, nil
+}
+
+// checkHomeMode refuses a home that group or others can write: they could
+// replace treaty.yaml, policy.cedar or audit.db under the node.
+func checkHomeMode(dir string) error {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("node: home: %w", err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("node: home %s is not a directory", dir)
+	}
+	if m := fi.Mode().Perm(); m&0o022 != 0 {
+		return fmt.Errorf("node: home %s is writable by group or others (mode %04o); fix it with: chmod 700 %s", dir, m, dir)
+	}
+	return nil
 }
 
 // closeParts closes what Open opened, in reverse order; nil parts are skipped.
