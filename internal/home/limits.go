@@ -15,7 +15,7 @@ import (
 	"github.com/treaty-dev/treaty/internal/budget"
 	"github.com/treaty-dev/treaty/internal/config"
 	"github.com/treaty-dev/treaty/internal/identity"
-	"github.com/treaty-dev/treaty/internal/node"
+	"github.com/treaty-dev/treaty/internal/homedir"
 	"github.com/treaty-dev/treaty/internal/trust"
 )
 
@@ -24,8 +24,11 @@ import (
 type UnknownPeerError struct{ Ref string }
 
 func (e *UnknownPeerError) Error() string {
-	return fmt.Sprintf("home: no peer %q in the peer book", e.Ref)
+	return fmt.Sprintf("home: no peer %q in the peer book (see 'treaty peer ls')", e.Ref)
 }
+
+// Is makes an unknown peer an invalid argument (errors.Is(err, ErrInvalid)).
+func (e *UnknownPeerError) Is(target error) bool { return target == ErrInvalid }
 
 // ErrBadLimit is wrapped by SetLimit and RemoveLimit when the rule asked for is
 // invalid: a capability name, a direction, or a value out of range. The CLI maps
@@ -330,7 +333,7 @@ func SetTrust(dir string, o TrustOverride, now time.Time) error {
 	if err != nil {
 		return err
 	}
-	b, err := trust.Open(c.Trust, filepath.Join(dir, node.TrustFile))
+	b, err := trust.Open(c.Trust, filepath.Join(dir, homedir.TrustFile))
 	if err != nil {
 		return err
 	}
