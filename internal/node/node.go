@@ -362,8 +362,13 @@ func (n *Node) watch(ctx context.Context) {
 			key := readHomeFiles(n.home).key()
 			n.mu.Lock()
 			failed := n.cfgErr.key == key
+			inForce := key == n.state.Load().filesKey()
+			if inForce && n.cfgErr.msg != "" {
+				n.cfgErr = configError{} // the files were put back as they are in force
+				n.log.Info("configuration files match the running configuration again")
+			}
 			n.mu.Unlock()
-			if failed || key == n.state.Load().filesKey() {
+			if failed || inForce {
 				continue
 			}
 			n.reload() // a failure is logged and kept by refuseConfig
