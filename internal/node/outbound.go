@@ -16,6 +16,7 @@ import (
 	"unicode"
 
 	"github.com/treaty-dev/treaty/internal/audit"
+	"github.com/treaty-dev/treaty/internal/budget"
 	"github.com/treaty-dev/treaty/internal/refusal"
 	"github.com/treaty-dev/treaty/internal/sanitize"
 	"github.com/treaty-dev/treaty/internal/screen"
@@ -138,6 +139,9 @@ func (n *Node) Call(ctx context.Context, peerRef, capName string, input []byte) 
 	if !wire.ValidCapabilityName(capName) {
 		return nil, o.refused(ctx, refusal.New(refusal.StageUsage, "invalid capability name %q", capName))
 	}
+	if err := checkBodySize(o.st, "input", len(input)); err != nil {
+		return nil, o.refused(ctx, err)
+	}
 	// 2. Budgets: the breaker and the outbound limits toward p.
 	finish, err := n.outboundGates(p, capName, len(input))
 	if err != nil {
@@ -186,7 +190,7 @@ func (o *outcall) call(ctx context.Context, input []byte) (*Result, *wire.Receip
 		n.witness(p.ID, pe.note)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, &receipt, pe, remoteRefusal(resp.StatusCode, body)
+		return nil, &receipt, pe, o.kindMismatch(ctx, false, remoteRefusal(resp.StatusCode, body))
 	}
 	if !json.Valid(body) {
 		return nil, &receipt, pe, refusal.New(refusal.StageWire, "response from %s is not JSON", p.ID.Short())
@@ -285,6 +289,9 @@ func (n *Node) Stream(ctx context.Context, peerRef, capName string, input []byte
 	if !wire.ValidCapabilityName(capName) {
 		return o.refused(ctx, refusal.New(refusal.StageUsage, "invalid capability name %q", capName))
 	}
+	if err := checkBodySize(o.st, "input", len(input)); err != nil {
+		return o.refused(ctx, err)
+	}
 	finish, err := n.outboundGates(p, capName, len(input))
 	if err != nil {
 		return o.refused(ctx, err)
@@ -332,7 +339,7 @@ func (o *outcall) stream(ctx context.Context, input []byte, emit func(json.RawMe
 		if _, err := wire.VerifyResponse(resp, body, sent, p.ID); err != nil {
 			return refusal.Wrap(refusal.StageWire, fmt.Errorf("response from %s: %w", p.ID.Short(), err))
 		}
-		return remoteRefusal(resp.StatusCode, body)
+		return o.kindMismatch(ctx, true, remoteRefusal(resp.StatusCode, body))
 	}
 	sr := wire.NewStreamReader(resp.Body, sent, p.ID, st.limits)
 	for {
@@ -361,6 +368,40 @@ func (o *outcall) stream(ctx context.Context, input []byte, emit func(json.RawMe
 
 const capsCapability = "treaty.caps"
 
+// checkBodySize refuses, before anything is signed or sent, a body the peer
+// would refuse for exceeding limits.max_body_bytes (peers run with the same
+// default; a peer with a smaller limit still refuses on its side).
+func checkBodySize(st *state, what string, n int) error {
+	if max := st.limits.MaxBodyBytes; int64(n) > max {
+		return refusal.New(refusal.StageUsage, "%s is %d bytes, over limits.max_body_bytes (%d bytes); nothing was sent", what, n, max)
+	}
+	return nil
+}
+
+// kindMismatch explains a callee's "malformed" refusal of a call made as a
+// stream (or a stream made as a call): the callee says only that the request
+// was malformed, so its capability list tells whether the kind was wrong.
+func (o *outcall) kindMismatch(ctx context.Context, asStream bool, err error) error {
+	var r *refusal.Error
+	if !errors.As(err, &r) || !r.Remote || r.Stage != refusal.StageWire || r.Reason != wire.ReasonMalformed.String() {
+		return err
+	}
+	caps, cerr := o.n.Caps(ctx, o.p.ID.String()) // audited like any caps call
+	if cerr != nil {
+		return err
+	}
+	for _, c := range caps {
+		switch {
+		case c.Name != o.capName:
+		case asStream && !c.Stream:
+			return refusal.New(refusal.StageUsage, "capability %s is not a stream capability; call it without --stream", o.capName)
+		case !asStream && c.Stream:
+			return refusal.New(refusal.StageUsage, "capability %s is a stream capability; call it with --stream", o.capName)
+		}
+	}
+	return err
+}
+
 var errTimeToFirstByte = errors.New("no response headers within time_to_first_byte")
 
 // roundTrip signs and sends one request to p and returns the response. With
@@ -374,6 +415,9 @@ func (n *Node) roundTrip(ctx context.Context, st *state, p Peer, path, capName s
 	onSigned func(context.Context, sanitize.Clean, wire.Sent) error) (*http.Response, []byte, wire.Sent, error) {
 	lim := st.limits
 	body := clean.Bytes()
+	if err := checkBodySize(st, "sanitized input", len(body)); err != nil {
+		return nil, nil, wire.Sent{}, err
+	}
 	parent := ctx
 	var cancelCall context.CancelFunc = func() {}
 	if readBody {
@@ -479,6 +523,8 @@ func remoteRefusal(status int, body []byte) error {
 	reason := f.Reason
 	if f.Limit != nil {
 		reason = f.Limit.Error()
+	} else if f.Stage == string(refusal.StageBudget) {
+		reason = budget.ReasonSentence(reason)
 	}
 	return &refusal.Error{Stage: knownStage(f.Stage), Reason: reason, Remote: true}
 }
