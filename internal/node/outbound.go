@@ -181,7 +181,7 @@ func (o *outcall) call(ctx context.Context, input []byte) (*Result, *wire.Receip
 	// Back at the caller: verify the callee's signature; it is the receipt.
 	receipt, err := wire.VerifyResponse(resp, body, sent, p.ID)
 	if err != nil {
-		return nil, nil, nil, refusal.Wrap(refusal.StageWire, fmt.Errorf("response from %s: %w", p.ID.Short(), err))
+		return nil, nil, nil, refusal.Wrap(refusal.StageWire, fmt.Errorf("response from %s: %w", p.label(), err))
 	}
 	pe, perr := readPeerEvidence(resp.Header)
 	if perr != nil {
@@ -193,7 +193,7 @@ func (o *outcall) call(ctx context.Context, input []byte) (*Result, *wire.Receip
 		return nil, &receipt, pe, o.kindMismatch(ctx, false, remoteRefusal(resp.StatusCode, body))
 	}
 	if !json.Valid(body) {
-		return nil, &receipt, pe, refusal.New(refusal.StageWire, "response from %s is not JSON", p.ID.Short())
+		return nil, &receipt, pe, refusal.New(refusal.StageWire, "response from %s is not JSON", p.label())
 	}
 	out, verdict, err := n.acceptResult(st, p, o.capName, body)
 	if err != nil {
@@ -236,7 +236,7 @@ func (o *outcall) caps(ctx context.Context) ([]CapabilityInfo, *wire.Receipt, er
 	}
 	receipt, err := wire.VerifyResponse(resp, body, sent, p.ID)
 	if err != nil {
-		return nil, nil, refusal.Wrap(refusal.StageWire, fmt.Errorf("response from %s: %w", p.ID.Short(), err))
+		return nil, nil, refusal.Wrap(refusal.StageWire, fmt.Errorf("response from %s: %w", p.label(), err))
 	}
 	if resp.StatusCode != http.StatusOK {
 		return nil, &receipt, remoteRefusal(resp.StatusCode, body)
@@ -245,7 +245,7 @@ func (o *outcall) caps(ctx context.Context) ([]CapabilityInfo, *wire.Receipt, er
 		Capabilities []CapabilityInfo `json:"capabilities"`
 	}
 	if err := json.Unmarshal(body, &out); err != nil {
-		return nil, &receipt, refusal.Wrap(refusal.StageWire, fmt.Errorf("capability list from %s: %w", p.ID.Short(), err))
+		return nil, &receipt, refusal.Wrap(refusal.StageWire, fmt.Errorf("capability list from %s: %w", p.label(), err))
 	}
 	return n.acceptCaps(st, p, out.Capabilities), &receipt, nil
 }
@@ -337,7 +337,7 @@ func (o *outcall) stream(ctx context.Context, input []byte, emit func(json.RawMe
 			return refusal.Wrap(refusal.StageWire, err)
 		}
 		if _, err := wire.VerifyResponse(resp, body, sent, p.ID); err != nil {
-			return refusal.Wrap(refusal.StageWire, fmt.Errorf("response from %s: %w", p.ID.Short(), err))
+			return refusal.Wrap(refusal.StageWire, fmt.Errorf("response from %s: %w", p.label(), err))
 		}
 		return o.kindMismatch(ctx, true, remoteRefusal(resp.StatusCode, body))
 	}
@@ -346,9 +346,9 @@ func (o *outcall) stream(ctx context.Context, input []byte, emit func(json.RawMe
 		ev, err := sr.Next()
 		if err != nil {
 			if ctx.Err() != nil {
-				return refusal.Wrap(refusal.StageTransport, fmt.Errorf("stream from %s: %w", p.ID.Short(), ctx.Err()))
+				return refusal.Wrap(refusal.StageTransport, fmt.Errorf("stream from %s: %w", p.label(), ctx.Err()))
 			}
-			return refusal.Wrap(refusal.StageWire, fmt.Errorf("stream from %s: %w", p.ID.Short(), err))
+			return refusal.Wrap(refusal.StageWire, fmt.Errorf("stream from %s: %w", p.label(), err))
 		}
 		if ev.End {
 			if ev.Failure != nil {
@@ -467,7 +467,7 @@ func (n *Node) roundTrip(ctx context.Context, st *state, p Peer, path, capName s
 		if ctx.Err() != nil {
 			return nil, nil, sent, n.transportError(parent, ctx, p, lim, err)
 		}
-		return nil, nil, sent, refusal.Wrap(refusal.StageWire, fmt.Errorf("response from %s: %w", p.ID.Short(), err))
+		return nil, nil, sent, refusal.Wrap(refusal.StageWire, fmt.Errorf("response from %s: %w", p.label(), err))
 	}
 	return resp, out, sent, nil
 }
@@ -501,17 +501,17 @@ func (n *Node) transportError(parent, ctx context.Context, p Peer, lim wire.Limi
 	case parent.Err() != nil:
 		return &refusal.Error{Stage: refusal.StageTransport, Reason: "cancelled by the caller", Err: errors.Join(errCallerGaveUp, err)}
 	case errors.As(err, &he):
-		return &refusal.Error{Stage: refusal.StageTransport, Reason: fmt.Sprintf("handshake with %s at %s refused: %s", p.ID.Short(), p.Addr, he.Reason), Err: err}
+		return &refusal.Error{Stage: refusal.StageTransport, Reason: fmt.Sprintf("handshake with %s at %s refused: %s", p.label(), p.Addr, he.Reason), Err: err}
 	case errors.Is(err, transport.ErrUnreachable):
-		return &refusal.Error{Stage: refusal.StageTransport, Reason: fmt.Sprintf("peer %s unreachable at %s", p.ID.Short(), p.Addr), Err: err}
+		return &refusal.Error{Stage: refusal.StageTransport, Reason: fmt.Sprintf("peer %s unreachable at %s", p.label(), p.Addr), Err: err}
 	case errors.Is(context.Cause(ctx), errTimeToFirstByte):
-		return &refusal.Error{Stage: refusal.StageTransport, Reason: fmt.Sprintf("no answer from %s within time_to_first_byte=%v", p.ID.Short(), lim.TimeToFirstByte), Err: err}
+		return &refusal.Error{Stage: refusal.StageTransport, Reason: fmt.Sprintf("no answer from %s within time_to_first_byte=%v", p.label(), lim.TimeToFirstByte), Err: err}
 	case errors.Is(ctx.Err(), context.DeadlineExceeded):
-		return &refusal.Error{Stage: refusal.StageTransport, Reason: fmt.Sprintf("call to %s exceeded call_timeout=%v", p.ID.Short(), lim.CallTimeout), Err: err}
+		return &refusal.Error{Stage: refusal.StageTransport, Reason: fmt.Sprintf("call to %s exceeded call_timeout=%v", p.label(), lim.CallTimeout), Err: err}
 	case ctx.Err() != nil:
 		return &refusal.Error{Stage: refusal.StageTransport, Reason: "cancelled", Err: err}
 	}
-	return &refusal.Error{Stage: refusal.StageTransport, Reason: fmt.Sprintf("connection to %s at %s lost", p.ID.Short(), p.Addr), Err: err}
+	return &refusal.Error{Stage: refusal.StageTransport, Reason: fmt.Sprintf("connection to %s at %s lost", p.label(), p.Addr), Err: err}
 }
 
 // remoteRefusal decodes the signed failure envelope of a non-200 answer.
@@ -538,4 +538,13 @@ func knownStage(s string) refusal.Stage {
 		return st
 	}
 	return refusal.StageInternal
+}
+
+// label names p in messages: its nickname with the short key, as "globex
+// (Ab3dE9xQ)", or only the short key outside the peer book.
+func (p Peer) label() string {
+	if p.Name == "" {
+		return p.ID.Short()
+	}
+	return p.Name + " (" + p.ID.Short() + ")"
 }

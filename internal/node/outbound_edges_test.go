@@ -113,3 +113,20 @@ func TestOutboundEdges(t *testing.T) {
 		})
 	}
 }
+
+func TestMessagesNamePeerByNickname(t *testing.T) {
+	caller, _ := pairNodes(t)
+	gone := "did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK"
+	if err := home.AddPeer(caller.Home(), "gone", "127.0.0.1:1", gone); err != nil {
+		t.Fatal(err)
+	}
+	if err := caller.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err := caller.Call(ctx, "gone", "echo", []byte(`{}`))
+	if refusal.StageOf(err) != refusal.StageTransport || !strings.Contains(err.Error(), "gone (") {
+		t.Fatalf("err = %v; want a transport refusal naming the peer \"gone (KEY)\"", err)
+	}
+}
