@@ -41,8 +41,17 @@ var ErrExists = errors.New("home: already initialised (identity.key exists)")
 // usage error (exit 2).
 var ErrInvalid = errors.New("home: invalid argument")
 
+// invalidError marks err as ErrInvalid without adding to its message.
+type invalidError struct{ err error }
+
+func (e *invalidError) Error() string        { return e.err.Error() }
+func (e *invalidError) Unwrap() error        { return e.err }
+func (e *invalidError) Is(target error) bool { return target == ErrInvalid }
+
+func invalid(err error) error { return &invalidError{err} }
+
 func invalidf(format string, a ...any) error {
-	return fmt.Errorf("%w: "+format, append([]any{ErrInvalid}, a...)...)
+	return invalid(fmt.Errorf("home: "+format, a...))
 }
 
 // Init creates a home: a new identity key (0600), treaty.yaml and an empty
@@ -53,7 +62,7 @@ func Init(dir, name, listen string) (identity.PublicKey, error) {
 	}
 	cfg := &config.Config{Name: name, Listen: listen}
 	if err := cfg.Validate(); err != nil {
-		return identity.PublicKey{}, fmt.Errorf("%w: %w", ErrInvalid, err)
+		return identity.PublicKey{}, invalid(err)
 	}
 	keyPath := filepath.Join(dir, homedir.KeyFile)
 	if _, err := os.Stat(keyPath); err == nil {
@@ -128,7 +137,7 @@ func edit(dir string, f func(*config.Config) error) error {
 			return err
 		}
 		if err := cfg.Validate(); err != nil {
-			return fmt.Errorf("%w: %w", ErrInvalid, err)
+			return invalid(err)
 		}
 		return config.Save(dir, cfg)
 	})
@@ -154,7 +163,7 @@ func AddPeer(dir, name, addr, id string) error {
 func SetPeer(dir string, p PeerChange) error {
 	k, err := identity.ParseDID(p.ID)
 	if err != nil {
-		return fmt.Errorf("%w: %w", ErrInvalid, err)
+		return invalid(err)
 	}
 	if !config.ValidName(p.Name) {
 		return invalidf("nickname %q: want 1 to 64 of a-z, 0-9, '.', '_', '-', starting with a letter or digit", p.Name)
@@ -221,7 +230,7 @@ func Expose(dir string, cp config.Capability, replace bool) error {
 		for i, old := range c.Capabilities {
 			if old.Name == cp.Name {
 				if !replace {
-					return fmt.Errorf("%w: %w: %q (use --replace to change it)", ErrInvalid, ErrCapabilityExists, cp.Name)
+					return invalid(fmt.Errorf("%w: %q (use --replace to change it)", ErrCapabilityExists, cp.Name))
 				}
 				c.Capabilities[i] = cp
 				return nil
