@@ -62,6 +62,7 @@ func TestExitCodes(t *testing.T) {
 		{"expose unknown command", []string{"expose", "--home", dir, "gone", "--exec", "no-such-command-xyz"}, 2, "not found"},
 		{"expose remote http", []string{"expose", "--home", dir, "web", "--http", "http://192.0.2.1/x"}, 2, "--allow-remote"},
 		{"expose bad http", []string{"expose", "--home", dir, "web", "--http", "ftp://127.0.0.1/x"}, 2, "http://"},
+		{"expose http stream", []string{"expose", "--home", dir, "web", "--http", "http://127.0.0.1/x", "--stream"}, 2, "cannot stream"},
 		{"expose reserved name", []string{"expose", "--home", dir, "treaty.x", "--exec", script}, 2, "capability"},
 		{"bad duration", []string{"expose", "--home", dir, "slow", "--exec", script, "--timeout", "soon"}, 2, "timeout"},
 		{"status bad wait", []string{"status", "--home", dir, "--wait", "forever"}, 2, "wait"},

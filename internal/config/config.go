@@ -285,6 +285,9 @@ func (c *Config) Validate() error {
 			if cp.HTTP.URL == "" {
 				return fmt.Errorf("config: capabilities[%d].http.url is required", i)
 			}
+			if cp.Stream {
+				return fmt.Errorf("config: capabilities[%d] (%s): http backends cannot stream yet; use exec", i, cp.Name)
+			}
 		}
 		if t := cp.Timeout.D(); t < 0 || t > MaxBackendTimeout {
 			return fmt.Errorf("config: capabilities[%d].timeout %v outside [0, %v]", i, t, MaxBackendTimeout)

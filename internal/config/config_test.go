@@ -57,6 +57,7 @@ func TestParseRejects(t *testing.T) {
 		{"exec and http", "name: a\ncapabilities:\n  - {name: x, exec: {command: a}, http: {url: \"http://127.0.0.1\"}}\n", "choose one"},
 		{"unterminated quote", "name: a\ncapabilities:\n  - {name: x, exec: {command: \"a 'b\"}}\n", "unterminated quote"},
 		{"empty command", "name: a\ncapabilities:\n  - {name: x, exec: {command: \" \"}}\n", "empty command"},
+		{"http stream", "name: a\ncapabilities:\n  - {name: x, stream: true, http: {url: \"http://127.0.0.1\"}}\n", "cannot stream"},
 		{"bad duration", "name: a\nlimits: {call_timeout: soon}\n", "invalid duration"},
 		{"timeout too long", "name: a\ncapabilities:\n  - {name: x, timeout: 2h}\n", "timeout"},
 		{"negative body", "name: a\nlimits: {max_body_bytes: -1}\n", "max_body_bytes"},
