@@ -130,6 +130,9 @@ func statusCmd(h func() string) *cobra.Command {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "up %s %s %s\n", s.Name, s.ID, s.Addr)
+			if err := home.CheckFiles(h()); err != nil {
+				fmt.Fprintf(cmd.ErrOrStderr(), "treaty: warning: the running configuration is stale: %v; the node keeps its last valid configuration until the file is fixed\n", err)
+			}
 			return nil
 		},
 	}

@@ -1,11 +1,16 @@
 package main
 
 import (
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/treaty-dev/treaty/internal/api"
 	"github.com/treaty-dev/treaty/internal/config"
 )
 
@@ -138,5 +143,37 @@ func TestVersion(t *testing.T) {
 	out := mustRun(t, "version")
 	if !strings.HasPrefix(out, "treaty ") || !strings.Contains(out, "go1.") {
 		t.Fatalf("version = %q", out)
+	}
+}
+
+
+// TestStatusWaitAndStale: --wait keeps asking until a node that starts late
+// answers; a node running while its files do not validate is reported stale.
+func TestStatusWaitAndStale(t *testing.T) {
+	dir, _, _ := tlHome(t)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"id":"did:key:z6Mkx","name":"alice","addr":"127.0.0.1:7420"}`)
+	})}
+	t.Cleanup(func() { srv.Close() })
+	late := time.AfterFunc(300*time.Millisecond, func() { // a node that takes a while to start
+		ln, err := net.Listen("unix", filepath.Join(dir, api.SocketName))
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		go srv.Serve(ln)
+	})
+	defer late.Stop()
+	out, stderr, code := runTL(t, "status", "--home", dir, "--wait", "10s")
+	if code != 0 || !strings.HasPrefix(out, "up alice ") || stderr != "" {
+		t.Fatalf("status --wait: exit %d, out %q, err %q", code, out, stderr)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "policy.cedar"), []byte("permit (principal"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, stderr, code = runTL(t, "status", "--home", dir)
+	if code != 0 || !strings.Contains(stderr, "running configuration is stale") || !strings.Contains(stderr, "policy.cedar") {
+		t.Fatalf("status with a bad policy.cedar: exit %d, err %q", code, stderr)
 	}
 }

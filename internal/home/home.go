@@ -194,6 +194,17 @@ func SetPeer(dir string, p PeerChange) error {
 	})
 }
 
+// CheckFiles reports why the home's treaty.yaml or policy.cedar would not be
+// applied by a node (nil when both are valid): a running node then keeps its
+// last valid configuration.
+func CheckFiles(dir string) error {
+	if _, err := config.Load(dir); err != nil {
+		return err
+	}
+	_, err := policy.Load(dir)
+	return err
+}
+
 // shortID is the short form of a did:key for messages.
 func shortID(did string) string {
 	if k, err := identity.ParseDID(did); err == nil {
