@@ -146,7 +146,6 @@ func TestVersion(t *testing.T) {
 	}
 }
 
-
 // TestStatusWaitAndStale: --wait keeps asking until a node that starts late
 // answers; a node running while its files do not validate is reported stale.
 func TestStatusWaitAndStale(t *testing.T) {
