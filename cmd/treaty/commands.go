@@ -130,8 +130,16 @@ func statusCmd(h func() string) *cobra.Command {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "up %s %s %s\n", s.Name, s.ID, s.Addr)
-			if err := home.CheckFiles(h()); err != nil {
-				fmt.Fprintf(cmd.ErrOrStderr(), "treaty: warning: the running configuration is stale: %v; the node keeps its last valid configuration until the file is fixed\n", err)
+			// The node's own word first; a node that has not polled the files
+			// yet is caught by checking them here.
+			stale := s.ConfigError
+			if stale == "" {
+				if err := home.CheckFiles(h()); err != nil {
+					stale = err.Error()
+				}
+			}
+			if stale != "" {
+				fmt.Fprintf(cmd.ErrOrStderr(), "treaty: warning: the running configuration is stale: %s; the node keeps its last valid configuration until the file is fixed\n", stale)
 			}
 			return nil
 		},
