@@ -275,7 +275,7 @@ func ValidCapability(s string) bool {
 }
 
 // CapabilityRule says in words what ValidCapability accepts.
-const CapabilityRule = "1 to 64 of a-z, 0-9, '.', '_', '-', not starting with \"" + ReservedCapabilityPrefix + "\""
+const CapabilityRule = "1 to 64 of a-z, 0-9, '.', '_', '-', starting with a letter or digit, not with \"" + ReservedCapabilityPrefix + "\""
 
 // Validate checks every field and the relations between them.
 func (c *Config) Validate() error {
