@@ -140,7 +140,7 @@ func (c *serverConn) confirm(timeout time.Duration) error {
 
 // Close closes the connection and forgets it.
 func (c *serverConn) Close() error {
-	c.once.Do(func() { c.t.untrack(c) })
+	c.once.Do(func() { c.t.untrackServer(c) })
 	return c.Conn.Close()
 }
 
