@@ -304,7 +304,7 @@ type Transport struct {
 	started   bool
 	ln        net.Listener
 	listeners map[string]*protoListener
-	conns     map[trackedConn]struct{} // accepted server conns and pooled client conns
+	conns     map[trackedConn]struct{}             // accepted server conns and pooled client conns
 	byPeer    map[identity.PublicKey][]*serverConn // accepted conns per key, oldest first
 	accepted  int                                  // accepted server conns, all keys
 	serverTLS atomic.Pointer[tls.Config]
