@@ -206,7 +206,7 @@ func (t *Transport) serverHandshake(raw net.Conn, src netip.Prefix) {
 	release() // the handshake is done; waiting for an acceptor is bounded below
 
 	l := t.lookup(cs.NegotiatedProtocol)
-	sc := &serverConn{Conn: tc, peer: peer, t: t}
+	sc := &serverConn{Conn: tc, peer: peer, proto: cs.NegotiatedProtocol, t: t}
 	if l == nil {
 		_ = tc.Close()
 		return

@@ -377,7 +377,8 @@ func TestCompleteHelloGetsTheWholeHandshakeTimeout(t *testing.T) {
 }
 
 // TestConnsPerPeerEvictOldest: a key's connection beyond MaxConnsPerPeer
-// closes that key's oldest; other keys are untouched.
+// closes that key's oldest of the same protocol; other keys and the key's
+// other protocols are untouched.
 func TestConnsPerPeerEvictOldest(t *testing.T) {
 	t.Parallel()
 	a, b, c := testKey(t, 1), testKey(t, 2), testKey(t, 3)
@@ -385,17 +386,20 @@ func TestConnsPerPeerEvictOldest(t *testing.T) {
 	cli := newNode(t, b, admit(), Config{})
 	other := newNode(t, c, admit(), Config{})
 	serveEcho(t, srv, testProto)
-	dial := func(n *node) *tls.Conn {
-		conn, err := n.Dial(t.Context(), srv.addr(), a.Public(), testProto)
+	serveEcho(t, srv, "other/1")
+	dialProto := func(n *node, proto string) *tls.Conn {
+		conn, err := n.Dial(t.Context(), srv.addr(), a.Public(), proto)
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { conn.Close() })
 		return conn
 	}
+	dial := func(n *node) *tls.Conn { return dialProto(n, testProto) }
 	oc := dial(other)
+	op := dialProto(cli, "other/1") // b's oldest, but of another protocol
 	c1, c2 := dial(cli), dial(cli)
-	waitFor(t, "two conns of b", func() bool { return srv.Stats().ServerConns == 3 })
+	waitFor(t, "conns", func() bool { return srv.Stats().ServerConns == 4 })
 	if s := srv.Stats(); s.Evicted != 0 {
 		t.Fatalf("evicted at the limit: %+v", s)
 	}
@@ -403,12 +407,12 @@ func TestConnsPerPeerEvictOldest(t *testing.T) {
 	if d := waitClosed(t, c1); d > 5*time.Second {
 		t.Fatal("oldest not closed")
 	}
-	for i, conn := range []net.Conn{c2, c3, oc} {
+	for i, conn := range []net.Conn{c2, c3, oc, op} {
 		if err := echo(t, conn, "alive"); err != nil {
 			t.Fatalf("conn %d: %v", i, err)
 		}
 	}
-	if s := srv.Stats(); s.Evicted != 1 || s.ServerConns != 3 {
+	if s := srv.Stats(); s.Evicted != 1 || s.ServerConns != 4 {
 		t.Fatalf("stats %+v", s)
 	}
 }

@@ -34,8 +34,8 @@
 //     flood of strangers cannot stop known peers from reconnecting;
 //   - a connection must deliver a complete ClientHello within
 //     ClientHelloTimeout (500ms) and finish within HandshakeTimeout;
-//   - established server connections: MaxConnsPerPeer per peer key (a new one
-//     closes that key's oldest) and MaxConns in all; MaxPendingHandshakes and
+//   - established server connections: MaxConnsPerPeer per peer key and
+//     protocol (a new one closes the oldest) and MaxConns in all; MaxPendingHandshakes and
 //     MaxConns default to a share of RLIMIT_NOFILE that leaves a reserve for
 //     backends and the audit store (see fdBudget);
 //   - federation connections idle for IdleTimeout are closed;
@@ -164,9 +164,9 @@ type Config struct {
 	// ReservedPending of the MaxPendingHandshakes slots are only for known
 	// sources (see KnownAddrs). Zero: a quarter; allowed [0, MaxPendingHandshakes).
 	ReservedPending int
-	// MaxConnsPerPeer bounds accepted connections per peer key; a new one
-	// closes that key's oldest, so a restarted peer can always reconnect. A
-	// pooled dialer needs one or two. Zero: 4; allowed [1, 1024].
+	// MaxConnsPerPeer bounds accepted connections per peer key and protocol;
+	// a new one closes the oldest, so a restarted peer can always reconnect.
+	// A pooled dialer needs one or two. Zero: 4; allowed [1, 1024].
 	MaxConnsPerPeer int
 	// MaxConns bounds accepted connections in all, pending handshakes
 	// included (ReasonConnLimit). Zero: derived from RLIMIT_NOFILE, 16 to
@@ -304,9 +304,9 @@ type Transport struct {
 	started   bool
 	ln        net.Listener
 	listeners map[string]*protoListener
-	conns     map[trackedConn]struct{}             // accepted server conns and pooled client conns
-	byPeer    map[identity.PublicKey][]*serverConn // accepted conns per key, oldest first
-	accepted  int                                  // accepted server conns, all keys
+	conns     map[trackedConn]struct{}  // accepted server conns and pooled client conns
+	byPeer    map[connKey][]*serverConn // accepted conns per key and protocol, oldest first
+	accepted  int                       // accepted server conns, all keys
 	serverTLS atomic.Pointer[tls.Config]
 
 	handshakesIn  atomic.Uint64
@@ -354,7 +354,7 @@ func New(cfg Config) (*Transport, error) {
 		backoffMax: acceptBackoffMax,
 		listeners:  make(map[string]*protoListener),
 		conns:      make(map[trackedConn]struct{}),
-		byPeer:     make(map[identity.PublicKey][]*serverConn),
+		byPeer:     make(map[connKey][]*serverConn),
 	}
 	if _, err := t.certs.get(); err != nil {
 		cancel()
@@ -408,7 +408,7 @@ type Stats struct {
 	Dialed        uint64            // client side (Dial, including the RoundTripper's dials)
 	Refused       uint64            // refused handshakes, both sides (every *HandshakeError)
 	ByReason      map[Reason]uint64 // Refused by reason; reasons never seen are absent
-	Evicted       uint64            // accepted conns closed because their key exceeded MaxConnsPerPeer
+	Evicted       uint64            // accepted conns closed because their key and protocol exceeded MaxConnsPerPeer
 	AcceptErrors  uint64            // failed accept calls (EMFILE...), each followed by a backoff
 	CertRotations uint64            // certificates made after the first one
 	Conns         int               // tracked open connections: accepted server conns and pooled client conns
@@ -551,10 +551,17 @@ func (t *Transport) untrack(c trackedConn) {
 	t.mu.Unlock()
 }
 
-// trackServer tracks an accepted connection under its key. If the key then
-// has more than MaxConnsPerPeer, it returns the key's oldest connection,
-// which the caller closes: the newest proves the peer is there now, while an
-// old one may be a leftover of a peer that restarted.
+// connKey groups accepted connections for MaxConnsPerPeer: per protocol, so
+// that a peer redialing one protocol never closes its connection of another.
+type connKey struct {
+	peer  identity.PublicKey
+	proto string
+}
+
+// trackServer tracks an accepted connection under its key and protocol. If
+// they then have more than MaxConnsPerPeer, it returns their oldest
+// connection, which the caller closes: the newest proves the peer is there
+// now, while an old one may be a leftover of a peer that restarted.
 func (t *Transport) trackServer(c *serverConn) (ok bool, evict *serverConn) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -563,12 +570,13 @@ func (t *Transport) trackServer(c *serverConn) (ok bool, evict *serverConn) {
 	}
 	t.conns[c] = struct{}{}
 	t.accepted++
-	list := append(t.byPeer[c.peer], c)
+	k := connKey{c.peer, c.proto}
+	list := append(t.byPeer[k], c)
 	if len(list) > t.cfg.MaxConnsPerPeer {
 		evict, list = list[0], list[1:]
 		t.forgetServerLocked(evict)
 	}
-	t.byPeer[c.peer] = list
+	t.byPeer[k] = list
 	return true, evict
 }
 
@@ -584,7 +592,8 @@ func (t *Transport) untrackServer(c *serverConn) {
 func (t *Transport) forgetServerLocked(c *serverConn) {
 	delete(t.conns, c)
 	t.accepted--
-	list := t.byPeer[c.peer]
+	k := connKey{c.peer, c.proto}
+	list := t.byPeer[k]
 	for i, x := range list {
 		if x == c {
 			list = append(list[:i:i], list[i+1:]...)
@@ -592,9 +601,9 @@ func (t *Transport) forgetServerLocked(c *serverConn) {
 		}
 	}
 	if len(list) == 0 {
-		delete(t.byPeer, c.peer)
+		delete(t.byPeer, k)
 	} else {
-		t.byPeer[c.peer] = list
+		t.byPeer[k] = list
 	}
 }
 
