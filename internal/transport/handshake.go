@@ -152,18 +152,40 @@ func (t *Transport) admit(raw net.Conn, src netip.Prefix) (Reason, error) {
 	return t.adm.enter(src, known, time.Now())
 }
 
+// maxHandshakeBytes bounds what a client may send during the handshake.
+// crypto/tls accepts a 64 KiB ClientHello and a 256 KiB certificate message;
+// a treaty client sends about 1.5 KiB, and the cap keeps each pending
+// handshake's buffers small.
+const maxHandshakeBytes = 32 << 10
+
+var errHandshakeTooLarge = fmt.Errorf("client sent more than %d bytes during the handshake", maxHandshakeBytes)
+
 // helloConn is the connection under a server handshake: until the ClientHello
-// is complete its deadline is ClientHelloTimeout, then HandshakeTimeout.
+// is complete its deadline is ClientHelloTimeout, then HandshakeTimeout; until
+// the handshake is over, at most maxHandshakeBytes may be read.
 type helloConn struct {
 	net.Conn
 	end   time.Time // of the whole handshake
 	hello atomic.Bool
+	done  atomic.Bool // handshake over: Read is the plain connection's
+	read  int         // bytes read before done; only the handshake goroutine touches it
 }
 
 func (c *helloConn) helloDone() {
 	if !c.hello.Swap(true) {
 		_ = c.Conn.SetDeadline(c.end)
 	}
+}
+
+func (c *helloConn) Read(p []byte) (int, error) {
+	if c.done.Load() {
+		return c.Conn.Read(p)
+	}
+	n, err := c.Conn.Read(p)
+	if c.read += n; c.read > maxHandshakeBytes {
+		return n, errHandshakeTooLarge
+	}
+	return n, err
 }
 
 // serverHandshake runs one server-side handshake (ClientHello within
@@ -197,6 +219,7 @@ func (t *Transport) serverHandshake(raw net.Conn, src netip.Prefix) {
 		t.refuse(he)
 		return
 	}
+	hc.done.Store(true)
 	cs := tc.ConnectionState()
 	peer, _ := keyOf(cs.PeerCertificates)
 	t.handshakesIn.Add(1)

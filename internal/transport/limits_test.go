@@ -343,6 +343,36 @@ func TestSlowlorisClientHelloIsDropped(t *testing.T) {
 	}
 }
 
+// TestOversizedHandshakeIsRefused: a client may send at most
+// maxHandshakeBytes during the handshake, though crypto/tls would buffer a
+// 64 KiB ClientHello.
+func TestOversizedHandshakeIsRefused(t *testing.T) {
+	t.Parallel()
+	srv := newNode(t, testKey(t, 1), admit(), Config{ClientHelloTimeout: 5 * time.Second})
+	c := dialFrom(t, "127.0.0.1", srv.addr())
+	defer c.Close()
+	// A ClientHello announcing 60000 bytes (under crypto/tls's 64 KiB), sent
+	// in full-size records.
+	msg := append([]byte{1, 0, 0xea, 0x60}, make([]byte, 60000)...)
+	go func() {
+		for len(msg) > 0 {
+			n := min(len(msg), 16384)
+			rec := append([]byte{0x16, 0x03, 0x01, byte(n >> 8), byte(n)}, msg[:n]...)
+			if _, err := c.Write(rec); err != nil {
+				return
+			}
+			msg = msg[n:]
+		}
+	}()
+	if d := waitClosed(t, c); d > 4*time.Second {
+		t.Fatalf("held for %v", d)
+	}
+	got := waitRefusal(t, srv.rec, 1)
+	if got[0].Reason != ReasonProtocol || !errors.Is(got[0].Err, errHandshakeTooLarge) {
+		t.Fatalf("refusal %v (%v), want protocol: %v", got[0].Reason, got[0].Err, errHandshakeTooLarge)
+	}
+}
+
 // slowConn delays every write after the first (the ClientHello) by delay.
 type slowConn struct {
 	net.Conn
