@@ -21,8 +21,8 @@
 // handshake and the checks against the PeerSource as it is at that moment.
 //
 // Every refused handshake, on either side, is logged (peer short id, address,
-// reason), counted in Stats, passed to Config.OnRefused and returned as a
-// *HandshakeError.
+// reason; rate-limited, see below), counted in Stats, passed to
+// Config.OnRefused and returned as a *HandshakeError.
 //
 // Strangers and hostile peers are bounded before and after the handshake
 // (every number is a Config field with a default):
@@ -33,11 +33,12 @@
 //     sources that completed an admitted handshake in the last 24h), so a
 //     flood of strangers cannot stop known peers from reconnecting;
 //   - a connection must deliver a complete ClientHello within
-//     ClientHelloTimeout (500ms) and finish within HandshakeTimeout;
+//     ClientHelloTimeout (500ms), finish within HandshakeTimeout and send at
+//     most 32 KiB doing so;
 //   - established server connections: MaxConnsPerPeer per peer key and
-//     protocol (a new one closes the oldest) and MaxConns in all; MaxPendingHandshakes and
-//     MaxConns default to a share of RLIMIT_NOFILE that leaves a reserve for
-//     backends and the audit store (see fdBudget);
+//     protocol (a new one closes the oldest) and MaxConns in all;
+//     MaxPendingHandshakes and MaxConns default to a share of RLIMIT_NOFILE
+//     that leaves a reserve for backends and the audit store (see fdBudget);
 //   - federation connections idle for IdleTimeout are closed;
 //   - accept errors (EMFILE...) back off from 5ms to 1s;
 //   - refusal log lines are rate-limited per (side, reason, source) with
