@@ -147,6 +147,7 @@ func Open(opts Options) (_ *Node, err error) {
 		Now:            opts.Now,
 		Logger:         n.log,
 		OnRefused:      n.handshakeRefused,
+		KnownAddrs:     newPeerAddrs(n),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("node: %w", err)
