@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strconv"
 	"text/tabwriter"
@@ -13,6 +15,7 @@ import (
 	"github.com/treaty-dev/treaty/internal/audit"
 	"github.com/treaty-dev/treaty/internal/config"
 	"github.com/treaty-dev/treaty/internal/home"
+	"github.com/treaty-dev/treaty/internal/identity"
 	"github.com/treaty-dev/treaty/internal/node"
 )
 
@@ -20,15 +23,28 @@ func auditCmd(h func() string) *cobra.Command {
 	c := &cobra.Command{Use: "audit", Short: "inspect and verify the tamper-evident audit log", Args: args(cobra.NoArgs)}
 	path := func() string { return filepath.Join(h(), node.AuditFile) }
 
+	var against []string
 	verify := &cobra.Command{
-		Use: "verify", Short: "recompute every leaf and the tree, check every checkpoint; exit 1 naming the first bad entry",
+		Use: "verify [--against FILE]...", Short: "recompute every leaf and the tree, check every checkpoint; exit 1 naming the first bad entry",
+		Long: "verify recomputes the log and checks it against its own signed checkpoints and pruning records.\n" +
+			"--against FILE also checks it against a checkpoint kept elsewhere: FILE is a signed checkpoint note\n" +
+			"(as a peer witnessed it, or from a receipt) or a peer's audit.db, whose witness row for this node is used.\n" +
+			"A log cut back to before that checkpoint fails.",
 		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			id, err := home.ID(h())
 			if err != nil {
 				return err
 			}
-			res, err := audit.Verify(cmd.Context(), path(), id)
+			var opts audit.VerifyOptions
+			for _, f := range against {
+				note, err := againstNote(cmd, f, id)
+				if err != nil {
+					return err
+				}
+				opts.Checkpoints = append(opts.Checkpoints, note)
+			}
+			res, err := audit.VerifyWith(cmd.Context(), path(), id, opts)
 			if err != nil {
 				return err
 			}
@@ -36,6 +52,7 @@ func auditCmd(h func() string) *cobra.Command {
 			return nil
 		},
 	}
+	verify.Flags().StringArrayVar(&against, "against", nil, "a checkpoint note file, or a peer's audit.db, to check the log against (repeatable)")
 
 	var peer, kind, since string
 	var limit int
@@ -88,7 +105,7 @@ func auditCmd(h func() string) *cobra.Command {
 		},
 	}
 	ls.Flags().StringVar(&peer, "peer", "", "only this peer (nickname or did:key)")
-	ls.Flags().StringVar(&kind, "kind", "", "only this kind (call.sent, call.served, call.completed, call.refused, handshake.refused, policy.changed, trust.level, audit.fork)")
+	ls.Flags().StringVar(&kind, "kind", "", "only this kind (call.sent, call.served, call.completed, call.refused, handshake.refused, policy.changed, trust.level, audit.fork, audit.pruned, audit.high_water)")
 	ls.Flags().StringVar(&since, "since", "", "only entries at or after this time (RFC 3339, or a duration ago such as 1h)")
 	ls.Flags().IntVar(&limit, "limit", 0, "at most this many entries")
 	ls.Flags().BoolVar(&asJSON, "json", false, "JSON output")
@@ -151,6 +168,29 @@ func auditCmd(h func() string) *cobra.Command {
 
 	c.AddCommand(verify, ls, show, prove, export)
 	return c
+}
+
+// againstNote reads a --against file: a signed checkpoint note, or a peer's
+// audit.db holding a witness row for id.
+func againstNote(cmd *cobra.Command, file string, id identity.PublicKey) ([]byte, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, usagef("--against: %v", err)
+	}
+	if !bytes.HasPrefix(b, []byte("SQLite format 3\x00")) {
+		if len(b) > audit.MaxNoteSize {
+			return nil, usagef("--against %s: %d bytes, not a checkpoint note (at most %d) or an audit.db", file, len(b), audit.MaxNoteSize)
+		}
+		return b, nil
+	}
+	note, ok, err := audit.WitnessedCheckpoint(cmd.Context(), file, id)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, usagef("--against %s: that log holds no witnessed checkpoint of %s", file, id)
+	}
+	return note, nil
 }
 
 // openAt parses an entry index and opens the log read-only.

@@ -1,12 +1,14 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"runtime/debug"
 	"text/tabwriter"
 	"time"
 
@@ -43,7 +45,7 @@ func newRoot() *cobra.Command {
 		initCmd(h), idCmd(h), runCmd(h), statusCmd(h), peerCmd(h),
 		exposeCmd(h), grantCmd(h), ungrantCmd(h), capsCmd(h), callCmd(h), demoCmd(),
 		scanCmd(h), screenCmd(h), auditCmd(h),
-		trustCmd(h), limitCmd(h),
+		trustCmd(h), limitCmd(h), versionCmd(),
 	)
 	return root
 }
@@ -116,33 +118,128 @@ func runCmd(h func() string) *cobra.Command {
 }
 
 func statusCmd(h func() string) *cobra.Command {
-	return &cobra.Command{
-		Use: "status", Short: "exit 0 once the node is up and serving", Args: args(cobra.NoArgs),
+	var wait time.Duration
+	c := &cobra.Command{
+		Use: "status [--wait DURATION]", Short: "exit 0 once the node is up and serving", Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			s, err := client.New(h()).Status(cmd.Context())
+			if wait < 0 {
+				return usagef("--wait %v: want a duration >= 0, as in 10s", wait)
+			}
+			s, err := waitUp(cmd.Context(), client.New(h()), wait)
 			if err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "up %s %s %s\n", s.Name, s.ID, s.Addr)
+			// The node's own word first; a node that has not polled the files
+			// yet is caught by checking them here.
+			stale := s.ConfigError
+			if stale == "" {
+				if err := home.CheckFiles(h()); err != nil {
+					stale = err.Error()
+				}
+			}
+			if stale != "" {
+				fmt.Fprintf(cmd.ErrOrStderr(), "treaty: warning: the running configuration is stale: %s; the node keeps its last valid configuration until the file is fixed\n", stale)
+			}
+			return nil
+		},
+	}
+	c.Flags().DurationVar(&wait, "wait", 0, "keep asking until the node is up, for at most this long")
+	return c
+}
+
+// statusPoll is how often `status --wait` asks the node.
+const statusPoll = 100 * time.Millisecond
+
+// waitUp asks for the node's status until it answers or wait has passed; the
+// error is then the last reason it did not answer.
+func waitUp(ctx context.Context, cl *client.Client, wait time.Duration) (api.Status, error) {
+	ctx, cancel := context.WithTimeout(ctx, wait+5*time.Second) // the last attempt may take a moment
+	defer cancel()
+	deadline := time.Now().Add(wait)
+	for {
+		s, err := cl.Status(ctx)
+		if err == nil || time.Now().After(deadline) {
+			if err != nil && wait > 0 {
+				err = fmt.Errorf("not up after %v: %w", wait, err)
+			}
+			return s, err
+		}
+		t := time.NewTimer(min(statusPoll, time.Until(deadline)+time.Millisecond))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return s, err
+		case <-t.C:
+		}
+	}
+}
+
+func versionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use: "version", Short: "print the version of this binary", Args: args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			fmt.Fprintln(cmd.OutOrStdout(), versionLine())
 			return nil
 		},
 	}
 }
 
+// versionLine is "treaty VERSION (REVISION[ modified], TIME) GOVERSION" from the
+// build information the Go toolchain embeds; parts it lacks are left out.
+func versionLine() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "treaty (no build information)"
+	}
+	v := bi.Main.Version
+	if v == "" {
+		v = "(devel)"
+	}
+	var rev, at string
+	modified := false
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.time":
+			at = s.Value
+		case "vcs.modified":
+			modified = s.Value == "true"
+		}
+	}
+	line := "treaty " + v
+	if rev != "" {
+		if len(rev) > 12 {
+			rev = rev[:12]
+		}
+		if modified {
+			rev += " modified"
+		}
+		if at != "" {
+			rev += ", " + at
+		}
+		line += " (" + rev + ")"
+	}
+	return line + " " + bi.GoVersion
+}
+
 func peerCmd(h func() string) *cobra.Command {
 	c := &cobra.Command{Use: "peer", Short: "manage the peer book", Args: args(cobra.NoArgs)}
 	var name, addr string
+	var rename bool
 	add := &cobra.Command{
-		Use: "add --name NAME --addr HOST:PORT PEER_ID", Short: "add a peer", Args: args(cobra.ExactArgs(1)),
+		Use: "add --name NAME --addr HOST:PORT [--rename] PEER_ID", Short: "add a peer (or change a known peer's address)", Args: args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
 			if name == "" || addr == "" {
 				return usagef("--name and --addr are required")
 			}
-			return home.AddPeer(h(), name, addr, a[0])
+			return home.SetPeer(h(), home.PeerChange{Name: name, Addr: addr, ID: a[0], Rename: rename})
 		},
 	}
 	add.Flags().StringVar(&name, "name", "", "local nickname")
 	add.Flags().StringVar(&addr, "addr", "", "the peer's federation address")
+	add.Flags().BoolVar(&rename, "rename", false, "give a key already in the peer book a new nickname")
 	var asJSON bool
 	ls := &cobra.Command{
 		Use: "ls", Short: "list the peer book", Args: args(cobra.NoArgs),
@@ -189,24 +286,39 @@ func peerCmd(h func() string) *cobra.Command {
 func exposeCmd(h func() string) *cobra.Command {
 	var execCmd, httpURL, desc string
 	var timeout time.Duration
-	var stream bool
+	var stream, replace, allowRemote bool
 	c := &cobra.Command{
-		Use:   "expose CAP (--exec 'COMMAND ARGS' | --http URL)",
+		Use:   "expose CAP (--exec 'COMMAND ARGS' | --http URL [--allow-remote]) [--replace]",
 		Short: "define a capability; grant it to peers with 'treaty grant'",
-		Args:  args(cobra.ExactArgs(1)),
+		Long: "A relative or bare --exec program is resolved to an absolute path now, and refused if missing.\n" +
+			"--http must name a loopback host unless --allow-remote is given. An existing capability\n" +
+			"is changed only with --replace.",
+		Args: args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
 			if (execCmd == "") == (httpURL == "") {
 				return usagef("exactly one of --exec and --http is required")
 			}
+			if timeout < 0 || timeout > config.MaxBackendTimeout {
+				return usagef("--timeout %v: want a duration in [0, %v] (0: %v)", timeout, config.MaxBackendTimeout, config.DefaultBackendTimeout)
+			}
 			cp := config.Capability{Name: a[0], Description: desc, Stream: stream, Timeout: config.Duration(timeout)}
 			if execCmd != "" {
-				cp.Exec = &config.ExecBackend{Command: execCmd}
+				command, err := home.ResolveCommand(execCmd)
+				if err != nil {
+					return err
+				}
+				cp.Exec = &config.ExecBackend{Command: command}
 			} else {
+				if err := home.CheckHTTPBackend(httpURL, allowRemote); err != nil {
+					return err
+				}
 				cp.HTTP = &config.HTTPBackend{URL: httpURL}
 			}
-			return home.Expose(h(), cp)
+			return home.Expose(h(), cp, replace)
 		},
 	}
+	c.Flags().BoolVar(&replace, "replace", false, "change a capability that is already exposed")
+	c.Flags().BoolVar(&allowRemote, "allow-remote", false, "allow an --http URL on a non-loopback host")
 	c.Flags().StringVar(&execCmd, "exec", "", "command run per call: JSON on stdin, JSON on stdout")
 	c.Flags().StringVar(&httpURL, "http", "", "local URL to POST the JSON input to")
 	c.Flags().StringVar(&desc, "description", "", "what the capability does")
@@ -297,6 +409,9 @@ func callCmd(h func() string) *cobra.Command {
 					input = b
 				}
 			}
+			if len(input) > api.MaxRequestBytes {
+				return usagef("input is over %d bytes (16 MiB), the most the local API accepts; a peer accepts at most its limits.max_body_bytes (default 1 MiB)", api.MaxRequestBytes)
+			}
 			if !json.Valid(input) {
 				return usagef("input is not valid JSON")
 			}
@@ -329,8 +444,11 @@ func demoCmd() *cobra.Command {
 	}
 }
 
+// printJSON prints v indented, without HTML escaping: output is for terminals
+// and scripts, where "<" must stay "<".
 func printJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/treaty-dev/treaty/internal/config"
 	"github.com/treaty-dev/treaty/internal/home"
 	"github.com/treaty-dev/treaty/internal/identity"
+	"github.com/treaty-dev/treaty/internal/refusal"
 	"github.com/treaty-dev/treaty/internal/sanitize"
 	"github.com/treaty-dev/treaty/internal/screen"
 )
@@ -108,28 +109,43 @@ func scanCmd(h func() string) *cobra.Command {
 			enc := json.NewEncoder(out)
 			enc.SetEscapeHTML(false)
 			if jsonl {
-				return eachRecord(cmd.InOrStdin(), func(rec record) error {
+				blocked := 0
+				err := eachRecord(cmd.InOrStdin(), func(rec record) error {
 					res := san.DryRun(subject, pol, []byte(rec.Text))
+					if res.Action == sanitize.ActionBlock {
+						blocked++
+					}
 					return enc.Encode(struct {
 						ID string `json:"id"`
 						sanitize.Result
 					}{rec.ID, res})
 				})
+				if err != nil {
+					return err
+				}
+				return scanBlocked(out, blocked)
 			}
 			in, err := readAll(cmd.InOrStdin())
 			if err != nil {
 				return err
 			}
 			res := san.DryRun(subject, pol, in)
+			blocked := 0
+			if res.Action == sanitize.ActionBlock {
+				blocked = -1
+			}
 			if asJSON {
-				return enc.Encode(res)
+				if err := enc.Encode(res); err != nil {
+					return err
+				}
+				return scanBlocked(out, blocked)
 			}
 			fmt.Fprint(out, res.Output)
 			fmt.Fprintf(cmd.ErrOrStderr(), "treaty scan: %s, %d findings\n", res.Action, len(res.Findings))
 			for _, f := range res.Findings {
 				fmt.Fprintf(cmd.ErrOrStderr(), "  %s (%s) at bytes %d-%d\n", f.Category, f.Rule, f.Start, f.End)
 			}
-			return nil
+			return scanBlocked(out, blocked)
 		},
 	}
 	c.Flags().StringVar(&peer, "peer", "", "use this peer's data policy (default: the default policy)")
@@ -162,29 +178,77 @@ func screenCmd(h func() string) *cobra.Command {
 			out := bufio.NewWriter(cmd.OutOrStdout())
 			defer out.Flush()
 			enc := json.NewEncoder(out)
+			enc.SetEscapeHTML(false)
+			blocked := 0
 			if jsonl {
-				return eachRecord(cmd.InOrStdin(), func(rec record) error {
+				err := eachRecord(cmd.InOrStdin(), func(rec record) error {
 					v := scr.Screen(pol, []byte(rec.Text))
+					if v.Action == screen.ActionBlock {
+						blocked++
+					}
 					return enc.Encode(struct {
 						ID string `json:"id"`
 						screen.Verdict
 					}{rec.ID, v})
 				})
+				if err != nil {
+					return err
+				}
+				return screenBlocked(out, blocked)
 			}
 			in, err := readAll(cmd.InOrStdin())
 			if err != nil {
 				return err
 			}
 			v := scr.Screen(pol, in)
-			if asJSON {
-				return enc.Encode(v)
+			if v.Action == screen.ActionBlock {
+				blocked = -1
 			}
-			fmt.Fprintf(out, "%s score %.2f %v\n", v.Action, v.Score, v.Reasons)
-			return nil
+			if asJSON {
+				if err := enc.Encode(v); err != nil {
+					return err
+				}
+			} else {
+				fmt.Fprintf(out, "%s score %.2f %v\n", v.Action, v.Score, v.Reasons)
+			}
+			return screenBlocked(out, blocked)
 		},
 	}
 	c.Flags().StringVar(&peer, "peer", "", "use this peer's screening policy")
 	c.Flags().BoolVar(&asJSON, "json", false, `print {"action","score","reasons"}`)
 	c.Flags().BoolVar(&jsonl, "jsonl", false, `read {"id","text"} lines; print one verdict line per record`)
 	return c
+}
+
+// scanBlocked and screenBlocked turn a block verdict into exit 5 (after the
+// result is printed and flushed), so scan and screen work as a CI gate.
+func scanBlocked(out *bufio.Writer, n int) error {
+	if n == 0 {
+		return nil
+	}
+	if err := out.Flush(); err != nil {
+		return err
+	}
+	return refusal.New(refusal.StageSanitize, "%s would be blocked (dry run)", records(n))
+}
+
+func screenBlocked(out *bufio.Writer, n int) error {
+	if n == 0 {
+		return nil
+	}
+	if err := out.Flush(); err != nil {
+		return err
+	}
+	return refusal.New(refusal.StageScreen, "%s would be blocked (dry run)", records(n))
+}
+
+// records names what was blocked: the input (n < 0) or n JSONL records.
+func records(n int) string {
+	switch n {
+	case -1:
+		return "the input"
+	case 1:
+		return "1 record"
+	}
+	return fmt.Sprintf("%d records", n)
 }

@@ -67,7 +67,8 @@ func limitCmd(h func() string) *cobra.Command {
 		Use:   "set PEER [--cap CAP] [--dir in|out|both] [--rate N/s] [--burst N] [--concurrency N] [--cost N/WINDOW] [--bytes-in N] [--bytes-out N] [--window DURATION]",
 		Short: "set a budget rule in treaty.yaml (a running node applies it within a second)",
 		Long: "PEER is a nickname or did:key from the peer book, or '*' for every peer separately.\n" +
-			"Only the limits given change; the rest of an existing rule stays. 0 means unlimited.",
+			"Only the limits given change; the rest of an existing rule stays. --rate none removes the\n" +
+			"rate limit (--rate 0 is refused); 0 for the other limits means unlimited.",
 		Args: args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
 			d, err := parseDir(dirName)
@@ -80,9 +81,15 @@ func limitCmd(h func() string) *cobra.Command {
 			var ch home.LimitChange
 			f := cmd.Flags()
 			if f.Changed("rate") {
-				r, err := budget.ParseRate(rate)
-				if err != nil {
-					return usagef("--rate %q: want N/s, N/m, N/h, N/DURATION (as in 5/10s) or N (per second), with N >= 0 and at most 1e6/s", rate)
+				var r float64
+				if rate != rateNone {
+					var err error
+					if r, err = budget.ParseRate(rate); err != nil {
+						return usagef("--rate %q: want N/s, N/m, N/h, N/DURATION (as in 5/10s) or N (per second), with N > 0 and at most 1e6/s, or %q to remove the rate limit", rate, rateNone)
+					}
+					if r == 0 {
+						return usagef("--rate %q would not limit anything: to stop PEER calling, use 'treaty ungrant'; to remove the rate limit, use --rate %s", rate, rateNone)
+					}
 				}
 				ch.Rate = &r
 			}
@@ -135,7 +142,7 @@ func limitCmd(h func() string) *cobra.Command {
 	}
 	set.Flags().StringVar(&capName, "cap", "", "limit one capability (default: the peer-wide limit)")
 	set.Flags().StringVar(&dirName, "dir", "in", "in (PEER calls this node), out (this node calls PEER) or both (each separately)")
-	set.Flags().StringVar(&rate, "rate", "", "calls per time: N/s, N/m, N/h or N/DURATION")
+	set.Flags().StringVar(&rate, "rate", "", "calls per time: N/s, N/m, N/h or N/DURATION; none removes the rate limit")
 	set.Flags().IntVar(&burst, "burst", 0, "token bucket size (default max(1, ceil(rate)))")
 	set.Flags().IntVar(&concurrency, "concurrency", 0, "calls in flight")
 	set.Flags().StringVar(&cost, "cost", "", "backend-reported cost per window: N/WINDOW, as in 100/1h")
@@ -196,6 +203,10 @@ func limitCmd(h func() string) *cobra.Command {
 	c.AddCommand(set, rm, ls)
 	return c
 }
+
+// rateNone is the --rate value that removes a rate limit; a rate of 0 is refused
+// because it reads as "deny" but would mean "unlimited".
+const rateNone = "none"
 
 func parseDir(s string) (budget.Dir, error) {
 	switch s {

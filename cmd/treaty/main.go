@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/treaty-dev/treaty/internal/home"
 	"github.com/treaty-dev/treaty/internal/refusal"
 )
 
@@ -38,8 +39,19 @@ func run(ctx context.Context, args []string) int {
 		return 0
 	}
 	fmt.Fprintln(os.Stderr, "treaty:", err)
+	return exitCode(err)
+}
+
+// exitCode maps an error to the contract's exit code: every mistake in the
+// arguments (including an invalid value found by a package, or an unknown peer
+// named in an admin command) is a usage error.
+func exitCode(err error) int {
 	var u usageError
-	if errors.As(err, &u) {
+	switch {
+	case errors.As(err, &u),
+		errors.Is(err, home.ErrInvalid),
+		errors.Is(err, home.ErrBadLimit),
+		errors.Is(err, home.ErrBadOverride):
 		return refusal.ExitUsage
 	}
 	return refusal.ExitCode(err)

@@ -216,8 +216,8 @@ func TestTrustErrors(t *testing.T) {
 		code int
 		msg  string
 	}{
-		{"show unknown peer", []string{"trust", "show", "--home", dir, "dave"}, 1, `no peer "dave" in the peer book`},
-		{"set unknown peer", []string{"trust", "set", "--home", dir, "dave", "--lift"}, 1, `no peer "dave" in the peer book`},
+		{"show unknown peer", []string{"trust", "show", "--home", dir, "dave"}, 2, `no peer "dave" in the peer book`},
+		{"set unknown peer", []string{"trust", "set", "--home", dir, "dave", "--lift"}, 2, `no peer "dave" in the peer book`},
 		{"set nothing", []string{"trust", "set", "--home", dir, "bob"}, 2, "at least one of --floor, --ceiling and --lift"},
 		{"bad floor", []string{"trust", "set", "--home", dir, "bob", "--floor", "great"}, 2, `--floor "great": want quarantined, untrusted, provisional, trusted, high, or none`},
 		{"bad ceiling", []string{"trust", "set", "--home", dir, "bob", "--ceiling", "max"}, 2, `--ceiling "max": want`},
@@ -398,8 +398,8 @@ func TestLimitErrors(t *testing.T) {
 	}{
 		{"no limit flags", set("bob"), 2, "nothing to set"},
 		{"no peer", set("--rate", "1"), 2, "accepts 1 arg"},
-		{"unknown peer", set("dave", "--rate", "1"), 1, `no peer "dave" in the peer book`},
-		{"did outside the book", set(tlDID(t, 9), "--rate", "1"), 1, "in the peer book"},
+		{"unknown peer", set("dave", "--rate", "1"), 2, `no peer "dave" in the peer book`},
+		{"did outside the book", set(tlDID(t, 9), "--rate", "1"), 2, "in the peer book"},
 		{"bad rate", set("bob", "--rate", "fast"), 2, `--rate "fast": want N/s`},
 		{"negative rate", set("bob", "--rate", "-1/s"), 2, "--rate"},
 		{"bad cost", set("bob", "--cost", "100"), 2, `--cost "100": want N/WINDOW`},
@@ -414,7 +414,7 @@ func TestLimitErrors(t *testing.T) {
 		{"window without bytes", set("bob", "--window", "1m"), 2, "needs --bytes-in or --bytes-out"},
 		{"short window", set("bob", "--bytes-in", "5", "--window", "10ms"), 2, "--window 10ms"},
 		{"rm bad dir", []string{"limit", "rm", "--home", dir, "bob", "--dir", "up"}, 2, "--dir"},
-		{"rm unknown peer", []string{"limit", "rm", "--home", dir, "dave"}, 1, "in the peer book"},
+		{"rm unknown peer", []string{"limit", "rm", "--home", dir, "dave"}, 2, "in the peer book"},
 		{"ls extra arg", []string{"limit", "ls", "--home", dir, "x"}, 2, "unknown command"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -163,7 +163,8 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	if a := s.n.Addr(); a != nil {
 		addr = a.String()
 	}
-	writeJSON(w, http.StatusOK, Status{ID: s.n.ID().String(), Name: s.n.Name(), Addr: addr})
+	stale, _ := s.n.ConfigError()
+	writeJSON(w, http.StatusOK, Status{ID: s.n.ID().String(), Name: s.n.Name(), Addr: addr, ConfigError: stale})
 }
 
 func (s *Server) peers(w http.ResponseWriter, r *http.Request) {

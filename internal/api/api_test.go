@@ -456,3 +456,37 @@ func TestCloseStopsServe(t *testing.T) {
 		<-time.After(10 * time.Millisecond)
 	}
 }
+
+// TestStatusReportsStaleConfig: a rejected edit of policy.cedar shows in the
+// status answer, and a fixed file clears it.
+func TestStatusReportsStaleConfig(t *testing.T) {
+	e := start(t, "acme")
+	ctx := context.Background()
+	pol := filepath.Join(e.home, "policy.cedar")
+	good, err := os.ReadFile(pol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(pol, []byte("permit (principal, action, resource"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.n.Reload(); err == nil {
+		t.Fatal("reload accepted a broken policy.cedar")
+	}
+	s, err := e.cl.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(s.ConfigError, "policy.cedar") {
+		t.Fatalf("config_error = %q, want it to name policy.cedar", s.ConfigError)
+	}
+	if err := os.WriteFile(pol, good, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.n.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if s, err = e.cl.Status(ctx); err != nil || s.ConfigError != "" {
+		t.Fatalf("after the fix: config_error = %q, err %v", s.ConfigError, err)
+	}
+}

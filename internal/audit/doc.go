@@ -9,8 +9,9 @@
 // One SQLite file (modernc.org/sqlite), readable with any SQLite client; the
 // layout is Schema. An entry is stored as its leaf bytes (see the leaf encoding
 // in entry.go: one line of JSON, fixed key order, carrying its own index and
-// the SHA-256 of its content), its content (NULL when pruned or only the
-// digest was kept) and the tlog stored hashes it completes. The other entry
+// the SHA-256 of its content and whether the content was kept), its content
+// (NULL when pruned or only the digest was kept) and the tlog stored hashes it
+// completes. The other entry
 // columns are generated from the leaf, so what `SELECT` shows is what Verify
 // checks.
 //
@@ -26,14 +27,24 @@
 // and a crash at any moment leaves either the whole batch with its checkpoint
 // or neither. On Open the newest entries are recomputed against the head.
 //
+// # Pruning and disk space
+//
+// Prune drops old content and PruneRows deletes old entries, from the start of
+// the log only; each transaction signs a pruning record (see Prune) that keeps
+// the compact range of the deleted prefix, so the rest still verifies and
+// proves. Content missing outside a recorded pruning is tampering. Over
+// Config.MaxBytes or under Config.MinFreeBytes, Append refuses new entries
+// with a *HighWaterError until space returns; the log's own records still go in.
+//
 // # What Verify catches, and what it cannot
 //
 // Verify recomputes every leaf hash and the tree from the leaves alone and
 // compares them with the stored hashes and with every stored signed
 // checkpoint; the head checkpoint must cover exactly the stored rows. An
 // edited, moved, deleted or inserted row, edited content, edited stored
-// hashes and an edited or unsigned checkpoint are all reported, naming the
-// first bad entry in log order. Without the node's private key nobody can
+// hashes, an edited or unsigned checkpoint, a deleted or edited pruning
+// record, rows missing above the pruned prefix and content removed without a
+// pruning record are all reported, naming the first bad entry in log order. Without the node's private key nobody can
 // make a checkpoint for a rewritten log. What remains: someone with write
 // access can delete the newest rows together with every checkpoint after the
 // cut, leaving a shorter log that verifies on its own. That is caught outside

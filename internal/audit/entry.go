@@ -57,6 +57,10 @@ type Entry struct {
 	// log then keeps only the digest.
 	ContentDigest []byte
 	Evidence      json.RawMessage // signed request, receipt or peer checkpoint; nil or valid JSON
+	// ContentKept is set by Get, List and ParseLeaf: the content was stored
+	// with the entry (with Content nil, a recorded pruning dropped it since).
+	// Append ignores it.
+	ContentKept bool
 }
 
 // ErrInvalidEntry is wrapped by Append's error for an entry it refuses to log.
@@ -68,17 +72,21 @@ var ErrInvalidEntry = errors.New("audit: invalid entry")
 // leaf hash: SHA-256(0x00 || leaf)). It is one line of JSON with a fixed key
 // order and no insignificant whitespace:
 //
-//	{"v":1,"index":N,"time":"2006-01-02T15:04:05.000000000Z","content_digest":"HEX",
-//	 "kind":S,"peer":S,"direction":S,"capability":S,"outcome":S,"stage":S,
-//	 "request_digest":"HEX","response_digest":"HEX","report":R,"evidence":R}
+//	{"v":2,"index":N,"time":"2006-01-02T15:04:05.000000000Z","content_digest":"HEX",
+//	 "content_kept":B,"kind":S,"peer":S,"direction":S,"capability":S,"outcome":S,
+//	 "stage":S,"request_digest":"HEX","response_digest":"HEX","report":R,"evidence":R}
 //
 // (shown wrapped). Strings are escaped as by encodeString; digests are lowercase
-// hex ("" when absent); R is the compacted JSON given by the caller, or null.
-// The leaf carries its own index, so moving a row to another index changes its
-// hash; it carries the content's digest, not the content, so Prune can drop the
-// content and every proof stays valid.
+// hex ("" when absent); B is true when the content was stored with the entry;
+// R is the compacted JSON given by the caller, or null. The leaf carries its
+// own index, so moving a row to another index changes its hash; it carries the
+// content's digest, not the content, so Prune can drop the content and every
+// proof stays valid; and it says whether content was kept, so content removed
+// outside a recorded pruning is caught. Version 1 leaves (written before
+// content_kept existed) are the same without that key; they are still read.
 const (
-	leafVersionPrefix = `{"v":1,"index":`
+	leafVersionPrefix = `{"v":2,"index":`
+	leafV1Prefix      = `{"v":1,"index":`
 	timeLayout        = "2006-01-02T15:04:05.000000000Z"
 	timeLen           = len(timeLayout)
 )
@@ -100,8 +108,13 @@ type prepared struct {
 	content []byte // nil when only the digest is kept
 }
 
-// prepare validates e and encodes everything in its leaf but the index and time.
-func prepare(e Entry) (prepared, error) {
+// prepare validates e and encodes everything in its (version 2) leaf but the
+// index and time.
+func prepare(e Entry) (prepared, error) { return prepareLeaf(e, 2, e.Content != nil) }
+
+// prepareLeaf is prepare for a leaf of version v (1 or 2) whose content_kept is
+// kept (ParseLeaf re-encodes leaves it has read).
+func prepareLeaf(e Entry, v int, kept bool) (prepared, error) {
 	fail := func(format string, args ...any) (prepared, error) {
 		return prepared{}, fmt.Errorf("%w: "+format, append([]any{ErrInvalidEntry}, args...)...)
 	}
@@ -141,6 +154,9 @@ func prepare(e Entry) (prepared, error) {
 	} else if digest != nil && len(digest) != sha256.Size {
 		return fail("ContentDigest is %d bytes, want %d (SHA-256)", len(digest), sha256.Size)
 	}
+	if kept && len(digest) == 0 {
+		return fail("content kept without a content digest")
+	}
 	report, err := compactRaw(e.Report)
 	if err != nil {
 		return fail("Report: %v", err)
@@ -153,7 +169,12 @@ func prepare(e Entry) (prepared, error) {
 	b := make([]byte, 0, 256+len(report)+len(evidence)+len(e.Peer)+len(e.Capability))
 	b = append(b, `"content_digest":"`...)
 	b = hex.AppendEncode(b, digest)
-	b = append(b, `","kind":`...)
+	b = append(b, '"')
+	if v == 2 {
+		b = append(b, `,"content_kept":`...)
+		b = strconv.AppendBool(b, kept)
+	}
+	b = append(b, `,"kind":`...)
 	b = encodeString(b, e.Kind)
 	b = append(b, `,"peer":`...)
 	b = encodeString(b, e.Peer)
@@ -181,9 +202,13 @@ func prepare(e Entry) (prepared, error) {
 	return prepared{body: b, content: content}, nil
 }
 
-// leafBytes assembles the full leaf for index and the formatted time.
+// leafBytes assembles the full version 2 leaf for index and the formatted time.
 func leafBytes(dst []byte, index uint64, ts string, body []byte) []byte {
-	dst = append(dst, leafVersionPrefix...)
+	return leafBytesV(dst, leafVersionPrefix, index, ts, body)
+}
+
+func leafBytesV(dst []byte, prefix string, index uint64, ts string, body []byte) []byte {
+	dst = append(dst, prefix...)
 	dst = strconv.AppendUint(dst, index, 10)
 	dst = append(dst, `,"time":"`...)
 	dst = append(dst, ts...)
@@ -257,6 +282,7 @@ type leafJSON struct {
 	Index          uint64          `json:"index"`
 	Time           string          `json:"time"`
 	ContentDigest  string          `json:"content_digest"`
+	ContentKept    *bool           `json:"content_kept"`
 	Kind           string          `json:"kind"`
 	Peer           string          `json:"peer"`
 	Direction      string          `json:"direction"`
@@ -279,8 +305,11 @@ func ParseLeaf(leaf []byte) (Entry, error) {
 	if err := dec.Decode(&lj); err != nil {
 		return Entry{}, fmt.Errorf("audit: leaf: %w", err)
 	}
-	if lj.V != 1 {
-		return Entry{}, fmt.Errorf("audit: leaf version %d, want 1", lj.V)
+	if lj.V != 1 && lj.V != 2 {
+		return Entry{}, fmt.Errorf("audit: leaf version %d, want 1 or 2", lj.V)
+	}
+	if (lj.V == 2) != (lj.ContentKept != nil) {
+		return Entry{}, errors.New("audit: leaf content_kept is required in version 2 and only there")
 	}
 	t, err := time.Parse(timeLayout, lj.Time)
 	if err != nil || len(lj.Time) != timeLen {
@@ -311,11 +340,16 @@ func ParseLeaf(leaf []byte) (Entry, error) {
 	}
 	// Canonical only: a leaf that decodes but does not re-encode to itself is not
 	// one this package wrote.
-	p, err := prepare(e)
+	prefix, kept := leafV1Prefix, false
+	if lj.V == 2 {
+		prefix, kept = leafVersionPrefix, *lj.ContentKept
+		e.ContentKept = kept
+	}
+	p, err := prepareLeaf(e, lj.V, kept)
 	if err != nil {
 		return Entry{}, fmt.Errorf("audit: leaf: %w", err)
 	}
-	if !bytes.Equal(leafBytes(nil, e.Index, lj.Time, p.body), leaf) {
+	if !bytes.Equal(leafBytesV(nil, prefix, e.Index, lj.Time, p.body), leaf) {
 		return Entry{}, errors.New("audit: leaf is not in canonical form")
 	}
 	return e, nil

@@ -75,7 +75,9 @@ func TestParseLeafRejectsNonCanonical(t *testing.T) {
 		{"short time", `.000000000Z`, `Z`},
 		{"uppercase hex", `"request_digest":"01010203"`, `"request_digest":"0101020A"`},
 		{"trailing data", `}}`, `}} `},
-		{"version", `{"v":1,`, `{"v":2,`},
+		{"version", `{"v":2,`, `{"v":3,`},
+		{"version 1 with content_kept", `{"v":2,`, `{"v":1,`},
+		{"content_kept", `"content_kept":true`, `"content_kept":1`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			bad := []byte(strings.Replace(string(leaf), tc.from, tc.to, 1))

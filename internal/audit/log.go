@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,8 +33,23 @@ type Config struct {
 	// TailCheck is how many of the newest entries Open recomputes and checks
 	// against the head checkpoint before resuming. Zero: 4096; negative: all.
 	TailCheck int
-	Now       func() time.Time // nil: time.Now
-	Logger    *slog.Logger     // nil: discard
+	// MaxBytes caps the bytes audit.db's pages in use may take (its WAL adds
+	// a few MiB between checkpoints):
+	// beyond it Append refuses new entries with a *HighWaterError (the log's own
+	// alert, pruning and fork records still go in). Zero: no cap; otherwise at
+	// least 1 MiB. Pages freed by Prune count as free.
+	MaxBytes int64
+	// MinFreeBytes is the free space Append leaves on the log's filesystem:
+	// below it new entries are refused the same way. Zero: the smaller of 1 GiB
+	// and 5% of the filesystem; negative: not checked.
+	MinFreeBytes int64
+	// SpaceCheckInterval is how stale the measured size and free space may be
+	// (they are measured at least every 1024 entries too). Zero: 250ms;
+	// allowed [1µs, 1m].
+	SpaceCheckInterval time.Duration
+	Statfs             func(dir string) (DiskSpace, error) // nil: statfs(2) of the log's directory
+	Now                func() time.Time                    // nil: time.Now
+	Logger             *slog.Logger                        // nil: discard
 }
 
 func (c *Config) setDefaults() {
@@ -51,6 +67,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.TailCheck == 0 {
 		c.TailCheck = 4096
+	}
+	if c.SpaceCheckInterval == 0 {
+		c.SpaceCheckInterval = defaultSpaceCheck
+	}
+	if c.Statfs == nil {
+		c.Statfs = statfs
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -79,6 +101,15 @@ func (c *Config) validate() error {
 	if n := c.MaxBatch; n < 1 || n > 65536 {
 		return fmt.Errorf("audit: Config.MaxBatch %d outside [1, 65536]", n)
 	}
+	if n := c.MaxBytes; n != 0 && (n < minMaxBytes || n > 1<<60) {
+		return fmt.Errorf("audit: Config.MaxBytes %d is neither zero (no cap) nor in [1 MiB, 2^60]", n)
+	}
+	if n := c.MinFreeBytes; n > 1<<60 {
+		return fmt.Errorf("audit: Config.MinFreeBytes %d above 2^60", n)
+	}
+	if d := c.SpaceCheckInterval; d < time.Microsecond || d > time.Minute {
+		return fmt.Errorf("audit: Config.SpaceCheckInterval %v outside [1µs, 1m]", d)
+	}
 	return nil
 }
 
@@ -97,7 +128,8 @@ type Log struct {
 	done      chan struct{}
 	closeOnce sync.Once
 
-	head atomic.Pointer[Checkpoint]
+	head    atomic.Pointer[Checkpoint]
+	pruneMu sync.Mutex // one Prune or PruneRows at a time
 
 	commits, appended atomic.Uint64
 
@@ -111,6 +143,7 @@ type Log struct {
 		insEntry, insCP, delCP *sql.Stmt
 	}
 	hasher *leafHasher // used by the writer only
+	space  space       // disk high-water state, writer only
 }
 
 // op is one unit of work for the writer: an entry to append, or a function to
@@ -144,6 +177,13 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Create the file 0600 before SQLite does (it would apply the umask);
+	// SQLite gives the -wal and -shm files the database file's mode.
+	f, err := os.OpenFile(cfg.Path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("audit: open %s: %w", cfg.Path, err)
+	}
+	f.Close()
 	wdb, err := sql.Open("sqlite", d)
 	if err != nil {
 		return nil, fmt.Errorf("audit: open %s: %w", cfg.Path, err)
@@ -161,6 +201,11 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 		wdb.Close()
 		return nil, err
 	}
+	if err := restrictModes(cfg.Path); err != nil {
+		l.closeStmts()
+		wdb.Close()
+		return nil, err
+	}
 	r, err := openReadDB(cfg.Path, 4)
 	if err != nil {
 		l.closeStmts()
@@ -171,6 +216,17 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 	l.witness = &Witness{l: l, locks: map[identity.PublicKey]*sync.Mutex{}}
 	go l.writer()
 	return l, nil
+}
+
+// restrictModes makes the log and its -wal and -shm files 0600, whatever the
+// umask or an earlier version left: entries name peers and carry content.
+func restrictModes(path string) error {
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		if err := os.Chmod(p, 0o600); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("audit: %w", err)
+		}
+	}
+	return nil
 }
 
 // init creates the schema, checks the owner, verifies the tail and loads the
@@ -208,6 +264,13 @@ func (l *Log) init(ctx context.Context) error {
 		return fmt.Errorf("audit: %s has origin %q, Config.Origin is %q", l.cfg.Path, meta["origin"], l.cfg.Origin)
 	}
 
+	pr, ok, err := latestPrune(ctx, tx, l.cfg.Identity.Public(), l.cfg.Origin)
+	if err != nil {
+		return fmt.Errorf("%w (run treaty audit verify)", err)
+	}
+	if !ok {
+		pr = PruneRecord{Root: emptyRoot}
+	}
 	size, msg, err := readHead(ctx, tx)
 	switch {
 	case errors.Is(err, errNoHead):
@@ -242,7 +305,7 @@ func (l *Log) init(ctx context.Context) error {
 		if cp.Size != size || cp.Origin != l.cfg.Origin {
 			return &BadCheckpointError{Size: size, Reason: "note does not match its row"}
 		}
-		tr, err := l.checkTail(ctx, tx, cp)
+		tr, err := l.checkTail(ctx, tx, cp, &pr)
 		if err != nil {
 			return err
 		}
@@ -261,21 +324,24 @@ func (l *Log) init(ctx context.Context) error {
 	return l.prepareStmts(ctx)
 }
 
-// checkTail recomputes the newest entries and the root against the head.
-func (l *Log) checkTail(ctx context.Context, q querier, head Checkpoint) (tree, error) {
-	var n, maxIdx sql.NullInt64
-	if err := q.QueryRowContext(ctx, `SELECT count(*), max(idx) FROM entries`).Scan(&n, &maxIdx); err != nil {
+// checkTail recomputes the newest entries and the root against the head; pr
+// is the latest pruning record (Seq 0: never pruned).
+func (l *Log) checkTail(ctx context.Context, q querier, head Checkpoint, pr *PruneRecord) (tree, error) {
+	var n, minIdx, maxIdx sql.NullInt64
+	if err := q.QueryRowContext(ctx, `SELECT count(*), min(idx), max(idx) FROM entries`).Scan(&n, &minIdx, &maxIdx); err != nil {
 		return tree{}, fmt.Errorf("audit: count entries: %w", err)
 	}
-	if uint64(n.Int64) != head.Size || (n.Int64 > 0 && maxIdx.Int64 != n.Int64-1) {
-		return tree{}, &BadEntryError{Index: min(head.Size, uint64(n.Int64)),
-			Reason: fmt.Sprintf("log has %d rows (last index %d) but the head checkpoint covers %d entries", n.Int64, maxIdx.Int64, head.Size)}
+	if head.Size < pr.Rows || uint64(n.Int64) != head.Size-pr.Rows ||
+		(n.Int64 > 0 && (uint64(minIdx.Int64) != pr.Rows || uint64(maxIdx.Int64) != head.Size-1)) {
+		return tree{}, &BadEntryError{Index: max(pr.Rows, min(head.Size, uint64(n.Int64)+pr.Rows)),
+			Reason: fmt.Sprintf("log has %d rows (indexes %d to %d; pruned below %d) but the head checkpoint covers %d entries",
+				n.Int64, minIdx.Int64, maxIdx.Int64, pr.Rows, head.Size)}
 	}
-	from := uint64(0)
+	from := pr.Rows
 	if l.cfg.TailCheck > 0 && head.Size > uint64(l.cfg.TailCheck) {
-		from = head.Size - uint64(l.cfg.TailCheck)
+		from = max(from, head.Size-uint64(l.cfg.TailCheck))
 	}
-	tr, err := loadTree(ctx, q, from)
+	tr, err := loadTree(ctx, q, from, pr)
 	if err != nil {
 		return tree{}, err
 	}
@@ -288,7 +354,7 @@ func (l *Log) checkTail(ctx context.Context, q querier, head Checkpoint) (tree, 
 	if err := v.checkpoints(); err != nil {
 		return tree{}, err
 	}
-	res := scanChunk(ctx, q, from, head.Size, newLeafHasher())
+	res := scanChunk(ctx, q, from, head.Size, pr.Content, newLeafHasher())
 	if res.err != nil {
 		return tree{}, res.err
 	}
@@ -456,10 +522,27 @@ func (t *txn) append(ctx context.Context, p prepared) (uint64, error) {
 // commit runs one batch in one transaction and answers every op in it.
 func (l *Log) commit(batch []*op) {
 	ctx := context.Background() // the batch is shared: no one caller may cancel it
+	alert := l.checkSpace(ctx)
+	if hw := l.space.over; hw != nil {
+		// Over the mark: refuse ordinary entries; the log's own records (alert,
+		// pruning, witness) are the reserve the mark leaves room for.
+		kept := batch[:0]
+		for _, o := range batch {
+			if o.fn == nil {
+				o.done <- opResult{err: hw}
+				continue
+			}
+			kept = append(kept, o)
+		}
+		batch = kept
+		if len(batch) == 0 && alert == nil {
+			return
+		}
+	}
 	now := l.cfg.Now()
 	saved := l.tr
 	results := make([]opResult, len(batch))
-	cp, err := l.commitTx(ctx, now, batch, results)
+	cp, err := l.commitTx(ctx, now, batch, results, alert)
 	if err != nil {
 		l.tr = saved
 		l.cfg.Logger.Error("audit: commit failed", "entries", len(batch), "err", err)
@@ -472,6 +555,7 @@ func (l *Log) commit(batch []*op) {
 	for i, o := range batch {
 		if o.fn == nil {
 			l.appended.Add(1)
+			l.space.since++
 		}
 		results[i].cp = cp
 		o.done <- results[i]
@@ -489,7 +573,7 @@ func (l *Log) Stats() Stats {
 	return Stats{Entries: l.appended.Load(), Commits: l.commits.Load()}
 }
 
-func (l *Log) commitTx(ctx context.Context, now time.Time, batch []*op, results []opResult) (*Checkpoint, error) {
+func (l *Log) commitTx(ctx context.Context, now time.Time, batch []*op, results []opResult, alert *prepared) (*Checkpoint, error) {
 	ts, err := formatTime(now)
 	if err != nil {
 		return nil, err
@@ -508,7 +592,10 @@ func (l *Log) commitTx(ctx context.Context, now time.Time, batch []*op, results 
 			}
 		}
 	}
-	rows := make([]pendingRow, 0, len(batch))
+	rows := make([]pendingRow, 0, len(batch)+1)
+	if alert != nil {
+		rows = append(rows, t.addLeaf(*alert))
+	}
 	for i, o := range batch {
 		if o.fn == nil {
 			r := t.addLeaf(o.entry)
@@ -599,39 +686,6 @@ func (l *Log) ConsistencyProof(ctx context.Context, oldSize, newSize uint64) ([]
 
 // Witness returns the log's witness of peers' checkpoints.
 func (l *Log) Witness() *Witness { return l.witness }
-
-// pruneChunk bounds one prune transaction, so appends are not held up long.
-const pruneChunk = 10000
-
-// Prune drops the stored content of entries logged before the given time and
-// returns how many it dropped. Leaves keep the content digest, so proofs stay
-// valid and Verify still passes. The file shrinks only after VACUUM.
-func (l *Log) Prune(ctx context.Context, before time.Time) (int, error) {
-	ts, err := formatTime(before)
-	if err != nil {
-		return 0, err
-	}
-	total := 0
-	for {
-		var n int64
-		err := l.exec(ctx, func(ctx context.Context, t *txn) error {
-			res, err := t.tx.ExecContext(ctx, `UPDATE entries SET content = NULL WHERE idx IN
-				(SELECT idx FROM entries WHERE time < ? AND content IS NOT NULL ORDER BY idx LIMIT ?)`, ts, pruneChunk)
-			if err != nil {
-				return fmt.Errorf("audit: prune: %w", err)
-			}
-			n, err = res.RowsAffected()
-			return err
-		})
-		if err != nil {
-			return total, err
-		}
-		total += int(n)
-		if n < pruneChunk {
-			return total, nil
-		}
-	}
-}
 
 // Close stops the writer after committing what was already submitted, and
 // closes the database. It is idempotent.

@@ -212,7 +212,7 @@ func TestProveJSONShape(t *testing.T) {
 		t.Fatal(err)
 	}
 	leaf, _ := base64.StdEncoding.DecodeString(m.Leaf)
-	if m.Index != 2 || m.Size != 6 || !bytes.HasPrefix(leaf, []byte(`{"v":1,"index":2,`)) || len(m.Root) != 64 ||
+	if m.Index != 2 || m.Size != 6 || !bytes.HasPrefix(leaf, []byte(`{"v":2,"index":2,`)) || len(m.Root) != 64 ||
 		!strings.HasPrefix(m.Checkpoint, "treaty/did:key:") || len(m.Proof) != 3 {
 		t.Fatalf("proof %s", b)
 	}

@@ -206,6 +206,9 @@ func prove(ctx context.Context, tx *sql.Tx, index uint64, cp Checkpoint) (Proof,
 	var leaf string
 	if err := tx.QueryRowContext(ctx, `SELECT leaf FROM entries WHERE idx = ?`, int64(index)).Scan(&leaf); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
+			if pr, ok, _ := latestPrune(ctx, tx, identity.PublicKey{}, ""); ok && index < pr.Rows {
+				return Proof{}, fmt.Errorf("%w: entry %d (pruning record %d deleted entries below %d)", ErrPruned, index, pr.Seq, pr.Rows)
+			}
 			return Proof{}, &BadEntryError{Index: index, Reason: "missing (deleted)"}
 		}
 		return Proof{}, fmt.Errorf("audit: prove %d: %w", index, err)

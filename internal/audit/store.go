@@ -20,6 +20,7 @@ import (
 // hashes holds the tlog stored hashes that record idx completes (leaf hash
 // first, then one per completed level), 32 bytes each. checkpoints holds every
 // retained signed checkpoint and the latest one (the head, the largest size).
+// prunes holds every signed pruning record (see Prune).
 const Schema = `
 CREATE TABLE IF NOT EXISTS meta (
 	key   TEXT PRIMARY KEY,
@@ -51,6 +52,11 @@ CREATE TABLE IF NOT EXISTS checkpoints (
 	note     TEXT NOT NULL,
 	time     TEXT NOT NULL,
 	retained INTEGER NOT NULL
+) STRICT;
+CREATE TABLE IF NOT EXISTS prunes (
+	seq  INTEGER PRIMARY KEY,
+	note TEXT NOT NULL,
+	time TEXT NOT NULL
 ) STRICT;
 CREATE TABLE IF NOT EXISTS witness (
 	peer TEXT PRIMARY KEY,

@@ -10,6 +10,8 @@ import (
 	"math/bits"
 
 	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/treaty-dev/treaty/internal/identity"
 )
 
 // emptyRoot is the RFC 6962 hash of the empty tree, SHA-256 of nothing.
@@ -86,9 +88,13 @@ type querier interface {
 
 // dbHashes reads tlog stored hashes from the hashes column: stored hash
 // (level, n) was written with record ((n+1)<<level)-1, at offset level*32.
+// For records a pruning deleted it falls back to the latest pruning record's
+// edge hashes (pr; nil: read from the prunes table on first need). Callers
+// check what they build from it against signed checkpoints.
 type dbHashes struct {
 	ctx context.Context
 	q   querier
+	pr  *PruneRecord
 }
 
 var _ tlog.HashReader = dbHashes{}
@@ -96,6 +102,7 @@ var _ tlog.HashReader = dbHashes{}
 func (r dbHashes) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
 	out := make([]tlog.Hash, len(indexes))
 	cache := map[int64][]byte{}
+	var edge map[int64]tlog.Hash
 	for i, x := range indexes {
 		if x < 0 {
 			return nil, fmt.Errorf("audit: stored hash index %d", x)
@@ -109,6 +116,28 @@ func (r dbHashes) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
 		if !ok {
 			if err := r.q.QueryRowContext(r.ctx, `SELECT hashes FROM entries WHERE idx = ?`, rec).Scan(&blob); err != nil {
 				if errors.Is(err, sql.ErrNoRows) {
+					if edge == nil {
+						pr := r.pr
+						if pr == nil {
+							p, ok, err := latestPrune(r.ctx, r.q, identity.PublicKey{}, "")
+							if err != nil {
+								return nil, err
+							}
+							if ok {
+								pr = &p
+							}
+						}
+						if pr != nil && uint64(rec) < pr.Rows {
+							edge = pr.storedEdge()
+						}
+					}
+					if h, ok := edge[x]; ok {
+						out[i] = h
+						continue
+					}
+					if edge != nil {
+						return nil, fmt.Errorf("%w: entry %d (entries below the cut are deleted)", ErrPruned, rec)
+					}
 					return nil, &BadEntryError{Index: uint64(rec), Reason: "missing (needed for a proof)"}
 				}
 				return nil, fmt.Errorf("audit: read hashes of entry %d: %w", rec, err)
@@ -125,11 +154,15 @@ func (r dbHashes) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
 }
 
 // loadTree rebuilds the right edge of the tree of the first size records from
-// the stored hashes.
-func loadTree(ctx context.Context, q querier, size uint64) (tree, error) {
+// the stored hashes (pr: the latest pruning record, or nil). Only the levels
+// set in size are read: the others are overwritten before they are used.
+func loadTree(ctx context.Context, q querier, size uint64, pr *PruneRecord) (tree, error) {
 	t := tree{size: size}
-	r := dbHashes{ctx: ctx, q: q}
+	r := dbHashes{ctx: ctx, q: q, pr: pr}
 	for l := 0; l < 63 && size>>l != 0; l++ {
+		if size>>l&1 == 0 {
+			continue
+		}
 		// The latest completed level-l node is node (size>>l)-1.
 		hs, err := r.ReadHashes([]int64{tlog.StoredHashIndex(l, int64(size>>l)-1)})
 		if err != nil {

@@ -11,7 +11,9 @@ import (
 	"runtime"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/mod/sumdb/tlog"
 
@@ -20,15 +22,47 @@ import (
 
 // VerifyResult is the state of an intact log.
 type VerifyResult struct {
-	Entries     uint64   // entries, all covered by the head checkpoint
+	Entries     uint64   // entries ever logged (the head checkpoint's size), pruned ones included
 	Root        [32]byte // RFC 6962 root of all entries
 	Checkpoints int      // stored checkpoints checked (signature and root)
-	Pruned      uint64   // entries whose content was dropped or never kept
+	Pruned      uint64   // entries present without content (dropped or never kept)
+	// Prunes are the pruning records, oldest first; the last one says below
+	// which entry rows are deleted and content dropped.
+	Prunes []PruneRecord
+	// Given are the outcomes for VerifyOptions.Checkpoints, in their order.
+	Given []GivenResult
 }
 
-// String is the line `treaty audit verify` prints: "ok N entries root HEX".
+// GivenResult is how one checkpoint from elsewhere compared with the log.
+type GivenResult struct {
+	Size    uint64
+	Root    [32]byte
+	Checked bool // false: the checkpoint predates the pruned prefix, so its root cannot be recomputed
+}
+
+// String is what `treaty audit verify` prints. The first line is always
+// "ok N entries root HEX"; then one line per pruning record,
+//
+//	pruned SEQ at TIME: entries below R deleted, content below C dropped
+//
+// and one per given checkpoint,
+//
+//	consistent with checkpoint SIZE root HEX
+//	checkpoint SIZE predates the pruned prefix (entries below R): not checkable
 func (r VerifyResult) String() string {
-	return fmt.Sprintf("ok %d entries root %s", r.Entries, hex.EncodeToString(r.Root[:]))
+	var b strings.Builder
+	fmt.Fprintf(&b, "ok %d entries root %s", r.Entries, hex.EncodeToString(r.Root[:]))
+	for _, p := range r.Prunes {
+		fmt.Fprintf(&b, "\npruned %d at %s: entries below %d deleted, content below %d dropped", p.Seq, p.Time.UTC().Format(time.RFC3339), p.Rows, p.Content)
+	}
+	for _, g := range r.Given {
+		if g.Checked {
+			fmt.Fprintf(&b, "\nconsistent with checkpoint %d root %s", g.Size, hex.EncodeToString(g.Root[:]))
+		} else {
+			fmt.Fprintf(&b, "\ncheckpoint %d predates the pruned prefix (entries below %d): not checkable", g.Size, r.Prunes[len(r.Prunes)-1].Rows)
+		}
+	}
+	return b.String()
 }
 
 // VerifyOptions adjusts VerifyWith.
@@ -84,11 +118,23 @@ func VerifyWith(ctx context.Context, path string, pub identity.PublicKey, opts V
 	if meta["key"] != pub.String() {
 		return VerifyResult{}, fmt.Errorf("audit: %s belongs to %s, not %s", path, meta["key"], pub)
 	}
-	cps, head, err := loadCheckpoints(ctx, tx, pub, meta["origin"], 0)
+	prunes, err := allPrunes(ctx, tx, pub, meta["origin"])
 	if err != nil {
 		return VerifyResult{}, err
 	}
+	var pr PruneRecord
+	if len(prunes) > 0 {
+		pr = prunes[len(prunes)-1]
+	}
+	cps, head, err := loadCheckpoints(ctx, tx, pub, meta["origin"], pr.Rows)
+	if err != nil {
+		return VerifyResult{}, err
+	}
+	if head < pr.Rows {
+		return VerifyResult{}, &BadPruneError{Seq: pr.Seq, Reason: fmt.Sprintf("deletes entries below %d but the head checkpoint covers %d", pr.Rows, head)}
+	}
 	stored := len(cps)
+	var given []GivenResult
 	for k, msg := range opts.Checkpoints {
 		cp, err := OpenCheckpoint(msg, pub)
 		if err != nil {
@@ -97,7 +143,10 @@ func VerifyWith(ctx context.Context, path string, pub identity.PublicKey, opts V
 		if cp.Origin != meta["origin"] {
 			return VerifyResult{}, fmt.Errorf("audit: given checkpoint %d has origin %q, the log %q", k, cp.Origin, meta["origin"])
 		}
-		cps = append(cps, cpCheck{size: cp.Size, root: cp.Root, given: true})
+		given = append(given, GivenResult{Size: cp.Size, Root: cp.Root, Checked: cp.Size >= pr.Rows})
+		if cp.Size >= pr.Rows {
+			cps = append(cps, cpCheck{size: cp.Size, root: cp.Root, given: true})
+		}
 	}
 	sort.SliceStable(cps, func(i, j int) bool { return cps[i].size < cps[j].size })
 
@@ -105,15 +154,19 @@ func VerifyWith(ctx context.Context, path string, pub identity.PublicKey, opts V
 	if err := tx.QueryRowContext(ctx, `SELECT min(idx), max(idx) FROM entries`).Scan(&minIdx, &maxIdx); err != nil {
 		return VerifyResult{}, fmt.Errorf("audit: verify %s: %w", path, err)
 	}
-	if minIdx.Valid && minIdx.Int64 < 0 {
-		return VerifyResult{}, &BadEntryError{Index: 0, Reason: fmt.Sprintf("a row with index %d was inserted before entry 0", minIdx.Int64)}
+	if minIdx.Valid && minIdx.Int64 < int64(pr.Rows) {
+		what := "entry 0"
+		if pr.Rows > 0 {
+			what = fmt.Sprintf("the pruned prefix (pruning record %d deletes entries below %d)", pr.Seq, pr.Rows)
+		}
+		return VerifyResult{}, &BadEntryError{Index: pr.Rows, Reason: fmt.Sprintf("a row with index %d was inserted before %s", minIdx.Int64, what)}
 	}
 
-	v := &verifier{cps: cps}
+	v := &verifier{cps: cps, tr: pr.tree(), lastGood: pr.Rows}
 	if err := v.checkpoints(); err != nil {
 		return VerifyResult{}, err
 	}
-	if err := scanParallel(ctx, db, head, workers, v); err != nil {
+	if err := scanParallel(ctx, db, pr.Rows, head, pr.Content, workers, v); err != nil {
 		return VerifyResult{}, err
 	}
 	if maxIdx.Valid && uint64(maxIdx.Int64) >= head {
@@ -127,7 +180,7 @@ func VerifyWith(ctx context.Context, path string, pub identity.PublicKey, opts V
 	if err := v.finish(head); err != nil {
 		return VerifyResult{}, err
 	}
-	return VerifyResult{Entries: head, Root: v.tr.root(), Checkpoints: stored, Pruned: v.noContent}, nil
+	return VerifyResult{Entries: head, Root: v.tr.root(), Checkpoints: stored, Pruned: v.noContent, Prunes: prunes, Given: given}, nil
 }
 
 // loadCheckpoints reads and opens every stored checkpoint. Malformed ones are
@@ -246,6 +299,9 @@ func (v *verifier) finish(n uint64) error {
 	}
 	if v.next < len(v.cps) {
 		c := v.cps[v.next]
+		if c.given {
+			return &BadEntryError{Index: n, Reason: fmt.Sprintf("missing: the log ends at %d but a given checkpoint (one a peer witnessed) covers %d entries: the log was cut back (deleted)", n, c.size)}
+		}
 		return &BadEntryError{Index: n, Reason: fmt.Sprintf("missing: a checkpoint covers %d entries but the log ends at %d (deleted)", c.size, n)}
 	}
 	return nil
@@ -263,8 +319,10 @@ type chunkResult struct {
 
 // scanChunk reads rows [from, to) and checks each on its own: the index is the
 // next one, the leaf names that index, present content matches the leaf's
-// digest, and the stored leaf hash matches the leaf.
-func scanChunk(ctx context.Context, q querier, from, to uint64, h *leafHasher) chunkResult {
+// digest, content the leaf says was kept is there unless the entry is below
+// contentFrom (a recorded pruning dropped it), and the stored leaf hash
+// matches the leaf.
+func scanChunk(ctx context.Context, q querier, from, to, contentFrom uint64, h *leafHasher) chunkResult {
 	var res chunkResult
 	if from >= to {
 		return res
@@ -287,12 +345,16 @@ func scanChunk(ctx context.Context, q querier, from, to uint64, h *leafHasher) c
 			return res
 		}
 		if uint64(idx) != next {
-			res.err = &BadEntryError{Index: next, Reason: "missing (deleted)"}
+			res.err = &BadEntryError{Index: next, Reason: "missing (deleted without a pruning record)"}
 			return res
 		}
-		prefix = strconv.AppendUint(append(prefix[:0], leafVersionPrefix...), next, 10)
+		prefix = strconv.AppendUint(append(prefix[:0], `,"index":`...), next, 10)
 		prefix = append(prefix, `,"time":"`...)
-		if reason := checkRow(leaf, prefix, content); reason != "" {
+		reason, dropped := checkRow(leaf, prefix, content)
+		if reason == "" && dropped && next >= contentFrom {
+			reason = "content removed without a pruning record (edited)"
+		}
+		if reason != "" {
 			res.err = &BadEntryError{Index: next, Reason: reason}
 			return res
 		}
@@ -317,49 +379,73 @@ func scanChunk(ctx context.Context, q querier, from, to uint64, h *leafHasher) c
 		return res
 	}
 	if next != to {
-		res.err = &BadEntryError{Index: next, Reason: "missing (deleted)"}
+		res.err = &BadEntryError{Index: next, Reason: "missing (deleted without a pruning record)"}
 	}
 	return res
 }
 
-// checkRow checks what can be checked of one row without the tree. prefix is
-// the leaf's expected start up to the time value.
-func checkRow(leaf, prefix, content []byte) string {
-	rest, ok := bytes.CutPrefix(leaf, prefix)
+// checkRow checks what can be checked of one row without the tree. idxPart
+// is the leaf's expected text after the version, up to the time value. It
+// reports whether the leaf says content was kept while the row has none.
+func checkRow(leaf, idxPart, content []byte) (reason string, dropped bool) {
+	var v2 bool
+	switch {
+	case bytes.HasPrefix(leaf, []byte(`{"v":2`)):
+		v2 = true
+	case bytes.HasPrefix(leaf, []byte(`{"v":1`)):
+	default:
+		return "leaf is malformed", false
+	}
+	rest, ok := bytes.CutPrefix(leaf[len(`{"v":2`):], idxPart)
 	if !ok {
-		return "leaf does not carry this index (moved, reordered or not a leaf)"
+		return "leaf does not carry this index (moved, reordered or not a leaf)", false
 	}
 	if len(rest) < timeLen {
-		return "leaf is malformed"
+		return "leaf is malformed", false
 	}
 	rest, ok = bytes.CutPrefix(rest[timeLen:], []byte(`","content_digest":"`))
 	if !ok {
-		return "leaf is malformed"
+		return "leaf is malformed", false
 	}
 	end := bytes.IndexByte(rest, '"')
 	if end != 0 && end != 2*sha256.Size {
-		return "leaf is malformed"
+		return "leaf is malformed", false
+	}
+	kept := end != 0 // version 1: unknown, assume the digest-only case
+	if v2 {
+		after := rest[end:]
+		switch {
+		case bytes.HasPrefix(after, []byte(`","content_kept":true,`)):
+			kept = true
+		case bytes.HasPrefix(after, []byte(`","content_kept":false,`)):
+			kept = false
+		default:
+			return "leaf is malformed", false
+		}
 	}
 	if content == nil {
-		return ""
+		return "", v2 && kept
 	}
 	if end == 0 {
-		return "content present but the leaf has no content digest (edited)"
+		return "content present but the leaf has no content digest (edited)", false
+	}
+	if !kept {
+		return "content present but the leaf says none was kept (edited)", false
 	}
 	sum := sha256.Sum256(content)
 	var want [sha256.Size]byte
 	if _, err := hex.Decode(want[:], rest[:end]); err != nil || want != sum {
-		return "content does not match the leaf's digest (edited)"
+		return "content does not match the leaf's digest (edited)", false
 	}
-	return ""
+	return "", false
 }
 
 // verifyChunk is the number of rows one worker reads at a time.
 const verifyChunk = 8192
 
-// scanParallel feeds rows [0, n) to v in order, reading chunks with workers
-// connections in parallel.
-func scanParallel(ctx context.Context, db *sql.DB, n uint64, workers int, v *verifier) error {
+// scanParallel feeds rows [start, n) to v in order, reading chunks with
+// workers connections in parallel.
+func scanParallel(ctx context.Context, db *sql.DB, start, n, contentFrom uint64, workers int, v *verifier) error {
 	ctx, cancel := context.WithCancel(ctx)
 	type job struct {
 		from, to uint64
@@ -377,7 +463,7 @@ func scanParallel(ctx context.Context, db *sql.DB, n uint64, workers int, v *ver
 		defer wg.Done()
 		defer close(jobs)
 		defer close(order)
-		for from := uint64(0); from < n; from += verifyChunk {
+		for from := start; from < n; from += verifyChunk {
 			j := job{from: from, to: min(from+verifyChunk, n), out: make(chan chunkResult, 1)}
 			select {
 			case order <- j:
@@ -397,7 +483,7 @@ func scanParallel(ctx context.Context, db *sql.DB, n uint64, workers int, v *ver
 			defer wg.Done()
 			h := newLeafHasher()
 			for j := range jobs {
-				j.out <- scanChunk(ctx, db, j.from, j.to, h)
+				j.out <- scanChunk(ctx, db, j.from, j.to, contentFrom, h)
 			}
 		}()
 	}

@@ -261,3 +261,25 @@ func (w *Witness) Forks(ctx context.Context, peer identity.PublicKey) ([]Fork, e
 	}
 	return out, rows.Err()
 }
+
+// WitnessedCheckpoint returns the checkpoint of pub's log that the log at path
+// keeps as a witness: given a peer's audit.db, what that peer last saw of
+// pub's log (for VerifyOptions.Checkpoints). ok is false when it has none.
+func WitnessedCheckpoint(ctx context.Context, path string, pub identity.PublicKey) (note []byte, ok bool, err error) {
+	db, err := openReadDB(path, 1)
+	if err != nil {
+		return nil, false, err
+	}
+	defer db.Close()
+	if _, err := readMeta(ctx, db); err != nil {
+		return nil, false, err
+	}
+	err = db.QueryRowContext(ctx, `SELECT note FROM witness WHERE peer = ?`, pub.String()).Scan(&note)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("audit: witness row in %s: %w", path, err)
+	}
+	return note, true, nil
+}

@@ -3,6 +3,7 @@ package budget
 import (
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 	"time"
 )
@@ -117,4 +118,43 @@ func CheckChain(chain []string, self string, maxDepth int) error {
 		}
 	}
 	return nil
+}
+
+// Over the wire a refusal's reason is a token of [a-z0-9._-] (a peer's text is
+// never shown as is), so "rate limit 2/s burst 3 exceeded; resets in 479ms"
+// arrives as "rate_limit_2_s_burst_3_exceeded_resets_in_479ms".
+var (
+	reasonTokenRE = regexp.MustCompile(`^(rate|concurrency|bytes_in|bytes_out|cost|breaker|depth)_limit_(.+?)_exceeded(?:_resets_in_([0-9a-z.]+))?$`)
+	rateTokenRE   = regexp.MustCompile(`^([0-9]+(?:\.[0-9]+)?)_([0-9a-z.]+)_burst_([0-9]+)$`)
+	durationRE    = regexp.MustCompile(`^([0-9]+(?:\.[0-9]+)?)(ns|us|ms|s|m|h)$`)
+)
+
+// ReasonSentence turns the wire token of a budget refusal back into a sentence
+// for people, as in "rate limit 2/s (burst 3) exceeded; resets in 479 ms". A
+// token of another shape has its underscores turned into spaces.
+func ReasonSentence(token string) string {
+	m := reasonTokenRE.FindStringSubmatch(token)
+	if m == nil {
+		return strings.ReplaceAll(token, "_", " ")
+	}
+	limit := strings.ReplaceAll(m[2], "_", " ")
+	if r := rateTokenRE.FindStringSubmatch(m[2]); m[1] == BudgetRate && r != nil {
+		limit = r[1] + "/" + r[2] + " (burst " + r[3] + ")"
+	}
+	s := strings.ReplaceAll(m[1], "_", " ") + " limit " + limit + " exceeded"
+	switch reset := m[3]; {
+	case reset == "" || reset == "0s":
+		switch m[1] {
+		case BudgetConcurrency:
+			s += "; resets when a running call ends"
+		case BudgetDepth:
+			s += "; does not reset"
+		}
+	default:
+		if d := durationRE.FindStringSubmatch(reset); d != nil {
+			reset = d[1] + " " + d[2]
+		}
+		s += "; resets in " + reset
+	}
+	return s
 }

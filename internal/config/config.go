@@ -20,14 +20,16 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/treaty-dev/treaty/internal/budget"
+	"github.com/treaty-dev/treaty/internal/homedir"
 	"github.com/treaty-dev/treaty/internal/identity"
 	"github.com/treaty-dev/treaty/internal/sanitize"
 	"github.com/treaty-dev/treaty/internal/screen"
 	"github.com/treaty-dev/treaty/internal/trust"
+	"github.com/treaty-dev/treaty/internal/wire"
 )
 
 // FileName is the config file inside a home directory.
-const FileName = "treaty.yaml"
+const FileName = homedir.ConfigFile
 
 // MaxFileBytes bounds treaty.yaml; a larger file is refused rather than parsed.
 const MaxFileBytes = 4 << 20
@@ -73,8 +75,21 @@ type AuditConfig struct {
 	// Capabilities overrides Content per capability name.
 	Capabilities map[string]string `yaml:"capabilities,omitempty"`
 	// Retention drops the content of entries older than this; their leaf hashes
-	// stay, so proofs and verify keep working. Zero keeps content forever.
+	// stay, so proofs and verify keep working, and a signed pruning record says
+	// up to which entry content was dropped. Zero keeps content forever.
 	Retention Duration `yaml:"retention,omitempty"`
+	// RowRetention deletes whole entries older than this, keeping a signed
+	// pruning record (range, time, the tree hashes at the cut) so the rest of
+	// the log still verifies. Zero keeps entries forever; else at least 1h.
+	RowRetention Duration `yaml:"row_retention,omitempty"`
+	// MaxBytes caps audit.db (pages in use plus its WAL): beyond it new calls
+	// are refused at stage audit until pruning frees space. Zero: no cap; else
+	// at least 1 MiB.
+	MaxBytes int64 `yaml:"max_bytes,omitempty"`
+	// MinFreeBytes is the free space kept on audit.db's filesystem: below it new
+	// calls are refused at stage audit until space returns. Zero: the smaller
+	// of 1 GiB and 5% of the filesystem; -1: not checked.
+	MinFreeBytes int64 `yaml:"min_free_bytes,omitempty"`
 	// WitnessInterval is how often each peer is asked for its latest signed
 	// checkpoint (peers also show one on every call). Zero: 30s.
 	WitnessInterval Duration `yaml:"witness_interval,omitempty"`
@@ -244,19 +259,23 @@ func (d Duration) D() time.Duration { return time.Duration(d) }
 // DefaultListen is where a node listens unless told otherwise: loopback only.
 const DefaultListen = "127.0.0.1:7420"
 
-var (
-	nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
-	capRE  = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
-)
+var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
+
+// ReservedCapabilityPrefix starts the names of the protocol's own capabilities.
+const ReservedCapabilityPrefix = "treaty."
 
 // ValidName reports whether s is a valid node or peer nickname.
 func ValidName(s string) bool { return nameRE.MatchString(s) }
 
-// ValidCapability reports whether s is a valid capability name. Names starting
-// with "treaty." are reserved for the protocol.
+// ValidCapability reports whether s may name a capability this node defines:
+// the wire's one name rule (wire.ValidCapabilityName), outside the reserved
+// "treaty." prefix.
 func ValidCapability(s string) bool {
-	return capRE.MatchString(s) && !(len(s) >= 7 && s[:7] == "treaty.")
+	return wire.ValidCapabilityName(s) && !strings.HasPrefix(s, ReservedCapabilityPrefix)
 }
+
+// CapabilityRule says in words what ValidCapability accepts.
+const CapabilityRule = "1 to 64 of a-z, 0-9, '.', '_', '-', starting with a letter or digit, not with \"" + ReservedCapabilityPrefix + "\""
 
 // Validate checks every field and the relations between them.
 func (c *Config) Validate() error {
@@ -289,7 +308,7 @@ func (c *Config) Validate() error {
 	seenCap := map[string]bool{}
 	for i, cp := range c.Capabilities {
 		if !ValidCapability(cp.Name) {
-			return fmt.Errorf("config: capabilities[%d].name %q must match %s and not start with \"treaty.\"", i, cp.Name, capRE)
+			return fmt.Errorf("config: capabilities[%d].name %q: want %s", i, cp.Name, CapabilityRule)
 		}
 		if seenCap[cp.Name] {
 			return fmt.Errorf("config: capabilities[%d].name %q is defined twice", i, cp.Name)
@@ -308,6 +327,9 @@ func (c *Config) Validate() error {
 		case cp.HTTP != nil:
 			if cp.HTTP.URL == "" {
 				return fmt.Errorf("config: capabilities[%d].http.url is required", i)
+			}
+			if cp.Stream {
+				return fmt.Errorf("config: capabilities[%d] (%s): http backends cannot stream yet; use exec", i, cp.Name)
 			}
 		}
 		if t := cp.Timeout.D(); t < 0 || t > MaxBackendTimeout {
@@ -339,6 +361,15 @@ func (c *Config) Validate() error {
 	}
 	if r := c.Audit.Retention.D(); r != 0 && r < time.Hour {
 		return fmt.Errorf("config: audit.retention %v must be zero (keep) or at least 1h", r)
+	}
+	if r := c.Audit.RowRetention.D(); r != 0 && r < time.Hour {
+		return fmt.Errorf("config: audit.row_retention %v must be zero (keep) or at least 1h", r)
+	}
+	if n := c.Audit.MaxBytes; n != 0 && (n < 1<<20 || n > 1<<60) {
+		return fmt.Errorf("config: audit.max_bytes %d must be zero (no cap) or in [1 MiB, 2^60]", n)
+	}
+	if n := c.Audit.MinFreeBytes; n < -1 || n > 1<<60 {
+		return fmt.Errorf("config: audit.min_free_bytes %d must be -1 (off), zero (default) or in [1, 2^60]", n)
 	}
 	if w := c.Audit.WitnessInterval.D(); w != 0 && (w < 100*time.Millisecond || w > 24*time.Hour) {
 		return fmt.Errorf("config: audit.witness_interval %v outside [100ms, 24h]", w)
@@ -473,41 +504,7 @@ func Save(home string, c *Config) error {
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
-	return WriteFileAtomic(filepath.Join(home, FileName), b, 0o600)
-}
-
-// WriteFileAtomic replaces path with b via a synced temp file and rename.
-func WriteFileAtomic(path string, b []byte, mode os.FileMode) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("config: %w", err)
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // no-op after a successful rename
-	if err := f.Chmod(mode); err != nil {
-		f.Close()
-		return fmt.Errorf("config: %w", err)
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return fmt.Errorf("config: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("config: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("config: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("config: %w", err)
-	}
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
-	return nil
+	return homedir.WriteFile(filepath.Join(home, FileName), b, 0o600)
 }
 
 // ErrQuote is returned by SplitCommand for an unterminated quote.
@@ -566,4 +563,24 @@ func SplitCommand(s string) ([]string, error) {
 		return nil, errors.New("empty command")
 	}
 	return args, nil
+}
+
+// JoinCommand quotes args into a command line that SplitCommand turns back
+// into the same args.
+func JoinCommand(args []string) string {
+	out := make([]string, len(args))
+	for i, a := range args {
+		out[i] = quoteArg(a)
+	}
+	return strings.Join(out, " ")
+}
+
+func quoteArg(a string) string {
+	if a != "" && strings.IndexFunc(a, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("_./:=@%+,-", r))
+	}) < 0 {
+		return a
+	}
+	// Inside single quotes nothing is special; a quote is closed, escaped, reopened.
+	return "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
 }

@@ -11,8 +11,8 @@ import (
 
 	"github.com/treaty-dev/treaty/internal/budget"
 	"github.com/treaty-dev/treaty/internal/config"
+	"github.com/treaty-dev/treaty/internal/homedir"
 	"github.com/treaty-dev/treaty/internal/identity"
-	"github.com/treaty-dev/treaty/internal/node"
 	"github.com/treaty-dev/treaty/internal/trust"
 )
 
@@ -307,7 +307,7 @@ func TestTrustOverrideValidate(t *testing.T) {
 
 func readTrust(t *testing.T, dir, peer string) trust.Snapshot {
 	t.Helper()
-	snaps, err := trust.ReadFile(trust.Config{}, filepath.Join(dir, node.TrustFile), time.Now())
+	snaps, err := trust.ReadFile(trust.Config{}, filepath.Join(dir, homedir.TrustFile), time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -366,7 +366,7 @@ func levelString(l *trust.Level) string {
 
 func TestSetTrustLift(t *testing.T) {
 	dir, bob, _ := limitsHome(t)
-	b, err := trust.Open(trust.Config{}, filepath.Join(dir, node.TrustFile))
+	b, err := trust.Open(trust.Config{}, filepath.Join(dir, homedir.TrustFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -393,7 +393,7 @@ func TestSetTrustLift(t *testing.T) {
 		t.Fatalf("after lift: quarantined %v level %v", st.Quarantined, st.Level)
 	}
 	// The book is released again: a node could open it now.
-	b, err = trust.Open(trust.Config{}, filepath.Join(dir, node.TrustFile))
+	b, err = trust.Open(trust.Config{}, filepath.Join(dir, homedir.TrustFile))
 	if err != nil {
 		t.Fatalf("book still locked after SetTrust: %v", err)
 	}

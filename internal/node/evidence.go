@@ -281,12 +281,21 @@ func (n *Node) witnessInterval() time.Duration {
 	return 30 * time.Second
 }
 
-// runRetention prunes content older than audit.retention once an hour.
+// runRetention applies audit.retention (drop content) and audit.row_retention
+// (delete entries) once an hour; each pruning writes a signed pruning record.
 func (n *Node) runRetention(ctx context.Context) {
 	t := time.NewTicker(time.Hour)
 	defer t.Stop()
 	for {
-		if keep := n.state.Load().cfg.Audit.Retention.D(); keep > 0 {
+		ac := n.state.Load().cfg.Audit
+		if keep := ac.RowRetention.D(); keep > 0 {
+			if k, err := n.audit.PruneRows(ctx, n.now().Add(-keep)); err != nil {
+				n.log.Warn("audit: prune rows", "err", err)
+			} else if k > 0 {
+				n.log.Info("audit: deleted old entries; a signed pruning record keeps the rest verifiable", "entries", k)
+			}
+		}
+		if keep := ac.Retention.D(); keep > 0 {
 			if k, err := n.audit.Prune(ctx, n.now().Add(-keep)); err != nil {
 				n.log.Warn("audit: prune", "err", err)
 			} else if k > 0 {

@@ -139,69 +139,22 @@ func calleeOutcome(err error) (reached, healthy bool, kind trust.Kind) {
 	return false, false, "" // refused here before anything reached the peer
 }
 
-// TrustOverride is an operator's change to one peer's trust: a floor or ceiling
-// level (nil leaves it, an empty string clears it) and lifting a quarantine.
-type TrustOverride struct {
-	Floor, Ceiling *string
-	Lift           bool
-}
+// TrustOverride is an operator's change to one peer's trust (trust.Override;
+// SetTrust fills in Peer).
+type TrustOverride = trust.Override
 
-// SetTrust applies an operator override to peer (nickname or did:key).
+// SetTrust applies an operator override to peer (nickname or did:key): the
+// same checks and order of steps as for a stopped node (trust.Override.Apply).
 func (n *Node) SetTrust(peerRef string, o TrustOverride) error {
 	p, err := n.Resolve(peerRef)
 	if err != nil {
 		return err
 	}
-	level := func(s *string) (*trust.Level, error) {
-		if *s == "" {
-			return nil, nil
-		}
-		l, err := trust.ParseLevel(*s)
-		if err != nil {
-			return nil, refusal.Wrap(refusal.StageUsage, err)
-		}
-		return &l, nil
+	o.Peer = p.ID.String()
+	if err := o.Validate(); err != nil {
+		return refusal.Wrap(refusal.StageUsage, err)
 	}
-	var floor, ceiling *trust.Level
-	if o.Floor != nil {
-		if floor, err = level(o.Floor); err != nil {
-			return err
-		}
-	}
-	if o.Ceiling != nil {
-		if ceiling, err = level(o.Ceiling); err != nil {
-			return err
-		}
-	}
-	id := p.ID.String()
-	if o.Lift {
-		if err := n.trust.Lift(id); err != nil {
-			return err
-		}
-	}
-	setFloor := func() error {
-		if o.Floor == nil {
-			return nil
-		}
-		return n.trust.SetFloor(id, floor)
-	}
-	setCeiling := func() error {
-		if o.Ceiling == nil {
-			return nil
-		}
-		return n.trust.SetCeiling(id, ceiling)
-	}
-	// Raising both bounds must move the ceiling first, lowering both the floor
-	// first; try one order and fall back to the other.
-	if err := setFloor(); errors.Is(err, trust.ErrFloorAboveCeiling) {
-		if err := setCeiling(); err != nil {
-			return err
-		}
-		return setFloor()
-	} else if err != nil {
-		return err
-	}
-	return setCeiling()
+	return o.Apply(n.trust, n.now())
 }
 
 // TrustSnapshot returns peer's trust as the node sees it now.

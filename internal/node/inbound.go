@@ -157,8 +157,7 @@ func (n *Node) serveFederation(w http.ResponseWriter, r *http.Request) {
 	}
 	// Tell the caller the call was accepted and is running: its
 	// time_to_first_byte ends here, and call_timeout bounds the rest.
-	// (No Flush: the 1xx goes out at once, and Flush would send a final 200.)
-	in.w.WriteHeader(http.StatusEarlyHints)
+	in.acceptCall()
 	out, err := cp.Backend.Call(ctx, inv)
 	if err != nil {
 		in.refuse(refusal.StageBackend, err)
@@ -219,7 +218,7 @@ func (in *inbound) serve(clean sanitize.Clean) {
 		in.refuse(refusal.StageAudit, err)
 		return
 	}
-	setAuditHeaders(in.w.Header(), idx, cp)
+	in.setEvidence(idx, cp)
 	in.reply(http.StatusOK, clean)
 }
 
@@ -265,15 +264,7 @@ func (in *inbound) serveStream(ctx context.Context, cp *capability, inv backend.
 		in.refuse(refusal.StageAudit, err)
 		return 0
 	}
-	flusher, _ := in.w.(http.Flusher)
-	in.w.Header().Set("Content-Type", wire.StreamContentType)
-	in.w.WriteHeader(http.StatusOK)
-	flush := func() {
-		if flusher != nil {
-			flusher.Flush()
-		}
-	}
-	sw := wire.NewStreamWriter(in.w, flush, in.req, n.key)
+	sw := in.openStream()
 	var blocked error
 	events := 0
 	err := cp.Streamer.Stream(ctx, inv, func(b []byte) error {
@@ -284,7 +275,7 @@ func (in *inbound) serveStream(ctx context.Context, cp *capability, inv backend.
 		}
 		events++
 		sentBytes += clean.Len()
-		return sw.Write(clean.Bytes())
+		return sw.Write(clean)
 	})
 	var f *wire.Failure
 	outcome, stage := "ok", refusal.Stage("")
@@ -322,20 +313,9 @@ func (in *inbound) serveStream(ctx context.Context, cp *capability, inv backend.
 	return sentBytes
 }
 
-// reply signs and writes a response. It takes only sanitized bytes; the
-// sanitizer's report (counts, never values) travels with it.
-func (in *inbound) reply(status int, clean sanitize.Clean) {
-	body := clean.Bytes()
-	setReportHeader(in.w.Header(), clean)
-	if err := wire.SignResponse(in.w.Header(), status, body, in.req, in.n.key, in.n.now()); err != nil {
-		in.n.log.Error("sign response", "err", err)
-		http.Error(in.w, "", http.StatusInternalServerError)
-		return
-	}
-	in.w.Header().Set("Content-Type", "application/json")
-	in.w.WriteHeader(status)
-	in.w.Write(body)
-}
+// reasonHighWater is the wire reason when our audit log is at its disk
+// high-water mark: the caller learns why, not our numbers.
+const reasonHighWater = "disk_high_water"
 
 // refuse audits the refusal, then answers with a signed failure envelope naming
 // the stage. Only a short token of the reason is sent; local detail stays in
@@ -357,6 +337,9 @@ func (in *inbound) refuse(stage refusal.Stage, err error) {
 		f = wire.Failure{Stage: string(stage), Reason: "internal"}
 		if errors.Is(err, audit.ErrBeyondSize) {
 			f.Reason = reasonBeyondSize
+		}
+		if errors.Is(err, audit.ErrHighWater) {
+			f.Reason = reasonHighWater
 		}
 	default:
 		f = wire.FailureOf(string(stage), err)
@@ -384,6 +367,9 @@ func (in *inbound) refuse(stage refusal.Stage, err error) {
 		if _, aerr := n.audit.Append(context.WithoutCancel(in.r.Context()), e); aerr != nil {
 			n.log.Error("audit append of a refusal failed", "err", aerr)
 			f = wire.Failure{Stage: string(refusal.StageAudit), Reason: "internal"}
+			if errors.Is(aerr, audit.ErrHighWater) {
+				f.Reason = reasonHighWater
+			}
 			stage = refusal.StageAudit
 		}
 	}
@@ -391,7 +377,7 @@ func (in *inbound) refuse(stage refusal.Stage, err error) {
 	clean, serr := n.scrub(in.st, in.peer, "", wire.EncodeFailure(f))
 	if serr != nil {
 		n.log.Error("failure envelope refused by the sanitizer", "err", serr)
-		http.Error(in.w, "", http.StatusInternalServerError)
+		in.replyEmpty(http.StatusInternalServerError)
 		return
 	}
 	in.reply(statusFor(stage, err), clean)

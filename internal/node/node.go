@@ -22,13 +22,13 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/treaty-dev/treaty/internal/audit"
 	"github.com/treaty-dev/treaty/internal/budget"
-	"github.com/treaty-dev/treaty/internal/config"
+	"github.com/treaty-dev/treaty/internal/homedir"
 	"github.com/treaty-dev/treaty/internal/identity"
-	"github.com/treaty-dev/treaty/internal/policy"
 	"github.com/treaty-dev/treaty/internal/refusal"
 	"github.com/treaty-dev/treaty/internal/sanitize"
 	"github.com/treaty-dev/treaty/internal/screen"
@@ -38,13 +38,13 @@ import (
 )
 
 // KeyFile is the identity key inside a home directory.
-const KeyFile = "identity.key"
+const KeyFile = homedir.KeyFile
 
 // VaultFile holds the pseudonym mapping (mode 0600) inside a home directory.
-const VaultFile = "pseudonyms.vault"
+const VaultFile = homedir.VaultFile
 
 // TrustFile holds the persisted trust scores inside a home directory.
-const TrustFile = "trust.json"
+const TrustFile = homedir.TrustFile
 
 // Options configures Open. Home is required.
 type Options struct {
@@ -77,12 +77,13 @@ type Node struct {
 	trust          *trust.Book         // behavioural trust per peer; persisted in trust.json
 	budget         *budget.Limiter     // rate, concurrency, bytes, cost, breakers
 
-	mu           sync.Mutex // guards funcs, fileSig, peerLim
+	reloadMu     sync.Mutex // serialises reloads (the watcher, Reload, Register)
+	mu           sync.Mutex // guards funcs, cfgErr, peerLim, limitMax
+	cfgErr       configError
 	funcs        map[string]*Handler
 	refusedSlots chan struct{}   // bounds concurrent audit appends of handshake refusals
 	refusals     *refusalTallies // aggregates refusals anyone can cause (refusals.go)
 	inFlight     inFlightCalls   // backend tokens -> requests being served (delegation)
-	fileSig      string
 	peerLim      *wire.PeerLimiter
 	limitMax     int
 
@@ -107,6 +108,9 @@ func Open(opts Options) (_ *Node, err error) {
 	}
 	if opts.ReloadInterval < 10*time.Millisecond || opts.ReloadInterval > time.Second {
 		return nil, fmt.Errorf("node: Options.ReloadInterval %v outside [10ms, 1s]", opts.ReloadInterval)
+	}
+	if err := checkHomeMode(opts.Home); err != nil {
+		return nil, err
 	}
 	key, err := identity.LoadKeyFile(filepath.Join(opts.Home, KeyFile))
 	if err != nil {
@@ -143,6 +147,7 @@ func Open(opts Options) (_ *Node, err error) {
 		Now:            opts.Now,
 		Logger:         n.log,
 		OnRefused:      n.handshakeRefused,
+		KnownAddrs:     newPeerAddrs(n),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("node: %w", err)
@@ -153,7 +158,9 @@ func Open(opts Options) (_ *Node, err error) {
 	if n.verifier, err = wire.NewVerifier(wire.VerifierConfig{Self: n.self, MaxDepth: wire.MaxChainHops}); err != nil {
 		return nil, fmt.Errorf("node: %w", err)
 	}
-	if n.audit, err = audit.Open(context.Background(), audit.Config{Path: filepath.Join(opts.Home, AuditFile), Identity: key, Logger: n.log}); err != nil {
+	ac := st.cfg.Audit // space limits apply from Open; changing them needs a restart
+	if n.audit, err = audit.Open(context.Background(), audit.Config{Path: filepath.Join(opts.Home, AuditFile), Identity: key, Logger: n.log,
+		MaxBytes: ac.MaxBytes, MinFreeBytes: ac.MinFreeBytes}); err != nil {
 		return nil, fmt.Errorf("node: %w", err)
 	}
 	n.trust.OnLevelChange(n.auditLevelChange)
@@ -168,6 +175,22 @@ func Open(opts Options) (_ *Node, err error) {
 		return nil, fmt.Errorf("node: %w", err)
 	}
 	return n, nil
+}
+
+// checkHomeMode refuses a home that group or others can write: they could
+// replace treaty.yaml, policy.cedar or audit.db under the node.
+func checkHomeMode(dir string) error {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("node: home: %w", err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("node: home %s is not a directory", dir)
+	}
+	if m := fi.Mode().Perm(); m&0o022 != 0 {
+		return fmt.Errorf("node: home %s is writable by group or others (mode %04o); fix it with: chmod 700 %s", dir, m, dir)
+	}
+	return nil
 }
 
 // closeParts closes what Open opened, in reverse order; nil parts are skipped.
@@ -336,38 +359,66 @@ func (n *Node) Peers() []Peer {
 // Reload re-reads treaty.yaml and policy.cedar now.
 func (n *Node) Reload() error { return n.reload() }
 
+// watch applies changes of the configuration files. A cheap stat of each file
+// comes first; only when it changed, or the file is younger than
+// recentlyWritten (timestamps are coarse and inodes reused, so two quick
+// writes of the same size can look alike), are the files read and compared by
+// digest. Content that failed once is not retried until it changes, so an
+// invalid edit is logged once, not on every tick.
 func (n *Node) watch(ctx context.Context) {
 	t := time.NewTicker(n.reloadEvery)
 	defer t.Stop()
+	var last string
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if !n.filesChanged() {
+			stamp, recent := n.statFiles()
+			if stamp == last && !recent {
 				continue
 			}
-			if err := n.reload(); err != nil {
-				n.log.Error("reload failed; keeping the previous configuration", "err", err)
+			last = stamp
+			key := readHomeFiles(n.home).key()
+			n.mu.Lock()
+			failed := n.cfgErr.key == key
+			inForce := key == n.state.Load().filesKey()
+			if inForce && n.cfgErr.msg != "" {
+				n.cfgErr = configError{} // the files were put back as they are in force
+				n.log.Info("configuration files match the running configuration again")
 			}
+			n.mu.Unlock()
+			if failed || inForce {
+				continue
+			}
+			n.reload() // a failure is logged and kept by refuseConfig
 		}
 	}
 }
 
-// filesSignature summarises the config files' size and mtime.
-func (n *Node) filesSignature() string {
-	sig := ""
-	for _, f := range []string{config.FileName, policy.FileName} {
-		if st, err := os.Stat(filepath.Join(n.home, f)); err == nil {
-			sig += fmt.Sprintf("%s:%d:%d;", f, st.Size(), st.ModTime().UnixNano())
+// recentlyWritten is how long after its last change a file is compared by
+// content on every tick, not only by its stat.
+const recentlyWritten = 2 * time.Second
+
+// statFiles summarises the files' size, times and inode, and reports whether
+// one changed within recentlyWritten.
+func (n *Node) statFiles() (stamp string, recent bool) {
+	now := time.Now()
+	for _, f := range watchedFiles {
+		fi, err := os.Stat(filepath.Join(n.home, f))
+		if err != nil {
+			stamp += f + ":-;"
+			continue
+		}
+		var ino uint64
+		var ctime int64
+		if sys, ok := fi.Sys().(*syscall.Stat_t); ok {
+			ino, ctime = sys.Ino, sys.Ctim.Nano()
+		}
+		stamp += fmt.Sprintf("%s:%d:%d:%d:%d;", f, fi.Size(), fi.ModTime().UnixNano(), ctime, ino)
+		if now.Sub(fi.ModTime()) < recentlyWritten || now.Sub(time.Unix(0, ctime)) < recentlyWritten {
+			recent = true
 		}
 	}
-	return sig
-}
-
-func (n *Node) filesChanged() bool {
-	sig := n.filesSignature()
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return sig != n.fileSig
+	return stamp, recent
 }

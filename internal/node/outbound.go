@@ -16,6 +16,7 @@ import (
 	"unicode"
 
 	"github.com/treaty-dev/treaty/internal/audit"
+	"github.com/treaty-dev/treaty/internal/budget"
 	"github.com/treaty-dev/treaty/internal/refusal"
 	"github.com/treaty-dev/treaty/internal/sanitize"
 	"github.com/treaty-dev/treaty/internal/screen"
@@ -138,6 +139,9 @@ func (n *Node) Call(ctx context.Context, peerRef, capName string, input []byte) 
 	if !wire.ValidCapabilityName(capName) {
 		return nil, o.refused(ctx, refusal.New(refusal.StageUsage, "invalid capability name %q", capName))
 	}
+	if err := checkBodySize(o.st, "input", len(input)); err != nil {
+		return nil, o.refused(ctx, err)
+	}
 	// 2. Budgets: the breaker and the outbound limits toward p.
 	finish, err := n.outboundGates(p, capName, len(input))
 	if err != nil {
@@ -177,7 +181,7 @@ func (o *outcall) call(ctx context.Context, input []byte) (*Result, *wire.Receip
 	// Back at the caller: verify the callee's signature; it is the receipt.
 	receipt, err := wire.VerifyResponse(resp, body, sent, p.ID)
 	if err != nil {
-		return nil, nil, nil, refusal.Wrap(refusal.StageWire, fmt.Errorf("response from %s: %w", p.ID.Short(), err))
+		return nil, nil, nil, refusal.Wrap(refusal.StageWire, fmt.Errorf("response from %s: %w", p.label(), err))
 	}
 	pe, perr := readPeerEvidence(resp.Header)
 	if perr != nil {
@@ -186,10 +190,10 @@ func (o *outcall) call(ctx context.Context, input []byte) (*Result, *wire.Receip
 		n.witness(p.ID, pe.note)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, &receipt, pe, remoteRefusal(resp.StatusCode, body)
+		return nil, &receipt, pe, o.kindMismatch(ctx, false, remoteRefusal(resp.StatusCode, body))
 	}
 	if !json.Valid(body) {
-		return nil, &receipt, pe, refusal.New(refusal.StageWire, "response from %s is not JSON", p.ID.Short())
+		return nil, &receipt, pe, refusal.New(refusal.StageWire, "response from %s is not JSON", p.label())
 	}
 	out, verdict, err := n.acceptResult(st, p, o.capName, body)
 	if err != nil {
@@ -232,7 +236,7 @@ func (o *outcall) caps(ctx context.Context) ([]CapabilityInfo, *wire.Receipt, er
 	}
 	receipt, err := wire.VerifyResponse(resp, body, sent, p.ID)
 	if err != nil {
-		return nil, nil, refusal.Wrap(refusal.StageWire, fmt.Errorf("response from %s: %w", p.ID.Short(), err))
+		return nil, nil, refusal.Wrap(refusal.StageWire, fmt.Errorf("response from %s: %w", p.label(), err))
 	}
 	if resp.StatusCode != http.StatusOK {
 		return nil, &receipt, remoteRefusal(resp.StatusCode, body)
@@ -241,7 +245,7 @@ func (o *outcall) caps(ctx context.Context) ([]CapabilityInfo, *wire.Receipt, er
 		Capabilities []CapabilityInfo `json:"capabilities"`
 	}
 	if err := json.Unmarshal(body, &out); err != nil {
-		return nil, &receipt, refusal.Wrap(refusal.StageWire, fmt.Errorf("capability list from %s: %w", p.ID.Short(), err))
+		return nil, &receipt, refusal.Wrap(refusal.StageWire, fmt.Errorf("capability list from %s: %w", p.label(), err))
 	}
 	return n.acceptCaps(st, p, out.Capabilities), &receipt, nil
 }
@@ -284,6 +288,9 @@ func (n *Node) Stream(ctx context.Context, peerRef, capName string, input []byte
 	o.p = p
 	if !wire.ValidCapabilityName(capName) {
 		return o.refused(ctx, refusal.New(refusal.StageUsage, "invalid capability name %q", capName))
+	}
+	if err := checkBodySize(o.st, "input", len(input)); err != nil {
+		return o.refused(ctx, err)
 	}
 	finish, err := n.outboundGates(p, capName, len(input))
 	if err != nil {
@@ -330,18 +337,18 @@ func (o *outcall) stream(ctx context.Context, input []byte, emit func(json.RawMe
 			return refusal.Wrap(refusal.StageWire, err)
 		}
 		if _, err := wire.VerifyResponse(resp, body, sent, p.ID); err != nil {
-			return refusal.Wrap(refusal.StageWire, fmt.Errorf("response from %s: %w", p.ID.Short(), err))
+			return refusal.Wrap(refusal.StageWire, fmt.Errorf("response from %s: %w", p.label(), err))
 		}
-		return remoteRefusal(resp.StatusCode, body)
+		return o.kindMismatch(ctx, true, remoteRefusal(resp.StatusCode, body))
 	}
 	sr := wire.NewStreamReader(resp.Body, sent, p.ID, st.limits)
 	for {
 		ev, err := sr.Next()
 		if err != nil {
 			if ctx.Err() != nil {
-				return refusal.Wrap(refusal.StageTransport, fmt.Errorf("stream from %s: %w", p.ID.Short(), ctx.Err()))
+				return refusal.Wrap(refusal.StageTransport, fmt.Errorf("stream from %s: %w", p.label(), ctx.Err()))
 			}
-			return refusal.Wrap(refusal.StageWire, fmt.Errorf("stream from %s: %w", p.ID.Short(), err))
+			return refusal.Wrap(refusal.StageWire, fmt.Errorf("stream from %s: %w", p.label(), err))
 		}
 		if ev.End {
 			if ev.Failure != nil {
@@ -361,6 +368,40 @@ func (o *outcall) stream(ctx context.Context, input []byte, emit func(json.RawMe
 
 const capsCapability = "treaty.caps"
 
+// checkBodySize refuses, before anything is signed or sent, a body the peer
+// would refuse for exceeding limits.max_body_bytes (peers run with the same
+// default; a peer with a smaller limit still refuses on its side).
+func checkBodySize(st *state, what string, n int) error {
+	if max := st.limits.MaxBodyBytes; int64(n) > max {
+		return refusal.New(refusal.StageUsage, "%s is %d bytes, over limits.max_body_bytes (%d bytes); nothing was sent", what, n, max)
+	}
+	return nil
+}
+
+// kindMismatch explains a callee's "malformed" refusal of a call made as a
+// stream (or a stream made as a call): the callee says only that the request
+// was malformed, so its capability list tells whether the kind was wrong.
+func (o *outcall) kindMismatch(ctx context.Context, asStream bool, err error) error {
+	var r *refusal.Error
+	if !errors.As(err, &r) || !r.Remote || r.Stage != refusal.StageWire || r.Reason != wire.ReasonMalformed.String() {
+		return err
+	}
+	caps, cerr := o.n.Caps(ctx, o.p.ID.String()) // audited like any caps call
+	if cerr != nil {
+		return err
+	}
+	for _, c := range caps {
+		switch {
+		case c.Name != o.capName:
+		case asStream && !c.Stream:
+			return refusal.New(refusal.StageUsage, "capability %s is not a stream capability; call it without --stream", o.capName)
+		case !asStream && c.Stream:
+			return refusal.New(refusal.StageUsage, "capability %s is a stream capability; call it with --stream", o.capName)
+		}
+	}
+	return err
+}
+
 var errTimeToFirstByte = errors.New("no response headers within time_to_first_byte")
 
 // roundTrip signs and sends one request to p and returns the response. With
@@ -374,6 +415,9 @@ func (n *Node) roundTrip(ctx context.Context, st *state, p Peer, path, capName s
 	onSigned func(context.Context, sanitize.Clean, wire.Sent) error) (*http.Response, []byte, wire.Sent, error) {
 	lim := st.limits
 	body := clean.Bytes()
+	if err := checkBodySize(st, "sanitized input", len(body)); err != nil {
+		return nil, nil, wire.Sent{}, err
+	}
 	parent := ctx
 	var cancelCall context.CancelFunc = func() {}
 	if readBody {
@@ -423,7 +467,7 @@ func (n *Node) roundTrip(ctx context.Context, st *state, p Peer, path, capName s
 		if ctx.Err() != nil {
 			return nil, nil, sent, n.transportError(parent, ctx, p, lim, err)
 		}
-		return nil, nil, sent, refusal.Wrap(refusal.StageWire, fmt.Errorf("response from %s: %w", p.ID.Short(), err))
+		return nil, nil, sent, refusal.Wrap(refusal.StageWire, fmt.Errorf("response from %s: %w", p.label(), err))
 	}
 	return resp, out, sent, nil
 }
@@ -457,17 +501,17 @@ func (n *Node) transportError(parent, ctx context.Context, p Peer, lim wire.Limi
 	case parent.Err() != nil:
 		return &refusal.Error{Stage: refusal.StageTransport, Reason: "cancelled by the caller", Err: errors.Join(errCallerGaveUp, err)}
 	case errors.As(err, &he):
-		return &refusal.Error{Stage: refusal.StageTransport, Reason: fmt.Sprintf("handshake with %s at %s refused: %s", p.ID.Short(), p.Addr, he.Reason), Err: err}
+		return &refusal.Error{Stage: refusal.StageTransport, Reason: fmt.Sprintf("handshake with %s at %s refused: %s", p.label(), p.Addr, he.Reason), Err: err}
 	case errors.Is(err, transport.ErrUnreachable):
-		return &refusal.Error{Stage: refusal.StageTransport, Reason: fmt.Sprintf("peer %s unreachable at %s", p.ID.Short(), p.Addr), Err: err}
+		return &refusal.Error{Stage: refusal.StageTransport, Reason: fmt.Sprintf("peer %s unreachable at %s", p.label(), p.Addr), Err: err}
 	case errors.Is(context.Cause(ctx), errTimeToFirstByte):
-		return &refusal.Error{Stage: refusal.StageTransport, Reason: fmt.Sprintf("no answer from %s within time_to_first_byte=%v", p.ID.Short(), lim.TimeToFirstByte), Err: err}
+		return &refusal.Error{Stage: refusal.StageTransport, Reason: fmt.Sprintf("no answer from %s within time_to_first_byte=%v", p.label(), lim.TimeToFirstByte), Err: err}
 	case errors.Is(ctx.Err(), context.DeadlineExceeded):
-		return &refusal.Error{Stage: refusal.StageTransport, Reason: fmt.Sprintf("call to %s exceeded call_timeout=%v", p.ID.Short(), lim.CallTimeout), Err: err}
+		return &refusal.Error{Stage: refusal.StageTransport, Reason: fmt.Sprintf("call to %s exceeded call_timeout=%v", p.label(), lim.CallTimeout), Err: err}
 	case ctx.Err() != nil:
 		return &refusal.Error{Stage: refusal.StageTransport, Reason: "cancelled", Err: err}
 	}
-	return &refusal.Error{Stage: refusal.StageTransport, Reason: fmt.Sprintf("connection to %s at %s lost", p.ID.Short(), p.Addr), Err: err}
+	return &refusal.Error{Stage: refusal.StageTransport, Reason: fmt.Sprintf("connection to %s at %s lost", p.label(), p.Addr), Err: err}
 }
 
 // remoteRefusal decodes the signed failure envelope of a non-200 answer.
@@ -479,6 +523,8 @@ func remoteRefusal(status int, body []byte) error {
 	reason := f.Reason
 	if f.Limit != nil {
 		reason = f.Limit.Error()
+	} else if f.Stage == string(refusal.StageBudget) {
+		reason = budget.ReasonSentence(reason)
 	}
 	return &refusal.Error{Stage: knownStage(f.Stage), Reason: reason, Remote: true}
 }
@@ -492,4 +538,13 @@ func knownStage(s string) refusal.Stage {
 		return st
 	}
 	return refusal.StageInternal
+}
+
+// label names p in messages: its nickname with the short key, as "globex
+// (Ab3dE9xQ)", or only the short key outside the peer book.
+func (p Peer) label() string {
+	if p.Name == "" {
+		return p.ID.Short()
+	}
+	return p.Name + " (" + p.ID.Short() + ")"
 }

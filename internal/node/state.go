@@ -4,10 +4,15 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
+	"time"
 
 	"github.com/treaty-dev/treaty/internal/audit"
 	"github.com/treaty-dev/treaty/internal/backend"
@@ -15,6 +20,7 @@ import (
 	"github.com/treaty-dev/treaty/internal/config"
 	"github.com/treaty-dev/treaty/internal/identity"
 	"github.com/treaty-dev/treaty/internal/policy"
+	"github.com/treaty-dev/treaty/internal/refusal"
 	"github.com/treaty-dev/treaty/internal/trust"
 	"github.com/treaty-dev/treaty/internal/wire"
 )
@@ -70,66 +76,41 @@ func (n *Node) Register(h Handler) error {
 	return n.reload()
 }
 
+// reload reads treaty.yaml and policy.cedar and swaps in a new state, all or
+// nothing: everything that can fail (parsing, backends, the gates' new
+// configuration, the peer limiter) is built and checked before anything of the
+// running node changes. A failure is kept (ConfigError) and audited once per
+// distinct content, and the previous state stays in force.
 func (n *Node) reload() error {
-	sig := n.filesSignature()
-	cfg, err := config.Load(n.home)
+	n.reloadMu.Lock()
+	defer n.reloadMu.Unlock()
+	files := readHomeFiles(n.home)
+	st, tc, lim, err := n.prepare(files)
 	if err != nil {
+		n.refuseConfig(files, err)
 		return err
-	}
-	pol, err := policy.Load(n.home)
-	if err != nil {
-		return err
-	}
-	limits := wire.Limits{
-		MaxBodyBytes:         cfg.Limits.MaxBodyBytes,
-		MaxHeaderBytes:       cfg.Limits.MaxHeaderBytes,
-		TimeToFirstByte:      cfg.Limits.TimeToFirstByte.D(),
-		CallTimeout:          cfg.Limits.CallTimeout.D(),
-		MaxConcurrentPerPeer: cfg.Limits.MaxConcurrentPerPeer,
-	}.WithDefaults()
-	if err := limits.Validate(); err != nil {
-		return fmt.Errorf("config: limits: %w", err)
-	}
-	st := &state{
-		digests: fileDigests(n.home),
-		cfg:     cfg,
-		pol:     pol,
-		peers:   map[identity.PublicKey]config.Peer{},
-		byName:  map[string]identity.PublicKey{},
-		caps:    map[string]*capability{},
-		limits:  limits,
-	}
-	for _, p := range cfg.Peers {
-		k, _ := identity.ParseDID(p.ID) // validated by config.Load
-		st.peers[k] = p
-		st.byName[p.Name] = k
-	}
-	for _, c := range cfg.Capabilities {
-		cp, err := buildCapability(c)
-		if err != nil {
-			return err
-		}
-		st.caps[c.Name] = cp
 	}
 
 	n.mu.Lock()
-	defer n.mu.Unlock()
-	if err := n.applyGates(cfg); err != nil {
-		return err
+	old := n.state.Load()
+	if lim != nil {
+		n.peerLim, n.limitMax = lim, st.limits.MaxConcurrentPerPeer
 	}
-	for name, h := range n.funcs {
-		st.caps[name] = &capability{Info: h.Info, Backend: h.Backend, Streamer: h.Streamer}
-	}
-	if n.peerLim == nil || n.limitMax != limits.MaxConcurrentPerPeer {
-		lim, err := wire.NewPeerLimiter(limits.MaxConcurrentPerPeer)
-		if err != nil {
-			return fmt.Errorf("config: limits: %w", err)
+	n.cfgErr = configError{}
+	n.mu.Unlock()
+	// Both configurations were validated by prepare, so these cannot fail
+	// half-way; an error here is a bug and is reported, not hidden.
+	if old != nil {
+		if err := n.trust.Update(tc); err != nil {
+			return fmt.Errorf("config: trust: %w", err)
 		}
-		n.peerLim, n.limitMax = lim, limits.MaxConcurrentPerPeer
+		if err := n.budget.Update(st.cfg.Budget); err != nil {
+			return fmt.Errorf("config: budget: %w", err)
+		}
 	}
-	old := n.state.Swap(st)
-	n.fileSig = sig
-	n.auditConfigChange(old, st)
+	n.state.Store(st)
+
+	n.auditConfigChange(old, st) // outside n.mu: it writes SQLite
 	if old != nil && n.tr != nil {
 		// A peer removed from the book loses its open connections now, not at
 		// its next handshake.
@@ -141,6 +122,90 @@ func (n *Node) reload() error {
 		}
 	}
 	return nil
+}
+
+// prepare builds the state files describe and checks everything the swap will
+// apply. On the first load it also opens the trust book and the budgets. It
+// changes nothing the running node uses.
+func (n *Node) prepare(files homeFiles) (*state, trust.Config, *wire.PeerLimiter, error) {
+	tc := trust.Config{}
+	if files.missing[config.FileName] {
+		return nil, tc, nil, fmt.Errorf("config: %s was deleted", filepath.Join(n.home, config.FileName))
+	}
+	if files.err != nil {
+		return nil, tc, nil, files.err
+	}
+	cfg, err := config.Parse(files.cfg)
+	if err != nil {
+		return nil, tc, nil, fmt.Errorf("%w (in %s)", err, filepath.Join(n.home, config.FileName))
+	}
+	pol, err := policy.Parse(filepath.Join(n.home, policy.FileName), files.pol)
+	if err != nil {
+		return nil, tc, nil, err
+	}
+	limits := wire.Limits{
+		MaxBodyBytes:         cfg.Limits.MaxBodyBytes,
+		MaxHeaderBytes:       cfg.Limits.MaxHeaderBytes,
+		TimeToFirstByte:      cfg.Limits.TimeToFirstByte.D(),
+		CallTimeout:          cfg.Limits.CallTimeout.D(),
+		MaxConcurrentPerPeer: cfg.Limits.MaxConcurrentPerPeer,
+	}.WithDefaults()
+	if err := limits.Validate(); err != nil {
+		return nil, tc, nil, fmt.Errorf("config: limits: %w", err)
+	}
+	st := &state{
+		digests: files.digests,
+		cfg:     cfg,
+		pol:     pol,
+		peers:   map[identity.PublicKey]config.Peer{},
+		byName:  map[string]identity.PublicKey{},
+		caps:    map[string]*capability{},
+		limits:  limits,
+	}
+	for _, p := range cfg.Peers {
+		k, _ := identity.ParseDID(p.ID) // validated by config.Parse
+		st.peers[k] = p
+		st.byName[p.Name] = k
+	}
+	for _, c := range cfg.Capabilities {
+		cp, err := buildCapability(c)
+		if err != nil {
+			return nil, tc, nil, err
+		}
+		st.caps[c.Name] = cp
+	}
+	tc = cfg.Trust
+	tc.Logger, tc.Now = n.log, n.now
+	if err := tc.Validate(); err != nil {
+		return nil, tc, nil, fmt.Errorf("config: trust: %w", err)
+	}
+	if err := cfg.Budget.Validate(); err != nil {
+		return nil, tc, nil, fmt.Errorf("config: budget: %w", err)
+	}
+
+	n.mu.Lock()
+	for name, h := range n.funcs {
+		st.caps[name] = &capability{Info: h.Info, Backend: h.Backend, Streamer: h.Streamer}
+	}
+	needLim := n.peerLim == nil || n.limitMax != limits.MaxConcurrentPerPeer
+	n.mu.Unlock()
+	var lim *wire.PeerLimiter
+	if needLim {
+		if lim, err = wire.NewPeerLimiter(limits.MaxConcurrentPerPeer); err != nil {
+			return nil, tc, nil, fmt.Errorf("config: limits: %w", err)
+		}
+	}
+	if n.trust == nil { // first load, inside Open: nothing runs yet
+		if n.trust, err = trust.Open(tc, filepath.Join(n.home, TrustFile)); err != nil {
+			return nil, tc, nil, fmt.Errorf("node: %w", err)
+		}
+	}
+	if n.budget == nil {
+		if n.budget, err = budget.New(cfg.Budget); err != nil {
+			return nil, tc, nil, fmt.Errorf("config: budget: %w", err)
+		}
+	}
+	return st, tc, lim, nil
 }
 
 func buildCapability(c config.Capability) (*capability, error) {
@@ -189,55 +254,159 @@ func (st *state) capNames() []string {
 	return out
 }
 
-// applyGates creates the trust book and the budget limiter on first load and
-// updates them on reload, keeping their state. Called with n.mu held.
-func (n *Node) applyGates(cfg *config.Config) error {
-	tc := cfg.Trust
-	tc.Logger, tc.Now = n.log, n.now
-	if n.trust == nil {
-		b, err := trust.Open(tc, filepath.Join(n.home, TrustFile))
-		if err != nil {
-			return fmt.Errorf("node: %w", err)
-		}
-		n.trust = b
-	} else if err := n.trust.Update(tc); err != nil {
-		return fmt.Errorf("config: trust: %w", err)
-	}
-	if n.budget == nil {
-		l, err := budget.New(cfg.Budget)
-		if err != nil {
-			return fmt.Errorf("config: budget: %w", err)
-		}
-		n.budget = l
-	} else if err := n.budget.Update(cfg.Budget); err != nil {
-		return fmt.Errorf("config: budget: %w", err)
-	}
-	return nil
+// filesKey is the homeFiles.key of the content st was built from.
+func (st *state) filesKey() string {
+	return homeFiles{digests: st.digests}.key()
 }
 
-// fileDigests hashes the files whose changes are audited.
-func fileDigests(home string) map[string][32]byte {
-	d := map[string][32]byte{}
-	for _, f := range []string{config.FileName, policy.FileName} {
-		if b, err := os.ReadFile(filepath.Join(home, f)); err == nil {
-			d[f] = sha256.Sum256(b)
-		}
-	}
-	return d
+// homeFiles is one read of the configuration files: their bytes and digests,
+// so the state built from them and the digests recorded with it always agree.
+type homeFiles struct {
+	cfg, pol []byte
+	digests  map[string][32]byte // of each file present
+	missing  map[string]bool     // files that do not exist
+	err      error               // a file could not be read
 }
 
-// auditConfigChange records a change of grants, peers or limits that a reload
-// brought in: the new file's digest, so the log shows when rules changed.
+// watchedFiles are the files whose changes a running node applies and audits.
+var watchedFiles = []string{config.FileName, policy.FileName}
+
+func readHomeFiles(home string) homeFiles {
+	f := homeFiles{digests: map[string][32]byte{}, missing: map[string]bool{}}
+	for _, name := range watchedFiles {
+		b, err := readBounded(filepath.Join(home, name))
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			f.missing[name] = true
+			continue
+		case err != nil:
+			f.err = errors.Join(f.err, err)
+			continue
+		}
+		f.digests[name] = sha256.Sum256(b)
+		if name == config.FileName {
+			f.cfg = b
+		} else {
+			f.pol = b
+		}
+	}
+	return f
+}
+
+// readBounded reads a configuration file, refusing one over the larger of the
+// two files' limits (each parser applies its own).
+func readBounded(path string) ([]byte, error) {
+	fh, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer fh.Close()
+	limit := int64(max(config.MaxFileBytes, policy.MaxFileBytes))
+	b, err := io.ReadAll(io.LimitReader(fh, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("config: read %s: %w", path, err)
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("config: %s is larger than %d bytes", path, limit)
+	}
+	return b, nil
+}
+
+// key identifies the content read, for "has this exact content been seen".
+func (f homeFiles) key() string {
+	var sb strings.Builder
+	for _, name := range watchedFiles {
+		if d, ok := f.digests[name]; ok {
+			fmt.Fprintf(&sb, "%s:%x;", name, d)
+		} else {
+			fmt.Fprintf(&sb, "%s:-;", name)
+		}
+	}
+	return sb.String()
+}
+
+// configError is the reason the files on disk are not the configuration in
+// force: the content it was about (homeFiles.key) and when it was found.
+type configError struct {
+	key string
+	msg string
+	at  time.Time
+}
+
+// ConfigError reports why the configuration files on disk are not in force (the
+// node keeps running on the last valid configuration), and since when. It is
+// "" once a valid configuration has been applied.
+func (n *Node) ConfigError() (string, time.Time) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.cfgErr.msg, n.cfgErr.at
+}
+
+// refuseConfig keeps the reason a reload failed. The first failure for a given
+// content is logged and audited; the same content is not retried (see watch).
+func (n *Node) refuseConfig(files homeFiles, err error) {
+	key := files.key()
+	n.mu.Lock()
+	seen := n.cfgErr.key == key
+	if !seen {
+		n.cfgErr = configError{key: key, msg: err.Error(), at: n.now()}
+	}
+	n.mu.Unlock()
+	if seen {
+		return
+	}
+	n.log.Error("configuration not applied; the previous one stays in force until the files are fixed", "err", err)
+	if n.audit == nil {
+		return
+	}
+	report := map[string]any{"error": err.Error()}
+	outcome := "refused"
+	if old := n.state.Load(); old != nil {
+		var changed []string
+		for _, name := range watchedFiles {
+			if d, ok := files.digests[name]; ok && d != old.digests[name] {
+				changed = append(changed, name)
+			} else if files.missing[name] && hasDigest(old, name) {
+				changed = append(changed, name+" (deleted)")
+			}
+		}
+		report["files"] = changed
+	}
+	e := audit.Entry{Kind: audit.KindPolicyChanged, Outcome: outcome, Stage: string(refusal.StageUsage)}
+	e.Report, _ = json.Marshal(report)
+	if _, aerr := n.audit.Append(context.Background(), e); aerr != nil {
+		n.log.Error("audit append of a refused configuration change failed", "err", aerr)
+	}
+}
+
+func hasDigest(st *state, name string) bool {
+	_, ok := st.digests[name]
+	return ok
+}
+
+// auditConfigChange records each file a reload changed: its new digest, or its
+// deletion (a deleted policy.cedar means default deny for every peer), so the
+// log shows when the rules changed. It is called without n.mu held.
 func (n *Node) auditConfigChange(old, st *state) {
 	if old == nil || n.audit == nil {
 		return
 	}
-	for f, d := range st.digests {
-		if old.digests[f] == d {
+	for _, f := range watchedFiles {
+		od, had := old.digests[f]
+		d, has := st.digests[f]
+		var e audit.Entry
+		switch {
+		case has && (!had || od != d):
+			e = audit.Entry{Kind: audit.KindPolicyChanged, Outcome: "applied", ContentDigest: d[:]}
+			e.Report, _ = json.Marshal(map[string]string{"file": f, "change": "modified"})
+			n.log.Info("configuration change applied", "file", f)
+		case had && !has:
+			e = audit.Entry{Kind: audit.KindPolicyChanged, Outcome: "applied"}
+			e.Report, _ = json.Marshal(map[string]string{"file": f, "change": "deleted"})
+			n.log.Warn("configuration file deleted; applied as empty", "file", f, "effect", "no permits: every peer is denied")
+		default:
 			continue
 		}
-		e := audit.Entry{Kind: audit.KindPolicyChanged, Outcome: "applied", ContentDigest: d[:]}
-		e.Report, _ = json.Marshal(map[string]string{"file": f})
 		if _, err := n.audit.Append(context.Background(), e); err != nil {
 			n.log.Error("audit append of a configuration change failed", "err", err)
 		}

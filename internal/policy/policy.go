@@ -24,12 +24,13 @@ import (
 
 	cedar "github.com/cedar-policy/cedar-go"
 
-	"github.com/treaty-dev/treaty/internal/config"
+	"github.com/treaty-dev/treaty/internal/homedir"
 	"github.com/treaty-dev/treaty/internal/identity"
+	"github.com/treaty-dev/treaty/internal/wire"
 )
 
 // FileName is the policy file inside a home directory.
-const FileName = "policy.cedar"
+const FileName = homedir.PolicyFile
 
 // MaxFileBytes bounds policy.cedar.
 const MaxFileBytes = 4 << 20
@@ -69,22 +70,19 @@ func Parse(name string, src []byte) (*Engine, error) {
 	}
 	ps, err := cedar.NewPolicySetFromBytes(name, src)
 	if err != nil {
-		return nil, fmt.Errorf("policy: %w", err)
+		// cedar-go reports positions in "<input>"; say which file.
+		return nil, fmt.Errorf("policy: %s: %s", name, strings.ReplaceAll(err.Error(), "<input>", filepath.Base(name)))
 	}
 	return &Engine{ps: ps}, nil
 }
 
 // Load reads HOME/policy.cedar; a missing file is an empty policy (deny all).
 func Load(home string) (*Engine, error) {
-	path := filepath.Join(home, FileName)
-	b, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return Parse(path, nil)
-	}
+	b, err := ReadFile(home)
 	if err != nil {
-		return nil, fmt.Errorf("policy: %w", err)
+		return nil, err
 	}
-	return Parse(path, b)
+	return Parse(filepath.Join(home, FileName), b)
 }
 
 // Authorize decides whether peer may perform action on capability.
@@ -146,51 +144,46 @@ func grantText(peer identity.PublicKey, capability string) string {
 		grantTag(peer, capability), peer.String(), capability)
 }
 
-// Grant adds a permit for peer to list and call capability to HOME/policy.cedar.
-// It reports whether the file changed (false when the grant already exists).
-func Grant(home string, peer identity.PublicKey, capability string) (bool, error) {
-	if !config.ValidCapability(capability) {
-		return false, fmt.Errorf("policy: invalid capability name %q", capability)
-	}
-	path := filepath.Join(home, FileName)
-	src, err := readOptional(path)
-	if err != nil {
-		return false, err
+// AddGrant returns src with a permit for peer to list and call capability
+// appended, and whether it changed (false when the grant is already there). The
+// result is parsed, so a caller writes only a valid policy. The caller reads and
+// writes policy.cedar under the home's edit lock (package homedir).
+func AddGrant(src []byte, peer identity.PublicKey, capability string) ([]byte, bool, error) {
+	if !wire.ValidCapabilityName(capability) {
+		return nil, false, fmt.Errorf("policy: invalid capability name %q", capability)
 	}
 	if bytes.Contains(src, []byte(grantTag(peer, capability)+"\n")) {
-		return false, nil
+		return src, false, nil
 	}
-	if len(src) > 0 && !bytes.HasSuffix(src, []byte("\n")) {
-		src = append(src, '\n')
+	out := append([]byte(nil), src...)
+	if len(out) > 0 && !bytes.HasSuffix(out, []byte("\n")) {
+		out = append(out, '\n')
 	}
-	src = append(src, grantText(peer, capability)...)
-	if _, err := Parse(path, src); err != nil {
-		return false, err
+	out = append(out, grantText(peer, capability)...)
+	if _, err := Parse(FileName, out); err != nil {
+		return nil, false, err
 	}
-	return true, config.WriteFileAtomic(path, src, 0o600)
+	return out, true, nil
 }
 
-// Revoke removes the permit that Grant wrote for peer and capability. It reports
-// whether the file changed. Hand-written policies are left alone: use
+// RemoveGrant returns src without the permit AddGrant wrote for peer and
+// capability, and whether it changed. Hand-written policies are left alone: use
 // Engine.Authorize afterwards to see whether another policy still allows access.
-func Revoke(home string, peer identity.PublicKey, capability string) (bool, error) {
-	path := filepath.Join(home, FileName)
-	src, err := readOptional(path)
-	if err != nil {
-		return false, err
-	}
+func RemoveGrant(src []byte, peer identity.PublicKey, capability string) ([]byte, bool, error) {
 	text := grantText(peer, capability)
 	if !strings.Contains(string(src), text) {
-		return false, nil
+		return src, false, nil
 	}
 	out := []byte(strings.ReplaceAll(string(src), text, ""))
-	if _, err := Parse(path, out); err != nil {
-		return false, err
+	if _, err := Parse(FileName, out); err != nil {
+		return nil, false, err
 	}
-	return true, config.WriteFileAtomic(path, out, 0o600)
+	return out, true, nil
 }
 
-func readOptional(path string) ([]byte, error) {
+// ReadFile reads HOME/policy.cedar; a missing file is empty (deny all).
+func ReadFile(home string) ([]byte, error) {
+	path := filepath.Join(home, FileName)
 	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil

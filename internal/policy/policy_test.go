@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/treaty-dev/treaty/internal/identity"
@@ -37,16 +38,15 @@ func TestDefaultDeny(t *testing.T) {
 
 func TestGrantRevoke(t *testing.T) {
 	t.Parallel()
-	home := t.TempDir()
 	alice, bob := key(t, 1), key(t, 2)
-	changed, err := Grant(home, alice, "review")
+	src, changed, err := AddGrant(nil, alice, "review")
 	if err != nil || !changed {
-		t.Fatalf("Grant = %v, %v", changed, err)
+		t.Fatalf("AddGrant = %v, %v", changed, err)
 	}
-	if changed, _ := Grant(home, alice, "review"); changed {
-		t.Fatal("second Grant changed the file")
+	if _, changed, _ := AddGrant(src, alice, "review"); changed {
+		t.Fatal("second AddGrant changed the policy")
 	}
-	e, err := Load(home)
+	e, err := Parse(FileName, src)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,27 +72,29 @@ func TestGrantRevoke(t *testing.T) {
 			}
 		})
 	}
-	if changed, err := Revoke(home, alice, "review"); err != nil || !changed {
-		t.Fatalf("Revoke = %v, %v", changed, err)
+	src, changed, err = RemoveGrant(src, alice, "review")
+	if err != nil || !changed {
+		t.Fatalf("RemoveGrant = %v, %v", changed, err)
 	}
-	e, _ = Load(home)
+	e, _ = Parse(FileName, src)
 	if e.Authorize(alice, ActionCall, "review", Context{}).Allowed {
-		t.Fatal("call allowed after Revoke")
+		t.Fatal("call allowed after RemoveGrant")
 	}
 }
 
 func TestRevokeKeepsHandWrittenPolicies(t *testing.T) {
 	t.Parallel()
-	home := t.TempDir()
 	alice := key(t, 1)
-	hand := "// hand-written\npermit (principal, action == Action::\"list\", resource == Capability::\"public\");\n"
-	if err := os.WriteFile(filepath.Join(home, FileName), []byte(hand), 0o600); err != nil {
+	hand := "// hand-written\npermit (principal, action == Action::\"list\", resource == Capability::\"public\");"
+	src, _, err := AddGrant([]byte(hand), alice, "review")
+	if err != nil {
 		t.Fatal(err)
 	}
-	Grant(home, alice, "review")
-	Revoke(home, alice, "review")
-	b, _ := os.ReadFile(filepath.Join(home, FileName))
-	if string(b) != hand {
+	b, _, err := RemoveGrant(src, alice, "review")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(b) != hand+"\n" {
 		t.Fatalf("policy.cedar after grant+revoke:\n%s\nwant:\n%s", b, hand)
 	}
 }
@@ -139,10 +141,27 @@ func TestRejectsBadInput(t *testing.T) {
 	if _, err := Parse("bad.cedar", []byte("permit (principal, action, resource")); err == nil {
 		t.Fatal("Parse accepted a truncated policy")
 	}
-	if _, err := Grant(t.TempDir(), key(t, 1), `x"); permit (principal, action, resource); //`); err == nil {
-		t.Fatal("Grant accepted an injection in the capability name")
+	if _, _, err := AddGrant(nil, key(t, 1), `x"); permit (principal, action, resource); //`); err == nil {
+		t.Fatal("AddGrant accepted an injection in the capability name")
 	}
 	if _, err := Parse("big.cedar", make([]byte, MaxFileBytes+1)); err == nil {
 		t.Fatal("Parse accepted an oversized file")
 	}
+}
+
+func TestParseErrorNamesFile(t *testing.T) {
+	t.Parallel()
+	_, err := Load(writeHome(t, "permit (principal, action, resource"))
+	if err == nil || !strings.Contains(err.Error(), FileName) {
+		t.Fatalf("Load error = %v, want it to name %s", err, FileName)
+	}
+}
+
+func writeHome(t *testing.T, src string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, FileName), []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }

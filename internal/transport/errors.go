@@ -45,8 +45,17 @@ const (
 	// ReasonRefusedByPeer: the other side refused us (a TLS alert, or it closed
 	// the connection before accepting it).
 	ReasonRefusedByPeer
-	// ReasonOverload: the server already had too many handshakes in progress.
+	// ReasonOverload: the server already had too many handshakes in progress
+	// (MaxPendingHandshakes, or for strangers that minus ReservedPending).
 	ReasonOverload
+	// ReasonSourceLimit: the server already had MaxPendingPerSource
+	// handshakes in progress from the client's address (IPv4) or /64 (IPv6).
+	ReasonSourceLimit
+	// ReasonHelloTimeout: the client sent no complete ClientHello within
+	// ClientHelloTimeout of connecting (server side).
+	ReasonHelloTimeout
+	// ReasonConnLimit: the server already held MaxConns connections.
+	ReasonConnLimit
 )
 
 var reasonNames = [...]string{
@@ -60,6 +69,9 @@ var reasonNames = [...]string{
 	ReasonTimeout:         "timeout",
 	ReasonRefusedByPeer:   "refused by peer",
 	ReasonOverload:        "overload",
+	ReasonSourceLimit:     "source limit",
+	ReasonHelloTimeout:    "client hello timeout",
+	ReasonConnLimit:       "connection limit",
 }
 
 // String returns a short lower-case name; unknown values print as "Reason(N)".

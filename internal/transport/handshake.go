@@ -8,7 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
+	"net/netip"
+	"sync/atomic"
 	"time"
 
 	"github.com/treaty-dev/treaty/internal/identity"
@@ -37,6 +40,14 @@ func (t *Transport) rebuildServerConfigLocked() {
 	// opaque crypto/tls error.
 	cfg.ClientAuth = tls.RequestClientCert
 	cfg.VerifyConnection = t.verifyClient
+	// crypto/tls calls this once the whole ClientHello has arrived: the
+	// short ClientHelloTimeout gives way to the rest of HandshakeTimeout.
+	cfg.GetConfigForClient = func(chi *tls.ClientHelloInfo) (*tls.Config, error) {
+		if hc, ok := chi.Conn.(*helloConn); ok {
+			hc.helloDone()
+		}
+		return nil, nil
+	}
 	for p := range t.listeners {
 		cfg.NextProtos = append(cfg.NextProtos, p)
 	}
@@ -84,76 +95,156 @@ func (t *Transport) clientConfig(want identity.PublicKey, proto string) *tls.Con
 	return cfg
 }
 
+// acceptLoop accepts until ln is closed. Each connection first gets a pending
+// slot (see admission) and a place under MaxConns; otherwise it is closed at
+// once, before any byte is read. Accept errors (EMFILE, ENFILE...) back off
+// exponentially, as net/http's server does, so a full descriptor table is not
+// spun on, and are logged at most once a second with their count.
 func (t *Transport) acceptLoop(ln net.Listener) {
 	defer t.wg.Done()
+	var backoff time.Duration
 	for {
 		raw, err := ln.Accept()
 		if err != nil {
 			if t.ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return
 			}
-			// Temporary failures (EMFILE...): back off briefly, as net/http does.
-			t.log.Warn("transport: accept", "err", err)
+			t.acceptErrs.Add(1)
+			backoff = min(max(2*backoff, t.backoffMin), t.backoffMax)
+			t.acceptLog.Log(context.Background(), slog.LevelWarn, "accept", "transport: accept failed; backing off",
+				"err", err, "backoff", backoff)
+			timer := time.NewTimer(backoff)
 			select {
-			case <-time.After(50 * time.Millisecond):
+			case <-timer.C:
 			case <-t.ctx.Done():
+				timer.Stop()
 				return
 			}
 			continue
 		}
-		select {
-		case t.sem <- struct{}{}:
-		default:
+		backoff = 0
+		src := source(raw.RemoteAddr())
+		reason, rerr := t.admit(raw, src)
+		if reason != 0 {
 			_ = raw.Close()
-			t.refuse(&HandshakeError{Side: sideServer, Addr: raw.RemoteAddr().String(), Reason: ReasonOverload,
-				Err: fmt.Errorf("%d handshakes already in progress", cap(t.sem))})
+			t.refuse(&HandshakeError{Side: sideServer, Addr: raw.RemoteAddr().String(), Reason: reason, Err: rerr})
 			continue
 		}
-		if !t.goTracked(func() { t.serverHandshake(raw) }) {
-			<-t.sem
+		if !t.goTracked(func() { t.serverHandshake(raw, src) }) {
+			t.adm.leave(src)
 			_ = raw.Close()
 			return
 		}
 	}
 }
 
-// serverHandshake runs one server-side handshake under HandshakeTimeout and
-// hands the connection to the Listener of its protocol, whose Accept writes
-// the acceptance marker.
-func (t *Transport) serverHandshake(raw net.Conn) {
+// admit takes a pending slot for a new connection from src, or says why not.
+func (t *Transport) admit(raw net.Conn, src netip.Prefix) (Reason, error) {
+	if n, p := t.serverConns(), t.adm.pending(); n+p >= t.cfg.MaxConns {
+		return ReasonConnLimit, fmt.Errorf("%d connections and %d handshakes already (MaxConns %d)", n, p, t.cfg.MaxConns)
+	}
+	known := false
+	if t.cfg.KnownAddrs != nil {
+		if ap, err := netip.ParseAddrPort(raw.RemoteAddr().String()); err == nil {
+			known = t.cfg.KnownAddrs.KnownAddr(ap.Addr().Unmap().WithZone(""))
+		}
+	}
+	return t.adm.enter(src, known, time.Now())
+}
+
+// maxHandshakeBytes bounds what a client may send during the handshake.
+// crypto/tls accepts a 64 KiB ClientHello and a 256 KiB certificate message;
+// a treaty client sends about 1.5 KiB, and the cap keeps each pending
+// handshake's buffers small.
+const maxHandshakeBytes = 32 << 10
+
+var errHandshakeTooLarge = fmt.Errorf("client sent more than %d bytes during the handshake", maxHandshakeBytes)
+
+// helloConn is the connection under a server handshake: until the ClientHello
+// is complete its deadline is ClientHelloTimeout, then HandshakeTimeout; until
+// the handshake is over, at most maxHandshakeBytes may be read.
+type helloConn struct {
+	net.Conn
+	end   time.Time // of the whole handshake
+	hello atomic.Bool
+	done  atomic.Bool // handshake over: Read is the plain connection's
+	read  int         // bytes read before done; only the handshake goroutine touches it
+}
+
+func (c *helloConn) helloDone() {
+	if !c.hello.Swap(true) {
+		_ = c.Conn.SetDeadline(c.end)
+	}
+}
+
+func (c *helloConn) Read(p []byte) (int, error) {
+	if c.done.Load() {
+		return c.Conn.Read(p)
+	}
+	n, err := c.Conn.Read(p)
+	if c.read += n; c.read > maxHandshakeBytes {
+		return n, errHandshakeTooLarge
+	}
+	return n, err
+}
+
+// serverHandshake runs one server-side handshake (ClientHello within
+// ClientHelloTimeout, all of it within HandshakeTimeout) and hands the
+// connection to the Listener of its protocol, whose Accept writes the
+// acceptance marker. It owns src's pending slot until the client is verified.
+func (t *Transport) serverHandshake(raw net.Conn, src netip.Prefix) {
 	released := false
 	release := func() {
 		if !released {
 			released = true
-			<-t.sem
+			t.adm.leave(src)
 		}
 	}
 	defer release()
 	addr := raw.RemoteAddr().String()
 	start := time.Now()
 	dl := start.Add(t.cfg.HandshakeTimeout)
-	_ = raw.SetDeadline(dl) // a silent client cannot hold this goroutine longer
-	tc := tls.Server(raw, t.serverTLS.Load())
+	hc := &helloConn{Conn: raw, end: dl}
+	_ = raw.SetDeadline(start.Add(t.cfg.ClientHelloTimeout)) // a silent client cannot hold a slot longer
+	tc := tls.Server(hc, t.serverTLS.Load())
 	if err := tc.HandshakeContext(t.ctx); err != nil {
 		_ = raw.Close()
 		if t.ctx.Err() != nil {
 			return // closing: not a refusal
 		}
-		t.refuse(classify(sideServer, addr, err))
+		he := classify(sideServer, addr, err)
+		if he.Reason == ReasonTimeout && !hc.hello.Load() {
+			he.Reason = ReasonHelloTimeout
+		}
+		t.refuse(he)
 		return
 	}
+	hc.done.Store(true)
 	cs := tc.ConnectionState()
 	peer, _ := keyOf(cs.PeerCertificates)
 	t.handshakesIn.Add(1)
+	t.adm.remember(src, time.Now())
 	t.log.Debug("transport: accepted", "peer", peer.Short(), "addr", addr, "proto", cs.NegotiatedProtocol,
 		"took", time.Since(start))
 	release() // the handshake is done; waiting for an acceptor is bounded below
 
 	l := t.lookup(cs.NegotiatedProtocol)
-	sc := &serverConn{Conn: tc, peer: peer, t: t}
-	if l == nil || !t.track(sc) {
+	sc := &serverConn{Conn: tc, peer: peer, proto: cs.NegotiatedProtocol, t: t}
+	if l == nil {
 		_ = tc.Close()
 		return
+	}
+	ok, evict := t.trackServer(sc)
+	if !ok {
+		_ = tc.Close()
+		return
+	}
+	if evict != nil {
+		t.evicted.Add(1)
+		t.refusalLog.Log(context.Background(), slog.LevelWarn, "evict|"+peer.String(),
+			"transport: peer exceeded its connections; closing its oldest", "peer", peer.Short(),
+			"addr", evict.RemoteAddr().String(), "max_conns_per_peer", t.cfg.MaxConnsPerPeer)
+		_ = evict.Close()
 	}
 	timer := time.NewTimer(time.Until(dl))
 	defer timer.Stop()
@@ -164,8 +255,8 @@ func (t *Transport) serverHandshake(raw net.Conn) {
 	case <-t.ctx.Done():
 		_ = sc.Close()
 	case <-timer.C:
-		t.log.Warn("transport: no acceptor for protocol; closing", "proto", cs.NegotiatedProtocol,
-			"peer", peer.Short(), "addr", addr)
+		t.refusalLog.Log(context.Background(), slog.LevelWarn, "noacceptor|"+cs.NegotiatedProtocol,
+			"transport: no acceptor for protocol; closing", "proto", cs.NegotiatedProtocol, "peer", peer.Short(), "addr", addr)
 		_ = sc.Close()
 	}
 }

@@ -462,35 +462,21 @@ func TestSilentClientTimesOut(t *testing.T) {
 	if _, err := raw.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
 		t.Fatalf("server did not close the silent connection: %v", err)
 	}
-	if got := waitRefusal(t, srv.rec, 1); got[0].Reason != ReasonTimeout {
-		t.Fatalf("reason %v, want timeout", got[0].Reason)
+	if got := waitRefusal(t, srv.rec, 1); got[0].Reason != ReasonHelloTimeout {
+		t.Fatalf("reason %v, want client hello timeout", got[0].Reason)
 	}
 }
 
 func TestOverloadRefusesBeyondPendingLimit(t *testing.T) {
 	t.Parallel()
-	rec := &recorder{}
-	tr, err := New(Config{Identity: testKey(t, 1), Peers: admit(), Listen: "127.0.0.1:0",
-		Logger: slog.New(recordHandler{rec}), OnRefused: rec.onRefused})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr.sem = make(chan struct{}, 1) // before Start: the accept loop reads it
-	if err := tr.Start(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = tr.Close() })
-	srv := &node{Transport: tr, rec: rec}
+	srv := newNode(t, testKey(t, 1), admit(), Config{MaxPendingHandshakes: 1})
 	first, err := net.Dial("tcp", srv.addr())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer first.Close()
-	waitFor(t, "first handshake pending", func() bool { return len(srv.sem) == 1 })
-	second, err := net.Dial("tcp", srv.addr())
-	if err != nil {
-		t.Fatal(err)
-	}
+	waitFor(t, "first handshake pending", func() bool { return srv.Stats().Pending == 1 })
+	second := dialFrom(t, "127.0.0.2", srv.addr()) // another source: the global limit, not the per-source one
 	defer second.Close()
 	if got := waitRefusal(t, srv.rec, 1); got[0].Reason != ReasonOverload {
 		t.Fatalf("reason %v, want overload", got[0].Reason)

@@ -220,3 +220,15 @@ func handshakeErr(t *testing.T, err error) *HandshakeError {
 }
 
 const testProto = "treaty-test/1"
+
+// dialFrom opens a TCP connection to addr from the loopback address src
+// (any 127.0.0.0/8 address works on Linux), so tests can act as many sources.
+func dialFrom(t testing.TB, src, addr string) net.Conn {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 5 * time.Second}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatalf("dial %s from %s: %v", addr, src, err)
+	}
+	return c
+}

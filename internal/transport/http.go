@@ -34,7 +34,8 @@ type peerCtxKey struct{}
 //
 // It uses x/net/http2's Server.ServeConn directly because the ALPN name is
 // "treaty/1", not "h2", which net/http's server would not treat as HTTP/2.
-// MaxHeaderBytes and MaxConcurrentStreams from Config apply per connection.
+// MaxHeaderBytes and MaxConcurrentStreams from Config apply per connection; a
+// connection without requests for IdleTimeout is closed.
 func (t *Transport) ServeHTTP(ctx context.Context, h http.Handler) error {
 	if h == nil {
 		return errors.New("transport: ServeHTTP: nil handler")
@@ -43,7 +44,14 @@ func (t *Transport) ServeHTTP(ctx context.Context, h http.Handler) error {
 	if !ok {
 		return errors.New("transport: ServeHTTP: no federation listener")
 	}
-	srv := &http2.Server{MaxConcurrentStreams: t.cfg.MaxConcurrentStreams}
+	srv := &http2.Server{
+		MaxConcurrentStreams: t.cfg.MaxConcurrentStreams,
+		// Idle connections are closed, and dead ones found by a ping, so a
+		// peer cannot park connections here.
+		IdleTimeout:     t.cfg.IdleTimeout,
+		ReadIdleTimeout: pingAfter,
+		PingTimeout:     pingTimeout,
+	}
 	base := &http.Server{
 		MaxHeaderBytes: t.cfg.MaxHeaderBytes,
 		ErrorLog:       slog.NewLogLogger(t.log.Handler(), slog.LevelDebug),
@@ -130,7 +138,8 @@ func peerFromHost(host string) (identity.PublicKey, error) {
 // not per request), and a connection that died is redialed on the next
 // request. Requests wait for a free stream rather than open a second
 // connection. Dial refusals come back from RoundTrip as *HandshakeError
-// (through *url.Error when using http.Client). Close closes its connections.
+// (through *url.Error when using http.Client). Close closes its connections; a
+// connection without requests for IdleTimeout/2 is closed too.
 func (t *Transport) RoundTripper(resolve Resolver) http.RoundTripper {
 	rt := &roundTripper{t: t}
 	rt.h2 = &http2.Transport{
@@ -143,6 +152,9 @@ func (t *Transport) RoundTripper(resolve Resolver) http.RoundTripper {
 		DisableCompression: true,
 		ReadIdleTimeout:    pingAfter,
 		PingTimeout:        pingTimeout,
+		// Half the server's IdleTimeout: the client knows when it is idle and
+		// closes first, so it never sends on a connection the server is closing.
+		IdleConnTimeout: t.cfg.IdleTimeout / 2,
 	}
 	return rt
 }

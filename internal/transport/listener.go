@@ -120,9 +120,10 @@ func (l *badListener) Addr() net.Addr {
 // serverConn is an accepted connection: TLS done, client key verified.
 type serverConn struct {
 	*tls.Conn
-	peer identity.PublicKey
-	t    *Transport
-	once sync.Once
+	peer  identity.PublicKey
+	proto string
+	t     *Transport
+	once  sync.Once
 }
 
 func (c *serverConn) peerKey() identity.PublicKey { return c.peer }
@@ -140,7 +141,7 @@ func (c *serverConn) confirm(timeout time.Duration) error {
 
 // Close closes the connection and forgets it.
 func (c *serverConn) Close() error {
-	c.once.Do(func() { c.t.untrack(c) })
+	c.once.Do(func() { c.t.untrackServer(c) })
 	return c.Conn.Close()
 }
 

@@ -21,8 +21,29 @@
 // handshake and the checks against the PeerSource as it is at that moment.
 //
 // Every refused handshake, on either side, is logged (peer short id, address,
-// reason), counted in Stats, passed to Config.OnRefused and returned as a
-// *HandshakeError.
+// reason; rate-limited, see below), counted in Stats, passed to
+// Config.OnRefused and returned as a *HandshakeError.
+//
+// Strangers and hostile peers are bounded before and after the handshake
+// (every number is a Config field with a default):
+//
+//   - pending (unverified) server handshakes: MaxPendingHandshakes in all,
+//     MaxPendingPerSource per source (IPv4 address, IPv6 /64), and
+//     ReservedPending of them only for known sources (Config.KnownAddrs, and
+//     sources that completed an admitted handshake in the last 24h), so a
+//     flood of strangers cannot stop known peers from reconnecting;
+//   - a connection must deliver a complete ClientHello within
+//     ClientHelloTimeout (500ms), finish within HandshakeTimeout and send at
+//     most 32 KiB doing so;
+//   - established server connections: MaxConnsPerPeer per peer key and
+//     protocol (a new one closes the oldest) and MaxConns in all;
+//     MaxPendingHandshakes and MaxConns default to a share of RLIMIT_NOFILE
+//     that leaves a reserve for backends and the audit store (see fdBudget);
+//   - federation connections idle for IdleTimeout are closed;
+//   - accept errors (EMFILE...) back off from 5ms to 1s;
+//   - refusal log lines are rate-limited per (side, reason, source) with
+//     count, first and last occurrence (internal/ratelog), accept errors to
+//     one line per second.
 //
 // Limits: revocation affects new handshakes at once; connections that are
 // already up stay up until Disconnect or Close. Clock checks use Config.Now;
@@ -36,11 +57,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/treaty-dev/treaty/internal/identity"
+	"github.com/treaty-dev/treaty/internal/ratelog"
 )
 
 // ProtoFederation is the ALPN name of the federation API: HTTP/2 (see
@@ -73,10 +96,25 @@ const (
 	defaultMaxStreams       = 256
 	maxMaxStreams           = 10000
 
-	// maxPendingHandshakes bounds server-side handshakes in progress, so a flood
-	// of silent connections costs at most this many goroutines for at most
-	// HandshakeTimeout each. Beyond it, new connections are closed at once.
-	maxPendingHandshakes = 512
+	defaultClientHelloTimeout = 500 * time.Millisecond
+	minClientHelloTimeout     = 10 * time.Millisecond
+	defaultPendingPerSource   = 16
+	maxMaxPending             = 1 << 16
+	defaultConnsPerPeer       = 4
+	maxConnsPerPeer           = 1024
+	maxMaxConns               = 1 << 20
+	defaultIdleTimeout        = 5 * time.Minute
+	minIdleTimeout            = 100 * time.Millisecond
+	maxIdleTimeout            = 24 * time.Hour
+
+	// refusalLogInterval: a refusal of one (side, reason, source) is logged
+	// at once, then at most once per interval with its count.
+	refusalLogInterval = 10 * time.Second
+	refusalLogKeys     = 128
+	// Accept errors back off like net/http's server and are logged at most
+	// once a second.
+	acceptBackoffMin = 5 * time.Millisecond
+	acceptBackoffMax = time.Second
 
 	// acceptMarker is the first application byte a server writes once it has
 	// verified the client and handed the connection to a protocol's Listener.
@@ -108,6 +146,38 @@ type Config struct {
 	// MaxConcurrentStreams limits concurrent HTTP/2 requests per federation
 	// connection. Zero: 256; allowed [1, 10000].
 	MaxConcurrentStreams uint32
+	// KnownAddrs, if set, marks the source addresses of known peers: they may
+	// use the ReservedPending share of pending handshakes. Sources that
+	// completed an admitted handshake in the last 24h count as known anyway.
+	KnownAddrs AddrSource
+	// ClientHelloTimeout is how long a new connection may take to deliver its
+	// complete ClientHello; the rest of the handshake has the remainder of
+	// HandshakeTimeout. Zero: 500ms; allowed [10ms, HandshakeTimeout].
+	ClientHelloTimeout time.Duration
+	// MaxPendingHandshakes bounds server handshakes in progress (before the
+	// client is verified); beyond it new connections are closed at once
+	// (ReasonOverload). Zero: derived from RLIMIT_NOFILE, 16 to 512 (512 from
+	// about 5500 descriptors on); allowed [1, 65536].
+	MaxPendingHandshakes int
+	// MaxPendingPerSource bounds those from one IPv4 address or IPv6 /64
+	// (ReasonSourceLimit). Zero: 16; allowed [1, MaxPendingHandshakes].
+	MaxPendingPerSource int
+	// ReservedPending of the MaxPendingHandshakes slots are only for known
+	// sources (see KnownAddrs). Zero: a quarter; allowed [0, MaxPendingHandshakes).
+	ReservedPending int
+	// MaxConnsPerPeer bounds accepted connections per peer key and protocol;
+	// a new one closes the oldest, so a restarted peer can always reconnect.
+	// A pooled dialer needs one or two. Zero: 4; allowed [1, 1024].
+	MaxConnsPerPeer int
+	// MaxConns bounds accepted connections in all, pending handshakes
+	// included (ReasonConnLimit). Zero: derived from RLIMIT_NOFILE, 16 to
+	// 4096 (see fdBudget); allowed [1, 1048576].
+	MaxConns int
+	// IdleTimeout closes a federation (HTTP/2) connection with no request for
+	// this long: the server after IdleTimeout, the client pool after half of
+	// it (so the client, which knows when it is idle, usually closes first).
+	// Zero: 5m; allowed [100ms, 24h].
+	IdleTimeout time.Duration
 	// Now is the clock for certificate generation and validity checks.
 	// Nil: time.Now.
 	Now func() time.Time
@@ -134,6 +204,28 @@ func (c *Config) fill() {
 	}
 	if c.MaxConcurrentStreams == 0 {
 		c.MaxConcurrentStreams = defaultMaxStreams
+	}
+	if c.ClientHelloTimeout == 0 {
+		c.ClientHelloTimeout = min(defaultClientHelloTimeout, c.HandshakeTimeout)
+	}
+	pending, conns := fdBudget(openFileLimit())
+	if c.MaxPendingHandshakes == 0 {
+		c.MaxPendingHandshakes = pending
+	}
+	if c.MaxPendingPerSource == 0 {
+		c.MaxPendingPerSource = min(defaultPendingPerSource, c.MaxPendingHandshakes)
+	}
+	if c.ReservedPending == 0 {
+		c.ReservedPending = c.MaxPendingHandshakes / 4
+	}
+	if c.MaxConnsPerPeer == 0 {
+		c.MaxConnsPerPeer = defaultConnsPerPeer
+	}
+	if c.MaxConns == 0 {
+		c.MaxConns = conns
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = defaultIdleTimeout
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -165,6 +257,27 @@ func (c *Config) validate() error {
 	if n := c.MaxConcurrentStreams; n > maxMaxStreams {
 		return fmt.Errorf("transport: Config.MaxConcurrentStreams %d outside [1, %d]", n, maxMaxStreams)
 	}
+	if d := c.ClientHelloTimeout; d < minClientHelloTimeout || d > c.HandshakeTimeout {
+		return fmt.Errorf("transport: Config.ClientHelloTimeout %v outside [%v, HandshakeTimeout %v]", d, minClientHelloTimeout, c.HandshakeTimeout)
+	}
+	if n := c.MaxPendingHandshakes; n < 1 || n > maxMaxPending {
+		return fmt.Errorf("transport: Config.MaxPendingHandshakes %d outside [1, %d]", n, maxMaxPending)
+	}
+	if n := c.MaxPendingPerSource; n < 1 || n > c.MaxPendingHandshakes {
+		return fmt.Errorf("transport: Config.MaxPendingPerSource %d outside [1, MaxPendingHandshakes %d]", n, c.MaxPendingHandshakes)
+	}
+	if n := c.ReservedPending; n < 0 || n >= c.MaxPendingHandshakes {
+		return fmt.Errorf("transport: Config.ReservedPending %d outside [0, MaxPendingHandshakes %d)", n, c.MaxPendingHandshakes)
+	}
+	if n := c.MaxConnsPerPeer; n < 1 || n > maxConnsPerPeer {
+		return fmt.Errorf("transport: Config.MaxConnsPerPeer %d outside [1, %d]", n, maxConnsPerPeer)
+	}
+	if n := c.MaxConns; n < 1 || n > maxMaxConns {
+		return fmt.Errorf("transport: Config.MaxConns %d outside [1, %d]", n, maxMaxConns)
+	}
+	if d := c.IdleTimeout; d < minIdleTimeout || d > maxIdleTimeout {
+		return fmt.Errorf("transport: Config.IdleTimeout %v outside [%v, %v]", d, minIdleTimeout, maxIdleTimeout)
+	}
 	return nil
 }
 
@@ -179,20 +292,30 @@ type Transport struct {
 
 	ctx    context.Context // done when Close is called
 	cancel context.CancelFunc
-	wg     sync.WaitGroup // accept loop, handshakes, ServeHTTP connections
-	sem    chan struct{}  // pending server handshakes
+	wg     sync.WaitGroup // accept loop, handshakes, ServeHTTP connections, log flusher
+	adm    *admission     // pending server handshakes
+
+	refusalLog *ratelog.Limiter // per (side, reason, source)
+	acceptLog  *ratelog.Limiter // accept errors
+	backoffMin time.Duration    // accept error backoff (fields so tests can shorten them)
+	backoffMax time.Duration
 
 	mu        sync.Mutex
 	closed    bool
 	started   bool
 	ln        net.Listener
 	listeners map[string]*protoListener
-	conns     map[trackedConn]struct{} // accepted server conns and pooled client conns
+	conns     map[trackedConn]struct{}  // accepted server conns and pooled client conns
+	byPeer    map[connKey][]*serverConn // accepted conns per key and protocol, oldest first
+	accepted  int                       // accepted server conns, all keys
 	serverTLS atomic.Pointer[tls.Config]
 
 	handshakesIn  atomic.Uint64
 	handshakesOut atomic.Uint64
 	refused       atomic.Uint64
+	byReason      [ReasonConnLimit + 1]atomic.Uint64
+	evicted       atomic.Uint64
+	acceptErrs    atomic.Uint64
 }
 
 // trackedConn is a connection Close and Disconnect must be able to close.
@@ -209,17 +332,30 @@ func New(cfg Config) (*Transport, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
+	refusalLog, err := ratelog.New(ratelog.Config{Logger: cfg.Logger, Interval: refusalLogInterval, MaxKeys: refusalLogKeys})
+	if err != nil {
+		return nil, fmt.Errorf("transport: %w", err)
+	}
+	acceptLog, err := ratelog.New(ratelog.Config{Logger: cfg.Logger, Interval: time.Second, MaxKeys: 1})
+	if err != nil {
+		return nil, fmt.Errorf("transport: %w", err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	t := &Transport{
-		cfg:       cfg,
-		self:      cfg.Identity.Public(),
-		certs:     &certSource{key: cfg.Identity, lifetime: cfg.CertLifetime, now: cfg.Now},
-		log:       cfg.Logger,
-		ctx:       ctx,
-		cancel:    cancel,
-		sem:       make(chan struct{}, maxPendingHandshakes),
-		listeners: make(map[string]*protoListener),
-		conns:     make(map[trackedConn]struct{}),
+		cfg:        cfg,
+		self:       cfg.Identity.Public(),
+		certs:      &certSource{key: cfg.Identity, lifetime: cfg.CertLifetime, now: cfg.Now},
+		log:        cfg.Logger,
+		ctx:        ctx,
+		cancel:     cancel,
+		adm:        newAdmission(cfg.MaxPendingHandshakes, cfg.ReservedPending, cfg.MaxPendingPerSource),
+		refusalLog: refusalLog,
+		acceptLog:  acceptLog,
+		backoffMin: acceptBackoffMin,
+		backoffMax: acceptBackoffMax,
+		listeners:  make(map[string]*protoListener),
+		conns:      make(map[trackedConn]struct{}),
+		byPeer:     make(map[connKey][]*serverConn),
 	}
 	if _, err := t.certs.get(); err != nil {
 		cancel()
@@ -249,8 +385,9 @@ func (t *Transport) Start(ctx context.Context) error {
 		return fmt.Errorf("transport: listen on %s: %w", t.cfg.Listen, err)
 	}
 	t.ln, t.started = ln, true
-	t.wg.Add(1)
+	t.wg.Add(2)
 	go t.acceptLoop(ln)
+	go t.flushLogs()
 	t.log.Info("transport listening", "addr", ln.Addr().String(), "peer", t.self.Short())
 	return nil
 }
@@ -267,27 +404,43 @@ func (t *Transport) Addr() net.Addr {
 
 // Stats counts handshakes since New.
 type Stats struct {
-	Handshakes    uint64 // completed and accepted handshakes, both sides (= Accepted + Dialed)
-	Accepted      uint64 // server side
-	Dialed        uint64 // client side (Dial, including the RoundTripper's dials)
-	Refused       uint64 // refused handshakes, both sides (every *HandshakeError)
-	CertRotations uint64 // certificates made after the first one
-	Conns         int    // tracked open connections: accepted server conns and pooled client conns
+	Handshakes    uint64            // completed and accepted handshakes, both sides (= Accepted + Dialed)
+	Accepted      uint64            // server side
+	Dialed        uint64            // client side (Dial, including the RoundTripper's dials)
+	Refused       uint64            // refused handshakes, both sides (every *HandshakeError)
+	ByReason      map[Reason]uint64 // Refused by reason; reasons never seen are absent
+	Evicted       uint64            // accepted conns closed because their key and protocol exceeded MaxConnsPerPeer
+	AcceptErrors  uint64            // failed accept calls (EMFILE...), each followed by a backoff
+	CertRotations uint64            // certificates made after the first one
+	Conns         int               // tracked open connections: accepted server conns and pooled client conns
+	ServerConns   int               // of Conns, accepted server conns
+	Pending       int               // server handshakes in progress
 }
 
 // Stats returns a snapshot of the counters.
 func (t *Transport) Stats() Stats {
 	in, out := t.handshakesIn.Load(), t.handshakesOut.Load()
 	t.mu.Lock()
-	n := len(t.conns)
+	n, accepted := len(t.conns), t.accepted
 	t.mu.Unlock()
+	by := make(map[Reason]uint64)
+	for r := range t.byReason {
+		if v := t.byReason[r].Load(); v > 0 {
+			by[Reason(r)] = v
+		}
+	}
 	return Stats{
 		Handshakes:    in + out,
 		Accepted:      in,
 		Dialed:        out,
 		Refused:       t.refused.Load(),
+		ByReason:      by,
+		Evicted:       t.evicted.Load(),
+		AcceptErrors:  t.acceptErrs.Load(),
 		CertRotations: t.certs.rotationCount(),
 		Conns:         n,
+		ServerConns:   accepted,
+		Pending:       t.adm.pending(),
 	}
 }
 
@@ -346,7 +499,26 @@ func (t *Transport) Close() error {
 		_ = c.Close()
 	}
 	t.wg.Wait()
+	t.refusalLog.Flush(context.Background(), true) // every count reaches the log
+	t.acceptLog.Flush(context.Background(), true)
 	return err
+}
+
+// flushLogs writes the counted refusal and accept-error lines once their
+// interval has passed, even if no further event comes.
+func (t *Transport) flushLogs() {
+	defer t.wg.Done()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-tick.C:
+			t.refusalLog.Flush(t.ctx, false)
+			t.acceptLog.Flush(t.ctx, false)
+		case <-t.ctx.Done():
+			return
+		}
+	}
 }
 
 // goTracked starts f as a goroutine Close waits for; false if already closed.
@@ -380,9 +552,75 @@ func (t *Transport) untrack(c trackedConn) {
 	t.mu.Unlock()
 }
 
-// refuse logs, counts and reports a refused handshake, then returns it.
+// connKey groups accepted connections for MaxConnsPerPeer: per protocol, so
+// that a peer redialing one protocol never closes its connection of another.
+type connKey struct {
+	peer  identity.PublicKey
+	proto string
+}
+
+// trackServer tracks an accepted connection under its key and protocol. If
+// they then have more than MaxConnsPerPeer, it returns their oldest
+// connection, which the caller closes: the newest proves the peer is there
+// now, while an old one may be a leftover of a peer that restarted.
+func (t *Transport) trackServer(c *serverConn) (ok bool, evict *serverConn) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return false, nil
+	}
+	t.conns[c] = struct{}{}
+	t.accepted++
+	k := connKey{c.peer, c.proto}
+	list := append(t.byPeer[k], c)
+	if len(list) > t.cfg.MaxConnsPerPeer {
+		evict, list = list[0], list[1:]
+		t.forgetServerLocked(evict)
+	}
+	t.byPeer[k] = list
+	return true, evict
+}
+
+// untrackServer forgets an accepted connection; it is idempotent.
+func (t *Transport) untrackServer(c *serverConn) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, ok := t.conns[c]; ok {
+		t.forgetServerLocked(c)
+	}
+}
+
+func (t *Transport) forgetServerLocked(c *serverConn) {
+	delete(t.conns, c)
+	t.accepted--
+	k := connKey{c.peer, c.proto}
+	list := t.byPeer[k]
+	for i, x := range list {
+		if x == c {
+			list = append(list[:i:i], list[i+1:]...)
+			break
+		}
+	}
+	if len(list) == 0 {
+		delete(t.byPeer, k)
+	} else {
+		t.byPeer[k] = list
+	}
+}
+
+func (t *Transport) serverConns() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.accepted
+}
+
+// refuse logs (rate-limited per side, reason and source), counts and reports
+// a refused handshake, then returns it.
 func (t *Transport) refuse(he *HandshakeError) *HandshakeError {
 	t.refused.Add(1)
+	if r := int(he.Reason); r > 0 && r < len(t.byReason) {
+		t.byReason[r].Add(1)
+	}
 	peer := ""
 	if !he.Peer.IsZero() {
 		peer = he.Peer.Short()
@@ -391,7 +629,11 @@ func (t *Transport) refuse(he *HandshakeError) *HandshakeError {
 	if !he.Presented.IsZero() {
 		attrs = append(attrs, "presented", he.Presented.Short())
 	}
-	t.log.Warn("transport: handshake refused", attrs...)
+	src := he.Addr
+	if ap, err := netip.ParseAddrPort(he.Addr); err == nil {
+		src = source(net.TCPAddrFromAddrPort(ap)).String()
+	}
+	t.refusalLog.Log(context.Background(), slog.LevelWarn, he.Side+"|"+he.Reason.String()+"|"+src, "transport: handshake refused", attrs...)
 	if t.cfg.OnRefused != nil {
 		t.cfg.OnRefused(*he)
 	}

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/treaty-dev/treaty/internal/homedir"
 )
 
 // Errors callers branch on.
@@ -307,37 +309,9 @@ func (b *Book) flush() error {
 
 // writeAtomic replaces path with data so a reader or a crash sees the old file or
 // the new one, never a mix.
-func writeAtomic(path string, data []byte) (err error) {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*.tmp")
-	if err != nil {
-		return fmt.Errorf("trust: write %s: %w", path, err)
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			os.Remove(tmp)
-		}
-	}()
-	if _, err = f.Write(data); err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("trust: write %s: %w", path, err)
-	}
-	if err = os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("trust: write %s: %w", path, err)
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("trust: sync dir of %s: %w", path, err)
-	}
-	defer d.Close()
-	if err = d.Sync(); err != nil {
-		return fmt.Errorf("trust: sync dir of %s: %w", path, err)
+func writeAtomic(path string, data []byte) error {
+	if err := homedir.WriteFile(path, data, 0o600); err != nil {
+		return fmt.Errorf("trust: %w", err)
 	}
 	return nil
 }

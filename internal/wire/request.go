@@ -53,11 +53,16 @@ var requestComponents = [...]component{
 }
 
 // ValidCapabilityName reports whether s is a capability name: 1 to 64 bytes
-// of [a-z0-9._-]. The ASCII-only alphabet rules out homoglyphs, invisible
-// characters, case folding and Unicode normalization tricks: two names that
-// look alike are equal byte for byte.
+// of [a-z0-9._-], starting with a letter or digit. The ASCII-only alphabet
+// rules out homoglyphs, invisible characters, case folding and Unicode
+// normalization tricks: two names that look alike are equal byte for byte.
+// The first byte keeps names from reading as flags ("-x") or as path
+// segments that URL cleaning rewrites ("." and "..").
 func ValidCapabilityName(s string) bool {
 	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	if c := s[0]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9') {
 		return false
 	}
 	for i := 0; i < len(s); i++ {

@@ -412,7 +412,7 @@ func TestVerifyRequestAdversarial(t *testing.T) {
 	}
 }
 
-// TestCapabilityNames: names are [a-z0-9._-]{1,64}; anything else, however
+// TestCapabilityNames: names are [a-z0-9._-]{1,64} starting with [a-z0-9]; anything else, however
 // similar it looks, is refused as malformed even when validly signed.
 func TestCapabilityNames(t *testing.T) {
 	k := testKeys(t)
@@ -427,6 +427,7 @@ func TestCapabilityNames(t *testing.T) {
 		"café",              // precomposed
 		"cafe\u0301",        // decomposed
 		"code%2ereview", "code.review;x", "*",
+		".", "..", "-rf", "_x", ".hidden", // not a letter or digit first
 	}
 	for _, name := range good {
 		if !ValidCapabilityName(name) {

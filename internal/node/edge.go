@@ -1,0 +1,74 @@
+package node
+
+import (
+	"net/http"
+
+	"github.com/treaty-dev/treaty/internal/audit"
+	"github.com/treaty-dev/treaty/internal/sanitize"
+	"github.com/treaty-dev/treaty/internal/wire"
+)
+
+// The node's edge: the only functions that put bytes on a connection to a peer.
+// Inbound answers go out through reply, replyEmpty, acceptCall, setEvidence and
+// openStream; outbound requests through roundTrip (outbound.go). Every body they
+// send is a sanitize.Clean, which only the sanitizer makes, so nothing leaves
+// unscrubbed. edge_test.go fails the build of the tests if any other function
+// writes to a peer.
+
+// reply signs and writes a response. It takes only sanitized bytes; the
+// sanitizer's report (counts, never values) travels with it.
+func (in *inbound) reply(status int, clean sanitize.Clean) {
+	body := clean.Bytes()
+	setReportHeader(in.w.Header(), clean)
+	if err := wire.SignResponse(in.w.Header(), status, body, in.req, in.n.key, in.n.now()); err != nil {
+		in.n.log.Error("sign response", "err", err)
+		in.replyEmpty(http.StatusInternalServerError)
+		return
+	}
+	in.w.Header().Set("Content-Type", "application/json")
+	in.w.WriteHeader(status)
+	in.w.Write(body)
+}
+
+// replyEmpty answers with status and no body, for the rare fault where even a
+// signed failure envelope cannot be made. Nothing of the request or our state
+// leaves with it.
+func (in *inbound) replyEmpty(status int) {
+	in.w.WriteHeader(status)
+}
+
+// acceptCall tells the caller the call was accepted and is running (103 Early
+// Hints, headers only): its time_to_first_byte ends here. No Flush: the 1xx
+// goes out at once, and Flush would send a final 200.
+func (in *inbound) acceptCall() {
+	in.w.WriteHeader(http.StatusEarlyHints)
+}
+
+// setEvidence attaches our audit entry's index and signed checkpoint to the
+// answer: public commitments of ours, never content.
+func (in *inbound) setEvidence(idx uint64, cp audit.Checkpoint) {
+	setAuditHeaders(in.w.Header(), idx, cp)
+}
+
+// cleanStream is a signed event stream to a peer that accepts only sanitized
+// events.
+type cleanStream struct{ sw *wire.StreamWriter }
+
+// Write sends one sanitized event.
+func (s cleanStream) Write(clean sanitize.Clean) error { return s.sw.Write(clean.Bytes()) }
+
+// Close sends the signed end event; f carries tokens the caller scrubbed.
+func (s cleanStream) Close(f *wire.Failure) error { return s.sw.Close(f) }
+
+// openStream starts the signed event stream answering this request.
+func (in *inbound) openStream() cleanStream {
+	flusher, _ := in.w.(http.Flusher)
+	in.w.Header().Set("Content-Type", wire.StreamContentType)
+	in.w.WriteHeader(http.StatusOK)
+	flush := func() {
+		if flusher != nil {
+			flusher.Flush()
+		}
+	}
+	return cleanStream{sw: wire.NewStreamWriter(in.w, flush, in.req, in.n.key)}
+}
