@@ -52,11 +52,15 @@ const (
 	// legitP99Factor: the legitimate peer's p99 during an attack stays within
 	// this factor of its p99 without attack, measured in the same run...
 	legitP99Factor = 5
-	// legitP99Slack: ...or within this much above it, whichever is larger. Two
-	// shared cores run the victim, the legitimate peer and the attacker (all
-	// under -race), so a baseline p99 of a few milliseconds would make 5x a
-	// measure of the scheduler, not of the node.
-	legitP99Slack = 20 * time.Millisecond
+	// legitP99Slack: ...or within this much above it, whichever is larger.
+	// The victim, the legitimate peer, its exec backend and the attacker share
+	// the machine's cores (two, in CI, with other jobs), all under -race, and
+	// each legitimate call fsyncs audit entries on both sides; the no-attack
+	// p99 of ~20 sequential calls was seen to vary 50-300 ms from one second to
+	// the next on such a machine, while the victim itself used under half a
+	// core during every attack. A stalled or refused node shows up as failed
+	// calls or seconds, far beyond this.
+	legitP99Slack = 100 * time.Millisecond
 
 	// attackFor is how long each attack runs; baselineFor how long the
 	// no-attack measurement runs.

@@ -86,6 +86,8 @@ func newScene(t *testing.T, prepare ...func(v *testnet.Node)) *scene {
 		}
 		return s.freshCall(ctx)
 	})
+	// A first, longer no-attack measurement seeds the run's baseline.
+	s.baseP99 = s.measure(deadlineCtx(t, 2*baselineFor)).p99()
 	s.logStart = len(v.Log())
 	return s
 }
