@@ -38,12 +38,12 @@ const (
 	slowHelloEvery  = 4    // every 4th stranger sends a ClientHello one byte at a time
 	unknownKeyHz    = 10   // full handshakes with unknown keys per second
 	peerConnsMax    = 3000 // connections a granted peer tries to hold (finding 2)
-	peerConnsHz     = 30   // at most this many new ones per second
+	peerConnsHz     = 15   // at most this many new ones per second
 	// peerFDHeadroom: during finding 2 the victim's RLIMIT_NOFILE is lowered
 	// to the descriptors it uses plus this, so that a peer without a cap
 	// exhausts it within the attack (at peerConnsHz), and one with a cap of a
 	// few connections per key leaves the rest to the legitimate peer.
-	peerFDHeadroom = 40
+	peerFDHeadroom = 32
 	grantedSources = 8 // the granted peer's source addresses, 127.0.2.1 ..
 	floodMax       = 40000
 	floodWorkers   = 8
