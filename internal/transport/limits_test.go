@@ -392,10 +392,12 @@ func (c *slowConn) Write(p []byte) (int, error) {
 func TestCompleteHelloGetsTheWholeHandshakeTimeout(t *testing.T) {
 	t.Parallel()
 	a, b := testKey(t, 1), testKey(t, 2)
-	srv := newNode(t, a, admit(b.Public()), Config{ClientHelloTimeout: 50 * time.Millisecond, HandshakeTimeout: 5 * time.Second})
+	// The ClientHello itself must make it in time even on a loaded machine
+	// under the race detector; the client's next flight comes 3x later.
+	srv := newNode(t, a, admit(b.Public()), Config{ClientHelloTimeout: 500 * time.Millisecond, HandshakeTimeout: 10 * time.Second})
 	cli := newNode(t, b, admit(), Config{})
 	serveEcho(t, srv, testProto)
-	raw := &slowConn{Conn: dialFrom(t, "127.0.0.1", srv.addr()), delay: 200 * time.Millisecond}
+	raw := &slowConn{Conn: dialFrom(t, "127.0.0.1", srv.addr()), delay: 1500 * time.Millisecond}
 	defer raw.Close()
 	c := tls.Client(raw, cli.clientConfig(a.Public(), testProto))
 	if err := c.Handshake(); err != nil {
