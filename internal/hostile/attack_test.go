@@ -408,15 +408,16 @@ func validlySigned(s *scene) func(context.Context) (*http.Request, error) {
 	}
 }
 
-// Per-attack bounds, from the node's documented limits: a peer's refusals are
-// aggregated per stage (at most 2 entries and 2 log lines per stage in the
-// first minute, 5 stages); strangers' per source (at most 2 x (256 + 12)
-// entries a minute whatever the number of sources); the transport logs a
-// refusal per (side, reason, source) at most once per 10 s, for at most 128
-// keys at a time.
+// Per-attack bounds, from the node's documented limits (README, "Resource
+// limits"): a peer's refusals are aggregated per stage, at most 2 entries and
+// 2 log lines per stage in the first minute (5 stages); strangers' per source
+// address, at most 2 x (256 + 7) = 526 entries a minute whatever the number of
+// sources; the transport logs a refusal per (side, reason, source) at most
+// once per 10 s, for at most 128 keys at a time. A granted peer's refused
+// handshakes (over its connection cap) are counted by its source addresses.
 var (
 	peerBounds     = bounds{peerRows: 10, sourceRows: 2 * grantedSources, logLines: 40}
-	strangerBounds = bounds{sourceRows: 2 * (256 + 12), logLines: 2 * (128 + 256 + 12)}
+	strangerBounds = bounds{sourceRows: 2 * (256 + 7), logLines: 2 * (128 + 256 + 7)}
 )
 
 // TestHostileLoad runs the findings of issue 8 as attacks, one after the
