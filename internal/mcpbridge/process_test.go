@@ -1,0 +1,251 @@
+package mcpbridge_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/treaty-dev/treaty/internal/api"
+	"github.com/treaty-dev/treaty/internal/backend"
+	"github.com/treaty-dev/treaty/internal/home"
+	"github.com/treaty-dev/treaty/internal/node"
+)
+
+// treatyBin is the treaty binary built once for the tests that run
+// `treaty mcp` as a separate process.
+var treatyBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "treaty-mcp-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	treatyBin = filepath.Join(dir, "treaty")
+	build := exec.Command("go", "build", "-o", treatyBin, "github.com/treaty-dev/treaty/cmd/treaty")
+	build.Stderr = os.Stderr
+	code := 1
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building treaty:", err)
+	} else {
+		code = m.Run()
+	}
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+type realNode struct {
+	n    *node.Node
+	home string
+}
+
+// start runs a real node with its local API in this process.
+func start(t *testing.T, name string) *realNode {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), name)
+	if _, err := home.Init(dir, name, "127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	n, err := node.Open(node.Options{Home: dir, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := n.Start(ctx); err != nil {
+		cancel()
+		n.Close()
+		t.Fatal(err)
+	}
+	srv, err := api.Listen(n, quiet)
+	if err != nil {
+		cancel()
+		n.Close()
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-served; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+		n.Close()
+	})
+	return &realNode{n: n, home: dir}
+}
+
+// syncBuffer collects the child's stderr for the failure message.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestMCPProcess is the issue's end-to-end test: the Go SDK's MCP client
+// talks to `treaty mcp`, a separate process, pointed at acme's home; acme
+// and globex are real nodes federated over loopback mTLS. The client lists
+// the tools, calls globex's capability, gets a denied capability's refusal
+// as a tool error, and is told the list changed when globex grants more.
+func TestMCPProcess(t *testing.T) {
+	acme, globex := start(t, "acme"), start(t, "globex")
+	for _, p := range [][2]*realNode{{acme, globex}, {globex, acme}} {
+		if err := home.AddPeer(p[0].home, p[1].n.Name(), p[1].n.Addr().String(), p[1].n.ID().String()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	echo := backend.Func(func(_ context.Context, inv backend.Invocation) ([]byte, error) { return inv.Input, nil })
+	for _, h := range []node.Handler{
+		{Info: node.CapabilityInfo{Name: "echo", Description: "returns its input",
+			InputSchema: map[string]any{"type": "object", "properties": map[string]any{"q": map[string]any{"type": "string"}}}}, Backend: echo},
+		{Info: node.CapabilityInfo{Name: "secret", Description: "not for acme yet"}, Backend: echo},
+	} {
+		if err := globex.n.Register(h); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := home.Grant(globex.home, "acme", "echo"); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range []*realNode{acme, globex} {
+		if err := e.n.Reload(); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	var stderr syncBuffer
+	cmd := exec.CommandContext(ctx, treatyBin, "mcp", "--home", acme.home, "--poll", "200ms")
+	cmd.Stderr = &stderr
+	changed := make(chan struct{}, 16)
+	c := mcp.NewClient(&mcp.Implementation{Name: "agent"}, &mcp.ClientOptions{
+		ToolListChangedHandler: func(context.Context, *mcp.ToolListChangedRequest) {
+			select {
+			case changed <- struct{}{}:
+			default:
+			}
+		},
+	})
+	cs, err := c.Connect(ctx, &mcp.CommandTransport{Command: cmd}, &mcp.ClientSessionOptions{ProtocolVersion: "2025-11-25"})
+	if err != nil {
+		t.Fatalf("connect: %v\nstderr: %s", err, stderr.String())
+	}
+	defer cs.Close()
+	defer func() {
+		if t.Failed() {
+			t.Logf("treaty mcp stderr:\n%s", stderr.String())
+		}
+	}()
+
+	names := func() []string {
+		res, err := cs.ListTools(ctx, nil)
+		if err != nil {
+			t.Fatalf("ListTools: %v", err)
+		}
+		var n []string
+		for _, tl := range res.Tools {
+			n = append(n, tl.Name)
+		}
+		slices.Sort(n)
+		return n
+	}
+	waitFor := func(tool string) {
+		t.Helper()
+		for !slices.Contains(names(), tool) {
+			select {
+			case <-ctx.Done():
+				t.Fatalf("%s never listed; tools: %v", tool, names())
+			case <-changed:
+			case <-time.After(100 * time.Millisecond): // poll the list as well as wait for the notice
+			}
+		}
+	}
+
+	// 1. The tools: globex's granted capability and the two fixed ones.
+	waitFor("globex__echo")
+	if got := names(); !slices.Equal(got, []string{"globex__echo", "treaty_call", "treaty_peers"}) {
+		t.Fatalf("tools = %v", got)
+	}
+
+	// 2. A call through both nodes, with its provenance.
+	res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "globex__echo", Arguments: map[string]any{"q": "hello globex"}})
+	if err != nil || res.IsError {
+		t.Fatalf("call: %v %+v", err, res)
+	}
+	var out struct {
+		Output     map[string]any `json:"output"`
+		Provenance struct {
+			PeerID  string          `json:"peer_id"`
+			Peer    string          `json:"peer"`
+			Receipt json.RawMessage `json:"receipt"`
+			Digest  string          `json:"audit_request_digest"`
+		} `json:"provenance"`
+	}
+	b, _ := json.Marshal(res.StructuredContent)
+	if err := json.Unmarshal(b, &out); err != nil {
+		t.Fatal(err)
+	}
+	if out.Output["q"] != "hello globex" || out.Provenance.PeerID != globex.n.ID().String() || out.Provenance.Peer != "globex" ||
+		!strings.Contains(string(out.Provenance.Receipt), `"callee"`) || len(out.Provenance.Digest) != 64 {
+		t.Fatalf("result = %s", b)
+	}
+
+	// 3. A capability globex has not granted: a tool error naming the stage.
+	res, err = cs.CallTool(ctx, &mcp.CallToolParams{Name: "treaty_call",
+		Arguments: map[string]any{"peer": "globex", "capability": "secret", "input": map[string]any{}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc, _ := res.Content[0].(*mcp.TextContent)
+	if !res.IsError || tc == nil || !strings.Contains(tc.Text, "stage policy") {
+		t.Fatalf("denied call = %v %+v", res.IsError, res.Content)
+	}
+
+	// 4. globex grants it: the client is told the list changed, and the
+	// new tool is there.
+	for len(changed) > 0 {
+		<-changed
+	}
+	if _, err := home.Grant(globex.home, "acme", "secret"); err != nil {
+		t.Fatal(err)
+	}
+	if err := globex.n.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-changed:
+	case <-ctx.Done():
+		t.Fatal("no notifications/tools/list_changed after the grant")
+	}
+	waitFor("globex__secret")
+	res, err = cs.CallTool(ctx, &mcp.CallToolParams{Name: "globex__secret", Arguments: map[string]any{"k": 1}})
+	if err != nil || res.IsError {
+		t.Fatalf("call after the grant: %v %+v", err, res)
+	}
+}
