@@ -6,22 +6,25 @@ import (
 	"strings"
 )
 
-// MaxToolName is the longest tool name MCP allows.
-const MaxToolName = 128
+// MaxToolName is the longest tool name made. MCP allows 128, but the
+// function-calling APIs behind most agents (Anthropic, OpenAI) allow 64
+// characters of [a-zA-Z0-9_-], and a name they refuse breaks the agent's
+// whole tool list, so names fit the stricter rule.
+const MaxToolName = 64
 
 // hashLen is the number of hex digits of the suffix that keeps a fitted
 // name unique when the plain name had to be changed.
 const hashLen = 8
 
 // FitName returns the MCP tool name of capability on peer: PEER__CAPABILITY
-// when that is already a valid tool name ([A-Za-z0-9_.-]{1,128}) and splits
-// back unambiguously. Otherwise characters outside the set become '_', the
+// when that is already a valid tool name ([A-Za-z0-9_-]{1,64}, see
+// MaxToolName) and splits back unambiguously. Otherwise characters outside the set become '_', the
 // name is cut to fit, and "_" plus 8 hex digits of SHA-256(peer, capability)
 // is appended, so the name depends only on the pair (stable across polls) and
 // two different pairs collide only with a hash collision.
 //
-// Peer nicknames and capability names valid in treaty ([a-z0-9._-]) always
-// take the plain form unless together they exceed 128 characters.
+// Peer nicknames and capability names valid in treaty ([a-z0-9._-]) take the
+// plain form unless they contain '.' or together exceed 64 characters.
 func FitName(peer, capability string) string {
 	plain := peer + "__" + capability
 	if len(plain) <= MaxToolName && validTool(peer) && validTool(capability) &&
@@ -54,7 +57,8 @@ func validTool(s string) bool {
 	return true
 }
 
-// validToolRune is MCP's tool-name alphabet (the go-sdk warns on others).
+// validToolRune is MCP's tool-name alphabet without '.', which model
+// function-calling APIs refuse.
 func validToolRune(r rune) bool {
-	return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-' || r == '.'
+	return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-'
 }

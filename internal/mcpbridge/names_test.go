@@ -10,7 +10,7 @@ func TestFitNamePlain(t *testing.T) {
 	t.Parallel()
 	for _, c := range [][3]string{
 		{"globex", "code-review", "globex__code-review"},
-		{"acme.eu", "v1.search", "acme.eu__v1.search"},
+		{"acme-eu", "v1-search", "acme-eu__v1-search"},
 		{"a", "b", "a__b"},
 	} {
 		if got := FitName(c[0], c[1]); got != c[2] {

@@ -24,9 +24,14 @@ import (
 	"github.com/treaty-dev/treaty/internal/node"
 )
 
-// treatyBin is the treaty binary built once for the tests that run
-// `treaty mcp` as a separate process.
-var treatyBin string
+// binDir holds the treaty binary, built once (on first use) for the tests
+// that run `treaty mcp` as a separate process.
+var (
+	binDir   string
+	binOnce  sync.Once
+	binErr   error
+	binBuilt string
+)
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "treaty-mcp-test-")
@@ -34,17 +39,29 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	treatyBin = filepath.Join(dir, "treaty")
-	build := exec.Command("go", "build", "-o", treatyBin, "github.com/treaty-dev/treaty/cmd/treaty")
-	build.Stderr = os.Stderr
-	code := 1
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building treaty:", err)
-	} else {
-		code = m.Run()
-	}
+	binDir = dir
+	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
+}
+
+// treatyBin builds the treaty binary (without -race: it is the system
+// under test's process, not the test's).
+func treatyBin(t *testing.T) string {
+	t.Helper()
+	binOnce.Do(func() {
+		out := filepath.Join(binDir, "treaty")
+		b, err := exec.Command("go", "build", "-o", out, "github.com/treaty-dev/treaty/cmd/treaty").CombinedOutput()
+		if err != nil {
+			binErr = fmt.Errorf("building treaty: %v\n%s", err, b)
+			return
+		}
+		binBuilt = out
+	})
+	if binErr != nil {
+		t.Fatal(binErr)
+	}
+	return binBuilt
 }
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -141,7 +158,7 @@ func TestMCPProcess(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
 	var stderr syncBuffer
-	cmd := exec.CommandContext(ctx, treatyBin, "mcp", "--home", acme.home, "--poll", "200ms")
+	cmd := exec.CommandContext(ctx, treatyBin(t), "mcp", "--home", acme.home, "--poll", "200ms")
 	cmd.Stderr = &stderr
 	changed := make(chan struct{}, 16)
 	c := mcp.NewClient(&mcp.Implementation{Name: "agent"}, &mcp.ClientOptions{
