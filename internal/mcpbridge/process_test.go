@@ -1,12 +1,14 @@
 package mcpbridge_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -265,4 +267,100 @@ func TestMCPProcess(t *testing.T) {
 	if err != nil || res.IsError {
 		t.Fatalf("call after the grant: %v %+v", err, res)
 	}
+}
+
+// TestMCPHTTPProcess runs `treaty mcp --http` as a separate process: it
+// refuses a non-loopback address, makes the token file 0600, refuses
+// requests without the token and serves MCP to a client that sends it.
+func TestMCPHTTPProcess(t *testing.T) {
+	bin := treatyBin(t)
+	dir := filepath.Join(t.TempDir(), "acme")
+	if _, err := home.Init(dir, "acme", "127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+
+	refused := exec.CommandContext(ctx, bin, "mcp", "--home", dir, "--http", "0.0.0.0:0")
+	if out, err := refused.CombinedOutput(); refused.ProcessState == nil || refused.ProcessState.ExitCode() != 2 ||
+		!strings.Contains(string(out), "loopback") {
+		t.Fatalf("--http 0.0.0.0:0: %v %q, want exit 2", err, out)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "mcp.token")); !os.IsNotExist(err) {
+		t.Fatalf("a refused start made a token: %v", err)
+	}
+
+	cmd := exec.CommandContext(ctx, bin, "mcp", "--home", dir, "--http", "127.0.0.1:0")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cancel(); cmd.Wait() }()
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			if _, rest, ok := strings.Cut(sc.Text(), "serving http://"); ok {
+				a, _, _ := strings.Cut(rest, "/")
+				addr <- a
+			}
+		}
+	}()
+	var url string
+	select {
+	case a := <-addr:
+		url = "http://" + a + "/"
+	case <-ctx.Done():
+		t.Fatal("treaty mcp --http never said where it serves")
+	}
+
+	st, err := os.Stat(filepath.Join(dir, "mcp.token"))
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("token file: %v %v", st, err)
+	}
+	tok, err := os.ReadFile(filepath.Join(dir, "mcp.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"tools/list"}`))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("no token: HTTP %d, want 401", resp.StatusCode)
+	}
+
+	hc := &http.Client{Transport: headerRT{"Authorization", "Bearer " + strings.TrimSpace(string(tok))}}
+	c := mcp.NewClient(&mcp.Implementation{Name: "agent"}, nil)
+	cs, err := c.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: url, HTTPClient: hc}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+	res, err := cs.ListTools(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, tl := range res.Tools {
+		names = append(names, tl.Name)
+	}
+	slices.Sort(names)
+	if !slices.Equal(names, []string{"treaty_call", "treaty_peers"}) {
+		t.Fatalf("tools = %v", names)
+	}
+}
+
+type headerRT struct{ k, v string }
+
+func (h headerRT) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set(h.k, h.v)
+	return http.DefaultTransport.RoundTrip(r)
 }
