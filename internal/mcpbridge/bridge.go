@@ -249,11 +249,27 @@ func (b *Bridge) Sync(ctx context.Context) error {
 		if prev, ok := old[name]; ok && prev.sig == r.sig {
 			continue
 		}
-		b.server.AddTool(r.tool, b.remoteHandler(name))
+		if err := b.addTool(r.tool, b.remoteHandler(name)); err != nil {
+			b.log.Warn("mcp: capability not listed; it is reachable through treaty_call", "tool", name, "err", err)
+			delete(want, name)
+			b.server.RemoveTools(name) // an earlier version may be listed
+		}
 	}
 	b.mu.Lock()
 	b.tools, b.peers, b.synced = want, views, true
 	b.mu.Unlock()
+	return nil
+}
+
+// addTool adds t, turning a panic of the SDK (its answer to a schema it
+// cannot take) into an error: a peer's odd schema must not stop the bridge.
+func (b *Bridge) addTool(t *mcp.Tool, h mcp.ToolHandler) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("mcpbridge: the MCP SDK refused the tool: %v", p)
+		}
+	}()
+	b.server.AddTool(t, h)
 	return nil
 }
 

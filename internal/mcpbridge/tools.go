@@ -31,7 +31,7 @@ var objectSchema = json.RawMessage(`{"type":"object"}`)
 // where it comes from; the input schema is the peer's when it is a JSON object
 // of type "object" (what MCP requires), else {"type":"object"}.
 func remoteTool(name string, r *remote) *mcp.Tool {
-	desc := fmt.Sprintf("Remote capability %q of peer %s (%s), called through the treaty node.", r.Cap.Name, r.PeerName, r.PeerID)
+	desc := clean(fmt.Sprintf("Remote capability %q of peer %s (%s), called through the treaty node.", r.Cap.Name, r.PeerName, r.PeerID), MaxDescription)
 	if r.Cap.Stream {
 		desc += " It streams: events arrive as progress notifications and together in the result."
 	}
@@ -50,13 +50,36 @@ func remoteTool(name string, r *remote) *mcp.Tool {
 	}
 }
 
-// inputSchema returns s when the SDK will accept it as a tool's input schema.
+// inputSchema returns the peer's schema s when the SDK will accept it as a
+// tool's input schema (a JSON object of type "object"), else
+// {"type":"object"}. Keys "x-mcp-header" are removed at any depth: they
+// would make the agent's MCP client copy arguments into HTTP headers, and
+// the SDK panics on a malformed one.
 func inputSchema(s json.RawMessage) json.RawMessage {
 	var m map[string]any
 	if len(s) == 0 || json.Unmarshal(s, &m) != nil || m["type"] != "object" {
 		return objectSchema
 	}
-	return s
+	stripHeaderHints(m)
+	out, err := json.Marshal(m)
+	if err != nil {
+		return objectSchema
+	}
+	return out
+}
+
+func stripHeaderHints(v any) {
+	switch v := v.(type) {
+	case map[string]any:
+		delete(v, "x-mcp-header")
+		for _, e := range v {
+			stripHeaderHints(e)
+		}
+	case []any:
+		for _, e := range v {
+			stripHeaderHints(e)
+		}
+	}
 }
 
 // clean drops control characters (except newline and tab) and cuts s to max
