@@ -143,13 +143,24 @@ func TestMCPProcess(t *testing.T) {
 		{Info: node.CapabilityInfo{Name: "echo", Description: "returns its input",
 			InputSchema: map[string]any{"type": "object", "properties": map[string]any{"q": map[string]any{"type": "string"}}}}, Backend: echo},
 		{Info: node.CapabilityInfo{Name: "secret", Description: "not for acme yet"}, Backend: echo},
+		{Info: node.CapabilityInfo{Name: "ticks", Description: "three events"},
+			Streamer: backend.StreamFunc(func(_ context.Context, _ backend.Invocation, emit func([]byte) error) error {
+				for i := 1; i <= 3; i++ {
+					if err := emit(fmt.Appendf(nil, `{"tick":%d}`, i)); err != nil {
+						return err
+					}
+				}
+				return nil
+			})},
 	} {
 		if err := globex.n.Register(h); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := home.Grant(globex.home, "acme", "echo"); err != nil {
-		t.Fatal(err)
+	for _, c := range []string{"echo", "ticks"} {
+		if _, err := home.Grant(globex.home, "acme", c); err != nil {
+			t.Fatal(err)
+		}
 	}
 	for _, e := range []*realNode{acme, globex} {
 		if err := e.n.Reload(); err != nil {
@@ -163,7 +174,14 @@ func TestMCPProcess(t *testing.T) {
 	cmd := exec.CommandContext(ctx, treatyBin(t), "mcp", "--home", acme.home, "--poll", "200ms")
 	cmd.Stderr = &stderr
 	changed := make(chan struct{}, 16)
+	progress := make(chan *mcp.ProgressNotificationParams, 16)
 	c := mcp.NewClient(&mcp.Implementation{Name: "agent"}, &mcp.ClientOptions{
+		ProgressNotificationHandler: func(_ context.Context, r *mcp.ProgressNotificationClientRequest) {
+			select {
+			case progress <- r.Params:
+			default:
+			}
+		},
 		ToolListChangedHandler: func(context.Context, *mcp.ToolListChangedRequest) {
 			select {
 			case changed <- struct{}{}:
@@ -208,7 +226,8 @@ func TestMCPProcess(t *testing.T) {
 
 	// 1. The tools: globex's granted capability and the two fixed ones.
 	waitFor("globex__echo")
-	if got := names(); !slices.Equal(got, []string{"globex__echo", "treaty_call", "treaty_peers"}) {
+	waitFor("globex__ticks")
+	if got := names(); !slices.Equal(got, []string{"globex__echo", "globex__ticks", "treaty_call", "treaty_peers"}) {
 		t.Fatalf("tools = %v", got)
 	}
 
@@ -233,6 +252,27 @@ func TestMCPProcess(t *testing.T) {
 	if out.Output["q"] != "hello globex" || out.Provenance.PeerID != globex.n.ID().String() || out.Provenance.Peer != "globex" ||
 		!strings.Contains(string(out.Provenance.Receipt), `"callee"`) || len(out.Provenance.Digest) != 64 {
 		t.Fatalf("result = %s", b)
+	}
+
+	// A stream: each event is a progress notification, all are in the result.
+	p := &mcp.CallToolParams{Name: "globex__ticks", Arguments: map[string]any{}}
+	p.SetProgressToken("ticks-1")
+	res, err = cs.CallTool(ctx, p)
+	if err != nil || res.IsError {
+		t.Fatalf("stream: %v %+v", err, res)
+	}
+	if b, _ := json.Marshal(res.StructuredContent); !strings.Contains(string(b), `"events":[{"tick":1},{"tick":2},{"tick":3}]`) {
+		t.Fatalf("stream result = %s", b)
+	}
+	for i := 1; i <= 3; i++ {
+		select {
+		case n := <-progress:
+			if n.ProgressToken != "ticks-1" || n.Message != fmt.Sprintf(`{"tick":%d}`, i) {
+				t.Fatalf("progress %d = %+v", i, n)
+			}
+		case <-ctx.Done():
+			t.Fatalf("progress %d never came", i)
+		}
 	}
 
 	// 3. A capability globex has not granted: a tool error naming the stage.
