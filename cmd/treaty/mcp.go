@@ -15,7 +15,10 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/treaty-dev/treaty/client"
+	"github.com/treaty-dev/treaty/internal/config"
 	"github.com/treaty-dev/treaty/internal/mcpbridge"
+	"github.com/treaty-dev/treaty/internal/node"
+	"github.com/treaty-dev/treaty/internal/trust"
 )
 
 // mcpCmd serves the running node's federation to local agents over MCP:
@@ -57,7 +60,7 @@ func mcpCmd(h func() string) *cobra.Command {
 			if _, err := cl.Status(ctx); err != nil {
 				log.Warn("treaty mcp: the node is not answering yet; tools appear once it does", "home", dir, "err", err)
 			}
-			b, err := mcpbridge.New(mcpbridge.Options{Node: cl, Logger: log, Poll: poll, Version: "treaty"})
+			b, err := mcpbridge.New(mcpbridge.Options{Node: cl, Logger: log, Poll: poll, Version: "treaty", Trust: homeTrust(dir)})
 			if err != nil {
 				return err
 			}
@@ -76,6 +79,32 @@ func mcpCmd(h func() string) *cobra.Command {
 	c.Flags().DurationVar(&poll, "poll", mcpbridge.DefaultPoll, "how often to re-read peers and grants to update the tool list")
 	c.Flags().BoolVarP(&verbose, "verbose", "v", false, "debug logging on stderr")
 	return c
+}
+
+// homeTrust reads the trust in each peer of the book from the home, as
+// 'treaty trust show' does: the local API does not serve it. A peer with no
+// evidence has the prior's level.
+func homeTrust(dir string) func(context.Context) (map[string]mcpbridge.Trust, error) {
+	return func(context.Context) (map[string]mcpbridge.Trust, error) {
+		cfg, err := config.Load(dir)
+		if err != nil {
+			return nil, err
+		}
+		now := time.Now()
+		snaps, err := trust.ReadFile(cfg.Trust, filepath.Join(dir, node.TrustFile), now)
+		if err != nil {
+			return nil, err
+		}
+		out := make(map[string]mcpbridge.Trust, len(cfg.Peers))
+		for _, p := range cfg.Peers {
+			var st trust.State
+			out[p.ID] = mcpbridge.Trust{Level: st.Level(cfg.Trust, now).String(), Score: st.Score(cfg.Trust, now)}
+		}
+		for _, s := range snaps {
+			out[s.Peer] = mcpbridge.Trust{Level: s.Level.String(), Score: s.Score, Quarantined: s.Quarantined}
+		}
+		return out, nil
+	}
 }
 
 func serveMCPHTTP(ctx context.Context, b *mcpbridge.Bridge, dir, addr string, log *slog.Logger) error {

@@ -74,6 +74,18 @@ type Options struct {
 	// Heartbeat is how often a call in flight reports progress to a client
 	// that asked for it (default DefaultHeartbeat).
 	Heartbeat time.Duration
+	// Trust, when set, is read at each poll for the trust this node has in
+	// its peers, by peer ID; results and treaty_peers then show it. The
+	// local API does not serve trust, so the caller reads it (treaty mcp
+	// reads the home's trust book, as 'treaty trust show' does).
+	Trust func(ctx context.Context) (map[string]Trust, error)
+}
+
+// Trust is this node's trust in a peer, as of the last poll.
+type Trust struct {
+	Level       string  `json:"level"`
+	Score       float64 `json:"score"`
+	Quarantined bool    `json:"quarantined,omitempty"`
 }
 
 // remote is one listed tool: a capability of a peer.
@@ -97,6 +109,7 @@ type Bridge struct {
 	log       *slog.Logger
 	poll      time.Duration
 	heartbeat time.Duration
+	trustOf   func(ctx context.Context) (map[string]Trust, error)
 	server    *mcp.Server
 
 	syncMu sync.Mutex // one Sync at a time
@@ -104,6 +117,7 @@ type Bridge struct {
 	mu     sync.Mutex
 	tools  map[string]*remote // by tool name
 	peers  []peerView
+	trust  map[string]Trust // by peer ID; nil when unknown
 	synced bool
 }
 
@@ -131,7 +145,7 @@ func New(opts Options) (*Bridge, error) {
 	if opts.Version == "" {
 		opts.Version = "dev"
 	}
-	b := &Bridge{node: opts.Node, log: opts.Logger, poll: opts.Poll, heartbeat: opts.Heartbeat, tools: map[string]*remote{}}
+	b := &Bridge{node: opts.Node, log: opts.Logger, poll: opts.Poll, heartbeat: opts.Heartbeat, trustOf: opts.Trust, tools: map[string]*remote{}}
 	b.server = mcp.NewServer(&mcp.Implementation{Name: "treaty", Title: "treaty federation", Version: opts.Version}, &mcp.ServerOptions{
 		Logger:       opts.Logger,
 		Instructions: instructions,
@@ -187,8 +201,16 @@ func (b *Bridge) Sync(ctx context.Context) error {
 		return fmt.Errorf("mcpbridge: peers: %w", err)
 	}
 	b.mu.Lock()
-	old := maps.Clone(b.tools)
+	old, trust := maps.Clone(b.tools), b.trust
 	b.mu.Unlock()
+	if b.trustOf != nil {
+		t, err := b.trustOf(ctx)
+		if err != nil {
+			b.log.Warn("mcp: cannot read trust; results show the last known", "err", err)
+		} else {
+			trust = t
+		}
+	}
 
 	want := map[string]*remote{}
 	var views []peerView
@@ -256,7 +278,7 @@ func (b *Bridge) Sync(ctx context.Context) error {
 		}
 	}
 	b.mu.Lock()
-	b.tools, b.peers, b.synced = want, views, true
+	b.tools, b.peers, b.trust, b.synced = want, views, trust, true
 	b.mu.Unlock()
 	return nil
 }
@@ -287,6 +309,16 @@ func (b *Bridge) lookup(name string) (*remote, bool) {
 	defer b.mu.Unlock()
 	r, ok := b.tools[name]
 	return r, ok
+}
+
+// trustIn returns the last known trust in peer, or nil.
+func (b *Bridge) trustIn(peerID string) *Trust {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if t, ok := b.trust[peerID]; ok {
+		return &t
+	}
+	return nil
 }
 
 // ToolNames returns the names of the remote tools currently listed, sorted.

@@ -85,9 +85,13 @@ type session struct {
 	progress chan *mcp.ProgressNotificationParams
 }
 
-func connect(t *testing.T, f *fakeNode, heartbeat time.Duration) *session {
+func connect(t *testing.T, f *fakeNode, heartbeat time.Duration, opts ...func(*Options)) *session {
 	t.Helper()
-	b, err := New(Options{Node: f, Heartbeat: heartbeat})
+	o := Options{Node: f, Heartbeat: heartbeat}
+	for _, f := range opts {
+		f(&o)
+	}
+	b, err := New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -268,7 +272,11 @@ func TestCallProvenance(t *testing.T) {
 		}
 		return nil, errors.New("unexpected")
 	}
-	s := connect(t, f, 0)
+	s := connect(t, f, 0, func(o *Options) {
+		o.Trust = func(context.Context) (map[string]Trust, error) {
+			return map[string]Trust{globexID: {Level: "medium", Score: 0.5}}, nil
+		}
+	})
 
 	res := s.call(t, "globex__echo", map[string]any{"q": "hi"}, nil)
 	var got struct {
@@ -281,7 +289,7 @@ func TestCallProvenance(t *testing.T) {
 	}
 	sum := sha256.Sum256([]byte("BASE"))
 	if got.Output["q"] != "hi" || got.Provenance.PeerID != globexID || got.Provenance.PeerName != "globex" ||
-		got.Provenance.AuditRequestDigest != hex.EncodeToString(sum[:]) || !sameJSON(got.Provenance.Receipt, receipt) || got.Provenance.Untrusted {
+		got.Provenance.AuditRequestDigest != hex.EncodeToString(sum[:]) || got.Provenance.Trust == nil || *got.Provenance.Trust != (Trust{Level: "medium", Score: 0.5}) || !sameJSON(got.Provenance.Receipt, receipt) || got.Provenance.Untrusted {
 		t.Fatalf("result = %+v", got)
 	}
 	if !sameJSON(b, text(res)) {
@@ -294,6 +302,10 @@ func TestCallProvenance(t *testing.T) {
 	if err := json.Unmarshal(b, &got); err != nil || res.IsError || !got.Provenance.Untrusted ||
 		!strings.Contains(string(got.Provenance.Screen), `"mark"`) || got.Output["treaty_untrusted"] == nil {
 		t.Fatalf("marked result = %s", b)
+	}
+
+	if res := s.call(t, ToolPeers, map[string]any{}, nil); !strings.Contains(text(res), `"trust":{"level":"medium","score":0.5}`) {
+		t.Errorf("treaty_peers = %s", text(res))
 	}
 
 	// A refusal is a tool error naming the stage and reason.

@@ -243,6 +243,9 @@ func TestMCPProcess(t *testing.T) {
 			Peer    string          `json:"peer"`
 			Receipt json.RawMessage `json:"receipt"`
 			Digest  string          `json:"audit_request_digest"`
+			Trust   *struct {
+				Level string `json:"level"`
+			} `json:"trust"`
 		} `json:"provenance"`
 	}
 	b, _ := json.Marshal(res.StructuredContent)
@@ -250,7 +253,8 @@ func TestMCPProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	if out.Output["q"] != "hello globex" || out.Provenance.PeerID != globex.n.ID().String() || out.Provenance.Peer != "globex" ||
-		!strings.Contains(string(out.Provenance.Receipt), `"callee"`) || len(out.Provenance.Digest) != 64 {
+		!strings.Contains(string(out.Provenance.Receipt), `"callee"`) || len(out.Provenance.Digest) != 64 ||
+		out.Provenance.Trust == nil || out.Provenance.Trust.Level == "" {
 		t.Fatalf("result = %s", b)
 	}
 

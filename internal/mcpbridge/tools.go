@@ -140,6 +140,7 @@ type peerEntry struct {
 	Addr         string              `json:"addr"`
 	Breaker      string              `json:"breaker,omitempty"`
 	Capabilities []capEntry          `json:"capabilities"`
+	Trust        *Trust              `json:"trust,omitempty"`
 	Error        *localapi.ErrorBody `json:"error,omitempty"` // why its capabilities could not be read
 }
 
@@ -165,6 +166,9 @@ func (b *Bridge) peersHandler(ctx context.Context, _ *mcp.CallToolRequest) (*mcp
 	}{Peers: []peerEntry{}}
 	for _, v := range b.peers {
 		e := peerEntry{Name: v.Info.Name, ID: v.Info.ID, Addr: v.Info.Addr, Breaker: v.Info.Breaker, Error: v.Err, Capabilities: []capEntry{}}
+		if t, ok := b.trust[v.Info.ID]; ok {
+			e.Trust = &t
+		}
 		for _, c := range v.Caps {
 			e.Capabilities = append(e.Capabilities, capEntry{Name: c.Name, Tool: byPeerCap[[2]string{v.Info.ID, c.Name}],
 				Description: clean(c.Description, MaxDescription), InputSchema: c.InputSchema, Stream: c.Stream})
@@ -221,6 +225,8 @@ func argsOf(req *mcp.CallToolRequest) json.RawMessage {
 type Provenance struct {
 	PeerID   string `json:"peer_id"`
 	PeerName string `json:"peer,omitempty"`
+	// Trust is this node's trust in the peer as of the last poll, when known.
+	Trust *Trust `json:"trust,omitempty"`
 	// Receipt is the callee's signed receipt of this exact request.
 	Receipt json.RawMessage `json:"receipt,omitempty"`
 	// AuditRequestDigest is hex SHA-256 of the request's signature base:
@@ -247,7 +253,7 @@ func (b *Bridge) invoke(ctx context.Context, req *mcp.CallToolRequest, r *remote
 	if err != nil {
 		return refusal(errorBody(err))
 	}
-	prov := Provenance{PeerID: r.PeerID, PeerName: r.PeerName, Receipt: resp.Receipt, ElapsedMS: resp.ElapsedMS,
+	prov := Provenance{PeerID: r.PeerID, PeerName: r.PeerName, Trust: b.trustIn(r.PeerID), Receipt: resp.Receipt, ElapsedMS: resp.ElapsedMS,
 		AuditRequestDigest: requestDigest(resp.Receipt)}
 	prov.Untrusted, prov.Screen = marking(resp.Output)
 	return jsonResult(struct {
@@ -257,7 +263,7 @@ func (b *Bridge) invoke(ctx context.Context, req *mcp.CallToolRequest, r *remote
 }
 
 func (b *Bridge) stream(ctx context.Context, p *progress, r *remote, input json.RawMessage) *mcp.CallToolResult {
-	prov := Provenance{PeerID: r.PeerID, PeerName: r.PeerName}
+	prov := Provenance{PeerID: r.PeerID, PeerName: r.PeerName, Trust: b.trustIn(r.PeerID)}
 	events := []json.RawMessage{}
 	size := 0
 	start := time.Now()
