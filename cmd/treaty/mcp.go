@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/treaty-dev/treaty/client"
+	"github.com/treaty-dev/treaty/internal/audit"
 	"github.com/treaty-dev/treaty/internal/config"
 	"github.com/treaty-dev/treaty/internal/mcpbridge"
 	"github.com/treaty-dev/treaty/internal/node"
@@ -60,7 +63,7 @@ func mcpCmd(h func() string) *cobra.Command {
 			if _, err := cl.Status(ctx); err != nil {
 				log.Warn("treaty mcp: the node is not answering yet; tools appear once it does", "home", dir, "err", err)
 			}
-			b, err := mcpbridge.New(mcpbridge.Options{Node: cl, Logger: log, Poll: poll, Version: "treaty", Trust: homeTrust(dir)})
+			b, err := mcpbridge.New(mcpbridge.Options{Node: cl, Logger: log, Poll: poll, Version: "treaty", Trust: homeTrust(dir), Audit: homeAudit(dir)})
 			if err != nil {
 				return err
 			}
@@ -104,6 +107,47 @@ func homeTrust(dir string) func(context.Context) (map[string]mcpbridge.Trust, er
 			out[s.Peer] = mcpbridge.Trust{Level: s.Level.String(), Score: s.Score, Quarantined: s.Quarantined}
 		}
 		return out, nil
+	}
+}
+
+// auditSearch bounds how far back homeAudit looks for a call just finished.
+const auditSearch = 256
+
+// homeAudit finds a finished call's entries in the home's audit log: the
+// node made them durable before it answered, so they are among the peer's
+// newest.
+func homeAudit(dir string) func(ctx context.Context, peerID, digest string) (*mcpbridge.AuditRef, error) {
+	return func(ctx context.Context, peerID, digest string) (*mcpbridge.AuditRef, error) {
+		want, err := hex.DecodeString(digest)
+		if err != nil {
+			return nil, err
+		}
+		r, err := audit.OpenReader(ctx, filepath.Join(dir, node.AuditFile))
+		if err != nil {
+			return nil, err
+		}
+		defer r.Close()
+		entries, err := r.List(ctx, audit.Filter{Peer: peerID, Reverse: true, Limit: auditSearch})
+		if err != nil {
+			return nil, err
+		}
+		var ref mcpbridge.AuditRef
+		var sent, done bool
+		for _, e := range entries {
+			if !bytes.Equal(e.RequestDigest, want) {
+				continue
+			}
+			switch e.Kind {
+			case audit.KindCallSent:
+				ref.SentIndex, ref.Report, sent = e.Index, e.Report, true
+			case audit.KindCallCompleted:
+				ref.Index, done = e.Index, true
+			}
+		}
+		if !sent || !done {
+			return nil, nil
+		}
+		return &ref, nil
 	}
 }
 

@@ -79,6 +79,21 @@ type Options struct {
 	// local API does not serve trust, so the caller reads it (treaty mcp
 	// reads the home's trust book, as 'treaty trust show' does).
 	Trust func(ctx context.Context) (map[string]Trust, error)
+	// Audit, when set, finds a finished call's entries in the node's audit
+	// log by the peer's ID and the request digest (hex); results then carry
+	// the entries' indexes and the sanitizer's report for what was sent.
+	Audit func(ctx context.Context, peerID, requestDigest string) (*AuditRef, error)
+}
+
+// AuditRef locates a call in the node's audit log.
+type AuditRef struct {
+	// Index is the call.completed entry, which holds the receipt.
+	Index uint64 `json:"index"`
+	// SentIndex is the call.sent entry.
+	SentIndex uint64 `json:"sent_index"`
+	// Report is the call.sent entry's report: the sanitizer's report for
+	// what was sent (what it found and did, never the values).
+	Report json.RawMessage `json:"report,omitempty"`
 }
 
 // Trust is this node's trust in a peer, as of the last poll.
@@ -110,6 +125,7 @@ type Bridge struct {
 	poll      time.Duration
 	heartbeat time.Duration
 	trustOf   func(ctx context.Context) (map[string]Trust, error)
+	auditOf   func(ctx context.Context, peerID, requestDigest string) (*AuditRef, error)
 	server    *mcp.Server
 
 	syncMu sync.Mutex // one Sync at a time
@@ -145,7 +161,7 @@ func New(opts Options) (*Bridge, error) {
 	if opts.Version == "" {
 		opts.Version = "dev"
 	}
-	b := &Bridge{node: opts.Node, log: opts.Logger, poll: opts.Poll, heartbeat: opts.Heartbeat, trustOf: opts.Trust, tools: map[string]*remote{}}
+	b := &Bridge{node: opts.Node, log: opts.Logger, poll: opts.Poll, heartbeat: opts.Heartbeat, trustOf: opts.Trust, auditOf: opts.Audit, tools: map[string]*remote{}}
 	b.server = mcp.NewServer(&mcp.Implementation{Name: "treaty", Title: "treaty federation", Version: opts.Version}, &mcp.ServerOptions{
 		Logger:       opts.Logger,
 		Instructions: instructions,

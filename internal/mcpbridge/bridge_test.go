@@ -276,6 +276,12 @@ func TestCallProvenance(t *testing.T) {
 		o.Trust = func(context.Context) (map[string]Trust, error) {
 			return map[string]Trust{globexID: {Level: "medium", Score: 0.5}}, nil
 		}
+		o.Audit = func(_ context.Context, peer, digest string) (*AuditRef, error) {
+			if peer != globexID || len(digest) != 64 {
+				return nil, errors.New("wrong lookup")
+			}
+			return &AuditRef{Index: 9, SentIndex: 8, Report: json.RawMessage(`{"sanitizer":{"action":"pass"}}`)}, nil
+		}
 	})
 
 	res := s.call(t, "globex__echo", map[string]any{"q": "hi"}, nil)
@@ -289,7 +295,7 @@ func TestCallProvenance(t *testing.T) {
 	}
 	sum := sha256.Sum256([]byte("BASE"))
 	if got.Output["q"] != "hi" || got.Provenance.PeerID != globexID || got.Provenance.PeerName != "globex" ||
-		got.Provenance.AuditRequestDigest != hex.EncodeToString(sum[:]) || got.Provenance.Trust == nil || *got.Provenance.Trust != (Trust{Level: "medium", Score: 0.5}) || !sameJSON(got.Provenance.Receipt, receipt) || got.Provenance.Untrusted {
+		got.Provenance.AuditRequestDigest != hex.EncodeToString(sum[:]) || got.Provenance.Trust == nil || got.Provenance.Audit == nil || got.Provenance.Audit.Index != 9 || *got.Provenance.Trust != (Trust{Level: "medium", Score: 0.5}) || !sameJSON(got.Provenance.Receipt, receipt) || got.Provenance.Untrusted {
 		t.Fatalf("result = %+v", got)
 	}
 	if !sameJSON(b, text(res)) {

@@ -246,6 +246,11 @@ func TestMCPProcess(t *testing.T) {
 			Trust   *struct {
 				Level string `json:"level"`
 			} `json:"trust"`
+			Audit *struct {
+				Index     uint64          `json:"index"`
+				SentIndex uint64          `json:"sent_index"`
+				Report    json.RawMessage `json:"report"`
+			} `json:"audit"`
 		} `json:"provenance"`
 	}
 	b, _ := json.Marshal(res.StructuredContent)
@@ -254,7 +259,8 @@ func TestMCPProcess(t *testing.T) {
 	}
 	if out.Output["q"] != "hello globex" || out.Provenance.PeerID != globex.n.ID().String() || out.Provenance.Peer != "globex" ||
 		!strings.Contains(string(out.Provenance.Receipt), `"callee"`) || len(out.Provenance.Digest) != 64 ||
-		out.Provenance.Trust == nil || out.Provenance.Trust.Level == "" {
+		out.Provenance.Trust == nil || out.Provenance.Trust.Level == "" ||
+		out.Provenance.Audit == nil || out.Provenance.Audit.Index <= out.Provenance.Audit.SentIndex || !strings.Contains(string(out.Provenance.Audit.Report), `"sanitizer"`) {
 		t.Fatalf("result = %s", b)
 	}
 

@@ -232,6 +232,8 @@ type Provenance struct {
 	// AuditRequestDigest is hex SHA-256 of the request's signature base:
 	// the request digest of this call's entries in the node's audit log.
 	AuditRequestDigest string `json:"audit_request_digest,omitempty"`
+	// Audit locates the call's entries in the audit log, when found.
+	Audit *AuditRef `json:"audit,omitempty"`
 	// Untrusted is set when the node's screen marked the output; Screen is
 	// its verdict when the marking carries one.
 	Untrusted bool            `json:"untrusted,omitempty"`
@@ -256,6 +258,13 @@ func (b *Bridge) invoke(ctx context.Context, req *mcp.CallToolRequest, r *remote
 	prov := Provenance{PeerID: r.PeerID, PeerName: r.PeerName, Trust: b.trustIn(r.PeerID), Receipt: resp.Receipt, ElapsedMS: resp.ElapsedMS,
 		AuditRequestDigest: requestDigest(resp.Receipt)}
 	prov.Untrusted, prov.Screen = marking(resp.Output)
+	if b.auditOf != nil && prov.AuditRequestDigest != "" {
+		ref, err := b.auditOf(ctx, r.PeerID, prov.AuditRequestDigest)
+		if err != nil {
+			b.log.Warn("mcp: cannot find the call in the audit log", "err", err)
+		}
+		prov.Audit = ref
+	}
 	return jsonResult(struct {
 		Output     json.RawMessage `json:"output"`
 		Provenance Provenance      `json:"provenance"`
