@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -166,14 +167,15 @@ func serveMCPHTTP(ctx context.Context, b *mcpbridge.Bridge, dir, addr string, lo
 	}
 	srv := &http.Server{Handler: hd, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go b.Poll(ctx)
-	go func() {
+	var wg sync.WaitGroup
+	wg.Go(func() { b.Poll(ctx) })
+	wg.Go(func() {
 		<-ctx.Done()
 		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer scancel()
 		srv.Shutdown(sctx)
-	}()
+	})
+	defer func() { cancel(); wg.Wait() }()
 	fmt.Fprintf(os.Stderr, "treaty mcp: serving http://%s/ (bearer token in %s)\n", ln.Addr(), filepath.Join(dir, mcpbridge.TokenFile))
 	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 		return err

@@ -134,7 +134,7 @@ type Bridge struct {
 	tools  map[string]*remote // by tool name
 	peers  []peerView
 	trust  map[string]Trust // by peer ID; nil when unknown
-	synced bool
+	synced time.Time        // end of the last successful Sync
 }
 
 // New validates opts and returns a bridge with the fixed tools registered.
@@ -183,19 +183,29 @@ func (b *Bridge) Server() *mcp.Server { return b.server }
 // ends or the client disconnects.
 func (b *Bridge) Run(ctx context.Context, t mcp.Transport) error {
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go b.Poll(ctx)
+	polled := make(chan struct{})
+	go func() { defer close(polled); b.Poll(ctx) }()
+	defer func() { cancel(); <-polled }()
 	return b.server.Run(ctx, t)
 }
 
 // Poll calls Sync now and then every Options.Poll until ctx ends. A failed
-// sync is logged and leaves the tools as they were.
+// sync leaves the tools as they were; it is logged when the failure starts
+// or changes, and the recovery too, not at every poll.
 func (b *Bridge) Poll(ctx context.Context) {
 	t := time.NewTicker(b.poll)
 	defer t.Stop()
+	var failing string
 	for {
-		if err := b.Sync(ctx); err != nil && ctx.Err() == nil {
-			b.log.Warn("mcp: cannot read the node's peers", "err", err)
+		err := b.Sync(ctx)
+		switch {
+		case ctx.Err() != nil:
+		case err != nil && err.Error() != failing:
+			failing = err.Error()
+			b.log.Warn("mcp: cannot read the node's peers; tools stay as they were", "err", err)
+		case err == nil && failing != "":
+			failing = ""
+			b.log.Info("mcp: the node answers again")
 		}
 		select {
 		case <-ctx.Done():
@@ -294,7 +304,7 @@ func (b *Bridge) Sync(ctx context.Context) error {
 		}
 	}
 	b.mu.Lock()
-	b.tools, b.peers, b.trust, b.synced = want, views, trust, true
+	b.tools, b.peers, b.trust, b.synced = want, views, trust, time.Now()
 	b.mu.Unlock()
 	return nil
 }
@@ -325,6 +335,19 @@ func (b *Bridge) lookup(name string) (*remote, bool) {
 	defer b.mu.Unlock()
 	r, ok := b.tools[name]
 	return r, ok
+}
+
+// syncIfStale syncs unless the last sync is younger than fresh, so that an
+// agent calling treaty_peers in a loop does not make the node ask every peer
+// for its capabilities each time.
+func (b *Bridge) syncIfStale(ctx context.Context, fresh time.Duration) error {
+	b.mu.Lock()
+	age := time.Since(b.synced)
+	b.mu.Unlock()
+	if age < fresh {
+		return nil
+	}
+	return b.Sync(ctx)
 }
 
 // trustIn returns the last known trust in peer, or nil.

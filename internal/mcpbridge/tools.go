@@ -26,6 +26,10 @@ const (
 
 var objectSchema = json.RawMessage(`{"type":"object"}`)
 
+// peersFresh is how old the last poll may be for treaty_peers to answer
+// from it rather than poll again.
+const peersFresh = time.Second
+
 // remoteTool describes capability r as a tool. The description is the
 // peer's, bounded and with control characters dropped, after a line that says
 // where it comes from; the input schema is the peer's when it is a JSON object
@@ -153,7 +157,7 @@ type capEntry struct {
 }
 
 func (b *Bridge) peersHandler(ctx context.Context, _ *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-	if err := b.Sync(ctx); err != nil {
+	if err := b.syncIfStale(ctx, peersFresh); err != nil {
 		return refusal(errorBody(err)), nil
 	}
 	b.mu.Lock()
