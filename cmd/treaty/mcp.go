@@ -68,6 +68,11 @@ func mcpCmd(h func() string) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			// A first sync before serving, so that the first tools/list is
+			// complete; bounded, since peers may be unreachable.
+			sctx, scancel := context.WithTimeout(ctx, firstSync)
+			_ = b.Sync(sctx) // a failure is the warning above, or a peer keeping no tools yet
+			scancel()
 			if httpAddr == "" {
 				err := b.Run(ctx, &mcp.StdioTransport{})
 				if ctx.Err() != nil {
@@ -110,6 +115,9 @@ func homeTrust(dir string) func(context.Context) (map[string]mcpbridge.Trust, er
 		return out, nil
 	}
 }
+
+// firstSync bounds the sync made before serving.
+const firstSync = 3 * time.Second
 
 // auditSearch bounds how far back homeAudit looks for a call just finished.
 const auditSearch = 256
