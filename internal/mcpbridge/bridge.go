@@ -27,6 +27,7 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/treaty-dev/treaty/client"
 	"github.com/treaty-dev/treaty/localapi"
 )
 
@@ -372,6 +373,9 @@ func errorBody(err error) *localapi.ErrorBody {
 	var r *localapi.Error
 	if errors.As(err, &r) {
 		return &localapi.ErrorBody{Stage: r.Stage, Reason: r.Reason, Remote: r.Remote}
+	}
+	if errors.Is(err, client.ErrNotRunning) {
+		return &localapi.ErrorBody{Stage: localapi.StageInternal, Reason: "the treaty node is not running for this home (start it with 'treaty run')"}
 	}
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 		return &localapi.ErrorBody{Stage: localapi.StageTransport, Reason: "no answer in time: " + err.Error()}

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/treaty-dev/treaty/client"
 	"github.com/treaty-dev/treaty/localapi"
 )
 
@@ -397,6 +399,23 @@ func TestHeartbeat(t *testing.T) {
 	res, err := s.cs.CallTool(ctx, p)
 	if err != nil || res.IsError {
 		t.Fatalf("call = %v, %v", res, err)
+	}
+}
+
+// TestNodeDown: with no node, the fixed tools still answer, with an error
+// that says what to do.
+func TestNodeDown(t *testing.T) {
+	t.Parallel()
+	b, err := New(Options{Node: client.New(t.TempDir())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Sync(t.Context()); !errors.Is(err, client.ErrNotRunning) {
+		t.Fatalf("Sync = %v, want ErrNotRunning", err)
+	}
+	res := refusal(errorBody(fmt.Errorf("wrapped: %w", client.ErrNotRunning)))
+	if !res.IsError || !strings.HasPrefix(text(res), "failed at stage internal: the treaty node is not running") {
+		t.Fatalf("refusal = %q", text(res))
 	}
 }
 

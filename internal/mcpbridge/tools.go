@@ -351,8 +351,11 @@ func requestDigest(receipt json.RawMessage) string {
 // refusal is a tool error naming the stage and the reason.
 func refusal(e *localapi.ErrorBody) *mcp.CallToolResult {
 	where := "refused by this node"
-	if e.Remote {
+	switch {
+	case e.Remote:
 		where = "refused by the peer"
+	case e.Stage == localapi.StageInternal:
+		where = "failed"
 	}
 	res := jsonResult(struct {
 		Error *localapi.ErrorBody `json:"error"`
