@@ -12,6 +12,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
@@ -437,4 +438,45 @@ func sameJSON(a json.RawMessage, b string) bool {
 	ma, _ := json.Marshal(x)
 	mb, _ := json.Marshal(y)
 	return string(ma) == string(mb)
+}
+
+// TestStreamBound: a stream longer than MaxStreamEvents keeps the first
+// MaxStreamEvents in the result and says it was truncated.
+func TestStreamBound(t *testing.T) {
+	t.Parallel()
+	f := newFake()
+	f.stream = func(_ context.Context, _, _ string, _ json.RawMessage, emit func(json.RawMessage) error) error {
+		for i := range MaxStreamEvents + 5 {
+			if err := emit(json.RawMessage(fmt.Sprint(i))); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	s := connect(t, f, 0)
+	res := s.call(t, "globex__ticks", map[string]any{}, nil)
+	var got struct {
+		Events     []int      `json:"events"`
+		Provenance Provenance `json:"provenance"`
+	}
+	if err := json.Unmarshal([]byte(text(res)), &got); err != nil || res.IsError {
+		t.Fatalf("result: %v", err)
+	}
+	if len(got.Events) != MaxStreamEvents || got.Events[MaxStreamEvents-1] != MaxStreamEvents-1 ||
+		!got.Provenance.Truncated || got.Provenance.Events != MaxStreamEvents+5 {
+		t.Fatalf("kept %d events, truncated %v, counted %d", len(got.Events), got.Provenance.Truncated, got.Provenance.Events)
+	}
+}
+
+// TestDescriptionBound: a long description is cut on a rune boundary.
+func TestDescriptionBound(t *testing.T) {
+	t.Parallel()
+	long := strings.Repeat("é", MaxDescription) // 2 bytes each
+	got := clean(long, MaxDescription)
+	if !strings.HasSuffix(got, " [cut]") || len(got) > MaxDescription+len(" [cut]") || !utf8.ValidString(got) {
+		t.Fatalf("clean cut to %d bytes, valid %v", len(got), utf8.ValidString(got))
+	}
+	if got := clean("a\u200bb\u202ec\x1bd\ne", 100); got != "abcd\ne" {
+		t.Fatalf("clean = %q", got)
+	}
 }
