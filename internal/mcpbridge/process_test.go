@@ -131,7 +131,21 @@ func (s *syncBuffer) String() string {
 // and globex are real nodes federated over loopback mTLS. The client lists
 // the tools, calls globex's capability, gets a denied capability's refusal
 // as a tool error, and is told the list changed when globex grants more.
+//
+// It runs once per protocol generation: 2025-11-25, which deployed agents
+// speak and where list changes go to every session, and the SDK's default,
+// where they go to sessions that subscribed.
 func TestMCPProcess(t *testing.T) {
+	for _, version := range []string{"2025-11-25", ""} {
+		name := version
+		if name == "" {
+			name = "default"
+		}
+		t.Run(name, func(t *testing.T) { testMCPProcess(t, version) })
+	}
+}
+
+func testMCPProcess(t *testing.T, version string) {
 	acme, globex := start(t, "acme"), start(t, "globex")
 	for _, p := range [][2]*realNode{{acme, globex}, {globex, acme}} {
 		if err := home.AddPeer(p[0].home, p[1].n.Name(), p[1].n.Addr().String(), p[1].n.ID().String()); err != nil {
@@ -189,7 +203,11 @@ func TestMCPProcess(t *testing.T) {
 			}
 		},
 	})
-	cs, err := c.Connect(ctx, &mcp.CommandTransport{Command: cmd}, &mcp.ClientSessionOptions{ProtocolVersion: "2025-11-25"})
+	var opts *mcp.ClientSessionOptions
+	if version != "" {
+		opts = &mcp.ClientSessionOptions{ProtocolVersion: version}
+	}
+	cs, err := c.Connect(ctx, &mcp.CommandTransport{Command: cmd}, opts)
 	if err != nil {
 		t.Fatalf("connect: %v\nstderr: %s", err, stderr.String())
 	}
