@@ -480,3 +480,69 @@ func TestDescriptionBound(t *testing.T) {
 		t.Fatalf("clean = %q", got)
 	}
 }
+
+// TestRunPolls: Run keeps the list current by itself, while calls run
+// concurrently, and returns once the client leaves.
+func TestRunPolls(t *testing.T) {
+	t.Parallel()
+	f := newFake()
+	f.call = func(_ context.Context, _, _ string, input json.RawMessage) (*localapi.CallResponse, error) {
+		return &localapi.CallResponse{Output: input}, nil
+	}
+	b, err := New(Options{Node: f, Poll: MinPoll})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ct, st := mcp.NewInMemoryTransports()
+	ran := make(chan error, 1)
+	go func() { ran <- b.Run(t.Context(), st) }()
+	changed := make(chan struct{}, 16)
+	c := mcp.NewClient(&mcp.Implementation{Name: "test"}, &mcp.ClientOptions{
+		ToolListChangedHandler: func(context.Context, *mcp.ToolListChangedRequest) {
+			select {
+			case changed <- struct{}{}:
+			default:
+			}
+		},
+	})
+	cs, err := c.Connect(t.Context(), ct, &mcp.ClientSessionOptions{ProtocolVersion: legacyProtocol})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.After(10 * time.Second)
+	has := func(name string) bool {
+		res, err := cs.ListTools(t.Context(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return slices.ContainsFunc(res.Tools, func(tl *mcp.Tool) bool { return tl.Name == name })
+	}
+	for !has("globex__echo") {
+		select {
+		case <-changed:
+		case <-deadline:
+			t.Fatal("the first poll never listed globex__echo")
+		}
+	}
+	f.setCaps(globexID, `[{"name":"echo"},{"name":"review"}]`, nil)
+	for i := 0; !has("globex__review"); i++ {
+		if res := (&session{cs: cs}).call(t, "globex__echo", map[string]any{"i": i}, nil); res.IsError {
+			t.Fatalf("call during polling: %s", text(res))
+		}
+		select {
+		case <-changed:
+		case <-deadline:
+			t.Fatal("polling never listed globex__review")
+		default:
+		}
+	}
+	cs.Close()
+	select {
+	case err := <-ran:
+		if err != nil && !errors.Is(err, mcp.ErrConnectionClosed) {
+			t.Logf("Run ended with %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after the client left")
+	}
+}
