@@ -46,6 +46,7 @@ func newRoot() *cobra.Command {
 		exposeCmd(h), grantCmd(h), ungrantCmd(h), capsCmd(h), callCmd(h), demoCmd(),
 		scanCmd(h), screenCmd(h), auditCmd(h),
 		trustCmd(h), limitCmd(h), versionCmd(),
+		mcpCmd(h),
 	)
 	return root
 }

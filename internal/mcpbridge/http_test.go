@@ -1,0 +1,117 @@
+package mcpbridge
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+func TestToken(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	tok, err := LoadOrCreateToken(dir)
+	if err != nil || len(tok) != 64 {
+		t.Fatalf("first use: %q, %v", tok, err)
+	}
+	st, err := os.Stat(filepath.Join(dir, TokenFile))
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("token file mode = %v, %v", st.Mode().Perm(), err)
+	}
+	if again, err := LoadOrCreateToken(dir); err != nil || again != tok {
+		t.Fatalf("second use: %q, %v; want the same token", again, err)
+	}
+	if err := os.Chmod(filepath.Join(dir, TokenFile), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadOrCreateToken(dir); err == nil || !strings.Contains(err.Error(), "0600") {
+		t.Fatalf("world-readable token accepted: %v", err)
+	}
+	short := t.TempDir()
+	if err := os.WriteFile(filepath.Join(short, TokenFile), []byte("abc\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadOrCreateToken(short); err == nil {
+		t.Fatal("a 3-character token was accepted")
+	}
+}
+
+func TestIsLoopback(t *testing.T) {
+	t.Parallel()
+	for addr, want := range map[string]bool{
+		"127.0.0.1:8765": true, "[::1]:8765": true, "localhost:1": true, "127.1.2.3:0": true,
+		"0.0.0.0:8765": false, "[::]:1": false, "10.0.0.1:80": false, "example.com:80": false,
+		"127.0.0.1": false, "": false, "localhost.evil.com:1": false,
+	} {
+		if got := IsLoopback(addr); got != want {
+			t.Errorf("IsLoopback(%q) = %v, want %v", addr, got, want)
+		}
+	}
+}
+
+type bearer struct {
+	tok  string
+	next http.RoundTripper
+}
+
+func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+b.tok)
+	return b.next.RoundTrip(r)
+}
+
+func TestHTTPBearer(t *testing.T) {
+	t.Parallel()
+	b, err := New(Options{Node: newFake()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Sync(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.HTTPHandler("short"); err == nil {
+		t.Fatal("a short token was accepted")
+	}
+	tok := strings.Repeat("k", 64)
+	h, err := b.HTTPHandler(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h) // 127.0.0.1:0
+	defer srv.Close()
+
+	for _, auth := range []string{"", "Bearer wrong", "Bearer " + tok[:63], "bearer " + tok, tok} {
+		req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, srv.URL, strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"tools/list"}`))
+		req.Header.Set("Content-Type", "application/json")
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("Authorization %q: HTTP %d, want 401", auth, resp.StatusCode)
+		}
+	}
+
+	c := mcp.NewClient(&mcp.Implementation{Name: "test"}, nil)
+	cs, err := c.Connect(t.Context(), &mcp.StreamableClientTransport{Endpoint: srv.URL,
+		HTTPClient: &http.Client{Transport: bearer{tok, http.DefaultTransport}}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+	res, err := cs.ListTools(t.Context(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Tools) != 5 {
+		t.Fatalf("over HTTP: %d tools, want 5", len(res.Tools))
+	}
+}
