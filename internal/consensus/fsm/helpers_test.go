@@ -54,8 +54,14 @@ func machine(t testing.TB, g Group) *Machine {
 	return m
 }
 
-// signed signs op for m's current group epoch.
-func signed(t testing.TB, k identity.PrivateKey, id ID, seq uint64, op Op) []byte {
+// fataler is what signed needs of testing.TB and *rapid.T.
+type fataler interface {
+	Helper()
+	Fatal(args ...any)
+}
+
+// signed signs op and returns the wire form.
+func signed(t fataler, k identity.PrivateKey, id ID, seq uint64, op Op) []byte {
 	t.Helper()
 	q, err := SignRequest(k, id, seq, op)
 	if err != nil {
