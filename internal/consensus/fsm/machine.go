@@ -59,9 +59,9 @@ const (
 
 // Closure reports a motion decided while applying an entry.
 type Closure struct {
-	Motion  uint64
-	Outcome Outcome
-	Reason  string
+	Motion  uint64  `json:"motion"`
+	Outcome Outcome `json:"outcome"`
+	Reason  string  `json:"reason"`
 }
 
 // Result is what applying one entry did. Every replica computes the same one.
@@ -175,7 +175,24 @@ type Machine struct {
 	seq       map[identity.PublicKey]uint64
 	motions   map[uint64]*Motion
 	open      []uint64 // IDs of open motions, ascending
+	decided   []uint64 // IDs of decided motions, ascending; the oldest are forgotten past MaxDecidedMotions
+	bytes     int      // sum of key and value lengths in kv
+	lim       limits
 }
+
+// limits are the Max constants; tests lower them to reach them quickly.
+type limits struct{ keys, bytes, open, decided int }
+
+var defaultLimits = limits{keys: MaxKeys, bytes: MaxStoreBytes, open: MaxOpenMotions, decided: MaxDecidedMotions}
+
+// Limits of the replicated state. Apply refuses what would exceed them, so
+// every state a group can reach is one Restore accepts.
+const (
+	MaxKeys           = 1 << 16  // keys in the store
+	MaxStoreBytes     = 64 << 20 // key plus value bytes in the store
+	MaxOpenMotions    = 1024     // motions open at once
+	MaxDecidedMotions = 4096     // decided motions kept for show; older ones are forgotten
+)
 
 // New returns the state of a group before its first entry.
 func New(g Group) (*Machine, error) {
@@ -187,6 +204,7 @@ func New(g Group) (*Machine, error) {
 		kv:      map[string]Item{},
 		seq:     map[identity.PublicKey]uint64{},
 		motions: map[uint64]*Motion{},
+		lim:     defaultLimits,
 	}, nil
 }
 
@@ -299,8 +317,22 @@ func (m *Machine) applyKV(index uint64, o Op, res *Result) {
 			return
 		}
 		delete(m.kv, o.Key)
+		m.bytes -= len(o.Key) + len(cur.Value)
 		return
 	}
+	grow := len(o.Value) - len(cur.Value)
+	if !exists {
+		grow += len(o.Key)
+	}
+	switch {
+	case !exists && len(m.kv) >= m.lim.keys:
+		res.Code, res.Reason = CodeInvalid, fmt.Sprintf("store holds %d keys, limit %d", len(m.kv), m.lim.keys)
+		return
+	case m.bytes+grow > m.lim.bytes:
+		res.Code, res.Reason = CodeInvalid, fmt.Sprintf("store would hold %d bytes, limit %d", m.bytes+grow, m.lim.bytes)
+		return
+	}
+	m.bytes += grow
 	v := cur.Version + 1
 	m.kv[o.Key] = Item{Value: slices.Clone(o.Value), Version: v, Index: index}
 	res.Version = v
@@ -308,6 +340,10 @@ func (m *Machine) applyKV(index uint64, o Op, res *Result) {
 
 func (m *Machine) applyOpen(index uint64, q Request, res *Result) {
 	o := q.Op
+	if len(m.open) >= m.lim.open {
+		res.Code, res.Reason = CodeInvalid, fmt.Sprintf("%d motions are open, limit %d", len(m.open), m.lim.open)
+		return
+	}
 	mo := &Motion{ID: index, Proposer: q.Proposer, Quorum: o.Quorum, Deadline: o.Deadline, Text: o.Text, Outcome: OutcomeOpen}
 	n := m.group.N()
 	switch o.Kind {
@@ -414,6 +450,7 @@ func (m *Machine) decide(index uint64, mo *Motion, o Outcome, reason string, res
 		m.open = slices.Delete(m.open, i, i+1)
 	}
 	res.Closed = append(res.Closed, Closure{Motion: mo.ID, Outcome: o, Reason: reason})
+	m.forgetOld(mo.ID)
 	if o == OutcomePassed && mo.Kind != MotionPlain {
 		m.changeMembers(index, mo, res)
 	}
@@ -451,5 +488,17 @@ func (m *Machine) expire(index uint64, res *Result) {
 		if mo.Outcome == OutcomeOpen && mo.Deadline != 0 && mo.Deadline <= m.clock {
 			m.decide(index, mo, OutcomeFailed, fmt.Sprintf("deadline %d passed at agreed time %d", mo.Deadline, m.clock), res)
 		}
+	}
+}
+
+// forgetOld records id as decided and forgets the oldest decided motions past
+// MaxDecidedMotions, lowest ID first, so state stays bounded and every replica
+// forgets the same ones. A vote on a forgotten motion is refused as not-found.
+func (m *Machine) forgetOld(id uint64) {
+	i, _ := slices.BinarySearch(m.decided, id)
+	m.decided = slices.Insert(m.decided, i, id)
+	for len(m.decided) > m.lim.decided {
+		delete(m.motions, m.decided[0])
+		m.decided = m.decided[1:]
 	}
 }

@@ -12,12 +12,6 @@ import (
 
 const snapshotMagic = "treaty/consensus/snapshot/v1\x00"
 
-// Limits of a snapshot, checked before allocating while restoring.
-const (
-	MaxSnapshotKeys    = 1 << 20
-	MaxSnapshotMotions = 1 << 20
-)
-
 // Snapshot is the canonical encoding of the whole state: keys sorted, members
 // and proposers sorted by key bytes, motions by ID. Equal states give equal
 // bytes on every replica.
@@ -154,20 +148,25 @@ func Restore(b []byte) (*Machine, error) {
 		kv:      map[string]Item{},
 		seq:     map[identity.PublicKey]uint64{},
 		motions: map[uint64]*Motion{},
+		lim:     defaultLimits,
 	}
 	m.lastIndex = r.u64()
 	m.clock = r.i64()
 	prev := ""
-	for i, n := 0, r.count("keys", MaxSnapshotKeys); i < n && r.err == nil; i++ {
+	for i, n := 0, r.count("keys", MaxKeys); i < n && r.err == nil; i++ {
 		k := r.text("key", MaxKeyLen)
 		it := Item{Value: r.bytes("value", MaxValueLen), Version: r.u64(), Index: r.u64()}
 		if r.err == nil && (validKey(k) != nil || (i > 0 && strings.Compare(prev, k) >= 0) || it.Version == 0) {
 			r.fail(fmt.Errorf("key %d: invalid, unsorted or version 0", i))
 		}
 		m.kv[k], prev = it, k
+		m.bytes += len(k) + len(it.Value)
+	}
+	if r.err == nil && m.bytes > MaxStoreBytes {
+		r.fail(fmt.Errorf("store holds %d bytes, limit %d", m.bytes, MaxStoreBytes))
 	}
 	var prevKey identity.PublicKey
-	for i, n := 0, r.count("proposers", MaxSnapshotKeys); i < n && r.err == nil; i++ {
+	for i, n := 0, r.count("proposers", MaxKeys); i < n && r.err == nil; i++ {
 		k := r.key("proposer")
 		if i > 0 && comparePub(prevKey, k) >= 0 {
 			r.fail(errors.New("proposers not sorted"))
@@ -175,7 +174,7 @@ func Restore(b []byte) (*Machine, error) {
 		m.seq[k], prevKey = r.u64(), k
 	}
 	var prevID uint64
-	for i, n := 0, r.count("motions", MaxSnapshotMotions); i < n && r.err == nil; i++ {
+	for i, n := 0, r.count("motions", MaxOpenMotions+MaxDecidedMotions); i < n && r.err == nil; i++ {
 		mo := decodeMotion(&r)
 		if r.err == nil && (i > 0 && mo.ID <= prevID || mo.ID == 0) {
 			r.fail(errors.New("motions not sorted"))
@@ -183,7 +182,12 @@ func Restore(b []byte) (*Machine, error) {
 		m.motions[mo.ID], prevID = mo, mo.ID
 		if mo.Outcome == OutcomeOpen {
 			m.open = append(m.open, mo.ID)
+		} else {
+			m.decided = append(m.decided, mo.ID)
 		}
+	}
+	if r.err == nil && (len(m.open) > MaxOpenMotions || len(m.decided) > MaxDecidedMotions) {
+		r.fail(fmt.Errorf("%d open and %d decided motions, limits %d and %d", len(m.open), len(m.decided), MaxOpenMotions, MaxDecidedMotions))
 	}
 	if err := r.done(); err != nil {
 		return nil, fmt.Errorf("fsm: snapshot: %w", err)
