@@ -19,6 +19,26 @@ type Entry struct {
 
 const entryMagic = "treaty/consensus/entry/v1\x00"
 
+// TimeSkewError is CheckProposedTime's refusal.
+type TimeSkewError struct{ Proposed, Local, MaxSkew int64 }
+
+func (e *TimeSkewError) Error() string {
+	return fmt.Sprintf("fsm: proposed entry time %d is more than %d ns ahead of local time %d", e.Proposed, e.MaxSkew, e.Local)
+}
+
+// CheckProposedTime is the check a replica makes on a proposal's time before
+// agreeing to it (the engine calls it with its own clock; apply never does).
+// A stamp ahead of local time by more than maxSkew is refused: it would let a
+// lying leader expire motions early, and the agreed clock never moves back. A
+// stamp behind is harmless, since the agreed clock is a maximum.
+func CheckProposedTime(proposed, local, maxSkew int64) error {
+	// The unsigned difference cannot overflow when proposed > local.
+	if proposed > local && uint64(proposed)-uint64(local) > uint64(max(maxSkew, 0)) {
+		return &TimeSkewError{Proposed: proposed, Local: local, MaxSkew: maxSkew}
+	}
+	return nil
+}
+
 // Digest binds the entry's time and request bytes.
 func (e Entry) Digest() [32]byte {
 	var w writer

@@ -334,3 +334,22 @@ func TestRestoreRejects(t *testing.T) {
 		}
 	}
 }
+
+func TestCheckProposedTime(t *testing.T) {
+	const skew = 1000
+	cases := []struct {
+		proposed, local int64
+		ok              bool
+	}{
+		{5000, 5000, true}, {5999, 5000, true}, {6000, 5000, true}, {6001, 5000, false},
+		{1, 5000, true}, // behind is harmless: the agreed clock is a maximum
+		{1 << 62, -(1 << 62), false},
+	}
+	for _, c := range cases {
+		err := CheckProposedTime(c.proposed, c.local, skew)
+		var te *TimeSkewError
+		if c.ok != (err == nil) || (err != nil && !errors.As(err, &te)) {
+			t.Errorf("CheckProposedTime(%d, %d) = %v", c.proposed, c.local, err)
+		}
+	}
+}
