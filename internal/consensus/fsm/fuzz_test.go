@@ -20,7 +20,8 @@ func FuzzDecodeRequest(f *testing.F) {
 	f.Add(good[:len(good)-1])           // signature cut short
 	f.Add(append(bytes.Clone(good), 0)) // trailing byte
 	f.Add([]byte(requestMagic))         // magic only
-	f.Add(signed(f, ks[1], g.ID(), 1, Vote(1, true)))
+	f.Add([]byte{})                     // empty: a tick, applied as one
+	f.Add(signed(f, ks[1], g.ID(), 1, Vote("m1", true)))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		q, err := DecodeRequest(b)
 		if err == nil && !bytes.Equal(q.Encode(), b) {
@@ -63,7 +64,7 @@ func FuzzRestore(f *testing.F) {
 	ks := keys(f, 3)
 	d := newDriver(f, group(f, ModeRaft, ks))
 	d.do(ks[0], Put("a", []byte("1")))
-	d.do(ks[0], OpenMotion(2, 0, "m"))
+	d.do(ks[0], OpenMotion(d.name(), 2, 0, "m"))
 	f.Add(d.m.Snapshot())
 	f.Add([]byte(snapshotMagic))
 	f.Fuzz(func(t *testing.T, b []byte) {

@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/treaty-dev/treaty/internal/identity"
@@ -88,6 +89,9 @@ func (d *driver) do(k identity.PrivateKey, op Op) Result {
 	d.seq[k.Public()]++
 	return d.raw(signed(d.t, k, d.m.Group().ID(), d.seq[k.Public()], op))
 }
+
+// name is a motion name unique within the driver's log.
+func (d *driver) name() string { return fmt.Sprintf("m%d", d.index+1) }
 
 func (d *driver) raw(req []byte) Result {
 	d.index++

@@ -10,23 +10,26 @@ func TestOpenMotionLimit(t *testing.T) {
 	d := newDriver(t, group(t, ModeRaft, ks))
 	d.m.lim.open = 8
 	for range d.m.lim.open {
-		must(t, d.do(ks[0], OpenMotion(1, 0, "")))
+		must(t, d.do(ks[0], OpenMotion(d.name(), 1, 0, "")))
 	}
-	wantCode(t, d.do(ks[0], OpenMotion(1, 0, "")), CodeInvalid)
-	must(t, d.do(ks[0], Vote(1, true))) // deciding one frees a slot
-	must(t, d.do(ks[0], OpenMotion(1, 0, "")))
+	wantCode(t, d.do(ks[0], OpenMotion(d.name(), 1, 0, "")), CodeInvalid)
+	must(t, d.do(ks[0], Vote("m1", true))) // deciding one frees a slot
+	must(t, d.do(ks[0], OpenMotion(d.name(), 1, 0, "")))
 }
 
 func TestDecidedMotionsAreForgottenOldestFirst(t *testing.T) {
 	ks := keys(t, 1)
 	d := newDriver(t, group(t, ModeRaft, ks))
 	d.m.lim.decided = 16
-	var first uint64
+	var first, second string
 	for i := range d.m.lim.decided + 1 {
 		// Each motion expires when the next entry's time passes its deadline.
-		r := must(t, d.do(ks[0], OpenMotion(1, d.now+2, "")))
-		if i == 0 {
+		r := must(t, d.do(ks[0], OpenMotion(d.name(), 1, d.now+2, "")))
+		switch i {
+		case 0:
 			first = r.Motion
+		case 1:
+			second = r.Motion
 		}
 		d.now++
 	}
@@ -34,7 +37,7 @@ func TestDecidedMotionsAreForgottenOldestFirst(t *testing.T) {
 	if _, ok := d.m.Motion(first); ok {
 		t.Fatal("oldest decided motion kept past the limit")
 	}
-	if mo, ok := d.m.Motion(first + 1); !ok || mo.Outcome != OutcomeFailed {
+	if mo, ok := d.m.Motion(second); !ok || mo.Outcome != OutcomeFailed {
 		t.Fatal("second oldest forgotten too early")
 	}
 	wantCode(t, d.do(ks[0], Vote(first, true)), CodeNotFound)

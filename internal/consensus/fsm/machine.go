@@ -79,7 +79,7 @@ const (
 
 // Closure reports a motion decided while applying an entry.
 type Closure struct {
-	Motion  uint64  `json:"motion"`
+	Motion  string  `json:"motion"`
 	Outcome Outcome `json:"outcome"`
 	Reason  string  `json:"reason"`
 }
@@ -91,7 +91,7 @@ type Result struct {
 	Code    Code
 	Reason  string
 	Version uint64  // put/delete: the key's version after (or, on cas-mismatch, its current one; 0 = absent)
-	Motion  uint64  // motion-open, member-add/remove, vote: the motion's ID
+	Motion  string  // motion-open, member-add/remove, vote: the motion's name
 	Outcome Outcome // of Motion after this entry
 	Closed  []Closure
 }
@@ -126,11 +126,11 @@ func (r Result) encode(w *writer) {
 	w.str(string(r.Code))
 	w.str(r.Reason)
 	w.u64(r.Version)
-	w.u64(r.Motion)
+	w.str(r.Motion)
 	w.str(string(r.Outcome))
 	w.u32(uint32(len(r.Closed)))
 	for _, c := range r.Closed {
-		w.u64(c.Motion)
+		w.str(c.Motion)
 		w.str(string(c.Outcome))
 		w.str(c.Reason)
 	}
@@ -162,11 +162,13 @@ const (
 	MotionRemove MotionKind = 2
 )
 
-// Motion is a question put to the group. Its ID is the index of the entry
-// that opened it. Votes are final: a member's second vote is refused, so a
+// Motion is a question put to the group, named by its opener (membership
+// motions are named "#ID"). Its ID is the index of the entry that opened it
+// and orders motions; a name is unique among the motions the state keeps. Votes are final: a member's second vote is refused, so a
 // tally never moves backwards and a "passed" can be read off the votes alone.
 type Motion struct {
 	ID       uint64
+	Name     string
 	Kind     MotionKind
 	Subject  identity.PublicKey // member to add or remove
 	Proposer identity.PublicKey
@@ -194,9 +196,10 @@ type Machine struct {
 	kv        map[string]Item
 	seq       map[identity.PublicKey]uint64
 	motions   map[uint64]*Motion
-	open      []uint64 // IDs of open motions, ascending
-	decided   []uint64 // IDs of decided motions, ascending; the oldest are forgotten past MaxDecidedMotions
-	bytes     int      // sum of key and value lengths in kv
+	names     map[string]uint64 // motion name -> ID
+	open      []uint64          // IDs of open motions, ascending
+	decided   []uint64          // IDs of decided motions, ascending; the oldest are forgotten past MaxDecidedMotions
+	bytes     int               // sum of key and value lengths in kv
 	lim       limits
 }
 
@@ -224,6 +227,7 @@ func New(g Group) (*Machine, error) {
 		kv:      map[string]Item{},
 		seq:     map[identity.PublicKey]uint64{},
 		motions: map[uint64]*Motion{},
+		names:   map[string]uint64{},
 		lim:     defaultLimits,
 	}, nil
 }
@@ -264,9 +268,9 @@ func (m *Machine) Keys(prefix string) []string {
 	return out
 }
 
-// Motion returns a copy of motion id.
-func (m *Machine) Motion(id uint64) (Motion, bool) {
-	mo, ok := m.motions[id]
+// Motion returns a copy of the motion called name.
+func (m *Machine) Motion(name string) (Motion, bool) {
+	mo, ok := m.motions[m.names[name]]
 	if !ok {
 		return Motion{}, false
 	}
@@ -364,7 +368,7 @@ func (m *Machine) applyOpen(index uint64, q Request, res *Result) {
 		res.Code, res.Reason = CodeInvalid, fmt.Sprintf("%d motions are open, limit %d", len(m.open), m.lim.open)
 		return
 	}
-	mo := &Motion{ID: index, Proposer: q.Proposer, Quorum: o.Quorum, Deadline: o.Deadline, Text: o.Text, Outcome: OutcomeOpen}
+	mo := &Motion{ID: index, Name: o.Name, Proposer: q.Proposer, Quorum: o.Quorum, Deadline: o.Deadline, Text: o.Text, Outcome: OutcomeOpen}
 	n := m.group.N()
 	switch o.Kind {
 	case OpMotionOpen:
@@ -373,7 +377,7 @@ func (m *Machine) applyOpen(index uint64, q Request, res *Result) {
 			return
 		}
 	case OpMemberAdd, OpMemberRemove:
-		mo.Kind, mo.Subject = MotionAdd, o.Member
+		mo.Kind, mo.Subject, mo.Name = MotionAdd, o.Member, fmt.Sprintf("#%d", index)
 		if o.Kind == OpMemberRemove {
 			mo.Kind = MotionRemove
 		}
@@ -387,9 +391,14 @@ func (m *Machine) applyOpen(index uint64, q Request, res *Result) {
 		res.Code, res.Reason = CodeInvalid, fmt.Sprintf("deadline %d is not after the agreed time %d", o.Deadline, m.clock)
 		return
 	}
+	if _, taken := m.names[mo.Name]; taken {
+		res.Code, res.Reason = CodeInvalid, fmt.Sprintf("motion %q exists", mo.Name)
+		return
+	}
 	m.motions[index] = mo
+	m.names[mo.Name] = index
 	m.open = append(m.open, index)
-	res.Motion, res.Outcome = index, OutcomeOpen
+	res.Motion, res.Outcome = mo.Name, OutcomeOpen
 }
 
 // checkChange says whether a membership motion could still take effect.
@@ -409,18 +418,19 @@ func (m *Machine) checkChange(mo *Motion) error {
 }
 
 func (m *Machine) applyVote(index uint64, q Request, res *Result) {
-	mo, ok := m.motions[q.Op.Motion]
+	id, ok := m.names[q.Op.Motion]
 	if !ok {
-		res.Code, res.Reason = CodeNotFound, fmt.Sprintf("no motion %d", q.Op.Motion)
+		res.Code, res.Reason = CodeNotFound, fmt.Sprintf("no motion %q", q.Op.Motion)
 		return
 	}
-	res.Motion, res.Outcome = mo.ID, mo.Outcome
+	mo := m.motions[id]
+	res.Motion, res.Outcome = mo.Name, mo.Outcome
 	if mo.Outcome != OutcomeOpen {
-		res.Code, res.Reason = CodeClosed, fmt.Sprintf("motion %d is %s", mo.ID, mo.Outcome)
+		res.Code, res.Reason = CodeClosed, fmt.Sprintf("motion %q is %s", mo.Name, mo.Outcome)
 		return
 	}
 	if mo.voted(q.Proposer) {
-		res.Code, res.Reason = CodeAlreadyVoted, fmt.Sprintf("%s already voted on motion %d; votes are final", q.Proposer, mo.ID)
+		res.Code, res.Reason = CodeAlreadyVoted, fmt.Sprintf("%s already voted on motion %q; votes are final", q.Proposer, mo.Name)
 		return
 	}
 	if q.Op.Yes {
@@ -469,7 +479,7 @@ func (m *Machine) decide(index uint64, mo *Motion, o Outcome, reason string, res
 	if i, ok := slices.BinarySearch(m.open, mo.ID); ok {
 		m.open = slices.Delete(m.open, i, i+1)
 	}
-	res.Closed = append(res.Closed, Closure{Motion: mo.ID, Outcome: o, Reason: reason})
+	res.Closed = append(res.Closed, Closure{Motion: mo.Name, Outcome: o, Reason: reason})
 	m.forgetOld(mo.ID)
 	if o == OutcomePassed && mo.Kind != MotionPlain {
 		m.changeMembers(index, mo, res)
@@ -518,6 +528,7 @@ func (m *Machine) forgetOld(id uint64) {
 	i, _ := slices.BinarySearch(m.decided, id)
 	m.decided = slices.Insert(m.decided, i, id)
 	for len(m.decided) > m.lim.decided {
+		delete(m.names, m.motions[m.decided[0]].Name)
 		delete(m.motions, m.decided[0])
 		m.decided = m.decided[1:]
 	}

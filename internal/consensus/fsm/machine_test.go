@@ -3,6 +3,7 @@ package fsm
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"testing"
 )
 
@@ -123,9 +124,9 @@ func TestClockIsMaxOfAgreedTimes(t *testing.T) {
 func TestMotionPassesAtQuorum(t *testing.T) {
 	ks := keys(t, 4)
 	d := newDriver(t, group(t, ModeBFT, ks))
-	r := must(t, d.do(ks[0], OpenMotion(3, 0, "approve PR 42")))
+	r := must(t, d.do(ks[0], OpenMotion(d.name(), 3, 0, "approve PR 42")))
 	id := r.Motion
-	if id != r.Index || r.Outcome != OutcomeOpen {
+	if id != fmt.Sprintf("m%d", r.Index) || r.Outcome != OutcomeOpen {
 		t.Fatalf("open: %+v", r)
 	}
 	must(t, d.do(ks[0], Vote(id, true)))
@@ -146,7 +147,7 @@ func TestMotionPassesAtQuorum(t *testing.T) {
 func TestMotionFailsWhenUnreachable(t *testing.T) {
 	ks := keys(t, 4)
 	d := newDriver(t, group(t, ModeBFT, ks))
-	id := must(t, d.do(ks[0], OpenMotion(3, 0, ""))).Motion
+	id := must(t, d.do(ks[0], OpenMotion(d.name(), 3, 0, ""))).Motion
 	must(t, d.do(ks[0], Vote(id, false)))
 	r := must(t, d.do(ks[1], Vote(id, false))) // 2 no of 4: at most 2 yes < 3
 	if r.Outcome != OutcomeFailed {
@@ -157,7 +158,7 @@ func TestMotionFailsWhenUnreachable(t *testing.T) {
 func TestMotionDeadlineUsesAgreedTime(t *testing.T) {
 	ks := keys(t, 4)
 	d := newDriver(t, group(t, ModeBFT, ks))
-	id := must(t, d.do(ks[0], OpenMotion(2, 5000, ""))).Motion
+	id := must(t, d.do(ks[0], OpenMotion(d.name(), 2, 5000, ""))).Motion
 	must(t, d.do(ks[0], Vote(id, true)))
 	// An entry stamped earlier than the clock does not move it back.
 	d.now = 10
@@ -172,14 +173,14 @@ func TestMotionDeadlineUsesAgreedTime(t *testing.T) {
 	if len(r.Closed) != 1 || r.Closed[0].Outcome != OutcomeFailed {
 		t.Fatalf("%+v", r)
 	}
-	wantCode(t, d.do(ks[0], OpenMotion(1, 4000, "")), CodeInvalid) // deadline in the past
+	wantCode(t, d.do(ks[0], OpenMotion(d.name(), 1, 4000, "")), CodeInvalid) // deadline in the past
 }
 
 func TestMotionTickCloses(t *testing.T) {
 	ks := keys(t, 3)
 	d := newDriver(t, group(t, ModeRaft, ks))
-	a := must(t, d.do(ks[0], OpenMotion(2, 3000, ""))).Motion
-	b := must(t, d.do(ks[0], OpenMotion(2, 2000, ""))).Motion
+	a := must(t, d.do(ks[0], OpenMotion(d.name(), 2, 3000, ""))).Motion
+	b := must(t, d.do(ks[0], OpenMotion(d.name(), 2, 2000, ""))).Motion
 	r := d.tickTo(3000)
 	if len(r.Closed) != 2 || r.Closed[0].Motion != a || r.Closed[1].Motion != b {
 		t.Fatalf("tick closed %+v, want both in ID order", r.Closed)
@@ -189,9 +190,11 @@ func TestMotionTickCloses(t *testing.T) {
 func TestMotionOpenRejects(t *testing.T) {
 	ks := keys(t, 3)
 	d := newDriver(t, group(t, ModeRaft, ks))
-	wantCode(t, d.do(ks[0], OpenMotion(0, 0, "")), CodeInvalid)
-	wantCode(t, d.do(ks[0], OpenMotion(4, 0, "")), CodeInvalid)
-	wantCode(t, d.do(ks[0], Vote(12345, true)), CodeNotFound)
+	wantCode(t, d.do(ks[0], OpenMotion(d.name(), 0, 0, "")), CodeInvalid)
+	must(t, d.do(ks[0], OpenMotion("same", 1, 0, "")))
+	wantCode(t, d.do(ks[0], OpenMotion("same", 1, 0, "")), CodeInvalid) // names are unique
+	wantCode(t, d.do(ks[0], OpenMotion(d.name(), 4, 0, "")), CodeInvalid)
+	wantCode(t, d.do(ks[0], Vote("nope", true)), CodeNotFound)
 	wantCode(t, d.do(ks[0], AddMember(ks[1].Public(), 0, "")), CodeInvalid)
 	wantCode(t, d.do(ks[0], RemoveMember(key(t, 50).Public(), 0, "")), CodeInvalid)
 }
@@ -202,11 +205,11 @@ func TestMembershipChange(t *testing.T) {
 	oldID := d.m.Group().ID()
 	newcomer := ks[4]
 
-	plain := must(t, d.do(ks[0], OpenMotion(4, 0, "needs everyone"))).Motion
+	plain := must(t, d.do(ks[0], OpenMotion(d.name(), 4, 0, "needs everyone"))).Motion
 	must(t, d.do(ks[3], Vote(plain, true)))
 
 	id := must(t, d.do(ks[0], AddMember(newcomer.Public(), 0, "welcome"))).Motion
-	if mo, _ := d.m.Motion(id); mo.Quorum != 3 {
+	if mo, _ := d.m.Motion(id); mo.Quorum != 3 || id[0] != '#' {
 		t.Fatalf("membership quorum %d, want the group's 3", mo.Quorum)
 	}
 	wantCode(t, d.do(newcomer, Vote(id, true)), CodeNotMember)
@@ -248,7 +251,7 @@ func TestMembershipChange(t *testing.T) {
 func TestMembershipShrinkFailsUnreachableMotions(t *testing.T) {
 	ks := keys(t, 3)
 	d := newDriver(t, group(t, ModeRaft, ks))
-	all := must(t, d.do(ks[0], OpenMotion(3, 0, ""))).Motion
+	all := must(t, d.do(ks[0], OpenMotion(d.name(), 3, 0, ""))).Motion
 	rm := must(t, d.do(ks[0], RemoveMember(ks[2].Public(), 0, ""))).Motion
 	must(t, d.do(ks[0], Vote(rm, true)))
 	r := must(t, d.do(ks[1], Vote(rm, true)))
@@ -282,7 +285,7 @@ func TestSnapshotRestore(t *testing.T) {
 	d := newDriver(t, group(t, ModeBFT, ks))
 	must(t, d.do(ks[0], Put("b", []byte("2"))))
 	must(t, d.do(ks[1], Put("a", []byte("1"))))
-	id := must(t, d.do(ks[0], OpenMotion(2, 9000, "x"))).Motion
+	id := must(t, d.do(ks[0], OpenMotion(d.name(), 2, 9000, "x"))).Motion
 	must(t, d.do(ks[2], Vote(id, false)))
 	must(t, d.do(ks[0], AddMember(key(t, 77).Public(), 0, "")))
 	snap := d.m.Snapshot()
@@ -315,7 +318,7 @@ func TestRestoreRejects(t *testing.T) {
 	d := newDriver(t, group(t, ModeRaft, ks))
 	must(t, d.do(ks[0], Put("a", []byte("1"))))
 	must(t, d.do(ks[0], Put("b", []byte("2"))))
-	must(t, d.do(ks[0], OpenMotion(1, 0, "")))
+	must(t, d.do(ks[0], OpenMotion(d.name(), 1, 0, "")))
 	snap := d.m.Snapshot()
 	if _, err := Restore(append(bytes.Clone(snap), 0)); err == nil {
 		t.Error("trailing byte accepted")

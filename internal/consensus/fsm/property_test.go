@@ -135,10 +135,15 @@ func drawOp(rt *rapid.T, ks []identity.PrivateKey, m *Machine) Op {
 		if rapid.Bool().Draw(rt, "hasDeadline") {
 			deadline = m.Clock() + rapid.Int64Range(1, 2000).Draw(rt, "deadline")
 		}
-		return OpenMotion(uint32(rapid.IntRange(0, 5).Draw(rt, "quorum")), deadline, "m")
+		name := fmt.Sprintf("m%d", rapid.IntRange(0, 4).Draw(rt, "name"))
+		return OpenMotion(name, uint32(rapid.IntRange(0, 5).Draw(rt, "quorum")), deadline, "m")
 	case 4, 5:
-		id := m.LastIndex() - uint64(rapid.IntRange(0, 10).Draw(rt, "back"))
-		return Vote(id, rapid.Bool().Draw(rt, "yes"))
+		// A member's motion, or a membership motion opened recently.
+		name := fmt.Sprintf("m%d", rapid.IntRange(0, 4).Draw(rt, "name"))
+		if rapid.Bool().Draw(rt, "membership") {
+			name = fmt.Sprintf("#%d", m.LastIndex()-uint64(rapid.IntRange(0, 10).Draw(rt, "back")))
+		}
+		return Vote(name, rapid.Bool().Draw(rt, "yes"))
 	default:
 		k := ks[rapid.IntRange(0, len(ks)-1).Draw(rt, "member")].Public()
 		if rapid.Bool().Draw(rt, "add") {

@@ -50,7 +50,7 @@ type RecordResult struct {
 	Reason  string    `json:"reason"`
 	Time    int64     `json:"time"`
 	Version uint64    `json:"version"`
-	Motion  uint64    `json:"motion"`
+	Motion  string    `json:"motion"`
 	Outcome Outcome   `json:"outcome"`
 	Closed  []Closure `json:"closed"`
 }

@@ -15,7 +15,7 @@ func bftRecord(t *testing.T, signers []int) (Record, []identity.PrivateKey) {
 	t.Helper()
 	ks := keys(t, 4)
 	d := newDriver(t, group(t, ModeBFT, ks))
-	id := must(t, d.do(ks[0], OpenMotion(3, 0, "approve PR 42"))).Motion
+	id := must(t, d.do(ks[0], OpenMotion(d.name(), 3, 0, "approve PR 42"))).Motion
 	must(t, d.do(ks[1], Vote(id, true)))
 	g := d.m.Group()
 	e := Entry{Time: d.now + 1, Request: signed(t, ks[2], g.ID(), 1, Vote(id, true))}

@@ -54,11 +54,12 @@ type Op struct {
 	HasIfVersion bool   // put, delete: compare-and-set
 	IfVersion    uint64 // put, delete; 0 means "the key is absent" (put only)
 
+	Name     string // motion-open: the motion's name (see ValidMotionName)
 	Quorum   uint32 // motion-open
 	Deadline int64  // motion-open, member-add/remove: agreed time (unix ns) by which it must pass; 0 = none
 	Text     string // motion-open, member-add/remove
 
-	Motion uint64 // motion-vote: the motion's ID (the index that opened it)
+	Motion string // motion-vote: the motion's name
 	Yes    bool   // motion-vote
 
 	Member identity.PublicKey // member-add/remove
@@ -75,13 +76,15 @@ func CAS(key string, value []byte, ifVersion uint64) Op {
 // Delete removes key.
 func Delete(key string) Op { return Op{Kind: OpDelete, Key: key} }
 
-// OpenMotion opens a motion that passes with quorum yes votes.
-func OpenMotion(quorum uint32, deadline int64, text string) Op {
-	return Op{Kind: OpMotionOpen, Quorum: quorum, Deadline: deadline, Text: text}
+// OpenMotion opens motion name, which passes with quorum yes votes. deadline
+// is absolute agreed time in unix ns (the CLI turns --deadline DURATION into
+// the proposer's now plus DURATION); 0 means none.
+func OpenMotion(name string, quorum uint32, deadline int64, text string) Op {
+	return Op{Kind: OpMotionOpen, Name: name, Quorum: quorum, Deadline: deadline, Text: text}
 }
 
-// Vote votes on motion id.
-func Vote(id uint64, yes bool) Op { return Op{Kind: OpMotionVote, Motion: id, Yes: yes} }
+// Vote votes on the motion called name.
+func Vote(name string, yes bool) Op { return Op{Kind: OpMotionVote, Motion: name, Yes: yes} }
 
 // AddMember proposes adding k; the group decides by motion.
 func AddMember(k identity.PublicKey, deadline int64, text string) Op {
@@ -106,11 +109,12 @@ func (o Op) encode(w *writer) {
 		w.boolean(o.HasIfVersion)
 		w.u64(o.IfVersion)
 	case OpMotionOpen:
+		w.str(o.Name)
 		w.u32(o.Quorum)
 		w.i64(o.Deadline)
 		w.str(o.Text)
 	case OpMotionVote:
-		w.u64(o.Motion)
+		w.str(o.Motion)
 		w.boolean(o.Yes)
 	case OpMemberAdd, OpMemberRemove:
 		w.raw(o.Member.Bytes())
@@ -132,11 +136,12 @@ func decodeOp(r *reader) Op {
 		o.HasIfVersion = r.boolean("if-version flag")
 		o.IfVersion = r.u64()
 	case OpMotionOpen:
+		o.Name = r.text("motion name", MaxMotionNameLen)
 		o.Quorum = r.u32()
 		o.Deadline = r.i64()
 		o.Text = r.text("text", MaxTextLen)
 	case OpMotionVote:
-		o.Motion = r.u64()
+		o.Motion = r.text("motion name", MaxMotionNameLen)
 		o.Yes = r.boolean("vote")
 	case OpMemberAdd, OpMemberRemove:
 		p := r.take(32)
@@ -184,11 +189,47 @@ func (o Op) validate() error {
 		if o.Kind != OpMotionOpen && o.Member.IsZero() {
 			return errors.New("member: zero key")
 		}
+		if o.Kind == OpMotionOpen {
+			return ValidMotionName(o.Name)
+		}
 	case OpMotionVote:
+		return validMotionRef(o.Motion)
 	default:
 		return fmt.Errorf("unknown operation %d", uint8(o.Kind))
 	}
 	return nil
+}
+
+// MaxMotionNameLen bounds a motion's name.
+const MaxMotionNameLen = 64
+
+// ValidMotionName accepts the names a member may give a motion: 1 to
+// MaxMotionNameLen ASCII letters, digits, '-', '_' and '.'. Membership motions
+// get names of the form "#INDEX" from the group, which no member can choose.
+func ValidMotionName(s string) error {
+	if s == "" || len(s) > MaxMotionNameLen {
+		return fmt.Errorf("motion name: %d bytes, want 1..%d", len(s), MaxMotionNameLen)
+	}
+	for _, c := range []byte(s) {
+		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.'
+		if !ok {
+			return fmt.Errorf("motion name %q: only A-Z a-z 0-9 - _ . are allowed", s)
+		}
+	}
+	return nil
+}
+
+// validMotionRef accepts a member's name or a membership motion's "#INDEX".
+func validMotionRef(s string) error {
+	if len(s) > 1 && s[0] == '#' && len(s) <= 21 {
+		for _, c := range []byte(s[1:]) {
+			if c < '0' || c > '9' {
+				return fmt.Errorf("motion name %q: want digits after '#'", s)
+			}
+		}
+		return nil
+	}
+	return ValidMotionName(s)
 }
 
 func validKey(k string) error {

@@ -60,6 +60,7 @@ func (m *Machine) Digest() [32]byte { return sha256.Sum256(m.Snapshot()) }
 
 func encodeMotion(w *writer, mo *Motion) {
 	w.u64(mo.ID)
+	w.str(mo.Name)
 	w.u8(uint8(mo.Kind))
 	if mo.Kind != MotionPlain {
 		w.raw(mo.Subject.Bytes())
@@ -101,11 +102,17 @@ func (r *reader) count(what string, max int) int {
 }
 
 func decodeMotion(r *reader) *Motion {
-	mo := &Motion{ID: r.u64(), Kind: MotionKind(r.u8())}
+	mo := &Motion{ID: r.u64(), Name: r.text("motion name", MaxMotionNameLen), Kind: MotionKind(r.u8())}
 	switch mo.Kind {
 	case MotionPlain:
+		if r.err == nil && ValidMotionName(mo.Name) != nil {
+			r.fail(fmt.Errorf("motion %d: bad name", mo.ID))
+		}
 	case MotionAdd, MotionRemove:
 		mo.Subject = r.key("motion subject")
+		if r.err == nil && mo.Name != fmt.Sprintf("#%d", mo.ID) {
+			r.fail(fmt.Errorf("motion %d: membership motion named %q", mo.ID, mo.Name))
+		}
 	default:
 		r.fail(fmt.Errorf("motion %d: unknown kind %d", mo.ID, mo.Kind))
 	}
@@ -148,6 +155,7 @@ func Restore(b []byte) (*Machine, error) {
 		kv:      map[string]Item{},
 		seq:     map[identity.PublicKey]uint64{},
 		motions: map[uint64]*Motion{},
+		names:   map[string]uint64{},
 		lim:     defaultLimits,
 	}
 	m.lastIndex = r.u64()
@@ -179,7 +187,10 @@ func Restore(b []byte) (*Machine, error) {
 		if r.err == nil && (i > 0 && mo.ID <= prevID || mo.ID == 0) {
 			r.fail(errors.New("motions not sorted"))
 		}
-		m.motions[mo.ID], prevID = mo, mo.ID
+		if _, dup := m.names[mo.Name]; dup && r.err == nil {
+			r.fail(fmt.Errorf("motion name %q repeated", mo.Name))
+		}
+		m.motions[mo.ID], m.names[mo.Name], prevID = mo, mo.ID, mo.ID
 		if mo.Outcome == OutcomeOpen {
 			m.open = append(m.open, mo.ID)
 		} else {
