@@ -32,14 +32,20 @@ const (
 	OpMemberRemove OpKind = 6 // open a membership motion to remove Member
 )
 
-var opNames = map[OpKind]string{
-	OpPut: "put", OpDelete: "delete", OpMotionOpen: "motion-open", OpMotionVote: "motion-vote",
-	OpMemberAdd: "member-add", OpMemberRemove: "member-remove",
-}
-
 func (k OpKind) String() string {
-	if s, ok := opNames[k]; ok {
-		return s
+	switch k {
+	case OpPut:
+		return "put"
+	case OpDelete:
+		return "delete"
+	case OpMotionOpen:
+		return "motion-open"
+	case OpMotionVote:
+		return "motion-vote"
+	case OpMemberAdd:
+		return "member-add"
+	case OpMemberRemove:
+		return "member-remove"
 	}
 	return fmt.Sprintf("op(%d)", uint8(k))
 }
