@@ -48,9 +48,11 @@ func (e Entry) Digest() [32]byte {
 	return sha256.Sum256(w.b)
 }
 
-// Code says why an entry was refused. Refused entries change nothing except
-// the clock and, for an authenticated request refused on its merits, the
-// proposer's sequence number (the request was really made and is spent).
+// Code says why an entry's request was refused. A refused request changes
+// nothing but what the entry's index and time do anyway (the clock, motions
+// whose deadline it passes) and, for an authenticated request refused on its
+// merits, the proposer's sequence number (the request was really made and is
+// spent). An index refusal changes nothing at all.
 type Code string
 
 const (
