@@ -3,6 +3,7 @@ package fsm
 import (
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/treaty-dev/treaty/internal/identity"
@@ -119,6 +120,29 @@ func TestGroupValidate(t *testing.T) {
 	for _, c := range cases {
 		if _, err := NewGroup(c.gname, c.mode, 0, c.members); err == nil {
 			t.Errorf("%s: accepted", c.name)
+		}
+	}
+}
+
+// TestMismatchMessages: the operator reads these to fix a definition.
+func TestMismatchMessages(t *testing.T) {
+	ks := pubs(keys(t, 4))
+	a, _ := NewGroup("g", ModeBFT, 0, ks[:3])
+	b, _ := NewGroup("g", ModeBFT, 0, ks[1:])
+	c, _ := NewGroup("g", ModeRaft, 0, ks[:3])
+	for _, tc := range []struct {
+		local, remote Group
+		want          []string
+	}{
+		{a, b, []string{ks[0].String(), "local definition"}},
+		{b, a, []string{ks[3].String(), "local definition"}},
+		{a, c, []string{"mode", `"bft"`, `"raft"`}},
+	} {
+		msg := Compare(tc.local, tc.remote).Error()
+		for _, w := range tc.want {
+			if !strings.Contains(msg, w) {
+				t.Errorf("%q lacks %q", msg, w)
+			}
 		}
 	}
 }
