@@ -105,7 +105,7 @@ func (n *Node) reload() error {
 		st.byName[p.Name] = k
 	}
 	for _, c := range cfg.Capabilities {
-		cp, err := buildCapability(c)
+		cp, err := buildCapability(c, limits)
 		if err != nil {
 			return err
 		}
@@ -143,7 +143,10 @@ func (n *Node) reload() error {
 	return nil
 }
 
-func buildCapability(c config.Capability) (*capability, error) {
+// buildCapability makes c's backend. An http backend's connection pool is sized
+// to the calls one peer may have in flight (lim.MaxConcurrentPerPeer); the pool
+// a reload drops closes its idle connections within 30 s by itself.
+func buildCapability(c config.Capability, lim wire.Limits) (*capability, error) {
 	timeout := c.Timeout.D()
 	if timeout == 0 {
 		timeout = config.DefaultBackendTimeout
@@ -168,7 +171,7 @@ func buildCapability(c config.Capability) (*capability, error) {
 		if c.Stream {
 			return nil, fmt.Errorf("config: capability %s: http backends cannot stream yet", c.Name)
 		}
-		cp.Backend = &backend.HTTP{URL: c.HTTP.URL, Timeout: timeout}
+		cp.Backend = &backend.HTTP{URL: c.HTTP.URL, Timeout: timeout, Conns: lim.MaxConcurrentPerPeer}
 	default:
 		// Declared only; a Go handler registered through the embedding API
 		// supplies the backend. Until then calls fail at the backend stage.
