@@ -24,6 +24,9 @@ const (
 	workerMinBackoff = 100 * time.Millisecond
 	workerMaxBackoff = 5 * time.Second
 	workerLineSlack  = 4 << 10 // room for the id and envelope around an output
+	// workerIdle stops a worker nobody called for this long; the next call
+	// starts it again. It also ends the workers of a backend a reload dropped.
+	workerIdle = time.Minute
 )
 
 // Worker runs a long-lived command that serves many calls over JSON lines:
@@ -42,6 +45,9 @@ const (
 // worker wrote nothing at all since the call was sent: then it is taken as hung
 // and killed.
 //
+// A worker idle for a minute is stopped and started again on the next call, so
+// the workers of a configuration a reload replaced end by themselves.
+//
 // The environment is Exec's minus the per-call variables: those travel in the
 // request line.
 type Worker struct {
@@ -52,6 +58,8 @@ type Worker struct {
 	MaxOutput int           // largest output of one call; zero: DefaultMaxOutput
 	Workers   int           // processes serving calls; zero: 1
 	Log       *slog.Logger  // gets the stderr of a worker that died; nil: slog.Default()
+
+	idleAfter time.Duration // tests: workerIdle otherwise
 
 	once  sync.Once
 	slots []*workerSlot
@@ -76,6 +84,8 @@ type workerProc struct {
 	pending  map[uint64]chan workerAnswer
 	dead     chan struct{}
 	lastRead atomic.Int64 // unix nanos of the last line read
+	lastUse  atomic.Int64 // unix nanos of the last call sent
+	idled    atomic.Bool  // stopped for idleness, not a failure
 	stderr   limitedBuffer
 }
 
@@ -128,10 +138,6 @@ func (w *Worker) Call(ctx context.Context, inv Invocation) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, w.Timeout)
 	defer cancel()
 	slot := w.slots[w.next.Add(1)%uint64(len(w.slots))]
-	p, err := w.proc(slot, inv.Home)
-	if err != nil {
-		return nil, err
-	}
 	id := w.ids.Add(1)
 	line, err := json.Marshal(workerRequest{ID: id, Peer: inv.Peer.String(), Capability: inv.Capability, Call: inv.CallToken, Input: inv.Input})
 	if err != nil {
@@ -139,14 +145,27 @@ func (w *Worker) Call(ctx context.Context, inv Invocation) ([]byte, error) {
 	}
 	line = append(line, '\n')
 	ch := make(chan workerAnswer, 1)
-	p.mu.Lock()
-	if p.pending == nil {
+	var p *workerProc
+	for attempt := 0; ; attempt++ {
+		if p, err = w.proc(slot, inv.Home); err != nil {
+			return nil, err
+		}
+		p.mu.Lock()
+		live := p.pending != nil
+		if live {
+			p.pending[id] = ch
+		}
 		p.mu.Unlock()
-		return nil, fail("worker died", errors.New("worker exited before the call was sent"))
+		if live {
+			break
+		}
+		if attempt > 0 {
+			return nil, fail("worker died", errors.New("worker exited before the call was sent"))
+		}
+		<-p.dead // stopping for idleness: the next proc starts a new one
 	}
-	p.pending[id] = ch
-	p.mu.Unlock()
 	sent := time.Now()
+	p.lastUse.Store(sent.UnixNano())
 	if err := p.write(ctx, line); err != nil {
 		p.forget(id)
 		if ctx.Err() != nil {
@@ -256,7 +275,9 @@ func (w *Worker) start(slot *workerSlot, home string) (*workerProc, error) {
 		outR.Close()
 		return nil, err
 	}
+	p.lastUse.Store(time.Now().UnixNano())
 	go w.serve(slot, p, outR)
+	go p.reapIdle(w.idle())
 	return p, nil
 }
 
@@ -328,10 +349,44 @@ func (w *Worker) serve(slot *workerSlot, p *workerProc, out *os.File) {
 		ch <- workerAnswer{err: fail(reason, cause)}
 	}
 	close(p.dead)
+	if p.idled.Load() {
+		return
+	}
 	slot.mu.Lock()
 	w.died(slot)
 	slot.mu.Unlock()
 	w.log().Warn("exec worker stopped; it restarts on the next call", "argv0", w.Argv[0], "cause", cause, "exit", waitErr, "stderr", string(p.stderrBytes()))
+}
+
+func (w *Worker) idle() time.Duration {
+	if w.idleAfter > 0 {
+		return w.idleAfter
+	}
+	return workerIdle
+}
+
+// reapIdle stops p once no call was sent to it for idle and none is pending.
+func (p *workerProc) reapIdle(idle time.Duration) {
+	t := time.NewTicker(idle / 4)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.dead:
+			return
+		case <-t.C:
+		}
+		p.mu.Lock()
+		quiet := len(p.pending) == 0 && time.Since(time.Unix(0, p.lastUse.Load())) >= idle
+		if quiet {
+			p.idled.Store(true)
+			p.pending = nil // a call racing this one fails as "worker died" rather than hang
+		}
+		p.mu.Unlock()
+		if quiet {
+			p.kill()
+			return
+		}
+	}
 }
 
 // write sends one request line, giving up when ctx ends.

@@ -239,3 +239,23 @@ func TestWorkerEnvironmentIsMinimal(t *testing.T) {
 		t.Fatalf("worker saw %s of the node's environment", out)
 	}
 }
+
+func TestWorkerStopsWhenIdle(t *testing.T) {
+	t.Parallel()
+	w := testWorker(t, 10*time.Second)
+	w.idleAfter = 100 * time.Millisecond
+	before := pidOf(t, w)
+	slot := w.slots[0]
+	slot.mu.Lock()
+	p := slot.proc
+	slot.mu.Unlock()
+	select {
+	case <-p.dead:
+	case <-time.After(10 * time.Second):
+		t.Fatal("idle worker still running after 10s")
+	}
+	// Stopping for idleness is no failure: the next call starts a worker at once.
+	if after := pidOf(t, w); after == before {
+		t.Fatal("same pid after an idle stop")
+	}
+}

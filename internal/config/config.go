@@ -193,12 +193,35 @@ type ExecBackend struct {
 	Command  string   `yaml:"command"`             // program and arguments, shell-quoted
 	Env      []string `yaml:"env,omitempty"`       // extra KEY=VALUE entries
 	EnvAllow []string `yaml:"env_allow,omitempty"` // names passed through from the node's environment
+	Mode     string   `yaml:"mode,omitempty"`      // "call" (default): a process per call; "worker": long-lived processes serving JSON lines
+	Workers  int      `yaml:"workers,omitempty"`   // worker mode: processes; zero: 1
 }
+
+// Exec backend modes.
+const (
+	ExecModeCall   = "call"
+	ExecModeWorker = "worker"
+)
+
+// MaxExecWorkers bounds exec.workers.
+const MaxExecWorkers = 64
 
 var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,127}$`)
 
 // Check validates env entries and names; TREATY_* names are the node's.
 func (e *ExecBackend) Check() error {
+	switch e.Mode {
+	case "", ExecModeCall:
+		if e.Workers != 0 {
+			return fmt.Errorf("workers %d needs mode %q", e.Workers, ExecModeWorker)
+		}
+	case ExecModeWorker:
+		if e.Workers < 0 || e.Workers > MaxExecWorkers {
+			return fmt.Errorf("workers %d outside [0, %d]", e.Workers, MaxExecWorkers)
+		}
+	default:
+		return fmt.Errorf("mode %q is not %q or %q", e.Mode, ExecModeCall, ExecModeWorker)
+	}
 	for i, kv := range e.Env {
 		name, _, ok := strings.Cut(kv, "=")
 		if !ok || !envNameRE.MatchString(name) {

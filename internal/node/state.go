@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -144,8 +145,9 @@ func (n *Node) reload() error {
 }
 
 // buildCapability makes c's backend. An http backend's connection pool is sized
-// to the calls one peer may have in flight (lim.MaxConcurrentPerPeer); the pool
-// a reload drops closes its idle connections within 30 s by itself.
+// to the calls one peer may have in flight (lim.MaxConcurrentPerPeer); an exec
+// worker's answer line is bounded by lim.MaxBodyBytes. The pool and the workers
+// a reload drops close themselves once idle (30 s, 1 min).
 func buildCapability(c config.Capability, lim wire.Limits) (*capability, error) {
 	timeout := c.Timeout.D()
 	if timeout == 0 {
@@ -160,6 +162,16 @@ func buildCapability(c config.Capability, lim wire.Limits) (*capability, error) 
 		argv, err := config.SplitCommand(c.Exec.Command)
 		if err != nil {
 			return nil, fmt.Errorf("config: capability %s: %w", c.Name, err)
+		}
+		if c.Exec.Mode == config.ExecModeWorker {
+			if c.Stream {
+				return nil, fmt.Errorf("config: capability %s: exec.mode worker cannot stream", c.Name)
+			}
+			cp.Backend = &backend.Worker{
+				Argv: argv, Env: c.Exec.Env, EnvAllow: c.Exec.EnvAllow, Timeout: timeout,
+				MaxOutput: int(min(lim.MaxBodyBytes, math.MaxInt32)), Workers: c.Exec.Workers,
+			}
+			break
 		}
 		e := &backend.Exec{Argv: argv, Env: c.Exec.Env, EnvAllow: c.Exec.EnvAllow, Timeout: timeout}
 		if c.Stream {
