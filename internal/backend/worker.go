@@ -330,7 +330,7 @@ func (w *Worker) serve(slot *workerSlot, p *workerProc, out *os.File) {
 			ch <- workerAnswer{err: outputTooLarge(w.maxOutput())}
 			continue
 		}
-		ch <- workerAnswer{out: bytes.Clone(rep.Output)}
+		ch <- workerAnswer{out: rep.Output} // Unmarshal copied it out of the read buffer
 	}
 	p.kill()
 	waitErr := p.cmd.Wait()
