@@ -44,6 +44,15 @@ type Config struct {
 	Audit        AuditConfig   `yaml:"audit,omitempty"`        // what the audit log keeps (internal/audit)
 	Trust        trust.Config  `yaml:"trust,omitempty"`        // behavioural trust model (internal/trust)
 	Budget       budget.Config `yaml:"budget,omitempty"`       // per-peer rate, concurrency, bytes, cost; breaker; depth. Rule peers are did:keys or "*"
+	Debug        Debug         `yaml:"debug,omitempty"`        // operator diagnostics; all off by default
+}
+
+// Debug switches on diagnostics for the node's operator.
+type Debug struct {
+	// Pprof serves net/http/pprof under /debug/pprof/ on the local socket
+	// (mode 0600: the node's user only). Profiles show call timing and
+	// memory, so it is off unless asked for.
+	Pprof bool `yaml:"pprof,omitempty"`
 }
 
 // Peer is an entry of the peer book. The key is the identity; Name is a local nickname.
