@@ -45,7 +45,8 @@ const (
 // worker wrote nothing at all since the call was sent: then it is taken as hung
 // and killed.
 //
-// A worker idle for a minute is stopped and started again on the next call, so
+// A worker must exit when its stdin closes: that is how it learns the node
+// stopped. A worker idle for a minute is stopped and started again on the next call, so
 // the workers of a configuration a reload replaced end by themselves.
 //
 // The environment is Exec's minus the per-call variables: those travel in the
