@@ -341,6 +341,14 @@ func (w *Worker) serve(slot *workerSlot, p *workerProc, out *os.File) {
 	pending := p.pending
 	p.pending = nil
 	p.mu.Unlock()
+	idled := p.idled.Load()
+	if !idled {
+		// Before anyone learns of the death, so a retry meets the backoff.
+		slot.mu.Lock()
+		w.died(slot)
+		slot.mu.Unlock()
+	}
+	close(p.dead)
 	reason := "worker died"
 	var fl *Failure
 	if errors.As(cause, &fl) {
@@ -349,13 +357,9 @@ func (w *Worker) serve(slot *workerSlot, p *workerProc, out *os.File) {
 	for _, ch := range pending {
 		ch <- workerAnswer{err: fail(reason, cause)}
 	}
-	close(p.dead)
-	if p.idled.Load() {
+	if idled {
 		return
 	}
-	slot.mu.Lock()
-	w.died(slot)
-	slot.mu.Unlock()
 	w.log().Warn("exec worker stopped; it restarts on the next call", "argv0", w.Argv[0], "cause", cause, "exit", waitErr, "stderr", string(p.stderrBytes()))
 }
 

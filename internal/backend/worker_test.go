@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -257,5 +258,37 @@ func TestWorkerStopsWhenIdle(t *testing.T) {
 	// Stopping for idleness is no failure: the next call starts a worker at once.
 	if after := pidOf(t, w); after == before {
 		t.Fatal("same pid after an idle stop")
+	}
+}
+
+// A worker that dies at once is not restarted in a tight loop: after the first
+// quick restart, calls fail with "worker restarting" until the backoff passes.
+func TestWorkerRestartBackoff(t *testing.T) {
+	t.Parallel()
+	starts := filepath.Join(t.TempDir(), "starts")
+	w := &Worker{Argv: script(t, `echo x >>`+starts+`; exit 1`), Timeout: 5 * time.Second}
+	defer w.Close()
+	reasons := map[string]int{}
+	const calls = 30
+	for range calls {
+		_, err := w.Call(t.Context(), inv(t, `{}`))
+		reasons[failReason(t, err)]++
+	}
+	b, err := os.ReadFile(starts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := strings.Count(string(b), "x")
+	if reasons["worker restarting"] == 0 || n >= calls {
+		t.Fatalf("%d calls to a dying worker: %d starts, reasons %v; want backoff to refuse some", calls, n, reasons)
+	}
+}
+
+func TestWorkerPoolSpreadsCalls(t *testing.T) {
+	t.Parallel()
+	w := testWorker(t, 10*time.Second)
+	w.Workers = 2
+	if a, b := pidOf(t, w), pidOf(t, w); a == b {
+		t.Fatalf("two workers, consecutive calls both on pid %s", a)
 	}
 }
