@@ -292,3 +292,14 @@ func TestWorkerPoolSpreadsCalls(t *testing.T) {
 		t.Fatalf("two workers, consecutive calls both on pid %s", a)
 	}
 }
+
+// Input with newlines (pretty-printed JSON) still travels as one line.
+func TestWorkerMultilineInput(t *testing.T) {
+	t.Parallel()
+	w := testWorker(t, 10*time.Second)
+	in := inv(t, "{\n  \"n\": 5\n}\n")
+	out, err := w.Call(t.Context(), in)
+	if want := fmt.Sprintf(`{"peer":%q,"n":5}`, in.Peer.String()); err != nil || string(out) != want {
+		t.Fatalf("out = %s, %v; want %s", out, err, want)
+	}
+}
