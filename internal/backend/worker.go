@@ -169,8 +169,11 @@ func (w *Worker) Call(ctx context.Context, inv Invocation) ([]byte, error) {
 	p.lastUse.Store(sent.UnixNano())
 	if err := p.write(ctx, line); err != nil {
 		p.forget(id)
-		if ctx.Err() != nil {
-			return nil, w.ctxFailure(ctx, slot, p, sent)
+		switch {
+		case ctx.Err() != nil:
+			return nil, w.ctxFailure(ctx, p, sent)
+		case errors.Is(err, os.ErrDeadlineExceeded): // the pipe's deadline is ctx's, maybe a hair earlier
+			return nil, fail(fmt.Sprintf("timed out after %v", w.Timeout), err)
 		}
 		return nil, fail("worker died", err)
 	}
@@ -179,13 +182,13 @@ func (w *Worker) Call(ctx context.Context, inv Invocation) ([]byte, error) {
 		return a.out, a.err
 	case <-ctx.Done():
 		p.forget(id)
-		return nil, w.ctxFailure(ctx, slot, p, sent)
+		return nil, w.ctxFailure(ctx, p, sent)
 	}
 }
 
 // ctxFailure is the failure of a call whose context ended; a worker silent
 // since the call was sent is killed as hung.
-func (w *Worker) ctxFailure(ctx context.Context, slot *workerSlot, p *workerProc, sent time.Time) error {
+func (w *Worker) ctxFailure(ctx context.Context, p *workerProc, sent time.Time) error {
 	if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		return fail("cancelled", ctx.Err())
 	}
@@ -407,7 +410,10 @@ func (p *workerProc) write(ctx context.Context, line []byte) error {
 	if d, ok := ctx.Deadline(); ok {
 		p.stdin.SetWriteDeadline(d)
 	}
-	_, err := p.stdin.Write(line)
+	n, err := p.stdin.Write(line)
+	if err != nil && n > 0 {
+		p.kill() // half a line on its stdin: the framing is lost
+	}
 	return err
 }
 

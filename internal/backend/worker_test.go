@@ -303,3 +303,24 @@ func TestWorkerMultilineInput(t *testing.T) {
 		t.Fatalf("out = %s, %v; want %s", out, err, want)
 	}
 }
+
+// A request line cut short by the timeout (the worker stopped reading) loses
+// the framing: the worker is killed even though it still writes.
+func TestWorkerKilledOnPartialWrite(t *testing.T) {
+	t.Parallel()
+	w := &Worker{Argv: script(t, `while :; do echo '{"id":999999999,"output":1}'; sleep 0.05; done`), Timeout: 500 * time.Millisecond}
+	defer w.Close()
+	big := `{"s":"` + strings.Repeat("a", 1<<20) + `"}`
+	_, err := w.Call(t.Context(), inv(t, big))
+	if r := failReason(t, err); r != "timed out after 500ms" {
+		t.Fatalf("reason = %q", r)
+	}
+	w.slots[0].mu.Lock()
+	p := w.slots[0].proc
+	w.slots[0].mu.Unlock()
+	select {
+	case <-p.dead:
+	case <-time.After(10 * time.Second):
+		t.Fatal("worker with half a request on its stdin still running")
+	}
+}
