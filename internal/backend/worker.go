@@ -287,14 +287,16 @@ func (w *Worker) start(slot *workerSlot, home string) (*workerProc, error) {
 
 // serve reads p's answers until it dies, then fails what is still pending.
 func (w *Worker) serve(slot *workerSlot, p *workerProc, out *os.File) {
-	r := bufio.NewReaderSize(out, w.maxOutput()+workerLineSlack)
+	r := bufio.NewReaderSize(out, 64<<10)
+	limit := w.maxOutput() + workerLineSlack
+	var long []byte // a line longer than r's buffer, gathered up to limit
 	var cause error
 	healthy := false
 	for {
-		line, err := r.ReadSlice('\n')
+		line, err := readLine(r, &long, limit)
 		if err != nil {
 			switch {
-			case errors.Is(err, bufio.ErrBufferFull):
+			case errors.Is(err, errOverflow):
 				cause = outputTooLarge(w.maxOutput())
 			case errors.Is(err, io.EOF):
 				cause = errors.New("worker closed its stdout")
@@ -393,6 +395,29 @@ func (p *workerProc) reapIdle(idle time.Duration) {
 		if quiet {
 			p.kill()
 			return
+		}
+	}
+}
+
+// readLine reads one line of at most limit bytes. A line that fits r's buffer
+// is returned in it, a longer one in *long, so memory grows with the lines a
+// worker writes, not with the limit.
+func readLine(r *bufio.Reader, long *[]byte, limit int) ([]byte, error) {
+	*long = (*long)[:0]
+	for {
+		chunk, err := r.ReadSlice('\n')
+		if len(*long)+len(chunk) > limit {
+			return nil, errOverflow
+		}
+		switch {
+		case err == nil && len(*long) == 0:
+			return chunk, nil
+		case err == nil:
+			return append(*long, chunk...), nil
+		case errors.Is(err, bufio.ErrBufferFull):
+			*long = append(*long, chunk...)
+		default:
+			return nil, err
 		}
 	}
 }

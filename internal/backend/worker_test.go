@@ -324,3 +324,15 @@ func TestWorkerKilledOnPartialWrite(t *testing.T) {
 		t.Fatal("worker with half a request on its stdin still running")
 	}
 }
+
+// An answer longer than the read buffer (64 KiB) but within the limit arrives
+// whole.
+func TestWorkerLongAnswer(t *testing.T) {
+	t.Parallel()
+	w := testWorker(t, 10*time.Second)
+	w.MaxOutput = 300 << 10
+	out, err := w.Call(t.Context(), inv(t, `{"do":"big","n":200000}`))
+	if err != nil || len(out) != 200002 || strings.Trim(string(out), `"a`) != "" {
+		t.Fatalf("long answer: %d bytes, %v", len(out), err)
+	}
+}
