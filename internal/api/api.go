@@ -113,6 +113,7 @@ func (s *Server) routes() http.Handler {
 		mux.HandleFunc(rt.method+" "+rt.path, rt.h)
 		allow[rt.path] = append(allow[rt.path], rt.method)
 	}
+	RegisterPprof(mux, s.n)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		status := http.StatusNotFound
 		err := refusal.New(refusal.StageUsage, "no endpoint %s %s (see GET /v1/openapi.json)", r.Method, r.URL.Path)

@@ -46,6 +46,15 @@ type Config struct {
 	Audit        AuditConfig   `yaml:"audit,omitempty"`        // what the audit log keeps (internal/audit)
 	Trust        trust.Config  `yaml:"trust,omitempty"`        // behavioural trust model (internal/trust)
 	Budget       budget.Config `yaml:"budget,omitempty"`       // per-peer rate, concurrency, bytes, cost; breaker; depth. Rule peers are did:keys or "*"
+	Debug        Debug         `yaml:"debug,omitempty"`        // operator diagnostics; all off by default
+}
+
+// Debug switches on diagnostics for the node's operator.
+type Debug struct {
+	// Pprof serves net/http/pprof under /debug/pprof/ on the local socket
+	// (mode 0600: the node's user only). Profiles show call timing and
+	// memory, so it is off unless asked for.
+	Pprof bool `yaml:"pprof,omitempty"`
 }
 
 // Peer is an entry of the peer book. The key is the identity; Name is a local nickname.
@@ -195,12 +204,35 @@ type ExecBackend struct {
 	Command  string   `yaml:"command"`             // program and arguments, shell-quoted
 	Env      []string `yaml:"env,omitempty"`       // extra KEY=VALUE entries
 	EnvAllow []string `yaml:"env_allow,omitempty"` // names passed through from the node's environment
+	Mode     string   `yaml:"mode,omitempty"`      // "call" (default): a process per call; "worker": long-lived processes serving JSON lines
+	Workers  int      `yaml:"workers,omitempty"`   // worker mode: processes; zero: 1
 }
+
+// Exec backend modes.
+const (
+	ExecModeCall   = "call"
+	ExecModeWorker = "worker"
+)
+
+// MaxExecWorkers bounds exec.workers.
+const MaxExecWorkers = 64
 
 var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,127}$`)
 
 // Check validates env entries and names; TREATY_* names are the node's.
 func (e *ExecBackend) Check() error {
+	switch e.Mode {
+	case "", ExecModeCall:
+		if e.Workers != 0 {
+			return fmt.Errorf("workers %d needs mode %q", e.Workers, ExecModeWorker)
+		}
+	case ExecModeWorker:
+		if e.Workers < 0 || e.Workers > MaxExecWorkers {
+			return fmt.Errorf("workers %d outside [0, %d]", e.Workers, MaxExecWorkers)
+		}
+	default:
+		return fmt.Errorf("mode %q is not %q or %q", e.Mode, ExecModeCall, ExecModeWorker)
+	}
 	for i, kv := range e.Env {
 		name, _, ok := strings.Cut(kv, "=")
 		if !ok || !envNameRE.MatchString(name) {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -168,7 +169,7 @@ func (n *Node) prepare(files homeFiles) (*state, trust.Config, *wire.PeerLimiter
 		st.byName[p.Name] = k
 	}
 	for _, c := range cfg.Capabilities {
-		cp, err := buildCapability(c)
+		cp, err := buildCapability(c, limits)
 		if err != nil {
 			return nil, tc, nil, err
 		}
@@ -208,7 +209,11 @@ func (n *Node) prepare(files homeFiles) (*state, trust.Config, *wire.PeerLimiter
 	return st, tc, lim, nil
 }
 
-func buildCapability(c config.Capability) (*capability, error) {
+// buildCapability makes c's backend. An http backend's connection pool is sized
+// to the calls one peer may have in flight (lim.MaxConcurrentPerPeer); an exec
+// worker's answer line is bounded by lim.MaxBodyBytes. The pool and the workers
+// a reload drops close themselves once idle (30 s, 1 min).
+func buildCapability(c config.Capability, lim wire.Limits) (*capability, error) {
 	timeout := c.Timeout.D()
 	if timeout == 0 {
 		timeout = config.DefaultBackendTimeout
@@ -223,6 +228,16 @@ func buildCapability(c config.Capability) (*capability, error) {
 		if err != nil {
 			return nil, fmt.Errorf("config: capability %s: %w", c.Name, err)
 		}
+		if c.Exec.Mode == config.ExecModeWorker {
+			if c.Stream {
+				return nil, fmt.Errorf("config: capability %s: exec.mode worker cannot stream", c.Name)
+			}
+			cp.Backend = &backend.Worker{
+				Argv: argv, Env: c.Exec.Env, EnvAllow: c.Exec.EnvAllow, Timeout: timeout,
+				MaxOutput: int(min(lim.MaxBodyBytes, math.MaxInt32)), Workers: c.Exec.Workers,
+			}
+			break
+		}
 		e := &backend.Exec{Argv: argv, Env: c.Exec.Env, EnvAllow: c.Exec.EnvAllow, Timeout: timeout}
 		if c.Stream {
 			cp.Streamer = e
@@ -233,7 +248,7 @@ func buildCapability(c config.Capability) (*capability, error) {
 		if c.Stream {
 			return nil, fmt.Errorf("config: capability %s: http backends cannot stream yet", c.Name)
 		}
-		cp.Backend = &backend.HTTP{URL: c.HTTP.URL, Timeout: timeout}
+		cp.Backend = &backend.HTTP{URL: c.HTTP.URL, Timeout: timeout, Conns: lim.MaxConcurrentPerPeer}
 	default:
 		// Declared only; a Go handler registered through the embedding API
 		// supplies the backend. Until then calls fail at the backend stage.
