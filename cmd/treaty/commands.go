@@ -287,9 +287,10 @@ func peerCmd(h func() string) *cobra.Command {
 func exposeCmd(h func() string) *cobra.Command {
 	var execCmd, httpURL, desc string
 	var timeout time.Duration
-	var stream, replace, allowRemote bool
+	var stream, replace, allowRemote, worker bool
+	var workers int
 	c := &cobra.Command{
-		Use:   "expose CAP (--exec 'COMMAND ARGS' | --http URL [--allow-remote]) [--replace]",
+		Use:   "expose CAP (--exec 'COMMAND ARGS' [--worker [--workers N]] | --http URL [--allow-remote]) [--replace]",
 		Short: "define a capability; grant it to peers with 'treaty grant'",
 		Long: "A relative or bare --exec program is resolved to an absolute path now, and refused if missing.\n" +
 			"--http must name a loopback host unless --allow-remote is given. An existing capability\n" +
@@ -298,6 +299,18 @@ func exposeCmd(h func() string) *cobra.Command {
 		RunE: func(cmd *cobra.Command, a []string) error {
 			if (execCmd == "") == (httpURL == "") {
 				return usagef("exactly one of --exec and --http is required")
+			}
+			if (worker || workers != 0) && execCmd == "" {
+				return usagef("--worker and --workers need --exec")
+			}
+			if workers != 0 && !worker {
+				return usagef("--workers needs --worker")
+			}
+			if worker && stream {
+				return usagef("--worker cannot be combined with --stream: a worker answers each call with one line")
+			}
+			if workers < 0 || workers > config.MaxExecWorkers {
+				return usagef("--workers %d: want 1 to %d", workers, config.MaxExecWorkers)
 			}
 			if timeout < 0 || timeout > config.MaxBackendTimeout {
 				return usagef("--timeout %v: want a duration in [0, %v] (0: %v)", timeout, config.MaxBackendTimeout, config.DefaultBackendTimeout)
@@ -309,6 +322,9 @@ func exposeCmd(h func() string) *cobra.Command {
 					return err
 				}
 				cp.Exec = &config.ExecBackend{Command: command}
+				if worker {
+					cp.Exec.Mode, cp.Exec.Workers = config.ExecModeWorker, workers
+				}
 			} else {
 				if err := home.CheckHTTPBackend(httpURL, allowRemote); err != nil {
 					return err
@@ -325,6 +341,8 @@ func exposeCmd(h func() string) *cobra.Command {
 	c.Flags().StringVar(&desc, "description", "", "what the capability does")
 	c.Flags().DurationVar(&timeout, "timeout", 0, "backend timeout (default 30s)")
 	c.Flags().BoolVar(&stream, "stream", false, "each stdout line is one event of a result stream")
+	c.Flags().BoolVar(&worker, "worker", false, "keep the command running: it serves many calls as JSON lines (docs/backends.md)")
+	c.Flags().IntVar(&workers, "workers", 0, "with --worker: how many processes (default 1)")
 	return c
 }
 

@@ -70,6 +70,10 @@ func TestExitCodes(t *testing.T) {
 		{"expose http stream", []string{"expose", "--home", dir, "web", "--http", "http://127.0.0.1/x", "--stream"}, 2, "cannot stream"},
 		{"expose reserved name", []string{"expose", "--home", dir, "treaty.x", "--exec", script}, 2, "capability"},
 		{"bad duration", []string{"expose", "--home", dir, "slow", "--exec", script, "--timeout", "soon"}, 2, "timeout"},
+		{"worker without exec", []string{"expose", "--home", dir, "w", "--http", "http://127.0.0.1/x", "--worker"}, 2, "need --exec"},
+		{"workers without worker", []string{"expose", "--home", dir, "w", "--exec", script, "--workers", "2"}, 2, "needs --worker"},
+		{"worker stream", []string{"expose", "--home", dir, "w", "--exec", script, "--worker", "--stream"}, 2, "--stream"},
+		{"too many workers", []string{"expose", "--home", dir, "w", "--exec", script, "--worker", "--workers", "65"}, 2, "want 1 to 64"},
 		{"status bad wait", []string{"status", "--home", dir, "--wait", "forever"}, 2, "wait"},
 		{"status down", []string{"status", "--home", dir}, 1, "no node is running"},
 		{"status wait down", []string{"status", "--home", dir, "--wait", "200ms"}, 1, "not up after 200ms"},
@@ -96,6 +100,7 @@ func TestExposeSurprises(t *testing.T) {
 	mustRun(t, "expose", "--home", dir, "echo", "--exec", "./run.sh", "--replace")
 	mustRun(t, "expose", "--home", dir, "web", "--http", "http://192.0.2.1/x", "--allow-remote")
 	mustRun(t, "expose", "--home", dir, "local", "--http", "http://[::1]:8080/x")
+	mustRun(t, "expose", "--home", dir, "pool", "--exec", "./run.sh", "--worker", "--workers", "3")
 	mustRun(t, "peer", "add", "--home", dir, "--name", "robert", "--addr", "127.0.0.1:7421", "--rename", bob)
 	cfg, err := config.Load(dir)
 	if err != nil {
@@ -104,6 +109,9 @@ func TestExposeSurprises(t *testing.T) {
 	cp, _ := cfg.Capability("echo")
 	if want := filepath.Join(wd, "run.sh"); cp.Exec == nil || cp.Exec.Command != want {
 		t.Fatalf("exec command %+v, want %s (absolute, replaced)", cp.Exec, want)
+	}
+	if cp, _ := cfg.Capability("pool"); cp.Exec == nil || cp.Exec.Mode != config.ExecModeWorker || cp.Exec.Workers != 3 {
+		t.Fatalf("--worker --workers 3 wrote %+v", cp.Exec)
 	}
 	if p, ok := cfg.Peer(bob); !ok || p.Name != "robert" {
 		t.Fatalf("rename: %+v", p)
