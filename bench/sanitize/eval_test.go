@@ -36,6 +36,11 @@ func newSanitizer(tb testing.TB) *sanitize.Sanitizer {
 //
 //	go test ./bench/sanitize -run TestEval -v -args -write
 func TestEval(t *testing.T) {
+	if raceEnabled {
+		// A report, not a check: it asserts nothing, its timings mean nothing
+		// under the race detector, and there it takes many minutes.
+		t.Skip("evaluation report: run it without -race")
+	}
 	recs, err := LoadCorpus(*corpusPath)
 	if err != nil {
 		t.Skipf("corpus: %v", err)

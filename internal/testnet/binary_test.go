@@ -103,6 +103,7 @@ func exits(t *testing.T, n *Node, stdin []byte, want int, words []string, args .
 // TestCLIContract: the commands, their output formats and every exit code
 // of DESIGN.md's contract, through the real binary.
 func TestCLIContract(t *testing.T) {
+	t.Parallel()
 	bin := treatyBin(t)
 	t.Run("a node's own commands", func(t *testing.T) {
 		n := Init(t, bin, "solo")
@@ -225,6 +226,7 @@ func appendConfig(t *testing.T, n *Node, yaml string) {
 // kind) through two real nodes and checks that not one planted value reaches
 // the remote backend, the remote's logs, or either audit log.
 func TestNoPlantedValueLeaks(t *testing.T) {
+	t.Parallel()
 	bin := treatyBin(t)
 	var mu sync.Mutex
 	var seen bytes.Buffer // every body the remote backend received
@@ -322,6 +324,7 @@ func TestNoPlantedValueLeaks(t *testing.T) {
 // the local agent has its entries: call.completed at the caller, call.served
 // at the callee.
 func TestKill9UnderLoad(t *testing.T) {
+	t.Parallel()
 	bin := treatyBin(t)
 	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(w, r.Body)
@@ -409,6 +412,7 @@ func TestKill9UnderLoad(t *testing.T) {
 }
 
 func TestAuditCLI(t *testing.T) {
+	t.Parallel()
 	acme, globex := binaryPair(t)
 	for i := range 5 {
 		acme.Must(t, "call", "globex", "echo", fmt.Sprintf(`{"n":%d}`, i))

@@ -1,0 +1,5 @@
+//go:build !race
+
+package sanitizebench
+
+const raceEnabled = false

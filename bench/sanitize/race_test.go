@@ -1,0 +1,6 @@
+//go:build race
+
+package sanitizebench
+
+// raceEnabled: the race detector slows regexp-bound code tenfold.
+const raceEnabled = true
