@@ -29,8 +29,10 @@ import (
 	"github.com/treaty-dev/treaty/internal/config"
 	"github.com/treaty-dev/treaty/internal/home"
 	"github.com/treaty-dev/treaty/internal/identity"
+	"github.com/treaty-dev/treaty/internal/node"
 	"github.com/treaty-dev/treaty/internal/refusal"
 	"github.com/treaty-dev/treaty/internal/transport"
+	"github.com/treaty-dev/treaty/internal/trust"
 	"github.com/treaty-dev/treaty/internal/wire"
 )
 
@@ -553,6 +555,14 @@ func TestTrustThresholdDriftsBack(t *testing.T) {
 	if s := globex.Node().TrustSnapshot(acme.ID); s.Score >= 0.45 || s.Bad <= 0 {
 		t.Fatalf("trust after probing: score %v bad %v", s.Score, s.Bad)
 	}
+	// `trust show` reads the persisted book, which lags the node by at most
+	// trust.flush_every (1s) for evidence that changes no level.
+	Eventually(t, 5*time.Second, func() error {
+		if s, err := persistedTrust(globex, acme, c.Clock.Now()); err != nil || s.Score >= 0.45 || s.Bad <= 0 {
+			return fmt.Errorf("persisted trust: score %v bad %v (%v)", s.Score, s.Bad, err)
+		}
+		return nil
+	})
 	// Good behaviour (granted calls) and decay lift the score back over the
 	// threshold; the policy admits acme again without anyone re-granting
 	// anything. (Polling search itself would add denied evidence.) The clock
@@ -565,7 +575,32 @@ func TestTrustThresholdDriftsBack(t *testing.T) {
 		}
 		return nil
 	})
+	Eventually(t, 5*time.Second, func() error {
+		if s, err := persistedTrust(globex, acme, c.Clock.Now()); err != nil || s.Score < 0.5 {
+			return fmt.Errorf("persisted trust %v (%v)", s.Score, err)
+		}
+		return nil
+	})
 	acme.MustCall(t, "globex", "search", "")
+}
+
+// persistedTrust is what `treaty trust show` prints of peer at m: the score in
+// m's trust.json, at now.
+func persistedTrust(m, peer *Member, now time.Time) (trust.Snapshot, error) {
+	cfg, err := config.Load(m.Home)
+	if err != nil {
+		return trust.Snapshot{}, err
+	}
+	snaps, err := trust.ReadFile(cfg.Trust, filepath.Join(m.Home, node.TrustFile), now)
+	if err != nil {
+		return trust.Snapshot{}, err
+	}
+	for _, s := range snaps {
+		if s.Peer == peer.ID.String() {
+			return s, nil
+		}
+	}
+	return trust.Snapshot{}, fmt.Errorf("%s's trust.json has no entry for %s yet", m.Name, peer.Name)
 }
 
 func TestDelegation(t *testing.T) {
