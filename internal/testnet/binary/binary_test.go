@@ -1,9 +1,8 @@
-package testnet
-
-// What only a process of the real binary shows: the CLI contract and its exit
-// codes, crash safety under SIGKILL, no planted value leaking through two
-// nodes, and the audit commands. The pipeline itself is tested in process
-// (pipeline_test.go).
+// Package binary tests what only a process of the real binary shows: the CLI
+// contract and its exit codes, crash safety under SIGKILL, no planted value
+// leaking through two nodes, and the audit commands. It runs in a test process
+// of its own, beside the in-process pipeline tests of package testnet.
+package binary
 
 import (
 	"bytes"
@@ -26,7 +25,9 @@ import (
 	"time"
 
 	"github.com/treaty-dev/treaty/client"
+	"github.com/treaty-dev/treaty/internal/identity"
 	"github.com/treaty-dev/treaty/internal/refusal"
+	"github.com/treaty-dev/treaty/internal/testnet"
 	"github.com/treaty-dev/treaty/internal/wire"
 
 	_ "modernc.org/sqlite" // the SQLite client that tampers with audit.db
@@ -59,7 +60,7 @@ func treatyBin(t *testing.T) string {
 	}
 	built.once.Do(func() {
 		if built.dir, built.err = os.MkdirTemp("", "treaty-bin-"); built.err == nil {
-			built.bin, built.err = Build(context.Background(), built.dir)
+			built.bin, built.err = testnet.Build(context.Background(), built.dir)
 		}
 	})
 	if built.err != nil {
@@ -71,13 +72,13 @@ func treatyBin(t *testing.T) string {
 // binaryPair starts acme and globex processes, federated, with globex
 // exposing "echo" and "secret-op" and granting only "echo" to acme, all
 // through the CLI.
-func binaryPair(t *testing.T) (acme, globex *Node) {
+func binaryPair(t *testing.T) (acme, globex *testnet.Node) {
 	t.Helper()
 	bin := treatyBin(t)
-	acme, globex = Init(t, bin, "acme"), Init(t, bin, "globex")
-	Federate(t, acme, globex)
-	globex.Must(t, "expose", "echo", "--exec", WriteScript(t, `printf '{"peer":"%s","cap":"%s","input":%s}' "$TREATY_PEER" "$TREATY_CAPABILITY" "$(cat)"`))
-	globex.Must(t, "expose", "secret-op", "--exec", WriteScript(t, `echo '{"secret":true}'`))
+	acme, globex = testnet.Init(t, bin, "acme"), testnet.Init(t, bin, "globex")
+	testnet.Federate(t, acme, globex)
+	globex.Must(t, "expose", "echo", "--exec", testnet.WriteScript(t, `printf '{"peer":"%s","cap":"%s","input":%s}' "$TREATY_PEER" "$TREATY_CAPABILITY" "$(cat)"`))
+	globex.Must(t, "expose", "secret-op", "--exec", testnet.WriteScript(t, `echo '{"secret":true}'`))
 	globex.Must(t, "grant", "acme", "echo")
 	acme.Start(t)
 	globex.Start(t)
@@ -86,7 +87,7 @@ func binaryPair(t *testing.T) (acme, globex *Node) {
 
 // exits runs a treaty command and fails the test unless it exits with want
 // and its stderr names every one of words.
-func exits(t *testing.T, n *Node, stdin []byte, want int, words []string, args ...string) (stdout, stderr string) {
+func exits(t *testing.T, n *testnet.Node, stdin []byte, want int, words []string, args ...string) (stdout, stderr string) {
 	t.Helper()
 	stdout, stderr, code := n.RunInput(t, stdin, args...)
 	if code != want {
@@ -106,7 +107,7 @@ func TestCLIContract(t *testing.T) {
 	t.Parallel()
 	bin := treatyBin(t)
 	t.Run("a node's own commands", func(t *testing.T) {
-		n := Init(t, bin, "solo")
+		n := testnet.Init(t, bin, "solo")
 		if got := strings.TrimSpace(n.Must(t, "id")); got != n.ID {
 			t.Fatalf("id = %q, init printed %q", got, n.ID)
 		}
@@ -137,19 +138,19 @@ func TestCLIContract(t *testing.T) {
 		}
 	})
 	t.Run("calls between two nodes", func(t *testing.T) {
-		acme, globex := Init(t, bin, "acme"), Init(t, bin, "globex")
+		acme, globex := testnet.Init(t, bin, "acme"), testnet.Init(t, bin, "globex")
 		acme.Start(t)
 		globex.Start(t)
 		// Federation by hand, as two operators would do it.
 		acme.Must(t, "peer", "add", "--name", "globex", "--addr", globex.Addr, globex.ID)
 		globex.Must(t, "peer", "add", "--name", "acme", "--addr", acme.Addr, acme.ID)
-		globex.Must(t, "expose", "echo", "--exec", WriteScript(t, `printf '{"peer":"%s","input":%s}' "$TREATY_PEER" "$(cat)"`))
-		globex.Must(t, "expose", "secret-op", "--exec", WriteScript(t, `echo '{"secret":true}'`))
-		globex.Must(t, "expose", "fails", "--exec", WriteScript(t, `exit 1`))
+		globex.Must(t, "expose", "echo", "--exec", testnet.WriteScript(t, `printf '{"peer":"%s","input":%s}' "$TREATY_PEER" "$(cat)"`))
+		globex.Must(t, "expose", "secret-op", "--exec", testnet.WriteScript(t, `echo '{"secret":true}'`))
+		globex.Must(t, "expose", "fails", "--exec", testnet.WriteScript(t, `exit 1`))
 		globex.Must(t, "grant", "acme", "echo")
 		globex.Must(t, "grant", "acme", "fails")
 		// The running nodes reload the edits within their reload interval.
-		Eventually(t, 5*time.Second, func() error {
+		testnet.Eventually(t, 5*time.Second, func() error {
 			if _, errOut, code := acme.Run(t, "call", "globex", "echo", `{"n":1}`); code != 0 {
 				return fmt.Errorf("exit %d: %s", code, errOut)
 			}
@@ -176,7 +177,7 @@ func TestCLIContract(t *testing.T) {
 		}
 		exits(t, acme, nil, refusal.ExitRemoteFail, []string{"backend"}, "call", "globex", "fails")
 		globex.Must(t, "peer", "rm", "acme")
-		Eventually(t, 5*time.Second, func() error {
+		testnet.Eventually(t, 5*time.Second, func() error {
 			if _, _, code := acme.Run(t, "call", "globex", "echo"); code != refusal.ExitUnreachable {
 				return fmt.Errorf("exit %d after peer rm, want 4", code)
 			}
@@ -184,7 +185,7 @@ func TestCLIContract(t *testing.T) {
 		})
 	})
 	t.Run("scan and screen dry runs", func(t *testing.T) {
-		n := Init(t, bin, "dry")
+		n := testnet.Init(t, bin, "dry")
 		out, _, code := n.RunInput(t, []byte("mail bob@example.com"), "scan", "--json")
 		var res struct {
 			Action   string
@@ -209,7 +210,7 @@ func TestCLIContract(t *testing.T) {
 }
 
 // appendConfig appends YAML to a node's treaty.yaml (before it starts).
-func appendConfig(t *testing.T, n *Node, yaml string) {
+func appendConfig(t *testing.T, n *testnet.Node, yaml string) {
 	t.Helper()
 	f, err := os.OpenFile(filepath.Join(n.Home, "treaty.yaml"), os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
@@ -240,8 +241,8 @@ func TestNoPlantedValueLeaks(t *testing.T) {
 	}))
 	defer backend.Close()
 
-	acme, globex := Init(t, bin, "acme"), Init(t, bin, "globex")
-	Federate(t, acme, globex)
+	acme, globex := testnet.Init(t, bin, "acme"), testnet.Init(t, bin, "globex")
+	testnet.Federate(t, acme, globex)
 	globex.Must(t, "expose", "echo", "--http", backend.URL)
 	globex.Must(t, "grant", "acme", "echo")
 	// Redact secrets instead of blocking them, so every message is sent.
@@ -287,7 +288,7 @@ func TestNoPlantedValueLeaks(t *testing.T) {
 	globex.Stop(t)
 
 	places := map[string][]byte{"remote backend": seen.Bytes(), "remote log": []byte(globex.Log()), "local log": []byte(acme.Log())}
-	for _, n := range []*Node{acme, globex} {
+	for _, n := range []*testnet.Node{acme, globex} {
 		for _, f := range []string{"audit.db", "audit.db-wal"} {
 			if b, err := os.ReadFile(filepath.Join(n.Home, f)); err == nil {
 				places[n.Name+" "+f] = b
@@ -330,8 +331,8 @@ func TestKill9UnderLoad(t *testing.T) {
 		io.Copy(w, r.Body)
 	}))
 	defer backend.Close()
-	acme, globex := Init(t, bin, "acme"), Init(t, bin, "globex")
-	Federate(t, acme, globex)
+	acme, globex := testnet.Init(t, bin, "acme"), testnet.Init(t, bin, "globex")
+	testnet.Federate(t, acme, globex)
 	globex.Must(t, "expose", "echo", "--http", backend.URL)
 	globex.Must(t, "grant", "acme", "echo")
 	acme.Start(t)
@@ -361,7 +362,7 @@ func TestKill9UnderLoad(t *testing.T) {
 		})
 	}
 	// Kill once a steady flow of calls has been acknowledged.
-	Eventually(t, 60*time.Second, func() error {
+	testnet.Eventually(t, 60*time.Second, func() error {
 		mu.Lock()
 		defer mu.Unlock()
 		if len(acked) < 200 {
@@ -376,13 +377,13 @@ func TestKill9UnderLoad(t *testing.T) {
 
 	acme.Start(t)
 	globex.Start(t)
-	for _, n := range []*Node{acme, globex} {
+	for _, n := range []*testnet.Node{acme, globex} {
 		out, errOut, code := n.Run(t, "audit", "verify")
 		if code != 0 || !strings.HasPrefix(out, "ok ") {
 			t.Fatalf("%s: audit verify after SIGKILL: exit %d %s %s", n.Name, code, out, errOut)
 		}
 	}
-	digests := func(n *Node, kind string) map[[32]byte]bool {
+	digests := func(n *testnet.Node, kind string) map[[32]byte]bool {
 		var entries []struct {
 			RequestDigest string `json:"request_digest"`
 		}
@@ -482,4 +483,12 @@ func TestAuditCLI(t *testing.T) {
 	if code != 1 || !strings.Contains(errOut, fmt.Sprintf("entry %d", entries[0].Index)) {
 		t.Fatalf("verify after tampering: exit %d %q; want 1 naming entry %d", code, errOut, entries[0].Index)
 	}
+}
+
+func otherID(t *testing.T) string {
+	k, err := identity.Generate(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k.Public().String()
 }
