@@ -32,6 +32,15 @@ func Build(ctx context.Context, dir string) (string, error) {
 	return bin, nil
 }
 
+// binaryEnv is the environment of the binary's processes. A race-enabled
+// binary sleeps a second at exit so that late race reports get printed
+// (GORACE atexit_sleep_ms); a race found while the command works is still
+// reported and still makes it exit 66, so the tests skip that second.
+func binaryEnv() []string {
+	gorace := strings.TrimSpace(os.Getenv("GORACE") + " atexit_sleep_ms=0")
+	return append(os.Environ(), "GORACE="+gorace)
+}
+
 // Node is one treaty process.
 type Node struct {
 	Name string
@@ -67,6 +76,7 @@ func (n *Node) Start(t testing.TB) {
 	t.Helper()
 	n.log = &syncBuffer{}
 	n.cmd = exec.Command(n.bin, "run", "--home", n.Home)
+	n.cmd.Env = binaryEnv()
 	n.cmd.Stdout, n.cmd.Stderr = n.log, n.log
 	if err := n.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -197,6 +207,7 @@ func (n *Node) RunInput(t testing.TB, stdin []byte, args ...string) (stdout, std
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, n.bin, append(args, "--home", n.Home)...)
+	cmd.Env = binaryEnv()
 	var o, e bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &e
 	if stdin != nil {

@@ -170,7 +170,12 @@ func TestCLIContract(t *testing.T) {
 		exits(t, acme, nil, refusal.ExitDenied, []string{"resolve"}, "call", "initech", "echo")
 		// Port 0 cannot be dialled: unreachable by construction.
 		acme.Must(t, "peer", "add", "--name", "gone", "--addr", "127.0.0.1:0", otherID(t))
-		exits(t, acme, nil, refusal.ExitUnreachable, []string{"unreachable"}, "call", "gone", "echo")
+		testnet.Eventually(t, 5*time.Second, func() error { // once the node has reloaded its peer book
+			if _, errOut, code := acme.Run(t, "call", "gone", "echo"); code != refusal.ExitUnreachable || !strings.Contains(errOut, "unreachable") {
+				return fmt.Errorf("exit %d, stderr %q; want exit 4 naming unreachable", code, errOut)
+			}
+			return nil
+		})
 		key := "AKIA" + "QWERTYUIOPASDFGH"
 		if _, errOut := exits(t, acme, nil, refusal.ExitBlocked, []string{"aws_access_key"}, "call", "globex", "echo", `{"cfg":"aws_access_key_id=`+key+`"}`); strings.Contains(errOut, key) {
 			t.Fatalf("the refusal echoes the secret: %q", errOut)
