@@ -46,6 +46,10 @@ type Options struct {
 // 127.0.0.1:0 with real mTLS, and its local API socket, so the client package
 // and everything behind it run exactly as for an agent. All nodes share Clock.
 // Everything is closed when the test ends; a failed test gets each node's log.
+//
+// The cluster writes every peer book entry itself (Federate, AddPeer, Start
+// after Stop), so a fault layer can later route a link through a proxy by
+// changing the address it writes.
 type Cluster struct {
 	Clock   *Clock
 	Members []*Member
@@ -54,8 +58,9 @@ type Cluster struct {
 	reload time.Duration
 }
 
-// NewCluster starts n nodes, federated with each other unless
-// opts.Unfederated. It takes milliseconds, not seconds.
+// NewCluster starts n nodes side by side, federated with each other unless
+// opts.Unfederated. A node takes about 0.1s to open under -race; the first in
+// a process also compiles the sanitizer's rule set (seconds, once).
 func NewCluster(t testing.TB, n int, opts Options) *Cluster {
 	t.Helper()
 	if opts.Names != nil && len(opts.Names) != n {
