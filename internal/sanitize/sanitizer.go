@@ -78,14 +78,17 @@ func New(cfg Config) (*Sanitizer, error) {
 	if m := cfg.MaxInputBytes; m < 1<<10 || m > 1<<30 {
 		return nil, fmt.Errorf("sanitize: Config.MaxInputBytes %d outside [1024, 1073741824]", m)
 	}
-	toml := cfg.RulesTOML
-	if toml == "" {
-		toml = DefaultRulesTOML()
+	var set gitleaksSet
+	var err error
+	if cfg.RulesTOML == "" {
+		set, err = defaultGitleaks()
+	} else {
+		set.rules, set.keywords, err = loadGitleaks(cfg.RulesTOML)
 	}
-	rules, keywords, err := loadGitleaks(toml)
 	if err != nil {
 		return nil, err
 	}
+	rules, keywords := set.rules, set.keywords
 	s := &Sanitizer{
 		rules:    rules,
 		maxInput: cfg.MaxInputBytes,

@@ -1,6 +1,9 @@
-// Package testnet starts real treaty nodes, as separate processes of the real
-// binary on loopback, for integration tests. Nothing is faked: each node has its
-// own home, key, TLS port and local API socket.
+// Package testnet starts real treaty nodes on loopback for integration tests,
+// in two ways. A Cluster runs N nodes inside the test process (milliseconds to
+// start, a shared settable Clock); Build/Init run separate processes of the real
+// binary, for what only a process shows: the CLI contract, exit codes, SIGKILL.
+// Nothing is faked either way: each node has its own home, key, TLS port bound
+// on 127.0.0.1:0 and local API socket. No port is chosen by closing a listener.
 package testnet
 
 import (
@@ -8,14 +11,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/treaty-dev/treaty/client"
+	"github.com/treaty-dev/treaty/internal/home"
 )
 
 // Build compiles cmd/treaty into dir and returns the binary's path.
@@ -28,6 +32,15 @@ func Build(ctx context.Context, dir string) (string, error) {
 	return bin, nil
 }
 
+// binaryEnv is the environment of the binary's processes. A race-enabled
+// binary sleeps a second at exit so that late race reports get printed
+// (GORACE atexit_sleep_ms); a race found while the command works is still
+// reported and still makes it exit 66, so the tests skip that second.
+func binaryEnv() []string {
+	gorace := strings.TrimSpace(os.Getenv("GORACE") + " atexit_sleep_ms=0")
+	return append(os.Environ(), "GORACE="+gorace)
+}
+
 // Node is one treaty process.
 type Node struct {
 	Name string
@@ -38,42 +51,17 @@ type Node struct {
 	cmd  *exec.Cmd
 	log  *syncBuffer
 	done chan struct{}
+	// partners are the nodes Federate paired this one with: they learn its
+	// address whenever it starts.
+	partners []*Node
 }
 
-// syncBuffer is a bytes.Buffer safe for the process's writer and a test reader.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// FreeAddr returns a loopback address with a port that was free a moment ago.
-func FreeAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-// Init creates a node's home (not started).
+// Init creates a node's home (not started). The node listens on 127.0.0.1:0;
+// Addr is set once Start has read the bound address back.
 func Init(t testing.TB, bin, name string) *Node {
 	t.Helper()
-	n := &Node{Name: name, Home: filepath.Join(t.TempDir(), name), Addr: FreeAddr(t), bin: bin}
-	out, errOut, code := n.Run(t, "init", "--name", name, "--listen", n.Addr)
+	n := &Node{Name: name, Home: filepath.Join(t.TempDir(), name), bin: bin}
+	out, errOut, code := n.Run(t, "init", "--name", name, "--listen", "127.0.0.1:0")
 	if code != 0 {
 		t.Fatalf("init %s: exit %d: %s", name, code, errOut)
 	}
@@ -81,11 +69,14 @@ func Init(t testing.TB, bin, name string) *Node {
 	return n
 }
 
-// Start runs the node and waits until `treaty status` succeeds.
+// Start runs the node, waits until its local API answers, and reads back the
+// address it bound. Nodes federated with it learn that address; the running
+// ones have reloaded it when Start returns.
 func (n *Node) Start(t testing.TB) {
 	t.Helper()
 	n.log = &syncBuffer{}
 	n.cmd = exec.Command(n.bin, "run", "--home", n.Home)
+	n.cmd.Env = binaryEnv()
 	n.cmd.Stdout, n.cmd.Stderr = n.log, n.log
 	if err := n.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -93,20 +84,78 @@ func (n *Node) Start(t testing.TB) {
 	n.done = make(chan struct{})
 	go func() { n.cmd.Wait(); close(n.done) }()
 	t.Cleanup(func() { n.Stop(t) })
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if _, _, code := n.Run(t, "status"); code == 0 {
-			return
-		}
+	cl := client.New(n.Home)
+	Eventually(t, 30*time.Second, func() error {
 		select {
 		case <-n.done:
 			t.Fatalf("node %s exited during start:\n%s", n.Name, n.log)
-		case <-time.After(20 * time.Millisecond):
+		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("node %s not up after 30s:\n%s", n.Name, n.log)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		st, err := cl.Status(ctx)
+		if err != nil {
+			return fmt.Errorf("node %s not up: %w\n%s", n.Name, err, n.log)
 		}
+		n.Addr = st.Addr
+		return nil
+	})
+	for _, p := range n.partners {
+		p.learn(t, n)
 	}
+}
+
+// running reports whether the node's process is alive.
+func (n *Node) running() bool {
+	if n.done == nil {
+		return false
+	}
+	select {
+	case <-n.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// PID returns the node's process ID (0 before Start).
+func (n *Node) PID() int {
+	if n.cmd == nil || n.cmd.Process == nil {
+		return 0
+	}
+	return n.cmd.Process.Pid
+}
+
+// learn writes peer's current address into n's peer book, as `treaty peer add`
+// does, and waits until n, if running, serves with it. A peer that has not
+// started yet is entered at 127.0.0.1:0, which refuses every dial.
+func (n *Node) learn(t testing.TB, peer *Node) {
+	t.Helper()
+	addr := peer.Addr
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	if err := home.AddPeer(n.Home, peer.Name, addr, peer.ID); err != nil {
+		t.Fatalf("%s: peer add %s: %v", n.Name, peer.Name, err)
+	}
+	if !n.running() {
+		return
+	}
+	cl := client.New(n.Home)
+	Eventually(t, 10*time.Second, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		peers, err := cl.Peers(ctx)
+		if err != nil {
+			return err
+		}
+		for _, p := range peers {
+			if p.ID == peer.ID && p.Addr == addr {
+				return nil
+			}
+		}
+		return fmt.Errorf("%s has not reloaded %s at %s", n.Name, peer.Name, addr)
+	})
 }
 
 // Stop terminates the node and waits for it.
@@ -158,6 +207,7 @@ func (n *Node) RunInput(t testing.TB, stdin []byte, args ...string) (stdout, std
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, n.bin, append(args, "--home", n.Home)...)
+	cmd.Env = binaryEnv()
 	var o, e bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &e
 	if stdin != nil {
@@ -185,11 +235,14 @@ func (n *Node) Must(t testing.TB, args ...string) string {
 	return out
 }
 
-// Federate adds each node to the other's peer book.
+// Federate adds each node to the other's peer book. Either may be running or
+// not: a node that starts later is entered with its bound address then.
 func Federate(t testing.TB, a, b *Node) {
 	t.Helper()
-	a.Must(t, "peer", "add", "--name", b.Name, "--addr", b.Addr, b.ID)
-	b.Must(t, "peer", "add", "--name", a.Name, "--addr", a.Addr, a.ID)
+	a.partners = append(a.partners, b)
+	b.partners = append(b.partners, a)
+	a.learn(t, b)
+	b.learn(t, a)
 }
 
 // Eventually polls f until it returns nil or the deadline passes.

@@ -1,4 +1,4 @@
-package testnet
+package binary
 
 import (
 	"encoding/base64"

@@ -1,14 +1,15 @@
-package testnet
+package binary
 
 import (
 	"strings"
 	"testing"
 
 	"github.com/treaty-dev/treaty/internal/config"
+	"github.com/treaty-dev/treaty/internal/testnet"
 )
 
 // setAuditMaxBytes edits a stopped node's treaty.yaml.
-func setAuditMaxBytes(t *testing.T, n *Node, max int64) {
+func setAuditMaxBytes(t *testing.T, n *testnet.Node, max int64) {
 	t.Helper()
 	c, err := config.Load(n.Home)
 	if err != nil {
@@ -24,10 +25,10 @@ func setAuditMaxBytes(t *testing.T, n *Node, max int64) {
 // calls at stage audit with a clear reason; so does a caller, locally, with
 // the numbers; raising the limit resumes calls.
 func TestAuditHighWater(t *testing.T) {
-	skipShort(t)
-	acme, globex := Init(t, bin, "acme"), Init(t, bin, "globex")
-	Federate(t, acme, globex)
-	globex.Must(t, "expose", "echo", "--exec", script(t, `cat`))
+	bin := treatyBin(t)
+	acme, globex := testnet.Init(t, bin, "acme"), testnet.Init(t, bin, "globex")
+	testnet.Federate(t, acme, globex)
+	globex.Must(t, "expose", "echo", "--exec", testnet.WriteScript(t, `cat`))
 	globex.Must(t, "grant", "acme", "echo")
 	setAuditMaxBytes(t, globex, 1<<20)
 	acme.Start(t)
