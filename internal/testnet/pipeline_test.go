@@ -103,9 +103,9 @@ func TestGrantedCallAndDenials(t *testing.T) {
 	t.Run("unknown peer name is exit 3", func(t *testing.T) {
 		refused(t, acme.Call(t, "initech", "echo", ""), refusal.ExitDenied, "resolve")
 	})
-	t.Run("oversized body is refused naming the limit", func(t *testing.T) {
+	t.Run("oversized body is refused before it is sent, naming the limit", func(t *testing.T) {
 		big := `{"blob":"` + strings.Repeat("a", 2<<20) + `"}`
-		refused(t, acme.Call(t, "globex", "echo", big), refusal.ExitDenied, "max_body_bytes")
+		refused(t, acme.Call(t, "globex", "echo", big), refusal.ExitUsage, "max_body_bytes", "nothing was sent")
 	})
 	t.Run("grant and ungrant reach the running node within a second", func(t *testing.T) {
 		// Edit the files only, as the CLI does: the node's watcher must notice.
@@ -425,7 +425,7 @@ func TestBudgetAndTrustGates(t *testing.T) {
 			t.Fatalf("call %d: %v", i, o)
 		}
 	}
-	refused(t, acme.Call(t, "globex", "echo", `{}`), refusal.ExitDenied, "budget", "rate", "resets_in")
+	refused(t, acme.Call(t, "globex", "echo", `{}`), refusal.ExitDenied, "budget", "rate", "resets in")
 	// Isolation: another peer is not affected by acme's exhausted budget.
 	for i := range 5 {
 		if o := initech.Call(t, "globex", "echo", `{}`); o.Err != nil {

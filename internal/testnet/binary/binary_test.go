@@ -116,7 +116,7 @@ func TestCLIContract(t *testing.T) {
 		}
 		exits(t, n, nil, refusal.ExitUsage, nil, "call")
 		exits(t, n, nil, refusal.ExitUsage, nil, "no-such-command")
-		exits(t, n, nil, refusal.ExitError, []string{"did:key"}, "peer", "add", "--name", "x", "--addr", "127.0.0.1:9", "did:key:z6MkNOPE")
+		exits(t, n, nil, refusal.ExitUsage, []string{"did:key"}, "peer", "add", "--name", "x", "--addr", "127.0.0.1:9", "did:key:z6MkNOPE")
 		// A key file readable by others stops the node from starting.
 		if err := os.Chmod(filepath.Join(n.Home, "identity.key"), 0o644); err != nil {
 			t.Fatal(err)
