@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 )
 
 // Finding is one detected value: its category, the rule that found it, and
@@ -33,6 +34,15 @@ type Config struct {
 	// RulesTOML replaces gitleaks' default rule set (DefaultRulesTOML) with
 	// another gitleaks configuration, e.g. a newer upstream file. Empty: the default.
 	RulesTOML string
+	// Canaries are values the node must never send (its identity key, an
+	// operator's sanitize.canaries), each at least 8 bytes. They are found
+	// as is, in hex, base64 (any alphabet, padding or alignment), URL and
+	// JSON escapes, and always block (CategoryCanary), whatever the policy.
+	Canaries [][]byte
+	// Vault bounds the pseudonym vault per peer.
+	Vault VaultLimits
+	// Now is the clock of vault expiry; nil means time.Now.
+	Now func() time.Time
 }
 
 const defaultMaxInput = 8 << 20
@@ -48,6 +58,7 @@ type Sanitizer struct {
 	triggers [][]trigger // per prefilter pattern
 	maxInput int
 	vault    *vault
+	canaries *canaryIndex
 	key      []byte
 	pool     sync.Pool
 }
@@ -122,7 +133,10 @@ func New(cfg Config) (*Sanitizer, error) {
 	}
 	add(`\u00`, trigger{kind: trigEscape})
 	s.ac = newACMatcher(pats)
-	s.vault, err = openVault(cfg.VaultPath)
+	if s.canaries, err = newCanaryIndex(cfg.Canaries); err != nil {
+		return nil, err
+	}
+	s.vault, err = openVault(cfg.VaultPath, cfg.Vault, cfg.Now)
 	if err != nil {
 		return nil, err
 	}
@@ -203,6 +217,8 @@ func (s *Sanitizer) scan(data []byte, depth int) []Finding {
 	sc.runSemiTasks()
 	sc.runGitleaks()
 	sc.scanPII()
+	sc.scanCanaries()
+	sc.scanVaultValues()
 	if depth < 2 {
 		sc.scanBase64()
 		if sc.escape >= 0 {
