@@ -1,7 +1,11 @@
 package sanitize
 
 import (
+	"bytes"
+	"compress/gzip"
 	"encoding/base64"
+	"io"
+	"slices"
 	"strings"
 	"unicode/utf8"
 )
@@ -14,8 +18,26 @@ var b64Byte = func() (t [256]bool) {
 	return t
 }()
 
-// minB64 is the shortest base64 run worth decoding (24 bytes of payload).
-const minB64 = 32
+// minB64 is the shortest base64 run worth decoding (16 bytes of payload).
+const minB64 = 22
+
+func isGzip(b []byte) bool { return len(b) >= 10 && b[0] == 0x1f && b[1] == 0x8b && b[2] == 8 }
+
+// gunzipLimited inflates a gzip payload (gzip+base64 is how tools ship
+// logs and bodies) up to limit bytes; nil when it is not valid gzip. A
+// payload that inflates past limit is scanned up to it; callers bound
+// limit by the compressed size, so a gzip bomb costs no more than its bytes.
+func gunzipLimited(b []byte, limit int) []byte {
+	zr, err := gzip.NewReader(bytes.NewReader(b))
+	if err != nil {
+		return nil
+	}
+	out, err := io.ReadAll(io.LimitReader(zr, int64(limit)))
+	if err != nil && len(out) == 0 {
+		return nil
+	}
+	return out
+}
 
 // scanBase64 decodes long base64 runs that decode to text and scans the text;
 // a finding inside marks the whole run with the inner category. Binary
@@ -153,7 +175,7 @@ func (sc *scanner) base64Run(s, e, padEnd int) {
 		if last >= 0 && !utf8.FullRune(p[last:]) {
 			p = p[:last]
 		}
-		if !textLike(p) {
+		if !textLike(p) && !isGzip(p) {
 			return
 		}
 	}
@@ -168,6 +190,11 @@ func (sc *scanner) base64Run(s, e, padEnd int) {
 		return
 	}
 	buf = buf[:n]
+	if isGzip(buf) {
+		if buf = gunzipLimited(buf, min(sc.s.maxInput, 16*len(buf)+4096)); buf == nil { // inflation stays linear in the input
+			return
+		}
+	}
 	if !textLike(buf) {
 		return
 	}
@@ -243,13 +270,32 @@ func decodeAt(d []byte, i int) (c byte, n int, skip bool, ok bool) {
 		if i+2 < len(d) && ((d[i+1] == 0x80 && (d[i+2] == 0x8B || d[i+2] == 0x8C || d[i+2] == 0x8D)) || (d[i+1] == 0x81 && d[i+2] == 0xA0)) {
 			return 0, 3, true, true // U+200B..U+200D, U+2060
 		}
+		// Narrow no-break, thin and figure spaces inside digit groups.
+		if i+2 < len(d) && d[i+1] == 0x80 && (d[i+2] == 0xAF || d[i+2] == 0x89 || d[i+2] == 0x87) && digitBefore(d, i) {
+			return ' ', 3, false, true
+		}
 	case 0xC2:
 		if i+1 < len(d) && d[i+1] == 0xAD { // soft hyphen
 			return 0, 2, true, true
 		}
+		if i+1 < len(d) && d[i+1] == 0xA0 && digitBefore(d, i) { // no-break space in a digit group
+			return ' ', 2, false, true
+		}
+	case '_':
+		if digitBefore(d, i) && i+1 < len(d) && isDigit(d[i+1]) {
+			return ' ', 1, false, true // 4111_1111: digit groups
+		}
+	case '.':
+		// 4111.1111.1111.1111: groups of four only, so versions, decimals
+		// and addresses stay as they are.
+		if i >= 4 && i+4 < len(d) && allDigits(d[i-4:i]) && allDigits(d[i+1:i+5]) && (i+5 == len(d) || !isDigit(d[i+5])) && (i == 4 || !isDigit(d[i-5])) {
+			return ' ', 1, false, true
+		}
 	}
 	return 0, 0, false, false
 }
+
+func digitBefore(d []byte, i int) bool { return i > 0 && isDigit(d[i-1]) }
 
 // htmlRefAt decodes &#NN; &#xHH; and the named references of the characters
 // values are made of.
@@ -312,7 +358,7 @@ func htmlRefAt(d []byte, i int) (byte, int, bool, bool) {
 
 // viewTrigger marks the first bytes of what decodeAt reads.
 var viewTrigger = func() (t [256]bool) {
-	for _, b := range []byte{'\\', '%', '&', 0xEF, 0xE2, 0xC2} {
+	for _, b := range []byte{'\\', '%', '&', 0xEF, 0xE2, 0xC2, '_', '.'} {
 		t[b] = true
 	}
 	return t
@@ -341,9 +387,11 @@ func (sc *scanner) scanDecodedView() {
 	for i := 0; i < first; i++ {
 		at = append(at, int32(i))
 	}
+	var marks []int32 // view offsets where a decoded character or a dropped one sits
 	for i := first; i < len(d); {
 		if viewTrigger[d[i]] {
 			if c, n, skip, ok := decodeAt(d, i); ok {
+				marks = append(marks, int32(len(view)))
 				if !skip {
 					view = append(view, c)
 					at = append(at, int32(i))
@@ -363,9 +411,11 @@ func (sc *scanner) scanDecodedView() {
 		return
 	}
 	for _, f := range inner {
-		s, e := int(at[f.Start]), int(at[f.End])
-		if e-s != f.End-f.Start { // only findings that decoding made visible
-			sc.add(s, e, f.Category, f.Rule)
+		// Only findings that decoding made visible: a decoded or dropped
+		// character inside (a dropped one sits at the offset after it).
+		k, _ := slices.BinarySearch(marks, int32(f.Start+1))
+		if k < len(marks) && marks[k] < int32(f.End) {
+			sc.add(int(at[f.Start]), int(at[f.End]), f.Category, f.Rule)
 		}
 	}
 }
