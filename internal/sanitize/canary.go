@@ -120,10 +120,14 @@ func isWordSep(c byte) bool {
 }
 
 // scanVaultValues reports words that are, in one of vaultForms, a value
-// the vault holds for any peer, with that value's category.
+// the vault holds for any peer, with that value's category. It holds the
+// vault's lock for one pass and looks up only words whose length some
+// stored form has.
 func (sc *scanner) scanVaultValues() {
 	v := sc.s.vault
-	if !v.hasValues() {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if len(v.values) == 0 {
 		return
 	}
 	d := sc.data
@@ -137,23 +141,27 @@ func (sc *scanner) scanVaultValues() {
 		for j < len(d) && !isWordSep(d[j]) {
 			j++
 		}
-		// Trim the punctuation a word picks up in prose and the padding of base64.
+		// Trim the punctuation a word picks up in prose.
 		s, e := i, j
 		for e > s && (d[e-1] == '.' || d[e-1] == ':' || d[e-1] == '!') {
 			e--
 		}
-		if e-s >= 6 && e-s <= 512 {
+		if n := e - s; n >= 6 && n <= maxVaultWord && v.formLens[n] > 0 {
 			lb = append(lb[:0], d[s:e]...)
 			for k, c := range lb {
 				lb[k] = lowerASCII(c)
 			}
-			if cat, ok := v.valueCategory(lb); ok {
-				sc.add(s, e, cat, "vault-value")
+			if r, ok := v.values[string(lb)]; ok {
+				sc.add(s, e, r.cat, "vault-value")
 			}
 		}
 		i = j
 	}
 }
+
+// maxVaultWord is the longest word looked up in the vault; longer forms
+// are not indexed.
+const maxVaultWord = 512
 
 // tokenCategory is the category named in a pseudonym "<category:hex>".
 func tokenCategory(tok string) Category {

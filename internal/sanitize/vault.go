@@ -28,12 +28,15 @@ type vault struct {
 	mu     sync.Mutex
 	byPeer map[string]*peerVault
 	values map[string]valueRef // lowercased vaultForms of every live value
-	lim    VaultLimits
-	now    func() time.Time
-	f      *os.File
-	path   string
-	lines  int // lines in the file
-	live   int // entries in memory
+	// formLens counts the stored forms of each length, so that a scan
+	// looks up only words of a length some form has.
+	formLens [maxVaultWord + 1]int32
+	lim      VaultLimits
+	now      func() time.Time
+	f        *os.File
+	path     string
+	lines    int // lines in the file
+	live     int // entries in memory
 }
 
 // peerVault is one peer's entries, most recently used at the front.
@@ -208,7 +211,13 @@ func (v *vault) expire(now time.Time) {
 func (v *vault) ref(token string, e vaultEntry) {
 	cat := tokenCategory(token)
 	for _, f := range vaultForms(e.Value) {
+		if len(f) > maxVaultWord {
+			continue
+		}
 		r := v.values[f]
+		if r.n == 0 {
+			v.formLens[len(f)]++
+		}
 		r.cat, r.n = cat, r.n+1
 		v.values[f] = r
 	}
@@ -216,29 +225,18 @@ func (v *vault) ref(token string, e vaultEntry) {
 
 func (v *vault) unref(it *vaultItem) {
 	for _, f := range vaultForms(it.e.Value) {
-		r := v.values[f]
+		r, ok := v.values[f]
+		if !ok {
+			continue
+		}
 		if r.n <= 1 {
 			delete(v.values, f)
+			v.formLens[len(f)]--
 			continue
 		}
 		r.n--
 		v.values[f] = r
 	}
-}
-
-func (v *vault) hasValues() bool {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	return len(v.values) > 0
-}
-
-// valueCategory reports whether lower (a lowercased word) is a vaultForm of
-// a live value, and that value's category.
-func (v *vault) valueCategory(lower []byte) (Category, bool) {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	r, ok := v.values[string(lower)]
-	return r.cat, ok
 }
 
 // compactIfSparse rewrites the file with only the live entries when dead
