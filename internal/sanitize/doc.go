@@ -27,8 +27,14 @@
 //     payment card (brand prefix and Luhn), IBAN (country length and mod 97),
 //     US SSN (area, group, serial ranges; nine bare digits only with SSN
 //     context), IPv4 and IPv6 (parsed).
-//   - Nested encodings: base64 runs that decode to text, and JSON \u00XX
-//     escapes, are decoded and scanned; a finding inside marks the whole run.
+//   - Nested encodings: base64 runs of 16 bytes or more that decode to text
+//     or to gzip (inflated up to 16 times its size) are decoded and scanned;
+//     a finding inside marks the whole run. A decoded view is scanned too:
+//     JSON \u00XX escapes, URL percent-encoding, HTML character references,
+//     fullwidth ASCII (NFKC) decoded; zero-width characters, word joiners
+//     and soft hyphens dropped; no-break, thin and figure spaces and
+//     underscores between digits (and dots between groups of four) read as
+//     spaces. A finding counts there when a decoded character lies inside.
 //   - The node's own secrets (Config.Canaries: its identity key, the
 //     operator's sanitize.canaries) by exact value, as is and in hex, base64
 //     (both alphabets, any padding, any alignment inside a longer payload),
@@ -69,8 +75,11 @@
 //
 //   - Detection is by format and context. A secret with no known format and
 //     no telling key, or PII without a checkable shape (names, street
-//     addresses), passes. Encodings other than base64 and \u00XX (hex, URL
-//     encoding, a value split across messages) are not decoded.
+//     addresses), passes. Hex of arbitrary values, base32, and a value split
+//     across lines, fields or messages are not decoded (canaries and vault
+//     values are found in hex). Deliberate exfiltration through a cipher
+//     (reversal, rot13, splitting) is out of reach: capability policy is the
+//     control for an agent that means to leak.
 //   - A gitleaks rule runs only near its keywords. For the 215 rules whose
 //     every match contains a keyword this finds what gitleaks finds; the six
 //     others run on the whole input whenever a keyword occurs, as in
