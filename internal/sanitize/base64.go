@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"encoding/base64"
+	"encoding/hex"
 	"io"
 	"slices"
 	"strings"
@@ -87,8 +88,18 @@ func (sc *scanner) maybeBase64(s, e, pad int) {
 		digit = digit || isDigit(c)
 		nonHex = nonHex || !(isHex(c) || c == '-')
 	}
-	// Hex ids and UUIDs are base64-shaped but never base64 payloads.
-	if !(upper && lower && digit) || !nonHex || escapedAt(d, s) || (s > 0 && d[s-1] == '\\') {
+	if escapedAt(d, s) || (s > 0 && d[s-1] == '\\') {
+		return
+	}
+	// Hex ids and UUIDs are base64-shaped but never base64 payloads; hex
+	// that decodes to text (a hex-dumped value) is scanned as that text.
+	if !nonHex {
+		if n := e - s; n%2 == 0 && n >= 32 && !sc.covered(s, e) {
+			sc.hexRun(s, e)
+		}
+		return
+	}
+	if !(upper && lower && digit) {
 		return
 	}
 	if sc.covered(s, e) {
@@ -198,6 +209,12 @@ func (sc *scanner) base64Run(s, e, padEnd int) {
 	if !textLike(buf) {
 		return
 	}
+	sc.scanDecoded(buf, s, padEnd, "base64:")
+}
+
+// scanDecoded scans a decoded payload and marks the encoded run [s, e) with
+// the most specific category found inside.
+func (sc *scanner) scanDecoded(buf []byte, s, e int, tag string) {
 	inner, err := sc.s.scan(sc.ctx, buf, sc.depth+1)
 	if err != nil {
 		sc.stop = err
@@ -212,7 +229,20 @@ func (sc *scanner) base64Run(s, e, padEnd int) {
 			best = f
 		}
 	}
-	sc.add(s, padEnd, best.Category, "base64:"+best.Rule)
+	sc.add(s, e, best.Category, tag+best.Rule)
+}
+
+// hexRun decodes a run of hex digits and scans it when it is text.
+func (sc *scanner) hexRun(s, e int) {
+	src := sc.data[s:e]
+	if bytes.IndexByte(src, '-') >= 0 {
+		return // a UUID
+	}
+	buf := make([]byte, len(src)/2)
+	if _, err := hex.Decode(buf, src); err != nil || !textLike(buf) {
+		return
+	}
+	sc.scanDecoded(buf, s, e, "hex:")
 }
 
 // textLike reports whether b is UTF-8 text with few control characters.

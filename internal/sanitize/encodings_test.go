@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"encoding/base64"
+	"encoding/hex"
 	"slices"
 	"strings"
 	"testing"
@@ -104,6 +105,24 @@ func TestDigitGroupSeparators(t *testing.T) {
 		}
 	}
 	for _, in := range []string{"version 1.2.3 and 10.5", "pi is 3.1415", "build_2024_01", "x = 1000.0001"} {
+		if fs := s.Scan([]byte(in)); len(fs) > 0 {
+			t.Errorf("%q: findings %v, want none", in, found([]byte(in), fs))
+		}
+	}
+}
+
+// Hex of text is decoded; hex digests and UUIDs are not findings.
+func TestHexDecoded(t *testing.T) {
+	s := newTest(t)
+	in := "dump: " + hex.EncodeToString([]byte("to hannah.schmidt@northwind.dev")) + " end"
+	if fs := s.Scan([]byte(in)); !slices.ContainsFunc(fs, func(f Finding) bool { return f.Category == CategoryEmail }) {
+		t.Errorf("hex of an email: findings %v", found([]byte(in), fs))
+	}
+	for _, in := range []string{
+		"sha256 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+		"id 123e4567-e89b-12d3-a456-426614174000",
+		"text " + hex.EncodeToString([]byte("just some harmless words here")),
+	} {
 		if fs := s.Scan([]byte(in)); len(fs) > 0 {
 			t.Errorf("%q: findings %v, want none", in, found([]byte(in), fs))
 		}
