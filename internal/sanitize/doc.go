@@ -27,7 +27,7 @@
 //     payment card (brand prefix and Luhn), IBAN (country length and mod 97),
 //     US SSN (area, group, serial ranges; nine bare digits only with SSN
 //     context), IPv4 and IPv6 (parsed).
-//   - Nested encodings: base64 runs of 16 bytes or more that decode to text
+//   - Nested encodings: base64 and hex runs of 16 bytes or more that decode to text
 //     or to gzip (inflated up to 16 times its size) are decoded and scanned;
 //     a finding inside marks the whole run. A decoded view is scanned too:
 //     JSON \u00XX escapes, URL percent-encoding, HTML character references,
@@ -75,9 +75,9 @@
 //
 //   - Detection is by format and context. A secret with no known format and
 //     no telling key, or PII without a checkable shape (names, street
-//     addresses), passes. Hex of arbitrary values, base32, and a value split
-//     across lines, fields or messages are not decoded (canaries and vault
-//     values are found in hex). Deliberate exfiltration through a cipher
+//     addresses), passes. Hex runs of 16 bytes or more are decoded when
+//     they decode to text; base32, and a value split across lines, fields
+//     or messages, are not decoded. Deliberate exfiltration through a cipher
 //     (reversal, rot13, splitting) is out of reach: capability policy is the
 //     control for an agent that means to leak.
 //   - A gitleaks rule runs only near its keywords. For the 215 rules whose
