@@ -121,6 +121,17 @@ func (c *Config) AuditContent(capability string) string {
 type DataPolicy struct {
 	Default sanitize.Policy `yaml:"default,omitempty"`
 	Rules   []SanitizeRule  `yaml:"rules,omitempty"`
+	// Canaries are values that must never leave, in any encoding, whatever
+	// the policy (each at least 8 bytes). Read when the node starts.
+	Canaries []string `yaml:"canaries,omitempty"`
+	// Vault bounds the pseudonym vault per peer. Read when the node starts.
+	Vault VaultBounds `yaml:"vault,omitempty"`
+}
+
+// VaultBounds bound pseudonyms.vault per peer (see sanitize.VaultLimits).
+type VaultBounds struct {
+	MaxPerPeer int      `yaml:"max_per_peer,omitempty"` // zero: 100000
+	TTL        Duration `yaml:"ttl,omitempty"`          // zero: 720h
 }
 
 // SanitizeRule is one peer's (or capability's) data policy.
@@ -408,6 +419,17 @@ func (c *Config) Validate() error {
 	}
 	if err := c.Sanitize.Default.Validate(); err != nil {
 		return fmt.Errorf("config: sanitize.default: %w", err)
+	}
+	for i, v := range c.Sanitize.Canaries {
+		if len(v) < 8 {
+			return fmt.Errorf("config: sanitize.canaries[%d] is %d bytes, want at least 8", i, len(v))
+		}
+	}
+	if m := c.Sanitize.Vault.MaxPerPeer; m != 0 && (m < 16 || m > 10_000_000) {
+		return fmt.Errorf("config: sanitize.vault.max_per_peer %d outside [16, 10000000]", m)
+	}
+	if t := c.Sanitize.Vault.TTL.D(); t != 0 && (t < time.Minute || t > 10*365*24*time.Hour) {
+		return fmt.Errorf("config: sanitize.vault.ttl %v outside [1m, 87600h]", t)
 	}
 	for i, r := range c.Sanitize.Rules {
 		if err := c.validRulePeer(r.Peer); err != nil {

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,7 +20,13 @@ import (
 // that roundTrip, reply and the stream writer require, so no path can send
 // unscrubbed bytes.
 func (n *Node) scrub(st *state, peer identity.PublicKey, capName string, data []byte) (sanitize.Clean, error) {
-	clean, err := n.sanitizer.Apply(peer.String(), st.cfg.SanitizePolicy(peer.String(), capName), data)
+	return n.scrubContext(context.Background(), st, peer, capName, data)
+}
+
+// scrubContext is scrub bounded by ctx, the call's deadline: content that
+// cannot be scanned in time is refused at stage sanitize, not sent.
+func (n *Node) scrubContext(ctx context.Context, st *state, peer identity.PublicKey, capName string, data []byte) (sanitize.Clean, error) {
+	clean, err := n.sanitizer.ApplyContext(ctx, peer.String(), st.cfg.SanitizePolicy(peer.String(), capName), data)
 	if err != nil {
 		var b *sanitize.BlockedError
 		if errors.As(err, &b) {
@@ -40,7 +47,16 @@ func (n *Node) scrub(st *state, peer identity.PublicKey, capName string, data []
 // or wrapped by screen.Mark so a local agent can tell it from instructions.
 // A block verdict is a screen refusal. Verdicts are trust evidence.
 func (n *Node) screenInbound(st *state, peer identity.PublicKey, capName string, data []byte) ([]byte, screen.Verdict, error) {
-	v := n.screener.Screen(st.cfg.ScreenPolicyFor(peer.String(), capName), data)
+	return n.screenInboundContext(context.Background(), st, peer, capName, data)
+}
+
+// screenInboundContext is screenInbound bounded by ctx, the call's deadline:
+// content that cannot be screened in time is refused at stage screen.
+func (n *Node) screenInboundContext(ctx context.Context, st *state, peer identity.PublicKey, capName string, data []byte) ([]byte, screen.Verdict, error) {
+	v, err := n.screener.ScreenContext(ctx, st.cfg.ScreenPolicyFor(peer.String(), capName), data)
+	if err != nil {
+		return nil, v, refusal.Wrap(refusal.StageScreen, err)
+	}
 	switch v.Action {
 	case screen.ActionBlock:
 		n.observe(peer, trust.KindScreenBlock, capName)
@@ -56,7 +72,13 @@ func (n *Node) screenInbound(st *state, peer identity.PublicKey, capName string,
 // noteFindings records as trust evidence that a peer sent us secrets or PII:
 // its own sanitizer should have stopped them.
 func (n *Node) noteFindings(peer identity.PublicKey, capName string, data []byte) {
-	if f := n.sanitizer.Scan(data); len(f) > 0 {
+	n.noteFindingsContext(context.Background(), peer, capName, data)
+}
+
+// noteFindingsContext is noteFindings bounded by ctx: evidence is best
+// effort, so a scan cut short by the deadline records nothing.
+func (n *Node) noteFindingsContext(ctx context.Context, peer identity.PublicKey, capName string, data []byte) {
+	if f, err := n.sanitizer.ScanContext(ctx, data); err == nil && len(f) > 0 {
 		n.observe(peer, trust.KindSanitizer, fmt.Sprintf("%s: %d findings", capName, len(f)))
 	}
 }

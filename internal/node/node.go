@@ -168,7 +168,7 @@ func Open(opts Options) (_ *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if n.sanitizer, err = sanitize.New(sanitize.Config{PseudonymKey: pkey, VaultPath: filepath.Join(opts.Home, VaultFile)}); err != nil {
+	if n.sanitizer, err = sanitize.New(sanitizerConfig(key, pkey, filepath.Join(opts.Home, VaultFile), st.cfg, opts.Now)); err != nil {
 		return nil, fmt.Errorf("node: %w", err)
 	}
 	if n.screener, err = screen.New(screen.Config{}); err != nil {

@@ -2,6 +2,7 @@ package sanitize
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -72,6 +73,13 @@ var ErrNoPeer = errors.New("sanitize: Apply needs the peer's ID")
 // data is valid JSON the output is valid JSON. A finding whose action is block
 // makes Apply return a *BlockedError and no Clean.
 func (s *Sanitizer) Apply(peer string, pol Policy, data []byte) (Clean, error) {
+	return s.ApplyContext(context.Background(), peer, pol, data)
+}
+
+// ApplyContext is Apply bounded by ctx (the call's deadline): when ctx ends
+// before the content is scanned and rewritten it returns an error wrapping
+// ErrDeadline, and nothing is sent.
+func (s *Sanitizer) ApplyContext(ctx context.Context, peer string, pol Policy, data []byte) (Clean, error) {
 	if peer == "" {
 		return Clean{}, ErrNoPeer
 	}
@@ -81,12 +89,15 @@ func (s *Sanitizer) Apply(peer string, pol Policy, data []byte) (Clean, error) {
 	if err := pol.Validate(); err != nil {
 		return Clean{}, err
 	}
-	fs := s.Scan(data)
+	fs, err := s.scan(ctx, data, 0)
+	if err != nil {
+		return Clean{}, err
+	}
 	rep, blocked := report(pol, fs)
 	if blocked != nil {
 		return Clean{}, blocked
 	}
-	out, err := s.rewrite(peer, pol, data, fs, true)
+	out, err := s.rewrite(ctx, peer, pol, data, fs, true)
 	if err != nil {
 		return Clean{}, err
 	}
@@ -96,22 +107,32 @@ func (s *Sanitizer) Apply(peer string, pol Policy, data []byte) (Clean, error) {
 // DryRun shows what Apply would do, without recording pseudonyms. Input over
 // MaxInputBytes is reported as blocked, with no findings.
 func (s *Sanitizer) DryRun(peer string, pol Policy, data []byte) Result {
+	r, _ := s.DryRunContext(context.Background(), peer, pol, data)
+	return r
+}
+
+// DryRunContext is DryRun bounded by ctx: when ctx ends first it returns a
+// block result and an error wrapping ErrDeadline.
+func (s *Sanitizer) DryRunContext(ctx context.Context, peer string, pol Policy, data []byte) (Result, error) {
 	if len(data) > s.maxInput {
-		return Result{Action: ActionBlock, Findings: []Finding{}}
+		return Result{Action: ActionBlock, Findings: []Finding{}}, nil
 	}
-	fs := s.Scan(data)
+	fs, err := s.scan(ctx, data, 0)
+	if err != nil {
+		return Result{Action: ActionBlock, Findings: []Finding{}}, err
+	}
 	if fs == nil {
 		fs = []Finding{}
 	}
 	rep, blocked := report(pol, fs)
 	if blocked != nil {
-		return Result{Action: ActionBlock, Findings: fs}
+		return Result{Action: ActionBlock, Findings: fs}, nil
 	}
-	out, err := s.rewrite(peer, pol, data, fs, false)
+	out, err := s.rewrite(ctx, peer, pol, data, fs, false)
 	if err != nil {
-		return Result{Action: ActionBlock, Findings: fs}
+		return Result{Action: ActionBlock, Findings: fs}, err
 	}
-	return Result{Action: rep.Strongest, Output: string(out), Findings: fs}
+	return Result{Action: rep.Strongest, Output: string(out), Findings: fs}, nil
 }
 
 func report(pol Policy, fs []Finding) (Report, *BlockedError) {
@@ -146,7 +167,7 @@ type piece struct {
 	kind byte // 't' text, 's' inside a JSON string, 'n' a whole JSON number
 }
 
-func (s *Sanitizer) rewrite(peer string, pol Policy, data []byte, fs []Finding, record bool) ([]byte, error) {
+func (s *Sanitizer) rewrite(ctx context.Context, peer string, pol Policy, data []byte, fs []Finding, record bool) ([]byte, error) {
 	changes := false
 	for _, f := range fs {
 		if a := pol.ActionFor(f.Category); a == ActionRedact || a == ActionPseudonymize {
@@ -166,14 +187,19 @@ func (s *Sanitizer) rewrite(peer string, pol Policy, data []byte, fs []Finding, 
 	out.Grow(len(data) + 32*len(fs))
 	pos := 0
 	var pieces []piece
-	for _, f := range fs {
+	cur := jsonCursor{tok: -1}
+	memo := map[string]string{}
+	for i, f := range fs {
+		if i&255 == 255 && ctx.Err() != nil {
+			return nil, fmt.Errorf("%w (%d bytes): %w", ErrDeadline, len(data), ctx.Err())
+		}
 		a := pol.ActionFor(f.Category)
 		if a != ActionRedact && a != ActionPseudonymize {
 			continue
 		}
 		pieces = pieces[:0]
 		if isJSON {
-			pieces = jsonPieces(data, toks, f.Start, f.End, pieces)
+			pieces = jsonPieces(data, toks, f.Start, f.End, &cur, pieces)
 		} else {
 			pieces = append(pieces, piece{f.Start, f.End, 't'})
 		}
@@ -196,9 +222,18 @@ func (s *Sanitizer) rewrite(peer string, pol Policy, data []byte, fs []Finding, 
 				case 'n':
 					e.Num = true
 				}
-				tok, err := s.vault.issue(s.key, peer, f.Category, e, record)
-				if err != nil {
-					return nil, err
+				// A value repeated in one message is looked up once.
+				mk := string(f.Category) + "\x00" + string(e.Value)
+				if e.Num {
+					mk += "\x00n"
+				}
+				tok, ok := memo[mk]
+				if !ok {
+					var err error
+					if tok, err = s.vault.issue(s.key, peer, f.Category, e, record); err != nil {
+						return nil, err
+					}
+					memo[mk] = tok
 				}
 				rep = tok
 			}
@@ -248,10 +283,19 @@ func jsonTokens(d []byte) []jsonTok {
 	return toks
 }
 
+// jsonCursor remembers where the escape walk of jsonPieces stopped: an
+// escape-aligned position in string token tok. Findings come sorted and
+// disjoint, so the next walk in the same string resumes there instead of at
+// the string's start, and a string with many findings is walked once.
+type jsonCursor struct {
+	tok, pos int
+}
+
 // jsonPieces cuts [fs, fe) at JSON token boundaries: the part inside each
 // string (widened so no escape sequence is split) and every number it
-// touches (replaced whole, as a string).
-func jsonPieces(d []byte, toks []jsonTok, fs, fe int, out []piece) []piece {
+// touches (replaced whole, as a string). Calls must come in order of fs,
+// with disjoint ranges, sharing cur.
+func jsonPieces(d []byte, toks []jsonTok, fs, fe int, cur *jsonCursor, out []piece) []piece {
 	i, _ := slices.BinarySearchFunc(toks, fs, func(t jsonTok, pos int) int {
 		if t.e <= pos {
 			return -1
@@ -275,8 +319,13 @@ func jsonPieces(d []byte, toks []jsonTok, fs, fe int, out []piece) []piece {
 		if s >= e {
 			continue
 		}
-		// Walk the escapes from the string's start to find safe cut points.
-		for j := cs; j < ce; {
+		// Walk the escapes to find safe cut points, from the string's start
+		// or from where the previous finding's walk left off.
+		j := cs
+		if cur.tok == i && cur.pos > cs && cur.pos <= s {
+			j = cur.pos
+		}
+		for j < ce {
 			n := 1
 			if d[j] == '\\' {
 				n = 2
@@ -292,6 +341,9 @@ func jsonPieces(d []byte, toks []jsonTok, fs, fe int, out []piece) []piece {
 			}
 			if j >= e {
 				break
+			}
+			if j+n <= fe {
+				cur.tok, cur.pos = i, j+n
 			}
 			j += n
 		}

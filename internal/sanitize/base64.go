@@ -2,7 +2,11 @@ package sanitize
 
 import (
 	"bytes"
+	"compress/gzip"
 	"encoding/base64"
+	"encoding/hex"
+	"io"
+	"slices"
 	"strings"
 	"unicode/utf8"
 )
@@ -15,8 +19,26 @@ var b64Byte = func() (t [256]bool) {
 	return t
 }()
 
-// minB64 is the shortest base64 run worth decoding (24 bytes of payload).
-const minB64 = 32
+// minB64 is the shortest base64 run worth decoding (16 bytes of payload).
+const minB64 = 22
+
+func isGzip(b []byte) bool { return len(b) >= 10 && b[0] == 0x1f && b[1] == 0x8b && b[2] == 8 }
+
+// gunzipLimited inflates a gzip payload (gzip+base64 is how tools ship
+// logs and bodies) up to limit bytes; nil when it is not valid gzip. A
+// payload that inflates past limit is scanned up to it; callers bound
+// limit by the compressed size, so a gzip bomb costs no more than its bytes.
+func gunzipLimited(b []byte, limit int) []byte {
+	zr, err := gzip.NewReader(bytes.NewReader(b))
+	if err != nil {
+		return nil
+	}
+	out, err := io.ReadAll(io.LimitReader(zr, int64(limit)))
+	if err != nil && len(out) == 0 {
+		return nil
+	}
+	return out
+}
 
 // scanBase64 decodes long base64 runs that decode to text and scans the text;
 // a finding inside marks the whole run with the inner category. Binary
@@ -28,6 +50,9 @@ func (sc *scanner) scanBase64() {
 	// is not base64) must include d[i+minB64-1]; when that byte is not
 	// base64, or a non-base64 byte sits between, i jumps past it.
 	for i := 0; i+minB64 <= n; {
+		if sc.halted() {
+			return
+		}
 		j := i + minB64 - 1
 		if !b64Byte[d[j]] {
 			i = j + 1
@@ -63,8 +88,18 @@ func (sc *scanner) maybeBase64(s, e, pad int) {
 		digit = digit || isDigit(c)
 		nonHex = nonHex || !(isHex(c) || c == '-')
 	}
-	// Hex ids and UUIDs are base64-shaped but never base64 payloads.
-	if !(upper && lower && digit) || !nonHex || escapedAt(d, s) || (s > 0 && d[s-1] == '\\') {
+	if escapedAt(d, s) || (s > 0 && d[s-1] == '\\') {
+		return
+	}
+	// Hex ids and UUIDs are base64-shaped but never base64 payloads; hex
+	// that decodes to text (a hex-dumped value) is scanned as that text.
+	if !nonHex {
+		if n := e - s; n%2 == 0 && n >= 32 && !sc.covered(s, e) {
+			sc.hexRun(s, e)
+		}
+		return
+	}
+	if !(upper && lower && digit) {
 		return
 	}
 	if sc.covered(s, e) {
@@ -77,7 +112,8 @@ func (sc *scanner) maybeBase64(s, e, pad int) {
 // holds all of [s, e), so another one would change nothing.
 func (sc *scanner) coveredBy(s, e int, cat Category) bool {
 	p := cat.priority()
-	for i := len(sc.hits) - 1; i >= 0; i-- {
+	sc.indexHits()
+	for _, i := range sc.hitIdx[s/hitBucket] {
 		h := &sc.hits[i]
 		if h.Start <= s && e <= h.End && h.Category.priority() >= p {
 			return true
@@ -88,12 +124,37 @@ func (sc *scanner) coveredBy(s, e int, cat Category) bool {
 
 // covered reports whether a finding already overlaps [s, e).
 func (sc *scanner) covered(s, e int) bool {
-	for _, h := range sc.hits {
-		if h.Start < e && s < h.End {
-			return true
+	if e <= s {
+		return false
+	}
+	sc.indexHits()
+	for b := s / hitBucket; b <= (e-1)/hitBucket; b++ {
+		for _, i := range sc.hitIdx[b] {
+			if h := &sc.hits[i]; h.Start < e && s < h.End {
+				return true
+			}
 		}
 	}
 	return false
+}
+
+// hitBucket is the span of input one bucket of the hit index covers. The
+// index keeps coveredBy and covered independent of the number of findings,
+// so finding-dense input stays linear.
+const hitBucket = 256
+
+// indexHits adds the findings made since the last call to the index: each
+// under every bucket it overlaps.
+func (sc *scanner) indexHits() {
+	if sc.hitIdx == nil {
+		sc.hitIdx = map[int][]int32{}
+	}
+	for ; sc.hitN < len(sc.hits); sc.hitN++ {
+		h := sc.hits[sc.hitN]
+		for b := h.Start / hitBucket; b <= max(h.Start, h.End-1)/hitBucket; b++ {
+			sc.hitIdx[b] = append(sc.hitIdx[b], int32(sc.hitN))
+		}
+	}
 }
 
 func (sc *scanner) base64Run(s, e, padEnd int) {
@@ -125,7 +186,7 @@ func (sc *scanner) base64Run(s, e, padEnd int) {
 		if last >= 0 && !utf8.FullRune(p[last:]) {
 			p = p[:last]
 		}
-		if !textLike(p) {
+		if !textLike(p) && !isGzip(p) {
 			return
 		}
 	}
@@ -140,10 +201,25 @@ func (sc *scanner) base64Run(s, e, padEnd int) {
 		return
 	}
 	buf = buf[:n]
+	if isGzip(buf) {
+		if buf = gunzipLimited(buf, min(sc.s.maxInput, 16*len(buf)+4096)); buf == nil { // inflation stays linear in the input
+			return
+		}
+	}
 	if !textLike(buf) {
 		return
 	}
-	inner := sc.s.scan(buf, sc.depth+1)
+	sc.scanDecoded(buf, s, padEnd, "base64:")
+}
+
+// scanDecoded scans a decoded payload and marks the encoded run [s, e) with
+// the most specific category found inside.
+func (sc *scanner) scanDecoded(buf []byte, s, e int, tag string) {
+	inner, err := sc.s.scan(sc.ctx, buf, sc.depth+1)
+	if err != nil {
+		sc.stop = err
+		return
+	}
 	if len(inner) == 0 {
 		return
 	}
@@ -153,7 +229,20 @@ func (sc *scanner) base64Run(s, e, padEnd int) {
 			best = f
 		}
 	}
-	sc.add(s, padEnd, best.Category, "base64:"+best.Rule)
+	sc.add(s, e, best.Category, tag+best.Rule)
+}
+
+// hexRun decodes a run of hex digits and scans it when it is text.
+func (sc *scanner) hexRun(s, e int) {
+	src := sc.data[s:e]
+	if bytes.IndexByte(src, '-') >= 0 {
+		return // a UUID
+	}
+	buf := make([]byte, len(src)/2)
+	if _, err := hex.Decode(buf, src); err != nil || !textLike(buf) {
+		return
+	}
+	sc.scanDecoded(buf, s, e, "hex:")
 }
 
 // textLike reports whether b is UTF-8 text with few control characters.
@@ -170,53 +259,193 @@ func textLike(b []byte) bool {
 	return bad*20 <= len(b)
 }
 
-// scanUnicodeEscapes scans the text again with JSON \u00XX escapes of
-// printable ASCII decoded, so that "\u0041KIA…" cannot smuggle a key past the
-// detectors, and maps what it finds back to input offsets.
-func (sc *scanner) scanUnicodeEscapes() {
+// viewChar is a byte that a decoded view keeps when it decodes it: the
+// characters that secrets and PII are made of. Encoders routinely escape <,
+// > and & (Go's json does), and spaces, never letters, so decoding only
+// these reveals values without turning escaped markup into text.
+func viewChar(c byte) bool { return isAlnum(c) || strings.IndexByte("@.:_+/=-", c) >= 0 }
+
+// decodeAt reads one encoded character at i: a JSON \u00XX escape, URL
+// percent-encoding, an HTML character reference, a fullwidth ASCII form
+// (NFKC), or an invisible character that only hides a value's split
+// (zero-width space, joiners, word joiner, BOM, soft hyphen). It returns
+// the decoded byte and the bytes read; skip reports an invisible character.
+func decodeAt(d []byte, i int) (c byte, n int, skip bool, ok bool) {
+	switch b := d[i]; b {
+	case '\\':
+		if c, ok := escapeAt(d, i); ok && viewChar(c) {
+			return c, 6, false, true
+		}
+	case '%':
+		if i+2 < len(d) && isHex(d[i+1]) && isHex(d[i+2]) {
+			if c := unhex(d[i+1])<<4 | unhex(d[i+2]); viewChar(c) {
+				return c, 3, false, true
+			}
+		}
+	case '&':
+		return htmlRefAt(d, i)
+	case 0xEF:
+		if i+2 < len(d) {
+			// U+FF01..U+FF5E (EF BC 81..EF BD 9E) are fullwidth ASCII 0x21..0x7E.
+			if r := (rune(d[i+1]&0x3F) << 6) | rune(d[i+2]&0x3F); (d[i+1] == 0xBC || d[i+1] == 0xBD) && d[i+2]&0xC0 == 0x80 {
+				if cp := 0xF000 | r; cp >= 0xFF01 && cp <= 0xFF5E && viewChar(byte(cp-0xFF01+0x21)) {
+					return byte(cp - 0xFF01 + 0x21), 3, false, true
+				}
+			}
+			if d[i+1] == 0xBB && d[i+2] == 0xBF { // U+FEFF
+				return 0, 3, true, true
+			}
+		}
+	case 0xE2:
+		if i+2 < len(d) && ((d[i+1] == 0x80 && (d[i+2] == 0x8B || d[i+2] == 0x8C || d[i+2] == 0x8D)) || (d[i+1] == 0x81 && d[i+2] == 0xA0)) {
+			return 0, 3, true, true // U+200B..U+200D, U+2060
+		}
+		// Narrow no-break, thin and figure spaces inside digit groups.
+		if i+2 < len(d) && d[i+1] == 0x80 && (d[i+2] == 0xAF || d[i+2] == 0x89 || d[i+2] == 0x87) && digitBefore(d, i) {
+			return ' ', 3, false, true
+		}
+	case 0xC2:
+		if i+1 < len(d) && d[i+1] == 0xAD { // soft hyphen
+			return 0, 2, true, true
+		}
+		if i+1 < len(d) && d[i+1] == 0xA0 && digitBefore(d, i) { // no-break space in a digit group
+			return ' ', 2, false, true
+		}
+	case '_':
+		if digitBefore(d, i) && i+1 < len(d) && isDigit(d[i+1]) {
+			return ' ', 1, false, true // 4111_1111: digit groups
+		}
+	case '.':
+		// 4111.1111.1111.1111: groups of four only, so versions, decimals
+		// and addresses stay as they are.
+		if i >= 4 && i+4 < len(d) && allDigits(d[i-4:i]) && allDigits(d[i+1:i+5]) && (i+5 == len(d) || !isDigit(d[i+5])) && (i == 4 || !isDigit(d[i-5])) {
+			return ' ', 1, false, true
+		}
+	}
+	return 0, 0, false, false
+}
+
+func digitBefore(d []byte, i int) bool { return i > 0 && isDigit(d[i-1]) }
+
+// htmlRefAt decodes &#NN; &#xHH; and the named references of the characters
+// values are made of.
+func htmlRefAt(d []byte, i int) (byte, int, bool, bool) {
+	end := i + 1
+	for end < len(d) && end-i < 10 && d[end] != ';' {
+		end++
+	}
+	if end >= len(d) || d[end] != ';' {
+		return 0, 0, false, false
+	}
+	ref := d[i+1 : end]
+	n := end - i + 1
+	var v int
+	switch {
+	case len(ref) > 2 && ref[0] == '#' && (ref[1] == 'x' || ref[1] == 'X'):
+		for _, c := range ref[2:] {
+			if !isHex(c) {
+				return 0, 0, false, false
+			}
+			v = v<<4 | int(unhex(c))
+		}
+	case len(ref) > 1 && ref[0] == '#':
+		for _, c := range ref[1:] {
+			if !isDigit(c) {
+				return 0, 0, false, false
+			}
+			v = v*10 + int(c-'0')
+		}
+	default:
+		switch string(ref) {
+		case "commat":
+			v = '@'
+		case "period":
+			v = '.'
+		case "colon":
+			v = ':'
+		case "lowbar":
+			v = '_'
+		case "plus":
+			v = '+'
+		case "sol":
+			v = '/'
+		case "equals":
+			v = '='
+		case "shy":
+			return 0, n, true, true
+		default:
+			return 0, 0, false, false
+		}
+	}
+	if v == 0xAD {
+		return 0, n, true, true
+	}
+	if v > 0 && v < 0x80 && viewChar(byte(v)) {
+		return byte(v), n, false, true
+	}
+	return 0, 0, false, false
+}
+
+// viewTrigger marks the first bytes of what decodeAt reads.
+var viewTrigger = func() (t [256]bool) {
+	for _, b := range []byte{'\\', '%', '&', 0xEF, 0xE2, 0xC2, '_', '.'} {
+		t[b] = true
+	}
+	return t
+}()
+
+// scanDecodedView scans the input with every encoded character decodeAt
+// reads decoded (and invisible ones dropped), and reports what only the
+// decoding revealed, at the input's offsets.
+func (sc *scanner) scanDecodedView() {
 	d := sc.data
 	first := -1
-	for i := sc.escape; ; {
-		k := bytes.Index(d[i:], []byte(`\u00`))
-		if k < 0 {
-			return
+	for i := 0; i < len(d); i++ {
+		if viewTrigger[d[i]] {
+			if _, _, _, ok := decodeAt(d, i); ok {
+				first = i
+				break
+			}
 		}
-		i += k
-		if c, ok := escapeAt(d, i); ok && (isAlnum(c) || strings.IndexByte("@.:_+/=-", c) >= 0) {
-			first = i
-			break
-		}
-		i += 4
+	}
+	if first < 0 {
+		return
 	}
 	view := make([]byte, 0, len(d))
 	view = append(view, d[:first]...)
-	at := make([]int, 0, len(d)+1) // at[i] is the input offset of view[i]
+	at := make([]int32, 0, len(d)+1) // at[i] is the input offset of view[i]
 	for i := 0; i < first; i++ {
-		at = append(at, i)
+		at = append(at, int32(i))
 	}
-	decoded := false
+	var marks []int32 // view offsets where a decoded character or a dropped one sits
 	for i := first; i < len(d); {
-		// Only characters that secrets and PII are made of: encoders
-		// routinely escape <, > and & (Go's json does), never letters.
-		if c, ok := escapeAt(d, i); ok && (isAlnum(c) || strings.IndexByte("@.:_+/=-", c) >= 0) {
-			view = append(view, c)
-			at = append(at, i)
-			i += 6
-			decoded = true
-			continue
+		if viewTrigger[d[i]] {
+			if c, n, skip, ok := decodeAt(d, i); ok {
+				marks = append(marks, int32(len(view)))
+				if !skip {
+					view = append(view, c)
+					at = append(at, int32(i))
+				}
+				i += n
+				continue
+			}
 		}
 		view = append(view, d[i])
-		at = append(at, i)
+		at = append(at, int32(i))
 		i++
 	}
-	if !decoded {
+	at = append(at, int32(len(d)))
+	inner, err := sc.s.scan(sc.ctx, view, sc.depth+2)
+	if err != nil {
+		sc.stop = err
 		return
 	}
-	at = append(at, len(d))
-	for _, f := range sc.s.scan(view, sc.depth+2) {
-		s, e := at[f.Start], at[f.End]
-		if e-s != f.End-f.Start { // only findings that decoding made visible
-			sc.add(s, e, f.Category, f.Rule)
+	for _, f := range inner {
+		// Only findings that decoding made visible: a decoded or dropped
+		// character inside (a dropped one sits at the offset after it).
+		k, _ := slices.BinarySearch(marks, int32(f.Start+1))
+		if k < len(marks) && marks[k] < int32(f.End) {
+			sc.add(int(at[f.Start]), int(at[f.End]), f.Category, f.Rule)
 		}
 	}
 }

@@ -101,6 +101,7 @@ var categories = map[Category]categoryInfo{
 	CategoryTwilioKey:          {ClassSecret, 100},
 	CategorySendGridKey:        {ClassSecret, 100},
 	CategorySecret:             {ClassSecret, 50},
+	CategoryCanary:             {ClassSecret, 200},
 }
 
 // Categories lists every category this package can report, in a fixed order.
@@ -113,7 +114,7 @@ func Categories() []Category {
 		CategoryAnthropicKey, CategoryGoogleAPIKey, CategoryJWT, CategoryPrivateKey,
 		CategoryDBURLPassword, CategoryPasswordAssignment, CategoryGenericAPIKey,
 		CategoryNPMToken, CategoryTwilioKey, CategorySendGridKey,
-		CategoryURLPassword, CategorySecret,
+		CategoryURLPassword, CategorySecret, CategoryCanary,
 	}
 }
 

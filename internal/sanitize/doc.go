@@ -27,8 +27,24 @@
 //     payment card (brand prefix and Luhn), IBAN (country length and mod 97),
 //     US SSN (area, group, serial ranges; nine bare digits only with SSN
 //     context), IPv4 and IPv6 (parsed).
-//   - Nested encodings: base64 runs that decode to text, and JSON \u00XX
-//     escapes, are decoded and scanned; a finding inside marks the whole run.
+//   - Nested encodings: base64 and hex runs of 16 bytes or more that decode to text
+//     or to gzip (inflated up to 16 times its size) are decoded and scanned;
+//     a finding inside marks the whole run. A decoded view is scanned too:
+//     JSON \u00XX escapes, URL percent-encoding, HTML character references,
+//     fullwidth ASCII (NFKC) decoded; zero-width characters, word joiners
+//     and soft hyphens dropped; no-break, thin and figure spaces and
+//     underscores between digits (and dots between groups of four) read as
+//     spaces. A finding counts there when a decoded character lies inside.
+//   - The node's own secrets (Config.Canaries: its identity key, the
+//     operator's sanitize.canaries) by exact value, as is and in hex, base64
+//     (both alphabets, any padding, any alignment inside a longer payload),
+//     URL and JSON escapes: CategoryCanary, which blocks under every policy.
+//     Values the vault holds for any peer are found as whole words in the
+//     same forms and take their category, so a value pseudonymized for one
+//     peer is not sent in clear to another in a form the detectors miss.
+//   - PEM private key blocks of every algorithm and length (16 base64
+//     characters of key material suffice), with or without their END line,
+//     and treaty's identity.key format.
 //
 // One literal prefilter (an Aho-Corasick automaton over every gitleaks
 // keyword and this package's trigger words) finds the places worth looking
@@ -59,8 +75,11 @@
 //
 //   - Detection is by format and context. A secret with no known format and
 //     no telling key, or PII without a checkable shape (names, street
-//     addresses), passes. Encodings other than base64 and \u00XX (hex, URL
-//     encoding, a value split across messages) are not decoded.
+//     addresses), passes. Hex runs of 16 bytes or more are decoded when
+//     they decode to text; base32, and a value split across lines, fields
+//     or messages, are not decoded. Deliberate exfiltration through a cipher
+//     (reversal, rot13, splitting) is out of reach: capability policy is the
+//     control for an agent that means to leak.
 //   - A gitleaks rule runs only near its keywords. For the 215 rules whose
 //     every match contains a keyword this finds what gitleaks finds; the six
 //     others run on the whole input whenever a keyword occurs, as in
@@ -73,6 +92,15 @@
 //   - Restore escapes a value for one level of JSON string; inside a JSON
 //     string nested in another, a value with quotes or backslashes comes back
 //     escaped once.
-//   - The vault file is append-only and grows with every distinct value; it
-//     is flushed to the OS on each write and synced on Close.
+//   - The vault is bounded per peer (VaultLimits: 100000 entries, 30 days
+//     since last use by default). A full peer loses its least recently used
+//     entry, whose token is then no longer restored (docs/adr/0008). The
+//     file is append-only between compactions, written to the OS on each
+//     write and synced on Close.
+//
+// # Time
+//
+// Scan, Apply and DryRun are linear in their input (TestSanitizeLinear);
+// their Context forms stop when the caller's context ends and return
+// ErrDeadline, so a call's deadline bounds the work.
 package sanitize

@@ -407,6 +407,9 @@ type semiTask struct {
 func (sc *scanner) runSemiTasks() {
 	d := sc.data
 	for _, t := range sc.semi {
+		if sc.halted() {
+			return
+		}
 		g := &sc.s.rules[t.rule]
 		s, k := int(t.s), int(t.op)
 		var buf [4]int
@@ -619,6 +622,9 @@ func semiOp(d []byte, e int) (int, bool) {
 	return 0, false
 }
 
+// maxMergedWin bounds the merging of one rule's windows in runGitleaks.
+const maxMergedWin = 8 << 10
+
 // runGitleaks runs the window and whole-input rules on their merged windows.
 func (sc *scanner) runGitleaks() {
 	if len(sc.glWins) == 0 {
@@ -632,9 +638,15 @@ func (sc *scanner) runGitleaks() {
 	})
 	ws := sc.glWins
 	for i := 0; i < len(ws); {
+		if sc.halted() {
+			return
+		}
 		w := ws[i]
 		j := i + 1
-		for j < len(ws) && ws[j].rule == w.rule && ws[j].start <= w.end {
+		// Windows merge up to maxMergedWin: beyond it, a new window starts
+		// (overlapping the last), so dense hits never make one regex run
+		// over megabytes, where regexp falls back to its slower matcher.
+		for j < len(ws) && ws[j].rule == w.rule && ws[j].start <= w.end && w.end-w.start < maxMergedWin {
 			if ws[j].end > w.end {
 				w.end = ws[j].end
 			}

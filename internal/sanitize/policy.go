@@ -85,6 +85,9 @@ func (p Policy) Validate() error {
 // ActionFor is the action p takes on category c. An invalid action (a policy
 // that skipped Validate) counts as block.
 func (p Policy) ActionFor(c Category) Action {
+	if c == CategoryCanary {
+		return ActionBlock // the node's own secrets: no policy sends them
+	}
 	a, ok := p.Categories[c]
 	if !ok {
 		if c.Class() == ClassPII {

@@ -2,11 +2,13 @@ package sanitize
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"sync"
+	"time"
 )
 
 // Finding is one detected value: its category, the rule that found it, and
@@ -33,6 +35,15 @@ type Config struct {
 	// RulesTOML replaces gitleaks' default rule set (DefaultRulesTOML) with
 	// another gitleaks configuration, e.g. a newer upstream file. Empty: the default.
 	RulesTOML string
+	// Canaries are values the node must never send (its identity key, an
+	// operator's sanitize.canaries), each at least 8 bytes. They are found
+	// as is, in hex, base64 (any alphabet, padding or alignment), URL and
+	// JSON escapes, and always block (CategoryCanary), whatever the policy.
+	Canaries [][]byte
+	// Vault bounds the pseudonym vault per peer.
+	Vault VaultLimits
+	// Now is the clock of vault expiry; nil means time.Now.
+	Now func() time.Time
 }
 
 const defaultMaxInput = 8 << 20
@@ -48,6 +59,7 @@ type Sanitizer struct {
 	triggers [][]trigger // per prefilter pattern
 	maxInput int
 	vault    *vault
+	canaries *canaryIndex
 	key      []byte
 	pool     sync.Pool
 }
@@ -58,7 +70,6 @@ const (
 	trigGitleaks triggerKind = iota
 	trigProvider
 	trigKey
-	trigEscape // a JSON \u00 escape: the decoded view is scanned too
 )
 
 type trigger struct {
@@ -123,9 +134,11 @@ func New(cfg Config) (*Sanitizer, error) {
 	for _, k := range keyLiterals {
 		add(k, trigger{kind: trigKey})
 	}
-	add(`\u00`, trigger{kind: trigEscape})
 	s.ac = newACMatcher(pats)
-	s.vault, err = openVault(cfg.VaultPath)
+	if s.canaries, err = newCanaryIndex(cfg.Canaries); err != nil {
+		return nil, err
+	}
+	s.vault, err = openVault(cfg.VaultPath, cfg.Vault, cfg.Now)
 	if err != nil {
 		return nil, err
 	}
@@ -157,8 +170,12 @@ type scanner struct {
 	lastKS   int
 	lastKE   int
 	depth    int
-	escape   int  // the first \u00 escape, or -1
-	parity   bool // gitleaks rules only, without this package's extra filters (tests)
+	ctx      context.Context // nil: unbounded
+	stop     error           // why the scan halted (ctx's error), or nil
+	tick     uint32
+	hitIdx   map[int][]int32 // bucket -> indexes into hits (see indexHits)
+	hitN     int             // hits indexed so far
+	parity   bool            // gitleaks rules only, without this package's extra filters (tests)
 }
 
 func (sc *scanner) add(start, end int, cat Category, rule string) {
@@ -171,22 +188,39 @@ func (sc *scanner) add(start, end int, cat Category, rule string) {
 // Scan reads all of data; callers bound its size (Apply refuses input over
 // MaxInputBytes).
 func (s *Sanitizer) Scan(data []byte) []Finding {
-	return s.scan(data, 0)
+	fs, _ := s.scan(context.Background(), data, 0)
+	return fs
 }
 
-func (s *Sanitizer) scan(data []byte, depth int) []Finding {
+// ErrDeadline is returned when ctx ends before the content is scanned: the
+// caller's deadline bounds the work, and content that cannot be checked in
+// time is not sent.
+var ErrDeadline = errors.New("sanitize: content too large to scan before the deadline")
+
+// ScanContext is Scan bounded by ctx: when ctx ends first it returns an
+// error wrapping ErrDeadline and ctx's error, and no findings.
+func (s *Sanitizer) ScanContext(ctx context.Context, data []byte) ([]Finding, error) {
+	return s.scan(ctx, data, 0)
+}
+
+func (s *Sanitizer) scan(ctx context.Context, data []byte, depth int) ([]Finding, error) {
 	sc := s.pool.Get().(*scanner)
 	tried := sc.glTried
 	for i := range tried {
 		tried[i] = -1
 	}
-	*sc = scanner{s: s, data: data, hits: sc.hits[:0], ac: sc.ac[:0], b64buf: sc.b64buf, semi: sc.semi[:0], glWins: sc.glWins[:0], glTried: tried, csvLines: sc.csvLines[:0], lastKS: -1, lastKE: -1, depth: depth, escape: -1}
+	idx := sc.hitIdx
+	clear(idx)
+	*sc = scanner{ctx: ctx, s: s, data: data, hitIdx: idx, hits: sc.hits[:0], ac: sc.ac[:0], b64buf: sc.b64buf, semi: sc.semi[:0], glWins: sc.glWins[:0], glTried: tried, csvLines: sc.csvLines[:0], lastKS: -1, lastKE: -1, depth: depth}
 	defer func() {
-		sc.data = nil
+		sc.data, sc.ctx = nil, nil
 		s.pool.Put(sc)
 	}()
 	sc.ac = s.ac.hits(data, sc.ac[:0])
 	for _, h := range sc.ac {
+		if sc.halted() {
+			return nil, sc.stopErr()
+		}
 		pat, start := int(h.pat), int(h.start)
 		for _, t := range s.triggers[pat] {
 			switch t.kind {
@@ -196,23 +230,52 @@ func (s *Sanitizer) scan(data []byte, depth int) []Finding {
 				providers[t.arg].match(sc, start)
 			case trigKey:
 				sc.keyHit(start, int(s.ac.patLens[pat]))
-			case trigEscape:
-				if sc.escape < 0 {
-					sc.escape = start
-				}
 			}
 		}
 	}
-	sc.runSemiTasks()
-	sc.runGitleaks()
-	sc.scanPII()
+	for _, stage := range []func(){sc.runSemiTasks, sc.runGitleaks, sc.scanPII, sc.scanCanaries, sc.scanVaultValues} {
+		if sc.halted() {
+			return nil, sc.stopErr()
+		}
+		stage()
+	}
 	if depth < 2 {
 		sc.scanBase64()
-		if sc.escape >= 0 {
-			sc.scanUnicodeEscapes()
+		if !sc.halted() {
+			sc.scanDecodedView()
 		}
 	}
-	return merge(dropPublicIDs(data, sc.hits))
+	if sc.halted() {
+		return nil, sc.stopErr()
+	}
+	return merge(dropPublicIDs(data, sc.hits)), nil
+}
+
+// halted reports whether the scan's context has ended. It looks at the
+// context once in 64 calls, so hot loops can ask every iteration.
+func (sc *scanner) halted() bool {
+	if sc.stop != nil {
+		return true
+	}
+	if sc.ctx == nil {
+		return false
+	}
+	sc.tick++
+	if sc.tick&63 != 1 {
+		return false
+	}
+	if err := sc.ctx.Err(); err != nil {
+		sc.stop = err
+		return true
+	}
+	return false
+}
+
+func (sc *scanner) stopErr() error {
+	if errors.Is(sc.stop, ErrDeadline) {
+		return sc.stop // a nested scan's
+	}
+	return fmt.Errorf("%w (%d bytes): %w", ErrDeadline, len(sc.data), sc.stop)
 }
 
 // merge sorts findings and merges overlapping ones: the union of their ranges,
@@ -252,7 +315,7 @@ func merge(hits []Finding) []Finding {
 // gitleaks' detector to check that running rules only near their keywords
 // loses nothing.
 func (s *Sanitizer) gitleaksOnly(data []byte) []Finding {
-	sc := &scanner{s: s, data: data, lastKS: -1, lastKE: -1, escape: -1, parity: true}
+	sc := &scanner{s: s, data: data, lastKS: -1, lastKE: -1, parity: true}
 	for _, h := range s.ac.hits(data, nil) {
 		for _, t := range s.triggers[h.pat] {
 			if t.kind == trigGitleaks {

@@ -109,6 +109,27 @@ var providers = []provider{
 	{"eyj", func(sc *scanner, p int) { sc.jwt(p) }},
 	{"-----begin", func(sc *scanner, p int) { sc.pem(p) }},
 	{"://", func(sc *scanner, p int) { sc.urlPassword(p) }},
+	// treaty's own identity.key: "TREATY-ED25519-PRIVATE-KEY <base64 seed>".
+	{"treaty-ed25519-private-key", func(sc *scanner, p int) { sc.treatyKey(p) }},
+}
+
+// treatyKey finds treaty's identity key file format: the tag, blanks, and a
+// base64 body of any length (a cut-off seed is still part of a key).
+func (sc *scanner) treatyKey(p int) {
+	const tag = "TREATY-ED25519-PRIVATE-KEY"
+	d := sc.data
+	if !hasPrefixFold(d, p, "treaty-ed25519-private-key") {
+		return
+	}
+	b := p + len(tag)
+	for b < len(d) && b-p < len(tag)+8 && (d[b] == ' ' || d[b] == '\t' || d[b] == ':' || d[b] == '=') {
+		b++
+	}
+	k := runLen(d, b, 4096, isB64Std)
+	if k < 8 || placeholder(d[b:b+k]) {
+		return
+	}
+	sc.add(p, b+k, CategoryPrivateKey, "treaty-identity-key")
 }
 
 func (sc *scanner) awsKey(p int, prefix string) {
@@ -262,7 +283,8 @@ func (sc *scanner) jwt(p int) {
 	sc.add(p, end, CategoryJWT, "jwt")
 }
 
-// pem finds a private key block from its BEGIN line to its END line.
+// pem finds a private key block from its BEGIN line to its END line, or to
+// the end of its body when the END line is missing (a truncated paste).
 func (sc *scanner) pem(p int) {
 	if p < sc.pemDone {
 		return
@@ -276,10 +298,17 @@ func (sc *scanner) pem(p int) {
 	}
 }
 
+// pemMinBody is the least key material a private key block must hold: an
+// Ed25519 or X25519 PKCS#8 key is 64 base64 characters, so any real key of
+// any algorithm has more; 16 still catches a block cut short.
+const pemMinBody = 16
+
 // pemBlock parses the PEM block at p. It returns the block's end (0 when
-// there is no complete block) and whether it is a private key with real key
-// material: public keys and certificates never are, and neither is a block
-// whose body was redacted ("...", "(key material removed)", <redacted>).
+// there is no block) and whether it is a private key with key material:
+// public keys and certificates never are, and neither is a block whose body
+// was redacted ("...", "(key material removed)", <redacted>) unless real key
+// material remains next to the marker. Without an END line the block runs to
+// the end of its base64 body.
 func pemBlock(d []byte, p int) (end int, valid bool) {
 	if p+10 > len(d) || string(d[p:p+10]) != "-----BEGIN" {
 		return 0, false
@@ -291,11 +320,24 @@ func pemBlock(d []byte, p int) (end int, valid bool) {
 		return 0, false
 	}
 	label := d[q : q+hdrEnd]
+	private := containsFold(label, "private key") || containsFold(label, "private-key")
 	body := q + hdrEnd + 5
 	lim = min(body+64<<10, len(d))
 	endAt := bytes.Index(d[body:lim], []byte("-----END"))
 	if endAt < 0 {
-		return 0, false
+		if !private {
+			return 0, false
+		}
+		// Truncated: the body is the run of base64, whitespace, escapes and
+		// armour headers ("Proc-Type: 4,ENCRYPTED") after the BEGIN line.
+		k := body
+		for k < lim && (isB64Std(d[k]) || isSpace(d[k]) || d[k] == '\\' || d[k] == ':' || d[k] == ',' || d[k] == '-' || d[k] == '_') {
+			if d[k] == '-' && k+1 < lim && d[k+1] == '-' {
+				break
+			}
+			k++
+		}
+		return k, pemMaterial(d[body:k]) >= pemMinBody
 	}
 	endAt += body
 	tail := endAt + 8
@@ -305,21 +347,53 @@ func pemBlock(d []byte, p int) (end int, valid bool) {
 		return 0, false
 	}
 	end = tail + close + 5
-	if !bytes.Contains(label, []byte("PRIVATE KEY")) {
+	if !private {
 		return end, false
 	}
 	b := d[body:endAt]
+	n := pemMaterial(b)
 	if containsFold(b, "redacted") || containsFold(b, "removed") || bytes.Contains(b, []byte("...")) ||
 		bytes.Contains(b, []byte("…")) || bytes.Contains(b, []byte("<")) || bytes.Contains(b, []byte("***")) {
-		return end, false
+		return end, n >= 40 // a marker, but a real piece of key next to it
 	}
-	n := 0
-	for i, c := range b {
-		if isAlnum(c) && !escapedAt(b, i) {
-			n++
+	return end, n >= pemMinBody
+}
+
+func isB64Std(c byte) bool { return isAlnum(c) || c == '+' || c == '/' || c == '=' }
+
+// pemMaterial counts the bytes of b in base64 runs of 12 or more: key
+// material, not words like "REDACTED" or the letters of escapes (`\n`).
+// Linear: the escape state is carried along, not looked up backwards.
+func pemMaterial(b []byte) int {
+	n, run := 0, 0
+	esc := false
+	for _, c := range b {
+		switch {
+		case esc:
+			esc = false
+			if run >= 12 {
+				n += run
+			}
+			run = 0
+		case c == '\\':
+			esc = true
+			if run >= 12 {
+				n += run
+			}
+			run = 0
+		case isB64Std(c) || c == '-' || c == '_':
+			run++
+		default:
+			if run >= 12 {
+				n += run
+			}
+			run = 0
 		}
 	}
-	return end, n >= 64
+	if run >= 12 {
+		n += run
+	}
+	return n
 }
 
 var dbSchemes = map[string]bool{

@@ -1,6 +1,7 @@
 package screen
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math"
@@ -156,22 +157,38 @@ func New(cfg Config) (*Screener, error) {
 // bytes replaced. An invalid pol is read field by field: zero and out-of-range
 // thresholds take their defaults, and an unknown Action blocks.
 func (s *Screener) Screen(pol Policy, data []byte) Verdict {
-	sc := s.score(data)
-	return Verdict{Action: pol.decide(sc.score), Score: sc.score, Reasons: sc.reasons}
+	v, _ := s.ScreenContext(context.Background(), pol, data)
+	return v
+}
+
+// ErrDeadline is returned when ctx ends before the content is screened: the
+// caller's deadline bounds the work.
+var ErrDeadline = errors.New("screen: content too large to scan before the deadline")
+
+// ScreenContext is Screen bounded by ctx (the call's deadline). When ctx ends
+// first it returns a block verdict (reason "deadline") and an error wrapping
+// ErrDeadline and ctx's error: content that was not screened is not delivered.
+func (s *Screener) ScreenContext(ctx context.Context, pol Policy, data []byte) (Verdict, error) {
+	sc := s.score(ctx, data)
+	if sc.err != nil {
+		return Verdict{Action: ActionBlock, Score: 1, Reasons: []string{"deadline"}}, sc.err
+	}
+	return Verdict{Action: pol.decide(sc.score), Score: sc.score, Reasons: sc.reasons}, nil
 }
 
 // Score is Screen without a policy: the score in [0, 1] and the reasons.
 func (s *Screener) Score(data []byte) (float64, []string) {
-	sc := s.score(data)
+	sc := s.score(context.Background(), data)
 	return sc.score, sc.reasons
 }
 
 type scored struct {
 	score   float64
 	reasons []string
+	err     error // the deadline passed before the screening finished
 }
 
-func (s *Screener) score(data []byte) scored {
+func (s *Screener) score(ctx context.Context, data []byte) scored {
 	acc := newAccumulator()
 	if len(data) > s.maxInput {
 		acc.add(signal{id: "oversize", code: "oversize", weight: 0.5})
@@ -181,19 +198,27 @@ func (s *Screener) score(data []byte) scored {
 	if !isJSON {
 		text = string(data)
 	}
-	c := call{s: s, budget: 4*len(data) + 4096}
+	c := call{ctx: ctx, s: s, budget: 4*len(data) + 4096}
 	c.screenText(text, 0, acc)
+	if c.err != nil {
+		return scored{err: fmt.Errorf("%w (%d bytes): %w", ErrDeadline, len(data), c.err)}
+	}
 	return acc.result()
 }
 
 // call is the state of one Screen call.
 type call struct {
+	ctx    context.Context
+	err    error // ctx's error once it ended
 	s      *Screener
 	budget int // decoded bytes still allowed, so nested decoding stays linear in the input
 }
 
 // screenText runs every detector over one text at one decoding depth.
 func (c *call) screenText(text string, depth int, acc *accumulator) {
+	if c.halted() {
+		return
+	}
 	if !utf8.ValidString(text) {
 		text = strings.ToValidUTF8(text, "\uFFFD")
 	}
@@ -219,8 +244,12 @@ func (c *call) screenText(text string, depth int, acc *accumulator) {
 	if f.mixed > 0 {
 		acc.add(signal{id: "homoglyph-mixed", code: "homoglyph:mixed-script", weight: 0.4})
 	}
-	c.s.rules.matchPhrases(&f, acc)
-	c.s.rules.matchPatterns(&f, norm, acc)
+	if !c.halted() {
+		c.s.rules.matchPhrases(&f, acc)
+	}
+	if !c.halted() {
+		c.s.rules.matchPatterns(&f, norm, acc)
+	}
 	if cap(f.toks.t) <= maxPooledTokens {
 		*scratch = f.toks.t[:0]
 		c.s.tokenPool.Put(scratch)
@@ -238,8 +267,19 @@ func (c *call) screenText(text string, depth int, acc *accumulator) {
 		c.screenChild("hidden-unicode:variation-selectors", string(h.vsPayload), depth+1, acc, false)
 	}
 	for _, e := range findEncoded(h.clean, &c.budget) {
+		if c.halted() {
+			return
+		}
 		c.screenChild("encoded:"+e.kind, e.text, depth+1, acc, true)
 	}
+}
+
+// halted reports whether the call's context has ended, remembering why.
+func (c *call) halted() bool {
+	if c.err == nil && c.ctx != nil {
+		c.err = c.ctx.Err()
+	}
+	return c.err != nil
 }
 
 // screenChild screens a decoded payload and merges the signals it adds. With flag set,

@@ -1,0 +1,171 @@
+package sanitize
+
+import (
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"net/url"
+	"strings"
+)
+
+// CategoryCanary is a value the node must never send, whatever the peer's
+// policy: its own identity key and the values an operator lists
+// (sanitize.canaries). A canary finding always blocks.
+const CategoryCanary Category = "canary"
+
+// minCanary is the shortest canary accepted: shorter values would match
+// ordinary text.
+const minCanary = 8
+
+// canaryForms lists the forms in which v is looked for: as is, hex, base64
+// (standard and URL alphabets, padded or not, at each of the three byte
+// alignments a value can have inside a longer base64 payload), URL
+// percent-encoding and JSON string escapes. Matching is ASCII
+// case-insensitive, which also covers upper-case hex.
+func canaryForms(v []byte) []string {
+	seen := map[string]bool{}
+	var out []string
+	add := func(s string) {
+		if len(s) >= minCanary && !seen[strings.ToLower(s)] {
+			seen[strings.ToLower(s)] = true
+			out = append(out, s)
+		}
+	}
+	add(string(v))
+	add(hex.EncodeToString(v))
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding} {
+		add(enc.EncodeToString(v))
+		for shift := range 3 {
+			add(b64Core(enc, v, shift))
+		}
+	}
+	add(url.QueryEscape(string(v)))
+	add(url.PathEscape(string(v)))
+	add(string(escapeJSON(v)))
+	return out
+}
+
+// b64Core is the part of the base64 encoding of v that does not depend on
+// the bytes around it when v starts shift bytes into a 3-byte group: the
+// characters whose 6 bits all come from v.
+func b64Core(enc *base64.Encoding, v []byte, shift int) string {
+	buf := make([]byte, shift+len(v))
+	copy(buf[shift:], v)
+	s := enc.WithPadding(base64.NoPadding).EncodeToString(buf)
+	first := (8*shift + 5) / 6 // first character starting at or after bit 8*shift
+	last := 8 * len(buf) / 6   // characters [first, last) end within v
+	if first >= last {
+		return ""
+	}
+	return s[first:last]
+}
+
+// canaryIndex finds canaries in any of their forms in one pass.
+type canaryIndex struct {
+	ac    *acMatcher
+	forms []string
+}
+
+func newCanaryIndex(values [][]byte) (*canaryIndex, error) {
+	if len(values) == 0 {
+		return nil, nil
+	}
+	var forms []string
+	for i, v := range values {
+		if len(v) < minCanary {
+			return nil, fmt.Errorf("sanitize: Config.Canaries[%d] is %d bytes, want at least %d", i, len(v), minCanary)
+		}
+		forms = append(forms, canaryForms(v)...)
+	}
+	return &canaryIndex{ac: newACMatcher(forms), forms: forms}, nil
+}
+
+// scanCanaries reports every form of every canary in the scanned data.
+func (sc *scanner) scanCanaries() {
+	ci := sc.s.canaries
+	if ci == nil {
+		return
+	}
+	for _, h := range ci.ac.hits(sc.data, nil) {
+		s := int(h.start)
+		sc.add(s, s+int(ci.ac.patLens[h.pat]), CategoryCanary, "canary")
+	}
+}
+
+// vaultForms are the forms of a pseudonymized value looked up as a whole
+// word: a value pseudonymized for one peer is caught in these forms in what
+// is sent to any peer, even where the detector that first found it would
+// not see it.
+func vaultForms(v []byte) []string {
+	if len(v) < 6 {
+		return nil
+	}
+	fs := []string{string(v), hex.EncodeToString(v),
+		base64.RawStdEncoding.EncodeToString(v), base64.RawURLEncoding.EncodeToString(v),
+		url.QueryEscape(string(v))}
+	for i, f := range fs {
+		fs[i] = strings.ToLower(f)
+	}
+	return fs
+}
+
+// isWordSep ends a word for the vault lookup: blanks, quotes, brackets and
+// the separators of lists, query strings and escapes.
+func isWordSep(c byte) bool {
+	switch c {
+	case ' ', '\t', '\n', '\r', '"', '\'', '`', '<', '>', '(', ')', '[', ']', '{', '}', ',', ';', '\\', '&', '?', '#', '|', '=':
+		return true
+	}
+	return false
+}
+
+// scanVaultValues reports words that are, in one of vaultForms, a value
+// the vault holds for any peer, with that value's category. It holds the
+// vault's lock for one pass and looks up only words whose length some
+// stored form has.
+func (sc *scanner) scanVaultValues() {
+	v := sc.s.vault
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if len(v.values) == 0 {
+		return
+	}
+	d := sc.data
+	var lb []byte
+	for i := 0; i < len(d); {
+		if isWordSep(d[i]) {
+			i++
+			continue
+		}
+		j := i
+		for j < len(d) && !isWordSep(d[j]) {
+			j++
+		}
+		// Trim the punctuation a word picks up in prose.
+		s, e := i, j
+		for e > s && (d[e-1] == '.' || d[e-1] == ':' || d[e-1] == '!') {
+			e--
+		}
+		if n := e - s; n >= 6 && n <= maxVaultWord && v.formLens[n] > 0 {
+			lb = append(lb[:0], d[s:e]...)
+			for k, c := range lb {
+				lb[k] = lowerASCII(c)
+			}
+			if r, ok := v.values[string(lb)]; ok {
+				sc.add(s, e, r.cat, "vault-value")
+			}
+		}
+		i = j
+	}
+}
+
+// maxVaultWord is the longest word looked up in the vault; longer forms
+// are not indexed.
+const maxVaultWord = 512
+
+// tokenCategory is the category named in a pseudonym "<category:hex>".
+func tokenCategory(tok string) Category {
+	t := strings.TrimPrefix(tok, "<")
+	c, _, _ := strings.Cut(t, ":")
+	return Category(c)
+}

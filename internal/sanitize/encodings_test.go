@@ -1,0 +1,130 @@
+package sanitize
+
+import (
+	"bytes"
+	"compress/gzip"
+	"encoding/base64"
+	"encoding/hex"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// Issue 10, encodings: a value in a form agents and tools commonly produce is
+// still that value.
+func TestEncodedValuesFound(t *testing.T) {
+	s := newTest(t)
+	cases := []struct {
+		name, in string
+		cat      Category
+	}{
+		{"url query", "GET /lookup?user=hannah.schmidt%40northwind.dev&x=1", CategoryEmail},
+		{"form body", "email=hannah.schmidt%40northwind.dev&name=H", CategoryEmail},
+		{"url lowercase hex", "q=hannah.schmidt%40northwind%2edev", CategoryEmail},
+		{"html decimal", "contact: hannah.schmidt&#64;northwind.dev", CategoryEmail},
+		{"html hex", "contact: hannah.schmidt&#x40;northwind&#x2E;dev", CategoryEmail},
+		{"html named", "contact: hannah.schmidt&commat;northwind&period;dev", CategoryEmail},
+		{"zero-width space", "mail hannah.schmidt@north\u200bwind.dev now", CategoryEmail},
+		{"zero-width joiner", "mail hannah\u200d.schmidt@northwind.dev now", CategoryEmail},
+		{"soft hyphen", "mail hannah.schmidt@north\u00adwind.dev now", CategoryEmail},
+		{"word joiner in key", "key AKIA\u2060QWERTYUIOPASDFGH", CategoryAWSAccessKey},
+		{"fullwidth", "mail ｈａｎｎａｈ．ｓｃｈｍｉｄｔ＠ｎｏｒｔｈｗｉｎｄ．ｄｅｖ now", CategoryEmail},
+		{"fullwidth key", "key ＡＫＩＡＱＷＥＲＴＹＵＩＯＰＡＳＤＦＧＨ", CategoryAWSAccessKey},
+		{"json unicode escape", `{"m":"hannah.schmidt\u0040northwind.dev"}`, CategoryEmail},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			fs := s.Scan([]byte(c.in))
+			ok := false
+			for _, f := range fs {
+				ok = ok || f.Category == c.cat
+			}
+			if !ok {
+				t.Fatalf("%q: findings %v, want %s", c.in, found([]byte(c.in), fs), c.cat)
+			}
+			// The finding covers the encoded value, so redaction removes all of it.
+			res := s.DryRun(peerA, Policy{Secrets: ActionRedact, PII: ActionRedact}, []byte(c.in))
+			if strings.Contains(res.Output, "northwind") || strings.Contains(res.Output, "QWERTY") || strings.Contains(res.Output, "ＱＷＥＲＴＹ") {
+				t.Fatalf("redacted output still holds the value: %q", res.Output)
+			}
+		})
+	}
+	// Encoded markup is not a value: no findings from decoding alone.
+	for _, in := range []string{"a%20b%2Fc", "&lt;b&gt;bold&lt;/b&gt; &amp; more", "price&#58; 10 &#x25;", "ｈｅｌｌｏ ｗｏｒｌｄ", "co\u00adoperate"} {
+		if fs := s.Scan([]byte(in)); len(fs) > 0 {
+			t.Errorf("%q: findings %v, want none", in, found([]byte(in), fs))
+		}
+	}
+}
+
+// base64 of 16 bytes or more, and gzip inside base64, are decoded and scanned.
+func TestBase64ShortAndGzip(t *testing.T) {
+	s := newTest(t)
+	email := "ab@northwind.dev" // 16 bytes
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write([]byte(`{"level":"info","msg":"sent invoice to hannah.schmidt@northwind.dev"}`))
+	zw.Close()
+	for name, in := range map[string]string{
+		"16 bytes std":   "blob " + base64.StdEncoding.EncodeToString([]byte(email)) + " end",
+		"16 bytes raw":   "blob " + base64.RawURLEncoding.EncodeToString([]byte(email)) + " end",
+		"gzip+base64":    `{"body":"` + base64.StdEncoding.EncodeToString(gz.Bytes()) + `"}`,
+		"gzip+base64url": "H4s " + base64.RawURLEncoding.EncodeToString(gz.Bytes()),
+	} {
+		if fs := s.Scan([]byte(in)); !slices.ContainsFunc(fs, func(f Finding) bool { return f.Category == CategoryEmail }) {
+			t.Errorf("%s: findings %v, want email", name, found([]byte(in), fs))
+		}
+	}
+	// A gzip bomb inflates only up to MaxInputBytes.
+	s2, err := New(Config{PseudonymKey: testKey, MaxInputBytes: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	var bomb bytes.Buffer
+	zw = gzip.NewWriter(&bomb)
+	zw.Write(bytes.Repeat([]byte("a"), 64<<20))
+	zw.Close()
+	s2.Scan([]byte(base64.StdEncoding.EncodeToString(bomb.Bytes())))
+}
+
+// Digit groups separated by dots, underscores and no-break spaces.
+func TestDigitGroupSeparators(t *testing.T) {
+	s := newTest(t)
+	for in, cat := range map[string]Category{
+		"card 4111.1111.1111.1111 ok":                               CategoryCreditCard,
+		"card 4111_1111_1111_1111 ok":                               CategoryCreditCard,
+		"card 4111\u00a01111\u00a01111\u00a01111 ok":                CategoryCreditCard,
+		"card 4111\u202f1111\u202f1111\u202f1111 ok":                CategoryCreditCard,
+		"phone +1\u00a0415\u00a0555\u00a00100":                      CategoryPhone,
+		"phone +1_415_555_0100":                                     CategoryPhone,
+		"iban DE89\u00a03704\u00a00044\u00a00532\u00a00130\u00a000": CategoryIBAN,
+	} {
+		if fs := s.Scan([]byte(in)); !slices.ContainsFunc(fs, func(f Finding) bool { return f.Category == cat }) {
+			t.Errorf("%q: findings %v, want %s", in, found([]byte(in), fs), cat)
+		}
+	}
+	for _, in := range []string{"version 1.2.3 and 10.5", "pi is 3.1415", "build_2024_01", "x = 1000.0001"} {
+		if fs := s.Scan([]byte(in)); len(fs) > 0 {
+			t.Errorf("%q: findings %v, want none", in, found([]byte(in), fs))
+		}
+	}
+}
+
+// Hex of text is decoded; hex digests and UUIDs are not findings.
+func TestHexDecoded(t *testing.T) {
+	s := newTest(t)
+	in := "dump: " + hex.EncodeToString([]byte("to hannah.schmidt@northwind.dev")) + " end"
+	if fs := s.Scan([]byte(in)); !slices.ContainsFunc(fs, func(f Finding) bool { return f.Category == CategoryEmail }) {
+		t.Errorf("hex of an email: findings %v", found([]byte(in), fs))
+	}
+	for _, in := range []string{
+		"sha256 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+		"id 123e4567-e89b-12d3-a456-426614174000",
+		"text " + hex.EncodeToString([]byte("just some harmless words here")),
+	} {
+		if fs := s.Scan([]byte(in)); len(fs) > 0 {
+			t.Errorf("%q: findings %v, want none", in, found([]byte(in), fs))
+		}
+	}
+}

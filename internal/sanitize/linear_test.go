@@ -1,0 +1,124 @@
+package sanitize
+
+import (
+	"context"
+	"errors"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+)
+
+// minTime is the least CPU time of n runs of f on this goroutine's thread,
+// each after a collection, so that the machine's other load and the garbage
+// of earlier runs weigh as little as they can.
+func minTime(n int, f func()) time.Duration {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	best := time.Duration(1<<63 - 1)
+	for range n {
+		runtime.GC()
+		st := threadCPU()
+		f()
+		best = min(best, threadCPU()-st)
+	}
+	return best
+}
+
+// linearShapes are finding-dense inputs: every few bytes a value to report.
+var linearShapes = map[string]func(body string) string{
+	"text": func(b string) string { return b },
+	"json": func(b string) string { return `{"x":"` + b + `"}` },
+	"json escaped": func(b string) string {
+		return `{"x":"` + strings.ReplaceAll(b, " ", `\n`) + `"}`
+	},
+}
+
+// maxLinearRatio bounds CPU time for 1 MiB over 64 KiB of the same content.
+// Linear work gives 16 (the ratio of sizes; 15-28 measured, memory effects
+// included); the quadratic walk this guards against gave 256 and more.
+const maxLinearRatio = 40
+
+// Issue 10, defect 2: the gate is linear in its input. A call on 1 MiB of
+// finding-dense content costs at most maxLinearRatio times one on 64 KiB.
+func TestSanitizeLinear(t *testing.T) {
+	if testing.Short() || raceEnabled {
+		t.Skip("timing: skipped with -short and under the race detector, which distorts it")
+	}
+	s := newTest(t)
+	for _, unit := range []string{"a@b.co ", "password=Xy9#kd2Lq ", "AKIAQWERTYUIOPASDFGH ", "+1 415 555 0100 ", `\u0041 `} {
+		for name, wrap := range linearShapes {
+			small := []byte(wrap(strings.Repeat(unit, (64<<10)/len(unit))))
+			big := []byte(wrap(strings.Repeat(unit, (1<<20)/len(unit))))
+			run := func(in []byte) func() {
+				return func() { s.DryRun(peerA, scrub, in) }
+			}
+			ts, tb := minTime(5, run(small)), minTime(3, run(big))
+			ratio := float64(tb) / float64(ts)
+			t.Logf("%-22q %-12s 64K %v  1M %v  ratio %.1f", unit, name, ts, tb, ratio)
+			if ratio > maxLinearRatio {
+				t.Errorf("%q %s: 1 MiB took %.1fx the CPU time of 64 KiB, want <= %d", unit, name, ratio, maxLinearRatio)
+			}
+		}
+	}
+}
+
+// As `treaty scan` measures it (compile the rules, then scan once), 1 MiB
+// of a@b.co takes at most 12 times as long as 64 KiB.
+func TestSanitizeColdScanRatio(t *testing.T) {
+	if testing.Short() || raceEnabled {
+		t.Skip("timing: skipped with -short and under the race detector, which distorts it")
+	}
+	cold := func(in []byte) func() {
+		return func() {
+			s, err := New(Config{PseudonymKey: testKey})
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.DryRun(peerA, DefaultPolicy(), in)
+			s.Close()
+		}
+	}
+	small := []byte(strings.Repeat("a@b.co ", (64<<10)/7))
+	big := []byte(strings.Repeat("a@b.co ", (1<<20)/7))
+	ts, tb := minTime(3, cold(small)), minTime(3, cold(big))
+	t.Logf("64K %v  1M %v  ratio %.1f", ts, tb, float64(tb)/float64(ts))
+	if r := float64(tb) / float64(ts); r > 12 {
+		t.Errorf("1 MiB took %.1fx the time of 64 KiB, want <= 12", r)
+	}
+}
+
+// The work is bounded by the caller's deadline: a call that cannot finish
+// in time stops with ErrDeadline instead of running on.
+func TestSanitizeStopsAtDeadline(t *testing.T) {
+	s := newTest(t)
+	in := []byte(`{"x":"` + strings.Repeat("a@b.co password=Xy9#kd2Lq AKIAQWERTYUIOPASDFGH ", (4<<20)/46) + `"}`)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	st := time.Now()
+	_, err := s.ApplyContext(ctx, peerA, scrub, in)
+	if !errors.Is(err, ErrDeadline) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err %v, want ErrDeadline wrapping context.DeadlineExceeded", err)
+	}
+	// Stopping is checked between bounded steps; the race detector slows
+	// each step tenfold.
+	limit := 2 * time.Second
+	if raceEnabled {
+		limit = 30 * time.Second
+	}
+	if d := time.Since(st); d > limit {
+		t.Errorf("stopped after %v; the deadline was 20ms", d)
+	}
+	done, cancel2 := context.WithCancel(context.Background())
+	cancel2()
+	if _, err := s.ScanContext(done, in); !errors.Is(err, ErrDeadline) {
+		t.Fatalf("ScanContext on an ended context: %v", err)
+	}
+	if _, err := s.DryRunContext(done, peerA, scrub, in); !errors.Is(err, ErrDeadline) {
+		t.Fatalf("DryRunContext on an ended context: %v", err)
+	}
+	// With time enough, the same call succeeds.
+	if _, err := s.ApplyContext(context.Background(), peerA, scrub, in[:64<<10]); err != nil && !errors.As(err, new(*BlockedError)) {
+		t.Fatal(err)
+	}
+}
