@@ -17,15 +17,10 @@ import (
 
 // scrub runs the outbound sanitizer on data bound for peer under the data
 // policy for (peer, capability). It is the only way to get the sanitize.Clean
-// that roundTrip, reply and the stream writer require, so no path can send
-// unscrubbed bytes.
-func (n *Node) scrub(st *state, peer identity.PublicKey, capName string, data []byte) (sanitize.Clean, error) {
-	return n.scrubContext(context.Background(), st, peer, capName, data)
-}
-
-// scrubContext is scrub bounded by ctx, the call's deadline: content that
-// cannot be scanned in time is refused at stage sanitize, not sent.
-func (n *Node) scrubContext(ctx context.Context, st *state, peer identity.PublicKey, capName string, data []byte) (sanitize.Clean, error) {
+// that the edge (edge.go, roundTrip) requires, so no path can send unscrubbed
+// bytes. ctx bounds the work: content that cannot be scanned before it ends is
+// refused at stage sanitize, not sent.
+func (n *Node) scrub(ctx context.Context, st *state, peer identity.PublicKey, capName string, data []byte) (sanitize.Clean, error) {
 	clean, err := n.sanitizer.ApplyContext(ctx, peer.String(), st.cfg.SanitizePolicy(peer.String(), capName), data)
 	if err != nil {
 		var b *sanitize.BlockedError
@@ -45,14 +40,9 @@ func (n *Node) scrubContext(ctx context.Context, st *state, peer identity.Public
 // screenInbound screens content that peer sent us (a call's input at the
 // callee, a result at the caller). It returns the content to deliver: as is,
 // or wrapped by screen.Mark so a local agent can tell it from instructions.
-// A block verdict is a screen refusal. Verdicts are trust evidence.
-func (n *Node) screenInbound(st *state, peer identity.PublicKey, capName string, data []byte) ([]byte, screen.Verdict, error) {
-	return n.screenInboundContext(context.Background(), st, peer, capName, data)
-}
-
-// screenInboundContext is screenInbound bounded by ctx, the call's deadline:
-// content that cannot be screened in time is refused at stage screen.
-func (n *Node) screenInboundContext(ctx context.Context, st *state, peer identity.PublicKey, capName string, data []byte) ([]byte, screen.Verdict, error) {
+// A block verdict is a screen refusal. Verdicts are trust evidence. ctx bounds
+// the work: content that cannot be screened before it ends is refused.
+func (n *Node) screenInbound(ctx context.Context, st *state, peer identity.PublicKey, capName string, data []byte) ([]byte, screen.Verdict, error) {
 	v, err := n.screener.ScreenContext(ctx, st.cfg.ScreenPolicyFor(peer.String(), capName), data)
 	if err != nil {
 		return nil, v, refusal.Wrap(refusal.StageScreen, err)
@@ -70,14 +60,9 @@ func (n *Node) screenInboundContext(ctx context.Context, st *state, peer identit
 }
 
 // noteFindings records as trust evidence that a peer sent us secrets or PII:
-// its own sanitizer should have stopped them.
-func (n *Node) noteFindings(peer identity.PublicKey, capName string, data []byte) {
-	n.noteFindingsContext(context.Background(), peer, capName, data)
-}
-
-// noteFindingsContext is noteFindings bounded by ctx: evidence is best
-// effort, so a scan cut short by the deadline records nothing.
-func (n *Node) noteFindingsContext(ctx context.Context, peer identity.PublicKey, capName string, data []byte) {
+// its own sanitizer should have stopped them. Evidence is best effort: a scan
+// cut short by ctx records nothing.
+func (n *Node) noteFindings(ctx context.Context, peer identity.PublicKey, capName string, data []byte) {
 	if f, err := n.sanitizer.ScanContext(ctx, data); err == nil && len(f) > 0 {
 		n.observe(peer, trust.KindSanitizer, fmt.Sprintf("%s: %d findings", capName, len(f)))
 	}

@@ -147,7 +147,7 @@ func (in *inbound) serveAudit() {
 		return
 	}
 	b, _ := json.Marshal(out)
-	clean, err := in.n.scrub(in.st, in.peer, auditCapability, b)
+	clean, err := in.n.scrub(ctx, in.st, in.peer, auditCapability, b)
 	if err != nil {
 		in.refuse(refusal.StageSanitize, err)
 		return
@@ -159,7 +159,7 @@ func (in *inbound) serveAudit() {
 func (n *Node) askAudit(ctx context.Context, p Peer, q any, out any) error {
 	st := n.state.Load()
 	b, _ := json.Marshal(q)
-	clean, err := n.scrub(st, p.ID, auditCapability, b)
+	clean, err := n.scrub(ctx, st, p.ID, auditCapability, b)
 	if err != nil {
 		return err
 	}

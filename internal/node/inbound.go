@@ -138,8 +138,12 @@ func (n *Node) serveFederation(w http.ResponseWriter, r *http.Request) {
 	}
 
 	// 10. Screen the input: block it, or deliver it marked as untrusted.
-	n.noteFindings(peer, capName, in.body)
-	input, verdict, err := n.screenInbound(in.st, peer, capName, in.body)
+	// The content gates' work is bounded like the call's: a peer cannot buy
+	// more CPU than call_timeout with a large or finding-dense input.
+	gateCtx, cancelGates := context.WithTimeout(r.Context(), in.st.limits.CallTimeout)
+	defer cancelGates()
+	n.noteFindings(gateCtx, peer, capName, in.body)
+	input, verdict, err := n.screenInbound(gateCtx, in.st, peer, capName, in.body)
 	in.verdict = &verdict
 	if err != nil {
 		in.refuse(refusal.StageScreen, err)
@@ -164,7 +168,7 @@ func (n *Node) serveFederation(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out, cost = takeUsage(out)
-	clean, err := n.scrub(in.st, peer, capName, out)
+	clean, err := n.scrub(gateCtx, in.st, peer, capName, out)
 	if err != nil {
 		in.refuse(refusal.StageSanitize, err)
 		return
@@ -245,7 +249,7 @@ func (in *inbound) serveCaps(pctx policy.Context) int {
 		in.refuse(refusal.StageInternal, err)
 		return 0
 	}
-	clean, err := in.n.scrub(in.st, in.peer, capsCapability, b)
+	clean, err := in.n.scrub(in.r.Context(), in.st, in.peer, capsCapability, b)
 	if err != nil {
 		in.refuse(refusal.StageSanitize, err)
 		return 0
@@ -268,7 +272,7 @@ func (in *inbound) serveStream(ctx context.Context, cp *capability, inv backend.
 	var blocked error
 	events := 0
 	err := cp.Streamer.Stream(ctx, inv, func(b []byte) error {
-		clean, err := n.scrub(in.st, inv.Peer, inv.Capability, b)
+		clean, err := n.scrub(ctx, in.st, inv.Peer, inv.Capability, b)
 		if err != nil {
 			blocked = err
 			return err // stops the backend: nothing more leaves
@@ -300,7 +304,7 @@ func (in *inbound) serveStream(ctx context.Context, cp *capability, inv backend.
 	}
 	if f != nil {
 		// The end event's failure leaves the node too: scrub its tokens.
-		clean, err := n.scrub(in.st, in.peer, in.capName, wire.EncodeFailure(*f))
+		clean, err := n.scrub(context.Background(), in.st, in.peer, in.capName, wire.EncodeFailure(*f))
 		if err != nil {
 			f = &wire.Failure{Stage: string(refusal.StageSanitize), Reason: "blocked"}
 		} else if g, err := wire.DecodeFailure(clean.Bytes()); err == nil {
@@ -374,7 +378,7 @@ func (in *inbound) refuse(stage refusal.Stage, err error) {
 		}
 	}
 	// Failure envelopes are short tokens we wrote, but they leave the node too.
-	clean, serr := n.scrub(in.st, in.peer, "", wire.EncodeFailure(f))
+	clean, serr := n.scrub(context.Background(), in.st, in.peer, "", wire.EncodeFailure(f))
 	if serr != nil {
 		n.log.Error("failure envelope refused by the sanitizer", "err", serr)
 		in.replyEmpty(http.StatusInternalServerError)

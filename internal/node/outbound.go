@@ -169,7 +169,7 @@ func (n *Node) Call(ctx context.Context, peerRef, capName string, input []byte) 
 func (o *outcall) call(ctx context.Context, input []byte) (*Result, *wire.Receipt, *peerEvidence, error) {
 	n, st, p := o.n, o.st, o.p
 	// 3. Sanitize the input with p's data policy: block, redact, pseudonymize.
-	clean, err := n.scrub(st, p.ID, o.capName, input)
+	clean, err := n.scrub(ctx, st, p.ID, o.capName, input)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -195,7 +195,7 @@ func (o *outcall) call(ctx context.Context, input []byte) (*Result, *wire.Receip
 	if !json.Valid(body) {
 		return nil, &receipt, pe, refusal.New(refusal.StageWire, "response from %s is not JSON", p.label())
 	}
-	out, verdict, err := n.acceptResult(st, p, o.capName, body)
+	out, verdict, err := n.acceptResult(ctx, st, p, o.capName, body)
 	if err != nil {
 		return nil, &receipt, pe, err
 	}
@@ -204,9 +204,9 @@ func (o *outcall) call(ctx context.Context, input []byte) (*Result, *wire.Receip
 
 // acceptResult screens what p returned and restores the pseudonyms this node
 // issued to p, so the local agent sees its own values and never a token.
-func (n *Node) acceptResult(st *state, p Peer, capName string, body []byte) ([]byte, screen.Verdict, error) {
-	n.noteFindings(p.ID, capName, body)
-	return n.screenInbound(st, p.ID, capName, n.sanitizer.Restore(p.ID.String(), body))
+func (n *Node) acceptResult(ctx context.Context, st *state, p Peer, capName string, body []byte) ([]byte, screen.Verdict, error) {
+	n.noteFindings(ctx, p.ID, capName, body)
+	return n.screenInbound(ctx, st, p.ID, capName, n.sanitizer.Restore(p.ID.String(), body))
 }
 
 // Caps asks peer which capabilities it exposes to this node.
@@ -226,7 +226,7 @@ func (n *Node) Caps(ctx context.Context, peerRef string) ([]CapabilityInfo, erro
 
 func (o *outcall) caps(ctx context.Context) ([]CapabilityInfo, *wire.Receipt, error) {
 	n, st, p := o.n, o.st, o.p
-	empty, err := n.scrub(st, p.ID, capsCapability, []byte("{}"))
+	empty, err := n.scrub(ctx, st, p.ID, capsCapability, []byte("{}"))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -322,7 +322,7 @@ func outcome(ctx context.Context, err error) error {
 
 func (o *outcall) stream(ctx context.Context, input []byte, emit func(json.RawMessage) error) error {
 	n, st, p, capName := o.n, o.st, o.p, o.capName
-	clean, err := n.scrub(st, p.ID, capName, input)
+	clean, err := n.scrub(ctx, st, p.ID, capName, input)
 	if err != nil {
 		return err
 	}
@@ -356,7 +356,7 @@ func (o *outcall) stream(ctx context.Context, input []byte, emit func(json.RawMe
 			}
 			return nil
 		}
-		data, _, err := n.acceptResult(st, p, capName, ev.Data)
+		data, _, err := n.acceptResult(ctx, st, p, capName, ev.Data)
 		if err != nil {
 			return err
 		}
