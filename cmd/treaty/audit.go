@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -61,6 +63,9 @@ func auditCmd(h func() string) *cobra.Command {
 		Use: "ls [--peer P] [--kind K] [--since T] [--limit N] [--json]", Short: "list entries, oldest first",
 		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if kind != "" && !slices.Contains(audit.Kinds(), kind) {
+				return usagef("unknown --kind %q; kinds: %s", kind, strings.Join(audit.Kinds(), ", "))
+			}
 			f := audit.Filter{Kind: kind, Limit: limit}
 			if peer != "" {
 				cfg, err := config.Load(h())
@@ -105,7 +110,7 @@ func auditCmd(h func() string) *cobra.Command {
 		},
 	}
 	ls.Flags().StringVar(&peer, "peer", "", "only this peer (nickname or did:key)")
-	ls.Flags().StringVar(&kind, "kind", "", "only this kind (call.sent, call.served, call.completed, call.refused, handshake.refused, policy.changed, trust.level, audit.fork, audit.pruned, audit.high_water)")
+	ls.Flags().StringVar(&kind, "kind", "", "only this kind ("+strings.Join(audit.Kinds(), ", ")+")")
 	ls.Flags().StringVar(&since, "since", "", "only entries at or after this time (RFC 3339, or a duration ago such as 1h)")
 	ls.Flags().IntVar(&limit, "limit", 0, "at most this many entries")
 	ls.Flags().BoolVar(&asJSON, "json", false, "JSON output")

@@ -79,6 +79,7 @@ func TestExitCodes(t *testing.T) {
 		{"status wait down", []string{"status", "--home", dir, "--wait", "200ms"}, 1, "not up after 200ms"},
 		{"call input too big", []string{"call", "--home", dir, "bob", "echo", strings.Repeat(" ", 16<<20+1)}, 2, "16 MiB"},
 		{"unknown command", []string{"frobnicate"}, 2, "unknown command"},
+		{"audit unknown kind", []string{"audit", "ls", "--home", dir, "--kind", "call.sentt"}, 2, "unknown --kind"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, stderr, code := runTL(t, tc.args...)

@@ -25,6 +25,12 @@ const (
 	KindFork             = "audit.fork" // written by Witness.Observe
 )
 
+// Kinds lists every kind treaty writes, for filters that must name one.
+func Kinds() []string {
+	return []string{KindCallSent, KindCallServed, KindCallCompleted, KindCallRefused, KindHandshakeRefused,
+		KindPolicyChanged, KindTrustLevel, KindFork, KindPruned, KindHighWater}
+}
+
 // Size limits of one entry. Append rejects larger fields with ErrInvalidEntry.
 const (
 	maxShort   = 1024     // Kind, Peer, Direction, Capability, Outcome, Stage
