@@ -383,7 +383,10 @@ func checkBodySize(st *state, what string, n int) error {
 // was malformed, so its capability list tells whether the kind was wrong.
 func (o *outcall) kindMismatch(ctx context.Context, asStream bool, err error) error {
 	var r *refusal.Error
-	if !errors.As(err, &r) || !r.Remote || r.Stage != refusal.StageWire || r.Reason != wire.ReasonMalformed.String() {
+	if !errors.As(err, &r) || !r.Remote || r.Stage != refusal.StageWire {
+		return err
+	}
+	if tok, _ := remoteToken(err); tok != wire.ReasonMalformed.String() {
 		return err
 	}
 	caps, cerr := o.n.Caps(ctx, o.p.ID.String()) // audited like any caps call
@@ -521,12 +524,15 @@ func remoteRefusal(status int, body []byte) error {
 		return &refusal.Error{Stage: refusal.StageWire, Reason: fmt.Sprintf("peer answered HTTP %d with a malformed failure", status), Remote: true, Err: err}
 	}
 	reason := f.Reason
-	if f.Limit != nil {
+	switch {
+	case f.Limit != nil:
 		reason = f.Limit.Error()
-	} else if f.Stage == string(refusal.StageBudget) {
+	case f.Stage == string(refusal.StageBudget):
 		reason = budget.ReasonSentence(reason)
+	default:
+		reason = remoteSentence(reason)
 	}
-	return &refusal.Error{Stage: knownStage(f.Stage), Reason: reason, Remote: true}
+	return &refusal.Error{Stage: knownStage(f.Stage), Reason: reason, Remote: true, Err: peerToken(f.Reason)}
 }
 
 // knownStage maps a peer-supplied stage name onto ours; anything else is internal.

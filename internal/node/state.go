@@ -109,9 +109,10 @@ func (n *Node) reload() error {
 			return fmt.Errorf("config: budget: %w", err)
 		}
 	}
+	// The change is on record before it takes effect (outside n.mu: it
+	// writes SQLite).
+	n.auditConfigChange(old, st)
 	n.state.Store(st)
-
-	n.auditConfigChange(old, st) // outside n.mu: it writes SQLite
 	if old != nil && n.tr != nil {
 		// A peer removed from the book loses its open connections now, not at
 		// its next handshake.

@@ -40,7 +40,7 @@ func TestAuditHighWater(t *testing.T) {
 		_, errOut, code := acme.RunInput(t, input, "call", "globex", "echo", "-")
 		if code != 0 {
 			refused = errOut
-			if !strings.Contains(errOut, "remote audit: disk_high_water") {
+			if !strings.Contains(errOut, "remote audit: ") || !strings.Contains(errOut, "(disk_high_water)") {
 				t.Fatalf("call %d: exit %d, stderr %q; want a remote audit refusal naming disk_high_water", i, code, errOut)
 			}
 		}
