@@ -43,6 +43,7 @@ type capability struct {
 	Info     CapabilityInfo
 	Backend  backend.Backend  // set for request/response capabilities
 	Streamer backend.Streamer // set for stream capabilities
+	input    inputSchema      // Info.InputSchema compiled (schema.go)
 }
 
 // CapabilityInfo is what a peer sees of a capability it may list.
@@ -281,6 +282,9 @@ func buildCapability(c config.Capability, lim wire.Limits) (*capability, error) 
 		cp.Backend = backend.Func(func(_ context.Context, _ backend.Invocation) ([]byte, error) {
 			return nil, &backend.Failure{Reason: "no backend configured"}
 		})
+	}
+	if err := cp.input.compile(cp.Info.InputSchema); err != nil {
+		return nil, fmt.Errorf("config: capability %s: %w", c.Name, err)
 	}
 	return cp, nil
 }
