@@ -42,6 +42,12 @@ func (s *inputSchema) compile(raw map[string]any) error {
 		}
 		if s.resolved, err = sc.Resolve(nil); err != nil {
 			s.err = fmt.Errorf("input_schema: %w", err)
+			return
+		}
+		// A $schema version the validator does not support would refuse
+		// every input; refuse the schema instead.
+		if err := s.resolved.Validate(map[string]any{}); err != nil && strings.Contains(err.Error(), "cannot validate version") {
+			s.resolved, s.err = nil, fmt.Errorf("input_schema: %w", err)
 		}
 	})
 	return s.err

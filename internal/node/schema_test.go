@@ -75,6 +75,17 @@ func TestInputSchemaThatDoesNotCompileFailsTheLoad(t *testing.T) {
 	}
 }
 
+func TestInputSchemaOfAnUnsupportedVersionFailsTheLoad(t *testing.T) {
+	c := testnet.NewCluster(t, 1, testnet.Options{})
+	m := c.Members[0]
+	if e := appendCapability(m.Home, "  - name: old\n    input_schema: {$schema: 'http://json-schema.org/draft-04/schema#'}\n"); e != nil {
+		t.Fatal(e)
+	}
+	if e := m.Node().Reload(); e == nil || !strings.Contains(e.Error(), "cannot validate version") {
+		t.Fatalf("reload: %v", e)
+	}
+}
+
 func appendCapability(home, yaml string) error {
 	f, err := os.OpenFile(filepath.Join(home, config.FileName), os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
