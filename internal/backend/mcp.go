@@ -121,9 +121,15 @@ func (m *MCP) session(ctx context.Context) (*mcpSession, error) {
 			}
 		default:
 			s.mu.Lock()
-			s.busy++
+			stopping := s.stopped // the idle watch is closing it
+			if !stopping {
+				s.busy++
+			}
 			s.mu.Unlock()
-			return s, nil
+			if !stopping {
+				return s, nil
+			}
+			m.sess = nil
 		}
 	}
 	if wait := time.Until(m.notUntil); wait > 0 {
@@ -311,6 +317,10 @@ func (m *MCP) Call(ctx context.Context, inv Invocation) ([]byte, error) {
 	case ctx.Err() != nil:
 		return nil, fail("cancelled", ctx.Err())
 	case err != nil:
+		if errors.Is(err, mcp.ErrConnectionClosed) || errors.Is(err, mcp.ErrSessionMissing) {
+			// An HTTP server that restarted forgot the session: open a new one next time.
+			m.drop(s)
+		}
 		return nil, fail("mcp call failed", err)
 	}
 	return m.answer(res)
@@ -352,6 +362,18 @@ func (m *MCP) answer(res *mcp.CallToolResult) ([]byte, error) {
 		return nil, outputTooLarge(m.maxOutput())
 	}
 	return out, nil
+}
+
+// drop forgets s, a session that no longer works, and closes it; the next
+// call opens a new one, with the backoff of a death.
+func (m *MCP) drop(s *mcpSession) {
+	m.mu.Lock()
+	if m.sess == s {
+		m.sess = nil
+		m.died(s)
+	}
+	m.mu.Unlock()
+	_ = s.cs.Close()
 }
 
 // Close stops the server (or the HTTP session); later calls fail.
