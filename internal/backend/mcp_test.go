@@ -272,3 +272,29 @@ func TestMCPStreamableHTTP(t *testing.T) {
 		t.Errorf("output %v", v)
 	}
 }
+
+func TestMCPBoundsTimeAndOutput(t *testing.T) {
+	m, _ := stdioMCP(t, "big")
+	m.MaxOutput = 1000
+	_, err := m.Call(t.Context(), Invocation{Input: []byte(`{}`)})
+	var f *Failure
+	if !errors.As(err, &f) || !strings.HasPrefix(f.Reason, "output exceeds limit") {
+		t.Errorf("big: %v", err)
+	}
+
+	m, pidfile := stdioMCP(t, "hang")
+	m.Timeout = 300 * time.Millisecond
+	start := time.Now()
+	_, err = m.Call(t.Context(), Invocation{Input: []byte(`{}`)})
+	if !errors.As(err, &f) || !strings.HasPrefix(f.Reason, "timed out after") || time.Since(start) > 5*time.Second {
+		t.Fatalf("hang: %v after %v", err, time.Since(start))
+	}
+	// The session survives a timed-out call: the same server answers the next.
+	pid := ReadPID(t, pidfile, 0)
+	m.Tool = "echo"
+	m.Timeout = 10 * time.Second
+	v, err := callMCP(t, m, `{"msg":"still here"}`)
+	if err != nil || int(v["pid"].(float64)) != pid {
+		t.Fatalf("after a timeout: %v %v (server %d)", v, err, pid)
+	}
+}

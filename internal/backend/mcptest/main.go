@@ -3,7 +3,8 @@
 //
 // Tools: echo (structured output: the message, the server's pid and the names
 // of any TREATY_* variables it sees), text (plain text), jsontext (text that
-// is JSON) and fail (isError).
+// is JSON), big (64 KiB of text), hang (answers only when cancelled) and
+// fail (isError).
 package main
 
 import (
@@ -55,6 +56,12 @@ func main() {
 	obj := map[string]any{"type": "object"}
 	s.AddTool(&mcp.Tool{Name: "text", Description: "says hello", InputSchema: obj}, text("hello", false))
 	s.AddTool(&mcp.Tool{Name: "jsontext", Description: "JSON as text", InputSchema: obj}, text(`{"a":1}`, false))
+	s.AddTool(&mcp.Tool{Name: "big", Description: "64 KiB of text", InputSchema: obj}, text(strings.Repeat("x", 64<<10), false))
+	s.AddTool(&mcp.Tool{Name: "hang", Description: "answers when cancelled", InputSchema: obj},
+		func(ctx context.Context, _ *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+			<-ctx.Done()
+			return nil, ctx.Err()
+		})
 	s.AddTool(&mcp.Tool{Name: "fail", Description: "always fails", InputSchema: obj}, text("secret detail", true))
 
 	if *pidfile != "" {
