@@ -2,7 +2,6 @@ package backend
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -246,10 +245,11 @@ func TestMCPStopsWhenIdleAndOnClose(t *testing.T) {
 	}
 }
 
-func TestMCPStreamableHTTP(t *testing.T) {
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	cmd := exec.CommandContext(ctx, MCPTestServer(t), "-http", "127.0.0.1:0")
+// httpServer runs the test server on streamable HTTP at addr and returns
+// its process and the address it bound.
+func httpServer(t *testing.T, addr string) (*exec.Cmd, string) {
+	t.Helper()
+	cmd := exec.Command(MCPTestServer(t), "-http", addr)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -257,12 +257,17 @@ func TestMCPStreamableHTTP(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { cancel(); cmd.Wait() })
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	line, err := bufio.NewReader(out).ReadString('\n')
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("server on %s: %v", addr, err)
 	}
-	m := &MCP{URL: "http://" + strings.TrimSpace(line), Tool: "echo", Timeout: 10 * time.Second}
+	return cmd, strings.TrimSpace(line)
+}
+
+func TestMCPStreamableHTTP(t *testing.T) {
+	cmd, addr := httpServer(t, "127.0.0.1:0")
+	m := &MCP{URL: "http://" + addr, Tool: "echo", Timeout: 10 * time.Second}
 	defer m.Close()
 	v, err := callMCP(t, m, `{"msg":"over http"}`)
 	if err != nil {
@@ -270,6 +275,25 @@ func TestMCPStreamableHTTP(t *testing.T) {
 	}
 	if v["msg"] != "over http" || int(v["pid"].(float64)) != cmd.Process.Pid {
 		t.Errorf("output %v", v)
+	}
+
+	// The server restarts on the same address and forgets the session: the
+	// backend opens a new one.
+	cmd.Process.Kill()
+	cmd.Wait()
+	cmd2, _ := httpServer(t, addr)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		v, err := callMCP(t, m, `{"msg":"again"}`)
+		if err == nil {
+			if int(v["pid"].(float64)) != cmd2.Process.Pid {
+				t.Fatalf("answered by %v, want %d", v["pid"], cmd2.Process.Pid)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no new session: %v", err)
+		}
 	}
 }
 
