@@ -39,7 +39,8 @@ const (
 // with backoff from 100ms doubling to 5s; calls inside the backoff fail fast.
 //
 // The server sees the call's input as the tool's arguments and nothing else:
-// no peer identity, no call token. A stdio server's environment is Exec's
+// no peer identity, no call token. The client offers no roots, sampling or
+// elicitation, so the server cannot ask the node for anything. A stdio server's environment is Exec's
 // minus every TREATY_* variable. Its stderr is kept (4 KiB) for the log when
 // it dies and never sent to the peer.
 //
@@ -197,7 +198,9 @@ func (m *MCP) open(ctx context.Context) (*mcpSession, error) {
 	default:
 		return nil, errors.New("mcp: neither a command nor a url")
 	}
-	c := mcp.NewClient(&mcp.Implementation{Name: "treaty", Version: "1"}, nil)
+	// No client capabilities: no roots, sampling or elicitation, so the server
+	// cannot ask the node for anything.
+	c := mcp.NewClient(&mcp.Implementation{Name: "treaty", Version: "1"}, &mcp.ClientOptions{Capabilities: &mcp.ClientCapabilities{}})
 	cs, err := c.Connect(ctx, t, nil)
 	if err != nil {
 		return nil, err
