@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime/debug"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -285,20 +286,34 @@ func peerCmd(h func() string) *cobra.Command {
 }
 
 func exposeCmd(h func() string) *cobra.Command {
-	var execCmd, httpURL, desc string
+	var execCmd, httpURL, mcpCmd, mcpURL, tool, desc, inputSchema string
 	var timeout time.Duration
 	var stream, replace, allowRemote, worker bool
 	var workers int
 	c := &cobra.Command{
-		Use:   "expose CAP (--exec 'COMMAND ARGS' [--worker [--workers N]] | --http URL [--allow-remote]) [--replace]",
+		Use:   "expose CAP (--exec 'COMMAND ARGS' [--worker [--workers N]] | --http URL [--allow-remote] | (--mcp 'COMMAND ARGS' | --mcp-url URL [--allow-remote]) --tool TOOL) [--input-schema FILE] [--replace]",
 		Short: "define a capability; grant it to peers with 'treaty grant'",
-		Long: "A relative or bare --exec program is resolved to an absolute path now, and refused if missing.\n" +
-			"--http must name a loopback host unless --allow-remote is given. An existing capability\n" +
+		Long: "A relative or bare --exec or --mcp program is resolved to an absolute path now, and refused if missing.\n" +
+			"--http and --mcp-url must name a loopback host unless --allow-remote is given. --mcp and --mcp-url\n" +
+			"expose one tool of a local MCP server (docs/mcp.md); the capability takes the tool's description\n" +
+			"and input schema unless --description or --input-schema is given. An existing capability\n" +
 			"is changed only with --replace.",
 		Args: args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
-			if (execCmd == "") == (httpURL == "") {
-				return usagef("exactly one of --exec and --http is required")
+			kinds := 0
+			for _, v := range []string{execCmd, httpURL, mcpCmd, mcpURL} {
+				if v != "" {
+					kinds++
+				}
+			}
+			if kinds != 1 {
+				return usagef("exactly one of --exec, --http, --mcp and --mcp-url is required")
+			}
+			if (tool != "") != (mcpCmd != "" || mcpURL != "") {
+				return usagef("--tool goes with --mcp or --mcp-url, and they need it")
+			}
+			if stream && (mcpCmd != "" || mcpURL != "") {
+				return usagef("--mcp and --mcp-url cannot stream: a tool answers each call once")
 			}
 			if (worker || workers != 0) && execCmd == "" {
 				return usagef("--worker and --workers need --exec")
@@ -316,7 +331,28 @@ func exposeCmd(h func() string) *cobra.Command {
 				return usagef("--timeout %v: want a duration in [0, %v] (0: %v)", timeout, config.MaxBackendTimeout, config.DefaultBackendTimeout)
 			}
 			cp := config.Capability{Name: a[0], Description: desc, Stream: stream, Timeout: config.Duration(timeout)}
-			if execCmd != "" {
+			if inputSchema != "" {
+				b, err := os.ReadFile(inputSchema)
+				if err != nil {
+					return usagef("--input-schema: %v", err)
+				}
+				if err := json.Unmarshal(b, &cp.InputSchema); err != nil || cp.InputSchema == nil {
+					return usagef("--input-schema %s: want a JSON object (a JSON Schema)", inputSchema)
+				}
+			}
+			switch {
+			case mcpCmd != "":
+				command, err := home.ResolveCommand(mcpCmd)
+				if err != nil {
+					return usagef("%s", strings.ReplaceAll(err.Error(), "--exec", "--mcp"))
+				}
+				cp.MCP = &config.MCPBackend{Command: command, Tool: tool}
+			case mcpURL != "":
+				if err := home.CheckHTTPBackend(mcpURL, allowRemote); err != nil {
+					return usagef("%s", strings.ReplaceAll(err.Error(), "--http", "--mcp-url"))
+				}
+				cp.MCP = &config.MCPBackend{URL: mcpURL, Tool: tool}
+			case execCmd != "":
 				command, err := home.ResolveCommand(execCmd)
 				if err != nil {
 					return err
@@ -325,7 +361,7 @@ func exposeCmd(h func() string) *cobra.Command {
 				if worker {
 					cp.Exec.Mode, cp.Exec.Workers = config.ExecModeWorker, workers
 				}
-			} else {
+			default:
 				if err := home.CheckHTTPBackend(httpURL, allowRemote); err != nil {
 					return err
 				}
@@ -335,7 +371,11 @@ func exposeCmd(h func() string) *cobra.Command {
 		},
 	}
 	c.Flags().BoolVar(&replace, "replace", false, "change a capability that is already exposed")
-	c.Flags().BoolVar(&allowRemote, "allow-remote", false, "allow an --http URL on a non-loopback host")
+	c.Flags().BoolVar(&allowRemote, "allow-remote", false, "allow an --http or --mcp-url URL on a non-loopback host")
+	c.Flags().StringVar(&mcpCmd, "mcp", "", "local MCP server run by the node (stdio); needs --tool")
+	c.Flags().StringVar(&mcpURL, "mcp-url", "", "local MCP server's streamable HTTP endpoint; needs --tool")
+	c.Flags().StringVar(&tool, "tool", "", "with --mcp or --mcp-url: the tool this capability calls")
+	c.Flags().StringVar(&inputSchema, "input-schema", "", "JSON Schema file the input must match (refused before the backend runs)")
 	c.Flags().StringVar(&execCmd, "exec", "", "command run per call: JSON on stdin, JSON on stdout")
 	c.Flags().StringVar(&httpURL, "http", "", "local URL to POST the JSON input to")
 	c.Flags().StringVar(&desc, "description", "", "what the capability does")

@@ -20,7 +20,9 @@ func TestMain(m *testing.M) {
 		serveTestWorker()
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	removeMCPServer()
+	os.Exit(code)
 }
 
 func serveTestWorker() {

@@ -73,6 +73,7 @@ type Capability struct {
 	Stream       bool           `yaml:"stream,omitempty"` // results are a stream of JSON events
 	Exec         *ExecBackend   `yaml:"exec,omitempty"`
 	HTTP         *HTTPBackend   `yaml:"http,omitempty"`
+	MCP          *MCPBackend    `yaml:"mcp,omitempty"`
 	Timeout      Duration       `yaml:"timeout,omitempty"` // zero: DefaultBackendTimeout
 }
 
@@ -269,6 +270,15 @@ type HTTPBackend struct {
 	URL string `yaml:"url"`
 }
 
+// MCPBackend calls one tool of a local MCP server: a command the node runs
+// and talks to over stdio, or a streamable HTTP endpoint. The server gets the
+// input as the tool's arguments and nothing about the peer.
+type MCPBackend struct {
+	Command string `yaml:"command,omitempty"` // program and arguments, shell-quoted; or
+	URL     string `yaml:"url,omitempty"`     // streamable HTTP endpoint
+	Tool    string `yaml:"tool"`              // the tool's name in tools/list
+}
+
 // Limits are the explicit protocol limits; zero fields take the defaults noted.
 type Limits struct {
 	MaxBodyBytes         int64    `yaml:"max_body_bytes,omitempty"`          // zero: 1 MiB
@@ -357,9 +367,31 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("config: capabilities[%d].name %q is defined twice", i, cp.Name)
 		}
 		seenCap[cp.Name] = true
+		kinds := 0
+		for _, set := range []bool{cp.Exec != nil, cp.HTTP != nil, cp.MCP != nil} {
+			if set {
+				kinds++
+			}
+		}
 		switch {
-		case cp.Exec != nil && cp.HTTP != nil:
-			return fmt.Errorf("config: capabilities[%d] (%s) sets both exec and http; choose one", i, cp.Name)
+		case kinds > 1:
+			return fmt.Errorf("config: capabilities[%d] (%s) sets more than one of exec, http and mcp; choose one", i, cp.Name)
+		case cp.MCP != nil:
+			m := cp.MCP
+			if (m.Command == "") == (m.URL == "") {
+				return fmt.Errorf("config: capabilities[%d].mcp: set exactly one of command and url", i)
+			}
+			if m.Command != "" {
+				if _, err := SplitCommand(m.Command); err != nil {
+					return fmt.Errorf("config: capabilities[%d].mcp.command: %w", i, err)
+				}
+			}
+			if m.Tool == "" {
+				return fmt.Errorf("config: capabilities[%d].mcp.tool is required", i)
+			}
+			if cp.Stream {
+				return fmt.Errorf("config: capabilities[%d] (%s): mcp backends cannot stream", i, cp.Name)
+			}
 		case cp.Exec != nil:
 			if _, err := SplitCommand(cp.Exec.Command); err != nil {
 				return fmt.Errorf("config: capabilities[%d].exec.command: %w", i, err)

@@ -136,6 +136,10 @@ func (n *Node) serveFederation(w http.ResponseWriter, r *http.Request) {
 		in.refuse(refusal.StageWire, &wire.Error{Reason: wire.ReasonMalformed, Detail: "input is not JSON"})
 		return
 	}
+	if err := cp.checkInput(in.body); err != nil {
+		in.refuse(refusal.StageOf(err), err)
+		return
+	}
 
 	// 10. Screen the input: block it, or deliver it marked as untrusted.
 	// The content gates' work is bounded like the call's: a peer cannot buy

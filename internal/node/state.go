@@ -43,6 +43,7 @@ type capability struct {
 	Info     CapabilityInfo
 	Backend  backend.Backend  // set for request/response capabilities
 	Streamer backend.Streamer // set for stream capabilities
+	input    inputSchema      // Info.InputSchema compiled (schema.go)
 }
 
 // CapabilityInfo is what a peer sees of a capability it may list.
@@ -250,12 +251,41 @@ func buildCapability(c config.Capability, lim wire.Limits) (*capability, error) 
 			return nil, fmt.Errorf("config: capability %s: http backends cannot stream yet", c.Name)
 		}
 		cp.Backend = &backend.HTTP{URL: c.HTTP.URL, Timeout: timeout, Conns: lim.MaxConcurrentPerPeer}
+	case c.MCP != nil:
+		m := &backend.MCP{URL: c.MCP.URL, Tool: c.MCP.Tool, Timeout: timeout, MaxOutput: int(min(lim.MaxBodyBytes, math.MaxInt32))}
+		if c.MCP.Command != "" {
+			argv, err := config.SplitCommand(c.MCP.Command)
+			if err != nil {
+				return nil, fmt.Errorf("config: capability %s: %w", c.Name, err)
+			}
+			m.Argv = argv
+		}
+		// The tool's description and input schema, unless the capability sets
+		// its own: this starts the server now; a server that cannot start or
+		// lacks the tool fails the load.
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		desc, schema, err := m.Describe(ctx)
+		cancel()
+		if err != nil {
+			_ = m.Close()
+			return nil, fmt.Errorf("config: capability %s: mcp: %w", c.Name, err)
+		}
+		if cp.Info.Description == "" {
+			cp.Info.Description = desc
+		}
+		if cp.Info.InputSchema == nil {
+			cp.Info.InputSchema = schema
+		}
+		cp.Backend = m
 	default:
 		// Declared only; a Go handler registered through the embedding API
 		// supplies the backend. Until then calls fail at the backend stage.
 		cp.Backend = backend.Func(func(_ context.Context, _ backend.Invocation) ([]byte, error) {
 			return nil, &backend.Failure{Reason: "no backend configured"}
 		})
+	}
+	if err := cp.input.compile(cp.Info.InputSchema); err != nil {
+		return nil, fmt.Errorf("config: capability %s: %w", c.Name, err)
 	}
 	return cp, nil
 }

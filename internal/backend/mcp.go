@@ -1,0 +1,395 @@
+package backend
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+// MCP backend bounds: a server that dies is restarted at once the first time,
+// then no sooner than the backoff after each further death, doubling; a
+// server nobody called for mcpIdle is stopped and started on the next call.
+const (
+	mcpMinBackoff = 100 * time.Millisecond
+	mcpMaxBackoff = 5 * time.Second
+	mcpIdle       = time.Minute
+	mcpStderr     = 4 << 10 // stderr kept for the log when a server dies
+)
+
+// MCP calls one tool of a local MCP server: a command the node starts and
+// talks to over stdio (Argv), or a streamable HTTP endpoint (URL).
+//
+// One session serves every call, concurrently. It opens on the first call (or
+// Describe) and closes after a minute without calls, so the servers of a
+// configuration a reload replaced end by themselves. A session whose server
+// died is opened again on the next call: at once after the first death, then
+// with backoff from 100ms doubling to 5s; calls inside the backoff fail fast.
+//
+// The server sees the call's input as the tool's arguments and nothing else:
+// no peer identity, no call token. The client offers no roots, sampling or
+// elicitation, so the server cannot ask the node for anything. A stdio server's environment is Exec's
+// minus every TREATY_* variable. Its stderr is kept (4 KiB) for the log when
+// it dies and never sent to the peer.
+//
+// The answer is the tool's structuredContent when present, else its text
+// content when that is JSON, else {"text": "..."}. A result with isError
+// fails the call with the reason "tool reported an error"; the tool's text
+// goes to Failure.Err only.
+type MCP struct {
+	Argv       []string      // stdio server: program and arguments; or
+	URL        string        // streamable HTTP endpoint
+	Tool       string        // required
+	Env        []string      // stdio: extra KEY=VALUE entries
+	EnvAllow   []string      // stdio: names passed through from the node's environment
+	Timeout    time.Duration // per call, and for opening the session; required
+	MaxOutput  int           // zero: DefaultMaxOutput
+	HTTPClient *http.Client  // URL only; nil: a client without proxy or redirects
+	Log        *slog.Logger  // nil: slog.Default()
+
+	idleAfter time.Duration // tests: mcpIdle otherwise
+
+	mu       sync.Mutex
+	sess     *mcpSession
+	failures int       // consecutive deaths, for the backoff
+	notUntil time.Time // no restart before this
+	closed   bool
+}
+
+type mcpSession struct {
+	cs      *mcp.ClientSession
+	stderr  *lockedWriter // nil for URL sessions
+	buf     *limitedBuffer
+	dead    chan struct{}
+	mu      sync.Mutex
+	busy    int
+	lastUse time.Time
+	stopped bool // closed on purpose (idle, Close): not a death
+}
+
+func (m *MCP) log() *slog.Logger {
+	if m.Log != nil {
+		return m.Log
+	}
+	return slog.Default()
+}
+
+func (m *MCP) maxOutput() int {
+	if m.MaxOutput > 0 {
+		return m.MaxOutput
+	}
+	return DefaultMaxOutput
+}
+
+func (m *MCP) target() string {
+	if m.URL != "" {
+		return m.URL
+	}
+	if len(m.Argv) > 0 {
+		return m.Argv[0]
+	}
+	return ""
+}
+
+// session returns the live session, opening one if there is none.
+func (m *MCP) session(ctx context.Context) (*mcpSession, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil, fail("backend closed", nil)
+	}
+	if s := m.sess; s != nil {
+		select {
+		case <-s.dead:
+			m.sess = nil
+			s.mu.Lock()
+			died := !s.stopped
+			s.mu.Unlock()
+			if died {
+				m.died(s)
+			}
+		default:
+			s.mu.Lock()
+			stopping := s.stopped // the idle watch is closing it
+			if !stopping {
+				s.busy++
+			}
+			s.mu.Unlock()
+			if !stopping {
+				return s, nil
+			}
+			m.sess = nil
+		}
+	}
+	if wait := time.Until(m.notUntil); wait > 0 {
+		return nil, fail(fmt.Sprintf("mcp server restarting; retry in %v", wait.Round(time.Millisecond)), nil)
+	}
+	s, err := m.open(ctx)
+	if err != nil {
+		m.died(nil)
+		return nil, fail("could not start mcp server", err)
+	}
+	m.sess = s
+	s.busy++
+	go m.watch(s)
+	return s, nil
+}
+
+// died records a server death for the backoff; m.mu is held.
+func (m *MCP) died(s *mcpSession) {
+	if m.failures > 0 {
+		m.notUntil = time.Now().Add(min(mcpMinBackoff<<(m.failures-1), mcpMaxBackoff))
+	}
+	m.failures = min(m.failures+1, 16)
+	if s != nil && s.buf != nil {
+		s.stderr.mu.Lock()
+		tail := string(s.buf.b)
+		s.stderr.mu.Unlock()
+		m.log().Warn("mcp server died; restarting on the next call", "server", m.target(), "stderr", tail)
+	}
+}
+
+func (m *MCP) open(ctx context.Context) (*mcpSession, error) {
+	ctx, cancel := context.WithTimeout(ctx, m.Timeout)
+	defer cancel()
+	s := &mcpSession{dead: make(chan struct{}), lastUse: time.Now()}
+	var t mcp.Transport
+	switch {
+	case m.URL != "":
+		hc := m.HTTPClient
+		if hc == nil {
+			hc = &http.Client{
+				Transport: &http.Transport{
+					// Local endpoints only: no proxy from the environment.
+					DialContext:     (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
+					IdleConnTimeout: idleConnTimeout,
+				},
+				CheckRedirect: noRedirects,
+			}
+		}
+		t = &mcp.StreamableClientTransport{Endpoint: m.URL, HTTPClient: hc, MaxRetries: -1, DisableStandaloneSSE: true}
+	case len(m.Argv) > 0:
+		var env []string
+		for _, kv := range (&Exec{Env: m.Env, EnvAllow: m.EnvAllow}).environ(Invocation{}, os.LookupEnv) {
+			if !strings.HasPrefix(kv, "TREATY_") {
+				env = append(env, kv)
+			}
+		}
+		// Not CommandContext: the process outlives the call that started it.
+		cmd := exec.Command(m.Argv[0], m.Argv[1:]...)
+		cmd.Env = env
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		s.buf = &limitedBuffer{max: mcpStderr}
+		s.stderr = &lockedWriter{w: s.buf}
+		cmd.Stderr = s.stderr
+		t = &mcp.CommandTransport{Command: cmd, TerminateDuration: time.Second}
+	default:
+		return nil, errors.New("mcp: neither a command nor a url")
+	}
+	// No client capabilities: no roots, sampling or elicitation, so the server
+	// cannot ask the node for anything.
+	c := mcp.NewClient(&mcp.Implementation{Name: "treaty", Version: "1"}, &mcp.ClientOptions{Capabilities: &mcp.ClientCapabilities{}})
+	cs, err := c.Connect(ctx, t, nil)
+	if err != nil {
+		return nil, err
+	}
+	s.cs = cs
+	go func() {
+		_ = cs.Wait()
+		close(s.dead)
+	}()
+	return s, nil
+}
+
+// watch closes s once it has been idle for idleAfter.
+func (m *MCP) watch(s *mcpSession) {
+	idle := m.idleAfter
+	if idle <= 0 {
+		idle = mcpIdle
+	}
+	t := time.NewTimer(idle)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.dead:
+			return
+		case <-t.C:
+		}
+		s.mu.Lock()
+		left := idle - time.Since(s.lastUse)
+		if s.busy == 0 && left <= 0 {
+			s.stopped = true
+			s.mu.Unlock()
+			m.mu.Lock()
+			if m.sess == s {
+				m.sess = nil
+			}
+			m.mu.Unlock()
+			_ = s.cs.Close()
+			return
+		}
+		s.mu.Unlock()
+		t.Reset(max(left, idle/4))
+	}
+}
+
+// release ends one use of s; a use that worked ends the backoff.
+func (m *MCP) release(s *mcpSession, ok bool) {
+	s.mu.Lock()
+	s.busy--
+	s.lastUse = time.Now()
+	s.mu.Unlock()
+	if ok {
+		m.mu.Lock()
+		m.failures, m.notUntil = 0, time.Time{}
+		m.mu.Unlock()
+	}
+}
+
+// Describe returns the tool's description and input schema from tools/list.
+func (m *MCP) Describe(ctx context.Context) (string, map[string]any, error) {
+	s, err := m.session(ctx)
+	if err != nil {
+		return "", nil, err
+	}
+	defer m.release(s, false)
+	ctx, cancel := context.WithTimeout(ctx, m.Timeout)
+	defer cancel()
+	var cursor string
+	for range 100 { // pages; a server that pages forever is refused
+		res, err := s.cs.ListTools(ctx, &mcp.ListToolsParams{Cursor: cursor})
+		if err != nil {
+			return "", nil, fmt.Errorf("mcp: tools/list: %w", err)
+		}
+		for _, tool := range res.Tools {
+			if tool.Name != m.Tool {
+				continue
+			}
+			var schema map[string]any
+			if tool.InputSchema != nil {
+				b, err := json.Marshal(tool.InputSchema)
+				if err != nil {
+					return "", nil, fmt.Errorf("mcp: tool %s: input schema: %w", m.Tool, err)
+				}
+				if err := json.Unmarshal(b, &schema); err != nil {
+					return "", nil, fmt.Errorf("mcp: tool %s: input schema is not an object: %w", m.Tool, err)
+				}
+			}
+			return tool.Description, schema, nil
+		}
+		if res.NextCursor == "" {
+			break
+		}
+		cursor = res.NextCursor
+	}
+	return "", nil, fmt.Errorf("mcp: server %s has no tool %q", m.target(), m.Tool)
+}
+
+// Call calls the tool once with the input as its arguments.
+func (m *MCP) Call(ctx context.Context, inv Invocation) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, m.Timeout)
+	defer cancel()
+	in := bytes.TrimSpace(inv.Input)
+	if len(in) == 0 {
+		in = []byte("{}")
+	}
+	if in[0] != '{' {
+		return nil, fail("mcp tool input must be a JSON object", nil)
+	}
+	s, err := m.session(ctx)
+	if err != nil {
+		return nil, err
+	}
+	res, err := s.cs.CallTool(ctx, &mcp.CallToolParams{Name: m.Tool, Arguments: json.RawMessage(in)})
+	m.release(s, err == nil && !res.IsError)
+	switch {
+	case ctx.Err() != nil && errors.Is(ctx.Err(), context.DeadlineExceeded):
+		return nil, fail(fmt.Sprintf("timed out after %v", m.Timeout), ctx.Err())
+	case ctx.Err() != nil:
+		return nil, fail("cancelled", ctx.Err())
+	case err != nil:
+		if errors.Is(err, mcp.ErrConnectionClosed) || errors.Is(err, mcp.ErrSessionMissing) {
+			// An HTTP server that restarted forgot the session: open a new one next time.
+			m.drop(s)
+		}
+		return nil, fail("mcp call failed", err)
+	}
+	return m.answer(res)
+}
+
+// answer turns a tool result into the call's JSON output.
+func (m *MCP) answer(res *mcp.CallToolResult) ([]byte, error) {
+	var text strings.Builder
+	for _, c := range res.Content {
+		if t, ok := c.(*mcp.TextContent); ok {
+			text.WriteString(t.Text)
+		}
+	}
+	if res.IsError {
+		detail := text.String()
+		if len(detail) > 512 {
+			detail = detail[:512]
+		}
+		return nil, fail("tool reported an error", errors.New(detail))
+	}
+	var out []byte
+	switch {
+	case res.StructuredContent != nil:
+		b, err := json.Marshal(res.StructuredContent)
+		if err != nil {
+			return nil, fail("tool returned invalid structured content", err)
+		}
+		out = b
+	case json.Valid([]byte(strings.TrimSpace(text.String()))) && strings.TrimSpace(text.String()) != "":
+		out = []byte(strings.TrimSpace(text.String()))
+	default:
+		b, err := json.Marshal(map[string]string{"text": text.String()})
+		if err != nil {
+			return nil, fail("tool returned text that cannot be encoded", err)
+		}
+		out = b
+	}
+	if len(out) > m.maxOutput() {
+		return nil, outputTooLarge(m.maxOutput())
+	}
+	return out, nil
+}
+
+// drop forgets s, a session that no longer works, and closes it; the next
+// call opens a new one, with the backoff of a death.
+func (m *MCP) drop(s *mcpSession) {
+	m.mu.Lock()
+	if m.sess == s {
+		m.sess = nil
+		m.died(s)
+	}
+	m.mu.Unlock()
+	_ = s.cs.Close()
+}
+
+// Close stops the server (or the HTTP session); later calls fail.
+func (m *MCP) Close() error {
+	m.mu.Lock()
+	s := m.sess
+	m.sess, m.closed = nil, true
+	m.mu.Unlock()
+	if s == nil {
+		return nil
+	}
+	s.mu.Lock()
+	s.stopped = true
+	s.mu.Unlock()
+	return s.cs.Close()
+}
