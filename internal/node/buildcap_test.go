@@ -1,6 +1,7 @@
 package node
 
 import (
+	"log/slog"
 	"testing"
 
 	"github.com/treaty-dev/treaty/internal/backend"
@@ -10,7 +11,7 @@ import (
 
 func TestBuildCapabilityBackends(t *testing.T) {
 	lim := wire.Limits{MaxConcurrentPerPeer: 17, MaxBodyBytes: 4096}
-	cp, err := buildCapability(config.Capability{Name: "w", Exec: &config.ExecBackend{Command: "worker --x", Mode: config.ExecModeWorker, Workers: 3}}, lim)
+	cp, err := buildCapability(config.Capability{Name: "w", Exec: &config.ExecBackend{Command: "worker --x", Mode: config.ExecModeWorker, Workers: 3}}, lim, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -18,10 +19,10 @@ func TestBuildCapabilityBackends(t *testing.T) {
 	if !ok || w.Workers != 3 || w.MaxOutput != 4096 || len(w.Argv) != 2 {
 		t.Fatalf("worker mode built %#v", cp.Backend)
 	}
-	if _, err := buildCapability(config.Capability{Name: "w", Stream: true, Exec: &config.ExecBackend{Command: "w", Mode: config.ExecModeWorker}}, lim); err == nil {
+	if _, err := buildCapability(config.Capability{Name: "w", Stream: true, Exec: &config.ExecBackend{Command: "w", Mode: config.ExecModeWorker}}, lim, slog.New(slog.DiscardHandler)); err == nil {
 		t.Fatal("a streaming worker capability was accepted")
 	}
-	cp, err = buildCapability(config.Capability{Name: "h", HTTP: &config.HTTPBackend{URL: "http://127.0.0.1:1/"}}, lim)
+	cp, err = buildCapability(config.Capability{Name: "h", HTTP: &config.HTTPBackend{URL: "http://127.0.0.1:1/"}}, lim, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
@@ -171,7 +172,7 @@ func (n *Node) prepare(files homeFiles) (*state, trust.Config, *wire.PeerLimiter
 		st.byName[p.Name] = k
 	}
 	for _, c := range cfg.Capabilities {
-		cp, err := buildCapability(c, limits)
+		cp, err := buildCapability(c, limits, n.log)
 		if err != nil {
 			return nil, tc, nil, err
 		}
@@ -211,11 +212,15 @@ func (n *Node) prepare(files homeFiles) (*state, trust.Config, *wire.PeerLimiter
 	return st, tc, lim, nil
 }
 
+// mcpDescribeTimeout bounds how long a reload waits for an MCP server to
+// describe its tool.
+const mcpDescribeTimeout = 2 * time.Second
+
 // buildCapability makes c's backend. An http backend's connection pool is sized
 // to the calls one peer may have in flight (lim.MaxConcurrentPerPeer); an exec
 // worker's answer line is bounded by lim.MaxBodyBytes. The pool and the workers
 // a reload drops close themselves once idle (30 s, 1 min).
-func buildCapability(c config.Capability, lim wire.Limits) (*capability, error) {
+func buildCapability(c config.Capability, lim wire.Limits, log *slog.Logger) (*capability, error) {
 	timeout := c.Timeout.D()
 	if timeout == 0 {
 		timeout = config.DefaultBackendTimeout
@@ -261,14 +266,16 @@ func buildCapability(c config.Capability, lim wire.Limits) (*capability, error) 
 			m.Argv = argv
 		}
 		// The tool's description and input schema, unless the capability sets
-		// its own: this starts the server now; a server that cannot start or
-		// lacks the tool fails the load.
-		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		// its own. This starts the server now, but briefly: a reload carries
+		// every other change too (a revocation among them), so a server that
+		// is down or slow must not hold it up. Its calls then fail at the
+		// backend stage until it answers, and it is started again per call.
+		ctx, cancel := context.WithTimeout(context.Background(), min(timeout, mcpDescribeTimeout))
 		desc, schema, err := m.Describe(ctx)
 		cancel()
 		if err != nil {
-			_ = m.Close()
-			return nil, fmt.Errorf("config: capability %s: mcp: %w", c.Name, err)
+			log.Warn("mcp capability: the server did not describe its tool; the capability is kept and calls will retry the server",
+				"capability", c.Name, "err", err)
 		}
 		if cp.Info.Description == "" {
 			cp.Info.Description = desc
