@@ -3,6 +3,7 @@ package sanitize
 import (
 	"bytes"
 	"compress/gzip"
+	"encoding/base32"
 	"encoding/base64"
 	"encoding/hex"
 	"io"
@@ -81,21 +82,31 @@ func (sc *scanner) scanBase64() {
 
 func (sc *scanner) maybeBase64(s, e, pad int) {
 	d := sc.data
-	upper, lower, digit, nonHex := false, false, false, false
+	if escapedAt(d, s) {
+		s++ // the n of a JSON \n before the run
+	}
+	if s > 0 && d[s-1] == '\\' || e-s < minB64 {
+		return
+	}
+	upper, lower, digit, nonHex, nonB32 := false, false, false, false, false
 	for _, c := range d[s:e] {
 		upper = upper || isUpper(c)
 		lower = lower || isLower(c)
 		digit = digit || isDigit(c)
 		nonHex = nonHex || !(isHex(c) || c == '-')
-	}
-	if escapedAt(d, s) || (s > 0 && d[s-1] == '\\') {
-		return
+		nonB32 = nonB32 || !(isLetter(c) || '2' <= c && c <= '7')
 	}
 	// Hex ids and UUIDs are base64-shaped but never base64 payloads; hex
 	// that decodes to text (a hex-dumped value) is scanned as that text.
 	if !nonHex {
 		if n := e - s; n%2 == 0 && n >= 32 && !sc.covered(s, e) {
 			sc.hexRun(s, e)
+		}
+		return
+	}
+	if !nonB32 && upper != lower && e-s >= minB32 {
+		if !sc.covered(s, e) {
+			sc.base32Run(s, e, upper)
 		}
 		return
 	}
@@ -106,6 +117,34 @@ func (sc *scanner) maybeBase64(s, e, pad int) {
 		return
 	}
 	sc.base64Run(s, e, pad)
+}
+
+// minB32 is the shortest base32 run worth decoding (16 bytes of payload).
+const minB32 = 26
+
+// base32Run decodes a run of RFC 4648 base32 (one case throughout, with or
+// without its = padding) and scans it when it is text. Upper-case words and
+// constants decode to bytes that are not text and are left alone.
+func (sc *scanner) base32Run(s, e int, upper bool) {
+	src := sc.data[s:e]
+	// Unpadded lengths of 1, 3 or 6 modulo 8 cannot decode; the last
+	// characters then belong to something else.
+	for len(src)%8 == 1 || len(src)%8 == 3 || len(src)%8 == 6 {
+		src = src[:len(src)-1]
+	}
+	if !upper {
+		src = bytes.ToUpper(src)
+	}
+	buf := make([]byte, base32.StdEncoding.WithPadding(base32.NoPadding).DecodedLen(len(src)))
+	n, err := base32.StdEncoding.WithPadding(base32.NoPadding).Decode(buf, src)
+	if err != nil || !textLike(buf[:n]) {
+		return
+	}
+	end := e
+	for end < len(sc.data) && sc.data[end] == '=' && end-e < 6 {
+		end++
+	}
+	sc.scanDecoded(buf[:n], s, end, "base32:")
 }
 
 // coveredBy reports whether a finding of at least cat's priority already

@@ -3,6 +3,7 @@ package sanitize
 import (
 	"bytes"
 	"compress/gzip"
+	"encoding/base32"
 	"encoding/base64"
 	"encoding/hex"
 	"slices"
@@ -122,6 +123,53 @@ func TestHexDecoded(t *testing.T) {
 		"sha256 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
 		"id 123e4567-e89b-12d3-a456-426614174000",
 		"text " + hex.EncodeToString([]byte("just some harmless words here")),
+	} {
+		if fs := s.Scan([]byte(in)); len(fs) > 0 {
+			t.Errorf("%q: findings %v, want none", in, found([]byte(in), fs))
+		}
+	}
+}
+
+// base32 (RFC 4648, either case, padded or not) of 16 bytes or more is
+// decoded and scanned; upper-case words and random base32 are not findings.
+func TestBase32Decoded(t *testing.T) {
+	s := newTest(t)
+	std := base32.StdEncoding
+	raw := base32.StdEncoding.WithPadding(base32.NoPadding)
+	email := "ab@northwind.dev" // 16 bytes
+	key := "aws_access_key_id=AKIAQWERTYUIOPASDFGH"
+	for name, c := range map[string]struct {
+		pre, enc, post string
+		cat            Category
+	}{
+		"16 bytes padded":   {"blob ", std.EncodeToString([]byte(email)), " end", CategoryEmail},
+		"16 bytes unpadded": {"blob ", raw.EncodeToString([]byte(email)), " end", CategoryEmail},
+		"lower case":        {"blob ", strings.ToLower(std.EncodeToString([]byte(email))), " end", CategoryEmail},
+		"after json \\n":    {`{"m":"line\n`, raw.EncodeToString([]byte(key)), `"}`, CategoryAWSAccessKey},
+		"17 bytes":          {"x=", raw.EncodeToString([]byte("abc@northwind.dev")), "", CategoryEmail},
+	} {
+		in := c.pre + c.enc + c.post
+		fs := s.Scan([]byte(in))
+		if !slices.ContainsFunc(fs, func(f Finding) bool { return f.Category == c.cat }) {
+			t.Errorf("%s: %q: findings %v, want %s", name, in, found([]byte(in), fs), c.cat)
+			continue
+		}
+		// Redaction takes the whole run, padding included.
+		res := s.DryRun(peerA, Policy{Secrets: ActionRedact, PII: ActionRedact}, []byte(in))
+		if strings.Contains(res.Output, c.enc[:8]) || strings.Contains(res.Output, c.enc[len(c.enc)-4:]) {
+			t.Errorf("%s: redacted output still holds the run: %q", name, res.Output)
+		}
+	}
+	random := make([]byte, 40)
+	for i := range random {
+		random[i] = byte(i*73 + 11)
+	}
+	for _, in := range []string{
+		"const ABCDEFGHIJKLMNOPQRSTUVWXYZABCDEF = 1",
+		"totp " + raw.EncodeToString(random),
+		"blob " + std.EncodeToString([]byte("just some harmless words")),
+		"short " + raw.EncodeToString([]byte("a@northwind.dev")), // 15 bytes
+		"MAXIMUMCONNECTIONSPERHOSTEXCEEDED",
 	} {
 		if fs := s.Scan([]byte(in)); len(fs) > 0 {
 			t.Errorf("%q: findings %v, want none", in, found([]byte(in), fs))
