@@ -360,8 +360,64 @@ func decodeAt(d []byte, i int) (c byte, n int, skip bool, ok bool) {
 		if i >= 4 && i+4 < len(d) && allDigits(d[i-4:i]) && allDigits(d[i+1:i+5]) && (i+5 == len(d) || !isDigit(d[i+5])) && (i == 4 || !isDigit(d[i-5])) {
 			return ' ', 1, false, true
 		}
+		if i > 0 && isDigit(d[i-1]) && i+1 < len(d) && isAlnum(d[i+1]) && dottedGroups(d, i) {
+			return ' ', 1, false, true
+		}
 	}
 	return 0, 0, false, false
+}
+
+// dottedGroups reports whether the dot at i separates the groups of a value
+// that is written in groups of known sizes: 3.2.4 (a US SSN), 4.6.5 and
+// 4.6.4 (Amex, Diners) and an IBAN (DE89.3704.0044.0532.0130.00). Dates,
+// versions, amounts and addresses have other shapes and stay as they are.
+func dottedGroups(d []byte, i int) bool {
+	const reach = 40
+	s := i
+	for s > 0 && i-s < reach && (isAlnum(d[s-1]) || d[s-1] == '.') {
+		s--
+	}
+	e := i
+	for e < len(d) && e-i < reach && (isAlnum(d[e]) || d[e] == '.') {
+		e++
+	}
+	if i-s >= reach || e-i >= reach {
+		return false
+	}
+	if d[e-1] == '.' {
+		e-- // a full stop after the value
+	}
+	if d[s] == '.' || s > 0 && (d[s-1] == '-' || d[s-1] == '/') {
+		return false
+	}
+	var lens [8]int
+	n, l := 0, 0
+	allDigit := true
+	for _, c := range d[s:e] {
+		if c != '.' {
+			l++
+			allDigit = allDigit && isDigit(c)
+			continue
+		}
+		if l == 0 || n == len(lens)-1 {
+			return false
+		}
+		lens[n], n, l = l, n+1, 0
+	}
+	lens[n], n = l, n+1
+	g := lens[:n]
+	switch {
+	case allDigit:
+		return slices.Equal(g, []int{3, 2, 4}) || slices.Equal(g, []int{4, 6, 5}) || slices.Equal(g, []int{4, 6, 4})
+	case n >= 4 && isUpper(d[s]) && isUpper(d[s+1]) && isDigit(d[s+2]) && isDigit(d[s+3]):
+		for k, x := range g {
+			if x != 4 && !(k == n-1 && x < 4) {
+				return false
+			}
+		}
+		return true
+	}
+	return false
 }
 
 func digitBefore(d []byte, i int) bool { return i > 0 && isDigit(d[i-1]) }

@@ -100,12 +100,31 @@ func TestDigitGroupSeparators(t *testing.T) {
 		"phone +1\u00a0415\u00a0555\u00a00100":                      CategoryPhone,
 		"phone +1_415_555_0100":                                     CategoryPhone,
 		"iban DE89\u00a03704\u00a00044\u00a00532\u00a00130\u00a000": CategoryIBAN,
+		// Other group sizes: SSN 3-2-4, Amex 4-6-5, phone 3-3-4, IBAN.
+		"ssn 078.05.1120 ok":                CategoryUSSSN,
+		"ssn 078 05 1120 ok":                CategoryUSSSN,
+		"ssn 078\u00a005\u00a01120 ok":      CategoryUSSSN,
+		"ssn 078_05_1120 ok":                CategoryUSSSN,
+		"amex 3782.822463.10005":            CategoryCreditCard,
+		"amex 3782\u00a0822463\u00a010005":  CategoryCreditCard,
+		"amex 3782_822463_10005":            CategoryCreditCard,
+		"call 415.555.0100 now":             CategoryPhone,
+		"call 415\u00a0555\u00a00100 now":   CategoryPhone,
+		"call 415_555_0100 now":             CategoryPhone,
+		"iban DE89.3704.0044.0532.0130.00.": CategoryIBAN,
+		"iban DE89_3704_0044_0532_0130_00":  CategoryIBAN,
 	} {
 		if fs := s.Scan([]byte(in)); !slices.ContainsFunc(fs, func(f Finding) bool { return f.Category == cat }) {
 			t.Errorf("%q: findings %v, want %s", in, found([]byte(in), fs), cat)
 		}
 	}
-	for _, in := range []string{"version 1.2.3 and 10.5", "pi is 3.1415", "build_2024_01", "x = 1000.0001"} {
+	for _, in := range []string{
+		"version 1.2.3 and 10.5", "pi is 3.1415", "build_2024_01", "x = 1000.0001",
+		"released 2024.01.15", "total 1.234.567 units", "ssn-like 078.05.1121.7 build", // a fourth group: not an SSN
+		"amex-like 3782.822463.10006",     // Luhn fails
+		"not an iban DE89.3704.0044.0532", // too short, checksum fails
+		"v 415.555.0100.2",
+	} {
 		if fs := s.Scan([]byte(in)); len(fs) > 0 {
 			t.Errorf("%q: findings %v, want none", in, found([]byte(in), fs))
 		}
