@@ -317,9 +317,18 @@ func decodeAt(d []byte, i int) (c byte, n int, skip bool, ok bool) {
 		}
 	case '%':
 		if i+2 < len(d) && isHex(d[i+1]) && isHex(d[i+2]) {
-			if c := unhex(d[i+1])<<4 | unhex(d[i+2]); viewChar(c) {
+			// Percent-encoding also hides the quotes, braces and spaces
+			// around a value (q=%7B%22api_key%22%3A%22...): they give the
+			// value its key, and are decoded too.
+			if c := unhex(d[i+1])<<4 | unhex(d[i+2]); viewChar(c) || strings.IndexByte("\"{}[], ", c) >= 0 {
 				return c, 3, false, true
 			}
+		}
+	case '+':
+		// A query string writes the space between digit groups as +
+		// (card=4111+1111+1111+1111).
+		if i >= 2 && i+2 < len(d) && isDigit(d[i-1]) && isDigit(d[i-2]) && isDigit(d[i+1]) && isDigit(d[i+2]) {
+			return ' ', 1, false, true
 		}
 	case '&':
 		return htmlRefAt(d, i)
@@ -483,7 +492,7 @@ func htmlRefAt(d []byte, i int) (byte, int, bool, bool) {
 
 // viewTrigger marks the first bytes of what decodeAt reads.
 var viewTrigger = func() (t [256]bool) {
-	for _, b := range []byte{'\\', '%', '&', 0xEF, 0xE2, 0xC2, '_', '.'} {
+	for _, b := range []byte{'\\', '%', '&', 0xEF, 0xE2, 0xC2, '_', '.', '+'} {
 		t[b] = true
 	}
 	return t
@@ -538,7 +547,9 @@ func (sc *scanner) scanDecodedView() {
 	for _, f := range inner {
 		// Only findings that decoding made visible: a decoded or dropped
 		// character inside (a dropped one sits at the offset after it).
-		k, _ := slices.BinarySearch(marks, int32(f.Start+1))
+		// The character just before counts too: a decoded quote, colon or
+		// equals sign gave a plain value its key.
+		k, _ := slices.BinarySearch(marks, int32(f.Start-1))
 		if k < len(marks) && marks[k] < int32(f.End) {
 			sc.add(int(at[f.Start]), int(at[f.End]), f.Category, f.Rule)
 		}

@@ -195,3 +195,41 @@ func TestBase32Decoded(t *testing.T) {
 		}
 	}
 }
+
+// Connection URLs with an empty user, and values URL-encoded inside query
+// strings and nested URLs.
+func TestURLForms(t *testing.T) {
+	s := newTest(t)
+	for _, c := range []struct {
+		in, want string
+		cat      Category
+	}{
+		{"postgres://:Str0ngPassw0rd@db.internal:5432/app", "Str0ngPassw0rd", CategoryDBURLPassword},
+		{"redis://:s3cr3tValue9x@cache:6379/0", "s3cr3tValue9x", CategoryDBURLPassword},
+		{"https://:Hq8x2Lm9pQ@example.org/x", "Hq8x2Lm9pQ", CategoryURLPassword},
+		{"GET /v1?password=Hq8%21x2Lm9p&x=1", "Hq8%21x2Lm9p", CategoryPasswordAssignment},
+		{"GET /v1?card=4111%201111%201111%201111&x=1", "4111%201111%201111%201111", CategoryCreditCard},
+		{"GET /v1?card=4111+1111+1111+1111&x=1", "4111+1111+1111+1111", CategoryCreditCard},
+		{"GET /v1?phone=%2B1%20415%20555%200100&x=1", "%2B1%20415%20555%200100", CategoryPhone},
+		{"GET /v1?q=%7B%22api_key%22%3A%22Zq8x2Lm9pQw7Er5Ty3Ui1Op0%22%7D", "Zq8x2Lm9pQw7Er5Ty3Ui1Op0", CategoryGenericAPIKey},
+		{"https://x.io/cb?redirect=https%3A%2F%2Fu%3AHq8x2Lm9pQ%40db.example.org%2F", "Hq8x2Lm9pQ", CategoryURLPassword},
+	} {
+		fs := s.Scan([]byte(c.in))
+		if !slices.ContainsFunc(fs, func(f Finding) bool { return f.Category == c.cat && c.in[f.Start:f.End] == c.want }) {
+			t.Errorf("%q: findings %v, want %s %q", c.in, found([]byte(c.in), fs), c.cat, c.want)
+		}
+	}
+	for _, in := range []string{
+		"postgres://:password@db/app", // the word password
+		"postgres://:@db/app",
+		"http://:8080/path",
+		"https://:x@",
+		"GET /v1?q=a%20b%20c&page=2",
+		"sum 12+34+56",
+		"GET /v1?ids=%5B1%2C2%2C3%5D",
+	} {
+		if fs := s.Scan([]byte(in)); len(fs) > 0 {
+			t.Errorf("%q: findings %v, want none", in, found([]byte(in), fs))
+		}
+	}
+}
