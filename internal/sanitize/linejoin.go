@@ -1,5 +1,7 @@
 package sanitize
 
+import "slices"
+
 // A value that a wrapping tool broke across lines of one string (a key in a
 // fixed-width log, a card number folded in an email, a JSON string with \n
 // inside a token) is still that value. The breaks that may split a value are
@@ -175,10 +177,7 @@ func (sc *scanner) joinWindow(ws, we int, brks []lineBreak) {
 		return
 	}
 	for _, f := range inner {
-		k := 0
-		for k < len(joins) && joins[k] <= f.Start {
-			k++
-		}
+		k, _ := slices.BinarySearch(joins, f.Start+1)
 		if k == len(joins) || joins[k] >= f.End {
 			continue // no join inside: the scan of the text itself has it
 		}
