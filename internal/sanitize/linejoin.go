@@ -1,6 +1,10 @@
 package sanitize
 
-import "slices"
+import (
+	"bytes"
+	"slices"
+	"strings"
+)
 
 // A value that a wrapping tool broke across lines of one string (a key in a
 // fixed-width log, a card number folded in an email, a JSON string with \n
@@ -72,9 +76,9 @@ func joinable(d []byte, b lineBreak) bool {
 	for pe < len(d) && pe-b.e < tokenReach && tokenByte(d[pe]) {
 		pe++
 	}
-	// The next line starting with a key (IMAGE_TAG: x, id=7) or a
-	// timestamp begins a record of its own.
-	if pe < len(d) && (d[pe] == ':' || d[pe] == '=') || pe-b.e >= 10 && isDate(d[b.e:]) {
+	// The next line starting with a key (IMAGE_TAG: x, id=7), a field
+	// (1001,Ann) or a timestamp begins a record of its own.
+	if pe < len(d) && strings.IndexByte(":=,;|\t", d[pe]) >= 0 || pe-b.e >= 10 && isDate(d[b.e:]) {
 		return false
 	}
 	return valuePiece(d[ps:b.s]) && valuePiece(d[b.e:pe])
@@ -91,8 +95,22 @@ func (sc *scanner) scanLineJoins() {
 	d := sc.data
 	var brks []lineBreak
 	ws, we := -1, -1
+	pemEnd := -1 // inside a PEM block up to here: the PEM detector reads those lines
+	noEnd := false
 	for i := 0; i < len(d); i++ {
 		if d[i] != '\n' && d[i] != '\\' {
+			continue
+		}
+		if i > pemEnd && !noEnd {
+			if k := bytes.Index(d[i:min(len(d), i+16)], []byte("-----BEGIN ")); k >= 0 {
+				if e := bytes.Index(d[i+k:], []byte("-----END ")); e >= 0 {
+					pemEnd = i + k + e
+				} else {
+					noEnd = true // and none after a later BEGIN either
+				}
+			}
+		}
+		if i < pemEnd {
 			continue
 		}
 		b, ok := breakAt(d, i)
