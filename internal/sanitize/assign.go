@@ -387,10 +387,23 @@ func parseAssign(d []byte, q int, bare bool) (assignment, bool) {
 		if c == '<' || c == '>' {
 			return assignment{}, false // glued to a <placeholder>
 		}
+		if c == '&' && queryParamAt(d, e+1) {
+			break // password=x&next=y: the query string's next parameter
+		}
 		e++
 	}
 	a.vs, a.ve = vs, e
 	return a, e > vs
+}
+
+// queryParamAt reports whether d[i:] starts a query parameter: a name of
+// word characters and an =.
+func queryParamAt(d []byte, i int) bool {
+	k := i
+	for k < len(d) && k-i < 64 && isIdent(d[k]) {
+		k++
+	}
+	return k > i && k < len(d) && d[k] == '='
 }
 
 // classifyValue adds a finding for the value a when it fits what the key said.

@@ -3,6 +3,7 @@ package sanitize
 import (
 	"bytes"
 	"compress/gzip"
+	"encoding/base32"
 	"encoding/base64"
 	"encoding/hex"
 	"io"
@@ -81,21 +82,31 @@ func (sc *scanner) scanBase64() {
 
 func (sc *scanner) maybeBase64(s, e, pad int) {
 	d := sc.data
-	upper, lower, digit, nonHex := false, false, false, false
+	if escapedAt(d, s) {
+		s++ // the n of a JSON \n before the run
+	}
+	if s > 0 && d[s-1] == '\\' || e-s < minB64 {
+		return
+	}
+	upper, lower, digit, nonHex, nonB32 := false, false, false, false, false
 	for _, c := range d[s:e] {
 		upper = upper || isUpper(c)
 		lower = lower || isLower(c)
 		digit = digit || isDigit(c)
 		nonHex = nonHex || !(isHex(c) || c == '-')
-	}
-	if escapedAt(d, s) || (s > 0 && d[s-1] == '\\') {
-		return
+		nonB32 = nonB32 || !(isLetter(c) || '2' <= c && c <= '7')
 	}
 	// Hex ids and UUIDs are base64-shaped but never base64 payloads; hex
 	// that decodes to text (a hex-dumped value) is scanned as that text.
 	if !nonHex {
 		if n := e - s; n%2 == 0 && n >= 32 && !sc.covered(s, e) {
 			sc.hexRun(s, e)
+		}
+		return
+	}
+	if !nonB32 && upper != lower && e-s >= minB32 {
+		if !sc.covered(s, e) {
+			sc.base32Run(s, e, upper)
 		}
 		return
 	}
@@ -106,6 +117,34 @@ func (sc *scanner) maybeBase64(s, e, pad int) {
 		return
 	}
 	sc.base64Run(s, e, pad)
+}
+
+// minB32 is the shortest base32 run worth decoding (16 bytes of payload).
+const minB32 = 26
+
+// base32Run decodes a run of RFC 4648 base32 (one case throughout, with or
+// without its = padding) and scans it when it is text. Upper-case words and
+// constants decode to bytes that are not text and are left alone.
+func (sc *scanner) base32Run(s, e int, upper bool) {
+	src := sc.data[s:e]
+	// Unpadded lengths of 1, 3 or 6 modulo 8 cannot decode; the last
+	// characters then belong to something else.
+	for len(src)%8 == 1 || len(src)%8 == 3 || len(src)%8 == 6 {
+		src = src[:len(src)-1]
+	}
+	if !upper {
+		src = bytes.ToUpper(src)
+	}
+	buf := make([]byte, base32.StdEncoding.WithPadding(base32.NoPadding).DecodedLen(len(src)))
+	n, err := base32.StdEncoding.WithPadding(base32.NoPadding).Decode(buf, src)
+	if err != nil || !textLike(buf[:n]) {
+		return
+	}
+	end := e
+	for end < len(sc.data) && sc.data[end] == '=' && end-e < 6 {
+		end++
+	}
+	sc.scanDecoded(buf[:n], s, end, "base32:")
 }
 
 // coveredBy reports whether a finding of at least cat's priority already
@@ -278,9 +317,18 @@ func decodeAt(d []byte, i int) (c byte, n int, skip bool, ok bool) {
 		}
 	case '%':
 		if i+2 < len(d) && isHex(d[i+1]) && isHex(d[i+2]) {
-			if c := unhex(d[i+1])<<4 | unhex(d[i+2]); viewChar(c) {
+			// Percent-encoding also hides the quotes, braces and spaces
+			// around a value (q=%7B%22api_key%22%3A%22...): they give the
+			// value its key, and are decoded too.
+			if c := unhex(d[i+1])<<4 | unhex(d[i+2]); viewChar(c) || strings.IndexByte("\"{}[], ", c) >= 0 {
 				return c, 3, false, true
 			}
+		}
+	case '+':
+		// A query string writes the space between digit groups as +
+		// (card=4111+1111+1111+1111).
+		if i >= 2 && i+2 < len(d) && isDigit(d[i-1]) && isDigit(d[i-2]) && isDigit(d[i+1]) && isDigit(d[i+2]) {
+			return ' ', 1, false, true
 		}
 	case '&':
 		return htmlRefAt(d, i)
@@ -321,8 +369,64 @@ func decodeAt(d []byte, i int) (c byte, n int, skip bool, ok bool) {
 		if i >= 4 && i+4 < len(d) && allDigits(d[i-4:i]) && allDigits(d[i+1:i+5]) && (i+5 == len(d) || !isDigit(d[i+5])) && (i == 4 || !isDigit(d[i-5])) {
 			return ' ', 1, false, true
 		}
+		if i > 0 && isDigit(d[i-1]) && i+1 < len(d) && isAlnum(d[i+1]) && dottedGroups(d, i) {
+			return ' ', 1, false, true
+		}
 	}
 	return 0, 0, false, false
+}
+
+// dottedGroups reports whether the dot at i separates the groups of a value
+// that is written in groups of known sizes: 3.2.4 (a US SSN), 4.6.5 and
+// 4.6.4 (Amex, Diners) and an IBAN (DE89.3704.0044.0532.0130.00). Dates,
+// versions, amounts and addresses have other shapes and stay as they are.
+func dottedGroups(d []byte, i int) bool {
+	const reach = 40
+	s := i
+	for s > 0 && i-s < reach && (isAlnum(d[s-1]) || d[s-1] == '.') {
+		s--
+	}
+	e := i
+	for e < len(d) && e-i < reach && (isAlnum(d[e]) || d[e] == '.') {
+		e++
+	}
+	if i-s >= reach || e-i >= reach {
+		return false
+	}
+	if d[e-1] == '.' {
+		e-- // a full stop after the value
+	}
+	if d[s] == '.' || s > 0 && (d[s-1] == '-' || d[s-1] == '/') {
+		return false
+	}
+	var lens [8]int
+	n, l := 0, 0
+	allDigit := true
+	for _, c := range d[s:e] {
+		if c != '.' {
+			l++
+			allDigit = allDigit && isDigit(c)
+			continue
+		}
+		if l == 0 || n == len(lens)-1 {
+			return false
+		}
+		lens[n], n, l = l, n+1, 0
+	}
+	lens[n], n = l, n+1
+	g := lens[:n]
+	switch {
+	case allDigit:
+		return slices.Equal(g, []int{3, 2, 4}) || slices.Equal(g, []int{4, 6, 5}) || slices.Equal(g, []int{4, 6, 4})
+	case n >= 4 && isUpper(d[s]) && isUpper(d[s+1]) && isDigit(d[s+2]) && isDigit(d[s+3]):
+		for k, x := range g {
+			if x != 4 && !(k == n-1 && x < 4) {
+				return false
+			}
+		}
+		return true
+	}
+	return false
 }
 
 func digitBefore(d []byte, i int) bool { return i > 0 && isDigit(d[i-1]) }
@@ -388,7 +492,7 @@ func htmlRefAt(d []byte, i int) (byte, int, bool, bool) {
 
 // viewTrigger marks the first bytes of what decodeAt reads.
 var viewTrigger = func() (t [256]bool) {
-	for _, b := range []byte{'\\', '%', '&', 0xEF, 0xE2, 0xC2, '_', '.'} {
+	for _, b := range []byte{'\\', '%', '&', 0xEF, 0xE2, 0xC2, '_', '.', '+'} {
 		t[b] = true
 	}
 	return t
@@ -443,7 +547,9 @@ func (sc *scanner) scanDecodedView() {
 	for _, f := range inner {
 		// Only findings that decoding made visible: a decoded or dropped
 		// character inside (a dropped one sits at the offset after it).
-		k, _ := slices.BinarySearch(marks, int32(f.Start+1))
+		// The character just before counts too: a decoded quote, colon or
+		// equals sign gave a plain value its key.
+		k, _ := slices.BinarySearch(marks, int32(f.Start-1))
 		if k < len(marks) && marks[k] < int32(f.End) {
 			sc.add(int(at[f.Start]), int(at[f.End]), f.Category, f.Rule)
 		}

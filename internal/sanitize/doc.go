@@ -27,14 +27,29 @@
 //     payment card (brand prefix and Luhn), IBAN (country length and mod 97),
 //     US SSN (area, group, serial ranges; nine bare digits only with SSN
 //     context), IPv4 and IPv6 (parsed).
-//   - Nested encodings: base64 and hex runs of 16 bytes or more that decode to text
-//     or to gzip (inflated up to 16 times its size) are decoded and scanned;
-//     a finding inside marks the whole run. A decoded view is scanned too:
-//     JSON \u00XX escapes, URL percent-encoding, HTML character references,
+//   - Nested encodings: base64 and hex runs of 16 bytes or more, and
+//     base32 runs (RFC 4648, one case throughout, padded or not) of 16
+//     bytes or more, that decode to text or to gzip (inflated up to 16
+//     times its size) are decoded and scanned; a finding inside marks the
+//     whole run. A decoded view is scanned too: JSON \u00XX escapes, URL
+//     percent-encoding (with the quotes, braces and spaces around a value,
+//     so q=%7B%22api_key%22%3A... keeps its key), HTML character references,
 //     fullwidth ASCII (NFKC) decoded; zero-width characters, word joiners
-//     and soft hyphens dropped; no-break, thin and figure spaces and
-//     underscores between digits (and dots between groups of four) read as
-//     spaces. A finding counts there when a decoded character lies inside.
+//     and soft hyphens dropped; no-break, thin and figure spaces,
+//     underscores and + between digits read as spaces, and so are dots
+//     between digit groups of known shapes (four and four, 3.2.4 SSN,
+//     4.6.5 and 4.6.4 cards, an IBAN in fours). A finding counts there when
+//     a decoded character lies inside it or just before it.
+//   - A value split across lines of one string (a newline, \r\n or a JSON
+//     \n escape, the next line indented or not): the text around a break
+//     between two pieces of a value (each with a digit or an @, or eight
+//     characters long) is scanned with the break removed (a space between
+//     digit groups). A break before a key (id=, TAG:) or a timestamp is not
+//     joined, and a join that only glues a word onto a value found whole on
+//     its line is dropped.
+//   - Passwords in URL userinfo also with an empty user
+//     (redis://:pw@host); a query string's value ends at the next
+//     parameter.
 //   - The node's own secrets (Config.Canaries: its identity key, the
 //     operator's sanitize.canaries) by exact value, as is and in hex, base64
 //     (both alphabets, any padding, any alignment inside a longer payload),
@@ -75,11 +90,12 @@
 //
 //   - Detection is by format and context. A secret with no known format and
 //     no telling key, or PII without a checkable shape (names, street
-//     addresses), passes. Hex runs of 16 bytes or more are decoded when
-//     they decode to text; base32, and a value split across lines, fields
-//     or messages, are not decoded. Deliberate exfiltration through a cipher
-//     (reversal, rot13, splitting) is out of reach: capability policy is the
-//     control for an agent that means to leak.
+//     addresses), passes. Encoded runs shorter than 16 bytes of payload,
+//     mixed-case base32, a value split across fields or messages, and a
+//     variable-length value whose first line already matches its format
+//     (only that part is found) are out of reach. Deliberate exfiltration
+//     through a cipher (reversal, rot13, splitting) is out of reach:
+//     capability policy is the control for an agent that means to leak.
 //   - A gitleaks rule runs only near its keywords. For the 215 rules whose
 //     every match contains a keyword this finds what gitleaks finds; the six
 //     others run on the whole input whenever a keyword occurs, as in

@@ -3,6 +3,7 @@ package sanitize
 import (
 	"bytes"
 	"compress/gzip"
+	"encoding/base32"
 	"encoding/base64"
 	"encoding/hex"
 	"slices"
@@ -99,12 +100,31 @@ func TestDigitGroupSeparators(t *testing.T) {
 		"phone +1\u00a0415\u00a0555\u00a00100":                      CategoryPhone,
 		"phone +1_415_555_0100":                                     CategoryPhone,
 		"iban DE89\u00a03704\u00a00044\u00a00532\u00a00130\u00a000": CategoryIBAN,
+		// Other group sizes: SSN 3-2-4, Amex 4-6-5, phone 3-3-4, IBAN.
+		"ssn 078.05.1120 ok":                CategoryUSSSN,
+		"ssn 078 05 1120 ok":                CategoryUSSSN,
+		"ssn 078\u00a005\u00a01120 ok":      CategoryUSSSN,
+		"ssn 078_05_1120 ok":                CategoryUSSSN,
+		"amex 3782.822463.10005":            CategoryCreditCard,
+		"amex 3782\u00a0822463\u00a010005":  CategoryCreditCard,
+		"amex 3782_822463_10005":            CategoryCreditCard,
+		"call 415.555.0100 now":             CategoryPhone,
+		"call 415\u00a0555\u00a00100 now":   CategoryPhone,
+		"call 415_555_0100 now":             CategoryPhone,
+		"iban DE89.3704.0044.0532.0130.00.": CategoryIBAN,
+		"iban DE89_3704_0044_0532_0130_00":  CategoryIBAN,
 	} {
 		if fs := s.Scan([]byte(in)); !slices.ContainsFunc(fs, func(f Finding) bool { return f.Category == cat }) {
 			t.Errorf("%q: findings %v, want %s", in, found([]byte(in), fs), cat)
 		}
 	}
-	for _, in := range []string{"version 1.2.3 and 10.5", "pi is 3.1415", "build_2024_01", "x = 1000.0001"} {
+	for _, in := range []string{
+		"version 1.2.3 and 10.5", "pi is 3.1415", "build_2024_01", "x = 1000.0001",
+		"released 2024.01.15", "total 1.234.567 units", "ssn-like 078.05.1121.7 build", // a fourth group: not an SSN
+		"amex-like 3782.822463.10006",     // Luhn fails
+		"not an iban DE89.3704.0044.0532", // too short, checksum fails
+		"v 415.555.0100.2",
+	} {
 		if fs := s.Scan([]byte(in)); len(fs) > 0 {
 			t.Errorf("%q: findings %v, want none", in, found([]byte(in), fs))
 		}
@@ -122,6 +142,91 @@ func TestHexDecoded(t *testing.T) {
 		"sha256 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
 		"id 123e4567-e89b-12d3-a456-426614174000",
 		"text " + hex.EncodeToString([]byte("just some harmless words here")),
+	} {
+		if fs := s.Scan([]byte(in)); len(fs) > 0 {
+			t.Errorf("%q: findings %v, want none", in, found([]byte(in), fs))
+		}
+	}
+}
+
+// base32 (RFC 4648, either case, padded or not) of 16 bytes or more is
+// decoded and scanned; upper-case words and random base32 are not findings.
+func TestBase32Decoded(t *testing.T) {
+	s := newTest(t)
+	std := base32.StdEncoding
+	raw := base32.StdEncoding.WithPadding(base32.NoPadding)
+	email := "ab@northwind.dev" // 16 bytes
+	key := "aws_access_key_id=AKIAQWERTYUIOPASDFGH"
+	for name, c := range map[string]struct {
+		pre, enc, post string
+		cat            Category
+	}{
+		"16 bytes padded":   {"blob ", std.EncodeToString([]byte(email)), " end", CategoryEmail},
+		"16 bytes unpadded": {"blob ", raw.EncodeToString([]byte(email)), " end", CategoryEmail},
+		"lower case":        {"blob ", strings.ToLower(std.EncodeToString([]byte(email))), " end", CategoryEmail},
+		"after json \\n":    {`{"m":"line\n`, raw.EncodeToString([]byte(key)), `"}`, CategoryAWSAccessKey},
+		"17 bytes":          {"x=", raw.EncodeToString([]byte("abc@northwind.dev")), "", CategoryEmail},
+	} {
+		in := c.pre + c.enc + c.post
+		fs := s.Scan([]byte(in))
+		if !slices.ContainsFunc(fs, func(f Finding) bool { return f.Category == c.cat }) {
+			t.Errorf("%s: %q: findings %v, want %s", name, in, found([]byte(in), fs), c.cat)
+			continue
+		}
+		// Redaction takes the whole run, padding included.
+		res := s.DryRun(peerA, Policy{Secrets: ActionRedact, PII: ActionRedact}, []byte(in))
+		if strings.Contains(res.Output, c.enc[:8]) || strings.Contains(res.Output, c.enc[len(c.enc)-4:]) {
+			t.Errorf("%s: redacted output still holds the run: %q", name, res.Output)
+		}
+	}
+	random := make([]byte, 40)
+	for i := range random {
+		random[i] = byte(i*73 + 11)
+	}
+	for _, in := range []string{
+		"const ABCDEFGHIJKLMNOPQRSTUVWXYZABCDEF = 1",
+		"totp " + raw.EncodeToString(random),
+		"blob " + std.EncodeToString([]byte("just some harmless words")),
+		"short " + raw.EncodeToString([]byte("a@northwind.dev")), // 15 bytes
+		"MAXIMUMCONNECTIONSPERHOSTEXCEEDED",
+	} {
+		if fs := s.Scan([]byte(in)); len(fs) > 0 {
+			t.Errorf("%q: findings %v, want none", in, found([]byte(in), fs))
+		}
+	}
+}
+
+// Connection URLs with an empty user, and values URL-encoded inside query
+// strings and nested URLs.
+func TestURLForms(t *testing.T) {
+	s := newTest(t)
+	for _, c := range []struct {
+		in, want string
+		cat      Category
+	}{
+		{"postgres://:Str0ngPassw0rd@db.internal:5432/app", "Str0ngPassw0rd", CategoryDBURLPassword},
+		{"redis://:s3cr3tValue9x@cache:6379/0", "s3cr3tValue9x", CategoryDBURLPassword},
+		{"https://:Hq8x2Lm9pQ@example.org/x", "Hq8x2Lm9pQ", CategoryURLPassword},
+		{"GET /v1?password=Hq8%21x2Lm9p&x=1", "Hq8%21x2Lm9p", CategoryPasswordAssignment},
+		{"GET /v1?card=4111%201111%201111%201111&x=1", "4111%201111%201111%201111", CategoryCreditCard},
+		{"GET /v1?card=4111+1111+1111+1111&x=1", "4111+1111+1111+1111", CategoryCreditCard},
+		{"GET /v1?phone=%2B1%20415%20555%200100&x=1", "%2B1%20415%20555%200100", CategoryPhone},
+		{"GET /v1?q=%7B%22api_key%22%3A%22Zq8x2Lm9pQw7Er5Ty3Ui1Op0%22%7D", "Zq8x2Lm9pQw7Er5Ty3Ui1Op0", CategoryGenericAPIKey},
+		{"https://x.io/cb?redirect=https%3A%2F%2Fu%3AHq8x2Lm9pQ%40db.example.org%2F", "Hq8x2Lm9pQ", CategoryURLPassword},
+	} {
+		fs := s.Scan([]byte(c.in))
+		if !slices.ContainsFunc(fs, func(f Finding) bool { return f.Category == c.cat && c.in[f.Start:f.End] == c.want }) {
+			t.Errorf("%q: findings %v, want %s %q", c.in, found([]byte(c.in), fs), c.cat, c.want)
+		}
+	}
+	for _, in := range []string{
+		"postgres://:password@db/app", // the word password
+		"postgres://:@db/app",
+		"http://:8080/path",
+		"https://:x@",
+		"GET /v1?q=a%20b%20c&page=2",
+		"sum 12+34+56",
+		"GET /v1?ids=%5B1%2C2%2C3%5D",
 	} {
 		if fs := s.Scan([]byte(in)); len(fs) > 0 {
 			t.Errorf("%q: findings %v, want none", in, found([]byte(in), fs))

@@ -245,6 +245,9 @@ func (s *Sanitizer) scan(ctx context.Context, data []byte, depth int) ([]Finding
 			sc.scanDecodedView()
 		}
 	}
+	if depth == 0 && !sc.halted() {
+		sc.scanLineJoins()
+	}
 	if sc.halted() {
 		return nil, sc.stopErr()
 	}

@@ -432,7 +432,12 @@ func (sc *scanner) urlPassword(p int) {
 			at = k
 		}
 	}
-	if at < 0 || colon < 0 || colon > at || at-colon < 2 || colon == q {
+	if at < 0 || colon < 0 || colon > at || at-colon < 2 {
+		return
+	}
+	// An empty user (redis://:pw@host, postgres://:pw@host/db) still gives
+	// a password; a host must follow it.
+	if colon == q && (at+1 >= len(d) || !isAlnum(d[at+1])) {
 		return
 	}
 	pw := d[colon+1 : at]
