@@ -19,14 +19,11 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
-// MCP backend bounds: a server that dies is restarted at once the first time,
-// then no sooner than the backoff after each further death, doubling; a
+// MCP backend bounds: a server that dies is restarted with restartBackoff; a
 // server nobody called for mcpIdle is stopped and started on the next call.
 const (
-	mcpMinBackoff = 100 * time.Millisecond
-	mcpMaxBackoff = 5 * time.Second
-	mcpIdle       = time.Minute
-	mcpStderr     = 4 << 10 // stderr kept for the log when a server dies
+	mcpIdle   = time.Minute
+	mcpStderr = 4 << 10 // stderr kept for the log when a server dies
 )
 
 // MCP calls one tool of a local MCP server: a command the node starts and
@@ -63,8 +60,7 @@ type MCP struct {
 
 	mu       sync.Mutex
 	sess     *mcpSession
-	failures int       // consecutive deaths, for the backoff
-	notUntil time.Time // no restart before this
+	restarts restartBackoff
 	closed   bool
 }
 
@@ -133,7 +129,7 @@ func (m *MCP) session(ctx context.Context) (*mcpSession, error) {
 			m.sess = nil
 		}
 	}
-	if wait := time.Until(m.notUntil); wait > 0 {
+	if wait := m.restarts.wait(time.Now()); wait > 0 {
 		return nil, fail(fmt.Sprintf("mcp server restarting; retry in %v", wait.Round(time.Millisecond)), nil)
 	}
 	s, err := m.open(ctx)
@@ -149,10 +145,7 @@ func (m *MCP) session(ctx context.Context) (*mcpSession, error) {
 
 // died records a server death for the backoff; m.mu is held.
 func (m *MCP) died(s *mcpSession) {
-	if m.failures > 0 {
-		m.notUntil = time.Now().Add(min(mcpMinBackoff<<(m.failures-1), mcpMaxBackoff))
-	}
-	m.failures = min(m.failures+1, 16)
+	m.restarts.died(time.Now())
 	if s != nil && s.buf != nil {
 		s.stderr.mu.Lock()
 		tail := string(s.buf.b)
@@ -253,7 +246,7 @@ func (m *MCP) release(s *mcpSession, ok bool) {
 	s.mu.Unlock()
 	if ok {
 		m.mu.Lock()
-		m.failures, m.notUntil = 0, time.Time{}
+		m.restarts.healthy()
 		m.mu.Unlock()
 	}
 }

@@ -18,12 +18,9 @@ import (
 	"time"
 )
 
-// Worker backoff bounds: a worker that dies is restarted at once the first
-// time, then no sooner than this after each further death, doubling.
+// Worker bounds; a worker that dies is restarted with restartBackoff.
 const (
-	workerMinBackoff = 100 * time.Millisecond
-	workerMaxBackoff = 5 * time.Second
-	workerLineSlack  = 4 << 10 // room for the id and envelope around an output
+	workerLineSlack = 4 << 10 // room for the id and envelope around an output
 	// workerIdle stops a worker nobody called for this long; the next call
 	// starts it again. It also ends the workers of a backend a reload dropped.
 	workerIdle = time.Minute
@@ -72,8 +69,7 @@ type Worker struct {
 type workerSlot struct {
 	mu       sync.Mutex
 	proc     *workerProc
-	failures int       // consecutive deaths, for the backoff
-	notUntil time.Time // no restart before this
+	restarts restartBackoff
 	closed   bool
 }
 
@@ -214,7 +210,7 @@ func (w *Worker) proc(slot *workerSlot, home string) (*workerProc, error) {
 			return p, nil
 		}
 	}
-	if wait := time.Until(slot.notUntil); wait > 0 {
+	if wait := slot.restarts.wait(time.Now()); wait > 0 {
 		return nil, fail("worker restarting", fmt.Errorf("restart backoff, %v left", wait.Round(time.Millisecond)))
 	}
 	p, err := w.start(slot, home)
@@ -228,11 +224,7 @@ func (w *Worker) proc(slot *workerSlot, home string) (*workerProc, error) {
 
 // died records a death of slot's worker for the backoff. Called with slot.mu held.
 func (w *Worker) died(slot *workerSlot) {
-	if slot.failures > 0 {
-		b := min(workerMinBackoff<<min(slot.failures-1, 16), workerMaxBackoff)
-		slot.notUntil = time.Now().Add(b)
-	}
-	slot.failures++
+	slot.restarts.died(time.Now())
 }
 
 func (w *Worker) start(slot *workerSlot, home string) (*workerProc, error) {
@@ -322,7 +314,7 @@ func (w *Worker) serve(slot *workerSlot, p *workerProc, out *os.File) {
 		if !healthy {
 			healthy = true // it answers: the next death restarts it at once
 			slot.mu.Lock()
-			slot.failures = 0
+			slot.restarts.healthy()
 			slot.mu.Unlock()
 		}
 		if !ok {
