@@ -59,7 +59,6 @@ func (e *executor) Execute(ctx context.Context, rc *a2asrv.RequestContext, q eve
 	}
 	art := a2a.NewArtifactEvent(rc, a2a.DataPart{Data: data})
 	art.Artifact.Name = "output"
-	art.Artifact.Metadata = meta
 	art.LastChunk = true
 	if err := q.Write(ctx, art); err != nil {
 		return fmt.Errorf("a2abridge: write artifact: %w", err)
