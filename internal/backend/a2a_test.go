@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -228,4 +229,73 @@ func FuzzA2AAnswer(f *testing.F) {
 			t.Fatalf("accepted %q", out)
 		}
 	})
+}
+
+// slowAgent answers message/send with a working task, as an agent that does
+// not wait for the end may, and tasks/get with working until done polls,
+// then with the finished task; it records the methods it was asked.
+func slowAgent(t *testing.T, done int) (url string, methods func() []string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := "http://" + ln.Addr().String()
+	var mu sync.Mutex
+	var seen []string
+	gets := 0
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet {
+			fmt.Fprintf(w, `{"name":"slow","url":%q,"preferredTransport":"JSONRPC","skills":[{"id":"s","name":"s","description":"slow","tags":[]}]}`, base+"/")
+			return
+		}
+		var req struct {
+			ID     any    `json:"id"`
+			Method string `json:"method"`
+		}
+		json.NewDecoder(r.Body).Decode(&req)
+		mu.Lock()
+		seen = append(seen, req.Method)
+		state := "working"
+		if req.Method == "tasks/get" {
+			if gets++; done > 0 && gets >= done {
+				state = "completed"
+			}
+		}
+		if req.Method == "tasks/cancel" {
+			state = "canceled"
+		}
+		mu.Unlock()
+		id, _ := json.Marshal(req.ID)
+		fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{"kind":"task","id":"t1","contextId":"c1","status":{"state":%q},`+
+			`"artifacts":[{"artifactId":"a","parts":[{"kind":"data","data":{"polls":%d}}]}]}}`, id, state, gets)
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return base, func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]string(nil), seen...)
+	}
+}
+
+// TestA2AWorkingTask: a task the agent leaves working is polled until it
+// completes; one that never does is cancelled at the agent when the call's
+// timeout passes.
+func TestA2AWorkingTask(t *testing.T) {
+	url, methods := slowAgent(t, 3)
+	out, err := (&A2A{URL: url, Skill: "s", Timeout: 10 * time.Second}).Call(t.Context(), Invocation{Input: []byte(`{}`)})
+	if err != nil || string(out) != `{"polls":3}` || strings.Join(methods(), ",") != "message/send,tasks/get,tasks/get,tasks/get" {
+		t.Fatalf("polled: %s %v after %v", out, err, methods())
+	}
+
+	url, methods = slowAgent(t, 0)
+	_, err = (&A2A{URL: url, Skill: "s", Timeout: 300 * time.Millisecond}).Call(t.Context(), Invocation{Input: []byte(`{}`)})
+	var f *Failure
+	if !errors.As(err, &f) || !strings.HasPrefix(f.Reason, "timed out after 300ms") {
+		t.Fatalf("never done: %v", err)
+	}
+	if m := methods(); m[len(m)-1] != "tasks/cancel" {
+		t.Fatalf("the abandoned task was not cancelled: %v", m)
+	}
 }
