@@ -48,6 +48,7 @@ func newRoot() *cobra.Command {
 		scanCmd(h), screenCmd(h), auditCmd(h),
 		trustCmd(h), limitCmd(h), versionCmd(),
 		mcpCmd(h),
+		a2aCmd(h),
 	)
 	return root
 }
@@ -286,31 +287,35 @@ func peerCmd(h func() string) *cobra.Command {
 }
 
 func exposeCmd(h func() string) *cobra.Command {
-	var execCmd, httpURL, mcpCmd, mcpURL, tool, desc, inputSchema string
+	var execCmd, httpURL, mcpCmd, mcpURL, a2aURL, skill, tool, desc, inputSchema string
 	var timeout time.Duration
 	var stream, replace, allowRemote, worker bool
 	var workers int
 	c := &cobra.Command{
-		Use:   "expose CAP (--exec 'COMMAND ARGS' [--worker [--workers N]] | --http URL [--allow-remote] | (--mcp 'COMMAND ARGS' | --mcp-url URL [--allow-remote]) --tool TOOL) [--input-schema FILE] [--replace]",
+		Use:   "expose CAP (--exec 'COMMAND ARGS' [--worker [--workers N]] | --http URL [--allow-remote] | (--mcp 'COMMAND ARGS' | --mcp-url URL [--allow-remote]) --tool TOOL | --a2a URL --skill SKILL [--allow-remote]) [--input-schema FILE] [--replace]",
 		Short: "define a capability; grant it to peers with 'treaty grant'",
 		Long: "A relative or bare --exec or --mcp program is resolved to an absolute path now, and refused if missing.\n" +
 			"--http and --mcp-url must name a loopback host unless --allow-remote is given. --mcp and --mcp-url\n" +
 			"expose one tool of a local MCP server (docs/mcp.md); the capability takes the tool's description\n" +
-			"and input schema unless --description or --input-schema is given. An existing capability\n" +
+			"and input schema unless --description or --input-schema is given. --a2a exposes one skill of a\n" +
+			"local A2A agent (docs/backends.md). An existing capability\n" +
 			"is changed only with --replace.",
 		Args: args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
 			kinds := 0
-			for _, v := range []string{execCmd, httpURL, mcpCmd, mcpURL} {
+			for _, v := range []string{execCmd, httpURL, mcpCmd, mcpURL, a2aURL} {
 				if v != "" {
 					kinds++
 				}
 			}
 			if kinds != 1 {
-				return usagef("exactly one of --exec, --http, --mcp and --mcp-url is required")
+				return usagef("exactly one of --exec, --http, --mcp, --mcp-url and --a2a is required")
 			}
 			if (tool != "") != (mcpCmd != "" || mcpURL != "") {
 				return usagef("--tool goes with --mcp or --mcp-url, and they need it")
+			}
+			if (skill != "") != (a2aURL != "") {
+				return usagef("--skill goes with --a2a, and it needs it")
 			}
 			if stream && (mcpCmd != "" || mcpURL != "") {
 				return usagef("--mcp and --mcp-url cannot stream: a tool answers each call once")
@@ -352,6 +357,11 @@ func exposeCmd(h func() string) *cobra.Command {
 					return usagef("%s", strings.ReplaceAll(err.Error(), "--http", "--mcp-url"))
 				}
 				cp.MCP = &config.MCPBackend{URL: mcpURL, Tool: tool}
+			case a2aURL != "":
+				if err := home.CheckHTTPBackend(a2aURL, allowRemote); err != nil {
+					return usagef("%s", strings.ReplaceAll(err.Error(), "--http", "--a2a"))
+				}
+				cp.A2A = &config.A2ABackend{URL: a2aURL, Skill: skill}
 			case execCmd != "":
 				command, err := home.ResolveCommand(execCmd)
 				if err != nil {
@@ -371,10 +381,12 @@ func exposeCmd(h func() string) *cobra.Command {
 		},
 	}
 	c.Flags().BoolVar(&replace, "replace", false, "change a capability that is already exposed")
-	c.Flags().BoolVar(&allowRemote, "allow-remote", false, "allow an --http or --mcp-url URL on a non-loopback host")
+	c.Flags().BoolVar(&allowRemote, "allow-remote", false, "allow an --http, --mcp-url or --a2a URL on a non-loopback host")
 	c.Flags().StringVar(&mcpCmd, "mcp", "", "local MCP server run by the node (stdio); needs --tool")
 	c.Flags().StringVar(&mcpURL, "mcp-url", "", "local MCP server's streamable HTTP endpoint; needs --tool")
 	c.Flags().StringVar(&tool, "tool", "", "with --mcp or --mcp-url: the tool this capability calls")
+	c.Flags().StringVar(&a2aURL, "a2a", "", "local A2A agent's base URL (its card at /.well-known/agent-card.json); needs --skill")
+	c.Flags().StringVar(&skill, "skill", "", "with --a2a: the skill's id on the agent's card")
 	c.Flags().StringVar(&inputSchema, "input-schema", "", "JSON Schema file the input must match (refused before the backend runs)")
 	c.Flags().StringVar(&execCmd, "exec", "", "command run per call: JSON on stdin, JSON on stdout")
 	c.Flags().StringVar(&httpURL, "http", "", "local URL to POST the JSON input to")

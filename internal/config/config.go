@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -74,6 +75,7 @@ type Capability struct {
 	Exec         *ExecBackend   `yaml:"exec,omitempty"`
 	HTTP         *HTTPBackend   `yaml:"http,omitempty"`
 	MCP          *MCPBackend    `yaml:"mcp,omitempty"`
+	A2A          *A2ABackend    `yaml:"a2a,omitempty"`
 	Timeout      Duration       `yaml:"timeout,omitempty"` // zero: DefaultBackendTimeout
 }
 
@@ -279,6 +281,13 @@ type MCPBackend struct {
 	Tool    string `yaml:"tool"`              // the tool's name in tools/list
 }
 
+// A2ABackend sends the input to one skill of a local A2A agent (JSON-RPC).
+// The agent gets the input and the skill's id, nothing about the peer.
+type A2ABackend struct {
+	URL   string `yaml:"url"`   // the agent's base URL: its card is at URL/.well-known/agent-card.json
+	Skill string `yaml:"skill"` // the skill's id on the card
+}
+
 // Limits are the explicit protocol limits; zero fields take the defaults noted.
 type Limits struct {
 	MaxBodyBytes         int64    `yaml:"max_body_bytes,omitempty"`          // zero: 1 MiB
@@ -368,14 +377,21 @@ func (c *Config) Validate() error {
 		}
 		seenCap[cp.Name] = true
 		kinds := 0
-		for _, set := range []bool{cp.Exec != nil, cp.HTTP != nil, cp.MCP != nil} {
+		for _, set := range []bool{cp.Exec != nil, cp.HTTP != nil, cp.MCP != nil, cp.A2A != nil} {
 			if set {
 				kinds++
 			}
 		}
 		switch {
 		case kinds > 1:
-			return fmt.Errorf("config: capabilities[%d] (%s) sets more than one of exec, http and mcp; choose one", i, cp.Name)
+			return fmt.Errorf("config: capabilities[%d] (%s) sets more than one of exec, http, mcp and a2a; choose one", i, cp.Name)
+		case cp.A2A != nil:
+			if u, err := url.Parse(cp.A2A.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				return fmt.Errorf("config: capabilities[%d].a2a.url %q: want an http:// or https:// URL", i, cp.A2A.URL)
+			}
+			if cp.A2A.Skill == "" {
+				return fmt.Errorf("config: capabilities[%d].a2a.skill is required", i)
+			}
 		case cp.MCP != nil:
 			m := cp.MCP
 			if (m.Command == "") == (m.URL == "") {

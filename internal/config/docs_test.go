@@ -98,7 +98,7 @@ func TestDocsCedarExamplesParse(t *testing.T) {
 func TestDocsCoverEveryKey(t *testing.T) {
 	doc := readDoc(t)
 	named := map[string]bool{}
-	for _, m := range regexp.MustCompile("`([a-z_]+(?:\\[\\])?(?:\\.[a-z_]+(?:\\[\\])?)*)`").FindAllStringSubmatch(doc, -1) {
+	for _, m := range regexp.MustCompile("`([a-z_][a-z0-9_]*(?:\\[\\])?(?:\\.[a-z_][a-z0-9_]*(?:\\[\\])?)*)`").FindAllStringSubmatch(doc, -1) {
 		named[m[1]] = true
 	}
 	keys := yamlKeys(reflect.TypeFor[config.Config](), "")

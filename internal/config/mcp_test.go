@@ -17,8 +17,8 @@ func TestMCPBackendValidation(t *testing.T) {
 		{"    mcp: {command: srv}\n", "mcp.tool is required"},
 		{"    mcp: {command: \"'open\", tool: t}\n", "mcp.command"},
 		{"    mcp: {command: srv, tool: t}\n    stream: true\n", "cannot stream"},
-		{"    mcp: {command: srv, tool: t}\n    exec: {command: x}\n", "more than one of exec, http and mcp"},
-		{"    http: {url: 'http://127.0.0.1:9'}\n    exec: {command: x}\n", "more than one of exec, http and mcp"},
+		{"    mcp: {command: srv, tool: t}\n    exec: {command: x}\n", "more than one of exec, http, mcp and a2a"},
+		{"    http: {url: 'http://127.0.0.1:9'}\n    exec: {command: x}\n", "more than one of exec, http, mcp and a2a"},
 	} {
 		_, err := config.Parse([]byte(base + tc.yaml))
 		switch {

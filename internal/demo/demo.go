@@ -96,8 +96,12 @@ func Run(ctx context.Context, w io.Writer) error {
 		}
 		return json.Marshal(map[string]any{"reviewer": "globex-review-bot", "approved": len(comments) == 0, "comments": comments, "notify": in.Author})
 	})
+	stopReview, err := serveReviewTool(globex, review) // code-review: a real MCP tool server behind globex's node
+	if err != nil {
+		return err
+	}
+	defer stopReview()
 	caps := []node.Handler{
-		{Info: node.CapabilityInfo{Name: "code-review", Description: "reviews a diff"}, Backend: review},
 		{Info: node.CapabilityInfo{Name: "deploy", Description: "deploys to production"}, Backend: constant(`{"deployed":true}`)},
 		{Info: node.CapabilityInfo{Name: "search", Description: "searches the shared corpus; needs trust"}, Backend: constant(`{"hits":3}`)},
 		{Info: node.CapabilityInfo{Name: "summarize", Description: "summarizes a web page (the page is hostile)"},
@@ -127,6 +131,7 @@ when { context.trust.greaterThanOrEqual(decimal("0.45")) };
 			return err
 		}
 	}
+	say("   code-review is served by globex's MCP tool server (%s), exposed with --mcp-url", reviewTool)
 	say("   acme: code-review, summarize; initech: code-review (at most 2 calls/s, burst 3);")
 	say("   search: anyone whose trust is >= 0.45; deploy: nobody")
 
@@ -171,6 +176,9 @@ when { context.trust.greaterThanOrEqual(decimal("0.45")) };
 		return fmt.Errorf("demo: receipt does not verify: %w", err)
 	}
 	say("   acme keeps globex's signed receipt (verified offline): status %d, response %s", res.Receipt.Status, res.Receipt.ContentDigest)
+	if err := agentOverMCP(ctx, say, acme, diff); err != nil {
+		return err
+	}
 
 	step("6. acme's agent pastes a config with a live AWS key into a review request")
 	_, err = acme.n.Call(ctx, "globex", "code-review", []byte(`{"diff":"+ aws_access_key_id = AKIA`+`QWERTYUIOPASDFGH"}`))

@@ -284,6 +284,8 @@ func buildCapability(c config.Capability, lim wire.Limits, log *slog.Logger) (*c
 			cp.Info.InputSchema = schema
 		}
 		cp.Backend = m
+	case c.A2A != nil:
+		a2aCapability(cp, c, timeout, lim, log)
 	default:
 		// Declared only; a Go handler registered through the embedding API
 		// supplies the backend. Until then calls fail at the backend stage.
