@@ -86,8 +86,8 @@ func (n *checkedNetwork) Listener() net.Listener { return n.ln }
 func (n *checkedNetwork) Peer(c net.Conn) (identity.PublicKey, bool) { return n.inner.Peer(c) }
 
 // exchange writes this member's definition, reads the far end's and compares
-// them. Both ends write first: the messages are small enough for the socket
-// buffers, so neither blocks on the other.
+// them. The write runs beside the read, so the two ends never wait on each
+// other whatever the buffering.
 func (n *checkedNetwork) exchange(c net.Conn, member identity.PublicKey) error {
 	c.SetDeadline(time.Now().Add(helloTimeout))
 	defer c.SetDeadline(time.Time{})
@@ -97,10 +97,15 @@ func (n *checkedNetwork) exchange(c net.Conn, member identity.PublicKey) error {
 	msg = append(msg, helloMagic...)
 	msg = binary.BigEndian.AppendUint32(msg, uint32(len(canon)))
 	msg = append(msg, canon...)
-	if _, err := c.Write(msg); err != nil {
-		return fmt.Errorf("consensus: definition exchange with %s: %w", member.Short(), err)
-	}
+	wrote := make(chan error, 1)
+	go func() {
+		_, err := c.Write(msg)
+		wrote <- err
+	}()
 	remote, err := readHello(c)
+	if werr := <-wrote; err == nil && werr != nil {
+		err = werr
+	}
 	if err != nil {
 		err = fmt.Errorf("consensus: definition exchange with %s: %w", member.Short(), err)
 		n.refused(member, err)
