@@ -519,7 +519,9 @@ func (e *Engine) Record(ctx context.Context, index uint64) (fsm.Record, error) {
 	for k, s := range valid {
 		cert = append(cert, fsm.Attestation{Signer: k, Sig: s})
 	}
-	slices.SortFunc(cert, func(a, b fsm.Attestation) int { return strings.Compare(string(a.Signer.Bytes()), string(b.Signer.Bytes())) })
+	slices.SortFunc(cert, func(a, b fsm.Attestation) int {
+		return strings.Compare(string(a.Signer.Bytes()), string(b.Signer.Bytes()))
+	})
 	if err := e.st.putCert(index, cert); err != nil {
 		e.log.Warn("bftengine: certificate not stored", "index", index, "err", err)
 	}
