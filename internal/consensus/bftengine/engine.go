@@ -213,6 +213,9 @@ func newEngine(ctx context.Context, cfg consensus.EngineConfig, opts options) (*
 	}
 	conf := opts.config
 	conf.SelfID = e.selfID
+	// A member with nothing decided and an empty WAL is new: there is
+	// nothing to catch up with before it starts.
+	conf.SyncOnStart = conf.SyncOnStart && (e.lastSeq > 0 || len(walEntries) > 0)
 	e.comm = newComm(e)
 	sched, vct := time.NewTicker(opts.tick), time.NewTicker(opts.tick)
 	e.tickers = []*time.Ticker{sched, vct}
