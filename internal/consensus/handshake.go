@@ -47,6 +47,7 @@ func (e *DefinitionError) Unwrap() error { return e.Err }
 type checkedNetwork struct {
 	inner   Network
 	current func() fsm.Group
+	member  func(identity.PublicKey) bool
 	admit   func(identity.PublicKey) error
 	refused func(identity.PublicKey, error) // a refused exchange, for status and logs
 	ln      *checkedListener
@@ -55,8 +56,14 @@ type checkedNetwork struct {
 // newCheckedNetwork wraps inner. refused is called with the member and the
 // reason of every refused connection, and with a nil error when a member's
 // connection passes, so the caller can log changes only.
+//
+// inner may deliver connections from keys that are not members (any peer of
+// the node): the exchange runs first, so an operator whose definition lists
+// this node but not the other way round learns why, and only then are
+// non-members closed.
 func newCheckedNetwork(inner Network, current func() fsm.Group, admit func(identity.PublicKey) error, refused func(identity.PublicKey, error)) *checkedNetwork {
 	n := &checkedNetwork{inner: inner, current: current, admit: admit, refused: refused}
+	n.member = func(k identity.PublicKey) bool { return n.current().IsMember(k) }
 	n.ln = &checkedListener{n: n, inner: inner.Listener(), ch: make(chan net.Conn), done: make(chan struct{})}
 	go n.ln.loop()
 	return n
@@ -64,6 +71,9 @@ func newCheckedNetwork(inner Network, current func() fsm.Group, admit func(ident
 
 // Dial implements Network.
 func (n *checkedNetwork) Dial(ctx context.Context, member identity.PublicKey) (net.Conn, error) {
+	if !n.member(member) {
+		return nil, fmt.Errorf("consensus: dial %s: %w", member.Short(), ErrNotMember)
+	}
 	if err := n.admit(member); err != nil {
 		n.refused(member, err)
 		return nil, err
@@ -175,6 +185,11 @@ func (l *checkedListener) check(c net.Conn) {
 	}
 	if err := l.n.exchange(c, k); err != nil {
 		c.Close() // exchange reported it
+		return
+	}
+	if !l.n.member(k) {
+		l.n.refused(k, fmt.Errorf("consensus: connection from %s: %w", k.Short(), ErrNotMember))
+		c.Close()
 		return
 	}
 	select {

@@ -25,7 +25,7 @@ type hub struct {
 func newHub() *hub { return &hub{members: map[identity.PublicKey]*hubEngine{}} }
 
 func (h *hub) factory() NewEngine {
-	return func(cfg EngineConfig) (Engine, error) {
+	return func(_ context.Context, cfg EngineConfig) (Engine, error) {
 		m, err := fsm.New(cfg.Group)
 		if err != nil {
 			return nil, err

@@ -20,10 +20,12 @@ import (
 // NewEngine builds one group's engine from a complete EngineConfig. The
 // Manager holds one per mode, so the Raft and BFT engines plug in without
 // this package importing them.
-type NewEngine func(EngineConfig) (Engine, error)
+// ctx bounds the engine's start (replaying its stored state).
+type NewEngine func(context.Context, EngineConfig) (Engine, error)
 
 // NewNetwork builds the Network of one group; isMember is consulted on every
-// connection, so a member removed by the group is refused from then on.
+// connection. The Manager passes one that admits every key: it checks
+// membership itself, after exchanging definitions (handshake.go).
 type NewNetwork func(g fsm.Group, isMember func(identity.PublicKey) bool) (Network, error)
 
 // ManagerConfig configures NewManager.
@@ -52,6 +54,9 @@ type ManagerConfig struct {
 
 // DefaultTimeout is how long a request waits for its commit by default.
 const DefaultTimeout = 10 * time.Second
+
+// startTimeout bounds an engine's start (replaying its stored state).
+const startTimeout = time.Minute
 
 // maxRetries bounds how often a request is signed again after the group
 // refused it for a reason that concerns only its envelope: a sequence number
@@ -221,7 +226,9 @@ func (m *Manager) startLocked(g fsm.Group, source string) (err error) {
 	gr := &group{m: m, name: g.Name, source: source, genesis: g, seq: seq,
 		refused: map[identity.PublicKey]string{}, changed: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	gr.cur.Store(&g)
-	inner, err := m.cfg.Network(g, gr.isMember)
+	// The checked network enforces membership after the definition
+	// exchange, so that a peer with another definition learns why.
+	inner, err := m.cfg.Network(g, func(identity.PublicKey) bool { return true })
 	if err != nil {
 		return fmt.Errorf("consensus: group %s: %w", g.Name, err)
 	}
@@ -232,7 +239,9 @@ func (m *Manager) startLocked(g fsm.Group, source string) (err error) {
 		}
 	}()
 	log := m.log.With("group", g.Name)
-	gr.eng, err = newEngine(EngineConfig{
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	gr.eng, err = newEngine(ctx, EngineConfig{
 		Group: g, Self: m.cfg.Self, Dir: filepath.Join(dir, engineDir), Net: gr.net, Now: m.cfg.Now,
 		OnApply: gr.onApply, OnEvidence: gr.onEvidence, Log: log,
 	})
@@ -482,8 +491,6 @@ type group struct {
 }
 
 func (gr *group) current() fsm.Group { return *gr.cur.Load() }
-
-func (gr *group) isMember(k identity.PublicKey) bool { return gr.current().IsMember(k) }
 
 func (gr *group) sign(k identity.PrivateKey, id fsm.ID, op fsm.Op) ([]byte, error) {
 	gr.seqMu.Lock()

@@ -13,7 +13,9 @@ import (
 	"github.com/treaty-dev/treaty/internal/audit"
 	"github.com/treaty-dev/treaty/internal/budget"
 	"github.com/treaty-dev/treaty/internal/consensus"
+	"github.com/treaty-dev/treaty/internal/consensus/bftengine"
 	"github.com/treaty-dev/treaty/internal/consensus/fsm"
+	"github.com/treaty-dev/treaty/internal/consensus/raftengine"
 	"github.com/treaty-dev/treaty/internal/identity"
 	"github.com/treaty-dev/treaty/internal/refusal"
 	"github.com/treaty-dev/treaty/internal/sanitize"
@@ -37,7 +39,22 @@ const auditQueue = 1024
 // groupEngines are the consensus engines this build has, by mode. A mode
 // without one refuses its groups with a clear error.
 func groupEngines() map[fsm.Mode]consensus.NewEngine {
-	return map[fsm.Mode]consensus.NewEngine{}
+	return map[fsm.Mode]consensus.NewEngine{
+		fsm.ModeRaft: func(ctx context.Context, cfg consensus.EngineConfig) (consensus.Engine, error) {
+			e, err := raftengine.New(ctx, cfg)
+			if err != nil {
+				return nil, err
+			}
+			return e, nil
+		},
+		fsm.ModeBFT: func(ctx context.Context, cfg consensus.EngineConfig) (consensus.Engine, error) {
+			e, err := bftengine.New(ctx, cfg)
+			if err != nil {
+				return nil, err
+			}
+			return e, nil
+		},
+	}
 }
 
 // groupCapability names a group in sanitizer rules, budgets and the audit log.
