@@ -48,6 +48,7 @@ func newRoot() *cobra.Command {
 		scanCmd(h), screenCmd(h), auditCmd(h),
 		trustCmd(h), limitCmd(h), versionCmd(),
 		mcpCmd(h),
+		groupCmd(h), kvCmd(h), motionCmd(h), decisionCmd(h),
 	)
 	return root
 }
