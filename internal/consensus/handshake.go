@@ -50,6 +50,7 @@ type checkedNetwork struct {
 	member  func(identity.PublicKey) bool
 	admit   func(identity.PublicKey) error
 	refused func(identity.PublicKey, error) // a refused exchange, for status and logs
+	meters  *meters
 	ln      *checkedListener
 }
 
@@ -61,8 +62,8 @@ type checkedNetwork struct {
 // the node): the exchange runs first, so an operator whose definition lists
 // this node but not the other way round learns why, and only then are
 // non-members closed.
-func newCheckedNetwork(inner Network, current func() fsm.Group, admit func(identity.PublicKey) error, refused func(identity.PublicKey, error)) *checkedNetwork {
-	n := &checkedNetwork{inner: inner, current: current, admit: admit, refused: refused}
+func newCheckedNetwork(inner Network, current func() fsm.Group, admit func(identity.PublicKey) error, refused func(identity.PublicKey, error), meters *meters) *checkedNetwork {
+	n := &checkedNetwork{inner: inner, current: current, admit: admit, refused: refused, meters: meters}
 	n.member = func(k identity.PublicKey) bool { return n.current().IsMember(k) }
 	n.ln = &checkedListener{n: n, inner: inner.Listener(), ch: make(chan net.Conn), done: make(chan struct{})}
 	go n.ln.loop()
@@ -86,14 +87,21 @@ func (n *checkedNetwork) Dial(ctx context.Context, member identity.PublicKey) (n
 		c.Close()
 		return nil, err
 	}
-	return c, nil
+	return n.meter(c, member), nil
+}
+
+func (n *checkedNetwork) meter(c net.Conn, k identity.PublicKey) net.Conn {
+	if n.meters == nil {
+		return c
+	}
+	return n.meters.wrap(c, k)
 }
 
 // Listener implements Network.
 func (n *checkedNetwork) Listener() net.Listener { return n.ln }
 
 // Peer implements Network.
-func (n *checkedNetwork) Peer(c net.Conn) (identity.PublicKey, bool) { return n.inner.Peer(c) }
+func (n *checkedNetwork) Peer(c net.Conn) (identity.PublicKey, bool) { return n.inner.Peer(unwrap(c)) }
 
 // exchange writes this member's definition, reads the far end's and compares
 // them. The write runs beside the read, so the two ends never wait on each
@@ -193,7 +201,7 @@ func (l *checkedListener) check(c net.Conn) {
 		return
 	}
 	select {
-	case l.ch <- c:
+	case l.ch <- l.n.meter(c, k):
 	case <-l.done:
 		c.Close()
 	}

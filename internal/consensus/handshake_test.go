@@ -86,8 +86,8 @@ func TestDefinitionExchange(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			pa, pb := pipePair(ka.Public(), kb.Public())
 			var ra, rb refusals
-			a := newCheckedNetwork(pa, func() fsm.Group { return same }, allow, ra.note)
-			b := newCheckedNetwork(pb, func() fsm.Group { return tc.remote }, allow, rb.note)
+			a := newCheckedNetwork(pa, func() fsm.Group { return same }, allow, ra.note, nil)
+			b := newCheckedNetwork(pb, func() fsm.Group { return tc.remote }, allow, rb.note, nil)
 			defer a.Listener().Close()
 			defer b.Listener().Close()
 			accepted := make(chan net.Conn, 1)
@@ -129,7 +129,7 @@ func TestDefinitionExchangeRefusesGarbageAndAdmission(t *testing.T) {
 	g, _ := fsm.NewGroup("reviews", fsm.ModeRaft, 0, []identity.PublicKey{ka.Public(), kb.Public()})
 	pa, pb := pipePair(ka.Public(), kb.Public())
 	rb := refusals{ch: make(chan error, 4)}
-	b := newCheckedNetwork(pb, func() fsm.Group { return g }, func(identity.PublicKey) error { return nil }, rb.note)
+	b := newCheckedNetwork(pb, func() fsm.Group { return g }, func(identity.PublicKey) error { return nil }, rb.note, nil)
 	defer b.Listener().Close()
 	// A raw connection that sends an oversized definition is closed.
 	raw, err := pa.Dial(context.Background(), kb.Public())
@@ -150,7 +150,7 @@ func TestDefinitionExchangeRefusesGarbageAndAdmission(t *testing.T) {
 
 	// A member that admission refuses (trust, budgets) is not dialled.
 	denied := errors.New("quarantined")
-	a := newCheckedNetwork(pa, func() fsm.Group { return g }, func(identity.PublicKey) error { return denied }, (&refusals{}).note)
+	a := newCheckedNetwork(pa, func() fsm.Group { return g }, func(identity.PublicKey) error { return denied }, (&refusals{}).note, nil)
 	defer a.Listener().Close()
 	if _, err := a.Dial(context.Background(), kb.Public()); !errors.Is(err, denied) {
 		t.Fatalf("dial of a refused member: %v", err)

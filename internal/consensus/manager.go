@@ -232,7 +232,9 @@ func (m *Manager) startLocked(g fsm.Group, source string) (err error) {
 	if err != nil {
 		return fmt.Errorf("consensus: group %s: %w", g.Name, err)
 	}
-	gr.net = newCheckedNetwork(inner, gr.current, gr.admit, gr.noteRefused)
+	gr.net = newCheckedNetwork(inner, gr.current, gr.admit, gr.noteRefused, newMeters(MemberByteRate, MemberByteBurst, func(k identity.PublicKey) {
+		gr.onEvidence(k, "budget", fmt.Sprintf("sent more than %d bytes/s on the group's connections; slowed", MemberByteRate))
+	}))
 	defer func() {
 		if err != nil {
 			gr.net.Listener().Close()
@@ -422,7 +424,16 @@ func (m *Manager) Record(ctx context.Context, group string, index uint64) (fsm.R
 	if err != nil {
 		return fsm.Record{}, err
 	}
+	ctx, cancel := context.WithTimeout(ctx, m.cfg.Timeout)
+	defer cancel()
 	r, err := gr.eng.Record(ctx, index)
+	if errors.Is(err, ErrNoRecord) {
+		// The index may be committed and not yet applied here: wait for
+		// this member to catch up (a linearizable read), then look again.
+		if rerr := gr.eng.Read(ctx, func(*fsm.Machine) {}); rerr == nil {
+			r, err = gr.eng.Record(ctx, index)
+		}
+	}
 	if errors.Is(err, ErrNoRecord) {
 		return r, refusal.Wrap(refusal.StageUsage, fmt.Errorf("group %s: index %d: %w", group, index, err))
 	}

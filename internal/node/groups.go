@@ -11,7 +11,6 @@ import (
 	"sync"
 
 	"github.com/treaty-dev/treaty/internal/audit"
-	"github.com/treaty-dev/treaty/internal/budget"
 	"github.com/treaty-dev/treaty/internal/consensus"
 	"github.com/treaty-dev/treaty/internal/consensus/bftengine"
 	"github.com/treaty-dev/treaty/internal/consensus/fsm"
@@ -289,20 +288,13 @@ func (n *Node) auditGroupRefused(g fsm.Group, member identity.PublicKey, op fsm.
 }
 
 // groupAdmit is consulted for every connection to or from a member: a
-// quarantined member is refused, and connections count against the member's
-// budget for the group (budget rules name it as capability "group:NAME"), so
-// a member that reconnects in a loop is limited like any caller.
+// quarantined member is refused. (Its traffic is bounded per member by the
+// group's network, see consensus.MemberByteRate; its call budgets are not
+// spent by group connections.)
 func (n *Node) groupAdmit(g fsm.Group, member identity.PublicKey) error {
-	now := n.now()
-	if n.trust.Standing(member.String(), now).Quarantined {
+	if n.trust.Standing(member.String(), n.now()).Quarantined {
 		return refusal.New(refusal.StageTrust, "member %s is quarantined", member.Short())
 	}
-	t, err := n.budget.Acquire(member.String(), groupCapability(g.Name), budget.In, 0, now)
-	if err != nil {
-		n.observe(member, trust.KindBudget, groupCapability(g.Name))
-		return budgetRefusal(err)
-	}
-	t.Release(0, 0, now)
 	return nil
 }
 
