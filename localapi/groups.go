@@ -5,10 +5,14 @@ import "time"
 // GroupCreateRequest is the body of POST /v1/groups/create: a group of which
 // this node is a member. Members are did:keys, peer nicknames or this node's
 // name, every member listed, this node included.
+//
+// With Join the node joins a raft group that added it by motion: Members is
+// then the group as it was created (epoch 0), without this node.
 type GroupCreateRequest struct {
 	Name    string   `json:"name"`
 	Mode    string   `json:"mode"` // raft or bft
 	Members []string `json:"members"`
+	Join    bool     `json:"join,omitempty"`
 }
 
 // GroupInfo is one group in GET /v1/groups.

@@ -16,6 +16,7 @@ func groupCmd(h func() string) *cobra.Command {
 	c := &cobra.Command{Use: "group", Short: "consensus groups: create, list, add or remove members", Args: args(cobra.NoArgs)}
 
 	var mode, members string
+	var join bool
 	create := &cobra.Command{
 		Use:   "create GROUP --mode raft|bft --members PEER,PEER,...",
 		Short: "create a group; list every member, this node included (each member's operator creates it alike)",
@@ -33,11 +34,12 @@ func groupCmd(h func() string) *cobra.Command {
 			if len(list) == 0 {
 				return usagef("--members is required: every member, this node included")
 			}
-			return client.New(h()).GroupCreate(cmd.Context(), localapi.GroupCreateRequest{Name: a[0], Mode: mode, Members: list})
+			return client.New(h()).GroupCreate(cmd.Context(), localapi.GroupCreateRequest{Name: a[0], Mode: mode, Members: list, Join: join})
 		},
 	}
 	create.Flags().StringVar(&mode, "mode", "", "raft (inside one organisation) or bft (across organisations)")
 	create.Flags().StringVar(&members, "members", "", "comma-separated peer IDs or nicknames, this node included")
+	create.Flags().BoolVar(&join, "join", false, "join a raft group that added this node: --members lists the group as it was created, without this node")
 
 	var lsJSON bool
 	ls := &cobra.Command{

@@ -97,7 +97,11 @@ func (s *Server) groupCreate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	g, err := s.n.GroupDefinition(req.Name, req.Mode, req.Members)
-	if err == nil {
+	switch {
+	case err != nil:
+	case req.Join:
+		err = m.Join(g)
+	default:
 		err = m.Create(g)
 	}
 	if err != nil {

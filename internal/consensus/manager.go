@@ -76,7 +76,7 @@ type Manager struct {
 	mu      sync.Mutex
 	groups  map[string]*group
 	failed  map[string]string // groups that could not start, with the reason
-	created []fsm.Group       // the content of groups.json
+	created []createdGroup    // the content of groups.json
 	closed  bool
 }
 
@@ -121,8 +121,8 @@ func (m *Manager) Start(declared []fsm.Group) {
 	m.mu.Lock()
 	created := slices.Clone(m.created)
 	m.mu.Unlock()
-	for _, g := range created {
-		m.ensure(g, SourceCLI)
+	for _, c := range created {
+		m.ensure(c.g, c.source())
 	}
 	m.Sync(declared)
 }
@@ -140,6 +140,7 @@ func (m *Manager) Sync(declared []fsm.Group) {
 const (
 	SourceConfig = "config" // treaty.yaml
 	SourceCLI    = "cli"    // group create (groups.json)
+	SourceJoin   = "join"   // group create --join (groups.json): a member the group added
 )
 
 // ensure starts g unless a group of that name runs; a running group with a
@@ -176,8 +177,31 @@ func (m *Manager) Create(g fsm.Group) error {
 		return refusal.Wrap(refusal.StageUsage, err)
 	}
 	if !g.IsMember(m.self) {
-		return refusal.New(refusal.StageUsage, "group %s: the members must include this node (%s); list every member, self included", g.Name, m.self)
+		return refusal.New(refusal.StageUsage, "group %s: the members must include this node (%s); list every member, self included (or join a group that added this node)", g.Name, m.self)
 	}
+	return m.add(createdGroup{g: g})
+}
+
+// Join starts a Raft group that added this node by a membership motion.
+// genesis is the group as it was created (epoch 0), which does not list this
+// node: the node starts from it, learns the group's entries from the leader
+// and becomes a member when it applies the motion that added it. A BFT
+// engine is built for a fixed node set, so BFT groups cannot be joined.
+func (m *Manager) Join(genesis fsm.Group) error {
+	if err := genesis.Validate(); err != nil {
+		return refusal.Wrap(refusal.StageUsage, err)
+	}
+	switch {
+	case genesis.Mode != fsm.ModeRaft:
+		return refusal.New(refusal.StageUsage, "group %s: only raft groups can be joined after they start; a bft group keeps the members it started with", genesis.Name)
+	case genesis.IsMember(m.self):
+		return refusal.New(refusal.StageUsage, "group %s: this node is a founding member; create it, do not join it", genesis.Name)
+	}
+	return m.add(createdGroup{g: genesis, join: true})
+}
+
+func (m *Manager) add(c createdGroup) error {
+	g := c.g
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
@@ -186,11 +210,11 @@ func (m *Manager) Create(g fsm.Group) error {
 	if _, ok := m.groups[g.Name]; ok {
 		return refusal.New(refusal.StageUsage, "group %s exists on this node", g.Name)
 	}
-	created := append(slices.Clone(m.created), g)
+	created := append(slices.Clone(m.created), c)
 	if err := writeGroupsFile(m.cfg.Dir, created); err != nil {
 		return err
 	}
-	if err := m.startLocked(g, SourceCLI); err != nil {
+	if err := m.startLocked(g, c.source()); err != nil {
 		if werr := writeGroupsFile(m.cfg.Dir, m.created); werr != nil {
 			err = errors.Join(err, werr)
 		}
@@ -209,7 +233,7 @@ func (m *Manager) startLocked(g fsm.Group, source string) (err error) {
 	if !ok || newEngine == nil {
 		return refusal.New(refusal.StageUsage, "group %s: no %s engine in this build", g.Name, g.Mode)
 	}
-	if !g.IsMember(m.self) {
+	if !g.IsMember(m.self) && source != SourceJoin {
 		return fmt.Errorf("consensus: group %s: this node (%s) is not among its members: %w", g.Name, m.self.Short(), ErrNotMember)
 	}
 	dir := filepath.Join(m.cfg.Dir, g.Name)
@@ -335,7 +359,7 @@ func (m *Manager) propose(ctx context.Context, name string, op fsm.Op) (Applied,
 	}
 	cur := gr.current()
 	if !cur.IsMember(m.self) {
-		return Applied{}, asRefusal(fmt.Errorf("group %s: this node is no longer a member: %w", name, ErrNotMember))
+		return Applied{}, asRefusal(fmt.Errorf("group %s: this node is not a member at epoch %d (a joining node becomes one when it has applied the motion that added it): %w", name, cur.Epoch, ErrNotMember))
 	}
 	if m.cfg.Outbound != nil {
 		if err := m.cfg.Outbound(ctx, cur, op); err != nil {

@@ -40,10 +40,24 @@ const seqBlock = 1024
 type storedGroup struct {
 	Name    string   `json:"name"`
 	Mode    fsm.Mode `json:"mode"`
-	Members []string `json:"members"` // did:key, sorted
+	Members []string `json:"members"`        // did:key, sorted
+	Join    bool     `json:"join,omitempty"` // joined after a membership change: Members is the epoch-0 list, without this node
 }
 
-func readGroupsFile(dir string) ([]fsm.Group, error) {
+// createdGroup is a group made through the CLI: created, or joined.
+type createdGroup struct {
+	g    fsm.Group
+	join bool
+}
+
+func (c createdGroup) source() string {
+	if c.join {
+		return SourceJoin
+	}
+	return SourceCLI
+}
+
+func readGroupsFile(dir string) ([]createdGroup, error) {
 	b, err := os.ReadFile(filepath.Join(dir, groupsFile))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
@@ -55,7 +69,7 @@ func readGroupsFile(dir string) ([]fsm.Group, error) {
 	if err := json.Unmarshal(b, &stored); err != nil {
 		return nil, fmt.Errorf("consensus: %s: %w", filepath.Join(dir, groupsFile), err)
 	}
-	out := make([]fsm.Group, 0, len(stored))
+	out := make([]createdGroup, 0, len(stored))
 	for i, s := range stored {
 		keys := make([]identity.PublicKey, len(s.Members))
 		for j, m := range s.Members {
@@ -67,15 +81,16 @@ func readGroupsFile(dir string) ([]fsm.Group, error) {
 		if err != nil {
 			return nil, fmt.Errorf("consensus: %s: groups[%d]: %w", groupsFile, i, err)
 		}
-		out = append(out, g)
+		out = append(out, createdGroup{g: g, join: s.Join})
 	}
 	return out, nil
 }
 
-func writeGroupsFile(dir string, gs []fsm.Group) error {
+func writeGroupsFile(dir string, gs []createdGroup) error {
 	stored := make([]storedGroup, len(gs))
-	for i, g := range gs {
-		s := storedGroup{Name: g.Name, Mode: g.Mode, Members: make([]string, len(g.Members))}
+	for i, c := range gs {
+		g := c.g
+		s := storedGroup{Name: g.Name, Mode: g.Mode, Members: make([]string, len(g.Members)), Join: c.join}
 		for j, m := range g.Members {
 			s.Members[j] = m.String()
 		}

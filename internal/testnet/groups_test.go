@@ -239,3 +239,58 @@ func TestGroupsDifferentDefinitionRefused(t *testing.T) {
 	})
 	_ = globex
 }
+
+// TestGroupsRaftAddMemberByMotion: adding a member is a decision of the
+// group; once it passes, the new member's node joins with the group's
+// founding definition, catches up and proposes; a removed member cannot.
+func TestGroupsRaftAddMemberByMotion(t *testing.T) {
+	t.Parallel()
+	c := NewCluster(t, 4, Options{Names: []string{"acme", "acme-eu", "acme-us", "acme-ap"}})
+	a, b, d, newcomer := c.Members[0], c.Members[1], c.Members[2], c.Members[3]
+	createGroup(t, "team", "raft", a, b, d)
+	ctx := context.Background()
+	commit(t, func(ctx context.Context) (localapi.Decision, error) {
+		return a.Client().KVPut(ctx, localapi.KVPutRequest{Group: "team", Key: "before", Value: "1"})
+	})
+	add, err := a.Client().GroupMember(ctx, localapi.GroupMemberRequest{Group: "team", Peer: "acme-ap", Text: "the new office"})
+	if err != nil || !strings.HasPrefix(add.Motion, "#") {
+		t.Fatalf("group add: %+v %v", add, err)
+	}
+	for _, m := range []*Member{a, b} {
+		if _, err := m.Client().MotionVote(ctx, "team", add.Motion, true); err != nil {
+			t.Fatalf("%s votes: %v", m.Name, err)
+		}
+	}
+	mo, err := d.Client().MotionShow(ctx, "team", add.Motion)
+	if err != nil || mo.Outcome != "passed" || mo.Kind != "add-member" {
+		t.Fatalf("membership motion: %+v %v", mo, err)
+	}
+	// A BFT group cannot be joined, and a founding member cannot join.
+	err = newcomer.Client().GroupCreate(ctx, localapi.GroupCreateRequest{Name: "team", Mode: "bft", Members: []string{"acme", "acme-eu", "acme-us"}, Join: true})
+	if exitOf(err) != localapi.ExitUsage {
+		t.Fatalf("join a bft group: %v", err)
+	}
+	if err := newcomer.Client().GroupCreate(ctx, localapi.GroupCreateRequest{Name: "team", Mode: "raft", Members: []string{"acme", "acme-eu", "acme-us"}, Join: true}); err != nil {
+		t.Fatalf("join: %v", err)
+	}
+	Eventually(t, 30*time.Second, func() error {
+		it, err := newcomer.Client().KVGet(ctx, "team", "before")
+		if err != nil {
+			return err
+		}
+		if it.Value != "1" {
+			return fmt.Errorf("value %q", it.Value)
+		}
+		return nil
+	})
+	put := commit(t, func(ctx context.Context) (localapi.Decision, error) {
+		return newcomer.Client().KVPut(ctx, localapi.KVPutRequest{Group: "team", Key: "after", Value: "2"})
+	})
+	if it, err := b.Client().KVGet(ctx, "team", "after"); err != nil || it.Value != "2" || it.Index != put.Index {
+		t.Fatalf("the newcomer's write on another member: %+v %v", it, err)
+	}
+	gs, err := newcomer.Client().Groups(ctx)
+	if err != nil || gs[0].Epoch != 1 || gs[0].N != 4 || gs[0].Source != "join" {
+		t.Fatalf("group ls on the newcomer: %+v %v", gs, err)
+	}
+}
