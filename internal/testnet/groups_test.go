@@ -294,3 +294,26 @@ func TestGroupsRaftAddMemberByMotion(t *testing.T) {
 		t.Fatalf("group ls on the newcomer: %+v %v", gs, err)
 	}
 }
+
+// TestGroupsDeclaredInConfig: a group added to treaty.yaml starts without a
+// restart, and commits; the same name created again through the CLI is
+// refused.
+func TestGroupsDeclaredInConfig(t *testing.T) {
+	t.Parallel()
+	c := NewCluster(t, 3, Options{})
+	for _, m := range c.Members {
+		m.AppendConfig(t, "groups:\n  - name: ops\n    mode: raft\n    members: [n0, n1, n2]\n")
+	}
+	ctx := context.Background()
+	gs, err := c.Members[1].Client().Groups(ctx)
+	if err != nil || len(gs) != 1 || gs[0].Name != "ops" || gs[0].Source != "config" || gs[0].N != 3 {
+		t.Fatalf("group ls: %+v %v", gs, err)
+	}
+	commit(t, func(ctx context.Context) (localapi.Decision, error) {
+		return c.Members[2].Client().KVPut(ctx, localapi.KVPutRequest{Group: "ops", Key: "deploy/lock", Value: "n2"})
+	})
+	err = c.Members[0].Client().GroupCreate(ctx, localapi.GroupCreateRequest{Name: "ops", Mode: "raft", Members: []string{"n0", "n1"}})
+	if exitOf(err) != localapi.ExitUsage || !strings.Contains(err.Error(), "exists") {
+		t.Fatalf("create over a declared group: %v", err)
+	}
+}
