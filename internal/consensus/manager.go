@@ -152,10 +152,11 @@ func (m *Manager) ensure(g fsm.Group, source string) {
 		return
 	}
 	if gr, ok := m.groups[g.Name]; ok {
-		if err := fsm.Compare(gr.genesis, g); err != nil && m.failed[g.Name+"/"+source] == "" {
-			msg := fmt.Sprintf("%s defines group %s differently from the running one (%s): %v", source, g.Name, gr.source, err)
-			m.failed[g.Name+"/"+source] = msg
-			m.log.Error("consensus: "+msg, "event", "consensus.conflict", "group", g.Name)
+		err := fsm.Compare(gr.genesis, g)
+		if err != nil && !gr.conflictLogged {
+			gr.conflictLogged = true
+			m.log.Error("consensus: the running group keeps its definition", "event", "consensus.conflict", "group", g.Name,
+				"running", gr.source, "other", source, "err", err)
 		}
 		return
 	}
@@ -518,6 +519,8 @@ type group struct {
 
 	refMu   sync.Mutex
 	refused map[identity.PublicKey]string // members whose last connection was refused, and why
+
+	conflictLogged bool // another source defines the group differently (guarded by Manager.mu)
 
 	changed   chan struct{} // a membership change may have applied
 	stop      chan struct{}

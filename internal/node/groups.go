@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/treaty-dev/treaty/internal/audit"
 	"github.com/treaty-dev/treaty/internal/consensus"
@@ -65,7 +66,7 @@ type nodeGroups struct {
 	audits  chan audit.Entry
 	stop    chan struct{} // closed by closeGroups
 	done    chan struct{} // closed when the writer has drained the queue
-	started bool
+	started atomic.Bool
 	once    sync.Once
 }
 
@@ -147,14 +148,14 @@ func (n *Node) openGroups(engines map[fsm.Mode]consensus.NewEngine) error {
 
 // startGroups runs the created and declared groups and the audit writer.
 func (n *Node) startGroups() {
-	n.groups.started = true
+	n.groups.started.Store(true)
 	go n.groups.writeAudits(n)
 	n.groups.m.Start(n.declaredGroups(n.state.Load()))
 }
 
 // syncGroups starts groups newly declared in treaty.yaml.
 func (n *Node) syncGroups(st *state) {
-	if n.groups != nil && n.groups.started {
+	if n.groups != nil && n.groups.started.Load() {
 		n.groups.m.Sync(n.declaredGroups(st))
 	}
 }
@@ -168,7 +169,7 @@ func (n *Node) closeGroups() error {
 	n.groups.once.Do(func() {
 		err = n.groups.m.Close() // no engine applies anything after this
 		close(n.groups.stop)
-		if n.groups.started {
+		if n.groups.started.Load() {
 			<-n.groups.done
 		}
 	})
