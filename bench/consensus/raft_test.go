@@ -11,9 +11,11 @@ package bench_consensus
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -21,6 +23,7 @@ import (
 	"github.com/treaty-dev/treaty/internal/consensus/fsm"
 	"github.com/treaty-dev/treaty/internal/consensus/raftengine"
 	"github.com/treaty-dev/treaty/internal/consensus/raftengine/rafttest"
+	"github.com/treaty-dev/treaty/internal/identity"
 )
 
 // BenchmarkRaft3: commits/s and p50/p99 commit latency of a 3-member Raft
@@ -31,13 +34,13 @@ func BenchmarkRaft3(b *testing.B) {
 	for _, delay := range []time.Duration{0, 25 * time.Millisecond} {
 		for _, procs := range []int{1, 64} {
 			b.Run(fmt.Sprintf("delay=%v/proposers=%d", delay, procs), func(b *testing.B) {
-				benchRaft(b, 3, procs, delay)
+				raftBench(b, 3, procs, delay)
 			})
 		}
 	}
 }
 
-func benchRaft(b *testing.B, n, procs int, delay time.Duration) {
+func raftBench(b *testing.B, n, procs int, delay time.Duration) {
 	c := rafttest.New(b, n)
 	c.Faults.SetDelay(delay)
 	g := c.Group("bench", fsm.ModeRaft)
@@ -53,8 +56,10 @@ func benchRaft(b *testing.B, n, procs int, delay time.Duration) {
 		engines[i] = e
 		b.Cleanup(func() { _ = e.Close() })
 	}
-	lead := waitLeader(b, c, engines)
+	lead := raftWaitLeader(b, c, engines)
 	rtt := c.Echo(200)
+	fsync := raftFsync(b, 50)
+	verify := raftVerify(b, c.Keys[0], 200)
 
 	// Requests are signed before the clock starts; each proposal takes the
 	// next one under the engine's submission lock, so sequence numbers reach
@@ -81,6 +86,7 @@ func benchRaft(b *testing.B, n, procs int, delay time.Duration) {
 	var failed atomic.Int64
 	var wg sync.WaitGroup
 	b.ResetTimer()
+	cpu0 := raftCPU()
 	start := time.Now()
 	for range procs {
 		wg.Add(1)
@@ -102,6 +108,7 @@ func benchRaft(b *testing.B, n, procs int, delay time.Duration) {
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
+	cpu := raftCPU() - cpu0
 	b.StopTimer()
 	if f := failed.Load(); f > 0 {
 		b.Fatalf("%d of %d proposals failed or were refused", f, b.N)
@@ -112,9 +119,12 @@ func benchRaft(b *testing.B, n, procs int, delay time.Duration) {
 	b.ReportMetric(float64(p99.Microseconds()), "p99-µs")
 	b.ReportMetric(float64(rtt.Microseconds()), "rtt-p50-µs")
 	b.ReportMetric(float64(p50)/float64(rtt), "p50/rtt")
+	b.ReportMetric(float64(fsync.Microseconds()), "fsync-p50-µs")
+	b.ReportMetric(float64(verify.Microseconds()), "verify-p50-µs")
+	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/commit")
 }
 
-func waitLeader(b *testing.B, c *rafttest.Cluster, engines []*raftengine.Engine) int {
+func raftWaitLeader(b *testing.B, c *rafttest.Cluster, engines []*raftengine.Engine) int {
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		for i, e := range engines {
@@ -126,4 +136,52 @@ func waitLeader(b *testing.B, c *rafttest.Cluster, engines []*raftengine.Engine)
 	}
 	b.Fatal("no leader within 30s")
 	return -1
+}
+
+// raftFsync is the median time of a 512-byte write plus fsync in a temp
+// directory: the disk's part of a commit (leader and follower each fsync).
+func raftFsync(b *testing.B, rounds int) time.Duration {
+	f, err := os.Create(filepath.Join(b.TempDir(), "fsync"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	buf := make([]byte, 512)
+	var ds []time.Duration
+	for range rounds {
+		t := time.Now()
+		if _, err := f.Write(buf); err != nil {
+			b.Fatal(err)
+		}
+		if err := f.Sync(); err != nil {
+			b.Fatal(err)
+		}
+		ds = append(ds, time.Since(t))
+	}
+	return rafttest.Percentile(ds, 50)
+}
+
+// raftVerify is the median time of one ed25519 verification of a request,
+// which every member does for every entry it applies.
+func raftVerify(b *testing.B, k identity.PrivateKey, rounds int) time.Duration {
+	msg := make([]byte, 200)
+	sig := k.Sign(msg)
+	var ds []time.Duration
+	for range rounds {
+		t := time.Now()
+		if !k.Public().Verify(msg, sig) {
+			b.Fatal("verify failed")
+		}
+		ds = append(ds, time.Since(t))
+	}
+	return rafttest.Percentile(ds, 50)
+}
+
+// raftCPU is the process's user plus system CPU time so far.
+func raftCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

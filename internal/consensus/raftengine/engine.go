@@ -552,18 +552,22 @@ func (e *Engine) Record(ctx context.Context, index uint64) (fsm.Record, error) {
 	if e.closed() {
 		return fsm.Record{}, fmt.Errorf("raftengine: record: %w", consensus.ErrClosed)
 	}
-	b, err := e.store.record(ctx, index)
+	sr, found, err := e.store.record(ctx, index)
 	if err != nil {
 		return fsm.Record{}, err
 	}
-	if b == nil {
+	if !found {
 		return fsm.Record{}, fmt.Errorf("raftengine: record %d: %w", index, consensus.ErrNoRecord)
 	}
-	var r fsm.Record
-	if err := json.Unmarshal(b, &r); err != nil {
-		return fsm.Record{}, fmt.Errorf("raftengine: record %d: %w", index, err)
+	g, err := fsm.ParseGroup(sr.group)
+	if err != nil {
+		return fsm.Record{}, fmt.Errorf("raftengine: record %d: group: %w", index, err)
 	}
-	return r, nil
+	var res fsm.Result
+	if err := json.Unmarshal(sr.res, &res); err != nil {
+		return fsm.Record{}, fmt.Errorf("raftengine: record %d: result: %w", index, err)
+	}
+	return fsm.NewRecord(g, index, fsm.Entry{Time: sr.time, Request: sr.req}, res, nil), nil
 }
 
 // Status implements consensus.Engine.

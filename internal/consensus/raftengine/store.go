@@ -42,7 +42,7 @@ const schema = `
 CREATE TABLE IF NOT EXISTS logs (idx INTEGER PRIMARY KEY, term INTEGER NOT NULL, type INTEGER NOT NULL,
 	data BLOB, ext BLOB, appended INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS stable (k BLOB PRIMARY KEY, v BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS records (idx INTEGER PRIMARY KEY, rec BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS records (idx INTEGER PRIMARY KEY, grp BLOB NOT NULL, time INTEGER NOT NULL, req BLOB, res BLOB NOT NULL);
 `
 
 func dsn(path, sync string, readOnly bool) string {
@@ -106,7 +106,7 @@ func openStore(ctx context.Context, path string) (*store, error) {
 	if s.insLog, err = s.logW.PrepareContext(ctx, `INSERT OR REPLACE INTO logs (idx, term, type, data, ext, appended) VALUES (?, ?, ?, ?, ?, ?)`); err != nil {
 		return fail(err)
 	}
-	if s.insRec, err = s.recW.PrepareContext(ctx, `INSERT OR REPLACE INTO records (idx, rec) VALUES (?, ?)`); err != nil {
+	if s.insRec, err = s.recW.PrepareContext(ctx, `INSERT OR REPLACE INTO records (idx, grp, time, req, res) VALUES (?, ?, ?, ?, ?)`); err != nil {
 		return fail(err)
 	}
 	return s, nil
@@ -251,7 +251,7 @@ func (s *store) putRecords(recs []storedRecord) error {
 	}
 	st := tx.Stmt(s.insRec)
 	for _, r := range recs {
-		if _, err := st.Exec(int64(r.index), r.json); err != nil {
+		if _, err := st.Exec(int64(r.index), r.group, r.time, r.req, r.res); err != nil {
 			_ = tx.Rollback()
 			return fmt.Errorf("raftengine: store record %d: %w", r.index, err)
 		}
@@ -262,22 +262,28 @@ func (s *store) putRecords(recs []storedRecord) error {
 	return nil
 }
 
+// storedRecord is what a decision record is rebuilt from: the group's
+// canonical encoding before the entry, the entry, and the result as JSON.
 type storedRecord struct {
 	index uint64
-	json  []byte
+	group []byte
+	time  int64
+	req   []byte
+	res   []byte
 }
 
-// record returns the stored record JSON of index, or nil if there is none.
-func (s *store) record(ctx context.Context, index uint64) ([]byte, error) {
-	var b []byte
-	err := s.rd.QueryRowContext(ctx, `SELECT rec FROM records WHERE idx = ?`, int64(index)).Scan(&b)
+// record returns the stored record of index; found is false if there is none.
+func (s *store) record(ctx context.Context, index uint64) (r storedRecord, found bool, err error) {
+	r.index = index
+	err = s.rd.QueryRowContext(ctx, `SELECT grp, time, req, res FROM records WHERE idx = ?`, int64(index)).
+		Scan(&r.group, &r.time, &r.req, &r.res)
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, nil
+		return r, false, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("raftengine: record %d: %w", index, err)
+		return r, false, fmt.Errorf("raftengine: record %d: %w", index, err)
 	}
-	return b, nil
+	return r, true, nil
 }
 
 // lastRecord is the highest index with a record (0: none).
