@@ -45,15 +45,23 @@ func (l *appliedLog) add(a consensus.Applied) {
 	l.idx = append(l.idx, a.Index)
 }
 
-func newCluster(t testing.TB, n int) *tcluster {
+func newCluster(t testing.TB, n int) *tcluster { return newClusterOf(t, n, n) }
+
+// newClusterOf makes n transports and starts the first founders as the
+// group's epoch-0 members; the others can be started later (as joiners).
+func newClusterOf(t testing.TB, n, founders int) *tcluster {
 	t.Helper()
 	c := rafttest.New(t, n)
-	tc := &tcluster{t: t, c: c, g: c.Group("reviews", fsm.ModeRaft), eng: make([]*Engine, n), seq: make([]uint64, n)}
+	g, err := fsm.NewGroup("reviews", fsm.ModeRaft, 0, c.Pubs()[:founders])
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc := &tcluster{t: t, c: c, g: g, eng: make([]*Engine, n), seq: make([]uint64, n)}
 	for i := range n {
 		tc.dirs = append(tc.dirs, filepath.Join(t.TempDir(), fmt.Sprint(i)))
 		tc.apply = append(tc.apply, &appliedLog{})
 	}
-	for i := range n {
+	for i := range founders {
 		tc.start(i)
 	}
 	t.Cleanup(func() {
