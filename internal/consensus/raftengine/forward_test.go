@@ -68,4 +68,3 @@ func TestForwardHostile(t *testing.T) {
 	a := tc.propose(from, fsm.Put("still", []byte("serving")))
 	tc.converge(a.Index, 20*time.Second)
 }
-
