@@ -58,7 +58,7 @@ func raftBench(b *testing.B, n, procs int, delay time.Duration) {
 	}
 	lead := raftWaitLeader(b, c, engines)
 	rtt := c.Echo(200)
-	fsync := raftFsync(b, 50)
+	fsync := raftFsync(b, 200)
 	verify := raftVerify(b, c.Keys[0], 200)
 
 	// Requests are signed before the clock starts; each proposal takes the

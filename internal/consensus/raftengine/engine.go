@@ -94,8 +94,9 @@ type Engine struct {
 	watch *watch
 	fwd   *forwarder
 
-	submitMu sync.Mutex // orders stamping and enqueueing of local proposals
-	lastTime atomic.Int64
+	submitMu  sync.Mutex // orders stamping and enqueueing of local proposals
+	leaderKey atomic.Pointer[cachedKey]
+	lastTime  atomic.Int64
 
 	poke      chan struct{}
 	done      chan struct{}
@@ -385,8 +386,22 @@ func (e *Engine) leader() (identity.PublicKey, bool) {
 	if id == "" {
 		return identity.PublicKey{}, false
 	}
+	if c := e.leaderKey.Load(); c != nil && c.id == id {
+		return c.key, true
+	}
 	k, err := identity.ParseDID(string(id))
-	return k, err == nil
+	if err != nil {
+		return identity.PublicKey{}, false
+	}
+	e.leaderKey.Store(&cachedKey{id: id, key: k})
+	return k, true
+}
+
+// cachedKey is the last leader ID parsed: parsing a DID on every proposal
+// costs more than the rest of the submission.
+type cachedKey struct {
+	id  raft.ServerID
+	key identity.PublicKey
 }
 
 // enqueue stamps and appends a request on this member as leader, returning
