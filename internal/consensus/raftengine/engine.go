@@ -62,6 +62,7 @@ const (
 // timing is raft's clock. New uses defaultTiming; tests shorten it.
 type timing struct {
 	heartbeat, election, lease, commit time.Duration
+	trailingLogs                       uint64 // entries kept after a snapshot; 0: raft's default
 }
 
 func defaultTiming() timing {
@@ -230,6 +231,9 @@ func (e *Engine) start(tm timing) error {
 	rc.MaxAppendEntries = maxAppendEntries
 	rc.BatchApplyCh = true
 	rc.ShutdownOnRemove = false
+	if tm.trailingLogs > 0 {
+		rc.TrailingLogs = tm.trailingLogs
+	}
 	if err := raft.ValidateConfig(rc); err != nil {
 		return fmt.Errorf("raftengine: raft config: %w", err)
 	}

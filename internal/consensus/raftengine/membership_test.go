@@ -14,7 +14,7 @@ import (
 // the genesis definition, not bootstrapped) catches up and can propose under
 // the new epoch; removing a member takes it out of raft's configuration.
 func TestMembershipChange(t *testing.T) {
-	tc := newClusterOf(t, 4, 3)
+	tc := newClusterOf(t, 4, 3, testTiming())
 	tc.leader(20 * time.Second)
 	joiner := tc.c.Keys[3].Public()
 
