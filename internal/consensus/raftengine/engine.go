@@ -62,6 +62,7 @@ const (
 // timing is raft's clock. New uses defaultTiming; tests shorten it.
 type timing struct {
 	heartbeat, election, lease, commit time.Duration
+	trailingLogs                       uint64 // entries kept after a snapshot; 0: raft's default
 }
 
 func defaultTiming() timing {
@@ -94,8 +95,9 @@ type Engine struct {
 	watch *watch
 	fwd   *forwarder
 
-	submitMu sync.Mutex // orders stamping and enqueueing of local proposals
-	lastTime atomic.Int64
+	submitMu  sync.Mutex // orders stamping and enqueueing of local proposals
+	leaderKey atomic.Pointer[cachedKey]
+	lastTime  atomic.Int64
 
 	poke      chan struct{}
 	done      chan struct{}
@@ -229,6 +231,9 @@ func (e *Engine) start(tm timing) error {
 	rc.MaxAppendEntries = maxAppendEntries
 	rc.BatchApplyCh = true
 	rc.ShutdownOnRemove = false
+	if tm.trailingLogs > 0 {
+		rc.TrailingLogs = tm.trailingLogs
+	}
 	if err := raft.ValidateConfig(rc); err != nil {
 		return fmt.Errorf("raftengine: raft config: %w", err)
 	}
@@ -385,8 +390,22 @@ func (e *Engine) leader() (identity.PublicKey, bool) {
 	if id == "" {
 		return identity.PublicKey{}, false
 	}
+	if c := e.leaderKey.Load(); c != nil && c.id == id {
+		return c.key, true
+	}
 	k, err := identity.ParseDID(string(id))
-	return k, err == nil
+	if err != nil {
+		return identity.PublicKey{}, false
+	}
+	e.leaderKey.Store(&cachedKey{id: id, key: k})
+	return k, true
+}
+
+// cachedKey is the last leader ID parsed: parsing a DID on every proposal
+// costs more than the rest of the submission.
+type cachedKey struct {
+	id  raft.ServerID
+	key identity.PublicKey
 }
 
 // enqueue stamps and appends a request on this member as leader, returning
@@ -552,18 +571,22 @@ func (e *Engine) Record(ctx context.Context, index uint64) (fsm.Record, error) {
 	if e.closed() {
 		return fsm.Record{}, fmt.Errorf("raftengine: record: %w", consensus.ErrClosed)
 	}
-	b, err := e.store.record(ctx, index)
+	sr, found, err := e.store.record(ctx, index)
 	if err != nil {
 		return fsm.Record{}, err
 	}
-	if b == nil {
+	if !found {
 		return fsm.Record{}, fmt.Errorf("raftengine: record %d: %w", index, consensus.ErrNoRecord)
 	}
-	var r fsm.Record
-	if err := json.Unmarshal(b, &r); err != nil {
-		return fsm.Record{}, fmt.Errorf("raftengine: record %d: %w", index, err)
+	g, err := fsm.ParseGroup(sr.group)
+	if err != nil {
+		return fsm.Record{}, fmt.Errorf("raftengine: record %d: group: %w", index, err)
 	}
-	return r, nil
+	var res fsm.Result
+	if err := json.Unmarshal(sr.res, &res); err != nil {
+		return fsm.Record{}, fmt.Errorf("raftengine: record %d: result: %w", index, err)
+	}
+	return fsm.NewRecord(g, index, fsm.Entry{Time: sr.time, Request: sr.req}, res, nil), nil
 }
 
 // Status implements consensus.Engine.

@@ -261,7 +261,9 @@ func (f *forwarder) propose(ctx context.Context, leader identity.PublicKey, buil
 		return consensus.Applied{}, fmt.Errorf("raftengine: propose: %w: bad result from the leader: %w (%w)", consensus.ErrNoQuorum, err, errUnknown), false
 	}
 	if err := f.e.waitApplied(ctx, a.Index); err != nil {
-		return consensus.Applied{}, fmt.Errorf("raftengine: propose: committed at index %d, not yet applied here: %w", a.Index, err), false
+		// Committed, so not "no effect": the caller must not take a closed
+		// engine or a deadline here for a request that was never made.
+		return consensus.Applied{}, fmt.Errorf("raftengine: propose: committed at index %d, not yet applied here: %w (%w)", a.Index, err, errUnknown), false
 	}
 	return a, nil, false
 }

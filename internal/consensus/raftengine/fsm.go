@@ -61,12 +61,15 @@ func (f machine) ApplyBatch(logs []*raft.Log) []any {
 	recs := make([]storedRecord, 0, len(logs))
 	changed := false
 	e.mu.Lock()
+	// The group before each entry, for its record; it changes only when a
+	// membership motion closes.
+	cur := e.m.Group()
+	grp := cur.Canonical()
 	for i, l := range logs {
 		if l.Type != raft.LogCommand {
 			continue
 		}
 		ent := decodeEntry(l.Data)
-		before := e.m.Group()
 		res := e.m.Apply(l.Index, ent)
 		a := consensus.Applied{Index: l.Index, Entry: ent, Result: res}
 		out[i] = a
@@ -74,14 +77,15 @@ func (f machine) ApplyBatch(logs []*raft.Log) []any {
 			continue // already applied (a snapshot covered it): its record stands
 		}
 		applied = append(applied, a)
-		rec, err := json.Marshal(fsm.NewRecord(before, l.Index, ent, res, nil))
-		if err == nil {
-			recs = append(recs, storedRecord{index: l.Index, json: rec})
+		if rj, err := json.Marshal(res); err == nil {
+			recs = append(recs, storedRecord{index: l.Index, group: grp, time: ent.Time, req: ent.Request, res: rj})
 		} else {
 			e.log.Error("raftengine: encode record", "index", l.Index, "err", err)
 		}
-		if e.m.Group().Epoch != before.Epoch {
-			changed = true
+		if len(res.Closed) > 0 {
+			if g := e.m.Group(); g.Epoch != cur.Epoch {
+				cur, grp, changed = g, g.Canonical(), true
+			}
 		}
 	}
 	last := e.m.LastIndex()

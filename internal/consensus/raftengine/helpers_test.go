@@ -31,6 +31,7 @@ type tcluster struct {
 	eng   []*Engine // nil while stopped
 	seq   []uint64  // per member, under mu
 	apply []*appliedLog
+	tm    timing
 }
 
 // appliedLog records what OnApply saw, to check order.
@@ -45,15 +46,23 @@ func (l *appliedLog) add(a consensus.Applied) {
 	l.idx = append(l.idx, a.Index)
 }
 
-func newCluster(t testing.TB, n int) *tcluster {
+func newCluster(t testing.TB, n int) *tcluster { return newClusterOf(t, n, n, testTiming()) }
+
+// newClusterOf makes n transports and starts the first founders as the
+// group's epoch-0 members; the others can be started later (as joiners).
+func newClusterOf(t testing.TB, n, founders int, tm timing) *tcluster {
 	t.Helper()
 	c := rafttest.New(t, n)
-	tc := &tcluster{t: t, c: c, g: c.Group("reviews", fsm.ModeRaft), eng: make([]*Engine, n), seq: make([]uint64, n)}
+	g, err := fsm.NewGroup("reviews", fsm.ModeRaft, 0, c.Pubs()[:founders])
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc := &tcluster{t: t, c: c, g: g, eng: make([]*Engine, n), seq: make([]uint64, n), tm: tm}
 	for i := range n {
 		tc.dirs = append(tc.dirs, filepath.Join(t.TempDir(), fmt.Sprint(i)))
 		tc.apply = append(tc.apply, &appliedLog{})
 	}
-	for i := range n {
+	for i := range founders {
 		tc.start(i)
 	}
 	t.Cleanup(func() {
@@ -73,7 +82,7 @@ func (tc *tcluster) start(i int) {
 		Net:     tc.c.Network(i, tc.g, nil),
 		Log:     tc.c.Log,
 		OnApply: tc.apply[i].add,
-	}, testTiming())
+	}, tc.tm)
 	if err != nil {
 		tc.t.Fatalf("start %d: %v", i, err)
 	}

@@ -1,11 +1,13 @@
 package raftengine
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -268,6 +270,15 @@ func TestLinearizable(t *testing.T) {
 			res := porcupine.CheckOperationsTimeout(kvModel, ops, 60*time.Second)
 			t.Logf("%d operations (%d with known outcome), %d connections cut: %s", len(ops), known, tc.c.Faults.Dropped(), res)
 			if res != porcupine.Ok {
+				for _, part := range kvModel.Partition(ops) {
+					if porcupine.CheckOperationsTimeout(kvModel, part, 10*time.Second) == porcupine.Ok {
+						continue
+					}
+					slices.SortFunc(part, func(a, b porcupine.Operation) int { return cmp.Compare(a.Call, b.Call) })
+					for _, o := range part {
+						t.Logf("client %d [%d, %d] %s", o.ClientId, o.Call, o.Return, kvModel.DescribeOperation(o.Input, o.Output))
+					}
+				}
 				t.Fatalf("history is %s", res)
 			}
 		})

@@ -1,6 +1,7 @@
 package raftengine
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"encoding/binary"
@@ -42,7 +43,8 @@ const schema = `
 CREATE TABLE IF NOT EXISTS logs (idx INTEGER PRIMARY KEY, term INTEGER NOT NULL, type INTEGER NOT NULL,
 	data BLOB, ext BLOB, appended INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS stable (k BLOB PRIMARY KEY, v BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS records (idx INTEGER PRIMARY KEY, rec BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS records (first INTEGER PRIMARY KEY, last INTEGER NOT NULL, grp BLOB NOT NULL, body BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS records_last ON records (last);
 `
 
 func dsn(path, sync string, readOnly bool) string {
@@ -106,7 +108,7 @@ func openStore(ctx context.Context, path string) (*store, error) {
 	if s.insLog, err = s.logW.PrepareContext(ctx, `INSERT OR REPLACE INTO logs (idx, term, type, data, ext, appended) VALUES (?, ?, ?, ?, ?, ?)`); err != nil {
 		return fail(err)
 	}
-	if s.insRec, err = s.recW.PrepareContext(ctx, `INSERT OR REPLACE INTO records (idx, rec) VALUES (?, ?)`); err != nil {
+	if s.insRec, err = s.recW.PrepareContext(ctx, `INSERT INTO records (first, last, grp, body) VALUES (?, ?, ?, ?) ON CONFLICT (first) DO UPDATE SET last = excluded.last, grp = excluded.grp, body = excluded.body WHERE excluded.last > records.last`); err != nil {
 		return fail(err)
 	}
 	return s, nil
@@ -238,7 +240,11 @@ func (s *store) GetUint64(k []byte) (uint64, error) {
 	return binary.BigEndian.Uint64(v), nil
 }
 
-// putRecords stores the decision records of one applied batch.
+// putRecords stores the decision records of one applied batch: one row per
+// run of records that share a group definition, so a batch costs one insert,
+// not one per entry. A replay after a restart may store the same records
+// again in rows with other bounds; they hold identical bytes, and of two
+// rows that start at one index the longer is kept.
 func (s *store) putRecords(recs []storedRecord) error {
 	if len(recs) == 0 {
 		return nil
@@ -250,11 +256,25 @@ func (s *store) putRecords(recs []storedRecord) error {
 		return fmt.Errorf("raftengine: store records: %w", err)
 	}
 	st := tx.Stmt(s.insRec)
-	for _, r := range recs {
-		if _, err := st.Exec(int64(r.index), r.json); err != nil {
-			_ = tx.Rollback()
-			return fmt.Errorf("raftengine: store record %d: %w", r.index, err)
+	for len(recs) > 0 {
+		n := 1
+		for n < len(recs) && bytes.Equal(recs[n].group, recs[0].group) {
+			n++
 		}
+		var body []byte
+		for _, r := range recs[:n] {
+			body = binary.BigEndian.AppendUint64(body, r.index)
+			body = binary.BigEndian.AppendUint64(body, uint64(r.time))
+			body = binary.BigEndian.AppendUint32(body, uint32(len(r.req)))
+			body = append(body, r.req...)
+			body = binary.BigEndian.AppendUint32(body, uint32(len(r.res)))
+			body = append(body, r.res...)
+		}
+		if _, err := st.Exec(int64(recs[0].index), int64(recs[n-1].index), recs[0].group, body); err != nil {
+			_ = tx.Rollback()
+			return fmt.Errorf("raftengine: store records %d..%d: %w", recs[0].index, recs[n-1].index, err)
+		}
+		recs = recs[n:]
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("raftengine: store records: %w", err)
@@ -262,28 +282,72 @@ func (s *store) putRecords(recs []storedRecord) error {
 	return nil
 }
 
+// storedRecord is what a decision record is rebuilt from: the group's
+// canonical encoding before the entry, the entry, and the result as JSON.
 type storedRecord struct {
 	index uint64
-	json  []byte
+	group []byte
+	time  int64
+	req   []byte
+	res   []byte
 }
 
-// record returns the stored record JSON of index, or nil if there is none.
-func (s *store) record(ctx context.Context, index uint64) ([]byte, error) {
-	var b []byte
-	err := s.rd.QueryRowContext(ctx, `SELECT rec FROM records WHERE idx = ?`, int64(index)).Scan(&b)
+// record returns the stored record of index; found is false if there is none.
+func (s *store) record(ctx context.Context, index uint64) (r storedRecord, found bool, err error) {
+	var body []byte
+	err = s.rd.QueryRowContext(ctx, `SELECT grp, body FROM records WHERE first <= ? AND last >= ? ORDER BY first DESC LIMIT 1`,
+		int64(index), int64(index)).Scan(&r.group, &body)
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, nil
+		return r, false, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("raftengine: record %d: %w", index, err)
+		return r, false, fmt.Errorf("raftengine: record %d: %w", index, err)
 	}
-	return b, nil
+	for len(body) > 0 {
+		x, ok := nextRecord(&body)
+		if !ok {
+			return r, false, fmt.Errorf("raftengine: record %d: stored batch is corrupt", index)
+		}
+		if x.index == index {
+			x.group = r.group
+			return x, true, nil
+		}
+	}
+	return r, false, nil
+}
+
+// nextRecord decodes the first record of a stored batch and advances b.
+func nextRecord(b *[]byte) (storedRecord, bool) {
+	p := *b
+	var r storedRecord
+	if len(p) < 20 {
+		return r, false
+	}
+	r.index = binary.BigEndian.Uint64(p)
+	r.time = int64(binary.BigEndian.Uint64(p[8:]))
+	n := int(binary.BigEndian.Uint32(p[16:]))
+	p = p[20:]
+	if n > len(p) {
+		return r, false
+	}
+	r.req, p = p[:n], p[n:]
+	if len(p) < 4 {
+		return r, false
+	}
+	n = int(binary.BigEndian.Uint32(p))
+	p = p[4:]
+	if n > len(p) {
+		return r, false
+	}
+	r.res, p = p[:n], p[n:]
+	*b = p
+	return r, true
 }
 
 // lastRecord is the highest index with a record (0: none).
 func (s *store) lastRecord(ctx context.Context) (uint64, error) {
 	var v int64
-	if err := s.rd.QueryRowContext(ctx, `SELECT COALESCE(MAX(idx), 0) FROM records`).Scan(&v); err != nil {
+	if err := s.rd.QueryRowContext(ctx, `SELECT COALESCE(MAX(last), 0) FROM records`).Scan(&v); err != nil {
 		return 0, fmt.Errorf("raftengine: store: %w", err)
 	}
 	return uint64(v), nil

@@ -122,9 +122,10 @@ func (c *Cluster) Network(i int, g fsm.Group, isMember func(identity.PublicKey) 
 	return c.Faults.Wrap(c.Keys[i].Public(), n)
 }
 
-// Echo measures the transport's round trip between member 0 and member 1:
-// it registers an echo protocol on member 1, dials it from member 0 and
-// returns the median of rounds one-byte round trips on a warm connection.
+// Echo measures the transport's round trip between member 0 and member 1,
+// through the Faults (so a delay counts): it registers an echo protocol on
+// member 1, dials it from member 0 and returns the median of rounds one-byte
+// round trips on a warm connection.
 func (c *Cluster) Echo(rounds int) time.Duration {
 	c.tb.Helper()
 	const proto = "treaty-bench-echo/1"
@@ -132,16 +133,24 @@ func (c *Cluster) Echo(rounds int) time.Duration {
 	defer ln.Close()
 	go func() {
 		for {
-			s, err := ln.Accept()
+			raw, err := ln.Accept()
 			if err != nil {
 				return
+			}
+			s, err := c.Faults.track(raw, c.Keys[1].Public(), c.Keys[0].Public())
+			if err != nil {
+				continue
 			}
 			go func() { defer s.Close(); _, _ = io.Copy(s, s) }()
 		}
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	conn, err := c.Trs[0].Dial(ctx, c.addrs[c.Keys[1].Public()], c.Keys[1].Public(), proto)
+	raw, err := c.Trs[0].Dial(ctx, c.addrs[c.Keys[1].Public()], c.Keys[1].Public(), proto)
+	if err != nil {
+		c.tb.Fatal(err)
+	}
+	conn, err := c.Faults.track(raw, c.Keys[0].Public(), c.Keys[1].Public())
 	if err != nil {
 		c.tb.Fatal(err)
 	}
