@@ -163,9 +163,6 @@ func (a app) AssembleProposal(metadata []byte, items [][]byte) types.Proposal {
 	payload := batch{time: e.now().UnixNano(), items: items}.encode()
 	p := types.Proposal{Payload: payload, Metadata: metadata}
 	p.Header = e.cfg.Self.Sign(e.proposalStatement(sha256.Sum256(payload), sha256.Sum256(metadata)))
-	if e.opts.tamperProposal != nil {
-		p = e.opts.tamperProposal(p)
-	}
 	return p
 }
 

@@ -202,6 +202,9 @@ func (c *comm) readLoop(l *link, conn net.Conn) {
 			return
 		}
 		l.lastContact.Store(time.Now().UnixNano())
+		if h := c.e.opts.observeRecv; h != nil {
+			h(l.id, b)
+		}
 		f, err := decodeFrame(b)
 		if err != nil {
 			c.e.evidence(l.key, "malformed-frame", err.Error())

@@ -90,9 +90,10 @@ type Engine struct {
 type options struct {
 	config types.Configuration
 	tick   time.Duration
-	// tamperSend and tamperProposal turn a member into a maverick (tests only).
-	tamperSend     func(to uint64, frame []byte) [][]byte
-	tamperProposal func(types.Proposal) types.Proposal
+	// tamperSend and observeRecv turn a member into a maverick (tests only):
+	// tamperSend replaces each frame it sends, observeRecv sees each it reads.
+	tamperSend  func(to uint64, frame []byte) [][]byte
+	observeRecv func(from uint64, frame []byte)
 }
 
 // Defaults, for members on a LAN or a well-connected WAN (RTT up to ~100ms):

@@ -145,6 +145,11 @@ func (e *Engine) recordWitness(w witness) bool {
 	e.screenMu.Unlock()
 	if seen && (old.payloadHash != w.payloadHash || old.mdHash != w.mdHash) {
 		e.evidence(leaderKey, "equivocation", fmt.Sprintf("leader signed two proposals for view %d seq %d", w.view, w.seq))
+		// Proven equivocation: replace the leader now rather than after the
+		// request timeouts.
+		if e.started.Load() && e.bft.GetLeaderID() == e.leaderOf(w.view) {
+			e.bft.Complain(w.view, true)
+		}
 	}
 	return !seen
 }
