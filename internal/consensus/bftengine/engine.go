@@ -74,6 +74,8 @@ type Engine struct {
 	lastIdx  atomic.Uint64
 	curGroup atomic.Pointer[fsm.Group]
 	waiters  map[[32]byte][]chan consensus.Applied
+	seqMu    sync.Mutex // ProposeOp: signs and enqueues in sequence order
+	seq      uint64
 
 	attMu    sync.Mutex
 	atts     map[uint64]map[uint64][]byte // index → member ID → its attestation, unverified
@@ -391,21 +393,32 @@ func (e *Engine) Propose(ctx context.Context, req []byte) (consensus.Applied, er
 }
 
 func (e *Engine) submit(ctx context.Context, item []byte) (consensus.Applied, error) {
+	ch, k, err := e.enqueue(item)
+	if err != nil {
+		return consensus.Applied{}, err
+	}
+	defer e.unwait(k, ch)
+	return e.await(ctx, ch)
+}
+
+// enqueue registers a waiter for item and hands it to SmartBFT's pool and to
+// the leader. Items enqueued one after another reach the leader in that order.
+func (e *Engine) enqueue(item []byte) (chan consensus.Applied, [32]byte, error) {
 	k := sha256.Sum256(item)
 	ch := make(chan consensus.Applied, 1)
 	e.mu.Lock()
 	e.waiters[k] = append(e.waiters[k], ch)
 	e.mu.Unlock()
-	defer e.unwait(k, ch)
-
 	if err := e.bft.SubmitRequest(item); err != nil {
 		switch {
 		case strings.Contains(err.Error(), "already exists"):
 			// The same bytes are pending: wait for them.
 		case strings.Contains(err.Error(), "already processed"):
-			return consensus.Applied{}, ErrDuplicate
+			e.unwait(k, ch)
+			return nil, k, ErrDuplicate
 		default:
-			return consensus.Applied{}, fmt.Errorf("bftengine: propose: %w: %v", consensus.ErrNoQuorum, err)
+			e.unwait(k, ch)
+			return nil, k, fmt.Errorf("bftengine: propose: %w: %v", consensus.ErrNoQuorum, err)
 		}
 	}
 	// SmartBFT's pool forwards to the leader only after RequestForwardTimeout;
@@ -413,6 +426,10 @@ func (e *Engine) submit(ctx context.Context, item []byte) (consensus.Applied, er
 	if l := e.bft.GetLeaderID(); l != 0 && l != e.selfID {
 		e.comm.SendTransaction(l, item)
 	}
+	return ch, k, nil
+}
+
+func (e *Engine) await(ctx context.Context, ch chan consensus.Applied) (consensus.Applied, error) {
 	select {
 	case a := <-ch:
 		return a, nil
@@ -424,6 +441,33 @@ func (e *Engine) submit(ctx context.Context, item []byte) (consensus.Applied, er
 		}
 		return consensus.Applied{}, fmt.Errorf("bftengine: propose: %w", ctx.Err())
 	}
+}
+
+// ProposeOp signs op as this member and proposes it. Concurrent calls are
+// safe: each gets a sequence number above the last (at least the current
+// unix nanosecond, so numbers stay fresh across restarts) and is handed to
+// the leader in that order, so the machine does not refuse one as a replay
+// for overtaking another. (Propose with requests signed elsewhere cannot
+// promise that: their order of arrival is the caller's.)
+func (e *Engine) ProposeOp(ctx context.Context, op fsm.Op) (consensus.Applied, error) {
+	if e.isClosed() {
+		return consensus.Applied{}, fmt.Errorf("bftengine: propose: %w", consensus.ErrClosed)
+	}
+	e.seqMu.Lock()
+	e.seq = max(e.seq+1, uint64(time.Now().UnixNano()))
+	q, err := fsm.SignRequest(e.cfg.Self, e.currentGroup().ID(), e.seq, op)
+	if err != nil {
+		e.seqMu.Unlock()
+		return consensus.Applied{}, fmt.Errorf("bftengine: propose: %w", err)
+	}
+	item := q.Encode()
+	ch, k, err := e.enqueue(item)
+	e.seqMu.Unlock()
+	if err != nil {
+		return consensus.Applied{}, err
+	}
+	defer e.unwait(k, ch)
+	return e.await(ctx, ch)
 }
 
 func (e *Engine) unwait(k [32]byte, ch chan consensus.Applied) {
