@@ -75,6 +75,8 @@ type Engine struct {
 	curGroup atomic.Pointer[fsm.Group]
 	waiters  map[[32]byte][]chan consensus.Applied
 	seqMu    sync.Mutex // ProposeOp: signs and enqueues in sequence order
+	verMu    sync.Mutex
+	verified map[[32]byte]bool // items whose signature checkItem verified (the leader checks a forwarded request, then its proposal)
 	seq      uint64
 
 	attMu    sync.Mutex
@@ -136,7 +138,8 @@ const (
 	evidenceRepeat  = 10 * time.Second       // one (member, kind) is reported at most this often
 	witnessesKept   = 256                    // (view, seq) pairs remembered for equivocation
 	defaultMaxSkew  = 5 * time.Second
-	reachableWithin = 3 // heartbeat timeouts: a member heard from within this many counts as reachable
+	reachableWithin = 3    // heartbeat timeouts: a member heard from within this many counts as reachable
+	verifiedKept    = 8192 // request hashes remembered as verified; the set is cleared when full
 )
 
 // New validates cfg, opens (or creates) the engine's state in cfg.Dir,
@@ -177,7 +180,7 @@ func newEngine(ctx context.Context, cfg consensus.EngineConfig, opts options) (*
 		cfg: cfg, opts: opts, group: cfg.Group, log: cfg.Log.With("group", cfg.Group.Name), now: cfg.Now,
 		done: make(chan struct{}), waiters: map[[32]byte][]chan consensus.Applied{},
 		atts: map[uint64]map[uint64][]byte{}, attWake: make(chan struct{}),
-		wits: map[[2]uint64]witness{}, evLast: map[string]time.Time{},
+		wits: map[[2]uint64]witness{}, evLast: map[string]time.Time{}, verified: map[[32]byte]bool{},
 	}
 	for i := range cfg.Group.Members {
 		e.nodes = append(e.nodes, uint64(i+1))
@@ -299,8 +302,9 @@ func decisionOf(p types.Proposal, sigs []types.Signature) *decision {
 }
 
 // deliver applies a decided proposal: each item is one entry, applied in
-// order; this member attests each result; decision, entries and attestations
-// are stored in one transaction before waiters and OnApply hear of them.
+// order; the decision and its entries (with their results and the group in
+// force) are stored in one transaction before waiters and OnApply hear of
+// them. Attestations are signed from the stored entry when asked for.
 func (e *Engine) deliver(p types.Proposal, sigs []types.Signature, live bool) {
 	md := &protos.ViewMetadata{}
 	if err := proto.Unmarshal(p.Metadata, md); err != nil {
@@ -329,8 +333,7 @@ func (e *Engine) deliver(p types.Proposal, sigs []types.Signature, live bool) {
 		idx := e.m.LastIndex() + 1
 		en := entryOf(b.time, it)
 		res := e.m.Apply(idx, en)
-		att := fsm.Attest(e.cfg.Self, g, idx, en, res)
-		stored = append(stored, storedEntry{index: idx, entry: en, result: res, group: g, att: att.Sig})
+		stored = append(stored, storedEntry{index: idx, entry: en, result: res, group: g})
 		applied = append(applied, consensus.Applied{Index: idx, Entry: en, Result: res})
 	}
 	if err := e.st.putDecision(md.LatestSequence, decisionOf(p, sigs), stored); err != nil {
@@ -363,13 +366,6 @@ func (e *Engine) deliver(p types.Proposal, sigs []types.Signature, live bool) {
 		for _, a := range applied {
 			e.cfg.OnApply(a)
 		}
-	}
-	if len(stored) > 0 {
-		f := frame{kind: kindAttest}
-		for _, x := range stored {
-			f.attests = append(f.attests, attest{index: x.index, sig: x.att})
-		}
-		e.comm.broadcast(encodeFrame(f))
 	}
 }
 
@@ -504,9 +500,9 @@ func (e *Engine) Read(ctx context.Context, fn func(m *fsm.Machine)) error {
 }
 
 // Record implements consensus.Engine. The certificate is assembled from this
-// member's attestation (stored with the entry) and the other members' (pushed
-// after they apply, or asked for here), each checked against the statement
-// this member computed; once Quorum hold, it is stored.
+// member's attestation and the other members', asked for here and each
+// checked against the statement this member computed from its own result;
+// once Quorum hold, it is stored.
 func (e *Engine) Record(ctx context.Context, index uint64) (fsm.Record, error) {
 	if index == 0 || index > e.lastIdx.Load() {
 		return fsm.Record{}, fmt.Errorf("bftengine: record %d: %w", index, consensus.ErrNoRecord)
@@ -527,7 +523,7 @@ func (e *Engine) Record(ctx context.Context, index uint64) (fsm.Record, error) {
 		return fsm.NewRecord(x.group, index, x.entry, x.result, cert), nil
 	}
 	stmt := fsm.Statement(x.group.ID(), index, x.entry.Digest(), x.result.Digest())
-	valid := map[identity.PublicKey][]byte{e.cfg.Self.Public(): x.att}
+	valid := map[identity.PublicKey][]byte{e.cfg.Self.Public(): e.cfg.Self.Sign(stmt)}
 	tick := time.NewTicker(attestRetry)
 	defer tick.Stop()
 	ask := encodeFrame(frame{kind: kindAttestReq, seq: index})

@@ -106,7 +106,7 @@ func (mv *maverick) forge(to uint64, b []byte) [][]byte {
 			panic(err)
 		}
 		forged := q.Encode()
-		copy(forged[len("treaty/consensus/request/v1\x00")+32:], mv.h.c.Keys[1].Public().Bytes())
+		copy(forged[len(requestMagic)+32:], mv.h.c.Keys[1].Public().Bytes())
 		bt.items = append(bt.items, forged)
 		p.Payload = bt.encode()
 		mv.resign(p)
