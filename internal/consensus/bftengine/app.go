@@ -2,6 +2,7 @@ package bftengine
 
 import (
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -135,19 +136,25 @@ func (a app) RequestID(item []byte) types.RequestInfo { return requestInfo(item)
 // requestInfo names an item: a request by proposer and sequence number (the
 // fsm's replay key) and a short hash of its bytes, so that two different
 // requests with one number (one of them forged) are not taken for each other
-// by SmartBFT's pool; a barrier by its maker and nonce.
+// by SmartBFT's pool; a barrier by its maker and nonce. SmartBFT asks often,
+// so the fields are read at their fixed offsets, not decoded (checkItem
+// decodes).
 func requestInfo(item []byte) types.RequestInfo {
 	h := sha256.Sum256(item)
 	if isBarrier(item) {
 		k := item[len(barrierMagic) : len(barrierMagic)+32]
 		return types.RequestInfo{ClientID: "barrier:" + hex.EncodeToString(k), ID: hex.EncodeToString(item[len(barrierMagic)+32:])}
 	}
-	q, err := fsm.DecodeRequest(item)
-	if err != nil {
+	const proposerAt = len(requestMagic) + 32
+	if len(item) < proposerAt+32+8 || string(item[:len(requestMagic)]) != requestMagic {
 		return types.RequestInfo{ClientID: "malformed", ID: hex.EncodeToString(h[:8])}
 	}
-	return types.RequestInfo{ClientID: hex.EncodeToString(q.Proposer.Bytes()), ID: strconv.FormatUint(q.Seq, 10) + "/" + hex.EncodeToString(h[:8])}
+	seq := binary.BigEndian.Uint64(item[proposerAt+32:])
+	return types.RequestInfo{ClientID: hex.EncodeToString(item[proposerAt : proposerAt+32]), ID: strconv.FormatUint(seq, 10) + "/" + hex.EncodeToString(h[:8])}
 }
+
+// requestMagic is fsm's wire magic of a request (fsm.DecodeRequest checks it).
+const requestMagic = "treaty/consensus/request/v1\x00"
 
 // --- MembershipNotifier ---
 
@@ -163,9 +170,6 @@ func (a app) AssembleProposal(metadata []byte, items [][]byte) types.Proposal {
 	payload := batch{time: e.now().UnixNano(), items: items}.encode()
 	p := types.Proposal{Payload: payload, Metadata: metadata}
 	p.Header = e.cfg.Self.Sign(e.proposalStatement(sha256.Sum256(payload), sha256.Sum256(metadata)))
-	if e.opts.tamperProposal != nil {
-		p = e.opts.tamperProposal(p)
-	}
 	return p
 }
 
@@ -228,9 +232,22 @@ func (e *Engine) checkItem(item []byte) error {
 	if !g.IsMember(q.Proposer) {
 		return fmt.Errorf("bftengine: proposer %s: %w", q.Proposer.Short(), consensus.ErrNotMember)
 	}
+	h := sha256.Sum256(item)
+	e.verMu.Lock()
+	ok := e.verified[h]
+	e.verMu.Unlock()
+	if ok {
+		return nil
+	}
 	if !q.VerifySignature() {
 		return fmt.Errorf("bftengine: request signature is not %s's", q.Proposer.Short())
 	}
+	e.verMu.Lock()
+	if len(e.verified) >= verifiedKept {
+		clear(e.verified)
+	}
+	e.verified[h] = true
+	e.verMu.Unlock()
 	return nil
 }
 

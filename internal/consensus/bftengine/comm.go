@@ -40,6 +40,24 @@ type link struct {
 	ready chan struct{} // closed while conn is set
 
 	lastContact atomic.Int64 // unix ns of the last frame read
+
+	attestMu    sync.Mutex
+	attestSince time.Time
+	attestCount int
+}
+
+// attestsPerSecond bounds the attestations this member signs for one other
+// member on request.
+const attestsPerSecond = 1000
+
+func (l *link) allowAttest() bool {
+	l.attestMu.Lock()
+	defer l.attestMu.Unlock()
+	if now := time.Now(); now.Sub(l.attestSince) >= time.Second {
+		l.attestSince, l.attestCount = now, 0
+	}
+	l.attestCount++
+	return l.attestCount <= attestsPerSecond
 }
 
 func (l *link) current() (net.Conn, chan struct{}) {
@@ -202,6 +220,9 @@ func (c *comm) readLoop(l *link, conn net.Conn) {
 			return
 		}
 		l.lastContact.Store(time.Now().UnixNano())
+		if h := c.e.opts.observeRecv; h != nil {
+			h(l.id, b)
+		}
 		f, err := decodeFrame(b)
 		if err != nil {
 			c.e.evidence(l.key, "malformed-frame", err.Error())

@@ -74,6 +74,10 @@ type Engine struct {
 	lastIdx  atomic.Uint64
 	curGroup atomic.Pointer[fsm.Group]
 	waiters  map[[32]byte][]chan consensus.Applied
+	seqMu    sync.Mutex // ProposeOp: signs and enqueues in sequence order
+	verMu    sync.Mutex
+	verified map[[32]byte]bool // items whose signature checkItem verified (the leader checks a forwarded request, then its proposal)
+	seq      uint64
 
 	attMu    sync.Mutex
 	atts     map[uint64]map[uint64][]byte // index → member ID → its attestation, unverified
@@ -90,9 +94,10 @@ type Engine struct {
 type options struct {
 	config types.Configuration
 	tick   time.Duration
-	// tamperSend and tamperProposal turn a member into a maverick (tests only).
-	tamperSend     func(to uint64, frame []byte) [][]byte
-	tamperProposal func(types.Proposal) types.Proposal
+	// tamperSend and observeRecv turn a member into a maverick (tests only):
+	// tamperSend replaces each frame it sends, observeRecv sees each it reads.
+	tamperSend  func(to uint64, frame []byte) [][]byte
+	observeRecv func(from uint64, frame []byte)
 }
 
 // Defaults, for members on a LAN or a well-connected WAN (RTT up to ~100ms):
@@ -133,7 +138,8 @@ const (
 	evidenceRepeat  = 10 * time.Second       // one (member, kind) is reported at most this often
 	witnessesKept   = 256                    // (view, seq) pairs remembered for equivocation
 	defaultMaxSkew  = 5 * time.Second
-	reachableWithin = 3 // heartbeat timeouts: a member heard from within this many counts as reachable
+	reachableWithin = 3    // heartbeat timeouts: a member heard from within this many counts as reachable
+	verifiedKept    = 8192 // request hashes remembered as verified; the set is cleared when full
 )
 
 // New validates cfg, opens (or creates) the engine's state in cfg.Dir,
@@ -174,7 +180,7 @@ func newEngine(ctx context.Context, cfg consensus.EngineConfig, opts options) (*
 		cfg: cfg, opts: opts, group: cfg.Group, log: cfg.Log.With("group", cfg.Group.Name), now: cfg.Now,
 		done: make(chan struct{}), waiters: map[[32]byte][]chan consensus.Applied{},
 		atts: map[uint64]map[uint64][]byte{}, attWake: make(chan struct{}),
-		wits: map[[2]uint64]witness{}, evLast: map[string]time.Time{},
+		wits: map[[2]uint64]witness{}, evLast: map[string]time.Time{}, verified: map[[32]byte]bool{},
 	}
 	for i := range cfg.Group.Members {
 		e.nodes = append(e.nodes, uint64(i+1))
@@ -296,8 +302,9 @@ func decisionOf(p types.Proposal, sigs []types.Signature) *decision {
 }
 
 // deliver applies a decided proposal: each item is one entry, applied in
-// order; this member attests each result; decision, entries and attestations
-// are stored in one transaction before waiters and OnApply hear of them.
+// order; the decision and its entries (with their results and the group in
+// force) are stored in one transaction before waiters and OnApply hear of
+// them. Attestations are signed from the stored entry when asked for.
 func (e *Engine) deliver(p types.Proposal, sigs []types.Signature, live bool) {
 	md := &protos.ViewMetadata{}
 	if err := proto.Unmarshal(p.Metadata, md); err != nil {
@@ -326,8 +333,7 @@ func (e *Engine) deliver(p types.Proposal, sigs []types.Signature, live bool) {
 		idx := e.m.LastIndex() + 1
 		en := entryOf(b.time, it)
 		res := e.m.Apply(idx, en)
-		att := fsm.Attest(e.cfg.Self, g, idx, en, res)
-		stored = append(stored, storedEntry{index: idx, entry: en, result: res, group: g, att: att.Sig})
+		stored = append(stored, storedEntry{index: idx, entry: en, result: res, group: g})
 		applied = append(applied, consensus.Applied{Index: idx, Entry: en, Result: res})
 	}
 	if err := e.st.putDecision(md.LatestSequence, decisionOf(p, sigs), stored); err != nil {
@@ -361,13 +367,6 @@ func (e *Engine) deliver(p types.Proposal, sigs []types.Signature, live bool) {
 			e.cfg.OnApply(a)
 		}
 	}
-	if len(stored) > 0 {
-		f := frame{kind: kindAttest}
-		for _, x := range stored {
-			f.attests = append(f.attests, attest{index: x.index, sig: x.att})
-		}
-		e.comm.broadcast(encodeFrame(f))
-	}
 }
 
 func (e *Engine) currentGroup() fsm.Group { return *e.curGroup.Load() }
@@ -390,21 +389,32 @@ func (e *Engine) Propose(ctx context.Context, req []byte) (consensus.Applied, er
 }
 
 func (e *Engine) submit(ctx context.Context, item []byte) (consensus.Applied, error) {
+	ch, k, err := e.enqueue(item)
+	if err != nil {
+		return consensus.Applied{}, err
+	}
+	defer e.unwait(k, ch)
+	return e.await(ctx, ch)
+}
+
+// enqueue registers a waiter for item and hands it to SmartBFT's pool and to
+// the leader. Items enqueued one after another reach the leader in that order.
+func (e *Engine) enqueue(item []byte) (chan consensus.Applied, [32]byte, error) {
 	k := sha256.Sum256(item)
 	ch := make(chan consensus.Applied, 1)
 	e.mu.Lock()
 	e.waiters[k] = append(e.waiters[k], ch)
 	e.mu.Unlock()
-	defer e.unwait(k, ch)
-
 	if err := e.bft.SubmitRequest(item); err != nil {
 		switch {
 		case strings.Contains(err.Error(), "already exists"):
 			// The same bytes are pending: wait for them.
 		case strings.Contains(err.Error(), "already processed"):
-			return consensus.Applied{}, ErrDuplicate
+			e.unwait(k, ch)
+			return nil, k, ErrDuplicate
 		default:
-			return consensus.Applied{}, fmt.Errorf("bftengine: propose: %w: %v", consensus.ErrNoQuorum, err)
+			e.unwait(k, ch)
+			return nil, k, fmt.Errorf("bftengine: propose: %w: %v", consensus.ErrNoQuorum, err)
 		}
 	}
 	// SmartBFT's pool forwards to the leader only after RequestForwardTimeout;
@@ -412,6 +422,10 @@ func (e *Engine) submit(ctx context.Context, item []byte) (consensus.Applied, er
 	if l := e.bft.GetLeaderID(); l != 0 && l != e.selfID {
 		e.comm.SendTransaction(l, item)
 	}
+	return ch, k, nil
+}
+
+func (e *Engine) await(ctx context.Context, ch chan consensus.Applied) (consensus.Applied, error) {
 	select {
 	case a := <-ch:
 		return a, nil
@@ -423,6 +437,33 @@ func (e *Engine) submit(ctx context.Context, item []byte) (consensus.Applied, er
 		}
 		return consensus.Applied{}, fmt.Errorf("bftengine: propose: %w", ctx.Err())
 	}
+}
+
+// ProposeOp signs op as this member and proposes it. Concurrent calls are
+// safe: each gets a sequence number above the last (at least the current
+// unix nanosecond, so numbers stay fresh across restarts) and is handed to
+// the leader in that order, so the machine does not refuse one as a replay
+// for overtaking another. (Propose with requests signed elsewhere cannot
+// promise that: their order of arrival is the caller's.)
+func (e *Engine) ProposeOp(ctx context.Context, op fsm.Op) (consensus.Applied, error) {
+	if e.isClosed() {
+		return consensus.Applied{}, fmt.Errorf("bftengine: propose: %w", consensus.ErrClosed)
+	}
+	e.seqMu.Lock()
+	e.seq = max(e.seq+1, uint64(time.Now().UnixNano()))
+	q, err := fsm.SignRequest(e.cfg.Self, e.currentGroup().ID(), e.seq, op)
+	if err != nil {
+		e.seqMu.Unlock()
+		return consensus.Applied{}, fmt.Errorf("bftengine: propose: %w", err)
+	}
+	item := q.Encode()
+	ch, k, err := e.enqueue(item)
+	e.seqMu.Unlock()
+	if err != nil {
+		return consensus.Applied{}, err
+	}
+	defer e.unwait(k, ch)
+	return e.await(ctx, ch)
 }
 
 func (e *Engine) unwait(k [32]byte, ch chan consensus.Applied) {
@@ -459,9 +500,9 @@ func (e *Engine) Read(ctx context.Context, fn func(m *fsm.Machine)) error {
 }
 
 // Record implements consensus.Engine. The certificate is assembled from this
-// member's attestation (stored with the entry) and the other members' (pushed
-// after they apply, or asked for here), each checked against the statement
-// this member computed; once Quorum hold, it is stored.
+// member's attestation and the other members', asked for here and each
+// checked against the statement this member computed from its own result;
+// once Quorum hold, it is stored.
 func (e *Engine) Record(ctx context.Context, index uint64) (fsm.Record, error) {
 	if index == 0 || index > e.lastIdx.Load() {
 		return fsm.Record{}, fmt.Errorf("bftengine: record %d: %w", index, consensus.ErrNoRecord)
@@ -482,7 +523,7 @@ func (e *Engine) Record(ctx context.Context, index uint64) (fsm.Record, error) {
 		return fsm.NewRecord(x.group, index, x.entry, x.result, cert), nil
 	}
 	stmt := fsm.Statement(x.group.ID(), index, x.entry.Digest(), x.result.Digest())
-	valid := map[identity.PublicKey][]byte{e.cfg.Self.Public(): x.att}
+	valid := map[identity.PublicKey][]byte{e.cfg.Self.Public(): e.cfg.Self.Sign(stmt)}
 	tick := time.NewTicker(attestRetry)
 	defer tick.Stop()
 	ask := encodeFrame(frame{kind: kindAttestReq, seq: index})

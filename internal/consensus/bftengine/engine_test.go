@@ -238,3 +238,32 @@ func TestRestartKeepsState(t *testing.T) {
 	more := h.propose(3, h.req(3, fsm.Put("new", nil)), 20*time.Second)
 	h.waitIndex(all, more.Index, 10*time.Second)
 }
+
+// ProposeOp from many goroutines of one member: every request is applied,
+// none refused as a replay for overtaking another.
+func TestProposeOpConcurrent(t *testing.T) {
+	h := newHarness(t, 4)
+	h.startAll()
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for p := range 32 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := contextWithin(20 * time.Second)
+			defer cancel()
+			a, err := h.engines[p%2].ProposeOp(ctx, fsm.Put(fmt.Sprintf("p%d", p), []byte("v")))
+			if err == nil {
+				err = a.Result.Err()
+			}
+			if err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+}

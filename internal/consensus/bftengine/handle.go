@@ -8,6 +8,8 @@ import (
 	"github.com/hyperledger-labs/SmartBFT/pkg/types"
 	protos "github.com/hyperledger-labs/SmartBFT/smartbftprotos"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/treaty-dev/treaty/internal/consensus/fsm"
 )
 
 // handleFrame dispatches one frame from member l.id (the connection proved
@@ -30,8 +32,12 @@ func (e *Engine) handleFrame(l *link, f frame) {
 	case kindAttest:
 		e.takeAttests(l.id, f.attests)
 	case kindAttestReq:
+		if !l.allowAttest() {
+			return
+		}
 		if x, ok, err := e.st.entry(f.seq); err == nil && ok {
-			e.comm.send(l.id, encodeFrame(frame{kind: kindAttest, attests: []attest{{index: f.seq, sig: x.att}}}))
+			a := fsm.Attest(e.cfg.Self, x.group, f.seq, x.entry, x.result)
+			e.comm.send(l.id, encodeFrame(frame{kind: kindAttest, attests: []attest{{index: f.seq, sig: a.Sig}}}))
 		}
 	case kindHeightReq:
 		e.mu.Lock()
@@ -145,6 +151,11 @@ func (e *Engine) recordWitness(w witness) bool {
 	e.screenMu.Unlock()
 	if seen && (old.payloadHash != w.payloadHash || old.mdHash != w.mdHash) {
 		e.evidence(leaderKey, "equivocation", fmt.Sprintf("leader signed two proposals for view %d seq %d", w.view, w.seq))
+		// Proven equivocation: replace the leader now rather than after the
+		// request timeouts.
+		if e.started.Load() && e.bft.GetLeaderID() == e.leaderOf(w.view) {
+			e.bft.Complain(w.view, true)
+		}
 	}
 	return !seen
 }

@@ -67,8 +67,9 @@ func (l *evidenceLog) against(k identity.PublicKey) []string {
 // appliedLog records every entry each member applies, to check that no two
 // members apply different entries at one index.
 type appliedLog struct {
-	mu sync.Mutex
-	at map[uint64]map[int][32]byte // index → member → entry digest
+	mu     sync.Mutex
+	at     map[uint64]map[int][32]byte // index → member → entry digest
+	forged map[int]int                 // member → entries it applied whose request was forged
 }
 
 func (a *appliedLog) hook(i int) func(consensus.Applied) {
@@ -82,14 +83,26 @@ func (a *appliedLog) hook(i int) func(consensus.Applied) {
 			a.at[x.Index] = map[int][32]byte{}
 		}
 		a.at[x.Index][i] = x.Entry.Digest()
+		if x.Result.Code == fsm.CodeBadSignature || x.Result.Code == fsm.CodeNotMember {
+			if a.forged == nil {
+				a.forged = map[int]int{}
+			}
+			a.forged[i]++
+		}
 	}
 }
 
-// check fails if two members applied different entries at one index.
+// check fails if two members applied different entries at one index, or
+// one applied an entry whose request a member did not sign.
 func (a *appliedLog) check(t *testing.T, honest []int) {
 	t.Helper()
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	for _, i := range honest {
+		if a.forged[i] > 0 {
+			t.Fatalf("member %d applied %d forged requests", i+1, a.forged[i])
+		}
+	}
 	for idx, by := range a.at {
 		var first [32]byte
 		var have bool
@@ -245,4 +258,8 @@ func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) 
 		}
 		waitTick()
 	}
+}
+
+func contextWithin(d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), d)
 }

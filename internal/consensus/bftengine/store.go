@@ -17,15 +17,14 @@ import (
 
 // store keeps what a member decided, durably: each decision (proposal and
 // commit signatures) with the entries it applied (time, request, result, the
-// group in force, this member's attestation), and certificates once they are
-// assembled. A decision and its entries are written in one transaction
+// group in force), and certificates once they are assembled. A decision and its entries are written in one transaction
 // (SQLite WAL, synchronous=FULL) before Deliver returns, as SmartBFT requires.
 type store struct{ db *sql.DB }
 
 const schema = `
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS decisions (seq INTEGER PRIMARY KEY, first_index INTEGER NOT NULL, count INTEGER NOT NULL, body BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS entries (idx INTEGER PRIMARY KEY, seq INTEGER NOT NULL, time INTEGER NOT NULL, request BLOB NOT NULL, result BLOB NOT NULL, grp BLOB NOT NULL, att BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS entries (idx INTEGER PRIMARY KEY, seq INTEGER NOT NULL, time INTEGER NOT NULL, request BLOB NOT NULL, result BLOB NOT NULL, grp BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS certs (idx INTEGER NOT NULL, signer BLOB NOT NULL, sig BLOB NOT NULL, PRIMARY KEY (idx, signer));
 `
 
@@ -74,7 +73,6 @@ type storedEntry struct {
 	entry  fsm.Entry
 	result fsm.Result
 	group  fsm.Group // before the entry applied
-	att    []byte    // this member's attestation signature
 }
 
 func (s *store) putDecision(seq uint64, d *decision, es []storedEntry) error {
@@ -100,8 +98,8 @@ func (s *store) putDecision(seq uint64, d *decision, es []storedEntry) error {
 		if req == nil {
 			req = []byte{}
 		}
-		if _, err := tx.Exec(`INSERT INTO entries (idx, seq, time, request, result, grp, att) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-			int64(x.index), int64(seq), x.entry.Time, req, res, x.group.Canonical(), x.att); err != nil {
+		if _, err := tx.Exec(`INSERT INTO entries (idx, seq, time, request, result, grp) VALUES (?, ?, ?, ?, ?, ?)`,
+			int64(x.index), int64(seq), x.entry.Time, req, res, x.group.Canonical()); err != nil {
 			return fmt.Errorf("bftengine: store entry %d: %w", x.index, err)
 		}
 	}
@@ -160,9 +158,8 @@ func (s *store) entry(index uint64) (storedEntry, bool, error) {
 	var (
 		t             int64
 		req, res, grp []byte
-		att           []byte
 	)
-	err := s.db.QueryRow(`SELECT time, request, result, grp, att FROM entries WHERE idx = ?`, int64(index)).Scan(&t, &req, &res, &grp, &att)
+	err := s.db.QueryRow(`SELECT time, request, result, grp FROM entries WHERE idx = ?`, int64(index)).Scan(&t, &req, &res, &grp)
 	if errors.Is(err, sql.ErrNoRows) {
 		return storedEntry{}, false, nil
 	}
@@ -180,7 +177,7 @@ func (s *store) entry(index uint64) (storedEntry, bool, error) {
 	if len(req) == 0 {
 		req = nil
 	}
-	x := storedEntry{index: index, entry: fsm.Entry{Time: t, Request: req}, group: g, att: att,
+	x := storedEntry{index: index, entry: fsm.Entry{Time: t, Request: req}, group: g,
 		result: fsm.Result{Index: index, Time: rr.Time, Code: rr.Code, Reason: rr.Reason, Version: rr.Version,
 			Motion: rr.Motion, Outcome: rr.Outcome, Closed: rr.Closed}}
 	return x, true, nil

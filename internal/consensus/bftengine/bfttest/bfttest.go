@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"slices"
@@ -91,6 +92,68 @@ func (c *Cluster) Network(tb testing.TB, i int) consensus.Network {
 		tb.Fatal(err)
 	}
 	return n
+}
+
+// RTT measures the round trip of a 64-byte message between members 0 and 1
+// over Networks of a separate group ("ping") on the same transports, each
+// passed through wrap (nil: as is), and returns rounds samples, sorted.
+func (c *Cluster) RTT(tb testing.TB, wrap func(consensus.Network) consensus.Network, rounds int) []time.Duration {
+	tb.Helper()
+	g, err := fsm.NewGroup("ping", fsm.ModeBFT, 0, c.Group.Members)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	resolve := func(_ context.Context, k identity.PublicKey) (string, error) { return c.addrs[k], nil }
+	nets := make([]consensus.Network, 2)
+	for i := range nets {
+		n, err := consensus.NewTransportNetwork(c.Transports[i], g, resolve, g.IsMember, slog.New(slog.DiscardHandler))
+		if err != nil {
+			tb.Fatal(err)
+		}
+		nets[i] = n
+		if wrap != nil {
+			nets[i] = wrap(n)
+		}
+	}
+	defer nets[0].Listener().Close()
+	defer nets[1].Listener().Close()
+	go func() {
+		s, err := nets[1].Listener().Accept()
+		if err != nil {
+			return
+		}
+		defer s.Close()
+		buf := make([]byte, 64)
+		for {
+			if _, err := io.ReadFull(s, buf); err != nil {
+				return
+			}
+			if _, err := s.Write(buf); err != nil {
+				return
+			}
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := nets[0].Dial(ctx, c.Keys[1].Public())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer conn.Close()
+	buf := make([]byte, 64)
+	out := make([]time.Duration, 0, rounds)
+	for range rounds {
+		t0 := time.Now()
+		if _, err := conn.Write(buf); err != nil {
+			tb.Fatal(err)
+		}
+		if _, err := io.ReadFull(conn, buf); err != nil {
+			tb.Fatal(err)
+		}
+		out = append(out, time.Since(t0))
+	}
+	slices.Sort(out)
+	return out
 }
 
 // Delay wraps a Network so that every byte written on its connections
