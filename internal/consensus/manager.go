@@ -369,12 +369,27 @@ func (m *Manager) propose(ctx context.Context, name string, op fsm.Op) (Applied,
 	}
 	ctx, cancel := context.WithTimeout(ctx, m.cfg.Timeout)
 	defer cancel()
+	// An invalid operation is the caller's mistake: refuse it before it
+	// reaches the engine.
+	if _, err := fsm.SignRequest(m.cfg.Self, cur.ID(), 0, op); err != nil {
+		return Applied{}, refusal.Wrap(refusal.StageUsage, err)
+	}
 	for range maxRetries {
-		req, err := gr.sign(m.cfg.Self, cur.ID(), op)
-		if err != nil {
-			return Applied{}, err
+		var a Applied
+		var err error
+		switch e := gr.eng.(type) {
+		case opProposer:
+			a, err = e.ProposeOp(ctx, op)
+		case funcProposer:
+			id := cur.ID()
+			a, err = e.ProposeFunc(ctx, func() ([]byte, error) { return gr.sign(m.cfg.Self, id, op) })
+		default:
+			var req []byte
+			if req, err = gr.sign(m.cfg.Self, cur.ID(), op); err != nil {
+				return Applied{}, err
+			}
+			a, err = gr.eng.Propose(ctx, req)
 		}
-		a, err := gr.eng.Propose(ctx, req)
 		if err != nil {
 			return Applied{}, asRefusal(fmt.Errorf("group %s: %w", name, gr.explain(err)))
 		}
@@ -393,6 +408,20 @@ func (m *Manager) propose(ctx context.Context, name string, op fsm.Op) (Applied,
 		return a, asRefusal(&RejectedError{Group: name, Index: a.Index, Code: a.Result.Code, Reason: a.Result.Reason, Version: a.Result.Version})
 	}
 	return Applied{}, refusal.New(refusal.StageInternal, "group %s: request refused %d times for its sequence number or epoch", name, maxRetries)
+}
+
+// opProposer is an engine that signs and numbers this member's requests
+// itself, handing them to the group in number order (bftengine).
+type opProposer interface {
+	ProposeOp(ctx context.Context, op fsm.Op) (Applied, error)
+}
+
+// funcProposer is an engine that orders this member's requests when it
+// builds them under its own submission lock (raftengine): requests numbered
+// in increasing order then reach the log in that order, and none is refused
+// as a replay for being overtaken.
+type funcProposer interface {
+	ProposeFunc(ctx context.Context, build func() ([]byte, error)) (Applied, error)
 }
 
 func (m *Manager) read(ctx context.Context, name string, fn func(*fsm.Machine)) error {
