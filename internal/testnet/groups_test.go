@@ -317,3 +317,38 @@ func TestGroupsDeclaredInConfig(t *testing.T) {
 		t.Fatalf("create over a declared group: %v", err)
 	}
 }
+
+// TestGroupsConcurrentProposersOneMember: many requests of one member at
+// once all commit, in both modes: none is refused as a replay for being
+// overtaken by another of the same member.
+func TestGroupsConcurrentProposersOneMember(t *testing.T) {
+	t.Parallel()
+	c := NewCluster(t, 4, Options{})
+	createGroup(t, "r", "raft", c.Members[:3]...)
+	createGroup(t, "b", "bft", c.Members...)
+	for _, group := range []string{"r", "b"} {
+		cl := c.Members[0].Client()
+		commit(t, func(ctx context.Context) (localapi.Decision, error) {
+			return cl.KVPut(ctx, localapi.KVPutRequest{Group: group, Key: "warm", Value: "up"})
+		})
+		const n = 24
+		errs := make(chan error, n)
+		for i := range n {
+			go func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				defer cancel()
+				_, err := cl.KVPut(ctx, localapi.KVPutRequest{Group: group, Key: fmt.Sprintf("k%d", i), Value: "v"})
+				errs <- err
+			}()
+		}
+		for range n {
+			if err := <-errs; err != nil {
+				t.Fatalf("group %s: %v", group, err)
+			}
+		}
+		keys, err := c.Members[1].Client().KVList(context.Background(), group, "k")
+		if err != nil || len(keys) != n {
+			t.Fatalf("group %s: %d keys, %v", group, len(keys), err)
+		}
+	}
+}
