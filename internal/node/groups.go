@@ -25,11 +25,11 @@ import (
 // GroupsDir holds the consensus groups' state inside a home directory.
 const GroupsDir = "groups"
 
-// Audit kinds of consensus groups.
+// Audit kinds of consensus groups (defined with the others in package audit).
 const (
-	KindDecision      = "decision"       // an entry a group committed, on each member
-	KindGroupEvidence = "group.evidence" // misbehaviour of a member an engine detected
-	KindGroupRefused  = "group.refused"  // a proposal refused before it left this node
+	KindDecision      = audit.KindDecision
+	KindGroupEvidence = audit.KindGroupEvidence
+	KindGroupRefused  = audit.KindGroupRefused
 )
 
 // auditQueue bounds the decisions waiting for the audit log. Apply blocks
