@@ -345,7 +345,14 @@ func (m *Manager) Vote(ctx context.Context, group, motion string, yes bool) (App
 
 // ChangeMember opens the group's motion to add or remove member; it passes
 // with the group's quorum, like any decision of the group.
+//
+// A BFT group cannot add members: its engine is built for the node set it
+// started with, so the new member could never take part (removing one
+// works: its votes and requests stop counting).
 func (m *Manager) ChangeMember(ctx context.Context, group string, member identity.PublicKey, add bool, text string) (Applied, error) {
+	if gr, err := m.lookup(group); err == nil && add && gr.current().Mode == fsm.ModeBFT {
+		return Applied{}, refusal.New(refusal.StageUsage, "group %s is bft: its engine keeps the members it started with, so it cannot add one; create a new group with the new member list", group)
+	}
 	op := fsm.RemoveMember(member, 0, text)
 	if add {
 		op = fsm.AddMember(member, 0, text)

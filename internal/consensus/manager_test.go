@@ -147,6 +147,9 @@ func TestManagerMotionAndBFTRecord(t *testing.T) {
 		t.Fatalf("ls: %v %v", ms, err)
 	}
 
+	if _, err := f.mgrs[0].ChangeMember(ctx, "reviews", testKey(t, 9).Public(), true, ""); localapi.ExitCode(err) != localapi.ExitUsage || !strings.Contains(err.Error(), "cannot add") {
+		t.Fatalf("add to a bft group: %v", err)
+	}
 	r, err := f.mgrs[1].Record(ctx, "reviews", a.Index)
 	if err != nil {
 		t.Fatal(err)
