@@ -28,6 +28,7 @@ var table = []struct {
 	{StagePolicy, ExitDenied, 403},
 	{StageScreen, ExitBlocked, 422},
 	{StageBackend, ExitRemoteFail, 424},
+	{StageConsensus, ExitError, 409},
 	{StageAudit, ExitError, 500},
 	{StageInternal, ExitError, 500},
 	{Stage("from-a-newer-node"), ExitError, 500},

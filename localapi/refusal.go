@@ -20,6 +20,7 @@ const (
 	StagePolicy    Stage = "policy"    // no permit (default deny)
 	StageScreen    Stage = "screen"    // inbound content blocked
 	StageBackend   Stage = "backend"   // the capability failed
+	StageConsensus Stage = "consensus" // the group refused the request on its merits (CAS mismatch, closed motion)
 	StageAudit     Stage = "audit"     // the evidence could not be made durable
 	StageInternal  Stage = "internal"  // a bug or local fault
 )
@@ -87,7 +88,8 @@ func ExitCode(err error) int {
 }
 
 // HTTPStatus is the status code the local API answers err with: 400 usage,
-// 403 denied, 502 unreachable, 422 blocked, 424 remote failure, 500 otherwise.
+// 403 denied, 502 unreachable, 422 blocked, 424 remote failure, 409 consensus,
+// 500 otherwise.
 func HTTPStatus(err error) int {
 	switch ExitCode(err) {
 	case ExitOK:
@@ -102,7 +104,9 @@ func HTTPStatus(err error) int {
 		return 422
 	case ExitRemoteFail:
 		return 424
-	default:
-		return 500
 	}
+	if StageOf(err) == StageConsensus {
+		return 409 // agreed, and refused: the request conflicts with the group's state
+	}
+	return 500
 }

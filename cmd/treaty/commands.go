@@ -49,6 +49,7 @@ func newRoot() *cobra.Command {
 		trustCmd(h), limitCmd(h), versionCmd(),
 		mcpCmd(h),
 		a2aCmd(h),
+		groupCmd(h), kvCmd(h), motionCmd(h), decisionCmd(h),
 	)
 	return root
 }

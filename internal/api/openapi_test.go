@@ -68,7 +68,7 @@ func TestOpenAPIStagesComplete(t *testing.T) {
 	if err := json.Unmarshal([]byte(openAPI), &doc); err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"usage", "resolve", "budget", "sanitize", "transport", "wire", "trust", "policy", "screen", "backend", "audit", "internal"}
+	want := []string{"usage", "resolve", "budget", "sanitize", "transport", "wire", "trust", "policy", "screen", "backend", "consensus", "audit", "internal"}
 	if got := doc.Components.Schemas.ErrorBody.Properties.Stage.Enum; !slices.Equal(got, want) {
 		t.Fatalf("stage enum = %v, want %v", got, want)
 	}

@@ -25,10 +25,18 @@ const (
 	KindFork             = "audit.fork" // written by Witness.Observe
 )
 
+// Kinds of consensus groups' entries (internal/node/groups.go writes them).
+const (
+	KindDecision      = "decision"       // an entry a consensus group committed, on each member
+	KindGroupEvidence = "group.evidence" // a group member's misbehaviour an engine detected
+	KindGroupRefused  = "group.refused"  // a group proposal refused before it left the node
+)
+
 // Kinds lists every kind treaty writes, for filters that must name one.
 func Kinds() []string {
 	return []string{KindCallSent, KindCallServed, KindCallCompleted, KindCallRefused, KindHandshakeRefused,
-		KindPolicyChanged, KindTrustLevel, KindFork, KindPruned, KindHighWater}
+		KindPolicyChanged, KindTrustLevel, KindFork, KindPruned, KindHighWater,
+		KindDecision, KindGroupEvidence, KindGroupRefused}
 }
 
 // Size limits of one entry. Append rejects larger fields with ErrInvalidEntry.

@@ -180,6 +180,11 @@ when { context.trust.greaterThanOrEqual(decimal("0.45")) };
 		return err
 	}
 
+	step("5a. acme, globex and initech approve the reviewed pull request through a BFT motion")
+	if err := approveByMotion(ctx, say, dir, acme, globex, initech); err != nil {
+		return err
+	}
+
 	step("6. acme's agent pastes a config with a live AWS key into a review request")
 	_, err = acme.n.Call(ctx, "globex", "code-review", []byte(`{"diff":"+ aws_access_key_id = AKIA`+`QWERTYUIOPASDFGH"}`))
 	if err := expect(err, refusal.StageSanitize, false); err != nil {

@@ -76,6 +76,7 @@ type Node struct {
 	screener       *screen.Screener    // inbound screening
 	trust          *trust.Book         // behavioural trust per peer; persisted in trust.json
 	budget         *budget.Limiter     // rate, concurrency, bytes, cost, breakers
+	groups         *nodeGroups         // consensus groups (groups.go)
 
 	reloadMu     sync.Mutex // serialises reloads (the watcher, Reload, Register)
 	mu           sync.Mutex // guards funcs, cfgErr, peerLim, limitMax
@@ -174,6 +175,9 @@ func Open(opts Options) (_ *Node, err error) {
 	if n.screener, err = screen.New(screen.Config{}); err != nil {
 		return nil, fmt.Errorf("node: %w", err)
 	}
+	if err := n.openGroups(nil); err != nil {
+		return nil, err
+	}
 	return n, nil
 }
 
@@ -226,6 +230,7 @@ func (n *Node) Addr() net.Addr { return n.tr.Addr() }
 // Start binds the federation port and serves until ctx ends or Close.
 func (n *Node) Start(ctx context.Context) error {
 	ctx, n.cancel = context.WithCancel(ctx)
+	n.startGroups() // their protocols are registered before the port opens
 	if err := n.tr.Start(ctx); err != nil {
 		n.cancel()
 		return fmt.Errorf("node: %w", err)
@@ -264,7 +269,8 @@ func (n *Node) Close() error {
 		if n.cancel != nil {
 			n.cancel()
 		}
-		err = n.tr.Close() // stop serving first; a handler still running finds the log closed and refuses
+		err = n.closeGroups()                // engines first: they use the transport and the audit log
+		err = errors.Join(err, n.tr.Close()) // stop serving first; a handler still running finds the log closed and refuses
 		n.wg.Wait()
 		n.flushRefusals(context.Background(), true) // the counts of the last interval
 		err = errors.Join(err, n.closeParts())

@@ -115,6 +115,7 @@ func (n *Node) reload() error {
 	// writes SQLite).
 	n.auditConfigChange(old, st)
 	n.state.Store(st)
+	n.syncGroups(st)
 	if old != nil && n.tr != nil {
 		// A peer removed from the book loses its open connections now, not at
 		// its next handshake.

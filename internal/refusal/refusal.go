@@ -28,6 +28,7 @@ const (
 	StagePolicy    = localapi.StagePolicy
 	StageScreen    = localapi.StageScreen
 	StageBackend   = localapi.StageBackend
+	StageConsensus = localapi.StageConsensus
 	StageAudit     = localapi.StageAudit
 	StageInternal  = localapi.StageInternal
 )

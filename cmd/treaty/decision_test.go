@@ -1,0 +1,86 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/treaty-dev/treaty/internal/consensus/fsm"
+	"github.com/treaty-dev/treaty/internal/identity"
+)
+
+// bftRecord is a BFT decision record signed by all four members.
+func bftRecord(t *testing.T) []byte {
+	t.Helper()
+	var ks []identity.PrivateKey
+	var pubs []identity.PublicKey
+	for i := range 4 {
+		k, err := identity.FromSeed(bytes.Repeat([]byte{byte(i + 1)}, 32))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ks, pubs = append(ks, k), append(pubs, k.Public())
+	}
+	g, err := fsm.NewGroup("reviews", fsm.ModeBFT, 0, pubs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := fsm.SignRequest(ks[0], g.ID(), 1, fsm.OpenMotion("merge-pr-42", 3, 0, "merge it"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _ := fsm.New(g)
+	e := fsm.Entry{Time: 1000, Request: q.Encode()}
+	res := m.Apply(1, e)
+	var certs []fsm.Attestation
+	for _, k := range ks[:3] {
+		certs = append(certs, fsm.Attest(k, g, 1, e, res))
+	}
+	b, err := json.Marshal(fsm.NewRecord(g, 1, e, res, certs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestDecisionVerifyOffline: the record verifies with no home and no node;
+// a changed byte of the request, the result or a signature fails with exit 1.
+func TestDecisionVerifyOffline(t *testing.T) {
+	rec := bftRecord(t)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "decision.json")
+	os.WriteFile(path, rec, 0o600)
+	out, errOut, code := runTL(t, "decision", "verify", path)
+	if code != 0 || !strings.Contains(out, "ok: decision 1 of group reviews") || !strings.Contains(out, "3 member signatures") {
+		t.Fatalf("verify: code %d\n%s%s", code, out, errOut)
+	}
+	var r fsm.Record
+	json.Unmarshal(rec, &r)
+	for name, change := range map[string]func(r *fsm.Record){
+		"request byte":  func(r *fsm.Record) { r.Request[len(r.Request)-70] ^= 1 },
+		"result":        func(r *fsm.Record) { r.Result.Outcome = fsm.OutcomePassed },
+		"signature":     func(r *fsm.Record) { r.Certificate[1].Sig[0] ^= 1 },
+		"time":          func(r *fsm.Record) { r.Time++ },
+		"one signature": func(r *fsm.Record) { r.Certificate = r.Certificate[:1] },
+	} {
+		var c fsm.Record
+		json.Unmarshal(rec, &c)
+		change(&c)
+		b, _ := json.Marshal(c)
+		p := filepath.Join(dir, strings.ReplaceAll(name, " ", "-")+".json")
+		os.WriteFile(p, b, 0o600)
+		if _, errOut, code := runTL(t, "decision", "verify", p); code != 1 || !strings.Contains(errOut, "decision record") {
+			t.Errorf("%s changed: exit %d, stderr %q", name, code, errOut)
+		}
+	}
+	if _, _, code := runTL(t, "decision", "verify", filepath.Join(dir, "missing.json")); code != 2 {
+		t.Errorf("missing file: exit %d, want 2", code)
+	}
+	os.WriteFile(path, []byte("{not json"), 0o600)
+	if _, _, code := runTL(t, "decision", "verify", path); code != 1 {
+		t.Errorf("garbage: exit %d, want 1", code)
+	}
+}

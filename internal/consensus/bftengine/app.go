@@ -1,0 +1,274 @@
+package bftengine
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/hyperledger-labs/SmartBFT/pkg/types"
+	protos "github.com/hyperledger-labs/SmartBFT/smartbftprotos"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/treaty-dev/treaty/internal/consensus"
+	"github.com/treaty-dev/treaty/internal/consensus/fsm"
+	"github.com/treaty-dev/treaty/internal/identity"
+)
+
+// Domain separation of everything a member signs for the engine (the fsm
+// signs requests and attestations with its own magics).
+const (
+	commitMagic   = "treaty/bft/commit/v1\x00"   // SmartBFT consenter signature: group ID, proposal digest, aux
+	dataMagic     = "treaty/bft/data/v1\x00"     // SmartBFT view-change data
+	proposalMagic = "treaty/bft/proposal/v1\x00" // the leader's header: group ID, payload hash, metadata hash
+)
+
+// app is the engine as SmartBFT sees it: Application, Assembler, Signer,
+// Verifier, RequestInspector, MembershipNotifier and Synchronizer. It is a
+// separate type so that none of these methods join Engine's API.
+type app struct{ e *Engine }
+
+// --- Signer ---
+
+func (a app) Sign(data []byte) []byte {
+	return a.e.cfg.Self.Sign(a.e.signed(dataMagic, data))
+}
+
+// SignProposal signs the proposal's digest with the auxiliary data SmartBFT
+// passes (the prepares this member saw); Msg carries that data unchanged.
+func (a app) SignProposal(p types.Proposal, aux []byte) *types.Signature {
+	return &types.Signature{ID: a.e.selfID, Value: a.e.cfg.Self.Sign(a.e.commitStatement(p, aux)), Msg: aux}
+}
+
+// --- Verifier ---
+
+func (a app) VerifySignature(s types.Signature) error {
+	k, ok := a.e.keyOf(s.ID)
+	if !ok {
+		return fmt.Errorf("bftengine: signer %d is not a member", s.ID)
+	}
+	if !k.Verify(a.e.signed(dataMagic, s.Msg), s.Value) {
+		return fmt.Errorf("bftengine: view data signature is not %d's", s.ID)
+	}
+	return nil
+}
+
+func (a app) VerifyConsenterSig(s types.Signature, p types.Proposal) ([]byte, error) {
+	if err := a.e.verifyCommit(s.ID, s.Value, s.Msg, p); err != nil {
+		return nil, err
+	}
+	return s.Msg, nil
+}
+
+func (a app) AuxiliaryData(msg []byte) []byte { return msg }
+
+func (a app) VerificationSequence() uint64 { return 0 }
+
+func (a app) RequestsFromProposal(p types.Proposal) []types.RequestInfo {
+	b, err := decodeBatch(p.Payload)
+	if err != nil {
+		return nil
+	}
+	infos := make([]types.RequestInfo, 0, len(b.items))
+	for _, it := range b.items {
+		infos = append(infos, requestInfo(it))
+	}
+	return infos
+}
+
+func (a app) VerifyRequest(item []byte) (types.RequestInfo, error) {
+	if err := a.e.checkItem(item); err != nil {
+		return types.RequestInfo{}, err
+	}
+	return requestInfo(item), nil
+}
+
+// VerifyProposal runs on every follower before it prepares: the header is the
+// leader's signature over this payload and metadata, the time stamp is not
+// ahead of local time by more than MaxSkew, and every item is a request a
+// member signed for this group (or a barrier). A failure is evidence against
+// the leader of the proposal's view.
+func (a app) VerifyProposal(p types.Proposal) ([]types.RequestInfo, error) {
+	e := a.e
+	md := &protos.ViewMetadata{}
+	if err := proto.Unmarshal(p.Metadata, md); err != nil {
+		return nil, fmt.Errorf("bftengine: proposal metadata: %w", err)
+	}
+	leader := e.leaderOf(md.ViewId)
+	lk, _ := e.keyOf(leader)
+	if !lk.Verify(e.proposalStatement(sha256.Sum256(p.Payload), sha256.Sum256(p.Metadata)), p.Header) {
+		e.evidence(lk, "bad-proposal-signature", fmt.Sprintf("view %d seq %d: header is not the leader's signature", md.ViewId, md.LatestSequence))
+		return nil, errors.New("bftengine: proposal header is not the leader's signature")
+	}
+	b, err := decodeBatch(p.Payload)
+	if err != nil {
+		e.evidence(lk, "malformed-proposal", err.Error())
+		return nil, err
+	}
+	if err := fsm.CheckProposedTime(b.time, e.now().UnixNano(), int64(e.cfg.MaxSkew)); err != nil {
+		e.evidence(lk, "time-skew", err.Error())
+		return nil, err
+	}
+	infos := make([]types.RequestInfo, 0, len(b.items))
+	seen := make(map[types.RequestInfo]bool, len(b.items))
+	for i, it := range b.items {
+		if err := e.checkItem(it); err != nil {
+			e.evidence(lk, "forged-request", fmt.Sprintf("view %d seq %d item %d: %v", md.ViewId, md.LatestSequence, i, err))
+			return nil, err
+		}
+		info := requestInfo(it)
+		if seen[info] {
+			e.evidence(lk, "duplicate-request", fmt.Sprintf("view %d seq %d item %d repeats %s", md.ViewId, md.LatestSequence, i, info.String()))
+			return nil, fmt.Errorf("bftengine: proposal repeats request %s", info.String())
+		}
+		seen[info] = true
+		infos = append(infos, info)
+	}
+	return infos, nil
+}
+
+// --- RequestInspector ---
+
+func (a app) RequestID(item []byte) types.RequestInfo { return requestInfo(item) }
+
+// requestInfo names an item: a request by proposer and sequence number (the
+// fsm's replay key) and a short hash of its bytes, so that two different
+// requests with one number (one of them forged) are not taken for each other
+// by SmartBFT's pool; a barrier by its maker and nonce. SmartBFT asks often,
+// so the fields are read at their fixed offsets, not decoded (checkItem
+// decodes).
+func requestInfo(item []byte) types.RequestInfo {
+	h := sha256.Sum256(item)
+	if isBarrier(item) {
+		k := item[len(barrierMagic) : len(barrierMagic)+32]
+		return types.RequestInfo{ClientID: "barrier:" + hex.EncodeToString(k), ID: hex.EncodeToString(item[len(barrierMagic)+32:])}
+	}
+	const proposerAt = len(requestMagic) + 32
+	if len(item) < proposerAt+32+8 || string(item[:len(requestMagic)]) != requestMagic {
+		return types.RequestInfo{ClientID: "malformed", ID: hex.EncodeToString(h[:8])}
+	}
+	seq := binary.BigEndian.Uint64(item[proposerAt+32:])
+	return types.RequestInfo{ClientID: hex.EncodeToString(item[proposerAt : proposerAt+32]), ID: strconv.FormatUint(seq, 10) + "/" + hex.EncodeToString(h[:8])}
+}
+
+// requestMagic is fsm's wire magic of a request (fsm.DecodeRequest checks it).
+const requestMagic = "treaty/consensus/request/v1\x00"
+
+// --- MembershipNotifier ---
+
+func (a app) MembershipChange() bool { return false }
+
+// --- Assembler ---
+
+// AssembleProposal runs on the leader: it stamps the batch with its clock and
+// signs payload and metadata into the header, so that a follower can prove
+// what the leader proposed (see witness).
+func (a app) AssembleProposal(metadata []byte, items [][]byte) types.Proposal {
+	e := a.e
+	payload := batch{time: e.now().UnixNano(), items: items}.encode()
+	p := types.Proposal{Payload: payload, Metadata: metadata}
+	p.Header = e.cfg.Self.Sign(e.proposalStatement(sha256.Sum256(payload), sha256.Sum256(metadata)))
+	return p
+}
+
+// --- Application ---
+
+func (a app) Deliver(p types.Proposal, sigs []types.Signature) types.Reconfig {
+	a.e.deliver(p, sigs, true)
+	return types.Reconfig{}
+}
+
+// --- Synchronizer ---
+
+func (a app) Sync() types.SyncResponse { return a.e.sync() }
+
+// --- statements ---
+
+func (e *Engine) signed(magic string, data []byte) []byte {
+	gid := e.group.ID()
+	out := make([]byte, 0, len(magic)+len(gid)+len(data))
+	return append(append(append(out, magic...), gid[:]...), data...)
+}
+
+func (e *Engine) commitStatement(p types.Proposal, aux []byte) []byte {
+	d := p.Digest()
+	var w wbuf
+	w.bytes([]byte(d))
+	w.bytes(aux)
+	return e.signed(commitMagic, w.b)
+}
+
+func (e *Engine) proposalStatement(payload, md [32]byte) []byte {
+	return e.signed(proposalMagic, append(payload[:], md[:]...))
+}
+
+func (e *Engine) verifyCommit(id uint64, value, aux []byte, p types.Proposal) error {
+	k, ok := e.keyOf(id)
+	if !ok {
+		return fmt.Errorf("bftengine: commit signer %d is not a member", id)
+	}
+	if !k.Verify(e.commitStatement(p, aux), value) {
+		return fmt.Errorf("bftengine: commit signature is not %d's", id)
+	}
+	return nil
+}
+
+// checkItem accepts a barrier or a request that decodes, names this group's
+// current epoch, comes from a member and carries that member's signature.
+func (e *Engine) checkItem(item []byte) error {
+	if isBarrier(item) {
+		return nil
+	}
+	q, err := fsm.DecodeRequest(item)
+	if err != nil {
+		return err
+	}
+	g := e.currentGroup()
+	if q.Group != g.ID() {
+		return fmt.Errorf("bftengine: request is for group %s, not %s", q.Group, g.ID())
+	}
+	if !g.IsMember(q.Proposer) {
+		return fmt.Errorf("bftengine: proposer %s: %w", q.Proposer.Short(), consensus.ErrNotMember)
+	}
+	h := sha256.Sum256(item)
+	e.verMu.Lock()
+	ok := e.verified[h]
+	e.verMu.Unlock()
+	if ok {
+		return nil
+	}
+	if !q.VerifySignature() {
+		return fmt.Errorf("bftengine: request signature is not %s's", q.Proposer.Short())
+	}
+	e.verMu.Lock()
+	if len(e.verified) >= verifiedKept {
+		clear(e.verified)
+	}
+	e.verified[h] = true
+	e.verMu.Unlock()
+	return nil
+}
+
+func (e *Engine) keyOf(id uint64) (identity.PublicKey, bool) {
+	if id == 0 || id > uint64(len(e.group.Members)) {
+		return identity.PublicKey{}, false
+	}
+	return e.group.Members[id-1], true
+}
+
+func (e *Engine) idOf(k identity.PublicKey) uint64 {
+	for i, m := range e.group.Members {
+		if m.Equal(k) {
+			return uint64(i + 1)
+		}
+	}
+	return 0
+}
+
+// leaderOf is SmartBFT's leader of a view without rotation: the node IDs in
+// order, one view each.
+func (e *Engine) leaderOf(view uint64) uint64 {
+	return e.nodes[view%uint64(len(e.nodes))]
+}

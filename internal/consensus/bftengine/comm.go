@@ -1,0 +1,337 @@
+package bftengine
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	protos "github.com/hyperledger-labs/SmartBFT/smartbftprotos"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/treaty-dev/treaty/internal/identity"
+)
+
+// Connection parameters. One connection per member pair: the member with the
+// lower ID dials, the other accepts; both send on it.
+const (
+	outQueue      = 4096 // frames waiting for one member; beyond it new frames are dropped (SmartBFT resends)
+	writeTimeout  = 5 * time.Second
+	dialTimeout   = 3 * time.Second
+	redialMin     = 20 * time.Millisecond
+	redialMax     = time.Second
+	waitConnLimit = time.Second // a frame waits this long for a connection before it is dropped
+)
+
+// link is this member's side of the connection to one other member.
+type link struct {
+	id   uint64
+	key  identity.PublicKey
+	dial bool // this member dials (its ID is lower)
+
+	out  chan []byte
+	down chan struct{} // signalled when the connection drops, for the dialer
+
+	mu    sync.Mutex
+	conn  net.Conn
+	ready chan struct{} // closed while conn is set
+
+	lastContact atomic.Int64 // unix ns of the last frame read
+
+	attestMu    sync.Mutex
+	attestSince time.Time
+	attestCount int
+}
+
+// attestsPerSecond bounds the attestations this member signs for one other
+// member on request.
+const attestsPerSecond = 1000
+
+func (l *link) allowAttest() bool {
+	l.attestMu.Lock()
+	defer l.attestMu.Unlock()
+	if now := time.Now(); now.Sub(l.attestSince) >= time.Second {
+		l.attestSince, l.attestCount = now, 0
+	}
+	l.attestCount++
+	return l.attestCount <= attestsPerSecond
+}
+
+func (l *link) current() (net.Conn, chan struct{}) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.conn, l.ready
+}
+
+// setConn makes c the connection, closing the one it replaces (a member that
+// reconnects wins over its stale connection).
+func (l *link) setConn(c net.Conn) {
+	l.mu.Lock()
+	old := l.conn
+	l.conn = c
+	select {
+	case <-l.ready:
+	default:
+		close(l.ready)
+	}
+	l.mu.Unlock()
+	if old != nil {
+		_ = old.Close()
+	}
+}
+
+func (l *link) drop(c net.Conn) {
+	l.mu.Lock()
+	if l.conn == c {
+		l.conn = nil
+		l.ready = make(chan struct{})
+		select {
+		case l.down <- struct{}{}:
+		default:
+		}
+	}
+	l.mu.Unlock()
+	_ = c.Close()
+}
+
+// comm carries frames between this member and the others over the group's
+// Network. It implements SmartBFT's Comm.
+type comm struct {
+	e     *Engine
+	links map[uint64]*link
+	ctx   context.Context
+	stop  context.CancelFunc
+	wg    sync.WaitGroup
+}
+
+func newComm(e *Engine) *comm {
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &comm{e: e, links: map[uint64]*link{}, ctx: ctx, stop: cancel}
+	for i, k := range e.group.Members {
+		id := uint64(i + 1)
+		if id == e.selfID {
+			continue
+		}
+		c.links[id] = &link{id: id, key: k, dial: e.selfID < id, out: make(chan []byte, outQueue),
+			down: make(chan struct{}, 1), ready: make(chan struct{})}
+	}
+	return c
+}
+
+func (c *comm) start() {
+	c.wg.Add(1)
+	go c.acceptLoop()
+	for _, l := range c.links {
+		c.wg.Add(1)
+		go c.writeLoop(l)
+		if l.dial {
+			c.wg.Add(1)
+			go c.dialLoop(l)
+		}
+	}
+}
+
+// close stops every goroutine; the Network's listener is closed too, since
+// Accept has no other way to return.
+func (c *comm) close() {
+	c.stop()
+	_ = c.e.cfg.Net.Listener().Close()
+	for _, l := range c.links {
+		if conn, _ := l.current(); conn != nil {
+			l.drop(conn)
+		}
+	}
+	c.wg.Wait()
+}
+
+func (c *comm) acceptLoop() {
+	defer c.wg.Done()
+	ln := c.e.cfg.Net.Listener()
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			if c.ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			c.e.log.Warn("bftengine: accept", "err", err)
+			if !sleepCtx(c.ctx, 50*time.Millisecond) {
+				return
+			}
+			continue
+		}
+		k, ok := c.e.cfg.Net.Peer(conn)
+		l := c.links[c.e.idOf(k)]
+		if !ok || l == nil {
+			c.e.log.Warn("bftengine: connection from a non-member closed", "event", "consensus.non_member", "peer", k.Short())
+			_ = conn.Close()
+			continue
+		}
+		l.setConn(conn)
+		c.wg.Add(1)
+		go c.readLoop(l, conn)
+	}
+}
+
+func (c *comm) dialLoop(l *link) {
+	defer c.wg.Done()
+	backoff := redialMin
+	for c.ctx.Err() == nil {
+		if conn, _ := l.current(); conn != nil {
+			select {
+			case <-l.down:
+				continue
+			case <-c.ctx.Done():
+				return
+			}
+		}
+		ctx, cancel := context.WithTimeout(c.ctx, dialTimeout)
+		conn, err := c.e.cfg.Net.Dial(ctx, l.key)
+		cancel()
+		if err != nil {
+			c.e.log.Debug("bftengine: dial", "peer", l.key.Short(), "err", err)
+			if !sleepCtx(c.ctx, backoff) {
+				return
+			}
+			backoff = min(2*backoff, redialMax)
+			continue
+		}
+		backoff = redialMin
+		l.setConn(conn)
+		c.wg.Add(1)
+		go c.readLoop(l, conn)
+	}
+}
+
+func (c *comm) readLoop(l *link, conn net.Conn) {
+	defer c.wg.Done()
+	defer l.drop(conn)
+	rd := bufio.NewReaderSize(conn, 64<<10)
+	var hdr [4]byte
+	for {
+		b, err := readFrame(rd, hdr[:])
+		if err != nil {
+			var fe *FrameError
+			if errors.As(err, &fe) {
+				c.e.evidence(l.key, "malformed-frame", err.Error())
+			}
+			return
+		}
+		l.lastContact.Store(time.Now().UnixNano())
+		if h := c.e.opts.observeRecv; h != nil {
+			h(l.id, b)
+		}
+		f, err := decodeFrame(b)
+		if err != nil {
+			c.e.evidence(l.key, "malformed-frame", err.Error())
+			return
+		}
+		c.e.handleFrame(l, f)
+	}
+}
+
+func (c *comm) writeLoop(l *link) {
+	defer c.wg.Done()
+	var (
+		bw   *bufio.Writer
+		cur  net.Conn
+		wait = time.NewTimer(0)
+	)
+	<-wait.C
+	for {
+		var b []byte
+		select {
+		case <-c.ctx.Done():
+			return
+		case b = <-l.out:
+		}
+		conn, ready := l.current()
+		if conn == nil {
+			wait.Reset(waitConnLimit)
+			select {
+			case <-c.ctx.Done():
+				return
+			case <-ready:
+				wait.Stop()
+				conn, _ = l.current()
+			case <-wait.C:
+			}
+			if conn == nil {
+				continue // dropped: the member is unreachable
+			}
+		}
+		if conn != cur {
+			cur, bw = conn, bufio.NewWriterSize(conn, 64<<10)
+		}
+		_ = conn.SetWriteDeadline(time.Now().Add(writeTimeout))
+		_, err := bw.Write(b)
+		// Flush once the queue is empty, so a burst goes out in few writes.
+		if err == nil && len(l.out) == 0 {
+			err = bw.Flush()
+		}
+		if err != nil {
+			l.drop(conn)
+			cur = nil
+		}
+	}
+}
+
+// send queues a frame for member id; it never blocks.
+func (c *comm) send(id uint64, b []byte) {
+	l := c.links[id]
+	if l == nil || c.ctx.Err() != nil {
+		return
+	}
+	if h := c.e.opts.tamperSend; h != nil {
+		for _, x := range h(id, b) {
+			c.enqueue(l, x)
+		}
+		return
+	}
+	c.enqueue(l, b)
+}
+
+func (c *comm) enqueue(l *link, b []byte) {
+	select {
+	case l.out <- b:
+	default:
+		c.e.log.Debug("bftengine: send queue full, frame dropped", "peer", l.key.Short())
+	}
+}
+
+func (c *comm) broadcast(b []byte) {
+	for id := range c.links {
+		c.send(id, b)
+	}
+}
+
+// SendConsensus implements SmartBFT's Comm.
+func (c *comm) SendConsensus(target uint64, m *protos.Message) {
+	body, err := proto.Marshal(m)
+	if err != nil {
+		c.e.log.Error("bftengine: marshal consensus message", "err", err)
+		return
+	}
+	c.send(target, encodeFrame(frame{kind: kindConsensus, body: body}))
+}
+
+// SendTransaction implements SmartBFT's Comm: a request forwarded to the leader.
+func (c *comm) SendTransaction(target uint64, req []byte) {
+	c.send(target, encodeFrame(frame{kind: kindRequest, body: req}))
+}
+
+// Nodes implements SmartBFT's Comm.
+func (c *comm) Nodes() []uint64 { return append([]uint64{}, c.e.nodes...) }
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

@@ -1,0 +1,222 @@
+package bftengine
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+
+	_ "modernc.org/sqlite" // the "sqlite" database/sql driver
+
+	"github.com/treaty-dev/treaty/internal/consensus/fsm"
+	"github.com/treaty-dev/treaty/internal/identity"
+)
+
+// store keeps what a member decided, durably: each decision (proposal and
+// commit signatures) with the entries it applied (time, request, result, the
+// group in force), and certificates once they are assembled. A decision and its entries are written in one transaction
+// (SQLite WAL, synchronous=FULL) before Deliver returns, as SmartBFT requires.
+type store struct{ db *sql.DB }
+
+const schema = `
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS decisions (seq INTEGER PRIMARY KEY, first_index INTEGER NOT NULL, count INTEGER NOT NULL, body BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS entries (idx INTEGER PRIMARY KEY, seq INTEGER NOT NULL, time INTEGER NOT NULL, request BLOB NOT NULL, result BLOB NOT NULL, grp BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS certs (idx INTEGER NOT NULL, signer BLOB NOT NULL, sig BLOB NOT NULL, PRIMARY KEY (idx, signer));
+`
+
+func openStore(dir string, g fsm.Group) (*store, error) {
+	path, err := filepath.Abs(filepath.Join(dir, "decisions.db"))
+	if err != nil {
+		return nil, fmt.Errorf("bftengine: store: %w", err)
+	}
+	esc := strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(filepath.ToSlash(path))
+	db, err := sql.Open("sqlite", "file:"+esc+"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)")
+	if err != nil {
+		return nil, fmt.Errorf("bftengine: store: %w", err)
+	}
+	db.SetMaxOpenConns(1)
+	s := &store{db: db}
+	if _, err := db.Exec(schema); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("bftengine: store %s: %w", path, err)
+	}
+	// The directory belongs to one group (its name and mode); an engine for
+	// another group must not replay its decisions.
+	want := g.Name + "/" + string(g.Mode)
+	var have []byte
+	err = db.QueryRow(`SELECT value FROM meta WHERE key = 'group'`).Scan(&have)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		if _, err := db.Exec(`INSERT INTO meta (key, value) VALUES ('group', ?)`, []byte(want)); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("bftengine: store: %w", err)
+		}
+	case err != nil:
+		db.Close()
+		return nil, fmt.Errorf("bftengine: store: %w", err)
+	case string(have) != want:
+		db.Close()
+		return nil, fmt.Errorf("bftengine: Dir %s holds group %q, not %q", dir, have, want)
+	}
+	return s, nil
+}
+
+func (s *store) close() error { return s.db.Close() }
+
+// storedEntry is one applied entry as kept for its decision record.
+type storedEntry struct {
+	index  uint64
+	entry  fsm.Entry
+	result fsm.Result
+	group  fsm.Group // before the entry applied
+}
+
+func (s *store) putDecision(seq uint64, d *decision, es []storedEntry) error {
+	tx, err := s.db.Begin()
+	if err != nil {
+		return fmt.Errorf("bftengine: store decision %d: %w", seq, err)
+	}
+	defer tx.Rollback()
+	first := uint64(0)
+	if len(es) > 0 {
+		first = es[0].index
+	}
+	if _, err := tx.Exec(`INSERT INTO decisions (seq, first_index, count, body) VALUES (?, ?, ?, ?)`,
+		int64(seq), int64(first), len(es), d.encode()); err != nil {
+		return fmt.Errorf("bftengine: store decision %d: %w", seq, err)
+	}
+	for _, x := range es {
+		res, err := json.Marshal(recordResult(x.result))
+		if err != nil {
+			return fmt.Errorf("bftengine: store entry %d: %w", x.index, err)
+		}
+		req := x.entry.Request
+		if req == nil {
+			req = []byte{}
+		}
+		if _, err := tx.Exec(`INSERT INTO entries (idx, seq, time, request, result, grp) VALUES (?, ?, ?, ?, ?, ?)`,
+			int64(x.index), int64(seq), x.entry.Time, req, res, x.group.Canonical()); err != nil {
+			return fmt.Errorf("bftengine: store entry %d: %w", x.index, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("bftengine: store decision %d: %w", seq, err)
+	}
+	return nil
+}
+
+func recordResult(r fsm.Result) fsm.RecordResult {
+	return fsm.RecordResult{Code: r.Code, Reason: r.Reason, Time: r.Time, Version: r.Version,
+		Motion: r.Motion, Outcome: r.Outcome, Closed: r.Closed}
+}
+
+// eachDecision calls fn with every stored decision in sequence order.
+func (s *store) eachDecision(ctx context.Context, fn func(seq uint64, d *decision) error) error {
+	rows, err := s.db.QueryContext(ctx, `SELECT seq, body FROM decisions ORDER BY seq`)
+	if err != nil {
+		return fmt.Errorf("bftengine: read decisions: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var seq int64
+		var body []byte
+		if err := rows.Scan(&seq, &body); err != nil {
+			return fmt.Errorf("bftengine: read decisions: %w", err)
+		}
+		d, err := decodeDecision(body)
+		if err != nil {
+			return fmt.Errorf("bftengine: stored decision %d: %w", seq, err)
+		}
+		if err := fn(uint64(seq), d); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
+func (s *store) decisionAt(seq uint64) (*decision, bool, error) {
+	var body []byte
+	err := s.db.QueryRow(`SELECT body FROM decisions WHERE seq = ?`, int64(seq)).Scan(&body)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("bftengine: read decision %d: %w", seq, err)
+	}
+	d, err := decodeDecision(body)
+	if err != nil {
+		return nil, false, fmt.Errorf("bftengine: stored decision %d: %w", seq, err)
+	}
+	return d, true, nil
+}
+
+func (s *store) entry(index uint64) (storedEntry, bool, error) {
+	var (
+		t             int64
+		req, res, grp []byte
+	)
+	err := s.db.QueryRow(`SELECT time, request, result, grp FROM entries WHERE idx = ?`, int64(index)).Scan(&t, &req, &res, &grp)
+	if errors.Is(err, sql.ErrNoRows) {
+		return storedEntry{}, false, nil
+	}
+	if err != nil {
+		return storedEntry{}, false, fmt.Errorf("bftengine: read entry %d: %w", index, err)
+	}
+	var rr fsm.RecordResult
+	if err := json.Unmarshal(res, &rr); err != nil {
+		return storedEntry{}, false, fmt.Errorf("bftengine: stored entry %d: %w", index, err)
+	}
+	g, err := fsm.ParseGroup(grp)
+	if err != nil {
+		return storedEntry{}, false, fmt.Errorf("bftengine: stored entry %d: %w", index, err)
+	}
+	if len(req) == 0 {
+		req = nil
+	}
+	x := storedEntry{index: index, entry: fsm.Entry{Time: t, Request: req}, group: g,
+		result: fsm.Result{Index: index, Time: rr.Time, Code: rr.Code, Reason: rr.Reason, Version: rr.Version,
+			Motion: rr.Motion, Outcome: rr.Outcome, Closed: rr.Closed}}
+	return x, true, nil
+}
+
+func (s *store) cert(index uint64) ([]fsm.Attestation, error) {
+	rows, err := s.db.Query(`SELECT signer, sig FROM certs WHERE idx = ? ORDER BY signer`, int64(index))
+	if err != nil {
+		return nil, fmt.Errorf("bftengine: read certificate %d: %w", index, err)
+	}
+	defer rows.Close()
+	var out []fsm.Attestation
+	for rows.Next() {
+		var k, sg []byte
+		if err := rows.Scan(&k, &sg); err != nil {
+			return nil, fmt.Errorf("bftengine: read certificate %d: %w", index, err)
+		}
+		pk, err := identity.PublicKeyFromEd25519(k)
+		if err != nil {
+			return nil, fmt.Errorf("bftengine: stored certificate %d: %w", index, err)
+		}
+		out = append(out, fsm.Attestation{Signer: pk, Sig: sg})
+	}
+	return out, rows.Err()
+}
+
+func (s *store) putCert(index uint64, atts []fsm.Attestation) error {
+	tx, err := s.db.Begin()
+	if err != nil {
+		return fmt.Errorf("bftengine: store certificate %d: %w", index, err)
+	}
+	defer tx.Rollback()
+	for _, a := range atts {
+		if _, err := tx.Exec(`INSERT OR IGNORE INTO certs (idx, signer, sig) VALUES (?, ?, ?)`, int64(index), a.Signer.Bytes(), a.Sig); err != nil {
+			return fmt.Errorf("bftengine: store certificate %d: %w", index, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("bftengine: store certificate %d: %w", index, err)
+	}
+	return nil
+}

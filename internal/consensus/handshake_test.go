@@ -1,0 +1,158 @@
+package consensus
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/treaty-dev/treaty/internal/consensus/fsm"
+	"github.com/treaty-dev/treaty/internal/identity"
+)
+
+// pipeNet connects two members through net.Pipe: a's Dial lands on b's listener.
+type pipeNet struct {
+	self identity.PublicKey
+	far  *pipeNet
+	ln   *pipeListener
+	mu   sync.Mutex
+	who  map[net.Conn]identity.PublicKey
+}
+
+func (p *pipeNet) Dial(ctx context.Context, member identity.PublicKey) (net.Conn, error) {
+	a, b := net.Pipe()
+	p.far.mu.Lock()
+	p.far.who[b] = p.self
+	p.far.mu.Unlock()
+	select {
+	case p.far.ln.ch <- b:
+		return a, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+func (p *pipeNet) Listener() net.Listener { return p.ln }
+func (p *pipeNet) Peer(c net.Conn) (identity.PublicKey, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	k, ok := p.who[c]
+	return k, ok
+}
+
+func pipePair(a, b identity.PublicKey) (*pipeNet, *pipeNet) {
+	x := &pipeNet{self: a, ln: newPipeListener(), who: map[net.Conn]identity.PublicKey{}}
+	y := &pipeNet{self: b, ln: newPipeListener(), who: map[net.Conn]identity.PublicKey{}}
+	x.far, y.far = y, x
+	return x, y
+}
+
+type refusals struct {
+	mu  sync.Mutex
+	got []error
+	ch  chan error // if set, receives each refusal
+}
+
+func (r *refusals) note(_ identity.PublicKey, err error) {
+	if err != nil {
+		r.mu.Lock()
+		r.got = append(r.got, err)
+		r.mu.Unlock()
+		if r.ch != nil {
+			r.ch <- err
+		}
+	}
+}
+
+func TestDefinitionExchange(t *testing.T) {
+	ka, kb, kc := testKey(t, 1), testKey(t, 2), testKey(t, 3)
+	same, _ := fsm.NewGroup("reviews", fsm.ModeBFT, 0, []identity.PublicKey{ka.Public(), kb.Public()})
+	other, _ := fsm.NewGroup("reviews", fsm.ModeBFT, 0, []identity.PublicKey{ka.Public(), kb.Public(), kc.Public()})
+	later := other
+	later.Epoch = 1
+	allow := func(identity.PublicKey) error { return nil }
+	for _, tc := range []struct {
+		name   string
+		remote fsm.Group
+		ok     bool
+	}{
+		{"same definition", same, true},
+		{"other members at the same epoch", other, false},
+		{"another epoch (a member catching up)", later, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pa, pb := pipePair(ka.Public(), kb.Public())
+			var ra, rb refusals
+			a := newCheckedNetwork(pa, func() fsm.Group { return same }, allow, ra.note, nil)
+			b := newCheckedNetwork(pb, func() fsm.Group { return tc.remote }, allow, rb.note, nil)
+			defer a.Listener().Close()
+			defer b.Listener().Close()
+			accepted := make(chan net.Conn, 1)
+			go func() {
+				c, err := b.Listener().Accept()
+				if err == nil {
+					accepted <- c
+				}
+			}()
+			c, err := a.Dial(context.Background(), kb.Public())
+			if tc.ok {
+				if err != nil {
+					t.Fatalf("dial: %v", err)
+				}
+				srv := <-accepted
+				go c.Write([]byte("x")) // the engine's bytes follow the exchange untouched
+				buf := make([]byte, 1)
+				if _, err := io.ReadFull(srv, buf); err != nil || buf[0] != 'x' {
+					t.Fatalf("after the exchange: %q %v", buf, err)
+				}
+				c.Close()
+				return
+			}
+			var de *DefinitionError
+			if !errors.As(err, &de) || de.Err.Field != "member" || !strings.Contains(err.Error(), "defines the group differently") {
+				t.Fatalf("dial: %v, want a DefinitionError naming the member", err)
+			}
+			ra.mu.Lock()
+			defer ra.mu.Unlock()
+			if len(ra.got) == 0 {
+				t.Fatal("the refusal was not reported")
+			}
+		})
+	}
+}
+
+func TestDefinitionExchangeRefusesGarbageAndAdmission(t *testing.T) {
+	ka, kb := testKey(t, 1), testKey(t, 2)
+	g, _ := fsm.NewGroup("reviews", fsm.ModeRaft, 0, []identity.PublicKey{ka.Public(), kb.Public()})
+	pa, pb := pipePair(ka.Public(), kb.Public())
+	rb := refusals{ch: make(chan error, 4)}
+	b := newCheckedNetwork(pb, func() fsm.Group { return g }, func(identity.PublicKey) error { return nil }, rb.note, nil)
+	defer b.Listener().Close()
+	// A raw connection that sends an oversized definition is closed.
+	raw, err := pa.Dial(context.Background(), kb.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	go io.Copy(io.Discard, raw)
+	raw.Write(append([]byte(helloMagic), 0xff, 0xff, 0xff, 0xff))
+	select {
+	case err := <-rb.ch:
+		if !strings.Contains(err.Error(), "limit") {
+			t.Fatalf("refusal: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("an oversized definition was not refused")
+	}
+	raw.Close()
+
+	// A member that admission refuses (trust, budgets) is not dialled.
+	denied := errors.New("quarantined")
+	a := newCheckedNetwork(pa, func() fsm.Group { return g }, func(identity.PublicKey) error { return denied }, (&refusals{}).note, nil)
+	defer a.Listener().Close()
+	if _, err := a.Dial(context.Background(), kb.Public()); !errors.Is(err, denied) {
+		t.Fatalf("dial of a refused member: %v", err)
+	}
+}

@@ -1,0 +1,181 @@
+package raftengine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/treaty-dev/treaty/internal/consensus"
+	"github.com/treaty-dev/treaty/internal/consensus/fsm"
+	"github.com/treaty-dev/treaty/internal/consensus/raftengine/rafttest"
+	"github.com/treaty-dev/treaty/internal/identity"
+)
+
+// TestElectCommitSurviveRestart: n members elect a leader, commit from the
+// leader and from followers (forwarded), survive the leader's crash, and
+// the crashed member restarts with its state and catches up.
+func TestElectCommitSurviveRestart(t *testing.T) {
+	for _, n := range []int{3, 5} {
+		t.Run(fmt.Sprintf("n=%d", n), func(t *testing.T) {
+			tc := newCluster(t, n)
+			lead := tc.leader(20 * time.Second)
+			var last consensus.Applied
+			for i := range n {
+				last = tc.propose(i, fsm.Put(fmt.Sprintf("k%d", i), []byte("v1")))
+			}
+			tc.converge(last.Index, 20*time.Second)
+
+			tc.stop(lead)
+			next := tc.leader(20 * time.Second)
+			if next == lead {
+				t.Fatalf("stopped member %d still leads", lead)
+			}
+			for i := range n {
+				if i != lead {
+					last = tc.propose(i, fsm.Put(fmt.Sprintf("k%d", i), []byte("v2")))
+				}
+			}
+			tc.start(lead)
+			tc.converge(last.Index, 20*time.Second)
+			for i := range n {
+				want := "v2"
+				if i == lead {
+					want = "v1"
+				}
+				it, ok := tc.get(lead, fmt.Sprintf("k%d", i))
+				if !ok || string(it.Value) != want {
+					t.Fatalf("restarted member reads k%d = %q, %v; want %q", i, it.Value, ok, want)
+				}
+			}
+			// OnApply saw each member's indexes in increasing order.
+			for i, l := range tc.apply {
+				l.mu.Lock()
+				sorted := slices.IsSorted(l.idx) && len(slices.Compact(slices.Clone(l.idx))) == len(l.idx)
+				l.mu.Unlock()
+				if !sorted {
+					t.Fatalf("member %d: OnApply out of order or repeated: %v", i, l.idx)
+				}
+			}
+		})
+	}
+}
+
+// TestRecordVerifies: a committed entry's record is the same on every member,
+// verifies offline, says no certificate exists, and an unknown index is
+// ErrNoRecord.
+func TestRecordVerifies(t *testing.T) {
+	tc := newCluster(t, 3)
+	tc.leader(20 * time.Second)
+	a := tc.propose(1, fsm.Put("pr/42", []byte("approved")))
+	tc.converge(a.Index, 20*time.Second)
+	ctx := context.Background()
+	var first []byte
+	for i := range 3 {
+		r, err := tc.engine(i).Record(ctx, a.Index)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := fsm.Verify(r); err != nil {
+			t.Fatalf("member %d: %v", i, err)
+		}
+		if r.NoCertificate != fsm.NoCertificateRaft || len(r.Certificate) != 0 {
+			t.Fatalf("raft record claims a certificate: %+v", r)
+		}
+		b := fmt.Sprintf("%+v", r)
+		if first == nil {
+			first = []byte(b)
+		} else if string(first) != b {
+			t.Fatalf("member %d's record differs:\n%s\n%s", i, first, b)
+		}
+	}
+	if _, err := tc.engine(0).Record(ctx, a.Index+1000); !errors.Is(err, consensus.ErrNoRecord) {
+		t.Fatalf("unknown index: %v, want ErrNoRecord", err)
+	}
+}
+
+// TestRefusedRequestIsAgreed: a CAS mismatch is a result, not an error, and a
+// replayed request is refused on every member.
+func TestRefusedRequestIsAgreed(t *testing.T) {
+	tc := newCluster(t, 3)
+	tc.leader(20 * time.Second)
+	tc.propose(0, fsm.Put("k", []byte("a")))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	a, err := tc.engine(2).ProposeFunc(ctx, tc.sign(2, fsm.CAS("k", []byte("b"), 7)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Result.Code != fsm.CodeCASMismatch || a.Result.Version != 1 {
+		t.Fatalf("CAS on version 7 of a version-1 key: %+v", a.Result)
+	}
+	req := a.Entry.Request
+	b, err := tc.engine(1).Propose(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Result.Code != fsm.CodeReplay {
+		t.Fatalf("replayed request: %+v, want %s", b.Result, fsm.CodeReplay)
+	}
+}
+
+// TestNoQuorum: with a majority gone, Propose fails with ErrNoQuorum by its
+// deadline, and after healing the group makes progress.
+func TestNoQuorum(t *testing.T) {
+	tc := newCluster(t, 3)
+	lead := tc.leader(20 * time.Second)
+	others := []int{(lead + 1) % 3, (lead + 2) % 3}
+	tc.c.Faults.Partition(tc.c.Pubs()[lead:lead+1], []identity.PublicKey{tc.c.Pubs()[others[0]], tc.c.Pubs()[others[1]]})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	_, err := tc.engine(lead).ProposeFunc(ctx, tc.sign(lead, fsm.Put("k", []byte("x"))))
+	if !errors.Is(err, consensus.ErrNoQuorum) && !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("propose on an isolated leader: %v, want no quorum or deadline", err)
+	}
+	if err := tc.engine(lead).Read(ctx, func(*fsm.Machine) {}); err == nil {
+		t.Fatal("read on an isolated member succeeded")
+	}
+	tc.c.Faults.Heal()
+	a := tc.propose(lead, fsm.Put("after", []byte("heal")))
+	tc.converge(a.Index, 20*time.Second)
+}
+
+// TestConfigErrors: New names the wrong field.
+func TestConfigErrors(t *testing.T) {
+	c := rafttest.New(t, 1)
+	g := c.Group("g", fsm.ModeRaft)
+	good := consensus.EngineConfig{Group: g, Self: c.Keys[0], Dir: t.TempDir(), Net: c.Network(0, g, nil)}
+	bft := c.Group("g", fsm.ModeBFT)
+	later := g
+	later.Epoch = 3
+	for _, tt := range []struct {
+		name  string
+		edit  func(*consensus.EngineConfig)
+		field string
+	}{
+		{"no group", func(c *consensus.EngineConfig) { c.Group = fsm.Group{} }, "Group"},
+		{"bft group", func(c *consensus.EngineConfig) { c.Group = bft }, "Group"},
+		{"no self", func(c *consensus.EngineConfig) { c.Self = identity.PrivateKey{} }, "Self"},
+		{"no dir", func(c *consensus.EngineConfig) { c.Dir = "" }, "Dir"},
+		{"no net", func(c *consensus.EngineConfig) { c.Net = nil }, "Net"},
+		{"negative skew", func(c *consensus.EngineConfig) { c.MaxSkew = -time.Second }, "MaxSkew"},
+		{"fresh at epoch 3", func(c *consensus.EngineConfig) { c.Group = later }, "epoch-0"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := good
+			cfg.Dir = t.TempDir()
+			tt.edit(&cfg)
+			e, err := New(context.Background(), cfg)
+			if err == nil {
+				e.Close()
+				t.Fatal("accepted")
+			}
+			if !strings.Contains(err.Error(), tt.field) {
+				t.Fatalf("error %q does not name %s", err, tt.field)
+			}
+		})
+	}
+}

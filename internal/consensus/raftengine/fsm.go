@@ -1,0 +1,170 @@
+package raftengine
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/treaty-dev/treaty/internal/consensus"
+	"github.com/treaty-dev/treaty/internal/consensus/fsm"
+)
+
+// entryVersion prefixes every command in the raft log: version, the
+// leader's time stamp (i64 big-endian unix ns), then the request bytes.
+const entryVersion byte = 1
+
+const entryHeader = 1 + 8
+
+func encodeEntry(e fsm.Entry) []byte {
+	b := make([]byte, 0, entryHeader+len(e.Request))
+	b = append(b, entryVersion)
+	b = binary.BigEndian.AppendUint64(b, uint64(e.Time))
+	return append(b, e.Request...)
+}
+
+// decodeEntry never fails: bytes that are not an entry (which no leader of
+// this engine writes) are applied as a request of those bytes at time 0, so
+// every replica refuses them the same way (malformed).
+func decodeEntry(b []byte) fsm.Entry {
+	if len(b) < entryHeader || b[0] != entryVersion {
+		return fsm.Entry{Request: b}
+	}
+	return fsm.Entry{Time: int64(binary.BigEndian.Uint64(b[1:entryHeader])), Request: b[entryHeader:]}
+}
+
+// maxSnapshotBytes bounds what Restore reads: a canonical snapshot of a full
+// store (fsm.MaxStoreBytes of keys and values) with its per-key overhead,
+// proposers and motions fits well inside it.
+const maxSnapshotBytes = 4 * fsm.MaxStoreBytes
+
+// machine adapts fsm.Machine to raft.BatchingFSM. raft calls Apply,
+// ApplyBatch, Snapshot and Restore from one goroutine; Read runs concurrently
+// under the read lock.
+type machine struct{ e *Engine }
+
+var _ raft.BatchingFSM = machine{}
+
+// Apply implements raft.FSM.
+func (f machine) Apply(l *raft.Log) any { return f.ApplyBatch([]*raft.Log{l})[0] }
+
+// ApplyBatch implements raft.BatchingFSM: it applies the commands in order,
+// stores their decision records, then calls OnApply in order and wakes the
+// readers waiting for these indexes.
+func (f machine) ApplyBatch(logs []*raft.Log) []any {
+	e := f.e
+	out := make([]any, len(logs))
+	applied := make([]consensus.Applied, 0, len(logs))
+	recs := make([]storedRecord, 0, len(logs))
+	changed := false
+	e.mu.Lock()
+	// The group before each entry, for its record; it changes only when a
+	// membership motion closes.
+	cur := e.m.Group()
+	grp := cur.Canonical()
+	for i, l := range logs {
+		if l.Type != raft.LogCommand {
+			continue
+		}
+		ent := decodeEntry(l.Data)
+		res := e.m.Apply(l.Index, ent)
+		a := consensus.Applied{Index: l.Index, Entry: ent, Result: res}
+		out[i] = a
+		if res.Code == fsm.CodeIndex {
+			continue // already applied (a snapshot covered it): its record stands
+		}
+		applied = append(applied, a)
+		if rj, err := json.Marshal(res); err == nil {
+			recs = append(recs, storedRecord{index: l.Index, group: grp, time: ent.Time, req: ent.Request, res: rj})
+		} else {
+			e.log.Error("raftengine: encode record", "index", l.Index, "err", err)
+		}
+		if len(res.Closed) > 0 {
+			if g := e.m.Group(); g.Epoch != cur.Epoch {
+				cur, grp, changed = g, g.Canonical(), true
+			}
+		}
+	}
+	last := e.m.LastIndex()
+	e.mu.Unlock()
+
+	if err := e.store.putRecords(recs); err != nil {
+		e.log.Error("raftengine: decision records not stored", "event", "consensus.record_lost", "err", err)
+	}
+	if e.cfg.OnApply != nil {
+		for _, a := range applied {
+			// A restart replays the log from the last snapshot; entries
+			// reported before it are not reported again.
+			if a.Index > e.reported {
+				e.cfg.OnApply(a)
+			}
+		}
+	}
+	e.watch.advance(last)
+	if changed {
+		e.pokeReconcile()
+	}
+	return out
+}
+
+// Snapshot implements raft.FSM: the canonical state bytes, taken under the
+// read lock (Persist then runs concurrently with Apply).
+func (f machine) Snapshot() (raft.FSMSnapshot, error) {
+	e := f.e
+	e.mu.RLock()
+	b, idx := e.m.Snapshot(), e.m.LastIndex()
+	e.mu.RUnlock()
+	return &snapshot{b: b, index: idx, st: e.store}, nil
+}
+
+// Restore implements raft.FSM: it replaces the state with a snapshot's, after
+// checking it is a snapshot of this group.
+func (f machine) Restore(rc io.ReadCloser) error {
+	e := f.e
+	defer rc.Close()
+	b, err := io.ReadAll(io.LimitReader(rc, maxSnapshotBytes+1))
+	if err != nil {
+		return fmt.Errorf("raftengine: restore: %w", err)
+	}
+	if len(b) > maxSnapshotBytes {
+		return fmt.Errorf("raftengine: restore: snapshot over %d bytes", maxSnapshotBytes)
+	}
+	m, err := fsm.Restore(b)
+	if err != nil {
+		return fmt.Errorf("raftengine: restore: %w", err)
+	}
+	if g := m.Group(); g.Name != e.genesis.Name || g.Mode != e.genesis.Mode {
+		return fmt.Errorf("raftengine: restore: snapshot of group %s/%s, this engine runs %s/%s", g.Name, g.Mode, e.genesis.Name, e.genesis.Mode)
+	}
+	e.mu.Lock()
+	e.m = m
+	e.mu.Unlock()
+	e.watch.advance(m.LastIndex())
+	e.pokeReconcile()
+	return nil
+}
+
+type snapshot struct {
+	b     []byte
+	index uint64
+	st    *store
+}
+
+// Persist implements raft.FSMSnapshot. Records up to the snapshot are made
+// durable first: once the snapshot exists, raft may compact their entries.
+func (s *snapshot) Persist(sink raft.SnapshotSink) error {
+	err := s.st.syncRecords(s.index)
+	if err == nil {
+		_, err = sink.Write(s.b)
+	}
+	if err != nil {
+		return errors.Join(fmt.Errorf("raftengine: persist snapshot: %w", err), sink.Cancel())
+	}
+	return sink.Close()
+}
+
+// Release implements raft.FSMSnapshot.
+func (s *snapshot) Release() {}

@@ -1,0 +1,74 @@
+package raftengine
+
+import (
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/treaty-dev/treaty/internal/consensus/fsm"
+)
+
+// TestMembershipChange: adding a member is a motion of the group; once it
+// passes, the leader makes the new member a voter, the joiner (started from
+// the genesis definition, not bootstrapped) catches up and can propose under
+// the new epoch; removing a member takes it out of raft's configuration.
+func TestMembershipChange(t *testing.T) {
+	tc := newClusterOf(t, 4, 3, testTiming())
+	tc.leader(20 * time.Second)
+	joiner := tc.c.Keys[3].Public()
+
+	open := tc.propose(0, fsm.AddMember(joiner, 0, "welcome"))
+	tc.propose(1, fsm.Vote(open.Result.Motion, true))
+	pass := tc.propose(2, fsm.Vote(open.Result.Motion, true))
+	if len(pass.Result.Closed) != 1 || pass.Result.Closed[0].Outcome != fsm.OutcomePassed {
+		t.Fatalf("add motion: %+v", pass.Result)
+	}
+	tc.start(3)
+	tc.converge(pass.Index, 30*time.Second)
+	if g := tc.engine(3).Status().Group; g.Epoch != 1 || !g.IsMember(joiner) {
+		t.Fatalf("joiner sees group %s", g)
+	}
+	waitVoters(t, tc, 4)
+	a := tc.propose(3, fsm.Put("from-joiner", []byte("hi")))
+	tc.converge(a.Index, 20*time.Second)
+
+	gone := tc.c.Keys[2].Public()
+	open = tc.propose(0, fsm.RemoveMember(gone, 0, "bye"))
+	tc.propose(1, fsm.Vote(open.Result.Motion, true)) // quorum of 4 is 3
+	tc.propose(3, fsm.Vote(open.Result.Motion, true))
+	pass = tc.propose(2, fsm.Vote(open.Result.Motion, true))
+	if len(pass.Result.Closed) != 1 || pass.Result.Closed[0].Outcome != fsm.OutcomePassed {
+		t.Fatalf("remove motion: %+v", pass.Result)
+	}
+	waitVoters(t, tc, 3)
+	tc.converge(pass.Index, 20*time.Second)
+	a = tc.propose(1, fsm.Put("after-remove", []byte("ok")))
+	if a.Result.Code != fsm.CodeOK {
+		t.Fatalf("put after removal: %+v", a.Result)
+	}
+}
+
+// waitVoters waits until the leader's raft configuration has n voters.
+func waitVoters(t *testing.T, tc *tcluster, n int) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if i := tc.agreedLeader(); i >= 0 {
+			f := tc.engine(i).raft.GetConfiguration()
+			if f.Error() == nil {
+				voters := 0
+				for _, s := range f.Configuration().Servers {
+					if s.Suffrage == raft.Voter {
+						voters++
+					}
+				}
+				if voters == n {
+					return
+				}
+			}
+		}
+		pollPause()
+	}
+	t.Fatalf("raft configuration did not reach %d voters", n)
+}
