@@ -68,7 +68,7 @@ func (o *outcall) recordSent(ctx context.Context, clean sanitize.Clean, sent wir
 	e := audit.Entry{Kind: audit.KindCallSent, Peer: o.p.ID.String(), Direction: "out", Capability: o.capName,
 		Outcome: "sent", RequestDigest: sent.Digest[:]}
 	o.n.withContent(&e, o.st, o.capName, clean, nil)
-	e.Evidence, _ = json.Marshal(map[string]string{"signature_input": sent.SignatureInput, "signature": sent.Signature, "base": sent.Base})
+	e.Evidence = requestEvidenceJSON(sent.Base, sent.Signature, o.n.key.Public(), o.p.ID, o.capName, e.ContentDigest)
 	if _, err := o.n.audit.Append(ctx, e); err != nil {
 		return refusal.Wrap(refusal.StageAudit, err)
 	}
@@ -103,16 +103,14 @@ func (o *outcall) completed(ctx context.Context, callErr error, receipt *wire.Re
 		}
 		e.Report, _ = json.Marshal(r)
 	}
-	ev := map[string]any{}
+	var ev completedEvidence
 	if receipt != nil {
 		d := sha256.Sum256([]byte(receipt.Signature))
 		e.ResponseDigest = d[:]
-		ev["receipt"] = receipt
+		ev.Response = compactResponse(*receipt)
 	}
-	if pe != nil {
-		ev["peer_audit"] = pe
-	}
-	if len(ev) > 0 {
+	ev.PeerAudit = compactPeerAudit(e.Peer, pe)
+	if ev.Response != nil || ev.PeerAudit != nil {
 		e.Evidence, _ = json.Marshal(ev)
 	}
 	idx, err := o.n.audit.Append(context.WithoutCancel(ctx), e)
