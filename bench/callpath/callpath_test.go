@@ -2,8 +2,11 @@
 // signatures, policy, trust and budgets, sanitizer and screen, audit) against
 // baselines taken in the same run: (a) the same payload over a plain mTLS
 // HTTP/2 request with no signing or policy, (b) the bare ed25519 and sha-256
-// work the protocol must do per call, and (c) one fsync, since every call
-// makes three audit entries durable in sequence. Run with
+// work the protocol must do per call, and (c) one fsync. Two audit entries
+// are durable in sequence on a call's critical path (call.served at the
+// callee, call.completed at the caller); call.sent's fsync runs while the
+// request travels (docs/adr/0010). The target (issue 11) is
+// p50 <= a + b + 2c + 150 µs. Run with
 //
 //	go test ./bench/callpath -run '^$' -bench . -benchtime 5x
 package callpath
@@ -137,8 +140,8 @@ func bareCrypto() func() error {
 }
 
 // fsyncOnce is baseline (c): one small write and fsync on this disk, the unit
-// of the audit log's durability (each call makes three entries durable in
-// sequence: call.sent, call.served, call.completed).
+// of the audit log's durability (two entries are durable in sequence on the
+// critical path: call.served, call.completed).
 func fsyncOnce(b *testing.B) func() error {
 	f, err := os.Create(filepath.Join(b.TempDir(), "fsync"))
 	must(b, err)
@@ -188,9 +191,12 @@ func BenchmarkCallLatency(b *testing.B) {
 	b.ReportMetric(p, "mtls-p50-µs")
 	b.ReportMetric(c, "crypto-p50-µs")
 	b.ReportMetric(fsync, "fsync-p50-µs")
+	target := p + c + 2*fsync + 150
 	b.ReportMetric(f-p-c, "overhead-µs")
-	b.ReportMetric(f-p-c-3*fsync, "overhead-beyond-3fsync-µs")
+	b.ReportMetric(f-p-c-2*fsync, "overhead-beyond-2fsync-µs")
 	b.ReportMetric(f/(p+c), "ratio-full/(a+b)")
+	b.ReportMetric(target, "target-a+b+2c+150-µs")
+	b.ReportMetric(f/target, "ratio-full/target")
 }
 
 // BenchmarkCallThroughput reports calls/s with 64 concurrent callers for the
