@@ -323,7 +323,9 @@ func BenchmarkRealProcess(b *testing.B) {
 
 	for b.Loop() {
 		for _, c := range []struct{ callers, per int }{{1, 300}, {8, 250}, {64, 60}} {
+			stopProfiles := profileNodes(b, c.callers, acme, globex)
 			tr := run(b, c.callers, c.per, []int{acme.PID(), globex.PID()}, treatyCaller)
+			stopProfiles()
 			mc := run(b, c.callers, c.per, []int{mcpSrv.cmd.Process.Pid}, mcpCaller)
 			h2 := run(b, c.callers, c.per, []int{h2Srv.cmd.Process.Pid}, h2Caller)
 			us := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e3 }
@@ -344,4 +346,38 @@ func BenchmarkRealProcess(b *testing.B) {
 			}
 		}
 	}
+}
+
+// profileNodes, with REALPROC_PPROF=DIR, takes a 3-second CPU profile of each
+// node (debug.pprof on its local socket) while callers call, into
+// DIR/NAME-cCALLERS.pprof; the returned function waits for them.
+func profileNodes(b *testing.B, callers int, nodes ...*testnet.Node) func() {
+	dir := os.Getenv("REALPROC_PPROF")
+	if dir == "" {
+		return func() {}
+	}
+	var wg sync.WaitGroup
+	for _, n := range nodes {
+		wg.Go(func() {
+			sock := filepath.Join(n.Home, "treaty.sock")
+			hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+				var d net.Dialer
+				return d.DialContext(ctx, "unix", sock)
+			}}}
+			resp, err := hc.Get("http://node/debug/pprof/profile?seconds=3")
+			if err != nil {
+				b.Logf("profile %s: %v", n.Name, err)
+				return
+			}
+			defer resp.Body.Close()
+			f, err := os.Create(filepath.Join(dir, fmt.Sprintf("%s-c%d.pprof", n.Name, callers)))
+			if err != nil {
+				b.Logf("profile %s: %v", n.Name, err)
+				return
+			}
+			defer f.Close()
+			io.Copy(f, resp.Body)
+		})
+	}
+	return wg.Wait
 }
