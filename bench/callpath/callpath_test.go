@@ -85,13 +85,7 @@ func must(b *testing.B, err error) {
 // plainMTLS is baseline (a): an HTTP/2 echo server with client certificates.
 func plainMTLS(b *testing.B) func() error {
 	b.Helper()
-	cert := func() tls.Certificate {
-		pub, priv, _ := ed25519.GenerateKey(rand.Reader)
-		tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, pub, priv)
-		must(b, err)
-		return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: priv}
-	}
+	cert := func() tls.Certificate { return newCert(b) }
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	must(b, err)
 	srv := &http.Server{
@@ -117,6 +111,15 @@ func plainMTLS(b *testing.B) func() error {
 		resp.Body.Close()
 		return err
 	}
+}
+
+// newCert is a throwaway self-signed ed25519 certificate.
+func newCert(b *testing.B) tls.Certificate {
+	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, pub, priv)
+	must(b, err)
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: priv}
 }
 
 // bareCrypto is baseline (b): per call the protocol signs and verifies a request
