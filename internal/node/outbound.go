@@ -74,7 +74,7 @@ func (o *outcall) recordSent(ctx context.Context, clean sanitize.Clean, sent wir
 	e := audit.Entry{Kind: audit.KindCallSent, Peer: o.p.ID.String(), Direction: "out", Capability: o.capName,
 		Outcome: "sent", RequestDigest: sent.Digest[:]}
 	o.n.withContent(&e, o.st, o.capName, clean, nil)
-	e.Evidence = requestEvidenceJSON(sent.Base, sent.Signature, o.n.key.Public(), o.p.ID, o.capName, e.ContentDigest)
+	e.Evidence = requestEvidenceJSON(sent.Base, sent.Signature, o.n.self, o.p.ID, o.capName, e.ContentDigest)
 	pend, err := o.n.audit.AppendAsync(ctx, e)
 	if err != nil {
 		return refusal.Wrap(refusal.StageAudit, err)
