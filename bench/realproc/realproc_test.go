@@ -11,7 +11,9 @@
 //
 // For 1, 8 and 64 concurrent callers it reports calls/s, p50 latency and
 // server CPU per call: both nodes together for treaty, the server process
-// for the baselines. Targets (issue 11), with the http backend: at 64
+// for the baselines. Treaty runs twice: the http backend ("echo") and an exec
+// backend in worker mode ("echow", this binary as two workers); backends'
+// own CPU is not counted, as for the baselines' handlers. Targets (issue 11), with the http backend: at 64
 // callers treaty >= 1.0x MCP's calls/s and <= 400 µs of node CPU per call;
 // at 1 caller p50 <= 2.5x MCP's.
 package realproc
@@ -45,6 +47,7 @@ import (
 	"golang.org/x/net/http2"
 
 	"github.com/treaty-dev/treaty/client"
+	"github.com/treaty-dev/treaty/internal/config"
 	"github.com/treaty-dev/treaty/internal/testnet"
 )
 
@@ -52,7 +55,7 @@ import (
 var payload = json.RawMessage(`{"q":"` + strings.Repeat("x", 100-8) + `"}`)
 
 // serveEnv names the baseline server a re-executed test binary runs.
-const serveEnv = "TREATY_REALPROC_SERVE"
+const serveEnv = "REALPROC_SERVE"
 
 func TestMain(m *testing.M) {
 	if mode := os.Getenv(serveEnv); mode != "" {
@@ -68,6 +71,9 @@ func TestMain(m *testing.M) {
 // serve runs a baseline echo server on 127.0.0.1:0, prints its address and
 // serves until stdin closes (the parent's end).
 func serve(mode string) error {
+	if mode == "worker" {
+		return worker()
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
@@ -99,6 +105,29 @@ func serve(mode string) error {
 	fmt.Println(ln.Addr().String())
 	io.Copy(io.Discard, os.Stdin)
 	return hs.Close()
+}
+
+// worker is an exec backend in worker mode (docs/backends.md) that echoes:
+// one JSON line in, one out, until stdin closes.
+func worker() error {
+	in := bufio.NewScanner(os.Stdin)
+	in.Buffer(make([]byte, 64<<10), 8<<20)
+	out := bufio.NewWriter(os.Stdout)
+	for in.Scan() {
+		var req struct {
+			ID    json.RawMessage `json:"id"`
+			Input json.RawMessage `json:"input"`
+		}
+		if err := json.Unmarshal(in.Bytes(), &req); err != nil {
+			return err
+		}
+		b, _ := json.Marshal(map[string]json.RawMessage{"id": req.ID, "output": req.Input})
+		out.Write(append(b, '\n'))
+		if err := out.Flush(); err != nil {
+			return err
+		}
+	}
+	return in.Err()
 }
 
 func selfSigned() tls.Certificate {
@@ -267,6 +296,21 @@ func treatyPair(b *testing.B) (acme, globex *testnet.Node) {
 	testnet.Federate(b, acme, globex)
 	globex.Must(b, "expose", "echo", "--http", backend.URL)
 	globex.Must(b, "grant", "acme", "echo")
+	// "echow": an exec backend in worker mode, this test binary.
+	exe, err := os.Executable()
+	if err != nil {
+		b.Fatal(err)
+	}
+	cfg, err := config.Load(globex.Home)
+	if err != nil {
+		b.Fatal(err)
+	}
+	cfg.Capabilities = append(cfg.Capabilities, config.Capability{Name: "echow", Exec: &config.ExecBackend{
+		Command: exe, Env: []string{serveEnv + "=worker"}, Mode: config.ExecModeWorker, Workers: 2}})
+	if err := config.Save(globex.Home, cfg); err != nil {
+		b.Fatal(err)
+	}
+	globex.Must(b, "grant", "acme", "echow")
 	acme.Start(b)
 	globex.Start(b)
 	return acme, globex
@@ -278,13 +322,16 @@ func BenchmarkRealProcess(b *testing.B) {
 	insecure := &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS13} // loopback bench against a throwaway cert
 	clientCert := selfSigned()
 
-	treatyCaller := func() (func(context.Context) error, func()) {
-		cl := client.New(acme.Home)
-		return func(ctx context.Context) error {
-			_, err := cl.Call(ctx, "globex", "echo", payload)
-			return err
-		}, func() {}
+	treatyCallerOf := func(capName string) func() (func(context.Context) error, func()) {
+		return func() (func(context.Context) error, func()) {
+			cl := client.New(acme.Home)
+			return func(ctx context.Context) error {
+				_, err := cl.Call(ctx, "globex", capName, payload)
+				return err
+			}, func() {}
+		}
 	}
+	treatyCaller, workerCaller := treatyCallerOf("echo"), treatyCallerOf("echow")
 	var in map[string]any
 	if err := json.Unmarshal(payload, &in); err != nil {
 		b.Fatal(err)
@@ -326,11 +373,15 @@ func BenchmarkRealProcess(b *testing.B) {
 			stopProfiles := profileNodes(b, c.callers, acme, globex)
 			tr := run(b, c.callers, c.per, []int{acme.PID(), globex.PID()}, treatyCaller)
 			stopProfiles()
+			wk := run(b, c.callers, c.per, []int{acme.PID(), globex.PID()}, workerCaller)
 			mc := run(b, c.callers, c.per, []int{mcpSrv.cmd.Process.Pid}, mcpCaller)
 			h2 := run(b, c.callers, c.per, []int{h2Srv.cmd.Process.Pid}, h2Caller)
 			us := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e3 }
 			p := fmt.Sprintf("c%d-", c.callers)
 			b.ReportMetric(tr.rate, p+"treaty-calls/s")
+			b.ReportMetric(wk.rate, p+"treaty-worker-calls/s")
+			b.ReportMetric(us(wk.p50), p+"treaty-worker-p50-µs")
+			b.ReportMetric(us(wk.cpu), p+"treaty-worker-nodes-cpu-µs/call")
 			b.ReportMetric(mc.rate, p+"mcp-calls/s")
 			b.ReportMetric(h2.rate, p+"h2-calls/s")
 			b.ReportMetric(tr.rate/mc.rate, p+"ratio-treaty/mcp-calls/s")
@@ -341,8 +392,8 @@ func BenchmarkRealProcess(b *testing.B) {
 			b.ReportMetric(us(tr.cpu), p+"treaty-nodes-cpu-µs/call")
 			b.ReportMetric(us(mc.cpu), p+"mcp-server-cpu-µs/call")
 			b.ReportMetric(us(h2.cpu), p+"h2-server-cpu-µs/call")
-			if tr.failed+mc.failed+h2.failed > 0 {
-				b.Logf("%d callers: failed calls: treaty %d, mcp %d, h2 %d", c.callers, tr.failed, mc.failed, h2.failed)
+			if tr.failed+wk.failed+mc.failed+h2.failed > 0 {
+				b.Logf("%d callers: failed calls: treaty %d, treaty worker %d, mcp %d, h2 %d", c.callers, tr.failed, wk.failed, mc.failed, h2.failed)
 			}
 		}
 	}
