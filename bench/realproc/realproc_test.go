@@ -262,14 +262,17 @@ func run(b *testing.B, callers, perCaller int, pids []int, newCaller func() (fun
 	return result{rate: float64(len(lat)) / el.Seconds(), p50: lat[len(lat)/2], cpu: (cpu1 - cpu0) / time.Duration(len(lat)), calls: len(lat), failed: failed}
 }
 
-// treatyPair builds the binary (without -race) and starts acme and globex,
-// globex serving "echo" through an http backend in this process.
+// treatyPair builds the binary (without -race; REALPROC_BIN names another)
+// and starts acme and globex, globex serving "echo" through an http backend
+// in this process and "echow" through an exec worker.
 func treatyPair(b *testing.B) (acme, globex *testnet.Node) {
 	b.Helper()
-	dir := b.TempDir()
-	bin := filepath.Join(dir, "treaty")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/treaty-dev/treaty/cmd/treaty").CombinedOutput(); err != nil {
-		b.Fatalf("build: %v\n%s", err, out)
+	bin := os.Getenv("REALPROC_BIN") // a treaty binary to measure instead (an older build, to compare)
+	if bin == "" {
+		bin = filepath.Join(b.TempDir(), "treaty")
+		if out, err := exec.Command("go", "build", "-o", bin, "github.com/treaty-dev/treaty/cmd/treaty").CombinedOutput(); err != nil {
+			b.Fatalf("build: %v\n%s", err, out)
+		}
 	}
 	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
