@@ -51,8 +51,9 @@ func TestAppendAsyncOrderAndWait(t *testing.T) {
 }
 
 // Over the high-water mark AppendAsync refuses at once, before anything is
-// handed to the writer; a Wait cut short by its context reports that and
-// can be repeated.
+// handed to the writer; an entry taken just as the mark is reached fails in
+// Wait (the caller then withholds what depended on it); a Wait cut short by
+// its context reports that and can be repeated.
 func TestAppendAsyncHighWaterAndCancel(t *testing.T) {
 	var free atomic.Uint64
 	free.Store(10 << 30)
@@ -78,6 +79,15 @@ func TestAppendAsyncHighWaterAndCancel(t *testing.T) {
 		t.Fatal(err)
 	}
 	free.Store(512 << 20)
+	// The writer learns of the mark at its next commit: an entry handed over
+	// before then is taken, and its Wait reports the refusal.
+	late, err := l.AppendAsync(ctx, sampleEntry(1))
+	if err != nil {
+		t.Fatalf("AppendAsync before the writer saw the mark: %v", err)
+	}
+	if _, err := late.Wait(ctx); !errors.Is(err, ErrHighWater) {
+		t.Fatalf("Wait of an entry taken as the mark was reached: %v, want ErrHighWater", err)
+	}
 	if _, err := l.Append(ctx, sampleEntry(1)); !errors.Is(err, ErrHighWater) {
 		t.Fatalf("append under the mark: %v", err)
 	}

@@ -51,7 +51,7 @@ type outcall struct {
 	sent     *wire.Sent     // set once call.sent is handed to the log
 	sentWait *audit.Pending // call.sent's commit, running while the request travels
 	sentErr  error          // why call.sent did not become durable, once known
-	waited   bool
+	waited   bool           // sentDurable has waited
 }
 
 // refused audits a refusal that happened before anything was sent.
