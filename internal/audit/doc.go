@@ -56,7 +56,11 @@
 // # Use
 //
 // A node opens its Log once and appends with Append before it acts (a call is
-// not answered, a sent call not reported, before its entry is durable). A
+// not answered, a sent call not reported, before its entry is durable).
+// AppendAsync takes an entry's place in the log order at once and lets the
+// caller act while its commit runs; the caller waits on the returned Pending
+// before anything that depends on the entry is seen (the caller's call.sent
+// travels with the request: docs/adr/0010-overlap-sent-durability.md). A
 // callee uses AppendCheckpoint to put the index and signed checkpoint of its
 // entry in the receipt; the caller stores that receipt as Evidence, and the
 // callee can later prove the entry in that very checkpoint with ProveAt.

@@ -242,6 +242,14 @@ func compactRaw(raw json.RawMessage) ([]byte, error) {
 	if !utf8.Valid(raw) || !json.Valid(raw) {
 		return nil, errors.New("not valid UTF-8 JSON")
 	}
+	if bytes.Equal(raw, []byte("null")) {
+		return nil, nil
+	}
+	if bytes.IndexAny(raw, " \t\n\r") < 0 {
+		// Valid JSON without a whitespace byte anywhere is already compact
+		// (json.Marshal's output, unless a string holds a space).
+		return raw, nil
+	}
 	var buf bytes.Buffer
 	if err := json.Compact(&buf, raw); err != nil {
 		return nil, err

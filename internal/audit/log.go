@@ -128,8 +128,9 @@ type Log struct {
 	done      chan struct{}
 	closeOnce sync.Once
 
-	head    atomic.Pointer[Checkpoint]
-	pruneMu sync.Mutex // one Prune or PruneRows at a time
+	head     atomic.Pointer[Checkpoint]
+	overMark atomic.Pointer[HighWaterError] // the writer's space.over, for AppendAsync
+	pruneMu  sync.Mutex                     // one Prune or PruneRows at a time
 
 	commits, appended atomic.Uint64
 
@@ -419,6 +420,54 @@ func (l *Log) AppendCheckpoint(ctx context.Context, e Entry) (uint64, Checkpoint
 	return res.index, *res.cp, nil
 }
 
+// Pending is an entry the writer has taken and will commit with its next
+// group commit; Wait tells when it is durable, or why it is not.
+type Pending struct {
+	o    *op
+	res  opResult
+	done bool
+}
+
+// AppendAsync hands e to the writer and returns as soon as the writer holds
+// it, before it is durable. The writer commits entries in the order it takes
+// them, so an entry appended after AppendAsync returns is never committed
+// before this one (it can be committed without it only when this one's
+// commit fails, which Wait reports). Over the disk high-water mark it
+// refuses at once with a *HighWaterError, as Append would.
+//
+// The entry counts as logged only once Wait returns nil: an action that must
+// not be seen before its entry is durable waits for it first.
+func (l *Log) AppendAsync(ctx context.Context, e Entry) (*Pending, error) {
+	p, err := prepare(e)
+	if err != nil {
+		return nil, err
+	}
+	if hw := l.overMark.Load(); hw != nil {
+		return nil, hw
+	}
+	o := &op{entry: p, done: make(chan opResult, 1)}
+	if err := l.enqueue(ctx, o); err != nil {
+		return nil, err
+	}
+	return &Pending{o: o}, nil
+}
+
+// Wait returns the entry's index once it and a signed checkpoint covering
+// it are durable, or the error that kept it out of the log. When ctx ends
+// first it returns ctx.Err() and the outcome is unknown; Wait may be called
+// again. Not safe for concurrent use.
+func (p *Pending) Wait(ctx context.Context) (uint64, error) {
+	if !p.done {
+		select {
+		case p.res = <-p.o.done:
+			p.done = true
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+	}
+	return p.res.index, p.res.err
+}
+
 // exec runs fn inside the next group-commit transaction.
 func (l *Log) exec(ctx context.Context, fn func(ctx context.Context, tx *txn) error) error {
 	_, err := l.submit(ctx, &op{fn: fn, done: make(chan opResult, 1)})
@@ -426,21 +475,29 @@ func (l *Log) exec(ctx context.Context, fn func(ctx context.Context, tx *txn) er
 }
 
 func (l *Log) submit(ctx context.Context, o *op) (opResult, error) {
-	if err := ctx.Err(); err != nil {
+	if err := l.enqueue(ctx, o); err != nil {
 		return opResult{}, err
-	}
-	select {
-	case l.reqs <- o:
-	case <-l.closing:
-		return opResult{}, ErrClosed
-	case <-ctx.Done():
-		return opResult{}, ctx.Err()
 	}
 	select {
 	case r := <-o.done:
 		return r, r.err
 	case <-ctx.Done():
 		return opResult{}, ctx.Err()
+	}
+}
+
+// enqueue returns once the writer has taken o.
+func (l *Log) enqueue(ctx context.Context, o *op) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	select {
+	case l.reqs <- o:
+		return nil
+	case <-l.closing:
+		return ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 

@@ -146,6 +146,7 @@ func (l *Log) checkSpace(ctx context.Context) *prepared {
 	}
 	was := l.space.over
 	l.space.over = hw
+	l.overMark.Store(hw)
 	var outcome string
 	switch {
 	case was == nil && hw != nil:

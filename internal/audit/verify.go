@@ -193,6 +193,7 @@ func loadCheckpoints(ctx context.Context, q querier, pub identity.PublicKey, ori
 	}
 	defer rows.Close()
 	var cps []cpCheck
+	var notes [][]byte
 	var head uint64
 	for rows.Next() {
 		var size int64
@@ -203,24 +204,36 @@ func loadCheckpoints(ctx context.Context, q querier, pub identity.PublicKey, ori
 		if size < 0 {
 			return nil, 0, &BadCheckpointError{Size: 0, Reason: fmt.Sprintf("negative size %d", size)}
 		}
-		c := cpCheck{size: uint64(size)}
-		cp, err := OpenCheckpoint(msg, pub)
-		switch {
-		case err != nil:
-			c.bad = err.Error()
-		case cp.Size != c.size:
-			c.bad = fmt.Sprintf("note says size %d", cp.Size)
-		case cp.Origin != origin:
-			c.bad = fmt.Sprintf("note has origin %q, the log %q", cp.Origin, origin)
-		default:
-			c.root = cp.Root
-		}
-		cps = append(cps, c)
-		head = max(head, c.size)
+		cps = append(cps, cpCheck{size: uint64(size)})
+		notes = append(notes, msg)
+		head = max(head, uint64(size))
 	}
 	if err := rows.Err(); err != nil {
 		return nil, 0, fmt.Errorf("audit: read checkpoints: %w", err)
 	}
+	// One signature check per retained checkpoint (hundreds in a large log):
+	// spread over the cores.
+	workers := min(runtime.GOMAXPROCS(0), max(1, len(cps)/64))
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < len(cps); i += workers {
+				c := &cps[i]
+				cp, err := OpenCheckpoint(notes[i], pub)
+				switch {
+				case err != nil:
+					c.bad = err.Error()
+				case cp.Size != c.size:
+					c.bad = fmt.Sprintf("note says size %d", cp.Size)
+				case cp.Origin != origin:
+					c.bad = fmt.Sprintf("note has origin %q, the log %q", cp.Origin, origin)
+				default:
+					c.root = cp.Root
+				}
+			}
+		})
+	}
+	wg.Wait()
 	return cps, head, nil
 }
 

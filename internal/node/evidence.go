@@ -9,7 +9,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/treaty-dev/treaty/internal/audit"
@@ -17,6 +19,7 @@ import (
 	"github.com/treaty-dev/treaty/internal/refusal"
 	"github.com/treaty-dev/treaty/internal/sanitize"
 	"github.com/treaty-dev/treaty/internal/screen"
+	"github.com/treaty-dev/treaty/internal/transport"
 	"github.com/treaty-dev/treaty/internal/trust"
 	"github.com/treaty-dev/treaty/internal/wire"
 )
@@ -78,14 +81,256 @@ func readPeerEvidence(h http.Header) (*peerEvidence, error) {
 	return &peerEvidence{Index: idx, Checkpoint: string(note), note: note}, nil
 }
 
-// signedRequestEvidence is the caller's signed request as kept in the log.
+// requestEvidence is a signed request as call.sent and call.served keep it:
+// the Signature header and the signature base. The Signature-Input header is
+// never kept: it is "treaty=" and the base's @signature-params line, which is
+// how a receipt's verifier reads it too. A base of the plain form is kept as
+// the few values that are not already in the entry or the log (see
+// plainRequestBase); a base of any other form (a delegated call's) is kept
+// whole. Logs written before hold the whole base and "signature_input";
+// receiptFromLog reads both.
+type requestEvidence struct {
+	Base      string `json:"base,omitempty"`
+	Path      string `json:"path,omitempty"`
+	Digest    string `json:"digest,omitempty"` // Content-Digest, when not the entry's content digest
+	Created   int64  `json:"created,omitempty"`
+	Expires   int64  `json:"expires,omitempty"`
+	Nonce     string `json:"nonce,omitempty"`
+	Signature string `json:"signature"`
+}
+
+// signedRequestEvidence is the caller's signed request as the callee keeps it.
 func signedRequestEvidence(req wire.Request) json.RawMessage {
-	b, _ := json.Marshal(map[string]string{
-		"signature_input": req.SignatureInput,
-		"signature":       req.Signature,
-		"base":            req.Base,
-	})
+	return requestEvidenceJSON(req.Base, req.Signature, req.Peer, req.Audience, req.Capability, nil)
+}
+
+// requestEvidenceJSON is the evidence of a request caller signed for
+// audience, kept in an entry for capName whose content digest is
+// contentDigest (nil when none).
+func requestEvidenceJSON(base, sig string, caller, audience identity.PublicKey, capName string, contentDigest []byte) json.RawMessage {
+	re := requestEvidence{Base: base, Signature: sig}
+	if c, ok := compactRequest(base, sig, caller, audience, capName, contentDigest); ok {
+		re = c
+	}
+	b, _ := json.Marshal(re)
 	return b
+}
+
+// compactRequest reads the values of a plain-form base; ok is false unless
+// plainRequestBase gives back exactly base from them.
+func compactRequest(base, sig string, caller, audience identity.PublicKey, capName string, contentDigest []byte) (requestEvidence, bool) {
+	lines := strings.Split(base, "\n")
+	if len(lines) != 8 {
+		return requestEvidence{}, false
+	}
+	path, ok1 := strings.CutPrefix(lines[2], `"@path": `)
+	digest, ok2 := strings.CutPrefix(lines[4], `"content-digest": `)
+	created, ok3 := paramValue(lines[7], ";created=")
+	expires, ok4 := paramValue(lines[7], ";expires=")
+	_, rest, ok5 := strings.Cut(lines[7], `;nonce="`)
+	nonce, _, ok6 := strings.Cut(rest, `"`)
+	if !ok1 || !ok2 || !ok3 || !ok4 || !ok5 || !ok6 {
+		return requestEvidence{}, false
+	}
+	c, err1 := strconv.ParseInt(created, 10, 64)
+	e, err2 := strconv.ParseInt(expires, 10, 64)
+	if err1 != nil || err2 != nil {
+		return requestEvidence{}, false
+	}
+	re := requestEvidence{Path: path, Digest: digest, Created: c, Expires: e, Nonce: nonce, Signature: sig}
+	if contentDigest != nil && digest == contentDigestHeader(contentDigest) {
+		re.Digest = ""
+	}
+	if plainRequestBase(caller, audience, capName, contentDigest, re) != base {
+		return requestEvidence{}, false
+	}
+	return re, true
+}
+
+func paramValue(params, key string) (string, bool) {
+	_, rest, ok := strings.Cut(params, key)
+	if !ok {
+		return "", false
+	}
+	v, _, _ := strings.Cut(rest, ";")
+	return v, v != ""
+}
+
+func contentDigestHeader(sum []byte) string {
+	return "sha-256=:" + base64.StdEncoding.EncodeToString(sum) + ":"
+}
+
+// plainRequestBase rebuilds the RFC 9421 signature base of an undelegated
+// request from caller to audience (wire.SignRequest's form). compactRequest
+// keeps the short form only when this gives back the exact base that was
+// signed, and receiptFromLog checks the result against the request digest.
+func plainRequestBase(caller, audience identity.PublicKey, capName string, contentDigest []byte, re requestEvidence) string {
+	u, err := url.Parse(transport.PeerURL(audience, re.Path))
+	if err != nil {
+		return ""
+	}
+	digest := re.Digest
+	if digest == "" {
+		digest = contentDigestHeader(contentDigest)
+	}
+	var b strings.Builder
+	b.Grow(640)
+	b.WriteString(`"@method": POST` + "\n" + `"@authority": `)
+	b.WriteString(strings.ToLower(u.Host))
+	b.WriteString("\n" + `"@path": `)
+	b.WriteString(re.Path)
+	b.WriteString("\n" + `"@query": ?` + "\n" + `"content-digest": `)
+	b.WriteString(digest)
+	b.WriteString("\n" + `"treaty-audience": `)
+	b.WriteString(audience.String())
+	b.WriteString("\n" + `"treaty-capability": `)
+	b.WriteString(capName)
+	b.WriteString("\n" + `"@signature-params": ("@method" "@authority" "@path" "@query" "content-digest" "treaty-audience" "treaty-capability");created=`)
+	b.WriteString(strconv.FormatInt(re.Created, 10))
+	b.WriteString(";expires=")
+	b.WriteString(strconv.FormatInt(re.Expires, 10))
+	b.WriteString(`;nonce="`)
+	b.WriteString(re.Nonce)
+	b.WriteString(`";alg="ed25519";keyid="`)
+	b.WriteString(caller.String())
+	b.WriteString(`";tag="` + wire.Tag + `"`)
+	return b.String()
+}
+
+// responseEvidence is the callee's half of a receipt as call.completed keeps
+// it. The request's half is in the call.sent entry with the same request
+// digest, the caller is the log's owner and the callee the entry's peer:
+// storing the whole receipt again would keep the signature base twice (see
+// receiptFromLog). Created stands for the Signature-Input header when that
+// is the plain form responseSignatureInput rebuilds.
+type responseEvidence struct {
+	Status         int    `json:"status"`
+	ContentDigest  string `json:"content_digest"`
+	SignatureInput string `json:"signature_input,omitempty"`
+	Created        int64  `json:"created,omitempty"`
+	Signature      string `json:"signature"`
+}
+
+// responseSignatureInput is the Signature-Input header of a callee's answer in
+// wire's plain form.
+func responseSignatureInput(callee string, created int64) string {
+	return wire.Label + `=("@status" "content-digest" "signature";req;key="` + wire.Label + `");created=` +
+		strconv.FormatInt(created, 10) + `;alg="ed25519";keyid="` + callee + `";tag="` + wire.Tag + `"`
+}
+
+// compactResponse keeps the response half of r, with the plain
+// Signature-Input header as its created time.
+func compactResponse(r wire.Receipt) *responseEvidence {
+	re := &responseEvidence{Status: r.Status, ContentDigest: r.ContentDigest, SignatureInput: r.SignatureInput, Signature: r.Signature}
+	const key = ");created="
+	if i := strings.Index(r.SignatureInput, key); i >= 0 {
+		rest := r.SignatureInput[i+len(key):]
+		if j := strings.IndexByte(rest, ';'); j > 0 {
+			if c, err := strconv.ParseInt(rest[:j], 10, 64); err == nil && c > 0 && responseSignatureInput(r.Callee, c) == r.SignatureInput {
+				re.SignatureInput, re.Created = "", c
+			}
+		}
+	}
+	return re
+}
+
+// peerAuditEvidence is the callee's audit evidence as call.completed keeps
+// it: the index of its entry and its signed checkpoint, as the size, root
+// and signature when the note has the plain form (one signature by the
+// peer's own origin, see plainNote), else as the whole note.
+type peerAuditEvidence struct {
+	Index      uint64 `json:"index"`
+	Checkpoint string `json:"checkpoint,omitempty"`
+	Size       uint64 `json:"size,omitempty"`
+	Root       string `json:"root,omitempty"`
+	Sig        string `json:"sig,omitempty"`
+}
+
+// plainNote is the signed checkpoint note of peer's log of size entries.
+func plainNote(peer string, size uint64, root, sig string) string {
+	origin := "treaty/" + peer
+	return origin + "\n" + strconv.FormatUint(size, 10) + "\n" + root + "\n\n\u2014 " + origin + " " + sig + "\n"
+}
+
+func compactPeerAudit(peer string, pe *peerEvidence) *peerAuditEvidence {
+	if pe == nil {
+		return nil
+	}
+	out := &peerAuditEvidence{Index: pe.Index, Checkpoint: pe.Checkpoint}
+	lines := strings.Split(pe.Checkpoint, "\n")
+	if len(lines) != 6 {
+		return out
+	}
+	size, err := strconv.ParseUint(lines[1], 10, 64)
+	sig, ok := strings.CutPrefix(lines[4], "\u2014 treaty/"+peer+" ")
+	if err != nil || !ok || plainNote(peer, size, lines[2], sig) != pe.Checkpoint {
+		return out
+	}
+	return &peerAuditEvidence{Index: pe.Index, Size: size, Root: lines[2], Sig: sig}
+}
+
+// completedEvidence is call.completed's evidence: the response half of the
+// receipt and the callee's audit evidence.
+type completedEvidence struct {
+	Response  *responseEvidence  `json:"response,omitempty"`
+	Receipt   *wire.Receipt      `json:"receipt,omitempty"` // logs written before kept the whole receipt
+	PeerAudit *peerAuditEvidence `json:"peer_audit,omitempty"`
+}
+
+// receiptFromLog rebuilds the callee's whole signed receipt, and its signed
+// checkpoint note when it sent one, from a call's call.sent and
+// call.completed entries in the log of owner (the caller). It checks that
+// the entries are one call: same peer, and the request digest is SHA-256 of
+// the base. The receipt verifies offline with wire.Receipt.Verify.
+func receiptFromLog(owner identity.PublicKey, sent, completed audit.Entry) (wire.Receipt, []byte, error) {
+	if sent.Kind != audit.KindCallSent || completed.Kind != audit.KindCallCompleted {
+		return wire.Receipt{}, nil, fmt.Errorf("entries %d and %d are %s and %s, want call.sent and call.completed", sent.Index, completed.Index, sent.Kind, completed.Kind)
+	}
+	if sent.Peer != completed.Peer || string(sent.RequestDigest) != string(completed.RequestDigest) {
+		return wire.Receipt{}, nil, fmt.Errorf("entries %d and %d are not the same call", sent.Index, completed.Index)
+	}
+	var ce completedEvidence
+	if err := json.Unmarshal(completed.Evidence, &ce); err != nil {
+		return wire.Receipt{}, nil, fmt.Errorf("entry %d evidence: %w", completed.Index, err)
+	}
+	var note []byte
+	if pa := ce.PeerAudit; pa != nil {
+		note = []byte(pa.Checkpoint)
+		if pa.Checkpoint == "" {
+			note = []byte(plainNote(completed.Peer, pa.Size, pa.Root, pa.Sig))
+		}
+	}
+	if ce.Receipt != nil {
+		return *ce.Receipt, note, nil
+	}
+	if ce.Response == nil {
+		return wire.Receipt{}, nil, fmt.Errorf("entry %d holds no receipt", completed.Index)
+	}
+	var re requestEvidence
+	if err := json.Unmarshal(sent.Evidence, &re); err != nil {
+		return wire.Receipt{}, nil, fmt.Errorf("entry %d evidence: %w", sent.Index, err)
+	}
+	base := re.Base
+	if base == "" {
+		peer, err := identity.ParseDID(sent.Peer)
+		if err != nil {
+			return wire.Receipt{}, nil, fmt.Errorf("entry %d peer: %w", sent.Index, err)
+		}
+		base = plainRequestBase(owner, peer, sent.Capability, sent.ContentDigest, re)
+	}
+	if d := sha256.Sum256([]byte(base)); string(d[:]) != string(sent.RequestDigest) {
+		return wire.Receipt{}, nil, fmt.Errorf("entry %d: the kept signature base does not match its request digest", sent.Index)
+	}
+	si := ce.Response.SignatureInput
+	if si == "" {
+		si = responseSignatureInput(sent.Peer, ce.Response.Created)
+	}
+	return wire.Receipt{
+		Version: wire.Tag, Caller: owner.String(), Callee: sent.Peer,
+		RequestBase: base, RequestSignature: re.Signature,
+		Status: ce.Response.Status, ContentDigest: ce.Response.ContentDigest,
+		SignatureInput: si, Signature: ce.Response.Signature,
+	}, note, nil
 }
 
 // withContent puts sanitized content (or only its digest, by configuration)

@@ -38,15 +38,20 @@ type Result struct {
 	Screen     screen.Verdict // the screen's verdict on the result (marked results are wrapped)
 }
 
-// outcall is one outbound call's audit trail: call.sent before the bytes
-// leave, then exactly one call.completed (or call.refused when nothing left).
+// outcall is one outbound call's audit trail: call.sent handed to the log
+// before the bytes leave and durable before anything of the answer reaches
+// the agent, then exactly one call.completed (or call.refused when nothing
+// left). See docs/adr/0010-overlap-sent-durability.md.
 type outcall struct {
-	n       *Node
-	st      *state
-	peerRef string
-	p       Peer
-	capName string
-	sent    *wire.Sent // set once call.sent is durable
+	n        *Node
+	st       *state
+	peerRef  string
+	p        Peer
+	capName  string
+	sent     *wire.Sent     // set once call.sent is handed to the log
+	sentWait *audit.Pending // call.sent's commit, running while the request travels
+	sentErr  error          // why call.sent did not become durable, once known
+	waited   bool           // sentDurable has waited
 }
 
 // refused audits a refusal that happened before anything was sent.
@@ -62,28 +67,49 @@ func (o *outcall) refused(ctx context.Context, err error) error {
 	return err
 }
 
-// recordSent makes call.sent durable; roundTrip calls it after signing and
-// before sending.
+// recordSent hands call.sent to the audit log; roundTrip calls it after
+// signing and before sending. The entry's commit (its fsync) runs while the
+// request travels; sentDurable waits for it before the agent sees anything.
 func (o *outcall) recordSent(ctx context.Context, clean sanitize.Clean, sent wire.Sent) error {
 	e := audit.Entry{Kind: audit.KindCallSent, Peer: o.p.ID.String(), Direction: "out", Capability: o.capName,
 		Outcome: "sent", RequestDigest: sent.Digest[:]}
 	o.n.withContent(&e, o.st, o.capName, clean, nil)
-	e.Evidence, _ = json.Marshal(map[string]string{"signature_input": sent.SignatureInput, "signature": sent.Signature, "base": sent.Base})
-	if _, err := o.n.audit.Append(ctx, e); err != nil {
+	e.Evidence = requestEvidenceJSON(sent.Base, sent.Signature, o.n.self, o.p.ID, o.capName, e.ContentDigest)
+	pend, err := o.n.audit.AppendAsync(ctx, e)
+	if err != nil {
 		return refusal.Wrap(refusal.StageAudit, err)
 	}
-	o.sent = &sent
+	o.sent, o.sentWait = &sent, pend
 	return nil
 }
 
+// sentDurable waits until call.sent is durable. Its error (an audit
+// refusal) means the request may have left without a durable record: the
+// answer must not reach the agent.
+func (o *outcall) sentDurable(ctx context.Context) error {
+	if o.sentWait == nil || o.waited {
+		return o.sentErr
+	}
+	o.waited = true
+	if _, err := o.sentWait.Wait(context.WithoutCancel(ctx)); err != nil {
+		o.n.log.Error("audit: call.sent did not become durable; the answer is withheld", "peer", o.p.ID, "capability", o.capName, "err", err)
+		o.sentErr = refusal.Wrap(refusal.StageAudit, err)
+	}
+	return o.sentErr
+}
+
 // completed makes call.completed durable with the receipt and the callee's
-// evidence; the local agent hears of the answer only after it returns.
+// evidence, after call.sent is; the local agent hears of the answer only
+// after it returns.
 func (o *outcall) completed(ctx context.Context, callErr error, receipt *wire.Receipt, pe *peerEvidence, verdict *screen.Verdict) (uint64, error) {
 	if o.sent == nil {
 		if callErr != nil {
 			return 0, o.refused(ctx, callErr)
 		}
 		return 0, nil
+	}
+	if err := o.sentDurable(ctx); err != nil {
+		return 0, err
 	}
 	e := audit.Entry{Kind: audit.KindCallCompleted, Peer: o.p.ID.String(), Direction: "out", Capability: o.capName,
 		Outcome: "ok", RequestDigest: o.sent.Digest[:]}
@@ -103,16 +129,14 @@ func (o *outcall) completed(ctx context.Context, callErr error, receipt *wire.Re
 		}
 		e.Report, _ = json.Marshal(r)
 	}
-	ev := map[string]any{}
+	var ev completedEvidence
 	if receipt != nil {
 		d := sha256.Sum256([]byte(receipt.Signature))
 		e.ResponseDigest = d[:]
-		ev["receipt"] = receipt
+		ev.Response = compactResponse(*receipt)
 	}
-	if pe != nil {
-		ev["peer_audit"] = pe
-	}
-	if len(ev) > 0 {
+	ev.PeerAudit = compactPeerAudit(e.Peer, pe)
+	if ev.Response != nil || ev.PeerAudit != nil {
 		e.Evidence, _ = json.Marshal(ev)
 	}
 	idx, err := o.n.audit.Append(context.WithoutCancel(ctx), e)
@@ -331,6 +355,9 @@ func (o *outcall) stream(ctx context.Context, input []byte, emit func(json.RawMe
 		return err
 	}
 	defer resp.Body.Close()
+	if err := o.sentDurable(ctx); err != nil { // before the first event reaches the agent
+		return err
+	}
 	if resp.StatusCode != http.StatusOK {
 		body, err := wire.ReadBody(resp.Body, st.limits.MaxBodyBytes)
 		if err != nil {
@@ -412,8 +439,8 @@ var errTimeToFirstByte = errors.New("no response headers within time_to_first_by
 // otherwise the caller owns resp.Body (streams are bounded per event instead).
 //
 // onSigned, when set, runs after signing and before anything is sent (the
-// audit hook: call.sent must be durable before the bytes go); its error stops
-// the call.
+// audit hook: call.sent is handed to the log before the bytes go); its error
+// stops the call.
 func (n *Node) roundTrip(ctx context.Context, st *state, p Peer, path, capName string, clean sanitize.Clean, readBody bool,
 	onSigned func(context.Context, sanitize.Clean, wire.Sent) error) (*http.Response, []byte, wire.Sent, error) {
 	lim := st.limits

@@ -136,7 +136,9 @@ func newACMatcher(patterns []string) *acMatcher {
 func (m *acMatcher) hits(data []byte, out []acHit) []acHit {
 	const ways = 4
 	n := len(data)
-	if n < 1024 {
+	if n < 1024 || n/ways < m.maxLen {
+		// Short input, or parts shorter than a pattern: a later walk would
+		// start before the data.
 		return m.walk(data, 0, n, 0, out)
 	}
 	var bounds [ways + 1]int
