@@ -177,7 +177,6 @@ func newEngine(ctx context.Context, cfg consensus.EngineConfig, tm timing) (*Eng
 // start loads or records the genesis, opens raft and bootstraps it if needed.
 func (e *Engine) start(tm timing) error {
 	cfg := e.cfg
-	fresh := false
 	switch b, err := e.store.Get([]byte(genesisKey)); {
 	case errors.Is(err, errNotFound):
 		if cfg.Group.Epoch != 0 {
@@ -186,7 +185,7 @@ func (e *Engine) start(tm timing) error {
 		if err := e.store.Set([]byte(genesisKey), cfg.Group.Canonical()); err != nil {
 			return err
 		}
-		e.genesis, fresh = cfg.Group, true
+		e.genesis = cfg.Group
 	case err != nil:
 		return err
 	default:
@@ -196,6 +195,11 @@ func (e *Engine) start(tm timing) error {
 		}
 		if g.Name != cfg.Group.Name || g.Mode != cfg.Group.Mode {
 			return fmt.Errorf("raftengine: EngineConfig.Group is %s/%s but %s holds group %s/%s", cfg.Group.Name, cfg.Group.Mode, cfg.Dir, g.Name, g.Mode)
+		}
+		if cfg.Group.Epoch == 0 {
+			if err := fsm.Compare(g, cfg.Group); err != nil {
+				return fmt.Errorf("raftengine: EngineConfig.Group differs from the genesis stored in %s: %w", cfg.Dir, err)
+			}
 		}
 		e.genesis = g
 	}
@@ -245,7 +249,10 @@ func (e *Engine) start(tm timing) error {
 	if err != nil {
 		return fmt.Errorf("raftengine: %w", err)
 	}
-	if !had && fresh && e.genesis.IsMember(e.self) {
+	// Not only on the very first start: a crash between storing the genesis
+	// and bootstrapping leaves no raft state, and the bootstrap must still
+	// happen. Every founder writes the same configuration.
+	if !had && e.genesis.Epoch == 0 && e.genesis.IsMember(e.self) {
 		if err := raft.BootstrapCluster(rc, logs, e.store, e.snaps, e.trans, configuration(e.genesis)); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
 			return fmt.Errorf("raftengine: bootstrap: %w", err)
 		}

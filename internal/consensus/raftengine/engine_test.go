@@ -179,3 +179,32 @@ func TestConfigErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestRestartRefusesAnotherGenesis: a restart with an epoch-0 definition
+// other than the stored genesis is refused with the difference named.
+func TestRestartRefusesAnotherGenesis(t *testing.T) {
+	c := rafttest.New(t, 2)
+	g1, _ := fsm.NewGroup("g", fsm.ModeRaft, 0, c.Pubs()[:1])
+	g2, _ := fsm.NewGroup("g", fsm.ModeRaft, 0, c.Pubs())
+	dir := t.TempDir()
+	e, err := New(context.Background(), consensus.EngineConfig{Group: g1, Self: c.Keys[0], Dir: dir, Net: c.Network(0, g1, nil), Log: c.Log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Close()
+	_, err = New(context.Background(), consensus.EngineConfig{Group: g2, Self: c.Keys[0], Dir: dir, Net: c.Network(0, g2, nil), Log: c.Log})
+	var mm *fsm.MismatchError
+	if !errors.As(err, &mm) || mm.Field != "member" {
+		t.Fatalf("restart with another member list: %v", err)
+	}
+}
+
+// TestSingleMember: a group of one elects itself and commits.
+func TestSingleMember(t *testing.T) {
+	tc := newClusterOf(t, 1, 1, testTiming())
+	tc.leader(20 * time.Second)
+	a := tc.propose(0, fsm.Put("solo", []byte("yes")))
+	if it, ok := tc.get(0, "solo"); !ok || it.Index != a.Index {
+		t.Fatalf("solo = %+v %v", it, ok)
+	}
+}
