@@ -29,10 +29,9 @@ import (
 	"github.com/treaty-dev/treaty/internal/identity"
 )
 
-// Limits and timings. They are fixed rather than configured: the group
-// manager has no knob for them and the tests exercise these values.
+// Limits and timings. They are fixed rather than configured (ADR 0011
+// lists them); tests shorten only raft's clock (see timing).
 const (
-	defaultMaxSkew = 5 * time.Second
 	// maxAppendEntries is raft's batch: entries per AppendEntries and per
 	// StoreLogs transaction, and commands per ApplyBatch.
 	maxAppendEntries = 256
@@ -96,8 +95,8 @@ type Engine struct {
 	fwd   *forwarder
 
 	submitMu  sync.Mutex // orders stamping and enqueueing of local proposals
+	lastTime  int64      // the last stamp, under submitMu
 	leaderKey atomic.Pointer[cachedKey]
-	lastTime  atomic.Int64
 
 	poke      chan struct{}
 	done      chan struct{}
@@ -114,7 +113,9 @@ var _ consensus.Engine = (*Engine)(nil)
 // the bootstraps agree); a member added later starts from the genesis
 // definition, not bootstrapped, and waits for the leader to add it. On
 // restart the stored genesis and state are used and cfg.Group must name the
-// same group (name and mode). Close closes cfg.Net's listener.
+// same group (name and mode; an epoch-0 cfg.Group must equal the genesis).
+// cfg.MaxSkew and cfg.OnEvidence are not used: Raft members trust the
+// leader's clock and do not lie (ADR 0011). Close closes cfg.Net's listener.
 func New(ctx context.Context, cfg consensus.EngineConfig) (*Engine, error) {
 	return newEngine(ctx, cfg, defaultTiming())
 }
@@ -132,14 +133,9 @@ func newEngine(ctx context.Context, cfg consensus.EngineConfig, tm timing) (*Eng
 		return nil, errors.New("raftengine: EngineConfig.Dir is required")
 	case cfg.Net == nil:
 		return nil, errors.New("raftengine: EngineConfig.Net is required")
-	case cfg.MaxSkew < 0:
-		return nil, fmt.Errorf("raftengine: EngineConfig.MaxSkew %v is negative", cfg.MaxSkew)
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
-	}
-	if cfg.MaxSkew == 0 {
-		cfg.MaxSkew = defaultMaxSkew
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
@@ -418,18 +414,9 @@ type cachedKey struct {
 // enqueue stamps and appends a request on this member as leader, returning
 // raft's future. Callers hold submitMu.
 func (e *Engine) enqueue(req []byte) (fsm.Entry, raft.ApplyFuture) {
-	now := e.cfg.Now().UnixNano()
 	// Stamps never go backwards here (the agreed clock is a maximum anyway).
-	for {
-		last := e.lastTime.Load()
-		if now <= last {
-			now = last
-			break
-		}
-		if e.lastTime.CompareAndSwap(last, now) {
-			break
-		}
-	}
+	now := max(e.cfg.Now().UnixNano(), e.lastTime)
+	e.lastTime = now
 	ent := fsm.Entry{Time: now, Request: req}
 	return ent, e.raft.Apply(encodeEntry(ent), rpcTimeout)
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -161,7 +162,6 @@ func TestConfigErrors(t *testing.T) {
 		{"no self", func(c *consensus.EngineConfig) { c.Self = identity.PrivateKey{} }, "Self"},
 		{"no dir", func(c *consensus.EngineConfig) { c.Dir = "" }, "Dir"},
 		{"no net", func(c *consensus.EngineConfig) { c.Net = nil }, "Net"},
-		{"negative skew", func(c *consensus.EngineConfig) { c.MaxSkew = -time.Second }, "MaxSkew"},
 		{"fresh at epoch 3", func(c *consensus.EngineConfig) { c.Group = later }, "epoch-0"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -206,5 +206,46 @@ func TestSingleMember(t *testing.T) {
 	a := tc.propose(0, fsm.Put("solo", []byte("yes")))
 	if it, ok := tc.get(0, "solo"); !ok || it.Index != a.Index {
 		t.Fatalf("solo = %+v %v", it, ok)
+	}
+}
+
+// TestLeaderStampsTime: the leader stamps entries from EngineConfig.Now,
+// and a clock that steps back does not move the stamps back.
+func TestLeaderStampsTime(t *testing.T) {
+	c := rafttest.New(t, 1)
+	g := c.Group("g", fsm.ModeRaft)
+	var mu sync.Mutex
+	now := time.Unix(1_800_000_000, 0)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	e, err := newEngine(context.Background(), consensus.EngineConfig{Group: g, Self: c.Keys[0], Dir: t.TempDir(),
+		Net: c.Network(0, g, nil), Log: c.Log, Now: clock}, testTiming())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	seq := uint64(0)
+	put := func() consensus.Applied {
+		seq++
+		q, err := fsm.SignRequest(c.Keys[0], g.ID(), seq, fsm.Put("k", []byte("v")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, err := e.Propose(ctx, q.Encode())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	if a := put(); a.Entry.Time != now.UnixNano() || a.Result.Time != now.UnixNano() {
+		t.Fatalf("stamp %d, agreed %d, want %d", a.Entry.Time, a.Result.Time, now.UnixNano())
+	}
+	mu.Lock()
+	want := now.UnixNano()
+	now = now.Add(-time.Hour)
+	mu.Unlock()
+	if a := put(); a.Entry.Time != want {
+		t.Fatalf("stamp after the clock stepped back: %d, want %d", a.Entry.Time, want)
 	}
 }
