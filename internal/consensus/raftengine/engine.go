@@ -83,8 +83,9 @@ type Engine struct {
 	// before raft starts, read only by the apply goroutine.
 	reported uint64
 
-	mu sync.RWMutex // guards m
-	m  *fsm.Machine
+	mu     sync.RWMutex // guards m
+	m      *fsm.Machine
+	member atomic.Bool // Self is in m's group; set with every change of it
 
 	store *store
 	snaps *raft.FileSnapshotStore
@@ -204,6 +205,7 @@ func (e *Engine) start(tm timing) error {
 		return err
 	}
 	e.m = m
+	e.member.Store(m.Group().IsMember(e.self))
 
 	hl := newHCLogger(e.log)
 	e.snaps, err = raft.NewFileSnapshotStoreWithLogger(filepath.Join(cfg.Dir, snapshotsDir), snapshotRetain, hl.Named("snapshots"))
@@ -381,11 +383,9 @@ func (e *Engine) pause(ctx context.Context) error {
 	}
 }
 
-func (e *Engine) isMember() bool {
-	e.mu.RLock()
-	defer e.mu.RUnlock()
-	return e.m.Group().IsMember(e.self)
-}
+// isMember reports whether this member is in the group as last applied,
+// without waiting for the apply lock.
+func (e *Engine) isMember() bool { return e.member.Load() }
 
 // leader is the leader raft knows, if any.
 func (e *Engine) leader() (identity.PublicKey, bool) {
