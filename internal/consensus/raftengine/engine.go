@@ -221,7 +221,6 @@ func (e *Engine) start(tm timing) error {
 		Timeout: rpcTimeout,
 		Logger:  hl.Named("transport"),
 	})
-	e.mux.start()
 
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(e.self.String())
@@ -259,6 +258,8 @@ func (e *Engine) start(tm timing) error {
 	if err != nil {
 		return fmt.Errorf("raftengine: start raft: %w", err)
 	}
+	// Accept only now: a forwarded request needs e.raft.
+	e.mux.start()
 	obs := make(chan raft.Observation, 16)
 	e.raft.RegisterObserver(raft.NewObserver(obs, false, func(o *raft.Observation) bool {
 		_, ok := o.Data.(raft.LeaderObservation)
