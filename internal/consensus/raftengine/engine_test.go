@@ -207,6 +207,21 @@ func TestSingleMember(t *testing.T) {
 	if it, ok := tc.get(0, "solo"); !ok || it.Index != a.Index {
 		t.Fatalf("solo = %+v %v", it, ok)
 	}
+	e := tc.engine(0)
+	tc.stop(0)
+	ctx := context.Background()
+	if _, err := e.Propose(ctx, a.Entry.Request); !errors.Is(err, consensus.ErrClosed) {
+		t.Errorf("propose after close: %v", err)
+	}
+	if err := e.Read(ctx, func(*fsm.Machine) {}); !errors.Is(err, consensus.ErrClosed) {
+		t.Errorf("read after close: %v", err)
+	}
+	if _, err := e.Record(ctx, a.Index); !errors.Is(err, consensus.ErrClosed) {
+		t.Errorf("record after close: %v", err)
+	}
+	if err := e.Close(); err != nil {
+		t.Errorf("second close: %v", err)
+	}
 }
 
 // TestLeaderStampsTime: the leader stamps entries from EngineConfig.Now,
@@ -247,5 +262,37 @@ func TestLeaderStampsTime(t *testing.T) {
 	mu.Unlock()
 	if a := put(); a.Entry.Time != want {
 		t.Fatalf("stamp after the clock stepped back: %d, want %d", a.Entry.Time, want)
+	}
+}
+
+// TestStatus: every member names the same leader and term, reports itself
+// healthy, its last applied index, and the leader as reachable; a member
+// cut off stops reporting the leader as reachable.
+func TestStatus(t *testing.T) {
+	tc := newCluster(t, 3)
+	lead := tc.leader(20 * time.Second)
+	a := tc.propose(lead, fsm.Put("k", []byte("v")))
+	tc.converge(a.Index, 20*time.Second)
+	leaderKey := tc.c.Keys[lead].Public()
+	term := tc.engine(lead).Status().Term
+	for i := range 3 {
+		s := tc.engine(i).Status()
+		if s.Leader != leaderKey || s.Term != term || !s.Healthy || s.LastIndex < a.Index || len(s.Members) != 3 {
+			t.Fatalf("member %d: %+v", i, s)
+		}
+		for _, m := range s.Members {
+			if m.Key == leaderKey && !m.Reachable {
+				t.Fatalf("member %d sees the leader unreachable: %+v", i, m)
+			}
+		}
+	}
+	f := (lead + 1) % 3
+	tc.c.Faults.Partition(tc.c.Pubs()[f:f+1], append(slices.Clone(tc.c.Pubs()[:f]), tc.c.Pubs()[f+1:]...))
+	deadline := time.Now().Add(20 * time.Second)
+	for tc.engine(f).Status().Healthy {
+		if time.Now().After(deadline) {
+			t.Fatal("a cut-off member still reports itself healthy")
+		}
+		pollPause()
 	}
 }
