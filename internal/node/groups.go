@@ -89,6 +89,12 @@ func (ng *nodeGroups) enqueue(e audit.Entry, wait bool) bool {
 	}
 }
 
+// auditWriters append group entries side by side, so that the audit log
+// commits them in shared transactions (one fsync per batch, not per
+// decision). Entries of one group may land slightly out of index order; each
+// names its index.
+const auditWriters = 16
+
 // writeAudits appends queued entries until stop, then drains the queue.
 func (ng *nodeGroups) writeAudits(n *Node) {
 	defer close(ng.done)
@@ -97,33 +103,36 @@ func (ng *nodeGroups) writeAudits(n *Node) {
 			n.log.Error("audit append of a group entry failed", "err", err, "kind", e.Kind, "group", e.Capability)
 		}
 	}
-	for {
-		select {
-		case e := <-ng.audits:
-			write(e)
-		case <-ng.stop:
+	var wg sync.WaitGroup
+	for range auditWriters {
+		wg.Go(func() {
 			for {
 				select {
 				case e := <-ng.audits:
 					write(e)
-				default:
-					return
+				case <-ng.stop:
+					for {
+						select {
+						case e := <-ng.audits:
+							write(e)
+						default:
+							return
+						}
+					}
 				}
 			}
-		}
+		})
 	}
+	wg.Wait()
 }
 
 // openGroups prepares the manager; startGroups runs the groups.
-func (n *Node) openGroups(engines map[fsm.Mode]consensus.NewEngine) error {
-	if engines == nil {
-		engines = groupEngines()
-	}
+func (n *Node) openGroups() error {
 	ng := &nodeGroups{audits: make(chan audit.Entry, auditQueue), stop: make(chan struct{}), done: make(chan struct{})}
 	m, err := consensus.NewManager(consensus.ManagerConfig{
 		Dir:     filepath.Join(n.home, GroupsDir),
 		Self:    n.key,
-		Engines: engines,
+		Engines: groupEngines(),
 		Network: func(g fsm.Group, isMember func(identity.PublicKey) bool) (consensus.Network, error) {
 			return consensus.NewTransportNetwork(n.tr, g, n.resolveAddr, isMember, n.log)
 		},
