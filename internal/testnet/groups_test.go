@@ -50,8 +50,11 @@ func commit(t *testing.T, f func(ctx context.Context) (localapi.Decision, error)
 
 func exitOf(err error) int { return localapi.ExitCode(err) }
 
+// The group tests run one at a time, before the package's parallel tests:
+// each runs three or four nodes whose engines keep the CPU busy, and under
+// -race on a small machine that starves the other tests' handshakes.
+
 func TestGroupsRaftKV(t *testing.T) {
-	t.Parallel()
 	c := NewCluster(t, 3, Options{Names: []string{"acme", "acme-eu", "acme-us"}})
 	a, b, d := c.Members[0], c.Members[1], c.Members[2]
 	createGroup(t, "team", "raft", a, b, d)
@@ -133,7 +136,6 @@ func TestGroupsRaftKV(t *testing.T) {
 }
 
 func TestGroupsBFTMotionAndRecord(t *testing.T) {
-	t.Parallel()
 	c := NewCluster(t, 4, Options{Names: []string{"acme", "globex", "initech", "umbrella"}})
 	createGroup(t, "reviews", "bft", c.Members...)
 	ctx := context.Background()
@@ -207,7 +209,6 @@ func TestGroupsBFTMotionAndRecord(t *testing.T) {
 }
 
 func TestGroupsDifferentDefinitionRefused(t *testing.T) {
-	t.Parallel()
 	c := NewCluster(t, 3, Options{Names: []string{"acme", "globex", "initech"}})
 	acme, globex, initech := c.Members[0], c.Members[1], c.Members[2]
 	createGroup(t, "board", "raft", acme, globex) // acme's and globex's definition
@@ -244,7 +245,6 @@ func TestGroupsDifferentDefinitionRefused(t *testing.T) {
 // group; once it passes, the new member's node joins with the group's
 // founding definition, catches up and proposes; a removed member cannot.
 func TestGroupsRaftAddMemberByMotion(t *testing.T) {
-	t.Parallel()
 	c := NewCluster(t, 4, Options{Names: []string{"acme", "acme-eu", "acme-us", "acme-ap"}})
 	a, b, d, newcomer := c.Members[0], c.Members[1], c.Members[2], c.Members[3]
 	createGroup(t, "team", "raft", a, b, d)
@@ -299,7 +299,6 @@ func TestGroupsRaftAddMemberByMotion(t *testing.T) {
 // restart, and commits; the same name created again through the CLI is
 // refused.
 func TestGroupsDeclaredInConfig(t *testing.T) {
-	t.Parallel()
 	c := NewCluster(t, 3, Options{})
 	for _, m := range c.Members {
 		m.AppendConfig(t, "groups:\n  - name: ops\n    mode: raft\n    members: [n0, n1, n2]\n")
@@ -322,7 +321,6 @@ func TestGroupsDeclaredInConfig(t *testing.T) {
 // once all commit, in both modes: none is refused as a replay for being
 // overtaken by another of the same member.
 func TestGroupsConcurrentProposersOneMember(t *testing.T) {
-	t.Parallel()
 	c := NewCluster(t, 4, Options{})
 	createGroup(t, "r", "raft", c.Members[:3]...)
 	createGroup(t, "b", "bft", c.Members...)
