@@ -29,10 +29,9 @@ import (
 	"github.com/treaty-dev/treaty/internal/identity"
 )
 
-// Limits and timings. They are fixed rather than configured: the group
-// manager has no knob for them and the tests exercise these values.
+// Limits and timings. They are fixed rather than configured (ADR 0011
+// lists them); tests shorten only raft's clock (see timing).
 const (
-	defaultMaxSkew = 5 * time.Second
 	// maxAppendEntries is raft's batch: entries per AppendEntries and per
 	// StoreLogs transaction, and commands per ApplyBatch.
 	maxAppendEntries = 256
@@ -84,8 +83,9 @@ type Engine struct {
 	// before raft starts, read only by the apply goroutine.
 	reported uint64
 
-	mu sync.RWMutex // guards m
-	m  *fsm.Machine
+	mu     sync.RWMutex // guards m
+	m      *fsm.Machine
+	member atomic.Bool // Self is in m's group; set with every change of it
 
 	store *store
 	snaps *raft.FileSnapshotStore
@@ -96,8 +96,8 @@ type Engine struct {
 	fwd   *forwarder
 
 	submitMu  sync.Mutex // orders stamping and enqueueing of local proposals
+	lastTime  int64      // the last stamp, under submitMu
 	leaderKey atomic.Pointer[cachedKey]
-	lastTime  atomic.Int64
 
 	poke      chan struct{}
 	done      chan struct{}
@@ -114,7 +114,9 @@ var _ consensus.Engine = (*Engine)(nil)
 // the bootstraps agree); a member added later starts from the genesis
 // definition, not bootstrapped, and waits for the leader to add it. On
 // restart the stored genesis and state are used and cfg.Group must name the
-// same group (name and mode). Close closes cfg.Net's listener.
+// same group (name and mode; an epoch-0 cfg.Group must equal the genesis).
+// cfg.MaxSkew and cfg.OnEvidence are not used: Raft members trust the
+// leader's clock and do not lie (ADR 0011). Close closes cfg.Net's listener.
 func New(ctx context.Context, cfg consensus.EngineConfig) (*Engine, error) {
 	return newEngine(ctx, cfg, defaultTiming())
 }
@@ -132,14 +134,9 @@ func newEngine(ctx context.Context, cfg consensus.EngineConfig, tm timing) (*Eng
 		return nil, errors.New("raftengine: EngineConfig.Dir is required")
 	case cfg.Net == nil:
 		return nil, errors.New("raftengine: EngineConfig.Net is required")
-	case cfg.MaxSkew < 0:
-		return nil, fmt.Errorf("raftengine: EngineConfig.MaxSkew %v is negative", cfg.MaxSkew)
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
-	}
-	if cfg.MaxSkew == 0 {
-		cfg.MaxSkew = defaultMaxSkew
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
@@ -177,7 +174,6 @@ func newEngine(ctx context.Context, cfg consensus.EngineConfig, tm timing) (*Eng
 // start loads or records the genesis, opens raft and bootstraps it if needed.
 func (e *Engine) start(tm timing) error {
 	cfg := e.cfg
-	fresh := false
 	switch b, err := e.store.Get([]byte(genesisKey)); {
 	case errors.Is(err, errNotFound):
 		if cfg.Group.Epoch != 0 {
@@ -186,7 +182,7 @@ func (e *Engine) start(tm timing) error {
 		if err := e.store.Set([]byte(genesisKey), cfg.Group.Canonical()); err != nil {
 			return err
 		}
-		e.genesis, fresh = cfg.Group, true
+		e.genesis = cfg.Group
 	case err != nil:
 		return err
 	default:
@@ -197,6 +193,11 @@ func (e *Engine) start(tm timing) error {
 		if g.Name != cfg.Group.Name || g.Mode != cfg.Group.Mode {
 			return fmt.Errorf("raftengine: EngineConfig.Group is %s/%s but %s holds group %s/%s", cfg.Group.Name, cfg.Group.Mode, cfg.Dir, g.Name, g.Mode)
 		}
+		if cfg.Group.Epoch == 0 {
+			if err := fsm.Compare(g, cfg.Group); err != nil {
+				return fmt.Errorf("raftengine: EngineConfig.Group differs from the genesis stored in %s: %w", cfg.Dir, err)
+			}
+		}
 		e.genesis = g
 	}
 	m, err := fsm.New(e.genesis)
@@ -204,6 +205,7 @@ func (e *Engine) start(tm timing) error {
 		return err
 	}
 	e.m = m
+	e.member.Store(m.Group().IsMember(e.self))
 
 	hl := newHCLogger(e.log)
 	e.snaps, err = raft.NewFileSnapshotStoreWithLogger(filepath.Join(cfg.Dir, snapshotsDir), snapshotRetain, hl.Named("snapshots"))
@@ -219,7 +221,6 @@ func (e *Engine) start(tm timing) error {
 		Timeout: rpcTimeout,
 		Logger:  hl.Named("transport"),
 	})
-	e.mux.start()
 
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(e.self.String())
@@ -245,7 +246,10 @@ func (e *Engine) start(tm timing) error {
 	if err != nil {
 		return fmt.Errorf("raftengine: %w", err)
 	}
-	if !had && fresh && e.genesis.IsMember(e.self) {
+	// Not only on the very first start: a crash between storing the genesis
+	// and bootstrapping leaves no raft state, and the bootstrap must still
+	// happen. Every founder writes the same configuration.
+	if !had && e.genesis.Epoch == 0 && e.genesis.IsMember(e.self) {
 		if err := raft.BootstrapCluster(rc, logs, e.store, e.snaps, e.trans, configuration(e.genesis)); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
 			return fmt.Errorf("raftengine: bootstrap: %w", err)
 		}
@@ -254,6 +258,8 @@ func (e *Engine) start(tm timing) error {
 	if err != nil {
 		return fmt.Errorf("raftengine: start raft: %w", err)
 	}
+	// Accept only now: a forwarded request needs e.raft.
+	e.mux.start()
 	obs := make(chan raft.Observation, 16)
 	e.raft.RegisterObserver(raft.NewObserver(obs, false, func(o *raft.Observation) bool {
 		_, ok := o.Data.(raft.LeaderObservation)
@@ -378,11 +384,9 @@ func (e *Engine) pause(ctx context.Context) error {
 	}
 }
 
-func (e *Engine) isMember() bool {
-	e.mu.RLock()
-	defer e.mu.RUnlock()
-	return e.m.Group().IsMember(e.self)
-}
+// isMember reports whether this member is in the group as last applied,
+// without waiting for the apply lock.
+func (e *Engine) isMember() bool { return e.member.Load() }
 
 // leader is the leader raft knows, if any.
 func (e *Engine) leader() (identity.PublicKey, bool) {
@@ -411,18 +415,9 @@ type cachedKey struct {
 // enqueue stamps and appends a request on this member as leader, returning
 // raft's future. Callers hold submitMu.
 func (e *Engine) enqueue(req []byte) (fsm.Entry, raft.ApplyFuture) {
-	now := e.cfg.Now().UnixNano()
 	// Stamps never go backwards here (the agreed clock is a maximum anyway).
-	for {
-		last := e.lastTime.Load()
-		if now <= last {
-			now = last
-			break
-		}
-		if e.lastTime.CompareAndSwap(last, now) {
-			break
-		}
-	}
+	now := max(e.cfg.Now().UnixNano(), e.lastTime)
+	e.lastTime = now
 	ent := fsm.Entry{Time: now, Request: req}
 	return ent, e.raft.Apply(encodeEntry(ent), rpcTimeout)
 }

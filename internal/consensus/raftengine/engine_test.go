@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -161,7 +162,6 @@ func TestConfigErrors(t *testing.T) {
 		{"no self", func(c *consensus.EngineConfig) { c.Self = identity.PrivateKey{} }, "Self"},
 		{"no dir", func(c *consensus.EngineConfig) { c.Dir = "" }, "Dir"},
 		{"no net", func(c *consensus.EngineConfig) { c.Net = nil }, "Net"},
-		{"negative skew", func(c *consensus.EngineConfig) { c.MaxSkew = -time.Second }, "MaxSkew"},
 		{"fresh at epoch 3", func(c *consensus.EngineConfig) { c.Group = later }, "epoch-0"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -177,5 +177,122 @@ func TestConfigErrors(t *testing.T) {
 				t.Fatalf("error %q does not name %s", err, tt.field)
 			}
 		})
+	}
+}
+
+// TestRestartRefusesAnotherGenesis: a restart with an epoch-0 definition
+// other than the stored genesis is refused with the difference named.
+func TestRestartRefusesAnotherGenesis(t *testing.T) {
+	c := rafttest.New(t, 2)
+	g1, _ := fsm.NewGroup("g", fsm.ModeRaft, 0, c.Pubs()[:1])
+	g2, _ := fsm.NewGroup("g", fsm.ModeRaft, 0, c.Pubs())
+	dir := t.TempDir()
+	e, err := New(context.Background(), consensus.EngineConfig{Group: g1, Self: c.Keys[0], Dir: dir, Net: c.Network(0, g1, nil), Log: c.Log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Close()
+	_, err = New(context.Background(), consensus.EngineConfig{Group: g2, Self: c.Keys[0], Dir: dir, Net: c.Network(0, g2, nil), Log: c.Log})
+	var mm *fsm.MismatchError
+	if !errors.As(err, &mm) || mm.Field != "member" {
+		t.Fatalf("restart with another member list: %v", err)
+	}
+}
+
+// TestSingleMember: a group of one elects itself and commits.
+func TestSingleMember(t *testing.T) {
+	tc := newClusterOf(t, 1, 1, testTiming())
+	tc.leader(20 * time.Second)
+	a := tc.propose(0, fsm.Put("solo", []byte("yes")))
+	if it, ok := tc.get(0, "solo"); !ok || it.Index != a.Index {
+		t.Fatalf("solo = %+v %v", it, ok)
+	}
+	e := tc.engine(0)
+	tc.stop(0)
+	ctx := context.Background()
+	if _, err := e.Propose(ctx, a.Entry.Request); !errors.Is(err, consensus.ErrClosed) {
+		t.Errorf("propose after close: %v", err)
+	}
+	if err := e.Read(ctx, func(*fsm.Machine) {}); !errors.Is(err, consensus.ErrClosed) {
+		t.Errorf("read after close: %v", err)
+	}
+	if _, err := e.Record(ctx, a.Index); !errors.Is(err, consensus.ErrClosed) {
+		t.Errorf("record after close: %v", err)
+	}
+	if err := e.Close(); err != nil {
+		t.Errorf("second close: %v", err)
+	}
+}
+
+// TestLeaderStampsTime: the leader stamps entries from EngineConfig.Now,
+// and a clock that steps back does not move the stamps back.
+func TestLeaderStampsTime(t *testing.T) {
+	c := rafttest.New(t, 1)
+	g := c.Group("g", fsm.ModeRaft)
+	var mu sync.Mutex
+	now := time.Unix(1_800_000_000, 0)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	e, err := newEngine(context.Background(), consensus.EngineConfig{Group: g, Self: c.Keys[0], Dir: t.TempDir(),
+		Net: c.Network(0, g, nil), Log: c.Log, Now: clock}, testTiming())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	seq := uint64(0)
+	put := func() consensus.Applied {
+		seq++
+		q, err := fsm.SignRequest(c.Keys[0], g.ID(), seq, fsm.Put("k", []byte("v")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, err := e.Propose(ctx, q.Encode())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	if a := put(); a.Entry.Time != now.UnixNano() || a.Result.Time != now.UnixNano() {
+		t.Fatalf("stamp %d, agreed %d, want %d", a.Entry.Time, a.Result.Time, now.UnixNano())
+	}
+	mu.Lock()
+	want := now.UnixNano()
+	now = now.Add(-time.Hour)
+	mu.Unlock()
+	if a := put(); a.Entry.Time != want {
+		t.Fatalf("stamp after the clock stepped back: %d, want %d", a.Entry.Time, want)
+	}
+}
+
+// TestStatus: every member names the same leader and term, reports itself
+// healthy, its last applied index, and the leader as reachable; a member
+// cut off stops reporting the leader as reachable.
+func TestStatus(t *testing.T) {
+	tc := newCluster(t, 3)
+	lead := tc.leader(20 * time.Second)
+	a := tc.propose(lead, fsm.Put("k", []byte("v")))
+	tc.converge(a.Index, 20*time.Second)
+	leaderKey := tc.c.Keys[lead].Public()
+	term := tc.engine(lead).Status().Term
+	for i := range 3 {
+		s := tc.engine(i).Status()
+		if s.Leader != leaderKey || s.Term != term || !s.Healthy || s.LastIndex < a.Index || len(s.Members) != 3 {
+			t.Fatalf("member %d: %+v", i, s)
+		}
+		for _, m := range s.Members {
+			if m.Key == leaderKey && !m.Reachable {
+				t.Fatalf("member %d sees the leader unreachable: %+v", i, m)
+			}
+		}
+	}
+	f := (lead + 1) % 3
+	tc.c.Faults.Partition(tc.c.Pubs()[f:f+1], append(slices.Clone(tc.c.Pubs()[:f]), tc.c.Pubs()[f+1:]...))
+	deadline := time.Now().Add(20 * time.Second)
+	for tc.engine(f).Status().Healthy {
+		if time.Now().After(deadline) {
+			t.Fatal("a cut-off member still reports itself healthy")
+		}
+		pollPause()
 	}
 }

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hashicorp/raft"
+
 	"github.com/treaty-dev/treaty/internal/consensus"
 	"github.com/treaty-dev/treaty/internal/consensus/fsm"
 	"github.com/treaty-dev/treaty/internal/identity"
@@ -250,7 +252,7 @@ func (f *forwarder) propose(ctx context.Context, leader identity.PublicKey, buil
 	case statusRefused:
 		return a, fmt.Errorf("raftengine: propose: leader refused: %s", r.body), false
 	default:
-		return a, fmt.Errorf("raftengine: propose: %w: leader: %s (%w)", consensus.ErrNoQuorum, r.body, errUnknown), false
+		return a, fmt.Errorf("raftengine: propose: %w: leader %s: %s (%w)", consensus.ErrNoQuorum, leader.Short(), r.body, errUnknown), false
 	}
 	if len(r.body) < 16 {
 		return a, fmt.Errorf("raftengine: propose: %w: short answer from the leader (%w)", consensus.ErrNoQuorum, errUnknown), false
@@ -353,7 +355,7 @@ func (f *forwarder) serve(c net.Conn, peer identity.PublicKey) {
 				case isRetry(err):
 					respond(id, statusRetry, nil)
 				default:
-					respond(id, statusUnknown, []byte(err.Error()))
+					respond(id, statusUnknown, []byte(reason(err)))
 				}
 			}()
 		case kindRead:
@@ -368,7 +370,7 @@ func (f *forwarder) serve(c net.Conn, peer identity.PublicKey) {
 				case isRetry(err):
 					respond(id, statusRetry, nil)
 				default:
-					respond(id, statusUnknown, []byte(err.Error()))
+					respond(id, statusUnknown, []byte(reason(err)))
 				}
 			}()
 		default:
@@ -377,4 +379,16 @@ func (f *forwarder) serve(c net.Conn, peer identity.PublicKey) {
 			return
 		}
 	}
+}
+
+// reason is the part of a leader-side error worth sending to the follower,
+// which wraps it in its own typed error.
+func reason(err error) string {
+	for _, cause := range []error{raft.ErrLeadershipLost, raft.ErrRaftShutdown, raft.ErrAbortedByRestore,
+		context.DeadlineExceeded, consensus.ErrClosed} {
+		if errors.Is(err, cause) {
+			return cause.Error()
+		}
+	}
+	return err.Error()
 }

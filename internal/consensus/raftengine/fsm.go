@@ -85,6 +85,7 @@ func (f machine) ApplyBatch(logs []*raft.Log) []any {
 		if len(res.Closed) > 0 {
 			if g := e.m.Group(); g.Epoch != cur.Epoch {
 				cur, grp, changed = g, g.Canonical(), true
+				e.member.Store(g.IsMember(e.self))
 			}
 		}
 	}
@@ -141,6 +142,7 @@ func (f machine) Restore(rc io.ReadCloser) error {
 	}
 	e.mu.Lock()
 	e.m = m
+	e.member.Store(m.Group().IsMember(e.self))
 	e.mu.Unlock()
 	e.watch.advance(m.LastIndex())
 	e.pokeReconcile()

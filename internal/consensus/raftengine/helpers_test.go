@@ -16,9 +16,10 @@ import (
 )
 
 // testTiming is shorter than the default so that elections in tests take
-// about a second, and long enough not to churn on a loaded 2-core machine.
+// one to two seconds, and long enough not to churn under -race on a loaded
+// 2-core machine.
 func testTiming() timing {
-	return timing{heartbeat: 400 * time.Millisecond, election: 400 * time.Millisecond, lease: 200 * time.Millisecond, commit: 5 * time.Millisecond}
+	return timing{heartbeat: 700 * time.Millisecond, election: 700 * time.Millisecond, lease: 350 * time.Millisecond, commit: 5 * time.Millisecond}
 }
 
 // tcluster is n Raft engines on a rafttest cluster.
