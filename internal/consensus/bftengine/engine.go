@@ -94,10 +94,11 @@ type Engine struct {
 type options struct {
 	config types.Configuration
 	tick   time.Duration
-	// tamperSend and observeRecv turn a member into a maverick (tests only):
-	// tamperSend replaces each frame it sends, observeRecv sees each it reads.
+	// tamperSend and observeRecv turn a member into a maverick or cut it
+	// off (tests only): tamperSend replaces each frame it sends; observeRecv
+	// sees each frame it reads and may drop it.
 	tamperSend  func(to uint64, frame []byte) [][]byte
-	observeRecv func(from uint64, frame []byte)
+	observeRecv func(from uint64, frame []byte) (drop bool)
 }
 
 // Defaults, for members on a LAN or a well-connected WAN (RTT up to ~100ms):

@@ -143,16 +143,17 @@ func (mv *maverick) badSigs(to uint64, b []byte) [][]byte {
 }
 
 // hear records the consensus frames other members send the maverick.
-func (mv *maverick) hear(_ uint64, b []byte) {
+func (mv *maverick) hear(_ uint64, b []byte) bool {
 	f, err := decodeFrame(b)
 	if err != nil || f.kind != kindConsensus {
-		return
+		return false
 	}
 	mv.mu.Lock()
 	defer mv.mu.Unlock()
 	if len(mv.heard) < 4096 {
 		mv.heard = append(mv.heard, encodeFrame(f))
 	}
+	return false
 }
 
 // replayOld: behaves, but with every frame also sends an old message it
