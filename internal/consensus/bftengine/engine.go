@@ -458,6 +458,7 @@ func (e *Engine) ProposeOp(ctx context.Context, op fsm.Op) (consensus.Applied, e
 		return consensus.Applied{}, fmt.Errorf("bftengine: propose: %w", err)
 	}
 	item := q.Encode()
+	e.markVerified(sha256.Sum256(item)) // signed here
 	ch, k, err := e.enqueue(item)
 	e.seqMu.Unlock()
 	if err != nil {
