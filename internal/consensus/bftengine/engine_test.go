@@ -210,6 +210,19 @@ func TestRestartKeepsState(t *testing.T) {
 	for i := range all {
 		h.stop(i)
 	}
+	// Member 3 stopped after storing its last decision and before storing
+	// that decision's entries: the restart derives them again.
+	st, err := openStore(h.dirs[2], h.c.Group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.db.Exec(`DELETE FROM entries WHERE seq = (SELECT MAX(seq) FROM entries)`); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, _ := st.entry(last.Index); ok {
+		t.Fatal("entry still stored")
+	}
+	st.close()
 	h.startAll()
 	for _, i := range all {
 		if got := h.engines[i].lastIdx.Load(); got != last.Index {

@@ -40,9 +40,9 @@ func (e *Engine) handleFrame(l *link, f frame) {
 			e.comm.send(l.id, encodeFrame(frame{kind: kindAttest, attests: []attest{{index: f.seq, sig: a.Sig}}}))
 		}
 	case kindHeightReq:
-		e.mu.Lock()
+		e.dmu.Lock()
 		h := e.lastSeq
-		e.mu.Unlock()
+		e.dmu.Unlock()
 		e.comm.send(l.id, encodeFrame(frame{kind: kindHeight, seq: h}))
 	case kindDecisionReq:
 		d, ok, err := e.st.decisionAt(f.seq)
@@ -231,9 +231,9 @@ func (e *Engine) sync() types.SyncResponse {
 	wait.Stop()
 
 	for time.Now().Before(deadline) && !e.isClosed() {
-		e.mu.Lock()
+		e.dmu.Lock()
 		next := e.lastSeq + 1
-		e.mu.Unlock()
+		e.dmu.Unlock()
 		got := false
 		for id, h := range heights {
 			if h < next {
@@ -250,8 +250,8 @@ func (e *Engine) sync() types.SyncResponse {
 			break
 		}
 	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
+	e.dmu.Lock()
+	defer e.dmu.Unlock()
 	return types.SyncResponse{Latest: e.last}
 }
 

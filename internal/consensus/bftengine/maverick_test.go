@@ -119,12 +119,17 @@ func (mv *maverick) forge(to uint64, b []byte) [][]byte {
 	return [][]byte{b}
 }
 
-// badSigs: corrupts every signature it makes: proposal headers, commit
-// votes, attestations.
+// badSigs: corrupts every signature it sends: proposal headers, commit
+// votes, attestations, and the leader's signatures in the witnesses it
+// passes on.
 func (mv *maverick) badSigs(to uint64, b []byte) [][]byte {
-	if f, err := decodeFrame(b[4:]); err == nil && f.kind == kindAttest {
+	if f, err := decodeFrame(b[4:]); err == nil && (f.kind == kindAttest || f.kind == kindWitness) {
 		for i := range f.attests {
 			f.attests[i].sig[0] ^= 0x80
+		}
+		if f.kind == kindWitness {
+			f.wit.sig = append([]byte{}, f.wit.sig...)
+			f.wit.sig[0] ^= 0x80
 		}
 		return [][]byte{encodeFrame(f)}
 	}
