@@ -15,6 +15,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -46,6 +47,15 @@ func bftRun(b *testing.B, delay time.Duration, proposers int) {
 	rtt := rtts[len(rtts)/2]
 
 	dir := b.TempDir()
+	log := slog.New(slog.DiscardHandler)
+	if path := os.Getenv("BFT_BENCH_LOG"); path != "" { // engine events at Info, for a run that misbehaves
+		f, err := os.Create(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { f.Close() })
+		log = slog.New(slog.NewTextHandler(f, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	}
 	engines := make([]*bftengine.Engine, 4)
 	for i := range engines {
 		n := c.Network(b, i)
@@ -54,7 +64,7 @@ func bftRun(b *testing.B, delay time.Duration, proposers int) {
 		}
 		e, err := bftengine.New(context.Background(), consensus.EngineConfig{
 			Group: c.Group, Self: c.Keys[i], Dir: filepath.Join(dir, fmt.Sprint(i)), Net: n,
-			Log: slog.New(slog.DiscardHandler),
+			Log: log.With("m", i+1),
 		})
 		if err != nil {
 			b.Fatal(err)
@@ -94,7 +104,7 @@ func bftRun(b *testing.B, delay time.Duration, proposers int) {
 				}
 				d, err := propose(i)
 				if err != nil {
-					b.Error(err)
+					b.Errorf("decision %d via member %d: %v", i, i%4+1, err)
 					return
 				}
 				lat[i] = d

@@ -6,7 +6,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"runtime"
 	"strconv"
+	"sync"
 
 	"github.com/hyperledger-labs/SmartBFT/pkg/types"
 	protos "github.com/hyperledger-labs/SmartBFT/smartbftprotos"
@@ -111,13 +113,13 @@ func (a app) VerifyProposal(p types.Proposal) ([]types.RequestInfo, error) {
 		e.evidence(lk, "time-skew", err.Error())
 		return nil, err
 	}
+	if i, err := e.checkItems(b.items); err != nil {
+		e.evidence(lk, "forged-request", fmt.Sprintf("view %d seq %d item %d: %v", md.ViewId, md.LatestSequence, i, err))
+		return nil, err
+	}
 	infos := make([]types.RequestInfo, 0, len(b.items))
 	seen := make(map[types.RequestInfo]bool, len(b.items))
 	for i, it := range b.items {
-		if err := e.checkItem(it); err != nil {
-			e.evidence(lk, "forged-request", fmt.Sprintf("view %d seq %d item %d: %v", md.ViewId, md.LatestSequence, i, err))
-			return nil, err
-		}
 		info := requestInfo(it)
 		if seen[info] {
 			e.evidence(lk, "duplicate-request", fmt.Sprintf("view %d seq %d item %d repeats %s", md.ViewId, md.LatestSequence, i, info.String()))
@@ -215,6 +217,31 @@ func (e *Engine) verifyCommit(id uint64, value, aux []byte, p types.Proposal) er
 	return nil
 }
 
+// checkItems runs checkItem on every item, on up to GOMAXPROCS goroutines
+// (signature checks dominate a follower's work on a large batch), and returns
+// the first failing item's position and error.
+func (e *Engine) checkItems(items [][]byte) (int, error) {
+	workers := min(runtime.GOMAXPROCS(0), len(items)/8+1)
+	errs := make([]error, len(items))
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < len(items); i += workers {
+				errs[i] = e.checkItem(items[i])
+			}
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			return i, err
+		}
+	}
+	return 0, nil
+}
+
 // checkItem accepts a barrier or a request that decodes, names this group's
 // current epoch, comes from a member and carries that member's signature.
 func (e *Engine) checkItem(item []byte) error {
@@ -242,13 +269,17 @@ func (e *Engine) checkItem(item []byte) error {
 	if !q.VerifySignature() {
 		return fmt.Errorf("bftengine: request signature is not %s's", q.Proposer.Short())
 	}
+	e.markVerified(h)
+	return nil
+}
+
+func (e *Engine) markVerified(h [32]byte) {
 	e.verMu.Lock()
+	defer e.verMu.Unlock()
 	if len(e.verified) >= verifiedKept {
 		clear(e.verified)
 	}
 	e.verified[h] = true
-	e.verMu.Unlock()
-	return nil
 }
 
 func (e *Engine) keyOf(id uint64) (identity.PublicKey, bool) {

@@ -40,9 +40,9 @@ func (e *Engine) handleFrame(l *link, f frame) {
 			e.comm.send(l.id, encodeFrame(frame{kind: kindAttest, attests: []attest{{index: f.seq, sig: a.Sig}}}))
 		}
 	case kindHeightReq:
-		e.mu.Lock()
+		e.dmu.Lock()
 		h := e.lastSeq
-		e.mu.Unlock()
+		e.dmu.Unlock()
 		e.comm.send(l.id, encodeFrame(frame{kind: kindHeight, seq: h}))
 	case kindDecisionReq:
 		d, ok, err := e.st.decisionAt(f.seq)
@@ -231,9 +231,9 @@ func (e *Engine) sync() types.SyncResponse {
 	wait.Stop()
 
 	for time.Now().Before(deadline) && !e.isClosed() {
-		e.mu.Lock()
+		e.dmu.Lock()
 		next := e.lastSeq + 1
-		e.mu.Unlock()
+		e.dmu.Unlock()
 		got := false
 		for id, h := range heights {
 			if h < next {
@@ -241,6 +241,7 @@ func (e *Engine) sync() types.SyncResponse {
 			}
 			if d := e.fetch(in, id, next); d != nil {
 				e.deliver(d.proposal(), d.signatures(), true)
+				e.prunePool(d.payload)
 				got = true
 				break
 			}
@@ -249,9 +250,24 @@ func (e *Engine) sync() types.SyncResponse {
 			break
 		}
 	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
+	e.dmu.Lock()
+	defer e.dmu.Unlock()
 	return types.SyncResponse{Latest: e.last}
+}
+
+// prunePool removes a synchronized decision's requests from SmartBFT's
+// pool, as SmartBFT does for decisions it delivers itself; left there, they
+// would be forwarded to a leader that already ordered them, and their
+// timeouts would make this member complain about a leader that did its job.
+func (e *Engine) prunePool(payload []byte) {
+	pool := e.bft.Pool
+	b, err := decodeBatch(payload)
+	if pool == nil || err != nil {
+		return
+	}
+	for _, it := range b.items {
+		_ = pool.RemoveRequest(requestInfo(it)) // absent: it was never here
+	}
 }
 
 func (e *Engine) fetch(in chan syncMsg, id, seq uint64) *decision {

@@ -15,10 +15,12 @@ import (
 	"github.com/treaty-dev/treaty/internal/identity"
 )
 
-// store keeps what a member decided, durably: each decision (proposal and
-// commit signatures) with the entries it applied (time, request, result, the
-// group in force), and certificates once they are assembled. A decision and its entries are written in one transaction
-// (SQLite WAL, synchronous=FULL) before Deliver returns, as SmartBFT requires.
+// store keeps what a member decided, durably (SQLite WAL, synchronous=FULL):
+// each decision (proposal and commit signatures), stored before Deliver
+// returns as SmartBFT requires; the entries it applied (time, request,
+// result, the group in force), stored by the apply loop and re-derived from
+// the decision on restart if the member stopped in between; certificates once
+// they are assembled.
 type store struct{ db *sql.DB }
 
 const schema = `
@@ -75,20 +77,29 @@ type storedEntry struct {
 	group  fsm.Group // before the entry applied
 }
 
-func (s *store) putDecision(seq uint64, d *decision, es []storedEntry) error {
+func (s *store) putDecision(seq, first uint64, count int, d *decision) error {
+	if _, err := s.db.Exec(`INSERT INTO decisions (seq, first_index, count, body) VALUES (?, ?, ?, ?)`,
+		int64(seq), int64(first), count, d.encode()); err != nil {
+		return fmt.Errorf("bftengine: store decision %d: %w", seq, err)
+	}
+	return nil
+}
+
+// putEntries stores the entries decision seq applied, in one transaction.
+func (s *store) putEntries(seq uint64, es []storedEntry) error {
+	if len(es) == 0 {
+		return nil
+	}
 	tx, err := s.db.Begin()
 	if err != nil {
-		return fmt.Errorf("bftengine: store decision %d: %w", seq, err)
+		return fmt.Errorf("bftengine: store entries of %d: %w", seq, err)
 	}
 	defer tx.Rollback()
-	first := uint64(0)
-	if len(es) > 0 {
-		first = es[0].index
+	st, err := tx.Prepare(`INSERT OR REPLACE INTO entries (idx, seq, time, request, result, grp) VALUES (?, ?, ?, ?, ?, ?)`)
+	if err != nil {
+		return fmt.Errorf("bftengine: store entries of %d: %w", seq, err)
 	}
-	if _, err := tx.Exec(`INSERT INTO decisions (seq, first_index, count, body) VALUES (?, ?, ?, ?)`,
-		int64(seq), int64(first), len(es), d.encode()); err != nil {
-		return fmt.Errorf("bftengine: store decision %d: %w", seq, err)
-	}
+	defer st.Close()
 	for _, x := range es {
 		res, err := json.Marshal(recordResult(x.result))
 		if err != nil {
@@ -98,15 +109,23 @@ func (s *store) putDecision(seq uint64, d *decision, es []storedEntry) error {
 		if req == nil {
 			req = []byte{}
 		}
-		if _, err := tx.Exec(`INSERT INTO entries (idx, seq, time, request, result, grp) VALUES (?, ?, ?, ?, ?, ?)`,
-			int64(x.index), int64(seq), x.entry.Time, req, res, x.group.Canonical()); err != nil {
+		if _, err := st.Exec(int64(x.index), int64(seq), x.entry.Time, req, res, x.group.Canonical()); err != nil {
 			return fmt.Errorf("bftengine: store entry %d: %w", x.index, err)
 		}
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("bftengine: store decision %d: %w", seq, err)
+		return fmt.Errorf("bftengine: store entries of %d: %w", seq, err)
 	}
 	return nil
+}
+
+// lastEntrySeq is the last decision whose entries are stored (0: none).
+func (s *store) lastEntrySeq() (uint64, error) {
+	var n sql.NullInt64
+	if err := s.db.QueryRow(`SELECT MAX(seq) FROM entries`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("bftengine: read entries: %w", err)
+	}
+	return uint64(n.Int64), nil
 }
 
 func recordResult(r fsm.Result) fsm.RecordResult {
