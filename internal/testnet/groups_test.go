@@ -350,3 +350,34 @@ func TestGroupsConcurrentProposersOneMember(t *testing.T) {
 		}
 	}
 }
+
+// TestGroupsSurviveRestart: a created group comes back with its node, and a
+// member that was down catches up on what the others committed meanwhile.
+func TestGroupsSurviveRestart(t *testing.T) {
+	c := NewCluster(t, 3, Options{})
+	createGroup(t, "team", "raft", c.Members...)
+	a, down := c.Members[0], c.Members[2]
+	commit(t, func(ctx context.Context) (localapi.Decision, error) {
+		return down.Client().KVPut(ctx, localapi.KVPutRequest{Group: "team", Key: "one", Value: "1"})
+	})
+	down.Stop(t)
+	commit(t, func(ctx context.Context) (localapi.Decision, error) {
+		return a.Client().KVPut(ctx, localapi.KVPutRequest{Group: "team", Key: "two", Value: "2"})
+	})
+	down.Start(t)
+	Eventually(t, 30*time.Second, func() error {
+		it, err := down.Client().KVGet(context.Background(), "team", "two")
+		if err != nil {
+			return err
+		}
+		if it.Value != "2" {
+			return fmt.Errorf("value %q", it.Value)
+		}
+		return nil
+	})
+	// Its sequence numbers went on from where they were: its next request
+	// is not refused as a replay.
+	commit(t, func(ctx context.Context) (localapi.Decision, error) {
+		return down.Client().KVPut(ctx, localapi.KVPutRequest{Group: "team", Key: "three", Value: "3"})
+	})
+}
