@@ -320,11 +320,6 @@ func (m *Manager) Put(ctx context.Context, group, key string, value []byte, ifVe
 	return m.propose(ctx, group, op)
 }
 
-// Delete removes key once the group commits it.
-func (m *Manager) Delete(ctx context.Context, group, key string) (Applied, error) {
-	return m.propose(ctx, group, fsm.Delete(key))
-}
-
 // OpenMotion opens a motion that passes with quorum yes votes; a positive
 // deadline is turned into agreed time (this node's clock plus deadline).
 func (m *Manager) OpenMotion(ctx context.Context, group, name string, quorum uint32, deadline time.Duration, text string) (Applied, error) {
