@@ -95,9 +95,10 @@ func (ng *nodeGroups) enqueue(e audit.Entry, wait bool) bool {
 // names its index.
 const auditWriters = 16
 
-// writeAudits appends queued entries until stop, then drains the queue.
-func (ng *nodeGroups) writeAudits(n *Node) {
-	defer close(ng.done)
+// startWriters starts the audit writers (before it returns, so that a
+// caller counting goroutines sees them all); each appends queued entries
+// until stop, then drains the queue. done closes when all have returned.
+func (ng *nodeGroups) startWriters(n *Node) {
 	write := func(e audit.Entry) {
 		if _, err := n.audit.Append(context.Background(), e); err != nil {
 			n.log.Error("audit append of a group entry failed", "err", err, "kind", e.Kind, "group", e.Capability)
@@ -123,7 +124,10 @@ func (ng *nodeGroups) writeAudits(n *Node) {
 			}
 		})
 	}
-	wg.Wait()
+	go func() {
+		wg.Wait()
+		close(ng.done)
+	}()
 }
 
 // openGroups prepares the manager; startGroups runs the groups.
@@ -158,7 +162,7 @@ func (n *Node) openGroups() error {
 // startGroups runs the created and declared groups and the audit writer.
 func (n *Node) startGroups() {
 	n.groups.started.Store(true)
-	go n.groups.writeAudits(n)
+	n.groups.startWriters(n)
 	n.groups.m.Start(n.declaredGroups(n.state.Load()))
 }
 
