@@ -52,3 +52,41 @@ func TestConnectionBudget(t *testing.T) {
 		}
 	}
 }
+
+// TestProposeFuncKeepsOrder: requests numbered inside ProposeFunc reach the
+// log in sequence order, from the leader and through forwarding, so none of
+// many concurrent proposals from one member is refused as a replay (unless
+// an election interrupted the run, which switches paths).
+func TestProposeFuncKeepsOrder(t *testing.T) {
+	tc := newCluster(t, 3)
+	lead := tc.leader(20 * time.Second)
+	for _, i := range []int{lead, (lead + 1) % 3} {
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		replays, failures := 0, 0
+		for w := range 32 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for n := range 8 {
+					ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+					a, err := tc.engine(i).ProposeFunc(ctx, tc.sign(i, fsm.Put(fmt.Sprintf("o%d", w), []byte(fmt.Sprint(n)))))
+					cancel()
+					mu.Lock()
+					switch {
+					case err != nil:
+						failures++
+					case a.Result.Code == fsm.CodeReplay:
+						replays++
+					}
+					mu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
+		if failures == 0 && replays != 0 {
+			t.Fatalf("member %d (leader: %v): %d of 256 concurrent proposals refused as replays", i, i == lead, replays)
+		}
+		t.Logf("member %d: %d replays, %d failures", i, replays, failures)
+	}
+}

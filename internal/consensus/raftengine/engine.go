@@ -357,9 +357,9 @@ func (e *Engine) ProposeFunc(ctx context.Context, build func() ([]byte, error)) 
 		retry := true
 		switch {
 		case ok && leader == e.self:
-			a, err, retry = e.proposeLocal(ctx, build)
+			a, retry, err = e.proposeLocal(ctx, build)
 		case ok:
-			a, err, retry = e.fwd.propose(ctx, leader, build)
+			a, retry, err = e.fwd.propose(ctx, leader, build)
 		}
 		if !retry {
 			return a, err
@@ -414,12 +414,11 @@ type cachedKey struct {
 
 // enqueue stamps and appends a request on this member as leader, returning
 // raft's future. Callers hold submitMu.
-func (e *Engine) enqueue(req []byte) (fsm.Entry, raft.ApplyFuture) {
+func (e *Engine) enqueue(req []byte) raft.ApplyFuture {
 	// Stamps never go backwards here (the agreed clock is a maximum anyway).
 	now := max(e.cfg.Now().UnixNano(), e.lastTime)
 	e.lastTime = now
-	ent := fsm.Entry{Time: now, Request: req}
-	return ent, e.raft.Apply(encodeEntry(ent), rpcTimeout)
+	return e.raft.Apply(encodeEntry(fsm.Entry{Time: now, Request: req}), rpcTimeout)
 }
 
 // errUnknown marks a failure after the request may have been appended.
@@ -427,27 +426,27 @@ var errUnknown = errors.New("outcome unknown; proposing the same bytes again is 
 
 // proposeLocal appends on this member as leader and waits for the result.
 // retry is true only when the request certainly was not appended.
-func (e *Engine) proposeLocal(ctx context.Context, build func() ([]byte, error)) (consensus.Applied, error, bool) {
+func (e *Engine) proposeLocal(ctx context.Context, build func() ([]byte, error)) (consensus.Applied, bool, error) {
 	e.submitMu.Lock()
 	req, err := build()
 	if err != nil {
 		e.submitMu.Unlock()
-		return consensus.Applied{}, fmt.Errorf("raftengine: propose: %w", err), false
+		return consensus.Applied{}, false, fmt.Errorf("raftengine: propose: %w", err)
 	}
 	if len(req) > fsm.MaxRequestSize {
 		e.submitMu.Unlock()
-		return consensus.Applied{}, fmt.Errorf("raftengine: propose: request of %d bytes, limit %d", len(req), fsm.MaxRequestSize), false
+		return consensus.Applied{}, false, fmt.Errorf("raftengine: propose: request of %d bytes, limit %d", len(req), fsm.MaxRequestSize)
 	}
-	_, f := e.enqueue(req)
+	f := e.enqueue(req)
 	e.submitMu.Unlock()
 	a, err := e.await(ctx, f)
 	switch {
 	case err == nil:
-		return a, nil, false
+		return a, false, nil
 	case isRetry(err):
-		return consensus.Applied{}, err, true
+		return consensus.Applied{}, true, err
 	default:
-		return consensus.Applied{}, err, false
+		return consensus.Applied{}, false, err
 	}
 }
 
@@ -500,7 +499,7 @@ func (e *Engine) readIndex(ctx context.Context) (uint64, error) {
 				return idx, err
 			}
 		case ok:
-			idx, err, retry := e.fwd.readIndex(ctx, leader)
+			idx, retry, err := e.fwd.readIndex(ctx, leader)
 			if !retry {
 				return idx, err
 			}

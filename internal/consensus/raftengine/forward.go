@@ -222,7 +222,7 @@ func (f *forwarder) call(ctx context.Context, leader identity.PublicKey, kind by
 
 // propose forwards a proposal to leader and waits until the entry is applied
 // here. retry reports that nothing was appended and another attempt is safe.
-func (f *forwarder) propose(ctx context.Context, leader identity.PublicKey, build func() ([]byte, error)) (a consensus.Applied, err error, retry bool) {
+func (f *forwarder) propose(ctx context.Context, leader identity.PublicKey, build func() ([]byte, error)) (a consensus.Applied, retry bool, err error) {
 	var buildErr error
 	check := func() ([]byte, error) {
 		req, err := build()
@@ -235,62 +235,62 @@ func (f *forwarder) propose(ctx context.Context, leader identity.PublicKey, buil
 	r, req, sent, err := f.call(ctx, leader, kindPropose, check)
 	switch {
 	case buildErr != nil:
-		return a, fmt.Errorf("raftengine: propose: %w", buildErr), false
+		return a, false, fmt.Errorf("raftengine: propose: %w", buildErr)
 	case err != nil && !sent:
-		return a, err, true // no connection to the leader: it may be gone
+		return a, true, err // no connection to the leader: it may be gone
 	case errors.Is(err, consensus.ErrClosed):
-		return a, fmt.Errorf("raftengine: propose: %w (%w)", consensus.ErrClosed, errUnknown), false
+		return a, false, fmt.Errorf("raftengine: propose: %w (%w)", consensus.ErrClosed, errUnknown)
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		return a, fmt.Errorf("raftengine: propose: %w (%w)", err, errUnknown), false
+		return a, false, fmt.Errorf("raftengine: propose: %w (%w)", err, errUnknown)
 	case err != nil:
-		return a, fmt.Errorf("raftengine: propose: %w: %w (%w)", consensus.ErrNoQuorum, err, errUnknown), false
+		return a, false, fmt.Errorf("raftengine: propose: %w: %w (%w)", consensus.ErrNoQuorum, err, errUnknown)
 	}
 	switch r.status {
 	case statusOK:
 	case statusRetry:
-		return a, nil, true
+		return a, true, nil
 	case statusRefused:
-		return a, fmt.Errorf("raftengine: propose: leader refused: %s", r.body), false
+		return a, false, fmt.Errorf("raftengine: propose: leader refused: %s", r.body)
 	default:
-		return a, fmt.Errorf("raftengine: propose: %w: leader %s: %s (%w)", consensus.ErrNoQuorum, leader.Short(), r.body, errUnknown), false
+		return a, false, fmt.Errorf("raftengine: propose: %w: leader %s: %s (%w)", consensus.ErrNoQuorum, leader.Short(), r.body, errUnknown)
 	}
 	if len(r.body) < 16 {
-		return a, fmt.Errorf("raftengine: propose: %w: short answer from the leader (%w)", consensus.ErrNoQuorum, errUnknown), false
+		return a, false, fmt.Errorf("raftengine: propose: %w: short answer from the leader (%w)", consensus.ErrNoQuorum, errUnknown)
 	}
 	a.Index = binary.BigEndian.Uint64(r.body)
 	a.Entry = fsm.Entry{Time: int64(binary.BigEndian.Uint64(r.body[8:])), Request: req}
 	if err := json.Unmarshal(r.body[16:], &a.Result); err != nil {
-		return consensus.Applied{}, fmt.Errorf("raftengine: propose: %w: bad result from the leader: %w (%w)", consensus.ErrNoQuorum, err, errUnknown), false
+		return consensus.Applied{}, false, fmt.Errorf("raftengine: propose: %w: bad result from the leader: %w (%w)", consensus.ErrNoQuorum, err, errUnknown)
 	}
 	if err := f.e.waitApplied(ctx, a.Index); err != nil {
 		// Committed, so not "no effect": the caller must not take a closed
 		// engine or a deadline here for a request that was never made.
-		return consensus.Applied{}, fmt.Errorf("raftengine: propose: committed at index %d, not yet applied here: %w (%w)", a.Index, err, errUnknown), false
+		return consensus.Applied{}, false, fmt.Errorf("raftengine: propose: committed at index %d, not yet applied here: %w (%w)", a.Index, err, errUnknown)
 	}
-	return a, nil, false
+	return a, false, nil
 }
 
 // readIndex asks leader for a read index.
-func (f *forwarder) readIndex(ctx context.Context, leader identity.PublicKey) (uint64, error, bool) {
+func (f *forwarder) readIndex(ctx context.Context, leader identity.PublicKey) (uint64, bool, error) {
 	r, _, sent, err := f.call(ctx, leader, kindRead, func() ([]byte, error) { return nil, nil })
 	switch {
 	case err != nil && !sent:
-		return 0, nil, true
+		return 0, true, nil
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded), errors.Is(err, consensus.ErrClosed):
-		return 0, err, false
+		return 0, false, err
 	case err != nil:
-		return 0, nil, true // a read has no effect: asking again is safe
+		return 0, true, nil // a read has no effect: asking again is safe
 	}
 	switch r.status {
 	case statusOK:
 		if len(r.body) != 8 {
-			return 0, fmt.Errorf("%w: bad read index from the leader", consensus.ErrNoQuorum), false
+			return 0, false, fmt.Errorf("%w: bad read index from the leader", consensus.ErrNoQuorum)
 		}
-		return binary.BigEndian.Uint64(r.body), nil, false
+		return binary.BigEndian.Uint64(r.body), false, nil
 	case statusRetry, statusUnknown:
-		return 0, nil, true
+		return 0, true, nil
 	default:
-		return 0, fmt.Errorf("%w: leader: %s", consensus.ErrNoQuorum, r.body), false
+		return 0, false, fmt.Errorf("%w: leader: %s", consensus.ErrNoQuorum, r.body)
 	}
 }
 
@@ -335,7 +335,7 @@ func (f *forwarder) serve(c net.Conn, peer identity.PublicKey) {
 				continue
 			}
 			e.submitMu.Lock()
-			_, fut := e.enqueue(body)
+			fut := e.enqueue(body)
 			e.submitMu.Unlock()
 			go func() {
 				defer done()

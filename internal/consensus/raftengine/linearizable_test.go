@@ -194,8 +194,8 @@ func (tc *tcluster) client(id, member int, h *history, stop <-chan struct{}, max
 }
 
 // TestLinearizable runs concurrent put/get/CAS clients on every member while
-// the leader is killed and restarted, a minority and then a majority are
-// partitioned, and a follower restarts; porcupine must find the history
+// every connection is dropped, the leader is killed and restarted, a
+// minority and then a majority are partitioned, and a follower restarts; porcupine must find the history
 // linearizable, and the group must make progress after healing.
 func TestLinearizable(t *testing.T) {
 	for _, n := range []int{3, 5} {
@@ -219,6 +219,10 @@ func TestLinearizable(t *testing.T) {
 			phase := func(d time.Duration) { waitFor(d) }
 
 			phase(time.Second)
+			for range 3 { // connection drops: proposals in flight end with unknown outcomes
+				tc.c.Faults.DropAll()
+				phase(300 * time.Millisecond)
+			}
 			lead := tc.leader(20 * time.Second)
 			tc.stop(lead) // the leader crashes
 			phase(1500 * time.Millisecond)

@@ -1,11 +1,14 @@
 package raftengine
 
 import (
+	"context"
+	"errors"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/raft"
 
+	"github.com/treaty-dev/treaty/internal/consensus"
 	"github.com/treaty-dev/treaty/internal/consensus/fsm"
 )
 
@@ -46,6 +49,11 @@ func TestMembershipChange(t *testing.T) {
 	a = tc.propose(1, fsm.Put("after-remove", []byte("ok")))
 	if a.Result.Code != fsm.CodeOK {
 		t.Fatalf("put after removal: %+v", a.Result)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := tc.engine(2).ProposeFunc(ctx, tc.sign(2, fsm.Put("x", nil))); !errors.Is(err, consensus.ErrNotMember) {
+		t.Fatalf("propose from the removed member: %v, want ErrNotMember", err)
 	}
 }
 

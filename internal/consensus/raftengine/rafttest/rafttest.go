@@ -237,6 +237,21 @@ func (f *Faults) Partition(sides ...[]identity.PublicKey) {
 	}
 }
 
+// DropAll closes every open connection, as a network blip would; members
+// reconnect at once.
+func (f *Faults) DropAll() {
+	f.mu.Lock()
+	kill := make([]*faultConn, 0, len(f.conns))
+	for c := range f.conns {
+		kill = append(kill, c)
+	}
+	f.dropped += len(kill)
+	f.mu.Unlock()
+	for _, c := range kill {
+		_ = c.Close()
+	}
+}
+
 // Heal reconnects every pair.
 func (f *Faults) Heal() {
 	f.mu.Lock()
@@ -244,7 +259,7 @@ func (f *Faults) Heal() {
 	f.cut = map[[2]identity.PublicKey]bool{}
 }
 
-// Dropped is how many connections partitions have closed.
+// Dropped is how many connections partitions and DropAll have closed.
 func (f *Faults) Dropped() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
