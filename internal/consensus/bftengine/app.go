@@ -100,7 +100,7 @@ func (a app) VerifyProposal(p types.Proposal) ([]types.RequestInfo, error) {
 	}
 	leader := e.leaderOf(md.ViewId)
 	lk, _ := e.keyOf(leader)
-	if !lk.Verify(e.proposalStatement(sha256.Sum256(p.Payload), sha256.Sum256(p.Metadata)), p.Header) {
+	if !e.sigOK(lk, e.proposalStatement(sha256.Sum256(p.Payload), sha256.Sum256(p.Metadata)), p.Header) {
 		e.evidence(lk, "bad-proposal-signature", fmt.Sprintf("view %d seq %d: header is not the leader's signature", md.ViewId, md.LatestSequence))
 		return nil, errors.New("bftengine: proposal header is not the leader's signature")
 	}
@@ -211,7 +211,7 @@ func (e *Engine) verifyCommit(id uint64, value, aux []byte, p types.Proposal) er
 	if !ok {
 		return fmt.Errorf("bftengine: commit signer %d is not a member", id)
 	}
-	if !k.Verify(e.commitStatement(p, aux), value) {
+	if !e.sigOK(k, e.commitStatement(p, aux), value) {
 		return fmt.Errorf("bftengine: commit signature is not %d's", id)
 	}
 	return nil
@@ -271,6 +271,31 @@ func (e *Engine) checkItem(item []byte) error {
 	}
 	e.markVerified(h)
 	return nil
+}
+
+// sigOK is k.Verify with a memory: SmartBFT and the screen check one commit
+// vote or proposal header several times (screen, vote counting, witnesses,
+// proposal verification), and honest relays are byte-identical (ed25519 is
+// deterministic), so each distinct (key, message, signature) is verified once.
+func (e *Engine) sigOK(k identity.PublicKey, msg, sig []byte) bool {
+	hm := sha256.Sum256(msg)
+	hh := sha256.New()
+	hh.Write(k.Bytes())
+	hh.Write(hm[:])
+	hh.Write(sig)
+	var h [32]byte
+	hh.Sum(h[:0])
+	e.verMu.Lock()
+	ok := e.verified[h]
+	e.verMu.Unlock()
+	if ok {
+		return true
+	}
+	if !k.Verify(msg, sig) {
+		return false
+	}
+	e.markVerified(h)
+	return true
 }
 
 func (e *Engine) markVerified(h [32]byte) {

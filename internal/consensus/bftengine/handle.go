@@ -118,7 +118,7 @@ func (e *Engine) verifyCommitDigest(id uint64, value, aux []byte, digest string)
 	var w wbuf
 	w.bytes([]byte(digest))
 	w.bytes(aux)
-	if !k.Verify(e.signed(commitMagic, w.b), value) {
+	if !e.sigOK(k, e.signed(commitMagic, w.b), value) {
 		return fmt.Errorf("bftengine: commit signature is not %d's", id)
 	}
 	return nil
@@ -129,7 +129,7 @@ func (e *Engine) verifyCommitDigest(id uint64, value, aux []byte, digest string)
 // reports whether w was new here (and so worth passing on).
 func (e *Engine) recordWitness(w witness) bool {
 	leaderKey, _ := e.keyOf(e.leaderOf(w.view))
-	if !leaderKey.Verify(e.proposalStatement(w.payloadHash, w.mdHash), w.sig) {
+	if !e.sigOK(leaderKey, e.proposalStatement(w.payloadHash, w.mdHash), w.sig) {
 		return false // VerifyProposal reports a bad header on a pre-prepare
 	}
 	k := [2]uint64{w.view, w.seq}
@@ -162,7 +162,7 @@ func (e *Engine) recordWitness(w witness) bool {
 
 func (e *Engine) checkWitness(l *link, w witness) {
 	leaderKey, _ := e.keyOf(e.leaderOf(w.view))
-	if !leaderKey.Verify(e.proposalStatement(w.payloadHash, w.mdHash), w.sig) {
+	if !e.sigOK(leaderKey, e.proposalStatement(w.payloadHash, w.mdHash), w.sig) {
 		e.evidence(l.key, "bad-signature", fmt.Sprintf("witness for view %d seq %d does not carry the leader's signature", w.view, w.seq))
 		return
 	}
@@ -307,7 +307,7 @@ func (e *Engine) verifyDecision(seq uint64, d *decision) error {
 		return fmt.Errorf("sequence %d, asked for %d", md.LatestSequence, seq)
 	}
 	lk, _ := e.keyOf(e.leaderOf(md.ViewId))
-	if !lk.Verify(e.proposalStatement(sha256.Sum256(p.Payload), sha256.Sum256(p.Metadata)), p.Header) {
+	if !e.sigOK(lk, e.proposalStatement(sha256.Sum256(p.Payload), sha256.Sum256(p.Metadata)), p.Header) {
 		return fmt.Errorf("header is not view %d's leader's signature", md.ViewId)
 	}
 	if _, err := decodeBatch(p.Payload); err != nil {

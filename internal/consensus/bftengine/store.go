@@ -21,7 +21,16 @@ import (
 // result, the group in force), stored by the apply loop and re-derived from
 // the decision on restart if the member stopped in between; certificates once
 // they are assembled.
-type store struct{ db *sql.DB }
+//
+// Entries and certificates are derived data (from the decisions, and from
+// the members' signatures, which can be asked for again), so they are
+// written on a second connection with synchronous=NORMAL: no fsync of their
+// own on the path of every decision; the next decision's commit makes them
+// durable, and a restart re-derives entries lost with power.
+type store struct {
+	db      *sql.DB // decisions: synchronous=FULL
+	derived *sql.DB // entries, certificates: synchronous=NORMAL
+}
 
 const schema = `
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
@@ -36,16 +45,23 @@ func openStore(dir string, g fsm.Group) (*store, error) {
 		return nil, fmt.Errorf("bftengine: store: %w", err)
 	}
 	esc := strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(filepath.ToSlash(path))
-	db, err := sql.Open("sqlite", "file:"+esc+"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)")
+	dsn := "file:" + esc + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous("
+	db, err := sql.Open("sqlite", dsn+"FULL)")
 	if err != nil {
 		return nil, fmt.Errorf("bftengine: store: %w", err)
 	}
 	db.SetMaxOpenConns(1)
-	s := &store{db: db}
 	if _, err := db.Exec(schema); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("bftengine: store %s: %w", path, err)
 	}
+	derived, err := sql.Open("sqlite", dsn+"NORMAL)")
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("bftengine: store: %w", err)
+	}
+	derived.SetMaxOpenConns(1)
+	s := &store{db: db, derived: derived}
 	// The directory belongs to one group (its name and mode); an engine for
 	// another group must not replay its decisions.
 	want := g.Name + "/" + string(g.Mode)
@@ -54,20 +70,26 @@ func openStore(dir string, g fsm.Group) (*store, error) {
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		if _, err := db.Exec(`INSERT INTO meta (key, value) VALUES ('group', ?)`, []byte(want)); err != nil {
-			db.Close()
+			s.close()
 			return nil, fmt.Errorf("bftengine: store: %w", err)
 		}
 	case err != nil:
-		db.Close()
+		s.close()
 		return nil, fmt.Errorf("bftengine: store: %w", err)
 	case string(have) != want:
-		db.Close()
+		s.close()
 		return nil, fmt.Errorf("bftengine: Dir %s holds group %q, not %q", dir, have, want)
 	}
 	return s, nil
 }
 
-func (s *store) close() error { return s.db.Close() }
+func (s *store) close() error {
+	err := s.derived.Close()
+	if err2 := s.db.Close(); err == nil {
+		err = err2
+	}
+	return err
+}
 
 // storedEntry is one applied entry as kept for its decision record.
 type storedEntry struct {
@@ -90,7 +112,7 @@ func (s *store) putEntries(seq uint64, es []storedEntry) error {
 	if len(es) == 0 {
 		return nil
 	}
-	tx, err := s.db.Begin()
+	tx, err := s.derived.Begin()
 	if err != nil {
 		return fmt.Errorf("bftengine: store entries of %d: %w", seq, err)
 	}
@@ -224,7 +246,7 @@ func (s *store) cert(index uint64) ([]fsm.Attestation, error) {
 }
 
 func (s *store) putCert(index uint64, atts []fsm.Attestation) error {
-	tx, err := s.db.Begin()
+	tx, err := s.derived.Begin()
 	if err != nil {
 		return fmt.Errorf("bftengine: store certificate %d: %w", index, err)
 	}
