@@ -381,3 +381,40 @@ func TestGroupsSurviveRestart(t *testing.T) {
 		return down.Client().KVPut(ctx, localapi.KVPutRequest{Group: "team", Key: "three", Value: "3"})
 	})
 }
+
+// TestGroupsBFTRemoveMember: removing a member of a BFT group is a motion of
+// the group; once it passes the removed member's requests are refused (exit
+// 3) and the others go on committing.
+func TestGroupsBFTRemoveMember(t *testing.T) {
+	c := NewCluster(t, 4, Options{Names: []string{"acme", "globex", "initech", "umbrella"}})
+	createGroup(t, "reviews", "bft", c.Members...)
+	acme, gone := c.Members[0], c.Members[3]
+	ctx := context.Background()
+	rm := commit(t, func(ctx context.Context) (localapi.Decision, error) {
+		return acme.Client().GroupMember(ctx, localapi.GroupMemberRequest{Group: "reviews", Peer: "umbrella", Remove: true, Text: "left the consortium"})
+	})
+	var last localapi.Decision
+	for _, m := range c.Members[:3] {
+		var err error
+		if last, err = m.Client().MotionVote(ctx, "reviews", rm.Motion, true); err != nil {
+			t.Fatalf("%s votes: %v", m.Name, err)
+		}
+	}
+	if last.Outcome != "passed" {
+		t.Fatalf("removal motion: %+v", last)
+	}
+	Eventually(t, 10*time.Second, func() error {
+		_, err := gone.Client().KVPut(ctx, localapi.KVPutRequest{Group: "reviews", Key: "k", Value: "v"})
+		if exitOf(err) != localapi.ExitDenied {
+			return fmt.Errorf("removed member proposes: %v (exit %d)", err, exitOf(err))
+		}
+		return nil
+	})
+	commit(t, func(ctx context.Context) (localapi.Decision, error) {
+		return c.Members[1].Client().KVPut(ctx, localapi.KVPutRequest{Group: "reviews", Key: "k", Value: "v"})
+	})
+	gs, err := acme.Client().Groups(ctx)
+	if err != nil || gs[0].Epoch != 1 || gs[0].N != 3 {
+		t.Fatalf("group ls after the removal: %+v %v", gs, err)
+	}
+}
