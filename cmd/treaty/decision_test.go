@@ -76,8 +76,8 @@ func TestDecisionVerifyOffline(t *testing.T) {
 			t.Errorf("%s changed: exit %d, stderr %q", name, code, errOut)
 		}
 	}
-	if _, _, code := runTL(t, "decision", "verify", filepath.Join(dir, "missing.json")); code != 2 {
-		t.Errorf("missing file: exit %d, want 2", code)
+	if _, _, code := runTL(t, "decision", "verify", filepath.Join(dir, "missing.json")); code != 1 {
+		t.Errorf("missing file: exit %d, want 1", code)
 	}
 	os.WriteFile(path, []byte("{not json"), 0o600)
 	if _, _, code := runTL(t, "decision", "verify", path); code != 1 {

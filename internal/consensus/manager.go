@@ -320,11 +320,6 @@ func (m *Manager) Put(ctx context.Context, group, key string, value []byte, ifVe
 	return m.propose(ctx, group, op)
 }
 
-// Delete removes key once the group commits it.
-func (m *Manager) Delete(ctx context.Context, group, key string) (Applied, error) {
-	return m.propose(ctx, group, fsm.Delete(key))
-}
-
 // OpenMotion opens a motion that passes with quorum yes votes; a positive
 // deadline is turned into agreed time (this node's clock plus deadline).
 func (m *Manager) OpenMotion(ctx context.Context, group, name string, quorum uint32, deadline time.Duration, text string) (Applied, error) {
@@ -369,6 +364,11 @@ func (m *Manager) propose(ctx context.Context, name string, op fsm.Op) (Applied,
 	if !cur.IsMember(m.self) {
 		return Applied{}, asRefusal(fmt.Errorf("group %s: this node is not a member at epoch %d (a joining node becomes one when it has applied the motion that added it): %w", name, cur.Epoch, ErrNotMember))
 	}
+	// An invalid operation is the caller's mistake: refuse it before it
+	// is scanned or reaches the engine.
+	if _, err := fsm.SignRequest(m.cfg.Self, cur.ID(), 0, op); err != nil {
+		return Applied{}, refusal.Wrap(refusal.StageUsage, err)
+	}
 	if m.cfg.Outbound != nil {
 		if err := m.cfg.Outbound(ctx, cur, op); err != nil {
 			return Applied{}, err
@@ -376,11 +376,6 @@ func (m *Manager) propose(ctx context.Context, name string, op fsm.Op) (Applied,
 	}
 	ctx, cancel := context.WithTimeout(ctx, m.cfg.Timeout)
 	defer cancel()
-	// An invalid operation is the caller's mistake: refuse it before it
-	// reaches the engine.
-	if _, err := fsm.SignRequest(m.cfg.Self, cur.ID(), 0, op); err != nil {
-		return Applied{}, refusal.Wrap(refusal.StageUsage, err)
-	}
 	for range maxRetries {
 		var a Applied
 		var err error

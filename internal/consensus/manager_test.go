@@ -103,6 +103,14 @@ func TestManagerKVAndTypedErrors(t *testing.T) {
 	f.hub.down = false
 	f.hub.mu.Unlock()
 
+	_, err = f.mgrs[0].Put(ctx, "reviews", strings.Repeat("k", fsm.MaxKeyLen+1), nil, nil)
+	if localapi.ExitCode(err) != localapi.ExitUsage || !strings.Contains(err.Error(), "key") {
+		t.Fatalf("oversized key: %v", err)
+	}
+	_, err = f.mgrs[0].OpenMotion(ctx, "reviews", "bad name!", 2, 0, "")
+	if localapi.ExitCode(err) != localapi.ExitUsage {
+		t.Fatalf("bad motion name: %v", err)
+	}
 	keys, err := f.mgrs[1].List(ctx, "reviews", "pr/", 0)
 	if err != nil || len(keys) != 1 || keys[0] != "pr/42" {
 		t.Fatalf("list: %v %v", keys, err)

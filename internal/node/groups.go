@@ -89,41 +89,54 @@ func (ng *nodeGroups) enqueue(e audit.Entry, wait bool) bool {
 	}
 }
 
-// writeAudits appends queued entries until stop, then drains the queue.
-func (ng *nodeGroups) writeAudits(n *Node) {
-	defer close(ng.done)
+// auditWriters append group entries side by side, so that the audit log
+// commits them in shared transactions (one fsync per batch, not per
+// decision). Entries of one group may land slightly out of index order; each
+// names its index.
+const auditWriters = 16
+
+// startWriters starts the audit writers (before it returns, so that a
+// caller counting goroutines sees them all); each appends queued entries
+// until stop, then drains the queue. done closes when all have returned.
+func (ng *nodeGroups) startWriters(n *Node) {
 	write := func(e audit.Entry) {
 		if _, err := n.audit.Append(context.Background(), e); err != nil {
 			n.log.Error("audit append of a group entry failed", "err", err, "kind", e.Kind, "group", e.Capability)
 		}
 	}
-	for {
-		select {
-		case e := <-ng.audits:
-			write(e)
-		case <-ng.stop:
+	var wg sync.WaitGroup
+	for range auditWriters {
+		wg.Go(func() {
 			for {
 				select {
 				case e := <-ng.audits:
 					write(e)
-				default:
-					return
+				case <-ng.stop:
+					for {
+						select {
+						case e := <-ng.audits:
+							write(e)
+						default:
+							return
+						}
+					}
 				}
 			}
-		}
+		})
 	}
+	go func() {
+		wg.Wait()
+		close(ng.done)
+	}()
 }
 
 // openGroups prepares the manager; startGroups runs the groups.
-func (n *Node) openGroups(engines map[fsm.Mode]consensus.NewEngine) error {
-	if engines == nil {
-		engines = groupEngines()
-	}
+func (n *Node) openGroups() error {
 	ng := &nodeGroups{audits: make(chan audit.Entry, auditQueue), stop: make(chan struct{}), done: make(chan struct{})}
 	m, err := consensus.NewManager(consensus.ManagerConfig{
 		Dir:     filepath.Join(n.home, GroupsDir),
 		Self:    n.key,
-		Engines: engines,
+		Engines: groupEngines(),
 		Network: func(g fsm.Group, isMember func(identity.PublicKey) bool) (consensus.Network, error) {
 			return consensus.NewTransportNetwork(n.tr, g, n.resolveAddr, isMember, n.log)
 		},
@@ -149,7 +162,7 @@ func (n *Node) openGroups(engines map[fsm.Mode]consensus.NewEngine) error {
 // startGroups runs the created and declared groups and the audit writer.
 func (n *Node) startGroups() {
 	n.groups.started.Store(true)
-	go n.groups.writeAudits(n)
+	n.groups.startWriters(n)
 	n.groups.m.Start(n.declaredGroups(n.state.Load()))
 }
 

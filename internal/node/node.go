@@ -175,7 +175,7 @@ func Open(opts Options) (_ *Node, err error) {
 	if n.screener, err = screen.New(screen.Config{}); err != nil {
 		return nil, fmt.Errorf("node: %w", err)
 	}
-	if err := n.openGroups(nil); err != nil {
+	if err := n.openGroups(); err != nil {
 		return nil, err
 	}
 	return n, nil

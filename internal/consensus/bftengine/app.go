@@ -6,7 +6,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"runtime"
 	"strconv"
+	"sync"
 
 	"github.com/hyperledger-labs/SmartBFT/pkg/types"
 	protos "github.com/hyperledger-labs/SmartBFT/smartbftprotos"
@@ -98,7 +100,7 @@ func (a app) VerifyProposal(p types.Proposal) ([]types.RequestInfo, error) {
 	}
 	leader := e.leaderOf(md.ViewId)
 	lk, _ := e.keyOf(leader)
-	if !lk.Verify(e.proposalStatement(sha256.Sum256(p.Payload), sha256.Sum256(p.Metadata)), p.Header) {
+	if !e.sigOK(lk, e.proposalStatement(sha256.Sum256(p.Payload), sha256.Sum256(p.Metadata)), p.Header) {
 		e.evidence(lk, "bad-proposal-signature", fmt.Sprintf("view %d seq %d: header is not the leader's signature", md.ViewId, md.LatestSequence))
 		return nil, errors.New("bftengine: proposal header is not the leader's signature")
 	}
@@ -111,13 +113,13 @@ func (a app) VerifyProposal(p types.Proposal) ([]types.RequestInfo, error) {
 		e.evidence(lk, "time-skew", err.Error())
 		return nil, err
 	}
+	if i, err := e.checkItems(b.items); err != nil {
+		e.evidence(lk, "forged-request", fmt.Sprintf("view %d seq %d item %d: %v", md.ViewId, md.LatestSequence, i, err))
+		return nil, err
+	}
 	infos := make([]types.RequestInfo, 0, len(b.items))
 	seen := make(map[types.RequestInfo]bool, len(b.items))
 	for i, it := range b.items {
-		if err := e.checkItem(it); err != nil {
-			e.evidence(lk, "forged-request", fmt.Sprintf("view %d seq %d item %d: %v", md.ViewId, md.LatestSequence, i, err))
-			return nil, err
-		}
 		info := requestInfo(it)
 		if seen[info] {
 			e.evidence(lk, "duplicate-request", fmt.Sprintf("view %d seq %d item %d repeats %s", md.ViewId, md.LatestSequence, i, info.String()))
@@ -209,10 +211,35 @@ func (e *Engine) verifyCommit(id uint64, value, aux []byte, p types.Proposal) er
 	if !ok {
 		return fmt.Errorf("bftengine: commit signer %d is not a member", id)
 	}
-	if !k.Verify(e.commitStatement(p, aux), value) {
+	if !e.sigOK(k, e.commitStatement(p, aux), value) {
 		return fmt.Errorf("bftengine: commit signature is not %d's", id)
 	}
 	return nil
+}
+
+// checkItems runs checkItem on every item, on up to GOMAXPROCS goroutines
+// (signature checks dominate a follower's work on a large batch), and returns
+// the first failing item's position and error.
+func (e *Engine) checkItems(items [][]byte) (int, error) {
+	workers := min(runtime.GOMAXPROCS(0), len(items)/8+1)
+	errs := make([]error, len(items))
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < len(items); i += workers {
+				errs[i] = e.checkItem(items[i])
+			}
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			return i, err
+		}
+	}
+	return 0, nil
 }
 
 // checkItem accepts a barrier or a request that decodes, names this group's
@@ -242,13 +269,42 @@ func (e *Engine) checkItem(item []byte) error {
 	if !q.VerifySignature() {
 		return fmt.Errorf("bftengine: request signature is not %s's", q.Proposer.Short())
 	}
+	e.markVerified(h)
+	return nil
+}
+
+// sigOK is k.Verify with a memory: SmartBFT and the screen check one commit
+// vote or proposal header several times (screen, vote counting, witnesses,
+// proposal verification), and honest relays are byte-identical (ed25519 is
+// deterministic), so each distinct (key, message, signature) is verified once.
+func (e *Engine) sigOK(k identity.PublicKey, msg, sig []byte) bool {
+	hm := sha256.Sum256(msg)
+	hh := sha256.New()
+	hh.Write(k.Bytes())
+	hh.Write(hm[:])
+	hh.Write(sig)
+	var h [32]byte
+	hh.Sum(h[:0])
 	e.verMu.Lock()
+	ok := e.verified[h]
+	e.verMu.Unlock()
+	if ok {
+		return true
+	}
+	if !k.Verify(msg, sig) {
+		return false
+	}
+	e.markVerified(h)
+	return true
+}
+
+func (e *Engine) markVerified(h [32]byte) {
+	e.verMu.Lock()
+	defer e.verMu.Unlock()
 	if len(e.verified) >= verifiedKept {
 		clear(e.verified)
 	}
 	e.verified[h] = true
-	e.verMu.Unlock()
-	return nil
 }
 
 func (e *Engine) keyOf(id uint64) (identity.PublicKey, bool) {

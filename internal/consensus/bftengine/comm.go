@@ -220,8 +220,8 @@ func (c *comm) readLoop(l *link, conn net.Conn) {
 			return
 		}
 		l.lastContact.Store(time.Now().UnixNano())
-		if h := c.e.opts.observeRecv; h != nil {
-			h(l.id, b)
+		if h := c.e.opts.observeRecv; h != nil && h(l.id, b) {
+			continue
 		}
 		f, err := decodeFrame(b)
 		if err != nil {

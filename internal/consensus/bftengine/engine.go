@@ -66,10 +66,15 @@ type Engine struct {
 	done    chan struct{}
 	closing sync.Once
 
-	mu       sync.Mutex // apply: machine, last decision, waiters
-	m        *fsm.Machine
+	dmu      sync.Mutex // decisions: the last one stored and the index its entries will end at
 	lastSeq  uint64
 	last     types.Decision
+	nextIdx  uint64 // entries of stored decisions, applied or not
+	applyQ   chan applyJob
+	applying sync.WaitGroup
+
+	mu       sync.Mutex // apply: machine, waiters
+	m        *fsm.Machine
 	lastView atomic.Uint64
 	lastIdx  atomic.Uint64
 	curGroup atomic.Pointer[fsm.Group]
@@ -94,10 +99,11 @@ type Engine struct {
 type options struct {
 	config types.Configuration
 	tick   time.Duration
-	// tamperSend and observeRecv turn a member into a maverick (tests only):
-	// tamperSend replaces each frame it sends, observeRecv sees each it reads.
+	// tamperSend and observeRecv turn a member into a maverick or cut it
+	// off (tests only): tamperSend replaces each frame it sends; observeRecv
+	// sees each frame it reads and may drop it.
 	tamperSend  func(to uint64, frame []byte) [][]byte
-	observeRecv func(from uint64, frame []byte)
+	observeRecv func(from uint64, frame []byte) (drop bool)
 }
 
 // Defaults, for members on a LAN or a well-connected WAN (RTT up to ~100ms):
@@ -140,6 +146,7 @@ const (
 	defaultMaxSkew  = 5 * time.Second
 	reachableWithin = 3    // heartbeat timeouts: a member heard from within this many counts as reachable
 	verifiedKept    = 8192 // request hashes remembered as verified; the set is cleared when full
+	applyQueue      = 64   // decisions stored but not yet applied; Deliver waits beyond it
 )
 
 // New validates cfg, opens (or creates) the engine's state in cfg.Dir,
@@ -181,6 +188,7 @@ func newEngine(ctx context.Context, cfg consensus.EngineConfig, opts options) (*
 		done: make(chan struct{}), waiters: map[[32]byte][]chan consensus.Applied{},
 		atts: map[uint64]map[uint64][]byte{}, attWake: make(chan struct{}),
 		wits: map[[2]uint64]witness{}, evLast: map[string]time.Time{}, verified: map[[32]byte]bool{},
+		applyQ: make(chan applyJob, applyQueue),
 	}
 	for i := range cfg.Group.Members {
 		e.nodes = append(e.nodes, uint64(i+1))
@@ -232,8 +240,12 @@ func newEngine(ctx context.Context, cfg consensus.EngineConfig, opts options) (*
 		Logger: lg, Metadata: md, LastProposal: e.last.Proposal, LastSignatures: e.last.Signatures,
 		Scheduler: sched.C, ViewChangerTicker: vct.C,
 	}
+	e.applying.Add(1)
+	go e.applyLoop()
 	e.comm.start()
 	if err := e.bft.Start(); err != nil {
+		close(e.done)
+		e.applying.Wait()
 		e.comm.close()
 		e.stopTickers()
 		e.closeStores()
@@ -245,10 +257,20 @@ func newEngine(ctx context.Context, cfg consensus.EngineConfig, opts options) (*
 	return e, nil
 }
 
-// replay applies the stored decisions to the fresh machine. OnApply is not
-// called: those entries were reported before the restart.
+// replay applies the stored decisions to the fresh machine, and stores the
+// entries of decisions that were stored but not yet applied when the member
+// stopped. OnApply is not called: applied entries were reported before.
 func (e *Engine) replay(ctx context.Context) error {
-	return e.st.eachDecision(ctx, func(seq uint64, d *decision) error {
+	have, err := e.st.lastEntrySeq()
+	if err != nil {
+		return err
+	}
+	type entriesOf struct {
+		seq uint64
+		es  []storedEntry
+	}
+	var missing []entriesOf // stored after the scan: the store has one connection
+	err = e.st.eachDecision(ctx, func(seq uint64, d *decision) error {
 		if seq != e.lastSeq+1 {
 			return fmt.Errorf("bftengine: stored decisions jump from %d to %d", e.lastSeq, seq)
 		}
@@ -261,17 +283,28 @@ func (e *Engine) replay(ctx context.Context) error {
 		if err := proto.Unmarshal(p.Metadata, md); err != nil {
 			return fmt.Errorf("bftengine: stored decision %d: %w", seq, err)
 		}
-		for _, it := range b.items {
-			e.m.Apply(e.m.LastIndex()+1, entryOf(b.time, it))
+		stored, _ := e.applyBatch(b)
+		if seq > have {
+			missing = append(missing, entriesOf{seq, stored})
 		}
 		e.lastSeq = seq
 		e.last = types.Decision{Proposal: p, Signatures: d.signatures()}
 		e.lastView.Store(md.ViewId)
-		e.lastIdx.Store(e.m.LastIndex())
-		g := e.m.Group()
-		e.curGroup.Store(&g)
 		return nil
 	})
+	if err != nil {
+		return err
+	}
+	for _, x := range missing {
+		if err := e.st.putEntries(x.seq, x.es); err != nil {
+			return err
+		}
+	}
+	e.nextIdx = e.m.LastIndex()
+	e.lastIdx.Store(e.nextIdx)
+	g := e.m.Group()
+	e.curGroup.Store(&g)
+	return nil
 }
 
 func entryOf(t int64, item []byte) fsm.Entry {
@@ -301,10 +334,9 @@ func decisionOf(p types.Proposal, sigs []types.Signature) *decision {
 	return d
 }
 
-// deliver applies a decided proposal: each item is one entry, applied in
-// order; the decision and its entries (with their results and the group in
-// force) are stored in one transaction before waiters and OnApply hear of
-// them. Attestations are signed from the stored entry when asked for.
+// deliver takes a decided proposal: it stores the decision (before Deliver
+// returns, as SmartBFT requires) and queues it for the apply loop, so that
+// applying one decision overlaps agreeing on the next.
 func (e *Engine) deliver(p types.Proposal, sigs []types.Signature, live bool) {
 	md := &protos.ViewMetadata{}
 	if err := proto.Unmarshal(p.Metadata, md); err != nil {
@@ -316,16 +348,87 @@ func (e *Engine) deliver(p types.Proposal, sigs []types.Signature, live bool) {
 		e.log.Error("bftengine: decided proposal has a bad payload", "seq", md.LatestSequence, "err", err)
 		b = batch{}
 	}
-	e.mu.Lock()
+	e.dmu.Lock()
 	if md.LatestSequence <= e.lastSeq {
-		e.mu.Unlock()
+		e.dmu.Unlock()
 		return
 	}
 	if md.LatestSequence != e.lastSeq+1 {
-		e.mu.Unlock()
+		e.dmu.Unlock()
 		e.log.Error("bftengine: decision out of order", "have", e.lastSeq, "got", md.LatestSequence)
 		return
 	}
+	first := e.nextIdx + 1
+	if err := e.st.putDecision(md.LatestSequence, first, len(b.items), decisionOf(p, sigs)); err != nil {
+		// The decision is in SmartBFT's hands and other members hold it: a
+		// restart replays what was stored and synchronizes the rest.
+		e.log.Error("bftengine: decision not stored", "seq", md.LatestSequence, "err", err)
+	}
+	e.lastSeq = md.LatestSequence
+	e.last = types.Decision{Proposal: p, Signatures: sigs}
+	e.nextIdx += uint64(len(b.items))
+	e.lastView.Store(md.ViewId)
+	e.dmu.Unlock()
+	select {
+	case e.applyQ <- applyJob{seq: md.LatestSequence, b: b, live: live}:
+	case <-e.done:
+	}
+}
+
+type applyJob struct {
+	seq  uint64
+	b    batch
+	live bool
+}
+
+// applyLoop applies queued decisions in order: each item is one entry; the
+// entries (with their results and the group in force) are stored in one
+// transaction before waiters and OnApply hear of them. Attestations are
+// signed from the stored entries when asked for.
+func (e *Engine) applyLoop() {
+	defer e.applying.Done()
+	for {
+		select {
+		case <-e.done:
+			return
+		case j := <-e.applyQ:
+			e.apply(j)
+		}
+	}
+}
+
+func (e *Engine) apply(j applyJob) {
+	e.mu.Lock()
+	stored, applied := e.applyBatch(j.b)
+	if err := e.st.putEntries(j.seq, stored); err != nil {
+		e.log.Error("bftengine: entries not stored", "seq", j.seq, "err", err)
+	}
+	e.lastIdx.Store(e.m.LastIndex())
+	g := e.m.Group()
+	e.curGroup.Store(&g)
+	var wake []chan consensus.Applied
+	var got []consensus.Applied
+	for i, it := range j.b.items {
+		k := sha256.Sum256(it)
+		for _, ch := range e.waiters[k] {
+			wake = append(wake, ch)
+			got = append(got, applied[i])
+		}
+		delete(e.waiters, k)
+	}
+	e.mu.Unlock()
+	for i, ch := range wake {
+		ch <- got[i] // buffered, one send per waiter
+	}
+	if j.live && e.cfg.OnApply != nil {
+		for _, a := range applied {
+			e.cfg.OnApply(a)
+		}
+	}
+}
+
+// applyBatch applies b's items to the machine; e.mu is held.
+func (e *Engine) applyBatch(b batch) ([]storedEntry, []consensus.Applied) {
 	stored := make([]storedEntry, 0, len(b.items))
 	applied := make([]consensus.Applied, 0, len(b.items))
 	for _, it := range b.items {
@@ -336,37 +439,7 @@ func (e *Engine) deliver(p types.Proposal, sigs []types.Signature, live bool) {
 		stored = append(stored, storedEntry{index: idx, entry: en, result: res, group: g})
 		applied = append(applied, consensus.Applied{Index: idx, Entry: en, Result: res})
 	}
-	if err := e.st.putDecision(md.LatestSequence, decisionOf(p, sigs), stored); err != nil {
-		// The machine moved on; the decision is in SmartBFT's hands and other
-		// members hold it, so a restart replays what was stored and syncs the rest.
-		e.log.Error("bftengine: decision not stored", "seq", md.LatestSequence, "err", err)
-	}
-	e.lastSeq = md.LatestSequence
-	e.last = types.Decision{Proposal: p, Signatures: sigs}
-	e.lastView.Store(md.ViewId)
-	e.lastIdx.Store(e.m.LastIndex())
-	g := e.m.Group()
-	e.curGroup.Store(&g)
-	var wake []chan consensus.Applied
-	var got []consensus.Applied
-	for i, it := range b.items {
-		k := sha256.Sum256(it)
-		for _, ch := range e.waiters[k] {
-			wake = append(wake, ch)
-			got = append(got, applied[i])
-		}
-		delete(e.waiters, k)
-	}
-	e.mu.Unlock()
-
-	for i, ch := range wake {
-		ch <- got[i] // buffered, one send per waiter
-	}
-	if live && e.cfg.OnApply != nil {
-		for _, a := range applied {
-			e.cfg.OnApply(a)
-		}
-	}
+	return stored, applied
 }
 
 func (e *Engine) currentGroup() fsm.Group { return *e.curGroup.Load() }
@@ -457,6 +530,7 @@ func (e *Engine) ProposeOp(ctx context.Context, op fsm.Op) (consensus.Applied, e
 		return consensus.Applied{}, fmt.Errorf("bftengine: propose: %w", err)
 	}
 	item := q.Encode()
+	e.markVerified(sha256.Sum256(item)) // signed here
 	ch, k, err := e.enqueue(item)
 	e.seqMu.Unlock()
 	if err != nil {
@@ -618,6 +692,7 @@ func (e *Engine) Close() error {
 		close(e.done)
 		e.bft.Stop()
 		e.comm.close()
+		e.applying.Wait()
 		e.stopTickers()
 		err = e.closeStores()
 	})

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -209,6 +210,19 @@ func TestRestartKeepsState(t *testing.T) {
 	for i := range all {
 		h.stop(i)
 	}
+	// Member 3 stopped after storing its last decision and before storing
+	// that decision's entries: the restart derives them again.
+	st, err := openStore(h.dirs[2], h.c.Group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.db.Exec(`DELETE FROM entries WHERE seq = (SELECT MAX(seq) FROM entries)`); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, _ := st.entry(last.Index); ok {
+		t.Fatal("entry still stored")
+	}
+	st.close()
 	h.startAll()
 	for _, i := range all {
 		if got := h.engines[i].lastIdx.Load(); got != last.Index {
@@ -265,5 +279,59 @@ func TestProposeOpConcurrent(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Fatal(err)
+	}
+}
+
+// A member that missed decisions and synchronized them drops their requests
+// from SmartBFT's pool; otherwise their timeouts make it complain about a
+// leader that ordered them (a ViewChange from a member with nothing pending).
+func TestSyncedRequestsLeaveThePool(t *testing.T) {
+	h := newHarness(t, 4)
+	const blindOne = 3
+	var blind, complained atomic.Bool
+	h.opts[blindOne].observeRecv = func(_ uint64, b []byte) bool {
+		if !blind.Load() {
+			return false
+		}
+		f, err := decodeFrame(b)
+		return err == nil && (f.kind == kindConsensus)
+	}
+	h.opts[blindOne].tamperSend = func(_ uint64, b []byte) [][]byte {
+		if f, err := decodeFrame(b[4:]); err == nil && f.kind == kindConsensus {
+			if m := consensusMsg(b); m != nil && m.GetViewChange() != nil {
+				complained.Store(true)
+			}
+		}
+		return [][]byte{b}
+	}
+	h.startAll()
+	h.propose(0, h.req(0, fsm.Put("warm", nil)), 10*time.Second)
+
+	// The blind member proposes; the others order it without it.
+	blind.Store(true)
+	done := make(chan consensus.Applied, 1)
+	go func() {
+		ctx, cancel := contextWithin(20 * time.Second)
+		defer cancel()
+		a, err := h.engines[blindOne].Propose(ctx, h.req(blindOne, fsm.Put("from-blind", nil)))
+		if err != nil {
+			t.Error(err)
+		}
+		done <- a
+	}()
+	waitFor(t, 10*time.Second, "the others to order the blind member's request", func() bool {
+		return h.engines[0].lastIdx.Load() >= 2
+	})
+	blind.Store(false)
+	h.propose(1, h.req(1, fsm.Put("after", nil)), 10*time.Second)
+	a := <-done
+	h.waitIndex([]int{blindOne}, a.Index+1, 10*time.Second)
+	// Forward (0.5s) and complain (2s) timeouts would have fired by now.
+	watch := time.Now().Add(4 * time.Second)
+	for time.Now().Before(watch) {
+		if complained.Load() {
+			t.Fatal("the member that synchronized complained about the leader")
+		}
+		waitTick()
 	}
 }

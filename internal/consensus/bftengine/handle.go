@@ -40,9 +40,9 @@ func (e *Engine) handleFrame(l *link, f frame) {
 			e.comm.send(l.id, encodeFrame(frame{kind: kindAttest, attests: []attest{{index: f.seq, sig: a.Sig}}}))
 		}
 	case kindHeightReq:
-		e.mu.Lock()
+		e.dmu.Lock()
 		h := e.lastSeq
-		e.mu.Unlock()
+		e.dmu.Unlock()
 		e.comm.send(l.id, encodeFrame(frame{kind: kindHeight, seq: h}))
 	case kindDecisionReq:
 		d, ok, err := e.st.decisionAt(f.seq)
@@ -118,7 +118,7 @@ func (e *Engine) verifyCommitDigest(id uint64, value, aux []byte, digest string)
 	var w wbuf
 	w.bytes([]byte(digest))
 	w.bytes(aux)
-	if !k.Verify(e.signed(commitMagic, w.b), value) {
+	if !e.sigOK(k, e.signed(commitMagic, w.b), value) {
 		return fmt.Errorf("bftengine: commit signature is not %d's", id)
 	}
 	return nil
@@ -129,7 +129,7 @@ func (e *Engine) verifyCommitDigest(id uint64, value, aux []byte, digest string)
 // reports whether w was new here (and so worth passing on).
 func (e *Engine) recordWitness(w witness) bool {
 	leaderKey, _ := e.keyOf(e.leaderOf(w.view))
-	if !leaderKey.Verify(e.proposalStatement(w.payloadHash, w.mdHash), w.sig) {
+	if !e.sigOK(leaderKey, e.proposalStatement(w.payloadHash, w.mdHash), w.sig) {
 		return false // VerifyProposal reports a bad header on a pre-prepare
 	}
 	k := [2]uint64{w.view, w.seq}
@@ -162,7 +162,7 @@ func (e *Engine) recordWitness(w witness) bool {
 
 func (e *Engine) checkWitness(l *link, w witness) {
 	leaderKey, _ := e.keyOf(e.leaderOf(w.view))
-	if !leaderKey.Verify(e.proposalStatement(w.payloadHash, w.mdHash), w.sig) {
+	if !e.sigOK(leaderKey, e.proposalStatement(w.payloadHash, w.mdHash), w.sig) {
 		e.evidence(l.key, "bad-signature", fmt.Sprintf("witness for view %d seq %d does not carry the leader's signature", w.view, w.seq))
 		return
 	}
@@ -231,9 +231,9 @@ func (e *Engine) sync() types.SyncResponse {
 	wait.Stop()
 
 	for time.Now().Before(deadline) && !e.isClosed() {
-		e.mu.Lock()
+		e.dmu.Lock()
 		next := e.lastSeq + 1
-		e.mu.Unlock()
+		e.dmu.Unlock()
 		got := false
 		for id, h := range heights {
 			if h < next {
@@ -241,6 +241,7 @@ func (e *Engine) sync() types.SyncResponse {
 			}
 			if d := e.fetch(in, id, next); d != nil {
 				e.deliver(d.proposal(), d.signatures(), true)
+				e.prunePool(d.payload)
 				got = true
 				break
 			}
@@ -249,9 +250,24 @@ func (e *Engine) sync() types.SyncResponse {
 			break
 		}
 	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
+	e.dmu.Lock()
+	defer e.dmu.Unlock()
 	return types.SyncResponse{Latest: e.last}
+}
+
+// prunePool removes a synchronized decision's requests from SmartBFT's
+// pool, as SmartBFT does for decisions it delivers itself; left there, they
+// would be forwarded to a leader that already ordered them, and their
+// timeouts would make this member complain about a leader that did its job.
+func (e *Engine) prunePool(payload []byte) {
+	pool := e.bft.Pool
+	b, err := decodeBatch(payload)
+	if pool == nil || err != nil {
+		return
+	}
+	for _, it := range b.items {
+		_ = pool.RemoveRequest(requestInfo(it)) // absent: it was never here
+	}
 }
 
 func (e *Engine) fetch(in chan syncMsg, id, seq uint64) *decision {
@@ -291,7 +307,7 @@ func (e *Engine) verifyDecision(seq uint64, d *decision) error {
 		return fmt.Errorf("sequence %d, asked for %d", md.LatestSequence, seq)
 	}
 	lk, _ := e.keyOf(e.leaderOf(md.ViewId))
-	if !lk.Verify(e.proposalStatement(sha256.Sum256(p.Payload), sha256.Sum256(p.Metadata)), p.Header) {
+	if !e.sigOK(lk, e.proposalStatement(sha256.Sum256(p.Payload), sha256.Sum256(p.Metadata)), p.Header) {
 		return fmt.Errorf("header is not view %d's leader's signature", md.ViewId)
 	}
 	if _, err := decodeBatch(p.Payload); err != nil {

@@ -119,12 +119,17 @@ func (mv *maverick) forge(to uint64, b []byte) [][]byte {
 	return [][]byte{b}
 }
 
-// badSigs: corrupts every signature it makes: proposal headers, commit
-// votes, attestations.
+// badSigs: corrupts every signature it sends: proposal headers, commit
+// votes, attestations, and the leader's signatures in the witnesses it
+// passes on.
 func (mv *maverick) badSigs(to uint64, b []byte) [][]byte {
-	if f, err := decodeFrame(b[4:]); err == nil && f.kind == kindAttest {
+	if f, err := decodeFrame(b[4:]); err == nil && (f.kind == kindAttest || f.kind == kindWitness) {
 		for i := range f.attests {
 			f.attests[i].sig[0] ^= 0x80
+		}
+		if f.kind == kindWitness {
+			f.wit.sig = append([]byte{}, f.wit.sig...)
+			f.wit.sig[0] ^= 0x80
 		}
 		return [][]byte{encodeFrame(f)}
 	}
@@ -143,16 +148,17 @@ func (mv *maverick) badSigs(to uint64, b []byte) [][]byte {
 }
 
 // hear records the consensus frames other members send the maverick.
-func (mv *maverick) hear(_ uint64, b []byte) {
+func (mv *maverick) hear(_ uint64, b []byte) bool {
 	f, err := decodeFrame(b)
 	if err != nil || f.kind != kindConsensus {
-		return
+		return false
 	}
 	mv.mu.Lock()
 	defer mv.mu.Unlock()
 	if len(mv.heard) < 4096 {
 		mv.heard = append(mv.heard, encodeFrame(f))
 	}
+	return false
 }
 
 // replayOld: behaves, but with every frame also sends an old message it

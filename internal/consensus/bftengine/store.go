@@ -15,11 +15,22 @@ import (
 	"github.com/treaty-dev/treaty/internal/identity"
 )
 
-// store keeps what a member decided, durably: each decision (proposal and
-// commit signatures) with the entries it applied (time, request, result, the
-// group in force), and certificates once they are assembled. A decision and its entries are written in one transaction
-// (SQLite WAL, synchronous=FULL) before Deliver returns, as SmartBFT requires.
-type store struct{ db *sql.DB }
+// store keeps what a member decided, durably (SQLite WAL, synchronous=FULL):
+// each decision (proposal and commit signatures), stored before Deliver
+// returns as SmartBFT requires; the entries it applied (time, request,
+// result, the group in force), stored by the apply loop and re-derived from
+// the decision on restart if the member stopped in between; certificates once
+// they are assembled.
+//
+// Entries and certificates are derived data (from the decisions, and from
+// the members' signatures, which can be asked for again), so they are
+// written on a second connection with synchronous=NORMAL: no fsync of their
+// own on the path of every decision; the next decision's commit makes them
+// durable, and a restart re-derives entries lost with power.
+type store struct {
+	db      *sql.DB // decisions: synchronous=FULL
+	derived *sql.DB // entries, certificates: synchronous=NORMAL
+}
 
 const schema = `
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
@@ -34,16 +45,23 @@ func openStore(dir string, g fsm.Group) (*store, error) {
 		return nil, fmt.Errorf("bftengine: store: %w", err)
 	}
 	esc := strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(filepath.ToSlash(path))
-	db, err := sql.Open("sqlite", "file:"+esc+"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)")
+	dsn := "file:" + esc + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous("
+	db, err := sql.Open("sqlite", dsn+"FULL)")
 	if err != nil {
 		return nil, fmt.Errorf("bftengine: store: %w", err)
 	}
 	db.SetMaxOpenConns(1)
-	s := &store{db: db}
 	if _, err := db.Exec(schema); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("bftengine: store %s: %w", path, err)
 	}
+	derived, err := sql.Open("sqlite", dsn+"NORMAL)")
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("bftengine: store: %w", err)
+	}
+	derived.SetMaxOpenConns(1)
+	s := &store{db: db, derived: derived}
 	// The directory belongs to one group (its name and mode); an engine for
 	// another group must not replay its decisions.
 	want := g.Name + "/" + string(g.Mode)
@@ -52,20 +70,26 @@ func openStore(dir string, g fsm.Group) (*store, error) {
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		if _, err := db.Exec(`INSERT INTO meta (key, value) VALUES ('group', ?)`, []byte(want)); err != nil {
-			db.Close()
+			s.close()
 			return nil, fmt.Errorf("bftengine: store: %w", err)
 		}
 	case err != nil:
-		db.Close()
+		s.close()
 		return nil, fmt.Errorf("bftengine: store: %w", err)
 	case string(have) != want:
-		db.Close()
+		s.close()
 		return nil, fmt.Errorf("bftengine: Dir %s holds group %q, not %q", dir, have, want)
 	}
 	return s, nil
 }
 
-func (s *store) close() error { return s.db.Close() }
+func (s *store) close() error {
+	err := s.derived.Close()
+	if err2 := s.db.Close(); err == nil {
+		err = err2
+	}
+	return err
+}
 
 // storedEntry is one applied entry as kept for its decision record.
 type storedEntry struct {
@@ -75,20 +99,29 @@ type storedEntry struct {
 	group  fsm.Group // before the entry applied
 }
 
-func (s *store) putDecision(seq uint64, d *decision, es []storedEntry) error {
-	tx, err := s.db.Begin()
-	if err != nil {
+func (s *store) putDecision(seq, first uint64, count int, d *decision) error {
+	if _, err := s.db.Exec(`INSERT INTO decisions (seq, first_index, count, body) VALUES (?, ?, ?, ?)`,
+		int64(seq), int64(first), count, d.encode()); err != nil {
 		return fmt.Errorf("bftengine: store decision %d: %w", seq, err)
+	}
+	return nil
+}
+
+// putEntries stores the entries decision seq applied, in one transaction.
+func (s *store) putEntries(seq uint64, es []storedEntry) error {
+	if len(es) == 0 {
+		return nil
+	}
+	tx, err := s.derived.Begin()
+	if err != nil {
+		return fmt.Errorf("bftengine: store entries of %d: %w", seq, err)
 	}
 	defer tx.Rollback()
-	first := uint64(0)
-	if len(es) > 0 {
-		first = es[0].index
+	st, err := tx.Prepare(`INSERT OR REPLACE INTO entries (idx, seq, time, request, result, grp) VALUES (?, ?, ?, ?, ?, ?)`)
+	if err != nil {
+		return fmt.Errorf("bftengine: store entries of %d: %w", seq, err)
 	}
-	if _, err := tx.Exec(`INSERT INTO decisions (seq, first_index, count, body) VALUES (?, ?, ?, ?)`,
-		int64(seq), int64(first), len(es), d.encode()); err != nil {
-		return fmt.Errorf("bftengine: store decision %d: %w", seq, err)
-	}
+	defer st.Close()
 	for _, x := range es {
 		res, err := json.Marshal(recordResult(x.result))
 		if err != nil {
@@ -98,15 +131,23 @@ func (s *store) putDecision(seq uint64, d *decision, es []storedEntry) error {
 		if req == nil {
 			req = []byte{}
 		}
-		if _, err := tx.Exec(`INSERT INTO entries (idx, seq, time, request, result, grp) VALUES (?, ?, ?, ?, ?, ?)`,
-			int64(x.index), int64(seq), x.entry.Time, req, res, x.group.Canonical()); err != nil {
+		if _, err := st.Exec(int64(x.index), int64(seq), x.entry.Time, req, res, x.group.Canonical()); err != nil {
 			return fmt.Errorf("bftengine: store entry %d: %w", x.index, err)
 		}
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("bftengine: store decision %d: %w", seq, err)
+		return fmt.Errorf("bftengine: store entries of %d: %w", seq, err)
 	}
 	return nil
+}
+
+// lastEntrySeq is the last decision whose entries are stored (0: none).
+func (s *store) lastEntrySeq() (uint64, error) {
+	var n sql.NullInt64
+	if err := s.db.QueryRow(`SELECT MAX(seq) FROM entries`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("bftengine: read entries: %w", err)
+	}
+	return uint64(n.Int64), nil
 }
 
 func recordResult(r fsm.Result) fsm.RecordResult {
@@ -205,7 +246,7 @@ func (s *store) cert(index uint64) ([]fsm.Attestation, error) {
 }
 
 func (s *store) putCert(index uint64, atts []fsm.Attestation) error {
-	tx, err := s.db.Begin()
+	tx, err := s.derived.Begin()
 	if err != nil {
 		return fmt.Errorf("bftengine: store certificate %d: %w", index, err)
 	}
