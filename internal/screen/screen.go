@@ -121,6 +121,7 @@ type Screener struct {
 	maxInput  int
 	maxDepth  int
 	rules     *ruleSet
+	concepts  *conceptSet
 	tokenPool sync.Pool // of *[]token, scratch for fold
 }
 
@@ -146,7 +147,7 @@ func New(cfg Config) (*Screener, error) {
 		// A broken built-in rule table is a bug in this package, not in cfg.
 		return nil, fmt.Errorf("screen: compiling built-in rules: %w", err)
 	}
-	s := &Screener{maxInput: cfg.MaxInputBytes, maxDepth: cfg.MaxDecodeDepth, rules: rs}
+	s := &Screener{maxInput: cfg.MaxInputBytes, maxDepth: cfg.MaxDecodeDepth, rules: rs, concepts: compileConcepts()}
 	s.tokenPool.New = func() any { t := make([]token, 0, 512); return &t }
 	return s, nil
 }
@@ -244,12 +245,20 @@ func (c *call) screenText(text string, depth int, acc *accumulator) {
 	if f.mixed > 0 {
 		acc.add(signal{id: "homoglyph-mixed", code: "homoglyph:mixed-script", weight: 0.4})
 	}
+	var (
+		meta     int
+		concepts []signal
+	)
 	if !c.halted() {
-		c.s.rules.matchPhrases(&f, acc)
+		concepts, meta = c.s.concepts.match(f.text)
 	}
 	if !c.halted() {
-		c.s.rules.matchPatterns(&f, norm, acc)
+		c.s.rules.matchPhrases(&f, acc, meta)
 	}
+	if !c.halted() {
+		c.s.rules.matchPatterns(&f, norm, acc, meta)
+	}
+	addConcepts(acc, concepts)
 	if cap(f.toks.t) <= maxPooledTokens {
 		*scratch = f.toks.t[:0]
 		c.s.tokenPool.Put(scratch)

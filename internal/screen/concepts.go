@@ -1,0 +1,341 @@
+package screen
+
+import (
+	"strings"
+	"unicode"
+	"unicode/utf8"
+)
+
+// The concept detector reads the folded text for words of a few meanings in many
+// languages (ignore, instructions, system prompt, reveal, secret, send, tool, "AI
+// reading this", "no restrictions", "from now on", "before you summarise", recommend,
+// the user, negation) and scores the combinations that make an instruction to the
+// reading agent when they share a sentence: ignore + instructions, reveal + system
+// prompt, secret + your reply, send + the user's data + an address, no restrictions +
+// from now on. One meaning alone never marks. The phrase rules know English and a few
+// European languages word by word; this layer gives the same attack shapes coverage in
+// the most spoken languages, with cue lists rather than grammar.
+//
+// Text that discusses attacks, quotes prompts or is code (meta cues: injection,
+// payload, attacker, red team, assert, def, example ...) weakens what it contains:
+// quoted matches there count a fifth, the rest half. An attacker can add such words;
+// the weakening halves a score rather than removing it, and a strong instruction
+// outside quotes still marks.
+
+type concept uint8
+
+const (
+	kIgnore concept = iota
+	kPrev
+	kInstr
+	kSysPrompt
+	kReveal
+	kVerbatim
+	kSecret
+	kSend
+	kTool
+	kData
+	kAddr
+	kReply
+	kAgent
+	kAIReader
+	kNoLimits
+	kFromNow
+	kYouAre
+	kUser
+	kAdvise
+	kBefore
+	kNeg
+	kHedge
+	kMeta
+	nConcepts
+)
+
+// conceptLex lists the cues of each concept: lowercase, matched as prefixes of words
+// (scripts without spaces: anywhere). Languages: en, zh, hi, es, fr, ar, bn, pt, ru, ur,
+// id, de, ja, ko, tr, it, vi, nl, pl.
+var conceptLex = [nConcepts]string{
+	kIgnore:    "ignore|ignoring|disregard|forget|override|bypass|pay no attention|olvida|ignora|ignoren|ignorez|ignore les|oublie|vergiss|vergessen|ignorier|missachte|esqueça|esqueca|desconsidere|dimentica|ignorate|忽略|无视|忽视|忘记|忘掉|無視|忘れ|무시|잊어|игнорир|забудь|забудьте|проигнорир|تجاهل|انس|अनदेखा|नज़रअंदाज़|नजरअंदाज|भूल जाओ|उपेक्षा|উপেক্ষা|ভুলে যাও|نظر انداز|بھول جاؤ|abaikan|lupakan|yok say|unut|görmezden gel|bỏ qua|quên|negeer|vergeet|zignoruj|zapomnij",
+	kPrev:      "previous|prior|above|earlier|preceding|all prior|anteriores|previas|precedentes|précédent|precedent|bisherig|vorherig|obigen|anteriores|precedenti|之前|以上|上面|先前|此前|これまで|以前|上記|이전|предыдущ|прежн|السابقة|पिछले|पहले के|আগের|پچھلی|پچھلے|sebelumnya|önceki|trước đó|vorige|eerdere|poprzednie",
+	kInstr:     "instructions|instruction|directives|system prompt|rules|instrucciones|instruções|instrucoes|instruções|consignes|directives|anweisungen|instruktionen|istruzioni|指令|指示|提示词|规则|プロンプト|지시|지침|инструкци|указани|правила|التعليمات|تعليمات|निर्देश|নির্দেশ|ہدایات|instruksi|talimat|hướng dẫn|instructies|instrukcje|polecenia",
+	kSysPrompt: "system prompt|systemprompt|system message|initial instructions|initial configuration|hidden instructions|hidden developer|prompt de sistema|prompt del sistema|instrucciones de sistema|prompt système|prompt systeme|instructions cachées|instructions cachees|systemprompt|prompt di sistema|prompt do sistema|prompt de sistema|系统提示|系统指令|隐藏指令|システムプロンプト|시스템 프롬프트|системный промпт|системн|скрытые инструкции|موجه النظام|التعليمات المخفية|सिस्टम प्रॉम्प्ट|সিস্টেম প্রম্পট|سسٹم پرامپٹ|prompt sistem|sistem istemi|lời nhắc hệ thống|systeemprompt|prompt systemowy",
+	kReveal:    "print|reveal|repeat|output|display|show|dump|recite|muéstrame|muestrame|muestra|revela|imprime|affiche|révèle|revele|répète|zeige|zeig|gib|ausgeben|mostre|mostra|mostrami|riporta|stampa|输出|显示|打印|重复|表示|出力|출력|보여|выведи|покажи|повтори|اعرض|أظهر|دिखाओ|দেখাও|دکھاؤ|tampilkan|göster|yazdır|in ra|hiển thị|toon|pokaż|wypisz",
+	kVerbatim:  "verbatim|word for word|palabra por palabra|mot pour mot|mot à mot|intégralement|integralement|wortwörtlich|wortwortlich|wörtlich|wortlich|sem omitir|parola per parola|逐字|原文|一字一句|そのまま|한 글자도|그대로|дословно|слово в слово|حرفي|शब्दशः|হুবহু|لفظ بہ لفظ|kata demi kata|kelimesi kelimesine|nguyên văn|woord voor woord|słowo w słowo",
+	kSecret:    "api key|api_key|apikey|access token|access_token|auth token|oauth|client secret|secret key|session cookie|credentials|passwords|password|openai_api_key|token de acceso|tokens de acceso|clave de api|clave api|jeton|jeton d'authentification|mot de passe|zugriffstoken|api-schlüssel|api-schlussel|passwort|token de acesso|chave da api|senha|token di accesso|chiave api|访问令牌|令牌|api 密钥|密钥|密码|アクセストークン|api キー|api キ|パスワード|액세스 토큰|api 키|비밀번호|токен доступа|ключ api|пароль|رمز الوصول|مفتاح api|كلمة المرور|एक्सेस टोकन|api कुंजी|पासवर्ड|অ্যাক্সেস টোকেন|api কী|পাসওয়ার্ড|رسائی ٹوکن|api کلید|پاس ورڈ|token akses|kunci api|kata sandi|erişim belirteci|api anahtarı|api anahtari|şifre|mã truy cập|khóa api|mật khẩu",
+	kSend:      "send|forward|transfer|upload|post it|exfiltrate|forwarded|envía|envia|mandar|manda|enviar|envoie|transfère|joins|schicke|sende|übertrage|weiterleiten|invia|manda|inoltra|发送|转发|送信|転送|보내|전송|отправь|перешли|أرسل|ارسل|भेज|পাঠাও|بھیج|kirim|gönder|gửi|stuur|wyślij",
+	kTool:      "send_email|send_mail|http_get|http_post|enviar_correo|enviar_arquivo|invia_email|envoyer_courriel|the tool|tool with|use the tool|call the|herramienta|l'outil|outil|werkzeug|ferramenta|strumento|工具|ツール|도구|инструмент|أداة|टूल|টুল|ٹول|alat|aracını|araci|công cụ",
+	kData:      "inbox|emails|messages|conversation|chat history|address book|contacts|files|documents|contracts|customer list|historial|conversación|correos|bandeja|contactos|dossier|fichiers|posteingang|kundenliste|dateien|contratos|pasta|cronologia|邮件|收件箱|联系人|文件|受信トレイ|メール|連絡先|받은편지함|메일|переписк|письма|صندوق الوارد|رسائل|इनबॉक्स|ईमेल|ইনবক্স|ইমেইল|ان باکس|ای میل|kotak masuk|gelen kutusu|e-posta|hộp thư|database|base de datos|datenbank|数据库|データベース|데이터베이스|базу данных|قاعدة|डेटाबेस",
+	kAddr:      "@|http://|https://|webhook",
+	kReply:     "reply|response|next message|your answer|respuesta|réponse|reponse|antwort|resposta|risposta|回复|返信|답장|ответ|الرد|جواب|जवाब|উত্তর|balasan|yanıt|yanit|yanıtına|phần trả lời|trả lời|antwoord|odpowied",
+	kAgent:     "agent|assistant|asistente|l'agent|agente|agenten|assistente|智能体|助手|エージェント|アシスタント|에이전트|어시스턴트|агент|ассистент|الوكيل|المساعد|एजेंट|सहायक|এজেন্ট|সহকারী|ایجنٹ|معاون|agen|asisten|ajan|asistan|tác tử|trợ lý",
+	kAIReader:  "ai model reading|ai models reading|any ai model|ai assistants|automated agents|note to any ai|to any ai|instructions for automated|for the assistant summarising|for the assistant summarizing|modelos de ia que|l'ia qui lit|pour l'ia|ki-assistenten|ki-assistent|modelos de ia que|modelli di ia|致阅读|阅读本页面的|を読むaiモデル|読むai|읽는 ai|ai 모델에게|для ии|ии, читающего|لنماذج الذكاء الاصطناعي|الذكاء الاصطناعي التي تقرأ|पढ़ने वाले ai|पढ़ने वाले|পড়া এআই|এআই মডেলের|پڑھنے والے اے آئی|اے آئی ماڈل|untuk model ai|model ai yang membaca|okuyan yapay zek|yapay zekâ modellerine|yapay zeka modellerine|mô hình ai đọc|cho mô hình ai",
+	kNoLimits:  "no content policy|no restrictions|without restrictions|no rules|never refuses|never refuse|no limits|unrestricted|sin restricciones|sin restricciones ni|nunca se niega|sans jamais refuser|libérée de toutes|liberee de toutes|ohne regeln|niemals ablehnt|sem regras|nunca recusa|priva di regole|senza mai rifiutare|没有任何规则|不会拒绝|無制限|制限のない|断らず|제한도 없는|거절하지|без правил|без ограничений|никогда не отказывает|بلا قواعد|بلا قيود|ولا يرفض|कोई नियम नहीं|कभी मना नहीं|কোনো নিয়ম ছাড়া|না বলে না|کوئی اصول نہیں|انکار نہیں|tanpa aturan|tidak pernah menolak|hiçbir kuralı olmayan|asla reddetmeyen|không có quy tắc|không bao giờ từ chối|zonder regels|bez zasad",
+	kFromNow:   "from now on|from this point|a partir de ahora|à partir de maintenant|a partir de maintenant|désormais|desormais|ab sofort|ab jetzt|von nun an|de agora em diante|a partir de agora|da ora in poi|da questo momento|从现在起|从现在开始|今から|今後は|지금부터|с этого момента|теперь ты|من الآن|अब से|এখন থেকে|اب سے|mulai sekarang|bundan sonra|artık|từ giờ|từ bây giờ|vanaf nu|od teraz",
+	kYouAre:    "you are now|now you are|you are unbound|eres|tu es|du bist|bist du|você é|voce e|sei |你是|あなたは|너는|ты —|ты «|ты \"|أنت «|أنت|तुम|তুমি|تم '|kamu adalah|sen hiç|bạn là|je bent|jesteś",
+	kUser:      "the user|user's|users|usuario|l'utilisateur|utilisateur|nutzer|benutzer|usuário|usuario|utente|用户|ユーザー|사용자|пользовател|المستخدم|उपयोगकर्ता|ব্যবহারকারী|صارف|pengguna|kullanıcı|kullanici|người dùng|gebruiker|użytkownik",
+	kAdvise:    "recommend|suggest|advise|mention that|state that|tell the user|say that|switch to|recomienda|recomendando|sugerir|conseille|conseiller|recommande|empfiehl|empfehle|rate ab|sugerisse|sugira|consigliare|consiglia|建议|推荐|勧め|おすすめ|권해|추천|посоветуй|рекомендуй|انصح|تنصح|सलाह|पরামর্শ|পরামর্শ|مشورہ|sarankan|rekomendasikan|öner|khuyên|aanbevel|poleć",
+	kBefore:    "before you write|before you answer|before you summar|before continuing|when you summar|when you answer|before writing|antes de resumir|antes de responder|avant de répondre|avant de repondre|avant de résumer|bevor du|antes de resumir|prima di rispondere|prima di riassumere|在总结之前|总结之前|回答之前|要約を書く前に|前に|요약하기 전에|전에|прежде чем|перед тем как|قبل أن تكتب|قبل أن|लिखने से पहले|से पहले|লেখার আগে|আগে|لکھنے سے پہلے|سے پہلے|sebelum membuat|sebelum menjawab|yazmadan önce|önce|trước khi",
+	kNeg:       "never|don't|dont|do not|not |no |nunca|jamás|jamais|ne pas|n'est|niemals|nicht|gebt|não|nao|mai |non |不要|不|别|勿|ないで|しないで|마세요|않|никогда|никому|не |لا |न करें|नहीं|कभी|না|کبھی|نہ |jangan|asla|paylaşmayın|paylasmayin|đừng|không bao giờ",
+	kHedge:     "if |unless |in case|si |wenn |falls |se |如果|もし|만약|если|إذا|अगर|যদি|اگر|jika|eğer|eger|nếu|als ",
+	kMeta:      "prompt injection|prompt-injection|indirect prompt|injection|payload|an attacker |the attacker |attackers |attacker-controlled|threat model|mitigation|remediation|red-team|red team|severity|retest|phishing awareness|security training|typical payload|classic payload|guardrail|defenders|owasp|test case|fixture|assert |def |const |return [|promptTemplate|prompttemplate|system_prompt =|system_prompt|system =|template =|example conversation|example system prompt|faq:|tutorial|quiz|postmortem|bug #|review comment|nit:|inyección|inyeccion|atacante|hallazgo|injection de prompt|attaquant|défense|defense|prompt-injection|angriff|befund|abwehr|injeção|injecao|iniezione|提示注入|攻击者|防御|プロンプトインジェクション|攻撃|対策|프롬프트 인젝션|공격자|방어|промпт-инъекция|инъекция|злоумышленник|защита|حقن|المهاجم|इंजेक्शन|हमलावर|ইনজেকশন|انجیکشن|injeksi|enjeksiyon|ejemplo de prompt|exemple de prompt|beispiel für einen systemprompt|beispiel fur einen systemprompt|# 系统提示词",
+}
+
+type cue struct {
+	text     string
+	c        concept
+	boundary bool // must start a word
+}
+
+type conceptSet struct {
+	byPair map[uint16][]int32 // first two bytes -> cues
+	cues   []cue
+}
+
+func compileConcepts() *conceptSet {
+	cs := &conceptSet{byPair: map[uint16][]int32{}}
+	for c := concept(0); c < nConcepts; c++ {
+		for _, w := range strings.Split(conceptLex[c], "|") {
+			f := fold(w, nil).text
+			if len(f) < 2 {
+				if f == "@" {
+					f = "@"
+				} else {
+					continue
+				}
+			}
+			r, _ := utf8.DecodeRuneInString(f)
+			b := !(unicode.Is(unicode.Han, r) || unicode.Is(unicode.Hiragana, r) || unicode.Is(unicode.Katakana, r) ||
+				unicode.Is(unicode.Arabic, r) || !unicode.IsLetter(r))
+			idx := int32(len(cs.cues))
+			cs.cues = append(cs.cues, cue{text: f, c: c, boundary: b})
+			k := pairKey(f)
+			cs.byPair[k] = append(cs.byPair[k], idx)
+		}
+	}
+	return cs
+}
+
+func pairKey(s string) uint16 {
+	if len(s) == 1 {
+		return uint16(s[0]) << 8
+	}
+	return uint16(s[0])<<8 | uint16(s[1])
+}
+
+// conceptWeights are the combinations scored per sentence.
+type comboHit struct {
+	id     string
+	code   string
+	weight float64
+	quoted bool // every cue of the combination was inside quotation marks
+}
+
+// sentence accumulates the concepts of one sentence.
+type sentence struct {
+	any, unq uint32 // concepts present; present outside quotes
+}
+
+func (m uint32mask) has(c concept) bool { return uint32(m)&(1<<c) != 0 }
+
+type uint32mask uint32
+
+// match returns the concept combinations of the folded text as signals, and the
+// number of distinct meta cues in it.
+func (cs *conceptSet) match(text string) ([]signal, int) {
+	var (
+		cur, prev sentence
+		quoted    bool
+		hits      []comboHit
+		meta      = map[string]bool{}
+		n         = len(text)
+	)
+	end := func() {
+		hits = appendCombos(hits, cur, prev)
+		prev, cur = cur, sentence{}
+	}
+	for i := 0; i < n; i++ {
+		b := text[i]
+		switch b {
+		case '.', '!', '?', ';', '\n':
+			if b == '\n' {
+				quoted = false
+			}
+			if b != '.' || i+1 >= n || text[i+1] == ' ' || text[i+1] == '\n' {
+				end()
+			}
+		case '"', '`':
+			quoted = !quoted
+		case '\'':
+			// A single quote at a word's edge opens or closes a quotation; inside a
+			// word it is an apostrophe (fold already dropped most of those).
+			before := i > 0 && wordByteBefore(text, i)
+			r, _ := utf8.DecodeRuneInString(text[min(i+1, n):])
+			after := i+1 < n && (unicode.IsLetter(r) || unicode.IsDigit(r))
+			switch {
+			case !before && after:
+				quoted = true
+			case before && !after:
+				quoted = false
+			}
+		case 0xE3: // 。 ！ 「 」
+			if i+2 < n && text[i+1] == 0x80 {
+				switch text[i+2] {
+				case 0x82:
+					end()
+				case 0x8C:
+					quoted = true
+				case 0x8D:
+					quoted = false
+				}
+			}
+		case 0xEF: // ！ ？ ：
+			if i+2 < n && text[i+1] == 0xBC && (text[i+2] == 0x81 || text[i+2] == 0x9F) {
+				end()
+			}
+		case 0xE2: // “ ” „ and … ; « » are C2 AB / C2 BB
+			if i+2 < n && text[i+1] == 0x80 {
+				switch text[i+2] {
+				case 0x9C, 0x9E:
+					quoted = true
+				case 0x9D:
+					quoted = false
+				}
+			}
+		case 0xC2:
+			if i+1 < n && text[i+1] == 0xAB {
+				quoted = true
+			} else if i+1 < n && text[i+1] == 0xBB {
+				quoted = false
+			}
+		case 0xE0: // । (Devanagari danda)
+			if i+2 < n && text[i+1] == 0xA5 && text[i+2] == 0xA4 {
+				end()
+			}
+		case 0xDB: // ۔ (Urdu full stop)
+			if i+1 < n && text[i+1] == 0x94 {
+				end()
+			}
+		}
+		if i+1 >= n {
+			continue
+		}
+		list := cs.byPair[uint16(b)<<8|uint16(text[i+1])]
+		if b == '@' {
+			list = cs.byPair[uint16('@')<<8]
+		}
+		for _, ci := range list {
+			c := &cs.cues[ci]
+			if !strings.HasPrefix(text[i:], c.text) {
+				continue
+			}
+			if c.boundary && i > 0 && wordByteBefore(text, i) {
+				continue
+			}
+			cur.any |= 1 << c.c
+			if !quoted {
+				cur.unq |= 1 << c.c
+			}
+			if c.c == kMeta {
+				meta[c.text] = true
+			}
+		}
+	}
+	end()
+	var out []signal
+	for _, h := range hits {
+		out = append(out, signal{id: h.id, code: h.code, weight: h.weight * metaFactor(len(meta), h.quoted)})
+	}
+	return out, len(meta)
+}
+
+// addConcepts adds concept signals to acc as evidence beyond the phrase and pattern
+// rules: where a rule already reported the same code with weight w0, a concept signal
+// of weight w adds only what lifts that code to w, so one instruction read by two
+// detectors is not counted twice.
+func addConcepts(acc *accumulator, sigs []signal) {
+	for _, sg := range sigs {
+		w0 := 0.0
+		for _, o := range acc.sig {
+			if o.code == sg.code && o.weight > w0 {
+				w0 = o.weight
+			}
+		}
+		if sg.weight <= w0 {
+			continue
+		}
+		sg.weight = (sg.weight - w0) / (1 - w0)
+		acc.add(sg)
+	}
+}
+
+// wordByteBefore reports whether the rune before i is a letter or digit.
+func wordByteBefore(s string, i int) bool {
+	r, _ := utf8.DecodeLastRuneInString(s[:i])
+	return unicode.IsLetter(r) || unicode.IsDigit(r) || unicode.IsMark(r)
+}
+
+// appendCombos scores one sentence (with the one before it for cues that run on).
+func appendCombos(hits []comboHit, cur, prev sentence) []comboHit {
+	m := uint32mask(cur.any)
+	u := uint32mask(cur.unq)
+	both := uint32mask(cur.any | prev.any)
+	add := func(id, code string, w float64, cs ...concept) {
+		q := true
+		for _, c := range cs {
+			if u.has(c) {
+				q = false
+			}
+		}
+		hits = append(hits, comboHit{id: id, code: code, weight: w, quoted: q})
+	}
+	neg := m.has(kNeg)
+	negW := func(w float64) float64 {
+		if neg {
+			w *= 0.3
+		}
+		if m.has(kHedge) {
+			w *= 0.5
+		}
+		return w
+	}
+	if m.has(kIgnore) && m.has(kInstr) && m.has(kPrev) {
+		add("ml-override", codeOverride, negW(0.85), kIgnore, kInstr)
+	}
+	if m.has(kSysPrompt) && (m.has(kReveal) || m.has(kVerbatim)) {
+		add("ml-extract", codeExtraction, negW(0.75), kSysPrompt)
+	} else if m.has(kVerbatim) && m.has(kReveal) && m.has(kInstr) {
+		add("ml-extract", codeExtraction, negW(0.65), kVerbatim, kInstr)
+	}
+	if m.has(kSend) && (m.has(kData) || m.has(kSecret)) && (m.has(kAddr) || m.has(kTool)) {
+		add("ml-exfil", codeExfil, negW(0.7), kSend)
+	} else if m.has(kTool) && m.has(kData) && m.has(kSend) {
+		add("ml-exfil", codeExfil, negW(0.6), kTool)
+	}
+	if m.has(kSecret) && (m.has(kReply) || m.has(kAgent)) && !neg {
+		w := 0.55
+		if m.has(kReply) && m.has(kAgent) {
+			w = 0.75
+		}
+		add("ml-phish", codeExfil, w, kSecret)
+	}
+	if m.has(kNoLimits) {
+		w := 0.45
+		if both.has(kFromNow) || both.has(kYouAre) {
+			w = 0.8
+		}
+		add("ml-nolimits", codeJailbreak, w, kNoLimits)
+	} else if m.has(kFromNow) && m.has(kYouAre) {
+		add("ml-persona", codePersona, 0.5, kFromNow, kYouAre)
+	}
+	if m.has(kAIReader) {
+		w := 0.6
+		if both.has(kAdvise) || both.has(kUser) {
+			w = 0.75
+		}
+		add("ml-ai-reader", codeAgent, w, kAIReader)
+	}
+	if both.has(kBefore) && m.has(kAdvise) && both.has(kUser) {
+		add("ml-hijack", codeAgent, negW(0.6), kAdvise)
+	}
+	return hits
+}
