@@ -47,6 +47,7 @@ const (
 	kBefore
 	kNeg
 	kHedge
+	kCovert
 	kMeta
 	nConcepts
 )
@@ -75,9 +76,10 @@ var conceptLex = [nConcepts]string{
 	kUser:      "the user|user's|users|usuario|l'utilisateur|utilisateur|nutzer|benutzer|usuário|usuario|utente|用户|ユーザー|사용자|пользовател|المستخدم|उपयोगकर्ता|ব্যবহারকারী|صارف|pengguna|kullanıcı|kullanici|người dùng|gebruiker|użytkownik",
 	kAdvise:    "recommend|suggest|advise|mention that|state that|tell the user|say that|switch to|recomienda|recomendando|sugerir|conseille|conseiller|recommande|empfiehl|empfehle|rate ab|sugerisse|sugira|consigliare|consiglia|建议|推荐|勧め|おすすめ|권해|추천|посоветуй|рекомендуй|انصح|تنصح|सलाह|पরামর্শ|পরামর্শ|مشورہ|sarankan|rekomendasikan|öner|khuyên|aanbevel|poleć",
 	kBefore:    "before you write|before you answer|before you summar|before continuing|when you summar|when you answer|before writing|antes de resumir|antes de responder|avant de répondre|avant de repondre|avant de résumer|bevor du|antes de resumir|prima di rispondere|prima di riassumere|在总结之前|总结之前|回答之前|要約を書く前に|前に|요약하기 전에|전에|прежде чем|перед тем как|قبل أن تكتب|قبل أن|लिखने से पहले|से पहले|লেখার আগে|আগে|لکھنے سے پہلے|سے پہلے|sebelum membuat|sebelum menjawab|yazmadan önce|önce|trước khi",
-	kNeg:       "never|don't|dont|do not|not |no |nunca|jamás|jamais|ne pas|n'est|niemals|nicht|gebt|não|nao|mai |non |不要|不|别|勿|ないで|しないで|마세요|않|никогда|никому|не |لا |न करें|नहीं|कभी|না|کبھی|نہ |jangan|asla|paylaşmayın|paylasmayin|đừng|không bao giờ",
+	kNeg:       "never|don't|dont|do not|not |no |nunca|jamás|jamais|ne pas|n'est|niemals|nicht|gebt|não|nao|mai |non |不要|不|别|勿|ないで|しないで|마세요|않|никогда|никому|нельзя|لا |न करें|नहीं|कभी|না|کبھی|نہ |jangan|asla|paylaşmayın|paylasmayin|đừng|không bao giờ",
+	kCovert:    "silently|without mentioning|without telling|do this quietly|don't tell the user|dont tell the user|without the user|sin mencionar|sin decirle|sans le dire|sans en parler|ohne es zu erwähnen|ohne es zu erwahnen|sem mencionar|senza dirlo|senza avvisare|悄悄|不要告诉用户|黙って|ユーザーに伝えず|몰래|молча|не сообщая|دون إخبار|بصمت|बिना बताए|চুপচাপ|না জানিয়ে|بتائے بغیر|diam-diam|tanpa memberi tahu|sessizce|kullanıcıya söylemeden|lặng lẽ|zonder te vermelden|po cichu",
 	kHedge:     "if |unless |in case|si |wenn |falls |se |如果|もし|만약|если|إذا|अगर|যদি|اگر|jika|eğer|eger|nếu|als ",
-	kMeta:      "prompt injection|prompt-injection|indirect prompt|injection|payload|an attacker |the attacker |attackers |attacker-controlled|threat model|mitigation|remediation|red-team|red team|severity|retest|phishing awareness|security training|typical payload|classic payload|guardrail|defenders|owasp|test case|fixture|assert |def |const |return [|promptTemplate|prompttemplate|system_prompt =|system_prompt|system =|template =|example conversation|example system prompt|faq:|tutorial|quiz|postmortem|bug #|review comment|nit:|inyección|inyeccion|atacante|hallazgo|injection de prompt|attaquant|défense|defense|prompt-injection|angriff|befund|abwehr|injeção|injecao|iniezione|提示注入|攻击者|防御|プロンプトインジェクション|攻撃|対策|프롬프트 인젝션|공격자|방어|промпт-инъекция|инъекция|злоумышленник|защита|حقن|المهاجم|इंजेक्शन|हमलावर|ইনজেকশন|انجیکشن|injeksi|enjeksiyon|ejemplo de prompt|exemple de prompt|beispiel für einen systemprompt|beispiel fur einen systemprompt|# 系统提示词",
+	kMeta:      "jailbreaks like|jailbreaks such as|jailbreak prompts|jailbreak attempts|a good system prompt|writing a system prompt|how to write a prompt|prompt engineering|best practice|prompt injection|prompt-injection|indirect prompt|injection|payload|an attacker |the attacker |attackers |attacker-controlled|threat model|mitigation|remediation|red-team|red team|severity|retest|phishing awareness|security training|typical payload|classic payload|guardrail|defenders|owasp|test case|fixture|assert |def |const |return [|promptTemplate|prompttemplate|system_prompt =|system_prompt|system =|template =|example conversation|example system prompt|faq:|tutorial|quiz|postmortem|bug #|review comment|nit:|inyección|inyeccion|atacante|hallazgo|injection de prompt|attaquant|défense|defense|prompt-injection|angriff|befund|abwehr|injeção|injecao|iniezione|提示注入|攻击者|防御|プロンプトインジェクション|攻撃|対策|프롬프트 인젝션|공격자|방어|промпт-инъекция|инъекция|злоумышленник|защита|حقن|المهاجم|इंजेक्शन|हमलावर|ইনজেকশন|انجیکشن|injeksi|enjeksiyon|ejemplo de prompt|exemple de prompt|beispiel für einen systemprompt|beispiel fur einen systemprompt|# 系统提示词",
 }
 
 type cue struct {
@@ -104,8 +106,10 @@ func compileConcepts() *conceptSet {
 				}
 			}
 			r, _ := utf8.DecodeRuneInString(f)
-			b := !(unicode.Is(unicode.Han, r) || unicode.Is(unicode.Hiragana, r) || unicode.Is(unicode.Katakana, r) ||
-				unicode.Is(unicode.Arabic, r) || !unicode.IsLetter(r))
+			// Meta cues match anywhere: French and Italian elide articles onto them
+			// (l'injection folds to linjection).
+			b := c != kMeta && !(unicode.Is(unicode.Han, r) || unicode.Is(unicode.Hiragana, r) || unicode.Is(unicode.Katakana, r) ||
+				!unicode.IsLetter(r))
 			idx := int32(len(cs.cues))
 			cs.cues = append(cs.cues, cue{text: f, c: c, boundary: b})
 			k := pairKey(f)
@@ -228,7 +232,7 @@ func (cs *conceptSet) match(text string) ([]signal, int) {
 			if !strings.HasPrefix(text[i:], c.text) {
 				continue
 			}
-			if c.boundary && i > 0 && wordByteBefore(text, i) {
+			if c.boundary && i > 0 && wordByteBefore(text, i) && !elidedBefore(text, i) {
 				continue
 			}
 			cur.any |= 1 << c.c
@@ -268,6 +272,21 @@ func addConcepts(acc *accumulator, sigs []signal) {
 	}
 }
 
+// elisions are the French and Italian articles and particles that fold glues onto
+// the next word (l'utente -> lutente, all'utente -> allutente).
+var elisions = map[string]bool{"l": true, "d": true, "j": true, "m": true, "n": true, "s": true, "t": true, "c": true,
+	"qu": true, "all": true, "dell": true, "nell": true, "sull": true, "dall": true, "un": true}
+
+// elidedBefore reports whether the letters before i are an elided article that starts
+// a word, before a vowel as elision needs.
+func elidedBefore(s string, i int) bool {
+	j := i
+	for j > 0 && i-j < 4 && s[j-1] >= 'a' && s[j-1] <= 'z' {
+		j--
+	}
+	return j < i && (j == 0 || !wordByteBefore(s, j)) && elisions[s[j:i]] && strings.IndexByte("aeiouy", s[i]) >= 0
+}
+
 // wordByteBefore reports whether the rune before i is a letter or digit.
 func wordByteBefore(s string, i int) bool {
 	r, _ := utf8.DecodeLastRuneInString(s[:i])
@@ -280,6 +299,7 @@ func appendCombos(hits []comboHit, cur, prev sentence) []comboHit {
 	u := uint32mask(cur.unq)
 	both := uint32mask(cur.any | prev.any)
 	add := func(id, code string, w float64, cs ...concept) {
+		// Quoted when the cues that carry the action (the first ones) are all quoted.
 		q := true
 		for _, c := range cs {
 			if u.has(c) {
@@ -299,7 +319,7 @@ func appendCombos(hits []comboHit, cur, prev sentence) []comboHit {
 		return w
 	}
 	if m.has(kIgnore) && m.has(kInstr) && m.has(kPrev) {
-		add("ml-override", codeOverride, negW(0.85), kIgnore, kInstr)
+		add("ml-override", codeOverride, negW(0.85), kIgnore)
 	}
 	if m.has(kSysPrompt) && (m.has(kReveal) || m.has(kVerbatim)) {
 		add("ml-extract", codeExtraction, negW(0.75), kSysPrompt)
@@ -327,6 +347,12 @@ func appendCombos(hits []comboHit, cur, prev sentence) []comboHit {
 	} else if m.has(kFromNow) && m.has(kYouAre) {
 		add("ml-persona", codePersona, 0.5, kFromNow, kYouAre)
 	}
+	if both.has(kCovert) && (m.has(kSend) || m.has(kTool) || m.has(kData) || m.has(kSecret)) {
+		add("ml-covert", codeAgent, 0.6, kCovert)
+	}
+	if m.has(kReveal) && m.has(kData) && m.has(kUser) {
+		add("ml-dump", codeExfil, negW(0.55), kReveal)
+	}
 	if m.has(kAIReader) {
 		w := 0.6
 		if both.has(kAdvise) || both.has(kUser) {
@@ -335,7 +361,74 @@ func appendCombos(hits []comboHit, cur, prev sentence) []comboHit {
 		add("ml-ai-reader", codeAgent, w, kAIReader)
 	}
 	if both.has(kBefore) && m.has(kAdvise) && both.has(kUser) {
-		add("ml-hijack", codeAgent, negW(0.6), kAdvise)
+		w := 0.6
+		if neg {
+			w *= 0.3
+		}
+		add("ml-hijack", codeAgent, w, kAdvise)
 	}
 	return hits
 }
+
+// deobfuscate undoes two spellings that keep words away from lexical rules, on the
+// folded text: leetspeak inside words that mix letters and digits (1gn0r3 -> ignore,
+// p4ssw0rd -> password) and letters split by hyphens, dots or underscores
+// (i-g-n-o-r-e -> ignore). It reports whether anything changed.
+func deobfuscate(s string) (string, bool) {
+	b := []byte(s)
+	changed := false
+	n := len(b)
+	for i := 0; i < n; {
+		if !leetByte(b[i]) {
+			i++
+			continue
+		}
+		j := i
+		letters, digits := 0, 0
+		for j < n && leetByte(b[j]) {
+			if b[j] >= 'a' && b[j] <= 'z' {
+				letters++
+			} else {
+				digits++
+			}
+			j++
+		}
+		if letters > 0 && digits > 0 && (i == 0 || b[i-1] < 0x80) && (j == n || b[j] < 0x80) {
+			for k := i; k < j; k++ {
+				if c, ok := leetMap[b[k]]; ok {
+					b[k] = c
+					changed = true
+				}
+			}
+		}
+		i = j
+	}
+	// Letters split by one separator each: at least four letters in the run.
+	out := b[:0:0]
+	for i := 0; i < n; {
+		if isLower(b[i]) && (i == 0 || !isLower(b[i-1])) {
+			j, count := i, 1
+			for j+2 < n && (b[j+1] == '-' || b[j+1] == '.' || b[j+1] == '_') && isLower(b[j+2]) && (j+3 >= n || !isLower(b[j+3])) {
+				j += 2
+				count++
+			}
+			if count >= 3 {
+				for k := i; k <= j; k += 2 {
+					out = append(out, b[k])
+				}
+				changed = true
+				i = j + 1
+				continue
+			}
+		}
+		out = append(out, b[i])
+		i++
+	}
+	return string(out), changed
+}
+
+func isLower(c byte) bool { return c >= 'a' && c <= 'z' }
+
+func leetByte(c byte) bool { return isLower(c) || (c >= '0' && c <= '9') || c == '@' || c == '$' }
+
+var leetMap = map[byte]byte{'0': 'o', '1': 'i', '3': 'e', '4': 'a', '5': 's', '7': 't', '@': 'a', '$': 's'}

@@ -287,7 +287,7 @@ func (m *phraseMatcher) try(idx, i int, firstMatched bool) {
 	if r.qualifiable && end > i && !rs.overrideObject[toks.word(end-1)] {
 		// "ignore the old VPN instructions", "forget the setup steps": a noun qualifies
 		// the instructions, so they are instructions about something, not the reader's.
-		w *= 0.3
+		w *= 0.2
 	}
 	h := hit{rule: r, start: i, end: end, weight: w}
 	for j := i; j <= end; j++ {

@@ -259,6 +259,10 @@ func (c *call) screenText(text string, depth int, acc *accumulator) {
 		c.s.rules.matchPatterns(&f, norm, acc, meta)
 	}
 	addConcepts(acc, concepts)
+	deob, obf := "", false
+	if depth == 0 {
+		deob, obf = deobfuscate(f.text)
+	}
 	if cap(f.toks.t) <= maxPooledTokens {
 		*scratch = f.toks.t[:0]
 		c.s.tokenPool.Put(scratch)
@@ -268,6 +272,10 @@ func (c *call) screenText(text string, depth int, acc *accumulator) {
 	// beyond the carrier's own signals counts, with the hiding as one more signal.
 	if len(h.tagPayload) > 0 {
 		c.screenChild("hidden-unicode:tag-chars", string(h.tagPayload), min(depth+1, c.s.maxDepth), acc, false)
+	}
+	if obf && c.budget >= len(deob) && !c.halted() {
+		c.budget -= len(deob)
+		c.screenDeobfuscated(deob, acc)
 	}
 	if depth >= c.s.maxDepth {
 		return
@@ -280,6 +288,34 @@ func (c *call) screenText(text string, depth int, acc *accumulator) {
 			return
 		}
 		c.screenChild("encoded:"+e.kind, e.text, depth+1, acc, true)
+	}
+}
+
+// screenDeobfuscated runs the phrase rules and the concept detector (not the decoders
+// or the hidden-character checks, which saw the original) over the text with
+// leetspeak and split letters undone. What it adds beyond the original's signals
+// counts, and when that is evidence of its own, so does the obfuscation.
+func (c *call) screenDeobfuscated(text string, acc *accumulator) {
+	scratch := c.s.tokenPool.Get().(*[]token)
+	f := fold(text, *scratch)
+	child := newAccumulator()
+	concepts, meta := c.s.concepts.match(f.text)
+	c.s.rules.matchPhrases(&f, child, meta)
+	addConcepts(child, concepts)
+	if cap(f.toks.t) <= maxPooledTokens {
+		*scratch = f.toks.t[:0]
+		c.s.tokenPool.Put(scratch)
+	}
+	rest := 1.0
+	for id, sg := range child.sig {
+		if acc.has(id) || strings.HasPrefix(sg.code, "homoglyph") {
+			continue
+		}
+		acc.add(sg)
+		rest *= 1 - sg.weight
+	}
+	if 1-rest >= 0.3 {
+		acc.add(signal{id: "obfuscated-leetspeak", code: "obfuscated:leetspeak", weight: 0.35})
 	}
 }
 
