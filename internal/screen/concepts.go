@@ -46,6 +46,7 @@ const (
 	kAdvise
 	kBefore
 	kNeg
+	kThird
 	kHedge
 	kCovert
 	kMeta
@@ -63,8 +64,8 @@ var conceptLex = [nConcepts]string{
 	kReveal:    "print|reveal|repeat|output|display|show|dump|recite|muéstrame|muestrame|muestra|revela|imprime|affiche|révèle|revele|répète|zeige|zeig|gib|ausgeben|mostre|mostra|mostrami|riporta|stampa|输出|显示|打印|重复|表示|出力|출력|보여|выведи|покажи|повтори|اعرض|أظهر|دिखाओ|দেখাও|دکھاؤ|tampilkan|göster|yazdır|in ra|hiển thị|toon|pokaż|wypisz",
 	kVerbatim:  "verbatim|word for word|palabra por palabra|mot pour mot|mot à mot|intégralement|integralement|wortwörtlich|wortwortlich|wörtlich|wortlich|sem omitir|parola per parola|逐字|原文|一字一句|そのまま|한 글자도|그대로|дословно|слово в слово|حرفي|शब्दशः|হুবহু|لفظ بہ لفظ|kata demi kata|kelimesi kelimesine|nguyên văn|woord voor woord|słowo w słowo",
 	kSecret:    "api key|api_key|apikey|access token|access_token|auth token|oauth|client secret|secret key|session cookie|credentials|passwords|password|openai_api_key|token de acceso|tokens de acceso|clave de api|clave api|jeton|jeton d'authentification|mot de passe|zugriffstoken|api-schlüssel|api-schlussel|passwort|token de acesso|chave da api|senha|token di accesso|chiave api|访问令牌|令牌|api 密钥|密钥|密码|アクセストークン|api キー|api キ|パスワード|액세스 토큰|api 키|비밀번호|токен доступа|ключ api|пароль|رمز الوصول|مفتاح api|كلمة المرور|एक्सेस टोकन|api कुंजी|पासवर्ड|অ্যাক্সেস টোকেন|api কী|পাসওয়ার্ড|رسائی ٹوکن|api کلید|پاس ورڈ|token akses|kunci api|kata sandi|erişim belirteci|api anahtarı|api anahtari|şifre|mã truy cập|khóa api|mật khẩu",
-	kSend:      "send|forward|transfer|upload|post it|exfiltrate|forwarded|envía|envia|mandar|manda|enviar|envoie|transfère|joins|schicke|sende|übertrage|weiterleiten|invia|manda|inoltra|发送|转发|送信|転送|보내|전송|отправь|перешли|أرسل|ارسل|भेज|পাঠাও|بھیج|kirim|gönder|gửi|stuur|wyślij",
-	kTool:      "send_email|send_mail|http_get|http_post|enviar_correo|enviar_arquivo|invia_email|envoyer_courriel|the tool|tool with|use the tool|call the|herramienta|l'outil|outil|werkzeug|ferramenta|strumento|工具|ツール|도구|инструмент|أداة|टूल|টুল|ٹول|alat|aracını|araci|công cụ",
+	kSend:      "send_email|send_mail|http_post|enviar_correo|enviar_arquivo|invia_email|envoyer_courriel|send|forward|transfer|upload|post it|exfiltrate|forwarded|envía|envia|mandar|manda|enviar|envoie|transfère|joins|schicke|sende|übertrage|weiterleiten|invia|manda|inoltra|发送|转发|送信|転送|보내|전송|отправь|перешли|أرسل|ارسل|भेज|পাঠাও|بھیج|kirim|gönder|gửi|stuur|wyślij",
+	kTool:      "send_email|send_mail|http_get|http_post|enviar_correo|enviar_arquivo|invia_email|envoyer_courriel|the tool|tool with|use the tool|herramienta|l'outil|outil|werkzeug|ferramenta|strumento|工具|ツール|도구|инструмент|أداة|टूल|টুল|ٹول|alat|aracını|araci|công cụ",
 	kData:      "inbox|emails|messages|conversation|chat history|address book|contacts|files|documents|contracts|customer list|historial|conversación|correos|bandeja|contactos|dossier|fichiers|posteingang|kundenliste|dateien|contratos|pasta|cronologia|邮件|收件箱|联系人|文件|受信トレイ|メール|連絡先|받은편지함|메일|переписк|письма|صندوق الوارد|رسائل|इनबॉक्स|ईमेल|ইনবক্স|ইমেইল|ان باکس|ای میل|kotak masuk|gelen kutusu|e-posta|hộp thư|database|base de datos|datenbank|数据库|データベース|데이터베이스|базу данных|قاعدة|डेटाबेस",
 	kAddr:      "@|http://|https://|webhook",
 	kReply:     "reply|response|next message|your answer|respuesta|réponse|reponse|antwort|resposta|risposta|回复|返信|답장|ответ|الرد|جواب|जवाब|উত্তর|balasan|yanıt|yanit|yanıtına|phần trả lời|trả lời|antwoord|odpowied",
@@ -78,8 +79,9 @@ var conceptLex = [nConcepts]string{
 	kBefore:    "before you write|before you answer|before you summar|before continuing|when you summar|when you answer|before writing|antes de resumir|antes de responder|avant de répondre|avant de repondre|avant de résumer|bevor du|antes de resumir|prima di rispondere|prima di riassumere|在总结之前|总结之前|回答之前|要約を書く前に|前に|요약하기 전에|전에|прежде чем|перед тем как|قبل أن تكتب|قبل أن|लिखने से पहले|से पहले|লেখার আগে|আগে|لکھنے سے پہلے|سے پہلے|sebelum membuat|sebelum menjawab|yazmadan önce|önce|trước khi",
 	kNeg:       "never|don't|dont|do not|not |no |nunca|jamás|jamais|ne pas|n'est|niemals|nicht|gebt|não|nao|mai |non |不要|不|别|勿|ないで|しないで|마세요|않|никогда|никому|нельзя|لا |न करें|नहीं|कभी|না|کبھی|نہ |jangan|asla|paylaşmayın|paylasmayin|đừng|không bao giờ",
 	kCovert:    "silently|without mentioning|without telling|do this quietly|don't tell the user|dont tell the user|without the user|sin mencionar|sin decirle|sans le dire|sans en parler|ohne es zu erwähnen|ohne es zu erwahnen|sem mencionar|senza dirlo|senza avvisare|悄悄|不要告诉用户|黙って|ユーザーに伝えず|몰래|молча|не сообщая|دون إخبار|بصمت|बिना बताए|চুপচাপ|না জানিয়ে|بتائے بغیر|diam-diam|tanpa memberi tahu|sessizce|kullanıcıya söylemeden|lặng lẽ|zonder te vermelden|po cichu",
+	kThird:     "its system|their system|the chatbot|the bot |the model's|the models|chatbot's|its instructions|their instructions|su prompt|son prompt|seinen systemprompt",
 	kHedge:     "if |unless |in case|si |wenn |falls |se |如果|もし|만약|если|إذا|अगर|যদি|اگر|jika|eğer|eger|nếu|als ",
-	kMeta:      "jailbreaks like|jailbreaks such as|jailbreak prompts|jailbreak attempts|a good system prompt|writing a system prompt|how to write a prompt|prompt engineering|best practice|prompt injection|prompt-injection|indirect prompt|injection|payload|an attacker |the attacker |attackers |attacker-controlled|threat model|mitigation|remediation|red-team|red team|severity|retest|phishing awareness|security training|typical payload|classic payload|guardrail|defenders|owasp|test case|fixture|assert |def |const |return [|promptTemplate|prompttemplate|system_prompt =|system_prompt|system =|template =|example conversation|example system prompt|faq:|tutorial|quiz|postmortem|bug #|review comment|nit:|inyección|inyeccion|atacante|hallazgo|injection de prompt|attaquant|défense|defense|prompt-injection|angriff|befund|abwehr|injeção|injecao|iniezione|提示注入|攻击者|防御|プロンプトインジェクション|攻撃|対策|프롬프트 인젝션|공격자|방어|промпт-инъекция|инъекция|злоумышленник|защита|حقن|المهاجم|इंजेक्शन|हमलावर|ইনজেকশন|انجیکشن|injeksi|enjeksiyon|ejemplo de prompt|exemple de prompt|beispiel für einen systemprompt|beispiel fur einen systemprompt|# 系统提示词",
+	kMeta:      "`--|jailbreaks like|jailbreaks such as|jailbreak prompts|jailbreak attempts|a good system prompt|writing a system prompt|how to write a prompt|prompt engineering|best practice|prompt injection|prompt-injection|indirect prompt|injection|payload|an attacker |the attacker |attackers |attacker-controlled|threat model|mitigation|remediation|red-team|red team|severity|retest|phishing awareness|security training|typical payload|classic payload|guardrail|defenders|owasp|test case|fixture|assert |def |const |return [|promptTemplate|prompttemplate|system_prompt =|system_prompt|system =|template =|example conversation|example system prompt|faq:|tutorial|quiz|postmortem|bug #|review comment|nit:|inyección|inyeccion|atacante|hallazgo|injection de prompt|attaquant|défense|defense|prompt-injection|angriff|befund|abwehr|injeção|injecao|iniezione|提示注入|攻击者|防御|プロンプトインジェクション|攻撃|対策|프롬프트 인젝션|공격자|방어|промпт-инъекция|инъекция|злоумышленник|защита|حقن|المهاجم|इंजेक्शन|हमलावर|ইনজেকশন|انجیکشن|injeksi|enjeksiyon|ejemplo de prompt|exemple de prompt|beispiel für einen systemprompt|beispiel fur einen systemprompt|# 系统提示词",
 }
 
 type cue struct {
@@ -235,6 +237,12 @@ func (cs *conceptSet) match(text string) ([]signal, int) {
 			if c.boundary && i > 0 && wordByteBefore(text, i) && !elidedBefore(text, i) {
 				continue
 			}
+			if e := i + len(c.text); c.boundary && (i > 0 && text[i-1] == '_' || e < n && text[e] == '_') {
+				continue // part of an identifier (reply_to, auth_token_ttl)
+			}
+			if c.text == "@" && !(i > 0 && wordByteBefore(text, i) && i+1 < n && isLower(text[i+1])) {
+				continue // an address has a local part and a domain
+			}
 			cur.any |= 1 << c.c
 			if !quoted {
 				cur.unq |= 1 << c.c
@@ -322,7 +330,11 @@ func appendCombos(hits []comboHit, cur, prev sentence) []comboHit {
 		add("ml-override", codeOverride, negW(0.85), kIgnore)
 	}
 	if m.has(kSysPrompt) && (m.has(kReveal) || m.has(kVerbatim)) {
-		add("ml-extract", codeExtraction, negW(0.75), kSysPrompt)
+		w := negW(0.75)
+		if m.has(kThird) {
+			w *= 0.3 // "the chatbot repeats its system prompt": a report, not a request
+		}
+		add("ml-extract", codeExtraction, w, kSysPrompt)
 	} else if m.has(kVerbatim) && m.has(kReveal) && m.has(kInstr) {
 		add("ml-extract", codeExtraction, negW(0.65), kVerbatim, kInstr)
 	}
@@ -331,9 +343,9 @@ func appendCombos(hits []comboHit, cur, prev sentence) []comboHit {
 	} else if m.has(kTool) && m.has(kData) && m.has(kSend) {
 		add("ml-exfil", codeExfil, negW(0.6), kTool)
 	}
-	if m.has(kSecret) && (m.has(kReply) || m.has(kAgent)) && !neg {
-		w := 0.55
-		if m.has(kReply) && m.has(kAgent) {
+	if m.has(kSecret) && m.has(kReply) && !neg {
+		w := 0.6
+		if m.has(kAgent) {
 			w = 0.75
 		}
 		add("ml-phish", codeExfil, w, kSecret)
