@@ -1,5 +1,7 @@
 package sanitize
 
+import "strings"
+
 // passwordNouns name a password in prose, in the languages agents write in:
 // "la contraseña es: …", "пароль: …", "密码是 …", "das Passwort lautet …".
 // English and ASCII spellings also reach keyHit through "pass"; this path adds
@@ -21,8 +23,8 @@ func (sc *scanner) proseHit(p, l int) {
 	d := sc.data
 	n := len(d)
 	ascii := d[p] < 0x80
-	if ascii && p > 0 && isAlnum(d[p-1]) {
-		return // inside a word
+	if p > 0 && (ascii && isAlnum(d[p-1]) || strings.IndexByte(":/@.=_-", d[p-1]) >= 0) {
+		return // inside a word, a URL or an identifier
 	}
 	k := p + l
 	skipSpace := func() {
@@ -53,8 +55,8 @@ func (sc *scanner) proseHit(p, l int) {
 		}
 		// A linking word: letters only, short, on this line.
 		e := k
-		for e < n && e-k <= 12 && d[e] != ' ' && d[e] != '\t' && d[e] != '\n' && d[e] != ':' && d[e] != '=' &&
-			!isDigit(d[e]) && !(e+2 < n && d[e] == 0xEF && d[e+1] == 0xBC && d[e+2] == 0x9A) {
+		for e < n && e-k <= 12 && (isLetter(d[e]) || d[e] >= 0x80) &&
+			!(e+2 < n && d[e] == 0xEF && d[e+1] == 0xBC && d[e+2] == 0x9A) {
 			e++
 		}
 		if e == k || e-k > 12 || (e < n && isDigit(d[e])) {

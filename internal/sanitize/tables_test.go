@@ -31,6 +31,7 @@ func TestDetectContextForms(t *testing.T) {
 		{"Chinese", "密码是：" + pw, CategoryPasswordAssignment, pw},
 		{"Arabic", "كلمة المرور هي: " + pw, CategoryPasswordAssignment, pw},
 		{"not prose password: no digit, no colon", "la contraseña cambió ayer", "", "ayer"},
+		{"not prose password: the word in a URL's userinfo", "dsn: postgres://user:password@localhost:5432/mydb", "", "5432/mydb"},
 		{"not prose password: placeholder", "mot de passe : ********", "", "********"},
 		{"SSN on the line below its label", "{\"type\": \"us_ssn\",\n \"value\": \"123 45 6789\"}", CategoryUSSSN, "123 45 6789"},
 		{"not SSN: nine digits two lines below", "ssn policy\nnothing\n\"value\": \"123456789\"", "", "123456789"},
