@@ -1,6 +1,7 @@
 package screen
 
 import (
+	"math/bits"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -87,16 +88,45 @@ var conceptLex = [nConcepts]string{
 type cue struct {
 	text     string
 	c        concept
-	boundary bool // must start a word
+	boundary bool   // must start a word
+	meta     uint8  // ordinal among the meta cues, to count distinct ones
+	head     uint32 // the first four bytes (fewer for a shorter cue), little-endian,
+	mask     uint32 // and the bits of head that count: a cheap test before HasPrefix
+}
+
+// head3 hashes the three bytes of s at i (every cue but "@" has three or more).
+func head3(s string, i int) uint16 {
+	return uint16(s[i])<<8 ^ uint16(s[i+1])<<3 ^ uint16(s[i+2]) ^ uint16(s[i+2])<<12
+}
+
+// load4 reads up to four bytes of s at i as a little-endian word.
+func load4(s string, i int) uint32 {
+	if i+4 <= len(s) {
+		return uint32(s[i]) | uint32(s[i+1])<<8 | uint32(s[i+2])<<16 | uint32(s[i+3])<<24
+	}
+	var w uint32
+	for k := 0; i+k < len(s) && k < 4; k++ {
+		w |= uint32(s[i+k]) << (8 * k)
+	}
+	return w
+}
+
+// matchesAt reports whether c occurs in s at i; w is load4(s, i).
+func (c *cue) matchesAt(s string, i int, w uint32) bool {
+	return w&c.mask == c.head && (len(c.text) <= 4 || strings.HasPrefix(s[i:], c.text))
 }
 
 type conceptSet struct {
-	byPair map[uint16][]int32 // first two bytes -> cues
+	head   [1 << 16]uint16 // hash of a cue's first three bytes -> 1 + index into lists, 0 for none
+	lists  [][2][]int32    // cues by that hash: [0] anywhere, [1] only at a word start
+	at     []int32         // the cue "@"
+	global []int32         // meta cues that start with punctuation, found anywhere
 	cues   []cue
 }
 
 func compileConcepts() *conceptSet {
-	cs := &conceptSet{byPair: map[uint16][]int32{}}
+	cs := &conceptSet{}
+	nMeta := 0
 	for c := concept(0); c < nConcepts; c++ {
 		for _, w := range strings.Split(conceptLex[c], "|") {
 			f := fold(w, nil).text
@@ -108,24 +138,42 @@ func compileConcepts() *conceptSet {
 				}
 			}
 			r, _ := utf8.DecodeRuneInString(f)
-			// Meta cues match anywhere: French and Italian elide articles onto them
-			// (l'injection folds to linjection).
-			b := c != kMeta && !(unicode.Is(unicode.Han, r) || unicode.Is(unicode.Hiragana, r) || unicode.Is(unicode.Katakana, r) ||
+			b := !(unicode.Is(unicode.Han, r) || unicode.Is(unicode.Hiragana, r) || unicode.Is(unicode.Katakana, r) ||
 				!unicode.IsLetter(r))
 			idx := int32(len(cs.cues))
-			cs.cues = append(cs.cues, cue{text: f, c: c, boundary: b})
-			k := pairKey(f)
-			cs.byPair[k] = append(cs.byPair[k], idx)
+			var mask uint32
+			for k := 0; k < len(f) && k < 4; k++ {
+				mask |= 0xFF << (8 * k)
+			}
+			cs.cues = append(cs.cues, cue{text: f, c: c, boundary: b, meta: uint8(nMeta), head: load4(f, 0), mask: mask})
+			if c == kMeta {
+				nMeta++
+			}
+			if f == "@" {
+				cs.at = append(cs.at, idx)
+				continue
+			}
+			if !unicode.IsLetter(r) && !unicode.IsDigit(r) {
+				// A cue that starts with punctuation ("`--") can only say the text
+				// is meta: it is looked for once in the whole text.
+				if c == kMeta {
+					cs.global = append(cs.global, idx)
+				}
+				continue
+			}
+			k := head3(f, 0)
+			if cs.head[k] == 0 {
+				cs.lists = append(cs.lists, [2][]int32{})
+				cs.head[k] = uint16(len(cs.lists))
+			}
+			w := 0
+			if b {
+				w = 1
+			}
+			cs.lists[cs.head[k]-1][w] = append(cs.lists[cs.head[k]-1][w], idx)
 		}
 	}
 	return cs
-}
-
-func pairKey(s string) uint16 {
-	if len(s) == 1 {
-		return uint16(s[0]) << 8
-	}
-	return uint16(s[0])<<8 | uint16(s[1])
 }
 
 // conceptWeights are the combinations scored per sentence.
@@ -146,118 +194,136 @@ func (m uint32mask) has(c concept) bool { return uint32(m)&(1<<c) != 0 }
 type uint32mask uint32
 
 // match returns the concept combinations of the folded text as signals, and the
-// number of distinct meta cues in it.
-func (cs *conceptSet) match(text string) ([]signal, int) {
+// number of distinct meta cues in it. It looks only where a cue can start: at each
+// word of f (and after an elided article glued to it), and at every character of
+// words in scripts written without spaces. Sentences and quotation are fold's.
+func (cs *conceptSet) match(f *folded) ([]signal, int, bool) {
 	var (
 		cur, prev sentence
-		quoted    bool
 		hits      []comboHit
-		meta      = map[string]bool{}
+		meta      [4]uint64 // meta cues seen, by ordinal
+		text      = f.text
 		n         = len(text)
+		quoted    bool
 	)
-	end := func() {
-		hits = appendCombos(hits, cur, prev)
-		prev, cur = cur, sentence{}
+	seen := func(c *cue) {
+		cur.any |= 1 << c.c
+		if !quoted {
+			cur.unq |= 1 << c.c
+		}
+		if c.c == kMeta {
+			meta[c.meta/64] |= 1 << (c.meta % 64)
+		}
 	}
-	for i := 0; i < n; i++ {
-		b := text[i]
-		switch b {
-		case '.', '!', '?', ';', '\n':
-			if b == '\n' {
-				quoted = false
-			}
-			if b != '.' || i+1 >= n || text[i+1] == ' ' || text[i+1] == '\n' {
-				end()
-			}
-		case '"', '`':
-			quoted = !quoted
-		case '\'':
-			// A single quote at a word's edge opens or closes a quotation; inside a
-			// word it is an apostrophe (fold already dropped most of those).
-			before := i > 0 && wordByteBefore(text, i)
-			r, _ := utf8.DecodeRuneInString(text[min(i+1, n):])
-			after := i+1 < n && (unicode.IsLetter(r) || unicode.IsDigit(r))
-			switch {
-			case !before && after:
-				quoted = true
-			case before && !after:
-				quoted = false
-			}
-		case 0xE3: // 。 ！ 「 」
-			if i+2 < n && text[i+1] == 0x80 {
-				switch text[i+2] {
-				case 0x82:
-					end()
-				case 0x8C:
-					quoted = true
-				case 0x8D:
-					quoted = false
-				}
-			}
-		case 0xEF: // ！ ？ ：
-			if i+2 < n && text[i+1] == 0xBC && (text[i+2] == 0x81 || text[i+2] == 0x9F) {
-				end()
-			}
-		case 0xE2: // “ ” „ and … ; « » are C2 AB / C2 BB
-			if i+2 < n && text[i+1] == 0x80 {
-				switch text[i+2] {
-				case 0x9C, 0x9E:
-					quoted = true
-				case 0x9D:
-					quoted = false
-				}
-			}
-		case 0xC2:
-			if i+1 < n && text[i+1] == 0xAB {
-				quoted = true
-			} else if i+1 < n && text[i+1] == 0xBB {
-				quoted = false
-			}
-		case 0xE0: // । (Devanagari danda)
-			if i+2 < n && text[i+1] == 0xA5 && text[i+2] == 0xA4 {
-				end()
-			}
-		case 0xDB: // ۔ (Urdu full stop)
-			if i+1 < n && text[i+1] == 0x94 {
-				end()
+	try := func(i int, boundary bool) {
+		if i+2 >= n {
+			return
+		}
+		k := cs.head[head3(text, i)]
+		if k == 0 {
+			return
+		}
+		lists := &cs.lists[k-1]
+		w := load4(text, i)
+		for _, ci := range lists[0] {
+			if c := &cs.cues[ci]; c.matchesAt(text, i, w) {
+				seen(c)
 			}
 		}
-		if i+1 >= n {
-			continue
+		if !boundary {
+			return
 		}
-		list := cs.byPair[uint16(b)<<8|uint16(text[i+1])]
-		if b == '@' {
-			list = cs.byPair[uint16('@')<<8]
-		}
-		for _, ci := range list {
+		for _, ci := range lists[1] {
 			c := &cs.cues[ci]
-			if !strings.HasPrefix(text[i:], c.text) {
+			if !c.matchesAt(text, i, w) {
 				continue
 			}
-			if c.boundary && i > 0 && wordByteBefore(text, i) && !elidedBefore(text, i) {
-				continue
+			if e := i + len(c.text); e < n && text[e] == '_' {
+				continue // an identifier (auth_token_ttl)
 			}
-			if e := i + len(c.text); c.boundary && (i > 0 && text[i-1] == '_' || e < n && text[e] == '_') {
-				continue // part of an identifier (reply_to, auth_token_ttl)
+			seen(c)
+		}
+	}
+	toks := f.toks.t
+	leet, split := 0, 0 // words with a digit between letters; single letters joined by - . _
+	for ti := range toks {
+		t := &toks[ti]
+		if w := text[t.start:t.end]; leetWord(w) {
+			leet++
+		} else if len(w) == 1 && ti > 0 && int(toks[ti-1].end) == int(t.start)-1 && toks[ti-1].end-toks[ti-1].start == 1 &&
+			strings.IndexByte("-._", text[t.start-1]) >= 0 {
+			split++
+		} else if len(w) > 1 && split < 2 {
+			split = 0
+		}
+		// fold breaks at every '.', also inside a domain or a number (mail.example).
+		inWord := t.start > 1 && text[t.start-1] == '.' && int(toks[max(ti-1, 0)].end) == int(t.start)-1
+		if t.brk && ti > 0 && !inWord || ti > 0 && sentenceMarkBetween(text, int(toks[ti-1].end), int(t.start)) {
+			hits = appendCombos(hits, cur, prev)
+			prev, cur = cur, sentence{}
+		}
+		quoted = t.quoted
+		st, en := int(t.start), int(t.end)
+		ident := st > 0 && text[st-1] == '_'
+		try(st, !ident)
+		if en-st > 2 && elidedBefore(text, st+1) {
+			try(st+1, true)
+		} else if en-st > 3 && elidedBefore(text, st+2) {
+			try(st+2, true)
+		} else if en-st > 4 && elidedBefore(text, st+3) {
+			try(st+3, true)
+		}
+		if text[st] >= 0x80 {
+			// Scripts without spaces: a cue may start at any character.
+			for k := st + 1; k < en; k++ {
+				if c := text[k]; c >= 0xC0 {
+					try(k, false)
+				}
 			}
-			if c.text == "@" && !(i > 0 && wordByteBefore(text, i) && i+1 < n && isLower(text[i+1])) {
-				continue // an address has a local part and a domain
-			}
-			cur.any |= 1 << c.c
-			if !quoted {
-				cur.unq |= 1 << c.c
-			}
-			if c.c == kMeta {
-				meta[c.text] = true
+		}
+		if en+1 < n && text[en] == '@' && isLower(text[en+1]) {
+			for _, ci := range cs.at {
+				seen(&cs.cues[ci]) // an address: a local part, '@', a domain
 			}
 		}
 	}
-	end()
+	hits = appendCombos(hits, cur, prev)
+	for _, ci := range cs.global {
+		if c := &cs.cues[ci]; strings.Contains(text, c.text) {
+			meta[c.meta/64] |= 1 << (c.meta % 64)
+		}
+	}
+	nmeta := 0
+	for _, w := range meta {
+		nmeta += bits.OnesCount64(w)
+	}
 	var out []signal
 	for _, h := range hits {
-		out = append(out, signal{id: h.id, code: h.code, weight: h.weight * metaFactor(len(meta), h.quoted)})
+		out = append(out, signal{id: h.id, code: h.code, weight: h.weight * metaFactor(nmeta, h.quoted)})
 	}
-	return out, len(meta)
+	return out, nmeta, leet >= 2 || split >= 2
+}
+
+// sentenceMarkBetween reports a sentence end that fold does not count as one: the
+// Devanagari danda, the Urdu full stop and the Arabic question mark.
+func sentenceMarkBetween(s string, a, b int) bool {
+	for k := a; k+1 < b; k++ {
+		switch s[k] {
+		case 0xE0:
+			if k+2 < b && s[k+1] == 0xA5 && s[k+2] == 0xA4 {
+				return true
+			}
+		case 0xDB:
+			if s[k+1] == 0x94 {
+				return true
+			}
+		case 0xD8:
+			if s[k+1] == 0x9F {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // addConcepts adds concept signals to acc as evidence beyond the phrase and pattern
@@ -280,23 +346,34 @@ func addConcepts(acc *accumulator, sigs []signal) {
 	}
 }
 
-// elisions are the French and Italian articles and particles that fold glues onto
-// the next word (l'utente -> lutente, all'utente -> allutente).
-var elisions = map[string]bool{"l": true, "d": true, "j": true, "m": true, "n": true, "s": true, "t": true, "c": true,
-	"qu": true, "all": true, "dell": true, "nell": true, "sull": true, "dall": true, "un": true}
-
-// elidedBefore reports whether the letters before i are an elided article that starts
-// a word, before a vowel as elision needs.
+// elidedBefore reports whether the letters before i are a French or Italian article
+// or particle that fold glued onto the next word (l'utente -> lutente, all'utente ->
+// allutente, l'injection -> linjection), before a vowel as elision needs.
 func elidedBefore(s string, i int) bool {
+	switch s[i] {
+	case 'a', 'e', 'i', 'o', 'u', 'y':
+	default:
+		return false
+	}
 	j := i
 	for j > 0 && i-j < 4 && s[j-1] >= 'a' && s[j-1] <= 'z' {
 		j--
 	}
-	return j < i && (j == 0 || !wordByteBefore(s, j)) && elisions[s[j:i]] && strings.IndexByte("aeiouy", s[i]) >= 0
+	if j == i || j > 0 && wordByteBefore(s, j) {
+		return false
+	}
+	switch s[j:i] {
+	case "l", "d", "j", "m", "n", "s", "t", "c", "qu", "all", "dell", "nell", "sull", "dall", "un":
+		return true
+	}
+	return false
 }
 
 // wordByteBefore reports whether the rune before i is a letter or digit.
 func wordByteBefore(s string, i int) bool {
+	if c := s[i-1]; c < 0x80 {
+		return isLower(c) || c >= '0' && c <= '9' || c >= 'A' && c <= 'Z'
+	}
 	r, _ := utf8.DecodeLastRuneInString(s[:i])
 	return unicode.IsLetter(r) || unicode.IsDigit(r) || unicode.IsMark(r)
 }
@@ -383,12 +460,14 @@ func appendCombos(hits []comboHit, cur, prev sentence) []comboHit {
 }
 
 // deobfuscate undoes two spellings that keep words away from lexical rules, on the
-// folded text: leetspeak inside words that mix letters and digits (1gn0r3 -> ignore,
+// folded text: leetspeak in words with a digit between letters (1gn0r3 -> ignore,
 // p4ssw0rd -> password) and letters split by hyphens, dots or underscores
-// (i-g-n-o-r-e -> ignore). It reports whether anything changed.
+// (i-g-n-o-r-e -> ignore). It reports a change only for two or more leet words or a
+// split word (match says when to call it), so that i18n or k8s alone does not cost a
+// second reading.
 func deobfuscate(s string) (string, bool) {
 	b := []byte(s)
-	changed := false
+	changed, leetWords := false, 0
 	n := len(b)
 	for i := 0; i < n; {
 		if !leetByte(b[i]) {
@@ -405,16 +484,17 @@ func deobfuscate(s string) (string, bool) {
 			}
 			j++
 		}
-		if letters > 0 && digits > 0 && (i == 0 || b[i-1] < 0x80) && (j == n || b[j] < 0x80) {
+		if letters > 0 && digits > 0 && (i == 0 || b[i-1] < 0x80) && (j == n || b[j] < 0x80) && leetWord(string(b[i:j])) {
 			for k := i; k < j; k++ {
-				if c, ok := leetMap[b[k]]; ok {
+				if c := leetMap[b[k]]; c != 0 {
 					b[k] = c
-					changed = true
 				}
 			}
+			leetWords++
 		}
 		i = j
 	}
+	changed = leetWords >= 2
 	// Letters split by one separator each: at least four letters in the run.
 	out := b[:0:0]
 	for i := 0; i < n; {
@@ -443,4 +523,15 @@ func isLower(c byte) bool { return c >= 'a' && c <= 'z' }
 
 func leetByte(c byte) bool { return isLower(c) || (c >= '0' && c <= '9') || c == '@' || c == '$' }
 
-var leetMap = map[byte]byte{'0': 'o', '1': 'i', '3': 'e', '4': 'a', '5': 's', '7': 't', '@': 'a', '$': 's'}
+var leetMap = [256]byte{'0': 'o', '1': 'i', '3': 'e', '4': 'a', '5': 's', '7': 't', '@': 'a', '$': 's'}
+
+// leetWord: a substituted digit between two letters (pr3v10us, t4sk, y0ur), not a
+// version or unit suffix (sha256, v2, 4k).
+func leetWord(w string) bool {
+	for k := 1; k+1 < len(w); k++ {
+		if leetMap[w[k]] != 0 && !isLower(w[k]) && (isLower(w[k-1]) || leetMap[w[k-1]] != 0) && isLower(w[k+1]) {
+			return true
+		}
+	}
+	return false
+}

@@ -248,9 +248,10 @@ func (c *call) screenText(text string, depth int, acc *accumulator) {
 	var (
 		meta     int
 		concepts []signal
+		obf      bool
 	)
 	if !c.halted() {
-		concepts, meta = c.s.concepts.match(f.text)
+		concepts, meta, obf = c.s.concepts.match(&f)
 	}
 	if !c.halted() {
 		c.s.rules.matchPhrases(&f, acc, meta)
@@ -259,8 +260,8 @@ func (c *call) screenText(text string, depth int, acc *accumulator) {
 		c.s.rules.matchPatterns(&f, norm, acc, meta)
 	}
 	addConcepts(acc, concepts)
-	deob, obf := "", false
-	if depth == 0 {
+	deob := ""
+	if obf = obf && depth == 0; obf {
 		deob, obf = deobfuscate(f.text)
 	}
 	if cap(f.toks.t) <= maxPooledTokens {
@@ -299,7 +300,7 @@ func (c *call) screenDeobfuscated(text string, acc *accumulator) {
 	scratch := c.s.tokenPool.Get().(*[]token)
 	f := fold(text, *scratch)
 	child := newAccumulator()
-	concepts, meta := c.s.concepts.match(f.text)
+	concepts, meta, _ := c.s.concepts.match(&f)
 	c.s.rules.matchPhrases(&f, child, meta)
 	addConcepts(child, concepts)
 	if cap(f.toks.t) <= maxPooledTokens {
