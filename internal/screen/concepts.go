@@ -91,12 +91,17 @@ type cue struct {
 	boundary bool   // must start a word
 	meta     uint8  // ordinal among the meta cues, to count distinct ones
 	head     uint32 // the first four bytes (fewer for a shorter cue), little-endian,
-	mask     uint32 // and the bits of head that count: a cheap test before HasPrefix
+	mask     uint32 // and the bits of head that count
 }
+
+// headBits sizes the cue index: 4096 buckets for about a thousand cues keeps the
+// table (8 KiB) in the L1 cache and the lists short.
+const headBits = 12
 
 // head3 hashes the three bytes of s at i (every cue but "@" has three or more).
 func head3(s string, i int) uint16 {
-	return uint16(s[i])<<8 ^ uint16(s[i+1])<<3 ^ uint16(s[i+2]) ^ uint16(s[i+2])<<12
+	h := (uint32(s[i]) | uint32(s[i+1])<<8 | uint32(s[i+2])<<16) * 0x9E3779B1
+	return uint16(h >> (32 - headBits))
 }
 
 // load4 reads up to four bytes of s at i as a little-endian word.
@@ -111,22 +116,27 @@ func load4(s string, i int) uint32 {
 	return w
 }
 
-// matchesAt reports whether c occurs in s at i; w is load4(s, i).
-func (c *cue) matchesAt(s string, i int, w uint32) bool {
-	return w&c.mask == c.head && (len(c.text) <= 4 || strings.HasPrefix(s[i:], c.text))
+type conceptSet struct {
+	// bucket maps a hash of a cue's first three bytes to its entries in ents:
+	// start<<8 | count, 0 for none. Entries are flat so a miss costs two loads.
+	bucket [1 << headBits]uint32
+	ents   []cueEnt
+	at     []int32 // the cue "@"
+	global []int32 // meta cues that start with punctuation, found anywhere
+	cues   []cue
 }
 
-type conceptSet struct {
-	head   [1 << 16]uint16 // hash of a cue's first three bytes -> 1 + index into lists, 0 for none
-	lists  [][2][]int32    // cues by that hash: [0] anywhere, [1] only at a word start
-	at     []int32         // the cue "@"
-	global []int32         // meta cues that start with punctuation, found anywhere
-	cues   []cue
+// cueEnt is a cue's index entry: its first four bytes, and whether it must start a word.
+type cueEnt struct {
+	head, mask uint32
+	idx        uint16
+	boundary   bool
 }
 
 func compileConcepts() *conceptSet {
 	cs := &conceptSet{}
 	nMeta := 0
+	var byHead [1 << headBits][]int32
 	for c := concept(0); c < nConcepts; c++ {
 		for _, w := range strings.Split(conceptLex[c], "|") {
 			f := fold(w, nil).text
@@ -161,16 +171,17 @@ func compileConcepts() *conceptSet {
 				}
 				continue
 			}
-			k := head3(f, 0)
-			if cs.head[k] == 0 {
-				cs.lists = append(cs.lists, [2][]int32{})
-				cs.head[k] = uint16(len(cs.lists))
-			}
-			w := 0
-			if b {
-				w = 1
-			}
-			cs.lists[cs.head[k]-1][w] = append(cs.lists[cs.head[k]-1][w], idx)
+			byHead[head3(f, 0)] = append(byHead[head3(f, 0)], idx)
+		}
+	}
+	for h, list := range byHead {
+		if len(list) == 0 {
+			continue
+		}
+		cs.bucket[h] = uint32(len(cs.ents))<<8 | uint32(len(list))
+		for _, idx := range list {
+			c := &cs.cues[idx]
+			cs.ents = append(cs.ents, cueEnt{head: c.head, mask: c.mask, idx: uint16(idx), boundary: c.boundary})
 		}
 	}
 	return cs
@@ -199,51 +210,13 @@ type uint32mask uint32
 // words in scripts written without spaces. Sentences and quotation are fold's.
 func (cs *conceptSet) match(f *folded) ([]signal, int, bool) {
 	var (
-		cur, prev sentence
-		hits      []comboHit
-		meta      [4]uint64 // meta cues seen, by ordinal
-		text      = f.text
-		n         = len(text)
-		quoted    bool
+		prev sentence
+		hits []comboHit
+		text = f.text
+		n    = len(text)
+		m    = conceptScan{cs: cs, text: text}
 	)
-	seen := func(c *cue) {
-		cur.any |= 1 << c.c
-		if !quoted {
-			cur.unq |= 1 << c.c
-		}
-		if c.c == kMeta {
-			meta[c.meta/64] |= 1 << (c.meta % 64)
-		}
-	}
-	try := func(i int, boundary bool) {
-		if i+2 >= n {
-			return
-		}
-		k := cs.head[head3(text, i)]
-		if k == 0 {
-			return
-		}
-		lists := &cs.lists[k-1]
-		w := load4(text, i)
-		for _, ci := range lists[0] {
-			if c := &cs.cues[ci]; c.matchesAt(text, i, w) {
-				seen(c)
-			}
-		}
-		if !boundary {
-			return
-		}
-		for _, ci := range lists[1] {
-			c := &cs.cues[ci]
-			if !c.matchesAt(text, i, w) {
-				continue
-			}
-			if e := i + len(c.text); e < n && text[e] == '_' {
-				continue // an identifier (auth_token_ttl)
-			}
-			seen(c)
-		}
-	}
+	cur := &m.cur
 	toks := f.toks.t
 	leet, split := 0, 0 // words with a digit between letters; single letters joined by - . _
 	for ti := range toks {
@@ -259,42 +232,42 @@ func (cs *conceptSet) match(f *folded) ([]signal, int, bool) {
 		// fold breaks at every '.', also inside a domain or a number (mail.example).
 		inWord := t.start > 1 && text[t.start-1] == '.' && int(toks[max(ti-1, 0)].end) == int(t.start)-1
 		if t.brk && ti > 0 && !inWord || ti > 0 && sentenceMarkBetween(text, int(toks[ti-1].end), int(t.start)) {
-			hits = appendCombos(hits, cur, prev)
-			prev, cur = cur, sentence{}
+			hits = appendCombos(hits, *cur, prev)
+			prev, *cur = *cur, sentence{}
 		}
-		quoted = t.quoted
+		m.quoted = t.quoted
 		st, en := int(t.start), int(t.end)
 		ident := st > 0 && text[st-1] == '_'
-		try(st, !ident)
+		m.try(st, !ident)
 		if en-st > 2 && elidedBefore(text, st+1) {
-			try(st+1, true)
+			m.try(st+1, true)
 		} else if en-st > 3 && elidedBefore(text, st+2) {
-			try(st+2, true)
+			m.try(st+2, true)
 		} else if en-st > 4 && elidedBefore(text, st+3) {
-			try(st+3, true)
+			m.try(st+3, true)
 		}
 		if text[st] >= 0x80 {
 			// Scripts without spaces: a cue may start at any character.
 			for k := st + 1; k < en; k++ {
 				if c := text[k]; c >= 0xC0 {
-					try(k, false)
+					m.try(k, false)
 				}
 			}
 		}
 		if en+1 < n && text[en] == '@' && isLower(text[en+1]) {
 			for _, ci := range cs.at {
-				seen(&cs.cues[ci]) // an address: a local part, '@', a domain
+				m.seen(&cs.cues[ci]) // an address: a local part, '@', a domain
 			}
 		}
 	}
-	hits = appendCombos(hits, cur, prev)
+	hits = appendCombos(hits, *cur, prev)
 	for _, ci := range cs.global {
 		if c := &cs.cues[ci]; strings.Contains(text, c.text) {
-			meta[c.meta/64] |= 1 << (c.meta % 64)
+			m.meta[c.meta/64] |= 1 << (c.meta % 64)
 		}
 	}
 	nmeta := 0
-	for _, w := range meta {
+	for _, w := range m.meta {
 		nmeta += bits.OnesCount64(w)
 	}
 	var out []signal
@@ -302,6 +275,52 @@ func (cs *conceptSet) match(f *folded) ([]signal, int, bool) {
 		out = append(out, signal{id: h.id, code: h.code, weight: h.weight * metaFactor(nmeta, h.quoted)})
 	}
 	return out, nmeta, leet >= 2 || split >= 2
+}
+
+// conceptScan is the state of one match: the current sentence's concepts, whether the
+// current word is quoted, and the meta cues seen.
+type conceptScan struct {
+	cs     *conceptSet
+	text   string
+	cur    sentence
+	quoted bool
+	meta   [4]uint64 // meta cues seen, by ordinal
+}
+
+func (m *conceptScan) seen(c *cue) {
+	m.cur.any |= 1 << c.c
+	if !m.quoted {
+		m.cur.unq |= 1 << c.c
+	}
+	if c.c == kMeta {
+		m.meta[c.meta/64] |= 1 << (c.meta % 64)
+	}
+}
+
+// try looks for cues at i; boundary allows those that must start a word.
+func (m *conceptScan) try(i int, boundary bool) {
+	text, n := m.text, len(m.text)
+	if i+2 >= n {
+		return
+	}
+	b := m.cs.bucket[head3(text, i)]
+	if b == 0 {
+		return
+	}
+	w := load4(text, i)
+	for _, e := range m.cs.ents[b>>8 : b>>8+b&0xFF] {
+		if w&e.mask != e.head || e.boundary && !boundary {
+			continue
+		}
+		c := &m.cs.cues[e.idx]
+		if len(c.text) > 4 && !strings.HasPrefix(text[i:], c.text) {
+			continue
+		}
+		if e := i + len(c.text); c.boundary && e < n && text[e] == '_' {
+			continue // an identifier (auth_token_ttl)
+		}
+		m.seen(c)
+	}
 }
 
 // sentenceMarkBetween reports a sentence end that fold does not count as one: the
