@@ -25,6 +25,8 @@ type Record struct {
 	Kind  string `json:"kind"`
 	Text  string `json:"text"`
 	Spans []Span `json:"spans"`
+	// Split is "open" or "sealed" in the held-out corpus (empty in the dev corpus).
+	Split string `json:"split,omitempty"`
 }
 
 // Span is a labelled value or a finding: category and byte range [Start, End).

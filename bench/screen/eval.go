@@ -23,6 +23,12 @@ type Record struct {
 	Source string `json:"source"`
 	Label  string `json:"label"` // "injection" or "benign"
 	Text   string `json:"text"`
+	// Held-out corpus only: language, style (attack style, "benign", "hardneg-*",
+	// "traffic-*"), the hand-written text the record carries, and "open" or "sealed".
+	Lang  string `json:"lang,omitempty"`
+	Style string `json:"style,omitempty"`
+	Group string `json:"group,omitempty"`
+	Split string `json:"split,omitempty"`
 }
 
 // Load reads a JSON Lines corpus of labelled records.

@@ -220,9 +220,11 @@ func (sc *scanner) keyHit(p, l int) {
 		}
 	}
 	q := ke
+	found := false
 	for w := 0; w < 3; w++ {
 		a, ok := parseAssign(d, q, flag || sc.isBearer(ks, ke))
 		if ok {
+			found = true
 			var kt keyText
 			kt.add(d[ks:q])
 			nkey := kt.nw
@@ -244,9 +246,76 @@ func (sc *scanner) keyHit(p, l int) {
 		}
 		break
 	}
-	if (ks > 0 && d[ks-1] == ',') || (ke < n && d[ke] == ',') {
+	if !found && !flag {
+		sc.bareAssign(ks, ke)
+	}
+	if tableCellAt(d, ks, ke) {
 		sc.csvHeader(ks)
 	}
+}
+
+// tableCellAt reports whether the key [ks, ke) is part of a cell of words
+// ("API key", "Secret access key") between table delimiters, or between a
+// line's edge and one.
+func tableCellAt(d []byte, ks, ke int) bool {
+	cell := func(b byte) bool { return isIdent(b) || b == ' ' || b == '"' || b == '-' || b == '.' || b == '\r' }
+	b := ks
+	for b > 0 && ks-b < 48 && cell(d[b-1]) {
+		b--
+	}
+	a := ke
+	for a < len(d) && a-ke < 48 && cell(d[a]) {
+		a++
+	}
+	before := b == 0 || d[b-1] == '\n' || tableDelim(d[b-1])
+	after := a == len(d) || d[a] == '\n' || tableDelim(d[a])
+	return before && after && ((b > 0 && tableDelim(d[b-1])) || (a < len(d) && tableDelim(d[a])))
+}
+
+// bareAssign handles a key and its value separated by one space: a CLI's
+// positional form (aws configure set aws_secret_access_key VALUE), where
+// only an AWS secret's exact shape counts, and "key value" config lines
+// (.netrc: password VALUE), where the key starts its line, the value ends it
+// and holds letters and digits.
+func (sc *scanner) bareAssign(ks, ke int) {
+	d := sc.data
+	a, ok := parseAssign(d, ke, true)
+	if !ok || a.op != ' ' {
+		return
+	}
+	var kt keyText
+	kt.add(d[ks:ke])
+	kind := classifyKey(&kt, kt.nw)
+	v := d[a.vs:a.ve]
+	switch kind {
+	case kindAWSSecret:
+		if len(v) == 40 && awsSecretShape(v) && !placeholder(v) {
+			sc.add(a.vs, a.ve, CategoryAWSSecretKey, "aws-secret-key")
+		}
+	case kindPassword, kindSecret:
+		ls := ks
+		for ls > 0 && (d[ls-1] == ' ' || d[ls-1] == '\t') {
+			ls--
+		}
+		if ls > 0 && d[ls-1] != '\n' {
+			return
+		}
+		if a.ve < len(d) && d[a.ve] != '\n' && d[a.ve] != '\r' {
+			return
+		}
+		if hasDigitAndLetter(v) {
+			sc.classifyValue(kind, a)
+		}
+	}
+}
+
+func hasDigitAndLetter(v []byte) bool {
+	var digit, letter bool
+	for _, c := range v {
+		digit = digit || isDigit(c)
+		letter = letter || isLetter(c)
+	}
+	return digit && letter
 }
 
 func (sc *scanner) isBearer(ks, ke int) bool {
@@ -324,6 +393,31 @@ func parseAssign(d []byte, q int, bare bool) (assignment, bool) {
 	}
 	if k >= n {
 		return assignment{}, false
+	}
+	if a.op == '=' && (d[k] == '|' || d[k] == '>') {
+		// A YAML block scalar (key: >-, key: |): the value is the next line.
+		r := k + 1
+		for r < n && r-k < 4 && (d[r] == '-' || d[r] == '+' || isDigit(d[r])) {
+			r++
+		}
+		if r < n && d[r] == '\r' {
+			r++
+		}
+		if r+1 < n && d[r] == '\n' && (d[r+1] == ' ' || d[r+1] == '\t') {
+			r++
+			for r < n && (d[r] == ' ' || d[r] == '\t') {
+				r++
+			}
+			e := r
+			for e < n && e-r <= 512 && !isSpace(d[e]) {
+				e++
+			}
+			if e < n && !isSpace(d[e]) || e == r {
+				return assignment{}, false
+			}
+			a.vs, a.ve = r, e
+			return a, true
+		}
 	}
 	// Opening quote: ", ', `, or an escaped quote \" (JSON inside a string).
 	qlen := 0
@@ -451,7 +545,7 @@ func (sc *scanner) classifyValue(kind keyKind, a assignment) {
 			sc.add(vs, ve, CategoryPhone, "phone-key")
 		}
 	case kindAWSSecret:
-		if len(v) == 40 && awsSecretShape(v) {
+		if len(v) == 40 && awsSecretShape(v) && !placeholder(v) {
 			sc.add(vs, ve, CategoryAWSSecretKey, "aws-secret-key")
 			return
 		}
@@ -554,103 +648,179 @@ func acceptSecret(v []byte) bool {
 	return shannon(v) >= 3.0
 }
 
-// csvHeader looks at the line around pos; when it is a CSV header naming a
-// secret or PII column, the rows below it are checked column by column.
+// tableDelims are the column separators of tabular text: CSV, semicolon CSV
+// (spreadsheet exports in comma-decimal locales), TSV and Markdown tables.
+func tableDelim(b byte) bool { return b == ',' || b == ';' || b == '\t' || b == '|' }
+
+// maxHeaderLine bounds the header line of a table, and so the work per key hit.
+const maxHeaderLine = 1024
+
+// csvHeader looks at the line around pos; when it is a table header (CSV,
+// semicolon CSV, TSV or Markdown) naming a secret or PII column, the rows
+// below it are checked column by column: the header, not the value, says what
+// a value is. Each byte is looked at as a possible header at most once
+// (sc.tableEnd), so the work stays linear however many keys a line holds.
 func (sc *scanner) csvHeader(pos int) {
 	d := sc.data
-	ls, le := lineBounds(d, pos)
-	for _, x := range sc.csvLines {
-		if x == ls {
-			return
-		}
-	}
-	sc.csvLines = append(sc.csvLines, ls)
-	line := d[ls:le]
-	if len(line) > 1024 || bytes.Count(line, []byte{','}) < 1 {
+	if pos < sc.tableEnd {
 		return
 	}
-	var kinds [64]keyKind
-	ncol := 0
-	any := false
-	for _, f := range bytes.Split(line, []byte{','}) {
-		f = bytes.Trim(f, " \t\r\"")
-		if len(f) == 0 || len(f) > 48 || ncol >= len(kinds) {
+	ls := pos
+	for ls > 0 && d[ls-1] != '\n' {
+		if pos-ls >= maxHeaderLine {
+			sc.tableEnd = min(len(d), pos+maxHeaderLine)
 			return
 		}
-		for _, c := range f {
-			if !(isIdent(c) || c == ' ' || c == '-' || c == '.') {
+		ls--
+	}
+	le := pos
+	for le < len(d) && d[le] != '\n' {
+		if le-ls >= maxHeaderLine {
+			sc.tableEnd = le
+			return
+		}
+		le++
+	}
+	sc.tableEnd = le
+	line := bytes.TrimRight(d[ls:le], " \t\r")
+	md := false
+	if t := bytes.TrimLeft(line, " \t"); len(t) > 0 && t[0] == '|' {
+		md = true
+	}
+	delim := byte(',')
+	switch {
+	case md:
+		delim = '|'
+	case bytes.IndexByte(line, '\t') >= 0:
+		delim = '\t'
+	case bytes.Count(line, []byte{';'}) > bytes.Count(line, []byte{','}):
+		delim = ';'
+	}
+	var kinds [64]keyKind
+	var cells [64][2]int
+	nc := splitRow(line, delim, md, cells[:])
+	if nc < 2 {
+		return
+	}
+	any := false
+	for c := 0; c < nc; c++ {
+		f := line[cells[c][0]:cells[c][1]]
+		if len(f) == 0 || len(f) > 48 {
+			return
+		}
+		for _, b := range f {
+			if !(isIdent(b) || b == ' ' || b == '-' || b == '.' || b == '/' || b == '#' || b >= 0x80) {
 				return
 			}
 		}
 		var kt keyText
 		kt.add(f)
-		k := classifyKey(&kt, kt.nw)
-		kinds[ncol] = k
-		ncol++
-		any = any || k != kindNone
+		kinds[c] = classifyKey(&kt, kt.nw)
+		any = any || kinds[c] != kindNone
 	}
-	if !any || ncol < 2 {
+	if !any {
 		return
 	}
-	// Rows: RFC 4180 fields, quoted fields may span lines.
+	// Rows: one per line (a quoted CSV field may span lines); a blank line or a
+	// row with another column count ends the table.
 	p := le + 1
-	type field struct{ s, e int }
-	var fields [64]field
 	for p < len(d) {
-		if d[p] == '\n' || d[p] == '\r' {
-			return // blank line ends the table
+		re := p
+		inq := false
+		for re < len(d) && (inq || d[re] != '\n') {
+			if d[re] == '"' && delim != '|' {
+				inq = !inq
+			}
+			re++
 		}
-		nf := 0
-		for {
-			if nf >= ncol+1 {
-				return
-			}
-			if p < len(d) && d[p] == '"' {
-				s := p + 1
-				e := s
-				for e < len(d) {
-					if d[e] == '"' {
-						if e+1 < len(d) && d[e+1] == '"' {
-							e += 2
-							continue
-						}
-						break
-					}
-					e++
-				}
-				if e >= len(d) {
-					return
-				}
-				fields[nf] = field{s, e}
-				p = e + 1
-			} else {
-				s := p
-				for p < len(d) && d[p] != ',' && d[p] != '\n' && d[p] != '\r' {
-					p++
-				}
-				fields[nf] = field{s, p}
-			}
-			nf++
-			if p < len(d) && d[p] == ',' {
-				p++
-				continue
-			}
-			break
+		row := bytes.TrimRight(d[p:re], " \t\r")
+		if md && isMDSeparator(row) {
+			p = re + 1
+			sc.tableEnd = re
+			continue
 		}
-		if nf != ncol {
+		if len(row) == 0 || splitRow(row, delim, md, cells[:]) != nc {
 			return
 		}
-		for c := 0; c < ncol; c++ {
-			if kinds[c] != kindNone {
-				sc.classifyValue(kinds[c], assignment{vs: fields[c].s, ve: fields[c].e, op: '='})
+		for c := 0; c < nc; c++ {
+			if kinds[c] != kindNone && cells[c][1] > cells[c][0] {
+				sc.classifyValue(kinds[c], assignment{vs: p + cells[c][0], ve: p + cells[c][1], op: '='})
 			}
 		}
-		for p < len(d) && (d[p] == '\r' || d[p] == '\n') {
-			if d[p] == '\n' {
-				p++
-				break
-			}
+		sc.tableEnd = re
+		p = re + 1
+	}
+}
+
+// isMDSeparator reports a Markdown table's |---|:--:| line.
+func isMDSeparator(row []byte) bool {
+	dash := false
+	for _, b := range row {
+		switch b {
+		case '-':
+			dash = true
+		case '|', ':', ' ', '\t':
+		default:
+			return false
+		}
+	}
+	return dash
+}
+
+// splitRow splits a table row into trimmed cells (offsets into row; a quoted
+// CSV field's cell is inside its quotes) and returns their number, or -1 when
+// there are more than len(cells).
+func splitRow(row []byte, delim byte, md bool, cells [][2]int) int {
+	p := 0
+	e := len(row)
+	if md {
+		for p < e && (row[p] == ' ' || row[p] == '\t') {
 			p++
 		}
+		if p < e && row[p] == '|' {
+			p++
+		}
+		if e > p && row[e-1] == '|' {
+			e--
+		}
+	}
+	nc := 0
+	for {
+		if nc >= len(cells) {
+			return -1
+		}
+		for p < e && (row[p] == ' ' || row[p] == '\t' && delim != '\t') {
+			p++
+		}
+		var s, t int
+		if p < e && row[p] == '"' && !md {
+			s = p + 1
+			t = s
+			for t < e && !(row[t] == '"' && (t+1 >= e || row[t+1] != '"')) {
+				if row[t] == '"' {
+					t++
+				}
+				t++
+			}
+			p = t + 1
+			for p < e && row[p] != delim {
+				p++
+			}
+		} else {
+			s = p
+			for p < e && row[p] != delim {
+				p++
+			}
+			t = p
+			for t > s && (row[t-1] == ' ' || row[t-1] == '\r' || row[t-1] == '\t' && delim != '\t') {
+				t--
+			}
+		}
+		cells[nc] = [2]int{s, min(t, e)}
+		nc++
+		if p >= e {
+			return nc
+		}
+		p++ // the delimiter
 	}
 }

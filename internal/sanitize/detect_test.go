@@ -47,7 +47,10 @@ func TestDetectPII(t *testing.T) {
 	runDetect(t, []detectCase{
 		// email
 		{"email plain", "mail alice.smith@example.com today", CategoryEmail, "alice.smith@example.com"},
-		{"email display name", "From: Zoë <zoe_ø@example.org>", "", "zoe_ø"},
+		{"email display name, UTF-8 local part (RFC 6531)", "From: Zoë <zoe_ø@example.org>", CategoryEmail, "zoe_ø@example.org"},
+		{"email after a CJK label", "邮箱：wei.zhang@example.cn", CategoryEmail, "wei.zhang@example.cn"},
+		{"not email: Message-ID", "Message-ID: <4f1c2a9e-77b1-4c1e-9d3a-0c5e2b7d9f10@mail.example.com>", "", "4f1c2a9e-77b1-4c1e-9d3a-0c5e2b7d9f10@mail.example.com"},
+		{"not email: In-Reply-To", "In-Reply-To: <CAF.ab12cd34@mail.gmail.com>", "", "ab12cd34@mail.gmail.com"},
 		{"email in angle brackets", "To: Renée Fournier <renee@globex.test>", CategoryEmail, "renee@globex.test"},
 		{"email after json escape", `{"body":"hi\nbob@initech.io"}`, CategoryEmail, "bob@initech.io"},
 		{"email mailto", "mailto:ops@acme.example", CategoryEmail, "ops@acme.example"},

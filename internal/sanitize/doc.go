@@ -19,10 +19,15 @@
 //     private key blocks (redacted bodies and public keys excluded), JWTs
 //     (header must decode to JSON), passwords in URL userinfo, and values
 //     assigned to keys that name a secret (password, passwd, secret, token,
-//     api_key, Bearer ...), in JSON, YAML, .env, CLI flags, prose ("the
-//     password is") and CSV columns. Placeholders (YOUR_API_KEY_HERE,
+//     api_key, Bearer ...), in JSON, YAML (block scalars too), .env, CLI
+//     flags, `key value` lines (.netrc; an AWS secret after its name),
+//     prose ("the password is", and a password noun in 38 languages before a
+//     colon or a linking word), mysql's -pSECRET, and table columns: CSV,
+//     semicolon CSV, TSV and Markdown tables whose header names the column. Placeholders (YOUR_API_KEY_HERE,
 //     ${DB_PASSWORD}, ********, EXAMPLE keys, xxxx runs) are not secrets.
-//   - PII, each with a validator: email (domain and TLD checked), phone
+//   - PII, each with a validator: email (domain and TLD checked; UTF-8
+//     local parts; not message identifiers in Message-ID, In-Reply-To,
+//     References), phone
 //     (E.164, NANP, trunk-0 national; bare digits only next to a phone word),
 //     payment card (brand prefix and Luhn), IBAN (country length and mod 97),
 //     US SSN (area, group, serial ranges; nine bare digits only with SSN

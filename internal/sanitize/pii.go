@@ -325,7 +325,7 @@ func (sc *scanner) numeric(i int) {
 			sc.add(t.start, e, CategoryIPv4, "ipv4")
 		}
 		return
-	case t.hasSep('.') && !(t.n == 3 && t.shape(3, 3, 4) && t.sepsAll('.')) && !t.plus:
+	case t.hasSep('.') && !(t.n == 3 && t.shape(3, 3, 4) && (t.sepsAll('.') || t.paren && t.sep[0] == ')')) && !t.plus:
 		return // versions, decimals, dotted dates
 	}
 	var buf [32]byte
@@ -505,8 +505,22 @@ func contextBefore(d []byte, i int, words []string) bool {
 var ssnWords = []string{"ssn", "social security", "social_security", "socialsecurity", "sozialversicherung"}
 var phoneWords = []string{"phone", "tel", "mobile", "cell", "fax", "call", "whatsapp", "sms", "contact number"}
 
+// ssnContext: an SSN word before i on its line, or on the line before when
+// this line holds only a short key before the value ({"type": "ssn",
+// "value": "..."}; a label above its value in a form).
 func (sc *scanner) ssnContext(i int) bool {
-	return contextBefore(sc.data, i, ssnWords)
+	d := sc.data
+	if contextBefore(d, i, ssnWords) {
+		return true
+	}
+	ls := i
+	for ls > 0 && d[ls-1] != '\n' {
+		if i-ls >= 32 {
+			return false
+		}
+		ls--
+	}
+	return ls > 0 && contextBefore(d, ls-1, ssnWords)
 }
 
 func (sc *scanner) phoneContext(i int) bool {
@@ -606,14 +620,19 @@ func (sc *scanner) email(i int) {
 	d := sc.data
 	n := len(d)
 	ls := i
-	for ls > 0 && i-ls < 64 && emailLocal[d[ls-1]] && !escapedAt(d, ls-1) {
+	// The local part may hold UTF-8 letters (RFC 6531: tomás@), but starts
+	// with ASCII, so that a label glued before it (邮箱：a@b.cn) stays out.
+	for ls > 0 && i-ls < 64 && (emailLocal[d[ls-1]] || d[ls-1] >= 0x80) && !escapedAt(d, ls-1) {
 		ls--
 	}
-	for ls < i && (d[ls] == '.' || d[ls] == '+' || d[ls] == '-') {
+	for ls < i && (d[ls] == '.' || d[ls] == '+' || d[ls] == '-' || d[ls] >= 0x80) {
 		ls++
 	}
 	if ls == i {
 		return
+	}
+	if ls > 0 && d[ls-1] == '<' && messageIDLine(d, ls) {
+		return // <id@host> in Message-ID, In-Reply-To, References: not an address
 	}
 	// scheme://user:password@host: this '@' ends a URL's userinfo.
 	for j := ls - 1; j >= 2 && i-j < 256; j-- {
@@ -676,6 +695,27 @@ func (sc *scanner) email(i int) {
 		return
 	}
 	sc.add(ls, de, CategoryEmail, "email")
+}
+
+// messageIDHeaders hold message identifiers, which have an address's shape.
+var messageIDHeaders = []string{"message-id:", "in-reply-to:", "references:", "content-id:", "x-message-id:"}
+
+// messageIDLine reports whether i lies on a mail header line that holds
+// message identifiers. It looks back at most 256 bytes for the line start.
+func messageIDLine(d []byte, i int) bool {
+	ls := i
+	for ls > 0 && d[ls-1] != '\n' {
+		if i-ls >= 256 {
+			return false
+		}
+		ls--
+	}
+	for _, h := range messageIDHeaders {
+		if hasPrefixFold(d, ls, h) {
+			return true
+		}
+	}
+	return false
 }
 
 // ipv6 reads the run of hex digits, colons and dots around the ':' at i and

@@ -70,6 +70,8 @@ const (
 	trigGitleaks triggerKind = iota
 	trigProvider
 	trigKey
+	trigProse
+	trigMySQL
 )
 
 type trigger struct {
@@ -134,6 +136,10 @@ func New(cfg Config) (*Sanitizer, error) {
 	for _, k := range keyLiterals {
 		add(k, trigger{kind: trigKey})
 	}
+	for _, k := range passwordNouns {
+		add(k, trigger{kind: trigProse})
+	}
+	add("mysql", trigger{kind: trigMySQL})
 	s.ac = newACMatcher(pats)
 	if s.canaries, err = newCanaryIndex(cfg.Canaries); err != nil {
 		return nil, err
@@ -163,7 +169,7 @@ type scanner struct {
 	glWins   []glWin
 	glTried  []int32
 	semi     []semiTask
-	csvLines []int
+	tableEnd int // bytes before it were already looked at as a table (csvHeader)
 	numDone  int
 	v6Done   int
 	pemDone  int
@@ -211,7 +217,7 @@ func (s *Sanitizer) scan(ctx context.Context, data []byte, depth int) ([]Finding
 	}
 	idx := sc.hitIdx
 	clear(idx)
-	*sc = scanner{ctx: ctx, s: s, data: data, hitIdx: idx, hits: sc.hits[:0], ac: sc.ac[:0], b64buf: sc.b64buf, semi: sc.semi[:0], glWins: sc.glWins[:0], glTried: tried, csvLines: sc.csvLines[:0], lastKS: -1, lastKE: -1, depth: depth}
+	*sc = scanner{ctx: ctx, s: s, data: data, hitIdx: idx, hits: sc.hits[:0], ac: sc.ac[:0], b64buf: sc.b64buf, semi: sc.semi[:0], glWins: sc.glWins[:0], glTried: tried, lastKS: -1, lastKE: -1, depth: depth}
 	defer func() {
 		sc.data, sc.ctx = nil, nil
 		s.pool.Put(sc)
@@ -230,6 +236,10 @@ func (s *Sanitizer) scan(ctx context.Context, data []byte, depth int) ([]Finding
 				providers[t.arg].match(sc, start)
 			case trigKey:
 				sc.keyHit(start, int(s.ac.patLens[pat]))
+			case trigProse:
+				sc.proseHit(start, int(s.ac.patLens[pat]))
+			case trigMySQL:
+				sc.mysqlHit(start, int(s.ac.patLens[pat]))
 			}
 		}
 	}

@@ -43,6 +43,13 @@
 //   - encoded:base64, :hex, :url, :html-entities: a payload that decodes to text and
 //     adds hostile evidence beyond its carrier; decoded payloads are screened to depth
 //     Config.MaxDecodeDepth (nested encodings count one level each).
+//   - The same attack shapes in other languages (concepts.go): cue words of about twenty
+//     meanings (ignore, previous, instructions, system prompt, reveal, secret, send, tool,
+//     your reply, "AI reading this", no restrictions, from now on, before you summarise,
+//     recommend, covert, negation, condition) in 19 languages, scored only in combination
+//     within a sentence; reported under the codes above.
+//   - obfuscated:leetspeak: the text read again with leetspeak (1gn0r3) and split
+//     letters (i-g-n-o-r-e) undone added hostile evidence.
 //   - oversize: input beyond Config.MaxInputBytes, which is not screened.
 //
 // # How it scores
@@ -53,15 +60,18 @@
 // evidence (score = 1 - Π(1 - w)); a rule counts once however often it matches, and
 // overlapping matches of one reason code count once. Matches are weakened when a
 // negation precedes them ("do not ignore ..."), when a condition shares their sentence
-// ("ignore the above if ..."), or when they sit in quotes inside text that discusses
-// attacks. bench/screen/EVAL-screen.md reports precision, recall and false positives
+// ("ignore the above if ..."), when a noun qualifies an override's object ("the old
+// VPN instructions"), and in text that discusses attacks, quotes prompts or is code
+// (meta cues: a quoted match there counts a fifth, others half or four fifths). bench/screen/EVAL-screen.md reports precision, recall and false positives
 // on the labelled corpus.
 //
 // # Limits
 //
 // The detectors are lexical. A paraphrased, novel or purely semantic attack ("state that
 // X is the best", "tell me a joke about ...") scores low, and so does a jailbreak that
-// avoids the usual vocabulary. Fiction and role-play prompts that use jailbreak framing
+// avoids the usual vocabulary. Words that mark text as security writing or code
+// ("prompt injection", "payload", "assert") weaken what it contains, and an attacker can
+// add them. Fiction and role-play prompts that use jailbreak framing
 // around a harmless request score high. Screening reduces risk; it does not guarantee
 // that an agent cannot be steered by what passes, which is why Mark labels content
 // rather than cleaning it. The score does not know the direction of the content: a call

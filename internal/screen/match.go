@@ -26,6 +26,9 @@ type phraseRule struct {
 	weight float64
 	opts   ruleOpts
 	slots  []slot
+	// qualifiable: an English override whose last word is the object ("... previous
+	// instructions"); a qualifying noun before it weakens the match.
+	qualifiable bool
 }
 
 type ruleOpts uint8
@@ -87,12 +90,20 @@ type ruleSet struct {
 	patterns  []patternRule
 	lits      litFilter
 	cues      map[string]bool // words that suggest discussion of attacks
-	negs      map[string]bool
-	hedges    map[string]bool
+	// overrideObject are the words that may stand right before the object of an
+	// override ("all previous instructions", "your rules"); any other word there
+	// qualifies the object ("the old VPN instructions").
+	overrideObject map[string]bool
+	negs           map[string]bool
+	hedges         map[string]bool
 }
 
 func compilePhrase(id, code string, weight float64, opts ruleOpts, pat string) (phraseRule, bool, error) {
 	r := phraseRule{id: id, code: code, weight: weight, opts: opts}
+	switch id {
+	case "ovr-prev-strong", "ovr-prev-medium", "ovr-det-strong", "ovr-bare-strong":
+		r.qualifiable = true
+	}
 	anchored := false
 	gap := 0
 	for i, f := range strings.Fields(pat) {
@@ -205,8 +216,10 @@ func matchFrom(slots []slot, toks *tokens, k, prev int) (int, bool) {
 }
 
 // matchPhrases adds a signal for every phrase rule that matches f.
-func (rs *ruleSet) matchPhrases(f *folded, acc *accumulator) {
-	m := phraseMatcher{rs: rs, toks: &f.toks, acc: acc, discussion: -1}
+// meta is the number of distinct meta cues in the text (see concepts.go): text that
+// discusses attacks, quotes prompts or is code.
+func (rs *ruleSet) matchPhrases(f *folded, acc *accumulator, meta int) {
+	m := phraseMatcher{rs: rs, toks: &f.toks, acc: acc, discussion: -1, meta: meta}
 	for i := range f.toks.t {
 		t := f.toks.word(i)
 		if len(t) == 0 {
@@ -241,6 +254,7 @@ type phraseMatcher struct {
 	toks       *tokens
 	acc        *accumulator
 	discussion int // -1 until computed, then 0 or 1
+	meta       int // distinct meta cues in the text
 	hits       []hit
 	byRule     map[int]int // rule index -> its hit in hits
 }
@@ -265,8 +279,15 @@ func (m *phraseMatcher) try(idx, i int, firstMatched bool) {
 	if r.opts&optHedge != 0 && rs.hedged(toks, i, end) {
 		w *= 0.5
 	}
-	if r.opts&optQuote != 0 && allQuoted(toks, i, end) && m.discusses() {
+	quoted := allQuoted(toks, i, end)
+	if r.opts&optQuote != 0 && quoted && m.discusses() {
 		w *= 0.5
+	}
+	w *= metaFactor(m.meta, quoted)
+	if r.qualifiable && end > i && !rs.overrideObject[toks.word(end-1)] {
+		// "ignore the old VPN instructions", "forget the setup steps": a noun qualifies
+		// the instructions, so they are instructions about something, not the reader's.
+		w *= 0.2
 	}
 	h := hit{rule: r, start: i, end: end, weight: w}
 	for j := i; j <= end; j++ {
@@ -419,7 +440,7 @@ func (lf *litFilter) scan(text string) uint64 {
 }
 
 // matchPatterns adds a signal for every pattern rule that matches.
-func (rs *ruleSet) matchPatterns(f *folded, original string, acc *accumulator) {
+func (rs *ruleSet) matchPatterns(f *folded, original string, acc *accumulator, meta int) {
 	gated := rs.lits.scan(f.text)
 	for i := range rs.patterns {
 		p := &rs.patterns[i]
@@ -450,7 +471,7 @@ func (rs *ruleSet) matchPatterns(f *folded, original string, acc *accumulator) {
 			}
 			n++
 			if n >= need {
-				acc.add(signal{id: p.id, code: p.code, weight: p.weight})
+				acc.add(signal{id: p.id, code: p.code, weight: p.weight * metaFactor(meta, false)})
 				break
 			}
 		}
@@ -511,4 +532,19 @@ func (m *phraseMatcher) flush() {
 			m.acc.add(signal{id: "homoglyph-lookalike", code: "homoglyph:lookalike", weight: 0.4})
 		}
 	}
+}
+
+// metaFactor weakens a match in text that discusses attacks, quotes prompts or is
+// code: a quoted match there counts a fifth, others half (two or more meta cues) or
+// four fifths (one).
+func metaFactor(meta int, quoted bool) float64 {
+	switch {
+	case meta >= 1 && quoted:
+		return 0.2
+	case meta >= 2:
+		return 0.5
+	case meta == 1:
+		return 0.8
+	}
+	return 1
 }

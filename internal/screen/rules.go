@@ -302,8 +302,10 @@ func compileRules() (*ruleSet, error) {
 		first:    map[string][]int{},
 		firstPre: map[string][]int{},
 		cues:     wordSet(wCue),
-		negs:     wordSet(wNeg),
-		hedges:   wordSet(wHedge),
+		overrideObject: wordSet(wPrev + "|" + wDet + "|" + wIgnore + "|" + wInstrS + "|" + wInstrM +
+			"|system|ai|model|assistant|safety|developer|developers|hidden|original|initial|of|and|to|you|were|was|told|given|about|before|our|their|his|her|our|these|this|that|them|everything|anything|ethical|moral|content|openai|openais|chatgpt|such|other|further|current|prior|above|below|following|precedent|precedents"),
+		negs:   wordSet(wNeg),
+		hedges: wordSet(wHedge),
 	}
 	seen := map[string]bool{}
 	for _, d := range phraseDefs() {

@@ -121,6 +121,7 @@ type Screener struct {
 	maxInput  int
 	maxDepth  int
 	rules     *ruleSet
+	concepts  *conceptSet
 	tokenPool sync.Pool // of *[]token, scratch for fold
 }
 
@@ -146,7 +147,7 @@ func New(cfg Config) (*Screener, error) {
 		// A broken built-in rule table is a bug in this package, not in cfg.
 		return nil, fmt.Errorf("screen: compiling built-in rules: %w", err)
 	}
-	s := &Screener{maxInput: cfg.MaxInputBytes, maxDepth: cfg.MaxDecodeDepth, rules: rs}
+	s := &Screener{maxInput: cfg.MaxInputBytes, maxDepth: cfg.MaxDecodeDepth, rules: rs, concepts: compileConcepts()}
 	s.tokenPool.New = func() any { t := make([]token, 0, 512); return &t }
 	return s, nil
 }
@@ -244,11 +245,24 @@ func (c *call) screenText(text string, depth int, acc *accumulator) {
 	if f.mixed > 0 {
 		acc.add(signal{id: "homoglyph-mixed", code: "homoglyph:mixed-script", weight: 0.4})
 	}
+	var (
+		meta     int
+		concepts []signal
+		obf      bool
+	)
 	if !c.halted() {
-		c.s.rules.matchPhrases(&f, acc)
+		concepts, meta, obf = c.s.concepts.match(&f)
 	}
 	if !c.halted() {
-		c.s.rules.matchPatterns(&f, norm, acc)
+		c.s.rules.matchPhrases(&f, acc, meta)
+	}
+	if !c.halted() {
+		c.s.rules.matchPatterns(&f, norm, acc, meta)
+	}
+	addConcepts(acc, concepts)
+	deob := ""
+	if obf = obf && depth == 0; obf {
+		deob, obf = deobfuscate(f.text)
 	}
 	if cap(f.toks.t) <= maxPooledTokens {
 		*scratch = f.toks.t[:0]
@@ -259,6 +273,10 @@ func (c *call) screenText(text string, depth int, acc *accumulator) {
 	// beyond the carrier's own signals counts, with the hiding as one more signal.
 	if len(h.tagPayload) > 0 {
 		c.screenChild("hidden-unicode:tag-chars", string(h.tagPayload), min(depth+1, c.s.maxDepth), acc, false)
+	}
+	if obf && c.budget >= len(deob) && !c.halted() {
+		c.budget -= len(deob)
+		c.screenDeobfuscated(deob, acc)
 	}
 	if depth >= c.s.maxDepth {
 		return
@@ -271,6 +289,34 @@ func (c *call) screenText(text string, depth int, acc *accumulator) {
 			return
 		}
 		c.screenChild("encoded:"+e.kind, e.text, depth+1, acc, true)
+	}
+}
+
+// screenDeobfuscated runs the phrase rules and the concept detector (not the decoders
+// or the hidden-character checks, which saw the original) over the text with
+// leetspeak and split letters undone. What it adds beyond the original's signals
+// counts, and when that is evidence of its own, so does the obfuscation.
+func (c *call) screenDeobfuscated(text string, acc *accumulator) {
+	scratch := c.s.tokenPool.Get().(*[]token)
+	f := fold(text, *scratch)
+	child := newAccumulator()
+	concepts, meta, _ := c.s.concepts.match(&f)
+	c.s.rules.matchPhrases(&f, child, meta)
+	addConcepts(child, concepts)
+	if cap(f.toks.t) <= maxPooledTokens {
+		*scratch = f.toks.t[:0]
+		c.s.tokenPool.Put(scratch)
+	}
+	rest := 1.0
+	for id, sg := range child.sig {
+		if acc.has(id) || strings.HasPrefix(sg.code, "homoglyph") {
+			continue
+		}
+		acc.add(sg)
+		rest *= 1 - sg.weight
+	}
+	if 1-rest >= 0.3 {
+		acc.add(signal{id: "obfuscated-leetspeak", code: "obfuscated:leetspeak", weight: 0.35})
 	}
 }
 

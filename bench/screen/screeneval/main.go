@@ -22,8 +22,15 @@ func main() {
 	out := flag.String("out", "", "write the Markdown report here (default: stdout)")
 	benign := flag.String("benign", "", "optional JSON Lines corpus of {id,text} with no injections, reported as an out-of-domain false-positive check")
 	errs := flag.String("errors", "", "list misclassified records of this split (tune, holdout, all) on stderr")
+	heldout := flag.String("heldout", "", "score this held-out corpus (open and sealed parts) instead; with -errors open, list the open part's errors")
 	flag.Parse()
-	if err := run(*corpus, *benign, *out, *errs); err != nil {
+	var err error
+	if *heldout != "" {
+		err = runHeldout(*heldout, *out, *errs)
+	} else {
+		err = run(*corpus, *benign, *out, *errs)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "screeneval:", err)
 		os.Exit(1)
 	}
@@ -72,6 +79,42 @@ func run(corpus, benign, out, errs string) error {
 			}
 		}
 	}
+	if out == "" {
+		_, err = os.Stdout.Write(b.Bytes())
+		return err
+	}
+	return os.WriteFile(out, b.Bytes(), 0o644)
+}
+
+func runHeldout(corpus, out, errs string) error {
+	recs, err := benchscreen.Load(corpus)
+	if err != nil {
+		return err
+	}
+	s, err := screen.New(screen.Config{})
+	if err != nil {
+		return err
+	}
+	pol := screen.DefaultPolicy()
+	rs := benchscreen.Run(s, pol, recs)
+	if errs == "open" {
+		// Development: the open part's figures and errors only; the sealed part is not shown.
+		c := benchscreen.Tally(rs, func(r benchscreen.Result) bool { return r.Split == "open" })
+		fmt.Fprintf(os.Stderr, "open: TP %d FP %d TN %d FN %d recall %.3f FPR %.4f\n", c.TP, c.FP, c.TN, c.FN, c.Recall(), c.FPR())
+		for _, r := range rs {
+			if r.Split != "open" || r.Flagged == (r.Label == "injection") {
+				continue
+			}
+			t := strings.ReplaceAll(r.Text, "\n", " ")
+			if len(t) > 260 {
+				t = t[:260]
+			}
+			fmt.Fprintf(os.Stderr, "%s %-5.3f %s %s/%s %v | %s\n", map[bool]string{true: "FP", false: "FN"}[r.Flagged], r.Score, r.ID, r.Lang, r.Style, r.Reasons, t)
+		}
+		return nil
+	}
+	var b bytes.Buffer
+	benchscreen.WriteHeldoutReport(&b, corpus, rs, pol)
 	if out == "" {
 		_, err = os.Stdout.Write(b.Bytes())
 		return err
