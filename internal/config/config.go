@@ -48,6 +48,7 @@ type Config struct {
 	Trust        trust.Config  `yaml:"trust,omitempty"`        // behavioural trust model (internal/trust)
 	Budget       budget.Config `yaml:"budget,omitempty"`       // per-peer rate, concurrency, bytes, cost; breaker; depth. Rule peers are did:keys or "*"
 	Debug        Debug         `yaml:"debug,omitempty"`        // operator diagnostics; all off by default
+	Metrics      Metrics       `yaml:"metrics,omitempty"`      // the Prometheus endpoint; off by default (metrics.go)
 }
 
 // Debug switches on diagnostics for the node's operator.
@@ -512,7 +513,7 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("config: budget.rules[%d].peer must be a did:key or \"*\": %w", i, err)
 		}
 	}
-	return nil
+	return c.Metrics.validate()
 }
 
 // validRulePeer accepts "*", a did:key, or a nickname from the peer book.

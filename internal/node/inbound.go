@@ -77,7 +77,7 @@ func (n *Node) serveFederation(w http.ResponseWriter, r *http.Request) {
 
 	// 8. The signature verifies with the handshake key; audience is me; the
 	// request is fresh and its nonce unseen.
-	req, err := n.verifier.VerifyRequest(r, in.body, peer, n.now())
+	req, err := n.verifyRequest(r, in.body, peer)
 	if err != nil {
 		if kind, ok := wireEvidence(err); ok {
 			n.observe(peer, kind, err.Error())
@@ -123,7 +123,7 @@ func (n *Node) serveFederation(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	cp := in.st.caps[capName]
-	if !in.st.pol.Authorize(peer, policy.ActionCall, capName, pctx).Allowed || cp == nil {
+	if !n.authorize(in.st, peer, capName, pctx) || cp == nil {
 		n.observe(peer, trust.KindDenied, capName)
 		in.refuse(refusal.StagePolicy, errNotGranted)
 		return
@@ -166,7 +166,7 @@ func (n *Node) serveFederation(w http.ResponseWriter, r *http.Request) {
 	// Tell the caller the call was accepted and is running: its
 	// time_to_first_byte ends here, and call_timeout bounds the rest.
 	in.acceptCall()
-	out, err := cp.Backend.Call(ctx, inv)
+	out, err := n.runBackend(ctx, cp, inv)
 	if err != nil {
 		in.refuse(refusal.StageBackend, err)
 		return
@@ -220,13 +220,14 @@ func (in *inbound) serve(clean sanitize.Clean) {
 	e := in.entry(audit.KindCallServed, "ok", "")
 	in.n.withContent(&e, in.st, in.capName, clean, in.verdict)
 	// The caller going away must not erase the record of what was done for it.
-	idx, cp, err := in.n.audit.AppendCheckpoint(context.WithoutCancel(in.r.Context()), e)
+	idx, cp, err := in.appendServed(context.WithoutCancel(in.r.Context()), e)
 	if err != nil {
 		in.n.log.Error("audit append failed; refusing to answer", "err", err)
 		in.refuse(refusal.StageAudit, err)
 		return
 	}
 	in.setEvidence(idx, cp)
+	in.n.countInbound(in.peer, in.capName, "", "")
 	in.reply(http.StatusOK, clean)
 }
 
@@ -352,6 +353,7 @@ func (in *inbound) refuse(stage refusal.Stage, err error) {
 	default:
 		f = wire.FailureOf(string(stage), err)
 	}
+	n.countInbound(in.peer, in.capName, stage, refusalKind(f, err))
 	if !in.peer.IsZero() && spendsRefusal(stage, err) {
 		n.refusals.budget.spend(in.peer, n.now())
 	}

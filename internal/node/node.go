@@ -86,6 +86,7 @@ type Node struct {
 	inFlight     inFlightCalls   // backend tokens -> requests being served (delegation)
 	peerLim      *wire.PeerLimiter
 	limitMax     int
+	obs          observer // metrics (metrics.go)
 
 	closeOnce sync.Once
 	cancel    context.CancelFunc
@@ -226,6 +227,10 @@ func (n *Node) Addr() net.Addr { return n.tr.Addr() }
 // Start binds the federation port and serves until ctx ends or Close.
 func (n *Node) Start(ctx context.Context) error {
 	ctx, n.cancel = context.WithCancel(ctx)
+	if err := n.startMetrics(ctx); err != nil {
+		n.cancel()
+		return fmt.Errorf("node: %w", err)
+	}
 	if err := n.tr.Start(ctx); err != nil {
 		n.cancel()
 		return fmt.Errorf("node: %w", err)

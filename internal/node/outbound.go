@@ -51,6 +51,7 @@ type outcall struct {
 
 // refused audits a refusal that happened before anything was sent.
 func (o *outcall) refused(ctx context.Context, err error) error {
+	o.n.countOutbound(o.p, o.capName, err)
 	e := audit.Entry{Kind: audit.KindCallRefused, Direction: "out", Capability: o.capName, Outcome: "refused", Stage: string(refusal.StageOf(err))}
 	if !o.p.ID.IsZero() {
 		e.Peer = o.p.ID.String()
@@ -65,6 +66,7 @@ func (o *outcall) refused(ctx context.Context, err error) error {
 // recordSent makes call.sent durable; roundTrip calls it after signing and
 // before sending.
 func (o *outcall) recordSent(ctx context.Context, clean sanitize.Clean, sent wire.Sent) error {
+	defer o.n.timeStage(stageAudit)()
 	e := audit.Entry{Kind: audit.KindCallSent, Peer: o.p.ID.String(), Direction: "out", Capability: o.capName,
 		Outcome: "sent", RequestDigest: sent.Digest[:]}
 	o.n.withContent(&e, o.st, o.capName, clean, nil)
@@ -85,6 +87,7 @@ func (o *outcall) completed(ctx context.Context, callErr error, receipt *wire.Re
 		}
 		return 0, nil
 	}
+	o.n.countOutbound(o.p, o.capName, callErr)
 	e := audit.Entry{Kind: audit.KindCallCompleted, Peer: o.p.ID.String(), Direction: "out", Capability: o.capName,
 		Outcome: "ok", RequestDigest: o.sent.Digest[:]}
 	if callErr != nil {
@@ -440,7 +443,7 @@ func (n *Node) roundTrip(ctx context.Context, st *state, p Peer, path, capName s
 	}
 	req.Header.Set("Content-Type", "application/json")
 	setReportHeader(req.Header, clean)
-	sent, err := wire.SignRequest(req, body, wire.SignParams{Key: n.key, Audience: p.ID, Capability: capName, Now: n.now(), Chain: chainFor(ctx)})
+	sent, err := n.signRequest(req, body, wire.SignParams{Key: n.key, Audience: p.ID, Capability: capName, Now: n.now(), Chain: chainFor(ctx)})
 	if err != nil {
 		done()
 		return nil, nil, wire.Sent{}, signError(err)
