@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"runtime/debug"
 	"strings"
@@ -92,14 +91,17 @@ func idCmd(h func() string) *cobra.Command {
 
 func runCmd(h func() string) *cobra.Command {
 	var verbose bool
+	var logFormat, logLevel string
 	c := &cobra.Command{
 		Use: "run", Short: "run the node in the foreground", Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			level := slog.LevelInfo
 			if verbose {
-				level = slog.LevelDebug
+				logLevel = "debug"
 			}
-			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+			log, err := newLogger(os.Stderr, logFormat, logLevel)
+			if err != nil {
+				return err
+			}
 			n, err := node.Open(node.Options{Home: h(), Logger: log})
 			if err != nil {
 				return err
@@ -116,7 +118,9 @@ func runCmd(h func() string) *cobra.Command {
 			return srv.Serve(ctx)
 		},
 	}
-	c.Flags().BoolVarP(&verbose, "verbose", "v", false, "debug logging")
+	c.Flags().BoolVarP(&verbose, "verbose", "v", false, "debug logging (as --log-level debug)")
+	c.Flags().StringVar(&logFormat, "log-format", "text", "log format: text or json")
+	c.Flags().StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	return c
 }
 

@@ -547,7 +547,7 @@ func (l *Log) commit(batch []*op) {
 	cp, err := l.commitTx(ctx, now, batch, results, alert)
 	if err != nil {
 		l.tr = saved
-		l.cfg.Logger.Error("audit: commit failed", "entries", len(batch), "err", err)
+		l.cfg.Logger.Error("audit: commit failed", "event", "audit.commit_failed", "entries", len(batch), "err", err)
 		for _, o := range batch {
 			o.done <- opResult{err: err}
 		}

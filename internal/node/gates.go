@@ -18,11 +18,11 @@ import (
 func (n *Node) observe(peer identity.PublicKey, kind trust.Kind, detail string) {
 	change, err := n.trust.Observe(peer.String(), trust.Evidence{Kind: kind, Detail: detail, At: n.now()})
 	if err != nil {
-		n.log.Warn("trust: record evidence", "peer", peer, "kind", kind, "err", err)
+		n.log.Warn("trust: record evidence", "event", "trust.record_failed", "peer", peer, "kind", kind, "err", err)
 		return
 	}
 	if change.Changed() {
-		n.log.Info("trust level changed", "peer", peer, "from", change.From, "to", change.To, "cause", kind)
+		n.log.Info("trust level changed", "event", "trust.level", "peer", peer, "from", change.From, "to", change.To, "cause", kind)
 	}
 }
 

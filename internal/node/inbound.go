@@ -222,7 +222,7 @@ func (in *inbound) serve(clean sanitize.Clean) {
 	// The caller going away must not erase the record of what was done for it.
 	idx, cp, err := in.appendServed(context.WithoutCancel(in.r.Context()), e)
 	if err != nil {
-		in.n.log.Error("audit append failed; refusing to answer", "err", err)
+		in.n.log.Error("audit append failed; refusing to answer", "event", "audit.append_failed", "err", err)
 		in.refuse(refusal.StageAudit, err)
 		return
 	}
@@ -301,7 +301,7 @@ func (in *inbound) serveStream(ctx context.Context, cp *capability, inv backend.
 	e := in.entry(audit.KindCallServed, outcome, stage)
 	e.Report, _ = json.Marshal(map[string]int{"events": events})
 	if _, aerr := n.audit.Append(context.WithoutCancel(in.r.Context()), e); aerr != nil {
-		n.log.Error("audit append failed at the end of a stream", "err", aerr)
+		n.log.Error("audit append failed at the end of a stream", "event", "audit.append_failed", "err", aerr)
 		f = &wire.Failure{Stage: string(refusal.StageAudit), Reason: "internal"}
 	}
 	if in.r.Context().Err() != nil {
@@ -362,7 +362,7 @@ func (in *inbound) refuse(stage refusal.Stage, err error) {
 	recorded := !aggregated(stage) ||
 		n.refusalAdmitted(refusalKey{source: in.source(), kind: audit.KindCallRefused, direction: "in", stage: string(stage)}, refusalKind(f, err))
 	if recorded {
-		n.log.Info("inbound call refused", "peer", in.peer, "capability", in.capName, "stage", stage, "err", err)
+		n.log.Info("inbound call refused", "event", "call.refused", "peer", in.peer, "capability", in.capName, "stage", stage, "err", err)
 	}
 	if stage != refusal.StageAudit && recorded {
 		e := in.entry(audit.KindCallRefused, "refused", stage)
@@ -375,7 +375,7 @@ func (in *inbound) refuse(stage refusal.Stage, err error) {
 		}
 		e.Report, _ = json.Marshal(r)
 		if _, aerr := n.audit.Append(context.WithoutCancel(in.r.Context()), e); aerr != nil {
-			n.log.Error("audit append of a refusal failed", "err", aerr)
+			n.log.Error("audit append of a refusal failed", "event", "audit.append_failed", "err", aerr)
 			f = wire.Failure{Stage: string(refusal.StageAudit), Reason: "internal"}
 			if errors.Is(aerr, audit.ErrHighWater) {
 				f.Reason = reasonHighWater
@@ -386,7 +386,7 @@ func (in *inbound) refuse(stage refusal.Stage, err error) {
 	// Failure envelopes are short tokens we wrote, but they leave the node too.
 	clean, serr := n.scrub(context.Background(), in.st, in.peer, "", wire.EncodeFailure(f))
 	if serr != nil {
-		n.log.Error("failure envelope refused by the sanitizer", "err", serr)
+		n.log.Error("failure envelope refused by the sanitizer", "event", "sanitize.envelope_blocked", "err", serr)
 		in.replyEmpty(http.StatusInternalServerError)
 		return
 	}

@@ -299,7 +299,7 @@ func (n *Node) handshakeRefused(e transport.HandshakeError) {
 	select {
 	case n.refusedSlots <- struct{}{}:
 	default:
-		n.log.Warn("audit: too many handshake refusals in flight; not recording one", "addr", e.Addr, "reason", e.Reason)
+		n.log.Warn("audit: too many handshake refusals in flight; not recording one", "event", "audit.refusal_dropped", "addr", e.Addr, "reason", e.Reason)
 		return
 	}
 	go func() {
@@ -310,7 +310,7 @@ func (n *Node) handshakeRefused(e transport.HandshakeError) {
 		}
 		entry.Report, _ = json.Marshal(map[string]any{"side": e.Side, "addr": e.Addr, "reason": e.Reason.String()})
 		if _, err := n.audit.Append(context.Background(), entry); err != nil {
-			n.log.Error("audit append of a handshake refusal failed", "err", err)
+			n.log.Error("audit append of a handshake refusal failed", "event", "audit.append_failed", "err", err)
 		}
 	}()
 }

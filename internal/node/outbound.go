@@ -58,7 +58,7 @@ func (o *outcall) refused(ctx context.Context, err error) error {
 	}
 	e.Report, _ = json.Marshal(map[string]string{"peer_ref": o.peerRef, "reason": err.Error()})
 	if _, aerr := o.n.audit.Append(context.WithoutCancel(ctx), e); aerr != nil {
-		o.n.log.Error("audit append of a refusal failed", "err", aerr)
+		o.n.log.Error("audit append of a refusal failed", "event", "audit.append_failed", "err", aerr)
 	}
 	return err
 }
@@ -188,7 +188,7 @@ func (o *outcall) call(ctx context.Context, input []byte) (*Result, *wire.Receip
 	}
 	pe, perr := readPeerEvidence(resp.Header)
 	if perr != nil {
-		n.log.Warn("callee's audit evidence rejected", "peer", p.ID, "err", perr)
+		n.log.Warn("callee's audit evidence rejected", "event", "evidence.rejected", "peer", p.ID, "err", perr)
 	} else if pe != nil {
 		n.witness(p.ID, pe.note)
 	}
