@@ -45,7 +45,7 @@ func newRoot() *cobra.Command {
 		initCmd(h), idCmd(h), runCmd(h), statusCmd(h), peerCmd(h),
 		exposeCmd(h), grantCmd(h), ungrantCmd(h), capsCmd(h), callCmd(h), demoCmd(),
 		scanCmd(h), screenCmd(h), auditCmd(h),
-		trustCmd(h), limitCmd(h), versionCmd(),
+		trustCmd(h), limitCmd(h), versionCmd(), doctorCmd(h),
 		mcpCmd(h),
 		a2aCmd(h),
 	)
