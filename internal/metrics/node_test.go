@@ -2,6 +2,7 @@ package metrics_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/treaty-dev/treaty/internal/backend"
+	"github.com/treaty-dev/treaty/internal/config"
 	"github.com/treaty-dev/treaty/internal/refusal"
 	"github.com/treaty-dev/treaty/internal/testnet"
 )
@@ -191,5 +193,28 @@ func TestMetricsOffByDefault(t *testing.T) {
 	c := testnet.NewCluster(t, 1, testnet.Options{})
 	if a := c.Members[0].Node().MetricsAddr(); a != nil {
 		t.Fatalf("metrics served at %v without metrics.listen", a)
+	}
+}
+
+// TestMetricsOfAStream: a finished stream counts as one call on both sides.
+func TestMetricsOfAStream(t *testing.T) {
+	t.Parallel()
+	c := testnet.NewCluster(t, 2, testnet.Options{Config: map[string]string{"n0": metricsYAML, "n1": metricsYAML}})
+	n0, n1 := c.Members[0], c.Members[1]
+	n1.Expose(t, config.Capability{Name: "three", Stream: true,
+		Exec: &config.ExecBackend{Command: testnet.WriteScript(t, `for i in 1 2 3; do echo "{\"i\":$i}"; done`)}})
+	n1.Grant(t, "n0", "three")
+	events := 0
+	if err := n0.Client().Stream(t.Context(), "n1", "three", json.RawMessage(`{}`), func(json.RawMessage) error {
+		events++
+		return nil
+	}); err != nil || events != 3 {
+		t.Fatalf("stream: %v after %d events", err, events)
+	}
+	if got := value(scrape(t, n1), "treaty_calls_total", labels("peer", "n0", "capability", "three", "direction", "in", "outcome", "ok")); got != 1 {
+		t.Errorf("callee counted %v streams, want 1", got)
+	}
+	if got := value(scrape(t, n0), "treaty_calls_total", labels("peer", "n1", "capability", "three", "direction", "out", "outcome", "ok")); got != 1 {
+		t.Errorf("caller counted %v streams, want 1", got)
 	}
 }

@@ -299,6 +299,7 @@ func (in *inbound) serveStream(ctx context.Context, cp *capability, inv backend.
 		outcome, stage = "failed", refusal.StageBackend
 	}
 	e := in.entry(audit.KindCallServed, outcome, stage)
+	n.countInbound(in.peer, in.capName, stage, failureReason(f))
 	e.Report, _ = json.Marshal(map[string]int{"events": events})
 	if _, aerr := n.audit.Append(context.WithoutCancel(in.r.Context()), e); aerr != nil {
 		n.log.Error("audit append failed at the end of a stream", "event", "audit.append_failed", "err", aerr)

@@ -143,6 +143,14 @@ func (n *Node) countInbound(peer identity.PublicKey, capName string, stage refus
 	}
 }
 
+// failureReason is the reason token of a failure envelope, "" for none.
+func failureReason(f *wire.Failure) string {
+	if f == nil {
+		return ""
+	}
+	return f.Reason
+}
+
 func callOutcome(err error) string {
 	switch refusal.StageOf(err) {
 	case "":
