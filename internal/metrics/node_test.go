@@ -118,6 +118,8 @@ func TestMetricsOfARealCall(t *testing.T) {
 		{b, "treaty_handshakes_accepted_total", labels("side", "accept"), 1},
 		{a, "treaty_handshakes_accepted_total", labels("side", "dial"), 1},
 		{b, "treaty_peer_trust_level", labels("peer", "acme"), 1}, // exactly one level is 1
+		{a, "treaty_peer_breaker_state", labels("peer", "beta", "state", "closed"), 1},
+		{a, "treaty_peer_breaker_state", labels("peer", "beta"), 1}, // and no other state
 	} {
 		if got := value(tc.fams, tc.name, tc.l); got < tc.want || (tc.name != "treaty_handshakes_accepted_total" && got != tc.want) {
 			t.Errorf("%s%v = %v, want %v", tc.name, tc.l, got, tc.want)
@@ -216,5 +218,27 @@ func TestMetricsOfAStream(t *testing.T) {
 	}
 	if got := value(scrape(t, n0), "treaty_calls_total", labels("peer", "n1", "capability", "three", "direction", "out", "outcome", "ok")); got != 1 {
 		t.Errorf("caller counted %v streams, want 1", got)
+	}
+}
+
+// TestMetricsOfARefusedHandshake: a node outside the peer book is refused
+// at the handshake, and the refusal is counted by reason.
+func TestMetricsOfARefusedHandshake(t *testing.T) {
+	t.Parallel()
+	c := testnet.NewCluster(t, 1, testnet.Options{Names: []string{"acme"}, Config: map[string]string{"acme": metricsYAML}})
+	acme := c.Members[0]
+	stranger := c.Add(t, "stranger", "")
+	stranger.AddPeer(t, acme)
+	acme.Handle(t, "echo", func(_ context.Context, inv backend.Invocation) ([]byte, error) { return inv.Input, nil })
+	if out := stranger.Call(t, "acme", "echo", `{}`); out.Code != refusal.ExitUnreachable && out.Code != refusal.ExitDenied {
+		t.Fatalf("a stranger's call: %v", out)
+	}
+	fams := scrape(t, acme)
+	total := value(fams, "treaty_handshakes_refused_total", nil)
+	if total < 1 || value(fams, "treaty_handshakes_refused_total", labels("reason", "unknown_key")) < 1 {
+		t.Fatalf("refused handshakes = %v; want one for unknown_key: %v", total, fams["treaty_handshakes_refused_total"])
+	}
+	if value(fams, "treaty_handshakes_accepted_total", labels("side", "accept")) != 0 {
+		t.Fatal("a refused handshake counted as accepted")
 	}
 }

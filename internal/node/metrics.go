@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -277,7 +278,7 @@ func (n *Node) MetricsState(ctx context.Context) metrics.State {
 	ts := n.tr.Stats()
 	s.Handshakes = metrics.Handshakes{Accepted: ts.Accepted, Dialed: ts.Dialed, Refused: map[string]uint64{}}
 	for r, v := range ts.ByReason {
-		s.Handshakes.Refused[r.String()] = v
+		s.Handshakes.Refused[strings.ReplaceAll(r.String(), " ", "_")] = v // a closed set: transport's reasons
 	}
 	if cp, err := n.audit.Checkpoint(ctx); err == nil {
 		s.Audit.Entries = cp.Size
