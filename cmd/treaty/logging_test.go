@@ -37,3 +37,15 @@ func TestNewLogger(t *testing.T) {
 		}
 	}
 }
+
+// TestRunRejectsBadLogFlags: a bad --log-format or --log-level is a usage
+// error before the node opens.
+func TestRunRejectsBadLogFlags(t *testing.T) {
+	dir := t.TempDir()
+	for _, a := range [][]string{{"--log-format", "xml"}, {"--log-level", "loud"}} {
+		_, errOut, code := runTL(t, append([]string{"run", "--home", dir}, a...)...)
+		if code != 2 || !strings.Contains(errOut, a[0]) {
+			t.Errorf("run %v: exit %d, %q; want 2 naming the flag", a, code, errOut)
+		}
+	}
+}
