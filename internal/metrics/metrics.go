@@ -5,6 +5,10 @@
 // closed sets, and anything outside a set is counted as "other". Every method
 // is safe for concurrent use and on a nil *Metrics, where it does nothing, so
 // call sites need no checks.
+//
+// A subsystem (consensus groups, membership) adds its own collectors with
+// Register; its metric names start with "treaty_" and its labels obey the
+// same bounds (a group or member label from a capped set, never an ID).
 package metrics
 
 import (

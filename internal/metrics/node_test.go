@@ -141,6 +141,11 @@ func TestMetricsOfARealCall(t *testing.T) {
 	if value(b, "treaty_audit_commit_batch_entries", nil) < 2 || value(b, "treaty_audit_size_bytes", nil) <= 0 {
 		t.Error("the audit commit histogram or size did not move")
 	}
+	// The echo's input and output are charged to acme's budget at beta.
+	if in, out := value(b, "treaty_peer_budget_bytes", labels("peer", "acme", "direction", "in")),
+		value(b, "treaty_peer_budget_bytes", labels("peer", "acme", "direction", "out")); in < 13 || out < 13 {
+		t.Errorf("budget bytes of acme at beta: in %v, out %v; want at least the 13-byte input and its echo", in, out)
+	}
 	if s := value(b, "treaty_peer_trust_score", labels("peer", "acme")); s <= 0 || s > 1 {
 		t.Errorf("trust score of acme = %v", s)
 	}
