@@ -285,11 +285,14 @@ func (d *run) peer(ctx context.Context, hc *http.Client, k identity.PublicKey, p
 	resp.Body.Close()
 	d.add(check, OK, "", "%s at %s is reachable and the mutual TLS handshake with its pinned key succeeds.", p.Name, p.Addr)
 	m := createdRE.FindStringSubmatch(resp.Header.Get("Signature-Input"))
-	if m == nil {
-		d.add("clock "+p.Name, Warn, "", "%s's answer carried no signature time; its clock was not compared.", p.Name)
+	var sec int64
+	if m != nil {
+		sec, err = strconv.ParseInt(m[1], 10, 64)
+	}
+	if m == nil || err != nil {
+		d.add("clock "+p.Name, Warn, "", "%s's answer carried no readable signature time; its clock was not compared.", p.Name)
 		return
 	}
-	sec, _ := strconv.ParseInt(m[1], 10, 64)
 	skew := time.Unix(sec, 0).Sub(d.o.Now())
 	if skew.Abs() > d.o.MaxSkew {
 		d.add("clock "+p.Name, Fail, "synchronise both clocks with NTP (timedatectl set-ntp true); calls are refused as expired or not yet valid beyond "+d.o.MaxSkew.String(),
