@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -175,5 +176,37 @@ func TestPeerThatDoesNotKnowUs(t *testing.T) {
 	f := failed(fs, "peer gamma")
 	if len(f) != 1 || !strings.Contains(f[0].Text, "handshake") || !strings.Contains(f[0].Fix, "treaty peer add") {
 		t.Fatalf("want a handshake failure at gamma with a fix: %v", fs)
+	}
+}
+
+// TestPortTaken: with the node stopped and its port held by another
+// program, doctor says so and how to find the holder.
+func TestPortTaken(t *testing.T) {
+	t.Parallel()
+	c, acme, _ := cluster(t)
+	acme.Stop(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	path := filepath.Join(acme.Home, "treaty.yaml")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fixed := strings.Replace(string(b), "listen: 127.0.0.1:0", "listen: "+ln.Addr().String(), 1)
+	if fixed == string(b) {
+		t.Fatalf("no listen line in %s", b)
+	}
+	if err := os.WriteFile(path, []byte(fixed), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fs := run(t, acme, c.Clock.Now)
+	if f := failed(fs, "port"); len(f) != 1 || !strings.Contains(f[0].Text, "cannot be bound") || !strings.Contains(f[0].Fix, "ss -ltnp") {
+		t.Fatalf("taken port not reported: %v", fs)
+	}
+	if len(failed(fs, "node")) != 1 {
+		t.Fatalf("stopped node not reported: %v", fs)
 	}
 }
