@@ -210,3 +210,25 @@ func TestPortTaken(t *testing.T) {
 		t.Fatalf("stopped node not reported: %v", fs)
 	}
 }
+
+// TestLowDisk: free space under the audit log's mark fails; under twice the
+// mark warns.
+func TestLowDisk(t *testing.T) {
+	t.Parallel()
+	c, acme, _ := cluster(t)
+	for _, tc := range []struct {
+		free uint64
+		want doctor.Status
+	}{{100 << 20, doctor.Fail}, {700 << 20, doctor.Warn}, {5 << 30, doctor.OK}} {
+		fs, err := doctor.Run(context.Background(), doctor.Options{Home: acme.Home, Now: c.Clock.Now,
+			Statfs: func(string) (uint64, uint64, error) { return tc.free, 10 << 30, nil }}) // mark: 5% of 10 GiB
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range fs {
+			if f.Check == "disk" && f.Status != tc.want {
+				t.Errorf("free %d: disk %s (%s), want %s", tc.free, f.Status, f.Text, tc.want)
+			}
+		}
+	}
+}
