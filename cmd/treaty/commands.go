@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"runtime/debug"
 	"strings"
@@ -46,7 +45,7 @@ func newRoot() *cobra.Command {
 		initCmd(h), idCmd(h), runCmd(h), statusCmd(h), peerCmd(h),
 		exposeCmd(h), grantCmd(h), ungrantCmd(h), capsCmd(h), callCmd(h), demoCmd(),
 		scanCmd(h), screenCmd(h), auditCmd(h),
-		trustCmd(h), limitCmd(h), versionCmd(),
+		trustCmd(h), limitCmd(h), versionCmd(), doctorCmd(h),
 		mcpCmd(h),
 		a2aCmd(h),
 		groupCmd(h), kvCmd(h), motionCmd(h), decisionCmd(h),
@@ -93,14 +92,17 @@ func idCmd(h func() string) *cobra.Command {
 
 func runCmd(h func() string) *cobra.Command {
 	var verbose bool
+	var logFormat, logLevel string
 	c := &cobra.Command{
 		Use: "run", Short: "run the node in the foreground", Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			level := slog.LevelInfo
 			if verbose {
-				level = slog.LevelDebug
+				logLevel = "debug"
 			}
-			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+			log, err := newLogger(os.Stderr, logFormat, logLevel)
+			if err != nil {
+				return err
+			}
 			n, err := node.Open(node.Options{Home: h(), Logger: log})
 			if err != nil {
 				return err
@@ -117,7 +119,9 @@ func runCmd(h func() string) *cobra.Command {
 			return srv.Serve(ctx)
 		},
 	}
-	c.Flags().BoolVarP(&verbose, "verbose", "v", false, "debug logging")
+	c.Flags().BoolVarP(&verbose, "verbose", "v", false, "debug logging (as --log-level debug)")
+	c.Flags().StringVar(&logFormat, "log-format", "text", "log format: text or json")
+	c.Flags().StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	return c
 }
 

@@ -133,6 +133,7 @@ type Log struct {
 	pruneMu  sync.Mutex                     // one Prune or PruneRows at a time
 
 	commits, appended atomic.Uint64
+	commitStats       commitStats // batch sizes and durations (stats.go)
 
 	// Owned by the writer goroutine.
 	tr           tree
@@ -578,6 +579,7 @@ func (t *txn) append(ctx context.Context, p prepared) (uint64, error) {
 
 // commit runs one batch in one transaction and answers every op in it.
 func (l *Log) commit(batch []*op) {
+	defer l.commitStats.observe(len(batch), time.Now())
 	ctx := context.Background() // the batch is shared: no one caller may cancel it
 	alert := l.checkSpace(ctx)
 	if hw := l.space.over; hw != nil {
@@ -602,7 +604,7 @@ func (l *Log) commit(batch []*op) {
 	cp, err := l.commitTx(ctx, now, batch, results, alert)
 	if err != nil {
 		l.tr = saved
-		l.cfg.Logger.Error("audit: commit failed", "entries", len(batch), "err", err)
+		l.cfg.Logger.Error("audit: commit failed", "event", "audit.commit_failed", "entries", len(batch), "err", err)
 		for _, o := range batch {
 			o.done <- opResult{err: err}
 		}

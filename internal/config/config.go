@@ -49,6 +49,7 @@ type Config struct {
 	Budget       budget.Config `yaml:"budget,omitempty"`       // per-peer rate, concurrency, bytes, cost; breaker; depth. Rule peers are did:keys or "*"
 	Debug        Debug         `yaml:"debug,omitempty"`        // operator diagnostics; all off by default
 	Groups       []Group       `yaml:"groups,omitempty"`       // consensus groups this node belongs to (groups.go)
+	Metrics      Metrics       `yaml:"metrics,omitempty"`      // the Prometheus endpoint; off by default (metrics.go)
 }
 
 // Debug switches on diagnostics for the node's operator.
@@ -513,7 +514,10 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("config: budget.rules[%d].peer must be a did:key or \"*\": %w", i, err)
 		}
 	}
-	return c.validGroups()
+	if err := c.validGroups(); err != nil {
+		return err
+	}
+	return c.Metrics.validate()
 }
 
 // validRulePeer accepts "*", a did:key, or a nickname from the peer book.

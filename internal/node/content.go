@@ -21,7 +21,9 @@ import (
 // bytes. ctx bounds the work: content that cannot be scanned before it ends is
 // refused at stage sanitize, not sent.
 func (n *Node) scrub(ctx context.Context, st *state, peer identity.PublicKey, capName string, data []byte) (sanitize.Clean, error) {
+	defer n.timeStage(stageSanitize)()
 	clean, err := n.sanitizer.ApplyContext(ctx, peer.String(), st.cfg.SanitizePolicy(peer.String(), capName), data)
+	n.noteSanitized(clean, err)
 	if err != nil {
 		var b *sanitize.BlockedError
 		if errors.As(err, &b) {
@@ -43,10 +45,12 @@ func (n *Node) scrub(ctx context.Context, st *state, peer identity.PublicKey, ca
 // A block verdict is a screen refusal. Verdicts are trust evidence. ctx bounds
 // the work: content that cannot be screened before it ends is refused.
 func (n *Node) screenInbound(ctx context.Context, st *state, peer identity.PublicKey, capName string, data []byte) ([]byte, screen.Verdict, error) {
+	defer n.timeStage(stageScreen)()
 	v, err := n.screener.ScreenContext(ctx, st.cfg.ScreenPolicyFor(peer.String(), capName), data)
 	if err != nil {
 		return nil, v, refusal.Wrap(refusal.StageScreen, err)
 	}
+	n.noteVerdict(v)
 	switch v.Action {
 	case screen.ActionBlock:
 		n.observe(peer, trust.KindScreenBlock, capName)

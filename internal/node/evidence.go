@@ -512,10 +512,10 @@ func (n *Node) judge(ctx context.Context, w witnessed) {
 	var fork *audit.ForkError
 	switch {
 	case errors.As(err, &fork):
-		n.log.Error("ALERT: peer's audit log forked; evidence kept", "peer", w.peer, "reason", fork.Reason)
+		n.log.Error("ALERT: peer's audit log forked; evidence kept", "event", "alert.audit_fork", "peer", w.peer, "reason", fork.Reason)
 		n.observe(w.peer, trust.KindAuditFork, fork.Reason)
 	case err != nil:
-		n.log.Warn("witness: checkpoint not judged", "peer", w.peer, "err", err)
+		n.log.Warn("witness: checkpoint not judged", "event", "witness.not_judged", "peer", w.peer, "err", err)
 	}
 }
 
@@ -560,6 +560,6 @@ func (n *Node) auditLevelChange(peer string, c trust.LevelChange) {
 	e := audit.Entry{Kind: audit.KindTrustLevel, Peer: peer, Outcome: c.To.String(), Stage: "trust"}
 	e.Report, _ = json.Marshal(map[string]any{"from": c.From.String(), "to": c.To.String(), "cause": c.Cause.Kind, "detail": c.Cause.Detail})
 	if _, err := n.audit.Append(context.Background(), e); err != nil {
-		n.log.Error("audit append of a trust level change failed", "err", err)
+		n.log.Error("audit append of a trust level change failed", "event", "audit.append_failed", "err", err)
 	}
 }

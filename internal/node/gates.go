@@ -18,11 +18,11 @@ import (
 func (n *Node) observe(peer identity.PublicKey, kind trust.Kind, detail string) {
 	change, err := n.trust.Observe(peer.String(), trust.Evidence{Kind: kind, Detail: detail, At: n.now()})
 	if err != nil {
-		n.log.Warn("trust: record evidence", "peer", peer, "kind", kind, "err", err)
+		n.log.Warn("trust: record evidence", "event", "trust.record_failed", "peer", peer, "kind", kind, "err", err)
 		return
 	}
 	if change.Changed() {
-		n.log.Info("trust level changed", "peer", peer, "from", change.From, "to", change.To, "cause", kind)
+		n.log.Info("trust level changed", "event", "trust.level", "peer", peer, "from", change.From, "to", change.To, "cause", kind)
 	}
 }
 
@@ -51,6 +51,7 @@ func wireEvidence(err error) (trust.Kind, bool) {
 // inboundGates runs the trust and budget gates for an inbound call and returns
 // the policy context for authorization and the budget ticket to release.
 func (n *Node) inboundGates(peer identity.PublicKey, capName string, reqBytes int) (policy.Context, budget.Ticket, *refusal.Error) {
+	defer n.timeStage(stageGates)()
 	now := n.now()
 	st := n.trust.Standing(peer.String(), now)
 	if st.Quarantined {
@@ -78,6 +79,7 @@ func budgetRefusal(err error) *refusal.Error {
 // outboundGates checks the breaker and the outbound budget toward p. The
 // returned finish must be called exactly once with the call's outcome.
 func (n *Node) outboundGates(p Peer, capName string, reqBytes int) (finish func(err error, replyBytes int), _ error) {
+	defer n.timeStage(stageGates)()
 	now := n.now()
 	br := n.budget.Breaker(p.ID.String())
 	if err := br.Allow(now); err != nil {

@@ -77,7 +77,7 @@ func (n *Node) serveFederation(w http.ResponseWriter, r *http.Request) {
 
 	// 8. The signature verifies with the handshake key; audience is me; the
 	// request is fresh and its nonce unseen.
-	req, err := n.verifier.VerifyRequest(r, in.body, peer, n.now())
+	req, err := n.verifyRequest(r, in.body, peer)
 	if err != nil {
 		if kind, ok := wireEvidence(err); ok {
 			n.observe(peer, kind, err.Error())
@@ -123,7 +123,7 @@ func (n *Node) serveFederation(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	cp := in.st.caps[capName]
-	if !in.st.pol.Authorize(peer, policy.ActionCall, capName, pctx).Allowed || cp == nil {
+	if !n.authorize(in.st, peer, capName, pctx) || cp == nil {
 		n.observe(peer, trust.KindDenied, capName)
 		in.refuse(refusal.StagePolicy, errNotGranted)
 		return
@@ -166,7 +166,7 @@ func (n *Node) serveFederation(w http.ResponseWriter, r *http.Request) {
 	// Tell the caller the call was accepted and is running: its
 	// time_to_first_byte ends here, and call_timeout bounds the rest.
 	in.acceptCall()
-	out, err := cp.Backend.Call(ctx, inv)
+	out, err := n.runBackend(ctx, cp, inv)
 	if err != nil {
 		in.refuse(refusal.StageBackend, err)
 		return
@@ -220,13 +220,14 @@ func (in *inbound) serve(clean sanitize.Clean) {
 	e := in.entry(audit.KindCallServed, "ok", "")
 	in.n.withContent(&e, in.st, in.capName, clean, in.verdict)
 	// The caller going away must not erase the record of what was done for it.
-	idx, cp, err := in.n.audit.AppendCheckpoint(context.WithoutCancel(in.r.Context()), e)
+	idx, cp, err := in.appendServed(context.WithoutCancel(in.r.Context()), e)
 	if err != nil {
-		in.n.log.Error("audit append failed; refusing to answer", "err", err)
+		in.n.log.Error("audit append failed; refusing to answer", "event", "audit.append_failed", "err", err)
 		in.refuse(refusal.StageAudit, err)
 		return
 	}
 	in.setEvidence(idx, cp)
+	in.n.countInbound(in.peer, in.capName, "", "")
 	in.reply(http.StatusOK, clean)
 }
 
@@ -298,9 +299,10 @@ func (in *inbound) serveStream(ctx context.Context, cp *capability, inv backend.
 		outcome, stage = "failed", refusal.StageBackend
 	}
 	e := in.entry(audit.KindCallServed, outcome, stage)
+	n.countInbound(in.peer, in.capName, stage, failureReason(f))
 	e.Report, _ = json.Marshal(map[string]int{"events": events})
 	if _, aerr := n.audit.Append(context.WithoutCancel(in.r.Context()), e); aerr != nil {
-		n.log.Error("audit append failed at the end of a stream", "err", aerr)
+		n.log.Error("audit append failed at the end of a stream", "event", "audit.append_failed", "err", aerr)
 		f = &wire.Failure{Stage: string(refusal.StageAudit), Reason: "internal"}
 	}
 	if in.r.Context().Err() != nil {
@@ -352,6 +354,7 @@ func (in *inbound) refuse(stage refusal.Stage, err error) {
 	default:
 		f = wire.FailureOf(string(stage), err)
 	}
+	n.countInbound(in.peer, in.capName, stage, refusalKind(f, err))
 	if !in.peer.IsZero() && spendsRefusal(stage, err) {
 		n.refusals.budget.spend(in.peer, n.now())
 	}
@@ -360,7 +363,7 @@ func (in *inbound) refuse(stage refusal.Stage, err error) {
 	recorded := !aggregated(stage) ||
 		n.refusalAdmitted(refusalKey{source: in.source(), kind: audit.KindCallRefused, direction: "in", stage: string(stage)}, refusalKind(f, err))
 	if recorded {
-		n.log.Info("inbound call refused", "peer", in.peer, "capability", in.capName, "stage", stage, "err", err)
+		n.log.Info("inbound call refused", "event", "call.refused", "peer", in.peer, "capability", in.capName, "stage", stage, "err", err)
 	}
 	if stage != refusal.StageAudit && recorded {
 		e := in.entry(audit.KindCallRefused, "refused", stage)
@@ -373,7 +376,7 @@ func (in *inbound) refuse(stage refusal.Stage, err error) {
 		}
 		e.Report, _ = json.Marshal(r)
 		if _, aerr := n.audit.Append(context.WithoutCancel(in.r.Context()), e); aerr != nil {
-			n.log.Error("audit append of a refusal failed", "err", aerr)
+			n.log.Error("audit append of a refusal failed", "event", "audit.append_failed", "err", aerr)
 			f = wire.Failure{Stage: string(refusal.StageAudit), Reason: "internal"}
 			if errors.Is(aerr, audit.ErrHighWater) {
 				f.Reason = reasonHighWater
@@ -384,7 +387,7 @@ func (in *inbound) refuse(stage refusal.Stage, err error) {
 	// Failure envelopes are short tokens we wrote, but they leave the node too.
 	clean, serr := n.scrub(context.Background(), in.st, in.peer, "", wire.EncodeFailure(f))
 	if serr != nil {
-		n.log.Error("failure envelope refused by the sanitizer", "err", serr)
+		n.log.Error("failure envelope refused by the sanitizer", "event", "sanitize.envelope_blocked", "err", serr)
 		in.replyEmpty(http.StatusInternalServerError)
 		return
 	}

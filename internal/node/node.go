@@ -87,6 +87,7 @@ type Node struct {
 	inFlight     inFlightCalls   // backend tokens -> requests being served (delegation)
 	peerLim      *wire.PeerLimiter
 	limitMax     int
+	obs          observer // metrics (metrics.go)
 
 	closeOnce sync.Once
 	cancel    context.CancelFunc
@@ -231,6 +232,10 @@ func (n *Node) Addr() net.Addr { return n.tr.Addr() }
 func (n *Node) Start(ctx context.Context) error {
 	ctx, n.cancel = context.WithCancel(ctx)
 	n.startGroups() // their protocols are registered before the port opens
+	if err := n.startMetrics(ctx); err != nil {
+		n.cancel()
+		return fmt.Errorf("node: %w", err)
+	}
 	if err := n.tr.Start(ctx); err != nil {
 		n.cancel()
 		return fmt.Errorf("node: %w", err)
@@ -300,7 +305,7 @@ func (n *Node) handshakeRefused(e transport.HandshakeError) {
 	select {
 	case n.refusedSlots <- struct{}{}:
 	default:
-		n.log.Warn("audit: too many handshake refusals in flight; not recording one", "addr", e.Addr, "reason", e.Reason)
+		n.log.Warn("audit: too many handshake refusals in flight; not recording one", "event", "audit.refusal_dropped", "addr", e.Addr, "reason", e.Reason)
 		return
 	}
 	go func() {
@@ -311,7 +316,7 @@ func (n *Node) handshakeRefused(e transport.HandshakeError) {
 		}
 		entry.Report, _ = json.Marshal(map[string]any{"side": e.Side, "addr": e.Addr, "reason": e.Reason.String()})
 		if _, err := n.audit.Append(context.Background(), entry); err != nil {
-			n.log.Error("audit append of a handshake refusal failed", "err", err)
+			n.log.Error("audit append of a handshake refusal failed", "event", "audit.append_failed", "err", err)
 		}
 	}()
 }

@@ -56,13 +56,14 @@ type outcall struct {
 
 // refused audits a refusal that happened before anything was sent.
 func (o *outcall) refused(ctx context.Context, err error) error {
+	o.n.countOutbound(o.p, o.capName, err)
 	e := audit.Entry{Kind: audit.KindCallRefused, Direction: "out", Capability: o.capName, Outcome: "refused", Stage: string(refusal.StageOf(err))}
 	if !o.p.ID.IsZero() {
 		e.Peer = o.p.ID.String()
 	}
 	e.Report, _ = json.Marshal(map[string]string{"peer_ref": o.peerRef, "reason": err.Error()})
 	if _, aerr := o.n.audit.Append(context.WithoutCancel(ctx), e); aerr != nil {
-		o.n.log.Error("audit append of a refusal failed", "err", aerr)
+		o.n.log.Error("audit append of a refusal failed", "event", "audit.append_failed", "err", aerr)
 	}
 	return err
 }
@@ -71,6 +72,7 @@ func (o *outcall) refused(ctx context.Context, err error) error {
 // signing and before sending. The entry's commit (its fsync) runs while the
 // request travels; sentDurable waits for it before the agent sees anything.
 func (o *outcall) recordSent(ctx context.Context, clean sanitize.Clean, sent wire.Sent) error {
+	defer o.n.timeStage(stageAudit)()
 	e := audit.Entry{Kind: audit.KindCallSent, Peer: o.p.ID.String(), Direction: "out", Capability: o.capName,
 		Outcome: "sent", RequestDigest: sent.Digest[:]}
 	o.n.withContent(&e, o.st, o.capName, clean, nil)
@@ -111,6 +113,7 @@ func (o *outcall) completed(ctx context.Context, callErr error, receipt *wire.Re
 	if err := o.sentDurable(ctx); err != nil {
 		return 0, err
 	}
+	o.n.countOutbound(o.p, o.capName, callErr)
 	e := audit.Entry{Kind: audit.KindCallCompleted, Peer: o.p.ID.String(), Direction: "out", Capability: o.capName,
 		Outcome: "ok", RequestDigest: o.sent.Digest[:]}
 	if callErr != nil {
@@ -209,7 +212,7 @@ func (o *outcall) call(ctx context.Context, input []byte) (*Result, *wire.Receip
 	}
 	pe, perr := readPeerEvidence(resp.Header)
 	if perr != nil {
-		n.log.Warn("callee's audit evidence rejected", "peer", p.ID, "err", perr)
+		n.log.Warn("callee's audit evidence rejected", "event", "evidence.rejected", "peer", p.ID, "err", perr)
 	} else if pe != nil {
 		n.witness(p.ID, pe.note)
 	}
@@ -467,7 +470,7 @@ func (n *Node) roundTrip(ctx context.Context, st *state, p Peer, path, capName s
 	}
 	req.Header.Set("Content-Type", "application/json")
 	setReportHeader(req.Header, clean)
-	sent, err := wire.SignRequest(req, body, wire.SignParams{Key: n.key, Audience: p.ID, Capability: capName, Now: n.now(), Chain: chainFor(ctx)})
+	sent, err := n.signRequest(req, body, wire.SignParams{Key: n.key, Audience: p.ID, Capability: capName, Now: n.now(), Chain: chainFor(ctx)})
 	if err != nil {
 		done()
 		return nil, nil, wire.Sent{}, signError(err)

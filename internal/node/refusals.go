@@ -171,7 +171,7 @@ func (n *Node) flushRefusals(ctx context.Context, all bool) {
 	n.refusals.flushMu.Lock()
 	defer n.refusals.flushMu.Unlock()
 	for _, s := range n.refusals.due(n.now(), all) {
-		n.log.Info("refusals aggregated", "source", s.key.source, "kind", s.key.kind, "stage", s.key.stage,
+		n.log.Info("refusals aggregated", "event", "refusals.aggregated", "source", s.key.source, "kind", s.key.kind, "stage", s.key.stage,
 			"count", s.count, "first", s.first, "last", s.last, "reasons", s.reasons)
 		e := audit.Entry{Kind: s.key.kind, Direction: s.key.direction, Outcome: "refused", Stage: s.key.stage}
 		if s.key.source != overflowSource && !isStrangerSource(s.key.source) {
@@ -185,7 +185,7 @@ func (n *Node) flushRefusals(ctx context.Context, all bool) {
 			"reasons":    s.reasons,
 		})
 		if _, err := n.audit.Append(context.WithoutCancel(ctx), e); err != nil {
-			n.log.Error("audit append of aggregated refusals failed", "err", err, "count", s.count)
+			n.log.Error("audit append of aggregated refusals failed", "event", "audit.append_failed", "err", err, "count", s.count)
 		}
 	}
 }

@@ -411,7 +411,7 @@ func (n *Node) refuseConfig(files homeFiles, err error) {
 	if seen {
 		return
 	}
-	n.log.Error("configuration not applied; the previous one stays in force until the files are fixed", "err", err)
+	n.log.Error("configuration not applied; the previous one stays in force until the files are fixed", "event", "config.invalid", "err", err)
 	if n.audit == nil {
 		return
 	}
@@ -431,7 +431,7 @@ func (n *Node) refuseConfig(files homeFiles, err error) {
 	e := audit.Entry{Kind: audit.KindPolicyChanged, Outcome: outcome, Stage: string(refusal.StageUsage)}
 	e.Report, _ = json.Marshal(report)
 	if _, aerr := n.audit.Append(context.Background(), e); aerr != nil {
-		n.log.Error("audit append of a refused configuration change failed", "err", aerr)
+		n.log.Error("audit append of a refused configuration change failed", "event", "audit.append_failed", "err", aerr)
 	}
 }
 
@@ -464,7 +464,7 @@ func (n *Node) auditConfigChange(old, st *state) {
 			continue
 		}
 		if _, err := n.audit.Append(context.Background(), e); err != nil {
-			n.log.Error("audit append of a configuration change failed", "err", err)
+			n.log.Error("audit append of a configuration change failed", "event", "audit.append_failed", "err", err)
 		}
 	}
 }

@@ -625,7 +625,7 @@ func (t *Transport) refuse(he *HandshakeError) *HandshakeError {
 	if !he.Peer.IsZero() {
 		peer = he.Peer.Short()
 	}
-	attrs := []any{"side", he.Side, "peer", peer, "addr", he.Addr, "reason", he.Reason.String(), "err", he.Err}
+	attrs := []any{"event", "handshake.refused", "side", he.Side, "peer", peer, "addr", he.Addr, "reason", he.Reason.String(), "err", he.Err}
 	if !he.Presented.IsZero() {
 		attrs = append(attrs, "presented", he.Presented.Short())
 	}
