@@ -3,9 +3,11 @@ package membership
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -65,15 +67,16 @@ func (p *partition) set(side map[identity.PublicKey]int) {
 // cluster is n nodes with real transports on loopback, each admitting every
 // key of the cluster.
 type cluster struct {
-	tb    testing.TB
-	keys  []identity.PrivateKey
-	trs   []*transport.Transport
-	ms    []*Membership
-	peers *keySet
-	part  *partition
-	ev    chan Evidence
-	tim   Timings
-	kinds map[string]Kind
+	tb      testing.TB
+	keys    []identity.PrivateKey
+	trs     []*transport.Transport
+	ms      []*Membership
+	peers   *keySet
+	part    *partition
+	ev      chan Evidence
+	evCount atomic.Int64
+	tim     Timings
+	kinds   map[string]Kind
 }
 
 // testTimings are the defaults, slowed down under the race detector, which
@@ -91,10 +94,16 @@ func testTimings() Timings {
 
 func newCluster(tb testing.TB, n int, kinds map[string]Kind) *cluster {
 	tb.Helper()
+	return newClusterFrom(tb, 1, n, kinds)
+}
+
+// newClusterFrom makes a cluster whose keys are testKey(base), testKey(base+1)...
+func newClusterFrom(tb testing.TB, base, n int, kinds map[string]Kind) *cluster {
+	tb.Helper()
 	c := &cluster{tb: tb, peers: &keySet{m: map[identity.PublicKey]bool{}}, part: &partition{},
 		ev: make(chan Evidence, 1024), tim: testTimings(), kinds: kinds}
 	for i := range n {
-		c.keys = append(c.keys, testKey(tb, i+1))
+		c.keys = append(c.keys, testKey(tb, base+i))
 		c.peers.add(c.keys[i].Public())
 	}
 	for i := range n {
@@ -121,12 +130,18 @@ func (c *cluster) start(i int, listen string) {
 	self := c.keys[i].Public()
 	m, err := New(context.Background(), Config{
 		Self: c.keys[i], Transport: tr,
-		Record:     Fields{Nickname: "node", Org: "org"},
-		Timings:    c.tim,
-		Kinds:      c.kinds,
-		Log:        quietLog(),
-		OnEvidence: func(e Evidence) { c.ev <- e },
-		Cut:        func(p identity.PublicKey) bool { return c.part.cut(self, p) },
+		Record:  Fields{Nickname: "node", Org: "org"},
+		Timings: c.tim,
+		Kinds:   c.kinds,
+		Log:     quietLog(),
+		OnEvidence: func(e Evidence) {
+			c.evCount.Add(1)
+			select {
+			case c.ev <- e:
+			default: // OnEvidence must not block
+			}
+		},
+		Cut: func(p identity.PublicKey) bool { return c.part.cut(self, p) },
 	})
 	if err != nil {
 		tb.Fatal(err)
@@ -218,4 +233,36 @@ func seq(n int) []int {
 		out[i] = i
 	}
 	return out
+}
+
+// report logs, per node, which members it lacks or holds in the wrong state.
+func (c *cluster) report(tb testing.TB) {
+	for i, m := range c.ms {
+		var missing []string
+		for j := range c.ms {
+			if i == j {
+				continue
+			}
+			mem, ok := m.Member(c.keys[j].Public())
+			switch {
+			case !ok:
+				missing = append(missing, fmt.Sprintf("%d:unknown", j))
+			case mem.State != StateAlive:
+				missing = append(missing, fmt.Sprintf("%d:%s", j, mem.State))
+			case mem.Record.Seq < c.ms[j].Self().Seq:
+				missing = append(missing, fmt.Sprintf("%d:stale", j))
+			}
+		}
+		if i == 0 {
+			tb.Logf("evidence: %d", c.evCount.Load())
+			for len(c.ev) > 0 {
+				e := <-c.ev
+				tb.Logf("  %s against %s about %s: %v", e.Reason, e.Relayer.Short(), e.Subject.Short(), e.Err)
+				if len(c.ev) < 1000 {
+					break
+				}
+			}
+		}
+		tb.Logf("node %d (ml members %d) lacks %v; stats %+v", i, m.ml.NumMembers(), missing, m.Stats())
+	}
 }

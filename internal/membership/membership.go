@@ -30,6 +30,7 @@ import (
 	"fmt"
 	"log"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"slices"
 	"strings"
@@ -99,6 +100,10 @@ type Timings struct {
 	// DeadReclaim is how long a dead member's name stays bound to its old
 	// address; after it a restarted member may come back on a new one.
 	DeadReclaim time.Duration
+	// Reconnect is how often one dead member (not one that left) is retried
+	// with a full state exchange, so that a healed partition merges again:
+	// memberlist alone stops talking to the dead.
+	Reconnect time.Duration
 }
 
 // DefaultTimings are LAN-ish: they aim at convergence within 2 s, failure
@@ -116,6 +121,7 @@ func DefaultTimings() Timings {
 		RetransmitMult:   4,
 		PushPullInterval: 10 * time.Second,
 		DeadReclaim:      10 * time.Second,
+		Reconnect:        2 * time.Second,
 	}
 }
 
@@ -141,6 +147,7 @@ func (t *Timings) fill() {
 	setInt(&t.RetransmitMult, d.RetransmitMult)
 	setDur(&t.PushPullInterval, d.PushPullInterval)
 	setDur(&t.DeadReclaim, d.DeadReclaim)
+	setDur(&t.Reconnect, d.Reconnect)
 }
 
 func (t *Timings) check() error {
@@ -154,6 +161,7 @@ func (t *Timings) check() error {
 		{"GossipInterval", t.GossipInterval, 5 * time.Millisecond, time.Minute},
 		{"PushPullInterval", t.PushPullInterval, 100 * time.Millisecond, time.Hour},
 		{"DeadReclaim", t.DeadReclaim, 0, 24 * time.Hour},
+		{"Reconnect", t.Reconnect, 100 * time.Millisecond, time.Hour},
 	}
 	for _, d := range durs {
 		if d.v < d.min || d.v > d.max {
@@ -260,6 +268,8 @@ type peer struct {
 	// with a higher one clears it.
 	suspectInc uint32
 	suspect    bool
+	// gossipAddr is the address memberlist last knew it at (one of rec.Addrs).
+	gossipAddr string
 }
 
 // New validates cfg, signs this node's first record and starts gossip. It
@@ -347,6 +357,7 @@ func New(ctx context.Context, cfg Config) (*Membership, error) {
 	m.net.inspect = m.inspectPacket
 	m.net.inspectStream = m.inspectStream
 	m.net.keyFor = m.keyFor
+	m.net.dialTimeout = cfg.Timings.ProbeInterval
 	m.net.start()
 
 	mc := memberlist.DefaultLANConfig()
@@ -384,9 +395,10 @@ func New(ctx context.Context, cfg Config) (*Membership, error) {
 	}
 	m.ml = ml
 
-	m.wg.Add(2)
+	m.wg.Add(3)
 	go m.deliverChanges()
 	go m.refreshRecord()
+	go m.reconnect()
 	if len(cfg.Seeds) > 0 {
 		m.wg.Add(1)
 		go m.joinSeeds(cfg.Seeds)
@@ -547,6 +559,40 @@ func (m *Membership) joinSeeds(seeds []Seed) {
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, 30*time.Second)
+	}
+}
+
+// reconnect retries one random dead member per Timings.Reconnect, at its
+// verified gossip address, until its record expires.
+func (m *Membership) reconnect() {
+	defer m.wg.Done()
+	tick := time.NewTicker(m.cfg.Timings.Reconnect)
+	defer tick.Stop()
+	for {
+		select {
+		case <-m.ctx.Done():
+			return
+		case <-tick.C:
+		}
+		now := m.cfg.Now()
+		var dead []Seed
+		m.mu.Lock()
+		for k, p := range m.peers {
+			if p.state == StateDead && now.Before(p.rec.Expires) && len(p.rec.Addrs) > 0 {
+				dead = append(dead, Seed{Key: k, Addr: p.gossipAddr})
+			}
+		}
+		m.mu.Unlock()
+		if len(dead) == 0 {
+			continue
+		}
+		s := dead[rand.IntN(len(dead))]
+		ctx, cancel := context.WithTimeout(m.ctx, m.cfg.Timings.Reconnect)
+		_, err := m.Join(ctx, []Seed{s})
+		cancel()
+		if err != nil {
+			m.log.Debug("membership: reconnect", "peer", s.Key.Short(), "err", err)
+		}
 	}
 }
 
@@ -928,6 +974,7 @@ func (e *events) set(n *memberlist.Node, st State) {
 	if p == nil {
 		return // never verified: NotifyAlive refused it
 	}
+	p.gossipAddr = n.Address()
 	if st != StateAlive {
 		p.suspect = false
 	}

@@ -71,6 +71,8 @@ type gossipNet struct {
 	inspect func(peer identity.PublicKey, pkt []byte) bool
 	// inspectStream wraps an inbound or outbound stream's reads the same way.
 	inspectStream func(peer identity.PublicKey, c net.Conn) net.Conn
+	// dialTimeout bounds a packet connection's dial (a probe waits for it).
+	dialTimeout time.Duration
 	// keyFor finds the key for a gossip address when memberlist gives no name.
 	keyFor func(addr string) (identity.PublicKey, bool)
 
@@ -99,17 +101,18 @@ type link struct {
 func newGossipNet(tr *transport.Transport, advertise *net.TCPAddr, log *slog.Logger) *gossipNet {
 	ctx, cancel := context.WithCancel(context.Background())
 	g := &gossipNet{
-		tr:        tr,
-		ln:        tr.Listener(Proto),
-		self:      tr.Self(),
-		advertise: advertise,
-		log:       log,
-		packetCh:  make(chan *memberlist.Packet, packetQueue),
-		streamCh:  make(chan net.Conn),
-		ctx:       ctx,
-		cancel:    cancel,
-		links:     make(map[identity.PublicKey]*link),
-		conns:     make(map[net.Conn]struct{}),
+		tr:          tr,
+		ln:          tr.Listener(Proto),
+		self:        tr.Self(),
+		advertise:   advertise,
+		log:         log,
+		packetCh:    make(chan *memberlist.Packet, packetQueue),
+		streamCh:    make(chan net.Conn),
+		ctx:         ctx,
+		cancel:      cancel,
+		links:       make(map[identity.PublicKey]*link),
+		conns:       make(map[net.Conn]struct{}),
+		dialTimeout: writeTimeout,
 	}
 	return g
 }
@@ -201,12 +204,11 @@ func (g *gossipNet) adopt(peer identity.PublicKey, c net.Conn) {
 	if l == nil {
 		return
 	}
-	if l.mu.TryLock() {
-		if l.c == nil {
-			l.c = c
-		}
-		l.mu.Unlock()
+	l.mu.Lock() // may wait for our own dial to peer; that never waits for us
+	if l.c == nil {
+		l.c = c
 	}
+	l.mu.Unlock()
 }
 
 func (g *gossipNet) link(peer identity.PublicKey) *link {
@@ -360,9 +362,12 @@ func (g *gossipNet) WriteToAddress(b []byte, a memberlist.Address) (time.Time, e
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.c == nil {
-		c, err := g.dial(peer, a.Addr, connPacket, writeTimeout)
+		c, err := g.dial(peer, a.Addr, connPacket, g.dialTimeout)
 		if err != nil {
-			return time.Time{}, err
+			// memberlist treats a dial or write OpError as the remote failing
+			// (and moves on to indirect probes at once); anything else would
+			// abort the probe without suspecting anyone.
+			return time.Time{}, &net.OpError{Op: "dial", Net: "tcp", Err: err}
 		}
 		l.c = c
 		g.wg.Add(1)
@@ -378,7 +383,7 @@ func (g *gossipNet) WriteToAddress(b []byte, a memberlist.Address) (time.Time, e
 	if _, err := l.c.Write(frame); err != nil {
 		_ = l.c.Close() // its reader goroutine untracks it
 		l.c = nil
-		return time.Time{}, fmt.Errorf("membership: packet to %s: %w", peer.Short(), err)
+		return time.Time{}, &net.OpError{Op: "write", Net: "tcp", Err: fmt.Errorf("membership: packet to %s: %w", peer.Short(), err)}
 	}
 	g.bytesOut.Add(uint64(len(frame)))
 	return time.Now(), nil
