@@ -73,12 +73,13 @@ func FuzzInspectPacket(f *testing.F) {
 // newInspectOnly is a Membership with no network, enough to run inspection.
 func newInspectOnly(tb testing.TB) *Membership {
 	return &Membership{
-		cfg:     Config{Self: testKey(tb, 8), Now: func() time.Time { return t0 }, Log: quietLog()},
-		log:     quietLog(),
-		kinds:   map[string]Kind{"revoke": {Validate: func(Statement) error { return nil }}},
-		peers:   map[identity.PublicKey]*peer{},
-		stmts:   map[[32]byte]struct{}{},
-		pending: map[identity.PublicKey]struct{}{},
-		wake:    make(chan struct{}, 1),
+		cfg:           Config{Self: testKey(tb, 8), Now: func() time.Time { return t0 }, Log: quietLog()},
+		log:           quietLog(),
+		kinds:         map[string]Kind{"revoke": {Validate: func(Statement) error { return nil }}},
+		peers:         map[identity.PublicKey]*peer{},
+		stmts:         map[[32]byte]struct{}{},
+		pending:       map[identity.PublicKey]struct{}{},
+		verifiedCache: map[string]Record{},
+		wake:          make(chan struct{}, 1),
 	}
 }

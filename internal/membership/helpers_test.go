@@ -69,12 +69,14 @@ func (p *partition) set(side map[identity.PublicKey]int) {
 type cluster struct {
 	tb      testing.TB
 	keys    []identity.PrivateKey
+	pubs    []identity.PublicKey // keys[i].Public(), cached: deriving it costs a base58 encoding
 	trs     []*transport.Transport
 	ms      []*Membership
 	peers   *keySet
 	part    *partition
 	ev      chan Evidence
 	evCount atomic.Int64
+	debug   io.Writer // node 5 logs here at debug level when set
 	tim     Timings
 	kinds   map[string]Kind
 }
@@ -97,6 +99,20 @@ func newCluster(tb testing.TB, n int, kinds map[string]Kind) *cluster {
 	return newClusterFrom(tb, 1, n, kinds)
 }
 
+func newClusterDbg(tb testing.TB, n int, w io.Writer) *cluster {
+	c := &cluster{tb: tb, peers: &keySet{m: map[identity.PublicKey]bool{}}, part: &partition{},
+		ev: make(chan Evidence, 1024), tim: testTimings(), debug: w}
+	for i := range n {
+		c.keys = append(c.keys, testKey(tb, 1+i))
+		c.pubs = append(c.pubs, c.keys[i].Public())
+		c.peers.add(c.pubs[i])
+	}
+	for i := range n {
+		c.start(i, "127.0.0.1:0")
+	}
+	return c
+}
+
 // newClusterFrom makes a cluster whose keys are testKey(base), testKey(base+1)...
 func newClusterFrom(tb testing.TB, base, n int, kinds map[string]Kind) *cluster {
 	tb.Helper()
@@ -104,7 +120,8 @@ func newClusterFrom(tb testing.TB, base, n int, kinds map[string]Kind) *cluster 
 		ev: make(chan Evidence, 1024), tim: testTimings(), kinds: kinds}
 	for i := range n {
 		c.keys = append(c.keys, testKey(tb, base+i))
-		c.peers.add(c.keys[i].Public())
+		c.pubs = append(c.pubs, c.keys[i].Public())
+		c.peers.add(c.pubs[i])
 	}
 	for i := range n {
 		c.start(i, "127.0.0.1:0")
@@ -127,13 +144,17 @@ func (c *cluster) start(i int, listen string) {
 	if err := tr.Start(context.Background()); err != nil {
 		tb.Fatal(err)
 	}
-	self := c.keys[i].Public()
+	self := c.pubs[i]
+	lg := quietLog()
+	if c.debug != nil && i == 5 {
+		lg = slog.New(slog.NewTextHandler(c.debug, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
 	m, err := New(context.Background(), Config{
 		Self: c.keys[i], Transport: tr,
 		Record:  Fields{Nickname: "node", Org: "org"},
 		Timings: c.tim,
 		Kinds:   c.kinds,
-		Log:     quietLog(),
+		Log:     lg,
 		OnEvidence: func(e Evidence) {
 			c.evCount.Add(1)
 			select {
@@ -164,7 +185,7 @@ func (c *cluster) kill(i int) {
 }
 
 func (c *cluster) seed(i int) Seed {
-	return Seed{Key: c.keys[i].Public(), Addr: c.trs[i].Addr().String()}
+	return Seed{Key: c.pubs[i], Addr: c.trs[i].Addr().String()}
 }
 
 // joinAll joins every node but 0 through node 0.
@@ -176,10 +197,21 @@ func (c *cluster) joinAll() {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			if _, err := c.ms[i].Join(ctx, []Seed{c.seed(0)}); err != nil {
-				errs <- err
+			// A join is one handshake and a push-pull; when 31 start at
+			// once on a loaded machine some time out, so retry like the
+			// background seed joiner does.
+			deadline := time.Now().Add(60 * time.Second)
+			for {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				_, err := c.ms[i].Join(ctx, []Seed{c.seed(0)})
+				cancel()
+				if err == nil {
+					return
+				}
+				if time.Now().After(deadline) {
+					errs <- err
+					return
+				}
 			}
 		}()
 	}
@@ -219,7 +251,7 @@ func (c *cluster) converged(live []int) bool {
 			if i == j {
 				continue
 			}
-			if !knows(c.ms[i], c.keys[j].Public(), c.ms[j].Self().Seq, StateAlive) {
+			if !knows(c.ms[i], c.pubs[j], c.ms[j].Self().Seq, StateAlive) {
 				return false
 			}
 		}
@@ -243,7 +275,7 @@ func (c *cluster) report(tb testing.TB) {
 			if i == j {
 				continue
 			}
-			mem, ok := m.Member(c.keys[j].Public())
+			mem, ok := m.Member(c.pubs[j])
 			switch {
 			case !ok:
 				missing = append(missing, fmt.Sprintf("%d:unknown", j))

@@ -233,12 +233,13 @@ type Config struct {
 
 // Membership runs gossip for one node. All methods are safe for concurrent use.
 type Membership struct {
-	cfg   Config
-	log   *slog.Logger
-	net   *gossipNet
-	ml    *memberlist.Memberlist
-	queue *memberlist.TransmitLimitedQueue
-	kinds map[string]Kind
+	cfg     Config
+	selfKey identity.PublicKey // cfg.Self.Public(), which costs a base58 encoding per call
+	log     *slog.Logger
+	net     *gossipNet
+	ml      *memberlist.Memberlist
+	queue   *memberlist.TransmitLimitedQueue
+	kinds   map[string]Kind
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -251,8 +252,11 @@ type Membership struct {
 	stmts    map[[32]byte]struct{} // every statement accepted (dedup)
 	kept     []Statement           // the ones handed to later joiners, oldest first
 	pending  map[identity.PublicKey]struct{}
-	wake     chan struct{}
-	closed   bool
+	// verifiedCache maps record encodings whose signature verified to the
+	// decoded record (cleared when it reaches maxVerified entries).
+	verifiedCache map[string]Record
+	wake          chan struct{}
+	closed        bool
 }
 
 // peer is what this node knows about one other key.
@@ -339,6 +343,7 @@ func New(ctx context.Context, cfg Config) (*Membership, error) {
 	mctx, cancel := context.WithCancel(context.Background())
 	m := &Membership{
 		cfg:     cfg,
+		selfKey: cfg.Self.Public(),
 		log:     cfg.Log,
 		kinds:   kinds,
 		ctx:     mctx,
@@ -347,6 +352,8 @@ func New(ctx context.Context, cfg Config) (*Membership, error) {
 		stmts:   make(map[[32]byte]struct{}),
 		pending: make(map[identity.PublicKey]struct{}),
 		wake:    make(chan struct{}, 1),
+
+		verifiedCache: make(map[string]Record),
 	}
 	if err := m.resign(cfg.Record); err != nil {
 		cancel()
@@ -357,7 +364,6 @@ func New(ctx context.Context, cfg Config) (*Membership, error) {
 	m.net.inspect = m.inspectPacket
 	m.net.inspectStream = m.inspectStream
 	m.net.keyFor = m.keyFor
-	m.net.dialTimeout = cfg.Timings.ProbeInterval
 	m.net.start()
 
 	mc := memberlist.DefaultLANConfig()
@@ -514,7 +520,7 @@ func (m *Membership) Join(ctx context.Context, seeds []Seed) (int, error) {
 		if s.Key.IsZero() {
 			return 0, fmt.Errorf("membership: join: seeds[%d] has no key", i)
 		}
-		if s.Key.Equal(m.cfg.Self.Public()) {
+		if s.Key.Equal(m.selfKey) {
 			continue
 		}
 		addrs = append(addrs, s.Key.String()+"/"+s.Addr)
@@ -617,7 +623,7 @@ func (m *Membership) Members() []Member {
 func (m *Membership) Member(key identity.PublicKey) (Member, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if key.Equal(m.cfg.Self.Public()) {
+	if key.Equal(m.selfKey) {
 		return Member{Record: m.self, State: StateAlive, Self: true}, true
 	}
 	p, ok := m.peers[key]
@@ -758,11 +764,8 @@ func (m *Membership) evidence(e Evidence) {
 // gossip address addr, carried with incarnation inc (or without one, inc <
 // 0). It returns the record, or an error whose Reason is the evidence.
 func (m *Membership) checkRecord(name string, addr string, inc int64, meta []byte) (Record, error) {
-	r, err := UnmarshalRecord(meta)
+	r, err := m.verified(meta)
 	if err != nil {
-		return r, err
-	}
-	if err := r.Verify(m.cfg.Now()); err != nil {
 		return r, err
 	}
 	if r.Key.String() != name {
@@ -771,7 +774,7 @@ func (m *Membership) checkRecord(name string, addr string, inc int64, meta []byt
 	if addr != "" && !slices.Contains(r.Addrs, addr) {
 		return r, fmt.Errorf("%w: record of %s does not list its gossip address %s", ErrWrongKey, r.Key.Short(), addr)
 	}
-	if r.Key.Equal(m.cfg.Self.Public()) {
+	if r.Key.Equal(m.selfKey) {
 		return r, nil
 	}
 	m.mu.Lock()
@@ -787,9 +790,38 @@ func (m *Membership) checkRecord(name string, addr string, inc int64, meta []byt
 	return r, nil
 }
 
+// maxVerified bounds the cache of verified record encodings.
+const maxVerified = 4096
+
+// verified decodes meta and checks its signature and expiry. The same record
+// arrives many times (every alive message and push-pull carries it), so
+// signatures that verified are remembered by encoding; expiry is checked on
+// every call.
+func (m *Membership) verified(meta []byte) (Record, error) {
+	m.mu.Lock()
+	r, ok := m.verifiedCache[string(meta)]
+	m.mu.Unlock()
+	if !ok {
+		var err error
+		if r, err = UnmarshalRecord(meta); err != nil {
+			return r, err
+		}
+		if !r.Key.Verify(r.signingBase(), r.Sig) {
+			return r, ErrBadSignature
+		}
+		m.mu.Lock()
+		if len(m.verifiedCache) >= maxVerified {
+			clear(m.verifiedCache)
+		}
+		m.verifiedCache[string(meta)] = r
+		m.mu.Unlock()
+	}
+	return r, r.checkExpiry(m.cfg.Now())
+}
+
 // learn records a verified record carried at incarnation inc (-1: unknown).
 func (m *Membership) learn(r Record, inc int64) {
-	if r.Key.Equal(m.cfg.Self.Public()) {
+	if r.Key.Equal(m.selfKey) {
 		return
 	}
 	m.mu.Lock()
@@ -943,7 +975,7 @@ func (d *delegate) NotifyAlive(n *memberlist.Node) error {
 	if err != nil {
 		return err
 	}
-	if !r.Key.Equal(m.cfg.Self.Public()) {
+	if !r.Key.Equal(m.selfKey) {
 		m.mu.Lock()
 		p := m.peers[r.Key]
 		m.mu.Unlock()
@@ -962,10 +994,10 @@ type events Membership
 func (e *events) set(n *memberlist.Node, st State) {
 	m := (*Membership)(e)
 	key, err := identity.ParseDID(n.Name)
-	if err != nil || key.Equal(m.cfg.Self.Public()) {
+	if err != nil || key.Equal(m.selfKey) {
 		return
 	}
-	if r, err := UnmarshalRecord(n.Meta); err == nil && r.Key.Equal(key) && r.Verify(m.cfg.Now()) == nil {
+	if r, err := m.verified(n.Meta); err == nil && r.Key.Equal(key) {
 		m.learn(r, -1)
 	}
 	m.mu.Lock()
@@ -975,6 +1007,14 @@ func (e *events) set(n *memberlist.Node, st State) {
 		return // never verified: NotifyAlive refused it
 	}
 	p.gossipAddr = n.Address()
+	if st == StateAlive && p.state != StateAlive {
+		addr := p.gossipAddr // n is memberlist's, written under its lock after we return
+		m.wg.Add(1)
+		go func() {
+			defer m.wg.Done()
+			m.net.warm(key, addr)
+		}()
+	}
 	if st != StateAlive {
 		p.suspect = false
 	}

@@ -61,7 +61,7 @@ func TestKilledNodeDetectedDead(t *testing.T) {
 	c := newCluster(t, n, nil)
 	c.joinAll()
 	eventually(t, 30*time.Second, "converge", func() bool { return c.converged(seq(n)) })
-	victim := c.keys[5].Public()
+	victim := c.pubs[5]
 	c.kill(5)
 	d := eventually(t, 30*time.Second, "every member sees the killed node dead", func() bool {
 		for i := range n {
@@ -97,7 +97,7 @@ func TestPartitionHeals(t *testing.T) {
 				if i%2 == j%2 {
 					continue
 				}
-				if mem, ok := c.ms[i].Member(c.keys[j].Public()); !ok || mem.State != StateDead {
+				if mem, ok := c.ms[i].Member(c.pubs[j]); !ok || mem.State != StateDead {
 					return false
 				}
 			}
@@ -131,7 +131,7 @@ func TestAddressChangeSpreads(t *testing.T) {
 	if _, err := c.ms[4].Join(ctx, []Seed{c.seed(0)}); err != nil {
 		t.Fatal(err)
 	}
-	key := c.keys[4].Public()
+	key := c.pubs[4]
 	d := eventually(t, 30*time.Second, "new address everywhere", func() bool {
 		for i := range n - 1 {
 			mem, ok := c.ms[i].Member(key)
@@ -184,7 +184,7 @@ func TestForgedAndReplayedRecordsAreChargedToTheRelayer(t *testing.T) {
 	c.joinAll()
 	eventually(t, 30*time.Second, "converge", func() bool { return c.converged(seq(3)) })
 
-	vKey := c.keys[victim].Public()
+	vKey := c.pubs[victim]
 	vAddr := c.trs[victim].Addr().String()
 	old := c.ms[victim].Self()
 	oldMeta, _ := old.Marshal()
@@ -215,7 +215,7 @@ func TestForgedAndReplayedRecordsAreChargedToTheRelayer(t *testing.T) {
 	}
 	expiredMeta, _ := expired.Marshal()
 
-	aName := c.keys[attacker].Public().String()
+	aName := c.pubs[attacker].String()
 	cases := []struct {
 		name    string
 		pkt     []byte
@@ -224,21 +224,21 @@ func TestForgedAndReplayedRecordsAreChargedToTheRelayer(t *testing.T) {
 	}{
 		{"forged signature", encodeAlive(t, 1000, vKey.String(), vAddr, forgedMeta), ReasonBadSignature, vKey},
 		{"replayed old record at a higher incarnation", encodeAlive(t, 1000, vKey.String(), vAddr, oldMeta), ReasonReplayed, vKey},
-		{"own record gossiped as another key", encodeAlive(t, 1000, vKey.String(), c.trs[attacker].Addr().String(), ownMeta), ReasonWrongKey, c.keys[attacker].Public()},
-		{"expired record", encodeAlive(t, 1000, aName, c.trs[attacker].Addr().String(), expiredMeta), ReasonExpired, c.keys[attacker].Public()},
+		{"own record gossiped as another key", encodeAlive(t, 1000, vKey.String(), c.trs[attacker].Addr().String(), ownMeta), ReasonWrongKey, c.pubs[attacker]},
+		{"expired record", encodeAlive(t, 1000, aName, c.trs[attacker].Addr().String(), expiredMeta), ReasonExpired, c.pubs[attacker]},
 		{"forged record inside a compound packet", compound(encodeAlive(t, 1001, vKey.String(), vAddr, forgedMeta)), ReasonBadSignature, vKey},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := c.ms[attacker].net.WriteToAddress(tc.pkt, memberlist.Address{
-				Addr: c.trs[observer].Addr().String(), Name: c.keys[observer].Public().String()})
+				Addr: c.trs[observer].Addr().String(), Name: c.pubs[observer].String()})
 			if err != nil {
 				t.Fatal(err)
 			}
 			select {
 			case e := <-c.ev:
-				if !e.Relayer.Equal(c.keys[attacker].Public()) {
-					t.Fatalf("evidence against %s, want the relayer %s", e.Relayer.Short(), c.keys[attacker].Public().Short())
+				if !e.Relayer.Equal(c.pubs[attacker]) {
+					t.Fatalf("evidence against %s, want the relayer %s", e.Relayer.Short(), c.pubs[attacker].Short())
 				}
 				if e.Reason != tc.reason || !e.Subject.Equal(tc.subject) {
 					t.Fatalf("evidence %s about %s, want %s about %s (%v)", e.Reason, e.Subject.Short(), tc.reason, tc.subject.Short(), e.Err)
@@ -317,12 +317,12 @@ func TestStatementsSpreadAndBadOnesAreCharged(t *testing.T) {
 		{append([]byte{mlUser}, rejEnc...), ReasonRejected},
 	} {
 		if _, err := c.ms[0].net.WriteToAddress(tc.pkt, memberlist.Address{
-			Addr: c.trs[1].Addr().String(), Name: c.keys[1].Public().String()}); err != nil {
+			Addr: c.trs[1].Addr().String(), Name: c.pubs[1].String()}); err != nil {
 			t.Fatal(err)
 		}
 		select {
 		case e := <-c.ev:
-			if !e.Relayer.Equal(c.keys[0].Public()) || e.Reason != tc.reason {
+			if !e.Relayer.Equal(c.pubs[0]) || e.Reason != tc.reason {
 				t.Fatalf("evidence %s against %s, want %s against the relayer", e.Reason, e.Relayer.Short(), tc.reason)
 			}
 		case <-time.After(10 * time.Second):
