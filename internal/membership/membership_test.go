@@ -380,3 +380,53 @@ func TestNewValidatesConfig(t *testing.T) {
 		}
 	}
 }
+
+// A forged record inside a push-pull stream fails the whole exchange and is
+// charged to the peer at the other end of the stream.
+func TestForgedRecordInPushPullIsChargedToTheStreamPeer(t *testing.T) {
+	const attacker, victim, observer = 0, 1, 2
+	c := newCluster(t, 3, nil)
+	c.joinAll()
+	eventually(t, 30*time.Second, "converge", func() bool { return c.converged(seq(3)) })
+	for len(c.ev) > 0 {
+		<-c.ev
+	}
+	v := c.ms[victim].Self()
+	forged := v
+	forged.Nickname = "mallory"
+	meta := append(forged.body(nil), v.Sig...)
+	host, port, _ := net.SplitHostPort(c.trs[victim].Addr().String())
+	p, _ := strconv.Atoi(port)
+
+	var buf bytes.Buffer
+	buf.WriteByte(mlPushPull)
+	var h codec.MsgpackHandle
+	enc := codec.NewEncoder(&buf, &h)
+	if err := enc.Encode(&mlPushPullHeader{Nodes: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := enc.Encode(&mlPushNodeState{Name: c.pubs[victim].String(), Addr: net.ParseIP(host).To4(), Port: uint16(p),
+		Meta: meta, Incarnation: 99, Vsn: []uint8{1, 5, 2, 0, 0, 0}}); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := c.ms[attacker].net.DialAddressTimeout(memberlist.Address{
+		Addr: c.trs[observer].Addr().String(), Name: c.pubs[observer].String()}, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.Write(buf.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case e := <-c.ev:
+		if !e.Relayer.Equal(c.pubs[attacker]) || e.Reason != ReasonBadSignature || !e.Subject.Equal(c.pubs[victim]) {
+			t.Fatalf("evidence %s against %s about %s", e.Reason, e.Relayer.Short(), e.Subject.Short())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no evidence")
+	}
+	if mem, _ := c.ms[observer].Member(c.pubs[victim]); mem.Record.Nickname == "mallory" {
+		t.Fatal("forged record believed")
+	}
+}
