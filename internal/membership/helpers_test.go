@@ -196,10 +196,13 @@ func (c *cluster) joinAll() {
 	c.tb.Helper()
 	var wg sync.WaitGroup
 	errs := make(chan error, len(c.ms))
+	sem := make(chan struct{}, 4) // joins at a time: the seed handshakes each
 	for i := 1; i < len(c.ms); i++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
 			// A join is one handshake and a push-pull; when 31 start at
 			// once on a loaded machine some time out, so retry like the
 			// background seed joiner does.
@@ -225,9 +228,13 @@ func (c *cluster) joinAll() {
 	}
 }
 
-// eventually polls cond every 20ms until it holds or d passes.
+// eventually polls cond every 20ms until it holds or d passes (3d under the
+// race detector).
 func eventually(tb testing.TB, d time.Duration, what string, cond func() bool) time.Duration {
 	tb.Helper()
+	if raceEnabled {
+		d *= 3 // every handshake is 5-20x slower; bounds are about progress, not speed
+	}
 	start := time.Now()
 	for {
 		if cond() {

@@ -112,14 +112,14 @@ type Timings struct {
 func DefaultTimings() Timings {
 	return Timings{
 		ProbeInterval:    500 * time.Millisecond,
-		ProbeTimeout:     250 * time.Millisecond,
+		ProbeTimeout:     400 * time.Millisecond,
 		IndirectChecks:   3,
 		SuspicionMult:    3,
 		SuspicionMaxMult: 2,
 		GossipInterval:   50 * time.Millisecond,
 		GossipNodes:      4,
 		RetransmitMult:   4,
-		PushPullInterval: 10 * time.Second,
+		PushPullInterval: 30 * time.Second,
 		DeadReclaim:      10 * time.Second,
 		Reconnect:        2 * time.Second,
 	}
