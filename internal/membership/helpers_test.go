@@ -90,6 +90,7 @@ func testTimings() Timings {
 		t.ProbeTimeout = 500 * time.Millisecond
 		t.SuspicionMult = 4
 		t.GossipInterval = 100 * time.Millisecond
+		t.StreamTimeout = 20 * time.Second
 	}
 	return t
 }
@@ -139,7 +140,7 @@ func (c *cluster) start(i int, listen string) {
 		Logger: quietLog(), MaxConns: 512, MaxPendingHandshakes: 256, MaxPendingPerSource: 256,
 		// Dozens of nodes in one process on 2 cores: a goroutine can wait
 		// longer than the 500ms default to send its ClientHello.
-		ClientHelloTimeout: 5 * time.Second})
+		ClientHelloTimeout: 5 * time.Second, HandshakeTimeout: handshakeTimeout})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -207,8 +208,11 @@ func (c *cluster) joinAll() {
 			// once on a loaded machine some time out, so retry like the
 			// background seed joiner does.
 			deadline := time.Now().Add(60 * time.Second)
+			if raceEnabled {
+				deadline = time.Now().Add(180 * time.Second)
+			}
 			for {
-				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				ctx, cancel := context.WithTimeout(context.Background(), 2*c.tim.StreamTimeout)
 				_, err := c.ms[i].Join(ctx, []Seed{c.seed(0)})
 				cancel()
 				if err == nil {
