@@ -343,8 +343,22 @@ func (d *plainDelegate) NotifyMsg(b []byte) {
 	}
 }
 func (d *plainDelegate) GetBroadcasts(o, l int) [][]byte { return d.queue.GetBroadcasts(o, l) }
-func (d *plainDelegate) LocalState(bool) []byte          { return nil }
-func (d *plainDelegate) MergeRemoteState([]byte, bool)   {}
+
+// LocalState and MergeRemoteState carry the broadcast in push-pull too, as
+// treaty keeps statements for push-pull, so lost UDP packets get repaired.
+func (d *plainDelegate) LocalState(bool) []byte {
+	if d.got.Load() {
+		return []byte{'r'}
+	}
+	return nil
+}
+
+func (d *plainDelegate) MergeRemoteState(b []byte, _ bool) {
+	if len(b) > 0 {
+		d.got.Store(true)
+	}
+}
+
 func (d *plainDelegate) NotifyJoin(n *memberlist.Node) {
 	d.mu.Lock()
 	d.alive[n.Name], d.dead[n.Name] = true, false
