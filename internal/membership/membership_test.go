@@ -430,3 +430,49 @@ func TestForgedRecordInPushPullIsChargedToTheStreamPeer(t *testing.T) {
 		t.Fatal("forged record believed")
 	}
 }
+
+// Refuse (for revocations) removes a key from Members everywhere it is
+// called, and its later records are ignored without charging the relayers.
+func TestRefusedKeyDisappearsAndStaysOut(t *testing.T) {
+	const n = 4
+	c := newCluster(t, n, nil)
+	c.joinAll()
+	eventually(t, 30*time.Second, "converge", func() bool { return c.converged(seq(n)) })
+	for len(c.ev) > 0 {
+		<-c.ev
+	}
+	revoked := c.pubs[3]
+	for i := range n - 1 {
+		c.ms[i].Refuse(revoked)
+		if _, ok := c.ms[i].Member(revoked); ok {
+			t.Fatalf("node %d still lists the refused key", i)
+		}
+	}
+	// The refused node keeps gossiping a fresh record; nobody takes it back.
+	f := c.ms[3].Self().Fields
+	f.Nickname = "still-here"
+	if err := c.ms[3].Update(context.Background(), f); err != nil {
+		t.Fatal(err)
+	}
+	// A negative property: watch for 3 s (dozens of gossip rounds, several
+	// probes of the refused node) that it never comes back.
+	deadline := time.Now().Add(3 * time.Second)
+	for time.Now().Before(deadline) {
+		for i := range n - 1 {
+			if _, ok := c.ms[i].Member(revoked); ok {
+				t.Fatalf("node %d took the refused key back", i)
+			}
+			for _, mem := range c.ms[i].Members() {
+				if mem.Record.Key.Equal(revoked) {
+					t.Fatalf("node %d lists the refused key in Members", i)
+				}
+			}
+		}
+		time.Sleep(50 * time.Millisecond) // observation window, not synchronisation
+	}
+	select {
+	case e := <-c.ev:
+		t.Fatalf("relayer charged for a refused key's record: %s against %s", e.Reason, e.Relayer.Short())
+	default:
+	}
+}
