@@ -661,7 +661,7 @@ func (m *Membership) Publish(ctx context.Context, s Statement) error {
 	if err != nil {
 		return fmt.Errorf("membership: publish: %w", err)
 	}
-	if _, err := m.acceptStatement(b, identity.PublicKey{}, false); err != nil {
+	if _, err := m.acceptStatement(b); err != nil {
 		return fmt.Errorf("membership: publish: %w", err)
 	}
 	return nil
@@ -886,9 +886,9 @@ func (m *Membership) learn(r Record, inc int64) {
 }
 
 // acceptStatement decodes, verifies and (if new) applies and gossips one
-// statement. relayer is the peer it came from (zero: local or unknown).
-// It reports whether the statement was new.
-func (m *Membership) acceptStatement(b []byte, relayer identity.PublicKey, fromGossip bool) (bool, error) {
+// statement; it reports whether the statement was new. Relayers of bad ones
+// are charged by inspectPacket and inspectStream, which see them first.
+func (m *Membership) acceptStatement(b []byte) (bool, error) {
 	s, err := UnmarshalStatement(b)
 	if err != nil {
 		return false, err
@@ -955,7 +955,7 @@ func (d *delegate) NodeMeta(limit int) []byte {
 // NotifyMsg implements memberlist.Delegate: a gossiped statement. Its relayer
 // was already checked by inspectPacket.
 func (d *delegate) NotifyMsg(b []byte) {
-	if _, err := d.m().acceptStatement(b, identity.PublicKey{}, true); err != nil {
+	if _, err := d.m().acceptStatement(b); err != nil {
 		d.m().log.Debug("membership: statement dropped", "err", err)
 	}
 }
@@ -983,7 +983,7 @@ func (d *delegate) LocalState(bool) []byte {
 // MergeRemoteState implements memberlist.Delegate.
 func (d *delegate) MergeRemoteState(buf []byte, _ bool) {
 	for _, s := range splitStatements(buf) {
-		if _, err := d.m().acceptStatement(s, identity.PublicKey{}, true); err != nil {
+		if _, err := d.m().acceptStatement(s); err != nil {
 			d.m().log.Debug("membership: statement dropped", "err", err)
 		}
 	}

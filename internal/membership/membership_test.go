@@ -30,23 +30,29 @@ func TestSmallClusterConverges(t *testing.T) {
 }
 
 // Issue 14: 32 nodes on the in-process harness converge (every member knows
-// every other's current record).
-func TestThirtyTwoNodesConverge(t *testing.T) {
+// every other's current record). Under the race detector 16: 32 race-
+// instrumented nodes in one process need ~500 handshakes at 5-20x the CPU,
+// more than a loaded 2-core machine gives them in minutes; the 32-node run is
+// the one without -race (and bench/membership).
+func TestClusterConverges(t *testing.T) {
 	if testing.Short() {
-		t.Skip("32 nodes")
+		t.Skip("many nodes")
 	}
-	const n = 32
+	n := 32
+	if raceEnabled {
+		n = 16
+	}
 	c := newCluster(t, n, nil)
 	start := time.Now()
 	c.joinAll()
 	t.Logf("joins returned after %s", time.Since(start))
 	defer func() {
-		if t.Failed() || testing.Verbose() {
+		if t.Failed() {
 			c.report(t)
 		}
 	}()
-	eventually(t, 60*time.Second, "32 nodes converge", func() bool { return c.converged(seq(n)) })
-	t.Logf("32 nodes converged %s after the first join", time.Since(start))
+	eventually(t, 60*time.Second, "cluster converges", func() bool { return c.converged(seq(n)) })
+	t.Logf("%d nodes converged %s after the first join", n, time.Since(start))
 	// Every record travelled intact and verified.
 	for _, mem := range c.ms[n-1].Members() {
 		if err := mem.Record.Verify(time.Now()); err != nil {
