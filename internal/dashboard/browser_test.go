@@ -135,7 +135,7 @@ func TestBrowser(t *testing.T) {
 	if err := chromedp.Do(bctx, chromedp.Navigate("http://"+addr+"/")); err != nil {
 		t.Fatal(err)
 	}
-	body, err := chromedp.Run(bctx, chromedp.Text(chromedp.CSS("body")))
+	body, err := chromedp.Run(bctx, chromedp.Evaluate[string](`document.body.innerText`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -231,7 +231,7 @@ func waitJS(t *testing.T, ctx context.Context, what, expr string, within time.Du
 			return
 		}
 		if time.Now().After(deadline) {
-			text, _ := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("body")))
+			text, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.body.innerText`))
 			t.Fatalf("%s: not after %v (last error %v); page:\n%s", what, within, err, text)
 		}
 		select {

@@ -6,6 +6,8 @@ import (
 	"github.com/treaty-dev/treaty/internal/audit"
 )
 
-func auditNewest() audit.Filter { return audit.Filter{Reverse: true, Limit: 1, Kind: audit.KindCallCompleted} }
+func auditNewest() audit.Filter {
+	return audit.Filter{Reverse: true, Limit: 1, Kind: audit.KindCallCompleted}
+}
 
 func itoa(u uint64) string { return strconv.FormatUint(u, 10) }

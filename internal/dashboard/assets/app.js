@@ -24,7 +24,14 @@ function time(t) {
 
 function peerLabel(e) { return e.peer_name || shortID(e.peer); }
 
+// rendered keeps what each table last showed: a table whose rows did not
+// change is left alone, so a click on it is not lost to a re-render.
+const rendered = new Map();
+
 function fill(id, rows, render) {
+  const key = JSON.stringify(rows || []);
+  if (rendered.get(id) === key) return;
+  rendered.set(id, key);
   const body = $(id).tBodies[0];
   const fresh = document.createElement("tbody");
   for (const r of rows || []) fresh.appendChild(render(r));
