@@ -24,6 +24,7 @@ func dashboardCmd(h func() string) *cobra.Command {
 		httpAddr    string
 		allowRemote bool
 		poll        time.Duration
+		verifyEvery time.Duration
 		verbose     bool
 	)
 	c := &cobra.Command{
@@ -45,6 +46,9 @@ func dashboardCmd(h func() string) *cobra.Command {
 			if poll < dashboard.MinPoll {
 				return usagef("--poll %v is below the minimum %v", poll, dashboard.MinPoll)
 			}
+			if verifyEvery < time.Second {
+				return usagef("--verify-every %v is below the minimum 1s", verifyEvery)
+			}
 			level := slog.LevelWarn
 			if verbose {
 				level = slog.LevelDebug
@@ -65,7 +69,7 @@ func dashboardCmd(h func() string) *cobra.Command {
 			}
 			ht := homeTrust(dir)
 			d, err := dashboard.New(dashboard.Options{
-				Node: cl, Home: dir, Poll: poll, Logger: log,
+				Node: cl, Home: dir, Poll: poll, VerifyEvery: verifyEvery, Logger: log,
 				Trust: func(ctx context.Context) (map[string]dashboard.Trust, error) {
 					m, err := ht(ctx)
 					out := make(map[string]dashboard.Trust, len(m))
@@ -109,6 +113,7 @@ func dashboardCmd(h func() string) *cobra.Command {
 	c.Flags().StringVar(&httpAddr, "http", "", "serve the dashboard on this loopback HOST:PORT (required)")
 	c.Flags().BoolVar(&allowRemote, "allow-non-loopback", false, "allow --http on a non-loopback address (the token is then the only protection)")
 	c.Flags().DurationVar(&poll, "poll", dashboard.DefaultPoll, "how often to read the node")
+	c.Flags().DurationVar(&verifyEvery, "verify-every", dashboard.DefaultVerifyEvery, "pause between full verifications of the audit log")
 	c.Flags().BoolVarP(&verbose, "verbose", "v", false, "debug logging on stderr")
 	return c
 }

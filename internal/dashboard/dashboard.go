@@ -33,14 +33,14 @@ import (
 const (
 	DefaultPoll        = 250 * time.Millisecond // how often the node is read
 	MinPoll            = 50 * time.Millisecond
-	DefaultVerifyEvery = time.Second // how often the whole audit log is verified
-	DefaultSampleEvery = time.Second // how often trust scores are sampled
-	MaxSamples         = 120         // trust samples kept per peer (the sparkline)
-	MaxPeers           = 256         // peers shown; more are cut
-	recentEntries      = 200         // newest audit entries read per poll
-	shownAudit         = 50          // of those, shown in the audit panel
-	shownCalls         = 50          // call entries shown
-	shownRefusals      = 50          // refusals shown
+	DefaultVerifyEvery = 5 * time.Second // pause between full verifications of the audit log
+	DefaultSampleEvery = time.Second     // how often trust scores are sampled
+	MaxSamples         = 120             // trust samples kept per peer (the sparkline)
+	MaxPeers           = 256             // peers shown; more are cut
+	recentEntries      = 200             // newest audit entries read per poll
+	shownAudit         = 50              // of those, shown in the audit panel
+	shownCalls         = 50              // call entries shown
+	shownRefusals      = 50              // refusals shown
 	readTimeout        = 2 * time.Second
 )
 
@@ -233,7 +233,8 @@ func (d *Dashboard) verifyLoop(ctx context.Context) {
 // Verify checks the whole audit log now, as `treaty audit verify` does, and
 // keeps the result for the next snapshot.
 func (d *Dashboard) Verify(ctx context.Context) VerifyState {
-	st := VerifyState{Checked: time.Now().UTC()}
+	start := time.Now()
+	st := VerifyState{Checked: start.UTC()}
 	r, err := audit.OpenReader(ctx, d.opts.AuditFile)
 	if err == nil {
 		key := r.Key()
@@ -242,7 +243,7 @@ func (d *Dashboard) Verify(ctx context.Context) VerifyState {
 		res, err = audit.Verify(ctx, d.opts.AuditFile, key)
 		if err == nil {
 			st.State, st.Entries, st.Root = "ok", res.Entries, hex.EncodeToString(res.Root[:])
-			st.Detail = fmt.Sprintf("ok: %d entries, %d checkpoints checked", res.Entries, res.Checkpoints)
+			st.Detail = fmt.Sprintf("ok: %d entries, %d checkpoints checked in %v", res.Entries, res.Checkpoints, time.Since(start).Round(time.Millisecond))
 		}
 	}
 	if err != nil {
