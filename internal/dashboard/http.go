@@ -129,7 +129,7 @@ func (d *Dashboard) serveProve(w http.ResponseWriter, r *http.Request) {
 	v, err := d.Prove(r.Context(), idx)
 	if err != nil {
 		status := http.StatusInternalServerError
-		if errors.Is(err, audit.ErrNotFound) {
+		if errors.Is(err, audit.ErrNotFound) || errors.Is(err, audit.ErrBeyondSize) {
 			status = http.StatusNotFound
 		}
 		http.Error(w, "treaty dashboard: "+err.Error(), status)
