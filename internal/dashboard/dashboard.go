@@ -37,6 +37,8 @@ const (
 	DefaultSampleEvery = time.Second     // how often trust scores are sampled
 	MaxSamples         = 120             // trust samples kept per peer (the sparkline)
 	MaxPeers           = 256             // peers shown; more are cut
+	MaxGroups          = 32              // groups shown; more are cut
+	MaxMotions         = 20              // motions shown per group (the last the node lists)
 	recentEntries      = 200             // newest audit entries read per poll
 	shownAudit         = 50              // of those, shown in the audit panel
 	shownCalls         = 50              // call entries shown
@@ -52,9 +54,15 @@ type Node interface {
 }
 
 // groupLister is the optional part of Node: groups appear only when the
-// node's API has them.
+// node's API has them and runs at least one.
 type groupLister interface {
 	Groups(ctx context.Context) ([]localapi.GroupInfo, error)
+}
+
+// motionLister is the optional part of Node that lists a group's motions
+// (its decisions).
+type motionLister interface {
+	MotionList(ctx context.Context, group string) ([]localapi.MotionInfo, error)
 }
 
 // Trust is one peer's trust as the node last wrote it.
@@ -140,7 +148,14 @@ type Snapshot struct {
 	Verify   VerifyState  `json:"verify"`
 	Groups   []GroupState `json:"groups,omitempty"`
 	// HasGroups is false when the node's API has no groups (or none run).
-	HasGroups bool `json:"has_groups"`
+	HasGroups bool          `json:"has_groups"`
+	Motions   []MotionState `json:"motions,omitempty"`
+}
+
+// MotionState is one motion of a group: a decision taken or pending.
+type MotionState struct {
+	Group string `json:"group"`
+	localapi.MotionInfo
 }
 
 // NodeState is the node's own status.
@@ -307,8 +322,9 @@ func (d *Dashboard) Refresh(ctx context.Context, sample bool) {
 		}
 		d.mu.Unlock()
 		if gl, ok := d.opts.Node.(groupLister); ok {
-			if gs, err := gl.Groups(ctx); err == nil {
-				s.Groups, s.HasGroups = gs, true
+			if gs, err := gl.Groups(ctx); err == nil && len(gs) > 0 {
+				s.Groups, s.HasGroups = gs[:min(len(gs), MaxGroups)], true
+				s.Motions = d.motions(ctx, s.Groups)
 			}
 		}
 	}
@@ -322,6 +338,25 @@ func (d *Dashboard) Refresh(ctx context.Context, sample bool) {
 		return
 	}
 	d.publish(b)
+}
+
+// motions lists up to MaxMotions motions of each group, when the node's API has them.
+func (d *Dashboard) motions(ctx context.Context, groups []GroupState) []MotionState {
+	ml, ok := d.opts.Node.(motionLister)
+	if !ok {
+		return nil
+	}
+	var out []MotionState
+	for _, g := range groups {
+		ms, err := ml.MotionList(ctx, g.Name)
+		if err != nil {
+			continue // a group without a quorum yet, or an older node
+		}
+		for _, m := range ms[max(0, len(ms)-MaxMotions):] {
+			out = append(out, MotionState{Group: g.Name, MotionInfo: m})
+		}
+	}
+	return out
 }
 
 // readAudit fills the call, refusal and audit panels from the newest entries.

@@ -15,6 +15,7 @@ import (
 	"github.com/treaty-dev/treaty/internal/backend"
 	"github.com/treaty-dev/treaty/internal/dashboard"
 	"github.com/treaty-dev/treaty/internal/testnet"
+	"github.com/treaty-dev/treaty/localapi"
 )
 
 const tok = "0123456789abcdef0123456789abcdef0123456789abcdef"
@@ -179,5 +180,47 @@ func TestEvents(t *testing.T) {
 	d.Refresh(ctx, false)
 	if s := next(); !s.Node.Up || s.Node.Name != "self" {
 		t.Fatalf("second event: %+v", s)
+	}
+}
+
+// TestGroups: a node running a group shows it, its members and its motions;
+// one running none shows no group panel.
+func TestGroups(t *testing.T) {
+	c := testnet.NewCluster(t, 2, testnet.Options{Names: []string{"acme", "globex"}})
+	acme := c.Members[0]
+	d, err := dashboard.New(dashboard.Options{Node: acme.Client(), Home: acme.Home})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, _ := d.Handler(tok, "127.0.0.1:7780", true)
+	d.Refresh(t.Context(), false)
+	if s := snapshot(t, h); s.HasGroups || len(s.Groups) != 0 {
+		t.Fatalf("groups before any: %+v", s.Groups)
+	}
+	for _, m := range c.Members {
+		if err := m.Client().GroupCreate(t.Context(), localapi.GroupCreateRequest{Name: "board", Mode: "raft", Members: []string{"acme", "globex"}}); err != nil {
+			t.Fatalf("%s: group create: %v", m.Name, err)
+		}
+	}
+	// A fresh group elects its leader first: retry while it has no quorum.
+	deadline := time.Now().Add(45 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		_, err := acme.Client().MotionOpen(ctx, localapi.MotionOpenRequest{Group: "board", Name: "hire-bob", Quorum: 2, Text: "<b>hire</b>"})
+		cancel()
+		if err == nil {
+			break
+		}
+		if localapi.ExitCode(err) != localapi.ExitUnreachable || time.Now().After(deadline) {
+			t.Fatalf("motion open: %v", err)
+		}
+	}
+	d.Refresh(t.Context(), false)
+	s := snapshot(t, h)
+	if !s.HasGroups || len(s.Groups) != 1 || s.Groups[0].Name != "board" || len(s.Groups[0].Members) != 2 {
+		t.Fatalf("groups: %+v", s.Groups)
+	}
+	if len(s.Motions) != 1 || s.Motions[0].Group != "board" || s.Motions[0].Name != "hire-bob" || s.Motions[0].Outcome != "open" {
+		t.Fatalf("motions: %+v", s.Motions)
 	}
 }

@@ -114,6 +114,21 @@ function render(s) {
     return tr;
   });
 
+  fill("motions", s.motions, (m) => {
+    const tr = document.createElement("tr");
+    cell(tr, m.group);
+    cell(tr, m.name);
+    cell(tr, m.kind);
+    cell(tr, m.subject ? shortID(m.subject) : "");
+    cell(tr, m.outcome, m.outcome === "failed" ? "refused" : "");
+    cell(tr, (m.yes || []).length);
+    cell(tr, (m.no || []).length);
+    cell(tr, m.quorum);
+    cell(tr, m.opened);
+    cell(tr, m.decided);
+    return tr;
+  });
+
   $("audit-size").textContent = "(" + (s.audit_size || 0) + " in the log; newest first; click one for its inclusion proof)";
   fill("audit", s.audit, (e) => {
     const tr = entryRow(e, [
