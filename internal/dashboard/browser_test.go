@@ -160,6 +160,9 @@ func TestBrowser(t *testing.T) {
 	waitJS(t, bctx, "both nodes shown", `document.getElementById("node").textContent.startsWith("acme ") &&
 		[...document.querySelectorAll("#peers tbody tr")].some(tr => tr.cells[0].textContent === "globex")`, 10*time.Second)
 
+	// A node that runs no group shows no group panel.
+	waitJS(t, bctx, "no group panel", `document.getElementById("groups-box").hidden === true`, 5*time.Second)
+
 	// Peer-controlled markup renders as text, runs nothing, adds no element.
 	waitJS(t, bctx, "hostile nickname as text", `[...document.querySelectorAll("#peers tbody tr")].some(tr => tr.cells[0].textContent === `+jsString(hostileName)+`)`, 5*time.Second)
 	imgs, err := chromedp.Run(bctx, chromedp.Evaluate[int](`document.querySelectorAll("img").length`))
