@@ -232,16 +232,19 @@ func (d *Dashboard) Run(ctx context.Context) {
 	}
 }
 
+// verifyLoop verifies, pauses VerifyEvery, and again: a log that takes long
+// to verify is not verified back to back.
 func (d *Dashboard) verifyLoop(ctx context.Context) {
-	t := time.NewTicker(d.opts.VerifyEvery)
+	t := time.NewTimer(0)
 	defer t.Stop()
 	for {
-		d.Verify(ctx)
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
+		d.Verify(ctx)
+		t.Reset(d.opts.VerifyEvery)
 	}
 }
 
