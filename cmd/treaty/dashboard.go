@@ -18,9 +18,13 @@ import (
 	"github.com/treaty-dev/treaty/internal/dashboard"
 )
 
+// DefaultDashboardListen is where 'treaty dashboard' serves without --listen.
+const DefaultDashboardListen = "127.0.0.1:7780"
+
 // dashboardCmd serves a read-only web view of the running node on loopback.
 func dashboardCmd(h func() string) *cobra.Command {
 	var (
+		listen      string
 		httpAddr    string
 		allowRemote bool
 		poll        time.Duration
@@ -28,7 +32,7 @@ func dashboardCmd(h func() string) *cobra.Command {
 		verbose     bool
 	)
 	c := &cobra.Command{
-		Use:   "dashboard --http 127.0.0.1:PORT [--allow-non-loopback]",
+		Use:   "dashboard [--listen 127.0.0.1:PORT] [--allow-non-loopback]",
 		Short: "serve a live web view of the running node (peers, trust, calls, refusals, audit) on loopback",
 		Long: "dashboard reads the running node ('treaty run') through its socket and the home's audit log\n" +
 			"(read-only) and serves a web page that updates live. Every request needs the token in\n" +
@@ -36,12 +40,16 @@ func dashboardCmd(h func() string) *cobra.Command {
 			"'Authorization: Bearer TOKEN'. See docs/dashboard.md.",
 		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if httpAddr == "" {
-				return usagef("--http HOST:PORT is required (e.g. 127.0.0.1:7780)")
+			// --http is --listen under the name 'treaty mcp' uses.
+			if cmd.Flags().Changed("http") {
+				if cmd.Flags().Changed("listen") && listen != httpAddr {
+					return usagef("--listen %s and --http %s disagree; give one", listen, httpAddr)
+				}
+				listen = httpAddr
 			}
-			loopback := dashboard.IsLoopback(httpAddr)
+			loopback := dashboard.IsLoopback(listen)
 			if !loopback && !allowRemote {
-				return usagef("--http %s is not a loopback address (use 127.0.0.1:PORT, or add --allow-non-loopback)", httpAddr)
+				return usagef("--listen %s is not a loopback address (use 127.0.0.1:PORT, or add --allow-non-loopback)", listen)
 			}
 			if poll < dashboard.MinPoll {
 				return usagef("--poll %v is below the minimum %v", poll, dashboard.MinPoll)
@@ -82,7 +90,7 @@ func dashboardCmd(h func() string) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			ln, err := net.Listen("tcp", httpAddr)
+			ln, err := net.Listen("tcp", listen)
 			if err != nil {
 				return err
 			}
@@ -110,7 +118,8 @@ func dashboardCmd(h func() string) *cobra.Command {
 			return nil
 		},
 	}
-	c.Flags().StringVar(&httpAddr, "http", "", "serve the dashboard on this loopback HOST:PORT (required)")
+	c.Flags().StringVar(&listen, "listen", DefaultDashboardListen, "serve the dashboard on this loopback HOST:PORT (port 0: any free port)")
+	c.Flags().StringVar(&httpAddr, "http", "", "the same as --listen")
 	c.Flags().BoolVar(&allowRemote, "allow-non-loopback", false, "allow --http on a non-loopback address (the token is then the only protection)")
 	c.Flags().DurationVar(&poll, "poll", dashboard.DefaultPoll, "how often to read the node")
 	c.Flags().DurationVar(&verifyEvery, "verify-every", dashboard.DefaultVerifyEvery, "pause between full verifications of the audit log")

@@ -21,7 +21,8 @@ func TestDashboardFlags(t *testing.T) {
 		args []string
 		msg  string
 	}{
-		{[]string{"dashboard", "--home", dir}, "--http"},
+		{[]string{"dashboard", "--home", dir, "--listen", "127.0.0.1:1", "--http", "127.0.0.1:2"}, "disagree"},
+		{[]string{"dashboard", "--home", dir, "--listen", "0.0.0.0:0"}, "not a loopback address"},
 		{[]string{"dashboard", "--home", dir, "--http", "0.0.0.0:0"}, "not a loopback address"},
 		{[]string{"dashboard", "--home", dir, "--http", "example.com:7780"}, "not a loopback address"},
 		{[]string{"dashboard", "--home", dir, "--http", "127.0.0.1:0", "--poll", "1ms"}, "--poll"},
@@ -49,7 +50,7 @@ func TestDashboardServes(t *testing.T) {
 	os.Stderr = errF
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int)
-	go func() { done <- run(ctx, []string{"dashboard", "--home", dir, "--http", "127.0.0.1:0"}) }()
+	go func() { done <- run(ctx, []string{"dashboard", "--home", dir, "--listen", "127.0.0.1:0"}) }()
 	defer func() {
 		cancel()
 		code := <-done
