@@ -18,6 +18,7 @@ import (
 	"github.com/chromedp/chromedp"
 	_ "modernc.org/sqlite"
 
+	"github.com/treaty-dev/treaty/client"
 	"github.com/treaty-dev/treaty/internal/backend"
 	"github.com/treaty-dev/treaty/internal/dashboard"
 	"github.com/treaty-dev/treaty/internal/testnet"
@@ -45,15 +46,12 @@ func browser(t *testing.T) string {
 	return ""
 }
 
-// withHostilePeer is the node's API with one more peer whose nickname is markup.
-type withHostilePeer struct{ *localClient }
-
-type localClient = struct {
-	dashboard.Node
-}
+// withHostilePeer is the node's API (groups and all) with one more peer
+// whose nickname is markup.
+type withHostilePeer struct{ *client.Client }
 
 func (w withHostilePeer) Peers(ctx context.Context) ([]localapi.PeerInfo, error) {
-	ps, err := w.Node.Peers(ctx)
+	ps, err := w.Client.Peers(ctx)
 	return append(ps, localapi.PeerInfo{Name: hostileName, ID: "did:key:z6MkHostile", Addr: "127.0.0.1:9"}), err
 }
 
@@ -76,7 +74,7 @@ func TestBrowser(t *testing.T) {
 		return map[string]dashboard.Trust{globex.ID.String(): {Level: "known", Score: score}}, nil
 	}
 	d, err := dashboard.New(dashboard.Options{
-		Node: withHostilePeer{&localClient{acme.Client()}}, Home: acme.Home, Trust: trustFn,
+		Node: withHostilePeer{acme.Client()}, Home: acme.Home, Trust: trustFn,
 		SampleEvery: 100 * time.Millisecond, VerifyEvery: 200 * time.Millisecond,
 	})
 	if err != nil {
