@@ -49,6 +49,7 @@ func newRoot() *cobra.Command {
 		mcpCmd(h),
 		a2aCmd(h),
 		groupCmd(h), kvCmd(h), motionCmd(h), decisionCmd(h),
+		dashboardCmd(h),
 	)
 	return root
 }

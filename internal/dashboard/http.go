@@ -1,0 +1,189 @@
+package dashboard
+
+import (
+	"crypto/subtle"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/treaty-dev/treaty/internal/audit"
+)
+
+//go:embed assets
+var assets embed.FS
+
+// CookieName is the cookie a ?token= URL sets.
+const CookieName = "treaty_dashboard"
+
+// csp allows only this origin's script and style files: no inline script,
+// no eval, no other origin, no framing.
+const csp = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; " +
+	"base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+
+// keepAlive is how often an idle event stream gets a comment line, so that a
+// dead client is noticed.
+const keepAlive = 15 * time.Second
+
+// Handler serves the dashboard at addr, the address it is bound to
+// (host:port, as the browser's Host header must say). With strictHost false
+// (a non-loopback bind) the Host header is not checked and the token is the
+// only protection.
+func (d *Dashboard) Handler(token, addr string, strictHost bool) (http.Handler, error) {
+	if len(token) < minToken {
+		return nil, fmt.Errorf("dashboard: Handler: token must be at least %d characters", minToken)
+	}
+	static, err := fs.Sub(assets, "assets")
+	if err != nil {
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	files := http.FileServerFS(static)
+	mux.Handle("GET /{$}", files)
+	mux.Handle("GET /app.js", files)
+	mux.Handle("GET /app.css", files)
+	mux.HandleFunc("GET /api/snapshot", d.serveSnapshot)
+	mux.HandleFunc("GET /api/prove", d.serveProve)
+	mux.HandleFunc("GET /events", d.serveEvents)
+	g := &guard{token: []byte(token), host: addr, strictHost: strictHost, next: mux}
+	return g, nil
+}
+
+// guard checks Host, Origin and the token before anything is served.
+type guard struct {
+	token      []byte
+	host       string
+	strictHost bool
+	next       http.Handler
+}
+
+func (g *guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	h.Set("Content-Security-Policy", csp)
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("Cache-Control", "no-store")
+	if g.strictHost && r.Host != g.host {
+		http.Error(w, "treaty dashboard: wrong Host header (open the address the dashboard printed)", http.StatusMisdirectedRequest)
+		return
+	}
+	if o := r.Header.Get("Origin"); o != "" && o != "http://"+r.Host {
+		http.Error(w, "treaty dashboard: cross-origin request refused", http.StatusForbidden)
+		return
+	}
+	if s := r.Header.Get("Sec-Fetch-Site"); s == "cross-site" || s == "same-site" {
+		http.Error(w, "treaty dashboard: cross-site request refused", http.StatusForbidden)
+		return
+	}
+	if q := r.URL.Query().Get("token"); q != "" {
+		if !g.match(q) {
+			http.Error(w, "treaty dashboard: wrong token", http.StatusUnauthorized)
+			return
+		}
+		http.SetCookie(w, &http.Cookie{Name: CookieName, Value: q, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode})
+		// Drop the token from the address bar and the history.
+		u := url.URL{Path: r.URL.Path}
+		http.Redirect(w, r, u.String(), http.StatusSeeOther)
+		return
+	}
+	if !g.authorized(r) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="treaty dashboard"`)
+		http.Error(w, "treaty dashboard: missing or wrong token (open the URL 'treaty dashboard' printed, or send Authorization: Bearer with the token in dashboard.token)", http.StatusUnauthorized)
+		return
+	}
+	g.next.ServeHTTP(w, r)
+}
+
+func (g *guard) match(tok string) bool {
+	return subtle.ConstantTimeCompare([]byte(tok), g.token) == 1
+}
+
+func (g *guard) authorized(r *http.Request) bool {
+	if a := r.Header.Get("Authorization"); a != "" {
+		const p = "Bearer "
+		return len(a) > len(p) && a[:len(p)] == p && g.match(a[len(p):])
+	}
+	c, err := r.Cookie(CookieName)
+	return err == nil && g.match(c.Value)
+}
+
+func (d *Dashboard) serveSnapshot(w http.ResponseWriter, r *http.Request) {
+	b, _, _ := d.current()
+	w.Header().Set("Content-Type", "application/json")
+	w.Write(b)
+}
+
+func (d *Dashboard) serveProve(w http.ResponseWriter, r *http.Request) {
+	idx, err := strconv.ParseUint(r.URL.Query().Get("index"), 10, 64)
+	if err != nil {
+		http.Error(w, "treaty dashboard: index must be an entry index", http.StatusBadRequest)
+		return
+	}
+	v, err := d.Prove(r.Context(), idx)
+	if err != nil {
+		status := http.StatusInternalServerError
+		if errors.Is(err, audit.ErrNotFound) || errors.Is(err, audit.ErrBeyondSize) {
+			status = http.StatusNotFound
+		}
+		http.Error(w, "treaty dashboard: "+err.Error(), status)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(v)
+}
+
+// serveEvents streams a "snapshot" event at once and after every change.
+func (d *Dashboard) serveEvents(w http.ResponseWriter, r *http.Request) {
+	rc := http.NewResponseController(w)
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.WriteHeader(http.StatusOK)
+	t := time.NewTicker(keepAlive)
+	defer t.Stop()
+	var last uint64
+	first := true
+	for {
+		b, v, changed := d.current()
+		if first || v != last {
+			first, last = false, v
+			if _, err := fmt.Fprintf(w, "event: snapshot\ndata: %s\n\n", b); err != nil {
+				return
+			}
+			if err := rc.Flush(); err != nil {
+				return
+			}
+		}
+		select {
+		case <-r.Context().Done():
+			return
+		case <-changed:
+		case <-t.C:
+			if _, err := fmt.Fprint(w, ": keep-alive\n\n"); err != nil {
+				return
+			}
+			if err := rc.Flush(); err != nil {
+				return
+			}
+		}
+	}
+}
+
+// IsLoopback reports whether addr (host:port) names a loopback IP address
+// or localhost.
+func IsLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
