@@ -47,6 +47,7 @@ type Config struct {
 	Trust        trust.Config  `yaml:"trust,omitempty"`        // behavioural trust model (internal/trust)
 	Budget       budget.Config `yaml:"budget,omitempty"`       // per-peer rate, concurrency, bytes, cost; breaker; depth. Rule peers are did:keys or "*"
 	Debug        Debug         `yaml:"debug,omitempty"`        // operator diagnostics; all off by default
+	Membership   Membership    `yaml:"membership,omitempty"`   // invites, rotation, revocation (membership.go)
 }
 
 // Debug switches on diagnostics for the node's operator.
@@ -62,6 +63,9 @@ type Peer struct {
 	Name string `yaml:"name"`
 	ID   string `yaml:"id"`   // did:key
 	Addr string `yaml:"addr"` // host:port of its federation port
+	// Source says how the entry got here: "" or "operator" (peer add),
+	// "invite", "gossip" or "decision" (see PeerSources).
+	Source string `yaml:"source,omitempty"`
 }
 
 // Capability is something this node can run for a peer.
@@ -356,7 +360,13 @@ func (c *Config) Validate() error {
 		if seenID[p.ID] {
 			return fmt.Errorf("config: peers[%d].id %s is listed twice", i, p.ID)
 		}
+		if !validSource(p.Source) {
+			return fmt.Errorf("config: peers[%d].source %q: want one of %v", i, p.Source, PeerSources())
+		}
 		seenName[p.Name], seenID[p.ID] = true, true
+	}
+	if err := c.Membership.validate(); err != nil {
+		return err
 	}
 	seenCap := map[string]bool{}
 	for i, cp := range c.Capabilities {
