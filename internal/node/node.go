@@ -86,6 +86,7 @@ type Node struct {
 	inFlight     inFlightCalls   // backend tokens -> requests being served (delegation)
 	peerLim      *wire.PeerLimiter
 	limitMax     int
+	adm          admission // invites, introductions, rotations, revocations (membership.go)
 
 	closeOnce sync.Once
 	cancel    context.CancelFunc
@@ -226,6 +227,10 @@ func (n *Node) Addr() net.Addr { return n.tr.Addr() }
 // Start binds the federation port and serves until ctx ends or Close.
 func (n *Node) Start(ctx context.Context) error {
 	ctx, n.cancel = context.WithCancel(ctx)
+	if err := n.startAdmission(ctx); err != nil {
+		n.cancel()
+		return err
+	}
 	if err := n.tr.Start(ctx); err != nil {
 		n.cancel()
 		return fmt.Errorf("node: %w", err)
@@ -276,7 +281,7 @@ func (n *Node) Close() error {
 // finish a handshake.
 func (n *Node) Admitted(k identity.PublicKey) bool {
 	_, ok := n.state.Load().peers[k]
-	return ok
+	return ok && n.adm.refusedWhy(k) == "" // revoked or superseded keys: membership.go
 }
 
 // handshakeRefused audits a refused handshake (the transport has logged it),

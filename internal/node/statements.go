@@ -1,0 +1,321 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/treaty-dev/treaty/internal/config"
+	"github.com/treaty-dev/treaty/internal/home"
+	"github.com/treaty-dev/treaty/internal/identity"
+	"github.com/treaty-dev/treaty/internal/membership"
+	"github.com/treaty-dev/treaty/internal/refusal"
+	"github.com/treaty-dev/treaty/internal/transport"
+	"github.com/treaty-dev/treaty/internal/trust"
+)
+
+// serveStatement takes one statement from a member, answers "ok" or
+// "error: REASON", and then pushes a new, valid statement on to the others.
+func (n *Node) serveStatement(ctx context.Context, c net.Conn) {
+	from, _ := transport.PeerFromConn(c)
+	line, err := readLine(c, stmtLineMax)
+	fresh := false
+	if err == nil {
+		fresh, err = n.applyStatement(ctx, string(line), from)
+	} else {
+		n.statementRefused(ctx, from, err)
+	}
+	if err != nil {
+		_, _ = c.Write([]byte("error: " + strings.ReplaceAll(err.Error(), "\n", " ") + "\n"))
+		return
+	}
+	_, _ = c.Write([]byte("ok\n"))
+	c.Close()
+	if fresh {
+		n.spread(ctx, string(line), from)
+	}
+}
+
+// applyStatement verifies and applies one statement that from relayed (zero:
+// the local operator). It reports whether the statement was new here; a
+// statement that fails to verify counts as evidence against from.
+func (n *Node) applyStatement(ctx context.Context, text string, from identity.PublicKey) (fresh bool, err error) {
+	st, err := membership.ParseStatement(text)
+	if err != nil {
+		n.statementRefused(ctx, from, err)
+		return false, err
+	}
+	if n.adm.markSeen(st.Text) {
+		return false, nil
+	}
+	switch st.Kind {
+	case membership.KindAdmit:
+		err = n.applyAdmit(ctx, *st.Admit, from)
+	case membership.KindRotate:
+		err = n.applyRotation(ctx, *st.Rotation, st.Text)
+	case membership.KindRevoke:
+		err = n.applyRevocation(ctx, *st.Revocation, st.Text)
+	}
+	if err != nil {
+		n.adm.forget(st.Text) // not applied: a later copy may try again
+		return false, err
+	}
+	return true, nil
+}
+
+// statementRefused audits a statement that did not verify and, when a member
+// relayed it, counts it against that member's trust.
+func (n *Node) statementRefused(ctx context.Context, from identity.PublicKey, err error) {
+	n.log.Warn("statement refused", "from", from, "err", err)
+	n.auditAdmission(ctx, KindStmtRefused, from, "in", map[string]any{"reason": err.Error()})
+	if from.IsZero() {
+		return
+	}
+	kind := trust.KindMalformed
+	if errors.Is(err, membership.ErrBadSignature) {
+		kind = trust.KindBadSignature
+	}
+	if _, terr := n.trust.Observe(from.String(), trust.Evidence{Kind: kind, Detail: "relayed a membership statement that does not verify", At: n.now()}); terr != nil {
+		n.log.Error("trust evidence not recorded", "err", terr)
+	}
+}
+
+// forget drops text from the seen set.
+func (a *admission) forget(text string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	delete(a.seen, sha256Sum(text))
+}
+
+// applyAdmit adds an introduced key to the peer book, if a member this node
+// knows introduced it. The newcomer gets no grants: default deny stays.
+func (n *Node) applyAdmit(ctx context.Context, a membership.Admit, from identity.PublicKey) error {
+	if a.Member == n.self || a.Inviter == n.self {
+		return nil
+	}
+	if why := n.adm.refusedWhy(a.Inviter); why != "" {
+		return fmt.Errorf("introduction by %s, which is %s", a.Inviter.Short(), why)
+	}
+	if why := n.adm.refusedWhy(a.Member); why != "" {
+		n.log.Info("introduction of a refused key ignored", "peer", a.Member, "why", why)
+		return nil
+	}
+	if _, ok := n.state.Load().peers[a.Inviter]; !ok {
+		// Not ours to judge: pass it on, members who know the inviter apply it.
+		n.log.Debug("introduction by an unknown member; passed on only", "inviter", a.Inviter, "member", a.Member)
+		return nil
+	}
+	if _, ok := n.state.Load().peers[a.Member]; ok {
+		return nil
+	}
+	name, err := home.LearnPeer(n.home, a.Name, a.Addr, a.Member, config.SourceGossip)
+	if err != nil {
+		return err
+	}
+	if err := n.reload(); err != nil {
+		return err
+	}
+	n.auditAdmission(ctx, KindMemberAdmit, a.Member, "in", map[string]any{
+		"name": name, "addr": a.Addr, "source": config.SourceGossip, "inviter": a.Inviter.String(), "relayed_by": from.String()})
+	n.log.Info("member learned", "peer", a.Member, "name", name, "inviter", a.Inviter.Short())
+	return nil
+}
+
+// recordLocked adds text to list unless it is there, and reports whether it added.
+func recordLocked(list *[]string, text string) bool {
+	for _, s := range *list {
+		if s == text {
+			return false
+		}
+	}
+	*list = append(*list, text)
+	return true
+}
+
+// applyRotation moves a member's entry, grants, rules, trust and budgets from
+// its old key to its new one. The old key is refused from then on. A rotation
+// from a revoked key is void, and its new key is refused as well.
+func (n *Node) applyRotation(ctx context.Context, r membership.Rotation, text string) error {
+	a := &n.adm
+	a.mu.Lock()
+	added := recordLocked(&a.ledger.Rotations, text)
+	var err error
+	if added {
+		if err = a.saveLocked(); err != nil {
+			a.ledger.Rotations = a.ledger.Rotations[:len(a.ledger.Rotations)-1]
+		} else {
+			a.rebuildLocked(n.now())
+		}
+	}
+	a.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	n.tr.Disconnect(r.Old)
+	if why := n.adm.refusedWhy(r.New); why == "revoked" {
+		n.tr.Disconnect(r.New)
+		n.log.Warn("rotation from a revoked key: both keys refused", "old", r.Old, "new", r.New)
+		return n.dropRefused(ctx)
+	}
+	if r.Old == n.self || r.New == n.self {
+		return nil
+	}
+	found, err := home.ReplaceKey(n.home, r.Old, r.New)
+	if err != nil || !found {
+		return err
+	}
+	if err := n.trust.Move(r.Old.String(), r.New.String()); err != nil {
+		n.log.Error("trust not moved to the rotated key", "err", err)
+	}
+	if err := n.reload(); err != nil {
+		return err
+	}
+	n.auditAdmission(ctx, KindKeyRotated, r.New, "in", map[string]any{"old": r.Old.String(), "new": r.New.String(), "issued": r.Issued})
+	n.log.Info("peer rotated its key", "old", r.Old, "new", r.New)
+	return nil
+}
+
+// applyRevocation persists a revocation, refuses the key (and every key it
+// rotated to) at the handshake, closes its connections and drops it from the
+// peer book.
+func (n *Node) applyRevocation(ctx context.Context, r membership.Revocation, text string) error {
+	a := &n.adm
+	a.mu.Lock()
+	var err error
+	if recordLocked(&a.ledger.Revoked, text) {
+		if err = a.saveLocked(); err != nil {
+			a.ledger.Revoked = a.ledger.Revoked[:len(a.ledger.Revoked)-1]
+		} else {
+			a.rebuildLocked(n.now())
+		}
+	}
+	a.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	closed := n.tr.Disconnect(r.Key)
+	if r.Key == n.self {
+		n.log.Error("this node's own key is revoked: members refuse it; make a new identity and join again")
+	}
+	n.auditAdmission(ctx, KindKeyRevoked, r.Key, "in", map[string]any{"issued": r.Issued, "reason": r.Reason, "connections_closed": closed})
+	n.log.Warn("key revoked", "peer", r.Key, "reason", r.Reason, "connections_closed", closed)
+	return n.dropRefused(ctx)
+}
+
+// dropRefused removes every refused key from the peer book and closes its
+// connections (the reload closes them too; this does not wait for it).
+func (n *Node) dropRefused(ctx context.Context) error {
+	var err error
+	removed := false
+	for k := range n.state.Load().peers {
+		if n.adm.refusedWhy(k) == "revoked" {
+			n.tr.Disconnect(k)
+			if rerr := home.RemovePeer(n.home, k.String()); rerr != nil {
+				err = errors.Join(err, rerr)
+			}
+			removed = true
+		}
+	}
+	if removed {
+		err = errors.Join(err, n.reload())
+	}
+	return err
+}
+
+// spread pushes text to every member of the book but except, pushParallel at
+// a time, and reports how many acknowledged it.
+func (n *Node) spread(ctx context.Context, text string, except identity.PublicKey) int {
+	var acked atomic.Int32
+	sem := make(chan struct{}, pushParallel)
+	var wg sync.WaitGroup
+	for k, p := range n.state.Load().peers {
+		if k == except || k == n.self || n.adm.refusedWhy(k) != "" {
+			continue
+		}
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if err := n.push(ctx, k, p.Addr, text); err != nil {
+				n.log.Debug("statement not pushed", "peer", k.Short(), "err", err)
+				return
+			}
+			acked.Add(1)
+		})
+	}
+	wg.Wait()
+	return int(acked.Load())
+}
+
+// push sends one statement to one member and waits for its answer.
+func (n *Node) push(ctx context.Context, k identity.PublicKey, addr, text string) error {
+	ctx, cancel := context.WithTimeout(ctx, admissionIO)
+	defer cancel()
+	c, err := n.tr.Dial(ctx, addr, k, ProtoStatement)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(admissionIO))
+	if _, err := c.Write([]byte(text + "\n")); err != nil {
+		return err
+	}
+	line, err := readLine(c, 1024)
+	if err != nil {
+		return err
+	}
+	if s := string(line); s != "ok" {
+		return errors.New(s)
+	}
+	return nil
+}
+
+// Publish applies a statement here and pushes it to every member; it reports
+// how many acknowledged it. Any member may publish a revocation or a rotation
+// it was handed (a prepared revocation, say): the statement carries its own
+// signatures.
+func (n *Node) Publish(ctx context.Context, text string) (int, error) {
+	st, err := membership.ParseStatement(text)
+	if err != nil {
+		return 0, refusal.Wrap(refusal.StageUsage, err)
+	}
+	if _, err := n.applyStatement(ctx, st.Text, identity.PublicKey{}); err != nil {
+		return 0, err
+	}
+	return n.spread(ctx, st.Text, identity.PublicKey{}), nil
+}
+
+// MemberState is one key admission knows of, for `treaty members`.
+type MemberState struct {
+	Name   string
+	ID     identity.PublicKey
+	Addr   string
+	Source string // config.Source*; "" is operator
+	Status string // "member", "revoked" or "superseded ..."
+}
+
+// Members lists the peer book with each entry's source, and the keys that
+// are refused (revoked or superseded by a rotation).
+func (n *Node) Members() []MemberState {
+	st := n.state.Load()
+	var out []MemberState
+	for _, p := range n.Peers() {
+		src := st.peers[p.ID].Source
+		if src == "" {
+			src = config.SourceOperator
+		}
+		out = append(out, MemberState{Name: p.Name, ID: p.ID, Addr: p.Addr, Source: src, Status: "member"})
+	}
+	if m := n.adm.refused.Load(); m != nil {
+		for k, why := range *m {
+			if _, ok := st.peers[k]; !ok {
+				out = append(out, MemberState{ID: k, Status: why})
+			}
+		}
+	}
+	return out
+}

@@ -1,0 +1,309 @@
+package testnet
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/treaty-dev/treaty/internal/backend"
+	"github.com/treaty-dev/treaty/internal/config"
+	"github.com/treaty-dev/treaty/internal/identity"
+	"github.com/treaty-dev/treaty/internal/membership"
+	"github.com/treaty-dev/treaty/internal/node"
+	"github.com/treaty-dev/treaty/internal/transport"
+)
+
+// spreadBound is the documented bound for a statement (introduction,
+// rotation, revocation) to reach every member of a small federation on
+// loopback (docs/admission.md).
+const spreadBound = 3 * time.Second
+
+// eventually polls cond until it holds or d passes.
+func eventually(t *testing.T, d time.Duration, what string, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for !cond() {
+		if time.Since(start) > d {
+			t.Fatalf("not within %v: %s", d, what)
+		}
+		tick := time.NewTimer(5 * time.Millisecond)
+		select {
+		case <-t.Context().Done():
+			tick.Stop()
+			t.Fatal(t.Context().Err())
+		case <-tick.C:
+		}
+	}
+	return time.Since(start)
+}
+
+func knows(m *Member, k identity.PublicKey) (config.Peer, bool) {
+	cfg, err := config.Load(m.Home)
+	if err != nil {
+		return config.Peer{}, false
+	}
+	return cfg.Peer(k.String())
+}
+
+// invite makes a token on m.
+func invite(t *testing.T, m *Member, ttl time.Duration, uses int) string {
+	t.Helper()
+	tok, _, err := m.Node().Invite(t.Context(), ttl, uses, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+func TestInviteJoinSpreadsToEveryMember(t *testing.T) {
+	c := NewCluster(t, 4, Options{Names: []string{"acme", "globex", "initech", "umbrella"}})
+	acme := c.Member("acme")
+	delta := c.Add(t, "delta", "")
+	tok := invite(t, acme, time.Hour, 1)
+	res, err := delta.Node().Join(t.Context(), tok, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Inviter != acme.ID || res.Members != 3 {
+		t.Fatalf("join result %+v: want acme as inviter and the 3 other members", res)
+	}
+	took := eventually(t, spreadBound, "every member learns delta", func() bool {
+		for _, m := range c.Members[:4] {
+			if _, ok := knows(m, delta.ID); !ok {
+				return false
+			}
+		}
+		return true
+	})
+	t.Logf("introduction reached every member in %v", took)
+	for _, m := range c.Members[:4] {
+		p, _ := knows(m, delta.ID)
+		want := config.SourceGossip
+		if m == acme {
+			want = config.SourceInvite
+		}
+		if p.Source != want || p.Addr != delta.Addr() || p.Name != "delta" {
+			t.Errorf("%s's entry for delta: %+v, want source %s at %s", m.Name, p, want, delta.Addr())
+		}
+		if _, ok := knows(delta, m.ID); !ok {
+			t.Errorf("delta does not know %s", m.Name)
+		}
+	}
+	// Knowing a key grants nothing: default deny stays.
+	globex := c.Member("globex")
+	globex.Handle(t, "echo", func(_ context.Context, inv backend.Invocation) ([]byte, error) { return inv.Input, nil })
+	if o := delta.Call(t, "globex", "echo", `{}`); o.Code != 3 {
+		t.Fatalf("delta calling an ungranted capability: %v, want exit 3 (denied)", o)
+	}
+	globex.Grant(t, delta.ID.String(), "echo")
+	delta.MustCall(t, "globex", "echo", `{"x":1}`)
+}
+
+func TestInviteRefusals(t *testing.T) {
+	c := NewCluster(t, 2, Options{Names: []string{"acme", "globex"}})
+	acme, globex := c.Member("acme"), c.Member("globex")
+	joiner := func(name string) *Member { return c.Add(t, name, "") }
+
+	t.Run("used up", func(t *testing.T) {
+		tok := invite(t, acme, time.Hour, 1)
+		if _, err := joiner("first").Node().Join(t.Context(), tok, ""); err != nil {
+			t.Fatal(err)
+		}
+		_, err := joiner("second").Node().Join(t.Context(), tok, "")
+		var je *node.JoinError
+		if !errors.As(err, &je) || !errors.Is(err, membership.ErrUsedUp) {
+			t.Fatalf("second use of a one-use invite: %v, want a JoinError wrapping ErrUsedUp", err)
+		}
+	})
+	t.Run("expired", func(t *testing.T) {
+		tok := invite(t, acme, time.Minute, 1)
+		c.Clock.Advance(2 * time.Minute)
+		_, err := joiner("late").Node().Join(t.Context(), tok, "")
+		if !errors.Is(err, membership.ErrExpired) {
+			t.Fatalf("expired invite: %v, want ErrExpired", err)
+		}
+	})
+	t.Run("forged, presented straight to the inviter", func(t *testing.T) {
+		// The newcomer's node checks a token before it dials; a hostile
+		// client does not, so the inviter checks again.
+		stranger, tr := strangerTransport(t)
+		real := invite(t, acme, time.Hour, 1)
+		inv, _ := membership.ParseInvite(real)
+		forger, _ := identity.Generate(nil)
+		_, other, err := membership.IssueInvite(forger, inv.Addr, c.Clock.Now(), time.Hour, 5, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tc := range []struct {
+			name, token, code string
+		}{
+			{"signature flipped", real[:len(real)-2] + flipChar(real[len(real)-2]) + real[len(real)-1:], "bad_signature"},
+			{"another node's token", other, "not_inviter"},
+			{"garbage", "treaty-invite-v1.AAAA", "malformed"},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				rep := rawJoin(t, tr, acme, node.JoinRequest{Token: tc.token, Name: "mallory", Addr: "127.0.0.1:1"})
+				if rep.Code != tc.code {
+					t.Fatalf("reply %+v, want code %s", rep, tc.code)
+				}
+			})
+		}
+		if _, ok := knows(acme, stranger); ok {
+			t.Fatal("a refused join entered the peer book")
+		}
+		// The real token still works: refusals used none of its uses.
+		rep := rawJoin(t, tr, acme, node.JoinRequest{Token: real, Name: "mallory", Addr: "127.0.0.1:1"})
+		if rep.Code != "" || rep.Admit == "" {
+			t.Fatalf("the real token after refusals: %+v", rep)
+		}
+	})
+	t.Run("over the configured bounds", func(t *testing.T) {
+		acme.AppendConfig(t, "membership:\n  max_invite_ttl: 2h\n  max_invite_uses: 2\n")
+		if _, _, err := acme.Node().Invite(t.Context(), 3*time.Hour, 1, ""); err == nil {
+			t.Fatal("invite longer than membership.max_invite_ttl")
+		}
+		if _, _, err := acme.Node().Invite(t.Context(), time.Hour, 3, ""); err == nil {
+			t.Fatal("invite with more uses than membership.max_invite_uses")
+		}
+		if _, _, err := acme.Node().Invite(t.Context(), 2*time.Hour, 2, ""); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("stranger reaches only the join protocol", func(t *testing.T) {
+		_, tr := strangerTransport(t)
+		invite(t, acme, time.Hour, 1)
+		// acme has open invites, so the join protocol lets strangers in ...
+		if conn, err := tr.Dial(t.Context(), acme.Addr(), acme.ID, node.ProtoJoin); err != nil {
+			t.Fatalf("join protocol with an invite open: %v", err)
+		} else {
+			conn.Close()
+		}
+		// ... and nothing else does.
+		for _, proto := range []string{transport.ProtoFederation, node.ProtoStatement} {
+			if _, err := tr.Dial(t.Context(), acme.Addr(), acme.ID, proto); err == nil {
+				t.Fatalf("a stranger finished a %s handshake", proto)
+			}
+		}
+		// globex has no invite open: strangers get nothing at all.
+		if _, err := tr.Dial(t.Context(), globex.Addr(), globex.ID, node.ProtoJoin); err == nil {
+			t.Fatal("join protocol open without an invite")
+		}
+	})
+}
+
+func flipChar(b byte) string {
+	if b == 'A' {
+		return "B"
+	}
+	return "A"
+}
+
+// strangerTransport is a transport with a key no member knows.
+func strangerTransport(t *testing.T) (identity.PublicKey, *transport.Transport) {
+	t.Helper()
+	k, err := identity.Generate(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := transport.New(transport.Config{Identity: k, Peers: admitAll{}, Listen: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tr.Close() })
+	return k.Public(), tr
+}
+
+// rawJoin sends req on the join protocol, as a client that skips its own checks.
+func rawJoin(t *testing.T, tr *transport.Transport, to *Member, req node.JoinRequest) node.JoinReply {
+	t.Helper()
+	conn, err := tr.Dial(t.Context(), to.Addr(), to.ID, node.ProtoJoin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if err := json.NewEncoder(conn).Encode(req); err != nil {
+		t.Fatal(err)
+	}
+	var rep node.JoinReply
+	if err := json.NewDecoder(conn).Decode(&rep); err != nil {
+		t.Fatal(err)
+	}
+	return rep
+}
+
+func TestRevocationRefusedEverywhere(t *testing.T) {
+	c := NewCluster(t, 4, Options{Names: []string{"acme", "globex", "initech", "umbrella"}})
+	acme, globex := c.Member("acme"), c.Member("globex")
+	// The revocation is prepared in advance, while globex's key is safe.
+	key, err := identity.LoadKeyFile(globex.Home + "/identity.key")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, text, err := membership.SignRevocation(key, c.Clock.Now(), "laptop stolen")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// globex holds open connections to everyone.
+	for _, m := range c.Members {
+		if m != globex {
+			m.Handle(t, "ping", func(context.Context, backend.Invocation) ([]byte, error) { return []byte(`{}`), nil })
+			m.Grant(t, globex.ID.String(), "ping")
+			globex.MustCall(t, m.Name, "ping", "")
+		}
+	}
+	before := globex.Node().Conns()
+	if before == 0 {
+		t.Fatal("no connections open before the revocation")
+	}
+	// Published from another member's node, as an operator who found the
+	// prepared file would.
+	start := time.Now()
+	if _, err := acme.Node().Publish(t.Context(), text); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, spreadBound, "every member drops globex", func() bool {
+		for _, m := range c.Members {
+			if m == globex {
+				continue
+			}
+			if _, ok := knows(m, globex.ID); ok || m.Node().Admitted(globex.ID) {
+				return false
+			}
+		}
+		return true
+	})
+	t.Logf("revocation refused everywhere after %v", time.Since(start))
+	eventually(t, spreadBound, "globex's connections close", func() bool { return globex.Node().Conns() == 0 })
+	// A new handshake is refused by every member.
+	for _, m := range c.Members {
+		if m == globex {
+			continue
+		}
+		if o := globex.Call(t, m.Name, "ping", ""); o.Err == nil {
+			t.Fatalf("%s still serves the revoked key", m.Name)
+		}
+		conn, err := net.Dial("tcp", m.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn.Close()
+	}
+	// A revoked key cannot come back by an operator's peer add or an invite.
+	acme.AddPeerAt(t, "globex2", globex.Addr(), globex.ID.String())
+	if acme.Node().Admitted(globex.ID) {
+		t.Fatal("peer add re-admitted a revoked key")
+	}
+	tok := invite(t, acme, time.Hour, 1)
+	if _, err := globex.Node().Join(t.Context(), tok, ""); err == nil {
+		t.Fatal("a revoked key joined by invite")
+	}
+	// The revocation survives a restart.
+	acme.Stop(t)
+	acme.Start(t)
+	if acme.Node().Admitted(globex.ID) {
+		t.Fatal("revocation lost across a restart")
+	}
+}
