@@ -27,9 +27,6 @@ const (
 	MaxAddrLen = 255
 )
 
-// ErrExpired is wrapped when an invite is past its expiry.
-var ErrExpired = errors.New("membership: expired")
-
 // ErrUsedUp is wrapped when an invite has no uses left.
 var ErrUsedUp = errors.New("membership: invite used up")
 

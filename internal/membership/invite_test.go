@@ -2,7 +2,6 @@ package membership
 
 import (
 	"bytes"
-	"crypto/ed25519"
 	"encoding/base64"
 	"errors"
 	"math/rand/v2"
@@ -14,15 +13,6 @@ import (
 )
 
 var t0 = time.Date(2026, 12, 6, 2, 0, 0, 0, time.UTC)
-
-func testKey(t testing.TB, b byte) identity.PrivateKey {
-	t.Helper()
-	k, err := identity.FromSeed(bytes.Repeat([]byte{b}, ed25519.SeedSize))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
 
 // seeded is a deterministic nonce source.
 func seeded(seed uint64) *rand.ChaCha8 {
@@ -175,11 +165,11 @@ func TestAdmitRoundTripAndRefusals(t *testing.T) {
 	if _, err := ParseAdmit(forged); !errors.Is(err, ErrBadSignature) {
 		t.Fatalf("forged introduction: %v", err)
 	}
-	st, err := ParseStatement(txt)
+	st, err := ParseAdmission(txt)
 	if err != nil || st.Kind != KindAdmit || *st.Admit != a {
 		t.Fatalf("ParseStatement = %+v, %v", st, err)
 	}
-	if _, err := ParseStatement("treaty-invite-v1.AAAA"); !errors.Is(err, ErrMalformed) {
+	if _, err := ParseAdmission("treaty-invite-v1.AAAA"); !errors.Is(err, ErrMalformed) {
 		t.Fatalf("an invite is not a statement: %v", err)
 	}
 }

@@ -16,7 +16,7 @@ func TestRevocationRoundTripAndRefusals(t *testing.T) {
 	if err != nil || got != r {
 		t.Fatalf("ParseRevocation = %+v, %v", got, err)
 	}
-	st, err := ParseStatement(txt)
+	st, err := ParseAdmission(txt)
 	if err != nil || st.Kind != KindRevoke || st.Revocation.Key != k.Public() {
 		t.Fatalf("ParseStatement = %+v, %v", st, err)
 	}

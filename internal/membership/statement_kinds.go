@@ -3,7 +3,6 @@ package membership
 import (
 	"encoding/base64"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -30,19 +29,12 @@ const MaxStatementText = 1024
 // statementVersion is the first byte of every body; a new layout gets a new one.
 const statementVersion = 1
 
-// ErrMalformed is wrapped by every decoding failure: wrong prefix, bad
-// base64url, wrong length, an unknown version or a bad field.
-var ErrMalformed = errors.New("membership: malformed statement")
-
-// ErrBadSignature is wrapped when a statement's signature does not verify.
-var ErrBadSignature = errors.New("membership: bad signature")
-
 // StatementError says which kind of statement was refused and why. Reason is
 // safe to show: it never quotes the statement (an invite token is a secret).
 type StatementError struct {
 	Kind   string // KindInvite, ...
 	Reason string
-	Err    error // ErrMalformed, ErrBadSignature, ErrExpired, ...
+	Err    error // ErrMalformed, ErrBadSignature, ErrExpired, ErrUsedUp, ...
 }
 
 func (e *StatementError) Error() string {
@@ -117,8 +109,7 @@ func (r *reader) done() bool      { return !r.bad && len(r.b) == 0 }
 func (r *reader) key() []byte     { return r.take(32) }
 func (r *reader) time() time.Time { return time.Unix(r.i64(), 0).UTC() }
 
-func appendStr8(b []byte, s string) []byte { return append(append(b, byte(len(s))), s...) }
-func appendI64(b []byte, v int64) []byte   { return binary.BigEndian.AppendUint64(b, uint64(v)) }
+func appendI64(b []byte, v int64) []byte { return binary.BigEndian.AppendUint64(b, uint64(v)) }
 
 // parseKey turns 32 body bytes into a key, refusing the zero key.
 func parseKey(kind, field string, b []byte) (identity.PublicKey, error) {
@@ -135,9 +126,9 @@ func validTime(t time.Time) bool {
 	return t.Year() >= 2000 && t.Year() <= 9999
 }
 
-// Statement is one decoded and verified admission statement that members
-// spread: exactly one of its pointers is set, as Kind says.
-type Statement struct {
+// AdmissionStatement is one decoded and verified admission statement that
+// members spread: exactly one of its pointers is set, as Kind says.
+type AdmissionStatement struct {
 	Kind       string
 	Text       string // the canonical text, for forwarding and storage
 	Admit      *Admit
@@ -145,21 +136,21 @@ type Statement struct {
 	Revocation *Revocation
 }
 
-// ParseStatement decodes and verifies an introduction, a rotation or a
+// ParseAdmission decodes and verifies an introduction, a rotation or a
 // revocation, chosen by its prefix. Invites are not statements: they are
 // presented to their inviter only (ParseInvite).
-func ParseStatement(s string) (Statement, error) {
+func ParseAdmission(s string) (AdmissionStatement, error) {
 	s = strings.TrimSpace(s)
 	switch {
 	case strings.HasPrefix(s, AdmitPrefix+"."):
 		a, err := ParseAdmit(s)
-		return Statement{Kind: KindAdmit, Text: s, Admit: &a}, err
+		return AdmissionStatement{Kind: KindAdmit, Text: s, Admit: &a}, err
 	case strings.HasPrefix(s, RotatePrefix+"."):
 		r, err := ParseRotation(s)
-		return Statement{Kind: KindRotate, Text: s, Rotation: &r}, err
+		return AdmissionStatement{Kind: KindRotate, Text: s, Rotation: &r}, err
 	case strings.HasPrefix(s, RevokePrefix+"."):
 		r, err := ParseRevocation(s)
-		return Statement{Kind: KindRevoke, Text: s, Revocation: &r}, err
+		return AdmissionStatement{Kind: KindRevoke, Text: s, Revocation: &r}, err
 	}
-	return Statement{}, malformed("unknown", "not an introduction, rotation or revocation")
+	return AdmissionStatement{}, malformed("unknown", "not an introduction, rotation or revocation")
 }

@@ -6,10 +6,10 @@ import (
 	"time"
 )
 
-// FuzzParseStatement feeds the decoders of every admission statement and of
+// FuzzParseAdmission feeds the decoders of every admission statement and of
 // join tokens: they must never panic, and whatever they accept must re-encode
 // to the exact input (one statement, one encoding).
-func FuzzParseStatement(f *testing.F) {
+func FuzzParseAdmission(f *testing.F) {
 	k, n := testKey(f, 1), testKey(f, 2)
 	_, inv, _ := IssueInvite(k, "127.0.0.1:7420", t0, time.Hour, 1, seeded(1))
 	adm, _ := Admit{Inviter: k.Public(), Member: n.Public(), Name: "delta", Addr: "[::1]:9", Issued: t0}.Sign(k)
@@ -29,7 +29,7 @@ func FuzzParseStatement(f *testing.F) {
 		if v, err := ParseInvite(s); err == nil {
 			_ = v.Check(t0)
 		}
-		st, err := ParseStatement(s)
+		st, err := ParseAdmission(s)
 		if err != nil {
 			return
 		}

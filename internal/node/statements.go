@@ -45,7 +45,7 @@ func (n *Node) serveStatement(ctx context.Context, c net.Conn) {
 // the local operator). It reports whether the statement was new here; a
 // statement that fails to verify counts as evidence against from.
 func (n *Node) applyStatement(ctx context.Context, text string, from identity.PublicKey) (fresh bool, err error) {
-	st, err := membership.ParseStatement(text)
+	st, err := membership.ParseAdmission(text)
 	if err != nil {
 		n.statementRefused(ctx, from, err)
 		return false, err
@@ -279,7 +279,7 @@ func (n *Node) push(ctx context.Context, k identity.PublicKey, addr, text string
 // it was handed (a prepared revocation, say): the statement carries its own
 // signatures.
 func (n *Node) Publish(ctx context.Context, text string) (int, error) {
-	st, err := membership.ParseStatement(text)
+	st, err := membership.ParseAdmission(text)
 	if err != nil {
 		return 0, refusal.Wrap(refusal.StageUsage, err)
 	}
