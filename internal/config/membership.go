@@ -29,8 +29,16 @@ const (
 	MaxMaxInviteUses     = 1000
 )
 
-// Membership bounds the invites this node signs (docs/admission.md).
+// Membership turns on gossip and bounds the invites this node signs
+// (docs/admission.md, docs/membership.md).
 type Membership struct {
+	// Enabled runs gossip (memberlist over the transport, seeded with the
+	// peer book): members' signed records keep addresses current, and
+	// statements spread by gossip as well as by push. Read at start.
+	Enabled bool `yaml:"enabled,omitempty"`
+	// Org is the organisation this node names in its signed record, for
+	// display (`treaty members`). At most 64 bytes. Read at start.
+	Org string `yaml:"org,omitempty"`
 	// MaxInviteTTL is the longest --ttl `treaty invite` accepts. Zero: 24h;
 	// allowed [1m, 720h].
 	MaxInviteTTL Duration `yaml:"max_invite_ttl,omitempty"`
@@ -56,6 +64,9 @@ func (m Membership) InviteUses() int {
 }
 
 func (m Membership) validate() error {
+	if len(m.Org) > 64 {
+		return fmt.Errorf("config: membership.org is %d bytes; at most 64", len(m.Org))
+	}
 	if d := m.MaxInviteTTL.D(); d != 0 && (d < time.Minute || d > MaxMaxInviteTTL) {
 		return fmt.Errorf("config: membership.max_invite_ttl %v outside [1m, %v]", d, MaxMaxInviteTTL)
 	}

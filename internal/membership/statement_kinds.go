@@ -154,3 +154,52 @@ func ParseAdmission(s string) (AdmissionStatement, error) {
 	}
 	return AdmissionStatement{}, malformed("unknown", "not an introduction, rotation or revocation")
 }
+
+// Envelope kinds under which gossip carries admission statements: the body is
+// the statement's text, and the envelope's signer is whoever published it
+// (the statement carries its own signatures).
+const (
+	GossipKindAdmit  = "treaty.admit"
+	GossipKindRotate = "treaty.rotate"
+	GossipKindRevoke = "treaty.revoke"
+)
+
+// gossipKinds maps a statement kind to its envelope kind.
+var gossipKinds = map[string]string{KindAdmit: GossipKindAdmit, KindRotate: GossipKindRotate, KindRevoke: GossipKindRevoke}
+
+// AdmissionEnvelope wraps a verified admission statement for gossip, signed
+// by the publishing node's key.
+func AdmissionEnvelope(publisher identity.PrivateKey, st AdmissionStatement) (Statement, error) {
+	kind, ok := gossipKinds[st.Kind]
+	if !ok {
+		return Statement{}, malformed(st.Kind, "not an admission statement")
+	}
+	return SignStatement(publisher, kind, []byte(st.Text))
+}
+
+// AdmissionKinds registers the admission statements with gossip: each
+// envelope kind accepts only a body that verifies as its own kind of
+// statement, and accept gets every new one (it must not block).
+func AdmissionKinds(accept func(AdmissionStatement)) map[string]Kind {
+	out := map[string]Kind{}
+	for kind, envelope := range gossipKinds {
+		out[envelope] = Kind{
+			Validate: func(s Statement) error {
+				st, err := ParseAdmission(string(s.Body))
+				if err != nil {
+					return err
+				}
+				if st.Kind != kind || st.Text != string(s.Body) {
+					return malformed(kind, "envelope kind %s carries a %s statement", envelope, st.Kind)
+				}
+				return nil
+			},
+			Accept: func(s Statement) {
+				if st, err := ParseAdmission(string(s.Body)); err == nil {
+					accept(st)
+				}
+			},
+		}
+	}
+	return out
+}

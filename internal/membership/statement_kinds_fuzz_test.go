@@ -2,6 +2,7 @@ package membership
 
 import (
 	"bytes"
+	"errors"
 	"testing"
 	"time"
 )
@@ -48,4 +49,38 @@ func FuzzParseAdmission(f *testing.F) {
 			t.Fatalf("accepted %q but its fields re-encode differently", st.Text)
 		}
 	})
+}
+
+func TestAdmissionKinds(t *testing.T) {
+	k, n := testKey(t, 1), testKey(t, 2)
+	_, rev, _ := SignRevocation(k, t0, "")
+	st, err := ParseAdmission(rev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, err := AdmissionEnvelope(n, st)
+	if err != nil || env.Kind != GossipKindRevoke {
+		t.Fatalf("envelope %+v, %v", env, err)
+	}
+	var got []AdmissionStatement
+	kinds := AdmissionKinds(func(s AdmissionStatement) { got = append(got, s) })
+	if err := kinds[GossipKindRevoke].Validate(env); err != nil {
+		t.Fatal(err)
+	}
+	kinds[GossipKindRevoke].Accept(env)
+	if len(got) != 1 || got[0].Revocation.Key != k.Public() {
+		t.Fatalf("accepted %+v", got)
+	}
+	// A revocation carried under the rotation kind is refused.
+	wrong := env
+	wrong.Kind = GossipKindRotate
+	if err := kinds[GossipKindRotate].Validate(wrong); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("kind mismatch: %v", err)
+	}
+	// So is a body with trailing whitespace: one statement, one encoding.
+	padded := env
+	padded.Body = append([]byte(rev), ' ')
+	if err := kinds[GossipKindRevoke].Validate(padded); err == nil {
+		t.Fatal("accepted a non-canonical body")
+	}
 }

@@ -71,6 +71,10 @@ type admission struct {
 	refused atomic.Pointer[map[identity.PublicKey]string] // revoked and superseded keys -> why
 	open    atomic.Int32                                  // invites not expired at the last count (used up or not)
 	seen    map[[32]byte]struct{}
+	restart chan struct{} // closed by Rotate (rotate.go)
+	closing bool          // set when the node stops: goTracked starts nothing more
+	wg      sync.WaitGroup
+	gossip  atomic.Pointer[membership.Membership] // nil unless membership.enabled (gossip.go)
 }
 
 // ledger is AdmissionFile.
@@ -193,8 +197,20 @@ func (n *Node) startAdmission(ctx context.Context) error {
 	if err := n.loadAdmission(); err != nil {
 		return err
 	}
+	if err := n.recordRotation(ctx); err != nil {
+		return err
+	}
+	n.registerGossip()
 	join, stmt := n.tr.Listener(ProtoJoin), n.tr.Listener(ProtoStatement)
-	n.wg.Add(2)
+	n.wg.Add(3)
+	go func() {
+		defer n.wg.Done()
+		<-ctx.Done()
+		n.adm.mu.Lock()
+		n.adm.closing = true
+		n.adm.mu.Unlock()
+		n.adm.wg.Wait()
+	}()
 	go func() {
 		defer n.wg.Done()
 		n.serveAdmission(ctx, join, n.serveJoin)
@@ -275,6 +291,7 @@ func (n *Node) serveJoin(ctx context.Context, c net.Conn) {
 	if reply.Admit != "" {
 		// Every member learns the newcomer; it already knows them.
 		n.spread(ctx, reply.Admit, newcomer)
+		n.publishGossip(ctx, reply.Admit)
 	}
 }
 

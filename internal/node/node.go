@@ -113,6 +113,9 @@ func Open(opts Options) (_ *Node, err error) {
 	if err := checkHomeMode(opts.Home); err != nil {
 		return nil, err
 	}
+	if err := finishRotation(opts.Home); err != nil { // a key rotation waiting for a restart (rotate.go)
+		return nil, err
+	}
 	key, err := identity.LoadKeyFile(filepath.Join(opts.Home, KeyFile))
 	if err != nil {
 		return nil, err
@@ -234,6 +237,10 @@ func (n *Node) Start(ctx context.Context) error {
 	if err := n.tr.Start(ctx); err != nil {
 		n.cancel()
 		return fmt.Errorf("node: %w", err)
+	}
+	if err := n.startGossip(ctx); err != nil {
+		n.cancel()
+		return err
 	}
 	n.wg.Add(5)
 	go func() {

@@ -19,22 +19,26 @@ import (
 	"github.com/treaty-dev/treaty/internal/trust"
 )
 
-// serveStatement takes one statement from a member, answers "ok" or
-// "error: REASON", and then pushes a new, valid statement on to the others.
+// serveStatement takes one statement from a member, answers "ok" once it is
+// persisted (before its effects: a rotation or revocation of the sender's own
+// key closes this very connection) or "error: REASON", and then pushes a new,
+// valid statement on to the others.
 func (n *Node) serveStatement(ctx context.Context, c net.Conn) {
 	from, _ := transport.PeerFromConn(c)
 	line, err := readLine(c, stmtLineMax)
-	fresh := false
-	if err == nil {
-		fresh, err = n.applyStatement(ctx, string(line), from)
-	} else {
-		n.statementRefused(ctx, from, err)
-	}
 	if err != nil {
-		_, _ = c.Write([]byte("error: " + strings.ReplaceAll(err.Error(), "\n", " ") + "\n"))
+		n.statementRefused(ctx, from, err)
+		_, _ = c.Write([]byte("error: " + err.Error() + "\n"))
 		return
 	}
-	_, _ = c.Write([]byte("ok\n"))
+	var once sync.Once
+	ack := func() { once.Do(func() { _, _ = c.Write([]byte("ok\n")) }) }
+	fresh, err := n.applyStatement(ctx, string(line), from, ack)
+	if err != nil {
+		once.Do(func() { _, _ = c.Write([]byte("error: " + strings.ReplaceAll(err.Error(), "\n", " ") + "\n")) })
+		return
+	}
+	ack()
 	c.Close()
 	if fresh {
 		n.spread(ctx, string(line), from)
@@ -43,23 +47,28 @@ func (n *Node) serveStatement(ctx context.Context, c net.Conn) {
 
 // applyStatement verifies and applies one statement that from relayed (zero:
 // the local operator). It reports whether the statement was new here; a
-// statement that fails to verify counts as evidence against from.
-func (n *Node) applyStatement(ctx context.Context, text string, from identity.PublicKey) (fresh bool, err error) {
+// statement that fails to verify counts as evidence against from. ack (or
+// nil) is called once the statement is persisted, before its effects.
+func (n *Node) applyStatement(ctx context.Context, text string, from identity.PublicKey, ack func()) (fresh bool, err error) {
+	if ack == nil {
+		ack = func() {}
+	}
 	st, err := membership.ParseAdmission(text)
 	if err != nil {
 		n.statementRefused(ctx, from, err)
 		return false, err
 	}
 	if n.adm.markSeen(st.Text) {
+		ack()
 		return false, nil
 	}
 	switch st.Kind {
 	case membership.KindAdmit:
 		err = n.applyAdmit(ctx, *st.Admit, from)
 	case membership.KindRotate:
-		err = n.applyRotation(ctx, *st.Rotation, st.Text)
+		err = n.applyRotation(ctx, *st.Rotation, st.Text, ack)
 	case membership.KindRevoke:
-		err = n.applyRevocation(ctx, *st.Revocation, st.Text)
+		err = n.applyRevocation(ctx, *st.Revocation, st.Text, ack)
 	}
 	if err != nil {
 		n.adm.forget(st.Text) // not applied: a later copy may try again
@@ -140,7 +149,7 @@ func recordLocked(list *[]string, text string) bool {
 // applyRotation moves a member's entry, grants, rules, trust and budgets from
 // its old key to its new one. The old key is refused from then on. A rotation
 // from a revoked key is void, and its new key is refused as well.
-func (n *Node) applyRotation(ctx context.Context, r membership.Rotation, text string) error {
+func (n *Node) applyRotation(ctx context.Context, r membership.Rotation, text string, ack func()) error {
 	a := &n.adm
 	a.mu.Lock()
 	added := recordLocked(&a.ledger.Rotations, text)
@@ -156,6 +165,7 @@ func (n *Node) applyRotation(ctx context.Context, r membership.Rotation, text st
 	if err != nil {
 		return err
 	}
+	ack()
 	n.tr.Disconnect(r.Old)
 	if why := n.adm.refusedWhy(r.New); why == "revoked" {
 		n.tr.Disconnect(r.New)
@@ -183,7 +193,7 @@ func (n *Node) applyRotation(ctx context.Context, r membership.Rotation, text st
 // applyRevocation persists a revocation, refuses the key (and every key it
 // rotated to) at the handshake, closes its connections and drops it from the
 // peer book.
-func (n *Node) applyRevocation(ctx context.Context, r membership.Revocation, text string) error {
+func (n *Node) applyRevocation(ctx context.Context, r membership.Revocation, text string, ack func()) error {
 	a := &n.adm
 	a.mu.Lock()
 	var err error
@@ -198,6 +208,7 @@ func (n *Node) applyRevocation(ctx context.Context, r membership.Revocation, tex
 	if err != nil {
 		return err
 	}
+	ack()
 	closed := n.tr.Disconnect(r.Key)
 	if r.Key == n.self {
 		n.log.Error("this node's own key is revoked: members refuse it; make a new identity and join again")
@@ -283,10 +294,12 @@ func (n *Node) Publish(ctx context.Context, text string) (int, error) {
 	if err != nil {
 		return 0, refusal.Wrap(refusal.StageUsage, err)
 	}
-	if _, err := n.applyStatement(ctx, st.Text, identity.PublicKey{}); err != nil {
+	if _, err := n.applyStatement(ctx, st.Text, identity.PublicKey{}, nil); err != nil {
 		return 0, err
 	}
-	return n.spread(ctx, st.Text, identity.PublicKey{}), nil
+	acked := n.spread(ctx, st.Text, identity.PublicKey{})
+	n.publishGossip(ctx, st.Text)
+	return acked, nil
 }
 
 // MemberState is one key admission knows of, for `treaty members`.

@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/treaty-dev/treaty/internal/audit"
 	"github.com/treaty-dev/treaty/internal/backend"
 	"github.com/treaty-dev/treaty/internal/config"
 	"github.com/treaty-dev/treaty/internal/identity"
@@ -307,3 +309,113 @@ func TestRevocationRefusedEverywhere(t *testing.T) {
 		t.Fatal("revocation lost across a restart")
 	}
 }
+
+func TestRotationKeepsGrantsTrustAndBudgets(t *testing.T) {
+	c := NewCluster(t, 3, Options{Names: []string{"acme", "globex", "initech"}})
+	acme, globex, initech := c.Member("acme"), c.Member("globex"), c.Member("initech")
+	globex.Handle(t, "echo", func(_ context.Context, inv backend.Invocation) ([]byte, error) { return inv.Input, nil })
+	globex.Grant(t, acme.ID.String(), "echo")
+	globex.AppendConfig(t, "budget:\n  rules:\n    - peer: "+acme.ID.String()+"\n      rate: 50\n      burst: 50\n")
+	for range 5 {
+		acme.MustCall(t, "globex", "echo", `{}`)
+	}
+	before := globex.Node().TrustSnapshot(acme.ID)
+	old := acme.ID
+
+	res, err := acme.Node().Rotate(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Old != old || res.Acked != 2 {
+		t.Fatalf("rotate: %+v, want both members to acknowledge", res)
+	}
+	select {
+	case <-acme.Node().Restart():
+	default:
+		t.Fatal("Rotate did not ask for a restart")
+	}
+	eventually(t, spreadBound, "every member follows the rotation", func() bool {
+		for _, m := range []*Member{globex, initech} {
+			if _, ok := knows(m, res.New); !ok || m.Node().Admitted(old) {
+				return false
+			}
+		}
+		return true
+	})
+	acme.Stop(t)
+	acme.ID = res.New
+	acme.Start(t)
+	if acme.Node().ID() != res.New {
+		t.Fatalf("restarted on %s, want the new key %s", acme.Node().ID().Short(), res.New.Short())
+	}
+	// Grants carried over: the call works without a new grant.
+	acme.MustCall(t, "globex", "echo", `{"after":"rotation"}`)
+	after := globex.Node().TrustSnapshot(res.New)
+	if after.Score < before.Score || len(after.Recent) < len(before.Recent) {
+		t.Fatalf("trust after rotation %+v, before %+v: want it carried over", after, before)
+	}
+	cfg, err := config.Load(globex.Home)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := cfg.Budget.Rule(res.New.String(), "", 0); !ok {
+		t.Fatalf("budget rule not moved to the new key: %+v", cfg.Budget.Rules)
+	}
+	// Both keys in the audit logs: globex's, and the head of acme's new log.
+	var seen bool
+	for _, e := range globex.Audit(t, auditFilter(node.KindKeyRotated)) {
+		if e.Peer == res.New.String() && strings.Contains(string(e.Report), old.String()) {
+			seen = true
+		}
+	}
+	if !seen {
+		t.Fatal("globex's audit log lacks the rotation with both keys")
+	}
+	head := acme.Audit(t, auditFilter(node.KindKeyRotated))
+	if len(head) == 0 || !strings.Contains(string(head[0].Report), res.New.String()) || head[0].Peer != old.String() {
+		t.Fatalf("acme's new audit log does not start with the rotation: %+v", head)
+	}
+	// The old key is refused by every member.
+	for _, m := range []*Member{globex, initech} {
+		if m.Node().Admitted(old) {
+			t.Fatalf("%s still admits the superseded key", m.Name)
+		}
+	}
+}
+
+func TestRevocationVoidsRotationsOfAStolenKey(t *testing.T) {
+	c := NewCluster(t, 3, Options{Names: []string{"acme", "globex", "initech"}})
+	acme, globex := c.Member("acme"), c.Member("globex")
+	key, err := identity.LoadKeyFile(acme.Home + "/identity.key")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, revocation, err := membership.SignRevocation(key, c.Clock.Now(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A thief with acme's key rotates it to a key of its own ...
+	thief, _ := identity.Generate(nil)
+	_, rot, err := membership.SignRotation(key, thief, c.Clock.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := globex.Node().Publish(t.Context(), rot); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, spreadBound, "the rotation applies", func() bool { return globex.Node().Admitted(thief.Public()) })
+	// ... and acme's prepared revocation voids both keys.
+	if _, err := globex.Node().Publish(t.Context(), revocation); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, spreadBound, "both keys refused everywhere", func() bool {
+		for _, m := range c.Members[1:] {
+			if m.Node().Admitted(thief.Public()) || m.Node().Admitted(acme.ID) {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+func auditFilter(kind string) audit.Filter { return audit.Filter{Kind: kind} }
