@@ -419,3 +419,64 @@ func TestRevocationVoidsRotationsOfAStolenKey(t *testing.T) {
 }
 
 func auditFilter(kind string) audit.Filter { return audit.Filter{Kind: kind} }
+
+func TestGossipFollowsAddressesAndShowsMembers(t *testing.T) {
+	names := []string{"acme", "globex", "initech", "umbrella"}
+	cfg := map[string]string{}
+	for _, n := range names {
+		cfg[n] = "membership:\n  enabled: true\n  org: " + n + " inc\n"
+	}
+	c := NewCluster(t, 4, Options{Names: names, Config: cfg})
+	// The peer books were written after the nodes started: join them now,
+	// as a restart would with its seeds.
+	for _, m := range c.Members {
+		m.Stop(t)
+		m.Start(t)
+	}
+	eventually(t, 10*time.Second, "every node sees every other alive", func() bool {
+		for _, m := range c.Members {
+			alive := 0
+			for _, g := range m.Node().GossipMembers() {
+				if !g.Self && g.State.String() == "alive" {
+					alive++
+				}
+			}
+			if alive != 3 {
+				return false
+			}
+		}
+		return true
+	})
+	orgs := map[string]bool{}
+	for _, g := range c.Member("acme").Node().GossipMembers() {
+		orgs[g.Record.Org] = true
+	}
+	if !orgs["globex inc"] || !orgs["umbrella inc"] {
+		t.Fatalf("organisations seen by acme: %v", orgs)
+	}
+	// globex moves to a new port; nobody edits a peer book.
+	globex := c.Member("globex")
+	oldAddr := globex.Addr()
+	globex.Stop(t)
+	if err := globex.start(); err != nil {
+		t.Fatal(err)
+	}
+	newAddr := globex.Addr()
+	if newAddr == oldAddr {
+		t.Skip("the kernel gave the same port back")
+	}
+	eventually(t, 10*time.Second, "every member follows globex to its new address", func() bool {
+		for _, m := range c.Members {
+			if m == globex {
+				continue
+			}
+			if p, ok := knows(m, globex.ID); !ok || p.Addr != newAddr {
+				return false
+			}
+		}
+		return true
+	})
+	globex.Handle(t, "echo", func(_ context.Context, inv backend.Invocation) ([]byte, error) { return inv.Input, nil })
+	globex.Grant(t, c.Member("acme").ID.String(), "echo")
+	c.Member("acme").MustCall(t, "globex", "echo", `{}`)
+}
