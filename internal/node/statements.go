@@ -332,3 +332,16 @@ func (n *Node) Members() []MemberState {
 	}
 	return out
 }
+
+// PeerSource says where the peer book entry of k came from: operator, invite,
+// gossip or decision ("" when k is not in the book).
+func (n *Node) PeerSource(k identity.PublicKey) string {
+	p, ok := n.state.Load().peers[k]
+	switch {
+	case !ok:
+		return ""
+	case p.Source == "":
+		return config.SourceOperator
+	}
+	return p.Source
+}
