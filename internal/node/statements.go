@@ -321,7 +321,11 @@ func (n *Node) Members() []MemberState {
 		if src == "" {
 			src = config.SourceOperator
 		}
-		out = append(out, MemberState{Name: p.Name, ID: p.ID, Addr: p.Addr, Source: src, Status: "member"})
+		status := "member"
+		if why := n.adm.refusedWhy(p.ID); why != "" {
+			status = why // refused at the handshake already; leaving the book
+		}
+		out = append(out, MemberState{Name: p.Name, ID: p.ID, Addr: p.Addr, Source: src, Status: status})
 	}
 	if m := n.adm.refused.Load(); m != nil {
 		for k, why := range *m {
