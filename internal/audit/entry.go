@@ -27,8 +27,8 @@ const (
 
 // Kinds lists every kind treaty writes, for filters that must name one.
 func Kinds() []string {
-	return []string{KindCallSent, KindCallServed, KindCallCompleted, KindCallRefused, KindHandshakeRefused,
-		KindPolicyChanged, KindTrustLevel, KindFork, KindPruned, KindHighWater}
+	return append([]string{KindCallSent, KindCallServed, KindCallCompleted, KindCallRefused, KindHandshakeRefused,
+		KindPolicyChanged, KindTrustLevel, KindFork, KindPruned, KindHighWater}, admissionKinds()...) // kinds_admission.go
 }
 
 // Size limits of one entry. Append rejects larger fields with ErrInvalidEntry.

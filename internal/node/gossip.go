@@ -16,7 +16,7 @@ import (
 
 // KindGossipEvidence is the audit kind of a record or statement that gossip
 // dropped, with the member that relayed it.
-const KindGossipEvidence = "membership.evidence"
+const KindGossipEvidence = audit.KindGossipEvidence
 
 // registerGossip offers the gossip protocol from the first handshake on, when
 // membership.enabled; Start calls it before the transport listens.

@@ -45,15 +45,20 @@ const (
 // rotations it has applied (mode 0600).
 const AdmissionFile = "admission.json"
 
-// Kinds of audit entries written by admission.
+// Kinds of audit entries written by admission (defined with the others in
+// internal/audit).
 const (
-	KindInviteIssued  = "invite.issued"
-	KindMemberAdmit   = "member.admitted" // a key joined with one of our invites, or was introduced
-	KindMemberJoined  = "member.joined"   // this node joined through an invite
-	KindKeyRotated    = "key.rotated"
-	KindKeyRevoked    = "key.revoked"
-	KindJoinRefused   = "join.refused"
-	KindStmtRefused   = "statement.refused"
+	KindInviteIssued = audit.KindInviteIssued
+	KindMemberAdmit  = audit.KindMemberAdmitted
+	KindMemberJoined = audit.KindMemberJoined
+	KindKeyRotated   = audit.KindKeyRotated
+	KindKeyRevoked   = audit.KindKeyRevoked
+	KindJoinRefused  = audit.KindJoinRefused
+	KindStmtRefused  = audit.KindStmtRefused
+)
+
+// Bounds of the admission protocols.
+const (
 	stmtLineMax       = membership.MaxStatementText + 2
 	joinRequestMax    = 4 << 10
 	joinReplyMax      = 256 << 10

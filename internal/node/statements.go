@@ -70,12 +70,24 @@ func (n *Node) applyStatement(ctx context.Context, text string, from identity.Pu
 	case membership.KindRevoke:
 		err = n.applyRevocation(ctx, *st.Revocation, st.Text, ack)
 	}
+	if errors.Is(err, errStale) {
+		ack() // valid, but not applied nor passed on
+		return false, nil
+	}
 	if err != nil {
 		n.adm.forget(st.Text) // not applied: a later copy may try again
 		return false, err
 	}
 	return true, nil
 }
+
+// introductionMaxAge bounds how old (or how far ahead of this node's clock)
+// an introduction may be when applied: a member could otherwise replay an old
+// introduction to bring back a key an operator removed with `peer rm`.
+const introductionMaxAge = time.Hour
+
+// errStale marks a valid statement too old to apply.
+var errStale = errors.New("statement too old to apply")
 
 // statementRefused audits a statement that did not verify and, when a member
 // relayed it, counts it against that member's trust.
@@ -106,6 +118,10 @@ func (a *admission) forget(text string) {
 func (n *Node) applyAdmit(ctx context.Context, a membership.Admit, from identity.PublicKey) error {
 	if a.Member == n.self || a.Inviter == n.self {
 		return nil
+	}
+	if age := n.now().Sub(a.Issued); age > introductionMaxAge || age < -time.Minute {
+		n.log.Info("introduction outside its time window ignored", "peer", a.Member, "issued", a.Issued)
+		return errStale
 	}
 	if why := n.adm.refusedWhy(a.Inviter); why != "" {
 		return fmt.Errorf("introduction by %s, which is %s", a.Inviter.Short(), why)

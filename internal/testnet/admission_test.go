@@ -480,3 +480,37 @@ func TestGossipFollowsAddressesAndShowsMembers(t *testing.T) {
 	globex.Grant(t, c.Member("acme").ID.String(), "echo")
 	c.Member("acme").MustCall(t, "globex", "echo", `{}`)
 }
+
+func TestStaleIntroductionNotApplied(t *testing.T) {
+	c := NewCluster(t, 2, Options{Names: []string{"acme", "globex"}})
+	acme, globex := c.Member("acme"), c.Member("globex")
+	// acme's key introduces a key that globex's operator removed long ago.
+	key, err := identity.LoadKeyFile(acme.Home + "/identity.key")
+	if err != nil {
+		t.Fatal(err)
+	}
+	removed, _ := identity.Generate(nil)
+	old := membership.Admit{Inviter: acme.ID, Member: removed.Public(), Name: "gone", Addr: "127.0.0.1:9", Issued: c.Clock.Now().Add(-2 * time.Hour)}
+	text, err := old.Sign(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := acme.Node().Publish(t.Context(), text); err != nil {
+		t.Fatal(err)
+	}
+	fresh := old
+	fresh.Issued, fresh.Name = c.Clock.Now(), "fresh"
+	k2, _ := identity.Generate(nil)
+	fresh.Member = k2.Public()
+	text2, err := fresh.Sign(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := acme.Node().Publish(t.Context(), text2); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, spreadBound, "the fresh introduction applies", func() bool { _, ok := knows(globex, k2.Public()); return ok })
+	if _, ok := knows(globex, removed.Public()); ok {
+		t.Fatal("an introduction two hours old was applied")
+	}
+}
