@@ -3,9 +3,11 @@ package membership
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -65,15 +67,18 @@ func (p *partition) set(side map[identity.PublicKey]int) {
 // cluster is n nodes with real transports on loopback, each admitting every
 // key of the cluster.
 type cluster struct {
-	tb    testing.TB
-	keys  []identity.PrivateKey
-	trs   []*transport.Transport
-	ms    []*Membership
-	peers *keySet
-	part  *partition
-	ev    chan Evidence
-	tim   Timings
-	kinds map[string]Kind
+	tb      testing.TB
+	keys    []identity.PrivateKey
+	pubs    []identity.PublicKey // keys[i].Public(), cached: deriving it costs a base58 encoding
+	trs     []*transport.Transport
+	ms      []*Membership
+	peers   *keySet
+	part    *partition
+	ev      chan Evidence
+	evCount atomic.Int64
+	debug   io.Writer // node 5 logs here at debug level when set
+	tim     Timings
+	kinds   map[string]Kind
 }
 
 // testTimings are the defaults, slowed down under the race detector, which
@@ -91,11 +96,32 @@ func testTimings() Timings {
 
 func newCluster(tb testing.TB, n int, kinds map[string]Kind) *cluster {
 	tb.Helper()
+	return newClusterFrom(tb, 1, n, kinds)
+}
+
+func newClusterDbg(tb testing.TB, n int, w io.Writer) *cluster {
+	c := &cluster{tb: tb, peers: &keySet{m: map[identity.PublicKey]bool{}}, part: &partition{},
+		ev: make(chan Evidence, 1024), tim: testTimings(), debug: w}
+	for i := range n {
+		c.keys = append(c.keys, testKey(tb, 1+i))
+		c.pubs = append(c.pubs, c.keys[i].Public())
+		c.peers.add(c.pubs[i])
+	}
+	for i := range n {
+		c.start(i, "127.0.0.1:0")
+	}
+	return c
+}
+
+// newClusterFrom makes a cluster whose keys are testKey(base), testKey(base+1)...
+func newClusterFrom(tb testing.TB, base, n int, kinds map[string]Kind) *cluster {
+	tb.Helper()
 	c := &cluster{tb: tb, peers: &keySet{m: map[identity.PublicKey]bool{}}, part: &partition{},
 		ev: make(chan Evidence, 1024), tim: testTimings(), kinds: kinds}
 	for i := range n {
-		c.keys = append(c.keys, testKey(tb, i+1))
-		c.peers.add(c.keys[i].Public())
+		c.keys = append(c.keys, testKey(tb, base+i))
+		c.pubs = append(c.pubs, c.keys[i].Public())
+		c.peers.add(c.pubs[i])
 	}
 	for i := range n {
 		c.start(i, "127.0.0.1:0")
@@ -110,7 +136,10 @@ func (c *cluster) start(i int, listen string) {
 	tb := c.tb
 	tb.Helper()
 	tr, err := transport.New(transport.Config{Identity: c.keys[i], Peers: c.peers, Listen: listen,
-		Logger: quietLog(), MaxConns: 512, MaxPendingHandshakes: 256, MaxPendingPerSource: 256})
+		Logger: quietLog(), MaxConns: 512, MaxPendingHandshakes: 256, MaxPendingPerSource: 256,
+		// Dozens of nodes in one process on 2 cores: a goroutine can wait
+		// longer than the 500ms default to send its ClientHello.
+		ClientHelloTimeout: 5 * time.Second})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -118,15 +147,25 @@ func (c *cluster) start(i int, listen string) {
 	if err := tr.Start(context.Background()); err != nil {
 		tb.Fatal(err)
 	}
-	self := c.keys[i].Public()
+	self := c.pubs[i]
+	lg := quietLog()
+	if c.debug != nil && i == 5 {
+		lg = slog.New(slog.NewTextHandler(c.debug, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
 	m, err := New(context.Background(), Config{
 		Self: c.keys[i], Transport: tr,
-		Record:     Fields{Nickname: "node", Org: "org"},
-		Timings:    c.tim,
-		Kinds:      c.kinds,
-		Log:        quietLog(),
-		OnEvidence: func(e Evidence) { c.ev <- e },
-		Cut:        func(p identity.PublicKey) bool { return c.part.cut(self, p) },
+		Record:  Fields{Nickname: "node", Org: "org"},
+		Timings: c.tim,
+		Kinds:   c.kinds,
+		Log:     lg,
+		OnEvidence: func(e Evidence) {
+			c.evCount.Add(1)
+			select {
+			case c.ev <- e:
+			default: // OnEvidence must not block
+			}
+		},
+		Cut: func(p identity.PublicKey) bool { return c.part.cut(self, p) },
 	})
 	if err != nil {
 		tb.Fatal(err)
@@ -149,7 +188,7 @@ func (c *cluster) kill(i int) {
 }
 
 func (c *cluster) seed(i int) Seed {
-	return Seed{Key: c.keys[i].Public(), Addr: c.trs[i].Addr().String()}
+	return Seed{Key: c.pubs[i], Addr: c.trs[i].Addr().String()}
 }
 
 // joinAll joins every node but 0 through node 0.
@@ -161,10 +200,21 @@ func (c *cluster) joinAll() {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			if _, err := c.ms[i].Join(ctx, []Seed{c.seed(0)}); err != nil {
-				errs <- err
+			// A join is one handshake and a push-pull; when 31 start at
+			// once on a loaded machine some time out, so retry like the
+			// background seed joiner does.
+			deadline := time.Now().Add(60 * time.Second)
+			for {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				_, err := c.ms[i].Join(ctx, []Seed{c.seed(0)})
+				cancel()
+				if err == nil {
+					return
+				}
+				if time.Now().After(deadline) {
+					errs <- err
+					return
+				}
 			}
 		}()
 	}
@@ -196,15 +246,17 @@ func knows(observer *Membership, subject identity.PublicKey, seq uint64, st Stat
 	return ok && mem.Record.Seq >= seq && mem.State == st
 }
 
-// converged reports whether every live node knows every other live node's
-// current record as alive.
+// converged reports whether every live node holds every other live node's
+// current record and believes it up (alive, or suspect: under load a suspicion
+// comes and is refuted within a probe or two, which is not a lack of knowledge).
 func (c *cluster) converged(live []int) bool {
 	for _, i := range live {
 		for _, j := range live {
 			if i == j {
 				continue
 			}
-			if !knows(c.ms[i], c.keys[j].Public(), c.ms[j].Self().Seq, StateAlive) {
+			mem, ok := c.ms[i].Member(c.pubs[j])
+			if !ok || mem.Record.Seq < c.ms[j].Self().Seq || (mem.State != StateAlive && mem.State != StateSuspect) {
 				return false
 			}
 		}
@@ -218,4 +270,36 @@ func seq(n int) []int {
 		out[i] = i
 	}
 	return out
+}
+
+// report logs, per node, which members it lacks or holds in the wrong state.
+func (c *cluster) report(tb testing.TB) {
+	for i, m := range c.ms {
+		var missing []string
+		for j := range c.ms {
+			if i == j {
+				continue
+			}
+			mem, ok := m.Member(c.pubs[j])
+			switch {
+			case !ok:
+				missing = append(missing, fmt.Sprintf("%d:unknown", j))
+			case mem.State != StateAlive:
+				missing = append(missing, fmt.Sprintf("%d:%s", j, mem.State))
+			case mem.Record.Seq < c.ms[j].Self().Seq:
+				missing = append(missing, fmt.Sprintf("%d:stale", j))
+			}
+		}
+		if i == 0 {
+			tb.Logf("evidence: %d", c.evCount.Load())
+			for len(c.ev) > 0 {
+				e := <-c.ev
+				tb.Logf("  %s against %s about %s: %v", e.Reason, e.Relayer.Short(), e.Subject.Short(), e.Err)
+				if len(c.ev) < 1000 {
+					break
+				}
+			}
+		}
+		tb.Logf("node %d (ml members %d) lacks %v; stats %+v; transport refused %v", i, m.ml.NumMembers(), missing, m.Stats(), c.trs[i].Stats().ByReason)
+	}
 }

@@ -12,7 +12,6 @@ import (
 	"github.com/treaty-dev/treaty/internal/identity"
 )
 
-var t0 = time.Date(2026, 12, 6, 2, 0, 0, 0, time.UTC)
 
 // seeded is a deterministic nonce source.
 func seeded(seed uint64) *rand.ChaCha8 {

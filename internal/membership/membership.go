@@ -30,6 +30,7 @@ import (
 	"fmt"
 	"log"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"slices"
 	"strings"
@@ -99,6 +100,10 @@ type Timings struct {
 	// DeadReclaim is how long a dead member's name stays bound to its old
 	// address; after it a restarted member may come back on a new one.
 	DeadReclaim time.Duration
+	// Reconnect is how often one dead member (not one that left) is retried
+	// with a full state exchange, so that a healed partition merges again:
+	// memberlist alone stops talking to the dead.
+	Reconnect time.Duration
 }
 
 // DefaultTimings are LAN-ish: they aim at convergence within 2 s, failure
@@ -116,6 +121,7 @@ func DefaultTimings() Timings {
 		RetransmitMult:   4,
 		PushPullInterval: 10 * time.Second,
 		DeadReclaim:      10 * time.Second,
+		Reconnect:        2 * time.Second,
 	}
 }
 
@@ -141,6 +147,7 @@ func (t *Timings) fill() {
 	setInt(&t.RetransmitMult, d.RetransmitMult)
 	setDur(&t.PushPullInterval, d.PushPullInterval)
 	setDur(&t.DeadReclaim, d.DeadReclaim)
+	setDur(&t.Reconnect, d.Reconnect)
 }
 
 func (t *Timings) check() error {
@@ -154,6 +161,7 @@ func (t *Timings) check() error {
 		{"GossipInterval", t.GossipInterval, 5 * time.Millisecond, time.Minute},
 		{"PushPullInterval", t.PushPullInterval, 100 * time.Millisecond, time.Hour},
 		{"DeadReclaim", t.DeadReclaim, 0, 24 * time.Hour},
+		{"Reconnect", t.Reconnect, 100 * time.Millisecond, time.Hour},
 	}
 	for _, d := range durs {
 		if d.v < d.min || d.v > d.max {
@@ -225,12 +233,13 @@ type Config struct {
 
 // Membership runs gossip for one node. All methods are safe for concurrent use.
 type Membership struct {
-	cfg   Config
-	log   *slog.Logger
-	net   *gossipNet
-	ml    *memberlist.Memberlist
-	queue *memberlist.TransmitLimitedQueue
-	kinds map[string]Kind
+	cfg     Config
+	selfKey identity.PublicKey // cfg.Self.Public(), which costs a base58 encoding per call
+	log     *slog.Logger
+	net     *gossipNet
+	ml      *memberlist.Memberlist
+	queue   *memberlist.TransmitLimitedQueue
+	kinds   map[string]Kind
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -243,8 +252,11 @@ type Membership struct {
 	stmts    map[[32]byte]struct{} // every statement accepted (dedup)
 	kept     []Statement           // the ones handed to later joiners, oldest first
 	pending  map[identity.PublicKey]struct{}
-	wake     chan struct{}
-	closed   bool
+	// verifiedCache maps record encodings whose signature verified to the
+	// decoded record (cleared when it reaches maxVerified entries).
+	verifiedCache map[string]Record
+	wake          chan struct{}
+	closed        bool
 }
 
 // peer is what this node knows about one other key.
@@ -260,6 +272,8 @@ type peer struct {
 	// with a higher one clears it.
 	suspectInc uint32
 	suspect    bool
+	// gossipAddr is the address memberlist last knew it at (one of rec.Addrs).
+	gossipAddr string
 }
 
 // New validates cfg, signs this node's first record and starts gossip. It
@@ -329,6 +343,7 @@ func New(ctx context.Context, cfg Config) (*Membership, error) {
 	mctx, cancel := context.WithCancel(context.Background())
 	m := &Membership{
 		cfg:     cfg,
+		selfKey: cfg.Self.Public(),
 		log:     cfg.Log,
 		kinds:   kinds,
 		ctx:     mctx,
@@ -337,6 +352,8 @@ func New(ctx context.Context, cfg Config) (*Membership, error) {
 		stmts:   make(map[[32]byte]struct{}),
 		pending: make(map[identity.PublicKey]struct{}),
 		wake:    make(chan struct{}, 1),
+
+		verifiedCache: make(map[string]Record),
 	}
 	if err := m.resign(cfg.Record); err != nil {
 		cancel()
@@ -384,9 +401,10 @@ func New(ctx context.Context, cfg Config) (*Membership, error) {
 	}
 	m.ml = ml
 
-	m.wg.Add(2)
+	m.wg.Add(3)
 	go m.deliverChanges()
 	go m.refreshRecord()
+	go m.reconnect()
 	if len(cfg.Seeds) > 0 {
 		m.wg.Add(1)
 		go m.joinSeeds(cfg.Seeds)
@@ -502,7 +520,7 @@ func (m *Membership) Join(ctx context.Context, seeds []Seed) (int, error) {
 		if s.Key.IsZero() {
 			return 0, fmt.Errorf("membership: join: seeds[%d] has no key", i)
 		}
-		if s.Key.Equal(m.cfg.Self.Public()) {
+		if s.Key.Equal(m.selfKey) {
 			continue
 		}
 		addrs = append(addrs, s.Key.String()+"/"+s.Addr)
@@ -550,6 +568,40 @@ func (m *Membership) joinSeeds(seeds []Seed) {
 	}
 }
 
+// reconnect retries one random dead member per Timings.Reconnect, at its
+// verified gossip address, until its record expires.
+func (m *Membership) reconnect() {
+	defer m.wg.Done()
+	tick := time.NewTicker(m.cfg.Timings.Reconnect)
+	defer tick.Stop()
+	for {
+		select {
+		case <-m.ctx.Done():
+			return
+		case <-tick.C:
+		}
+		now := m.cfg.Now()
+		var dead []Seed
+		m.mu.Lock()
+		for k, p := range m.peers {
+			if p.state == StateDead && now.Before(p.rec.Expires) && len(p.rec.Addrs) > 0 {
+				dead = append(dead, Seed{Key: k, Addr: p.gossipAddr})
+			}
+		}
+		m.mu.Unlock()
+		if len(dead) == 0 {
+			continue
+		}
+		s := dead[rand.IntN(len(dead))]
+		ctx, cancel := context.WithTimeout(m.ctx, m.cfg.Timings.Reconnect)
+		_, err := m.Join(ctx, []Seed{s})
+		cancel()
+		if err != nil {
+			m.log.Debug("membership: reconnect", "peer", s.Key.Short(), "err", err)
+		}
+	}
+}
+
 // Members returns every member whose record has not expired, this node
 // included, sorted by key.
 func (m *Membership) Members() []Member {
@@ -571,7 +623,7 @@ func (m *Membership) Members() []Member {
 func (m *Membership) Member(key identity.PublicKey) (Member, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if key.Equal(m.cfg.Self.Public()) {
+	if key.Equal(m.selfKey) {
 		return Member{Record: m.self, State: StateAlive, Self: true}, true
 	}
 	p, ok := m.peers[key]
@@ -712,11 +764,8 @@ func (m *Membership) evidence(e Evidence) {
 // gossip address addr, carried with incarnation inc (or without one, inc <
 // 0). It returns the record, or an error whose Reason is the evidence.
 func (m *Membership) checkRecord(name string, addr string, inc int64, meta []byte) (Record, error) {
-	r, err := UnmarshalRecord(meta)
+	r, err := m.verified(meta)
 	if err != nil {
-		return r, err
-	}
-	if err := r.Verify(m.cfg.Now()); err != nil {
 		return r, err
 	}
 	if r.Key.String() != name {
@@ -725,7 +774,7 @@ func (m *Membership) checkRecord(name string, addr string, inc int64, meta []byt
 	if addr != "" && !slices.Contains(r.Addrs, addr) {
 		return r, fmt.Errorf("%w: record of %s does not list its gossip address %s", ErrWrongKey, r.Key.Short(), addr)
 	}
-	if r.Key.Equal(m.cfg.Self.Public()) {
+	if r.Key.Equal(m.selfKey) {
 		return r, nil
 	}
 	m.mu.Lock()
@@ -741,9 +790,38 @@ func (m *Membership) checkRecord(name string, addr string, inc int64, meta []byt
 	return r, nil
 }
 
+// maxVerified bounds the cache of verified record encodings.
+const maxVerified = 4096
+
+// verified decodes meta and checks its signature and expiry. The same record
+// arrives many times (every alive message and push-pull carries it), so
+// signatures that verified are remembered by encoding; expiry is checked on
+// every call.
+func (m *Membership) verified(meta []byte) (Record, error) {
+	m.mu.Lock()
+	r, ok := m.verifiedCache[string(meta)]
+	m.mu.Unlock()
+	if !ok {
+		var err error
+		if r, err = UnmarshalRecord(meta); err != nil {
+			return r, err
+		}
+		if !r.Key.Verify(r.signingBase(), r.Sig) {
+			return r, ErrBadSignature
+		}
+		m.mu.Lock()
+		if len(m.verifiedCache) >= maxVerified {
+			clear(m.verifiedCache)
+		}
+		m.verifiedCache[string(meta)] = r
+		m.mu.Unlock()
+	}
+	return r, r.checkExpiry(m.cfg.Now())
+}
+
 // learn records a verified record carried at incarnation inc (-1: unknown).
 func (m *Membership) learn(r Record, inc int64) {
-	if r.Key.Equal(m.cfg.Self.Public()) {
+	if r.Key.Equal(m.selfKey) {
 		return
 	}
 	m.mu.Lock()
@@ -897,7 +975,7 @@ func (d *delegate) NotifyAlive(n *memberlist.Node) error {
 	if err != nil {
 		return err
 	}
-	if !r.Key.Equal(m.cfg.Self.Public()) {
+	if !r.Key.Equal(m.selfKey) {
 		m.mu.Lock()
 		p := m.peers[r.Key]
 		m.mu.Unlock()
@@ -916,10 +994,10 @@ type events Membership
 func (e *events) set(n *memberlist.Node, st State) {
 	m := (*Membership)(e)
 	key, err := identity.ParseDID(n.Name)
-	if err != nil || key.Equal(m.cfg.Self.Public()) {
+	if err != nil || key.Equal(m.selfKey) {
 		return
 	}
-	if r, err := UnmarshalRecord(n.Meta); err == nil && r.Key.Equal(key) && r.Verify(m.cfg.Now()) == nil {
+	if r, err := m.verified(n.Meta); err == nil && r.Key.Equal(key) {
 		m.learn(r, -1)
 	}
 	m.mu.Lock()
@@ -927,6 +1005,15 @@ func (e *events) set(n *memberlist.Node, st State) {
 	p := m.peers[key]
 	if p == nil {
 		return // never verified: NotifyAlive refused it
+	}
+	p.gossipAddr = n.Address()
+	if st == StateAlive && p.state != StateAlive {
+		addr := p.gossipAddr // n is memberlist's, written under its lock after we return
+		m.wg.Add(1)
+		go func() {
+			defer m.wg.Done()
+			m.net.warm(key, addr)
+		}()
 	}
 	if st != StateAlive {
 		p.suspect = false

@@ -2,6 +2,7 @@ package membership
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -71,6 +72,8 @@ type gossipNet struct {
 	inspect func(peer identity.PublicKey, pkt []byte) bool
 	// inspectStream wraps an inbound or outbound stream's reads the same way.
 	inspectStream func(peer identity.PublicKey, c net.Conn) net.Conn
+	// dialTimeout bounds a background packet connection dial.
+	dialTimeout time.Duration
 	// keyFor finds the key for a gossip address when memberlist gives no name.
 	keyFor func(addr string) (identity.PublicKey, bool)
 
@@ -92,24 +95,27 @@ type gossipNet struct {
 // link is the pooled packet connection to one peer. mu serialises dialing and
 // writing, so at most one dial per peer is in flight.
 type link struct {
-	mu sync.Mutex
-	c  net.Conn
+	mu      sync.Mutex
+	c       net.Conn
+	dialing bool     // a background dial is running
+	queue   [][]byte // frames waiting for it
 }
 
 func newGossipNet(tr *transport.Transport, advertise *net.TCPAddr, log *slog.Logger) *gossipNet {
 	ctx, cancel := context.WithCancel(context.Background())
 	g := &gossipNet{
-		tr:        tr,
-		ln:        tr.Listener(Proto),
-		self:      tr.Self(),
-		advertise: advertise,
-		log:       log,
-		packetCh:  make(chan *memberlist.Packet, packetQueue),
-		streamCh:  make(chan net.Conn),
-		ctx:       ctx,
-		cancel:    cancel,
-		links:     make(map[identity.PublicKey]*link),
-		conns:     make(map[net.Conn]struct{}),
+		tr:          tr,
+		ln:          tr.Listener(Proto),
+		self:        tr.Self(),
+		advertise:   advertise,
+		log:         log,
+		packetCh:    make(chan *memberlist.Packet, packetQueue),
+		streamCh:    make(chan net.Conn),
+		ctx:         ctx,
+		cancel:      cancel,
+		links:       make(map[identity.PublicKey]*link),
+		conns:       make(map[net.Conn]struct{}),
+		dialTimeout: 5 * time.Second,
 	}
 	return g
 }
@@ -201,12 +207,11 @@ func (g *gossipNet) adopt(peer identity.PublicKey, c net.Conn) {
 	if l == nil {
 		return
 	}
-	if l.mu.TryLock() {
-		if l.c == nil {
-			l.c = c
-		}
-		l.mu.Unlock()
+	l.mu.Lock() // may wait for our own dial to peer; that never waits for us
+	if l.c == nil {
+		l.c = c
 	}
+	l.mu.Unlock()
 }
 
 func (g *gossipNet) link(peer identity.PublicKey) *link {
@@ -340,8 +345,10 @@ func (g *gossipNet) WriteTo(b []byte, addr string) (time.Time, error) {
 	return g.WriteToAddress(b, memberlist.Address{Addr: addr})
 }
 
-// WriteToAddress sends one packet over the pooled connection to the node,
-// dialing it if needed. Like a datagram, it may be lost.
+// WriteToAddress sends one packet over the pooled connection to the node.
+// It never waits for a handshake: without a connection the packet is queued
+// and a dial starts in the background, so a slow or dead peer cannot stall
+// memberlist's probe and gossip loops. Like a datagram, it may be lost.
 func (g *gossipNet) WriteToAddress(b []byte, a memberlist.Address) (time.Time, error) {
 	peer, err := g.resolve(a)
 	if err != nil {
@@ -357,31 +364,91 @@ func (g *gossipNet) WriteToAddress(b []byte, a memberlist.Address) (time.Time, e
 	if l == nil {
 		return time.Time{}, fmt.Errorf("membership: %w", net.ErrClosed)
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.c == nil {
-		c, err := g.dial(peer, a.Addr, connPacket, writeTimeout)
-		if err != nil {
-			return time.Time{}, err
-		}
-		l.c = c
-		g.wg.Add(1)
-		go func() {
-			defer g.wg.Done()
-			g.readPackets(c, bufio.NewReader(c), &peerAddr{key: peer, addr: a.Addr})
-		}()
-	}
 	frame := make([]byte, 4+len(b))
 	binary.BigEndian.PutUint32(frame, uint32(len(b)))
 	copy(frame[4:], b)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.c != nil {
+		return g.writeLocked(l, peer, frame)
+	}
+	if len(l.queue) < linkQueue {
+		l.queue = append(l.queue, frame)
+	} else {
+		g.dropped.Add(1)
+	}
+	g.connectLocked(l, peer, a.Addr)
+	return time.Now(), nil
+}
+
+// linkQueue bounds the packets waiting for a peer's connection.
+const linkQueue = 64
+
+// writeLocked writes one frame on l.c. A failure closes the connection and
+// comes back as a *net.OpError "write", which memberlist takes as the remote
+// failing (it moves to indirect probes at once).
+func (g *gossipNet) writeLocked(l *link, peer identity.PublicKey, frame []byte) (time.Time, error) {
 	_ = l.c.SetWriteDeadline(time.Now().Add(writeTimeout))
 	if _, err := l.c.Write(frame); err != nil {
 		_ = l.c.Close() // its reader goroutine untracks it
 		l.c = nil
-		return time.Time{}, fmt.Errorf("membership: packet to %s: %w", peer.Short(), err)
+		return time.Time{}, &net.OpError{Op: "write", Net: "tcp", Err: fmt.Errorf("membership: packet to %s: %w", peer.Short(), err)}
 	}
 	g.bytesOut.Add(uint64(len(frame)))
 	return time.Now(), nil
+}
+
+// connectLocked starts a background dial of l unless one is running.
+func (g *gossipNet) connectLocked(l *link, peer identity.PublicKey, addr string) {
+	if l.dialing || g.ctx.Err() != nil {
+		return
+	}
+	l.dialing = true
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		c, err := g.dial(peer, addr, connPacket, g.dialTimeout)
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		l.dialing = false
+		if err != nil {
+			l.queue = nil
+			g.log.Debug("membership: packet connection", "peer", peer.Short(), "addr", addr, "err", err)
+			return
+		}
+		g.wg.Add(1)
+		go func() {
+			defer g.wg.Done()
+			g.readPackets(c, bufio.NewReader(c), &peerAddr{key: peer, addr: addr})
+		}()
+		if l.c == nil {
+			l.c = c
+		}
+		q := l.queue
+		l.queue = nil
+		for _, f := range q {
+			if _, err := g.writeLocked(l, peer, f); err != nil {
+				return
+			}
+		}
+	}()
+}
+
+// warm opens the packet connection to a new member ahead of the first probe.
+// Only the side with the lower key does, so a pair shares one connection.
+func (g *gossipNet) warm(peer identity.PublicKey, addr string) {
+	if bytes.Compare(g.self.Bytes(), peer.Bytes()) >= 0 || g.isCut(peer) {
+		return
+	}
+	l := g.link(peer)
+	if l == nil {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.c == nil {
+		g.connectLocked(l, peer, addr)
+	}
 }
 
 // PacketCh implements memberlist.Transport.

@@ -136,6 +136,10 @@ func (r *Record) Verify(now time.Time) error {
 	if r.Key.IsZero() || !r.Key.Verify(r.signingBase(), r.Sig) {
 		return ErrBadSignature
 	}
+	return r.checkExpiry(now)
+}
+
+func (r *Record) checkExpiry(now time.Time) error {
 	if !now.Before(r.Expires) {
 		return fmt.Errorf("%w: record of %s expired at %s", ErrExpired, r.Key.Short(), r.Expires.UTC().Format(time.RFC3339))
 	}
