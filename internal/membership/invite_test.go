@@ -12,7 +12,6 @@ import (
 	"github.com/treaty-dev/treaty/internal/identity"
 )
 
-
 // seeded is a deterministic nonce source.
 func seeded(seed uint64) *rand.ChaCha8 {
 	var s [32]byte

@@ -303,11 +303,16 @@ func (n *Node) serveJoin(ctx context.Context, c net.Conn) {
 // join runs the inviter's checks in order and admits newcomer.
 func (n *Node) join(ctx context.Context, c net.Conn, newcomer identity.PublicKey) JoinReply {
 	refuse := func(code string, err error) JoinReply {
-		n.log.Warn("join refused", "peer", newcomer, "code", code, "err", err)
-		e := audit.Entry{Kind: KindJoinRefused, Peer: newcomer.String(), Direction: "in", Outcome: "refused", Stage: string(refusal.StageTransport)}
-		e.Report, _ = json.Marshal(map[string]string{"code": code, "reason": err.Error()})
-		if _, aerr := n.audit.Append(ctx, e); aerr != nil {
-			n.log.Error("audit append of a refused join failed", "err", aerr)
+		// Strangers can cause these at will while an invite is open: they
+		// are aggregated per source like refused handshakes (refusals.go).
+		k := refusalKey{source: strangerSource(c.RemoteAddr().String()), kind: KindJoinRefused, direction: "in", stage: string(refusal.StageTransport)}
+		if n.refusalAdmitted(k, code) {
+			n.log.Warn("join refused", "peer", newcomer, "code", code, "err", err)
+			e := audit.Entry{Kind: KindJoinRefused, Peer: newcomer.String(), Direction: "in", Outcome: "refused", Stage: string(refusal.StageTransport)}
+			e.Report, _ = json.Marshal(map[string]string{"code": code, "reason": err.Error()})
+			if _, aerr := n.audit.Append(ctx, e); aerr != nil {
+				n.log.Error("audit append of a refused join failed", "err", aerr)
+			}
 		}
 		return JoinReply{Code: code, Reason: err.Error()}
 	}

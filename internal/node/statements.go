@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -10,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/treaty-dev/treaty/internal/audit"
 	"github.com/treaty-dev/treaty/internal/config"
 	"github.com/treaty-dev/treaty/internal/home"
 	"github.com/treaty-dev/treaty/internal/identity"
@@ -92,10 +94,17 @@ var errStale = errors.New("statement too old to apply")
 // statementRefused audits a statement that did not verify and, when a member
 // relayed it, counts it against that member's trust.
 func (n *Node) statementRefused(ctx context.Context, from identity.PublicKey, err error) {
-	n.log.Warn("statement refused", "from", from, "err", err)
-	n.auditAdmission(ctx, KindStmtRefused, from, "in", map[string]any{"reason": err.Error()})
 	if from.IsZero() {
-		return
+		return // the local operator: the error is the answer
+	}
+	// A member can send these at will: aggregated per member (refusals.go).
+	if n.refusalAdmitted(refusalKey{source: from.String(), kind: KindStmtRefused, direction: "in", stage: string(refusal.StageWire)}, "statement") {
+		n.log.Warn("statement refused", "from", from, "err", err)
+		e := audit.Entry{Kind: KindStmtRefused, Peer: from.String(), Direction: "in", Outcome: "refused", Stage: string(refusal.StageWire)}
+		e.Report, _ = json.Marshal(map[string]string{"reason": err.Error()})
+		if _, aerr := n.audit.Append(context.WithoutCancel(ctx), e); aerr != nil {
+			n.log.Error("audit append of a refused statement failed", "err", aerr)
+		}
 	}
 	kind := trust.KindMalformed
 	if errors.Is(err, membership.ErrBadSignature) {

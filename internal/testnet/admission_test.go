@@ -156,6 +156,13 @@ func TestInviteRefusals(t *testing.T) {
 		if _, ok := knows(acme, stranger); ok {
 			t.Fatal("a refused join entered the peer book")
 		}
+		// A stranger's refused joins cost a bounded number of audit rows.
+		for range 20 {
+			rawJoin(t, tr, acme, node.JoinRequest{Token: "treaty-invite-v1.AAAA", Name: "mallory", Addr: "127.0.0.1:1"})
+		}
+		if got := len(acme.Audit(t, auditFilter(audit.KindJoinRefused))); got > 2 {
+			t.Fatalf("23 refused joins from one source wrote %d audit entries, want at most 2 (aggregated)", got)
+		}
 		// The real token still works: refusals used none of its uses.
 		rep := rawJoin(t, tr, acme, node.JoinRequest{Token: real, Name: "mallory", Addr: "127.0.0.1:1"})
 		if rep.Code != "" || rep.Admit == "" {
