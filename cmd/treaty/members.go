@@ -148,6 +148,9 @@ func revokeCmd(h func() string) *cobra.Command {
 			}
 			var text string
 			if len(a) == 1 {
+				if _, err := os.Stat(a[0]); err != nil {
+					return usagef("%s is not a revocation file (revoking another member's key takes a governing group, which is not available yet): %v", a[0], err)
+				}
 				b, err := readStatementFile(a[0])
 				if err != nil {
 					return err
