@@ -63,7 +63,7 @@ const (
 	joinRequestMax    = 4 << 10
 	joinReplyMax      = 256 << 10
 	admissionIO       = 5 * time.Second // bounds one join or one push, each way
-	pushParallel      = 8               // statements pushed to this many members at once
+	pushParallel      = 16              // statements pushed to this many members at once
 	seenStatementsMax = 4096            // digests of statements already handled
 )
 
@@ -250,16 +250,28 @@ func (n *Node) serveAdmission(ctx context.Context, l net.Listener, serve func(co
 }
 
 // readLine reads one '\n'-terminated line of at most max bytes (without the
-// newline); reading stops at max+1 bytes whatever the peer sends.
+// newline) from a connection that carries only that line.
 func readLine(r io.Reader, max int) ([]byte, error) {
-	line, err := bufio.NewReader(io.LimitReader(r, int64(max)+1)).ReadBytes('\n')
-	switch {
-	case err == nil:
-		return line[:len(line)-1], nil
-	case len(line) > max:
-		return nil, fmt.Errorf("line longer than %d bytes", max)
+	return readLineFrom(bufio.NewReader(r), max)
+}
+
+// readLineFrom reads the next line of br, of at most max bytes; reading stops
+// at max+1 bytes whatever the peer sends. br may hold the lines that follow.
+func readLineFrom(br *bufio.Reader, max int) ([]byte, error) {
+	var out []byte
+	for {
+		b, err := br.ReadByte()
+		if err != nil {
+			return nil, fmt.Errorf("no complete line: %w", err)
+		}
+		if b == '\n' {
+			return out, nil
+		}
+		if len(out) >= max {
+			return nil, fmt.Errorf("line longer than %d bytes", max)
+		}
+		out = append(out, b)
 	}
-	return nil, fmt.Errorf("no complete line: %w", err)
 }
 
 // JoinRequest is what a newcomer sends its inviter.
@@ -295,7 +307,7 @@ func (n *Node) serveJoin(ctx context.Context, c net.Conn) {
 	c.Close()
 	if reply.Admit != "" {
 		// Every member learns the newcomer; it already knows them.
-		n.spread(ctx, reply.Admit, newcomer)
+		n.spread(ctx, reply.Admit, map[identity.PublicKey]struct{}{newcomer: {}})
 		n.publishGossip(ctx, reply.Admit)
 	}
 }

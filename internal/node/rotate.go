@@ -69,7 +69,7 @@ func (n *Node) Rotate(ctx context.Context) (RotateResult, error) {
 	}
 	res := RotateResult{Old: r.Old, New: r.New, Members: len(n.state.Load().peers)}
 	n.adm.markSeen(text)
-	res.Acked = n.spread(ctx, text, identity.PublicKey{})
+	res.Acked = n.spread(ctx, text, nil)
 	n.publishGossip(ctx, text)
 	if res.Members > 0 && res.Acked == 0 {
 		os.Remove(pending)

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -27,12 +28,21 @@ import (
 // valid statement on to the others.
 func (n *Node) serveStatement(ctx context.Context, c net.Conn) {
 	from, _ := transport.PeerFromConn(c)
-	line, err := readLine(c, stmtLineMax)
+	br := bufio.NewReader(c)
+	line, err := readLineFrom(br, stmtLineMax)
 	if err != nil {
 		n.statementRefused(ctx, from, err)
 		_, _ = c.Write([]byte("error: " + err.Error() + "\n"))
 		return
 	}
+	coveredLine, err := readLineFrom(br, coveredLineMax)
+	if err != nil {
+		n.statementRefused(ctx, from, err)
+		_, _ = c.Write([]byte("error: " + err.Error() + "\n"))
+		return
+	}
+	covered := parseCovered(string(coveredLine))
+	covered[from] = struct{}{}
 	var once sync.Once
 	ack := func() { once.Do(func() { _, _ = c.Write([]byte("ok\n")) }) }
 	fresh, err := n.applyStatement(ctx, string(line), from, ack)
@@ -43,7 +53,7 @@ func (n *Node) serveStatement(ctx context.Context, c net.Conn) {
 	ack()
 	c.Close()
 	if fresh {
-		n.spread(ctx, string(line), from)
+		n.spread(ctx, string(line), covered)
 	}
 }
 
@@ -263,20 +273,65 @@ func (n *Node) dropRefused(ctx context.Context) error {
 	return err
 }
 
-// spread pushes text to every member of the book but except, pushParallel at
-// a time, and reports how many acknowledged it.
-func (n *Node) spread(ctx context.Context, text string, except identity.PublicKey) int {
+// Bounds of a push's covered list (see spread).
+const (
+	coveredMax     = 1024
+	coveredLineMax = coveredMax * 64
+)
+
+// parseCovered reads a push's second line: the did:keys, comma-separated,
+// that the statement is already on its way to. Entries that do not parse are
+// skipped; at most coveredMax are read.
+func parseCovered(line string) map[identity.PublicKey]struct{} {
+	out := map[identity.PublicKey]struct{}{}
+	for i, s := range strings.Split(line, ",") {
+		if i >= coveredMax {
+			break
+		}
+		if k, err := identity.ParseDID(strings.TrimSpace(s)); err == nil {
+			out[k] = struct{}{}
+		}
+	}
+	return out
+}
+
+// spread pushes text to every member of the book that is not in covered,
+// pushParallel at a time, and reports how many acknowledged it. Each push
+// carries the covered list grown by this node and its targets, so a member
+// passes a statement on only to members no one on its way has addressed: in a
+// full mesh the originator's push is the only one; in a sparser federation the
+// statement still reaches everyone connected to it through peer books. A
+// member that is down when its push comes misses the statement; gossip's
+// state exchange brings it later (membership.enabled), or publish it again.
+func (n *Node) spread(ctx context.Context, text string, covered map[identity.PublicKey]struct{}) int {
+	var targets []identity.PublicKey
+	addrs := map[identity.PublicKey]string{}
+	for k, p := range n.state.Load().peers {
+		if _, done := covered[k]; done || k == n.self || n.adm.refusedWhy(k) != "" {
+			continue
+		}
+		targets = append(targets, k)
+		addrs[k] = p.Addr
+	}
+	var list []string
+	if len(covered)+len(targets) < coveredMax {
+		list = append(list, n.self.String())
+		for k := range covered {
+			list = append(list, k.String())
+		}
+		for _, k := range targets {
+			list = append(list, k.String())
+		}
+	} // else: too many to list; the receivers pass it on to all they know
+	coveredText := strings.Join(list, ",")
 	var acked atomic.Int32
 	sem := make(chan struct{}, pushParallel)
 	var wg sync.WaitGroup
-	for k, p := range n.state.Load().peers {
-		if k == except || k == n.self || n.adm.refusedWhy(k) != "" {
-			continue
-		}
+	for _, k := range targets {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			if err := n.push(ctx, k, p.Addr, text); err != nil {
+			if err := n.push(ctx, k, addrs[k], text, coveredText); err != nil {
 				n.log.Debug("statement not pushed", "peer", k.Short(), "err", err)
 				return
 			}
@@ -287,8 +342,9 @@ func (n *Node) spread(ctx context.Context, text string, except identity.PublicKe
 	return int(acked.Load())
 }
 
-// push sends one statement to one member and waits for its answer.
-func (n *Node) push(ctx context.Context, k identity.PublicKey, addr, text string) error {
+// push sends one statement and its covered list to one member and waits for
+// its answer.
+func (n *Node) push(ctx context.Context, k identity.PublicKey, addr, text, covered string) error {
 	ctx, cancel := context.WithTimeout(ctx, admissionIO)
 	defer cancel()
 	c, err := n.tr.Dial(ctx, addr, k, ProtoStatement)
@@ -297,7 +353,7 @@ func (n *Node) push(ctx context.Context, k identity.PublicKey, addr, text string
 	}
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(admissionIO))
-	if _, err := c.Write([]byte(text + "\n")); err != nil {
+	if _, err := c.Write([]byte(text + "\n" + covered + "\n")); err != nil {
 		return err
 	}
 	line, err := readLine(c, 1024)
@@ -311,18 +367,28 @@ func (n *Node) push(ctx context.Context, k identity.PublicKey, addr, text string
 }
 
 // Publish applies a statement here and pushes it to every member; it reports
-// how many acknowledged it. Any member may publish a revocation or a rotation
-// it was handed (a prepared revocation, say): the statement carries its own
-// signatures.
+// how many acknowledged it. The push starts as soon as the statement is
+// persisted here, alongside its local effects. Any member may publish a
+// revocation or a rotation it was handed (a prepared revocation, say): the
+// statement carries its own signatures. Publishing a statement again pushes
+// it again (to members that were down the first time).
 func (n *Node) Publish(ctx context.Context, text string) (int, error) {
 	st, err := membership.ParseAdmission(text)
 	if err != nil {
 		return 0, refusal.Wrap(refusal.StageUsage, err)
 	}
-	if _, err := n.applyStatement(ctx, st.Text, identity.PublicKey{}, nil); err != nil {
+	var (
+		once  sync.Once
+		done  = make(chan int, 1)
+		start = func() { go func() { done <- n.spread(ctx, st.Text, nil) }() }
+	)
+	if _, err := n.applyStatement(ctx, st.Text, identity.PublicKey{}, func() { once.Do(start) }); err != nil {
+		once.Do(func() { done <- 0 })
+		<-done
 		return 0, err
 	}
-	acked := n.spread(ctx, st.Text, identity.PublicKey{})
+	once.Do(start)
+	acked := <-done
 	n.publishGossip(ctx, st.Text)
 	return acked, nil
 }

@@ -521,3 +521,42 @@ func TestStaleIntroductionNotApplied(t *testing.T) {
 		t.Fatal("an introduction two hours old was applied")
 	}
 }
+
+// TestRevocationAt32Members: with 32 members, every member refuses a revoked
+// key within the bound, while the publishing node is still pushing.
+func TestRevocationAt32Members(t *testing.T) {
+	if testing.Short() {
+		t.Skip("32 nodes")
+	}
+	c := NewCluster(t, 32, Options{})
+	victim := c.Members[5]
+	key, err := identity.LoadKeyFile(victim.Home + "/identity.key")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, text, err := membership.SignRevocation(key, c.Clock.Now(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Members[0].Node().Publish(t.Context(), text)
+		done <- err
+	}()
+	took := eventually(t, spreadBoundUnderLoad, "all 31 members refuse the key", func() bool {
+		for _, m := range c.Members {
+			if m != victim && m.Node().Admitted(victim.ID) {
+				return false
+			}
+		}
+		return true
+	})
+	t.Logf("refused by all 31 members after %v", took)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// spreadBoundUnderLoad is what tests with many in-process members allow under
+// -race on a shared machine; docs/admission.md gives the bound and figures.
+const spreadBoundUnderLoad = 10 * time.Second
