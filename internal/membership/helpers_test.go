@@ -90,6 +90,7 @@ func testTimings() Timings {
 		t.ProbeTimeout = 500 * time.Millisecond
 		t.SuspicionMult = 4
 		t.GossipInterval = 100 * time.Millisecond
+		t.StreamTimeout = 20 * time.Second
 	}
 	return t
 }
@@ -139,7 +140,7 @@ func (c *cluster) start(i int, listen string) {
 		Logger: quietLog(), MaxConns: 512, MaxPendingHandshakes: 256, MaxPendingPerSource: 256,
 		// Dozens of nodes in one process on 2 cores: a goroutine can wait
 		// longer than the 500ms default to send its ClientHello.
-		ClientHelloTimeout: 5 * time.Second})
+		ClientHelloTimeout: 5 * time.Second, HandshakeTimeout: handshakeTimeout})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -196,16 +197,22 @@ func (c *cluster) joinAll() {
 	c.tb.Helper()
 	var wg sync.WaitGroup
 	errs := make(chan error, len(c.ms))
+	sem := make(chan struct{}, 4) // joins at a time: the seed handshakes each
 	for i := 1; i < len(c.ms); i++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
 			// A join is one handshake and a push-pull; when 31 start at
 			// once on a loaded machine some time out, so retry like the
 			// background seed joiner does.
 			deadline := time.Now().Add(60 * time.Second)
+			if raceEnabled {
+				deadline = time.Now().Add(180 * time.Second)
+			}
 			for {
-				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				ctx, cancel := context.WithTimeout(context.Background(), 2*c.tim.StreamTimeout)
 				_, err := c.ms[i].Join(ctx, []Seed{c.seed(0)})
 				cancel()
 				if err == nil {
@@ -225,9 +232,13 @@ func (c *cluster) joinAll() {
 	}
 }
 
-// eventually polls cond every 20ms until it holds or d passes.
+// eventually polls cond every 20ms until it holds or d passes (3d under the
+// race detector).
 func eventually(tb testing.TB, d time.Duration, what string, cond func() bool) time.Duration {
 	tb.Helper()
+	if raceEnabled {
+		d *= 3 // every handshake is 5-20x slower; bounds are about progress, not speed
+	}
 	start := time.Now()
 	for {
 		if cond() {

@@ -100,6 +100,8 @@ type Timings struct {
 	// DeadReclaim is how long a dead member's name stays bound to its old
 	// address; after it a restarted member may come back on a new one.
 	DeadReclaim time.Duration
+	// StreamTimeout bounds a join or push-pull exchange, dial included.
+	StreamTimeout time.Duration
 	// Reconnect is how often one dead member (not one that left) is retried
 	// with a full state exchange, so that a healed partition merges again:
 	// memberlist alone stops talking to the dead.
@@ -112,16 +114,17 @@ type Timings struct {
 func DefaultTimings() Timings {
 	return Timings{
 		ProbeInterval:    500 * time.Millisecond,
-		ProbeTimeout:     250 * time.Millisecond,
+		ProbeTimeout:     400 * time.Millisecond,
 		IndirectChecks:   3,
 		SuspicionMult:    3,
 		SuspicionMaxMult: 2,
 		GossipInterval:   50 * time.Millisecond,
 		GossipNodes:      4,
 		RetransmitMult:   4,
-		PushPullInterval: 10 * time.Second,
+		PushPullInterval: 30 * time.Second,
 		DeadReclaim:      10 * time.Second,
 		Reconnect:        2 * time.Second,
+		StreamTimeout:    5 * time.Second,
 	}
 }
 
@@ -148,6 +151,7 @@ func (t *Timings) fill() {
 	setDur(&t.PushPullInterval, d.PushPullInterval)
 	setDur(&t.DeadReclaim, d.DeadReclaim)
 	setDur(&t.Reconnect, d.Reconnect)
+	setDur(&t.StreamTimeout, d.StreamTimeout)
 }
 
 func (t *Timings) check() error {
@@ -162,6 +166,7 @@ func (t *Timings) check() error {
 		{"PushPullInterval", t.PushPullInterval, 100 * time.Millisecond, time.Hour},
 		{"DeadReclaim", t.DeadReclaim, 0, 24 * time.Hour},
 		{"Reconnect", t.Reconnect, 100 * time.Millisecond, time.Hour},
+		{"StreamTimeout", t.StreamTimeout, 100 * time.Millisecond, 5 * time.Minute},
 	}
 	for _, d := range durs {
 		if d.v < d.min || d.v > d.max {
@@ -390,7 +395,7 @@ func New(ctx context.Context, cfg Config) (*Membership, error) {
 	mc.PushPullInterval = t.PushPullInterval
 	mc.DeadNodeReclaimTime = t.DeadReclaim
 	mc.GossipToTheDeadTime = 2 * t.ProbeInterval * time.Duration(t.SuspicionMult)
-	mc.TCPTimeout = 5 * time.Second
+	mc.TCPTimeout = t.StreamTimeout
 
 	m.queue = &memberlist.TransmitLimitedQueue{RetransmitMult: t.RetransmitMult, NumNodes: m.numNodes}
 	ml, err := memberlist.Create(mc)
