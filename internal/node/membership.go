@@ -63,7 +63,7 @@ const (
 	joinRequestMax    = 4 << 10
 	joinReplyMax      = 256 << 10
 	admissionIO       = 5 * time.Second // bounds one join or one push, each way
-	pushParallel      = 16              // statements pushed to this many members at once
+	pushParallel      = 8               // statements pushed to this many members at once
 	seenStatementsMax = 4096            // digests of statements already handled
 )
 

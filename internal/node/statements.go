@@ -331,8 +331,8 @@ func (n *Node) spread(ctx context.Context, text string, covered map[identity.Pub
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			if err := n.push(ctx, k, addrs[k], text, coveredText); err != nil {
-				n.log.Debug("statement not pushed", "peer", k.Short(), "err", err)
+			if err := n.pushRetrying(ctx, k, addrs[k], text, coveredText); err != nil {
+				n.log.Warn("statement not pushed", "peer", k.Short(), "err", err)
 				return
 			}
 			acked.Add(1)
@@ -340,6 +340,33 @@ func (n *Node) spread(ctx context.Context, text string, covered map[identity.Pub
 	}
 	wg.Wait()
 	return int(acked.Load())
+}
+
+// pushAttempts and pushBackoff: a push that fails is tried again, since the
+// members that listed this one as covered will not push to it themselves.
+const (
+	pushAttempts = 3
+	pushBackoff  = 200 * time.Millisecond
+)
+
+// pushRetrying is push, tried pushAttempts times with a growing pause.
+func (n *Node) pushRetrying(ctx context.Context, k identity.PublicKey, addr, text, covered string) error {
+	var err error
+	for i := range pushAttempts {
+		if i > 0 {
+			t := time.NewTimer(pushBackoff * time.Duration(i))
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return errors.Join(err, ctx.Err())
+			case <-t.C:
+			}
+		}
+		if err = n.push(ctx, k, addr, text, covered); err == nil {
+			return nil
+		}
+	}
+	return err
 }
 
 // push sends one statement and its covered list to one member and waits for
