@@ -514,7 +514,11 @@ func (n *Node) Join(ctx context.Context, token, addr string) (JoinResult, error)
 		return JoinResult{}, refusal.New(refusal.StageUsage, "this token was issued by this node")
 	}
 	if addr == "" {
-		addr = n.tr.Addr().String()
+		a := n.tr.Addr()
+		if a == nil {
+			return JoinResult{}, refusal.New(refusal.StageUsage, "the node is not listening yet; start it before joining")
+		}
+		addr = a.String()
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*admissionIO)
 	defer cancel()
