@@ -80,6 +80,7 @@ func newInspectOnly(tb testing.TB) *Membership {
 		stmts:         map[[32]byte]struct{}{},
 		pending:       map[identity.PublicKey]struct{}{},
 		verifiedCache: map[string]Record{},
+		refused:       map[identity.PublicKey]struct{}{},
 		wake:          make(chan struct{}, 1),
 	}
 }

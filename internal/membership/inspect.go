@@ -131,6 +131,9 @@ func (m *Membership) inspectMsg(peer identity.PublicKey, b []byte, depth int) er
 		}
 		addr := net.JoinHostPort(net.IP(a.Addr).String(), fmt.Sprint(a.Port))
 		r, err := m.checkRecord(a.Node, addr, int64(a.Incarnation), a.Meta)
+		if errors.Is(err, errRefused) {
+			return nil // NotifyAlive refuses it; the relayer is not to blame
+		}
 		if err != nil {
 			return chargeable(subjectOf(r, a.Node), err)
 		}
@@ -317,6 +320,9 @@ func (m *Membership) inspectPushPull(r io.Reader) error {
 		}
 		addr := net.JoinHostPort(net.IP(s.Addr).String(), fmt.Sprint(s.Port))
 		rec, err := m.checkRecord(s.Name, addr, int64(s.Incarnation), s.Meta)
+		if errors.Is(err, errRefused) {
+			continue
+		}
 		if err != nil {
 			return chargeable(subjectOf(rec, s.Name), err)
 		}

@@ -260,6 +260,7 @@ type Membership struct {
 	// verifiedCache maps record encodings whose signature verified to the
 	// decoded record (cleared when it reaches maxVerified entries).
 	verifiedCache map[string]Record
+	refused       map[identity.PublicKey]struct{} // see Refuse
 	wake          chan struct{}
 	closed        bool
 }
@@ -359,6 +360,7 @@ func New(ctx context.Context, cfg Config) (*Membership, error) {
 		wake:    make(chan struct{}, 1),
 
 		verifiedCache: make(map[string]Record),
+		refused:       make(map[identity.PublicKey]struct{}),
 	}
 	if err := m.resign(cfg.Record); err != nil {
 		cancel()
@@ -659,7 +661,7 @@ func (m *Membership) Publish(ctx context.Context, s Statement) error {
 	if err != nil {
 		return fmt.Errorf("membership: publish: %w", err)
 	}
-	if _, err := m.acceptStatement(b, identity.PublicKey{}, false); err != nil {
+	if _, err := m.acceptStatement(b); err != nil {
 		return fmt.Errorf("membership: publish: %w", err)
 	}
 	return nil
@@ -779,6 +781,12 @@ func (m *Membership) checkRecord(name string, addr string, inc int64, meta []byt
 	if addr != "" && !slices.Contains(r.Addrs, addr) {
 		return r, fmt.Errorf("%w: record of %s does not list its gossip address %s", ErrWrongKey, r.Key.Short(), addr)
 	}
+	m.mu.Lock()
+	_, refused := m.refused[r.Key]
+	m.mu.Unlock()
+	if refused {
+		return r, errRefused
+	}
 	if r.Key.Equal(m.selfKey) {
 		return r, nil
 	}
@@ -824,6 +832,28 @@ func (m *Membership) verified(meta []byte) (Record, error) {
 	return r, r.checkExpiry(m.cfg.Now())
 }
 
+// errRefused marks a valid record of a key Refuse was called for: dropped,
+// but not evidence against whoever relayed it (they may not know yet).
+var errRefused = errors.New("membership: key refused")
+
+// Refuse makes this node stop believing key, for a revocation: it is removed
+// from Members at once, its records are ignored from now on (not charged as
+// evidence, since relayers may not have heard yet), and its pooled gossip
+// connection is closed. memberlist keeps probing it until it is found dead,
+// which happens at once if the transport refuses its handshakes. Refusing
+// this node's own key is a no-op.
+func (m *Membership) Refuse(key identity.PublicKey) {
+	if key.Equal(m.selfKey) {
+		return
+	}
+	m.mu.Lock()
+	m.refused[key] = struct{}{}
+	delete(m.peers, key)
+	delete(m.pending, key)
+	m.mu.Unlock()
+	m.net.forget(key)
+}
+
 // learn records a verified record carried at incarnation inc (-1: unknown).
 func (m *Membership) learn(r Record, inc int64) {
 	if r.Key.Equal(m.selfKey) {
@@ -831,6 +861,9 @@ func (m *Membership) learn(r Record, inc int64) {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if _, refused := m.refused[r.Key]; refused {
+		return
+	}
 	p := m.peers[r.Key]
 	if p == nil {
 		p = &peer{rec: r}
@@ -853,9 +886,9 @@ func (m *Membership) learn(r Record, inc int64) {
 }
 
 // acceptStatement decodes, verifies and (if new) applies and gossips one
-// statement. relayer is the peer it came from (zero: local or unknown).
-// It reports whether the statement was new.
-func (m *Membership) acceptStatement(b []byte, relayer identity.PublicKey, fromGossip bool) (bool, error) {
+// statement; it reports whether the statement was new. Relayers of bad ones
+// are charged by inspectPacket and inspectStream, which see them first.
+func (m *Membership) acceptStatement(b []byte) (bool, error) {
 	s, err := UnmarshalStatement(b)
 	if err != nil {
 		return false, err
@@ -922,7 +955,7 @@ func (d *delegate) NodeMeta(limit int) []byte {
 // NotifyMsg implements memberlist.Delegate: a gossiped statement. Its relayer
 // was already checked by inspectPacket.
 func (d *delegate) NotifyMsg(b []byte) {
-	if _, err := d.m().acceptStatement(b, identity.PublicKey{}, true); err != nil {
+	if _, err := d.m().acceptStatement(b); err != nil {
 		d.m().log.Debug("membership: statement dropped", "err", err)
 	}
 }
@@ -950,7 +983,7 @@ func (d *delegate) LocalState(bool) []byte {
 // MergeRemoteState implements memberlist.Delegate.
 func (d *delegate) MergeRemoteState(buf []byte, _ bool) {
 	for _, s := range splitStatements(buf) {
-		if _, err := d.m().acceptStatement(s, identity.PublicKey{}, true); err != nil {
+		if _, err := d.m().acceptStatement(s); err != nil {
 			d.m().log.Debug("membership: statement dropped", "err", err)
 		}
 	}

@@ -30,23 +30,29 @@ func TestSmallClusterConverges(t *testing.T) {
 }
 
 // Issue 14: 32 nodes on the in-process harness converge (every member knows
-// every other's current record).
-func TestThirtyTwoNodesConverge(t *testing.T) {
+// every other's current record). Under the race detector 16: 32 race-
+// instrumented nodes in one process need ~500 handshakes at 5-20x the CPU,
+// more than a loaded 2-core machine gives them in minutes; the 32-node run is
+// the one without -race (and bench/membership).
+func TestClusterConverges(t *testing.T) {
 	if testing.Short() {
-		t.Skip("32 nodes")
+		t.Skip("many nodes")
 	}
-	const n = 32
+	n := 32
+	if raceEnabled {
+		n = 16
+	}
 	c := newCluster(t, n, nil)
 	start := time.Now()
 	c.joinAll()
 	t.Logf("joins returned after %s", time.Since(start))
 	defer func() {
-		if t.Failed() || testing.Verbose() {
+		if t.Failed() {
 			c.report(t)
 		}
 	}()
-	eventually(t, 60*time.Second, "32 nodes converge", func() bool { return c.converged(seq(n)) })
-	t.Logf("32 nodes converged %s after the first join", time.Since(start))
+	eventually(t, 60*time.Second, "cluster converges", func() bool { return c.converged(seq(n)) })
+	t.Logf("%d nodes converged %s after the first join", n, time.Since(start))
 	// Every record travelled intact and verified.
 	for _, mem := range c.ms[n-1].Members() {
 		if err := mem.Record.Verify(time.Now()); err != nil {
@@ -428,5 +434,51 @@ func TestForgedRecordInPushPullIsChargedToTheStreamPeer(t *testing.T) {
 	}
 	if mem, _ := c.ms[observer].Member(c.pubs[victim]); mem.Record.Nickname == "mallory" {
 		t.Fatal("forged record believed")
+	}
+}
+
+// Refuse (for revocations) removes a key from Members everywhere it is
+// called, and its later records are ignored without charging the relayers.
+func TestRefusedKeyDisappearsAndStaysOut(t *testing.T) {
+	const n = 4
+	c := newCluster(t, n, nil)
+	c.joinAll()
+	eventually(t, 30*time.Second, "converge", func() bool { return c.converged(seq(n)) })
+	for len(c.ev) > 0 {
+		<-c.ev
+	}
+	revoked := c.pubs[3]
+	for i := range n - 1 {
+		c.ms[i].Refuse(revoked)
+		if _, ok := c.ms[i].Member(revoked); ok {
+			t.Fatalf("node %d still lists the refused key", i)
+		}
+	}
+	// The refused node keeps gossiping a fresh record; nobody takes it back.
+	f := c.ms[3].Self().Fields
+	f.Nickname = "still-here"
+	if err := c.ms[3].Update(context.Background(), f); err != nil {
+		t.Fatal(err)
+	}
+	// A negative property: watch for 3 s (dozens of gossip rounds, several
+	// probes of the refused node) that it never comes back.
+	deadline := time.Now().Add(3 * time.Second)
+	for time.Now().Before(deadline) {
+		for i := range n - 1 {
+			if _, ok := c.ms[i].Member(revoked); ok {
+				t.Fatalf("node %d took the refused key back", i)
+			}
+			for _, mem := range c.ms[i].Members() {
+				if mem.Record.Key.Equal(revoked) {
+					t.Fatalf("node %d lists the refused key in Members", i)
+				}
+			}
+		}
+		time.Sleep(50 * time.Millisecond) // observation window, not synchronisation
+	}
+	select {
+	case e := <-c.ev:
+		t.Fatalf("relayer charged for a refused key's record: %s against %s", e.Reason, e.Relayer.Short())
+	default:
 	}
 }

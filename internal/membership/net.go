@@ -335,6 +335,24 @@ func (g *gossipNet) resolve(a memberlist.Address) (identity.PublicKey, error) {
 	return identity.PublicKey{}, fmt.Errorf("membership: no verified key for %s", a.Addr)
 }
 
+// forget closes and drops the pooled packet connection to peer.
+func (g *gossipNet) forget(peer identity.PublicKey) {
+	g.mu.Lock()
+	l := g.links[peer]
+	delete(g.links, peer)
+	g.mu.Unlock()
+	if l == nil {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.c != nil {
+		_ = l.c.Close()
+		l.c = nil
+	}
+	l.queue = nil
+}
+
 // FinalAdvertiseAddr implements memberlist.Transport.
 func (g *gossipNet) FinalAdvertiseAddr(string, int) (net.IP, int, error) {
 	return g.advertise.IP, g.advertise.Port, nil

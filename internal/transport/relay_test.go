@@ -1,0 +1,157 @@
+package transport
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+)
+
+// relayed is a relay, a callee that listens on nothing (it only registers
+// with the relay over an outbound connection) and a caller.
+type relayed struct {
+	relay  *node
+	r      *Relay
+	callee *Transport
+	caller *node
+	mu     sync.Mutex
+	tapped bytes.Buffer
+}
+
+func newRelayed(t *testing.T, cfg RelayConfig) *relayed {
+	t.Helper()
+	kr, kc, kk := testKey(t, 31), testKey(t, 32), testKey(t, 33)
+	peers := admit(kr.Public(), kc.Public(), kk.Public())
+	x := &relayed{}
+	cfg.Tap = func(b []byte) {
+		x.mu.Lock()
+		x.tapped.Write(b)
+		x.mu.Unlock()
+	}
+	x.relay = newNode(t, kr, peers, Config{})
+	x.r = NewRelay(x.relay.Transport, cfg)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = x.r.Serve(ctx)
+	}()
+	// The callee is never started: it has no listening socket at all.
+	callee, err := New(Config{Identity: kk, Peers: peers, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	x.callee = callee
+	serveEcho(t, &node{Transport: callee}, "echo/1")
+	regDone := make(chan struct{})
+	go func() {
+		defer close(regDone)
+		callee.RegisterWith(ctx, x.relay.addr(), kr.Public())
+	}()
+	x.caller = newNode(t, kc, peers, Config{})
+	t.Cleanup(func() {
+		cancel()
+		_ = callee.Close()
+		<-regDone
+		<-done
+	})
+	waitFor(t, "callee registered", func() bool { return x.r.Registered(kk.Public()) })
+	return x
+}
+
+func TestRelayCarriesEndToEndTLSAndNeverSeesPlaintext(t *testing.T) {
+	x := newRelayed(t, RelayConfig{})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := x.caller.DialVia(ctx, x.relay.addr(), x.relay.Self(), x.callee.Self(), "echo/1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	secret := "PLAINTEXT-MARKER-the relay must never read this"
+	for range 3 {
+		if err := echo(t, c, secret); err != nil {
+			t.Fatal(err)
+		}
+	}
+	x.mu.Lock()
+	tapped := x.tapped.Bytes()
+	x.mu.Unlock()
+	if len(tapped) < 3*len(secret) || x.r.Forwarded() < int64(len(tapped)) {
+		t.Fatalf("relay forwarded %d bytes (tap %d): the echo did not go through it", x.r.Forwarded(), len(tapped))
+	}
+	if bytes.Contains(tapped, []byte("PLAINTEXT-MARKER")) {
+		t.Fatal("the relay saw plaintext")
+	}
+	// The session is with the callee's key, end to end.
+	if got := c.ConnectionState().PeerCertificates; len(got) != 1 {
+		t.Fatalf("peer certificates: %d", len(got))
+	} else if k, _ := keyOf(got); !k.Equal(x.callee.Self()) {
+		t.Fatalf("end-to-end peer is %s, want the callee", k.Short())
+	}
+}
+
+func TestRelayRefusals(t *testing.T) {
+	x := newRelayed(t, RelayConfig{MaxCircuitsPerPeer: 1})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	// A target that is not registered.
+	if _, err := x.caller.DialVia(ctx, x.relay.addr(), x.relay.Self(), testKey(t, 99).Public(), "echo/1"); !errors.Is(err, ErrRelayRefused) {
+		t.Fatalf("unregistered target: %v", err)
+	}
+	// The relay is pinned: a wrong relay key is refused at the handshake.
+	if _, err := x.caller.DialVia(ctx, x.relay.addr(), x.caller.Self(), x.callee.Self(), "echo/1"); handshakeErr(t, err).Reason != ReasonWrongKey {
+		t.Fatalf("wrong relay key: %v", err)
+	}
+	c1, err := x.caller.DialVia(ctx, x.relay.addr(), x.relay.Self(), x.callee.Self(), "echo/1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c1.Close()
+	if err := echo(t, c1, "one"); err != nil {
+		t.Fatal(err)
+	}
+	// Budget: one circuit per peer.
+	if _, err := x.caller.DialVia(ctx, x.relay.addr(), x.relay.Self(), x.callee.Self(), "echo/1"); !errors.Is(err, ErrRelayRefused) {
+		t.Fatalf("second circuit over budget: %v", err)
+	}
+	c1.Close()
+	waitFor(t, "circuit released", func() bool {
+		c2, err := x.caller.DialVia(ctx, x.relay.addr(), x.relay.Self(), x.callee.Self(), "echo/1")
+		if err != nil {
+			return false
+		}
+		defer c2.Close()
+		return echo(t, c2, "two") == nil
+	})
+}
+
+func TestRelayByteBudgetClosesCircuit(t *testing.T) {
+	x := newRelayed(t, RelayConfig{MaxBytes: 8 << 10})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := x.caller.DialVia(ctx, x.relay.addr(), x.relay.Self(), x.callee.Self(), "echo/1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	chunk := bytes.Repeat([]byte{'x'}, 1024)
+	for i := range 64 {
+		if _, err := c.Write(chunk); err != nil {
+			return // closed by the budget
+		}
+		if _, err := io.ReadFull(c, make([]byte, len(chunk))); err != nil {
+			if i == 0 {
+				t.Fatalf("first echo failed: %v", err)
+			}
+			return
+		}
+	}
+	t.Fatal("64 KiB went through an 8 KiB circuit budget")
+}
