@@ -60,6 +60,7 @@ type PeerInfo struct {
 	ID      string `json:"id"`
 	Addr    string `json:"addr"`
 	Breaker string `json:"breaker,omitempty"` // closed, open or half-open; empty when the node is not running
+	Source  string `json:"source,omitempty"`  // operator, invite, gossip or decision (localapi/membership.go)
 }
 
 // CapabilityInfo describes one capability a peer exposes to this node.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -51,6 +52,7 @@ func newRoot() *cobra.Command {
 		groupCmd(h), kvCmd(h), motionCmd(h), decisionCmd(h),
 		dashboardCmd(h),
 	)
+	root.AddCommand(admissionCmds(h)...) // members.go
 	return root
 }
 
@@ -104,20 +106,7 @@ func runCmd(h func() string) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			n, err := node.Open(node.Options{Home: h(), Logger: log})
-			if err != nil {
-				return err
-			}
-			ctx := cmd.Context()
-			if err := n.Start(ctx); err != nil {
-				return err
-			}
-			defer n.Close()
-			srv, err := api.Listen(n, log)
-			if err != nil {
-				return err
-			}
-			return srv.Serve(ctx)
+			return serveNode(cmd.Context(), h(), log) // restart.go: reopens the node after a key rotation
 		},
 	}
 	c.Flags().BoolVarP(&verbose, "verbose", "v", false, "debug logging (as --log-level debug)")
@@ -262,7 +251,7 @@ func peerCmd(h func() string) *cobra.Command {
 				}
 				out, err = []api.PeerInfo{}, nil
 				for _, p := range cfg.Peers {
-					out = append(out, api.PeerInfo{Name: p.Name, ID: p.ID, Addr: p.Addr})
+					out = append(out, api.PeerInfo{Name: p.Name, ID: p.ID, Addr: p.Addr, Source: cmp.Or(p.Source, config.SourceOperator)})
 				}
 			}
 			if err != nil {
@@ -272,13 +261,9 @@ func peerCmd(h func() string) *cobra.Command {
 				return printJSON(cmd.OutOrStdout(), out)
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tID\tADDR\tBREAKER")
+			fmt.Fprintln(tw, "NAME\tID\tADDR\tBREAKER\tSOURCE")
 			for _, p := range out {
-				br := p.Breaker
-				if br == "" {
-					br = "-"
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", p.Name, p.ID, p.Addr, br)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", p.Name, p.ID, p.Addr, dash(p.Breaker), dash(p.Source))
 			}
 			return tw.Flush()
 		},

@@ -101,7 +101,7 @@ func (s *Server) table() []route {
 		{http.MethodPost, "/v1/stream", s.stream},
 		{http.MethodPost, "/v1/trust/set", s.trustSet},
 		{http.MethodGet, "/v1/openapi.json", serveOpenAPI},
-	}, s.groupRoutes()...)
+	}, append(s.groupRoutes(), s.membershipRoutes()...)...) // groups.go, membership.go
 }
 
 // routes answers an unknown path (404) or method (405) with the same error
@@ -171,7 +171,7 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 func (s *Server) peers(w http.ResponseWriter, r *http.Request) {
 	out := []PeerInfo{}
 	for _, p := range s.n.Peers() {
-		out = append(out, PeerInfo{Name: p.Name, ID: p.ID.String(), Addr: p.Addr, Breaker: p.Breaker})
+		out = append(out, PeerInfo{Name: p.Name, ID: p.ID.String(), Addr: p.Addr, Breaker: p.Breaker, Source: s.n.PeerSource(p.ID)})
 	}
 	writeJSON(w, http.StatusOK, out)
 }

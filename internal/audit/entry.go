@@ -34,9 +34,9 @@ const (
 
 // Kinds lists every kind treaty writes, for filters that must name one.
 func Kinds() []string {
-	return []string{KindCallSent, KindCallServed, KindCallCompleted, KindCallRefused, KindHandshakeRefused,
+	return append([]string{KindCallSent, KindCallServed, KindCallCompleted, KindCallRefused, KindHandshakeRefused,
 		KindPolicyChanged, KindTrustLevel, KindFork, KindPruned, KindHighWater,
-		KindDecision, KindGroupEvidence, KindGroupRefused}
+		KindDecision, KindGroupEvidence, KindGroupRefused}, admissionKinds()...) // kinds_admission.go
 }
 
 // Size limits of one entry. Append rejects larger fields with ErrInvalidEntry.

@@ -50,6 +50,7 @@ type Config struct {
 	Debug        Debug         `yaml:"debug,omitempty"`        // operator diagnostics; all off by default
 	Groups       []Group       `yaml:"groups,omitempty"`       // consensus groups this node belongs to (groups.go)
 	Metrics      Metrics       `yaml:"metrics,omitempty"`      // the Prometheus endpoint; off by default (metrics.go)
+	Membership   Membership    `yaml:"membership,omitempty"`   // invites, rotation, revocation (membership.go)
 }
 
 // Debug switches on diagnostics for the node's operator.
@@ -65,6 +66,9 @@ type Peer struct {
 	Name string `yaml:"name"`
 	ID   string `yaml:"id"`   // did:key
 	Addr string `yaml:"addr"` // host:port of its federation port
+	// Source says how the entry got here: "" or "operator" (peer add),
+	// "invite", "gossip" or "decision" (see PeerSources).
+	Source string `yaml:"source,omitempty"`
 }
 
 // Capability is something this node can run for a peer.
@@ -367,7 +371,13 @@ func (c *Config) Validate() error {
 		if seenID[p.ID] {
 			return fmt.Errorf("config: peers[%d].id %s is listed twice", i, p.ID)
 		}
+		if !validSource(p.Source) {
+			return fmt.Errorf("config: peers[%d].source %q: want one of %v", i, p.Source, PeerSources())
+		}
 		seenName[p.Name], seenID[p.ID] = true, true
+	}
+	if err := c.Membership.validate(); err != nil {
+		return err
 	}
 	seenCap := map[string]bool{}
 	for i, cp := range c.Capabilities {

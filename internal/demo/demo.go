@@ -253,6 +253,10 @@ when { context.trust.greaterThanOrEqual(decimal("0.45")) };
 	}
 	say("   refused at the TLS handshake: %v  (exit code %d)", err, refusal.ExitCode(err))
 
+	if err := admission(ctx, say, step, dir, globex, acme, initech); err != nil { // admission.go
+		return err
+	}
+
 	step("12. globex removes acme from its peer book; acme's open connection is closed at once")
 	if err := home.RemovePeer(globex.home, "acme"); err != nil {
 		return err

@@ -87,7 +87,8 @@ type Node struct {
 	inFlight     inFlightCalls   // backend tokens -> requests being served (delegation)
 	peerLim      *wire.PeerLimiter
 	limitMax     int
-	obs          observer // metrics (metrics.go)
+	obs          observer  // metrics (metrics.go)
+	adm          admission // invites, introductions, rotations, revocations (membership.go)
 
 	closeOnce sync.Once
 	cancel    context.CancelFunc
@@ -112,6 +113,9 @@ func Open(opts Options) (_ *Node, err error) {
 		return nil, fmt.Errorf("node: Options.ReloadInterval %v outside [10ms, 1s]", opts.ReloadInterval)
 	}
 	if err := checkHomeMode(opts.Home); err != nil {
+		return nil, err
+	}
+	if err := finishRotation(opts.Home); err != nil { // a key rotation waiting for a restart (rotate.go)
 		return nil, err
 	}
 	key, err := identity.LoadKeyFile(filepath.Join(opts.Home, KeyFile))
@@ -236,9 +240,17 @@ func (n *Node) Start(ctx context.Context) error {
 		n.cancel()
 		return fmt.Errorf("node: %w", err)
 	}
+	if err := n.startAdmission(ctx); err != nil {
+		n.cancel()
+		return err
+	}
 	if err := n.tr.Start(ctx); err != nil {
 		n.cancel()
 		return fmt.Errorf("node: %w", err)
+	}
+	if err := n.startGossip(ctx); err != nil {
+		n.cancel()
+		return err
 	}
 	n.wg.Add(5)
 	go func() {
@@ -287,7 +299,7 @@ func (n *Node) Close() error {
 // finish a handshake.
 func (n *Node) Admitted(k identity.PublicKey) bool {
 	_, ok := n.state.Load().peers[k]
-	return ok
+	return ok && n.adm.refusedWhy(k) == "" // revoked or superseded keys: membership.go
 }
 
 // handshakeRefused audits a refused handshake (the transport has logged it),

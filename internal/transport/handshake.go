@@ -60,7 +60,7 @@ func (t *Transport) verifyClient(cs tls.ConnectionState) error {
 		return &verifyError{reason: ReasonProtocol, msg: "client negotiated no known ALPN protocol"}
 	}
 	_, err := verifyPeerCert(cs.PeerCertificates, t.cfg.Now(), func(k identity.PublicKey) *verifyError {
-		if !t.cfg.Peers.Admitted(k) {
+		if !t.cfg.Peers.Admitted(k) && !admittedFor(t.cfg.Peers, k, cs.NegotiatedProtocol) {
 			return &verifyError{reason: ReasonUnknownKey, msg: "client key " + k.String() + " is not an admitted peer"}
 		}
 		return nil

@@ -78,6 +78,19 @@ type PeerSource interface {
 	Admitted(identity.PublicKey) bool
 }
 
+// ProtoAdmitter is an optional PeerSource that admits a key for one ALPN
+// protocol only, for a protocol that strangers must be able to reach (a join
+// presenting an invite). It is asked only for keys Admitted refuses; the same
+// rules as Admitted apply.
+type ProtoAdmitter interface {
+	AdmittedFor(k identity.PublicKey, proto string) bool
+}
+
+func admittedFor(ps PeerSource, k identity.PublicKey, proto string) bool {
+	pa, ok := ps.(ProtoAdmitter)
+	return ok && pa.AdmittedFor(k, proto)
+}
+
 // Resolver returns the address to dial for a peer key (RoundTripper calls it
 // once per new connection, not per request).
 type Resolver func(ctx context.Context, peer identity.PublicKey) (addr string, err error)

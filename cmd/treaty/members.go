@@ -1,0 +1,229 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/treaty-dev/treaty/client"
+	"github.com/treaty-dev/treaty/internal/homedir"
+	"github.com/treaty-dev/treaty/internal/identity"
+	"github.com/treaty-dev/treaty/internal/membership"
+	"github.com/treaty-dev/treaty/localapi"
+)
+
+// admissionCmds are `treaty members`, `invite`, `join`, `rotate` and `revoke`
+// (docs/admission.md).
+func admissionCmds(h func() string) []*cobra.Command {
+	return []*cobra.Command{membersCmd(h), inviteCmd(h), joinCmd(h), rotateCmd(h), revokeCmd(h)}
+}
+
+func membersCmd(h func() string) *cobra.Command {
+	var asJSON bool
+	c := &cobra.Command{
+		Use: "members [--json]", Short: "members: source, status, gossip state, organisation, addresses, relay", Args: args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			out, err := client.New(h()).Members(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return printJSON(cmd.OutOrStdout(), out)
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tID\tSOURCE\tSTATUS\tSTATE\tORG\tADDR\tVIA")
+			for _, m := range out {
+				addr := m.Addr
+				if len(m.Addrs) > 0 && m.Addrs[0] != addr {
+					addr += " (says " + strings.Join(m.Addrs, ",") + ")"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", dash(m.Name), m.ID, dash(m.Source), m.Status,
+					dash(m.State), dash(m.Org), dash(addr), dash(m.Via))
+			}
+			return tw.Flush()
+		},
+	}
+	c.Flags().BoolVar(&asJSON, "json", false, "JSON output")
+	return c
+}
+
+func inviteCmd(h func() string) *cobra.Command {
+	var ttl time.Duration
+	var uses int
+	var addr string
+	c := &cobra.Command{
+		Use:   "invite [--ttl 1h] [--uses 1] [--addr HOST:PORT]",
+		Short: "print a join token signed by this member (a secret: hand it to the newcomer only)",
+		Args:  args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if ttl <= 0 {
+				return usagef("--ttl %v: want a positive duration, as in 1h", ttl)
+			}
+			if uses < 1 {
+				return usagef("--uses %d: want at least 1", uses)
+			}
+			res, err := client.New(h()).Invite(cmd.Context(), localapi.InviteRequest{TTL: ttl.String(), Uses: uses, Addr: addr})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), res.Token)
+			fmt.Fprintf(cmd.ErrOrStderr(), "treaty: valid until %s for %d join(s); the newcomer runs: treaty join TOKEN\n", res.Expires, res.Uses)
+			return nil
+		},
+	}
+	c.Flags().DurationVar(&ttl, "ttl", time.Hour, "how long the token is valid (at most membership.max_invite_ttl)")
+	c.Flags().IntVar(&uses, "uses", 1, "how many nodes may join with it (at most membership.max_invite_uses)")
+	c.Flags().StringVar(&addr, "addr", "", "where newcomers reach this node (default: its bound federation address)")
+	return c
+}
+
+func joinCmd(h func() string) *cobra.Command {
+	var addr string
+	c := &cobra.Command{
+		Use:   "join [--addr HOST:PORT] TOKEN",
+		Short: "introduce this node to the federation with an invite token",
+		Args:  args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			res, err := client.New(h()).Join(cmd.Context(), localapi.JoinRequest{Token: a[0], Addr: addr})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "joined through %s (%s); %d other member(s) learned\n", res.Name, res.Inviter, res.Members)
+			return nil
+		},
+	}
+	c.Flags().StringVar(&addr, "addr", "", "where members reach this node (default: its bound federation address)")
+	return c
+}
+
+func rotateCmd(h func() string) *cobra.Command {
+	return &cobra.Command{
+		Use:   "rotate",
+		Short: "make a new identity key, signed over by the old one; prints the new peer ID",
+		Long: "Members move this node's peer book entry, grants, trust and budgets to the new key by\n" +
+			"themselves; the running node restarts on it. Prepare a new revocation afterwards:\n" +
+			"one prepared for the old key would revoke the new key too.",
+		Args: args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			res, err := client.New(h()).Rotate(cmd.Context())
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), res.New)
+			fmt.Fprintf(cmd.ErrOrStderr(), "treaty: %d of %d member(s) acknowledged; the old key %s is retired\n", res.Acked, res.Members, res.Old)
+			return nil
+		},
+	}
+}
+
+// maxStatementFile bounds a statement file read by `treaty revoke FILE`.
+const maxStatementFile = 4 << 10
+
+func revokeCmd(h func() string) *cobra.Command {
+	var prepare, reason string
+	c := &cobra.Command{
+		Use:   "revoke [--prepare FILE [--reason TEXT]] [FILE]",
+		Short: "revoke this node's key: prepare the statement in advance, publish it when the key is lost",
+		Long: "--prepare FILE signs a self-revocation with this home's key and writes it to FILE (mode\n" +
+			"0600), without a running node: keep it offline. 'treaty revoke FILE' publishes a prepared\n" +
+			"revocation through this home's running node, which may be any member's node.\n" +
+			"Without arguments the running node revokes its own key at once. A revocation cannot be undone.",
+		Args: args(cobra.MaximumNArgs(1)),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			if prepare != "" {
+				if len(a) > 0 {
+					return usagef("--prepare takes no other argument")
+				}
+				return prepareRevocation(h(), prepare, reason, cmd.ErrOrStderr())
+			}
+			if reason != "" {
+				return usagef("--reason goes with --prepare")
+			}
+			var text string
+			if len(a) == 1 {
+				if _, err := os.Stat(a[0]); err != nil {
+					return usagef("%s is not a revocation file (revoking another member's key takes a governing group, which is not available yet): %v", a[0], err)
+				}
+				b, err := readStatementFile(a[0])
+				if err != nil {
+					return err
+				}
+				text = b
+			} else {
+				key, err := identity.LoadKeyFile(filepath.Join(h(), homedir.KeyFile))
+				if err != nil {
+					return err
+				}
+				if _, text, err = membership.SignRevocation(key, time.Now(), "revoked by its operator"); err != nil {
+					return err
+				}
+			}
+			if _, err := membership.ParseRevocation(text); err != nil {
+				return usagef("%v", err)
+			}
+			res, err := client.New(h()).Publish(cmd.Context(), text)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "revoked; %d member(s) acknowledged\n", res.Acked)
+			return nil
+		},
+	}
+	c.Flags().StringVar(&prepare, "prepare", "", "write a signed self-revocation to this file (refuses to overwrite)")
+	c.Flags().StringVar(&reason, "reason", "", "a short reason recorded with the prepared revocation (printable ASCII)")
+	return c
+}
+
+func readStatementFile(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", usagef("%v", err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxStatementFile+1))
+	if err != nil {
+		return "", err
+	}
+	if len(b) > maxStatementFile {
+		return "", usagef("%s is larger than %d bytes: not a revocation", path, maxStatementFile)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+func prepareRevocation(home, path, reason string, stderr io.Writer) error {
+	key, err := identity.LoadKeyFile(filepath.Join(home, homedir.KeyFile))
+	if err != nil {
+		return err
+	}
+	r, text, err := membership.SignRevocation(key, time.Now(), reason)
+	if err != nil {
+		return usagef("%v", err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, os.ErrExist) {
+		return usagef("%s exists; not overwriting it", path)
+	}
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteString(text + "\n"); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "treaty: revocation of %s written to %s; keep it offline. Anyone holding it can revoke this key.\n", r.Key, path)
+	return nil
+}

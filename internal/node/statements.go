@@ -1,0 +1,469 @@
+package node
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/treaty-dev/treaty/internal/audit"
+	"github.com/treaty-dev/treaty/internal/config"
+	"github.com/treaty-dev/treaty/internal/home"
+	"github.com/treaty-dev/treaty/internal/identity"
+	"github.com/treaty-dev/treaty/internal/membership"
+	"github.com/treaty-dev/treaty/internal/refusal"
+	"github.com/treaty-dev/treaty/internal/transport"
+	"github.com/treaty-dev/treaty/internal/trust"
+)
+
+// serveStatement takes one statement from a member, answers "ok" once it is
+// persisted (before its effects: a rotation or revocation of the sender's own
+// key closes this very connection) or "error: REASON", and then pushes a new,
+// valid statement on to the others.
+func (n *Node) serveStatement(ctx context.Context, c net.Conn) {
+	from, _ := transport.PeerFromConn(c)
+	br := bufio.NewReader(c)
+	line, err := readLineFrom(br, stmtLineMax)
+	if err != nil {
+		n.statementRefused(ctx, from, err)
+		_, _ = c.Write([]byte("error: " + err.Error() + "\n"))
+		return
+	}
+	coveredLine, err := readLineFrom(br, coveredLineMax)
+	if err != nil {
+		n.statementRefused(ctx, from, err)
+		_, _ = c.Write([]byte("error: " + err.Error() + "\n"))
+		return
+	}
+	covered := parseCovered(string(coveredLine))
+	covered[from] = struct{}{}
+	var once sync.Once
+	ack := func() { once.Do(func() { _, _ = c.Write([]byte("ok\n")) }) }
+	fresh, err := n.applyStatement(ctx, string(line), from, ack)
+	if err != nil {
+		once.Do(func() { _, _ = c.Write([]byte("error: " + strings.ReplaceAll(err.Error(), "\n", " ") + "\n")) })
+		return
+	}
+	ack()
+	c.Close()
+	if fresh {
+		n.spread(ctx, string(line), covered)
+	}
+}
+
+// applyStatement verifies and applies one statement that from relayed (zero:
+// the local operator). It reports whether the statement was new here; a
+// statement that fails to verify counts as evidence against from. ack (or
+// nil) is called once the statement is persisted, before its effects.
+func (n *Node) applyStatement(ctx context.Context, text string, from identity.PublicKey, ack func()) (fresh bool, err error) {
+	if ack == nil {
+		ack = func() {}
+	}
+	st, err := membership.ParseAdmission(text)
+	if err != nil {
+		n.statementRefused(ctx, from, err)
+		return false, err
+	}
+	if n.adm.markSeen(st.Text) {
+		ack()
+		return false, nil
+	}
+	switch st.Kind {
+	case membership.KindAdmit:
+		err = n.applyAdmit(ctx, *st.Admit, from)
+	case membership.KindRotate:
+		err = n.applyRotation(ctx, *st.Rotation, st.Text, ack)
+	case membership.KindRevoke:
+		err = n.applyRevocation(ctx, *st.Revocation, st.Text, ack)
+	}
+	if errors.Is(err, errStale) {
+		ack() // valid, but not applied nor passed on
+		return false, nil
+	}
+	if err != nil {
+		n.adm.forget(st.Text) // not applied: a later copy may try again
+		return false, err
+	}
+	return true, nil
+}
+
+// introductionMaxAge bounds how old (or how far ahead of this node's clock)
+// an introduction may be when applied: a member could otherwise replay an old
+// introduction to bring back a key an operator removed with `peer rm`.
+const introductionMaxAge = time.Hour
+
+// errStale marks a valid statement too old to apply.
+var errStale = errors.New("statement too old to apply")
+
+// statementRefused audits a statement that did not verify and, when a member
+// relayed it, counts it against that member's trust.
+func (n *Node) statementRefused(ctx context.Context, from identity.PublicKey, err error) {
+	if from.IsZero() {
+		return // the local operator: the error is the answer
+	}
+	// A member can send these at will: aggregated per member (refusals.go).
+	if n.refusalAdmitted(refusalKey{source: from.String(), kind: KindStmtRefused, direction: "in", stage: string(refusal.StageWire)}, "statement") {
+		n.log.Warn("statement refused", "from", from, "err", err)
+		e := audit.Entry{Kind: KindStmtRefused, Peer: from.String(), Direction: "in", Outcome: "refused", Stage: string(refusal.StageWire)}
+		e.Report, _ = json.Marshal(map[string]string{"reason": err.Error()})
+		if _, aerr := n.audit.Append(context.WithoutCancel(ctx), e); aerr != nil {
+			n.log.Error("audit append of a refused statement failed", "err", aerr)
+		}
+	}
+	kind := trust.KindMalformed
+	if errors.Is(err, membership.ErrBadSignature) {
+		kind = trust.KindBadSignature
+	}
+	if _, terr := n.trust.Observe(from.String(), trust.Evidence{Kind: kind, Detail: "relayed a membership statement that does not verify", At: n.now()}); terr != nil {
+		n.log.Error("trust evidence not recorded", "err", terr)
+	}
+}
+
+// forget drops text from the seen set.
+func (a *admission) forget(text string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	delete(a.seen, sha256Sum(text))
+}
+
+// applyAdmit adds an introduced key to the peer book, if a member this node
+// knows introduced it. The newcomer gets no grants: default deny stays.
+func (n *Node) applyAdmit(ctx context.Context, a membership.Admit, from identity.PublicKey) error {
+	if a.Member == n.self || a.Inviter == n.self {
+		return nil
+	}
+	if age := n.now().Sub(a.Issued); age > introductionMaxAge || age < -time.Minute {
+		n.log.Info("introduction outside its time window ignored", "peer", a.Member, "issued", a.Issued)
+		return errStale
+	}
+	if why := n.adm.refusedWhy(a.Inviter); why != "" {
+		return fmt.Errorf("introduction by %s, which is %s", a.Inviter.Short(), why)
+	}
+	if why := n.adm.refusedWhy(a.Member); why != "" {
+		n.log.Info("introduction of a refused key ignored", "peer", a.Member, "why", why)
+		return nil
+	}
+	if _, ok := n.state.Load().peers[a.Inviter]; !ok {
+		// Not ours to judge: pass it on, members who know the inviter apply it.
+		n.log.Debug("introduction by an unknown member; passed on only", "inviter", a.Inviter, "member", a.Member)
+		return nil
+	}
+	if _, ok := n.state.Load().peers[a.Member]; ok {
+		return nil
+	}
+	name, err := home.LearnPeer(n.home, a.Name, a.Addr, a.Member, config.SourceGossip)
+	if err != nil {
+		return err
+	}
+	if err := n.reload(); err != nil {
+		return err
+	}
+	n.auditAdmission(ctx, KindMemberAdmit, a.Member, "in", map[string]any{
+		"name": name, "addr": a.Addr, "source": config.SourceGossip, "inviter": a.Inviter.String(), "relayed_by": from.String()})
+	n.log.Info("member learned", "peer", a.Member, "name", name, "inviter", a.Inviter.Short())
+	return nil
+}
+
+// recordLocked adds text to list unless it is there, and reports whether it added.
+func recordLocked(list *[]string, text string) bool {
+	for _, s := range *list {
+		if s == text {
+			return false
+		}
+	}
+	*list = append(*list, text)
+	return true
+}
+
+// applyRotation moves a member's entry, grants, rules, trust and budgets from
+// its old key to its new one. The old key is refused from then on. A rotation
+// from a revoked key is void, and its new key is refused as well.
+func (n *Node) applyRotation(ctx context.Context, r membership.Rotation, text string, ack func()) error {
+	a := &n.adm
+	a.mu.Lock()
+	added := recordLocked(&a.ledger.Rotations, text)
+	var err error
+	if added {
+		if err = a.saveLocked(); err != nil {
+			a.ledger.Rotations = a.ledger.Rotations[:len(a.ledger.Rotations)-1]
+		} else {
+			a.rebuildLocked(n.now())
+		}
+	}
+	a.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	ack()
+	n.tr.Disconnect(r.Old)
+	if why := n.adm.refusedWhy(r.New); why == "revoked" {
+		n.tr.Disconnect(r.New)
+		n.log.Warn("rotation from a revoked key: both keys refused", "old", r.Old, "new", r.New)
+		return n.dropRefused(ctx)
+	}
+	if r.Old == n.self || r.New == n.self {
+		return nil
+	}
+	found, err := home.ReplaceKey(n.home, r.Old, r.New)
+	if err != nil || !found {
+		return err
+	}
+	if err := n.trust.Move(r.Old.String(), r.New.String()); err != nil {
+		n.log.Error("trust not moved to the rotated key", "err", err)
+	}
+	if err := n.reload(); err != nil {
+		return err
+	}
+	n.auditAdmission(ctx, KindKeyRotated, r.New, "in", map[string]any{"old": r.Old.String(), "new": r.New.String(), "issued": r.Issued})
+	n.log.Info("peer rotated its key", "old", r.Old, "new", r.New)
+	return nil
+}
+
+// applyRevocation persists a revocation, refuses the key (and every key it
+// rotated to) at the handshake, closes its connections and drops it from the
+// peer book.
+func (n *Node) applyRevocation(ctx context.Context, r membership.Revocation, text string, ack func()) error {
+	a := &n.adm
+	a.mu.Lock()
+	var err error
+	if recordLocked(&a.ledger.Revoked, text) {
+		if err = a.saveLocked(); err != nil {
+			a.ledger.Revoked = a.ledger.Revoked[:len(a.ledger.Revoked)-1]
+		} else {
+			a.rebuildLocked(n.now())
+		}
+	}
+	a.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	ack()
+	closed := n.tr.Disconnect(r.Key)
+	if r.Key == n.self {
+		n.log.Error("this node's own key is revoked: members refuse it; make a new identity and join again")
+	}
+	n.auditAdmission(ctx, KindKeyRevoked, r.Key, "in", map[string]any{"issued": r.Issued, "reason": r.Reason, "connections_closed": closed})
+	n.log.Warn("key revoked", "peer", r.Key, "reason", r.Reason, "connections_closed", closed)
+	return n.dropRefused(ctx)
+}
+
+// dropRefused removes every refused key from the peer book and closes its
+// connections (the reload closes them too; this does not wait for it).
+func (n *Node) dropRefused(ctx context.Context) error {
+	var err error
+	removed := false
+	for k := range n.state.Load().peers {
+		if n.adm.refusedWhy(k) == "revoked" {
+			n.tr.Disconnect(k)
+			if rerr := home.RemovePeer(n.home, k.String()); rerr != nil {
+				err = errors.Join(err, rerr)
+			}
+			removed = true
+		}
+	}
+	if removed {
+		err = errors.Join(err, n.reload())
+	}
+	return err
+}
+
+// Bounds of a push's covered list (see spread).
+const (
+	coveredMax     = 1024
+	coveredLineMax = coveredMax * 64
+)
+
+// parseCovered reads a push's second line: the did:keys, comma-separated,
+// that the statement is already on its way to. Entries that do not parse are
+// skipped; at most coveredMax are read.
+func parseCovered(line string) map[identity.PublicKey]struct{} {
+	out := map[identity.PublicKey]struct{}{}
+	for i, s := range strings.Split(line, ",") {
+		if i >= coveredMax {
+			break
+		}
+		if k, err := identity.ParseDID(strings.TrimSpace(s)); err == nil {
+			out[k] = struct{}{}
+		}
+	}
+	return out
+}
+
+// spread pushes text to every member of the book that is not in covered,
+// pushParallel at a time, and reports how many acknowledged it. Each push
+// carries the covered list grown by this node and its targets, so a member
+// passes a statement on only to members no one on its way has addressed: in a
+// full mesh the originator's push is the only one; in a sparser federation the
+// statement still reaches everyone connected to it through peer books. A
+// member that is down when its push comes misses the statement; gossip's
+// state exchange brings it later (membership.enabled), or publish it again.
+func (n *Node) spread(ctx context.Context, text string, covered map[identity.PublicKey]struct{}) int {
+	var targets []identity.PublicKey
+	addrs := map[identity.PublicKey]string{}
+	for k, p := range n.state.Load().peers {
+		if _, done := covered[k]; done || k == n.self || n.adm.refusedWhy(k) != "" {
+			continue
+		}
+		targets = append(targets, k)
+		addrs[k] = p.Addr
+	}
+	var list []string
+	if len(covered)+len(targets) < coveredMax {
+		list = append(list, n.self.String())
+		for k := range covered {
+			list = append(list, k.String())
+		}
+		for _, k := range targets {
+			list = append(list, k.String())
+		}
+	} // else: too many to list; the receivers pass it on to all they know
+	coveredText := strings.Join(list, ",")
+	var acked atomic.Int32
+	sem := make(chan struct{}, pushParallel)
+	var wg sync.WaitGroup
+	for _, k := range targets {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if err := n.pushRetrying(ctx, k, addrs[k], text, coveredText); err != nil {
+				n.log.Warn("statement not pushed", "peer", k.Short(), "err", err)
+				return
+			}
+			acked.Add(1)
+		})
+	}
+	wg.Wait()
+	return int(acked.Load())
+}
+
+// pushAttempts and pushBackoff: a push that fails is tried again, since the
+// members that listed this one as covered will not push to it themselves.
+const (
+	pushAttempts = 3
+	pushBackoff  = 200 * time.Millisecond
+)
+
+// pushRetrying is push, tried pushAttempts times with a growing pause.
+func (n *Node) pushRetrying(ctx context.Context, k identity.PublicKey, addr, text, covered string) error {
+	var err error
+	for i := range pushAttempts {
+		if i > 0 {
+			t := time.NewTimer(pushBackoff * time.Duration(i))
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return errors.Join(err, ctx.Err())
+			case <-t.C:
+			}
+		}
+		if err = n.push(ctx, k, addr, text, covered); err == nil {
+			return nil
+		}
+	}
+	return err
+}
+
+// push sends one statement and its covered list to one member and waits for
+// its answer.
+func (n *Node) push(ctx context.Context, k identity.PublicKey, addr, text, covered string) error {
+	ctx, cancel := context.WithTimeout(ctx, admissionIO)
+	defer cancel()
+	c, err := n.tr.Dial(ctx, addr, k, ProtoStatement)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(admissionIO))
+	if _, err := c.Write([]byte(text + "\n" + covered + "\n")); err != nil {
+		return err
+	}
+	line, err := readLine(c, 1024)
+	if err != nil {
+		return err
+	}
+	if s := string(line); s != "ok" {
+		return errors.New(s)
+	}
+	return nil
+}
+
+// Publish applies a statement here and pushes it to every member; it reports
+// how many acknowledged it. The push starts as soon as the statement is
+// persisted here, alongside its local effects. Any member may publish a
+// revocation or a rotation it was handed (a prepared revocation, say): the
+// statement carries its own signatures. Publishing a statement again pushes
+// it again (to members that were down the first time).
+func (n *Node) Publish(ctx context.Context, text string) (int, error) {
+	st, err := membership.ParseAdmission(text)
+	if err != nil {
+		return 0, refusal.Wrap(refusal.StageUsage, err)
+	}
+	var (
+		once  sync.Once
+		done  = make(chan int, 1)
+		start = func() { go func() { done <- n.spread(ctx, st.Text, nil) }() }
+	)
+	if _, err := n.applyStatement(ctx, st.Text, identity.PublicKey{}, func() { once.Do(start) }); err != nil {
+		once.Do(func() { done <- 0 })
+		<-done
+		return 0, err
+	}
+	once.Do(start)
+	acked := <-done
+	n.publishGossip(ctx, st.Text)
+	return acked, nil
+}
+
+// MemberState is one key admission knows of, for `treaty members`.
+type MemberState struct {
+	Name   string
+	ID     identity.PublicKey
+	Addr   string
+	Source string // config.Source*; "" is operator
+	Status string // "member", "revoked" or "superseded ..."
+}
+
+// Members lists the peer book with each entry's source, and the keys that
+// are refused (revoked or superseded by a rotation).
+func (n *Node) Members() []MemberState {
+	st := n.state.Load()
+	var out []MemberState
+	for _, p := range n.Peers() {
+		src := st.peers[p.ID].Source
+		if src == "" {
+			src = config.SourceOperator
+		}
+		status := "member"
+		if why := n.adm.refusedWhy(p.ID); why != "" {
+			status = why // refused at the handshake already; leaving the book
+		}
+		out = append(out, MemberState{Name: p.Name, ID: p.ID, Addr: p.Addr, Source: src, Status: status})
+	}
+	if m := n.adm.refused.Load(); m != nil {
+		for k, why := range *m {
+			if _, ok := st.peers[k]; !ok {
+				out = append(out, MemberState{ID: k, Status: why})
+			}
+		}
+	}
+	return out
+}
+
+// PeerSource says where the peer book entry of k came from: operator, invite,
+// gossip or decision ("" when k is not in the book).
+func (n *Node) PeerSource(k identity.PublicKey) string {
+	p, ok := n.state.Load().peers[k]
+	switch {
+	case !ok:
+		return ""
+	case p.Source == "":
+		return config.SourceOperator
+	}
+	return p.Source
+}
