@@ -418,11 +418,19 @@ func (g *gossipNet) writeLocked(l *link, peer identity.PublicKey, frame []byte) 
 
 // connectLocked starts a background dial of l unless one is running.
 func (g *gossipNet) connectLocked(l *link, peer identity.PublicKey, addr string) {
-	if l.dialing || g.ctx.Err() != nil {
+	if l.dialing {
 		return
 	}
-	l.dialing = true
+	// Add under g.mu, after checking closed: Shutdown sets closed under g.mu
+	// before it waits, so no Add can race its Wait.
+	g.mu.Lock()
+	if g.closed {
+		g.mu.Unlock()
+		return
+	}
 	g.wg.Add(1)
+	g.mu.Unlock()
+	l.dialing = true
 	go func() {
 		defer g.wg.Done()
 		c, err := g.dial(peer, addr, connPacket, g.dialTimeout)
