@@ -112,7 +112,7 @@ func (r *Reader) List(ctx context.Context, f Filter) ([]Entry, error) {
 	var where []string
 	var args []any
 	if f.Peer != "" {
-		where, args = append(where, "peer = ?"), append(args, f.Peer)
+		where, args = append(where, "substr(peer, 13, 10) = substr(?, 13, 10) AND peer = ?"), append(args, f.Peer, f.Peer)
 	}
 	if f.Kind != "" {
 		where, args = append(where, "kind = ?"), append(args, f.Kind)
