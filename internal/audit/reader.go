@@ -115,7 +115,13 @@ func (r *Reader) List(ctx context.Context, f Filter) ([]Entry, error) {
 		where, args = append(where, "substr(peer, 13, 10) = substr(?, 13, 10) AND peer = ?"), append(args, f.Peer, f.Peer)
 	}
 	if f.Kind != "" {
-		where, args = append(where, "kind = ?"), append(args, f.Kind)
+		switch f.Kind {
+		case KindCallSent, KindCallServed, KindCallCompleted:
+			where = append(where, "kind = ?")
+		default:
+			where = append(where, "kind = ? AND "+rareKinds)
+		}
+		args = append(args, f.Kind)
 	}
 	if !f.Since.IsZero() {
 		ts, err := formatTime(f.Since)

@@ -100,6 +100,20 @@ func TestOldLogUpgradesAndVerifies(t *testing.T) {
 			t.Fatalf("List by peer returned entry %d of %s", e.Index, e.Peer)
 		}
 	}
+	for kind, want := range map[string]int{KindCallRefused: 12, KindCallSent: 13} {
+		got, err := l.List(t.Context(), Filter{Kind: kind})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != want {
+			t.Fatalf("List kind %s: %d entries, want %d", kind, len(got), want)
+		}
+		for _, e := range got {
+			if e.Kind != kind {
+				t.Fatalf("List kind %s returned entry %d of kind %s", kind, e.Index, e.Kind)
+			}
+		}
+	}
 	since := clock.base.Add(1000 * 1e6)
 	got, err = l.List(t.Context(), Filter{Since: since})
 	if err != nil {
@@ -113,7 +127,7 @@ func TestOldLogUpgradesAndVerifies(t *testing.T) {
 	}
 
 	db := rawDB(t, path)
-	if got := indexNames(t, db); got != "entries_kind,entries_peer_key" {
+	if got := indexNames(t, db); got != "entries_peer_key,entries_rare_kind" {
 		t.Fatalf("indexes after upgrade %q", got)
 	}
 	res, err = VerifyWith(t.Context(), path, key.Public(), VerifyOptions{Checkpoints: [][]byte{mustHeadNote(t, oldFixture)}})
@@ -158,7 +172,7 @@ func TestNewLogPagesAndIndexes(t *testing.T) {
 	// The filters List writes use the short indexes.
 	for _, c := range []struct{ where, index string }{
 		{"substr(peer, 13, 10) = substr(?1, 13, 10) AND peer = ?1", "entries_peer_key"},
-		{"kind = ?1", "entries_kind"},
+		{"kind = ?1 AND " + rareKinds, "entries_rare_kind"},
 	} {
 		plan := queryPlan(t, db, `SELECT idx FROM entries WHERE `+c.where+` ORDER BY idx`, "did:key:z6MkPeer1")
 		if !strings.Contains(plan, c.index) {
