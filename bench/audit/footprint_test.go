@@ -130,6 +130,18 @@ func reportRows(b *testing.B, path, name string) {
 	db.QueryRow(`PRAGMA freelist_count`).Scan(&free)
 	db.QueryRow(`PRAGMA page_size`).Scan(&psize)
 	b.Logf("%s: %d pages of %d bytes, %d free", name, pages, psize, free)
+	// Bytes per table and index (dbstat, when the driver has it).
+	if st, err := db.Query(`SELECT name, sum(pgsize), sum(unused) FROM dbstat GROUP BY name ORDER BY 2 DESC`); err == nil {
+		for st.Next() {
+			var obj string
+			var size, unused int64
+			if err := st.Scan(&obj, &size, &unused); err != nil {
+				b.Fatal(err)
+			}
+			b.Logf("%s: %s %d bytes in pages, %d unused", name, obj, size, unused)
+		}
+		st.Close()
+	}
 	var cps int64
 	if err := db.QueryRow(`SELECT count(*) FROM checkpoints`).Scan(&cps); err == nil {
 		b.Logf("%s: %d checkpoints kept", name, cps)

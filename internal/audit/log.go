@@ -185,7 +185,16 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 	if err != nil {
 		return nil, fmt.Errorf("audit: open %s: %w", cfg.Path, err)
 	}
+	fi, err := f.Stat()
 	f.Close()
+	if err != nil {
+		return nil, fmt.Errorf("audit: open %s: %w", cfg.Path, err)
+	}
+	if fi.Size() == 0 {
+		if err := setPageSize(ctx, cfg.Path); err != nil {
+			return nil, err
+		}
+	}
 	wdb, err := sql.Open("sqlite", d)
 	if err != nil {
 		return nil, fmt.Errorf("audit: open %s: %w", cfg.Path, err)
@@ -246,7 +255,7 @@ func (l *Log) init(ctx context.Context) error {
 		return fmt.Errorf("audit: open %s: %w", l.cfg.Path, err)
 	}
 	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, Schema); err != nil {
+	if _, err := tx.ExecContext(ctx, migration+Schema); err != nil {
 		return fmt.Errorf("audit: create schema: %w", err)
 	}
 	pub := l.cfg.Identity.Public().String()

@@ -112,10 +112,16 @@ func (r *Reader) List(ctx context.Context, f Filter) ([]Entry, error) {
 	var where []string
 	var args []any
 	if f.Peer != "" {
-		where, args = append(where, "peer = ?"), append(args, f.Peer)
+		where, args = append(where, "substr(peer, 13, 10) = substr(?, 13, 10) AND peer = ?"), append(args, f.Peer, f.Peer)
 	}
 	if f.Kind != "" {
-		where, args = append(where, "kind = ?"), append(args, f.Kind)
+		switch f.Kind {
+		case KindCallSent, KindCallServed, KindCallCompleted:
+			where = append(where, "kind = ?")
+		default:
+			where = append(where, "kind = ? AND "+rareKinds)
+		}
+		args = append(args, f.Kind)
 	}
 	if !f.Since.IsZero() {
 		ts, err := formatTime(f.Since)

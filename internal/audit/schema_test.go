@@ -1,0 +1,182 @@
+package audit
+
+import (
+	"database/sql"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// testdata/audit-v1-4k.db was made by the code before the short indexes
+// (4 KiB pages, full-width time and peer indexes): 40 sampleEntry entries
+// by testKey(7), CheckpointEvery 8, the stepClock times.
+const oldFixture = "testdata/audit-v1-4k.db"
+
+func copyFixture(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile(oldFixture)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "audit.db")
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func indexNames(t *testing.T, db *sql.DB) string {
+	t.Helper()
+	rows, err := db.Query(`SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'entries' AND sql IS NOT NULL ORDER BY name`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var names []string
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, n)
+	}
+	return strings.Join(names, ",")
+}
+
+// queryPlan is SQLite's plan for q, one detail per line.
+func queryPlan(t *testing.T, db *sql.DB, q string, args ...any) string {
+	t.Helper()
+	rows, err := db.Query(`EXPLAIN QUERY PLAN `+q, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var b strings.Builder
+	for rows.Next() {
+		var id, parent, notused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &notused, &detail); err != nil {
+			t.Fatal(err)
+		}
+		b.WriteString(detail + "\n")
+	}
+	return b.String()
+}
+
+func TestOldLogUpgradesAndVerifies(t *testing.T) {
+	key := testKey(t, 7)
+	path := copyFixture(t)
+	// The old file verifies with this code before it is opened for writing.
+	res, err := Verify(t.Context(), path, key.Public())
+	if err != nil {
+		t.Fatalf("old log before upgrade: %v", err)
+	}
+	if res.Entries != 40 {
+		t.Fatalf("old log has %d entries, want 40", res.Entries)
+	}
+	oldRoot := res.Root
+	if got := indexNames(t, rawDB(t, path)); got != "entries_kind,entries_peer,entries_time" {
+		t.Fatalf("fixture indexes %q: not the old schema", got)
+	}
+
+	clock := newStepClock()
+	clock.n.Store(1000) // after the fixture's times
+	l, err := Open(t.Context(), Config{Path: path, Identity: key, Now: clock.Now, CheckpointEvery: 8})
+	if err != nil {
+		t.Fatalf("open old log: %v", err)
+	}
+	appendN(t, l, 40, 10)
+	peer := sampleEntry(1).Peer
+	got, err := l.List(t.Context(), Filter{Peer: peer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 17 { // i%3 == 1 for i in [0, 50)
+		t.Fatalf("List by peer: %d entries, want 17", len(got))
+	}
+	for _, e := range got {
+		if e.Peer != peer {
+			t.Fatalf("List by peer returned entry %d of %s", e.Index, e.Peer)
+		}
+	}
+	for kind, want := range map[string]int{KindCallRefused: 12, KindCallSent: 13} {
+		got, err := l.List(t.Context(), Filter{Kind: kind})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != want {
+			t.Fatalf("List kind %s: %d entries, want %d", kind, len(got), want)
+		}
+		for _, e := range got {
+			if e.Kind != kind {
+				t.Fatalf("List kind %s returned entry %d of kind %s", kind, e.Index, e.Kind)
+			}
+		}
+	}
+	since := clock.base.Add(1000 * 1e6)
+	got, err = l.List(t.Context(), Filter{Since: since})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 10 || got[0].Index != 40 {
+		t.Fatalf("List since the upgrade: %d entries from %v, want 10 from 40", len(got), got)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	db := rawDB(t, path)
+	if got := indexNames(t, db); got != "entries_peer_key,entries_rare_kind" {
+		t.Fatalf("indexes after upgrade %q", got)
+	}
+	res, err = VerifyWith(t.Context(), path, key.Public(), VerifyOptions{Checkpoints: [][]byte{mustHeadNote(t, oldFixture)}})
+	if err != nil {
+		t.Fatalf("upgraded log: %v", err)
+	}
+	if res.Entries != 50 || len(res.Given) != 1 || !res.Given[0].Checked || res.Given[0].Root != oldRoot {
+		t.Fatalf("upgraded log: %v", res)
+	}
+}
+
+// mustHeadNote is the head checkpoint note stored in the log at path.
+func mustHeadNote(t *testing.T, path string) []byte {
+	t.Helper()
+	db, err := sql.Open("sqlite", "file:"+path+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	_, msg, err := readHead(t.Context(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return msg
+}
+
+func TestNewLogPagesAndIndexes(t *testing.T) {
+	l, path := openTest(t, testKey(t, 1), nil)
+	appendN(t, l, 0, 12)
+	db := rawDB(t, path)
+	var ps int
+	if err := db.QueryRow(`PRAGMA page_size`).Scan(&ps); err != nil {
+		t.Fatal(err)
+	}
+	if ps != pageSize {
+		t.Fatalf("page_size %d, want %d", ps, pageSize)
+	}
+	var mode string
+	if err := db.QueryRow(`PRAGMA journal_mode`).Scan(&mode); err != nil || mode != "wal" {
+		t.Fatalf("journal_mode %q (%v), want wal", mode, err)
+	}
+	// The filters List writes use the short indexes.
+	for _, c := range []struct{ where, index string }{
+		{"substr(peer, 13, 10) = substr(?1, 13, 10) AND peer = ?1", "entries_peer_key"},
+		{"kind = ?1 AND " + rareKinds, "entries_rare_kind"},
+	} {
+		plan := queryPlan(t, db, `SELECT idx FROM entries WHERE `+c.where+` ORDER BY idx`, "did:key:z6MkPeer1")
+		if !strings.Contains(plan, c.index) {
+			t.Errorf("WHERE %s: plan %q does not use %s", c.where, plan, c.index)
+		}
+	}
+}
