@@ -13,15 +13,25 @@ import (
 	"github.com/treaty-dev/treaty/internal/consensus/fsm"
 )
 
-// entryVersion prefixes every command in the raft log: version, the
-// leader's time stamp (i64 big-endian unix ns), then the request bytes.
-const entryVersion byte = 1
+// Every command in the raft log is a version byte, the leader's time stamp
+// (i64 big-endian unix ns), then the request bytes. Version 2 says the leader
+// verified the request's signature before appending it (every leader of this
+// engine does, see checkRequest); version 1 entries, appended before that,
+// are verified by every member at apply.
+const (
+	entryVersion         byte = 1
+	entryVersionVerified byte = 2
+)
 
 const entryHeader = 1 + 8
 
 func encodeEntry(e fsm.Entry) []byte {
 	b := make([]byte, 0, entryHeader+len(e.Request))
-	b = append(b, entryVersion)
+	v := entryVersion
+	if e.LeaderVerified {
+		v = entryVersionVerified
+	}
+	b = append(b, v)
 	b = binary.BigEndian.AppendUint64(b, uint64(e.Time))
 	return append(b, e.Request...)
 }
@@ -30,10 +40,31 @@ func encodeEntry(e fsm.Entry) []byte {
 // this engine writes) are applied as a request of those bytes at time 0, so
 // every replica refuses them the same way (malformed).
 func decodeEntry(b []byte) fsm.Entry {
-	if len(b) < entryHeader || b[0] != entryVersion {
+	if len(b) < entryHeader || (b[0] != entryVersion && b[0] != entryVersionVerified) {
 		return fsm.Entry{Request: b}
 	}
-	return fsm.Entry{Time: int64(binary.BigEndian.Uint64(b[1:entryHeader])), Request: b[entryHeader:]}
+	return fsm.Entry{Time: int64(binary.BigEndian.Uint64(b[1:entryHeader])), Request: b[entryHeader:], LeaderVerified: b[0] == entryVersionVerified}
+}
+
+// checkRequest is the leader's check before it appends a request: its
+// signature must be its proposer's. Apply then trusts the entry's
+// LeaderVerified mark (fsm.SignaturesVerifiedByLeader) instead of verifying
+// again on every member; the group, epoch, membership and sequence checks
+// stay in apply, against the state the entry meets. Bytes that do not decode
+// pass: apply refuses them as malformed before any signature check.
+// It returns the refusal's reason, "" when the request may be appended.
+func checkRequest(req []byte) string {
+	q, err := fsm.DecodeRequest(req)
+	if err != nil || q.VerifySignature() {
+		return ""
+	}
+	return fmt.Sprintf("signature is not %s's; the leader refused it before ordering", q.Proposer)
+}
+
+// badSignature is the refusal of a request whose signature did not verify at
+// the leader: nothing was appended, so Index is 0.
+func (e *Engine) badSignature(reason string) error {
+	return fmt.Errorf("raftengine: propose: %w", &consensus.RejectedError{Group: e.genesis.Name, Code: fsm.CodeBadSignature, Reason: reason})
 }
 
 // maxSnapshotBytes bounds what Restore reads: a canonical snapshot of a full
@@ -133,7 +164,7 @@ func (f machine) Restore(rc io.ReadCloser) error {
 	if len(b) > maxSnapshotBytes {
 		return fmt.Errorf("raftengine: restore: snapshot over %d bytes", maxSnapshotBytes)
 	}
-	m, err := fsm.Restore(b)
+	m, err := fsm.RestoreWith(b, fsm.SignaturesVerifiedByLeader())
 	if err != nil {
 		return fmt.Errorf("raftengine: restore: %w", err)
 	}
