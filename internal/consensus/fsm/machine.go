@@ -253,6 +253,9 @@ func cloneGroup(g Group) Group {
 // Group is the current epoch's definition.
 func (m *Machine) Group() Group { return cloneGroup(m.group) }
 
+// Epoch is the current epoch, without copying the group.
+func (m *Machine) Epoch() uint64 { return m.group.Epoch }
+
 // LastIndex is the index of the last applied entry (0 before the first).
 func (m *Machine) LastIndex() uint64 { return m.lastIndex }
 

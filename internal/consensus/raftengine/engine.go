@@ -83,8 +83,9 @@ type Engine struct {
 	// before raft starts, read only by the apply goroutine.
 	reported uint64
 
-	mu     sync.RWMutex // guards m
+	mu     sync.RWMutex // guards m and canon
 	m      *fsm.Machine
+	canon  *canonGroup // the group's canonical encoding for records, per epoch
 	member atomic.Bool // Self is in m's group; set with every change of it
 
 	store *store
