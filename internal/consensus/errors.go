@@ -23,8 +23,10 @@ var (
 	ErrCASMismatch  = errors.New("consensus: compare-and-set mismatch")
 )
 
-// RejectedError is a request the group agreed on and refused on its merits
-// (the machine's Result.Code): the entry exists at Index and changed nothing.
+// RejectedError is a request the group refused on its merits (the machine's
+// Result.Code): the entry exists at Index and changed nothing. Index 0 means
+// it was refused before ordering (a Raft leader found its signature bad) and
+// no entry exists.
 // errors.Is matches ErrCASMismatch for a CAS mismatch and ErrNotMember for a
 // proposer that is not a member.
 type RejectedError struct {

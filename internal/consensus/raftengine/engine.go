@@ -83,8 +83,9 @@ type Engine struct {
 	// before raft starts, read only by the apply goroutine.
 	reported uint64
 
-	mu     sync.RWMutex // guards m
+	mu     sync.RWMutex // guards m and canon
 	m      *fsm.Machine
+	canon  *canonGroup // the group's canonical encoding for records, per epoch
 	member atomic.Bool // Self is in m's group; set with every change of it
 
 	store *store
@@ -200,7 +201,7 @@ func (e *Engine) start(tm timing) error {
 		}
 		e.genesis = g
 	}
-	m, err := fsm.New(e.genesis)
+	m, err := fsm.New(e.genesis, fsm.SignaturesVerifiedByLeader())
 	if err != nil {
 		return err
 	}
@@ -413,12 +414,13 @@ type cachedKey struct {
 }
 
 // enqueue stamps and appends a request on this member as leader, returning
-// raft's future. Callers hold submitMu.
+// raft's future. Callers hold submitMu and have passed req through
+// checkRequest: the entry is marked verified by the leader.
 func (e *Engine) enqueue(req []byte) raft.ApplyFuture {
 	// Stamps never go backwards here (the agreed clock is a maximum anyway).
 	now := max(e.cfg.Now().UnixNano(), e.lastTime)
 	e.lastTime = now
-	return e.raft.Apply(encodeEntry(fsm.Entry{Time: now, Request: req}), rpcTimeout)
+	return e.raft.Apply(encodeEntry(fsm.Entry{Time: now, Request: req, LeaderVerified: true}), rpcTimeout)
 }
 
 // errUnknown marks a failure after the request may have been appended.
@@ -436,6 +438,11 @@ func (e *Engine) proposeLocal(ctx context.Context, build func() ([]byte, error))
 	if len(req) > fsm.MaxRequestSize {
 		e.submitMu.Unlock()
 		return consensus.Applied{}, false, fmt.Errorf("raftengine: propose: request of %d bytes, limit %d", len(req), fsm.MaxRequestSize)
+	}
+	// Under the lock, so that build's order is the log's order.
+	if why := checkRequest(req); why != "" {
+		e.submitMu.Unlock()
+		return consensus.Applied{}, false, e.badSignature(why)
 	}
 	f := e.enqueue(req)
 	e.submitMu.Unlock()

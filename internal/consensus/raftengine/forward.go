@@ -31,6 +31,7 @@ const (
 	statusRetry   byte = 1 // not the leader; nothing was appended
 	statusUnknown byte = 2 // body: reason; the entry may still commit
 	statusRefused byte = 3 // body: reason; nothing was appended
+	statusBadSig  byte = 4 // body: reason; the signature did not verify, nothing was appended
 
 	frameHeader = 1 + 8
 	// maxRequestFrame bounds a request payload; maxResponseFrame a response
@@ -251,6 +252,8 @@ func (f *forwarder) propose(ctx context.Context, leader identity.PublicKey, buil
 		return a, true, nil
 	case statusRefused:
 		return a, false, fmt.Errorf("raftengine: propose: leader refused: %s", r.body)
+	case statusBadSig:
+		return a, false, f.e.badSignature(string(r.body))
 	default:
 		return a, false, fmt.Errorf("raftengine: propose: %w: leader %s: %s (%w)", consensus.ErrNoQuorum, leader.Short(), r.body, errUnknown)
 	}
@@ -258,7 +261,7 @@ func (f *forwarder) propose(ctx context.Context, leader identity.PublicKey, buil
 		return a, false, fmt.Errorf("raftengine: propose: %w: short answer from the leader (%w)", consensus.ErrNoQuorum, errUnknown)
 	}
 	a.Index = binary.BigEndian.Uint64(r.body)
-	a.Entry = fsm.Entry{Time: int64(binary.BigEndian.Uint64(r.body[8:])), Request: req}
+	a.Entry = fsm.Entry{Time: int64(binary.BigEndian.Uint64(r.body[8:])), Request: req, LeaderVerified: true}
 	if err := json.Unmarshal(r.body[16:], &a.Result); err != nil {
 		return consensus.Applied{}, false, fmt.Errorf("raftengine: propose: %w: bad result from the leader: %w (%w)", consensus.ErrNoQuorum, err, errUnknown)
 	}
@@ -331,6 +334,13 @@ func (f *forwarder) serve(c net.Conn, peer identity.PublicKey) {
 		case kindPropose:
 			if len(body) > fsm.MaxRequestSize {
 				respond(id, statusRefused, []byte(fmt.Sprintf("request of %d bytes, limit %d", len(body), fsm.MaxRequestSize)))
+				done()
+				continue
+			}
+			// Verified before the lock (frames of one connection are read
+			// in order, so its submissions keep their order).
+			if why := checkRequest(body); why != "" {
+				respond(id, statusBadSig, []byte(why))
 				done()
 				continue
 			}

@@ -13,15 +13,25 @@ import (
 	"github.com/treaty-dev/treaty/internal/consensus/fsm"
 )
 
-// entryVersion prefixes every command in the raft log: version, the
-// leader's time stamp (i64 big-endian unix ns), then the request bytes.
-const entryVersion byte = 1
+// Every command in the raft log is a version byte, the leader's time stamp
+// (i64 big-endian unix ns), then the request bytes. Version 2 says the leader
+// verified the request's signature before appending it (every leader of this
+// engine does, see checkRequest); version 1 entries, appended before that,
+// are verified by every member at apply.
+const (
+	entryVersion         byte = 1
+	entryVersionVerified byte = 2
+)
 
 const entryHeader = 1 + 8
 
 func encodeEntry(e fsm.Entry) []byte {
 	b := make([]byte, 0, entryHeader+len(e.Request))
-	b = append(b, entryVersion)
+	v := entryVersion
+	if e.LeaderVerified {
+		v = entryVersionVerified
+	}
+	b = append(b, v)
 	b = binary.BigEndian.AppendUint64(b, uint64(e.Time))
 	return append(b, e.Request...)
 }
@@ -30,10 +40,31 @@ func encodeEntry(e fsm.Entry) []byte {
 // this engine writes) are applied as a request of those bytes at time 0, so
 // every replica refuses them the same way (malformed).
 func decodeEntry(b []byte) fsm.Entry {
-	if len(b) < entryHeader || b[0] != entryVersion {
+	if len(b) < entryHeader || (b[0] != entryVersion && b[0] != entryVersionVerified) {
 		return fsm.Entry{Request: b}
 	}
-	return fsm.Entry{Time: int64(binary.BigEndian.Uint64(b[1:entryHeader])), Request: b[entryHeader:]}
+	return fsm.Entry{Time: int64(binary.BigEndian.Uint64(b[1:entryHeader])), Request: b[entryHeader:], LeaderVerified: b[0] == entryVersionVerified}
+}
+
+// checkRequest is the leader's check before it appends a request: its
+// signature must be its proposer's. Apply then trusts the entry's
+// LeaderVerified mark (fsm.SignaturesVerifiedByLeader) instead of verifying
+// again on every member; the group, epoch, membership and sequence checks
+// stay in apply, against the state the entry meets. Bytes that do not decode
+// pass: apply refuses them as malformed before any signature check.
+// It returns the refusal's reason, "" when the request may be appended.
+func checkRequest(req []byte) string {
+	q, err := fsm.DecodeRequest(req)
+	if err != nil || q.VerifySignature() {
+		return ""
+	}
+	return fmt.Sprintf("signature is not %s's; the leader refused it before ordering", q.Proposer)
+}
+
+// badSignature is the refusal of a request whose signature did not verify at
+// the leader: nothing was appended, so Index is 0.
+func (e *Engine) badSignature(reason string) error {
+	return fmt.Errorf("raftengine: propose: %w", &consensus.RejectedError{Group: e.genesis.Name, Code: fsm.CodeBadSignature, Reason: reason})
 }
 
 // maxSnapshotBytes bounds what Restore reads: a canonical snapshot of a full
@@ -63,8 +94,7 @@ func (f machine) ApplyBatch(logs []*raft.Log) []any {
 	e.mu.Lock()
 	// The group before each entry, for its record; it changes only when a
 	// membership motion closes.
-	cur := e.m.Group()
-	grp := cur.Canonical()
+	ep, grp := e.m.Epoch(), e.groupCanon()
 	for i, l := range logs {
 		if l.Type != raft.LogCommand {
 			continue
@@ -83,9 +113,9 @@ func (f machine) ApplyBatch(logs []*raft.Log) []any {
 			e.log.Error("raftengine: encode record", "index", l.Index, "err", err)
 		}
 		if len(res.Closed) > 0 {
-			if g := e.m.Group(); g.Epoch != cur.Epoch {
-				cur, grp, changed = g, g.Canonical(), true
-				e.member.Store(g.IsMember(e.self))
+			if e.m.Epoch() != ep {
+				ep, grp, changed = e.m.Epoch(), e.groupCanon(), true
+				e.member.Store(e.m.Group().IsMember(e.self))
 			}
 		}
 	}
@@ -111,6 +141,22 @@ func (f machine) ApplyBatch(logs []*raft.Log) []any {
 	return out
 }
 
+// canonGroup caches the canonical encoding of one epoch's group: encoding
+// it for every apply batch was a measurable share of a commit's CPU.
+type canonGroup struct {
+	epoch uint64
+	b     []byte
+}
+
+// groupCanon is the canonical encoding of the group as last applied. The
+// bytes are shared and never modified. Callers hold e.mu.
+func (e *Engine) groupCanon() []byte {
+	if ep := e.m.Epoch(); e.canon == nil || e.canon.epoch != ep {
+		e.canon = &canonGroup{epoch: ep, b: e.m.Group().Canonical()}
+	}
+	return e.canon.b
+}
+
 // Snapshot implements raft.FSM: the canonical state bytes, taken under the
 // read lock (Persist then runs concurrently with Apply).
 func (f machine) Snapshot() (raft.FSMSnapshot, error) {
@@ -133,7 +179,7 @@ func (f machine) Restore(rc io.ReadCloser) error {
 	if len(b) > maxSnapshotBytes {
 		return fmt.Errorf("raftengine: restore: snapshot over %d bytes", maxSnapshotBytes)
 	}
-	m, err := fsm.Restore(b)
+	m, err := fsm.RestoreWith(b, fsm.SignaturesVerifiedByLeader())
 	if err != nil {
 		return fmt.Errorf("raftengine: restore: %w", err)
 	}
@@ -141,7 +187,7 @@ func (f machine) Restore(rc io.ReadCloser) error {
 		return fmt.Errorf("raftengine: restore: snapshot of group %s/%s, this engine runs %s/%s", g.Name, g.Mode, e.genesis.Name, e.genesis.Mode)
 	}
 	e.mu.Lock()
-	e.m = m
+	e.m, e.canon = m, nil
 	e.member.Store(m.Group().IsMember(e.self))
 	e.mu.Unlock()
 	e.watch.advance(m.LastIndex())

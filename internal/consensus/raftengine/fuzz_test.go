@@ -46,17 +46,21 @@ func FuzzReadFrame(f *testing.F) {
 func FuzzDecodeEntry(f *testing.F) {
 	f.Add(encodeEntry(fsm.Entry{Time: 42, Request: []byte("req")}))
 	f.Add(encodeEntry(fsm.Entry{Time: -1}))
+	f.Add(encodeEntry(fsm.Entry{Time: 7, Request: []byte("req"), LeaderVerified: true}))
 	f.Add([]byte{entryVersion, 0, 0})
 	f.Add([]byte{9, 0, 0, 0, 0, 0, 0, 0, 0, 1})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		e := decodeEntry(b)
-		if len(b) >= entryHeader && b[0] == entryVersion {
+		if len(b) >= entryHeader && (b[0] == entryVersion || b[0] == entryVersionVerified) {
+			if e.LeaderVerified != (b[0] == entryVersionVerified) {
+				t.Fatalf("version %d decoded with LeaderVerified %v", b[0], e.LeaderVerified)
+			}
 			if !bytes.Equal(encodeEntry(e), b) {
 				t.Fatal("entry does not re-encode to itself")
 			}
 			return
 		}
-		if e.Time != 0 || !bytes.Equal(e.Request, b) {
+		if e.Time != 0 || e.LeaderVerified || !bytes.Equal(e.Request, b) {
 			t.Fatalf("malformed entry decoded as %+v", e)
 		}
 	})
