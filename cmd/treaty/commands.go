@@ -278,12 +278,12 @@ func peerCmd(h func() string) *cobra.Command {
 }
 
 func exposeCmd(h func() string) *cobra.Command {
-	var execCmd, httpURL, mcpCmd, mcpURL, a2aURL, skill, tool, desc, inputSchema string
+	var execCmd, httpURL, mcpCmd, mcpURL, a2aURL, skill, tool, desc, inputSchema, outputSchema string
 	var timeout time.Duration
 	var stream, replace, allowRemote, worker bool
 	var workers int
 	c := &cobra.Command{
-		Use:   "expose CAP (--exec 'COMMAND ARGS' [--worker [--workers N]] | --http URL [--allow-remote] | (--mcp 'COMMAND ARGS' | --mcp-url URL [--allow-remote]) --tool TOOL | --a2a URL --skill SKILL [--allow-remote]) [--input-schema FILE] [--replace]",
+		Use:   "expose CAP (--exec 'COMMAND ARGS' [--worker [--workers N]] | --http URL [--allow-remote] | (--mcp 'COMMAND ARGS' | --mcp-url URL [--allow-remote]) --tool TOOL | --a2a URL --skill SKILL [--allow-remote]) [--input-schema FILE] [--output-schema FILE] [--replace]",
 		Short: "define a capability; grant it to peers with 'treaty grant'",
 		Long: "A relative or bare --exec or --mcp program is resolved to an absolute path now, and refused if missing.\n" +
 			"--http and --mcp-url must name a loopback host unless --allow-remote is given. --mcp and --mcp-url\n" +
@@ -327,14 +327,12 @@ func exposeCmd(h func() string) *cobra.Command {
 				return usagef("--timeout %v: want a duration in [0, %v] (0: %v)", timeout, config.MaxBackendTimeout, config.DefaultBackendTimeout)
 			}
 			cp := config.Capability{Name: a[0], Description: desc, Stream: stream, Timeout: config.Duration(timeout)}
-			if inputSchema != "" {
-				b, err := os.ReadFile(inputSchema)
-				if err != nil {
-					return usagef("--input-schema: %v", err)
-				}
-				if err := json.Unmarshal(b, &cp.InputSchema); err != nil || cp.InputSchema == nil {
-					return usagef("--input-schema %s: want a JSON object (a JSON Schema)", inputSchema)
-				}
+			var err error
+			if cp.InputSchema, err = readSchema("--input-schema", inputSchema, "input_schema"); err != nil {
+				return err
+			}
+			if cp.OutputSchema, err = readSchema("--output-schema", outputSchema, "output_schema"); err != nil {
+				return err
 			}
 			switch {
 			case mcpCmd != "":
@@ -379,6 +377,7 @@ func exposeCmd(h func() string) *cobra.Command {
 	c.Flags().StringVar(&a2aURL, "a2a", "", "local A2A agent's base URL (its card at /.well-known/agent-card.json); needs --skill")
 	c.Flags().StringVar(&skill, "skill", "", "with --a2a: the skill's id on the agent's card")
 	c.Flags().StringVar(&inputSchema, "input-schema", "", "JSON Schema file the input must match (refused before the backend runs)")
+	c.Flags().StringVar(&outputSchema, "output-schema", "", "JSON Schema file the result (each event of a stream) must match (refused before it leaves)")
 	c.Flags().StringVar(&execCmd, "exec", "", "command run per call: JSON on stdin, JSON on stdout")
 	c.Flags().StringVar(&httpURL, "http", "", "local URL to POST the JSON input to")
 	c.Flags().StringVar(&desc, "description", "", "what the capability does")

@@ -63,6 +63,7 @@ func groupCapability(name string) string { return "group:" + name }
 // nodeGroups is the node's side of its consensus groups.
 type nodeGroups struct {
 	m       *consensus.Manager
+	metrics *groupMetrics // groups_metrics.go
 	audits  chan audit.Entry
 	stop    chan struct{} // closed by closeGroups
 	done    chan struct{} // closed when the writer has drained the queue
@@ -133,6 +134,7 @@ func (ng *nodeGroups) startWriters(n *Node) {
 // openGroups prepares the manager; startGroups runs the groups.
 func (n *Node) openGroups() error {
 	ng := &nodeGroups{audits: make(chan audit.Entry, auditQueue), stop: make(chan struct{}), done: make(chan struct{})}
+	ng.metrics = newGroupMetrics(func() []consensus.Info { return ng.m.Groups() })
 	m, err := consensus.NewManager(consensus.ManagerConfig{
 		Dir:     filepath.Join(n.home, GroupsDir),
 		Self:    n.key,
@@ -147,6 +149,7 @@ func (n *Node) openGroups() error {
 		OnApply: func(g fsm.Group, a consensus.Applied) {
 			if len(a.Entry.Request) > 0 || len(a.Result.Closed) > 0 { // a bare tick decides nothing
 				ng.enqueue(decisionEntry(g, a), true)
+				ng.metrics.decided(g)
 			}
 		},
 		OnEvidence: n.groupEvidence,
@@ -322,6 +325,7 @@ func (n *Node) groupEvidence(g fsm.Group, member identity.PublicKey, kind, detai
 		tk = trust.KindMalformed
 	}
 	n.observe(member, tk, g.Name+": "+detail)
+	n.groups.metrics.evidenced(g, tk)
 	rep, _ := json.Marshal(map[string]any{"group": g.Name, "group_id": g.ID(), "kind": kind, "detail": detail})
 	e := audit.Entry{Kind: KindGroupEvidence, Peer: member.String(), Direction: "in", Capability: groupCapability(g.Name),
 		Outcome: "refused", Stage: string(refusal.StageConsensus), Report: rep}

@@ -172,6 +172,10 @@ func (n *Node) serveFederation(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out, cost = takeUsage(out)
+	if err := cp.checkOutput(out); err != nil {
+		in.refuse(refusal.StageOf(err), err)
+		return
+	}
 	clean, err := n.scrub(gateCtx, in.st, peer, capName, out)
 	if err != nil {
 		in.refuse(refusal.StageSanitize, err)
@@ -274,9 +278,13 @@ func (in *inbound) serveStream(ctx context.Context, cp *capability, inv backend.
 		return 0
 	}
 	sw := in.openStream()
-	var blocked error
+	var blocked, invalid error
 	events := 0
 	err := cp.Streamer.Stream(ctx, inv, func(b []byte) error {
+		if err := cp.checkOutput(b); err != nil {
+			invalid = err
+			return err // stops the backend: this event and the rest never leave
+		}
 		clean, err := n.scrub(ctx, in.st, inv.Peer, inv.Capability, b)
 		if err != nil {
 			blocked = err
@@ -292,6 +300,9 @@ func (in *inbound) serveStream(ctx context.Context, cp *capability, inv backend.
 	case blocked != nil:
 		f = &wire.Failure{Stage: string(refusal.StageSanitize), Reason: "blocked"}
 		outcome, stage = "refused", refusal.StageSanitize
+	case invalid != nil:
+		f = &wire.Failure{Stage: string(refusal.StageBackend), Reason: backendReason(invalid)}
+		outcome, stage = "failed", refusal.StageBackend
 	case in.r.Context().Err() != nil:
 		outcome = "cancelled"
 	case err != nil:

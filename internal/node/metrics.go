@@ -44,6 +44,9 @@ func (n *Node) startMetrics(ctx context.Context) error {
 	if err := m.Watch(n); err != nil {
 		return err
 	}
+	if err := n.registerGroupMetrics(m); err != nil {
+		return err
+	}
 	srv, err := metrics.Listen(mc.Listen, mc.AllowNonLoopback, m, n.log)
 	if err != nil {
 		return err

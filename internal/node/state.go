@@ -44,7 +44,8 @@ type capability struct {
 	Info     CapabilityInfo
 	Backend  backend.Backend  // set for request/response capabilities
 	Streamer backend.Streamer // set for stream capabilities
-	input    inputSchema      // Info.InputSchema compiled (schema.go)
+	input    jsonSchema       // Info.InputSchema compiled (schema.go)
+	output   jsonSchema       // Info.OutputSchema compiled (schema.go)
 }
 
 // CapabilityInfo is what a peer sees of a capability it may list.
@@ -294,7 +295,10 @@ func buildCapability(c config.Capability, lim wire.Limits, log *slog.Logger) (*c
 			return nil, &backend.Failure{Reason: "no backend configured"}
 		})
 	}
-	if err := cp.input.compile(cp.Info.InputSchema); err != nil {
+	if err := cp.input.compile("input_schema", cp.Info.InputSchema); err != nil {
+		return nil, fmt.Errorf("config: capability %s: %w", c.Name, err)
+	}
+	if err := cp.output.compile("output_schema", cp.Info.OutputSchema); err != nil {
 		return nil, fmt.Errorf("config: capability %s: %w", c.Name, err)
 	}
 	return cp, nil
