@@ -147,6 +147,7 @@ const (
 	reachableWithin = 3    // heartbeat timeouts: a member heard from within this many counts as reachable
 	verifiedKept    = 8192 // request hashes remembered as verified; the set is cleared when full
 	applyQueue      = 64   // decisions stored but not yet applied; Deliver waits beyond it
+	resendEvery     = time.Second
 )
 
 // New validates cfg, opens (or creates) the engine's state in cfg.Dir,
@@ -467,7 +468,7 @@ func (e *Engine) submit(ctx context.Context, item []byte) (consensus.Applied, er
 		return consensus.Applied{}, err
 	}
 	defer e.unwait(k, ch)
-	return e.await(ctx, ch)
+	return e.await(ctx, ch, item)
 }
 
 // enqueue registers a waiter for item and hands it to SmartBFT's pool and to
@@ -498,17 +499,29 @@ func (e *Engine) enqueue(item []byte) (chan consensus.Applied, [32]byte, error) 
 	return ch, k, nil
 }
 
-func (e *Engine) await(ctx context.Context, ch chan consensus.Applied) (consensus.Applied, error) {
-	select {
-	case a := <-ch:
-		return a, nil
-	case <-e.done:
-		return consensus.Applied{}, fmt.Errorf("bftengine: propose: %w", consensus.ErrClosed)
-	case <-ctx.Done():
-		if !e.Status().Healthy {
-			return consensus.Applied{}, fmt.Errorf("bftengine: propose: %w: %w", consensus.ErrNoQuorum, ctx.Err())
+// await waits for item to be applied here. Every resendEvery it sends the
+// item to the leader again: a forwarded copy can be lost with a connection,
+// and a leader that already ordered it refuses the copy (or, if the copy
+// comes late, orders it again and the machine refuses it as a replay).
+func (e *Engine) await(ctx context.Context, ch chan consensus.Applied, item []byte) (consensus.Applied, error) {
+	tick := time.NewTicker(resendEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case a := <-ch:
+			return a, nil
+		case <-tick.C:
+			if l := e.bft.GetLeaderID(); l != 0 && l != e.selfID {
+				e.comm.SendTransaction(l, item)
+			}
+		case <-e.done:
+			return consensus.Applied{}, fmt.Errorf("bftengine: propose: %w", consensus.ErrClosed)
+		case <-ctx.Done():
+			if !e.Status().Healthy {
+				return consensus.Applied{}, fmt.Errorf("bftengine: propose: %w: %w", consensus.ErrNoQuorum, ctx.Err())
+			}
+			return consensus.Applied{}, fmt.Errorf("bftengine: propose: %w", ctx.Err())
 		}
-		return consensus.Applied{}, fmt.Errorf("bftengine: propose: %w", ctx.Err())
 	}
 }
 
@@ -537,7 +550,7 @@ func (e *Engine) ProposeOp(ctx context.Context, op fsm.Op) (consensus.Applied, e
 		return consensus.Applied{}, err
 	}
 	defer e.unwait(k, ch)
-	return e.await(ctx, ch)
+	return e.await(ctx, ch, item)
 }
 
 func (e *Engine) unwait(k [32]byte, ch chan consensus.Applied) {
