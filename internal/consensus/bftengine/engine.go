@@ -418,6 +418,7 @@ func (e *Engine) apply(j applyJob) {
 		delete(e.waiters, k)
 	}
 	e.mu.Unlock()
+	e.prunePool(j.b.items)
 	for i, ch := range wake {
 		ch <- got[i] // buffered, one send per waiter
 	}
@@ -425,6 +426,21 @@ func (e *Engine) apply(j applyJob) {
 		for _, a := range applied {
 			e.cfg.OnApply(a)
 		}
+	}
+}
+
+// prunePool removes applied items from SmartBFT's pool. SmartBFT removes
+// the requests of the decisions it delivers itself, but not of those a
+// member fetched while catching up (Sync); left there, they would be
+// forwarded to a leader that already ordered them, and their timeouts would
+// make this member complain about a leader that did its job.
+func (e *Engine) prunePool(items [][]byte) {
+	pool := e.bft.Pool
+	if pool == nil {
+		return
+	}
+	for _, it := range items {
+		_ = pool.RemoveRequest(requestInfo(it)) // absent: never here, or already removed
 	}
 }
 

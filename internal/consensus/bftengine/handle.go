@@ -241,7 +241,6 @@ func (e *Engine) sync() types.SyncResponse {
 			}
 			if d := e.fetch(in, id, next); d != nil {
 				e.deliver(d.proposal(), d.signatures(), true)
-				e.prunePool(d.payload)
 				got = true
 				break
 			}
@@ -253,21 +252,6 @@ func (e *Engine) sync() types.SyncResponse {
 	e.dmu.Lock()
 	defer e.dmu.Unlock()
 	return types.SyncResponse{Latest: e.last}
-}
-
-// prunePool removes a synchronized decision's requests from SmartBFT's
-// pool, as SmartBFT does for decisions it delivers itself; left there, they
-// would be forwarded to a leader that already ordered them, and their
-// timeouts would make this member complain about a leader that did its job.
-func (e *Engine) prunePool(payload []byte) {
-	pool := e.bft.Pool
-	b, err := decodeBatch(payload)
-	if pool == nil || err != nil {
-		return
-	}
-	for _, it := range b.items {
-		_ = pool.RemoveRequest(requestInfo(it)) // absent: it was never here
-	}
 }
 
 func (e *Engine) fetch(in chan syncMsg, id, seq uint64) *decision {
