@@ -148,6 +148,7 @@ const (
 	verifiedKept    = 8192 // request hashes remembered as verified; the set is cleared when full
 	applyQueue      = 64   // decisions stored but not yet applied; Deliver waits beyond it
 	resendEvery     = time.Second
+	walBuffer       = 16 << 10 // SmartBFT WAL marshal buffer; a bigger record grows it
 )
 
 // New validates cfg, opens (or creates) the engine's state in cfg.Dir,
@@ -213,7 +214,11 @@ func newEngine(ctx context.Context, cfg consensus.EngineConfig, opts options) (*
 		return nil, err
 	}
 	lg := bftLogger{e.log}
-	w, walEntries, err := wal.InitializeAndReadAll(lg, filepath.Join(cfg.Dir, "wal"), wal.DefaultOptions())
+	// SmartBFT's WAL allocates its buffer size for every record it appends
+	// (1 MiB by default, most of the engine's garbage); records are small.
+	walOpts := wal.DefaultOptions()
+	walOpts.BufferSizeBytes = walBuffer
+	w, walEntries, err := wal.InitializeAndReadAll(lg, filepath.Join(cfg.Dir, "wal"), walOpts)
 	if err != nil {
 		e.st.close()
 		return nil, fmt.Errorf("bftengine: WAL: %w", err)
