@@ -32,7 +32,7 @@ func (e *Engine) handleFrame(l *link, f frame) {
 	case kindAttest:
 		e.takeAttests(l.id, f.attests)
 	case kindAttestReq:
-		if !l.allowAttest() {
+		if !l.allowServe() {
 			return
 		}
 		if x, ok, err := e.st.entry(f.seq); err == nil && ok {
@@ -45,6 +45,9 @@ func (e *Engine) handleFrame(l *link, f frame) {
 		e.dmu.Unlock()
 		e.comm.send(l.id, encodeFrame(frame{kind: kindHeight, seq: h}))
 	case kindDecisionReq:
+		if !l.allowServe() {
+			return
+		}
 		d, ok, err := e.st.decisionAt(f.seq)
 		if err != nil || !ok {
 			d = nil
