@@ -199,19 +199,29 @@ func newEngine(ctx context.Context, cfg consensus.EngineConfig, opts options) (*
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("bftengine: EngineConfig.Dir: %w", err)
 	}
-	m, err := fsm.New(cfg.Group)
-	if err != nil {
-		return nil, fmt.Errorf("bftengine: %w", err)
-	}
-	e.m = m
-	g := m.Group()
-	e.curGroup.Store(&g)
+	var err error
 	if e.st, err = openStore(cfg.Dir, cfg.Group); err != nil {
 		return nil, err
 	}
+	// The machine starts from the definition the stored history started
+	// from; after replay it must have reached the one the caller passed.
+	genesis, err := e.st.genesis()
+	if err == nil {
+		e.m, err = fsm.New(genesis)
+	}
+	if err != nil {
+		e.st.close()
+		return nil, fmt.Errorf("bftengine: %w", err)
+	}
+	g := e.m.Group()
+	e.curGroup.Store(&g)
 	if err := e.replay(ctx); err != nil {
 		e.st.close()
 		return nil, err
+	}
+	if err := fsm.Compare(e.currentGroup(), cfg.Group); err != nil {
+		e.st.close()
+		return nil, fmt.Errorf("bftengine: EngineConfig.Group is not the group %s's history reached: %w", cfg.Dir, err)
 	}
 	lg := bftLogger{e.log}
 	// SmartBFT's WAL allocates its buffer size for every record it appends

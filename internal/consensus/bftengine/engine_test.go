@@ -371,3 +371,23 @@ func TestProposeByANonMember(t *testing.T) {
 		t.Fatalf("outsider's request: %v, want ErrNotMember", err)
 	}
 }
+
+// A restart must be given the group definition the stored history reached:
+// the machine replays from the definition the history started from.
+func TestRestartWithAnotherDefinitionIsRefused(t *testing.T) {
+	h := newHarness(t, 4)
+	h.startAll()
+	h.propose(0, h.req(0, fsm.Put("a", nil)), 10*time.Second)
+	h.stop(0)
+	later, err := fsm.NewGroup(h.c.Group.Name, fsm.ModeBFT, 1, h.c.Group.Members)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = New(context.Background(), consensus.EngineConfig{Group: later, Self: h.c.Keys[0], Dir: h.dirs[0], Net: h.c.Network(t, 0)})
+	var mm *fsm.MismatchError
+	if !errors.As(err, &mm) || mm.Field != "epoch" || !strings.Contains(err.Error(), "EngineConfig.Group") {
+		t.Fatalf("restart with epoch 1 over an epoch-0 history: %v", err)
+	}
+	// The right definition still starts it.
+	h.start(0)
+}
