@@ -41,23 +41,24 @@ type link struct {
 
 	lastContact atomic.Int64 // unix ns of the last frame read
 
-	attestMu    sync.Mutex
-	attestSince time.Time
-	attestCount int
+	serveMu    sync.Mutex
+	serveSince time.Time
+	serveCount int
 }
 
-// attestsPerSecond bounds the attestations this member signs for one other
-// member on request.
-const attestsPerSecond = 1000
+// servedPerSecond bounds the requests this member serves for one other
+// member from its store (attestations it signs, decisions it reads); beyond
+// it they are ignored until the next second.
+const servedPerSecond = 1000
 
-func (l *link) allowAttest() bool {
-	l.attestMu.Lock()
-	defer l.attestMu.Unlock()
-	if now := time.Now(); now.Sub(l.attestSince) >= time.Second {
-		l.attestSince, l.attestCount = now, 0
+func (l *link) allowServe() bool {
+	l.serveMu.Lock()
+	defer l.serveMu.Unlock()
+	if now := time.Now(); now.Sub(l.serveSince) >= time.Second {
+		l.serveSince, l.serveCount = now, 0
 	}
-	l.attestCount++
-	return l.attestCount <= attestsPerSecond
+	l.serveCount++
+	return l.serveCount <= servedPerSecond
 }
 
 func (l *link) current() (net.Conn, chan struct{}) {

@@ -147,6 +147,8 @@ const (
 	reachableWithin = 3    // heartbeat timeouts: a member heard from within this many counts as reachable
 	verifiedKept    = 8192 // request hashes remembered as verified; the set is cleared when full
 	applyQueue      = 64   // decisions stored but not yet applied; Deliver waits beyond it
+	resendEvery     = time.Second
+	walBuffer       = 16 << 10 // SmartBFT WAL marshal buffer; a bigger record grows it
 )
 
 // New validates cfg, opens (or creates) the engine's state in cfg.Dir,
@@ -197,22 +199,36 @@ func newEngine(ctx context.Context, cfg consensus.EngineConfig, opts options) (*
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("bftengine: EngineConfig.Dir: %w", err)
 	}
-	m, err := fsm.New(cfg.Group)
-	if err != nil {
-		return nil, fmt.Errorf("bftengine: %w", err)
-	}
-	e.m = m
-	g := m.Group()
-	e.curGroup.Store(&g)
+	var err error
 	if e.st, err = openStore(cfg.Dir, cfg.Group); err != nil {
 		return nil, err
 	}
+	// The machine starts from the definition the stored history started
+	// from; after replay it must have reached the one the caller passed.
+	genesis, err := e.st.genesis()
+	if err == nil {
+		e.m, err = fsm.New(genesis)
+	}
+	if err != nil {
+		e.st.close()
+		return nil, fmt.Errorf("bftengine: %w", err)
+	}
+	g := e.m.Group()
+	e.curGroup.Store(&g)
 	if err := e.replay(ctx); err != nil {
 		e.st.close()
 		return nil, err
 	}
+	if err := fsm.Compare(e.currentGroup(), cfg.Group); err != nil {
+		e.st.close()
+		return nil, fmt.Errorf("bftengine: EngineConfig.Group is not the group %s's history reached: %w", cfg.Dir, err)
+	}
 	lg := bftLogger{e.log}
-	w, walEntries, err := wal.InitializeAndReadAll(lg, filepath.Join(cfg.Dir, "wal"), wal.DefaultOptions())
+	// SmartBFT's WAL allocates its buffer size for every record it appends
+	// (1 MiB by default, most of the engine's garbage); records are small.
+	walOpts := wal.DefaultOptions()
+	walOpts.BufferSizeBytes = walBuffer
+	w, walEntries, err := wal.InitializeAndReadAll(lg, filepath.Join(cfg.Dir, "wal"), walOpts)
 	if err != nil {
 		e.st.close()
 		return nil, fmt.Errorf("bftengine: WAL: %w", err)
@@ -417,6 +433,7 @@ func (e *Engine) apply(j applyJob) {
 		delete(e.waiters, k)
 	}
 	e.mu.Unlock()
+	e.prunePool(j.b.items)
 	for i, ch := range wake {
 		ch <- got[i] // buffered, one send per waiter
 	}
@@ -424,6 +441,21 @@ func (e *Engine) apply(j applyJob) {
 		for _, a := range applied {
 			e.cfg.OnApply(a)
 		}
+	}
+}
+
+// prunePool removes applied items from SmartBFT's pool. SmartBFT removes
+// the requests of the decisions it delivers itself, but not of those a
+// member fetched while catching up (Sync); left there, they would be
+// forwarded to a leader that already ordered them, and their timeouts would
+// make this member complain about a leader that did its job.
+func (e *Engine) prunePool(items [][]byte) {
+	pool := e.bft.Pool
+	if pool == nil {
+		return
+	}
+	for _, it := range items {
+		_ = pool.RemoveRequest(requestInfo(it)) // absent: never here, or already removed
 	}
 }
 
@@ -467,7 +499,7 @@ func (e *Engine) submit(ctx context.Context, item []byte) (consensus.Applied, er
 		return consensus.Applied{}, err
 	}
 	defer e.unwait(k, ch)
-	return e.await(ctx, ch)
+	return e.await(ctx, ch, item)
 }
 
 // enqueue registers a waiter for item and hands it to SmartBFT's pool and to
@@ -498,17 +530,29 @@ func (e *Engine) enqueue(item []byte) (chan consensus.Applied, [32]byte, error) 
 	return ch, k, nil
 }
 
-func (e *Engine) await(ctx context.Context, ch chan consensus.Applied) (consensus.Applied, error) {
-	select {
-	case a := <-ch:
-		return a, nil
-	case <-e.done:
-		return consensus.Applied{}, fmt.Errorf("bftengine: propose: %w", consensus.ErrClosed)
-	case <-ctx.Done():
-		if !e.Status().Healthy {
-			return consensus.Applied{}, fmt.Errorf("bftengine: propose: %w: %w", consensus.ErrNoQuorum, ctx.Err())
+// await waits for item to be applied here. Every resendEvery it sends the
+// item to the leader again: a forwarded copy can be lost with a connection,
+// and a leader that already ordered it refuses the copy (or, if the copy
+// comes late, orders it again and the machine refuses it as a replay).
+func (e *Engine) await(ctx context.Context, ch chan consensus.Applied, item []byte) (consensus.Applied, error) {
+	tick := time.NewTicker(resendEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case a := <-ch:
+			return a, nil
+		case <-tick.C:
+			if l := e.bft.GetLeaderID(); l != 0 && l != e.selfID {
+				e.comm.SendTransaction(l, item)
+			}
+		case <-e.done:
+			return consensus.Applied{}, fmt.Errorf("bftengine: propose: %w", consensus.ErrClosed)
+		case <-ctx.Done():
+			if !e.Status().Healthy {
+				return consensus.Applied{}, fmt.Errorf("bftengine: propose: %w: %w", consensus.ErrNoQuorum, ctx.Err())
+			}
+			return consensus.Applied{}, fmt.Errorf("bftengine: propose: %w", ctx.Err())
 		}
-		return consensus.Applied{}, fmt.Errorf("bftengine: propose: %w", ctx.Err())
 	}
 }
 
@@ -537,7 +581,7 @@ func (e *Engine) ProposeOp(ctx context.Context, op fsm.Op) (consensus.Applied, e
 		return consensus.Applied{}, err
 	}
 	defer e.unwait(k, ch)
-	return e.await(ctx, ch)
+	return e.await(ctx, ch, item)
 }
 
 func (e *Engine) unwait(k [32]byte, ch chan consensus.Applied) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -334,4 +335,59 @@ func TestSyncedRequestsLeaveThePool(t *testing.T) {
 		}
 		waitTick()
 	}
+}
+
+func TestNewNamesTheWrongField(t *testing.T) {
+	h := newHarness(t, 4)
+	good := consensus.EngineConfig{Group: h.c.Group, Self: h.c.Keys[0], Dir: t.TempDir(), Net: h.c.Network(t, 0)}
+	raft, _ := fsm.NewGroup("reviews", fsm.ModeRaft, 0, h.c.Group.Members)
+	for field, mut := range map[string]func(*consensus.EngineConfig){
+		"Group":   func(c *consensus.EngineConfig) { c.Group = raft },
+		"Self":    func(c *consensus.EngineConfig) { c.Self = h.c.Keys[0]; c.Group.Members = c.Group.Members[1:] },
+		"Dir":     func(c *consensus.EngineConfig) { c.Dir = "" },
+		"Net":     func(c *consensus.EngineConfig) { c.Net = nil },
+		"MaxSkew": func(c *consensus.EngineConfig) { c.MaxSkew = -time.Second },
+	} {
+		c := good
+		mut(&c)
+		_, err := New(context.Background(), c)
+		if err == nil || !strings.Contains(err.Error(), field) {
+			t.Errorf("%s: %v", field, err)
+		}
+	}
+}
+
+func TestProposeByANonMember(t *testing.T) {
+	h := newHarness(t, 4)
+	h.startAll()
+	outsider := bfttestKey(t, 0x77)
+	q, err := fsm.SignRequest(outsider, h.c.Group.ID(), 1, fsm.Put("a", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := contextWithin(5 * time.Second)
+	defer cancel()
+	if _, err := h.engines[0].Propose(ctx, q.Encode()); !errors.Is(err, consensus.ErrNotMember) {
+		t.Fatalf("outsider's request: %v, want ErrNotMember", err)
+	}
+}
+
+// A restart must be given the group definition the stored history reached:
+// the machine replays from the definition the history started from.
+func TestRestartWithAnotherDefinitionIsRefused(t *testing.T) {
+	h := newHarness(t, 4)
+	h.startAll()
+	h.propose(0, h.req(0, fsm.Put("a", nil)), 10*time.Second)
+	h.stop(0)
+	later, err := fsm.NewGroup(h.c.Group.Name, fsm.ModeBFT, 1, h.c.Group.Members)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = New(context.Background(), consensus.EngineConfig{Group: later, Self: h.c.Keys[0], Dir: h.dirs[0], Net: h.c.Network(t, 0)})
+	var mm *fsm.MismatchError
+	if !errors.As(err, &mm) || mm.Field != "epoch" || !strings.Contains(err.Error(), "EngineConfig.Group") {
+		t.Fatalf("restart with epoch 1 over an epoch-0 history: %v", err)
+	}
+	// The right definition still starts it.
+	h.start(0)
 }

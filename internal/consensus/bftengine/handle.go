@@ -32,7 +32,7 @@ func (e *Engine) handleFrame(l *link, f frame) {
 	case kindAttest:
 		e.takeAttests(l.id, f.attests)
 	case kindAttestReq:
-		if !l.allowAttest() {
+		if !l.allowServe() {
 			return
 		}
 		if x, ok, err := e.st.entry(f.seq); err == nil && ok {
@@ -45,6 +45,9 @@ func (e *Engine) handleFrame(l *link, f frame) {
 		e.dmu.Unlock()
 		e.comm.send(l.id, encodeFrame(frame{kind: kindHeight, seq: h}))
 	case kindDecisionReq:
+		if !l.allowServe() {
+			return
+		}
 		d, ok, err := e.st.decisionAt(f.seq)
 		if err != nil || !ok {
 			d = nil
@@ -241,7 +244,6 @@ func (e *Engine) sync() types.SyncResponse {
 			}
 			if d := e.fetch(in, id, next); d != nil {
 				e.deliver(d.proposal(), d.signatures(), true)
-				e.prunePool(d.payload)
 				got = true
 				break
 			}
@@ -253,21 +255,6 @@ func (e *Engine) sync() types.SyncResponse {
 	e.dmu.Lock()
 	defer e.dmu.Unlock()
 	return types.SyncResponse{Latest: e.last}
-}
-
-// prunePool removes a synchronized decision's requests from SmartBFT's
-// pool, as SmartBFT does for decisions it delivers itself; left there, they
-// would be forwarded to a leader that already ordered them, and their
-// timeouts would make this member complain about a leader that did its job.
-func (e *Engine) prunePool(payload []byte) {
-	pool := e.bft.Pool
-	b, err := decodeBatch(payload)
-	if pool == nil || err != nil {
-		return
-	}
-	for _, it := range b.items {
-		_ = pool.RemoveRequest(requestInfo(it)) // absent: it was never here
-	}
 }
 
 func (e *Engine) fetch(in chan syncMsg, id, seq uint64) *decision {

@@ -263,3 +263,16 @@ func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) 
 func contextWithin(d time.Duration) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), d)
 }
+
+func bfttestKey(t *testing.T, b byte) identity.PrivateKey {
+	t.Helper()
+	seed := make([]byte, 32)
+	for i := range seed {
+		seed[i] = b
+	}
+	k, err := identity.FromSeed(seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}

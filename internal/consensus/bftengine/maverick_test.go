@@ -87,6 +87,34 @@ func (mv *maverick) equivocate(to uint64, b []byte) [][]byte {
 	return [][]byte{consensusFrame(m)}
 }
 
+// equivocateSplit: as leader, sends member 4 a different proposal than
+// members 2 and 3, so that a quorum (2, 3 and itself) could form on one of
+// them while member 4 holds the other.
+func (mv *maverick) equivocateSplit(to uint64, b []byte) [][]byte {
+	if to != 4 {
+		return [][]byte{b}
+	}
+	return mv.equivocate(to, b)
+}
+
+// futureTime: as leader, stamps its proposals an hour ahead (which would
+// expire motions early), signed.
+func (mv *maverick) futureTime(to uint64, b []byte) [][]byte {
+	m := consensusMsg(b)
+	if m == nil || m.GetPrePrepare() == nil {
+		return [][]byte{b}
+	}
+	p := m.GetPrePrepare().GetProposal()
+	bt, err := decodeBatch(p.Payload)
+	if err != nil {
+		return [][]byte{b}
+	}
+	bt.time += int64(time.Hour)
+	p.Payload = bt.encode()
+	mv.resign(p)
+	return [][]byte{consensusFrame(m)}
+}
+
 // forge: as leader, slips into every proposal a vote that claims to be
 // member 2's (signed by the maverick); in every commit, claims another
 // member's signer ID.
@@ -183,6 +211,8 @@ func TestMaverick(t *testing.T) {
 	}{
 		{"silence", func(mv *maverick, o *options) { o.tamperSend = mv.silence }, nil, true},
 		{"equivocating-leader", func(mv *maverick, o *options) { o.tamperSend = mv.equivocate }, []string{"equivocation"}, true},
+		{"equivocating-leader-split", func(mv *maverick, o *options) { o.tamperSend = mv.equivocateSplit }, []string{"equivocation"}, true},
+		{"future-time", func(mv *maverick, o *options) { o.tamperSend = mv.futureTime }, []string{"time-skew"}, true},
 		{"forged-votes", func(mv *maverick, o *options) { o.tamperSend = mv.forge }, []string{"forged-request", "forged-vote"}, true},
 		{"bad-signatures", func(mv *maverick, o *options) { o.tamperSend = mv.badSigs }, []string{"bad-proposal-signature", "bad-signature"}, true},
 		{"replayed-messages", func(mv *maverick, o *options) { o.tamperSend, o.observeRecv = mv.replayOld, mv.hear }, []string{"replay"}, false},

@@ -80,7 +80,25 @@ func openStore(dir string, g fsm.Group) (*store, error) {
 		s.close()
 		return nil, fmt.Errorf("bftengine: Dir %s holds group %q, not %q", dir, have, want)
 	}
+	if _, err := db.Exec(`INSERT OR IGNORE INTO meta (key, value) VALUES ('genesis', ?)`, g.Canonical()); err != nil {
+		s.close()
+		return nil, fmt.Errorf("bftengine: store: %w", err)
+	}
 	return s, nil
+}
+
+// genesis is the group definition the first decision stored here applied
+// to: replay starts from it, whatever epoch the group has reached since.
+func (s *store) genesis() (fsm.Group, error) {
+	var b []byte
+	if err := s.db.QueryRow(`SELECT value FROM meta WHERE key = 'genesis'`).Scan(&b); err != nil {
+		return fsm.Group{}, fmt.Errorf("bftengine: store: %w", err)
+	}
+	g, err := fsm.ParseGroup(b)
+	if err != nil {
+		return fsm.Group{}, fmt.Errorf("bftengine: stored genesis group: %w", err)
+	}
+	return g, nil
 }
 
 func (s *store) close() error {
