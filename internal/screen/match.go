@@ -82,11 +82,12 @@ type patternRule struct {
 type ruleSet struct {
 	phrases   []phraseRule
 	first     map[string][]int     // first-slot word -> phrase rules
-	firstPre  map[string][]int     // first three bytes of a first-slot prefix -> phrase rules
+	firstPre  map[uint32][]int     // first three bytes of a first-slot prefix (key3) -> phrase rules
 	suffixed  []int                // single-slot rules with suffix alternatives
 	suffixes  []string             // all their suffixes
 	prePairs  [1 << 16 / 64]uint64 // first two bytes of first-slot prefixes
 	firstEnds [1 << 16 / 64]uint64 // first and last byte of first-slot words
+	firstLens [256]uint64          // by first byte: lengths (capped at 63) of first-slot words
 	patterns  []patternRule
 	lits      litFilter
 	cues      map[string]bool // words that suggest discussion of attacks
@@ -161,6 +162,9 @@ func compilePhrase(id, code string, weight float64, opts ruleOpts, pat string) (
 	return r, anchored, nil
 }
 
+// key3 packs the first three bytes of s (len(s) >= 3) into a map key.
+func key3(s string) uint32 { return uint32(s[0])<<16 | uint32(s[1])<<8 | uint32(s[2]) }
+
 func (rs *ruleSet) addPhrase(r phraseRule, anchored bool) {
 	idx := len(rs.phrases)
 	rs.phrases = append(rs.phrases, r)
@@ -169,9 +173,10 @@ func (rs *ruleSet) addPhrase(r phraseRule, anchored bool) {
 		rs.first[w] = append(rs.first[w], idx)
 		k := uint16(w[0])<<8 | uint16(w[len(w)-1])
 		rs.firstEnds[k/64] |= 1 << (k % 64)
+		rs.firstLens[w[0]] |= 1 << min(len(w), 63)
 	}
 	for _, p := range s.prefixes {
-		rs.firstPre[p[:3]] = append(rs.firstPre[p[:3]], idx)
+		rs.firstPre[key3(p)] = append(rs.firstPre[key3(p)], idx)
 		k := uint16(p[0])<<8 | uint16(p[1])
 		rs.prePairs[k/64] |= 1 << (k % 64)
 	}
@@ -225,14 +230,16 @@ func (rs *ruleSet) matchPhrases(f *folded, acc *accumulator, meta int) {
 		if len(t) == 0 {
 			continue
 		}
-		if k := uint16(t[0])<<8 | uint16(t[len(t)-1]); rs.firstEnds[k/64]&(1<<(k%64)) != 0 {
+		// Two bit tests (ends, then length by first byte) keep most words out of the map.
+		if k := uint16(t[0])<<8 | uint16(t[len(t)-1]); rs.firstEnds[k/64]&(1<<(k%64)) != 0 &&
+			rs.firstLens[t[0]]&(1<<min(len(t), 63)) != 0 {
 			for _, idx := range rs.first[t] {
 				m.try(idx, i, true)
 			}
 		}
 		if len(t) >= 3 {
 			if k := uint16(t[0])<<8 | uint16(t[1]); rs.prePairs[k/64]&(1<<(k%64)) != 0 {
-				for _, idx := range rs.firstPre[t[:3]] {
+				for _, idx := range rs.firstPre[key3(t)] {
 					m.try(idx, i, false)
 				}
 			}
