@@ -312,6 +312,9 @@ func fold(s string, scratch []token) folded {
 				}
 			}
 			i += n
+			for i < len(s) && s[i] < 0x80 && asciiWord[s[i]] { // the rest of an ASCII run
+				i++
+			}
 			prevWord = true
 			continue
 		}
