@@ -63,11 +63,20 @@ func TestSanitizeLinear(t *testing.T) {
 	}
 }
 
-// As `treaty scan` measures it (compile the rules, then scan once), 1 MiB
-// of a@b.co takes at most 12 times as long as 64 KiB.
+// maxColdRatio bounds CPU time for 1 MiB over 64 KiB of a@b.co, each on a
+// fresh sanitizer (compile the rules, scan once, close). 1 MiB is 16 times
+// 64 KiB, so purely linear work gives 16 and rule compilation, a fixed cost,
+// only lowers it (14-16 measured); twice linear leaves room for cache and
+// allocator effects and for the race detector, and still fails the quadratic
+// walk of issue 10, which gave 256 and more. The issue's own bound of 12 is
+// about `treaty scan` as a process, where startup is a larger fixed cost:
+// internal/testnet/binary's TestScanProcessRatio asserts it.
+const maxColdRatio = 2 * 16
+
+// Issue 10, defect 2: a cold scan of 1 MiB of a@b.co is not superlinear.
 func TestSanitizeColdScanRatio(t *testing.T) {
-	if testing.Short() || raceEnabled {
-		t.Skip("timing: skipped with -short and under the race detector, which distorts it")
+	if testing.Short() {
+		t.Skip("timing: skipped with -short")
 	}
 	cold := func(in []byte) func() {
 		return func() {
@@ -82,9 +91,10 @@ func TestSanitizeColdScanRatio(t *testing.T) {
 	small := []byte(strings.Repeat("a@b.co ", (64<<10)/7))
 	big := []byte(strings.Repeat("a@b.co ", (1<<20)/7))
 	ts, tb := minTime(3, cold(small)), minTime(3, cold(big))
-	t.Logf("64K %v  1M %v  ratio %.1f", ts, tb, float64(tb)/float64(ts))
-	if r := float64(tb) / float64(ts); r > 12 {
-		t.Errorf("1 MiB took %.1fx the time of 64 KiB, want <= 12", r)
+	r := float64(tb) / float64(ts)
+	t.Logf("64K %v  1M %v  ratio %.1f", ts, tb, r)
+	if r > maxColdRatio {
+		t.Errorf("1 MiB took %.1fx the CPU time of 64 KiB, want <= %d", r, maxColdRatio)
 	}
 }
 

@@ -239,12 +239,16 @@ func (cs *conceptSet) match(f *folded) ([]signal, int, bool) {
 		st, en := int(t.start), int(t.end)
 		ident := st > 0 && text[st-1] == '_'
 		m.try(st, !ident)
-		if en-st > 2 && elidedBefore(text, st+1) {
-			m.try(st+1, true)
-		} else if en-st > 3 && elidedBefore(text, st+2) {
-			m.try(st+2, true)
-		} else if en-st > 4 && elidedBefore(text, st+3) {
-			m.try(st+3, true)
+		// elidedBefore's articles start with one of a few letters: probe only there.
+		if elisionStart[text[st]] || st > 0 && isLower(text[st-1]) {
+			switch {
+			case en-st > 2 && elidedBefore(text, st+1):
+				m.try(st+1, true)
+			case en-st > 3 && elidedBefore(text, st+2):
+				m.try(st+2, true)
+			case en-st > 4 && elidedBefore(text, st+3):
+				m.try(st+3, true)
+			}
 		}
 		if text[st] >= 0x80 {
 			// Scripts without spaces: a cue may start at any character.
@@ -364,6 +368,15 @@ func addConcepts(acc *accumulator, sigs []signal) {
 		acc.add(sg)
 	}
 }
+
+// elisionStart marks the first letters of the articles and particles elidedBefore
+// accepts.
+var elisionStart = func() (t [256]bool) {
+	for _, c := range []byte("ldjmnstcqau") {
+		t[c] = true
+	}
+	return t
+}()
 
 // elidedBefore reports whether the letters before i are a French or Italian article
 // or particle that fold glued onto the next word (l'utente -> lutente, all'utente ->

@@ -38,14 +38,25 @@ func appendJSONStrings(b *strings.Builder, data []byte, depth int) {
 		if j > len(data) {
 			j = len(data)
 		}
-		s := unquoteJSON(data[i+1 : min(j, len(data))])
+		raw := data[i+1 : min(j, len(data))]
+		i = j
+		if bytes.IndexByte(raw, '\\') < 0 {
+			// No escapes: the body is the value; no copy of it.
+			if inner := bytes.TrimSpace(raw); depth > 1 && len(inner) > 1 && (inner[0] == '{' || inner[0] == '[') && json.Valid(inner) {
+				appendJSONStrings(b, inner, depth-1)
+			} else {
+				b.Write(raw)
+				b.WriteByte('\n')
+			}
+			continue
+		}
+		s := unquoteJSON(raw)
 		if inner := strings.TrimSpace(s); depth > 1 && len(inner) > 1 && (inner[0] == '{' || inner[0] == '[') && json.Valid([]byte(inner)) {
 			appendJSONStrings(b, []byte(inner), depth-1)
 		} else {
 			b.WriteString(s)
 			b.WriteByte('\n')
 		}
-		i = j
 	}
 }
 

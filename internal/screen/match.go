@@ -43,13 +43,16 @@ type slot struct {
 	gap      int
 	neg      bool // "!a|b": the next token, if any in the sentence, is none of these; consumes it
 	words    map[string]bool
+	sigs     [1024 / 64]uint64 // wordSig mod 1024 of words: most misses skip the map
 	prefixes []string
 	suffixes []string
 }
 
 func (s *slot) matches(t string) bool {
-	if s.words[t] {
-		return true
+	if len(t) > 0 {
+		if k := wordSig(t) % 1024; s.sigs[k/64]&(1<<(k%64)) != 0 && s.words[t] {
+			return true
+		}
 	}
 	for _, p := range s.prefixes {
 		if strings.HasPrefix(t, p) {
@@ -82,11 +85,11 @@ type patternRule struct {
 type ruleSet struct {
 	phrases   []phraseRule
 	first     map[string][]int     // first-slot word -> phrase rules
-	firstPre  map[string][]int     // first three bytes of a first-slot prefix -> phrase rules
+	firstPre  map[uint32][]int     // first three bytes of a first-slot prefix (key3) -> phrase rules
 	suffixed  []int                // single-slot rules with suffix alternatives
 	suffixes  []string             // all their suffixes
 	prePairs  [1 << 16 / 64]uint64 // first two bytes of first-slot prefixes
-	firstEnds [1 << 16 / 64]uint64 // first and last byte of first-slot words
+	firstSigs [1 << 16 / 64]uint64 // wordSig of first-slot words
 	patterns  []patternRule
 	lits      litFilter
 	cues      map[string]bool // words that suggest discussion of attacks
@@ -141,6 +144,8 @@ func compilePhrase(id, code string, weight float64, opts ruleOpts, pat string) (
 				s.suffixes = append(s.suffixes, alt[1:])
 			default:
 				s.words[alt] = true
+				k := wordSig(alt) % 1024
+				s.sigs[k/64] |= 1 << (k % 64)
 			}
 		}
 		r.slots = append(r.slots, s)
@@ -161,17 +166,27 @@ func compilePhrase(id, code string, weight float64, opts ruleOpts, pat string) (
 	return r, anchored, nil
 }
 
+// wordSig is a 16-bit signature of a non-empty word (its length, first, middle and
+// last bytes): a bit test on it keeps most words that start no phrase out of the map.
+func wordSig(w string) uint16 {
+	k := uint32(w[0]) | uint32(w[len(w)/2])<<8 | uint32(w[len(w)-1])<<16 | uint32(len(w))<<24
+	return uint16((k * 2654435761) >> 16)
+}
+
+// key3 packs the first three bytes of s (len(s) >= 3) into a map key.
+func key3(s string) uint32 { return uint32(s[0])<<16 | uint32(s[1])<<8 | uint32(s[2]) }
+
 func (rs *ruleSet) addPhrase(r phraseRule, anchored bool) {
 	idx := len(rs.phrases)
 	rs.phrases = append(rs.phrases, r)
 	s := r.slots[0]
 	for w := range s.words {
 		rs.first[w] = append(rs.first[w], idx)
-		k := uint16(w[0])<<8 | uint16(w[len(w)-1])
-		rs.firstEnds[k/64] |= 1 << (k % 64)
+		k := wordSig(w)
+		rs.firstSigs[k/64] |= 1 << (k % 64)
 	}
 	for _, p := range s.prefixes {
-		rs.firstPre[p[:3]] = append(rs.firstPre[p[:3]], idx)
+		rs.firstPre[key3(p)] = append(rs.firstPre[key3(p)], idx)
 		k := uint16(p[0])<<8 | uint16(p[1])
 		rs.prePairs[k/64] |= 1 << (k % 64)
 	}
@@ -225,14 +240,14 @@ func (rs *ruleSet) matchPhrases(f *folded, acc *accumulator, meta int) {
 		if len(t) == 0 {
 			continue
 		}
-		if k := uint16(t[0])<<8 | uint16(t[len(t)-1]); rs.firstEnds[k/64]&(1<<(k%64)) != 0 {
+		if k := wordSig(t); rs.firstSigs[k/64]&(1<<(k%64)) != 0 {
 			for _, idx := range rs.first[t] {
 				m.try(idx, i, true)
 			}
 		}
 		if len(t) >= 3 {
 			if k := uint16(t[0])<<8 | uint16(t[1]); rs.prePairs[k/64]&(1<<(k%64)) != 0 {
-				for _, idx := range rs.firstPre[t[:3]] {
+				for _, idx := range rs.firstPre[key3(t)] {
 					m.try(idx, i, false)
 				}
 			}

@@ -243,15 +243,13 @@ func isWordRune(r rune) bool {
 // other letters get the script analysis.
 func fold(s string, scratch []token) folded {
 	var f folded
-	var out strings.Builder
-	out.Grow(len(s) + 8)
+	out := make([]byte, 0, len(s)+8)
 	toks := scratch[:0]
 	var (
 		brk      = true
 		quoted   bool
 		ws       = -1   // start of the current word in s, or -1
 		ascii    = true // the current word is ASCII
-		apostr   bool   // the current word contains an apostrophe
 		prevWord bool   // the previous rune belonged to a word
 		runes    []rune // scratch for words with non-ASCII letters
 		buf      []byte // scratch for folded words
@@ -262,25 +260,18 @@ func fold(s string, scratch []token) folded {
 		}
 		w := s[ws:we]
 		ws = -1
-		start := out.Len()
+		start := len(out)
 		changed := false
 		if ascii {
-			lower := !apostr
-			for i := 0; i < len(w) && lower; i++ {
-				lower = w[i] < 'A' || w[i] > 'Z'
-			}
-			if lower {
-				out.WriteString(w)
-			} else {
-				for i := 0; i < len(w); i++ {
-					c := w[i]
-					if c >= 'A' && c <= 'Z' {
-						c += 'a' - 'A'
-					}
-					if c != '\'' {
-						out.WriteByte(c)
-					}
+			// One pass: lowercase, and drop the apostrophe that joined a contraction.
+			for i := 0; i < len(w); i++ {
+				c := w[i]
+				if c >= 'A' && c <= 'Z' {
+					c += 'a' - 'A'
+				} else if c == '\'' {
+					continue
 				}
+				out = append(out, c)
 			}
 		} else {
 			runes = runes[:0]
@@ -298,10 +289,9 @@ func fold(s string, scratch []token) folded {
 			if mixed {
 				f.mixed++
 			}
-			out.Write(buf)
+			out = append(out, buf...)
 		}
-		apostr = false
-		toks = append(toks, token{start: int32(start), end: int32(out.Len()), brk: brk, quoted: quoted, folded: changed})
+		toks = append(toks, token{start: int32(start), end: int32(len(out)), brk: brk, quoted: quoted, folded: changed})
 		brk = false
 		ascii = true
 	}
@@ -322,6 +312,9 @@ func fold(s string, scratch []token) folded {
 				}
 			}
 			i += n
+			for i < len(s) && s[i] < 0x80 && asciiWord[s[i]] { // the rest of an ASCII run
+				i++
+			}
 			prevWord = true
 			continue
 		}
@@ -337,7 +330,6 @@ func fold(s string, scratch []token) folded {
 					prevWord = true
 					continue
 				}
-				apostr = true
 				i += n
 				continue
 			}
@@ -349,7 +341,7 @@ func fold(s string, scratch []token) folded {
 			case prevWord && !nextWord:
 				quoted = false
 			}
-			out.WriteByte('\'')
+			out = append(out, '\'')
 			i += n
 			prevWord = false
 			continue
@@ -373,14 +365,14 @@ func fold(s string, scratch []token) folded {
 			if c >= 'A' && c <= 'Z' {
 				c += 'a' - 'A'
 			}
-			out.WriteByte(c)
+			out = append(out, c)
 		} else {
-			out.WriteRune(unicode.ToLower(r))
+			out = utf8.AppendRune(out, unicode.ToLower(r))
 		}
 		i += n
 	}
 	flush(len(s))
-	f.text = out.String()
+	f.text = string(out)
 	f.toks = tokens{s: f.text, t: toks}
 	return f
 }

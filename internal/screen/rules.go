@@ -300,7 +300,7 @@ func patternDefs() []patternDef {
 func compileRules() (*ruleSet, error) {
 	rs := &ruleSet{
 		first:    map[string][]int{},
-		firstPre: map[string][]int{},
+		firstPre: map[uint32][]int{},
 		cues:     wordSet(wCue),
 		overrideObject: wordSet(wPrev + "|" + wDet + "|" + wIgnore + "|" + wInstrS + "|" + wInstrM +
 			"|system|ai|model|assistant|safety|developer|developers|hidden|original|initial|of|and|to|you|were|was|told|given|about|before|our|their|his|her|our|these|this|that|them|everything|anything|ethical|moral|content|openai|openais|chatgpt|such|other|further|current|prior|above|below|following|precedent|precedents"),
