@@ -55,6 +55,13 @@ func (w withHostilePeer) Peers(ctx context.Context) ([]localapi.PeerInfo, error)
 	return append(ps, localapi.PeerInfo{Name: hostileName, ID: "did:key:z6MkHostile", Addr: "127.0.0.1:9"}), err
 }
 
+// Members adds the hostile peer as a gossip member whose organisation is
+// markup too (an organisation is what a member's own signed record says).
+func (w withHostilePeer) Members(ctx context.Context) ([]localapi.MemberInfo, error) {
+	ms, err := w.Client.Members(ctx)
+	return append(ms, localapi.MemberInfo{Name: hostileName, ID: "did:key:z6MkHostile", Status: "member", State: "suspect", Org: hostileName}), err
+}
+
 // TestBrowser drives the page in headless Chromium against two real nodes.
 func TestBrowser(t *testing.T) {
 	bin := browser(t)
@@ -161,8 +168,13 @@ func TestBrowser(t *testing.T) {
 	// A node that runs no group shows no group panel.
 	waitJS(t, bctx, "no group panel", `document.getElementById("groups-box").hidden === true`, 5*time.Second)
 
+	// Members: globex from the peer book, with its source and status.
+	waitJS(t, bctx, "members panel", `document.getElementById("members-box").hidden === false &&
+		[...document.querySelectorAll("#members tbody tr")].some(tr => tr.cells[0].textContent === "globex" && tr.cells[3].textContent === "member")`, 10*time.Second)
+
 	// Peer-controlled markup renders as text, runs nothing, adds no element.
 	waitJS(t, bctx, "hostile nickname as text", `[...document.querySelectorAll("#peers tbody tr")].some(tr => tr.cells[0].textContent === `+jsString(hostileName)+`)`, 5*time.Second)
+	waitJS(t, bctx, "hostile member org as text", `[...document.querySelectorAll("#members tbody tr")].some(tr => tr.cells[0].textContent === `+jsString(hostileName)+` && tr.cells[5].textContent === `+jsString(hostileName)+`)`, 5*time.Second)
 	imgs, err := chromedp.Run(bctx, chromedp.Evaluate[int](`document.querySelectorAll("img").length`))
 	if err != nil {
 		t.Fatal(err)

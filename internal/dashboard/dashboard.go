@@ -1,7 +1,7 @@
 // Package dashboard serves a read-only web view of one running node: its peers
 // and their trust over time, recent calls and refusals, the audit log with its
-// verification state and inclusion proofs, and consensus groups when the node
-// has them. It runs beside the node, reads it through the local API and the
+// verification state and inclusion proofs, consensus groups when the node
+// has them, and members (admission and gossip) when its API lists them. It runs beside the node, reads it through the local API and the
 // home's files (the audit log read-only), and never changes either.
 //
 // Guarantees: every request needs the token (bearer header, or the cookie a
@@ -38,6 +38,7 @@ const (
 	MaxSamples         = 120             // trust samples kept per peer (the sparkline)
 	MaxPeers           = 256             // peers shown; more are cut
 	MaxGroups          = 32              // groups shown; more are cut
+	MaxMembers         = MaxPeers        // members shown; more are cut
 	MaxMotions         = 20              // motions shown per group (the last the node lists)
 	recentEntries      = 200             // newest audit entries read per poll
 	shownAudit         = 50              // of those, shown in the audit panel
@@ -57,6 +58,12 @@ type Node interface {
 // node's API has them and runs at least one.
 type groupLister interface {
 	Groups(ctx context.Context) ([]localapi.GroupInfo, error)
+}
+
+// memberLister is the optional part of Node that lists members (GET
+// /v1/members): the peer book with sources, refused keys and gossip's view.
+type memberLister interface {
+	Members(ctx context.Context) ([]localapi.MemberInfo, error)
 }
 
 // motionLister is the optional part of Node that lists a group's motions
@@ -150,7 +157,13 @@ type Snapshot struct {
 	// HasGroups is false when the node's API has no groups (or none run).
 	HasGroups bool          `json:"has_groups"`
 	Motions   []MotionState `json:"motions,omitempty"`
+	Members   []MemberState `json:"members,omitempty"`
+	// HasMembers is false when the node's API does not list members.
+	HasMembers bool `json:"has_members"`
 }
+
+// MemberState is one member as admission and gossip know it.
+type MemberState = localapi.MemberInfo
 
 // MotionState is one motion of a group: a decision taken or pending.
 type MotionState struct {
@@ -328,6 +341,11 @@ func (d *Dashboard) Refresh(ctx context.Context, sample bool) {
 			if gs, err := gl.Groups(ctx); err == nil && len(gs) > 0 {
 				s.Groups, s.HasGroups = gs[:min(len(gs), MaxGroups)], true
 				s.Motions = d.motions(ctx, s.Groups)
+			}
+		}
+		if ml, ok := d.opts.Node.(memberLister); ok {
+			if ms, err := ml.Members(ctx); err == nil {
+				s.Members, s.HasMembers = ms[:min(len(ms), MaxMembers)], true
 			}
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -81,6 +82,17 @@ func TestSnapshotFromNode(t *testing.T) {
 	}
 	if !ok || !refused {
 		t.Fatalf("calls %+v\nrefusals %+v", s.Calls, s.Refusals)
+	}
+	// Members come from GET /v1/members: globex, from the peer book.
+	var member bool
+	for _, m := range s.Members {
+		member = member || (m.Name == "globex" && m.ID == globex.ID.String() && m.Status == "member")
+	}
+	if !s.HasMembers || !member {
+		t.Fatalf("members (has %v): %+v", s.HasMembers, s.Members)
+	}
+	if raw := get(t, h, "/api/snapshot").Body.String(); !strings.Contains(raw, `"has_members":true`) || !strings.Contains(raw, `"members":[`) {
+		t.Fatalf("snapshot JSON without members: %s", raw)
 	}
 
 	// The proof of an entry checks; an unknown entry is 404.
@@ -223,4 +235,38 @@ func TestGroups(t *testing.T) {
 	if len(s.Motions) != 1 || s.Motions[0].Group != "board" || s.Motions[0].Name != "hire-bob" || s.Motions[0].Outcome != "open" {
 		t.Fatalf("motions: %+v", s.Motions)
 	}
+}
+
+// TestSnapshotShowsGossipMembers: with membership.enabled, the members panel
+// carries gossip's view: the peer alive, with the organisation its record names.
+func TestSnapshotShowsGossipMembers(t *testing.T) {
+	names := []string{"acme", "globex"}
+	cfg := map[string]string{}
+	for _, n := range names {
+		cfg[n] = "membership:\n  enabled: true\n  org: " + n + " inc\n"
+	}
+	c := testnet.NewCluster(t, 2, testnet.Options{Names: names, Config: cfg})
+	for _, m := range c.Members { // seed gossip with the peer books written after start
+		m.Stop(t)
+		m.Start(t)
+	}
+	acme, globex := c.Members[0], c.Members[1]
+	d, err := dashboard.New(dashboard.Options{Node: acme.Client(), Home: acme.Home})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := d.Handler(tok, "127.0.0.1:7780", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testnet.Eventually(t, 10*time.Second, func() error {
+		d.Refresh(t.Context(), false)
+		s := snapshot(t, h)
+		for _, m := range s.Members {
+			if m.ID == globex.ID.String() && m.State == "alive" && m.Org == "globex inc" {
+				return nil
+			}
+		}
+		return fmt.Errorf("globex not alive with its org in %+v", s.Members)
+	})
 }

@@ -131,6 +131,7 @@ func (n *Node) gossipChanged(ctx context.Context, m membership.Member) {
 // gossipEvidence counts a dropped record or statement against the member
 // that relayed it, and audits it.
 func (n *Node) gossipEvidence(ctx context.Context, e membership.Evidence) {
+	n.adm.counts.evidenced(e.Reason)
 	kind := trust.KindMalformed
 	switch e.Reason {
 	case membership.ReasonBadSignature, membership.ReasonWrongKey:

@@ -80,6 +80,7 @@ type admission struct {
 	closing bool          // set when the node stops: goTracked starts nothing more
 	wg      sync.WaitGroup
 	gossip  atomic.Pointer[membership.Membership] // nil unless membership.enabled (gossip.go)
+	counts  membershipCounts                      // membership_metrics.go
 }
 
 // ledger is AdmissionFile.
@@ -318,6 +319,7 @@ func (n *Node) serveJoin(ctx context.Context, c net.Conn) {
 // join runs the inviter's checks in order and admits newcomer.
 func (n *Node) join(ctx context.Context, c net.Conn, newcomer identity.PublicKey) JoinReply {
 	refuse := func(code string, err error) JoinReply {
+		n.adm.counts.joinsRefused.Add(1)
 		// Strangers can cause these at will while an invite is open: they
 		// are aggregated per source like refused handshakes (refusals.go).
 		k := refusalKey{source: strangerSource(c.RemoteAddr().String()), kind: KindJoinRefused, direction: "in", stage: string(refusal.StageTransport)}
@@ -379,6 +381,7 @@ func (n *Node) join(ctx context.Context, c net.Conn, newcomer identity.PublicKey
 	n.auditAdmission(ctx, KindMemberAdmit, newcomer, "in", map[string]any{
 		"name": name, "addr": req.Addr, "source": config.SourceInvite, "invite": inv.Nonce.String()})
 	n.log.Info("member admitted by invite", "peer", newcomer, "name", name)
+	n.adm.counts.joinsAdmitted.Add(1)
 	n.adm.markSeen(text)
 	reply := JoinReply{Name: n.Name(), Admit: text}
 	for _, p := range n.Peers() {

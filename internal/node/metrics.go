@@ -47,6 +47,9 @@ func (n *Node) startMetrics(ctx context.Context) error {
 	if err := n.registerGroupMetrics(m); err != nil {
 		return err
 	}
+	if err := n.registerMembershipMetrics(m); err != nil {
+		return err
+	}
 	srv, err := metrics.Listen(mc.Listen, mc.AllowNonLoopback, m, n.log)
 	if err != nil {
 		return err

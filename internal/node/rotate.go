@@ -76,6 +76,7 @@ func (n *Node) Rotate(ctx context.Context) (RotateResult, error) {
 		return res, refusal.New(refusal.StageTransport, "no member acknowledged the rotation; the key is unchanged")
 	}
 	n.auditAdmission(ctx, KindKeyRotated, r.New, "out", map[string]any{"old": r.Old.String(), "new": r.New.String(), "acked": res.Acked})
+	n.adm.counts.rotationsOut.Add(1)
 	n.log.Info("identity key rotated; the node restarts on the new key", "old", r.Old, "new", r.New, "acked", res.Acked)
 	n.adm.requestRestart()
 	return res, nil

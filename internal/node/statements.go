@@ -221,6 +221,7 @@ func (n *Node) applyRotation(ctx context.Context, r membership.Rotation, text st
 		return err
 	}
 	n.auditAdmission(ctx, KindKeyRotated, r.New, "in", map[string]any{"old": r.Old.String(), "new": r.New.String(), "issued": r.Issued})
+	n.adm.counts.rotationsIn.Add(1)
 	n.log.Info("peer rotated its key", "old", r.Old, "new", r.New)
 	return nil
 }
@@ -249,6 +250,7 @@ func (n *Node) applyRevocation(ctx context.Context, r membership.Revocation, tex
 		n.log.Error("this node's own key is revoked: members refuse it; make a new identity and join again")
 	}
 	n.auditAdmission(ctx, KindKeyRevoked, r.Key, "in", map[string]any{"issued": r.Issued, "reason": r.Reason, "connections_closed": closed})
+	n.adm.counts.revocations.Add(1)
 	n.log.Warn("key revoked", "peer", r.Key, "reason", r.Reason, "connections_closed", closed)
 	return n.dropRefused(ctx)
 }

@@ -129,6 +129,20 @@ function render(s) {
     return tr;
   });
 
+  $("members-box").hidden = !s.has_members;
+  fill("members", s.members, (m) => {
+    const tr = document.createElement("tr");
+    tr.dataset.id = m.id;
+    cell(tr, m.name);
+    cell(tr, shortID(m.id), "id").title = m.id;
+    cell(tr, m.source);
+    cell(tr, m.status, m.status === "member" ? "" : "refused");
+    cell(tr, m.state, m.state === "suspect" || m.state === "dead" ? "refused" : "");
+    cell(tr, m.org);
+    cell(tr, (m.addrs && m.addrs.length ? m.addrs : [m.addr]).join(", "));
+    return tr;
+  });
+
   $("audit-size").textContent = "(" + (s.audit_size || 0) + " in the log; newest first; click one for its inclusion proof)";
   fill("audit", s.audit, (e) => {
     const tr = entryRow(e, [
