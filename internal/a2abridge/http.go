@@ -1,18 +1,12 @@
 package a2abridge
 
 import (
-	"crypto/rand"
 	"crypto/subtle"
-	"encoding/hex"
 	"errors"
-	"fmt"
-	"io/fs"
 	"net/http"
-	"os"
-	"path/filepath"
-	"strings"
 
 	"github.com/a2aproject/a2a-go/a2asrv"
+	"github.com/treaty-dev/treaty/internal/homedir"
 )
 
 // TokenFile is the file in a home that holds the bearer token of
@@ -22,45 +16,10 @@ const TokenFile = "a2a.token"
 // MaxRequestBytes bounds a request body.
 const MaxRequestBytes = 2 << 20
 
-// LoadOrCreateToken returns the bearer token kept in home, creating it (32
-// random bytes, hex) on first use. A token file readable or writable by
-// group or others is refused rather than trusted.
+// LoadOrCreateToken returns the bearer token in HOME/a2a.token, creating it
+// on first use (see homedir.LoadOrCreateToken).
 func LoadOrCreateToken(home string) (string, error) {
-	path := filepath.Join(home, TokenFile)
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err == nil {
-		var raw [32]byte
-		rand.Read(raw[:])
-		tok := hex.EncodeToString(raw[:])
-		_, werr := f.WriteString(tok + "\n")
-		if cerr := f.Close(); werr == nil {
-			werr = cerr
-		}
-		if werr != nil {
-			os.Remove(path)
-			return "", fmt.Errorf("a2abridge: write %s: %w", path, werr)
-		}
-		return tok, nil
-	}
-	if !errors.Is(err, fs.ErrExist) {
-		return "", fmt.Errorf("a2abridge: create %s: %w", path, err)
-	}
-	st, err := os.Stat(path)
-	if err != nil {
-		return "", fmt.Errorf("a2abridge: %w", err)
-	}
-	if st.Mode().Perm()&0o077 != 0 {
-		return "", fmt.Errorf("a2abridge: %s has mode %v; it must be 0600 (chmod 600 it, or delete it to make a new token)", path, st.Mode().Perm())
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", fmt.Errorf("a2abridge: %w", err)
-	}
-	tok := strings.TrimSpace(string(b))
-	if len(tok) < 32 {
-		return "", fmt.Errorf("a2abridge: %s holds no usable token (at least 32 characters); delete it to make a new one", path)
-	}
-	return tok, nil
+	return homedir.LoadOrCreateToken(home, TokenFile)
 }
 
 // HTTPHandler serves the bridge: the Agent Card at
