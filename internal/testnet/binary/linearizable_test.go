@@ -292,7 +292,7 @@ func TestLinearizableRealProcesses(t *testing.T) {
 	defer halt()
 
 	testnet.Eventually(t, 20*time.Second, func() error {
-		if k, _, _ := h.counts(); k < 40 {
+		if k, _, _ := h.counts(); k < 60 {
 			return fmt.Errorf("%d operations completed before the kill", k)
 		}
 		return nil
@@ -304,7 +304,7 @@ func TestLinearizableRealProcesses(t *testing.T) {
 	h.mark()
 	testnet.Eventually(t, 30*time.Second, func() error {
 		_, after, via := h.counts()
-		if after < 20 || via[lead] == 0 {
+		if after < 50 || via[lead] == 0 {
 			return fmt.Errorf("after the restart: %d operations completed, %d through the restarted %s", after, via[lead], nodes[lead].Name)
 		}
 		return nil
