@@ -12,8 +12,9 @@
 //
 // Node IDs are member index+1 in the group's sorted member list. Membership
 // changes passed by the group change the machine's group (epoch, ID) but not
-// the engine's node set: an engine is built for one member list, and the
-// group manager restarts it for a new one. See docs/adr/0012.
+// the engine's node set, which is the one of the definition the group was
+// created with: a BFT group can lose members but not gain them (ADR 0012,
+// "Growing a BFT group", lists what that needs).
 package bftengine
 
 import (
@@ -219,9 +220,14 @@ func newEngine(ctx context.Context, cfg consensus.EngineConfig, opts options) (*
 		e.st.close()
 		return nil, err
 	}
-	if err := fsm.Compare(e.currentGroup(), cfg.Group); err != nil {
-		e.st.close()
-		return nil, fmt.Errorf("bftengine: EngineConfig.Group is not the group %s's history reached: %w", cfg.Dir, err)
+	// The caller passes either the definition the history started from (the
+	// group manager always does: node IDs and the signing domain come from
+	// it, so they stay what the running members use) or the one it reached.
+	if fsm.Compare(genesis, cfg.Group) != nil {
+		if err := fsm.Compare(e.currentGroup(), cfg.Group); err != nil {
+			e.st.close()
+			return nil, fmt.Errorf("bftengine: EngineConfig.Group is neither the definition group %s started from nor the one its history reached: %w", cfg.Dir, err)
+		}
 	}
 	lg := bftLogger{e.log}
 	// SmartBFT's WAL allocates its buffer size for every record it appends

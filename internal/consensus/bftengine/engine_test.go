@@ -372,8 +372,8 @@ func TestProposeByANonMember(t *testing.T) {
 	}
 }
 
-// A restart must be given the group definition the stored history reached:
-// the machine replays from the definition the history started from.
+// A restart must be given the group definition the stored history started
+// from or the one it reached: the machine replays from the first.
 func TestRestartWithAnotherDefinitionIsRefused(t *testing.T) {
 	h := newHarness(t, 4)
 	h.startAll()
@@ -390,4 +390,41 @@ func TestRestartWithAnotherDefinitionIsRefused(t *testing.T) {
 	}
 	// The right definition still starts it.
 	h.start(0)
+}
+
+// After a membership change the group manager restarts a member with the
+// definition the group was created with (its stored genesis): the member
+// replays into the later epoch and takes part again under the node IDs and
+// signing domain the running members use.
+func TestRestartFromGenesisAfterRemoval(t *testing.T) {
+	h := newHarness(t, 4)
+	h.startAll()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	a, err := h.engines[0].ProposeOp(ctx, fsm.RemoveMember(h.c.Keys[3].Public(), 0, "left"))
+	if err != nil || a.Result.Motion == "" {
+		t.Fatalf("open removal: %+v %v", a, err)
+	}
+	for _, i := range []int{0, 1, 2} {
+		if _, err := h.engines[i].ProposeOp(ctx, fsm.Vote(a.Result.Motion, true)); err != nil {
+			t.Fatalf("member %d votes: %v", i+1, err)
+		}
+	}
+	waitFor(t, 10*time.Second, "epoch 1 on member 1", func() bool { return h.engines[0].currentGroup().Epoch == 1 })
+	h.stop(0)
+	h.start(0) // h.c.Group is the epoch-0 definition
+	if g := h.engines[0].currentGroup(); g.Epoch != 1 || g.IsMember(h.c.Keys[3].Public()) {
+		t.Fatalf("restarted member is at %s, want epoch 1 without member 4", g)
+	}
+	r, err := h.engines[0].ProposeOp(ctx, fsm.Put("after", []byte("v")))
+	if err != nil || r.Result.Code != fsm.CodeOK {
+		t.Fatalf("propose via the restarted member: %+v %v", r, err)
+	}
+	stay := []int{0, 1, 2}
+	h.waitIndex(stay, r.Index, 10*time.Second)
+	for _, i := range stay[1:] {
+		if h.digest(i) != h.digest(0) {
+			t.Fatalf("member %d's state differs from member 1's", i+1)
+		}
+	}
 }
