@@ -20,8 +20,8 @@ import (
 // C registered with R (relay.via), and caller A whose peer book has no address
 // for C at all, only `via: r`. A calls C through R; the payload carries a unique
 // marker that never appears in R's logs or audit log (the TLS session runs end
-// to end; transport's tap test shows R forwards ciphertext only); with R gone,
-// A cannot reach C.
+// to end; transport's tap test shows R forwards ciphertext only); R serves
+// only keys in its own peer book; with R gone, A cannot reach C.
 func TestCallThroughRelay(t *testing.T) {
 	t.Parallel()
 	bin := treatyBin(t)
@@ -68,7 +68,24 @@ func TestCallThroughRelay(t *testing.T) {
 		t.Fatalf("C's answer %q lacks the marker or A's ID", out)
 	}
 
-	// R carried the call but never saw its plaintext.
+	// The relay serves only keys in its own peer book: without A there, A
+	// cannot reach C; with A back, it can again.
+	r.Must(t, "peer", "rm", "a")
+	testnet.Eventually(t, 30*time.Second, func() error {
+		if _, _, code := a.Run(t, "call", "c", "echo", `{}`); code == 0 {
+			return fmt.Errorf("A still reaches C through a relay that no longer admits it")
+		}
+		return nil
+	})
+	r.Must(t, "peer", "add", "--name", "a", "--addr", "127.0.0.1:0", a.ID)
+	testnet.Eventually(t, 30*time.Second, func() error {
+		if _, errOut, code := a.Run(t, "call", "c", "echo", `{}`); code != 0 {
+			return fmt.Errorf("A readmitted by the relay: exit %d: %s", code, errOut)
+		}
+		return nil
+	})
+
+	// R carried the calls but never saw their plaintext.
 	r.Stop(t)
 	places := map[string][]byte{"relay log": []byte(r.Log())}
 	for _, f := range []string{"audit.db", "audit.db-wal"} {
