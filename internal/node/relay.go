@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"crypto/tls"
 
 	"github.com/treaty-dev/treaty/internal/identity"
 	"github.com/treaty-dev/treaty/internal/refusal"
@@ -84,4 +85,14 @@ func (n *Node) route(_ context.Context, k identity.PublicKey) (transport.Route, 
 		return transport.Route{}, refusal.New(refusal.StageResolve, "relay %q of peer %s is not in the peer book", p.Via, k.Short())
 	}
 	return transport.Route{Addr: st.peers[rk].Addr, Relay: rk}, nil
+}
+
+// dialPeer opens a proto connection to peer k: through its relay when the
+// peer book says via, else at addr.
+func (n *Node) dialPeer(ctx context.Context, k identity.PublicKey, addr, proto string) (*tls.Conn, error) {
+	r, err := n.route(ctx, k)
+	if err != nil || r.Relay.IsZero() {
+		return n.tr.Dial(ctx, addr, k, proto)
+	}
+	return n.tr.DialVia(ctx, r.Addr, r.Relay, k, proto)
 }

@@ -49,6 +49,13 @@ func TestCallThroughRelay(t *testing.T) {
 	if err := config.Save(a.Home, cfg); err != nil {
 		t.Fatal(err)
 	}
+	// X's revocation, published at A, reaches C only through R: R's entry for
+	// C refuses every dial, so R cannot pass the statement on.
+	x := testnet.Init(t, bin, "x")
+	mustAddPeer(t, a, "x", "127.0.0.1:0", x.ID)
+	mustAddPeer(t, c, "x", "127.0.0.1:0", x.ID)
+	revFile := filepath.Join(t.TempDir(), "x.revoke")
+	x.Must(t, "revoke", "--prepare", revFile)
 	a.Start(t)
 
 	var buf [16]byte
@@ -67,6 +74,14 @@ func TestCallThroughRelay(t *testing.T) {
 	if !strings.Contains(out, marker) || !strings.Contains(out, a.ID) {
 		t.Fatalf("C's answer %q lacks the marker or A's ID", out)
 	}
+
+	a.Must(t, "revoke", revFile)
+	testnet.Eventually(t, 30*time.Second, func() error {
+		if _, ok := peerBook(t, c)[x.ID]; ok {
+			return fmt.Errorf("C still has the key A revoked")
+		}
+		return nil
+	})
 
 	// The relay serves only keys in its own peer book: without A there, A
 	// cannot reach C; with A back, it can again.
