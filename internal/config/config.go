@@ -51,6 +51,7 @@ type Config struct {
 	Groups       []Group       `yaml:"groups,omitempty"`       // consensus groups this node belongs to (groups.go)
 	Metrics      Metrics       `yaml:"metrics,omitempty"`      // the Prometheus endpoint; off by default (metrics.go)
 	Membership   Membership    `yaml:"membership,omitempty"`   // invites, rotation, revocation (membership.go)
+	Relay        Relay         `yaml:"relay,omitempty"`        // relaying for peers, reached through relays (relay.go)
 }
 
 // Debug switches on diagnostics for the node's operator.
@@ -65,7 +66,10 @@ type Debug struct {
 type Peer struct {
 	Name string `yaml:"name"`
 	ID   string `yaml:"id"`   // did:key
-	Addr string `yaml:"addr"` // host:port of its federation port
+	Addr string `yaml:"addr"` // host:port of its federation port; may be empty when Via is set
+	// Via names the peer (nickname or did:key) whose relay this peer is
+	// dialed through; empty: dialed directly at Addr.
+	Via string `yaml:"via,omitempty"`
 	// Source says how the entry got here: "" or "operator" (peer add),
 	// "invite", "gossip" or "decision" (see PeerSources).
 	Source string `yaml:"source,omitempty"`
@@ -362,7 +366,7 @@ func (c *Config) Validate() error {
 		if _, err := identity.ParseDID(p.ID); err != nil {
 			return fmt.Errorf("config: peers[%d].id: %w", i, err)
 		}
-		if err := validAddr(p.Addr); err != nil {
+		if err := validAddr(p.Addr); err != nil && (p.Addr != "" || p.Via == "") {
 			return fmt.Errorf("config: peers[%d].addr: %w", i, err)
 		}
 		if seenName[p.Name] {
@@ -377,6 +381,9 @@ func (c *Config) Validate() error {
 		seenName[p.Name], seenID[p.ID] = true, true
 	}
 	if err := c.Membership.validate(); err != nil {
+		return err
+	}
+	if err := c.validateRelays(); err != nil {
 		return err
 	}
 	seenCap := map[string]bool{}

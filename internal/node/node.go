@@ -158,7 +158,7 @@ func Open(opts Options) (_ *Node, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("node: %w", err)
 	}
-	n.client = &http.Client{Transport: n.tr.RoundTripper(n.resolveAddr)}
+	n.client = &http.Client{Transport: n.tr.RoutedRoundTripper(n.route)} // relay.go
 	// The wire layer enforces the hard cap on chain length and checks every
 	// hop's signature; budget.max_depth (live-reloadable) is applied per call.
 	if n.verifier, err = wire.NewVerifier(wire.VerifierConfig{Self: n.self, MaxDepth: wire.MaxChainHops}); err != nil {
@@ -244,9 +244,13 @@ func (n *Node) Start(ctx context.Context) error {
 		n.cancel()
 		return err
 	}
+	runRelay := n.prepareRelay() // relay.go: its protocol is registered before the port opens
 	if err := n.tr.Start(ctx); err != nil {
 		n.cancel()
 		return fmt.Errorf("node: %w", err)
+	}
+	if runRelay != nil {
+		runRelay(ctx)
 	}
 	if err := n.startGossip(ctx); err != nil {
 		n.cancel()

@@ -376,7 +376,7 @@ func (n *Node) pushRetrying(ctx context.Context, k identity.PublicKey, addr, tex
 func (n *Node) push(ctx context.Context, k identity.PublicKey, addr, text, covered string) error {
 	ctx, cancel := context.WithTimeout(ctx, admissionIO)
 	defer cancel()
-	c, err := n.tr.Dial(ctx, addr, k, ProtoStatement)
+	c, err := n.dialPeer(ctx, k, addr, ProtoStatement) // relay.go: peers with via too
 	if err != nil {
 		return err
 	}

@@ -141,10 +141,19 @@ func peerFromHost(host string) (identity.PublicKey, error) {
 // (through *url.Error when using http.Client). Close closes its connections; a
 // connection without requests for IdleTimeout/2 is closed too.
 func (t *Transport) RoundTripper(resolve Resolver) http.RoundTripper {
+	return t.RoutedRoundTripper(func(ctx context.Context, k identity.PublicKey) (Route, error) {
+		addr, err := resolve(ctx, k)
+		return Route{Addr: addr}, err
+	})
+}
+
+// RoutedRoundTripper is RoundTripper for peers some of which are reached
+// through a relay (relay.go): route says how to reach each.
+func (t *Transport) RoutedRoundTripper(route Router) http.RoundTripper {
 	rt := &roundTripper{t: t}
 	rt.h2 = &http2.Transport{
 		DialTLSContext: func(ctx context.Context, _, addr string, _ *tls.Config) (net.Conn, error) {
-			return rt.dial(ctx, addr, resolve)
+			return rt.dial(ctx, addr, route)
 		},
 		// One connection per peer; never a second one for excess streams.
 		StrictMaxConcurrentStreams: true,
@@ -183,7 +192,7 @@ func closeBody(req *http.Request) {
 }
 
 // dial is called by the http2 pool, at most once at a time per host label.
-func (rt *roundTripper) dial(ctx context.Context, hostport string, resolve Resolver) (net.Conn, error) {
+func (rt *roundTripper) dial(ctx context.Context, hostport string, route Router) (net.Conn, error) {
 	t := rt.t
 	peer, err := peerFromHost(hostport)
 	if err != nil {
@@ -194,11 +203,17 @@ func (rt *roundTripper) dial(ctx context.Context, hostport string, resolve Resol
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	defer context.AfterFunc(t.ctx, cancel)()
-	addr, err := resolve(ctx, peer)
+	r, err := route(ctx, peer)
 	if err != nil {
 		return nil, fmt.Errorf("transport: resolve %s: %w", peer.Short(), err)
 	}
-	tc, err := t.Dial(ctx, addr, peer, ProtoFederation)
+	addr := r.Addr
+	var tc *tls.Conn
+	if r.Relay.IsZero() {
+		tc, err = t.Dial(ctx, addr, peer, ProtoFederation)
+	} else {
+		tc, err = t.DialVia(ctx, addr, r.Relay, peer, ProtoFederation)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -39,6 +39,16 @@ const (
 	relayAnswerLimit = 5 * time.Second
 )
 
+// Route says how to reach a peer: directly at Addr, or, when Relay is set,
+// through the relay with key Relay listening at Addr.
+type Route struct {
+	Addr  string
+	Relay identity.PublicKey
+}
+
+// Router finds the route to a peer (RoutedRoundTripper).
+type Router func(ctx context.Context, peer identity.PublicKey) (Route, error)
+
 // ErrRelayRefused is returned (wrapped) by DialVia when the relay refused or
 // could not complete the circuit.
 var ErrRelayRefused = errors.New("transport: relay refused the circuit")
