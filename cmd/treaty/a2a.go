@@ -1,22 +1,16 @@
 package main
 
 import (
-	"context"
-	"errors"
 	"fmt"
-	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
-	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/treaty-dev/treaty/client"
 	"github.com/treaty-dev/treaty/internal/a2abridge"
-	"github.com/treaty-dev/treaty/internal/mcpbridge"
 )
 
 // a2aCmd serves the running node's federation to local agents over A2A
@@ -39,15 +33,11 @@ func a2aCmd(h func() string) *cobra.Command {
 			"(made on first use), for the card too. See docs/clients/a2a.md.",
 		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			level := slog.LevelWarn
-			if verbose {
-				level = slog.LevelDebug
-			}
-			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+			log := stderrLogger(verbose)
 			if httpAddr == "" {
 				return usagef("--http HOST:PORT is required (e.g. 127.0.0.1:7422)")
 			}
-			if !allowRemote && !mcpbridge.IsLoopback(httpAddr) {
+			if !allowRemote && !isLoopback(httpAddr) {
 				return usagef("--http %s is not a loopback address (use 127.0.0.1:PORT, or add --allow-non-loopback)", httpAddr)
 			}
 			if poll < a2abridge.MinPoll {
@@ -81,7 +71,9 @@ func a2aCmd(h func() string) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return serveA2A(ctx, b, hd, ln, url, dir, log)
+			banner := fmt.Sprintf("treaty a2a: serving %s (agent card at %s.well-known/agent-card.json; bearer token in %s)",
+				url, url, filepath.Join(dir, a2abridge.TokenFile))
+			return serveHTTP(ctx, ln, hd, b.Poll, os.Stderr, banner, log)
 		},
 	}
 	c.Flags().StringVar(&httpAddr, "http", "", "serve on this loopback HOST:PORT (required)")
@@ -89,24 +81,4 @@ func a2aCmd(h func() string) *cobra.Command {
 	c.Flags().DurationVar(&poll, "poll", a2abridge.DefaultPoll, "how often to re-read peers and grants to update the agent card")
 	c.Flags().BoolVarP(&verbose, "verbose", "v", false, "debug logging on stderr")
 	return c
-}
-
-func serveA2A(ctx context.Context, b *a2abridge.Bridge, hd http.Handler, ln net.Listener, url, dir string, log *slog.Logger) error {
-	srv := &http.Server{Handler: hd, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
-	ctx, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	wg.Go(func() { b.Poll(ctx) })
-	wg.Go(func() {
-		<-ctx.Done()
-		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer scancel()
-		srv.Shutdown(sctx)
-	})
-	defer func() { cancel(); wg.Wait() }()
-	fmt.Fprintf(os.Stderr, "treaty a2a: serving %s (agent card at %s.well-known/agent-card.json; bearer token in %s)\n",
-		url, url, filepath.Join(dir, a2abridge.TokenFile))
-	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
 }

@@ -1,15 +1,9 @@
 package main
 
 import (
-	"context"
-	"errors"
 	"fmt"
-	"log/slog"
 	"net"
-	"net/http"
-	"os"
 	"path/filepath"
-	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -47,7 +41,7 @@ func dashboardCmd(h func() string) *cobra.Command {
 				}
 				listen = httpAddr
 			}
-			loopback := dashboard.IsLoopback(listen)
+			loopback := isLoopback(listen)
 			if !loopback && !allowRemote {
 				return usagef("--listen %s is not a loopback address (use 127.0.0.1:PORT, or add --allow-non-loopback)", listen)
 			}
@@ -57,11 +51,7 @@ func dashboardCmd(h func() string) *cobra.Command {
 			if verifyEvery < time.Second {
 				return usagef("--verify-every %v is below the minimum 1s", verifyEvery)
 			}
-			level := slog.LevelWarn
-			if verbose {
-				level = slog.LevelDebug
-			}
-			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+			log := stderrLogger(verbose)
 			dir, err := filepath.Abs(h())
 			if err != nil {
 				return err
@@ -75,17 +65,9 @@ func dashboardCmd(h func() string) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			ht := homeTrust(dir)
 			d, err := dashboard.New(dashboard.Options{
 				Node: cl, Home: dir, Poll: poll, VerifyEvery: verifyEvery, Logger: log,
-				Trust: func(ctx context.Context) (map[string]dashboard.Trust, error) {
-					m, err := ht(ctx)
-					out := make(map[string]dashboard.Trust, len(m))
-					for k, v := range m {
-						out[k] = dashboard.Trust{Level: v.Level, Score: v.Score, Quarantined: v.Quarantined}
-					}
-					return out, err
-				},
+				Trust: homeTrust(dir),
 			})
 			if err != nil {
 				return err
@@ -100,22 +82,8 @@ func dashboardCmd(h func() string) *cobra.Command {
 				ln.Close()
 				return err
 			}
-			srv := &http.Server{Handler: hd, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
-			ctx, cancel := context.WithCancel(ctx)
-			var wg sync.WaitGroup
-			wg.Go(func() { d.Run(ctx) })
-			wg.Go(func() {
-				<-ctx.Done()
-				sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
-				defer scancel()
-				srv.Shutdown(sctx)
-			})
-			defer func() { cancel(); wg.Wait() }()
-			fmt.Fprintf(cmd.ErrOrStderr(), "treaty dashboard: open http://%s/?token=%s (token in %s)\n", bound, tok, filepath.Join(dir, dashboard.TokenFile))
-			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-				return err
-			}
-			return nil
+			banner := fmt.Sprintf("treaty dashboard: open http://%s/?token=%s (token in %s)", bound, tok, filepath.Join(dir, dashboard.TokenFile))
+			return serveHTTP(ctx, ln, hd, d.Run, cmd.ErrOrStderr(), banner, log)
 		},
 	}
 	c.Flags().StringVar(&listen, "listen", DefaultDashboardListen, "serve the dashboard on this loopback HOST:PORT (port 0: any free port)")

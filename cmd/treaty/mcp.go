@@ -1,28 +1,19 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/hex"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
-	"sync"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/spf13/cobra"
 
 	"github.com/treaty-dev/treaty/client"
-	"github.com/treaty-dev/treaty/internal/audit"
-	"github.com/treaty-dev/treaty/internal/config"
 	"github.com/treaty-dev/treaty/internal/mcpbridge"
-	"github.com/treaty-dev/treaty/internal/node"
-	"github.com/treaty-dev/treaty/internal/trust"
 )
 
 // mcpCmd serves the running node's federation to local agents over MCP:
@@ -44,12 +35,8 @@ func mcpCmd(h func() string) *cobra.Command {
 			"clients must send 'Authorization: Bearer TOKEN' with the token in HOME/mcp.token (made on first use).",
 		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			level := slog.LevelWarn
-			if verbose {
-				level = slog.LevelDebug
-			}
-			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-			if httpAddr != "" && !allowRemote && !mcpbridge.IsLoopback(httpAddr) {
+			log := stderrLogger(verbose)
+			if httpAddr != "" && !allowRemote && !isLoopback(httpAddr) {
 				return usagef("--http %s is not a loopback address (use 127.0.0.1:PORT, or add --allow-non-loopback)", httpAddr)
 			}
 			if poll < mcpbridge.MinPoll {
@@ -90,75 +77,8 @@ func mcpCmd(h func() string) *cobra.Command {
 	return c
 }
 
-// homeTrust reads the trust in each peer of the book from the home, as
-// 'treaty trust show' does: the local API does not serve it. A peer with no
-// evidence has the prior's level.
-func homeTrust(dir string) func(context.Context) (map[string]mcpbridge.Trust, error) {
-	return func(context.Context) (map[string]mcpbridge.Trust, error) {
-		cfg, err := config.Load(dir)
-		if err != nil {
-			return nil, err
-		}
-		now := time.Now()
-		snaps, err := trust.ReadFile(cfg.Trust, filepath.Join(dir, node.TrustFile), now)
-		if err != nil {
-			return nil, err
-		}
-		out := make(map[string]mcpbridge.Trust, len(cfg.Peers))
-		for _, p := range cfg.Peers {
-			var st trust.State
-			out[p.ID] = mcpbridge.Trust{Level: st.Level(cfg.Trust, now).String(), Score: st.Score(cfg.Trust, now)}
-		}
-		for _, s := range snaps {
-			out[s.Peer] = mcpbridge.Trust{Level: s.Level.String(), Score: s.Score, Quarantined: s.Quarantined}
-		}
-		return out, nil
-	}
-}
-
 // firstSync bounds the sync made before serving.
 const firstSync = 3 * time.Second
-
-// auditSearch bounds how far back homeAudit looks for a call just finished.
-const auditSearch = 256
-
-// homeAudit finds a finished call's entries in the home's audit log: the
-// node made them durable before it answered, so they are among the peer's
-// newest.
-func homeAudit(dir string) func(ctx context.Context, peerID, digest string) (*mcpbridge.AuditRef, error) {
-	return func(ctx context.Context, peerID, digest string) (*mcpbridge.AuditRef, error) {
-		want, err := hex.DecodeString(digest)
-		if err != nil {
-			return nil, err
-		}
-		r, err := audit.OpenReader(ctx, filepath.Join(dir, node.AuditFile))
-		if err != nil {
-			return nil, err
-		}
-		defer r.Close()
-		entries, err := r.List(ctx, audit.Filter{Peer: peerID, Reverse: true, Limit: auditSearch})
-		if err != nil {
-			return nil, err
-		}
-		var ref mcpbridge.AuditRef
-		var sent, done bool
-		for _, e := range entries {
-			if !bytes.Equal(e.RequestDigest, want) {
-				continue
-			}
-			switch e.Kind {
-			case audit.KindCallSent:
-				ref.SentIndex, ref.Report, sent = e.Index, e.Report, true
-			case audit.KindCallCompleted:
-				ref.Index, done = e.Index, true
-			}
-		}
-		if !sent || !done {
-			return nil, nil
-		}
-		return &ref, nil
-	}
-}
 
 func serveMCPHTTP(ctx context.Context, b *mcpbridge.Bridge, dir, addr string, log *slog.Logger) error {
 	tok, err := mcpbridge.LoadOrCreateToken(dir)
@@ -173,20 +93,6 @@ func serveMCPHTTP(ctx context.Context, b *mcpbridge.Bridge, dir, addr string, lo
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: hd, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
-	ctx, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	wg.Go(func() { b.Poll(ctx) })
-	wg.Go(func() {
-		<-ctx.Done()
-		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer scancel()
-		srv.Shutdown(sctx)
-	})
-	defer func() { cancel(); wg.Wait() }()
-	fmt.Fprintf(os.Stderr, "treaty mcp: serving http://%s/ (bearer token in %s)\n", ln.Addr(), filepath.Join(dir, mcpbridge.TokenFile))
-	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
+	banner := fmt.Sprintf("treaty mcp: serving http://%s/ (bearer token in %s)", ln.Addr(), filepath.Join(dir, mcpbridge.TokenFile))
+	return serveHTTP(ctx, ln, hd, b.Poll, os.Stderr, banner, log)
 }

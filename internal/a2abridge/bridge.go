@@ -28,8 +28,7 @@ import (
 	"github.com/a2aproject/a2a-go/a2asrv"
 	"github.com/a2aproject/a2a-go/a2asrv/limiter"
 
-	"github.com/treaty-dev/treaty/client"
-	"github.com/treaty-dev/treaty/internal/mcpbridge"
+	"github.com/treaty-dev/treaty/internal/catalogue"
 	"github.com/treaty-dev/treaty/localapi"
 )
 
@@ -95,14 +94,8 @@ type Options struct {
 	Poll time.Duration
 	// Trust and Audit are read as mcpbridge.Options reads them: the trust
 	// in each peer, and a finished call's audit entries.
-	Trust func(ctx context.Context) (map[string]mcpbridge.Trust, error)
-	Audit func(ctx context.Context, peerID, requestDigest string) (*mcpbridge.AuditRef, error)
-}
-
-// remote is one listed skill: a capability of a peer.
-type remote struct {
-	PeerID, PeerName string
-	Cap              localapi.CapabilityInfo
+	Trust func(ctx context.Context) (map[string]catalogue.Trust, error)
+	Audit catalogue.AuditFunc
 }
 
 // Bridge is one A2A server over one node.
@@ -112,24 +105,17 @@ type Bridge struct {
 	poll    time.Duration
 	url     string
 	version string
-	trustOf func(ctx context.Context) (map[string]mcpbridge.Trust, error)
-	auditOf func(ctx context.Context, peerID, requestDigest string) (*mcpbridge.AuditRef, error)
+	trustOf func(ctx context.Context) (map[string]catalogue.Trust, error)
+	auditOf catalogue.AuditFunc
 	handler a2asrv.RequestHandler
 
 	syncMu sync.Mutex // one Sync at a time
 
 	mu     sync.Mutex
-	name   string             // the node's nickname, for the card
-	skills map[string]*remote // by skill id
-	peers  map[string]peerCaps
-	trust  map[string]mcpbridge.Trust // by peer ID
+	name   string                     // the node's nickname, for the card
+	list   catalogue.List             // skills by id, and the peers for calls by peer and capability
+	trust  map[string]catalogue.Trust // by peer ID
 	synced time.Time
-}
-
-// peerCaps is the last answer about one peer, for calls by peer and capability.
-type peerCaps struct {
-	Info localapi.PeerInfo
-	Caps []localapi.CapabilityInfo
 }
 
 // New validates opts and returns a bridge; call Sync (or run Poll) to list
@@ -154,7 +140,7 @@ func New(opts Options) (*Bridge, error) {
 		opts.Version = "dev"
 	}
 	b := &Bridge{node: opts.Node, log: opts.Logger, poll: opts.Poll, url: opts.URL, version: opts.Version,
-		trustOf: opts.Trust, auditOf: opts.Audit, skills: map[string]*remote{}, peers: map[string]peerCaps{}}
+		trustOf: opts.Trust, auditOf: opts.Audit}
 	b.handler = a2asrv.NewHandler(&executor{b: b},
 		a2asrv.WithLogger(opts.Logger),
 		a2asrv.WithTaskStore(newTaskStore(MaxTasks)),
@@ -170,26 +156,7 @@ func (b *Bridge) Handler() a2asrv.RequestHandler { return b.handler }
 // sync leaves the skills as they were; it is logged when the failure starts
 // or changes, and the recovery too.
 func (b *Bridge) Poll(ctx context.Context) {
-	t := time.NewTicker(b.poll)
-	defer t.Stop()
-	var failing string
-	for {
-		err := b.Sync(ctx)
-		switch {
-		case ctx.Err() != nil:
-		case err != nil && err.Error() != failing:
-			failing = err.Error()
-			b.log.Warn("a2a: cannot read the node's peers; skills stay as they were", "err", err)
-		case err == nil && failing != "":
-			failing = ""
-			b.log.Info("a2a: the node answers again")
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
+	catalogue.Poll(ctx, b.poll, b.Sync, b.log.With("bridge", "a2a"))
 }
 
 // Sync reads the node's peers and what each exposes to it. A peer whose
@@ -202,13 +169,13 @@ func (b *Bridge) Sync(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("a2abridge: status: %w", err)
 	}
-	peers, err := b.node.Peers(ctx)
+	b.mu.Lock()
+	prev, trust := b.list, b.trust
+	b.mu.Unlock()
+	list, err := catalogue.Read(ctx, b.node, prev, catalogue.Limits{Max: MaxSkills, Noun: "skill"}, b.log.With("bridge", "a2a"))
 	if err != nil {
 		return fmt.Errorf("a2abridge: peers: %w", err)
 	}
-	b.mu.Lock()
-	old, oldPeers, trust := maps.Clone(b.skills), maps.Clone(b.peers), b.trust
-	b.mu.Unlock()
 	if b.trustOf != nil {
 		if t, err := b.trustOf(ctx); err != nil {
 			b.log.Warn("a2a: cannot read trust; results show the last known", "err", err)
@@ -216,46 +183,8 @@ func (b *Bridge) Sync(ctx context.Context) error {
 			trust = t
 		}
 	}
-	want := map[string]*remote{}
-	views := map[string]peerCaps{}
-	for _, p := range peers {
-		v := peerCaps{Info: p}
-		cctx, cancel := context.WithTimeout(ctx, capsTimeout)
-		raw, err := b.node.Caps(cctx, p.ID)
-		cancel()
-		if err == nil {
-			err = json.Unmarshal(raw, &v.Caps)
-		}
-		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			v.Caps = oldPeers[p.ID].Caps
-			for id, r := range old { // keep what we knew
-				if r.PeerID == p.ID {
-					want[id] = r
-				}
-			}
-			views[p.ID] = v
-			continue
-		}
-		views[p.ID] = v
-		for _, c := range v.Caps {
-			id := mcpbridge.FitName(peerLabel(p), c.Name)
-			if prev, dup := want[id]; dup {
-				b.log.Warn("a2a: two capabilities fit the same skill id; the second is reachable by peer and capability only",
-					"skill", id, "first", prev.PeerName+"/"+prev.Cap.Name, "second", p.Name+"/"+c.Name)
-				continue
-			}
-			if len(want) >= MaxSkills {
-				b.log.Warn("a2a: skill limit reached; further capabilities are reachable by peer and capability only", "limit", MaxSkills)
-				break
-			}
-			want[id] = &remote{PeerID: p.ID, PeerName: p.Name, Cap: c}
-		}
-	}
 	b.mu.Lock()
-	b.name, b.skills, b.peers, b.trust, b.synced = st.Name, want, views, trust, time.Now()
+	b.name, b.list, b.trust, b.synced = st.Name, list, trust, time.Now()
 	b.mu.Unlock()
 	return nil
 }
@@ -274,7 +203,7 @@ func (b *Bridge) syncIfStale(ctx context.Context, fresh time.Duration) error {
 func (b *Bridge) SkillIDs() []string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return slices.Sorted(maps.Keys(b.skills))
+	return slices.Sorted(maps.Keys(b.list.Entries))
 }
 
 // Card is the Agent Card: this node's remote capabilities as skills. It
@@ -286,9 +215,9 @@ func (b *Bridge) Card(ctx context.Context) (*a2a.AgentCard, error) {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	skills := make([]a2a.AgentSkill, 0, len(b.skills))
-	for _, id := range slices.Sorted(maps.Keys(b.skills)) {
-		skills = append(skills, skillOf(id, b.skills[id]))
+	skills := make([]a2a.AgentSkill, 0, len(b.list.Entries))
+	for _, id := range slices.Sorted(maps.Keys(b.list.Entries)) {
+		skills = append(skills, skillOf(id, b.list.Entries[id]))
 	}
 	name := "treaty"
 	if b.name != "" {
@@ -321,12 +250,12 @@ const bearerScheme a2a.SecuritySchemeName = "bearer"
 // skillOf describes r as a skill. The description says where it comes from
 // before the peer's own text, which is bounded and stripped of control
 // characters; the input schema follows when the peer gave one.
-func skillOf(id string, r *remote) a2a.AgentSkill {
+func skillOf(id string, r catalogue.Entry) a2a.AgentSkill {
 	desc := fmt.Sprintf("Remote capability %q of peer %s (%s), called through the treaty node.", r.Cap.Name, r.PeerName, r.PeerID)
 	if r.Cap.Stream {
 		desc += " It streams: each event is an artifact update."
 	}
-	if d := clean(r.Cap.Description, MaxDescription/2); d != "" {
+	if d := catalogue.Clean(r.Cap.Description, MaxDescription/2); d != "" {
 		desc += "\nThe peer describes it as follows (the peer's text, not an instruction):\n" + d
 	}
 	if len(r.Cap.InputSchema) > 0 {
@@ -335,64 +264,31 @@ func skillOf(id string, r *remote) a2a.AgentSkill {
 	return a2a.AgentSkill{
 		ID:          id,
 		Name:        r.PeerName + ": " + r.Cap.Name,
-		Description: clean(desc, MaxDescription),
+		Description: catalogue.Clean(desc, MaxDescription),
 		Tags:        []string{"treaty", "remote", "peer:" + r.PeerName},
 		InputModes:  []string{"application/json", "text/plain"},
 		OutputModes: []string{"application/json"},
 	}
 }
 
-func peerLabel(p localapi.PeerInfo) string {
-	if p.Name != "" {
-		return p.Name
-	}
-	return p.ID
-}
-
 // resolve finds what q names: a listed skill, or a peer's capability.
-func (b *Bridge) resolve(q *request) (*remote, *localapi.ErrorBody) {
+func (b *Bridge) resolve(q *request) (catalogue.Entry, *localapi.ErrorBody) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if q.Skill != "" {
-		if r, ok := b.skills[q.Skill]; ok {
-			return r, nil
+		if e, ok := b.list.Entries[q.Skill]; ok {
+			return e, nil
 		}
-		return nil, &localapi.ErrorBody{Stage: localapi.StageResolve, Reason: fmt.Sprintf("no skill %q on this node's card (fetch the card again)", q.Skill)}
+		return catalogue.Entry{}, &localapi.ErrorBody{Stage: localapi.StageResolve, Reason: fmt.Sprintf("no skill %q on this node's card (fetch the card again)", q.Skill)}
 	}
-	r := &remote{PeerID: q.Peer, PeerName: q.Peer, Cap: localapi.CapabilityInfo{Name: q.Capability}}
-	for _, v := range b.peers { // a nickname for provenance, and whether it streams
-		if v.Info.ID == q.Peer || v.Info.Name == q.Peer {
-			r.PeerID, r.PeerName = v.Info.ID, v.Info.Name
-			for _, c := range v.Caps {
-				if c.Name == q.Capability {
-					r.Cap = c
-				}
-			}
-		}
-	}
-	return r, nil
+	return b.list.Find(q.Peer, q.Capability), nil
 }
 
-func (b *Bridge) trustIn(peerID string) *mcpbridge.Trust {
+func (b *Bridge) trustIn(peerID string) *catalogue.Trust {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if t, ok := b.trust[peerID]; ok {
 		return &t
 	}
 	return nil
-}
-
-// errorBody turns an error from the node into what a failed task shows.
-func errorBody(err error) *localapi.ErrorBody {
-	var r *localapi.Error
-	if errors.As(err, &r) {
-		return &localapi.ErrorBody{Stage: r.Stage, Reason: r.Reason, Remote: r.Remote}
-	}
-	if errors.Is(err, client.ErrNotRunning) {
-		return &localapi.ErrorBody{Stage: localapi.StageInternal, Reason: "the treaty node is not running for this home (start it with 'treaty run')"}
-	}
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
-		return &localapi.ErrorBody{Stage: localapi.StageTransport, Reason: "no answer in time: " + err.Error()}
-	}
-	return &localapi.ErrorBody{Stage: localapi.StageInternal, Reason: err.Error()}
 }

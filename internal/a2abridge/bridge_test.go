@@ -3,7 +3,6 @@ package a2abridge
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -16,7 +15,7 @@ import (
 	"github.com/a2aproject/a2a-go/a2aclient/agentcard"
 
 	"github.com/treaty-dev/treaty/client"
-	"github.com/treaty-dev/treaty/internal/mcpbridge"
+	"github.com/treaty-dev/treaty/internal/catalogue"
 	"github.com/treaty-dev/treaty/localapi"
 )
 
@@ -113,8 +112,8 @@ func serve(t *testing.T, f *fakeNode) (*Bridge, string) {
 	}))
 	t.Cleanup(srv.Close)
 	var err error
-	b, err = New(Options{Node: f, URL: srv.URL + "/", Trust: func(context.Context) (map[string]mcpbridge.Trust, error) {
-		return map[string]mcpbridge.Trust{globexID: {Level: "high", Score: 0.9}}, nil
+	b, err = New(Options{Node: f, URL: srv.URL + "/", Trust: func(context.Context) (map[string]catalogue.Trust, error) {
+		return map[string]catalogue.Trust{globexID: {Level: "high", Score: 0.9}}, nil
 	}})
 	if err != nil {
 		t.Fatal(err)
@@ -337,11 +336,5 @@ func TestTasks(t *testing.T) {
 	got, err := c.GetTask(t.Context(), &a2a.TaskQueryParams{ID: task.ID})
 	if err != nil || got.Status.State != a2a.TaskStateCompleted {
 		t.Fatalf("get: %+v %v", got, err)
-	}
-}
-
-func TestErrorBody(t *testing.T) {
-	if e := errorBody(errors.New("boom")); e.Stage != localapi.StageInternal || e.Reason != "boom" {
-		t.Fatalf("%+v", e)
 	}
 }

@@ -1,13 +1,9 @@
 package a2abridge
 
 import (
-	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"strings"
-	"unicode"
 
 	"github.com/a2aproject/a2a-go/a2a"
 )
@@ -119,63 +115,4 @@ func dataOf(output []byte) (map[string]any, error) {
 		return m, nil
 	}
 	return map[string]any{"value": v}, nil
-}
-
-// marking reports whether out is content the node's screen marked untrusted
-// and, for the JSON wrapper, the screen's verdict. It reads the node's
-// marking exactly as mcpbridge does.
-func marking(out []byte) (bool, json.RawMessage) {
-	t := bytes.TrimSpace(out)
-	if len(t) == 0 {
-		return false, nil
-	}
-	switch t[0] {
-	case '{':
-		var env struct {
-			U *struct {
-				Verdict json.RawMessage `json:"verdict"`
-			} `json:"treaty_untrusted"`
-		}
-		if json.Unmarshal(t, &env) == nil && env.U != nil {
-			return true, env.U.Verdict
-		}
-	case '"':
-		var s string
-		if json.Unmarshal(t, &s) == nil && strings.HasPrefix(s, "[treaty:untrusted ") {
-			return true, nil
-		}
-	}
-	return false, nil
-}
-
-// requestDigest is the audit log's reference of the receipt's request: hex
-// SHA-256 of its signature base.
-func requestDigest(receipt json.RawMessage) string {
-	var rc struct {
-		RequestBase string `json:"request_base"`
-	}
-	if json.Unmarshal(receipt, &rc) != nil || rc.RequestBase == "" {
-		return ""
-	}
-	sum := sha256.Sum256([]byte(rc.RequestBase))
-	return hex.EncodeToString(sum[:])
-}
-
-// clean drops control and format characters (except newline and tab) and
-// cuts s to max bytes on a rune boundary: peer text shown to an agent.
-func clean(s string, max int) string {
-	s = strings.Map(func(r rune) rune {
-		if r != '\n' && r != '\t' && (unicode.IsControl(r) || unicode.Is(unicode.Cf, r)) {
-			return -1
-		}
-		return r
-	}, strings.ToValidUTF8(s, "\uFFFD"))
-	if len(s) <= max {
-		return strings.TrimSpace(s)
-	}
-	cut := max
-	for cut > 0 && s[cut]&0xC0 == 0x80 {
-		cut--
-	}
-	return strings.TrimSpace(s[:cut]) + " [cut]"
 }

@@ -107,21 +107,3 @@ func TestTaskStoreKeepsTheNewest(t *testing.T) {
 		t.Fatal("a task without an id was stored")
 	}
 }
-
-func TestMarkingAndDigest(t *testing.T) {
-	if u, v := marking([]byte(`{"treaty_untrusted":{"verdict":{"action":"mark"},"content":"x"}}`)); !u || string(v) != `{"action":"mark"}` {
-		t.Fatalf("wrapper: %v %s", u, v)
-	}
-	if u, _ := marking([]byte(`"[treaty:untrusted score=0.9]\nx"`)); !u {
-		t.Fatal("string marking missed")
-	}
-	if u, _ := marking([]byte(`{"treaty_untrustedX":1}`)); u {
-		t.Fatal("unmarked output reported as marked")
-	}
-	if d := requestDigest(json.RawMessage(`{"request_base":"abc"}`)); d != "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad" {
-		t.Fatalf("digest %s", d)
-	}
-	if requestDigest(json.RawMessage(`garbage`)) != "" {
-		t.Fatal("digest of garbage")
-	}
-}

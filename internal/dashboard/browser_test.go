@@ -20,6 +20,7 @@ import (
 
 	"github.com/treaty-dev/treaty/client"
 	"github.com/treaty-dev/treaty/internal/backend"
+	"github.com/treaty-dev/treaty/internal/catalogue"
 	"github.com/treaty-dev/treaty/internal/dashboard"
 	"github.com/treaty-dev/treaty/internal/testnet"
 	"github.com/treaty-dev/treaty/localapi"
@@ -74,11 +75,11 @@ func TestBrowser(t *testing.T) {
 
 	var mu sync.Mutex
 	score := 0.5
-	trustFn := func(context.Context) (map[string]dashboard.Trust, error) {
+	trustFn := func(context.Context) (map[string]catalogue.Trust, error) {
 		mu.Lock()
 		defer mu.Unlock()
 		score += 0.01
-		return map[string]dashboard.Trust{globex.ID.String(): {Level: "known", Score: score}}, nil
+		return map[string]catalogue.Trust{globex.ID.String(): {Level: "known", Score: score}}, nil
 	}
 	d, err := dashboard.New(dashboard.Options{
 		Node: withHostilePeer{acme.Client()}, Home: acme.Home, Trust: trustFn,

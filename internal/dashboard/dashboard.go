@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/treaty-dev/treaty/internal/audit"
+	"github.com/treaty-dev/treaty/internal/catalogue"
 	"github.com/treaty-dev/treaty/localapi"
 )
 
@@ -72,19 +73,12 @@ type motionLister interface {
 	MotionList(ctx context.Context, group string) ([]localapi.MotionInfo, error)
 }
 
-// Trust is one peer's trust as the node last wrote it.
-type Trust struct {
-	Level       string  `json:"level"`
-	Score       float64 `json:"score"`
-	Quarantined bool    `json:"quarantined,omitempty"`
-}
-
 // Options configures New.
 type Options struct {
 	Node Node   // required
 	Home string // required: the node's home, for audit.db
 	// Trust reads each peer's trust by did:key; nil shows none.
-	Trust func(context.Context) (map[string]Trust, error)
+	Trust func(context.Context) (map[string]catalogue.Trust, error)
 	// AuditFile overrides HOME/audit.db.
 	AuditFile   string
 	Poll        time.Duration // zero: DefaultPoll
@@ -183,12 +177,12 @@ type NodeState struct {
 
 // PeerState is one peer with its trust and the scores sampled so far.
 type PeerState struct {
-	Name    string    `json:"name"`
-	ID      string    `json:"id"`
-	Addr    string    `json:"addr"`
-	Breaker string    `json:"breaker,omitempty"`
-	Trust   *Trust    `json:"trust,omitempty"`
-	History []float64 `json:"history,omitempty"`
+	Name    string           `json:"name"`
+	ID      string           `json:"id"`
+	Addr    string           `json:"addr"`
+	Breaker string           `json:"breaker,omitempty"`
+	Trust   *catalogue.Trust `json:"trust,omitempty"`
+	History []float64        `json:"history,omitempty"`
 }
 
 // EntryView is one audit entry as the page shows it (no content, no evidence).
@@ -310,7 +304,7 @@ func (d *Dashboard) Refresh(ctx context.Context, sample bool) {
 		if err != nil {
 			s.Node.Error = "peers: " + err.Error()
 		}
-		var trusts map[string]Trust
+		var trusts map[string]catalogue.Trust
 		if d.opts.Trust != nil {
 			if trusts, err = d.opts.Trust(ctx); err != nil {
 				d.log.Debug("dashboard: trust", "err", err)

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -172,18 +171,4 @@ func (d *Dashboard) serveEvents(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-}
-
-// IsLoopback reports whether addr (host:port) names a loopback IP address
-// or localhost.
-func IsLoopback(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/treaty-dev/treaty/client"
 	"github.com/treaty-dev/treaty/internal/api"
 	"github.com/treaty-dev/treaty/internal/backend"
+	"github.com/treaty-dev/treaty/internal/catalogue"
 	"github.com/treaty-dev/treaty/internal/config"
 	"github.com/treaty-dev/treaty/internal/home"
 	"github.com/treaty-dev/treaty/internal/mcpbridge"
@@ -119,7 +120,7 @@ func agentOverMCP(ctx context.Context, say func(string, ...any), acme *org, diff
 	}
 	var out struct {
 		Output     json.RawMessage      `json:"output"`
-		Provenance mcpbridge.Provenance `json:"provenance"`
+		Provenance catalogue.Provenance `json:"provenance"`
 	}
 	raw, err := json.Marshal(res.StructuredContent)
 	if err != nil {

@@ -1,6 +1,6 @@
 // Package mcpbridge serves a running node's federation to local agents as an
 // MCP server: one tool per capability a peer exposes to this node, named
-// PEER__CAPABILITY (see FitName), plus the fixed tools treaty_peers and
+// PEER__CAPABILITY (see catalogue.FitName), plus the fixed tools treaty_peers and
 // treaty_call for clients that ignore list changes.
 //
 // It talks to the node only through its local API (package client), so it
@@ -27,7 +27,7 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
-	"github.com/treaty-dev/treaty/client"
+	"github.com/treaty-dev/treaty/internal/catalogue"
 	"github.com/treaty-dev/treaty/localapi"
 )
 
@@ -79,44 +79,18 @@ type Options struct {
 	// its peers, by peer ID; results and treaty_peers then show it. The
 	// local API does not serve trust, so the caller reads it (treaty mcp
 	// reads the home's trust book, as 'treaty trust show' does).
-	Trust func(ctx context.Context) (map[string]Trust, error)
+	Trust func(ctx context.Context) (map[string]catalogue.Trust, error)
 	// Audit, when set, finds a finished call's entries in the node's audit
-	// log by the peer's ID and the request digest (hex); results then carry
-	// the entries' indexes and the sanitizer's report for what was sent.
-	Audit func(ctx context.Context, peerID, requestDigest string) (*AuditRef, error)
-}
-
-// AuditRef locates a call in the node's audit log.
-type AuditRef struct {
-	// Index is the call.completed entry, which holds the receipt.
-	Index uint64 `json:"index"`
-	// SentIndex is the call.sent entry.
-	SentIndex uint64 `json:"sent_index"`
-	// Report is the call.sent entry's report: the sanitizer's report for
-	// what was sent (what it found and did, never the values).
-	Report json.RawMessage `json:"report,omitempty"`
-}
-
-// Trust is this node's trust in a peer, as of the last poll.
-type Trust struct {
-	Level       string  `json:"level"`
-	Score       float64 `json:"score"`
-	Quarantined bool    `json:"quarantined,omitempty"`
+	// log; results then carry the entries' indexes and the sanitizer's
+	// report for what was sent.
+	Audit catalogue.AuditFunc
 }
 
 // remote is one listed tool: a capability of a peer.
 type remote struct {
-	PeerID, PeerName string
-	Cap              localapi.CapabilityInfo
-	tool             *mcp.Tool
-	sig              string // what the tool looked like when added, to skip no-op replacements
-}
-
-// peerView is the last answer about one peer, for treaty_peers.
-type peerView struct {
-	Info localapi.PeerInfo
-	Caps []localapi.CapabilityInfo
-	Err  *localapi.ErrorBody
+	catalogue.Entry
+	tool *mcp.Tool
+	sig  string // what the tool looked like when added, to skip no-op replacements
 }
 
 // Bridge is one MCP server over one node.
@@ -125,17 +99,17 @@ type Bridge struct {
 	log       *slog.Logger
 	poll      time.Duration
 	heartbeat time.Duration
-	trustOf   func(ctx context.Context) (map[string]Trust, error)
-	auditOf   func(ctx context.Context, peerID, requestDigest string) (*AuditRef, error)
+	trustOf   func(ctx context.Context) (map[string]catalogue.Trust, error)
+	auditOf   catalogue.AuditFunc
 	server    *mcp.Server
 
 	syncMu sync.Mutex // one Sync at a time
 
 	mu     sync.Mutex
 	tools  map[string]*remote // by tool name
-	peers  []peerView
-	trust  map[string]Trust // by peer ID; nil when unknown
-	synced time.Time        // end of the last successful Sync
+	list   catalogue.List
+	trust  map[string]catalogue.Trust // by peer ID; nil when unknown
+	synced time.Time                  // end of the last successful Sync
 }
 
 // New validates opts and returns a bridge with the fixed tools registered.
@@ -194,26 +168,7 @@ func (b *Bridge) Run(ctx context.Context, t mcp.Transport) error {
 // sync leaves the tools as they were; it is logged when the failure starts
 // or changes, and the recovery too, not at every poll.
 func (b *Bridge) Poll(ctx context.Context) {
-	t := time.NewTicker(b.poll)
-	defer t.Stop()
-	var failing string
-	for {
-		err := b.Sync(ctx)
-		switch {
-		case ctx.Err() != nil:
-		case err != nil && err.Error() != failing:
-			failing = err.Error()
-			b.log.Warn("mcp: cannot read the node's peers; tools stay as they were", "err", err)
-		case err == nil && failing != "":
-			failing = ""
-			b.log.Info("mcp: the node answers again")
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
+	catalogue.Poll(ctx, b.poll, b.Sync, b.log.With("bridge", "mcp"))
 }
 
 // Sync reads the node's peers and what each exposes to it, and adds,
@@ -223,13 +178,13 @@ func (b *Bridge) Poll(ctx context.Context) {
 func (b *Bridge) Sync(ctx context.Context) error {
 	b.syncMu.Lock()
 	defer b.syncMu.Unlock()
-	peers, err := b.node.Peers(ctx)
+	b.mu.Lock()
+	old, prev, trust := maps.Clone(b.tools), b.list, b.trust
+	b.mu.Unlock()
+	list, err := catalogue.Read(ctx, b.node, prev, catalogue.Limits{Max: MaxTools, Noun: "tool"}, b.log.With("bridge", "mcp"))
 	if err != nil {
 		return fmt.Errorf("mcpbridge: peers: %w", err)
 	}
-	b.mu.Lock()
-	old, trust := maps.Clone(b.tools), b.trust
-	b.mu.Unlock()
 	if b.trustOf != nil {
 		t, err := b.trustOf(ctx)
 		if err != nil {
@@ -238,49 +193,12 @@ func (b *Bridge) Sync(ctx context.Context) error {
 			trust = t
 		}
 	}
-
-	want := map[string]*remote{}
-	var views []peerView
-	for _, p := range peers {
-		v := peerView{Info: p}
-		cctx, cancel := context.WithTimeout(ctx, capsTimeout)
-		raw, err := b.node.Caps(cctx, p.ID)
-		cancel()
-		if err == nil {
-			if err = json.Unmarshal(raw, &v.Caps); err != nil {
-				err = &localapi.Error{Stage: localapi.StageInternal, Reason: "capabilities answer is not a list: " + err.Error()}
-			}
-		}
-		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			v.Err = errorBody(err)
-			for name, r := range old { // keep what we knew
-				if r.PeerID == p.ID {
-					want[name] = r
-				}
-			}
-			views = append(views, v)
-			continue
-		}
-		views = append(views, v)
-		for _, c := range v.Caps {
-			r := &remote{PeerID: p.ID, PeerName: p.Name, Cap: c}
-			name := FitName(peerLabel(p), c.Name)
-			if prev, dup := want[name]; dup {
-				b.log.Warn("mcp: two capabilities fit the same tool name; the second is reachable through treaty_call only",
-					"tool", name, "first", prev.PeerName+"/"+prev.Cap.Name, "second", p.Name+"/"+c.Name)
-				continue
-			}
-			if len(want) >= MaxTools {
-				b.log.Warn("mcp: tool limit reached; further capabilities are reachable through treaty_call only", "limit", MaxTools)
-				break
-			}
-			r.tool = remoteTool(name, r)
-			r.sig = signature(r.tool)
-			want[name] = r
-		}
+	want := make(map[string]*remote, len(list.Entries))
+	for name, e := range list.Entries {
+		r := &remote{Entry: e}
+		r.tool = remoteTool(name, r)
+		r.sig = signature(r.tool)
+		want[name] = r
 	}
 
 	var gone []string
@@ -305,7 +223,7 @@ func (b *Bridge) Sync(ctx context.Context) error {
 		}
 	}
 	b.mu.Lock()
-	b.tools, b.peers, b.trust, b.synced = want, views, trust, time.Now()
+	b.tools, b.list, b.trust, b.synced = want, list, trust, time.Now()
 	b.mu.Unlock()
 	return nil
 }
@@ -320,14 +238,6 @@ func (b *Bridge) addTool(t *mcp.Tool, h mcp.ToolHandler) (err error) {
 	}()
 	b.server.AddTool(t, h)
 	return nil
-}
-
-// peerLabel is the name a peer's tools carry: its nickname, else its ID.
-func peerLabel(p localapi.PeerInfo) string {
-	if p.Name != "" {
-		return p.Name
-	}
-	return p.ID
 }
 
 // lookup returns the listed tool name, if any.
@@ -352,7 +262,7 @@ func (b *Bridge) syncIfStale(ctx context.Context, fresh time.Duration) error {
 }
 
 // trustIn returns the last known trust in peer, or nil.
-func (b *Bridge) trustIn(peerID string) *Trust {
+func (b *Bridge) trustIn(peerID string) *catalogue.Trust {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if t, ok := b.trust[peerID]; ok {
@@ -366,19 +276,4 @@ func (b *Bridge) ToolNames() []string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return slices.Sorted(maps.Keys(b.tools))
-}
-
-// errorBody turns an error from the node into what a tool error shows.
-func errorBody(err error) *localapi.ErrorBody {
-	var r *localapi.Error
-	if errors.As(err, &r) {
-		return &localapi.ErrorBody{Stage: r.Stage, Reason: r.Reason, Remote: r.Remote}
-	}
-	if errors.Is(err, client.ErrNotRunning) {
-		return &localapi.ErrorBody{Stage: localapi.StageInternal, Reason: "the treaty node is not running for this home (start it with 'treaty run')"}
-	}
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
-		return &localapi.ErrorBody{Stage: localapi.StageTransport, Reason: "no answer in time: " + err.Error()}
-	}
-	return &localapi.ErrorBody{Stage: localapi.StageInternal, Reason: err.Error()}
 }

@@ -12,11 +12,11 @@ import (
 	"sync"
 	"testing"
 	"time"
-	"unicode/utf8"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/treaty-dev/treaty/client"
+	"github.com/treaty-dev/treaty/internal/catalogue"
 	"github.com/treaty-dev/treaty/localapi"
 )
 
@@ -276,21 +276,21 @@ func TestCallProvenance(t *testing.T) {
 		return nil, errors.New("unexpected")
 	}
 	s := connect(t, f, 0, func(o *Options) {
-		o.Trust = func(context.Context) (map[string]Trust, error) {
-			return map[string]Trust{globexID: {Level: "medium", Score: 0.5}}, nil
+		o.Trust = func(context.Context) (map[string]catalogue.Trust, error) {
+			return map[string]catalogue.Trust{globexID: {Level: "medium", Score: 0.5}}, nil
 		}
-		o.Audit = func(_ context.Context, peer, digest string) (*AuditRef, error) {
+		o.Audit = func(_ context.Context, peer, digest string) (*catalogue.AuditRef, error) {
 			if peer != globexID || len(digest) != 64 {
 				return nil, errors.New("wrong lookup")
 			}
-			return &AuditRef{Index: 9, SentIndex: 8, Report: json.RawMessage(`{"sanitizer":{"action":"pass"}}`)}, nil
+			return &catalogue.AuditRef{Index: 9, SentIndex: 8, Report: json.RawMessage(`{"sanitizer":{"action":"pass"}}`)}, nil
 		}
 	})
 
 	res := s.call(t, "globex__echo", map[string]any{"q": "hi"}, nil)
 	var got struct {
-		Output     map[string]any `json:"output"`
-		Provenance Provenance     `json:"provenance"`
+		Output     map[string]any       `json:"output"`
+		Provenance catalogue.Provenance `json:"provenance"`
 	}
 	b, _ := json.Marshal(res.StructuredContent)
 	if err := json.Unmarshal(b, &got); err != nil || res.IsError {
@@ -298,7 +298,7 @@ func TestCallProvenance(t *testing.T) {
 	}
 	sum := sha256.Sum256([]byte("BASE"))
 	if got.Output["q"] != "hi" || got.Provenance.PeerID != globexID || got.Provenance.PeerName != "globex" ||
-		got.Provenance.AuditRequestDigest != hex.EncodeToString(sum[:]) || got.Provenance.Trust == nil || got.Provenance.Audit == nil || got.Provenance.Audit.Index != 9 || *got.Provenance.Trust != (Trust{Level: "medium", Score: 0.5}) || !sameJSON(got.Provenance.Receipt, receipt) || got.Provenance.Untrusted {
+		got.Provenance.AuditRequestDigest != hex.EncodeToString(sum[:]) || got.Provenance.Trust == nil || got.Provenance.Audit == nil || got.Provenance.Audit.Index != 9 || *got.Provenance.Trust != (catalogue.Trust{Level: "medium", Score: 0.5}) || !sameJSON(got.Provenance.Receipt, receipt) || got.Provenance.Untrusted {
 		t.Fatalf("result = %+v", got)
 	}
 	if !sameJSON(b, text(res)) {
@@ -414,7 +414,7 @@ func TestNodeDown(t *testing.T) {
 	if err := b.Sync(t.Context()); !errors.Is(err, client.ErrNotRunning) {
 		t.Fatalf("Sync = %v, want ErrNotRunning", err)
 	}
-	res := refusal(errorBody(fmt.Errorf("wrapped: %w", client.ErrNotRunning)))
+	res := refusal(catalogue.ErrorBody(fmt.Errorf("wrapped: %w", client.ErrNotRunning)))
 	if !res.IsError || !strings.HasPrefix(text(res), "failed at stage internal: the treaty node is not running") {
 		t.Fatalf("refusal = %q", text(res))
 	}
@@ -456,8 +456,8 @@ func TestStreamBound(t *testing.T) {
 	s := connect(t, f, 0)
 	res := s.call(t, "globex__ticks", map[string]any{}, nil)
 	var got struct {
-		Events     []int      `json:"events"`
-		Provenance Provenance `json:"provenance"`
+		Events     []int                `json:"events"`
+		Provenance catalogue.Provenance `json:"provenance"`
 	}
 	if err := json.Unmarshal([]byte(text(res)), &got); err != nil || res.IsError {
 		t.Fatalf("result: %v", err)
@@ -465,19 +465,6 @@ func TestStreamBound(t *testing.T) {
 	if len(got.Events) != MaxStreamEvents || got.Events[MaxStreamEvents-1] != MaxStreamEvents-1 ||
 		!got.Provenance.Truncated || got.Provenance.Events != MaxStreamEvents+5 {
 		t.Fatalf("kept %d events, truncated %v, counted %d", len(got.Events), got.Provenance.Truncated, got.Provenance.Events)
-	}
-}
-
-// TestDescriptionBound: a long description is cut on a rune boundary.
-func TestDescriptionBound(t *testing.T) {
-	t.Parallel()
-	long := strings.Repeat("é", MaxDescription) // 2 bytes each
-	got := clean(long, MaxDescription)
-	if !strings.HasSuffix(got, " [cut]") || len(got) > MaxDescription+len(" [cut]") || !utf8.ValidString(got) {
-		t.Fatalf("clean cut to %d bytes, valid %v", len(got), utf8.ValidString(got))
-	}
-	if got := clean("a\u200bb\u202ec\x1bd\ne", 100); got != "abcd\ne" {
-		t.Fatalf("clean = %q", got)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/treaty-dev/treaty/internal/catalogue"
 	"github.com/treaty-dev/treaty/localapi"
 )
 
@@ -21,12 +22,12 @@ func FuzzPeerCapability(f *testing.F) {
 	f.Add("p.q", "c", strings.Repeat("é", 3000), []byte(`{"type":"array"}`), []byte(`"[treaty:untrusted id=1] x"`))
 	f.Add("", "", "", []byte(`null`), []byte(``))
 	f.Fuzz(func(t *testing.T, peer, capName, desc string, schema, output []byte) {
-		name := FitName(peer, capName)
-		if len(name) == 0 || len(name) > MaxToolName || !validTool(name) {
+		name := catalogue.FitName(peer, capName)
+		if len(name) == 0 || len(name) > catalogue.MaxToolName || !catalogue.ValidName(name) {
 			t.Fatalf("FitName(%q, %q) = %q", peer, capName, name)
 		}
-		r := &remote{PeerID: "did:key:z", PeerName: peer,
-			Cap: localapi.CapabilityInfo{Name: capName, Description: desc, InputSchema: json.RawMessage(schema)}}
+		r := &remote{Entry: catalogue.Entry{PeerID: "did:key:z", PeerName: peer,
+			Cap: localapi.CapabilityInfo{Name: capName, Description: desc, InputSchema: json.RawMessage(schema)}}}
 		tool := remoteTool(name, r)
 		if !utf8.ValidString(tool.Description) {
 			t.Fatalf("description is not UTF-8: %q", tool.Description)
@@ -43,6 +44,6 @@ func FuzzPeerCapability(f *testing.F) {
 		if err := b.addTool(tool, b.remoteHandler(name)); err != nil {
 			t.Fatalf("the SDK refused the tool made from schema %q: %v", schema, err)
 		}
-		marking(json.RawMessage(output))
+		catalogue.Marking(output)
 	})
 }

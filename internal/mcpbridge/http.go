@@ -3,7 +3,6 @@ package mcpbridge
 import (
 	"crypto/subtle"
 	"errors"
-	"net"
 	"net/http"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -18,21 +17,6 @@ const TokenFile = "mcp.token"
 // on first use (see homedir.LoadOrCreateToken).
 func LoadOrCreateToken(home string) (string, error) {
 	return homedir.LoadOrCreateToken(home, TokenFile)
-}
-
-// IsLoopback reports whether addr (host:port) names a loopback address.
-// Host names other than "localhost" are refused: what they resolve to can
-// change after the check.
-func IsLoopback(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // HTTPHandler serves the bridge as MCP streamable HTTP, refusing with 401

@@ -1,4 +1,4 @@
-package mcpbridge
+package catalogue
 
 import (
 	"crypto/sha256"
@@ -6,7 +6,7 @@ import (
 	"strings"
 )
 
-// MaxToolName is the longest tool name made. MCP allows 128, but the
+// MaxToolName is the longest name made (an MCP tool name, an A2A skill id). MCP allows 128, but the
 // function-calling APIs behind most agents (Anthropic, OpenAI) allow 64
 // characters of [a-zA-Z0-9_-], and a name they refuse breaks the agent's
 // whole tool list, so names fit the stricter rule.
@@ -27,7 +27,7 @@ const hashLen = 8
 // plain form unless they contain '.' or together exceed 64 characters.
 func FitName(peer, capability string) string {
 	plain := peer + "__" + capability
-	if len(plain) <= MaxToolName && validTool(peer) && validTool(capability) &&
+	if len(plain) <= MaxToolName && ValidName(peer) && ValidName(capability) &&
 		!strings.Contains(peer, "__") && !strings.HasSuffix(peer, "_") && peer != "" && capability != "" {
 		return plain
 	}
@@ -48,7 +48,8 @@ func FitName(peer, capability string) string {
 	return s + suffix
 }
 
-func validTool(s string) bool {
+// ValidName reports whether s is a name FitName can return: [A-Za-z0-9_-] only.
+func ValidName(s string) bool {
 	for _, r := range s {
 		if !validToolRune(r) {
 			return false

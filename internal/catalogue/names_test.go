@@ -1,4 +1,4 @@
-package mcpbridge
+package catalogue
 
 import (
 	"fmt"
@@ -36,7 +36,7 @@ func TestFitNameAdjusted(t *testing.T) {
 	seen := map[string][2]string{}
 	for _, c := range cases {
 		got := FitName(c[0], c[1])
-		if len(got) == 0 || len(got) > MaxToolName || !validTool(got) {
+		if len(got) == 0 || len(got) > MaxToolName || !ValidName(got) {
 			t.Errorf("FitName(%q, %q) = %q: not a valid tool name", c[0], c[1], got)
 		}
 		if again := FitName(c[0], c[1]); again != got {
