@@ -8,69 +8,11 @@ import (
 	"strings"
 	"testing"
 
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
-
 	"github.com/treaty-dev/treaty/internal/backend"
 	"github.com/treaty-dev/treaty/internal/config"
 	"github.com/treaty-dev/treaty/internal/refusal"
 	"github.com/treaty-dev/treaty/internal/testnet"
 )
-
-// scrape fetches a node's /metrics over HTTP and parses it.
-func scrape(t *testing.T, m *testnet.Member) map[string]*dto.MetricFamily {
-	t.Helper()
-	addr := m.Node().MetricsAddr()
-	if addr == nil {
-		t.Fatalf("%s serves no metrics", m.Name)
-	}
-	resp, err := http.Get("http://" + addr.String() + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET /metrics: %s", resp.Status)
-	}
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return fams
-}
-
-// value is the value of the series of family name whose labels include
-// want (counter, gauge, or a histogram's count); 0 when absent.
-func value(fams map[string]*dto.MetricFamily, name string, want map[string]string) float64 {
-	f := fams[name]
-	if f == nil {
-		return 0
-	}
-	sum := 0.0
-next:
-	for _, m := range f.Metric {
-		got := map[string]string{}
-		for _, l := range m.Label {
-			got[l.GetName()] = l.GetValue()
-		}
-		for k, v := range want {
-			if got[k] != v {
-				continue next
-			}
-		}
-		switch {
-		case m.Counter != nil:
-			sum += m.Counter.GetValue()
-		case m.Gauge != nil:
-			sum += m.Gauge.GetValue()
-		case m.Histogram != nil:
-			sum += float64(m.Histogram.GetSampleCount())
-		}
-	}
-	return sum
-}
 
 func labels(kv ...string) map[string]string {
 	m := map[string]string{}
@@ -94,16 +36,16 @@ func TestMetricsOfARealCall(t *testing.T) {
 	beta.Grant(t, "acme", "echo")
 	beta.Handle(t, "secret", func(context.Context, backend.Invocation) ([]byte, error) { return []byte(`{}`), nil })
 
-	before := scrape(t, beta)
+	before := beta.ScrapeMetrics(t)
 	acme.MustCall(t, "beta", "echo", `{"q":"hello"}`)
 	out := acme.Call(t, "beta", "secret", `{}`)
 	if out.Code != refusal.ExitDenied {
 		t.Fatalf("ungranted call: %v, want exit %d", out, refusal.ExitDenied)
 	}
 
-	a, b := scrape(t, acme), scrape(t, beta)
+	a, b := acme.ScrapeMetrics(t), beta.ScrapeMetrics(t)
 	for _, tc := range []struct {
-		fams map[string]*dto.MetricFamily
+		fams testnet.Metrics
 		name string
 		l    map[string]string
 		want float64
@@ -121,32 +63,32 @@ func TestMetricsOfARealCall(t *testing.T) {
 		{a, "treaty_peer_breaker_state", labels("peer", "beta", "state", "closed"), 1},
 		{a, "treaty_peer_breaker_state", labels("peer", "beta"), 1}, // and no other state
 	} {
-		if got := value(tc.fams, tc.name, tc.l); got < tc.want || (tc.name != "treaty_handshakes_accepted_total" && got != tc.want) {
+		if got := tc.fams.Value(tc.name, tc.l); got < tc.want || (tc.name != "treaty_handshakes_accepted_total" && got != tc.want) {
 			t.Errorf("%s%v = %v, want %v", tc.name, tc.l, got, tc.want)
 		}
 	}
 	// Every timed stage ran on one side or the other.
 	for _, st := range []struct {
-		fams  map[string]*dto.MetricFamily
+		fams  testnet.Metrics
 		stage string
 	}{{a, "sign"}, {a, "gates"}, {a, "sanitize"}, {a, "screen"}, {a, "audit"},
 		{b, "verify"}, {b, "gates"}, {b, "policy"}, {b, "screen"}, {b, "backend"}, {b, "sanitize"}, {b, "audit"}} {
-		if value(st.fams, "treaty_stage_duration_seconds", labels("stage", st.stage)) < 1 {
+		if st.fams.Value("treaty_stage_duration_seconds", labels("stage", st.stage)) < 1 {
 			t.Errorf("stage %s recorded no duration", st.stage)
 		}
 	}
-	if got, was := value(b, "treaty_audit_entries", nil), value(before, "treaty_audit_entries", nil); got < was+2 {
+	if got, was := b.Value("treaty_audit_entries", nil), before.Value("treaty_audit_entries", nil); got < was+2 {
 		t.Errorf("beta's audit entries %v -> %v: want at least the served and the refused call", was, got)
 	}
-	if value(b, "treaty_audit_commit_batch_entries", nil) < 2 || value(b, "treaty_audit_size_bytes", nil) <= 0 {
+	if b.Value("treaty_audit_commit_batch_entries", nil) < 2 || b.Value("treaty_audit_size_bytes", nil) <= 0 {
 		t.Error("the audit commit histogram or size did not move")
 	}
 	// The echo's input and output are charged to acme's budget at beta.
-	if in, out := value(b, "treaty_peer_budget_bytes", labels("peer", "acme", "direction", "in")),
-		value(b, "treaty_peer_budget_bytes", labels("peer", "acme", "direction", "out")); in < 13 || out < 13 {
+	if in, out := b.Value("treaty_peer_budget_bytes", labels("peer", "acme", "direction", "in")),
+		b.Value("treaty_peer_budget_bytes", labels("peer", "acme", "direction", "out")); in < 13 || out < 13 {
 		t.Errorf("budget bytes of acme at beta: in %v, out %v; want at least the 13-byte input and its echo", in, out)
 	}
-	if s := value(b, "treaty_peer_trust_score", labels("peer", "acme")); s <= 0 || s > 1 {
+	if s := b.Value("treaty_peer_trust_score", labels("peer", "acme")); s <= 0 || s > 1 {
 		t.Errorf("trust score of acme = %v", s)
 	}
 }
@@ -164,7 +106,7 @@ func TestMetricsSanitizerFindings(t *testing.T) {
 	if out.Code != refusal.ExitBlocked {
 		t.Fatalf("call with a secret: %v, want blocked", out)
 	}
-	fams := scrape(t, n0)
+	fams := n0.ScrapeMetrics(t)
 	total := 0.0
 	for _, m := range fams["treaty_sanitizer_findings_total"].GetMetric() {
 		total += m.Counter.GetValue()
@@ -172,7 +114,7 @@ func TestMetricsSanitizerFindings(t *testing.T) {
 	if total < 1 {
 		t.Error("no sanitizer finding counted")
 	}
-	if value(fams, "treaty_refusals_total", labels("direction", "out", "stage", "sanitize", "reason", "blocked")) != 1 {
+	if fams.Value("treaty_refusals_total", labels("direction", "out", "stage", "sanitize", "reason", "blocked")) != 1 {
 		t.Error("the blocked call is not counted as a sanitize refusal")
 	}
 	resp, err := http.Get("http://" + n0.Node().MetricsAddr().String() + "/metrics")
@@ -218,10 +160,10 @@ func TestMetricsOfAStream(t *testing.T) {
 	}); err != nil || events != 3 {
 		t.Fatalf("stream: %v after %d events", err, events)
 	}
-	if got := value(scrape(t, n1), "treaty_calls_total", labels("peer", "n0", "capability", "three", "direction", "in", "outcome", "ok")); got != 1 {
+	if got := n1.ScrapeMetrics(t).Value("treaty_calls_total", labels("peer", "n0", "capability", "three", "direction", "in", "outcome", "ok")); got != 1 {
 		t.Errorf("callee counted %v streams, want 1", got)
 	}
-	if got := value(scrape(t, n0), "treaty_calls_total", labels("peer", "n1", "capability", "three", "direction", "out", "outcome", "ok")); got != 1 {
+	if got := n0.ScrapeMetrics(t).Value("treaty_calls_total", labels("peer", "n1", "capability", "three", "direction", "out", "outcome", "ok")); got != 1 {
 		t.Errorf("caller counted %v streams, want 1", got)
 	}
 }
@@ -238,12 +180,12 @@ func TestMetricsOfARefusedHandshake(t *testing.T) {
 	if out := stranger.Call(t, "acme", "echo", `{}`); out.Code != refusal.ExitUnreachable && out.Code != refusal.ExitDenied {
 		t.Fatalf("a stranger's call: %v", out)
 	}
-	fams := scrape(t, acme)
-	total := value(fams, "treaty_handshakes_refused_total", nil)
-	if total < 1 || value(fams, "treaty_handshakes_refused_total", labels("reason", "unknown_key")) < 1 {
+	fams := acme.ScrapeMetrics(t)
+	total := fams.Value("treaty_handshakes_refused_total", nil)
+	if total < 1 || fams.Value("treaty_handshakes_refused_total", labels("reason", "unknown_key")) < 1 {
 		t.Fatalf("refused handshakes = %v; want one for unknown_key: %v", total, fams["treaty_handshakes_refused_total"])
 	}
-	if value(fams, "treaty_handshakes_accepted_total", labels("side", "accept")) != 0 {
+	if fams.Value("treaty_handshakes_accepted_total", labels("side", "accept")) != 0 {
 		t.Fatal("a refused handshake counted as accepted")
 	}
 }

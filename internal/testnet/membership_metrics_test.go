@@ -30,17 +30,17 @@ func TestMembershipMetrics(t *testing.T) {
 	acme := c.Member("acme")
 	alive := map[string]string{"state": "alive"}
 	Eventually(t, 10*time.Second, func() error {
-		fams := scrapeMetrics(t, acme)
-		if v := metricValue(fams, "treaty_members", alive); v != 3 {
+		fams := acme.ScrapeMetrics(t)
+		if v := fams.Value("treaty_members", alive); v != 3 {
 			return fmt.Errorf("treaty_members{state=alive} = %v, want 3 (itself and two peers)", v)
 		}
 		return nil
 	})
-	fams := scrapeMetrics(t, acme)
-	if v := metricValue(fams, "treaty_membership_peers", map[string]string{"source": "operator"}); v != 2 {
+	fams := acme.ScrapeMetrics(t)
+	if v := fams.Value("treaty_membership_peers", map[string]string{"source": "operator"}); v != 2 {
 		t.Fatalf("treaty_membership_peers{source=operator} = %v, want 2", v)
 	}
-	if v := metricValue(fams, "treaty_membership_joins_total", map[string]string{"outcome": "admitted"}); v != 0 {
+	if v := fams.Value("treaty_membership_joins_total", map[string]string{"outcome": "admitted"}); v != 0 {
 		t.Fatalf("joins admitted = %v before any join", v)
 	}
 
@@ -52,7 +52,7 @@ func TestMembershipMetrics(t *testing.T) {
 	if _, err := c.Add(t, "epsilon", "").Node().Join(t.Context(), tok, ""); err == nil {
 		t.Fatal("second use of a one-use invite admitted")
 	}
-	fams = scrapeMetrics(t, acme)
+	fams = acme.ScrapeMetrics(t)
 	for _, w := range []struct {
 		name   string
 		labels map[string]string
@@ -63,7 +63,7 @@ func TestMembershipMetrics(t *testing.T) {
 		{"treaty_membership_peers", map[string]string{"source": "invite"}, 1},
 		{"treaty_membership_revoked_keys", nil, 0},
 	} {
-		if v := metricValue(fams, w.name, w.labels); v != w.want {
+		if v := fams.Value(w.name, w.labels); v != w.want {
 			t.Errorf("%s%v = %v, want %v", w.name, w.labels, v, w.want)
 		}
 	}
@@ -94,7 +94,7 @@ func TestMembershipMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	Eventually(t, 10*time.Second, func() error {
-		fams := scrapeMetrics(t, acme)
+		fams := acme.ScrapeMetrics(t)
 		for _, w := range []struct {
 			name   string
 			labels map[string]string
@@ -106,7 +106,7 @@ func TestMembershipMetrics(t *testing.T) {
 			{"treaty_membership_revoked_keys", nil, 2},
 			{"treaty_membership_peers", map[string]string{"source": "invite"}, 0},
 		} {
-			if v := metricValue(fams, w.name, w.labels); v != w.want {
+			if v := fams.Value(w.name, w.labels); v != w.want {
 				return fmt.Errorf("%s%v = %v, want %v", w.name, w.labels, v, w.want)
 			}
 		}
