@@ -239,3 +239,11 @@ func (b *Breaker) Status(now time.Time) BreakerStatus {
 	}
 	return s
 }
+
+// renamed returns a breaker for peer in b's state, for a rotated key.
+func (b *Breaker) renamed(peer string) *Breaker {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return &Breaker{peer: peer, cfg: b.cfg, state: b.state, buckets: b.buckets,
+		openedAt: b.openedAt, probes: b.probes, probeOK: b.probeOK, probeAt: b.probeAt}
+}

@@ -463,3 +463,37 @@ func (e *entry) status(now time.Time) Status {
 	}
 	return s
 }
+
+// Move hands peer from's counters and breaker to peer to, for a key rotation:
+// what the old key spent (tokens, calls in flight, bytes and cost in their
+// windows, a breaker's state) stays spent under the new key, so rotating a
+// key never resets a budget. Limits are resolved again for the new key;
+// counters to already had are replaced. A peer with no counters moves nothing.
+func (l *Limiter) Move(from, to string) {
+	if from == to {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if c := l.peers[from]; c != nil {
+		delete(l.peers, from)
+		l.peers[to] = c
+		for e := range c.all {
+			e.mu.Lock()
+			e.key.Peer = to
+			e.mu.Unlock()
+			lim, src := l.resolveLocked(e.key)
+			e.mu.Lock()
+			primed, tokens := e.primed, e.tokens
+			e.setLimit(lim.filled(), src)
+			if primed && e.lim.Rate > 0 { // spent tokens stay spent, whatever limited them before
+				e.primed, e.tokens = true, min(tokens, float64(e.lim.Burst))
+			}
+			e.mu.Unlock()
+		}
+	}
+	if b := l.breakers[from]; b != nil {
+		delete(l.breakers, from)
+		l.breakers[to] = b.renamed(to)
+	}
+}

@@ -109,3 +109,14 @@ func spendsRefusal(stage refusal.Stage, err error) bool {
 	}
 	return false
 }
+
+// move hands from's allowance to to, for a key rotation: what the old key
+// spent stays spent.
+func (r *refusalBudget) move(from, to identity.PublicKey) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if b := r.peers[from]; b != nil {
+		delete(r.peers, from)
+		r.peers[to] = b
+	}
+}

@@ -220,6 +220,10 @@ func (n *Node) applyRotation(ctx context.Context, r membership.Rotation, text st
 	if err := n.reload(); err != nil {
 		return err
 	}
+	// What the old key spent stays spent: rotating a key never resets a
+	// budget. After the reload, so that the new key's rules are in force.
+	n.budget.Move(r.Old.String(), r.New.String())
+	n.refusals.budget.move(r.Old, r.New)
 	n.auditAdmission(ctx, KindKeyRotated, r.New, "in", map[string]any{"old": r.Old.String(), "new": r.New.String(), "issued": r.Issued})
 	n.adm.counts.rotationsIn.Add(1)
 	n.log.Info("peer rotated its key", "old", r.Old, "new", r.New)

@@ -16,6 +16,7 @@ import (
 	"github.com/treaty-dev/treaty/internal/membership"
 	"github.com/treaty-dev/treaty/internal/node"
 	"github.com/treaty-dev/treaty/internal/transport"
+	"github.com/treaty-dev/treaty/localapi"
 )
 
 // spreadBound is the documented bound for a statement (introduction,
@@ -322,7 +323,10 @@ func TestRotationKeepsGrantsTrustAndBudgets(t *testing.T) {
 	acme, globex, initech := c.Member("acme"), c.Member("globex"), c.Member("initech")
 	globex.Handle(t, "echo", func(_ context.Context, inv backend.Invocation) ([]byte, error) { return inv.Input, nil })
 	globex.Grant(t, acme.ID.String(), "echo")
-	globex.AppendConfig(t, "budget:\n  rules:\n    - peer: "+acme.ID.String()+"\n      rate: 50\n      burst: 50\n")
+	// Six calls, with no refill worth counting during the test: five before
+	// the rotation and one after; the seventh must be refused, since what the
+	// old key spent stays spent.
+	globex.AppendConfig(t, "budget:\n  rules:\n    - peer: "+acme.ID.String()+"\n      rate: 0.01\n      burst: 6\n")
 	for range 5 {
 		acme.MustCall(t, "globex", "echo", `{}`)
 	}
@@ -367,6 +371,11 @@ func TestRotationKeepsGrantsTrustAndBudgets(t *testing.T) {
 	}
 	if _, ok := cfg.Budget.Rule(res.New.String(), "", 0); !ok {
 		t.Fatalf("budget rule not moved to the new key: %+v", cfg.Budget.Rules)
+	}
+	// The budget's counters carried over too: a rotation is no way around a limit.
+	var le *localapi.Error
+	if o := acme.Call(t, "globex", "echo", `{"seventh":1}`); !errors.As(o.Err, &le) || le.Stage != localapi.StageBudget {
+		t.Fatalf("seventh call after the rotation: %v; want a refusal at stage budget", o)
 	}
 	// Both keys in the audit logs: globex's, and the head of acme's new log.
 	var seen bool
