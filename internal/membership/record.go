@@ -20,10 +20,10 @@ import (
 // Limits of a peer record. They keep an encoded record within memberlist's
 // 512-byte node metadata (MaxRecordBytes), which is where records travel.
 const (
-	MaxNicknameBytes = 32  // Record.Nickname, UTF-8 bytes
-	MaxOrgBytes      = 64  // Record.Org, UTF-8 bytes
-	MaxAddrs         = 4   // entries in Record.Addrs
-	MaxAddrBytes     = 64  // one Record.Addrs entry ("host:port")
+	MaxNicknameBytes = 32 // Record.Nickname, UTF-8 bytes
+	MaxOrgBytes      = 64 // Record.Org, UTF-8 bytes
+	MaxAddrs         = 4  // entries in Record.Addrs
+	MaxAddrBytes     = 64 // one Record.Addrs entry ("host:port")
 	// MaxRelays bounds Record.Relays. Relays share the MaxAddrs slots with
 	// addresses (a relay takes 33 bytes, an address up to 65), which keeps
 	// the worst case at 508 bytes.

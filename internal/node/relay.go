@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
 
 	"github.com/treaty-dev/treaty/internal/identity"
 	"github.com/treaty-dev/treaty/internal/membership"
@@ -22,11 +23,22 @@ import (
 // prepareRelay registers the relay protocol when relay.serve is on. It must
 // run before the transport starts; the returned function (nil when there is
 // nothing to run) serves the relay and keeps registrations, after it starts.
-func (n *Node) prepareRelay() func(ctx context.Context) {
+func (n *Node) prepareRelay() (func(ctx context.Context), error) {
 	st := n.state.Load()
 	var relay *transport.Relay
-	if st.cfg.Relay.Serve {
-		relay = transport.NewRelay(n.tr, transport.RelayConfig{})
+	if rc := st.cfg.Relay; rc.Serve {
+		var err error
+		relay, err = transport.NewRelay(n.tr, transport.RelayConfig{
+			MaxRegistrations:   rc.MaxRegistrations,
+			MaxCircuits:        rc.MaxCircuits,
+			MaxCircuitsPerPeer: rc.MaxCircuitsPerPeer,
+			MaxBytes:           rc.MaxCircuitBytes,
+			BytesPerSecond:     rc.BytesPerSecond,
+			MaxDuration:        rc.MaxCircuitDuration.D(),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("node: relay.serve: %w", err)
+		}
 		n.adm.relay.Store(relay)
 	}
 	type target struct {
@@ -43,7 +55,7 @@ func (n *Node) prepareRelay() func(ctx context.Context) {
 		via = append(via, target{addr: st.peers[k].Addr, key: k})
 	}
 	if relay == nil && len(via) == 0 {
-		return nil
+		return nil, nil
 	}
 	return func(ctx context.Context) {
 		if relay != nil {
@@ -57,7 +69,7 @@ func (n *Node) prepareRelay() func(ctx context.Context) {
 			n.wg.Go(func() { n.tr.RegisterWith(ctx, v.addr, v.key) })
 			n.log.Info("registering with relay", "relay", v.key, "addr", v.addr)
 		}
-	}
+	}, nil
 }
 
 // RelayForwarded is how many bytes this node has forwarded as a relay since
