@@ -370,6 +370,7 @@ func New(ctx context.Context, cfg Config) (*Membership, error) {
 	m.net = newGossipNet(cfg.Transport, adv, cfg.Log)
 	m.net.drop = cfg.Cut
 	m.net.inspect = m.inspectPacket
+	m.net.outbound = m.noteOutbound
 	m.net.inspectStream = m.inspectStream
 	m.net.keyFor = m.keyFor
 	m.net.start()
