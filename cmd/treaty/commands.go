@@ -224,19 +224,24 @@ func versionLine() string {
 
 func peerCmd(h func() string) *cobra.Command {
 	c := &cobra.Command{Use: "peer", Short: "manage the peer book", Args: args(cobra.NoArgs)}
-	var name, addr string
+	var name, addr, via string
 	var rename bool
 	add := &cobra.Command{
-		Use: "add --name NAME --addr HOST:PORT [--rename] PEER_ID", Short: "add a peer (or change a known peer's address)", Args: args(cobra.ExactArgs(1)),
+		Use: "add --name NAME (--addr HOST:PORT | --via RELAY) [--rename] PEER_ID", Short: "add a peer (or change a known peer's address or relay)",
+		Long: "--via RELAY dials the peer through RELAY's relay (another peer, by nickname or did:key, with an\n" +
+			"--addr and no --via), for a peer that accepts no inbound connections; --addr may then be left out.\n" +
+			"Changing a known peer sets both: without --via it is dialed directly again.",
+		Args: args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
-			if name == "" || addr == "" {
-				return usagef("--name and --addr are required")
+			if name == "" || (addr == "" && via == "") {
+				return usagef("--name and one of --addr and --via are required")
 			}
-			return home.SetPeer(h(), home.PeerChange{Name: name, Addr: addr, ID: a[0], Rename: rename})
+			return home.SetPeer(h(), home.PeerChange{Name: name, Addr: addr, ID: a[0], Rename: rename, Via: via, SetVia: true})
 		},
 	}
 	add.Flags().StringVar(&name, "name", "", "local nickname")
 	add.Flags().StringVar(&addr, "addr", "", "the peer's federation address")
+	add.Flags().StringVar(&via, "via", "", "dial the peer through this peer's relay (nickname or did:key)")
 	add.Flags().BoolVar(&rename, "rename", false, "give a key already in the peer book a new nickname")
 	var asJSON bool
 	ls := &cobra.Command{

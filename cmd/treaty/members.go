@@ -37,21 +37,37 @@ func membersCmd(h func() string) *cobra.Command {
 			if asJSON {
 				return printJSON(cmd.OutOrStdout(), out)
 			}
-			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tID\tSOURCE\tSTATUS\tSTATE\tORG\tADDR\tVIA")
-			for _, m := range out {
-				addr := m.Addr
-				if len(m.Addrs) > 0 && m.Addrs[0] != addr {
-					addr += " (says " + strings.Join(m.Addrs, ",") + ")"
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", dash(m.Name), m.ID, dash(m.Source), m.Status,
-					dash(m.State), dash(m.Org), dash(addr), dash(m.Via))
-			}
-			return tw.Flush()
+			return printMembers(cmd.OutOrStdout(), out)
 		},
 	}
 	c.Flags().BoolVar(&asJSON, "json", false, "JSON output")
 	return c
+}
+
+// printMembers writes the members table. VIA names the relay a member is
+// reached through by its nickname when it is a member too.
+func printMembers(w io.Writer, out []localapi.MemberInfo) error {
+	names := map[string]string{}
+	for _, m := range out {
+		if m.Name != "" {
+			names[m.ID] = m.Name
+		}
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tID\tSOURCE\tSTATUS\tSTATE\tORG\tADDR\tVIA")
+	for _, m := range out {
+		addr := m.Addr
+		if len(m.Addrs) > 0 && m.Addrs[0] != addr {
+			addr += " (says " + strings.Join(m.Addrs, ",") + ")"
+		}
+		via := m.Via
+		if n, ok := names[via]; ok {
+			via = n
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", dash(m.Name), m.ID, dash(m.Source), m.Status,
+			dash(m.State), dash(m.Org), dash(addr), dash(via))
+	}
+	return tw.Flush()
 }
 
 func inviteCmd(h func() string) *cobra.Command {

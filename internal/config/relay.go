@@ -1,6 +1,9 @@
 package config
 
-import "fmt"
+import (
+	"fmt"
+	"time"
+)
 
 // MaxRelayVia bounds relay.via: each entry holds one outbound connection open.
 const MaxRelayVia = 8
@@ -15,10 +18,62 @@ type Relay struct {
 	// with over outbound connections, so that callers can reach it through
 	// them without an inbound connection to this node.
 	Via []string `yaml:"via,omitempty"`
+
+	// Budgets of relay.serve (transport.RelayConfig; zero: the default).
+	// MaxRegistrations bounds the peers registered here at once. 0: 64; [1, 4096].
+	MaxRegistrations int `yaml:"max_registrations,omitempty"`
+	// MaxCircuits bounds the circuits open at once. 0: 256; [1, 65536].
+	MaxCircuits int `yaml:"max_circuits,omitempty"`
+	// MaxCircuitsPerPeer bounds the circuits open at once per caller and per
+	// callee. 0: 8; [1, max_circuits].
+	MaxCircuitsPerPeer int `yaml:"max_circuits_per_peer,omitempty"`
+	// MaxCircuitBytes closes a circuit after it carried this many bytes,
+	// both directions. 0: 64 MiB; [64 KiB, 1 TiB].
+	MaxCircuitBytes int64 `yaml:"max_circuit_bytes,omitempty"`
+	// BytesPerSecond paces each direction of each circuit (burst: one
+	// second's worth). 0: 8 MiB/s; [1 KiB, 1 GiB].
+	BytesPerSecond int64 `yaml:"bytes_per_second,omitempty"`
+	// MaxCircuitDuration closes a circuit after this long. 0: 1h; [1s, 24h].
+	MaxCircuitDuration Duration `yaml:"max_circuit_duration,omitempty"`
+}
+
+// validateBudgets checks the relay budgets against the bounds
+// transport.NewRelay enforces, naming the key.
+func (r Relay) validateBudgets() error {
+	ints := []struct {
+		key      string
+		v        int64
+		min, max int64
+	}{
+		{"max_registrations", int64(r.MaxRegistrations), 1, 4096},
+		{"max_circuits", int64(r.MaxCircuits), 1, 65536},
+		{"max_circuits_per_peer", int64(r.MaxCircuitsPerPeer), 1, 65536},
+		{"max_circuit_bytes", r.MaxCircuitBytes, 64 << 10, 1 << 40},
+		{"bytes_per_second", r.BytesPerSecond, 1 << 10, 1 << 30},
+	}
+	for _, f := range ints {
+		if f.v != 0 && (f.v < f.min || f.v > f.max) {
+			return fmt.Errorf("config: relay.%s %d outside [%d, %d]", f.key, f.v, f.min, f.max)
+		}
+	}
+	circuits := r.MaxCircuits
+	if circuits == 0 {
+		circuits = 256
+	}
+	if r.MaxCircuitsPerPeer > circuits {
+		return fmt.Errorf("config: relay.max_circuits_per_peer %d is more than relay.max_circuits (%d)", r.MaxCircuitsPerPeer, circuits)
+	}
+	if d := r.MaxCircuitDuration.D(); d != 0 && (d < time.Second || d > 24*time.Hour) {
+		return fmt.Errorf("config: relay.max_circuit_duration %v outside [1s, 24h]", d)
+	}
+	return nil
 }
 
 // validateRelays checks relay.via and peers[].via against the peer book.
 func (c *Config) validateRelays() error {
+	if err := c.Relay.validateBudgets(); err != nil {
+		return err
+	}
 	if len(c.Relay.Via) > MaxRelayVia {
 		return fmt.Errorf("config: relay.via has %d entries; at most %d", len(c.Relay.Via), MaxRelayVia)
 	}

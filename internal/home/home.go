@@ -149,6 +149,11 @@ func edit(dir string, f func(*config.Config) error) error {
 type PeerChange struct {
 	Name, Addr, ID string
 	Rename         bool
+	// Via, when SetVia, replaces the entry's via (the relay peer it is
+	// dialed through; "" dials it directly). Without SetVia a known entry
+	// keeps its via, so an address learned by gossip does not undo it.
+	Via    string
+	SetVia bool
 }
 
 // AddPeer adds a peer book entry, or changes the address of a known one; it is
@@ -182,7 +187,7 @@ func SetPeer(dir string, p PeerChange) error {
 			}
 		}
 		if at < 0 {
-			c.Peers = append(c.Peers, config.Peer{Name: p.Name, ID: p.ID, Addr: p.Addr})
+			c.Peers = append(c.Peers, config.Peer{Name: p.Name, ID: p.ID, Addr: p.Addr, Via: p.Via})
 			return nil
 		}
 		old := c.Peers[at]
@@ -190,6 +195,9 @@ func SetPeer(dir string, p PeerChange) error {
 			return invalidf("%s is already in the peer book as %q; use --rename to call it %q", k.Short(), old.Name, p.Name)
 		}
 		c.Peers[at].Name, c.Peers[at].Addr = p.Name, p.Addr
+		if p.SetVia {
+			c.Peers[at].Via = p.Via
+		}
 		return nil
 	})
 }

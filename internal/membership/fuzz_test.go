@@ -16,8 +16,13 @@ func FuzzUnmarshalRecord(f *testing.F) {
 	f.Add(b)
 	f.Add(b[:len(b)-1])   // truncated signature
 	f.Add(append(b, 0))   // trailing byte
-	f.Add([]byte("TRR1")) // magic only
+	f.Add([]byte("TRR2")) // magic only
 	f.Add([]byte{})       // empty
+	r = signedRecord(f, 1, relayFields(f))
+	b, _ = r.Marshal()
+	f.Add(b)                                          // with relays
+	f.Add(b[:len(b)-64-32])                           // cut inside the relays
+	f.Add(withByte(b, len(b)-64-2*32-1, MaxRelays+1)) // relay count over the limit
 	f.Fuzz(func(t *testing.T, in []byte) {
 		r, err := UnmarshalRecord(in)
 		if err != nil {

@@ -73,7 +73,8 @@ type Member struct {
 	Record Record // its latest verified record
 	State  State
 	// Via is the relay the member is reached through; zero when it is reached
-	// directly (relays are not implemented yet).
+	// directly. Membership leaves it zero (Record.Relays says which relays a
+	// member names); the node fills it with the relay it would dial.
 	Via  identity.PublicKey
 	Self bool // this node
 }
@@ -369,6 +370,7 @@ func New(ctx context.Context, cfg Config) (*Membership, error) {
 	m.net = newGossipNet(cfg.Transport, adv, cfg.Log)
 	m.net.drop = cfg.Cut
 	m.net.inspect = m.inspectPacket
+	m.net.outbound = m.noteOutbound
 	m.net.inspectStream = m.inspectStream
 	m.net.keyFor = m.keyFor
 	m.net.start()
@@ -452,7 +454,7 @@ func (m *Membership) resign(f Fields) error {
 		seq = m.self.Seq + 1
 	}
 	r := Record{
-		Fields:  Fields{Nickname: f.Nickname, Org: f.Org, Addrs: slices.Clone(f.Addrs), Digest: f.Digest},
+		Fields:  Fields{Nickname: f.Nickname, Org: f.Org, Addrs: slices.Clone(f.Addrs), Digest: f.Digest, Relays: slices.Clone(f.Relays)},
 		Seq:     seq,
 		Expires: now.Add(m.cfg.RecordTTL).Truncate(time.Second),
 	}

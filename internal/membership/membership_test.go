@@ -482,3 +482,26 @@ func TestRefusedKeyDisappearsAndStaysOut(t *testing.T) {
 	default:
 	}
 }
+
+// Issue 14: a member's state is this node's own view. With two members cut
+// apart, no one else can report a suspicion: each must show the other suspect
+// from its own failed probes before it declares it dead.
+func TestOwnProbesMarkSuspect(t *testing.T) {
+	c := newCluster(t, 2, nil)
+	c.joinAll()
+	eventually(t, 30*time.Second, "converge", func() bool { return c.converged(seq(2)) })
+	c.part.set(map[identity.PublicKey]int{c.pubs[0]: 1, c.pubs[1]: 2})
+	sawSuspect := false
+	eventually(t, 60*time.Second, "node 0 declares node 1 dead", func() bool {
+		mem, ok := c.ms[0].Member(c.pubs[1])
+		if ok && mem.State == StateSuspect {
+			sawSuspect = true
+		}
+		return ok && mem.State == StateDead
+	})
+	if !sawSuspect {
+		t.Fatal("node 0 never showed node 1 suspect: its own failed probes were not in its view")
+	}
+	c.part.set(nil)
+	eventually(t, 60*time.Second, "heals", func() bool { return c.converged(seq(2)) })
+}

@@ -70,6 +70,9 @@ type gossipNet struct {
 	drop func(identity.PublicKey) bool
 	// inspect checks a packet from peer before memberlist sees it; false drops it.
 	inspect func(peer identity.PublicKey, pkt []byte) bool
+	// outbound sees every packet memberlist sends, before it is queued or
+	// dropped (localview.go).
+	outbound func(pkt []byte)
 	// inspectStream wraps an inbound or outbound stream's reads the same way.
 	inspectStream func(peer identity.PublicKey, c net.Conn) net.Conn
 	// dialTimeout bounds a background packet connection dial.
@@ -368,6 +371,9 @@ func (g *gossipNet) WriteTo(b []byte, addr string) (time.Time, error) {
 // and a dial starts in the background, so a slow or dead peer cannot stall
 // memberlist's probe and gossip loops. Like a datagram, it may be lost.
 func (g *gossipNet) WriteToAddress(b []byte, a memberlist.Address) (time.Time, error) {
+	if g.outbound != nil {
+		g.outbound(b)
+	}
 	peer, err := g.resolve(a)
 	if err != nil {
 		return time.Time{}, err

@@ -20,20 +20,24 @@ import (
 // Limits of a peer record. They keep an encoded record within memberlist's
 // 512-byte node metadata (MaxRecordBytes), which is where records travel.
 const (
-	MaxNicknameBytes = 32  // Record.Nickname, UTF-8 bytes
-	MaxOrgBytes      = 64  // Record.Org, UTF-8 bytes
-	MaxAddrs         = 4   // entries in Record.Addrs
-	MaxAddrBytes     = 64  // one Record.Addrs entry ("host:port")
-	MaxRecordBytes   = 512 // an encoded, signed record; the worst case is 507
+	MaxNicknameBytes = 32 // Record.Nickname, UTF-8 bytes
+	MaxOrgBytes      = 64 // Record.Org, UTF-8 bytes
+	MaxAddrs         = 4  // entries in Record.Addrs
+	MaxAddrBytes     = 64 // one Record.Addrs entry ("host:port")
+	// MaxRelays bounds Record.Relays. Relays share the MaxAddrs slots with
+	// addresses (a relay takes 33 bytes, an address up to 65), which keeps
+	// the worst case at 508 bytes.
+	MaxRelays      = 2
+	MaxRecordBytes = 512 // an encoded, signed record; the worst case is 508
 )
 
 // recordMagic opens every encoded record. It doubles as the format version:
 // a new layout gets a new magic, never a reinterpretation of this one.
-var recordMagic = [4]byte{'T', 'R', 'R', '1'}
+var recordMagic = [4]byte{'T', 'R', 'R', '2'}
 
 // recordDomain separates record signatures from every other ed25519 signature a
 // treaty key makes (statements, RFC 9421 messages, certificates).
-const recordDomain = "treaty/membership/record/v1\x00"
+const recordDomain = "treaty/membership/record/v2\x00"
 
 // Fields are the parts of a record a node chooses about itself. Update takes
 // them; sequence, expiry, key and signature are filled in by the Membership.
@@ -52,6 +56,12 @@ type Fields struct {
 	// Digest is the SHA-256 of what the peer advertises (its agent card);
 	// zero if it advertises nothing.
 	Digest [32]byte
+	// Relays are the keys of members whose relays this peer is registered
+	// with, best first: a peer that names relays accepts no inbound
+	// connections, and callers reach it through one of them (docs/membership.md,
+	// "Relays"). 0 to MaxRelays entries, no duplicates, not the peer itself;
+	// len(Addrs)+len(Relays) is at most MaxAddrs.
+	Relays []identity.PublicKey
 }
 
 // Record is a peer's signed statement of who it is and where it is. Only the
@@ -94,6 +104,10 @@ func (r *Record) body(b []byte) []byte {
 	b = append(b, byte(len(r.Addrs)))
 	for _, a := range r.Addrs {
 		b = appendStr8(b, a)
+	}
+	b = append(b, byte(len(r.Relays)))
+	for _, k := range r.Relays {
+		b = append(b, k.Bytes()...)
 	}
 	return b
 }
@@ -175,6 +189,17 @@ func UnmarshalRecord(b []byte) (Record, error) {
 	for i := 0; i < int(n) && d.err == nil; i++ {
 		r.Addrs = append(r.Addrs, d.str8())
 	}
+	n = d.u8()
+	if int(n) > MaxRelays {
+		return Record{}, fmt.Errorf("%w: %d relays exceed %d", ErrMalformed, n, MaxRelays)
+	}
+	for i := 0; i < int(n) && d.err == nil; i++ {
+		k, err := identity.PublicKeyFromEd25519(d.take(32))
+		if err != nil && d.err == nil {
+			return Record{}, fmt.Errorf("%w: Relays[%d]: %v", ErrMalformed, i, err)
+		}
+		r.Relays = append(r.Relays, k)
+	}
 	r.Sig = bytes.Clone(d.take(64))
 	if d.err != nil {
 		return Record{}, fmt.Errorf("%w: record: %v", ErrMalformed, d.err)
@@ -206,6 +231,9 @@ func (r *Record) check() error {
 	if r.Expires.Unix() <= 0 || r.Expires.Unix() > maxUnix || r.Expires.Nanosecond() != 0 {
 		return fmt.Errorf("%w: record expiry must be whole seconds after 1970 and before 10000", ErrMalformed)
 	}
+	if slices.ContainsFunc(r.Relays, r.Key.Equal) {
+		return fmt.Errorf("%w: Relays names the record's own key", ErrMalformed)
+	}
 	return r.Fields.check()
 }
 
@@ -226,6 +254,20 @@ func (f *Fields) check() error {
 		}
 		if slices.Index(f.Addrs, a) != i {
 			return fmt.Errorf("%w: Addrs[%d] %q is listed twice", ErrMalformed, i, a)
+		}
+	}
+	if len(f.Relays) > MaxRelays {
+		return fmt.Errorf("%w: Relays has %d entries, at most %d", ErrMalformed, len(f.Relays), MaxRelays)
+	}
+	if len(f.Addrs)+len(f.Relays) > MaxAddrs {
+		return fmt.Errorf("%w: Addrs and Relays have %d entries together, at most %d", ErrMalformed, len(f.Addrs)+len(f.Relays), MaxAddrs)
+	}
+	for i, k := range f.Relays {
+		if k.IsZero() {
+			return fmt.Errorf("%w: Relays[%d] is the zero key", ErrMalformed, i)
+		}
+		if slices.IndexFunc(f.Relays, k.Equal) != i {
+			return fmt.Errorf("%w: Relays[%d] %s is listed twice", ErrMalformed, i, k.Short())
 		}
 	}
 	return nil

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/treaty-dev/treaty/internal/identity"
 )
 
 var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -53,6 +55,102 @@ func TestRecordRoundTripAndWorstCaseFitsMeta(t *testing.T) {
 	if !bytes.Equal(b, b2) {
 		t.Fatal("re-encoding differs")
 	}
+}
+
+// relayFields is the worst case with relays: every string at its limit, the
+// slots left by MaxRelays relays filled with the longest addresses.
+func relayFields(t testing.TB) Fields {
+	f := fullFields()
+	f.Addrs = f.Addrs[:MaxAddrs-MaxRelays]
+	for i := range MaxRelays {
+		f.Relays = append(f.Relays, testKey(t, 10+i).Public())
+	}
+	return f
+}
+
+func TestRecordWithRelaysRoundTripsAndFitsMeta(t *testing.T) {
+	for name, f := range map[string]Fields{"all addresses": fullFields(), "relays": relayFields(t)} {
+		t.Run(name, func(t *testing.T) {
+			r := signedRecord(t, 1, f)
+			b, err := r.Marshal()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(b) > MaxRecordBytes || len(b) > 508 {
+				t.Fatalf("record is %d bytes; the documented worst case is 508, memberlist meta allows %d", len(b), MaxRecordBytes)
+			}
+			got, err := UnmarshalRecord(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := got.Verify(t0); err != nil {
+				t.Fatal(err)
+			}
+			if len(got.Relays) != len(f.Relays) {
+				t.Fatalf("relays %v, want %v", got.Relays, f.Relays)
+			}
+			for i := range f.Relays {
+				if !got.Relays[i].Equal(f.Relays[i]) {
+					t.Fatalf("relay %d is %s, want %s", i, got.Relays[i], f.Relays[i])
+				}
+			}
+		})
+	}
+	// A relay is signed like every other field: swapping one breaks the signature.
+	r := signedRecord(t, 1, relayFields(t))
+	r.Relays = []identity.PublicKey{r.Relays[1], r.Relays[0]}
+	if err := r.Verify(t0); !errors.Is(err, ErrBadSignature) {
+		t.Fatalf("reordered relays: got %v, want ErrBadSignature", err)
+	}
+}
+
+func TestRecordRefusesBadRelays(t *testing.T) {
+	a, b, c := testKey(t, 10).Public(), testKey(t, 11).Public(), testKey(t, 12).Public()
+	cases := map[string]Fields{
+		"too many relays":        {Relays: []identity.PublicKey{a, b, c}},
+		"slots shared":           {Addrs: fullFields().Addrs, Relays: []identity.PublicKey{a}},
+		"duplicate relay":        {Relays: []identity.PublicKey{a, a}},
+		"zero relay":             {Relays: []identity.PublicKey{{}}},
+		"itself as its relay":    {Relays: []identity.PublicKey{testKey(t, 1).Public()}},
+		"three slots + 2 relays": {Addrs: fullFields().Addrs[:3], Relays: []identity.PublicKey{a, b}},
+	}
+	for name, f := range cases {
+		t.Run(name, func(t *testing.T) {
+			r := Record{Fields: f, Seq: 7, Expires: t0.Add(time.Hour)}
+			if err := SignRecord(testKey(t, 1), &r); !errors.Is(err, ErrMalformed) {
+				t.Fatalf("got %v, want ErrMalformed", err)
+			}
+		})
+	}
+	// On the wire: counts and keys the encoder would never write.
+	good := signedRecord(t, 1, Fields{Addrs: []string{"127.0.0.1:7420"}, Relays: []identity.PublicKey{a}})
+	enc, _ := good.Marshal()
+	off := len(enc) - 64 - 32 - 1 // the relay count
+	wire := map[string][]byte{
+		"relay count over the limit":  withByte(enc, off, MaxRelays+1),
+		"relay count beyond the data": withByte(enc, off, 2),
+		"zero relay key":              withZero(enc, off+1, 32),
+		"own key as relay":            append(append(bytes.Clone(enc[:off+1]), good.Key.Bytes()...), enc[off+33:]...),
+	}
+	for name, b := range wire {
+		t.Run(name, func(t *testing.T) {
+			if _, err := UnmarshalRecord(b); !errors.Is(err, ErrMalformed) {
+				t.Fatalf("got %v, want ErrMalformed", err)
+			}
+		})
+	}
+}
+
+func withByte(enc []byte, off int, v byte) []byte {
+	b := bytes.Clone(enc)
+	b[off] = v
+	return b
+}
+
+func withZero(enc []byte, off, n int) []byte {
+	b := bytes.Clone(enc)
+	clear(b[off : off+n])
+	return b
 }
 
 func TestRecordVerifyRefuses(t *testing.T) {
@@ -104,7 +202,7 @@ func TestUnmarshalRecordRefuses(t *testing.T) {
 	enc, _ := good.Marshal()
 	cases := map[string][]byte{
 		"empty":          nil,
-		"wrong magic":    append([]byte("TRR2"), enc[4:]...),
+		"wrong magic":    append([]byte("TRR1"), enc[4:]...),
 		"truncated":      enc[:len(enc)-1],
 		"trailing byte":  append(bytes.Clone(enc), 0),
 		"oversized":      make([]byte, MaxRecordBytes+1),

@@ -45,8 +45,9 @@ func (n *Node) startGossip(ctx context.Context) error {
 	mc := membership.Config{
 		Self:      n.key,
 		Transport: n.tr,
-		Record:    membership.Fields{Nickname: nick, Org: cfg.Membership.Org, Addrs: []string{n.tr.Addr().String()}},
-		Seeds:     seeds,
+		Record: membership.Fields{Nickname: nick, Org: cfg.Membership.Org, Addrs: []string{n.tr.Addr().String()},
+			Relays: n.relayKeys(n.state.Load())},
+		Seeds: seeds,
 		Kinds: membership.AdmissionKinds(func(st membership.AdmissionStatement) {
 			// Off gossip's receive goroutine: applying edits files.
 			n.goTracked(func() { n.applyStatement(ctx, st.Text, identity.PublicKey{}, nil) })
@@ -160,11 +161,22 @@ func (n *Node) gossipEvidence(ctx context.Context, e membership.Evidence) {
 	})
 }
 
-// GossipMembers is what gossip knows (nil when membership.enabled is off).
+// GossipMembers is what gossip knows (nil when membership.enabled is off),
+// each with Via set to the relay this node would dial it through (its peer
+// book via, or a relay its record names), if any.
 func (n *Node) GossipMembers() []membership.Member {
 	g := n.adm.gossip.Load()
 	if g == nil {
 		return nil
 	}
-	return g.Members()
+	ms := g.Members()
+	for i := range ms {
+		if ms[i].Self {
+			continue
+		}
+		if r, err := n.route(context.Background(), ms[i].Record.Key); err == nil {
+			ms[i].Via = r.Relay
+		}
+	}
+	return ms
 }

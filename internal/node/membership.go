@@ -81,6 +81,7 @@ type admission struct {
 	wg      sync.WaitGroup
 	gossip  atomic.Pointer[membership.Membership] // nil unless membership.enabled (gossip.go)
 	counts  membershipCounts                      // membership_metrics.go
+	relay   atomic.Pointer[transport.Relay]       // nil unless relay.serve (relay.go)
 }
 
 // ledger is AdmissionFile.

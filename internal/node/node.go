@@ -244,7 +244,11 @@ func (n *Node) Start(ctx context.Context) error {
 		n.cancel()
 		return err
 	}
-	runRelay := n.prepareRelay() // relay.go: its protocol is registered before the port opens
+	runRelay, err := n.prepareRelay() // relay.go: its protocol is registered before the port opens
+	if err != nil {
+		n.cancel()
+		return err
+	}
 	if err := n.tr.Start(ctx); err != nil {
 		n.cancel()
 		return fmt.Errorf("node: %w", err)

@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"encoding/binary"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/treaty-dev/treaty/internal/identity"
+	"github.com/treaty-dev/treaty/internal/refusal"
 )
 
 // ProtoRelay is the ALPN protocol of relays: a node that accepts no inbound
@@ -34,8 +36,9 @@ const (
 const (
 	relayOK          = 0
 	relayNotHere     = 1 // the target is not registered here
-	relayOverBudget  = 2 // a budget refused the circuit
+	relayOverBudget  = 2 // MaxCircuits refused the circuit
 	relayNoAnswer    = 3 // the target did not answer in time
+	relayOverPeer    = 4 // MaxCircuitsPerPeer refused it (caller's or target's)
 	relayAnswerLimit = 5 * time.Second
 )
 
@@ -50,45 +53,120 @@ type Route struct {
 type Router func(ctx context.Context, peer identity.PublicKey) (Route, error)
 
 // ErrRelayRefused is returned (wrapped) by DialVia when the relay refused or
-// could not complete the circuit.
+// could not complete the circuit; the error in the chain is a *RelayError.
 var ErrRelayRefused = errors.New("transport: relay refused the circuit")
 
+// RelayReason says why a relay did not complete a circuit.
+type RelayReason string
+
+const (
+	RelayNotRegistered   RelayReason = "not_registered"    // the target is not registered with the relay
+	RelayOverCircuits    RelayReason = "over_max_circuits" // the relay's MaxCircuits are open
+	RelayOverPeerBudget  RelayReason = "over_max_circuits_per_peer"
+	RelayNoAnswer        RelayReason = "no_answer"        // the target did not answer the notice in time
+	RelayProtocolFailure RelayReason = "protocol_failure" // the relay closed or sent an unknown status
+)
+
+// RelayError is a circuit the relay refused or could not complete. Its stage
+// is always refusal.StageTransport: the call never reached the target. It
+// unwraps to ErrRelayRefused.
+type RelayError struct {
+	Relay, Target identity.PublicKey
+	Reason        RelayReason
+	Err           error // the read that failed, for RelayProtocolFailure
+}
+
+func (e *RelayError) Error() string {
+	msg := fmt.Sprintf("transport: relay %s refused the circuit to %s: %s", e.Relay.Short(), e.Target.Short(), e.Reason)
+	if e.Err != nil {
+		msg += ": " + e.Err.Error()
+	}
+	return msg
+}
+
+func (e *RelayError) Unwrap() error { return ErrRelayRefused }
+
+// Stage names the call-path stage of the refusal (refusal.StageTransport).
+func (e *RelayError) Stage() refusal.Stage { return refusal.StageTransport }
+
+func relayReason(status byte) RelayReason {
+	switch status {
+	case relayNotHere:
+		return RelayNotRegistered
+	case relayOverBudget:
+		return RelayOverCircuits
+	case relayOverPeer:
+		return RelayOverPeerBudget
+	case relayNoAnswer:
+		return RelayNoAnswer
+	}
+	return RelayProtocolFailure
+}
+
 // RelayConfig bounds what a relay spends on others. A zero field takes the
-// default noted on it.
+// default noted on it (DefaultRelayConfig); NewRelay refuses values outside
+// the bounds noted.
 type RelayConfig struct {
-	// MaxRegistrations bounds registered callees. Zero: 64.
+	// MaxRegistrations bounds registered callees. Zero: 64; [1, 4096].
 	MaxRegistrations int
-	// MaxCircuits bounds open circuits in all. Zero: 256.
+	// MaxCircuits bounds open circuits in all. Zero: 256; [1, 65536].
 	MaxCircuits int
 	// MaxCircuitsPerPeer bounds open circuits per caller key and per callee
-	// key. Zero: 8.
+	// key. Zero: 8 (MaxCircuits if lower); [1, MaxCircuits].
 	MaxCircuitsPerPeer int
 	// MaxBytes bounds the bytes one circuit may carry, both directions
-	// together; the circuit is closed when it is reached. Zero: 64 MiB.
+	// together; the circuit is closed when it is reached. Zero: 64 MiB;
+	// [64 KiB, 1 TiB].
 	MaxBytes int64
-	// MaxDuration closes a circuit after this long. Zero: 1h.
+	// BytesPerSecond paces each direction of each circuit, with a burst of
+	// one second's worth. Zero: 8 MiB/s; [1 KiB/s, 1 GiB/s].
+	BytesPerSecond int64
+	// MaxDuration closes a circuit after this long. Zero: 1h; [1s, 24h].
 	MaxDuration time.Duration
 	// Tap, if set, sees every byte the relay forwards (tests prove with it
 	// that the relay never sees plaintext). Leave it nil.
 	Tap func(b []byte)
 }
 
+// DefaultRelayConfig returns the budgets a zero RelayConfig gets.
+func DefaultRelayConfig() RelayConfig {
+	return RelayConfig{MaxRegistrations: 64, MaxCircuits: 256, MaxCircuitsPerPeer: 8,
+		MaxBytes: 64 << 20, BytesPerSecond: 8 << 20, MaxDuration: time.Hour}
+}
+
 func (c *RelayConfig) fill() {
-	if c.MaxRegistrations <= 0 {
-		c.MaxRegistrations = 64
+	d := DefaultRelayConfig()
+	c.MaxRegistrations = cmp.Or(c.MaxRegistrations, d.MaxRegistrations)
+	c.MaxCircuits = cmp.Or(c.MaxCircuits, d.MaxCircuits)
+	c.MaxCircuitsPerPeer = cmp.Or(c.MaxCircuitsPerPeer, min(d.MaxCircuitsPerPeer, max(c.MaxCircuits, 1)))
+	c.MaxBytes = cmp.Or(c.MaxBytes, d.MaxBytes)
+	c.BytesPerSecond = cmp.Or(c.BytesPerSecond, d.BytesPerSecond)
+	c.MaxDuration = cmp.Or(c.MaxDuration, d.MaxDuration)
+}
+
+// check names the first field out of its bounds.
+func (c *RelayConfig) check() error {
+	ints := []struct {
+		name     string
+		v        int64
+		min, max int64
+	}{
+		{"MaxRegistrations", int64(c.MaxRegistrations), 1, 4096},
+		{"MaxCircuits", int64(c.MaxCircuits), 1, 65536},
+		{"MaxCircuitsPerPeer", int64(c.MaxCircuitsPerPeer), 1, int64(c.MaxCircuits)},
+		{"MaxBytes", c.MaxBytes, 64 << 10, 1 << 40},
+		{"BytesPerSecond", c.BytesPerSecond, 1 << 10, 1 << 30},
+		{"MaxDuration", int64(c.MaxDuration), int64(time.Second), int64(24 * time.Hour)},
 	}
-	if c.MaxCircuits <= 0 {
-		c.MaxCircuits = 256
+	for _, f := range ints {
+		if f.v < f.min || f.v > f.max {
+			if f.name == "MaxDuration" {
+				return fmt.Errorf("transport: RelayConfig.MaxDuration %v outside [1s, 24h]", c.MaxDuration)
+			}
+			return fmt.Errorf("transport: RelayConfig.%s %d outside [%d, %d]", f.name, f.v, f.min, f.max)
+		}
 	}
-	if c.MaxCircuitsPerPeer <= 0 {
-		c.MaxCircuitsPerPeer = 8
-	}
-	if c.MaxBytes <= 0 {
-		c.MaxBytes = 64 << 20
-	}
-	if c.MaxDuration <= 0 {
-		c.MaxDuration = time.Hour
-	}
+	return nil
 }
 
 // Relay forwards circuits between callers and registered callees on one
@@ -121,12 +199,16 @@ type registration struct {
 	mu sync.Mutex // serialises notices
 }
 
-// NewRelay makes t a relay. Register ProtoRelay before t.Start (this does).
-func NewRelay(t *Transport, cfg RelayConfig) *Relay {
+// NewRelay makes t a relay, after checking cfg (the error names the field).
+// It registers ProtoRelay, so call it before t.Start.
+func NewRelay(t *Transport, cfg RelayConfig) (*Relay, error) {
 	cfg.fill()
+	if err := cfg.check(); err != nil {
+		return nil, err
+	}
 	return &Relay{t: t, cfg: cfg, ln: t.Listener(ProtoRelay),
 		regs: map[identity.PublicKey]*registration{}, waiting: map[uint64]waiter{},
-		perPeer: map[identity.PublicKey]int{}}
+		perPeer: map[identity.PublicKey]int{}}, nil
 }
 
 // Registered reports whether key is registered here now.
@@ -235,17 +317,20 @@ func (r *Relay) register(ctx context.Context, peer identity.PublicKey, c net.Con
 	r.mu.Unlock()
 }
 
-func (r *Relay) take(caller, target identity.PublicKey) bool {
+// take opens a circuit in the budgets, or returns the status refusing it.
+func (r *Relay) take(caller, target identity.PublicKey) byte {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.open >= r.cfg.MaxCircuits || r.perPeer[caller] >= r.cfg.MaxCircuitsPerPeer ||
-		r.perPeer[target] >= r.cfg.MaxCircuitsPerPeer {
-		return false
+	if r.open >= r.cfg.MaxCircuits {
+		return relayOverBudget
+	}
+	if r.perPeer[caller] >= r.cfg.MaxCircuitsPerPeer || r.perPeer[target] >= r.cfg.MaxCircuitsPerPeer {
+		return relayOverPeer
 	}
 	r.open++
 	r.perPeer[caller]++
 	r.perPeer[target]++
-	return true
+	return relayOK
 }
 
 func (r *Relay) give(caller, target identity.PublicKey) {
@@ -271,8 +356,9 @@ func (r *Relay) connect(ctx context.Context, caller, target identity.PublicKey, 
 		_, _ = c.Write([]byte{relayNotHere})
 		return
 	}
-	if !r.take(caller, target) {
-		_, _ = c.Write([]byte{relayOverBudget})
+	if st := r.take(caller, target); st != relayOK {
+		r.t.log.Debug("transport: relay refused a circuit", "caller", caller.Short(), "target", target.Short(), "reason", relayReason(st))
+		_, _ = c.Write([]byte{st})
 		return
 	}
 	defer r.give(caller, target)
@@ -330,10 +416,14 @@ func (r *Relay) splice(ctx context.Context, a, b net.Conn) {
 		defer wg.Done()
 		defer cancel()
 		buf := make([]byte, 32<<10)
+		pace := newPacer(r.cfg.BytesPerSecond, time.Now())
 		for {
 			n, err := src.Read(buf)
 			if n > 0 {
 				if left.Add(-int64(n)) < 0 {
+					return
+				}
+				if !pace.wait(ctx, n) {
 					return
 				}
 				if r.cfg.Tap != nil {
@@ -355,10 +445,42 @@ func (r *Relay) splice(ctx context.Context, a, b net.Conn) {
 	wg.Wait()
 }
 
+// pacer holds one direction of a circuit to rate bytes a second, with a
+// burst of one second's worth (a token bucket).
+type pacer struct {
+	rate   float64
+	tokens float64
+	last   time.Time
+}
+
+func newPacer(rate int64, now time.Time) *pacer {
+	return &pacer{rate: float64(rate), tokens: float64(rate), last: now}
+}
+
+// wait spends n bytes, sleeping while the bucket is in debt; false if ctx
+// ended first.
+func (p *pacer) wait(ctx context.Context, n int) bool {
+	now := time.Now()
+	p.tokens = min(p.rate, p.tokens+now.Sub(p.last).Seconds()*p.rate)
+	p.last = now
+	p.tokens -= float64(n)
+	if p.tokens >= 0 {
+		return true
+	}
+	t := time.NewTimer(time.Duration(-p.tokens / p.rate * float64(time.Second)))
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
 // DialVia connects to want through the relay at relayAddr (pinned to
 // relayKey) and returns a TLS connection speaking proto with want, end to
 // end: the relay only forwards its ciphertext. Refusals by want come back as
-// *HandshakeError, refusals by the relay wrap ErrRelayRefused.
+// *HandshakeError, refusals by the relay as *RelayError (ErrRelayRefused).
 func (t *Transport) DialVia(ctx context.Context, relayAddr string, relayKey, want identity.PublicKey, proto string) (*tls.Conn, error) {
 	if err := checkProto(proto); err != nil {
 		return nil, fmt.Errorf("transport: dial via relay: %w", err)
@@ -376,7 +498,11 @@ func (t *Transport) DialVia(ctx context.Context, relayAddr string, relayKey, wan
 	var st [1]byte
 	if _, err := io.ReadFull(outer, st[:]); err != nil || st[0] != relayOK {
 		_ = outer.Close()
-		return nil, fmt.Errorf("transport: dial %s via relay %s: %w (status %d, %v)", want.Short(), relayKey.Short(), ErrRelayRefused, st[0], err)
+		re := &RelayError{Relay: relayKey, Target: want, Reason: relayReason(st[0]), Err: err}
+		if err != nil {
+			re.Reason = RelayProtocolFailure
+		}
+		return nil, re
 	}
 	tc := tls.Client(outer, t.clientConfig(want, proto))
 	err = tc.HandshakeContext(ctx)

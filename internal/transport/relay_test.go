@@ -6,9 +6,12 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/treaty-dev/treaty/internal/refusal"
 )
 
 // relayed is a relay, a callee that listens on nothing (it only registers
@@ -33,7 +36,11 @@ func newRelayed(t *testing.T, cfg RelayConfig) *relayed {
 		x.mu.Unlock()
 	}
 	x.relay = newNode(t, kr, peers, Config{})
-	x.r = NewRelay(x.relay.Transport, cfg)
+	r, err := NewRelay(x.relay.Transport, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x.r = r
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -95,15 +102,27 @@ func TestRelayCarriesEndToEndTLSAndNeverSeesPlaintext(t *testing.T) {
 	}
 }
 
+// relayRefusal asserts err is the relay's typed refusal for reason, in the
+// transport stage.
+func relayRefusal(t *testing.T, err error, reason RelayReason) {
+	t.Helper()
+	var re *RelayError
+	if !errors.As(err, &re) || !errors.Is(err, ErrRelayRefused) {
+		t.Fatalf("got %v, want a *RelayError", err)
+	}
+	if re.Reason != reason || re.Stage() != refusal.StageTransport {
+		t.Fatalf("relay refusal %q in stage %q, want %q in %q", re.Reason, re.Stage(), reason, refusal.StageTransport)
+	}
+}
+
 func TestRelayRefusals(t *testing.T) {
 	x := newRelayed(t, RelayConfig{MaxCircuitsPerPeer: 1})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 
 	// A target that is not registered.
-	if _, err := x.caller.DialVia(ctx, x.relay.addr(), x.relay.Self(), testKey(t, 99).Public(), "echo/1"); !errors.Is(err, ErrRelayRefused) {
-		t.Fatalf("unregistered target: %v", err)
-	}
+	_, err := x.caller.DialVia(ctx, x.relay.addr(), x.relay.Self(), testKey(t, 99).Public(), "echo/1")
+	relayRefusal(t, err, RelayNotRegistered)
 	// The relay is pinned: a wrong relay key is refused at the handshake.
 	if _, err := x.caller.DialVia(ctx, x.relay.addr(), x.caller.Self(), x.callee.Self(), "echo/1"); handshakeErr(t, err).Reason != ReasonWrongKey {
 		t.Fatalf("wrong relay key: %v", err)
@@ -117,9 +136,8 @@ func TestRelayRefusals(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Budget: one circuit per peer.
-	if _, err := x.caller.DialVia(ctx, x.relay.addr(), x.relay.Self(), x.callee.Self(), "echo/1"); !errors.Is(err, ErrRelayRefused) {
-		t.Fatalf("second circuit over budget: %v", err)
-	}
+	_, err = x.caller.DialVia(ctx, x.relay.addr(), x.relay.Self(), x.callee.Self(), "echo/1")
+	relayRefusal(t, err, RelayOverPeerBudget)
 	c1.Close()
 	waitFor(t, "circuit released", func() bool {
 		c2, err := x.caller.DialVia(ctx, x.relay.addr(), x.relay.Self(), x.callee.Self(), "echo/1")
@@ -131,8 +149,65 @@ func TestRelayRefusals(t *testing.T) {
 	})
 }
 
+func TestRelayMaxCircuitsRefusesOverBudget(t *testing.T) {
+	x := newRelayed(t, RelayConfig{MaxCircuits: 1})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c1, err := x.caller.DialVia(ctx, x.relay.addr(), x.relay.Self(), x.callee.Self(), "echo/1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c1.Close()
+	_, err = x.caller.DialVia(ctx, x.relay.addr(), x.relay.Self(), x.callee.Self(), "echo/1")
+	relayRefusal(t, err, RelayOverCircuits)
+}
+
+func TestNewRelayNamesTheWrongField(t *testing.T) {
+	tr := newNode(t, testKey(t, 41), admit(), Config{})
+	for field, cfg := range map[string]RelayConfig{
+		"MaxRegistrations":   {MaxRegistrations: 5000},
+		"MaxCircuits":        {MaxCircuits: -1},
+		"MaxCircuitsPerPeer": {MaxCircuits: 4, MaxCircuitsPerPeer: 5},
+		"MaxBytes":           {MaxBytes: 1024},
+		"BytesPerSecond":     {BytesPerSecond: 10},
+		"MaxDuration":        {MaxDuration: 48 * time.Hour},
+	} {
+		if _, err := NewRelay(tr.Transport, cfg); err == nil || !strings.Contains(err.Error(), "RelayConfig."+field) {
+			t.Errorf("%s: got %v, want an error naming it", field, err)
+		}
+	}
+}
+
+// TestRelayPacesCircuits: bytes_per_second holds each direction of a circuit
+// to its rate after the one-second burst.
+func TestRelayPacesCircuits(t *testing.T) {
+	const rate = 64 << 10
+	x := newRelayed(t, RelayConfig{BytesPerSecond: rate})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c, err := x.caller.DialVia(ctx, x.relay.addr(), x.relay.Self(), x.callee.Self(), "echo/1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+	start := time.Now()
+	chunk := bytes.Repeat([]byte{'p'}, 8<<10)
+	for range 3 * rate / len(chunk) { // the burst plus two seconds' worth
+		if _, err := c.Write(chunk); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(c, make([]byte, len(chunk))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if d := time.Since(start); d < 1500*time.Millisecond {
+		t.Fatalf("%d KiB each way at %d KiB/s took %v: not paced", 3*rate>>10, rate>>10, d)
+	}
+}
+
 func TestRelayByteBudgetClosesCircuit(t *testing.T) {
-	x := newRelayed(t, RelayConfig{MaxBytes: 8 << 10})
+	x := newRelayed(t, RelayConfig{MaxBytes: 64 << 10})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	c, err := x.caller.DialVia(ctx, x.relay.addr(), x.relay.Self(), x.callee.Self(), "echo/1")
@@ -142,7 +217,7 @@ func TestRelayByteBudgetClosesCircuit(t *testing.T) {
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
 	chunk := bytes.Repeat([]byte{'x'}, 1024)
-	for i := range 64 {
+	for i := range 512 {
 		if _, err := c.Write(chunk); err != nil {
 			return // closed by the budget
 		}
@@ -153,5 +228,5 @@ func TestRelayByteBudgetClosesCircuit(t *testing.T) {
 			return
 		}
 	}
-	t.Fatal("64 KiB went through an 8 KiB circuit budget")
+	t.Fatal("512 KiB went through a 64 KiB circuit budget")
 }
