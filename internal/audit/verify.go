@@ -100,7 +100,7 @@ func VerifyWith(ctx context.Context, path string, pub identity.PublicKey, opts V
 	if workers <= 0 {
 		workers = min(runtime.GOMAXPROCS(0), 4)
 	}
-	db, err := openReadDB(path, workers+1)
+	db, err := openReadDB(path, 1)
 	if err != nil {
 		return VerifyResult{}, err
 	}
@@ -166,7 +166,7 @@ func VerifyWith(ctx context.Context, path string, pub identity.PublicKey, opts V
 	if err := v.checkpoints(); err != nil {
 		return VerifyResult{}, err
 	}
-	if err := scanParallel(ctx, db, pr.Rows, head, pr.Content, workers, v); err != nil {
+	if err := scanParallel(ctx, path, pr.Rows, head, pr.Content, workers, v); err != nil {
 		return VerifyResult{}, err
 	}
 	if maxIdx.Valid && uint64(maxIdx.Int64) >= head {
@@ -330,71 +330,109 @@ type chunkResult struct {
 	err       error
 }
 
-// scanChunk reads rows [from, to) and checks each on its own: the index is the
-// next one, the leaf names that index, present content matches the leaf's
-// digest, content the leaf says was kept is there unless the entry is below
-// contentFrom (a recorded pruning dropped it), and the stored leaf hash
+// chunkScan checks rows [from, to) one at a time, each on its own: the index
+// is the next one, the leaf names that index, present content matches the
+// leaf's digest, content the leaf says was kept is there unless the entry is
+// below contentFrom (a recorded pruning dropped it), and the stored leaf hash
 // matches the leaf.
-func scanChunk(ctx context.Context, q querier, from, to, contentFrom uint64, h *leafHasher) chunkResult {
-	var res chunkResult
-	if from >= to {
-		return res
+type chunkScan struct {
+	res                   chunkResult
+	next, to, contentFrom uint64
+	h                     *leafHasher
+	prefix                []byte
+}
+
+func newChunkScan(from, to, contentFrom uint64, h *leafHasher) *chunkScan {
+	s := &chunkScan{next: from, to: to, contentFrom: contentFrom, h: h}
+	if from < to {
+		s.res.leaves = make([]tlog.Hash, 0, to-from)
+		s.res.stored = make([]byte, 0, (to-from)*2*tlog.HashSize)
 	}
-	res.leaves = make([]tlog.Hash, 0, to-from)
-	res.stored = make([]byte, 0, (to-from)*2*tlog.HashSize)
+	return s
+}
+
+// row checks one row; false means it failed (s.res.err says why) and the
+// scan ends. The slices are only read during the call.
+func (s *chunkScan) row(idx int64, leaf, content, hashes []byte) bool {
+	next := s.next
+	if idx < 0 || uint64(idx) != next {
+		s.res.err = &BadEntryError{Index: next, Reason: "missing (deleted without a pruning record)"}
+		return false
+	}
+	s.prefix = strconv.AppendUint(append(s.prefix[:0], `,"index":`...), next, 10)
+	s.prefix = append(s.prefix, `,"time":"`...)
+	reason, dropped := checkRow(leaf, s.prefix, content)
+	if reason == "" && dropped && next >= s.contentFrom {
+		reason = "content removed without a pruning record (edited)"
+	}
+	if reason != "" {
+		s.res.err = &BadEntryError{Index: next, Reason: reason}
+		return false
+	}
+	if len(hashes) != storedLen(next) {
+		s.res.err = &BadEntryError{Index: next, Reason: fmt.Sprintf("stored tree hashes are %d bytes, want %d", len(hashes), storedLen(next))}
+		return false
+	}
+	lh := s.h.sum(leaf)
+	if !bytes.Equal(lh[:], hashes[:tlog.HashSize]) {
+		s.res.err = &BadEntryError{Index: next, Reason: "leaf does not match its stored hash (edited)"}
+		return false
+	}
+	if content == nil {
+		s.res.noContent++
+	}
+	s.res.leaves = append(s.res.leaves, lh)
+	s.res.stored = append(s.res.stored, hashes...)
+	s.next++
+	return true
+}
+
+// end returns the result once the rows have been read (err: the read's).
+func (s *chunkScan) end(err error) chunkResult {
+	switch {
+	case s.res.err != nil:
+	case err != nil:
+		s.res.err = err
+	case s.next != s.to:
+		s.res.err = &BadEntryError{Index: s.next, Reason: "missing (deleted without a pruning record)"}
+	}
+	return s.res
+}
+
+// scanChunk checks rows [from, to) read through q (see chunkScan).
+func scanChunk(ctx context.Context, q querier, from, to, contentFrom uint64, h *leafHasher) chunkResult {
+	s := newChunkScan(from, to, contentFrom, h)
+	if from >= to {
+		return s.res
+	}
 	rows, err := q.QueryContext(ctx, `SELECT idx, CAST(leaf AS BLOB), content, hashes FROM entries WHERE idx >= ? AND idx < ? ORDER BY idx`, int64(from), int64(to))
 	if err != nil {
-		res.err = fmt.Errorf("audit: read entries: %w", err)
-		return res
+		return s.end(fmt.Errorf("audit: read entries: %w", err))
 	}
 	defer rows.Close()
-	next := from
 	var idx int64
 	var leaf, content, hashes sql.RawBytes
-	var prefix []byte
 	for rows.Next() {
 		if err := rows.Scan(&idx, &leaf, &content, &hashes); err != nil {
-			res.err = fmt.Errorf("audit: read entry %d: %w", next, err)
-			return res
+			return s.end(fmt.Errorf("audit: read entry %d: %w", s.next, err))
 		}
-		if uint64(idx) != next {
-			res.err = &BadEntryError{Index: next, Reason: "missing (deleted without a pruning record)"}
-			return res
+		if !s.row(idx, leaf, content, hashes) {
+			return s.end(nil)
 		}
-		prefix = strconv.AppendUint(append(prefix[:0], `,"index":`...), next, 10)
-		prefix = append(prefix, `,"time":"`...)
-		reason, dropped := checkRow(leaf, prefix, content)
-		if reason == "" && dropped && next >= contentFrom {
-			reason = "content removed without a pruning record (edited)"
-		}
-		if reason != "" {
-			res.err = &BadEntryError{Index: next, Reason: reason}
-			return res
-		}
-		if len(hashes) != storedLen(next) {
-			res.err = &BadEntryError{Index: next, Reason: fmt.Sprintf("stored tree hashes are %d bytes, want %d", len(hashes), storedLen(next))}
-			return res
-		}
-		lh := h.sum(leaf)
-		if !bytes.Equal(lh[:], hashes[:tlog.HashSize]) {
-			res.err = &BadEntryError{Index: next, Reason: "leaf does not match its stored hash (edited)"}
-			return res
-		}
-		if content == nil {
-			res.noContent++
-		}
-		res.leaves = append(res.leaves, lh)
-		res.stored = append(res.stored, hashes...)
-		next++
 	}
 	if err := rows.Err(); err != nil {
-		res.err = fmt.Errorf("audit: read entries: %w", err)
-		return res
+		return s.end(fmt.Errorf("audit: read entries: %w", err))
 	}
-	if next != to {
-		res.err = &BadEntryError{Index: next, Reason: "missing (deleted without a pruning record)"}
+	return s.end(nil)
+}
+
+// scanChunkRaw is scanChunk reading through a rowReader.
+func scanChunkRaw(ctx context.Context, r *rowReader, from, to, contentFrom uint64, h *leafHasher) chunkResult {
+	s := newChunkScan(from, to, contentFrom, h)
+	if from >= to {
+		return s.res
 	}
-	return res
+	return s.end(r.scan(ctx, from, to, s.row))
 }
 
 // checkRow checks what can be checked of one row without the tree. idxPart
@@ -456,9 +494,9 @@ func checkRow(leaf, idxPart, content []byte) (reason string, dropped bool) {
 // verifyChunk is the number of rows one worker reads at a time.
 const verifyChunk = 8192
 
-// scanParallel feeds rows [start, n) to v in order, reading chunks with
-// workers connections in parallel.
-func scanParallel(ctx context.Context, db *sql.DB, start, n, contentFrom uint64, workers int, v *verifier) error {
+// scanParallel feeds rows [start, n) of the log at path to v in order,
+// reading and checking chunks with workers connections in parallel.
+func scanParallel(ctx context.Context, path string, start, n, contentFrom uint64, workers int, v *verifier) error {
 	ctx, cancel := context.WithCancel(ctx)
 	type job struct {
 		from, to uint64
@@ -494,9 +532,17 @@ func scanParallel(ctx context.Context, db *sql.DB, start, n, contentFrom uint64,
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			r, err := openRowReader(path)
+			if err == nil {
+				defer r.close()
+			}
 			h := newLeafHasher()
 			for j := range jobs {
-				j.out <- scanChunk(ctx, db, j.from, j.to, contentFrom, h)
+				if err != nil {
+					j.out <- chunkResult{err: err}
+					continue
+				}
+				j.out <- scanChunkRaw(ctx, r, j.from, j.to, contentFrom, h)
 			}
 		}()
 	}
