@@ -255,7 +255,22 @@ func (l *Log) init(ctx context.Context) error {
 		return fmt.Errorf("audit: open %s: %w", l.cfg.Path, err)
 	}
 	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, migration+Schema); err != nil {
+	exists, err := tableExists(ctx, tx)
+	if err != nil {
+		return err
+	}
+	if exists {
+		cols, err := hasIndexColumns(ctx, tx)
+		if err != nil {
+			return err
+		}
+		if !cols {
+			if _, err := tx.ExecContext(ctx, upgrade); err != nil {
+				return fmt.Errorf("audit: upgrade schema: %w", err)
+			}
+		}
+	}
+	if _, err := tx.ExecContext(ctx, Schema); err != nil {
 		return fmt.Errorf("audit: create schema: %w", err)
 	}
 	pub := l.cfg.Identity.Public().String()
@@ -365,7 +380,7 @@ func (l *Log) checkTail(ctx context.Context, q querier, head Checkpoint, pr *Pru
 	if err := v.checkpoints(); err != nil {
 		return tree{}, err
 	}
-	res := scanChunk(ctx, q, from, head.Size, pr.Content, newLeafHasher())
+	res := scanChunk(ctx, q, from, head.Size, pr.Content, newLeafHasher(), true)
 	if res.err != nil {
 		return tree{}, res.err
 	}
@@ -385,7 +400,7 @@ func (l *Log) prepareStmts(ctx context.Context) error {
 			*dst, err = l.wdb.PrepareContext(ctx, q)
 		}
 	}
-	prep(&l.stmts.insEntry, `INSERT INTO entries(idx, leaf, content, hashes) VALUES(?, ?, ?, ?)`)
+	prep(&l.stmts.insEntry, `INSERT INTO entries(idx, leaf, content, hashes, peer_key, rare_kind) VALUES(?, ?, ?, ?, ?, ?)`)
 	prep(&l.stmts.insCP, `INSERT INTO checkpoints(size, note, time, retained) VALUES(?, ?, ?, ?)`)
 	prep(&l.stmts.delCP, `DELETE FROM checkpoints WHERE size = ? AND retained = 0`)
 	if err != nil {
@@ -563,18 +578,20 @@ func (t *txn) addLeaf(p prepared) pendingRow {
 	idx := l.tr.size
 	leaf := leafBytes(make([]byte, 0, len(leafVersionPrefix)+48+len(p.body)), idx, t.ts, p.body)
 	hashes := l.tr.add(l.hasher.sum(leaf), make([]byte, 0, storedLen(idx)))
-	return pendingRow{idx: idx, leaf: string(leaf), content: p.content, hashes: hashes}
+	return pendingRow{idx: idx, leaf: string(leaf), content: p.content, hashes: hashes, peerKey: p.peerKey, rareKind: p.rareKind}
 }
 
 type pendingRow struct {
-	idx     uint64
-	leaf    string
-	content []byte
-	hashes  []byte
+	idx      uint64
+	leaf     string
+	content  []byte
+	hashes   []byte
+	peerKey  string
+	rareKind any // string, or nil for the call kinds
 }
 
 func (t *txn) insert(ctx context.Context, r pendingRow) error {
-	if _, err := t.ins.ExecContext(ctx, int64(r.idx), r.leaf, r.content, r.hashes); err != nil {
+	if _, err := t.ins.ExecContext(ctx, int64(r.idx), r.leaf, r.content, r.hashes, r.peerKey, r.rareKind); err != nil {
 		return fmt.Errorf("audit: insert entry %d: %w", r.idx, err)
 	}
 	return nil

@@ -22,6 +22,7 @@ var ErrNotFound = errors.New("audit: no such entry")
 type Reader struct {
 	db  *sql.DB
 	pub identity.PublicKey
+	old bool // the log predates the index columns (no node has opened it since)
 }
 
 // OpenReader opens the log at path read-only.
@@ -40,7 +41,12 @@ func OpenReader(ctx context.Context, path string) (*Reader, error) {
 		db.Close()
 		return nil, fmt.Errorf("audit: %s: owner key: %w", path, err)
 	}
-	return &Reader{db: db, pub: pub}, nil
+	cols, err := hasIndexColumns(ctx, db)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return &Reader{db: db, pub: pub, old: !cols}, nil
 }
 
 // Key is the public key of the log's owner, as recorded in the log.
@@ -112,14 +118,17 @@ func (r *Reader) List(ctx context.Context, f Filter) ([]Entry, error) {
 	var where []string
 	var args []any
 	if f.Peer != "" {
-		where, args = append(where, "substr(peer, 13, 10) = substr(?, 13, 10) AND peer = ?"), append(args, f.Peer, f.Peer)
+		if r.old {
+			where, args = append(where, "json_extract(leaf, '$.peer') = ?"), append(args, f.Peer)
+		} else {
+			where, args = append(where, "peer_key = ? AND json_extract(leaf, '$.peer') = ?"), append(args, string(peerKey([]byte(f.Peer))), f.Peer)
+		}
 	}
 	if f.Kind != "" {
-		switch f.Kind {
-		case KindCallSent, KindCallServed, KindCallCompleted:
-			where = append(where, "kind = ?")
-		default:
-			where = append(where, "kind = ? AND "+rareKinds)
+		if isRareKind(f.Kind) && !r.old {
+			where = append(where, "rare_kind = ?")
+		} else {
+			where = append(where, "json_extract(leaf, '$.kind') = ?")
 		}
 		args = append(args, f.Kind)
 	}
@@ -128,7 +137,7 @@ func (r *Reader) List(ctx context.Context, f Filter) ([]Entry, error) {
 		if err != nil {
 			return nil, err
 		}
-		where, args = append(where, "time >= ?"), append(args, ts)
+		where, args = append(where, "json_extract(leaf, '$.time') >= ?"), append(args, ts)
 	}
 	q := `SELECT idx, leaf, content FROM entries`
 	if len(where) > 0 {

@@ -24,21 +24,19 @@ import (
 type rowReader struct {
 	tls  *libc.TLS
 	db   uintptr // sqlite3*
-	stmt uintptr // sqlite3_stmt* of rowQuery
+	stmt uintptr // sqlite3_stmt* of rowSelect(cols)
+	cols bool    // the log has the index columns
 }
 
-// rowQuery reads rows [?1, ?2) in index order. leaf is read as the bytes of
-// its text: what the writer stored and what the leaf hash covers.
-const rowQuery = `SELECT idx, leaf, content, hashes FROM entries WHERE idx >= ?1 AND idx < ?2 ORDER BY idx`
-
 // openRowReader opens path read-only (never creating it) with the settings
-// openReadDB gives its connections.
-func openRowReader(path string) (_ *rowReader, err error) {
+// openReadDB gives its connections; cols says whether the log has the index
+// columns.
+func openRowReader(path string, cols bool) (_ *rowReader, err error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return nil, fmt.Errorf("audit: path %q: %w", path, err)
 	}
-	r := &rowReader{tls: libc.NewTLS()}
+	r := &rowReader{tls: libc.NewTLS(), cols: cols}
 	defer func() {
 		if err != nil {
 			r.close()
@@ -66,7 +64,7 @@ func openRowReader(path string) (_ *rowReader, err error) {
 	if err := r.exec(`PRAGMA mmap_size = 1073741824`); err != nil {
 		return nil, err
 	}
-	csql, err := libc.CString(rowQuery)
+	csql, err := libc.CString(rowSelect(cols))
 	if err != nil {
 		return nil, fmt.Errorf("audit: prepare: %w", err)
 	}
@@ -110,7 +108,7 @@ func (r *rowReader) fail(what string, rc int32) error {
 // scan calls fn for each row with from <= idx < to, in index order, and
 // stops at fn's first false. Content is nil for NULL and for an empty blob,
 // as database/sql gives it.
-func (r *rowReader) scan(ctx context.Context, from, to uint64, fn func(idx int64, leaf, content, hashes []byte) bool) error {
+func (r *rowReader) scan(ctx context.Context, from, to uint64, fn func(idx int64, leaf, content, hashes, peerKey, rareKind []byte) bool) error {
 	defer sqlite3.Xsqlite3_reset(r.tls, r.stmt)
 	if rc := sqlite3.Xsqlite3_bind_int64(r.tls, r.stmt, 1, int64(from)); rc != sqlite3.SQLITE_OK {
 		return r.fail("bind", rc)
@@ -132,7 +130,7 @@ func (r *rowReader) scan(ctx context.Context, from, to uint64, fn func(idx int64
 			return r.fail("read entries", rc)
 		}
 		idx := sqlite3.Xsqlite3_column_int64(r.tls, r.stmt, 0)
-		if !fn(idx, r.column(1), r.column(2), r.column(3)) {
+		if !fn(idx, r.column(1), r.column(2), r.column(3), r.column(4), r.column(5)) {
 			return nil
 		}
 	}

@@ -24,6 +24,9 @@ func TestRowReaderMatchesDatabaseSQL(t *testing.T) {
 		{"hashes cut", `UPDATE entries SET hashes = substr(hashes, 1, 16) WHERE idx = 13`},
 		{"row deleted", `DELETE FROM entries WHERE idx = 20`},
 		{"row moved", `UPDATE entries SET idx = 100 WHERE idx = 21`},
+		{"peer key edited", `UPDATE entries SET peer_key = 'xxxxxx' WHERE idx = 23`},
+		{"rare kind set", `UPDATE entries SET rare_kind = 'call.sent' WHERE idx = 24`},
+		{"rare kind cleared", `UPDATE entries SET rare_kind = NULL WHERE idx = 27`},
 	}
 	for _, tc := range tamper {
 		t.Run(tc.name, func(t *testing.T) {
@@ -42,13 +45,13 @@ func TestRowReaderMatchesDatabaseSQL(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer ro.Close()
-			r, err := openRowReader(path)
+			r, err := openRowReader(path, true)
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer r.close()
 			for _, span := range [][2]uint64{{0, n}, {5, 25}, {30, 30}, {38, n + 3}} {
-				want := scanChunk(t.Context(), ro, span[0], span[1], 0, newLeafHasher())
+				want := scanChunk(t.Context(), ro, span[0], span[1], 0, newLeafHasher(), true)
 				got := scanChunkRaw(t.Context(), r, span[0], span[1], 0, newLeafHasher())
 				if fmt.Sprint(got.err) != fmt.Sprint(want.err) {
 					t.Fatalf("rows %v: raw reader error %v, database/sql %v", span, got.err, want.err)
@@ -66,7 +69,7 @@ func TestRowReaderMatchesDatabaseSQL(t *testing.T) {
 }
 
 func TestRowReaderRefusesMissingFile(t *testing.T) {
-	if _, err := openRowReader(t.TempDir() + "/none.db"); err == nil {
+	if _, err := openRowReader(t.TempDir()+"/none.db", true); err == nil {
 		t.Fatal("opened a file that does not exist")
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"database/sql"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"runtime"
@@ -118,6 +119,10 @@ func VerifyWith(ctx context.Context, path string, pub identity.PublicKey, opts V
 	if meta["key"] != pub.String() {
 		return VerifyResult{}, fmt.Errorf("audit: %s belongs to %s, not %s", path, meta["key"], pub)
 	}
+	cols, err := hasIndexColumns(ctx, tx)
+	if err != nil {
+		return VerifyResult{}, err
+	}
 	prunes, err := allPrunes(ctx, tx, pub, meta["origin"])
 	if err != nil {
 		return VerifyResult{}, err
@@ -166,7 +171,7 @@ func VerifyWith(ctx context.Context, path string, pub identity.PublicKey, opts V
 	if err := v.checkpoints(); err != nil {
 		return VerifyResult{}, err
 	}
-	if err := scanParallel(ctx, path, pr.Rows, head, pr.Content, workers, v); err != nil {
+	if err := scanParallel(ctx, path, cols, pr.Rows, head, pr.Content, workers, v); err != nil {
 		return VerifyResult{}, err
 	}
 	if maxIdx.Valid && uint64(maxIdx.Int64) >= head {
@@ -340,10 +345,11 @@ type chunkScan struct {
 	next, to, contentFrom uint64
 	h                     *leafHasher
 	prefix                []byte
+	cols                  bool // the log has the index columns: check them against the leaf
 }
 
-func newChunkScan(from, to, contentFrom uint64, h *leafHasher) *chunkScan {
-	s := &chunkScan{next: from, to: to, contentFrom: contentFrom, h: h}
+func newChunkScan(from, to, contentFrom uint64, h *leafHasher, cols bool) *chunkScan {
+	s := &chunkScan{next: from, to: to, contentFrom: contentFrom, h: h, cols: cols}
 	if from < to {
 		s.res.leaves = make([]tlog.Hash, 0, to-from)
 		s.res.stored = make([]byte, 0, (to-from)*2*tlog.HashSize)
@@ -353,7 +359,7 @@ func newChunkScan(from, to, contentFrom uint64, h *leafHasher) *chunkScan {
 
 // row checks one row; false means it failed (s.res.err says why) and the
 // scan ends. The slices are only read during the call.
-func (s *chunkScan) row(idx int64, leaf, content, hashes []byte) bool {
+func (s *chunkScan) row(idx int64, leaf, content, hashes, peerKey, rareKind []byte) bool {
 	next := s.next
 	if idx < 0 || uint64(idx) != next {
 		s.res.err = &BadEntryError{Index: next, Reason: "missing (deleted without a pruning record)"}
@@ -364,6 +370,9 @@ func (s *chunkScan) row(idx int64, leaf, content, hashes []byte) bool {
 	reason, dropped := checkRow(leaf, s.prefix, content)
 	if reason == "" && dropped && next >= s.contentFrom {
 		reason = "content removed without a pruning record (edited)"
+	}
+	if reason == "" && s.cols {
+		reason = checkIndexColumns(leaf, peerKey, rareKind)
 	}
 	if reason != "" {
 		s.res.err = &BadEntryError{Index: next, Reason: reason}
@@ -400,23 +409,23 @@ func (s *chunkScan) end(err error) chunkResult {
 }
 
 // scanChunk checks rows [from, to) read through q (see chunkScan).
-func scanChunk(ctx context.Context, q querier, from, to, contentFrom uint64, h *leafHasher) chunkResult {
-	s := newChunkScan(from, to, contentFrom, h)
+func scanChunk(ctx context.Context, q querier, from, to, contentFrom uint64, h *leafHasher, cols bool) chunkResult {
+	s := newChunkScan(from, to, contentFrom, h, cols)
 	if from >= to {
 		return s.res
 	}
-	rows, err := q.QueryContext(ctx, `SELECT idx, CAST(leaf AS BLOB), content, hashes FROM entries WHERE idx >= ? AND idx < ? ORDER BY idx`, int64(from), int64(to))
+	rows, err := q.QueryContext(ctx, rowSelect(cols), int64(from), int64(to))
 	if err != nil {
 		return s.end(fmt.Errorf("audit: read entries: %w", err))
 	}
 	defer rows.Close()
 	var idx int64
-	var leaf, content, hashes sql.RawBytes
+	var leaf, content, hashes, peerKey, rareKind sql.RawBytes
 	for rows.Next() {
-		if err := rows.Scan(&idx, &leaf, &content, &hashes); err != nil {
+		if err := rows.Scan(&idx, &leaf, &content, &hashes, &peerKey, &rareKind); err != nil {
 			return s.end(fmt.Errorf("audit: read entry %d: %w", s.next, err))
 		}
-		if !s.row(idx, leaf, content, hashes) {
+		if !s.row(idx, leaf, content, hashes, peerKey, rareKind) {
 			return s.end(nil)
 		}
 	}
@@ -428,11 +437,87 @@ func scanChunk(ctx context.Context, q querier, from, to, contentFrom uint64, h *
 
 // scanChunkRaw is scanChunk reading through a rowReader.
 func scanChunkRaw(ctx context.Context, r *rowReader, from, to, contentFrom uint64, h *leafHasher) chunkResult {
-	s := newChunkScan(from, to, contentFrom, h)
+	s := newChunkScan(from, to, contentFrom, h, r.cols)
 	if from >= to {
 		return s.res
 	}
 	return s.end(r.scan(ctx, from, to, s.row))
+}
+
+// rowSelect reads rows [?1, ?2) in index order: idx, the leaf as the bytes
+// of its text (what the leaf hash covers), content, hashes and the index
+// columns (constants for a log from before them).
+func rowSelect(cols bool) string {
+	c := `'', NULL`
+	if cols {
+		c = `peer_key, rare_kind`
+	}
+	return `SELECT idx, CAST(leaf AS BLOB), content, hashes, ` + c + ` FROM entries WHERE idx >= ?1 AND idx < ?2 ORDER BY idx`
+}
+
+// checkIndexColumns checks a row's peer_key and rare_kind against its leaf
+// (an edited index column would hide the entry from List).
+func checkIndexColumns(leaf, peer, rare []byte) string {
+	k, p, ok := leafKindPeer(leaf)
+	if !ok {
+		return "leaf is malformed"
+	}
+	if !bytes.Equal(peer, peerKey(p)) {
+		return "peer_key column does not match the leaf (edited)"
+	}
+	want := k
+	if !isRareKind(string(k)) {
+		want = nil
+	}
+	if !bytes.Equal(rare, want) || (rare == nil) != (want == nil) {
+		return "rare_kind column does not match the leaf (edited)"
+	}
+	return ""
+}
+
+// leafKindPeer returns the kind and peer of a leaf: the two JSON strings
+// after `,"kind":` (whose first occurrence is the key: nothing before it is
+// free text) and `,"peer":`.
+func leafKindPeer(leaf []byte) (kind, peer []byte, ok bool) {
+	i := bytes.Index(leaf, []byte(`,"kind":`))
+	if i < 0 {
+		return nil, nil, false
+	}
+	kind, rest, ok := cutJSONString(leaf[i+len(`,"kind":`):])
+	if !ok {
+		return nil, nil, false
+	}
+	rest, ok = bytes.CutPrefix(rest, []byte(`,"peer":`))
+	if !ok {
+		return nil, nil, false
+	}
+	peer, _, ok = cutJSONString(rest)
+	return kind, peer, ok
+}
+
+// cutJSONString decodes the JSON string b starts with and returns the rest.
+func cutJSONString(b []byte) (s, rest []byte, ok bool) {
+	if len(b) == 0 || b[0] != '"' {
+		return nil, nil, false
+	}
+	escaped := false
+	for i := 1; i < len(b); i++ {
+		switch b[i] {
+		case '\\':
+			escaped = true
+			i++
+		case '"':
+			if !escaped {
+				return b[1:i], b[i+1:], true
+			}
+			var str string
+			if err := json.Unmarshal(b[:i+1], &str); err != nil {
+				return nil, nil, false
+			}
+			return []byte(str), b[i+1:], true
+		}
+	}
+	return nil, nil, false
 }
 
 // checkRow checks what can be checked of one row without the tree. idxPart
@@ -496,7 +581,7 @@ const verifyChunk = 8192
 
 // scanParallel feeds rows [start, n) of the log at path to v in order,
 // reading and checking chunks with workers connections in parallel.
-func scanParallel(ctx context.Context, path string, start, n, contentFrom uint64, workers int, v *verifier) error {
+func scanParallel(ctx context.Context, path string, cols bool, start, n, contentFrom uint64, workers int, v *verifier) error {
 	ctx, cancel := context.WithCancel(ctx)
 	type job struct {
 		from, to uint64
@@ -532,7 +617,7 @@ func scanParallel(ctx context.Context, path string, start, n, contentFrom uint64
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r, err := openRowReader(path)
+			r, err := openRowReader(path, cols)
 			if err == nil {
 				defer r.close()
 			}

@@ -47,12 +47,12 @@ func BenchmarkVerifyFloor(b *testing.B) {
 		verifyCPU += cpuTime() - cpu
 		b.StopTimer()
 		start, cpu = time.Now(), cpuTime()
-		r, err := openRowReader(path)
+		r, err := openRowReader(path, true)
 		if err != nil {
 			b.Fatal(err)
 		}
 		rows, bytes := 0, 0
-		err = r.scan(context.Background(), 0, n, func(_ int64, leaf, content, hashes []byte) bool {
+		err = r.scan(context.Background(), 0, n, func(_ int64, leaf, content, hashes, _, _ []byte) bool {
 			rows++
 			bytes += len(leaf) + len(content) + len(hashes)
 			return true
