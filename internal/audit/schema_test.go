@@ -273,3 +273,27 @@ func TestPeerKeyIsSQLiteSubstr(t *testing.T) {
 		}
 	}
 }
+
+// TestOddPeerIndexed: a peer and kind that need escaping in the leaf, with
+// multi-byte characters in the key's six, are indexed as the leaf says:
+// Verify accepts the columns and List finds the entry.
+func TestOddPeerIndexed(t *testing.T) {
+	key := testKey(t, 1)
+	l, path := openTest(t, key, nil)
+	appendN(t, l, 0, 3)
+	e := sampleEntry(3)
+	e.Kind, e.Peer = "k\"ind\t", "did:key:z6Mk\"é\\\n\x01𝄞xyz"
+	if _, err := l.Append(t.Context(), e); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []Filter{{Peer: e.Peer}, {Kind: e.Kind}} {
+		got, err := l.List(t.Context(), f)
+		if err != nil || len(got) != 1 || got[0].Index != 3 {
+			t.Fatalf("List %+v: %v, %v", f, got, err)
+		}
+	}
+	l.Close()
+	if _, err := Verify(t.Context(), path, key.Public()); err != nil {
+		t.Fatal(err)
+	}
+}
