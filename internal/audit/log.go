@@ -144,8 +144,9 @@ type Log struct {
 	stmts struct {
 		insEntry, insCP, delCP *sql.Stmt
 	}
-	hasher *leafHasher // used by the writer only
-	space  space       // disk high-water state, writer only
+	hasher    *leafHasher // used by the writer only
+	indexFrom uint64      // set by init: see Reader.indexFrom
+	space     space       // disk high-water state, writer only
 }
 
 // op is one unit of work for the writer: an entry to append, or a function to
@@ -223,7 +224,7 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 		wdb.Close()
 		return nil, err
 	}
-	l.r = &Reader{db: r, pub: cfg.Identity.Public()}
+	l.r = &Reader{db: r, pub: cfg.Identity.Public(), indexFrom: l.indexFrom}
 	l.witness = &Witness{l: l, locks: map[identity.PublicKey]*sync.Mutex{}}
 	go l.writer()
 	return l, nil
@@ -283,6 +284,11 @@ func (l *Log) init(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	from, err := indexFrom(meta, true)
+	if err != nil {
+		return err
+	}
+	l.indexFrom = from
 	if meta["key"] != pub {
 		return fmt.Errorf("audit: %s was created by %s, not by this identity %s", l.cfg.Path, meta["key"], pub)
 	}
@@ -331,7 +337,7 @@ func (l *Log) init(ctx context.Context) error {
 		if cp.Size != size || cp.Origin != l.cfg.Origin {
 			return &BadCheckpointError{Size: size, Reason: "note does not match its row"}
 		}
-		tr, err := l.checkTail(ctx, tx, cp, &pr)
+		tr, err := l.checkTail(ctx, tx, cp, &pr, from)
 		if err != nil {
 			return err
 		}
@@ -352,7 +358,7 @@ func (l *Log) init(ctx context.Context) error {
 
 // checkTail recomputes the newest entries and the root against the head; pr
 // is the latest pruning record (Seq 0: never pruned).
-func (l *Log) checkTail(ctx context.Context, q querier, head Checkpoint, pr *PruneRecord) (tree, error) {
+func (l *Log) checkTail(ctx context.Context, q querier, head Checkpoint, pr *PruneRecord, indexFrom uint64) (tree, error) {
 	var n, minIdx, maxIdx sql.NullInt64
 	if err := q.QueryRowContext(ctx, `SELECT count(*), min(idx), max(idx) FROM entries`).Scan(&n, &minIdx, &maxIdx); err != nil {
 		return tree{}, fmt.Errorf("audit: count entries: %w", err)
@@ -380,7 +386,7 @@ func (l *Log) checkTail(ctx context.Context, q querier, head Checkpoint, pr *Pru
 	if err := v.checkpoints(); err != nil {
 		return tree{}, err
 	}
-	res := scanChunk(ctx, q, from, head.Size, pr.Content, newLeafHasher(), true)
+	res := scanChunk(ctx, q, from, head.Size, pr.Content, newLeafHasher(), true, indexFrom)
 	if res.err != nil {
 		return tree{}, res.err
 	}

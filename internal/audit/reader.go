@@ -23,6 +23,8 @@ type Reader struct {
 	db  *sql.DB
 	pub identity.PublicKey
 	old bool // the log predates the index columns (no node has opened it since)
+	// indexFrom is the first entry with its index columns filled (store.go).
+	indexFrom uint64
 }
 
 // OpenReader opens the log at path read-only.
@@ -46,7 +48,12 @@ func OpenReader(ctx context.Context, path string) (*Reader, error) {
 		db.Close()
 		return nil, err
 	}
-	return &Reader{db: db, pub: pub, old: !cols}, nil
+	from, err := indexFrom(meta, cols)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return &Reader{db: db, pub: pub, old: !cols, indexFrom: from}, nil
 }
 
 // Key is the public key of the log's owner, as recorded in the log.
@@ -117,20 +124,31 @@ func (r *Reader) List(ctx context.Context, f Filter) ([]Entry, error) {
 	}
 	var where []string
 	var args []any
+	// Entries below r.indexFrom (from before the index columns) are found
+	// by their leaves.
+	from := int64(r.indexFrom)
 	if f.Peer != "" {
-		if r.old {
+		key := string(peerKey([]byte(f.Peer)))
+		switch {
+		case r.old:
 			where, args = append(where, "json_extract(leaf, '$.peer') = ?"), append(args, f.Peer)
-		} else {
-			where, args = append(where, "peer_key = ? AND json_extract(leaf, '$.peer') = ?"), append(args, string(peerKey([]byte(f.Peer))), f.Peer)
+		case from == 0:
+			where, args = append(where, "peer_key = ? AND json_extract(leaf, '$.peer') = ?"), append(args, key, f.Peer)
+		default:
+			where = append(where, "((idx >= ? AND peer_key = ?) OR idx < ?) AND json_extract(leaf, '$.peer') = ?")
+			args = append(args, from, key, from, f.Peer)
 		}
 	}
 	if f.Kind != "" {
-		if isRareKind(f.Kind) && !r.old {
-			where = append(where, "rare_kind = ?")
-		} else {
-			where = append(where, "json_extract(leaf, '$.kind') = ?")
+		switch {
+		case r.old || !isRareKind(f.Kind):
+			where, args = append(where, "json_extract(leaf, '$.kind') = ?"), append(args, f.Kind)
+		case from == 0:
+			where, args = append(where, "rare_kind = ?"), append(args, f.Kind)
+		default:
+			where = append(where, "((idx >= ? AND rare_kind = ?) OR (idx < ? AND json_extract(leaf, '$.kind') = ?))")
+			args = append(args, from, f.Kind, from, f.Kind)
 		}
-		args = append(args, f.Kind)
 	}
 	if !f.Since.IsZero() {
 		ts, err := formatTime(f.Since)

@@ -51,8 +51,8 @@ func TestRowReaderMatchesDatabaseSQL(t *testing.T) {
 			}
 			defer r.close()
 			for _, span := range [][2]uint64{{0, n}, {5, 25}, {30, 30}, {38, n + 3}} {
-				want := scanChunk(t.Context(), ro, span[0], span[1], 0, newLeafHasher(), true)
-				got := scanChunkRaw(t.Context(), r, span[0], span[1], 0, newLeafHasher())
+				want := scanChunk(t.Context(), ro, span[0], span[1], 0, newLeafHasher(), true, 0)
+				got := scanChunkRaw(t.Context(), r, span[0], span[1], 0, newLeafHasher(), 0)
 				if fmt.Sprint(got.err) != fmt.Sprint(want.err) {
 					t.Fatalf("rows %v: raw reader error %v, database/sql %v", span, got.err, want.err)
 				}

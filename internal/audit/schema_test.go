@@ -2,6 +2,7 @@ package audit
 
 import (
 	"database/sql"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -251,6 +252,22 @@ func TestShortIndexLogUpgrades(t *testing.T) {
 	res, err := VerifyWith(t.Context(), path, key.Public(), VerifyOptions{Checkpoints: [][]byte{oldNote}})
 	if err != nil || res.Entries != 36 || len(res.Given) != 1 || res.Given[0].Root != before.Root {
 		t.Fatalf("upgraded log: %v %v", res, err)
+	}
+	// No row was rewritten: the older ones keep the defaults, which Verify
+	// requires of them.
+	db = rawDB(t, path)
+	var from string
+	var filled int
+	if err := db.QueryRow(`SELECT value FROM meta WHERE key = 'indexed_from'`).Scan(&from); err != nil || from != "30" {
+		t.Fatalf("indexed_from %q (%v), want 30", from, err)
+	}
+	if err := db.QueryRow(`SELECT count(*) FROM entries WHERE idx < 30 AND (peer_key != '' OR rare_kind IS NOT NULL)`).Scan(&filled); err != nil || filled != 0 {
+		t.Fatalf("%d older rows rewritten (%v)", filled, err)
+	}
+	mustExec(t, db, `UPDATE entries SET rare_kind = 'call.refused' WHERE idx = 7`)
+	var bad *BadEntryError
+	if _, err := Verify(t.Context(), path, key.Public()); !errors.As(err, &bad) || bad.Index != 7 {
+		t.Fatalf("index column set on an older row: %v", err)
 	}
 }
 

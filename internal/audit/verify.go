@@ -123,6 +123,10 @@ func VerifyWith(ctx context.Context, path string, pub identity.PublicKey, opts V
 	if err != nil {
 		return VerifyResult{}, err
 	}
+	from, err := indexFrom(meta, cols)
+	if err != nil {
+		return VerifyResult{}, err
+	}
 	prunes, err := allPrunes(ctx, tx, pub, meta["origin"])
 	if err != nil {
 		return VerifyResult{}, err
@@ -171,7 +175,7 @@ func VerifyWith(ctx context.Context, path string, pub identity.PublicKey, opts V
 	if err := v.checkpoints(); err != nil {
 		return VerifyResult{}, err
 	}
-	if err := scanParallel(ctx, path, cols, pr.Rows, head, pr.Content, workers, v); err != nil {
+	if err := scanParallel(ctx, path, cols, from, pr.Rows, head, pr.Content, workers, v); err != nil {
 		return VerifyResult{}, err
 	}
 	if maxIdx.Valid && uint64(maxIdx.Int64) >= head {
@@ -345,11 +349,13 @@ type chunkScan struct {
 	next, to, contentFrom uint64
 	h                     *leafHasher
 	prefix                []byte
-	cols                  bool // the log has the index columns: check them against the leaf
+	// indexFrom is the first entry whose index columns must match its leaf;
+	// those below it must hold the defaults.
+	indexFrom uint64
 }
 
-func newChunkScan(from, to, contentFrom uint64, h *leafHasher, cols bool) *chunkScan {
-	s := &chunkScan{next: from, to: to, contentFrom: contentFrom, h: h, cols: cols}
+func newChunkScan(from, to, contentFrom uint64, h *leafHasher, indexFrom uint64) *chunkScan {
+	s := &chunkScan{next: from, to: to, contentFrom: contentFrom, h: h, indexFrom: indexFrom}
 	if from < to {
 		s.res.leaves = make([]tlog.Hash, 0, to-from)
 		s.res.stored = make([]byte, 0, (to-from)*2*tlog.HashSize)
@@ -371,8 +377,12 @@ func (s *chunkScan) row(idx int64, leaf, content, hashes, peerKey, rareKind []by
 	if reason == "" && dropped && next >= s.contentFrom {
 		reason = "content removed without a pruning record (edited)"
 	}
-	if reason == "" && s.cols {
-		reason = checkIndexColumns(leaf, peerKey, rareKind)
+	if reason == "" {
+		if next >= s.indexFrom {
+			reason = checkIndexColumns(leaf, peerKey, rareKind)
+		} else if len(peerKey) != 0 || rareKind != nil {
+			reason = "index columns set on an entry from before them (edited)"
+		}
 	}
 	if reason != "" {
 		s.res.err = &BadEntryError{Index: next, Reason: reason}
@@ -409,8 +419,8 @@ func (s *chunkScan) end(err error) chunkResult {
 }
 
 // scanChunk checks rows [from, to) read through q (see chunkScan).
-func scanChunk(ctx context.Context, q querier, from, to, contentFrom uint64, h *leafHasher, cols bool) chunkResult {
-	s := newChunkScan(from, to, contentFrom, h, cols)
+func scanChunk(ctx context.Context, q querier, from, to, contentFrom uint64, h *leafHasher, cols bool, indexFrom uint64) chunkResult {
+	s := newChunkScan(from, to, contentFrom, h, indexFrom)
 	if from >= to {
 		return s.res
 	}
@@ -436,8 +446,8 @@ func scanChunk(ctx context.Context, q querier, from, to, contentFrom uint64, h *
 }
 
 // scanChunkRaw is scanChunk reading through a rowReader.
-func scanChunkRaw(ctx context.Context, r *rowReader, from, to, contentFrom uint64, h *leafHasher) chunkResult {
-	s := newChunkScan(from, to, contentFrom, h, r.cols)
+func scanChunkRaw(ctx context.Context, r *rowReader, from, to, contentFrom uint64, h *leafHasher, indexFrom uint64) chunkResult {
+	s := newChunkScan(from, to, contentFrom, h, indexFrom)
 	if from >= to {
 		return s.res
 	}
@@ -581,7 +591,7 @@ const verifyChunk = 8192
 
 // scanParallel feeds rows [start, n) of the log at path to v in order,
 // reading and checking chunks with workers connections in parallel.
-func scanParallel(ctx context.Context, path string, cols bool, start, n, contentFrom uint64, workers int, v *verifier) error {
+func scanParallel(ctx context.Context, path string, cols bool, indexFrom, start, n, contentFrom uint64, workers int, v *verifier) error {
 	ctx, cancel := context.WithCancel(ctx)
 	type job struct {
 		from, to uint64
@@ -627,7 +637,7 @@ func scanParallel(ctx context.Context, path string, cols bool, start, n, content
 					j.out <- chunkResult{err: err}
 					continue
 				}
-				j.out <- scanChunkRaw(ctx, r, j.from, j.to, contentFrom, h)
+				j.out <- scanChunkRaw(ctx, r, j.from, j.to, contentFrom, h, indexFrom)
 			}
 		}()
 	}
