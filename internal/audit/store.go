@@ -102,14 +102,14 @@ CREATE TABLE IF NOT EXISTS forks (
 `
 
 // upgrade turns a log made before the index columns into this schema without
-// rewriting a row: the two columns are added (the rows keep their defaults,
-// ” and NULL), meta "indexed_from" records the first entry the writer will
-// fill them for, the indexes on JSON expressions (time, full-width peer and
-// kind, then the short peer and rare kind ones) are dropped, and so are the
-// virtual generated columns (not stored), first: SQLite checks a STRICT
-// table's rows when a column is added, computing every generated column.
-// List finds the older entries by their leaves. (Filling the columns in place
-// would split most pages: the file grew by 15% in a test.)
+// rewriting a row. The indexes on JSON expressions (time, full-width peer and
+// kind, then the short peer and rare kind ones) and the virtual generated
+// columns (not stored) are dropped first: SQLite checks a STRICT table's rows
+// when a column is added, computing every generated column. Then the two
+// columns are added, the rows keeping the defaults (an empty peer_key, a NULL
+// rare_kind), and meta "indexed_from" records the first entry the writer
+// fills them for; List finds the older entries by their leaves. (Filling the
+// columns in place split most pages: the file grew by 15% in a test.)
 const upgrade = `
 DROP INDEX IF EXISTS entries_time;
 DROP INDEX IF EXISTS entries_peer;
