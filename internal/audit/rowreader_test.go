@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"errors"
 	"fmt"
 	"reflect"
 	"testing"
@@ -52,7 +53,7 @@ func TestRowReaderMatchesDatabaseSQL(t *testing.T) {
 			defer r.close()
 			for _, span := range [][2]uint64{{0, n}, {5, 25}, {30, 30}, {38, n + 3}} {
 				want := scanChunk(t.Context(), ro, span[0], span[1], 0, newLeafHasher(), true, 0)
-				got := scanChunkRaw(t.Context(), r, span[0], span[1], 0, newLeafHasher(), 0)
+				got := scanChunkRaw(t.Context(), r, span[0], span[1], 0, newLeafHasher(), 0, chunkResult{})
 				if fmt.Sprint(got.err) != fmt.Sprint(want.err) {
 					t.Fatalf("rows %v: raw reader error %v, database/sql %v", span, got.err, want.err)
 				}
@@ -71,5 +72,42 @@ func TestRowReaderMatchesDatabaseSQL(t *testing.T) {
 func TestRowReaderRefusesMissingFile(t *testing.T) {
 	if _, err := openRowReader(t.TempDir()+"/none.db", true); err == nil {
 		t.Fatal("opened a file that does not exist")
+	}
+}
+
+// TestScanParallelReusesBuffers runs Verify's parallel scan with chunks small
+// enough that every worker reuses consumed results' buffers: the tree must
+// come out as a plain sequential scan builds it, and a tampered row must be
+// the one reported.
+func TestScanParallelReusesBuffers(t *testing.T) {
+	const n = 100
+	l, path := openTest(t, testKey(t, 1), nil)
+	appendN(t, l, 0, n)
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ro, err := openReadDB(path, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	want := &verifier{}
+	if err := want.feed(scanChunk(t.Context(), ro, 0, n, 0, newLeafHasher(), true, 0)); err != nil {
+		t.Fatal(err)
+	}
+	for _, chunk := range []uint64{1, 7, 64} {
+		v := &verifier{}
+		if err := scanParallel(t.Context(), path, true, 0, 0, n, 0, 3, chunk, v); err != nil {
+			t.Fatalf("chunks of %d: %v", chunk, err)
+		}
+		if v.tr.size != n || v.tr.root() != want.tr.root() {
+			t.Fatalf("chunks of %d: %d leaves, root differs from the sequential scan", chunk, v.tr.size)
+		}
+	}
+	mustExec(t, rawDB(t, path), `UPDATE entries SET content = x'00' WHERE idx = 57`)
+	v := &verifier{}
+	var bad *BadEntryError
+	if err := scanParallel(t.Context(), path, true, 0, 0, n, 0, 3, 7, v); !errors.As(err, &bad) || bad.Index != 57 {
+		t.Fatalf("tampered row 57: %v", err)
 	}
 }

@@ -175,7 +175,7 @@ func VerifyWith(ctx context.Context, path string, pub identity.PublicKey, opts V
 	if err := v.checkpoints(); err != nil {
 		return VerifyResult{}, err
 	}
-	if err := scanParallel(ctx, path, cols, from, pr.Rows, head, pr.Content, workers, v); err != nil {
+	if err := scanParallel(ctx, path, cols, from, pr.Rows, head, pr.Content, workers, verifyChunk, v); err != nil {
 		return VerifyResult{}, err
 	}
 	if maxIdx.Valid && uint64(maxIdx.Int64) >= head {
@@ -354,11 +354,16 @@ type chunkScan struct {
 	indexFrom uint64
 }
 
-func newChunkScan(from, to, contentFrom uint64, h *leafHasher, indexFrom uint64) *chunkScan {
+// newChunkScan starts a scan; spare is a consumed result whose buffers it
+// may reuse (zero: allocate).
+func newChunkScan(from, to, contentFrom uint64, h *leafHasher, indexFrom uint64, spare chunkResult) *chunkScan {
 	s := &chunkScan{next: from, to: to, contentFrom: contentFrom, h: h, indexFrom: indexFrom}
 	if from < to {
-		s.res.leaves = make([]tlog.Hash, 0, to-from)
-		s.res.stored = make([]byte, 0, (to-from)*2*tlog.HashSize)
+		s.res.leaves, s.res.stored = spare.leaves[:0], spare.stored[:0]
+		if uint64(cap(s.res.leaves)) < to-from || uint64(cap(s.res.stored)) < (to-from)*2*tlog.HashSize {
+			s.res.leaves = make([]tlog.Hash, 0, to-from)
+			s.res.stored = make([]byte, 0, (to-from)*2*tlog.HashSize)
+		}
 	}
 	return s
 }
@@ -420,7 +425,7 @@ func (s *chunkScan) end(err error) chunkResult {
 
 // scanChunk checks rows [from, to) read through q (see chunkScan).
 func scanChunk(ctx context.Context, q querier, from, to, contentFrom uint64, h *leafHasher, cols bool, indexFrom uint64) chunkResult {
-	s := newChunkScan(from, to, contentFrom, h, indexFrom)
+	s := newChunkScan(from, to, contentFrom, h, indexFrom, chunkResult{})
 	if from >= to {
 		return s.res
 	}
@@ -446,8 +451,8 @@ func scanChunk(ctx context.Context, q querier, from, to, contentFrom uint64, h *
 }
 
 // scanChunkRaw is scanChunk reading through a rowReader.
-func scanChunkRaw(ctx context.Context, r *rowReader, from, to, contentFrom uint64, h *leafHasher, indexFrom uint64) chunkResult {
-	s := newChunkScan(from, to, contentFrom, h, indexFrom)
+func scanChunkRaw(ctx context.Context, r *rowReader, from, to, contentFrom uint64, h *leafHasher, indexFrom uint64, spare chunkResult) chunkResult {
+	s := newChunkScan(from, to, contentFrom, h, indexFrom, spare)
 	if from >= to {
 		return s.res
 	}
@@ -590,8 +595,9 @@ func checkRow(leaf, idxPart, content []byte) (reason string, dropped bool) {
 const verifyChunk = 8192
 
 // scanParallel feeds rows [start, n) of the log at path to v in order,
-// reading and checking chunks with workers connections in parallel.
-func scanParallel(ctx context.Context, path string, cols bool, indexFrom, start, n, contentFrom uint64, workers int, v *verifier) error {
+// reading and checking chunks of chunk rows with workers connections in
+// parallel.
+func scanParallel(ctx context.Context, path string, cols bool, indexFrom, start, n, contentFrom uint64, workers int, chunk uint64, v *verifier) error {
 	ctx, cancel := context.WithCancel(ctx)
 	type job struct {
 		from, to uint64
@@ -599,6 +605,9 @@ func scanParallel(ctx context.Context, path string, cols bool, indexFrom, start,
 	}
 	jobs := make(chan job)
 	order := make(chan job, 2*workers)
+	// Results the verifier has consumed go back to the workers: their
+	// buffers are most of what Verify allocates.
+	spares := make(chan chunkResult, 3*workers)
 	var wg sync.WaitGroup
 	defer func() {
 		cancel()
@@ -609,8 +618,8 @@ func scanParallel(ctx context.Context, path string, cols bool, indexFrom, start,
 		defer wg.Done()
 		defer close(jobs)
 		defer close(order)
-		for from := start; from < n; from += verifyChunk {
-			j := job{from: from, to: min(from+verifyChunk, n), out: make(chan chunkResult, 1)}
+		for from := start; from < n; from += chunk {
+			j := job{from: from, to: min(from+chunk, n), out: make(chan chunkResult, 1)}
 			select {
 			case order <- j:
 			case <-ctx.Done():
@@ -637,7 +646,12 @@ func scanParallel(ctx context.Context, path string, cols bool, indexFrom, start,
 					j.out <- chunkResult{err: err}
 					continue
 				}
-				j.out <- scanChunkRaw(ctx, r, j.from, j.to, contentFrom, h, indexFrom)
+				var spare chunkResult
+				select {
+				case spare = <-spares:
+				default:
+				}
+				j.out <- scanChunkRaw(ctx, r, j.from, j.to, contentFrom, h, indexFrom, spare)
 			}
 		}()
 	}
@@ -650,6 +664,10 @@ func scanParallel(ctx context.Context, path string, cols bool, indexFrom, start,
 		}
 		if err := v.feed(res); err != nil {
 			return err
+		}
+		select {
+		case spares <- res:
+		default:
 		}
 	}
 	return ctx.Err()
