@@ -102,7 +102,7 @@ func reportRows(b *testing.B, path, name string) {
 		b.Fatal(err)
 	}
 	defer db.Close()
-	rs, err := db.Query(`SELECT kind, count(*), avg(length(leaf)), avg(length(content)), avg(length(hashes)) FROM entries GROUP BY kind`)
+	rs, err := db.Query(`SELECT json_extract(leaf, '$.kind') AS kind, count(*), avg(length(leaf)), avg(length(content)), avg(length(hashes)) FROM entries GROUP BY kind`)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -117,7 +117,7 @@ func reportRows(b *testing.B, path, name string) {
 		b.Logf("%s %s: %d entries, leaf %.0f B, content %.0f B, hashes %.0f B", name, kind, n, leaf.Float64, content.Float64, hashes.Float64)
 	}
 	if os.Getenv("FOOTPRINT_DUMP") != "" {
-		r2, _ := db.Query(`SELECT leaf FROM entries WHERE idx IN (SELECT max(idx) FROM entries GROUP BY kind)`)
+		r2, _ := db.Query(`SELECT leaf FROM entries WHERE idx IN (SELECT max(idx) FROM entries GROUP BY json_extract(leaf, '$.kind'))`)
 		for r2.Next() {
 			var l string
 			r2.Scan(&l)

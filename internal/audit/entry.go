@@ -118,8 +118,10 @@ func formatTime(t time.Time) (string, error) {
 // prepared is an entry validated and encoded by the caller's goroutine; only the
 // index and time are left for the writer to fill in.
 type prepared struct {
-	body    []byte // leaf bytes after the time field: `"content_digest":...}`
-	content []byte // nil when only the digest is kept
+	body     []byte // leaf bytes after the time field: `"content_digest":...}`
+	content  []byte // nil when only the digest is kept
+	peerKey  string // the peer_key column (store.go)
+	rareKind any    // the rare_kind column: the kind, or nil for the call kinds
 }
 
 // prepare validates e and encodes everything in its (version 2) leaf but the
@@ -213,7 +215,11 @@ func prepareLeaf(e Entry, v int, kept bool) (prepared, error) {
 	if e.Content != nil {
 		content = bytes.Clone(e.Content)
 	}
-	return prepared{body: b, content: content}, nil
+	var rare any
+	if isRareKind(e.Kind) {
+		rare = e.Kind
+	}
+	return prepared{body: b, content: content, peerKey: string(peerKey([]byte(e.Peer))), rareKind: rare}, nil
 }
 
 // leafBytes assembles the full version 2 leaf for index and the formatted time.

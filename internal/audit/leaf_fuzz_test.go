@@ -8,6 +8,8 @@ import (
 
 // FuzzParseLeaf: leaves come from peers' proofs. Never a panic; an accepted
 // leaf is canonical (ParseLeaf re-encodes it) and content_kept implies a digest.
+// Verify's shortcut to the kind and peer (leafKindPeer, for the index columns)
+// never panics either, and agrees with ParseLeaf on every leaf it accepts.
 func FuzzParseLeaf(f *testing.F) {
 	for i := range 6 {
 		p, _ := prepare(sampleEntry(i))
@@ -16,10 +18,19 @@ func FuzzParseLeaf(f *testing.F) {
 		f.Add(leafBytesV(nil, leafV1Prefix, uint64(i), "2025-11-28T09:00:00.000000000Z", p1.body))
 	}
 	f.Add([]byte(`{"v":2,"index":0,"time":"2025-11-28T09:00:00.000000000Z","content_digest":"","content_kept":true,"kind":"x","peer":"","direction":"","capability":"","outcome":"","stage":"","request_digest":"","response_digest":"","report":null,"evidence":null}`))
+	odd := sampleEntry(7)
+	odd.Kind, odd.Peer = "k\"ind\t", "did:key:z6Mk\"é\\\n\x01𝄞xyz"
+	p, _ := prepare(odd)
+	f.Add(leafBytes(nil, 7, "2025-11-28T09:00:00.000000000Z", p.body))
 	f.Fuzz(func(t *testing.T, leaf []byte) {
+		kind, peer, kpOK := leafKindPeer(leaf)
+		checkIndexColumns(leaf, peer, kind)
 		e, err := ParseLeaf(leaf)
 		if err != nil {
 			return
+		}
+		if !kpOK || string(kind) != e.Kind || string(peer) != e.Peer {
+			t.Fatalf("leafKindPeer gave %q, %q (%v); ParseLeaf %q, %q", kind, peer, kpOK, e.Kind, e.Peer)
 		}
 		if e.ContentKept && len(e.ContentDigest) != 32 {
 			t.Fatalf("content_kept without a digest: %s", leaf)

@@ -144,8 +144,9 @@ type Log struct {
 	stmts struct {
 		insEntry, insCP, delCP *sql.Stmt
 	}
-	hasher *leafHasher // used by the writer only
-	space  space       // disk high-water state, writer only
+	hasher    *leafHasher // used by the writer only
+	indexFrom uint64      // set by init: see Reader.indexFrom
+	space     space       // disk high-water state, writer only
 }
 
 // op is one unit of work for the writer: an entry to append, or a function to
@@ -223,7 +224,7 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 		wdb.Close()
 		return nil, err
 	}
-	l.r = &Reader{db: r, pub: cfg.Identity.Public()}
+	l.r = &Reader{db: r, pub: cfg.Identity.Public(), indexFrom: l.indexFrom}
 	l.witness = &Witness{l: l, locks: map[identity.PublicKey]*sync.Mutex{}}
 	go l.writer()
 	return l, nil
@@ -255,7 +256,22 @@ func (l *Log) init(ctx context.Context) error {
 		return fmt.Errorf("audit: open %s: %w", l.cfg.Path, err)
 	}
 	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, migration+Schema); err != nil {
+	exists, err := tableExists(ctx, tx)
+	if err != nil {
+		return err
+	}
+	if exists {
+		cols, err := hasIndexColumns(ctx, tx)
+		if err != nil {
+			return err
+		}
+		if !cols {
+			if _, err := tx.ExecContext(ctx, upgrade); err != nil {
+				return fmt.Errorf("audit: upgrade schema: %w", err)
+			}
+		}
+	}
+	if _, err := tx.ExecContext(ctx, Schema); err != nil {
 		return fmt.Errorf("audit: create schema: %w", err)
 	}
 	pub := l.cfg.Identity.Public().String()
@@ -268,6 +284,11 @@ func (l *Log) init(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	from, err := indexFrom(meta, true)
+	if err != nil {
+		return err
+	}
+	l.indexFrom = from
 	if meta["key"] != pub {
 		return fmt.Errorf("audit: %s was created by %s, not by this identity %s", l.cfg.Path, meta["key"], pub)
 	}
@@ -316,7 +337,7 @@ func (l *Log) init(ctx context.Context) error {
 		if cp.Size != size || cp.Origin != l.cfg.Origin {
 			return &BadCheckpointError{Size: size, Reason: "note does not match its row"}
 		}
-		tr, err := l.checkTail(ctx, tx, cp, &pr)
+		tr, err := l.checkTail(ctx, tx, cp, &pr, from)
 		if err != nil {
 			return err
 		}
@@ -337,7 +358,7 @@ func (l *Log) init(ctx context.Context) error {
 
 // checkTail recomputes the newest entries and the root against the head; pr
 // is the latest pruning record (Seq 0: never pruned).
-func (l *Log) checkTail(ctx context.Context, q querier, head Checkpoint, pr *PruneRecord) (tree, error) {
+func (l *Log) checkTail(ctx context.Context, q querier, head Checkpoint, pr *PruneRecord, indexFrom uint64) (tree, error) {
 	var n, minIdx, maxIdx sql.NullInt64
 	if err := q.QueryRowContext(ctx, `SELECT count(*), min(idx), max(idx) FROM entries`).Scan(&n, &minIdx, &maxIdx); err != nil {
 		return tree{}, fmt.Errorf("audit: count entries: %w", err)
@@ -365,7 +386,7 @@ func (l *Log) checkTail(ctx context.Context, q querier, head Checkpoint, pr *Pru
 	if err := v.checkpoints(); err != nil {
 		return tree{}, err
 	}
-	res := scanChunk(ctx, q, from, head.Size, pr.Content, newLeafHasher())
+	res := scanChunk(ctx, q, from, head.Size, pr.Content, newLeafHasher(), true, indexFrom)
 	if res.err != nil {
 		return tree{}, res.err
 	}
@@ -385,7 +406,7 @@ func (l *Log) prepareStmts(ctx context.Context) error {
 			*dst, err = l.wdb.PrepareContext(ctx, q)
 		}
 	}
-	prep(&l.stmts.insEntry, `INSERT INTO entries(idx, leaf, content, hashes) VALUES(?, ?, ?, ?)`)
+	prep(&l.stmts.insEntry, `INSERT INTO entries(idx, leaf, content, hashes, peer_key, rare_kind) VALUES(?, ?, ?, ?, ?, ?)`)
 	prep(&l.stmts.insCP, `INSERT INTO checkpoints(size, note, time, retained) VALUES(?, ?, ?, ?)`)
 	prep(&l.stmts.delCP, `DELETE FROM checkpoints WHERE size = ? AND retained = 0`)
 	if err != nil {
@@ -563,18 +584,20 @@ func (t *txn) addLeaf(p prepared) pendingRow {
 	idx := l.tr.size
 	leaf := leafBytes(make([]byte, 0, len(leafVersionPrefix)+48+len(p.body)), idx, t.ts, p.body)
 	hashes := l.tr.add(l.hasher.sum(leaf), make([]byte, 0, storedLen(idx)))
-	return pendingRow{idx: idx, leaf: string(leaf), content: p.content, hashes: hashes}
+	return pendingRow{idx: idx, leaf: string(leaf), content: p.content, hashes: hashes, peerKey: p.peerKey, rareKind: p.rareKind}
 }
 
 type pendingRow struct {
-	idx     uint64
-	leaf    string
-	content []byte
-	hashes  []byte
+	idx      uint64
+	leaf     string
+	content  []byte
+	hashes   []byte
+	peerKey  string
+	rareKind any // string, or nil for the call kinds
 }
 
 func (t *txn) insert(ctx context.Context, r pendingRow) error {
-	if _, err := t.ins.ExecContext(ctx, int64(r.idx), r.leaf, r.content, r.hashes); err != nil {
+	if _, err := t.ins.ExecContext(ctx, int64(r.idx), r.leaf, r.content, r.hashes, r.peerKey, r.rareKind); err != nil {
 		return fmt.Errorf("audit: insert entry %d: %w", r.idx, err)
 	}
 	return nil

@@ -310,7 +310,7 @@ func (l *Log) pruneTx(ctx context.Context, t *txn, ts string, stop uint64, rows 
 		cur = PruneRecord{Root: emptyRoot}
 	}
 	var first sql.NullInt64 // the first entry to keep
-	if err := t.tx.QueryRowContext(ctx, `SELECT min(idx) FROM entries WHERE time >= ?`, ts).Scan(&first); err != nil {
+	if err := t.tx.QueryRowContext(ctx, `SELECT min(idx) FROM entries WHERE json_extract(leaf, '$.time') >= ?`, ts).Scan(&first); err != nil {
 		return nil, 0, fmt.Errorf("audit: prune: %w", err)
 	}
 	cut := stop

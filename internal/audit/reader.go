@@ -22,6 +22,9 @@ var ErrNotFound = errors.New("audit: no such entry")
 type Reader struct {
 	db  *sql.DB
 	pub identity.PublicKey
+	old bool // the log predates the index columns (no node has opened it since)
+	// indexFrom is the first entry with its index columns filled (store.go).
+	indexFrom uint64
 }
 
 // OpenReader opens the log at path read-only.
@@ -40,7 +43,17 @@ func OpenReader(ctx context.Context, path string) (*Reader, error) {
 		db.Close()
 		return nil, fmt.Errorf("audit: %s: owner key: %w", path, err)
 	}
-	return &Reader{db: db, pub: pub}, nil
+	cols, err := hasIndexColumns(ctx, db)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	from, err := indexFrom(meta, cols)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return &Reader{db: db, pub: pub, old: !cols, indexFrom: from}, nil
 }
 
 // Key is the public key of the log's owner, as recorded in the log.
@@ -111,24 +124,38 @@ func (r *Reader) List(ctx context.Context, f Filter) ([]Entry, error) {
 	}
 	var where []string
 	var args []any
+	// Entries below r.indexFrom (from before the index columns) are found
+	// by their leaves.
+	from := int64(r.indexFrom)
 	if f.Peer != "" {
-		where, args = append(where, "substr(peer, 13, 10) = substr(?, 13, 10) AND peer = ?"), append(args, f.Peer, f.Peer)
+		key := string(peerKey([]byte(f.Peer)))
+		switch {
+		case r.old:
+			where, args = append(where, "json_extract(leaf, '$.peer') = ?"), append(args, f.Peer)
+		case from == 0:
+			where, args = append(where, "peer_key = ? AND json_extract(leaf, '$.peer') = ?"), append(args, key, f.Peer)
+		default:
+			where = append(where, "((idx >= ? AND peer_key = ?) OR idx < ?) AND json_extract(leaf, '$.peer') = ?")
+			args = append(args, from, key, from, f.Peer)
+		}
 	}
 	if f.Kind != "" {
-		switch f.Kind {
-		case KindCallSent, KindCallServed, KindCallCompleted:
-			where = append(where, "kind = ?")
+		switch {
+		case r.old || !isRareKind(f.Kind):
+			where, args = append(where, "json_extract(leaf, '$.kind') = ?"), append(args, f.Kind)
+		case from == 0:
+			where, args = append(where, "rare_kind = ?"), append(args, f.Kind)
 		default:
-			where = append(where, "kind = ? AND "+rareKinds)
+			where = append(where, "((idx >= ? AND rare_kind = ?) OR (idx < ? AND json_extract(leaf, '$.kind') = ?))")
+			args = append(args, from, f.Kind, from, f.Kind)
 		}
-		args = append(args, f.Kind)
 	}
 	if !f.Since.IsZero() {
 		ts, err := formatTime(f.Since)
 		if err != nil {
 			return nil, err
 		}
-		where, args = append(where, "time >= ?"), append(args, ts)
+		where, args = append(where, "json_extract(leaf, '$.time') >= ?"), append(args, ts)
 	}
 	q := `SELECT idx, leaf, content FROM entries`
 	if len(where) > 0 {

@@ -5,59 +5,72 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	_ "modernc.org/sqlite" // the "sqlite" database/sql driver
 )
 
-// Schema is the SQL that creates audit.db. The leaf column is the only source of
-// truth for an entry; the other entry columns are generated from it, so a query
-// with any SQLite client sees exactly what Verify checks:
+// Schema is the SQL that creates audit.db. The leaf column is the only source
+// of truth for an entry; the view entry_fields shows its fields as columns, so
+// a query with any SQLite client sees exactly what Verify checks:
 //
-//	SELECT idx, time, kind, peer, outcome FROM entries WHERE peer = 'did:key:...';
+//	SELECT idx, time, kind, peer, outcome FROM entry_fields WHERE peer = 'did:key:...';
 //
 // hashes holds the tlog stored hashes that record idx completes (leaf hash
 // first, then one per completed level), 32 bytes each. checkpoints holds every
 // retained signed checkpoint and the latest one (the head, the largest size).
 // prunes holds every signed pruning record (see Prune).
 //
-// Indexes are kept few and short, to keep the log small. The peer index is on
-// ten characters of the did:key after its constant "did:key:z6Mk" (about 58
-// bits); a query uses it by naming the same expression beside the full
-// comparison, as List does:
+// The entries table has no generated columns: SQLite computes every one of
+// them on each insert (a JSON parse and twelve lookups, most of an insert's
+// CPU), indexed or not. Indexes are kept few and short, to keep the log
+// small, on two real columns the writer sets from the entry: peer_key is
+// substr(peer, 13, 6), six characters of the did:key after its constant
+// "did:key:z6Mk" (about 35 bits), and rare_kind is kind for every kind but
+// the call kinds (most of the rows, which a scan finds as fast) and NULL for
+// those. A query names the key beside the full comparison, as List does:
 //
-//	... WHERE substr(peer, 13, 10) = substr(?1, 13, 10) AND peer = ?1
+//	... WHERE peer_key = substr(?1, 13, 6) AND json_extract(leaf, '$.peer') = ?1
+//	... WHERE rare_kind = 'policy.changed'
 //
-// The kind index leaves out the call kinds, most of the rows, which a scan
-// finds as fast; a query for another kind uses it by repeating its WHERE
-// clause (List does). There is no time index: time grows with idx, and SQLite's plans for
-// List's and Prune's time conditions walk idx order, with or without one.
+// Both columns are derived from the leaf; Verify checks them against it.
+// There is no time index: time grows with idx, and SQLite's plans for List's
+// and Prune's time conditions walk idx order, with or without one.
 const Schema = `
 CREATE TABLE IF NOT EXISTS meta (
 	key   TEXT PRIMARY KEY,
 	value TEXT NOT NULL
 ) STRICT;
 CREATE TABLE IF NOT EXISTS entries (
-	idx     INTEGER PRIMARY KEY,
-	leaf    TEXT NOT NULL,
-	content BLOB,
-	hashes  BLOB NOT NULL,
-	time            TEXT GENERATED ALWAYS AS (json_extract(leaf, '$.time')) VIRTUAL,
-	kind            TEXT GENERATED ALWAYS AS (json_extract(leaf, '$.kind')) VIRTUAL,
-	peer            TEXT GENERATED ALWAYS AS (json_extract(leaf, '$.peer')) VIRTUAL,
-	direction       TEXT GENERATED ALWAYS AS (json_extract(leaf, '$.direction')) VIRTUAL,
-	capability      TEXT GENERATED ALWAYS AS (json_extract(leaf, '$.capability')) VIRTUAL,
-	outcome         TEXT GENERATED ALWAYS AS (json_extract(leaf, '$.outcome')) VIRTUAL,
-	stage           TEXT GENERATED ALWAYS AS (json_extract(leaf, '$.stage')) VIRTUAL,
-	request_digest  TEXT GENERATED ALWAYS AS (json_extract(leaf, '$.request_digest')) VIRTUAL,
-	response_digest TEXT GENERATED ALWAYS AS (json_extract(leaf, '$.response_digest')) VIRTUAL,
-	content_digest  TEXT GENERATED ALWAYS AS (json_extract(leaf, '$.content_digest')) VIRTUAL,
-	report          TEXT GENERATED ALWAYS AS (json_extract(leaf, '$.report')) VIRTUAL,
-	evidence        TEXT GENERATED ALWAYS AS (json_extract(leaf, '$.evidence')) VIRTUAL
+	idx       INTEGER PRIMARY KEY,
+	leaf      TEXT NOT NULL,
+	content   BLOB,
+	hashes    BLOB NOT NULL,
+	peer_key  TEXT NOT NULL DEFAULT '',
+	rare_kind TEXT
 ) STRICT;
-CREATE INDEX IF NOT EXISTS entries_peer_key ON entries (substr(peer, 13, 10));
-CREATE INDEX IF NOT EXISTS entries_rare_kind ON entries (kind) WHERE ` + rareKinds + `;
+CREATE INDEX IF NOT EXISTS entries_by_peer ON entries (peer_key);
+CREATE INDEX IF NOT EXISTS entries_by_rare_kind ON entries (rare_kind) WHERE rare_kind IS NOT NULL;
+CREATE VIEW IF NOT EXISTS entry_fields AS SELECT idx,
+	json_extract(leaf, '$.time') AS time,
+	json_extract(leaf, '$.kind') AS kind,
+	json_extract(leaf, '$.peer') AS peer,
+	json_extract(leaf, '$.direction') AS direction,
+	json_extract(leaf, '$.capability') AS capability,
+	json_extract(leaf, '$.outcome') AS outcome,
+	json_extract(leaf, '$.stage') AS stage,
+	json_extract(leaf, '$.request_digest') AS request_digest,
+	json_extract(leaf, '$.response_digest') AS response_digest,
+	json_extract(leaf, '$.content_digest') AS content_digest,
+	json_extract(leaf, '$.content_kept') AS content_kept,
+	json_extract(leaf, '$.report') AS report,
+	json_extract(leaf, '$.evidence') AS evidence,
+	content
+	FROM entries;
 CREATE TABLE IF NOT EXISTS checkpoints (
 	size     INTEGER PRIMARY KEY,
 	note     TEXT NOT NULL,
@@ -88,17 +101,99 @@ CREATE TABLE IF NOT EXISTS forks (
 ) STRICT;
 `
 
-// migration turns a log made before the short indexes into this schema: the
-// time index is dropped and the full-width peer and kind indexes replaced by
-// Schema's (built once, at the first Open).
-const migration = `
+// upgrade turns a log made before the index columns into this schema without
+// rewriting a row. The indexes on JSON expressions (time, full-width peer and
+// kind, then the short peer and rare kind ones) and the virtual generated
+// columns (not stored) are dropped first: SQLite checks a STRICT table's rows
+// when a column is added, computing every generated column. Then the two
+// columns are added, the rows keeping the defaults (an empty peer_key, a NULL
+// rare_kind), and meta "indexed_from" records the first entry the writer
+// fills them for; List finds the older entries by their leaves. (Filling the
+// columns in place split most pages: the file grew by 15% in a test.)
+const upgrade = `
 DROP INDEX IF EXISTS entries_time;
 DROP INDEX IF EXISTS entries_peer;
 DROP INDEX IF EXISTS entries_kind;
+DROP INDEX IF EXISTS entries_peer_key;
+DROP INDEX IF EXISTS entries_rare_kind;
+ALTER TABLE entries DROP COLUMN time;
+ALTER TABLE entries DROP COLUMN kind;
+ALTER TABLE entries DROP COLUMN peer;
+ALTER TABLE entries DROP COLUMN direction;
+ALTER TABLE entries DROP COLUMN capability;
+ALTER TABLE entries DROP COLUMN outcome;
+ALTER TABLE entries DROP COLUMN stage;
+ALTER TABLE entries DROP COLUMN request_digest;
+ALTER TABLE entries DROP COLUMN response_digest;
+ALTER TABLE entries DROP COLUMN content_digest;
+ALTER TABLE entries DROP COLUMN report;
+ALTER TABLE entries DROP COLUMN evidence;
+ALTER TABLE entries ADD COLUMN peer_key TEXT NOT NULL DEFAULT '';
+ALTER TABLE entries ADD COLUMN rare_kind TEXT;
+INSERT INTO meta(key, value) VALUES('indexed_from', CAST((SELECT coalesce(max(idx) + 1, 0) FROM entries) AS TEXT));
 `
 
-// rareKinds is the WHERE clause of the entries_rare_kind index.
-const rareKinds = `kind NOT IN ('call.sent', 'call.served', 'call.completed')`
+// indexFrom is the first entry whose index columns the writer filled (meta
+// "indexed_from"; 0 when absent); entries below it, from before the upgrade,
+// hold the columns' defaults. For a log without the columns (cols false) no
+// entry has them.
+func indexFrom(meta map[string]string, cols bool) (uint64, error) {
+	if !cols {
+		return math.MaxInt64, nil
+	}
+	v, ok := meta["indexed_from"]
+	if !ok {
+		return 0, nil
+	}
+	n, err := strconv.ParseUint(v, 10, 63)
+	if err != nil {
+		return 0, fmt.Errorf("audit: meta indexed_from %q: %w", v, err)
+	}
+	return n, nil
+}
+
+// hasIndexColumns reports whether the entries table has the columns of
+// upgrade (false for a log no node of this version has opened yet).
+func hasIndexColumns(ctx context.Context, q querier) (bool, error) {
+	var n int
+	if err := q.QueryRowContext(ctx, `SELECT count(*) FROM pragma_table_xinfo('entries') WHERE name = 'peer_key'`).Scan(&n); err != nil {
+		return false, fmt.Errorf("audit: read schema: %w", err)
+	}
+	return n == 1, nil
+}
+
+// tableExists reports whether the entries table exists.
+func tableExists(ctx context.Context, q querier) (bool, error) {
+	var n int
+	if err := q.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'entries'`).Scan(&n); err != nil {
+		return false, fmt.Errorf("audit: read schema: %w", err)
+	}
+	return n == 1, nil
+}
+
+// peerKey is SQLite's substr(peer, 13, 6) of valid UTF-8: the characters
+// 13 to 18.
+func peerKey(peer []byte) []byte {
+	i := 0
+	for range 12 {
+		if i >= len(peer) {
+			return nil
+		}
+		_, size := utf8.DecodeRune(peer[i:])
+		i += size
+	}
+	j := i
+	for n := 0; n < 6 && j < len(peer); n++ {
+		_, size := utf8.DecodeRune(peer[j:])
+		j += size
+	}
+	return peer[i:j]
+}
+
+// isRareKind reports whether kind has a rare_kind: every kind but the call kinds.
+func isRareKind(kind string) bool {
+	return kind != KindCallSent && kind != KindCallServed && kind != KindCallCompleted
+}
 
 // pageSize is the page size of a new audit.db. A call's rows are about 0.9
 // KiB each: a 4 KiB page holds four and leaves ~500 bytes empty, an 8 KiB

@@ -66,17 +66,26 @@ func (t *tree) root() tlog.Hash {
 // storedLen is the length of the stored-hashes blob of record i.
 func storedLen(i uint64) int { return tlog.HashSize * (1 + bits.TrailingZeros64(^i)) }
 
-// leafHasher computes RFC 6962 leaf hashes without allocating per leaf.
-type leafHasher struct{ h hash.Hash }
+// leafHasher computes RFC 6962 leaf hashes without allocating per leaf (a
+// slice passed through hash.Hash escapes: the prefix byte and the sum live
+// in the hasher).
+type leafHasher struct {
+	h      hash.Hash
+	prefix [1]byte // 0x00
+	buf    []byte
+}
 
-func newLeafHasher() *leafHasher { return &leafHasher{h: sha256.New()} }
+func newLeafHasher() *leafHasher {
+	return &leafHasher{h: sha256.New(), buf: make([]byte, 0, sha256.Size)}
+}
 
 func (lh *leafHasher) sum(leaf []byte) tlog.Hash {
 	var out tlog.Hash
 	lh.h.Reset()
-	lh.h.Write([]byte{0x00})
+	lh.h.Write(lh.prefix[:])
 	lh.h.Write(leaf)
-	lh.h.Sum(out[:0])
+	lh.buf = lh.h.Sum(lh.buf[:0])
+	copy(out[:], lh.buf)
 	return out
 }
 

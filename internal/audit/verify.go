@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"database/sql"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"runtime"
@@ -100,7 +101,7 @@ func VerifyWith(ctx context.Context, path string, pub identity.PublicKey, opts V
 	if workers <= 0 {
 		workers = min(runtime.GOMAXPROCS(0), 4)
 	}
-	db, err := openReadDB(path, workers+1)
+	db, err := openReadDB(path, 1)
 	if err != nil {
 		return VerifyResult{}, err
 	}
@@ -117,6 +118,14 @@ func VerifyWith(ctx context.Context, path string, pub identity.PublicKey, opts V
 	}
 	if meta["key"] != pub.String() {
 		return VerifyResult{}, fmt.Errorf("audit: %s belongs to %s, not %s", path, meta["key"], pub)
+	}
+	cols, err := hasIndexColumns(ctx, tx)
+	if err != nil {
+		return VerifyResult{}, err
+	}
+	from, err := indexFrom(meta, cols)
+	if err != nil {
+		return VerifyResult{}, err
 	}
 	prunes, err := allPrunes(ctx, tx, pub, meta["origin"])
 	if err != nil {
@@ -166,7 +175,7 @@ func VerifyWith(ctx context.Context, path string, pub identity.PublicKey, opts V
 	if err := v.checkpoints(); err != nil {
 		return VerifyResult{}, err
 	}
-	if err := scanParallel(ctx, db, pr.Rows, head, pr.Content, workers, v); err != nil {
+	if err := scanParallel(ctx, path, cols, from, pr.Rows, head, pr.Content, workers, verifyChunk, v); err != nil {
 		return VerifyResult{}, err
 	}
 	if maxIdx.Valid && uint64(maxIdx.Int64) >= head {
@@ -330,71 +339,200 @@ type chunkResult struct {
 	err       error
 }
 
-// scanChunk reads rows [from, to) and checks each on its own: the index is the
-// next one, the leaf names that index, present content matches the leaf's
-// digest, content the leaf says was kept is there unless the entry is below
-// contentFrom (a recorded pruning dropped it), and the stored leaf hash
+// chunkScan checks rows [from, to) one at a time, each on its own: the index
+// is the next one, the leaf names that index, present content matches the
+// leaf's digest, content the leaf says was kept is there unless the entry is
+// below contentFrom (a recorded pruning dropped it), and the stored leaf hash
 // matches the leaf.
-func scanChunk(ctx context.Context, q querier, from, to, contentFrom uint64, h *leafHasher) chunkResult {
-	var res chunkResult
-	if from >= to {
-		return res
+type chunkScan struct {
+	res                   chunkResult
+	next, to, contentFrom uint64
+	h                     *leafHasher
+	prefix                []byte
+	// indexFrom is the first entry whose index columns must match its leaf;
+	// those below it must hold the defaults.
+	indexFrom uint64
+}
+
+// newChunkScan starts a scan; spare is a consumed result whose buffers it
+// may reuse (zero: allocate).
+func newChunkScan(from, to, contentFrom uint64, h *leafHasher, indexFrom uint64, spare chunkResult) *chunkScan {
+	s := &chunkScan{next: from, to: to, contentFrom: contentFrom, h: h, indexFrom: indexFrom}
+	if from < to {
+		s.res.leaves, s.res.stored = spare.leaves[:0], spare.stored[:0]
+		if uint64(cap(s.res.leaves)) < to-from || uint64(cap(s.res.stored)) < (to-from)*2*tlog.HashSize {
+			s.res.leaves = make([]tlog.Hash, 0, to-from)
+			s.res.stored = make([]byte, 0, (to-from)*2*tlog.HashSize)
+		}
 	}
-	res.leaves = make([]tlog.Hash, 0, to-from)
-	res.stored = make([]byte, 0, (to-from)*2*tlog.HashSize)
-	rows, err := q.QueryContext(ctx, `SELECT idx, CAST(leaf AS BLOB), content, hashes FROM entries WHERE idx >= ? AND idx < ? ORDER BY idx`, int64(from), int64(to))
+	return s
+}
+
+// row checks one row; false means it failed (s.res.err says why) and the
+// scan ends. The slices are only read during the call.
+func (s *chunkScan) row(idx int64, leaf, content, hashes, peerKey, rareKind []byte) bool {
+	next := s.next
+	if idx < 0 || uint64(idx) != next {
+		s.res.err = &BadEntryError{Index: next, Reason: "missing (deleted without a pruning record)"}
+		return false
+	}
+	s.prefix = strconv.AppendUint(append(s.prefix[:0], `,"index":`...), next, 10)
+	s.prefix = append(s.prefix, `,"time":"`...)
+	reason, dropped := checkRow(leaf, s.prefix, content)
+	if reason == "" && dropped && next >= s.contentFrom {
+		reason = "content removed without a pruning record (edited)"
+	}
+	if reason == "" {
+		if next >= s.indexFrom {
+			reason = checkIndexColumns(leaf, peerKey, rareKind)
+		} else if len(peerKey) != 0 || rareKind != nil {
+			reason = "index columns set on an entry from before them (edited)"
+		}
+	}
+	if reason != "" {
+		s.res.err = &BadEntryError{Index: next, Reason: reason}
+		return false
+	}
+	if len(hashes) != storedLen(next) {
+		s.res.err = &BadEntryError{Index: next, Reason: fmt.Sprintf("stored tree hashes are %d bytes, want %d", len(hashes), storedLen(next))}
+		return false
+	}
+	lh := s.h.sum(leaf)
+	if !bytes.Equal(lh[:], hashes[:tlog.HashSize]) {
+		s.res.err = &BadEntryError{Index: next, Reason: "leaf does not match its stored hash (edited)"}
+		return false
+	}
+	if content == nil {
+		s.res.noContent++
+	}
+	s.res.leaves = append(s.res.leaves, lh)
+	s.res.stored = append(s.res.stored, hashes...)
+	s.next++
+	return true
+}
+
+// end returns the result once the rows have been read (err: the read's).
+func (s *chunkScan) end(err error) chunkResult {
+	switch {
+	case s.res.err != nil:
+	case err != nil:
+		s.res.err = err
+	case s.next != s.to:
+		s.res.err = &BadEntryError{Index: s.next, Reason: "missing (deleted without a pruning record)"}
+	}
+	return s.res
+}
+
+// scanChunk checks rows [from, to) read through q (see chunkScan).
+func scanChunk(ctx context.Context, q querier, from, to, contentFrom uint64, h *leafHasher, cols bool, indexFrom uint64) chunkResult {
+	s := newChunkScan(from, to, contentFrom, h, indexFrom, chunkResult{})
+	if from >= to {
+		return s.res
+	}
+	rows, err := q.QueryContext(ctx, rowSelect(cols), int64(from), int64(to))
 	if err != nil {
-		res.err = fmt.Errorf("audit: read entries: %w", err)
-		return res
+		return s.end(fmt.Errorf("audit: read entries: %w", err))
 	}
 	defer rows.Close()
-	next := from
 	var idx int64
-	var leaf, content, hashes sql.RawBytes
-	var prefix []byte
+	var leaf, content, hashes, peerKey, rareKind sql.RawBytes
 	for rows.Next() {
-		if err := rows.Scan(&idx, &leaf, &content, &hashes); err != nil {
-			res.err = fmt.Errorf("audit: read entry %d: %w", next, err)
-			return res
+		if err := rows.Scan(&idx, &leaf, &content, &hashes, &peerKey, &rareKind); err != nil {
+			return s.end(fmt.Errorf("audit: read entry %d: %w", s.next, err))
 		}
-		if uint64(idx) != next {
-			res.err = &BadEntryError{Index: next, Reason: "missing (deleted without a pruning record)"}
-			return res
+		if !s.row(idx, leaf, content, hashes, peerKey, rareKind) {
+			return s.end(nil)
 		}
-		prefix = strconv.AppendUint(append(prefix[:0], `,"index":`...), next, 10)
-		prefix = append(prefix, `,"time":"`...)
-		reason, dropped := checkRow(leaf, prefix, content)
-		if reason == "" && dropped && next >= contentFrom {
-			reason = "content removed without a pruning record (edited)"
-		}
-		if reason != "" {
-			res.err = &BadEntryError{Index: next, Reason: reason}
-			return res
-		}
-		if len(hashes) != storedLen(next) {
-			res.err = &BadEntryError{Index: next, Reason: fmt.Sprintf("stored tree hashes are %d bytes, want %d", len(hashes), storedLen(next))}
-			return res
-		}
-		lh := h.sum(leaf)
-		if !bytes.Equal(lh[:], hashes[:tlog.HashSize]) {
-			res.err = &BadEntryError{Index: next, Reason: "leaf does not match its stored hash (edited)"}
-			return res
-		}
-		if content == nil {
-			res.noContent++
-		}
-		res.leaves = append(res.leaves, lh)
-		res.stored = append(res.stored, hashes...)
-		next++
 	}
 	if err := rows.Err(); err != nil {
-		res.err = fmt.Errorf("audit: read entries: %w", err)
-		return res
+		return s.end(fmt.Errorf("audit: read entries: %w", err))
 	}
-	if next != to {
-		res.err = &BadEntryError{Index: next, Reason: "missing (deleted without a pruning record)"}
+	return s.end(nil)
+}
+
+// scanChunkRaw is scanChunk reading through a rowReader.
+func scanChunkRaw(ctx context.Context, r *rowReader, from, to, contentFrom uint64, h *leafHasher, indexFrom uint64, spare chunkResult) chunkResult {
+	s := newChunkScan(from, to, contentFrom, h, indexFrom, spare)
+	if from >= to {
+		return s.res
 	}
-	return res
+	return s.end(r.scan(ctx, from, to, s.row))
+}
+
+// rowSelect reads rows [?1, ?2) in index order: idx, the leaf as the bytes
+// of its text (what the leaf hash covers), content, hashes and the index
+// columns (constants for a log from before them).
+func rowSelect(cols bool) string {
+	c := `'', NULL`
+	if cols {
+		c = `peer_key, rare_kind`
+	}
+	return `SELECT idx, CAST(leaf AS BLOB), content, hashes, ` + c + ` FROM entries WHERE idx >= ?1 AND idx < ?2 ORDER BY idx`
+}
+
+// checkIndexColumns checks a row's peer_key and rare_kind against its leaf
+// (an edited index column would hide the entry from List).
+func checkIndexColumns(leaf, peer, rare []byte) string {
+	k, p, ok := leafKindPeer(leaf)
+	if !ok {
+		return "leaf is malformed"
+	}
+	if !bytes.Equal(peer, peerKey(p)) {
+		return "peer_key column does not match the leaf (edited)"
+	}
+	want := k
+	if !isRareKind(string(k)) {
+		want = nil
+	}
+	if !bytes.Equal(rare, want) || (rare == nil) != (want == nil) {
+		return "rare_kind column does not match the leaf (edited)"
+	}
+	return ""
+}
+
+// leafKindPeer returns the kind and peer of a leaf: the two JSON strings
+// after `,"kind":` (whose first occurrence is the key: nothing before it is
+// free text) and `,"peer":`.
+func leafKindPeer(leaf []byte) (kind, peer []byte, ok bool) {
+	i := bytes.Index(leaf, []byte(`,"kind":`))
+	if i < 0 {
+		return nil, nil, false
+	}
+	kind, rest, ok := cutJSONString(leaf[i+len(`,"kind":`):])
+	if !ok {
+		return nil, nil, false
+	}
+	rest, ok = bytes.CutPrefix(rest, []byte(`,"peer":`))
+	if !ok {
+		return nil, nil, false
+	}
+	peer, _, ok = cutJSONString(rest)
+	return kind, peer, ok
+}
+
+// cutJSONString decodes the JSON string b starts with and returns the rest.
+func cutJSONString(b []byte) (s, rest []byte, ok bool) {
+	if len(b) == 0 || b[0] != '"' {
+		return nil, nil, false
+	}
+	escaped := false
+	for i := 1; i < len(b); i++ {
+		switch b[i] {
+		case '\\':
+			escaped = true
+			i++
+		case '"':
+			if !escaped {
+				return b[1:i], b[i+1:], true
+			}
+			var str string
+			if err := json.Unmarshal(b[:i+1], &str); err != nil {
+				return nil, nil, false
+			}
+			return []byte(str), b[i+1:], true
+		}
+	}
+	return nil, nil, false
 }
 
 // checkRow checks what can be checked of one row without the tree. idxPart
@@ -456,9 +594,10 @@ func checkRow(leaf, idxPart, content []byte) (reason string, dropped bool) {
 // verifyChunk is the number of rows one worker reads at a time.
 const verifyChunk = 8192
 
-// scanParallel feeds rows [start, n) to v in order, reading chunks with
-// workers connections in parallel.
-func scanParallel(ctx context.Context, db *sql.DB, start, n, contentFrom uint64, workers int, v *verifier) error {
+// scanParallel feeds rows [start, n) of the log at path to v in order,
+// reading and checking chunks of chunk rows with workers connections in
+// parallel.
+func scanParallel(ctx context.Context, path string, cols bool, indexFrom, start, n, contentFrom uint64, workers int, chunk uint64, v *verifier) error {
 	ctx, cancel := context.WithCancel(ctx)
 	type job struct {
 		from, to uint64
@@ -466,6 +605,9 @@ func scanParallel(ctx context.Context, db *sql.DB, start, n, contentFrom uint64,
 	}
 	jobs := make(chan job)
 	order := make(chan job, 2*workers)
+	// Results the verifier has consumed go back to the workers: their
+	// buffers are most of what Verify allocates.
+	spares := make(chan chunkResult, 3*workers)
 	var wg sync.WaitGroup
 	defer func() {
 		cancel()
@@ -476,8 +618,8 @@ func scanParallel(ctx context.Context, db *sql.DB, start, n, contentFrom uint64,
 		defer wg.Done()
 		defer close(jobs)
 		defer close(order)
-		for from := start; from < n; from += verifyChunk {
-			j := job{from: from, to: min(from+verifyChunk, n), out: make(chan chunkResult, 1)}
+		for from := start; from < n; from += chunk {
+			j := job{from: from, to: min(from+chunk, n), out: make(chan chunkResult, 1)}
 			select {
 			case order <- j:
 			case <-ctx.Done():
@@ -494,9 +636,22 @@ func scanParallel(ctx context.Context, db *sql.DB, start, n, contentFrom uint64,
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			r, err := openRowReader(path, cols)
+			if err == nil {
+				defer r.close()
+			}
 			h := newLeafHasher()
 			for j := range jobs {
-				j.out <- scanChunk(ctx, db, j.from, j.to, contentFrom, h)
+				if err != nil {
+					j.out <- chunkResult{err: err}
+					continue
+				}
+				var spare chunkResult
+				select {
+				case spare = <-spares:
+				default:
+				}
+				j.out <- scanChunkRaw(ctx, r, j.from, j.to, contentFrom, h, indexFrom, spare)
 			}
 		}()
 	}
@@ -509,6 +664,10 @@ func scanParallel(ctx context.Context, db *sql.DB, start, n, contentFrom uint64,
 		}
 		if err := v.feed(res); err != nil {
 			return err
+		}
+		select {
+		case spares <- res:
+		default:
 		}
 	}
 	return ctx.Err()
