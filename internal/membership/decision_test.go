@@ -22,7 +22,9 @@ type govGroup struct {
 	records map[uint64]fsm.Record
 }
 
-func newGovGroup(t *testing.T, mode fsm.Mode, n int) *govGroup { return newGovGroupFrom(t, mode, n, 100) }
+func newGovGroup(t *testing.T, mode fsm.Mode, n int) *govGroup {
+	return newGovGroupFrom(t, mode, n, 100)
+}
 
 // newGovGroupFrom makes the group "board" of n members whose keys are
 // testKey(first), testKey(first+1), ...
