@@ -1,0 +1,316 @@
+package testnet
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/treaty-dev/treaty/internal/backend"
+	"github.com/treaty-dev/treaty/internal/config"
+	"github.com/treaty-dev/treaty/internal/consensus/fsm"
+	"github.com/treaty-dev/treaty/internal/identity"
+	"github.com/treaty-dev/treaty/internal/membership"
+	"github.com/treaty-dev/treaty/internal/node"
+	"github.com/treaty-dev/treaty/internal/refusal"
+	"github.com/treaty-dev/treaty/internal/transport"
+	"github.com/treaty-dev/treaty/localapi"
+)
+
+// governedBound is the documented bound from the vote that passes a
+// governing motion to every member applying it (docs/admission.md): the
+// decision records are collected (a BFT certificate needs a quorum's
+// attestations), then the statement is pushed as other statements are. The
+// test runs under -race on a shared machine, hence the margin over the
+// 3 s a healthy network needs.
+const governedBound = 15 * time.Second
+
+// governedCluster is four organisations running the BFT group "board" that
+// governs the federation, and two members outside it (delta, edge) that
+// check its decisions against the definition in their configuration.
+func governedCluster(t *testing.T) (*Cluster, []*Member, []*Member) {
+	t.Helper()
+	c := NewCluster(t, 6, Options{Names: []string{"acme", "globex", "initech", "umbrella", "delta", "edge"}})
+	board, outside := c.Members[:4], c.Members[4:]
+	createGroup(t, "board", "bft", board...)
+	var ids []string
+	for _, m := range board {
+		ids = append(ids, m.ID.String())
+	}
+	for _, m := range board {
+		m.AppendConfig(t, "membership:\n  governor:\n    group: board\n")
+	}
+	for _, m := range outside {
+		m.AppendConfig(t, "membership:\n  governor:\n    group: board\n    mode: bft\n    members: ["+strings.Join(ids, ", ")+"]\n")
+	}
+	return c, board, outside
+}
+
+// govern opens a governing motion on m, retrying while the fresh group forms
+// its first view.
+func govern(t *testing.T, m *Member, req node.GovernRequest) node.GovernResult {
+	t.Helper()
+	deadline := time.Now().Add(45 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
+		res, err := m.Node().Govern(ctx, req)
+		cancel()
+		if err == nil {
+			return res
+		}
+		if refusal.ExitCode(err) != refusal.ExitUnreachable || time.Now().After(deadline) {
+			t.Fatalf("govern %s: %v (exit %d)", req.Action, err, refusal.ExitCode(err))
+		}
+	}
+}
+
+// vote has each of voters vote yes on motion and returns the last decision.
+func vote(t *testing.T, motion string, voters ...*Member) localapi.Decision {
+	t.Helper()
+	var last localapi.Decision
+	for _, m := range voters {
+		last = commit(t, func(ctx context.Context) (localapi.Decision, error) {
+			return m.Client().MotionVote(ctx, "board", motion, true)
+		})
+	}
+	return last
+}
+
+// TestGovernorBFT: the governing group admits a key by motion and every
+// member, inside the group or not, learns it with source decision (and no
+// grant); it revokes the key by motion and every member refuses it at the
+// handshake; forged decisions are refused and cost the relayer trust.
+func TestGovernorBFT(t *testing.T) {
+	c, board, outside := governedCluster(t)
+	acme, globex, initech := board[0], board[1], board[2]
+	delta, edge := outside[0], outside[1]
+	everyone := append(append([]*Member{}, board...), outside...)
+
+	// Without a governor configured, governing is a usage error.
+	echo := c.Add(t, "echo", "")
+	if _, err := echo.Node().Govern(t.Context(), node.GovernRequest{Action: membership.ActionRevoke, Peer: acme.ID.String()}); refusal.ExitCode(err) != refusal.ExitUsage {
+		t.Fatalf("govern without a governor: %v", err)
+	}
+	// A node outside the group cannot open its motions.
+	if _, err := delta.Node().Govern(t.Context(), node.GovernRequest{Action: membership.ActionRevoke, Peer: "acme"}); refusal.ExitCode(err) != refusal.ExitDenied {
+		t.Fatalf("govern from outside the group: %v", err)
+	}
+
+	t.Run("admit", func(t *testing.T) {
+		res := govern(t, acme, node.GovernRequest{Action: membership.ActionAdmit, Peer: echo.ID.String(), Name: "echo", Addr: echo.Addr()})
+		if res.Outcome != "open" || !strings.HasPrefix(res.Motion, "admit-") {
+			t.Fatalf("opened: %+v", res)
+		}
+		for _, m := range everyone {
+			if m.Node().Admitted(echo.ID) {
+				t.Fatalf("%s admits echo before the motion passed", m.Name)
+			}
+		}
+		if last := vote(t, res.Motion, globex, initech); last.Outcome != "passed" {
+			t.Fatalf("after three yes votes: %+v", last)
+		}
+		start := time.Now()
+		eventually(t, governedBound, "every member learns echo with source decision", func() bool {
+			for _, m := range everyone {
+				if m.Node().PeerSource(echo.ID) != config.SourceDecision || !m.Node().Admitted(echo.ID) {
+					return false
+				}
+			}
+			return true
+		})
+		t.Logf("admission applied everywhere %v after the deciding vote", time.Since(start))
+		p, _ := knows(delta, echo.ID)
+		if p.Addr != echo.Addr() || p.Name != "echo" {
+			t.Fatalf("delta's entry for echo: %+v", p)
+		}
+		// Knowing a key grants it nothing.
+		acme.Handle(t, "ping", func(context.Context, backend.Invocation) ([]byte, error) { return []byte(`{}`), nil })
+		echo.AddPeer(t, acme)
+		if o := echo.Call(t, "acme", "ping", ""); o.Code != refusal.ExitDenied {
+			t.Fatalf("echo calls ping without a grant: %v", o)
+		}
+	})
+
+	var revokeOpen, revokePass uint64
+	t.Run("revoke", func(t *testing.T) {
+		if echo.Node().Conns() == 0 {
+			t.Fatal("echo holds no connection before the revocation")
+		}
+		res := govern(t, globex, node.GovernRequest{Action: membership.ActionRevoke, Peer: "echo"})
+		revokeOpen = res.Index
+		last := vote(t, res.Motion, acme, initech)
+		if last.Outcome != "passed" {
+			t.Fatalf("after three yes votes: %+v", last)
+		}
+		revokePass = last.Index
+		start := time.Now()
+		eventually(t, governedBound, "every member refuses echo", func() bool {
+			for _, m := range everyone {
+				if m.Node().Admitted(echo.ID) {
+					return false
+				}
+				if _, ok := knows(m, echo.ID); ok {
+					return false
+				}
+			}
+			return true
+		})
+		t.Logf("revocation refused everywhere %v after the deciding vote", time.Since(start))
+		eventually(t, governedBound, "echo's connections close", func() bool { return echo.Node().Conns() == 0 })
+		if o := echo.Call(t, "acme", "ping", ""); o.Code != refusal.ExitUnreachable {
+			t.Fatalf("a revoked key's call: %v; want exit 4 (handshake refused)", o)
+		}
+		for _, m := range everyone {
+			if st := memberStatus(m, echo.ID); st != "revoked" {
+				t.Fatalf("%s shows echo as %q", m.Name, st)
+			}
+		}
+		// It survives a restart, and nothing brings it back.
+		delta.Stop(t)
+		delta.Start(t)
+		if delta.Node().Admitted(echo.ID) {
+			t.Fatal("group revocation lost across a restart")
+		}
+		delta.AddPeerAt(t, "echo2", echo.Addr(), echo.ID.String())
+		if delta.Node().Admitted(echo.ID) {
+			t.Fatal("peer add re-admitted a key the group revoked")
+		}
+	})
+
+	t.Run("forged", func(t *testing.T) {
+		// Real records of the revocation, to tamper with.
+		open := exportRecord(t, acme, revokeOpen)
+		passed := exportRecord(t, acme, revokePass)
+		edgeKey, err := identity.LoadKeyFile(edge.Home + "/identity.key")
+		if err != nil {
+			t.Fatal(err)
+		}
+		badCert := passed
+		badCert.Certificate = append([]fsm.Attestation{}, passed.Certificate...)
+		badCert.Certificate[0].Sig = append([]byte{}, passed.Certificate[0].Sig...)
+		badCert.Certificate[0].Sig[3] ^= 1
+		stranger, err := identity.Generate(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		strangerCert := passed
+		strangerCert.Certificate = append([]fsm.Attestation{}, passed.Certificate...)
+		strangerCert.Certificate[0] = fsm.Attestation{Signer: stranger.Public(), Sig: passed.Certificate[0].Sig}
+		// A decision that verifies, taken by another group called board:
+		// its only member is the stranger, and it revokes initech.
+		wrongOpen, wrongPass := oneMemberDecision(t, stranger, membership.GroupAction{Kind: membership.ActionRevoke, Key: initech.ID})
+
+		forgeries := map[string]string{}
+		for name, recs := range map[string][2]fsm.Record{
+			"bad certificate":            {open, badCert},
+			"non-member signer":          {open, strangerCert},
+			"wrong group":                {wrongOpen, wrongPass},
+			"open record as the passing": {passed, open},
+		} {
+			text, _, _ := membership.SignDecided(edgeKey, recs[0], recs[1], "")
+			if text == "" {
+				t.Fatalf("%s: no text", name)
+			}
+			forgeries[name] = text
+		}
+		for _, target := range []*Member{delta, globex} {
+			before := target.Node().TrustSnapshot(edge.ID)
+			for name, text := range forgeries {
+				if got := pushDecided(t, edgeKey, target, text); !strings.HasPrefix(got, "error: ") {
+					t.Fatalf("%s: %s answered %q", name, target.Name, got)
+				}
+			}
+			after := target.Node().TrustSnapshot(edge.ID)
+			if after.Bad <= before.Bad || after.Score >= before.Score {
+				t.Fatalf("%s: edge's trust after %d forgeries: %+v, before %+v", target.Name, len(forgeries), after, before)
+			}
+			if !target.Node().Admitted(initech.ID) {
+				t.Fatalf("%s applied the other group's revocation", target.Name)
+			}
+		}
+		// The genuine statement, relayed again by edge, is acknowledged.
+		genuine, _, err := membership.SignDecided(edgeKey, open, passed, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := pushDecided(t, edgeKey, delta, genuine); got != "ok" {
+			t.Fatalf("genuine decision relayed by edge: %q", got)
+		}
+	})
+}
+
+func memberStatus(m *Member, k identity.PublicKey) string {
+	for _, s := range m.Node().Members() {
+		if s.ID == k {
+			return s.Status
+		}
+	}
+	return ""
+}
+
+func exportRecord(t *testing.T, m *Member, index uint64) fsm.Record {
+	t.Helper()
+	var r fsm.Record
+	Eventually(t, 15*time.Second, func() error {
+		b, err := m.Client().DecisionExport(t.Context(), "board", index)
+		if err != nil {
+			return err
+		}
+		r, err = fsm.ParseRecord(b)
+		return err
+	})
+	return r
+}
+
+// oneMemberDecision is a passed governing motion of a BFT group called board
+// whose only member is k.
+func oneMemberDecision(t *testing.T, k identity.PrivateKey, act membership.GroupAction) (fsm.Record, fsm.Record) {
+	t.Helper()
+	g, err := fsm.NewGroup("board", fsm.ModeBFT, 0, []identity.PublicKey{k.Public()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := fsm.New(g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := act.MotionName("x")
+	var recs []fsm.Record
+	for i, op := range []fsm.Op{fsm.OpenMotion(name, 1, 0, act.MotionText()), fsm.Vote(name, true)} {
+		q, err := fsm.SignRequest(k, g.ID(), uint64(i+1), op)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e := fsm.Entry{Time: time.Now().UnixNano(), Request: q.Encode()}
+		res := m.Apply(uint64(i+1), e)
+		recs = append(recs, fsm.NewRecord(g, uint64(i+1), e, res, []fsm.Attestation{fsm.Attest(k, g, uint64(i+1), e, res)}))
+	}
+	return recs[0], recs[1]
+}
+
+// pushDecided sends text to m on the decided-statement protocol with key k
+// (a member m knows) and returns m's answer.
+func pushDecided(t *testing.T, k identity.PrivateKey, m *Member, text string) string {
+	t.Helper()
+	tr, err := transport.New(transport.Config{Identity: k, Peers: admitAll{}, Listen: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	conn, err := tr.Dial(t.Context(), m.Addr(), m.ID, node.ProtoDecided)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := fmt.Fprintf(conn, "%s\n%s\n", text, k.Public()); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(conn).ReadString('\n')
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSuffix(line, "\n")
+}
