@@ -48,14 +48,14 @@ func governedCluster(t *testing.T) (*Cluster, []*Member, []*Member) {
 	return c, board, outside
 }
 
-// govern opens a governing motion on m, retrying while the fresh group forms
-// its first view.
-func govern(t *testing.T, m *Member, req node.GovernRequest) node.GovernResult {
+// govern opens a governing motion through m's local API, retrying while the
+// fresh group forms its first view.
+func govern(t *testing.T, m *Member, req localapi.GovernRequest) localapi.GovernResponse {
 	t.Helper()
 	deadline := time.Now().Add(45 * time.Second)
 	for {
 		ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
-		res, err := m.Node().Govern(ctx, req)
+		res, err := m.Client().Govern(ctx, req)
 		cancel()
 		if err == nil {
 			return res
@@ -99,7 +99,7 @@ func TestGovernorBFT(t *testing.T) {
 	}
 
 	t.Run("admit", func(t *testing.T) {
-		res := govern(t, acme, node.GovernRequest{Action: membership.ActionAdmit, Peer: echo.ID.String(), Name: "echo", Addr: echo.Addr()})
+		res := govern(t, acme, localapi.GovernRequest{Action: membership.ActionAdmit, Peer: echo.ID.String(), Name: "echo", Addr: echo.Addr()})
 		if res.Outcome != "open" || !strings.HasPrefix(res.Motion, "admit-") {
 			t.Fatalf("opened: %+v", res)
 		}
@@ -138,7 +138,10 @@ func TestGovernorBFT(t *testing.T) {
 		if echo.Node().Conns() == 0 {
 			t.Fatal("echo holds no connection before the revocation")
 		}
-		res := govern(t, globex, node.GovernRequest{Action: membership.ActionRevoke, Peer: "echo"})
+		res := govern(t, globex, localapi.GovernRequest{Action: membership.ActionRevoke, Peer: "echo"})
+		if res.Key != echo.ID.String() {
+			t.Fatalf("opened: %+v", res)
+		}
 		revokeOpen = res.Index
 		last := vote(t, res.Motion, acme, initech)
 		if last.Outcome != "passed" {
