@@ -98,13 +98,40 @@ func (n *Node) governs(g fsm.Group) bool {
 			return true
 		}
 	}
-	for _, d := range n.declaredGroups(st) {
-		if d.Name == g.Name && d.ID() == id {
-			return true
+	for _, d := range st.cfg.Groups {
+		if d.Name != g.Name {
+			continue
+		}
+		if keys, err := st.cfg.GroupMembers(d, n.self); err == nil {
+			if dg, err := fsm.NewGroup(d.Name, fsm.Mode(d.Mode), 0, keys); err == nil && dg.ID() == id {
+				return true
+			}
 		}
 	}
 	cur, ok := n.governingGroup()
 	return ok && cur.ID() == id
+}
+
+// governorDefined reports whether this node has a definition of its
+// governing group to judge decisions by: given in membership.governor,
+// declared under groups:, or run here. Without one, a decision it cannot
+// check is refused but not held against the member that relayed it.
+func (n *Node) governorDefined() bool {
+	st := n.state.Load()
+	gov := st.cfg.Membership.Governor
+	if gov == nil {
+		return false
+	}
+	if len(gov.Members) > 0 {
+		return true
+	}
+	for _, d := range st.cfg.Groups {
+		if d.Name == gov.Group {
+			return true
+		}
+	}
+	_, ok := n.governingGroup()
+	return ok
 }
 
 // governingGroup is the governing group as this node runs it (its current
@@ -276,6 +303,13 @@ func (n *Node) applyDecided(ctx context.Context, text string, from identity.Publ
 	if err == nil && !n.governs(d.Group) {
 		err = &membership.StatementError{Kind: membership.KindDecided, Err: membership.ErrNotGoverning,
 			Reason: fmt.Sprintf("group %s (%s) is not the governing group this node trusts", d.Group.Name, d.Group.ID())}
+	}
+	if errors.Is(err, membership.ErrNotGoverning) && !n.governorDefined() {
+		// Any member can send these: logged a bounded number of times (refusals.go).
+		if n.refusalAdmitted(refusalKey{source: from.String(), kind: KindStmtRefused, direction: "in", stage: string(refusal.StageWire)}, "undefined governor") {
+			n.log.Warn("group decision refused: this node defines no governing group to check it against (membership.governor)", "group", d.Group.Name, "from", from)
+		}
+		return false, err
 	}
 	if err != nil {
 		n.statementRefused(ctx, from, err)
