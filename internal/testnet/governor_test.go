@@ -317,3 +317,58 @@ func pushDecided(t *testing.T, k identity.PrivateKey, m *Member, text string) st
 	}
 	return strings.TrimSuffix(line, "\n")
 }
+
+// TestGovernorRaft: a Raft group inside one organisation governs; its
+// records carry no certificate, so a member outside the group accepts a
+// decision wrapped by a member of the group (whose word it trusts) and
+// refuses the same records wrapped by anyone else.
+func TestGovernorRaft(t *testing.T) {
+	c := NewCluster(t, 5, Options{Names: []string{"acme", "acme-eu", "acme-us", "globex", "mallory"}})
+	board, globex, mallory := c.Members[:3], c.Members[3], c.Members[4]
+	createGroup(t, "board", "raft", board...)
+	var ids []string
+	for _, m := range board {
+		ids = append(ids, m.ID.String())
+		m.AppendConfig(t, "membership:\n  governor:\n    group: board\n")
+	}
+	globex.AppendConfig(t, "membership:\n  governor:\n    group: board\n    mode: raft\n    members: ["+strings.Join(ids, ", ")+"]\n")
+
+	res := govern(t, board[0], localapi.GovernRequest{Action: membership.ActionRevoke, Peer: "mallory"})
+	last := vote(t, res.Motion, board[1])
+	if last.Outcome != "passed" {
+		t.Fatalf("after two yes votes of three: %+v", last)
+	}
+	everyone := []*Member{board[0], board[1], board[2], globex}
+	eventually(t, governedBound, "every member refuses mallory", func() bool {
+		for _, m := range everyone {
+			if m.Node().Admitted(mallory.ID) {
+				return false
+			}
+		}
+		return true
+	})
+	// edge, a member globex knows but outside the group, wraps the same
+	// records: refused (a Raft decision is only a group member's word), and
+	// counted against edge.
+	open, passed := exportRecord(t, board[0], res.Index), exportRecord(t, board[0], last.Index)
+	if open.NoCertificate == "" {
+		t.Fatal("a raft record claims a certificate")
+	}
+	edge := c.Add(t, "edge", "")
+	c.Federate(t, edge, globex)
+	edgeKey, err := identity.LoadKeyFile(edge.Home + "/identity.key")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text, _, err := membership.SignDecided(edgeKey, open, passed, "")
+	if err == nil {
+		t.Fatal("a raft decision wrapped by a non-member verifies")
+	}
+	before := globex.Node().TrustSnapshot(edge.ID)
+	if got := pushDecided(t, edgeKey, globex, text); !strings.HasPrefix(got, "error: ") {
+		t.Fatalf("globex answered %q", got)
+	}
+	if after := globex.Node().TrustSnapshot(edge.ID); after.Bad <= before.Bad {
+		t.Fatalf("edge's trust after a forged raft decision: %+v, before %+v", after, before)
+	}
+}
