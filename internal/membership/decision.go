@@ -57,7 +57,7 @@ var ErrNotGoverning = errors.New("membership: not a decision of the governing gr
 type GroupAction struct {
 	Kind string // ActionAdmit or ActionRevoke
 	Key  identity.PublicKey
-	Name string // admit: the nickname members give the key (1 to 64 of a-z 0-9 - _ .)
+	Name string // admit: the nickname members give the key (a peer book nickname)
 }
 
 // MotionText is the motion's text: "treaty-governor-v1 admit DID NAME" or
@@ -91,7 +91,7 @@ func (a GroupAction) Check() error {
 		}
 	case ActionAdmit:
 		if !validNickname(a.Name) {
-			return malformed(KindDecided, "name %q: want 1 to 64 of a-z, 0-9, '-', '_', '.'", a.Name)
+			return malformed(KindDecided, "name %q: want 1 to 64 of a-z, 0-9, '-', '_', '.', starting with a letter or digit", a.Name)
 		}
 	default:
 		return malformed(KindDecided, "unknown action %q", a.Kind)
@@ -105,7 +105,8 @@ func validNickname(s string) bool {
 	}
 	for i := 0; i < len(s); i++ {
 		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+		alnum := c >= 'a' && c <= 'z' || c >= '0' && c <= '9'
+		if !alnum && (i == 0 || c != '-' && c != '_' && c != '.') {
 			return false
 		}
 	}

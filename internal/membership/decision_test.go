@@ -224,6 +224,7 @@ func TestGroupActionText(t *testing.T) {
 		GovernorTextPrefix + " revoke " + k.String() + " extra",
 		GovernorTextPrefix + " admit " + k.String(),
 		GovernorTextPrefix + " admit " + k.String() + " Bad\u202eName",
+		GovernorTextPrefix + " admit " + k.String() + " -dash",
 		GovernorTextPrefix + " evict " + k.String(),
 		GovernorTextPrefix + " revoke did:key:zzz",
 		GovernorTextPrefix + "  revoke " + k.String(),
