@@ -138,12 +138,41 @@ func TestGovernorBFT(t *testing.T) {
 		if echo.Node().Conns() == 0 {
 			t.Fatal("echo holds no connection before the revocation")
 		}
-		res := govern(t, globex, localapi.GovernRequest{Action: membership.ActionRevoke, Peer: "echo"})
-		if res.Key != echo.ID.String() {
-			t.Fatalf("opened: %+v", res)
+		// globex opens the motion and waits for the outcome; the group is
+		// formed by now, so one request is enough.
+		type answer struct {
+			res localapi.GovernResponse
+			err error
 		}
-		revokeOpen = res.Index
-		last := vote(t, res.Motion, acme, initech)
+		waited := make(chan answer, 1)
+		go func() {
+			res, err := globex.Client().Govern(t.Context(), localapi.GovernRequest{Action: membership.ActionRevoke, Peer: "echo", Wait: true})
+			waited <- answer{res, err}
+		}()
+		var motion localapi.MotionInfo
+		Eventually(t, 15*time.Second, func() error {
+			ms, err := initech.Client().MotionList(t.Context(), "board")
+			if err != nil {
+				return err
+			}
+			for _, m := range ms {
+				if strings.HasPrefix(m.Name, "revoke-") && len(m.Yes) == 1 {
+					motion = m
+					return nil
+				}
+			}
+			return fmt.Errorf("no revocation motion with the opener's vote yet among %d", len(ms))
+		})
+		if want := membership.GovernorTextPrefix + " revoke " + echo.ID.String(); motion.Text != want || motion.Quorum != 3 || motion.Proposer != globex.ID.String() {
+			t.Fatalf("motion %+v", motion)
+		}
+		select {
+		case a := <-waited:
+			t.Fatalf("--wait returned before the motion was decided: %+v %v", a.res, a.err)
+		default:
+		}
+		revokeOpen = motion.Opened
+		last := vote(t, motion.Name, acme, initech)
 		if last.Outcome != "passed" {
 			t.Fatalf("after three yes votes: %+v", last)
 		}
@@ -161,6 +190,9 @@ func TestGovernorBFT(t *testing.T) {
 			return true
 		})
 		t.Logf("revocation refused everywhere %v after the deciding vote", time.Since(start))
+		if a := <-waited; a.err != nil || a.res.Outcome != "passed" || a.res.Key != echo.ID.String() || a.res.Motion != motion.Name {
+			t.Fatalf("waited: %+v %v", a.res, a.err)
+		}
 		eventually(t, governedBound, "echo's connections close", func() bool { return echo.Node().Conns() == 0 })
 		if o := echo.Call(t, "acme", "ping", ""); o.Code != refusal.ExitUnreachable {
 			t.Fatalf("a revoked key's call: %v; want exit 4 (handshake refused)", o)
@@ -232,6 +264,19 @@ func TestGovernorBFT(t *testing.T) {
 			if !target.Node().Admitted(initech.ID) {
 				t.Fatalf("%s applied the other group's revocation", target.Name)
 			}
+		}
+		// An oversized line is refused before it is parsed, and counted.
+		before := delta.Node().TrustSnapshot(edge.ID)
+		if got := pushDecided(t, edgeKey, delta, membership.DecidedPrefix+"."+strings.Repeat("A", membership.MaxDecidedText+8)); !strings.HasPrefix(got, "error: ") {
+			t.Fatalf("oversized statement: %q", got)
+		}
+		if after := delta.Node().TrustSnapshot(edge.ID); after.Bad <= before.Bad {
+			t.Fatalf("oversized statement not counted: %+v, before %+v", after, before)
+		}
+		// A key outside the peer book cannot reach the protocol at all.
+		_, stranger2 := strangerTransport(t)
+		if _, err := stranger2.Dial(t.Context(), delta.Addr(), delta.ID, node.ProtoDecided); err == nil {
+			t.Fatal("a stranger reached the decided-statement protocol")
 		}
 		// The genuine statement, relayed again by edge, is acknowledged.
 		genuine, _, err := membership.SignDecided(edgeKey, open, passed, "")
