@@ -221,7 +221,7 @@ func (n *Node) governorPassed(ctx context.Context, g fsm.Group, motion string, p
 		n.log.Error("governing decision does not make a valid statement", "group", group, "motion", motion, "err", err)
 		return
 	}
-	if _, err := n.Decided(ctx, text); err != nil {
+	if _, err := n.publishDecided(ctx, text); err != nil {
 		n.log.Error("governing decision not applied", "group", group, "motion", motion, "err", err)
 	}
 }
@@ -246,10 +246,10 @@ func (n *Node) recordWithin(ctx context.Context, group string, index uint64) (fs
 	}
 }
 
-// Decided applies a decided statement here and pushes it to every member of
+// publishDecided applies a decided statement here and pushes it to every member of
 // the book; it reports how many acknowledged it. Publishing it again pushes
 // it again.
-func (n *Node) Decided(ctx context.Context, text string) (int, error) {
+func (n *Node) publishDecided(ctx context.Context, text string) (int, error) {
 	var (
 		once  sync.Once
 		done  = make(chan int, 1)
