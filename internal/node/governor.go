@@ -49,22 +49,52 @@ const (
 
 // governor is the node's side of the governing group.
 type governor struct {
-	mu sync.Mutex
-	// hints are the addresses of keys this node proposed to admit, by
-	// motion: the group decides on the key, the opener vouches for where
-	// it listens. Kept in memory: after a restart the opener's hint is
-	// gone and the admission must be proposed again.
-	hints map[string]string
-	ctx   context.Context // the node's run context, set by startGovernor
+	mu  sync.Mutex
+	ctx context.Context // the node's run context, set by startGovernor
+}
+
+// governAddr is the address of a key this node proposed to admit: the group
+// decides on the key, the opener vouches for where it listens. It is kept in
+// the ledger until the motion passes or its deadline, so an opener that
+// restarts meanwhile still spreads the admission.
+type governAddr struct {
+	Addr  string    `json:"addr"`
+	Until time.Time `json:"until"`
+}
+
+// setGovernAddr records addr for motion (and forgets expired ones).
+func (a *admission) setGovernAddr(motion, addr string, until, now time.Time) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.ledger.GovernAddrs == nil {
+		a.ledger.GovernAddrs = map[string]governAddr{}
+	}
+	for k, h := range a.ledger.GovernAddrs {
+		if now.After(h.Until) {
+			delete(a.ledger.GovernAddrs, k)
+		}
+	}
+	a.ledger.GovernAddrs[motion] = governAddr{Addr: addr, Until: until}
+	return a.saveLocked()
+}
+
+// takeGovernAddr returns and forgets the address recorded for motion.
+func (a *admission) takeGovernAddr(motion string) string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	h, ok := a.ledger.GovernAddrs[motion]
+	if !ok {
+		return ""
+	}
+	delete(a.ledger.GovernAddrs, motion)
+	_ = a.saveLocked() // a stale entry expires with its motion's deadline
+	return h.Addr
 }
 
 // startGovernor serves ProtoDecided; Start calls it before the port opens.
 func (n *Node) startGovernor(ctx context.Context) {
 	n.gov.mu.Lock()
 	n.gov.ctx = ctx
-	if n.gov.hints == nil {
-		n.gov.hints = map[string]string{}
-	}
 	n.gov.mu.Unlock()
 	l := n.tr.Listener(ProtoDecided)
 	context.AfterFunc(ctx, func() { l.Close() })
@@ -185,10 +215,10 @@ func (n *Node) governorPassed(ctx context.Context, g fsm.Group, motion string, p
 	if !gov || err != nil {
 		return // an ordinary motion with a governing-looking name
 	}
-	n.gov.mu.Lock()
-	addr := n.gov.hints[motion]
-	delete(n.gov.hints, motion)
-	n.gov.mu.Unlock()
+	var addr string
+	if act.Kind == membership.ActionAdmit {
+		addr = n.adm.takeGovernAddr(motion)
+	}
 	if act.Kind == membership.ActionAdmit && addr == "" {
 		return // the member that opened it vouches for the address and spreads it
 	}
@@ -480,19 +510,15 @@ func (n *Node) Govern(ctx context.Context, req GovernRequest) (GovernResult, err
 	}
 	name := act.MotionName(strconv.FormatInt(n.now().UnixNano(), 36))
 	if act.Kind == membership.ActionAdmit {
-		n.gov.mu.Lock()
-		if n.gov.hints == nil {
-			n.gov.hints = map[string]string{}
+		now := n.now()
+		if err := n.adm.setGovernAddr(name, req.Addr, now.Add(deadline), now); err != nil {
+			return GovernResult{}, fmt.Errorf("node: %w", err)
 		}
-		n.gov.hints[name] = req.Addr
-		n.gov.mu.Unlock()
 	}
 	m := n.groups.m
 	opened, err := m.OpenMotion(ctx, gov.Group, name, uint32(g.Quorum()), deadline, act.MotionText())
 	if err != nil {
-		n.gov.mu.Lock()
-		delete(n.gov.hints, name)
-		n.gov.mu.Unlock()
+		n.adm.takeGovernAddr(name)
 		return GovernResult{}, err
 	}
 	res := GovernResult{Group: gov.Group, Motion: name, Index: opened.Index, Outcome: string(fsm.OutcomeOpen), Key: act.Key}

@@ -90,6 +90,9 @@ type ledger struct {
 	Rotations []string              `json:"rotations"` // rotation statements applied
 	// GroupRevoked are the keys the governing group revoked (governor.go).
 	GroupRevoked []groupRevocation `json:"group_revoked,omitempty"`
+	// GovernAddrs are the addresses of keys this node proposed to admit, by
+	// motion, until the motion passes or its deadline (governor.go).
+	GovernAddrs map[string]governAddr `json:"govern_addrs,omitempty"`
 }
 
 type inviteUse struct {
