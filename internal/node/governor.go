@@ -356,16 +356,25 @@ func (n *Node) applyDecided(ctx context.Context, text string, from identity.Publ
 	case membership.ActionAdmit:
 		err = n.applyGroupAdmission(ctx, d, from)
 	}
-	if errors.Is(err, errStale) {
+	switch {
+	case errors.Is(err, errStale):
 		ack()
 		return false, nil
-	}
-	if err != nil {
+	case errors.Is(err, errNoAddr):
+		// Valid, but only the opener's wrapping says where the key listens:
+		// not applied nor passed on, and not remembered, so that one applies.
+		ack()
+		n.adm.forget(seen)
+		return false, nil
+	case err != nil:
 		n.adm.forget(seen)
 		return false, err
 	}
 	return true, nil
 }
+
+// errNoAddr marks a valid admission that came without the opener's address.
+var errNoAddr = errors.New("admission without an address")
 
 // decidedSeenKey identifies a decision among the statements seen: one
 // decision comes from several members, each wrapping it under its own key.
@@ -448,7 +457,7 @@ func (n *Node) applyGroupAdmission(ctx context.Context, d membership.Decided, fr
 		return nil
 	}
 	if d.Addr == "" {
-		return nil // no address to reach it at: the opener's statement brings one
+		return errNoAddr
 	}
 	name, err := home.LearnPeer(n.home, d.Action.Name, d.Addr, k, config.SourceDecision)
 	if err != nil {

@@ -292,6 +292,69 @@ func TestGovernorBFT(t *testing.T) {
 			t.Fatalf("genuine decision relayed by edge: %q", got)
 		}
 	})
+
+	t.Run("late", func(t *testing.T) {
+		lateAdmission(t, acme, globex, initech, delta, edge, []*Member{acme, globex, initech, board[3], edge})
+	})
+}
+
+// lateAdmission is a subtest of TestGovernorBFT: a node that was down while
+// an admission spread takes it when the opener's statement reaches it later;
+// a wrapping without the opener's address neither applies nor blocks it.
+func lateAdmission(t *testing.T, acme, globex, initech, delta, edge *Member, others []*Member) {
+	newcomer, err := identity.Generate(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := newcomer.Public()
+	delta.Stop(t)
+	res := govern(t, acme, localapi.GovernRequest{Action: membership.ActionAdmit, Peer: k.String(), Name: "foxtrot", Addr: "127.0.0.1:9"})
+	last := vote(t, res.Motion, globex, initech)
+	eventually(t, governedBound, "the running members learn foxtrot", func() bool {
+		for _, m := range others {
+			if m.Node().PeerSource(k) != config.SourceDecision {
+				return false
+			}
+		}
+		return true
+	})
+	delta.Start(t)
+	if _, ok := knows(delta, k); ok {
+		t.Fatal("delta learned foxtrot while it was down")
+	}
+	open, passed := exportRecord(t, acme, res.Index), exportRecord(t, acme, last.Index)
+	edgeKey, err := identity.LoadKeyFile(edge.Home + "/identity.key")
+	if err != nil {
+		t.Fatal(err)
+	}
+	noAddr, _, err := membership.SignDecided(edgeKey, open, passed, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := pushDecided(t, edgeKey, delta, noAddr); got != "ok" {
+		t.Fatalf("admission without an address: %q", got)
+	}
+	if _, ok := knows(delta, k); ok {
+		t.Fatal("an admission without an address was applied")
+	}
+	// Only the opener may add the address.
+	if _, _, err := membership.SignDecided(edgeKey, open, passed, "127.0.0.1:9"); err == nil {
+		t.Fatal("an address from another member than the opener verifies")
+	}
+	acmeKey, err := identity.LoadKeyFile(acme.Home + "/identity.key")
+	if err != nil {
+		t.Fatal(err)
+	}
+	withAddr, _, err := membership.SignDecided(acmeKey, open, passed, "127.0.0.1:9")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := pushDecided(t, acmeKey, delta, withAddr); got != "ok" {
+		t.Fatalf("the opener's admission: %q", got)
+	}
+	if p, ok := knows(delta, k); !ok || p.Source != config.SourceDecision || p.Addr != "127.0.0.1:9" || p.Name != "foxtrot" {
+		t.Fatalf("delta's entry for foxtrot: %+v %v", p, ok)
+	}
 }
 
 func memberStatus(m *Member, k identity.PublicKey) string {
