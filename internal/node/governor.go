@@ -276,9 +276,10 @@ func (n *Node) recordWithin(ctx context.Context, group string, index uint64) (fs
 	}
 }
 
-// publishDecided applies a decided statement here and pushes it to every member of
-// the book; it reports how many acknowledged it. Publishing it again pushes
-// it again.
+// publishDecided applies a decided statement here and pushes it to every
+// member of the book, even when it was applied before (a member's own
+// revocation takes effect before its statement exists); it reports how many
+// acknowledged it.
 func (n *Node) publishDecided(ctx context.Context, text string) (int, error) {
 	var (
 		once  sync.Once
@@ -300,28 +301,29 @@ func (n *Node) serveDecided(ctx context.Context, c net.Conn) {
 	from, _ := transport.PeerFromConn(c)
 	br := bufio.NewReader(c)
 	line, err := readLineFrom(br, decidedLineMax)
+	var coveredLine []byte
 	if err == nil {
-		var coveredLine []byte
-		if coveredLine, err = readLineFrom(br, coveredLineMax); err == nil {
-			covered := parseCovered(string(coveredLine))
-			covered[from] = struct{}{}
-			var once sync.Once
-			ack := func() { once.Do(func() { _, _ = c.Write([]byte("ok\n")) }) }
-			var fresh bool
-			if fresh, err = n.applyDecided(ctx, string(line), from, ack); err == nil {
-				ack()
-				c.Close()
-				if fresh {
-					n.spreadOn(ctx, ProtoDecided, string(line), covered)
-				}
-				return
-			}
-			_, _ = c.Write([]byte("error: " + strings.ReplaceAll(err.Error(), "\n", " ") + "\n"))
-			return
-		}
+		coveredLine, err = readLineFrom(br, coveredLineMax)
 	}
-	n.statementRefused(ctx, from, err)
-	_, _ = c.Write([]byte("error: " + err.Error() + "\n"))
+	if err != nil {
+		n.statementRefused(ctx, from, err)
+		_, _ = c.Write([]byte("error: " + err.Error() + "\n"))
+		return
+	}
+	covered := parseCovered(string(coveredLine))
+	covered[from] = struct{}{}
+	var once sync.Once
+	ack := func() { once.Do(func() { _, _ = c.Write([]byte("ok\n")) }) }
+	fresh, err := n.applyDecided(ctx, string(line), from, ack)
+	if err != nil {
+		once.Do(func() { _, _ = c.Write([]byte("error: " + strings.ReplaceAll(err.Error(), "\n", " ") + "\n")) })
+		return
+	}
+	ack()
+	c.Close()
+	if fresh {
+		n.spreadOn(ctx, ProtoDecided, string(line), covered)
+	}
 }
 
 // applyDecided verifies a decided statement that from relayed (zero: this
