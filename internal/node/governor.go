@@ -38,9 +38,9 @@ const ProtoDecided = "treaty-decided/1"
 // Bounds of the governor.
 const (
 	decidedLineMax = membership.MaxDecidedText + 2
-	// recordWait bounds how long a member waits for the decision records
-	// of a passed motion (a BFT certificate needs a quorum's attestations).
-	recordWait = 30 * time.Second
+	// recordWait bounds how long a member waits for a passed motion and its
+	// decision records (a BFT certificate needs a quorum's attestations).
+	recordWait = time.Minute
 	// governWaitPoll is how often Govern with Wait looks at its motion.
 	governWaitPoll = 100 * time.Millisecond
 	// DefaultGovernDeadline is a governing motion's deadline unless given.
@@ -205,8 +205,8 @@ func (n *Node) governorApplied(g fsm.Group, a consensus.Applied) {
 // revocation takes effect here first: this member's own state machine is
 // proof enough for itself, and the records take a moment to collect.
 func (n *Node) governorPassed(ctx context.Context, g fsm.Group, motion string, passed uint64) {
-	m, group := n.groups.m, g.Name
-	mo, err := m.Motion(ctx, group, motion)
+	group := g.Name
+	mo, err := n.motionWithin(ctx, group, motion)
 	if err != nil || mo.Outcome != fsm.OutcomePassed || mo.Decided != passed {
 		n.log.Warn("governing motion not found as passed", "group", group, "motion", motion, "index", passed, "err", err)
 		return
@@ -259,18 +259,30 @@ func (n *Node) governorPassed(ctx context.Context, g fsm.Group, motion string, p
 // recordWithin asks the group for the record of index until it has one (a
 // BFT certificate is collected from the members after the entry applies).
 func (n *Node) recordWithin(ctx context.Context, group string, index uint64) (fsm.Record, error) {
+	return retryWithin(ctx, func(ctx context.Context) (fsm.Record, error) { return n.groups.m.Record(ctx, group, index) })
+}
+
+// motionWithin reads a motion until the group answers: the read is
+// linearizable, so it waits for a quorum (a member that just restarted may
+// wait for the group to settle on a view or a leader).
+func (n *Node) motionWithin(ctx context.Context, group, motion string) (fsm.Motion, error) {
+	return retryWithin(ctx, func(ctx context.Context) (fsm.Motion, error) { return n.groups.m.Motion(ctx, group, motion) })
+}
+
+// retryWithin calls f until it succeeds or recordWait passes.
+func retryWithin[T any](ctx context.Context, f func(context.Context) (T, error)) (T, error) {
 	ctx, cancel := context.WithTimeout(ctx, recordWait)
 	defer cancel()
 	t := time.NewTicker(200 * time.Millisecond)
 	defer t.Stop()
 	for {
-		r, err := n.groups.m.Record(ctx, group, index)
+		v, err := f(ctx)
 		if err == nil {
-			return r, nil
+			return v, nil
 		}
 		select {
 		case <-ctx.Done():
-			return fsm.Record{}, errors.Join(err, ctx.Err())
+			return v, errors.Join(err, ctx.Err())
 		case <-t.C:
 		}
 	}

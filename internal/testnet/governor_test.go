@@ -108,15 +108,10 @@ func TestGovernorBFT(t *testing.T) {
 				t.Fatalf("%s admits echo before the motion passed", m.Name)
 			}
 		}
-		// The opener restarts before the motion passes: the address it
-		// vouches for is in its ledger, and it spreads the admission once it
-		// has caught up with the group.
-		acme.Stop(t)
 		if last := vote(t, res.Motion, globex, initech); last.Outcome != "passed" {
 			t.Fatalf("after three yes votes: %+v", last)
 		}
 		start := time.Now()
-		acme.Start(t)
 		eventually(t, governedBound, "every member learns echo with source decision", func() bool {
 			for _, m := range everyone {
 				if m.Node().PeerSource(echo.ID) != config.SourceDecision || !m.Node().Admitted(echo.ID) {
@@ -460,6 +455,28 @@ func TestGovernorRaft(t *testing.T) {
 		}
 		return true
 	})
+	// An admission whose opener restarts before the motion passes: the
+	// address it vouches for is in its ledger, and it spreads the admission
+	// once it has caught up with the group.
+	newcomer, err := identity.Generate(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	adm := govern(t, board[0], localapi.GovernRequest{Action: membership.ActionAdmit, Peer: newcomer.Public().String(), Name: "delta", Addr: "127.0.0.1:9"})
+	board[0].Stop(t)
+	if last := vote(t, adm.Motion, board[1]); last.Outcome != "passed" {
+		t.Fatalf("admission after two yes votes of three: %+v", last)
+	}
+	board[0].Start(t)
+	eventually(t, governedBound, "every member learns the newcomer from the restarted opener", func() bool {
+		for _, m := range everyone {
+			if m.Node().PeerSource(newcomer.Public()) != config.SourceDecision {
+				return false
+			}
+		}
+		return true
+	})
+
 	// edge, a member globex knows but outside the group, wraps the same
 	// records: refused (a Raft decision is only a group member's word), and
 	// counted against edge.
