@@ -37,3 +37,10 @@ func (c *Client) Publish(ctx context.Context, statement string) (localapi.Publis
 	var out localapi.PublishResponse
 	return out, c.do(ctx, http.MethodPost, "/v1/publish", localapi.PublishRequest{Statement: statement}, &out)
 }
+
+// Govern asks the governing group to admit or revoke a key: the node opens
+// the motion with its yes vote.
+func (c *Client) Govern(ctx context.Context, req localapi.GovernRequest) (localapi.GovernResponse, error) {
+	var out localapi.GovernResponse
+	return out, c.do(ctx, http.MethodPost, "/v1/govern", req, &out)
+}

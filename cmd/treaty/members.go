@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/treaty-dev/treaty/client"
+	"github.com/treaty-dev/treaty/internal/config"
 	"github.com/treaty-dev/treaty/internal/homedir"
 	"github.com/treaty-dev/treaty/internal/identity"
 	"github.com/treaty-dev/treaty/internal/membership"
@@ -22,7 +23,7 @@ import (
 // admissionCmds are `treaty members`, `invite`, `join`, `rotate` and `revoke`
 // (docs/admission.md).
 func admissionCmds(h func() string) []*cobra.Command {
-	return []*cobra.Command{membersCmd(h), inviteCmd(h), joinCmd(h), rotateCmd(h), revokeCmd(h)}
+	return []*cobra.Command{membersCmd(h), inviteCmd(h), joinCmd(h), rotateCmd(h), revokeCmd(h), admitCmd(h)}
 }
 
 func membersCmd(h func() string) *cobra.Command {
@@ -144,13 +145,18 @@ const maxStatementFile = 4 << 10
 
 func revokeCmd(h func() string) *cobra.Command {
 	var prepare, reason string
+	var gov governFlags
 	c := &cobra.Command{
-		Use:   "revoke [--prepare FILE [--reason TEXT]] [FILE]",
-		Short: "revoke this node's key: prepare the statement in advance, publish it when the key is lost",
+		Use:   "revoke [--prepare FILE [--reason TEXT]] [FILE | PEER [--wait] [--deadline 24h]]",
+		Short: "revoke this node's key (prepared in advance, published when lost), or PEER's by the governing group",
 		Long: "--prepare FILE signs a self-revocation with this home's key and writes it to FILE (mode\n" +
 			"0600), without a running node: keep it offline. 'treaty revoke FILE' publishes a prepared\n" +
 			"revocation through this home's running node, which may be any member's node.\n" +
-			"Without arguments the running node revokes its own key at once. A revocation cannot be undone.",
+			"Without arguments the running node revokes its own key at once. A revocation cannot be undone.\n" +
+			"'treaty revoke PEER' (a peer ID or nickname, not a file) opens a motion of the governing\n" +
+			"group (membership.governor) to revoke PEER, with this node's yes vote, and prints the\n" +
+			"motion's name; the other members vote with 'treaty motion vote GROUP MOTION yes'. With\n" +
+			"--wait it returns once the motion is decided.",
 		Args: args(cobra.MaximumNArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
 			if prepare != "" {
@@ -165,7 +171,8 @@ func revokeCmd(h func() string) *cobra.Command {
 			var text string
 			if len(a) == 1 {
 				if _, err := os.Stat(a[0]); err != nil {
-					return usagef("%s is not a revocation file (revoking another member's key takes a governing group, which is not available yet): %v", a[0], err)
+					// Not a file: another member's key, by the governing group.
+					return gov.run(cmd, h(), localapi.GovernRequest{Action: membership.ActionRevoke, Peer: a[0]})
 				}
 				b, err := readStatementFile(a[0])
 				if err != nil {
@@ -181,6 +188,9 @@ func revokeCmd(h func() string) *cobra.Command {
 					return err
 				}
 			}
+			if gov.changed(cmd) {
+				return usagef("--wait and --deadline go with PEER (a revocation by the governing group)")
+			}
 			if _, err := membership.ParseRevocation(text); err != nil {
 				return usagef("%v", err)
 			}
@@ -194,7 +204,75 @@ func revokeCmd(h func() string) *cobra.Command {
 	}
 	c.Flags().StringVar(&prepare, "prepare", "", "write a signed self-revocation to this file (refuses to overwrite)")
 	c.Flags().StringVar(&reason, "reason", "", "a short reason recorded with the prepared revocation (printable ASCII)")
+	gov.register(c)
 	return c
+}
+
+func admitCmd(h func() string) *cobra.Command {
+	var name, addr string
+	var gov governFlags
+	c := &cobra.Command{
+		Use:   "admit --name NAME --addr HOST:PORT [--wait] [--deadline 24h] PEER_ID",
+		Short: "ask the governing group to admit a key: opens its motion, prints the motion's name",
+		Long: "Opens a motion of the governing group (membership.governor) to admit PEER_ID, with this\n" +
+			"node's yes vote. When it passes, every member adds the key to its peer book with source\n" +
+			"decision, at the address this node gives; grants are still needed to call anything.\n" +
+			"The other members vote with 'treaty motion vote GROUP MOTION yes'.",
+		Args: args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			if name == "" || addr == "" {
+				return usagef("admit needs --name and --addr")
+			}
+			return gov.run(cmd, h(), localapi.GovernRequest{Action: membership.ActionAdmit, Peer: a[0], Name: name, Addr: addr})
+		},
+	}
+	c.Flags().StringVar(&name, "name", "", "the nickname members give the key")
+	c.Flags().StringVar(&addr, "addr", "", "where the key's node listens (host:port)")
+	gov.register(c)
+	return c
+}
+
+// governFlags are the flags of a governing motion.
+type governFlags struct {
+	wait     bool
+	deadline time.Duration
+}
+
+func (g *governFlags) register(c *cobra.Command) {
+	c.Flags().BoolVar(&g.wait, "wait", false, "return once the governing group has decided, not once the motion is open")
+	c.Flags().DurationVar(&g.deadline, "deadline", 24*time.Hour, "the motion fails if it has not passed by then")
+}
+
+func (g *governFlags) changed(c *cobra.Command) bool {
+	return c.Flags().Changed("wait") || c.Flags().Changed("deadline")
+}
+
+// run opens the motion and prints its name on stdout (the rest on stderr).
+func (g *governFlags) run(cmd *cobra.Command, home string, req localapi.GovernRequest) error {
+	if g.deadline <= 0 {
+		return usagef("--deadline %v: want a positive duration, as in 24h", g.deadline)
+	}
+	// Said before asking the node, which may not run: without a governing
+	// group, only a key's own revocation exists.
+	if cfg, err := config.Load(home); err == nil && cfg.Membership.Governor == nil {
+		if req.Action == membership.ActionRevoke {
+			return usagef("%s is not a revocation file, and revoking another member's key takes a governing group: set membership.governor in treaty.yaml (docs/admission.md)", req.Peer)
+		}
+		return usagef("admission by decision takes a governing group: set membership.governor in treaty.yaml, or admit with 'treaty peer add' or an invite")
+	}
+	req.Deadline, req.Wait = g.deadline.String(), g.wait
+	res, err := client.New(home).Govern(cmd.Context(), req)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(cmd.OutOrStdout(), res.Motion)
+	if res.Outcome == "passed" {
+		fmt.Fprintf(cmd.ErrOrStderr(), "treaty: group %s passed motion %s (%s %s)\n", res.Group, res.Motion, req.Action, res.Key)
+		return nil
+	}
+	fmt.Fprintf(cmd.ErrOrStderr(), "treaty: motion %s opened in group %s at index %d with this node's yes vote; members vote: treaty motion vote %s %s yes\n",
+		res.Motion, res.Group, res.Index, res.Group, res.Motion)
+	return nil
 }
 
 func readStatementFile(path string) (string, error) {

@@ -55,3 +55,40 @@ func TestRevokePrepare(t *testing.T) {
 		t.Fatalf("peer ls:\n%s", out)
 	}
 }
+
+// TestGovernOffline: revoking another member's key or admitting one takes a
+// governing group; without membership.governor both are usage errors that
+// say so, whether or not a node runs.
+func TestGovernOffline(t *testing.T) {
+	dir, bob, _ := tlHome(t)
+	for _, tc := range []struct {
+		name string
+		args []string
+		code int
+		msg  string
+	}{
+		{"revoke a peer without a governor", []string{"revoke", "--home", dir, "bob"}, 2, "membership.governor"},
+		{"revoke a did without a governor", []string{"revoke", "--home", dir, bob}, 2, "membership.governor"},
+		{"admit without a governor", []string{"admit", "--home", dir, "--name", "dave", "--addr", "127.0.0.1:1", tlDID(t, 5)}, 2, "membership.governor"},
+		{"admit without a name", []string{"admit", "--home", dir, "--addr", "127.0.0.1:1", tlDID(t, 5)}, 2, "--name"},
+		{"wait on a self-revocation", []string{"revoke", "--home", dir, "--wait"}, 2, "go with PEER"},
+		{"bad deadline", []string{"revoke", "--home", dir, "bob", "--deadline", "-1h"}, 2, "--deadline"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, stderr, code := runTL(t, tc.args...)
+			if code != tc.code || !strings.Contains(stderr, tc.msg) {
+				t.Fatalf("exit %d, stderr %q; want %d and %q", code, stderr, tc.code, tc.msg)
+			}
+		})
+	}
+	// With a governor configured, the request goes to the node (none runs here).
+	f, err := os.OpenFile(filepath.Join(dir, "treaty.yaml"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString("membership:\n  governor:\n    group: board\n")
+	f.Close()
+	if _, stderr, code := runTL(t, "revoke", "--home", dir, "bob"); code != 1 || !strings.Contains(stderr, "no node is running") {
+		t.Fatalf("revoke with a governor and no node: exit %d, %q", code, stderr)
+	}
+}

@@ -22,6 +22,7 @@ func (s *Server) membershipRoutes() []route {
 		{http.MethodPost, "/v1/join", s.join},
 		{http.MethodPost, "/v1/rotate", s.rotate},
 		{http.MethodPost, "/v1/publish", s.publish},
+		{http.MethodPost, "/v1/govern", s.govern}, // governor.go
 	}
 }
 

@@ -531,6 +531,9 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("config: budget.rules[%d].peer must be a did:key or \"*\": %w", i, err)
 		}
 	}
+	if err := c.validGovernor(); err != nil {
+		return err
+	}
 	if err := c.validGroups(); err != nil {
 		return err
 	}

@@ -53,6 +53,57 @@ func (c *Config) validGroups() error {
 	return nil
 }
 
+// validGovernor checks membership.governor: a group name and, when the
+// definition is given here, a mode and members that resolve.
+func (c *Config) validGovernor() error {
+	g := c.Membership.Governor
+	if g == nil {
+		return nil
+	}
+	if !validGroupName(g.Group) {
+		return fmt.Errorf("config: membership.governor.group %q: want 1 to %d of a-z, 0-9, '-', '_', '.'", g.Group, fsm.MaxNameLen)
+	}
+	if (g.Mode == "") != (len(g.Members) == 0) {
+		return fmt.Errorf("config: membership.governor: mode and members go together (a node outside the group gives both; a member gives neither)")
+	}
+	if g.Mode == "" {
+		return nil
+	}
+	if g.Mode != string(fsm.ModeRaft) && g.Mode != string(fsm.ModeBFT) {
+		return fmt.Errorf("config: membership.governor.mode %q: want raft or bft", g.Mode)
+	}
+	if len(g.Members) > fsm.MaxMembers {
+		return fmt.Errorf("config: membership.governor.members: %d listed, at most %d", len(g.Members), fsm.MaxMembers)
+	}
+	listed := map[string]bool{}
+	for j, m := range g.Members {
+		if listed[m] {
+			return fmt.Errorf("config: membership.governor.members[%d] %q is listed twice", j, m)
+		}
+		listed[m] = true
+		if m == c.Name {
+			continue
+		}
+		if _, ok := c.Peer(m); ok {
+			continue
+		}
+		if _, err := identity.ParseDID(m); err != nil {
+			return fmt.Errorf("config: membership.governor.members[%d] %q is not a did:key, a peer's nickname or this node's name", j, m)
+		}
+	}
+	return nil
+}
+
+// GovernorMembers resolves membership.governor.members to keys (nil when
+// the section gives none); self is this node's key.
+func (c *Config) GovernorMembers(self identity.PublicKey) ([]identity.PublicKey, error) {
+	g := c.Membership.Governor
+	if g == nil || len(g.Members) == 0 {
+		return nil, nil
+	}
+	return c.GroupMembers(Group{Name: g.Group, Mode: g.Mode, Members: g.Members}, self)
+}
+
 func validGroupName(s string) bool {
 	if s == "" || len(s) > fsm.MaxNameLen {
 		return false

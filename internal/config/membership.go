@@ -45,6 +45,19 @@ type Membership struct {
 	// MaxInviteUses is the largest --uses `treaty invite` accepts. Zero: 10;
 	// allowed [1, 1000].
 	MaxInviteUses int `yaml:"max_invite_uses,omitempty"`
+	// Governor names the consensus group that governs the federation: its
+	// passed motions admit and revoke keys (docs/admission.md). Nil: none.
+	Governor *Governor `yaml:"governor,omitempty"`
+}
+
+// Governor is the governing group. A member of the group names it by
+// Group alone (it is declared under groups: or made with `treaty group
+// create`); a node outside the group also gives Mode and Members, the
+// definition it checks the group's decisions against.
+type Governor struct {
+	Group   string   `yaml:"group"`
+	Mode    string   `yaml:"mode,omitempty"`    // raft or bft; with Members
+	Members []string `yaml:"members,omitempty"` // did:keys, peer nicknames or this node's name
 }
 
 // InviteTTL returns MaxInviteTTL with its default.

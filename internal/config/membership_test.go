@@ -42,3 +42,38 @@ func TestMembershipSection(t *testing.T) {
 		t.Fatalf("defaults: %v, %d", c.Membership.InviteTTL(), c.Membership.InviteUses())
 	}
 }
+
+func TestMembershipGovernor(t *testing.T) {
+	t.Parallel()
+	base := "name: alice\npeers:\n  - {name: bob, id: " + bob + ", addr: \"127.0.0.1:7421\"}\n"
+	for _, ok := range []string{
+		"membership: {governor: {group: board}}\n",
+		"membership: {governor: {group: board, mode: bft, members: [alice, bob]}}\n",
+		"membership: {governor: {group: board, mode: raft, members: [" + bob + "]}}\n",
+	} {
+		c, err := Parse([]byte(base + ok))
+		if err != nil {
+			t.Fatalf("%s: %v", ok, err)
+		}
+		if c.Membership.Governor == nil || c.Membership.Governor.Group != "board" {
+			t.Fatalf("%s: %+v", ok, c.Membership.Governor)
+		}
+	}
+	for _, tc := range []struct{ name, yaml, want string }{
+		{"no group", "membership: {governor: {mode: bft, members: [bob]}}\n", "membership.governor.group"},
+		{"bad group", "membership: {governor: {group: Board}}\n", "membership.governor.group"},
+		{"mode without members", "membership: {governor: {group: board, mode: bft}}\n", "membership.governor"},
+		{"members without mode", "membership: {governor: {group: board, members: [bob]}}\n", "membership.governor"},
+		{"bad mode", "membership: {governor: {group: board, mode: paxos, members: [bob]}}\n", "membership.governor.mode"},
+		{"unknown member", "membership: {governor: {group: board, mode: bft, members: [carol]}}\n", "membership.governor.members[0]"},
+		{"member twice", "membership: {governor: {group: board, mode: bft, members: [bob, bob]}}\n", "membership.governor.members[1]"},
+		{"unknown key", "membership: {governor: {group: board, quorum: 1}}\n", "quorum"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse([]byte(base + tc.yaml))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want one naming %s", err, tc.want)
+			}
+		})
+	}
+}

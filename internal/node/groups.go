@@ -151,6 +151,7 @@ func (n *Node) openGroups() error {
 				ng.enqueue(decisionEntry(g, a), true)
 				ng.metrics.decided(g)
 			}
+			n.governorApplied(g, a) // governor.go: passed governing motions
 		},
 		OnEvidence: n.groupEvidence,
 	})

@@ -89,6 +89,11 @@ type ledger struct {
 	Invites   map[string]*inviteUse `json:"invites"`   // by nonce
 	Revoked   []string              `json:"revoked"`   // revocation statements applied
 	Rotations []string              `json:"rotations"` // rotation statements applied
+	// GroupRevoked are the keys the governing group revoked (governor.go).
+	GroupRevoked []groupRevocation `json:"group_revoked,omitempty"`
+	// GovernAddrs are the addresses of keys this node proposed to admit, by
+	// motion, until the motion passes or its deadline (governor.go).
+	GovernAddrs map[string]governAddr `json:"govern_addrs,omitempty"`
 }
 
 type inviteUse struct {
@@ -134,12 +139,19 @@ func (a *admission) rebuildLocked(now time.Time) {
 			next[r.Old] = r.New
 		}
 	}
+	var revoked []identity.PublicKey
 	for _, s := range a.ledger.Revoked {
-		r, err := membership.ParseRevocation(s)
-		if err != nil {
-			continue
+		if r, err := membership.ParseRevocation(s); err == nil {
+			revoked = append(revoked, r.Key)
 		}
-		for k, hops := r.Key, 0; !k.IsZero() && hops < 64; k, hops = next[k], hops+1 {
+	}
+	for _, g := range a.ledger.GroupRevoked {
+		if k, err := identity.ParseDID(g.Key); err == nil {
+			revoked = append(revoked, k)
+		}
+	}
+	for _, r := range revoked {
+		for k, hops := r, 0; !k.IsZero() && hops < 64; k, hops = next[k], hops+1 {
 			why[k] = "revoked"
 		}
 	}

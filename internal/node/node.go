@@ -89,6 +89,7 @@ type Node struct {
 	limitMax     int
 	obs          observer  // metrics (metrics.go)
 	adm          admission // invites, introductions, rotations, revocations (membership.go)
+	gov          governor  // admission and revocation by the governing group (governor.go)
 
 	closeOnce sync.Once
 	cancel    context.CancelFunc
@@ -235,7 +236,8 @@ func (n *Node) Addr() net.Addr { return n.tr.Addr() }
 // Start binds the federation port and serves until ctx ends or Close.
 func (n *Node) Start(ctx context.Context) error {
 	ctx, n.cancel = context.WithCancel(ctx)
-	n.startGroups() // their protocols are registered before the port opens
+	n.startGovernor(ctx) // before the groups, which report passed motions to it
+	n.startGroups()      // their protocols are registered before the port opens
 	if err := n.startMetrics(ctx); err != nil {
 		n.cancel()
 		return fmt.Errorf("node: %w", err)

@@ -310,6 +310,12 @@ func parseCovered(line string) map[identity.PublicKey]struct{} {
 // member that is down when its push comes misses the statement; gossip's
 // state exchange brings it later (membership.enabled), or publish it again.
 func (n *Node) spread(ctx context.Context, text string, covered map[identity.PublicKey]struct{}) int {
+	return n.spreadOn(ctx, ProtoStatement, text, covered)
+}
+
+// spreadOn is spread on the push protocol proto (ProtoStatement, or
+// ProtoDecided for a governing group's decisions, governor.go).
+func (n *Node) spreadOn(ctx context.Context, proto, text string, covered map[identity.PublicKey]struct{}) int {
 	var targets []identity.PublicKey
 	addrs := map[identity.PublicKey]string{}
 	for k, p := range n.state.Load().peers {
@@ -337,7 +343,7 @@ func (n *Node) spread(ctx context.Context, text string, covered map[identity.Pub
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			if err := n.pushRetrying(ctx, k, addrs[k], text, coveredText); err != nil {
+			if err := n.pushRetrying(ctx, proto, k, addrs[k], text, coveredText); err != nil {
 				n.log.Warn("statement not pushed", "peer", k.Short(), "err", err)
 				return
 			}
@@ -356,7 +362,7 @@ const (
 )
 
 // pushRetrying is push, tried pushAttempts times with a growing pause.
-func (n *Node) pushRetrying(ctx context.Context, k identity.PublicKey, addr, text, covered string) error {
+func (n *Node) pushRetrying(ctx context.Context, proto string, k identity.PublicKey, addr, text, covered string) error {
 	var err error
 	for i := range pushAttempts {
 		if i > 0 {
@@ -368,7 +374,7 @@ func (n *Node) pushRetrying(ctx context.Context, k identity.PublicKey, addr, tex
 			case <-t.C:
 			}
 		}
-		if err = n.push(ctx, k, addr, text, covered); err == nil {
+		if err = n.push(ctx, proto, k, addr, text, covered); err == nil {
 			return nil
 		}
 	}
@@ -377,10 +383,10 @@ func (n *Node) pushRetrying(ctx context.Context, k identity.PublicKey, addr, tex
 
 // push sends one statement and its covered list to one member and waits for
 // its answer.
-func (n *Node) push(ctx context.Context, k identity.PublicKey, addr, text, covered string) error {
+func (n *Node) push(ctx context.Context, proto string, k identity.PublicKey, addr, text, covered string) error {
 	ctx, cancel := context.WithTimeout(ctx, admissionIO)
 	defer cancel()
-	c, err := n.dialPeer(ctx, k, addr, ProtoStatement) // relay.go: peers with via too
+	c, err := n.dialPeer(ctx, k, addr, proto) // relay.go: peers with via too
 	if err != nil {
 		return err
 	}
