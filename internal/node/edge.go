@@ -20,7 +20,7 @@ import (
 func (in *inbound) reply(status int, clean sanitize.Clean) {
 	body := clean.Bytes()
 	setReportHeader(in.w.Header(), clean)
-	if err := in.signAnswer(in.w.Header(), status, body); err != nil {
+	if err := wire.SignResponse(in.w.Header(), status, body, in.req, in.n.key, in.n.now()); err != nil {
 		in.n.log.Error("sign response", "err", err)
 		in.replyEmpty(http.StatusInternalServerError)
 		return

@@ -34,7 +34,6 @@ type inbound struct {
 	capName string
 	body    []byte
 	verdict *screen.Verdict // the screen's verdict on the input, once screened
-	ahead   *presigned      // the answer's signature, made while call.served was committed
 }
 
 // serveFederation is the inbound call path (DESIGN.md steps 7-13). Every answer,
@@ -224,10 +223,6 @@ func takeUsage(out []byte) ([]byte, float64) {
 func (in *inbound) serve(clean sanitize.Clean) {
 	e := in.entry(audit.KindCallServed, "ok", "")
 	in.n.withContent(&e, in.st, in.capName, clean, in.verdict)
-	// The signature covers the status, the body and the request's signature,
-	// not the audit headers: it is made while call.served is committed, and
-	// nothing leaves before the append has returned.
-	in.ahead = in.signAhead(http.StatusOK, clean.Bytes())
 	// The caller going away must not erase the record of what was done for it.
 	idx, cp, err := in.appendServed(context.WithoutCancel(in.r.Context()), e)
 	if err != nil {
@@ -238,41 +233,6 @@ func (in *inbound) serve(clean sanitize.Clean) {
 	in.setEvidence(idx, cp)
 	in.n.countInbound(in.peer, in.capName, "", "")
 	in.reply(http.StatusOK, clean)
-}
-
-// presigned is an answer's signature made ahead of sending.
-type presigned struct {
-	status int
-	body   []byte
-	h      http.Header // Content-Digest, Signature-Input, Signature
-	err    error
-	done   chan struct{}
-}
-
-// signAhead signs the answer (status, body) in the background.
-func (in *inbound) signAhead(status int, body []byte) *presigned {
-	p := &presigned{status: status, body: body, h: make(http.Header, 3), done: make(chan struct{})}
-	req, key, now := in.req, in.n.key, in.n.now()
-	go func() {
-		defer close(p.done)
-		p.err = wire.SignResponse(p.h, status, body, req, key, now)
-	}()
-	return p
-}
-
-// signAnswer signs the answer (status, body) into h: with the signature
-// made ahead when it is for exactly this answer, otherwise now.
-func (in *inbound) signAnswer(h http.Header, status int, body []byte) error {
-	if p := in.ahead; p != nil && p.status == status && bytes.Equal(p.body, body) {
-		<-p.done
-		if p.err == nil {
-			for k, v := range p.h {
-				h[k] = v
-			}
-			return nil
-		}
-	}
-	return wire.SignResponse(h, status, body, in.req, in.n.key, in.n.now())
 }
 
 // entry starts an audit entry for this request.
