@@ -291,7 +291,7 @@ var aLongTimeAgo = time.Unix(1, 0)
 // ReasonRefusedByPeer. A session ticket could carry the same signal, but
 // tickets are disabled (see baseTLS) and crypto/tls does not report their
 // arrival. Waiting for the byte costs a round trip per connection; the
-// federation RoundTripper does not wait (see earlyConn).
+// federation RoundTripper does not wait (see clientConn, early.go).
 //
 // Refusals are *HandshakeError (errors.As). A failed TCP connect wraps
 // ErrUnreachable; a done ctx wraps ctx.Err(); neither counts as a refusal.

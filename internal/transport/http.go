@@ -255,7 +255,7 @@ func (rt *roundTripper) dial(ctx context.Context, hostport string, route Router)
 	c := &clientConn{peer: peer, t: t, addr: addr, rt: rt}
 	if r.Relay.IsZero() {
 		// The first request goes out with the handshake's last flight; the
-		// acceptance marker is read as the first byte of the answer (earlyConn).
+		// acceptance marker is read as the first byte of the answer (clientConn).
 		c.Conn, err = t.dial(ctx, addr, peer, ProtoFederation, false)
 		c.early = true
 	} else {
