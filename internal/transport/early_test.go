@@ -195,3 +195,35 @@ func TestRoundTripperChecksMarkerInAnswer(t *testing.T) {
 		})
 	}
 }
+
+// Concurrent first requests to a server that refuses the client all get the
+// typed refusal, whichever of them the refused connection was carrying.
+func TestRoundTripperConcurrentRefusals(t *testing.T) {
+	t.Parallel()
+	a, b := testKey(t, 1), testKey(t, 2)
+	srv := newNode(t, a, admit(), Config{}) // b is not admitted
+	serveHTTP(t, srv, http.HandlerFunc(whoami))
+	cli := newNode(t, b, admit(), Config{})
+	addr := srv.addr()
+	rt := cli.RoundTripper(func(context.Context, identity.PublicKey) (string, error) { return addr, nil })
+	const n = 16
+	errs := make(chan error, n)
+	start := make(chan struct{})
+	for range n {
+		go func() {
+			<-start
+			_, err := get(t, rt, PeerURL(a.Public(), "/x"))
+			errs <- err
+		}()
+	}
+	close(start)
+	for range n {
+		err := <-errs
+		if err == nil {
+			t.Fatal("a call succeeded against a refusing server")
+		}
+		if he := handshakeErr(t, err); he.Reason != ReasonRefusedByPeer {
+			t.Fatalf("reason %v (%v), want refused by peer", he.Reason, he)
+		}
+	}
+}
