@@ -27,6 +27,7 @@ import (
 	"github.com/treaty-dev/treaty/internal/node"
 	"github.com/treaty-dev/treaty/internal/refusal"
 	"github.com/treaty-dev/treaty/internal/trust"
+	"github.com/treaty-dev/treaty/internal/wire"
 	"github.com/treaty-dev/treaty/localapi"
 )
 
@@ -229,8 +230,16 @@ func (s *Server) call(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	receipt, _ := json.Marshal(res.Receipt)
-	writeJSON(w, http.StatusOK, CallResponse{Output: res.Output, Receipt: receipt, ElapsedMS: float64(res.Elapsed.Microseconds()) / 1000})
+	writeJSON(w, http.StatusOK, callAnswer{Output: res.Output, Receipt: res.Receipt, ElapsedMS: float64(res.Elapsed.Microseconds()) / 1000})
+}
+
+// callAnswer is CallResponse as this server writes it: the same JSON, with the
+// receipt encoded once in place rather than marshalled, then checked and
+// compacted again as a json.RawMessage.
+type callAnswer struct {
+	Output    json.RawMessage `json:"output"`
+	Receipt   wire.Receipt    `json:"receipt"`
+	ElapsedMS float64         `json:"elapsed_ms"`
 }
 
 func (s *Server) stream(w http.ResponseWriter, r *http.Request) {

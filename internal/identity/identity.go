@@ -192,12 +192,15 @@ type PrivateKey struct {
 	// address whatever the verb and depth: a struct that holds a PrivateKey in
 	// an unexported field, which fmt cannot ask to Format itself, still does
 	// not show the key.
-	k func() ed25519.PrivateKey
+	k   func() ed25519.PrivateKey
+	pub PublicKey // Public(), derived once: signing asks for it on every call
 }
 
 // newPrivateKey wraps raw key bytes.
 func newPrivateKey(k ed25519.PrivateKey) PrivateKey {
-	return PrivateKey{k: func() ed25519.PrivateKey { return k }}
+	var p PublicKey
+	copy(p.k[:], k[ed25519.SeedSize:])
+	return PrivateKey{k: func() ed25519.PrivateKey { return k }, pub: p.withDID()}
 }
 
 // raw returns the key bytes, nil for the zero value. Callers must not modify them.
@@ -245,13 +248,7 @@ func FromSeed(seed []byte) (PrivateKey, error) {
 func (k PrivateKey) IsZero() bool { return len(k.raw()) == 0 }
 
 // Public returns the matching public key.
-func (k PrivateKey) Public() PublicKey {
-	var p PublicKey
-	if !k.IsZero() {
-		copy(p.k[:], k.raw()[ed25519.SeedSize:])
-	}
-	return p.withDID()
-}
+func (k PrivateKey) Public() PublicKey { return k.pub }
 
 // Sign signs msg with pure ed25519.
 func (k PrivateKey) Sign(msg []byte) []byte { return ed25519.Sign(k.raw(), msg) }

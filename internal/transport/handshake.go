@@ -290,12 +290,19 @@ var aLongTimeAgo = time.Unix(1, 0)
 // alert (or a close) in its place becomes a *HandshakeError with
 // ReasonRefusedByPeer. A session ticket could carry the same signal, but
 // tickets are disabled (see baseTLS) and crypto/tls does not report their
-// arrival. The byte costs one half round trip per
-// connection, which pooling amortises.
+// arrival. Waiting for the byte costs a round trip per connection; the
+// federation RoundTripper does not wait (see clientConn, early.go).
 //
 // Refusals are *HandshakeError (errors.As). A failed TCP connect wraps
 // ErrUnreachable; a done ctx wraps ctx.Err(); neither counts as a refusal.
 func (t *Transport) Dial(ctx context.Context, addr string, want identity.PublicKey, proto string) (*tls.Conn, error) {
+	return t.dial(ctx, addr, want, proto, true)
+}
+
+// dial is Dial; with waitAccept false it returns as soon as the TLS handshake
+// is done (the server is authenticated and pinned), before the acceptance
+// marker, which must then arrive within HandshakeTimeout of the dial's start.
+func (t *Transport) dial(ctx context.Context, addr string, want identity.PublicKey, proto string, waitAccept bool) (*tls.Conn, error) {
 	if want.IsZero() {
 		return nil, errors.New("transport: dial: zero peer key")
 	}
@@ -319,7 +326,7 @@ func (t *Transport) Dial(ctx context.Context, addr string, want identity.PublicK
 	interrupt := context.AfterFunc(ctx, func() { _ = raw.SetDeadline(aLongTimeAgo) })
 	tc := tls.Client(raw, t.clientConfig(want, proto))
 	err = tc.Handshake()
-	if err == nil {
+	if err == nil && waitAccept {
 		err = readAcceptMarker(tc)
 	}
 	if !interrupt() && err == nil {
@@ -339,6 +346,13 @@ func (t *Transport) Dial(ctx context.Context, addr string, want identity.PublicK
 		return nil, t.refuse(he)
 	}
 	_ = raw.SetDeadline(time.Time{})
+	if !waitAccept {
+		// The marker is read by the connection's first Read; the connection is
+		// shared by every request then, so the first request's ctx no longer
+		// bounds it, the handshake's own timeout does.
+		_ = raw.SetReadDeadline(start.Add(t.cfg.HandshakeTimeout))
+		return tc, nil
+	}
 	t.handshakesOut.Add(1)
 	t.log.Debug("transport: dialed", "peer", want.Short(), "addr", addr, "proto", proto, "took", time.Since(start))
 	return tc, nil

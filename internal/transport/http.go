@@ -171,6 +171,9 @@ func (t *Transport) RoutedRoundTripper(route Router) http.RoundTripper {
 type roundTripper struct {
 	t  *Transport
 	h2 *http2.Transport
+
+	mu      sync.Mutex
+	refused map[identity.PublicKey]refusal // per peer, its early connection's last refusal
 }
 
 func (rt *roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -178,11 +181,52 @@ func (rt *roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 		closeBody(req)
 		return nil, ErrNotPeerURL
 	}
-	if _, err := peerFromHost(req.URL.Host); err != nil {
+	peer, err := peerFromHost(req.URL.Host)
+	if err != nil {
 		closeBody(req)
 		return nil, err
 	}
-	return rt.h2.RoundTrip(req)
+	before := rt.refusal(peer)
+	resp, err := rt.h2.RoundTrip(req)
+	if err != nil && req.Context().Err() == nil {
+		// A refusal read by the connection's reader can reach this request as
+		// a generic connection error (http2 reports a connection that died
+		// before its first stream opened as "could not be established"); the
+		// request gets the refusal itself.
+		var he *HandshakeError
+		if r := rt.refusal(peer); r.n != before.n && !errors.As(err, &he) {
+			err = r.err
+		}
+	}
+	return resp, err
+}
+
+// refusal is a refused early connection: n counts them per peer.
+type refusal struct {
+	n   uint64
+	err error
+}
+
+func (rt *roundTripper) refusal(peer identity.PublicKey) refusal {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	return rt.refused[peer]
+}
+
+// noteRefusal records a refusal of peer's early connection (err nil: peer
+// accepted one, and its record is dropped, so the map holds only peers whose
+// latest connection was refused).
+func (rt *roundTripper) noteRefusal(peer identity.PublicKey, err error) {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	if err == nil {
+		delete(rt.refused, peer)
+		return
+	}
+	if rt.refused == nil {
+		rt.refused = make(map[identity.PublicKey]refusal)
+	}
+	rt.refused[peer] = refusal{n: rt.refused[peer].n + 1, err: err}
 }
 
 func closeBody(req *http.Request) {
@@ -208,16 +252,19 @@ func (rt *roundTripper) dial(ctx context.Context, hostport string, route Router)
 		return nil, fmt.Errorf("transport: resolve %s: %w", peer.Short(), err)
 	}
 	addr := r.Addr
-	var tc *tls.Conn
+	c := &clientConn{peer: peer, t: t, addr: addr, rt: rt}
 	if r.Relay.IsZero() {
-		tc, err = t.Dial(ctx, addr, peer, ProtoFederation)
+		// The first request goes out with the handshake's last flight; the
+		// acceptance marker is read as the first byte of the answer (clientConn).
+		c.Conn, err = t.dial(ctx, addr, peer, ProtoFederation, false)
+		c.early = true
 	} else {
-		tc, err = t.DialVia(ctx, addr, r.Relay, peer, ProtoFederation)
+		c.Conn, err = t.DialVia(ctx, addr, r.Relay, peer, ProtoFederation)
 	}
 	if err != nil {
 		return nil, err
 	}
-	c := &clientConn{Conn: tc, peer: peer, t: t}
+	tc := c.Conn
 	if !t.track(c) {
 		_ = tc.Close()
 		return nil, fmt.Errorf("transport: dial %s: %w", addr, ErrClosed)

@@ -145,21 +145,6 @@ func (c *serverConn) Close() error {
 	return c.Conn.Close()
 }
 
-// clientConn is a pooled connection from the RoundTripper.
-type clientConn struct {
-	*tls.Conn
-	peer identity.PublicKey
-	t    *Transport
-	once sync.Once
-}
-
-func (c *clientConn) peerKey() identity.PublicKey { return c.peer }
-
-func (c *clientConn) Close() error {
-	c.once.Do(func() { c.t.untrack(c) })
-	return c.Conn.Close()
-}
-
 // PeerFromConn returns the handshake-proven client key of a connection
 // accepted from a Listener of this package. It reports false for any other
 // connection (for Dial's connections, the key is the one the caller pinned).
