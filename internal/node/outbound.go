@@ -527,14 +527,17 @@ func (c *cancelOnClose) Close() error {
 }
 
 // transportError turns a failed round trip into a transport refusal that says
-// why: refused handshake, unreachable address, or a timeout.
+// why: refused handshake, a relay's refusal, unreachable address, or a timeout.
 func (n *Node) transportError(parent, ctx context.Context, p Peer, lim wire.Limits, err error) error {
 	var he *transport.HandshakeError
+	var re *transport.RelayError
 	switch {
 	case parent.Err() != nil:
 		return &refusal.Error{Stage: refusal.StageTransport, Reason: "cancelled by the caller", Err: errors.Join(errCallerGaveUp, err)}
 	case errors.As(err, &he):
 		return &refusal.Error{Stage: refusal.StageTransport, Reason: fmt.Sprintf("handshake with %s at %s refused: %s", p.label(), p.Addr, he.Reason), Err: err}
+	case errors.As(err, &re):
+		return &refusal.Error{Stage: refusal.StageTransport, Reason: fmt.Sprintf("relay %s refused the circuit to %s: %s", re.Relay.Short(), p.label(), re.Reason), Err: err}
 	case errors.Is(err, transport.ErrUnreachable):
 		return &refusal.Error{Stage: refusal.StageTransport, Reason: fmt.Sprintf("peer %s unreachable at %s", p.label(), p.Addr), Err: err}
 	case errors.Is(context.Cause(ctx), errTimeToFirstByte):

@@ -11,6 +11,7 @@ import (
 	"github.com/treaty-dev/treaty/internal/identity"
 	"github.com/treaty-dev/treaty/internal/membership"
 	"github.com/treaty-dev/treaty/internal/refusal"
+	"github.com/treaty-dev/treaty/internal/transport"
 	"github.com/treaty-dev/treaty/localapi"
 )
 
@@ -83,6 +84,25 @@ func TestRecordRelaysRouteCalls(t *testing.T) {
 	eventually(t, 20*time.Second, "with hub stopped, laptop is unreachable", func() bool {
 		return caller.Call(t, "laptop", "echo", `{}`).Code == refusal.ExitUnreachable
 	})
+}
+
+// TestRelayRefusalNamesTheRelay: with laptop gone from hub, hub refuses the
+// circuit, and the caller's refusal says which relay refused and why, not
+// merely that a connection was lost.
+func TestRelayRefusalNamesTheRelay(t *testing.T) {
+	_, hub, laptop, caller := relayTrio(t)
+	eventually(t, 20*time.Second, "a call through hub", func() bool {
+		return caller.Call(t, "laptop", "echo", `{}`).Err == nil
+	})
+	laptop.Stop(t)
+	var o Outcome
+	eventually(t, 20*time.Second, "hub refuses the circuit to the stopped laptop", func() bool {
+		o = caller.Call(t, "laptop", "echo", `{}`)
+		return o.Err != nil && strings.Contains(o.Err.Error(), string(transport.RelayNotRegistered))
+	})
+	if !strings.Contains(o.Err.Error(), "relay "+hub.ID.Short()) || o.Code != refusal.ExitUnreachable {
+		t.Fatalf("refusal %v; want it to name relay %s, exit %d", o, hub.ID.Short(), refusal.ExitUnreachable)
+	}
 }
 
 // TestRecordRelaysShownAsVia: `treaty members` (GET /v1/members) names the

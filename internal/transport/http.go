@@ -173,7 +173,7 @@ type roundTripper struct {
 	h2 *http2.Transport
 
 	mu      sync.Mutex
-	refused map[identity.PublicKey]refusal // per peer, its early connection's last refusal
+	refused map[identity.PublicKey]earlyRefusal // per peer, its early connection's last refusal
 }
 
 func (rt *roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -201,13 +201,13 @@ func (rt *roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 	return resp, err
 }
 
-// refusal is a refused early connection: n counts them per peer.
-type refusal struct {
+// earlyRefusal is a refused early connection: n counts them per peer.
+type earlyRefusal struct {
 	n   uint64
 	err error
 }
 
-func (rt *roundTripper) refusal(peer identity.PublicKey) refusal {
+func (rt *roundTripper) refusal(peer identity.PublicKey) earlyRefusal {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
 	return rt.refused[peer]
@@ -224,9 +224,9 @@ func (rt *roundTripper) noteRefusal(peer identity.PublicKey, err error) {
 		return
 	}
 	if rt.refused == nil {
-		rt.refused = make(map[identity.PublicKey]refusal)
+		rt.refused = make(map[identity.PublicKey]earlyRefusal)
 	}
-	rt.refused[peer] = refusal{n: rt.refused[peer].n + 1, err: err}
+	rt.refused[peer] = earlyRefusal{n: rt.refused[peer].n + 1, err: err}
 }
 
 func closeBody(req *http.Request) {
