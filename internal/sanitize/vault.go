@@ -31,12 +31,17 @@ type vault struct {
 	// formLens counts the stored forms of each length, so that a scan
 	// looks up only words of a length some form has.
 	formLens [maxVaultWord + 1]int32
-	lim      VaultLimits
-	now      func() time.Time
-	f        *os.File
-	path     string
-	lines    int // lines in the file
-	live     int // entries in memory
+	// keys counts the stored forms per vaultKey, and keySet has the bit of
+	// each key counted: a word whose key has no bit is no form, and is not
+	// lowercased and looked up. The set is small enough to stay in cache.
+	keys   *[1 << vaultKeyBits]int32
+	keySet [1 << vaultKeyBits / 64]uint64
+	lim    VaultLimits
+	now    func() time.Time
+	f      *os.File
+	path   string
+	lines  int // lines in the file
+	live   int // entries in memory
 }
 
 // peerVault is one peer's entries, most recently used at the front.
@@ -217,6 +222,13 @@ func (v *vault) ref(token string, e vaultEntry) {
 		r := v.values[f]
 		if r.n == 0 {
 			v.formLens[len(f)]++
+			if v.keys == nil {
+				v.keys = new([1 << vaultKeyBits]int32)
+			}
+			k := vaultKey([]byte(f))
+			if v.keys[k]++; v.keys[k] == 1 {
+				v.keySet[k/64] |= 1 << (k % 64)
+			}
 		}
 		r.cat, r.n = cat, r.n+1
 		v.values[f] = r
@@ -232,6 +244,10 @@ func (v *vault) unref(it *vaultItem) {
 		if r.n <= 1 {
 			delete(v.values, f)
 			v.formLens[len(f)]--
+			k := vaultKey([]byte(f))
+			if v.keys[k]--; v.keys[k] == 0 {
+				v.keySet[k/64] &^= 1 << (k % 64)
+			}
 			continue
 		}
 		r.n--
