@@ -31,6 +31,9 @@ type glRule struct {
 	anchored *regexp.Regexp // ^(?:regex), for modeLead and modeSemi
 	kwRe     *regexp.Regexp // modeSemi, split: ^(?i:KEYWORDS)
 	tailRe   *regexp.Regexp // modeSemi, split: ^(?i)(?:the part after the operator)
+	// The prefixSets of anchored, kwRe and tailRe: where a match cannot
+	// start, the regex is not run.
+	anchoredPre, kwPre, tailPre []byteSet
 	minValue int            // modeSemi, split: the value group's shortest match, when it holds no delimiter
 	wordB    bool           // modeLead: the regex starts with \b
 	leadCase []string       // modeLead: the exact-case lead strings, when few; a hit must start with one
@@ -185,6 +188,7 @@ func (g *glRule) plan(expr string, keywords []string) [][]int {
 			return false
 		}
 		g.anchored = a
+		g.anchoredPre = prefixSets(`^(?:` + expr + `)`)
 		// regexp uses its backtracker (much faster than its NFA) only while
 		// the input fits 256 Kib of (instruction, position) visit bits.
 		g.short = 256
@@ -283,6 +287,7 @@ func (g *glRule) splitSemi(expr string) bool {
 		return false
 	}
 	g.kwRe, g.tailRe = kwRe, tailRe
+	g.kwPre, g.tailPre = prefixSets(`^(?i:`+kw+`)`), prefixSets(`^(?i)(?:`+tail+`)`)
 	if tt, err := syntax.Parse(tail, syntax.Perl); err == nil {
 		if c := firstCapture(tt.Simplify()); c != nil && !matchesDelim(c) {
 			g.minValue = minLen(c)
@@ -359,7 +364,11 @@ func valueRun(d []byte, o, min int) bool {
 // runSemi runs a split semi-generic rule at a keyword hit p.
 func (sc *scanner) runSemi(r int, g *glRule, p int) {
 	d := sc.data
-	km := g.kwRe.FindIndex(d[p:min(len(d), p+64)])
+	win := d[p:min(len(d), p+64)]
+	if !prefixOK(g.kwPre, win) {
+		return
+	}
+	km := g.kwRe.FindIndex(win)
 	if km == nil {
 		return
 	}
@@ -422,6 +431,9 @@ func (sc *scanner) runSemiTasks() {
 				if !sc.parity && sc.coveredBy(vs, te, g.cat) {
 					break
 				}
+			}
+			if !prefixOK(g.tailPre, d[o:]) {
+				continue
 			}
 			end := min(len(d), o+g.short)
 			tm := g.tailRe.FindSubmatchIndex(d[o:end])
@@ -561,6 +573,9 @@ func isWordRE(b byte) bool { return isIdent(b) }
 // state small), then on the full reach if the match ran into the window's end.
 func (sc *scanner) runAnchored(g *glRule, c, end int) {
 	d := sc.data
+	if !prefixOK(g.anchoredPre, d[c:]) {
+		return
+	}
 	short := min(end, c+g.short)
 	m := g.anchored.FindSubmatchIndex(d[c:short])
 	if short < end && (m == nil && g.long || m != nil && c+m[1] == short) {
@@ -763,6 +778,7 @@ type allowList struct {
 type allowRe struct {
 	re  *regexp.Regexp
 	req []string
+	pre []byteSet // the prefixSets of a regex anchored at the target's start
 }
 
 func newAllowList(a *config.Allowlist) allowList {
@@ -784,22 +800,22 @@ func newAllowList(a *config.Allowlist) allowList {
 func splitAllow(re *regexp.Regexp) []allowRe {
 	t, err := syntax.Parse(re.String(), syntax.Perl)
 	if err != nil {
-		return []allowRe{{re: re}}
+		return []allowRe{{re: re, pre: startPrefix(re.String())}}
 	}
 	t = t.Simplify()
 	for t.Op == syntax.OpCapture {
 		t = t.Sub[0]
 	}
 	if t.Op != syntax.OpAlternate {
-		return []allowRe{{re: re, req: required(t)}}
+		return []allowRe{{re: re, req: required(t), pre: startPrefix(re.String())}}
 	}
 	var out []allowRe
 	for _, b := range t.Sub {
 		bre, err := regexp.Compile(b.String())
 		if err != nil {
-			return []allowRe{{re: re, req: required(t)}}
+			return []allowRe{{re: re, req: required(t), pre: startPrefix(re.String())}}
 		}
-		out = append(out, allowRe{re: bre, req: required(b)})
+		out = append(out, allowRe{re: bre, req: required(b), pre: startPrefix(bre.String())})
 	}
 	return out
 }
@@ -814,7 +830,7 @@ func (l *allowList) regexAllowed(target []byte) bool {
 				break
 			}
 		}
-		if ok && ar.re.Match(target) {
+		if ok && prefixOK(ar.pre, target) && ar.re.Match(target) {
 			return true
 		}
 	}
