@@ -395,9 +395,10 @@ func allQuoted(toks *tokens, i, end int) bool {
 // litFilter finds, in one pass, which pattern rules have one of their literals in a
 // text: a bitmap of two-byte prefixes rejects most positions with one load.
 type litFilter struct {
-	pair   [1 << 16]uint8 // c0<<8|c1 -> 1 + index into lists, 0 for none
-	lists  [][]litEntry
-	single [256]uint64 // one-byte literals: the rules they gate
+	pairSet [1 << 16 / 64]uint64 // the pairs that have an entry in pair: small enough to stay in cache
+	pair    [1 << 16]uint8       // c0<<8|c1 -> 1 + index into lists, 0 for none
+	lists   [][]litEntry
+	single  [256]uint64 // one-byte literals: the rules they gate
 }
 
 type litEntry struct {
@@ -420,6 +421,7 @@ func (lf *litFilter) add(lit string, rule int) error {
 		}
 		lf.lists = append(lf.lists, nil)
 		lf.pair[k] = uint8(len(lf.lists))
+		lf.pairSet[k/64] |= 1 << (k % 64)
 	}
 	es := &lf.lists[lf.pair[k]-1]
 	for i := range *es {
@@ -438,10 +440,11 @@ func (lf *litFilter) scan(text string) uint64 {
 	for i := 0; i+1 < len(text); i++ {
 		c := text[i]
 		found |= lf.single[c]
-		p := lf.pair[uint16(c)<<8|uint16(text[i+1])]
-		if p == 0 {
+		k := uint16(c)<<8 | uint16(text[i+1])
+		if lf.pairSet[k/64]&(1<<(k%64)) == 0 {
 			continue
 		}
+		p := lf.pair[k]
 		for _, e := range lf.lists[p-1] {
 			if found&e.rules != e.rules && strings.HasPrefix(text[i:], e.lit) {
 				found |= e.rules

@@ -4,6 +4,7 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+	"unsafe"
 
 	"golang.org/x/text/unicode/norm"
 )
@@ -263,16 +264,20 @@ func fold(s string, scratch []token) folded {
 		start := len(out)
 		changed := false
 		if ascii {
-			// One pass: lowercase, and drop the apostrophe that joined a contraction.
-			for i := 0; i < len(w); i++ {
-				c := w[i]
+			// Copy, then lowercase in place and drop the apostrophe that
+			// joined a contraction.
+			out = append(out, w...)
+			k := start
+			for _, c := range out[start:] {
 				if c >= 'A' && c <= 'Z' {
 					c += 'a' - 'A'
 				} else if c == '\'' {
 					continue
 				}
-				out = append(out, c)
+				out[k] = c
+				k++
 			}
+			out = out[:k]
 		} else {
 			runes = runes[:0]
 			for _, r := range w {
@@ -372,7 +377,9 @@ func fold(s string, scratch []token) folded {
 		i += n
 	}
 	flush(len(s))
-	f.text = string(out)
+	// out is this call's own buffer and is not written again: the text
+	// can share it instead of copying it.
+	f.text = unsafe.String(unsafe.SliceData(out), len(out))
 	f.toks = tokens{s: f.text, t: toks}
 	return f
 }
