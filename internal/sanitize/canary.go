@@ -97,7 +97,7 @@ func (sc *scanner) scanCanaries() {
 // is sent to any peer, even where the detector that first found it would
 // not see it.
 func vaultForms(v []byte) []string {
-	if len(v) < 6 {
+	if len(v) < minVaultWord {
 		return nil
 	}
 	fs := []string{string(v), hex.EncodeToString(v),
@@ -131,12 +131,25 @@ func (sc *scanner) scanVaultValues() {
 	}
 	d := sc.data
 	var lb []byte
-	for i := 0; i < len(d); {
-		if wordSep[d[i]] {
-			i++
+	// Only words of at least minVaultWord bytes can be a form. A word
+	// starts at i (after a separator, or at 0); if one that long does, it
+	// holds d[i+minVaultWord-1]: when that byte is a separator, or one sits
+	// between, i jumps past it, so short words cost about one load.
+	for i := 0; i+minVaultWord <= len(d); {
+		j := i + minVaultWord - 1
+		if wordSep[d[j]] {
+			i = j + 1
 			continue
 		}
-		j := i + 1
+		k := j
+		for k > i && !wordSep[d[k-1]] {
+			k--
+		}
+		if k > i {
+			i = k
+			continue
+		}
+		j++
 		for j < len(d) && !wordSep[d[j]] {
 			j++
 		}
@@ -145,7 +158,7 @@ func (sc *scanner) scanVaultValues() {
 		for e > s && (d[e-1] == '.' || d[e-1] == ':' || d[e-1] == '!') {
 			e--
 		}
-		if n := e - s; n >= 6 && n <= maxVaultWord && v.formLens[n] > 0 && v.hasKey(vaultKey(d[s:e])) {
+		if n := e - s; n >= minVaultWord && n <= maxVaultWord && v.formLens[n] > 0 && v.hasKey(vaultKey(d[s:e])) {
 			lb = append(lb[:0], d[s:e]...)
 			for k, c := range lb {
 				lb[k] = lowerASCII(c)
@@ -154,7 +167,7 @@ func (sc *scanner) scanVaultValues() {
 				sc.add(s, e, r.cat, "vault-value")
 			}
 		}
-		i = j
+		i = j + 1
 	}
 }
 
@@ -173,9 +186,12 @@ func vaultKey(w []byte) uint32 {
 	return (h * 0x9E3779B1) >> (32 - vaultKeyBits)
 }
 
-// maxVaultWord is the longest word looked up in the vault; longer forms
-// are not indexed.
-const maxVaultWord = 512
+// minVaultWord and maxVaultWord bound the words looked up in the vault:
+// shorter values have no forms, longer forms are not indexed.
+const (
+	minVaultWord = 6
+	maxVaultWord = 512
+)
 
 // tokenCategory is the category named in a pseudonym "<category:hex>".
 func tokenCategory(tok string) Category {

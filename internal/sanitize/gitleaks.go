@@ -31,9 +31,6 @@ type glRule struct {
 	anchored *regexp.Regexp // ^(?:regex), for modeLead and modeSemi
 	kwRe     *regexp.Regexp // modeSemi, split: ^(?i:KEYWORDS)
 	tailRe   *regexp.Regexp // modeSemi, split: ^(?i)(?:the part after the operator)
-	// The prefixSets of anchored, kwRe and tailRe: where a match cannot
-	// start, the regex is not run.
-	anchoredPre, kwPre, tailPre []byteSet
 	minValue int            // modeSemi, split: the value group's shortest match, when it holds no delimiter
 	wordB    bool           // modeLead: the regex starts with \b
 	leadCase []string       // modeLead: the exact-case lead strings, when few; a hit must start with one
@@ -43,6 +40,10 @@ type glRule struct {
 	after    int            // bytes a match can reach past its start (modeLead), or past the operator (modeSemi)
 	before   int            // modeWindow: bytes a match can reach before a keyword
 	required []string       // modeWindow, modeWhole: literals every match contains
+
+	// The prefixSets of anchored, kwRe and tailRe: where a match cannot
+	// start, the regex is not run.
+	anchoredPre, kwPre, tailPre []byteSet
 	// modeWindow, modeWhole: a required literal that every match's lead holds
 	// at one of anchorOffs; then the anchored regex runs at its occurrences
 	// instead of the regex scanning the whole window.
@@ -779,6 +780,7 @@ type allowRe struct {
 	re  *regexp.Regexp
 	req []string
 	pre []byteSet // the prefixSets of a regex anchored at the target's start
+	abc *byteSet  // the wholeAlphabet of a regex anchored at both ends
 }
 
 func newAllowList(a *config.Allowlist) allowList {
@@ -800,22 +802,22 @@ func newAllowList(a *config.Allowlist) allowList {
 func splitAllow(re *regexp.Regexp) []allowRe {
 	t, err := syntax.Parse(re.String(), syntax.Perl)
 	if err != nil {
-		return []allowRe{{re: re, pre: startPrefix(re.String())}}
+		return []allowRe{{re: re, pre: startPrefix(re.String()), abc: wholeAlphabet(re.String())}}
 	}
 	t = t.Simplify()
 	for t.Op == syntax.OpCapture {
 		t = t.Sub[0]
 	}
 	if t.Op != syntax.OpAlternate {
-		return []allowRe{{re: re, req: required(t), pre: startPrefix(re.String())}}
+		return []allowRe{{re: re, req: required(t), pre: startPrefix(re.String()), abc: wholeAlphabet(re.String())}}
 	}
 	var out []allowRe
 	for _, b := range t.Sub {
 		bre, err := regexp.Compile(b.String())
 		if err != nil {
-			return []allowRe{{re: re, req: required(t), pre: startPrefix(re.String())}}
+			return []allowRe{{re: re, req: required(t), pre: startPrefix(re.String()), abc: wholeAlphabet(re.String())}}
 		}
-		out = append(out, allowRe{re: bre, req: required(b), pre: startPrefix(bre.String())})
+		out = append(out, allowRe{re: bre, req: required(b), pre: startPrefix(bre.String()), abc: wholeAlphabet(bre.String())})
 	}
 	return out
 }
@@ -830,7 +832,7 @@ func (l *allowList) regexAllowed(target []byte) bool {
 				break
 			}
 		}
-		if ok && prefixOK(ar.pre, target) && ar.re.Match(target) {
+		if ok && prefixOK(ar.pre, target) && within(ar.abc, target) && ar.re.Match(target) {
 			return true
 		}
 	}

@@ -111,3 +111,46 @@ func corpusTexts(t *testing.T, n int) [][]byte {
 	}
 	return out
 }
+
+// checkAlphabet fails when expr matches in but wholeAlphabet would have
+// turned in away.
+func checkAlphabet(t *testing.T, expr string, in []byte) {
+	t.Helper()
+	re, err := regexp.Compile(expr)
+	if err != nil {
+		return
+	}
+	if abc := wholeAlphabet(expr); re.Match(in) && !within(abc, in) {
+		t.Fatalf("%s matches %q but its alphabet turns it away", expr, in)
+	}
+}
+
+func TestWholeAlphabet(t *testing.T) {
+	for _, c := range []struct{ expr, in string }{
+		{`^(?i:a+|b+)$`, "AAA"}, {`^(?i:k+)$`, "k\u212ak"}, {`^(?i:s+)$`, "\u017f"}, {`^.+$`, "é\xff"},
+		{`^\$(?:\d+|{\d+})$`, "${12}"}, {`^[^a]+$`, "é"}, {`^(x)$`, "x"}, {`\A\d\z`, "7"},
+	} {
+		checkAlphabet(t, c.expr, []byte(c.in))
+	}
+	abc := wholeAlphabet(`^(?i:a+|b+|\*+)$`)
+	if abc == nil || within(abc, []byte("aab1")) || !within(abc, []byte("AbB*")) {
+		t.Fatalf("alphabet of a fully anchored regex: %v", abc)
+	}
+	for _, expr := range []string{`^a+`, `a+$`, `(?m)^a+$`, `^a|b$`, `x`} {
+		if wholeAlphabet(expr) != nil {
+			t.Errorf("wholeAlphabet(%q) is not nil, but a match need not span the input", expr)
+		}
+	}
+}
+
+func FuzzWholeAlphabet(f *testing.F) {
+	for _, s := range [][2]string{{`^(?i:ab+c)$`, "ABBC"}, {`^\w+$`, "x_1"}, {`^(?:.é|k)$`, "\u212a"}, {`^a?$`, ""}} {
+		f.Add(s[0], []byte(s[1]))
+	}
+	f.Fuzz(func(t *testing.T, expr string, in []byte) {
+		if len(expr) > 64 {
+			return
+		}
+		checkAlphabet(t, expr, in)
+	})
+}

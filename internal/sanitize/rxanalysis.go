@@ -695,3 +695,56 @@ func startPrefix(expr string) []byteSet {
 	}
 	return prefixSets(expr)
 }
+
+// wholeAlphabet returns, for a regex whose every match spans the whole
+// input (it opens with ^ or \A and closes with $ or \z, not in multi-line
+// mode), the bytes its rune instructions can consume: an input holding any
+// other byte cannot match. Nil for other regexes.
+func wholeAlphabet(expr string) *byteSet {
+	re, err := syntax.Parse(expr, syntax.Perl)
+	if err != nil {
+		return nil
+	}
+	re = re.Simplify()
+	for re.Op == syntax.OpCapture {
+		re = re.Sub[0]
+	}
+	if re.Op != syntax.OpConcat || len(re.Sub) < 2 || re.Sub[0].Op != syntax.OpBeginText || re.Sub[len(re.Sub)-1].Op != syntax.OpEndText {
+		return nil
+	}
+	prog, err := syntax.Compile(re)
+	if err != nil {
+		return nil
+	}
+	var set byteSet
+	for i := range prog.Inst {
+		in := &prog.Inst[i]
+		switch in.Op {
+		case syntax.InstRune, syntax.InstRune1, syntax.InstRuneAny, syntax.InstRuneAnyNotNL:
+		default:
+			continue
+		}
+		for b := 0; b < 0x80; b++ {
+			if in.MatchRune(rune(b)) {
+				set.add(byte(b))
+			}
+		}
+		if runeAboveASCII(in) {
+			set.addRange(0x80, 0xff)
+		}
+	}
+	return &set
+}
+
+// within reports whether every byte of d is in set; a nil set holds all.
+func within(set *byteSet, d []byte) bool {
+	if set == nil {
+		return true
+	}
+	for _, b := range d {
+		if !set.has(b) {
+			return false
+		}
+	}
+	return true
+}
