@@ -179,6 +179,9 @@ func (s *Sanitizer) rewrite(ctx context.Context, peer string, pol Policy, data [
 		return bytes.Clone(data), nil
 	}
 	var toks []jsonTok
+	if len(data) > 0 && (data[0] == '{' || data[0] == '[') {
+		toks = make([]jsonTok, 0, 64) // a typical call's strings and numbers, without regrowing
+	}
 	isJSON := validJSON(data, &toks)
 	var out bytes.Buffer
 	out.Grow(len(data) + 32*len(fs))
