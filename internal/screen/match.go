@@ -395,10 +395,11 @@ func allQuoted(toks *tokens, i, end int) bool {
 // litFilter finds, in one pass, which pattern rules have one of their literals in a
 // text: a bitmap of two-byte prefixes rejects most positions with one load.
 type litFilter struct {
-	pairSet [1 << 16 / 64]uint64 // the pairs that have an entry in pair: small enough to stay in cache
-	pair    [1 << 16]uint8       // c0<<8|c1 -> 1 + index into lists, 0 for none
-	lists   [][]litEntry
-	single  [256]uint64 // one-byte literals: the rules they gate
+	pairSet   [1 << 16 / 64]uint64 // the pairs that have an entry in pair: small enough to stay in cache
+	pair      [1 << 16]uint8       // c0<<8|c1 -> 1 + index into lists, 0 for none
+	lists     [][]litEntry
+	single    [256]uint64 // one-byte literals: the rules they gate
+	hasSingle bool        // some literal is one byte long
 }
 
 type litEntry struct {
@@ -412,6 +413,7 @@ func (lf *litFilter) add(lit string, rule int) error {
 	}
 	if len(lit) == 1 {
 		lf.single[lit[0]] |= 1 << rule
+		lf.hasSingle = true
 		return nil
 	}
 	k := uint16(lit[0])<<8 | uint16(lit[1])
@@ -439,7 +441,9 @@ func (lf *litFilter) scan(text string) uint64 {
 	var found uint64
 	for i := 0; i+1 < len(text); i++ {
 		c := text[i]
-		found |= lf.single[c]
+		if lf.hasSingle {
+			found |= lf.single[c]
+		}
 		k := uint16(c)<<8 | uint16(text[i+1])
 		if lf.pairSet[k/64]&(1<<(k%64)) == 0 {
 			continue

@@ -264,20 +264,16 @@ func fold(s string, scratch []token) folded {
 		start := len(out)
 		changed := false
 		if ascii {
-			// Copy, then lowercase in place and drop the apostrophe that
-			// joined a contraction.
-			out = append(out, w...)
-			k := start
-			for _, c := range out[start:] {
+			// One pass: lowercase, and drop the apostrophe that joined a contraction.
+			for i := 0; i < len(w); i++ {
+				c := w[i]
 				if c >= 'A' && c <= 'Z' {
 					c += 'a' - 'A'
 				} else if c == '\'' {
 					continue
 				}
-				out[k] = c
-				k++
+				out = append(out, c)
 			}
-			out = out[:k]
 		} else {
 			runes = runes[:0]
 			for _, r := range w {
