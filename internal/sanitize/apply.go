@@ -230,7 +230,7 @@ func (s *Sanitizer) rewrite(ctx context.Context, peer string, pol Policy, data [
 				tok, ok := memo[mk]
 				if !ok {
 					var err error
-					if tok, err = s.vault.issue(s.key, peer, f.Category, e, record); err != nil {
+					if tok, err = s.vault.issue(s.mac, peer, f.Category, e, record); err != nil {
 						return nil, err
 					}
 					memo[mk] = tok

@@ -60,7 +60,7 @@ type Sanitizer struct {
 	maxInput int
 	vault    *vault
 	canaries *canaryIndex
-	key      []byte
+	mac      *tokenMAC // pseudonyms
 	pool     sync.Pool
 }
 
@@ -105,7 +105,7 @@ func New(cfg Config) (*Sanitizer, error) {
 	s := &Sanitizer{
 		rules:    rules,
 		maxInput: cfg.MaxInputBytes,
-		key:      slices.Clone(cfg.PseudonymKey),
+		mac:      newTokenMAC(cfg.PseudonymKey),
 	}
 	// One prefilter for everything: gitleaks keywords, provider literals, key words.
 	index := map[string]int{}

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"os"
 	"sync"
@@ -320,16 +321,31 @@ func (v *vault) close() error {
 	return err
 }
 
-// token derives the pseudonym of value for peer: HMAC-SHA256(key, peer 0
-// category 0 value), truncated to 12 hex digits (48 bits).
-func pseudonym(key []byte, peer string, cat Category, value []byte, long bool) string {
-	m := hmac.New(sha256.New, key)
+// tokenMAC derives pseudonyms under one key. It keeps HMAC states for
+// reuse (a reset state costs no key schedule); safe for concurrent use.
+type tokenMAC struct{ pool sync.Pool }
+
+func newTokenMAC(key []byte) *tokenMAC {
+	k := bytes.Clone(key)
+	t := &tokenMAC{}
+	t.pool.New = func() any { return hmac.New(sha256.New, k) }
+	return t
+}
+
+// pseudonym derives the pseudonym of value for peer: HMAC-SHA256(key,
+// peer 0 category 0 value), truncated to 12 hex digits (48 bits), or to
+// 32 for the long form.
+func (t *tokenMAC) pseudonym(peer string, cat Category, value []byte, long bool) string {
+	m := t.pool.Get().(hash.Hash)
+	m.Reset()
 	m.Write([]byte(peer))
 	m.Write([]byte{0})
 	m.Write([]byte(cat))
 	m.Write([]byte{0})
 	m.Write(value)
-	sum := m.Sum(nil)
+	var buf [sha256.Size]byte
+	sum := m.Sum(buf[:0])
+	t.pool.Put(m)
 	n := 6
 	if long {
 		n = 16
@@ -340,8 +356,8 @@ func pseudonym(key []byte, peer string, cat Category, value []byte, long bool) s
 // issue returns the token for value and, when record is set, remembers it.
 // Two values whose short tokens collide get the long form, so a token never
 // maps to two values.
-func (v *vault) issue(key []byte, peer string, cat Category, e vaultEntry, record bool) (string, error) {
-	tok := pseudonym(key, peer, cat, e.Value, false)
+func (v *vault) issue(mac *tokenMAC, peer string, cat Category, e vaultEntry, record bool) (string, error) {
+	tok := mac.pseudonym(peer, cat, e.Value, false)
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	now := v.now()
@@ -350,7 +366,7 @@ func (v *vault) issue(key []byte, peer string, cat Category, e vaultEntry, recor
 			v.touch(peer, tok, now)
 			return tok, nil // same value, once bare and once quoted: keep the first form
 		}
-		tok = pseudonym(key, peer, cat, e.Value, true)
+		tok = mac.pseudonym(peer, cat, e.Value, true)
 	}
 	if !record {
 		return tok, nil
