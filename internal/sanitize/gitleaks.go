@@ -14,6 +14,7 @@ import (
 // glRule is one gitleaks rule, prepared to run only where it can match.
 type glRule struct {
 	id          string
+	name        string // "gitleaks:" + id, the findings' rule
 	cat         Category
 	re          *regexp.Regexp
 	secretGroup int
@@ -130,6 +131,7 @@ func loadGitleaks(toml string) (rules []glRule, keywords map[string][]glHook, er
 		}
 		g := glRule{
 			id:          r.RuleID,
+			name:        "gitleaks:" + r.RuleID,
 			cat:         GitleaksCategory(r.RuleID),
 			re:          r.Regex,
 			secretGroup: r.SecretGroup,
@@ -762,7 +764,7 @@ func (sc *scanner) glMatch(g *glRule, base int, win []byte, m []int) {
 	if sc.glAllowed(g, base+ms, base+me, secret) {
 		return
 	}
-	sc.add(base+ss, base+se, g.cat, "gitleaks:"+g.id)
+	sc.add(base+ss, base+se, g.cat, g.name)
 }
 
 // allowList is a gitleaks allowlist prepared for messages: each regex keeps

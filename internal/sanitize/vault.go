@@ -13,6 +13,7 @@ import (
 	"hash"
 	"io"
 	"os"
+	"strings"
 	"sync"
 	"time"
 )
@@ -321,14 +322,20 @@ func (v *vault) close() error {
 	return err
 }
 
-// tokenMAC derives pseudonyms under one key. It keeps HMAC states for
-// reuse (a reset state costs no key schedule); safe for concurrent use.
+// tokenMAC derives pseudonyms under one key. It keeps HMAC states, with
+// a buffer for their input, for reuse (a reset state costs no key
+// schedule); safe for concurrent use.
 type tokenMAC struct{ pool sync.Pool }
+
+type macState struct {
+	h   hash.Hash
+	buf []byte
+}
 
 func newTokenMAC(key []byte) *tokenMAC {
 	k := bytes.Clone(key)
 	t := &tokenMAC{}
-	t.pool.New = func() any { return hmac.New(sha256.New, k) }
+	t.pool.New = func() any { return &macState{h: hmac.New(sha256.New, k)} }
 	return t
 }
 
@@ -336,21 +343,29 @@ func newTokenMAC(key []byte) *tokenMAC {
 // peer 0 category 0 value), truncated to 12 hex digits (48 bits), or to
 // 32 for the long form.
 func (t *tokenMAC) pseudonym(peer string, cat Category, value []byte, long bool) string {
-	m := t.pool.Get().(hash.Hash)
-	m.Reset()
-	m.Write([]byte(peer))
-	m.Write([]byte{0})
-	m.Write([]byte(cat))
-	m.Write([]byte{0})
-	m.Write(value)
-	var buf [sha256.Size]byte
-	sum := m.Sum(buf[:0])
-	t.pool.Put(m)
+	m := t.pool.Get().(*macState)
+	m.h.Reset()
+	m.buf = append(append(append(append(append(m.buf[:0], peer...), 0), cat...), 0), value...)
+	m.h.Write(m.buf)
+	var sum [sha256.Size]byte
+	m.h.Sum(sum[:0])
+	if cap(m.buf) <= 4<<10 {
+		t.pool.Put(m) // a long value's buffer is not kept
+	}
 	n := 6
 	if long {
 		n = 16
 	}
-	return "<" + string(cat) + ":" + hex.EncodeToString(sum[:n]) + ">"
+	var tok strings.Builder
+	tok.Grow(len(cat) + 3 + 2*n)
+	tok.WriteByte('<')
+	tok.WriteString(string(cat))
+	tok.WriteByte(':')
+	var hx [32]byte
+	hex.Encode(hx[:], sum[:n])
+	tok.Write(hx[:2*n])
+	tok.WriteByte('>')
+	return tok.String()
 }
 
 // issue returns the token for value and, when record is set, remembers it.
