@@ -88,14 +88,15 @@ func (sc *scanner) maybeBase64(s, e, pad int) {
 	if s > 0 && d[s-1] == '\\' || e-s < minB64 {
 		return
 	}
-	upper, lower, digit, nonHex, nonB32 := false, false, false, false, false
+	var classes uint8 // the byte classes seen
+	nonHex, nonB32 := false, false
 	for _, c := range d[s:e] {
-		upper = upper || isUpper(c)
-		lower = lower || isLower(c)
-		digit = digit || isDigit(c)
-		nonHex = nonHex || !(isHex(c) || c == '-')
-		nonB32 = nonB32 || !(isLetter(c) || '2' <= c && c <= '7')
+		k := byteClass[c]
+		classes |= k
+		nonHex = nonHex || k&cHex == 0 && c != '-'
+		nonB32 = nonB32 || k&(cUpper|cLower) == 0 && !('2' <= c && c <= '7')
 	}
+	upper, lower, digit := classes&cUpper != 0, classes&cLower != 0, classes&cDigit != 0
 	// Hex ids and UUIDs are base64-shaped but never base64 payloads; hex
 	// that decodes to text (a hex-dumped value) is scanned as that text.
 	if !nonHex {
