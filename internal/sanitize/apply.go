@@ -179,10 +179,10 @@ func (s *Sanitizer) rewrite(ctx context.Context, peer string, pol Policy, data [
 		return bytes.Clone(data), nil
 	}
 	var toks []jsonTok
-	isJSON := json.Valid(data)
-	if isJSON {
-		toks = jsonTokens(data)
+	if len(data) > 0 && (data[0] == '{' || data[0] == '[') {
+		toks = make([]jsonTok, 0, 64) // a typical call's strings and numbers, without regrowing
 	}
+	isJSON := validJSON(data, &toks)
 	var out bytes.Buffer
 	out.Grow(len(data) + 32*len(fs))
 	pos := 0
@@ -230,7 +230,7 @@ func (s *Sanitizer) rewrite(ctx context.Context, peer string, pol Policy, data [
 				tok, ok := memo[mk]
 				if !ok {
 					var err error
-					if tok, err = s.vault.issue(s.key, peer, f.Category, e, record); err != nil {
+					if tok, err = s.vault.issue(s.mac, peer, f.Category, e, record); err != nil {
 						return nil, err
 					}
 					memo[mk] = tok
@@ -248,39 +248,11 @@ func (s *Sanitizer) rewrite(ctx context.Context, peer string, pol Policy, data [
 	return out.Bytes(), nil
 }
 
-// jsonTok is a string (with its quotes) or a number in a valid JSON document.
+// jsonTok is a string (with its quotes) or a number in a valid JSON document
+// (validJSON lists them).
 type jsonTok struct {
 	s, e int
 	str  bool
-}
-
-// jsonTokens lists the strings and numbers of a valid JSON document in order.
-func jsonTokens(d []byte) []jsonTok {
-	var toks []jsonTok
-	for i := 0; i < len(d); {
-		switch c := d[i]; {
-		case c == '"':
-			j := i + 1
-			for j < len(d) && d[j] != '"' {
-				if d[j] == '\\' {
-					j++
-				}
-				j++
-			}
-			toks = append(toks, jsonTok{i, j + 1, true})
-			i = j + 1
-		case c == '-' || isDigit(c):
-			j := i + 1
-			for j < len(d) && (isDigit(d[j]) || d[j] == '.' || d[j] == 'e' || d[j] == 'E' || d[j] == '+' || d[j] == '-') {
-				j++
-			}
-			toks = append(toks, jsonTok{i, j, false})
-			i = j
-		default:
-			i++
-		}
-	}
-	return toks
 }
 
 // jsonCursor remembers where the escape walk of jsonPieces stopped: an
@@ -404,7 +376,7 @@ func (s *Sanitizer) Restore(peer string, data []byte) []byte {
 	if bytes.IndexByte(data, '<') < 0 && !containsFold(data, `\u003c`) {
 		return bytes.Clone(data)
 	}
-	isJSON := json.Valid(data)
+	isJSON := validJSON(data, nil)
 	var out bytes.Buffer
 	pos := 0
 	for i := 0; i < len(data); i++ {

@@ -337,10 +337,11 @@ func TestVaultPersists(t *testing.T) {
 // Two values whose short tokens collide get distinct (long) tokens.
 func TestVaultCollision(t *testing.T) {
 	v, _ := openVault("", VaultLimits{}, nil)
-	t1, _ := v.issue(testKey, peerA, CategoryEmail, vaultEntry{Value: []byte("a@x.io")}, true)
+	mac := newTokenMAC(testKey)
+	t1, _ := v.issue(mac, peerA, CategoryEmail, vaultEntry{Value: []byte("a@x.io")}, true)
 	// Plant a different value under a's token, as a collision would.
-	v.put(peerA, pseudonym(testKey, peerA, CategoryEmail, []byte("b@x.io"), false), vaultEntry{Value: []byte("a@x.io")}, time.Now())
-	t2, _ := v.issue(testKey, peerA, CategoryEmail, vaultEntry{Value: []byte("b@x.io")}, true)
+	v.put(peerA, mac.pseudonym(peerA, CategoryEmail, []byte("b@x.io"), false), vaultEntry{Value: []byte("a@x.io")}, time.Now())
+	t2, _ := v.issue(mac, peerA, CategoryEmail, vaultEntry{Value: []byte("b@x.io")}, true)
 	if t1 == t2 || len(t2) <= len(t1) {
 		t.Fatalf("collision not resolved: %s %s", t1, t2)
 	}

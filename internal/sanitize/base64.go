@@ -88,14 +88,15 @@ func (sc *scanner) maybeBase64(s, e, pad int) {
 	if s > 0 && d[s-1] == '\\' || e-s < minB64 {
 		return
 	}
-	upper, lower, digit, nonHex, nonB32 := false, false, false, false, false
+	var classes uint8 // the byte classes seen
+	nonHex, nonB32 := false, false
 	for _, c := range d[s:e] {
-		upper = upper || isUpper(c)
-		lower = lower || isLower(c)
-		digit = digit || isDigit(c)
-		nonHex = nonHex || !(isHex(c) || c == '-')
-		nonB32 = nonB32 || !(isLetter(c) || '2' <= c && c <= '7')
+		k := byteClass[c]
+		classes |= k
+		nonHex = nonHex || k&cHex == 0 && c != '-'
+		nonB32 = nonB32 || k&(cUpper|cLower) == 0 && !('2' <= c && c <= '7')
 	}
+	upper, lower, digit := classes&cUpper != 0, classes&cLower != 0, classes&cDigit != 0
 	// Hex ids and UUIDs are base64-shaped but never base64 payloads; hex
 	// that decodes to text (a hex-dumped value) is scanned as that text.
 	if !nonHex {
@@ -152,7 +153,7 @@ func (sc *scanner) base32Run(s, e int, upper bool) {
 func (sc *scanner) coveredBy(s, e int, cat Category) bool {
 	p := cat.priority()
 	sc.indexHits()
-	for _, i := range sc.hitIdx[s/hitBucket] {
+	for _, i := range sc.hitIdx.at(s / hitBucket) {
 		h := &sc.hits[i]
 		if h.Start <= s && e <= h.End && h.Category.priority() >= p {
 			return true
@@ -168,7 +169,7 @@ func (sc *scanner) covered(s, e int) bool {
 	}
 	sc.indexHits()
 	for b := s / hitBucket; b <= (e-1)/hitBucket; b++ {
-		for _, i := range sc.hitIdx[b] {
+		for _, i := range sc.hitIdx.at(b) {
 			if h := &sc.hits[i]; h.Start < e && s < h.End {
 				return true
 			}
@@ -185,15 +186,39 @@ const hitBucket = 256
 // indexHits adds the findings made since the last call to the index: each
 // under every bucket it overlaps.
 func (sc *scanner) indexHits() {
-	if sc.hitIdx == nil {
-		sc.hitIdx = map[int][]int32{}
-	}
 	for ; sc.hitN < len(sc.hits); sc.hitN++ {
 		h := sc.hits[sc.hitN]
 		for b := h.Start / hitBucket; b <= max(h.Start, h.End-1)/hitBucket; b++ {
-			sc.hitIdx[b] = append(sc.hitIdx[b], int32(sc.hitN))
+			sc.hitIdx.add(b, int32(sc.hitN))
 		}
 	}
+}
+
+// hitIndex lists, per bucket of hitBucket input bytes, the indexes of the
+// findings that overlap it. A pooled scanner keeps the lists' memory.
+type hitIndex struct{ b [][]int32 }
+
+// reset empties the index, keeping its memory.
+func (x *hitIndex) reset() { x.b = x.b[:0] }
+
+// at is bucket b's list; empty outside the index.
+func (x *hitIndex) at(b int) []int32 {
+	if b < 0 || b >= len(x.b) {
+		return nil
+	}
+	return x.b[b]
+}
+
+func (x *hitIndex) add(b int, i int32) {
+	for len(x.b) <= b {
+		if n := len(x.b); n < cap(x.b) {
+			x.b = x.b[:n+1]
+			x.b[n] = x.b[n][:0]
+		} else {
+			x.b = append(x.b, nil)
+		}
+	}
+	x.b[b] = append(x.b[b], i)
 }
 
 func (sc *scanner) base64Run(s, e, padEnd int) {

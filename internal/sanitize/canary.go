@@ -97,7 +97,7 @@ func (sc *scanner) scanCanaries() {
 // is sent to any peer, even where the detector that first found it would
 // not see it.
 func vaultForms(v []byte) []string {
-	if len(v) < 6 {
+	if len(v) < minVaultWord {
 		return nil
 	}
 	fs := []string{string(v), hex.EncodeToString(v),
@@ -109,20 +109,19 @@ func vaultForms(v []byte) []string {
 	return fs
 }
 
-// isWordSep ends a word for the vault lookup: blanks, quotes, brackets and
-// the separators of lists, query strings and escapes.
-func isWordSep(c byte) bool {
-	switch c {
-	case ' ', '\t', '\n', '\r', '"', '\'', '`', '<', '>', '(', ')', '[', ']', '{', '}', ',', ';', '\\', '&', '?', '#', '|', '=':
-		return true
+// wordSep marks the bytes that end a word for the vault lookup: blanks,
+// quotes, brackets and the separators of lists, query strings and escapes.
+var wordSep = func() (t [256]bool) {
+	for _, c := range []byte(" \t\n\r\"'`<>()[]{},;\\&?#|=") {
+		t[c] = true
 	}
-	return false
-}
+	return t
+}()
 
 // scanVaultValues reports words that are, in one of vaultForms, a value
 // the vault holds for any peer, with that value's category. It holds the
-// vault's lock for one pass and looks up only words whose length some
-// stored form has.
+// vault's lock for one pass and looks up only words whose length and edge
+// bytes some stored form has (vaultKey).
 func (sc *scanner) scanVaultValues() {
 	v := sc.s.vault
 	v.mu.Lock()
@@ -132,13 +131,26 @@ func (sc *scanner) scanVaultValues() {
 	}
 	d := sc.data
 	var lb []byte
-	for i := 0; i < len(d); {
-		if isWordSep(d[i]) {
-			i++
+	// Only words of at least minVaultWord bytes can be a form. A word
+	// starts at i (after a separator, or at 0); if one that long does, it
+	// holds d[i+minVaultWord-1]: when that byte is a separator, or one sits
+	// between, i jumps past it, so short words cost about one load.
+	for i := 0; i+minVaultWord <= len(d); {
+		j := i + minVaultWord - 1
+		if wordSep[d[j]] {
+			i = j + 1
 			continue
 		}
-		j := i
-		for j < len(d) && !isWordSep(d[j]) {
+		k := j
+		for k > i && !wordSep[d[k-1]] {
+			k--
+		}
+		if k > i {
+			i = k
+			continue
+		}
+		j++
+		for j < len(d) && !wordSep[d[j]] {
 			j++
 		}
 		// Trim the punctuation a word picks up in prose.
@@ -146,7 +158,7 @@ func (sc *scanner) scanVaultValues() {
 		for e > s && (d[e-1] == '.' || d[e-1] == ':' || d[e-1] == '!') {
 			e--
 		}
-		if n := e - s; n >= 6 && n <= maxVaultWord && v.formLens[n] > 0 {
+		if n := e - s; n >= minVaultWord && n <= maxVaultWord && v.formLens[n] > 0 && v.hasKey(vaultKey(d[s:e])) {
 			lb = append(lb[:0], d[s:e]...)
 			for k, c := range lb {
 				lb[k] = lowerASCII(c)
@@ -155,13 +167,31 @@ func (sc *scanner) scanVaultValues() {
 				sc.add(s, e, r.cat, "vault-value")
 			}
 		}
-		i = j
+		i = j + 1
 	}
 }
 
-// maxVaultWord is the longest word looked up in the vault; longer forms
-// are not indexed.
-const maxVaultWord = 512
+// hasKey reports whether some stored form has key k.
+func (v *vault) hasKey(k uint32) bool { return v.keySet[k/64]&(1<<(k%64)) != 0 }
+
+// vaultKeyBits sizes the vault's word filter (vault.keys).
+const vaultKeyBits = 15
+
+// vaultKey hashes a word's length and its first and last two bytes, ASCII
+// lowercased, into the vault's word filter. w has at least 2 bytes.
+func vaultKey(w []byte) uint32 {
+	n := len(w)
+	h := uint32(n) ^ uint32(lowerASCII(w[0]))<<8 ^ uint32(lowerASCII(w[1]))<<16 ^
+		uint32(lowerASCII(w[n-2]))<<24 ^ uint32(lowerASCII(w[n-1]))*0x01000193
+	return (h * 0x9E3779B1) >> (32 - vaultKeyBits)
+}
+
+// minVaultWord and maxVaultWord bound the words looked up in the vault:
+// shorter values have no forms, longer forms are not indexed.
+const (
+	minVaultWord = 6
+	maxVaultWord = 512
+)
 
 // tokenCategory is the category named in a pseudonym "<category:hex>".
 func tokenCategory(tok string) Category {

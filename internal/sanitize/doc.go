@@ -68,7 +68,8 @@
 //
 // One literal prefilter (an Aho-Corasick automaton over every gitleaks
 // keyword and this package's trigger words) finds the places worth looking
-// at; regexes run only there (see glMode), and the PII detectors are
+// at; regexes run only there (see glMode), and only where the input's first
+// bytes can start a match (prefixSets), and the PII detectors are
 // hand-written byte scanners.
 //
 // Findings are byte offsets into the input, sorted and non-overlapping:

@@ -14,6 +14,7 @@ import (
 // glRule is one gitleaks rule, prepared to run only where it can match.
 type glRule struct {
 	id          string
+	name        string // "gitleaks:" + id, the findings' rule
 	cat         Category
 	re          *regexp.Regexp
 	secretGroup int
@@ -40,6 +41,10 @@ type glRule struct {
 	after    int            // bytes a match can reach past its start (modeLead), or past the operator (modeSemi)
 	before   int            // modeWindow: bytes a match can reach before a keyword
 	required []string       // modeWindow, modeWhole: literals every match contains
+
+	// The prefixSets of anchored, kwRe and tailRe: where a match cannot
+	// start, the regex is not run.
+	anchoredPre, kwPre, tailPre []byteSet
 	// modeWindow, modeWhole: a required literal that every match's lead holds
 	// at one of anchorOffs; then the anchored regex runs at its occurrences
 	// instead of the regex scanning the whole window.
@@ -126,6 +131,7 @@ func loadGitleaks(toml string) (rules []glRule, keywords map[string][]glHook, er
 		}
 		g := glRule{
 			id:          r.RuleID,
+			name:        "gitleaks:" + r.RuleID,
 			cat:         GitleaksCategory(r.RuleID),
 			re:          r.Regex,
 			secretGroup: r.SecretGroup,
@@ -185,6 +191,7 @@ func (g *glRule) plan(expr string, keywords []string) [][]int {
 			return false
 		}
 		g.anchored = a
+		g.anchoredPre = prefixSets(`^(?:` + expr + `)`)
 		// regexp uses its backtracker (much faster than its NFA) only while
 		// the input fits 256 Kib of (instruction, position) visit bits.
 		g.short = 256
@@ -283,6 +290,7 @@ func (g *glRule) splitSemi(expr string) bool {
 		return false
 	}
 	g.kwRe, g.tailRe = kwRe, tailRe
+	g.kwPre, g.tailPre = prefixSets(`^(?i:`+kw+`)`), prefixSets(`^(?i)(?:`+tail+`)`)
 	if tt, err := syntax.Parse(tail, syntax.Perl); err == nil {
 		if c := firstCapture(tt.Simplify()); c != nil && !matchesDelim(c) {
 			g.minValue = minLen(c)
@@ -359,7 +367,11 @@ func valueRun(d []byte, o, min int) bool {
 // runSemi runs a split semi-generic rule at a keyword hit p.
 func (sc *scanner) runSemi(r int, g *glRule, p int) {
 	d := sc.data
-	km := g.kwRe.FindIndex(d[p:min(len(d), p+64)])
+	win := d[p:min(len(d), p+64)]
+	if !prefixOK(g.kwPre, win) {
+		return
+	}
+	km := g.kwRe.FindIndex(win)
 	if km == nil {
 		return
 	}
@@ -422,6 +434,9 @@ func (sc *scanner) runSemiTasks() {
 				if !sc.parity && sc.coveredBy(vs, te, g.cat) {
 					break
 				}
+			}
+			if !prefixOK(g.tailPre, d[o:]) {
+				continue
 			}
 			end := min(len(d), o+g.short)
 			tm := g.tailRe.FindSubmatchIndex(d[o:end])
@@ -561,6 +576,9 @@ func isWordRE(b byte) bool { return isIdent(b) }
 // state small), then on the full reach if the match ran into the window's end.
 func (sc *scanner) runAnchored(g *glRule, c, end int) {
 	d := sc.data
+	if !prefixOK(g.anchoredPre, d[c:]) {
+		return
+	}
 	short := min(end, c+g.short)
 	m := g.anchored.FindSubmatchIndex(d[c:short])
 	if short < end && (m == nil && g.long || m != nil && c+m[1] == short) {
@@ -746,7 +764,7 @@ func (sc *scanner) glMatch(g *glRule, base int, win []byte, m []int) {
 	if sc.glAllowed(g, base+ms, base+me, secret) {
 		return
 	}
-	sc.add(base+ss, base+se, g.cat, "gitleaks:"+g.id)
+	sc.add(base+ss, base+se, g.cat, g.name)
 }
 
 // allowList is a gitleaks allowlist prepared for messages: each regex keeps
@@ -763,6 +781,8 @@ type allowList struct {
 type allowRe struct {
 	re  *regexp.Regexp
 	req []string
+	pre []byteSet // the prefixSets of a regex anchored at the target's start
+	abc *byteSet  // the wholeAlphabet of a regex anchored at both ends
 }
 
 func newAllowList(a *config.Allowlist) allowList {
@@ -784,22 +804,22 @@ func newAllowList(a *config.Allowlist) allowList {
 func splitAllow(re *regexp.Regexp) []allowRe {
 	t, err := syntax.Parse(re.String(), syntax.Perl)
 	if err != nil {
-		return []allowRe{{re: re}}
+		return []allowRe{{re: re, pre: startPrefix(re.String()), abc: wholeAlphabet(re.String())}}
 	}
 	t = t.Simplify()
 	for t.Op == syntax.OpCapture {
 		t = t.Sub[0]
 	}
 	if t.Op != syntax.OpAlternate {
-		return []allowRe{{re: re, req: required(t)}}
+		return []allowRe{{re: re, req: required(t), pre: startPrefix(re.String()), abc: wholeAlphabet(re.String())}}
 	}
 	var out []allowRe
 	for _, b := range t.Sub {
 		bre, err := regexp.Compile(b.String())
 		if err != nil {
-			return []allowRe{{re: re, req: required(t)}}
+			return []allowRe{{re: re, req: required(t), pre: startPrefix(re.String()), abc: wholeAlphabet(re.String())}}
 		}
-		out = append(out, allowRe{re: bre, req: required(b)})
+		out = append(out, allowRe{re: bre, req: required(b), pre: startPrefix(bre.String()), abc: wholeAlphabet(bre.String())})
 	}
 	return out
 }
@@ -814,7 +834,7 @@ func (l *allowList) regexAllowed(target []byte) bool {
 				break
 			}
 		}
-		if ok && ar.re.Match(target) {
+		if ok && prefixOK(ar.pre, target) && within(ar.abc, target) && ar.re.Match(target) {
 			return true
 		}
 	}

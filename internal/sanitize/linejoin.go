@@ -216,7 +216,7 @@ func (sc *scanner) glued(s, e int, cat Category) bool {
 	p := cat.priority()
 	sc.indexHits()
 	for b := s / hitBucket; b <= (e-1)/hitBucket; b++ {
-		for _, i := range sc.hitIdx[b] {
+		for _, i := range sc.hitIdx.at(b) {
 			if h := &sc.hits[i]; h.Start < e && s < h.End && h.Category.priority() >= p {
 				return true
 			}

@@ -552,3 +552,199 @@ func exactFinite(re *syntax.Regexp, limit int) []string {
 	}
 	return nil
 }
+
+// byteSet is a set of bytes.
+type byteSet [4]uint64
+
+func (s *byteSet) add(b byte)      { s[b>>6] |= 1 << (b & 63) }
+func (s *byteSet) has(b byte) bool { return s[b>>6]&(1<<(b&63)) != 0 }
+func (s *byteSet) addRange(lo, hi byte) {
+	for b := int(lo); b <= int(hi); b++ {
+		s.add(byte(b))
+	}
+}
+
+// maxPrefix bounds the sets prefixSets returns: a few bytes already turn
+// away almost every start that cannot match.
+const maxPrefix = 8
+
+// prefixSets returns, for the first bytes of every match of expr (a regex
+// that is run anchored at the start of its input), the set of bytes that
+// can stand at that position; every match is at least as long as the list.
+// A start whose bytes are not in the sets, or which has fewer bytes left,
+// cannot match, so the regex need not run there. The sets over-approximate:
+// empty-width assertions (\b, ^, $) are assumed to hold, a position that a
+// non-ASCII rune can take admits every byte from 0x80 and ends the list,
+// and the list ends where a match can end. Nil when nothing is known.
+func prefixSets(expr string) []byteSet {
+	re, err := syntax.Parse(expr, syntax.Perl)
+	if err != nil {
+		return nil
+	}
+	prog, err := syntax.Compile(re.Simplify())
+	if err != nil {
+		return nil
+	}
+	// closure adds the rune-consuming instructions reachable from pc
+	// without consuming input, and reports whether a match is.
+	var closure func(pc uint32, seen map[uint32]bool, out *[]uint32) bool
+	closure = func(pc uint32, seen map[uint32]bool, out *[]uint32) bool {
+		if seen[pc] {
+			return false
+		}
+		seen[pc] = true
+		in := &prog.Inst[pc]
+		switch in.Op {
+		case syntax.InstMatch:
+			return true
+		case syntax.InstFail:
+			return false
+		case syntax.InstAlt, syntax.InstAltMatch:
+			m := closure(in.Out, seen, out)
+			return closure(in.Arg, seen, out) || m
+		case syntax.InstCapture, syntax.InstNop, syntax.InstEmptyWidth:
+			return closure(in.Out, seen, out)
+		default: // InstRune, InstRune1, InstRuneAny, InstRuneAnyNotNL
+			*out = append(*out, pc)
+			return false
+		}
+	}
+	var cur []uint32
+	if closure(uint32(prog.Start), map[uint32]bool{}, &cur) {
+		return nil
+	}
+	var sets []byteSet
+	for len(sets) < maxPrefix && len(cur) > 0 {
+		var set byteSet
+		var next []uint32
+		seen := map[uint32]bool{}
+		matchable, wide := false, false
+		for _, pc := range cur {
+			in := &prog.Inst[pc]
+			took := false
+			for b := 0; b < 0x80; b++ {
+				if in.MatchRune(rune(b)) {
+					set.add(byte(b))
+					took = true
+				}
+			}
+			if runeAboveASCII(in) {
+				set.addRange(0x80, 0xff)
+				wide = true
+			}
+			if took && closure(in.Out, seen, &next) {
+				matchable = true
+			}
+		}
+		sets = append(sets, set)
+		if matchable || wide {
+			break
+		}
+		cur = next
+	}
+	return sets
+}
+
+// runeAboveASCII reports whether a rune instruction can match a rune from
+// 0x80 up (or an invalid byte, read as U+FFFD). ASCII k and s fold to
+// non-ASCII runes (U+212A, U+017F).
+func runeAboveASCII(in *syntax.Inst) bool {
+	switch in.Op {
+	case syntax.InstRuneAny, syntax.InstRuneAnyNotNL:
+		return true
+	}
+	for _, r := range in.Rune {
+		if r >= 0x80 {
+			return true
+		}
+	}
+	if syntax.Flags(in.Arg)&syntax.FoldCase != 0 {
+		for _, r := range "kKsS" {
+			if in.MatchRune(r) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// prefixOK reports whether d can start a match given sets (prefixSets).
+func prefixOK(sets []byteSet, d []byte) bool {
+	if len(d) < len(sets) {
+		return false
+	}
+	for i := range sets {
+		if !sets[i].has(d[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// startPrefix is prefixSets of a regex that is searched for (not run
+// anchored), when every match of it starts at the start of the input (it
+// opens with ^ or \A); nil otherwise.
+func startPrefix(expr string) []byteSet {
+	re, err := syntax.Parse(expr, syntax.Perl)
+	if err != nil {
+		return nil
+	}
+	prog, err := syntax.Compile(re.Simplify())
+	if err != nil || prog.StartCond()&syntax.EmptyBeginText == 0 {
+		return nil
+	}
+	return prefixSets(expr)
+}
+
+// wholeAlphabet returns, for a regex whose every match spans the whole
+// input (it opens with ^ or \A and closes with $ or \z, not in multi-line
+// mode), the bytes its rune instructions can consume: an input holding any
+// other byte cannot match. Nil for other regexes.
+func wholeAlphabet(expr string) *byteSet {
+	re, err := syntax.Parse(expr, syntax.Perl)
+	if err != nil {
+		return nil
+	}
+	re = re.Simplify()
+	for re.Op == syntax.OpCapture {
+		re = re.Sub[0]
+	}
+	if re.Op != syntax.OpConcat || len(re.Sub) < 2 || re.Sub[0].Op != syntax.OpBeginText || re.Sub[len(re.Sub)-1].Op != syntax.OpEndText {
+		return nil
+	}
+	prog, err := syntax.Compile(re)
+	if err != nil {
+		return nil
+	}
+	var set byteSet
+	for i := range prog.Inst {
+		in := &prog.Inst[i]
+		switch in.Op {
+		case syntax.InstRune, syntax.InstRune1, syntax.InstRuneAny, syntax.InstRuneAnyNotNL:
+		default:
+			continue
+		}
+		for b := 0; b < 0x80; b++ {
+			if in.MatchRune(rune(b)) {
+				set.add(byte(b))
+			}
+		}
+		if runeAboveASCII(in) {
+			set.addRange(0x80, 0xff)
+		}
+	}
+	return &set
+}
+
+// within reports whether every byte of d is in set; a nil set holds all.
+func within(set *byteSet, d []byte) bool {
+	if set == nil {
+		return true
+	}
+	for _, b := range d {
+		if !set.has(b) {
+			return false
+		}
+	}
+	return true
+}

@@ -60,7 +60,7 @@ type Sanitizer struct {
 	maxInput int
 	vault    *vault
 	canaries *canaryIndex
-	key      []byte
+	mac      *tokenMAC // pseudonyms
 	pool     sync.Pool
 }
 
@@ -105,7 +105,7 @@ func New(cfg Config) (*Sanitizer, error) {
 	s := &Sanitizer{
 		rules:    rules,
 		maxInput: cfg.MaxInputBytes,
-		key:      slices.Clone(cfg.PseudonymKey),
+		mac:      newTokenMAC(cfg.PseudonymKey),
 	}
 	// One prefilter for everything: gitleaks keywords, provider literals, key words.
 	index := map[string]int{}
@@ -179,9 +179,9 @@ type scanner struct {
 	ctx      context.Context // nil: unbounded
 	stop     error           // why the scan halted (ctx's error), or nil
 	tick     uint32
-	hitIdx   map[int][]int32 // bucket -> indexes into hits (see indexHits)
-	hitN     int             // hits indexed so far
-	parity   bool            // gitleaks rules only, without this package's extra filters (tests)
+	hitIdx   hitIndex // findings by input bucket (see indexHits)
+	hitN     int      // hits indexed so far
+	parity   bool     // gitleaks rules only, without this package's extra filters (tests)
 }
 
 func (sc *scanner) add(start, end int, cat Category, rule string) {
@@ -216,7 +216,7 @@ func (s *Sanitizer) scan(ctx context.Context, data []byte, depth int) ([]Finding
 		tried[i] = -1
 	}
 	idx := sc.hitIdx
-	clear(idx)
+	idx.reset()
 	*sc = scanner{ctx: ctx, s: s, data: data, hitIdx: idx, hits: sc.hits[:0], ac: sc.ac[:0], b64buf: sc.b64buf, semi: sc.semi[:0], glWins: sc.glWins[:0], glTried: tried, lastKS: -1, lastKE: -1, depth: depth}
 	defer func() {
 		sc.data, sc.ctx = nil, nil

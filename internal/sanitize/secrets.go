@@ -3,7 +3,6 @@ package sanitize
 import (
 	"bytes"
 	"encoding/base64"
-	"encoding/json"
 )
 
 // provider is a hand-written matcher for one token format, run where the
@@ -277,7 +276,7 @@ func (sc *scanner) jwt(p int) {
 		return
 	}
 	hdr = hdr[:nn]
-	if !json.Valid(hdr) || !(bytes.Contains(hdr, []byte(`"alg"`)) || bytes.Contains(hdr, []byte(`"typ"`))) {
+	if !validJSON(hdr, nil) || !(bytes.Contains(hdr, []byte(`"alg"`)) || bytes.Contains(hdr, []byte(`"typ"`))) {
 		return
 	}
 	sc.add(p, end, CategoryJWT, "jwt")

@@ -10,8 +10,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"os"
+	"strings"
 	"sync"
 	"time"
 )
@@ -31,12 +33,17 @@ type vault struct {
 	// formLens counts the stored forms of each length, so that a scan
 	// looks up only words of a length some form has.
 	formLens [maxVaultWord + 1]int32
-	lim      VaultLimits
-	now      func() time.Time
-	f        *os.File
-	path     string
-	lines    int // lines in the file
-	live     int // entries in memory
+	// keys counts the stored forms per vaultKey, and keySet has the bit of
+	// each key counted: a word whose key has no bit is no form, and is not
+	// lowercased and looked up. The set is small enough to stay in cache.
+	keys   *[1 << vaultKeyBits]int32
+	keySet [1 << vaultKeyBits / 64]uint64
+	lim    VaultLimits
+	now    func() time.Time
+	f      *os.File
+	path   string
+	lines  int // lines in the file
+	live   int // entries in memory
 }
 
 // peerVault is one peer's entries, most recently used at the front.
@@ -217,6 +224,13 @@ func (v *vault) ref(token string, e vaultEntry) {
 		r := v.values[f]
 		if r.n == 0 {
 			v.formLens[len(f)]++
+			if v.keys == nil {
+				v.keys = new([1 << vaultKeyBits]int32)
+			}
+			k := vaultKey([]byte(f))
+			if v.keys[k]++; v.keys[k] == 1 {
+				v.keySet[k/64] |= 1 << (k % 64)
+			}
 		}
 		r.cat, r.n = cat, r.n+1
 		v.values[f] = r
@@ -232,6 +246,10 @@ func (v *vault) unref(it *vaultItem) {
 		if r.n <= 1 {
 			delete(v.values, f)
 			v.formLens[len(f)]--
+			k := vaultKey([]byte(f))
+			if v.keys[k]--; v.keys[k] == 0 {
+				v.keySet[k/64] &^= 1 << (k % 64)
+			}
 			continue
 		}
 		r.n--
@@ -304,28 +322,57 @@ func (v *vault) close() error {
 	return err
 }
 
-// token derives the pseudonym of value for peer: HMAC-SHA256(key, peer 0
-// category 0 value), truncated to 12 hex digits (48 bits).
-func pseudonym(key []byte, peer string, cat Category, value []byte, long bool) string {
-	m := hmac.New(sha256.New, key)
-	m.Write([]byte(peer))
-	m.Write([]byte{0})
-	m.Write([]byte(cat))
-	m.Write([]byte{0})
-	m.Write(value)
-	sum := m.Sum(nil)
+// tokenMAC derives pseudonyms under one key. It keeps HMAC states, with
+// a buffer for their input, for reuse (a reset state costs no key
+// schedule); safe for concurrent use.
+type tokenMAC struct{ pool sync.Pool }
+
+type macState struct {
+	h   hash.Hash
+	buf []byte
+}
+
+func newTokenMAC(key []byte) *tokenMAC {
+	k := bytes.Clone(key)
+	t := &tokenMAC{}
+	t.pool.New = func() any { return &macState{h: hmac.New(sha256.New, k)} }
+	return t
+}
+
+// pseudonym derives the pseudonym of value for peer: HMAC-SHA256(key,
+// peer 0 category 0 value), truncated to 12 hex digits (48 bits), or to
+// 32 for the long form.
+func (t *tokenMAC) pseudonym(peer string, cat Category, value []byte, long bool) string {
+	m := t.pool.Get().(*macState)
+	m.h.Reset()
+	m.buf = append(append(append(append(append(m.buf[:0], peer...), 0), cat...), 0), value...)
+	m.h.Write(m.buf)
+	var sum [sha256.Size]byte
+	m.h.Sum(sum[:0])
+	if cap(m.buf) <= 4<<10 {
+		t.pool.Put(m) // a long value's buffer is not kept
+	}
 	n := 6
 	if long {
 		n = 16
 	}
-	return "<" + string(cat) + ":" + hex.EncodeToString(sum[:n]) + ">"
+	var tok strings.Builder
+	tok.Grow(len(cat) + 3 + 2*n)
+	tok.WriteByte('<')
+	tok.WriteString(string(cat))
+	tok.WriteByte(':')
+	var hx [32]byte
+	hex.Encode(hx[:], sum[:n])
+	tok.Write(hx[:2*n])
+	tok.WriteByte('>')
+	return tok.String()
 }
 
 // issue returns the token for value and, when record is set, remembers it.
 // Two values whose short tokens collide get the long form, so a token never
 // maps to two values.
-func (v *vault) issue(key []byte, peer string, cat Category, e vaultEntry, record bool) (string, error) {
-	tok := pseudonym(key, peer, cat, e.Value, false)
+func (v *vault) issue(mac *tokenMAC, peer string, cat Category, e vaultEntry, record bool) (string, error) {
+	tok := mac.pseudonym(peer, cat, e.Value, false)
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	now := v.now()
@@ -334,7 +381,7 @@ func (v *vault) issue(key []byte, peer string, cat Category, e vaultEntry, recor
 			v.touch(peer, tok, now)
 			return tok, nil // same value, once bare and once quoted: keep the first form
 		}
-		tok = pseudonym(key, peer, cat, e.Value, true)
+		tok = mac.pseudonym(peer, cat, e.Value, true)
 	}
 	if !record {
 		return tok, nil

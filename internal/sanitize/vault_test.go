@@ -2,6 +2,9 @@ package sanitize
 
 import (
 	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -123,6 +126,25 @@ func TestVaultLimitsValidated(t *testing.T) {
 	for _, l := range []VaultLimits{{MaxPerPeer: 3}, {MaxPerPeer: 20_000_000}, {TTL: time.Second}} {
 		if _, err := New(Config{PseudonymKey: testKey, Vault: l}); err == nil || !strings.Contains(err.Error(), "Config.Vault.") {
 			t.Errorf("%+v: err %v, want one naming Config.Vault", l, err)
+		}
+	}
+}
+
+// A reused HMAC state gives the token a fresh one gives, every time.
+func TestTokenMACReuse(t *testing.T) {
+	mac := newTokenMAC(testKey)
+	for i := 0; i < 50; i++ {
+		v := []byte(fmt.Sprintf("user%d@example.com", i%7))
+		m := hmac.New(sha256.New, testKey)
+		m.Write([]byte("did:key:peer\x00email\x00"))
+		m.Write(v)
+		sum := m.Sum(nil)
+		want := "<email:" + hex.EncodeToString(sum[:6]) + ">"
+		if got := mac.pseudonym("did:key:peer", CategoryEmail, v, false); got != want {
+			t.Fatalf("call %d: %s, want %s", i, got, want)
+		}
+		if got, want := mac.pseudonym("did:key:peer", CategoryEmail, v, true), "<email:"+hex.EncodeToString(sum[:16])+">"; got != want {
+			t.Fatalf("call %d, long form: %s, want %s", i, got, want)
 		}
 	}
 }

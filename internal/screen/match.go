@@ -395,9 +395,11 @@ func allQuoted(toks *tokens, i, end int) bool {
 // litFilter finds, in one pass, which pattern rules have one of their literals in a
 // text: a bitmap of two-byte prefixes rejects most positions with one load.
 type litFilter struct {
-	pair   [1 << 16]uint8 // c0<<8|c1 -> 1 + index into lists, 0 for none
-	lists  [][]litEntry
-	single [256]uint64 // one-byte literals: the rules they gate
+	pairSet   [1 << 16 / 64]uint64 // the pairs that have an entry in pair: small enough to stay in cache
+	pair      [1 << 16]uint8       // c0<<8|c1 -> 1 + index into lists, 0 for none
+	lists     [][]litEntry
+	single    [256]uint64 // one-byte literals: the rules they gate
+	hasSingle bool        // some literal is one byte long
 }
 
 type litEntry struct {
@@ -411,6 +413,7 @@ func (lf *litFilter) add(lit string, rule int) error {
 	}
 	if len(lit) == 1 {
 		lf.single[lit[0]] |= 1 << rule
+		lf.hasSingle = true
 		return nil
 	}
 	k := uint16(lit[0])<<8 | uint16(lit[1])
@@ -420,6 +423,7 @@ func (lf *litFilter) add(lit string, rule int) error {
 		}
 		lf.lists = append(lf.lists, nil)
 		lf.pair[k] = uint8(len(lf.lists))
+		lf.pairSet[k/64] |= 1 << (k % 64)
 	}
 	es := &lf.lists[lf.pair[k]-1]
 	for i := range *es {
@@ -437,11 +441,14 @@ func (lf *litFilter) scan(text string) uint64 {
 	var found uint64
 	for i := 0; i+1 < len(text); i++ {
 		c := text[i]
-		found |= lf.single[c]
-		p := lf.pair[uint16(c)<<8|uint16(text[i+1])]
-		if p == 0 {
+		if lf.hasSingle {
+			found |= lf.single[c]
+		}
+		k := uint16(c)<<8 | uint16(text[i+1])
+		if lf.pairSet[k/64]&(1<<(k%64)) == 0 {
 			continue
 		}
+		p := lf.pair[k]
 		for _, e := range lf.lists[p-1] {
 			if found&e.rules != e.rules && strings.HasPrefix(text[i:], e.lit) {
 				found |= e.rules

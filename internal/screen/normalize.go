@@ -4,6 +4,7 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+	"unsafe"
 
 	"golang.org/x/text/unicode/norm"
 )
@@ -372,7 +373,9 @@ func fold(s string, scratch []token) folded {
 		i += n
 	}
 	flush(len(s))
-	f.text = string(out)
+	// out is this call's own buffer and is not written again: the text
+	// can share it instead of copying it.
+	f.text = unsafe.String(unsafe.SliceData(out), len(out))
 	f.toks = tokens{s: f.text, t: toks}
 	return f
 }
