@@ -98,6 +98,14 @@ type EngineConfig struct {
 	// an equivocating proposal, a forged request): the trust and audit seam.
 	// It must not block.
 	OnEvidence func(member identity.PublicKey, kind, detail string)
+	// AdmitRequest, if set, gates each request another member asks this
+	// member to order for it (a Raft follower's proposal forwarded to the
+	// leader): trust and budgets, as for a call. size is the request's
+	// length. Its error, a *refusal.Error naming the stage (budget, trust),
+	// refuses the request before it is ordered and reaches the proposer
+	// with that stage. release, if not nil, is called once the request is
+	// decided or abandoned. It must not block.
+	AdmitRequest func(member identity.PublicKey, size int) (release func(), err error)
 	// Log receives engine events. Nil: slog.Default().
 	Log *slog.Logger
 }

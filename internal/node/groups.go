@@ -152,7 +152,8 @@ func (n *Node) openGroups() error {
 				ng.metrics.decided(g)
 			}
 		},
-		OnEvidence: n.groupEvidence,
+		OnEvidence:   n.groupEvidence,
+		AdmitRequest: n.groupAdmitRequest, // groups_budget.go
 	})
 	if err != nil {
 		return fmt.Errorf("node: %w", err)
@@ -306,8 +307,8 @@ func (n *Node) auditGroupRefused(g fsm.Group, member identity.PublicKey, op fsm.
 
 // groupAdmit is consulted for every connection to or from a member: a
 // quarantined member is refused. (Its traffic is bounded per member by the
-// group's network, see consensus.MemberByteRate; its call budgets are not
-// spent by group connections.)
+// group's network, see consensus.MemberByteRate; each proposal it asks this
+// node to order is charged to its budgets by groupAdmitRequest.)
 func (n *Node) groupAdmit(g fsm.Group, member identity.PublicKey) error {
 	if n.trust.Standing(member.String(), n.now()).Quarantined {
 		return refusal.New(refusal.StageTrust, "member %s is quarantined", member.Short())
