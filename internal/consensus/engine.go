@@ -50,6 +50,14 @@ type Applied struct {
 	Index  uint64
 	Entry  fsm.Entry
 	Result fsm.Result
+	// Redelivered says OnApply may have seen this entry before this
+	// member restarted (its delivery was not yet recorded as flushed):
+	// the consumer must deduplicate it. Only OnApply sets it.
+	Redelivered bool
+	// Adopted says this member did not apply the entry itself: it was
+	// away while the group decided it and caught up with a snapshot, and
+	// the entry and result come from the leader's decision record (Raft).
+	Adopted bool
 }
 
 // Status is what `treaty group ls` shows.
@@ -94,6 +102,13 @@ type EngineConfig struct {
 	// in index order, from the engine's apply goroutine. It must not block
 	// for long and must not call into the engine. It is the audit seam.
 	OnApply func(Applied)
+	// FlushApplied, if set, is called after each run of OnApply calls and
+	// returns once the consumer has made them durable (the audit log's
+	// fsync). An engine that calls it records the entries as delivered
+	// only after it returns, so that a crash before then redelivers them
+	// (Applied.Redelivered) and a crash after it does not: with the
+	// consumer's deduplication, each entry is consumed exactly once.
+	FlushApplied func() error
 	// OnEvidence, if set, reports misbehaviour by a member (a bad signature,
 	// an equivocating proposal, a forged request): the trust and audit seam.
 	// It must not block.

@@ -105,13 +105,3 @@ func unwrap(c net.Conn) net.Conn {
 	}
 	return c
 }
-
-// admitRequest charges a request member asks this node to order against
-// member's budgets (ManagerConfig.AdmitRequest): the byte meter above bounds
-// what a member sends, this bounds how many proposals it makes.
-func (gr *group) admitRequest(member identity.PublicKey, size int) (func(), error) {
-	if f := gr.m.cfg.AdmitRequest; f != nil {
-		return f(gr.current(), member, size)
-	}
-	return nil, nil
-}

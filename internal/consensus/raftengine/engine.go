@@ -78,10 +78,16 @@ type Engine struct {
 	log     *slog.Logger
 	genesis fsm.Group
 	tm      timing
-	// reported is the last index whose record was stored before this start:
-	// OnApply is not called again for entries the restart replays. Written
-	// before raft starts, read only by the apply goroutine.
+	// reported is the delivered mark stored before this start: OnApply is
+	// not called again for entries up to it that the restart replays.
+	// Written before raft starts, read only by the apply goroutine.
 	reported uint64
+	// stuck is set by the apply goroutine when the consumer failed to flush:
+	// the delivered mark stays where it was for the rest of this run.
+	stuck bool
+	// maybeReported is the log's last index at start: entries above
+	// reported and up to it may have reached OnApply before the restart.
+	maybeReported uint64
 
 	mu     sync.RWMutex // guards m and canon
 	m      *fsm.Machine
@@ -159,7 +165,11 @@ func newEngine(ctx context.Context, cfg consensus.EngineConfig, tm timing) (*Eng
 		return nil, err
 	}
 	e.store = st
-	if e.reported, err = st.lastRecord(ctx); err != nil {
+	if e.reported, err = st.delivered(ctx); err != nil {
+		_ = st.close()
+		return nil, err
+	}
+	if e.maybeReported, err = st.LastIndex(); err != nil {
 		_ = st.close()
 		return nil, err
 	}

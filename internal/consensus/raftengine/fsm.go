@@ -122,23 +122,52 @@ func (f machine) ApplyBatch(logs []*raft.Log) []any {
 	last := e.m.LastIndex()
 	e.mu.Unlock()
 
-	if err := e.store.putRecords(recs); err != nil {
-		e.log.Error("raftengine: decision records not stored", "event", "consensus.record_lost", "err", err)
+	// The delivered mark advances only once the consumer flushed the batch
+	// (and never again in this run after a flush failed), so a crash before
+	// then replays it to OnApply.
+	var mark uint64
+	if !e.deliver(applied) {
+		e.stuck = true
 	}
-	if e.cfg.OnApply != nil {
-		for _, a := range applied {
-			// A restart replays the log from the last snapshot; entries
-			// reported before it are not reported again.
-			if a.Index > e.reported {
-				e.cfg.OnApply(a)
-			}
-		}
+	if !e.stuck && len(applied) > 0 {
+		mark = applied[len(applied)-1].Index
+	}
+	if err := e.store.putRecords(recs, mark); err != nil {
+		e.log.Error("raftengine: decision records not stored", "event", "consensus.record_lost", "err", err)
 	}
 	e.watch.advance(last)
 	if changed {
 		e.pokeReconcile()
 	}
 	return out
+}
+
+// deliver hands applied entries to OnApply and waits for the consumer's
+// flush. A restart replays the log from the last snapshot: entries up to the
+// delivered mark were flushed before it and are skipped; the others up to
+// the log's last index at start may have reached OnApply (a crash between
+// OnApply and the mark) and are marked Redelivered for the consumer to
+// deduplicate.
+func (e *Engine) deliver(applied []consensus.Applied) (flushed bool) {
+	if e.cfg.OnApply == nil {
+		return true
+	}
+	n := 0
+	for _, a := range applied {
+		if a.Index > e.reported {
+			a.Redelivered = a.Index <= e.maybeReported
+			e.cfg.OnApply(a)
+			n++
+		}
+	}
+	if n > 0 && e.cfg.FlushApplied != nil {
+		if err := e.cfg.FlushApplied(); err != nil {
+			e.log.Error("raftengine: applied entries not flushed by the consumer; they are delivered again at the next start", "event", "consensus.flush_failed",
+				"first", applied[0].Index, "last", applied[len(applied)-1].Index, "err", err)
+			return false
+		}
+	}
+	return true
 }
 
 // canonGroup caches the canonical encoding of one epoch's group: encoding
@@ -161,6 +190,11 @@ func (e *Engine) groupCanon() []byte {
 // read lock (Persist then runs concurrently with Apply).
 func (f machine) Snapshot() (raft.FSMSnapshot, error) {
 	e := f.e
+	if e.stuck {
+		// A snapshot would let raft compact entries the consumer has not
+		// flushed; the next start must replay them from the log.
+		return nil, errors.New("raftengine: no snapshot: applied entries were not flushed by the consumer (see consensus.flush_failed)")
+	}
 	e.mu.RLock()
 	b, idx := e.m.Snapshot(), e.m.LastIndex()
 	e.mu.RUnlock()

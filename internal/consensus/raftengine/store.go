@@ -245,8 +245,11 @@ func (s *store) GetUint64(k []byte) (uint64, error) {
 // not one per entry. A replay after a restart may store the same records
 // again in rows with other bounds; they hold identical bytes, and of two
 // rows that start at one index the longer is kept.
-func (s *store) putRecords(recs []storedRecord) error {
-	if len(recs) == 0 {
+//
+// delivered, if not 0, is stored as the delivered mark in the same
+// transaction: OnApply saw and the consumer flushed every entry up to it.
+func (s *store) putRecords(recs []storedRecord, delivered uint64) error {
+	if len(recs) == 0 && delivered == 0 {
 		return nil
 	}
 	s.wmu.Lock()
@@ -276,10 +279,39 @@ func (s *store) putRecords(recs []storedRecord) error {
 		}
 		recs = recs[n:]
 	}
+	if delivered != 0 {
+		if _, err := tx.Exec(`INSERT OR REPLACE INTO stable (k, v) VALUES (?, ?)`, []byte(deliveredKey), binary.BigEndian.AppendUint64(nil, delivered)); err != nil {
+			_ = tx.Rollback()
+			return fmt.Errorf("raftengine: store delivered mark: %w", err)
+		}
+	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("raftengine: store records: %w", err)
 	}
 	return nil
+}
+
+// deliveredKey is the stable key of the delivered mark.
+const deliveredKey = "treaty-delivered"
+
+// delivered is the delivered mark: every entry up to it reached OnApply and
+// was flushed by the consumer. A store written before the mark existed
+// starts it at its highest record (what "reported" meant then).
+func (s *store) delivered(ctx context.Context) (uint64, error) {
+	v, err := s.Get([]byte(deliveredKey))
+	switch {
+	case errors.Is(err, errNotFound):
+		last, err := s.lastRecord(ctx)
+		if err != nil {
+			return 0, err
+		}
+		return last, s.SetUint64([]byte(deliveredKey), last)
+	case err != nil:
+		return 0, err
+	case len(v) != 8:
+		return 0, fmt.Errorf("raftengine: stable %q: %d bytes, want 8", deliveredKey, len(v))
+	}
+	return binary.BigEndian.Uint64(v), nil
 }
 
 // storedRecord is what a decision record is rebuilt from: the group's
