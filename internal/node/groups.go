@@ -373,6 +373,9 @@ func decisionEntry(g fsm.Group, a consensus.Applied) audit.Entry {
 	if len(a.Result.Closed) > 0 {
 		rep["closed"] = a.Result.Closed
 	}
+	if a.Adopted {
+		rep["adopted"] = true // caught up with a snapshot: the result is another member's record
+	}
 	e.Report, _ = json.Marshal(rep)
 	return e
 }

@@ -72,3 +72,26 @@ func TestRedeliveredDecisionsAuditedOnce(t *testing.T) {
 		}
 	}
 }
+
+// TestAdoptedDecisionSaysSo: an entry a member adopted with a snapshot is
+// audited like the others, and its report says the result is another
+// member's record.
+func TestAdoptedDecisionSaysSo(t *testing.T) {
+	k, _ := identity.FromSeed(make([]byte, 32))
+	g, _ := fsm.NewGroup("team", fsm.ModeRaft, 0, []identity.PublicKey{k.Public()})
+	q, _ := fsm.SignRequest(k, g.ID(), 1, fsm.Put("k", []byte("v")))
+	a := consensusApplied(4, q.Encode(), fsm.Result{Index: 4})
+	a.Adopted = true
+	var rep map[string]any
+	if err := json.Unmarshal(decisionEntry(g, a).Report, &rep); err != nil || rep["adopted"] != true || rep["index"] != 4.0 {
+		t.Fatalf("report: %v %v", rep, err)
+	}
+	a.Adopted = false
+	var plain map[string]any
+	if err := json.Unmarshal(decisionEntry(g, a).Report, &plain); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := plain["adopted"]; ok {
+		t.Fatal("an applied entry reported as adopted")
+	}
+}

@@ -85,6 +85,10 @@ type Engine struct {
 	// stuck is set by the apply goroutine when the consumer failed to flush:
 	// the delivered mark stays where it was for the rest of this run.
 	stuck bool
+	// catching is the fetch of a snapshot's skipped records, if one runs
+	// (catchup.go); only the apply goroutine reads or sets it.
+	catching *catchUp
+	ready    chan struct{} // closed once start has set raft
 	// maybeReported is the log's last index at start: entries above
 	// reported and up to it may have reached OnApply before the restart.
 	maybeReported uint64
@@ -159,6 +163,7 @@ func newEngine(ctx context.Context, cfg consensus.EngineConfig, tm timing) (*Eng
 		watch: newWatch(),
 		poke:  make(chan struct{}, 1),
 		done:  make(chan struct{}),
+		ready: make(chan struct{}),
 	}
 	st, err := openStore(ctx, filepath.Join(cfg.Dir, dbFile))
 	if err != nil {
@@ -269,6 +274,7 @@ func (e *Engine) start(tm timing) error {
 	if err != nil {
 		return fmt.Errorf("raftengine: start raft: %w", err)
 	}
+	close(e.ready)
 	// Accept only now: a forwarded request needs e.raft.
 	e.mux.start()
 	obs := make(chan raft.Observation, 16)

@@ -26,6 +26,7 @@ import (
 const (
 	kindPropose byte = 1 // body: the request bytes
 	kindRead    byte = 2 // body: empty
+	kindRecords byte = 3 // body: from u64, to u64; any member answers from its records (catchup.go)
 
 	statusOK      byte = 0 // propose: index u64, time i64, result JSON; read: index u64
 	statusRetry   byte = 1 // not the leader; nothing was appended
@@ -380,6 +381,14 @@ func (f *forwarder) serve(c net.Conn, peer identity.PublicKey) {
 				default:
 					respond(id, statusUnknown, []byte(reason(err)))
 				}
+			}()
+		case kindRecords:
+			go func() {
+				defer done()
+				ctx, cancel := context.WithTimeout(context.Background(), forwardTimeout)
+				defer cancel()
+				status, out := e.serveRecords(ctx, body)
+				respond(id, status, out)
 			}()
 		case kindRead:
 			go func() {

@@ -126,6 +126,7 @@ func (f machine) ApplyBatch(logs []*raft.Log) []any {
 	// (and never again in this run after a flush failed), so a crash before
 	// then replays it to OnApply.
 	var mark uint64
+	e.waitCatchUp() // a snapshot's skipped entries are delivered first
 	if !e.deliver(applied) {
 		e.stuck = true
 	}
@@ -190,6 +191,7 @@ func (e *Engine) groupCanon() []byte {
 // read lock (Persist then runs concurrently with Apply).
 func (f machine) Snapshot() (raft.FSMSnapshot, error) {
 	e := f.e
+	e.waitCatchUp()
 	if e.stuck {
 		// A snapshot would let raft compact entries the consumer has not
 		// flushed; the next start must replay them from the log.
@@ -221,9 +223,11 @@ func (f machine) Restore(rc io.ReadCloser) error {
 		return fmt.Errorf("raftengine: restore: snapshot of group %s/%s, this engine runs %s/%s", g.Name, g.Mode, e.genesis.Name, e.genesis.Mode)
 	}
 	e.mu.Lock()
+	prev := e.m.LastIndex()
 	e.m, e.canon = m, nil
 	e.member.Store(m.Group().IsMember(e.self))
 	e.mu.Unlock()
+	e.startCatchUp(prev, m.LastIndex())
 	e.watch.advance(m.LastIndex())
 	e.pokeReconcile()
 	return nil

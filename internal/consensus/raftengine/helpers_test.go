@@ -39,14 +39,21 @@ type tcluster struct {
 
 // appliedLog records what OnApply saw, to check order.
 type appliedLog struct {
-	mu  sync.Mutex
-	idx []uint64
+	mu      sync.Mutex
+	idx     []uint64
+	adopted map[uint64]bool
 }
 
 func (l *appliedLog) add(a consensus.Applied) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.idx = append(l.idx, a.Index)
+	if a.Adopted {
+		if l.adopted == nil {
+			l.adopted = map[uint64]bool{}
+		}
+		l.adopted[a.Index] = true
+	}
 }
 
 func newCluster(t testing.TB, n int) *tcluster { return newClusterOf(t, n, n, testTiming()) }

@@ -348,6 +348,43 @@ func (s *store) record(ctx context.Context, index uint64) (r storedRecord, found
 	return r, false, nil
 }
 
+// recordsFrom returns the stored records with indexes in [from, to], in
+// order, stopping before maxBytes of request and result bytes (at least one
+// record when there is one). Indexes without a record (raft's own entries)
+// are skipped.
+func (s *store) recordsFrom(ctx context.Context, from, to uint64, maxBytes int) ([]storedRecord, error) {
+	rows, err := s.rd.QueryContext(ctx, `SELECT grp, body FROM records WHERE last >= ? AND first <= ? ORDER BY first`, int64(from), int64(to))
+	if err != nil {
+		return nil, fmt.Errorf("raftengine: records %d..%d: %w", from, to, err)
+	}
+	defer rows.Close()
+	var out []storedRecord
+	size, next := 0, from
+	for rows.Next() {
+		var grp, body []byte
+		if err := rows.Scan(&grp, &body); err != nil {
+			return nil, fmt.Errorf("raftengine: records %d..%d: %w", from, to, err)
+		}
+		for len(body) > 0 {
+			x, ok := nextRecord(&body)
+			if !ok {
+				return nil, fmt.Errorf("raftengine: records %d..%d: stored batch is corrupt", from, to)
+			}
+			if x.index < next || x.index > to {
+				continue // before from, or stored again by a replay in another row
+			}
+			n := len(grp) + len(x.req) + len(x.res)
+			if len(out) > 0 && size+n > maxBytes {
+				return out, nil
+			}
+			x.group = grp
+			out = append(out, x)
+			size, next = size+n, x.index+1
+		}
+	}
+	return out, rows.Err()
+}
+
 // nextRecord decodes the first record of a stored batch and advances b.
 func nextRecord(b *[]byte) (storedRecord, bool) {
 	p := *b
