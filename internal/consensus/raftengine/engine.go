@@ -89,8 +89,9 @@ type Engine struct {
 	// (catchup.go); only the apply goroutine reads or sets it.
 	catching *catchUp
 	ready    chan struct{} // closed once start has set raft
-	// maybeReported is the log's last index at start: entries above
-	// reported and up to it may have reached OnApply before the restart.
+	// maybeReported is the highest index this member held at start (in its
+	// log or its latest snapshot): entries above reported and up to it may
+	// have reached OnApply before the restart.
 	maybeReported uint64
 
 	mu     sync.RWMutex // guards m and canon
@@ -227,6 +228,11 @@ func (e *Engine) start(tm timing) error {
 	e.snaps, err = raft.NewFileSnapshotStoreWithLogger(filepath.Join(cfg.Dir, snapshotsDir), snapshotRetain, hl.Named("snapshots"))
 	if err != nil {
 		return fmt.Errorf("raftengine: snapshots: %w", err)
+	}
+	// A snapshot installed from another member covers entries adopted
+	// (catchup.go) that may have been delivered before a crash.
+	if metas, err := e.snaps.List(); err == nil && len(metas) > 0 {
+		e.maybeReported = max(e.maybeReported, metas[0].Index)
 	}
 	e.mux = newMux(cfg.Net, e.self, e.log)
 	e.fwd = newForwarder(e)
