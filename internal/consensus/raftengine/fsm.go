@@ -130,7 +130,8 @@ func (f machine) ApplyBatch(logs []*raft.Log) []any {
 	if !e.deliver(applied) {
 		e.stuck = true
 	}
-	if !e.stuck && len(applied) > 0 {
+	// Entries a restart replays up to the stored mark leave it where it is.
+	if !e.stuck && len(applied) > 0 && applied[len(applied)-1].Index > e.reported {
 		mark = applied[len(applied)-1].Index
 	}
 	if err := e.store.putRecords(recs, mark); err != nil {
