@@ -160,24 +160,34 @@ func (f *forwarder) records(ctx context.Context, peer identity.PublicKey, from, 
 	if r.status != statusOK {
 		return 0, nil, fmt.Errorf("member %s: %s", peer.Short(), r.body)
 	}
-	if len(r.body) < 8 {
-		return 0, nil, fmt.Errorf("member %s: short answer", peer.Short())
-	}
-	through = binary.BigEndian.Uint64(r.body)
-	if through < from || through > to {
-		return 0, nil, fmt.Errorf("member %s: answer through %d, asked %d..%d", peer.Short(), through, from, to)
-	}
-	recs, err = decodeRecords(r.body[8:])
+	through, recs, err = f.e.checkAnswer(from, to, r.body)
 	if err != nil {
 		return 0, nil, fmt.Errorf("member %s: %w", peer.Short(), err)
+	}
+	return through, recs, nil
+}
+
+// checkAnswer decodes and checks another member's answer for from..to: it
+// covers from..through within the request, and its records are in order,
+// within that range, and each passes checkRecord.
+func (e *Engine) checkAnswer(from, to uint64, body []byte) (through uint64, recs []storedRecord, err error) {
+	if len(body) < 8 {
+		return 0, nil, errors.New("short answer")
+	}
+	through = binary.BigEndian.Uint64(body)
+	if through < from || through > to {
+		return 0, nil, fmt.Errorf("answer through %d, asked %d..%d", through, from, to)
+	}
+	if recs, err = decodeRecords(body[8:]); err != nil {
+		return 0, nil, err
 	}
 	next := from
 	for _, x := range recs {
 		if x.index < next || x.index > through {
-			return 0, nil, fmt.Errorf("member %s: record %d out of order or range", peer.Short(), x.index)
+			return 0, nil, fmt.Errorf("record %d out of order or range", x.index)
 		}
-		if err := f.e.checkRecord(x); err != nil {
-			return 0, nil, fmt.Errorf("member %s: record %d: %w", peer.Short(), x.index, err)
+		if err := e.checkRecord(x); err != nil {
+			return 0, nil, fmt.Errorf("record %d: %w", x.index, err)
 		}
 		next = x.index + 1
 	}

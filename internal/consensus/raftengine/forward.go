@@ -383,13 +383,13 @@ func (f *forwarder) serve(c net.Conn, peer identity.PublicKey) {
 				}
 			}()
 		case kindRecords:
-			go func() {
-				defer done()
-				ctx, cancel := context.WithTimeout(context.Background(), forwardTimeout)
-				defer cancel()
-				status, out := e.serveRecords(ctx, body)
-				respond(id, status, out)
-			}()
+			// Served in turn, not side by side: one answer (up to
+			// maxRecordsAnswer) in memory per connection at a time.
+			ctx, cancel := context.WithTimeout(context.Background(), forwardTimeout)
+			status, out := e.serveRecords(ctx, body)
+			cancel()
+			respond(id, status, out)
+			done()
 		case kindRead:
 			go func() {
 				defer done()
