@@ -19,6 +19,7 @@ type auditModel struct {
 	mu          sync.Mutex
 	count       map[uint64]int // index -> times written durably
 	redelivered map[uint64]bool
+	seen        map[uint64]bool // delivered at all
 	failFlush   bool
 	batch       []uint64
 }
@@ -26,6 +27,9 @@ type auditModel struct {
 func (m *auditModel) onApply(a consensus.Applied) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.seen != nil {
+		m.seen[a.Index] = true
+	}
 	if a.Redelivered {
 		m.redelivered[a.Index] = true
 		if m.count[a.Index] > 0 {
@@ -114,5 +118,78 @@ func TestDeliveryExactlyOnceAcrossCrash(t *testing.T) {
 	defer model.mu.Unlock()
 	if len(model.redelivered) > 0 || model.count[a.Index] != 1 {
 		t.Fatalf("after a clean restart: redelivered %v, new entry written %d times", model.redelivered, model.count[a.Index])
+	}
+}
+
+// TestCatchUpResumesAfterCrash: a member that installs a snapshot and
+// crashes before its consumer made the adopted entries durable fetches them
+// again at its next start (from its local snapshot), and with the
+// consumer's deduplication holds every entry the leader applied exactly
+// once.
+func TestCatchUpResumesAfterCrash(t *testing.T) {
+	model := &auditModel{count: map[uint64]int{}, redelivered: map[uint64]bool{}, seen: map[uint64]bool{}}
+	tm := testTiming()
+	tm.trailingLogs = 2
+	lag := -1
+	tc := newClusterHooked(t, 3, 3, tm, func(i int, c *consensus.EngineConfig) {
+		if i == lag {
+			c.OnApply, c.FlushApplied = model.onApply, model.flush
+		}
+	})
+	lead := tc.leader(30 * time.Second)
+	lag = (lead + 1) % 3
+	tc.stop(lag)
+	var last consensus.Applied
+	for k := range 20 {
+		last = tc.propose(lead, fsm.Put(fmt.Sprintf("k%d", k), []byte("v")))
+	}
+	if err := tc.engine(lead).raft.Snapshot().Error(); err != nil {
+		t.Fatal(err)
+	}
+	model.set(true) // the lagging member's consumer loses what it writes
+	tc.start(lag)
+	tc.converge(last.Index, 30*time.Second)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		model.mu.Lock()
+		got := model.seen[last.Index]
+		model.mu.Unlock()
+		if got {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the adopted entries never reached OnApply")
+		}
+		pollPause()
+	}
+	tc.stop(lag)
+	model.set(false)
+	tc.start(lag)
+	tc.converge(last.Index, 30*time.Second)
+
+	leader := tc.apply[lead]
+	leader.mu.Lock()
+	want := append([]uint64{}, leader.idx...)
+	leader.mu.Unlock()
+	deadline = time.Now().Add(20 * time.Second)
+	for {
+		model.mu.Lock()
+		missing := uint64(0)
+		for _, i := range want {
+			if c := model.count[i]; c > 1 {
+				model.mu.Unlock()
+				t.Fatalf("index %d written %d times", i, c)
+			} else if c == 0 && missing == 0 {
+				missing = i
+			}
+		}
+		model.mu.Unlock()
+		if missing == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("index %d never written on the member that caught up", missing)
+		}
+		pollPause()
 	}
 }
