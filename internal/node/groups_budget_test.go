@@ -145,6 +145,13 @@ func TestGroupFloodIsBudgeted(t *testing.T) {
 			}
 		})
 	}
+	// Meanwhile the honest follower commits within its own budget.
+	honestErrs := make(chan error, 3)
+	wg.Go(func() {
+		for k := range 3 {
+			honestErrs <- putOn(honest, fmt.Sprintf("honest/%d", k))
+		}
+	})
 	wg.Wait()
 	if len(other) > 0 {
 		t.Fatalf("flood: %d other outcomes, first: %v", len(other), other[0])
@@ -153,8 +160,8 @@ func TestGroupFloodIsBudgeted(t *testing.T) {
 		t.Fatalf("flood of %d: %d committed, %d refused for budget; want most refused", flood, ok, refused)
 	}
 	for k := range 3 {
-		if err := putOn(honest, fmt.Sprintf("honest/%d", k)); err != nil {
-			t.Fatalf("honest member's put %d: %v", k, err)
+		if err := <-honestErrs; err != nil {
+			t.Fatalf("honest member's put %d during the flood: %v", k, err)
 		}
 	}
 	for k := range 5 { // the leader's own proposals are not forwarded, so not charged

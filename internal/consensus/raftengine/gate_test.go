@@ -67,7 +67,25 @@ func TestFloodingMemberIsLimited(t *testing.T) {
 			}
 		})
 	}
+	// Meanwhile the honest follower commits its burst on its own counters.
+	honestErrs := make(chan error, 3)
+	wg.Go(func() {
+		for k := range 3 {
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			a, err := tc.engine(honest).ProposeFunc(ctx, tc.sign(honest, fsm.Put(fmt.Sprintf("during/%d", k), []byte("y"))))
+			cancel()
+			if err == nil && !a.Result.OK() {
+				err = a.Result.Err()
+			}
+			honestErrs <- err
+		}
+	})
 	wg.Wait()
+	for range 3 {
+		if err := <-honestErrs; err != nil {
+			t.Fatalf("honest member during the flood: %v", err)
+		}
+	}
 	if len(other) > 0 {
 		t.Fatalf("flood: %d other outcomes, first: %v", len(other), other[0])
 	}
