@@ -15,9 +15,9 @@ func (gr *group) admitRequest(member identity.PublicKey, size int) (func(), erro
 }
 
 // flushApplied passes the engine's flush to the node (ManagerConfig.FlushApplied).
-func (gr *group) flushApplied() error {
+func (gr *group) flushApplied() (uint64, func() error) {
 	if f := gr.m.cfg.FlushApplied; f != nil {
 		return f(gr.name)
 	}
-	return nil
+	return 0, nil
 }

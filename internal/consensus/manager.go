@@ -55,7 +55,7 @@ type ManagerConfig struct {
 	AdmitRequest func(g fsm.Group, member identity.PublicKey, size int) (release func(), err error)
 	// FlushApplied, if set, makes what OnApply saw of group name durable
 	// (EngineConfig.FlushApplied).
-	FlushApplied func(name string) error
+	FlushApplied func(name string) (position uint64, wait func() error)
 }
 
 // DefaultTimeout is how long a request waits for its commit by default.

@@ -108,8 +108,8 @@ func (ng *nodeGroups) startWriters(n *Node) {
 		if err != nil {
 			n.log.Error("audit append of a group entry failed", "err", err, "kind", q.e.Kind, "group", q.e.Capability)
 		}
-		if q.ga != nil {
-			q.ga.done(err)
+		if q.b != nil {
+			q.b.done(err)
 		}
 	}
 	var wg sync.WaitGroup

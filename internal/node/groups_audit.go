@@ -14,50 +14,61 @@ import (
 // Every committed decision is audited exactly once per (group, index) on
 // each member, across crashes and power loss:
 //
-//   - The engine hands each applied entry to groupApplied, then calls
-//     groupFlush, which returns once those entries are durable in the audit
-//     log. Only then does the engine record the entries as delivered (ADR
-//     0011), so a crash before that replays them, marked Redelivered, and a
-//     crash after it does not.
-//   - A group's entries are flushed batch by batch, so in the audit log every
-//     entry of a group up to the engine's delivered mark precedes every entry
-//     after it. On the first Redelivered entry after a restart, groupApplied
-//     reads the audit log back from its head to the group's last entry below
-//     it, and skips the redelivered entries found there.
+//   - The engine hands each applied batch to groupApplied, then calls
+//     groupFlush, which returns the audit log's size at that moment and a
+//     wait for the batch's entries to be durable. The engine stores its
+//     delivered mark, with that position, only once the wait returns (ADR
+//     0011), so a crash before then replays the batch, marked Redelivered.
+//   - Every entry delivered after the mark was appended at or after the
+//     stored position (later batches are handed over after the position
+//     was taken). On the first Redelivered entry after a restart,
+//     groupApplied reads the audit log from that position to its head and
+//     skips the redelivered entries it finds there.
 
-// maxDedupeScan bounds how many audit entries a restart reads back per group
-// to find the decisions it audited before the crash. The decisions that can
-// be redelivered were flushed after every earlier one, so they sit at the
-// log's head, behind at most the entries other groups and calls wrote since.
+// maxDedupeScan bounds how many audit entries a restart reads per group to
+// find the decisions it audited before the crash: those appended since the
+// engine's last stored position, normally a few batches.
 const maxDedupeScan = 1 << 20
 
 // groupAudit is one group's decisions on their way to the audit log. Only the
-// group's apply goroutine adds to pending and waits for it.
+// group's apply goroutine (or its catch-up while apply waits) uses it.
 type groupAudit struct {
-	pending sync.WaitGroup
-	mu      sync.Mutex
-	err     error // the first append that failed since the last flush
+	cur *auditBatch // the batch being handed over; nil until its first entry
 	// audited holds the redelivered-range indexes found in the audit log;
 	// nil until the first Redelivered entry.
 	audited map[uint64]bool
 }
 
-func (ga *groupAudit) done(err error) {
-	if err != nil {
-		ga.mu.Lock()
-		if ga.err == nil {
-			ga.err = err
-		}
-		ga.mu.Unlock()
-	}
-	ga.pending.Done()
+// auditBatch is the entries of one flush; done by the audit writers.
+type auditBatch struct {
+	pending sync.WaitGroup
+	mu      sync.Mutex
+	err     error // the first append that failed
 }
 
-// queued is an audit entry waiting for a writer; ga, if set, is told when it
+func (b *auditBatch) done(err error) {
+	if err != nil {
+		b.mu.Lock()
+		if b.err == nil {
+			b.err = err
+		}
+		b.mu.Unlock()
+	}
+	b.pending.Done()
+}
+
+func (b *auditBatch) wait() error {
+	b.pending.Wait()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.err
+}
+
+// queued is an audit entry waiting for a writer; b, if set, is told when it
 // is durable.
 type queued struct {
-	e  audit.Entry
-	ga *groupAudit
+	e audit.Entry
+	b *auditBatch
 }
 
 func (ng *nodeGroups) audit(name string) *groupAudit {
@@ -81,36 +92,44 @@ func (n *Node) groupApplied(g fsm.Group, a consensus.Applied) {
 	ga := ng.audit(g.Name)
 	if a.Redelivered {
 		if ga.audited == nil {
-			ga.audited = n.auditedDecisions(g.Name, a.Index)
+			ga.audited = n.auditedDecisions(g.Name, a.Since, a.Index)
 		}
 		if ga.audited[a.Index] {
 			return
 		}
 	}
-	ga.pending.Add(1)
-	if !ng.enqueue(queued{e: decisionEntry(g, a), ga: ga}, true) {
-		ga.done(errAuditClosed)
+	if ga.cur == nil {
+		ga.cur = &auditBatch{}
+	}
+	b := ga.cur
+	b.pending.Add(1)
+	if !ng.enqueue(queued{e: decisionEntry(g, a), b: b}, true) {
+		b.done(errAuditClosed)
 		return
 	}
 	ng.metrics.decided(g)
 }
 
-// groupFlush returns once every decision groupApplied queued for the group is
-// in the audit log, or the first error that kept one out.
-func (n *Node) groupFlush(name string) error {
+// groupFlush closes the group's current batch: it returns the audit log's
+// size now (every decision queued later lands at or after it) and a wait for
+// the batch's entries to be durable.
+func (n *Node) groupFlush(name string) (uint64, func() error) {
 	ga := n.groups.audit(name)
-	ga.pending.Wait()
-	ga.mu.Lock()
-	defer ga.mu.Unlock()
-	err := ga.err
-	ga.err = nil
-	return err
+	b := ga.cur
+	ga.cur = nil
+	var pos uint64
+	if cp, err := n.audit.Checkpoint(context.Background()); err == nil {
+		pos = cp.Size
+	}
+	if b == nil {
+		return pos, nil
+	}
+	return pos, b.wait
 }
 
-// auditedDecisions reads the audit log back from its head and returns the
-// indexes of the group's decisions at or above from, stopping at the group's
-// first decision below from.
-func (n *Node) auditedDecisions(group string, from uint64) map[uint64]bool {
+// auditedDecisions reads the audit log from position since to its head and
+// returns the indexes of the group's decisions at or above from.
+func (n *Node) auditedDecisions(group string, since, from uint64) map[uint64]bool {
 	out := map[uint64]bool{}
 	ctx := context.Background()
 	cp, err := n.audit.Checkpoint(ctx)
@@ -118,12 +137,15 @@ func (n *Node) auditedDecisions(group string, from uint64) map[uint64]bool {
 		n.log.Error("audit: decisions not deduplicated after a restart", "group", group, "err", err)
 		return out
 	}
+	if cp.Size > since && cp.Size-since > maxDedupeScan {
+		n.log.Warn("audit: deduplicating redelivered decisions over the newest entries only", "group", group, "from", since, "entries", cp.Size-since)
+		since = cp.Size - maxDedupeScan
+	}
 	capName := groupCapability(group)
-	for i, read := cp.Size, 0; i > 0 && read < maxDedupeScan; read++ {
-		i--
+	for i := since; i < cp.Size; i++ {
 		e, err := n.audit.Get(ctx, i)
 		if errors.Is(err, audit.ErrNotFound) {
-			break // pruned
+			continue // pruned
 		}
 		if err != nil {
 			n.log.Error("audit: decisions not deduplicated after a restart", "group", group, "err", err)
@@ -135,13 +157,9 @@ func (n *Node) auditedDecisions(group string, from uint64) map[uint64]bool {
 		var rep struct {
 			Index uint64 `json:"index"`
 		}
-		if json.Unmarshal(e.Report, &rep) != nil {
-			continue
+		if json.Unmarshal(e.Report, &rep) == nil && rep.Index >= from {
+			out[rep.Index] = true
 		}
-		if rep.Index < from {
-			return out
-		}
-		out[rep.Index] = true
 	}
 	return out
 }

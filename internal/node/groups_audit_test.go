@@ -19,40 +19,43 @@ func TestRedeliveredDecisionsAuditedOnce(t *testing.T) {
 	k, _ := identity.FromSeed(make([]byte, 32))
 	g, _ := fsm.NewGroup("team", fsm.ModeRaft, 0, []identity.PublicKey{k.Public(), bob})
 	other, _ := fsm.NewGroup("board", fsm.ModeRaft, 0, []identity.PublicKey{k.Public(), bob})
-	applied := func(grp fsm.Group, i uint64, redelivered bool) consensus.Applied {
+	applied := func(grp fsm.Group, i uint64, since uint64, redelivered bool) consensus.Applied {
 		q, _ := fsm.SignRequest(k, grp.ID(), i, fsm.Put("k", []byte("v")))
 		a := consensusApplied(i, q.Encode(), fsm.Result{Index: i})
-		a.Redelivered = redelivered
+		a.Redelivered, a.Since = redelivered, since
 		return a
 	}
-	// Before the crash: 1..6 delivered and flushed, 7 and 9 written but the
-	// engine's mark was not stored; board wrote 8.
+	flush := func(name string) uint64 {
+		t.Helper()
+		pos, wait := n.groupFlush(name)
+		if wait != nil {
+			if err := wait(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return pos
+	}
+	// Before the crash: 1..6 delivered and flushed, and the engine stored
+	// its mark 6 with the position of that flush; 7 and 9 were written but
+	// the next mark was not stored; board wrote 8.
 	for i := uint64(1); i <= 6; i++ {
-		n.groupApplied(g, applied(g, i, false))
+		n.groupApplied(g, applied(g, i, 0, false))
 	}
-	if err := n.groupFlush("team"); err != nil {
-		t.Fatal(err)
-	}
+	since := flush("team")
 	for _, i := range []uint64{7, 9} {
-		n.groupApplied(g, applied(g, i, false))
+		n.groupApplied(g, applied(g, i, 0, false))
 	}
-	n.groupApplied(other, applied(other, 8, false))
-	if err := n.groupFlush("team"); err != nil {
-		t.Fatal(err)
-	}
-	if err := n.groupFlush("board"); err != nil {
-		t.Fatal(err)
-	}
+	n.groupApplied(other, applied(other, 8, 0, false))
+	flush("team")
+	flush("board")
 	// After the restart: a fresh view of the group, 7..10 redelivered.
 	n.groups.mu.Lock()
 	delete(n.groups.byGroup, "team")
 	n.groups.mu.Unlock()
 	for i := uint64(7); i <= 10; i++ {
-		n.groupApplied(g, applied(g, i, true))
+		n.groupApplied(g, applied(g, i, since, true))
 	}
-	if err := n.groupFlush("team"); err != nil {
-		t.Fatal(err)
-	}
+	flush("team")
 	count := map[uint64]int{}
 	for _, e := range AuditEntries(t, n) {
 		if e.Kind != KindDecision || e.Capability != "group:team" {

@@ -94,20 +94,17 @@ func (e *Engine) runCatchUp(c *catchUp) {
 				_ = json.Unmarshal(r.res, &res) // checked by checkRecord
 				applied = append(applied, consensus.Applied{Index: r.index, Entry: fsm.Entry{Time: r.time, Request: r.req}, Result: res, Adopted: true})
 			}
-			var mark uint64
-			if e.deliver(applied) && !e.stuck {
-				mark = through
-			} else {
-				e.stuck = true
-			}
-			if err := e.store.putRecords(recs, mark); err != nil {
+			job := e.deliver(applied)
+			if err := e.store.putRecords(recs); err != nil {
 				e.log.Error("raftengine: adopted records not stored", "event", "consensus.record_lost", "err", err)
 			}
+			job.mark = through
+			e.queueMark(job)
 			next = through + 1
 			continue
 		}
 		if ctx.Err() != nil {
-			e.stuck = true
+			e.stuck.Store(true)
 			e.log.Error("raftengine: entries adopted with a snapshot are not audited; the next start tries again", "event", "consensus.audit_gap",
 				"from", next, "to", c.to, "err", err)
 			return
@@ -229,7 +226,7 @@ func (e *Engine) serveRecords(ctx context.Context, body []byte) (byte, []byte) {
 		return statusRefused, []byte("records request of the wrong size")
 	}
 	from, to := binary.BigEndian.Uint64(body), binary.BigEndian.Uint64(body[8:])
-	mark, err := e.store.delivered(ctx)
+	mark, _, err := e.store.delivered(ctx)
 	if err != nil {
 		return statusRefused, []byte(err.Error())
 	}

@@ -26,6 +26,7 @@ func TestRecordsAnswerChecks(t *testing.T) {
 		idx = append(idx, tc.propose(lead, fsm.Put(fmt.Sprintf("k%d", k), []byte("v"))).Index)
 	}
 	e := tc.engine(lead)
+	e.syncMarks() // the mark follows the applied entries in the background
 	ctx := context.Background()
 	from, to := idx[0], idx[2]
 

@@ -39,19 +39,24 @@ func (m *auditModel) onApply(a consensus.Applied) {
 	m.batch = append(m.batch, a.Index)
 }
 
-func (m *auditModel) flush() error {
+func (m *auditModel) flush() (uint64, func() error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	defer func() { m.batch = m.batch[:0] }()
-	for _, i := range m.batch {
-		if !m.failFlush || i%2 == 0 {
-			m.count[i]++
+	batch, fail := m.batch, m.failFlush
+	m.batch = nil
+	return 0, func() error {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		for _, i := range batch {
+			if !fail || i%2 == 0 {
+				m.count[i]++
+			}
 		}
+		if fail {
+			return errors.New("power lost")
+		}
+		return nil
 	}
-	if m.failFlush {
-		return errors.New("power lost")
-	}
-	return nil
 }
 
 func (m *auditModel) set(fail bool) {
@@ -83,10 +88,12 @@ func TestDeliveryExactlyOnceAcrossCrash(t *testing.T) {
 		last = tc.propose(1, fsm.Put(fmt.Sprintf("b/%d", k), []byte("y")))
 	}
 	tc.converge(last.Index, 20*time.Second)
+	tc.engine(watched).syncMarks() // the failed batches were half written
 	tc.stop(watched)
 	model.set(false)
 	tc.start(watched)
 	tc.converge(last.Index, 30*time.Second)
+	tc.engine(watched).syncMarks() // the consumer's waits have run
 
 	model.mu.Lock()
 	for i := uint64(1); i <= last.Index; i++ {
@@ -114,6 +121,7 @@ func TestDeliveryExactlyOnceAcrossCrash(t *testing.T) {
 	tc.start(watched)
 	a := tc.propose(1, fsm.Put("after", []byte("z")))
 	tc.converge(a.Index, 30*time.Second)
+	tc.engine(watched).syncMarks()
 	model.mu.Lock()
 	defer model.mu.Unlock()
 	if len(model.redelivered) > 0 || model.count[a.Index] != 1 {
@@ -162,6 +170,7 @@ func TestCatchUpResumesAfterCrash(t *testing.T) {
 		}
 		pollPause()
 	}
+	tc.engine(lag).syncMarks()
 	tc.stop(lag)
 	model.set(false)
 	tc.start(lag)

@@ -79,12 +79,18 @@ type Engine struct {
 	genesis fsm.Group
 	tm      timing
 	// reported is the delivered mark stored before this start: OnApply is
-	// not called again for entries up to it that the restart replays.
-	// Written before raft starts, read only by the apply goroutine.
-	reported uint64
-	// stuck is set by the apply goroutine when the consumer failed to flush:
-	// the delivered mark stays where it was for the rest of this run.
-	stuck bool
+	// not called again for entries up to it that the restart replays;
+	// reportedCursor is the consumer's position stored with it. Written
+	// before raft starts, read only by the apply goroutine.
+	reported, reportedCursor uint64
+	// lastCursor and pendingWait are the consumer's last FlushApplied
+	// answer (apply goroutine, or the catch-up while it waits).
+	lastCursor  uint64
+	pendingWait func() error
+	// marks feeds the marker (marker.go); stuck is set when the consumer
+	// failed to flush: the mark stays where it was for the rest of this run.
+	marks chan markJob
+	stuck atomic.Bool
 	// catching is the fetch of a snapshot's skipped records, if one runs
 	// (catchup.go); only the apply goroutine reads or sets it.
 	catching *catchUp
@@ -165,16 +171,20 @@ func newEngine(ctx context.Context, cfg consensus.EngineConfig, tm timing) (*Eng
 		poke:  make(chan struct{}, 1),
 		done:  make(chan struct{}),
 		ready: make(chan struct{}),
+		marks: make(chan markJob, markQueue),
 	}
 	st, err := openStore(ctx, filepath.Join(cfg.Dir, dbFile))
 	if err != nil {
 		return nil, err
 	}
 	e.store = st
-	if e.reported, err = st.delivered(ctx); err != nil {
+	if e.reported, e.reportedCursor, err = st.delivered(ctx); err != nil {
 		_ = st.close()
 		return nil, err
 	}
+	e.lastCursor = e.reportedCursor
+	e.wg.Add(1)
+	go e.markLoop()
 	if e.maybeReported, err = st.LastIndex(); err != nil {
 		_ = st.close()
 		return nil, err

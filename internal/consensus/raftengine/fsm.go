@@ -122,54 +122,23 @@ func (f machine) ApplyBatch(logs []*raft.Log) []any {
 	last := e.m.LastIndex()
 	e.mu.Unlock()
 
-	// The delivered mark advances only once the consumer flushed the batch
-	// (and never again in this run after a flush failed), so a crash before
-	// then replays it to OnApply.
-	var mark uint64
 	e.waitCatchUp() // a snapshot's skipped entries are delivered first
-	if !e.deliver(applied) {
-		e.stuck = true
-	}
-	// Entries a restart replays up to the stored mark leave it where it is.
-	if !e.stuck && len(applied) > 0 && applied[len(applied)-1].Index > e.reported {
-		mark = applied[len(applied)-1].Index
-	}
-	if err := e.store.putRecords(recs, mark); err != nil {
+	job := e.deliver(applied)
+	if err := e.store.putRecords(recs); err != nil {
 		e.log.Error("raftengine: decision records not stored", "event", "consensus.record_lost", "err", err)
+	}
+	// The delivered mark advances once the consumer flushed the batch (the
+	// marker waits for it), so a crash before then replays it to OnApply.
+	// Entries a restart replays up to the stored mark leave it where it is.
+	if len(applied) > 0 && applied[len(applied)-1].Index > e.reported {
+		job.mark = applied[len(applied)-1].Index
+		e.queueMark(job)
 	}
 	e.watch.advance(last)
 	if changed {
 		e.pokeReconcile()
 	}
 	return out
-}
-
-// deliver hands applied entries to OnApply and waits for the consumer's
-// flush. A restart replays the log from the last snapshot: entries up to the
-// delivered mark were flushed before it and are skipped; the others up to
-// the log's last index at start may have reached OnApply (a crash between
-// OnApply and the mark) and are marked Redelivered for the consumer to
-// deduplicate.
-func (e *Engine) deliver(applied []consensus.Applied) (flushed bool) {
-	if e.cfg.OnApply == nil {
-		return true
-	}
-	n := 0
-	for _, a := range applied {
-		if a.Index > e.reported {
-			a.Redelivered = a.Index <= e.maybeReported
-			e.cfg.OnApply(a)
-			n++
-		}
-	}
-	if n > 0 && e.cfg.FlushApplied != nil {
-		if err := e.cfg.FlushApplied(); err != nil {
-			e.log.Error("raftengine: applied entries not flushed by the consumer; they are delivered again at the next start", "event", "consensus.flush_failed",
-				"first", applied[0].Index, "last", applied[len(applied)-1].Index, "err", err)
-			return false
-		}
-	}
-	return true
 }
 
 // canonGroup caches the canonical encoding of one epoch's group: encoding
@@ -193,7 +162,8 @@ func (e *Engine) groupCanon() []byte {
 func (f machine) Snapshot() (raft.FSMSnapshot, error) {
 	e := f.e
 	e.waitCatchUp()
-	if e.stuck {
+	e.syncMarks() // the mark covers every applied entry, or the run is stuck
+	if e.stuck.Load() {
 		// A snapshot would let raft compact entries the consumer has not
 		// flushed; the next start must replay them from the log.
 		return nil, errors.New("raftengine: no snapshot: applied entries were not flushed by the consumer (see consensus.flush_failed)")

@@ -245,11 +245,8 @@ func (s *store) GetUint64(k []byte) (uint64, error) {
 // not one per entry. A replay after a restart may store the same records
 // again in rows with other bounds; they hold identical bytes, and of two
 // rows that start at one index the longer is kept.
-//
-// delivered, if not 0, is stored as the delivered mark in the same
-// transaction: OnApply saw and the consumer flushed every entry up to it.
-func (s *store) putRecords(recs []storedRecord, delivered uint64) error {
-	if len(recs) == 0 && delivered == 0 {
+func (s *store) putRecords(recs []storedRecord) error {
+	if len(recs) == 0 {
 		return nil
 	}
 	s.wmu.Lock()
@@ -279,12 +276,6 @@ func (s *store) putRecords(recs []storedRecord, delivered uint64) error {
 		}
 		recs = recs[n:]
 	}
-	if delivered != 0 {
-		if _, err := tx.Exec(`INSERT OR REPLACE INTO stable (k, v) VALUES (?, ?)`, []byte(deliveredKey), binary.BigEndian.AppendUint64(nil, delivered)); err != nil {
-			_ = tx.Rollback()
-			return fmt.Errorf("raftengine: store delivered mark: %w", err)
-		}
-	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("raftengine: store records: %w", err)
 	}
@@ -294,24 +285,39 @@ func (s *store) putRecords(recs []storedRecord, delivered uint64) error {
 // deliveredKey is the stable key of the delivered mark.
 const deliveredKey = "treaty-delivered"
 
-// delivered is the delivered mark: every entry up to it reached OnApply and
-// was flushed by the consumer. A store written before the mark existed
-// starts it at its highest record (what "reported" meant then).
-func (s *store) delivered(ctx context.Context) (uint64, error) {
+// setMark stores the delivered mark: every entry up to mark reached OnApply
+// and the consumer made it durable; cursor is the consumer's position from
+// which later entries were consumed. It is written without an fsync of its
+// own (the next StoreLogs makes it durable): a lost mark only means more
+// entries are redelivered, and deduplicated, after a power loss.
+func (s *store) setMark(mark, cursor uint64) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	v := binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(nil, mark), cursor)
+	if _, err := s.recW.Exec(`INSERT OR REPLACE INTO stable (k, v) VALUES (?, ?)`, []byte(deliveredKey), v); err != nil {
+		return fmt.Errorf("raftengine: store delivered mark: %w", err)
+	}
+	return nil
+}
+
+// delivered is the delivered mark and the consumer's position stored with
+// it. A store written before the mark existed starts it at its highest
+// record (what "reported" meant then), position 0.
+func (s *store) delivered(ctx context.Context) (mark, cursor uint64, err error) {
 	v, err := s.Get([]byte(deliveredKey))
 	switch {
 	case errors.Is(err, errNotFound):
 		last, err := s.lastRecord(ctx)
 		if err != nil {
-			return 0, err
+			return 0, 0, err
 		}
-		return last, s.SetUint64([]byte(deliveredKey), last)
+		return last, 0, s.setMark(last, 0)
 	case err != nil:
-		return 0, err
-	case len(v) != 8:
-		return 0, fmt.Errorf("raftengine: stable %q: %d bytes, want 8", deliveredKey, len(v))
+		return 0, 0, err
+	case len(v) != 16:
+		return 0, 0, fmt.Errorf("raftengine: stable %q: %d bytes, want 16", deliveredKey, len(v))
 	}
-	return binary.BigEndian.Uint64(v), nil
+	return binary.BigEndian.Uint64(v), binary.BigEndian.Uint64(v[8:]), nil
 }
 
 // storedRecord is what a decision record is rebuilt from: the group's

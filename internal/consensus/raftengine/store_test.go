@@ -73,14 +73,14 @@ func TestStoreRecords(t *testing.T) {
 	rec := func(i uint64, g string) storedRecord {
 		return storedRecord{index: i, group: []byte(g), time: int64(i * 10), req: []byte{byte(i)}, res: []byte(`{"Index":1}`)}
 	}
-	if err := s.putRecords([]storedRecord{rec(1, "g0"), rec(2, "g0"), rec(3, "g1"), rec(4, "g1")}, 4); err != nil {
+	if err := s.putRecords([]storedRecord{rec(1, "g0"), rec(2, "g0"), rec(3, "g1"), rec(4, "g1")}); err != nil {
 		t.Fatal(err)
 	}
 	// A replay from index 2 in other batch bounds.
-	if err := s.putRecords([]storedRecord{rec(2, "g0"), rec(3, "g1")}, 0); err != nil {
+	if err := s.putRecords([]storedRecord{rec(2, "g0"), rec(3, "g1")}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.putRecords([]storedRecord{rec(5, "g1")}, 0); err != nil {
+	if err := s.putRecords([]storedRecord{rec(5, "g1")}); err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
@@ -100,8 +100,14 @@ func TestStoreRecords(t *testing.T) {
 	if last, err := s.lastRecord(ctx); last != 5 || err != nil {
 		t.Fatalf("last record %d %v", last, err)
 	}
-	// The delivered mark is stored only when given: 5 was stored without.
-	if d, err := s.delivered(ctx); d != 4 || err != nil {
-		t.Fatalf("delivered mark %d %v, want 4", d, err)
+	// A store without a mark starts it at its last record.
+	if m, c, err := s.delivered(ctx); m != 5 || c != 0 || err != nil {
+		t.Fatalf("delivered mark %d/%d %v, want 5/0", m, c, err)
+	}
+	if err := s.setMark(4, 77); err != nil {
+		t.Fatal(err)
+	}
+	if m, c, err := s.delivered(ctx); m != 4 || c != 77 || err != nil {
+		t.Fatalf("delivered mark %d/%d %v, want 4/77", m, c, err)
 	}
 }
