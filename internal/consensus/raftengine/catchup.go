@@ -31,7 +31,7 @@ const (
 	catchUpRetry = 500 * time.Millisecond
 )
 
-// catchUp is the fetch of the records of (from, to] after a snapshot.
+// catchUp is the fetch of the records of [from, to] after a snapshot.
 type catchUp struct {
 	from, to uint64 // inclusive
 	done     chan struct{}
