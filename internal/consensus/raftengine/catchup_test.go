@@ -25,10 +25,10 @@ func TestRecordsAnswerChecks(t *testing.T) {
 	for k := range 3 {
 		idx = append(idx, tc.propose(lead, fsm.Put(fmt.Sprintf("k%d", k), []byte("v"))).Index)
 	}
-	e := tc.engine(lead)
-	e.syncMarks() // the mark follows the applied entries in the background
-	ctx := context.Background()
 	from, to := idx[0], idx[2]
+	tc.settle(lead, to) // the mark follows the applied entries in the background
+	e := tc.engine(lead)
+	ctx := context.Background()
 
 	for name, body := range map[string][]byte{
 		"short request":   []byte("0123456789abcde"),

@@ -1,6 +1,7 @@
 package raftengine
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sync"
@@ -88,12 +89,12 @@ func TestDeliveryExactlyOnceAcrossCrash(t *testing.T) {
 		last = tc.propose(1, fsm.Put(fmt.Sprintf("b/%d", k), []byte("y")))
 	}
 	tc.converge(last.Index, 20*time.Second)
-	tc.engine(watched).syncMarks() // the failed batches were half written
+	tc.settle(watched, last.Index) // the failed batches were half written
 	tc.stop(watched)
 	model.set(false)
 	tc.start(watched)
 	tc.converge(last.Index, 30*time.Second)
-	tc.engine(watched).syncMarks() // the consumer's waits have run
+	tc.settle(watched, last.Index) // the consumer's waits have run
 
 	model.mu.Lock()
 	for i := uint64(1); i <= last.Index; i++ {
@@ -121,7 +122,7 @@ func TestDeliveryExactlyOnceAcrossCrash(t *testing.T) {
 	tc.start(watched)
 	a := tc.propose(1, fsm.Put("after", []byte("z")))
 	tc.converge(a.Index, 30*time.Second)
-	tc.engine(watched).syncMarks()
+	tc.settle(watched, a.Index)
 	model.mu.Lock()
 	defer model.mu.Unlock()
 	if len(model.redelivered) > 0 || model.count[a.Index] != 1 {
@@ -170,7 +171,7 @@ func TestCatchUpResumesAfterCrash(t *testing.T) {
 		}
 		pollPause()
 	}
-	tc.engine(lag).syncMarks()
+	tc.settle(lag, last.Index)
 	tc.stop(lag)
 	model.set(false)
 	tc.start(lag)
@@ -201,4 +202,17 @@ func TestCatchUpResumesAfterCrash(t *testing.T) {
 		}
 		pollPause()
 	}
+}
+
+// settle waits until member i has handed every entry up to idx to OnApply
+// and its marker has run the consumer's waits for them.
+func (tc *tcluster) settle(i int, idx uint64) {
+	tc.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	e := tc.engine(i)
+	if err := e.waitApplied(ctx, idx); err != nil {
+		tc.t.Fatalf("member %d did not apply %d: %v", i, idx, err)
+	}
+	e.syncMarks()
 }
