@@ -221,8 +221,8 @@ func parseDir(s string) (budget.Dir, error) {
 }
 
 func checkCapFlag(s string) error {
-	if s != "" && !config.ValidCapability(s) {
-		return usagef("--cap %q: want a capability name (lower-case letters, digits, '.', '_', '-'; at most 64; not starting with \"treaty.\")", s)
+	if s != "" && !config.ValidBudgetCapability(s) {
+		return usagef("--cap %q: want a capability name (lower-case letters, digits, '.', '_', '-'; at most 64; not starting with \"treaty.\") or group:GROUP", s)
 	}
 	return nil
 }

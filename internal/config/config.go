@@ -346,6 +346,20 @@ func ValidCapability(s string) bool {
 	return wire.ValidCapabilityName(s) && !strings.HasPrefix(s, ReservedCapabilityPrefix)
 }
 
+// GroupCapabilityPrefix names a consensus group where a capability is
+// expected: a budget rule for group:NAME limits the proposals members make to
+// group NAME.
+const GroupCapabilityPrefix = "group:"
+
+// ValidBudgetCapability reports whether s may be a budget rule's capability:
+// a capability name, or group:NAME.
+func ValidBudgetCapability(s string) bool {
+	if g, ok := strings.CutPrefix(s, GroupCapabilityPrefix); ok {
+		return ValidCapability(g)
+	}
+	return ValidCapability(s)
+}
+
 // CapabilityRule says in words what ValidCapability accepts.
 const CapabilityRule = "1 to 64 of a-z, 0-9, '.', '_', '-', starting with a letter or digit, not with \"" + ReservedCapabilityPrefix + "\""
 

@@ -191,3 +191,14 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestValidBudgetCapability(t *testing.T) {
+	for s, want := range map[string]bool{
+		"echo": true, "group:team": true, "group:": false, "group:Team": false,
+		"group:treaty.x": false, "group:a:b": false, "treaty.ping": false, "": false,
+	} {
+		if got := ValidBudgetCapability(s); got != want {
+			t.Errorf("ValidBudgetCapability(%q) = %v, want %v", s, got, want)
+		}
+	}
+}

@@ -50,6 +50,17 @@ type Applied struct {
 	Index  uint64
 	Entry  fsm.Entry
 	Result fsm.Result
+	// Redelivered says OnApply may have seen this entry before this
+	// member restarted (its delivery was not yet recorded as flushed):
+	// the consumer must deduplicate it. Since is then the consumer's
+	// position FlushApplied returned before any of these entries could
+	// have been consumed: the consumer looks for them from there.
+	Redelivered bool
+	Since       uint64
+	// Adopted says this member did not apply the entry itself: it was
+	// away while the group decided it and caught up with a snapshot, and
+	// the entry and result come from the leader's decision record (Raft).
+	Adopted bool
 }
 
 // Status is what `treaty group ls` shows.
@@ -94,10 +105,29 @@ type EngineConfig struct {
 	// in index order, from the engine's apply goroutine. It must not block
 	// for long and must not call into the engine. It is the audit seam.
 	OnApply func(Applied)
+	// FlushApplied, if set, is called after each run of OnApply calls, on
+	// the same goroutine. It returns the consumer's current position
+	// (entries OnApply is given later are consumed at or after it) and a
+	// wait that returns once the run is durable with the consumer (the
+	// audit log's fsync); wait may be called from another goroutine. An
+	// engine that calls it records the run as delivered only after wait
+	// returns nil, so that a crash before then redelivers it
+	// (Applied.Redelivered, Applied.Since) and a crash after it does not:
+	// with the consumer's deduplication, each entry is consumed exactly
+	// once.
+	FlushApplied func() (position uint64, wait func() error)
 	// OnEvidence, if set, reports misbehaviour by a member (a bad signature,
 	// an equivocating proposal, a forged request): the trust and audit seam.
 	// It must not block.
 	OnEvidence func(member identity.PublicKey, kind, detail string)
+	// AdmitRequest, if set, gates each request another member asks this
+	// member to order for it (a Raft follower's proposal forwarded to the
+	// leader): trust and budgets, as for a call. size is the request's
+	// length. Its error, a *refusal.Error naming the stage (budget, trust),
+	// refuses the request before it is ordered and reaches the proposer
+	// with that stage. release, if not nil, is called once the request is
+	// decided or abandoned. It must not block.
+	AdmitRequest func(member identity.PublicKey, size int) (release func(), err error)
 	// Log receives engine events. Nil: slog.Default().
 	Log *slog.Logger
 }

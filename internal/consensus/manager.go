@@ -50,6 +50,12 @@ type ManagerConfig struct {
 	OnApply func(g fsm.Group, a Applied)
 	// OnEvidence, if set, receives misbehaviour the engines detect.
 	OnEvidence func(g fsm.Group, member identity.PublicKey, kind, detail string)
+	// AdmitRequest, if set, gates each request a member asks this node to
+	// order for it (EngineConfig.AdmitRequest; meter.go).
+	AdmitRequest func(g fsm.Group, member identity.PublicKey, size int) (release func(), err error)
+	// FlushApplied, if set, makes what OnApply saw of group name durable
+	// (EngineConfig.FlushApplied).
+	FlushApplied func(name string) (position uint64, wait func() error)
 }
 
 // DefaultTimeout is how long a request waits for its commit by default.
@@ -270,7 +276,7 @@ func (m *Manager) startLocked(g fsm.Group, source string) (err error) {
 	defer cancel()
 	gr.eng, err = newEngine(ctx, EngineConfig{
 		Group: g, Self: m.cfg.Self, Dir: filepath.Join(dir, engineDir), Net: gr.net, Now: m.cfg.Now,
-		OnApply: gr.onApply, OnEvidence: gr.onEvidence, Log: log,
+		OnApply: gr.onApply, OnEvidence: gr.onEvidence, AdmitRequest: gr.admitRequest, FlushApplied: gr.flushApplied, Log: log,
 	})
 	if err != nil {
 		return fmt.Errorf("consensus: group %s: %w", g.Name, err)

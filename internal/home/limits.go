@@ -111,8 +111,8 @@ func limitPeer(c *config.Config, ref string, stale bool) (string, error) {
 }
 
 func checkRuleKey(capability string, dir budget.Dir) error {
-	if capability != "" && !config.ValidCapability(capability) {
-		return fmt.Errorf("%w: capability %q must be lower-case letters, digits, '.', '_' or '-' (at most 64, not starting with \"treaty.\")", ErrBadLimit, capability)
+	if capability != "" && !config.ValidBudgetCapability(capability) {
+		return fmt.Errorf("%w: capability %q must be lower-case letters, digits, '.', '_' or '-' (at most 64, not starting with \"treaty.\"), or group:GROUP", ErrBadLimit, capability)
 	}
 	if dir > budget.Out {
 		return fmt.Errorf("%w: direction %v is not in, out or both", ErrBadLimit, dir)

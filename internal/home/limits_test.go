@@ -104,6 +104,18 @@ func mustConfig(t *testing.T, dir string) *config.Config {
 	return c
 }
 
+// TestSetLimitGroup: group:NAME budgets a consensus group's proposals.
+func TestSetLimitGroup(t *testing.T) {
+	dir, bob, _ := limitsHome(t)
+	r, err := SetLimit(dir, "bob", "group:reviews", budget.In, LimitChange{Rate: ptr(5.0)})
+	if err != nil || r.Peer != bob || r.Capability != "group:reviews" {
+		t.Fatalf("SetLimit group:reviews: %+v %v", r, err)
+	}
+	if got := rules(t, dir); len(got) != 1 || got[0].Capability != "group:reviews" || got[0].Rate != 5 {
+		t.Fatalf("rules: %+v", got)
+	}
+}
+
 func TestSetLimitZeroClearsDependents(t *testing.T) {
 	dir, _, _ := limitsHome(t)
 	if _, err := SetLimit(dir, "bob", "", budget.In, LimitChange{
@@ -148,6 +160,8 @@ func TestSetLimitErrors(t *testing.T) {
 		{name: "empty peer", peer: "", ch: LimitChange{Rate: ptr(1.0)}, unknown: true},
 		{name: "bad capability", peer: "bob", cap: "Echo!", ch: LimitChange{Rate: ptr(1.0)}, bad: true},
 		{name: "reserved capability", peer: "bob", cap: "treaty.ping", ch: LimitChange{Rate: ptr(1.0)}, bad: true},
+		{name: "group without a name", peer: "bob", cap: "group:", ch: LimitChange{Rate: ptr(1.0)}, bad: true},
+		{name: "bad group name", peer: "bob", cap: "group:Board!", ch: LimitChange{Rate: ptr(1.0)}, bad: true},
 		{name: "bad direction", peer: "bob", dir: budget.Dir(7), ch: LimitChange{Rate: ptr(1.0)}, bad: true},
 		{name: "nothing to set", peer: "bob", bad: true},
 		{name: "negative rate", peer: "bob", ch: LimitChange{Rate: ptr(-1.0)}, bad: true},

@@ -64,16 +64,19 @@ func groupCapability(name string) string { return "group:" + name }
 type nodeGroups struct {
 	m       *consensus.Manager
 	metrics *groupMetrics // groups_metrics.go
-	audits  chan audit.Entry
+	audits  chan queued
 	stop    chan struct{} // closed by closeGroups
 	done    chan struct{} // closed when the writer has drained the queue
 	started atomic.Bool
 	once    sync.Once
+
+	mu      sync.Mutex
+	byGroup map[string]*groupAudit // groups_audit.go
 }
 
 // enqueue hands e to the audit writer; with wait it blocks while the queue is
 // full (a decision must not be dropped), otherwise it drops e and says so.
-func (ng *nodeGroups) enqueue(e audit.Entry, wait bool) bool {
+func (ng *nodeGroups) enqueue(e queued, wait bool) bool {
 	if wait {
 		select {
 		case ng.audits <- e:
@@ -100,9 +103,13 @@ const auditWriters = 16
 // caller counting goroutines sees them all); each appends queued entries
 // until stop, then drains the queue. done closes when all have returned.
 func (ng *nodeGroups) startWriters(n *Node) {
-	write := func(e audit.Entry) {
-		if _, err := n.audit.Append(context.Background(), e); err != nil {
-			n.log.Error("audit append of a group entry failed", "err", err, "kind", e.Kind, "group", e.Capability)
+	write := func(q queued) {
+		_, err := n.audit.Append(context.Background(), q.e)
+		if err != nil {
+			n.log.Error("audit append of a group entry failed", "err", err, "kind", q.e.Kind, "group", q.e.Capability)
+		}
+		if q.b != nil {
+			q.b.done(err)
 		}
 	}
 	var wg sync.WaitGroup
@@ -133,7 +140,8 @@ func (ng *nodeGroups) startWriters(n *Node) {
 
 // openGroups prepares the manager; startGroups runs the groups.
 func (n *Node) openGroups() error {
-	ng := &nodeGroups{audits: make(chan audit.Entry, auditQueue), stop: make(chan struct{}), done: make(chan struct{})}
+	ng := &nodeGroups{audits: make(chan queued, auditQueue), stop: make(chan struct{}), done: make(chan struct{}),
+		byGroup: map[string]*groupAudit{}}
 	ng.metrics = newGroupMetrics(func() []consensus.Info { return ng.m.Groups() })
 	m, err := consensus.NewManager(consensus.ManagerConfig{
 		Dir:     filepath.Join(n.home, GroupsDir),
@@ -147,13 +155,12 @@ func (n *Node) openGroups() error {
 		Outbound: n.groupOutbound,
 		Admit:    n.groupAdmit,
 		OnApply: func(g fsm.Group, a consensus.Applied) {
-			if len(a.Entry.Request) > 0 || len(a.Result.Closed) > 0 { // a bare tick decides nothing
-				ng.enqueue(decisionEntry(g, a), true)
-				ng.metrics.decided(g)
-			}
+			n.groupApplied(g, a)    // groups_audit.go
 			n.governorApplied(g, a) // governor.go: passed governing motions
 		},
-		OnEvidence: n.groupEvidence,
+		FlushApplied: n.groupFlush,
+		OnEvidence:   n.groupEvidence,
+		AdmitRequest: n.groupAdmitRequest, // groups_budget.go
 	})
 	if err != nil {
 		return fmt.Errorf("node: %w", err)
@@ -307,8 +314,8 @@ func (n *Node) auditGroupRefused(g fsm.Group, member identity.PublicKey, op fsm.
 
 // groupAdmit is consulted for every connection to or from a member: a
 // quarantined member is refused. (Its traffic is bounded per member by the
-// group's network, see consensus.MemberByteRate; its call budgets are not
-// spent by group connections.)
+// group's network, see consensus.MemberByteRate; each proposal it asks this
+// node to order is charged to its budgets by groupAdmitRequest.)
 func (n *Node) groupAdmit(g fsm.Group, member identity.PublicKey) error {
 	if n.trust.Standing(member.String(), n.now()).Quarantined {
 		return refusal.New(refusal.StageTrust, "member %s is quarantined", member.Short())
@@ -330,7 +337,7 @@ func (n *Node) groupEvidence(g fsm.Group, member identity.PublicKey, kind, detai
 	rep, _ := json.Marshal(map[string]any{"group": g.Name, "group_id": g.ID(), "kind": kind, "detail": detail})
 	e := audit.Entry{Kind: KindGroupEvidence, Peer: member.String(), Direction: "in", Capability: groupCapability(g.Name),
 		Outcome: "refused", Stage: string(refusal.StageConsensus), Report: rep}
-	if !n.groups.enqueue(e, false) {
+	if !n.groups.enqueue(queued{e: e}, false) {
 		n.log.Warn("audit queue full; group evidence only logged", "group", g.Name, "peer", member, "kind", kind, "detail", detail)
 	}
 }
@@ -368,6 +375,9 @@ func decisionEntry(g fsm.Group, a consensus.Applied) audit.Entry {
 	}
 	if len(a.Result.Closed) > 0 {
 		rep["closed"] = a.Result.Closed
+	}
+	if a.Adopted {
+		rep["adopted"] = true // caught up with a snapshot: the result is another member's record
 	}
 	e.Report, _ = json.Marshal(rep)
 	return e

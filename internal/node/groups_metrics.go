@@ -8,6 +8,7 @@ import (
 	"github.com/treaty-dev/treaty/internal/consensus"
 	"github.com/treaty-dev/treaty/internal/consensus/fsm"
 	"github.com/treaty-dev/treaty/internal/metrics"
+	"github.com/treaty-dev/treaty/internal/refusal"
 	"github.com/treaty-dev/treaty/internal/trust"
 )
 
@@ -23,6 +24,7 @@ type groupMetrics struct {
 	status    func() []consensus.Info
 	decisions *prometheus.CounterVec
 	evidence  *prometheus.CounterVec
+	refused   *prometheus.CounterVec // groups_budget.go
 
 	mu   sync.Mutex
 	seen map[string]struct{} // group labels admitted to the counters
@@ -43,6 +45,9 @@ func newGroupMetrics(status func() []consensus.Info) *groupMetrics {
 		evidence: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "group_evidence_total",
 			Help: "Misbehaviour of group members this node's engines detected, by group and trust kind."},
 			[]string{"group", "kind"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "group_proposals_refused_total",
+			Help: "Proposals other members asked this node to order that its trust or budget gate refused, by group and stage."},
+			[]string{"group", "stage"}),
 		seen:    map[string]struct{}{},
 		mode:    desc("mode", "1 for the group's fault model (raft or bft).", "group", "mode"),
 		members: desc("members", "Members of the group at its current epoch.", "group"),
@@ -71,6 +76,10 @@ func (gm *groupMetrics) label(g string) string {
 
 func (gm *groupMetrics) decided(g fsm.Group) { gm.decisions.WithLabelValues(gm.label(g.Name)).Inc() }
 
+func (gm *groupMetrics) gateRefused(g fsm.Group, stage refusal.Stage) {
+	gm.refused.WithLabelValues(gm.label(g.Name), string(stage)).Inc()
+}
+
 func (gm *groupMetrics) evidenced(g fsm.Group, kind trust.Kind) {
 	gm.evidence.WithLabelValues(gm.label(g.Name), string(kind)).Inc()
 }
@@ -82,6 +91,7 @@ func (gm *groupMetrics) Describe(ch chan<- *prometheus.Desc) {
 	}
 	gm.decisions.Describe(ch)
 	gm.evidence.Describe(ch)
+	gm.refused.Describe(ch)
 }
 
 // Collect implements prometheus.Collector.
@@ -116,6 +126,7 @@ func (gm *groupMetrics) Collect(ch chan<- prometheus.Metric) {
 	}
 	gm.decisions.Collect(ch)
 	gm.evidence.Collect(ch)
+	gm.refused.Collect(ch)
 }
 
 func b2f(b bool) float64 {

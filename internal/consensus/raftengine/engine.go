@@ -78,10 +78,27 @@ type Engine struct {
 	log     *slog.Logger
 	genesis fsm.Group
 	tm      timing
-	// reported is the last index whose record was stored before this start:
-	// OnApply is not called again for entries the restart replays. Written
+	// reported is the delivered mark stored before this start: OnApply is
+	// not called again for entries up to it that the restart replays;
+	// reportedCursor is the consumer's position stored with it. Written
 	// before raft starts, read only by the apply goroutine.
-	reported uint64
+	reported, reportedCursor uint64
+	// lastCursor and pendingWait are the consumer's last FlushApplied
+	// answer (apply goroutine, or the catch-up while it waits).
+	lastCursor  uint64
+	pendingWait func() error
+	// marks feeds the marker (marker.go); stuck is set when the consumer
+	// failed to flush: the mark stays where it was for the rest of this run.
+	marks chan markJob
+	stuck atomic.Bool
+	// catching is the fetch of a snapshot's skipped records, if one runs
+	// (catchup.go); only the apply goroutine reads or sets it.
+	catching *catchUp
+	ready    chan struct{} // closed once start has set raft
+	// maybeReported is the highest index this member held at start (in its
+	// log or its latest snapshot): entries above reported and up to it may
+	// have reached OnApply before the restart.
+	maybeReported uint64
 
 	mu     sync.RWMutex // guards m and canon
 	m      *fsm.Machine
@@ -153,13 +170,22 @@ func newEngine(ctx context.Context, cfg consensus.EngineConfig, tm timing) (*Eng
 		watch: newWatch(),
 		poke:  make(chan struct{}, 1),
 		done:  make(chan struct{}),
+		ready: make(chan struct{}),
+		marks: make(chan markJob, markQueue),
 	}
 	st, err := openStore(ctx, filepath.Join(cfg.Dir, dbFile))
 	if err != nil {
 		return nil, err
 	}
 	e.store = st
-	if e.reported, err = st.lastRecord(ctx); err != nil {
+	if e.reported, e.reportedCursor, err = st.delivered(ctx); err != nil {
+		_ = st.close()
+		return nil, err
+	}
+	e.lastCursor = e.reportedCursor
+	e.wg.Add(1)
+	go e.markLoop()
+	if e.maybeReported, err = st.LastIndex(); err != nil {
 		_ = st.close()
 		return nil, err
 	}
@@ -213,6 +239,11 @@ func (e *Engine) start(tm timing) error {
 	if err != nil {
 		return fmt.Errorf("raftengine: snapshots: %w", err)
 	}
+	// A snapshot installed from another member covers entries adopted
+	// (catchup.go) that may have been delivered before a crash.
+	if metas, err := e.snaps.List(); err == nil && len(metas) > 0 {
+		e.maybeReported = max(e.maybeReported, metas[0].Index)
+	}
 	e.mux = newMux(cfg.Net, e.self, e.log)
 	e.fwd = newForwarder(e)
 	e.mux.serveForward = e.fwd.serve
@@ -259,6 +290,7 @@ func (e *Engine) start(tm timing) error {
 	if err != nil {
 		return fmt.Errorf("raftengine: start raft: %w", err)
 	}
+	close(e.ready)
 	// Accept only now: a forwarded request needs e.raft.
 	e.mux.start()
 	obs := make(chan raft.Observation, 16)

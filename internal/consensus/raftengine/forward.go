@@ -26,12 +26,14 @@ import (
 const (
 	kindPropose byte = 1 // body: the request bytes
 	kindRead    byte = 2 // body: empty
+	kindRecords byte = 3 // body: from u64, to u64; any member answers from its records (catchup.go)
 
 	statusOK      byte = 0 // propose: index u64, time i64, result JSON; read: index u64
 	statusRetry   byte = 1 // not the leader; nothing was appended
 	statusUnknown byte = 2 // body: reason; the entry may still commit
 	statusRefused byte = 3 // body: reason; nothing was appended
 	statusBadSig  byte = 4 // body: reason; the signature did not verify, nothing was appended
+	statusGate    byte = 5 // body: stage, 0, reason; the leader's trust or budget gate refused it, nothing was appended
 
 	frameHeader = 1 + 8
 	// maxRequestFrame bounds a request payload; maxResponseFrame a response
@@ -254,6 +256,8 @@ func (f *forwarder) propose(ctx context.Context, leader identity.PublicKey, buil
 		return a, false, fmt.Errorf("raftengine: propose: leader refused: %s", r.body)
 	case statusBadSig:
 		return a, false, f.e.badSignature(string(r.body))
+	case statusGate:
+		return a, false, gateRefusal(leader, r.body)
 	default:
 		return a, false, fmt.Errorf("raftengine: propose: %w: leader %s: %s (%w)", consensus.ErrNoQuorum, leader.Short(), r.body, errUnknown)
 	}
@@ -337,9 +341,18 @@ func (f *forwarder) serve(c net.Conn, peer identity.PublicKey) {
 				done()
 				continue
 			}
+			// The member's trust and budgets first: a flood is refused
+			// before it costs a signature check.
+			release, gerr := e.admit(peer, len(body))
+			if gerr != nil {
+				respond(id, statusGate, gateBody(gerr))
+				done()
+				continue
+			}
 			// Verified before the lock (frames of one connection are read
 			// in order, so its submissions keep their order).
 			if why := checkRequest(body); why != "" {
+				release()
 				respond(id, statusBadSig, []byte(why))
 				done()
 				continue
@@ -349,6 +362,7 @@ func (f *forwarder) serve(c net.Conn, peer identity.PublicKey) {
 			e.submitMu.Unlock()
 			go func() {
 				defer done()
+				defer release()
 				ctx, cancel := context.WithTimeout(context.Background(), forwardTimeout)
 				defer cancel()
 				a, err := e.await(ctx, fut)
@@ -368,6 +382,14 @@ func (f *forwarder) serve(c net.Conn, peer identity.PublicKey) {
 					respond(id, statusUnknown, []byte(reason(err)))
 				}
 			}()
+		case kindRecords:
+			// Served in turn, not side by side: one answer (up to
+			// maxRecordsAnswer) in memory per connection at a time.
+			ctx, cancel := context.WithTimeout(context.Background(), forwardTimeout)
+			status, out := e.serveRecords(ctx, body)
+			cancel()
+			respond(id, status, out)
+			done()
 		case kindRead:
 			go func() {
 				defer done()

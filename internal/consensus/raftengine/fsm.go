@@ -122,17 +122,17 @@ func (f machine) ApplyBatch(logs []*raft.Log) []any {
 	last := e.m.LastIndex()
 	e.mu.Unlock()
 
+	e.waitCatchUp() // a snapshot's skipped entries are delivered first
+	job := e.deliver(applied)
 	if err := e.store.putRecords(recs); err != nil {
 		e.log.Error("raftengine: decision records not stored", "event", "consensus.record_lost", "err", err)
 	}
-	if e.cfg.OnApply != nil {
-		for _, a := range applied {
-			// A restart replays the log from the last snapshot; entries
-			// reported before it are not reported again.
-			if a.Index > e.reported {
-				e.cfg.OnApply(a)
-			}
-		}
+	// The delivered mark advances once the consumer flushed the batch (the
+	// marker waits for it), so a crash before then replays it to OnApply.
+	// Entries a restart replays up to the stored mark leave it where it is.
+	if len(applied) > 0 && applied[len(applied)-1].Index > e.reported {
+		job.mark = applied[len(applied)-1].Index
+		e.queueMark(job)
 	}
 	e.watch.advance(last)
 	if changed {
@@ -161,6 +161,13 @@ func (e *Engine) groupCanon() []byte {
 // read lock (Persist then runs concurrently with Apply).
 func (f machine) Snapshot() (raft.FSMSnapshot, error) {
 	e := f.e
+	e.waitCatchUp()
+	e.syncMarks() // the mark covers every applied entry, or the run is stuck
+	if e.stuck.Load() {
+		// A snapshot would let raft compact entries the consumer has not
+		// flushed; the next start must replay them from the log.
+		return nil, errors.New("raftengine: no snapshot: applied entries were not flushed by the consumer (see consensus.flush_failed)")
+	}
 	e.mu.RLock()
 	b, idx := e.m.Snapshot(), e.m.LastIndex()
 	e.mu.RUnlock()
@@ -187,9 +194,11 @@ func (f machine) Restore(rc io.ReadCloser) error {
 		return fmt.Errorf("raftengine: restore: snapshot of group %s/%s, this engine runs %s/%s", g.Name, g.Mode, e.genesis.Name, e.genesis.Mode)
 	}
 	e.mu.Lock()
+	prev := e.m.LastIndex()
 	e.m, e.canon = m, nil
 	e.member.Store(m.Group().IsMember(e.self))
 	e.mu.Unlock()
+	e.startCatchUp(prev, m.LastIndex())
 	e.watch.advance(m.LastIndex())
 	e.pokeReconcile()
 	return nil

@@ -33,18 +33,27 @@ type tcluster struct {
 	seq   []uint64  // per member, under mu
 	apply []*appliedLog
 	tm    timing
+	// hook, if set, adjusts member i's EngineConfig at every start.
+	hook func(i int, cfg *consensus.EngineConfig)
 }
 
 // appliedLog records what OnApply saw, to check order.
 type appliedLog struct {
-	mu  sync.Mutex
-	idx []uint64
+	mu      sync.Mutex
+	idx     []uint64
+	adopted map[uint64]bool
 }
 
 func (l *appliedLog) add(a consensus.Applied) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.idx = append(l.idx, a.Index)
+	if a.Adopted {
+		if l.adopted == nil {
+			l.adopted = map[uint64]bool{}
+		}
+		l.adopted[a.Index] = true
+	}
 }
 
 func newCluster(t testing.TB, n int) *tcluster { return newClusterOf(t, n, n, testTiming()) }
@@ -53,12 +62,19 @@ func newCluster(t testing.TB, n int) *tcluster { return newClusterOf(t, n, n, te
 // group's epoch-0 members; the others can be started later (as joiners).
 func newClusterOf(t testing.TB, n, founders int, tm timing) *tcluster {
 	t.Helper()
+	return newClusterHooked(t, n, founders, tm, nil)
+}
+
+// newClusterHooked is newClusterOf with hook applied to every member's
+// EngineConfig.
+func newClusterHooked(t testing.TB, n, founders int, tm timing, hook func(i int, cfg *consensus.EngineConfig)) *tcluster {
+	t.Helper()
 	c := rafttest.New(t, n)
 	g, err := fsm.NewGroup("reviews", fsm.ModeRaft, 0, c.Pubs()[:founders])
 	if err != nil {
 		t.Fatal(err)
 	}
-	tc := &tcluster{t: t, c: c, g: g, eng: make([]*Engine, n), seq: make([]uint64, n), tm: tm}
+	tc := &tcluster{t: t, c: c, g: g, eng: make([]*Engine, n), seq: make([]uint64, n), tm: tm, hook: hook}
 	for i := range n {
 		tc.dirs = append(tc.dirs, filepath.Join(t.TempDir(), fmt.Sprint(i)))
 		tc.apply = append(tc.apply, &appliedLog{})
@@ -76,14 +92,18 @@ func newClusterOf(t testing.TB, n, founders int, tm timing) *tcluster {
 
 func (tc *tcluster) start(i int) {
 	tc.t.Helper()
-	e, err := newEngine(context.Background(), consensus.EngineConfig{
+	cfg := consensus.EngineConfig{
 		Group:   tc.g,
 		Self:    tc.c.Keys[i],
 		Dir:     tc.dirs[i],
 		Net:     tc.c.Network(i, tc.g, nil),
 		Log:     tc.c.Log,
 		OnApply: tc.apply[i].add,
-	}, tc.tm)
+	}
+	if tc.hook != nil {
+		tc.hook(i, &cfg)
+	}
+	e, err := newEngine(context.Background(), cfg, tc.tm)
 	if err != nil {
 		tc.t.Fatalf("start %d: %v", i, err)
 	}

@@ -1,6 +1,7 @@
 package raftengine
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -14,8 +15,8 @@ import (
 // TestSnapshotInstall: a follower that was down while the leader compacted
 // its log catches up from a snapshot sent over the group's Network; the
 // leader restarts from its own snapshot; records of indexes a member applied
-// survive compaction there, and a member that only got the snapshot has no
-// record for them (ErrNoRecord), never a wrong one.
+// survive compaction there, and the member that got the snapshot fetched
+// them and delivered each skipped entry once, marked Adopted (ADR 0011).
 func TestSnapshotInstall(t *testing.T) {
 	tm := testTiming()
 	tm.trailingLogs = 2
@@ -37,13 +38,38 @@ func TestSnapshotInstall(t *testing.T) {
 	tc.start(lag)
 	tc.converge(last.Index, 30*time.Second)
 	ctx := context.Background()
-	if _, err := tc.engine(lag).Record(ctx, first.Index); !errors.Is(err, consensus.ErrNoRecord) {
-		t.Fatalf("record on the member restored from a snapshot: %v, want ErrNoRecord", err)
-	}
 	r, err := tc.engine(lead).Record(ctx, first.Index)
 	if err != nil || fsm.Verify(r) != nil {
 		t.Fatalf("leader's record of a compacted entry: %v", err)
 	}
+	// The member fetches the skipped records after installing the snapshot.
+	got, err := tc.engine(lag).Record(ctx, first.Index)
+	for deadline := time.Now().Add(20 * time.Second); errors.Is(err, consensus.ErrNoRecord) && time.Now().Before(deadline); {
+		pollPause()
+		got, err = tc.engine(lag).Record(ctx, first.Index)
+	}
+	if err != nil || fsm.Verify(got) != nil || !bytes.Equal(got.Request, r.Request) || got.Index != r.Index {
+		t.Fatalf("record on the member restored from a snapshot: %+v %v", got, err)
+	}
+	// Every command the leader applied reached the lagging member's OnApply
+	// once, the skipped ones adopted.
+	lapp, gapp := tc.apply[lead], tc.apply[lag]
+	lapp.mu.Lock()
+	gapp.mu.Lock()
+	seen := map[uint64]int{}
+	for _, i := range gapp.idx {
+		seen[i]++
+	}
+	for _, i := range lapp.idx {
+		if seen[i] != 1 {
+			t.Fatalf("index %d delivered %d times on the member that caught up", i, seen[i])
+		}
+	}
+	if !gapp.adopted[first.Index] || !gapp.adopted[last.Index] {
+		t.Fatalf("entries %d and %d were not adopted: %v", first.Index, last.Index, gapp.adopted)
+	}
+	gapp.mu.Unlock()
+	lapp.mu.Unlock()
 
 	tc.stop(lead)
 	tc.start(lead)

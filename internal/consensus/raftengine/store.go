@@ -282,6 +282,44 @@ func (s *store) putRecords(recs []storedRecord) error {
 	return nil
 }
 
+// deliveredKey is the stable key of the delivered mark.
+const deliveredKey = "treaty-delivered"
+
+// setMark stores the delivered mark: every entry up to mark reached OnApply
+// and the consumer made it durable; cursor is the consumer's position from
+// which later entries were consumed. It is written without an fsync of its
+// own (the next StoreLogs makes it durable): a lost mark only means more
+// entries are redelivered, and deduplicated, after a power loss.
+func (s *store) setMark(mark, cursor uint64) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	v := binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(nil, mark), cursor)
+	if _, err := s.recW.Exec(`INSERT OR REPLACE INTO stable (k, v) VALUES (?, ?)`, []byte(deliveredKey), v); err != nil {
+		return fmt.Errorf("raftengine: store delivered mark: %w", err)
+	}
+	return nil
+}
+
+// delivered is the delivered mark and the consumer's position stored with
+// it. A store written before the mark existed starts it at its highest
+// record (what "reported" meant then), position 0.
+func (s *store) delivered(ctx context.Context) (mark, cursor uint64, err error) {
+	v, err := s.Get([]byte(deliveredKey))
+	switch {
+	case errors.Is(err, errNotFound):
+		last, err := s.lastRecord(ctx)
+		if err != nil {
+			return 0, 0, err
+		}
+		return last, 0, s.setMark(last, 0)
+	case err != nil:
+		return 0, 0, err
+	case len(v) != 16:
+		return 0, 0, fmt.Errorf("raftengine: stable %q: %d bytes, want 16", deliveredKey, len(v))
+	}
+	return binary.BigEndian.Uint64(v), binary.BigEndian.Uint64(v[8:]), nil
+}
+
 // storedRecord is what a decision record is rebuilt from: the group's
 // canonical encoding before the entry, the entry, and the result as JSON.
 type storedRecord struct {
@@ -314,6 +352,43 @@ func (s *store) record(ctx context.Context, index uint64) (r storedRecord, found
 		}
 	}
 	return r, false, nil
+}
+
+// recordsFrom returns the stored records with indexes in [from, to], in
+// order, stopping before maxBytes of request and result bytes (at least one
+// record when there is one). Indexes without a record (raft's own entries)
+// are skipped.
+func (s *store) recordsFrom(ctx context.Context, from, to uint64, maxBytes int) ([]storedRecord, error) {
+	rows, err := s.rd.QueryContext(ctx, `SELECT grp, body FROM records WHERE last >= ? AND first <= ? ORDER BY first`, int64(from), int64(to))
+	if err != nil {
+		return nil, fmt.Errorf("raftengine: records %d..%d: %w", from, to, err)
+	}
+	defer rows.Close()
+	var out []storedRecord
+	size, next := 0, from
+	for rows.Next() {
+		var grp, body []byte
+		if err := rows.Scan(&grp, &body); err != nil {
+			return nil, fmt.Errorf("raftengine: records %d..%d: %w", from, to, err)
+		}
+		for len(body) > 0 {
+			x, ok := nextRecord(&body)
+			if !ok {
+				return nil, fmt.Errorf("raftengine: records %d..%d: stored batch is corrupt", from, to)
+			}
+			if x.index < next || x.index > to {
+				continue // before from, or stored again by a replay in another row
+			}
+			n := len(grp) + len(x.req) + len(x.res)
+			if len(out) > 0 && size+n > maxBytes {
+				return out, nil
+			}
+			x.group = grp
+			out = append(out, x)
+			size, next = size+n, x.index+1
+		}
+	}
+	return out, rows.Err()
 }
 
 // nextRecord decodes the first record of a stored batch and advances b.

@@ -100,4 +100,14 @@ func TestStoreRecords(t *testing.T) {
 	if last, err := s.lastRecord(ctx); last != 5 || err != nil {
 		t.Fatalf("last record %d %v", last, err)
 	}
+	// A store without a mark starts it at its last record.
+	if m, c, err := s.delivered(ctx); m != 5 || c != 0 || err != nil {
+		t.Fatalf("delivered mark %d/%d %v, want 5/0", m, c, err)
+	}
+	if err := s.setMark(4, 77); err != nil {
+		t.Fatal(err)
+	}
+	if m, c, err := s.delivered(ctx); m != 4 || c != 77 || err != nil {
+		t.Fatalf("delivered mark %d/%d %v, want 4/77", m, c, err)
+	}
 }
