@@ -206,6 +206,17 @@ func NewRelay(t *Transport, cfg RelayConfig) (*Relay, error) {
 	if err := cfg.check(); err != nil {
 		return nil, err
 	}
+	// A key's relay connections are its registration, one per circuit it is
+	// in (as caller or as callee, at most MaxCircuitsPerPeer) and one in
+	// passing (a re-registration, or a connect about to be refused): under
+	// MaxConnsPerPeer alone, the fifth would close the oldest, its
+	// registration, and cut it off from every caller.
+	t.mu.Lock()
+	if t.protoCap == nil {
+		t.protoCap = map[string]int{}
+	}
+	t.protoCap[ProtoRelay] = max(t.cfg.MaxConnsPerPeer, cfg.MaxCircuitsPerPeer+2)
+	t.mu.Unlock()
 	return &Relay{t: t, cfg: cfg, ln: t.Listener(ProtoRelay),
 		regs: map[identity.PublicKey]*registration{}, waiting: map[uint64]waiter{},
 		perPeer: map[identity.PublicKey]int{}}, nil
