@@ -461,11 +461,15 @@ func scanChunkRaw(ctx context.Context, r *rowReader, from, to, contentFrom uint6
 
 // rowSelect reads rows [?1, ?2) in index order: idx, the leaf as the bytes
 // of its text (what the leaf hash covers), content, hashes and the index
-// columns (constants for a log from before them).
+// columns (constants for a log from before them). List compares the index
+// columns as TEXT, so one of another type (a BLOB of the same bytes, in a
+// table rebuilt without STRICT) hides its entry: it reads as x'ff', which no
+// leaf's peer or kind (valid UTF-8) matches.
 func rowSelect(cols bool) string {
 	c := `'', NULL`
 	if cols {
-		c = `peer_key, rare_kind`
+		c = `CASE WHEN typeof(peer_key) = 'text' THEN peer_key ELSE x'ff' END, ` +
+			`CASE WHEN rare_kind IS NULL OR typeof(rare_kind) = 'text' THEN rare_kind ELSE x'ff' END`
 	}
 	return `SELECT idx, CAST(leaf AS BLOB), content, hashes, ` + c + ` FROM entries WHERE idx >= ?1 AND idx < ?2 ORDER BY idx`
 }
