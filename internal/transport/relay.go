@@ -580,16 +580,19 @@ func (t *Transport) serveRelay(ctx context.Context, relayAddr string, relayKey i
 
 // answerRelay opens the callee side of one circuit and runs the server
 // handshake over it, as for a direct connection from the relay's address.
+// The pending slot is taken before the dial: a relay flooding notices gets
+// at most MaxPendingPerSource answers in progress, not a dial per notice.
 func (t *Transport) answerRelay(ctx context.Context, relayAddr string, relayKey identity.PublicKey, id [8]byte, src netip.Prefix) {
+	if _, err := t.adm.enter(src, true, time.Now()); err != nil {
+		return
+	}
 	c, err := t.Dial(ctx, relayAddr, relayKey, ProtoRelay)
 	if err != nil {
+		t.adm.leave(src)
 		return
 	}
 	if _, err := c.Write(append([]byte{relayAnswer}, id[:]...)); err != nil {
-		_ = c.Close()
-		return
-	}
-	if _, err := t.adm.enter(src, true, time.Now()); err != nil {
+		t.adm.leave(src)
 		_ = c.Close()
 		return
 	}
