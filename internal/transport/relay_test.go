@@ -270,3 +270,35 @@ func TestRelayCircuitsWithinBudgetKeepRegistration(t *testing.T) {
 		t.Fatal("the callee's registration was evicted by its own answers")
 	}
 }
+
+// TestRelayOneCallerCannotTakeACalleesCircuits: a caller may hold at most half
+// of a callee's circuits (max_circuits_per_peer/2, at least 1), so that one
+// member holding its circuits open cannot make the callee unreachable
+// through the relay for every other caller.
+func TestRelayOneCallerCannotTakeACalleesCircuits(t *testing.T) {
+	x := newRelayed(t, RelayConfig{MaxCircuitsPerPeer: 2})
+	kb := testKey(t, 34)
+	x.caller.peers.set(kb.Public(), true)
+	other := newNode(t, kb, x.caller.peers, Config{})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c1, err := x.caller.DialVia(ctx, x.relay.addr(), x.relay.Self(), x.callee.Self(), "echo/1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c1.Close()
+	if c2, err := x.caller.DialVia(ctx, x.relay.addr(), x.relay.Self(), x.callee.Self(), "echo/1"); err == nil {
+		c2.Close()
+		t.Fatal("one caller took both of the callee's circuits")
+	} else {
+		relayRefusal(t, err, RelayOverPeerBudget)
+	}
+	c3, err := other.DialVia(ctx, x.relay.addr(), x.relay.Self(), x.callee.Self(), "echo/1")
+	if err != nil {
+		t.Fatalf("another caller: %v", err)
+	}
+	defer c3.Close()
+	if err := echo(t, c3, "another caller"); err != nil {
+		t.Fatal(err)
+	}
+}
