@@ -76,7 +76,7 @@ type VerifyOptions struct {
 }
 
 // Verify checks the whole log at path without modifying it; it may run while
-// the node that owns the log is writing (it reads one WAL snapshot). It
+// the node that owns the log is writing (and starts again if it pruned meanwhile). It
 // recomputes every leaf hash and the Merkle tree from the leaf column alone,
 // checks that stored tree hashes and present content match, that every stored
 // checkpoint is signed by pub and matches the tree at its size, and that the
@@ -92,10 +92,52 @@ func Verify(ctx context.Context, path string, pub identity.PublicKey) (VerifyRes
 	return VerifyWith(ctx, path, pub, VerifyOptions{})
 }
 
+// verifyAttempts bounds how often VerifyWith starts again because the log
+// was pruned while it read it.
+const verifyAttempts = 3
+
 // VerifyWith is Verify with options.
+//
+// The rows are read on other connections than the checkpoints and pruning
+// records, each in its own snapshot: a pruning that commits meanwhile (the
+// node's hourly retention) deletes rows or drops content the older pruning
+// record does not explain. A failure when the latest pruning record has
+// changed since is therefore not tampering: Verify starts again.
 func VerifyWith(ctx context.Context, path string, pub identity.PublicKey, opts VerifyOptions) (VerifyResult, error) {
+	for attempt := 1; ; attempt++ {
+		res, seq, err := verifyOnce(ctx, path, pub, opts)
+		if !errors.Is(err, ErrTampered) {
+			return res, err
+		}
+		now, serr := latestPruneSeq(ctx, path)
+		if serr != nil || now == seq {
+			return res, err
+		}
+		if attempt == verifyAttempts {
+			return VerifyResult{}, fmt.Errorf("audit: verify %s: the log was pruned while it was read, %d times: run it again", path, attempt)
+		}
+	}
+}
+
+// latestPruneSeq is the seq of the latest pruning record (0: none), as stored.
+func latestPruneSeq(ctx context.Context, path string) (int64, error) {
+	db, err := openReadDB(path, 1)
+	if err != nil {
+		return 0, err
+	}
+	defer db.Close()
+	var seq int64
+	if err := db.QueryRowContext(ctx, `SELECT coalesce(max(seq), 0) FROM prunes`).Scan(&seq); err != nil {
+		return 0, fmt.Errorf("audit: verify %s: %w", path, err)
+	}
+	return seq, nil
+}
+
+// verifyOnce is one attempt of VerifyWith; seq is the latest pruning
+// record's (latestPruneSeq) in the snapshot it checked against.
+func verifyOnce(ctx context.Context, path string, pub identity.PublicKey, opts VerifyOptions) (VerifyResult, int64, error) {
 	if pub.IsZero() {
-		return VerifyResult{}, errors.New("audit: Verify needs the log's public key")
+		return VerifyResult{}, 0, errors.New("audit: Verify needs the log's public key")
 	}
 	workers := opts.Workers
 	if workers <= 0 {
@@ -103,15 +145,25 @@ func VerifyWith(ctx context.Context, path string, pub identity.PublicKey, opts V
 	}
 	db, err := openReadDB(path, 1)
 	if err != nil {
-		return VerifyResult{}, err
+		return VerifyResult{}, 0, err
 	}
 	defer db.Close()
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
-		return VerifyResult{}, fmt.Errorf("audit: verify %s: %w", path, err)
+		return VerifyResult{}, 0, fmt.Errorf("audit: verify %s: %w", path, err)
 	}
 	defer tx.Rollback()
+	var seq int64
+	if err := tx.QueryRowContext(ctx, `SELECT coalesce(max(seq), 0) FROM prunes`).Scan(&seq); err != nil {
+		return VerifyResult{}, 0, fmt.Errorf("audit: verify %s: %w", path, err)
+	}
+	res, err := verifyTx(ctx, tx, path, pub, opts, workers)
+	return res, seq, err
+}
 
+// verifyTx checks the log against what tx reads (meta, pruning records,
+// checkpoints), scanning the rows on workers connections of their own.
+func verifyTx(ctx context.Context, tx *sql.Tx, path string, pub identity.PublicKey, opts VerifyOptions, workers int) (VerifyResult, error) {
 	meta, err := readMeta(ctx, tx)
 	if err != nil {
 		return VerifyResult{}, err
@@ -461,11 +513,15 @@ func scanChunkRaw(ctx context.Context, r *rowReader, from, to, contentFrom uint6
 
 // rowSelect reads rows [?1, ?2) in index order: idx, the leaf as the bytes
 // of its text (what the leaf hash covers), content, hashes and the index
-// columns (constants for a log from before them).
+// columns (constants for a log from before them). List compares the index
+// columns as TEXT, so one of another type (a BLOB of the same bytes, in a
+// table rebuilt without STRICT) hides its entry: it reads as x'ff', which no
+// leaf's peer or kind (valid UTF-8) matches.
 func rowSelect(cols bool) string {
 	c := `'', NULL`
 	if cols {
-		c = `peer_key, rare_kind`
+		c = `CASE WHEN typeof(peer_key) = 'text' THEN peer_key ELSE x'ff' END, ` +
+			`CASE WHEN rare_kind IS NULL OR typeof(rare_kind) = 'text' THEN rare_kind ELSE x'ff' END`
 	}
 	return `SELECT idx, CAST(leaf AS BLOB), content, hashes, ` + c + ` FROM entries WHERE idx >= ?1 AND idx < ?2 ORDER BY idx`
 }

@@ -112,7 +112,8 @@ type RelayConfig struct {
 	// MaxCircuits bounds open circuits in all. Zero: 256; [1, 65536].
 	MaxCircuits int
 	// MaxCircuitsPerPeer bounds open circuits per caller key and per callee
-	// key. Zero: 8 (MaxCircuits if lower); [1, MaxCircuits].
+	// key; one caller may hold at most half of a callee's (at least one), so
+	// it cannot take them all. Zero: 8 (MaxCircuits if lower); [1, MaxCircuits].
 	MaxCircuitsPerPeer int
 	// MaxBytes bounds the bytes one circuit may carry, both directions
 	// together; the circuit is closed when it is reached. Zero: 64 MiB;
@@ -182,6 +183,7 @@ type Relay struct {
 	waiting map[uint64]waiter // circuit id → the caller's side waiting for the answer
 	open    int
 	perPeer map[identity.PublicKey]int
+	perPair map[[2]identity.PublicKey]int // caller, target
 	nextID  uint64
 
 	forwarded atomic.Int64
@@ -206,9 +208,20 @@ func NewRelay(t *Transport, cfg RelayConfig) (*Relay, error) {
 	if err := cfg.check(); err != nil {
 		return nil, err
 	}
+	// A key's relay connections are its registration, one per circuit it is
+	// in (as caller or as callee, at most MaxCircuitsPerPeer) and one in
+	// passing (a re-registration, or a connect about to be refused): under
+	// MaxConnsPerPeer alone, the fifth would close the oldest, its
+	// registration, and cut it off from every caller.
+	t.mu.Lock()
+	if t.protoCap == nil {
+		t.protoCap = map[string]int{}
+	}
+	t.protoCap[ProtoRelay] = max(t.cfg.MaxConnsPerPeer, cfg.MaxCircuitsPerPeer+2)
+	t.mu.Unlock()
 	return &Relay{t: t, cfg: cfg, ln: t.Listener(ProtoRelay),
 		regs: map[identity.PublicKey]*registration{}, waiting: map[uint64]waiter{},
-		perPeer: map[identity.PublicKey]int{}}, nil
+		perPeer: map[identity.PublicKey]int{}, perPair: map[[2]identity.PublicKey]int{}}, nil
 }
 
 // Registered reports whether key is registered here now.
@@ -324,12 +337,15 @@ func (r *Relay) take(caller, target identity.PublicKey) byte {
 	if r.open >= r.cfg.MaxCircuits {
 		return relayOverBudget
 	}
-	if r.perPeer[caller] >= r.cfg.MaxCircuitsPerPeer || r.perPeer[target] >= r.cfg.MaxCircuitsPerPeer {
+	pair := [2]identity.PublicKey{caller, target}
+	if r.perPeer[caller] >= r.cfg.MaxCircuitsPerPeer || r.perPeer[target] >= r.cfg.MaxCircuitsPerPeer ||
+		r.perPair[pair] >= max(1, r.cfg.MaxCircuitsPerPeer/2) {
 		return relayOverPeer
 	}
 	r.open++
 	r.perPeer[caller]++
 	r.perPeer[target]++
+	r.perPair[pair]++
 	return relayOK
 }
 
@@ -337,6 +353,10 @@ func (r *Relay) give(caller, target identity.PublicKey) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.open--
+	pair := [2]identity.PublicKey{caller, target}
+	if r.perPair[pair]--; r.perPair[pair] <= 0 {
+		delete(r.perPair, pair)
+	}
 	for _, k := range []identity.PublicKey{caller, target} {
 		if r.perPeer[k]--; r.perPeer[k] <= 0 {
 			delete(r.perPeer, k)
@@ -569,16 +589,19 @@ func (t *Transport) serveRelay(ctx context.Context, relayAddr string, relayKey i
 
 // answerRelay opens the callee side of one circuit and runs the server
 // handshake over it, as for a direct connection from the relay's address.
+// The pending slot is taken before the dial: a relay flooding notices gets
+// at most MaxPendingPerSource answers in progress, not a dial per notice.
 func (t *Transport) answerRelay(ctx context.Context, relayAddr string, relayKey identity.PublicKey, id [8]byte, src netip.Prefix) {
+	if _, err := t.adm.enter(src, true, time.Now()); err != nil {
+		return
+	}
 	c, err := t.Dial(ctx, relayAddr, relayKey, ProtoRelay)
 	if err != nil {
+		t.adm.leave(src)
 		return
 	}
 	if _, err := c.Write(append([]byte{relayAnswer}, id[:]...)); err != nil {
-		_ = c.Close()
-		return
-	}
-	if _, err := t.adm.enter(src, true, time.Now()); err != nil {
+		t.adm.leave(src)
 		_ = c.Close()
 		return
 	}

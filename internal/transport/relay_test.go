@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -229,4 +230,75 @@ func TestRelayByteBudgetClosesCircuit(t *testing.T) {
 		}
 	}
 	t.Fatal("512 KiB went through a 64 KiB circuit budget")
+}
+
+// TestRelayCircuitsWithinBudgetKeepRegistration: the relay's own budgets, not
+// the transport's MaxConnsPerPeer (4 by default), bound a key's relay
+// connections. Each circuit to a callee is one more connection from it (its
+// answer) beside its registration, and each circuit from a caller one more
+// from the caller: circuits within max_circuits_per_peer must neither evict
+// the callee's registration (cutting it off for everyone) nor the caller's
+// earlier circuits.
+func TestRelayCircuitsWithinBudgetKeepRegistration(t *testing.T) {
+	// Within the default MaxCircuitsPerPeer (8); with the registration, above
+	// MaxConnsPerPeer (4). Not above 4: the callee itself keeps 4 connections
+	// per caller key and protocol, relayed or not.
+	const n = 4
+	x := newRelayed(t, RelayConfig{})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var cs []net.Conn
+	defer func() {
+		for _, c := range cs {
+			_ = c.Close()
+		}
+	}()
+	for i := range n {
+		c, err := x.caller.DialVia(ctx, x.relay.addr(), x.relay.Self(), x.callee.Self(), "echo/1")
+		if err != nil {
+			t.Fatalf("circuit %d: %v", i, err)
+		}
+		cs = append(cs, c)
+	}
+	for i, c := range cs {
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		if err := echo(t, c, "still here"); err != nil {
+			t.Fatalf("circuit %d of %d was closed: %v", i, n, err)
+		}
+	}
+	if !x.r.Registered(x.callee.Self()) {
+		t.Fatal("the callee's registration was evicted by its own answers")
+	}
+}
+
+// TestRelayOneCallerCannotTakeACalleesCircuits: a caller may hold at most half
+// of a callee's circuits (max_circuits_per_peer/2, at least 1), so that one
+// member holding its circuits open cannot make the callee unreachable
+// through the relay for every other caller.
+func TestRelayOneCallerCannotTakeACalleesCircuits(t *testing.T) {
+	x := newRelayed(t, RelayConfig{MaxCircuitsPerPeer: 2})
+	kb := testKey(t, 34)
+	x.caller.peers.set(kb.Public(), true)
+	other := newNode(t, kb, x.caller.peers, Config{})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c1, err := x.caller.DialVia(ctx, x.relay.addr(), x.relay.Self(), x.callee.Self(), "echo/1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c1.Close()
+	if c2, err := x.caller.DialVia(ctx, x.relay.addr(), x.relay.Self(), x.callee.Self(), "echo/1"); err == nil {
+		c2.Close()
+		t.Fatal("one caller took both of the callee's circuits")
+	} else {
+		relayRefusal(t, err, RelayOverPeerBudget)
+	}
+	c3, err := other.DialVia(ctx, x.relay.addr(), x.relay.Self(), x.callee.Self(), "echo/1")
+	if err != nil {
+		t.Fatalf("another caller: %v", err)
+	}
+	defer c3.Close()
+	if err := echo(t, c3, "another caller"); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -51,6 +51,7 @@
 package transport
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -320,6 +321,7 @@ type Transport struct {
 	listeners map[string]*protoListener
 	conns     map[trackedConn]struct{}  // accepted server conns and pooled client conns
 	byPeer    map[connKey][]*serverConn // accepted conns per key and protocol, oldest first
+	protoCap  map[string]int            // MaxConnsPerPeer of a protocol with its own budgets (relay.go)
 	accepted  int                       // accepted server conns, all keys
 	serverTLS atomic.Pointer[tls.Config]
 
@@ -586,7 +588,7 @@ func (t *Transport) trackServer(c *serverConn) (ok bool, evict *serverConn) {
 	t.accepted++
 	k := connKey{c.peer, c.proto}
 	list := append(t.byPeer[k], c)
-	if len(list) > t.cfg.MaxConnsPerPeer {
+	if len(list) > cmp.Or(t.protoCap[c.proto], t.cfg.MaxConnsPerPeer) {
 		evict, list = list[0], list[1:]
 		t.forgetServerLocked(evict)
 	}
