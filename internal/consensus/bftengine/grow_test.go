@@ -299,3 +299,25 @@ func TestNotAdmittedCannotJoin(t *testing.T) {
 		}
 	}
 }
+
+// A founder that was down while the group grew catches up through state
+// transfer across the change (its Synchronizer reports the new node set to
+// SmartBFT) and takes part in the five-node group.
+func TestFounderOfflineDuringGrowthCatchesUp(t *testing.T) {
+	h := newGrowHarness(t)
+	for _, i := range founders {
+		h.start(i)
+	}
+	h.proposeOp(1, fsm.Put("a", []byte("1")), 30*time.Second)
+	h.stop(4)
+	h.grow([]int{1, 2, 3})
+	a := h.proposeOp(joiner, fsm.Put("b", []byte("2")), 60*time.Second)
+	h.start(4)
+	waitFor(t, 30*time.Second, "the late founder to reach epoch 1", func() bool { return h.engines[4].currentGroup().Epoch == 1 })
+	if r := h.engines[4].roster(); len(r.nodes) != 5 {
+		t.Fatalf("late founder's node set %v, want five nodes", r.nodes)
+	}
+	b := h.proposeOp(4, fsm.Put("c", []byte("3")), 60*time.Second)
+	h.sameState(grown, max(a.Index, b.Index))
+	h.applied.check(t, grown)
+}
