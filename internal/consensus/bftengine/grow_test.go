@@ -321,3 +321,28 @@ func TestFounderOfflineDuringGrowthCatchesUp(t *testing.T) {
 	h.sameState(grown, max(a.Index, b.Index))
 	h.applied.check(t, grown)
 }
+
+// Removal shrinks SmartBFT's node set too: once member 4 of 4 is removed
+// the group is three nodes with quorum 2, so it keeps deciding with the
+// removed member gone and one more member silent (before, the removed
+// member still counted in n and the same loss stopped the group).
+func TestRemovalShrinksTheNodeSet(t *testing.T) {
+	h := newHarness(t, 4)
+	h.startAll()
+	open := h.proposeOp(0, fsm.RemoveMember(h.c.Keys[3].Public(), 0, "left"), 30*time.Second)
+	for _, i := range []int{0, 1, 2} {
+		h.proposeOp(i, fsm.Vote(open.Result.Motion, true), 30*time.Second)
+	}
+	for _, i := range []int{0, 1, 2} {
+		waitFor(t, 10*time.Second, fmt.Sprintf("three nodes on member %d", i+1), func() bool { return len(h.engines[i].roster().nodes) == 3 })
+	}
+	waitFor(t, 10*time.Second, "the removed member to leave SmartBFT", func() bool { return h.engines[3].self.Load() == 0 })
+	if _, err := h.engines[3].ProposeOp(context.Background(), fsm.Put("x", nil)); !errors.Is(err, consensus.ErrNotMember) {
+		t.Fatalf("propose by the removed member: %v, want ErrNotMember", err)
+	}
+	h.stop(3)
+	h.stop(2) // node 3: not the leader of view 0
+	a := h.proposeOp(1, fsm.Put("two-of-three", []byte("v")), 30*time.Second)
+	h.sameState([]int{0, 1}, a.Index)
+	h.applied.check(t, []int{0, 1})
+}
