@@ -10,11 +10,12 @@
 // has a decision record whose certificate holds Quorum member attestations of
 // the entry and its result (fsm.Verify checks it offline).
 //
-// Node IDs are member index+1 in the group's sorted member list. Membership
-// changes passed by the group change the machine's group (epoch, ID) but not
-// the engine's node set, which is the one of the definition the group was
-// created with: a BFT group can lose members but not gain them (ADR 0012,
-// "Growing a BFT group", lists what that needs).
+// Node IDs are assigned by admission (founders in sorted key order, then each
+// added member the next free ID) and never change. A membership change the
+// group passes changes SmartBFT's node set from the next decision (SmartBFT
+// reconfigures in place); a node the current definition does not list runs
+// as a learner that fetches and verifies decisions until one admits it
+// (ADR 0012, "Membership changes").
 package bftengine
 
 import (
