@@ -43,10 +43,9 @@ func (h *harness) proposeOp(via int, op fsm.Op, within time.Duration) consensus.
 	return a
 }
 
-// grow adds the joiner by a motion of the running founders (voters vote
-// yes), waits until every founder reached epoch 1, then starts the joiner
-// from the epoch-0 definition and waits until it runs SmartBFT.
-func (h *harness) grow(voters []int) consensus.Applied {
+// admit adds the joiner by a motion of the running founders (voters vote
+// yes) and waits until every running founder reached epoch 1.
+func (h *harness) admit(voters []int) consensus.Applied {
 	h.t.Helper()
 	open := h.proposeOp(voters[0], fsm.AddMember(h.c.Keys[joiner].Public(), 0, "welcome"), 30*time.Second)
 	var last consensus.Applied
@@ -62,9 +61,23 @@ func (h *harness) grow(voters []int) consensus.Applied {
 		}
 		waitFor(h.t, 10*time.Second, fmt.Sprintf("epoch 1 on member %d", i+1), func() bool { return h.engines[i].currentGroup().Epoch == 1 })
 	}
+	return last
+}
+
+// join starts the joiner from the epoch-0 definition and waits until it
+// has caught up far enough to be listed and run SmartBFT.
+func (h *harness) join() {
+	h.t.Helper()
 	h.start(joiner)
 	waitFor(h.t, 30*time.Second, "the joiner to catch up and run SmartBFT", func() bool { return h.engines[joiner].cons() != nil })
-	return last
+}
+
+// grow is admit, then join.
+func (h *harness) grow(voters []int) consensus.Applied {
+	h.t.Helper()
+	a := h.admit(voters)
+	h.join()
+	return a
 }
 
 func (h *harness) sameState(members []int, index uint64) {
@@ -94,9 +107,17 @@ func TestGrowAFifthMember(t *testing.T) {
 		h.start(i)
 	}
 	before := h.proposeOp(1, fsm.Put("before", []byte("v")), 30*time.Second)
-	passed := h.grow([]int{1, 2, 3})
-	// Decided by the five-node set (quorum 4) while the joiner caught up.
-	h.proposeOp(2, fsm.Put("during", []byte("v")), 30*time.Second)
+	passed := h.admit([]int{1, 2, 3})
+	// Decided by the five-node set (quorum 4: every founder) before the
+	// joiner runs; it must fetch this one too.
+	for _, i := range founders {
+		if n := len(h.engines[i].roster().nodes); n != 5 {
+			t.Fatalf("founder %d runs %d nodes after the change, want 5", i+1, n)
+		}
+	}
+	during := h.proposeOp(2, fsm.Put("during", []byte("v")), 30*time.Second)
+	h.join()
+	h.waitIndex([]int{joiner}, during.Index, 20*time.Second)
 
 	j := h.engines[joiner]
 	if id := j.self.Load(); id != 5 {
