@@ -33,6 +33,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/hyperledger-labs/SmartBFT/pkg/api"
 	smartbft "github.com/hyperledger-labs/SmartBFT/pkg/consensus"
 	"github.com/hyperledger-labs/SmartBFT/pkg/types"
 	"github.com/hyperledger-labs/SmartBFT/pkg/wal"
@@ -65,6 +66,7 @@ type Engine struct {
 	conf       types.Configuration                // SmartBFT's, once started
 	bft        atomic.Pointer[smartbft.Consensus] // nil until this member runs SmartBFT (a learner does not)
 	self       atomic.Uint64                      // this member's node ID; 0 while the current definition does not list it
+	leader     atomic.Uint64                      // leader of SmartBFT's current view (leaderMetrics)
 	ros        atomic.Pointer[rosters]
 	tickers    []*time.Ticker
 	done       chan struct{}
@@ -298,6 +300,7 @@ func (e *Engine) startBFT() error {
 		Comm: e.comm, Signer: a, Verifier: a, MembershipNotifier: a, RequestInspector: a, Synchronizer: a,
 		Logger: bftLogger{e.log}, Metadata: md, LastProposal: last.Proposal, LastSignatures: last.Signatures,
 		Scheduler: sched.C, ViewChangerTicker: vct.C,
+		Metrics: api.NewMetrics(&leaderMetrics{leader: &e.leader}),
 	}
 	if err := c.Start(); err != nil {
 		e.stopTickers()
@@ -682,7 +685,7 @@ func (e *Engine) enqueue(item []byte) (chan consensus.Applied, [32]byte, error) 
 	}
 	// SmartBFT's pool forwards to the leader only after RequestForwardTimeout;
 	// send it now so a follower's request costs one hop, not a timeout.
-	if l := c.GetLeaderID(); l != 0 && l != self {
+	if l := e.leaderID(); l != 0 && l != self {
 		e.comm.SendTransaction(l, item)
 	}
 	return ch, k, nil
@@ -700,10 +703,8 @@ func (e *Engine) await(ctx context.Context, ch chan consensus.Applied, item []by
 		case a := <-ch:
 			return a, nil
 		case <-tick.C:
-			if c := e.cons(); c != nil {
-				if l := c.GetLeaderID(); l != 0 && l != e.self.Load() {
-					e.comm.SendTransaction(l, item)
-				}
+			if l := e.leaderID(); l != 0 && l != e.self.Load() {
+				e.comm.SendTransaction(l, item)
 			}
 		case <-e.done:
 			return consensus.Applied{}, fmt.Errorf("bftengine: propose: %w", consensus.ErrClosed)
@@ -860,10 +861,7 @@ func (e *Engine) Record(ctx context.Context, index uint64) (fsm.Record, error) {
 // advanced to the first later view the current leader leads.
 func (e *Engine) Status() consensus.Status {
 	s := consensus.Status{Group: e.currentGroup(), LastIndex: e.lastIdx.Load()}
-	var leader uint64
-	if c := e.cons(); c != nil && !e.isClosed() {
-		leader = c.GetLeaderID()
-	}
+	leader := e.leaderID()
 	r := e.roster()
 	view := e.lastView.Load()
 	if leader != 0 {

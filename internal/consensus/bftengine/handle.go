@@ -165,7 +165,7 @@ func (e *Engine) recordWitness(r *roster, w witness) bool {
 		e.evidence(leaderKey, "equivocation", fmt.Sprintf("leader signed two proposals for view %d seq %d", w.view, w.seq))
 		// Proven equivocation: replace the leader now rather than after the
 		// request timeouts.
-		if c := e.cons(); c != nil && c.GetLeaderID() == leader {
+		if c := e.cons(); c != nil && e.leaderID() == leader {
 			c.Complain(w.view, true)
 		}
 	}
