@@ -367,3 +367,59 @@ func TestRemovalShrinksTheNodeSet(t *testing.T) {
 	h.sameState([]int{0, 1}, a.Index)
 	h.applied.check(t, []int{0, 1})
 }
+
+// A joiner verifies every decision it fetches: a founder that serves
+// decisions with forged commit signatures or a changed payload is reported
+// (bad-decision) and the joiner takes them from the others.
+func TestJoinerRefusesForgedDecisions(t *testing.T) {
+	h := newGrowHarness(t)
+	const liar = 1
+	h.opts[liar].tamperSend = func(to uint64, b []byte) [][]byte {
+		f, err := decodeFrame(b[4:])
+		if err != nil || f.kind != kindDecision || f.dec == nil {
+			return [][]byte{b}
+		}
+		d := *f.dec
+		if f.seq%2 == 0 {
+			d.payload = append([]byte{}, d.payload...)
+			d.payload[len(d.payload)-1] ^= 1
+		} else {
+			d.sigs = append([]sig{}, d.sigs...)
+			for i := range d.sigs {
+				d.sigs[i].value = append([]byte{}, d.sigs[i].value...)
+				d.sigs[i].value[0] ^= 0x80
+			}
+		}
+		f.dec = &d
+		return [][]byte{encodeFrame(f)}
+	}
+	var asked atomic.Int64 // decision requests the joiner sent the liar
+	h.opts[liar].observeRecv = func(from uint64, b []byte) bool {
+		if f, err := decodeFrame(b); err == nil && f.kind == kindDecisionReq && from == 5 {
+			asked.Add(1)
+		}
+		return false
+	}
+	for _, i := range founders {
+		h.start(i)
+	}
+	// Many decisions: the joiner picks whom to ask for each at random.
+	for k := range 12 {
+		h.proposeOp(founders[k%4], fsm.Put(fmt.Sprintf("k%d", k), []byte("v")), 30*time.Second)
+	}
+	h.grow([]int{1, 2, 3})
+	a := h.proposeOp(joiner, fsm.Put("after", []byte("v")), 30*time.Second)
+	h.sameState(grown, a.Index)
+	h.applied.check(t, grown)
+	if asked.Load() > 0 {
+		waitFor(t, 10*time.Second, "bad-decision evidence against the liar", func() bool {
+			return h.ev[joiner].has(h.c.Keys[liar].Public(), "bad-decision")
+		})
+	}
+	t.Logf("the joiner asked the liar for %d decisions", asked.Load())
+	for _, i := range founders[1:] {
+		if got := h.ev[joiner].against(h.c.Keys[i].Public()); len(got) > 0 {
+			t.Fatalf("the joiner reported honest founder %d: %v", i+1, got)
+		}
+	}
+}
