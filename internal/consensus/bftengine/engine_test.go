@@ -327,7 +327,7 @@ func TestSyncedRequestsLeaveThePool(t *testing.T) {
 	blind.Store(false)
 	h.propose(1, h.req(1, fsm.Put("after", nil)), 10*time.Second)
 	a := <-done
-	h.waitIndex([]int{blindOne}, a.Index+1, 10*time.Second)
+	h.waitIndex([]int{blindOne}, a.Index+1, 30*time.Second) // it learns it lags from heartbeats, then synchronizes
 	// Forward (0.5s) and complain (2s) timeouts would have fired by now.
 	watch := time.Now().Add(4 * time.Second)
 	for time.Now().Before(watch) {
