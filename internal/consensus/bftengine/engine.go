@@ -307,6 +307,7 @@ func (e *Engine) startBFT() error {
 		return fmt.Errorf("bftengine: start: %w", err)
 	}
 	e.bft.Store(c)
+	e.walEntries = nil // SmartBFT holds them now
 	r := e.roster()
 	e.log.Info("bft engine started", "event", "consensus.bft.start", "self", conf.SelfID, "n", len(r.nodes), "f", r.group.F(),
 		"seq", lastSeq, "index", e.lastIdx.Load())

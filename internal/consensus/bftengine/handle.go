@@ -220,10 +220,11 @@ type syncMsg struct {
 // member its height, then fetch the missing decisions in order from members
 // that claim them, verify each against the node set in force at its
 // sequence (leader's header signature, Quorum distinct members' commit
-// signatures over the proposal) and apply it before verifying the next, since
-// it may change that node set. It returns within syncBudget with whatever it
-// reached, and tells SmartBFT if the node set changed meanwhile; a member
-// that claims decisions it cannot serve costs a timeout.
+// signatures over the proposal) and deliver it; a decision that may change
+// that node set is applied before the next is verified (deliver waits, as
+// for Deliver). It returns within syncBudget with whatever it reached, and
+// tells SmartBFT if the node set changed meanwhile; a member that claims
+// decisions it cannot serve costs a timeout.
 func (e *Engine) sync() types.SyncResponse {
 	e.syncMu.Lock()
 	defer e.syncMu.Unlock()
@@ -261,7 +262,7 @@ func (e *Engine) sync() types.SyncResponse {
 				continue
 			}
 			if d := e.fetch(in, id, next); d != nil {
-				if e.deliver(d.proposal(), d.signatures(), true, true) {
+				if e.deliver(d.proposal(), d.signatures(), true, false) {
 					changed = true
 				}
 				got = true
@@ -317,8 +318,8 @@ func (e *Engine) verifyDecision(seq uint64, d *decision) error {
 	if md.LatestSequence != seq {
 		return fmt.Errorf("sequence %d, asked for %d", md.LatestSequence, seq)
 	}
-	// Every decision before seq is applied (sync applies each before it
-	// verifies the next), so the node set in force at seq is known.
+	// The node set in force at seq is known: every earlier decision that
+	// could change it was applied before deliver returned.
 	r, _ := e.rosterAt(seq)
 	lk, _ := e.keyOf(r.leaderOf(md.ViewId))
 	if !e.sigOK(lk, e.proposalStatement(sha256.Sum256(p.Payload), sha256.Sum256(p.Metadata)), p.Header) {
