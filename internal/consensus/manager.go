@@ -189,18 +189,16 @@ func (m *Manager) Create(g fsm.Group) error {
 	return m.add(createdGroup{g: g})
 }
 
-// Join starts a Raft group that added this node by a membership motion.
-// genesis is the group as it was created (epoch 0), which does not list this
-// node: the node starts from it, learns the group's entries from the leader
-// and becomes a member when it applies the motion that added it. A BFT
-// engine is built for a fixed node set, so BFT groups cannot be joined.
+// Join starts a group that added this node by a membership motion. genesis
+// is the group as it was created (epoch 0), which does not list this node:
+// the node starts from it, learns the group's entries (Raft: from the
+// leader; BFT: decisions fetched and verified as a learner) and becomes a
+// member when it applies the motion that added it.
 func (m *Manager) Join(genesis fsm.Group) error {
 	if err := genesis.Validate(); err != nil {
 		return refusal.Wrap(refusal.StageUsage, err)
 	}
 	switch {
-	case genesis.Mode != fsm.ModeRaft:
-		return refusal.New(refusal.StageUsage, "group %s: only raft groups can be joined after they start; a bft group keeps the members it started with", genesis.Name)
 	case genesis.IsMember(m.self):
 		return refusal.New(refusal.StageUsage, "group %s: this node is a founding member; create it, do not join it", genesis.Name)
 	}
@@ -346,14 +344,7 @@ func (m *Manager) Vote(ctx context.Context, group, motion string, yes bool) (App
 
 // ChangeMember opens the group's motion to add or remove member; it passes
 // with the group's quorum, like any decision of the group.
-//
-// A BFT group cannot add members: its engine is built for the node set it
-// started with, so the new member could never take part (removing one
-// works: its votes and requests stop counting).
 func (m *Manager) ChangeMember(ctx context.Context, group string, member identity.PublicKey, add bool, text string) (Applied, error) {
-	if gr, err := m.lookup(group); err == nil && add && gr.current().Mode == fsm.ModeBFT {
-		return Applied{}, refusal.New(refusal.StageUsage, "group %s is bft: its engine keeps the members it started with, so it cannot add one; create a new group with the new member list", group)
-	}
 	op := fsm.RemoveMember(member, 0, text)
 	if add {
 		op = fsm.AddMember(member, 0, text)

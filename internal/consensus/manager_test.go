@@ -155,8 +155,9 @@ func TestManagerMotionAndBFTRecord(t *testing.T) {
 		t.Fatalf("ls: %v %v", ms, err)
 	}
 
-	if _, err := f.mgrs[0].ChangeMember(ctx, "reviews", testKey(t, 9).Public(), true, ""); localapi.ExitCode(err) != localapi.ExitUsage || !strings.Contains(err.Error(), "cannot add") {
-		t.Fatalf("add to a bft group: %v", err)
+	// A BFT group adds a member by motion, like a Raft group.
+	if add, err := f.mgrs[0].ChangeMember(ctx, "reviews", testKey(t, 9).Public(), true, ""); err != nil || add.Result.Outcome != fsm.OutcomeOpen || !strings.HasPrefix(add.Result.Motion, "#") {
+		t.Fatalf("add to a bft group: %+v %v", add, err)
 	}
 	r, err := f.mgrs[1].Record(ctx, "reviews", a.Index)
 	if err != nil {
@@ -334,5 +335,37 @@ func TestManagerMembershipChangeIsAMotion(t *testing.T) {
 	defer mu.Unlock()
 	if len(applied) == 0 {
 		t.Fatal("OnApply saw nothing")
+	}
+}
+
+// A BFT group adds a member by motion; the new node joins from the epoch-0
+// definition and takes part once it has applied the motion.
+func TestManagerJoinsABFTGroup(t *testing.T) {
+	f, g := newFixture(t, 4, fsm.ModeBFT, nil)
+	ctx := context.Background()
+	newcomer := testKey(t, 9)
+	add, err := f.mgrs[0].ChangeMember(ctx, "reviews", newcomer.Public(), true, "welcome")
+	if err != nil {
+		t.Fatalf("add to a bft group: %v", err)
+	}
+	for i := range 3 {
+		if add, err = f.mgrs[i].Vote(ctx, "reviews", add.Result.Motion, true); err != nil {
+			t.Fatalf("vote %d: %v", i, err)
+		}
+	}
+	if add.Result.Outcome != fsm.OutcomePassed {
+		t.Fatalf("add motion: %+v", add.Result)
+	}
+	f.keys = append(f.keys, newcomer)
+	f.dirs = append(f.dirs, t.TempDir())
+	j := f.open(t, 4, nil)
+	if err := j.Join(g); err != nil {
+		t.Fatalf("join a bft group that added this node: %v", err)
+	}
+	if a, err := j.Put(ctx, "reviews", "from-the-newcomer", []byte("v"), nil); err != nil || !a.Result.OK() {
+		t.Fatalf("put by the new member: %+v %v", a, err)
+	}
+	if err := j.Join(g); localapi.ExitCode(err) != localapi.ExitUsage {
+		t.Fatalf("join twice: %v", err)
 	}
 }

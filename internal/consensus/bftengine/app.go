@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"strconv"
 	"sync"
 
@@ -41,7 +42,7 @@ func (a app) Sign(data []byte) []byte {
 // SignProposal signs the proposal's digest with the auxiliary data SmartBFT
 // passes (the prepares this member saw); Msg carries that data unchanged.
 func (a app) SignProposal(p types.Proposal, aux []byte) *types.Signature {
-	return &types.Signature{ID: a.e.selfID, Value: a.e.cfg.Self.Sign(a.e.commitStatement(p, aux)), Msg: aux}
+	return &types.Signature{ID: a.e.conf.SelfID, Value: a.e.cfg.Self.Sign(a.e.commitStatement(p, aux)), Msg: aux}
 }
 
 // --- Verifier ---
@@ -98,8 +99,8 @@ func (a app) VerifyProposal(p types.Proposal) ([]types.RequestInfo, error) {
 	if err := proto.Unmarshal(p.Metadata, md); err != nil {
 		return nil, fmt.Errorf("bftengine: proposal metadata: %w", err)
 	}
-	leader := e.leaderOf(md.ViewId)
-	lk, _ := e.keyOf(leader)
+	r, _ := e.rosterAt(md.LatestSequence) // known: SmartBFT delivered every decision before it
+	lk, _ := e.keyOf(r.leaderOf(md.ViewId))
 	if !e.sigOK(lk, e.proposalStatement(sha256.Sum256(p.Payload), sha256.Sum256(p.Metadata)), p.Header) {
 		e.evidence(lk, "bad-proposal-signature", fmt.Sprintf("view %d seq %d: header is not the leader's signature", md.ViewId, md.LatestSequence))
 		return nil, errors.New("bftengine: proposal header is not the leader's signature")
@@ -160,7 +161,17 @@ const requestMagic = "treaty/consensus/request/v1\x00"
 
 // --- MembershipNotifier ---
 
-func (a app) MembershipChange() bool { return false }
+// MembershipChange reports whether the last decision changed the node set:
+// SmartBFT then skips its checks that compare a proposal's previous commit
+// signatures with the node set.
+func (a app) MembershipChange() bool {
+	e := a.e
+	e.dmu.Lock()
+	seq := e.lastSeq
+	e.dmu.Unlock()
+	rs := e.rosters()
+	return len(rs) > 1 && rs.last().from == seq+1
+}
 
 // --- Assembler ---
 
@@ -177,9 +188,14 @@ func (a app) AssembleProposal(metadata []byte, items [][]byte) types.Proposal {
 
 // --- Application ---
 
+// Deliver stores the decision; if it changed the node set (it is then
+// applied before Deliver returns), SmartBFT reconfigures to the new one, or
+// shuts down if this member left it.
 func (a app) Deliver(p types.Proposal, sigs []types.Signature) types.Reconfig {
-	a.e.deliver(p, sigs, true)
-	return types.Reconfig{}
+	if !a.e.deliver(p, sigs, true, false) {
+		return types.Reconfig{}
+	}
+	return types.Reconfig{InLatestDecision: true, CurrentNodes: slices.Clone(a.e.roster().nodes), CurrentConfig: a.e.conf}
 }
 
 // --- Synchronizer ---
@@ -188,8 +204,11 @@ func (a app) Sync() types.SyncResponse { return a.e.sync() }
 
 // --- statements ---
 
+// signed binds data to the group for its whole life: the ID of the
+// definition it started from, whatever epoch it is in, so that a decision
+// verifies the same before and after a membership change.
 func (e *Engine) signed(magic string, data []byte) []byte {
-	gid := e.group.ID()
+	gid := e.domain
 	out := make([]byte, 0, len(magic)+len(gid)+len(data))
 	return append(append(append(out, magic...), gid[:]...), data...)
 }
@@ -307,24 +326,9 @@ func (e *Engine) markVerified(h [32]byte) {
 	e.verified[h] = true
 }
 
+// keyOf is the key of node ID id: any ID ever assigned, since decisions
+// carry the signatures of members that have left since.
 func (e *Engine) keyOf(id uint64) (identity.PublicKey, bool) {
-	if id == 0 || id > uint64(len(e.group.Members)) {
-		return identity.PublicKey{}, false
-	}
-	return e.group.Members[id-1], true
-}
-
-func (e *Engine) idOf(k identity.PublicKey) uint64 {
-	for i, m := range e.group.Members {
-		if m.Equal(k) {
-			return uint64(i + 1)
-		}
-	}
-	return 0
-}
-
-// leaderOf is SmartBFT's leader of a view without rotation: the node IDs in
-// order, one view each.
-func (e *Engine) leaderOf(view uint64) uint64 {
-	return e.nodes[view%uint64(len(e.nodes))]
+	k, ok := e.roster().keys[id]
+	return k, ok
 }

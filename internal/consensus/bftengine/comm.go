@@ -28,9 +28,11 @@ const (
 
 // link is this member's side of the connection to one other member.
 type link struct {
-	id   uint64
-	key  identity.PublicKey
-	dial bool // this member dials (its ID is lower)
+	id     uint64
+	key    identity.PublicKey
+	dial   bool // this member dials (its ID is lower)
+	ctx    context.Context
+	cancel context.CancelFunc // the member left the node set
 
 	out  chan []byte
 	down chan struct{} // signalled when the connection drops, for the dialer
@@ -99,52 +101,129 @@ func (l *link) drop(c net.Conn) {
 }
 
 // comm carries frames between this member and the others over the group's
-// Network. It implements SmartBFT's Comm.
+// Network. It implements SmartBFT's Comm. It has one link per other member
+// of the current node set (setRoster follows membership changes); a learner
+// (selfID 0) has links to the members of the definition it has reached and
+// dials none: members dial it once their definition admits it.
 type comm struct {
-	e     *Engine
-	links map[uint64]*link
-	ctx   context.Context
-	stop  context.CancelFunc
-	wg    sync.WaitGroup
+	e      *Engine
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu      sync.RWMutex
+	links   map[uint64]*link
+	started bool
 }
 
 func newComm(e *Engine) *comm {
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &comm{e: e, links: map[uint64]*link{}, ctx: ctx, stop: cancel}
-	for i, k := range e.group.Members {
-		id := uint64(i + 1)
-		if id == e.selfID {
+	return &comm{e: e, links: map[uint64]*link{}, ctx: ctx, cancel: cancel}
+}
+
+// setRoster makes the links those of r's members other than self: new
+// members get a link, departed ones lose theirs (and its connection).
+func (c *comm) setRoster(r *roster, self uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	want := map[uint64]bool{}
+	for _, id := range r.nodes {
+		if id == self {
 			continue
 		}
-		c.links[id] = &link{id: id, key: k, dial: e.selfID < id, out: make(chan []byte, outQueue),
+		want[id] = true
+		dial := self != 0 && self < id
+		if l := c.links[id]; l != nil {
+			if l.dial == dial {
+				continue
+			}
+			c.removeLocked(l)
+		}
+		ctx, cancel := context.WithCancel(c.ctx)
+		l := &link{id: id, key: r.keys[id], dial: dial, ctx: ctx, cancel: cancel, out: make(chan []byte, outQueue),
 			down: make(chan struct{}, 1), ready: make(chan struct{})}
+		c.links[id] = l
+		if c.started {
+			c.run(l)
+		}
 	}
-	return c
+	for id, l := range c.links {
+		if !want[id] {
+			c.removeLocked(l)
+		}
+	}
+}
+
+func (c *comm) removeLocked(l *link) {
+	delete(c.links, l.id)
+	l.cancel()
+	if conn, _ := l.current(); conn != nil {
+		l.drop(conn)
+	}
+}
+
+func (c *comm) run(l *link) {
+	c.wg.Add(1)
+	go c.writeLoop(l)
+	if l.dial {
+		c.wg.Add(1)
+		go c.dialLoop(l)
+	}
+}
+
+func (c *comm) link(id uint64) *link {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.links[id]
+}
+
+func (c *comm) linkOf(k identity.PublicKey) *link {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	for _, l := range c.links {
+		if l.key.Equal(k) {
+			return l
+		}
+	}
+	return nil
+}
+
+func (c *comm) ids() []uint64 {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	out := make([]uint64, 0, len(c.links))
+	for id := range c.links {
+		out = append(out, id)
+	}
+	return out
 }
 
 func (c *comm) start() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.started = true
 	c.wg.Add(1)
 	go c.acceptLoop()
 	for _, l := range c.links {
-		c.wg.Add(1)
-		go c.writeLoop(l)
-		if l.dial {
-			c.wg.Add(1)
-			go c.dialLoop(l)
-		}
+		c.run(l)
 	}
 }
+
+// stop ends every loop's context; close also waits for them.
+func (c *comm) stop() { c.cancel() }
 
 // close stops every goroutine; the Network's listener is closed too, since
 // Accept has no other way to return.
 func (c *comm) close() {
-	c.stop()
+	c.cancel()
 	_ = c.e.cfg.Net.Listener().Close()
+	c.mu.Lock()
 	for _, l := range c.links {
 		if conn, _ := l.current(); conn != nil {
 			l.drop(conn)
 		}
 	}
+	c.mu.Unlock()
 	c.wg.Wait()
 }
 
@@ -164,13 +243,20 @@ func (c *comm) acceptLoop() {
 			continue
 		}
 		k, ok := c.e.cfg.Net.Peer(conn)
-		l := c.links[c.e.idOf(k)]
-		if !ok || l == nil {
+		var l *link
+		if ok {
+			l = c.linkOf(k)
+		}
+		if l == nil || l.ctx.Err() != nil {
 			c.e.log.Warn("bftengine: connection from a non-member closed", "event", "consensus.non_member", "peer", k.Short())
 			_ = conn.Close()
 			continue
 		}
 		l.setConn(conn)
+		if l.ctx.Err() != nil { // removed meanwhile
+			l.drop(conn)
+			continue
+		}
 		c.wg.Add(1)
 		go c.readLoop(l, conn)
 	}
@@ -179,21 +265,21 @@ func (c *comm) acceptLoop() {
 func (c *comm) dialLoop(l *link) {
 	defer c.wg.Done()
 	backoff := redialMin
-	for c.ctx.Err() == nil {
+	for l.ctx.Err() == nil {
 		if conn, _ := l.current(); conn != nil {
 			select {
 			case <-l.down:
 				continue
-			case <-c.ctx.Done():
+			case <-l.ctx.Done():
 				return
 			}
 		}
-		ctx, cancel := context.WithTimeout(c.ctx, dialTimeout)
+		ctx, cancel := context.WithTimeout(l.ctx, dialTimeout)
 		conn, err := c.e.cfg.Net.Dial(ctx, l.key)
 		cancel()
 		if err != nil {
 			c.e.log.Debug("bftengine: dial", "peer", l.key.Short(), "err", err)
-			if !sleepCtx(c.ctx, backoff) {
+			if !sleepCtx(l.ctx, backoff) {
 				return
 			}
 			backoff = min(2*backoff, redialMax)
@@ -244,7 +330,7 @@ func (c *comm) writeLoop(l *link) {
 	for {
 		var b []byte
 		select {
-		case <-c.ctx.Done():
+		case <-l.ctx.Done():
 			return
 		case b = <-l.out:
 		}
@@ -252,7 +338,7 @@ func (c *comm) writeLoop(l *link) {
 		if conn == nil {
 			wait.Reset(waitConnLimit)
 			select {
-			case <-c.ctx.Done():
+			case <-l.ctx.Done():
 				return
 			case <-ready:
 				wait.Stop()
@@ -281,8 +367,8 @@ func (c *comm) writeLoop(l *link) {
 
 // send queues a frame for member id; it never blocks.
 func (c *comm) send(id uint64, b []byte) {
-	l := c.links[id]
-	if l == nil || c.ctx.Err() != nil {
+	l := c.link(id)
+	if l == nil || l.ctx.Err() != nil {
 		return
 	}
 	if h := c.e.opts.tamperSend; h != nil {
@@ -303,7 +389,7 @@ func (c *comm) enqueue(l *link, b []byte) {
 }
 
 func (c *comm) broadcast(b []byte) {
-	for id := range c.links {
+	for _, id := range c.ids() {
 		c.send(id, b)
 	}
 }
@@ -324,7 +410,7 @@ func (c *comm) SendTransaction(target uint64, req []byte) {
 }
 
 // Nodes implements SmartBFT's Comm.
-func (c *comm) Nodes() []uint64 { return append([]uint64{}, c.e.nodes...) }
+func (c *comm) Nodes() []uint64 { return append([]uint64{}, c.e.roster().nodes...) }
 
 func sleepCtx(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)

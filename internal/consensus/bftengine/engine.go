@@ -10,11 +10,12 @@
 // has a decision record whose certificate holds Quorum member attestations of
 // the entry and its result (fsm.Verify checks it offline).
 //
-// Node IDs are member index+1 in the group's sorted member list. Membership
-// changes passed by the group change the machine's group (epoch, ID) but not
-// the engine's node set, which is the one of the definition the group was
-// created with: a BFT group can lose members but not gain them (ADR 0012,
-// "Growing a BFT group", lists what that needs).
+// Node IDs are assigned by admission (founders in sorted key order, then each
+// added member the next free ID) and never change. A membership change the
+// group passes changes SmartBFT's node set from the next decision (SmartBFT
+// reconfigures in place); a node the current definition does not list runs
+// as a learner that fetches and verifies decisions until one admits it
+// (ADR 0012, "Membership changes").
 package bftengine
 
 import (
@@ -32,6 +33,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/hyperledger-labs/SmartBFT/pkg/api"
 	smartbft "github.com/hyperledger-labs/SmartBFT/pkg/consensus"
 	"github.com/hyperledger-labs/SmartBFT/pkg/types"
 	"github.com/hyperledger-labs/SmartBFT/pkg/wal"
@@ -50,22 +52,26 @@ var ErrDuplicate = errors.New("bftengine: request already decided")
 
 // Engine is a BFT consensus.Engine. Its methods are safe for concurrent use.
 type Engine struct {
-	cfg    consensus.EngineConfig
-	opts   options
-	group  fsm.Group // the member list the engine was built for: fixes node IDs
-	nodes  []uint64
-	selfID uint64
-	log    *slog.Logger
-	now    func() time.Time
+	cfg     consensus.EngineConfig
+	opts    options
+	genesis fsm.Group // the definition the stored history started from
+	domain  fsm.ID    // genesis ID: every engine signature is bound to it, for the group's life
+	log     *slog.Logger
+	now     func() time.Time
 
-	st      *store
-	wal     *wal.WriteAheadLogFile
-	comm    *comm
-	bft     *smartbft.Consensus
-	tickers []*time.Ticker
-	started atomic.Bool
-	done    chan struct{}
-	closing sync.Once
+	st         *store
+	wal        *wal.WriteAheadLogFile
+	walEntries [][]byte
+	comm       *comm
+	conf       types.Configuration                // SmartBFT's, once started
+	bft        atomic.Pointer[smartbft.Consensus] // nil until this member runs SmartBFT (a learner does not)
+	self       atomic.Uint64                      // this member's node ID; 0 while the current definition does not list it
+	leader     atomic.Uint64                      // leader of SmartBFT's current view (leaderMetrics)
+	ros        atomic.Pointer[rosters]
+	tickers    []*time.Ticker
+	done       chan struct{}
+	closing    sync.Once
+	learning   sync.WaitGroup
 
 	dmu      sync.Mutex // decisions: the last one stored and the index its entries will end at
 	lastSeq  uint64
@@ -73,12 +79,20 @@ type Engine struct {
 	nextIdx  uint64 // entries of stored decisions, applied or not
 	applyQ   chan applyJob
 	applying sync.WaitGroup
+	// A decision can change the node set only if a membership motion is
+	// open when it applies. openerSeq is the last stored decision that
+	// opens one; applyState is the last applied sequence << 1, with bit 0
+	// set while a membership motion is open. Deliver applies a decision
+	// synchronously unless these prove it cannot change the node set.
+	openerSeq  atomic.Uint64
+	applyState atomic.Uint64
 
 	mu       sync.Mutex // apply: machine, waiters
 	m        *fsm.Machine
 	lastView atomic.Uint64
 	lastIdx  atomic.Uint64
 	curGroup atomic.Pointer[fsm.Group]
+	memberMo map[string]bool // open membership motions, by name ("#index")
 	waiters  map[[32]byte][]chan consensus.Applied
 	seqMu    sync.Mutex // ProposeOp: signs and enqueues in sequence order
 	verMu    sync.Mutex
@@ -149,7 +163,8 @@ const (
 	verifiedKept    = 8192 // request hashes remembered as verified; the set is cleared when full
 	applyQueue      = 64   // decisions stored but not yet applied; Deliver waits beyond it
 	resendEvery     = time.Second
-	walBuffer       = 16 << 10 // SmartBFT WAL marshal buffer; a bigger record grows it
+	learnEvery      = 100 * time.Millisecond // a learner asks for decisions again after this pause
+	walBuffer       = 16 << 10               // SmartBFT WAL marshal buffer; a bigger record grows it
 )
 
 // New validates cfg, opens (or creates) the engine's state in cfg.Dir,
@@ -168,8 +183,6 @@ func newEngine(ctx context.Context, cfg consensus.EngineConfig, opts options) (*
 		return nil, fmt.Errorf("bftengine: EngineConfig.Group: mode %q, want %q", cfg.Group.Mode, fsm.ModeBFT)
 	case cfg.Self.IsZero():
 		return nil, errors.New("bftengine: EngineConfig.Self is required")
-	case !cfg.Group.IsMember(cfg.Self.Public()):
-		return nil, fmt.Errorf("bftengine: EngineConfig.Self %s: %w", cfg.Self.Public().Short(), consensus.ErrNotMember)
 	case cfg.Dir == "":
 		return nil, errors.New("bftengine: EngineConfig.Dir is required")
 	case cfg.Net == nil:
@@ -187,16 +200,12 @@ func newEngine(ctx context.Context, cfg consensus.EngineConfig, opts options) (*
 		cfg.Log = slog.Default()
 	}
 	e := &Engine{
-		cfg: cfg, opts: opts, group: cfg.Group, log: cfg.Log.With("group", cfg.Group.Name), now: cfg.Now,
+		cfg: cfg, opts: opts, log: cfg.Log.With("group", cfg.Group.Name), now: cfg.Now,
 		done: make(chan struct{}), waiters: map[[32]byte][]chan consensus.Applied{},
 		atts: map[uint64]map[uint64][]byte{}, attWake: make(chan struct{}),
 		wits: map[[2]uint64]witness{}, evLast: map[string]time.Time{}, verified: map[[32]byte]bool{},
-		applyQ: make(chan applyJob, applyQueue),
+		applyQ: make(chan applyJob, applyQueue), memberMo: map[string]bool{},
 	}
-	for i := range cfg.Group.Members {
-		e.nodes = append(e.nodes, uint64(i+1))
-	}
-	e.selfID = e.idOf(cfg.Self.Public())
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("bftengine: EngineConfig.Dir: %w", err)
 	}
@@ -206,14 +215,16 @@ func newEngine(ctx context.Context, cfg consensus.EngineConfig, opts options) (*
 	}
 	// The machine starts from the definition the stored history started
 	// from; after replay it must have reached the one the caller passed.
-	genesis, err := e.st.genesis()
+	e.genesis, err = e.st.genesis()
 	if err == nil {
-		e.m, err = fsm.New(genesis)
+		e.m, err = fsm.New(e.genesis)
 	}
 	if err != nil {
 		e.st.close()
 		return nil, fmt.Errorf("bftengine: %w", err)
 	}
+	e.domain = e.genesis.ID()
+	e.ros.Store(&rosters{genesisRoster(e.genesis)})
 	g := e.m.Group()
 	e.curGroup.Store(&g)
 	if err := e.replay(ctx); err != nil {
@@ -223,12 +234,13 @@ func newEngine(ctx context.Context, cfg consensus.EngineConfig, opts options) (*
 	// The caller passes either the definition the history started from (the
 	// group manager always does: node IDs and the signing domain come from
 	// it, so they stay what the running members use) or the one it reached.
-	if fsm.Compare(genesis, cfg.Group) != nil {
+	if fsm.Compare(e.genesis, cfg.Group) != nil {
 		if err := fsm.Compare(e.currentGroup(), cfg.Group); err != nil {
 			e.st.close()
 			return nil, fmt.Errorf("bftengine: EngineConfig.Group is neither the definition group %s started from nor the one its history reached: %w", cfg.Dir, err)
 		}
 	}
+	e.self.Store(e.roster().ids[cfg.Self.Public()])
 	lg := bftLogger{e.log}
 	// SmartBFT's WAL allocates its buffer size for every record it appends
 	// (1 MiB by default, most of the engine's garbage); records are small.
@@ -239,44 +251,102 @@ func newEngine(ctx context.Context, cfg consensus.EngineConfig, opts options) (*
 		e.st.close()
 		return nil, fmt.Errorf("bftengine: WAL: %w", err)
 	}
-	e.wal = w
-	md := &protos.ViewMetadata{}
-	if len(e.last.Proposal.Metadata) > 0 {
-		if err := proto.Unmarshal(e.last.Proposal.Metadata, md); err != nil {
-			e.closeStores()
-			return nil, fmt.Errorf("bftengine: last decision metadata: %w", err)
-		}
-	}
-	conf := opts.config
-	conf.SelfID = e.selfID
-	// A member with nothing decided and an empty WAL is new: there is
-	// nothing to catch up with before it starts.
-	conf.SyncOnStart = conf.SyncOnStart && (e.lastSeq > 0 || len(walEntries) > 0)
+	e.wal, e.walEntries = w, walEntries
 	e.comm = newComm(e)
-	sched, vct := time.NewTicker(opts.tick), time.NewTicker(opts.tick)
-	e.tickers = []*time.Ticker{sched, vct}
-	a := app{e}
-	e.bft = &smartbft.Consensus{
-		Config: conf, Application: a, Assembler: a, WAL: w, WALInitialContent: walEntries,
-		Comm: e.comm, Signer: a, Verifier: a, MembershipNotifier: a, RequestInspector: a, Synchronizer: a,
-		Logger: lg, Metadata: md, LastProposal: e.last.Proposal, LastSignatures: e.last.Signatures,
-		Scheduler: sched.C, ViewChangerTicker: vct.C,
-	}
+	e.comm.setRoster(e.roster(), e.self.Load())
 	e.applying.Add(1)
 	go e.applyLoop()
 	e.comm.start()
-	if err := e.bft.Start(); err != nil {
+	if e.self.Load() == 0 {
+		// Not a member of the definition the history reached: a learner,
+		// until it fetches the decision that admits it.
+		e.log.Info("bft engine started as a learner", "event", "consensus.bft.learn", "seq", e.lastSeq, "index", e.lastIdx.Load())
+		e.learning.Add(1)
+		go e.learn()
+		return e, nil
+	}
+	if err := e.startBFT(); err != nil {
 		close(e.done)
 		e.applying.Wait()
 		e.comm.close()
-		e.stopTickers()
 		e.closeStores()
-		return nil, fmt.Errorf("bftengine: start: %w", err)
+		return nil, err
 	}
-	e.started.Store(true)
-	e.log.Info("bft engine started", "event", "consensus.bft.start", "self", e.selfID, "n", e.group.N(), "f", e.group.F(),
-		"seq", e.lastSeq, "index", e.lastIdx.Load())
 	return e, nil
+}
+
+// startBFT starts SmartBFT for this member, from the last stored decision.
+func (e *Engine) startBFT() error {
+	e.dmu.Lock()
+	last, lastSeq := e.last, e.lastSeq
+	e.dmu.Unlock()
+	md := &protos.ViewMetadata{}
+	if len(last.Proposal.Metadata) > 0 {
+		if err := proto.Unmarshal(last.Proposal.Metadata, md); err != nil {
+			return fmt.Errorf("bftengine: last decision metadata: %w", err)
+		}
+	}
+	conf := e.opts.config
+	conf.SelfID = e.self.Load()
+	// A member with nothing decided and an empty WAL is new: there is
+	// nothing to catch up with before it starts.
+	conf.SyncOnStart = conf.SyncOnStart && (lastSeq > 0 || len(e.walEntries) > 0)
+	e.conf = conf
+	sched, vct := time.NewTicker(e.opts.tick), time.NewTicker(e.opts.tick)
+	e.tickers = []*time.Ticker{sched, vct}
+	a := app{e}
+	c := &smartbft.Consensus{
+		Config: conf, Application: a, Assembler: a, WAL: e.wal, WALInitialContent: e.walEntries,
+		Comm: e.comm, Signer: a, Verifier: a, MembershipNotifier: a, RequestInspector: a, Synchronizer: a,
+		Logger: bftLogger{e.log}, Metadata: md, LastProposal: last.Proposal, LastSignatures: last.Signatures,
+		Scheduler: sched.C, ViewChangerTicker: vct.C,
+		Metrics: api.NewMetrics(&leaderMetrics{leader: &e.leader}),
+	}
+	if err := c.Start(); err != nil {
+		e.stopTickers()
+		return fmt.Errorf("bftengine: start: %w", err)
+	}
+	e.bft.Store(c)
+	e.walEntries = nil // SmartBFT holds them now
+	r := e.roster()
+	e.log.Info("bft engine started", "event", "consensus.bft.start", "self", conf.SelfID, "n", len(r.nodes), "f", r.group.F(),
+		"seq", lastSeq, "index", e.lastIdx.Load())
+	return nil
+}
+
+// learn is a learner's loop: it fetches and applies decisions (each verified
+// against the node set in force at its sequence) until the definition it
+// reaches lists this member, then starts SmartBFT. Members serve a learner
+// only once their own definition admits it, so a node the group did not
+// add learns nothing.
+func (e *Engine) learn() {
+	defer e.learning.Done()
+	for !e.isClosed() {
+		e.sync()
+		if e.self.Load() != 0 {
+			if err := e.startBFT(); err != nil {
+				e.log.Error("bftengine: admitted, but SmartBFT did not start", "err", err)
+			}
+			return
+		}
+		if !sleepCtx(e.comm.ctx, learnEvery) {
+			return
+		}
+	}
+}
+
+func (e *Engine) roster() *roster           { return e.ros.Load().last() }
+func (e *Engine) rosters() rosters          { return *e.ros.Load() }
+func (e *Engine) cons() *smartbft.Consensus { return e.bft.Load() }
+
+// rosterAt is the roster in force at decision sequence seq. known is false
+// when seq lies beyond what this member applied while a membership change
+// is pending: a later decision may still change the node set before seq.
+func (e *Engine) rosterAt(seq uint64) (r *roster, known bool) {
+	st := e.applyState.Load()
+	applied := st >> 1
+	known = seq <= applied+1 || (st&1 == 0 && e.openerSeq.Load() <= applied)
+	return e.rosters().at(seq), known
 }
 
 // replay applies the stored decisions to the fresh machine, and stores the
@@ -305,7 +375,7 @@ func (e *Engine) replay(ctx context.Context) error {
 		if err := proto.Unmarshal(p.Metadata, md); err != nil {
 			return fmt.Errorf("bftengine: stored decision %d: %w", seq, err)
 		}
-		stored, _ := e.applyBatch(b)
+		stored, _ := e.applyBatch(seq, b)
 		if seq > have {
 			missing = append(missing, entriesOf{seq, stored})
 		}
@@ -326,6 +396,7 @@ func (e *Engine) replay(ctx context.Context) error {
 	e.lastIdx.Store(e.nextIdx)
 	g := e.m.Group()
 	e.curGroup.Store(&g)
+	e.publishApplied(e.lastSeq)
 	return nil
 }
 
@@ -358,49 +429,90 @@ func decisionOf(p types.Proposal, sigs []types.Signature) *decision {
 
 // deliver takes a decided proposal: it stores the decision (before Deliver
 // returns, as SmartBFT requires) and queues it for the apply loop, so that
-// applying one decision overlaps agreeing on the next.
-func (e *Engine) deliver(p types.Proposal, sigs []types.Signature, live bool) {
+// applying one decision overlaps agreeing on the next. It waits for the
+// decision to be applied when wait is set or when the decision may change
+// the node set (a membership motion is open or being opened): the next
+// decision must then be agreed and verified by the new node set. It reports
+// whether this decision changed the node set.
+func (e *Engine) deliver(p types.Proposal, sigs []types.Signature, live, wait bool) (changed bool) {
 	md := &protos.ViewMetadata{}
 	if err := proto.Unmarshal(p.Metadata, md); err != nil {
 		e.log.Error("bftengine: decided proposal has bad metadata", "err", err)
-		return
+		return false
 	}
 	b, err := decodeBatch(p.Payload)
 	if err != nil {
 		e.log.Error("bftengine: decided proposal has a bad payload", "seq", md.LatestSequence, "err", err)
 		b = batch{}
 	}
+	seq := md.LatestSequence
 	e.dmu.Lock()
-	if md.LatestSequence <= e.lastSeq {
+	if seq <= e.lastSeq {
 		e.dmu.Unlock()
-		return
+		return false
 	}
-	if md.LatestSequence != e.lastSeq+1 {
+	if seq != e.lastSeq+1 {
 		e.dmu.Unlock()
-		e.log.Error("bftengine: decision out of order", "have", e.lastSeq, "got", md.LatestSequence)
-		return
+		e.log.Error("bftengine: decision out of order", "have", e.lastSeq, "got", seq)
+		return false
 	}
 	first := e.nextIdx + 1
-	if err := e.st.putDecision(md.LatestSequence, first, len(b.items), decisionOf(p, sigs)); err != nil {
+	if err := e.st.putDecision(seq, first, len(b.items), decisionOf(p, sigs)); err != nil {
 		// The decision is in SmartBFT's hands and other members hold it: a
 		// restart replays what was stored and synchronizes the rest.
-		e.log.Error("bftengine: decision not stored", "seq", md.LatestSequence, "err", err)
+		e.log.Error("bftengine: decision not stored", "seq", seq, "err", err)
 	}
-	e.lastSeq = md.LatestSequence
+	e.lastSeq = seq
 	e.last = types.Decision{Proposal: p, Signatures: sigs}
 	e.nextIdx += uint64(len(b.items))
 	e.lastView.Store(md.ViewId)
-	e.dmu.Unlock()
-	select {
-	case e.applyQ <- applyJob{seq: md.LatestSequence, b: b, live: live}:
-	case <-e.done:
+	if opensMembership(b.items) {
+		e.openerSeq.Store(seq)
 	}
+	st := e.applyState.Load()
+	wait = wait || st&1 == 1 || e.openerSeq.Load() > st>>1
+	e.dmu.Unlock()
+	j := applyJob{seq: seq, b: b, live: live}
+	if wait {
+		j.done = make(chan struct{})
+	}
+	select {
+	case e.applyQ <- j:
+	case <-e.done:
+		return false
+	}
+	if !wait {
+		return false // cannot change the node set
+	}
+	select {
+	case <-j.done:
+	case <-e.done:
+		return false
+	}
+	rs := e.rosters()
+	return len(rs) > 1 && rs.last().from == seq+1 && !rs.last().sameNodes(rs[len(rs)-2])
+}
+
+// opensMembership reports whether a batch holds a request that opens a
+// membership motion. It reads the op kind at its fixed offset; a malformed
+// item only makes the engine wait for its apply.
+func opensMembership(items [][]byte) bool {
+	const kindAt = len(requestMagic) + 32 + 32 + 8
+	for _, it := range items {
+		if len(it) > kindAt && string(it[:len(requestMagic)]) == requestMagic {
+			if k := fsm.OpKind(it[kindAt]); k == fsm.OpMemberAdd || k == fsm.OpMemberRemove {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 type applyJob struct {
 	seq  uint64
 	b    batch
 	live bool
+	done chan struct{} // closed once applied, if set
 }
 
 // applyLoop applies queued decisions in order: each item is one entry; the
@@ -420,14 +532,25 @@ func (e *Engine) applyLoop() {
 }
 
 func (e *Engine) apply(j applyJob) {
+	if j.done != nil {
+		defer close(j.done)
+	}
 	e.mu.Lock()
-	stored, applied := e.applyBatch(j.b)
+	before := e.roster()
+	stored, applied := e.applyBatch(j.seq, j.b)
 	if err := e.st.putEntries(j.seq, stored); err != nil {
 		e.log.Error("bftengine: entries not stored", "seq", j.seq, "err", err)
 	}
 	e.lastIdx.Store(e.m.LastIndex())
 	g := e.m.Group()
 	e.curGroup.Store(&g)
+	if r := e.roster(); r != before {
+		e.self.Store(r.ids[e.cfg.Self.Public()])
+		e.comm.setRoster(r, e.self.Load())
+		e.log.Info("bftengine: node set changed", "event", "consensus.bft.reconfig", "seq", j.seq, "epoch", g.Epoch,
+			"nodes", r.nodes, "self", e.self.Load())
+	}
+	e.publishApplied(j.seq)
 	var wake []chan consensus.Applied
 	var got []consensus.Applied
 	for i, it := range j.b.items {
@@ -456,28 +579,54 @@ func (e *Engine) apply(j applyJob) {
 // forwarded to a leader that already ordered them, and their timeouts would
 // make this member complain about a leader that did its job.
 func (e *Engine) prunePool(items [][]byte) {
-	pool := e.bft.Pool
-	if pool == nil {
+	c := e.cons()
+	if c == nil || c.Pool == nil {
 		return
 	}
+	pool := c.Pool
 	for _, it := range items {
 		_ = pool.RemoveRequest(requestInfo(it)) // absent: never here, or already removed
 	}
 }
 
-// applyBatch applies b's items to the machine; e.mu is held.
-func (e *Engine) applyBatch(b batch) ([]storedEntry, []consensus.Applied) {
+// applyBatch applies the items of decision seq to the machine; e.mu is held
+// (or the engine is not running yet). A membership change among them takes
+// effect on the node set from decision seq+1.
+func (e *Engine) applyBatch(seq uint64, b batch) ([]storedEntry, []consensus.Applied) {
 	stored := make([]storedEntry, 0, len(b.items))
 	applied := make([]consensus.Applied, 0, len(b.items))
+	epoch := e.m.Epoch()
 	for _, it := range b.items {
 		g := e.m.Group()
 		idx := e.m.LastIndex() + 1
 		en := entryOf(b.time, it)
 		res := e.m.Apply(idx, en)
+		if strings.HasPrefix(res.Motion, "#") && res.Outcome == fsm.OutcomeOpen {
+			e.memberMo[res.Motion] = true
+		}
+		for _, c := range res.Closed {
+			delete(e.memberMo, c.Motion)
+		}
 		stored = append(stored, storedEntry{index: idx, entry: en, result: res, group: g})
 		applied = append(applied, consensus.Applied{Index: idx, Entry: en, Result: res})
 	}
+	if e.m.Epoch() != epoch {
+		rs := e.rosters()
+		next := append(slices.Clone(rs), rs.last().then(e.m.Group(), seq+1))
+		e.ros.Store(&next)
+	}
 	return stored, applied
+}
+
+// publishApplied records that decision seq is applied, and whether a
+// membership motion is open after it; e.mu is held (or the engine is not
+// running yet). The roster is published before: rosterAt relies on it.
+func (e *Engine) publishApplied(seq uint64) {
+	st := seq << 1
+	if len(e.memberMo) > 0 {
+		st |= 1
+	}
+	e.applyState.Store(st)
 }
 
 func (e *Engine) currentGroup() fsm.Group { return *e.curGroup.Load() }
@@ -512,11 +661,18 @@ func (e *Engine) submit(ctx context.Context, item []byte) (consensus.Applied, er
 // the leader. Items enqueued one after another reach the leader in that order.
 func (e *Engine) enqueue(item []byte) (chan consensus.Applied, [32]byte, error) {
 	k := sha256.Sum256(item)
+	c, self := e.cons(), e.self.Load()
+	switch {
+	case self == 0:
+		return nil, k, fmt.Errorf("bftengine: propose: this node is not in the group's current definition: %w", consensus.ErrNotMember)
+	case c == nil:
+		return nil, k, fmt.Errorf("bftengine: propose: %w: this member is still catching up with the group", consensus.ErrNoQuorum)
+	}
 	ch := make(chan consensus.Applied, 1)
 	e.mu.Lock()
 	e.waiters[k] = append(e.waiters[k], ch)
 	e.mu.Unlock()
-	if err := e.bft.SubmitRequest(item); err != nil {
+	if err := c.SubmitRequest(item); err != nil {
 		switch {
 		case strings.Contains(err.Error(), "already exists"):
 			// The same bytes are pending: wait for them.
@@ -530,7 +686,7 @@ func (e *Engine) enqueue(item []byte) (chan consensus.Applied, [32]byte, error) 
 	}
 	// SmartBFT's pool forwards to the leader only after RequestForwardTimeout;
 	// send it now so a follower's request costs one hop, not a timeout.
-	if l := e.bft.GetLeaderID(); l != 0 && l != e.selfID {
+	if l := e.leaderID(); l != 0 && l != self {
 		e.comm.SendTransaction(l, item)
 	}
 	return ch, k, nil
@@ -548,7 +704,7 @@ func (e *Engine) await(ctx context.Context, ch chan consensus.Applied, item []by
 		case a := <-ch:
 			return a, nil
 		case <-tick.C:
-			if l := e.bft.GetLeaderID(); l != 0 && l != e.selfID {
+			if l := e.leaderID(); l != 0 && l != e.self.Load() {
 				e.comm.SendTransaction(l, item)
 			}
 		case <-e.done:
@@ -647,7 +803,10 @@ func (e *Engine) Record(ctx context.Context, index uint64) (fsm.Record, error) {
 		return fsm.NewRecord(x.group, index, x.entry, x.result, cert), nil
 	}
 	stmt := fsm.Statement(x.group.ID(), index, x.entry.Digest(), x.result.Digest())
-	valid := map[identity.PublicKey][]byte{e.cfg.Self.Public(): e.cfg.Self.Sign(stmt)}
+	valid := map[identity.PublicKey][]byte{}
+	if x.group.IsMember(e.cfg.Self.Public()) { // a member added later does not attest what came before it
+		valid[e.cfg.Self.Public()] = e.cfg.Self.Sign(stmt)
+	}
 	tick := time.NewTicker(attestRetry)
 	defer tick.Stop()
 	ask := encodeFrame(frame{kind: kindAttestReq, seq: index})
@@ -703,24 +862,28 @@ func (e *Engine) Record(ctx context.Context, index uint64) (fsm.Record, error) {
 // advanced to the first later view the current leader leads.
 func (e *Engine) Status() consensus.Status {
 	s := consensus.Status{Group: e.currentGroup(), LastIndex: e.lastIdx.Load()}
-	var leader uint64
-	if e.started.Load() && !e.isClosed() {
-		leader = e.bft.GetLeaderID()
-	}
+	leader := e.leaderID()
+	r := e.roster()
 	view := e.lastView.Load()
 	if leader != 0 {
-		n := uint64(len(e.nodes))
 		s.Leader, _ = e.keyOf(leader)
-		s.Term = view + (leader-1+n-view%n)%n
+		// The view the current leader leads: the first from the last
+		// decision's on whose leader it is.
+		if i, ok := slices.BinarySearch(r.nodes, leader); ok {
+			n := uint64(len(r.nodes))
+			s.Term = view + (uint64(i)+n-view%n)%n
+		}
 	}
 	within := time.Duration(reachableWithin) * e.opts.config.LeaderHeartbeatTimeout
 	now := time.Now()
 	reach := 0
-	for i, k := range e.group.Members {
+	self := e.self.Load()
+	for _, k := range s.Group.Members {
 		ms := consensus.MemberStatus{Key: k}
-		if uint64(i+1) == e.selfID {
+		id := r.ids[k]
+		if id != 0 && id == self {
 			ms.Reachable, ms.LastContact = true, now
-		} else if l := e.comm.links[uint64(i+1)]; l != nil {
+		} else if l := e.comm.link(id); l != nil {
 			if t := l.lastContact.Load(); t != 0 {
 				ms.LastContact = time.Unix(0, t)
 				ms.Reachable = now.Sub(ms.LastContact) < within
@@ -731,7 +894,7 @@ func (e *Engine) Status() consensus.Status {
 		}
 		s.Members = append(s.Members, ms)
 	}
-	s.Healthy = leader != 0 && reach >= e.group.Quorum()
+	s.Healthy = leader != 0 && reach >= s.Group.Quorum()
 	return s
 }
 
@@ -740,7 +903,11 @@ func (e *Engine) Close() error {
 	var err error
 	e.closing.Do(func() {
 		close(e.done)
-		e.bft.Stop()
+		e.comm.stop()
+		e.learning.Wait()
+		if c := e.cons(); c != nil {
+			c.Stop()
+		}
 		e.comm.close()
 		e.applying.Wait()
 		e.stopTickers()

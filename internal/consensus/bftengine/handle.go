@@ -3,6 +3,7 @@ package bftengine
 import (
 	"crypto/sha256"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/hyperledger-labs/SmartBFT/pkg/types"
@@ -22,12 +23,12 @@ func (e *Engine) handleFrame(l *link, f frame) {
 			e.evidence(l.key, "malformed-message", err.Error())
 			return
 		}
-		if e.started.Load() && e.screen(l, m) {
-			e.bft.HandleMessage(l.id, m)
+		if c := e.cons(); c != nil && e.self.Load() != 0 && e.screen(l, m) {
+			c.HandleMessage(l.id, m)
 		}
 	case kindRequest:
-		if e.started.Load() {
-			e.bft.HandleRequest(l.id, f.body)
+		if c := e.cons(); c != nil && e.self.Load() != 0 {
+			c.HandleRequest(l.id, f.body)
 		}
 	case kindAttest:
 		e.takeAttests(l.id, f.attests)
@@ -35,7 +36,7 @@ func (e *Engine) handleFrame(l *link, f frame) {
 		if !l.allowServe() {
 			return
 		}
-		if x, ok, err := e.st.entry(f.seq); err == nil && ok {
+		if x, ok, err := e.st.entry(f.seq); err == nil && ok && x.group.IsMember(e.cfg.Self.Public()) {
 			a := fsm.Attest(e.cfg.Self, x.group, f.seq, x.entry, x.result)
 			e.comm.send(l.id, encodeFrame(frame{kind: kindAttest, attests: []attest{{index: f.seq, sig: a.Sig}}}))
 		}
@@ -94,13 +95,20 @@ func (e *Engine) screen(l *link, m *protos.Message) bool {
 		}
 	case m.GetPrePrepare() != nil:
 		pp := m.GetPrePrepare()
-		if e.leaderOf(pp.View) != l.id {
+		r, known := e.rosterAt(pp.Seq)
+		if !known {
+			// A membership change this member has not applied yet may
+			// decide who leads at pp.Seq: SmartBFT checks the sender
+			// against the leader of its own view.
+			return true
+		}
+		if r.leaderOf(pp.View) != l.id {
 			e.evidence(l.key, "replay", fmt.Sprintf("pre-prepare for view %d seq %d from a member that does not lead it", pp.View, pp.Seq))
 			return false
 		}
 		if p := pp.GetProposal(); p != nil {
 			w := witness{view: pp.View, seq: pp.Seq, payloadHash: sha256.Sum256(p.Payload), mdHash: sha256.Sum256(p.Metadata), sig: p.Header}
-			if e.recordWitness(w) {
+			if e.recordWitness(r, w) {
 				e.comm.broadcast(encodeFrame(frame{kind: kindWitness, wit: w}))
 			}
 		}
@@ -130,8 +138,9 @@ func (e *Engine) verifyCommitDigest(id uint64, value, aux []byte, digest string)
 // recordWitness keeps what the leader of w.view proposed at w.seq, if its
 // header signature verifies; two different proposals are equivocation. It
 // reports whether w was new here (and so worth passing on).
-func (e *Engine) recordWitness(w witness) bool {
-	leaderKey, _ := e.keyOf(e.leaderOf(w.view))
+func (e *Engine) recordWitness(r *roster, w witness) bool {
+	leader := r.leaderOf(w.view)
+	leaderKey, _ := e.keyOf(leader)
 	if !e.sigOK(leaderKey, e.proposalStatement(w.payloadHash, w.mdHash), w.sig) {
 		return false // VerifyProposal reports a bad header on a pre-prepare
 	}
@@ -156,20 +165,24 @@ func (e *Engine) recordWitness(w witness) bool {
 		e.evidence(leaderKey, "equivocation", fmt.Sprintf("leader signed two proposals for view %d seq %d", w.view, w.seq))
 		// Proven equivocation: replace the leader now rather than after the
 		// request timeouts.
-		if e.started.Load() && e.bft.GetLeaderID() == e.leaderOf(w.view) {
-			e.bft.Complain(w.view, true)
+		if c := e.cons(); c != nil && e.leaderID() == leader {
+			c.Complain(w.view, true)
 		}
 	}
 	return !seen
 }
 
 func (e *Engine) checkWitness(l *link, w witness) {
-	leaderKey, _ := e.keyOf(e.leaderOf(w.view))
+	r, known := e.rosterAt(w.seq)
+	if !known {
+		return // who leads at w.seq may still change here
+	}
+	leaderKey, _ := e.keyOf(r.leaderOf(w.view))
 	if !e.sigOK(leaderKey, e.proposalStatement(w.payloadHash, w.mdHash), w.sig) {
 		e.evidence(l.key, "bad-signature", fmt.Sprintf("witness for view %d seq %d does not carry the leader's signature", w.view, w.seq))
 		return
 	}
-	e.recordWitness(w)
+	e.recordWitness(r, w)
 }
 
 func (e *Engine) takeAttests(from uint64, as []attest) {
@@ -203,11 +216,15 @@ type syncMsg struct {
 	f    frame
 }
 
-// sync is SmartBFT's Synchronizer: ask every member its height, then fetch
-// the missing decisions in order from members that claim them, verify each
-// (leader's header signature, Quorum distinct members' commit signatures over
-// the proposal) and deliver it. It returns within syncBudget with whatever it
-// reached; a member that claims decisions it cannot serve costs a timeout.
+// sync is SmartBFT's Synchronizer (and a learner's catch-up): ask every
+// member its height, then fetch the missing decisions in order from members
+// that claim them, verify each against the node set in force at its
+// sequence (leader's header signature, Quorum distinct members' commit
+// signatures over the proposal) and deliver it; a decision that may change
+// that node set is applied before the next is verified (deliver waits, as
+// for Deliver). It returns within syncBudget with whatever it reached, and
+// tells SmartBFT if the node set changed meanwhile; a member that claims
+// decisions it cannot serve costs a timeout.
 func (e *Engine) sync() types.SyncResponse {
 	e.syncMu.Lock()
 	defer e.syncMu.Unlock()
@@ -219,7 +236,8 @@ func (e *Engine) sync() types.SyncResponse {
 	e.comm.broadcast(encodeFrame(frame{kind: kindHeightReq}))
 	heights := map[uint64]uint64{}
 	wait := time.NewTimer(syncHeightWait)
-	for len(heights) < len(e.comm.links) {
+	peers := len(e.comm.ids())
+	for len(heights) < peers {
 		select {
 		case m := <-in:
 			if m.f.kind == kindHeight {
@@ -233,6 +251,7 @@ func (e *Engine) sync() types.SyncResponse {
 	}
 	wait.Stop()
 
+	changed := false
 	for time.Now().Before(deadline) && !e.isClosed() {
 		e.dmu.Lock()
 		next := e.lastSeq + 1
@@ -243,7 +262,9 @@ func (e *Engine) sync() types.SyncResponse {
 				continue
 			}
 			if d := e.fetch(in, id, next); d != nil {
-				e.deliver(d.proposal(), d.signatures(), true)
+				if e.deliver(d.proposal(), d.signatures(), true, false) {
+					changed = true
+				}
 				got = true
 				break
 			}
@@ -253,8 +274,12 @@ func (e *Engine) sync() types.SyncResponse {
 		}
 	}
 	e.dmu.Lock()
-	defer e.dmu.Unlock()
-	return types.SyncResponse{Latest: e.last}
+	resp := types.SyncResponse{Latest: e.last}
+	e.dmu.Unlock()
+	if changed && e.cons() != nil {
+		resp.Reconfig = types.ReconfigSync{InReplicatedDecisions: true, CurrentNodes: slices.Clone(e.roster().nodes), CurrentConfig: e.conf}
+	}
+	return resp
 }
 
 func (e *Engine) fetch(in chan syncMsg, id, seq uint64) *decision {
@@ -293,7 +318,10 @@ func (e *Engine) verifyDecision(seq uint64, d *decision) error {
 	if md.LatestSequence != seq {
 		return fmt.Errorf("sequence %d, asked for %d", md.LatestSequence, seq)
 	}
-	lk, _ := e.keyOf(e.leaderOf(md.ViewId))
+	// The node set in force at seq is known: every earlier decision that
+	// could change it was applied before deliver returned.
+	r, _ := e.rosterAt(seq)
+	lk, _ := e.keyOf(r.leaderOf(md.ViewId))
 	if !e.sigOK(lk, e.proposalStatement(sha256.Sum256(p.Payload), sha256.Sum256(p.Metadata)), p.Header) {
 		return fmt.Errorf("header is not view %d's leader's signature", md.ViewId)
 	}
@@ -302,16 +330,16 @@ func (e *Engine) verifyDecision(seq uint64, d *decision) error {
 	}
 	seen := map[uint64]bool{}
 	for _, s := range d.sigs {
-		if seen[s.id] {
-			continue
+		if seen[s.id] || !r.has(s.id) {
+			continue // a repeat, or not a member at seq: does not count
 		}
 		if err := e.verifyCommit(s.id, s.value, s.msg, p); err != nil {
 			return err
 		}
 		seen[s.id] = true
 	}
-	if len(seen) < e.group.Quorum() {
-		return fmt.Errorf("%d commit signatures, need %d", len(seen), e.group.Quorum())
+	if len(seen) < r.quorum {
+		return fmt.Errorf("%d commit signatures of members, need %d", len(seen), r.quorum)
 	}
 	return nil
 }

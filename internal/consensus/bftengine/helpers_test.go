@@ -92,6 +92,13 @@ func (a *appliedLog) hook(i int) func(consensus.Applied) {
 	}
 }
 
+// members is how many members reported applying index.
+func (a *appliedLog) members(index uint64) int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.at[index])
+}
+
 // check fails if two members applied different entries at one index, or
 // one applied an entry whose request a member did not sign.
 func (a *appliedLog) check(t *testing.T, honest []int) {
@@ -133,7 +140,15 @@ type harness struct {
 
 func newHarness(t *testing.T, n int) *harness {
 	t.Helper()
-	h := &harness{t: t, c: bfttest.NewCluster(t, "reviews", n), applied: &appliedLog{}, seq: map[identity.PublicKey]uint64{}}
+	return newHarnessOf(t, bfttest.NewCluster(t, "reviews", n))
+}
+
+// newHarnessOf runs the nodes of c; those c.Group does not list start as
+// learners.
+func newHarnessOf(t *testing.T, c *bfttest.Cluster) *harness {
+	t.Helper()
+	n := len(c.Keys)
+	h := &harness{t: t, c: c, applied: &appliedLog{}, seq: map[identity.PublicKey]uint64{}}
 	for i := 0; i < n; i++ {
 		h.dirs = append(h.dirs, filepath.Join(t.TempDir(), fmt.Sprintf("m%d", i+1)))
 		h.engines = append(h.engines, nil)

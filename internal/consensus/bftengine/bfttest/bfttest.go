@@ -23,22 +23,37 @@ import (
 	"github.com/treaty-dev/treaty/internal/transport"
 )
 
-// Cluster is n members of one BFT group, each with a started transport.
-// Keys[i] is the member with node ID i+1 (the group's sorted order).
+// Cluster is n nodes, each with a started transport, and one BFT group of
+// them. Keys are sorted; with NewCluster every node is a founding member and
+// Keys[i] has node ID i+1. The transports and Networks admit every node of
+// the cluster: the engine decides who is a member.
 type Cluster struct {
 	Keys       []identity.PrivateKey
 	Transports []*transport.Transport
 	Group      fsm.Group
 	addrs      map[identity.PublicKey]string
+	all        memberSet
 }
 
 type memberSet map[identity.PublicKey]bool
 
 func (s memberSet) Admitted(k identity.PublicKey) bool { return s[k] }
 
-// NewCluster starts n transports for a group called name. Everything is
-// closed by tb.Cleanup.
+// NewCluster starts n transports for a group called name of all n nodes.
+// Everything is closed by tb.Cleanup.
 func NewCluster(tb testing.TB, name string, n int) *Cluster {
+	tb.Helper()
+	all := make([]int, n)
+	for i := range all {
+		all[i] = i
+	}
+	return NewClusterOf(tb, name, n, all)
+}
+
+// NewClusterOf starts n transports; the group called name is founded by the
+// nodes at the given positions of Keys (sorted), the others may be added
+// later. Everything is closed by tb.Cleanup.
+func NewClusterOf(tb testing.TB, name string, n int, founders []int) *Cluster {
 	tb.Helper()
 	c := &Cluster{addrs: map[identity.PublicKey]string{}}
 	set := memberSet{}
@@ -51,9 +66,10 @@ func NewCluster(tb testing.TB, name string, n int) *Cluster {
 		set[k.Public()] = true
 	}
 	slices.SortFunc(c.Keys, func(a, b identity.PrivateKey) int { return bytes.Compare(a.Public().Bytes(), b.Public().Bytes()) })
-	pubs := make([]identity.PublicKey, n)
-	for i, k := range c.Keys {
-		pubs[i] = k.Public()
+	c.all = set
+	var pubs []identity.PublicKey
+	for _, i := range founders {
+		pubs = append(pubs, c.Keys[i].Public())
 	}
 	g, err := fsm.NewGroup(name, fsm.ModeBFT, 0, pubs)
 	if err != nil {
@@ -87,7 +103,7 @@ func (c *Cluster) Network(tb testing.TB, i int) consensus.Network {
 		}
 		return a, nil
 	}
-	n, err := consensus.NewTransportNetwork(c.Transports[i], c.Group, resolve, c.Group.IsMember, slog.New(slog.DiscardHandler))
+	n, err := consensus.NewTransportNetwork(c.Transports[i], c.Group, resolve, c.all.Admitted, slog.New(slog.DiscardHandler))
 	if err != nil {
 		tb.Fatal(err)
 	}
