@@ -292,13 +292,15 @@ func (r *Relay) handle(ctx context.Context, c net.Conn) {
 		w, ok := r.waiting[n]
 		if ok && w.target.Equal(peer) {
 			delete(r.waiting, n)
-		}
-		r.mu.Unlock()
-		if !ok || !w.target.Equal(peer) {
-			_ = c.Close() // unknown circuit, or another key trying to take it
+			// Handed over under the lock (the channel has room for one and
+			// one sender), so a caller's side that gives up takes the lock
+			// after this and finds the answer to close.
+			w.ch <- c
+			r.mu.Unlock()
 			return
 		}
-		w.ch <- c // buffered: the caller's side takes it or closes it
+		r.mu.Unlock()
+		_ = c.Close() // unknown circuit, or another key trying to take it
 	default:
 		_ = c.Close()
 	}
