@@ -10,6 +10,7 @@ import (
 
 	"github.com/treaty-dev/treaty/internal/consensus"
 	"github.com/treaty-dev/treaty/internal/consensus/fsm"
+	"github.com/treaty-dev/treaty/internal/identity"
 )
 
 // TestMembershipChange: adding a member is a motion of the group; once it
@@ -46,6 +47,7 @@ func TestMembershipChange(t *testing.T) {
 	}
 	waitVoters(t, tc, 3)
 	tc.converge(pass.Index, 20*time.Second)
+	leaderAmong(t, tc, 0, 1, 3) // a removed leader steps down after committing its removal
 	a = tc.propose(1, fsm.Put("after-remove", []byte("ok")))
 	if a.Result.Code != fsm.CodeOK {
 		t.Fatalf("put after removal: %+v", a.Result)
@@ -55,6 +57,39 @@ func TestMembershipChange(t *testing.T) {
 	if _, err := tc.engine(2).ProposeFunc(ctx, tc.sign(2, fsm.Put("x", nil))); !errors.Is(err, consensus.ErrNotMember) {
 		t.Fatalf("propose from the removed member: %v, want ErrNotMember", err)
 	}
+}
+
+// leaderAmong waits until one of the engines in members leads and every
+// other one in members agrees.
+func leaderAmong(t *testing.T, tc *tcluster, members ...int) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		var lead identity.PublicKey
+		agreed := true
+		for _, i := range members {
+			e := tc.engine(i)
+			if e == nil {
+				agreed = false
+				break
+			}
+			l := e.Status().Leader
+			if l.IsZero() || (!lead.IsZero() && l != lead) {
+				agreed = false
+				break
+			}
+			lead = l
+		}
+		if agreed {
+			for _, i := range members {
+				if tc.c.Keys[i].Public() == lead {
+					return
+				}
+			}
+		}
+		pollPause()
+	}
+	t.Fatalf("no leader among %v agreed by them", members)
 }
 
 // waitVoters waits until a leader's raft configuration has n voters. It
