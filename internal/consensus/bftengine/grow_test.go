@@ -355,9 +355,9 @@ func TestRemovalShrinksTheNodeSet(t *testing.T) {
 		h.proposeOp(i, fsm.Vote(open.Result.Motion, true), 30*time.Second)
 	}
 	for _, i := range []int{0, 1, 2} {
-		waitFor(t, 10*time.Second, fmt.Sprintf("three nodes on member %d", i+1), func() bool { return len(h.engines[i].roster().nodes) == 3 })
+		waitFor(t, 30*time.Second, fmt.Sprintf("three nodes on member %d", i+1), func() bool { return len(h.engines[i].roster().nodes) == 3 })
 	}
-	waitFor(t, 10*time.Second, "the removed member to leave SmartBFT", func() bool { return h.engines[3].self.Load() == 0 })
+	waitFor(t, 30*time.Second, "the removed member to leave SmartBFT", func() bool { return h.engines[3].self.Load() == 0 })
 	if _, err := h.engines[3].ProposeOp(context.Background(), fsm.Put("x", nil)); !errors.Is(err, consensus.ErrNotMember) {
 		t.Fatalf("propose by the removed member: %v, want ErrNotMember", err)
 	}
