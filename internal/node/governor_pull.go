@@ -59,6 +59,7 @@ const (
 type decidedStore struct {
 	path    string
 	held    []membership.Decided // newest decision first
+	byHash  map[[32]byte]string  // held texts by SHA-256, for fetches
 	ann     atomic.Pointer[[]membership.Statement]
 	pending map[string][]pullCandidate // by decision (decidedSeenKey)
 	sem     chan struct{}
@@ -173,15 +174,19 @@ func (n *Node) pruneDecidedLocked() {
 }
 
 // announceLocked signs the announcements of the held statements, for
-// gossip's push-pull state (signing is deterministic: the same statement
+// gossip's push-pull state, and indexes them by digest for fetches (signing is deterministic: the same statement
 // gives the same announcement, which members have seen already).
 func (n *Node) announceLocked() {
 	var out []membership.Statement
+	byHash := map[[32]byte]string{}
 	for _, d := range n.gov.store.held {
-		if st, err := membership.SignDecidedAnnouncement(n.key, membership.AnnounceDecided(d)); err == nil {
+		a := membership.AnnounceDecided(d)
+		byHash[a.Digest] = d.Text
+		if st, err := membership.SignDecidedAnnouncement(n.key, a); err == nil {
 			out = append(out, st)
 		}
 	}
+	n.gov.store.byHash = byHash
 	n.gov.store.ann.Store(&out)
 }
 
@@ -197,12 +202,8 @@ func (n *Node) decidedAnnouncements() []membership.Statement {
 func (n *Node) heldDecided(digest [32]byte) (string, bool) {
 	n.gov.mu.Lock()
 	defer n.gov.mu.Unlock()
-	for _, d := range n.gov.store.held {
-		if sha256.Sum256([]byte(d.Text)) == digest {
-			return d.Text, true
-		}
-	}
-	return "", false
+	text, ok := n.gov.store.byHash[digest]
+	return text, ok
 }
 
 // decidedAnnounced takes an announcement gossip accepted (it must not
