@@ -67,9 +67,10 @@ func TestGovernorPullsMissedDecisions(t *testing.T) {
 			}
 			return true
 		})
+		start := time.Now()
 		delta.Start(t)
-		took := eventually(t, pulledBound, "restarted delta refuses mallory", func() bool { return !delta.Node().Admitted(mallory.ID) })
-		t.Logf("restarted delta refused mallory %v after its start", took)
+		eventually(t, pulledBound, "restarted delta refuses mallory", func() bool { return !delta.Node().Admitted(mallory.ID) })
+		t.Logf("restarted delta refused mallory %v after its start began", time.Since(start))
 		eventually(t, governedBound, "delta audits the revocation as pulled", func() bool {
 			for _, e := range delta.Audit(t, audit.Filter{Kind: node.KindKeyRevoked, Peer: mallory.ID.String()}) {
 				var rep map[string]any
@@ -108,11 +109,12 @@ func TestGovernorPullsMissedDecisions(t *testing.T) {
 		echo := c.Add(t, "echo", outside)
 		c.Federate(t, echo, globex)
 		echo.Stop(t)
+		start := time.Now()
 		echo.Start(t)
-		took := eventually(t, pulledBound, "echo learns foxtrot from the group's decision", func() bool {
+		eventually(t, pulledBound, "echo learns foxtrot from the group's decision", func() bool {
 			return echo.Node().PeerSource(k) == config.SourceDecision
 		})
-		t.Logf("echo learned foxtrot %v after its start", took)
+		t.Logf("echo learned foxtrot %v after its start began", time.Since(start))
 		if p, _ := knows(echo, k); p.Addr != "127.0.0.1:9" || p.Name != "foxtrot" {
 			t.Fatalf("echo's entry for foxtrot: %+v", p)
 		}
@@ -174,10 +176,46 @@ func TestGovernorPullsMissedDecisions(t *testing.T) {
 		if !delta.Node().Admitted(globex.ID) {
 			t.Fatal("delta applied a revocation it was not proven")
 		}
+		// delta serves what it holds, by digest, and nothing else.
+		for req, want := range map[string]string{
+			"fetch zz":                          "error: ",
+			"fetch " + strings.Repeat("ab", 32): "error: not held here",
+			"fetch " + hex.EncodeToString(digestOf(genuine)): genuine,
+		} {
+			if got := fetchRaw(t, mallet, delta, req); !strings.HasPrefix(got, want) {
+				t.Fatalf("%q: delta answered %.80q, want %.80q", req, got, want)
+			}
+		}
 		eventually(t, governedBound, "delta audits a refused statement from mallet", func() bool {
 			return len(delta.Audit(t, audit.Filter{Kind: node.KindStmtRefused, Peer: malletKey.Public().String()})) > 0
 		})
 	})
+}
+
+func digestOf(text string) []byte {
+	d := sha256.Sum256([]byte(text))
+	return d[:]
+}
+
+// fetchRaw sends one request line to m on the decided-statement protocol
+// and returns the answer line.
+func fetchRaw(t *testing.T, tr *transport.Transport, m *Member, req string) string {
+	t.Helper()
+	conn, err := tr.Dial(t.Context(), m.Addr(), m.ID, node.ProtoDecided)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := conn.Write([]byte(req + "\n")); err != nil {
+		t.Fatal(err)
+	}
+	r := bufio.NewReaderSize(conn, 1<<20)
+	line, err := r.ReadString('\n')
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSuffix(line, "\n")
 }
 
 // heldDecided returns the first decided statement m keeps.
