@@ -226,7 +226,11 @@ type Config struct {
 	// MaxStatements bounds the statements kept to hand to members that join
 	// later (push-pull state). Zero: 256; allowed [1, 4096].
 	MaxStatements int
-	Timings       Timings
+	// Announce, if set, returns statements of Transient kinds this node adds
+	// to every push-pull state exchange (at most MaxAnnounce are used). It is
+	// called on memberlist's goroutine and must not block.
+	Announce func() []Statement
+	Timings  Timings
 	// Log receives gossip events. Nil: slog.Default().
 	Log *slog.Logger
 	// Now is the clock for record expiry. Nil: time.Now.
@@ -918,9 +922,11 @@ func (m *Membership) acceptStatement(b []byte) (bool, error) {
 		return false, nil
 	}
 	m.stmts[id] = struct{}{}
-	if len(m.kept) < m.cfg.MaxStatements {
+	switch {
+	case kind.Transient: // its announcer keeps it in its own state
+	case len(m.kept) < m.cfg.MaxStatements:
 		m.kept = append(m.kept, s)
-	} else {
+	default:
 		m.log.Warn("membership: statement store full; later joiners will not learn this one", "kind", s.Kind,
 			"max", m.cfg.MaxStatements)
 	}
@@ -967,11 +973,11 @@ func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte {
 	return d.m().queue.GetBroadcasts(overhead, limit)
 }
 
-// LocalState implements memberlist.Delegate: the kept statements, each
-// length-prefixed (uint16).
+// LocalState implements memberlist.Delegate: the kept statements and this
+// node's announcements, each length-prefixed (uint16).
 func (d *delegate) LocalState(bool) []byte {
 	var b []byte
-	for _, s := range d.m().Statements() {
+	for _, s := range append(d.m().Statements(), d.m().announced()...) {
 		enc, err := s.Marshal()
 		if err != nil {
 			continue

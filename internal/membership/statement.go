@@ -49,6 +49,12 @@ type Kind struct {
 	// gossip or from Publish, in no particular order across statements.
 	// It must not block (hand off to a goroutine for slow work). Optional.
 	Accept func(Statement)
+	// Transient statements are gossiped but not kept for later joiners: the
+	// node that stands behind one puts it in its own push-pull state
+	// (Config.Announce), so what a member hears reflects what its
+	// partners hold now, and the kept store (MaxStatements) does not fill
+	// with one copy per member.
+	Transient bool
 }
 
 // SignStatement returns a statement of kind with body, signed by k.

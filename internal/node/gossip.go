@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"time"
 
 	"github.com/treaty-dev/treaty/internal/audit"
@@ -42,16 +43,22 @@ func (n *Node) startGossip(ctx context.Context) error {
 	if len(nick) > membership.MaxNicknameBytes {
 		nick = nick[:membership.MaxNicknameBytes]
 	}
+	kinds := membership.AdmissionKinds(func(st membership.AdmissionStatement) {
+		// Off gossip's receive goroutine: applying edits files.
+		n.goTracked(func() { n.applyStatement(ctx, st.Text, identity.PublicKey{}, nil) })
+	})
+	// Announcements of decided statements (governor_pull.go).
+	maps.Copy(kinds, membership.DecidedKinds(func(from identity.PublicKey, a membership.DecidedAnnouncement) {
+		n.goTracked(func() { n.decidedAnnounced(ctx, from, a) })
+	}))
 	mc := membership.Config{
 		Self:      n.key,
 		Transport: n.tr,
 		Record: membership.Fields{Nickname: nick, Org: cfg.Membership.Org, Addrs: []string{n.tr.Addr().String()},
 			Relays: n.relayKeys(n.state.Load())},
-		Seeds: seeds,
-		Kinds: membership.AdmissionKinds(func(st membership.AdmissionStatement) {
-			// Off gossip's receive goroutine: applying edits files.
-			n.goTracked(func() { n.applyStatement(ctx, st.Text, identity.PublicKey{}, nil) })
-		}),
+		Seeds:      seeds,
+		Kinds:      kinds,
+		Announce:   n.decidedAnnouncements,
 		OnChange:   func(m membership.Member) { n.gossipChanged(ctx, m) },
 		OnEvidence: func(e membership.Evidence) { n.gossipEvidence(ctx, e) },
 		Log:        n.log.With("part", "gossip"),

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -49,8 +50,9 @@ const (
 
 // governor is the node's side of the governing group.
 type governor struct {
-	mu  sync.Mutex
-	ctx context.Context // the node's run context, set by startGovernor
+	mu    sync.Mutex
+	ctx   context.Context // the node's run context, set by startGovernor
+	store decidedStore    // decided statements kept and announced (governor_pull.go)
 }
 
 // governAddr is the address of a key this node proposed to admit: the group
@@ -96,6 +98,9 @@ func (n *Node) startGovernor(ctx context.Context) {
 	n.gov.mu.Lock()
 	n.gov.ctx = ctx
 	n.gov.mu.Unlock()
+	if err := n.loadDecided(); err != nil {
+		n.log.Error("decided statements not loaded: this node announces none until it applies new ones", "err", err)
+	}
 	l := n.tr.Listener(ProtoDecided)
 	context.AfterFunc(ctx, func() { l.Close() })
 	n.wg.Add(1)
@@ -117,29 +122,7 @@ func (n *Node) governorName() string {
 // governing group's: the one membership.governor gives, the one declared
 // under groups:, or the one this node runs (its current epoch).
 func (n *Node) governs(g fsm.Group) bool {
-	st := n.state.Load()
-	gov := st.cfg.Membership.Governor
-	if gov == nil || g.Name != gov.Group {
-		return false
-	}
-	id := g.ID()
-	if keys, err := st.cfg.GovernorMembers(n.self); err == nil && keys != nil {
-		if d, err := fsm.NewGroup(gov.Group, fsm.Mode(gov.Mode), 0, keys); err == nil && d.ID() == id {
-			return true
-		}
-	}
-	for _, d := range st.cfg.Groups {
-		if d.Name != g.Name {
-			continue
-		}
-		if keys, err := st.cfg.GroupMembers(d, n.self); err == nil {
-			if dg, err := fsm.NewGroup(d.Name, fsm.Mode(d.Mode), 0, keys); err == nil && dg.ID() == id {
-				return true
-			}
-		}
-	}
-	cur, ok := n.governingGroup()
-	return ok && cur.ID() == id
+	return g.Name == n.governorName() && slices.Contains(n.trustedGovernors(), g.ID())
 }
 
 // governorDefined reports whether this node has a definition of its
@@ -224,14 +207,16 @@ func (n *Node) governorPassed(ctx context.Context, g fsm.Group, motion string, p
 	}
 	if act.Kind == membership.ActionRevoke {
 		if n.adm.refusedWhy(act.Key) == "revoked" {
-			return // already in effect here (another member's statement came first)
+			// Another member's statement came first, and spread from there.
+			n.log.Info("governing revocation already in effect here; not wrapped again", "group", group, "motion", motion, "peer", act.Key)
+			return
 		}
 		if int(mo.Quorum) < g.Quorum() {
 			n.log.Warn("governing motion passed with less than the group's quorum: not applied", "group", group, "motion", motion, "quorum", mo.Quorum)
 			return
 		}
 		d := membership.Decided{Action: act, Group: g, Motion: motion, Opened: mo.ID, Passed: passed}
-		if err := n.applyGroupRevocation(ctx, d, identity.PublicKey{}, func() {}); err != nil {
+		if err := n.applyGroupRevocation(ctx, d, identity.PublicKey{}, false, func() {}); err != nil {
 			n.log.Error("group revocation not applied", "group", group, "motion", motion, "err", err)
 		}
 		n.adm.markSeen(decidedSeenKey(g, passed))
@@ -313,6 +298,10 @@ func (n *Node) serveDecided(ctx context.Context, c net.Conn) {
 	from, _ := transport.PeerFromConn(c)
 	br := bufio.NewReader(c)
 	line, err := readLineFrom(br, decidedLineMax)
+	if err == nil && strings.HasPrefix(string(line), fetchPrefix) {
+		n.serveFetch(c, string(line))
+		return
+	}
 	var coveredLine []byte
 	if err == nil {
 		coveredLine, err = readLineFrom(br, coveredLineMax)
@@ -343,10 +332,22 @@ func (n *Node) serveDecided(ctx context.Context, c net.Conn) {
 // governing group is refused and counted against from. It reports whether
 // the decision was new here.
 func (n *Node) applyDecided(ctx context.Context, text string, from identity.PublicKey, ack func()) (bool, error) {
+	return n.applyDecidedFrom(ctx, text, from, nil, ack)
+}
+
+// applyDecidedFrom is applyDecided for a statement pushed (want nil) or
+// fetched after the announcement want (governor_pull.go), which it must
+// match. A statement this node applies, or had applied, is kept and
+// announced.
+func (n *Node) applyDecidedFrom(ctx context.Context, text string, from identity.PublicKey, want *membership.DecidedAnnouncement, ack func()) (bool, error) {
 	d, err := membership.ParseDecided(text)
 	if err == nil && !n.governs(d.Group) {
 		err = &membership.StatementError{Kind: membership.KindDecided, Err: membership.ErrNotGoverning,
 			Reason: fmt.Sprintf("group %s (%s) is not the governing group this node trusts", d.Group.Name, d.Group.ID())}
+	}
+	if err == nil && want != nil && !want.Matches(d) {
+		err = &membership.StatementError{Kind: membership.KindDecided, Err: membership.ErrBadSignature,
+			Reason: "the fetched statement is not the decision its announcer announced"}
 	}
 	if errors.Is(err, membership.ErrNotGoverning) && !n.governorDefined() {
 		// Any member can send these: logged a bounded number of times (refusals.go).
@@ -362,13 +363,15 @@ func (n *Node) applyDecided(ctx context.Context, text string, from identity.Publ
 	seen := decidedSeenKey(d.Group, d.Passed)
 	if n.adm.markSeen(seen) {
 		ack()
+		n.keepDecided(ctx, d)
 		return false, nil
 	}
+	pulled := want != nil
 	switch d.Action.Kind {
 	case membership.ActionRevoke:
-		err = n.applyGroupRevocation(ctx, d, from, ack)
+		err = n.applyGroupRevocation(ctx, d, from, pulled, ack)
 	case membership.ActionAdmit:
-		err = n.applyGroupAdmission(ctx, d, from)
+		err = n.applyGroupAdmission(ctx, d, from, pulled)
 	}
 	switch {
 	case errors.Is(err, errStale):
@@ -384,6 +387,7 @@ func (n *Node) applyDecided(ctx context.Context, text string, from identity.Publ
 		n.adm.forget(seen)
 		return false, err
 	}
+	n.keepDecided(ctx, d)
 	return true, nil
 }
 
@@ -408,7 +412,9 @@ type groupRevocation struct {
 // applyGroupRevocation revokes a key as a self-revocation does: persisted,
 // refused at every handshake (with every key it rotated to), connections
 // closed, dropped from the book, audited.
-func (n *Node) applyGroupRevocation(ctx context.Context, d membership.Decided, from identity.PublicKey, ack func()) error {
+// pulled says that this node fetched the statement after an announcement
+// (audited as "pulled": true).
+func (n *Node) applyGroupRevocation(ctx context.Context, d membership.Decided, from identity.PublicKey, pulled bool, ack func()) error {
 	k := d.Action.Key
 	a := &n.adm
 	a.mu.Lock()
@@ -444,6 +450,9 @@ func (n *Node) applyGroupRevocation(ctx context.Context, d membership.Decided, f
 	if !from.IsZero() {
 		rep["relayed_by"] = from.String()
 	}
+	if pulled {
+		rep["pulled"] = true
+	}
 	n.auditAdmission(ctx, KindKeyRevoked, k, "in", rep)
 	n.adm.counts.revocations.Add(1)
 	n.log.Warn("key revoked by the governing group", "peer", k, "group", d.Group.Name, "motion", d.Motion, "connections_closed", closed)
@@ -454,7 +463,7 @@ func (n *Node) applyGroupRevocation(ctx context.Context, d membership.Decided, f
 // with source decision and no grants (default deny stays). As with
 // introductions, a decision older than introductionMaxAge is not applied: an
 // old one cannot bring back a key an operator removed.
-func (n *Node) applyGroupAdmission(ctx context.Context, d membership.Decided, from identity.PublicKey) error {
+func (n *Node) applyGroupAdmission(ctx context.Context, d membership.Decided, from identity.PublicKey, pulled bool) error {
 	k := d.Action.Key
 	if k == n.self {
 		return nil
@@ -484,6 +493,9 @@ func (n *Node) applyGroupAdmission(ctx context.Context, d membership.Decided, fr
 		"group_id": d.Group.ID().String(), "motion": d.Motion, "index": d.Passed}
 	if !from.IsZero() {
 		rep["relayed_by"] = from.String()
+	}
+	if pulled {
+		rep["pulled"] = true
 	}
 	n.auditAdmission(ctx, KindMemberAdmit, k, "in", rep)
 	n.log.Info("member admitted by the governing group", "peer", k, "name", name, "group", d.Group.Name)
