@@ -167,6 +167,9 @@ type piece struct {
 	kind byte // 't' text, 's' inside a JSON string, 'n' a whole JSON number
 }
 
+// maxPooledToks bounds the token lists kept for reuse across calls.
+const maxPooledToks = 4096
+
 func (s *Sanitizer) rewrite(ctx context.Context, peer string, pol Policy, data []byte, fs []Finding, record bool) ([]byte, error) {
 	changes := false
 	for _, f := range fs {
@@ -180,7 +183,14 @@ func (s *Sanitizer) rewrite(ctx context.Context, peer string, pol Policy, data [
 	}
 	var toks []jsonTok
 	if len(data) > 0 && (data[0] == '{' || data[0] == '[') {
-		toks = make([]jsonTok, 0, 64) // a typical call's strings and numbers, without regrowing
+		tp := s.toks.Get().(*[]jsonTok)
+		defer func() {
+			if cap(toks) <= maxPooledToks { // a huge document's list is not kept
+				*tp = toks[:0]
+				s.toks.Put(tp)
+			}
+		}()
+		toks = (*tp)[:0]
 	}
 	isJSON := validJSON(data, &toks)
 	var out bytes.Buffer
@@ -188,7 +198,7 @@ func (s *Sanitizer) rewrite(ctx context.Context, peer string, pol Policy, data [
 	pos := 0
 	var pieces []piece
 	cur := jsonCursor{tok: -1}
-	memo := map[string]string{}
+	var memo map[string]string // built at the first pseudonym
 	for i, f := range fs {
 		if i&255 == 255 && ctx.Err() != nil {
 			return nil, fmt.Errorf("%w (%d bytes): %w", ErrDeadline, len(data), ctx.Err())
@@ -211,36 +221,50 @@ func (s *Sanitizer) rewrite(ctx context.Context, peer string, pol Policy, data [
 				continue
 			}
 			out.Write(data[pos:p.s])
-			var rep string
 			if a == ActionRedact {
-				rep = "<redacted:" + string(f.Category) + ">"
-			} else {
-				e := vaultEntry{Value: data[p.s:p.e]}
-				switch p.kind {
-				case 's':
-					e.Value = unescapeJSON(e.Value)
-				case 'n':
-					e.Num = true
+				// Written in place: no string built per finding.
+				if p.kind == 'n' {
+					out.WriteByte('"')
 				}
-				// A value repeated in one message is looked up once.
-				mk := string(f.Category) + "\x00" + string(e.Value)
-				if e.Num {
-					mk += "\x00n"
+				out.WriteString("<redacted:")
+				out.WriteString(string(f.Category))
+				out.WriteByte('>')
+				if p.kind == 'n' {
+					out.WriteByte('"')
 				}
-				tok, ok := memo[mk]
-				if !ok {
-					var err error
-					if tok, err = s.vault.issue(s.mac, peer, f.Category, e, record); err != nil {
-						return nil, err
-					}
-					memo[mk] = tok
+				pos = p.e
+				continue
+			}
+			e := vaultEntry{Value: data[p.s:p.e]}
+			switch p.kind {
+			case 's':
+				e.Value = unescapeJSON(e.Value)
+			case 'n':
+				e.Num = true
+			}
+			// A value repeated in one message is looked up once.
+			mk := string(f.Category) + "\x00" + string(e.Value)
+			if e.Num {
+				mk += "\x00n"
+			}
+			tok, ok := memo[mk]
+			if !ok {
+				var err error
+				if tok, err = s.vault.issue(s.mac, peer, f.Category, e, record); err != nil {
+					return nil, err
 				}
-				rep = tok
+				if memo == nil {
+					memo = map[string]string{}
+				}
+				memo[mk] = tok
 			}
 			if p.kind == 'n' {
-				rep = `"` + rep + `"`
+				out.WriteByte('"') // a number becomes a string token
 			}
-			out.WriteString(rep)
+			out.WriteString(tok)
+			if p.kind == 'n' {
+				out.WriteByte('"')
+			}
 			pos = p.e
 		}
 	}

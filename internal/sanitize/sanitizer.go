@@ -62,6 +62,7 @@ type Sanitizer struct {
 	canaries *canaryIndex
 	mac      *tokenMAC // pseudonyms
 	pool     sync.Pool
+	toks     sync.Pool // *[]jsonTok: rewrite's token list, reused across calls
 }
 
 type triggerKind uint8
@@ -149,6 +150,10 @@ func New(cfg Config) (*Sanitizer, error) {
 		return nil, err
 	}
 	s.pool.New = func() any { return new(scanner) }
+	s.toks.New = func() any {
+		t := make([]jsonTok, 0, 64) // a typical call's strings and numbers, without regrowing
+		return &t
+	}
 	return s, nil
 }
 
