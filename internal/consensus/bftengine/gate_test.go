@@ -177,3 +177,42 @@ func TestRefusalOnlyFromTheLeaderAskedIsTaken(t *testing.T) {
 		t.Fatalf("stage %q, want trust", refusal.StageOf(w.ob.err))
 	}
 }
+
+// TestAdmissionsAreReleased: an admission is released when its request is
+// decided, when this member no longer leads, or when it waited past
+// admitHold, so a request that never decides holds no budget for long; the
+// memory of decided requests is bounded.
+func TestAdmissionsAreReleased(t *testing.T) {
+	e := &Engine{opts: testOptions(), gate: gate{held: map[[32]byte]admission{}, decided: map[[32]byte]bool{}}}
+	e.cfg.AdmitRequest = func(identity.PublicKey, int) (func(), error) { return nil, nil }
+	released := map[string]int{}
+	adm := func(name string, leader uint64, at time.Time) admission {
+		return admission{release: func() { released[name]++ }, leader: leader, at: at}
+	}
+	now := time.Now()
+	items := map[string][]byte{"live": []byte("live"), "other-view": []byte("other"), "stale": []byte("stale")}
+	e.gate.held[sha256.Sum256(items["live"])] = adm("live", 1, now)
+	e.gate.held[sha256.Sum256(items["other-view"])] = adm("other-view", 2, now)
+	e.gate.held[sha256.Sum256(items["stale"])] = adm("stale", 1, now.Add(-e.admitHold()-time.Second))
+	e.gate.mu.Lock()
+	e.sweepLocked(1, now)
+	e.gate.mu.Unlock()
+	if released["other-view"] != 1 || released["stale"] != 1 || released["live"] != 0 || len(e.gate.held) != 1 {
+		t.Fatalf("after the sweep: released %v, %d held", released, len(e.gate.held))
+	}
+	e.decidedItems([][]byte{items["live"]})
+	if released["live"] != 1 || len(e.gate.held) != 0 || !e.isDecided(sha256.Sum256(items["live"])) {
+		t.Fatalf("after its decision: released %v, %d held", released, len(e.gate.held))
+	}
+	for i := range decidedKept + 1 {
+		e.decidedItems([][]byte{fmt.Appendf(nil, "item %d", i)})
+	}
+	if n := len(e.gate.decided); n > decidedKept {
+		t.Fatalf("%d decided items remembered, limit %d", n, decidedKept)
+	}
+	e.gate.held[sha256.Sum256(items["live"])] = adm("live", 1, now)
+	e.releaseAll()
+	if released["live"] != 2 || len(e.gate.held) != 0 {
+		t.Fatalf("after close: released %v, %d held", released, len(e.gate.held))
+	}
+}
