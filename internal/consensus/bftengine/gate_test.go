@@ -144,6 +144,13 @@ func TestFloodingMemberIsBudgeted(t *testing.T) {
 	if found {
 		t.Fatal("the refused request was ordered")
 	}
+	// Once the allowance is raised, the proposer may try again.
+	gates[li].mu.Lock()
+	gates[li].limit++
+	gates[li].mu.Unlock()
+	if _, err := h.engines[flooder].ProposeOp(ctx, fsm.Put("over", []byte("v"))); err != nil {
+		t.Fatalf("retry within the raised allowance: %v", err)
+	}
 	waitFor(t, 10*time.Second, "every admission released", func() bool { return gates[li].outstanding() == 0 })
 }
 
