@@ -15,7 +15,8 @@ import (
 )
 
 // groupAdmitRequest gates a proposal another member asks this node to order
-// for it (a Raft follower's request forwarded to this leader). It is the
+// for it (a Raft follower's request forwarded to this leader, a BFT member's
+// request sent to this node as the view's leader). It is the
 // call path's trust and budget gate applied to group traffic:
 //
 //   - a quarantined member is refused at stage trust;

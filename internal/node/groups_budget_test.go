@@ -29,6 +29,12 @@ var groupRate = budget.Rule{Peer: "*", Capability: "group:team", Dir: budget.In,
 // the budget rule groupRate, and creates raft group "team" of all of them.
 func groupNodes(t *testing.T, names ...string) []*Node {
 	t.Helper()
+	return groupNodesOf(t, "raft", names...)
+}
+
+// groupNodesOf is groupNodes for a group of mode (raft or bft).
+func groupNodesOf(t *testing.T, mode string, names ...string) []*Node {
+	t.Helper()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	var nodes []*Node
 	for _, name := range names {
@@ -68,7 +74,7 @@ func groupNodes(t *testing.T, names ...string) []*Node {
 		}
 	}
 	for _, n := range nodes {
-		g, err := n.GroupDefinition("team", "raft", names)
+		g, err := n.GroupDefinition("team", mode, names)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -94,6 +94,8 @@ type Engine struct {
 	curGroup atomic.Pointer[fsm.Group]
 	memberMo map[string]bool // open membership motions, by name ("#index")
 	waiters  map[[32]byte][]chan consensus.Applied
+	outb     map[[32]byte]*outbound // requests sent to a leader, by hash (gate.go)
+	gate     gate
 	seqMu    sync.Mutex // ProposeOp: signs and enqueues in sequence order
 	verMu    sync.Mutex
 	verified map[[32]byte]bool // items whose signature checkItem verified (the leader checks a forwarded request, then its proposal)
@@ -205,6 +207,7 @@ func newEngine(ctx context.Context, cfg consensus.EngineConfig, opts options) (*
 		atts: map[uint64]map[uint64][]byte{}, attWake: make(chan struct{}),
 		wits: map[[2]uint64]witness{}, evLast: map[string]time.Time{}, verified: map[[32]byte]bool{},
 		applyQ: make(chan applyJob, applyQueue), memberMo: map[string]bool{},
+		outb: map[[32]byte]*outbound{}, gate: gate{held: map[[32]byte]admission{}, decided: map[[32]byte]bool{}},
 	}
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("bftengine: EngineConfig.Dir: %w", err)
@@ -562,6 +565,7 @@ func (e *Engine) apply(j applyJob) {
 		delete(e.waiters, k)
 	}
 	e.mu.Unlock()
+	e.decidedItems(j.b.items)
 	e.prunePool(j.b.items)
 	for i, ch := range wake {
 		ch <- got[i] // buffered, one send per waiter
@@ -649,63 +653,88 @@ func (e *Engine) Propose(ctx context.Context, req []byte) (consensus.Applied, er
 }
 
 func (e *Engine) submit(ctx context.Context, item []byte) (consensus.Applied, error) {
-	ch, k, err := e.enqueue(item)
+	w, err := e.enqueue(item)
 	if err != nil {
 		return consensus.Applied{}, err
 	}
-	defer e.unwait(k, ch)
-	return e.await(ctx, ch, item)
+	defer e.unwait(w)
+	return e.await(ctx, w, item)
+}
+
+// waiter is one call waiting for its item: applied here, or refused by the
+// leader it was sent to.
+type waiter struct {
+	k  [32]byte
+	ch chan consensus.Applied
+	ob *outbound
 }
 
 // enqueue registers a waiter for item and hands it to SmartBFT's pool and to
 // the leader. Items enqueued one after another reach the leader in that order.
-func (e *Engine) enqueue(item []byte) (chan consensus.Applied, [32]byte, error) {
-	k := sha256.Sum256(item)
+func (e *Engine) enqueue(item []byte) (waiter, error) {
+	w := waiter{k: sha256.Sum256(item)}
 	c, self := e.cons(), e.self.Load()
 	switch {
 	case self == 0:
-		return nil, k, fmt.Errorf("bftengine: propose: this node is not in the group's current definition: %w", consensus.ErrNotMember)
+		return w, fmt.Errorf("bftengine: propose: this node is not in the group's current definition: %w", consensus.ErrNotMember)
 	case c == nil:
-		return nil, k, fmt.Errorf("bftengine: propose: %w: this member is still catching up with the group", consensus.ErrNoQuorum)
+		return w, fmt.Errorf("bftengine: propose: %w: this member is still catching up with the group", consensus.ErrNoQuorum)
 	}
-	ch := make(chan consensus.Applied, 1)
+	w.ch = make(chan consensus.Applied, 1)
 	e.mu.Lock()
-	e.waiters[k] = append(e.waiters[k], ch)
+	e.waiters[w.k] = append(e.waiters[w.k], w.ch)
+	w.ob = e.trackLocked(w.k)
 	e.mu.Unlock()
 	if err := c.SubmitRequest(item); err != nil {
 		switch {
 		case strings.Contains(err.Error(), "already exists"):
 			// The same bytes are pending: wait for them.
 		case strings.Contains(err.Error(), "already processed"):
-			e.unwait(k, ch)
-			return nil, k, ErrDuplicate
+			e.unwait(w)
+			return w, ErrDuplicate
 		default:
-			e.unwait(k, ch)
-			return nil, k, fmt.Errorf("bftengine: propose: %w: %v", consensus.ErrNoQuorum, err)
+			e.unwait(w)
+			return w, fmt.Errorf("bftengine: propose: %w: %v", consensus.ErrNoQuorum, err)
 		}
 	}
 	// SmartBFT's pool forwards to the leader only after RequestForwardTimeout;
 	// send it now so a follower's request costs one hop, not a timeout.
 	if l := e.leaderID(); l != 0 && l != self {
-		e.comm.SendTransaction(l, item)
+		e.forward(l, w.k, item)
 	}
-	return ch, k, nil
+	return w, nil
 }
 
 // await waits for item to be applied here. Every resendEvery it sends the
 // item to the leader again: a forwarded copy can be lost with a connection,
 // and a leader that already ordered it refuses the copy (or, if the copy
-// comes late, orders it again and the machine refuses it as a replay).
-func (e *Engine) await(ctx context.Context, ch chan consensus.Applied, item []byte) (consensus.Applied, error) {
+// comes late, orders it again and the machine refuses it as a replay). A
+// refusal by a leader's gate ends the wait with that refusal; the item
+// leaves this member's pool, so that it is not ordered after the caller
+// heard it was not (the caller may propose again).
+func (e *Engine) await(ctx context.Context, w waiter, item []byte) (consensus.Applied, error) {
 	tick := time.NewTicker(resendEvery)
 	defer tick.Stop()
 	for {
 		select {
-		case a := <-ch:
+		case a := <-w.ch:
 			return a, nil
+		case <-w.ob.refused:
+			select {
+			case a := <-w.ch:
+				return a, nil // applied after all
+			default:
+			}
+			if c := e.cons(); c != nil && c.Pool != nil {
+				_ = c.Pool.RemoveRequest(requestInfo(item)) // absent: already gone
+			}
+			e.mu.Lock()
+			err := w.ob.err
+			e.mu.Unlock()
+			return consensus.Applied{}, err
 		case <-tick.C:
 			if l := e.leaderID(); l != 0 && l != e.self.Load() {
-				e.comm.SendTransaction(l, item)
+				e.forward(l, w.k, item)
 			}
 		case <-e.done:
 			return consensus.Applied{}, fmt.Errorf("bftengine: propose: %w", consensus.ErrClosed)
@@ -737,19 +766,21 @@ func (e *Engine) ProposeOp(ctx context.Context, op fsm.Op) (consensus.Applied, e
 	}
 	item := q.Encode()
 	e.markVerified(sha256.Sum256(item)) // signed here
-	ch, k, err := e.enqueue(item)
+	w, err := e.enqueue(item)
 	e.seqMu.Unlock()
 	if err != nil {
 		return consensus.Applied{}, err
 	}
-	defer e.unwait(k, ch)
-	return e.await(ctx, ch, item)
+	defer e.unwait(w)
+	return e.await(ctx, w, item)
 }
 
-func (e *Engine) unwait(k [32]byte, ch chan consensus.Applied) {
+func (e *Engine) unwait(w waiter) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	ws := slices.DeleteFunc(e.waiters[k], func(c chan consensus.Applied) bool { return c == ch })
+	e.untrackLocked(w.k)
+	k := w.k
+	ws := slices.DeleteFunc(e.waiters[k], func(c chan consensus.Applied) bool { return c == w.ch })
 	if len(ws) == 0 {
 		delete(e.waiters, k)
 	} else {
@@ -910,6 +941,7 @@ func (e *Engine) Close() error {
 		}
 		e.comm.close()
 		e.applying.Wait()
+		e.releaseAll()
 		e.stopTickers()
 		err = e.closeStores()
 	})

@@ -27,9 +27,11 @@ func (e *Engine) handleFrame(l *link, f frame) {
 			c.HandleMessage(l.id, m)
 		}
 	case kindRequest:
-		if c := e.cons(); c != nil && e.self.Load() != 0 {
+		if c := e.cons(); c != nil && e.self.Load() != 0 && e.admitForwarded(l, f.body) {
 			c.HandleRequest(l.id, f.body)
 		}
+	case kindRefusal:
+		e.takeRefusal(l, f.ref)
 	case kindAttest:
 		e.takeAttests(l.id, f.attests)
 	case kindAttestReq:

@@ -133,6 +133,7 @@ type harness struct {
 	engines []*Engine
 	opts    []options
 	ev      []*evidenceLog
+	gates   []func(identity.PublicKey, int) (func(), error) // each member's AdmitRequest, nil: none
 	applied *appliedLog
 	seq     map[identity.PublicKey]uint64
 	seqMu   sync.Mutex
@@ -154,6 +155,7 @@ func newHarnessOf(t *testing.T, c *bfttest.Cluster) *harness {
 		h.engines = append(h.engines, nil)
 		h.opts = append(h.opts, testOptions())
 		h.ev = append(h.ev, &evidenceLog{})
+		h.gates = append(h.gates, nil)
 	}
 	t.Cleanup(func() {
 		for _, e := range h.engines {
@@ -178,7 +180,7 @@ func (h *harness) start(i int) *Engine {
 	defer cancel()
 	e, err := newEngine(ctx, consensus.EngineConfig{
 		Group: h.c.Group, Self: h.c.Keys[i], Dir: h.dirs[i], Net: h.c.Network(h.t, i),
-		OnApply: h.applied.hook(i), OnEvidence: h.ev[i].add, Log: testLogger(h.t, i),
+		OnApply: h.applied.hook(i), OnEvidence: h.ev[i].add, AdmitRequest: h.gates[i], Log: testLogger(h.t, i),
 	}, h.opts[i])
 	if err != nil {
 		h.t.Fatalf("start member %d: %v", i+1, err)

@@ -26,15 +26,16 @@ const (
 type kind uint8
 
 const (
-	kindConsensus   kind = 1 // a SmartBFT protocol message (protobuf)
-	kindRequest     kind = 2 // a batch item forwarded to the leader
-	kindAttest      kind = 3 // the sender's attestations: count, then (index, signature) pairs
-	kindAttestReq   kind = 4 // "send me your attestation of index"
-	kindHeightReq   kind = 5 // "what is your last decided sequence?"
-	kindHeight      kind = 6 // the sender's last decided sequence
-	kindDecisionReq kind = 7 // "send me decision seq"
-	kindDecision    kind = 8 // seq and the encoded decision (empty: not held)
-	kindWitness     kind = 9 // a leader-signed proposal header the sender received
+	kindConsensus   kind = 1  // a SmartBFT protocol message (protobuf)
+	kindRequest     kind = 2  // a batch item forwarded to the leader
+	kindAttest      kind = 3  // the sender's attestations: count, then (index, signature) pairs
+	kindAttestReq   kind = 4  // "send me your attestation of index"
+	kindHeightReq   kind = 5  // "what is your last decided sequence?"
+	kindHeight      kind = 6  // the sender's last decided sequence
+	kindDecisionReq kind = 7  // "send me decision seq"
+	kindDecision    kind = 8  // seq and the encoded decision (empty: not held)
+	kindWitness     kind = 9  // a leader-signed proposal header the sender received
+	kindRefusal     kind = 10 // the leader's gate refused a forwarded request: its hash, stage, reason (gate.go)
 )
 
 // frame is one decoded message between members. Only the fields of its kind
@@ -46,6 +47,7 @@ type frame struct {
 	attests []attest  // attest
 	dec     *decision // decision (nil: the sender does not hold it)
 	wit     witness   // witness
+	ref     refusalOf // refusal
 }
 
 type attest struct {
@@ -194,6 +196,10 @@ func encodeFrame(f frame) []byte {
 		w.raw(f.wit.payloadHash[:])
 		w.raw(f.wit.mdHash[:])
 		w.bytes(f.wit.sig)
+	case kindRefusal:
+		w.raw(f.ref.hash[:])
+		w.u8(uint8(f.ref.stage))
+		w.bytes([]byte(f.ref.reason))
 	}
 	binary.BigEndian.PutUint32(w.b, uint32(len(w.b)-4))
 	return w.b
@@ -244,6 +250,13 @@ func decodeFrame(b []byte) (frame, error) {
 		copy(f.wit.payloadHash[:], r.take(32))
 		copy(f.wit.mdHash[:], r.take(32))
 		f.wit.sig = r.bytes("witness signature", maxSigBytes)
+	case kindRefusal:
+		copy(f.ref.hash[:], r.take(32))
+		f.ref.stage = refStage(r.u8())
+		if r.err == nil && f.ref.stage != refBudget && f.ref.stage != refTrust {
+			r.fail(fmt.Errorf("refusal: unknown stage %d", f.ref.stage))
+		}
+		f.ref.reason = string(r.bytes("refusal reason", maxRefReason))
 	default:
 		if r.err == nil {
 			r.fail(fmt.Errorf("unknown kind %d", uint8(f.kind)))

@@ -26,6 +26,32 @@ func sampleFrames() []frame {
 		{kind: kindDecision, seq: 5, dec: d},
 		{kind: kindDecision, seq: 6},
 		{kind: kindWitness, wit: witness{view: 1, seq: 2, payloadHash: [32]byte{1}, mdHash: [32]byte{2}, sig: bytes.Repeat([]byte{3}, 64)}},
+		{kind: kindRefusal, ref: refusalOf{hash: [32]byte{7}, stage: refBudget, reason: "rate: 10/s"}},
+		{kind: kindRefusal, ref: refusalOf{hash: [32]byte{8}, stage: refTrust}},
+	}
+}
+
+// TestRefusalFrameIsStrict: a refusal comes from a peer that may lie.
+func TestRefusalFrameIsStrict(t *testing.T) {
+	good := encodeFrame(frame{kind: kindRefusal, ref: refusalOf{hash: [32]byte{1}, stage: refTrust, reason: "q"}})[4:]
+	if _, err := decodeFrame(good); err != nil {
+		t.Fatal(err)
+	}
+	stageAt := 1 + 32
+	bad := map[string][]byte{
+		"unknown stage": func() []byte { b := bytes.Clone(good); b[stageAt] = 3; return b }(),
+		"zero stage":    func() []byte { b := bytes.Clone(good); b[stageAt] = 0; return b }(),
+		"short hash":    good[:20],
+		"trailing":      append(bytes.Clone(good), 0),
+		"oversized reason": encodeFrame(frame{kind: kindRefusal, ref: refusalOf{stage: refBudget,
+			reason: string(bytes.Repeat([]byte{'x'}, maxRefReason+1))}})[4:],
+		"length past end": func() []byte { b := bytes.Clone(good); b[stageAt+4] = 0xff; return b }(),
+	}
+	for name, b := range bad {
+		var fe *FrameError
+		if _, err := decodeFrame(b); !errors.As(err, &fe) {
+			t.Errorf("%s: decoded, want a FrameError (err %v)", name, err)
+		}
 	}
 }
 
