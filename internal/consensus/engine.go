@@ -122,10 +122,10 @@ type EngineConfig struct {
 	OnEvidence func(member identity.PublicKey, kind, detail string)
 	// AdmitRequest, if set, gates each request another member asks this
 	// member to order for it (a Raft follower's proposal forwarded to the
-	// leader): trust and budgets, as for a call. size is the request's
-	// length. Its error, a *refusal.Error naming the stage (budget, trust),
-	// refuses the request before it is ordered and reaches the proposer
-	// with that stage. release, if not nil, is called once the request is
+	// leader, a request sent to the BFT view's leader): trust and budgets,
+	// as for a call. size is the request's length. Its error, a
+	// *refusal.Error naming the stage (budget, trust), refuses the request
+	// before it is ordered and reaches the proposer with that stage. release, if not nil, is called once the request is
 	// decided or abandoned. It must not block.
 	AdmitRequest func(member identity.PublicKey, size int) (release func(), err error)
 	// Log receives engine events. Nil: slog.Default().
