@@ -302,29 +302,12 @@ func (n *Node) serveDecided(ctx context.Context, c net.Conn) {
 		n.serveFetch(c, string(line))
 		return
 	}
-	var coveredLine []byte
-	if err == nil {
-		coveredLine, err = readLineFrom(br, coveredLineMax)
-	}
 	if err != nil {
 		n.statementRefused(ctx, from, err)
 		_, _ = c.Write([]byte("error: " + err.Error() + "\n"))
 		return
 	}
-	covered := parseCovered(string(coveredLine))
-	covered[from] = struct{}{}
-	var once sync.Once
-	ack := func() { once.Do(func() { _, _ = c.Write([]byte("ok\n")) }) }
-	fresh, err := n.applyDecided(ctx, string(line), from, ack)
-	if err != nil {
-		once.Do(func() { _, _ = c.Write([]byte("error: " + strings.ReplaceAll(err.Error(), "\n", " ") + "\n")) })
-		return
-	}
-	ack()
-	c.Close()
-	if fresh {
-		n.spreadOn(ctx, ProtoDecided, string(line), covered)
-	}
+	n.answerPush(ctx, c, br, from, string(line), ProtoDecided, n.applyDecided)
 }
 
 // applyDecided verifies a decided statement that from relayed (zero: this

@@ -35,6 +35,15 @@ func (n *Node) serveStatement(ctx context.Context, c net.Conn) {
 		_, _ = c.Write([]byte("error: " + err.Error() + "\n"))
 		return
 	}
+	n.answerPush(ctx, c, br, from, string(line), ProtoStatement, n.applyStatement)
+}
+
+// answerPush finishes a pushed statement's exchange on proto: it reads the
+// line of peers already covered, applies text, answers "ok" (ack, once it is
+// persisted) or "error: REASON", and spreads a fresh statement on to the
+// peers not yet covered.
+func (n *Node) answerPush(ctx context.Context, c net.Conn, br *bufio.Reader, from identity.PublicKey, text, proto string,
+	apply func(ctx context.Context, text string, from identity.PublicKey, ack func()) (bool, error)) {
 	coveredLine, err := readLineFrom(br, coveredLineMax)
 	if err != nil {
 		n.statementRefused(ctx, from, err)
@@ -45,7 +54,7 @@ func (n *Node) serveStatement(ctx context.Context, c net.Conn) {
 	covered[from] = struct{}{}
 	var once sync.Once
 	ack := func() { once.Do(func() { _, _ = c.Write([]byte("ok\n")) }) }
-	fresh, err := n.applyStatement(ctx, string(line), from, ack)
+	fresh, err := apply(ctx, text, from, ack)
 	if err != nil {
 		once.Do(func() { _, _ = c.Write([]byte("error: " + strings.ReplaceAll(err.Error(), "\n", " ") + "\n")) })
 		return
@@ -53,7 +62,7 @@ func (n *Node) serveStatement(ctx context.Context, c net.Conn) {
 	ack()
 	c.Close()
 	if fresh {
-		n.spread(ctx, string(line), covered)
+		n.spreadOn(ctx, proto, text, covered)
 	}
 }
 
