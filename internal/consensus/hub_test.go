@@ -2,6 +2,7 @@ package consensus
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"sync"
 	"testing"
@@ -20,6 +21,10 @@ type hub struct {
 	members map[identity.PublicKey]*hubEngine
 	down    bool // Propose fails with ErrNoQuorum
 	now     int64
+	// stalled members' proposals reach no sequencer: each reports on
+	// stalling and waits for its context, like a request lost with a
+	// connection.
+	stalled map[identity.PublicKey]chan<- struct{}
 }
 
 func newHub() *hub { return &hub{members: map[identity.PublicKey]*hubEngine{}} }
@@ -67,6 +72,12 @@ func (e *hubEngine) Propose(ctx context.Context, req []byte) (Applied, error) {
 	}
 	h := e.h
 	h.mu.Lock()
+	if stalling, ok := h.stalled[e.cfg.Self.Public()]; ok {
+		h.mu.Unlock()
+		stalling <- struct{}{}
+		<-ctx.Done()
+		return Applied{}, fmt.Errorf("%w: %w", ErrNoQuorum, ctx.Err())
+	}
 	defer h.mu.Unlock()
 	if h.down {
 		return Applied{}, ErrNoQuorum

@@ -253,7 +253,7 @@ func (m *Manager) startLocked(g fsm.Group, source string) (err error) {
 		return err
 	}
 	gr := &group{m: m, name: g.Name, source: source, genesis: g, seq: seq,
-		refused: map[identity.PublicKey]string{}, changed: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+		refused: map[identity.PublicKey]string{}, changed: make(chan struct{}, 1), next: make(chan struct{}), stop: make(chan struct{}), done: make(chan struct{})}
 	gr.cur.Store(&g)
 	// The checked network enforces membership after the definition
 	// exchange, so that a peer with another definition learns why.
@@ -373,6 +373,8 @@ func (m *Manager) propose(ctx context.Context, name string, op fsm.Op) (Applied,
 	}
 	ctx, cancel := context.WithTimeout(ctx, m.cfg.Timeout)
 	defer cancel()
+	ctx, leave := gr.whileMember(ctx, name)
+	defer leave()
 	for range maxRetries {
 		var a Applied
 		var err error
@@ -390,6 +392,9 @@ func (m *Manager) propose(ctx context.Context, name string, op fsm.Op) (Applied,
 			a, err = gr.eng.Propose(ctx, req)
 		}
 		if err != nil {
+			if cause := context.Cause(ctx); errors.Is(cause, ErrNotMember) {
+				return Applied{}, asRefusal(cause)
+			}
 			return Applied{}, asRefusal(fmt.Errorf("group %s: %w", name, gr.explain(err)))
 		}
 		switch a.Result.Code {
@@ -550,7 +555,11 @@ type group struct {
 
 	conflictLogged bool // another source defines the group differently (guarded by Manager.mu)
 
-	changed   chan struct{} // a membership change may have applied
+	changed chan struct{} // a membership change may have applied
+
+	nextMu sync.Mutex
+	next   chan struct{} // closed when the definition changes, then replaced
+
 	stop      chan struct{}
 	done      chan struct{}
 	closeOnce sync.Once
@@ -642,8 +651,37 @@ func (gr *group) refresh() {
 	}
 	if old := gr.current(); g.Epoch > old.Epoch {
 		gr.cur.Store(&g)
+		gr.nextMu.Lock()
+		close(gr.next)
+		gr.next = make(chan struct{})
+		gr.nextMu.Unlock()
 		gr.m.log.Info("consensus: membership changed", "event", "consensus.epoch", "group", gr.name, "epoch", g.Epoch, "members", g.N())
 	}
+}
+
+// whileMember returns ctx cancelled, with a cause matching ErrNotMember, when
+// a definition without this node takes effect: a removed member's request in
+// flight is then refused at once, not left waiting for a commit it can no
+// longer see until its timeout.
+func (gr *group) whileMember(ctx context.Context, name string) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	go func() {
+		for {
+			gr.nextMu.Lock()
+			next := gr.next
+			gr.nextMu.Unlock()
+			if cur := gr.current(); !cur.IsMember(gr.m.self) {
+				cancel(fmt.Errorf("group %s: this node is no longer a member at epoch %d: %w", name, cur.Epoch, ErrNotMember))
+				return
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-next:
+			}
+		}
+	}()
+	return ctx, func() { cancel(context.Canceled) }
 }
 
 // watch refreshes the definition after entries that decided motions

@@ -338,6 +338,42 @@ func TestManagerMembershipChangeIsAMotion(t *testing.T) {
 	}
 }
 
+// A request of a member that is removed while it waits for its commit is
+// refused as not-a-member when the removal applies, not at its timeout: the
+// removed member no longer sees the group's commits.
+func TestManagerRemovedMemberRequestInFlightIsRefused(t *testing.T) {
+	f, _ := newFixture(t, 3, fsm.ModeRaft, func(c *ManagerConfig) { c.Timeout = time.Minute })
+	ctx := context.Background()
+	gone := f.keys[2].Public()
+	stalling := make(chan struct{}, 1)
+	f.hub.mu.Lock()
+	f.hub.stalled = map[identity.PublicKey]chan<- struct{}{gone: stalling}
+	f.hub.mu.Unlock()
+	res := make(chan error, 1)
+	go func() {
+		_, err := f.mgrs[2].Put(ctx, "reviews", "k", []byte("v"), nil)
+		res <- err
+	}()
+	<-stalling
+	a, err := f.mgrs[0].ChangeMember(ctx, "reviews", gone, false, "left the org")
+	if err != nil {
+		t.Fatalf("remove: %v", err)
+	}
+	for _, m := range f.mgrs[:2] {
+		if _, err := m.Vote(ctx, "reviews", a.Result.Motion, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case err := <-res:
+		if !errors.Is(err, ErrNotMember) || localapi.ExitCode(err) != localapi.ExitDenied {
+			t.Fatalf("request in flight at the removal: %v (exit %d)", err, localapi.ExitCode(err))
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the removed member's request in flight still waits for its commit")
+	}
+}
+
 // A BFT group adds a member by motion; the new node joins from the epoch-0
 // definition and takes part once it has applied the motion.
 func TestManagerJoinsABFTGroup(t *testing.T) {

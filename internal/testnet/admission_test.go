@@ -444,9 +444,14 @@ func TestGossipFollowsAddressesAndShowsMembers(t *testing.T) {
 	}
 	c := NewCluster(t, 4, Options{Names: names, Config: cfg})
 	// The peer books were written after the nodes started: join them now,
-	// as a restart would with its seeds.
+	// as a restart would with its seeds. All stop before any starts: a node
+	// restarted while the others gossip comes back on a new port, and a
+	// peer that learnt the old one keeps it until it has declared that dead
+	// and the dead-reclaim time (10s) has passed, unless the leave reached it.
 	for _, m := range c.Members {
 		m.Stop(t)
+	}
+	for _, m := range c.Members {
 		m.Start(t)
 	}
 	eventually(t, 10*time.Second, "every node sees every other alive", func() bool {
