@@ -169,9 +169,9 @@ func lineBounds(data []byte, i int) (int, int) {
 
 var placeholderWords = []string{
 	"example", "your_", "your-", "yourkey", "yourtoken", "yourpass", "<your", "redacted",
-	"changeme", "change_me", "change-me", "changeit", "placeholder", "dummy", "xxxx",
+	"changeme", "change_me", "change-me", "changeit", "placeholder",
 	"****", "....", "…", "${", "{{", "%(", "$(", "<%", "insert", "replace_me", "replaceme",
-	"notreal", "not-a-real", "not_a_real", "fake", "sample",
+	"notreal", "not-a-real", "not_a_real", "sample",
 }
 
 var placeholderExact = []string{
@@ -183,6 +183,12 @@ var placeholderExact = []string{
 
 // placeholderAC finds any of placeholderWords in one pass. Immutable.
 var placeholderAC = newACMatcher(placeholderWords)
+
+// placeholderShort are stand-ins short enough to occur by chance inside a
+// random token (a 36-character GitHub token holds "XxXX" or "fAkE" about
+// once in 10,000), so they count only where a word starts: at the value's
+// start or after a byte that is not a letter or digit (ghp_xxxx…, sk_fake_…).
+var placeholderShort = newACMatcher([]string{"xxxx", "fake", "dummy"})
 
 // placeholder reports whether v is a stand-in rather than a real value:
 // YOUR_API_KEY_HERE, xxxxxxxx, <redacted>, ********, changeme, ${DB_PASSWORD},
@@ -198,6 +204,12 @@ func placeholder(v []byte) bool {
 	}
 	if placeholderAC.any(v) {
 		return true
+	}
+	var buf [8]acHit
+	for _, h := range placeholderShort.hits(v, buf[:0]) {
+		if h.start == 0 || !isAlnum(v[h.start-1]) {
+			return true
+		}
 	}
 	switch v[0] {
 	case '$', '<', '%', '{', '*':
