@@ -255,6 +255,10 @@ type Membership struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
+	// leaveMu orders Leave against Close: memberlist panics on a leave
+	// after its shutdown.
+	leaveMu sync.Mutex
+
 	mu       sync.Mutex
 	self     Record
 	selfMeta []byte
@@ -683,6 +687,14 @@ func (m *Membership) Statements() []Statement {
 // Leave announces this node's departure and waits up to timeout for it to
 // spread. The Membership keeps running until Close.
 func (m *Membership) Leave(timeout time.Duration) error {
+	m.leaveMu.Lock()
+	defer m.leaveMu.Unlock()
+	m.mu.Lock()
+	closed := m.closed
+	m.mu.Unlock()
+	if closed {
+		return errors.New("membership: leave after close")
+	}
 	if err := m.ml.Leave(timeout); err != nil {
 		return fmt.Errorf("membership: leave: %w", err)
 	}
@@ -693,6 +705,8 @@ func (m *Membership) Leave(timeout time.Duration) error {
 // dead; call Leave first for a clean departure) and closes every gossip
 // connection. It is idempotent.
 func (m *Membership) Close() error {
+	m.leaveMu.Lock()
+	defer m.leaveMu.Unlock()
 	m.mu.Lock()
 	if m.closed {
 		m.mu.Unlock()

@@ -505,3 +505,16 @@ func TestOwnProbesMarkSuspect(t *testing.T) {
 	c.part.set(nil)
 	eventually(t, 60*time.Second, "heals", func() bool { return c.converged(seq(2)) })
 }
+
+// A leave after Close is an error, not memberlist's "leave after shutdown"
+// panic: a node's shutdown may race its goodbye.
+func TestLeaveAfterCloseIsAnError(t *testing.T) {
+	c := newCluster(t, 2, nil)
+	c.joinAll()
+	if err := c.ms[1].Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.ms[1].Leave(time.Second); err == nil {
+		t.Fatal("Leave after Close succeeded")
+	}
+}

@@ -69,9 +69,12 @@ func (n *Node) startGossip(ctx context.Context) error {
 		return fmt.Errorf("node: membership.enabled: %w", err)
 	}
 	n.adm.gossip.Store(g)
+	left := make(chan struct{})
+	n.adm.left = left
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
+		defer close(left)
 		<-ctx.Done()
 		_ = g.Leave(time.Second)
 		_ = g.Close()

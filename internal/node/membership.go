@@ -80,6 +80,7 @@ type admission struct {
 	closing bool          // set when the node stops: goTracked starts nothing more
 	wg      sync.WaitGroup
 	gossip  atomic.Pointer[membership.Membership] // nil unless membership.enabled (gossip.go)
+	left    chan struct{}                         // closed once gossip has said goodbye and stopped; nil without gossip
 	counts  membershipCounts                      // membership_metrics.go
 	relay   atomic.Pointer[transport.Relay]       // nil unless relay.serve (relay.go)
 }

@@ -296,6 +296,9 @@ func (n *Node) Close() error {
 		if n.cancel != nil {
 			n.cancel()
 		}
+		if n.adm.left != nil {
+			<-n.adm.left // the goodbye needs the transport: members then see a leave, not a failure
+		}
 		err = n.closeGroups()                // engines first: they use the transport and the audit log
 		err = errors.Join(err, n.tr.Close()) // stop serving first; a handler still running finds the log closed and refuses
 		n.wg.Wait()
