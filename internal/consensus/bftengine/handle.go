@@ -235,6 +235,34 @@ func (e *Engine) sync() types.SyncResponse {
 	defer e.syncIn.Store(nil)
 	deadline := time.Now().Add(syncBudget)
 
+	// Rounds: ask heights, fetch what they offer, and ask again while a
+	// round brought anything. The members may decide the next sequence while
+	// this one is fetched, and SmartBFT drops the votes for it that arrive
+	// meanwhile; without another round an idle group would leave this member
+	// one decision behind until the next proposal.
+	changed := false
+	for time.Now().Before(deadline) && !e.isClosed() {
+		progressed, nodesChanged := e.syncRound(in, deadline)
+		changed = changed || nodesChanged
+		if !progressed {
+			break
+		}
+	}
+	e.dmu.Lock()
+	resp := types.SyncResponse{Latest: e.last}
+	e.dmu.Unlock()
+	if changed && e.cons() != nil {
+		resp.Reconfig = types.ReconfigSync{InReplicatedDecisions: true, CurrentNodes: slices.Clone(e.roster().nodes), CurrentConfig: e.conf}
+	}
+	return resp
+}
+
+// syncRound asks every member its height, then fetches and delivers the
+// decisions they claim in order, until none of them serves the next one or
+// the deadline passes. It reports whether it delivered any, and whether one
+// of them changed the node set.
+func (e *Engine) syncRound(in chan syncMsg, deadline time.Time) (progressed, changed bool) {
+	drain(in)
 	e.comm.broadcast(encodeFrame(frame{kind: kindHeightReq}))
 	heights := map[uint64]uint64{}
 	wait := time.NewTimer(syncHeightWait)
@@ -253,7 +281,6 @@ func (e *Engine) sync() types.SyncResponse {
 	}
 	wait.Stop()
 
-	changed := false
 	for time.Now().Before(deadline) && !e.isClosed() {
 		e.dmu.Lock()
 		next := e.lastSeq + 1
@@ -272,16 +299,22 @@ func (e *Engine) sync() types.SyncResponse {
 			}
 		}
 		if !got {
-			break
+			return progressed, changed
+		}
+		progressed = true
+	}
+	return progressed, changed
+}
+
+// drain discards what an earlier round left unread.
+func drain(in chan syncMsg) {
+	for {
+		select {
+		case <-in:
+		default:
+			return
 		}
 	}
-	e.dmu.Lock()
-	resp := types.SyncResponse{Latest: e.last}
-	e.dmu.Unlock()
-	if changed && e.cons() != nil {
-		resp.Reconfig = types.ReconfigSync{InReplicatedDecisions: true, CurrentNodes: slices.Clone(e.roster().nodes), CurrentConfig: e.conf}
-	}
-	return resp
 }
 
 func (e *Engine) fetch(in chan syncMsg, id, seq uint64) *decision {
