@@ -239,19 +239,6 @@ func TestMaverick(t *testing.T) {
 				}
 				last = a.Index
 			}
-			h.waitIndex(honest, last, 20*time.Second)
-			d := h.digest(honest[0])
-			for _, i := range honest {
-				if h.digest(i) != d {
-					t.Fatalf("honest member %d's state differs", i+1)
-				}
-			}
-			h.applied.check(t, honest)
-			if tc.viewChange {
-				if l := h.engines[1].Status().Leader; l.Equal(mkey) {
-					t.Fatal("the maverick still leads")
-				}
-			}
 			// The maverick lies only in what it sends, and it sends votes only
 			// for proposals it is current for: a maverick that lags (the
 			// honest three are a quorum without it) syncs past every proposal
@@ -282,6 +269,19 @@ func TestMaverick(t *testing.T) {
 						t.Fatalf("entry %d: %v", a.Index, a.Result.Err())
 					}
 					last = a.Index
+				}
+			}
+			h.waitIndex(honest, last, 20*time.Second)
+			d := h.digest(honest[0])
+			for _, i := range honest {
+				if h.digest(i) != d {
+					t.Fatalf("honest member %d's state differs", i+1)
+				}
+			}
+			h.applied.check(t, honest)
+			if tc.viewChange {
+				if l := h.engines[1].Status().Leader; l.Equal(mkey) {
+					t.Fatal("the maverick still leads")
 				}
 			}
 			for _, i := range honest {
