@@ -170,6 +170,7 @@ func do(hc *http.Client, req *http.Request) (int, []byte, error) {
 // legitRun is what the legitimate peer saw during one measurement.
 type legitRun struct {
 	calls      []time.Duration // pooled calls through the legitimate node's local API
+	callsAt    []time.Duration // when each of calls started, since the measurement did
 	callErrs   []error
 	fresh      []time.Duration // calls over a new connection each
 	freshErrs  []error
@@ -178,6 +179,32 @@ type legitRun struct {
 }
 
 func (r legitRun) p99() time.Duration { return percentile(r.calls, 0.99) }
+
+// windowP99s splits the pooled calls by start time into n windows of equal
+// length over span and returns each window's p99 (0 for an empty one).
+func (r legitRun) windowP99s(n int, span time.Duration) []time.Duration {
+	by := make([][]time.Duration, n)
+	for i, d := range r.calls {
+		w := min(n-1, max(0, int(int64(r.callsAt[i])*int64(n)/int64(span))))
+		by[w] = append(by[w], d)
+	}
+	out := make([]time.Duration, n)
+	for w := range by {
+		out[w] = percentile(by[w], 0.99)
+	}
+	return out
+}
+
+// slowWindows counts the windows whose p99 is above limit.
+func slowWindows(p99s []time.Duration, limit time.Duration) int {
+	n := 0
+	for _, p := range p99s {
+		if p > limit {
+			n++
+		}
+	}
+	return n
+}
 
 func (r legitRun) String() string {
 	return fmt.Sprintf("calls %d ok %d failed (p50 %v p99 %v), fresh handshakes %d ok %d failed (p99 %v)",
@@ -196,6 +223,10 @@ func percentile(ds []time.Duration, q float64) time.Duration {
 }
 
 const (
+	// latencyWindows: the attack's pooled calls are judged in this many
+	// windows of equal length (see attack).
+	latencyWindows = 3
+
 	callGap  = 15 * time.Millisecond  // between pooled calls
 	freshGap = 100 * time.Millisecond // between new-handshake calls
 	probeMax = 5 * time.Second        // one probe's own deadline
@@ -210,7 +241,7 @@ func (s *scene) measure(ctx context.Context) legitRun {
 		wg  sync.WaitGroup
 	)
 	start := time.Now()
-	probe := func(gap time.Duration, call func(context.Context) error, ok *[]time.Duration, bad *[]error) {
+	probe := func(gap time.Duration, call func(context.Context) error, ok, at *[]time.Duration, bad *[]error) {
 		defer wg.Done()
 		for i := 0; ctx.Err() == nil && i < 10000; i++ {
 			pctx, cancel := context.WithTimeout(context.Background(), probeMax)
@@ -223,6 +254,9 @@ func (s *scene) measure(ctx context.Context) legitRun {
 				*bad = append(*bad, err)
 			} else {
 				*ok = append(*ok, d)
+				if at != nil {
+					*at = append(*at, t0.Sub(start))
+				}
 			}
 			mu.Unlock()
 			select {
@@ -235,8 +269,8 @@ func (s *scene) measure(ctx context.Context) legitRun {
 	go probe(callGap, func(c context.Context) error {
 		_, err := s.legit.Call(c, "victim", "echo", json.RawMessage(`{"legit":1}`))
 		return err
-	}, &run.calls, &run.callErrs)
-	go probe(freshGap, s.freshCall, &run.fresh, &run.freshErrs)
+	}, &run.calls, &run.callsAt, &run.callErrs)
+	go probe(freshGap, s.freshCall, &run.fresh, nil, &run.freshErrs)
 	wg.Wait()
 	run.tookWall = time.Since(start)
 	return run
@@ -488,16 +522,23 @@ func attack(t *testing.T, s *scene, b bounds, run func(ctx context.Context, t *t
 	if len(during.calls) == 0 || len(during.fresh) == 0 {
 		t.Errorf("the legitimate peer got nothing through during the attack")
 	}
+	// The bound holds in most windows of the attack, not only over all of
+	// it: a stall of the shared machine (another test binary starting, a
+	// collection under -race) slows a few consecutive calls, and with one
+	// such burst the p99 of the whole attack is the burst, whatever the
+	// victim does. An attack that slows the victim slows every window.
 	limit := max(legitP99Factor*s.baseP99, s.baseP99+legitP99Slack)
-	if p := during.p99(); p > limit {
+	wins := during.windowP99s(latencyWindows, attackFor)
+	t.Logf("legitimate p99 by window of the attack: %v (bound %v)", wins, limit)
+	if slowWindows(wins, limit)*2 > latencyWindows {
 		// A loaded machine moves the no-attack p99 too: measure it again right
 		// after the attack, so the bound compares like with like.
 		after := s.measure(deadlineCtx(t, baselineFor))
 		s.baseP99 = max(s.baseP99, after.p99())
 		limit = max(legitP99Factor*s.baseP99, s.baseP99+legitP99Slack)
 		t.Logf("no attack, after: %v (highest no-attack p99 of the run %v)", after, s.baseP99)
-		if p > limit {
-			t.Errorf("legitimate p99 %v during the attack, want <= %v (no-attack p99 %v)", p, limit, s.baseP99)
+		if n := slowWindows(wins, limit); n*2 > latencyWindows {
+			t.Errorf("legitimate p99 above %v in %d of %d windows of the attack (%v; no-attack p99 %v)", limit, n, latencyWindows, wins, s.baseP99)
 		}
 	}
 	if u.maxFDs > maxVictimFDs {
@@ -557,4 +598,37 @@ func (s *scene) recovers(t *testing.T) {
 		time.Sleep(100 * time.Millisecond) // poll interval of a readiness check
 	}
 	t.Errorf("victim does not serve the legitimate peer %v after the attack: %v", recoverWithin, err)
+}
+
+// The latency verdict: a burst of slow calls in one window of the attack is
+// the machine, not the attack; slow calls in most windows fail it.
+func TestLatencyWindows(t *testing.T) {
+	ms := time.Millisecond
+	run := func(slowFrom, slowTo time.Duration) legitRun {
+		var r legitRun
+		for at := time.Duration(0); at < attackFor; at += 20 * ms {
+			d := 20 * ms
+			if at >= slowFrom && at < slowTo {
+				d = 900 * ms
+			}
+			r.calls, r.callsAt = append(r.calls, d), append(r.callsAt, at)
+		}
+		return r
+	}
+	limit := 200 * ms
+	for _, c := range []struct {
+		name           string
+		slowFrom, till time.Duration
+		slow           int
+	}{
+		{"quiet", 0, 0, 0},
+		{"one burst", 1100 * ms, 1500 * ms, 1},
+		{"slowed throughout", 0, attackFor, latencyWindows},
+		{"slowed for two thirds", attackFor / 3, attackFor, 2},
+	} {
+		wins := run(c.slowFrom, c.till).windowP99s(latencyWindows, attackFor)
+		if got := slowWindows(wins, limit); got != c.slow {
+			t.Errorf("%s: %d slow windows (%v), want %d", c.name, got, wins, c.slow)
+		}
+	}
 }

@@ -1067,7 +1067,9 @@ func (e *events) set(n *memberlist.Node, st State) {
 		return // never verified: NotifyAlive refused it
 	}
 	p.gossipAddr = n.Address()
-	if st == StateAlive && p.state != StateAlive {
+	// Once Close has begun it waits on m.wg: no Add after that (memberlist
+	// may still be serving a push-pull that reports joins).
+	if st == StateAlive && p.state != StateAlive && !m.closed {
 		addr := p.gossipAddr // n is memberlist's, written under its lock after we return
 		m.wg.Add(1)
 		go func() {

@@ -88,6 +88,17 @@ func eventually(t *testing.T, within time.Duration, what string, cond func() boo
 	}
 }
 
+// replaceFile swaps in a new version of path whole, as home's own writers
+// do: with os.WriteFile the 10 ms reload tick can read the file truncated
+// and report "config: EOF" as the edit's error.
+func replaceFile(path string, b []byte) error {
+	tmp := path + ".edit"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
 func allowed(n *Node, k identity.PublicKey, capName string) bool {
 	return n.state.Load().pol.Authorize(k, policy.ActionCall, capName, policy.Context{Trust: 1}).Allowed
 }
@@ -121,7 +132,7 @@ func TestInvalidEditLoggedOnceAndReported(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(path, append(good, []byte("bogus_field: 1\n")...), 0o600); err != nil {
+	if err := replaceFile(path, append(good, []byte("bogus_field: 1\n")...)); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, time.Second, "config error reported", func() bool { msg, _ := n.ConfigError(); return msg != "" })
@@ -135,7 +146,7 @@ func TestInvalidEditLoggedOnceAndReported(t *testing.T) {
 	if c := logs.count("configuration not applied"); c != 1 {
 		t.Fatalf("invalid edit logged %d times, want once", c)
 	}
-	if err := os.WriteFile(path, good, 0o600); err != nil {
+	if err := replaceFile(path, good); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, time.Second, "config error cleared", func() bool { msg, _ := n.ConfigError(); return msg == "" })

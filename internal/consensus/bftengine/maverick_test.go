@@ -202,6 +202,10 @@ func (mv *maverick) replayOld(to uint64, b []byte) [][]byte {
 	return out
 }
 
+// maxExtraProposals bounds the proposals TestMaverick adds while it waits
+// for evidence that needs the maverick to vote.
+const maxExtraProposals = 10
+
 func TestMaverick(t *testing.T) {
 	for _, tc := range []struct {
 		name       string
@@ -235,6 +239,38 @@ func TestMaverick(t *testing.T) {
 				}
 				last = a.Index
 			}
+			// The maverick lies only in what it sends, and it sends votes only
+			// for proposals it is current for: a maverick that lags (the
+			// honest three are a quorum without it) syncs past every proposal
+			// above and never votes. So until the evidence is in, let it catch
+			// up, then give it one more proposal to vote on.
+			reported := func(kind string) bool {
+				for _, i := range honest {
+					if h.ev[i].has(mkey, kind) {
+						return true
+					}
+				}
+				return false
+			}
+			for _, kind := range tc.kinds {
+				for j := 0; !reported(kind); j++ {
+					if j == maxExtraProposals {
+						t.Fatalf("no evidence %s against the maverick after %d more proposals", kind, j)
+					}
+					waitFor(t, 30*time.Second, "evidence "+kind+" or the maverick at index "+fmt.Sprint(last), func() bool {
+						return reported(kind) || h.engines[0].lastIdx.Load() >= last
+					})
+					if reported(kind) {
+						break
+					}
+					via := honest[j%3]
+					a := h.propose(via, h.req(via, fsm.Put(fmt.Sprintf("more%d", j), []byte("v"))), 60*time.Second)
+					if !a.Result.OK() {
+						t.Fatalf("entry %d: %v", a.Index, a.Result.Err())
+					}
+					last = a.Index
+				}
+			}
 			h.waitIndex(honest, last, 20*time.Second)
 			d := h.digest(honest[0])
 			for _, i := range honest {
@@ -247,16 +283,6 @@ func TestMaverick(t *testing.T) {
 				if l := h.engines[1].Status().Leader; l.Equal(mkey) {
 					t.Fatal("the maverick still leads")
 				}
-			}
-			for _, kind := range tc.kinds {
-				waitFor(t, 10*time.Second, "evidence "+kind+" against the maverick", func() bool {
-					for _, i := range honest {
-						if h.ev[i].has(mkey, kind) {
-							return true
-						}
-					}
-					return false
-				})
 			}
 			for _, i := range honest {
 				t.Logf("member %d reported %v; leader now %s", i+1, h.ev[i].against(mkey), h.engines[i].Status().Leader.Short())

@@ -252,6 +252,12 @@ func (e *Engine) start(tm timing) error {
 		MaxPool: transportPool,
 		Timeout: rpcTimeout,
 		Logger:  hl.Named("transport"),
+		// No pipelined replication: raft v1.7's pipeline can wedge (its
+		// decoder blocks handing back a response nobody reads once a
+		// follower answered a conflict, and the next send blocks behind it),
+		// so the leader stops replicating to that follower and Shutdown
+		// waits for that goroutine forever. hashicorp/raft #612.
+		MaxRPCsInFlight: 1,
 	})
 
 	rc := raft.DefaultConfig()
