@@ -70,7 +70,7 @@ func (n *Node) serveFederation(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer release()
-	if in.body, err = wire.ReadBody(r.Body, in.st.limits.MaxBodyBytes); err != nil {
+	if in.body, err = wire.ReadBodySized(r.Body, in.st.limits.MaxBodyBytes, r.ContentLength); err != nil {
 		in.refuse(refusal.StageWire, err)
 		return
 	}
