@@ -144,14 +144,10 @@ func (n *Node) serveFederation(w http.ResponseWriter, r *http.Request) {
 	// 10. Screen the input: block it, or deliver it marked as untrusted.
 	// The content gates' work is bounded like the call's: a peer cannot buy
 	// more CPU than call_timeout with a large or finding-dense input.
-	// The trust evidence scan runs beside the screen, on the same bytes;
-	// both are done before the backend may see (and change) them.
 	gateCtx, cancelGates := context.WithTimeout(r.Context(), in.st.limits.CallTimeout)
 	defer cancelGates()
-	scan := n.scanAsync(gateCtx, in.body)
-	verdict, serr := n.screenContent(gateCtx, in.st, peer, capName, in.body)
-	n.noteFound(peer, capName, scan.wait())
-	input, verdict, err := n.admitScreened(peer, capName, in.body, verdict, serr)
+	n.noteFindings(gateCtx, peer, capName, in.body)
+	input, verdict, err := n.screenInbound(gateCtx, in.st, peer, capName, in.body)
 	in.verdict = &verdict
 	if err != nil {
 		in.refuse(refusal.StageScreen, err)

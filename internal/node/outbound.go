@@ -205,13 +205,6 @@ func (o *outcall) call(ctx context.Context, input []byte) (*Result, *wire.Receip
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	// A result is inspected (findings, pseudonyms, screen) while its
-	// signature is checked; the inspection counts only once that passes.
-	var insp *inspection
-	if resp.StatusCode == http.StatusOK {
-		insp = n.inspectAsync(ctx, st, p.ID, o.capName, body)
-		defer insp.wait()
-	}
 	// Back at the caller: verify the callee's signature; it is the receipt.
 	receipt, err := wire.VerifyResponse(resp, body, sent, p.ID)
 	if err != nil {
@@ -229,7 +222,7 @@ func (o *outcall) call(ctx context.Context, input []byte) (*Result, *wire.Receip
 	if !json.Valid(body) {
 		return nil, &receipt, pe, refusal.New(refusal.StageWire, "response from %s is not JSON", p.label())
 	}
-	out, verdict, err := insp.accept()
+	out, verdict, err := n.acceptResult(ctx, st, p, o.capName, body)
 	if err != nil {
 		return nil, &receipt, pe, err
 	}
