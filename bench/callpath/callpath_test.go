@@ -6,7 +6,9 @@
 // are durable in sequence on a call's critical path (call.served at the
 // callee, call.completed at the caller); call.sent's fsync runs while the
 // request travels (docs/adr/0010). The target (issue 11) is
-// p50 <= a + b + 2c + 150 µs. Run with
+// p50 <= a + b + 2c + 150 µs. full-cpu-µs/call is the process's CPU per
+// full call, both nodes together; with TMPDIR on a tmpfs the audit logs'
+// fsyncs cost nothing and what remains is the stack's own work. Run with
 //
 //	go test ./bench/callpath -run '^$' -bench . -benchtime 5x
 package callpath
