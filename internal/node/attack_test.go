@@ -347,6 +347,7 @@ func TestAttacks(t *testing.T) {
 	t.Run("over-budget peer keeps its nonces", r.overBudget)
 	t.Run("replay share is per peer", r.replayShare)
 	t.Run("no or two Signature headers get a signed refusal", r.noSignature)
+	t.Run("a refusal at verification is bound to the request", r.staleBound)
 	t.Run("unsigned requests lower trust", r.unsignedTrust)
 	t.Run("stranger handshakes are aggregated", r.strangerHandshakes)
 }
@@ -572,6 +573,33 @@ func (r *rig) noSignature(t *testing.T) {
 		if f := resp.failure(); f.Stage != "wire" || f.Reason == "" {
 			t.Fatalf("%s: failure %+v, want the wire stage", name, f)
 		}
+	}
+}
+
+// staleBound: a request whose signature is well formed but fails
+// verification (here: signed an hour ago) is refused with an answer bound to
+// that signature, so the caller can check that the callee refused exactly
+// its request, not some other.
+func (r *rig) staleBound(t *testing.T) {
+	a := r.newAttacker(t)
+	body := []byte(`{"n":1}`)
+	req, _ := http.NewRequest(http.MethodPost, transport.PeerURL(a.target, "/v1/call/echo"), bytes.NewReader(body))
+	sent, err := wire.SignRequest(req, body, wire.SignParams{Key: a.key, Audience: a.target, Capability: "echo", Now: time.Now().Add(-time.Hour)})
+	must(t, err)
+	st, resp := a.send(request{header: req.Header, body: body})
+	if resp == nil || st < 400 {
+		t.Fatalf("stale request: status %d, want a refusal", st)
+	}
+	if f := resp.failure(); f.Stage != "wire" {
+		t.Fatalf("stale request: failure %+v, want the wire stage", f)
+	}
+	if _, err := wire.VerifyResponse(resp.resp, resp.body, sent, r.server.ID()); err != nil {
+		t.Fatalf("refusal of a stale request is not bound to its signature: %v", err)
+	}
+	other := sent
+	other.Signature = wire.NoRequestSignature
+	if _, err := wire.VerifyResponse(resp.resp, resp.body, other, r.server.ID()); err == nil {
+		t.Fatal("refusal of a signed request verifies as a refusal of no signature")
 	}
 }
 

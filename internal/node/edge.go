@@ -20,7 +20,7 @@ import (
 func (in *inbound) reply(status int, clean sanitize.Clean) {
 	body := clean.Bytes()
 	setReportHeader(in.w.Header(), clean)
-	if err := wire.SignResponse(in.w.Header(), status, body, in.req, in.n.key, in.n.now()); err != nil {
+	if err := wire.SignResponse(in.w.Header(), status, body, in.answerTo(), in.n.key, in.n.now()); err != nil {
 		in.n.log.Error("sign response", "err", err)
 		in.replyEmpty(http.StatusInternalServerError)
 		return
@@ -70,5 +70,5 @@ func (in *inbound) openStream() cleanStream {
 			flusher.Flush()
 		}
 	}
-	return cleanStream{sw: wire.NewStreamWriter(in.w, flush, in.req, in.n.key)}
+	return cleanStream{sw: wire.NewStreamWriter(in.w, flush, in.answerTo(), in.n.key)}
 }

@@ -343,11 +343,18 @@ func (n *Node) withContent(e *audit.Entry, st *state, capName string, clean sani
 	if st.cfg.AuditContent(capName) == "full" && len(b) <= maxAuditContent {
 		e.Content = b
 	}
-	r := map[string]any{"sanitizer": clean.Report()}
-	if verdict != nil {
-		r["screen"] = verdict
-	}
-	e.Report, _ = json.Marshal(r)
+	e.Report = contentReport(clean.Report(), verdict)
+}
+
+// contentReport is an entry's report of the content gates: the sanitizer's
+// counts and, when screened, the screen's verdict. A struct rather than a
+// map: the same JSON (keys in this order) without a map to build and sort.
+func contentReport(r sanitize.Report, v *screen.Verdict) json.RawMessage {
+	b, _ := json.Marshal(struct {
+		Sanitizer sanitize.Report `json:"sanitizer"`
+		Screen    *screen.Verdict `json:"screen,omitempty"`
+	}{r, v})
+	return b
 }
 
 // serveAudit answers a peer's witnessing request: our latest checkpoint, or a

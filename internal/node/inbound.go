@@ -30,7 +30,7 @@ type inbound struct {
 	r       *http.Request
 	st      *state
 	peer    identity.PublicKey // proven by the handshake
-	req     wire.Request       // verified request (only the raw signature before step 8)
+	req     wire.Request       // verified request (zero before step 8; see answerTo)
 	capName string
 	body    []byte
 	verdict *screen.Verdict // the screen's verdict on the input, once screened
@@ -40,7 +40,7 @@ type inbound struct {
 // refusals included, is signed and bound to the request, so the caller holds
 // evidence of what this node said; every answer is audited before it is sent.
 func (n *Node) serveFederation(w http.ResponseWriter, r *http.Request) {
-	in := &inbound{n: n, w: w, r: r, st: n.state.Load(), req: wire.UnverifiedRequest(r)}
+	in := &inbound{n: n, w: w, r: r, st: n.state.Load()}
 
 	// 7. The handshake proved the caller's key and that it is admitted.
 	peer, ok := transport.PeerFromRequest(r)
@@ -70,7 +70,7 @@ func (n *Node) serveFederation(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer release()
-	if in.body, err = wire.ReadBody(r.Body, in.st.limits.MaxBodyBytes); err != nil {
+	if in.body, err = wire.ReadBodySized(r.Body, in.st.limits.MaxBodyBytes, r.ContentLength); err != nil {
 		in.refuse(refusal.StageWire, err)
 		return
 	}
@@ -233,6 +233,16 @@ func (in *inbound) serve(clean sanitize.Clean) {
 	in.setEvidence(idx, cp)
 	in.n.countInbound(in.peer, in.capName, "", "")
 	in.reply(http.StatusOK, clean)
+}
+
+// answerTo is the request an answer is bound to: the verified one, or, for a
+// refusal before or at verification, its raw signature only. The raw header
+// is parsed only when such a refusal needs it, not on every call.
+func (in *inbound) answerTo() wire.Request {
+	if in.req.Signature != "" {
+		return in.req
+	}
+	return wire.UnverifiedRequest(in.r)
 }
 
 // entry starts an audit entry for this request.

@@ -495,7 +495,7 @@ func (n *Node) roundTrip(ctx context.Context, st *state, p Peer, path, capName s
 	}
 	defer done()
 	defer resp.Body.Close()
-	out, err := wire.ReadBody(resp.Body, lim.MaxBodyBytes)
+	out, err := wire.ReadBodySized(resp.Body, lim.MaxBodyBytes, resp.ContentLength)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, nil, sent, n.transportError(parent, ctx, p, lim, err)

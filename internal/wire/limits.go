@@ -152,10 +152,29 @@ func (e *LimitError) Error() string {
 // -1) as soon as more than max bytes arrive; it never reads more than max+1.
 // max <= 0 means the default, 1 MiB.
 func ReadBody(r io.Reader, max int64) ([]byte, error) {
+	return ReadBodySized(r, max, -1)
+}
+
+// maxSizeHint bounds the buffer ReadBodySized allocates on the word of a
+// Content-Length header before the bytes arrive: a peer announcing large
+// bodies it never sends cannot make the node hold memory for them.
+const maxSizeHint = 64 << 10
+
+// ReadBodySized is ReadBody for a body that announced its length (a
+// Content-Length, -1 when unknown): a body of up to 64 KiB is read into one
+// buffer of its size instead of one grown step by step. The limit and the
+// errors are ReadBody's; a wrong announcement only costs a larger read.
+func ReadBodySized(r io.Reader, max, size int64) ([]byte, error) {
 	if max <= 0 {
 		max = DefaultLimits().MaxBodyBytes
 	}
-	b, err := io.ReadAll(io.LimitReader(r, max+1))
+	var b []byte
+	var err error
+	if size >= 0 && size <= min(max, maxSizeHint) {
+		b, err = readAllInto(make([]byte, 0, size+1), io.LimitReader(r, max+1)) // +1: EOF is seen without growing
+	} else {
+		b, err = io.ReadAll(io.LimitReader(r, max+1))
+	}
 	if int64(len(b)) > max {
 		return nil, &LimitError{Limit: LimitMaxBodyBytes, Max: max, Got: -1}
 	}
@@ -163,6 +182,23 @@ func ReadBody(r io.Reader, max int64) ([]byte, error) {
 		return nil, fmt.Errorf("wire: read body: %w", err)
 	}
 	return b, nil
+}
+
+// readAllInto is io.ReadAll appending to b.
+func readAllInto(b []byte, r io.Reader) ([]byte, error) {
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+	}
 }
 
 // PeerLimiter bounds the calls in flight per peer. It never blocks: a call

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -53,6 +54,61 @@ func TestReadBody(t *testing.T) {
 				t.Fatalf("message %q, want %q", err.Error(), want)
 			}
 		})
+	}
+}
+
+// ReadBodySized keeps ReadBody's limit whatever the announced size says (a
+// lie either way), allocates one buffer for a truthful small body, and never
+// allocates on the word of a large announcement.
+func TestReadBodySized(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		size      int
+		announced int64
+		max       int64
+		wantErr   bool
+	}{
+		{"truthful", 1000, 1000, 4096, false},
+		{"announced less", 3000, 10, 4096, false},
+		{"announced more", 10, 3000, 4096, false},
+		{"over the limit, announced under", 5000, 100, 4096, true},
+		{"announced over the limit", 100, 1 << 30, 4096, false},
+		{"unknown", 3000, -1, 4096, false},
+		{"empty", 0, 0, 4096, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			data := bytes.Repeat([]byte("abcdefg"), tc.size/7+1)[:tc.size]
+			src := &countingReader{r: bytes.NewReader(data)}
+			b, err := ReadBodySized(src, tc.max, tc.announced)
+			if tc.wantErr {
+				var le *LimitError
+				if !errors.As(err, &le) || le.Max != tc.max {
+					t.Fatalf("err = %v, want the max_body_bytes LimitError", err)
+				}
+				if src.n > tc.max+1 {
+					t.Fatalf("read %d bytes, never more than max+1", src.n)
+				}
+				return
+			}
+			if err != nil || !bytes.Equal(b, data) {
+				t.Fatalf("ReadBodySized = %d bytes, %v; want the %d bytes sent", len(b), err, tc.size)
+			}
+		})
+	}
+	body := bytes.Repeat([]byte("x"), 1024)
+	sized := testing.AllocsPerRun(100, func() { _, _ = ReadBodySized(bytes.NewReader(body), 1<<20, 1024) })
+	grown := testing.AllocsPerRun(100, func() { _, _ = ReadBody(bytes.NewReader(body), 1<<20) })
+	if sized >= grown {
+		t.Errorf("a truthful 1 KiB body: %v allocations, no fewer than ReadBody's %v", sized, grown)
+	}
+	var m0, m1 runtime.MemStats
+	runtime.ReadMemStats(&m0)
+	for range 10 {
+		_, _ = ReadBodySized(bytes.NewReader(body), 1<<20, 1<<20)
+	}
+	runtime.ReadMemStats(&m1)
+	if per := (m1.TotalAlloc - m0.TotalAlloc) / 10; per > 64<<10 {
+		t.Errorf("a 1 MiB announcement of a 1 KiB body allocated %d bytes; a lie must not buy a large buffer", per)
 	}
 }
 
