@@ -360,6 +360,23 @@ func jsonPieces(d []byte, toks []jsonTok, fs, fe int, cur *jsonCursor, out []pie
 			j = cur.pos
 		}
 		for j < ce {
+			if j >= e {
+				break
+			}
+			if d[j] != '\\' {
+				// Plain bytes up to the next escape or e: none widens the
+				// cut, and the cursor moves to the last one that ends
+				// within the finding.
+				stop := min(ce, e)
+				if k := bytes.IndexByte(d[j:stop], '\\'); k >= 0 {
+					stop = j + k
+				}
+				if last := min(stop, fe); last > j {
+					cur.tok, cur.pos = i, last
+				}
+				j = stop
+				continue
+			}
 			n := 1
 			if d[j] == '\\' {
 				n = 2
