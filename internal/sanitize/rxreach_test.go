@@ -9,11 +9,13 @@ import (
 
 // checkWithin fails when runWithin's answer differs from the regex run on
 // the whole input.
-func checkWithin(t *testing.T, sc *scanner, name string, re *regexp.Regexp, rn *reachNFA, in []byte) {
+func checkWithin(t *testing.T, sc *scanner, name string, re *regexp.Regexp, bp *byteProg, rn *reachNFA, in []byte) {
 	t.Helper()
-	got, want := sc.runWithin(re, rn, in), re.FindSubmatchIndex(in)
-	if fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Fatalf("%s on %q: runWithin %v, regexp %v", name, in, got, want)
+	want := re.FindSubmatchIndex(in)
+	for _, bp := range []*byteProg{nil, bp} {
+		if got := sc.runWithin(re, bp, rn, in); fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("%s on %q: runWithin %v, regexp %v", name, in, got, want)
+		}
 	}
 }
 
@@ -24,11 +26,12 @@ func TestReachBoundsExact(t *testing.T) {
 		{`x*$`, "xxxy"}, {`\bfoo\b`, "foobar"}, {`\bfoo\b`, "foo bar"}, {`[^a]+`, "bé\xffa"},
 		{`ey[a-z]{3,}\.ey[a-z]{3,}`, "eyabc.eyabcd.eyx"}, {`ey[a-z]{3,}\.ey[a-z]{3,}`, "eyabcd.zz"},
 		{`(a)(b)?c`, "ac"}, {`.{2,5}`, "é\nab"}, {`(?s).{2,5}`, "é\nabcdef"}, {`a(b*)c|a`, "abbbbbd"},
+		{`(?s)a.{2,40}b`, "a\nxxxb"}, {`a.+b`, "axxbxx\nb"}, {`a.+b`, "axxb"},
 	} {
 		re := regexp.MustCompile(`^(?:` + c.expr + `)`)
-		rn := newReachNFA(re.String())
+		rn, bp := newReachNFA(re.String()), newByteProg(re)
 		for l := 0; l <= len(c.in); l++ {
-			checkWithin(t, sc, c.expr, re, rn, []byte(c.in[:l]))
+			checkWithin(t, sc, c.expr, re, bp, rn, []byte(c.in[:l]))
 		}
 	}
 	// The rules as they run, on windows of the corpus at every keyword hit.
@@ -45,8 +48,9 @@ func TestReachBoundsExact(t *testing.T) {
 	for _, g := range set.rules {
 		for _, p := range []struct {
 			re *regexp.Regexp
+			bp *byteProg
 			rn *reachNFA
-		}{{g.anchored, g.anchoredReach}, {g.tailRe, g.tailReach}} {
+		}{{g.anchored, g.anchoredBP, g.anchoredReach}, {g.tailRe, g.tailBP, g.tailReach}} {
 			if p.re == nil || p.rn == nil {
 				continue
 			}
@@ -62,7 +66,7 @@ func TestReachBoundsExact(t *testing.T) {
 					}
 					for _, l := range []int{64, 1200} {
 						in := d[c:min(len(d), c+l)]
-						checkWithin(t, sc, g.id, p.re, p.rn, in)
+						checkWithin(t, sc, g.id, p.re, p.bp, p.rn, in)
 						checked++
 						perRule++
 						if e, ok := p.rn.maxEnd(in, &sc.reach); ok && e+1 < len(in) {
@@ -95,7 +99,7 @@ func TestReachLongFailingToken(t *testing.T) {
 		if e, ok := g.anchoredReach.maxEnd(in, &sc.reach); !ok || e >= 0 {
 			t.Fatalf("maxEnd = %d, %v: want no match", e, ok)
 		}
-		checkWithin(t, sc, g.id, g.anchored, g.anchoredReach, in)
+		checkWithin(t, sc, g.id, g.anchored, g.anchoredBP, g.anchoredReach, in)
 		return
 	}
 	t.Fatal("no jwt rule")
