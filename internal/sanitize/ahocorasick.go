@@ -127,8 +127,14 @@ func newACMatcher(patterns []string) *acMatcher {
 	return m
 }
 
-// hits appends every occurrence to out in order of end position. Long
-// inputs are cut in four parts walked as four interleaved DFA walks: each
+// minParallelWalk is the shortest input hits cuts in parts: the overlap the
+// later walks repeat stays small next to what interleaving saves even on a
+// call of a few hundred bytes.
+const minParallelWalk = 256
+
+// hits appends every occurrence to out in order of end position. Inputs of
+// minParallelWalk bytes or more are cut in four parts walked as four
+// interleaved DFA walks: each
 // walk is a chain of dependent table loads, and independent chains keep the
 // CPU busy while a load is in flight. Every walk but the first starts maxLen-1
 // bytes early and reports only occurrences ending in its own part, so none
@@ -136,7 +142,7 @@ func newACMatcher(patterns []string) *acMatcher {
 func (m *acMatcher) hits(data []byte, out []acHit) []acHit {
 	const ways = 4
 	n := len(data)
-	if n < 1024 || n/ways < m.maxLen {
+	if n < minParallelWalk || n/ways < m.maxLen {
 		// Short input, or parts shorter than a pattern: a later walk would
 		// start before the data.
 		return m.walk(data, 0, n, 0, out)

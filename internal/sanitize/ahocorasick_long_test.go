@@ -11,7 +11,7 @@ import (
 func TestACPatternLongerThanAPart(t *testing.T) {
 	pat := strings.Repeat("ab", 150) // 300 bytes
 	m := newACMatcher([]string{pat})
-	for _, n := range []int{1024, 1100, 1199, 1200, 4096} {
+	for _, n := range []int{303, 400, 1024, 1100, 1199, 1200, 4096} {
 		data := bytes.Repeat([]byte("x"), n)
 		copy(data[n-len(pat)-3:], pat)
 		hits := m.hits(data, nil)

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"strings"
 	"unicode/utf8"
@@ -16,8 +15,8 @@ import (
 // package can make a non-empty Clean, so a sending path that accepts a Clean
 // cannot be handed unscrubbed bytes.
 type Clean struct {
-	b      []byte
-	report Report
+	b     []byte
+	tally tally
 }
 
 // Bytes returns a copy of the sanitized bytes.
@@ -26,8 +25,9 @@ func (c Clean) Bytes() []byte { return bytes.Clone(c.b) }
 // Len is the length of the sanitized bytes.
 func (c Clean) Len() int { return len(c.b) }
 
-// Report is what was found and done, never the values.
-func (c Clean) Report() Report { return c.report.clone() }
+// Report is what was found and done, never the values. Each call builds a
+// new Report, which the caller may keep and change.
+func (c Clean) Report() Report { return c.tally.report() }
 
 // Report counts findings per category and action; it never holds values, so
 // it may travel with the message and into the audit log.
@@ -36,12 +36,55 @@ type Report struct {
 	Strongest Action                      `json:"action"` // "pass" when nothing was changed
 }
 
-func (r Report) clone() Report {
-	c := Report{Strongest: r.Strongest, Counts: make(map[Category]map[Action]int, len(r.Counts))}
-	for k, v := range r.Counts {
-		c.Counts[k] = maps.Clone(v)
+// tally is a Report without its maps: Apply counts findings into it and
+// Report builds the maps only when asked for them.
+type tally struct {
+	strongest Action
+	n         int
+	inline    [6]tallyRow // the first rows: a call rarely has more
+	more      []tallyRow
+}
+
+type tallyRow struct {
+	cat Category
+	act Action
+	n   int
+}
+
+func (t *tally) add(c Category, a Action) {
+	for i := 0; i < min(t.n, len(t.inline)); i++ {
+		if r := &t.inline[i]; r.cat == c && r.act == a {
+			r.n++
+			return
+		}
 	}
-	return c
+	for i := range t.more {
+		if r := &t.more[i]; r.cat == c && r.act == a {
+			r.n++
+			return
+		}
+	}
+	if t.n < len(t.inline) {
+		t.inline[t.n] = tallyRow{c, a, 1}
+	} else {
+		t.more = append(t.more, tallyRow{c, a, 1})
+	}
+	t.n++
+}
+
+func (t *tally) report() Report {
+	r := Report{Strongest: t.strongest, Counts: map[Category]map[Action]int{}}
+	for _, rows := range [][]tallyRow{t.inline[:min(t.n, len(t.inline))], t.more} {
+		for _, row := range rows {
+			m := r.Counts[row.cat]
+			if m == nil {
+				m = map[Action]int{}
+				r.Counts[row.cat] = m
+			}
+			m[row.act] = row.n
+		}
+	}
+	return r
 }
 
 // Result is a dry run, in the shape of `treaty scan --json`.
@@ -101,7 +144,7 @@ func (s *Sanitizer) ApplyContext(ctx context.Context, peer string, pol Policy, d
 	if err != nil {
 		return Clean{}, err
 	}
-	return Clean{b: out, report: rep}, nil
+	return Clean{b: out, tally: rep}, nil
 }
 
 // DryRun shows what Apply would do, without recording pseudonyms. Input over
@@ -132,22 +175,17 @@ func (s *Sanitizer) DryRunContext(ctx context.Context, peer string, pol Policy, 
 	if err != nil {
 		return Result{Action: ActionBlock, Findings: fs}, err
 	}
-	return Result{Action: rep.Strongest, Output: string(out), Findings: fs}, nil
+	return Result{Action: rep.strongest, Output: string(out), Findings: fs}, nil
 }
 
-func report(pol Policy, fs []Finding) (Report, *BlockedError) {
-	rep := Report{Counts: map[Category]map[Action]int{}, Strongest: ActionPass}
+func report(pol Policy, fs []Finding) (tally, *BlockedError) {
+	rep := tally{strongest: ActionPass}
 	var blocked []Category
 	for _, f := range fs {
 		a := pol.ActionFor(f.Category)
-		m := rep.Counts[f.Category]
-		if m == nil {
-			m = map[Action]int{}
-			rep.Counts[f.Category] = m
-		}
-		m[a]++
-		if a.strength() > rep.Strongest.strength() {
-			rep.Strongest = a
+		rep.add(f.Category, a)
+		if a.strength() > rep.strongest.strength() {
+			rep.strongest = a
 		}
 		if a == ActionBlock && !slices.Contains(blocked, f.Category) {
 			blocked = append(blocked, f.Category)
@@ -322,6 +360,23 @@ func jsonPieces(d []byte, toks []jsonTok, fs, fe int, cur *jsonCursor, out []pie
 			j = cur.pos
 		}
 		for j < ce {
+			if j >= e {
+				break
+			}
+			if d[j] != '\\' {
+				// Plain bytes up to the next escape or e: none widens the
+				// cut, and the cursor moves to the last one that ends
+				// within the finding.
+				stop := min(ce, e)
+				if k := bytes.IndexByte(d[j:stop], '\\'); k >= 0 {
+					stop = j + k
+				}
+				if last := min(stop, fe); last > j {
+					cur.tok, cur.pos = i, last
+				}
+				j = stop
+				continue
+			}
 			n := 1
 			if d[j] == '\\' {
 				n = 2

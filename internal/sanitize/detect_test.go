@@ -346,7 +346,7 @@ func TestDetectMore(t *testing.T) {
 // including occurrences that straddle the cut points.
 func TestACWalksAgree(t *testing.T) {
 	m := newACMatcher([]string{"ab", "abc", "bca", "-----begin", "key", "eyj", "s."})
-	for _, n := range []int{1023, 1024, 1025, 4096, 4099, 10007} {
+	for _, n := range []int{255, 256, 257, 300, 641, 1023, 1024, 1025, 4096, 4099, 10007} {
 		var b strings.Builder
 		for i := 0; b.Len() < n; i++ {
 			b.WriteString([]string{"abc", "a", "-----BEGIN", "xkeyx", "eyJ", "s.", "bca", " "}[i*7%8])

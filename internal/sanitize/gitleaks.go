@@ -45,6 +45,12 @@ type glRule struct {
 	// The prefixSets of anchored, kwRe and tailRe: where a match cannot
 	// start, the regex is not run.
 	anchoredPre, kwPre, tailPre []byteSet
+	// anchoredReach and tailReach bound where anchored and tailRe can end
+	// (see runWithin).
+	anchoredReach, tailReach *reachNFA
+	// anchoredBP, kwBP and tailBP run anchored, kwRe and tailRe on ASCII
+	// text (nil: regexp runs them).
+	anchoredBP, kwBP, tailBP *byteProg
 	// modeWindow, modeWhole: a required literal that every match's lead holds
 	// at one of anchorOffs; then the anchored regex runs at its occurrences
 	// instead of the regex scanning the whole window.
@@ -192,6 +198,8 @@ func (g *glRule) plan(expr string, keywords []string) [][]int {
 		}
 		g.anchored = a
 		g.anchoredPre = prefixSets(`^(?:` + expr + `)`)
+		g.anchoredReach = newReachNFA(`^(?:` + expr + `)`)
+		g.anchoredBP = newByteProg(a)
 		// regexp uses its backtracker (much faster than its NFA) only while
 		// the input fits 256 Kib of (instruction, position) visit bits.
 		g.short = 256
@@ -291,6 +299,8 @@ func (g *glRule) splitSemi(expr string) bool {
 	}
 	g.kwRe, g.tailRe = kwRe, tailRe
 	g.kwPre, g.tailPre = prefixSets(`^(?i:`+kw+`)`), prefixSets(`^(?i)(?:`+tail+`)`)
+	g.tailReach = newReachNFA(`^(?i)(?:` + tail + `)`)
+	g.kwBP, g.tailBP = newByteProg(kwRe), newByteProg(tailRe)
 	if tt, err := syntax.Parse(tail, syntax.Perl); err == nil {
 		if c := firstCapture(tt.Simplify()); c != nil && !matchesDelim(c) {
 			g.minValue = minLen(c)
@@ -371,7 +381,7 @@ func (sc *scanner) runSemi(r int, g *glRule, p int) {
 	if !prefixOK(g.kwPre, win) {
 		return
 	}
-	km := g.kwRe.FindIndex(win)
+	km := sc.find(g.kwRe, g.kwBP, win, 2)
 	if km == nil {
 		return
 	}
@@ -439,9 +449,9 @@ func (sc *scanner) runSemiTasks() {
 				continue
 			}
 			end := min(len(d), o+g.short)
-			tm := g.tailRe.FindSubmatchIndex(d[o:end])
+			tm := sc.find(g.tailRe, g.tailBP, d[o:end], -1)
 			if tm != nil && o+tm[1] == end && end < len(d) {
-				tm = g.tailRe.FindSubmatchIndex(d[o:min(len(d), o+windowCap)])
+				tm = sc.runWithin(g.tailRe, g.tailBP, g.tailReach, d[o:min(len(d), o+windowCap)])
 			}
 			if tm == nil {
 				continue
@@ -580,19 +590,56 @@ func (sc *scanner) runAnchored(g *glRule, c, end int) {
 		return
 	}
 	short := min(end, c+g.short)
-	m := g.anchored.FindSubmatchIndex(d[c:short])
+	m := sc.find(g.anchored, g.anchoredBP, d[c:short], -1)
 	if short < end && (m == nil && g.long || m != nil && c+m[1] == short) {
 		// A match may need more than the short window (a PEM block), or ran
 		// into its end. The retry window reaches past the backtracker's
-		// limit on purpose: regexp then uses its NFA, which for an anchored
-		// regex stops as soon as the text stops matching, where the
-		// backtracker would first clear a visit bitmap the window's size.
+		// limit on purpose: when runWithin cannot bound the match, regexp
+		// then uses its NFA, which for an anchored regex stops as soon as
+		// the text stops matching, where the backtracker would first clear
+		// a visit bitmap the window's size.
 		full := min(len(d), max(end, c+g.reach+1))
-		m = g.anchored.FindSubmatchIndex(d[c:full])
+		m = sc.runWithin(g.anchored, g.anchoredBP, g.anchoredReach, d[c:full])
 	}
 	if m != nil {
 		sc.glMatch(g, c, d[c:], m)
 	}
+}
+
+// runWithin is re's match on in (re is anchored at the start), computed on
+// a shorter window when rn shows that gives the same answer: when every
+// match in in ends at or before e, re's match on in[:e+1] is its match on
+// in, unless it ends at e+1 (an assertion such as $ held only because the
+// window ended there). The prefix holds the same matches, and only its end
+// can add one. On a long failing token this replaces regexp's NFA on the
+// whole window (kilobytes for an unbounded rule) with one byte loop and,
+// when a match is possible, the backtracker on the prefix.
+func (sc *scanner) runWithin(re *regexp.Regexp, bp *byteProg, rn *reachNFA, in []byte) []int {
+	if rn != nil {
+		if e, ok := rn.maxEnd(in, &sc.reach); ok {
+			if e < 0 {
+				return nil // no match
+			}
+			if y := e + 1; y < len(in) {
+				if m := sc.find(re, bp, in[:y], -1); m == nil || m[1] < y {
+					return m
+				}
+			}
+		}
+	}
+	return sc.find(re, bp, in, -1)
+}
+
+// find is re's FindSubmatchIndex(in) (ncap -1) or FindIndex(in) (ncap 2),
+// run by bp where it can. The result is valid until the next call.
+func (sc *scanner) find(re *regexp.Regexp, bp *byteProg, in []byte, ncap int) []int {
+	if bp == nil {
+		return findRegexp(re, in, ncap)
+	}
+	if ncap < 0 {
+		ncap = bp.ncap
+	}
+	return bp.find(in, ncap, &sc.bt)
 }
 
 // runLeads tries g anchored at hit p for each offset the hit can have in a

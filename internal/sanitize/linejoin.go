@@ -97,11 +97,21 @@ func (sc *scanner) scanLineJoins() {
 	ws, we := -1, -1
 	pemEnd := -1 // inside a PEM block up to here: the PEM detector reads those lines
 	noEnd := false
+	// The next "-----BEGIN " at or after a break: the look for one within
+	// 16 bytes of the break runs only when it is that near.
+	begin := bytes.Index(d, []byte("-----BEGIN "))
 	for i := 0; i < len(d); i++ {
 		if d[i] != '\n' && d[i] != '\\' {
 			continue
 		}
-		if i > pemEnd && !noEnd {
+		if begin >= 0 && begin < i {
+			if k := bytes.Index(d[i:], []byte("-----BEGIN ")); k >= 0 {
+				begin = i + k
+			} else {
+				begin = -1
+			}
+		}
+		if i > pemEnd && !noEnd && begin >= 0 && begin+len("-----BEGIN ") <= i+16 {
 			if k := bytes.Index(d[i:min(len(d), i+16)], []byte("-----BEGIN ")); k >= 0 {
 				if e := bytes.Index(d[i+k:], []byte("-----END ")); e >= 0 {
 					pemEnd = i + k + e

@@ -171,6 +171,8 @@ type scanner struct {
 	hits     []Finding
 	ac       []acHit
 	b64buf   []byte
+	reach    reachScratch
+	bt       btScratch
 	glWins   []glWin
 	glTried  []int32
 	semi     []semiTask
@@ -222,7 +224,7 @@ func (s *Sanitizer) scan(ctx context.Context, data []byte, depth int) ([]Finding
 	}
 	idx := sc.hitIdx
 	idx.reset()
-	*sc = scanner{ctx: ctx, s: s, data: data, hitIdx: idx, hits: sc.hits[:0], ac: sc.ac[:0], b64buf: sc.b64buf, semi: sc.semi[:0], glWins: sc.glWins[:0], glTried: tried, lastKS: -1, lastKE: -1, depth: depth}
+	*sc = scanner{ctx: ctx, s: s, data: data, hitIdx: idx, hits: sc.hits[:0], ac: sc.ac[:0], b64buf: sc.b64buf, reach: sc.reach, bt: sc.bt, semi: sc.semi[:0], glWins: sc.glWins[:0], glTried: tried, lastKS: -1, lastKE: -1, depth: depth}
 	defer func() {
 		sc.data, sc.ctx = nil, nil
 		s.pool.Put(sc)

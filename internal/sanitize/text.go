@@ -98,10 +98,26 @@ func shannon(s []byte) float64 {
 	}
 	inv := 1 / float64(len(s))
 	h := 0.0
+	// Bytes with the same count have the same logarithm: a secret's bytes
+	// mostly occur once or twice, so most are looked up, not computed. The
+	// expression and the order of the terms are unchanged, and so is the sum.
+	var logs [64]float64
+	var have uint64
 	for w, bitsW := range seen {
 		for ; bitsW != 0; bitsW &= bitsW - 1 {
-			f := float64(counts[w<<6|bits.TrailingZeros64(bitsW)]) * inv
-			h -= f * math.Log2(f)
+			c := counts[w<<6|bits.TrailingZeros64(bitsW)]
+			f := float64(c) * inv
+			var l float64
+			switch {
+			case c >= len(logs):
+				l = math.Log2(f)
+			case have&(1<<c) != 0:
+				l = logs[c]
+			default:
+				l = math.Log2(f)
+				logs[c], have = l, have|1<<c
+			}
+			h -= f * l
 		}
 	}
 	return h
