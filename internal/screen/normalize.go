@@ -72,9 +72,52 @@ var asciiHidden = func() (t [128]bool) {
 	return t
 }()
 
+// load8 reads the first eight bytes of s (len(s) >= 8) as a little-endian word.
+func load8(s string) uint64 {
+	_ = s[7]
+	return uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
+}
+
+const (
+	lo8 = 0x0101010101010101
+	hi8 = 0x8080808080808080
+)
+
+// plainASCII8 reports whether all eight bytes of w are printable ASCII (0x20-0x7E):
+// none has the high bit, none is below 0x20, none is DEL.
+func plainASCII8(w uint64) bool {
+	below := (w - 0x20*lo8) &^ w // a byte below 0x20 sets its high bit (exact when no byte has it already)
+	x := w ^ 0x7f*lo8
+	del := (x - lo8) &^ x // a zero byte of x (a DEL in w) sets its high bit
+	return (w|below|del)&hi8 == 0
+}
+
+// nextNonASCII returns the index of the first byte of s at or after i that is not
+// ASCII, or len(s).
+func nextNonASCII(s string, i int) int {
+	for ; i+8 <= len(s); i += 8 {
+		if load8(s[i:])&hi8 != 0 {
+			break
+		}
+	}
+	for ; i < len(s) && s[i] < 0x80; i++ {
+	}
+	return i
+}
+
 // needsHiddenScan reports whether s has any rune that scanHidden would remove or change.
+// Printable ASCII, most of most texts, is skipped eight bytes at a time.
 func needsHiddenScan(s string) bool {
+	slow := 0 // bytes before it are checked one by one: a word that failed the fast test
 	for i := 0; i < len(s); {
+		if i >= slow && i+8 <= len(s) {
+			if plainASCII8(load8(s[i:])) {
+				i += 8
+				continue
+			}
+			slow = i + 8
+		}
 		c := s[i]
 		if c < 0x80 {
 			if asciiHidden[c] {
@@ -185,11 +228,21 @@ func scanHidden(s string) hidden {
 
 // nfkc folds compatibility forms: fullwidth, mathematical alphanumerics, ligatures,
 // circled and superscript letters become their plain letters.
+//
+// ASCII is its own NFKC and never combines with what precedes it, so s is in NFKC when
+// each run of non-ASCII bytes, with the ASCII letter before it, passes the quick check:
+// only those runs are looked at, and only a failed check normalizes the whole text.
 func nfkc(s string) string {
-	for i := 0; i < len(s); i++ {
-		if s[i] >= 0x80 {
+	for i := nextNonASCII(s, 0); i < len(s); {
+		j := i
+		for j < len(s) && s[j] >= 0x80 {
+			j++
+		}
+		st := max(i-1, 0)
+		if norm.NFKC.QuickSpanString(s[st:j]) != j-st {
 			return norm.NFKC.String(s)
 		}
+		i = nextNonASCII(s, j)
 	}
 	return s
 }

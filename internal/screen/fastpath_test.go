@@ -1,0 +1,99 @@
+package screen
+
+import (
+	"math/rand/v2"
+	"strings"
+	"testing"
+
+	"golang.org/x/text/unicode/norm"
+)
+
+// The fast paths must answer exactly as the byte-at-a-time definitions they replace.
+
+func TestPlainASCII8(t *testing.T) {
+	plain := func(w uint64) bool {
+		for k := 0; k < 8; k++ {
+			if c := byte(w >> (8 * k)); c < 0x20 || c >= 0x7f {
+				return false
+			}
+		}
+		return true
+	}
+	// Every byte value in every position, among printable neighbours.
+	for pos := 0; pos < 8; pos++ {
+		for c := 0; c < 256; c++ {
+			w := uint64(0x6161616161616161)&^(0xff<<(8*pos)) | uint64(c)<<(8*pos)
+			if got, want := plainASCII8(w), plain(w); got != want {
+				t.Fatalf("plainASCII8(%#x) = %v, want %v", w, got, want)
+			}
+		}
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	for range 200000 {
+		w := r.Uint64()
+		if r.IntN(2) == 0 { // mostly printable words, with a few odd bytes
+			w = w&0x3f3f3f3f3f3f3f3f | 0x2020202020202020
+			if r.IntN(3) == 0 {
+				w ^= uint64(r.IntN(256)) << (8 * r.IntN(8))
+			}
+		}
+		if got, want := plainASCII8(w), plain(w); got != want {
+			t.Fatalf("plainASCII8(%#x) = %v, want %v", w, got, want)
+		}
+	}
+}
+
+// scanHiddenSlow is needsHiddenScan's definition: some rune scanHidden removes or changes.
+func scanHiddenSlow(s string) bool {
+	for _, r := range s {
+		switch {
+		case r < 0x20 && r != '\n' && r != '\r' && r != '\t', r == 0x7f,
+			r >= 0x80 && r < 0xa0, r == 0x00AD, r == 0x034F, r == 0x061C, r == 0x115F, r == 0x1160,
+			r == 0x17B4, r == 0x17B5, r == 0x180E, r >= 0x200B && r <= 0x200F, r >= 0x2028 && r <= 0x202E,
+			r >= 0x2060 && r <= 0x2069, r == 0x3164, r >= 0xFE00 && r <= 0xFE0F, r == 0xFEFF, r == 0xFFA0,
+			r >= tagBase && r <= tagCancel, r >= vsSuppStart && r <= vsSuppEnd:
+			return true
+		}
+	}
+	return false
+}
+
+// randomText mixes printable ASCII with control characters, invisible and
+// compatibility characters and combining marks, at every offset modulo eight.
+func randomText(r *rand.Rand) string {
+	pool := []string{"a", "Z", " ", ".", "\n", "\t", "\r", "\x00", "\x1f", "\x7f", "~", "é", "e\u0301", "\u0301",
+		"\u200b", "\u00ad", "\u202e", "ｆ", "ﬁ", "①", "Ä", "A\u0308", "\u0308\u0323", "—", "ü", "\U000E0041", "\uFE0F", "한", "ᄒ\u1161", "\u0085", "ǆ"}
+	var b strings.Builder
+	for n := r.IntN(40); n > 0; n-- {
+		if r.IntN(3) == 0 {
+			b.WriteString(strings.Repeat("x", r.IntN(20)))
+		}
+		b.WriteString(pool[r.IntN(len(pool))])
+	}
+	return b.String()
+}
+
+func TestNeedsHiddenScanFastPath(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	for range 50000 {
+		s := randomText(r)
+		if got, want := needsHiddenScan(s), scanHiddenSlow(s); got != want {
+			t.Fatalf("needsHiddenScan(%q) = %v, want %v", s, got, want)
+		}
+	}
+}
+
+func TestNFKCFastPath(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	for range 50000 {
+		s := randomText(r)
+		if got, want := nfkc(s), norm.NFKC.String(s); got != want {
+			t.Fatalf("nfkc(%q) = %q, want %q", s, got, want)
+		}
+	}
+	for _, s := range []string{"", "plain", "e\u0301", "\u0301x", "café", "Ｉｇｎｏｒｅ", "x" + strings.Repeat("\u0301", 40)} {
+		if got, want := nfkc(s), norm.NFKC.String(s); got != want {
+			t.Errorf("nfkc(%q) = %q, want %q", s, got, want)
+		}
+	}
+}
