@@ -120,6 +120,7 @@ type conceptSet struct {
 	// bucket maps a hash of a cue's first three bytes to its entries in ents:
 	// start<<8 | count, 0 for none. Entries are flat so a miss costs two loads.
 	bucket [1 << headBits]uint32
+	used   [1 << headBits / 64]uint64 // the buckets that are not empty: most words miss here, in 512 bytes
 	ents   []cueEnt
 	at     []int32 // the cue "@"
 	global []int32 // meta cues that start with punctuation, found anywhere
@@ -179,6 +180,7 @@ func compileConcepts() *conceptSet {
 			continue
 		}
 		cs.bucket[h] = uint32(len(cs.ents))<<8 | uint32(len(list))
+		cs.used[h/64] |= 1 << (h % 64)
 		for _, idx := range list {
 			c := &cs.cues[idx]
 			cs.ents = append(cs.ents, cueEnt{head: c.head, mask: c.mask, idx: uint16(idx), boundary: c.boundary})
@@ -307,10 +309,11 @@ func (m *conceptScan) try(i int, boundary bool) {
 	if i+2 >= n {
 		return
 	}
-	b := m.cs.bucket[head3(text, i)]
-	if b == 0 {
+	h := head3(text, i)
+	if m.cs.used[h/64]&(1<<(h%64)) == 0 {
 		return
 	}
+	b := m.cs.bucket[h]
 	w := load4(text, i)
 	for _, e := range m.cs.ents[b>>8 : b>>8+b&0xFF] {
 		if w&e.mask != e.head || e.boundary && !boundary {

@@ -97,3 +97,47 @@ func TestNFKCFastPath(t *testing.T) {
 		}
 	}
 }
+
+// The literal filter finds exactly the rules one of whose literals occurs, also when
+// a non-ASCII byte folds onto a literal's pair key.
+func TestLitFilterExact(t *testing.T) {
+	rs, err := compileRules()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lits []string
+	for _, p := range rs.patterns {
+		if !p.original {
+			lits = append(lits, p.lits...)
+		}
+	}
+	r := rand.New(rand.NewPCG(7, 8))
+	for n := range 20000 {
+		var b []byte
+		for range r.IntN(12) {
+			switch r.IntN(4) {
+			case 0:
+				b = append(b, lits[r.IntN(len(lits))]...)
+			case 1: // a literal with its first byte moved to the upper half: same key, no match
+				l := []byte(lits[r.IntN(len(lits))])
+				l[0] |= 0x80
+				b = append(b, l...)
+			case 2:
+				b = append(b, "plain words, "...)
+			default:
+				l := lits[r.IntN(len(lits))]
+				b = append(b, l[:r.IntN(len(l))]...)
+			}
+		}
+		text := string(b)
+		var want uint64
+		for i, p := range rs.patterns {
+			if !p.original && containsAny(text, p.lits) {
+				want |= 1 << i
+			}
+		}
+		if got := rs.lits.scan(text); got != want {
+			t.Fatalf("case %d: scan(%q) = %b, want %b", n, text, got, want)
+		}
+	}
+}

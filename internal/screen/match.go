@@ -88,8 +88,8 @@ type ruleSet struct {
 	firstPre  map[uint32][]int     // first three bytes of a first-slot prefix (key3) -> phrase rules
 	suffixed  []int                // single-slot rules with suffix alternatives
 	suffixes  []string             // all their suffixes
-	prePairs  [1 << 16 / 64]uint64 // first two bytes of first-slot prefixes
-	firstSigs [1 << 16 / 64]uint64 // wordSig of first-slot words
+	prePairs  [1 << 10 / 64]uint64 // prePair of first-slot prefixes
+	firstSigs [1 << 13 / 64]uint64 // firstSig of first-slot words
 	patterns  []patternRule
 	lits      litFilter
 	cues      map[string]bool // words that suggest discussion of attacks
@@ -173,6 +173,13 @@ func wordSig(w string) uint16 {
 	return uint16((k * 2654435761) >> 16)
 }
 
+// firstSig and prePair index the bitmaps in front of the first-slot maps: 1 KiB and
+// 128 bytes, so the phrase scan touches few cache lines. A shared bit only costs a
+// map lookup that misses.
+func firstSig(w string) uint16 { return wordSig(w) % (1 << 13) }
+
+func prePair(w string) uint16 { return uint16(w[0]&31)<<5 | uint16(w[1]&31) }
+
 // key3 packs the first three bytes of s (len(s) >= 3) into a map key.
 func key3(s string) uint32 { return uint32(s[0])<<16 | uint32(s[1])<<8 | uint32(s[2]) }
 
@@ -182,12 +189,12 @@ func (rs *ruleSet) addPhrase(r phraseRule, anchored bool) {
 	s := r.slots[0]
 	for w := range s.words {
 		rs.first[w] = append(rs.first[w], idx)
-		k := wordSig(w)
+		k := firstSig(w)
 		rs.firstSigs[k/64] |= 1 << (k % 64)
 	}
 	for _, p := range s.prefixes {
 		rs.firstPre[key3(p)] = append(rs.firstPre[key3(p)], idx)
-		k := uint16(p[0])<<8 | uint16(p[1])
+		k := prePair(p)
 		rs.prePairs[k/64] |= 1 << (k % 64)
 	}
 	if len(s.suffixes) > 0 {
@@ -240,13 +247,13 @@ func (rs *ruleSet) matchPhrases(f *folded, acc *accumulator, meta int) {
 		if len(t) == 0 {
 			continue
 		}
-		if k := wordSig(t); rs.firstSigs[k/64]&(1<<(k%64)) != 0 {
+		if k := firstSig(t); rs.firstSigs[k/64]&(1<<(k%64)) != 0 {
 			for _, idx := range rs.first[t] {
 				m.try(idx, i, true)
 			}
 		}
 		if len(t) >= 3 {
-			if k := uint16(t[0])<<8 | uint16(t[1]); rs.prePairs[k/64]&(1<<(k%64)) != 0 {
+			if k := prePair(t); rs.prePairs[k/64]&(1<<(k%64)) != 0 {
 				for _, idx := range rs.firstPre[key3(t)] {
 					m.try(idx, i, false)
 				}
@@ -393,19 +400,27 @@ func allQuoted(toks *tokens, i, end int) bool {
 }
 
 // litFilter finds, in one pass, which pattern rules have one of their literals in a
-// text: a bitmap of two-byte prefixes rejects most positions with one load.
+// text: a bitmap of two-byte prefixes rejects most positions with one load. Its tables
+// are small (2 KiB of bitmap, the entries in one array) so that the scan stays in the
+// L1 cache beside the other detectors'.
 type litFilter struct {
-	pairSet   [1 << 16 / 64]uint64 // the pairs that have an entry in pair: small enough to stay in cache
-	pair      [1 << 16]uint8       // c0<<8|c1 -> 1 + index into lists, 0 for none
-	lists     [][]litEntry
-	single    [256]uint64 // one-byte literals: the rules they gate
-	hasSingle bool        // some literal is one byte long
+	pairSet   [1 << 14 / 64]uint64 // pairKey of the literals' first two bytes
+	pair      [1 << 14]uint8       // pairKey -> 1 + index into lists and spans, 0 for none
+	lists     [][]litEntry         // the entries of each key, while adding
+	ents      []litEntry           // lists, flattened
+	spans     []uint16             // per key: start<<8 | count in ents
+	single    [256]uint64          // one-byte literals: the rules they gate
+	hasSingle bool                 // some literal is one byte long
 }
 
 type litEntry struct {
 	lit   string
 	rules uint64 // bit i: pattern rule i
 }
+
+// pairKey folds two bytes to 14 bits. Distinct ASCII pairs keep distinct keys; a key
+// shared with non-ASCII bytes only costs a prefix comparison that fails.
+func pairKey(c0, c1 byte) uint16 { return uint16(c0&0x7f)<<7 | uint16(c1&0x7f) }
 
 func (lf *litFilter) add(lit string, rule int) error {
 	if rule >= 64 {
@@ -416,7 +431,7 @@ func (lf *litFilter) add(lit string, rule int) error {
 		lf.hasSingle = true
 		return nil
 	}
-	k := uint16(lit[0])<<8 | uint16(lit[1])
+	k := pairKey(lit[0], lit[1])
 	if lf.pair[k] == 0 {
 		if len(lf.lists) == 255 {
 			return fmt.Errorf("more than 255 literal prefixes")
@@ -426,37 +441,46 @@ func (lf *litFilter) add(lit string, rule int) error {
 		lf.pairSet[k/64] |= 1 << (k % 64)
 	}
 	es := &lf.lists[lf.pair[k]-1]
+	found := false
 	for i := range *es {
 		if (*es)[i].lit == lit {
 			(*es)[i].rules |= 1 << rule
-			return nil
+			found = true
 		}
 	}
-	*es = append(*es, litEntry{lit: lit, rules: 1 << rule})
+	if !found {
+		*es = append(*es, litEntry{lit: lit, rules: 1 << rule})
+	}
+	lf.ents, lf.spans = lf.ents[:0], lf.spans[:0]
+	for _, l := range lf.lists {
+		if len(lf.ents) > 255 || len(l) > 255 {
+			return fmt.Errorf("more than 255 literals")
+		}
+		lf.spans = append(lf.spans, uint16(len(lf.ents))<<8|uint16(len(l)))
+		lf.ents = append(lf.ents, l...)
+	}
 	return nil
 }
 
 // scan returns the set of rules gated by literals found in text.
 func (lf *litFilter) scan(text string) uint64 {
 	var found uint64
-	for i := 0; i+1 < len(text); i++ {
-		c := text[i]
-		if lf.hasSingle {
-			found |= lf.single[c]
+	if lf.hasSingle {
+		for i := 0; i < len(text); i++ {
+			found |= lf.single[text[i]]
 		}
-		k := uint16(c)<<8 | uint16(text[i+1])
+	}
+	for i := 0; i+1 < len(text); i++ {
+		k := pairKey(text[i], text[i+1])
 		if lf.pairSet[k/64]&(1<<(k%64)) == 0 {
 			continue
 		}
-		p := lf.pair[k]
-		for _, e := range lf.lists[p-1] {
+		sp := lf.spans[lf.pair[k]-1]
+		for _, e := range lf.ents[sp>>8 : sp>>8+sp&0xFF] {
 			if found&e.rules != e.rules && strings.HasPrefix(text[i:], e.lit) {
 				found |= e.rules
 			}
 		}
-	}
-	if len(text) > 0 {
-		found |= lf.single[text[len(text)-1]]
 	}
 	return found
 }
