@@ -141,3 +141,24 @@ func TestLitFilterExact(t *testing.T) {
 		}
 	}
 }
+
+// fold's copy of plain ASCII words must give the tokens of its general path: words
+// that run into a non-ASCII letter, contractions, possessives and quotes.
+func TestFoldASCIIWords(t *testing.T) {
+	f := fold("Don't STOP: Jürgen's naïve plan—IGNORE 'it' x9 Ωmega", nil)
+	var got []string
+	for i := range f.toks.t {
+		w := f.toks.word(i)
+		if f.toks.t[i].quoted {
+			w = "'" + w + "'"
+		}
+		got = append(got, w)
+	}
+	want := []string{"dont", "stop", "jurgen", "naive", "plan", "ignore", "'it'", "x9", "ωmega"}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("tokens %q, want %q", got, want)
+	}
+	if f.text != "dont stop: jurgen naive plan—ignore 'it' x9 ωmega" {
+		t.Errorf("text %q", f.text)
+	}
+}

@@ -414,8 +414,36 @@ type litFilter struct {
 }
 
 type litEntry struct {
+	head  uint64 // the literal's first eight bytes (fewer for a shorter one), little-endian,
+	mask  uint64 // and the bits of head that count
 	lit   string
 	rules uint64 // bit i: pattern rule i
+}
+
+// loadUpTo8 reads up to eight bytes of s as a little-endian word.
+func loadUpTo8(s string) uint64 {
+	if len(s) >= 8 {
+		return load8(s)
+	}
+	var w uint64
+	for k := len(s) - 1; k >= 0; k-- {
+		w = w<<8 | uint64(s[k])
+	}
+	return w
+}
+
+func newLitEntry(lit string, rules uint64) litEntry {
+	n := min(len(lit), 8)
+	return litEntry{head: loadUpTo8(lit[:n]), mask: ^uint64(0) >> (64 - 8*n), lit: lit, rules: rules}
+}
+
+// at reports whether the literal occurs at the start of s, whose first eight bytes
+// (or fewer) are w.
+func (e *litEntry) at(s string, w uint64) bool {
+	if w&e.mask != e.head || len(s) < len(e.lit) {
+		return false
+	}
+	return len(e.lit) <= 8 || s[8:len(e.lit)] == e.lit[8:]
 }
 
 // pairKey folds two bytes to 14 bits. Distinct ASCII pairs keep distinct keys; a key
@@ -449,7 +477,7 @@ func (lf *litFilter) add(lit string, rule int) error {
 		}
 	}
 	if !found {
-		*es = append(*es, litEntry{lit: lit, rules: 1 << rule})
+		*es = append(*es, newLitEntry(lit, 1<<rule))
 	}
 	lf.ents, lf.spans = lf.ents[:0], lf.spans[:0]
 	for _, l := range lf.lists {
@@ -470,14 +498,23 @@ func (lf *litFilter) scan(text string) uint64 {
 			found |= lf.single[text[i]]
 		}
 	}
-	for i := 0; i+1 < len(text); i++ {
-		k := pairKey(text[i], text[i+1])
-		if lf.pairSet[k/64]&(1<<(k%64)) == 0 {
+	if len(text) < 2 {
+		return found
+	}
+	prev := text[0]
+	for i := 1; i < len(text); i++ {
+		c := text[i]
+		k := pairKey(prev, c)
+		prev = c
+		if lf.pairSet[(k>>6)&(1<<14/64-1)]&(1<<(k%64)) == 0 {
 			continue
 		}
-		sp := lf.spans[lf.pair[k]-1]
-		for _, e := range lf.ents[sp>>8 : sp>>8+sp&0xFF] {
-			if found&e.rules != e.rules && strings.HasPrefix(text[i:], e.lit) {
+		sp := lf.spans[lf.pair[k&(1<<14-1)]-1]
+		at := text[i-1:]
+		w := loadUpTo8(at)
+		for j := range lf.ents[sp>>8 : sp>>8+sp&0xFF] {
+			e := &lf.ents[int(sp>>8)+j]
+			if found&e.rules != e.rules && e.at(at, w) {
 				found |= e.rules
 			}
 		}

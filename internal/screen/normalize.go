@@ -351,6 +351,29 @@ func fold(s string, scratch []token) folded {
 	}
 	for i := 0; i < len(s); {
 		c := s[i]
+		if c < 0x80 && asciiWord[c] && ws < 0 {
+			// The common word: ASCII letters and digits up to an ASCII character that
+			// neither continues it nor joins a contraction. It is copied and
+			// lowercased in place, with no trip through flush.
+			j := i + 1
+			for j < len(s) && s[j] < 0x80 && asciiWord[s[j]] {
+				j++
+			}
+			if j == len(s) || s[j] < 0x80 && s[j] != '\'' {
+				start := len(out)
+				out = append(out, s[i:j]...)
+				for k := start; k < len(out); k++ {
+					if c := out[k]; c-'A' < 26 {
+						out[k] = c + 'a' - 'A'
+					}
+				}
+				toks = append(toks, token{start: int32(start), end: int32(len(out)), brk: brk, quoted: quoted})
+				brk = false
+				prevWord = true
+				i = j
+				continue
+			}
+		}
 		r, n := rune(c), 1
 		if c >= 0x80 {
 			r, n = utf8.DecodeRuneInString(s[i:])
@@ -400,7 +423,9 @@ func fold(s string, scratch []token) folded {
 			prevWord = false
 			continue
 		}
-		flush(i)
+		if ws >= 0 {
+			flush(i)
+		}
 		prevWord = false
 		switch r {
 		case '.', '!', '?', ';', '\n', '。', '！', '？', '；':
