@@ -223,7 +223,7 @@ func (cs *conceptSet) match(f *folded) ([]signal, int, bool) {
 	leet, split := 0, 0 // words with a digit between letters; single letters joined by - . _
 	for ti := range toks {
 		t := &toks[ti]
-		if w := text[t.start:t.end]; leetWord(w) {
+		if w := text[t.start:t.end]; t.digit && leetWord(w) { // no digit, no leetspeak
 			leet++
 		} else if len(w) == 1 && ti > 0 && int(toks[ti-1].end) == int(t.start)-1 && toks[ti-1].end-toks[ti-1].start == 1 &&
 			strings.IndexByte("-._", text[t.start-1]) >= 0 {

@@ -89,21 +89,17 @@ func isHexByte(c byte) bool {
 
 // scanRuns calls fn for every maximal run of bytes in set, at least min long.
 func scanRuns(s string, set *[256]bool, min int, fn func(string)) {
-	start := -1
-	for i := 0; i < len(s); i++ {
-		if set[s[i]] {
-			if start < 0 {
-				start = i
-			}
-			continue
+	for i := 0; i < len(s); {
+		for i < len(s) && !set[s[i]] {
+			i++
 		}
-		if start >= 0 && i-start >= min {
+		start := i
+		for i < len(s) && set[s[i]] {
+			i++
+		}
+		if i-start >= min {
 			fn(s[start:i])
 		}
-		start = -1
-	}
-	if start >= 0 && len(s)-start >= min {
-		fn(s[start:])
 	}
 }
 

@@ -162,3 +162,68 @@ func TestFoldASCIIWords(t *testing.T) {
 		t.Errorf("text %q", f.text)
 	}
 }
+
+func TestWordBytes8(t *testing.T) {
+	isWord := func(c byte) bool { return c < 0x80 && asciiWord[c] }
+	r := rand.New(rand.NewPCG(11, 12))
+	for range 300000 {
+		var b [8]byte
+		for k := range b {
+			switch r.IntN(4) {
+			case 0:
+				b[k] = byte(r.IntN(256))
+			default:
+				b[k] = "aZ09@[`{/:_-. \n"[r.IntN(15)]
+			}
+		}
+		w := load8(string(b[:]))
+		got := wordBytes8(w)
+		for k := range b { // exact up to and including the first non-word byte
+			if (got>>(8*k+7))&1 == 1 != isWord(b[k]) {
+				t.Fatalf("wordBytes8(%q): byte %d", b, k)
+			}
+			if !isWord(b[k]) {
+				break
+			}
+		}
+	}
+}
+
+// On ASCII text without apostrophes, fold is lowercasing, and its tokens are the runs
+// of letters and digits, with exact digit flags.
+func TestFoldASCIIRuns(t *testing.T) {
+	r := rand.New(rand.NewPCG(13, 14))
+	for range 20000 {
+		var b []byte
+		for range r.IntN(60) {
+			switch r.IntN(5) {
+			case 0:
+				b = append(b, strings.Repeat("Ab", r.IntN(10))...)
+			case 1:
+				b = append(b, "x7Y"[r.IntN(3)])
+			default:
+				p := " .,;:!?\n\t-_@[]{}/\"`"
+				b = append(b, p[r.IntN(len(p))])
+			}
+		}
+		s := string(b)
+		f := fold(s, nil)
+		if f.text != strings.ToLower(s) {
+			t.Fatalf("fold(%q).text = %q", s, f.text)
+		}
+		var want []string
+		var digits []bool
+		for _, w := range strings.FieldsFunc(strings.ToLower(s), func(r rune) bool { return r >= 0x80 || !asciiWord[r] }) {
+			want = append(want, w)
+			digits = append(digits, strings.ContainsAny(w, "0123456789"))
+		}
+		if len(f.toks.t) != len(want) {
+			t.Fatalf("fold(%q): %d tokens, want %d", s, len(f.toks.t), len(want))
+		}
+		for i := range want {
+			if f.toks.word(i) != want[i] || f.toks.t[i].digit != digits[i] {
+				t.Fatalf("fold(%q) token %d = %q digit %v, want %q %v", s, i, f.toks.word(i), f.toks.t[i].digit, want[i], digits[i])
+			}
+		}
+	}
+}

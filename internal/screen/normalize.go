@@ -1,6 +1,8 @@
 package screen
 
 import (
+	"encoding/binary"
+	"math/bits"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -91,6 +93,19 @@ func plainASCII8(w uint64) bool {
 	x := w ^ 0x7f*lo8
 	del := (x - lo8) &^ x // a zero byte of x (a DEL in w) sets its high bit
 	return (w|below|del)&hi8 == 0
+}
+
+// inRange8 sets the high bit of each byte of w in [lo, hi] (both below 0x80). It is
+// exact for the bytes below the first one of 0x80 or more, whose carry can only
+// disturb the bytes above it.
+func inRange8(w uint64, lo, hi byte) uint64 {
+	return (w + uint64(0x80-lo)*lo8) &^ (w + uint64(0x7f-hi)*lo8) & hi8
+}
+
+// wordBytes8 sets the high bit of each byte of w that is an ASCII letter or digit,
+// exactly up to the first byte that is not.
+func wordBytes8(w uint64) uint64 {
+	return (inRange8(w|0x20*lo8, 'a', 'z') | inRange8(w, '0', '9')) &^ w
 }
 
 // nextNonASCII returns the index of the first byte of s at or after i that is not
@@ -254,6 +269,7 @@ type token struct {
 	brk        bool // a sentence break (. ! ? ; newline) comes before it
 	quoted     bool // inside quotation marks
 	folded     bool // lookalike folding changed it
+	digit      bool // it may hold an ASCII digit (false only when it surely holds none)
 }
 
 // tokens are the words of a folded text.
@@ -345,34 +361,61 @@ func fold(s string, scratch []token) folded {
 			}
 			out = append(out, buf...)
 		}
-		toks = append(toks, token{start: int32(start), end: int32(len(out)), brk: brk, quoted: quoted, folded: changed})
+		toks = append(toks, token{start: int32(start), end: int32(len(out)), brk: brk, quoted: quoted, folded: changed, digit: true})
 		brk = false
 		ascii = true
 	}
 	for i := 0; i < len(s); {
 		c := s[i]
+		if c == ' ' && ws < 0 {
+			out = append(out, ' ')
+			prevWord = false
+			i++
+			continue
+		}
 		if c < 0x80 && asciiWord[c] && ws < 0 {
 			// The common word: ASCII letters and digits up to an ASCII character that
 			// neither continues it nor joins a contraction. It is copied and
-			// lowercased in place, with no trip through flush.
-			j := i + 1
-			for j < len(s) && s[j] < 0x80 && asciiWord[s[j]] {
-				j++
+			// lowercased eight bytes at a time, with no trip through flush.
+			start := len(out)
+			j, digit := i, false
+			for j+8 <= len(s) {
+				w := load8(s[j:])
+				n := 8
+				if nw := ^wordBytes8(w) & hi8; nw != 0 {
+					n = bits.TrailingZeros64(nw) / 8
+				}
+				keep := ^uint64(0) >> (64 - 8*n) // the word's bytes of w (n > 0 after the first step)
+				if inRange8(w, '0', '9')&keep != 0 {
+					digit = true
+				}
+				out = binary.LittleEndian.AppendUint64(out, w|inRange8(w, 'A', 'Z')>>2)
+				out = out[:len(out)-8+n]
+				j += n
+				if n < 8 {
+					break
+				}
+			}
+			if j+8 > len(s) {
+				for j < len(s) && s[j] < 0x80 && asciiWord[s[j]] {
+					c := s[j]
+					if c-'A' < 26 {
+						c += 'a' - 'A'
+					} else if c-'0' < 10 {
+						digit = true
+					}
+					out = append(out, c)
+					j++
+				}
 			}
 			if j == len(s) || s[j] < 0x80 && s[j] != '\'' {
-				start := len(out)
-				out = append(out, s[i:j]...)
-				for k := start; k < len(out); k++ {
-					if c := out[k]; c-'A' < 26 {
-						out[k] = c + 'a' - 'A'
-					}
-				}
-				toks = append(toks, token{start: int32(start), end: int32(len(out)), brk: brk, quoted: quoted})
+				toks = append(toks, token{start: int32(start), end: int32(len(out)), brk: brk, quoted: quoted, digit: digit})
 				brk = false
 				prevWord = true
 				i = j
 				continue
 			}
+			out = out[:start] // it goes on with a non-ASCII letter or an apostrophe
 		}
 		r, n := rune(c), 1
 		if c >= 0x80 {
