@@ -90,30 +90,18 @@ type cue struct {
 	c        concept
 	boundary bool   // must start a word
 	meta     uint8  // ordinal among the meta cues, to count distinct ones
-	head     uint32 // the first four bytes (fewer for a shorter cue), little-endian,
-	mask     uint32 // and the bits of head that count
+	head     uint64 // the first eight bytes (fewer for a shorter cue), little-endian,
+	mask     uint64 // and the bits of head that count
 }
 
-// headBits sizes the cue index: 4096 buckets for about a thousand cues keeps the
-// table (8 KiB) in the L1 cache and the lists short.
+// headBits sizes the cue index: 4096 buckets for about a thousand cues keep the lists
+// short, and the 512-byte bitmap of the used ones keeps most words' misses in L1.
 const headBits = 12
 
 // head3 hashes the three bytes of s at i (every cue but "@" has three or more).
 func head3(s string, i int) uint16 {
 	h := (uint32(s[i]) | uint32(s[i+1])<<8 | uint32(s[i+2])<<16) * 0x9E3779B1
 	return uint16(h >> (32 - headBits))
-}
-
-// load4 reads up to four bytes of s at i as a little-endian word.
-func load4(s string, i int) uint32 {
-	if i+4 <= len(s) {
-		return uint32(s[i]) | uint32(s[i+1])<<8 | uint32(s[i+2])<<16 | uint32(s[i+3])<<24
-	}
-	var w uint32
-	for k := 0; i+k < len(s) && k < 4; k++ {
-		w |= uint32(s[i+k]) << (8 * k)
-	}
-	return w
 }
 
 type conceptSet struct {
@@ -127,9 +115,9 @@ type conceptSet struct {
 	cues   []cue
 }
 
-// cueEnt is a cue's index entry: its first four bytes, and whether it must start a word.
+// cueEnt is a cue's index entry: its first eight bytes, and whether it must start a word.
 type cueEnt struct {
-	head, mask uint32
+	head, mask uint64
 	idx        uint16
 	boundary   bool
 }
@@ -152,11 +140,11 @@ func compileConcepts() *conceptSet {
 			b := !(unicode.Is(unicode.Han, r) || unicode.Is(unicode.Hiragana, r) || unicode.Is(unicode.Katakana, r) ||
 				!unicode.IsLetter(r))
 			idx := int32(len(cs.cues))
-			var mask uint32
-			for k := 0; k < len(f) && k < 4; k++ {
+			var mask uint64
+			for k := 0; k < len(f) && k < 8; k++ {
 				mask |= 0xFF << (8 * k)
 			}
-			cs.cues = append(cs.cues, cue{text: f, c: c, boundary: b, meta: uint8(nMeta), head: load4(f, 0), mask: mask})
+			cs.cues = append(cs.cues, cue{text: f, c: c, boundary: b, meta: uint8(nMeta), head: loadUpTo8(f), mask: mask})
 			if c == kMeta {
 				nMeta++
 			}
@@ -314,13 +302,13 @@ func (m *conceptScan) try(i int, boundary bool) {
 		return
 	}
 	b := m.cs.bucket[h]
-	w := load4(text, i)
+	w := loadUpTo8(text[i:])
 	for _, e := range m.cs.ents[b>>8 : b>>8+b&0xFF] {
 		if w&e.mask != e.head || e.boundary && !boundary {
 			continue
 		}
 		c := &m.cs.cues[e.idx]
-		if len(c.text) > 4 && !strings.HasPrefix(text[i:], c.text) {
+		if len(c.text) > 8 && !strings.HasPrefix(text[i:], c.text) {
 			continue
 		}
 		if e := i + len(c.text); c.boundary && e < n && text[e] == '_' {

@@ -409,6 +409,8 @@ type litFilter struct {
 	lists     [][]litEntry         // the entries of each key, while adding
 	ents      []litEntry           // lists, flattened
 	spans     []uint16             // per key: start<<8 | count in ents
+	short     []bool               // per key: some literal is the pair alone
+	triSet    [1 << 12 / 64]uint64 // triKey of the first three bytes of the longer literals
 	single    [256]uint64          // one-byte literals: the rules they gate
 	hasSingle bool                 // some literal is one byte long
 }
@@ -450,6 +452,12 @@ func (e *litEntry) at(s string, w uint64) bool {
 // shared with non-ASCII bytes only costs a prefix comparison that fails.
 func pairKey(c0, c1 byte) uint16 { return uint16(c0&0x7f)<<7 | uint16(c1&0x7f) }
 
+// triKey hashes three bytes (the first two folded as in pairKey) to 12 bits: a pair
+// that starts a literal is common in prose ("in", "st"), its next byte rarely fits.
+func triKey(c0, c1, c2 byte) uint32 {
+	return (uint32(c0&0x7f)<<15 | uint32(c1&0x7f)<<8 | uint32(c2)) * 0x9E3779B1 >> 20
+}
+
 func (lf *litFilter) add(lit string, rule int) error {
 	if rule >= 64 {
 		return fmt.Errorf("more than 64 gated pattern rules")
@@ -465,6 +473,7 @@ func (lf *litFilter) add(lit string, rule int) error {
 			return fmt.Errorf("more than 255 literal prefixes")
 		}
 		lf.lists = append(lf.lists, nil)
+		lf.short = append(lf.short, false)
 		lf.pair[k] = uint8(len(lf.lists))
 		lf.pairSet[k/64] |= 1 << (k % 64)
 	}
@@ -478,6 +487,12 @@ func (lf *litFilter) add(lit string, rule int) error {
 	}
 	if !found {
 		*es = append(*es, newLitEntry(lit, 1<<rule))
+	}
+	if len(lit) == 2 {
+		lf.short[lf.pair[k]-1] = true
+	} else {
+		t := triKey(lit[0], lit[1], lit[2])
+		lf.triSet[t/64] |= 1 << (t % 64)
 	}
 	lf.ents, lf.spans = lf.ents[:0], lf.spans[:0]
 	for _, l := range lf.lists {
@@ -503,13 +518,19 @@ func (lf *litFilter) scan(text string) uint64 {
 	}
 	prev := text[0]
 	for i := 1; i < len(text); i++ {
-		c := text[i]
-		k := pairKey(prev, c)
+		c0, c := prev, text[i]
+		k := pairKey(c0, c)
 		prev = c
 		if lf.pairSet[(k>>6)&(1<<14/64-1)]&(1<<(k%64)) == 0 {
 			continue
 		}
-		sp := lf.spans[lf.pair[k&(1<<14-1)]-1]
+		p := int(lf.pair[k&(1<<14-1)]) - 1
+		if i+1 < len(text) && !lf.short[p] {
+			if t := triKey(c0, c, text[i+1]); lf.triSet[t/64&(1<<12/64-1)]&(1<<(t%64)) == 0 {
+				continue
+			}
+		}
+		sp := lf.spans[p]
 		at := text[i-1:]
 		w := loadUpTo8(at)
 		for j := range lf.ents[sp>>8 : sp>>8+sp&0xFF] {
