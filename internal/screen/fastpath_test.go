@@ -227,3 +227,32 @@ func TestFoldASCIIRuns(t *testing.T) {
 		}
 	}
 }
+
+// scanRuns reports every maximal run of at least min bytes of the set, in order.
+func TestScanRunsSkipping(t *testing.T) {
+	r := rand.New(rand.NewPCG(15, 16))
+	for range 20000 {
+		var b []byte
+		for range r.IntN(30) {
+			if r.IntN(2) == 0 {
+				run := strings.Repeat("Ab9+", 8)
+				b = append(b, run[:r.IntN(len(run))]...)
+			} else {
+				b = append(b, " .!é\n"[r.IntN(5)])
+			}
+		}
+		s := string(b)
+		for _, min := range []int{1, 2, 16} {
+			var got, want []string
+			scanRuns(s, &base64Alphabet, min, func(run string) { got = append(got, run) })
+			for _, f := range strings.FieldsFunc(s, func(c rune) bool { return c >= 0x80 || !base64Alphabet[c] }) {
+				if len(f) >= min {
+					want = append(want, f)
+				}
+			}
+			if strings.Join(got, "|") != strings.Join(want, "|") {
+				t.Fatalf("scanRuns(%q, %d) = %q, want %q", s, min, got, want)
+			}
+		}
+	}
+}
