@@ -24,15 +24,30 @@ func extractJSONText(data []byte, depth int) (string, bool) {
 // appendJSONStrings appends every string literal of the valid JSON in data.
 func appendJSONStrings(b *strings.Builder, data []byte, depth int) {
 	for i := 0; i < len(data); i++ {
-		if data[i] != '"' {
-			continue
+		k := bytes.IndexByte(data[i:], '"')
+		if k < 0 {
+			return
 		}
-		j := i + 1
-		for j < len(data) && data[j] != '"' {
-			if data[j] == '\\' {
-				j++
+		i += k
+		// The closing quote: the first '"' that no backslash escapes. q, the next
+		// quote at or after j, is searched again only when an escape consumed it, so
+		// every byte is read a bounded number of times.
+		j, q := i+1, -1
+		for j < len(data) {
+			if q < j {
+				r := bytes.IndexByte(data[j:], '"')
+				if r < 0 {
+					j = len(data)
+					break
+				}
+				q = j + r
 			}
-			j++
+			e := bytes.IndexByte(data[j:q], '\\')
+			if e < 0 {
+				j = q
+				break
+			}
+			j += e + 2 // the backslash and the byte it escapes
 		}
 		if j > len(data) {
 			j = len(data)

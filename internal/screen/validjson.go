@@ -1,6 +1,9 @@
 package screen
 
-import "encoding/json"
+import (
+	"encoding/json"
+	"unsafe"
+)
 
 // maxFastDepth bounds the nesting validJSON checks itself; deeper documents (rare, and
 // encoding/json allows 10,000 levels) go to json.Valid.
@@ -128,6 +131,12 @@ func jsonKey(data []byte, i int) (int, bool) {
 // after its closing quote. Like encoding/json, it does not check UTF-8.
 func jsonString(data []byte, i int) (int, bool) {
 	for i++; i < len(data); i++ {
+		for i+8 <= len(data) && plainJSONString8(load8(unsafeString(data[i : i+8]))) {
+			i += 8
+		}
+		if i >= len(data) {
+			break
+		}
 		switch c := data[i]; {
 		case c == '"':
 			return i + 1, true
@@ -198,3 +207,15 @@ func skipDigits(data []byte, i int) int {
 func hasPrefixAt(data []byte, i int, lit string) bool {
 	return len(data)-i >= len(lit) && string(data[i:i+len(lit)]) == lit
 }
+
+// plainJSONString8 reports whether none of the eight bytes of w ends a JSON string
+// or needs a look: no quote, no backslash, no control character. (Each test is the
+// exact "some byte is zero / below n" word trick.)
+func plainJSONString8(w uint64) bool {
+	quote := w ^ '"'*lo8
+	bslash := w ^ '\\'*lo8
+	return ((w-0x20*lo8)&^w|(quote-lo8)&^quote|(bslash-lo8)&^bslash)&hi8 == 0
+}
+
+// unsafeString views b as a string for reading, without a copy.
+func unsafeString(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
