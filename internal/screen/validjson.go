@@ -131,7 +131,7 @@ func jsonKey(data []byte, i int) (int, bool) {
 // after its closing quote. Like encoding/json, it does not check UTF-8.
 func jsonString(data []byte, i int) (int, bool) {
 	for i++; i < len(data); i++ {
-		for i+8 <= len(data) && plainJSONString8(load8(unsafeString(data[i : i+8]))) {
+		for i+8 <= len(data) && plainJSONString8(load8(unsafeString(data[i:i+8]))) {
 			i += 8
 		}
 		if i >= len(data) {
