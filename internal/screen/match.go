@@ -88,6 +88,7 @@ type ruleSet struct {
 	firstPre  map[uint32][]int     // first three bytes of a first-slot prefix (key3) -> phrase rules
 	suffixed  []int                // single-slot rules with suffix alternatives
 	suffixes  []string             // all their suffixes
+	sufLast   [256 / 64]uint64     // the last bytes of the suffixes: most words end otherwise
 	prePairs  [1 << 10 / 64]uint64 // prePair of first-slot prefixes
 	firstSigs [1 << 13 / 64]uint64 // firstSig of first-slot words
 	patterns  []patternRule
@@ -200,6 +201,14 @@ func (rs *ruleSet) addPhrase(r phraseRule, anchored bool) {
 	if len(s.suffixes) > 0 {
 		rs.suffixed = append(rs.suffixed, idx)
 		rs.suffixes = append(rs.suffixes, s.suffixes...)
+		for _, suf := range s.suffixes {
+			if suf == "" {
+				rs.sufLast = [4]uint64{^uint64(0), ^uint64(0), ^uint64(0), ^uint64(0)}
+				continue
+			}
+			c := suf[len(suf)-1]
+			rs.sufLast[c/64] |= 1 << (c % 64)
+		}
 	}
 }
 
@@ -258,6 +267,9 @@ func (rs *ruleSet) matchPhrases(f *folded, acc *accumulator, meta int) {
 					m.try(idx, i, false)
 				}
 			}
+		}
+		if c := t[len(t)-1]; rs.sufLast[c/64]&(1<<(c%64)) == 0 {
+			continue
 		}
 		for _, suf := range rs.suffixes {
 			if strings.HasSuffix(t, suf) {
