@@ -283,6 +283,7 @@ func (ts *tokens) word(i int) string { return ts.s[ts.t[i].start:ts.t[i].end] }
 
 // folded is the normalized view that the detectors read.
 type folded struct {
+	buf    []byte // the memory of text
 	text   string // the whole text lowercased, with words folded as in toks
 	toks   tokens
 	mixed  int  // words mixing Latin with Cyrillic, Greek, Armenian or Cherokee lookalikes
@@ -311,10 +312,19 @@ func isWordRune(r rune) bool {
 // fold lowercases s, folds lookalike letters within suspicious words, strips common
 // diacritics, and splits it into tokens. ASCII words take a fast path; only words with
 // other letters get the script analysis.
-func fold(s string, scratch []token) folded {
+//
+// sc, when not nil, lends the token slice and the text buffer; the result's text
+// and tokens live in them until sc is lent again.
+func fold(s string, sc *foldScratch) folded {
 	var f folded
-	out := make([]byte, 0, len(s)+8)
-	toks := scratch[:0]
+	var out []byte
+	var toks []token
+	if sc != nil {
+		out, toks = sc.out[:0], sc.toks[:0]
+	}
+	if cap(out) < len(s)+8 {
+		out = make([]byte, 0, len(s)+8)
+	}
 	var (
 		brk      = true
 		quoted   bool
@@ -498,7 +508,23 @@ func fold(s string, scratch []token) folded {
 	// can share it instead of copying it.
 	f.text = unsafe.String(unsafe.SliceData(out), len(out))
 	f.toks = tokens{s: f.text, t: toks}
+	f.buf = out
 	return f
+}
+
+// foldScratch is the memory one fold can reuse from an earlier one.
+type foldScratch struct {
+	toks []token
+	out  []byte
+}
+
+// keep takes back f's memory for the next fold, unless one huge input would pin it.
+func (sc *foldScratch) keep(f *folded) bool {
+	if cap(f.toks.t) > maxPooledTokens || cap(f.buf) > maxPooledText {
+		return false
+	}
+	sc.toks, sc.out = f.toks.t[:0], f.buf[:0]
+	return true
 }
 
 // foldWord appends the folded, lowercased form of a word with non-ASCII letters to b.
