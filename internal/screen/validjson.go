@@ -1,8 +1,8 @@
 package screen
 
 import (
+	"encoding/binary"
 	"encoding/json"
-	"unsafe"
 )
 
 // maxFastDepth bounds the nesting validJSON checks itself; deeper documents (rare, and
@@ -131,7 +131,7 @@ func jsonKey(data []byte, i int) (int, bool) {
 // after its closing quote. Like encoding/json, it does not check UTF-8.
 func jsonString(data []byte, i int) (int, bool) {
 	for i++; i < len(data); i++ {
-		for i+8 <= len(data) && plainJSONString8(load8(unsafeString(data[i:i+8]))) {
+		for i+8 <= len(data) && plainJSONString8(binary.LittleEndian.Uint64(data[i:])) {
 			i += 8
 		}
 		if i >= len(data) {
@@ -216,6 +216,3 @@ func plainJSONString8(w uint64) bool {
 	bslash := w ^ '\\'*lo8
 	return ((w-0x20*lo8)&^w|(quote-lo8)&^quote|(bslash-lo8)&^bslash)&hi8 == 0
 }
-
-// unsafeString views b as a string for reading, without a copy.
-func unsafeString(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
