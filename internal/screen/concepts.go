@@ -230,13 +230,16 @@ func (cs *conceptSet) match(f *folded) ([]signal, int, bool) {
 		ident := st > 0 && text[st-1] == '_'
 		m.try(st, !ident)
 		// elidedBefore's articles start with one of a few letters: probe only there.
-		if elisionStart[text[st]] || st > 0 && isLower(text[st-1]) {
+		// When the word starts the text or follows a non-letter (nearly always), the
+		// article can only be its own first one to three letters, so a table test of
+		// those (elidedAt) rules out most probes before elidedBefore looks.
+		if lead := st > 0 && isLower(text[st-1]); elisionStart[text[st]] || lead {
 			switch {
-			case en-st > 2 && elidedBefore(text, st+1):
+			case en-st > 2 && (lead || elidedAt(text, st, 1)) && elidedBefore(text, st+1):
 				m.try(st+1, true)
-			case en-st > 3 && elidedBefore(text, st+2):
+			case en-st > 3 && (lead || elidedAt(text, st, 2)) && elidedBefore(text, st+2):
 				m.try(st+2, true)
-			case en-st > 4 && elidedBefore(text, st+3):
+			case en-st > 4 && (lead || elidedAt(text, st, 3)) && elidedBefore(text, st+3):
 				m.try(st+3, true)
 			}
 		}
@@ -367,6 +370,32 @@ var elisionStart = func() (t [256]bool) {
 		t[c] = true
 	}
 	return t
+}()
+
+// elidedAt is what elidedBefore(s, st+n) needs when the word at st follows no
+// letter: its first n letters are an article of n letters, and a vowel follows.
+func elidedAt(s string, st, n int) bool {
+	if !isVowel[s[st+n]] {
+		return false
+	}
+	switch n {
+	case 1:
+		return article1[s[st]]
+	case 2:
+		return s[st:st+2] == "qu" || s[st:st+2] == "un"
+	}
+	return s[st:st+3] == "all"
+}
+
+// isVowel and article1 are elidedBefore's vowels and one-letter articles.
+var isVowel, article1 = func() (v, a [256]bool) {
+	for _, c := range []byte("aeiouy") {
+		v[c] = true
+	}
+	for _, c := range []byte("ldjmnstc") {
+		a[c] = true
+	}
+	return
 }()
 
 // elidedBefore reports whether the letters before i are a French or Italian article
