@@ -421,8 +421,8 @@ type litFilter struct {
 	lists     [][]litEntry         // the entries of each key, while adding
 	ents      []litEntry           // lists, flattened
 	spans     []uint16             // per key: start<<8 | count in ents
-	short     []bool               // per key: some literal is the pair alone
 	triSet    [1 << 12 / 64]uint64 // triKey of the first three bytes of the longer literals
+	shortLead [256]bool            // first bytes of the two-byte literals
 	single    [256]uint64          // one-byte literals: the rules they gate
 	hasSingle bool                 // some literal is one byte long
 }
@@ -485,7 +485,6 @@ func (lf *litFilter) add(lit string, rule int) error {
 			return fmt.Errorf("more than 255 literal prefixes")
 		}
 		lf.lists = append(lf.lists, nil)
-		lf.short = append(lf.short, false)
 		lf.pair[k] = uint8(len(lf.lists))
 		lf.pairSet[k/64] |= 1 << (k % 64)
 	}
@@ -501,7 +500,7 @@ func (lf *litFilter) add(lit string, rule int) error {
 		*es = append(*es, newLitEntry(lit, 1<<rule))
 	}
 	if len(lit) == 2 {
-		lf.short[lf.pair[k]-1] = true
+		lf.shortLead[lit[0]] = true
 	} else {
 		t := triKey(lit[0], lit[1], lit[2])
 		lf.triSet[t/64] |= 1 << (t % 64)
@@ -517,6 +516,23 @@ func (lf *litFilter) add(lit string, rule int) error {
 	return nil
 }
 
+// from adds to found the rules of the literals that start s.
+func (lf *litFilter) from(s string, found uint64) uint64 {
+	k := pairKey(s[0], s[1])
+	if lf.pairSet[(k>>6)&(1<<14/64-1)]&(1<<(k%64)) == 0 {
+		return found
+	}
+	sp := lf.spans[lf.pair[k&(1<<14-1)]-1]
+	w := loadUpTo8(s)
+	for j := range lf.ents[sp>>8 : sp>>8+sp&0xFF] {
+		e := &lf.ents[int(sp>>8)+j]
+		if found&e.rules != e.rules && e.at(s, w) {
+			found |= e.rules
+		}
+	}
+	return found
+}
+
 // scan returns the set of rules gated by literals found in text.
 func (lf *litFilter) scan(text string) uint64 {
 	var found uint64
@@ -528,29 +544,19 @@ func (lf *litFilter) scan(text string) uint64 {
 	if len(text) < 2 {
 		return found
 	}
-	prev := text[0]
-	for i := 1; i < len(text); i++ {
-		c0, c := prev, text[i]
-		k := pairKey(c0, c)
-		prev = c
-		if lf.pairSet[(k>>6)&(1<<14/64-1)]&(1<<(k%64)) == 0 {
-			continue
+	// A literal starting at i-1 has its first three bytes in triSet, or is two bytes
+	// long and starts with a shortLead byte. Both are rare in prose, so this branch
+	// is seldom taken (the pair bitmap's was at about one byte in six).
+	c0, c1 := text[0], text[1]
+	for i := 2; i < len(text); i++ { // a literal at i-2
+		c2 := text[i]
+		if t := triKey(c0, c1, c2); lf.triSet[t/64&(1<<12/64-1)]&(1<<(t%64)) != 0 || lf.shortLead[c0] {
+			found = lf.from(text[i-2:], found)
 		}
-		p := int(lf.pair[k&(1<<14-1)]) - 1
-		if i+1 < len(text) && !lf.short[p] {
-			if t := triKey(c0, c, text[i+1]); lf.triSet[t/64&(1<<12/64-1)]&(1<<(t%64)) == 0 {
-				continue
-			}
-		}
-		sp := lf.spans[p]
-		at := text[i-1:]
-		w := loadUpTo8(at)
-		for j := range lf.ents[sp>>8 : sp>>8+sp&0xFF] {
-			e := &lf.ents[int(sp>>8)+j]
-			if found&e.rules != e.rules && e.at(at, w) {
-				found |= e.rules
-			}
-		}
+		c0, c1 = c1, c2
+	}
+	if lf.shortLead[c0] { // the last pair: only a two-byte literal fits
+		found = lf.from(text[len(text)-2:], found)
 	}
 	return found
 }
