@@ -179,7 +179,7 @@ func wordSig(w string) uint16 {
 // map lookup that misses.
 func firstSig(w string) uint16 { return wordSig(w) % (1 << 13) }
 
-func prePair(w string) uint16 { return uint16(w[0]&31)<<5 | uint16(w[1]&31) }
+func prePair(c0, c1 byte) uint16 { return uint16(c0&31)<<5 | uint16(c1&31) }
 
 // key3 packs the first three bytes of s (len(s) >= 3) into a map key.
 func key3(s string) uint32 { return uint32(s[0])<<16 | uint32(s[1])<<8 | uint32(s[2]) }
@@ -195,7 +195,7 @@ func (rs *ruleSet) addPhrase(r phraseRule, anchored bool) {
 	}
 	for _, p := range s.prefixes {
 		rs.firstPre[key3(p)] = append(rs.firstPre[key3(p)], idx)
-		k := prePair(p)
+		k := prePair(p[0], p[1])
 		rs.prePairs[k/64] |= 1 << (k % 64)
 	}
 	if len(s.suffixes) > 0 {
@@ -261,11 +261,11 @@ func (rs *ruleSet) matchPhrases(f *folded, acc *accumulator, meta int) {
 				m.try(idx, i, true)
 			}
 		}
-		if len(t) >= 3 {
-			if k := prePair(t); rs.prePairs[k/64]&(1<<(k%64)) != 0 {
-				for _, idx := range rs.firstPre[key3(t)] {
-					m.try(idx, i, false)
-				}
+		// The bitmap first, then the length: few words pass the bitmap, while
+		// short and long words alternate unpredictably.
+		if k := prePair(t[0], t[min(1, len(t)-1)]); rs.prePairs[k/64]&(1<<(k%64)) != 0 && len(t) >= 3 {
+			for _, idx := range rs.firstPre[key3(t)] {
+				m.try(idx, i, false)
 			}
 		}
 		if c := t[len(t)-1]; rs.sufLast[c/64]&(1<<(c%64)) == 0 {
