@@ -90,12 +90,12 @@ type cue struct {
 	c        concept
 	boundary bool   // must start a word
 	meta     uint8  // ordinal among the meta cues, to count distinct ones
-	head     uint32 // the first four bytes (fewer for a shorter cue), little-endian,
-	mask     uint32 // and the bits of head that count
+	head     uint64 // the first eight bytes (fewer for a shorter cue), little-endian,
+	mask     uint64 // and the bits of head that count
 }
 
-// headBits sizes the cue index: 4096 buckets for about a thousand cues keeps the
-// table (8 KiB) in the L1 cache and the lists short.
+// headBits sizes the cue index: 4096 buckets for about a thousand cues keep the lists
+// short, and the 512-byte bitmap of the used ones keeps most words' misses in L1.
 const headBits = 12
 
 // head3 hashes the three bytes of s at i (every cue but "@" has three or more).
@@ -104,31 +104,20 @@ func head3(s string, i int) uint16 {
 	return uint16(h >> (32 - headBits))
 }
 
-// load4 reads up to four bytes of s at i as a little-endian word.
-func load4(s string, i int) uint32 {
-	if i+4 <= len(s) {
-		return uint32(s[i]) | uint32(s[i+1])<<8 | uint32(s[i+2])<<16 | uint32(s[i+3])<<24
-	}
-	var w uint32
-	for k := 0; i+k < len(s) && k < 4; k++ {
-		w |= uint32(s[i+k]) << (8 * k)
-	}
-	return w
-}
-
 type conceptSet struct {
 	// bucket maps a hash of a cue's first three bytes to its entries in ents:
 	// start<<8 | count, 0 for none. Entries are flat so a miss costs two loads.
 	bucket [1 << headBits]uint32
+	used   [1 << headBits / 64]uint64 // the buckets that are not empty: most words miss here, in 512 bytes
 	ents   []cueEnt
 	at     []int32 // the cue "@"
 	global []int32 // meta cues that start with punctuation, found anywhere
 	cues   []cue
 }
 
-// cueEnt is a cue's index entry: its first four bytes, and whether it must start a word.
+// cueEnt is a cue's index entry: its first eight bytes, and whether it must start a word.
 type cueEnt struct {
-	head, mask uint32
+	head, mask uint64
 	idx        uint16
 	boundary   bool
 }
@@ -151,11 +140,11 @@ func compileConcepts() *conceptSet {
 			b := !(unicode.Is(unicode.Han, r) || unicode.Is(unicode.Hiragana, r) || unicode.Is(unicode.Katakana, r) ||
 				!unicode.IsLetter(r))
 			idx := int32(len(cs.cues))
-			var mask uint32
-			for k := 0; k < len(f) && k < 4; k++ {
+			var mask uint64
+			for k := 0; k < len(f) && k < 8; k++ {
 				mask |= 0xFF << (8 * k)
 			}
-			cs.cues = append(cs.cues, cue{text: f, c: c, boundary: b, meta: uint8(nMeta), head: load4(f, 0), mask: mask})
+			cs.cues = append(cs.cues, cue{text: f, c: c, boundary: b, meta: uint8(nMeta), head: loadUpTo8(f), mask: mask})
 			if c == kMeta {
 				nMeta++
 			}
@@ -179,6 +168,7 @@ func compileConcepts() *conceptSet {
 			continue
 		}
 		cs.bucket[h] = uint32(len(cs.ents))<<8 | uint32(len(list))
+		cs.used[h/64] |= 1 << (h % 64)
 		for _, idx := range list {
 			c := &cs.cues[idx]
 			cs.ents = append(cs.ents, cueEnt{head: c.head, mask: c.mask, idx: uint16(idx), boundary: c.boundary})
@@ -221,7 +211,7 @@ func (cs *conceptSet) match(f *folded) ([]signal, int, bool) {
 	leet, split := 0, 0 // words with a digit between letters; single letters joined by - . _
 	for ti := range toks {
 		t := &toks[ti]
-		if w := text[t.start:t.end]; leetWord(w) {
+		if w := text[t.start:t.end]; t.digit && leetWord(w) { // no digit, no leetspeak
 			leet++
 		} else if len(w) == 1 && ti > 0 && int(toks[ti-1].end) == int(t.start)-1 && toks[ti-1].end-toks[ti-1].start == 1 &&
 			strings.IndexByte("-._", text[t.start-1]) >= 0 {
@@ -240,13 +230,16 @@ func (cs *conceptSet) match(f *folded) ([]signal, int, bool) {
 		ident := st > 0 && text[st-1] == '_'
 		m.try(st, !ident)
 		// elidedBefore's articles start with one of a few letters: probe only there.
-		if elisionStart[text[st]] || st > 0 && isLower(text[st-1]) {
+		// When the word starts the text or follows a non-letter (nearly always), the
+		// article can only be its own first one to three letters, so a table test of
+		// those (elidedAt) rules out most probes before elidedBefore looks.
+		if lead := st > 0 && isLower(text[st-1]); elisionStart[text[st]] || lead {
 			switch {
-			case en-st > 2 && elidedBefore(text, st+1):
+			case en-st > 2 && (lead || elidedAt(text, st, 1)) && elidedBefore(text, st+1):
 				m.try(st+1, true)
-			case en-st > 3 && elidedBefore(text, st+2):
+			case en-st > 3 && (lead || elidedAt(text, st, 2)) && elidedBefore(text, st+2):
 				m.try(st+2, true)
-			case en-st > 4 && elidedBefore(text, st+3):
+			case en-st > 4 && (lead || elidedAt(text, st, 3)) && elidedBefore(text, st+3):
 				m.try(st+3, true)
 			}
 		}
@@ -307,17 +300,18 @@ func (m *conceptScan) try(i int, boundary bool) {
 	if i+2 >= n {
 		return
 	}
-	b := m.cs.bucket[head3(text, i)]
-	if b == 0 {
+	h := head3(text, i)
+	if m.cs.used[h/64]&(1<<(h%64)) == 0 {
 		return
 	}
-	w := load4(text, i)
+	b := m.cs.bucket[h]
+	w := loadUpTo8(text[i:])
 	for _, e := range m.cs.ents[b>>8 : b>>8+b&0xFF] {
 		if w&e.mask != e.head || e.boundary && !boundary {
 			continue
 		}
 		c := &m.cs.cues[e.idx]
-		if len(c.text) > 4 && !strings.HasPrefix(text[i:], c.text) {
+		if len(c.text) > 8 && !strings.HasPrefix(text[i:], c.text) {
 			continue
 		}
 		if e := i + len(c.text); c.boundary && e < n && text[e] == '_' {
@@ -376,6 +370,32 @@ var elisionStart = func() (t [256]bool) {
 		t[c] = true
 	}
 	return t
+}()
+
+// elidedAt is what elidedBefore(s, st+n) needs when the word at st follows no
+// letter: its first n letters are an article of n letters, and a vowel follows.
+func elidedAt(s string, st, n int) bool {
+	if !isVowel[s[st+n]] {
+		return false
+	}
+	switch n {
+	case 1:
+		return article1[s[st]]
+	case 2:
+		return s[st:st+2] == "qu" || s[st:st+2] == "un"
+	}
+	return s[st:st+3] == "all"
+}
+
+// isVowel and article1 are elidedBefore's vowels and one-letter articles.
+var isVowel, article1 = func() (v, a [256]bool) {
+	for _, c := range []byte("aeiouy") {
+		v[c] = true
+	}
+	for _, c := range []byte("ldjmnstc") {
+		a[c] = true
+	}
+	return
 }()
 
 // elidedBefore reports whether the letters before i are a French or Italian article

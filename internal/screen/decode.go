@@ -88,22 +88,30 @@ func isHexByte(c byte) bool {
 }
 
 // scanRuns calls fn for every maximal run of bytes in set, at least min long.
+// A run of min bytes that starts at or after i covers i+min-1, so only that byte is
+// looked at first: in prose, where runs are words, most bytes are never read.
 func scanRuns(s string, set *[256]bool, min int, fn func(string)) {
-	start := -1
-	for i := 0; i < len(s); i++ {
-		if set[s[i]] {
-			if start < 0 {
-				start = i
-			}
+	if min < 1 {
+		min = 1
+	}
+	// Invariant: every run that starts before i has been seen, and none covers i.
+	for i := 0; i+min <= len(s); {
+		p := i + min - 1
+		if !set[s[p]] {
+			i = p + 1
 			continue
 		}
-		if start >= 0 && i-start >= min {
-			fn(s[start:i])
+		start, end := p, p+1
+		for start > i && set[s[start-1]] {
+			start--
 		}
-		start = -1
-	}
-	if start >= 0 && len(s)-start >= min {
-		fn(s[start:])
+		for end < len(s) && set[s[end]] {
+			end++
+		}
+		if end-start >= min {
+			fn(s[start:end])
+		}
+		i = end + 1
 	}
 }
 

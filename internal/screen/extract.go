@@ -2,7 +2,6 @@ package screen
 
 import (
 	"bytes"
-	"encoding/json"
 	"strings"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -13,7 +12,7 @@ import (
 // depth levels. Numbers, booleans and null carry no words and are skipped.
 func extractJSONText(data []byte, depth int) (string, bool) {
 	t := bytes.TrimLeft(data, " \t\r\n")
-	if len(t) == 0 || (t[0] != '{' && t[0] != '[' && t[0] != '"') || !json.Valid(t) {
+	if len(t) == 0 || (t[0] != '{' && t[0] != '[' && t[0] != '"') || !validJSON(t) {
 		return "", false
 	}
 	var b strings.Builder
@@ -25,15 +24,30 @@ func extractJSONText(data []byte, depth int) (string, bool) {
 // appendJSONStrings appends every string literal of the valid JSON in data.
 func appendJSONStrings(b *strings.Builder, data []byte, depth int) {
 	for i := 0; i < len(data); i++ {
-		if data[i] != '"' {
-			continue
+		k := bytes.IndexByte(data[i:], '"')
+		if k < 0 {
+			return
 		}
-		j := i + 1
-		for j < len(data) && data[j] != '"' {
-			if data[j] == '\\' {
-				j++
+		i += k
+		// The closing quote: the first '"' that no backslash escapes. q, the next
+		// quote at or after j, is searched again only when an escape consumed it, so
+		// every byte is read a bounded number of times.
+		j, q := i+1, -1
+		for j < len(data) {
+			if q < j {
+				r := bytes.IndexByte(data[j:], '"')
+				if r < 0 {
+					j = len(data)
+					break
+				}
+				q = j + r
 			}
-			j++
+			e := bytes.IndexByte(data[j:q], '\\')
+			if e < 0 {
+				j = q
+				break
+			}
+			j += e + 2 // the backslash and the byte it escapes
 		}
 		if j > len(data) {
 			j = len(data)
@@ -42,7 +56,7 @@ func appendJSONStrings(b *strings.Builder, data []byte, depth int) {
 		i = j
 		if bytes.IndexByte(raw, '\\') < 0 {
 			// No escapes: the body is the value; no copy of it.
-			if inner := bytes.TrimSpace(raw); depth > 1 && len(inner) > 1 && (inner[0] == '{' || inner[0] == '[') && json.Valid(inner) {
+			if inner := bytes.TrimSpace(raw); depth > 1 && len(inner) > 1 && (inner[0] == '{' || inner[0] == '[') && validJSON(inner) {
 				appendJSONStrings(b, inner, depth-1)
 			} else {
 				b.Write(raw)
@@ -51,7 +65,7 @@ func appendJSONStrings(b *strings.Builder, data []byte, depth int) {
 			continue
 		}
 		s := unquoteJSON(raw)
-		if inner := strings.TrimSpace(s); depth > 1 && len(inner) > 1 && (inner[0] == '{' || inner[0] == '[') && json.Valid([]byte(inner)) {
+		if inner := strings.TrimSpace(s); depth > 1 && len(inner) > 1 && (inner[0] == '{' || inner[0] == '[') && validJSON([]byte(inner)) {
 			appendJSONStrings(b, []byte(inner), depth-1)
 		} else {
 			b.WriteString(s)
@@ -68,9 +82,16 @@ func unquoteJSON(s []byte) string {
 	var b strings.Builder
 	b.Grow(len(s))
 	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c != '\\' || i+1 >= len(s) {
-			b.WriteByte(c)
+		if s[i] != '\\' || i+1 >= len(s) {
+			// Copy the run up to the next escape (or a lone trailing backslash) at once.
+			j := bytes.IndexByte(s[i+1:], '\\')
+			if j < 0 {
+				j = len(s)
+			} else {
+				j += i + 1
+			}
+			b.Write(s[i:j])
+			i = j - 1
 			continue
 		}
 		i++

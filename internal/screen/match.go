@@ -88,8 +88,9 @@ type ruleSet struct {
 	firstPre  map[uint32][]int     // first three bytes of a first-slot prefix (key3) -> phrase rules
 	suffixed  []int                // single-slot rules with suffix alternatives
 	suffixes  []string             // all their suffixes
-	prePairs  [1 << 16 / 64]uint64 // first two bytes of first-slot prefixes
-	firstSigs [1 << 16 / 64]uint64 // wordSig of first-slot words
+	sufLast   [256 / 64]uint64     // the last bytes of the suffixes: most words end otherwise
+	prePairs  [1 << 10 / 64]uint64 // prePair of first-slot prefixes
+	firstSigs [1 << 13 / 64]uint64 // firstSig of first-slot words
 	patterns  []patternRule
 	lits      litFilter
 	cues      map[string]bool // words that suggest discussion of attacks
@@ -173,6 +174,13 @@ func wordSig(w string) uint16 {
 	return uint16((k * 2654435761) >> 16)
 }
 
+// firstSig and prePair index the bitmaps in front of the first-slot maps: 1 KiB and
+// 128 bytes, so the phrase scan touches few cache lines. A shared bit only costs a
+// map lookup that misses.
+func firstSig(w string) uint16 { return wordSig(w) % (1 << 13) }
+
+func prePair(c0, c1 byte) uint16 { return uint16(c0&31)<<5 | uint16(c1&31) }
+
 // key3 packs the first three bytes of s (len(s) >= 3) into a map key.
 func key3(s string) uint32 { return uint32(s[0])<<16 | uint32(s[1])<<8 | uint32(s[2]) }
 
@@ -182,17 +190,25 @@ func (rs *ruleSet) addPhrase(r phraseRule, anchored bool) {
 	s := r.slots[0]
 	for w := range s.words {
 		rs.first[w] = append(rs.first[w], idx)
-		k := wordSig(w)
+		k := firstSig(w)
 		rs.firstSigs[k/64] |= 1 << (k % 64)
 	}
 	for _, p := range s.prefixes {
 		rs.firstPre[key3(p)] = append(rs.firstPre[key3(p)], idx)
-		k := uint16(p[0])<<8 | uint16(p[1])
+		k := prePair(p[0], p[1])
 		rs.prePairs[k/64] |= 1 << (k % 64)
 	}
 	if len(s.suffixes) > 0 {
 		rs.suffixed = append(rs.suffixed, idx)
 		rs.suffixes = append(rs.suffixes, s.suffixes...)
+		for _, suf := range s.suffixes {
+			if suf == "" {
+				rs.sufLast = [4]uint64{^uint64(0), ^uint64(0), ^uint64(0), ^uint64(0)}
+				continue
+			}
+			c := suf[len(suf)-1]
+			rs.sufLast[c/64] |= 1 << (c % 64)
+		}
 	}
 }
 
@@ -240,17 +256,20 @@ func (rs *ruleSet) matchPhrases(f *folded, acc *accumulator, meta int) {
 		if len(t) == 0 {
 			continue
 		}
-		if k := wordSig(t); rs.firstSigs[k/64]&(1<<(k%64)) != 0 {
+		if k := firstSig(t); rs.firstSigs[k/64]&(1<<(k%64)) != 0 {
 			for _, idx := range rs.first[t] {
 				m.try(idx, i, true)
 			}
 		}
-		if len(t) >= 3 {
-			if k := uint16(t[0])<<8 | uint16(t[1]); rs.prePairs[k/64]&(1<<(k%64)) != 0 {
-				for _, idx := range rs.firstPre[key3(t)] {
-					m.try(idx, i, false)
-				}
+		// The bitmap first, then the length: few words pass the bitmap, while
+		// short and long words alternate unpredictably.
+		if k := prePair(t[0], t[min(1, len(t)-1)]); rs.prePairs[k/64]&(1<<(k%64)) != 0 && len(t) >= 3 {
+			for _, idx := range rs.firstPre[key3(t)] {
+				m.try(idx, i, false)
 			}
+		}
+		if c := t[len(t)-1]; rs.sufLast[c/64]&(1<<(c%64)) == 0 {
+			continue
 		}
 		for _, suf := range rs.suffixes {
 			if strings.HasSuffix(t, suf) {
@@ -393,18 +412,62 @@ func allQuoted(toks *tokens, i, end int) bool {
 }
 
 // litFilter finds, in one pass, which pattern rules have one of their literals in a
-// text: a bitmap of two-byte prefixes rejects most positions with one load.
+// text: a bitmap of two-byte prefixes rejects most positions with one load. Its tables
+// are small (2 KiB of bitmap, the entries in one array) so that the scan stays in the
+// L1 cache beside the other detectors'.
 type litFilter struct {
-	pairSet   [1 << 16 / 64]uint64 // the pairs that have an entry in pair: small enough to stay in cache
-	pair      [1 << 16]uint8       // c0<<8|c1 -> 1 + index into lists, 0 for none
-	lists     [][]litEntry
-	single    [256]uint64 // one-byte literals: the rules they gate
-	hasSingle bool        // some literal is one byte long
+	pairSet   [1 << 14 / 64]uint64 // pairKey of the literals' first two bytes
+	pair      [1 << 14]uint8       // pairKey -> 1 + index into lists and spans, 0 for none
+	lists     [][]litEntry         // the entries of each key, while adding
+	ents      []litEntry           // lists, flattened
+	spans     []uint16             // per key: start<<8 | count in ents
+	triSet    [1 << 12 / 64]uint64 // triKey of the first three bytes of the longer literals
+	shortLead [256]bool            // first bytes of the two-byte literals
+	single    [256]uint64          // one-byte literals: the rules they gate
+	hasSingle bool                 // some literal is one byte long
 }
 
 type litEntry struct {
+	head  uint64 // the literal's first eight bytes (fewer for a shorter one), little-endian,
+	mask  uint64 // and the bits of head that count
 	lit   string
 	rules uint64 // bit i: pattern rule i
+}
+
+// loadUpTo8 reads up to eight bytes of s as a little-endian word.
+func loadUpTo8(s string) uint64 {
+	if len(s) >= 8 {
+		return load8(s)
+	}
+	var w uint64
+	for k := len(s) - 1; k >= 0; k-- {
+		w = w<<8 | uint64(s[k])
+	}
+	return w
+}
+
+func newLitEntry(lit string, rules uint64) litEntry {
+	n := min(len(lit), 8)
+	return litEntry{head: loadUpTo8(lit[:n]), mask: ^uint64(0) >> (64 - 8*n), lit: lit, rules: rules}
+}
+
+// at reports whether the literal occurs at the start of s, whose first eight bytes
+// (or fewer) are w.
+func (e *litEntry) at(s string, w uint64) bool {
+	if w&e.mask != e.head || len(s) < len(e.lit) {
+		return false
+	}
+	return len(e.lit) <= 8 || s[8:len(e.lit)] == e.lit[8:]
+}
+
+// pairKey folds two bytes to 14 bits. Distinct ASCII pairs keep distinct keys; a key
+// shared with non-ASCII bytes only costs a prefix comparison that fails.
+func pairKey(c0, c1 byte) uint16 { return uint16(c0&0x7f)<<7 | uint16(c1&0x7f) }
+
+// triKey hashes three bytes (the first two folded as in pairKey) to 12 bits: a pair
+// that starts a literal is common in prose ("in", "st"), its next byte rarely fits.
+func triKey(c0, c1, c2 byte) uint32 {
+	return (uint32(c0&0x7f)<<15 | uint32(c1&0x7f)<<8 | uint32(c2)) * 0x9E3779B1 >> 20
 }
 
 func (lf *litFilter) add(lit string, rule int) error {
@@ -416,7 +479,7 @@ func (lf *litFilter) add(lit string, rule int) error {
 		lf.hasSingle = true
 		return nil
 	}
-	k := uint16(lit[0])<<8 | uint16(lit[1])
+	k := pairKey(lit[0], lit[1])
 	if lf.pair[k] == 0 {
 		if len(lf.lists) == 255 {
 			return fmt.Errorf("more than 255 literal prefixes")
@@ -426,37 +489,74 @@ func (lf *litFilter) add(lit string, rule int) error {
 		lf.pairSet[k/64] |= 1 << (k % 64)
 	}
 	es := &lf.lists[lf.pair[k]-1]
+	found := false
 	for i := range *es {
 		if (*es)[i].lit == lit {
 			(*es)[i].rules |= 1 << rule
-			return nil
+			found = true
 		}
 	}
-	*es = append(*es, litEntry{lit: lit, rules: 1 << rule})
+	if !found {
+		*es = append(*es, newLitEntry(lit, 1<<rule))
+	}
+	if len(lit) == 2 {
+		lf.shortLead[lit[0]] = true
+	} else {
+		t := triKey(lit[0], lit[1], lit[2])
+		lf.triSet[t/64] |= 1 << (t % 64)
+	}
+	lf.ents, lf.spans = lf.ents[:0], lf.spans[:0]
+	for _, l := range lf.lists {
+		if len(lf.ents) > 255 || len(l) > 255 {
+			return fmt.Errorf("more than 255 literals")
+		}
+		lf.spans = append(lf.spans, uint16(len(lf.ents))<<8|uint16(len(l)))
+		lf.ents = append(lf.ents, l...)
+	}
 	return nil
+}
+
+// from adds to found the rules of the literals that start s.
+func (lf *litFilter) from(s string, found uint64) uint64 {
+	k := pairKey(s[0], s[1])
+	if lf.pairSet[(k>>6)&(1<<14/64-1)]&(1<<(k%64)) == 0 {
+		return found
+	}
+	sp := lf.spans[lf.pair[k&(1<<14-1)]-1]
+	w := loadUpTo8(s)
+	for j := range lf.ents[sp>>8 : sp>>8+sp&0xFF] {
+		e := &lf.ents[int(sp>>8)+j]
+		if found&e.rules != e.rules && e.at(s, w) {
+			found |= e.rules
+		}
+	}
+	return found
 }
 
 // scan returns the set of rules gated by literals found in text.
 func (lf *litFilter) scan(text string) uint64 {
 	var found uint64
-	for i := 0; i+1 < len(text); i++ {
-		c := text[i]
-		if lf.hasSingle {
-			found |= lf.single[c]
-		}
-		k := uint16(c)<<8 | uint16(text[i+1])
-		if lf.pairSet[k/64]&(1<<(k%64)) == 0 {
-			continue
-		}
-		p := lf.pair[k]
-		for _, e := range lf.lists[p-1] {
-			if found&e.rules != e.rules && strings.HasPrefix(text[i:], e.lit) {
-				found |= e.rules
-			}
+	if lf.hasSingle {
+		for i := 0; i < len(text); i++ {
+			found |= lf.single[text[i]]
 		}
 	}
-	if len(text) > 0 {
-		found |= lf.single[text[len(text)-1]]
+	if len(text) < 2 {
+		return found
+	}
+	// A literal starting at i-1 has its first three bytes in triSet, or is two bytes
+	// long and starts with a shortLead byte. Both are rare in prose, so this branch
+	// is seldom taken (the pair bitmap's was at about one byte in six).
+	c0, c1 := text[0], text[1]
+	for i := 2; i < len(text); i++ { // a literal at i-2
+		c2 := text[i]
+		if t := triKey(c0, c1, c2); lf.triSet[t/64&(1<<12/64-1)]&(1<<(t%64)) != 0 || lf.shortLead[c0] {
+			found = lf.from(text[i-2:], found)
+		}
+		c0, c1 = c1, c2
+	}
+	if lf.shortLead[c0] { // the last pair: only a two-byte literal fits
+		found = lf.from(text[len(text)-2:], found)
 	}
 	return found
 }

@@ -1,6 +1,8 @@
 package screen
 
 import (
+	"encoding/binary"
+	"math/bits"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -72,9 +74,65 @@ var asciiHidden = func() (t [128]bool) {
 	return t
 }()
 
+// load8 reads the first eight bytes of s (len(s) >= 8) as a little-endian word.
+func load8(s string) uint64 {
+	_ = s[7]
+	return uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
+}
+
+const (
+	lo8 = 0x0101010101010101
+	hi8 = 0x8080808080808080
+)
+
+// plainASCII8 reports whether all eight bytes of w are printable ASCII (0x20-0x7E):
+// none has the high bit, none is below 0x20, none is DEL.
+func plainASCII8(w uint64) bool {
+	below := (w - 0x20*lo8) &^ w // a byte below 0x20 sets its high bit (exact when no byte has it already)
+	x := w ^ 0x7f*lo8
+	del := (x - lo8) &^ x // a zero byte of x (a DEL in w) sets its high bit
+	return (w|below|del)&hi8 == 0
+}
+
+// inRange8 sets the high bit of each byte of w in [lo, hi] (both below 0x80). It is
+// exact for the bytes below the first one of 0x80 or more, whose carry can only
+// disturb the bytes above it.
+func inRange8(w uint64, lo, hi byte) uint64 {
+	return (w + uint64(0x80-lo)*lo8) &^ (w + uint64(0x7f-hi)*lo8) & hi8
+}
+
+// wordBytes8 sets the high bit of each byte of w that is an ASCII letter or digit,
+// exactly up to the first byte that is not.
+func wordBytes8(w uint64) uint64 {
+	return (inRange8(w|0x20*lo8, 'a', 'z') | inRange8(w, '0', '9')) &^ w
+}
+
+// nextNonASCII returns the index of the first byte of s at or after i that is not
+// ASCII, or len(s).
+func nextNonASCII(s string, i int) int {
+	for ; i+8 <= len(s); i += 8 {
+		if load8(s[i:])&hi8 != 0 {
+			break
+		}
+	}
+	for ; i < len(s) && s[i] < 0x80; i++ {
+	}
+	return i
+}
+
 // needsHiddenScan reports whether s has any rune that scanHidden would remove or change.
+// Printable ASCII, most of most texts, is skipped eight bytes at a time.
 func needsHiddenScan(s string) bool {
+	slow := 0 // bytes before it are checked one by one: a word that failed the fast test
 	for i := 0; i < len(s); {
+		if i >= slow && i+8 <= len(s) {
+			if plainASCII8(load8(s[i:])) {
+				i += 8
+				continue
+			}
+			slow = i + 8
+		}
 		c := s[i]
 		if c < 0x80 {
 			if asciiHidden[c] {
@@ -185,11 +243,21 @@ func scanHidden(s string) hidden {
 
 // nfkc folds compatibility forms: fullwidth, mathematical alphanumerics, ligatures,
 // circled and superscript letters become their plain letters.
+//
+// ASCII is its own NFKC and never combines with what precedes it, so s is in NFKC when
+// each run of non-ASCII bytes, with the ASCII letter before it, passes the quick check:
+// only those runs are looked at, and only a failed check normalizes the whole text.
 func nfkc(s string) string {
-	for i := 0; i < len(s); i++ {
-		if s[i] >= 0x80 {
+	for i := nextNonASCII(s, 0); i < len(s); {
+		j := i
+		for j < len(s) && s[j] >= 0x80 {
+			j++
+		}
+		st := max(i-1, 0)
+		if norm.NFKC.QuickSpanString(s[st:j]) != j-st {
 			return norm.NFKC.String(s)
 		}
+		i = nextNonASCII(s, j)
 	}
 	return s
 }
@@ -201,6 +269,7 @@ type token struct {
 	brk        bool // a sentence break (. ! ? ; newline) comes before it
 	quoted     bool // inside quotation marks
 	folded     bool // lookalike folding changed it
+	digit      bool // it may hold an ASCII digit (false only when it surely holds none)
 }
 
 // tokens are the words of a folded text.
@@ -214,6 +283,7 @@ func (ts *tokens) word(i int) string { return ts.s[ts.t[i].start:ts.t[i].end] }
 
 // folded is the normalized view that the detectors read.
 type folded struct {
+	buf    []byte // the memory of text
 	text   string // the whole text lowercased, with words folded as in toks
 	toks   tokens
 	mixed  int  // words mixing Latin with Cyrillic, Greek, Armenian or Cherokee lookalikes
@@ -242,10 +312,19 @@ func isWordRune(r rune) bool {
 // fold lowercases s, folds lookalike letters within suspicious words, strips common
 // diacritics, and splits it into tokens. ASCII words take a fast path; only words with
 // other letters get the script analysis.
-func fold(s string, scratch []token) folded {
+//
+// sc, when not nil, lends the token slice and the text buffer; the result's text
+// and tokens live in them until sc is lent again.
+func fold(s string, sc *foldScratch) folded {
 	var f folded
-	out := make([]byte, 0, len(s)+8)
-	toks := scratch[:0]
+	var out []byte
+	var toks []token
+	if sc != nil {
+		out, toks = sc.out[:0], sc.toks[:0]
+	}
+	if cap(out) < len(s)+8 {
+		out = make([]byte, 0, len(s)+8)
+	}
 	var (
 		brk      = true
 		quoted   bool
@@ -292,12 +371,62 @@ func fold(s string, scratch []token) folded {
 			}
 			out = append(out, buf...)
 		}
-		toks = append(toks, token{start: int32(start), end: int32(len(out)), brk: brk, quoted: quoted, folded: changed})
+		toks = append(toks, token{start: int32(start), end: int32(len(out)), brk: brk, quoted: quoted, folded: changed, digit: true})
 		brk = false
 		ascii = true
 	}
 	for i := 0; i < len(s); {
 		c := s[i]
+		if c == ' ' && ws < 0 {
+			out = append(out, ' ')
+			prevWord = false
+			i++
+			continue
+		}
+		if c < 0x80 && asciiWord[c] && ws < 0 {
+			// The common word: ASCII letters and digits up to an ASCII character that
+			// neither continues it nor joins a contraction. It is copied and
+			// lowercased eight bytes at a time, with no trip through flush.
+			start := len(out)
+			j, digit := i, false
+			for j+8 <= len(s) {
+				w := load8(s[j:])
+				n := 8
+				if nw := ^wordBytes8(w) & hi8; nw != 0 {
+					n = bits.TrailingZeros64(nw) / 8
+				}
+				keep := ^uint64(0) >> (64 - 8*n) // the word's bytes of w (n > 0 after the first step)
+				if inRange8(w, '0', '9')&keep != 0 {
+					digit = true
+				}
+				out = binary.LittleEndian.AppendUint64(out, w|inRange8(w, 'A', 'Z')>>2)
+				out = out[:len(out)-8+n]
+				j += n
+				if n < 8 {
+					break
+				}
+			}
+			if j+8 > len(s) {
+				for j < len(s) && s[j] < 0x80 && asciiWord[s[j]] {
+					c := s[j]
+					if c-'A' < 26 {
+						c += 'a' - 'A'
+					} else if c-'0' < 10 {
+						digit = true
+					}
+					out = append(out, c)
+					j++
+				}
+			}
+			if j == len(s) || s[j] < 0x80 && s[j] != '\'' {
+				toks = append(toks, token{start: int32(start), end: int32(len(out)), brk: brk, quoted: quoted, digit: digit})
+				brk = false
+				prevWord = true
+				i = j
+				continue
+			}
+			out = out[:start] // it goes on with a non-ASCII letter or an apostrophe
+		}
 		r, n := rune(c), 1
 		if c >= 0x80 {
 			r, n = utf8.DecodeRuneInString(s[i:])
@@ -347,7 +476,9 @@ func fold(s string, scratch []token) folded {
 			prevWord = false
 			continue
 		}
-		flush(i)
+		if ws >= 0 {
+			flush(i)
+		}
 		prevWord = false
 		switch r {
 		case '.', '!', '?', ';', '\n', '。', '！', '？', '；':
@@ -377,7 +508,23 @@ func fold(s string, scratch []token) folded {
 	// can share it instead of copying it.
 	f.text = unsafe.String(unsafe.SliceData(out), len(out))
 	f.toks = tokens{s: f.text, t: toks}
+	f.buf = out
 	return f
+}
+
+// foldScratch is the memory one fold can reuse from an earlier one.
+type foldScratch struct {
+	toks []token
+	out  []byte
+}
+
+// keep takes back f's memory for the next fold, unless one huge input would pin it.
+func (sc *foldScratch) keep(f *folded) bool {
+	if cap(f.toks.t) > maxPooledTokens || cap(f.buf) > maxPooledText {
+		return false
+	}
+	sc.toks, sc.out = f.toks.t[:0], f.buf[:0]
+	return true
 }
 
 // foldWord appends the folded, lowercased form of a word with non-ASCII letters to b.

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // Action is the outcome of screening ("pass", "mark", "block"), and in a Policy also the
@@ -118,15 +119,19 @@ const (
 
 // Screener screens payloads. It is immutable after New and safe for concurrent use.
 type Screener struct {
-	maxInput  int
-	maxDepth  int
-	rules     *ruleSet
-	concepts  *conceptSet
-	tokenPool sync.Pool // of *[]token, scratch for fold
+	maxInput int
+	maxDepth int
+	rules    *ruleSet
+	concepts *conceptSet
+	foldPool sync.Pool // of *foldScratch
 }
 
-// maxPooledTokens keeps one huge input from pinning its token slice in the pool.
-const maxPooledTokens = 1 << 16
+// maxPooledTokens and maxPooledText keep one huge input from pinning its memory in
+// the pool.
+const (
+	maxPooledTokens = 1 << 16
+	maxPooledText   = 1 << 20
+)
 
 // New compiles the detectors. Its only errors are about cfg and wrap ErrInvalidConfig.
 func New(cfg Config) (*Screener, error) {
@@ -148,7 +153,7 @@ func New(cfg Config) (*Screener, error) {
 		return nil, fmt.Errorf("screen: compiling built-in rules: %w", err)
 	}
 	s := &Screener{maxInput: cfg.MaxInputBytes, maxDepth: cfg.MaxDecodeDepth, rules: rs, concepts: compileConcepts()}
-	s.tokenPool.New = func() any { t := make([]token, 0, 512); return &t }
+	s.foldPool.New = func() any { return &foldScratch{toks: make([]token, 0, 512)} }
 	return s, nil
 }
 
@@ -197,7 +202,9 @@ func (s *Screener) score(ctx context.Context, data []byte) scored {
 	}
 	text, isJSON := extractJSONText(data, s.maxDepth)
 	if !isJSON {
-		text = string(data)
+		// A view, not a copy: nothing the call keeps or returns refers to the text
+		// (verdicts hold only rule codes), and data is not written while it runs.
+		text = unsafe.String(unsafe.SliceData(data), len(data))
 	}
 	c := call{ctx: ctx, s: s, budget: 4*len(data) + 4096}
 	c.screenText(text, 0, acc)
@@ -240,8 +247,8 @@ func (c *call) screenText(text string, depth int, acc *accumulator) {
 		acc.add(signal{id: "hidden-bidi", code: "hidden-unicode:bidi-control", weight: 0.2})
 	}
 	norm := nfkc(h.clean)
-	scratch := c.s.tokenPool.Get().(*[]token)
-	f := fold(norm, *scratch)
+	scratch := c.s.foldPool.Get().(*foldScratch)
+	f := fold(norm, scratch)
 	if f.mixed > 0 {
 		acc.add(signal{id: "homoglyph-mixed", code: "homoglyph:mixed-script", weight: 0.4})
 	}
@@ -264,9 +271,9 @@ func (c *call) screenText(text string, depth int, acc *accumulator) {
 	if obf = obf && depth == 0; obf {
 		deob, obf = deobfuscate(f.text)
 	}
-	if cap(f.toks.t) <= maxPooledTokens {
-		*scratch = f.toks.t[:0]
-		c.s.tokenPool.Put(scratch)
+	// f's text and tokens are not read after this.
+	if scratch.keep(&f) {
+		c.s.foldPool.Put(scratch)
 	}
 
 	// Smuggled and encoded payloads are screened as texts of their own; what they add
@@ -297,15 +304,14 @@ func (c *call) screenText(text string, depth int, acc *accumulator) {
 // leetspeak and split letters undone. What it adds beyond the original's signals
 // counts, and when that is evidence of its own, so does the obfuscation.
 func (c *call) screenDeobfuscated(text string, acc *accumulator) {
-	scratch := c.s.tokenPool.Get().(*[]token)
-	f := fold(text, *scratch)
+	scratch := c.s.foldPool.Get().(*foldScratch)
+	f := fold(text, scratch)
 	child := newAccumulator()
 	concepts, meta, _ := c.s.concepts.match(&f)
 	c.s.rules.matchPhrases(&f, child, meta)
 	addConcepts(child, concepts)
-	if cap(f.toks.t) <= maxPooledTokens {
-		*scratch = f.toks.t[:0]
-		c.s.tokenPool.Put(scratch)
+	if scratch.keep(&f) {
+		c.s.foldPool.Put(scratch)
 	}
 	rest := 1.0
 	for id, sg := range child.sig {

@@ -1,0 +1,218 @@
+package screen
+
+import (
+	"encoding/binary"
+	"encoding/json"
+)
+
+// maxFastDepth bounds the nesting validJSON checks itself; deeper documents (rare, and
+// encoding/json allows 10,000 levels) go to json.Valid.
+const maxFastDepth = 64
+
+// validJSON reports exactly what json.Valid reports, in one pass over the bytes
+// without the standard scanner's call per byte: the screen checks every payload
+// that starts like JSON, and every string that does.
+func validJSON(data []byte) bool {
+	var stack [maxFastDepth]byte // the open containers: '{' or '['
+	depth, n := 0, len(data)
+	i := skipJSONSpace(data, 0)
+	for {
+		// A value starts at i.
+		if i >= n {
+			return false
+		}
+		switch c := data[i]; {
+		case c == '{' || c == '[':
+			if depth == maxFastDepth {
+				return json.Valid(data)
+			}
+			stack[depth] = c
+			depth++
+			i = skipJSONSpace(data, i+1)
+			if i < n && data[i] == c+2 { // '}' or ']': empty
+				depth--
+				i++
+				break
+			}
+			if c == '{' {
+				var ok bool
+				if i, ok = jsonKey(data, i); !ok {
+					return false
+				}
+			}
+			continue
+		case c == '"':
+			var ok bool
+			if i, ok = jsonString(data, i); !ok {
+				return false
+			}
+		case c == '-' || c >= '0' && c <= '9':
+			var ok bool
+			if i, ok = jsonNumber(data, i); !ok {
+				return false
+			}
+		case c == 't':
+			if !hasPrefixAt(data, i, "true") {
+				return false
+			}
+			i += 4
+		case c == 'f':
+			if !hasPrefixAt(data, i, "false") {
+				return false
+			}
+			i += 5
+		case c == 'n':
+			if !hasPrefixAt(data, i, "null") {
+				return false
+			}
+			i += 4
+		default:
+			return false
+		}
+		// A value ended before i: close containers, or go on after a comma.
+		for {
+			i = skipJSONSpace(data, i)
+			if depth == 0 {
+				return i == n
+			}
+			if i >= n {
+				return false
+			}
+			top, c := stack[depth-1], data[i]
+			if c == top+2 {
+				depth--
+				i++
+				continue
+			}
+			if c != ',' {
+				return false
+			}
+			i = skipJSONSpace(data, i+1)
+			if top == '{' {
+				var ok bool
+				if i, ok = jsonKey(data, i); !ok {
+					return false
+				}
+			}
+			break
+		}
+	}
+}
+
+func skipJSONSpace(data []byte, i int) int {
+	for i < len(data) {
+		switch data[i] {
+		case ' ', '\t', '\n', '\r':
+			i++
+		default:
+			return i
+		}
+	}
+	return i
+}
+
+// jsonKey reads `"key" :` and the space after it, returning where the value starts.
+func jsonKey(data []byte, i int) (int, bool) {
+	if i >= len(data) || data[i] != '"' {
+		return i, false
+	}
+	i, ok := jsonString(data, i)
+	if !ok {
+		return i, false
+	}
+	i = skipJSONSpace(data, i)
+	if i >= len(data) || data[i] != ':' {
+		return i, false
+	}
+	return skipJSONSpace(data, i+1), true
+}
+
+// jsonString reads the string literal at i (data[i] == '"') and returns the index
+// after its closing quote. Like encoding/json, it does not check UTF-8.
+func jsonString(data []byte, i int) (int, bool) {
+	for i++; i < len(data); i++ {
+		for i+8 <= len(data) && plainJSONString8(binary.LittleEndian.Uint64(data[i:])) {
+			i += 8
+		}
+		if i >= len(data) {
+			break
+		}
+		switch c := data[i]; {
+		case c == '"':
+			return i + 1, true
+		case c < 0x20:
+			return i, false
+		case c == '\\':
+			i++
+			if i >= len(data) {
+				return i, false
+			}
+			switch data[i] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+			case 'u':
+				if i+4 >= len(data) || !isHexByte(data[i+1]) || !isHexByte(data[i+2]) || !isHexByte(data[i+3]) || !isHexByte(data[i+4]) {
+					return i, false
+				}
+				i += 4
+			default:
+				return i, false
+			}
+		}
+	}
+	return i, false
+}
+
+// jsonNumber reads -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? at i.
+func jsonNumber(data []byte, i int) (int, bool) {
+	n := len(data)
+	if data[i] == '-' {
+		i++
+	}
+	switch {
+	case i < n && data[i] == '0':
+		i++
+	case i < n && data[i] >= '1' && data[i] <= '9':
+		i = skipDigits(data, i+1)
+	default:
+		return i, false
+	}
+	if i < n && data[i] == '.' {
+		j := skipDigits(data, i+1)
+		if j == i+1 {
+			return j, false
+		}
+		i = j
+	}
+	if i < n && (data[i] == 'e' || data[i] == 'E') {
+		i++
+		if i < n && (data[i] == '+' || data[i] == '-') {
+			i++
+		}
+		j := skipDigits(data, i)
+		if j == i {
+			return j, false
+		}
+		i = j
+	}
+	return i, true
+}
+
+func skipDigits(data []byte, i int) int {
+	for i < len(data) && data[i] >= '0' && data[i] <= '9' {
+		i++
+	}
+	return i
+}
+
+func hasPrefixAt(data []byte, i int, lit string) bool {
+	return len(data)-i >= len(lit) && string(data[i:i+len(lit)]) == lit
+}
+
+// plainJSONString8 reports whether none of the eight bytes of w ends a JSON string
+// or needs a look: no quote, no backslash, no control character. (Each test is the
+// exact "some byte is zero / below n" word trick.)
+func plainJSONString8(w uint64) bool {
+	quote := w ^ '"'*lo8
+	bslash := w ^ '\\'*lo8
+	return ((w-0x20*lo8)&^w|(quote-lo8)&^quote|(bslash-lo8)&^bslash)&hi8 == 0
+}
