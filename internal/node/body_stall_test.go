@@ -74,7 +74,13 @@ func TestStalledBodyIsBoundedByCallTimeout(t *testing.T) {
 		t.Fatalf("no answer %v after the headers of a request whose body never came (call_timeout %v): %v", time.Since(start).Round(time.Millisecond), callTimeout, err)
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode < 400 {
-		t.Fatalf("status %d for a request whose body never came, want a refusal", resp.StatusCode)
+	took := time.Since(start)
+	b, _ := io.ReadAll(resp.Body)
+	f, _ := wire.DecodeFailure(b)
+	if resp.StatusCode < 400 || f.Stage != "wire" || f.Limit == nil || f.Limit.Limit != wire.LimitCallTimeout {
+		t.Fatalf("status %d, failure %+v for a request whose body never came; want a wire refusal naming %s", resp.StatusCode, f, wire.LimitCallTimeout)
+	}
+	if took > 3*callTimeout {
+		t.Fatalf("refused after %v, want about call_timeout %v", took, callTimeout)
 	}
 }
