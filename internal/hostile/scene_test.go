@@ -181,12 +181,25 @@ type legitRun struct {
 func (r legitRun) p99() time.Duration { return percentile(r.calls, 0.99) }
 
 // windowP99s splits the pooled calls by start time into n windows of equal
-// length over span and returns each window's p99 (0 for an empty one).
+// length over span and returns each window's p99. The calls are made one
+// after another, so a window in which none started is one a call was held
+// through: it gets the calls in flight at its start (0 if there are none).
 func (r legitRun) windowP99s(n int, span time.Duration) []time.Duration {
 	by := make([][]time.Duration, n)
 	for i, d := range r.calls {
 		w := min(n-1, max(0, int(int64(r.callsAt[i])*int64(n)/int64(span))))
 		by[w] = append(by[w], d)
+	}
+	for w := range by {
+		if len(by[w]) > 0 {
+			continue
+		}
+		start := span * time.Duration(w) / time.Duration(n)
+		for i, d := range r.calls {
+			if r.callsAt[i] < start && r.callsAt[i]+d > start {
+				by[w] = append(by[w], d)
+			}
+		}
 	}
 	out := make([]time.Duration, n)
 	for w := range by {

@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"os"
 	"strings"
+	"time"
 
 	"github.com/treaty-dev/treaty/internal/audit"
 	"github.com/treaty-dev/treaty/internal/backend"
@@ -70,7 +72,13 @@ func (n *Node) serveFederation(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer release()
+	// The body is part of the call: call_timeout bounds its arrival, so a
+	// peer that announces a body and sends none holds nothing for long.
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(in.st.limits.CallTimeout))
 	if in.body, err = wire.ReadBodySized(r.Body, in.st.limits.MaxBodyBytes, r.ContentLength); err != nil {
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			err = &wire.LimitError{Limit: wire.LimitCallTimeout, Max: in.st.limits.CallTimeout.Milliseconds(), Got: -1}
+		}
 		in.refuse(refusal.StageWire, err)
 		return
 	}

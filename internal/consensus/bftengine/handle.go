@@ -265,7 +265,7 @@ func (e *Engine) syncRound(in chan syncMsg, deadline time.Time) (progressed, cha
 	drain(in)
 	e.comm.broadcast(encodeFrame(frame{kind: kindHeightReq}))
 	heights := map[uint64]uint64{}
-	wait := time.NewTimer(syncHeightWait)
+	wait := time.NewTimer(min(syncHeightWait, time.Until(deadline)))
 	peers := len(e.comm.ids())
 	for len(heights) < peers {
 		select {
@@ -290,7 +290,10 @@ func (e *Engine) syncRound(in chan syncMsg, deadline time.Time) (progressed, cha
 			if h < next {
 				continue
 			}
-			if d := e.fetch(in, id, next); d != nil {
+			if !time.Now().Before(deadline) {
+				break
+			}
+			if d := e.fetch(in, id, next, deadline); d != nil {
 				if e.deliver(d.proposal(), d.signatures(), true, false) {
 					changed = true
 				}
@@ -317,9 +320,11 @@ func drain(in chan syncMsg) {
 	}
 }
 
-func (e *Engine) fetch(in chan syncMsg, id, seq uint64) *decision {
+// fetch asks member id for decision seq and waits for it until
+// syncFetchWait or the deadline, whichever comes first.
+func (e *Engine) fetch(in chan syncMsg, id, seq uint64, deadline time.Time) *decision {
 	e.comm.send(id, encodeFrame(frame{kind: kindDecisionReq, seq: seq}))
-	t := time.NewTimer(syncFetchWait)
+	t := time.NewTimer(min(syncFetchWait, time.Until(deadline)))
 	defer t.Stop()
 	for {
 		select {

@@ -35,9 +35,10 @@ const (
 	// maxAppendEntries is raft's batch: entries per AppendEntries and per
 	// StoreLogs transaction, and commands per ApplyBatch.
 	maxAppendEntries = 256
-	// transportPool is raft's idle connection pool per peer. With the
-	// pipeline connection and one forwarding connection this stays within
-	// the transport's default 4 accepted connections per peer and protocol.
+	// transportPool is raft's idle connection pool per peer. With one
+	// forwarding connection this stays within the transport's default 4
+	// accepted connections per peer and protocol (no pipeline connection:
+	// MaxRPCsInFlight is 1).
 	transportPool = 2
 	// rpcTimeout bounds one raft RPC (not InstallSnapshot, which scales).
 	rpcTimeout = 10 * time.Second
