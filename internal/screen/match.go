@@ -1,6 +1,7 @@
 package screen
 
 import (
+	"bytes"
 	"cmp"
 	"fmt"
 	"regexp"
@@ -422,7 +423,7 @@ type litFilter struct {
 	ents      []litEntry           // lists, flattened
 	spans     []uint16             // per key: start<<8 | count in ents
 	triSet    [1 << 12 / 64]uint64 // triKey of the first three bytes of the longer literals
-	shortLead [256]bool            // first bytes of the two-byte literals
+	shortLead []byte               // first bytes of the two-byte literals, each once
 	single    [256]uint64          // one-byte literals: the rules they gate
 	hasSingle bool                 // some literal is one byte long
 }
@@ -464,11 +465,10 @@ func (e *litEntry) at(s string, w uint64) bool {
 // shared with non-ASCII bytes only costs a prefix comparison that fails.
 func pairKey(c0, c1 byte) uint16 { return uint16(c0&0x7f)<<7 | uint16(c1&0x7f) }
 
-// triKey hashes three bytes (the first two folded as in pairKey) to 12 bits: a pair
-// that starts a literal is common in prose ("in", "st"), its next byte rarely fits.
-func triKey(c0, c1, c2 byte) uint32 {
-	return (uint32(c0&0x7f)<<15 | uint32(c1&0x7f)<<8 | uint32(c2)) * 0x9E3779B1 >> 20
-}
+// triKey hashes three bytes, packed as w's low 24 bits (the first two folded as in
+// pairKey), to 12 bits: a pair that starts a literal is common in prose ("in", "st"),
+// its next byte rarely fits. The packing lets scan roll w one byte at a time.
+func triKey(w uint32) uint32 { return (w & 0x7f7fff) * 0x9E3779B1 >> 20 }
 
 func (lf *litFilter) add(lit string, rule int) error {
 	if rule >= 64 {
@@ -500,9 +500,11 @@ func (lf *litFilter) add(lit string, rule int) error {
 		*es = append(*es, newLitEntry(lit, 1<<rule))
 	}
 	if len(lit) == 2 {
-		lf.shortLead[lit[0]] = true
+		if bytes.IndexByte(lf.shortLead, lit[0]) < 0 {
+			lf.shortLead = append(lf.shortLead, lit[0])
+		}
 	} else {
-		t := triKey(lit[0], lit[1], lit[2])
+		t := triKey(uint32(lit[0])<<16 | uint32(lit[1])<<8 | uint32(lit[2]))
 		lf.triSet[t/64] |= 1 << (t % 64)
 	}
 	lf.ents, lf.spans = lf.ents[:0], lf.spans[:0]
@@ -544,19 +546,33 @@ func (lf *litFilter) scan(text string) uint64 {
 	if len(text) < 2 {
 		return found
 	}
-	// A literal starting at i-1 has its first three bytes in triSet, or is two bytes
-	// long and starts with a shortLead byte. Both are rare in prose, so this branch
-	// is seldom taken (the pair bitmap's was at about one byte in six).
-	c0, c1 := text[0], text[1]
-	for i := 2; i < len(text); i++ { // a literal at i-2
-		c2 := text[i]
-		if t := triKey(c0, c1, c2); lf.triSet[t/64&(1<<12/64-1)]&(1<<(t%64)) != 0 || lf.shortLead[c0] {
-			found = lf.from(text[i-2:], found)
+	// A literal of three bytes or more starting at i-2 has its first three bytes in
+	// triSet, which is rare in prose (the pair bitmap's test passed at about one byte
+	// in six); keeping the call to from out of the inner loop keeps its state in
+	// registers. Two-byte literals start with a few bytes of punctuation, found by
+	// IndexByte's vector search. A position looked at twice only repeats a union.
+	w := uint32(text[0])<<8 | uint32(text[1]) // the last three bytes read, low byte last
+	for i := 2; i < len(text); i++ {
+		for ; i < len(text); i++ {
+			w = w<<8 | uint32(text[i])
+			if t := triKey(w); lf.triSet[t/64&(1<<12/64-1)]&(1<<(t%64)) != 0 {
+				break
+			}
 		}
-		c0, c1 = c1, c2
+		if i == len(text) {
+			break
+		}
+		found = lf.from(text[i-2:], found)
 	}
-	if lf.shortLead[c0] { // the last pair: only a two-byte literal fits
-		found = lf.from(text[len(text)-2:], found)
+	for _, c := range lf.shortLead {
+		for i := 0; i < len(text)-1; i++ {
+			k := strings.IndexByte(text[i:len(text)-1], c)
+			if k < 0 {
+				break
+			}
+			i += k
+			found = lf.from(text[i:], found)
+		}
 	}
 	return found
 }
