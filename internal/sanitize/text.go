@@ -235,15 +235,15 @@ func placeholder(v []byte) bool {
 		return true
 	}
 	// A long run of one character (ghp_XXXX…, sk_live_0000…).
-	run := 1
-	for i := 1; i < len(v); i++ {
-		if lowerASCII(v[i]) == lowerASCII(v[i-1]) {
+	run, prev := 1, lowerASCII(v[0])
+	for _, c := range v[1:] {
+		if c = lowerASCII(c); c == prev {
 			run++
 			if run >= 6 {
 				return true
 			}
 		} else {
-			run = 1
+			run, prev = 1, c
 		}
 	}
 	return false
