@@ -170,6 +170,7 @@ type scanner struct {
 	data      []byte
 	hits      []Finding
 	ac        []acHit
+	acBufs    [acWays - 1][]acHit // the keyword search's later walks, reused across scans
 	b64buf    []byte
 	view      []byte  // scanDecodedView's buffers
 	viewAt    []int32 //
@@ -227,12 +228,12 @@ func (s *Sanitizer) scan(ctx context.Context, data []byte, depth int) ([]Finding
 	}
 	idx := sc.hitIdx
 	idx.reset()
-	*sc = scanner{ctx: ctx, s: s, data: data, hitIdx: idx, hits: sc.hits[:0], ac: sc.ac[:0], b64buf: sc.b64buf, view: sc.view, viewAt: sc.viewAt, viewMarks: sc.viewMarks, reach: sc.reach, bt: sc.bt, semi: sc.semi[:0], glWins: sc.glWins[:0], glTried: tried, lastKS: -1, lastKE: -1, depth: depth}
+	*sc = scanner{ctx: ctx, s: s, data: data, hitIdx: idx, hits: sc.hits[:0], ac: sc.ac[:0], acBufs: sc.acBufs, b64buf: sc.b64buf, view: sc.view, viewAt: sc.viewAt, viewMarks: sc.viewMarks, reach: sc.reach, bt: sc.bt, semi: sc.semi[:0], glWins: sc.glWins[:0], glTried: tried, lastKS: -1, lastKE: -1, depth: depth}
 	defer func() {
 		sc.data, sc.ctx = nil, nil
 		s.pool.Put(sc)
 	}()
-	sc.ac = s.ac.hits(data, sc.ac[:0])
+	sc.ac = s.ac.hitsScratch(data, sc.ac[:0], &sc.acBufs)
 	for _, h := range sc.ac {
 		if sc.halted() {
 			return nil, sc.stopErr()
