@@ -140,7 +140,19 @@ const minParallelWalk = 256
 // bytes early and reports only occurrences ending in its own part, so none
 // is lost or doubled.
 func (m *acMatcher) hits(data []byte, out []acHit) []acHit {
-	const ways = 4
+	return m.hitsScratch(data, out, nil)
+}
+
+// maxPooledHits bounds the hit lists a scanner keeps for reuse.
+const maxPooledHits = 4096
+
+// acWays is the number of interleaved walks of acMatcher.hits.
+const acWays = 4
+
+// hitsScratch is hits with the later walks' hit lists kept in scratch (when
+// not nil) across calls, so a call allocates none.
+func (m *acMatcher) hitsScratch(data []byte, out []acHit, scratch *[acWays - 1][]acHit) []acHit {
+	const ways = acWays
 	n := len(data)
 	if n < minParallelWalk || n/ways < m.maxLen {
 		// Short input, or parts shorter than a pattern: a later walk would
@@ -159,6 +171,11 @@ func (m *acMatcher) hits(data []byte, out []acHit) []acHit {
 	// span (no overlap), so the common length is that of walk 0.
 	common := bounds[1]
 	var bufs [ways - 1][]acHit
+	if scratch != nil {
+		for w := range bufs {
+			bufs[w] = scratch[w][:0]
+		}
+	}
 	delta, class := m.delta, &m.class
 	d0, d1, d2, d3 := data[:common], data[starts[1]:], data[starts[2]:], data[starts[3]:]
 	d1, d2, d3 = d1[:common], d2[:common], d3[:common]
@@ -198,6 +215,13 @@ func (m *acMatcher) hits(data []byte, out []acHit) []acHit {
 			if row < 0 {
 				row = ^row
 				out = m.emit(row, k-starts[w], starts[w], bounds[w], out)
+			}
+		}
+	}
+	if scratch != nil {
+		for w := range bufs {
+			if cap(bufs[w]) <= maxPooledHits { // a huge input's lists are not kept
+				scratch[w] = bufs[w][:0]
 			}
 		}
 	}

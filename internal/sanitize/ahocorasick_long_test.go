@@ -2,6 +2,7 @@ package sanitize
 
 import (
 	"bytes"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -17,6 +18,21 @@ func TestACPatternLongerThanAPart(t *testing.T) {
 		hits := m.hits(data, nil)
 		if len(hits) != 1 || int(hits[0].start) != n-len(pat)-3 {
 			t.Fatalf("%d bytes: hits %+v, want one at %d", n, hits, n-len(pat)-3)
+		}
+	}
+}
+
+// TestACHitsScratchReuse checks that hits with kept scratch lists, reused
+// over inputs of falling and rising size, gives what a fresh call gives.
+func TestACHitsScratchReuse(t *testing.T) {
+	m := newACMatcher([]string{"key", "token", "ab", "bab"})
+	var scratch [acWays - 1][]acHit
+	for _, n := range []int{2000, 300, 5000, 255, 256, 1024} {
+		data := bytes.Repeat([]byte("xkey tokenbab "), n/14+1)[:n]
+		want := m.hits(data, nil)
+		got := m.hitsScratch(data, nil, &scratch)
+		if !slices.Equal(got, want) {
+			t.Fatalf("%d bytes: %d hits with scratch, %d without", n, len(got), len(want))
 		}
 	}
 }

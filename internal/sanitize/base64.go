@@ -540,13 +540,18 @@ func (sc *scanner) scanDecodedView() {
 	if first < 0 {
 		return
 	}
-	view := make([]byte, 0, len(d))
+	// The buffers are the scanner's, kept across calls; the nested scan
+	// below takes another scanner from the pool, so they are not shared.
+	view := sc.view[:0]
+	at := sc.viewAt[:0]       // at[i] is the input offset of view[i]
+	marks := sc.viewMarks[:0] // view offsets where a decoded character or a dropped one sits
+	defer func() {
+		if cap(view) <= maxPooledView { // a huge input's buffers are not kept
+			sc.view, sc.viewAt, sc.viewMarks = view[:0], at[:0], marks[:0]
+		}
+	}()
 	view = append(view, d[:first]...)
-	at := make([]int32, 0, len(d)+1) // at[i] is the input offset of view[i]
-	for i := 0; i < first; i++ {
-		at = append(at, int32(i))
-	}
-	var marks []int32 // view offsets where a decoded character or a dropped one sits
+	at = appendOffsets(at, 0, first)
 	for i := first; i < len(d); {
 		if viewTrigger[d[i]] {
 			if c, n, skip, ok := decodeAt(d, i); ok {
@@ -559,9 +564,14 @@ func (sc *scanner) scanDecodedView() {
 				continue
 			}
 		}
-		view = append(view, d[i])
-		at = append(at, int32(i))
-		i++
+		// Copy up to the next trigger byte in one go.
+		j := i + 1
+		for j < len(d) && !viewTrigger[d[j]] {
+			j++
+		}
+		view = append(view, d[i:j]...)
+		at = appendOffsets(at, i, j)
+		i = j
 	}
 	at = append(at, int32(len(d)))
 	inner, err := sc.s.scan(sc.ctx, view, sc.depth+2)
@@ -579,6 +589,19 @@ func (sc *scanner) scanDecodedView() {
 			sc.add(int(at[f.Start]), int(at[f.End]), f.Category, f.Rule)
 		}
 	}
+}
+
+// maxPooledView bounds the decoded view buffers a scanner keeps for reuse.
+const maxPooledView = 64 << 10
+
+// appendOffsets appends the offsets s..e-1 to at.
+func appendOffsets(at []int32, s, e int) []int32 {
+	n := len(at)
+	at = slices.Grow(at, e-s)[:n+e-s]
+	for k := range e - s {
+		at[n+k] = int32(s + k)
+	}
+	return at
 }
 
 // escapeAt decodes a JSON \u00XX escape at i (not itself escaped).

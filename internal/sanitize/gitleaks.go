@@ -823,6 +823,10 @@ type allowList struct {
 	never  bool   // an AND list with commit or path conditions
 	res    []allowRe
 	stop   *config.Allowlist // for its stop words, when it has any
+	// stopAC finds the stop words in an ASCII secret without the string
+	// copies of gitleaks' lowercasing; nil when a stop word could match
+	// there only through it.
+	stopAC *acMatcher
 }
 
 type allowRe struct {
@@ -840,8 +844,52 @@ func newAllowList(a *config.Allowlist) allowList {
 	}
 	if len(a.StopWords) > 0 {
 		l.stop = a
+		l.stopAC = asciiStopWords(a.StopWords)
 	}
 	return l
+}
+
+// asciiStopWords compiles the stop words that can occur in the lowercased
+// form of an ASCII secret (ASCII, no capitals: gitleaks compares with the
+// lowercased secret), matched ignoring case, so it answers as
+// ContainsStopWord does for ASCII secrets. It returns nil when a stop word
+// is empty (it matches every secret; the matcher skips empty patterns).
+func asciiStopWords(words []string) *acMatcher {
+	var keep []string
+	for _, w := range words {
+		if w == "" {
+			return nil
+		}
+		ok := true
+		for i := 0; i < len(w); i++ {
+			if w[i] >= 0x80 || ('A' <= w[i] && w[i] <= 'Z') {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			keep = append(keep, w)
+		}
+	}
+	return newACMatcher(keep)
+}
+
+// containsStopWord is a.stop.ContainsStopWord(string(secret)).
+func (a *allowList) containsStopWord(secret []byte) bool {
+	if a.stopAC != nil {
+		ascii := true
+		for _, c := range secret {
+			if c >= 0x80 {
+				ascii = false
+				break
+			}
+		}
+		if ascii {
+			return a.stopAC.any(secret)
+		}
+	}
+	stop, _ := a.stop.ContainsStopWord(string(secret))
+	return stop
 }
 
 // splitAllow splits a regex whose top level is an alternation into one regex
@@ -912,7 +960,7 @@ func (sc *scanner) glAllowed(g *glRule, ms, me int, secret []byte) bool {
 		regexOK := len(a.res) > 0 && a.regexAllowed(target)
 		stop := false
 		if a.stop != nil {
-			stop, _ = a.stop.ContainsStopWord(string(secret))
+			stop = a.containsStopWord(secret)
 		}
 		if a.and {
 			ok := len(a.res) > 0 || a.stop != nil

@@ -100,10 +100,7 @@ func (sc *scanner) scanLineJoins() {
 	// The next "-----BEGIN " at or after a break: the look for one within
 	// 16 bytes of the break runs only when it is that near.
 	begin := bytes.Index(d, []byte("-----BEGIN "))
-	for i := 0; i < len(d); i++ {
-		if d[i] != '\n' && d[i] != '\\' {
-			continue
-		}
+	for i := nextBreakByte(d, 0); i < len(d); i = nextBreakByte(d, i+1) {
 		if begin >= 0 && begin < i {
 			if k := bytes.Index(d[i:], []byte("-----BEGIN ")); k >= 0 {
 				begin = i + k

@@ -18,6 +18,11 @@ func TestPlaceholderNeedsAWordStartForShortWords(t *testing.T) {
 		"YOUR_API_KEY_HERE":                        true,
 		"AKIAIOSFODNN7EXAMPLE":                     true,
 		"ghp_XXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX": true,
+		// A later short word at a word start counts after one inside a word;
+		// a long word counts anywhere.
+		"ab1fAkE2_fake3Q": true,
+		"Q9wsampleZ":      true,
+		"aXxxxx7Q":        false,
 	} {
 		if got := placeholder([]byte(v)); got != want {
 			t.Errorf("placeholder(%q) = %v, want %v", v, got, want)

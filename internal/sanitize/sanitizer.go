@@ -166,29 +166,33 @@ func (s *Sanitizer) RuleCount() int { return len(s.rules) }
 
 // scanner holds the state of one Scan.
 type scanner struct {
-	s        *Sanitizer
-	data     []byte
-	hits     []Finding
-	ac       []acHit
-	b64buf   []byte
-	reach    reachScratch
-	bt       btScratch
-	glWins   []glWin
-	glTried  []int32
-	semi     []semiTask
-	tableEnd int // bytes before it were already looked at as a table (csvHeader)
-	numDone  int
-	v6Done   int
-	pemDone  int
-	lastKS   int
-	lastKE   int
-	depth    int
-	ctx      context.Context // nil: unbounded
-	stop     error           // why the scan halted (ctx's error), or nil
-	tick     uint32
-	hitIdx   hitIndex // findings by input bucket (see indexHits)
-	hitN     int      // hits indexed so far
-	parity   bool     // gitleaks rules only, without this package's extra filters (tests)
+	s         *Sanitizer
+	data      []byte
+	hits      []Finding
+	ac        []acHit
+	acBufs    [acWays - 1][]acHit // the keyword search's later walks, reused across scans
+	b64buf    []byte
+	view      []byte  // scanDecodedView's buffers
+	viewAt    []int32 //
+	viewMarks []int32 //
+	reach     reachScratch
+	bt        btScratch
+	glWins    []glWin
+	glTried   []int32
+	semi      []semiTask
+	tableEnd  int // bytes before it were already looked at as a table (csvHeader)
+	numDone   int
+	v6Done    int
+	pemDone   int
+	lastKS    int
+	lastKE    int
+	depth     int
+	ctx       context.Context // nil: unbounded
+	stop      error           // why the scan halted (ctx's error), or nil
+	tick      uint32
+	hitIdx    hitIndex // findings by input bucket (see indexHits)
+	hitN      int      // hits indexed so far
+	parity    bool     // gitleaks rules only, without this package's extra filters (tests)
 }
 
 func (sc *scanner) add(start, end int, cat Category, rule string) {
@@ -224,12 +228,12 @@ func (s *Sanitizer) scan(ctx context.Context, data []byte, depth int) ([]Finding
 	}
 	idx := sc.hitIdx
 	idx.reset()
-	*sc = scanner{ctx: ctx, s: s, data: data, hitIdx: idx, hits: sc.hits[:0], ac: sc.ac[:0], b64buf: sc.b64buf, reach: sc.reach, bt: sc.bt, semi: sc.semi[:0], glWins: sc.glWins[:0], glTried: tried, lastKS: -1, lastKE: -1, depth: depth}
+	*sc = scanner{ctx: ctx, s: s, data: data, hitIdx: idx, hits: sc.hits[:0], ac: sc.ac[:0], acBufs: sc.acBufs, b64buf: sc.b64buf, view: sc.view, viewAt: sc.viewAt, viewMarks: sc.viewMarks, reach: sc.reach, bt: sc.bt, semi: sc.semi[:0], glWins: sc.glWins[:0], glTried: tried, lastKS: -1, lastKE: -1, depth: depth}
 	defer func() {
 		sc.data, sc.ctx = nil, nil
 		s.pool.Put(sc)
 	}()
-	sc.ac = s.ac.hits(data, sc.ac[:0])
+	sc.ac = s.ac.hitsScratch(data, sc.ac[:0], &sc.acBufs)
 	for _, h := range sc.ac {
 		if sc.halted() {
 			return nil, sc.stopErr()

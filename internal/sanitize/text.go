@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"math"
 	"math/bits"
+	"slices"
 )
 
 // Byte classes used by the hand-written detectors.
@@ -197,14 +198,40 @@ var placeholderExact = []string{
 	"required", "optional", "env", "...",
 }
 
-// placeholderAC finds any of placeholderWords in one pass. Immutable.
-var placeholderAC = newACMatcher(placeholderWords)
-
 // placeholderShort are stand-ins short enough to occur by chance inside a
 // random token (a 36-character GitHub token holds "XxXX" or "fAkE" about
 // once in 10,000), so they count only where a word starts: at the value's
 // start or after a byte that is not a letter or digit (ghp_xxxx…, sk_fake_…).
-var placeholderShort = newACMatcher([]string{"xxxx", "fake", "dummy"})
+var placeholderShort = []string{"xxxx", "fake", "dummy"}
+
+// placeholderAC finds placeholderWords (its first patterns) and
+// placeholderShort in one pass. Immutable.
+var placeholderAC = newACMatcher(append(slices.Clip(placeholderWords), placeholderShort...))
+
+// placeholderWord reports whether v holds one of placeholderWords, or one of
+// placeholderShort where a word starts.
+func placeholderWord(v []byte) bool {
+	m := placeholderAC
+	delta, class := m.delta, &m.class
+	row := int32(0)
+	for k, c := range v {
+		row = delta[row+int32(class[c])]
+		if row >= 0 {
+			continue
+		}
+		row = ^row
+		st := int(row) / m.nclass
+		for _, p := range m.outs[m.outOff[st]:m.outOff[st+1]] {
+			if int(p) < len(placeholderWords) {
+				return true
+			}
+			if start := k + 1 - int(m.patLens[p]); start == 0 || !isAlnum(v[start-1]) {
+				return true
+			}
+		}
+	}
+	return false
+}
 
 // placeholder reports whether v is a stand-in rather than a real value:
 // YOUR_API_KEY_HERE, xxxxxxxx, <redacted>, ********, changeme, ${DB_PASSWORD},
@@ -218,14 +245,8 @@ func placeholder(v []byte) bool {
 			return true
 		}
 	}
-	if placeholderAC.any(v) {
+	if placeholderWord(v) {
 		return true
-	}
-	var buf [8]acHit
-	for _, h := range placeholderShort.hits(v, buf[:0]) {
-		if h.start == 0 || !isAlnum(v[h.start-1]) {
-			return true
-		}
 	}
 	switch v[0] {
 	case '$', '<', '%', '{', '*':
@@ -235,15 +256,15 @@ func placeholder(v []byte) bool {
 		return true
 	}
 	// A long run of one character (ghp_XXXX…, sk_live_0000…).
-	run := 1
-	for i := 1; i < len(v); i++ {
-		if lowerASCII(v[i]) == lowerASCII(v[i-1]) {
+	run, prev := 1, lowerASCII(v[0])
+	for _, c := range v[1:] {
+		if c = lowerASCII(c); c == prev {
 			run++
 			if run >= 6 {
 				return true
 			}
 		} else {
-			run = 1
+			run, prev = 1, c
 		}
 	}
 	return false
