@@ -245,18 +245,23 @@ func Federate(t testing.TB, a, b *Node) {
 	b.learn(t, a)
 }
 
-// Eventually polls f until it returns nil or the deadline passes.
+// Eventually polls f until it returns nil or the deadline passes. The
+// verdict is that of an attempt begun after the deadline: an attempt begun
+// before it (a call, which takes a second or more under -race on a loaded
+// machine) can observe the state from before the change it waits for and
+// return after the deadline, which says nothing about the deadline.
 func Eventually(t testing.TB, within time.Duration, f func() error) {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for {
+		begun := time.Now()
 		err := f()
 		if err == nil {
 			return
 		}
-		if time.Now().After(deadline) {
+		if begun.After(deadline) {
 			t.Fatalf("not true after %v: %v", within, err)
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond) // polling interval, not synchronisation
 	}
 }

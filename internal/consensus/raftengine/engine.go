@@ -611,6 +611,17 @@ func (e *Engine) Record(ctx context.Context, index uint64) (fsm.Record, error) {
 	if e.closed() {
 		return fsm.Record{}, fmt.Errorf("raftengine: record: %w", consensus.ErrClosed)
 	}
+	// ApplyBatch updates the machine before it stores the batch's records
+	// and advances the watch after: for an entry the machine holds, wait
+	// for the watch, or its record may not be stored yet.
+	e.mu.RLock()
+	applied := e.m.LastIndex()
+	e.mu.RUnlock()
+	if index <= applied {
+		if err := e.waitApplied(ctx, index); err != nil {
+			return fsm.Record{}, fmt.Errorf("raftengine: record %d: %w", index, err)
+		}
+	}
 	sr, found, err := e.store.record(ctx, index)
 	if err != nil {
 		return fsm.Record{}, err

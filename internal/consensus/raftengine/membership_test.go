@@ -39,9 +39,13 @@ func TestMembershipChange(t *testing.T) {
 
 	gone := tc.c.Keys[2].Public()
 	open = tc.propose(0, fsm.RemoveMember(gone, 0, "bye"))
-	tc.propose(1, fsm.Vote(open.Result.Motion, true)) // quorum of 4 is 3
-	tc.propose(3, fsm.Vote(open.Result.Motion, true))
-	pass = tc.propose(2, fsm.Vote(open.Result.Motion, true))
+	// The removed member votes, but not last: the deciding vote's proposer
+	// waits to apply it, and once the leader takes a removed member out of
+	// raft's configuration it may never learn that entry committed (its
+	// proposal then ends "outcome unknown", which is the truth).
+	tc.propose(2, fsm.Vote(open.Result.Motion, true)) // quorum of 4 is 3
+	tc.propose(1, fsm.Vote(open.Result.Motion, true))
+	pass = tc.propose(3, fsm.Vote(open.Result.Motion, true))
 	if len(pass.Result.Closed) != 1 || pass.Result.Closed[0].Outcome != fsm.OutcomePassed {
 		t.Fatalf("remove motion: %+v", pass.Result)
 	}

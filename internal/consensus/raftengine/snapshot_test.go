@@ -52,14 +52,32 @@ func TestSnapshotInstall(t *testing.T) {
 		t.Fatalf("record on the member restored from a snapshot: %+v %v", got, err)
 	}
 	// Every command the leader applied reached the lagging member's OnApply
-	// once, the skipped ones adopted.
+	// once, the skipped ones adopted. Delivery runs behind the stored
+	// records (and the state converge looks at): wait for it first.
 	lapp, gapp := tc.apply[lead], tc.apply[lag]
+	delivered := func() (missing uint64, seen map[uint64]int) {
+		lapp.mu.Lock()
+		gapp.mu.Lock()
+		defer lapp.mu.Unlock()
+		defer gapp.mu.Unlock()
+		seen = map[uint64]int{}
+		for _, i := range gapp.idx {
+			seen[i]++
+		}
+		for _, i := range lapp.idx {
+			if seen[i] == 0 {
+				return i, seen
+			}
+		}
+		return 0, seen
+	}
+	missing, seen := delivered()
+	for deadline := time.Now().Add(20 * time.Second); missing != 0 && time.Now().Before(deadline); {
+		pollPause()
+		missing, seen = delivered()
+	}
 	lapp.mu.Lock()
 	gapp.mu.Lock()
-	seen := map[uint64]int{}
-	for _, i := range gapp.idx {
-		seen[i]++
-	}
 	for _, i := range lapp.idx {
 		if seen[i] != 1 {
 			t.Fatalf("index %d delivered %d times on the member that caught up", i, seen[i])
