@@ -52,6 +52,11 @@ type Options struct {
 	Logger         *slog.Logger     // nil: slog.Default()
 	Now            func() time.Time // nil: time.Now
 	ReloadInterval time.Duration    // zero: 200ms; how often config files are checked for changes
+	// ClientHelloTimeout is how long an accepted connection may take to send
+	// its ClientHello. Zero: the transport's default (500ms), which keeps a
+	// silent client from holding a handshake slot; tests under -race on a
+	// loaded machine raise it.
+	ClientHelloTimeout time.Duration
 }
 
 // Node is one treaty node. Its methods are safe for concurrent use.
@@ -155,6 +160,8 @@ func Open(opts Options) (_ *Node, err error) {
 		Logger:         n.log,
 		OnRefused:      n.handshakeRefused,
 		KnownAddrs:     newPeerAddrs(n),
+
+		ClientHelloTimeout: opts.ClientHelloTimeout,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("node: %w", err)

@@ -253,7 +253,11 @@ func (m *Member) start() error {
 		return fmt.Errorf("testnet: %s is already running", m.Name)
 	}
 	log := slog.New(slog.NewTextHandler(m.log, nil)).With("member", m.Name)
-	n, err := node.Open(node.Options{Home: m.Home, Logger: log, Now: m.c.Clock.Now, ReloadInterval: m.c.reload})
+	n, err := node.Open(node.Options{Home: m.Home, Logger: log, Now: m.c.Clock.Now, ReloadInterval: m.c.reload,
+		// One process runs every member's and every test's goroutines: under
+		// -race on a loaded machine a client can take over the production
+		// 500ms to send its ClientHello.
+		ClientHelloTimeout: 5 * time.Second})
 	if err != nil {
 		return fmt.Errorf("testnet: open %s: %w", m.Name, err)
 	}
