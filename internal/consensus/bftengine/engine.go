@@ -106,6 +106,7 @@ type Engine struct {
 	attWake  chan struct{}                // closed and replaced when an attestation arrives
 	syncMu   sync.Mutex
 	syncIn   atomic.Pointer[chan syncMsg]
+	catching sync.WaitGroup // catchUp (catchup.go)
 	screenMu sync.Mutex
 	wits     map[[2]uint64]witness // (view, seq) → what its leader proposed, as seen here
 	evMu     sync.Mutex
@@ -311,6 +312,8 @@ func (e *Engine) startBFT() error {
 	}
 	e.bft.Store(c)
 	e.walEntries = nil // SmartBFT holds them now
+	e.catching.Add(1)
+	go e.catchUp()
 	r := e.roster()
 	e.log.Info("bft engine started", "event", "consensus.bft.start", "self", conf.SelfID, "n", len(r.nodes), "f", r.group.F(),
 		"seq", lastSeq, "index", e.lastIdx.Load())
@@ -936,6 +939,7 @@ func (e *Engine) Close() error {
 		close(e.done)
 		e.comm.stop()
 		e.learning.Wait()
+		e.catching.Wait()
 		if c := e.cons(); c != nil {
 			c.Stop()
 		}

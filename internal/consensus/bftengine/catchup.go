@@ -1,0 +1,91 @@
+package bftengine
+
+import (
+	"math"
+	"time"
+
+	protos "github.com/hyperledger-labs/SmartBFT/smartbftprotos"
+)
+
+// catchUp closes a gap SmartBFT leaves: a follower learns that it lags only
+// from a later proposal, from commit votes for a later sequence, or from a
+// heartbeat two sequences ahead. Votes that arrive while it synchronizes are
+// dropped, and an idle leader's heartbeat carries the sequence the lagging
+// member's view starts at, so a member that missed the last decision of an
+// idle group stayed behind until the next proposal (one that missed its own
+// removal never learned of it). So while no decision arrives, a follower asks
+// the members' heights every LeaderHeartbeatTimeout; when more than f of them
+// claim a decision it lacks (at least one of them honest), it makes SmartBFT
+// synchronize.
+func (e *Engine) catchUp() {
+	defer e.catching.Done()
+	t := time.NewTicker(e.conf.LeaderHeartbeatTimeout)
+	defer t.Stop()
+	last := uint64(math.MaxUint64)
+	for {
+		select {
+		case <-e.done:
+			return
+		case <-t.C:
+		}
+		e.dmu.Lock()
+		seq := e.lastSeq
+		e.dmu.Unlock()
+		if seq != last {
+			last = seq // decisions arrive: SmartBFT's own signals work
+			continue
+		}
+		leader, self := e.leaderID(), e.self.Load()
+		if leader == 0 || self == 0 || leader == self {
+			continue
+		}
+		if e.heightsAbove(seq) <= e.roster().group.F() {
+			continue
+		}
+		e.log.Info("bftengine: members are ahead of this one; synchronizing", "event", "consensus.bft.behind", "seq", seq)
+		if c := e.cons(); c != nil {
+			// SmartBFT has no call to start a sync; a heartbeat from the
+			// current leader naming a later view makes its monitor start one.
+			// It is handed in locally and never sent.
+			c.HandleMessage(leader, &protos.Message{Content: &protos.Message_HeartBeat{
+				HeartBeat: &protos.HeartBeat{View: math.MaxUint64},
+			}})
+		}
+	}
+}
+
+// heightsAbove asks every member its last decided sequence and counts those
+// that claim more than seq. It answers 0 while a sync runs (the sync is
+// already catching up).
+func (e *Engine) heightsAbove(seq uint64) int {
+	if !e.syncMu.TryLock() {
+		return 0
+	}
+	defer e.syncMu.Unlock()
+	in := make(chan syncMsg, 256)
+	e.syncIn.Store(&in)
+	defer e.syncIn.Store(nil)
+	e.comm.broadcast(encodeFrame(frame{kind: kindHeightReq}))
+	heights := map[uint64]uint64{}
+	wait := time.NewTimer(syncHeightWait)
+	defer wait.Stop()
+	for peers := len(e.comm.ids()); len(heights) < peers; {
+		select {
+		case m := <-in:
+			if m.f.kind == kindHeight {
+				heights[m.from] = m.f.seq
+			}
+		case <-wait.C:
+			peers = 0
+		case <-e.done:
+			return 0
+		}
+	}
+	n := 0
+	for _, h := range heights {
+		if h > seq {
+			n++
+		}
+	}
+	return n
+}
