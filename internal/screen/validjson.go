@@ -13,18 +13,33 @@ const maxFastDepth = 64
 // without the standard scanner's call per byte: the screen checks every payload
 // that starts like JSON, and every string that does.
 func validJSON(data []byte) bool {
+	ok, _ := walkJSON(data, nil)
+	return ok
+}
+
+// jsonSpan is the body of one string literal, data[start:end]; esc says it has escapes.
+type jsonSpan struct {
+	start, end int
+	esc        bool
+}
+
+// walkJSON is validJSON that also appends, when spans is not nil, the body of every
+// string literal (keys and values) in document order, so the screen can take the
+// strings out without a second walk. complete is false when a document nested deeper
+// than maxFastDepth left the answer to json.Valid and spans unfilled.
+func walkJSON(data []byte, spans *[]jsonSpan) (valid, complete bool) {
 	var stack [maxFastDepth]byte // the open containers: '{' or '['
 	depth, n := 0, len(data)
 	i := skipJSONSpace(data, 0)
 	for {
 		// A value starts at i.
 		if i >= n {
-			return false
+			return false, true
 		}
 		switch c := data[i]; {
 		case c == '{' || c == '[':
 			if depth == maxFastDepth {
-				return json.Valid(data)
+				return json.Valid(data), false
 			}
 			stack[depth] = c
 			depth++
@@ -36,47 +51,47 @@ func validJSON(data []byte) bool {
 			}
 			if c == '{' {
 				var ok bool
-				if i, ok = jsonKey(data, i); !ok {
-					return false
+				if i, ok = jsonKey(data, i, spans); !ok {
+					return false, true
 				}
 			}
 			continue
 		case c == '"':
 			var ok bool
-			if i, ok = jsonString(data, i); !ok {
-				return false
+			if i, ok = jsonString(data, i, spans); !ok {
+				return false, true
 			}
 		case c == '-' || c >= '0' && c <= '9':
 			var ok bool
 			if i, ok = jsonNumber(data, i); !ok {
-				return false
+				return false, true
 			}
 		case c == 't':
 			if !hasPrefixAt(data, i, "true") {
-				return false
+				return false, true
 			}
 			i += 4
 		case c == 'f':
 			if !hasPrefixAt(data, i, "false") {
-				return false
+				return false, true
 			}
 			i += 5
 		case c == 'n':
 			if !hasPrefixAt(data, i, "null") {
-				return false
+				return false, true
 			}
 			i += 4
 		default:
-			return false
+			return false, true
 		}
 		// A value ended before i: close containers, or go on after a comma.
 		for {
 			i = skipJSONSpace(data, i)
 			if depth == 0 {
-				return i == n
+				return i == n, true
 			}
 			if i >= n {
-				return false
+				return false, true
 			}
 			top, c := stack[depth-1], data[i]
 			if c == top+2 {
@@ -85,13 +100,13 @@ func validJSON(data []byte) bool {
 				continue
 			}
 			if c != ',' {
-				return false
+				return false, true
 			}
 			i = skipJSONSpace(data, i+1)
 			if top == '{' {
 				var ok bool
-				if i, ok = jsonKey(data, i); !ok {
-					return false
+				if i, ok = jsonKey(data, i, spans); !ok {
+					return false, true
 				}
 			}
 			break
@@ -112,11 +127,11 @@ func skipJSONSpace(data []byte, i int) int {
 }
 
 // jsonKey reads `"key" :` and the space after it, returning where the value starts.
-func jsonKey(data []byte, i int) (int, bool) {
+func jsonKey(data []byte, i int, spans *[]jsonSpan) (int, bool) {
 	if i >= len(data) || data[i] != '"' {
 		return i, false
 	}
-	i, ok := jsonString(data, i)
+	i, ok := jsonString(data, i, spans)
 	if !ok {
 		return i, false
 	}
@@ -128,8 +143,10 @@ func jsonKey(data []byte, i int) (int, bool) {
 }
 
 // jsonString reads the string literal at i (data[i] == '"') and returns the index
-// after its closing quote. Like encoding/json, it does not check UTF-8.
-func jsonString(data []byte, i int) (int, bool) {
+// after its closing quote. Like encoding/json, it does not check UTF-8. When spans is
+// not nil it appends the literal's body there.
+func jsonString(data []byte, i int, spans *[]jsonSpan) (int, bool) {
+	start, esc := i+1, false
 	for i++; i < len(data); i++ {
 		for i+8 <= len(data) && plainJSONString8(binary.LittleEndian.Uint64(data[i:])) {
 			i += 8
@@ -139,10 +156,14 @@ func jsonString(data []byte, i int) (int, bool) {
 		}
 		switch c := data[i]; {
 		case c == '"':
+			if spans != nil {
+				*spans = append(*spans, jsonSpan{start: start, end: i, esc: esc})
+			}
 			return i + 1, true
 		case c < 0x20:
 			return i, false
 		case c == '\\':
+			esc = true
 			i++
 			if i >= len(data) {
 				return i, false
