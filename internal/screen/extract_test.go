@@ -1,6 +1,8 @@
 package screen
 
 import (
+	"math/bits"
+	"math/rand/v2"
 	"strings"
 	"testing"
 )
@@ -33,6 +35,38 @@ func TestExtractJSONText(t *testing.T) {
 	for _, in := range []string{`{"a":`, `not json`, `{"a":"b"} x`, ``, `  `} {
 		if got, ok := extractJSONText([]byte(in), 3, sc); ok {
 			t.Errorf("%q: extracted %q from invalid JSON", in, got)
+		}
+	}
+}
+
+// The scanners jump to the lowest byte their word masks flag, so that byte must be
+// exactly the first byte the byte-at-a-time test would stop at.
+func TestWordMasksFirstHit(t *testing.T) {
+	first := func(w uint64, special func(byte) bool) int {
+		for k := 0; k < 8; k++ {
+			if special(byte(w >> (8 * k))) {
+				return k
+			}
+		}
+		return 8
+	}
+	at := func(m uint64) int { return bits.TrailingZeros64(m) / 8 }
+	unplain := func(c byte) bool { return c < 0x20 || c >= 0x7f }
+	jsonSpecial := func(c byte) bool { return c < 0x20 || c == '"' || c == '\\' }
+	r := rand.New(rand.NewPCG(3, 4))
+	for range 300000 {
+		w := r.Uint64()
+		if r.IntN(2) == 0 { // mostly printable, with a few odd bytes
+			w = w&0x3f3f3f3f3f3f3f3f | 0x2020202020202020
+			for range r.IntN(3) {
+				w ^= uint64(r.IntN(256)) << (8 * r.IntN(8))
+			}
+		}
+		if got, want := at(unplainASCII8(w)), first(w, unplain); got != want {
+			t.Fatalf("unplainASCII8(%#x) flags byte %d first, want %d", w, got, want)
+		}
+		if got, want := at(specialJSONString8(w)), first(w, jsonSpecial); got != want {
+			t.Fatalf("specialJSONString8(%#x) flags byte %d first, want %d", w, got, want)
 		}
 	}
 }

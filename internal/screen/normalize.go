@@ -86,13 +86,17 @@ const (
 	hi8 = 0x8080808080808080
 )
 
-// plainASCII8 reports whether all eight bytes of w are printable ASCII (0x20-0x7E):
-// none has the high bit, none is below 0x20, none is DEL.
-func plainASCII8(w uint64) bool {
-	below := (w - 0x20*lo8) &^ w // a byte below 0x20 sets its high bit (exact when no byte has it already)
+// plainASCII8 reports whether all eight bytes of w are printable ASCII (0x20-0x7E).
+func plainASCII8(w uint64) bool { return unplainASCII8(w) == 0 }
+
+// unplainASCII8 sets the high bit of the bytes of w that are not printable ASCII
+// (0x20-0x7E): the high bit, below 0x20, DEL. Each test is exact up to its first hit,
+// so the lowest bit set marks the first such byte.
+func unplainASCII8(w uint64) uint64 {
+	below := (w - 0x20*lo8) &^ w // a byte below 0x20 sets its high bit
 	x := w ^ 0x7f*lo8
 	del := (x - lo8) &^ x // a zero byte of x (a DEL in w) sets its high bit
-	return (w|below|del)&hi8 == 0
+	return (w | below | del) & hi8
 }
 
 // inRange8 sets the high bit of each byte of w in [lo, hi] (both below 0x80). It is
@@ -124,14 +128,14 @@ func nextNonASCII(s string, i int) int {
 // needsHiddenScan reports whether s has any rune that scanHidden would remove or change.
 // Printable ASCII, most of most texts, is skipped eight bytes at a time.
 func needsHiddenScan(s string) bool {
-	slow := 0 // bytes before it are checked one by one: a word that failed the fast test
 	for i := 0; i < len(s); {
-		if i >= slow && i+8 <= len(s) {
-			if plainASCII8(load8(s[i:])) {
+		if i+8 <= len(s) {
+			m := unplainASCII8(load8(s[i:]))
+			if m == 0 {
 				i += 8
 				continue
 			}
-			slow = i + 8
+			i += bits.TrailingZeros64(m) / 8 // straight to the first byte that needs a look
 		}
 		c := s[i]
 		if c < 0x80 {

@@ -3,6 +3,7 @@ package screen
 import (
 	"encoding/binary"
 	"encoding/json"
+	"math/bits"
 )
 
 // maxFastDepth bounds the nesting validJSON checks itself; deeper documents (rare, and
@@ -148,7 +149,12 @@ func jsonKey(data []byte, i int, spans *[]jsonSpan) (int, bool) {
 func jsonString(data []byte, i int, spans *[]jsonSpan) (int, bool) {
 	start, esc := i+1, false
 	for i++; i < len(data); i++ {
-		for i+8 <= len(data) && plainJSONString8(binary.LittleEndian.Uint64(data[i:])) {
+		for i+8 <= len(data) {
+			m := specialJSONString8(binary.LittleEndian.Uint64(data[i:]))
+			if m != 0 {
+				i += bits.TrailingZeros64(m) / 8 // straight to the first byte that matters
+				break
+			}
 			i += 8
 		}
 		if i >= len(data) {
@@ -229,11 +235,12 @@ func hasPrefixAt(data []byte, i int, lit string) bool {
 	return len(data)-i >= len(lit) && string(data[i:i+len(lit)]) == lit
 }
 
-// plainJSONString8 reports whether none of the eight bytes of w ends a JSON string
-// or needs a look: no quote, no backslash, no control character. (Each test is the
-// exact "some byte is zero / below n" word trick.)
-func plainJSONString8(w uint64) bool {
+// specialJSONString8 sets the high bit of the bytes of w that end a JSON string or
+// need a look (a quote, a backslash, a control character); zero means none. Each test
+// is the "some byte is zero / below n" word trick, exact up to its first hit, so the
+// lowest bit set marks the first such byte.
+func specialJSONString8(w uint64) uint64 {
 	quote := w ^ '"'*lo8
 	bslash := w ^ '\\'*lo8
-	return ((w-0x20*lo8)&^w|(quote-lo8)&^quote|(bslash-lo8)&^bslash)&hi8 == 0
+	return ((w-0x20*lo8)&^w | (quote-lo8)&^quote | (bslash-lo8)&^bslash) & hi8
 }
