@@ -323,8 +323,12 @@ func fold(s string, sc *foldScratch) folded {
 	var f folded
 	var out []byte
 	var toks []token
+	var (
+		runes []rune // scratch for words with non-ASCII letters
+		buf   []byte // scratch for folded words
+	)
 	if sc != nil {
-		out, toks = sc.out[:0], sc.toks[:0]
+		out, toks, runes, buf = sc.out[:0], sc.toks[:0], sc.runes, sc.buf
 	}
 	if cap(out) < len(s)+8 {
 		out = make([]byte, 0, len(s)+8)
@@ -335,8 +339,6 @@ func fold(s string, sc *foldScratch) folded {
 		ws       = -1   // start of the current word in s, or -1
 		ascii    = true // the current word is ASCII
 		prevWord bool   // the previous rune belonged to a word
-		runes    []rune // scratch for words with non-ASCII letters
-		buf      []byte // scratch for folded words
 	)
 	flush := func(we int) {
 		if ws < 0 {
@@ -508,6 +510,9 @@ func fold(s string, sc *foldScratch) folded {
 		i += n
 	}
 	flush(len(s))
+	if sc != nil && cap(runes) <= maxPooledWord && cap(buf) <= 4*maxPooledWord {
+		sc.runes, sc.buf = runes[:0], buf[:0]
+	}
 	// out is this call's own buffer and is not written again: the text
 	// can share it instead of copying it.
 	f.text = unsafe.String(unsafe.SliceData(out), len(out))
@@ -518,9 +523,14 @@ func fold(s string, sc *foldScratch) folded {
 
 // foldScratch is the memory one fold can reuse from an earlier one.
 type foldScratch struct {
-	toks []token
-	out  []byte
+	toks  []token
+	out   []byte
+	runes []rune // of one word with non-ASCII letters
+	buf   []byte // that word folded
 }
+
+// maxPooledWord keeps one huge word from pinning its memory in the pool.
+const maxPooledWord = 1 << 10
 
 // keep takes back f's memory for the next fold, unless one huge input would pin it.
 func (sc *foldScratch) keep(f *folded) bool {
