@@ -125,9 +125,10 @@ func nextNonASCII(s string, i int) int {
 	return i
 }
 
-// needsHiddenScan reports whether s has any rune that scanHidden would remove or change.
+// needsHiddenScan reports whether s has any rune that scanHidden would remove or change,
+// and whether it saw invalid UTF-8 before it answered (so both false mean s is valid).
 // Printable ASCII, most of most texts, is skipped eight bytes at a time.
-func needsHiddenScan(s string) bool {
+func needsHiddenScan(s string) (need, bad bool) {
 	for i := 0; i < len(s); {
 		if i+8 <= len(s) {
 			m := unplainASCII8(load8(s[i:]))
@@ -140,27 +141,28 @@ func needsHiddenScan(s string) bool {
 		c := s[i]
 		if c < 0x80 {
 			if asciiHidden[c] {
-				return true
+				return true, bad
 			}
 			i++
 			continue
 		}
 		r, n := utf8.DecodeRuneInString(s[i:])
 		i += n
+		bad = bad || r == utf8.RuneError && n == 1
 		switch {
 		case r >= 0x80 && r < 0xa0, r == 0x00AD, r == 0x034F, r == 0x061C, r == 0x115F, r == 0x1160,
 			r == 0x17B4, r == 0x17B5, r == 0x180E, r >= 0x200B && r <= 0x200F, r >= 0x2028 && r <= 0x202E,
 			r >= 0x2060 && r <= 0x2069, r == 0x3164, r >= 0xFE00 && r <= 0xFE0F, r == 0xFEFF, r == 0xFFA0,
 			r >= tagBase && r <= tagCancel, r >= vsSuppStart && r <= vsSuppEnd:
-			return true
+			return true, bad
 		}
 	}
-	return false
+	return false, bad
 }
 
 // scanHidden removes invisible and control characters, decoding what they smuggle.
 func scanHidden(s string) hidden {
-	if !needsHiddenScan(s) {
+	if need, _ := needsHiddenScan(s); !need {
 		return hidden{clean: s}
 	}
 	var h hidden

@@ -235,10 +235,14 @@ func (c *call) screenText(text string, depth int, acc *accumulator) {
 	if c.halted() {
 		return
 	}
-	if !utf8.ValidString(text) {
-		text = strings.ToValidUTF8(text, "\uFFFD")
+	// One pass answers both questions for the common text: valid, nothing hidden.
+	h := hidden{clean: text}
+	if need, bad := needsHiddenScan(text); need || bad {
+		if bad || !utf8.ValidString(text) {
+			text = strings.ToValidUTF8(text, "\uFFFD")
+		}
+		h = scanHidden(text)
 	}
-	h := scanHidden(text)
 	if h.tags > 0 {
 		acc.add(signal{id: "hidden-tags", code: "hidden-unicode:tag-chars", weight: 0.6})
 	}
