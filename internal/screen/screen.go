@@ -373,12 +373,15 @@ type signal struct {
 }
 
 type accumulator struct {
-	sig map[string]signal
+	sig map[string]signal // nil until the first signal: most content has none
 }
 
-func newAccumulator() *accumulator { return &accumulator{sig: make(map[string]signal)} }
+func newAccumulator() *accumulator { return &accumulator{} }
 
 func (a *accumulator) add(s signal) {
+	if a.sig == nil {
+		a.sig = make(map[string]signal)
+	}
 	if old, ok := a.sig[s.id]; !ok || s.weight > old.weight {
 		a.sig[s.id] = s
 	}
