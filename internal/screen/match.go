@@ -251,7 +251,7 @@ func matchFrom(slots []slot, toks *tokens, k, prev int) (int, bool) {
 // meta is the number of distinct meta cues in the text (see concepts.go): text that
 // discusses attacks, quotes prompts or is code.
 func (rs *ruleSet) matchPhrases(f *folded, acc *accumulator, meta int) {
-	m := phraseMatcher{rs: rs, toks: &f.toks, acc: acc, discussion: -1, meta: meta}
+	m := phraseMatcher{rs: rs, toks: f.toks, acc: acc, discussion: -1, meta: meta}
 	for i := range f.toks.t {
 		t := f.toks.word(i)
 		if len(t) == 0 {
@@ -286,7 +286,7 @@ func (rs *ruleSet) matchPhrases(f *folded, acc *accumulator, meta int) {
 
 type phraseMatcher struct {
 	rs         *ruleSet
-	toks       *tokens
+	toks       tokens // a copy of the header, so the folded text need not move to the heap
 	acc        *accumulator
 	discussion int // -1 until computed, then 0 or 1
 	meta       int // distinct meta cues in the text
@@ -295,7 +295,7 @@ type phraseMatcher struct {
 }
 
 func (m *phraseMatcher) try(idx, i int, firstMatched bool) {
-	rs, toks := m.rs, m.toks
+	rs, toks := m.rs, &m.toks
 	r := &rs.phrases[idx]
 	if r.anchor && !toks.t[i].brk {
 		return
