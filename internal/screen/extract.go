@@ -2,31 +2,86 @@ package screen
 
 import (
 	"bytes"
-	"strings"
 	"unicode/utf16"
 	"unicode/utf8"
 )
 
-// extractJSONText returns the keys and string values of data, one per line, when data is
-// a JSON object, array or string; JSON nested inside a string value is walked too, up to
-// depth levels. Numbers, booleans and null carry no words and are skipped.
-func extractJSONText(data []byte, depth int) (string, bool) {
-	t := bytes.TrimLeft(data, " \t\r\n")
-	if len(t) == 0 || (t[0] != '{' && t[0] != '[' && t[0] != '"') || !validJSON(t) {
-		return "", false
-	}
-	var b strings.Builder
-	b.Grow(len(t))
-	appendJSONStrings(&b, t, depth)
-	return b.String(), true
+// jsonScratch is the memory one extraction can reuse from an earlier one.
+type jsonScratch struct {
+	out   []byte
+	spans []jsonSpan
 }
 
-// appendJSONStrings appends every string literal of the valid JSON in data.
-func appendJSONStrings(b *strings.Builder, data []byte, depth int) {
+// extractJSONText appends to sc.out the keys and string values of data, one per line,
+// when data is a JSON object, array or string; JSON nested inside a string value is
+// walked too, up to depth levels. Numbers, booleans and null carry no words and are
+// skipped. The document is walked once: validation records where its strings are.
+func extractJSONText(data []byte, depth int, sc *jsonScratch) ([]byte, bool) {
+	t := bytes.TrimLeft(data, " \t\r\n")
+	if len(t) == 0 || (t[0] != '{' && t[0] != '[' && t[0] != '"') {
+		return nil, false
+	}
+	out := sc.out[:0]
+	if cap(out) < len(t) {
+		out = make([]byte, 0, len(t))
+	}
+	out, ok := appendJSONDoc(out, t, depth, &sc.spans)
+	sc.out = out[:0]
+	return out, ok
+}
+
+// appendJSONDoc appends every string literal of data when data is valid JSON, and
+// reports whether it was; invalid data appends nothing. spans is scratch: what it
+// holds on entry is kept.
+func appendJSONDoc(out, data []byte, depth int, spans *[]jsonSpan) ([]byte, bool) {
+	lo := len(*spans)
+	valid, complete := walkJSON(data, spans)
+	if !valid || !complete {
+		*spans = (*spans)[:lo]
+		if valid { // nested too deep for walkJSON: the slower two-pass extraction
+			out = appendJSONStrings(out, data, depth)
+		}
+		return out, valid
+	}
+	for k := lo; k < len(*spans); k++ {
+		sp := (*spans)[k]
+		raw := data[sp.start:sp.end]
+		if !sp.esc {
+			// No escapes: the body is the value.
+			if inner := bytes.TrimSpace(raw); depth > 1 && len(inner) > 1 && (inner[0] == '{' || inner[0] == '[') {
+				var ok bool
+				if out, ok = appendJSONDoc(out, inner, depth-1, spans); ok {
+					continue
+				}
+			}
+			out = append(append(out, raw...), '\n')
+			continue
+		}
+		at := len(out)
+		out = appendUnquoted(out, raw)
+		if inner := bytes.TrimSpace(out[at:]); depth > 1 && len(inner) > 1 && (inner[0] == '{' || inner[0] == '[') {
+			// Rare: a JSON document escaped inside a string. It is walked from a copy,
+			// since its strings are appended where it now lies.
+			doc := bytes.Clone(inner)
+			var ok bool
+			if out, ok = appendJSONDoc(out[:at], doc, depth-1, spans); ok {
+				continue
+			}
+			out = appendUnquoted(out[:at], raw) // not JSON after all: the text again
+		}
+		out = append(out, '\n')
+	}
+	*spans = (*spans)[:lo]
+	return out, true
+}
+
+// appendJSONStrings appends every string literal of the valid JSON in data, for the
+// documents walkJSON leaves to json.Valid.
+func appendJSONStrings(out, data []byte, depth int) []byte {
 	for i := 0; i < len(data); i++ {
 		k := bytes.IndexByte(data[i:], '"')
 		if k < 0 {
-			return
+			return out
 		}
 		i += k
 		// The closing quote: the first '"' that no backslash escapes. q, the next
@@ -54,33 +109,18 @@ func appendJSONStrings(b *strings.Builder, data []byte, depth int) {
 		}
 		raw := data[i+1 : min(j, len(data))]
 		i = j
-		if bytes.IndexByte(raw, '\\') < 0 {
-			// No escapes: the body is the value; no copy of it.
-			if inner := bytes.TrimSpace(raw); depth > 1 && len(inner) > 1 && (inner[0] == '{' || inner[0] == '[') && validJSON(inner) {
-				appendJSONStrings(b, inner, depth-1)
-			} else {
-				b.Write(raw)
-				b.WriteByte('\n')
-			}
-			continue
-		}
-		s := unquoteJSON(raw)
-		if inner := strings.TrimSpace(s); depth > 1 && len(inner) > 1 && (inner[0] == '{' || inner[0] == '[') && validJSON([]byte(inner)) {
-			appendJSONStrings(b, []byte(inner), depth-1)
+		s := appendUnquoted(nil, raw)
+		if inner := bytes.TrimSpace(s); depth > 1 && len(inner) > 1 && (inner[0] == '{' || inner[0] == '[') && validJSON(inner) {
+			out = appendJSONStrings(out, inner, depth-1)
 		} else {
-			b.WriteString(s)
-			b.WriteByte('\n')
+			out = append(append(out, s...), '\n')
 		}
 	}
+	return out
 }
 
-// unquoteJSON decodes the escapes of a JSON string body that json.Valid accepted.
-func unquoteJSON(s []byte) string {
-	if bytes.IndexByte(s, '\\') < 0 {
-		return string(s)
-	}
-	var b strings.Builder
-	b.Grow(len(s))
+// appendUnquoted appends the JSON string body s with its escapes decoded.
+func appendUnquoted(b, s []byte) []byte {
 	for i := 0; i < len(s); i++ {
 		if s[i] != '\\' || i+1 >= len(s) {
 			// Copy the run up to the next escape (or a lone trailing backslash) at once.
@@ -90,26 +130,26 @@ func unquoteJSON(s []byte) string {
 			} else {
 				j += i + 1
 			}
-			b.Write(s[i:j])
+			b = append(b, s[i:j]...)
 			i = j - 1
 			continue
 		}
 		i++
 		switch s[i] {
 		case 'n':
-			b.WriteByte('\n')
+			b = append(b, '\n')
 		case 't':
-			b.WriteByte('\t')
+			b = append(b, '\t')
 		case 'r':
-			b.WriteByte('\r')
+			b = append(b, '\r')
 		case 'b':
-			b.WriteByte('\b')
+			b = append(b, '\b')
 		case 'f':
-			b.WriteByte('\f')
+			b = append(b, '\f')
 		case 'u':
 			r, n := jsonUnicodeEscape(s[i+1:])
 			if n == 0 {
-				b.WriteByte('u')
+				b = append(b, 'u')
 				continue
 			}
 			i += n
@@ -121,12 +161,12 @@ func unquoteJSON(s []byte) string {
 					}
 				}
 			}
-			b.WriteRune(r)
+			b = utf8.AppendRune(b, r)
 		default: // \" \\ \/
-			b.WriteByte(s[i])
+			b = append(b, s[i])
 		}
 	}
-	return b.String()
+	return b
 }
 
 func trimEscapePrefix(s []byte) []byte {

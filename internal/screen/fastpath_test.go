@@ -4,6 +4,7 @@ import (
 	"math/rand/v2"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"golang.org/x/text/unicode/norm"
 )
@@ -77,8 +78,16 @@ func TestNeedsHiddenScanFastPath(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 4))
 	for range 50000 {
 		s := randomText(r)
-		if got, want := needsHiddenScan(s), scanHiddenSlow(s); got != want {
+		got, bad := needsHiddenScan(s)
+		if want := scanHiddenSlow(s); got != want {
 			t.Fatalf("needsHiddenScan(%q) = %v, want %v", s, got, want)
+		}
+		// screenText skips its own UTF-8 check on this answer.
+		if !got && bad == utf8.ValidString(s) {
+			t.Fatalf("needsHiddenScan(%q) reports bad UTF-8 %v", s, bad)
+		}
+		if s := s + "\xff" + s; !got && !func() bool { _, bad := needsHiddenScan(s); return bad }() {
+			t.Fatalf("needsHiddenScan(%q) misses the invalid byte", s)
 		}
 	}
 }

@@ -251,7 +251,7 @@ func matchFrom(slots []slot, toks *tokens, k, prev int) (int, bool) {
 // meta is the number of distinct meta cues in the text (see concepts.go): text that
 // discusses attacks, quotes prompts or is code.
 func (rs *ruleSet) matchPhrases(f *folded, acc *accumulator, meta int) {
-	m := phraseMatcher{rs: rs, toks: &f.toks, acc: acc, discussion: -1, meta: meta}
+	m := phraseMatcher{rs: rs, toks: f.toks, acc: acc, discussion: -1, meta: meta, found: new(phraseHits)}
 	for i := range f.toks.t {
 		t := f.toks.word(i)
 		if len(t) == 0 {
@@ -284,18 +284,23 @@ func (rs *ruleSet) matchPhrases(f *folded, acc *accumulator, meta int) {
 	m.flush()
 }
 
+// phraseHits are the rules matched so far, one hit per rule.
+type phraseHits struct {
+	hits   []hit
+	byRule map[int]int // rule index -> its hit in hits
+}
+
 type phraseMatcher struct {
 	rs         *ruleSet
-	toks       *tokens
+	toks       tokens // a copy of the header, so the folded text need not move to the heap
 	acc        *accumulator
-	discussion int // -1 until computed, then 0 or 1
-	meta       int // distinct meta cues in the text
-	hits       []hit
-	byRule     map[int]int // rule index -> its hit in hits
+	discussion int         // -1 until computed, then 0 or 1
+	meta       int         // distinct meta cues in the text
+	found      *phraseHits // behind a pointer: growing it in place would move m and acc to the heap
 }
 
 func (m *phraseMatcher) try(idx, i int, firstMatched bool) {
-	rs, toks := m.rs, m.toks
+	rs, toks := m.rs, &m.toks
 	r := &rs.phrases[idx]
 	if r.anchor && !toks.t[i].brk {
 		return
@@ -333,17 +338,18 @@ func (m *phraseMatcher) try(idx, i int, firstMatched bool) {
 	}
 	// A rule counts once, so one hit per rule is enough: the strongest, else the first.
 	// That also keeps flush quadratic in the number of rules, not of matches.
-	if k, ok := m.byRule[idx]; ok {
-		if w > m.hits[k].weight {
-			m.hits[k] = h
+	fh := m.found
+	if k, ok := fh.byRule[idx]; ok {
+		if w > fh.hits[k].weight {
+			fh.hits[k] = h
 		}
 		return
 	}
-	if m.byRule == nil {
-		m.byRule = make(map[int]int)
+	if fh.byRule == nil {
+		fh.byRule = make(map[int]int)
 	}
-	m.byRule[idx] = len(m.hits)
-	m.hits = append(m.hits, h)
+	fh.byRule[idx] = len(fh.hits)
+	fh.hits = append(fh.hits, h)
 }
 
 // discusses reports whether the text has words of a discussion about attacks, so a
@@ -651,9 +657,10 @@ type hit struct {
 // flush adds the matches as signals. Matches of the same code whose spans overlap are
 // one piece of evidence said once, so only the strongest of them counts.
 func (m *phraseMatcher) flush() {
-	slices.SortStableFunc(m.hits, func(a, b hit) int { return cmp.Compare(b.weight, a.weight) })
+	hits := m.found.hits
+	slices.SortStableFunc(hits, func(a, b hit) int { return cmp.Compare(b.weight, a.weight) })
 	var kept []hit
-	for _, h := range m.hits {
+	for _, h := range hits {
 		dup := false
 		for _, k := range kept {
 			if k.rule.code == h.rule.code && h.start <= k.end && k.start <= h.end {

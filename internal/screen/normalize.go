@@ -86,13 +86,17 @@ const (
 	hi8 = 0x8080808080808080
 )
 
-// plainASCII8 reports whether all eight bytes of w are printable ASCII (0x20-0x7E):
-// none has the high bit, none is below 0x20, none is DEL.
-func plainASCII8(w uint64) bool {
-	below := (w - 0x20*lo8) &^ w // a byte below 0x20 sets its high bit (exact when no byte has it already)
+// plainASCII8 reports whether all eight bytes of w are printable ASCII (0x20-0x7E).
+func plainASCII8(w uint64) bool { return unplainASCII8(w) == 0 }
+
+// unplainASCII8 sets the high bit of the bytes of w that are not printable ASCII
+// (0x20-0x7E): the high bit, below 0x20, DEL. Each test is exact up to its first hit,
+// so the lowest bit set marks the first such byte.
+func unplainASCII8(w uint64) uint64 {
+	below := (w - 0x20*lo8) &^ w // a byte below 0x20 sets its high bit
 	x := w ^ 0x7f*lo8
 	del := (x - lo8) &^ x // a zero byte of x (a DEL in w) sets its high bit
-	return (w|below|del)&hi8 == 0
+	return (w | below | del) & hi8
 }
 
 // inRange8 sets the high bit of each byte of w in [lo, hi] (both below 0x80). It is
@@ -121,42 +125,44 @@ func nextNonASCII(s string, i int) int {
 	return i
 }
 
-// needsHiddenScan reports whether s has any rune that scanHidden would remove or change.
+// needsHiddenScan reports whether s has any rune that scanHidden would remove or change,
+// and whether it saw invalid UTF-8 before it answered (so both false mean s is valid).
 // Printable ASCII, most of most texts, is skipped eight bytes at a time.
-func needsHiddenScan(s string) bool {
-	slow := 0 // bytes before it are checked one by one: a word that failed the fast test
+func needsHiddenScan(s string) (need, bad bool) {
 	for i := 0; i < len(s); {
-		if i >= slow && i+8 <= len(s) {
-			if plainASCII8(load8(s[i:])) {
+		if i+8 <= len(s) {
+			m := unplainASCII8(load8(s[i:]))
+			if m == 0 {
 				i += 8
 				continue
 			}
-			slow = i + 8
+			i += bits.TrailingZeros64(m) / 8 // straight to the first byte that needs a look
 		}
 		c := s[i]
 		if c < 0x80 {
 			if asciiHidden[c] {
-				return true
+				return true, bad
 			}
 			i++
 			continue
 		}
 		r, n := utf8.DecodeRuneInString(s[i:])
 		i += n
+		bad = bad || r == utf8.RuneError && n == 1
 		switch {
 		case r >= 0x80 && r < 0xa0, r == 0x00AD, r == 0x034F, r == 0x061C, r == 0x115F, r == 0x1160,
 			r == 0x17B4, r == 0x17B5, r == 0x180E, r >= 0x200B && r <= 0x200F, r >= 0x2028 && r <= 0x202E,
 			r >= 0x2060 && r <= 0x2069, r == 0x3164, r >= 0xFE00 && r <= 0xFE0F, r == 0xFEFF, r == 0xFFA0,
 			r >= tagBase && r <= tagCancel, r >= vsSuppStart && r <= vsSuppEnd:
-			return true
+			return true, bad
 		}
 	}
-	return false
+	return false, bad
 }
 
 // scanHidden removes invisible and control characters, decoding what they smuggle.
 func scanHidden(s string) hidden {
-	if !needsHiddenScan(s) {
+	if need, _ := needsHiddenScan(s); !need {
 		return hidden{clean: s}
 	}
 	var h hidden
@@ -319,8 +325,12 @@ func fold(s string, sc *foldScratch) folded {
 	var f folded
 	var out []byte
 	var toks []token
+	var (
+		runes []rune // scratch for words with non-ASCII letters
+		buf   []byte // scratch for folded words
+	)
 	if sc != nil {
-		out, toks = sc.out[:0], sc.toks[:0]
+		out, toks, runes, buf = sc.out[:0], sc.toks[:0], sc.runes, sc.buf
 	}
 	if cap(out) < len(s)+8 {
 		out = make([]byte, 0, len(s)+8)
@@ -331,8 +341,6 @@ func fold(s string, sc *foldScratch) folded {
 		ws       = -1   // start of the current word in s, or -1
 		ascii    = true // the current word is ASCII
 		prevWord bool   // the previous rune belonged to a word
-		runes    []rune // scratch for words with non-ASCII letters
-		buf      []byte // scratch for folded words
 	)
 	flush := func(we int) {
 		if ws < 0 {
@@ -504,6 +512,9 @@ func fold(s string, sc *foldScratch) folded {
 		i += n
 	}
 	flush(len(s))
+	if sc != nil && cap(runes) <= maxPooledWord && cap(buf) <= 4*maxPooledWord {
+		sc.runes, sc.buf = runes[:0], buf[:0]
+	}
 	// out is this call's own buffer and is not written again: the text
 	// can share it instead of copying it.
 	f.text = unsafe.String(unsafe.SliceData(out), len(out))
@@ -514,9 +525,14 @@ func fold(s string, sc *foldScratch) folded {
 
 // foldScratch is the memory one fold can reuse from an earlier one.
 type foldScratch struct {
-	toks []token
-	out  []byte
+	toks  []token
+	out   []byte
+	runes []rune // of one word with non-ASCII letters
+	buf   []byte // that word folded
 }
+
+// maxPooledWord keeps one huge word from pinning its memory in the pool.
+const maxPooledWord = 1 << 10
 
 // keep takes back f's memory for the next fold, unless one huge input would pin it.
 func (sc *foldScratch) keep(f *folded) bool {

@@ -124,6 +124,7 @@ type Screener struct {
 	rules    *ruleSet
 	concepts *conceptSet
 	foldPool sync.Pool // of *foldScratch
+	jsonPool sync.Pool // of *jsonScratch
 }
 
 // maxPooledTokens and maxPooledText keep one huge input from pinning its memory in
@@ -154,6 +155,7 @@ func New(cfg Config) (*Screener, error) {
 	}
 	s := &Screener{maxInput: cfg.MaxInputBytes, maxDepth: cfg.MaxDecodeDepth, rules: rs, concepts: compileConcepts()}
 	s.foldPool.New = func() any { return &foldScratch{toks: make([]token, 0, 512)} }
+	s.jsonPool.New = func() any { return new(jsonScratch) }
 	return s, nil
 }
 
@@ -200,14 +202,20 @@ func (s *Screener) score(ctx context.Context, data []byte) scored {
 		acc.add(signal{id: "oversize", code: "oversize", weight: 0.5})
 		data = data[:s.maxInput]
 	}
-	text, isJSON := extractJSONText(data, s.maxDepth)
+	js := s.jsonPool.Get().(*jsonScratch)
+	ext, isJSON := extractJSONText(data, s.maxDepth, js)
 	if !isJSON {
-		// A view, not a copy: nothing the call keeps or returns refers to the text
-		// (verdicts hold only rule codes), and data is not written while it runs.
-		text = unsafe.String(unsafe.SliceData(data), len(data))
+		ext = data
 	}
+	// A view, not a copy: nothing the call keeps or returns refers to the text
+	// (verdicts hold only rule codes), and neither data nor js is written while it runs.
+	text := unsafe.String(unsafe.SliceData(ext), len(ext))
 	c := call{ctx: ctx, s: s, budget: 4*len(data) + 4096}
 	c.screenText(text, 0, acc)
+	if isJSON && cap(ext) <= maxPooledText && cap(js.spans) <= maxPooledTokens {
+		js.out = ext[:0]
+		s.jsonPool.Put(js)
+	}
 	if c.err != nil {
 		return scored{err: fmt.Errorf("%w (%d bytes): %w", ErrDeadline, len(data), c.err)}
 	}
@@ -227,10 +235,14 @@ func (c *call) screenText(text string, depth int, acc *accumulator) {
 	if c.halted() {
 		return
 	}
-	if !utf8.ValidString(text) {
-		text = strings.ToValidUTF8(text, "\uFFFD")
+	// One pass answers both questions for the common text: valid, nothing hidden.
+	h := hidden{clean: text}
+	if need, bad := needsHiddenScan(text); need || bad {
+		if bad || !utf8.ValidString(text) {
+			text = strings.ToValidUTF8(text, "\uFFFD")
+		}
+		h = scanHidden(text)
 	}
-	h := scanHidden(text)
 	if h.tags > 0 {
 		acc.add(signal{id: "hidden-tags", code: "hidden-unicode:tag-chars", weight: 0.6})
 	}
@@ -361,12 +373,15 @@ type signal struct {
 }
 
 type accumulator struct {
-	sig map[string]signal
+	sig map[string]signal // nil until the first signal: most content has none
 }
 
-func newAccumulator() *accumulator { return &accumulator{sig: make(map[string]signal)} }
+func newAccumulator() *accumulator { return &accumulator{} }
 
 func (a *accumulator) add(s signal) {
+	if a.sig == nil {
+		a.sig = make(map[string]signal)
+	}
 	if old, ok := a.sig[s.id]; !ok || s.weight > old.weight {
 		a.sig[s.id] = s
 	}

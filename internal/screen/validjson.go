@@ -3,6 +3,7 @@ package screen
 import (
 	"encoding/binary"
 	"encoding/json"
+	"math/bits"
 )
 
 // maxFastDepth bounds the nesting validJSON checks itself; deeper documents (rare, and
@@ -13,18 +14,33 @@ const maxFastDepth = 64
 // without the standard scanner's call per byte: the screen checks every payload
 // that starts like JSON, and every string that does.
 func validJSON(data []byte) bool {
+	ok, _ := walkJSON(data, nil)
+	return ok
+}
+
+// jsonSpan is the body of one string literal, data[start:end]; esc says it has escapes.
+type jsonSpan struct {
+	start, end int
+	esc        bool
+}
+
+// walkJSON is validJSON that also appends, when spans is not nil, the body of every
+// string literal (keys and values) in document order, so the screen can take the
+// strings out without a second walk. complete is false when a document nested deeper
+// than maxFastDepth left the answer to json.Valid and spans unfilled.
+func walkJSON(data []byte, spans *[]jsonSpan) (valid, complete bool) {
 	var stack [maxFastDepth]byte // the open containers: '{' or '['
 	depth, n := 0, len(data)
 	i := skipJSONSpace(data, 0)
 	for {
 		// A value starts at i.
 		if i >= n {
-			return false
+			return false, true
 		}
 		switch c := data[i]; {
 		case c == '{' || c == '[':
 			if depth == maxFastDepth {
-				return json.Valid(data)
+				return json.Valid(data), false
 			}
 			stack[depth] = c
 			depth++
@@ -36,47 +52,47 @@ func validJSON(data []byte) bool {
 			}
 			if c == '{' {
 				var ok bool
-				if i, ok = jsonKey(data, i); !ok {
-					return false
+				if i, ok = jsonKey(data, i, spans); !ok {
+					return false, true
 				}
 			}
 			continue
 		case c == '"':
 			var ok bool
-			if i, ok = jsonString(data, i); !ok {
-				return false
+			if i, ok = jsonString(data, i, spans); !ok {
+				return false, true
 			}
 		case c == '-' || c >= '0' && c <= '9':
 			var ok bool
 			if i, ok = jsonNumber(data, i); !ok {
-				return false
+				return false, true
 			}
 		case c == 't':
 			if !hasPrefixAt(data, i, "true") {
-				return false
+				return false, true
 			}
 			i += 4
 		case c == 'f':
 			if !hasPrefixAt(data, i, "false") {
-				return false
+				return false, true
 			}
 			i += 5
 		case c == 'n':
 			if !hasPrefixAt(data, i, "null") {
-				return false
+				return false, true
 			}
 			i += 4
 		default:
-			return false
+			return false, true
 		}
 		// A value ended before i: close containers, or go on after a comma.
 		for {
 			i = skipJSONSpace(data, i)
 			if depth == 0 {
-				return i == n
+				return i == n, true
 			}
 			if i >= n {
-				return false
+				return false, true
 			}
 			top, c := stack[depth-1], data[i]
 			if c == top+2 {
@@ -85,13 +101,13 @@ func validJSON(data []byte) bool {
 				continue
 			}
 			if c != ',' {
-				return false
+				return false, true
 			}
 			i = skipJSONSpace(data, i+1)
 			if top == '{' {
 				var ok bool
-				if i, ok = jsonKey(data, i); !ok {
-					return false
+				if i, ok = jsonKey(data, i, spans); !ok {
+					return false, true
 				}
 			}
 			break
@@ -112,11 +128,11 @@ func skipJSONSpace(data []byte, i int) int {
 }
 
 // jsonKey reads `"key" :` and the space after it, returning where the value starts.
-func jsonKey(data []byte, i int) (int, bool) {
+func jsonKey(data []byte, i int, spans *[]jsonSpan) (int, bool) {
 	if i >= len(data) || data[i] != '"' {
 		return i, false
 	}
-	i, ok := jsonString(data, i)
+	i, ok := jsonString(data, i, spans)
 	if !ok {
 		return i, false
 	}
@@ -128,10 +144,17 @@ func jsonKey(data []byte, i int) (int, bool) {
 }
 
 // jsonString reads the string literal at i (data[i] == '"') and returns the index
-// after its closing quote. Like encoding/json, it does not check UTF-8.
-func jsonString(data []byte, i int) (int, bool) {
+// after its closing quote. Like encoding/json, it does not check UTF-8. When spans is
+// not nil it appends the literal's body there.
+func jsonString(data []byte, i int, spans *[]jsonSpan) (int, bool) {
+	start, esc := i+1, false
 	for i++; i < len(data); i++ {
-		for i+8 <= len(data) && plainJSONString8(binary.LittleEndian.Uint64(data[i:])) {
+		for i+8 <= len(data) {
+			m := specialJSONString8(binary.LittleEndian.Uint64(data[i:]))
+			if m != 0 {
+				i += bits.TrailingZeros64(m) / 8 // straight to the first byte that matters
+				break
+			}
 			i += 8
 		}
 		if i >= len(data) {
@@ -139,10 +162,14 @@ func jsonString(data []byte, i int) (int, bool) {
 		}
 		switch c := data[i]; {
 		case c == '"':
+			if spans != nil {
+				*spans = append(*spans, jsonSpan{start: start, end: i, esc: esc})
+			}
 			return i + 1, true
 		case c < 0x20:
 			return i, false
 		case c == '\\':
+			esc = true
 			i++
 			if i >= len(data) {
 				return i, false
@@ -208,11 +235,12 @@ func hasPrefixAt(data []byte, i int, lit string) bool {
 	return len(data)-i >= len(lit) && string(data[i:i+len(lit)]) == lit
 }
 
-// plainJSONString8 reports whether none of the eight bytes of w ends a JSON string
-// or needs a look: no quote, no backslash, no control character. (Each test is the
-// exact "some byte is zero / below n" word trick.)
-func plainJSONString8(w uint64) bool {
+// specialJSONString8 sets the high bit of the bytes of w that end a JSON string or
+// need a look (a quote, a backslash, a control character); zero means none. Each test
+// is the "some byte is zero / below n" word trick, exact up to its first hit, so the
+// lowest bit set marks the first such byte.
+func specialJSONString8(w uint64) uint64 {
 	quote := w ^ '"'*lo8
 	bslash := w ^ '\\'*lo8
-	return ((w-0x20*lo8)&^w|(quote-lo8)&^quote|(bslash-lo8)&^bslash)&hi8 == 0
+	return ((w-0x20*lo8)&^w | (quote-lo8)&^quote | (bslash-lo8)&^bslash) & hi8
 }
