@@ -65,21 +65,9 @@ func (e *Engine) heightsAbove(seq uint64) int {
 	in := make(chan syncMsg, 256)
 	e.syncIn.Store(&in)
 	defer e.syncIn.Store(nil)
-	e.comm.broadcast(encodeFrame(frame{kind: kindHeightReq}))
-	heights := map[uint64]uint64{}
-	wait := time.NewTimer(syncHeightWait)
-	defer wait.Stop()
-	for peers := len(e.comm.ids()); len(heights) < peers; {
-		select {
-		case m := <-in:
-			if m.f.kind == kindHeight {
-				heights[m.from] = m.f.seq
-			}
-		case <-wait.C:
-			peers = 0
-		case <-e.done:
-			return 0
-		}
+	heights := e.askHeights(in, syncHeightWait)
+	if e.isClosed() {
+		return 0
 	}
 	n := 0
 	for _, h := range heights {

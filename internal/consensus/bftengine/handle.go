@@ -263,24 +263,7 @@ func (e *Engine) sync() types.SyncResponse {
 // of them changed the node set.
 func (e *Engine) syncRound(in chan syncMsg, deadline time.Time) (progressed, changed bool) {
 	drain(in)
-	e.comm.broadcast(encodeFrame(frame{kind: kindHeightReq}))
-	heights := map[uint64]uint64{}
-	wait := time.NewTimer(min(syncHeightWait, time.Until(deadline)))
-	peers := len(e.comm.ids())
-	for len(heights) < peers {
-		select {
-		case m := <-in:
-			if m.f.kind == kindHeight {
-				heights[m.from] = m.f.seq
-			}
-			continue
-		case <-wait.C:
-		case <-e.done:
-		}
-		break
-	}
-	wait.Stop()
-
+	heights := e.askHeights(in, min(syncHeightWait, time.Until(deadline)))
 	for time.Now().Before(deadline) && !e.isClosed() {
 		e.dmu.Lock()
 		next := e.lastSeq + 1
@@ -307,6 +290,28 @@ func (e *Engine) syncRound(in chan syncMsg, deadline time.Time) (progressed, cha
 		progressed = true
 	}
 	return progressed, changed
+}
+
+// askHeights asks every member its last decided sequence and collects the
+// answers that arrive on in within wait, by member ID.
+func (e *Engine) askHeights(in chan syncMsg, wait time.Duration) map[uint64]uint64 {
+	e.comm.broadcast(encodeFrame(frame{kind: kindHeightReq}))
+	heights := map[uint64]uint64{}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	for peers := len(e.comm.ids()); len(heights) < peers; {
+		select {
+		case m := <-in:
+			if m.f.kind == kindHeight {
+				heights[m.from] = m.f.seq
+			}
+		case <-t.C:
+			return heights
+		case <-e.done:
+			return heights
+		}
+	}
+	return heights
 }
 
 // drain discards what an earlier round left unread.
