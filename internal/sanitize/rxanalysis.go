@@ -585,39 +585,15 @@ func prefixSets(expr string) []byteSet {
 	if err != nil {
 		return nil
 	}
-	// closure adds the rune-consuming instructions reachable from pc
-	// without consuming input, and reports whether a match is.
-	var closure func(pc uint32, seen map[uint32]bool, out *[]uint32) bool
-	closure = func(pc uint32, seen map[uint32]bool, out *[]uint32) bool {
-		if seen[pc] {
-			return false
-		}
-		seen[pc] = true
-		in := &prog.Inst[pc]
-		switch in.Op {
-		case syntax.InstMatch:
-			return true
-		case syntax.InstFail:
-			return false
-		case syntax.InstAlt, syntax.InstAltMatch:
-			m := closure(in.Out, seen, out)
-			return closure(in.Arg, seen, out) || m
-		case syntax.InstCapture, syntax.InstNop, syntax.InstEmptyWidth:
-			return closure(in.Out, seen, out)
-		default: // InstRune, InstRune1, InstRuneAny, InstRuneAnyNotNL
-			*out = append(*out, pc)
-			return false
-		}
-	}
 	var cur []uint32
-	if closure(uint32(prog.Start), map[uint32]bool{}, &cur) {
+	if runeClosure(prog, uint32(prog.Start), make([]bool, len(prog.Inst)), &cur) {
 		return nil
 	}
 	var sets []byteSet
 	for len(sets) < maxPrefix && len(cur) > 0 {
 		var set byteSet
 		var next []uint32
-		seen := map[uint32]bool{}
+		seen := make([]bool, len(prog.Inst))
 		matchable, wide := false, false
 		for _, pc := range cur {
 			in := &prog.Inst[pc]
@@ -632,7 +608,7 @@ func prefixSets(expr string) []byteSet {
 				set.addRange(0x80, 0xff)
 				wide = true
 			}
-			if took && closure(in.Out, seen, &next) {
+			if took && runeClosure(prog, in.Out, seen, &next) {
 				matchable = true
 			}
 		}
@@ -643,6 +619,31 @@ func prefixSets(expr string) []byteSet {
 		cur = next
 	}
 	return sets
+}
+
+// runeClosure appends to out the rune-consuming instructions of prog
+// reachable from pc without consuming input (skipping those already in
+// seen), and reports whether a match is.
+func runeClosure(prog *syntax.Prog, pc uint32, seen []bool, out *[]uint32) bool {
+	if seen[pc] {
+		return false
+	}
+	seen[pc] = true
+	in := &prog.Inst[pc]
+	switch in.Op {
+	case syntax.InstMatch:
+		return true
+	case syntax.InstFail:
+		return false
+	case syntax.InstAlt, syntax.InstAltMatch:
+		m := runeClosure(prog, in.Out, seen, out)
+		return runeClosure(prog, in.Arg, seen, out) || m
+	case syntax.InstCapture, syntax.InstNop, syntax.InstEmptyWidth:
+		return runeClosure(prog, in.Out, seen, out)
+	default: // InstRune, InstRune1, InstRuneAny, InstRuneAnyNotNL
+		*out = append(*out, pc)
+		return false
+	}
 }
 
 // runeAboveASCII reports whether a rune instruction can match a rune from

@@ -42,32 +42,8 @@ func newReachNFA(expr string) *reachNFA {
 	if err != nil {
 		return nil
 	}
-	// closure lists the rune-consuming instructions reachable from pc
-	// without consuming input, and reports whether a match is.
-	var closure func(pc uint32, seen []bool, out *[]uint32) bool
-	closure = func(pc uint32, seen []bool, out *[]uint32) bool {
-		if seen[pc] {
-			return false
-		}
-		seen[pc] = true
-		in := &prog.Inst[pc]
-		switch in.Op {
-		case syntax.InstMatch:
-			return true
-		case syntax.InstFail:
-			return false
-		case syntax.InstAlt, syntax.InstAltMatch:
-			m := closure(in.Out, seen, out)
-			return closure(in.Arg, seen, out) || m
-		case syntax.InstCapture, syntax.InstNop, syntax.InstEmptyWidth:
-			return closure(in.Out, seen, out)
-		default: // InstRune, InstRune1, InstRuneAny, InstRuneAnyNotNL
-			*out = append(*out, pc)
-			return false
-		}
-	}
 	n := &reachNFA{insts: make([]reachInst, len(prog.Inst))}
-	n.acc0 = closure(uint32(prog.Start), make([]bool, len(prog.Inst)), &n.start)
+	n.acc0 = runeClosure(prog, uint32(prog.Start), make([]bool, len(prog.Inst)), &n.start)
 	for pc := range prog.Inst {
 		in := &prog.Inst[pc]
 		switch in.Op {
@@ -82,7 +58,7 @@ func newReachNFA(expr string) *reachNFA {
 			}
 		}
 		ri.wide = runeAboveASCII(in)
-		ri.acc = closure(in.Out, make([]bool, len(prog.Inst)), &ri.next)
+		ri.acc = runeClosure(prog, in.Out, make([]bool, len(prog.Inst)), &ri.next)
 	}
 	return n
 }
