@@ -16,6 +16,7 @@ require (
 	github.com/hashicorp/raft v1.7.2
 	github.com/hyperledger-labs/SmartBFT v1.0.1
 	github.com/modelcontextprotocol/go-sdk v1.8.0
+	github.com/oasisprotocol/curve25519-voi v0.0.0-20230904125328-1f23a7beb09a
 	github.com/prometheus/client_golang v1.25.0
 	github.com/prometheus/client_model v0.6.3
 	github.com/prometheus/common v0.72.0

@@ -37,6 +37,7 @@ import (
 	"golang.org/x/net/http2"
 
 	"github.com/treaty-dev/treaty"
+	"github.com/treaty-dev/treaty/internal/identity"
 )
 
 var payload = []byte(`{"blob":"` + string(bytes.Repeat([]byte("x"), 1024-11)) + `"}`) // 1 KiB
@@ -127,14 +128,24 @@ func newCert(b *testing.B) tls.Certificate {
 
 // bareCrypto is baseline (b): per call the protocol signs and verifies a request
 // and a response (2 signs, 2 verifies over ~400-byte signature bases) and digests
-// the body on both sides for each direction (4 sha-256 over 1 KiB).
-func bareCrypto() func() error {
-	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
+// the body on both sides for each direction (4 sha-256 of 1 KiB). It uses the
+// node's own ed25519 (internal/identity, ADR 20); stdlib set uses
+// crypto/ed25519 instead, reported for comparison only.
+func bareCrypto(b *testing.B, stdlib bool) func() error {
+	k, err := identity.Generate(rand.Reader)
+	must(b, err)
+	pub := k.Public()
+	sign, verify := k.Sign, pub.Verify
+	if stdlib {
+		raw := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, ed25519.SeedSize))
+		rawPub := raw.Public().(ed25519.PublicKey)
+		sign = func(m []byte) []byte { return ed25519.Sign(raw, m) }
+		verify = func(m, s []byte) bool { return ed25519.Verify(rawPub, m, s) }
+	}
 	base := bytes.Repeat([]byte("b"), 400)
 	return func() error {
 		for range 2 {
-			sig := ed25519.Sign(priv, base)
-			if !ed25519.Verify(pub, base, sig) {
+			if !verify(base, sign(base)) {
 				panic("verify")
 			}
 		}
@@ -190,8 +201,9 @@ func BenchmarkCallLatency(b *testing.B) {
 	acme := pair(b)
 	ctx := b.Context()
 	full := func() error { _, err := acme.Call(ctx, "globex", "echo", payload); return err }
-	plain, crypto, sync := plainMTLS(b), bareCrypto(), fsyncOnce(b)
-	var fs, ps, cs, ss []time.Duration
+	plain, crypto, sync := plainMTLS(b), bareCrypto(b, false), fsyncOnce(b)
+	stdCrypto := bareCrypto(b, true)
+	var fs, ps, cs, ss, std []time.Duration
 	var fullCPU time.Duration
 	b.ResetTimer()
 	for b.Loop() {
@@ -201,6 +213,7 @@ func BenchmarkCallLatency(b *testing.B) {
 		ps = append(ps, p50(b, 200, plain))
 		cs = append(cs, p50(b, 200, crypto))
 		ss = append(ss, p50(b, 200, sync))
+		std = append(std, p50(b, 200, stdCrypto))
 	}
 	med := func(d []time.Duration) float64 { slices.Sort(d); return float64(d[len(d)/2].Nanoseconds()) / 1000 }
 	f, p, c, fsync := med(fs), med(ps), med(cs), med(ss)
@@ -208,6 +221,7 @@ func BenchmarkCallLatency(b *testing.B) {
 	b.ReportMetric(p, "mtls-p50-µs")
 	b.ReportMetric(c, "crypto-p50-µs")
 	b.ReportMetric(fsync, "fsync-p50-µs")
+	b.ReportMetric(med(std), "crypto-stdlib-p50-µs")
 	target := p + c + 2*fsync + 150
 	b.ReportMetric(f-p-c, "overhead-µs")
 	b.ReportMetric(f-p-c-2*fsync, "overhead-beyond-2fsync-µs")
