@@ -8,7 +8,7 @@ import (
 	"testing"
 )
 
-// The identity key signs and verifies with curve25519-voi (ADR 19). These
+// The identity key signs and verifies with curve25519-voi (ADR 20). These
 // tests hold it to crypto/ed25519's behaviour, byte for byte: the same
 // signatures, and the same verdict on every signature, including the
 // encodings implementations are known to disagree on.

@@ -75,8 +75,8 @@ func (p PublicKey) Equal(q PublicKey) bool {
 }
 
 // Verify reports whether sig is p's signature of msg. It accepts exactly
-// what crypto/ed25519.Verify accepts (ADR 19; FuzzVerifyMatchesStdlib), in
-// less than half its time.
+// what crypto/ed25519.Verify accepts for any key a PublicKey can hold (ADR
+// 20; FuzzVerifyMatchesStdlib), in less than half its time.
 func (p PublicKey) Verify(msg, sig []byte) bool {
 	if p.IsZero() || len(sig) != ed25519.SignatureSize {
 		return false
@@ -85,8 +85,15 @@ func (p PublicKey) Verify(msg, sig []byte) bool {
 }
 
 // stdlibRules are crypto/ed25519's verification rules: cofactorless, S
-// canonical, R compared by its encoding, A decoded leniently.
-var stdlibRules = &voi.Options{Verify: voi.VerifyOptionsStdLib}
+// canonical, R compared by its encoding, A decoded leniently. A copy of
+// voi.VerifyOptionsStdLib, which is exported and so could be changed by
+// any package in the binary.
+var stdlibRules = &voi.Options{Verify: &voi.VerifyOptions{
+	AllowSmallOrderA:   true,
+	AllowSmallOrderR:   true,
+	AllowNonCanonicalA: true,
+	CofactorlessVerify: true,
+}}
 
 // String returns the did:key form, e.g. "did:key:z6Mk...".
 func (p PublicKey) String() string {
@@ -259,7 +266,7 @@ func (k PrivateKey) IsZero() bool { return len(k.raw()) == 0 }
 func (k PrivateKey) Public() PublicKey { return k.pub }
 
 // Sign signs msg with pure ed25519 (RFC 8032). Signatures are deterministic
-// and byte for byte those of crypto/ed25519.Sign (ADR 19).
+// and byte for byte those of crypto/ed25519.Sign (ADR 20).
 func (k PrivateKey) Sign(msg []byte) []byte { return voi.Sign(voi.PrivateKey(k.raw()), msg) }
 
 // Signer returns a crypto.Signer for crypto/tls and x509. The caller must not
