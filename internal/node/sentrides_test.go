@@ -63,6 +63,7 @@ func TestCallSentRidesWithCompleted(t *testing.T) {
 	if got := after.Commits - before.Commits; got > calls+calls/2 {
 		t.Fatalf("%d commits for %d sequential calls, want about one per call", got, calls)
 	}
+	t.Logf("%d sequential calls: %d entries in %d commits", calls, after.Entries-before.Entries, after.Commits-before.Commits)
 
 	var events int
 	if err := caller.Stream(ctx, "callee", "ticks", []byte(`{}`), func(json.RawMessage) error { events++; return nil }); err != nil || events != 1 {
