@@ -709,7 +709,7 @@ func (l *Log) commit(batch []*op) {
 	ctx := context.Background() // the batch is shared: no one caller may cancel it
 	alert := l.checkSpace(ctx)
 	hw := l.space.over
-	kept := make([]*op, 0, len(batch))
+	kept := batch[:0]
 	for _, o := range batch {
 		switch {
 		case hw != nil && o.fn == nil:
