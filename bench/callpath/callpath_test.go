@@ -2,10 +2,10 @@
 // signatures, policy, trust and budgets, sanitizer and screen, audit) against
 // baselines taken in the same run: (a) the same payload over a plain mTLS
 // HTTP/2 request with no signing or policy, (b) the bare ed25519 and sha-256
-// work the protocol must do per call, and (c) one fsync. Two audit entries
+// work the protocol must do per call, and (c) one fsync. Two audit commits
 // are durable in sequence on a call's critical path (call.served at the
-// callee, call.completed at the caller); call.sent's fsync runs while the
-// request travels (docs/adr/0010). The target (issue 11) is
+// callee, call.completed at the caller); call.sent rides in call.completed's
+// commit (docs/adr/0019). The target (issue 11) is
 // p50 <= a + b + 2c + 150 µs. full-cpu-µs/call is the process's CPU per
 // full call, both nodes together; with TMPDIR on a tmpfs the audit logs'
 // fsyncs cost nothing and what remains is the stack's own work. Run with

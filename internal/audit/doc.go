@@ -22,10 +22,11 @@
 // are group-committed: one writer goroutine takes every request waiting (up to
 // Config.MaxBatch) and commits them with one transaction, one checkpoint
 // signature and one fsync; while it waits for the disk, the next batch queues.
-// Each commit also signs and stores a new head checkpoint in the same
-// transaction, so no committed entry is ever left uncovered by a signature,
-// and a crash at any moment leaves either the whole batch with its checkpoint
-// or neither. On Open the newest entries are recomputed against the head.
+// Entries from AppendDeferred alone start no commit; they wait, at most
+// Config.DeferFor, for the next one. Each commit also signs and stores a new
+// head checkpoint in the same transaction, so no committed entry is ever left
+// uncovered by a signature, and a crash at any moment leaves either the whole
+// batch with its checkpoint or neither. On Open the newest entries are recomputed against the head.
 //
 // # Pruning and disk space
 //
@@ -59,8 +60,13 @@
 // not answered, a sent call not reported, before its entry is durable).
 // AppendAsync takes an entry's place in the log order at once and lets the
 // caller act while its commit runs; the caller waits on the returned Pending
-// before anything that depends on the entry is seen (the caller's call.sent
-// travels with the request: docs/adr/0010-overlap-sent-durability.md). A
+// before anything that depends on the entry is seen (a stream's call.sent
+// travels with the request: docs/adr/0010-overlap-sent-durability.md).
+// AppendDeferred takes its place too but starts no commit: it rides with the
+// next one (or commits on Wait, at Close, or Config.DeferFor later), and
+// AppendAfter appends an entry that is never durable without the one it
+// names, so a pair costs one commit (a call's call.sent and call.completed:
+// docs/adr/0019-call-sent-rides-with-completed.md). A
 // callee uses AppendCheckpoint to put the index and signed checkpoint of its
 // entry in the receipt; the caller stores that receipt as Evidence, and the
 // callee can later prove the entry in that very checkpoint with ProveAt.

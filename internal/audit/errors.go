@@ -59,3 +59,19 @@ type ForkError struct {
 func (e *ForkError) Error() string {
 	return fmt.Sprintf("audit: peer %s log forked: %s", e.Peer.Short(), e.Reason)
 }
+
+// ErrDependency is wrapped by *DependencyError.
+var ErrDependency = errors.New("audit: the entry it depends on was not logged")
+
+// DependencyError refuses an entry appended with AppendAfter whose dependency
+// did not become durable: the log never holds the one without the other. Err
+// is why the dependency was refused.
+type DependencyError struct {
+	Err error
+}
+
+func (e *DependencyError) Error() string {
+	return fmt.Sprintf("%v: %v", ErrDependency, e.Err)
+}
+
+func (e *DependencyError) Unwrap() []error { return []error{ErrDependency, e.Err} }

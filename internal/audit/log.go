@@ -30,6 +30,12 @@ type Config struct {
 	CheckpointEvery    int           // zero: 256; allowed [1, 1<<20]
 	CheckpointInterval time.Duration // zero: 1s; allowed [1ms, 24h]
 	MaxBatch           int           // entries per group commit; zero: 1024; allowed [1, 65536]
+	// DeferFor bounds how long the writer holds entries taken with
+	// AppendDeferred while nothing else asks for a commit: they ride with the
+	// next other append, a Wait on one of them, Close, or, at the latest,
+	// a commit of their own DeferFor after the first of them was taken.
+	// Zero: 20ms; allowed [1µs, 1s].
+	DeferFor time.Duration
 	// TailCheck is how many of the newest entries Open recomputes and checks
 	// against the head checkpoint before resuming. Zero: 4096; negative: all.
 	TailCheck int
@@ -68,6 +74,9 @@ func (c *Config) setDefaults() {
 	if c.TailCheck == 0 {
 		c.TailCheck = 4096
 	}
+	if c.DeferFor == 0 {
+		c.DeferFor = 20 * time.Millisecond
+	}
 	if c.SpaceCheckInterval == 0 {
 		c.SpaceCheckInterval = defaultSpaceCheck
 	}
@@ -101,6 +110,9 @@ func (c *Config) validate() error {
 	if n := c.MaxBatch; n < 1 || n > 65536 {
 		return fmt.Errorf("audit: Config.MaxBatch %d outside [1, 65536]", n)
 	}
+	if d := c.DeferFor; d < time.Microsecond || d > time.Second {
+		return fmt.Errorf("audit: Config.DeferFor %v outside [1µs, 1s]", d)
+	}
 	if n := c.MaxBytes; n != 0 && (n < minMaxBytes || n > 1<<60) {
 		return fmt.Errorf("audit: Config.MaxBytes %d is neither zero (no cap) nor in [1 MiB, 2^60]", n)
 	}
@@ -124,6 +136,7 @@ type Log struct {
 	witness *Witness
 
 	reqs      chan *op
+	flush     chan struct{} // buffered 1: a Wait asks for the held deferred entries' commit
 	closing   chan struct{}
 	done      chan struct{}
 	closeOnce sync.Once
@@ -152,9 +165,12 @@ type Log struct {
 // op is one unit of work for the writer: an entry to append, or a function to
 // run inside the next group-commit transaction.
 type op struct {
-	entry prepared
-	fn    func(ctx context.Context, tx *txn) error
-	done  chan opResult // buffered 1
+	entry    prepared
+	fn       func(ctx context.Context, tx *txn) error
+	done     chan opResult // buffered 1
+	deferred bool          // AppendDeferred: starts no commit of its own
+	dep      *op           // refused unless dep is committed before it or with it
+	failed   error         // set by the writer when it refuses the op or its commit fails
 }
 
 type opResult struct {
@@ -206,7 +222,7 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 	wdb.SetConnMaxIdleTime(0)
 	l := &Log{
 		cfg: cfg, wdb: wdb, signer: signer,
-		reqs: make(chan *op), closing: make(chan struct{}), done: make(chan struct{}),
+		reqs: make(chan *op), flush: make(chan struct{}, 1), closing: make(chan struct{}), done: make(chan struct{}),
 		hasher: newLeafHasher(),
 	}
 	if err := l.init(ctx); err != nil {
@@ -454,21 +470,36 @@ func (l *Log) AppendCheckpoint(ctx context.Context, e Entry) (uint64, Checkpoint
 // Pending is an entry the writer has taken and will commit with its next
 // group commit; Wait tells when it is durable, or why it is not.
 type Pending struct {
+	l    *Log
 	o    *op
 	res  opResult
 	done bool
 }
 
 // AppendAsync hands e to the writer and returns as soon as the writer holds
-// it, before it is durable. The writer commits entries in the order it takes
-// them, so an entry appended after AppendAsync returns is never committed
-// before this one (it can be committed without it only when this one's
-// commit fails, which Wait reports). Over the disk high-water mark it
-// refuses at once with a *HighWaterError, as Append would.
+// it, before it is durable; its commit starts at once. The writer commits
+// entries in the order it takes them, so an entry appended after AppendAsync
+// returns is never committed before this one (it can be committed without it
+// only when this one's commit fails, which Wait reports). Over the disk
+// high-water mark it refuses at once with a *HighWaterError, as Append would.
 //
 // The entry counts as logged only once Wait returns nil: an action that must
 // not be seen before its entry is durable waits for it first.
 func (l *Log) AppendAsync(ctx context.Context, e Entry) (*Pending, error) {
+	return l.appendPending(ctx, e, false)
+}
+
+// AppendDeferred is AppendAsync without a commit of its own: the entry holds
+// its place in the log order and is committed with the next entry appended
+// any other way (typically one that names it in AppendAfter), when Wait is
+// called on it, at Close, or at the latest Config.DeferFor after the writer
+// took it. It saves a commit (a transaction, a checkpoint signature and an
+// fsync) for an entry that is only ever seen together with a later one.
+func (l *Log) AppendDeferred(ctx context.Context, e Entry) (*Pending, error) {
+	return l.appendPending(ctx, e, true)
+}
+
+func (l *Log) appendPending(ctx context.Context, e Entry, deferred bool) (*Pending, error) {
 	p, err := prepare(e)
 	if err != nil {
 		return nil, err
@@ -476,24 +507,57 @@ func (l *Log) AppendAsync(ctx context.Context, e Entry) (*Pending, error) {
 	if hw := l.overMark.Load(); hw != nil {
 		return nil, hw
 	}
-	o := &op{entry: p, done: make(chan opResult, 1)}
+	o := &op{entry: p, done: make(chan opResult, 1), deferred: deferred}
 	if err := l.enqueue(ctx, o); err != nil {
 		return nil, err
 	}
-	return &Pending{o: o}, nil
+	return &Pending{l: l, o: o}, nil
+}
+
+// AppendAfter is Append for an entry that must never be durable without dep:
+// it commits e with dep or after it, and refuses it with a *DependencyError
+// when dep did not become durable. Its successful return therefore means
+// both entries are durable; it does not wait for dep first, so a deferred
+// dep and e share one commit.
+func (l *Log) AppendAfter(ctx context.Context, e Entry, dep *Pending) (uint64, error) {
+	p, err := prepare(e)
+	if err != nil {
+		return 0, err
+	}
+	o := &op{entry: p, done: make(chan opResult, 1)}
+	if dep != nil {
+		if dep.l != l {
+			return 0, fmt.Errorf("%w: AppendAfter's dependency belongs to another log", ErrInvalidEntry)
+		}
+		o.dep = dep.o
+	}
+	res, err := l.submit(ctx, o)
+	return res.index, err
 }
 
 // Wait returns the entry's index once it and a signed checkpoint covering
-// it are durable, or the error that kept it out of the log. When ctx ends
-// first it returns ctx.Err() and the outcome is unknown; Wait may be called
-// again. Not safe for concurrent use.
+// it are durable, or the error that kept it out of the log; for a deferred
+// entry it asks the writer to commit now. When ctx ends first it returns
+// ctx.Err() and the outcome is unknown; Wait may be called again. Not safe
+// for concurrent use.
 func (p *Pending) Wait(ctx context.Context) (uint64, error) {
 	if !p.done {
 		select {
 		case p.res = <-p.o.done:
 			p.done = true
-		case <-ctx.Done():
-			return 0, ctx.Err()
+		default:
+			if p.o.deferred {
+				select {
+				case p.l.flush <- struct{}{}:
+				default: // a request is already waiting
+				}
+			}
+			select {
+			case p.res = <-p.o.done:
+				p.done = true
+			case <-ctx.Done():
+				return 0, ctx.Err()
+			}
 		}
 	}
 	return p.res.index, p.res.err
@@ -534,17 +598,31 @@ func (l *Log) enqueue(ctx context.Context, o *op) error {
 
 // writer is the only goroutine that writes. It takes whatever requests are
 // waiting (up to MaxBatch) and commits them in one transaction: while one
-// batch is being fsynced, the next one queues up.
+// batch is being fsynced, the next one queues up. A batch of deferred entries
+// only is held until another request, a flush, DeferFor or Close.
 func (l *Log) writer() {
 	defer close(l.done)
 	batch := make([]*op, 0, l.cfg.MaxBatch)
+	urgent := false                  // batch holds an op that is not deferred
+	hold := time.NewTimer(time.Hour) // armed while a deferred-only batch is held
+	hold.Stop()
+	var holdC <-chan time.Time
+	take := func(o *op) {
+		batch = append(batch, o)
+		urgent = urgent || !o.deferred
+	}
 	for {
-		batch = batch[:0]
+		flush := false
 		select {
 		case o := <-l.reqs:
-			batch = append(batch, o)
+			take(o)
+		case <-l.flush:
+			flush = true
+		case <-holdC:
+			flush = true
 		case <-l.closing:
 			// Serve senders that raced with Close, then stop.
+			hold.Stop()
 			for {
 				select {
 				case o := <-l.reqs:
@@ -561,12 +639,28 @@ func (l *Log) writer() {
 		for len(batch) < l.cfg.MaxBatch {
 			select {
 			case o := <-l.reqs:
-				batch = append(batch, o)
+				take(o)
 			default:
 				break fill
 			}
 		}
+		if len(batch) == 0 {
+			continue // a flush for entries already committed
+		}
+		if !urgent && !flush && len(batch) < l.cfg.MaxBatch {
+			if holdC == nil {
+				hold.Reset(l.cfg.DeferFor)
+				holdC = hold.C
+			}
+			continue
+		}
+		if holdC != nil {
+			hold.Stop()
+			holdC = nil
+		}
 		l.commit(batch)
+		clear(batch)
+		batch, urgent = batch[:0], false
 	}
 }
 
@@ -614,21 +708,25 @@ func (l *Log) commit(batch []*op) {
 	defer l.commitStats.observe(len(batch), time.Now())
 	ctx := context.Background() // the batch is shared: no one caller may cancel it
 	alert := l.checkSpace(ctx)
-	if hw := l.space.over; hw != nil {
-		// Over the mark: refuse ordinary entries; the log's own records (alert,
-		// pruning, witness) are the reserve the mark leaves room for.
-		kept := batch[:0]
-		for _, o := range batch {
-			if o.fn == nil {
-				o.done <- opResult{err: hw}
-				continue
-			}
+	hw := l.space.over
+	kept := batch[:0]
+	for _, o := range batch {
+		switch {
+		case hw != nil && o.fn == nil:
+			// Over the mark: refuse ordinary entries; the log's own records
+			// (alert, pruning, witness) are the reserve the mark leaves room for.
+			l.refuse(o, hw)
+		case o.dep != nil && o.dep.failed != nil:
+			// Its dependency was taken earlier, so it is committed or refused
+			// by now, or refused above in this very batch.
+			l.refuse(o, &DependencyError{Err: o.dep.failed})
+		default:
 			kept = append(kept, o)
 		}
-		batch = kept
-		if len(batch) == 0 && alert == nil {
-			return
-		}
+	}
+	batch = kept
+	if len(batch) == 0 && alert == nil {
+		return
 	}
 	now := l.cfg.Now()
 	saved := l.tr
@@ -638,7 +736,7 @@ func (l *Log) commit(batch []*op) {
 		l.tr = saved
 		l.cfg.Logger.Error("audit: commit failed", "event", "audit.commit_failed", "entries", len(batch), "err", err)
 		for _, o := range batch {
-			o.done <- opResult{err: err}
+			l.refuse(o, err)
 		}
 		return
 	}
@@ -651,6 +749,12 @@ func (l *Log) commit(batch []*op) {
 		results[i].cp = cp
 		o.done <- results[i]
 	}
+}
+
+// refuse answers o with err; an op that depends on o is refused in turn.
+func (l *Log) refuse(o *op, err error) {
+	o.failed = err
+	o.done <- opResult{err: err}
 }
 
 // Stats counts the work of this Log since Open.

@@ -39,17 +39,20 @@ type Result struct {
 }
 
 // outcall is one outbound call's audit trail: call.sent handed to the log
-// before the bytes leave and durable before anything of the answer reaches
-// the agent, then exactly one call.completed (or call.refused when nothing
-// left). See docs/adr/0010-overlap-sent-durability.md.
+// before the bytes leave, then exactly one call.completed (or call.refused
+// when nothing left), committed with call.sent or after it and durable before
+// anything of the answer reaches the agent; a stream makes call.sent durable
+// before its first event. See docs/adr/0010-overlap-sent-durability.md and
+// docs/adr/0019-call-sent-rides-with-completed.md.
 type outcall struct {
 	n        *Node
 	st       *state
 	peerRef  string
 	p        Peer
 	capName  string
+	asStream bool           // call.sent's commit starts at once: the first event waits for it
 	sent     *wire.Sent     // set once call.sent is handed to the log
-	sentWait *audit.Pending // call.sent's commit, running while the request travels
+	sentWait *audit.Pending // call.sent, held by the log for call.completed's commit
 	sentErr  error          // why call.sent did not become durable, once known
 	waited   bool           // sentDurable has waited
 }
@@ -69,15 +72,21 @@ func (o *outcall) refused(ctx context.Context, err error) error {
 }
 
 // recordSent hands call.sent to the audit log; roundTrip calls it after
-// signing and before sending. The entry's commit (its fsync) runs while the
-// request travels; sentDurable waits for it before the agent sees anything.
+// signing and before sending. For a call the log holds the entry and commits
+// it with call.completed (or DeferFor later, if the answer is slow); for a
+// stream its commit runs while the request travels and sentDurable waits for
+// it before the first event.
 func (o *outcall) recordSent(ctx context.Context, clean sanitize.Clean, sent wire.Sent) error {
 	defer o.n.timeStage(stageAudit)()
 	e := audit.Entry{Kind: audit.KindCallSent, Peer: o.p.ID.String(), Direction: "out", Capability: o.capName,
 		Outcome: "sent", RequestDigest: sent.Digest[:]}
 	o.n.withContent(&e, o.st, o.capName, clean, nil)
 	e.Evidence = requestEvidenceJSON(sent.Base, sent.Signature, o.n.self, o.p.ID, o.capName, e.ContentDigest)
-	pend, err := o.n.audit.AppendAsync(ctx, e)
+	appendSent := o.n.audit.AppendDeferred
+	if o.asStream {
+		appendSent = o.n.audit.AppendAsync
+	}
+	pend, err := appendSent(ctx, e)
 	if err != nil {
 		return refusal.Wrap(refusal.StageAudit, err)
 	}
@@ -101,8 +110,8 @@ func (o *outcall) sentDurable(ctx context.Context) error {
 }
 
 // completed makes call.completed durable with the receipt and the callee's
-// evidence, after call.sent is; the local agent hears of the answer only
-// after it returns.
+// evidence, in call.sent's commit or after it (never without it); the local
+// agent hears of the answer only after it returns.
 func (o *outcall) completed(ctx context.Context, callErr error, receipt *wire.Receipt, pe *peerEvidence, verdict *screen.Verdict) (uint64, error) {
 	if o.sent == nil {
 		if callErr != nil {
@@ -110,8 +119,8 @@ func (o *outcall) completed(ctx context.Context, callErr error, receipt *wire.Re
 		}
 		return 0, nil
 	}
-	if err := o.sentDurable(ctx); err != nil {
-		return 0, err
+	if o.sentErr != nil { // a stream learned it before its first event
+		return 0, o.sentErr
 	}
 	o.n.countOutbound(o.p, o.capName, callErr)
 	e := audit.Entry{Kind: audit.KindCallCompleted, Peer: o.p.ID.String(), Direction: "out", Capability: o.capName,
@@ -142,7 +151,10 @@ func (o *outcall) completed(ctx context.Context, callErr error, receipt *wire.Re
 	if ev.Response != nil || ev.PeerAudit != nil {
 		e.Evidence, _ = json.Marshal(ev)
 	}
-	idx, err := o.n.audit.Append(context.WithoutCancel(ctx), e)
+	idx, err := o.n.audit.AppendAfter(context.WithoutCancel(ctx), e, o.sentWait)
+	if errors.Is(err, audit.ErrDependency) {
+		o.n.log.Error("audit: call.sent did not become durable; the answer is withheld", "peer", o.p.ID, "capability", o.capName, "err", err)
+	}
 	if err != nil {
 		return 0, refusal.Wrap(refusal.StageAudit, err)
 	}
@@ -307,7 +319,7 @@ func (n *Node) acceptCaps(st *state, p Peer, caps []CapabilityInfo) []Capability
 // data, in order. A gap, reorder, truncation or bad final signature is a wire
 // refusal. Cancelling ctx stops the remote backend.
 func (n *Node) Stream(ctx context.Context, peerRef, capName string, input []byte, emit func(json.RawMessage) error) error {
-	o := &outcall{n: n, st: n.state.Load(), peerRef: peerRef, capName: capName}
+	o := &outcall{n: n, st: n.state.Load(), peerRef: peerRef, capName: capName, asStream: true}
 	p, err := n.Resolve(peerRef)
 	if err != nil {
 		return o.refused(ctx, err)
