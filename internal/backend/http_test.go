@@ -254,9 +254,10 @@ func TestHTTPAnswers(t *testing.T) {
 	if out, err := auth.Call(t.Context(), in); err != nil || string(out) != `{"user":"ann","pass":"s3cret"}` {
 		t.Fatalf("userinfo in the URL: %s, %v; want it sent as basic auth", out, err)
 	}
-	for _, bad := range []string{"ftp://127.0.0.1/x", "http://", "://x"} {
-		if _, err := (&HTTP{URL: bad, Timeout: time.Second}).Call(t.Context(), inv(t, `{}`)); !errors.As(err, &f) || f.Reason != "misconfigured" {
-			t.Fatalf("URL %q: %v, want misconfigured", bad, err)
+	for _, bad := range []string{"ftp://ann:s3cret@127.0.0.1/x", "http://", "://ann:s3cret@x", "http://ann:s3cret@127.0.0.1:1:2/", "http://ann:s3cret@%zz/"} {
+		_, err := (&HTTP{URL: bad, Timeout: time.Second}).Call(t.Context(), inv(t, `{}`))
+		if !errors.As(err, &f) || f.Reason != "misconfigured" || strings.Contains(err.Error(), "s3cret") {
+			t.Fatalf("URL %q: %v, want misconfigured, without the password", bad, err)
 		}
 	}
 }

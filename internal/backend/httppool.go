@@ -54,9 +54,14 @@ type pconn struct {
 }
 
 func newHTTPPool(rawURL string, conns int) (*httpPool, error) {
+	// Errors do not quote the URL: it may hold a password.
 	u, err := url.Parse(rawURL)
 	if err != nil {
-		return nil, err
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, fmt.Errorf("url does not parse: %w", err)
 	}
 	p := &httpPool{target: u.RequestURI(), host: u.Host, slots: make(chan struct{}, conns), idleTimeout: idleConnTimeout}
 	port := u.Port()
@@ -71,10 +76,10 @@ func newHTTPPool(rawURL string, conns int) (*httpPool, error) {
 		}
 		p.serverName = u.Hostname()
 	default:
-		return nil, fmt.Errorf("url %q: want http:// or https://", rawURL)
+		return nil, fmt.Errorf("url scheme %q: want http:// or https://", u.Scheme)
 	}
 	if u.Host == "" || !httpguts.ValidHostHeader(u.Host) {
-		return nil, fmt.Errorf("url %q: bad host", rawURL)
+		return nil, fmt.Errorf("url host %q: want host or host:port", u.Host)
 	}
 	p.addr = net.JoinHostPort(u.Hostname(), port)
 	if u.User != nil {
