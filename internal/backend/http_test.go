@@ -2,6 +2,7 @@ package backend
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"io"
 	"net"
@@ -9,6 +10,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -311,5 +313,23 @@ func eventually(t *testing.T, cond func() bool) {
 			t.Fatal(t.Context().Err())
 		case <-tick.C:
 		}
+	}
+}
+
+// TestHTTPSVerifiesTheServer: an https:// backend is spoken to over TLS and
+// its certificate is checked against the system's roots: a self-signed test
+// server is refused before anything is sent.
+func TestHTTPSVerifiesTheServer(t *testing.T) {
+	var reached atomic.Bool
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		reached.Store(true)
+		w.Write([]byte(`{}`))
+	}))
+	defer srv.Close()
+	_, err := (&HTTP{URL: srv.URL, Timeout: 5 * time.Second}).Call(t.Context(), inv(t, `{}`))
+	var f *Failure
+	var unknown x509.UnknownAuthorityError
+	if !errors.As(err, &f) || f.Reason != "unreachable" || !errors.As(err, &unknown) || reached.Load() {
+		t.Fatalf("self-signed https backend: %v (handler reached: %v), want refused for its unknown authority", err, reached.Load())
 	}
 }
