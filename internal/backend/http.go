@@ -85,6 +85,8 @@ func (h *HTTP) Call(ctx context.Context, inv Invocation) ([]byte, error) {
 			return nil, fail(fmt.Sprintf("timed out after %v", h.Timeout), err)
 		case errors.Is(err, errBadHeader):
 			return nil, fail("misconfigured", err)
+		case errors.Is(err, errReadBody):
+			return nil, fail("read failed", err)
 		}
 		return nil, fail("unreachable", err)
 	}

@@ -333,3 +333,27 @@ func TestHTTPSVerifiesTheServer(t *testing.T) {
 		t.Fatalf("self-signed https backend: %v (handler reached: %v), want refused for its unknown authority", err, reached.Load())
 	}
 }
+
+// TestHTTPCutAnswer: an answer whose body stops short of its Content-Length
+// fails as "read failed", and its connection is not reused.
+func TestHTTPCutAnswer(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conn, bw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		bw.WriteString("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{\"cut\":")
+		bw.Flush()
+		conn.Close()
+	}))
+	defer srv.Close()
+	h := &HTTP{URL: srv.URL, Timeout: 5 * time.Second}
+	_, err := h.Call(t.Context(), inv(t, `{}`))
+	var f *Failure
+	if !errors.As(err, &f) || f.Reason != "read failed" {
+		t.Fatalf("cut answer: %v, want read failed", err)
+	}
+	if p, _ := h.connPool(); len(p.idle) != 0 {
+		t.Fatal("the connection of a cut answer was pooled")
+	}
+}

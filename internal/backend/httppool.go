@@ -21,9 +21,9 @@ import (
 
 // httpPool is the HTTP/1.1 client of one backend URL. A call runs wholly in
 // its caller's goroutine, on a connection it holds alone: it writes the
-// request and reads the answer itself, where net/http's transport hands every
-// request to a writer and a reader goroutine per connection (three wake-ups a
-// call, a sixth of a node's backend hop in profiles).
+// request and reads the answer itself. net/http's transport hands every
+// request to a writer and a reader goroutine per connection; without them the
+// hop costs a third less CPU (BENCHMARKS.md, h/hops).
 //
 // At most max connections are open, idle ones included; a call that finds
 // none free waits for one within its context. Idle connections are reused
@@ -89,12 +89,16 @@ func newHTTPPool(rawURL string, conns int) (*httpPool, error) {
 	return p, nil
 }
 
-// errBadHeader refuses a header value that would break the request's framing.
-var errBadHeader = errors.New("header value with a control character")
+var (
+	// errBadHeader refuses a header value that would break the request's framing.
+	errBadHeader = errors.New("header value with a control character")
+	// errReadBody is a failure after the answer's head arrived.
+	errReadBody = errors.New("reading the answer's body")
+)
 
 // do POSTs body with the given extra headers (name, value pairs) and returns
-// the answer's status, whether it was cut at max+1 bytes, and its body, up to
-// max+1 bytes.
+// the answer's status and body, read up to max+1 bytes: a longer body is
+// more than max.
 func (p *httpPool) do(ctx context.Context, body []byte, max int, headers ...string) (status int, out []byte, err error) {
 	for i := 1; i < len(headers); i += 2 {
 		if !httpguts.ValidHeaderFieldValue(headers[i]) {
@@ -160,7 +164,7 @@ func (p *httpPool) roundTrip(pc *pconn, body []byte, max int, headers []string) 
 	lim := &io.LimitedReader{R: resp.Body, N: int64(max) + 1}
 	out, err = readBody(lim, resp.ContentLength, max)
 	if err != nil {
-		return 0, nil, false, fmt.Errorf("read failed: %w", err)
+		return 0, nil, false, fmt.Errorf("%w: %w", errReadBody, err)
 	}
 	// The body was read to its end (LimitedReader stopped short of max+1
 	// only at the body's EOF): the connection is at the next answer.
