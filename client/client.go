@@ -1,7 +1,7 @@
 // Package client is the Go client of a running node's local API (the unix
 // socket treaty.sock in the node's home). Refusals come back as
-// *locallocalapi.Error with the stage the node reported, so callers can branch on
-// it with errors.As and locallocalapi.ExitCode.
+// *localapi.Error with the stage the node reported, so callers can branch on
+// it with errors.As and localapi.ExitCode.
 //
 // It imports only the standard library and localapi, never the node: an agent
 // that embeds it links no SQLite, policy engine or scanner.
