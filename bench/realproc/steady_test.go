@@ -10,11 +10,13 @@ import (
 	"github.com/treaty-dev/treaty/client"
 )
 
-// BenchmarkSteady calls treaty only (http backend), from REALPROC_CALLERS
+// BenchmarkSteady calls treaty only, capability REALPROC_CAP ("echo", the
+// http backend, by default; "echow" the exec worker), from REALPROC_CALLERS
 // callers (default 64) for REALPROC_DURATION (default 6s): a longer window
 // than BenchmarkRealProcess's for comparing two builds' CPU per call. It
 // reports the nodes' CPU per call, each and together, and this process's
-// (the callers' client and the echo backend):
+// (the callers' client and the echo backend); REALPROC_PPROF=DIR profiles
+// the nodes' first 3 s, as in BenchmarkRealProcess:
 //
 //	go test ./bench/realproc -run '^$' -bench Steady -benchtime 1x
 func BenchmarkSteady(b *testing.B) {
@@ -33,16 +35,24 @@ func BenchmarkSteady(b *testing.B) {
 		}
 		dur = d
 	}
+	capName := "echo"
+	if v := os.Getenv("REALPROC_CAP"); v != "" {
+		if v != "echo" && v != "echow" {
+			b.Fatalf("REALPROC_CAP=%q: want echo or echow", v)
+		}
+		capName = v
+	}
 	acme, globex := treatyPair(b)
 	ctx := b.Context()
 	clients := make([]*client.Client, callers)
 	for i := range clients {
 		clients[i] = client.New(acme.Home)
-		if _, err := clients[i].Call(ctx, "globex", "echo", payload); err != nil {
+		if _, err := clients[i].Call(ctx, "globex", capName, payload); err != nil {
 			b.Fatalf("warm-up call: %v", err)
 		}
 	}
 	for b.Loop() {
+		stopProfiles := profileNodes(b, callers, acme, globex) // with REALPROC_PPROF
 		a0, g0, s0 := cpuOf(b, acme.PID()), cpuOf(b, globex.PID()), cpuOf(b, os.Getpid())
 		start := time.Now()
 		var mu sync.Mutex
@@ -52,7 +62,7 @@ func BenchmarkSteady(b *testing.B) {
 			wg.Go(func() {
 				ok, bad := 0, 0
 				for time.Since(start) < dur && ctx.Err() == nil {
-					if _, err := cl.Call(ctx, "globex", "echo", payload); err != nil {
+					if _, err := cl.Call(ctx, "globex", capName, payload); err != nil {
 						bad++
 						continue
 					}
@@ -66,6 +76,7 @@ func BenchmarkSteady(b *testing.B) {
 		wg.Wait()
 		el := time.Since(start)
 		a1, g1, s1 := cpuOf(b, acme.PID()), cpuOf(b, globex.PID()), cpuOf(b, os.Getpid())
+		stopProfiles()
 		if calls == 0 || failed > 0 {
 			b.Fatalf("%d calls, %d failed", calls, failed)
 		}
