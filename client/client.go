@@ -1,7 +1,7 @@
 // Package client is the Go client of a running node's local API (the unix
 // socket treaty.sock in the node's home). Refusals come back as
-// *locallocalapi.Error with the stage the node reported, so callers can branch on
-// it with errors.As and locallocalapi.ExitCode.
+// *localapi.Error with the stage the node reported, so callers can branch on
+// it with errors.As and localapi.ExitCode.
 //
 // It imports only the standard library and localapi, never the node: an agent
 // that embeds it links no SQLite, policy engine or scanner.
@@ -20,7 +20,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/treaty-dev/treaty/localapi"
 )
@@ -28,17 +27,18 @@ import (
 // ErrNotRunning is returned when no node serves the home's socket.
 var ErrNotRunning = errors.New("client: no node is running for this home (start it with 'treaty run')")
 
-// Client talks to one node.
+// Client talks to one node. It is safe for concurrent use.
 type Client struct {
-	hc     *http.Client
-	within string // TREATY_CALL of the call being served, if any
+	p      *pool        // requests with one JSON answer
+	hc     *http.Client // streams
+	within string       // TREATY_CALL of the call being served, if any
 }
 
 // New returns a client for the node whose home is home.
 func New(home string) *Client {
 	sock := filepath.Join(home, localapi.SocketName)
-	return &Client{within: os.Getenv("TREATY_CALL"), hc: &http.Client{Transport: &http.Transport{
-		IdleConnTimeout: 90 * time.Second, // a long-lived agent does not hold the node's connections forever
+	return &Client{within: os.Getenv("TREATY_CALL"), p: &pool{sock: sock, idleTimeout: idleTimeout}, hc: &http.Client{Transport: &http.Transport{
+		IdleConnTimeout: idleTimeout,
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
 			c, err := d.DialContext(ctx, "unix", sock)
@@ -150,27 +150,22 @@ func (c *Client) Stream(ctx context.Context, peer, capability string, input json
 }
 
 func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
-	var body io.Reader
+	var body []byte
 	if in != nil {
 		b, err := json.Marshal(in)
 		if err != nil {
 			return err
 		}
-		body = bytes.NewReader(b)
+		body = b
 	}
-	req, err := http.NewRequestWithContext(ctx, method, "http://treaty"+path, body)
-	if err != nil {
-		return err
-	}
-	resp, err := c.hc.Do(req)
+	status, answer, err := c.p.roundTrip(ctx, method, path, body)
 	if err != nil {
 		return unwrapDial(err)
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return decodeError(resp)
+	if status != http.StatusOK {
+		return errorAnswer(status, answer)
 	}
-	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+	if err := json.Unmarshal(answer, out); err != nil {
 		return fmt.Errorf("client: decode answer: %w", err)
 	}
 	return nil
@@ -184,10 +179,15 @@ func unwrapDial(err error) error {
 }
 
 func decodeError(resp *http.Response) error {
-	var e localapi.ErrorResponse
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	return errorAnswer(resp.StatusCode, b)
+}
+
+// errorAnswer is the error a non-200 answer with body b stands for.
+func errorAnswer(status int, b []byte) error {
+	var e localapi.ErrorResponse
 	if json.Unmarshal(b, &e) != nil || e.Error == nil {
-		return fmt.Errorf("client: node answered HTTP %d", resp.StatusCode)
+		return fmt.Errorf("client: node answered HTTP %d", status)
 	}
 	return toRefusal(e.Error)
 }

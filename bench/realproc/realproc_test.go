@@ -11,7 +11,8 @@
 //
 // For 1, 8 and 64 concurrent callers it reports calls/s, p50 latency and
 // server CPU per call: both nodes together for treaty, the server process
-// for the baselines. Treaty runs twice: the http backend ("echo") and an exec
+// for the baselines. It also reports the two nodes' CPU per second at idle
+// (idle-nodes-cpu-ms/s), which the per-call figures include. Treaty runs twice: the http backend ("echo") and an exec
 // backend in worker mode ("echow", this binary as two workers); backends'
 // own CPU is not counted, as for the baselines' handlers. Targets (issue 11), with the http backend: at 64
 // callers treaty >= 1.0x MCP's calls/s and <= 400 µs of node CPU per call;
@@ -371,7 +372,13 @@ func BenchmarkRealProcess(b *testing.B) {
 		}, func() { hc.CloseIdleConnections() }
 	}
 
+	// The nodes' CPU while nothing calls: per-call CPU below is the nodes'
+	// total over a run divided by its calls, so background work (witness,
+	// gossip, timers) would be charged to the calls, most at one caller.
+	idle := idleCPU(b, 3*time.Second, treatyCaller, acme.PID(), globex.PID())
+
 	for b.Loop() {
+		b.ReportMetric(float64(idle.Microseconds())/1e3, "idle-nodes-cpu-ms/s") // here: b.Loop's start deletes metrics
 		for _, c := range []struct{ callers, per int }{{1, 300}, {8, 250}, {64, 60}} {
 			stopProfiles := profileNodes(b, c.callers, acme, globex)
 			tr := run(b, c.callers, c.per, []int{acme.PID(), globex.PID()}, treatyCaller)
@@ -400,6 +407,33 @@ func BenchmarkRealProcess(b *testing.B) {
 			}
 		}
 	}
+}
+
+// idleCPU is the CPU per second processes pids use over d while nothing
+// calls them, after one call through newCaller has warmed them up.
+func idleCPU(b *testing.B, d time.Duration, newCaller func() (func(context.Context) error, func()), pids ...int) time.Duration {
+	b.Helper()
+	call, closeFn := newCaller()
+	err := call(b.Context())
+	closeFn()
+	if err != nil {
+		b.Fatalf("warm-up call: %v", err)
+	}
+	var cpu0, cpu1 time.Duration
+	for _, p := range pids {
+		cpu0 += cpuOf(b, p)
+	}
+	start := time.Now()
+	select {
+	case <-b.Context().Done():
+		b.Fatal(b.Context().Err())
+	case <-time.After(d):
+	}
+	el := time.Since(start)
+	for _, p := range pids {
+		cpu1 += cpuOf(b, p)
+	}
+	return time.Duration(float64(cpu1-cpu0) / el.Seconds())
 }
 
 // profileNodes, with REALPROC_PPROF=DIR, takes a 3-second CPU profile of each

@@ -6,9 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
+	"os"
 	"sync"
 	"time"
 )
@@ -18,96 +17,84 @@ import (
 const DefaultConns = 64
 
 // idleConnTimeout closes a pooled connection nobody used for this long, so a
-// transport dropped by a reload releases its sockets by itself.
+// backend dropped by a reload releases its sockets by itself.
 const idleConnTimeout = 30 * time.Second
 
-// HTTP POSTs the input JSON to a local URL and returns the JSON answer. The
-// peer's did:key and the capability travel in Treaty-Peer and Treaty-Capability
-// headers.
+// HTTP POSTs the input JSON to a local URL (http:// or https://) and returns
+// the JSON answer. The peer's did:key and the capability travel in
+// Treaty-Peer and Treaty-Capability headers.
 //
 // Connections are pooled and kept open for reuse, at most Conns of them: Go's
 // default of two idle ones would make every call beyond the second concurrent
 // one open and close a TCP connection, leaving thousands of sockets in
 // TIME_WAIT under load. A call beyond Conns in flight waits for a connection,
-// within its Timeout.
+// within its Timeout. Idle connections close after 30 s.
 type HTTP struct {
 	URL       string        // required
 	Timeout   time.Duration // required
 	MaxOutput int           // zero: DefaultMaxOutput
 	Conns     int           // connections open at most, kept for reuse; zero: DefaultConns
-	Client    *http.Client  // nil: a pooled client without redirects
 
-	once   sync.Once
-	client *http.Client
+	once    sync.Once
+	pool    *httpPool
+	poolErr error
 }
 
-func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-
-// httpClient returns Client or builds the pooled client once.
-func (h *HTTP) httpClient() *http.Client {
-	if h.Client != nil {
-		return h.Client
-	}
+// connPool builds the pool once.
+func (h *HTTP) connPool() (*httpPool, error) {
 	h.once.Do(func() {
 		conns := h.Conns
 		if conns <= 0 {
 			conns = DefaultConns
 		}
-		t := &http.Transport{
-			// Local endpoints only: no proxy from the environment.
-			DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-			MaxIdleConns:        conns,
-			MaxIdleConnsPerHost: conns,
-			IdleConnTimeout:     idleConnTimeout,
-		}
-		h.client = &http.Client{Transport: t, CheckRedirect: noRedirects}
+		h.pool, h.poolErr = newHTTPPool(h.URL, conns)
 	})
-	return h.client
+	return h.pool, h.poolErr
 }
 
 // Close releases the pooled idle connections. Calls may still be made after
 // it; they open new ones.
 func (h *HTTP) Close() {
-	if h.Client == nil {
-		h.httpClient().CloseIdleConnections()
+	if p, err := h.connPool(); err == nil {
+		p.closeIdle()
 	}
 }
 
 // Call makes one POST.
 func (h *HTTP) Call(ctx context.Context, inv Invocation) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, h.Timeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.URL, bytes.NewReader(inv.Input))
+	p, err := h.connPool()
 	if err != nil {
 		return nil, fail("misconfigured", err)
 	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Treaty-Peer", inv.Peer.String())
-	req.Header.Set("Treaty-Capability", inv.Capability)
-	if inv.CallToken != "" {
-		req.Header.Set("Treaty-Call", inv.CallToken)
-	}
-	resp, err := h.httpClient().Do(req)
-	if err != nil {
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			return nil, fail(fmt.Sprintf("timed out after %v", h.Timeout), err)
-		}
-		return nil, fail("unreachable", err)
-	}
-	defer resp.Body.Close()
+	ctx, cancel := context.WithTimeout(ctx, h.Timeout)
+	defer cancel()
 	max := h.MaxOutput
 	if max <= 0 {
 		max = DefaultMaxOutput
 	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, int64(max)+1))
+	headers := []string{"Treaty-Peer", inv.Peer.String(), "Treaty-Capability", inv.Capability}
+	if inv.CallToken != "" {
+		headers = append(headers, "Treaty-Call", inv.CallToken)
+	}
+	status, body, err := p.do(ctx, inv.Input, max, headers...)
 	if err != nil {
-		return nil, fail("read failed", err)
+		switch {
+		case errors.Is(ctx.Err(), context.DeadlineExceeded),
+			// The connection's deadline is the context's, and may pass first.
+			ctx.Err() == nil && errors.Is(err, os.ErrDeadlineExceeded):
+			return nil, fail(fmt.Sprintf("timed out after %v", h.Timeout), err)
+		case errors.Is(err, errBadHeader):
+			return nil, fail("misconfigured", err)
+		case errors.Is(err, errReadBody):
+			return nil, fail("read failed", err)
+		}
+		return nil, fail("unreachable", err)
 	}
 	if len(body) > max {
 		return nil, outputTooLarge(max)
 	}
-	if resp.StatusCode/100 != 2 {
-		return nil, fail(fmt.Sprintf("answered HTTP %d", resp.StatusCode), fmt.Errorf("body: %q", truncate(body, 512)))
+	if status/100 != 2 {
+		return nil, fail(fmt.Sprintf("answered HTTP %d", status), fmt.Errorf("body: %q", truncate(body, 512)))
 	}
 	body = bytes.TrimSpace(body)
 	if !json.Valid(body) {
@@ -122,3 +109,7 @@ func truncate(b []byte, n int) []byte {
 	}
 	return b
 }
+
+// noRedirects makes a client return a redirect as the answer: a backend's
+// redirect is not followed.
+func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }

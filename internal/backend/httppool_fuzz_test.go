@@ -1,0 +1,40 @@
+package backend
+
+import (
+	"bufio"
+	"bytes"
+	"io"
+	"testing"
+)
+
+// FuzzHTTPAnswer: whatever bytes a backend answers with, reading them neither
+// panics nor keeps more than max+1 bytes, and a connection is kept for reuse
+// only after a whole answer whose end the framing told.
+func FuzzHTTPAnswer(f *testing.F) {
+	for _, seed := range []string{
+		"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}",
+		"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+		"HTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}",
+		"HTTP/1.0 200 OK\r\n\r\n{\"a\":1}",
+		"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}",
+		"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n",
+		"HTTP/1.1 500 Oops\r\nContent-Length: 99999999999\r\n\r\nshort",
+		"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+		"garbage",
+	} {
+		f.Add([]byte(seed))
+	}
+	const max = 64
+	f.Fuzz(func(t *testing.T, answer []byte) {
+		p := &httpPool{target: "/", host: "127.0.0.1"}
+		br := bufio.NewReader(bytes.NewReader(answer))
+		pc := &pconn{br: br, bw: bufio.NewWriter(io.Discard)}
+		_, out, reuse, err := p.roundTrip(pc, []byte(`{}`), max, []string{"Treaty-Capability", "x"})
+		if len(out) > max+1 {
+			t.Fatalf("kept %d bytes, max %d", len(out), max)
+		}
+		if reuse && err != nil {
+			t.Fatalf("connection kept after %v", err)
+		}
+	})
+}
