@@ -19,6 +19,7 @@ import (
 // clients open to it and how many have closed.
 type countingNode struct {
 	srv            *httptest.Server
+	home           string
 	mu             sync.Mutex
 	opened, closed int
 }
@@ -30,7 +31,7 @@ func newCountingNode(t *testing.T, h http.HandlerFunc) (*countingNode, *Client) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := &countingNode{srv: httptest.NewUnstartedServer(h)}
+	n := &countingNode{srv: httptest.NewUnstartedServer(h), home: dir}
 	n.srv.Listener = ln
 	n.srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
 		n.mu.Lock()
@@ -133,8 +134,8 @@ func TestNodeClosedIdleConnection(t *testing.T) {
 // timeout, without another request.
 func TestIdleConnectionsClose(t *testing.T) {
 	t.Parallel()
-	n, cl := newCountingNode(t, callAnswer)
-	cl.p.idleTimeout = 20 * time.Millisecond
+	n, _ := newCountingNode(t, callAnswer)
+	cl := newClient(n.home, 20*time.Millisecond)
 	if _, err := cl.Call(t.Context(), "globex", "echo", nil); err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/treaty-dev/treaty/internal/h1pool"
 )
 
 // connCount counts the TCP connections clients opened to a server, in all and
@@ -138,9 +140,8 @@ func TestHTTPPoolBound(t *testing.T) {
 	if opened, peak := count.get(); peak > conns || opened > conns {
 		t.Fatalf("Conns %d: %d connections opened, %d at once", conns, opened, peak)
 	}
-	p, _ := (&HTTP{URL: srv.URL, Timeout: time.Second}).connPool()
-	if cap(p.slots) != DefaultConns || p.idleTimeout != idleConnTimeout {
-		t.Fatalf("default pool: %d connections, idle timeout %v", cap(p.slots), p.idleTimeout)
+	if conns, idle := (&HTTP{URL: srv.URL, Timeout: time.Second}).limits(); conns != DefaultConns || idle != idleConnTimeout {
+		t.Fatalf("default pool: %d connections, idle timeout %v", conns, idle)
 	}
 }
 
@@ -166,9 +167,7 @@ func TestHTTPServerClosedIdle(t *testing.T) {
 // after the idle timeout, without another call.
 func TestHTTPIdleConnectionsClose(t *testing.T) {
 	srv, count := newConnCounter(t)
-	h := &HTTP{URL: srv.URL, Timeout: 10 * time.Second}
-	p, _ := h.connPool()
-	p.idleTimeout = 50 * time.Millisecond
+	h := &HTTP{URL: srv.URL, Timeout: 10 * time.Second, idleTimeout: 50 * time.Millisecond}
 	hammer(t, 4, 3, func() error {
 		_, err := h.Call(t.Context(), inv(t, `{}`))
 		return err
@@ -247,7 +246,7 @@ func TestHTTPAnswers(t *testing.T) {
 	}
 	in := inv(t, `{}`)
 	in.CallToken = "tok\r\nX-Injected: 1"
-	if _, err := h.Call(t.Context(), in); !errors.As(err, &f) || f.Reason != "misconfigured" || !errors.Is(err, errBadHeader) {
+	if _, err := h.Call(t.Context(), in); !errors.As(err, &f) || f.Reason != "misconfigured" || !errors.Is(err, h1pool.ErrMalformed) {
 		t.Fatalf("header value with CR LF: %v, want refused before sending", err)
 	}
 	auth := &HTTP{URL: strings.Replace(srv.URL, "http://", "http://ann:s3cret@", 1) + "/run?x=1", Timeout: 5 * time.Second}
@@ -293,8 +292,8 @@ func TestHTTPCancelled(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("a cancelled call did not return")
 	}
-	if p, _ := h.connPool(); len(p.idle) != 0 {
-		t.Fatalf("%d connections pooled after a cancelled call", len(p.idle))
+	if p, _ := h.connPool(); p.Idle() != 0 {
+		t.Fatalf("%d connections pooled after a cancelled call", p.Idle())
 	}
 }
 
@@ -353,7 +352,7 @@ func TestHTTPCutAnswer(t *testing.T) {
 	if !errors.As(err, &f) || f.Reason != "read failed" {
 		t.Fatalf("cut answer: %v, want read failed", err)
 	}
-	if p, _ := h.connPool(); len(p.idle) != 0 {
+	if p, _ := h.connPool(); p.Idle() != 0 {
 		t.Fatal("the connection of a cut answer was pooled")
 	}
 }
