@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"io"
@@ -181,5 +182,71 @@ func TestCancelAndDeadline(t *testing.T) {
 	}
 	if opened, _ := n.counts(); opened != 3 {
 		t.Fatalf("%d connections: want the two abandoned ones dropped and a third", opened)
+	}
+}
+
+// TestRetryOnReusedConnection: when the node reads a request on a reused
+// connection and closes it without answering (it is stopping), a GET is sent
+// again on a new connection and succeeds; a call, which the node may have
+// acted on, is not.
+func TestRetryOnReusedConnection(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	ln, err := net.Listen("unix", filepath.Join(dir, localapi.SocketName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var mu sync.Mutex
+	var opened, calls int
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			opened++
+			mu.Unlock()
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for i := 0; ; i++ {
+					r, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					io.Copy(io.Discard, r.Body)
+					mu.Lock()
+					if r.URL.Path == "/v1/call" {
+						calls++
+					}
+					mu.Unlock()
+					if i == 1 {
+						return // the second request on a connection: no answer
+					}
+					io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n[]")
+				}
+			}()
+		}
+	}()
+	cl := New(dir)
+	for i := range 2 {
+		if _, err := cl.Peers(t.Context()); err != nil {
+			t.Fatalf("GET %d: %v", i, err)
+		}
+	}
+	mu.Lock()
+	if opened != 2 {
+		t.Fatalf("%d connections for a GET sent again, want 2", opened)
+	}
+	mu.Unlock()
+	if _, err := cl.Call(t.Context(), "globex", "echo", nil); err == nil {
+		t.Fatal("a call on a connection the node closed unanswered succeeded")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if calls != 1 {
+		t.Fatalf("the node read %d calls, want 1: a call is not sent again", calls)
 	}
 }
