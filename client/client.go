@@ -21,7 +21,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/treaty-dev/treaty/internal/h1pool"
 	"github.com/treaty-dev/treaty/localapi"
@@ -32,22 +31,19 @@ var ErrNotRunning = errors.New("client: no node is running for this home (start 
 
 // Client talks to one node. It is safe for concurrent use.
 type Client struct {
-	p      *h1pool.Pool // requests with one JSON answer
-	hc     *http.Client // streams
-	within string       // TREATY_CALL of the call being served, if any
+	p       *h1pool.Pool // requests with one JSON answer
+	poolErr error        // newPool's
+	hc      *http.Client // streams
+	within  string       // TREATY_CALL of the call being served, if any
 }
 
 // New returns a client for the node whose home is home.
-func New(home string) *Client { return newClient(home, idleTimeout) }
-
-func newClient(home string, idle time.Duration) *Client {
+func New(home string) *Client {
 	sock := filepath.Join(home, localapi.SocketName)
-	// The config is constant but for idle, which tests shorten: it cannot
-	// fail, and every test that makes a request checks so.
-	p, _ := newPool(sock, idle)
 	dial := dialer(sock)
-	return &Client{within: os.Getenv("TREATY_CALL"), p: p, hc: &http.Client{Transport: &http.Transport{
-		IdleConnTimeout: idle,
+	p, err := newPool(dial)
+	return &Client{within: os.Getenv("TREATY_CALL"), p: p, poolErr: err, hc: &http.Client{Transport: &http.Transport{
+		IdleConnTimeout: idleTimeout,
 		DialContext:     func(ctx context.Context, _, _ string) (net.Conn, error) { return dial(ctx) },
 	}}}
 }

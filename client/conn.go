@@ -36,13 +36,14 @@ func dialer(sock string) func(context.Context) (net.Conn, error) {
 }
 
 // newPool pools the connections of requests with one JSON answer; streams,
-// which read as they go, use net/http.
-func newPool(sock string, idle time.Duration) (*h1pool.Pool, error) {
+// which read as they go, use net/http. Its config is constant: it fails only
+// on a mistake in this file, which every test making a request catches.
+func newPool(dial func(context.Context) (net.Conn, error)) (*h1pool.Pool, error) {
 	return h1pool.New(h1pool.Config{
-		Dial:        dialer(sock),
+		Dial:        dial,
 		Header:      []string{"Host", "treaty", "User-Agent", "treaty-client"},
 		MaxIdle:     maxIdle,
-		IdleTimeout: idle,
+		IdleTimeout: idleTimeout,
 	})
 }
 
@@ -56,6 +57,9 @@ func (c *Client) roundTrip(ctx context.Context, method, target string, body []by
 	req := h1pool.Request{Method: method, Target: target, Body: body}
 	if body != nil {
 		req.Header = []string{"Content-Type", "application/json"}
+	}
+	if c.poolErr != nil {
+		return 0, nil, c.poolErr
 	}
 	for {
 		status, out, err := c.p.Do(ctx, req, maxAnswer)

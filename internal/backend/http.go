@@ -42,24 +42,18 @@ type HTTP struct {
 	MaxOutput int           // zero: DefaultMaxOutput
 	Conns     int           // connections open at most, kept for reuse; zero: DefaultConns
 
-	idleTimeout time.Duration // zero: idleConnTimeout; shorter in tests
-
 	once    sync.Once
 	target  string // request-target: path and query
 	pool    *h1pool.Pool
 	poolErr error
 }
 
-// limits are the pool's bounds, defaults filled.
-func (h *HTTP) limits() (conns int, idle time.Duration) {
-	conns, idle = h.Conns, h.idleTimeout
-	if conns <= 0 {
-		conns = DefaultConns
+// conns is the pool's bound, the default filled.
+func (h *HTTP) conns() int {
+	if h.Conns <= 0 {
+		return DefaultConns
 	}
-	if idle <= 0 {
-		idle = idleConnTimeout
-	}
-	return conns, idle
+	return h.Conns
 }
 
 // connPool parses the URL and builds the pool once.
@@ -103,7 +97,6 @@ func (h *HTTP) newPool() (*h1pool.Pool, error) {
 		header = append(header, "Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(u.User.Username()+":"+pw)))
 	}
 	h.target = u.RequestURI()
-	conns, idle := h.limits()
 	return h1pool.New(h1pool.Config{
 		Dial: func(ctx context.Context) (net.Conn, error) {
 			d := net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
@@ -120,8 +113,8 @@ func (h *HTTP) newPool() (*h1pool.Pool, error) {
 			return tc, nil
 		},
 		Header:      header,
-		MaxOpen:     conns,
-		IdleTimeout: idle,
+		MaxOpen:     h.conns(),
+		IdleTimeout: idleConnTimeout,
 	})
 }
 

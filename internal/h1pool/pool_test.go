@@ -1,13 +1,13 @@
 package h1pool
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -15,17 +15,36 @@ import (
 	"time"
 )
 
-// server serves h on loopback and counts the connections opened to it and
-// closed.
+// server serves h on loopback, on network tcp or unix, and counts the
+// connections opened to it and closed.
 type server struct {
 	srv            *httptest.Server
+	network, addr  string
 	mu             sync.Mutex
 	opened, closed int
 }
 
-func newServer(t *testing.T, h http.HandlerFunc) *server {
+// onEach runs test, in parallel, on each network the pool's users dial: the
+// client a unix socket, the http backend TCP.
+func onEach(t *testing.T, test func(t *testing.T, network string)) {
+	t.Parallel()
+	for _, network := range []string{"unix", "tcp"} {
+		t.Run(network, func(t *testing.T) { t.Parallel(); test(t, network) })
+	}
+}
+
+func newServer(t *testing.T, network string, h http.HandlerFunc) *server {
 	t.Helper()
-	s := &server{srv: httptest.NewUnstartedServer(h)}
+	s := &server{srv: httptest.NewUnstartedServer(h), network: network}
+	if network == "unix" {
+		ln, err := net.Listen("unix", filepath.Join(t.TempDir(), "s.sock"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.srv.Listener.Close()
+		s.srv.Listener = ln
+	}
+	s.addr = s.srv.Listener.Addr().String()
 	s.srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
 		s.mu.Lock()
 		defer s.mu.Unlock()
@@ -36,10 +55,19 @@ func newServer(t *testing.T, h http.HandlerFunc) *server {
 			s.closed++
 		}
 	}
+	s.srv.Config.ConnContext = func(ctx context.Context, _ net.Conn) context.Context {
+		return context.WithValue(ctx, requestsKey{}, new(atomic.Int32))
+	}
 	s.srv.Start()
 	t.Cleanup(s.srv.Close)
 	return s
 }
+
+// requestsKey keys a connection's request count in its requests' context.
+type requestsKey struct{}
+
+// nth is the request's number on its connection, from 1.
+func nth(r *http.Request) int32 { return r.Context().Value(requestsKey{}).(*atomic.Int32).Add(1) }
 
 func (s *server) counts() (opened, closed int) {
 	s.mu.Lock()
@@ -47,12 +75,12 @@ func (s *server) counts() (opened, closed int) {
 	return s.opened, s.closed
 }
 
-// newPool pools connections to addr, with cfg's other fields.
-func newPool(t *testing.T, addr string, cfg Config) *Pool {
+// newPool pools connections to s, with cfg's other fields.
+func newPool(t *testing.T, s *server, cfg Config) *Pool {
 	t.Helper()
 	cfg.Dial = func(ctx context.Context) (net.Conn, error) {
 		var d net.Dialer
-		return d.DialContext(ctx, "tcp", addr)
+		return d.DialContext(ctx, s.network, s.addr)
 	}
 	cfg.Header = []string{"Host", "test"}
 	if cfg.IdleTimeout == 0 {
@@ -102,7 +130,7 @@ func echo(w http.ResponseWriter, r *http.Request) {
 func TestMaxOpen(t *testing.T) {
 	t.Parallel()
 	var inFlight, peak atomic.Int32
-	s := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+	s := newServer(t, "tcp", func(w http.ResponseWriter, r *http.Request) {
 		n := inFlight.Add(1)
 		defer inFlight.Add(-1)
 		for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
@@ -110,7 +138,7 @@ func TestMaxOpen(t *testing.T) {
 		time.Sleep(time.Millisecond) // work, so that requests overlap
 		echo(w, r)
 	})
-	p := newPool(t, s.srv.Listener.Addr().String(), Config{MaxOpen: 2})
+	p := newPool(t, s, Config{MaxOpen: 2})
 	var wg sync.WaitGroup
 	errs := make(chan error, 8)
 	for range 8 {
@@ -137,7 +165,7 @@ func TestMaxOpen(t *testing.T) {
 // reused after each whole answer and dropped after one it cannot trust.
 func TestAnswers(t *testing.T) {
 	t.Parallel()
-	s := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+	s := newServer(t, "tcp", func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		switch string(body) {
 		case `"chunked"`:
@@ -165,7 +193,7 @@ func TestAnswers(t *testing.T) {
 			w.Write(body)
 		}
 	})
-	p := newPool(t, s.srv.Listener.Addr().String(), Config{MaxIdle: 1})
+	p := newPool(t, s, Config{MaxIdle: 1})
 	for _, c := range []struct {
 		in, out string
 		status  int
@@ -193,12 +221,13 @@ func TestAnswers(t *testing.T) {
 // TestCancelAndDeadline: a request cancelled, or whose deadline passes,
 // while the server works returns at once with the context's error, and its
 // connection is not reused half-read.
-func TestCancelAndDeadline(t *testing.T) {
-	t.Parallel()
+func TestCancelAndDeadline(t *testing.T) { onEach(t, testCancelAndDeadline) }
+
+func testCancelAndDeadline(t *testing.T, network string) {
 	release := make(chan struct{})
 	defer close(release)
 	var arrived atomic.Int32
-	s := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+	s := newServer(t, network, func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/slow" {
 			arrived.Add(1)
 			select {
@@ -208,7 +237,7 @@ func TestCancelAndDeadline(t *testing.T) {
 		}
 		w.Write([]byte(`{}`))
 	})
-	p := newPool(t, s.srv.Listener.Addr().String(), Config{})
+	p := newPool(t, s, Config{})
 	slow := Request{Method: http.MethodGet, Target: "/slow"}
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
@@ -238,10 +267,11 @@ func TestCancelAndDeadline(t *testing.T) {
 
 // TestServerClosedIdle: a connection the server closed while idle is not
 // used again; the next request goes on a new one and succeeds.
-func TestServerClosedIdle(t *testing.T) {
-	t.Parallel()
-	s := newServer(t, echo)
-	p := newPool(t, s.srv.Listener.Addr().String(), Config{})
+func TestServerClosedIdle(t *testing.T) { onEach(t, testServerClosedIdle) }
+
+func testServerClosedIdle(t *testing.T, network string) {
+	s := newServer(t, network, echo)
+	p := newPool(t, s, Config{})
 	for i := range 3 {
 		if _, _, err := p.Do(t.Context(), post(`{}`), 64); err != nil {
 			t.Fatalf("request %d: %v", i, err)
@@ -256,10 +286,11 @@ func TestServerClosedIdle(t *testing.T) {
 
 // TestIdleTimeout: a connection idle for IdleTimeout is closed without
 // another request, and the next request opens a new one.
-func TestIdleTimeout(t *testing.T) {
-	t.Parallel()
-	s := newServer(t, echo)
-	p := newPool(t, s.srv.Listener.Addr().String(), Config{IdleTimeout: 20 * time.Millisecond})
+func TestIdleTimeout(t *testing.T) { onEach(t, testIdleTimeout) }
+
+func testIdleTimeout(t *testing.T, network string) {
+	s := newServer(t, network, echo)
+	p := newPool(t, s, Config{IdleTimeout: 20 * time.Millisecond})
 	for range 2 {
 		if _, _, err := p.Do(t.Context(), post(`{}`), 64); err != nil {
 			t.Fatal(err)
@@ -274,47 +305,27 @@ func TestIdleTimeout(t *testing.T) {
 // connection whose request went out whole; the pool does not send it again.
 func TestNoAnswer(t *testing.T) {
 	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
 	var requests atomic.Int32
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for i := 0; ; i++ {
-					r, err := http.ReadRequest(br)
-					if err != nil {
-						return
-					}
-					io.Copy(io.Discard, r.Body)
-					requests.Add(1)
-					if i == 1 {
-						return // the second request on a connection: gone
-					}
-					io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
-				}
-			}()
+	s := newServer(t, "tcp", func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		if nth(r) == 2 {
+			c, _, _ := http.NewResponseController(w).Hijack()
+			c.Close()
+			return
 		}
-	}()
-	p := newPool(t, ln.Addr().String(), Config{})
+		echo(w, r)
+	})
+	p := newPool(t, s, Config{})
 	if _, _, err := p.Do(t.Context(), post(`{}`), 64); err != nil {
 		t.Fatal(err)
 	}
-	_, _, err = p.Do(t.Context(), post(`{}`), 64)
+	_, _, err := p.Do(t.Context(), post(`{}`), 64)
 	var na *NoAnswerError
 	if !errors.As(err, &na) || !na.Reused || na.Unsent {
 		t.Fatalf("no answer on a reused connection: %#v, want a reused, sent *NoAnswerError", err)
 	}
 	if n := requests.Load(); n != 2 {
-		t.Fatalf("the server read %d requests, want 2: none sent again", n)
+		t.Fatalf("the server had %d requests, want 2: none sent again", n)
 	}
 }
 
