@@ -3,7 +3,8 @@
 // *localapi.Error with the stage the node reported, so callers can branch on
 // it with errors.As and localapi.ExitCode.
 //
-// It imports only the standard library and localapi, never the node: an agent
+// It imports only the standard library, localapi and internal/h1pool (its
+// connection pool, itself standard library only), never the node: an agent
 // that embeds it links no SQLite, policy engine or scanner.
 package client
 
@@ -21,6 +22,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/treaty-dev/treaty/internal/h1pool"
 	"github.com/treaty-dev/treaty/localapi"
 )
 
@@ -29,24 +31,20 @@ var ErrNotRunning = errors.New("client: no node is running for this home (start 
 
 // Client talks to one node. It is safe for concurrent use.
 type Client struct {
-	p      *pool        // requests with one JSON answer
-	hc     *http.Client // streams
-	within string       // TREATY_CALL of the call being served, if any
+	p       *h1pool.Pool // requests with one JSON answer
+	poolErr error        // newPool's
+	hc      *http.Client // streams
+	within  string       // TREATY_CALL of the call being served, if any
 }
 
 // New returns a client for the node whose home is home.
 func New(home string) *Client {
 	sock := filepath.Join(home, localapi.SocketName)
-	return &Client{within: os.Getenv("TREATY_CALL"), p: &pool{sock: sock, idleTimeout: idleTimeout}, hc: &http.Client{Transport: &http.Transport{
+	dial := dialer(sock)
+	p, err := newPool(dial)
+	return &Client{within: os.Getenv("TREATY_CALL"), p: p, poolErr: err, hc: &http.Client{Transport: &http.Transport{
 		IdleConnTimeout: idleTimeout,
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			c, err := d.DialContext(ctx, "unix", sock)
-			if err != nil {
-				return nil, fmt.Errorf("%w: %v", ErrNotRunning, err)
-			}
-			return c, nil
-		},
+		DialContext:     func(ctx context.Context, _, _ string) (net.Conn, error) { return dial(ctx) },
 	}}}
 }
 
@@ -158,7 +156,7 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		}
 		body = b
 	}
-	status, answer, err := c.p.roundTrip(ctx, method, path, body)
+	status, answer, err := c.roundTrip(ctx, method, path, body)
 	if err != nil {
 		return unwrapDial(err)
 	}

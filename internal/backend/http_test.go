@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/treaty-dev/treaty/internal/h1pool"
 )
 
 // connCount counts the TCP connections clients opened to a server, in all and
@@ -33,13 +35,6 @@ func (c *connCount) state(_ net.Conn, s http.ConnState) {
 	case http.StateClosed, http.StateHijacked:
 		c.open--
 	}
-}
-
-// closed is how many connections have closed.
-func (c *connCount) closed() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.opened - c.open
 }
 
 func (c *connCount) get() (opened, peak int) {
@@ -138,45 +133,8 @@ func TestHTTPPoolBound(t *testing.T) {
 	if opened, peak := count.get(); peak > conns || opened > conns {
 		t.Fatalf("Conns %d: %d connections opened, %d at once", conns, opened, peak)
 	}
-	p, _ := (&HTTP{URL: srv.URL, Timeout: time.Second}).connPool()
-	if cap(p.slots) != DefaultConns || p.idleTimeout != idleConnTimeout {
-		t.Fatalf("default pool: %d connections, idle timeout %v", cap(p.slots), p.idleTimeout)
-	}
-}
-
-// TestHTTPServerClosedIdle: a connection the backend closed while it was idle
-// is not used for the next call, which opens a new one and succeeds.
-func TestHTTPServerClosedIdle(t *testing.T) {
-	srv, count := newConnCounter(t)
-	h := &HTTP{URL: srv.URL, Timeout: 10 * time.Second}
-	defer h.Close()
-	for i := range 3 {
-		if _, err := h.Call(t.Context(), inv(t, `{}`)); err != nil {
-			t.Fatalf("call %d: %v", i, err)
-		}
-		srv.CloseClientConnections()
-		eventually(t, func() bool { return count.closed() == i+1 })
-	}
-	if opened, _ := count.get(); opened != 3 {
-		t.Fatalf("%d connections opened for 3 calls with the server closing each in between", opened)
-	}
-}
-
-// TestHTTPIdleConnectionsClose: a pooled connection nobody uses is closed
-// after the idle timeout, without another call.
-func TestHTTPIdleConnectionsClose(t *testing.T) {
-	srv, count := newConnCounter(t)
-	h := &HTTP{URL: srv.URL, Timeout: 10 * time.Second}
-	p, _ := h.connPool()
-	p.idleTimeout = 50 * time.Millisecond
-	hammer(t, 4, 3, func() error {
-		_, err := h.Call(t.Context(), inv(t, `{}`))
-		return err
-	})
-	opened, _ := count.get()
-	eventually(t, func() bool { return count.closed() == opened })
-	if _, err := h.Call(t.Context(), inv(t, `{}`)); err != nil {
-		t.Fatalf("call after the idle ones closed: %v", err)
+	if conns := (&HTTP{URL: srv.URL, Timeout: time.Second}).conns(); conns != DefaultConns {
+		t.Fatalf("default pool: %d connections", conns)
 	}
 }
 
@@ -247,7 +205,7 @@ func TestHTTPAnswers(t *testing.T) {
 	}
 	in := inv(t, `{}`)
 	in.CallToken = "tok\r\nX-Injected: 1"
-	if _, err := h.Call(t.Context(), in); !errors.As(err, &f) || f.Reason != "misconfigured" || !errors.Is(err, errBadHeader) {
+	if _, err := h.Call(t.Context(), in); !errors.As(err, &f) || f.Reason != "misconfigured" || !errors.Is(err, h1pool.ErrMalformed) {
 		t.Fatalf("header value with CR LF: %v, want refused before sending", err)
 	}
 	auth := &HTTP{URL: strings.Replace(srv.URL, "http://", "http://ann:s3cret@", 1) + "/run?x=1", Timeout: 5 * time.Second}
@@ -293,26 +251,8 @@ func TestHTTPCancelled(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("a cancelled call did not return")
 	}
-	if p, _ := h.connPool(); len(p.idle) != 0 {
-		t.Fatalf("%d connections pooled after a cancelled call", len(p.idle))
-	}
-}
-
-// eventually polls cond until it holds, for at most 10 seconds.
-func eventually(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 10s")
-		}
-		tick := time.NewTimer(2 * time.Millisecond)
-		select {
-		case <-t.Context().Done():
-			tick.Stop()
-			t.Fatal(t.Context().Err())
-		case <-tick.C:
-		}
+	if p, _ := h.connPool(); p.Idle() != 0 {
+		t.Fatalf("%d connections pooled after a cancelled call", p.Idle())
 	}
 }
 
@@ -353,7 +293,7 @@ func TestHTTPCutAnswer(t *testing.T) {
 	if !errors.As(err, &f) || f.Reason != "read failed" {
 		t.Fatalf("cut answer: %v, want read failed", err)
 	}
-	if p, _ := h.connPool(); len(p.idle) != 0 {
+	if p, _ := h.connPool(); p.Idle() != 0 {
 		t.Fatal("the connection of a cut answer was pooled")
 	}
 }

@@ -1,4 +1,4 @@
-package backend
+package h1pool
 
 import (
 	"bufio"
@@ -7,10 +7,10 @@ import (
 	"testing"
 )
 
-// FuzzHTTPAnswer: whatever bytes a backend answers with, reading them neither
+// FuzzAnswer: whatever bytes a server answers with, reading them neither
 // panics nor keeps more than max+1 bytes, and a connection is kept for reuse
 // only after a whole answer whose end the framing told.
-func FuzzHTTPAnswer(f *testing.F) {
+func FuzzAnswer(f *testing.F) {
 	for _, seed := range []string{
 		"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}",
 		"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
@@ -25,16 +25,16 @@ func FuzzHTTPAnswer(f *testing.F) {
 		f.Add([]byte(seed))
 	}
 	const max = 64
+	p := &Pool{head: "Host: 127.0.0.1\r\n"}
+	req := &Request{Method: "POST", Target: "/", Header: []string{"Treaty-Capability", "x"}, Body: []byte(`{}`)}
 	f.Fuzz(func(t *testing.T, answer []byte) {
-		p := &httpPool{target: "/", host: "127.0.0.1"}
-		br := bufio.NewReader(bytes.NewReader(answer))
-		pc := &pconn{br: br, bw: bufio.NewWriter(io.Discard)}
-		_, out, reuse, err := p.roundTrip(pc, []byte(`{}`), max, []string{"Treaty-Capability", "x"})
+		c := &conn{br: bufio.NewReader(bytes.NewReader(answer)), bw: bufio.NewWriter(io.Discard)}
+		_, out, reuse, err := p.exchange(c, req, max)
 		if len(out) > max+1 {
 			t.Fatalf("kept %d bytes, max %d", len(out), max)
 		}
-		if reuse && err != nil {
-			t.Fatalf("connection kept after %v", err)
+		if reuse && (err != nil || len(out) > max) {
+			t.Fatalf("connection kept after %d bytes, %v", len(out), err)
 		}
 	})
 }

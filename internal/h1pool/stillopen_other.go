@@ -1,6 +1,6 @@
 //go:build !unix
 
-package backend
+package h1pool
 
 import "syscall"
 

@@ -1,0 +1,405 @@
+// Package h1pool makes HTTP/1.1 requests that have one answer, read whole
+// within a size bound, on pooled connections to one server. A request runs
+// wholly in its caller's goroutine on a connection it holds alone: net/http's
+// transport hands every request to a writer and a reader goroutine per
+// connection, and without them a hop costs a third less CPU (BENCHMARKS.md,
+// h/hops).
+//
+// A Pool guarantees that:
+//   - a connection goes back to the pool only after a whole answer whose end
+//     its framing told, no longer than the caller's bound; a failed,
+//     cancelled, cut or oversized exchange closes it;
+//   - an idle connection is checked, before reuse, for a close or stray bytes
+//     from the server (on unix; elsewhere the request that reuses it finds
+//     out), and is closed after Config.IdleTimeout unused;
+//   - at most Config.MaxOpen connections are open, idle ones included, and at
+//     most Config.MaxIdle are kept idle;
+//   - the context's deadline bounds every dial, read and write, and its
+//     cancellation fails the one in progress: such a failure returns the
+//     context's error;
+//   - a request whose target or header would break its framing is refused
+//     before anything is sent.
+//
+// It never sends a request twice: a failure before any byte of an answer is a
+// *NoAnswerError that says whether the connection was reused and whether the
+// request went out whole, and the caller decides what it may send again.
+// It has no HEAD, no streams and no upgrades (a 101 answer ends the
+// connection); it links only the standard library.
+package h1pool
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Config configures a Pool. Dial and IdleTimeout are required, and MaxOpen or
+// MaxIdle.
+type Config struct {
+	// Dial opens a connection to the server, TLS handshaken if any.
+	Dial func(ctx context.Context) (net.Conn, error)
+	// Header holds name, value pairs sent with every request, Host first.
+	Header []string
+	// MaxOpen bounds the connections open at once, idle ones included; a
+	// request beyond it waits for one within its context. Zero: no bound.
+	MaxOpen int
+	// MaxIdle bounds the idle connections kept; zero: MaxOpen.
+	MaxIdle int
+	// IdleTimeout closes a connection nobody used for this long.
+	IdleTimeout time.Duration
+}
+
+// Pool holds the connections to one server. It is safe for concurrent use.
+type Pool struct {
+	dial        func(context.Context) (net.Conn, error)
+	head        string        // Config.Header, as written
+	slots       chan struct{} // a token per open connection; nil: no bound
+	maxIdle     int
+	idleTimeout time.Duration
+
+	mu    sync.Mutex
+	idle  []*conn // oldest first
+	timer *time.Timer
+}
+
+type conn struct {
+	nc        net.Conn
+	rc        syscall.RawConn // the socket's, for the liveness check; nil if none
+	br        *bufio.Reader
+	bw        *bufio.Writer
+	idleSince time.Time
+}
+
+// New returns a pool with no connection open yet.
+func New(cfg Config) (*Pool, error) {
+	switch {
+	case cfg.Dial == nil:
+		return nil, errors.New("h1pool: Config.Dial is nil")
+	case cfg.MaxOpen < 0 || cfg.MaxIdle < 0:
+		return nil, fmt.Errorf("h1pool: Config.MaxOpen %d, MaxIdle %d: want 0 or more", cfg.MaxOpen, cfg.MaxIdle)
+	case cfg.MaxOpen == 0 && cfg.MaxIdle == 0:
+		return nil, errors.New("h1pool: Config.MaxIdle 0 with no MaxOpen: want a bound on idle connections")
+	case cfg.IdleTimeout <= 0:
+		return nil, fmt.Errorf("h1pool: Config.IdleTimeout %v: want more than 0", cfg.IdleTimeout)
+	}
+	if err := checkHeader(cfg.Header); err != nil {
+		return nil, fmt.Errorf("h1pool: Config.Header: %w", err)
+	}
+	var head strings.Builder
+	for i := 1; i < len(cfg.Header); i += 2 {
+		head.WriteString(cfg.Header[i-1] + ": " + cfg.Header[i] + "\r\n")
+	}
+	p := &Pool{dial: cfg.Dial, head: head.String(), maxIdle: cfg.MaxIdle, idleTimeout: cfg.IdleTimeout}
+	if cfg.MaxOpen > 0 {
+		p.slots = make(chan struct{}, cfg.MaxOpen)
+		if p.maxIdle == 0 || p.maxIdle > cfg.MaxOpen {
+			p.maxIdle = cfg.MaxOpen
+		}
+	}
+	return p, nil
+}
+
+// Request is one request. Its Header pairs follow Config.Header; a nil Body
+// sends no body and no Content-Length.
+type Request struct {
+	Method string
+	Target string   // request-target: path and query
+	Header []string // name, value pairs
+	Body   []byte
+}
+
+// ErrMalformed refuses a request whose target or header would break its
+// framing, a control character in a value for one.
+var ErrMalformed = errors.New("h1pool: request would break HTTP/1.1 framing")
+
+// ErrBody is a failure after an answer's head arrived.
+var ErrBody = errors.New("reading the answer's body")
+
+// NoAnswerError is a failure before any byte of an answer arrived: the server
+// may have closed the connection (it restarted, or is stopping) as the
+// request went.
+type NoAnswerError struct {
+	Reused bool // the connection had carried an earlier exchange
+	Unsent bool // the request did not go out whole: the server cannot have acted on it
+	Err    error
+}
+
+func (e *NoAnswerError) Error() string { return e.Err.Error() }
+func (e *NoAnswerError) Unwrap() error { return e.Err }
+
+// Do sends req and returns the answer's status and body, skipping
+// informational (1xx) answers but a 101. The body is read up to max+1 bytes:
+// a longer one comes back as max+1 bytes, its connection closed.
+func (p *Pool) Do(ctx context.Context, req Request, max int) (status int, body []byte, err error) {
+	if err := checkRequest(&req); err != nil {
+		return 0, nil, err
+	}
+	if p.slots != nil {
+		select {
+		case p.slots <- struct{}{}:
+		case <-ctx.Done():
+			return 0, nil, fmt.Errorf("waiting for a connection: %w", ctx.Err())
+		}
+		defer func() { <-p.slots }()
+	}
+	c, reused, err := p.get(ctx)
+	if err != nil {
+		return 0, nil, contextError(ctx, err)
+	}
+	// A cancellation moves the deadline to the past, which fails the read
+	// or write in progress.
+	stop := context.AfterFunc(ctx, func() { c.nc.SetDeadline(time.Unix(1, 0)) })
+	status, body, reuse, err := p.exchange(c, &req, max)
+	if stop() && reuse {
+		p.put(c)
+	} else {
+		c.nc.Close()
+	}
+	if err != nil {
+		var na *NoAnswerError
+		if errors.As(err, &na) {
+			na.Reused = reused
+		}
+		return 0, nil, contextError(ctx, err)
+	}
+	return status, body, nil
+}
+
+// contextError is ctx's error when a step failed for its cancellation or
+// deadline (the connection's deadline may pass before the context's timer
+// fires), err otherwise.
+func contextError(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if d, ok := ctx.Deadline(); ok && errors.Is(err, os.ErrDeadlineExceeded) && !time.Now().Before(d) {
+		return context.DeadlineExceeded
+	}
+	return err
+}
+
+func checkRequest(req *Request) error {
+	if req.Method == "" || !validValue(req.Method) || strings.ContainsRune(req.Method, ' ') {
+		return fmt.Errorf("method: %w", ErrMalformed)
+	}
+	if req.Target == "" || !validValue(req.Target) || strings.ContainsAny(req.Target, " \t") {
+		return fmt.Errorf("request target: %w", ErrMalformed)
+	}
+	return checkHeader(req.Header)
+}
+
+// checkHeader refuses an odd list, a name that is not a token-like word and a
+// value with a control character (HTAB aside). Values are not quoted in the
+// error: one may be a credential.
+func checkHeader(h []string) error {
+	if len(h)%2 != 0 {
+		return fmt.Errorf("header list of odd length %d: %w", len(h), ErrMalformed)
+	}
+	for i := 0; i < len(h); i += 2 {
+		if h[i] == "" || !validValue(h[i]) || strings.ContainsAny(h[i], " \t:") {
+			return fmt.Errorf("header name %q: %w", h[i], ErrMalformed)
+		}
+		if !validValue(h[i+1]) {
+			return fmt.Errorf("header %s: value with a control character: %w", h[i], ErrMalformed)
+		}
+	}
+	return nil
+}
+
+// validValue reports whether s has no control character but HTAB.
+func validValue(s string) bool {
+	for i := range len(s) {
+		if b := s[i]; b < ' ' && b != '\t' || b == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// exchange writes req on c and reads the answer; reuse tells whether c is at
+// the start of the next answer.
+func (p *Pool) exchange(c *conn, req *Request, max int) (status int, body []byte, reuse bool, err error) {
+	w := c.bw
+	w.WriteString(req.Method)
+	w.WriteString(" ")
+	w.WriteString(req.Target)
+	w.WriteString(" HTTP/1.1\r\n")
+	w.WriteString(p.head)
+	for i := 1; i < len(req.Header); i += 2 {
+		w.WriteString(req.Header[i-1])
+		w.WriteString(": ")
+		w.WriteString(req.Header[i])
+		w.WriteString("\r\n")
+	}
+	if req.Body != nil {
+		w.WriteString("Content-Length: ")
+		w.WriteString(strconv.Itoa(len(req.Body)))
+		w.WriteString("\r\n")
+	}
+	w.WriteString("\r\n")
+	w.Write(req.Body)
+	werr := w.Flush()
+	// A server may answer before it has read the whole request (a refusal
+	// of a large body) and close: its answer is still read.
+	if _, err := c.br.Peek(1); err != nil {
+		if werr != nil {
+			err = werr
+		}
+		return 0, nil, false, &NoAnswerError{Unsent: werr != nil, Err: err}
+	}
+	var resp *http.Response
+	for {
+		resp, err = http.ReadResponse(c.br, nil)
+		if err != nil {
+			return 0, nil, false, err
+		}
+		if resp.StatusCode == http.StatusSwitchingProtocols {
+			return resp.StatusCode, nil, false, nil // not HTTP any more
+		}
+		if resp.StatusCode >= 200 {
+			break
+		}
+	}
+	body, err = readBody(&io.LimitedReader{R: resp.Body, N: int64(max) + 1}, resp.ContentLength, max)
+	if err != nil {
+		return 0, nil, false, fmt.Errorf("%w: %w", ErrBody, err)
+	}
+	// The body was read to its end (the LimitedReader stopped short of
+	// max+1 only at the body's EOF): the connection is at the next answer.
+	reuse = werr == nil && !resp.Close && len(body) <= max
+	if reuse {
+		resp.Body.Close()
+	}
+	return resp.StatusCode, body, reuse, nil
+}
+
+// sizeHint bounds the buffer an announced length buys before the bytes come.
+const sizeHint = 1 << 20
+
+// readBody reads r to its end into a buffer sized from the announced length,
+// within max+1 and sizeHint.
+func readBody(r io.Reader, announced int64, max int) ([]byte, error) {
+	size := 512
+	if announced >= 0 {
+		size = int(min(announced, int64(max), sizeHint)) + 1 // +1: EOF is seen without growing
+	}
+	b := make([]byte, 0, size)
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+	}
+}
+
+// get returns an idle connection the server has not closed (reused), or
+// dials, with the context's deadline set.
+func (p *Pool) get(ctx context.Context) (c *conn, reused bool, err error) {
+	deadline, _ := ctx.Deadline()
+	for {
+		p.mu.Lock()
+		n := len(p.idle)
+		if n == 0 {
+			p.mu.Unlock()
+			break
+		}
+		c = p.idle[n-1]
+		p.idle[n-1] = nil
+		p.idle = p.idle[:n-1]
+		p.mu.Unlock()
+		c.nc.SetDeadline(deadline)
+		if time.Since(c.idleSince) < p.idleTimeout && stillOpen(c.rc) {
+			return c, true, nil
+		}
+		c.nc.Close()
+	}
+	nc, err := p.dial(ctx)
+	if err != nil {
+		return nil, false, err
+	}
+	nc.SetDeadline(deadline)
+	c = &conn{nc: nc, br: bufio.NewReaderSize(nc, 4<<10), bw: bufio.NewWriterSize(nc, 4<<10)}
+	raw := nc
+	if tc, ok := nc.(interface{ NetConn() net.Conn }); ok { // TLS: peek under it
+		raw = tc.NetConn()
+	}
+	if sc, ok := raw.(syscall.Conn); ok {
+		c.rc, _ = sc.SyscallConn()
+	}
+	return c, false, nil
+}
+
+// put makes c idle and, for the first idle connection, arms the timer that
+// closes stale ones.
+func (p *Pool) put(c *conn) {
+	c.idleSince = time.Now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.idle) >= p.maxIdle {
+		c.nc.Close()
+		return
+	}
+	p.idle = append(p.idle, c)
+	if p.timer == nil {
+		p.timer = time.AfterFunc(p.idleTimeout, p.expire)
+	}
+}
+
+// expire closes the connections idle for idleTimeout and re-arms the timer
+// for the next one.
+func (p *Pool) expire() {
+	now := time.Now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for n < len(p.idle) && now.Sub(p.idle[n].idleSince) >= p.idleTimeout {
+		p.idle[n].nc.Close()
+		n++
+	}
+	p.idle = append(p.idle[:0], p.idle[n:]...)
+	clear(p.idle[len(p.idle):cap(p.idle)])
+	p.timer = nil
+	if len(p.idle) > 0 {
+		p.timer = time.AfterFunc(p.idleTimeout-now.Sub(p.idle[0].idleSince), p.expire)
+	}
+}
+
+// Idle is the number of idle connections held.
+func (p *Pool) Idle() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.idle)
+}
+
+// CloseIdle closes every idle connection. Requests may still be made after
+// it; they open new ones.
+func (p *Pool) CloseIdle() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.idle {
+		c.nc.Close()
+	}
+	clear(p.idle)
+	p.idle = p.idle[:0]
+	if p.timer != nil {
+		p.timer.Stop()
+		p.timer = nil
+	}
+}
