@@ -123,6 +123,11 @@ func (sc *scanner) maybeBase64(s, e, pad int) {
 // minB32 is the shortest base32 run worth decoding (16 bytes of payload).
 const minB32 = 26
 
+// base32 decodes unpadded RFC 4648 base32 in either case, so a lower-case run
+// needs no upper-cased copy (the same bytes as decoding its upper-case form).
+var base32Upper, base32Lower = base32.StdEncoding.WithPadding(base32.NoPadding),
+	base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
+
 // base32Run decodes a run of RFC 4648 base32 (one case throughout, with or
 // without its = padding) and scans it when it is text. Upper-case words and
 // constants decode to bytes that are not text and are left alone.
@@ -133,11 +138,27 @@ func (sc *scanner) base32Run(s, e int, upper bool) {
 	for len(src)%8 == 1 || len(src)%8 == 3 || len(src)%8 == 6 {
 		src = src[:len(src)-1]
 	}
-	if !upper {
-		src = bytes.ToUpper(src)
+	enc := base32Lower
+	if upper {
+		enc = base32Upper
 	}
-	buf := make([]byte, base32.StdEncoding.WithPadding(base32.NoPadding).DecodedLen(len(src)))
-	n, err := base32.StdEncoding.WithPadding(base32.NoPadding).Decode(buf, src)
+	// Eight characters decode to five bytes on their own, so the first 64
+	// decode to the first 40 bytes of the whole: when those are not UTF-8
+	// (a word or a constant rarely is base32 of text), neither is the whole.
+	if len(src) > 64 {
+		var probe [40]byte
+		if n, err := enc.Decode(probe[:], src[:64]); err == nil && !utf8Prefix(probe[:n]) {
+			return
+		}
+	}
+	need := enc.DecodedLen(len(src))
+	buf := sc.b64buf[:0]
+	if cap(buf) < need {
+		buf = make([]byte, need)
+	}
+	buf = buf[:need]
+	sc.b64buf = buf
+	n, err := enc.Decode(buf, src)
 	if err != nil || !textLike(buf[:n]) {
 		return
 	}
@@ -146,6 +167,19 @@ func (sc *scanner) base32Run(s, e int, upper bool) {
 		end++
 	}
 	sc.scanDecoded(buf[:n], s, end, "base32:")
+}
+
+// utf8Prefix reports whether p can begin valid UTF-8: it is valid but for a
+// character cut short at its end.
+func utf8Prefix(p []byte) bool {
+	last := len(p) - 1
+	for last > 0 && len(p)-last < 4 && !utf8.RuneStart(p[last]) {
+		last--
+	}
+	if last >= 0 && !utf8.FullRune(p[last:]) {
+		p = p[:last]
+	}
+	return utf8.Valid(p)
 }
 
 // coveredBy reports whether a finding of at least cat's priority already
