@@ -79,6 +79,20 @@ var base64Alphabet, hexAlphabet = func() (b64, hx [256]bool) {
 	return
 }()
 
+const (
+	caseUpper = 1 << iota
+	caseLower
+)
+
+// letterCase is caseUpper for A-Z, caseLower for a-z, else 0.
+var letterCase = func() (t [256]uint8) {
+	for c := 'A'; c <= 'Z'; c++ {
+		t[c] = caseUpper
+		t[c+'a'-'A'] = caseLower
+	}
+	return t
+}()
+
 func isBase64Byte(c byte) bool {
 	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' || c == '/' || c == '-' || c == '_' || c == '='
 }
@@ -124,13 +138,11 @@ func decodeBase64Run(run string) (string, bool) {
 		return "", false
 	}
 	// Base64 of text mixes cases; long runs of one case are words, hex or identifiers.
-	var upper, lower bool
+	var cases uint8
 	for i := 0; i < len(run); i++ {
-		c := run[i]
-		upper = upper || (c >= 'A' && c <= 'Z')
-		lower = lower || (c >= 'a' && c <= 'z')
+		cases |= letterCase[run[i]] // no branch per byte: one-case runs are read whole
 	}
-	if !upper || !lower {
+	if cases != caseUpper|caseLower {
 		return "", false
 	}
 	enc := base64.RawStdEncoding
