@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -420,18 +421,63 @@ func (n *Node) withContent(e *audit.Entry, st *state, capName string, clean sani
 	if st.cfg.AuditContent(capName) == "full" && len(b) <= maxAuditContent {
 		e.Content = b
 	}
-	e.Report = contentReport(clean.Report(), verdict)
+	e.Report = contentReport(clean, verdict)
 }
 
 // contentReport is an entry's report of the content gates: the sanitizer's
-// counts and, when screened, the screen's verdict. A struct rather than a
-// map: the same JSON (keys in this order) without a map to build and sort.
-func contentReport(r sanitize.Report, v *screen.Verdict) json.RawMessage {
-	b, _ := json.Marshal(struct {
-		Sanitizer sanitize.Report `json:"sanitizer"`
-		Screen    *screen.Verdict `json:"screen,omitempty"`
-	}{r, v})
-	return b
+// counts and, when screened, the screen's verdict. It is the JSON of
+//
+//	struct {
+//		Sanitizer sanitize.Report `json:"sanitizer"`
+//		Screen    *screen.Verdict `json:"screen,omitempty"`
+//	}
+//
+// written without reflection and without building the report's maps.
+func contentReport(clean sanitize.Clean, v *screen.Verdict) json.RawMessage {
+	b := make([]byte, 0, 128)
+	b = clean.AppendReportJSON(append(b, `{"sanitizer":`...))
+	if v != nil {
+		b = append(b, `,"screen":{"action":`...)
+		b = appendJSONString(b, string(v.Action))
+		b = append(b, `,"score":`...)
+		var ok bool
+		if b, ok = appendJSONFloat(b, v.Score); !ok {
+			return nil // json.Marshal refuses NaN and infinities
+		}
+		b = append(b, `,"reasons":`...)
+		if v.Reasons == nil {
+			b = append(b, "null"...)
+		} else {
+			b = append(b, '[')
+			for i, r := range v.Reasons {
+				if i > 0 {
+					b = append(b, ',')
+				}
+				b = appendJSONString(b, r)
+			}
+			b = append(b, ']')
+		}
+		b = append(b, '}')
+	}
+	return append(b, '}')
+}
+
+// appendJSONFloat appends f as encoding/json writes a float64; ok is false
+// for NaN and the infinities, which it refuses.
+func appendJSONFloat(b []byte, f float64) (_ []byte, ok bool) {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return b, false
+	}
+	format := byte('f')
+	if abs := math.Abs(f); abs != 0 && (abs < 1e-6 || abs >= 1e21) {
+		format = 'e'
+	}
+	b = strconv.AppendFloat(b, f, format, -1, 64)
+	if n := len(b); format == 'e' && n >= 4 && b[n-4] == 'e' && b[n-3] == '-' && b[n-2] == '0' {
+		b[n-2] = b[n-1] // e-09 is written e-9
+		b = b[:n-1]
+	}
+	return b, true
 }
 
 // serveAudit answers a peer's witnessing request: our latest checkpoint, or a
