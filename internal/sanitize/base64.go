@@ -88,15 +88,16 @@ func (sc *scanner) maybeBase64(s, e, pad int) {
 	if s > 0 && d[s-1] == '\\' || e-s < minB64 {
 		return
 	}
-	var classes uint8 // the byte classes seen
-	nonHex, nonB32 := false, false
+	// What some byte is (OR) and what every byte is (AND), with no branch
+	// per byte: runs are long.
+	some, every := uint8(0), uint8(0xff)
 	for _, c := range d[s:e] {
-		k := byteClass[c]
-		classes |= k
-		nonHex = nonHex || k&cHex == 0 && c != '-'
-		nonB32 = nonB32 || k&(cUpper|cLower) == 0 && !('2' <= c && c <= '7')
+		k := runClass[c]
+		some |= k
+		every &= k
 	}
-	upper, lower, digit := classes&cUpper != 0, classes&cLower != 0, classes&cDigit != 0
+	nonHex, nonB32 := every&rHexish == 0, every&rBase32 == 0
+	upper, lower, digit := some&rUpper != 0, some&rLower != 0, some&rDigit != 0
 	// Hex ids and UUIDs are base64-shaped but never base64 payloads; hex
 	// that decodes to text (a hex-dumped value) is scanned as that text.
 	if !nonHex {
@@ -119,6 +120,37 @@ func (sc *scanner) maybeBase64(s, e, pad int) {
 	}
 	sc.base64Run(s, e, pad)
 }
+
+// Classes of the bytes of a base64-alphabet run.
+const (
+	rUpper = 1 << iota
+	rLower
+	rDigit
+	rHexish // 0-9a-fA-F or '-' (hex ids and UUIDs)
+	rBase32 // A-Za-z2-7: base32 in either case
+)
+
+var runClass = func() (t [256]uint8) {
+	for b := range 256 {
+		c, k := byte(b), byteClass[b]
+		if k&cUpper != 0 {
+			t[b] |= rUpper | rBase32
+		}
+		if k&cLower != 0 {
+			t[b] |= rLower | rBase32
+		}
+		if k&cDigit != 0 {
+			t[b] |= rDigit
+		}
+		if k&cHex != 0 || c == '-' {
+			t[b] |= rHexish
+		}
+		if '2' <= c && c <= '7' {
+			t[b] |= rBase32
+		}
+	}
+	return t
+}()
 
 // minB32 is the shortest base32 run worth decoding (16 bytes of payload).
 const minB32 = 26
