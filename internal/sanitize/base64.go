@@ -67,20 +67,31 @@ func (sc *scanner) scanBase64() {
 			i = k
 			continue
 		}
+		// The run's end, and what some byte past j is (OR) and what every
+		// one is (AND), in the same pass: runs are long.
 		e := j + 1
-		for e < n && b64Byte[d[e]] {
+		some, every := uint8(0), uint8(0xff)
+		for e < n {
+			k := runClass[d[e]]
+			if k&rB64 == 0 {
+				break
+			}
+			some |= k
+			every &= k
 			e++
 		}
 		pad := e
 		for pad < n && d[pad] == '=' && pad-e < 2 {
 			pad++
 		}
-		sc.maybeBase64(i, e, pad)
+		sc.maybeBase64(i, j+1, e, pad, some, every)
 		i = e + 1
 	}
 }
 
-func (sc *scanner) maybeBase64(s, e, pad int) {
+// maybeBase64 looks at the run d[s:e]; some and every are the classes of
+// d[mid:e], ORed and ANDed.
+func (sc *scanner) maybeBase64(s, mid, e, pad int, some, every uint8) {
 	d := sc.data
 	if escapedAt(d, s) {
 		s++ // the n of a JSON \n before the run
@@ -88,10 +99,7 @@ func (sc *scanner) maybeBase64(s, e, pad int) {
 	if s > 0 && d[s-1] == '\\' || e-s < minB64 {
 		return
 	}
-	// What some byte is (OR) and what every byte is (AND), with no branch
-	// per byte: runs are long.
-	some, every := uint8(0), uint8(0xff)
-	for _, c := range d[s:e] {
+	for _, c := range d[s:mid] {
 		k := runClass[c]
 		some |= k
 		every &= k
@@ -128,6 +136,7 @@ const (
 	rDigit
 	rHexish // 0-9a-fA-F or '-' (hex ids and UUIDs)
 	rBase32 // A-Za-z2-7: base32 in either case
+	rB64    // b64Byte
 )
 
 var runClass = func() (t [256]uint8) {
@@ -147,6 +156,9 @@ var runClass = func() (t [256]uint8) {
 		}
 		if '2' <= c && c <= '7' {
 			t[b] |= rBase32
+		}
+		if b64Byte[b] {
+			t[b] |= rB64
 		}
 	}
 	return t
