@@ -601,18 +601,43 @@ var viewTrigger = func() (t [256]bool) {
 	return t
 }()
 
+// viewTrigger8 is viewTrigger as bytes, so that eight of them are tested
+// with one branch.
+var viewTrigger8 = func() (t [256]uint8) {
+	for b, ok := range viewTrigger {
+		if ok {
+			t[b] = 1
+		}
+	}
+	return t
+}()
+
+// nextViewTrigger is the first index from i of a viewTrigger byte in d, or
+// len(d).
+func nextViewTrigger(d []byte, i int) int {
+	t := &viewTrigger8
+	for ; i+8 <= len(d); i += 8 {
+		w := d[i : i+8 : i+8]
+		if t[w[0]]|t[w[1]]|t[w[2]]|t[w[3]]|t[w[4]]|t[w[5]]|t[w[6]]|t[w[7]] != 0 {
+			break
+		}
+	}
+	for i < len(d) && t[d[i]] == 0 {
+		i++
+	}
+	return i
+}
+
 // scanDecodedView scans the input with every encoded character decodeAt
 // reads decoded (and invisible ones dropped), and reports what only the
 // decoding revealed, at the input's offsets.
 func (sc *scanner) scanDecodedView() {
 	d := sc.data
 	first := -1
-	for i := 0; i < len(d); i++ {
-		if viewTrigger[d[i]] {
-			if _, _, _, ok := decodeAt(d, i); ok {
-				first = i
-				break
-			}
+	for i := nextViewTrigger(d, 0); i < len(d); i = nextViewTrigger(d, i+1) {
+		if _, _, _, ok := decodeAt(d, i); ok {
+			first = i
+			break
 		}
 	}
 	if first < 0 {
@@ -643,10 +668,7 @@ func (sc *scanner) scanDecodedView() {
 			}
 		}
 		// Copy up to the next trigger byte in one go.
-		j := i + 1
-		for j < len(d) && !viewTrigger[d[j]] {
-			j++
-		}
+		j := nextViewTrigger(d, i+1)
 		view = append(view, d[i:j]...)
 		at = appendOffsets(at, i, j)
 		i = j
