@@ -40,7 +40,7 @@ when { context.trust.lessThan(decimal("0.95")) };`
 							ctx := Context{Trust: tr, Level: lv, Depth: depth}
 							first := e.Authorize(pk, a, c, ctx)
 							second := e.Authorize(pk, a, c, ctx)
-							key, _ := e.keyFor(pk, a, c, ctx)
+							key, _ := requestOf(pk, a, c, ctx)
 							want := e.evaluate(key)
 							name := fmt.Sprintf("%s %s %s trust=%v level=%s depth=%d", peer.name, a, c, tr, lv, depth)
 							for _, got := range []Decision{first, second} {

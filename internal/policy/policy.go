@@ -112,7 +112,7 @@ func Load(home string) (*Engine, error) {
 
 // Authorize decides whether peer may perform action on capability.
 func (e *Engine) Authorize(peer identity.PublicKey, action Action, capability string, c Context) Decision {
-	key, err := e.keyFor(peer, action, capability, c)
+	key, err := requestOf(peer, action, capability, c)
 	if err != nil {
 		return Decision{Errors: []string{err.Error()}}
 	}
@@ -134,8 +134,8 @@ func (e *Engine) Authorize(peer identity.PublicKey, action Action, capability st
 	return d
 }
 
-// keyFor is the request Cedar is asked, trust clamped to [0, 1].
-func (e *Engine) keyFor(peer identity.PublicKey, action Action, capability string, c Context) (request, error) {
+// requestOf is the request Cedar is asked, trust clamped to [0, 1].
+func requestOf(peer identity.PublicKey, action Action, capability string, c Context) (request, error) {
 	trust, err := cedar.NewDecimalFromFloat(clamp01(c.Trust))
 	return request{peer: peer, action: action, capability: capability, trust: trust, level: c.Level, depth: c.Depth}, err
 }
