@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -79,11 +78,8 @@ func (n *Node) noteFindings(ctx context.Context, peer identity.PublicKey, capNam
 const headerSanitizerReport = "Treaty-Sanitizer-Report"
 
 func setReportHeader(h http.Header, clean sanitize.Clean) {
-	r := clean.Report()
-	if r.Strongest == "" || r.Strongest == sanitize.ActionPass {
+	if a := clean.Strongest(); a == "" || a == sanitize.ActionPass {
 		return
 	}
-	if b, err := json.Marshal(r); err == nil {
-		h.Set(headerSanitizerReport, string(b))
-	}
+	h.Set(headerSanitizerReport, string(clean.AppendReportJSON(nil)))
 }

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -112,17 +113,67 @@ func requestEvidenceJSON(base, sig string, caller, audience identity.PublicKey, 
 	if c, ok := compactRequest(base, sig, caller, audience, capName, contentDigest); ok {
 		re = c
 	}
-	b, _ := json.Marshal(re)
-	return b
+	return re.appendJSON(make([]byte, 0, 160+len(re.Base)+len(re.Path)+len(re.Digest)+len(re.Nonce)+len(re.Signature)))
+}
+
+// appendJSON appends what json.Marshal gives for re, without reflection:
+// two of these are built on every call.
+func (re *requestEvidence) appendJSON(b []byte) []byte {
+	b = append(b, '{')
+	field := func(name, v string) {
+		if v != "" {
+			b = append(b, `"`+name+`":`...)
+			b = appendJSONString(b, v)
+			b = append(b, ',')
+		}
+	}
+	field("base", re.Base)
+	field("path", re.Path)
+	field("digest", re.Digest)
+	if re.Created != 0 {
+		b = strconv.AppendInt(append(b, `"created":`...), re.Created, 10)
+		b = append(b, ',')
+	}
+	if re.Expires != 0 {
+		b = strconv.AppendInt(append(b, `"expires":`...), re.Expires, 10)
+		b = append(b, ',')
+	}
+	field("nonce", re.Nonce)
+	b = append(b, `"signature":`...)
+	b = appendJSONString(b, re.Signature)
+	return append(b, '}')
+}
+
+// appendJSONString appends s as encoding/json writes a string: as is
+// between quotes when it holds only printable ASCII that json leaves alone
+// (the common case: base64, digits, did:key), else by json.Marshal itself.
+func appendJSONString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			m, _ := json.Marshal(s)
+			return append(b, m...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }
 
 // compactRequest reads the values of a plain-form base; ok is false unless
 // plainRequestBase gives back exactly base from them.
 func compactRequest(base, sig string, caller, audience identity.PublicKey, capName string, contentDigest []byte) (requestEvidence, bool) {
-	lines := strings.Split(base, "\n")
-	if len(lines) != 8 {
+	var lines [8]string // strings.Split(base, "\n") when it has 8 parts, without the slice
+	rest := base
+	for i := range len(lines) - 1 {
+		var ok bool
+		if lines[i], rest, ok = strings.Cut(rest, "\n"); !ok {
+			return requestEvidence{}, false
+		}
+	}
+	if strings.Contains(rest, "\n") {
 		return requestEvidence{}, false
 	}
+	lines[7] = rest
 	path, ok1 := strings.CutPrefix(lines[2], `"@path": `)
 	digest, ok2 := strings.CutPrefix(lines[4], `"content-digest": `)
 	created, ok3 := paramValue(lines[7], ";created=")
@@ -165,8 +216,8 @@ func contentDigestHeader(sum []byte) string {
 // keeps the short form only when this gives back the exact base that was
 // signed, and receiptFromLog checks the result against the request digest.
 func plainRequestBase(caller, audience identity.PublicKey, capName string, contentDigest []byte, re requestEvidence) string {
-	u, err := url.Parse(transport.PeerURL(audience, re.Path))
-	if err != nil {
+	host, ok := peerHost(audience, re.Path)
+	if !ok {
 		return ""
 	}
 	digest := re.Digest
@@ -176,7 +227,7 @@ func plainRequestBase(caller, audience identity.PublicKey, capName string, conte
 	var b strings.Builder
 	b.Grow(640)
 	b.WriteString(`"@method": POST` + "\n" + `"@authority": `)
-	b.WriteString(strings.ToLower(u.Host))
+	b.WriteString(strings.ToLower(host))
 	b.WriteString("\n" + `"@path": `)
 	b.WriteString(re.Path)
 	b.WriteString("\n" + `"@query": ?` + "\n" + `"content-digest": `)
@@ -196,6 +247,33 @@ func plainRequestBase(caller, audience identity.PublicKey, capName string, conte
 	b.WriteString(`";tag="` + wire.Tag + `"`)
 	return b.String()
 }
+
+// peerHost is the host url.Parse reads from transport.PeerURL(audience,
+// path); ok is false when that URL does not parse. A path of plain bytes
+// (a route's: /v1/call/NAME) can neither fail to parse nor end the host
+// early, so its host is read without parsing the URL.
+func peerHost(audience identity.PublicKey, path string) (string, bool) {
+	for i := 0; i < len(path); i++ {
+		if !plainPathByte[path[i]] {
+			u, err := url.Parse(transport.PeerURL(audience, path))
+			if err != nil {
+				return "", false
+			}
+			return u.Host, true
+		}
+	}
+	u := transport.PeerURL(audience, "/")
+	return u[len("https://") : len(u)-1], true
+}
+
+// plainPathByte marks the path bytes that url.Parse takes as they are:
+// unreserved characters and '/'.
+var plainPathByte = func() (t [256]bool) {
+	for _, c := range []byte("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~/") {
+		t[c] = true
+	}
+	return t
+}()
 
 // responseEvidence is the callee's half of a receipt as call.completed keeps
 // it. The request's half is in the call.sent entry with the same request
@@ -343,18 +421,63 @@ func (n *Node) withContent(e *audit.Entry, st *state, capName string, clean sani
 	if st.cfg.AuditContent(capName) == "full" && len(b) <= maxAuditContent {
 		e.Content = b
 	}
-	e.Report = contentReport(clean.Report(), verdict)
+	e.Report = contentReport(clean, verdict)
 }
 
 // contentReport is an entry's report of the content gates: the sanitizer's
-// counts and, when screened, the screen's verdict. A struct rather than a
-// map: the same JSON (keys in this order) without a map to build and sort.
-func contentReport(r sanitize.Report, v *screen.Verdict) json.RawMessage {
-	b, _ := json.Marshal(struct {
-		Sanitizer sanitize.Report `json:"sanitizer"`
-		Screen    *screen.Verdict `json:"screen,omitempty"`
-	}{r, v})
-	return b
+// counts and, when screened, the screen's verdict. It is the JSON of
+//
+//	struct {
+//		Sanitizer sanitize.Report `json:"sanitizer"`
+//		Screen    *screen.Verdict `json:"screen,omitempty"`
+//	}
+//
+// written without reflection and without building the report's maps.
+func contentReport(clean sanitize.Clean, v *screen.Verdict) json.RawMessage {
+	b := make([]byte, 0, 128)
+	b = clean.AppendReportJSON(append(b, `{"sanitizer":`...))
+	if v != nil {
+		b = append(b, `,"screen":{"action":`...)
+		b = appendJSONString(b, string(v.Action))
+		b = append(b, `,"score":`...)
+		var ok bool
+		if b, ok = appendJSONFloat(b, v.Score); !ok {
+			return nil // json.Marshal refuses NaN and infinities
+		}
+		b = append(b, `,"reasons":`...)
+		if v.Reasons == nil {
+			b = append(b, "null"...)
+		} else {
+			b = append(b, '[')
+			for i, r := range v.Reasons {
+				if i > 0 {
+					b = append(b, ',')
+				}
+				b = appendJSONString(b, r)
+			}
+			b = append(b, ']')
+		}
+		b = append(b, '}')
+	}
+	return append(b, '}')
+}
+
+// appendJSONFloat appends f as encoding/json writes a float64; ok is false
+// for NaN and the infinities, which it refuses.
+func appendJSONFloat(b []byte, f float64) (_ []byte, ok bool) {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return b, false
+	}
+	format := byte('f')
+	if abs := math.Abs(f); abs != 0 && (abs < 1e-6 || abs >= 1e21) {
+		format = 'e'
+	}
+	b = strconv.AppendFloat(b, f, format, -1, 64)
+	if n := len(b); format == 'e' && n >= 4 && b[n-4] == 'e' && b[n-3] == '-' && b[n-2] == '0' {
+		b[n-2] = b[n-1] // e-09 is written e-9
+		b = b[:n-1]
+	}
+	return b, true
 }
 
 // serveAudit answers a peer's witnessing request: our latest checkpoint, or a

@@ -2,6 +2,9 @@ package node
 
 import (
 	"bytes"
+	"encoding/json"
+	"math"
+	"math/rand"
 	"net/http"
 	"testing"
 	"time"
@@ -38,18 +41,33 @@ func BenchmarkCallEvidence(b *testing.B) {
 		if len(ev) == 0 || bytes.Contains(ev, []byte(`"base"`)) {
 			b.Fatalf("evidence not compact: %s", ev)
 		}
-		if r := contentReport(testCleanReport, v); len(r) == 0 {
+		if r := contentReport(testClean, v); len(r) == 0 {
 			b.Fatal("no report")
 		}
 	}
 }
 
-var testCleanReport = sanitize.Report{Counts: map[sanitize.Category]map[sanitize.Action]int{}, Strongest: sanitize.ActionPass}
+// cleanOf is text through a sanitizer that redacts secrets and PII.
+func cleanOf(tb testing.TB, text string) sanitize.Clean {
+	tb.Helper()
+	s, err := sanitize.New(sanitize.Config{PseudonymKey: bytes.Repeat([]byte{1}, 32)})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer s.Close()
+	c, err := s.Apply("did:key:z6MkPeer", sanitize.Policy{Secrets: sanitize.ActionRedact, PII: sanitize.ActionRedact}, []byte(text))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return c
+}
+
+var testClean = sanitize.Clean{}
 
 // contentReport keeps the JSON the map it replaced gave: the same bytes in
 // the audit log before and after.
 func TestContentReportJSON(t *testing.T) {
-	rep := sanitize.Report{Counts: map[sanitize.Category]map[sanitize.Action]int{"email": {sanitize.ActionRedact: 2}}, Strongest: sanitize.ActionRedact}
+	clean := cleanOf(t, "mail a@example.com or b@example.org")
 	v := &screen.Verdict{Action: screen.ActionMark, Score: 0.5, Reasons: []string{"override"}}
 	for _, tc := range []struct {
 		v    *screen.Verdict
@@ -58,8 +76,39 @@ func TestContentReportJSON(t *testing.T) {
 		{nil, `{"sanitizer":{"counts":{"email":{"redact":2}},"action":"redact"}}`},
 		{v, `{"sanitizer":{"counts":{"email":{"redact":2}},"action":"redact"},"screen":{"action":"mark","score":0.5,"reasons":["override"]}}`},
 	} {
-		if got := string(contentReport(rep, tc.v)); got != tc.want {
+		if got := string(contentReport(clean, tc.v)); got != tc.want {
 			t.Errorf("contentReport = %s\nwant %s", got, tc.want)
+		}
+	}
+}
+
+// contentReport writes what json.Marshal gives for the struct it stands
+// for, whatever the verdict: scores that json writes in exponent form or
+// refuses, reasons that need escaping, none, or no verdict.
+func TestContentReportIsMarshal(t *testing.T) {
+	rng := rand.New(rand.NewSource(1))
+	cleans := []sanitize.Clean{{}, cleanOf(t, "nothing"), cleanOf(t, "mail a@example.com, call +1 415 555 0100, card 4111 1111 1111 1111")}
+	scores := []float64{0, 1, 0.5, 0.294, 0.837, 1e-7, 1e-6, 9.99e-7, 1e21, 1e20, -0.25, 123456789.125, math.SmallestNonzeroFloat64, math.MaxFloat64, math.NaN(), math.Inf(1), math.Inf(-1)}
+	reasons := [][]string{nil, {}, {"override"}, {"encoded:base64", "a<b>&\"\n\u2028\xff"}}
+	for i := range 2000 {
+		clean := cleans[rng.Intn(len(cleans))]
+		var v *screen.Verdict
+		if i%5 != 0 {
+			score := scores[rng.Intn(len(scores))]
+			if i%3 == 0 {
+				score = rng.Float64() * math.Pow(10, float64(rng.Intn(50)-25))
+			}
+			v = &screen.Verdict{Action: screen.Action([]string{"pass", "mark", "block", "x<"}[rng.Intn(4)]), Score: score, Reasons: reasons[rng.Intn(len(reasons))]}
+		}
+		want, err := json.Marshal(struct {
+			Sanitizer sanitize.Report `json:"sanitizer"`
+			Screen    *screen.Verdict `json:"screen,omitempty"`
+		}{clean.Report(), v})
+		if err != nil {
+			want = nil
+		}
+		if got := contentReport(clean, v); !bytes.Equal(got, want) {
+			t.Fatalf("contentReport(%+v)\n got %s\nwant %s", v, got, want)
 		}
 	}
 }

@@ -140,7 +140,7 @@ func (n *Node) serveFederation(w http.ResponseWriter, r *http.Request) {
 		in.refuse(refusal.StageWire, &wire.Error{Reason: wire.ReasonMalformed, Detail: "wrong endpoint for this capability"})
 		return
 	}
-	if !json.Valid(in.body) {
+	if !screen.ValidJSON(in.body) {
 		in.refuse(refusal.StageWire, &wire.Error{Reason: wire.ReasonMalformed, Detail: "input is not JSON"})
 		return
 	}

@@ -20,7 +20,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 
 	cedar "github.com/cedar-policy/cedar-go"
 
@@ -57,11 +59,34 @@ type Decision struct {
 	Errors  []string // policy evaluation errors (they never grant)
 }
 
-// Engine evaluates a parsed policy set. It is immutable and safe for concurrent
-// use; reloading builds a new Engine.
+// Engine evaluates a parsed policy set. Its policies are immutable and it is
+// safe for concurrent use; reloading builds a new Engine, so nothing an Engine
+// has decided outlives a reload.
 type Engine struct {
 	ps *cedar.PolicySet
+
+	// memo keeps recent decisions. Cedar evaluation here reads nothing but
+	// the request (the entity store is empty and Cedar has no clock), so the
+	// same request always gets the same decision; a call's request repeats
+	// for as long as the caller's trust score is unchanged to Cedar's four
+	// decimal places.
+	mu   sync.RWMutex
+	memo map[request]Decision
 }
+
+// request is one authorization's inputs, with trust as Cedar sees it.
+type request struct {
+	peer       identity.PublicKey
+	action     Action
+	capability string
+	trust      cedar.Decimal
+	level      string
+	depth      int
+}
+
+// maxMemo bounds the decisions an Engine keeps: it forgets them all when
+// full, so a peer asking for many names costs no more than evaluation.
+const maxMemo = 4096
 
 // Parse builds an Engine from policy.cedar text.
 func Parse(name string, src []byte) (*Engine, error) {
@@ -73,7 +98,7 @@ func Parse(name string, src []byte) (*Engine, error) {
 		// cedar-go reports positions in "<input>"; say which file.
 		return nil, fmt.Errorf("policy: %s: %s", name, strings.ReplaceAll(err.Error(), "<input>", filepath.Base(name)))
 	}
-	return &Engine{ps: ps}, nil
+	return &Engine{ps: ps, memo: map[request]Decision{}}, nil
 }
 
 // Load reads HOME/policy.cedar; a missing file is an empty policy (deny all).
@@ -87,18 +112,44 @@ func Load(home string) (*Engine, error) {
 
 // Authorize decides whether peer may perform action on capability.
 func (e *Engine) Authorize(peer identity.PublicKey, action Action, capability string, c Context) Decision {
-	trust, err := cedar.NewDecimalFromFloat(clamp01(c.Trust))
+	key, err := requestOf(peer, action, capability, c)
 	if err != nil {
 		return Decision{Errors: []string{err.Error()}}
 	}
+	e.mu.RLock()
+	d, ok := e.memo[key]
+	e.mu.RUnlock()
+	if ok {
+		// The caller owns what it is given.
+		d.Reasons, d.Errors = slices.Clone(d.Reasons), slices.Clone(d.Errors)
+		return d
+	}
+	d = e.evaluate(key)
+	e.mu.Lock()
+	if len(e.memo) >= maxMemo {
+		clear(e.memo)
+	}
+	e.memo[key] = Decision{Allowed: d.Allowed, Reasons: slices.Clone(d.Reasons), Errors: slices.Clone(d.Errors)}
+	e.mu.Unlock()
+	return d
+}
+
+// requestOf is the request Cedar is asked, trust clamped to [0, 1].
+func requestOf(peer identity.PublicKey, action Action, capability string, c Context) (request, error) {
+	trust, err := cedar.NewDecimalFromFloat(clamp01(c.Trust))
+	return request{peer: peer, action: action, capability: capability, trust: trust, level: c.Level, depth: c.Depth}, err
+}
+
+// evaluate runs the Cedar policies on one request.
+func (e *Engine) evaluate(r request) Decision {
 	req := cedar.Request{
-		Principal: cedar.NewEntityUID("Peer", cedar.String(peer.String())),
-		Action:    cedar.NewEntityUID("Action", cedar.String(action)),
-		Resource:  cedar.NewEntityUID("Capability", cedar.String(capability)),
+		Principal: cedar.NewEntityUID("Peer", cedar.String(r.peer.String())),
+		Action:    cedar.NewEntityUID("Action", cedar.String(r.action)),
+		Resource:  cedar.NewEntityUID("Capability", cedar.String(r.capability)),
 		Context: cedar.NewRecord(cedar.RecordMap{
-			"trust": trust,
-			"level": cedar.String(c.Level),
-			"depth": cedar.Long(c.Depth),
+			"trust": r.trust,
+			"level": cedar.String(r.level),
+			"depth": cedar.Long(r.depth),
 		}),
 	}
 	dec, diag := e.ps.IsAuthorized(cedar.EntityMap{}, req)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 )
@@ -28,6 +29,59 @@ func (c Clean) Len() int { return len(c.b) }
 // Report is what was found and done, never the values. Each call builds a
 // new Report, which the caller may keep and change.
 func (c Clean) Report() Report { return c.tally.report() }
+
+// Strongest is the report's Strongest without building the report.
+func (c Clean) Strongest() Action { return c.tally.strongest }
+
+// AppendReportJSON appends what json.Marshal gives for c.Report(), without
+// building the report's maps: every call's audit entries hold it.
+func (c Clean) AppendReportJSON(b []byte) []byte {
+	var buf [len(tally{}.inline)]tallyRow
+	rows := append(buf[:0], c.tally.inline[:min(c.tally.n, len(c.tally.inline))]...)
+	rows = append(rows, c.tally.more...)
+	slices.SortFunc(rows, func(x, y tallyRow) int { // json's order of map keys
+		if x.cat != y.cat {
+			return strings.Compare(string(x.cat), string(y.cat))
+		}
+		return strings.Compare(string(x.act), string(y.act))
+	})
+	b = append(b, `{"counts":{`...)
+	for i, r := range rows {
+		switch {
+		case i == 0:
+		case r.cat != rows[i-1].cat:
+			b = append(b, "},"...)
+		default:
+			b = append(b, ',')
+		}
+		if i == 0 || r.cat != rows[i-1].cat {
+			b = appendJSONString(b, string(r.cat))
+			b = append(b, ":{"...)
+		}
+		b = appendJSONString(b, string(r.act))
+		b = strconv.AppendInt(append(b, ':'), int64(r.n), 10)
+	}
+	if len(rows) > 0 {
+		b = append(b, '}')
+	}
+	b = append(b, `},"action":`...)
+	b = appendJSONString(b, string(c.tally.strongest))
+	return append(b, '}')
+}
+
+// appendJSONString appends s as encoding/json writes a string: between
+// quotes as is when json leaves every byte alone, else by json.Marshal.
+func appendJSONString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			m, _ := json.Marshal(s)
+			return append(b, m...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
+}
 
 // Report counts findings per category and action; it never holds values, so
 // it may travel with the message and into the audit log.

@@ -67,20 +67,42 @@ func (sc *scanner) scanBase64() {
 			i = k
 			continue
 		}
+		// The run's end, and what some byte past j is (OR) and what every
+		// one is (AND), in the same pass: runs are long.
 		e := j + 1
-		for e < n && b64Byte[d[e]] {
+		some, every := uint8(0), uint8(0xff)
+		for ; e+8 <= n; e += 8 { // eight bytes a branch while the run goes on
+			w := d[e : e+8 : e+8]
+			k0, k1, k2, k3 := runClass[w[0]], runClass[w[1]], runClass[w[2]], runClass[w[3]]
+			k4, k5, k6, k7 := runClass[w[4]], runClass[w[5]], runClass[w[6]], runClass[w[7]]
+			all := k0 & k1 & k2 & k3 & k4 & k5 & k6 & k7
+			if all&rB64 == 0 {
+				break
+			}
+			some |= k0 | k1 | k2 | k3 | k4 | k5 | k6 | k7
+			every &= all
+		}
+		for e < n {
+			k := runClass[d[e]]
+			if k&rB64 == 0 {
+				break
+			}
+			some |= k
+			every &= k
 			e++
 		}
 		pad := e
 		for pad < n && d[pad] == '=' && pad-e < 2 {
 			pad++
 		}
-		sc.maybeBase64(i, e, pad)
+		sc.maybeBase64(i, j+1, e, pad, some, every)
 		i = e + 1
 	}
 }
 
-func (sc *scanner) maybeBase64(s, e, pad int) {
+// maybeBase64 looks at the run d[s:e]; some and every are the classes of
+// d[mid:e], ORed and ANDed.
+func (sc *scanner) maybeBase64(s, mid, e, pad int, some, every uint8) {
 	d := sc.data
 	if escapedAt(d, s) {
 		s++ // the n of a JSON \n before the run
@@ -88,15 +110,13 @@ func (sc *scanner) maybeBase64(s, e, pad int) {
 	if s > 0 && d[s-1] == '\\' || e-s < minB64 {
 		return
 	}
-	var classes uint8 // the byte classes seen
-	nonHex, nonB32 := false, false
-	for _, c := range d[s:e] {
-		k := byteClass[c]
-		classes |= k
-		nonHex = nonHex || k&cHex == 0 && c != '-'
-		nonB32 = nonB32 || k&(cUpper|cLower) == 0 && !('2' <= c && c <= '7')
+	for _, c := range d[s:mid] {
+		k := runClass[c]
+		some |= k
+		every &= k
 	}
-	upper, lower, digit := classes&cUpper != 0, classes&cLower != 0, classes&cDigit != 0
+	nonHex, nonB32 := every&rHexish == 0, every&rBase32 == 0
+	upper, lower, digit := some&rUpper != 0, some&rLower != 0, some&rDigit != 0
 	// Hex ids and UUIDs are base64-shaped but never base64 payloads; hex
 	// that decodes to text (a hex-dumped value) is scanned as that text.
 	if !nonHex {
@@ -120,8 +140,48 @@ func (sc *scanner) maybeBase64(s, e, pad int) {
 	sc.base64Run(s, e, pad)
 }
 
+// Classes of the bytes of a base64-alphabet run.
+const (
+	rUpper = 1 << iota
+	rLower
+	rDigit
+	rHexish // 0-9a-fA-F or '-' (hex ids and UUIDs)
+	rBase32 // A-Za-z2-7: base32 in either case
+	rB64    // b64Byte
+)
+
+var runClass = func() (t [256]uint8) {
+	for b := range 256 {
+		c, k := byte(b), byteClass[b]
+		if k&cUpper != 0 {
+			t[b] |= rUpper | rBase32
+		}
+		if k&cLower != 0 {
+			t[b] |= rLower | rBase32
+		}
+		if k&cDigit != 0 {
+			t[b] |= rDigit
+		}
+		if k&cHex != 0 || c == '-' {
+			t[b] |= rHexish
+		}
+		if '2' <= c && c <= '7' {
+			t[b] |= rBase32
+		}
+		if b64Byte[b] {
+			t[b] |= rB64
+		}
+	}
+	return t
+}()
+
 // minB32 is the shortest base32 run worth decoding (16 bytes of payload).
 const minB32 = 26
+
+// base32 decodes unpadded RFC 4648 base32 in either case, so a lower-case run
+// needs no upper-cased copy (the same bytes as decoding its upper-case form).
+var base32Upper, base32Lower = base32.StdEncoding.WithPadding(base32.NoPadding),
+	base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
 
 // base32Run decodes a run of RFC 4648 base32 (one case throughout, with or
 // without its = padding) and scans it when it is text. Upper-case words and
@@ -133,11 +193,27 @@ func (sc *scanner) base32Run(s, e int, upper bool) {
 	for len(src)%8 == 1 || len(src)%8 == 3 || len(src)%8 == 6 {
 		src = src[:len(src)-1]
 	}
-	if !upper {
-		src = bytes.ToUpper(src)
+	enc := base32Lower
+	if upper {
+		enc = base32Upper
 	}
-	buf := make([]byte, base32.StdEncoding.WithPadding(base32.NoPadding).DecodedLen(len(src)))
-	n, err := base32.StdEncoding.WithPadding(base32.NoPadding).Decode(buf, src)
+	// Eight characters decode to five bytes on their own, so the first 64
+	// decode to the first 40 bytes of the whole: when those are not UTF-8
+	// (a word or a constant rarely is base32 of text), neither is the whole.
+	if len(src) > 64 {
+		var probe [40]byte
+		if n, err := enc.Decode(probe[:], src[:64]); err == nil && !utf8Prefix(probe[:n]) {
+			return
+		}
+	}
+	need := enc.DecodedLen(len(src))
+	buf := sc.b64buf[:0]
+	if cap(buf) < need {
+		buf = make([]byte, need)
+	}
+	buf = buf[:need]
+	sc.b64buf = buf
+	n, err := enc.Decode(buf, src)
 	if err != nil || !textLike(buf[:n]) {
 		return
 	}
@@ -146,6 +222,19 @@ func (sc *scanner) base32Run(s, e int, upper bool) {
 		end++
 	}
 	sc.scanDecoded(buf[:n], s, end, "base32:")
+}
+
+// utf8Prefix reports whether p can begin valid UTF-8: it is valid but for a
+// character cut short at its end.
+func utf8Prefix(p []byte) bool {
+	last := len(p) - 1
+	for last > 0 && len(p)-last < 4 && !utf8.RuneStart(p[last]) {
+		last--
+	}
+	if last >= 0 && !utf8.FullRune(p[last:]) {
+		p = p[:last]
+	}
+	return utf8.Valid(p)
 }
 
 // coveredBy reports whether a finding of at least cat's priority already
@@ -523,18 +612,43 @@ var viewTrigger = func() (t [256]bool) {
 	return t
 }()
 
+// viewTrigger8 is viewTrigger as bytes, so that eight of them are tested
+// with one branch.
+var viewTrigger8 = func() (t [256]uint8) {
+	for b, ok := range viewTrigger {
+		if ok {
+			t[b] = 1
+		}
+	}
+	return t
+}()
+
+// nextViewTrigger is the first index from i of a viewTrigger byte in d, or
+// len(d).
+func nextViewTrigger(d []byte, i int) int {
+	t := &viewTrigger8
+	for ; i+8 <= len(d); i += 8 {
+		w := d[i : i+8 : i+8]
+		if t[w[0]]|t[w[1]]|t[w[2]]|t[w[3]]|t[w[4]]|t[w[5]]|t[w[6]]|t[w[7]] != 0 {
+			break
+		}
+	}
+	for i < len(d) && t[d[i]] == 0 {
+		i++
+	}
+	return i
+}
+
 // scanDecodedView scans the input with every encoded character decodeAt
 // reads decoded (and invisible ones dropped), and reports what only the
 // decoding revealed, at the input's offsets.
 func (sc *scanner) scanDecodedView() {
 	d := sc.data
 	first := -1
-	for i := 0; i < len(d); i++ {
-		if viewTrigger[d[i]] {
-			if _, _, _, ok := decodeAt(d, i); ok {
-				first = i
-				break
-			}
+	for i := nextViewTrigger(d, 0); i < len(d); i = nextViewTrigger(d, i+1) {
+		if _, _, _, ok := decodeAt(d, i); ok {
+			first = i
+			break
 		}
 	}
 	if first < 0 {
@@ -565,10 +679,7 @@ func (sc *scanner) scanDecodedView() {
 			}
 		}
 		// Copy up to the next trigger byte in one go.
-		j := i + 1
-		for j < len(d) && !viewTrigger[d[j]] {
-			j++
-		}
+		j := nextViewTrigger(d, i+1)
 		view = append(view, d[i:j]...)
 		at = appendOffsets(at, i, j)
 		i = j

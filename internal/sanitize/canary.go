@@ -64,7 +64,21 @@ func b64Core(enc *base64.Encoding, v []byte, shift int) string {
 type canaryIndex struct {
 	ac    *acMatcher
 	forms []string
+	// A filter in front of ac, which walks a large table (raw key bytes
+	// use most byte values): every occurrence of a form of at least
+	// minLen bytes covers a whole gram (canaryGram bytes) starting at a
+	// multiple of stride = minLen-canaryGram+1, and that gram is one of
+	// the form's first stride grams. Data where no such sampled gram is
+	// one of those holds no form.
+	stride int
+	bits   [1 << gramHashBits / 64]uint64 // the grams' hashes: most misses stop here
+	grams  map[uint32]bool
 }
+
+const (
+	canaryGram   = 4
+	gramHashBits = 16
+)
 
 func newCanaryIndex(values [][]byte) (*canaryIndex, error) {
 	if len(values) == 0 {
@@ -77,13 +91,46 @@ func newCanaryIndex(values [][]byte) (*canaryIndex, error) {
 		}
 		forms = append(forms, canaryForms(v)...)
 	}
-	return &canaryIndex{ac: newACMatcher(forms), forms: forms}, nil
+	ci := &canaryIndex{ac: newACMatcher(forms), forms: forms, grams: map[uint32]bool{}}
+	minLen := len(forms[0])
+	for _, f := range forms {
+		minLen = min(minLen, len(f))
+	}
+	ci.stride = minLen - canaryGram + 1 // minLen >= minCanary > canaryGram
+	for _, f := range forms {
+		for off := range ci.stride {
+			g := gramAt([]byte(f), off)
+			h := gramHash(g)
+			ci.bits[h/64] |= 1 << (h % 64)
+			ci.grams[g] = true
+		}
+	}
+	return ci, nil
+}
+
+// gramAt is the canaryGram bytes at d[i:], ASCII lowercased (the matcher's
+// case folding).
+func gramAt(d []byte, i int) uint32 {
+	return uint32(lowerASCII(d[i])) | uint32(lowerASCII(d[i+1]))<<8 | uint32(lowerASCII(d[i+2]))<<16 | uint32(lowerASCII(d[i+3]))<<24
+}
+
+func gramHash(g uint32) uint32 { return (g * 0x9E3779B1) >> (32 - gramHashBits) }
+
+// mayHold reports whether d may hold a form; false means it holds none.
+func (ci *canaryIndex) mayHold(d []byte) bool {
+	for j := 0; j+canaryGram <= len(d); j += ci.stride {
+		g := gramAt(d, j)
+		if h := gramHash(g); ci.bits[h/64]&(1<<(h%64)) != 0 && ci.grams[g] {
+			return true
+		}
+	}
+	return false
 }
 
 // scanCanaries reports every form of every canary in the scanned data.
 func (sc *scanner) scanCanaries() {
 	ci := sc.s.canaries
-	if ci == nil {
+	if ci == nil || !ci.mayHold(sc.data) {
 		return
 	}
 	for _, h := range ci.ac.hits(sc.data, nil) {

@@ -149,6 +149,10 @@ func TestHexDecoded(t *testing.T) {
 	}
 }
 
+// cutAt40 is text whose 40th byte starts a two-byte character, with an
+// email address well after it.
+var cutAt40 = "a" + strings.Repeat("é", 30) + " mail ab@northwind.dev"
+
 // base32 (RFC 4648, either case, padded or not) of 16 bytes or more is
 // decoded and scanned; upper-case words and random base32 are not findings.
 func TestBase32Decoded(t *testing.T) {
@@ -166,6 +170,10 @@ func TestBase32Decoded(t *testing.T) {
 		"lower case":        {"blob ", strings.ToLower(std.EncodeToString([]byte(email))), " end", CategoryEmail},
 		"after json \\n":    {`{"m":"line\n`, raw.EncodeToString([]byte(key)), `"}`, CategoryAWSAccessKey},
 		"17 bytes":          {"x=", raw.EncodeToString([]byte("abc@northwind.dev")), "", CategoryEmail},
+		// Past 64 characters the first 40 decoded bytes are tested for UTF-8
+		// first: a character cut at byte 40 is not a reason to stop.
+		"long, cut character":        {"blob ", raw.EncodeToString([]byte(cutAt40)), " end", CategoryEmail},
+		"long, cut character, lower": {"blob ", strings.ToLower(std.EncodeToString([]byte(cutAt40))), " end", CategoryEmail},
 	} {
 		in := c.pre + c.enc + c.post
 		fs := s.Scan([]byte(in))

@@ -71,12 +71,32 @@ func findEncoded(s string, budget *int) []encoded {
 	return out
 }
 
-var base64Alphabet, hexAlphabet = func() (b64, hx [256]bool) {
+// base64Alphabet and hexAlphabet are 1 for the bytes in the set, 0 else:
+// bytes, not bools, so that eight are tested with one branch.
+var base64Alphabet, hexAlphabet = func() (b64, hx [256]uint8) {
 	for c := 0; c < 256; c++ {
-		b64[c] = isBase64Byte(byte(c))
-		hx[c] = isHexByte(byte(c))
+		if isBase64Byte(byte(c)) {
+			b64[c] = 1
+		}
+		if isHexByte(byte(c)) {
+			hx[c] = 1
+		}
 	}
 	return
+}()
+
+const (
+	caseUpper = 1 << iota
+	caseLower
+)
+
+// letterCase is caseUpper for A-Z, caseLower for a-z, else 0.
+var letterCase = func() (t [256]uint8) {
+	for c := 'A'; c <= 'Z'; c++ {
+		t[c] = caseUpper
+		t[c+'a'-'A'] = caseLower
+	}
+	return t
 }()
 
 func isBase64Byte(c byte) bool {
@@ -90,22 +110,28 @@ func isHexByte(c byte) bool {
 // scanRuns calls fn for every maximal run of bytes in set, at least min long.
 // A run of min bytes that starts at or after i covers i+min-1, so only that byte is
 // looked at first: in prose, where runs are words, most bytes are never read.
-func scanRuns(s string, set *[256]bool, min int, fn func(string)) {
+func scanRuns(s string, set *[256]uint8, min int, fn func(string)) {
 	if min < 1 {
 		min = 1
 	}
 	// Invariant: every run that starts before i has been seen, and none covers i.
 	for i := 0; i+min <= len(s); {
 		p := i + min - 1
-		if !set[s[p]] {
+		if set[s[p]] == 0 {
 			i = p + 1
 			continue
 		}
 		start, end := p, p+1
-		for start > i && set[s[start-1]] {
+		for start > i && set[s[start-1]] != 0 {
 			start--
 		}
-		for end < len(s) && set[s[end]] {
+		for ; end+8 <= len(s); end += 8 { // runs are long: eight bytes a branch
+			w := s[end : end+8]
+			if set[w[0]]&set[w[1]]&set[w[2]]&set[w[3]]&set[w[4]]&set[w[5]]&set[w[6]]&set[w[7]] == 0 {
+				break
+			}
+		}
+		for end < len(s) && set[s[end]] != 0 {
 			end++
 		}
 		if end-start >= min {
@@ -124,13 +150,17 @@ func decodeBase64Run(run string) (string, bool) {
 		return "", false
 	}
 	// Base64 of text mixes cases; long runs of one case are words, hex or identifiers.
-	var upper, lower bool
-	for i := 0; i < len(run); i++ {
-		c := run[i]
-		upper = upper || (c >= 'A' && c <= 'Z')
-		lower = lower || (c >= 'a' && c <= 'z')
+	var cases uint8
+	i := 0
+	for ; i+8 <= len(run) && cases != caseUpper|caseLower; i += 8 { // one-case runs are read whole
+		w := run[i : i+8]
+		cases |= letterCase[w[0]] | letterCase[w[1]] | letterCase[w[2]] | letterCase[w[3]] |
+			letterCase[w[4]] | letterCase[w[5]] | letterCase[w[6]] | letterCase[w[7]]
 	}
-	if !upper || !lower {
+	for ; i < len(run); i++ {
+		cases |= letterCase[run[i]]
+	}
+	if cases != caseUpper|caseLower {
 		return "", false
 	}
 	enc := base64.RawStdEncoding

@@ -254,7 +254,7 @@ func TestScanRunsSkipping(t *testing.T) {
 		for _, min := range []int{1, 2, 16} {
 			var got, want []string
 			scanRuns(s, &base64Alphabet, min, func(run string) { got = append(got, run) })
-			for _, f := range strings.FieldsFunc(s, func(c rune) bool { return c >= 0x80 || !base64Alphabet[c] }) {
+			for _, f := range strings.FieldsFunc(s, func(c rune) bool { return c >= 0x80 || base64Alphabet[c] == 0 }) {
 				if len(f) >= min {
 					want = append(want, f)
 				}

@@ -1,0 +1,69 @@
+package node
+
+import (
+	"bytes"
+	"encoding/json"
+	"math/rand"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/treaty-dev/treaty/internal/identity"
+	"github.com/treaty-dev/treaty/internal/transport"
+)
+
+// randomText draws strings that exercise every escaping rule of
+// encoding/json: quotes, backslashes, controls, HTML characters, U+2028,
+// invalid UTF-8 and plain base64.
+func randomText(rng *rand.Rand) string {
+	pieces := []string{"", "a", "Zz09+/=", "\"", "\\", "\n", "\x00", "\x1f", "\x7f", "<", ">", "&", "\u2028", "\u2029", "é", "\xff", "\xe2\x80", "sha-256=:", ":", " ", "did:key:z6Mk"}
+	var b strings.Builder
+	for range rng.Intn(8) {
+		b.WriteString(pieces[rng.Intn(len(pieces))])
+	}
+	return b.String()
+}
+
+// The hand-written evidence JSON is byte for byte what json.Marshal gives,
+// so the audit log holds the same bytes as before.
+func TestRequestEvidenceJSONIsMarshal(t *testing.T) {
+	rng := rand.New(rand.NewSource(1))
+	nums := []int64{0, 1, -1, 1 << 40, -1 << 62, time.Now().Unix()}
+	for range 20000 {
+		re := requestEvidence{
+			Base: randomText(rng), Path: randomText(rng), Digest: randomText(rng),
+			Created: nums[rng.Intn(len(nums))], Expires: nums[rng.Intn(len(nums))],
+			Nonce: randomText(rng), Signature: randomText(rng),
+		}
+		want, err := json.Marshal(re)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := re.appendJSON(nil); !bytes.Equal(got, want) {
+			t.Fatalf("appendJSON(%+v)\n got %s\nwant %s", re, got, want)
+		}
+	}
+}
+
+// peerHost reads the host url.Parse reads, and fails where it fails.
+func TestPeerHostIsURLParse(t *testing.T) {
+	k, err := identity.Generate(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer := k.Public()
+	paths := []string{"", "/", "/v1/call/echo", "v1/call/echo", "//x/y", "/a?b", "/a#b", "/%zz", "/%41", "/a b", "/\x00", "/\x7f",
+		"/é", "/a@b", "/a:1", "/[::1]", "/v1/call/a.b-c_d~e", "/..//../", "/a;b", "/%", "?", "#", "@", "/a\\b"}
+	rng := rand.New(rand.NewSource(2))
+	for range 5000 {
+		paths = append(paths, "/"+randomText(rng)+randomText(rng))
+	}
+	for _, p := range paths {
+		want, werr := url.Parse(transport.PeerURL(peer, p))
+		got, ok := peerHost(peer, p)
+		if (werr == nil) != ok || ok && got != want.Host {
+			t.Fatalf("peerHost(%q) = %q, %v; url.Parse gives %v, %v", p, got, ok, want, werr)
+		}
+	}
+}
