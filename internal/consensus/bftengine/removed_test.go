@@ -1,0 +1,196 @@
+package bftengine
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/treaty-dev/treaty/internal/consensus"
+	"github.com/treaty-dev/treaty/internal/consensus/fsm"
+)
+
+// cutOff makes member i deaf and mute on the group's links while cut is set:
+// it sends nothing and drops every frame it reads.
+func (h *harness) cutOff(i int, cut *atomic.Bool) {
+	h.opts[i].tamperSend = func(_ uint64, b []byte) [][]byte {
+		if cut.Load() {
+			return nil
+		}
+		return [][]byte{b}
+	}
+	h.opts[i].observeRecv = func(uint64, []byte) bool { return cut.Load() }
+}
+
+// removeLast removes member 3 (node ID 4) by a motion of the other three and
+// waits until they run three nodes; it returns the decision that removed it.
+func (h *harness) removeLast() uint64 {
+	h.t.Helper()
+	open := h.proposeOp(0, fsm.RemoveMember(h.c.Keys[3].Public(), 0, "left"), 30*time.Second)
+	for _, i := range []int{0, 1, 2} {
+		h.proposeOp(i, fsm.Vote(open.Result.Motion, true), 30*time.Second)
+	}
+	for _, i := range []int{0, 1, 2} {
+		waitFor(h.t, 30*time.Second, fmt.Sprintf("three nodes on member %d", i+1), func() bool { return len(h.engines[i].roster().nodes) == 3 })
+	}
+	return h.engines[0].rosters().last().from - 1
+}
+
+// A member that misses the whole removal (cut off from before the motion
+// opened until the others run without it) learns it once it hears them
+// again: they serve it the decisions up to the one that removed it, it
+// applies them, leaves SmartBFT and refuses to propose; it is served
+// nothing decided after its removal.
+func TestRemovedMemberThatMissedItsRemovalLearnsIt(t *testing.T) {
+	h := newHarness(t, 4)
+	var cut atomic.Bool
+	h.cutOff(3, &cut)
+	h.startAll()
+	h.proposeOp(1, fsm.Put("before", []byte("v")), 30*time.Second)
+	cut.Store(true)
+	removal := h.removeLast()
+	after := h.proposeOp(1, fsm.Put("after", []byte("v")), 30*time.Second)
+	gone := h.engines[3]
+	if gone.self.Load() == 0 {
+		t.Fatal("the cut-off member learned of its removal while cut off")
+	}
+	cut.Store(false)
+	waitFor(t, 30*time.Second, "the removed member to learn its removal", func() bool { return gone.self.Load() == 0 })
+	if g := gone.currentGroup(); g.Epoch != 1 || g.IsMember(h.c.Keys[3].Public()) {
+		t.Fatalf("the removed member reached %s, want epoch 1 without it", g)
+	}
+	ctx, cancel := contextWithin(5 * time.Second)
+	defer cancel()
+	if _, err := gone.ProposeOp(ctx, fsm.Put("x", nil)); !errors.Is(err, consensus.ErrNotMember) {
+		t.Fatalf("propose by the removed member: %v, want ErrNotMember", err)
+	}
+	// What it holds ends with the decision that removed it.
+	gone.dmu.Lock()
+	seq := gone.lastSeq
+	gone.dmu.Unlock()
+	if seq != removal || gone.lastIdx.Load() >= after.Index {
+		t.Fatalf("the removed member holds decision %d, index %d; want decision %d and nothing at index %d", seq, gone.lastIdx.Load(), removal, after.Index)
+	}
+	h.applied.check(t, []int{0, 1, 2, 3})
+	a := h.proposeOp(2, fsm.Put("three", []byte("v")), 30*time.Second)
+	h.sameState([]int{0, 1, 2}, a.Index)
+}
+
+// received records the height and decision answers member i reads.
+type received struct {
+	mu      sync.Mutex
+	heights map[uint64]uint64 // sender → last height it answered
+	decs    map[[2]uint64]bool
+	attests int
+}
+
+func (r *received) observe(from uint64, b []byte) bool {
+	f, err := decodeFrame(b)
+	if err != nil {
+		return false
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch f.kind {
+	case kindHeight:
+		r.heights[from] = f.seq
+	case kindDecision:
+		r.decs[[2]uint64{from, f.seq}] = f.dec != nil
+	case kindAttest:
+		r.attests++
+	}
+	return false
+}
+
+// A removed member is served read-only and for a bounded time: heights are
+// capped at the decision that removed it, a decision after it is answered
+// as not held, its attestation requests and votes are not read, and once
+// the grace ends its link and connection are gone.
+func TestRemovedMemberIsServedReadOnlyForAWhile(t *testing.T) {
+	h := newHarness(t, 4)
+	const grace = 10 * time.Second
+	for i := range 3 {
+		h.opts[i].removedGrace = grace
+	}
+	rec := &received{heights: map[uint64]uint64{}, decs: map[[2]uint64]bool{}}
+	h.opts[3].observeRecv = rec.observe
+	h.startAll()
+	start := time.Now() // before any member applies the removal
+	removal := h.removeLast()
+	gone := h.engines[3]
+	waitFor(t, 30*time.Second, "the removed member to learn its removal", func() bool { return gone.self.Load() == 0 })
+	h.proposeOp(1, fsm.Put("after", []byte("v")), 30*time.Second)
+	for _, i := range []int{0, 1, 2} {
+		waitFor(t, 10*time.Second, fmt.Sprintf("member %d past the removal", i+1), func() bool {
+			e := h.engines[i]
+			e.dmu.Lock()
+			defer e.dmu.Unlock()
+			return e.lastSeq > removal
+		})
+	}
+
+	// It asks as a lagging member would, and a few things it may not.
+	ask := func() {
+		for id := uint64(1); id <= 3; id++ {
+			gone.comm.send(id, encodeFrame(frame{kind: kindHeightReq}))
+			gone.comm.send(id, encodeFrame(frame{kind: kindDecisionReq, seq: removal}))
+			gone.comm.send(id, encodeFrame(frame{kind: kindDecisionReq, seq: removal + 1}))
+			gone.comm.send(id, encodeFrame(frame{kind: kindAttestReq, seq: 1}))
+		}
+	}
+	ask()
+	asked := time.Now()
+	waitFor(t, 10*time.Second, "answers of the three members", func() bool {
+		rec.mu.Lock()
+		done := len(rec.heights) == 3
+		for id := uint64(1); id <= 3; id++ {
+			_, ok := rec.decs[[2]uint64{id, removal + 1}]
+			done = done && ok
+		}
+		rec.mu.Unlock()
+		if !done && time.Since(asked) > 500*time.Millisecond {
+			ask() // a frame can be dropped while a connection is replaced
+			asked = time.Now()
+		}
+		return done
+	})
+	rec.mu.Lock()
+	for id := uint64(1); id <= 3; id++ {
+		if h := rec.heights[id]; h != removal {
+			t.Errorf("member %d answered height %d, want %d (the removal)", id, h, removal)
+		}
+		if !rec.decs[[2]uint64{id, removal}] {
+			t.Errorf("member %d did not serve decision %d (the removal)", id, removal)
+		}
+		if rec.decs[[2]uint64{id, removal + 1}] {
+			t.Errorf("member %d served decision %d, after the removal", id, removal+1)
+		}
+	}
+	if rec.attests > 0 {
+		t.Errorf("the removed member got %d attestations", rec.attests)
+	}
+	rec.mu.Unlock()
+
+	for _, i := range []int{0, 1, 2} {
+		l := h.engines[i].comm.linkOf(h.c.Keys[3].Public())
+		if l == nil || l.removedAt.Load() != removal {
+			t.Fatalf("member %d does not keep the removed member's link marked removed at %d", i+1, removal)
+		}
+		if ids := h.engines[i].comm.ids(); len(ids) != 2 {
+			t.Fatalf("member %d counts %v as members", i+1, ids)
+		}
+	}
+	waitFor(t, grace+20*time.Second, "the removed member's links to end", func() bool {
+		for _, i := range []int{0, 1, 2} {
+			if h.engines[i].comm.linkOf(h.c.Keys[3].Public()) != nil {
+				return false
+			}
+		}
+		return true
+	})
+	if time.Since(start) < grace {
+		t.Fatalf("links ended %v after the removal began, before the grace of %v", time.Since(start), grace)
+	}
+}
