@@ -26,16 +26,20 @@ func (h *harness) cutOff(i int, cut *atomic.Bool) {
 
 // removeLast removes member 3 (node ID 4) by a motion of the other three and
 // waits until they run three nodes; it returns the decision that removed it.
-func (h *harness) removeLast() uint64 {
+func (h *harness) removeLast() uint64 { return h.remove(3, []int{0, 1, 2}) }
+
+// remove removes member i of four by a motion the others pass and waits
+// until they run three nodes; it returns the decision that removed it.
+func (h *harness) remove(i int, others []int) uint64 {
 	h.t.Helper()
-	open := h.proposeOp(0, fsm.RemoveMember(h.c.Keys[3].Public(), 0, "left"), 30*time.Second)
-	for _, i := range []int{0, 1, 2} {
-		h.proposeOp(i, fsm.Vote(open.Result.Motion, true), 30*time.Second)
+	open := h.proposeOp(others[0], fsm.RemoveMember(h.c.Keys[i].Public(), 0, "left"), 60*time.Second)
+	for _, j := range others {
+		h.proposeOp(j, fsm.Vote(open.Result.Motion, true), 60*time.Second)
 	}
-	for _, i := range []int{0, 1, 2} {
-		waitFor(h.t, 30*time.Second, fmt.Sprintf("three nodes on member %d", i+1), func() bool { return len(h.engines[i].roster().nodes) == 3 })
+	for _, j := range others {
+		waitFor(h.t, 30*time.Second, fmt.Sprintf("three nodes on member %d", j+1), func() bool { return len(h.engines[j].roster().nodes) == 3 })
 	}
-	return h.engines[0].rosters().last().from - 1
+	return h.engines[others[0]].rosters().last().from - 1
 }
 
 // A member that misses the whole removal (cut off from before the motion
@@ -76,6 +80,38 @@ func TestRemovedMemberThatMissedItsRemovalLearnsIt(t *testing.T) {
 	h.applied.check(t, []int{0, 1, 2, 3})
 	a := h.proposeOp(2, fsm.Put("three", []byte("v")), 30*time.Second)
 	h.sameState([]int{0, 1, 2}, a.Index)
+}
+
+// A leader cut off while the others replace it and then remove it still
+// believes it leads view 0: it hears no heartbeat and nothing that makes
+// SmartBFT synchronize. Its catch-up sees more than f members ahead and
+// makes it synchronize, so it learns its removal too.
+func TestRemovedLeaderThatMissedItsRemovalLearnsIt(t *testing.T) {
+	h := newHarness(t, 4)
+	var cut atomic.Bool
+	h.cutOff(0, &cut) // node ID 1, the leader of view 0
+	h.startAll()
+	h.proposeOp(1, fsm.Put("before", []byte("v")), 30*time.Second)
+	cut.Store(true)
+	removal := h.remove(0, []int{1, 2, 3})
+	gone := h.engines[0]
+	if gone.self.Load() == 0 || gone.leaderID() != 1 {
+		t.Fatalf("the cut-off leader has ID %d and sees leader %d, want 1 and 1", gone.self.Load(), gone.leaderID())
+	}
+	cut.Store(false)
+	waitFor(t, 30*time.Second, "the removed leader to learn its removal", func() bool { return gone.self.Load() == 0 })
+	gone.dmu.Lock()
+	seq := gone.lastSeq
+	gone.dmu.Unlock()
+	if seq != removal {
+		t.Fatalf("the removed leader holds decision %d, want %d (its removal)", seq, removal)
+	}
+	ctx, cancel := contextWithin(5 * time.Second)
+	defer cancel()
+	if _, err := gone.ProposeOp(ctx, fsm.Put("x", nil)); !errors.Is(err, consensus.ErrNotMember) {
+		t.Fatalf("propose by the removed leader: %v, want ErrNotMember", err)
+	}
+	h.applied.check(t, []int{0, 1, 2, 3})
 }
 
 // received records the height and decision answers member i reads.
