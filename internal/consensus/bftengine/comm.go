@@ -159,9 +159,13 @@ func (c *comm) setRoster(r *roster, self uint64, grace time.Duration) {
 		}
 	}
 	for id, l := range c.links {
+		_, back := r.ids[l.key]
 		switch {
-		case want[id] || l.removedAt.Load() != 0:
-		case self != 0 && grace > 0 && r.from > 1:
+		case want[id]:
+		case l.removedAt.Load() != 0 && back:
+			c.removeLocked(l) // added again under a new ID: one link per key
+		case l.removedAt.Load() != 0:
+		case self != 0 && grace > 0 && r.from > 1 && !back:
 			c.lingerLocked(l, r.from-1, grace)
 		default:
 			c.removeLocked(l)

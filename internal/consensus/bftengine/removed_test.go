@@ -3,6 +3,8 @@ package bftengine
 import (
 	"errors"
 	"fmt"
+	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -10,6 +12,7 @@ import (
 
 	"github.com/treaty-dev/treaty/internal/consensus"
 	"github.com/treaty-dev/treaty/internal/consensus/fsm"
+	"github.com/treaty-dev/treaty/internal/identity"
 )
 
 // cutOff makes member i deaf and mute on the group's links while cut is set:
@@ -229,4 +232,84 @@ func TestRemovedMemberIsServedReadOnlyForAWhile(t *testing.T) {
 	if time.Since(start) < grace {
 		t.Fatalf("links ended %v after the removal began, before the grace of %v", time.Since(start), grace)
 	}
+}
+
+// lingerNet records what the engine asks the network to let linger.
+type lingerNet struct {
+	consensus.Network
+	mu      sync.Mutex
+	lingers map[string]time.Time
+}
+
+func (n *lingerNet) Linger(k identity.PublicKey, until time.Time) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.lingers[k.String()] = until
+}
+
+// setRoster keeps a removed member's link, marked and out of the member
+// IDs, and tells the network; the link ends when the grace does, when the
+// member is added again (under a new ID: one link per key), or when this
+// member is removed too (a removed member serves nobody).
+func TestRemovedMembersLinkLingers(t *testing.T) {
+	var ks []identity.PublicKey
+	for b := byte(1); b <= 4; b++ {
+		ks = append(ks, bfttestKey(t, b).Public())
+	}
+	slices.SortFunc(ks, func(a, b identity.PublicKey) int { return slices.Compare(a.Bytes(), b.Bytes()) })
+	group := func(epoch uint64, members ...identity.PublicKey) fsm.Group {
+		g, err := fsm.NewGroup("g", fsm.ModeBFT, epoch, members)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return g
+	}
+	r0 := genesisRoster(group(0, ks...))
+	r1 := r0.then(group(1, ks[0], ks[1], ks[2]), 5) // ID 4 removed by decision 4
+	r2 := r1.then(group(2, ks...), 9)                // and added again, as ID 5
+	net := &lingerNet{lingers: map[string]time.Time{}}
+	newC := func() *comm {
+		return newComm(&Engine{log: slog.New(slog.DiscardHandler), cfg: consensus.EngineConfig{Net: net}})
+	}
+
+	c := newC()
+	c.setRoster(r0, 1, time.Hour)
+	c.setRoster(r1, 1, time.Hour)
+	l := c.link(4)
+	if l == nil || l.removedAt.Load() != 4 || c.linkOf(ks[3]) != l {
+		t.Fatalf("removed member's link %+v, want it kept, removed at 4", l)
+	}
+	if ids := c.ids(); len(ids) != 2 || slices.Contains(ids, 4) {
+		t.Fatalf("member IDs %v count the removed member", ids)
+	}
+	net.mu.Lock()
+	until, ok := net.lingers[ks[3].String()]
+	net.mu.Unlock()
+	if !ok || time.Until(until) < 59*time.Minute {
+		t.Fatalf("the network was told %v %v, want about an hour", ok, until)
+	}
+	c.setRoster(r2, 1, time.Hour)
+	if c.link(4) != nil || c.linkOf(ks[3]) != c.link(5) || c.link(5) == nil || c.link(5).removedAt.Load() != 0 {
+		t.Fatal("the member added again keeps its old link beside the new one")
+	}
+
+	c = newC()
+	c.setRoster(r0, 1, time.Hour)
+	c.setRoster(r1, 1, time.Hour)
+	c.setRoster(r1, 0, time.Hour) // this member removed too
+	if c.link(4) != nil {
+		t.Fatal("a removed member keeps serving another removed member")
+	}
+
+	c = newC()
+	c.setRoster(r0, 1, 0)
+	c.setRoster(r1, 1, 0)
+	if c.link(4) != nil {
+		t.Fatal("a removed member's link lingers with no grace")
+	}
+
+	c = newC()
+	c.setRoster(r0, 1, 50*time.Millisecond)
+	c.setRoster(r1, 1, 50*time.Millisecond)
+	waitFor(t, 10*time.Second, "the removed member's link to end with its grace", func() bool { return c.link(4) == nil })
 }
