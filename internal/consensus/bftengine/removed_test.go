@@ -266,7 +266,7 @@ func TestRemovedMembersLinkLingers(t *testing.T) {
 	}
 	r0 := genesisRoster(group(0, ks...))
 	r1 := r0.then(group(1, ks[0], ks[1], ks[2]), 5) // ID 4 removed by decision 4
-	r2 := r1.then(group(2, ks...), 9)                // and added again, as ID 5
+	r2 := r1.then(group(2, ks...), 9)               // and added again, as ID 5
 	net := &lingerNet{lingers: map[string]time.Time{}}
 	newC := func() *comm {
 		return newComm(&Engine{log: slog.New(slog.DiscardHandler), cfg: consensus.EngineConfig{Net: net}})
