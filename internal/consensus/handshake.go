@@ -52,6 +52,9 @@ type checkedNetwork struct {
 	refused func(identity.PublicKey, error) // a refused exchange, for status and logs
 	meters  *meters
 	ln      *checkedListener
+
+	lingerMu sync.Mutex
+	linger   map[identity.PublicKey]time.Time // removed members let through until then (Linger)
 }
 
 // newCheckedNetwork wraps inner. refused is called with the member and the
@@ -64,10 +67,37 @@ type checkedNetwork struct {
 // non-members closed.
 func newCheckedNetwork(inner Network, current func() fsm.Group, admit func(identity.PublicKey) error, refused func(identity.PublicKey, error), meters *meters) *checkedNetwork {
 	n := &checkedNetwork{inner: inner, current: current, admit: admit, refused: refused, meters: meters}
-	n.member = func(k identity.PublicKey) bool { return n.current().IsMember(k) }
+	n.member = func(k identity.PublicKey) bool { return n.current().IsMember(k) || n.lingering(k) }
 	n.ln = &checkedListener{n: n, inner: inner.Listener(), ch: make(chan net.Conn), done: make(chan struct{})}
 	go n.ln.loop()
 	return n
+}
+
+// Linger lets member, just removed from the group, connect in either
+// direction until until: the BFT engine serves a removed member that lagged
+// the decisions up to the one that removed it, read-only, for a bounded
+// time (bftengine, ADR 0012). A later call for the same member replaces
+// its time; expired entries are dropped.
+func (n *checkedNetwork) Linger(member identity.PublicKey, until time.Time) {
+	n.lingerMu.Lock()
+	defer n.lingerMu.Unlock()
+	now := time.Now()
+	for k, t := range n.linger {
+		if !now.Before(t) {
+			delete(n.linger, k)
+		}
+	}
+	if n.linger == nil {
+		n.linger = map[identity.PublicKey]time.Time{}
+	}
+	n.linger[member] = until
+}
+
+func (n *checkedNetwork) lingering(k identity.PublicKey) bool {
+	n.lingerMu.Lock()
+	defer n.lingerMu.Unlock()
+	t, ok := n.linger[k]
+	return ok && time.Now().Before(t)
 }
 
 // Dial implements Network.

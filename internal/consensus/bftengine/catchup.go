@@ -13,10 +13,11 @@ import (
 // dropped, and an idle leader's heartbeat carries the sequence the lagging
 // member's view starts at, so a member that missed the last decision of an
 // idle group stayed behind until the next proposal (one that missed its own
-// removal never learned of it). So while no decision arrives, a follower asks
-// the members' heights every LeaderHeartbeatTimeout; when more than f of them
-// claim a decision it lacks (at least one of them honest), it makes SmartBFT
-// synchronize.
+// removal never learned of it). A leader left behind (the others changed
+// view without it, or removed it) hears nothing that makes it synchronize.
+// So while no decision arrives, a member asks the members' heights every
+// LeaderHeartbeatTimeout; when more than f of them claim a decision it lacks
+// (at least one of them honest), it makes SmartBFT synchronize.
 func (e *Engine) catchUp() {
 	defer e.catching.Done()
 	t := time.NewTicker(e.conf.LeaderHeartbeatTimeout)
@@ -36,30 +37,43 @@ func (e *Engine) catchUp() {
 			continue
 		}
 		leader, self := e.leaderID(), e.self.Load()
-		if leader == 0 || self == 0 || leader == self {
+		if leader == 0 || self == 0 {
 			continue
 		}
-		if e.heightsAbove(seq) <= e.roster().group.F() {
+		ahead := e.heightsAbove(seq)
+		if len(ahead) <= e.roster().group.F() {
 			continue
 		}
 		e.log.Info("bftengine: members are ahead of this one; synchronizing", "event", "consensus.bft.behind", "seq", seq)
-		if c := e.cons(); c != nil {
-			// SmartBFT has no call to start a sync; a heartbeat from the
-			// current leader naming a later view makes its monitor start one.
-			// It is handed in locally and never sent.
+		c := e.cons()
+		if c == nil {
+			continue
+		}
+		// SmartBFT has no call to start a sync; messages handed in locally
+		// (never sent) make its heartbeat monitor start one: for a follower
+		// a heartbeat from its leader naming a later view, for a leader left
+		// behind (the others moved to a later view, or removed it) f+1
+		// answers to its heartbeats naming a later view.
+		if leader != self {
 			c.HandleMessage(leader, &protos.Message{Content: &protos.Message_HeartBeat{
 				HeartBeat: &protos.HeartBeat{View: math.MaxUint64},
+			}})
+			continue
+		}
+		for _, id := range ahead {
+			c.HandleMessage(id, &protos.Message{Content: &protos.Message_HeartBeatResponse{
+				HeartBeatResponse: &protos.HeartBeatResponse{View: math.MaxUint64},
 			}})
 		}
 	}
 }
 
-// heightsAbove asks every member its last decided sequence and counts those
-// that claim more than seq. It answers 0 while a sync runs (the sync is
-// already catching up).
-func (e *Engine) heightsAbove(seq uint64) int {
+// heightsAbove asks every member its last decided sequence and returns
+// those that claim more than seq. It returns none while a sync runs (the
+// sync is already catching up).
+func (e *Engine) heightsAbove(seq uint64) []uint64 {
 	if !e.syncMu.TryLock() {
-		return 0
+		return nil
 	}
 	defer e.syncMu.Unlock()
 	in := make(chan syncMsg, 256)
@@ -67,13 +81,13 @@ func (e *Engine) heightsAbove(seq uint64) int {
 	defer e.syncIn.Store(nil)
 	heights := e.askHeights(in, syncHeightWait)
 	if e.isClosed() {
-		return 0
+		return nil
 	}
-	n := 0
-	for _, h := range heights {
+	var ahead []uint64
+	for id, h := range heights {
 		if h > seq {
-			n++
+			ahead = append(ahead, id)
 		}
 	}
-	return n
+	return ahead
 }

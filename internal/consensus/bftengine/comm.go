@@ -43,6 +43,12 @@ type link struct {
 
 	lastContact atomic.Int64 // unix ns of the last frame read
 
+	// removedAt is the decision that removed the member (0: a current
+	// member). A removed member's link lingers for removedGrace, serving
+	// only reads up to that decision (serveRemoved); expire ends it.
+	removedAt atomic.Uint64
+	expire    *time.Timer // set under comm.mu when the member is removed
+
 	serveMu    sync.Mutex
 	serveSince time.Time
 	serveCount int
@@ -104,7 +110,10 @@ func (l *link) drop(c net.Conn) {
 // Network. It implements SmartBFT's Comm. It has one link per other member
 // of the current node set (setRoster follows membership changes); a learner
 // (selfID 0) has links to the members of the definition it has reached and
-// dials none: members dial it once their definition admits it.
+// dials none: members dial it once their definition admits it. A member
+// removed from the node set keeps its link for removedGrace, read-only
+// (serveRemoved), so that one that lagged across its removal can fetch the
+// decision that removed it; broadcasts and height counts leave it out.
 type comm struct {
 	e      *Engine
 	ctx    context.Context
@@ -122,8 +131,10 @@ func newComm(e *Engine) *comm {
 }
 
 // setRoster makes the links those of r's members other than self: new
-// members get a link, departed ones lose theirs (and its connection).
-func (c *comm) setRoster(r *roster, self uint64) {
+// members get a link, departed ones lose theirs (and its connection). A
+// member that leaves the node set while this one stays in it keeps its link
+// for grace (none if grace is 0), marked removed at decision r.from-1.
+func (c *comm) setRoster(r *roster, self uint64, grace time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	want := map[uint64]bool{}
@@ -134,7 +145,7 @@ func (c *comm) setRoster(r *roster, self uint64) {
 		want[id] = true
 		dial := self != 0 && self < id
 		if l := c.links[id]; l != nil {
-			if l.dial == dial {
+			if l.dial == dial && l.removedAt.Load() == 0 {
 				continue
 			}
 			c.removeLocked(l)
@@ -148,14 +159,57 @@ func (c *comm) setRoster(r *roster, self uint64) {
 		}
 	}
 	for id, l := range c.links {
-		if !want[id] {
+		_, back := r.ids[l.key]
+		switch {
+		case want[id]:
+		case l.removedAt.Load() != 0 && back:
+			c.removeLocked(l) // added again under a new ID: one link per key
+		case l.removedAt.Load() != 0:
+		case self != 0 && grace > 0 && r.from > 1 && !back:
+			c.lingerLocked(l, r.from-1, grace)
+		default:
 			c.removeLocked(l)
+		}
+	}
+	if self == 0 {
+		for _, l := range c.links {
+			if l.removedAt.Load() != 0 {
+				c.removeLocked(l) // a removed member serves nobody
+			}
 		}
 	}
 }
 
+// lingerNetwork is a Network that refuses connections of non-members unless
+// told that a removed member may still connect until a time (the group
+// manager's checked network).
+type lingerNetwork interface {
+	Linger(member identity.PublicKey, until time.Time)
+}
+
+// lingerLocked keeps the link of a member removed at decision seq, with its
+// connection, for grace; then it is removed.
+func (c *comm) lingerLocked(l *link, seq uint64, grace time.Duration) {
+	if n, ok := c.e.cfg.Net.(lingerNetwork); ok {
+		n.Linger(l.key, time.Now().Add(grace))
+	}
+	l.removedAt.Store(seq)
+	l.expire = time.AfterFunc(grace, func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.links[l.id] == l {
+			c.removeLocked(l)
+		}
+	})
+	c.e.log.Info("bftengine: removed member may fetch the decision that removed it", "event", "consensus.bft.linger",
+		"peer", l.key.Short(), "id", l.id, "seq", seq, "for", grace)
+}
+
 func (c *comm) removeLocked(l *link) {
 	delete(c.links, l.id)
+	if l.expire != nil {
+		l.expire.Stop()
+	}
 	l.cancel()
 	if conn, _ := l.current(); conn != nil {
 		l.drop(conn)
@@ -177,23 +231,34 @@ func (c *comm) link(id uint64) *link {
 	return c.links[id]
 }
 
+// linkOf is k's link; a current member's before a removed one's (a member
+// removed and added again has a new ID, and both links carry its key).
 func (c *comm) linkOf(k identity.PublicKey) *link {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
+	var removed *link
 	for _, l := range c.links {
-		if l.key.Equal(k) {
+		if !l.key.Equal(k) {
+			continue
+		}
+		if l.removedAt.Load() == 0 {
 			return l
 		}
+		removed = l
 	}
-	return nil
+	return removed
 }
 
+// ids are the other members' IDs: the links of removed members are not
+// counted.
 func (c *comm) ids() []uint64 {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	out := make([]uint64, 0, len(c.links))
-	for id := range c.links {
-		out = append(out, id)
+	for id, l := range c.links {
+		if l.removedAt.Load() == 0 {
+			out = append(out, id)
+		}
 	}
 	return out
 }
@@ -219,6 +284,9 @@ func (c *comm) close() {
 	_ = c.e.cfg.Net.Listener().Close()
 	c.mu.Lock()
 	for _, l := range c.links {
+		if l.expire != nil {
+			l.expire.Stop()
+		}
 		if conn, _ := l.current(); conn != nil {
 			l.drop(conn)
 		}

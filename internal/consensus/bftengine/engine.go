@@ -122,6 +122,9 @@ type options struct {
 	// sees each frame it reads and may drop it.
 	tamperSend  func(to uint64, frame []byte) [][]byte
 	observeRecv func(from uint64, frame []byte) (drop bool)
+	// removedGrace is how long a removed member may still fetch the
+	// decisions up to the one that removed it (0: not at all).
+	removedGrace time.Duration
 }
 
 // Defaults, for members on a LAN or a well-connected WAN (RTT up to ~100ms):
@@ -149,7 +152,7 @@ func defaultOptions() options {
 	c.DecisionsPerLeader = 0
 	c.RequestMaxBytes = fsm.MaxRequestSize
 	c.RequestPoolSubmitTimeout = 5 * time.Second
-	return options{config: c, tick: 50 * time.Millisecond}
+	return options{config: c, tick: 50 * time.Millisecond, removedGrace: removedGrace}
 }
 
 // Sync and certificate timing.
@@ -168,6 +171,10 @@ const (
 	resendEvery     = time.Second
 	learnEvery      = 100 * time.Millisecond // a learner asks for decisions again after this pause
 	walBuffer       = 16 << 10               // SmartBFT WAL marshal buffer; a bigger record grows it
+	// A removed member that lagged across its removal learns it from the
+	// others: for this long they answer its height and decision requests,
+	// up to the decision that removed it (serveRemoved).
+	removedGrace = 5 * time.Minute
 )
 
 // New validates cfg, opens (or creates) the engine's state in cfg.Dir,
@@ -257,7 +264,7 @@ func newEngine(ctx context.Context, cfg consensus.EngineConfig, opts options) (*
 	}
 	e.wal, e.walEntries = w, walEntries
 	e.comm = newComm(e)
-	e.comm.setRoster(e.roster(), e.self.Load())
+	e.comm.setRoster(e.roster(), e.self.Load(), e.opts.removedGrace)
 	e.applying.Add(1)
 	go e.applyLoop()
 	e.comm.start()
@@ -552,7 +559,7 @@ func (e *Engine) apply(j applyJob) {
 	e.curGroup.Store(&g)
 	if r := e.roster(); r != before {
 		e.self.Store(r.ids[e.cfg.Self.Public()])
-		e.comm.setRoster(r, e.self.Load())
+		e.comm.setRoster(r, e.self.Load(), e.opts.removedGrace)
 		e.log.Info("bftengine: node set changed", "event", "consensus.bft.reconfig", "seq", j.seq, "epoch", g.Epoch,
 			"nodes", r.nodes, "self", e.self.Load())
 	}

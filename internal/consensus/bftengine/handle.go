@@ -16,6 +16,10 @@ import (
 // handleFrame dispatches one frame from member l.id (the connection proved
 // its key, so the sender is never taken from the frame).
 func (e *Engine) handleFrame(l *link, f frame) {
+	if seq := l.removedAt.Load(); seq != 0 {
+		e.serveRemoved(l, seq, f)
+		return
+	}
 	switch f.kind {
 	case kindConsensus:
 		m := &protos.Message{}
@@ -65,6 +69,37 @@ func (e *Engine) handleFrame(l *link, f frame) {
 		}
 	case kindWitness:
 		e.checkWitness(l, f.wit)
+	}
+}
+
+// serveRemoved answers a member removed at decision seq, while its link
+// lingers (comm.lingerLocked): its height requests with at most seq, and its
+// requests for decisions up to seq, which it held or was entitled to as a
+// member; at most servedPerSecond a second, as for a member. It learns of
+// its removal by fetching decision seq and steps out. Nothing else it sends
+// is read: it no longer votes, proposes, attests or forwards requests, and
+// it is served no decision after its removal.
+func (e *Engine) serveRemoved(l *link, seq uint64, f frame) {
+	switch f.kind {
+	case kindHeightReq:
+		if !l.allowServe() {
+			return
+		}
+		e.dmu.Lock()
+		h := min(e.lastSeq, seq)
+		e.dmu.Unlock()
+		e.comm.send(l.id, encodeFrame(frame{kind: kindHeight, seq: h}))
+	case kindDecisionReq:
+		if !l.allowServe() {
+			return
+		}
+		var d *decision
+		if f.seq <= seq {
+			if x, ok, err := e.st.decisionAt(f.seq); err == nil && ok {
+				d = x
+			}
+		}
+		e.comm.send(l.id, encodeFrame(frame{kind: kindDecision, seq: f.seq, dec: d}))
 	}
 }
 
