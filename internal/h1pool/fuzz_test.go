@@ -21,6 +21,7 @@ func FuzzAnswer(f *testing.F) {
 		"HTTP/1.1 500 Oops\r\nContent-Length: 99999999999\r\n\r\nshort",
 		"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
 		"garbage",
+		"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n[]",
 	} {
 		f.Add([]byte(seed))
 	}
@@ -35,6 +36,9 @@ func FuzzAnswer(f *testing.F) {
 		}
 		if reuse && (err != nil || len(out) > max) {
 			t.Fatalf("connection kept after %d bytes, %v", len(out), err)
+		}
+		if reuse && c.br.Buffered() > 0 {
+			t.Fatalf("connection kept with %d bytes after the answer", c.br.Buffered())
 		}
 	})
 }

@@ -275,8 +275,10 @@ func (p *Pool) exchange(c *conn, req *Request, max int) (status int, body []byte
 		return 0, nil, false, fmt.Errorf("%w: %w", ErrBody, err)
 	}
 	// The body was read to its end (the LimitedReader stopped short of
-	// max+1 only at the body's EOF): the connection is at the next answer.
-	reuse = werr == nil && !resp.Close && len(body) <= max
+	// max+1 only at the body's EOF): the connection is at the next answer,
+	// unless the server sent bytes after this one, which the next request
+	// would read as its answer.
+	reuse = werr == nil && !resp.Close && len(body) <= max && c.br.Buffered() == 0
 	if reuse {
 		resp.Body.Close()
 	}
