@@ -29,7 +29,8 @@ func FuzzAnswer(f *testing.F) {
 	p := &Pool{head: "Host: 127.0.0.1\r\n"}
 	req := &Request{Method: "POST", Target: "/", Header: []string{"Treaty-Capability", "x"}, Body: []byte(`{}`)}
 	f.Fuzz(func(t *testing.T, answer []byte) {
-		c := &conn{br: bufio.NewReader(bytes.NewReader(answer)), bw: bufio.NewWriter(io.Discard)}
+		cr := &capReader{r: bytes.NewReader(answer), left: -1}
+		c := &conn{cr: cr, br: bufio.NewReader(cr), bw: bufio.NewWriter(io.Discard)}
 		_, out, reuse, err := p.exchange(c, req, max)
 		if len(out) > max+1 {
 			t.Fatalf("kept %d bytes, max %d", len(out), max)

@@ -18,7 +18,9 @@
 //     cancellation fails the one in progress: such a failure returns the
 //     context's error;
 //   - a request whose target or header would break its framing is refused
-//     before anything is sent.
+//     before anything is sent;
+//   - an answer's head, informational answers included, is read within
+//     maxHead bytes.
 //
 // It never sends a request twice: a failure before any byte of an answer is a
 // *NoAnswerError that says whether the connection was reused and whether the
@@ -74,6 +76,7 @@ type Pool struct {
 
 type conn struct {
 	nc        net.Conn
+	cr        *capReader      // under br: bounds an answer's head
 	rc        syscall.RawConn // the socket's, for the liveness check; nil if none
 	br        *bufio.Reader
 	bw        *bufio.Writer
@@ -121,6 +124,34 @@ type Request struct {
 // ErrMalformed refuses a request whose target or header would break its
 // framing, a control character in a value for one.
 var ErrMalformed = errors.New("h1pool: request would break HTTP/1.1 framing")
+
+// maxHead bounds the bytes of an answer's head, with any informational
+// answers before it (net/http's server allows a request's head as much).
+const maxHead = 1 << 20
+
+// errHeadTooLarge refuses an answer whose head goes on past maxHead.
+var errHeadTooLarge = fmt.Errorf("answer's head over %d bytes", maxHead)
+
+// capReader reads at most left bytes of r, then fails; left < 0: no cap.
+type capReader struct {
+	r    io.Reader
+	left int64
+}
+
+func (c *capReader) Read(b []byte) (int, error) {
+	if c.left < 0 {
+		return c.r.Read(b)
+	}
+	if c.left == 0 {
+		return 0, errHeadTooLarge
+	}
+	if int64(len(b)) > c.left {
+		b = b[:c.left]
+	}
+	n, err := c.r.Read(b)
+	c.left -= int64(n)
+	return n, err
+}
 
 // ErrBody is a failure after an answer's head arrived.
 var ErrBody = errors.New("reading the answer's body")
@@ -249,6 +280,9 @@ func (p *Pool) exchange(c *conn, req *Request, max int) (status int, body []byte
 	w.WriteString("\r\n")
 	w.Write(req.Body)
 	werr := w.Flush()
+	if c.cr != nil {
+		c.cr.left = maxHead
+	}
 	// A server may answer before it has read the whole request (a refusal
 	// of a large body) and close: its answer is still read.
 	if _, err := c.br.Peek(1); err != nil {
@@ -269,6 +303,9 @@ func (p *Pool) exchange(c *conn, req *Request, max int) (status int, body []byte
 		if resp.StatusCode >= 200 {
 			break
 		}
+	}
+	if c.cr != nil {
+		c.cr.left = -1 // the body has its own bound
 	}
 	body, err = readBody(&io.LimitedReader{R: resp.Body, N: int64(max) + 1}, resp.ContentLength, max)
 	if err != nil {
@@ -337,7 +374,8 @@ func (p *Pool) get(ctx context.Context) (c *conn, reused bool, err error) {
 		return nil, false, err
 	}
 	nc.SetDeadline(deadline)
-	c = &conn{nc: nc, br: bufio.NewReaderSize(nc, 4<<10), bw: bufio.NewWriterSize(nc, 4<<10)}
+	c = &conn{nc: nc, cr: &capReader{r: nc, left: -1}, bw: bufio.NewWriterSize(nc, 4<<10)}
+	c.br = bufio.NewReaderSize(c.cr, 4<<10)
 	raw := nc
 	if tc, ok := nc.(interface{ NetConn() net.Conn }); ok { // TLS: peek under it
 		raw = tc.NetConn()

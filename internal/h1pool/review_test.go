@@ -3,9 +3,12 @@ package h1pool
 import (
 	"bufio"
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -80,5 +83,52 @@ func TestStrayBytesAfterAnswer(t *testing.T) {
 	_, body, err := p.Do(t.Context(), post(`{}`), 64)
 	if err != nil || string(body) != `"real"` {
 		t.Fatalf("second answer %q, %v: want the server's real answer, not bytes left from the first", body, err)
+	}
+}
+
+// TestHeadBounded: an answer whose head never ends (an endless header line,
+// or informational answers without end) is cut at maxHead bytes: memory
+// stays bounded and the connection closes.
+func TestHeadBounded(t *testing.T) {
+	t.Parallel()
+	const sent = 32 << 20
+	for name, head := range map[string]string{
+		"long line": "HTTP/1.1 200 OK\r\nX-Long: ",
+		"1xx":       "",
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			var written atomic.Int64
+			addr := rawServer(t, func(c net.Conn, _ int) {
+				br := bufio.NewReader(c)
+				if _, err := http.ReadRequest(br); err != nil {
+					return
+				}
+				if _, err := io.WriteString(c, head); err != nil {
+					return
+				}
+				chunk := strings.Repeat("a", 32<<10)
+				if head == "" {
+					chunk = strings.Repeat("HTTP/1.1 100 Continue\r\n\r\n", 1<<10)
+				}
+				for written.Load() < sent {
+					n, err := io.WriteString(c, chunk)
+					written.Add(int64(n))
+					if err != nil {
+						return
+					}
+				}
+			})
+			p := rawPool(t, addr)
+			ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+			defer cancel()
+			_, _, err := p.Do(ctx, post(`{}`), 64)
+			if err == nil || errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("endless head: %v, want an error before the deadline", err)
+			}
+			if n := written.Load(); n >= sent {
+				t.Fatalf("the pool read %d bytes of an answer's head: want it cut near %d", n, maxHead)
+			}
+		})
 	}
 }
