@@ -220,7 +220,7 @@ func contextError(ctx context.Context, err error) error {
 }
 
 func checkRequest(req *Request) error {
-	if req.Method == "" || !validValue(req.Method) || strings.ContainsRune(req.Method, ' ') {
+	if req.Method == "" || !validValue(req.Method) || strings.ContainsAny(req.Method, " \t") {
 		return fmt.Errorf("method: %w", ErrMalformed)
 	}
 	if req.Target == "" || !validValue(req.Target) || strings.ContainsAny(req.Target, " \t") {
@@ -229,15 +229,17 @@ func checkRequest(req *Request) error {
 	return checkHeader(req.Header)
 }
 
-// checkHeader refuses an odd list, a name that is not a token-like word and a
-// value with a control character (HTAB aside). Values are not quoted in the
-// error: one may be a credential.
+// checkHeader refuses an odd list, a name that is not a token-like word or
+// that sets the framing (the pool writes Content-Length itself) and a value
+// with a control character (HTAB aside). Values are not quoted in the error:
+// one may be a credential.
 func checkHeader(h []string) error {
 	if len(h)%2 != 0 {
 		return fmt.Errorf("header list of odd length %d: %w", len(h), ErrMalformed)
 	}
 	for i := 0; i < len(h); i += 2 {
-		if h[i] == "" || !validValue(h[i]) || strings.ContainsAny(h[i], " \t:") {
+		if h[i] == "" || !validValue(h[i]) || strings.ContainsAny(h[i], " \t:") ||
+			strings.EqualFold(h[i], "Content-Length") || strings.EqualFold(h[i], "Transfer-Encoding") {
 			return fmt.Errorf("header name %q: %w", h[i], ErrMalformed)
 		}
 		if !validValue(h[i+1]) {

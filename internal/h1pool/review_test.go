@@ -132,3 +132,26 @@ func TestHeadBounded(t *testing.T) {
 		})
 	}
 }
+
+// TestRefusedFraming: a method with a tab, and a header that sets the
+// request's own framing (Content-Length, Transfer-Encoding), are refused
+// before anything is dialled: the pool writes the body's length itself.
+func TestRefusedFraming(t *testing.T) {
+	t.Parallel()
+	p, err := New(Config{Dial: func(context.Context) (net.Conn, error) { return nil, errors.New("dialled") }, MaxIdle: 1, IdleTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, req := range []Request{
+		{Method: "GET\t/evil", Target: "/"},
+		{Method: "POST", Target: "/", Header: []string{"Transfer-Encoding", "chunked"}, Body: []byte("0\r\n\r\nGET /smuggled HTTP/1.1\r\n\r\n")},
+		{Method: "POST", Target: "/", Header: []string{"content-length", "0"}, Body: []byte("x")},
+	} {
+		if _, _, err := p.Do(t.Context(), req, 64); !errors.Is(err, ErrMalformed) {
+			t.Fatalf("%q: %v, want ErrMalformed", req, err)
+		}
+	}
+	if _, err := New(Config{Dial: p.dial, MaxIdle: 1, IdleTimeout: time.Second, Header: []string{"Transfer-Encoding", "chunked"}}); err == nil {
+		t.Fatal("Config.Header with Transfer-Encoding accepted")
+	}
+}
