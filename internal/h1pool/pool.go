@@ -78,6 +78,7 @@ type conn struct {
 	nc        net.Conn
 	cr        *capReader      // under br: bounds an answer's head
 	rc        syscall.RawConn // the socket's, for the liveness check; nil if none
+	layered   bool            // nc reads through a layer (TLS) that may hold bytes of its own
 	br        *bufio.Reader
 	bw        *bufio.Writer
 	idleSince time.Time
@@ -365,8 +366,9 @@ func (p *Pool) get(ctx context.Context) (c *conn, reused bool, err error) {
 		p.idle[n-1] = nil
 		p.idle = p.idle[:n-1]
 		p.mu.Unlock()
+		fresh := time.Since(c.idleSince) < p.idleTimeout && c.quiet()
 		c.nc.SetDeadline(deadline)
-		if time.Since(c.idleSince) < p.idleTimeout && stillOpen(c.rc) {
+		if fresh && stillOpen(c.rc) {
 			return c, true, nil
 		}
 		c.nc.Close()
@@ -381,11 +383,24 @@ func (p *Pool) get(ctx context.Context) (c *conn, reused bool, err error) {
 	raw := nc
 	if tc, ok := nc.(interface{ NetConn() net.Conn }); ok { // TLS: peek under it
 		raw = tc.NetConn()
+		c.layered = true
 	}
 	if sc, ok := raw.(syscall.Conn); ok {
 		c.rc, _ = sc.SyscallConn()
 	}
 	return c, false, nil
+}
+
+// quiet reports whether a TLS layer under c holds no bytes the server sent
+// after its last answer: a peek at the socket cannot see them. A read past
+// its deadline leaves a TLS connection usable.
+func (c *conn) quiet() bool {
+	if !c.layered {
+		return true
+	}
+	c.nc.SetReadDeadline(time.Unix(1, 0))
+	_, err := c.br.Peek(1)
+	return errors.Is(err, os.ErrDeadlineExceeded)
 }
 
 // put makes c idle and, for the first idle connection, arms the timer that

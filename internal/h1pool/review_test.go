@@ -3,10 +3,12 @@ package h1pool
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -153,5 +155,98 @@ func TestRefusedFraming(t *testing.T) {
 	}
 	if _, err := New(Config{Dial: p.dial, MaxIdle: 1, IdleTimeout: time.Second, Header: []string{"Transfer-Encoding", "chunked"}}); err == nil {
 		t.Fatal("Config.Header with Transfer-Encoding accepted")
+	}
+}
+
+// heldConn buffers its writes while held, so that two TLS records leave in
+// one segment.
+type heldConn struct {
+	net.Conn
+	held bool
+	buf  []byte
+}
+
+func (h *heldConn) Write(b []byte) (int, error) {
+	if h.held {
+		h.buf = append(h.buf, b...)
+		return len(b), nil
+	}
+	return h.Conn.Write(b)
+}
+
+func (h *heldConn) release() error {
+	h.held = false
+	_, err := h.Conn.Write(h.buf)
+	return err
+}
+
+// TestStrayTLSRecordAfterAnswer: over TLS, bytes a server sent after a whole
+// answer may sit decrypted or undecrypted inside the TLS layer, out of sight
+// of the reader's buffer and of a peek at the socket; they must still not be
+// read as the next request's answer.
+func TestStrayTLSRecordAfterAnswer(t *testing.T) {
+	t.Parallel()
+	ts := httptest.NewUnstartedServer(nil)
+	ts.StartTLS()
+	srvCfg := ts.TLS.Clone()
+	roots := ts.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs
+	ts.Close()
+	var conns atomic.Int32
+	addr := rawServer(t, func(c net.Conn, nth int) {
+		conns.Add(1)
+		hc := &heldConn{Conn: c}
+		tc := tls.Server(hc, srvCfg)
+		br := bufio.NewReader(tc)
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			io.Copy(io.Discard, req.Body)
+			if nth == 1 {
+				hc.held = true // two records, one segment
+				io.WriteString(tc, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+				io.WriteString(tc, "HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\n\"forged\"")
+				if hc.release() != nil {
+					return
+				}
+				continue
+			}
+			io.WriteString(tc, "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\n\"real\"")
+		}
+	})
+	p, err := New(Config{
+		Dial: func(ctx context.Context) (net.Conn, error) {
+			var d net.Dialer
+			raw, err := d.DialContext(ctx, "tcp", addr)
+			if err != nil {
+				return nil, err
+			}
+			tc := tls.Client(raw, &tls.Config{RootCAs: roots, ServerName: "127.0.0.1"})
+			if err := tc.HandshakeContext(ctx); err != nil {
+				raw.Close()
+				return nil, err
+			}
+			return tc, nil
+		},
+		Header: []string{"Host", "test"}, MaxIdle: 4, IdleTimeout: time.Minute,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.CloseIdle)
+	if _, body, err := p.Do(t.Context(), post(`{}`), 64); err != nil || string(body) != "{}" {
+		t.Fatalf("first answer %q, %v", body, err)
+	}
+	_, body, err := p.Do(t.Context(), post(`{}`), 64)
+	if err != nil || string(body) != `"real"` {
+		t.Fatalf("second answer %q, %v: want the server's real answer, not bytes left from the first", body, err)
+	}
+	// A quiet TLS connection is still reused.
+	if _, body, err := p.Do(t.Context(), post(`{}`), 64); err != nil || string(body) != `"real"` {
+		t.Fatalf("third answer %q, %v", body, err)
+	}
+	if n := conns.Load(); n != 2 {
+		t.Fatalf("%d connections for three requests, want 2: the quiet one reused", n)
 	}
 }
