@@ -224,6 +224,9 @@ func checkRequest(req *Request) error {
 	if req.Method == "" || !validValue(req.Method) || strings.ContainsAny(req.Method, " \t") {
 		return fmt.Errorf("method: %w", ErrMalformed)
 	}
+	if strings.EqualFold(req.Method, http.MethodHead) || strings.EqualFold(req.Method, http.MethodConnect) {
+		return fmt.Errorf("method %s, whose answer this pool cannot frame: %w", req.Method, ErrMalformed)
+	}
 	if req.Target == "" || !validValue(req.Target) || strings.ContainsAny(req.Target, " \t") {
 		return fmt.Errorf("request target: %w", ErrMalformed)
 	}

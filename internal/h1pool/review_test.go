@@ -250,3 +250,19 @@ func TestStrayTLSRecordAfterAnswer(t *testing.T) {
 		t.Fatalf("%d connections for three requests, want 2: the quiet one reused", n)
 	}
 }
+
+// TestRefusedMethods: HEAD and CONNECT, whose answers this reader cannot
+// frame (a HEAD answer announces a body it does not send), are refused
+// before anything is dialled instead of waiting out the deadline.
+func TestRefusedMethods(t *testing.T) {
+	t.Parallel()
+	p, err := New(Config{Dial: func(context.Context) (net.Conn, error) { return nil, errors.New("dialled") }, MaxIdle: 1, IdleTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []string{"HEAD", "head", "CONNECT"} {
+		if _, _, err := p.Do(t.Context(), Request{Method: m, Target: "/"}, 64); !errors.Is(err, ErrMalformed) {
+			t.Fatalf("%s: %v, want ErrMalformed", m, err)
+		}
+	}
+}
