@@ -35,6 +35,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -171,8 +172,12 @@ func (e *NoAnswerError) Unwrap() error { return e.Err }
 
 // Do sends req and returns the answer's status and body, skipping
 // informational (1xx) answers but a 101. The body is read up to max+1 bytes:
-// a longer one comes back as max+1 bytes, its connection closed.
+// a longer one comes back as max+1 bytes, its connection closed. A max of
+// math.MaxInt sets no bound.
 func (p *Pool) Do(ctx context.Context, req Request, max int) (status int, body []byte, err error) {
+	if max < 0 {
+		return 0, nil, fmt.Errorf("h1pool: body bound %d: want 0 or more", max)
+	}
 	if err := checkRequest(&req); err != nil {
 		return 0, nil, err
 	}
@@ -313,7 +318,7 @@ func (p *Pool) exchange(c *conn, req *Request, max int) (status int, body []byte
 	if c.cr != nil {
 		c.cr.left = -1 // the body has its own bound
 	}
-	body, err = readBody(&io.LimitedReader{R: resp.Body, N: int64(max) + 1}, resp.ContentLength, max)
+	body, err = readBody(&io.LimitedReader{R: resp.Body, N: int64(min(max, math.MaxInt-1)) + 1}, resp.ContentLength, max)
 	if err != nil {
 		return 0, nil, false, fmt.Errorf("%w: %w", ErrBody, err)
 	}

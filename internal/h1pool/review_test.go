@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -264,5 +265,23 @@ func TestRefusedMethods(t *testing.T) {
 		if _, _, err := p.Do(t.Context(), Request{Method: m, Target: "/"}, 64); !errors.Is(err, ErrMalformed) {
 			t.Fatalf("%s: %v, want ErrMalformed", m, err)
 		}
+	}
+}
+
+// TestNoBoundMax: math.MaxInt as the body's bound ("no bound") reads the
+// whole body and leaves the connection at the next answer; a negative bound
+// is refused before anything is sent.
+func TestNoBoundMax(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, "tcp", echo)
+	p := newPool(t, s, Config{})
+	for i := range 2 {
+		_, body, err := p.Do(t.Context(), post(`{"i":1}`), math.MaxInt)
+		if err != nil || string(body) != `{"i":1}` {
+			t.Fatalf("request %d with no bound: %q, %v", i, body, err)
+		}
+	}
+	if _, _, err := p.Do(t.Context(), post(`{}`), -1); err == nil {
+		t.Fatal("a negative bound accepted")
 	}
 }
