@@ -21,6 +21,7 @@ func FuzzAnswer(f *testing.F) {
 		"HTTP/1.1 500 Oops\r\nContent-Length: 99999999999\r\n\r\nshort",
 		"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
 		"garbage",
+		"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n[]",
 	} {
 		f.Add([]byte(seed))
 	}
@@ -28,13 +29,17 @@ func FuzzAnswer(f *testing.F) {
 	p := &Pool{head: "Host: 127.0.0.1\r\n"}
 	req := &Request{Method: "POST", Target: "/", Header: []string{"Treaty-Capability", "x"}, Body: []byte(`{}`)}
 	f.Fuzz(func(t *testing.T, answer []byte) {
-		c := &conn{br: bufio.NewReader(bytes.NewReader(answer)), bw: bufio.NewWriter(io.Discard)}
+		cr := &capReader{r: bytes.NewReader(answer), left: -1}
+		c := &conn{cr: cr, br: bufio.NewReader(cr), bw: bufio.NewWriter(io.Discard)}
 		_, out, reuse, err := p.exchange(c, req, max)
 		if len(out) > max+1 {
 			t.Fatalf("kept %d bytes, max %d", len(out), max)
 		}
 		if reuse && (err != nil || len(out) > max) {
 			t.Fatalf("connection kept after %d bytes, %v", len(out), err)
+		}
+		if reuse && c.br.Buffered() > 0 {
+			t.Fatalf("connection kept with %d bytes after the answer", c.br.Buffered())
 		}
 	})
 }

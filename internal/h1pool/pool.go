@@ -18,7 +18,9 @@
 //     cancellation fails the one in progress: such a failure returns the
 //     context's error;
 //   - a request whose target or header would break its framing is refused
-//     before anything is sent.
+//     before anything is sent;
+//   - an answer's head, informational answers included, is read within
+//     maxHead bytes.
 //
 // It never sends a request twice: a failure before any byte of an answer is a
 // *NoAnswerError that says whether the connection was reused and whether the
@@ -33,6 +35,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -74,7 +77,9 @@ type Pool struct {
 
 type conn struct {
 	nc        net.Conn
+	cr        *capReader      // under br: bounds an answer's head
 	rc        syscall.RawConn // the socket's, for the liveness check; nil if none
+	layered   bool            // nc reads through a layer (TLS) that may hold bytes of its own
 	br        *bufio.Reader
 	bw        *bufio.Writer
 	idleSince time.Time
@@ -122,6 +127,34 @@ type Request struct {
 // framing, a control character in a value for one.
 var ErrMalformed = errors.New("h1pool: request would break HTTP/1.1 framing")
 
+// maxHead bounds the bytes of an answer's head, with any informational
+// answers before it (net/http's server allows a request's head as much).
+const maxHead = 1 << 20
+
+// errHeadTooLarge refuses an answer whose head goes on past maxHead.
+var errHeadTooLarge = fmt.Errorf("answer's head over %d bytes", maxHead)
+
+// capReader reads at most left bytes of r, then fails; left < 0: no cap.
+type capReader struct {
+	r    io.Reader
+	left int64
+}
+
+func (c *capReader) Read(b []byte) (int, error) {
+	if c.left < 0 {
+		return c.r.Read(b)
+	}
+	if c.left == 0 {
+		return 0, errHeadTooLarge
+	}
+	if int64(len(b)) > c.left {
+		b = b[:c.left]
+	}
+	n, err := c.r.Read(b)
+	c.left -= int64(n)
+	return n, err
+}
+
 // ErrBody is a failure after an answer's head arrived.
 var ErrBody = errors.New("reading the answer's body")
 
@@ -139,8 +172,12 @@ func (e *NoAnswerError) Unwrap() error { return e.Err }
 
 // Do sends req and returns the answer's status and body, skipping
 // informational (1xx) answers but a 101. The body is read up to max+1 bytes:
-// a longer one comes back as max+1 bytes, its connection closed.
+// a longer one comes back as max+1 bytes, its connection closed. A max of
+// math.MaxInt sets no bound.
 func (p *Pool) Do(ctx context.Context, req Request, max int) (status int, body []byte, err error) {
+	if max < 0 {
+		return 0, nil, fmt.Errorf("h1pool: body bound %d: want 0 or more", max)
+	}
 	if err := checkRequest(&req); err != nil {
 		return 0, nil, err
 	}
@@ -189,8 +226,11 @@ func contextError(ctx context.Context, err error) error {
 }
 
 func checkRequest(req *Request) error {
-	if req.Method == "" || !validValue(req.Method) || strings.ContainsRune(req.Method, ' ') {
+	if req.Method == "" || !validValue(req.Method) || strings.ContainsAny(req.Method, " \t") {
 		return fmt.Errorf("method: %w", ErrMalformed)
+	}
+	if strings.EqualFold(req.Method, http.MethodHead) || strings.EqualFold(req.Method, http.MethodConnect) {
+		return fmt.Errorf("method %s, whose answer this pool cannot frame: %w", req.Method, ErrMalformed)
 	}
 	if req.Target == "" || !validValue(req.Target) || strings.ContainsAny(req.Target, " \t") {
 		return fmt.Errorf("request target: %w", ErrMalformed)
@@ -198,15 +238,17 @@ func checkRequest(req *Request) error {
 	return checkHeader(req.Header)
 }
 
-// checkHeader refuses an odd list, a name that is not a token-like word and a
-// value with a control character (HTAB aside). Values are not quoted in the
-// error: one may be a credential.
+// checkHeader refuses an odd list, a name that is not a token-like word or
+// that sets the framing (the pool writes Content-Length itself) and a value
+// with a control character (HTAB aside). Values are not quoted in the error:
+// one may be a credential.
 func checkHeader(h []string) error {
 	if len(h)%2 != 0 {
 		return fmt.Errorf("header list of odd length %d: %w", len(h), ErrMalformed)
 	}
 	for i := 0; i < len(h); i += 2 {
-		if h[i] == "" || !validValue(h[i]) || strings.ContainsAny(h[i], " \t:") {
+		if h[i] == "" || !validValue(h[i]) || strings.ContainsAny(h[i], " \t:") ||
+			strings.EqualFold(h[i], "Content-Length") || strings.EqualFold(h[i], "Transfer-Encoding") {
 			return fmt.Errorf("header name %q: %w", h[i], ErrMalformed)
 		}
 		if !validValue(h[i+1]) {
@@ -249,6 +291,9 @@ func (p *Pool) exchange(c *conn, req *Request, max int) (status int, body []byte
 	w.WriteString("\r\n")
 	w.Write(req.Body)
 	werr := w.Flush()
+	if c.cr != nil {
+		c.cr.left = maxHead
+	}
 	// A server may answer before it has read the whole request (a refusal
 	// of a large body) and close: its answer is still read.
 	if _, err := c.br.Peek(1); err != nil {
@@ -270,13 +315,18 @@ func (p *Pool) exchange(c *conn, req *Request, max int) (status int, body []byte
 			break
 		}
 	}
-	body, err = readBody(&io.LimitedReader{R: resp.Body, N: int64(max) + 1}, resp.ContentLength, max)
+	if c.cr != nil {
+		c.cr.left = -1 // the body has its own bound
+	}
+	body, err = readBody(&io.LimitedReader{R: resp.Body, N: int64(min(max, math.MaxInt-1)) + 1}, resp.ContentLength, max)
 	if err != nil {
 		return 0, nil, false, fmt.Errorf("%w: %w", ErrBody, err)
 	}
 	// The body was read to its end (the LimitedReader stopped short of
-	// max+1 only at the body's EOF): the connection is at the next answer.
-	reuse = werr == nil && !resp.Close && len(body) <= max
+	// max+1 only at the body's EOF): the connection is at the next answer,
+	// unless the server sent bytes after this one, which the next request
+	// would read as its answer.
+	reuse = werr == nil && !resp.Close && len(body) <= max && c.br.Buffered() == 0
 	if reuse {
 		resp.Body.Close()
 	}
@@ -324,8 +374,9 @@ func (p *Pool) get(ctx context.Context) (c *conn, reused bool, err error) {
 		p.idle[n-1] = nil
 		p.idle = p.idle[:n-1]
 		p.mu.Unlock()
+		fresh := time.Since(c.idleSince) < p.idleTimeout && c.quiet()
 		c.nc.SetDeadline(deadline)
-		if time.Since(c.idleSince) < p.idleTimeout && stillOpen(c.rc) {
+		if fresh && stillOpen(c.rc) {
 			return c, true, nil
 		}
 		c.nc.Close()
@@ -335,15 +386,29 @@ func (p *Pool) get(ctx context.Context) (c *conn, reused bool, err error) {
 		return nil, false, err
 	}
 	nc.SetDeadline(deadline)
-	c = &conn{nc: nc, br: bufio.NewReaderSize(nc, 4<<10), bw: bufio.NewWriterSize(nc, 4<<10)}
+	c = &conn{nc: nc, cr: &capReader{r: nc, left: -1}, bw: bufio.NewWriterSize(nc, 4<<10)}
+	c.br = bufio.NewReaderSize(c.cr, 4<<10)
 	raw := nc
 	if tc, ok := nc.(interface{ NetConn() net.Conn }); ok { // TLS: peek under it
 		raw = tc.NetConn()
+		c.layered = true
 	}
 	if sc, ok := raw.(syscall.Conn); ok {
 		c.rc, _ = sc.SyscallConn()
 	}
 	return c, false, nil
+}
+
+// quiet reports whether a TLS layer under c holds no bytes the server sent
+// after its last answer: a peek at the socket cannot see them. A read past
+// its deadline leaves a TLS connection usable.
+func (c *conn) quiet() bool {
+	if !c.layered {
+		return true
+	}
+	c.nc.SetReadDeadline(time.Unix(1, 0))
+	_, err := c.br.Peek(1)
+	return errors.Is(err, os.ErrDeadlineExceeded)
 }
 
 // put makes c idle and, for the first idle connection, arms the timer that
