@@ -15,6 +15,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/treaty-dev/treaty/internal/jsonenc"
+
 	"github.com/treaty-dev/treaty/internal/audit"
 	"github.com/treaty-dev/treaty/internal/identity"
 	"github.com/treaty-dev/treaty/internal/refusal"
@@ -123,7 +125,7 @@ func (re *requestEvidence) appendJSON(b []byte) []byte {
 	field := func(name, v string) {
 		if v != "" {
 			b = append(b, `"`+name+`":`...)
-			b = appendJSONString(b, v)
+			b = jsonenc.AppendString(b, v)
 			b = append(b, ',')
 		}
 	}
@@ -140,23 +142,8 @@ func (re *requestEvidence) appendJSON(b []byte) []byte {
 	}
 	field("nonce", re.Nonce)
 	b = append(b, `"signature":`...)
-	b = appendJSONString(b, re.Signature)
+	b = jsonenc.AppendString(b, re.Signature)
 	return append(b, '}')
-}
-
-// appendJSONString appends s as encoding/json writes a string: as is
-// between quotes when it holds only printable ASCII that json leaves alone
-// (the common case: base64, digits, did:key), else by json.Marshal itself.
-func appendJSONString(b []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			m, _ := json.Marshal(s)
-			return append(b, m...)
-		}
-	}
-	b = append(b, '"')
-	b = append(b, s...)
-	return append(b, '"')
 }
 
 // compactRequest reads the values of a plain-form base; ok is false unless
@@ -438,7 +425,7 @@ func contentReport(clean sanitize.Clean, v *screen.Verdict) json.RawMessage {
 	b = clean.AppendReportJSON(append(b, `{"sanitizer":`...))
 	if v != nil {
 		b = append(b, `,"screen":{"action":`...)
-		b = appendJSONString(b, string(v.Action))
+		b = jsonenc.AppendString(b, string(v.Action))
 		b = append(b, `,"score":`...)
 		var ok bool
 		if b, ok = appendJSONFloat(b, v.Score); !ok {
@@ -453,7 +440,7 @@ func contentReport(clean sanitize.Clean, v *screen.Verdict) json.RawMessage {
 				if i > 0 {
 					b = append(b, ',')
 				}
-				b = appendJSONString(b, r)
+				b = jsonenc.AppendString(b, r)
 			}
 			b = append(b, ']')
 		}

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/treaty-dev/treaty/internal/jsonenc"
 )
 
 // Clean is output of the outbound sanitizer under one data policy. Only this
@@ -55,32 +57,18 @@ func (c Clean) AppendReportJSON(b []byte) []byte {
 			b = append(b, ',')
 		}
 		if i == 0 || r.cat != rows[i-1].cat {
-			b = appendJSONString(b, string(r.cat))
+			b = jsonenc.AppendString(b, string(r.cat))
 			b = append(b, ":{"...)
 		}
-		b = appendJSONString(b, string(r.act))
+		b = jsonenc.AppendString(b, string(r.act))
 		b = strconv.AppendInt(append(b, ':'), int64(r.n), 10)
 	}
 	if len(rows) > 0 {
 		b = append(b, '}')
 	}
 	b = append(b, `},"action":`...)
-	b = appendJSONString(b, string(c.tally.strongest))
+	b = jsonenc.AppendString(b, string(c.tally.strongest))
 	return append(b, '}')
-}
-
-// appendJSONString appends s as encoding/json writes a string: between
-// quotes as is when json leaves every byte alone, else by json.Marshal.
-func appendJSONString(b []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			m, _ := json.Marshal(s)
-			return append(b, m...)
-		}
-	}
-	b = append(b, '"')
-	b = append(b, s...)
-	return append(b, '"')
 }
 
 // Report counts findings per category and action; it never holds values, so

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -292,4 +293,22 @@ func bfttestKey(t *testing.T, b byte) identity.PrivateKey {
 		t.Fatal(err)
 	}
 	return k
+}
+
+// sortedKeys returns n test keys in byte order and a builder of BFT groups
+// named "g" over them.
+func sortedKeys(t *testing.T, n byte) ([]identity.PublicKey, func(epoch uint64, members ...identity.PublicKey) fsm.Group) {
+	t.Helper()
+	var ks []identity.PublicKey
+	for b := byte(1); b <= n; b++ {
+		ks = append(ks, bfttestKey(t, b).Public())
+	}
+	slices.SortFunc(ks, func(a, b identity.PublicKey) int { return slices.Compare(a.Bytes(), b.Bytes()) })
+	return ks, func(epoch uint64, members ...identity.PublicKey) fsm.Group {
+		g, err := fsm.NewGroup("g", fsm.ModeBFT, epoch, members)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return g
+	}
 }

@@ -252,18 +252,7 @@ func (n *lingerNet) Linger(k identity.PublicKey, until time.Time) {
 // member is added again (under a new ID: one link per key), or when this
 // member is removed too (a removed member serves nobody).
 func TestRemovedMembersLinkLingers(t *testing.T) {
-	var ks []identity.PublicKey
-	for b := byte(1); b <= 4; b++ {
-		ks = append(ks, bfttestKey(t, b).Public())
-	}
-	slices.SortFunc(ks, func(a, b identity.PublicKey) int { return slices.Compare(a.Bytes(), b.Bytes()) })
-	group := func(epoch uint64, members ...identity.PublicKey) fsm.Group {
-		g, err := fsm.NewGroup("g", fsm.ModeBFT, epoch, members)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return g
-	}
+	ks, group := sortedKeys(t, 4)
 	r0 := genesisRoster(group(0, ks...))
 	r1 := r0.then(group(1, ks[0], ks[1], ks[2]), 5) // ID 4 removed by decision 4
 	r2 := r1.then(group(2, ks...), 9)               // and added again, as ID 5

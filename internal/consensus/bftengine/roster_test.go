@@ -13,18 +13,7 @@ import (
 // first, and a member added again after its removal gets a new ID (its old
 // one still names it in old decisions).
 func TestRosterIDsByAdmission(t *testing.T) {
-	var ks []identity.PublicKey
-	for b := byte(1); b <= 5; b++ {
-		ks = append(ks, bfttestKey(t, b).Public())
-	}
-	slices.SortFunc(ks, func(a, b identity.PublicKey) int { return slices.Compare(a.Bytes(), b.Bytes()) })
-	group := func(epoch uint64, members ...identity.PublicKey) fsm.Group {
-		g, err := fsm.NewGroup("g", fsm.ModeBFT, epoch, members)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return g
-	}
+	ks, group := sortedKeys(t, 5)
 	r0 := genesisRoster(group(0, ks[1], ks[2], ks[3], ks[4]))
 	r1 := r0.then(group(1, ks...), 7) // ks[0] sorts first, joins
 	r2 := r1.then(group(2, ks[0], ks[1], ks[3], ks[4]), 9)
