@@ -2,7 +2,9 @@
 // signatures, policy, trust and budgets, sanitizer and screen, audit) against
 // baselines taken in the same run: (a) the same payload over a plain mTLS
 // HTTP/2 request with no signing or policy, (b) the bare ed25519 and sha-256
-// work the protocol must do per call, and (c) one fsync. Two audit commits
+// work the protocol must do per call, (c) one fsync and (d) one durable
+// SQLite transaction of a 1 KiB row, the store the audit log is built on
+// (reported beside the target, not part of it). Two audit commits
 // are durable in sequence on a call's critical path (call.served at the
 // callee, call.completed at the caller); call.sent rides in call.completed's
 // commit (docs/adr/0019). The target (issue 11) is
@@ -21,6 +23,7 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"database/sql"
 	"io"
 	"log/slog"
 	"math/big"
@@ -35,6 +38,7 @@ import (
 	"time"
 
 	"golang.org/x/net/http2"
+	_ "modernc.org/sqlite"
 
 	"github.com/treaty-dev/treaty"
 	"github.com/treaty-dev/treaty/internal/identity"
@@ -172,6 +176,28 @@ func fsyncOnce(b *testing.B) func() error {
 	}
 }
 
+// sqliteCommit is baseline (d): one 1 KiB row inserted in its own
+// transaction into a WAL database with synchronous=FULL and the audit log's
+// 16 KiB pages: what one durable append costs in the store itself, before
+// the log's hashing, indexes and signed checkpoint.
+func sqliteCommit(b *testing.B) func() error {
+	path := filepath.Join(b.TempDir(), "floor.db")
+	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=page_size(16384)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)")
+	must(b, err)
+	b.Cleanup(func() { db.Close() })
+	db.SetMaxOpenConns(1)
+	_, err = db.Exec(`CREATE TABLE rows (id INTEGER PRIMARY KEY, body BLOB NOT NULL)`)
+	must(b, err)
+	ins, err := db.Prepare(`INSERT INTO rows(body) VALUES(?)`)
+	must(b, err)
+	b.Cleanup(func() { ins.Close() })
+	row := bytes.Repeat([]byte("r"), 1024)
+	return func() error {
+		_, err := ins.Exec(row)
+		return err
+	}
+}
+
 // p50 runs f n times sequentially and returns the median latency.
 func p50(b *testing.B, n int, f func() error) time.Duration {
 	b.Helper()
@@ -202,8 +228,8 @@ func BenchmarkCallLatency(b *testing.B) {
 	ctx := b.Context()
 	full := func() error { _, err := acme.Call(ctx, "globex", "echo", payload); return err }
 	plain, crypto, sync := plainMTLS(b), bareCrypto(b, false), fsyncOnce(b)
-	stdCrypto := bareCrypto(b, true)
-	var fs, ps, cs, ss, std []time.Duration
+	stdCrypto, store := bareCrypto(b, true), sqliteCommit(b)
+	var fs, ps, cs, ss, std, ds []time.Duration
 	var fullCPU time.Duration
 	b.ResetTimer()
 	for b.Loop() {
@@ -214,6 +240,7 @@ func BenchmarkCallLatency(b *testing.B) {
 		cs = append(cs, p50(b, 200, crypto))
 		ss = append(ss, p50(b, 200, sync))
 		std = append(std, p50(b, 200, stdCrypto))
+		ds = append(ds, p50(b, 200, store))
 	}
 	med := func(d []time.Duration) float64 { slices.Sort(d); return float64(d[len(d)/2].Nanoseconds()) / 1000 }
 	f, p, c, fsync := med(fs), med(ps), med(cs), med(ss)
@@ -222,6 +249,9 @@ func BenchmarkCallLatency(b *testing.B) {
 	b.ReportMetric(c, "crypto-p50-µs")
 	b.ReportMetric(fsync, "fsync-p50-µs")
 	b.ReportMetric(med(std), "crypto-stdlib-p50-µs")
+	d := med(ds)
+	b.ReportMetric(d, "sqlite-commit-p50-µs")
+	b.ReportMetric(p+c+2*d, "floor-a+b+2d-µs")
 	target := p + c + 2*fsync + 150
 	b.ReportMetric(f-p-c, "overhead-µs")
 	b.ReportMetric(f-p-c-2*fsync, "overhead-beyond-2fsync-µs")

@@ -76,8 +76,14 @@ func (n *Node) serveFederation(w http.ResponseWriter, r *http.Request) {
 	// peer that announces a body and sends none holds nothing for long.
 	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(in.st.limits.CallTimeout))
 	if in.body, err = wire.ReadBodySized(r.Body, in.st.limits.MaxBodyBytes, r.ContentLength); err != nil {
-		if errors.Is(err, os.ErrDeadlineExceeded) {
+		var le *wire.LimitError
+		switch {
+		case errors.Is(err, os.ErrDeadlineExceeded):
 			err = &wire.LimitError{Limit: wire.LimitCallTimeout, Max: in.st.limits.CallTimeout.Milliseconds(), Got: -1}
+		case !errors.As(err, &le):
+			// The stream ended short of its Content-Length, or was reset:
+			// the peer's request is malformed, not this node's failure.
+			err = &wire.Error{Reason: wire.ReasonMalformed, Detail: err.Error()}
 		}
 		in.refuse(refusal.StageWire, err)
 		return
