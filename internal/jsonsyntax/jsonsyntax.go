@@ -37,22 +37,40 @@ type Span struct {
 // encoding/json.Valid's verdict and the spans already appended are incomplete.
 // On an invalid document the spans appended are meaningless.
 func Walk(data []byte, spans *[]Span) (valid, complete bool) {
+	valid, complete, _ = walk(data, spans)
+	return valid, complete
+}
+
+// ValidCompact reports Valid(data), and whether data is also compact: it has
+// no whitespace outside its strings, so encoding/json.Compact would give it
+// back unchanged. A document nested deeper than MaxDepth is never reported
+// compact.
+func ValidCompact(data []byte) (valid, compact bool) {
+	valid, complete, spaced := walk(data, nil)
+	return valid, valid && complete && !spaced
+}
+
+// walk is Walk that also reports whether it skipped any whitespace.
+func walk(data []byte, spans *[]Span) (valid, complete, spaced bool) {
 	var stack [MaxDepth]byte // the open containers: '{' or '['
 	depth, n := 0, len(data)
 	i := skipSpace(data, 0)
+	spaced = i > 0
 	for {
 		// A value starts at i.
 		if i >= n {
-			return false, true
+			return false, true, spaced
 		}
 		switch c := data[i]; {
 		case c == '{' || c == '[':
 			if depth == MaxDepth {
-				return json.Valid(data), false
+				return json.Valid(data), false, spaced
 			}
 			stack[depth] = c
 			depth++
-			i = skipSpace(data, i+1)
+			j := skipSpace(data, i+1)
+			spaced = spaced || j > i+1
+			i = j
 			if i < n && data[i] == c+2 { // '}' or ']': empty
 				depth--
 				i++
@@ -60,47 +78,49 @@ func Walk(data []byte, spans *[]Span) (valid, complete bool) {
 			}
 			if c == '{' {
 				var ok bool
-				if i, ok = key(data, i, spans); !ok {
-					return false, true
+				if i, ok = key(data, i, spans, &spaced); !ok {
+					return false, true, spaced
 				}
 			}
 			continue
 		case c == '"':
 			var ok bool
 			if i, ok = str(data, i, spans); !ok {
-				return false, true
+				return false, true, spaced
 			}
 		case c == '-' || c >= '0' && c <= '9':
 			var ok bool
 			if i, ok = number(data, i); !ok {
-				return false, true
+				return false, true, spaced
 			}
 		case c == 't':
 			if !hasPrefixAt(data, i, "true") {
-				return false, true
+				return false, true, spaced
 			}
 			i += 4
 		case c == 'f':
 			if !hasPrefixAt(data, i, "false") {
-				return false, true
+				return false, true, spaced
 			}
 			i += 5
 		case c == 'n':
 			if !hasPrefixAt(data, i, "null") {
-				return false, true
+				return false, true, spaced
 			}
 			i += 4
 		default:
-			return false, true
+			return false, true, spaced
 		}
 		// A value ended before i: close containers, or go on after a comma.
 		for {
-			i = skipSpace(data, i)
+			j := skipSpace(data, i)
+			spaced = spaced || j > i
+			i = j
 			if depth == 0 {
-				return i == n, true
+				return i == n, true, spaced
 			}
 			if i >= n {
-				return false, true
+				return false, true, spaced
 			}
 			top, c := stack[depth-1], data[i]
 			if c == top+2 {
@@ -109,13 +129,15 @@ func Walk(data []byte, spans *[]Span) (valid, complete bool) {
 				continue
 			}
 			if c != ',' {
-				return false, true
+				return false, true, spaced
 			}
-			i = skipSpace(data, i+1)
+			j = skipSpace(data, i+1)
+			spaced = spaced || j > i+1
+			i = j
 			if top == '{' {
 				var ok bool
-				if i, ok = key(data, i, spans); !ok {
-					return false, true
+				if i, ok = key(data, i, spans, &spaced); !ok {
+					return false, true, spaced
 				}
 			}
 			break
@@ -135,8 +157,9 @@ func skipSpace(data []byte, i int) int {
 	return i
 }
 
-// key reads `"key" :` and the space after it, returning where the value starts.
-func key(data []byte, i int, spans *[]Span) (int, bool) {
+// key reads `"key" :` and the space after it, returning where the value
+// starts; it sets *spaced when it skipped whitespace.
+func key(data []byte, i int, spans *[]Span, spaced *bool) (int, bool) {
 	if i >= len(data) || data[i] != '"' {
 		return i, false
 	}
@@ -144,11 +167,15 @@ func key(data []byte, i int, spans *[]Span) (int, bool) {
 	if !ok {
 		return i, false
 	}
-	i = skipSpace(data, i)
-	if i >= len(data) || data[i] != ':' {
-		return i, false
+	j := skipSpace(data, i)
+	if j >= len(data) || data[j] != ':' {
+		return j, false
 	}
-	return skipSpace(data, i+1), true
+	k := skipSpace(data, j+1)
+	if j > i || k > j+1 {
+		*spaced = true
+	}
+	return k, true
 }
 
 // str reads the string literal at i (data[i] == '"') and returns the index

@@ -99,8 +99,22 @@ func checkValid(t *testing.T, data []byte) {
 	if valid != want {
 		t.Fatalf("Walk(%.200q) = %v, json.Valid %v", data, valid, want)
 	}
+	valid, compact := ValidCompact(data)
+	if valid != want {
+		t.Fatalf("ValidCompact(%.200q) = %v, json.Valid %v", data, valid, want)
+	}
 	if !valid || !complete {
+		if compact {
+			t.Fatalf("ValidCompact(%.200q) says compact, valid %v, complete %v", data, valid, complete)
+		}
 		return
+	}
+	var buf bytes.Buffer
+	if err := json.Compact(&buf, data); err != nil {
+		t.Fatalf("json.Compact(%.200q): %v", data, err)
+	}
+	if unchanged := bytes.Equal(buf.Bytes(), data); compact != unchanged {
+		t.Fatalf("ValidCompact(%.200q) compact %v, json.Compact gives it back unchanged: %v", data, compact, unchanged)
 	}
 	strs := stdlibStrings(t, data)
 	if len(spans) != len(strs) {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/treaty-dev/treaty/internal/audit"
 	"github.com/treaty-dev/treaty/internal/budget"
+	"github.com/treaty-dev/treaty/internal/jsonsyntax"
 	"github.com/treaty-dev/treaty/internal/refusal"
 	"github.com/treaty-dev/treaty/internal/sanitize"
 	"github.com/treaty-dev/treaty/internal/screen"
@@ -231,7 +232,7 @@ func (o *outcall) call(ctx context.Context, input []byte) (*Result, *wire.Receip
 	if resp.StatusCode != http.StatusOK {
 		return nil, &receipt, pe, o.kindMismatch(ctx, false, remoteRefusal(resp.StatusCode, body))
 	}
-	if !json.Valid(body) {
+	if !jsonsyntax.Valid(body) {
 		return nil, &receipt, pe, refusal.New(refusal.StageWire, "response from %s is not JSON", p.label())
 	}
 	out, verdict, err := n.acceptResult(ctx, st, p, o.capName, body)
