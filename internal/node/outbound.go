@@ -219,7 +219,7 @@ func (o *outcall) call(ctx context.Context, input []byte) (*Result, *wire.Receip
 		return nil, nil, nil, err
 	}
 	// Back at the caller: verify the callee's signature; it is the receipt.
-	receipt, err := wire.VerifyResponse(resp, body, sent, p.ID)
+	receipt, err := n.verifier.VerifyResponse(resp, body, sent, p.ID)
 	if err != nil {
 		return nil, nil, nil, refusal.Wrap(refusal.StageWire, fmt.Errorf("response from %s: %w", p.label(), err))
 	}
@@ -274,7 +274,7 @@ func (o *outcall) caps(ctx context.Context) ([]CapabilityInfo, *wire.Receipt, er
 	if err != nil {
 		return nil, nil, err
 	}
-	receipt, err := wire.VerifyResponse(resp, body, sent, p.ID)
+	receipt, err := n.verifier.VerifyResponse(resp, body, sent, p.ID)
 	if err != nil {
 		return nil, nil, refusal.Wrap(refusal.StageWire, fmt.Errorf("response from %s: %w", p.label(), err))
 	}
@@ -379,7 +379,7 @@ func (o *outcall) stream(ctx context.Context, input []byte, emit func(json.RawMe
 		if err != nil {
 			return refusal.Wrap(refusal.StageWire, err)
 		}
-		if _, err := wire.VerifyResponse(resp, body, sent, p.ID); err != nil {
+		if _, err := n.verifier.VerifyResponse(resp, body, sent, p.ID); err != nil {
 			return refusal.Wrap(refusal.StageWire, fmt.Errorf("response from %s: %w", p.label(), err))
 		}
 		return o.kindMismatch(ctx, true, remoteRefusal(resp.StatusCode, body))
