@@ -384,7 +384,7 @@ func (o *outcall) stream(ctx context.Context, input []byte, emit func(json.RawMe
 		}
 		return o.kindMismatch(ctx, true, remoteRefusal(resp.StatusCode, body))
 	}
-	sr := wire.NewStreamReader(resp.Body, sent, p.ID, st.limits)
+	sr := n.verifier.NewStreamReader(resp.Body, sent, p.ID, st.limits)
 	for {
 		ev, err := sr.Next()
 		if err != nil {

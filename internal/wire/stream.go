@@ -159,6 +159,7 @@ type StreamReader struct {
 	br        *bufio.Reader
 	binding   string
 	callee    identity.PublicKey
+	key       *identity.ExpandedKey // callee's expansion, or nil: verify with callee
 	maxEvents int
 	maxBytes  int64
 	next      uint64 // sequence number expected next
@@ -183,6 +184,16 @@ func NewStreamReader(r io.Reader, sent Sent, callee identity.PublicKey, lim Limi
 	s.binding, s.err = requestBinding(sent.Signature)
 	if s.err == nil && callee.IsZero() {
 		s.err = fail(ReasonKeyMismatch, "no callee key")
+	}
+	return s
+}
+
+// NewStreamReader is the package's NewStreamReader with callee's expanded
+// key from v's cache: the same checks and verdicts, less work per stream.
+func (v *Verifier) NewStreamReader(r io.Reader, sent Sent, callee identity.PublicKey, lim Limits) *StreamReader {
+	s := NewStreamReader(r, sent, callee, lim)
+	if s.err == nil {
+		s.key = v.keys.get(callee)
 	}
 	return s
 }
@@ -260,7 +271,13 @@ func (s *StreamReader) next1() (Event, error) {
 	if err != nil {
 		return Event{}, fail(ReasonMalformed, "End event: %v", err)
 	}
-	if !s.callee.Verify(msg, sig) {
+	var ok bool
+	if s.key != nil {
+		ok = s.key.Verify(msg, sig)
+	} else {
+		ok = s.callee.Verify(msg, sig)
+	}
+	if !ok {
 		return Event{}, fail(ReasonBadSignature, "End signature over %d events does not verify with callee %s for this request", ev.Seq-1, s.callee.Short())
 	}
 	s.done = true

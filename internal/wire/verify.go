@@ -382,7 +382,7 @@ func (v *Verifier) checkChain(s *verifyState) error {
 	if !s.hasChain {
 		return nil
 	}
-	c, err := verifyChain(s.chainValue, s.peer, v.self, v.depth)
+	c, err := verifyChain(s.chainValue, s.peer, v.self, v.depth, &v.keys)
 	if err != nil {
 		return err
 	}
@@ -443,6 +443,21 @@ func (c *keyCache) get(p identity.PublicKey) *identity.ExpandedKey {
 	}
 	c.m[p] = k
 	return k
+}
+
+// verify checks sig with p's expanded key when c holds it, else with p
+// itself; it never adds p, so keys a request only names (a chain's hops)
+// cannot push out the peers that sign every call. c may be nil.
+func (c *keyCache) verify(p identity.PublicKey, msg, sig []byte) bool {
+	if c != nil {
+		c.mu.Lock()
+		k, ok := c.m[p]
+		c.mu.Unlock()
+		if ok {
+			return k.Verify(msg, sig)
+		}
+	}
+	return p.Verify(msg, sig)
 }
 
 // len returns the keys kept (for tests).
