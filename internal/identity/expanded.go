@@ -3,9 +3,10 @@ package identity
 import voi "github.com/oasisprotocol/curve25519-voi/primitives/ed25519"
 
 // ExpandedKey is a PublicKey prepared for many verifications: its curve point
-// is decoded and its multiples precomputed once, which saves a fifth or more of
-// every later Verify. It holds about 1.5 KiB, so whoever keeps one per peer
-// must bound how many it keeps. An ExpandedKey is immutable and safe for
+// is decoded and its multiples precomputed once (about 8 µs), which saves
+// about an eighth of every later Verify (BenchmarkVerifyExpandedRatio). It
+// holds about 1.5 KiB, so whoever keeps one per peer must bound how many it
+// keeps. An ExpandedKey is immutable and safe for
 // concurrent use; the zero value and nil refuse every signature.
 type ExpandedKey struct {
 	pub PublicKey
