@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"time"
 	"unicode/utf8"
+
+	"github.com/treaty-dev/treaty/internal/jsonsyntax"
 )
 
 // Kinds of entries that treaty writes. Kind is free text (at most maxShort bytes);
@@ -245,15 +247,15 @@ func compactRaw(raw json.RawMessage) ([]byte, error) {
 	if len(raw) > maxRaw {
 		return nil, fmt.Errorf("%d bytes, at most %d", len(raw), maxRaw)
 	}
-	if !utf8.Valid(raw) || !json.Valid(raw) {
+	valid, compact := jsonsyntax.ValidCompact(raw)
+	if !valid || !utf8.Valid(raw) {
 		return nil, errors.New("not valid UTF-8 JSON")
 	}
-	if bytes.Equal(raw, []byte("null")) {
-		return nil, nil
-	}
-	if bytes.IndexAny(raw, " \t\n\r") < 0 {
-		// Valid JSON without a whitespace byte anywhere is already compact
-		// (json.Marshal's output, unless a string holds a space).
+	if compact {
+		// json.Marshal's output, the usual case: nothing to compact.
+		if bytes.Equal(raw, []byte("null")) {
+			return nil, nil
+		}
 		return raw, nil
 	}
 	var buf bytes.Buffer

@@ -8,11 +8,11 @@ package backend
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 
 	"github.com/treaty-dev/treaty/internal/identity"
+	"github.com/treaty-dev/treaty/internal/jsonsyntax"
 )
 
 // DefaultMaxOutput bounds what a backend may return when no limit is set.
@@ -76,7 +76,7 @@ func (f Func) Call(ctx context.Context, inv Invocation) ([]byte, error) {
 		}
 		return nil, fail("handler failed", err)
 	}
-	if !json.Valid(out) {
+	if !jsonsyntax.Valid(out) {
 		return nil, fail("handler returned invalid JSON", nil)
 	}
 	return out, nil
@@ -87,7 +87,7 @@ type StreamFunc func(ctx context.Context, inv Invocation, emit func([]byte) erro
 
 func (f StreamFunc) Stream(ctx context.Context, inv Invocation, emit func([]byte) error) error {
 	err := f(ctx, inv, func(b []byte) error {
-		if !json.Valid(b) {
+		if !jsonsyntax.Valid(b) {
 			return fail("handler emitted invalid JSON", nil)
 		}
 		return emit(b)

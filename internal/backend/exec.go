@@ -4,13 +4,14 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"syscall"
 	"time"
+
+	"github.com/treaty-dev/treaty/internal/jsonsyntax"
 )
 
 // Exec runs a command per call: the input JSON on stdin, the result JSON on
@@ -107,7 +108,7 @@ func (e *Exec) Call(ctx context.Context, inv Invocation) ([]byte, error) {
 		return nil, outputTooLarge(stdout.max)
 	}
 	out := bytes.TrimSpace(stdout.b)
-	if !json.Valid(out) {
+	if !jsonsyntax.Valid(out) {
 		return nil, fail("returned invalid JSON on stdout", nil)
 	}
 	return out, nil
@@ -138,7 +139,7 @@ func (e *Exec) Stream(ctx context.Context, inv Invocation, emit func([]byte) err
 		if len(line) == 0 {
 			continue
 		}
-		if !json.Valid(line) {
+		if !jsonsyntax.Valid(line) {
 			emitErr = fail("emitted a line that is not JSON", nil)
 			break
 		}

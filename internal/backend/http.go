@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -17,6 +16,7 @@ import (
 	"golang.org/x/net/http/httpguts"
 
 	"github.com/treaty-dev/treaty/internal/h1pool"
+	"github.com/treaty-dev/treaty/internal/jsonsyntax"
 )
 
 // DefaultConns is the connection pool of an HTTP backend when Conns is zero:
@@ -167,7 +167,7 @@ func (h *HTTP) Call(ctx context.Context, inv Invocation) ([]byte, error) {
 		return nil, fail(fmt.Sprintf("answered HTTP %d", status), fmt.Errorf("body: %q", truncate(body, 512)))
 	}
 	body = bytes.TrimSpace(body)
-	if !json.Valid(body) {
+	if !jsonsyntax.Valid(body) {
 		return nil, fail("returned invalid JSON", nil)
 	}
 	return body, nil

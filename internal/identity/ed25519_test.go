@@ -58,7 +58,8 @@ var smallOrder = []string{
 	"eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
 }
 
-// sameVerdict fails t unless identity's Verify and crypto/ed25519's agree.
+// sameVerdict fails t unless identity's Verify, on the key and on its
+// expansion, and crypto/ed25519's agree.
 func sameVerdict(t *testing.T, what string, pub, msg, sig []byte) (accepted bool) {
 	t.Helper()
 	want := ed25519.Verify(pub, msg, sig)
@@ -68,6 +69,9 @@ func sameVerdict(t *testing.T, what string, pub, msg, sig []byte) (accepted bool
 	}
 	if got := p.Verify(msg, sig); got != want {
 		t.Fatalf("%s: Verify = %v, crypto/ed25519 = %v\npub %x\nmsg %x\nsig %x", what, got, want, pub, msg, sig)
+	}
+	if got := p.Expand().Verify(msg, sig); got != want {
+		t.Fatalf("%s: ExpandedKey.Verify = %v, crypto/ed25519 = %v\npub %x\nmsg %x\nsig %x", what, got, want, pub, msg, sig)
 	}
 	return want
 }
@@ -168,6 +172,19 @@ func BenchmarkVerify(b *testing.B) {
 			if !pub.Verify(msg, sig) {
 				b.Fatal("refused")
 			}
+		}
+	})
+	b.Run("identity-expanded", func(b *testing.B) {
+		ek := pub.Expand()
+		for b.Loop() {
+			if !ek.Verify(msg, sig) {
+				b.Fatal("refused")
+			}
+		}
+	})
+	b.Run("expand", func(b *testing.B) {
+		for b.Loop() {
+			pub.Expand()
 		}
 	})
 	b.Run("crypto-ed25519", func(b *testing.B) {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/treaty-dev/treaty/internal/audit"
 	"github.com/treaty-dev/treaty/internal/budget"
+	"github.com/treaty-dev/treaty/internal/jsonsyntax"
 	"github.com/treaty-dev/treaty/internal/refusal"
 	"github.com/treaty-dev/treaty/internal/sanitize"
 	"github.com/treaty-dev/treaty/internal/screen"
@@ -218,7 +219,7 @@ func (o *outcall) call(ctx context.Context, input []byte) (*Result, *wire.Receip
 		return nil, nil, nil, err
 	}
 	// Back at the caller: verify the callee's signature; it is the receipt.
-	receipt, err := wire.VerifyResponse(resp, body, sent, p.ID)
+	receipt, err := n.verifier.VerifyResponse(resp, body, sent, p.ID)
 	if err != nil {
 		return nil, nil, nil, refusal.Wrap(refusal.StageWire, fmt.Errorf("response from %s: %w", p.label(), err))
 	}
@@ -231,7 +232,7 @@ func (o *outcall) call(ctx context.Context, input []byte) (*Result, *wire.Receip
 	if resp.StatusCode != http.StatusOK {
 		return nil, &receipt, pe, o.kindMismatch(ctx, false, remoteRefusal(resp.StatusCode, body))
 	}
-	if !json.Valid(body) {
+	if !jsonsyntax.Valid(body) {
 		return nil, &receipt, pe, refusal.New(refusal.StageWire, "response from %s is not JSON", p.label())
 	}
 	out, verdict, err := n.acceptResult(ctx, st, p, o.capName, body)
@@ -273,7 +274,7 @@ func (o *outcall) caps(ctx context.Context) ([]CapabilityInfo, *wire.Receipt, er
 	if err != nil {
 		return nil, nil, err
 	}
-	receipt, err := wire.VerifyResponse(resp, body, sent, p.ID)
+	receipt, err := n.verifier.VerifyResponse(resp, body, sent, p.ID)
 	if err != nil {
 		return nil, nil, refusal.Wrap(refusal.StageWire, fmt.Errorf("response from %s: %w", p.label(), err))
 	}
@@ -378,12 +379,12 @@ func (o *outcall) stream(ctx context.Context, input []byte, emit func(json.RawMe
 		if err != nil {
 			return refusal.Wrap(refusal.StageWire, err)
 		}
-		if _, err := wire.VerifyResponse(resp, body, sent, p.ID); err != nil {
+		if _, err := n.verifier.VerifyResponse(resp, body, sent, p.ID); err != nil {
 			return refusal.Wrap(refusal.StageWire, fmt.Errorf("response from %s: %w", p.label(), err))
 		}
 		return o.kindMismatch(ctx, true, remoteRefusal(resp.StatusCode, body))
 	}
-	sr := wire.NewStreamReader(resp.Body, sent, p.ID, st.limits)
+	sr := n.verifier.NewStreamReader(resp.Body, sent, p.ID, st.limits)
 	for {
 		ev, err := sr.Next()
 		if err != nil {

@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"unicode/utf16"
 	"unicode/utf8"
+
+	"github.com/treaty-dev/treaty/internal/jsonsyntax"
 )
 
 // jsonScratch is the memory one extraction can reuse from an earlier one.
 type jsonScratch struct {
 	out   []byte
-	spans []jsonSpan
+	spans []jsonsyntax.Span
 }
 
 // extractJSONText appends to sc.out the keys and string values of data, one per line,
@@ -33,20 +35,20 @@ func extractJSONText(data []byte, depth int, sc *jsonScratch) ([]byte, bool) {
 // appendJSONDoc appends every string literal of data when data is valid JSON, and
 // reports whether it was; invalid data appends nothing. spans is scratch: what it
 // holds on entry is kept.
-func appendJSONDoc(out, data []byte, depth int, spans *[]jsonSpan) ([]byte, bool) {
+func appendJSONDoc(out, data []byte, depth int, spans *[]jsonsyntax.Span) ([]byte, bool) {
 	lo := len(*spans)
-	valid, complete := walkJSON(data, spans)
+	valid, complete := jsonsyntax.Walk(data, spans)
 	if !valid || !complete {
 		*spans = (*spans)[:lo]
-		if valid { // nested too deep for walkJSON: the slower two-pass extraction
+		if valid { // nested too deep for jsonsyntax.Walk: the slower two-pass extraction
 			out = appendJSONStrings(out, data, depth)
 		}
 		return out, valid
 	}
 	for k := lo; k < len(*spans); k++ {
 		sp := (*spans)[k]
-		raw := data[sp.start:sp.end]
-		if !sp.esc {
+		raw := data[sp.Start:sp.End]
+		if !sp.Escaped {
 			// No escapes: the body is the value.
 			if inner := bytes.TrimSpace(raw); depth > 1 && len(inner) > 1 && (inner[0] == '{' || inner[0] == '[') {
 				var ok bool
@@ -76,7 +78,7 @@ func appendJSONDoc(out, data []byte, depth int, spans *[]jsonSpan) ([]byte, bool
 }
 
 // appendJSONStrings appends every string literal of the valid JSON in data, for the
-// documents walkJSON leaves to json.Valid.
+// documents jsonsyntax.Walk leaves to json.Valid.
 func appendJSONStrings(out, data []byte, depth int) []byte {
 	for i := 0; i < len(data); i++ {
 		k := bytes.IndexByte(data[i:], '"')
@@ -110,7 +112,7 @@ func appendJSONStrings(out, data []byte, depth int) []byte {
 		raw := data[i+1 : min(j, len(data))]
 		i = j
 		s := appendUnquoted(nil, raw)
-		if inner := bytes.TrimSpace(s); depth > 1 && len(inner) > 1 && (inner[0] == '{' || inner[0] == '[') && validJSON(inner) {
+		if inner := bytes.TrimSpace(s); depth > 1 && len(inner) > 1 && (inner[0] == '{' || inner[0] == '[') && jsonsyntax.Valid(inner) {
 			out = appendJSONStrings(out, inner, depth-1)
 		} else {
 			out = append(append(out, s...), '\n')

@@ -348,7 +348,10 @@ func openHop(i int, w hopWire, rest string) (Hop, error) {
 //	per hop    contents, the link to the previous hop, then the signature  (chain_malformed, chain_broken)
 //	depth      1 + hops <= maxDepth  (chain_too_deep)
 //	loop       no key twice on [self, peer, hop callers...]  (chain_loop)
-func verifyChain(v string, peer, self identity.PublicKey, maxDepth int) (Chain, error) {
+//
+// A hop's signature is checked with the caller's expanded key when keys
+// (or nil) already holds it.
+func verifyChain(v string, peer, self identity.PublicKey, maxDepth int, keys *keyCache) (Chain, error) {
 	ws, suffixes, err := parseChain(v)
 	if err != nil {
 		return nil, err
@@ -366,7 +369,7 @@ func verifyChain(v string, peer, self identity.PublicKey, maxDepth int) (Chain, 
 		if h.Audience != want {
 			return nil, fail(ReasonChainBroken, "hop %d is addressed to %s, not to %s who made the next call", i, h.Audience.Short(), want.Short())
 		}
-		if !h.Caller.Verify([]byte(h.Base), w.sig) {
+		if !keys.verify(h.Caller, []byte(h.Base), w.sig) {
 			return nil, fail(ReasonChainBroken, "hop %d signature does not verify with its keyid %s", i, h.Caller.Short())
 		}
 		c[i] = h

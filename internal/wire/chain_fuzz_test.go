@@ -81,7 +81,7 @@ func FuzzParseChain(f *testing.F) {
 				t.Fatalf("hop %d does not round-trip", i)
 			}
 		}
-		chain, err := verifyChain(v, caller, self, 8)
+		chain, err := verifyChain(v, caller, self, 8, nil)
 		if err != nil {
 			if _, ok := ReasonOf(err); !ok {
 				t.Fatalf("untyped error %v", err)

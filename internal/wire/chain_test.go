@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -395,24 +396,38 @@ func TestChainAdversarial(t *testing.T) {
 		}},
 	}
 	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			peer := p[3]
-			if !tc.peer.IsZero() {
-				peer = tc.peer
-			}
-			v, err := NewVerifier(VerifierConfig{Self: self, MaxDepth: tc.maxDepth})
-			if err != nil {
-				t.Fatal(err)
-			}
-			got, err := v.VerifyRequest(tc.req(t), testBody, peer.Public(), t0.Add(10*time.Second))
-			wantReason(t, err, tc.want)
-			if err == nil && len(got.Chain) == 0 {
-				t.Fatal("accepted without a chain")
-			}
-			if err != nil && v.ReplayLen() != 0 {
-				t.Fatal("a refused request burned its nonce")
-			}
-		})
+		// warm: every key already expanded in the Verifier's cache, so each
+		// hop is checked with its caller's expanded key; cold: none is, and
+		// checking the chain adds no hop's key.
+		for _, warm := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/warm=%v", tc.name, warm), func(t *testing.T) {
+				peer := p[3]
+				if !tc.peer.IsZero() {
+					peer = tc.peer
+				}
+				v, err := NewVerifier(VerifierConfig{Self: self, MaxDepth: tc.maxDepth})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if warm {
+					for _, k := range append([]identity.PrivateKey{mallory}, p...) {
+						v.keys.get(k.Public())
+					}
+				}
+				before := v.keys.len()
+				got, err := v.VerifyRequest(tc.req(t), testBody, peer.Public(), t0.Add(10*time.Second))
+				wantReason(t, err, tc.want)
+				if err == nil && len(got.Chain) == 0 {
+					t.Fatal("accepted without a chain")
+				}
+				if err != nil && v.ReplayLen() != 0 {
+					t.Fatal("a refused request burned its nonce")
+				}
+				if !warm && v.keys.len() > before+1 {
+					t.Fatalf("the key cache grew from %d to %d: a hop's key was added", before, v.keys.len())
+				}
+			})
+		}
 	}
 }
 

@@ -588,6 +588,8 @@ func TestNewVerifierConfig(t *testing.T) {
 		{Self: self, ReplayCapacity: 1 << 27},
 		{Self: self, ReplayCapacity: 8, ReplayPerPeer: 9},
 		{Self: self, ReplayPerPeer: -1},
+		{Self: self, KeyCache: -1},
+		{Self: self, KeyCache: 1<<16 + 1},
 	}
 	for _, c := range bad {
 		if _, err := NewVerifier(c); err == nil {

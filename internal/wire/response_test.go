@@ -240,17 +240,30 @@ func TestVerifyResponseAdversarial(t *testing.T) {
 			want: ReasonMalformed,
 		},
 	}
+	// The Verifier's method, with keys expanded once and kept across the
+	// cases (bob's and mallory's), must refuse exactly what the function does.
+	v := newVerifier(t, k.alice.Public())
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			sent, resp := served(t, k, 200, respBody)
-			body := append([]byte(nil), respBody...)
-			callee := k.bob.Public()
-			if tc.tamper != nil {
-				tc.tamper(t, resp, &sent, &body, &callee)
+			for _, verify := range []struct {
+				name string
+				fn   func(*http.Response, []byte, Sent, identity.PublicKey) (Receipt, error)
+			}{{"VerifyResponse", VerifyResponse}, {"Verifier.VerifyResponse", v.VerifyResponse}} {
+				t.Run(verify.name, func(t *testing.T) {
+					sent, resp := served(t, k, 200, respBody)
+					body := append([]byte(nil), respBody...)
+					callee := k.bob.Public()
+					if tc.tamper != nil {
+						tc.tamper(t, resp, &sent, &body, &callee)
+					}
+					_, err := verify.fn(resp, body, sent, callee)
+					wantReason(t, err, tc.want)
+				})
 			}
-			_, err := VerifyResponse(resp, body, sent, callee)
-			wantReason(t, err, tc.want)
 		})
+	}
+	if n := v.keys.len(); n != 2 {
+		t.Errorf("the Verifier keeps %d expanded keys, want 2 (bob, mallory)", n)
 	}
 }
 

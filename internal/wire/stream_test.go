@@ -8,6 +8,8 @@ import (
 	"io"
 	"strings"
 	"testing"
+
+	"github.com/treaty-dev/treaty/internal/identity"
 )
 
 // streamFixture returns the lines of a signed stream of n events answering
@@ -44,7 +46,11 @@ func streamFixture(t *testing.T, k keys, n int, failure *Failure) ([]string, Sen
 // other than io.EOF.
 func readAll(t *testing.T, s string, sent Sent, callee keys, lim Limits) ([]Event, error) {
 	t.Helper()
-	r := NewStreamReader(strings.NewReader(s), sent, callee.bob.Public(), lim)
+	return readAllFrom(t, NewStreamReader(strings.NewReader(s), sent, callee.bob.Public(), lim))
+}
+
+func readAllFrom(t *testing.T, r *StreamReader) ([]Event, error) {
+	t.Helper()
 	var evs []Event
 	for {
 		ev, err := r.Next()
@@ -207,26 +213,37 @@ func TestStreamAdversarial(t *testing.T) {
 			return l
 		}, want: ReasonMalformed, events: 4},
 	}
+	// The Verifier's reader, with bob's key expanded once and kept across the
+	// cases, must refuse exactly what the package's reader does.
+	v := newVerifier(t, k.alice.Public())
 	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			lines, sent, req := streamFixture(t, k, 4, nil)
-			lines = tc.edit(t, lines, req)
-			if tc.sent != nil {
-				sent = *tc.sent
-			}
-			evs, err := readAll(t, strings.Join(lines, ""), sent, k, tc.lim)
-			if len(evs) != tc.events {
-				t.Errorf("delivered %d events before the error, want %d", len(evs), tc.events)
-			}
-			if tc.limit != "" {
-				var le *LimitError
-				if !errors.As(err, &le) || le.Limit != tc.limit {
-					t.Fatalf("err = %v, want LimitError %s", err, tc.limit)
+		for _, open := range []struct {
+			name string
+			fn   func(io.Reader, Sent, identity.PublicKey, Limits) *StreamReader
+		}{{"NewStreamReader", NewStreamReader}, {"Verifier.NewStreamReader", v.NewStreamReader}} {
+			t.Run(tc.name+"/"+open.name, func(t *testing.T) {
+				lines, sent, req := streamFixture(t, k, 4, nil)
+				lines = tc.edit(t, lines, req)
+				if tc.sent != nil {
+					sent = *tc.sent
 				}
-				return
-			}
-			wantReason(t, err, tc.want)
-		})
+				evs, err := readAllFrom(t, open.fn(strings.NewReader(strings.Join(lines, "")), sent, k.bob.Public(), tc.lim))
+				if len(evs) != tc.events {
+					t.Errorf("delivered %d events before the error, want %d", len(evs), tc.events)
+				}
+				if tc.limit != "" {
+					var le *LimitError
+					if !errors.As(err, &le) || le.Limit != tc.limit {
+						t.Fatalf("err = %v, want LimitError %s", err, tc.limit)
+					}
+					return
+				}
+				wantReason(t, err, tc.want)
+			})
+		}
+	}
+	if n := v.keys.len(); n != 1 {
+		t.Errorf("the Verifier keeps %d expanded keys, want 1 (bob)", n)
 	}
 }
 

@@ -36,14 +36,23 @@ type VerifierConfig struct {
 	// Treaty-Chain, so a direct call has depth 1 and MaxDepth 1 refuses every
 	// chained call. Default DefaultMaxDepth (4); allowed 1 .. 8.
 	MaxDepth int
+	// KeyCache bounds the peers whose expanded keys (identity.ExpandedKey,
+	// about 1.5 KiB each) are kept, so that each peer's key is expanded once
+	// and not on every signature. Default DefaultKeyCache (1024, about
+	// 1.5 MiB); allowed 1 .. 65536. When full, an arbitrary key makes room.
+	KeyCache int
 }
 
-// Verifier checks inbound treaty requests. It is safe for concurrent use;
-// its replay window is shared by all callers and guarded by a mutex.
+// DefaultKeyCache is VerifierConfig.KeyCache's default.
+const DefaultKeyCache = 1024
+
+// Verifier checks inbound treaty requests, and the responses to this node's
+// own requests. It is safe for concurrent use; its replay window is shared by
+// all callers and guarded by a mutex.
 type Verifier struct {
 	self    identity.PublicKey
 	selfDID string
-	dids    didCache
+	keys    keyCache
 	skew    time.Duration
 	maxTTL  time.Duration
 	depth   int
@@ -88,12 +97,18 @@ func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 	if cfg.MaxDepth < 1 || cfg.MaxDepth > maxDepthLimit {
 		return nil, fmt.Errorf("wire: VerifierConfig.MaxDepth = %d, want 1..%d", cfg.MaxDepth, maxDepthLimit)
 	}
+	if cfg.KeyCache == 0 {
+		cfg.KeyCache = DefaultKeyCache
+	}
+	if cfg.KeyCache < 1 || cfg.KeyCache > 1<<16 {
+		return nil, fmt.Errorf("wire: VerifierConfig.KeyCache = %d, want 1..%d", cfg.KeyCache, 1<<16)
+	}
 	w, err := NewReplayWindow(cfg.ReplayCapacity, cfg.ReplayPerPeer)
 	if err != nil {
 		return nil, err
 	}
 	return &Verifier{self: cfg.Self, selfDID: cfg.Self.String(), skew: cfg.MaxSkew, maxTTL: cfg.MaxTTL, depth: cfg.MaxDepth,
-		replays: w, dids: didCache{m: make(map[identity.PublicKey]string)}}, nil
+		replays: w, keys: keyCache{max: cfg.KeyCache, m: make(map[identity.PublicKey]*identity.ExpandedKey)}}, nil
 }
 
 // Request is a verified inbound request: every field below was covered by a
@@ -345,7 +360,7 @@ func (v *Verifier) checkDigest(s *verifyState) error {
 }
 
 func (v *Verifier) checkSignature(s *verifyState) error {
-	if s.in.keyid != v.dids.did(s.peer) {
+	if s.in.keyid != s.peer.String() {
 		kid, err := identity.ParseDID(s.in.keyid)
 		if err != nil {
 			return fail(ReasonKeyMismatch, "keyid %s is not a did:key", quote(s.in.keyid))
@@ -356,7 +371,7 @@ func (v *Verifier) checkSignature(s *verifyState) error {
 	if err != nil {
 		return err
 	}
-	if !s.peer.Verify([]byte(base), s.sig) {
+	if !v.keys.get(s.peer).Verify([]byte(base), s.sig) {
 		return fail(ReasonBadSignature, "signature does not verify with %s", s.peer.Short())
 	}
 	s.base = base
@@ -367,7 +382,7 @@ func (v *Verifier) checkChain(s *verifyState) error {
 	if !s.hasChain {
 		return nil
 	}
-	c, err := verifyChain(s.chainValue, s.peer, v.self, v.depth)
+	c, err := verifyChain(s.chainValue, s.peer, v.self, v.depth, &v.keys)
 	if err != nil {
 		return err
 	}
@@ -400,29 +415,54 @@ func (v *Verifier) ReplayPeerLen(peer identity.PublicKey) int {
 	return v.replays.PeerLen(peer)
 }
 
-// didCache remembers the did:key text of recent peers, because encoding one
-// costs microseconds (base58) on every request. It is bounded: when full it
-// is emptied and refilled.
-type didCache struct {
-	mu sync.Mutex
-	m  map[identity.PublicKey]string
+// keyCache keeps the expanded keys of recent peers: expanding a key costs
+// about as much as it saves on one verification, and a peer signs every
+// request and every response. It holds at most max keys.
+type keyCache struct {
+	mu  sync.Mutex
+	max int
+	m   map[identity.PublicKey]*identity.ExpandedKey
 }
 
-const didCacheMax = 4096
-
-func (c *didCache) did(p identity.PublicKey) string {
+// get returns p's expanded key, expanding and keeping it on first use.
+func (c *keyCache) get(p identity.PublicKey) *identity.ExpandedKey {
 	c.mu.Lock()
-	s, ok := c.m[p]
+	k, ok := c.m[p]
 	c.mu.Unlock()
 	if ok {
-		return s
+		return k
 	}
-	s = p.String()
+	k = p.Expand() // outside the lock: it takes microseconds
 	c.mu.Lock()
-	if len(c.m) >= didCacheMax {
-		clear(c.m)
+	defer c.mu.Unlock()
+	if len(c.m) >= c.max {
+		for old := range c.m { // an arbitrary key makes room
+			delete(c.m, old)
+			break
+		}
 	}
-	c.m[p] = s
-	c.mu.Unlock()
-	return s
+	c.m[p] = k
+	return k
+}
+
+// verify checks sig with p's expanded key when c holds it, else with p
+// itself; it never adds p, so keys a request only names (a chain's hops)
+// cannot push out the peers that sign every call. c may be nil.
+func (c *keyCache) verify(p identity.PublicKey, msg, sig []byte) bool {
+	if c != nil {
+		c.mu.Lock()
+		k, ok := c.m[p]
+		c.mu.Unlock()
+		if ok {
+			return k.Verify(msg, sig)
+		}
+	}
+	return p.Verify(msg, sig)
+}
+
+// len returns the keys kept (for tests).
+func (c *keyCache) len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.m)
 }
