@@ -187,7 +187,20 @@ var base32Upper, base32Lower = base32.StdEncoding.WithPadding(base32.NoPadding),
 // without its = padding) and scans it when it is text. Upper-case words and
 // constants decode to bytes that are not text and are left alone.
 func (sc *scanner) base32Run(s, e int, upper bool) {
-	src := sc.data[s:e]
+	text, ok := sc.base32Text(sc.data[s:e], upper)
+	if !ok {
+		return
+	}
+	end := e
+	for end < len(sc.data) && sc.data[end] == '=' && end-e < 6 {
+		end++
+	}
+	sc.scanDecoded(text, s, end, "base32:")
+}
+
+// base32Text decodes the run src, in the scanner's buffer; ok is false
+// when it does not decode or is not text.
+func (sc *scanner) base32Text(src []byte, upper bool) (_ []byte, ok bool) {
 	// Unpadded lengths of 1, 3 or 6 modulo 8 cannot decode; the last
 	// characters then belong to something else.
 	for len(src)%8 == 1 || len(src)%8 == 3 || len(src)%8 == 6 {
@@ -203,7 +216,7 @@ func (sc *scanner) base32Run(s, e int, upper bool) {
 	if len(src) > 64 {
 		var probe [40]byte
 		if n, err := enc.Decode(probe[:], src[:64]); err == nil && !utf8Prefix(probe[:n]) {
-			return
+			return nil, false
 		}
 	}
 	need := enc.DecodedLen(len(src))
@@ -215,13 +228,9 @@ func (sc *scanner) base32Run(s, e int, upper bool) {
 	sc.b64buf = buf
 	n, err := enc.Decode(buf, src)
 	if err != nil || !textLike(buf[:n]) {
-		return
+		return nil, false
 	}
-	end := e
-	for end < len(sc.data) && sc.data[end] == '=' && end-e < 6 {
-		end++
-	}
-	sc.scanDecoded(buf[:n], s, end, "base32:")
+	return buf[:n], true
 }
 
 // utf8Prefix reports whether p can begin valid UTF-8: it is valid but for a
