@@ -3,6 +3,8 @@ package sanitize
 import (
 	"bytes"
 	"encoding/base32"
+	"encoding/base64"
+	"encoding/hex"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -212,4 +214,59 @@ func FuzzBase32Text(f *testing.F) {
 			t.Fatalf("run %q (upper %v): decoded %q, %v; whole-run decoding gives %q, %v", src, upper, got, gok, want, wok)
 		}
 	})
+}
+
+// An encoded secret glued to a path or a name (/api/..., x-..., token_...)
+// is decoded from after the separator: before, the name's bytes garbled
+// the whole run's decoding and the secret passed, in base64 and base32
+// alike. Binary payloads and ordinary paths in the same places still pass.
+func TestEncodedRunGluedToANameBlocks(t *testing.T) {
+	t.Parallel()
+	s := newTest(t)
+	secret := "token: ghp_" + fake(3, alnum, 36) + " end"
+	if res := s.DryRun(peerA, DefaultPolicy(), []byte(secret)); res.Action != ActionBlock {
+		t.Fatalf("the plain secret: action %s, want block", res.Action)
+	}
+	b32 := base32.StdEncoding.WithPadding(base32.NoPadding)
+	payloads := map[string]string{
+		"base64":     base64.StdEncoding.EncodeToString([]byte(secret)),
+		"base64 raw": base64.RawStdEncoding.EncodeToString([]byte(secret)),
+		"base64url":  base64.RawURLEncoding.EncodeToString([]byte(secret)),
+		"base32":     b32.EncodeToString([]byte(secret)),
+		"base32 low": strings.ToLower(b32.EncodeToString([]byte(secret))),
+		"hex":        hex.EncodeToString([]byte(secret)),
+	}
+	prefixes := []string{"/", "/api/", "api/", "x-", "token_", "a+", "/v1/files/", "dl/abc-", "some_name-", "/a/b/c/d/e/"}
+	for name, p := range payloads {
+		for _, pre := range prefixes {
+			for _, in := range []string{pre + p, "GET " + pre + p + " HTTP/1.1", `{"url":"https://x.example` + pre + p + `"}`} {
+				if res := s.DryRun(peerA, DefaultPolicy(), []byte(in)); res.Action != ActionBlock {
+					t.Errorf("%s after %q in %q: action %s, want block", name, pre, in, res.Action)
+				}
+			}
+		}
+	}
+	r := rand.New(rand.NewPCG(41, 42))
+	for range 200 {
+		bin := make([]byte, 16+r.IntN(64))
+		for i := range bin {
+			bin[i] = byte(r.UintN(256))
+		}
+		for _, pre := range prefixes {
+			if pre == "token_" {
+				continue // a key name: the generic assignment rule reads any long value after it
+			}
+			for _, p := range []string{base64.StdEncoding.EncodeToString(bin), base64.RawURLEncoding.EncodeToString(bin), hex.EncodeToString(bin), b32.EncodeToString(bin)} {
+				if res := s.DryRun(peerA, DefaultPolicy(), []byte(pre+p)); res.Action != ActionPass {
+					t.Fatalf("binary payload %q: action %s, want pass; findings %v", pre+p, res.Action, found([]byte(pre+p), res.Findings))
+				}
+			}
+		}
+	}
+	for _, in := range []string{"/assets/app-3f2a9c1b7d8e4f60a1b2c3d4e5f6a7b8.js", "https://example.com/some-long-article-title-about-base64-and-paths",
+		"/users/alice_smith-johnson/repositories/treaty-federation-layer", "x-request-id-0f8e7d6c5b4a39281706f5e4d3c2b1a0"} {
+		if res := s.DryRun(peerA, DefaultPolicy(), []byte(in)); res.Action != ActionPass {
+			t.Errorf("%q: action %s, want pass; findings %v", in, res.Action, found([]byte(in), res.Findings))
+		}
+	}
 }
