@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"reflect"
 	"runtime"
 	"slices"
 	"sync"
@@ -452,4 +453,41 @@ func seedKey(tb testing.TB, b byte) identity.PublicKey {
 		tb.Fatal(err)
 	}
 	return k.Public()
+}
+
+// Every field of Context is part of the memo's key: a field added to
+// Context (and so, presumably, to what Cedar sees) but not to the key
+// would let one context's decision answer another's. Each field, set on
+// its own, must change the key.
+func TestMemoReviewKeyCoversEveryContextField(t *testing.T) {
+	t.Parallel()
+	p := seedKey(t, 1)
+	base, err := requestOf(p, ActionCall, "c", Context{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ct := reflect.TypeFor[Context]()
+	for i := range ct.NumField() {
+		var c Context
+		f := reflect.ValueOf(&c).Elem().Field(i)
+		switch f.Kind() {
+		case reflect.Float64:
+			f.SetFloat(0.5)
+		case reflect.String:
+			f.SetString("x")
+		case reflect.Int, reflect.Int64:
+			f.SetInt(1)
+		case reflect.Bool:
+			f.SetBool(true)
+		default:
+			t.Fatalf("Context.%s is a %s: extend this test and the memo key for it", ct.Field(i).Name, f.Kind())
+		}
+		k, err := requestOf(p, ActionCall, "c", c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if k == base {
+			t.Errorf("Context.%s does not change the memo key: decisions for different contexts would be shared", ct.Field(i).Name)
+		}
+	}
 }
