@@ -257,6 +257,15 @@ func TestCanaryReviewEveryEncodingBlocks(t *testing.T) {
 				forms[fmt.Sprintf("%s base64 %s in binary, shift %d", name, ename, shift)] = enc.EncodeToString(p)
 			}
 		}
+		for _, enc := range []*base32.Encoding{base32.StdEncoding, b32} {
+			forms[name+" base32"] = enc.EncodeToString(v)
+			forms[name+" base32 lower"] = strings.ToLower(enc.EncodeToString(v))
+			for shift := range 5 {
+				// Inside a longer binary payload, at each alignment.
+				p := slices.Concat(bytes.Repeat([]byte{0xF0}, shift+5), v, []byte{0x0F, 0xAA, 0x55})
+				forms[fmt.Sprintf("%s base32 in binary, shift %d", name, shift)] = enc.EncodeToString(p)
+			}
+		}
 		forms[name+" query"] = url.QueryEscape(string(v))
 		forms[name+" path"] = url.PathEscape(string(v))
 		forms[name+" json"] = `{"v":"` + string(escapeJSON(v)) + `"}`
@@ -286,6 +295,43 @@ func TestCanaryReviewEveryEncodingBlocks(t *testing.T) {
 			res := s.DryRun(peerA, allow, []byte(in))
 			if res.Action != ActionBlock {
 				t.Errorf("%s in %q: action %s, want block; findings %v", name, in, res.Action, found([]byte(in), res.Findings))
+			}
+		}
+	}
+}
+
+// b32Core and b64Core are found in the encoding of any payload that holds
+// the value at the matching alignment, whatever the bytes around it.
+func TestCanaryReviewCoresInEveryPayload(t *testing.T) {
+	t.Parallel()
+	r := rand.New(rand.NewPCG(17, 18))
+	rnd := func(n int) []byte {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = byte(r.UintN(256))
+		}
+		return b
+	}
+	for range 300 {
+		v := rnd(minCanary + r.IntN(40))
+		for pre := range 13 {
+			for post := range 7 {
+				p := slices.Concat(rnd(pre), v, rnd(post))
+				c32 := b32Core(v, pre%5)
+				if len(c32) < 8*len(v)/5-2 {
+					t.Fatalf("b32Core of %d bytes at %d: %d characters", len(v), pre%5, len(c32))
+				}
+				for _, enc := range []*base32.Encoding{base32.StdEncoding, base32.StdEncoding.WithPadding(base32.NoPadding)} {
+					if !strings.Contains(enc.EncodeToString(p), c32) {
+						t.Fatalf("b32Core(%x, %d) = %s not in %s", v, pre%5, c32, enc.EncodeToString(p))
+					}
+				}
+				for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawURLEncoding} {
+					c64 := b64Core(enc, v, pre%3)
+					if !strings.Contains(enc.EncodeToString(p), c64) {
+						t.Fatalf("b64Core(%x, %d) = %s not in %s", v, pre%3, c64, enc.EncodeToString(p))
+					}
+				}
 			}
 		}
 	}
