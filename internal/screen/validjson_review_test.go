@@ -99,7 +99,9 @@ func TestValidJSONReviewCrafted(t *testing.T) {
 		return strings.Repeat(open, n) + inner + strings.Repeat(close, n)
 	}
 	var cases []string
-	for _, n := range []int{maxFastDepth - 1, maxFastDepth, maxFastDepth + 1, 9999, 10000, 10001} {
+	// 64 is the fast walk's nesting limit (deeper documents go to
+	// encoding/json), 10000 encoding/json's own.
+	for _, n := range []int{63, 64, 65, 9999, 10000, 10001} {
 		cases = append(cases,
 			nest(n, "[", "]", ""), nest(n, "[", "]", "1"), nest(n, "[", "]", "01"), nest(n, "[", "]", "1,"),
 			nest(n, `{"a":`, "}", "1"), nest(n, `{"a":`, "}", ""), nest(n, `[{"a":`, "}]", `"x"`),
@@ -144,35 +146,33 @@ func jsonStringsByDecoder(t testing.TB, data []byte) []string {
 	}
 }
 
-// checkSpans compares the strings walkJSON locates (decoded as the screen
-// decodes them) with the decoder's, for a valid UTF-8 document.
+// checkSpans checks ValidJSON against json.Valid on data and, for a valid
+// UTF-8 document, the strings the one-walk extraction takes out (depth 1: no
+// nested documents) against the decoder's, in order. Documents nested past
+// the fast walk's limit take the two-pass extraction, checked the same way.
 func checkSpans(t testing.TB, data []byte) {
 	t.Helper()
-	var spans []jsonSpan
-	valid, complete := walkJSON(data, &spans)
-	if valid != json.Valid(data) {
-		t.Fatalf("walkJSON(%q) valid = %v, json.Valid %v", data, valid, !valid)
+	valid := json.Valid(data)
+	if got := ValidJSON(data); got != valid {
+		t.Fatalf("ValidJSON(%q) = %v, json.Valid %v", data, got, valid)
 	}
-	if !valid || !complete || !utf8.Valid(data) {
+	trimmed := bytes.TrimLeft(data, " \t\r\n")
+	if !valid || !utf8.Valid(data) || len(trimmed) == 0 || !strings.ContainsRune(`{["`, rune(trimmed[0])) {
 		return
 	}
-	want := jsonStringsByDecoder(t, data)
-	if len(spans) != len(want) {
-		t.Fatalf("walkJSON(%q) found %d strings, the decoder %d: %q", data, len(spans), len(want), want)
+	var want strings.Builder
+	for _, s := range jsonStringsByDecoder(t, data) {
+		want.WriteString(s)
+		want.WriteByte('\n')
 	}
-	for i, sp := range spans {
-		raw := data[sp.start:sp.end]
-		if !sp.esc && bytes.IndexByte(raw, '\\') >= 0 {
-			t.Fatalf("walkJSON(%q): string %d %q has escapes but is marked without", data, i, raw)
-		}
-		if got := string(appendUnquoted(nil, raw)); got != want[i] {
-			t.Fatalf("walkJSON(%q): string %d reads %q, the decoder %q", data, i, got, want[i])
-		}
+	got, ok := extractJSONText(data, 1, new(jsonScratch))
+	if !ok || string(got) != want.String() {
+		t.Fatalf("extractJSONText(%q) = %q, %v; the decoder's strings %q", data, got, ok, want.String())
 	}
 }
 
 // The strings the walk records are the decoder's, in order, for random
-// documents with every kind of escape (surrogate pairs, lone and reversed
+// documents (some nested past the fast walk's limit) with every kind of escape (surrogate pairs, lone and reversed
 // surrogates, escaped quotes and backslashes around word boundaries).
 func TestValidJSONReviewSpansMatchDecoder(t *testing.T) {
 	t.Parallel()
@@ -209,8 +209,12 @@ func TestValidJSONReviewSpansMatchDecoder(t *testing.T) {
 			return str()
 		}
 	}
-	for range 20000 {
-		checkSpans(t, []byte(doc(0)))
+	for i := range 20000 {
+		d := doc(0)
+		if i%100 == 0 {
+			d = strings.Repeat("[", 70) + d + strings.Repeat("]", 70)
+		}
+		checkSpans(t, []byte(d))
 	}
 }
 
