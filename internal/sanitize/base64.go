@@ -101,14 +101,34 @@ func (sc *scanner) scanBase64() {
 }
 
 // maybeBase64 looks at the run d[s:e]; some and every are the classes of
-// d[mid:e], ORed and ANDed.
+// d[mid:e], ORed and ANDed. When the run is not an encoding of text, the
+// runs starting after a separator in its first minB64-1 bytes are tried:
+// a payload glued to a path or a name (/api/v1/..., token_...) is the
+// run's tail, which the name's bytes would otherwise garble.
 func (sc *scanner) maybeBase64(s, mid, e, pad int, some, every uint8) {
+	if sc.encodedRun(s, mid, e, pad, some, every) {
+		return
+	}
+	for k := s; k < mid-1 && e-(k+1) >= minB64; k++ {
+		if runSep[sc.data[k]] && sc.encodedRun(k+1, mid, e, pad, some, every) {
+			return
+		}
+	}
+}
+
+// runSep marks the base64-alphabet bytes that also separate a path's
+// segments or a name's words.
+var runSep = [256]bool{'/': true, '+': true, '-': true, '_': true}
+
+// encodedRun is maybeBase64 on d[s:e] alone; it reports whether the run
+// was decoded as text, or a finding already overlaps it.
+func (sc *scanner) encodedRun(s, mid, e, pad int, some, every uint8) bool {
 	d := sc.data
 	if escapedAt(d, s) {
 		s++ // the n of a JSON \n before the run
 	}
 	if s > 0 && d[s-1] == '\\' || e-s < minB64 {
-		return
+		return false
 	}
 	for _, c := range d[s:mid] {
 		k := runClass[c]
@@ -120,24 +140,18 @@ func (sc *scanner) maybeBase64(s, mid, e, pad int, some, every uint8) {
 	// Hex ids and UUIDs are base64-shaped but never base64 payloads; hex
 	// that decodes to text (a hex-dumped value) is scanned as that text.
 	if !nonHex {
-		if n := e - s; n%2 == 0 && n >= 32 && !sc.covered(s, e) {
-			sc.hexRun(s, e)
+		if n := e - s; n%2 == 0 && n >= 32 {
+			return sc.covered(s, e) || sc.hexRun(s, e)
 		}
-		return
+		return false
 	}
 	if !nonB32 && upper != lower && e-s >= minB32 {
-		if !sc.covered(s, e) {
-			sc.base32Run(s, e, upper)
-		}
-		return
+		return sc.covered(s, e) || sc.base32Run(s, e, upper)
 	}
 	if !(upper && lower && digit) {
-		return
+		return false
 	}
-	if sc.covered(s, e) {
-		return
-	}
-	sc.base64Run(s, e, pad)
+	return sc.covered(s, e) || sc.base64Run(s, e, pad)
 }
 
 // Classes of the bytes of a base64-alphabet run.
@@ -186,8 +200,22 @@ var base32Upper, base32Lower = base32.StdEncoding.WithPadding(base32.NoPadding),
 // base32Run decodes a run of RFC 4648 base32 (one case throughout, with or
 // without its = padding) and scans it when it is text. Upper-case words and
 // constants decode to bytes that are not text and are left alone.
-func (sc *scanner) base32Run(s, e int, upper bool) {
-	src := sc.data[s:e]
+func (sc *scanner) base32Run(s, e int, upper bool) bool {
+	text, ok := sc.base32Text(sc.data[s:e], upper)
+	if !ok {
+		return false
+	}
+	end := e
+	for end < len(sc.data) && sc.data[end] == '=' && end-e < 6 {
+		end++
+	}
+	sc.scanDecoded(text, s, end, "base32:")
+	return true
+}
+
+// base32Text decodes the run src, in the scanner's buffer; ok is false
+// when it does not decode or is not text.
+func (sc *scanner) base32Text(src []byte, upper bool) (_ []byte, ok bool) {
 	// Unpadded lengths of 1, 3 or 6 modulo 8 cannot decode; the last
 	// characters then belong to something else.
 	for len(src)%8 == 1 || len(src)%8 == 3 || len(src)%8 == 6 {
@@ -203,7 +231,7 @@ func (sc *scanner) base32Run(s, e int, upper bool) {
 	if len(src) > 64 {
 		var probe [40]byte
 		if n, err := enc.Decode(probe[:], src[:64]); err == nil && !utf8Prefix(probe[:n]) {
-			return
+			return nil, false
 		}
 	}
 	need := enc.DecodedLen(len(src))
@@ -215,13 +243,9 @@ func (sc *scanner) base32Run(s, e int, upper bool) {
 	sc.b64buf = buf
 	n, err := enc.Decode(buf, src)
 	if err != nil || !textLike(buf[:n]) {
-		return
+		return nil, false
 	}
-	end := e
-	for end < len(sc.data) && sc.data[end] == '=' && end-e < 6 {
-		end++
-	}
-	sc.scanDecoded(buf[:n], s, end, "base32:")
+	return buf[:n], true
 }
 
 // utf8Prefix reports whether p can begin valid UTF-8: it is valid but for a
@@ -310,7 +334,7 @@ func (x *hitIndex) add(b int, i int32) {
 	x.b[b] = append(x.b[b], i)
 }
 
-func (sc *scanner) base64Run(s, e, padEnd int) {
+func (sc *scanner) base64Run(s, e, padEnd int) bool {
 	src := sc.data[s:e]
 	enc := base64.RawStdEncoding
 	for _, c := range src {
@@ -328,7 +352,7 @@ func (sc *scanner) base64Run(s, e, padEnd int) {
 		var probe [48]byte
 		n, err := enc.Decode(probe[:], src[:64])
 		if err != nil {
-			return
+			return false
 		}
 		// The probe may end inside a multi-byte character.
 		p := probe[:n]
@@ -340,7 +364,7 @@ func (sc *scanner) base64Run(s, e, padEnd int) {
 			p = p[:last]
 		}
 		if !textLike(p) && !isGzip(p) {
-			return
+			return false
 		}
 	}
 	buf := sc.b64buf[:0]
@@ -351,18 +375,19 @@ func (sc *scanner) base64Run(s, e, padEnd int) {
 	sc.b64buf = buf
 	n, err := enc.Decode(buf, src)
 	if err != nil {
-		return
+		return false
 	}
 	buf = buf[:n]
 	if isGzip(buf) {
 		if buf = gunzipLimited(buf, min(sc.s.maxInput, 16*len(buf)+4096)); buf == nil { // inflation stays linear in the input
-			return
+			return false
 		}
 	}
 	if !textLike(buf) {
-		return
+		return false
 	}
 	sc.scanDecoded(buf, s, padEnd, "base64:")
+	return true
 }
 
 // scanDecoded scans a decoded payload and marks the encoded run [s, e) with
@@ -385,17 +410,19 @@ func (sc *scanner) scanDecoded(buf []byte, s, e int, tag string) {
 	sc.add(s, e, best.Category, tag+best.Rule)
 }
 
-// hexRun decodes a run of hex digits and scans it when it is text.
-func (sc *scanner) hexRun(s, e int) {
+// hexRun decodes a run of hex digits and scans it when it is text, and
+// reports whether it was.
+func (sc *scanner) hexRun(s, e int) bool {
 	src := sc.data[s:e]
 	if bytes.IndexByte(src, '-') >= 0 {
-		return // a UUID
+		return false // a UUID
 	}
 	buf := make([]byte, len(src)/2)
 	if _, err := hex.Decode(buf, src); err != nil || !textLike(buf) {
-		return
+		return false
 	}
 	sc.scanDecoded(buf, s, e, "hex:")
+	return true
 }
 
 // textLike reports whether b is UTF-8 text with few control characters.

@@ -1,6 +1,7 @@
 package sanitize
 
 import (
+	"encoding/base32"
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
@@ -19,9 +20,11 @@ const minCanary = 8
 
 // canaryForms lists the forms in which v is looked for: as is, hex, base64
 // (standard and URL alphabets, padded or not, at each of the three byte
-// alignments a value can have inside a longer base64 payload), URL
+// alignments a value can have inside a longer base64 payload), base32 (at
+// each of the five alignments inside a longer base32 payload: a binary
+// value there, such as the node's key, is never decoded as text), URL
 // percent-encoding and JSON string escapes. Matching is ASCII
-// case-insensitive, which also covers upper-case hex.
+// case-insensitive, which also covers upper-case hex and lower-case base32.
 func canaryForms(v []byte) []string {
 	seen := map[string]bool{}
 	var out []string
@@ -39,6 +42,9 @@ func canaryForms(v []byte) []string {
 			add(b64Core(enc, v, shift))
 		}
 	}
+	for shift := range 5 {
+		add(b32Core(v, shift))
+	}
 	add(url.QueryEscape(string(v)))
 	add(url.PathEscape(string(v)))
 	add(string(escapeJSON(v)))
@@ -54,6 +60,20 @@ func b64Core(enc *base64.Encoding, v []byte, shift int) string {
 	s := enc.WithPadding(base64.NoPadding).EncodeToString(buf)
 	first := (8*shift + 5) / 6 // first character starting at or after bit 8*shift
 	last := 8 * len(buf) / 6   // characters [first, last) end within v
+	if first >= last {
+		return ""
+	}
+	return s[first:last]
+}
+
+// b32Core is b64Core for RFC 4648 base32: the characters whose 5 bits all
+// come from v when v starts shift bytes into a 5-byte group.
+func b32Core(v []byte, shift int) string {
+	buf := make([]byte, shift+len(v))
+	copy(buf[shift:], v)
+	s := base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(buf)
+	first := (8*shift + 4) / 5 // first character starting at or after bit 8*shift
+	last := 8 * len(buf) / 5   // characters [first, last) end within v
 	if first >= last {
 		return ""
 	}

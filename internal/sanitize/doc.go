@@ -36,7 +36,9 @@
 //     base32 runs (RFC 4648, one case throughout, padded or not) of 16
 //     bytes or more, that decode to text or to gzip (inflated up to 16
 //     times its size) are decoded and scanned; a finding inside marks the
-//     whole run. A decoded view is scanned too: JSON \u00XX escapes, URL
+//     whole run. A run glued to a path or a name by a separator in its
+//     first 21 bytes (/api/v1/..., x-..., token_...) is decoded from after
+//     the separator when it does not decode whole. A decoded view is scanned too: JSON \u00XX escapes, URL
 //     percent-encoding (with the quotes, braces and spaces around a value,
 //     so q=%7B%22api_key%22%3A... keeps its key), HTML character references,
 //     fullwidth ASCII (NFKC) decoded; zero-width characters, word joiners
@@ -58,7 +60,8 @@
 //   - The node's own secrets (Config.Canaries: its identity key, the
 //     operator's sanitize.canaries) by exact value, as is and in hex, base64
 //     (both alphabets, any padding, any alignment inside a longer payload),
-//     URL and JSON escapes: CategoryCanary, which blocks under every policy.
+//     base32 (either case, any alignment), URL and JSON escapes:
+//     CategoryCanary, which blocks under every policy.
 //     Values the vault holds for any peer are found as whole words in the
 //     same forms and take their category, so a value pseudonymized for one
 //     peer is not sent in clear to another in a form the detectors miss.
@@ -97,7 +100,8 @@
 //   - Detection is by format and context. A secret with no known format and
 //     no telling key, or PII without a checkable shape (names, street
 //     addresses), passes. Encoded runs shorter than 16 bytes of payload,
-//     mixed-case base32, a value split across fields or messages, and a
+//     runs glued to more than 21 bytes of a name or path, or to a word
+//     without a separator, mixed-case base32, a value split across fields or messages, and a
 //     variable-length value whose first line already matches its format
 //     (only that part is found) are out of reach. Deliberate exfiltration
 //     through a cipher (reversal, rot13, splitting) is out of reach:

@@ -37,8 +37,9 @@ type Config struct {
 	RulesTOML string
 	// Canaries are values the node must never send (its identity key, an
 	// operator's sanitize.canaries), each at least 8 bytes. They are found
-	// as is, in hex, base64 (any alphabet, padding or alignment), URL and
-	// JSON escapes, and always block (CategoryCanary), whatever the policy.
+	// as is, in hex, base64 (any alphabet, padding or alignment), base32
+	// (either case, any alignment), URL and JSON escapes, and always block
+	// (CategoryCanary), whatever the policy.
 	Canaries [][]byte
 	// Vault bounds the pseudonym vault per peer.
 	Vault VaultLimits
