@@ -229,7 +229,13 @@ func (t *Transport) serverHandshake(raw net.Conn, src netip.Prefix) {
 	release() // the handshake is done; waiting for an acceptor is bounded below
 
 	l := t.lookup(cs.NegotiatedProtocol)
-	sc := &serverConn{Conn: tc, peer: peer, proto: cs.NegotiatedProtocol, t: t}
+	sc := &serverConn{Conn: tc, peer: peer, proto: cs.NegotiatedProtocol, t: t,
+		group: connKey{peer: peer, proto: cs.NegotiatedProtocol}}
+	if !t.cfg.Peers.Admitted(peer) {
+		// Admitted for this protocol only (ProtoAdmitter): a stranger makes
+		// keys for free, so its connections count per source, not per key.
+		sc.group = connKey{proto: cs.NegotiatedProtocol, src: src}
+	}
 	if l == nil {
 		_ = tc.Close()
 		return

@@ -1,0 +1,80 @@
+package transport
+
+import (
+	"net"
+	"sync"
+	"testing"
+)
+
+// TestStrangerKeysCannotFillMaxConns: a stranger admitted for one protocol
+// only (ProtoAdmitter, the join protocol while an invite is open) costs
+// nothing to re-key, so fresh keys must not each get MaxConnsPerPeer
+// connections: one source holds at most MaxConnsPerPeer such connections in
+// all (a new one closes its oldest), and an admitted peer still gets in at
+// MaxConns. Without the per-source bound, 12 stranger keys fill MaxConns and
+// the peer is refused with ReasonConnLimit.
+func TestStrangerKeysCannotFillMaxConns(t *testing.T) {
+	t.Parallel()
+	srvKey, peer := testKey(t, 1), testKey(t, 2)
+	const joinProto = "treaty-join-test/1"
+	tr, err := New(Config{Identity: srvKey, Peers: joinOnly{admit(peer.Public()), joinProto},
+		Listen: "127.0.0.1:0", MaxConns: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tr.Close() })
+	srv := &node{Transport: tr, key: srvKey, rec: &recorder{}}
+	// The join service holds each connection (as a slow join would).
+	l := srv.Listener(joinProto)
+	var mu sync.Mutex
+	var held []net.Conn
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			held = append(held, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		_ = l.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range held {
+			_ = c.Close()
+		}
+	})
+	serveEcho(t, srv, testProto)
+
+	for i := range 12 {
+		k := testKey(t, byte(100+i))
+		cli, err := New(Config{Identity: k, Peers: admit(), Listen: "127.0.0.1:0"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cli.Close() })
+		c, err := cli.Dial(t.Context(), srv.addr(), srvKey.Public(), joinProto)
+		if err != nil {
+			t.Fatalf("stranger %d on the join protocol: %v", i, err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+	}
+	if n, max := srv.Stats().ServerConns, srv.cfg.MaxConnsPerPeer; n > max {
+		t.Fatalf("one source's strangers hold %d connections, want at most MaxConnsPerPeer %d", n, max)
+	}
+	cli := newNode(t, peer, admit(), Config{})
+	c, err := cli.Dial(t.Context(), srv.addr(), srvKey.Public(), testProto)
+	if err != nil {
+		t.Fatalf("admitted peer after a stranger flood: %v", err)
+	}
+	defer c.Close()
+	if err := echo(t, c, "hi"); err != nil {
+		t.Fatal(err)
+	}
+}
