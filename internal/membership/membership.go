@@ -40,6 +40,7 @@ import (
 	"github.com/hashicorp/memberlist"
 
 	"github.com/treaty-dev/treaty/internal/identity"
+	"github.com/treaty-dev/treaty/internal/ratelog"
 	"github.com/treaty-dev/treaty/internal/transport"
 )
 
@@ -246,6 +247,7 @@ type Membership struct {
 	cfg     Config
 	selfKey identity.PublicKey // cfg.Self.Public(), which costs a base58 encoding per call
 	log     *slog.Logger
+	warns   *ratelog.Limiter // Warn lines members can cause at will
 	net     *gossipNet
 	ml      *memberlist.Memberlist
 	queue   *memberlist.TransmitLimitedQueue
@@ -263,9 +265,12 @@ type Membership struct {
 	self     Record
 	selfMeta []byte
 	peers    map[identity.PublicKey]*peer
-	stmts    map[[32]byte]struct{} // every statement accepted (dedup)
-	kept     []Statement           // the ones handed to later joiners, oldest first
-	pending  map[identity.PublicKey]struct{}
+	stmts    map[[32]byte]struct{} // statements accepted (dedup), at most maxSeen
+	// maxSeen and maxQueued bound stmts and the broadcast queue (fields so
+	// tests can shrink them): any member can mint valid statements at will.
+	maxSeen, maxQueued int
+	kept               []Statement // the ones handed to later joiners, oldest first
+	pending            map[identity.PublicKey]struct{}
 	// verifiedCache maps record encodings whose signature verified to the
 	// decoded record (cleared when it reaches maxVerified entries).
 	verifiedCache map[string]Record
@@ -366,10 +371,15 @@ func New(ctx context.Context, cfg Config) (*Membership, error) {
 		peers:   make(map[identity.PublicKey]*peer),
 		stmts:   make(map[[32]byte]struct{}),
 		pending: make(map[identity.PublicKey]struct{}),
-		wake:    make(chan struct{}, 1),
+		maxSeen: maxSeenStatements, maxQueued: maxQueuedBroadcasts,
+		wake: make(chan struct{}, 1),
 
 		verifiedCache: make(map[string]Record),
 		refused:       make(map[identity.PublicKey]struct{}),
+	}
+	if m.warns, err = newWarnLimiter(cfg.Log); err != nil {
+		cancel()
+		return nil, fmt.Errorf("membership: %w", err)
 	}
 	if err := m.resign(cfg.Record); err != nil {
 		cancel()
@@ -418,7 +428,8 @@ func New(ctx context.Context, cfg Config) (*Membership, error) {
 	}
 	m.ml = ml
 
-	m.wg.Add(3)
+	m.wg.Add(4)
+	go m.flushWarns()
 	go m.deliverChanges()
 	go m.refreshRecord()
 	go m.reconnect()
@@ -717,7 +728,36 @@ func (m *Membership) Close() error {
 	m.cancel()
 	err := m.ml.Shutdown()
 	m.wg.Wait()
+	m.warns.Flush(context.Background(), true) // every count reaches the log
 	return err
+}
+
+// Warn lines that members can cause (evidence, a full statement store) are
+// logged once, then at most once per warnInterval per (member, reason) with
+// their count (internal/ratelog).
+const (
+	warnInterval = 10 * time.Second
+	warnKeys     = 128
+)
+
+func newWarnLimiter(log *slog.Logger) (*ratelog.Limiter, error) {
+	return ratelog.New(ratelog.Config{Logger: log, Interval: warnInterval, MaxKeys: warnKeys})
+}
+
+// flushWarns writes counted lines once their interval has passed, even if no
+// further event comes.
+func (m *Membership) flushWarns() {
+	defer m.wg.Done()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-tick.C:
+			m.warns.Flush(m.ctx, false)
+		case <-m.ctx.Done():
+			return
+		}
+	}
 }
 
 // Stats are gossip traffic counters since New.
@@ -780,8 +820,8 @@ func (m *Membership) deliverChanges() {
 }
 
 func (m *Membership) evidence(e Evidence) {
-	m.log.Warn("membership: dropped gossip", "relayer", e.Relayer, "subject", e.Subject,
-		"reason", e.Reason.String(), "err", e.Err)
+	m.warns.Log(context.Background(), slog.LevelWarn, "evidence|"+e.Relayer.String()+"|"+e.Reason.String(),
+		"membership: dropped gossip", "relayer", e.Relayer, "subject", e.Subject, "reason", e.Reason.String(), "err", e.Err)
 	if m.cfg.OnEvidence != nil {
 		m.cfg.OnEvidence(e)
 	}
@@ -935,21 +975,44 @@ func (m *Membership) acceptStatement(b []byte) (bool, error) {
 		m.mu.Unlock()
 		return false, nil
 	}
+	if len(m.stmts) >= m.maxSeen {
+		m.forgetSeenLocked()
+	}
 	m.stmts[id] = struct{}{}
 	switch {
 	case kind.Transient: // its announcer keeps it in its own state
 	case len(m.kept) < m.cfg.MaxStatements:
 		m.kept = append(m.kept, s)
 	default:
-		m.log.Warn("membership: statement store full; later joiners will not learn this one", "kind", s.Kind,
-			"max", m.cfg.MaxStatements)
+		m.warns.Log(context.Background(), slog.LevelWarn, "storefull", "membership: statement store full; later joiners will not learn this one",
+			"kind", s.Kind, "max", m.cfg.MaxStatements)
 	}
 	m.mu.Unlock()
 	m.queue.QueueBroadcast(statementBroadcast(b))
+	m.queue.Prune(m.maxQueued)
 	if kind.Accept != nil {
 		kind.Accept(s)
 	}
 	return true, nil
+}
+
+// Bounds of statement deduplication and gossip: about 5 MiB each.
+const (
+	maxSeenStatements   = 1 << 16
+	maxQueuedBroadcasts = 4096 // the oldest are dropped; push-pull repairs what is lost
+)
+
+// forgetSeenLocked empties the statement digests but for the kept
+// statements'. A forgotten statement seen again is checked, applied and
+// gossiped again: harmless, as statements are idempotent, and bounded by the
+// broadcast queue. Call with m.mu held.
+func (m *Membership) forgetSeenLocked() {
+	clear(m.stmts)
+	for _, s := range m.kept {
+		if b, err := s.Marshal(); err == nil {
+			m.stmts[sha256.Sum256(b)] = struct{}{}
+		}
+	}
 }
 
 type statementBroadcast []byte
