@@ -1,9 +1,11 @@
 package transport
 
 import (
+	"crypto/tls"
 	"net"
 	"sync"
 	"testing"
+	"time"
 )
 
 // TestStrangerKeysCannotFillMaxConns: a stranger admitted for one protocol
@@ -76,5 +78,58 @@ func TestStrangerKeysCannotFillMaxConns(t *testing.T) {
 	defer c.Close()
 	if err := echo(t, c, "hi"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestStrangerHandshakeDoesNotMakeItsSourceKnown: a source becomes known (and
+// may use the ReservedPending slots) only by an admitted peer's handshake. A
+// stranger finishing a join handshake (ProtoAdmitter) must not earn its
+// source a place in the share kept for known peers. Without the fix its
+// second silent connection took a reserved slot instead of being refused.
+func TestStrangerHandshakeDoesNotMakeItsSourceKnown(t *testing.T) {
+	t.Parallel()
+	srvKey, stranger := testKey(t, 1), testKey(t, 2)
+	const joinProto = "treaty-join-test/1"
+	rec := &recorder{}
+	tr, err := New(Config{Identity: srvKey, Peers: joinOnly{admit(), joinProto}, Listen: "127.0.0.1:0",
+		MaxPendingHandshakes: 4, ReservedPending: 3, MaxPendingPerSource: 4,
+		HandshakeTimeout: 10 * time.Second, ClientHelloTimeout: 10 * time.Second, // silent ones stay pending
+		OnRefused: rec.onRefused})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tr.Close() })
+	srv := &node{Transport: tr, key: srvKey, rec: rec}
+	serveEcho(t, srv, joinProto)
+	cli, err := New(Config{Identity: stranger, Peers: admit(), Listen: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cli.Close() })
+
+	const src = "127.0.0.7"
+	raw := dialFrom(t, src, srv.addr())
+	_ = raw.SetDeadline(time.Now().Add(10 * time.Second))
+	c := tls.Client(raw, cli.clientConfig(srvKey.Public(), joinProto))
+	if err := c.Handshake(); err != nil {
+		t.Fatalf("stranger's join handshake: %v", err)
+	}
+	if err := readAcceptMarker(c); err != nil {
+		t.Fatalf("stranger's join handshake: %v", err)
+	}
+	c.Close()
+
+	silent(t, src, srv.addr(), 1) // the one slot strangers have
+	waitFor(t, "stranger slot taken", func() bool { return srv.Stats().Pending == 1 })
+	silent(t, src, srv.addr(), 1)
+	waitFor(t, "second silent connection decided", func() bool {
+		s := srv.Stats()
+		return s.Pending == 2 || s.ByReason[ReasonOverload] == 1
+	})
+	if s := srv.Stats(); s.ByReason[ReasonOverload] != 1 {
+		t.Fatalf("a stranger's source took a reserved slot: pending %d, refused %v", s.Pending, s.ByReason)
 	}
 }

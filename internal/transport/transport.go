@@ -84,7 +84,8 @@ type PeerSource interface {
 // protocol only, for a protocol that strangers must be able to reach (a join
 // presenting an invite). It is asked only for keys Admitted refuses; the same
 // rules as Admitted apply. Keys it admits are free to make, so their
-// connections count under MaxConnsPerPeer per source address, not per key.
+// connections count under MaxConnsPerPeer per source address, not per key,
+// and their handshakes do not make a source known (ReservedPending).
 type ProtoAdmitter interface {
 	AdmittedFor(k identity.PublicKey, proto string) bool
 }
