@@ -86,6 +86,7 @@ func newInspectOnly(tb testing.TB) *Membership {
 		stmts:         map[[32]byte]struct{}{},
 		maxSeen:       maxSeenStatements,
 		maxQueued:     maxQueuedBroadcasts,
+		maxPeers:      maxTrackedPeers,
 		pending:       map[identity.PublicKey]struct{}{},
 		verifiedCache: map[string]Record{},
 		refused:       map[identity.PublicKey]struct{}{},

@@ -266,11 +266,12 @@ type Membership struct {
 	selfMeta []byte
 	peers    map[identity.PublicKey]*peer
 	stmts    map[[32]byte]struct{} // statements accepted (dedup), at most maxSeen
-	// maxSeen and maxQueued bound stmts and the broadcast queue (fields so
-	// tests can shrink them): any member can mint valid statements at will.
-	maxSeen, maxQueued int
-	kept               []Statement // the ones handed to later joiners, oldest first
-	pending            map[identity.PublicKey]struct{}
+	// maxSeen, maxQueued and maxPeers bound stmts, the broadcast queue and
+	// peers (fields so tests can shrink them): any member can mint valid
+	// statements, and records of fresh keys, at will.
+	maxSeen, maxQueued, maxPeers int
+	kept                         []Statement // the ones handed to later joiners, oldest first
+	pending                      map[identity.PublicKey]struct{}
 	// verifiedCache maps record encodings whose signature verified to the
 	// decoded record (cleared when it reaches maxVerified entries).
 	verifiedCache map[string]Record
@@ -371,7 +372,7 @@ func New(ctx context.Context, cfg Config) (*Membership, error) {
 		peers:   make(map[identity.PublicKey]*peer),
 		stmts:   make(map[[32]byte]struct{}),
 		pending: make(map[identity.PublicKey]struct{}),
-		maxSeen: maxSeenStatements, maxQueued: maxQueuedBroadcasts,
+		maxSeen: maxSeenStatements, maxQueued: maxQueuedBroadcasts, maxPeers: maxTrackedPeers,
 		wake: make(chan struct{}, 1),
 
 		verifiedCache: make(map[string]Record),
@@ -926,6 +927,9 @@ func (m *Membership) learn(r Record, inc int64) {
 	}
 	p := m.peers[r.Key]
 	if p == nil {
+		if len(m.peers) >= m.maxPeers && !m.makeRoomLocked() {
+			return // NotifyAlive refuses it
+		}
 		p = &peer{rec: r}
 		m.peers[r.Key] = p
 	}
@@ -943,6 +947,23 @@ func (m *Membership) learn(r Record, inc int64) {
 			m.changedLocked(r.Key)
 		}
 	}
+}
+
+// maxTrackedPeers bounds the keys a node tracks, as maxPushNodes bounds the
+// members of one push-pull.
+const maxTrackedPeers = maxPushNodes
+
+// makeRoomLocked forgets one key that is neither alive nor suspect (never
+// seen alive, dead or left), if there is one. Call with m.mu held.
+func (m *Membership) makeRoomLocked() bool {
+	for k, p := range m.peers {
+		if p.state != StateAlive && p.state != StateSuspect && !p.suspect {
+			delete(m.peers, k)
+			delete(m.pending, k)
+			return true
+		}
+	}
+	return false
 }
 
 // acceptStatement decodes, verifies and (if new) applies and gossips one
@@ -1107,6 +1128,14 @@ func (d *delegate) NotifyAlive(n *memberlist.Node) error {
 		}
 	}
 	m.learn(r, -1)
+	if !r.Key.Equal(m.selfKey) {
+		m.mu.Lock()
+		p := m.peers[r.Key]
+		m.mu.Unlock()
+		if p == nil {
+			return fmt.Errorf("membership: %s not tracked: %d keys tracked already", r.Key.Short(), m.maxPeers)
+		}
+	}
 	return nil
 }
 
