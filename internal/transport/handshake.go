@@ -248,7 +248,11 @@ func (t *Transport) serverHandshake(raw net.Conn, src netip.Prefix) {
 	}
 	if evict != nil {
 		t.evicted.Add(1)
-		t.refusalLog.Log(context.Background(), slog.LevelWarn, "evict|"+peer.String(),
+		who := peer.String()
+		if group.peer.IsZero() {
+			who = src.String() // a stranger's fresh keys share one line
+		}
+		t.refusalLog.Log(context.Background(), slog.LevelWarn, "evict|"+who,
 			"transport: peer exceeded its connections; closing its oldest", "peer", peer.Short(),
 			"addr", evict.RemoteAddr().String(), "max_conns_per_peer", t.cfg.MaxConnsPerPeer)
 		_ = evict.Close()

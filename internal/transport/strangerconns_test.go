@@ -2,7 +2,9 @@ package transport
 
 import (
 	"crypto/tls"
+	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -14,13 +16,15 @@ import (
 // connections: one source holds at most MaxConnsPerPeer such connections in
 // all (a new one closes its oldest), and an admitted peer still gets in at
 // MaxConns. Without the per-source bound, 12 stranger keys fill MaxConns and
-// the peer is refused with ReasonConnLimit.
+// the peer is refused with ReasonConnLimit. The evictions cost one log line
+// per source, not one per fresh key.
 func TestStrangerKeysCannotFillMaxConns(t *testing.T) {
 	t.Parallel()
 	srvKey, peer := testKey(t, 1), testKey(t, 2)
 	const joinProto = "treaty-join-test/1"
+	rec := &recorder{}
 	tr, err := New(Config{Identity: srvKey, Peers: joinOnly{admit(peer.Public()), joinProto},
-		Listen: "127.0.0.1:0", MaxConns: 8})
+		Listen: "127.0.0.1:0", MaxConns: 8, Logger: slog.New(recordHandler{rec})})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,7 +32,7 @@ func TestStrangerKeysCannotFillMaxConns(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = tr.Close() })
-	srv := &node{Transport: tr, key: srvKey, rec: &recorder{}}
+	srv := &node{Transport: tr, key: srvKey, rec: rec}
 	// The join service holds each connection (as a slow join would).
 	l := srv.Listener(joinProto)
 	var mu sync.Mutex
@@ -69,6 +73,15 @@ func TestStrangerKeysCannotFillMaxConns(t *testing.T) {
 	}
 	if n, max := srv.Stats().ServerConns, srv.cfg.MaxConnsPerPeer; n > max {
 		t.Fatalf("one source's strangers hold %d connections, want at most MaxConnsPerPeer %d", n, max)
+	}
+	evictLines := 0
+	for _, r := range rec.warnings() {
+		if strings.Contains(r.Message, "exceeded its connections") {
+			evictLines++
+		}
+	}
+	if evictLines != 1 {
+		t.Errorf("%d eviction log lines for one source's fresh keys, want 1 until the interval ends", evictLines)
 	}
 	cli := newNode(t, peer, admit(), Config{})
 	c, err := cli.Dial(t.Context(), srv.addr(), srvKey.Public(), testProto)
