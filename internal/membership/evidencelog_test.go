@@ -3,6 +3,7 @@ package membership
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -75,4 +76,29 @@ func mustWarnLimiter(tb testing.TB, log *slog.Logger) *ratelog.Limiter {
 		tb.Fatal(err)
 	}
 	return l
+}
+
+// TestMemberlistErrorLinesAreRateLimited: memberlist writes an [ERR] line for
+// every junk packet a member sends ("msg type (n) not supported"); each kind
+// of line is logged once, then with its count once per interval. Without the
+// limit, 100 junk packets wrote 100 Warn lines.
+func TestMemberlistErrorLinesAreRateLimited(t *testing.T) {
+	t.Parallel()
+	lines := &lineCounter{prefix: "[ERR] memberlist: msg type"}
+	lg := slog.New(lines)
+	w := slogWriter{l: lg, warns: mustWarnLimiter(t, lg)}
+	for i := range 100 {
+		fmt.Fprintf(w, "[ERR] memberlist: msg type (%d) not supported from=127.0.0.1:%d\n", 20+i%200, 40000+i)
+		fmt.Fprintf(w, "[DEBUG] memberlist: probe %d\n", i)
+	}
+	if got := lines.count(); got != 1 {
+		t.Errorf("%d Warn lines for 100 junk packets, want 1 until the interval ends", got)
+	}
+	w.warns.Flush(t.Context(), true)
+	if got := lines.count(); got != 2 {
+		t.Errorf("%d Warn lines after the flush, want 2 (the first, then the count)", got)
+	}
+	if k := lineKind("[WARN] memberlist: Got ping for unexpected node 'x' from=1.2.3.4:5"); k != "[WARN] memberlist: Got ping for unexpected node " {
+		t.Errorf("lineKind = %q", k)
+	}
 }

@@ -405,7 +405,7 @@ func New(ctx context.Context, cfg Config) (*Membership, error) {
 	mc.EnableCompression = false // inspectPacket must see records verbatim
 	mc.DisableTcpPings = true    // packets already travel over TCP
 	mc.UDPBufferSize = packetBufferSize
-	mc.Logger = log.New(slogWriter{cfg.Log}, "", 0)
+	mc.Logger = log.New(slogWriter{l: cfg.Log, warns: m.warns}, "", 0)
 	t := cfg.Timings
 	mc.ProbeInterval = t.ProbeInterval
 	mc.ProbeTimeout = t.ProbeTimeout
@@ -1189,7 +1189,13 @@ func (e *events) NotifyLeave(n *memberlist.Node) {
 }
 
 // slogWriter turns memberlist's "[LEVEL] memberlist: ..." lines into slog.
-type slogWriter struct{ l *slog.Logger }
+// Its errors and warnings go through warns: a member can cause them at will
+// (each junk packet is an "[ERR] ... msg type (n) not supported" line), so
+// each kind of line is logged once, then once per interval with its count.
+type slogWriter struct {
+	l     *slog.Logger
+	warns *ratelog.Limiter
+}
 
 func (w slogWriter) Write(p []byte) (int, error) {
 	s := strings.TrimSpace(string(p))
@@ -1200,6 +1206,19 @@ func (w slogWriter) Write(p []byte) (int, error) {
 	case strings.HasPrefix(s, "[WARN]"):
 		lvl = slog.LevelInfo
 	}
-	w.l.Log(context.Background(), lvl, s)
+	if lvl == slog.LevelDebug {
+		w.l.Log(context.Background(), lvl, s)
+	} else {
+		w.warns.Log(context.Background(), lvl, "memberlist|"+lineKind(s), s)
+	}
 	return len(p), nil
+}
+
+// lineKind is a memberlist line up to its first variable part (a number, a
+// quoted name, an address), at most 64 bytes.
+func lineKind(s string) string {
+	if i := strings.IndexAny(s, "0123456789'\"(%="); i >= 0 {
+		s = s[:i]
+	}
+	return s[:min(len(s), 64)]
 }
