@@ -80,9 +80,13 @@ func newInspectOnly(tb testing.TB) *Membership {
 	return &Membership{
 		cfg:           Config{Self: testKey(tb, 8), Now: func() time.Time { return t0 }, Log: quietLog()},
 		log:           quietLog(),
+		warns:         mustWarnLimiter(tb, quietLog()),
 		kinds:         map[string]Kind{"revoke": {Validate: func(Statement) error { return nil }}},
 		peers:         map[identity.PublicKey]*peer{},
 		stmts:         map[[32]byte]struct{}{},
+		maxSeen:       maxSeenStatements,
+		maxQueued:     maxQueuedBroadcasts,
+		maxPeers:      maxTrackedPeers,
 		pending:       map[identity.PublicKey]struct{}{},
 		verifiedCache: map[string]Record{},
 		refused:       map[identity.PublicKey]struct{}{},

@@ -40,6 +40,7 @@ import (
 	"github.com/hashicorp/memberlist"
 
 	"github.com/treaty-dev/treaty/internal/identity"
+	"github.com/treaty-dev/treaty/internal/ratelog"
 	"github.com/treaty-dev/treaty/internal/transport"
 )
 
@@ -246,6 +247,7 @@ type Membership struct {
 	cfg     Config
 	selfKey identity.PublicKey // cfg.Self.Public(), which costs a base58 encoding per call
 	log     *slog.Logger
+	warns   *ratelog.Limiter // Warn lines members can cause at will
 	net     *gossipNet
 	ml      *memberlist.Memberlist
 	queue   *memberlist.TransmitLimitedQueue
@@ -263,9 +265,13 @@ type Membership struct {
 	self     Record
 	selfMeta []byte
 	peers    map[identity.PublicKey]*peer
-	stmts    map[[32]byte]struct{} // every statement accepted (dedup)
-	kept     []Statement           // the ones handed to later joiners, oldest first
-	pending  map[identity.PublicKey]struct{}
+	stmts    map[[32]byte]struct{} // statements accepted (dedup), at most maxSeen
+	// maxSeen, maxQueued and maxPeers bound stmts, the broadcast queue and
+	// peers (fields so tests can shrink them): any member can mint valid
+	// statements, and records of fresh keys, at will.
+	maxSeen, maxQueued, maxPeers int
+	kept                         []Statement // the ones handed to later joiners, oldest first
+	pending                      map[identity.PublicKey]struct{}
 	// verifiedCache maps record encodings whose signature verified to the
 	// decoded record (cleared when it reaches maxVerified entries).
 	verifiedCache map[string]Record
@@ -366,10 +372,15 @@ func New(ctx context.Context, cfg Config) (*Membership, error) {
 		peers:   make(map[identity.PublicKey]*peer),
 		stmts:   make(map[[32]byte]struct{}),
 		pending: make(map[identity.PublicKey]struct{}),
-		wake:    make(chan struct{}, 1),
+		maxSeen: maxSeenStatements, maxQueued: maxQueuedBroadcasts, maxPeers: maxTrackedPeers,
+		wake: make(chan struct{}, 1),
 
 		verifiedCache: make(map[string]Record),
 		refused:       make(map[identity.PublicKey]struct{}),
+	}
+	if m.warns, err = newWarnLimiter(cfg.Log); err != nil {
+		cancel()
+		return nil, fmt.Errorf("membership: %w", err)
 	}
 	if err := m.resign(cfg.Record); err != nil {
 		cancel()
@@ -394,7 +405,7 @@ func New(ctx context.Context, cfg Config) (*Membership, error) {
 	mc.EnableCompression = false // inspectPacket must see records verbatim
 	mc.DisableTcpPings = true    // packets already travel over TCP
 	mc.UDPBufferSize = packetBufferSize
-	mc.Logger = log.New(slogWriter{cfg.Log}, "", 0)
+	mc.Logger = log.New(slogWriter{l: cfg.Log, warns: m.warns}, "", 0)
 	t := cfg.Timings
 	mc.ProbeInterval = t.ProbeInterval
 	mc.ProbeTimeout = t.ProbeTimeout
@@ -418,7 +429,8 @@ func New(ctx context.Context, cfg Config) (*Membership, error) {
 	}
 	m.ml = ml
 
-	m.wg.Add(3)
+	m.wg.Add(4)
+	go m.flushWarns()
 	go m.deliverChanges()
 	go m.refreshRecord()
 	go m.reconnect()
@@ -717,7 +729,36 @@ func (m *Membership) Close() error {
 	m.cancel()
 	err := m.ml.Shutdown()
 	m.wg.Wait()
+	m.warns.Flush(context.Background(), true) // every count reaches the log
 	return err
+}
+
+// Warn lines that members can cause (evidence, a full statement store) are
+// logged once, then at most once per warnInterval per (member, reason) with
+// their count (internal/ratelog).
+const (
+	warnInterval = 10 * time.Second
+	warnKeys     = 128
+)
+
+func newWarnLimiter(log *slog.Logger) (*ratelog.Limiter, error) {
+	return ratelog.New(ratelog.Config{Logger: log, Interval: warnInterval, MaxKeys: warnKeys})
+}
+
+// flushWarns writes counted lines once their interval has passed, even if no
+// further event comes.
+func (m *Membership) flushWarns() {
+	defer m.wg.Done()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-tick.C:
+			m.warns.Flush(m.ctx, false)
+		case <-m.ctx.Done():
+			return
+		}
+	}
 }
 
 // Stats are gossip traffic counters since New.
@@ -780,8 +821,8 @@ func (m *Membership) deliverChanges() {
 }
 
 func (m *Membership) evidence(e Evidence) {
-	m.log.Warn("membership: dropped gossip", "relayer", e.Relayer, "subject", e.Subject,
-		"reason", e.Reason.String(), "err", e.Err)
+	m.warns.Log(context.Background(), slog.LevelWarn, "evidence|"+e.Relayer.String()+"|"+e.Reason.String(),
+		"membership: dropped gossip", "relayer", e.Relayer, "subject", e.Subject, "reason", e.Reason.String(), "err", e.Err)
 	if m.cfg.OnEvidence != nil {
 		m.cfg.OnEvidence(e)
 	}
@@ -886,6 +927,9 @@ func (m *Membership) learn(r Record, inc int64) {
 	}
 	p := m.peers[r.Key]
 	if p == nil {
+		if len(m.peers) >= m.maxPeers && !m.makeRoomLocked() {
+			return // NotifyAlive refuses it
+		}
 		p = &peer{rec: r}
 		m.peers[r.Key] = p
 	}
@@ -903,6 +947,23 @@ func (m *Membership) learn(r Record, inc int64) {
 			m.changedLocked(r.Key)
 		}
 	}
+}
+
+// maxTrackedPeers bounds the keys a node tracks, as maxPushNodes bounds the
+// members of one push-pull.
+const maxTrackedPeers = maxPushNodes
+
+// makeRoomLocked forgets one key that is neither alive nor suspect (never
+// seen alive, dead or left), if there is one. Call with m.mu held.
+func (m *Membership) makeRoomLocked() bool {
+	for k, p := range m.peers {
+		if p.state != StateAlive && p.state != StateSuspect && !p.suspect {
+			delete(m.peers, k)
+			delete(m.pending, k)
+			return true
+		}
+	}
+	return false
 }
 
 // acceptStatement decodes, verifies and (if new) applies and gossips one
@@ -935,21 +996,44 @@ func (m *Membership) acceptStatement(b []byte) (bool, error) {
 		m.mu.Unlock()
 		return false, nil
 	}
+	if len(m.stmts) >= m.maxSeen {
+		m.forgetSeenLocked()
+	}
 	m.stmts[id] = struct{}{}
 	switch {
 	case kind.Transient: // its announcer keeps it in its own state
 	case len(m.kept) < m.cfg.MaxStatements:
 		m.kept = append(m.kept, s)
 	default:
-		m.log.Warn("membership: statement store full; later joiners will not learn this one", "kind", s.Kind,
-			"max", m.cfg.MaxStatements)
+		m.warns.Log(context.Background(), slog.LevelWarn, "storefull", "membership: statement store full; later joiners will not learn this one",
+			"kind", s.Kind, "max", m.cfg.MaxStatements)
 	}
 	m.mu.Unlock()
 	m.queue.QueueBroadcast(statementBroadcast(b))
+	m.queue.Prune(m.maxQueued)
 	if kind.Accept != nil {
 		kind.Accept(s)
 	}
 	return true, nil
+}
+
+// Bounds of statement deduplication and gossip: about 5 MiB each.
+const (
+	maxSeenStatements   = 1 << 16
+	maxQueuedBroadcasts = 4096 // the oldest are dropped; push-pull repairs what is lost
+)
+
+// forgetSeenLocked empties the statement digests but for the kept
+// statements'. A forgotten statement seen again is checked, applied and
+// gossiped again: harmless, as statements are idempotent, and bounded by the
+// broadcast queue. Call with m.mu held.
+func (m *Membership) forgetSeenLocked() {
+	clear(m.stmts)
+	for _, s := range m.kept {
+		if b, err := s.Marshal(); err == nil {
+			m.stmts[sha256.Sum256(b)] = struct{}{}
+		}
+	}
 }
 
 type statementBroadcast []byte
@@ -1044,6 +1128,14 @@ func (d *delegate) NotifyAlive(n *memberlist.Node) error {
 		}
 	}
 	m.learn(r, -1)
+	if !r.Key.Equal(m.selfKey) {
+		m.mu.Lock()
+		p := m.peers[r.Key]
+		m.mu.Unlock()
+		if p == nil {
+			return fmt.Errorf("membership: %s not tracked: %d keys tracked already", r.Key.Short(), m.maxPeers)
+		}
+	}
 	return nil
 }
 
@@ -1097,7 +1189,13 @@ func (e *events) NotifyLeave(n *memberlist.Node) {
 }
 
 // slogWriter turns memberlist's "[LEVEL] memberlist: ..." lines into slog.
-type slogWriter struct{ l *slog.Logger }
+// Its errors and warnings go through warns: a member can cause them at will
+// (each junk packet is an "[ERR] ... msg type (n) not supported" line), so
+// each kind of line is logged once, then once per interval with its count.
+type slogWriter struct {
+	l     *slog.Logger
+	warns *ratelog.Limiter
+}
 
 func (w slogWriter) Write(p []byte) (int, error) {
 	s := strings.TrimSpace(string(p))
@@ -1108,6 +1206,19 @@ func (w slogWriter) Write(p []byte) (int, error) {
 	case strings.HasPrefix(s, "[WARN]"):
 		lvl = slog.LevelInfo
 	}
-	w.l.Log(context.Background(), lvl, s)
+	if lvl == slog.LevelDebug {
+		w.l.Log(context.Background(), lvl, s)
+	} else {
+		w.warns.Log(context.Background(), lvl, "memberlist|"+lineKind(s), s)
+	}
 	return len(p), nil
+}
+
+// lineKind is a memberlist line up to its first variable part (a number, a
+// quoted name, an address), at most 64 bytes.
+func lineKind(s string) string {
+	if i := strings.IndexAny(s, "0123456789'\"(%="); i >= 0 {
+		s = s[:i]
+	}
+	return s[:min(len(s), 64)]
 }

@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,7 +30,8 @@ const Proto = "treaty-gossip/1"
 // A gossip connection starts, after the TLS handshake and the transport's
 // acceptance byte, with a hello from the dialer: one byte saying what the
 // connection carries and the dialer's gossip address (one length byte, then
-// the address), which is where replies to its packets go.
+// the address as an IP literal and a port), which is where replies to its
+// packets go.
 const (
 	connPacket = 'P' // length-prefixed memberlist packets, both directions
 	connStream = 'S' // one memberlist stream (push-pull), raw
@@ -287,8 +289,14 @@ func readHello(r *bufio.Reader) (byte, string, error) {
 	if _, err := io.ReadFull(r, addr); err != nil {
 		return 0, "", err
 	}
-	if _, err := net.ResolveTCPAddr("tcp", string(addr)); err != nil {
+	// An IP literal, as every node sends its advertise address: a name would
+	// make this node resolve whatever a peer chose, past every deadline here.
+	ap, err := netip.ParseAddrPort(string(addr))
+	if err != nil {
 		return 0, "", fmt.Errorf("hello address: %w", err)
+	}
+	if ap.Port() == 0 {
+		return 0, "", fmt.Errorf("hello address %q has port 0", addr)
 	}
 	return kind, string(addr), nil
 }

@@ -155,6 +155,15 @@ func (n *Node) gossipEvidence(ctx context.Context, e membership.Evidence) {
 			n.log.Error("trust evidence not recorded", "err", err)
 		}
 	}
+	// A member can send bad gossip at will: aggregated per relayer like
+	// every other refusal it causes (refusals.go).
+	k := refusalKey{source: overflowSource, kind: KindGossipEvidence, direction: "in", stage: string(refusal.StageWire)}
+	if !e.Relayer.IsZero() {
+		k.source = e.Relayer.String()
+	}
+	if !n.refusalAdmitted(k, e.Reason.String()) {
+		return
+	}
 	entry := audit.Entry{Kind: KindGossipEvidence, Direction: "in", Outcome: "refused", Stage: string(refusal.StageWire)}
 	if !e.Relayer.IsZero() {
 		entry.Peer = e.Relayer.String()

@@ -123,9 +123,10 @@ func verifyRawPeerCert(raw [][]byte, now time.Time, admit admitFunc) (identity.P
 
 // verifyPeerCert is the whole trust decision for a peer, in order:
 //  1. exactly one certificate (no chains: there is no CA);
-//  2. its key is ed25519 and its signature is pure ed25519, made by that same
-//     key over the certificate (self-signed), with no unknown critical extension
-//     and a validity period no longer than maxPeerCertValidity;
+//  2. its key is ed25519 and not of small order (anyone can sign for such a
+//     key), and its signature is pure ed25519, made by that same key over the
+//     certificate (self-signed), with no unknown critical extension and a
+//     validity period no longer than maxPeerCertValidity;
 //  3. the key passes admit (admitted peer / pinned key);
 //  4. now is within [NotBefore, NotAfter].
 //
@@ -153,6 +154,9 @@ func verifyPeerCert(certs []*x509.Certificate, now time.Time, admit admitFunc) (
 	key, err := identity.PublicKeyFromEd25519(edKey)
 	if err != nil {
 		return bad(zero, "certificate key: %v", err)
+	}
+	if smallOrder(edKey) {
+		return bad(zero, "certificate key is of small order: anyone can sign for it")
 	}
 	if c.SignatureAlgorithm != x509.PureEd25519 {
 		return bad(key, "certificate signature algorithm is %v, want Ed25519", c.SignatureAlgorithm)

@@ -222,14 +222,21 @@ func (t *Transport) serverHandshake(raw net.Conn, src netip.Prefix) {
 	hc.done.Store(true)
 	cs := tc.ConnectionState()
 	peer, _ := keyOf(cs.PeerCertificates)
+	// A key admitted for this protocol only (ProtoAdmitter) is a stranger's:
+	// free to make, so it neither makes its source known nor gets a
+	// MaxConnsPerPeer of its own (its source does).
+	group := connKey{proto: cs.NegotiatedProtocol, src: src}
+	if t.cfg.Peers.Admitted(peer) {
+		group = connKey{peer: peer, proto: cs.NegotiatedProtocol}
+		t.adm.remember(src, time.Now())
+	}
 	t.handshakesIn.Add(1)
-	t.adm.remember(src, time.Now())
 	t.log.Debug("transport: accepted", "peer", peer.Short(), "addr", addr, "proto", cs.NegotiatedProtocol,
 		"took", time.Since(start))
 	release() // the handshake is done; waiting for an acceptor is bounded below
 
 	l := t.lookup(cs.NegotiatedProtocol)
-	sc := &serverConn{Conn: tc, peer: peer, proto: cs.NegotiatedProtocol, t: t}
+	sc := &serverConn{Conn: tc, peer: peer, proto: cs.NegotiatedProtocol, group: group, t: t}
 	if l == nil {
 		_ = tc.Close()
 		return
@@ -241,7 +248,11 @@ func (t *Transport) serverHandshake(raw net.Conn, src netip.Prefix) {
 	}
 	if evict != nil {
 		t.evicted.Add(1)
-		t.refusalLog.Log(context.Background(), slog.LevelWarn, "evict|"+peer.String(),
+		who := peer.String()
+		if group.peer.IsZero() {
+			who = src.String() // a stranger's fresh keys share one line
+		}
+		t.refusalLog.Log(context.Background(), slog.LevelWarn, "evict|"+who,
 			"transport: peer exceeded its connections; closing its oldest", "peer", peer.Short(),
 			"addr", evict.RemoteAddr().String(), "max_conns_per_peer", t.cfg.MaxConnsPerPeer)
 		_ = evict.Close()

@@ -122,6 +122,7 @@ type serverConn struct {
 	*tls.Conn
 	peer  identity.PublicKey
 	proto string
+	group connKey // what MaxConnsPerPeer counts it under
 	t     *Transport
 	once  sync.Once
 }

@@ -36,7 +36,8 @@
 //     ClientHelloTimeout (500ms), finish within HandshakeTimeout and send at
 //     most 32 KiB doing so;
 //   - established server connections: MaxConnsPerPeer per peer key and
-//     protocol (a new one closes the oldest) and MaxConns in all;
+//     protocol (a new one closes the oldest), per source and protocol for
+//     keys admitted for one protocol only (ProtoAdmitter), and MaxConns in all;
 //     MaxPendingHandshakes and MaxConns default to a share of RLIMIT_NOFILE
 //     that leaves a reserve for backends and the audit store (see fdBudget);
 //   - federation connections idle for IdleTimeout are closed;
@@ -82,7 +83,9 @@ type PeerSource interface {
 // ProtoAdmitter is an optional PeerSource that admits a key for one ALPN
 // protocol only, for a protocol that strangers must be able to reach (a join
 // presenting an invite). It is asked only for keys Admitted refuses; the same
-// rules as Admitted apply.
+// rules as Admitted apply. Keys it admits are free to make, so their
+// connections count under MaxConnsPerPeer per source address, not per key,
+// and their handshakes do not make a source known (ReservedPending).
 type ProtoAdmitter interface {
 	AdmittedFor(k identity.PublicKey, proto string) bool
 }
@@ -568,10 +571,13 @@ func (t *Transport) untrack(c trackedConn) {
 }
 
 // connKey groups accepted connections for MaxConnsPerPeer: per protocol, so
-// that a peer redialing one protocol never closes its connection of another.
+// that a peer redialing one protocol never closes its connection of another;
+// per key for admitted peers, per source (peer zero) for keys admitted for
+// one protocol only (ProtoAdmitter).
 type connKey struct {
 	peer  identity.PublicKey
 	proto string
+	src   netip.Prefix
 }
 
 // trackServer tracks an accepted connection under its key and protocol. If
@@ -586,7 +592,7 @@ func (t *Transport) trackServer(c *serverConn) (ok bool, evict *serverConn) {
 	}
 	t.conns[c] = struct{}{}
 	t.accepted++
-	k := connKey{c.peer, c.proto}
+	k := c.group
 	list := append(t.byPeer[k], c)
 	if len(list) > cmp.Or(t.protoCap[c.proto], t.cfg.MaxConnsPerPeer) {
 		evict, list = list[0], list[1:]
@@ -608,7 +614,7 @@ func (t *Transport) untrackServer(c *serverConn) {
 func (t *Transport) forgetServerLocked(c *serverConn) {
 	delete(t.conns, c)
 	t.accepted--
-	k := connKey{c.peer, c.proto}
+	k := c.group
 	list := t.byPeer[k]
 	for i, x := range list {
 		if x == c {
