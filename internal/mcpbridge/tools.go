@@ -82,8 +82,6 @@ func stripHeaderHints(v any) {
 	}
 }
 
-func utf8Start(c byte) bool { return c&0xC0 != 0x80 }
-
 // signature identifies what a client sees of a tool.
 func signature(t *mcp.Tool) string {
 	b, _ := json.Marshal(t)
