@@ -21,13 +21,14 @@ func LoadOrCreateToken(home string) (string, error) {
 
 // HTTPHandler serves the bridge as MCP streamable HTTP, refusing with 401
 // every request without "Authorization: Bearer TOKEN". The SDK's DNS
-// rebinding and cross-origin protections stay on.
+// rebinding and cross-origin protections stay on. A session without a
+// request for Options.SessionIdle is closed.
 func (b *Bridge) HTTPHandler(token string) (http.Handler, error) {
 	if len(token) < 32 {
 		return nil, errors.New("mcpbridge: HTTPHandler: token must be at least 32 characters")
 	}
 	inner := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return b.server },
-		&mcp.StreamableHTTPOptions{Logger: b.log})
+		&mcp.StreamableHTTPOptions{Logger: b.log, SessionTimeout: b.idle})
 	want := []byte("Bearer " + token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		got := []byte(r.Header.Get("Authorization"))
