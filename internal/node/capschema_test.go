@@ -9,7 +9,7 @@ import (
 	"github.com/treaty-dev/treaty/internal/testnet"
 )
 
-// TestHostileInputSchemaWithheld: agents read a capability's input schema
+// TestHostileInputSchemaWithheld: agents read a capability's schemas
 // (its property descriptions above all) as they read its description, and
 // the MCP and A2A bridges hand it to them; a peer's schema whose text the
 // screen finds hostile, or that hides control or format characters, is
@@ -25,7 +25,7 @@ func TestHostileInputSchemaWithheld(t *testing.T) {
 		"bidi":    "the query\u202e",
 		"plain":   "the search terms",
 	} {
-		globex.Expose(t, config.Capability{Name: name, InputSchema: prop(desc), Exec: &config.ExecBackend{Command: testnet.WriteScript(t, "cat\n")}})
+		globex.Expose(t, config.Capability{Name: name, InputSchema: prop(desc), OutputSchema: prop(desc), Exec: &config.ExecBackend{Command: testnet.WriteScript(t, "cat\n")}})
 		globex.Grant(t, "acme", name)
 	}
 	raw, err := acme.Client().Caps(t.Context(), "globex")
@@ -33,8 +33,9 @@ func TestHostileInputSchemaWithheld(t *testing.T) {
 		t.Fatal(err)
 	}
 	var caps []struct {
-		Name        string          `json:"name"`
-		InputSchema json.RawMessage `json:"input_schema"`
+		Name         string          `json:"name"`
+		InputSchema  json.RawMessage `json:"input_schema"`
+		OutputSchema json.RawMessage `json:"output_schema"`
 	}
 	if err := json.Unmarshal(raw, &caps); err != nil {
 		t.Fatalf("%s: %v", raw, err)
@@ -42,11 +43,14 @@ func TestHostileInputSchemaWithheld(t *testing.T) {
 	got := map[string]string{}
 	for _, c := range caps {
 		got[c.Name] = string(c.InputSchema)
+		got[c.Name+" output"] = string(c.OutputSchema)
 	}
-	if s := got["plain"]; !strings.Contains(s, "the search terms") {
-		t.Errorf("a plain schema was changed: %s", s)
+	for _, name := range []string{"plain", "plain output"} {
+		if s := got[name]; !strings.Contains(s, "the search terms") {
+			t.Errorf("%s: a plain schema was changed: %s", name, s)
+		}
 	}
-	for _, name := range []string{"hostile", "bidi"} {
+	for _, name := range []string{"hostile", "bidi", "hostile output", "bidi output"} {
 		if s := got[name]; strings.Contains(s, "Ignore all") || strings.Contains(s, "the query") || !strings.Contains(s, "withheld by treaty") {
 			t.Errorf("%s schema reached the agent: %s", name, s)
 		}
