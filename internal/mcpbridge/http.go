@@ -19,6 +19,9 @@ func LoadOrCreateToken(home string) (string, error) {
 	return homedir.LoadOrCreateToken(home, TokenFile)
 }
 
+// MaxRequestBytes bounds an HTTP request body; a larger one is answered 413.
+const MaxRequestBytes = 4 << 20
+
 // HTTPHandler serves the bridge as MCP streamable HTTP, refusing with 401
 // every request without "Authorization: Bearer TOKEN". The SDK's DNS
 // rebinding and cross-origin protections stay on. A session without a
@@ -28,7 +31,7 @@ func (b *Bridge) HTTPHandler(token string) (http.Handler, error) {
 		return nil, errors.New("mcpbridge: HTTPHandler: token must be at least 32 characters")
 	}
 	inner := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return b.server },
-		&mcp.StreamableHTTPOptions{Logger: b.log, SessionTimeout: b.idle})
+		&mcp.StreamableHTTPOptions{Logger: b.log, SessionTimeout: b.idle, MaxRequestBodyBytes: MaxRequestBytes})
 	want := []byte("Bearer " + token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		got := []byte(r.Header.Get("Authorization"))

@@ -75,6 +75,21 @@ func TestHTTPBearer(t *testing.T) {
 		}
 	}
 
+	// A body over MaxRequestBytes is refused, not read.
+	big := `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"x":"` + strings.Repeat("a", MaxRequestBytes) + `"}}`
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, srv.URL, strings.NewReader(big))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Errorf("a %d-byte body: HTTP %d, want 413", len(big), resp.StatusCode)
+	}
+
 	c := mcp.NewClient(&mcp.Implementation{Name: "test"}, nil)
 	cs, err := c.Connect(t.Context(), &mcp.StreamableClientTransport{Endpoint: srv.URL,
 		HTTPClient: &http.Client{Transport: bearer{tok, http.DefaultTransport}}}, nil)
