@@ -73,6 +73,15 @@ type guard struct {
 }
 
 func (g *guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !g.admit(w, r) {
+		// Nothing more is read: net/http would otherwise wait, without a
+		// deadline, for the unread body before answering.
+		http.NewResponseController(w).SetReadDeadline(time.Now())
+	}
+}
+
+// admit serves r, or refuses it and reports false.
+func (g *guard) admit(w http.ResponseWriter, r *http.Request) bool {
 	h := w.Header()
 	h.Set("Content-Security-Policy", csp)
 	h.Set("X-Content-Type-Options", "nosniff")
@@ -81,33 +90,34 @@ func (g *guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set("Cache-Control", "no-store")
 	if g.strictHost && r.Host != g.host {
 		http.Error(w, "treaty dashboard: wrong Host header (open the address the dashboard printed)", http.StatusMisdirectedRequest)
-		return
+		return false
 	}
 	if o := r.Header.Get("Origin"); o != "" && o != "http://"+r.Host {
 		http.Error(w, "treaty dashboard: cross-origin request refused", http.StatusForbidden)
-		return
+		return false
 	}
 	if s := r.Header.Get("Sec-Fetch-Site"); s == "cross-site" || s == "same-site" {
 		http.Error(w, "treaty dashboard: cross-site request refused", http.StatusForbidden)
-		return
+		return false
 	}
 	if q := r.URL.Query().Get("token"); q != "" {
 		if !g.match(q) {
 			http.Error(w, "treaty dashboard: wrong token", http.StatusUnauthorized)
-			return
+			return false
 		}
 		http.SetCookie(w, &http.Cookie{Name: CookieName, Value: string(g.session), Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode})
 		// Drop the token from the address bar and the history.
 		u := url.URL{Path: r.URL.Path}
 		http.Redirect(w, r, u.String(), http.StatusSeeOther)
-		return
+		return true
 	}
 	if !g.authorized(r) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="treaty dashboard"`)
 		http.Error(w, "treaty dashboard: missing or wrong token (open the URL 'treaty dashboard' printed, or send Authorization: Bearer with the token in dashboard.token)", http.StatusUnauthorized)
-		return
+		return false
 	}
 	g.next.ServeHTTP(w, r)
+	return true
 }
 
 func (g *guard) match(tok string) bool {

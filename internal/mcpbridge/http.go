@@ -4,6 +4,7 @@ import (
 	"crypto/subtle"
 	"errors"
 	"net/http"
+	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/treaty-dev/treaty/internal/homedir"
@@ -36,6 +37,9 @@ func (b *Bridge) HTTPHandler(token string) (http.Handler, error) {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		got := []byte(r.Header.Get("Authorization"))
 		if subtle.ConstantTimeCompare(got, want) != 1 {
+			// Nothing more is read: net/http would otherwise wait, without
+			// a deadline, for the unread body before answering.
+			http.NewResponseController(w).SetReadDeadline(time.Now())
 			w.Header().Set("WWW-Authenticate", `Bearer realm="treaty"`)
 			http.Error(w, "treaty mcp: missing or wrong bearer token (see mcp.token in the node's home)", http.StatusUnauthorized)
 			return
