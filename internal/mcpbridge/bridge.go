@@ -48,6 +48,9 @@ const (
 	MaxTools = 1024
 	// MaxDescription bounds a remote description shown to the agent (bytes).
 	MaxDescription = 2048
+	// MaxInputSchema bounds a remote input schema shown to the agent
+	// (bytes); a larger one is replaced by {"type":"object"}.
+	MaxInputSchema = 16 << 10
 	// MaxStreamEvents and MaxStreamBytes bound the events of a stream kept
 	// for its final result (all are still sent as progress notifications).
 	MaxStreamEvents = 1000
