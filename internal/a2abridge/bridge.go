@@ -141,11 +141,11 @@ func New(opts Options) (*Bridge, error) {
 	}
 	b := &Bridge{node: opts.Node, log: opts.Logger, poll: opts.Poll, url: opts.URL, version: opts.Version,
 		trustOf: opts.Trust, auditOf: opts.Audit}
-	b.handler = a2asrv.NewHandler(&executor{b: b},
+	b.handler = busyHandler{a2asrv.NewHandler(&executor{b: b},
 		a2asrv.WithLogger(opts.Logger),
 		a2asrv.WithTaskStore(newTaskStore(MaxTasks)),
 		a2asrv.WithConcurrencyConfig(limiter.ConcurrencyConfig{MaxExecutions: MaxConcurrent}),
-	)
+	)} // busy.go
 	return b, nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"crypto/subtle"
 	"errors"
 	"net/http"
+	"time"
 
 	"github.com/a2aproject/a2a-go/a2asrv"
 	"github.com/treaty-dev/treaty/internal/homedir"
@@ -37,6 +38,9 @@ func (b *Bridge) HTTPHandler(token string) (http.Handler, error) {
 	want := []byte("Bearer " + token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
+			// Nothing more is read: net/http would otherwise wait, without
+			// a deadline, for the unread body before answering.
+			http.NewResponseController(w).SetReadDeadline(time.Now())
 			w.Header().Set("WWW-Authenticate", `Bearer realm="treaty"`)
 			http.Error(w, "treaty a2a: missing or wrong bearer token (see "+TokenFile+" in the node's home)", http.StatusUnauthorized)
 			return

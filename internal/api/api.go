@@ -9,6 +9,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	_ "embed"
 	"encoding/json"
@@ -23,6 +24,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/treaty-dev/treaty/internal/node"
 	"github.com/treaty-dev/treaty/internal/refusal"
@@ -230,7 +232,18 @@ func (s *Server) call(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, callAnswer{Output: res.Output, Receipt: res.Receipt, ElapsedMS: float64(res.Elapsed.Microseconds()) / 1000})
+	writeJSON(w, http.StatusOK, callAnswer{Output: validUTF8(res.Output), Receipt: res.Receipt, ElapsedMS: float64(res.Elapsed.Microseconds()) / 1000})
+}
+
+// validUTF8 replaces each invalid UTF-8 byte of a peer's JSON with U+FFFD:
+// JSON text must be UTF-8, agents' decoders may refuse anything else, and
+// encoding/json passes a json.RawMessage's bytes on unchecked. In valid JSON
+// such bytes can only be inside strings, so it stays valid.
+func validUTF8(b json.RawMessage) json.RawMessage {
+	if utf8.Valid(b) {
+		return b
+	}
+	return bytes.ToValidUTF8(b, []byte("\uFFFD"))
 }
 
 // callAnswer is CallResponse as this server writes it: the same JSON, with the
@@ -256,7 +269,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 			w.WriteHeader(http.StatusOK)
 			started = true
 		}
-		if err := enc.Encode(StreamLine{Data: data}); err != nil {
+		if err := enc.Encode(StreamLine{Data: validUTF8(data)}); err != nil {
 			return err
 		}
 		if flusher != nil {

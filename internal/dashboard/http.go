@@ -1,8 +1,10 @@
 package dashboard
 
 import (
+	"crypto/rand"
 	"crypto/subtle"
 	"embed"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,7 +20,8 @@ import (
 //go:embed assets
 var assets embed.FS
 
-// CookieName is the cookie a ?token= URL sets.
+// CookieName is the cookie a ?token= URL sets. It holds a session value
+// that lasts as long as the dashboard, never the token.
 const CookieName = "treaty_dashboard"
 
 // csp allows only this origin's script and style files: no inline script,
@@ -50,19 +53,35 @@ func (d *Dashboard) Handler(token, addr string, strictHost bool) (http.Handler, 
 	mux.HandleFunc("GET /api/snapshot", d.serveSnapshot)
 	mux.HandleFunc("GET /api/prove", d.serveProve)
 	mux.HandleFunc("GET /events", d.serveEvents)
-	g := &guard{token: []byte(token), host: addr, strictHost: strictHost, next: mux}
+	var session [32]byte
+	rand.Read(session[:])
+	g := &guard{token: []byte(token), session: []byte(hex.EncodeToString(session[:])), host: addr, strictHost: strictHost, next: mux}
 	return g, nil
 }
 
 // guard checks Host, Origin and the token before anything is served.
 type guard struct {
-	token      []byte
+	token []byte
+	// session is what the cookie holds: random per Handler, not the token,
+	// because a browser sends a cookie for 127.0.0.1 to every port of it,
+	// so another local server the browser visits may read it; it then
+	// learns a value that dies with this dashboard, not the lasting token.
+	session    []byte
 	host       string
 	strictHost bool
 	next       http.Handler
 }
 
 func (g *guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !g.admit(w, r) {
+		// Nothing more is read: net/http would otherwise wait, without a
+		// deadline, for the unread body before answering.
+		http.NewResponseController(w).SetReadDeadline(time.Now())
+	}
+}
+
+// admit serves r, or refuses it and reports false.
+func (g *guard) admit(w http.ResponseWriter, r *http.Request) bool {
 	h := w.Header()
 	h.Set("Content-Security-Policy", csp)
 	h.Set("X-Content-Type-Options", "nosniff")
@@ -71,33 +90,34 @@ func (g *guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set("Cache-Control", "no-store")
 	if g.strictHost && r.Host != g.host {
 		http.Error(w, "treaty dashboard: wrong Host header (open the address the dashboard printed)", http.StatusMisdirectedRequest)
-		return
+		return false
 	}
 	if o := r.Header.Get("Origin"); o != "" && o != "http://"+r.Host {
 		http.Error(w, "treaty dashboard: cross-origin request refused", http.StatusForbidden)
-		return
+		return false
 	}
 	if s := r.Header.Get("Sec-Fetch-Site"); s == "cross-site" || s == "same-site" {
 		http.Error(w, "treaty dashboard: cross-site request refused", http.StatusForbidden)
-		return
+		return false
 	}
 	if q := r.URL.Query().Get("token"); q != "" {
 		if !g.match(q) {
 			http.Error(w, "treaty dashboard: wrong token", http.StatusUnauthorized)
-			return
+			return false
 		}
-		http.SetCookie(w, &http.Cookie{Name: CookieName, Value: q, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode})
+		http.SetCookie(w, &http.Cookie{Name: CookieName, Value: string(g.session), Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode})
 		// Drop the token from the address bar and the history.
 		u := url.URL{Path: r.URL.Path}
 		http.Redirect(w, r, u.String(), http.StatusSeeOther)
-		return
+		return true
 	}
 	if !g.authorized(r) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="treaty dashboard"`)
 		http.Error(w, "treaty dashboard: missing or wrong token (open the URL 'treaty dashboard' printed, or send Authorization: Bearer with the token in dashboard.token)", http.StatusUnauthorized)
-		return
+		return false
 	}
 	g.next.ServeHTTP(w, r)
+	return true
 }
 
 func (g *guard) match(tok string) bool {
@@ -110,7 +130,7 @@ func (g *guard) authorized(r *http.Request) bool {
 		return len(a) > len(p) && a[:len(p)] == p && g.match(a[len(p):])
 	}
 	c, err := r.Cookie(CookieName)
-	return err == nil && g.match(c.Value)
+	return err == nil && subtle.ConstantTimeCompare([]byte(c.Value), g.session) == 1
 }
 
 func (d *Dashboard) serveSnapshot(w http.ResponseWriter, r *http.Request) {

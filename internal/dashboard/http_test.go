@@ -58,9 +58,20 @@ func do(h http.Handler, method, target string, hdr map[string]string) *httptest.
 	return w
 }
 
+// login opens the printed URL and returns the cookie it sets.
+func login(t *testing.T, h http.Handler) string {
+	t.Helper()
+	c := do(h, http.MethodGet, "/?token="+testToken, nil).Result().Cookies()
+	if len(c) != 1 {
+		t.Fatalf("login set %d cookies", len(c))
+	}
+	return CookieName + "=" + c[0].Value
+}
+
 func TestGuard(t *testing.T) {
 	h := newTestHandler(t, true)
 	bearer := "Bearer " + testToken
+	cookie := login(t, h)
 	cases := []struct {
 		name   string
 		target string
@@ -79,14 +90,15 @@ func TestGuard(t *testing.T) {
 		{"bearer double space", "/api/snapshot", map[string]string{"Authorization": "Bearer  " + testToken}, http.StatusUnauthorized},
 		{"bearer longer token", "/api/snapshot", map[string]string{"Authorization": bearer + "0"}, http.StatusUnauthorized},
 		{"bearer fullwidth digit", "/api/snapshot", map[string]string{"Authorization": "Bearer \uff10" + testToken[1:]}, http.StatusUnauthorized},
-		{"wrong bearer beats good cookie", "/api/snapshot", map[string]string{"Authorization": "Bearer x", "Cookie": CookieName + "=" + testToken}, http.StatusUnauthorized},
-		{"wrong query beats good cookie", "/api/snapshot?token=x", map[string]string{"Cookie": CookieName + "=" + testToken}, http.StatusUnauthorized},
+		{"wrong bearer beats good cookie", "/api/snapshot", map[string]string{"Authorization": "Bearer x", "Cookie": cookie}, http.StatusUnauthorized},
+		{"wrong query beats good cookie", "/api/snapshot?token=x", map[string]string{"Cookie": cookie}, http.StatusUnauthorized},
 		{"bearer", "/api/snapshot", map[string]string{"Authorization": bearer}, http.StatusOK},
-		{"cookie", "/api/snapshot", map[string]string{"Cookie": CookieName + "=" + testToken}, http.StatusOK},
+		{"cookie", "/api/snapshot", map[string]string{"Cookie": cookie}, http.StatusOK},
+		{"token as cookie", "/api/snapshot", map[string]string{"Cookie": CookieName + "=" + testToken}, http.StatusUnauthorized},
 		{"rebinding host", "/api/snapshot", map[string]string{"Authorization": bearer, "Host": "evil.example:7780"}, http.StatusMisdirectedRequest},
 		{"localhost alias", "/api/snapshot", map[string]string{"Authorization": bearer, "Host": "localhost:7780"}, http.StatusMisdirectedRequest},
 		{"cross origin", "/events", map[string]string{"Authorization": bearer, "Origin": "http://evil.example"}, http.StatusForbidden},
-		{"cross site fetch", "/api/snapshot", map[string]string{"Cookie": CookieName + "=" + testToken, "Sec-Fetch-Site": "cross-site"}, http.StatusForbidden},
+		{"cross site fetch", "/api/snapshot", map[string]string{"Cookie": cookie, "Sec-Fetch-Site": "cross-site"}, http.StatusForbidden},
 		{"same origin", "/api/snapshot", map[string]string{"Authorization": bearer, "Origin": "http://127.0.0.1:7780"}, http.StatusOK},
 		{"page", "/", map[string]string{"Authorization": bearer}, http.StatusOK},
 		{"unknown path", "/etc/passwd", map[string]string{"Authorization": bearer}, http.StatusNotFound},
@@ -123,9 +135,19 @@ func TestQueryTokenSetsCookieAndRedirects(t *testing.T) {
 	if w.Code != http.StatusSeeOther || w.Header().Get("Location") != "/" {
 		t.Fatalf("status %d location %q", w.Code, w.Header().Get("Location"))
 	}
+	// The cookie is not the token: a browser sends a 127.0.0.1 cookie to
+	// every port, so another local server it visits could read it.
 	c := w.Result().Cookies()
-	if len(c) != 1 || c[0].Name != CookieName || c[0].Value != testToken || !c[0].HttpOnly || c[0].SameSite != http.SameSiteStrictMode {
+	if len(c) != 1 || c[0].Name != CookieName || c[0].Value == testToken || strings.Contains(c[0].Value, testToken[:16]) ||
+		len(c[0].Value) < minToken || !c[0].HttpOnly || c[0].SameSite != http.SameSiteStrictMode || c[0].Path != "/" {
 		t.Fatalf("cookie %+v", c)
+	}
+	if w := do(h, http.MethodGet, "/api/snapshot", map[string]string{"Cookie": CookieName + "=" + c[0].Value}); w.Code != http.StatusOK {
+		t.Fatalf("the cookie does not open the dashboard: %d", w.Code)
+	}
+	other := newTestHandler(t, true) // another run of the dashboard, the same token
+	if w := do(other, http.MethodGet, "/api/snapshot", map[string]string{"Cookie": CookieName + "=" + c[0].Value}); w.Code != http.StatusUnauthorized {
+		t.Fatalf("a cookie outlived its dashboard: %d", w.Code)
 	}
 }
 

@@ -14,7 +14,9 @@ import (
 // ResolveCommand makes an exec backend's command independent of the directory
 // and PATH of whoever runs the node: its program is resolved now, relative to
 // the working directory or through PATH, to an absolute path, and a program
-// that does not exist or is not executable is refused (wrapping ErrInvalid).
+// that does not exist, is not executable or is writable by anyone is refused
+// (wrapping ErrInvalid). A group-writable one passes: with a private group
+// per user (umask 002) that is the common case.
 func ResolveCommand(command string) (string, error) {
 	argv, err := config.SplitCommand(command)
 	if err != nil {
@@ -40,6 +42,8 @@ func ResolveCommand(command string) (string, error) {
 		return "", invalidf("--exec: %s is a directory, not a command", abs)
 	case fi.Mode().Perm()&0o111 == 0:
 		return "", invalidf("--exec: %s is not executable (chmod +x it)", abs)
+	case fi.Mode().Perm()&0o002 != 0:
+		return "", invalidf("--exec: %s is writable by anyone (mode %04o): they could change what runs with every peer's input (chmod o-w it)", abs, fi.Mode().Perm())
 	}
 	argv[0] = abs
 	return config.JoinCommand(argv), nil

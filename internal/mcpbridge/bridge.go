@@ -48,6 +48,9 @@ const (
 	MaxTools = 1024
 	// MaxDescription bounds a remote description shown to the agent (bytes).
 	MaxDescription = 2048
+	// MaxInputSchema bounds a remote input schema shown to the agent
+	// (bytes); a larger one is replaced by {"type":"object"}.
+	MaxInputSchema = 16 << 10
 	// MaxStreamEvents and MaxStreamBytes bound the events of a stream kept
 	// for its final result (all are still sent as progress notifications).
 	MaxStreamEvents = 1000
@@ -60,7 +63,11 @@ const (
 const (
 	DefaultPoll      = 2 * time.Second
 	DefaultHeartbeat = time.Second
-	capsTimeout      = 5 * time.Second
+	// DefaultSessionIdle ends an HTTP session without a request for this
+	// long, so clients that go away without closing theirs (a crashed agent,
+	// or one opening a session per call) do not pile up.
+	DefaultSessionIdle = time.Hour
+	capsTimeout        = 5 * time.Second
 )
 
 // Options configures a Bridge.
@@ -75,6 +82,10 @@ type Options struct {
 	// Heartbeat is how often a call in flight reports progress to a client
 	// that asked for it (default DefaultHeartbeat).
 	Heartbeat time.Duration
+	// SessionIdle is how long an HTTP session may go without a request
+	// before it is closed (default DefaultSessionIdle); the client then
+	// opens a new one.
+	SessionIdle time.Duration
 	// Trust, when set, is read at each poll for the trust this node has in
 	// its peers, by peer ID; results and treaty_peers then show it. The
 	// local API does not serve trust, so the caller reads it (treaty mcp
@@ -99,6 +110,7 @@ type Bridge struct {
 	log       *slog.Logger
 	poll      time.Duration
 	heartbeat time.Duration
+	idle      time.Duration
 	trustOf   func(ctx context.Context) (map[string]catalogue.Trust, error)
 	auditOf   catalogue.AuditFunc
 	server    *mcp.Server
@@ -130,13 +142,19 @@ func New(opts Options) (*Bridge, error) {
 	if opts.Heartbeat < 0 {
 		return nil, fmt.Errorf("mcpbridge: Options.Heartbeat %v is negative", opts.Heartbeat)
 	}
+	if opts.SessionIdle == 0 {
+		opts.SessionIdle = DefaultSessionIdle
+	}
+	if opts.SessionIdle < 0 {
+		return nil, fmt.Errorf("mcpbridge: Options.SessionIdle %v is negative", opts.SessionIdle)
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	if opts.Version == "" {
 		opts.Version = "dev"
 	}
-	b := &Bridge{node: opts.Node, log: opts.Logger, poll: opts.Poll, heartbeat: opts.Heartbeat, trustOf: opts.Trust, auditOf: opts.Audit, tools: map[string]*remote{}}
+	b := &Bridge{node: opts.Node, log: opts.Logger, poll: opts.Poll, heartbeat: opts.Heartbeat, idle: opts.SessionIdle, trustOf: opts.Trust, auditOf: opts.Audit, tools: map[string]*remote{}}
 	b.server = mcp.NewServer(&mcp.Implementation{Name: "treaty", Title: "treaty federation", Version: opts.Version}, &mcp.ServerOptions{
 		Logger:       opts.Logger,
 		Instructions: instructions,

@@ -4,6 +4,7 @@ import (
 	"crypto/subtle"
 	"errors"
 	"net/http"
+	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/treaty-dev/treaty/internal/homedir"
@@ -19,19 +20,26 @@ func LoadOrCreateToken(home string) (string, error) {
 	return homedir.LoadOrCreateToken(home, TokenFile)
 }
 
+// MaxRequestBytes bounds an HTTP request body; a larger one is answered 413.
+const MaxRequestBytes = 4 << 20
+
 // HTTPHandler serves the bridge as MCP streamable HTTP, refusing with 401
 // every request without "Authorization: Bearer TOKEN". The SDK's DNS
-// rebinding and cross-origin protections stay on.
+// rebinding and cross-origin protections stay on. A session without a
+// request for Options.SessionIdle is closed.
 func (b *Bridge) HTTPHandler(token string) (http.Handler, error) {
 	if len(token) < 32 {
 		return nil, errors.New("mcpbridge: HTTPHandler: token must be at least 32 characters")
 	}
 	inner := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return b.server },
-		&mcp.StreamableHTTPOptions{Logger: b.log})
+		&mcp.StreamableHTTPOptions{Logger: b.log, SessionTimeout: b.idle, MaxRequestBodyBytes: MaxRequestBytes})
 	want := []byte("Bearer " + token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		got := []byte(r.Header.Get("Authorization"))
 		if subtle.ConstantTimeCompare(got, want) != 1 {
+			// Nothing more is read: net/http would otherwise wait, without
+			// a deadline, for the unread body before answering.
+			http.NewResponseController(w).SetReadDeadline(time.Now())
 			w.Header().Set("WWW-Authenticate", `Bearer realm="treaty"`)
 			http.Error(w, "treaty mcp: missing or wrong bearer token (see mcp.token in the node's home)", http.StatusUnauthorized)
 			return

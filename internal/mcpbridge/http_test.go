@@ -1,12 +1,15 @@
 package mcpbridge
 
 import (
+	"context"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
@@ -72,6 +75,21 @@ func TestHTTPBearer(t *testing.T) {
 		}
 	}
 
+	// A body over MaxRequestBytes is refused, not read.
+	big := `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"x":"` + strings.Repeat("a", MaxRequestBytes) + `"}}`
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, srv.URL, strings.NewReader(big))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Errorf("a %d-byte body: HTTP %d, want 413", len(big), resp.StatusCode)
+	}
+
 	c := mcp.NewClient(&mcp.Implementation{Name: "test"}, nil)
 	cs, err := c.Connect(t.Context(), &mcp.StreamableClientTransport{Endpoint: srv.URL,
 		HTTPClient: &http.Client{Transport: bearer{tok, http.DefaultTransport}}}, nil)
@@ -85,5 +103,70 @@ func TestHTTPBearer(t *testing.T) {
 	}
 	if len(res.Tools) != 5 {
 		t.Fatalf("over HTTP: %d tools, want 5", len(res.Tools))
+	}
+}
+
+// TestHTTPIdleSessionEnds: a client that opens a session and goes away
+// without closing it (a crashed agent, or one that opens a session per call)
+// does not hold a goroutine and its state for ever: the session ends after
+// Options.SessionIdle without a request.
+func TestHTTPIdleSessionEnds(t *testing.T) {
+	t.Parallel()
+	b, err := New(Options{Node: newFake(), SessionIdle: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(Options{Node: newFake(), SessionIdle: -time.Second}); err == nil || !strings.Contains(err.Error(), "SessionIdle") {
+		t.Fatalf("a negative SessionIdle: %v", err)
+	}
+	tok := strings.Repeat("k", 64)
+	h, err := b.HTTPHandler(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	post := func(session, body string) *http.Response {
+		req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, srv.URL, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json, text/event-stream")
+		req.Header.Set("Authorization", "Bearer "+tok)
+		if session != "" {
+			req.Header.Set("Mcp-Session-Id", session)
+			req.Header.Set("Mcp-Protocol-Version", "2025-06-18")
+		}
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp
+	}
+	resp := post("", `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"x","version":"1"}}}`)
+	id := resp.Header.Get("Mcp-Session-Id")
+	if resp.StatusCode != http.StatusOK || id == "" {
+		t.Fatalf("initialize: HTTP %d, session %q", resp.StatusCode, id)
+	}
+	post(id, `{"jsonrpc":"2.0","method":"notifications/initialized"}`)
+	// The client's stream for server messages ends when the session does.
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL, nil)
+	req.Header.Set("Accept", "text/event-stream")
+	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("Mcp-Session-Id", id)
+	req.Header.Set("Mcp-Protocol-Version", "2025-06-18")
+	get, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = io.Copy(io.Discard, get.Body)
+	get.Body.Close()
+	if err != nil || ctx.Err() != nil {
+		t.Fatalf("the idle session's stream did not end: %v", err)
+	}
+	if code := post(id, `{"jsonrpc":"2.0","id":2,"method":"tools/list"}`).StatusCode; code != http.StatusNotFound {
+		t.Fatalf("the idle session is still served: HTTP %d", code)
 	}
 }

@@ -51,10 +51,10 @@ func remoteTool(name string, r *remote) *mcp.Tool {
 }
 
 // inputSchema returns the peer's schema s when the SDK will accept it as a
-// tool's input schema (a JSON object of type "object"), else
-// {"type":"object"}. Keys "x-mcp-header" are removed at any depth: they
-// would make the agent's MCP client copy arguments into HTTP headers, and
-// the SDK panics on a malformed one.
+// tool's input schema (a JSON object of type "object") and it fits
+// MaxInputSchema, else {"type":"object"}. Keys "x-mcp-header" are removed at
+// any depth: they would make the agent's MCP client copy arguments into HTTP
+// headers, and the SDK panics on a malformed one.
 func inputSchema(s json.RawMessage) json.RawMessage {
 	var m map[string]any
 	if len(s) == 0 || json.Unmarshal(s, &m) != nil || m["type"] != "object" {
@@ -62,10 +62,19 @@ func inputSchema(s json.RawMessage) json.RawMessage {
 	}
 	stripHeaderHints(m)
 	out, err := json.Marshal(m)
-	if err != nil {
+	if err != nil || len(out) > MaxInputSchema {
 		return objectSchema
 	}
 	return out
+}
+
+// shownSchema is s when it fits MaxInputSchema, else nothing: every agent's
+// model reads it, so its size is a cost the peer would set.
+func shownSchema(s json.RawMessage) json.RawMessage {
+	if len(s) > MaxInputSchema {
+		return nil
+	}
+	return s
 }
 
 func stripHeaderHints(v any) {
@@ -81,8 +90,6 @@ func stripHeaderHints(v any) {
 		}
 	}
 }
-
-func utf8Start(c byte) bool { return c&0xC0 != 0x80 }
 
 // signature identifies what a client sees of a tool.
 func signature(t *mcp.Tool) string {
@@ -152,7 +159,7 @@ func (b *Bridge) peersHandler(ctx context.Context, _ *mcp.CallToolRequest) (*mcp
 		}
 		for _, c := range v.Caps {
 			e.Capabilities = append(e.Capabilities, capEntry{Name: c.Name, Tool: byPeerCap[[2]string{v.Info.ID, c.Name}],
-				Description: catalogue.Clean(c.Description, MaxDescription), InputSchema: c.InputSchema, Stream: c.Stream})
+				Description: catalogue.Clean(c.Description, MaxDescription), InputSchema: shownSchema(c.InputSchema), Stream: c.Stream})
 		}
 		out.Peers = append(out.Peers, e)
 	}

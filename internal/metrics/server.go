@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 )
 
@@ -18,6 +19,8 @@ type Server struct {
 
 // Listen binds addr (host:port). A host that is not a loopback address is
 // refused unless allowNonLoopback: the metrics name peers and capabilities.
+// On a loopback address a request whose Host is not a loopback address or
+// localhost is refused (421), so a DNS-rebinding web page cannot read them.
 func Listen(addr string, allowNonLoopback bool, m *Metrics, log *slog.Logger) (*Server, error) {
 	if err := CheckListen(addr, allowNonLoopback); err != nil {
 		return nil, err
@@ -28,7 +31,11 @@ func Listen(addr string, allowNonLoopback bool, m *Metrics, log *slog.Logger) (*
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", m.Handler())
-	return &Server{ln: ln, srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second,
+	var h http.Handler = mux
+	if CheckListen(addr, false) == nil {
+		h = loopbackHost(mux)
+	}
+	return &Server{ln: ln, srv: &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second, MaxHeaderBytes: 16 << 10,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}}, nil
 }
@@ -50,6 +57,24 @@ func CheckListen(addr string, allowNonLoopback bool) error {
 		return fmt.Errorf("metrics.listen %q is not a loopback address; set metrics.allow_non_loopback to serve other machines", addr)
 	}
 	return nil
+}
+
+// loopbackHost serves only requests whose Host names a loopback address or
+// localhost: a browser page whose own name a DNS rebinding points at
+// 127.0.0.1 sends that name, and must not read what the metrics name.
+func loopbackHost(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host := r.Host
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			host = h
+		}
+		host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+		if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+			http.Error(w, "treaty metrics: Host must name a loopback address", http.StatusMisdirectedRequest)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // Addr is the bound address.

@@ -311,6 +311,8 @@ func (n *Node) acceptCaps(st *state, p Peer, caps []CapabilityInfo) []Capability
 			n.observe(p.ID, trust.KindScreenMark, capsCapability)
 			c.Description = fmt.Sprintf("[withheld by treaty: screen score %.2f, %s]", v.Score, strings.Join(v.Reasons, ", "))
 		}
+		c.InputSchema = n.acceptSchema(st, p, c.InputSchema) // capschema.go
+		c.OutputSchema = n.acceptSchema(st, p, c.OutputSchema)
 		out = append(out, c)
 	}
 	return out
