@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -39,20 +40,46 @@ func LoadOrCreateToken(home, name string) (string, error) {
 	if !errors.Is(err, fs.ErrExist) {
 		return "", fmt.Errorf("homedir: create %s: %w", path, err)
 	}
-	st, err := os.Stat(path)
+	b, err := readTokenFile(path)
 	if err != nil {
-		return "", fmt.Errorf("homedir: %w", err)
-	}
-	if st.Mode().Perm()&0o077 != 0 {
-		return "", fmt.Errorf("homedir: %s has mode %v; it must be 0600 (chmod 600 it, or delete it to make a new token)", path, st.Mode().Perm())
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", fmt.Errorf("homedir: %w", err)
+		return "", err
 	}
 	tok := strings.TrimSpace(string(b))
 	if len(tok) < MinTokenLen {
 		return "", fmt.Errorf("homedir: %s holds no usable token (at least %d characters); delete it to make a new one", path, MinTokenLen)
 	}
 	return tok, nil
+}
+
+// maxTokenFile bounds what is read of a token file.
+const maxTokenFile = 4 << 10
+
+// readTokenFile reads the token file at path, which must be a regular file
+// of its own (not a symlink, which would lend another file's contents, nor a
+// FIFO, whose open would block) that only its owner may read or write.
+func readTokenFile(path string) ([]byte, error) {
+	lst, err := os.Lstat(path)
+	if err != nil {
+		return nil, fmt.Errorf("homedir: %w", err)
+	}
+	if !lst.Mode().IsRegular() {
+		return nil, fmt.Errorf("homedir: %s is not a regular file (%v); delete it to make a new token", path, lst.Mode().Type())
+	}
+	if lst.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("homedir: %s has mode %v; it must be 0600 (chmod 600 it, or delete it to make a new token)", path, lst.Mode().Perm())
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("homedir: %w", err)
+	}
+	defer f.Close()
+	// The file opened is the one checked, not one put in its place since.
+	if st, err := f.Stat(); err != nil || !os.SameFile(lst, st) {
+		return nil, fmt.Errorf("homedir: %s changed while it was read; it must be a regular file", path)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, maxTokenFile))
+	if err != nil {
+		return nil, fmt.Errorf("homedir: read %s: %w", path, err)
+	}
+	return b, nil
 }
