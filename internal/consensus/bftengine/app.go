@@ -67,7 +67,10 @@ func (a app) VerifyConsenterSig(s types.Signature, p types.Proposal) ([]byte, er
 
 func (a app) AuxiliaryData(msg []byte) []byte { return msg }
 
-func (a app) VerificationSequence() uint64 { return 0 }
+// VerificationSequence is the group's current epoch: requests are checked
+// against it (checkItem), so SmartBFT prunes its pool when it changes, and
+// a proposal carries the epoch it was assembled in (AssembleProposal).
+func (a app) VerificationSequence() uint64 { return a.e.currentGroup().Epoch }
 
 func (a app) RequestsFromProposal(p types.Proposal) []types.RequestInfo {
 	b, err := decodeBatch(p.Payload)
@@ -115,6 +118,12 @@ func (a app) VerifyProposal(p types.Proposal) ([]types.RequestInfo, error) {
 		return nil, err
 	}
 	if i, err := e.checkItems(b.items); err != nil {
+		if errors.Is(err, ErrStale) {
+			// Signed in good faith before a membership change; an honest
+			// leader leaves it out, but one that lagged may not.
+			e.log.Info("bftengine: proposal holds a request for an earlier epoch", "view", md.ViewId, "seq", md.LatestSequence, "item", i)
+			return nil, err
+		}
 		e.evidence(lk, "forged-request", fmt.Sprintf("view %d seq %d item %d: %v", md.ViewId, md.LatestSequence, i, err))
 		return nil, err
 	}
@@ -176,12 +185,28 @@ func (a app) MembershipChange() bool {
 // --- Assembler ---
 
 // AssembleProposal runs on the leader: it stamps the batch with its clock and
-// signs payload and metadata into the header, so that a follower can prove
-// what the leader proposed (see witness).
+// the current epoch, and signs payload and metadata into the header, so
+// that a follower can prove what the leader proposed (see witness).
+// Requests for an earlier epoch (submitted here just before a change
+// applied) leave the batch and the pool: every member would refuse them. A
+// batch left empty holds a barrier instead.
 func (a app) AssembleProposal(metadata []byte, items [][]byte) types.Proposal {
 	e := a.e
+	epoch := e.currentGroup().Epoch
+	items = slices.DeleteFunc(items, func(it []byte) bool {
+		if !e.isStale(it) {
+			return false
+		}
+		if c := e.cons(); c != nil && c.Pool != nil {
+			_ = c.Pool.RemoveRequest(requestInfo(it)) // absent: pruned meanwhile
+		}
+		return true
+	})
+	if len(items) == 0 {
+		items = [][]byte{e.barrier()} // a batch is never empty (decodeBatch)
+	}
 	payload := batch{time: e.now().UnixNano(), items: items}.encode()
-	p := types.Proposal{Payload: payload, Metadata: metadata}
+	p := types.Proposal{Payload: payload, Metadata: metadata, VerificationSequence: int64(epoch)}
 	p.Header = e.cfg.Self.Sign(e.proposalStatement(sha256.Sum256(payload), sha256.Sum256(metadata)))
 	return p
 }
@@ -273,6 +298,9 @@ func (e *Engine) checkItem(item []byte) error {
 	}
 	g := e.currentGroup()
 	if q.Group != g.ID() {
+		if e.staleGroup(q.Group) {
+			return fmt.Errorf("bftengine: request is for group %s, not %s (epoch %d): %w", q.Group, g.ID(), g.Epoch, ErrStale)
+		}
 		return fmt.Errorf("bftengine: request is for group %s, not %s", q.Group, g.ID())
 	}
 	if !g.IsMember(q.Proposer) {
