@@ -630,7 +630,8 @@ func (e *Engine) prunePool(items [][]byte) {
 
 // pruneRevoked removes from SmartBFT's pool, after an epoch change, every
 // request no member orders any more: signed for an earlier epoch, or by a
-// member that left. SmartBFT prunes on a change of the verification
+// member that left (its signature was checked when it entered the pool, and
+// is not again). SmartBFT prunes on a change of the verification
 // sequence only when it keeps its controller; when the node set changes it
 // starts a new one, which takes the new sequence as its first.
 func (e *Engine) pruneRevoked() {
@@ -638,7 +639,24 @@ func (e *Engine) pruneRevoked() {
 	if c == nil || c.Pool == nil {
 		return
 	}
-	c.Pool.Prune(e.checkItem)
+	g := e.currentGroup()
+	id := g.ID()
+	c.Pool.Prune(func(item []byte) error {
+		if isBarrier(item) {
+			return nil
+		}
+		// Signatures were checked when the item entered the pool.
+		q, err := fsm.DecodeRequest(item)
+		switch {
+		case err != nil:
+			return err
+		case q.Group != id:
+			return ErrStale
+		case !g.IsMember(q.Proposer):
+			return consensus.ErrNotMember
+		}
+		return nil
+	})
 }
 
 // epochWake is closed when this member next applies an epoch change.
