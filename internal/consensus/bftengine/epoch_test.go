@@ -1,10 +1,15 @@
 package bftengine
 
 import (
+	"crypto/sha256"
 	"errors"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/hyperledger-labs/SmartBFT/pkg/types"
+	protos "github.com/hyperledger-labs/SmartBFT/smartbftprotos"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/treaty-dev/treaty/internal/consensus"
 	"github.com/treaty-dev/treaty/internal/consensus/fsm"
@@ -189,5 +194,49 @@ func TestLeaderLeavesStaleRequestsOut(t *testing.T) {
 		if string(x.entry.Request) == string(stale) {
 			t.Fatalf("the stale request was ordered at index %d", idx)
 		}
+	}
+}
+
+// A follower refuses a proposal that holds a request for an earlier epoch
+// (a leader that lagged may propose one in good faith) without recording
+// evidence; one that holds a request for a group this one never was is
+// forged-request evidence, as before.
+func TestFollowerRefusesStaleProposalWithoutEvidence(t *testing.T) {
+	h := newHarness(t, 4)
+	h.startAll()
+	stale := h.req(1, fsm.Put("stale", []byte("v"))) // names epoch 0
+	h.removeLast()
+	l := h.leaderIndex(0)
+	f := (l + 1) % 3
+	le, fe := h.engines[l], h.engines[f]
+	fe.dmu.Lock()
+	next := fe.lastSeq + 1
+	fe.dmu.Unlock()
+	proposal := func(item []byte) types.Proposal {
+		md, err := proto.Marshal(&protos.ViewMetadata{ViewId: fe.lastView.Load(), LatestSequence: next})
+		if err != nil {
+			t.Fatal(err)
+		}
+		payload := batch{time: time.Now().UnixNano(), items: [][]byte{item}}.encode()
+		p := types.Proposal{Payload: payload, Metadata: md, VerificationSequence: 1}
+		p.Header = le.cfg.Self.Sign(le.proposalStatement(sha256.Sum256(payload), sha256.Sum256(md)))
+		return p
+	}
+	if _, err := (app{fe}).VerifyProposal(proposal(stale)); !errors.Is(err, ErrStale) {
+		t.Fatalf("proposal with a stale request: %v, want ErrStale", err)
+	}
+	if ev := h.ev[f].against(h.c.Keys[l].Public()); len(ev) != 0 {
+		t.Fatalf("evidence against the leader for a stale request: %v", ev)
+	}
+	other := fsm.Group{Name: "other", Mode: fsm.ModeBFT, Members: h.c.Group.Members}
+	q, err := fsm.SignRequest(h.c.Keys[1], other.ID(), 1, fsm.Put("x", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := (app{fe}).VerifyProposal(proposal(q.Encode())); err == nil || errors.Is(err, ErrStale) {
+		t.Fatalf("proposal with another group's request: %v, want a refusal other than ErrStale", err)
+	}
+	if !h.ev[f].has(h.c.Keys[l].Public(), "forged-request") {
+		t.Fatal("no forged-request evidence for another group's request")
 	}
 }
