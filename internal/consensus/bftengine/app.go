@@ -119,8 +119,10 @@ func (a app) VerifyProposal(p types.Proposal) ([]types.RequestInfo, error) {
 	}
 	if i, err := e.checkItems(b.items); err != nil {
 		if errors.Is(err, ErrStale) {
-			// Signed in good faith before a membership change; an honest
-			// leader leaves it out, but one that lagged may not.
+			// Signed in good faith before a membership change. A leader of
+			// this version leaves it out (it applied the change before it
+			// assembles); one built before that rule does not, and is not
+			// to blame for it.
 			e.log.Info("bftengine: proposal holds a request for an earlier epoch", "view", md.ViewId, "seq", md.LatestSequence, "item", i)
 			return nil, err
 		}
