@@ -194,9 +194,12 @@ func (a app) MembershipChange() bool {
 // batch left empty holds a barrier instead.
 func (a app) AssembleProposal(metadata []byte, items [][]byte) types.Proposal {
 	e := a.e
-	epoch := e.currentGroup().Epoch
+	g := e.currentGroup()
+	epoch, id := g.Epoch, g.ID()
 	items = slices.DeleteFunc(items, func(it []byte) bool {
-		if !e.isStale(it) {
+		// The group ID follows the magic; only another one needs decoding.
+		const at = len(requestMagic)
+		if len(it) >= at+len(id) && string(it[at:at+len(id)]) == string(id[:]) || !e.isStale(it) {
 			return false
 		}
 		if c := e.cons(); c != nil && c.Pool != nil {
