@@ -209,6 +209,9 @@ func TestFollowerRefusesStaleProposalWithoutEvidence(t *testing.T) {
 	l := h.leaderIndex(0)
 	f := (l + 1) % 3
 	le, fe := h.engines[l], h.engines[f]
+	// removeLast waits for the node set only; the group follows it a moment
+	// later (the window TestRequestSignedInTheEpochWindowIsSignedAgain opens).
+	waitFor(t, 10*time.Second, "epoch 1 on the follower", func() bool { return fe.currentGroup().Epoch == 1 })
 	fe.dmu.Lock()
 	next := fe.lastSeq + 1
 	fe.dmu.Unlock()
