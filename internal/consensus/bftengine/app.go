@@ -70,7 +70,12 @@ func (a app) AuxiliaryData(msg []byte) []byte { return msg }
 // VerificationSequence is the group's current epoch: requests are checked
 // against it (checkItem), so SmartBFT prunes its pool when it changes, and
 // a proposal carries the epoch it was assembled in (AssembleProposal).
-func (a app) VerificationSequence() uint64 { return a.e.currentGroup().Epoch }
+func (a app) VerificationSequence() uint64 {
+	if a.e.opts.verSeqZero {
+		return 0
+	}
+	return a.e.currentGroup().Epoch
+}
 
 func (a app) RequestsFromProposal(p types.Proposal) []types.RequestInfo {
 	b, err := decodeBatch(p.Payload)
@@ -196,6 +201,9 @@ func (a app) AssembleProposal(metadata []byte, items [][]byte) types.Proposal {
 	e := a.e
 	g := e.currentGroup()
 	epoch, id := g.Epoch, g.ID()
+	if e.opts.verSeqZero {
+		epoch = 0
+	}
 	items = slices.DeleteFunc(items, func(it []byte) bool {
 		// The group ID follows the magic; only another one needs decoding.
 		const at = len(requestMagic)
@@ -230,7 +238,18 @@ func (a app) Deliver(p types.Proposal, sigs []types.Signature) types.Reconfig {
 
 // --- Synchronizer ---
 
-func (a app) Sync() types.SyncResponse { return a.e.sync() }
+// Sync tells SmartBFT when the node set changed among the decisions it
+// fetched, so that it reconfigures. SmartBFT also syncs inside Start
+// (SyncOnStart), before the engine holds it: a member that restarts after
+// missing a change must not run on with the node set it stopped with.
+func (a app) Sync() types.SyncResponse {
+	last, changed := a.e.sync()
+	resp := types.SyncResponse{Latest: last}
+	if changed {
+		resp.Reconfig = types.ReconfigSync{InReplicatedDecisions: true, CurrentNodes: slices.Clone(a.e.roster().nodes), CurrentConfig: a.e.conf}
+	}
+	return resp
+}
 
 // --- statements ---
 

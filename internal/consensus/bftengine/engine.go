@@ -139,6 +139,10 @@ type options struct {
 	// which a request is signed for the epoch being replaced.
 	inEpochWindow func(*Engine)
 	onSigned      func()
+	// verSeqZero reports and stamps verification sequence 0 whatever the
+	// epoch, as builds before the epoch rule did (ADR 12). Tests only: it
+	// writes the WAL and decisions such a build left behind.
+	verSeqZero bool
 }
 
 // Defaults, for members on a LAN or a well-connected WAN (RTT up to ~100ms):
