@@ -241,11 +241,22 @@ func (a app) Deliver(p types.Proposal, sigs []types.Signature) types.Reconfig {
 // Sync tells SmartBFT when the node set changed among the decisions it
 // fetched, so that it reconfigures. SmartBFT also syncs inside Start
 // (SyncOnStart), before the engine holds it: a member that restarts after
-// missing a change must not run on with the node set it stopped with.
+// missing a change must not run on with the node set it stopped with. It
+// reports the same node set when SmartBFT's controller syncs instead of
+// delivering a decision it already holds (bftLogger): rebuilt, the
+// controller does not block on the view that is gone. A closing engine
+// reports none: SmartBFT would rebuild what Close stops.
 func (a app) Sync() types.SyncResponse {
+	if a.e.opts.beforeSync != nil {
+		a.e.opts.beforeSync()
+	}
 	last, changed := a.e.sync()
+	rebuild := a.e.redeliver.Swap(false)
+	if rebuild {
+		a.e.log.Info("bftengine: SmartBFT synced instead of delivering a decision it held; rebuilding its components", "event", "consensus.bft.rebuild")
+	}
 	resp := types.SyncResponse{Latest: last}
-	if changed {
+	if (changed || rebuild) && !a.e.isClosed() {
 		resp.Reconfig = types.ReconfigSync{InReplicatedDecisions: true, CurrentNodes: slices.Clone(a.e.roster().nodes), CurrentConfig: a.e.conf}
 	}
 	return resp

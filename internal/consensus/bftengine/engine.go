@@ -119,6 +119,10 @@ type Engine struct {
 	evLast   map[string]time.Time
 	epochMu  sync.Mutex
 	epochCh  chan struct{} // closed and replaced when this member applies an epoch change
+	// redeliver is set when SmartBFT's controller, handed a decision its
+	// checkpoint already holds, syncs instead of delivering it (see
+	// bftLogger and app.Sync).
+	redeliver atomic.Bool
 }
 
 // options are the knobs tests and benchmarks set; New uses the defaults.
@@ -143,6 +147,9 @@ type options struct {
 	// epoch, as builds before the epoch rule did (ADR 12). Tests only: it
 	// writes the WAL and decisions such a build left behind.
 	verSeqZero bool
+	// beforeSync runs when SmartBFT calls Sync (tests only: it holds the
+	// controller in a sync while its view decides).
+	beforeSync func()
 }
 
 // Defaults, for members on a LAN or a well-connected WAN (RTT up to ~100ms):
@@ -270,7 +277,7 @@ func newEngine(ctx context.Context, cfg consensus.EngineConfig, opts options) (*
 		}
 	}
 	e.self.Store(e.roster().ids[cfg.Self.Public()])
-	lg := bftLogger{e.log}
+	lg := bftLogger{l: e.log}
 	// SmartBFT's WAL allocates its buffer size for every record it appends
 	// (1 MiB by default, most of the engine's garbage); records are small.
 	walOpts := wal.DefaultOptions()
@@ -327,7 +334,7 @@ func (e *Engine) startBFT() error {
 	c := &smartbft.Consensus{
 		Config: conf, Application: a, Assembler: a, WAL: e.wal, WALInitialContent: e.walEntries,
 		Comm: e.comm, Signer: a, Verifier: a, MembershipNotifier: a, RequestInspector: a, Synchronizer: a,
-		Logger: bftLogger{e.log}, Metadata: md, LastProposal: last.Proposal, LastSignatures: last.Signatures,
+		Logger: bftLogger{l: e.log, redeliver: &e.redeliver}, Metadata: md, LastProposal: last.Proposal, LastSignatures: last.Signatures,
 		Scheduler: sched.C, ViewChangerTicker: vct.C,
 		Metrics: api.NewMetrics(&leaderMetrics{leader: &e.leader}),
 	}
@@ -1148,9 +1155,30 @@ func (e *Engine) evidence(k identity.PublicKey, kind, detail string) {
 // at Info; that is Debug here. Panicf is SmartBFT's assertion of its own
 // invariants (never reached by a peer's input in its design); it panics as
 // SmartBFT expects.
-type bftLogger struct{ l *slog.Logger }
+//
+// It also reads one line. SmartBFT v1.0.1's controller, when the decision
+// its view handed it is one its checkpoint already holds (a sync ran
+// between the view deciding and the controller delivering, and aborted that
+// view), logs redeliverLine and syncs instead of delivering; it then blocks
+// handing the decision back to a view that is gone, and hands it to the
+// next view's decision instead, so the member applies every later decision
+// one decision late and its Close blocks (upstream: SmartBFT pull 681).
+// redeliver (nil: not watched) tells app.Sync to report a reconfiguration
+// to the same node set, which closes that controller and rebuilds
+// SmartBFT's components from the checkpoint.
+type bftLogger struct {
+	l         *slog.Logger
+	redeliver *atomic.Bool
+}
+
+// redeliverLine is the start of SmartBFT v1.0.1's format string for that
+// case (pkg internal/bft, MutuallyExclusiveDeliver.Deliver).
+const redeliverLine = "Attempted to deliver block %d via view change but meanwhile view change already synced to seq %d"
 
 func (b bftLogger) logf(level slog.Level, f string, args []any) {
+	if b.redeliver != nil && strings.HasPrefix(f, redeliverLine) {
+		b.redeliver.Store(true)
+	}
 	if b.l.Enabled(context.Background(), level) {
 		b.l.Log(context.Background(), level, "smartbft: "+fmt.Sprintf(f, args...))
 	}

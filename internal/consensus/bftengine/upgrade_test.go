@@ -141,7 +141,7 @@ func TestUpgradeFromConstantVerificationSequence(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lg := bftLogger{slog.New(slog.DiscardHandler)}
+	lg := bftLogger{l: slog.New(slog.DiscardHandler)}
 	w, _, err := wal.InitializeAndReadAll(lg, filepath.Join(h.dirs[l], "wal"), wal.DefaultOptions())
 	if err != nil {
 		t.Fatal(err)
