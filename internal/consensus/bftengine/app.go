@@ -230,6 +230,9 @@ func (a app) AssembleProposal(metadata []byte, items [][]byte) types.Proposal {
 // applied before Deliver returns), SmartBFT reconfigures to the new one, or
 // shuts down if this member left it.
 func (a app) Deliver(p types.Proposal, sigs []types.Signature) types.Reconfig {
+	if a.e.opts.beforeDeliver != nil {
+		a.e.opts.beforeDeliver()
+	}
 	if !a.e.deliver(p, sigs, true, false) {
 		return types.Reconfig{}
 	}

@@ -147,9 +147,11 @@ type options struct {
 	// epoch, as builds before the epoch rule did (ADR 12). Tests only: it
 	// writes the WAL and decisions such a build left behind.
 	verSeqZero bool
-	// beforeSync runs when SmartBFT calls Sync (tests only: it holds the
-	// controller in a sync while its view decides).
-	beforeSync func()
+	// beforeSync runs when SmartBFT calls Sync, beforeDeliver when it
+	// calls Deliver (tests only: they hold SmartBFT's controller).
+	beforeSync, beforeDeliver func()
+	// stopWait bounds how long Close waits for SmartBFT to stop.
+	stopWait time.Duration
 }
 
 // Defaults, for members on a LAN or a well-connected WAN (RTT up to ~100ms):
@@ -177,7 +179,7 @@ func defaultOptions() options {
 	c.DecisionsPerLeader = 0
 	c.RequestMaxBytes = fsm.MaxRequestSize
 	c.RequestPoolSubmitTimeout = 5 * time.Second
-	return options{config: c, tick: 50 * time.Millisecond, removedGrace: removedGrace}
+	return options{config: c, tick: 50 * time.Millisecond, removedGrace: removedGrace, stopWait: stopWait}
 }
 
 // Sync and certificate timing.
@@ -200,6 +202,9 @@ const (
 	// others: for this long they answer its height and decision requests,
 	// up to the decision that removed it (serveRemoved).
 	removedGrace = 5 * time.Minute
+	// SmartBFT v1.0.1's Stop can block for good (ADR 12, "A SmartBFT
+	// v1.0.1 defect"); Close gives up on it after this long.
+	stopWait = 10 * time.Second
 )
 
 // New validates cfg, opens (or creates) the engine's state in cfg.Dir,
@@ -1096,7 +1101,7 @@ func (e *Engine) Close() error {
 		e.learning.Wait()
 		e.catching.Wait()
 		if c := e.cons(); c != nil {
-			c.Stop()
+			e.stopBFT(c)
 		}
 		e.comm.close()
 		e.applying.Wait()
@@ -1105,6 +1110,25 @@ func (e *Engine) Close() error {
 		err = e.closeStores()
 	})
 	return err
+}
+
+// stopBFT stops SmartBFT, waiting at most stopWait: a controller blocked
+// handing a decision to a view that is gone (ADR 12) never lets Stop
+// return. Its goroutines are then left blocked; they hold no lock of the
+// engine's, and a write they still attempt fails on the closed stores.
+func (e *Engine) stopBFT(c *smartbft.Consensus) {
+	stopped := make(chan struct{})
+	go func() {
+		c.Stop()
+		close(stopped)
+	}()
+	t := time.NewTimer(e.opts.stopWait)
+	defer t.Stop()
+	select {
+	case <-stopped:
+	case <-t.C:
+		e.log.Error("bftengine: SmartBFT did not stop; its goroutines are left behind", "event", "consensus.bft.stuck", "after", e.opts.stopWait)
+	}
 }
 
 func (e *Engine) isClosed() bool {

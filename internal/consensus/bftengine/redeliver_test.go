@@ -129,3 +129,45 @@ func TestControllerSyncRacingItsViewsDecision(t *testing.T) {
 	h.sameState(all, z2.Index)
 	h.applied.check(t, all)
 }
+
+// Close returns even when SmartBFT's Stop does not (its controller blocked
+// for good, as SmartBFT v1.0.1's can be; here held inside Deliver), after
+// stopWait, instead of hanging the caller.
+func TestCloseDoesNotWaitForAStuckSmartBFT(t *testing.T) {
+	h := newHarness(t, 4)
+	const m = 2
+	var armed atomic.Bool
+	entered, hold := make(chan struct{}, 1), make(chan struct{})
+	h.opts[m].stopWait = time.Second
+	h.opts[m].beforeDeliver = func() {
+		if armed.Load() {
+			select {
+			case entered <- struct{}{}:
+			default:
+			}
+			<-hold
+		}
+	}
+	h.startAll()
+	t.Cleanup(func() { close(hold) }) // runs before the harness closes the others
+	armed.Store(true)
+	h.proposeOp(0, fsm.Put("x", []byte("v")), 30*time.Second)
+	select {
+	case <-entered:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("member %d's controller did not deliver", m+1)
+	}
+	closed := make(chan error, 1)
+	start := time.Now()
+	go func() { closed <- h.engines[m].Close() }()
+	select {
+	case err := <-closed:
+		if d := time.Since(start); d < time.Second {
+			t.Errorf("Close returned after %v, before stopWait: SmartBFT was not blocked", d)
+		}
+		t.Logf("Close returned after %v (%v)", time.Since(start), err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close blocked on SmartBFT's Stop")
+	}
+	h.engines[m] = nil
+}
