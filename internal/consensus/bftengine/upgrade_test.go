@@ -175,3 +175,34 @@ func TestUpgradeFromConstantVerificationSequence(t *testing.T) {
 	h.noForgedRequests(stay)
 	h.applied.check(t, stay)
 }
+
+// The upgrade note's premise: in a group past a membership change, a member
+// on the old rule (verification sequence 0) refuses the proposals of a
+// leader on the new one (the epoch), so such a group upgrades all together.
+func TestOldRuleMemberRefusesNewRuleProposals(t *testing.T) {
+	h := newHarness(t, 4)
+	h.startAll()
+	h.removeLast()
+	stay := []int{0, 1, 2}
+	for _, i := range stay {
+		waitFor(t, 10*time.Second, fmt.Sprintf("epoch 1 on member %d", i+1), func() bool { return h.engines[i].currentGroup().Epoch == 1 })
+	}
+	const old = 1
+	h.stop(old)
+	watch := &logWatch{seen: make(chan struct{}, 1)}
+	want := "smartbft: Expected verification sequence 0 but got 1"
+	watch.want.Store(&want)
+	h.logs[old] = slog.New(watch)
+	h.opts[old].verSeqZero = true
+	h.start(old)
+	if l := h.leaderIndex(0); l == old {
+		t.Fatalf("member %d leads", old+1)
+	}
+	// Members 1 and 3 (quorum 2 of 3) decide without it.
+	a := h.proposeOp(0, fsm.Put("new-rule", []byte("v")), 30*time.Second)
+	select {
+	case <-watch.seen:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("member %d on the old rule did not refuse the proposal of index %d", old+1, a.Index)
+	}
+}
