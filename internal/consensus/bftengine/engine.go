@@ -1186,7 +1186,7 @@ func (e *Engine) evidence(k identity.PublicKey, kind, detail string) {
 // view), logs redeliverLine and syncs instead of delivering; it then blocks
 // handing the decision back to a view that is gone, and hands it to the
 // next view's decision instead, so the member applies every later decision
-// one decision late and its Close blocks (upstream: SmartBFT pull 681).
+// one decision late and its Close can block (upstream: SmartBFT pull 681).
 // redeliver (nil: not watched) tells app.Sync to report a reconfiguration
 // to the same node set, which closes that controller and rebuilds
 // SmartBFT's components from the checkpoint.
