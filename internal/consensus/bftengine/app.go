@@ -67,7 +67,15 @@ func (a app) VerifyConsenterSig(s types.Signature, p types.Proposal) ([]byte, er
 
 func (a app) AuxiliaryData(msg []byte) []byte { return msg }
 
-func (a app) VerificationSequence() uint64 { return 0 }
+// VerificationSequence is the group's current epoch: requests are checked
+// against it (checkItem), so SmartBFT prunes its pool when it changes, and
+// a proposal carries the epoch it was assembled in (AssembleProposal).
+func (a app) VerificationSequence() uint64 {
+	if a.e.opts.verSeqZero {
+		return 0
+	}
+	return a.e.currentGroup().Epoch
+}
 
 func (a app) RequestsFromProposal(p types.Proposal) []types.RequestInfo {
 	b, err := decodeBatch(p.Payload)
@@ -115,6 +123,14 @@ func (a app) VerifyProposal(p types.Proposal) ([]types.RequestInfo, error) {
 		return nil, err
 	}
 	if i, err := e.checkItems(b.items); err != nil {
+		if errors.Is(err, ErrStale) {
+			// Signed in good faith before a membership change. A leader of
+			// this version leaves it out (it applied the change before it
+			// assembles); one built before that rule does not, and is not
+			// to blame for it.
+			e.log.Info("bftengine: proposal holds a request for an earlier epoch", "view", md.ViewId, "seq", md.LatestSequence, "item", i)
+			return nil, err
+		}
 		e.evidence(lk, "forged-request", fmt.Sprintf("view %d seq %d item %d: %v", md.ViewId, md.LatestSequence, i, err))
 		return nil, err
 	}
@@ -176,12 +192,34 @@ func (a app) MembershipChange() bool {
 // --- Assembler ---
 
 // AssembleProposal runs on the leader: it stamps the batch with its clock and
-// signs payload and metadata into the header, so that a follower can prove
-// what the leader proposed (see witness).
+// the current epoch, and signs payload and metadata into the header, so
+// that a follower can prove what the leader proposed (see witness).
+// Requests for an earlier epoch (submitted here just before a change
+// applied) leave the batch and the pool: every member would refuse them. A
+// batch left empty holds a barrier instead.
 func (a app) AssembleProposal(metadata []byte, items [][]byte) types.Proposal {
 	e := a.e
+	g := e.currentGroup()
+	epoch, id := g.Epoch, g.ID()
+	if e.opts.verSeqZero {
+		epoch = 0
+	}
+	items = slices.DeleteFunc(items, func(it []byte) bool {
+		// The group ID follows the magic; only another one needs decoding.
+		const at = len(requestMagic)
+		if len(it) >= at+len(id) && string(it[at:at+len(id)]) == string(id[:]) || !e.isStale(it) {
+			return false
+		}
+		if c := e.cons(); c != nil && c.Pool != nil {
+			_ = c.Pool.RemoveRequest(requestInfo(it)) // absent: pruned meanwhile
+		}
+		return true
+	})
+	if len(items) == 0 {
+		items = [][]byte{e.barrier()} // a batch is never empty (decodeBatch)
+	}
 	payload := batch{time: e.now().UnixNano(), items: items}.encode()
-	p := types.Proposal{Payload: payload, Metadata: metadata}
+	p := types.Proposal{Payload: payload, Metadata: metadata, VerificationSequence: int64(epoch)}
 	p.Header = e.cfg.Self.Sign(e.proposalStatement(sha256.Sum256(payload), sha256.Sum256(metadata)))
 	return p
 }
@@ -192,6 +230,9 @@ func (a app) AssembleProposal(metadata []byte, items [][]byte) types.Proposal {
 // applied before Deliver returns), SmartBFT reconfigures to the new one, or
 // shuts down if this member left it.
 func (a app) Deliver(p types.Proposal, sigs []types.Signature) types.Reconfig {
+	if a.e.opts.beforeDeliver != nil {
+		a.e.opts.beforeDeliver()
+	}
 	if !a.e.deliver(p, sigs, true, false) {
 		return types.Reconfig{}
 	}
@@ -200,7 +241,29 @@ func (a app) Deliver(p types.Proposal, sigs []types.Signature) types.Reconfig {
 
 // --- Synchronizer ---
 
-func (a app) Sync() types.SyncResponse { return a.e.sync() }
+// Sync tells SmartBFT when the node set changed among the decisions it
+// fetched, so that it reconfigures. SmartBFT also syncs inside Start
+// (SyncOnStart), before the engine holds it: a member that restarts after
+// missing a change must not run on with the node set it stopped with. It
+// reports the same node set when SmartBFT's controller syncs instead of
+// delivering a decision it already holds (bftLogger): rebuilt, the
+// controller does not block on the view that is gone. A closing engine
+// reports none: SmartBFT would rebuild what Close stops.
+func (a app) Sync() types.SyncResponse {
+	if a.e.opts.beforeSync != nil {
+		a.e.opts.beforeSync()
+	}
+	last, changed := a.e.sync()
+	rebuild := a.e.redeliver.Swap(false)
+	if rebuild {
+		a.e.log.Info("bftengine: SmartBFT synced instead of delivering a decision it held; rebuilding its components", "event", "consensus.bft.rebuild")
+	}
+	resp := types.SyncResponse{Latest: last}
+	if (changed || rebuild) && !a.e.isClosed() {
+		resp.Reconfig = types.ReconfigSync{InReplicatedDecisions: true, CurrentNodes: slices.Clone(a.e.roster().nodes), CurrentConfig: a.e.conf}
+	}
+	return resp
+}
 
 // --- statements ---
 
@@ -273,6 +336,9 @@ func (e *Engine) checkItem(item []byte) error {
 	}
 	g := e.currentGroup()
 	if q.Group != g.ID() {
+		if e.staleGroup(q.Group) {
+			return fmt.Errorf("bftengine: request is for group %s, not %s (epoch %d): %w", q.Group, g.ID(), g.Epoch, ErrStale)
+		}
 		return fmt.Errorf("bftengine: request is for group %s, not %s", q.Group, g.ID())
 	}
 	if !g.IsMember(q.Proposer) {

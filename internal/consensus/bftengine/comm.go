@@ -154,7 +154,7 @@ func (c *comm) setRoster(r *roster, self uint64, grace time.Duration) {
 		l := &link{id: id, key: r.keys[id], dial: dial, ctx: ctx, cancel: cancel, out: make(chan []byte, outQueue),
 			down: make(chan struct{}, 1), ready: make(chan struct{})}
 		c.links[id] = l
-		if c.started {
+		if c.started && c.ctx.Err() == nil { // not once close began: it waits for the loops
 			c.run(l)
 		}
 	}
@@ -320,14 +320,25 @@ func (c *comm) acceptLoop() {
 			_ = conn.Close()
 			continue
 		}
-		l.setConn(conn)
-		if l.ctx.Err() != nil { // removed meanwhile
-			l.drop(conn)
-			continue
-		}
-		c.wg.Add(1)
-		go c.readLoop(l, conn)
+		c.attach(l, conn)
 	}
+}
+
+// attach makes conn l's connection and reads it, unless l was removed or
+// close has begun (conn is closed then). Both cancel first and then, under
+// c.mu, drop the connection they find: one set after that would be read
+// for good (the other member keeps it open) and close would wait on its
+// reader forever.
+func (c *comm) attach(l *link, conn net.Conn) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if l.ctx.Err() != nil {
+		_ = conn.Close()
+		return
+	}
+	l.setConn(conn)
+	c.wg.Add(1)
+	go c.readLoop(l, conn)
 }
 
 func (c *comm) dialLoop(l *link) {
@@ -354,9 +365,7 @@ func (c *comm) dialLoop(l *link) {
 			continue
 		}
 		backoff = redialMin
-		l.setConn(conn)
-		c.wg.Add(1)
-		go c.readLoop(l, conn)
+		c.attach(l, conn)
 	}
 }
 

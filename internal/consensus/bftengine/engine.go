@@ -50,6 +50,12 @@ import (
 // sequence number.
 var ErrDuplicate = errors.New("bftengine: request already decided")
 
+// ErrStale is the refusal of a request signed for an earlier epoch of this
+// group: a membership change was decided before it, so no member orders it.
+// It was not applied; signed again for the current epoch, it may be.
+// ProposeOp does that itself; Propose returns it.
+var ErrStale = errors.New("bftengine: request names an earlier epoch of the group")
+
 // Engine is a BFT consensus.Engine. Its methods are safe for concurrent use.
 type Engine struct {
 	cfg     consensus.EngineConfig
@@ -111,6 +117,12 @@ type Engine struct {
 	wits     map[[2]uint64]witness // (view, seq) → what its leader proposed, as seen here
 	evMu     sync.Mutex
 	evLast   map[string]time.Time
+	epochMu  sync.Mutex
+	epochCh  chan struct{} // closed and replaced when this member applies an epoch change
+	// redeliver is set when SmartBFT's controller, handed a decision its
+	// checkpoint already holds, syncs instead of delivering it (see
+	// bftLogger and app.Sync).
+	redeliver atomic.Bool
 }
 
 // options are the knobs tests and benchmarks set; New uses the defaults.
@@ -125,6 +137,21 @@ type options struct {
 	// removedGrace is how long a removed member may still fetch the
 	// decisions up to the one that removed it (0: not at all).
 	removedGrace time.Duration
+	// inEpochWindow runs while apply has published a changed roster but
+	// not yet the new group (e.mu held); onSigned runs when ProposeOp has
+	// signed a request (seqMu held). Tests only: they open the window in
+	// which a request is signed for the epoch being replaced.
+	inEpochWindow func(*Engine)
+	onSigned      func()
+	// verSeqZero reports and stamps verification sequence 0 whatever the
+	// epoch, as builds before the epoch rule did (ADR 12). Tests only: it
+	// writes the WAL and decisions such a build left behind.
+	verSeqZero bool
+	// beforeSync runs when SmartBFT calls Sync, beforeDeliver when it
+	// calls Deliver (tests only: they hold SmartBFT's controller).
+	beforeSync, beforeDeliver func()
+	// stopWait bounds how long Close waits for SmartBFT to stop.
+	stopWait time.Duration
 }
 
 // Defaults, for members on a LAN or a well-connected WAN (RTT up to ~100ms):
@@ -152,7 +179,7 @@ func defaultOptions() options {
 	c.DecisionsPerLeader = 0
 	c.RequestMaxBytes = fsm.MaxRequestSize
 	c.RequestPoolSubmitTimeout = 5 * time.Second
-	return options{config: c, tick: 50 * time.Millisecond, removedGrace: removedGrace}
+	return options{config: c, tick: 50 * time.Millisecond, removedGrace: removedGrace, stopWait: stopWait}
 }
 
 // Sync and certificate timing.
@@ -175,6 +202,9 @@ const (
 	// others: for this long they answer its height and decision requests,
 	// up to the decision that removed it (serveRemoved).
 	removedGrace = 5 * time.Minute
+	// SmartBFT v1.0.1's Stop can block for good (ADR 12, "A SmartBFT
+	// v1.0.1 defect"); Close gives up on it after this long.
+	stopWait = 10 * time.Second
 )
 
 // New validates cfg, opens (or creates) the engine's state in cfg.Dir,
@@ -215,7 +245,7 @@ func newEngine(ctx context.Context, cfg consensus.EngineConfig, opts options) (*
 		atts: map[uint64]map[uint64][]byte{}, attWake: make(chan struct{}),
 		wits: map[[2]uint64]witness{}, evLast: map[string]time.Time{}, verified: map[[32]byte]bool{},
 		applyQ: make(chan applyJob, applyQueue), memberMo: map[string]bool{},
-		outb: map[[32]byte]*outbound{}, gate: gate{held: map[[32]byte]admission{}, decided: map[[32]byte]bool{}},
+		outb: map[[32]byte]*outbound{}, epochCh: make(chan struct{}), gate: gate{held: map[[32]byte]admission{}, decided: map[[32]byte]bool{}},
 	}
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("bftengine: EngineConfig.Dir: %w", err)
@@ -252,7 +282,7 @@ func newEngine(ctx context.Context, cfg consensus.EngineConfig, opts options) (*
 		}
 	}
 	e.self.Store(e.roster().ids[cfg.Self.Public()])
-	lg := bftLogger{e.log}
+	lg := bftLogger{l: e.log}
 	// SmartBFT's WAL allocates its buffer size for every record it appends
 	// (1 MiB by default, most of the engine's garbage); records are small.
 	walOpts := wal.DefaultOptions()
@@ -309,7 +339,7 @@ func (e *Engine) startBFT() error {
 	c := &smartbft.Consensus{
 		Config: conf, Application: a, Assembler: a, WAL: e.wal, WALInitialContent: e.walEntries,
 		Comm: e.comm, Signer: a, Verifier: a, MembershipNotifier: a, RequestInspector: a, Synchronizer: a,
-		Logger: bftLogger{e.log}, Metadata: md, LastProposal: last.Proposal, LastSignatures: last.Signatures,
+		Logger: bftLogger{l: e.log, redeliver: &e.redeliver}, Metadata: md, LastProposal: last.Proposal, LastSignatures: last.Signatures,
 		Scheduler: sched.C, ViewChangerTicker: vct.C,
 		Metrics: api.NewMetrics(&leaderMetrics{leader: &e.leader}),
 	}
@@ -551,13 +581,18 @@ func (e *Engine) apply(j applyJob) {
 	e.mu.Lock()
 	before := e.roster()
 	stored, applied := e.applyBatch(j.seq, j.b)
+	changed := e.roster() != before
+	if changed && e.opts.inEpochWindow != nil {
+		e.opts.inEpochWindow(e)
+	}
 	if err := e.st.putEntries(j.seq, stored); err != nil {
 		e.log.Error("bftengine: entries not stored", "seq", j.seq, "err", err)
 	}
 	e.lastIdx.Store(e.m.LastIndex())
 	g := e.m.Group()
 	e.curGroup.Store(&g)
-	if r := e.roster(); r != before {
+	if changed {
+		r := e.roster()
 		e.self.Store(r.ids[e.cfg.Self.Public()])
 		e.comm.setRoster(r, e.self.Load(), e.opts.removedGrace)
 		e.log.Info("bftengine: node set changed", "event", "consensus.bft.reconfig", "seq", j.seq, "epoch", g.Epoch,
@@ -580,6 +615,12 @@ func (e *Engine) apply(j applyJob) {
 	for i, ch := range wake {
 		ch <- got[i] // buffered, one send per waiter
 	}
+	if changed {
+		// After the waiters: a request applied by this decision is not
+		// taken for a stale one by its waiter.
+		e.pruneRevoked()
+		e.epochChanged()
+	}
 	if j.live && e.cfg.OnApply != nil {
 		for _, a := range applied {
 			e.cfg.OnApply(a)
@@ -601,6 +642,74 @@ func (e *Engine) prunePool(items [][]byte) {
 	for _, it := range items {
 		_ = pool.RemoveRequest(requestInfo(it)) // absent: never here, or already removed
 	}
+}
+
+// pruneRevoked removes from SmartBFT's pool, after an epoch change, every
+// request no member orders any more: signed for an earlier epoch, or by a
+// member that left (its signature was checked when it entered the pool, and
+// is not again). SmartBFT prunes on a change of the verification
+// sequence only when it keeps its controller; when the node set changes it
+// starts a new one, which takes the new sequence as its first.
+func (e *Engine) pruneRevoked() {
+	c := e.cons()
+	if c == nil || c.Pool == nil {
+		return
+	}
+	g := e.currentGroup()
+	id := g.ID()
+	c.Pool.Prune(func(item []byte) error {
+		if isBarrier(item) {
+			return nil
+		}
+		// Signatures were checked when the item entered the pool.
+		q, err := fsm.DecodeRequest(item)
+		switch {
+		case err != nil:
+			return err
+		case q.Group != id:
+			return ErrStale
+		case !g.IsMember(q.Proposer):
+			return consensus.ErrNotMember
+		}
+		return nil
+	})
+}
+
+// epochWake is closed when this member next applies an epoch change.
+func (e *Engine) epochWake() <-chan struct{} {
+	e.epochMu.Lock()
+	defer e.epochMu.Unlock()
+	return e.epochCh
+}
+
+func (e *Engine) epochChanged() {
+	e.epochMu.Lock()
+	defer e.epochMu.Unlock()
+	close(e.epochCh)
+	e.epochCh = make(chan struct{})
+}
+
+// staleGroup reports whether id is the ID of an earlier epoch of this
+// group: a request naming it was signed in good faith before a membership
+// change, and is refused without blaming whoever relays or proposes it.
+func (e *Engine) staleGroup(id fsm.ID) bool {
+	cur := e.currentGroup().Epoch
+	for _, r := range e.rosters() {
+		if r.group.Epoch < cur && r.group.ID() == id {
+			return true
+		}
+	}
+	return false
+}
+
+// isStale reports whether item is a request for an earlier epoch of this
+// group.
+func (e *Engine) isStale(item []byte) bool {
+	if isBarrier(item) {
+		return false
+	}
+	q, err := fsm.DecodeRequest(item)
+	return err == nil && q.Group != e.currentGroup().ID() && e.staleGroup(q.Group)
 }
 
 // applyBatch applies the items of decision seq to the machine; e.mu is held
@@ -656,19 +765,22 @@ func (e *Engine) Propose(ctx context.Context, req []byte) (consensus.Applied, er
 	if isBarrier(req) {
 		return consensus.Applied{}, errors.New("bftengine: propose: a barrier is not a request")
 	}
+	wake := e.epochWake() // before the check: a change after it is seen
 	if err := e.checkItem(req); err != nil {
 		return consensus.Applied{}, fmt.Errorf("bftengine: propose: %w", err)
 	}
-	return e.submit(ctx, req)
+	return e.submit(ctx, req, wake)
 }
 
-func (e *Engine) submit(ctx context.Context, item []byte) (consensus.Applied, error) {
+// submit enqueues item and awaits it; wake (nil for a barrier) is the
+// epochWake taken before item was checked or signed.
+func (e *Engine) submit(ctx context.Context, item []byte, wake <-chan struct{}) (consensus.Applied, error) {
 	w, err := e.enqueue(item)
 	if err != nil {
 		return consensus.Applied{}, err
 	}
 	defer e.unwait(w)
-	return e.await(ctx, w, item)
+	return e.await(ctx, w, item, wake)
 }
 
 // waiter is one call waiting for its item: applied here, or refused by the
@@ -721,8 +833,10 @@ func (e *Engine) enqueue(item []byte) (waiter, error) {
 // comes late, orders it again and the machine refuses it as a replay). A
 // refusal by a leader's gate ends the wait with that refusal; the item
 // leaves this member's pool, so that it is not ordered after the caller
-// heard it was not (the caller may propose again).
-func (e *Engine) await(ctx context.Context, w waiter, item []byte) (consensus.Applied, error) {
+// heard it was not (the caller may propose again). So does an epoch change
+// (wake closed) after which item names an earlier epoch (ErrStale): no
+// member orders it any more.
+func (e *Engine) await(ctx context.Context, w waiter, item []byte, wake <-chan struct{}) (consensus.Applied, error) {
 	tick := time.NewTicker(resendEvery)
 	defer tick.Stop()
 	for {
@@ -742,6 +856,20 @@ func (e *Engine) await(ctx context.Context, w waiter, item []byte) (consensus.Ap
 			err := w.ob.err
 			e.mu.Unlock()
 			return consensus.Applied{}, err
+		case <-wake:
+			select {
+			case a := <-w.ch:
+				return a, nil // applied by the decision that changed the epoch
+			default:
+			}
+			wake = e.epochWake() // before the check, so that no change is missed
+			if !e.isStale(item) {
+				continue
+			}
+			if c := e.cons(); c != nil && c.Pool != nil {
+				_ = c.Pool.RemoveRequest(requestInfo(item)) // absent: pruned at the change
+			}
+			return consensus.Applied{}, fmt.Errorf("bftengine: propose: %w: a membership change was decided before it", ErrStale)
 		case <-tick.C:
 			if l := e.leaderID(); l != 0 && l != e.self.Load() {
 				e.forward(l, w.k, item)
@@ -762,11 +890,29 @@ func (e *Engine) await(ctx context.Context, w waiter, item []byte) (consensus.Ap
 // unix nanosecond, so numbers stay fresh across restarts) and is handed to
 // the leader in that order, so the machine does not refuse one as a replay
 // for overtaking another. (Propose with requests signed elsewhere cannot
-// promise that: their order of arrival is the caller's.)
+// promise that: their order of arrival is the caller's.) A request that a
+// membership change overtook (ErrStale: it names the epoch before) is
+// signed again for the new epoch, up to maxResign times.
 func (e *Engine) ProposeOp(ctx context.Context, op fsm.Op) (consensus.Applied, error) {
+	for range maxResign {
+		a, err := e.proposeOp(ctx, op)
+		if !errors.Is(err, ErrStale) {
+			return a, err
+		}
+		e.log.Debug("bftengine: request overtaken by an epoch change, signing it again", "epoch", e.currentGroup().Epoch)
+	}
+	return consensus.Applied{}, fmt.Errorf("bftengine: propose: the group's epoch changed %d times while the request waited: %w", maxResign, ErrStale)
+}
+
+// maxResign bounds how often ProposeOp signs one op again: each time
+// needs a membership change decided while the request waited.
+const maxResign = 4
+
+func (e *Engine) proposeOp(ctx context.Context, op fsm.Op) (consensus.Applied, error) {
 	if e.isClosed() {
 		return consensus.Applied{}, fmt.Errorf("bftengine: propose: %w", consensus.ErrClosed)
 	}
+	wake := e.epochWake() // before the group is read: a change after it is seen
 	e.seqMu.Lock()
 	e.seq = max(e.seq+1, uint64(time.Now().UnixNano()))
 	q, err := fsm.SignRequest(e.cfg.Self, e.currentGroup().ID(), e.seq, op)
@@ -776,13 +922,16 @@ func (e *Engine) ProposeOp(ctx context.Context, op fsm.Op) (consensus.Applied, e
 	}
 	item := q.Encode()
 	e.markVerified(sha256.Sum256(item)) // signed here
+	if e.opts.onSigned != nil {
+		e.opts.onSigned()
+	}
 	w, err := e.enqueue(item)
 	e.seqMu.Unlock()
 	if err != nil {
 		return consensus.Applied{}, err
 	}
 	defer e.unwait(w)
-	return e.await(ctx, w, item)
+	return e.await(ctx, w, item, wake)
 }
 
 func (e *Engine) unwait(w waiter) {
@@ -805,19 +954,23 @@ func (e *Engine) Read(ctx context.Context, fn func(m *fsm.Machine)) error {
 	if e.isClosed() {
 		return fmt.Errorf("bftengine: read: %w", consensus.ErrClosed)
 	}
-	item := make([]byte, 0, barrierLen)
-	item = append(item, barrierMagic...)
-	item = append(item, e.cfg.Self.Public().Bytes()...)
-	nonce := make([]byte, 16)
-	_, _ = rand.Read(nonce)
-	item = append(item, nonce...)
-	if _, err := e.submit(ctx, item); err != nil {
+	if _, err := e.submit(ctx, e.barrier(), nil); err != nil {
 		return fmt.Errorf("bftengine: read: %w", err)
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	fn(e.m)
 	return nil
+}
+
+// barrier is a new read barrier made by this member.
+func (e *Engine) barrier() []byte {
+	item := make([]byte, 0, barrierLen)
+	item = append(item, barrierMagic...)
+	item = append(item, e.cfg.Self.Public().Bytes()...)
+	nonce := make([]byte, 16)
+	_, _ = rand.Read(nonce)
+	return append(item, nonce...)
 }
 
 // Record implements consensus.Engine. The certificate is assembled from this
@@ -948,7 +1101,7 @@ func (e *Engine) Close() error {
 		e.learning.Wait()
 		e.catching.Wait()
 		if c := e.cons(); c != nil {
-			c.Stop()
+			e.stopBFT(c)
 		}
 		e.comm.close()
 		e.applying.Wait()
@@ -957,6 +1110,25 @@ func (e *Engine) Close() error {
 		err = e.closeStores()
 	})
 	return err
+}
+
+// stopBFT stops SmartBFT, waiting at most stopWait: a controller blocked
+// handing a decision to a view that is gone (ADR 12) never lets Stop
+// return. Its goroutines are then left blocked; they hold no lock of the
+// engine's, and a write they still attempt fails on the closed stores.
+func (e *Engine) stopBFT(c *smartbft.Consensus) {
+	stopped := make(chan struct{})
+	go func() {
+		c.Stop()
+		close(stopped)
+	}()
+	t := time.NewTimer(e.opts.stopWait)
+	defer t.Stop()
+	select {
+	case <-stopped:
+	case <-t.C:
+		e.log.Error("bftengine: SmartBFT did not stop; its goroutines are left behind", "event", "consensus.bft.stuck", "after", e.opts.stopWait)
+	}
 }
 
 func (e *Engine) isClosed() bool {
@@ -1007,9 +1179,30 @@ func (e *Engine) evidence(k identity.PublicKey, kind, detail string) {
 // at Info; that is Debug here. Panicf is SmartBFT's assertion of its own
 // invariants (never reached by a peer's input in its design); it panics as
 // SmartBFT expects.
-type bftLogger struct{ l *slog.Logger }
+//
+// It also reads one line. SmartBFT v1.0.1's controller, when the decision
+// its view handed it is one its checkpoint already holds (a sync ran
+// between the view deciding and the controller delivering, and aborted that
+// view), logs redeliverLine and syncs instead of delivering; it then blocks
+// handing the decision back to a view that is gone, and hands it to the
+// next view's decision instead, so the member applies every later decision
+// one decision late and its Close can block (upstream: SmartBFT pull 681).
+// redeliver (nil: not watched) tells app.Sync to report a reconfiguration
+// to the same node set, which closes that controller and rebuilds
+// SmartBFT's components from the checkpoint.
+type bftLogger struct {
+	l         *slog.Logger
+	redeliver *atomic.Bool
+}
+
+// redeliverLine is the start of SmartBFT v1.0.1's format string for that
+// case (pkg internal/bft, MutuallyExclusiveDeliver.Deliver).
+const redeliverLine = "Attempted to deliver block %d via view change but meanwhile view change already synced to seq %d"
 
 func (b bftLogger) logf(level slog.Level, f string, args []any) {
+	if b.redeliver != nil && strings.HasPrefix(f, redeliverLine) {
+		b.redeliver.Store(true)
+	}
 	if b.l.Enabled(context.Background(), level) {
 		b.l.Log(context.Background(), level, "smartbft: "+fmt.Sprintf(f, args...))
 	}

@@ -3,7 +3,6 @@ package bftengine
 import (
 	"crypto/sha256"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/hyperledger-labs/SmartBFT/pkg/types"
@@ -259,10 +258,10 @@ type syncMsg struct {
 // sequence (leader's header signature, Quorum distinct members' commit
 // signatures over the proposal) and deliver it; a decision that may change
 // that node set is applied before the next is verified (deliver waits, as
-// for Deliver). It returns within syncBudget with whatever it reached, and
-// tells SmartBFT if the node set changed meanwhile; a member that claims
+// for Deliver). It returns within syncBudget the last decision it reached
+// and whether the node set changed meanwhile; a member that claims
 // decisions it cannot serve costs a timeout.
-func (e *Engine) sync() types.SyncResponse {
+func (e *Engine) sync() (last types.Decision, nodesChanged bool) {
 	e.syncMu.Lock()
 	defer e.syncMu.Unlock()
 	in := make(chan syncMsg, 256)
@@ -284,12 +283,8 @@ func (e *Engine) sync() types.SyncResponse {
 		}
 	}
 	e.dmu.Lock()
-	resp := types.SyncResponse{Latest: e.last}
-	e.dmu.Unlock()
-	if changed && e.cons() != nil {
-		resp.Reconfig = types.ReconfigSync{InReplicatedDecisions: true, CurrentNodes: slices.Clone(e.roster().nodes), CurrentConfig: e.conf}
-	}
-	return resp
+	defer e.dmu.Unlock()
+	return e.last, changed
 }
 
 // syncRound asks every member its height, then fetches and delivers the

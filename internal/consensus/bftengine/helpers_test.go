@@ -135,6 +135,7 @@ type harness struct {
 	opts    []options
 	ev      []*evidenceLog
 	gates   []func(identity.PublicKey, int) (func(), error) // each member's AdmitRequest, nil: none
+	logs    []*slog.Logger                                  // each member's logger, nil: testLogger
 	applied *appliedLog
 	seq     map[identity.PublicKey]uint64
 	seqMu   sync.Mutex
@@ -157,6 +158,7 @@ func newHarnessOf(t *testing.T, c *bfttest.Cluster) *harness {
 		h.opts = append(h.opts, testOptions())
 		h.ev = append(h.ev, &evidenceLog{})
 		h.gates = append(h.gates, nil)
+		h.logs = append(h.logs, nil)
 	}
 	t.Cleanup(func() {
 		for _, e := range h.engines {
@@ -179,9 +181,13 @@ func (h *harness) start(i int) *Engine {
 	h.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	lg := h.logs[i]
+	if lg == nil {
+		lg = testLogger(h.t, i)
+	}
 	e, err := newEngine(ctx, consensus.EngineConfig{
 		Group: h.c.Group, Self: h.c.Keys[i], Dir: h.dirs[i], Net: h.c.Network(h.t, i),
-		OnApply: h.applied.hook(i), OnEvidence: h.ev[i].add, AdmitRequest: h.gates[i], Log: testLogger(h.t, i),
+		OnApply: h.applied.hook(i), OnEvidence: h.ev[i].add, AdmitRequest: h.gates[i], Log: lg,
 	}, h.opts[i])
 	if err != nil {
 		h.t.Fatalf("start member %d: %v", i+1, err)
