@@ -1120,7 +1120,8 @@ func (e *Engine) Close() error {
 // stopBFT stops SmartBFT, waiting at most stopWait: a controller blocked
 // handing a decision to a view that is gone (ADR 12) never lets Stop
 // return. Its goroutines are then left blocked; they hold no lock of the
-// engine's, and a write they still attempt fails on the closed stores.
+// engine's, and a decision they still deliver fails on the closed store
+// (a WAL save would make SmartBFT panic: ADR 12, none is expected).
 func (e *Engine) stopBFT(c *smartbft.Consensus) {
 	stopped := make(chan struct{})
 	go func() {
