@@ -301,7 +301,8 @@ func (e *Engine) verifyCommit(id uint64, value, aux []byte, p types.Proposal) er
 
 // checkItems runs checkItem on every item, on up to GOMAXPROCS goroutines
 // (signature checks dominate a follower's work on a large batch), and returns
-// the first failing item's position and error.
+// the first failing item's position and error; an item that is only stale
+// (ErrStale, no one to blame) does not hide a later one that is forged.
 func (e *Engine) checkItems(items [][]byte) (int, error) {
 	workers := min(runtime.GOMAXPROCS(0), len(items)/8+1)
 	errs := make([]error, len(items))
@@ -316,16 +317,27 @@ func (e *Engine) checkItems(items [][]byte) (int, error) {
 		}()
 	}
 	wg.Wait()
+	stale := -1
 	for i, err := range errs {
-		if err != nil {
+		switch {
+		case err == nil:
+		case !errors.Is(err, ErrStale):
 			return i, err
+		case stale < 0:
+			stale = i
 		}
+	}
+	if stale >= 0 {
+		return stale, errs[stale]
 	}
 	return 0, nil
 }
 
 // checkItem accepts a barrier or a request that decodes, names this group's
 // current epoch, comes from a member and carries that member's signature.
+// A request that a member of an earlier epoch signed for that epoch is
+// ErrStale; one that names an earlier epoch but fails those checks is
+// forged like any other.
 func (e *Engine) checkItem(item []byte) error {
 	if isBarrier(item) {
 		return nil
@@ -335,12 +347,22 @@ func (e *Engine) checkItem(item []byte) error {
 		return err
 	}
 	g := e.currentGroup()
-	if q.Group != g.ID() {
-		if e.staleGroup(q.Group) {
-			return fmt.Errorf("bftengine: request is for group %s, not %s (epoch %d): %w", q.Group, g.ID(), g.Epoch, ErrStale)
-		}
+	if q.Group == g.ID() {
+		return e.checkSigned(item, q, g)
+	}
+	old, stale := e.staleGroup(q.Group)
+	if !stale {
 		return fmt.Errorf("bftengine: request is for group %s, not %s", q.Group, g.ID())
 	}
+	if err := e.checkSigned(item, q, old); err != nil {
+		return fmt.Errorf("bftengine: request for epoch %d: %w", old.Epoch, err)
+	}
+	return fmt.Errorf("bftengine: request is for group %s, not %s (epoch %d): %w", q.Group, g.ID(), g.Epoch, ErrStale)
+}
+
+// checkSigned checks that q (encoded as item) comes from a member of g and
+// carries its signature.
+func (e *Engine) checkSigned(item []byte, q fsm.Request, g fsm.Group) error {
 	if !g.IsMember(q.Proposer) {
 		return fmt.Errorf("bftengine: proposer %s: %w", q.Proposer.Short(), consensus.ErrNotMember)
 	}

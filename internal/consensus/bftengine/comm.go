@@ -75,21 +75,20 @@ func (l *link) current() (net.Conn, chan struct{}) {
 	return l.conn, l.ready
 }
 
-// setConn makes c the connection, closing the one it replaces (a member that
-// reconnects wins over its stale connection).
-func (l *link) setConn(c net.Conn) {
+// setConn makes c the connection and returns the one it replaces, for the
+// caller to close (a member that reconnects wins over its stale
+// connection).
+func (l *link) setConn(c net.Conn) (old net.Conn) {
 	l.mu.Lock()
-	old := l.conn
+	defer l.mu.Unlock()
+	old = l.conn
 	l.conn = c
 	select {
 	case <-l.ready:
 	default:
 		close(l.ready)
 	}
-	l.mu.Unlock()
-	if old != nil {
-		_ = old.Close()
-	}
+	return old
 }
 
 func (l *link) drop(c net.Conn) {
@@ -328,17 +327,23 @@ func (c *comm) acceptLoop() {
 // close has begun (conn is closed then). Both cancel first and then, under
 // c.mu, drop the connection they find: one set after that would be read
 // for good (the other member keeps it open) and close would wait on its
-// reader forever.
+// reader forever. A connection it closes is closed after c.mu is released:
+// a TLS Close can wait seconds for room to send its alert, and every send
+// looks its link up under c.mu.
 func (c *comm) attach(l *link, conn net.Conn) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
+	var stale net.Conn
 	if l.ctx.Err() != nil {
-		_ = conn.Close()
-		return
+		stale = conn
+	} else {
+		stale = l.setConn(conn)
+		c.wg.Add(1)
+		go c.readLoop(l, conn)
 	}
-	l.setConn(conn)
-	c.wg.Add(1)
-	go c.readLoop(l, conn)
+	c.mu.Unlock()
+	if stale != nil {
+		_ = stale.Close()
+	}
 }
 
 func (c *comm) dialLoop(l *link) {

@@ -102,3 +102,74 @@ func TestCloseWhileADialCompletes(t *testing.T) {
 		t.Fatal("close waits for a reader of a connection set after it began")
 	}
 }
+
+// slowCloseConn is a connection whose Close blocks until release is closed,
+// as a TLS connection's does while its close_notify alert waits for room in
+// a full send buffer (up to 5 s, to a peer that stopped reading).
+type slowCloseConn struct {
+	net.Conn
+	closing chan struct{}
+	release chan struct{}
+}
+
+func (c *slowCloseConn) Close() error {
+	select {
+	case c.closing <- struct{}{}:
+	default:
+	}
+	<-c.release
+	return c.Conn.Close()
+}
+
+// A member that reconnects replaces its old connection; closing the old one
+// can take seconds, and must not hold the comm's lock meanwhile: every send
+// to every member looks its link up under that lock, so a leader would go
+// silent for that long (its heartbeats are due every 300 ms).
+func TestReplacingAConnectionDoesNotBlockSends(t *testing.T) {
+	n := &stallNet{release: make(chan struct{}), ln: &idleListener{done: make(chan struct{})}}
+	e := &Engine{cfg: consensus.EngineConfig{Net: n}, log: slog.New(slog.DiscardHandler), opts: testOptions()}
+	ks, group := sortedKeys(t, 4)
+	c := newComm(e)
+	e.comm = c
+	c.setRoster(genesisRoster(group(0, ks...)), 4, 0) // ID 4 dials none
+	l := c.link(1)
+	oldNear, oldFar := net.Pipe()
+	newNear, newFar := net.Pipe()
+	old := &slowCloseConn{Conn: oldNear, closing: make(chan struct{}, 1), release: make(chan struct{})}
+	released := false
+	release := func() {
+		if !released {
+			released = true
+			close(old.release)
+		}
+	}
+	t.Cleanup(func() {
+		release()
+		_ = oldFar.Close()
+		_ = newFar.Close()
+		c.close()
+	})
+	c.attach(l, old)
+	go c.attach(l, newNear)
+	select {
+	case <-old.closing:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the old connection was not closed")
+	}
+	looked := make(chan struct{})
+	go func() {
+		c.link(2)
+		close(looked)
+	}()
+	select {
+	case <-looked:
+	case <-time.After(2 * time.Second):
+		release()
+		t.Fatal("a link lookup waited for the replaced connection's Close")
+	}
+	release()
+	waitFor(t, 5*time.Second, "the new connection to be current", func() bool {
+		conn, _ := l.current()
+		return conn == newNear
+	})
+}

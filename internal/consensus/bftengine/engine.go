@@ -689,17 +689,18 @@ func (e *Engine) epochChanged() {
 	e.epochCh = make(chan struct{})
 }
 
-// staleGroup reports whether id is the ID of an earlier epoch of this
-// group: a request naming it was signed in good faith before a membership
-// change, and is refused without blaming whoever relays or proposes it.
-func (e *Engine) staleGroup(id fsm.ID) bool {
+// staleGroup is the earlier epoch of this group whose ID is id, if any: a
+// request one of its members signed for it was signed in good faith before
+// a membership change, and is refused without blaming whoever relays or
+// proposes it.
+func (e *Engine) staleGroup(id fsm.ID) (fsm.Group, bool) {
 	cur := e.currentGroup().Epoch
 	for _, r := range e.rosters() {
 		if r.group.Epoch < cur && r.group.ID() == id {
-			return true
+			return r.group, true
 		}
 	}
-	return false
+	return fsm.Group{}, false
 }
 
 // isStale reports whether item is a request for an earlier epoch of this
@@ -709,7 +710,11 @@ func (e *Engine) isStale(item []byte) bool {
 		return false
 	}
 	q, err := fsm.DecodeRequest(item)
-	return err == nil && q.Group != e.currentGroup().ID() && e.staleGroup(q.Group)
+	if err != nil || q.Group == e.currentGroup().ID() {
+		return false
+	}
+	_, stale := e.staleGroup(q.Group)
+	return stale
 }
 
 // applyBatch applies the items of decision seq to the machine; e.mu is held
@@ -1115,7 +1120,8 @@ func (e *Engine) Close() error {
 // stopBFT stops SmartBFT, waiting at most stopWait: a controller blocked
 // handing a decision to a view that is gone (ADR 12) never lets Stop
 // return. Its goroutines are then left blocked; they hold no lock of the
-// engine's, and a write they still attempt fails on the closed stores.
+// engine's, and a decision they still deliver fails on the closed store
+// (a WAL save would make SmartBFT panic: ADR 12, none is expected).
 func (e *Engine) stopBFT(c *smartbft.Consensus) {
 	stopped := make(chan struct{})
 	go func() {

@@ -1,8 +1,10 @@
 package bftengine
 
 import (
+	"crypto/rand"
 	"crypto/sha256"
 	"errors"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -13,6 +15,7 @@ import (
 
 	"github.com/treaty-dev/treaty/internal/consensus"
 	"github.com/treaty-dev/treaty/internal/consensus/fsm"
+	"github.com/treaty-dev/treaty/internal/identity"
 )
 
 // noForgedRequests fails the test if any running member reported
@@ -241,5 +244,72 @@ func TestFollowerRefusesStaleProposalWithoutEvidence(t *testing.T) {
 	}
 	if !h.ev[f].has(h.c.Keys[l].Public(), "forged-request") {
 		t.Fatal("no forged-request evidence for another group's request")
+	}
+}
+
+// ErrStale spares a leader only for a request a member of the earlier epoch
+// really signed for it. A stale group ID on a forged request (bad signature,
+// or a proposer that was never a member) is forged-request evidence, and so
+// is a forged item in a proposal that also holds a stale one: the stale
+// item does not hide it.
+func TestStaleRequestDoesNotShieldAForgedOne(t *testing.T) {
+	h := newHarness(t, 4)
+	h.startAll()
+	stale := h.req(1, fsm.Put("stale", []byte("v")))  // names epoch 0
+	stale2 := h.req(2, fsm.Put("stale", []byte("w"))) // names epoch 0
+	outsider, err := identity.Generate(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := fsm.SignRequest(outsider, h.c.Group.ID(), 1, fsm.Put("x", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	outsiders := q.Encode() // names epoch 0, never a member's
+	h.removeLast()
+	l := h.leaderIndex(0)
+	f := (l + 1) % 3
+	le, fe := h.engines[l], h.engines[f]
+	waitFor(t, 10*time.Second, "epoch 1 on the follower", func() bool { return fe.currentGroup().Epoch == 1 })
+	fe.dmu.Lock()
+	next := fe.lastSeq + 1
+	fe.dmu.Unlock()
+	proposal := func(items ...[]byte) types.Proposal {
+		md, err := proto.Marshal(&protos.ViewMetadata{ViewId: fe.lastView.Load(), LatestSequence: next})
+		if err != nil {
+			t.Fatal(err)
+		}
+		payload := batch{time: time.Now().UnixNano(), items: items}.encode()
+		p := types.Proposal{Payload: payload, Metadata: md, VerificationSequence: 1}
+		p.Header = le.cfg.Self.Sign(le.proposalStatement(sha256.Sum256(payload), sha256.Sum256(md)))
+		return p
+	}
+	badSig := slices.Clone(stale2)
+	badSig[len(badSig)-1] ^= 1
+	other := fsm.Group{Name: "other", Mode: fsm.ModeBFT, Members: h.c.Group.Members}
+	oq, err := fsm.SignRequest(h.c.Keys[1], other.ID(), 1, fsm.Put("x", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name  string
+		items [][]byte
+	}{
+		{"stale group ID, bad signature", [][]byte{badSig}},
+		{"stale group ID, never a member", [][]byte{outsiders}},
+		{"stale request before another group's", [][]byte{stale, oq.Encode()}},
+	} {
+		h.ev[f].mu.Lock()
+		h.ev[f].got = nil
+		h.ev[f].mu.Unlock()
+		fe.evMu.Lock()
+		clear(fe.evLast) // evidence repeats at most every 10 s
+		fe.evMu.Unlock()
+		if _, err := (app{fe}).VerifyProposal(proposal(tc.items...)); err == nil || errors.Is(err, ErrStale) {
+			t.Errorf("%s: %v, want a refusal other than ErrStale", tc.name, err)
+		}
+		if !h.ev[f].has(h.c.Keys[l].Public(), "forged-request") {
+			t.Errorf("%s: no forged-request evidence against the leader", tc.name)
+		}
 	}
 }
