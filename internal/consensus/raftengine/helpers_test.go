@@ -208,11 +208,25 @@ func (tc *tcluster) propose(i int, op fsm.Op) consensus.Applied {
 // all have the same state digest.
 func (tc *tcluster) converge(idx uint64, within time.Duration) {
 	tc.t.Helper()
+	tc.convergeAmong(idx, within, nil)
+}
+
+// convergeAmong is converge over the running engines in members (all when
+// members is nil). The failure names what each one applied.
+func (tc *tcluster) convergeAmong(idx uint64, within time.Duration, members []int) {
+	tc.t.Helper()
+	if members == nil {
+		members = make([]int, len(tc.eng))
+		for i := range members {
+			members[i] = i
+		}
+	}
 	deadline := time.Now().Add(within)
 	for {
 		var digests [][32]byte
+		var applied []string
 		ok := true
-		for i := range tc.eng {
+		for _, i := range members {
 			e := tc.engine(i)
 			if e == nil {
 				continue
@@ -222,6 +236,7 @@ func (tc *tcluster) converge(idx uint64, within time.Duration) {
 				ok = false
 			}
 			digests = append(digests, e.m.Digest())
+			applied = append(applied, fmt.Sprintf("%d:%d", i, e.m.LastIndex()))
 			e.mu.RUnlock()
 		}
 		for _, d := range digests[1:] {
@@ -231,7 +246,7 @@ func (tc *tcluster) converge(idx uint64, within time.Duration) {
 			return
 		}
 		if time.Now().After(deadline) {
-			tc.t.Fatalf("members did not converge on index %d within %v", idx, within)
+			tc.t.Fatalf("members did not converge on index %d within %v (member:applied %v)", idx, within, applied)
 		}
 		pollPause()
 	}
