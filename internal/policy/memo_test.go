@@ -67,14 +67,7 @@ when { context.trust.lessThan(decimal("0.95")) };`
 func TestMemoHandsOutCopies(t *testing.T) {
 	t.Parallel()
 	alice := key(t, 1)
-	src, _, err := AddGrant(nil, alice, "review")
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, err := Parse(FileName, src)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, e := grantedReview(t, alice)
 	for range 3 {
 		d := e.Authorize(alice, ActionCall, "review", Context{Trust: 1})
 		if !d.Allowed || len(d.Reasons) != 1 || d.Reasons[0] == "changed" {
@@ -89,14 +82,8 @@ func TestMemoHandsOutCopies(t *testing.T) {
 func TestReloadForgets(t *testing.T) {
 	t.Parallel()
 	alice := key(t, 1)
-	src, _, err := AddGrant(nil, alice, "review")
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, err := Parse(FileName, src)
-	if err != nil {
-		t.Fatal(err)
-	}
+	src, e := grantedReview(t, alice)
+	var err error
 	ctx := Context{Trust: 0.5, Level: "medium"}
 	if !e.Authorize(alice, ActionCall, "review", ctx).Allowed {
 		t.Fatal("granted call refused")
@@ -133,4 +120,18 @@ func TestMemoBounded(t *testing.T) {
 	if !e.Authorize(p, ActionCall, "c7", Context{}).Allowed {
 		t.Fatal("c7 refused after the memo was cleared")
 	}
+}
+
+// grantedReview returns a policy granting peer "review", and its Engine.
+func grantedReview(t *testing.T, peer identity.PublicKey) ([]byte, *Engine) {
+	t.Helper()
+	src, _, err := AddGrant(nil, peer, "review")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := Parse(FileName, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return src, e
 }
