@@ -92,7 +92,15 @@ func (l *link) setConn(c net.Conn) (old net.Conn) {
 }
 
 func (l *link) drop(c net.Conn) {
+	l.detach(c)
+	_ = c.Close()
+}
+
+// detach makes the link connectionless if c is its connection, without
+// closing c: under comm.mu the caller closes it only after unlocking.
+func (l *link) detach(c net.Conn) {
 	l.mu.Lock()
+	defer l.mu.Unlock()
 	if l.conn == c {
 		l.conn = nil
 		l.ready = make(chan struct{})
@@ -101,8 +109,6 @@ func (l *link) drop(c net.Conn) {
 		default:
 		}
 	}
-	l.mu.Unlock()
-	_ = c.Close()
 }
 
 // comm carries frames between this member and the others over the group's
@@ -134,8 +140,13 @@ func newComm(e *Engine) *comm {
 // member that leaves the node set while this one stays in it keeps its link
 // for grace (none if grace is 0), marked removed at decision r.from-1.
 func (c *comm) setRoster(r *roster, self uint64, grace time.Duration) {
+	var closing []net.Conn
 	c.mu.Lock()
-	defer c.mu.Unlock()
+	defer func() {
+		c.mu.Unlock()
+		closeAll(closing)
+	}()
+	remove := func(l *link) { closing = append(closing, c.removeLocked(l)...) }
 	want := map[uint64]bool{}
 	for _, id := range r.nodes {
 		if id == self {
@@ -147,7 +158,7 @@ func (c *comm) setRoster(r *roster, self uint64, grace time.Duration) {
 			if l.dial == dial && l.removedAt.Load() == 0 {
 				continue
 			}
-			c.removeLocked(l)
+			remove(l)
 		}
 		ctx, cancel := context.WithCancel(c.ctx)
 		l := &link{id: id, key: r.keys[id], dial: dial, ctx: ctx, cancel: cancel, out: make(chan []byte, outQueue),
@@ -162,18 +173,18 @@ func (c *comm) setRoster(r *roster, self uint64, grace time.Duration) {
 		switch {
 		case want[id]:
 		case l.removedAt.Load() != 0 && back:
-			c.removeLocked(l) // added again under a new ID: one link per key
+			remove(l) // added again under a new ID: one link per key
 		case l.removedAt.Load() != 0:
 		case self != 0 && grace > 0 && r.from > 1 && !back:
 			c.lingerLocked(l, r.from-1, grace)
 		default:
-			c.removeLocked(l)
+			remove(l)
 		}
 	}
 	if self == 0 {
 		for _, l := range c.links {
 			if l.removedAt.Load() != 0 {
-				c.removeLocked(l) // a removed member serves nobody
+				remove(l) // a removed member serves nobody
 			}
 		}
 	}
@@ -194,24 +205,39 @@ func (c *comm) lingerLocked(l *link, seq uint64, grace time.Duration) {
 	}
 	l.removedAt.Store(seq)
 	l.expire = time.AfterFunc(grace, func() {
+		var closing []net.Conn
 		c.mu.Lock()
-		defer c.mu.Unlock()
 		if c.links[l.id] == l {
-			c.removeLocked(l)
+			closing = c.removeLocked(l)
 		}
+		c.mu.Unlock()
+		closeAll(closing)
 	})
 	c.e.log.Info("bftengine: removed member may fetch the decision that removed it", "event", "consensus.bft.linger",
 		"peer", l.key.Short(), "id", l.id, "seq", seq, "for", grace)
 }
 
-func (c *comm) removeLocked(l *link) {
+// removeLocked deletes l and ends its loops. It returns l's connection, if
+// any, for the caller to close once c.mu is released: a TLS Close can wait
+// seconds for room to send its alert, and every send looks its link up
+// under c.mu.
+func (c *comm) removeLocked(l *link) []net.Conn {
 	delete(c.links, l.id)
 	if l.expire != nil {
 		l.expire.Stop()
 	}
 	l.cancel()
-	if conn, _ := l.current(); conn != nil {
-		l.drop(conn)
+	conn, _ := l.current()
+	if conn == nil {
+		return nil
+	}
+	l.detach(conn)
+	return []net.Conn{conn}
+}
+
+func closeAll(conns []net.Conn) {
+	for _, conn := range conns {
+		_ = conn.Close()
 	}
 }
 
@@ -281,16 +307,19 @@ func (c *comm) stop() { c.cancel() }
 func (c *comm) close() {
 	c.cancel()
 	_ = c.e.cfg.Net.Listener().Close()
+	var closing []net.Conn
 	c.mu.Lock()
 	for _, l := range c.links {
 		if l.expire != nil {
 			l.expire.Stop()
 		}
 		if conn, _ := l.current(); conn != nil {
-			l.drop(conn)
+			l.detach(conn)
+			closing = append(closing, conn)
 		}
 	}
 	c.mu.Unlock()
+	closeAll(closing)
 	c.wg.Wait()
 }
 

@@ -173,3 +173,44 @@ func TestReplacingAConnectionDoesNotBlockSends(t *testing.T) {
 		return conn == newNear
 	})
 }
+
+// A membership change that removes a member closes its connection, which
+// can take seconds; the sends to the members that stay must not wait for it.
+func TestRemovingAMemberDoesNotBlockSends(t *testing.T) {
+	n := &stallNet{release: make(chan struct{}), ln: &idleListener{done: make(chan struct{})}}
+	e := &Engine{cfg: consensus.EngineConfig{Net: n}, log: slog.New(slog.DiscardHandler), opts: testOptions()}
+	ks, group := sortedKeys(t, 4)
+	c := newComm(e)
+	e.comm = c
+	r0 := genesisRoster(group(0, ks...))
+	c.setRoster(r0, 4, 0) // ID 4 dials none
+	near, far := net.Pipe()
+	conn := &slowCloseConn{Conn: near, closing: make(chan struct{}, 1), release: make(chan struct{})}
+	var once sync.Once
+	release := func() { once.Do(func() { close(conn.release) }) }
+	t.Cleanup(func() {
+		release()
+		_ = far.Close()
+		c.close()
+	})
+	c.attach(c.link(1), conn)
+	go c.setRoster(r0.then(group(1, ks[1:]...), 2), 4, 0) // ID 1 leaves, no grace
+	select {
+	case <-conn.closing:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the removed member's connection was not closed")
+	}
+	looked := make(chan *link)
+	go func() { looked <- c.link(2) }()
+	select {
+	case l := <-looked:
+		if l == nil {
+			t.Fatal("member 2 lost its link")
+		}
+	case <-time.After(2 * time.Second):
+		release()
+		t.Fatal("a link lookup waited for the removed member's connection to close")
+	}
+	release()
+	waitFor(t, 5*time.Second, "member 1's link to be gone", func() bool { return c.link(1) == nil })
+}
