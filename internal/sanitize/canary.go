@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 )
 
@@ -147,15 +148,69 @@ func (ci *canaryIndex) mayHold(d []byte) bool {
 	return false
 }
 
-// scanCanaries reports every form of every canary in the scanned data.
+// scanCanaries reports every form of every canary in the scanned data,
+// also where line breaks split it.
 func (sc *scanner) scanCanaries() {
 	ci := sc.s.canaries
-	if ci == nil || !ci.mayHold(sc.data) {
+	if ci == nil {
 		return
 	}
-	for _, h := range ci.ac.hits(sc.data, nil) {
-		s := int(h.start)
-		sc.add(s, s+int(ci.ac.patLens[h.pat]), CategoryCanary, "canary")
+	if ci.mayHold(sc.data) {
+		for _, h := range ci.ac.hits(sc.data, nil) {
+			s := int(h.start)
+			sc.add(s, s+int(ci.ac.patLens[h.pat]), CategoryCanary, "canary")
+		}
+	}
+	sc.scanBrokenCanaries()
+}
+
+// scanBrokenCanaries looks for canaries in the data with every line break
+// (and the indentation after it) taken out. The joins the other detectors
+// see need value-like pieces either side of a break; a canary is an exact
+// value of at least minCanary bytes, so a wrap anywhere inside one, even
+// next to a short piece or a dash, cannot make it ordinary text.
+func (sc *scanner) scanBrokenCanaries() {
+	d, ci := sc.data, sc.s.canaries
+	i := nextBreakByte(d, 0)
+	if i == len(d) {
+		return
+	}
+	var view []byte
+	var at []int32 // view offset to data offset
+	var joins []int
+	last := 0
+	for ; i < len(d); i = nextBreakByte(d, i+1) {
+		b, ok := breakAt(d, i)
+		if !ok {
+			continue
+		}
+		if view == nil {
+			view, at = make([]byte, 0, len(d)), make([]int32, 0, len(d))
+		}
+		for k := last; k < b.s; k++ {
+			view = append(view, d[k])
+			at = append(at, int32(k))
+		}
+		joins = append(joins, len(view))
+		last, i = b.e, b.e-1
+	}
+	if view == nil {
+		return
+	}
+	for k := last; k < len(d); k++ {
+		view = append(view, d[k])
+		at = append(at, int32(k))
+	}
+	if !ci.mayHold(view) {
+		return
+	}
+	for _, h := range ci.ac.hits(view, nil) {
+		s, e := int(h.start), int(h.start)+int(ci.ac.patLens[h.pat])
+		k, _ := slices.BinarySearch(joins, s+1)
+		if k == len(joins) || joins[k] >= e {
+			continue // whole in the data: found above
+		}
+		sc.add(int(at[s]), int(at[e-1])+1, CategoryCanary, "canary:joined")
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -156,4 +157,79 @@ func TestVaultOriginalsNotSentInClearToOtherPeers(t *testing.T) {
 			t.Errorf("%q sent to peer B as %q", in, c.Bytes())
 		}
 	}
+}
+
+// A wrap anywhere inside a canary, next to a dash or leaving a piece too
+// short to look like a value, still blocks it; its pieces apart do not.
+func TestCanarySplitAcrossLinesBlocks(t *testing.T) {
+	canary := []byte("acme-prod-7f3e9a2b-canary")
+	s, err := New(Config{PseudonymKey: testKey, Canaries: [][]byte{canary}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	allow := Policy{Secrets: ActionAllow, PII: ActionAllow, Categories: map[Category]Action{CategoryCanary: ActionAllow}}
+	b64 := base64.StdEncoding.EncodeToString(canary)
+	for _, c := range []struct{ in, span string }{
+		{"x acme-prod-\n7f3e9a2b-canary y", "acme-prod-\n7f3e9a2b-canary"},
+		{"x acme-prod\n-7f3e9a2b-canary y", "acme-prod\n-7f3e9a2b-canary"},
+		{`{"a":"acme-prod-7f3e9a2b-\ncanary"}`, `acme-prod-7f3e9a2b-\ncanary`},
+		{`{"a":"ac\r\nme-prod-7f3e9a2b-ca\nnary"}`, `ac\r\nme-prod-7f3e9a2b-ca\nnary`},
+		{"x acme\r\n    -prod-7f3e9a2b-canary y", "acme\r\n    -prod-7f3e9a2b-canary"},
+		{"k: " + b64[:10] + "\n" + b64[10:], b64[:10] + "\n" + b64[10:]},
+	} {
+		fs := s.Scan([]byte(c.in))
+		if !slices.ContainsFunc(fs, func(f Finding) bool {
+			return f.Category == CategoryCanary && c.in[f.Start:f.End] == c.span
+		}) {
+			t.Errorf("%q: findings %v, want canary %q", c.in, found([]byte(c.in), fs), c.span)
+		}
+		if res := s.DryRun(peerA, allow, []byte(c.in)); res.Action != ActionBlock {
+			t.Errorf("%q: action %s, want block", c.in, res.Action)
+		}
+	}
+	for _, in := range []string{
+		"acme-prod-\nnot-7f3e9a2b-canary",
+		"acme-prod-7f3e\n9a2b canary",
+		"acme-prod-7f3e \n9a2b-canary", // a space before the break is text
+	} {
+		if fs := s.Scan([]byte(in)); slices.ContainsFunc(fs, func(f Finding) bool { return f.Category == CategoryCanary }) {
+			t.Errorf("%q: findings %v, want no canary", in, found([]byte(in), fs))
+		}
+	}
+}
+
+// FuzzCanarySplit: a canary inserted anywhere in any data, with line breaks
+// of any kind at any of its inner positions, is reported whole.
+func FuzzCanarySplit(f *testing.F) {
+	canary := "acme-prod-7f3e9a2b-canary"
+	s, err := New(Config{PseudonymKey: testKey, Canaries: [][]byte{[]byte(canary)}})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { s.Close() })
+	f.Add([]byte("see  ok"), uint16(4), uint64(1<<9), uint8(0))
+	f.Add([]byte(`{"a":""}`), uint16(6), uint64(0xffffff), uint8(2))
+	f.Add([]byte("\\"), uint16(1), uint64(5), uint8(4))
+	breaks := []string{"\n", "\r\n", `\n`, "\n  \t", `\r\n `}
+	f.Fuzz(func(t *testing.T, d []byte, at uint16, cuts uint64, kind uint8) {
+		var in []byte
+		k := int(at) % (len(d) + 1)
+		in = append(in, d[:k]...)
+		start := len(in)
+		for i := range len(canary) {
+			if i > 0 && cuts>>(i%64)&1 == 1 {
+				in = append(in, breaks[int(kind)%len(breaks)]...)
+			}
+			in = append(in, canary[i])
+		}
+		end := len(in)
+		in = append(in, d[k:]...)
+		fs := s.Scan(in)
+		if !slices.ContainsFunc(fs, func(f Finding) bool {
+			return f.Category == CategoryCanary && f.Start <= start && end <= f.End
+		}) {
+			t.Fatalf("%q: findings %v, want a canary over [%d,%d)", in, found(in, fs), start, end)
+		}
+	})
 }

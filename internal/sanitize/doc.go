@@ -60,8 +60,9 @@
 //   - The node's own secrets (Config.Canaries: its identity key, the
 //     operator's sanitize.canaries) by exact value, as is and in hex, base64
 //     (both alphabets, any padding, any alignment inside a longer payload),
-//     base32 (either case, any alignment), URL and JSON escapes:
-//     CategoryCanary, which blocks under every policy.
+//     base32 (either case, any alignment), URL and JSON escapes, also
+//     where line breaks split them anywhere: CategoryCanary, which blocks
+//     under every policy.
 //     Values the vault holds for any peer are found as whole words in the
 //     same forms and take their category, so a value pseudonymized for one
 //     peer is not sent in clear to another in a form the detectors miss.

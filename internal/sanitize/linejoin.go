@@ -62,10 +62,16 @@ func valuePiece(p []byte) bool {
 	return len(p) >= 8
 }
 
-// joinable reports whether a break splits a token: a letter or digit on
-// both sides, and both pieces look like parts of a value.
+// joinEdge reports whether c may sit next to a break inside a split value:
+// a letter or digit, or a separator values hold (acme-prod-\n7f3e, a_\nb).
+func joinEdge(c byte) bool {
+	return isAlnum(c) || c == '-' || c == '_' || c == '+' || c == '/'
+}
+
+// joinable reports whether a break splits a token: a letter, digit or
+// value separator on both sides, and both pieces look like parts of a value.
 func joinable(d []byte, b lineBreak) bool {
-	if b.s == 0 || b.e >= len(d) || !isAlnum(d[b.s-1]) || !isAlnum(d[b.e]) || escapedAt(d, b.s-1) {
+	if b.s == 0 || b.e >= len(d) || !joinEdge(d[b.s-1]) || !joinEdge(d[b.e]) || escapedAt(d, b.s-1) {
 		return false
 	}
 	ps := b.s
