@@ -6,8 +6,10 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/url"
-	"slices"
 	"strings"
+	"unicode/utf8"
+
+	"github.com/treaty-dev/treaty/internal/lookalike"
 )
 
 // CategoryCanary is a value the node must never send, whatever the peer's
@@ -149,7 +151,7 @@ func (ci *canaryIndex) mayHold(d []byte) bool {
 }
 
 // scanCanaries reports every form of every canary in the scanned data,
-// also where line breaks split it.
+// also where line breaks split it or lookalike letters spell it.
 func (sc *scanner) scanCanaries() {
 	ci := sc.s.canaries
 	if ci == nil {
@@ -161,57 +163,78 @@ func (sc *scanner) scanCanaries() {
 			sc.add(s, s+int(ci.ac.patLens[h.pat]), CategoryCanary, "canary")
 		}
 	}
-	sc.scanBrokenCanaries()
+	sc.scanCanaryView()
 }
 
-// scanBrokenCanaries looks for canaries in the data with every line break
-// (and the indentation after it) taken out. The joins the other detectors
-// see need value-like pieces either side of a break; a canary is an exact
-// value of at least minCanary bytes, so a wrap anywhere inside one, even
-// next to a short piece or a dash, cannot make it ordinary text.
-func (sc *scanner) scanBrokenCanaries() {
+// scanCanaryView looks for canaries in a view of the data with every line
+// break (and the indentation after it) taken out and every lookalike letter
+// of another script read as the Latin letter it renders as. The joins the
+// other detectors see need value-like pieces either side of a break; a
+// canary is an exact value of at least minCanary bytes, so a wrap anywhere
+// inside one, or a Cyrillic о for an o, cannot make it ordinary text.
+func (sc *scanner) scanCanaryView() {
 	d, ci := sc.data, sc.s.canaries
-	i := nextBreakByte(d, 0)
+	i := nextCanaryViewByte(d, 0)
 	if i == len(d) {
 		return
 	}
 	var view []byte
-	var at []int32 // view offset to data offset
-	var joins []int
+	var at, end []int32 // the data span of each view byte
 	last := 0
-	for ; i < len(d); i = nextBreakByte(d, i+1) {
-		b, ok := breakAt(d, i)
-		if !ok {
-			continue
+	for ; i < len(d); i = nextCanaryViewByte(d, i+1) {
+		var skip, n int
+		var c byte
+		if d[i] < utf8.RuneSelf {
+			b, ok := breakAt(d, i)
+			if !ok {
+				continue
+			}
+			skip, n = b.s, b.e-b.s
+		} else {
+			r, size := utf8.DecodeRune(d[i:])
+			l, ok := lookalike.Letter(r)
+			if !ok {
+				continue
+			}
+			skip, n, c = i, size, byte(l)
 		}
 		if view == nil {
-			view, at = make([]byte, 0, len(d)), make([]int32, 0, len(d))
+			view, at, end = make([]byte, 0, len(d)), make([]int32, 0, len(d)), make([]int32, 0, len(d))
 		}
-		for k := last; k < b.s; k++ {
-			view = append(view, d[k])
-			at = append(at, int32(k))
+		for k := last; k < skip; k++ {
+			view, at, end = append(view, d[k]), append(at, int32(k)), append(end, int32(k+1))
 		}
-		joins = append(joins, len(view))
-		last, i = b.e, b.e-1
+		if c != 0 {
+			view, at, end = append(view, c), append(at, int32(skip)), append(end, int32(skip+n))
+		}
+		last = skip + n
+		i = last - 1
 	}
 	if view == nil {
 		return
 	}
 	for k := last; k < len(d); k++ {
-		view = append(view, d[k])
-		at = append(at, int32(k))
+		view, at, end = append(view, d[k]), append(at, int32(k)), append(end, int32(k+1))
 	}
 	if !ci.mayHold(view) {
 		return
 	}
 	for _, h := range ci.ac.hits(view, nil) {
 		s, e := int(h.start), int(h.start)+int(ci.ac.patLens[h.pat])
-		k, _ := slices.BinarySearch(joins, s+1)
-		if k == len(joins) || joins[k] >= e {
-			continue // whole in the data: found above
+		if int(end[e-1]-at[s]) == e-s {
+			continue // the data holds it as it is: found above
 		}
-		sc.add(int(at[s]), int(at[e-1])+1, CategoryCanary, "canary:joined")
+		sc.add(int(at[s]), int(end[e-1]), CategoryCanary, "canary:view")
 	}
+}
+
+// nextCanaryViewByte is the first index from i of a byte that may start a
+// line break or a non-ASCII letter, or len(d).
+func nextCanaryViewByte(d []byte, i int) int {
+	for i < len(d) && d[i] != '\n' && d[i] != '\\' && d[i] < 0xC0 {
+		i++
+	}
+	return i
 }
 
 // vaultForms are the forms of a pseudonymized value looked up as a whole

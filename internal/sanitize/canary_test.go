@@ -160,8 +160,9 @@ func TestVaultOriginalsNotSentInClearToOtherPeers(t *testing.T) {
 }
 
 // A wrap anywhere inside a canary, next to a dash or leaving a piece too
-// short to look like a value, still blocks it; its pieces apart do not.
-func TestCanarySplitAcrossLinesBlocks(t *testing.T) {
+// short to look like a value, or letters of another script that look like
+// its own, still block it; its pieces apart, and ordinary Cyrillic, do not.
+func TestCanarySplitOrSpelledWithLookalikesBlocks(t *testing.T) {
 	canary := []byte("acme-prod-7f3e9a2b-canary")
 	s, err := New(Config{PseudonymKey: testKey, Canaries: [][]byte{canary}})
 	if err != nil {
@@ -177,6 +178,9 @@ func TestCanarySplitAcrossLinesBlocks(t *testing.T) {
 		{`{"a":"ac\r\nme-prod-7f3e9a2b-ca\nnary"}`, `ac\r\nme-prod-7f3e9a2b-ca\nnary`},
 		{"x acme\r\n    -prod-7f3e9a2b-canary y", "acme\r\n    -prod-7f3e9a2b-canary"},
 		{"k: " + b64[:10] + "\n" + b64[10:], b64[:10] + "\n" + b64[10:]},
+		{"x аcmе-prоd-7f3e9a2b-canary y", "аcmе-prоd-7f3e9a2b-canary"},         // Cyrillic а, е, о
+		{"x ACME-ΡROD-7F3E9A2B-CΑNARY y", "ACME-ΡROD-7F3E9A2B-CΑNARY"},         // Greek Ρ, Α
+		{"x ᴀcme-prod-7f3e9a2b-\nсanary y", "ᴀcme-prod-7f3e9a2b-\nсanary"},     // small capital, a break, Cyrillic с
 	} {
 		fs := s.Scan([]byte(c.in))
 		if !slices.ContainsFunc(fs, func(f Finding) bool {
@@ -192,6 +196,7 @@ func TestCanarySplitAcrossLinesBlocks(t *testing.T) {
 		"acme-prod-\nnot-7f3e9a2b-canary",
 		"acme-prod-7f3e\n9a2b canary",
 		"acme-prod-7f3e \n9a2b-canary", // a space before the break is text
+		"Привет, это обычный текст: прод 7f3e9a2b.",
 	} {
 		if fs := s.Scan([]byte(in)); slices.ContainsFunc(fs, func(f Finding) bool { return f.Category == CategoryCanary }) {
 			t.Errorf("%q: findings %v, want no canary", in, found([]byte(in), fs))
@@ -200,7 +205,8 @@ func TestCanarySplitAcrossLinesBlocks(t *testing.T) {
 }
 
 // FuzzCanarySplit: a canary inserted anywhere in any data, with line breaks
-// of any kind at any of its inner positions, is reported whole.
+// of any kind at any of its inner positions and lookalikes for any of its
+// letters, is reported whole.
 func FuzzCanarySplit(f *testing.F) {
 	canary := "acme-prod-7f3e9a2b-canary"
 	s, err := New(Config{PseudonymKey: testKey, Canaries: [][]byte{[]byte(canary)}})
@@ -208,11 +214,12 @@ func FuzzCanarySplit(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Cleanup(func() { s.Close() })
-	f.Add([]byte("see  ok"), uint16(4), uint64(1<<9), uint8(0))
-	f.Add([]byte(`{"a":""}`), uint16(6), uint64(0xffffff), uint8(2))
-	f.Add([]byte("\\"), uint16(1), uint64(5), uint8(4))
+	f.Add([]byte("see  ok"), uint16(4), uint64(1<<9), uint64(0), uint8(0))
+	f.Add([]byte(`{"a":""}`), uint16(6), uint64(0xffffff), uint64(0x15), uint8(2))
+	f.Add([]byte("\\"), uint16(1), uint64(5), uint64(0xffffffff), uint8(4))
 	breaks := []string{"\n", "\r\n", `\n`, "\n  \t", `\r\n `}
-	f.Fuzz(func(t *testing.T, d []byte, at uint16, cuts uint64, kind uint8) {
+	look := map[byte]string{'a': "а", 'c': "с", 'm': "м", 'e': "е", 'p': "р", 'o': "о", 'd': "ԁ", 'b': "в", 'n': "ո", 'y': "у", 'r': "ʀ", 'f': "ꜰ"}
+	f.Fuzz(func(t *testing.T, d []byte, at uint16, cuts, subs uint64, kind uint8) {
 		var in []byte
 		k := int(at) % (len(d) + 1)
 		in = append(in, d[:k]...)
@@ -221,7 +228,11 @@ func FuzzCanarySplit(f *testing.F) {
 			if i > 0 && cuts>>(i%64)&1 == 1 {
 				in = append(in, breaks[int(kind)%len(breaks)]...)
 			}
-			in = append(in, canary[i])
+			if l, ok := look[canary[i]]; ok && subs>>(i%64)&1 == 1 {
+				in = append(in, l...)
+			} else {
+				in = append(in, canary[i])
+			}
 		}
 		end := len(in)
 		in = append(in, d[k:]...)

@@ -61,8 +61,8 @@
 //     operator's sanitize.canaries) by exact value, as is and in hex, base64
 //     (both alphabets, any padding, any alignment inside a longer payload),
 //     base32 (either case, any alignment), URL and JSON escapes, also
-//     where line breaks split them anywhere: CategoryCanary, which blocks
-//     under every policy.
+//     where line breaks split them anywhere or lookalike letters of other
+//     scripts spell them: CategoryCanary, which blocks under every policy.
 //     Values the vault holds for any peer are found as whole words in the
 //     same forms and take their category, so a value pseudonymized for one
 //     peer is not sent in clear to another in a form the detectors miss.
