@@ -3,6 +3,7 @@ package sanitize
 import (
 	"encoding/base32"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"net/url"
@@ -231,6 +232,15 @@ func (sc *scanner) scanCanaryView() {
 // nextCanaryViewByte is the first index from i of a byte that may start a
 // line break or a non-ASCII letter, or len(d).
 func nextCanaryViewByte(d []byte, i int) int {
+	const ones, high = 0x0101010101010101, 0x8080808080808080
+	for i+8 <= len(d) { // skip eight ASCII bytes at a time, as nextBreakByte
+		x := binary.LittleEndian.Uint64(d[i:])
+		nl, bs := x^(ones*'\n'), x^(ones*'\\')
+		if ((nl-ones)&^nl|(bs-ones)&^bs|x)&high != 0 {
+			break
+		}
+		i += 8
+	}
 	for i < len(d) && d[i] != '\n' && d[i] != '\\' && d[i] < 0xC0 {
 		i++
 	}
