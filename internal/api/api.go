@@ -56,6 +56,10 @@ type (
 //go:embed openapi.json
 var openAPI string
 
+// idleTimeout closes a connection idle between requests, so a local process
+// cannot hold the server's descriptors by opening connections and going quiet.
+const idleTimeout = 2 * time.Minute
+
 // Server serves one node's local API.
 type Server struct {
 	n   *node.Node
@@ -85,7 +89,8 @@ func Listen(n *node.Node, log *slog.Logger) (*Server, error) {
 		return nil, fmt.Errorf("api: %w", err)
 	}
 	s := &Server{n: n, log: log, ln: ln}
-	s.srv = &http.Server{Handler: s.routes(), ReadHeaderTimeout: 10 * time.Second}
+	// No WriteTimeout: /v1/stream lasts as long as its call.
+	s.srv = &http.Server{Handler: s.routes(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: idleTimeout}
 	return s, nil
 }
 
