@@ -79,13 +79,8 @@ func Listen(n *node.Node, log *slog.Logger) (*Server, error) {
 		c.Close()
 		return nil, fmt.Errorf("api: another node is serving %s", path)
 	}
-	os.Remove(path)
-	ln, err := net.Listen("unix", path)
+	ln, err := listenUnix(path, nil) // replaces a stale socket
 	if err != nil {
-		return nil, fmt.Errorf("api: %w", err)
-	}
-	if err := os.Chmod(path, 0o600); err != nil {
-		ln.Close()
 		return nil, fmt.Errorf("api: %w", err)
 	}
 	s := &Server{n: n, log: log, ln: ln}
