@@ -1,7 +1,8 @@
 // Package identity holds a node's ed25519 identity and the did:key names of peers.
 //
 // A peer is its key: PublicKey is the only identity treaty trusts, and its text
-// form is a did:key (multicodec ed25519-pub, base58btc). PrivateKey cannot be
+// form is a did:key (multicodec ed25519-pub, base58btc). No constructor makes
+// a PublicKey of a key of small order (ErrSmallOrder). PrivateKey cannot be
 // compared with ==; fmt and slog print it as "[redacted]", and parse errors
 // never echo key bytes.
 package identity
