@@ -54,10 +54,26 @@ func stderrLogger(verbose bool) *slog.Logger {
 // shutdownGrace bounds how long requests in flight may finish at shutdown.
 const shutdownGrace = 5 * time.Second
 
+// localIdleTimeout closes a connection idle between requests, so a local
+// process cannot hold the server's descriptors by opening connections and
+// going quiet. It never cuts a response: a stream is not idle.
+const localIdleTimeout = 2 * time.Minute
+
+// localServer is the server of every local HTTP surface. It has no
+// WriteTimeout: A2A and MCP stream answers for as long as their calls last.
+func localServer(hd http.Handler, log *slog.Logger) *http.Server {
+	return &http.Server{Handler: hd, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: localIdleTimeout,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+}
+
 // serveHTTP serves hd on ln until ctx ends, running background beside it,
 // and prints banner to out once serving. It returns when both have stopped.
 func serveHTTP(ctx context.Context, ln net.Listener, hd http.Handler, background func(context.Context), out io.Writer, banner string, log *slog.Logger) error {
-	srv := &http.Server{Handler: hd, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	return serveLocal(ctx, ln, localServer(hd, log), background, out, banner)
+}
+
+// serveLocal is serveHTTP with the server given.
+func serveLocal(ctx context.Context, ln net.Listener, srv *http.Server, background func(context.Context), out io.Writer, banner string) error {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() { background(ctx) })

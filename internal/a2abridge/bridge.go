@@ -58,6 +58,11 @@ const (
 	MaxConcurrent = 64
 	// MaxTasks bounds the tasks kept for tasks/get; the oldest go first.
 	MaxTasks = 1024
+	// MaxTaskBytes bounds the bytes of the tasks kept (their parts,
+	// messages and metadata as JSON): past it the oldest ended tasks go
+	// first, and a new task is refused (ErrTasksFull) while running ones
+	// alone hold it.
+	MaxTaskBytes = 64 << 20
 	// MinPoll is the shortest poll interval accepted.
 	MinPoll = 100 * time.Millisecond
 )
@@ -108,6 +113,7 @@ type Bridge struct {
 	trustOf func(ctx context.Context) (map[string]catalogue.Trust, error)
 	auditOf catalogue.AuditFunc
 	handler a2asrv.RequestHandler
+	tasks   *taskStore
 
 	syncMu sync.Mutex // one Sync at a time
 
@@ -140,10 +146,10 @@ func New(opts Options) (*Bridge, error) {
 		opts.Version = "dev"
 	}
 	b := &Bridge{node: opts.Node, log: opts.Logger, poll: opts.Poll, url: opts.URL, version: opts.Version,
-		trustOf: opts.Trust, auditOf: opts.Audit}
+		trustOf: opts.Trust, auditOf: opts.Audit, tasks: newTaskStore(MaxTasks, MaxTaskBytes)}
 	b.handler = busyHandler{a2asrv.NewHandler(&executor{b: b},
 		a2asrv.WithLogger(opts.Logger),
-		a2asrv.WithTaskStore(newTaskStore(MaxTasks)),
+		a2asrv.WithTaskStore(b.tasks),
 		a2asrv.WithConcurrencyConfig(limiter.ConcurrencyConfig{MaxExecutions: MaxConcurrent}),
 	)} // busy.go
 	return b, nil

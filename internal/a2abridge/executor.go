@@ -21,6 +21,11 @@ var _ a2asrv.AgentExecutor = (*executor)(nil)
 
 func (e *executor) Execute(ctx context.Context, rc *a2asrv.RequestContext, q eventqueue.Queue) error {
 	b := e.b
+	if rc.StoredTask == nil { // a new task: refused, before it is stored, if there is no room
+		if err := b.tasks.admit(); err != nil {
+			return err
+		}
+	}
 	req, err := parseMessage(rc.Message)
 	if err != nil {
 		return fail(ctx, rc, q, &localapi.ErrorBody{Stage: localapi.StageUsage, Reason: err.Error()})

@@ -86,7 +86,7 @@ func FuzzParseMessage(f *testing.F) {
 }
 
 func TestTaskStoreKeepsTheNewest(t *testing.T) {
-	s := newTaskStore(2)
+	s := newTaskStore(2, MaxTaskBytes)
 	for _, id := range []a2a.TaskID{"a", "b", "a", "c"} {
 		if err := s.Save(t.Context(), &a2a.Task{ID: id, ContextID: "x", Status: a2a.TaskStatus{State: a2a.TaskStateWorking}}); err != nil {
 			t.Fatal(err)

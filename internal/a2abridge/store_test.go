@@ -25,7 +25,7 @@ func bigTask(n, size int) *a2a.Task {
 // CPU through the bridge). A save copies the task's structure, not its
 // content: saving a 4 MB task ten times allocates far less than 4 MB.
 func TestTaskStoreSaveCostsNoContent(t *testing.T) {
-	s := newTaskStore(4)
+	s := newTaskStore(4, MaxTaskBytes)
 	task := bigTask(1000, 4000)
 	if err := s.Save(t.Context(), task); err != nil {
 		t.Fatal(err)
@@ -47,7 +47,7 @@ func TestTaskStoreSaveCostsNoContent(t *testing.T) {
 // (appending parts, setting an artifact's metadata) and edits what Get
 // returns; neither may change what the store holds.
 func TestTaskStoreIsolates(t *testing.T) {
-	s := newTaskStore(4)
+	s := newTaskStore(4, MaxTaskBytes)
 	task := bigTask(2, 1)
 	if err := s.Save(t.Context(), task); err != nil {
 		t.Fatal(err)

@@ -56,6 +56,10 @@ type (
 //go:embed openapi.json
 var openAPI string
 
+// idleTimeout closes a connection idle between requests, so a local process
+// cannot hold the server's descriptors by opening connections and going quiet.
+const idleTimeout = 2 * time.Minute
+
 // Server serves one node's local API.
 type Server struct {
 	n   *node.Node
@@ -75,17 +79,13 @@ func Listen(n *node.Node, log *slog.Logger) (*Server, error) {
 		c.Close()
 		return nil, fmt.Errorf("api: another node is serving %s", path)
 	}
-	os.Remove(path)
-	ln, err := net.Listen("unix", path)
+	ln, err := listenUnix(path, nil) // replaces a stale socket
 	if err != nil {
 		return nil, fmt.Errorf("api: %w", err)
 	}
-	if err := os.Chmod(path, 0o600); err != nil {
-		ln.Close()
-		return nil, fmt.Errorf("api: %w", err)
-	}
 	s := &Server{n: n, log: log, ln: ln}
-	s.srv = &http.Server{Handler: s.routes(), ReadHeaderTimeout: 10 * time.Second}
+	// No WriteTimeout: /v1/stream lasts as long as its call.
+	s.srv = &http.Server{Handler: s.routes(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: idleTimeout}
 	return s, nil
 }
 

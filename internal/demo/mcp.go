@@ -48,7 +48,7 @@ func serveReviewTool(o *org, review backend.Func) (stop func(), err error) {
 	if err != nil {
 		return nil, err
 	}
-	srv := &http.Server{Handler: mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s }, nil), ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s }, nil), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 2 * time.Minute}
 	go srv.Serve(ln)
 	stop = func() { srv.Close() }
 	url := "http://" + ln.Addr().String() + "/mcp"

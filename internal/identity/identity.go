@@ -1,7 +1,8 @@
 // Package identity holds a node's ed25519 identity and the did:key names of peers.
 //
 // A peer is its key: PublicKey is the only identity treaty trusts, and its text
-// form is a did:key (multicodec ed25519-pub, base58btc). PrivateKey cannot be
+// form is a did:key (multicodec ed25519-pub, base58btc). No constructor makes
+// a PublicKey of a key of small order (ErrSmallOrder). PrivateKey cannot be
 // compared with ==; fmt and slog print it as "[redacted]", and parse errors
 // never echo key bytes.
 package identity
@@ -45,7 +46,8 @@ func (p PublicKey) withDID() PublicKey {
 	return p
 }
 
-// PublicKeyFromEd25519 wraps a raw ed25519 public key.
+// PublicKeyFromEd25519 wraps a raw ed25519 public key. A key of small order
+// is refused with ErrSmallOrder.
 func PublicKeyFromEd25519(pub ed25519.PublicKey) (PublicKey, error) {
 	var p PublicKey
 	if len(pub) != ed25519.PublicKeySize {
@@ -53,7 +55,10 @@ func PublicKeyFromEd25519(pub ed25519.PublicKey) (PublicKey, error) {
 	}
 	copy(p.k[:], pub)
 	if p.IsZero() {
-		return p, errors.New("identity: all-zero public key")
+		return PublicKey{}, errors.New("identity: all-zero public key")
+	}
+	if isSmallOrder(p.k) {
+		return PublicKey{}, ErrSmallOrder
 	}
 	return p.withDID(), nil
 }
@@ -145,29 +150,34 @@ func (p *PublicKey) UnmarshalText(b []byte) error {
 }
 
 // ParseError says why a did:key was rejected. It quotes at most a short prefix
-// of the input.
+// of the input. It unwraps to ErrSmallOrder for a key of small order.
 type ParseError struct {
 	Input  string // truncated to 24 bytes
 	Reason string
+	err    error
 }
 
 func (e *ParseError) Error() string {
 	return fmt.Sprintf("identity: invalid did:key %q: %s", e.Input, e.Reason)
 }
 
+func (e *ParseError) Unwrap() error { return e.err }
+
 // maxDIDLen bounds the input ParseDID will look at: a did:key for ed25519 is 56 bytes.
 const maxDIDLen = 128
 
-// ParseDID parses "did:key:z6Mk..." (ed25519 only).
+// ParseDID parses "did:key:z6Mk..." (ed25519 only). A key of small order is
+// refused with a *ParseError that unwraps to ErrSmallOrder.
 func ParseDID(s string) (PublicKey, error) {
 	var p PublicKey
-	fail := func(reason string) (PublicKey, error) {
+	failErr := func(reason string, err error) (PublicKey, error) {
 		in := s
 		if len(in) > 24 {
 			in = in[:24] + "..."
 		}
-		return p, &ParseError{Input: in, Reason: reason}
+		return PublicKey{}, &ParseError{Input: in, Reason: reason, err: err}
 	}
+	fail := func(reason string) (PublicKey, error) { return failErr(reason, nil) }
 	if len(s) > maxDIDLen {
 		return fail(fmt.Sprintf("longer than %d bytes", maxDIDLen))
 	}
@@ -190,6 +200,9 @@ func ParseDID(s string) (PublicKey, error) {
 	copy(p.k[:], raw[2:])
 	if p.IsZero() {
 		return fail("all-zero key")
+	}
+	if isSmallOrder(p.k) {
+		return failErr("key is of small order: anyone can sign for it", ErrSmallOrder)
 	}
 	// Canonical form only: reject encodings that decode to the same key (leading '1's).
 	p = p.withDID()

@@ -151,6 +151,7 @@ func FuzzParseDID(f *testing.F) {
 	f.Add("did:key:z111111111111111111111111111111111")                // leading zeros
 	f.Add("did:key:zQ3shokFTS3brHcDQrn82RUDfCZESWL1ZdCEJwekUDPQiYBme") // secp256k1
 	f.Add("did:key:m7QEJ")                                             // other multibase
+	f.Add(encodeDID([32]byte{1}))                                      // the identity point: small order
 	f.Fuzz(func(t *testing.T, s string) {
 		p, err := ParseDID(s)
 		if err != nil {
@@ -158,6 +159,9 @@ func FuzzParseDID(f *testing.F) {
 		}
 		if p.String() != s { // only canonical encodings may parse
 			t.Fatalf("ParseDID(%q) accepted a non-canonical form of %s", s, p)
+		}
+		if isSmallOrder(p.k) {
+			t.Fatalf("ParseDID(%q) accepted a key of small order", s)
 		}
 	})
 }

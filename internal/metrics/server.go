@@ -11,6 +11,11 @@ import (
 	"time"
 )
 
+// idleTimeout closes a connection idle between scrapes: the endpoint may
+// serve other machines, so keep-alive is kept short (as ReadTimeout, which
+// net/http used as the idle timeout before this was explicit).
+const idleTimeout = 10 * time.Second
+
 // Server serves a registry over plain HTTP at /metrics.
 type Server struct {
 	ln  net.Listener
@@ -36,8 +41,8 @@ func Listen(addr string, allowNonLoopback bool, m *Metrics, log *slog.Logger) (*
 		h = loopbackHost(mux)
 	}
 	return &Server{ln: ln, srv: &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second, MaxHeaderBytes: 16 << 10,
-		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}}, nil
+		ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: idleTimeout,
+		MaxHeaderBytes: 16 << 10, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}}, nil
 }
 
 // CheckListen reports whether addr is a host:port this package will bind.

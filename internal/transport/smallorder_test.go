@@ -3,13 +3,13 @@ package transport
 import (
 	"crypto"
 	"crypto/ed25519"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"io"
+	"strings"
 	"testing"
 	"time"
-
-	"github.com/treaty-dev/treaty/internal/identity"
 )
 
 // universalSigner "holds" the identity point: R = identity, S = 0 verifies
@@ -31,43 +31,45 @@ func identityPoint() ed25519.PublicKey {
 
 // TestSmallOrderKeyIsRefused: a key of small order is no identity (one
 // signature verifies for every message, so anyone completes a handshake as
-// it); its certificate is refused whatever the PeerSource says. Without the
+// it); its certificate is refused whatever the PeerSource says. The refusal
+// is identity's (ErrSmallOrder), the one place that decides it. Without the
 // check the identity point's certificate, signed by anyone, was accepted.
 func TestSmallOrderKeyIsRefused(t *testing.T) {
 	t.Parallel()
 	if !ed25519.Verify(identityPoint(), []byte("any message"), must(universalSigner{}.Sign(nil, nil, nil))) {
 		t.Fatal("premise: the universal signature does not verify")
 	}
-	k, err := identity.PublicKeyFromEd25519(identityPoint())
-	if err != nil {
-		t.Fatal(err)
-	}
-	der := mustDER(t, certTemplate(k, t0.Add(-time.Minute), t0.Add(time.Hour)), identityPoint(), universalSigner{})
-	_, err = verifyRawPeerCert([][]byte{der}, t0, acceptAll)
+	tmpl := certTemplate(testKey(t, 1).Public(), t0.Add(-time.Minute), t0.Add(time.Hour))
+	der := mustDER(t, tmpl, identityPoint(), universalSigner{})
+	_, err := verifyRawPeerCert([][]byte{der}, t0, acceptAll)
 	var ve *verifyError
-	if !errors.As(err, &ve) || ve.reason != ReasonBadCertificate {
-		t.Fatalf("identity-point certificate: %v, want a bad certificate", err)
+	if !errors.As(err, &ve) || ve.reason != ReasonBadCertificate || !strings.Contains(err.Error(), "small order") {
+		t.Fatalf("identity-point certificate: %v, want a bad certificate of small order", err)
 	}
 
-	// The encodings of the small-order points (and non-canonical variants).
+	// Every small-order point, canonical and not, is refused before its
+	// certificate's signature is looked at.
 	for _, h := range []string{
 		"0100000000000000000000000000000000000000000000000000000000000000",
+		"0100000000000000000000000000000000000000000000000000000000000080",
 		"ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
 		"0000000000000000000000000000000000000000000000000000000000000080",
 		"c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
 		"c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa",
 		"26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
 		"26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc85",
+		"edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f", // y = p
 		"eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f", // y = p + 1
 	} {
 		b, _ := hex.DecodeString(h)
-		if !smallOrder(b) {
-			t.Errorf("%s not found of small order", h)
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
-	for i := range 64 {
-		if pub := testKey(t, byte(i)).Public().Ed25519(); smallOrder(pub) {
-			t.Errorf("generated key %x found of small order", pub)
+		c.PublicKey = ed25519.PublicKey(b)
+		_, err = verifyPeerCert([]*x509.Certificate{c}, t0, acceptAll)
+		if !errors.As(err, &ve) || ve.reason != ReasonBadCertificate || !strings.Contains(err.Error(), "small order") {
+			t.Errorf("key %s: %v, want a bad certificate of small order", h, err)
 		}
 	}
 }
