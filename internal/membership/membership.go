@@ -225,7 +225,8 @@ type Config struct {
 	// block. Nil: evidence is only logged.
 	OnEvidence func(Evidence)
 	// MaxStatements bounds the statements kept to hand to members that join
-	// later (push-pull state). Zero: 256; allowed [1, 4096].
+	// later (push-pull state); when full, the signer keeping the most loses
+	// its oldest. Zero: 256; allowed [1, 4096].
 	MaxStatements int
 	// Announce, if set, returns statements of Transient kinds this node adds
 	// to every push-pull state exchange (at most MaxAnnounce are used). It is
@@ -1000,13 +1001,11 @@ func (m *Membership) acceptStatement(b []byte) (bool, error) {
 		m.forgetSeenLocked()
 	}
 	m.stmts[id] = struct{}{}
-	switch {
-	case kind.Transient: // its announcer keeps it in its own state
-	case len(m.kept) < m.cfg.MaxStatements:
+	if !kind.Transient { // else its announcer keeps it in its own state
+		if len(m.kept) >= m.cfg.MaxStatements {
+			m.evictKeptLocked(s.Signer)
+		}
 		m.kept = append(m.kept, s)
-	default:
-		m.warns.Log(context.Background(), slog.LevelWarn, "storefull", "membership: statement store full; later joiners will not learn this one",
-			"kind", s.Kind, "max", m.cfg.MaxStatements)
 	}
 	m.mu.Unlock()
 	m.queue.QueueBroadcast(statementBroadcast(b))
@@ -1015,6 +1014,33 @@ func (m *Membership) acceptStatement(b []byte) (bool, error) {
 		kind.Accept(s)
 	}
 	return true, nil
+}
+
+// evictKeptLocked makes room in the full store of kept statements for one
+// signed by signer: the signer keeping the most (signer itself on a tie)
+// loses its oldest. Any member can sign statements at will, so a flood
+// displaces its own statements before anyone else's; refusing new ones
+// instead would let one burst keep every later statement from later joiners.
+// Call with m.mu held.
+func (m *Membership) evictKeptLocked(signer identity.PublicKey) {
+	count := make(map[identity.PublicKey]int, len(m.kept))
+	for _, s := range m.kept {
+		count[s.Signer]++
+	}
+	victim := signer // on a tie among others, the signer of the oldest
+	for _, s := range m.kept {
+		if count[s.Signer] > count[victim] {
+			victim = s.Signer
+		}
+	}
+	i := slices.IndexFunc(m.kept, func(s Statement) bool { return s.Signer == victim })
+	if i < 0 { // signer keeps none and all others keep as few: the oldest goes
+		i = 0
+	}
+	m.warns.Log(context.Background(), slog.LevelWarn, "storefull|"+m.kept[i].Signer.String(),
+		"membership: statement store full; the oldest statement of the member keeping the most makes room",
+		"signer", m.kept[i].Signer, "kind", m.kept[i].Kind, "max", m.cfg.MaxStatements)
+	m.kept = slices.Delete(m.kept, i, i+1)
 }
 
 // Bounds of statement deduplication and gossip: about 5 MiB each.

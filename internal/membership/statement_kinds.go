@@ -129,8 +129,11 @@ func validTime(t time.Time) bool {
 // AdmissionStatement is one decoded and verified admission statement that
 // members spread: exactly one of its pointers is set, as Kind says.
 type AdmissionStatement struct {
-	Kind       string
-	Text       string // the canonical text, for forwarding and storage
+	Kind string
+	Text string // the canonical text, for forwarding and storage
+	// Publisher is the key that signed the gossip envelope it came in (the
+	// member that put it into gossip, accountable for it); zero otherwise.
+	Publisher  identity.PublicKey
 	Admit      *Admit
 	Rotation   *Rotation
 	Revocation *Revocation
@@ -179,7 +182,8 @@ func AdmissionEnvelope(publisher identity.PrivateKey, st AdmissionStatement) (St
 
 // AdmissionKinds registers the admission statements with gossip: each
 // envelope kind accepts only a body that verifies as its own kind of
-// statement, and accept gets every new one (it must not block).
+// statement, and accept gets every new one with its Publisher set (it must
+// not block).
 func AdmissionKinds(accept func(AdmissionStatement)) map[string]Kind {
 	out := map[string]Kind{}
 	for kind, envelope := range gossipKinds {
@@ -196,6 +200,7 @@ func AdmissionKinds(accept func(AdmissionStatement)) map[string]Kind {
 			},
 			Accept: func(s Statement) {
 				if st, err := ParseAdmission(string(s.Body)); err == nil {
+					st.Publisher = s.Signer
 					accept(st)
 				}
 			},

@@ -44,8 +44,9 @@ func (n *Node) startGossip(ctx context.Context) error {
 		nick = nick[:membership.MaxNicknameBytes]
 	}
 	kinds := membership.AdmissionKinds(func(st membership.AdmissionStatement) {
-		// Off gossip's receive goroutine: applying edits files.
-		n.goTracked(func() { n.applyStatement(ctx, st.Text, identity.PublicKey{}, nil) })
+		// Off gossip's receive goroutine: applying edits files. The
+		// envelope's signer answers for it (revocations.go).
+		n.goTracked(func() { n.applyStatement(ctx, st.Text, st.Publisher, nil) })
 	})
 	// Announcements of decided statements (governor_pull.go).
 	maps.Copy(kinds, membership.DecidedKinds(func(from identity.PublicKey, a membership.DecidedAnnouncement) {

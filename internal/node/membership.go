@@ -73,7 +73,8 @@ type admission struct {
 	mu      sync.Mutex // serialises changes and writes of the ledger
 	path    string
 	ledger  ledger
-	refused atomic.Pointer[map[identity.PublicKey]string] // revoked and superseded keys -> why
+	refused atomic.Pointer[map[identity.PublicKey]string] // revoked and superseded keys -> why, from the ledger
+	held    *membership.Held                              // revocations of unknown keys, not in the ledger (revocations.go)
 	open    atomic.Int32                                  // invites not expired at the last count (used up or not)
 	seen    map[[32]byte]struct{}
 	restart chan struct{} // closed by Rotate (rotate.go)
@@ -110,6 +111,11 @@ func (n *Node) loadAdmission() error {
 	defer a.mu.Unlock()
 	a.path = filepath.Join(n.home, AdmissionFile)
 	a.seen = map[[32]byte]struct{}{}
+	held, err := membership.NewHeld(membership.HeldConfig{})
+	if err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	a.held = held
 	a.ledger = ledger{Invites: map[string]*inviteUse{}}
 	b, err := os.ReadFile(a.path)
 	switch {
@@ -169,8 +175,20 @@ func (a *admission) rebuildLocked(now time.Time) {
 	a.open.Store(int32(open))
 }
 
-// refusedWhy says why k may not connect ("" when it may).
+// refusedWhy says why k may not connect ("" when it may): its ledger, then
+// the revocations held in memory.
 func (a *admission) refusedWhy(k identity.PublicKey) string {
+	if why := a.ledgerWhy(k); why != "" {
+		return why
+	}
+	if a.held != nil && a.held.Revoked(k) {
+		return "revoked"
+	}
+	return ""
+}
+
+// ledgerWhy says why the ledger refuses k ("" when it does not).
+func (a *admission) ledgerWhy(k identity.PublicKey) string {
 	m := a.refused.Load()
 	if m == nil {
 		return ""
@@ -372,6 +390,7 @@ func (n *Node) join(ctx context.Context, c net.Conn, newcomer identity.PublicKey
 		return refuse("malformed", err)
 	}
 	if why := n.adm.refusedWhy(newcomer); why != "" {
+		n.promoteHeld(ctx, newcomer) // revocations.go
 		return refuse("refused", fmt.Errorf("key %s is %s", newcomer.Short(), why))
 	}
 	if _, known := n.state.Load().peers[newcomer]; known {

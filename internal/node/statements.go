@@ -89,9 +89,9 @@ func (n *Node) applyStatement(ctx context.Context, text string, from identity.Pu
 	case membership.KindRotate:
 		err = n.applyRotation(ctx, *st.Rotation, st.Text, ack)
 	case membership.KindRevoke:
-		err = n.applyRevocation(ctx, *st.Revocation, st.Text, ack)
+		err = n.applyRevocation(ctx, *st.Revocation, st.Text, from, ack)
 	}
-	if errors.Is(err, errStale) {
+	if errors.Is(err, errStale) || errors.Is(err, errHeld) {
 		ack() // valid, but not applied nor passed on
 		return false, nil
 	}
@@ -155,6 +155,7 @@ func (n *Node) applyAdmit(ctx context.Context, a membership.Admit, from identity
 		return fmt.Errorf("introduction by %s, which is %s", a.Inviter.Short(), why)
 	}
 	if why := n.adm.refusedWhy(a.Member); why != "" {
+		n.promoteHeld(ctx, a.Member) // revocations.go
 		n.log.Info("introduction of a refused key ignored", "peer", a.Member, "why", why)
 		return nil
 	}
@@ -194,6 +195,8 @@ func recordLocked(list *[]string, text string) bool {
 // its old key to its new one. The old key is refused from then on. A rotation
 // from a revoked key is void, and its new key is refused as well.
 func (n *Node) applyRotation(ctx context.Context, r membership.Rotation, text string, ack func()) error {
+	n.promoteHeld(ctx, r.Old) // revocations.go: a held revocation of either key now matters
+	n.promoteHeld(ctx, r.New)
 	a := &n.adm
 	a.mu.Lock()
 	added := recordLocked(&a.ledger.Rotations, text)
@@ -237,35 +240,6 @@ func (n *Node) applyRotation(ctx context.Context, r membership.Rotation, text st
 	n.adm.counts.rotationsIn.Add(1)
 	n.log.Info("peer rotated its key", "old", r.Old, "new", r.New)
 	return nil
-}
-
-// applyRevocation persists a revocation, refuses the key (and every key it
-// rotated to) at the handshake, closes its connections and drops it from the
-// peer book.
-func (n *Node) applyRevocation(ctx context.Context, r membership.Revocation, text string, ack func()) error {
-	a := &n.adm
-	a.mu.Lock()
-	var err error
-	if recordLocked(&a.ledger.Revoked, text) {
-		if err = a.saveLocked(); err != nil {
-			a.ledger.Revoked = a.ledger.Revoked[:len(a.ledger.Revoked)-1]
-		} else {
-			a.rebuildLocked(n.now())
-		}
-	}
-	a.mu.Unlock()
-	if err != nil {
-		return err
-	}
-	ack()
-	closed := n.tr.Disconnect(r.Key)
-	if r.Key == n.self {
-		n.log.Error("this node's own key is revoked: members refuse it; make a new identity and join again")
-	}
-	n.auditAdmission(ctx, KindKeyRevoked, r.Key, "in", map[string]any{"issued": r.Issued, "reason": r.Reason, "connections_closed": closed})
-	n.adm.counts.revocations.Add(1)
-	n.log.Warn("key revoked", "peer", r.Key, "reason", r.Reason, "connections_closed", closed)
-	return n.dropRefused(ctx)
 }
 
 // dropRefused removes every refused key from the peer book and closes its
