@@ -35,6 +35,12 @@ type ConsistencyFunc func(ctx context.Context, oldSize, newSize uint64) ([][32]b
 // maxProofLen bounds a consistency proof: at most two hashes per tree level.
 const maxProofLen = 128
 
+// maxForksPerPeer bounds the forks kept per peer. A peer can sign any number
+// of conflicting checkpoints, and fork records go in over the high-water mark;
+// past the bound a conflict is still reported (and alerted) but not stored:
+// the kept ones already prove the misbehaviour. At most about 64 KiB each.
+const maxForksPerPeer = 16
+
 // Observe judges a checkpoint note that peer presented.
 //
 //   - The note must be signed by peer under origin OriginFor(peer); otherwise
@@ -50,7 +56,8 @@ const maxProofLen = 128
 //
 // A conflict returns a *ForkError: both notes (and a failed proof) are stored
 // in the forks table, an "audit.fork" entry is appended to this log, and an
-// error is logged. The kept note does not change. Any other error from
+// error is logged; at most maxForksPerPeer conflicts are stored per peer, later
+// ones are only returned. The kept note does not change. Any other error from
 // consistency (peer unreachable) is returned wrapped and decides nothing.
 func (w *Witness) Observe(ctx context.Context, peer identity.PublicKey, note []byte, consistency ConsistencyFunc) error {
 	cp, err := OpenCheckpoint(note, peer)
@@ -175,14 +182,18 @@ type forkEvidence struct {
 
 func (w *Witness) fork(ctx context.Context, peer identity.PublicKey, reason string, old, cp Checkpoint, proof [][32]byte) error {
 	ferr := &ForkError{Peer: peer, Reason: reason, Old: old.Note, New: cp.Note}
-	var seen int
-	err := w.l.r.db.QueryRowContext(ctx, `SELECT count(*) FROM forks WHERE peer = ? AND old_note = ? AND new_note = ?`,
-		peer.String(), string(old.Note), string(cp.Note)).Scan(&seen)
+	var seen, kept int
+	err := w.l.r.db.QueryRowContext(ctx, `SELECT count(*) FILTER (WHERE old_note = ?2 AND new_note = ?3), count(*) FROM forks WHERE peer = ?1`,
+		peer.String(), string(old.Note), string(cp.Note)).Scan(&seen, &kept)
 	if err != nil {
 		return fmt.Errorf("audit: record fork of %s: %w", peer.Short(), err)
 	}
 	if seen > 0 {
 		return ferr // already recorded and alerted
+	}
+	if kept >= maxForksPerPeer {
+		w.l.cfg.Logger.Warn("audit: peer's log forked again; not recorded", "peer", peer, "reason", reason, "kept", kept)
+		return ferr
 	}
 	ev := forkEvidence{Reason: reason, Old: string(old.Note), New: string(cp.Note)}
 	var proofBlob []byte
