@@ -153,6 +153,9 @@ func verifyOnce(ctx context.Context, path string, pub identity.PublicKey, opts V
 		return VerifyResult{}, 0, fmt.Errorf("audit: verify %s: %w", path, err)
 	}
 	defer tx.Rollback()
+	if _, err := readMeta(ctx, tx); err != nil {
+		return VerifyResult{}, 0, err
+	}
 	var seq int64
 	if err := tx.QueryRowContext(ctx, `SELECT coalesce(max(seq), 0) FROM prunes`).Scan(&seq); err != nil {
 		return VerifyResult{}, 0, fmt.Errorf("audit: verify %s: %w", path, err)

@@ -1,0 +1,114 @@
+package audit
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestForeignFilesRefused: what the read-only commands (verify, ls, show,
+// prove, export, --against) open may be any file. One that is not a treaty
+// log is refused at once, naming why; one whose schema was rebuilt to hang the
+// reader (a recursive view in place of a table) or whose meta values carry
+// terminal escapes or megabytes is refused too, never followed, echoed raw or
+// copied into the error.
+func TestForeignFilesRefused(t *testing.T) {
+	f := newTamperFixture(t)
+	pub := f.key.Public()
+	for _, tc := range []struct {
+		name  string
+		make  func(t *testing.T) string
+		want  string
+		extra func(t *testing.T, msg string)
+	}{
+		{"another application's SQLite file", func(t *testing.T) string {
+			path := filepath.Join(t.TempDir(), "app.db")
+			db := rawDB(t, path)
+			mustExec(t, db, `CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)`)
+			db.Close()
+			return path
+		}, "not a treaty audit log", nil},
+		{"not SQLite at all", func(t *testing.T) string {
+			path := filepath.Join(t.TempDir(), "audit.db")
+			if err := os.WriteFile(path, bytes.Repeat([]byte("not a database "), 400), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			return path
+		}, "not a database", nil},
+		{"entries is a recursive view", func(t *testing.T) string {
+			path := f.copyTo(t)
+			db := rawDB(t, path)
+			mustExec(t, db, `ALTER TABLE entries RENAME TO e2`)
+			mustExec(t, db, `CREATE VIEW entries AS WITH RECURSIVE r(i) AS (SELECT 0 UNION ALL SELECT i+1 FROM r)
+				SELECT i AS idx, 'x' AS leaf, NULL AS content, x'' AS hashes, '' AS peer_key, NULL AS rare_kind FROM r`)
+			db.Close()
+			return path
+		}, "entries is a view, not a table", nil},
+		{"checkpoints is a view", func(t *testing.T) string {
+			path := f.copyTo(t)
+			db := rawDB(t, path)
+			mustExec(t, db, `ALTER TABLE checkpoints RENAME TO c2`)
+			mustExec(t, db, `CREATE VIEW checkpoints AS SELECT * FROM c2`)
+			db.Close()
+			return path
+		}, "checkpoints is a view, not a table", nil},
+		{"owner key with a terminal escape", func(t *testing.T) string {
+			path := f.copyTo(t)
+			db := rawDB(t, path)
+			mustExec(t, db, "UPDATE meta SET value = 'did:key:z6Mk\x1b]0;owned\a\x1b[2J' WHERE key = 'key'")
+			db.Close()
+			return path
+		}, "not a treaty audit log", func(t *testing.T, msg string) {
+			if strings.ContainsAny(msg, "\x1b\a") {
+				t.Fatalf("error carries the escape raw: %q", msg)
+			}
+		}},
+		{"a megabyte origin", func(t *testing.T) string {
+			path := f.copyTo(t)
+			db := rawDB(t, path)
+			mustExec(t, db, `UPDATE meta SET value = value || CAST(zeroblob(1000000) AS TEXT) WHERE key = 'origin'`)
+			db.Close()
+			return path
+		}, "not a treaty audit log", nil},
+		{"a megabyte format", func(t *testing.T) string {
+			path := f.copyTo(t)
+			db := rawDB(t, path)
+			mustExec(t, db, `UPDATE meta SET value = replace(hex(zeroblob(500000)), '0', 'A') WHERE key = 'format'`)
+			db.Close()
+			return path
+		}, "not a treaty audit log", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := tc.make(t)
+			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+			defer cancel()
+			errs := map[string]error{}
+			_, errs["Verify"] = Verify(ctx, path, pub)
+			r, err := OpenReader(ctx, path)
+			if err == nil {
+				r.Close()
+			}
+			errs["OpenReader"] = err
+			errs["Export"] = Export(ctx, path, new(bytes.Buffer), "jsonl")
+			_, _, errs["WitnessedCheckpoint"] = WitnessedCheckpoint(ctx, path, pub)
+			for what, err := range errs {
+				if err == nil || !strings.Contains(err.Error(), tc.want) {
+					t.Fatalf("%s: %v, want an error saying %q", what, err, tc.want)
+				}
+				if len(err.Error()) > 1024 {
+					t.Fatalf("%s: a %d-byte error", what, len(err.Error()))
+				}
+				if tc.extra != nil {
+					tc.extra(t, err.Error())
+				}
+			}
+			if ctx.Err() != nil {
+				t.Fatal("the reads did not end before the deadline")
+			}
+		})
+	}
+}
