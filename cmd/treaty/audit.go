@@ -11,6 +11,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
@@ -104,7 +106,7 @@ func auditCmd(h func() string) *cobra.Command {
 			fmt.Fprintln(tw, "INDEX\tTIME\tKIND\tDIR\tPEER\tCAPABILITY\tOUTCOME\tSTAGE")
 			for _, e := range entries {
 				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Index, e.Time.Format(time.RFC3339),
-					e.Kind, dash(e.Direction), dash(short(e.Peer)), dash(e.Capability), dash(e.Outcome), dash(e.Stage))
+					cell(e.Kind), cell(e.Direction), cell(short(e.Peer)), cell(e.Capability), cell(e.Outcome), cell(e.Stage))
 			}
 			return tw.Flush()
 		},
@@ -217,6 +219,19 @@ func parseSince(s string, now time.Time) (time.Time, error) {
 		return now.Add(-d), nil
 	}
 	return time.Time{}, fmt.Errorf("--since %q: want an RFC 3339 time or a duration such as 1h", s)
+}
+
+// cell is s for a table column: "-" when empty, and quoted with Go escapes
+// when it holds anything but printable characters. Fields are free text in the
+// log (a capability name a local client made up, a row edited in the file):
+// an escape sequence or a bidi override must not reach the terminal raw.
+func cell(s string) string {
+	for _, r := range s {
+		if r == utf8.RuneError || !unicode.IsPrint(r) {
+			return strconv.Quote(s)
+		}
+	}
+	return dash(s)
 }
 
 // short abbreviates a did:key for tables.
