@@ -3,8 +3,11 @@ package audit
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -108,6 +111,57 @@ func TestForeignFilesRefused(t *testing.T) {
 			}
 			if ctx.Err() != nil {
 				t.Fatal("the reads did not end before the deadline")
+			}
+		})
+	}
+}
+
+// TestVerifyHostileColumns: a checkpoint or pruning record row rebuilt to hold
+// a huge value or a value of the wrong type is a typed tampering error, and
+// Verify does not copy the huge value into its own memory to find out.
+func TestVerifyHostileColumns(t *testing.T) {
+	f := newTamperFixture(t)
+	const huge = 64 << 20
+	loose := func(tbl, cols string) []string {
+		return []string{`CREATE TABLE x AS SELECT * FROM ` + tbl, `DROP TABLE ` + tbl,
+			`CREATE TABLE ` + tbl + `(` + cols + `)`, `INSERT INTO ` + tbl + ` SELECT * FROM x`, `DROP TABLE x`}
+	}
+	for _, tc := range []struct {
+		name string
+		sql  []string
+		want string // in the error, which wraps ErrTampered
+	}{
+		{"a huge checkpoint note", []string{
+			fmt.Sprintf(`UPDATE checkpoints SET note = CAST(zeroblob(%d) AS TEXT) WHERE size = 16`, huge)},
+			"checkpoint at size 16: note is 67108864 bytes"},
+		{"a huge pruning record", []string{
+			fmt.Sprintf(`INSERT INTO prunes(seq, note, time) VALUES(1, CAST(zeroblob(%d) AS TEXT), '')`, huge)},
+			"pruning record 1: note is 67108864 bytes"},
+		{"a checkpoint size that is text", append(loose("checkpoints", "size, note, time, retained"),
+			`UPDATE checkpoints SET size = 'sixteen' WHERE size = 16`), "size is not an integer"},
+		{"a checkpoint size that is real", append(loose("checkpoints", "size, note, time, retained"),
+			`UPDATE checkpoints SET size = 1e30 WHERE size = 16`), "size is not an integer"},
+		{"a checkpoint note that is NULL", append(loose("checkpoints", "size, note, time, retained"),
+			`UPDATE checkpoints SET note = NULL WHERE size = 16`), "checkpoint at size 16: no note"},
+		{"a pruning record seq that is text", append(loose("prunes", "seq, note, time"),
+			`INSERT INTO prunes VALUES('one', 'x', '')`), "pruning record 1: seq is not an integer"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := f.copyTo(t)
+			db := rawDB(t, path)
+			for _, q := range tc.sql {
+				mustExec(t, db, q)
+			}
+			db.Close()
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			_, err := Verify(t.Context(), path, f.key.Public())
+			runtime.ReadMemStats(&after)
+			if !errors.Is(err, ErrTampered) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Verify: %v, want ErrTampered saying %q", err, tc.want)
+			}
+			if got := after.TotalAlloc - before.TotalAlloc; got > huge/4 {
+				t.Fatalf("Verify allocated %d MiB for a %d MiB value", got>>20, huge>>20)
 			}
 		})
 	}

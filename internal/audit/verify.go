@@ -127,7 +127,7 @@ func latestPruneSeq(ctx context.Context, path string) (int64, error) {
 	}
 	defer db.Close()
 	var seq int64
-	if err := db.QueryRowContext(ctx, `SELECT coalesce(max(seq), 0) FROM prunes`).Scan(&seq); err != nil {
+	if err := db.QueryRowContext(ctx, `SELECT CAST(coalesce(max(seq), 0) AS INTEGER) FROM prunes`).Scan(&seq); err != nil {
 		return 0, fmt.Errorf("audit: verify %s: %w", path, err)
 	}
 	return seq, nil
@@ -157,7 +157,7 @@ func verifyOnce(ctx context.Context, path string, pub identity.PublicKey, opts V
 		return VerifyResult{}, 0, err
 	}
 	var seq int64
-	if err := tx.QueryRowContext(ctx, `SELECT coalesce(max(seq), 0) FROM prunes`).Scan(&seq); err != nil {
+	if err := tx.QueryRowContext(ctx, `SELECT CAST(coalesce(max(seq), 0) AS INTEGER) FROM prunes`).Scan(&seq); err != nil {
 		return VerifyResult{}, 0, fmt.Errorf("audit: verify %s: %w", path, err)
 	}
 	res, err := verifyTx(ctx, tx, path, pub, opts, workers)
@@ -251,7 +251,11 @@ func verifyTx(ctx context.Context, tx *sql.Tx, path string, pub identity.PublicK
 // returned as checks that fail when the scan reaches their size, so the first
 // problem in log order is the one reported.
 func loadCheckpoints(ctx context.Context, q querier, pub identity.PublicKey, origin string, from uint64) ([]cpCheck, uint64, error) {
-	rows, err := q.QueryContext(ctx, `SELECT size, note FROM checkpoints WHERE size >= ? ORDER BY size`, int64(from))
+	// A value of the wrong type, or a note too large to be one, is reported
+	// as such without being copied out of SQLite.
+	rows, err := q.QueryContext(ctx, `SELECT CASE WHEN typeof(size) = 'integer' THEN size END,
+		CASE WHEN octet_length(note) <= ?2 THEN note END, octet_length(note)
+		FROM checkpoints WHERE size >= ?1 ORDER BY size`, int64(from), MaxNoteSize)
 	if err != nil {
 		return nil, 0, fmt.Errorf("audit: read checkpoints: %w", err)
 	}
@@ -260,17 +264,27 @@ func loadCheckpoints(ctx context.Context, q querier, pub identity.PublicKey, ori
 	var notes [][]byte
 	var head uint64
 	for rows.Next() {
-		var size int64
+		var size, n sql.NullInt64
 		var msg []byte
-		if err := rows.Scan(&size, &msg); err != nil {
+		if err := rows.Scan(&size, &msg, &n); err != nil {
 			return nil, 0, fmt.Errorf("audit: read checkpoints: %w", err)
 		}
-		if size < 0 {
-			return nil, 0, &BadCheckpointError{Size: 0, Reason: fmt.Sprintf("negative size %d", size)}
+		if !size.Valid {
+			return nil, 0, &BadCheckpointError{Size: 0, Reason: "a row's size is not an integer"}
 		}
-		cps = append(cps, cpCheck{size: uint64(size)})
+		if size.Int64 < 0 {
+			return nil, 0, &BadCheckpointError{Size: 0, Reason: fmt.Sprintf("negative size %d", size.Int64)}
+		}
+		c := cpCheck{size: uint64(size.Int64)}
+		switch {
+		case !n.Valid:
+			c.bad = "no note"
+		case msg == nil && n.Int64 > MaxNoteSize:
+			c.bad = fmt.Sprintf("note is %d bytes, at most %d", n.Int64, MaxNoteSize)
+		}
+		cps = append(cps, c)
 		notes = append(notes, msg)
-		head = max(head, uint64(size))
+		head = max(head, c.size)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, 0, fmt.Errorf("audit: read checkpoints: %w", err)
@@ -283,6 +297,9 @@ func loadCheckpoints(ctx context.Context, q querier, pub identity.PublicKey, ori
 		wg.Go(func() {
 			for i := w; i < len(cps); i += workers {
 				c := &cps[i]
+				if c.bad != "" {
+					continue
+				}
 				cp, err := OpenCheckpoint(notes[i], pub)
 				switch {
 				case err != nil:
