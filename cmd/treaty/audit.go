@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -178,15 +179,21 @@ func auditCmd(h func() string) *cobra.Command {
 }
 
 // againstNote reads a --against file: a signed checkpoint note, or a peer's
-// audit.db holding a witness row for id.
+// audit.db holding a witness row for id. It reads no more than a note can be:
+// the file may be huge, or a device that never ends.
 func againstNote(cmd *cobra.Command, file string, id identity.PublicKey) ([]byte, error) {
-	b, err := os.ReadFile(file)
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, usagef("--against: %v", err)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, audit.MaxNoteSize+1))
+	f.Close()
 	if err != nil {
 		return nil, usagef("--against: %v", err)
 	}
 	if !bytes.HasPrefix(b, []byte("SQLite format 3\x00")) {
 		if len(b) > audit.MaxNoteSize {
-			return nil, usagef("--against %s: %d bytes, not a checkpoint note (at most %d) or an audit.db", file, len(b), audit.MaxNoteSize)
+			return nil, usagef("--against %s: over %d bytes, not a checkpoint note or an audit.db", file, audit.MaxNoteSize)
 		}
 		return b, nil
 	}

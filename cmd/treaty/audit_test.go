@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -117,6 +118,39 @@ func TestAuditLsEscapesControls(t *testing.T) {
 	for _, want := range []string{`"\x1b]0;owned\a\x1b[2J"`, `"refused\u202egnp.exe"`, `"usage\tcolumn"`, " review.code ", " sent "} {
 		if !strings.Contains(out, want) {
 			t.Fatalf("audit ls lacks %s:\n%s", want, out)
+		}
+	}
+}
+
+// TestAuditVerifyAgainstHugeFile: --against reads no more of a file than a
+// checkpoint note can be; a huge file (here sparse), or a device such as
+// /dev/zero, is a usage error at once, not read into memory.
+func TestAuditVerifyAgainstHugeFile(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "h")
+	mustRun(t, "init", "--home", dir, "--name", "alice")
+	huge := filepath.Join(t.TempDir(), "huge.note")
+	f, err := os.Create(huge)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(512 << 20); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	files := []string{huge}
+	if _, err := os.Stat("/dev/zero"); err == nil {
+		files = append(files, "/dev/zero")
+	}
+	for _, file := range files {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		_, errOut, code := runTL(t, "audit", "verify", "--home", dir, "--against", file)
+		runtime.ReadMemStats(&after)
+		if code != 2 || !strings.Contains(errOut, "not a checkpoint note") {
+			t.Fatalf("--against %s: exit %d, %s", file, code, errOut)
+		}
+		if got := after.TotalAlloc - before.TotalAlloc; got > 64<<20 {
+			t.Fatalf("--against %s: allocated %d MiB", file, got>>20)
 		}
 	}
 }
