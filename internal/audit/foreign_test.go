@@ -166,3 +166,55 @@ func TestVerifyHostileColumns(t *testing.T) {
 		})
 	}
 }
+
+// TestHugeRowValuesNotRead: an entry's leaf, content or stored hashes edited
+// to a value larger than any entry's can be is reported as that, by Verify
+// and by the readers (ls, show, export), without SQLite or Go loading it.
+func TestHugeRowValuesNotRead(t *testing.T) {
+	f := newTamperFixture(t)
+	const huge = 64 << 20
+	for _, tc := range []struct {
+		col, set string
+		idx      uint64
+		readers  bool // the readers read this column
+	}{
+		{"leaf", fmt.Sprintf("CAST(zeroblob(%d) AS TEXT)", huge), 9, true},
+		{"content", fmt.Sprintf("zeroblob(%d)", huge), 5, true},
+		{"hashes", fmt.Sprintf("zeroblob(%d)", huge), 7, false},
+	} {
+		t.Run(tc.col, func(t *testing.T) {
+			path := f.copyTo(t)
+			db := rawDB(t, path)
+			mustExec(t, db, fmt.Sprintf(`UPDATE entries SET %s = %s WHERE idx = %d`, tc.col, tc.set, tc.idx))
+			db.Close()
+			want := tc.col + " is larger than any entry's"
+			_, err := Verify(t.Context(), path, f.key.Public())
+			var be *BadEntryError
+			if !errors.As(err, &be) || be.Index != tc.idx || !strings.Contains(err.Error(), want) {
+				t.Fatalf("Verify: %v, want bad entry %d saying %q", err, tc.idx, want)
+			}
+			if !tc.readers {
+				return
+			}
+			r, err := OpenReader(t.Context(), path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			_, lerr := r.List(t.Context(), Filter{})
+			_, gerr := r.Get(t.Context(), tc.idx)
+			xerr := Export(t.Context(), path, new(bytes.Buffer), "csv")
+			runtime.ReadMemStats(&after)
+			for what, err := range map[string]error{"List": lerr, "Get": gerr, "Export": xerr} {
+				if !errors.As(err, &be) || be.Index != tc.idx || !strings.Contains(err.Error(), want) {
+					t.Fatalf("%s: %v, want bad entry %d saying %q", what, err, tc.idx, want)
+				}
+			}
+			if got := after.TotalAlloc - before.TotalAlloc; got > huge/4 {
+				t.Fatalf("the readers allocated %d MiB for a %d MiB value", got>>20, huge>>20)
+			}
+		})
+	}
+}
