@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/treaty-dev/treaty/internal/identity"
 )
@@ -231,7 +233,11 @@ func TestWitnessRejectsBadNotes(t *testing.T) {
 // even over the high-water mark, so the ones kept per peer are bounded: more
 // evidence of the same misbehaviour would only let the peer fill the disk.
 func TestWitnessBoundsForksPerPeer(t *testing.T) {
-	me, path := openTest(t, testKey(t, 1), nil)
+	clock := newStepClock()
+	var later atomic.Int64 // added to the clock
+	me, path := openTest(t, testKey(t, 1), func(c *Config) {
+		c.Now = func() time.Time { return clock.Now().Add(time.Duration(later.Load())) }
+	})
 	w := me.Witness()
 	ctx := t.Context()
 	pk := testKey(t, 2)
@@ -273,6 +279,15 @@ func TestWitnessBoundsForksPerPeer(t *testing.T) {
 	}
 	if fs, _ := w.Forks(ctx, pk2.Public()); len(fs) != 1 {
 		t.Fatalf("other peer: %d forks kept, want 1", len(fs))
+	}
+	// A day later (a lifted quarantine, a new incident) a conflict is kept again.
+	later.Store(int64(forkWindow + time.Minute))
+	cp, _ = liar.checkpoint(10, [32]byte{0xee})
+	if err := w.Observe(ctx, pk.Public(), cp.Note, honest.consistency); !errors.As(err, &fe) {
+		t.Fatalf("a day later: %v", err)
+	}
+	if fs, _ := w.Forks(ctx, pk.Public()); len(fs) != maxForksPerPeer+1 {
+		t.Fatalf("a day later: %d forks kept, want %d", len(fs), maxForksPerPeer+1)
 	}
 	if err := me.Close(); err != nil {
 		t.Fatal(err)
