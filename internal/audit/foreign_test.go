@@ -165,6 +165,28 @@ func TestVerifyHostileColumns(t *testing.T) {
 			}
 		})
 	}
+	// The head as the readers read it (prove, and the consistency proofs
+	// served to peers), a huge note in its place.
+	path := f.copyTo(t)
+	db := rawDB(t, path)
+	mustExec(t, db, fmt.Sprintf(`UPDATE checkpoints SET note = CAST(zeroblob(%d) AS TEXT) WHERE size = 43`, huge))
+	db.Close()
+	r, err := OpenReader(t.Context(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, err = r.Prove(t.Context(), 3)
+	runtime.ReadMemStats(&after)
+	var bc *BadCheckpointError
+	if !errors.As(err, &bc) || bc.Size != 43 || !strings.Contains(err.Error(), "note is 67108864 bytes") {
+		t.Fatalf("Prove with a huge head note: %v", err)
+	}
+	if got := after.TotalAlloc - before.TotalAlloc; got > huge/4 {
+		t.Fatalf("Prove allocated %d MiB for a %d MiB note", got>>20, huge>>20)
+	}
 }
 
 // TestHugeRowValuesNotRead: an entry's leaf, content or stored hashes edited

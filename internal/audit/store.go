@@ -348,18 +348,25 @@ var errNoHead = errors.New("audit: no checkpoint")
 
 // readHead returns the note of the checkpoint with the largest size.
 func readHead(ctx context.Context, q querier) (size uint64, msg []byte, err error) {
-	var s int64
-	err = q.QueryRowContext(ctx, `SELECT size, note FROM checkpoints ORDER BY size DESC LIMIT 1`).Scan(&s, &msg)
+	var s, n sql.NullInt64
+	err = q.QueryRowContext(ctx, `SELECT CASE WHEN typeof(size) = 'integer' THEN size END,
+		CASE WHEN octet_length(note) <= ? THEN note END, octet_length(note)
+		FROM checkpoints ORDER BY size DESC LIMIT 1`, MaxNoteSize).Scan(&s, &msg, &n)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, nil, errNoHead
 	}
 	if err != nil {
 		return 0, nil, fmt.Errorf("audit: read latest checkpoint: %w", err)
 	}
-	if s < 0 {
-		return 0, nil, &BadCheckpointError{Size: 0, Reason: fmt.Sprintf("negative size %d", s)}
+	switch {
+	case !s.Valid:
+		return 0, nil, &BadCheckpointError{Size: 0, Reason: "a row's size is not an integer"}
+	case s.Int64 < 0:
+		return 0, nil, &BadCheckpointError{Size: 0, Reason: fmt.Sprintf("negative size %d", s.Int64)}
+	case n.Valid && msg == nil:
+		return 0, nil, &BadCheckpointError{Size: uint64(s.Int64), Reason: fmt.Sprintf("note is %d bytes, at most %d", n.Int64, MaxNoteSize)}
 	}
-	return uint64(s), msg, nil
+	return uint64(s.Int64), msg, nil
 }
 
 // setPageSize gives the empty file at path pageSize pages: SQLite applies the
