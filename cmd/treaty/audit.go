@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -11,6 +12,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
@@ -104,7 +107,7 @@ func auditCmd(h func() string) *cobra.Command {
 			fmt.Fprintln(tw, "INDEX\tTIME\tKIND\tDIR\tPEER\tCAPABILITY\tOUTCOME\tSTAGE")
 			for _, e := range entries {
 				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Index, e.Time.Format(time.RFC3339),
-					e.Kind, dash(e.Direction), dash(short(e.Peer)), dash(e.Capability), dash(e.Outcome), dash(e.Stage))
+					cell(e.Kind), cell(e.Direction), cell(short(e.Peer)), cell(e.Capability), cell(e.Outcome), cell(e.Stage))
 			}
 			return tw.Flush()
 		},
@@ -176,15 +179,21 @@ func auditCmd(h func() string) *cobra.Command {
 }
 
 // againstNote reads a --against file: a signed checkpoint note, or a peer's
-// audit.db holding a witness row for id.
+// audit.db holding a witness row for id. It reads no more than a note can be:
+// the file may be huge, or a device that never ends.
 func againstNote(cmd *cobra.Command, file string, id identity.PublicKey) ([]byte, error) {
-	b, err := os.ReadFile(file)
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, usagef("--against: %v", err)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, audit.MaxNoteSize+1))
+	f.Close()
 	if err != nil {
 		return nil, usagef("--against: %v", err)
 	}
 	if !bytes.HasPrefix(b, []byte("SQLite format 3\x00")) {
 		if len(b) > audit.MaxNoteSize {
-			return nil, usagef("--against %s: %d bytes, not a checkpoint note (at most %d) or an audit.db", file, len(b), audit.MaxNoteSize)
+			return nil, usagef("--against %s: over %d bytes, not a checkpoint note or an audit.db", file, audit.MaxNoteSize)
 		}
 		return b, nil
 	}
@@ -217,6 +226,19 @@ func parseSince(s string, now time.Time) (time.Time, error) {
 		return now.Add(-d), nil
 	}
 	return time.Time{}, fmt.Errorf("--since %q: want an RFC 3339 time or a duration such as 1h", s)
+}
+
+// cell is s for a table column: "-" when empty, and quoted with Go escapes
+// when it holds anything but printable characters. Fields are free text in the
+// log (a capability name a local client made up, a row edited in the file):
+// an escape sequence or a bidi override must not reach the terminal raw.
+func cell(s string) string {
+	for _, r := range s {
+		if r == utf8.RuneError || !unicode.IsPrint(r) {
+			return strconv.Quote(s)
+		}
+	}
+	return dash(s)
 }
 
 // short abbreviates a did:key for tables.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -83,5 +84,73 @@ func TestAuditVerifyAgainst(t *testing.T) {
 	os.WriteFile(junk, []byte("not a note"), 0o600)
 	if _, errOut, code := runTL(t, "audit", "verify", "--home", dir, "--against", junk); code != 1 || !strings.Contains(errOut, "malformed") {
 		t.Fatalf("--against junk: exit %d %s", code, errOut)
+	}
+}
+
+// TestAuditLsEscapesControls: a capability name a local API client made up
+// (Node.Call logs a refused call with it as given) or a field edited in the
+// file reaches the operator's terminal through `audit ls`; escape sequences
+// and bidi overrides are printed quoted and escaped, never raw.
+func TestAuditLsEscapesControls(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "h")
+	mustRun(t, "init", "--home", dir, "--name", "alice")
+	key, err := identity.LoadKeyFile(filepath.Join(dir, node.KeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := audit.Open(t.Context(), audit.Config{Path: filepath.Join(dir, node.AuditFile), Identity: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostile := audit.Entry{Kind: audit.KindCallRefused, Direction: "out", Capability: "\x1b]0;owned\a\x1b[2J",
+		Outcome: "refused\u202egnp.exe", Stage: "usage\tcolumn"}
+	if _, err := l.Append(t.Context(), hostile); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Append(t.Context(), audit.Entry{Kind: audit.KindCallSent, Direction: "out", Capability: "review.code", Outcome: "sent"}); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	out := mustRun(t, "audit", "ls", "--home", dir)
+	if strings.ContainsAny(out, "\x1b\a\t\u202e") {
+		t.Fatalf("audit ls printed control characters raw:\n%q", out)
+	}
+	for _, want := range []string{`"\x1b]0;owned\a\x1b[2J"`, `"refused\u202egnp.exe"`, `"usage\tcolumn"`, " review.code ", " sent "} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("audit ls lacks %s:\n%s", want, out)
+		}
+	}
+}
+
+// TestAuditVerifyAgainstHugeFile: --against reads no more of a file than a
+// checkpoint note can be; a huge file (here sparse), or a device such as
+// /dev/zero, is a usage error at once, not read into memory.
+func TestAuditVerifyAgainstHugeFile(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "h")
+	mustRun(t, "init", "--home", dir, "--name", "alice")
+	huge := filepath.Join(t.TempDir(), "huge.note")
+	f, err := os.Create(huge)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(512 << 20); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	files := []string{huge}
+	if _, err := os.Stat("/dev/zero"); err == nil {
+		files = append(files, "/dev/zero")
+	}
+	for _, file := range files {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		_, errOut, code := runTL(t, "audit", "verify", "--home", dir, "--against", file)
+		runtime.ReadMemStats(&after)
+		if code != 2 || !strings.Contains(errOut, "not a checkpoint note") {
+			t.Fatalf("--against %s: exit %d, %s", file, code, errOut)
+		}
+		if got := after.TotalAlloc - before.TotalAlloc; got > 64<<20 {
+			t.Fatalf("--against %s: allocated %d MiB", file, got>>20)
+		}
 	}
 }

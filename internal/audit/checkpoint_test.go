@@ -63,6 +63,18 @@ func TestVerifyProofRejects(t *testing.T) {
 	if err := VerifyProof(good, key.Public()); err != nil {
 		t.Fatal(err)
 	}
+	// A node has exactly one log its peers witness, the one under
+	// OriginFor(key): a proof from a side log the same key signs under another
+	// origin proves nothing about it.
+	side, _ := openTest(t, key, func(c *Config) { c.Origin = "treaty/side-log" })
+	appendN(t, side, 0, 9)
+	sp, err := side.Prove(t.Context(), 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := VerifyProof(sp, key.Public()); !errors.Is(err, ErrBadNote) {
+		t.Fatalf("proof from a log under another origin: %v, want ErrBadNote", err)
+	}
 }
 
 func TestOpenRejectsOtherOrigin(t *testing.T) {

@@ -45,7 +45,10 @@
 // edited, moved, deleted or inserted row, edited content, edited stored
 // hashes, an edited or unsigned checkpoint, a deleted or edited pruning
 // record, rows missing above the pruned prefix and content removed without a
-// pruning record are all reported, naming the first bad entry in log order. Without the node's private key nobody can
+// pruning record are all reported, naming the first bad entry in log order;
+// so are checkpoint and pruning rows of the wrong type or over MaxNoteSize,
+// without being read. A file that is not a treaty log, or whose tables were
+// replaced by views, is refused before anything else is read. Without the node's private key nobody can
 // make a checkpoint for a rewritten log. What remains: someone with write
 // access can delete the newest rows together with every checkpoint after the
 // cut, leaving a shorter log that verifies on its own. That is caught outside

@@ -3,6 +3,7 @@ package audit
 import (
 	"bufio"
 	"context"
+	"database/sql"
 	"encoding/base64"
 	"encoding/csv"
 	"encoding/hex"
@@ -39,7 +40,7 @@ func Export(ctx context.Context, path string, w io.Writer, format string) error 
 	if _, err := readMeta(ctx, db); err != nil {
 		return err
 	}
-	rows, err := db.QueryContext(ctx, `SELECT idx, leaf, content FROM entries ORDER BY idx`)
+	rows, err := db.QueryContext(ctx, `SELECT idx, `+entryCols()+` FROM entries ORDER BY idx`)
 	if err != nil {
 		return fmt.Errorf("audit: export: %w", err)
 	}
@@ -59,12 +60,12 @@ func Export(ctx context.Context, path string, w io.Writer, format string) error 
 	}
 	for rows.Next() {
 		var idx int64
-		var leaf string
+		var leaf, over sql.NullString
 		var content []byte
-		if err := rows.Scan(&idx, &leaf, &content); err != nil {
+		if err := rows.Scan(&idx, &leaf, &content, &over); err != nil {
 			return fmt.Errorf("audit: export: %w", err)
 		}
-		e, err := rowEntry(uint64(idx), leaf, content)
+		e, err := rowEntry(uint64(idx), leaf, content, over)
 		if err != nil {
 			return err
 		}

@@ -95,13 +95,17 @@ func decodeHash(dst *[32]byte, s string) error {
 // ErrBadProof is returned by VerifyProof for a proof that does not hold.
 var ErrBadProof = errors.New("audit: inclusion proof does not verify")
 
-// VerifyProof checks p against pub: the checkpoint note is signed by pub and
+// VerifyProof checks p against pub: the checkpoint note is signed by pub
+// under origin OriginFor(pub) (the one log of pub's that peers witness) and
 // states p.Size and p.Root, the leaf names p.Index, and the path leads from
 // the leaf to the root. A caller uses it on a peer's receipt.
 func VerifyProof(p Proof, pub identity.PublicKey) error {
 	cp, err := OpenCheckpoint(p.Checkpoint, pub)
 	if err != nil {
 		return err
+	}
+	if want := OriginFor(pub); cp.Origin != want {
+		return fmt.Errorf("%w: origin %s, want %q", ErrBadNote, quoteShort(cp.Origin), want)
 	}
 	if cp.Size != p.Size || cp.Root != p.Root {
 		return fmt.Errorf("%w: checkpoint states size %d, proof %d, or another root", ErrBadProof, cp.Size, p.Size)

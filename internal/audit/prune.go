@@ -205,24 +205,33 @@ func latestPrune(ctx context.Context, q querier, pub identity.PublicKey, origin 
 // allPrunes reads and checks every pruning record, oldest first: each signed,
 // numbered from 1 without gaps, never undoing an earlier one.
 func allPrunes(ctx context.Context, q querier, pub identity.PublicKey, origin string) ([]PruneRecord, error) {
-	rows, err := q.QueryContext(ctx, `SELECT seq, note FROM prunes ORDER BY seq`)
+	// As loadCheckpoints: wrong types and oversized notes are not copied out.
+	rows, err := q.QueryContext(ctx, `SELECT CASE WHEN typeof(seq) = 'integer' THEN seq END,
+		CASE WHEN octet_length(note) <= ?1 THEN note END, octet_length(note) FROM prunes ORDER BY seq`, MaxNoteSize)
 	if err != nil {
 		return nil, fmt.Errorf("audit: read pruning records: %w", err)
 	}
 	defer rows.Close()
 	var out []PruneRecord
 	for rows.Next() {
-		var seq int64
+		var seq sql.NullInt64
+		var n sql.NullInt64
 		var msg []byte
-		if err := rows.Scan(&seq, &msg); err != nil {
+		if err := rows.Scan(&seq, &msg, &n); err != nil {
 			return nil, fmt.Errorf("audit: read pruning records: %w", err)
 		}
 		want := uint64(len(out)) + 1
+		switch {
+		case !seq.Valid:
+			return nil, &BadPruneError{Seq: want, Reason: "seq is not an integer"}
+		case n.Valid && msg == nil:
+			return nil, &BadPruneError{Seq: want, Reason: fmt.Sprintf("note is %d bytes, at most %d", n.Int64, MaxNoteSize)}
+		}
 		r, err := openPruneRecord(msg, pub, origin)
 		if err != nil {
 			return nil, &BadPruneError{Seq: want, Reason: err.Error()}
 		}
-		if r.Seq != want || uint64(seq) != want {
+		if r.Seq != want || uint64(seq.Int64) != want {
 			return nil, &BadPruneError{Seq: want, Reason: fmt.Sprintf("record %d found where %d belongs (a record was deleted)", r.Seq, want)}
 		}
 		if n := len(out); n > 0 && (r.Rows < out[n-1].Rows || r.Content < out[n-1].Content || r.Time.Before(out[n-1].Time)) {

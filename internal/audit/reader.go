@@ -84,20 +84,35 @@ func (r *Reader) head(ctx context.Context, q querier) (Checkpoint, error) {
 
 // Get returns entry index with its stored content.
 func (r *Reader) Get(ctx context.Context, index uint64) (Entry, error) {
-	var leaf string
+	var leaf, over sql.NullString
 	var content []byte
-	err := r.db.QueryRowContext(ctx, `SELECT leaf, content FROM entries WHERE idx = ?`, int64(index)).Scan(&leaf, &content)
+	err := r.db.QueryRowContext(ctx, `SELECT `+entryCols()+` FROM entries WHERE idx = ?`, int64(index)).Scan(&leaf, &content, &over)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Entry{}, fmt.Errorf("%w: %d", ErrNotFound, index)
 	}
 	if err != nil {
 		return Entry{}, fmt.Errorf("audit: get %d: %w", index, err)
 	}
-	return rowEntry(index, leaf, content)
+	return rowEntry(index, leaf, content, over)
 }
 
-func rowEntry(index uint64, leaf string, content []byte) (Entry, error) {
-	e, err := ParseLeaf([]byte(leaf))
+// entryCols selects a row's leaf and content for rowEntry, bounded as
+// rowSelect's: a value over its bound reads as NULL, and the third column
+// names it (NULL: none).
+func entryCols() string {
+	return fmt.Sprintf(`CASE WHEN octet_length(leaf) <= %[1]d THEN leaf END, CASE WHEN octet_length(content) <= %[2]d THEN content END, `+
+		`CASE WHEN octet_length(leaf) > %[1]d THEN 'leaf' WHEN octet_length(content) > %[2]d THEN 'content' END`, maxLeafBytes, maxContent)
+}
+
+// rowEntry decodes a row read with entryCols.
+func rowEntry(index uint64, leaf sql.NullString, content []byte, over sql.NullString) (Entry, error) {
+	if over.Valid {
+		return Entry{}, &BadEntryError{Index: index, Reason: over.String + " is larger than any entry's can be (edited)"}
+	}
+	if !leaf.Valid {
+		return Entry{}, &BadEntryError{Index: index, Reason: "no leaf (edited)"}
+	}
+	e, err := ParseLeaf([]byte(leaf.String))
 	if err != nil {
 		return Entry{}, &BadEntryError{Index: index, Reason: err.Error()}
 	}
@@ -157,7 +172,7 @@ func (r *Reader) List(ctx context.Context, f Filter) ([]Entry, error) {
 		}
 		where, args = append(where, "json_extract(leaf, '$.time') >= ?"), append(args, ts)
 	}
-	q := `SELECT idx, leaf, content FROM entries`
+	q := `SELECT idx, ` + entryCols() + ` FROM entries`
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
@@ -177,12 +192,12 @@ func (r *Reader) List(ctx context.Context, f Filter) ([]Entry, error) {
 	var out []Entry
 	for rows.Next() {
 		var idx int64
-		var leaf string
+		var leaf, over sql.NullString
 		var content []byte
-		if err := rows.Scan(&idx, &leaf, &content); err != nil {
+		if err := rows.Scan(&idx, &leaf, &content, &over); err != nil {
 			return nil, fmt.Errorf("audit: list: %w", err)
 		}
-		e, err := rowEntry(uint64(idx), leaf, content)
+		e, err := rowEntry(uint64(idx), leaf, content, over)
 		if err != nil {
 			return nil, err
 		}
@@ -236,8 +251,8 @@ func prove(ctx context.Context, tx *sql.Tx, index uint64, cp Checkpoint) (Proof,
 	if index >= cp.Size {
 		return Proof{}, fmt.Errorf("%w: entry %d, checkpoint size %d", ErrBeyondSize, index, cp.Size)
 	}
-	var leaf string
-	if err := tx.QueryRowContext(ctx, `SELECT leaf FROM entries WHERE idx = ?`, int64(index)).Scan(&leaf); err != nil {
+	var leaf, over sql.NullString
+	if err := tx.QueryRowContext(ctx, `SELECT `+entryCols()+` FROM entries WHERE idx = ?`, int64(index)).Scan(&leaf, new([]byte), &over); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			if pr, ok, _ := latestPrune(ctx, tx, identity.PublicKey{}, ""); ok && index < pr.Rows {
 				return Proof{}, fmt.Errorf("%w: entry %d (pruning record %d deleted entries below %d)", ErrPruned, index, pr.Seq, pr.Rows)
@@ -246,16 +261,19 @@ func prove(ctx context.Context, tx *sql.Tx, index uint64, cp Checkpoint) (Proof,
 		}
 		return Proof{}, fmt.Errorf("audit: prove %d: %w", index, err)
 	}
+	if over.Valid || !leaf.Valid {
+		return Proof{}, &BadEntryError{Index: index, Reason: "leaf is larger than any entry's can be, or missing (edited)"}
+	}
 	rp, err := tlog.ProveRecord(int64(cp.Size), int64(index), dbHashes{ctx: ctx, q: tx})
 	if err != nil {
 		return Proof{}, fmt.Errorf("audit: prove %d: %w", index, err)
 	}
 	// A proof built from rewritten stored hashes would not check; say so here
 	// rather than hand it out.
-	if err := tlog.CheckRecord(rp, int64(cp.Size), cp.Root, int64(index), tlog.RecordHash([]byte(leaf))); err != nil {
+	if err := tlog.CheckRecord(rp, int64(cp.Size), cp.Root, int64(index), tlog.RecordHash([]byte(leaf.String))); err != nil {
 		return Proof{}, &BadEntryError{Index: index, Reason: fmt.Sprintf("inclusion proof does not match the signed checkpoint of size %d (rewritten)", cp.Size)}
 	}
-	p := Proof{Index: index, Size: cp.Size, Leaf: []byte(leaf), Root: cp.Root, Checkpoint: cp.Note, Hashes: make([][32]byte, len(rp))}
+	p := Proof{Index: index, Size: cp.Size, Leaf: []byte(leaf.String), Root: cp.Root, Checkpoint: cp.Note, Hashes: make([][32]byte, len(rp))}
 	for i, h := range rp {
 		p.Hashes[i] = h
 	}

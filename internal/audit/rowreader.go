@@ -108,7 +108,7 @@ func (r *rowReader) fail(what string, rc int32) error {
 // scan calls fn for each row with from <= idx < to, in index order, and
 // stops at fn's first false. Content is nil for NULL and for an empty blob,
 // as database/sql gives it.
-func (r *rowReader) scan(ctx context.Context, from, to uint64, fn func(idx int64, leaf, content, hashes, peerKey, rareKind []byte) bool) error {
+func (r *rowReader) scan(ctx context.Context, from, to uint64, fn func(idx int64, leaf, content, hashes, peerKey, rareKind, over []byte) bool) error {
 	defer sqlite3.Xsqlite3_reset(r.tls, r.stmt)
 	if rc := sqlite3.Xsqlite3_bind_int64(r.tls, r.stmt, 1, int64(from)); rc != sqlite3.SQLITE_OK {
 		return r.fail("bind", rc)
@@ -130,7 +130,7 @@ func (r *rowReader) scan(ctx context.Context, from, to uint64, fn func(idx int64
 			return r.fail("read entries", rc)
 		}
 		idx := sqlite3.Xsqlite3_column_int64(r.tls, r.stmt, 0)
-		if !fn(idx, r.column(1), r.column(2), r.column(3), r.column(4), r.column(5)) {
+		if !fn(idx, r.column(1), r.column(2), r.column(3), r.column(4), r.column(5), r.column(6)) {
 			return nil
 		}
 	}

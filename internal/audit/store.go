@@ -9,9 +9,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	_ "modernc.org/sqlite" // the "sqlite" database/sql driver
+
+	"github.com/treaty-dev/treaty/internal/identity"
 )
 
 // Schema is the SQL that creates audit.db. The leaf column is the only source
@@ -247,30 +250,97 @@ func openReadDB(path string, n int) (*sql.DB, error) {
 	return db, nil
 }
 
-// readMeta returns the meta table as a map.
+// maxMetaValue bounds a meta value readMeta accepts: a did:key, an origin or
+// a number.
+const maxMetaValue = 1024
+
+// readMeta returns the meta values this package reads, once the file looks
+// like a treaty log: meta, entries and checkpoints are tables (a view, say a
+// recursive one, would have a reader follow it without end), the format is
+// this one, the owner key is a did:key and the origin a short printable note
+// key name. Whatever is refused is quoted short in the error: the file may be
+// anyone's.
 func readMeta(ctx context.Context, q interface {
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 }) (map[string]string, error) {
-	rows, err := q.QueryContext(ctx, `SELECT key, value FROM meta`)
+	if err := checkTables(ctx, q); err != nil {
+		return nil, err
+	}
+	rows, err := q.QueryContext(ctx, `SELECT key, CASE WHEN octet_length(value) <= ? THEN value END FROM meta
+		WHERE key IN ('format', 'key', 'origin', 'indexed_from')`, maxMetaValue)
 	if err != nil {
 		return nil, fmt.Errorf("audit: read meta: %w", err)
 	}
 	defer rows.Close()
 	m := map[string]string{}
 	for rows.Next() {
-		var k, v string
+		var k string
+		var v sql.NullString
 		if err := rows.Scan(&k, &v); err != nil {
 			return nil, fmt.Errorf("audit: read meta: %w", err)
 		}
-		m[k] = v
+		if !v.Valid {
+			return nil, fmt.Errorf("%w (meta %s is over %d bytes)", errNotALog, k, maxMetaValue)
+		}
+		m[k] = v.String
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("audit: read meta: %w", err)
 	}
 	if m["format"] != formatName {
-		return nil, fmt.Errorf("audit: not a treaty audit log (format %q, want %q)", m["format"], formatName)
+		return nil, fmt.Errorf("%w (format %s, want %q)", errNotALog, quoteShort(m["format"]), formatName)
+	}
+	if _, err := identity.ParseDID(m["key"]); err != nil {
+		return nil, fmt.Errorf("%w (owner key: %w)", errNotALog, err)
+	}
+	if o := m["origin"]; o == "" || strings.IndexFunc(o, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0 {
+		return nil, fmt.Errorf("%w (origin %s is not printable)", errNotALog, quoteShort(o))
 	}
 	return m, nil
+}
+
+// errNotALog is wrapped when a file is not a treaty audit log.
+var errNotALog = errors.New("audit: not a treaty audit log")
+
+// checkTables checks that meta, entries and checkpoints are tables, and that
+// none of the log's names is anything else.
+func checkTables(ctx context.Context, q interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}) error {
+	rows, err := q.QueryContext(ctx, `SELECT name, type FROM sqlite_master
+		WHERE name IN ('meta', 'entries', 'checkpoints', 'prunes', 'witness', 'forks')`)
+	if err != nil {
+		return fmt.Errorf("audit: read schema: %w", err)
+	}
+	defer rows.Close()
+	tables := 0
+	for rows.Next() {
+		var name, typ string
+		if err := rows.Scan(&name, &typ); err != nil {
+			return fmt.Errorf("audit: read schema: %w", err)
+		}
+		if typ != "table" {
+			return fmt.Errorf("%w (%s is a %s, not a table)", errNotALog, name, typ)
+		}
+		if name == "meta" || name == "entries" || name == "checkpoints" {
+			tables++
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("audit: read schema: %w", err)
+	}
+	if tables != 3 {
+		return fmt.Errorf("%w (no meta, entries or checkpoints table)", errNotALog)
+	}
+	return nil
+}
+
+// quoteShort quotes at most 64 bytes of s for an error message.
+func quoteShort(s string) string {
+	if len(s) > 64 {
+		return strconv.Quote(s[:64]) + "..."
+	}
+	return strconv.Quote(s)
 }
 
 // errNoHead is returned by readHead for a log without any checkpoint.
@@ -278,18 +348,25 @@ var errNoHead = errors.New("audit: no checkpoint")
 
 // readHead returns the note of the checkpoint with the largest size.
 func readHead(ctx context.Context, q querier) (size uint64, msg []byte, err error) {
-	var s int64
-	err = q.QueryRowContext(ctx, `SELECT size, note FROM checkpoints ORDER BY size DESC LIMIT 1`).Scan(&s, &msg)
+	var s, n sql.NullInt64
+	err = q.QueryRowContext(ctx, `SELECT CASE WHEN typeof(size) = 'integer' THEN size END,
+		CASE WHEN octet_length(note) <= ? THEN note END, octet_length(note)
+		FROM checkpoints ORDER BY size DESC LIMIT 1`, MaxNoteSize).Scan(&s, &msg, &n)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, nil, errNoHead
 	}
 	if err != nil {
 		return 0, nil, fmt.Errorf("audit: read latest checkpoint: %w", err)
 	}
-	if s < 0 {
-		return 0, nil, &BadCheckpointError{Size: 0, Reason: fmt.Sprintf("negative size %d", s)}
+	switch {
+	case !s.Valid:
+		return 0, nil, &BadCheckpointError{Size: 0, Reason: "a row's size is not an integer"}
+	case s.Int64 < 0:
+		return 0, nil, &BadCheckpointError{Size: 0, Reason: fmt.Sprintf("negative size %d", s.Int64)}
+	case n.Valid && msg == nil:
+		return 0, nil, &BadCheckpointError{Size: uint64(s.Int64), Reason: fmt.Sprintf("note is %d bytes, at most %d", n.Int64, MaxNoteSize)}
 	}
-	return uint64(s), msg, nil
+	return uint64(s.Int64), msg, nil
 }
 
 // setPageSize gives the empty file at path pageSize pages: SQLite applies the

@@ -127,7 +127,7 @@ func latestPruneSeq(ctx context.Context, path string) (int64, error) {
 	}
 	defer db.Close()
 	var seq int64
-	if err := db.QueryRowContext(ctx, `SELECT coalesce(max(seq), 0) FROM prunes`).Scan(&seq); err != nil {
+	if err := db.QueryRowContext(ctx, `SELECT CAST(coalesce(max(seq), 0) AS INTEGER) FROM prunes`).Scan(&seq); err != nil {
 		return 0, fmt.Errorf("audit: verify %s: %w", path, err)
 	}
 	return seq, nil
@@ -153,8 +153,11 @@ func verifyOnce(ctx context.Context, path string, pub identity.PublicKey, opts V
 		return VerifyResult{}, 0, fmt.Errorf("audit: verify %s: %w", path, err)
 	}
 	defer tx.Rollback()
+	if _, err := readMeta(ctx, tx); err != nil {
+		return VerifyResult{}, 0, err
+	}
 	var seq int64
-	if err := tx.QueryRowContext(ctx, `SELECT coalesce(max(seq), 0) FROM prunes`).Scan(&seq); err != nil {
+	if err := tx.QueryRowContext(ctx, `SELECT CAST(coalesce(max(seq), 0) AS INTEGER) FROM prunes`).Scan(&seq); err != nil {
 		return VerifyResult{}, 0, fmt.Errorf("audit: verify %s: %w", path, err)
 	}
 	res, err := verifyTx(ctx, tx, path, pub, opts, workers)
@@ -248,7 +251,11 @@ func verifyTx(ctx context.Context, tx *sql.Tx, path string, pub identity.PublicK
 // returned as checks that fail when the scan reaches their size, so the first
 // problem in log order is the one reported.
 func loadCheckpoints(ctx context.Context, q querier, pub identity.PublicKey, origin string, from uint64) ([]cpCheck, uint64, error) {
-	rows, err := q.QueryContext(ctx, `SELECT size, note FROM checkpoints WHERE size >= ? ORDER BY size`, int64(from))
+	// A value of the wrong type, or a note too large to be one, is reported
+	// as such without being copied out of SQLite.
+	rows, err := q.QueryContext(ctx, `SELECT CASE WHEN typeof(size) = 'integer' THEN size END,
+		CASE WHEN octet_length(note) <= ?2 THEN note END, octet_length(note)
+		FROM checkpoints WHERE size >= ?1 ORDER BY size`, int64(from), MaxNoteSize)
 	if err != nil {
 		return nil, 0, fmt.Errorf("audit: read checkpoints: %w", err)
 	}
@@ -257,17 +264,27 @@ func loadCheckpoints(ctx context.Context, q querier, pub identity.PublicKey, ori
 	var notes [][]byte
 	var head uint64
 	for rows.Next() {
-		var size int64
+		var size, n sql.NullInt64
 		var msg []byte
-		if err := rows.Scan(&size, &msg); err != nil {
+		if err := rows.Scan(&size, &msg, &n); err != nil {
 			return nil, 0, fmt.Errorf("audit: read checkpoints: %w", err)
 		}
-		if size < 0 {
-			return nil, 0, &BadCheckpointError{Size: 0, Reason: fmt.Sprintf("negative size %d", size)}
+		if !size.Valid {
+			return nil, 0, &BadCheckpointError{Size: 0, Reason: "a row's size is not an integer"}
 		}
-		cps = append(cps, cpCheck{size: uint64(size)})
+		if size.Int64 < 0 {
+			return nil, 0, &BadCheckpointError{Size: 0, Reason: fmt.Sprintf("negative size %d", size.Int64)}
+		}
+		c := cpCheck{size: uint64(size.Int64)}
+		switch {
+		case !n.Valid:
+			c.bad = "no note"
+		case msg == nil && n.Int64 > MaxNoteSize:
+			c.bad = fmt.Sprintf("note is %d bytes, at most %d", n.Int64, MaxNoteSize)
+		}
+		cps = append(cps, c)
 		notes = append(notes, msg)
-		head = max(head, uint64(size))
+		head = max(head, c.size)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, 0, fmt.Errorf("audit: read checkpoints: %w", err)
@@ -280,6 +297,9 @@ func loadCheckpoints(ctx context.Context, q querier, pub identity.PublicKey, ori
 		wg.Go(func() {
 			for i := w; i < len(cps); i += workers {
 				c := &cps[i]
+				if c.bad != "" {
+					continue
+				}
 				cp, err := OpenCheckpoint(notes[i], pub)
 				switch {
 				case err != nil:
@@ -422,10 +442,14 @@ func newChunkScan(from, to, contentFrom uint64, h *leafHasher, indexFrom uint64,
 
 // row checks one row; false means it failed (s.res.err says why) and the
 // scan ends. The slices are only read during the call.
-func (s *chunkScan) row(idx int64, leaf, content, hashes, peerKey, rareKind []byte) bool {
+func (s *chunkScan) row(idx int64, leaf, content, hashes, peerKey, rareKind, over []byte) bool {
 	next := s.next
 	if idx < 0 || uint64(idx) != next {
 		s.res.err = &BadEntryError{Index: next, Reason: "missing (deleted without a pruning record)"}
+		return false
+	}
+	if len(over) > 0 {
+		s.res.err = &BadEntryError{Index: next, Reason: fmt.Sprintf("%s is larger than any entry's can be (edited)", over)}
 		return false
 	}
 	s.prefix = strconv.AppendUint(append(s.prefix[:0], `,"index":`...), next, 10)
@@ -487,12 +511,12 @@ func scanChunk(ctx context.Context, q querier, from, to, contentFrom uint64, h *
 	}
 	defer rows.Close()
 	var idx int64
-	var leaf, content, hashes, peerKey, rareKind sql.RawBytes
+	var leaf, content, hashes, peerKey, rareKind, over sql.RawBytes
 	for rows.Next() {
-		if err := rows.Scan(&idx, &leaf, &content, &hashes, &peerKey, &rareKind); err != nil {
+		if err := rows.Scan(&idx, &leaf, &content, &hashes, &peerKey, &rareKind, &over); err != nil {
 			return s.end(fmt.Errorf("audit: read entry %d: %w", s.next, err))
 		}
-		if !s.row(idx, leaf, content, hashes, peerKey, rareKind) {
+		if !s.row(idx, leaf, content, hashes, peerKey, rareKind, over) {
 			return s.end(nil)
 		}
 	}
@@ -511,19 +535,38 @@ func scanChunkRaw(ctx context.Context, r *rowReader, from, to, contentFrom uint6
 	return s.end(r.scan(ctx, from, to, s.row))
 }
 
+// Bounds of a stored row's values. No entry's can be larger (see prepare), so
+// a larger one was edited in; readers report it without reading it:
+// octet_length reads only the record header, not the value.
+const (
+	maxLeafBytes   = 2*maxRaw + 64<<10  // report and evidence, six escaped short fields, digests
+	maxHashesBytes = 65 * tlog.HashSize // storedLen's largest
+	maxIndexBytes  = 4 * maxShort       // peer_key (six characters) and rare_kind (a kind)
+)
+
 // rowSelect reads rows [?1, ?2) in index order: idx, the leaf as the bytes
-// of its text (what the leaf hash covers), content, hashes and the index
-// columns (constants for a log from before them). List compares the index
+// of its text (what the leaf hash covers), content, hashes, the index
+// columns (constants for a log from before them), then the name of the
+// first of those columns whose value is over its bound (NULL: none; the
+// value itself then reads as NULL). List compares the index
 // columns as TEXT, so one of another type (a BLOB of the same bytes, in a
 // table rebuilt without STRICT) hides its entry: it reads as x'ff', which no
 // leaf's peer or kind (valid UTF-8) matches.
 func rowSelect(cols bool) string {
-	c := `'', NULL`
-	if cols {
-		c = `CASE WHEN typeof(peer_key) = 'text' THEN peer_key ELSE x'ff' END, ` +
-			`CASE WHEN rare_kind IS NULL OR typeof(rare_kind) = 'text' THEN rare_kind ELSE x'ff' END`
+	bound := func(col string, max int, expr string) string {
+		return fmt.Sprintf(`CASE WHEN octet_length(%s) <= %d THEN %s END`, col, max, expr)
 	}
-	return `SELECT idx, CAST(leaf AS BLOB), content, hashes, ` + c + ` FROM entries WHERE idx >= ?1 AND idx < ?2 ORDER BY idx`
+	c := `'', NULL`
+	over := fmt.Sprintf(`CASE WHEN octet_length(leaf) > %d THEN 'leaf' WHEN octet_length(content) > %d THEN 'content' `+
+		`WHEN octet_length(hashes) > %d THEN 'hashes' `, maxLeafBytes, maxContent, maxHashesBytes)
+	if cols {
+		c = bound("peer_key", maxIndexBytes, `CASE WHEN typeof(peer_key) = 'text' THEN peer_key ELSE x'ff' END`) + `, ` +
+			bound("rare_kind", maxIndexBytes, `CASE WHEN rare_kind IS NULL OR typeof(rare_kind) = 'text' THEN rare_kind ELSE x'ff' END`)
+		over += fmt.Sprintf(`WHEN octet_length(peer_key) > %d THEN 'peer_key' WHEN octet_length(rare_kind) > %d THEN 'rare_kind' `,
+			maxIndexBytes, maxIndexBytes)
+	}
+	return `SELECT idx, ` + bound("leaf", maxLeafBytes, "CAST(leaf AS BLOB)") + `, ` + bound("content", maxContent, "content") + `, ` +
+		bound("hashes", maxHashesBytes, "hashes") + `, ` + c + `, ` + over + `END FROM entries WHERE idx >= ?1 AND idx < ?2 ORDER BY idx`
 }
 
 // checkIndexColumns checks a row's peer_key and rare_kind against its leaf

@@ -52,7 +52,7 @@ func BenchmarkVerifyFloor(b *testing.B) {
 			b.Fatal(err)
 		}
 		rows, bytes := 0, 0
-		err = r.scan(context.Background(), 0, n, func(_ int64, leaf, content, hashes, _, _ []byte) bool {
+		err = r.scan(context.Background(), 0, n, func(_ int64, leaf, content, hashes, _, _, _ []byte) bool {
 			rows++
 			bytes += len(leaf) + len(content) + len(hashes)
 			return true

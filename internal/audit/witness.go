@@ -35,6 +35,17 @@ type ConsistencyFunc func(ctx context.Context, oldSize, newSize uint64) ([][32]b
 // maxProofLen bounds a consistency proof: at most two hashes per tree level.
 const maxProofLen = 128
 
+// maxForksPerPeer bounds the forks kept per peer in any forkWindow. A peer
+// can sign any number of conflicting checkpoints, and fork records go in over
+// the high-water mark; past the bound a conflict is still reported (and
+// alerted) but not stored: the kept ones already prove the misbehaviour. The
+// window keeps evidence of a later incident (after a lifted quarantine) while
+// bounding what a peer can add to about 1 MiB a day (64 KiB a fork at most).
+const (
+	maxForksPerPeer = 16
+	forkWindow      = 24 * time.Hour
+)
+
 // Observe judges a checkpoint note that peer presented.
 //
 //   - The note must be signed by peer under origin OriginFor(peer); otherwise
@@ -50,7 +61,8 @@ const maxProofLen = 128
 //
 // A conflict returns a *ForkError: both notes (and a failed proof) are stored
 // in the forks table, an "audit.fork" entry is appended to this log, and an
-// error is logged. The kept note does not change. Any other error from
+// error is logged; at most maxForksPerPeer conflicts a day are stored per
+// peer, later ones are only returned. The kept note does not change. Any other error from
 // consistency (peer unreachable) is returned wrapped and decides nothing.
 func (w *Witness) Observe(ctx context.Context, peer identity.PublicKey, note []byte, consistency ConsistencyFunc) error {
 	cp, err := OpenCheckpoint(note, peer)
@@ -175,14 +187,20 @@ type forkEvidence struct {
 
 func (w *Witness) fork(ctx context.Context, peer identity.PublicKey, reason string, old, cp Checkpoint, proof [][32]byte) error {
 	ferr := &ForkError{Peer: peer, Reason: reason, Old: old.Note, New: cp.Note}
-	var seen int
-	err := w.l.r.db.QueryRowContext(ctx, `SELECT count(*) FROM forks WHERE peer = ? AND old_note = ? AND new_note = ?`,
-		peer.String(), string(old.Note), string(cp.Note)).Scan(&seen)
+	since, _ := formatTime(w.l.cfg.Now().Add(-forkWindow)) // "" (all of them) before 1970
+	var seen, kept int
+	err := w.l.r.db.QueryRowContext(ctx, `SELECT count(*) FILTER (WHERE old_note = ?2 AND new_note = ?3),
+		count(*) FILTER (WHERE time >= ?4) FROM forks WHERE peer = ?1`,
+		peer.String(), string(old.Note), string(cp.Note), since).Scan(&seen, &kept)
 	if err != nil {
 		return fmt.Errorf("audit: record fork of %s: %w", peer.Short(), err)
 	}
 	if seen > 0 {
 		return ferr // already recorded and alerted
+	}
+	if kept >= maxForksPerPeer {
+		w.l.cfg.Logger.Warn("audit: peer's log forked again; not recorded", "peer", peer, "reason", reason, "kept_in_window", kept, "window", forkWindow)
+		return ferr
 	}
 	ev := forkEvidence{Reason: reason, Old: string(old.Note), New: string(cp.Note)}
 	var proofBlob []byte

@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/treaty-dev/treaty/internal/identity"
 )
@@ -224,5 +226,73 @@ func TestWitnessRejectsBadNotes(t *testing.T) {
 				t.Fatal("a rejected note was kept")
 			}
 		})
+	}
+}
+
+// A peer can sign any number of conflicting checkpoints. Fork records go in
+// even over the high-water mark, so the ones kept per peer are bounded: more
+// evidence of the same misbehaviour would only let the peer fill the disk.
+func TestWitnessBoundsForksPerPeer(t *testing.T) {
+	clock := newStepClock()
+	var later atomic.Int64 // added to the clock
+	me, path := openTest(t, testKey(t, 1), func(c *Config) {
+		c.Now = func() time.Time { return clock.Now().Add(time.Duration(later.Load())) }
+	})
+	w := me.Witness()
+	ctx := t.Context()
+	pk := testKey(t, 2)
+	honest := newPeerLog(t, pk, 10, "")
+	if err := w.Observe(ctx, pk.Public(), honest.note(t), honest.consistency); err != nil {
+		t.Fatal(err)
+	}
+	liar, err := newNoteSigner(OriginFor(pk.Public()), pk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range maxForksPerPeer + 5 {
+		cp, err := liar.checkpoint(10, [32]byte{byte(i), 0xf0})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var fe *ForkError
+		if err := w.Observe(ctx, pk.Public(), cp.Note, honest.consistency); !errors.As(err, &fe) {
+			t.Fatalf("conflict %d: %v, want *ForkError (every one is still reported)", i, err)
+		}
+	}
+	if fs, err := w.Forks(ctx, pk.Public()); err != nil || len(fs) != maxForksPerPeer {
+		t.Fatalf("%d forks kept (%v), want %d", len(fs), err, maxForksPerPeer)
+	}
+	if es, err := me.List(ctx, Filter{Kind: KindFork}); err != nil || len(es) != maxForksPerPeer {
+		t.Fatalf("%d fork entries (%v), want %d", len(es), err, maxForksPerPeer)
+	}
+	// The bound is per peer: another peer's first fork is still recorded.
+	pk2 := testKey(t, 3)
+	other := newPeerLog(t, pk2, 4, "")
+	if err := w.Observe(ctx, pk2.Public(), other.note(t), other.consistency); err != nil {
+		t.Fatal(err)
+	}
+	liar2, _ := newNoteSigner(OriginFor(pk2.Public()), pk2)
+	cp, _ := liar2.checkpoint(4, [32]byte{9})
+	var fe *ForkError
+	if err := w.Observe(ctx, pk2.Public(), cp.Note, other.consistency); !errors.As(err, &fe) {
+		t.Fatalf("other peer: %v", err)
+	}
+	if fs, _ := w.Forks(ctx, pk2.Public()); len(fs) != 1 {
+		t.Fatalf("other peer: %d forks kept, want 1", len(fs))
+	}
+	// A day later (a lifted quarantine, a new incident) a conflict is kept again.
+	later.Store(int64(forkWindow + time.Minute))
+	cp, _ = liar.checkpoint(10, [32]byte{0xee})
+	if err := w.Observe(ctx, pk.Public(), cp.Note, honest.consistency); !errors.As(err, &fe) {
+		t.Fatalf("a day later: %v", err)
+	}
+	if fs, _ := w.Forks(ctx, pk.Public()); len(fs) != maxForksPerPeer+1 {
+		t.Fatalf("a day later: %d forks kept, want %d", len(fs), maxForksPerPeer+1)
+	}
+	if err := me.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Verify(ctx, path, testKey(t, 1).Public()); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -260,7 +260,9 @@ func (e *ExecBackend) Check() error {
 	for i, kv := range e.Env {
 		name, _, ok := strings.Cut(kv, "=")
 		if !ok || !envNameRE.MatchString(name) {
-			return fmt.Errorf("env[%d] %q is not NAME=VALUE with NAME matching %s", i, name, envNameRE)
+			// Not echoed: an entry without a valid NAME= may be a pasted
+			// secret, and a refused reload is logged and audited.
+			return fmt.Errorf("env[%d] is not NAME=VALUE with NAME matching %s (the entry is not shown)", i, envNameRE)
 		}
 		if strings.HasPrefix(name, "TREATY_") {
 			return fmt.Errorf("env[%d] %s: TREATY_* variables are set by the node", i, name)

@@ -61,11 +61,12 @@ type outcall struct {
 // refused audits a refusal that happened before anything was sent.
 func (o *outcall) refused(ctx context.Context, err error) error {
 	o.n.countOutbound(o.p, o.capName, err)
-	e := audit.Entry{Kind: audit.KindCallRefused, Direction: "out", Capability: o.capName, Outcome: "refused", Stage: string(refusal.StageOf(err))}
+	capName, peerRef, reason := refusedFields(o.capName, o.peerRef, err) // auditrefused.go
+	e := audit.Entry{Kind: audit.KindCallRefused, Direction: "out", Capability: capName, Outcome: "refused", Stage: string(refusal.StageOf(err))}
 	if !o.p.ID.IsZero() {
 		e.Peer = o.p.ID.String()
 	}
-	e.Report, _ = json.Marshal(map[string]string{"peer_ref": o.peerRef, "reason": err.Error()})
+	e.Report, _ = json.Marshal(map[string]string{"peer_ref": peerRef, "reason": reason})
 	if _, aerr := o.n.audit.Append(context.WithoutCancel(ctx), e); aerr != nil {
 		o.n.log.Error("audit append of a refusal failed", "event", "audit.append_failed", "err", aerr)
 	}
