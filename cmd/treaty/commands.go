@@ -53,6 +53,7 @@ func newRoot() *cobra.Command {
 		dashboardCmd(h),
 	)
 	root.AddCommand(admissionCmds(h)...) // members.go
+	requireSubcommand(root)
 	return root
 }
 

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -68,3 +69,24 @@ func args(check cobra.PositionalArgs) cobra.PositionalArgs {
 }
 
 func usagef(format string, a ...any) error { return usageError{fmt.Errorf(format, a...)} }
+
+// requireSubcommand makes every command group under c (peer, audit, ...)
+// refuse to run without one of its subcommands. Cobra would print the help
+// and exit 0, so a misspelt `treaty audit verfy` in a script would pass.
+func requireSubcommand(c *cobra.Command) {
+	for _, sub := range c.Commands() {
+		requireSubcommand(sub)
+	}
+	if c.HasParent() && c.HasSubCommands() && !c.Runnable() {
+		c.Args = args(cobra.NoArgs) // an unknown subcommand: `unknown command "x" for "treaty peer"`
+		c.RunE = func(cmd *cobra.Command, _ []string) error {
+			var names []string
+			for _, sub := range cmd.Commands() {
+				if sub.IsAvailableCommand() {
+					names = append(names, sub.Name())
+				}
+			}
+			return usagef("'%s' needs a command: %s (see '%s --help')", cmd.CommandPath(), strings.Join(names, ", "), cmd.CommandPath())
+		}
+	}
+}
