@@ -103,7 +103,7 @@ func auditCmd(h func() string) *cobra.Command {
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "INDEX\tTIME\tKIND\tDIR\tPEER\tCAPABILITY\tOUTCOME\tSTAGE")
 			for _, e := range entries {
-				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Index, e.Time.Format(time.RFC3339),
+				tprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Index, e.Time.Format(time.RFC3339),
 					e.Kind, dash(e.Direction), dash(short(e.Peer)), dash(e.Capability), dash(e.Outcome), dash(e.Stage))
 			}
 			return tw.Flush()

@@ -128,7 +128,7 @@ func statusCmd(h func() string) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "up %s %s %s\n", s.Name, s.ID, s.Addr)
+			tprintf(cmd.OutOrStdout(), "up %s %s %s\n", s.Name, s.ID, s.Addr)
 			// The node's own word first; a node that has not polled the files
 			// yet is caught by checking them here.
 			stale := s.ConfigError
@@ -138,7 +138,7 @@ func statusCmd(h func() string) *cobra.Command {
 				}
 			}
 			if stale != "" {
-				fmt.Fprintf(cmd.ErrOrStderr(), "treaty: warning: the running configuration is stale: %s; the node keeps its last valid configuration until the file is fixed\n", stale)
+				tprintf(cmd.ErrOrStderr(), "treaty: warning: the running configuration is stale: %s; the node keeps its last valid configuration until the file is fixed\n", stale)
 			}
 			return nil
 		},
@@ -269,7 +269,7 @@ func peerCmd(h func() string) *cobra.Command {
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "NAME\tID\tADDR\tBREAKER\tSOURCE")
 			for _, p := range out {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", p.Name, p.ID, p.Addr, dash(p.Breaker), dash(p.Source))
+				tprintf(tw, "%s\t%s\t%s\t%s\t%s\n", p.Name, p.ID, p.Addr, dash(p.Breaker), dash(p.Source))
 			}
 			return tw.Flush()
 		},
@@ -449,7 +449,7 @@ func capsCmd(h func() string) *cobra.Command {
 				if cp.Stream {
 					kind = "stream"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\n", cp.Name, kind, cp.Description)
+				tprintf(tw, "%s\t%s\t%s\n", cp.Name, kind, cp.Description)
 			}
 			return tw.Flush()
 		},

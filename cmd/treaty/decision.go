@@ -50,17 +50,20 @@ func decisionCmd(h func() string) *cobra.Command {
 			if err != nil {
 				return err // exit 1: the record does not verify
 			}
+			// The record may come from anyone: every field it names is
+			// printed escaped.
 			out := cmd.OutOrStdout()
-			fmt.Fprintf(out, "ok: decision %d of group %s (%s, epoch %d, id %s)\n", r.Index, r.Group.Name, r.Group.Mode, r.Group.Epoch, r.Group.ID)
+			tprintf(out, "ok: decision %d of group %s (%s, epoch %d, id %s)\n", r.Index, r.Group.Name, r.Group.Mode, r.Group.Epoch, r.Group.ID)
+			label := "result"
 			if r.Group.Mode == fsm.ModeBFT {
-				fmt.Fprintf(out, "certificate: %d member signatures over the entry and its result\n", len(r.Certificate))
+				tprintf(out, "certificate: %d member signatures over the entry and its result\n", len(r.Certificate))
 			} else {
-				fmt.Fprintf(out, "no certificate: %s\n", r.NoCertificate)
+				tprintf(out, "no certificate: %s\n", r.NoCertificate)
 			}
 			if r.Result.Code != "" {
-				fmt.Fprintf(out, "result: refused (%s): %s\n", r.Result.Code, r.Result.Reason)
+				tprintf(out, "%s: refused (%s): %s\n", label, r.Result.Code, r.Result.Reason)
 			} else if r.Result.Motion != "" {
-				fmt.Fprintf(out, "result: motion %s %s\n", r.Result.Motion, r.Result.Outcome)
+				tprintf(out, "%s: motion %s %s\n", label, r.Result.Motion, r.Result.Outcome)
 			}
 			return nil
 		},
