@@ -51,7 +51,7 @@ func decisionCmd(h func() string) *cobra.Command {
 				return err // exit 1: the record does not verify
 			}
 			// The record may come from anyone: every field it names is
-			// printed escaped.
+			// printed escaped, and a result no quorum signed says so.
 			out := cmd.OutOrStdout()
 			tprintf(out, "ok: decision %d of group %s (%s, epoch %d, id %s)\n", r.Index, r.Group.Name, r.Group.Mode, r.Group.Epoch, r.Group.ID)
 			label := "result"
@@ -59,6 +59,7 @@ func decisionCmd(h func() string) *cobra.Command {
 				tprintf(out, "certificate: %d member signatures over the entry and its result\n", len(r.Certificate))
 			} else {
 				tprintf(out, "no certificate: %s\n", r.NoCertificate)
+				label = "result (not attested: the exporting node's word)"
 			}
 			if r.Result.Code != "" {
 				tprintf(out, "%s: refused (%s): %s\n", label, r.Result.Code, r.Result.Reason)
