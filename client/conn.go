@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"syscall"
 	"time"
 
 	"github.com/treaty-dev/treaty/internal/h1pool"
@@ -29,10 +30,25 @@ func dialer(sock string) func(context.Context) (net.Conn, error) {
 		var d net.Dialer
 		c, err := d.DialContext(ctx, "unix", sock)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrNotRunning, err)
+			return nil, dialError(sock, err)
 		}
 		return c, nil
 	}
+}
+
+// dialError tells "no node runs here" (no socket, or one nobody listens on)
+// from a socket this user may not open or cannot even name, which a
+// restart would not fix.
+func dialError(sock string, err error) error {
+	switch {
+	case errors.Is(err, syscall.ENOENT), errors.Is(err, syscall.ECONNREFUSED):
+		return fmt.Errorf("%w: %v", ErrNotRunning, err)
+	case errors.Is(err, syscall.EINVAL) && len(sock) > 100:
+		return fmt.Errorf("client: the socket path %s is %d bytes, longer than the system allows for a unix socket (about 104); use a shorter --home", sock, len(sock))
+	case errors.Is(err, syscall.EACCES), errors.Is(err, syscall.EPERM):
+		return fmt.Errorf("client: %s: permission denied (the node runs as another user?): %w", sock, err)
+	}
+	return fmt.Errorf("client: %s: %w", sock, err)
 }
 
 // newPool pools the connections of requests with one JSON answer; streams,
