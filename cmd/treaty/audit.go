@@ -1,10 +1,8 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -178,13 +176,15 @@ func auditCmd(h func() string) *cobra.Command {
 // againstNote reads a --against file: a signed checkpoint note, or a peer's
 // audit.db holding a witness row for id.
 func againstNote(cmd *cobra.Command, file string, id identity.PublicKey) ([]byte, error) {
-	b, err := os.ReadFile(file)
+	const sqliteMagic = "SQLite format 3\x00"
+	head, err := fileHead("--against", file, len(sqliteMagic))
 	if err != nil {
-		return nil, usagef("--against: %v", err)
+		return nil, err
 	}
-	if !bytes.HasPrefix(b, []byte("SQLite format 3\x00")) {
-		if len(b) > audit.MaxNoteSize {
-			return nil, usagef("--against %s: %d bytes, not a checkpoint note (at most %d) or an audit.db", file, len(b), audit.MaxNoteSize)
+	if string(head) != sqliteMagic {
+		b, err := readFlagFile("--against", file, audit.MaxNoteSize)
+		if err != nil {
+			return nil, usagef("%v: not a checkpoint note (at most %d bytes) or an audit.db", err, audit.MaxNoteSize)
 		}
 		return b, nil
 	}
