@@ -76,7 +76,13 @@ func decisionCmd(h func() string) *cobra.Command {
 func readRecord(stdin io.Reader, path string) ([]byte, error) {
 	var r io.Reader = stdin
 	if path != "-" {
-		f, err := os.Open(path) // a missing file exits 1 too: verify answers 0 or 1
+		// A missing or odd file exits 1 too: verify answers 0 or 1.
+		if st, err := os.Stat(path); err != nil {
+			return nil, err
+		} else if !st.Mode().IsRegular() { // a FIFO would block the open
+			return nil, fmt.Errorf("%s: not a regular file (%v)", path, st.Mode().Type())
+		}
+		f, err := os.Open(path)
 		if err != nil {
 			return nil, err
 		}

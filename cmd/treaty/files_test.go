@@ -36,5 +36,12 @@ func TestFileFlagsAreBounded(t *testing.T) {
 				t.Errorf("%v: exit %d, stderr %q; want 2 and one line", a, code, stderr)
 			}
 		}
+		if stderr, code := runBounded(t, 10*time.Second, "revoke", "--home", dir, file); code != 2 || strings.Count(stderr, "\n") != 1 {
+			t.Errorf("revoke %s: exit %d, stderr %q; want 2 and one line", file, code, stderr)
+		}
+		// decision verify answers 0 or 1, whatever the file.
+		if stderr, code := runBounded(t, 10*time.Second, "decision", "verify", file); code != 1 || strings.Count(stderr, "\n") != 1 {
+			t.Errorf("decision verify %s: exit %d, stderr %q; want 1 and one line", file, code, stderr)
+		}
 	}
 }

@@ -276,17 +276,9 @@ func (g *governFlags) run(cmd *cobra.Command, home string, req localapi.GovernRe
 }
 
 func readStatementFile(path string) (string, error) {
-	f, err := os.Open(path)
+	b, err := readFlagFile("revoke", path, maxStatementFile)
 	if err != nil {
-		return "", usagef("%v", err)
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxStatementFile+1))
-	if err != nil {
-		return "", err
-	}
-	if len(b) > maxStatementFile {
-		return "", usagef("%s is larger than %d bytes: not a revocation", path, maxStatementFile)
+		return "", usagef("%v: not a revocation", err)
 	}
 	return strings.TrimSpace(string(b)), nil
 }
