@@ -64,6 +64,9 @@ func auditCmd(h func() string) *cobra.Command {
 			if kind != "" && !slices.Contains(audit.Kinds(), kind) {
 				return usagef("unknown --kind %q; kinds: %s", kind, strings.Join(audit.Kinds(), ", "))
 			}
+			if limit < 0 {
+				return usagef("--limit %d: want 0 (no limit) or more", limit)
+			}
 			f := audit.Filter{Kind: kind, Limit: limit}
 			if peer != "" {
 				cfg, err := config.Load(h())
