@@ -149,6 +149,28 @@ func TestScanScreenExitOnBlock(t *testing.T) {
 	}
 }
 
+// TestScanOversizedInput: input over the dry runs' limit is a usage error
+// (exit 2), whether it is one document or one JSON Lines record.
+func TestScanOversizedInput(t *testing.T) {
+	dir, _, _ := tlHome(t)
+	huge := strings.Repeat("a", maxScanInput+1)
+	if _, stderr, code := runIn(t, huge, "scan", "--home", dir, "--json"); code != 2 || !strings.Contains(stderr, "exceeds") {
+		t.Fatalf("scan of %d bytes: exit %d, %q", len(huge), code, stderr)
+	}
+	// A line longer than the reader's buffer but within the limit is read whole.
+	long := `{"id":"long","text":"` + strings.Repeat("b", 3<<20) + ` bob@example.com"}` + "\n" + `{"id":"next","text":"hi"}` + "\n"
+	if out, stderr, code := runIn(t, long, "scan", "--home", dir, "--jsonl"); code != 0 ||
+		!strings.Contains(out, `"id":"long"`) || !strings.Contains(out, `"category":"email"`) || !strings.Contains(out, `"id":"next"`) {
+		t.Fatalf("scan --jsonl of a 3 MiB line: exit %d, %d bytes out, %q", code, len(out), stderr)
+	}
+	line := `{"id":"1","text":"` + huge + `"}` + "\n"
+	for _, cmd := range []string{"scan", "screen"} {
+		if _, stderr, code := runIn(t, line, cmd, "--home", dir, "--jsonl"); code != 2 || !strings.Contains(stderr, "line 1 exceeds") {
+			t.Fatalf("%s --jsonl of a %d-byte line: exit %d, %q", cmd, len(line), code, stderr)
+		}
+	}
+}
+
 func TestVersion(t *testing.T) {
 	out := mustRun(t, "version")
 	if !strings.HasPrefix(out, "treaty ") || !strings.Contains(out, "go1.") {
