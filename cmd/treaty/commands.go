@@ -40,6 +40,12 @@ func newRoot() *cobra.Command {
 		},
 	}
 	root.PersistentFlags().StringVar(&homeDir, "home", home.Default(), "node home directory ($TREATY_HOME, else ~/.treaty)")
+	root.PersistentPreRunE = func(*cobra.Command, []string) error {
+		if homeDir == "" { // only an explicit --home '' (or --home=) is empty
+			return usagef("--home is empty: want the home directory (default $TREATY_HOME, else ~/.treaty)")
+		}
+		return nil
+	}
 	h := func() string { return homeDir }
 
 	root.AddCommand(

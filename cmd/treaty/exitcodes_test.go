@@ -80,6 +80,8 @@ func TestExitCodes(t *testing.T) {
 		{"call input too big", []string{"call", "--home", dir, "bob", "echo", strings.Repeat(" ", 16<<20+1)}, 2, "16 MiB"},
 		{"unknown command", []string{"frobnicate"}, 2, "unknown command"},
 		{"audit unknown kind", []string{"audit", "ls", "--home", dir, "--kind", "call.sentt"}, 2, "unknown --kind"},
+		{"empty home", []string{"id", "--home", ""}, 2, "--home is empty"},
+		{"empty home init", []string{"init", "--home=", "--name", "a"}, 2, "--home is empty"},
 		{"audit negative limit", []string{"audit", "ls", "--home", dir, "--limit", "-5"}, 2, "--limit -5"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
