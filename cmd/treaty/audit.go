@@ -2,7 +2,10 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -43,6 +46,9 @@ func auditCmd(h func() string) *cobra.Command {
 					return err
 				}
 				opts.Checkpoints = append(opts.Checkpoints, note)
+			}
+			if err := logExists(path()); err != nil {
+				return err
 			}
 			res, err := audit.VerifyWith(cmd.Context(), path(), id, opts)
 			if err != nil {
@@ -85,6 +91,9 @@ func auditCmd(h func() string) *cobra.Command {
 					return usageError{err}
 				}
 				f.Since = t
+			}
+			if err := logExists(path()); err != nil {
+				return err
 			}
 			r, err := audit.OpenReader(cmd.Context(), path())
 			if err != nil {
@@ -167,6 +176,9 @@ func auditCmd(h func() string) *cobra.Command {
 			if format != "jsonl" && format != "csv" {
 				return usagef("--format must be jsonl or csv")
 			}
+			if err := logExists(path()); err != nil {
+				return err
+			}
 			return audit.Export(cmd.Context(), path(), cmd.OutOrStdout(), format)
 		},
 	}
@@ -201,11 +213,24 @@ func againstNote(cmd *cobra.Command, file string, id identity.PublicKey) ([]byte
 	return note, nil
 }
 
+// logExists says plainly that a home has no audit log, rather than SQLite's
+// "unable to open database file". It stays an error (exit 1): a log that is
+// gone is not an intact log.
+func logExists(path string) error {
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("audit: no audit log at %s (a node creates it when it first runs; if one ran here, the log was removed)", path)
+	}
+	return nil
+}
+
 // openAt parses an entry index and opens the log read-only.
 func openAt(cmd *cobra.Command, path, index string) (*audit.Reader, uint64, error) {
 	idx, err := strconv.ParseUint(index, 10, 64)
 	if err != nil {
 		return nil, 0, usagef("N must be an entry index: %v", err)
+	}
+	if err := logExists(path); err != nil {
+		return nil, 0, err
 	}
 	r, err := audit.OpenReader(cmd.Context(), path)
 	return r, idx, err

@@ -82,6 +82,11 @@ func TestExitCodes(t *testing.T) {
 		{"audit unknown kind", []string{"audit", "ls", "--home", dir, "--kind", "call.sentt"}, 2, "unknown --kind"},
 		{"empty home", []string{"id", "--home", ""}, 2, "--home is empty"},
 		{"empty home init", []string{"init", "--home=", "--name", "a"}, 2, "--home is empty"},
+		{"audit verify no log", []string{"audit", "verify", "--home", dir}, 1, "no audit log at"},
+		{"audit ls no log", []string{"audit", "ls", "--home", dir}, 1, "no audit log at"},
+		{"audit show no log", []string{"audit", "show", "--home", dir, "0"}, 1, "no audit log at"},
+		{"audit prove no log", []string{"audit", "prove", "--home", dir, "0", "--json"}, 1, "no audit log at"},
+		{"audit export no log", []string{"audit", "export", "--home", dir}, 1, "no audit log at"},
 		{"audit negative limit", []string{"audit", "ls", "--home", dir, "--limit", "-5"}, 2, "--limit -5"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
