@@ -39,7 +39,7 @@ func run(ctx context.Context, args []string) int {
 	if err == nil {
 		return 0
 	}
-	fmt.Fprintln(os.Stderr, "treaty:", clean(err.Error())) // one line, whatever the reason holds
+	fmt.Fprintln(os.Stderr, "treaty:", oneLine(err.Error()))
 	return exitCode(err)
 }
 

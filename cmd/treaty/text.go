@@ -42,6 +42,28 @@ func clean(s string) string {
 	return escapeText(s, false)
 }
 
+// oneLine is an error message as one line: the lines of a multi-line message
+// (joined errors, a YAML parser's list) are joined with "; ", or a space after
+// a colon, and what remains is cleaned.
+func oneLine(msg string) string {
+	var b strings.Builder
+	for _, line := range strings.Split(msg, "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" {
+			continue
+		}
+		if b.Len() > 0 {
+			if strings.HasSuffix(b.String(), ":") {
+				b.WriteString(" ")
+			} else {
+				b.WriteString("; ")
+			}
+		}
+		b.WriteString(line)
+	}
+	return clean(b.String())
+}
+
 func escapeText(s string, keepLayout bool) string {
 	ok := true
 	for i, r := range s {

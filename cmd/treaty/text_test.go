@@ -159,6 +159,18 @@ func TestDecisionVerifyEscapes(t *testing.T) {
 	}
 }
 
+// TestErrorLineJoined: errors joined with newlines still print as one line.
+func TestErrorLineJoined(t *testing.T) {
+	dir, _, _ := tlHome(t)
+	if err := os.WriteFile(filepath.Join(dir, "treaty.yaml"), []byte("name: alice\nbogus: 1\nalso: 2\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, stderr, code := runTL(t, "peer", "ls", "--home", dir)
+	if code == 0 || strings.Count(stderr, "\n") != 1 || strings.Contains(stderr, `\u000a`) {
+		t.Fatalf("exit %d, stderr %q; want one readable line", code, stderr)
+	}
+}
+
 func tlKey(t *testing.T, b byte) identity.PublicKey {
 	t.Helper()
 	k, err := identity.FromSeed(bytes.Repeat([]byte{b}, 32))
