@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"strings"
@@ -25,6 +26,21 @@ func main() {
 	os.Exit(code)
 }
 
+// checkedWriter keeps the first error writing to w, so that a command whose
+// output was lost (treaty id > /dev/full) does not exit 0.
+type checkedWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (c *checkedWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	if err != nil && c.err == nil {
+		c.err = err
+	}
+	return n, err
+}
+
 // usageError marks errors in the command line itself (exit 2).
 type usageError struct{ err error }
 
@@ -35,7 +51,12 @@ func run(ctx context.Context, args []string) int {
 	root := newRoot()
 	root.SetArgs(args)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	out := &checkedWriter{w: os.Stdout}
+	root.SetOut(out)
 	err := root.ExecuteContext(ctx)
+	if err == nil && out.err != nil { // what the command printed did not arrive: a full disk, a closed pipe
+		err = fmt.Errorf("write stdout: %w", out.err)
+	}
 	if err == nil {
 		return 0
 	}

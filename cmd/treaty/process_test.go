@@ -97,6 +97,21 @@ func TestProcessErrorPaths(t *testing.T) {
 	c.expect(2, "16 MiB", strings.Repeat(" ", 16<<20+1), "call", "--home", home, "bob", "echo", "-")
 	c.expect(2, "not valid JSON", "{", "call", "--home", home, "bob", "echo", "-")
 
+	// Output that cannot be written (a full disk) is a failure, not exit 0.
+	if full, err := os.OpenFile("/dev/full", os.O_WRONLY, 0); err == nil {
+		for _, a := range [][]string{{"id", "--home", home}, {"version"}} {
+			cmd := exec.Command(c.bin, a...)
+			var e bytes.Buffer
+			cmd.Stdout, cmd.Stderr = full, &e
+			err := cmd.Run()
+			var exit *exec.ExitError
+			if !errors.As(err, &exit) || exit.ExitCode() != 1 || !strings.Contains(e.String(), "write stdout") {
+				t.Errorf("treaty %v > /dev/full: %v, stderr %q; want exit 1 naming the write", a, err, e.String())
+			}
+		}
+		full.Close()
+	}
+
 	// A node that died without cleaning up leaves its socket: not running.
 	run := exec.Command(c.bin, "run", "--home", home)
 	var runErr bytes.Buffer
