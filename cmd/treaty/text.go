@@ -129,6 +129,9 @@ func (t termWriter) Write(p []byte) (int, error) {
 // isTerminal reports whether w is a terminal (a character device), where raw
 // data from others must not be written unescaped.
 func isTerminal(w io.Writer) bool {
+	if c, ok := w.(*checkedWriter); ok {
+		w = c.w
+	}
 	f, ok := w.(*os.File)
 	if !ok {
 		return false

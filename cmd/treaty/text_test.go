@@ -195,6 +195,19 @@ func TestClean(t *testing.T) {
 			t.Errorf("clean(%q) = %q, want %q", in, got, want)
 		}
 	}
+	// A character device, as a terminal is, seen through the CLI's stdout wrapper.
+	if dev, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0); err == nil {
+		if !isTerminal(&checkedWriter{w: dev}) {
+			t.Error("the CLI's stdout wrapper hides a character device from isTerminal")
+		}
+		dev.Close()
+	}
+	if f, err := os.CreateTemp(t.TempDir(), "out"); err == nil {
+		if isTerminal(&checkedWriter{w: f}) {
+			t.Error("a file is taken for a terminal")
+		}
+		f.Close()
+	}
 	var b bytes.Buffer
 	termSafe(&b).Write([]byte("a\tb\n\x1b"))
 	if b.String() != "a\tb\n\\u001b" {
