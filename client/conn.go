@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -36,12 +39,24 @@ func dialer(sock string) func(context.Context) (net.Conn, error) {
 	}
 }
 
+// noHomeError is ErrNotRunning for a home directory that does not exist.
+type noHomeError struct{ dir string }
+
+func (e noHomeError) Error() string {
+	return fmt.Sprintf("client: no treaty home at %s (a node's home is made with 'treaty init --home %s')", e.dir, e.dir)
+}
+func (e noHomeError) Is(target error) bool { return target == ErrNotRunning }
+
 // dialError tells "no node runs here" (no socket, or one nobody listens on)
 // from a socket this user may not open or cannot even name, which a
 // restart would not fix.
 func dialError(sock string, err error) error {
 	switch {
 	case errors.Is(err, syscall.ENOENT), errors.Is(err, syscall.ECONNREFUSED):
+		dir := filepath.Dir(sock)
+		if _, serr := os.Stat(dir); errors.Is(serr, fs.ErrNotExist) { // a mistyped --home, not a stopped node
+			return noHomeError{dir}
+		}
 		return fmt.Errorf("%w: %v", ErrNotRunning, err)
 	case errors.Is(err, syscall.EINVAL) && len(sock) > 100:
 		return fmt.Errorf("client: the socket path %s is %d bytes, longer than the system allows for a unix socket (about 104); use a shorter --home", sock, len(sock))

@@ -157,12 +157,18 @@ func TestDialFailures(t *testing.T) {
 			}
 		})
 	}
+	// A home that does not exist is named as such, and is still ErrNotRunning.
+	missing := filepath.Join(t.TempDir(), "typo")
+	_, err := New(missing).Status(t.Context())
+	if !errors.Is(err, ErrNotRunning) || !strings.Contains(err.Error(), "no treaty home at "+missing) {
+		t.Fatalf("a missing home: %v", err)
+	}
 	// A real home whose socket path the system cannot hold.
 	long := filepath.Join(t.TempDir(), strings.Repeat("x", 120))
 	if err := os.MkdirAll(long, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	_, err := New(long).Status(t.Context())
+	_, err = New(long).Status(t.Context())
 	if err == nil || errors.Is(err, ErrNotRunning) || !strings.Contains(err.Error(), "longer than") {
 		t.Fatalf("a socket path over the limit: %v", err)
 	}

@@ -86,7 +86,7 @@ func TestProcessErrorPaths(t *testing.T) {
 	other := tlDID(t, 3)
 
 	c.expect(1, "no key at", "", "id", "--home", missing)
-	c.expect(1, "no node is running", "", "status", "--home", missing)
+	c.expect(1, "no treaty home at "+missing, "", "status", "--home", missing)
 	c.expect(1, "no node is running", "", "call", "--home", home, "bob", "echo")
 	c.expect(2, "unknown flag", "", "status", "--home", home, "--frobnicate")
 	c.expect(2, "invalid argument", "", "status", "--home", home, "--wait", "soon")
