@@ -64,6 +64,8 @@ func oneLine(msg string) string {
 	return clean(b.String())
 }
 
+// escapeText escapes s's unsafe runes and invalid bytes; keepLayout keeps its
+// newlines and tabs. Text with nothing to escape is returned as is.
 func escapeText(s string, keepLayout bool) string {
 	ok := true
 	for i, r := range s {
