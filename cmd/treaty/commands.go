@@ -59,7 +59,7 @@ func newRoot() *cobra.Command {
 		dashboardCmd(h),
 	)
 	root.AddCommand(admissionCmds(h)...) // members.go
-	root.InitDefaultCompletionCmd() // now rather than at Execute, so that requireSubcommand covers it
+	root.InitDefaultCompletionCmd()      // now rather than at Execute, so that requireSubcommand covers it
 	requireSubcommand(root)
 	return root
 }
