@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
+	"path/filepath"
 	"runtime/debug"
 	"strings"
 	"text/tabwriter"
@@ -79,12 +81,26 @@ func initCmd(h func() string) *cobra.Command {
 				return err
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), id)
+			if err := trySocket(h()); err != nil {
+				fmt.Fprintf(cmd.ErrOrStderr(), "treaty: warning: 'treaty run' cannot serve this home's local API: %v; choose a shorter --home\n", err)
+			}
 			return nil
 		},
 	}
 	c.Flags().StringVar(&name, "name", "", "this node's nickname (required)")
 	c.Flags().StringVar(&listen, "listen", config.DefaultListen, "federation address (loopback by default)")
 	return c
+}
+
+// trySocket binds and removes the local API's socket in a new home, to find
+// a path too long for a unix socket here at init rather than at the first run.
+func trySocket(dir string) error {
+	sock := filepath.Join(dir, api.SocketName)
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		return fmt.Errorf("socket path %s (%d bytes): %w", sock, len(sock), err)
+	}
+	return ln.Close() // removes the socket file
 }
 
 func idCmd(h func() string) *cobra.Command {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"net"
 	"net/http"
 	"os"
@@ -58,7 +59,17 @@ func TestRunRefusesBeforeStarting(t *testing.T) {
 	}
 
 	long := filepath.Join(t.TempDir(), strings.Repeat("x", 110))
-	mustRun(t, "init", "--home", long, "--name", "longhome", "--listen", "127.0.0.1:0")
+	out, stderr, code := runTL(t, "init", "--home", long, "--name", "longhome", "--listen", "127.0.0.1:0")
+	if code != 0 || !strings.HasPrefix(out, "did:key:") || !strings.Contains(stderr, "warning: 'treaty run' cannot serve") {
+		t.Fatalf("init of a home with a too-long socket path: exit %d, out %q, stderr %q; want the ID and a warning", code, out, stderr)
+	}
+	short := filepath.Join(t.TempDir(), "h")
+	if _, stderr, code := runTL(t, "init", "--home", short, "--name", "shorthome"); code != 0 || stderr != "" {
+		t.Fatalf("init: exit %d, stderr %q; want no warning", code, stderr)
+	}
+	if _, err := os.Stat(filepath.Join(short, api.SocketName)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("init's trial of the socket left it behind: %v", err)
+	}
 	stderr, code = runBounded(t, 20*time.Second, "run", "--home", long)
 	if code != 1 || !strings.Contains(stderr, "longer than") || strings.Count(stderr, "\n") != 1 {
 		t.Fatalf("run on a home with a too-long socket path: exit %d, stderr %q", code, stderr)
