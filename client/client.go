@@ -170,6 +170,10 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 }
 
 func unwrapDial(err error) error {
+	var nh noHomeError
+	if errors.As(err, &nh) {
+		return nh
+	}
 	if errors.Is(err, ErrNotRunning) {
 		return ErrNotRunning
 	}

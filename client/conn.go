@@ -4,8 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/treaty-dev/treaty/internal/h1pool"
@@ -29,10 +33,37 @@ func dialer(sock string) func(context.Context) (net.Conn, error) {
 		var d net.Dialer
 		c, err := d.DialContext(ctx, "unix", sock)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrNotRunning, err)
+			return nil, dialError(sock, err)
 		}
 		return c, nil
 	}
+}
+
+// noHomeError is ErrNotRunning for a home directory that does not exist.
+type noHomeError struct{ dir string }
+
+func (e noHomeError) Error() string {
+	return fmt.Sprintf("client: no treaty home at %s (a node's home is made with 'treaty init --home %s')", e.dir, e.dir)
+}
+func (e noHomeError) Is(target error) bool { return target == ErrNotRunning }
+
+// dialError tells "no node runs here" (no socket, or one nobody listens on)
+// from a socket this user may not open or cannot even name, which a
+// restart would not fix.
+func dialError(sock string, err error) error {
+	switch {
+	case errors.Is(err, syscall.ENOENT), errors.Is(err, syscall.ECONNREFUSED):
+		dir := filepath.Dir(sock)
+		if _, serr := os.Stat(dir); errors.Is(serr, fs.ErrNotExist) { // a mistyped --home, not a stopped node
+			return noHomeError{dir}
+		}
+		return fmt.Errorf("%w: %v", ErrNotRunning, err)
+	case errors.Is(err, syscall.EINVAL) && len(sock) > 100:
+		return fmt.Errorf("client: the socket path %s is %d bytes, longer than the system allows for a unix socket (about 104); use a shorter --home", sock, len(sock))
+	case errors.Is(err, syscall.EACCES), errors.Is(err, syscall.EPERM):
+		return fmt.Errorf("client: %s: permission denied (the node runs as another user?): %w", sock, err)
+	}
+	return fmt.Errorf("client: %s: %w", sock, err)
 }
 
 // newPool pools the connections of requests with one JSON answer; streams,

@@ -1,13 +1,17 @@
 package client
 
 import (
+	"errors"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 
 	"github.com/treaty-dev/treaty/localapi"
@@ -124,5 +128,48 @@ func TestRetryOnReusedConnection(t *testing.T) {
 	}
 	if c := calls.Load(); c != 1 {
 		t.Fatalf("the node had %d calls, want 1: a call is not sent again", c)
+	}
+}
+
+// TestDialFailures: only a missing or refusing socket means no node runs; a
+// socket the user may not open, or a home whose socket path is too long for
+// the system, is reported as what it is, naming the socket.
+func TestDialFailures(t *testing.T) {
+	t.Parallel()
+	sock := "/h/" + strings.Repeat("x", 100) + "/" + localapi.SocketName
+	for name, tc := range map[string]struct {
+		err        error
+		notRunning bool
+		msg        string
+	}{
+		"missing":    {syscall.ENOENT, true, ""},
+		"refused":    {syscall.ECONNREFUSED, true, ""},
+		"permission": {syscall.EACCES, false, "permission denied"},
+		"too long":   {syscall.EINVAL, false, "longer than"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			err := dialError(sock, &net.OpError{Op: "dial", Net: "unix", Err: os.NewSyscallError("connect", tc.err)})
+			if errors.Is(err, ErrNotRunning) != tc.notRunning || !strings.Contains(err.Error(), tc.msg) {
+				t.Fatalf("dial failing with %v: %v; want ErrNotRunning %v and %q", tc.err, err, tc.notRunning, tc.msg)
+			}
+			if !tc.notRunning && !strings.Contains(err.Error(), sock) {
+				t.Fatalf("%v does not name the socket", err)
+			}
+		})
+	}
+	// A home that does not exist is named as such, and is still ErrNotRunning.
+	missing := filepath.Join(t.TempDir(), "typo")
+	_, err := New(missing).Status(t.Context())
+	if !errors.Is(err, ErrNotRunning) || !strings.Contains(err.Error(), "no treaty home at "+missing) {
+		t.Fatalf("a missing home: %v", err)
+	}
+	// A real home whose socket path the system cannot hold.
+	long := filepath.Join(t.TempDir(), strings.Repeat("x", 120))
+	if err := os.MkdirAll(long, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	_, err = New(long).Status(t.Context())
+	if err == nil || errors.Is(err, ErrNotRunning) || !strings.Contains(err.Error(), "longer than") {
+		t.Fatalf("a socket path over the limit: %v", err)
 	}
 }

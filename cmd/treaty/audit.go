@@ -1,10 +1,10 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -12,8 +12,6 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
@@ -49,6 +47,9 @@ func auditCmd(h func() string) *cobra.Command {
 				}
 				opts.Checkpoints = append(opts.Checkpoints, note)
 			}
+			if err := logExists(path()); err != nil {
+				return err
+			}
 			res, err := audit.VerifyWith(cmd.Context(), path(), id, opts)
 			if err != nil {
 				return err
@@ -69,6 +70,9 @@ func auditCmd(h func() string) *cobra.Command {
 			if kind != "" && !slices.Contains(audit.Kinds(), kind) {
 				return usagef("unknown --kind %q; kinds: %s", kind, strings.Join(audit.Kinds(), ", "))
 			}
+			if limit < 0 {
+				return usagef("--limit %d: want 0 (no limit) or more", limit)
+			}
 			f := audit.Filter{Kind: kind, Limit: limit}
 			if peer != "" {
 				cfg, err := config.Load(h())
@@ -88,6 +92,9 @@ func auditCmd(h func() string) *cobra.Command {
 				}
 				f.Since = t
 			}
+			if err := logExists(path()); err != nil {
+				return err
+			}
 			r, err := audit.OpenReader(cmd.Context(), path())
 			if err != nil {
 				return err
@@ -106,8 +113,8 @@ func auditCmd(h func() string) *cobra.Command {
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "INDEX\tTIME\tKIND\tDIR\tPEER\tCAPABILITY\tOUTCOME\tSTAGE")
 			for _, e := range entries {
-				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Index, e.Time.Format(time.RFC3339),
-					cell(e.Kind), cell(e.Direction), cell(short(e.Peer)), cell(e.Capability), cell(e.Outcome), cell(e.Stage))
+				tprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Index, e.Time.Format(time.RFC3339),
+					e.Kind, dash(e.Direction), dash(short(e.Peer)), dash(e.Capability), dash(e.Outcome), dash(e.Stage))
 			}
 			return tw.Flush()
 		},
@@ -169,6 +176,9 @@ func auditCmd(h func() string) *cobra.Command {
 			if format != "jsonl" && format != "csv" {
 				return usagef("--format must be jsonl or csv")
 			}
+			if err := logExists(path()); err != nil {
+				return err
+			}
 			return audit.Export(cmd.Context(), path(), cmd.OutOrStdout(), format)
 		},
 	}
@@ -179,21 +189,17 @@ func auditCmd(h func() string) *cobra.Command {
 }
 
 // againstNote reads a --against file: a signed checkpoint note, or a peer's
-// audit.db holding a witness row for id. It reads no more than a note can be:
-// the file may be huge, or a device that never ends.
+// audit.db holding a witness row for id.
 func againstNote(cmd *cobra.Command, file string, id identity.PublicKey) ([]byte, error) {
-	f, err := os.Open(file)
+	const sqliteMagic = "SQLite format 3\x00"
+	head, err := fileHead("--against", file, len(sqliteMagic))
 	if err != nil {
-		return nil, usagef("--against: %v", err)
+		return nil, err
 	}
-	b, err := io.ReadAll(io.LimitReader(f, audit.MaxNoteSize+1))
-	f.Close()
-	if err != nil {
-		return nil, usagef("--against: %v", err)
-	}
-	if !bytes.HasPrefix(b, []byte("SQLite format 3\x00")) {
-		if len(b) > audit.MaxNoteSize {
-			return nil, usagef("--against %s: over %d bytes, not a checkpoint note or an audit.db", file, audit.MaxNoteSize)
+	if string(head) != sqliteMagic {
+		b, err := readFlagFile("--against", file, audit.MaxNoteSize)
+		if err != nil {
+			return nil, usagef("%v: not a checkpoint note (at most %d bytes) or an audit.db", err, audit.MaxNoteSize)
 		}
 		return b, nil
 	}
@@ -207,11 +213,24 @@ func againstNote(cmd *cobra.Command, file string, id identity.PublicKey) ([]byte
 	return note, nil
 }
 
+// logExists says plainly that a home has no audit log, rather than SQLite's
+// "unable to open database file". It stays an error (exit 1): a log that is
+// gone is not an intact log.
+func logExists(path string) error {
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("audit: no audit log at %s (a node creates it when it first runs; if one ran here, the log was removed)", path)
+	}
+	return nil
+}
+
 // openAt parses an entry index and opens the log read-only.
 func openAt(cmd *cobra.Command, path, index string) (*audit.Reader, uint64, error) {
 	idx, err := strconv.ParseUint(index, 10, 64)
 	if err != nil {
 		return nil, 0, usagef("N must be an entry index: %v", err)
+	}
+	if err := logExists(path); err != nil {
+		return nil, 0, err
 	}
 	r, err := audit.OpenReader(cmd.Context(), path)
 	return r, idx, err
@@ -226,19 +245,6 @@ func parseSince(s string, now time.Time) (time.Time, error) {
 		return now.Add(-d), nil
 	}
 	return time.Time{}, fmt.Errorf("--since %q: want an RFC 3339 time or a duration such as 1h", s)
-}
-
-// cell is s for a table column: "-" when empty, and quoted with Go escapes
-// when it holds anything but printable characters. Fields are free text in the
-// log (a capability name a local client made up, a row edited in the file):
-// an escape sequence or a bidi override must not reach the terminal raw.
-func cell(s string) string {
-	for _, r := range s {
-		if r == utf8.RuneError || !unicode.IsPrint(r) {
-			return strconv.Quote(s)
-		}
-	}
-	return dash(s)
 }
 
 // short abbreviates a did:key for tables.

@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
+	"path/filepath"
 	"runtime/debug"
 	"strings"
 	"text/tabwriter"
@@ -40,6 +42,12 @@ func newRoot() *cobra.Command {
 		},
 	}
 	root.PersistentFlags().StringVar(&homeDir, "home", home.Default(), "node home directory ($TREATY_HOME, else ~/.treaty)")
+	root.PersistentPreRunE = func(*cobra.Command, []string) error {
+		if homeDir == "" { // only an explicit --home '' (or --home=) is empty
+			return usagef("--home is empty: want the home directory (default $TREATY_HOME, else ~/.treaty)")
+		}
+		return nil
+	}
 	h := func() string { return homeDir }
 
 	root.AddCommand(
@@ -53,6 +61,8 @@ func newRoot() *cobra.Command {
 		dashboardCmd(h),
 	)
 	root.AddCommand(admissionCmds(h)...) // members.go
+	root.InitDefaultCompletionCmd()      // now rather than at Execute, so that requireSubcommand covers it
+	requireSubcommand(root)
 	return root
 }
 
@@ -71,12 +81,26 @@ func initCmd(h func() string) *cobra.Command {
 				return err
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), id)
+			if err := trySocket(h()); err != nil {
+				fmt.Fprintf(cmd.ErrOrStderr(), "treaty: warning: 'treaty run' cannot serve this home's local API: %v; choose a shorter --home\n", err)
+			}
 			return nil
 		},
 	}
 	c.Flags().StringVar(&name, "name", "", "this node's nickname (required)")
 	c.Flags().StringVar(&listen, "listen", config.DefaultListen, "federation address (loopback by default)")
 	return c
+}
+
+// trySocket binds and removes the local API's socket in a new home, to find
+// a path too long for a unix socket here at init rather than at the first run.
+func trySocket(dir string) error {
+	sock := filepath.Join(dir, api.SocketName)
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		return fmt.Errorf("socket path %s (%d bytes): %w", sock, len(sock), err)
+	}
+	return ln.Close() // removes the socket file
 }
 
 func idCmd(h func() string) *cobra.Command {
@@ -127,7 +151,7 @@ func statusCmd(h func() string) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "up %s %s %s\n", s.Name, s.ID, s.Addr)
+			tprintf(cmd.OutOrStdout(), "up %s %s %s\n", s.Name, s.ID, s.Addr)
 			// The node's own word first; a node that has not polled the files
 			// yet is caught by checking them here.
 			stale := s.ConfigError
@@ -137,7 +161,7 @@ func statusCmd(h func() string) *cobra.Command {
 				}
 			}
 			if stale != "" {
-				fmt.Fprintf(cmd.ErrOrStderr(), "treaty: warning: the running configuration is stale: %s; the node keeps its last valid configuration until the file is fixed\n", stale)
+				tprintf(cmd.ErrOrStderr(), "treaty: warning: the running configuration is stale: %s; the node keeps its last valid configuration until the file is fixed\n", stale)
 			}
 			return nil
 		},
@@ -268,7 +292,7 @@ func peerCmd(h func() string) *cobra.Command {
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "NAME\tID\tADDR\tBREAKER\tSOURCE")
 			for _, p := range out {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", p.Name, p.ID, p.Addr, dash(p.Breaker), dash(p.Source))
+				tprintf(tw, "%s\t%s\t%s\t%s\t%s\n", p.Name, p.ID, p.Addr, dash(p.Breaker), dash(p.Source))
 			}
 			return tw.Flush()
 		},
@@ -448,7 +472,7 @@ func capsCmd(h func() string) *cobra.Command {
 				if cp.Stream {
 					kind = "stream"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\n", cp.Name, kind, cp.Description)
+				tprintf(tw, "%s\t%s\t%s\n", cp.Name, kind, cp.Description)
 			}
 			return tw.Flush()
 		},

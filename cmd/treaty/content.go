@@ -45,13 +45,15 @@ func eachRecord(r io.Reader, f func(record) error) error {
 	br := bufio.NewReaderSize(r, 1<<20)
 	for line := 1; ; line++ {
 		b, err := br.ReadSlice('\n')
-		for errors.Is(err, bufio.ErrBufferFull) { // a long line: keep reading
-			var more []byte
-			more, err = br.ReadSlice('\n')
-			b = append(append([]byte(nil), b...), more...)
-			if len(b) > maxScanInput {
-				return fmt.Errorf("line %d exceeds %d bytes", line, maxScanInput)
+		if errors.Is(err, bufio.ErrBufferFull) { // a long line: gather it in a buffer of its own
+			long := append([]byte(nil), b...)
+			for errors.Is(err, bufio.ErrBufferFull) {
+				b, err = br.ReadSlice('\n')
+				if long = append(long, b...); len(long) > maxScanInput {
+					return usagef("line %d exceeds %d bytes", line, maxScanInput)
+				}
 			}
+			b = long
 		}
 		if len(b) > 0 && !(len(b) == 1 && b[0] == '\n') {
 			var rec record

@@ -50,17 +50,21 @@ func decisionCmd(h func() string) *cobra.Command {
 			if err != nil {
 				return err // exit 1: the record does not verify
 			}
+			// The record may come from anyone: every field it names is
+			// printed escaped, and a result no quorum signed says so.
 			out := cmd.OutOrStdout()
-			fmt.Fprintf(out, "ok: decision %d of group %s (%s, epoch %d, id %s)\n", r.Index, r.Group.Name, r.Group.Mode, r.Group.Epoch, r.Group.ID)
+			tprintf(out, "ok: decision %d of group %s (%s, epoch %d, id %s)\n", r.Index, r.Group.Name, r.Group.Mode, r.Group.Epoch, r.Group.ID)
+			label := "result"
 			if r.Group.Mode == fsm.ModeBFT {
-				fmt.Fprintf(out, "certificate: %d member signatures over the entry and its result\n", len(r.Certificate))
+				tprintf(out, "certificate: %d member signatures over the entry and its result\n", len(r.Certificate))
 			} else {
-				fmt.Fprintf(out, "no certificate: %s\n", r.NoCertificate)
+				tprintf(out, "no certificate: %s\n", r.NoCertificate)
+				label = "result (not attested: the exporting node's word)"
 			}
 			if r.Result.Code != "" {
-				fmt.Fprintf(out, "result: refused (%s): %s\n", r.Result.Code, r.Result.Reason)
+				tprintf(out, "%s: refused (%s): %s\n", label, r.Result.Code, r.Result.Reason)
 			} else if r.Result.Motion != "" {
-				fmt.Fprintf(out, "result: motion %s %s\n", r.Result.Motion, r.Result.Outcome)
+				tprintf(out, "%s: motion %s %s\n", label, r.Result.Motion, r.Result.Outcome)
 			}
 			return nil
 		},
@@ -72,7 +76,13 @@ func decisionCmd(h func() string) *cobra.Command {
 func readRecord(stdin io.Reader, path string) ([]byte, error) {
 	var r io.Reader = stdin
 	if path != "-" {
-		f, err := os.Open(path) // a missing file exits 1 too: verify answers 0 or 1
+		// A missing or odd file exits 1 too: verify answers 0 or 1.
+		if st, err := os.Stat(path); err != nil {
+			return nil, err
+		} else if !st.Mode().IsRegular() { // a FIFO would block the open
+			return nil, fmt.Errorf("%s: not a regular file (%v)", path, st.Mode().Type())
+		}
+		f, err := os.Open(path)
 		if err != nil {
 			return nil, err
 		}

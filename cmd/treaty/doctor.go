@@ -26,7 +26,7 @@ func doctorCmd(h func() string) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			doctor.Write(cmd.OutOrStdout(), fs)
+			doctor.Write(termSafe(cmd.OutOrStdout()), fs) // findings quote peers' names and answers
 			if !doctor.Healthy(fs) {
 				return errUnhealthy
 			}

@@ -80,6 +80,14 @@ func TestExitCodes(t *testing.T) {
 		{"call input too big", []string{"call", "--home", dir, "bob", "echo", strings.Repeat(" ", 16<<20+1)}, 2, "16 MiB"},
 		{"unknown command", []string{"frobnicate"}, 2, "unknown command"},
 		{"audit unknown kind", []string{"audit", "ls", "--home", dir, "--kind", "call.sentt"}, 2, "unknown --kind"},
+		{"empty home", []string{"id", "--home", ""}, 2, "--home is empty"},
+		{"empty home init", []string{"init", "--home=", "--name", "a"}, 2, "--home is empty"},
+		{"audit verify no log", []string{"audit", "verify", "--home", dir}, 1, "no audit log at"},
+		{"audit ls no log", []string{"audit", "ls", "--home", dir}, 1, "no audit log at"},
+		{"audit show no log", []string{"audit", "show", "--home", dir, "0"}, 1, "no audit log at"},
+		{"audit prove no log", []string{"audit", "prove", "--home", dir, "0", "--json"}, 1, "no audit log at"},
+		{"audit export no log", []string{"audit", "export", "--home", dir}, 1, "no audit log at"},
+		{"audit negative limit", []string{"audit", "ls", "--home", dir, "--limit", "-5"}, 2, "--limit -5"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, stderr, code := runTL(t, tc.args...)
@@ -145,6 +153,28 @@ func TestScanScreenExitOnBlock(t *testing.T) {
 	}
 	if _, _, code := runIn(t, "what is the weather", "screen", "--home", dir, "--json"); code != 0 {
 		t.Fatalf("screen of a clean input: exit %d", code)
+	}
+}
+
+// TestScanOversizedInput: input over the dry runs' limit is a usage error
+// (exit 2), whether it is one document or one JSON Lines record.
+func TestScanOversizedInput(t *testing.T) {
+	dir, _, _ := tlHome(t)
+	huge := strings.Repeat("a", maxScanInput+1)
+	if _, stderr, code := runIn(t, huge, "scan", "--home", dir, "--json"); code != 2 || !strings.Contains(stderr, "exceeds") {
+		t.Fatalf("scan of %d bytes: exit %d, %q", len(huge), code, stderr)
+	}
+	// A line longer than the reader's buffer but within the limit is read whole.
+	long := `{"id":"long","text":"` + strings.Repeat("b", 3<<20) + ` bob@example.com"}` + "\n" + `{"id":"next","text":"hi"}` + "\n"
+	if out, stderr, code := runIn(t, long, "scan", "--home", dir, "--jsonl"); code != 0 ||
+		!strings.Contains(out, `"id":"long"`) || !strings.Contains(out, `"category":"email"`) || !strings.Contains(out, `"id":"next"`) {
+		t.Fatalf("scan --jsonl of a 3 MiB line: exit %d, %d bytes out, %q", code, len(out), stderr)
+	}
+	line := `{"id":"1","text":"` + huge + `"}` + "\n"
+	for _, cmd := range []string{"scan", "screen"} {
+		if _, stderr, code := runIn(t, line, cmd, "--home", dir, "--jsonl"); code != 2 || !strings.Contains(stderr, "line 1 exceeds") {
+			t.Fatalf("%s --jsonl of a %d-byte line: exit %d, %q", cmd, len(line), code, stderr)
+		}
 	}
 }
 

@@ -88,7 +88,7 @@ func printGroups(w io.Writer, gs []localapi.GroupInfo) error {
 	fmt.Fprintln(tw, "GROUP\tMODE\tEPOCH\tN\tF\tQUORUM\tLEADER\tTERM/VIEW\tINDEX\tHEALTH\tMEMBERS")
 	for _, g := range gs {
 		if g.Error != "" {
-			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t-\t-\t-\t-\tnot running: %s\t-\n", g.Name, g.Error)
+			tprintf(tw, "%s\t-\t-\t-\t-\t-\t-\t-\t-\tnot running: %s\t-\n", g.Name, g.Error)
 			continue
 		}
 		leader, health := "-", "ok"
@@ -115,7 +115,7 @@ func printGroups(w io.Writer, gs []localapi.GroupInfo) error {
 				health = "no leader"
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%s\t%d\t%d\t%s\t%s\n", g.Name, g.Mode, g.Epoch, g.N, g.F, g.Quorum,
+		tprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%s\t%d\t%d\t%s\t%s\n", g.Name, g.Mode, g.Epoch, g.N, g.F, g.Quorum,
 			leader, g.Term, g.LastIndex, health, strings.Join(members, ","))
 	}
 	return tw.Flush()

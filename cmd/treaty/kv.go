@@ -47,6 +47,8 @@ func kvCmd(h func() string) *cobra.Command {
 	var getJSON bool
 	get := &cobra.Command{
 		Use: "get GROUP KEY [--json]", Short: "print KEY's value (linearizable read)", Args: args(cobra.ExactArgs(2)),
+		Long: "get prints KEY's value as it is to a pipe or a file; on a terminal its control characters\n" +
+			"are shown as escapes (\\u001b), since any member of the group may have written it.",
 		RunE: func(cmd *cobra.Command, a []string) error {
 			it, err := client.New(h()).KVGet(cmd.Context(), a[0], a[1])
 			if err != nil {
@@ -55,7 +57,11 @@ func kvCmd(h func() string) *cobra.Command {
 			if getJSON {
 				return printJSON(cmd.OutOrStdout(), it)
 			}
-			_, err = fmt.Fprintln(cmd.OutOrStdout(), it.Value)
+			out := cmd.OutOrStdout()
+			if isTerminal(out) { // a value another member wrote is data, exact in a pipe, escaped on a screen
+				out = termSafe(out)
+			}
+			_, err = fmt.Fprintln(out, it.Value)
 			return err
 		},
 	}
@@ -77,7 +83,7 @@ func kvCmd(h func() string) *cobra.Command {
 				return printJSON(cmd.OutOrStdout(), keys)
 			}
 			for _, k := range keys {
-				fmt.Fprintln(cmd.OutOrStdout(), k)
+				tprintf(cmd.OutOrStdout(), "%s\n", k)
 			}
 			return nil
 		},

@@ -193,7 +193,7 @@ func limitCmd(h func() string) *cobra.Command {
 			fmt.Fprintln(tw, "NAME\tPEER\tCAPABILITY\tDIR\tLIMIT")
 			fmt.Fprintf(tw, "-\tdefault\t-\tboth\t%s\n", def)
 			for _, r := range rules {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", dash(r.Name), r.Peer, dash(r.Capability), r.Dir, r.Limit)
+				tprintf(tw, "%s\t%s\t%s\t%s\t%s\n", dash(r.Name), r.Peer, dash(r.Capability), r.Dir, r.Limit)
 			}
 			return tw.Flush()
 		},

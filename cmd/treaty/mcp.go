@@ -61,7 +61,7 @@ func mcpCmd(h func() string) *cobra.Command {
 			_ = b.Sync(sctx) // a failure is the warning above, or a peer keeping no tools yet
 			scancel()
 			if httpAddr == "" {
-				err := b.Run(ctx, &mcp.StdioTransport{})
+				err := b.Run(ctx, drainingTransport{&mcp.StdioTransport{}})
 				if ctx.Err() != nil {
 					return nil
 				}

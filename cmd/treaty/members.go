@@ -59,13 +59,13 @@ func printMembers(w io.Writer, out []localapi.MemberInfo) error {
 	for _, m := range out {
 		addr := m.Addr
 		if len(m.Addrs) > 0 && m.Addrs[0] != addr {
-			addr += " (says " + strings.Join(m.Addrs, ",") + ")"
+			addr += " (says " + strings.Join(m.Addrs, ",") + ")" // cleaned whole by tprintf
 		}
 		via := m.Via
 		if n, ok := names[via]; ok {
 			via = n
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", dash(m.Name), m.ID, dash(m.Source), m.Status,
+		tprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", dash(m.Name), m.ID, dash(m.Source), m.Status,
 			dash(m.State), dash(m.Org), dash(addr), dash(via))
 	}
 	return tw.Flush()
@@ -112,7 +112,7 @@ func joinCmd(h func() string) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "joined through %s (%s); %d other member(s) learned\n", res.Name, res.Inviter, res.Members)
+			tprintf(cmd.OutOrStdout(), "joined through %s (%s); %d other member(s) learned\n", res.Name, res.Inviter, res.Members)
 			return nil
 		},
 	}
@@ -276,17 +276,9 @@ func (g *governFlags) run(cmd *cobra.Command, home string, req localapi.GovernRe
 }
 
 func readStatementFile(path string) (string, error) {
-	f, err := os.Open(path)
+	b, err := readFlagFile("revoke", path, maxStatementFile)
 	if err != nil {
-		return "", usagef("%v", err)
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxStatementFile+1))
-	if err != nil {
-		return "", err
-	}
-	if len(b) > maxStatementFile {
-		return "", usagef("%s is larger than %d bytes: not a revocation", path, maxStatementFile)
+		return "", usagef("%v: not a revocation", err)
 	}
 	return strings.TrimSpace(string(b)), nil
 }

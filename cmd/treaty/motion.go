@@ -38,7 +38,7 @@ func motionCmd(h func() string) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "motion %s %s at index %d\n", d.Motion, d.Outcome, d.Index)
+			tprintf(cmd.OutOrStdout(), "motion %s %s at index %d\n", d.Motion, d.Outcome, d.Index)
 			return nil
 		},
 	}
@@ -56,7 +56,7 @@ func motionCmd(h func() string) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "motion %s %s at index %d\n", d.Motion, d.Outcome, d.Index)
+			tprintf(cmd.OutOrStdout(), "motion %s %s at index %d\n", d.Motion, d.Outcome, d.Index)
 			return nil
 		},
 	}
@@ -91,7 +91,7 @@ func motionCmd(h func() string) *cobra.Command {
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "MOTION\tKIND\tOUTCOME\tYES\tNO\tQUORUM\tOPENED")
 			for _, m := range ms {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\n", m.Name, m.Kind, m.Outcome, len(m.Yes), len(m.No), m.Quorum, m.Opened)
+				tprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\n", m.Name, m.Kind, m.Outcome, len(m.Yes), len(m.No), m.Quorum, m.Opened)
 			}
 			return tw.Flush()
 		},
@@ -102,21 +102,21 @@ func motionCmd(h func() string) *cobra.Command {
 }
 
 func printMotion(w io.Writer, m localapi.MotionInfo) error {
-	fmt.Fprintf(w, "motion:   %s (%s)\n", m.Name, m.Kind)
-	fmt.Fprintf(w, "outcome:  %s", m.Outcome)
+	tprintf(w, "motion:   %s (%s)\n", m.Name, m.Kind)
+	tprintf(w, "outcome:  %s", m.Outcome)
 	if m.Reason != "" {
-		fmt.Fprintf(w, " (%s)", m.Reason)
+		tprintf(w, " (%s)", m.Reason)
 	}
-	fmt.Fprintf(w, "\ntally:    %d yes, %d no, quorum %d\n", len(m.Yes), len(m.No), m.Quorum)
+	tprintf(w, "\ntally:    %d yes, %d no, quorum %d\n", len(m.Yes), len(m.No), m.Quorum)
 	if m.Subject != "" {
-		fmt.Fprintf(w, "subject:  %s\n", m.Subject)
+		tprintf(w, "subject:  %s\n", m.Subject)
 	}
 	if m.Deadline != nil {
-		fmt.Fprintf(w, "deadline: %s\n", m.Deadline.Format(time.RFC3339))
+		tprintf(w, "deadline: %s\n", m.Deadline.Format(time.RFC3339))
 	}
 	if m.Text != "" {
-		fmt.Fprintf(w, "text:     %s\n", m.Text)
+		tprintf(w, "text:     %s\n", m.Text)
 	}
-	fmt.Fprintf(w, "proposer: %s\nyes:      %s\nno:       %s\n", m.Proposer, strings.Join(m.Yes, ", "), strings.Join(m.No, ", "))
+	tprintf(w, "proposer: %s\nyes:      %s\nno:       %s\n", m.Proposer, strings.Join(m.Yes, ", "), strings.Join(m.No, ", "))
 	return nil
 }

@@ -2,10 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"sync/atomic"
 	"time"
 
+	"github.com/treaty-dev/treaty/client"
 	"github.com/treaty-dev/treaty/internal/api"
 	"github.com/treaty-dev/treaty/internal/node"
 )
@@ -18,6 +21,9 @@ const restartGrace = 5 * time.Second
 // for a restart (a key rotation), it is closed and opened again on the new key,
 // in this process, so the operator does nothing.
 func serveNode(ctx context.Context, home string, log *slog.Logger) error {
+	if err := checkNoNode(ctx, home); err != nil {
+		return err
+	}
 	for {
 		again, err := serveOnce(ctx, home, log)
 		if err != nil || !again {
@@ -25,6 +31,23 @@ func serveNode(ctx context.Context, home string, log *slog.Logger) error {
 		}
 		log.Info("restarting on the rotated identity key")
 	}
+}
+
+// checkNoNode refuses to start a second node on a home whose node answers,
+// or on a home whose socket cannot be used, before anything is opened: the
+// node would otherwise fail later on a lock or a bind, with a message about
+// trust.json or an "invalid argument".
+func checkNoNode(ctx context.Context, home string) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	s, err := client.New(home).Status(ctx)
+	switch {
+	case err == nil:
+		return fmt.Errorf("a node (%s, %s) is already running for %s; stop it first", s.Name, s.ID, home)
+	case errors.Is(err, client.ErrNotRunning):
+		return nil
+	}
+	return err
 }
 
 // serveOnce runs the node once; it reports whether the node asked to restart.

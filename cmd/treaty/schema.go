@@ -2,8 +2,8 @@ package main
 
 import (
 	"encoding/json"
-	"os"
 
+	"github.com/treaty-dev/treaty/internal/config"
 	"github.com/treaty-dev/treaty/internal/node"
 )
 
@@ -15,9 +15,9 @@ func readSchema(flag, file, field string) (map[string]any, error) {
 	if file == "" {
 		return nil, nil
 	}
-	b, err := os.ReadFile(file)
+	b, err := readFlagFile(flag, file, config.MaxFileBytes) // it ends up in treaty.yaml
 	if err != nil {
-		return nil, usagef("%s: %v", flag, err)
+		return nil, err
 	}
 	var s map[string]any
 	if err := json.Unmarshal(b, &s); err != nil || s == nil {

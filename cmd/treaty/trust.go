@@ -43,7 +43,7 @@ func trustCmd(h func() string) *cobra.Command {
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "NAME\tPEER\tSCORE\tLEVEL\tQUARANTINED\tFLOOR\tCEILING")
 			for _, r := range rows {
-				fmt.Fprintf(tw, "%s\t%s\t%.3f\t%s\t%s\t%s\t%s\n", dash(r.Name), r.Peer, r.Score, r.Level,
+				tprintf(tw, "%s\t%s\t%.3f\t%s\t%s\t%s\t%s\n", dash(r.Name), r.Peer, r.Score, r.Level,
 					yesNo(r.Quarantined), levelOrDash(r.Floor), levelOrDash(r.Ceiling))
 			}
 			return tw.Flush()
@@ -186,7 +186,7 @@ func printTrust(w io.Writer, r trustRow) error {
 	if r.Name != "" {
 		peer = r.Name + " " + r.Peer
 	}
-	fmt.Fprintf(tw, "peer\t%s\n", peer)
+	tprintf(tw, "peer\t%s\n", peer)
 	fmt.Fprintf(tw, "score\t%.3f\n", r.Score)
 	fmt.Fprintf(tw, "level\t%s\n", r.Level)
 	q := "no"
@@ -196,7 +196,7 @@ func printTrust(w io.Writer, r trustRow) error {
 			q += " (" + evidenceText(*c) + ")"
 		}
 	}
-	fmt.Fprintf(tw, "quarantined\t%s\n", q)
+	tprintf(tw, "quarantined\t%s\n", q)
 	fmt.Fprintf(tw, "floor\t%s\n", levelOrDash(r.Floor))
 	fmt.Fprintf(tw, "ceiling\t%s\n", levelOrDash(r.Ceiling))
 	fmt.Fprintf(tw, "evidence\tgood %.2f, bad %.2f\n", r.Good, r.Bad)
@@ -216,7 +216,7 @@ func printTrust(w io.Writer, r trustRow) error {
 	fmt.Fprintf(w, "recent evidence (%d, oldest first):\n", len(r.Recent))
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	for _, e := range r.Recent {
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", e.At.UTC().Format(time.RFC3339), e.Kind, weight(e.Weight), e.Detail)
+		tprintf(tw, "  %s\t%s\t%s\t%s\n", e.At.UTC().Format(time.RFC3339), e.Kind, weight(e.Weight), e.Detail)
 	}
 	return tw.Flush()
 }
