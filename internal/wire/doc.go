@@ -61,7 +61,10 @@
 // created, alg, keyid (the callee) and tag. VerifyResponse checks it with the
 // callee's pinned key and returns a Receipt; Receipt.Verify re-checks both
 // the request signature (caller) and the response signature (callee)
-// offline, from the JSON alone.
+// offline, from the JSON alone. A refusal of a request that failed
+// verification is bound to that request's signature only when the handshake
+// peer made it (Verifier.UnverifiedRequest), else to NoRequestSignature, so
+// no peer can obtain a refusal bound to another caller's signature.
 //
 // # Streams
 //

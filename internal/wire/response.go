@@ -23,29 +23,49 @@ var responseComponents = [...]component{
 }
 
 // NoRequestSignature is what a response is bound to when the request carried
-// no usable treaty signature (none, two, or one that does not parse): a
+// no usable treaty signature (none, two, one that does not parse, or one
+// its sender did not make; see Verifier.UnverifiedRequest): a
 // signature of 64 zero bytes, which no request carries. Such a refusal is
 // still signed, so the node's answer is attributable, but it answers no
 // request a caller signed.
 const NoRequestSignature = Label + "=:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA==:"
 
-// UnverifiedRequest returns a Request holding only req's raw Signature
-// header, so that a callee can sign a refusal of a request that failed
-// VerifyRequest: the caller can then still check that this callee refused
-// exactly its request. A request without one usable signature gets
-// NoRequestSignature instead. No other field is set; nothing in it is verified.
-func UnverifiedRequest(req *http.Request) Request {
-	if req == nil {
-		return Request{Signature: NoRequestSignature}
+// UnverifiedRequest returns what a refusal of req is bound to when req was
+// refused before VerifyRequest returned it: a Request holding only req's raw
+// Signature header, so that the caller can check that this callee refused
+// exactly its request, provided that signature verifies with peer (the key
+// the handshake proved) over req as received. Freshness, audience, digest
+// and nonce are not checked: a request refused for those is still bound. Any
+// other request gets NoRequestSignature: binding to a signature peer did not
+// make would hand peer a receipt, valid offline, of this node refusing
+// another caller's request (a delegation hop carries that caller's
+// signature). No other field is set. It costs one signature check.
+func (v *Verifier) UnverifiedRequest(req *http.Request, peer identity.PublicKey) Request {
+	unbound := Request{Signature: NoRequestSignature}
+	if req == nil || peer.IsZero() {
+		return unbound
 	}
-	v, _, err := joinLines(req.Header, HeaderSignature, maxSignatureBytes)
+	sh, _, err := joinLines(req.Header, HeaderSignature, maxSignatureBytes)
 	if err != nil {
-		return Request{Signature: NoRequestSignature}
+		return unbound
 	}
-	if _, err := parseSignatureValue(v, Label); err != nil {
-		return Request{Signature: NoRequestSignature}
+	sig, err := parseSignatureValue(sh, Label)
+	if err != nil || len(sig) != 64 {
+		return unbound
 	}
-	return Request{Signature: v}
+	si, ok, err := joinLines(req.Header, HeaderSignatureInput, maxSignatureInputBytes)
+	if err != nil || !ok {
+		return unbound
+	}
+	in, err := parseSignatureInputValue(si, Label)
+	if err != nil || in.keyid != peer.String() {
+		return unbound
+	}
+	base, err := signatureBase(requestMessage(req), in.comps, in.params)
+	if err != nil || !v.keys.get(peer).Verify([]byte(base), sig) {
+		return unbound
+	}
+	return Request{Signature: sh}
 }
 
 // SignResponse signs a response for req into h: it sets Content-Digest

@@ -65,20 +65,20 @@ func TestRefusalIsSignedAndBound(t *testing.T) {
 	k := testKeys(t)
 	r, sent := signedRequest(t, k, testBody, nil)
 	sr := serverView(t, r)
-	sr.Header.Set(HeaderCapability, "admin") // forged: verification fails
-	_, verr := newVerifier(t, k.bob.Public()).VerifyRequest(sr, testBody, k.alice.Public(), t0)
-	wantReason(t, verr, ReasonBadSignature)
+	v := newVerifier(t, k.bob.Public())
+	_, verr := v.VerifyRequest(sr, []byte(`{"other":"body"}`), k.alice.Public(), t0)
+	wantReason(t, verr, ReasonDigestMismatch)
 	body := EncodeFailure(FailureOf("wire", verr))
 	h := http.Header{}
-	if err := SignResponse(h, StatusFor(verr), body, UnverifiedRequest(sr), k.bob, t0); err != nil {
+	if err := SignResponse(h, StatusFor(verr), body, v.UnverifiedRequest(sr, k.alice.Public()), k.bob, t0); err != nil {
 		t.Fatal(err)
 	}
-	rc, err := VerifyResponse(&http.Response{StatusCode: 401, Header: h}, body, sent, k.bob.Public())
+	rc, err := VerifyResponse(&http.Response{StatusCode: StatusFor(verr), Header: h}, body, sent, k.bob.Public())
 	if err != nil {
 		t.Fatal(err)
 	}
 	f, err := DecodeFailure(body)
-	if err != nil || f.Stage != "wire" || f.Reason != "bad_signature" || rc.Status != 401 {
+	if err != nil || f.Stage != "wire" || f.Reason != "digest_mismatch" || rc.Status != StatusFor(verr) {
 		t.Fatalf("failure %+v %v status %d", f, err, rc.Status)
 	}
 }
@@ -107,7 +107,7 @@ func TestRefusalOfUnsignedIsSigned(t *testing.T) {
 			if verr == nil {
 				t.Fatal("request without one usable signature verified")
 			}
-			req := UnverifiedRequest(sr)
+			req := newVerifier(t, k.bob.Public()).UnverifiedRequest(sr, k.alice.Public())
 			if req.Signature != NoRequestSignature {
 				t.Fatalf("bound to %q, want NoRequestSignature", req.Signature)
 			}
