@@ -146,7 +146,8 @@ type Receipt struct {
 func (r Receipt) RequestDigest() [32]byte { return sha256.Sum256([]byte(r.RequestBase)) }
 
 // Verify re-checks the receipt offline: the request signature verifies with
-// Caller over RequestBase, RequestBase names Callee as audience and Caller
+// Caller over RequestBase, RequestBase is a request's signature base (one
+// line per covered component, in order) naming Callee as audience and Caller
 // as keyid, and the response signature verifies with Callee over the status,
 // Content-Digest and the request signature. Errors are *Error.
 func (r Receipt) Verify() error {
@@ -202,8 +203,24 @@ func (r Receipt) verifyRequest(caller, callee identity.PublicKey) error {
 	if in.keyid != caller.String() {
 		return fail(ReasonKeyMismatch, "request keyid %s is not the receipt's caller", quote(in.keyid))
 	}
-	if !strings.Contains(r.RequestBase[:i+1], "\n"+`"treaty-audience": `+callee.String()+"\n") &&
-		!strings.HasPrefix(r.RequestBase, `"treaty-audience": `+callee.String()+"\n") {
+	// The base must be exactly one line per covered component, in order:
+	// the caller's key signs other messages too, and one that only contains
+	// these lines is not a request.
+	lines := strings.Split(r.RequestBase[:i], "\n")
+	if len(lines) != len(in.comps) {
+		return fail(ReasonMalformed, "request base has %d component lines, its signature parameters cover %d", len(lines), len(in.comps))
+	}
+	audience := ""
+	for j, c := range in.comps {
+		v, ok := strings.CutPrefix(lines[j], c.id+": ")
+		if !ok {
+			return fail(ReasonMalformed, "request base line %d is not %s", j+1, c.id)
+		}
+		if c.id == `"treaty-audience"` {
+			audience = v
+		}
+	}
+	if audience != callee.String() {
 		return fail(ReasonBadAudience, "request base is not addressed to the receipt's callee")
 	}
 	if !caller.Verify([]byte(r.RequestBase), sig) {

@@ -3,6 +3,7 @@ package wire
 import (
 	"encoding/json"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 
@@ -313,5 +314,37 @@ func TestSignResponseRejects(t *testing.T) {
 	}
 	if err := SignResponse(h, 42, nil, Request{Signature: signatureHeader(Label, make([]byte, 64))}, k.bob, t0); err == nil {
 		t.Fatal("signed status 42")
+	}
+}
+
+// TestReceiptRequestBaseIsARequestBase: Receipt.Verify takes the request
+// base as bytes the caller signed, and a caller's key signs other messages
+// too (consensus proposals with values it was handed, membership records).
+// A message that merely contains the lines of a request base, after a
+// foreign prefix or with lines the signature parameters do not list, is not
+// a request, even though the caller's signature over it verifies.
+func TestReceiptRequestBaseIsARequestBase(t *testing.T) {
+	k := testKeys(t)
+	sent, _ := served(t, k, 200, respBody)
+	lines := strings.Split(sent.Base, "\n")
+	for name, blob := range map[string]string{
+		"foreign prefix": "fsm/1 \x00\x01 a value someone put\n" + sent.Base,
+		"extra line":     strings.Join(slices.Insert(slices.Clone(lines), 2, `"x-note": hello`), "\n"),
+		"line renamed":   strings.Replace(sent.Base, `"@query": `, `"@qery": `, 1),
+		"lines swapped":  strings.Join(append([]string{lines[1], lines[0]}, lines[2:]...), "\n"),
+	} {
+		t.Run(name, func(t *testing.T) {
+			sig := signatureHeader(Label, k.alice.Sign([]byte(blob)))
+			h := http.Header{}
+			if err := SignResponse(h, 200, respBody, Request{Signature: sig}, k.bob, t0); err != nil {
+				t.Fatal(err)
+			}
+			r := Receipt{
+				Version: Tag, Caller: k.alice.Public().String(), Callee: k.bob.Public().String(),
+				RequestBase: blob, RequestSignature: sig, Status: 200,
+				ContentDigest: h.Get(HeaderContentDigest), SignatureInput: h.Get(HeaderSignatureInput), Signature: h.Get(HeaderSignature),
+			}
+			wantReason(t, r.Verify(), ReasonMalformed)
+		})
 	}
 }
