@@ -13,7 +13,7 @@ import (
 var respBody = []byte(`{"verdict":"lgtm","comments":[]}`)
 
 // served runs the callee side: verify the request, sign a response.
-func served(t *testing.T, k keys, status int, body []byte) (Sent, *http.Response) {
+func served(t testing.TB, k keys, status int, body []byte) (Sent, *http.Response) {
 	t.Helper()
 	r, sent := signedRequest(t, k, testBody, nil)
 	req, err := newVerifier(t, k.bob.Public()).VerifyRequest(serverView(t, r), testBody, k.alice.Public(), t0)
