@@ -273,6 +273,9 @@ func TestWriteFuzzCorpus(t *testing.T) {
 	for _, s := range chainSeeds(t) {
 		corpora["FuzzParseChain"] = append(corpora["FuzzParseChain"], []string{"string(" + strconv.Quote(s) + ")"})
 	}
+	for _, s := range receiptSeeds(t) {
+		corpora["FuzzReceiptVerify"] = append(corpora["FuzzReceiptVerify"], []string{"[]byte(" + strconv.Quote(s) + ")"})
+	}
 	write := os.Getenv("WIRE_WRITE_CORPUS") == "1"
 	for name, seeds := range corpora {
 		dir := filepath.Join("testdata", "fuzz", name)
