@@ -173,6 +173,7 @@ func streamSeeds(t testing.TB) []string {
 		"{\"SEQ\":1,\"Data\":[]}\n",                          // case-folded keys
 		"\n\n",                                               // blank lines
 		"",                                                   // empty
+		strings.Replace(valid, `{"seq":1,`, `{"seq":1, `, 1), // non-canonical data line, End otherwise valid
 	}
 }
 
