@@ -70,7 +70,7 @@
 //
 // A stream response is NDJSON (StreamContentType): data events with seq
 // 1, 2, 3, ..., then one End event whose sig signs the running sha-256 of
-// every data line and the request's signature. A data line must be exactly
+// every data line and the request's signature. Every line must be exactly
 // what StreamWriter writes for its event, so the signed bytes have one
 // reading in every JSON parser. StreamReader reports a gap,
 // reorder, duplicate, oversize event, too many events, truncation (EOF

@@ -291,6 +291,9 @@ func (s *StreamReader) next1() (Event, error) {
 			return Event{}, err
 		}
 	}
+	if canon, err := json.Marshal(ev); err != nil || !bytes.Equal(canon, line) {
+		return Event{}, fail(ReasonMalformed, "End event is not in the form StreamWriter writes")
+	}
 	sig, err := base64.StdEncoding.Strict().DecodeString(ev.Sig)
 	if err != nil || len(sig) != 64 {
 		return Event{}, fail(ReasonMalformed, "End event sig is not a base64 ed25519 signature")

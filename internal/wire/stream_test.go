@@ -349,3 +349,32 @@ func TestStreamDataLinesAreCanonical(t *testing.T) {
 		})
 	}
 }
+
+// TestStreamEndLineIsCanonical: the End signature covers the End event as
+// json.Marshal writes it; a line that decodes to it through case-folded or
+// duplicate keys would say something else to another parser.
+func TestStreamEndLineIsCanonical(t *testing.T) {
+	k := testKeys(t)
+	lines, sent, _ := streamFixture(t, k, 1, &Failure{Stage: "backend", Reason: "exited"})
+	if _, err := readAll(t, strings.Join(lines, ""), sent, k, Limits{}); err != nil {
+		t.Fatal(err)
+	}
+	limited, sentLimited, _ := streamFixture(t, k, 0, FailureOf("wire", &LimitError{Limit: LimitMaxStreamEvents, Max: 10, Got: -1}).ptr())
+	if _, err := readAll(t, strings.Join(limited, ""), sentLimited, k, Limits{}); err != nil {
+		t.Fatalf("End with a limit failure: %v", err)
+	}
+	end := lines[1]
+	for name, edit := range map[string]func(string) string{
+		"case-folded key": func(s string) string { return strings.Replace(s, `"failure"`, `"Failure"`, 1) },
+		"duplicate key":   func(s string) string { return strings.Replace(s, `"end":true`, `"end":false,"end":true`, 1) },
+		"spaces":          func(s string) string { return strings.Replace(s, `,"end"`, `, "end"`, 1) },
+		"unknown field":   func(s string) string { return strings.Replace(s, `"end":true`, `"end":true,"note":1`, 1) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := readAll(t, lines[0]+edit(end), sent, k, Limits{})
+			wantReason(t, err, ReasonMalformed)
+		})
+	}
+}
+
+func (f Failure) ptr() *Failure { return &f }
