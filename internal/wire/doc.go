@@ -36,7 +36,10 @@
 // remembered per peer until expires+MaxSkew in a ReplayWindow whose size is
 // bounded, in total and per peer; a full window or share refuses rather than
 // evicting unexpired nonces. Verifier.Forget returns the nonce of a request
-// refused before it was served.
+// refused before it was served. The window lives in memory: a new Verifier
+// (a restarted node) accepts again, until its expires+MaxSkew, a request an
+// earlier one served; only its signer can send it, over a session its key
+// opened.
 //
 // # Delegation chains
 //
