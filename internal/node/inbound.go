@@ -250,13 +250,14 @@ func (in *inbound) serve(clean sanitize.Clean) {
 }
 
 // answerTo is the request an answer is bound to: the verified one, or, for a
-// refusal before or at verification, its raw signature only. The raw header
-// is parsed only when such a refusal needs it, not on every call.
+// refusal before or at verification, its raw signature only, when the
+// handshake peer made it. The raw header is checked only when such a refusal
+// needs it, not on every call.
 func (in *inbound) answerTo() wire.Request {
 	if in.req.Signature != "" {
 		return in.req
 	}
-	return wire.UnverifiedRequest(in.r)
+	return in.n.verifier.UnverifiedRequest(in.r, in.peer)
 }
 
 // entry starts an audit entry for this request.

@@ -46,6 +46,9 @@ func freshAuthorize(ps *cedar.PolicySet, peer identity.PublicKey, action Action,
 	}
 	for _, er := range diag.Errors {
 		d.Errors = append(d.Errors, er.String())
+		if ps.Get(er.PolicyID).Effect() == cedar.Forbid {
+			d.Allowed = false
+		}
 	}
 	return d
 }

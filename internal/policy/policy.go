@@ -1,7 +1,9 @@
 // Package policy decides, with Cedar, which peer may list or call which capability.
 //
 // It guarantees default deny: with no permit, every request is denied, including
-// listing, so a peer sees only the capabilities granted to it. The Cedar model is
+// listing, so a peer sees only the capabilities granted to it. A policy whose
+// condition cannot be evaluated never grants, and a forbid that cannot be
+// evaluated denies (Cedar alone would skip it). The Cedar model is
 //
 //	principal  Peer::"did:key:z6Mk..."
 //	action     Action::"call" | Action::"list"
@@ -56,7 +58,7 @@ type Context struct {
 type Decision struct {
 	Allowed bool
 	Reasons []string // IDs of the policies that decided
-	Errors  []string // policy evaluation errors (they never grant)
+	Errors  []string // policy evaluation errors: they never grant, and one in a forbid denies
 }
 
 // Engine evaluates a parsed policy set. Its policies are immutable and it is
@@ -159,6 +161,12 @@ func (e *Engine) evaluate(r request) Decision {
 	}
 	for _, er := range diag.Errors {
 		d.Errors = append(d.Errors, er.String())
+		// Cedar skips a policy whose condition errors. For a forbid that
+		// would fail open (a missing attribute lifting a ban), so a forbid
+		// that could not be evaluated denies, as if it had applied.
+		if p := e.ps.Get(er.PolicyID); p == nil || p.Effect() == cedar.Forbid {
+			d.Allowed = false
+		}
 	}
 	return d
 }

@@ -165,3 +165,41 @@ func writeHome(t *testing.T, src string) string {
 	}
 	return dir
 }
+
+// A forbid that cannot be evaluated might have applied, so it denies: Cedar
+// itself skips an erroring policy, which would let a broken forbid fail open.
+// A permit that errors only fails to grant.
+func TestForbidThatErrorsDenies(t *testing.T) {
+	t.Parallel()
+	p := key(t, 6)
+	for _, forbid := range []string{
+		`forbid (principal, action, resource == Capability::"deploy") when { principal.org == "acme" };`, // no entity
+		`forbid (principal, action, resource == Capability::"deploy") when { context.region == "eu" };`,  // no attribute
+		`forbid (principal, action, resource == Capability::"deploy") when { context.depth + 9223372036854775807 > 0 };`,
+	} {
+		e, err := Parse("t.cedar", []byte("permit (principal, action, resource);\n"+forbid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := e.Authorize(p, ActionCall, "deploy", Context{Trust: 1, Level: "high", Depth: 1})
+		if d.Allowed || len(d.Errors) == 0 {
+			t.Errorf("%s: decision %+v, want denied with the error", forbid, d)
+		}
+		// The memo answers the same.
+		if e.Authorize(p, ActionCall, "deploy", Context{Trust: 1, Level: "high", Depth: 1}).Allowed {
+			t.Errorf("%s: memoized decision allowed", forbid)
+		}
+		// The forbid is scoped to deploy: other capabilities stay permitted.
+		if !e.Authorize(p, ActionCall, "search", Context{Trust: 1, Level: "high", Depth: 1}).Allowed {
+			t.Errorf("%s: search denied", forbid)
+		}
+	}
+	e, err := Parse("t.cedar", []byte(`permit (principal, action, resource);
+permit (principal, action, resource) when { context.region == "eu" };`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := e.Authorize(p, ActionCall, "x", Context{}); !d.Allowed || len(d.Errors) == 0 {
+		t.Errorf("an erroring permit beside a plain one: %+v, want allowed with the error", d)
+	}
+}

@@ -36,7 +36,10 @@
 // remembered per peer until expires+MaxSkew in a ReplayWindow whose size is
 // bounded, in total and per peer; a full window or share refuses rather than
 // evicting unexpired nonces. Verifier.Forget returns the nonce of a request
-// refused before it was served.
+// refused before it was served. The window lives in memory: a new Verifier
+// (a restarted node) accepts again, until its expires+MaxSkew, a request an
+// earlier one served; only its signer can send it, over a session its key
+// opened.
 //
 // # Delegation chains
 //
@@ -61,13 +64,18 @@
 // created, alg, keyid (the callee) and tag. VerifyResponse checks it with the
 // callee's pinned key and returns a Receipt; Receipt.Verify re-checks both
 // the request signature (caller) and the response signature (callee)
-// offline, from the JSON alone.
+// offline, from the JSON alone. A refusal of a request that failed
+// verification is bound to that request's signature only when the handshake
+// peer made it (Verifier.UnverifiedRequest), else to NoRequestSignature, so
+// no peer can obtain a refusal bound to another caller's signature.
 //
 // # Streams
 //
 // A stream response is NDJSON (StreamContentType): data events with seq
 // 1, 2, 3, ..., then one End event whose sig signs the running sha-256 of
-// every data line and the request's signature. StreamReader reports a gap,
+// every data line and the request's signature. Every line must be exactly
+// what StreamWriter writes for its event, so the signed bytes have one
+// reading in every JSON parser. StreamReader reports a gap,
 // reorder, duplicate, oversize event, too many events, truncation (EOF
 // before End) or a bad End signature as typed errors.
 //

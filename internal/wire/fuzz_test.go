@@ -62,13 +62,19 @@ func FuzzVerifyRequest(f *testing.F) {
 				sr.Header.Set(name, v)
 			}
 		}
-		_, err := newVerifier(t, k.bob.Public()).VerifyRequest(sr, body, k.alice.Public(), t0)
+		v := newVerifier(t, k.bob.Public())
+		_, err := v.VerifyRequest(sr, body, k.alice.Public(), t0)
 		if err != nil {
 			if _, ok := ReasonOf(err); !ok {
 				t.Fatalf("untyped error %v", err)
 			}
-			// Every refusal can be signed, whatever the request carried.
-			if serr := SignResponse(http.Header{}, StatusFor(err), EncodeFailure(FailureOf("wire", err)), UnverifiedRequest(sr), k.bob, t0); serr != nil {
+			// Every refusal can be signed, whatever the request carried, and
+			// is bound to no signature alice did not make.
+			bound := v.UnverifiedRequest(sr, k.alice.Public())
+			if bound.Signature != NoRequestSignature && bound.Signature != sent.Signature {
+				t.Fatalf("refusal bound to %q, which alice did not sign", bound.Signature)
+			}
+			if serr := SignResponse(http.Header{}, StatusFor(err), EncodeFailure(FailureOf("wire", err)), bound, k.bob, t0); serr != nil {
 				t.Fatalf("refusal of %v cannot be signed: %v", err, serr)
 			}
 			return
@@ -167,6 +173,7 @@ func streamSeeds(t testing.TB) []string {
 		"{\"SEQ\":1,\"Data\":[]}\n",                          // case-folded keys
 		"\n\n",                                               // blank lines
 		"",                                                   // empty
+		strings.Replace(valid, `{"seq":1,`, `{"seq":1, `, 1), // non-canonical data line, End otherwise valid
 	}
 }
 
@@ -266,6 +273,9 @@ func TestWriteFuzzCorpus(t *testing.T) {
 	}
 	for _, s := range chainSeeds(t) {
 		corpora["FuzzParseChain"] = append(corpora["FuzzParseChain"], []string{"string(" + strconv.Quote(s) + ")"})
+	}
+	for _, s := range receiptSeeds(t) {
+		corpora["FuzzReceiptVerify"] = append(corpora["FuzzReceiptVerify"], []string{"[]byte(" + strconv.Quote(s) + ")"})
 	}
 	write := os.Getenv("WIRE_WRITE_CORPUS") == "1"
 	for name, seeds := range corpora {

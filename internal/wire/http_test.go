@@ -34,7 +34,7 @@ func TestOverHTTP2(t *testing.T) {
 		req, err := v.VerifyRequest(r, body, k.alice.Public(), t0)
 		if err != nil {
 			out := EncodeFailure(FailureOf("wire", err))
-			_ = SignResponse(w.Header(), StatusFor(err), out, UnverifiedRequest(r), k.bob, t0)
+			_ = SignResponse(w.Header(), StatusFor(err), out, v.UnverifiedRequest(r, k.alice.Public()), k.bob, t0)
 			w.WriteHeader(StatusFor(err))
 			_, _ = w.Write(out)
 			return

@@ -23,29 +23,49 @@ var responseComponents = [...]component{
 }
 
 // NoRequestSignature is what a response is bound to when the request carried
-// no usable treaty signature (none, two, or one that does not parse): a
+// no usable treaty signature (none, two, one that does not parse, or one
+// its sender did not make; see Verifier.UnverifiedRequest): a
 // signature of 64 zero bytes, which no request carries. Such a refusal is
 // still signed, so the node's answer is attributable, but it answers no
 // request a caller signed.
 const NoRequestSignature = Label + "=:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA==:"
 
-// UnverifiedRequest returns a Request holding only req's raw Signature
-// header, so that a callee can sign a refusal of a request that failed
-// VerifyRequest: the caller can then still check that this callee refused
-// exactly its request. A request without one usable signature gets
-// NoRequestSignature instead. No other field is set; nothing in it is verified.
-func UnverifiedRequest(req *http.Request) Request {
-	if req == nil {
-		return Request{Signature: NoRequestSignature}
+// UnverifiedRequest returns what a refusal of req is bound to when req was
+// refused before VerifyRequest returned it: a Request holding only req's raw
+// Signature header, so that the caller can check that this callee refused
+// exactly its request, provided that signature verifies with peer (the key
+// the handshake proved) over req as received. Freshness, audience, digest
+// and nonce are not checked: a request refused for those is still bound. Any
+// other request gets NoRequestSignature: binding to a signature peer did not
+// make would hand peer a receipt, valid offline, of this node refusing
+// another caller's request (a delegation hop carries that caller's
+// signature). No other field is set. It costs one signature check.
+func (v *Verifier) UnverifiedRequest(req *http.Request, peer identity.PublicKey) Request {
+	unbound := Request{Signature: NoRequestSignature}
+	if req == nil || peer.IsZero() {
+		return unbound
 	}
-	v, _, err := joinLines(req.Header, HeaderSignature, maxSignatureBytes)
+	sh, _, err := joinLines(req.Header, HeaderSignature, maxSignatureBytes)
 	if err != nil {
-		return Request{Signature: NoRequestSignature}
+		return unbound
 	}
-	if _, err := parseSignatureValue(v, Label); err != nil {
-		return Request{Signature: NoRequestSignature}
+	sig, err := parseSignatureValue(sh, Label)
+	if err != nil || len(sig) != 64 {
+		return unbound
 	}
-	return Request{Signature: v}
+	si, ok, err := joinLines(req.Header, HeaderSignatureInput, maxSignatureInputBytes)
+	if err != nil || !ok {
+		return unbound
+	}
+	in, err := parseSignatureInputValue(si, Label)
+	if err != nil || in.keyid != peer.String() {
+		return unbound
+	}
+	base, err := signatureBase(requestMessage(req), in.comps, in.params)
+	if err != nil || !v.keys.get(peer).Verify([]byte(base), sig) {
+		return unbound
+	}
+	return Request{Signature: sh}
 }
 
 // SignResponse signs a response for req into h: it sets Content-Digest
@@ -126,7 +146,8 @@ type Receipt struct {
 func (r Receipt) RequestDigest() [32]byte { return sha256.Sum256([]byte(r.RequestBase)) }
 
 // Verify re-checks the receipt offline: the request signature verifies with
-// Caller over RequestBase, RequestBase names Callee as audience and Caller
+// Caller over RequestBase, RequestBase is a request's signature base (one
+// line per covered component, in order) naming Callee as audience and Caller
 // as keyid, and the response signature verifies with Callee over the status,
 // Content-Digest and the request signature. Errors are *Error.
 func (r Receipt) Verify() error {
@@ -182,8 +203,24 @@ func (r Receipt) verifyRequest(caller, callee identity.PublicKey) error {
 	if in.keyid != caller.String() {
 		return fail(ReasonKeyMismatch, "request keyid %s is not the receipt's caller", quote(in.keyid))
 	}
-	if !strings.Contains(r.RequestBase[:i+1], "\n"+`"treaty-audience": `+callee.String()+"\n") &&
-		!strings.HasPrefix(r.RequestBase, `"treaty-audience": `+callee.String()+"\n") {
+	// The base must be exactly one line per covered component, in order:
+	// the caller's key signs other messages too, and one that only contains
+	// these lines is not a request.
+	lines := strings.Split(r.RequestBase[:i], "\n")
+	if len(lines) != len(in.comps) {
+		return fail(ReasonMalformed, "request base has %d component lines, its signature parameters cover %d", len(lines), len(in.comps))
+	}
+	audience := ""
+	for j, c := range in.comps {
+		v, ok := strings.CutPrefix(lines[j], c.id+": ")
+		if !ok {
+			return fail(ReasonMalformed, "request base line %d is not %s", j+1, c.id)
+		}
+		if c.id == `"treaty-audience"` {
+			audience = v
+		}
+	}
+	if audience != callee.String() {
 		return fail(ReasonBadAudience, "request base is not addressed to the receipt's callee")
 	}
 	if !caller.Verify([]byte(r.RequestBase), sig) {

@@ -3,6 +3,7 @@ package wire
 import (
 	"encoding/json"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 
@@ -12,7 +13,7 @@ import (
 var respBody = []byte(`{"verdict":"lgtm","comments":[]}`)
 
 // served runs the callee side: verify the request, sign a response.
-func served(t *testing.T, k keys, status int, body []byte) (Sent, *http.Response) {
+func served(t testing.TB, k keys, status int, body []byte) (Sent, *http.Response) {
 	t.Helper()
 	r, sent := signedRequest(t, k, testBody, nil)
 	req, err := newVerifier(t, k.bob.Public()).VerifyRequest(serverView(t, r), testBody, k.alice.Public(), t0)
@@ -65,20 +66,20 @@ func TestRefusalIsSignedAndBound(t *testing.T) {
 	k := testKeys(t)
 	r, sent := signedRequest(t, k, testBody, nil)
 	sr := serverView(t, r)
-	sr.Header.Set(HeaderCapability, "admin") // forged: verification fails
-	_, verr := newVerifier(t, k.bob.Public()).VerifyRequest(sr, testBody, k.alice.Public(), t0)
-	wantReason(t, verr, ReasonBadSignature)
+	v := newVerifier(t, k.bob.Public())
+	_, verr := v.VerifyRequest(sr, []byte(`{"other":"body"}`), k.alice.Public(), t0)
+	wantReason(t, verr, ReasonDigestMismatch)
 	body := EncodeFailure(FailureOf("wire", verr))
 	h := http.Header{}
-	if err := SignResponse(h, StatusFor(verr), body, UnverifiedRequest(sr), k.bob, t0); err != nil {
+	if err := SignResponse(h, StatusFor(verr), body, v.UnverifiedRequest(sr, k.alice.Public()), k.bob, t0); err != nil {
 		t.Fatal(err)
 	}
-	rc, err := VerifyResponse(&http.Response{StatusCode: 401, Header: h}, body, sent, k.bob.Public())
+	rc, err := VerifyResponse(&http.Response{StatusCode: StatusFor(verr), Header: h}, body, sent, k.bob.Public())
 	if err != nil {
 		t.Fatal(err)
 	}
 	f, err := DecodeFailure(body)
-	if err != nil || f.Stage != "wire" || f.Reason != "bad_signature" || rc.Status != 401 {
+	if err != nil || f.Stage != "wire" || f.Reason != "digest_mismatch" || rc.Status != StatusFor(verr) {
 		t.Fatalf("failure %+v %v status %d", f, err, rc.Status)
 	}
 }
@@ -107,7 +108,7 @@ func TestRefusalOfUnsignedIsSigned(t *testing.T) {
 			if verr == nil {
 				t.Fatal("request without one usable signature verified")
 			}
-			req := UnverifiedRequest(sr)
+			req := newVerifier(t, k.bob.Public()).UnverifiedRequest(sr, k.alice.Public())
 			if req.Signature != NoRequestSignature {
 				t.Fatalf("bound to %q, want NoRequestSignature", req.Signature)
 			}
@@ -313,5 +314,37 @@ func TestSignResponseRejects(t *testing.T) {
 	}
 	if err := SignResponse(h, 42, nil, Request{Signature: signatureHeader(Label, make([]byte, 64))}, k.bob, t0); err == nil {
 		t.Fatal("signed status 42")
+	}
+}
+
+// TestReceiptRequestBaseIsARequestBase: Receipt.Verify takes the request
+// base as bytes the caller signed, and a caller's key signs other messages
+// too (consensus proposals with values it was handed, membership records).
+// A message that merely contains the lines of a request base, after a
+// foreign prefix or with lines the signature parameters do not list, is not
+// a request, even though the caller's signature over it verifies.
+func TestReceiptRequestBaseIsARequestBase(t *testing.T) {
+	k := testKeys(t)
+	sent, _ := served(t, k, 200, respBody)
+	lines := strings.Split(sent.Base, "\n")
+	for name, blob := range map[string]string{
+		"foreign prefix": "fsm/1 \x00\x01 a value someone put\n" + sent.Base,
+		"extra line":     strings.Join(slices.Insert(slices.Clone(lines), 2, `"x-note": hello`), "\n"),
+		"line renamed":   strings.Replace(sent.Base, `"@query": `, `"@qery": `, 1),
+		"lines swapped":  strings.Join(append([]string{lines[1], lines[0]}, lines[2:]...), "\n"),
+	} {
+		t.Run(name, func(t *testing.T) {
+			sig := signatureHeader(Label, k.alice.Sign([]byte(blob)))
+			h := http.Header{}
+			if err := SignResponse(h, 200, respBody, Request{Signature: sig}, k.bob, t0); err != nil {
+				t.Fatal(err)
+			}
+			r := Receipt{
+				Version: Tag, Caller: k.alice.Public().String(), Callee: k.bob.Public().String(),
+				RequestBase: blob, RequestSignature: sig, Status: 200,
+				ContentDigest: h.Get(HeaderContentDigest), SignatureInput: h.Get(HeaderSignatureInput), Signature: h.Get(HeaderSignature),
+			}
+			wantReason(t, r.Verify(), ReasonMalformed)
+		})
 	}
 }

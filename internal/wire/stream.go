@@ -271,6 +271,13 @@ func (s *StreamReader) next1() (Event, error) {
 		if ev.Sig != "" || ev.Failure != nil {
 			return Event{}, fail(ReasonMalformed, "data event %d carries sig or failure", ev.Seq)
 		}
+		// The End signature covers these bytes, so they must have one
+		// reading: exactly what StreamWriter writes for this event (no
+		// duplicate, case-folded or unknown keys that parsers resolve
+		// differently).
+		if want, err := appendDataEvent(make([]byte, 0, len(line)), ev.Seq, ev.Data); err != nil || !bytes.Equal(want, line) {
+			return Event{}, fail(ReasonMalformed, "data event %d is not in the form StreamWriter writes", ev.Seq)
+		}
 		s.h.Write(line)
 		s.h.Write([]byte{'\n'})
 		s.next++
@@ -283,6 +290,9 @@ func (s *StreamReader) next1() (Event, error) {
 		if err := ev.Failure.validate(); err != nil {
 			return Event{}, err
 		}
+	}
+	if canon, err := json.Marshal(ev); err != nil || !bytes.Equal(canon, line) {
+		return Event{}, fail(ReasonMalformed, "End event is not in the form StreamWriter writes")
 	}
 	sig, err := base64.StdEncoding.Strict().DecodeString(ev.Sig)
 	if err != nil || len(sig) != 64 {

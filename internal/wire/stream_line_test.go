@@ -33,6 +33,18 @@ func checkDataEvent(t *testing.T, seq uint64, data []byte) {
 	if (err == nil) != (werr == nil) || !bytes.Equal(got, want) {
 		t.Fatalf("data %q: appendDataEvent = %q, %v; json.Marshal gives %q, %v", data, got, err, want, werr)
 	}
+	if err != nil {
+		return
+	}
+	// StreamReader accepts a data line only when it is what appendDataEvent
+	// writes for the event the line decodes to: every line written must be.
+	var ev Event
+	if err := json.Unmarshal(got, &ev); err != nil {
+		t.Fatalf("line %q does not decode: %v", got, err)
+	}
+	if again, err := appendDataEvent(nil, ev.Seq, ev.Data); err != nil || !bytes.Equal(again, got) {
+		t.Fatalf("line %q decodes to an event written as %q, %v", got, again, err)
+	}
 }
 
 func TestDataEventMatchesMarshal(t *testing.T) {

@@ -2,6 +2,8 @@ package wire
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -299,3 +301,80 @@ func TestStreamReadError(t *testing.T) {
 type errReader struct{ err error }
 
 func (e errReader) Read([]byte) (int, error) { return 0, e.err }
+
+// TestStreamDataLinesAreCanonical: the End signature covers the data lines
+// as bytes, and Go's decoder reads some bytes differently from others (keys
+// match case-insensitively, the last duplicate wins). A callee signing such
+// a line would have the caller act on one value while the signed stream,
+// read by any other JSON parser, says another; so a data line must be
+// exactly what StreamWriter writes for the event it decodes to.
+func TestStreamDataLinesAreCanonical(t *testing.T) {
+	k := testKeys(t)
+	_, sent, req := streamFixture(t, k, 0, nil)
+	binding, err := requestBinding(req.Signature)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signed := func(line string) string {
+		h := sha256.New()
+		h.Write([]byte(line + "\n"))
+		end := Event{Seq: 2, End: true}
+		msg, err := streamSigningInput(binding, h.Sum(nil), end)
+		if err != nil {
+			t.Fatal(err)
+		}
+		end.Sig = base64.StdEncoding.EncodeToString(k.bob.Sign(msg))
+		b, _ := json.Marshal(end)
+		return line + "\n" + string(b) + "\n"
+	}
+	if _, err := readAll(t, signed(`{"seq":1,"data":{"x":1}}`), sent, k, Limits{}); err != nil {
+		t.Fatalf("canonical line refused: %v", err)
+	}
+	for name, line := range map[string]string{
+		"case-folded key":  `{"seq":1,"data":{"x":1},"DATA":{"x":2}}`,
+		"duplicate key":    `{"seq":1,"data":{"x":1},"data":{"x":2}}`,
+		"duplicate seq":    `{"seq":9,"seq":1,"data":{"x":1}}`,
+		"keys reordered":   `{"data":{"x":1},"seq":1}`,
+		"spaces":           `{"seq":1, "data":{"x":1}}`,
+		"data not compact": `{"seq":1,"data":{"x": 1}}`,
+		"unknown field":    `{"seq":1,"data":{"x":1},"note":"hi"}`,
+		"explicit end":     `{"seq":1,"data":{"x":1},"end":false}`,
+		"escaped key":      `{"seq":1,"d\u0061ta":{"x":1}}`,
+		"unescaped html":   `{"seq":1,"data":"<b>"}`,
+		"no data":          `{"seq":1}`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := readAll(t, signed(line), sent, k, Limits{})
+			wantReason(t, err, ReasonMalformed)
+		})
+	}
+}
+
+// TestStreamEndLineIsCanonical: the End signature covers the End event as
+// json.Marshal writes it; a line that decodes to it through case-folded or
+// duplicate keys would say something else to another parser.
+func TestStreamEndLineIsCanonical(t *testing.T) {
+	k := testKeys(t)
+	lines, sent, _ := streamFixture(t, k, 1, &Failure{Stage: "backend", Reason: "exited"})
+	if _, err := readAll(t, strings.Join(lines, ""), sent, k, Limits{}); err != nil {
+		t.Fatal(err)
+	}
+	limited, sentLimited, _ := streamFixture(t, k, 0, FailureOf("wire", &LimitError{Limit: LimitMaxStreamEvents, Max: 10, Got: -1}).ptr())
+	if _, err := readAll(t, strings.Join(limited, ""), sentLimited, k, Limits{}); err != nil {
+		t.Fatalf("End with a limit failure: %v", err)
+	}
+	end := lines[1]
+	for name, edit := range map[string]func(string) string{
+		"case-folded key": func(s string) string { return strings.Replace(s, `"failure"`, `"Failure"`, 1) },
+		"duplicate key":   func(s string) string { return strings.Replace(s, `"end":true`, `"end":false,"end":true`, 1) },
+		"spaces":          func(s string) string { return strings.Replace(s, `,"end"`, `, "end"`, 1) },
+		"unknown field":   func(s string) string { return strings.Replace(s, `"end":true`, `"end":true,"note":1`, 1) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := readAll(t, lines[0]+edit(end), sent, k, Limits{})
+			wantReason(t, err, ReasonMalformed)
+		})
+	}
+}
+
+func (f Failure) ptr() *Failure { return &f }
