@@ -15,8 +15,8 @@ import (
 // keyFileTag starts every identity.key so that no one mistakes it for a public key.
 const keyFileTag = "TREATY-ED25519-PRIVATE-KEY"
 
-// ErrKeyFileMode is returned when identity.key is readable by group or others.
-var ErrKeyFileMode = errors.New("identity: key file is readable by group or others; run chmod 600 on it")
+// ErrKeyFileMode is returned when group or others may read or write identity.key.
+var ErrKeyFileMode = errors.New("identity: key file is readable or writable by group or others; run chmod 600 on it")
 
 // MarshalKeyFile encodes k as "TREATY-ED25519-PRIVATE-KEY <base64 seed>\n".
 func MarshalKeyFile(k PrivateKey) ([]byte, error) {

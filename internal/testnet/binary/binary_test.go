@@ -121,7 +121,7 @@ func TestCLIContract(t *testing.T) {
 		if err := os.Chmod(filepath.Join(n.Home, "identity.key"), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		if _, errOut, code := n.Run(t, "run"); code == 0 || !strings.Contains(errOut, "readable by group or others") {
+		if _, errOut, code := n.Run(t, "run"); code == 0 || !strings.Contains(errOut, "readable or writable by group or others") {
 			t.Fatalf("run with 0644 key: exit %d %q", code, errOut)
 		}
 		if err := os.Chmod(filepath.Join(n.Home, "identity.key"), 0o600); err != nil {
