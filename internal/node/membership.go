@@ -563,7 +563,7 @@ func (n *Node) Join(ctx context.Context, token, addr string) (JoinResult, error)
 	defer cancel()
 	conn, err := n.tr.Dial(ctx, inv.Addr, inv.Inviter, ProtoJoin)
 	if err != nil {
-		return JoinResult{}, refusal.Wrap(refusal.StageTransport, err)
+		return JoinResult{}, joinDialError(inv.Addr, err)
 	}
 	defer conn.Close()
 	_ = conn.SetDeadline(time.Now().Add(admissionIO))
@@ -613,6 +613,22 @@ func (n *Node) Join(ctx context.Context, token, addr string) (JoinResult, error)
 	n.auditAdmission(ctx, KindMemberJoined, inv.Inviter, "out", map[string]any{
 		"inviter": res.Name, "invite": inv.Nonce.String(), "members": res.Members})
 	return res, nil
+}
+
+// joinDialError says why the inviter could not be reached, once: the
+// transport's own errors already begin with its name.
+func joinDialError(addr string, err error) error {
+	var he *transport.HandshakeError
+	reason := fmt.Sprintf("could not reach the inviter at %s", addr)
+	switch {
+	case errors.As(err, &he):
+		reason = fmt.Sprintf("handshake with the inviter at %s refused: %s", addr, he.Reason)
+	case errors.Is(err, transport.ErrUnreachable):
+		reason = fmt.Sprintf("the inviter at %s is unreachable", addr)
+	case errors.Is(err, context.DeadlineExceeded):
+		reason = fmt.Sprintf("no answer from the inviter at %s within %v", addr, 2*admissionIO)
+	}
+	return &refusal.Error{Stage: refusal.StageTransport, Reason: reason, Err: err}
 }
 
 // auditAdmission appends one admission entry; a failure is logged (the
