@@ -81,6 +81,15 @@ func readAll(r io.Reader) ([]byte, error) {
 	return b, err
 }
 
+// scannable refuses input the sanitizer would block unread for its size: a
+// dry run says so rather than report a block with no finding.
+func scannable(san *sanitize.Sanitizer, n int) error {
+	if n > san.MaxInputBytes() {
+		return usagef("input is %d bytes; the sanitizer scans at most %d", n, san.MaxInputBytes())
+	}
+	return nil
+}
+
 func scanCmd(h func() string) *cobra.Command {
 	var peer string
 	var asJSON, jsonl bool
@@ -113,6 +122,9 @@ func scanCmd(h func() string) *cobra.Command {
 			if jsonl {
 				blocked := 0
 				err := eachRecord(cmd.InOrStdin(), func(rec record) error {
+					if err := scannable(san, len(rec.Text)); err != nil {
+						return err
+					}
 					res := san.DryRun(subject, pol, []byte(rec.Text))
 					if res.Action == sanitize.ActionBlock {
 						blocked++
@@ -129,6 +141,9 @@ func scanCmd(h func() string) *cobra.Command {
 			}
 			in, err := readAll(cmd.InOrStdin())
 			if err != nil {
+				return err
+			}
+			if err := scannable(san, len(in)); err != nil {
 				return err
 			}
 			res := san.DryRun(subject, pol, in)

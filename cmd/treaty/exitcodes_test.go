@@ -164,6 +164,15 @@ func TestScanOversizedInput(t *testing.T) {
 	if _, stderr, code := runIn(t, huge, "scan", "--home", dir, "--json"); code != 2 || !strings.Contains(stderr, "exceeds") {
 		t.Fatalf("scan of %d bytes: exit %d, %q", len(huge), code, stderr)
 	}
+	// Over what the sanitizer scans but within what is read: said, not
+	// reported as a block with no finding.
+	big := strings.Repeat("c", 8<<20+1)
+	if out, stderr, code := runIn(t, big, "scan", "--home", dir, "--json"); code != 2 || !strings.Contains(stderr, "scans at most 8388608") || out != "" {
+		t.Fatalf("scan of %d bytes: exit %d, out %.80q, %q", len(big), code, out, stderr)
+	}
+	if _, stderr, code := runIn(t, `{"id":"1","text":"`+big+`"}`+"\n", "scan", "--home", dir, "--jsonl"); code != 2 || !strings.Contains(stderr, "scans at most") {
+		t.Fatalf("scan --jsonl of a %d-byte record: exit %d, %q", len(big), code, stderr)
+	}
 	// A line longer than the reader's buffer but within the limit is read whole.
 	long := `{"id":"long","text":"` + strings.Repeat("b", 3<<20) + ` bob@example.com"}` + "\n" + `{"id":"next","text":"hi"}` + "\n"
 	if out, stderr, code := runIn(t, long, "scan", "--home", dir, "--jsonl"); code != 0 ||

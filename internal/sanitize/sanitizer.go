@@ -49,6 +49,9 @@ type Config struct {
 
 const defaultMaxInput = 8 << 20
 
+// MaxInputBytes is the most Apply and DryRun scan (Config.MaxInputBytes).
+func (s *Sanitizer) MaxInputBytes() int { return s.maxInput }
+
 // ErrTooLarge is returned by Apply for input over Config.MaxInputBytes.
 var ErrTooLarge = errors.New("sanitize: input exceeds MaxInputBytes")
 
