@@ -507,7 +507,10 @@ func (m *Machine) decide(index uint64, mo *Motion, o Outcome, reason string, res
 
 // changeMembers applies a passed membership motion: the epoch grows, so the
 // ID changes and requests signed for the old epoch are refused; open motions
-// are tallied again under the new membership, in ID order.
+// are tallied again under the new membership, in ID order. An open
+// membership motion takes the new group's quorum: a change passes with the
+// quorum in force when it is decided, so one opened in a smaller group
+// cannot pass with fewer votes than the grown group requires.
 func (m *Machine) changeMembers(index uint64, mo *Motion, res *Result) {
 	g := m.group
 	members := slices.Clone(g.Members)
@@ -520,6 +523,9 @@ func (m *Machine) changeMembers(index uint64, mo *Motion, res *Result) {
 	m.group = Group{Name: g.Name, Mode: g.Mode, Epoch: g.Epoch + 1, Members: members}
 	for _, id := range slices.Clone(m.open) {
 		if o := m.motions[id]; o.Outcome == OutcomeOpen {
+			if o.Kind != MotionPlain {
+				o.Quorum = uint32(m.group.Quorum())
+			}
 			if int(o.Quorum) > m.group.N() {
 				m.decide(index, o, OutcomeFailed, fmt.Sprintf("quorum %d exceeds the %d members after a membership change", o.Quorum, m.group.N()), res)
 				continue

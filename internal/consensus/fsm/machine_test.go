@@ -272,9 +272,10 @@ func TestStaleMembershipMotionFails(t *testing.T) {
 	a := must(t, d.do(ks[0], AddMember(ks[3].Public(), 0, ""))).Motion
 	b := must(t, d.do(ks[1], AddMember(ks[3].Public(), 0, ""))).Motion
 	must(t, d.do(ks[0], Vote(a, true)))
-	must(t, d.do(ks[1], Vote(a, true))) // passes: 4 members, quorum of b stays 2
+	must(t, d.do(ks[1], Vote(a, true))) // passes: 4 members, quorum of b is now 3
 	must(t, d.do(ks[0], Vote(b, true)))
-	r := must(t, d.do(ks[1], Vote(b, true)))
+	must(t, d.do(ks[1], Vote(b, true)))
+	r := must(t, d.do(ks[2], Vote(b, true)))
 	if r.Outcome != OutcomeFailed || d.m.Group().Epoch != 1 {
 		t.Fatalf("second add of the same member: %+v epoch %d", r, d.m.Group().Epoch)
 	}
@@ -354,5 +355,34 @@ func TestCheckProposedTime(t *testing.T) {
 		if c.ok != (err == nil) || (err != nil && !errors.As(err, &te)) {
 			t.Errorf("CheckProposedTime(%d, %d) = %v", c.proposed, c.local, err)
 		}
+	}
+}
+
+// A membership motion passes with the group's quorum: the quorum in force
+// when it is decided, not the smaller one of the epoch that opened it.
+func TestMembershipMotionTakesTheCurrentQuorum(t *testing.T) {
+	ks := keys(t, 6)
+	d := newDriver(t, group(t, ModeRaft, ks[:3]))
+	stale := must(t, d.do(ks[0], AddMember(ks[5].Public(), 0, "opened at n=3, quorum 2"))).Motion
+	for _, k := range ks[3:5] {
+		add := must(t, d.do(ks[0], AddMember(k.Public(), 0, ""))).Motion
+		for _, v := range ks[:3] {
+			if must(t, d.do(v, Vote(add, true))).Outcome == OutcomePassed {
+				break
+			}
+		}
+	}
+	if g := d.m.Group(); g.N() != 5 || g.Quorum() != 3 {
+		t.Fatalf("group %v quorum %d, want 5 members and quorum 3", g, g.Quorum())
+	}
+	if mo, _ := d.m.Motion(stale); mo.Quorum != 3 {
+		t.Fatalf("open membership motion keeps quorum %d, want the group's 3", mo.Quorum)
+	}
+	must(t, d.do(ks[0], Vote(stale, true)))
+	if r := must(t, d.do(ks[1], Vote(stale, true))); r.Outcome != OutcomeOpen || d.m.Group().N() != 5 {
+		t.Fatalf("2 yes of 5 members decided a membership change: %+v, group %v", r, d.m.Group())
+	}
+	if r := must(t, d.do(ks[2], Vote(stale, true))); r.Outcome != OutcomePassed || d.m.Group().N() != 6 {
+		t.Fatalf("3 yes of 5: %+v, group %v", r, d.m.Group())
 	}
 }
