@@ -351,12 +351,12 @@ func (m *Machine) applyKV(index uint64, o Op, res *Result) {
 	cur, exists := m.kv[o.Key]
 	if o.HasIfVersion && o.IfVersion != cur.Version {
 		res.Code, res.Version = CodeCASMismatch, cur.Version
-		res.Reason = fmt.Sprintf("key %q is at version %d, not %d", o.Key, cur.Version, o.IfVersion)
+		res.Reason = fmt.Sprintf("key %+q is at version %d, not %d", o.Key, cur.Version, o.IfVersion)
 		return
 	}
 	if o.Kind == OpDelete {
 		if !exists {
-			res.Code, res.Reason = CodeNotFound, fmt.Sprintf("key %q is absent", o.Key)
+			res.Code, res.Reason = CodeNotFound, fmt.Sprintf("key %+q is absent", o.Key)
 			return
 		}
 		delete(m.kv, o.Key)

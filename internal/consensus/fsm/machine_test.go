@@ -386,3 +386,33 @@ func TestMembershipMotionTakesTheCurrentQuorum(t *testing.T) {
 		t.Fatalf("3 yes of 5: %+v, group %v", r, d.m.Group())
 	}
 }
+
+// Results are signed by every BFT member (the certificate covers the
+// result's digest), so a reason must not depend on the Go release that built
+// the member: %q escapes by the release's Unicode tables, which change. A
+// reason quotes member-chosen text in ASCII only.
+func TestReasonsQuoteInASCII(t *testing.T) {
+	ks := keys(t, 2)
+	d := newDriver(t, group(t, ModeBFT, ks))
+	const key = "k\u00e9y\U0001FAE8\u2066" // a rune of Unicode 15 and an invisible isolate
+	rs := []Result{d.do(ks[0], CAS(key, []byte("v"), 7)), d.do(ks[0], Delete(key))}
+
+	var w writer
+	w.raw([]byte(requestMagic))
+	id := d.m.Group().ID()
+	w.raw(id[:])
+	w.raw(ks[1].Public().Bytes())
+	w.u64(1)
+	w.u8(uint8(OpMotionVote))
+	w.str("vote\U0001FAE8")
+	w.boolean(true)
+	rs = append(rs, d.raw(append(w.b, make([]byte, 64)...)))
+	for i, want := range []Code{CodeCASMismatch, CodeNotFound, CodeMalformed} {
+		wantCode(t, rs[i], want)
+		for _, c := range []byte(rs[i].Reason) {
+			if c < 0x20 || c > 0x7e {
+				t.Fatalf("reason %q holds byte %#x: it depends on the Go release's Unicode tables", rs[i].Reason, c)
+			}
+		}
+	}
+}
