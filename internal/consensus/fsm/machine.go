@@ -466,6 +466,13 @@ func insertSorted(s []identity.PublicKey, k identity.PublicKey) []identity.Publi
 	return slices.Insert(s, i, k)
 }
 
+func removeSorted(s []identity.PublicKey, k identity.PublicKey) []identity.PublicKey {
+	if i, ok := slices.BinarySearchFunc(s, k, comparePub); ok {
+		return slices.Delete(s, i, i+1)
+	}
+	return s
+}
+
 // tally decides mo if its yes votes reach the quorum or can no longer reach it.
 // Only votes of current members count.
 func (m *Machine) tally(index uint64, mo *Motion, res *Result) {
@@ -510,7 +517,10 @@ func (m *Machine) decide(index uint64, mo *Motion, o Outcome, reason string, res
 // are tallied again under the new membership, in ID order. An open
 // membership motion takes the new group's quorum: a change passes with the
 // quorum in force when it is decided, so one opened in a smaller group
-// cannot pass with fewer votes than the grown group requires.
+// cannot pass with fewer votes than the grown group requires. A removed
+// member's votes on open motions are dropped: they no longer count, and an
+// open motion never holds more votes than the group has members, which
+// keeps every reachable state one that Restore accepts.
 func (m *Machine) changeMembers(index uint64, mo *Motion, res *Result) {
 	g := m.group
 	members := slices.Clone(g.Members)
@@ -523,6 +533,10 @@ func (m *Machine) changeMembers(index uint64, mo *Motion, res *Result) {
 	m.group = Group{Name: g.Name, Mode: g.Mode, Epoch: g.Epoch + 1, Members: members}
 	for _, id := range slices.Clone(m.open) {
 		if o := m.motions[id]; o.Outcome == OutcomeOpen {
+			if mo.Kind == MotionRemove {
+				o.Yes = removeSorted(o.Yes, mo.Subject)
+				o.No = removeSorted(o.No, mo.Subject)
+			}
 			if o.Kind != MotionPlain {
 				o.Quorum = uint32(m.group.Quorum())
 			}

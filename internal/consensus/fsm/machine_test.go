@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"testing"
+
+	"github.com/treaty-dev/treaty/internal/identity"
 )
 
 func TestKV(t *testing.T) {
@@ -414,5 +416,49 @@ func TestReasonsQuoteInASCII(t *testing.T) {
 				t.Fatalf("reason %q holds byte %#x: it depends on the Go release's Unicode tables", rs[i].Reason, c)
 			}
 		}
+	}
+}
+
+// Every state the group can reach is one Restore accepts (a Raft member
+// restarts and catches up from snapshots): a motion that stays open while
+// members come and go must not pile up the votes of members that left.
+func TestOpenMotionAcrossMemberChurnRestores(t *testing.T) {
+	ks := make([]identity.PrivateKey, MaxMembers+3)
+	for i := range ks {
+		ks[i] = key(t, byte(i+1))
+	}
+	d := newDriver(t, group(t, ModeRaft, ks[:2]))
+	owner, voter := ks[0], ks[1]
+	p := must(t, d.do(owner, OpenMotion(d.name(), 2, 0, "stays open"))).Motion
+	must(t, d.do(voter, Vote(p, true)))
+	pass := func(op Op) {
+		t.Helper()
+		id := must(t, d.do(owner, op)).Motion
+		for _, k := range ks {
+			if !d.m.Group().IsMember(k.Public()) {
+				continue
+			}
+			if must(t, d.do(k, Vote(id, true))).Outcome != OutcomeOpen {
+				return
+			}
+		}
+		t.Fatalf("membership motion %s not decided", id)
+	}
+	for _, next := range ks[2:] {
+		pass(AddMember(next.Public(), 0, ""))
+		pass(RemoveMember(voter.Public(), 0, ""))
+		voter = next
+		must(t, d.do(voter, Vote(p, true)))
+	}
+	mo, _ := d.m.Motion(p)
+	if mo.Outcome != OutcomeOpen || len(mo.Yes) > d.m.Group().N() {
+		t.Fatalf("motion %s with %d yes votes in a group of %d", mo.Outcome, len(mo.Yes), d.m.Group().N())
+	}
+	r, err := Restore(d.m.Snapshot())
+	if err != nil {
+		t.Fatalf("restore of a reachable state: %v", err)
+	}
+	if r.Digest() != d.m.Digest() {
+		t.Fatal("restored state differs")
 	}
 }
