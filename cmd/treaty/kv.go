@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"strconv"
+	"strings"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
@@ -55,7 +57,7 @@ func kvCmd(h func() string) *cobra.Command {
 			if getJSON {
 				return printJSON(cmd.OutOrStdout(), it)
 			}
-			_, err = fmt.Fprintln(cmd.OutOrStdout(), it.Value)
+			_, err = fmt.Fprintln(cmd.OutOrStdout(), termSafe(it.Value))
 			return err
 		},
 	}
@@ -77,7 +79,7 @@ func kvCmd(h func() string) *cobra.Command {
 				return printJSON(cmd.OutOrStdout(), keys)
 			}
 			for _, k := range keys {
-				fmt.Fprintln(cmd.OutOrStdout(), k)
+				fmt.Fprintln(cmd.OutOrStdout(), termSafe(k))
 			}
 			return nil
 		},
@@ -94,4 +96,30 @@ func kvPut(cmd *cobra.Command, home string, req localapi.KVPutRequest) error {
 	}
 	_, err = fmt.Fprintf(cmd.OutOrStdout(), "index %d version %d\n", d.Index, d.Version)
 	return err
+}
+
+// termSafe is s for a terminal: values, keys and motion texts are other
+// members' bytes, replicated verbatim, so control characters (but tab and
+// newline), bidi and invisible format characters and invalid UTF-8 are shown
+// escaped instead of being interpreted. --json output is unchanged.
+func termSafe(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size <= 1:
+			fmt.Fprintf(&b, `\x%02x`, s[i])
+		case r == '\t' || r == '\n':
+			b.WriteRune(r)
+		case r < 0x20 || r == 0x7f:
+			fmt.Fprintf(&b, `\x%02x`, r)
+		case r >= 0x80 && r <= 0x9f, r >= 0x200b && r <= 0x200f, r >= 0x202a && r <= 0x202e,
+			r >= 0x2060 && r <= 0x2069, r == 0xfeff:
+			fmt.Fprintf(&b, `\u%04x`, r)
+		default:
+			b.WriteRune(r)
+		}
+		i += size
+	}
+	return b.String()
 }

@@ -105,7 +105,7 @@ func printMotion(w io.Writer, m localapi.MotionInfo) error {
 	fmt.Fprintf(w, "motion:   %s (%s)\n", m.Name, m.Kind)
 	fmt.Fprintf(w, "outcome:  %s", m.Outcome)
 	if m.Reason != "" {
-		fmt.Fprintf(w, " (%s)", m.Reason)
+		fmt.Fprintf(w, " (%s)", termSafe(m.Reason))
 	}
 	fmt.Fprintf(w, "\ntally:    %d yes, %d no, quorum %d\n", len(m.Yes), len(m.No), m.Quorum)
 	if m.Subject != "" {
@@ -115,7 +115,7 @@ func printMotion(w io.Writer, m localapi.MotionInfo) error {
 		fmt.Fprintf(w, "deadline: %s\n", m.Deadline.Format(time.RFC3339))
 	}
 	if m.Text != "" {
-		fmt.Fprintf(w, "text:     %s\n", m.Text)
+		fmt.Fprintf(w, "text:     %s\n", termSafe(m.Text))
 	}
 	fmt.Fprintf(w, "proposer: %s\nyes:      %s\nno:       %s\n", m.Proposer, strings.Join(m.Yes, ", "), strings.Join(m.No, ", "))
 	return nil

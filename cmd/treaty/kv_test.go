@@ -1,0 +1,38 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"unicode/utf8"
+
+	"github.com/treaty-dev/treaty/localapi"
+)
+
+// Values, keys and motion texts come from other members, verbatim: printed
+// to a terminal, an escape sequence in one could rewrite the screen or hide
+// text. The plain output shows control, bidi and invalid bytes escaped; what
+// an honest value holds (text, newlines, tabs) prints as it is.
+func TestPlainOutputEscapesControls(t *testing.T) {
+	for in, want := range map[string]string{
+		"alice":                    "alice",
+		"line one\n\tline two":     "line one\n\tline two",
+		"héllo wörld ✓":            "héllo wörld ✓",
+		"\x1b[2J\x1b]0;owned\x07":  `\x1b[2J\x1b]0;owned\x07`,
+		"safe\rEVIL":               `safe\x0dEVIL`,
+		"abc\u202Eevil\u2066":      `abc\u202eevil\u2066`,
+		"\u009b31m":                `\u009b31m`,
+		"bad\xffutf8":              `bad\xffutf8`,
+		"zero\u200Bwidth\uFEFFbom": `zero\u200bwidth\ufeffbom`,
+	} {
+		if got := termSafe(in); got != want {
+			t.Errorf("termSafe(%q) = %q, want %q", in, got, want)
+		}
+	}
+
+	var b bytes.Buffer
+	printMotion(&b, localapi.MotionInfo{Name: "m", Text: "ok\x1b[8mhidden", Reason: "r\x1b[1A"})
+	if strings.ContainsRune(b.String(), 0x1b) || !utf8.Valid(b.Bytes()) {
+		t.Fatalf("motion show printed an escape: %q", b.String())
+	}
+}
