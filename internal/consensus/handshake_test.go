@@ -196,3 +196,24 @@ func TestDefinitionExchangeTellsOutsidersNothing(t *testing.T) {
 		t.Fatal("the outsider's connection was not reported")
 	}
 }
+
+// "no quorum" names why a member refused this node, never an outsider's
+// probe: any peer of the node may open the group's protocol, and its refusal
+// says nothing about the quorum.
+func TestNoQuorumExplainsWithMembersOnly(t *testing.T) {
+	ka, kb, kc := testKey(t, 1), testKey(t, 2), testKey(t, 3)
+	g, _ := fsm.NewGroup("reviews", fsm.ModeBFT, 0, []identity.PublicKey{ka.Public(), kb.Public()})
+	gr := &group{refused: map[identity.PublicKey]string{
+		kc.Public(): "consensus: connection from outsider: " + ErrNotMember.Error(),
+		kb.Public(): "member b defines the group differently",
+	}}
+	gr.cur.Store(&g)
+	err := gr.explain(ErrNoQuorum)
+	if !errors.Is(err, ErrNoQuorum) || !strings.Contains(err.Error(), "defines the group differently") {
+		t.Fatalf("explained as %v", err)
+	}
+	delete(gr.refused, kb.Public())
+	if err := gr.explain(ErrNoQuorum); err.Error() != ErrNoQuorum.Error() {
+		t.Fatalf("with only an outsider refused: %v", err)
+	}
+}

@@ -606,19 +606,23 @@ func (gr *group) noteRefused(k identity.PublicKey, err error) {
 }
 
 // explain adds the refusals behind a lost quorum, so that "no quorum" says
-// which member defines the group differently.
+// which member defines the group differently. Only members' refusals count:
+// any peer of the node may probe the group's protocol.
 func (gr *group) explain(err error) error {
 	if !errors.Is(err, ErrNoQuorum) && !errors.Is(err, context.DeadlineExceeded) {
 		return err
 	}
+	cur := gr.current()
 	gr.refMu.Lock()
 	defer gr.refMu.Unlock()
-	if len(gr.refused) == 0 {
-		return err
-	}
 	var why []string
-	for _, msg := range gr.refused {
-		why = append(why, msg)
+	for k, msg := range gr.refused {
+		if cur.IsMember(k) {
+			why = append(why, msg)
+		}
+	}
+	if len(why) == 0 {
+		return err
 	}
 	slices.Sort(why)
 	return fmt.Errorf("%w (refused: %s)", err, why[0])
