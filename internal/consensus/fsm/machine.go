@@ -213,17 +213,20 @@ type Machine struct {
 }
 
 // limits are the Max constants; tests lower them to reach them quickly.
-type limits struct{ keys, bytes, open, decided int }
+type limits struct{ keys, bytes, open, openPer, decided int }
 
-var defaultLimits = limits{keys: MaxKeys, bytes: MaxStoreBytes, open: MaxOpenMotions, decided: MaxDecidedMotions}
+var defaultLimits = limits{keys: MaxKeys, bytes: MaxStoreBytes, open: MaxOpenMotions, openPer: MaxOpenMotionsPerMember, decided: MaxDecidedMotions}
 
 // Limits of the replicated state. Apply refuses what would exceed them, so
 // every state a group can reach is one Restore accepts.
 const (
-	MaxKeys           = 1 << 16  // keys in the store
-	MaxStoreBytes     = 64 << 20 // key plus value bytes in the store
-	MaxOpenMotions    = 1024     // motions open at once
-	MaxDecidedMotions = 4096     // decided motions kept for show; older ones are forgotten
+	MaxKeys        = 1 << 16  // keys in the store
+	MaxStoreBytes  = 64 << 20 // key plus value bytes in the store
+	MaxOpenMotions = 1024     // motions open at once
+	// MaxOpenMotionsPerMember bounds the open motions one member opened, so
+	// that one member (a lying one) cannot take every slot of the group's.
+	MaxOpenMotionsPerMember = 256
+	MaxDecidedMotions       = 4096 // decided motions kept for show; older ones are forgotten
 )
 
 // New returns the state of a group before its first entry.
@@ -387,6 +390,10 @@ func (m *Machine) applyOpen(index uint64, q Request, res *Result) {
 		res.Code, res.Reason = CodeInvalid, fmt.Sprintf("%d motions are open, limit %d", len(m.open), m.lim.open)
 		return
 	}
+	if n := m.openBy(q.Proposer); n >= m.lim.openPer {
+		res.Code, res.Reason = CodeInvalid, fmt.Sprintf("%s has %d motions open, limit %d per member", q.Proposer, n, m.lim.openPer)
+		return
+	}
 	mo := &Motion{ID: index, Name: o.Name, Proposer: q.Proposer, Quorum: o.Quorum, Deadline: o.Deadline, Text: o.Text, Outcome: OutcomeOpen}
 	n := m.group.N()
 	switch o.Kind {
@@ -418,6 +425,17 @@ func (m *Machine) applyOpen(index uint64, q Request, res *Result) {
 	m.names[mo.Name] = index
 	m.open = append(m.open, index)
 	res.Motion, res.Outcome = mo.Name, OutcomeOpen
+}
+
+// openBy counts the open motions k opened.
+func (m *Machine) openBy(k identity.PublicKey) int {
+	n := 0
+	for _, id := range m.open {
+		if m.motions[id].Proposer == k {
+			n++
+		}
+	}
+	return n
 }
 
 // checkChange says whether a membership motion could still take effect.
