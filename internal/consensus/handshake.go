@@ -154,8 +154,13 @@ func (n *checkedNetwork) exchange(c net.Conn, member identity.PublicKey) error {
 	if werr := <-wrote; err == nil && werr != nil {
 		err = werr
 	}
-	if err != nil {
+	switch {
+	case errors.Is(err, errNotListed):
+		err = fmt.Errorf("consensus: member %s defines the group differently: %w", member.Short(), err)
+	case err != nil:
 		err = fmt.Errorf("consensus: definition exchange with %s: %w", member.Short(), err)
+	}
+	if err != nil {
 		n.refused(member, err)
 		return err
 	}
@@ -185,7 +190,7 @@ func (n *checkedNetwork) refuseOutsider(c net.Conn, k identity.PublicKey) {
 }
 
 // errNotListed is what a member that does not list this node answers.
-var errNotListed = errors.New("the member's definition of the group does not list this node")
+var errNotListed = errors.New("its definition of the group does not list this node")
 
 func readHello(r io.Reader) (fsm.Group, error) {
 	head := make([]byte, len(helloMagic)+4)

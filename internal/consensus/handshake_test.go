@@ -217,3 +217,30 @@ func TestNoQuorumExplainsWithMembersOnly(t *testing.T) {
 		t.Fatalf("with only an outsider refused: %v", err)
 	}
 }
+
+// A member whose definition lists the far end, which does not list it back,
+// learns that much from the refusal (group ls shows it), nothing more.
+func TestDefinitionExchangeNotListedIsNamed(t *testing.T) {
+	ka, kb, kc := testKey(t, 1), testKey(t, 2), testKey(t, 3)
+	mine, _ := fsm.NewGroup("board", fsm.ModeRaft, 0, []identity.PublicKey{ka.Public(), kb.Public()})
+	theirs, _ := fsm.NewGroup("board", fsm.ModeRaft, 0, []identity.PublicKey{kb.Public(), kc.Public()})
+	pa, pb := pipePair(ka.Public(), kb.Public())
+	allow := func(identity.PublicKey) error { return nil }
+	var ra refusals
+	a := newCheckedNetwork(pa, func() fsm.Group { return mine }, allow, ra.note, nil)
+	b := newCheckedNetwork(pb, func() fsm.Group { return theirs }, allow, (&refusals{}).note, nil)
+	defer a.Listener().Close()
+	defer b.Listener().Close()
+	_, err := a.Dial(context.Background(), kb.Public())
+	if err == nil || !strings.Contains(err.Error(), "defines the group differently") || !strings.Contains(err.Error(), "does not list this node") {
+		t.Fatalf("dial: %v", err)
+	}
+	if strings.Contains(err.Error(), kc.Public().Short()) {
+		t.Fatalf("the refusal names a member of the other definition: %v", err)
+	}
+	ra.mu.Lock()
+	defer ra.mu.Unlock()
+	if len(ra.got) != 1 {
+		t.Fatalf("refusals reported: %v", ra.got)
+	}
+}
