@@ -36,3 +36,22 @@ func TestPlainOutputEscapesControls(t *testing.T) {
 		t.Fatalf("motion show printed an escape: %q", b.String())
 	}
 }
+
+// An answer of kv ls at its limit says there may be more, on stderr, so a
+// script that walks the keys does not take a cut list for all of them.
+func TestKVListSaysWhenCut(t *testing.T) {
+	var out, errOut bytes.Buffer
+	printKeys(&out, &errOut, []string{"a", "b"})
+	if out.String() != "a\nb\n" || errOut.Len() != 0 {
+		t.Fatalf("short list: %q %q", out.String(), errOut.String())
+	}
+	out.Reset()
+	full := make([]string, kvListLimit)
+	for i := range full {
+		full[i] = "k"
+	}
+	printKeys(&out, &errOut, full)
+	if strings.Count(out.String(), "\n") != kvListLimit || !strings.Contains(errOut.String(), "there may be more") {
+		t.Fatalf("full list: %d lines, stderr %q", strings.Count(out.String(), "\n"), errOut.String())
+	}
+}
