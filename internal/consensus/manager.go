@@ -61,8 +61,11 @@ type ManagerConfig struct {
 // DefaultTimeout is how long a request waits for its commit by default.
 const DefaultTimeout = 10 * time.Second
 
-// startTimeout bounds an engine's start (replaying its stored state).
-const startTimeout = time.Minute
+// startTimeout bounds an engine's start (replaying its stored state). A BFT
+// member replays its whole history, every request verified again (about
+// 0.1 ms each): a minute covered only about half a million entries, which a
+// busy group reaches in days, and the group then never started again.
+const startTimeout = 30 * time.Minute
 
 // maxRetries bounds how often a request is signed again after the group
 // refused it for a reason that concerns only its envelope: a sequence number
