@@ -31,14 +31,24 @@ func decisionCmd(h func() string) *cobra.Command {
 			return err
 		},
 	}
+	var groupID string
 	verify := &cobra.Command{
-		Use:   "verify FILE",
+		Use:   "verify FILE [--group-id ID]",
 		Short: "check a decision record offline (no node needed); exit 0 or 1",
 		Long: "Checks that the group definition hashes to its ID, that the request was signed by\n" +
 			"a member, and for BFT that at least a quorum of members signed the decision and its\n" +
-			"result. A Raft record carries no certificate and says so. FILE - reads stdin.",
+			"result. A Raft record carries no certificate and says so. FILE - reads stdin.\n" +
+			"The record carries its own group definition: anyone can make one for a group of\n" +
+			"their own keys with the same name. --group-id (from 'treaty group ls --json', for\n" +
+			"the record's epoch) refuses every record of another group.",
 		Args: args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
+			var want fsm.ID
+			if groupID != "" {
+				if err := want.UnmarshalText([]byte(groupID)); err != nil {
+					return usagef("--group-id: %v", err)
+				}
+			}
 			b, err := readRecord(cmd.InOrStdin(), a[0])
 			if err != nil {
 				return err
@@ -47,6 +57,9 @@ func decisionCmd(h func() string) *cobra.Command {
 			if err == nil {
 				err = fsm.Verify(r)
 			}
+			if err == nil && groupID != "" && r.Group.ID != want {
+				err = &fsm.VerifyError{Check: "group", Err: fmt.Errorf("the record is of group %s, not %s", r.Group.ID, want)}
+			}
 			if err != nil {
 				return err // exit 1: the record does not verify
 			}
@@ -54,6 +67,9 @@ func decisionCmd(h func() string) *cobra.Command {
 			// printed escaped, and a result no quorum signed says so.
 			out := cmd.OutOrStdout()
 			tprintf(out, "ok: decision %d of group %s (%s, epoch %d, id %s)\n", r.Index, r.Group.Name, r.Group.Mode, r.Group.Epoch, r.Group.ID)
+			if groupID == "" {
+				fmt.Fprintf(out, "group not pinned: the record defines its own group; compare its id or pass --group-id\n")
+			}
 			label := "result"
 			if r.Group.Mode == fsm.ModeBFT {
 				tprintf(out, "certificate: %d member signatures over the entry and its result\n", len(r.Certificate))
@@ -69,6 +85,7 @@ func decisionCmd(h func() string) *cobra.Command {
 			return nil
 		},
 	}
+	verify.Flags().StringVar(&groupID, "group-id", "", "refuse a record that is not of the group epoch with this ID (64 hex digits)")
 	c.AddCommand(export, verify)
 	return c
 }

@@ -84,3 +84,28 @@ func TestDecisionVerifyOffline(t *testing.T) {
 		t.Errorf("garbage: exit %d, want 1", code)
 	}
 }
+
+// TestDecisionVerifyPinsTheGroup: a record carries its own group definition,
+// so anyone can make one that verifies for a group of their own keys with
+// the same name. --group-id refuses every record that is not of that group.
+func TestDecisionVerifyPinsTheGroup(t *testing.T) {
+	rec := bftRecord(t)
+	var r fsm.Record
+	if err := json.Unmarshal(rec, &r); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "decision.json")
+	os.WriteFile(path, rec, 0o600)
+	if out, errOut, code := runTL(t, "decision", "verify", "--group-id", r.Group.ID.String(), path); code != 0 {
+		t.Fatalf("verify with its own group: exit %d\n%s%s", code, out, errOut)
+	}
+	var other fsm.ID
+	other[0] = 1
+	if out, errOut, code := runTL(t, "decision", "verify", "--group-id", other.String(), path); code != 1 || !strings.Contains(errOut, "group") {
+		t.Fatalf("verify against another group: exit %d\n%s%s", code, out, errOut)
+	}
+	if _, _, code := runTL(t, "decision", "verify", "--group-id", "xyz", path); code != 2 {
+		t.Fatalf("a malformed --group-id: exit %d, want 2", code)
+	}
+}

@@ -39,7 +39,7 @@ func groupCmd(h func() string) *cobra.Command {
 	}
 	create.Flags().StringVar(&mode, "mode", "", "raft (inside one organisation) or bft (across organisations)")
 	create.Flags().StringVar(&members, "members", "", "comma-separated peer IDs or nicknames, this node included")
-	create.Flags().BoolVar(&join, "join", false, "join a raft group that added this node: --members lists the group as it was created, without this node")
+	create.Flags().BoolVar(&join, "join", false, "join a group (raft or bft) that added this node: --members lists the group as it was created, without this node")
 
 	var lsJSON bool
 	ls := &cobra.Command{

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"strconv"
 
 	"github.com/spf13/cobra"
@@ -82,15 +83,28 @@ func kvCmd(h func() string) *cobra.Command {
 			if lsJSON {
 				return printJSON(cmd.OutOrStdout(), keys)
 			}
-			for _, k := range keys {
-				tprintf(cmd.OutOrStdout(), "%s\n", k)
-			}
+			printKeys(cmd.OutOrStdout(), cmd.ErrOrStderr(), keys)
 			return nil
 		},
 	}
 	ls.Flags().BoolVar(&lsJSON, "json", false, "JSON output")
 	c.AddCommand(put, cas, get, ls)
 	return c
+}
+
+// kvListLimit is the most keys one kv ls answer holds (the local API's
+// bound, docs/consensus.md#limits); the answer does not say it was cut.
+const kvListLimit = 10_000
+
+// printKeys prints keys one a line and, when the answer is at its limit,
+// says on stderr that more may exist.
+func printKeys(out, errOut io.Writer, keys []string) {
+	for _, k := range keys {
+		fmt.Fprintln(out, clean(k))
+	}
+	if len(keys) >= kvListLimit {
+		fmt.Fprintf(errOut, "treaty: %d keys, the answer's limit: there may be more; list by a longer prefix\n", len(keys))
+	}
 }
 
 func kvPut(cmd *cobra.Command, home string, req localapi.KVPutRequest) error {
@@ -101,3 +115,4 @@ func kvPut(cmd *cobra.Command, home string, req localapi.KVPutRequest) error {
 	_, err = fmt.Fprintf(cmd.OutOrStdout(), "index %d version %d\n", d.Index, d.Version)
 	return err
 }
+

@@ -21,6 +21,7 @@ func FuzzReadHello(f *testing.F) {
 	f.Add(hello)
 	f.Add([]byte(helloMagic))
 	f.Add(append([]byte(helloMagic), 0xff, 0xff, 0xff, 0xff))
+	f.Add(append([]byte(helloMagic), 0, 0, 0, 0)) // a member that does not list the reader
 	f.Add(append(append([]byte{}, hello...), canon[:len(canon)-1]...))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		g, err := readHello(bytes.NewReader(b))

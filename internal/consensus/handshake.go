@@ -62,9 +62,9 @@ type checkedNetwork struct {
 // connection passes, so the caller can log changes only.
 //
 // inner may deliver connections from keys that are not members (any peer of
-// the node): the exchange runs first, so an operator whose definition lists
-// this node but not the other way round learns why, and only then are
-// non-members closed.
+// the node): they get an empty definition, never this member's, so that an
+// operator whose definition lists this node but not the other way round
+// learns why without learning the group's members, and are closed.
 func newCheckedNetwork(inner Network, current func() fsm.Group, admit func(identity.PublicKey) error, refused func(identity.PublicKey, error), meters *meters) *checkedNetwork {
 	n := &checkedNetwork{inner: inner, current: current, admit: admit, refused: refused, meters: meters}
 	n.member = func(k identity.PublicKey) bool { return n.current().IsMember(k) || n.lingering(k) }
@@ -154,8 +154,13 @@ func (n *checkedNetwork) exchange(c net.Conn, member identity.PublicKey) error {
 	if werr := <-wrote; err == nil && werr != nil {
 		err = werr
 	}
-	if err != nil {
+	switch {
+	case errors.Is(err, errNotListed):
+		err = fmt.Errorf("consensus: member %s defines the group differently: %w", member.Short(), err)
+	case err != nil:
 		err = fmt.Errorf("consensus: definition exchange with %s: %w", member.Short(), err)
+	}
+	if err != nil {
 		n.refused(member, err)
 		return err
 	}
@@ -172,6 +177,21 @@ func (n *checkedNetwork) exchange(c net.Conn, member identity.PublicKey) error {
 	return nil
 }
 
+// refuseOutsider answers a peer that is not a member with an empty
+// definition and closes the connection: any peer of the node may open the
+// group's protocol, and the group's definition (who is in it, its epoch) is
+// the members' business only. The peer learns that this member does not list
+// it, which is what its operator needs to know.
+func (n *checkedNetwork) refuseOutsider(c net.Conn, k identity.PublicKey) {
+	c.SetDeadline(time.Now().Add(helloTimeout))
+	c.Write(binary.BigEndian.AppendUint32([]byte(helloMagic), 0))
+	c.Close()
+	n.refused(k, fmt.Errorf("consensus: connection from %s: %w", k.Short(), ErrNotMember))
+}
+
+// errNotListed is what a member that does not list this node answers.
+var errNotListed = errors.New("its definition of the group does not list this node")
+
 func readHello(r io.Reader) (fsm.Group, error) {
 	head := make([]byte, len(helloMagic)+4)
 	if _, err := io.ReadFull(r, head); err != nil {
@@ -181,6 +201,9 @@ func readHello(r io.Reader) (fsm.Group, error) {
 		return fsm.Group{}, errors.New("not a group definition (bad magic)")
 	}
 	size := binary.BigEndian.Uint32(head[len(helloMagic):])
+	if size == 0 {
+		return fsm.Group{}, errNotListed
+	}
 	if size > maxHello {
 		return fsm.Group{}, fmt.Errorf("definition of %d bytes, limit %d", size, maxHello)
 	}
@@ -219,6 +242,10 @@ func (l *checkedListener) check(c net.Conn) {
 	if err := l.n.admit(k); err != nil {
 		l.n.refused(k, err)
 		c.Close()
+		return
+	}
+	if !l.n.member(k) {
+		l.n.refuseOutsider(c, k)
 		return
 	}
 	if err := l.n.exchange(c, k); err != nil {

@@ -156,3 +156,91 @@ func TestDefinitionExchangeRefusesGarbageAndAdmission(t *testing.T) {
 		t.Fatalf("dial of a refused member: %v", err)
 	}
 }
+
+// A peer of the node that is not a member of the group learns nothing of the
+// group from its connection: not its members, not its epoch. It is told only
+// that this member does not list it, and the connection is closed.
+func TestDefinitionExchangeTellsOutsidersNothing(t *testing.T) {
+	ka, kb, kc := testKey(t, 1), testKey(t, 2), testKey(t, 3)
+	g, _ := fsm.NewGroup("reviews", fsm.ModeBFT, 0, []identity.PublicKey{ka.Public(), kb.Public()})
+	pc, pb := pipePair(kc.Public(), kb.Public())
+	rb := refusals{ch: make(chan error, 4)}
+	b := newCheckedNetwork(pb, func() fsm.Group { return g }, func(identity.PublicKey) error { return nil }, rb.note, nil)
+	defer b.Listener().Close()
+
+	// The outsider claims a definition that lists it, as a prober would.
+	claimed, _ := fsm.NewGroup("reviews", fsm.ModeBFT, 0, []identity.PublicKey{ka.Public(), kb.Public(), kc.Public()})
+	raw, err := pc.Dial(context.Background(), kb.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	raw.SetDeadline(time.Now().Add(10 * time.Second))
+	canon := claimed.Canonical()
+	go raw.Write(append(append([]byte(helloMagic), byte(len(canon)>>24), byte(len(canon)>>16), byte(len(canon)>>8), byte(len(canon))), canon...))
+	got, _ := io.ReadAll(raw)
+	for _, m := range g.Members {
+		if strings.Contains(string(got), string(m.Bytes())) {
+			t.Fatalf("an outsider read member %s of the group's definition", m.Short())
+		}
+	}
+	if _, err := readHello(strings.NewReader(string(got))); err == nil || !strings.Contains(err.Error(), "does not list this node") {
+		t.Fatalf("outsider's answer: %v, want a refusal saying it is not listed", err)
+	}
+	select {
+	case err := <-rb.ch:
+		if !errors.Is(err, ErrNotMember) {
+			t.Fatalf("refusal: %v, want ErrNotMember", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the outsider's connection was not reported")
+	}
+}
+
+// "no quorum" names why a member refused this node, never an outsider's
+// probe: any peer of the node may open the group's protocol, and its refusal
+// says nothing about the quorum.
+func TestNoQuorumExplainsWithMembersOnly(t *testing.T) {
+	ka, kb, kc := testKey(t, 1), testKey(t, 2), testKey(t, 3)
+	g, _ := fsm.NewGroup("reviews", fsm.ModeBFT, 0, []identity.PublicKey{ka.Public(), kb.Public()})
+	gr := &group{refused: map[identity.PublicKey]string{
+		kc.Public(): "consensus: connection from outsider: " + ErrNotMember.Error(),
+		kb.Public(): "member b defines the group differently",
+	}}
+	gr.cur.Store(&g)
+	err := gr.explain(ErrNoQuorum)
+	if !errors.Is(err, ErrNoQuorum) || !strings.Contains(err.Error(), "defines the group differently") {
+		t.Fatalf("explained as %v", err)
+	}
+	delete(gr.refused, kb.Public())
+	if err := gr.explain(ErrNoQuorum); err.Error() != ErrNoQuorum.Error() {
+		t.Fatalf("with only an outsider refused: %v", err)
+	}
+}
+
+// A member whose definition lists the far end, which does not list it back,
+// learns that much from the refusal (group ls shows it), nothing more.
+func TestDefinitionExchangeNotListedIsNamed(t *testing.T) {
+	ka, kb, kc := testKey(t, 1), testKey(t, 2), testKey(t, 3)
+	mine, _ := fsm.NewGroup("board", fsm.ModeRaft, 0, []identity.PublicKey{ka.Public(), kb.Public()})
+	theirs, _ := fsm.NewGroup("board", fsm.ModeRaft, 0, []identity.PublicKey{kb.Public(), kc.Public()})
+	pa, pb := pipePair(ka.Public(), kb.Public())
+	allow := func(identity.PublicKey) error { return nil }
+	var ra refusals
+	a := newCheckedNetwork(pa, func() fsm.Group { return mine }, allow, ra.note, nil)
+	b := newCheckedNetwork(pb, func() fsm.Group { return theirs }, allow, (&refusals{}).note, nil)
+	defer a.Listener().Close()
+	defer b.Listener().Close()
+	_, err := a.Dial(context.Background(), kb.Public())
+	if err == nil || !strings.Contains(err.Error(), "defines the group differently") || !strings.Contains(err.Error(), "does not list this node") {
+		t.Fatalf("dial: %v", err)
+	}
+	if strings.Contains(err.Error(), kc.Public().Short()) {
+		t.Fatalf("the refusal names a member of the other definition: %v", err)
+	}
+	ra.mu.Lock()
+	defer ra.mu.Unlock()
+	if len(ra.got) != 1 {
+		t.Fatalf("refusals reported: %v", ra.got)
+	}
+}

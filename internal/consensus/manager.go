@@ -61,8 +61,11 @@ type ManagerConfig struct {
 // DefaultTimeout is how long a request waits for its commit by default.
 const DefaultTimeout = 10 * time.Second
 
-// startTimeout bounds an engine's start (replaying its stored state).
-const startTimeout = time.Minute
+// startTimeout bounds an engine's start (replaying its stored state). A BFT
+// member replays its whole history, every request verified again (about
+// 0.1 ms each): a minute covered only about half a million entries, which a
+// busy group reaches in days, and the group then never started again.
+const startTimeout = 30 * time.Minute
 
 // maxRetries bounds how often a request is signed again after the group
 // refused it for a reason that concerns only its envelope: a sequence number
@@ -606,19 +609,23 @@ func (gr *group) noteRefused(k identity.PublicKey, err error) {
 }
 
 // explain adds the refusals behind a lost quorum, so that "no quorum" says
-// which member defines the group differently.
+// which member defines the group differently. Only members' refusals count:
+// any peer of the node may probe the group's protocol.
 func (gr *group) explain(err error) error {
 	if !errors.Is(err, ErrNoQuorum) && !errors.Is(err, context.DeadlineExceeded) {
 		return err
 	}
+	cur := gr.current()
 	gr.refMu.Lock()
 	defer gr.refMu.Unlock()
-	if len(gr.refused) == 0 {
-		return err
-	}
 	var why []string
-	for _, msg := range gr.refused {
-		why = append(why, msg)
+	for k, msg := range gr.refused {
+		if cur.IsMember(k) {
+			why = append(why, msg)
+		}
+	}
+	if len(why) == 0 {
+		return err
 	}
 	slices.Sort(why)
 	return fmt.Errorf("%w (refused: %s)", err, why[0])

@@ -82,3 +82,19 @@ func TestStoreKeyLimit(t *testing.T) {
 	wantCode(t, d.do(ks[0], Put("3", nil)), CodeInvalid)
 	must(t, d.do(ks[0], Put("2", []byte("overwrite is fine"))))
 }
+
+// One member cannot fill the group's open motions: past its own share it is
+// refused, and the others can still open motions.
+func TestOpenMotionLimitPerMember(t *testing.T) {
+	ks := keys(t, 4)
+	d := newDriver(t, group(t, ModeBFT, ks))
+	liar := ks[3]
+	for range MaxOpenMotionsPerMember {
+		must(t, d.do(liar, OpenMotion(d.name(), 4, 0, "")))
+	}
+	wantCode(t, d.do(liar, OpenMotion(d.name(), 4, 0, "")), CodeInvalid)
+	wantCode(t, d.do(liar, AddMember(key(t, 99).Public(), 0, "")), CodeInvalid)
+	must(t, d.do(ks[0], OpenMotion(d.name(), 3, 0, "an honest motion")))
+	must(t, d.do(ks[0], Vote("m1", false))) // deciding one of its own frees a slot
+	must(t, d.do(liar, OpenMotion(d.name(), 4, 0, "")))
+}

@@ -213,17 +213,20 @@ type Machine struct {
 }
 
 // limits are the Max constants; tests lower them to reach them quickly.
-type limits struct{ keys, bytes, open, decided int }
+type limits struct{ keys, bytes, open, openPer, decided int }
 
-var defaultLimits = limits{keys: MaxKeys, bytes: MaxStoreBytes, open: MaxOpenMotions, decided: MaxDecidedMotions}
+var defaultLimits = limits{keys: MaxKeys, bytes: MaxStoreBytes, open: MaxOpenMotions, openPer: MaxOpenMotionsPerMember, decided: MaxDecidedMotions}
 
 // Limits of the replicated state. Apply refuses what would exceed them, so
 // every state a group can reach is one Restore accepts.
 const (
-	MaxKeys           = 1 << 16  // keys in the store
-	MaxStoreBytes     = 64 << 20 // key plus value bytes in the store
-	MaxOpenMotions    = 1024     // motions open at once
-	MaxDecidedMotions = 4096     // decided motions kept for show; older ones are forgotten
+	MaxKeys        = 1 << 16  // keys in the store
+	MaxStoreBytes  = 64 << 20 // key plus value bytes in the store
+	MaxOpenMotions = 1024     // motions open at once
+	// MaxOpenMotionsPerMember bounds the open motions one member opened, so
+	// that one member (a lying one) cannot take every slot of the group's.
+	MaxOpenMotionsPerMember = 256
+	MaxDecidedMotions       = 4096 // decided motions kept for show; older ones are forgotten
 )
 
 // New returns the state of a group before its first entry.
@@ -351,12 +354,12 @@ func (m *Machine) applyKV(index uint64, o Op, res *Result) {
 	cur, exists := m.kv[o.Key]
 	if o.HasIfVersion && o.IfVersion != cur.Version {
 		res.Code, res.Version = CodeCASMismatch, cur.Version
-		res.Reason = fmt.Sprintf("key %q is at version %d, not %d", o.Key, cur.Version, o.IfVersion)
+		res.Reason = fmt.Sprintf("key %+q is at version %d, not %d", o.Key, cur.Version, o.IfVersion)
 		return
 	}
 	if o.Kind == OpDelete {
 		if !exists {
-			res.Code, res.Reason = CodeNotFound, fmt.Sprintf("key %q is absent", o.Key)
+			res.Code, res.Reason = CodeNotFound, fmt.Sprintf("key %+q is absent", o.Key)
 			return
 		}
 		delete(m.kv, o.Key)
@@ -385,6 +388,10 @@ func (m *Machine) applyOpen(index uint64, q Request, res *Result) {
 	o := q.Op
 	if len(m.open) >= m.lim.open {
 		res.Code, res.Reason = CodeInvalid, fmt.Sprintf("%d motions are open, limit %d", len(m.open), m.lim.open)
+		return
+	}
+	if n := m.openBy(q.Proposer); n >= m.lim.openPer {
+		res.Code, res.Reason = CodeInvalid, fmt.Sprintf("%s has %d motions open, limit %d per member", q.Proposer, n, m.lim.openPer)
 		return
 	}
 	mo := &Motion{ID: index, Name: o.Name, Proposer: q.Proposer, Quorum: o.Quorum, Deadline: o.Deadline, Text: o.Text, Outcome: OutcomeOpen}
@@ -418,6 +425,17 @@ func (m *Machine) applyOpen(index uint64, q Request, res *Result) {
 	m.names[mo.Name] = index
 	m.open = append(m.open, index)
 	res.Motion, res.Outcome = mo.Name, OutcomeOpen
+}
+
+// openBy counts the open motions k opened.
+func (m *Machine) openBy(k identity.PublicKey) int {
+	n := 0
+	for _, id := range m.open {
+		if m.motions[id].Proposer == k {
+			n++
+		}
+	}
+	return n
 }
 
 // checkChange says whether a membership motion could still take effect.
@@ -466,6 +484,13 @@ func insertSorted(s []identity.PublicKey, k identity.PublicKey) []identity.Publi
 	return slices.Insert(s, i, k)
 }
 
+func removeSorted(s []identity.PublicKey, k identity.PublicKey) []identity.PublicKey {
+	if i, ok := slices.BinarySearchFunc(s, k, comparePub); ok {
+		return slices.Delete(s, i, i+1)
+	}
+	return s
+}
+
 // tally decides mo if its yes votes reach the quorum or can no longer reach it.
 // Only votes of current members count.
 func (m *Machine) tally(index uint64, mo *Motion, res *Result) {
@@ -507,7 +532,13 @@ func (m *Machine) decide(index uint64, mo *Motion, o Outcome, reason string, res
 
 // changeMembers applies a passed membership motion: the epoch grows, so the
 // ID changes and requests signed for the old epoch are refused; open motions
-// are tallied again under the new membership, in ID order.
+// are tallied again under the new membership, in ID order. An open
+// membership motion takes the new group's quorum: a change passes with the
+// quorum in force when it is decided, so one opened in a smaller group
+// cannot pass with fewer votes than the grown group requires. A removed
+// member's votes on open motions are dropped: they no longer count, and an
+// open motion never holds more votes than the group has members, which
+// keeps every reachable state one that Restore accepts.
 func (m *Machine) changeMembers(index uint64, mo *Motion, res *Result) {
 	g := m.group
 	members := slices.Clone(g.Members)
@@ -520,6 +551,13 @@ func (m *Machine) changeMembers(index uint64, mo *Motion, res *Result) {
 	m.group = Group{Name: g.Name, Mode: g.Mode, Epoch: g.Epoch + 1, Members: members}
 	for _, id := range slices.Clone(m.open) {
 		if o := m.motions[id]; o.Outcome == OutcomeOpen {
+			if mo.Kind == MotionRemove {
+				o.Yes = removeSorted(o.Yes, mo.Subject)
+				o.No = removeSorted(o.No, mo.Subject)
+			}
+			if o.Kind != MotionPlain {
+				o.Quorum = uint32(m.group.Quorum())
+			}
 			if int(o.Quorum) > m.group.N() {
 				m.decide(index, o, OutcomeFailed, fmt.Sprintf("quorum %d exceeds the %d members after a membership change", o.Quorum, m.group.N()), res)
 				continue

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"testing"
+
+	"github.com/treaty-dev/treaty/internal/identity"
 )
 
 func TestKV(t *testing.T) {
@@ -272,9 +274,10 @@ func TestStaleMembershipMotionFails(t *testing.T) {
 	a := must(t, d.do(ks[0], AddMember(ks[3].Public(), 0, ""))).Motion
 	b := must(t, d.do(ks[1], AddMember(ks[3].Public(), 0, ""))).Motion
 	must(t, d.do(ks[0], Vote(a, true)))
-	must(t, d.do(ks[1], Vote(a, true))) // passes: 4 members, quorum of b stays 2
+	must(t, d.do(ks[1], Vote(a, true))) // passes: 4 members, quorum of b is now 3
 	must(t, d.do(ks[0], Vote(b, true)))
-	r := must(t, d.do(ks[1], Vote(b, true)))
+	must(t, d.do(ks[1], Vote(b, true)))
+	r := must(t, d.do(ks[2], Vote(b, true)))
 	if r.Outcome != OutcomeFailed || d.m.Group().Epoch != 1 {
 		t.Fatalf("second add of the same member: %+v epoch %d", r, d.m.Group().Epoch)
 	}
@@ -354,5 +357,108 @@ func TestCheckProposedTime(t *testing.T) {
 		if c.ok != (err == nil) || (err != nil && !errors.As(err, &te)) {
 			t.Errorf("CheckProposedTime(%d, %d) = %v", c.proposed, c.local, err)
 		}
+	}
+}
+
+// A membership motion passes with the group's quorum: the quorum in force
+// when it is decided, not the smaller one of the epoch that opened it.
+func TestMembershipMotionTakesTheCurrentQuorum(t *testing.T) {
+	ks := keys(t, 6)
+	d := newDriver(t, group(t, ModeRaft, ks[:3]))
+	stale := must(t, d.do(ks[0], AddMember(ks[5].Public(), 0, "opened at n=3, quorum 2"))).Motion
+	for _, k := range ks[3:5] {
+		add := must(t, d.do(ks[0], AddMember(k.Public(), 0, ""))).Motion
+		for _, v := range ks[:3] {
+			if must(t, d.do(v, Vote(add, true))).Outcome == OutcomePassed {
+				break
+			}
+		}
+	}
+	if g := d.m.Group(); g.N() != 5 || g.Quorum() != 3 {
+		t.Fatalf("group %v quorum %d, want 5 members and quorum 3", g, g.Quorum())
+	}
+	if mo, _ := d.m.Motion(stale); mo.Quorum != 3 {
+		t.Fatalf("open membership motion keeps quorum %d, want the group's 3", mo.Quorum)
+	}
+	must(t, d.do(ks[0], Vote(stale, true)))
+	if r := must(t, d.do(ks[1], Vote(stale, true))); r.Outcome != OutcomeOpen || d.m.Group().N() != 5 {
+		t.Fatalf("2 yes of 5 members decided a membership change: %+v, group %v", r, d.m.Group())
+	}
+	if r := must(t, d.do(ks[2], Vote(stale, true))); r.Outcome != OutcomePassed || d.m.Group().N() != 6 {
+		t.Fatalf("3 yes of 5: %+v, group %v", r, d.m.Group())
+	}
+}
+
+// Results are signed by every BFT member (the certificate covers the
+// result's digest), so a reason must not depend on the Go release that built
+// the member: %q escapes by the release's Unicode tables, which change. A
+// reason quotes member-chosen text in ASCII only.
+func TestReasonsQuoteInASCII(t *testing.T) {
+	ks := keys(t, 2)
+	d := newDriver(t, group(t, ModeBFT, ks))
+	const key = "k\u00e9y\U0001FAE8\u2066" // a rune of Unicode 15 and an invisible isolate
+	rs := []Result{d.do(ks[0], CAS(key, []byte("v"), 7)), d.do(ks[0], Delete(key))}
+
+	var w writer
+	w.raw([]byte(requestMagic))
+	id := d.m.Group().ID()
+	w.raw(id[:])
+	w.raw(ks[1].Public().Bytes())
+	w.u64(1)
+	w.u8(uint8(OpMotionVote))
+	w.str("vote\U0001FAE8")
+	w.boolean(true)
+	rs = append(rs, d.raw(append(w.b, make([]byte, 64)...)))
+	for i, want := range []Code{CodeCASMismatch, CodeNotFound, CodeMalformed} {
+		wantCode(t, rs[i], want)
+		for _, c := range []byte(rs[i].Reason) {
+			if c < 0x20 || c > 0x7e {
+				t.Fatalf("reason %q holds byte %#x: it depends on the Go release's Unicode tables", rs[i].Reason, c)
+			}
+		}
+	}
+}
+
+// Every state the group can reach is one Restore accepts (a Raft member
+// restarts and catches up from snapshots): a motion that stays open while
+// members come and go must not pile up the votes of members that left.
+func TestOpenMotionAcrossMemberChurnRestores(t *testing.T) {
+	ks := make([]identity.PrivateKey, MaxMembers+3)
+	for i := range ks {
+		ks[i] = key(t, byte(i+1))
+	}
+	d := newDriver(t, group(t, ModeRaft, ks[:2]))
+	owner, voter := ks[0], ks[1]
+	p := must(t, d.do(owner, OpenMotion(d.name(), 2, 0, "stays open"))).Motion
+	must(t, d.do(voter, Vote(p, true)))
+	pass := func(op Op) {
+		t.Helper()
+		id := must(t, d.do(owner, op)).Motion
+		for _, k := range ks {
+			if !d.m.Group().IsMember(k.Public()) {
+				continue
+			}
+			if must(t, d.do(k, Vote(id, true))).Outcome != OutcomeOpen {
+				return
+			}
+		}
+		t.Fatalf("membership motion %s not decided", id)
+	}
+	for _, next := range ks[2:] {
+		pass(AddMember(next.Public(), 0, ""))
+		pass(RemoveMember(voter.Public(), 0, ""))
+		voter = next
+		must(t, d.do(voter, Vote(p, true)))
+	}
+	mo, _ := d.m.Motion(p)
+	if mo.Outcome != OutcomeOpen || len(mo.Yes) > d.m.Group().N() {
+		t.Fatalf("motion %s with %d yes votes in a group of %d", mo.Outcome, len(mo.Yes), d.m.Group().N())
+	}
+	r, err := Restore(d.m.Snapshot())
+	if err != nil {
+		t.Fatalf("restore of a reachable state: %v", err)
+	}
+	if r.Digest() != d.m.Digest() {
+		t.Fatal("restored state differs")
 	}
 }

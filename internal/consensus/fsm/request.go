@@ -219,7 +219,7 @@ func ValidMotionName(s string) error {
 	for _, c := range []byte(s) {
 		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.'
 		if !ok {
-			return fmt.Errorf("motion name %q: only A-Z a-z 0-9 - _ . are allowed", s)
+			return fmt.Errorf("motion name %+q: only A-Z a-z 0-9 - _ . are allowed", s)
 		}
 	}
 	return nil
@@ -230,7 +230,7 @@ func validMotionRef(s string) error {
 	if len(s) > 1 && s[0] == '#' && len(s) <= 21 {
 		for _, c := range []byte(s[1:]) {
 			if c < '0' || c > '9' {
-				return fmt.Errorf("motion name %q: want digits after '#'", s)
+				return fmt.Errorf("motion name %+q: want digits after '#'", s)
 			}
 		}
 		return nil

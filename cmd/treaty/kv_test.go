@@ -1,0 +1,53 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"unicode/utf8"
+
+	"github.com/treaty-dev/treaty/localapi"
+)
+
+// Values, keys and motion texts come from other members, verbatim: printed
+// to a terminal, an escape sequence in one could rewrite the screen or hide
+// text. The plain output shows control, bidi and invalid bytes escaped; what
+// an honest value holds (text, newlines, tabs) prints as it is.
+func TestPlainOutputEscapesControls(t *testing.T) {
+	for _, in := range []string{"alice", "line one\n\tline two", "héllo wörld ✓"} {
+		if got := escapeText(in, true); got != in {
+			t.Errorf("escapeText(%q) = %q, want it as it is", in, got)
+		}
+	}
+	for _, in := range []string{"\x1b[2J\x1b]0;owned\x07", "safe\rEVIL", "abc\u202Eevil\u2066", "\u009b31m", "bad\xffutf8", "zero\u200Bwidth\uFEFFbom"} {
+		got := escapeText(in, true)
+		if !utf8.ValidString(got) || strings.ContainsFunc(got, func(r rune) bool { return r != '\n' && r != '\t' && unsafeRune(r) }) {
+			t.Errorf("escapeText(%q) = %q: a control, format or invalid byte is left", in, got)
+		}
+	}
+
+	var b bytes.Buffer
+	printMotion(&b, localapi.MotionInfo{Name: "m", Text: "ok\x1b[8mhidden", Reason: "r\x1b[1A"})
+	if strings.ContainsRune(b.String(), 0x1b) || !utf8.Valid(b.Bytes()) {
+		t.Fatalf("motion show printed an escape: %q", b.String())
+	}
+}
+
+// An answer of kv ls at its limit says there may be more, on stderr, so a
+// script that walks the keys does not take a cut list for all of them.
+func TestKVListSaysWhenCut(t *testing.T) {
+	var out, errOut bytes.Buffer
+	printKeys(&out, &errOut, []string{"a", "b"})
+	if out.String() != "a\nb\n" || errOut.Len() != 0 {
+		t.Fatalf("short list: %q %q", out.String(), errOut.String())
+	}
+	out.Reset()
+	full := make([]string, kvListLimit)
+	for i := range full {
+		full[i] = "k"
+	}
+	printKeys(&out, &errOut, full)
+	if strings.Count(out.String(), "\n") != kvListLimit || !strings.Contains(errOut.String(), "there may be more") {
+		t.Fatalf("full list: %d lines, stderr %q", strings.Count(out.String(), "\n"), errOut.String())
+	}
+}
