@@ -115,4 +115,3 @@ func kvPut(cmd *cobra.Command, home string, req localapi.KVPutRequest) error {
 	_, err = fmt.Fprintf(cmd.OutOrStdout(), "index %d version %d\n", d.Index, d.Version)
 	return err
 }
-
