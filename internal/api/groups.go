@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"strconv"
@@ -200,7 +201,12 @@ func (s *Server) kvGet(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, localapi.KVItem{Group: q[0], Key: q[1], Value: string(it.Value), Version: it.Version, Index: it.Index})
+	value, err := s.n.ScreenGroupContent(r.Context(), q[0], it.Value)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, localapi.KVItem{Group: q[0], Key: q[1], Value: string(value), Version: it.Version, Index: it.Index})
 }
 
 func (s *Server) kvList(w http.ResponseWriter, r *http.Request) {
@@ -275,7 +281,7 @@ func (s *Server) motionShow(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, motionInfo(mo))
+	writeJSON(w, http.StatusOK, s.screenMotion(r.Context(), q[0], motionInfo(mo)))
 }
 
 func (s *Server) motionList(w http.ResponseWriter, r *http.Request) {
@@ -294,9 +300,27 @@ func (s *Server) motionList(w http.ResponseWriter, r *http.Request) {
 	}
 	out := localapi.MotionList{Motions: []localapi.MotionInfo{}}
 	for _, mo := range ms {
-		out.Motions = append(out.Motions, motionInfo(mo))
+		out.Motions = append(out.Motions, s.screenMotion(r.Context(), q[0], motionInfo(mo)))
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// screenMotion passes a motion's text and reason, which members wrote,
+// through the inbound screen (Node.ScreenGroupContent); a blocked one is
+// replaced by a note saying why, so the rest of the motion still shows.
+func (s *Server) screenMotion(ctx context.Context, group string, mi localapi.MotionInfo) localapi.MotionInfo {
+	for _, f := range []*string{&mi.Text, &mi.Reason} {
+		if *f == "" {
+			continue
+		}
+		out, err := s.n.ScreenGroupContent(ctx, group, []byte(*f))
+		if err != nil {
+			*f = "[withheld: " + err.Error() + "]"
+			continue
+		}
+		*f = string(out)
+	}
+	return mi
 }
 
 func motionInfo(mo fsm.Motion) localapi.MotionInfo {
