@@ -16,7 +16,9 @@ import (
 
 // Exec runs a command per call: the input JSON on stdin, the result JSON on
 // stdout. The process group is killed when the call times out or is
-// cancelled, so a hung backend cannot outlive its call.
+// cancelled, and when the command exits, so neither a hung backend nor a
+// child it left behind outlives its call (a process that leaves the group,
+// e.g. with setsid, is beyond reach).
 //
 // The command does not inherit the node's environment, which may hold the
 // operator's credentials: it gets only BaseEnv and the EnvAllow names taken
@@ -90,7 +92,10 @@ func (e *Exec) Call(ctx context.Context, inv Invocation) ([]byte, error) {
 	stdout := &limitedBuffer{max: e.maxOutput()}
 	stderr := &limitedBuffer{max: 4 << 10}
 	cmd.Stdout, cmd.Stderr = stdout, stderr
-	err = cmd.Run()
+	if err := cmd.Start(); err != nil {
+		return nil, fail("could not start", err)
+	}
+	err = waitGroup(cmd)
 	if ctx.Err() != nil {
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			return nil, fail(fmt.Sprintf("timed out after %v", e.Timeout), ctx.Err())
@@ -102,7 +107,7 @@ func (e *Exec) Call(ctx context.Context, inv Invocation) ([]byte, error) {
 		if errors.As(err, &ee) {
 			return nil, fail(fmt.Sprintf("exited with status %d", ee.ExitCode()), fmt.Errorf("%w; stderr: %q", err, stderr.b))
 		}
-		return nil, fail("could not start", err)
+		return nil, fail("failed", err)
 	}
 	if stdout.overflow {
 		return nil, outputTooLarge(stdout.max)
@@ -151,7 +156,7 @@ func (e *Exec) Stream(ctx context.Context, inv Invocation, emit func([]byte) err
 	if emitErr != nil || scanErr != nil {
 		cancel() // stop the process; its output is no longer wanted
 	}
-	waitErr := cmd.Wait()
+	waitErr := waitGroup(cmd)
 	switch {
 	case emitErr != nil:
 		return emitErr
