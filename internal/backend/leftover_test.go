@@ -62,5 +62,3 @@ func TestExecStreamKillsLeftoverChildren(t *testing.T) {
 	}
 	waitGone(t, readPid(t, pidFile))
 }
-
-
