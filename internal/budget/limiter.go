@@ -348,7 +348,7 @@ func (e *entry) check(dir Dir, n int64, now time.Time, f *failure) {
 		f.note(e, BudgetConcurrency, 0)
 	}
 	if l.Rate > 0 && e.tokens < 1-tokenEps {
-		f.note(e, BudgetRate, time.Duration(math.Ceil((1-e.tokens)/l.Rate*1e9-resetSlackNs)))
+		f.note(e, BudgetRate, nanos(math.Ceil((1-e.tokens)/l.Rate*1e9-resetSlackNs)))
 	}
 	// The request's bytes must fit; the reply's direction must not be spent already.
 	reqIn, reqOut := n, int64(0)
@@ -364,6 +364,15 @@ func (e *entry) check(dir Dir, n int64, now time.Time, f *failure) {
 	if l.Cost > 0 && e.cost >= l.Cost {
 		f.note(e, BudgetCost, e.costEnd.Sub(now))
 	}
+}
+
+// nanos converts ns to a Duration, capped at the longest one: below about
+// 1e-10 calls/s the wait for a token does not fit.
+func nanos(ns float64) time.Duration {
+	if ns >= math.MaxInt64 {
+		return math.MaxInt64
+	}
+	return time.Duration(ns)
 }
 
 func (e *entry) commit(dir Dir, n int64) {
