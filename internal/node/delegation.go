@@ -58,13 +58,22 @@ func (n *Node) serving(req wire.Request) (token string, done func()) {
 }
 
 // checkDepth applies the configured delegation limits to a verified request:
-// depth at most budget.max_depth, and no peer twice on the path.
+// depth at most budget.max_depth, no peer twice on the path, and no peer
+// this node quarantined upstream on it (a quarantine would mean nothing if a
+// peer in good standing could make the calls on its behalf).
 func (n *Node) checkDepth(st *state, req wire.Request) *refusal.Error {
 	if len(req.Chain) == 0 {
 		return nil
 	}
-	if err := budget.CheckChain(req.DelegationPath(), n.self.String(), st.cfg.Budget.Depth()); err != nil {
+	path := req.DelegationPath()
+	if err := budget.CheckChain(path, n.self.String(), st.cfg.Budget.Depth()); err != nil {
 		return budgetRefusal(err)
+	}
+	now := n.now()
+	for _, p := range path[1:] {
+		if n.trust.Standing(p, now).Quarantined {
+			return refusal.New(refusal.StageTrust, "quarantined peer on the delegation path")
+		}
 	}
 	return nil
 }

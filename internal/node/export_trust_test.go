@@ -1,0 +1,20 @@
+package node
+
+import (
+	"testing"
+
+	"github.com/treaty-dev/treaty/internal/identity"
+	"github.com/treaty-dev/treaty/internal/trust"
+)
+
+// Quarantine records severe evidence against peer at n, as a forged
+// signature would.
+func Quarantine(t testing.TB, n *Node, peer identity.PublicKey) {
+	t.Helper()
+	if _, err := n.trust.Observe(peer.String(), trust.Evidence{Kind: trust.KindEquivocation, Detail: "test", At: n.now()}); err != nil {
+		t.Fatal(err)
+	}
+	if !n.trust.Standing(peer.String(), n.now()).Quarantined {
+		t.Fatal("severe evidence did not quarantine")
+	}
+}
