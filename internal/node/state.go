@@ -116,6 +116,11 @@ func (n *Node) reload() error {
 	// writes SQLite).
 	n.auditConfigChange(old, st)
 	n.state.Store(st)
+	if old != nil {
+		if keys := config.StartOnlyChanges(old.cfg, st.cfg); len(keys) > 0 {
+			n.log.Warn("configuration changed keys that apply only at the next start", "event", "config.restart_needed", "keys", keys)
+		}
+	}
 	n.syncGroups(st)
 	if old != nil && n.tr != nil {
 		// A peer removed from the book loses its open connections now, not at
