@@ -59,8 +59,9 @@ func (n *Node) serving(req wire.Request) (token string, done func()) {
 
 // checkDepth applies the configured delegation limits to a verified request:
 // depth at most budget.max_depth, no peer twice on the path, and no peer
-// this node quarantined upstream on it (a quarantine would mean nothing if a
-// peer in good standing could make the calls on its behalf).
+// this node quarantined upstream on it: a delegate in good standing does not
+// carry a quarantined peer's calls here (one that drops the chain makes them
+// as its own, and answers for them with its own trust).
 func (n *Node) checkDepth(st *state, req wire.Request) *refusal.Error {
 	if len(req.Chain) == 0 {
 		return nil
