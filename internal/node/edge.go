@@ -27,6 +27,10 @@ func (in *inbound) reply(status int, clean sanitize.Clean) {
 		return
 	}
 	in.w.Header().Set("Content-Type", "application/json")
+	// The answer must reach the caller within call_timeout: one that stops
+	// reading would otherwise hold the call and its concurrency slot for
+	// ever. Left armed: the end of the stream disarms it.
+	_ = http.NewResponseController(in.w).SetWriteDeadline(time.Now().Add(in.st.limits.CallTimeout))
 	in.w.WriteHeader(status)
 	in.w.Write(body)
 }
