@@ -40,3 +40,25 @@ func TestQuarantinedOriginatorRefusedThroughADelegate(t *testing.T) {
 		t.Fatalf("the delegate's own call: %s", out)
 	}
 }
+
+// So is a key this node refuses (revoked, superseded) that a delegate not yet
+// told still serves.
+func TestRefusedOriginatorRefusedThroughADelegate(t *testing.T) {
+	c := testnet.NewCluster(t, 3, testnet.Options{Names: []string{"acme", "globex", "initech"}})
+	acme, globex, initech := c.Member("acme"), c.Member("globex"), c.Member("initech")
+	globex.ExposeExec(t, "echo", `cat`)
+	globex.Grant(t, "acme", "echo")
+	acme.Handle(t, "relay", func(ctx context.Context, inv backend.Invocation) ([]byte, error) {
+		out, err := acme.CallWithin(ctx, inv.CallToken, "globex", "echo", inv.Input)
+		if err != nil {
+			return json.Marshal(map[string]string{"onward": err.Error()})
+		}
+		return out, nil
+	})
+	acme.Grant(t, "initech", "relay")
+	node.RefuseKey(globex.Node(), initech.ID, "revoked")
+	out := initech.MustCall(t, "acme", "relay", `{"x":2}`)
+	if !strings.Contains(out, "refused_key_on_the_delegation_path") || strings.Contains(out, `"x":2`) {
+		t.Fatalf("delegated call from a revoked originator: %s, want a refusal", out)
+	}
+}

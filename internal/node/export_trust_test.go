@@ -18,3 +18,14 @@ func Quarantine(t testing.TB, n *Node, peer identity.PublicKey) {
 		t.Fatal("severe evidence did not quarantine")
 	}
 }
+
+// RefuseKey makes n refuse k as a revocation would, without telling anyone.
+func RefuseKey(n *Node, k identity.PublicKey, why string) {
+	m := map[identity.PublicKey]string{k: why}
+	if old := n.adm.refused.Load(); old != nil {
+		for key, w := range *old {
+			m[key] = w
+		}
+	}
+	n.adm.refused.Store(&m)
+}
