@@ -89,13 +89,18 @@ func (e *Exec) Call(ctx context.Context, inv Invocation) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	stdout := &limitedBuffer{max: e.maxOutput()}
+	// Past the limit the answer is lost anyway: stop the command there
+	// rather than at its timeout.
+	stdout := &limitedBuffer{max: e.maxOutput(), full: cancel}
 	stderr := &limitedBuffer{max: 4 << 10}
 	cmd.Stdout, cmd.Stderr = stdout, stderr
 	if err := cmd.Start(); err != nil {
 		return nil, fail("could not start", err)
 	}
 	err = waitGroup(cmd)
+	if stdout.overflow {
+		return nil, outputTooLarge(stdout.max)
+	}
 	if ctx.Err() != nil {
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			return nil, fail(fmt.Sprintf("timed out after %v", e.Timeout), ctx.Err())
@@ -108,9 +113,6 @@ func (e *Exec) Call(ctx context.Context, inv Invocation) ([]byte, error) {
 			return nil, fail(fmt.Sprintf("exited with status %d", ee.ExitCode()), fmt.Errorf("%w; stderr: %q", err, stderr.b))
 		}
 		return nil, fail("failed", err)
-	}
-	if stdout.overflow {
-		return nil, outputTooLarge(stdout.max)
 	}
 	out := bytes.TrimSpace(stdout.b)
 	if !jsonsyntax.Valid(out) {

@@ -1,6 +1,7 @@
 package backend
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -61,4 +62,20 @@ func TestExecStreamKillsLeftoverChildren(t *testing.T) {
 		t.Fatalf("Stream = %q, %v", got, err)
 	}
 	waitGone(t, readPid(t, pidFile))
+}
+
+// A backend whose output passes the limit is stopped there, not at its
+// timeout: a peer's input that makes it print without end costs no more.
+func TestExecCallStopsAtTheOutputLimit(t *testing.T) {
+	t.Parallel()
+	e := &Exec{Argv: script(t, `yes '{"x":1}'`), Timeout: 30 * time.Second, MaxOutput: 1000}
+	start := time.Now()
+	_, err := e.Call(t.Context(), inv(t, `{}`))
+	var f *Failure
+	if !errors.As(err, &f) || f.Reason != "output exceeds limit max_output_bytes=1000" {
+		t.Fatalf("err = %v, want the output limit", err)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Fatalf("Call returned after %v", d)
+	}
 }
