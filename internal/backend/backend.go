@@ -107,11 +107,15 @@ type limitedBuffer struct {
 	b        []byte
 	max      int
 	overflow bool
+	full     func() // if set, called once when it overflows
 }
 
 func (l *limitedBuffer) Write(p []byte) (int, error) {
 	if room := l.max - len(l.b); room < len(p) {
 		l.b = append(l.b, p[:max(room, 0)]...)
+		if !l.overflow && l.full != nil {
+			l.full()
+		}
 		l.overflow = true
 		return len(p), nil
 	}

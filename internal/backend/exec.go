@@ -16,7 +16,9 @@ import (
 
 // Exec runs a command per call: the input JSON on stdin, the result JSON on
 // stdout. The process group is killed when the call times out or is
-// cancelled, so a hung backend cannot outlive its call.
+// cancelled, and when the command exits, so neither a hung backend nor a
+// child it left behind outlives its call (a process that leaves the group,
+// e.g. with setsid, is beyond reach).
 //
 // The command does not inherit the node's environment, which may hold the
 // operator's credentials: it gets only BaseEnv and the EnvAllow names taken
@@ -87,10 +89,18 @@ func (e *Exec) Call(ctx context.Context, inv Invocation) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	stdout := &limitedBuffer{max: e.maxOutput()}
+	// Past the limit the answer is lost anyway: stop the command there
+	// rather than at its timeout.
+	stdout := &limitedBuffer{max: e.maxOutput(), full: cancel}
 	stderr := &limitedBuffer{max: 4 << 10}
 	cmd.Stdout, cmd.Stderr = stdout, stderr
-	err = cmd.Run()
+	if err := cmd.Start(); err != nil {
+		return nil, fail("could not start", err)
+	}
+	err = waitGroup(cmd)
+	if stdout.overflow {
+		return nil, outputTooLarge(stdout.max)
+	}
 	if ctx.Err() != nil {
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			return nil, fail(fmt.Sprintf("timed out after %v", e.Timeout), ctx.Err())
@@ -102,10 +112,7 @@ func (e *Exec) Call(ctx context.Context, inv Invocation) ([]byte, error) {
 		if errors.As(err, &ee) {
 			return nil, fail(fmt.Sprintf("exited with status %d", ee.ExitCode()), fmt.Errorf("%w; stderr: %q", err, stderr.b))
 		}
-		return nil, fail("could not start", err)
-	}
-	if stdout.overflow {
-		return nil, outputTooLarge(stdout.max)
+		return nil, fail("failed", err)
 	}
 	out := bytes.TrimSpace(stdout.b)
 	if !jsonsyntax.Valid(out) {
@@ -151,7 +158,7 @@ func (e *Exec) Stream(ctx context.Context, inv Invocation, emit func([]byte) err
 	if emitErr != nil || scanErr != nil {
 		cancel() // stop the process; its output is no longer wanted
 	}
-	waitErr := cmd.Wait()
+	waitErr := waitGroup(cmd)
 	switch {
 	case emitErr != nil:
 		return emitErr

@@ -31,7 +31,8 @@ const (
 //
 // One session serves every call, concurrently. It opens on the first call (or
 // Describe) and closes after a minute without calls, so the servers of a
-// configuration a reload replaced end by themselves. A session whose server
+// configuration a reload replaced end by themselves; a stdio server's whole
+// process group is killed when its session ends. A session whose server
 // died is opened again on the next call: at once after the first death, then
 // with backoff from 100ms doubling to 5s; calls inside the backoff fail fast.
 //
@@ -158,6 +159,7 @@ func (m *MCP) open(ctx context.Context) (*mcpSession, error) {
 	ctx, cancel := context.WithTimeout(ctx, m.Timeout)
 	defer cancel()
 	s := &mcpSession{dead: make(chan struct{}), lastUse: time.Now()}
+	var server *exec.Cmd // stdio: the server, leader of its process group
 	var t mcp.Transport
 	switch {
 	case m.URL != "":
@@ -187,6 +189,7 @@ func (m *MCP) open(ctx context.Context) (*mcpSession, error) {
 		s.buf = &limitedBuffer{max: mcpStderr}
 		s.stderr = &lockedWriter{w: s.buf}
 		cmd.Stderr = s.stderr
+		server = cmd
 		t = &mcp.CommandTransport{Command: cmd, TerminateDuration: time.Second}
 	default:
 		return nil, errors.New("mcp: neither a command nor a url")
@@ -201,6 +204,11 @@ func (m *MCP) open(ctx context.Context) (*mcpSession, error) {
 	s.cs = cs
 	go func() {
 		_ = cs.Wait()
+		if server != nil && server.Process != nil {
+			// The SDK ends the server alone; what a launcher (npx, a shell
+			// script) started is in its group and must end with it.
+			syscall.Kill(-server.Process.Pid, syscall.SIGKILL)
+		}
 		close(s.dead)
 	}()
 	return s, nil

@@ -40,7 +40,9 @@ const (
 // started again on the next call, with backoff; the calls in flight on it fail.
 // A call that times out fails alone and its late answer is dropped, unless the
 // worker wrote nothing at all since the call was sent: then it is taken as hung
-// and killed.
+// and killed. A call its caller cancels still ends only when the worker
+// answers it or at its timeout, so the caller's concurrency slot stays taken
+// while the worker works for it.
 //
 // A worker must exit when its stdin closes: that is how it learns the node
 // stopped. A worker idle for a minute is stopped and started again on the next call, so
@@ -177,9 +179,26 @@ func (w *Worker) Call(ctx context.Context, inv Invocation) ([]byte, error) {
 	case a := <-ch:
 		return a.out, a.err
 	case <-ctx.Done():
-		p.forget(id)
-		return nil, w.ctxFailure(ctx, p, sent)
 	}
+	if errors.Is(ctx.Err(), context.Canceled) {
+		// The worker has the call and the protocol cannot stop it, so the
+		// call ends when the worker is done with it or at its timeout: a
+		// caller that cancels at once frees its concurrency slot no sooner
+		// than one that waits, and cannot queue unbounded work on a worker
+		// every peer shares.
+		deadline, _ := ctx.Deadline()
+		t := time.NewTimer(time.Until(deadline))
+		defer t.Stop()
+		select {
+		case <-ch:
+		case <-t.C:
+			p.forget(id)
+			w.killIfHung(p, sent)
+		}
+		return nil, fail("cancelled", ctx.Err())
+	}
+	p.forget(id)
+	return nil, w.ctxFailure(ctx, p, sent)
 }
 
 // ctxFailure is the failure of a call whose context ended; a worker silent
@@ -188,11 +207,16 @@ func (w *Worker) ctxFailure(ctx context.Context, p *workerProc, sent time.Time) 
 	if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		return fail("cancelled", ctx.Err())
 	}
+	w.killIfHung(p, sent)
+	return fail(fmt.Sprintf("timed out after %v", w.Timeout), ctx.Err())
+}
+
+// killIfHung kills p when it wrote nothing since sent, a call's timeout ago.
+func (w *Worker) killIfHung(p *workerProc, sent time.Time) {
 	if p.lastRead.Load() < sent.UnixNano() {
 		w.log().Warn("exec worker answered nothing within a call's timeout; killing it", "argv0", w.Argv[0], "timeout", w.Timeout)
 		p.kill()
 	}
-	return fail(fmt.Sprintf("timed out after %v", w.Timeout), ctx.Err())
 }
 
 // proc returns slot's live process, starting one if there is none and the

@@ -41,8 +41,9 @@ func serveTestWorker() {
 			ID    uint64
 			Peer  string
 			Input struct {
-				Do string
-				N  int
+				Do  string
+				N   int
+				Dir string
 			}
 		}
 		if err := json.Unmarshal(sc.Bytes(), &req); err != nil {
@@ -60,6 +61,15 @@ func serveTestWorker() {
 			// never answers this one
 		case "fail":
 			reply(fmt.Sprintf(`{"id":%d,"error":"secret detail"}`, req.ID))
+		case "gate": // tell the test it has the call, answer once it may
+			os.WriteFile(filepath.Join(req.Input.Dir, "got"), nil, 0o600)
+			for {
+				if _, err := os.Stat(filepath.Join(req.Input.Dir, "go")); err == nil {
+					break
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			reply(fmt.Sprintf(`{"id":%d,"output":"late"}`, req.ID))
 		case "pid":
 			reply(fmt.Sprintf(`{"id":%d,"output":%d}`, req.ID, os.Getpid()))
 		default:

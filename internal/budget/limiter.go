@@ -66,6 +66,10 @@ type entry struct {
 	primed bool // tokens is meaningful; false until the first check under a Rate
 
 	inflight int
+	// unnamed: no rule names this capability any more; the entry is kept
+	// only while calls are in flight on it, so a rule restored meanwhile
+	// still counts them.
+	unnamed bool
 
 	winEnd            time.Time // end of the current bytes window; zero before first use
 	bytesIn, bytesOut int64
@@ -120,7 +124,8 @@ func (l *Limiter) resolveLocked(k Key) (Limit, string) {
 
 // Update replaces the configuration. Counters survive: a key keeps its tokens
 // (capped at the new burst), calls in flight and window usage; only the limits
-// applied to them change. Call it on every reload of treaty.yaml.
+// applied to them change. The counters of a capability no rule names any more
+// go once no call is in flight on them. Call it on every reload of treaty.yaml.
 func (l *Limiter) Update(cfg Config) error {
 	if err := cfg.Validate(); err != nil {
 		return err
@@ -129,15 +134,15 @@ func (l *Limiter) Update(cfg Config) error {
 	defer l.mu.Unlock()
 	l.setConfigLocked(cfg)
 	for _, c := range l.peers {
-		for k := range c.caps {
-			if _, ok := l.caps[k.capability]; !ok {
-				delete(c.caps, k) // tickets in flight keep the entry alive until Release
-			}
-		}
 		for e := range c.all {
 			lim, src := l.resolveLocked(e.key)
 			e.mu.Lock()
 			e.setLimit(lim.filled(), src)
+			_, named := l.caps[e.key.Capability]
+			e.unnamed = e.key.Capability != "" && !named
+			if e.unnamed && e.inflight == 0 {
+				delete(c.caps, capKey{e.key.Capability, e.key.Dir})
+			}
 			e.mu.Unlock()
 		}
 	}
@@ -217,6 +222,7 @@ func (l *Limiter) newEntryLocked(k Key) *entry {
 // returned (or one pointer to it): Release is idempotent on that variable, but two
 // copies of a Ticket would each release. The zero Ticket releases nothing.
 type Ticket struct {
+	l      *Limiter
 	pe, ce *entry
 	dir    Dir
 	done   bool
@@ -258,7 +264,7 @@ func (l *Limiter) Acquire(peer, capability string, dir Dir, reqBytes int64, now 
 	}
 	pe.commit(dir, reqBytes)
 	pe.mu.Unlock()
-	return Ticket{pe: pe, ce: ce, dir: dir}, nil
+	return Ticket{l: l, pe: pe, ce: ce, dir: dir}, nil
 }
 
 // Release ends the call: it frees the concurrency slot and charges the cost the
@@ -276,8 +282,21 @@ func (t *Ticket) Release(cost float64, replyBytes int64, now time.Time) {
 	cost = min(cost, maxCost)
 	replyBytes = max(replyBytes, 0)
 	t.pe.release(t.dir, cost, replyBytes, now)
-	if t.ce != nil {
-		t.ce.release(t.dir, cost, replyBytes, now)
+	if t.ce != nil && t.ce.release(t.dir, cost, replyBytes, now) {
+		t.l.dropUnnamed(t.ce)
+	}
+}
+
+// dropUnnamed drops e, the counters of a capability no rule names any more,
+// once no call is in flight on it.
+func (l *Limiter) dropUnnamed(e *entry) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	k := capKey{e.key.Capability, e.key.Dir}
+	if c := l.peers[e.key.Peer]; c != nil && c.caps[k] == e && e.unnamed && e.inflight == 0 {
+		delete(c.caps, k)
 	}
 }
 
@@ -348,7 +367,7 @@ func (e *entry) check(dir Dir, n int64, now time.Time, f *failure) {
 		f.note(e, BudgetConcurrency, 0)
 	}
 	if l.Rate > 0 && e.tokens < 1-tokenEps {
-		f.note(e, BudgetRate, time.Duration(math.Ceil((1-e.tokens)/l.Rate*1e9-resetSlackNs)))
+		f.note(e, BudgetRate, nanos(math.Ceil((1-e.tokens)/l.Rate*1e9-resetSlackNs)))
 	}
 	// The request's bytes must fit; the reply's direction must not be spent already.
 	reqIn, reqOut := n, int64(0)
@@ -366,6 +385,15 @@ func (e *entry) check(dir Dir, n int64, now time.Time, f *failure) {
 	}
 }
 
+// nanos converts ns to a Duration, capped at the longest one: below about
+// 1e-10 calls/s the wait for a token does not fit.
+func nanos(ns float64) time.Duration {
+	if ns >= math.MaxInt64 {
+		return math.MaxInt64
+	}
+	return time.Duration(ns)
+}
+
 func (e *entry) commit(dir Dir, n int64) {
 	if e.lim.Rate > 0 {
 		e.tokens--
@@ -378,7 +406,8 @@ func (e *entry) commit(dir Dir, n int64) {
 	}
 }
 
-func (e *entry) release(dir Dir, cost float64, reply int64, now time.Time) {
+// release reports whether e is now idle counters no rule names, to be dropped.
+func (e *entry) release(dir Dir, cost float64, reply int64, now time.Time) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.inflight > 0 {
@@ -391,6 +420,7 @@ func (e *entry) release(dir Dir, cost float64, reply int64, now time.Time) {
 		e.bytesIn += reply
 	}
 	e.cost += cost
+	return e.unnamed && e.inflight == 0
 }
 
 // CheckChain applies CheckChain with the configured Config.MaxDepth.

@@ -58,13 +58,26 @@ func (n *Node) serving(req wire.Request) (token string, done func()) {
 }
 
 // checkDepth applies the configured delegation limits to a verified request:
-// depth at most budget.max_depth, and no peer twice on the path.
+// depth at most budget.max_depth, no peer twice on the path, and no peer
+// upstream on it that this node quarantined or refuses at the handshake
+// (revoked, superseded): a delegate in good standing, perhaps not yet told,
+// does not carry such a peer's calls here (one that drops the chain makes
+// them as its own, and answers for them with its own trust).
 func (n *Node) checkDepth(st *state, req wire.Request) *refusal.Error {
 	if len(req.Chain) == 0 {
 		return nil
 	}
 	if err := budget.CheckChain(req.DelegationPath(), n.self.String(), st.cfg.Budget.Depth()); err != nil {
 		return budgetRefusal(err)
+	}
+	now := n.now()
+	for _, h := range req.Chain {
+		if n.adm.refusedWhy(h.Caller) != "" {
+			return refusal.New(refusal.StageTrust, "refused key on the delegation path")
+		}
+		if n.trust.Standing(h.Caller.String(), now).Quarantined {
+			return refusal.New(refusal.StageTrust, "quarantined peer on the delegation path")
+		}
 	}
 	return nil
 }

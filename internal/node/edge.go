@@ -2,6 +2,7 @@ package node
 
 import (
 	"net/http"
+	"time"
 
 	"github.com/treaty-dev/treaty/internal/audit"
 	"github.com/treaty-dev/treaty/internal/sanitize"
@@ -26,6 +27,10 @@ func (in *inbound) reply(status int, clean sanitize.Clean) {
 		return
 	}
 	in.w.Header().Set("Content-Type", "application/json")
+	// The answer must reach the caller within call_timeout: one that stops
+	// reading would otherwise hold the call and its concurrency slot for
+	// ever. Left armed: the end of the stream disarms it.
+	_ = http.NewResponseController(in.w).SetWriteDeadline(time.Now().Add(in.st.limits.CallTimeout))
 	in.w.WriteHeader(status)
 	in.w.Write(body)
 }
@@ -51,14 +56,33 @@ func (in *inbound) setEvidence(idx uint64, cp audit.Checkpoint) {
 }
 
 // cleanStream is a signed event stream to a peer that accepts only sanitized
-// events.
-type cleanStream struct{ sw *wire.StreamWriter }
+// events. Each write must reach the peer within stall (limits.call_timeout):
+// a peer that stops reading would otherwise hold the call, its concurrency
+// slot and its handler for ever, long after the backend's timeout.
+type cleanStream struct {
+	sw    *wire.StreamWriter
+	rc    *http.ResponseController
+	stall time.Duration
+}
 
 // Write sends one sanitized event.
-func (s cleanStream) Write(clean sanitize.Clean) error { return s.sw.Write(clean.Bytes()) }
+func (s cleanStream) Write(clean sanitize.Clean) error {
+	defer s.bound()()
+	return s.sw.Write(clean.Bytes())
+}
 
 // Close sends the signed end event; f carries tokens the caller scrubbed.
-func (s cleanStream) Close(f *wire.Failure) error { return s.sw.Close(f) }
+func (s cleanStream) Close(f *wire.Failure) error {
+	defer s.bound()()
+	return s.sw.Close(f)
+}
+
+// bound arms the write deadline for one write and returns its disarming: a
+// deadline left armed would end a stream whose backend is merely quiet.
+func (s cleanStream) bound() (disarm func()) {
+	_ = s.rc.SetWriteDeadline(time.Now().Add(s.stall))
+	return func() { _ = s.rc.SetWriteDeadline(time.Time{}) }
+}
 
 // openStream starts the signed event stream answering this request.
 func (in *inbound) openStream() cleanStream {
@@ -70,5 +94,6 @@ func (in *inbound) openStream() cleanStream {
 			flusher.Flush()
 		}
 	}
-	return cleanStream{sw: wire.NewStreamWriter(in.w, flush, in.answerTo(), in.n.key)}
+	return cleanStream{sw: wire.NewStreamWriter(in.w, flush, in.answerTo(), in.n.key),
+		rc: http.NewResponseController(in.w), stall: in.st.limits.CallTimeout}
 }

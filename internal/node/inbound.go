@@ -174,7 +174,7 @@ func (n *Node) serveFederation(w http.ResponseWriter, r *http.Request) {
 
 	// 11. Run the backend and sanitize its result with the caller's data policy.
 	if kind == "stream" {
-		replyBytes = in.serveStream(ctx, cp, inv)
+		replyBytes, cost = in.serveStream(ctx, cp, inv)
 		return
 	}
 	// Tell the caller the call was accepted and is running: its
@@ -292,20 +292,22 @@ func (in *inbound) serveCaps(pctx policy.Context) int {
 	return len(b)
 }
 
-// serveStream runs a stream capability and returns the bytes sent (for the
-// caller's bytes budget).
-func (in *inbound) serveStream(ctx context.Context, cp *capability, inv backend.Invocation) (sentBytes int) {
+// serveStream runs a stream capability and returns the bytes sent and the
+// cost its events reported (for the caller's budgets).
+func (in *inbound) serveStream(ctx context.Context, cp *capability, inv backend.Invocation) (sentBytes int, cost float64) {
 	n := in.n
 	// The stream's start is audited before the first event leaves; its end
 	// (and the signed end event) is audited when it finishes.
 	if _, err := n.audit.Append(context.WithoutCancel(in.r.Context()), in.entry(audit.KindCallServed, "started", "")); err != nil {
 		in.refuse(refusal.StageAudit, err)
-		return 0
+		return 0, 0
 	}
 	sw := in.openStream()
 	var blocked, invalid error
 	events := 0
 	err := cp.Streamer.Stream(ctx, inv, func(b []byte) error {
+		b, c := takeUsage(b)
+		cost += c
 		if err := cp.checkOutput(b); err != nil {
 			invalid = err
 			return err // stops the backend: this event and the rest never leave
@@ -342,7 +344,7 @@ func (in *inbound) serveStream(ctx context.Context, cp *capability, inv backend.
 		f = &wire.Failure{Stage: string(refusal.StageAudit), Reason: "internal"}
 	}
 	if in.r.Context().Err() != nil {
-		return sentBytes // the caller went away; nobody reads the end event
+		return sentBytes, cost // the caller went away; nobody reads the end event
 	}
 	if f != nil {
 		// The end event's failure leaves the node too: scrub its tokens.
@@ -356,7 +358,7 @@ func (in *inbound) serveStream(ctx context.Context, cp *capability, inv backend.
 	if err := sw.Close(f); err != nil {
 		n.log.Warn("stream close", "err", err)
 	}
-	return sentBytes
+	return sentBytes, cost
 }
 
 // reasonHighWater is the wire reason when our audit log is at its disk

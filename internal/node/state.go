@@ -116,6 +116,11 @@ func (n *Node) reload() error {
 	// writes SQLite).
 	n.auditConfigChange(old, st)
 	n.state.Store(st)
+	if old != nil {
+		if keys := config.StartOnlyChanges(old.cfg, st.cfg); len(keys) > 0 {
+			n.log.Warn("configuration changed keys that apply only at the next start", "event", "config.restart_needed", "keys", keys)
+		}
+	}
 	n.syncGroups(st)
 	if old != nil && n.tr != nil {
 		// A peer removed from the book loses its open connections now, not at
@@ -219,8 +224,9 @@ func (n *Node) prepare(files homeFiles) (*state, trust.Config, *wire.PeerLimiter
 const mcpDescribeTimeout = 2 * time.Second
 
 // buildCapability makes c's backend. An http backend's connection pool is sized
-// to the calls one peer may have in flight (lim.MaxConcurrentPerPeer); an exec
-// worker's answer line is bounded by lim.MaxBodyBytes. The pool and the workers
+// to the calls one peer may have in flight (lim.MaxConcurrentPerPeer); every
+// backend's output (an exec stream's each event, an exec worker's answer) is
+// bounded by lim.MaxBodyBytes. The pool and the workers
 // a reload drops close themselves once idle (30 s, 1 min).
 func buildCapability(c config.Capability, lim wire.Limits, log *slog.Logger) (*capability, error) {
 	timeout := c.Timeout.D()
@@ -247,7 +253,7 @@ func buildCapability(c config.Capability, lim wire.Limits, log *slog.Logger) (*c
 			}
 			break
 		}
-		e := &backend.Exec{Argv: argv, Env: c.Exec.Env, EnvAllow: c.Exec.EnvAllow, Timeout: timeout}
+		e := &backend.Exec{Argv: argv, Env: c.Exec.Env, EnvAllow: c.Exec.EnvAllow, Timeout: timeout, MaxOutput: int(min(lim.MaxBodyBytes, math.MaxInt32))}
 		if c.Stream {
 			cp.Streamer = e
 		} else {
@@ -257,7 +263,7 @@ func buildCapability(c config.Capability, lim wire.Limits, log *slog.Logger) (*c
 		if c.Stream {
 			return nil, fmt.Errorf("config: capability %s: http backends cannot stream yet", c.Name)
 		}
-		cp.Backend = &backend.HTTP{URL: c.HTTP.URL, Timeout: timeout, Conns: lim.MaxConcurrentPerPeer}
+		cp.Backend = &backend.HTTP{URL: c.HTTP.URL, Timeout: timeout, Conns: lim.MaxConcurrentPerPeer, MaxOutput: int(min(lim.MaxBodyBytes, math.MaxInt32))}
 	case c.MCP != nil:
 		m := &backend.MCP{URL: c.MCP.URL, Tool: c.MCP.Tool, Timeout: timeout, MaxOutput: int(min(lim.MaxBodyBytes, math.MaxInt32))}
 		if c.MCP.Command != "" {
