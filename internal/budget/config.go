@@ -180,8 +180,30 @@ func (l Limit) costString() string {
 	return strconv.FormatFloat(l.Cost, 'g', -1, 64) + "/" + FormatWindow(l.CostWindow)
 }
 
-// FormatRate prints a rate in calls per second as the CLI accepts it: "10/s", "0.5/s".
-func FormatRate(r float64) string { return strconv.FormatFloat(r, 'g', -1, 64) + "/s" }
+// FormatRate writes r, per second, as the configuration would: in the first
+// unit of s, m, h, d that gives a short exact figure (0.5/s, 1/m for a rate of
+// 1/60 per second), else in the first unit where it is at least one, to four
+// significant digits (3.429/d). A refusal's reason carries it to the peer as a
+// token of at most 64 bytes, which a figure such as 0.016666666666666666/s
+// overran.
+func FormatRate(r float64) string {
+	units := []struct {
+		name string
+		secs float64
+	}{{"s", 1}, {"m", 60}, {"h", 3600}, {"d", 86400}}
+	for _, u := range units {
+		if v := strconv.FormatFloat(r*u.secs, 'f', -1, 64); len(v) <= 7 {
+			return v + "/" + u.name
+		}
+	}
+	u := units[0]
+	for _, u = range units {
+		if r*u.secs >= 1 {
+			break
+		}
+	}
+	return strconv.FormatFloat(r*u.secs, 'g', 4, 64) + "/" + u.name
+}
 
 // FormatWindow prints a duration without zero units: "1h", "1m30s", "24h".
 func FormatWindow(d time.Duration) string {

@@ -248,3 +248,21 @@ func TestDirText(t *testing.T) {
 		t.Error("invalid Dir marshalled")
 	}
 }
+
+// A rate prints as it would be configured, short enough for a refusal's
+// 64-byte wire token, and parses back to about the same rate.
+func TestFormatRate(t *testing.T) {
+	for r, want := range map[float64]string{
+		10: "10/s", 0.5: "0.5/s", 1.0 / 60: "1/m", 2.0 / 3600: "2/h", 1.0 / 86400: "1/d",
+		1.0 / 7 / 3600: "3.429/d", 1.0 / 7: "8.571/m", 1e6: "1000000/s", 0: "0/s",
+	} {
+		got := FormatRate(r)
+		if got != want {
+			t.Errorf("FormatRate(%v) = %q, want %q", r, got, want)
+		}
+		back, err := ParseRate(got)
+		if err != nil || r != 0 && (back/r < 0.999 || back/r > 1.001) {
+			t.Errorf("ParseRate(%q) = %v, %v; want about %v", got, back, err, r)
+		}
+	}
+}
