@@ -97,8 +97,15 @@ func (n *Node) reload() error {
 
 	n.mu.Lock()
 	old := n.state.Load()
-	if lim != nil {
+	switch {
+	case lim != nil && n.peerLim == nil:
 		n.peerLim, n.limitMax = lim, st.limits.MaxConcurrentPerPeer
+	case lim != nil:
+		// The running limiter keeps counting the calls in flight; a fresh
+		// one would let a peer run the old and the new limit at once.
+		if err := n.peerLim.SetMax(lim.Max()); err == nil {
+			n.limitMax = st.limits.MaxConcurrentPerPeer
+		}
 	}
 	n.cfgErr = configError{}
 	n.mu.Unlock()

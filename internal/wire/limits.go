@@ -211,13 +211,42 @@ type PeerLimiter struct {
 
 // NewPeerLimiter allows max concurrent calls per peer (0: 64).
 func NewPeerLimiter(max int) (*PeerLimiter, error) {
+	max, err := peerLimiterMax(max)
+	if err != nil {
+		return nil, err
+	}
+	return &PeerLimiter{max: max, active: make(map[identity.PublicKey]int)}, nil
+}
+
+func peerLimiterMax(max int) (int, error) {
 	if max == 0 {
 		max = DefaultLimits().MaxConcurrentPerPeer
 	}
 	if max < 1 || max > 1<<16 {
-		return nil, fmt.Errorf("wire: PeerLimiter max = %d, want 1..65536", max)
+		return 0, fmt.Errorf("wire: PeerLimiter max = %d, want 1..65536", max)
 	}
-	return &PeerLimiter{max: max, active: make(map[identity.PublicKey]int)}, nil
+	return max, nil
+}
+
+// Max is the most calls in flight it allows per peer.
+func (l *PeerLimiter) Max() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.max
+}
+
+// SetMax changes the limit (0: 64) and keeps the count of every peer's calls
+// in flight: a lower limit applies to them at once, and a peer over it gets
+// no new slot until enough of its calls end.
+func (l *PeerLimiter) SetMax(max int) error {
+	max, err := peerLimiterMax(max)
+	if err != nil {
+		return err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.max = max
+	return nil
 }
 
 // Acquire takes a slot for peer. On success the caller must call release

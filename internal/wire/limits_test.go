@@ -276,3 +276,35 @@ func TestStatusFor(t *testing.T) {
 		}
 	}
 }
+
+// SetMax keeps the calls in flight: lowered below them, it refuses the
+// peer's next call until enough of them end.
+func TestPeerLimiterSetMaxKeepsCallsInFlight(t *testing.T) {
+	k := testKeys(t)
+	l, err := NewPeerLimiter(4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rs []func()
+	for range 3 {
+		r, err := l.Acquire(k.alice.Public())
+		if err != nil {
+			t.Fatal(err)
+		}
+		rs = append(rs, r)
+	}
+	if err := l.SetMax(2); err != nil || l.Max() != 2 {
+		t.Fatalf("SetMax(2) = %v, Max %d", err, l.Max())
+	}
+	if _, err := l.Acquire(k.alice.Public()); err == nil {
+		t.Fatal("a call over the lowered limit got a slot")
+	}
+	rs[0]()
+	rs[1]()
+	if _, err := l.Acquire(k.alice.Public()); err != nil {
+		t.Fatalf("one call in flight under a limit of 2: %v", err)
+	}
+	if err := l.SetMax(1 << 17); err == nil || l.Max() != 2 {
+		t.Fatalf("SetMax out of range = %v, Max %d; want an error and the limit unchanged", err, l.Max())
+	}
+}
