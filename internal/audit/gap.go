@@ -37,6 +37,9 @@ type gapEvidence struct {
 // transaction. Gaps are bounded per peer as forks are; past the bound the
 // note is not judged, so no gap goes unrecorded.
 func (w *Witness) gap(ctx context.Context, peer identity.PublicKey, old, cp Checkpoint, pe *PrunedError) error {
+	if len(pe.Record) > MaxNoteSize {
+		return w.unproven(ctx, peer, old, cp, fmt.Errorf("%w: pruning record of %d bytes, at most %d", ErrMalformedProof, len(pe.Record), MaxNoteSize))
+	}
 	pr, err := openPruneRecord(pe.Record, peer, OriginFor(peer))
 	if err != nil {
 		return w.unproven(ctx, peer, old, cp, fmt.Errorf("%w: %v", ErrMalformedProof, err))

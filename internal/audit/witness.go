@@ -349,7 +349,7 @@ func (w *Witness) fork(ctx context.Context, peer identity.PublicKey, reason stri
 type Fork struct {
 	Peer   string // did:key
 	Reason string
-	Old    []byte // signed note kept before
+	Old    []byte // signed note kept before (ReasonPruneInconsistent: the peer's pruning record)
 	New    []byte // conflicting signed note
 	Proof  [][32]byte
 	Time   time.Time

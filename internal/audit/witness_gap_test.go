@@ -106,6 +106,17 @@ func TestWitnessGapAdversarial(t *testing.T) {
 				return nil, &PrunedError{Record: ope.Record, Proof: pe.Proof}
 			}
 		}},
+		{"oversized record", ReasonUnproven, func(t *testing.T) ([]byte, ConsistencyFunc) {
+			p, pe := pruned(t, "")
+			big := &PrunedError{Record: append(append([]byte(nil), pe.Record...), make([]byte, MaxNoteSize)...), Proof: pe.Proof}
+			return p.note(t), func(context.Context, uint64, uint64) ([][32]byte, error) { return nil, big }
+		}},
+		{"garbage record", ReasonUnproven, func(t *testing.T) ([]byte, ConsistencyFunc) {
+			p, pe := pruned(t, "")
+			return p.note(t), func(context.Context, uint64, uint64) ([][32]byte, error) {
+				return nil, &PrunedError{Record: []byte("prune\n\n— x AAAA\n"), Proof: pe.Proof}
+			}
+		}},
 		{"record that keeps the kept size", ReasonUnproven, func(t *testing.T) ([]byte, ConsistencyFunc) {
 			p := newPeerLog(t, pk, 25, "")
 			if _, err := p.l.PruneRows(t.Context(), mustGet(t, p.l, 5).Time); err != nil {

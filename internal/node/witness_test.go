@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -112,4 +113,36 @@ func TestWitnessAcrossPeersPruning(t *testing.T) {
 	if fs, _ := w.Forks(ctx, callee.ID()); len(fs) != 0 {
 		t.Fatalf("an honest pruning was judged a fork: %+v", fs)
 	}
+}
+
+// FuzzConsistencyReply reads a peer's answer to a consistency request as
+// askAudit and proofAnswer do: never a panic, and a proof or a pruned answer
+// only when every hash is 32 bytes of hex and there are at most 128.
+func FuzzConsistencyReply(f *testing.F) {
+	f.Add([]byte(`{"proof":["` + strings.Repeat("ab", 32) + `"]}`))
+	f.Add([]byte(`{"proof":[],"pruned":"origin\nprune 1\n"}`))
+	f.Add([]byte(`{"proof":["zz"]}`))
+	f.Add([]byte(`{"proof":null}`))
+	f.Add([]byte(`[]`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		var out consistencyReply
+		var err error
+		if jerr := json.Unmarshal(body, &out); jerr != nil {
+			err = fmt.Errorf("%w: %v", errMalformedAnswer, jerr)
+		}
+		p, err := proofAnswer(out, err)
+		var pe *audit.PrunedError
+		switch {
+		case errors.As(err, &pe):
+			p = pe.Proof
+		case err != nil:
+			if !errors.Is(err, audit.ErrMalformedProof) {
+				t.Fatalf("a reply read as %v", err)
+			}
+			return
+		}
+		if len(p) != len(out.Proof) || len(p) > maxProofHashes {
+			t.Fatalf("%d hashes from %d", len(p), len(out.Proof))
+		}
+	})
 }
