@@ -12,6 +12,7 @@ import (
 
 	"github.com/treaty-dev/treaty/internal/audit"
 	"github.com/treaty-dev/treaty/internal/refusal"
+	"github.com/treaty-dev/treaty/internal/trust"
 )
 
 // proofAnswer tells a peer that answered without a proof (evidence) from one
@@ -71,25 +72,7 @@ func TestWitnessAcrossPeersPruning(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	w := caller.audit.Witness()
-	// kept waits until the caller keeps a checkpoint of the callee of at least size.
-	kept := func(size uint64) audit.Checkpoint {
-		t.Helper()
-		for {
-			if _, err := caller.Call(ctx, "callee", "echo", []byte(`{"x":1}`)); err != nil {
-				t.Fatal(err)
-			}
-			if cp, ok, err := w.Latest(ctx, callee.ID()); err != nil {
-				t.Fatal(err)
-			} else if ok && cp.Size >= size {
-				return cp
-			}
-			select {
-			case <-ctx.Done():
-				t.Fatalf("the caller kept no checkpoint of size %d", size)
-			case <-time.After(20 * time.Millisecond): // calls pace the poll; the witness judges at most once a second
-			}
-		}
-	}
+	kept := func(size uint64) audit.Checkpoint { return keptOf(t, ctx, caller, callee, size) }
 	first := kept(1)
 	// At least one entry the caller has not seen goes below the cut.
 	if _, err := callee.audit.Append(ctx, audit.Entry{Kind: audit.KindPolicyChanged, Outcome: "changed", Stage: "policy"}); err != nil {
@@ -112,6 +95,70 @@ func TestWitnessAcrossPeersPruning(t *testing.T) {
 	}
 	if fs, _ := w.Forks(ctx, callee.ID()); len(fs) != 0 {
 		t.Fatalf("an honest pruning was judged a fork: %+v", fs)
+	}
+}
+
+// keptOf makes calls from caller to callee until caller's witness keeps a
+// checkpoint of callee of at least size.
+func keptOf(t *testing.T, ctx context.Context, caller, callee *Node, size uint64) audit.Checkpoint {
+	t.Helper()
+	for {
+		if _, err := caller.Call(ctx, "callee", "echo", []byte(`{"x":1}`)); err != nil {
+			t.Fatal(err)
+		}
+		if cp, ok, err := caller.audit.Witness().Latest(ctx, callee.ID()); err != nil {
+			t.Fatal(err)
+		} else if ok && cp.Size >= size {
+			return cp
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the caller kept no checkpoint of size %d", size)
+		case <-time.After(20 * time.Millisecond): // calls pace the poll; the witness judges at most once a second
+		}
+	}
+}
+
+// A peer whose newer checkpoints keep arriving while it cannot be asked for
+// proofs is named once a streak: an alert and failure trust evidence, and no
+// fork.
+func TestWitnessNamesAPeerThatGivesNoProofs(t *testing.T) {
+	caller, callee := pairNodes(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	keptOf(t, ctx, caller, callee, 1)
+	if _, err := callee.audit.Append(ctx, audit.Entry{Kind: audit.KindPolicyChanged, Outcome: "changed", Stage: "policy"}); err != nil {
+		t.Fatal(err)
+	}
+	newer, err := callee.audit.Checkpoint(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	callee.Close() // unreachable from now on
+	failures := func() int {
+		n := 0
+		for _, e := range caller.trust.Get(callee.ID().String(), time.Now()).Recent {
+			if e.Kind == trust.KindFailure && strings.Contains(e.Detail, "no consistency proof") {
+				n++
+			}
+		}
+		return n
+	}
+	// The witness loop may judge one more (the last call's note, still
+	// pending when the callee closed): the alert comes at our 9th or 10th.
+	const streak = 10 // audit's maxUnwitnessed
+	for i := 1; i <= streak+3; i++ {
+		caller.judge(ctx, witnessed{callee.ID(), newer.Note})
+		want := 0
+		if i >= streak {
+			want = 1
+		}
+		if got := failures(); got != want && !(i == streak-1 && got == 1) {
+			t.Fatalf("after %d unjudged checkpoints: %d failure evidence, want %d (once a streak)", i, got, want)
+		}
+	}
+	if fs, _ := caller.audit.Witness().Forks(ctx, callee.ID()); len(fs) != 0 {
+		t.Fatalf("an unreachable peer was judged: %+v", fs)
 	}
 }
 
