@@ -31,7 +31,7 @@ type Witness struct {
 
 type streak struct {
 	failures int // proofs not had, in a row
-	refusals int // of them, refusals at the peer's audit stage, in a row
+	refusals int // of them, refusals at the peer's audit stage (unreachable tries between do not reset it)
 }
 
 // ConsistencyFunc asks the peer for a proof that its tree of oldSize entries is
@@ -67,7 +67,7 @@ const (
 	forkWindow      = 24 * time.Hour
 )
 
-// maxProofRefusals is how many refusals in a row at a peer's audit stage
+// maxProofRefusals is how many refusals at a peer's audit stage, with no proof between,
 // turn into an "unproven" fork: one may be a passing fault of the peer's
 // store; a peer that signed a size and keeps refusing to prove it cannot.
 // maxUnwitnessed is how many notes in a row a peer may leave unjudged (it
