@@ -38,7 +38,7 @@ const (
 func Kinds() []string {
 	return append([]string{KindCallSent, KindCallServed, KindCallCompleted, KindCallRefused, KindHandshakeRefused,
 		KindPolicyChanged, KindTrustLevel, KindFork, KindPruned, KindHighWater,
-		KindDecision, KindGroupEvidence, KindGroupRefused}, admissionKinds()...) // kinds_admission.go
+		KindDecision, KindGroupEvidence, KindGroupRefused}, append(admissionKinds(), witnessKinds()...)...) // kinds_admission.go, gap.go
 }
 
 // Size limits of one entry. Append rejects larger fields with ErrInvalidEntry.

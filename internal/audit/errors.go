@@ -51,8 +51,8 @@ func (e *BadCheckpointError) Unwrap() error { return ErrTampered }
 // the proof is stored with them).
 type ForkError struct {
 	Peer   identity.PublicKey
-	Reason string // "same size, different root", "rollback", "inconsistent"
-	Old    []byte // the checkpoint note seen before
+	Reason string // "same size, different root", "rollback", "inconsistent", ReasonUnproven, ReasonPruneInconsistent
+	Old    []byte // the checkpoint note seen before (ReasonPruneInconsistent: the peer's pruning record)
 	New    []byte // the conflicting checkpoint note
 }
 

@@ -241,7 +241,7 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 		return nil, err
 	}
 	l.r = &Reader{db: r, pub: cfg.Identity.Public(), indexFrom: l.indexFrom}
-	l.witness = &Witness{l: l, locks: map[identity.PublicKey]*sync.Mutex{}}
+	l.witness = &Witness{l: l, locks: map[identity.PublicKey]*sync.Mutex{}, streaks: map[identity.PublicKey]*streak{}}
 	go l.writer()
 	return l, nil
 }

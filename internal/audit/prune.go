@@ -196,6 +196,7 @@ func latestPrune(ctx context.Context, q querier, pub identity.PublicKey, origin 
 	if pub.IsZero() {
 		body, _, _ := strings.Cut(string(msg), "\n\n")
 		r, err := parsePruneText(body + "\n")
+		r.Note = msg
 		return r, err == nil, err
 	}
 	r, err := openPruneRecord(msg, pub, origin)
@@ -391,4 +392,48 @@ func (l *Log) pruneTx(ctx context.Context, t *txn, ts string, stop uint64, rows 
 	}
 	l.cfg.Logger.Info("audit: pruned", "rows", rows, "entries", n, "rows_below", next.Rows, "content_below", next.Content, "record", next.Seq)
 	return &next, int(n), nil
+}
+
+// PrunedError answers a consistency request from a size below the log's
+// pruning cut, which no proof can start from any more. It carries what can
+// be proven instead: the latest signed pruning record (the root of the first
+// Rows entries) and a consistency proof from Rows to the requested new size.
+// A witness checks both and records the interval it could not witness
+// (Witness.Observe, ADR 23).
+type PrunedError struct {
+	OldSize uint64     // the size asked from
+	Record  []byte     // the latest signed pruning record
+	Proof   [][32]byte // consistency proof from the record's rows to the new size
+}
+
+func (e *PrunedError) Error() string {
+	return fmt.Sprintf("%v: no consistency proof from size %d, below the pruning cut; the pruning record and a proof from the cut stand in", ErrPruned, e.OldSize)
+}
+
+func (e *PrunedError) Unwrap() error { return ErrPruned }
+
+// prunedConsistency returns a *PrunedError when oldSize is below the cut
+// and the cut is at most newSize, a plain ErrPruned when the cut is above
+// newSize too, and nil when oldSize was not pruned.
+func prunedConsistency(ctx context.Context, q querier, oldSize, newSize uint64) error {
+	pr, ok, err := latestPrune(ctx, q, identity.PublicKey{}, "")
+	if err != nil || !ok || oldSize >= pr.Rows {
+		return err
+	}
+	if pr.Rows > newSize {
+		return fmt.Errorf("%w: sizes %d and %d are below the pruning cut %d", ErrPruned, oldSize, newSize, pr.Rows)
+	}
+	pe := &PrunedError{OldSize: oldSize, Record: pr.Note}
+	if pr.Rows == newSize {
+		return pe
+	}
+	tp, err := tlog.ProveTree(int64(newSize), int64(pr.Rows), dbHashes{ctx: ctx, q: q, pr: &pr})
+	if err != nil {
+		return fmt.Errorf("audit: consistency proof %d..%d: %w", pr.Rows, newSize, err)
+	}
+	pe.Proof = make([][32]byte, len(tp))
+	for i, h := range tp {
+		pe.Proof[i] = h
+	}
+	return pe
 }

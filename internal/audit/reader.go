@@ -301,6 +301,9 @@ func (r *Reader) ConsistencyProof(ctx context.Context, oldSize, newSize uint64) 
 	if oldSize == 0 || oldSize == newSize {
 		return [][32]byte{}, nil
 	}
+	if err := prunedConsistency(ctx, tx, oldSize, newSize); err != nil {
+		return nil, err
+	}
 	tp, err := tlog.ProveTree(int64(newSize), int64(oldSize), dbHashes{ctx: ctx, q: tx})
 	if err != nil {
 		return nil, fmt.Errorf("audit: consistency proof %d..%d: %w", oldSize, newSize, err)

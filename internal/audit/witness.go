@@ -24,13 +24,33 @@ type Witness struct {
 	l     *Log
 	mu    sync.Mutex
 	locks map[identity.PublicKey]*sync.Mutex
+	// streaks counts, per peer, the notes not judged in a row for want of a
+	// proof (in memory: a restart begins a new streak).
+	streaks map[identity.PublicKey]*streak
+}
+
+type streak struct {
+	failures int // proofs not had, in a row
+	refusals int // of them, refusals at the peer's audit stage (unreachable tries between do not reset it)
 }
 
 // ConsistencyFunc asks the peer for a proof that its tree of oldSize entries is
 // a prefix of its tree of newSize entries (what the peer's
-// Log.ConsistencyProof returns). A peer answering ErrBeyondSize (the caller
-// maps the wire reply to it) says its log is smaller than newSize.
+// Log.ConsistencyProof returns). The caller maps the peer's answer onto the
+// error: ErrBeyondSize (its log is smaller than newSize), *PrunedError (it
+// pruned oldSize; the record and a proof from its cut), ErrProofRefused (it
+// refused at its audit stage), ErrMalformedProof (it answered, but not with
+// a proof). Any other error means the peer could not be asked.
 type ConsistencyFunc func(ctx context.Context, oldSize, newSize uint64) ([][32]byte, error)
+
+// Errors a ConsistencyFunc wraps for a peer that answered without a proof.
+var (
+	// ErrProofRefused: the peer refused the request at its audit stage.
+	ErrProofRefused = errors.New("audit: peer refused to give a consistency proof")
+	// ErrMalformedProof: the peer's answer is not a proof (not hex, a hash
+	// not 32 bytes, not the answer's shape).
+	ErrMalformedProof = errors.New("audit: peer's consistency proof is malformed")
+)
 
 // maxProofLen bounds a consistency proof: at most two hashes per tree level.
 const maxProofLen = 128
@@ -41,9 +61,30 @@ const maxProofLen = 128
 // alerted) but not stored: the kept ones already prove the misbehaviour. The
 // window keeps evidence of a later incident (after a lifted quarantine) while
 // bounding what a peer can add to about 1 MiB a day (64 KiB a fork at most).
+// Gaps (see Observe) have the same bound of their own.
 const (
 	maxForksPerPeer = 16
 	forkWindow      = 24 * time.Hour
+)
+
+// maxProofRefusals is how many refusals at a peer's audit stage, with no proof between,
+// turn into an "unproven" fork: one may be a passing fault of the peer's
+// store; a peer that signed a size and keeps refusing to prove it cannot.
+// maxUnwitnessed is how many notes in a row a peer may leave unjudged (it
+// cannot be asked for proofs) before NotJudgedError.Alert names it.
+const (
+	maxProofRefusals = 3
+	maxUnwitnessed   = 10
+)
+
+// Reasons of forks Observe records besides conflicting checkpoints.
+const (
+	// ReasonUnproven: the peer signed both checkpoints but answered the
+	// request for a proof between them with something that is no proof.
+	ReasonUnproven = "unproven"
+	// ReasonPruneInconsistent: the peer's signed pruning record does not
+	// lead to its new checkpoint (Fork.Old is then the record).
+	ReasonPruneInconsistent = "pruning record inconsistent"
 )
 
 // Observe judges a checkpoint note that peer presented.
@@ -53,7 +94,10 @@ const (
 //   - The first note seen from a peer is kept as is.
 //   - Same size: the root must be the same.
 //   - Larger size: consistency is called for a proof from the kept size to the
-//     new one; if it holds, the new note is kept.
+//     new one; if it holds, the new note is kept. If the peer pruned the kept
+//     size, its signed pruning record and a proof from the cut stand in: the
+//     new note is kept and an "audit.gap" entry records the interval that was
+//     not witnessed (see gap).
 //   - Smaller size: consistency is called for a proof from the new size to the
 //     kept one; if it holds the note is merely stale (calls answered out of
 //     order) and is ignored. If consistency is nil or the peer answers
@@ -62,8 +106,11 @@ const (
 // A conflict returns a *ForkError: both notes (and a failed proof) are stored
 // in the forks table, an "audit.fork" entry is appended to this log, and an
 // error is logged; at most maxForksPerPeer conflicts a day are stored per
-// peer, later ones are only returned. The kept note does not change. Any other error from
-// consistency (peer unreachable) is returned wrapped and decides nothing.
+// peer, later ones are only returned. The kept note does not change. A peer
+// that answers with a malformed proof, or refuses maxProofRefusals times in a
+// row, is judged the same way (reason ReasonUnproven): it signed both sizes
+// and cannot show that one extends the other. A peer that cannot be asked
+// decides nothing: the error is a *NotJudgedError counting the streak.
 func (w *Witness) Observe(ctx context.Context, peer identity.PublicKey, note []byte, consistency ConsistencyFunc) error {
 	cp, err := OpenCheckpoint(note, peer)
 	if err != nil {
@@ -96,9 +143,14 @@ func (w *Witness) Observe(ctx context.Context, peer identity.PublicKey, note []b
 			return fmt.Errorf("audit: peer %s checkpoint %d is newer than %d and no consistency proof can be asked", peer.Short(), cp.Size, old.Size)
 		}
 		proof, err := consistency(ctx, old.Size, cp.Size)
-		if err != nil {
-			return fmt.Errorf("audit: consistency proof from peer %s (%d to %d): %w", peer.Short(), old.Size, cp.Size, err)
+		var pe *PrunedError
+		if errors.As(err, &pe) {
+			return w.gap(ctx, peer, old, cp, pe)
 		}
+		if err != nil {
+			return w.unproven(ctx, peer, old, cp, err)
+		}
+		w.judged(peer)
 		if !consistent(proof, old, cp) {
 			return w.fork(ctx, peer, "inconsistent", old, cp, proof)
 		}
@@ -112,16 +164,72 @@ func (w *Witness) Observe(ctx context.Context, peer identity.PublicKey, note []b
 		}
 		proof, err := consistency(ctx, cp.Size, old.Size)
 		if errors.Is(err, ErrBeyondSize) {
+			w.judged(peer)
 			return w.fork(ctx, peer, "rollback", old, cp, nil)
 		}
-		if err != nil {
-			return fmt.Errorf("audit: consistency proof from peer %s (%d to %d): %w", peer.Short(), cp.Size, old.Size, err)
+		if errors.Is(err, ErrPruned) {
+			// A stale note below the peer's cut: nothing left to judge it by.
+			return fmt.Errorf("audit: peer %s checkpoint %d is older than the kept %d and below its pruning cut: %w", peer.Short(), cp.Size, old.Size, err)
 		}
+		if err != nil {
+			return w.unproven(ctx, peer, old, cp, err)
+		}
+		w.judged(peer)
 		if !consistent(proof, cp, old) {
 			return w.fork(ctx, peer, "rollback", old, cp, proof)
 		}
 		return nil // stale
 	}
+}
+
+// NotJudgedError reports a note Observe could not judge because no proof
+// could be had from the peer. Failures counts such notes in a row for the
+// peer; Alert is set on the one that reaches maxUnwitnessed (once a streak):
+// a peer whose calls bring new checkpoints while it gives no proofs is not
+// being witnessed.
+type NotJudgedError struct {
+	Peer     identity.PublicKey
+	Failures int
+	Alert    bool
+	Err      error
+}
+
+func (e *NotJudgedError) Error() string {
+	return fmt.Sprintf("audit: peer %s checkpoint not judged (%d in a row): %v", e.Peer.Short(), e.Failures, e.Err)
+}
+
+func (e *NotJudgedError) Unwrap() error { return e.Err }
+
+// unproven handles a consistency call that gave no proof between the kept
+// checkpoint old and cp: evidence if the peer answered with no proof,
+// otherwise one more failure of the streak.
+func (w *Witness) unproven(ctx context.Context, peer identity.PublicKey, old, cp Checkpoint, err error) error {
+	err = fmt.Errorf("consistency proof from peer %s (%d to %d): %w", peer.Short(), min(old.Size, cp.Size), max(old.Size, cp.Size), err)
+	w.mu.Lock()
+	s := w.streaks[peer]
+	if s == nil {
+		s = &streak{}
+		w.streaks[peer] = s
+	}
+	s.failures++
+	if errors.Is(err, ErrProofRefused) {
+		s.refusals++
+	}
+	st := *s
+	w.mu.Unlock()
+	if errors.Is(err, ErrMalformedProof) || st.refusals >= maxProofRefusals {
+		w.judged(peer)
+		w.l.cfg.Logger.Warn("audit: peer gives no proof between two checkpoints it signed", "peer", peer, "err", err)
+		return w.fork(ctx, peer, ReasonUnproven, old, cp, nil)
+	}
+	return &NotJudgedError{Peer: peer, Failures: st.failures, Alert: st.failures == maxUnwitnessed, Err: err}
+}
+
+// judged ends peer's streak: a proof (or evidence) was had.
+func (w *Witness) judged(peer identity.PublicKey) {
+	w.mu.Lock()
+	delete(w.streaks, peer)
+	w.mu.Unlock()
 }
 
 // consistent checks an RFC 6962 consistency proof from small to big.
@@ -166,15 +274,17 @@ func (w *Witness) Latest(ctx context.Context, peer identity.PublicKey) (Checkpoi
 }
 
 func (w *Witness) keep(ctx context.Context, peer identity.PublicKey, cp Checkpoint) error {
-	return w.l.exec(ctx, func(ctx context.Context, t *txn) error {
-		_, err := t.tx.ExecContext(ctx, `INSERT INTO witness(peer, size, root, note, time) VALUES(?, ?, ?, ?, ?)
-			ON CONFLICT(peer) DO UPDATE SET size = excluded.size, root = excluded.root, note = excluded.note, time = excluded.time`,
-			peer.String(), int64(cp.Size), cp.Root[:], string(cp.Note), t.ts)
-		if err != nil {
-			return fmt.Errorf("audit: keep checkpoint of %s: %w", peer.Short(), err)
-		}
-		return nil
-	})
+	return w.l.exec(ctx, func(ctx context.Context, t *txn) error { return w.keepTx(ctx, t, peer, cp) })
+}
+
+func (w *Witness) keepTx(ctx context.Context, t *txn, peer identity.PublicKey, cp Checkpoint) error {
+	_, err := t.tx.ExecContext(ctx, `INSERT INTO witness(peer, size, root, note, time) VALUES(?, ?, ?, ?, ?)
+		ON CONFLICT(peer) DO UPDATE SET size = excluded.size, root = excluded.root, note = excluded.note, time = excluded.time`,
+		peer.String(), int64(cp.Size), cp.Root[:], string(cp.Note), t.ts)
+	if err != nil {
+		return fmt.Errorf("audit: keep checkpoint of %s: %w", peer.Short(), err)
+	}
+	return nil
 }
 
 // forkEvidence is the Evidence of an "audit.fork" entry.
@@ -239,7 +349,7 @@ func (w *Witness) fork(ctx context.Context, peer identity.PublicKey, reason stri
 type Fork struct {
 	Peer   string // did:key
 	Reason string
-	Old    []byte // signed note kept before
+	Old    []byte // signed note kept before (ReasonPruneInconsistent: the peer's pruning record)
 	New    []byte // conflicting signed note
 	Proof  [][32]byte
 	Time   time.Time

@@ -495,15 +495,18 @@ func (in *inbound) serveAudit() {
 			return
 		}
 		proof, err := in.n.audit.ConsistencyProof(ctx, q.Old, q.New)
-		if err != nil {
+		var pe *audit.PrunedError
+		switch {
+		case errors.As(err, &pe):
+			// Our cut is above their size: the signed pruning record and a
+			// proof from the cut stand in (ADR 23).
+			out = consistencyReply{Proof: hexHashes(pe.Proof), Pruned: string(pe.Record)}
+		case err != nil:
 			in.refuse(refusal.StageAudit, err)
 			return
+		default:
+			out = consistencyReply{Proof: hexHashes(proof)}
 		}
-		hs := make([]string, len(proof))
-		for i, h := range proof {
-			hs[i] = hex.EncodeToString(h[:])
-		}
-		out = map[string][]string{"proof": hs}
 	default:
 		in.refuse(refusal.StageWire, &wire.Error{Reason: wire.ReasonMalformed, Detail: "unknown audit op"})
 		return
@@ -535,7 +538,69 @@ func (n *Node) askAudit(ctx context.Context, p Peer, q any, out any) error {
 	if resp.StatusCode != http.StatusOK {
 		return remoteRefusal(resp.StatusCode, body)
 	}
-	return json.Unmarshal(body, out)
+	if err := json.Unmarshal(body, out); err != nil {
+		return fmt.Errorf("%w: %v", errMalformedAnswer, err)
+	}
+	return nil
+}
+
+// errMalformedAnswer is wrapped by askAudit for a verified 200 answer that
+// is not the shape asked for: the peer answered, with garbage.
+var errMalformedAnswer = errors.New("malformed audit answer")
+
+// consistencyReply is the answer to a consistency request: the proof, and
+// for a size below the answering log's pruning cut, its signed pruning record
+// (the proof then starts at the record's rows).
+type consistencyReply struct {
+	Proof  []string `json:"proof"`
+	Pruned string   `json:"pruned,omitempty"`
+}
+
+func hexHashes(hs [][32]byte) []string {
+	out := make([]string, len(hs))
+	for i, h := range hs {
+		out[i] = hex.EncodeToString(h[:])
+	}
+	return out
+}
+
+// maxProofHashes bounds the hashes read from a consistency reply; the
+// witness refuses longer proofs anyway (two per tree level).
+const maxProofHashes = 128
+
+// proofAnswer maps a peer's answer to a consistency request onto what
+// audit.Witness.Observe judges: a proof, ErrBeyondSize, a *PrunedError,
+// ErrProofRefused (a refusal at its audit stage), ErrMalformedProof (a 200
+// that is no proof), or, for anything else (unreachable, timed out, refused
+// before its audit stage), the error as it is: no judgement.
+func proofAnswer(out consistencyReply, err error) ([][32]byte, error) {
+	var r *refusal.Error
+	switch {
+	case err == nil:
+	case errors.Is(err, errMalformedAnswer):
+		return nil, fmt.Errorf("%w: %v", audit.ErrMalformedProof, err)
+	case errors.As(err, &r) && r.Remote && r.Reason == reasonBeyondSize:
+		return nil, audit.ErrBeyondSize
+	case errors.As(err, &r) && r.Remote && r.Stage == refusal.StageAudit:
+		return nil, fmt.Errorf("%w: %v", audit.ErrProofRefused, err)
+	default:
+		return nil, err
+	}
+	if len(out.Proof) > maxProofHashes {
+		return nil, fmt.Errorf("%w: %d hashes, at most %d", audit.ErrMalformedProof, len(out.Proof), maxProofHashes)
+	}
+	proof := make([][32]byte, len(out.Proof))
+	for i, h := range out.Proof {
+		b, err := hex.DecodeString(h)
+		if err != nil || len(b) != 32 {
+			return nil, fmt.Errorf("%w: hash %d is not 32 bytes of hex", audit.ErrMalformedProof, i)
+		}
+		copy(proof[i][:], b)
+	}
+	if out.Pruned != "" {
+		return nil, &audit.PrunedError{Record: []byte(out.Pruned), Proof: proof}
+	}
+	return proof, nil
 }
 
 // witnessed is one checkpoint a peer showed us, queued for judgement.
@@ -605,32 +670,23 @@ func (n *Node) judge(ctx context.Context, w witnessed) {
 		return
 	}
 	consistency := func(ctx context.Context, oldSize, newSize uint64) ([][32]byte, error) {
-		var out struct {
-			Proof []string `json:"proof"`
-		}
-		if err := n.askAudit(ctx, p, map[string]any{"op": "consistency", "old": oldSize, "new": newSize}, &out); err != nil {
-			var r *refusal.Error
-			if errors.As(err, &r) && r.Remote && r.Reason == reasonBeyondSize {
-				return nil, audit.ErrBeyondSize
-			}
-			return nil, err
-		}
-		proof := make([][32]byte, len(out.Proof))
-		for i, h := range out.Proof {
-			b, err := hex.DecodeString(h)
-			if err != nil || len(b) != 32 {
-				return nil, errors.New("malformed consistency proof")
-			}
-			copy(proof[i][:], b)
-		}
-		return proof, nil
+		var out consistencyReply
+		err := n.askAudit(ctx, p, map[string]any{"op": "consistency", "old": oldSize, "new": newSize}, &out)
+		return proofAnswer(out, err)
 	}
 	err = n.audit.Witness().Observe(ctx, w.peer, w.note, consistency)
 	var fork *audit.ForkError
+	var nj *audit.NotJudgedError
 	switch {
 	case errors.As(err, &fork):
 		n.log.Error("ALERT: peer's audit log forked; evidence kept", "event", "alert.audit_fork", "peer", w.peer, "reason", fork.Reason)
 		n.observe(w.peer, trust.KindAuditFork, fork.Reason)
+	case errors.As(err, &nj) && nj.Alert:
+		// Its calls bring new checkpoints, yet none can be judged: whatever
+		// the cause, its log is not being witnessed.
+		n.log.Error("ALERT: peer's checkpoints cannot be judged; its log is not being witnessed", "event", "alert.audit_unwitnessed",
+			"peer", w.peer, "in_a_row", nj.Failures, "err", nj.Err)
+		n.observe(w.peer, trust.KindFailure, "audit: no consistency proof for its checkpoints")
 	case err != nil:
 		n.log.Warn("witness: checkpoint not judged", "event", "witness.not_judged", "peer", w.peer, "err", err)
 	}
