@@ -75,6 +75,8 @@ type admission struct {
 	ledger  ledger
 	refused atomic.Pointer[map[identity.PublicKey]string] // revoked and superseded keys -> why, from the ledger
 	held    *membership.Held                              // revocations of unknown keys, not in the ledger (revocations.go)
+	heldRot *membership.HeldRotations                     // rotations between unknown keys, not in the ledger (rotations.go)
+	rotMu   sync.Mutex                                    // serialises sorting, holding and applying rotations (rotations.go)
 	open    atomic.Int32                                  // invites not expired at the last count (used up or not)
 	seen    map[[32]byte]struct{}
 	restart chan struct{} // closed by Rotate (rotate.go)
@@ -84,6 +86,9 @@ type admission struct {
 	left    chan struct{}                         // closed once gossip has said goodbye and stopped; nil without gossip
 	counts  membershipCounts                      // membership_metrics.go
 	relay   atomic.Pointer[transport.Relay]       // nil unless relay.serve (relay.go)
+
+	// rotatedTo are the keys a rotation in the ledger hands over to (rotations.go).
+	rotatedTo atomic.Pointer[map[identity.PublicKey]struct{}]
 }
 
 // ledger is AdmissionFile.
@@ -116,6 +121,9 @@ func (n *Node) loadAdmission() error {
 		return fmt.Errorf("node: %w", err)
 	}
 	a.held = held
+	if a.heldRot, err = membership.NewHeldRotations(membership.HeldConfig{}); err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
 	a.ledger = ledger{Invites: map[string]*inviteUse{}}
 	b, err := os.ReadFile(a.path)
 	switch {
@@ -140,12 +148,15 @@ func (n *Node) loadAdmission() error {
 func (a *admission) rebuildLocked(now time.Time) {
 	why := map[identity.PublicKey]string{}
 	next := map[identity.PublicKey]identity.PublicKey{}
+	to := map[identity.PublicKey]struct{}{}
 	for _, s := range a.ledger.Rotations {
 		if r, err := membership.ParseRotation(s); err == nil {
 			why[r.Old] = "superseded by " + r.New.Short()
 			next[r.Old] = r.New
+			to[r.New] = struct{}{}
 		}
 	}
+	a.rotatedTo.Store(&to)
 	var revoked []identity.PublicKey
 	for _, s := range a.ledger.Revoked {
 		if r, err := membership.ParseRevocation(s); err == nil {
@@ -176,12 +187,12 @@ func (a *admission) rebuildLocked(now time.Time) {
 }
 
 // refusedWhy says why k may not connect ("" when it may): its ledger, then
-// the revocations held in memory.
+// the revocations and rotations held in memory.
 func (a *admission) refusedWhy(k identity.PublicKey) string {
 	if why := a.ledgerWhy(k); why != "" {
 		return why
 	}
-	if a.held != nil && a.held.Revoked(k) {
+	if a.held != nil && a.held.Revoked(k) || a.heldRotationRevoked(k) {
 		return "revoked"
 	}
 	return ""
