@@ -147,12 +147,12 @@ func (n *Node) loadAdmission() error {
 // rotation: a thief who rotates a stolen key does not escape its revocation).
 func (a *admission) rebuildLocked(now time.Time) {
 	why := map[identity.PublicKey]string{}
-	next := map[identity.PublicKey]identity.PublicKey{}
+	next := map[identity.PublicKey][]identity.PublicKey{} // every rotation from a key: a stolen key may have several
 	to := map[identity.PublicKey]struct{}{}
 	for _, s := range a.ledger.Rotations {
 		if r, err := membership.ParseRotation(s); err == nil {
 			why[r.Old] = "superseded by " + r.New.Short()
-			next[r.Old] = r.New
+			next[r.Old] = append(next[r.Old], r.New)
 			to[r.New] = struct{}{}
 		}
 	}
@@ -169,8 +169,11 @@ func (a *admission) rebuildLocked(now time.Time) {
 		}
 	}
 	for _, r := range revoked {
-		for k, hops := r, 0; !k.IsZero() && hops < 64; k, hops = next[k], hops+1 {
-			why[k] = "revoked"
+		for walk := []identity.PublicKey{r}; len(walk) > 0; walk = walk[1:] {
+			if k := walk[0]; why[k] != "revoked" { // each key once: the walk ends
+				why[k] = "revoked"
+				walk = append(walk, next[k]...)
+			}
 		}
 	}
 	a.refused.Store(&why)

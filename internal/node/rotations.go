@@ -141,7 +141,7 @@ func (n *Node) promoteRotationsLocked(ctx context.Context, k identity.PublicKey)
 // moves a member's entry, grants, rules, trust and budgets from its old key
 // to its new one. The old key is refused from then on. A rotation from a
 // revoked key is void, and its new key is refused as well. The held
-// rotations naming either key are applied after it (a chain delivered out
+// rotations naming the new key are applied after it (a chain delivered out
 // of order); a.rotMu is held.
 func (n *Node) persistRotation(ctx context.Context, r membership.Rotation, text string, from identity.PublicKey, ack func()) error {
 	a := &n.adm
@@ -162,7 +162,6 @@ func (n *Node) persistRotation(ctx context.Context, r membership.Rotation, text 
 	ack()
 	err = n.moveRotated(ctx, r, from)
 	n.promoteRotationsLocked(ctx, r.New)
-	n.promoteRotationsLocked(ctx, r.Old)
 	return err
 }
 
