@@ -321,3 +321,33 @@ func TestHeldRotationAppliesWhenItsKeyIsIntroduced(t *testing.T) {
 		t.Errorf("%d rotations still held, want none", n.adm.heldRot.Len())
 	}
 }
+
+// TestRevocationReachesEveryRotationOfAStolenKey: a thief who rotated a
+// stolen key twice (two new keys, both written: the operator published
+// them) does not keep either out of the key's revocation. The ledger used
+// to follow only the last rotation from each key.
+func TestRevocationReachesEveryRotationOfAStolenKey(t *testing.T) {
+	t.Parallel()
+	stolen := mustKey(t)
+	n, _ := openAdmissionNode(t, map[string]identity.PrivateKey{"stolen": stolen})
+	ctx := t.Context()
+	t1, t2 := mustKey(t), mustKey(t)
+	for _, text := range []string{signRotation(t, n, stolen, t1), signRotation(t, n, stolen, t2)} {
+		if _, err := n.Publish(ctx, text); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, rev, err := membership.SignRevocation(stolen, n.now(), "stolen")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.Publish(ctx, rev); err != nil {
+		t.Fatal(err)
+	}
+	n.adm.wg.Wait()
+	for _, k := range []identity.PrivateKey{stolen, t1, t2} {
+		if why := n.adm.refusedWhy(k.Public()); why != "revoked" {
+			t.Errorf("%s is %q, want revoked", k.Public().Short(), why)
+		}
+	}
+}
