@@ -428,7 +428,6 @@ func (n *Node) join(ctx context.Context, c net.Conn, newcomer identity.PublicKey
 	n.auditAdmission(ctx, KindMemberAdmit, newcomer, "in", map[string]any{
 		"name": name, "addr": req.Addr, "source": config.SourceInvite, "invite": inv.Nonce.String()})
 	n.log.Info("member admitted by invite", "peer", newcomer, "name", name)
-	n.promoteHeld(ctx, newcomer) // revocations.go: a held rotation from it now moves its entry
 	n.adm.counts.joinsAdmitted.Add(1)
 	n.adm.markSeen(text)
 	reply := JoinReply{Name: n.Name(), Admit: text}
