@@ -18,6 +18,32 @@ import (
 // the first 256 of the flood and refused the real revocation, so the later
 // joiner never learned it.
 func TestRevocationFloodByGossip(t *testing.T) {
+	floodByGossip(t, func(i int) string {
+		_, text, err := SignRevocation(testKey(t, i), t0, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return text
+	})
+}
+
+// TestRotationFloodByGossip is TestRevocationFloodByGossip with rotations
+// between fresh keys (ADR 22): gossip hands each on with its publisher, so
+// nodes hold them against the flooder, and the real rotation still reaches
+// a member that joins after the flood.
+func TestRotationFloodByGossip(t *testing.T) {
+	floodByGossip(t, func(i int) string {
+		_, text, err := SignRotation(testKey(t, i), testKey(t, i+20000), t0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return text
+	})
+}
+
+// floodByGossip has member 0 gossip 300 statements sign(5000+i), then
+// member 1 the real one, sign(4000).
+func floodByGossip(t *testing.T, sign func(i int) string) {
 	const n, flood = 4, 300
 	var (
 		mu         sync.Mutex
@@ -40,12 +66,8 @@ func TestRevocationFloodByGossip(t *testing.T) {
 	}
 	eventually(t, 30*time.Second, "the first members converge", func() bool { return c.converged(seq(n - 1)) })
 
-	publish := func(from int, k identity.PrivateKey) string {
+	publish := func(from int, text string) string {
 		t.Helper()
-		_, text, err := SignRevocation(k, t0, "")
-		if err != nil {
-			t.Fatal(err)
-		}
 		st, err := ParseAdmission(text)
 		if err != nil {
 			t.Fatal(err)
@@ -61,9 +83,9 @@ func TestRevocationFloodByGossip(t *testing.T) {
 	}
 	var lastFlood string
 	for i := range flood {
-		lastFlood = publish(0, testKey(t, 5000+i))
+		lastFlood = publish(0, sign(5000+i))
 	}
-	genuine := publish(1, testKey(t, 4000))
+	genuine := publish(1, sign(4000))
 	keeps := func(m *Membership, text string) bool {
 		for _, s := range m.Statements() {
 			if string(s.Body) == text {

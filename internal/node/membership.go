@@ -75,6 +75,8 @@ type admission struct {
 	ledger  ledger
 	refused atomic.Pointer[map[identity.PublicKey]string] // revoked and superseded keys -> why, from the ledger
 	held    *membership.Held                              // revocations of unknown keys, not in the ledger (revocations.go)
+	heldRot *membership.HeldRotations                     // rotations between unknown keys, not in the ledger (rotations.go)
+	rotMu   sync.Mutex                                    // serialises sorting, holding and applying rotations (rotations.go)
 	open    atomic.Int32                                  // invites not expired at the last count (used up or not)
 	seen    map[[32]byte]struct{}
 	restart chan struct{} // closed by Rotate (rotate.go)
@@ -84,6 +86,9 @@ type admission struct {
 	left    chan struct{}                         // closed once gossip has said goodbye and stopped; nil without gossip
 	counts  membershipCounts                      // membership_metrics.go
 	relay   atomic.Pointer[transport.Relay]       // nil unless relay.serve (relay.go)
+
+	// rotatedTo are the keys a rotation in the ledger hands over to (rotations.go).
+	rotatedTo atomic.Pointer[map[identity.PublicKey]struct{}]
 }
 
 // ledger is AdmissionFile.
@@ -116,6 +121,9 @@ func (n *Node) loadAdmission() error {
 		return fmt.Errorf("node: %w", err)
 	}
 	a.held = held
+	if a.heldRot, err = membership.NewHeldRotations(membership.HeldConfig{}); err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
 	a.ledger = ledger{Invites: map[string]*inviteUse{}}
 	b, err := os.ReadFile(a.path)
 	switch {
@@ -139,13 +147,16 @@ func (n *Node) loadAdmission() error {
 // rotation: a thief who rotates a stolen key does not escape its revocation).
 func (a *admission) rebuildLocked(now time.Time) {
 	why := map[identity.PublicKey]string{}
-	next := map[identity.PublicKey]identity.PublicKey{}
+	next := map[identity.PublicKey][]identity.PublicKey{} // every rotation from a key: a stolen key may have several
+	to := map[identity.PublicKey]struct{}{}
 	for _, s := range a.ledger.Rotations {
 		if r, err := membership.ParseRotation(s); err == nil {
 			why[r.Old] = "superseded by " + r.New.Short()
-			next[r.Old] = r.New
+			next[r.Old] = append(next[r.Old], r.New)
+			to[r.New] = struct{}{}
 		}
 	}
+	a.rotatedTo.Store(&to)
 	var revoked []identity.PublicKey
 	for _, s := range a.ledger.Revoked {
 		if r, err := membership.ParseRevocation(s); err == nil {
@@ -158,8 +169,11 @@ func (a *admission) rebuildLocked(now time.Time) {
 		}
 	}
 	for _, r := range revoked {
-		for k, hops := r, 0; !k.IsZero() && hops < 64; k, hops = next[k], hops+1 {
-			why[k] = "revoked"
+		for walk := []identity.PublicKey{r}; len(walk) > 0; walk = walk[1:] {
+			if k := walk[0]; why[k] != "revoked" { // each key once: the walk ends
+				why[k] = "revoked"
+				walk = append(walk, next[k]...)
+			}
 		}
 	}
 	a.refused.Store(&why)
@@ -176,12 +190,12 @@ func (a *admission) rebuildLocked(now time.Time) {
 }
 
 // refusedWhy says why k may not connect ("" when it may): its ledger, then
-// the revocations held in memory.
+// the revocations and rotations held in memory.
 func (a *admission) refusedWhy(k identity.PublicKey) string {
 	if why := a.ledgerWhy(k); why != "" {
 		return why
 	}
-	if a.held != nil && a.held.Revoked(k) {
+	if a.held != nil && a.held.Revoked(k) || a.heldRotationRevoked(k) {
 		return "revoked"
 	}
 	return ""

@@ -50,6 +50,9 @@ func (n *Node) knownKey(k identity.PublicKey) bool {
 // key (and every key it rotated to) at the handshake, closes its connections
 // and drops it from the peer book; an unknown key's, from a member, is held.
 func (n *Node) applyRevocation(ctx context.Context, r membership.Revocation, text string, from identity.PublicKey, ack func()) error {
+	if n.adm.heldRot != nil && n.adm.heldRot.Names(r.Key) {
+		n.promoteHeld(ctx, r.Key) // rotations.go: a held rotation from the key puts it in the ledger
+	}
 	if !from.IsZero() && !n.knownKey(r.Key) {
 		return n.holdRevocation(ctx, r, text, from)
 	}
@@ -96,10 +99,7 @@ func (n *Node) persistRevocation(ctx context.Context, r membership.Revocation, t
 // publishers that are not share one), and audits it in aggregate per relayer
 // as a statement.refused entry.
 func (n *Node) holdRevocation(ctx context.Context, r membership.Revocation, text string, from identity.PublicKey) error {
-	relayer := from
-	if _, member := n.state.Load().peers[from]; !member {
-		relayer = identity.PublicKey{}
-	}
+	relayer := n.accountable(from)
 	var err error
 	reason := reasonHeld
 	switch n.adm.held.Hold(relayer, r, text, n.now()) {
@@ -109,49 +109,86 @@ func (n *Node) holdRevocation(ctx context.Context, r membership.Revocation, text
 		err = errHeld
 	case membership.HoldOverRate:
 		err, reason = errHeldOverRate, reasonHeldOverRate
-		if !relayer.IsZero() {
-			if _, terr := n.trust.Observe(relayer.String(), trust.Evidence{Kind: trust.KindBudget,
-				Detail: "relayed more revocations of unknown keys than allowed", At: n.now()}); terr != nil {
-				n.log.Error("trust evidence not recorded", "err", terr)
-			}
-		}
+		n.overAllowance(relayer, "relayed more revocations of unknown keys than allowed")
 	}
+	n.heldRefused(ctx, from, relayer, reason, map[string]string{"key": r.Key.String()})
+	return err
+}
+
+// heldRefused audits a statement held or refused because it names only keys
+// this node does not know, aggregated per relayer (zero: the shared
+// allowance) as statement.refused; report names the keys, and from, the
+// member that relayed it.
+func (n *Node) heldRefused(ctx context.Context, from, relayer identity.PublicKey, reason string, report map[string]string) {
 	k := refusalKey{source: overflowSource, kind: KindStmtRefused, direction: "in", stage: string(refusal.StagePolicy)}
 	if !relayer.IsZero() {
 		k.source = relayer.String()
 	}
-	if n.refusalAdmitted(k, reason) {
-		n.log.Warn("revocation of an unknown key not applied", "from", from, "key", r.Key, "reason", reason)
-		e := audit.Entry{Kind: KindStmtRefused, Direction: "in", Outcome: "refused", Stage: string(refusal.StagePolicy)}
-		if !relayer.IsZero() {
-			e.Peer = relayer.String()
-		}
-		e.Report, _ = json.Marshal(map[string]string{"reason": reason, "key": r.Key.String(), "relayed_by": from.String()})
-		if _, aerr := n.audit.Append(context.WithoutCancel(ctx), e); aerr != nil {
-			n.log.Error("audit append of a held revocation failed", "err", aerr)
-		}
+	if !n.refusalAdmitted(k, reason) {
+		return
 	}
-	return err
+	n.log.Warn("statement about keys this node does not know not applied", "from", from, "reason", reason)
+	e := audit.Entry{Kind: KindStmtRefused, Direction: "in", Outcome: "refused", Stage: string(refusal.StagePolicy)}
+	if !relayer.IsZero() {
+		e.Peer = relayer.String()
+	}
+	report["reason"] = reason
+	report["relayed_by"] = from.String()
+	e.Report, _ = json.Marshal(report)
+	if _, aerr := n.audit.Append(context.WithoutCancel(ctx), e); aerr != nil {
+		n.log.Error("audit append of a held statement failed", "err", aerr)
+	}
 }
 
-// promoteHeld applies a held revocation of k for good, now that k has turned
-// up (an introduction, a join or a rotation names it), and passes it on:
-// members that learn k from elsewhere must refuse it too.
-func (n *Node) promoteHeld(ctx context.Context, k identity.PublicKey) {
-	if n.adm.held == nil {
+// overAllowance charges relayer (unless zero) budget evidence for relaying
+// more statements about unknown keys than its allowance.
+func (n *Node) overAllowance(relayer identity.PublicKey, detail string) {
+	if relayer.IsZero() {
 		return
+	}
+	if _, err := n.trust.Observe(relayer.String(), trust.Evidence{Kind: trust.KindBudget, Detail: detail, At: n.now()}); err != nil {
+		n.log.Error("trust evidence not recorded", "err", err)
+	}
+}
+
+// accountable returns from when it is in the peer book, else the zero key:
+// relayers the node cannot hold to account share one allowance.
+func (n *Node) accountable(from identity.PublicKey) identity.PublicKey {
+	if _, member := n.state.Load().peers[from]; !member {
+		return identity.PublicKey{}
+	}
+	return from
+}
+
+// promoteHeld applies what this node holds about k (a revocation of it, the
+// rotations from or to it) for good, now that k has turned up: an
+// introduction, a join, a rotation or a revocation names it.
+func (n *Node) promoteHeld(ctx context.Context, k identity.PublicKey) {
+	n.adm.rotMu.Lock()
+	defer n.adm.rotMu.Unlock()
+	n.promoteRevocation(ctx, k)
+	n.promoteRotationsLocked(ctx, k) // rotations.go
+}
+
+// promoteRevocation applies a held revocation of k for good and passes it
+// on (members that learn k from elsewhere must refuse it too); it reports
+// whether there was one.
+func (n *Node) promoteRevocation(ctx context.Context, k identity.PublicKey) bool {
+	if n.adm.held == nil {
+		return false
 	}
 	text, relayer, ok := n.adm.held.Take(k)
 	if !ok {
-		return
+		return false
 	}
 	r, err := membership.ParseRevocation(text)
 	if err != nil {
-		return // held only after it verified
+		return false // held only after it verified
 	}
 	if err := n.persistRevocation(ctx, r, text, relayer, func() {}); err != nil {
 		n.log.Error("held revocation not applied", "peer", k, "relayed_by", relayer, "err", err)
-		return
+		return false
 	}
 	n.goTracked(func() { n.spread(ctx, text, nil) })
+	return true
 }

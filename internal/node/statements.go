@@ -87,11 +87,11 @@ func (n *Node) applyStatement(ctx context.Context, text string, from identity.Pu
 	case membership.KindAdmit:
 		err = n.applyAdmit(ctx, *st.Admit, from)
 	case membership.KindRotate:
-		err = n.applyRotation(ctx, *st.Rotation, st.Text, ack)
+		err = n.applyRotation(ctx, *st.Rotation, st.Text, from, ack)
 	case membership.KindRevoke:
 		err = n.applyRevocation(ctx, *st.Revocation, st.Text, from, ack)
 	}
-	if errors.Is(err, errStale) || errors.Is(err, errHeld) {
+	if errors.Is(err, errStale) || errors.Is(err, errHeld) || errors.Is(err, errHeldRotation) {
 		ack() // valid, but not applied nor passed on
 		return false, nil
 	}
@@ -155,7 +155,7 @@ func (n *Node) applyAdmit(ctx context.Context, a membership.Admit, from identity
 		return fmt.Errorf("introduction by %s, which is %s", a.Inviter.Short(), why)
 	}
 	if why := n.adm.refusedWhy(a.Member); why != "" {
-		n.promoteHeld(ctx, a.Member) // revocations.go
+		n.promoteHeld(ctx, a.Member) // revocations.go: it turned up
 		n.log.Info("introduction of a refused key ignored", "peer", a.Member, "why", why)
 		return nil
 	}
@@ -177,6 +177,7 @@ func (n *Node) applyAdmit(ctx context.Context, a membership.Admit, from identity
 	n.auditAdmission(ctx, KindMemberAdmit, a.Member, "in", map[string]any{
 		"name": name, "addr": a.Addr, "source": config.SourceGossip, "inviter": a.Inviter.String(), "relayed_by": from.String()})
 	n.log.Info("member learned", "peer", a.Member, "name", name, "inviter", a.Inviter.Short())
+	n.promoteHeld(ctx, a.Member) // a held rotation from it now moves its entry
 	return nil
 }
 
@@ -189,57 +190,6 @@ func recordLocked(list *[]string, text string) bool {
 	}
 	*list = append(*list, text)
 	return true
-}
-
-// applyRotation moves a member's entry, grants, rules, trust and budgets from
-// its old key to its new one. The old key is refused from then on. A rotation
-// from a revoked key is void, and its new key is refused as well.
-func (n *Node) applyRotation(ctx context.Context, r membership.Rotation, text string, ack func()) error {
-	n.promoteHeld(ctx, r.Old) // revocations.go: a held revocation of either key now matters
-	n.promoteHeld(ctx, r.New)
-	a := &n.adm
-	a.mu.Lock()
-	added := recordLocked(&a.ledger.Rotations, text)
-	var err error
-	if added {
-		if err = a.saveLocked(); err != nil {
-			a.ledger.Rotations = a.ledger.Rotations[:len(a.ledger.Rotations)-1]
-		} else {
-			a.rebuildLocked(n.now())
-		}
-	}
-	a.mu.Unlock()
-	if err != nil {
-		return err
-	}
-	ack()
-	n.tr.Disconnect(r.Old)
-	if why := n.adm.refusedWhy(r.New); why == "revoked" {
-		n.tr.Disconnect(r.New)
-		n.log.Warn("rotation from a revoked key: both keys refused", "old", r.Old, "new", r.New)
-		return n.dropRefused(ctx)
-	}
-	if r.Old == n.self || r.New == n.self {
-		return nil
-	}
-	found, err := home.ReplaceKey(n.home, r.Old, r.New)
-	if err != nil || !found {
-		return err
-	}
-	if err := n.trust.Move(r.Old.String(), r.New.String()); err != nil {
-		n.log.Error("trust not moved to the rotated key", "err", err)
-	}
-	if err := n.reload(); err != nil {
-		return err
-	}
-	// What the old key spent stays spent: rotating a key never resets a
-	// budget. After the reload, so that the new key's rules are in force.
-	n.budget.Move(r.Old.String(), r.New.String())
-	n.refusals.budget.move(r.Old, r.New)
-	n.auditAdmission(ctx, KindKeyRotated, r.New, "in", map[string]any{"old": r.Old.String(), "new": r.New.String(), "issued": r.Issued})
-	n.adm.counts.rotationsIn.Add(1)
-	n.log.Info("peer rotated its key", "old", r.Old, "new", r.New)
-	return nil
 }
 
 // dropRefused removes every refused key from the peer book and closes its
