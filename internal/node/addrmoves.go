@@ -9,28 +9,44 @@ import (
 	"github.com/treaty-dev/treaty/internal/identity"
 )
 
-// addrMoveWindow is the least time between two moves of one peer's address
-// by gossip. A member signs a new record whenever it likes, and each move
-// rewrites treaty.yaml, reloads and is audited; within the window only the
-// latest address is kept, and it is applied when the window ends.
-const addrMoveWindow = time.Minute
+// Gossip may move one peer's address addrMoveBurst times at once (a node
+// restarted a few times in a row comes back on new ports), then once per
+// addrMoveWindow. A member signs a new record whenever it likes, and each
+// move rewrites treaty.yaml, reloads and is audited; past the burst only the
+// latest address is kept, and it is applied when the next move is allowed.
+const (
+	addrMoveWindow = time.Minute
+	addrMoveBurst  = 3
+)
 
 // addrMoves paces the address moves gossip asks for, per key of the peer
-// book. Pending moves are applied by the watch loop's tick, so they cost no
-// goroutine; state is kept only for keys in the peer book, and dropped once a
-// window has passed with nothing pending.
+// book, with a token bucket. Pending moves are applied by the watch loop's
+// tick, so they cost no goroutine; state is kept only for keys in the peer
+// book, and dropped once the bucket is full again with nothing pending.
 type addrMoves struct {
 	mu sync.Mutex
 	by map[identity.PublicKey]*addrMove
 }
 
 type addrMove struct {
-	applied time.Time // when the last move of this key was applied
-	to      string    // the latest address not yet applied; "" when none
-	held    int       // records received since that move, none applied
+	credit time.Duration // a move costs addrMoveWindow; at most addrMoveBurst of them
+	at     time.Time     // when credit was computed
+	to     string        // the latest address not yet applied; "" when none
+	held   int           // records received and not applied since the last move
 }
 
-// dueMove is a pending move whose window has ended.
+// fullCredit is a full bucket: addrMoveBurst moves.
+const fullCredit = addrMoveBurst * addrMoveWindow
+
+// refill adds the credit earned since e.at (time itself: exact, no drift).
+func (e *addrMove) refill(now time.Time) {
+	if el := now.Sub(e.at); el > 0 {
+		e.credit = min(fullCredit, e.credit+el)
+	}
+	e.at = now
+}
+
+// dueMove is a move to apply.
 type dueMove struct {
 	key  identity.PublicKey
 	to   string
@@ -38,9 +54,10 @@ type dueMove struct {
 }
 
 // offer reports whether a record naming addr for key (whose address in force
-// is cur) is applied now; otherwise it is kept as the pending move, replacing
-// any earlier one.
-func (a *addrMoves) offer(key identity.PublicKey, addr, cur string, now time.Time) bool {
+// is cur) is applied now, and how many records since the last move it ends
+// holding; otherwise it is kept as the pending move, replacing any earlier
+// one.
+func (a *addrMoves) offer(key identity.PublicKey, addr, cur string, now time.Time) (apply bool, held int) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	e := a.by[key]
@@ -49,36 +66,43 @@ func (a *addrMoves) offer(key identity.PublicKey, addr, cur string, now time.Tim
 			e.to = ""
 			e.held++
 		}
-		return false
+		return false, 0
 	}
-	if e == nil || now.Sub(e.applied) >= addrMoveWindow {
+	if e == nil {
 		if a.by == nil {
 			a.by = map[identity.PublicKey]*addrMove{}
 		}
-		a.by[key] = &addrMove{applied: now}
-		return true
+		e = &addrMove{credit: fullCredit, at: now}
+		a.by[key] = e
+	}
+	e.refill(now)
+	if e.credit >= addrMoveWindow {
+		e.credit -= addrMoveWindow
+		held = e.held
+		e.to, e.held = "", 0
+		return true, held
 	}
 	e.to = addr
 	e.held++
-	return false
+	return false, 0
 }
 
-// due takes the pending moves whose window ended, starting a new window for
-// each, and forgets keys with nothing pending whose window ended.
+// due takes the pending moves that are allowed now, and forgets keys with
+// nothing pending whose bucket is full again.
 func (a *addrMoves) due(now time.Time) []dueMove {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	var out []dueMove
 	for k, e := range a.by {
-		if now.Sub(e.applied) < addrMoveWindow {
-			continue
-		}
-		if e.to == "" {
+		e.refill(now)
+		switch {
+		case e.to == "" && e.credit >= fullCredit:
 			delete(a.by, k)
-			continue
+		case e.to != "" && e.credit >= addrMoveWindow:
+			e.credit -= addrMoveWindow
+			out = append(out, dueMove{key: k, to: e.to, held: e.held})
+			e.to, e.held = "", 0
 		}
-		out = append(out, dueMove{key: k, to: e.to, held: e.held})
-		*e = addrMove{applied: now}
 	}
 	return out
 }
@@ -106,8 +130,8 @@ func (n *Node) applyDueMoves(ctx context.Context) {
 }
 
 // movePeer writes key's new address into the peer book and applies it. held
-// is how many records arrived since the move before (this one's among them),
-// none applied; the audit entry says so, one entry per move.
+// is how many records arrived and were not applied since the move before;
+// the audit entry says so, one entry per move.
 func (n *Node) movePeer(ctx context.Context, key identity.PublicKey, addr string, held int) {
 	p, ok := n.state.Load().peers[key]
 	if !ok || p.Addr == addr {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -96,10 +97,11 @@ func configChanges(t *testing.T, n *Node) int {
 }
 
 // TestGossipAddressFlipsPaced: a member whose records flip between two
-// addresses moves its peer book entry once per window, not once per record;
-// the latest address lands when the window ends, with one audit entry that
-// counts the records held. Without the pacing each of the 200 records
-// rewrote treaty.yaml, reloaded and was audited.
+// addresses moves its peer book entry addrMoveBurst times, then once per
+// window, not once per record; the latest address lands when the next move
+// is allowed, with one audit entry that counts the records held. Without the
+// pacing each of the 200 records rewrote treaty.yaml, reloaded and was
+// audited.
 func TestGossipAddressFlipsPaced(t *testing.T) {
 	t.Parallel()
 	n, _, bob, clock := openMovesNode(t)
@@ -116,62 +118,85 @@ func TestGossipAddressFlipsPaced(t *testing.T) {
 	}
 	n.gossipChanged(ctx, record(bob, flips+1, "127.0.0.1:7003")) // where it finally settles
 	if got := n.state.Load().peers[bob].Addr; got != "127.0.0.1:7001" {
-		t.Fatalf("address after the flips = %s, want the first move only (127.0.0.1:7001)", got)
+		t.Fatalf("address after the flips = %s, want the third move's 127.0.0.1:7001", got)
 	}
-	if tos, _ := addressMoves(t, n); len(tos) != 1 {
-		t.Fatalf("%d address moves audited within one window, want 1", len(tos))
+	if tos, _ := addressMoves(t, n); len(tos) != addrMoveBurst {
+		t.Fatalf("%d address moves audited within the first minute, want %d", len(tos), addrMoveBurst)
 	}
-	if c := configChanges(t, n) - before; c != 1 {
-		t.Fatalf("%d configuration changes within one window, want 1", c)
+	if c := configChanges(t, n) - before; c != addrMoveBurst {
+		t.Fatalf("%d configuration changes within the first minute, want %d", c, addrMoveBurst)
 	}
 
-	// Not yet: the window (from the first move) has not ended.
+	// Not yet: a window has not passed since the burst began.
 	clock.advance(addrMoveWindow - flips*100*time.Millisecond - time.Millisecond)
 	n.applyDueMoves(ctx)
 	if got := n.state.Load().peers[bob].Addr; got != "127.0.0.1:7001" {
-		t.Fatalf("address moved to %s before the window ended", got)
+		t.Fatalf("address moved to %s before the next move was allowed", got)
 	}
 	clock.advance(time.Millisecond)
 	n.applyDueMoves(ctx)
 	if got := n.state.Load().peers[bob].Addr; got != "127.0.0.1:7003" {
-		t.Fatalf("address when the window ended = %s, want the latest record's 127.0.0.1:7003", got)
+		t.Fatalf("address once a move was allowed = %s, want the latest record's 127.0.0.1:7003", got)
 	}
 	if got := readPeerAddr(t, n.home, "bob"); got != "127.0.0.1:7003" {
 		t.Fatalf("treaty.yaml has bob at %s, want 127.0.0.1:7003", got)
 	}
 	tos, held := addressMoves(t, n)
-	if len(tos) != 2 || tos[1] != "127.0.0.1:7003" || held[1] != flips {
-		t.Fatalf("audited moves %v holding %v, want a second to 127.0.0.1:7003 holding %d records", tos, held, flips)
+	if len(tos) != addrMoveBurst+1 || tos[addrMoveBurst] != "127.0.0.1:7003" || held[addrMoveBurst] != flips-addrMoveBurst+1 {
+		t.Fatalf("audited moves %v holding %v, want a last one to 127.0.0.1:7003 holding %d records", tos, held, flips-addrMoveBurst+1)
 	}
 
-	// A quiet window later the state is gone, and a genuine move lands at once.
+	// The next records wait a window each.
+	n.gossipChanged(ctx, record(bob, flips+2, "127.0.0.1:7004"))
+	if got := n.state.Load().peers[bob].Addr; got != "127.0.0.1:7003" {
+		t.Fatalf("a move right after a paced one landed at once: %s", got)
+	}
 	clock.advance(addrMoveWindow)
 	n.applyDueMoves(ctx)
-	if l := movesTracked(n); l != 0 {
-		t.Fatalf("%d keys still tracked after a quiet window", l)
-	}
-	n.gossipChanged(ctx, record(bob, flips+2, "127.0.0.1:7004"))
 	if got := n.state.Load().peers[bob].Addr; got != "127.0.0.1:7004" {
-		t.Fatalf("a move after a quiet window did not land at once: %s", got)
+		t.Fatalf("a held move did not land after a window: %s", got)
+	}
+
+	// Once the bucket is full again the state is gone, and a genuine move
+	// lands at once.
+	clock.advance(addrMoveBurst * addrMoveWindow)
+	n.applyDueMoves(ctx)
+	if l := movesTracked(n); l != 0 {
+		t.Fatalf("%d keys still tracked after quiet minutes", l)
+	}
+	n.gossipChanged(ctx, record(bob, flips+3, "127.0.0.1:7005"))
+	if got := n.state.Load().peers[bob].Addr; got != "127.0.0.1:7005" {
+		t.Fatalf("a move after quiet minutes did not land at once: %s", got)
 	}
 }
 
-// TestGossipAddressFlipBackCancels: when the latest record of a window names
-// the address in force again, nothing is moved when the window ends.
+// useBurst moves bob addrMoveBurst times, ending at 127.0.0.1:7100.
+func useBurst(t *testing.T, n *Node, bob identity.PublicKey) {
+	t.Helper()
+	for i := range addrMoveBurst {
+		n.gossipChanged(t.Context(), record(bob, uint64(i+1), "127.0.0.1:"+strconv.Itoa(7100+addrMoveBurst-1-i)))
+	}
+	if got := n.state.Load().peers[bob].Addr; got != "127.0.0.1:7100" {
+		t.Fatalf("the burst's moves did not land at once: %s", got)
+	}
+}
+
+// TestGossipAddressFlipBackCancels: when the latest held record names the
+// address in force again, nothing is moved when a move is allowed.
 func TestGossipAddressFlipBackCancels(t *testing.T) {
 	t.Parallel()
 	n, _, bob, clock := openMovesNode(t)
 	ctx := t.Context()
-	n.gossipChanged(ctx, record(bob, 1, "127.0.0.1:7001"))
-	n.gossipChanged(ctx, record(bob, 2, "127.0.0.1:7002"))
-	n.gossipChanged(ctx, record(bob, 3, "127.0.0.1:7001"))
+	useBurst(t, n, bob)
+	n.gossipChanged(ctx, record(bob, 10, "127.0.0.1:7200"))
+	n.gossipChanged(ctx, record(bob, 11, "127.0.0.1:7100"))
 	clock.advance(addrMoveWindow)
 	n.applyDueMoves(ctx)
-	if tos, _ := addressMoves(t, n); len(tos) != 1 {
-		t.Fatalf("moves audited %v, want only the first", tos)
+	if tos, _ := addressMoves(t, n); len(tos) != addrMoveBurst {
+		t.Fatalf("moves audited %v, want only the burst's %d", tos, addrMoveBurst)
 	}
-	if got := n.state.Load().peers[bob].Addr; got != "127.0.0.1:7001" {
-		t.Fatalf("address = %s, want 127.0.0.1:7001", got)
+	if got := n.state.Load().peers[bob].Addr; got != "127.0.0.1:7100" {
+		t.Fatalf("address = %s, want 127.0.0.1:7100", got)
 	}
 }
 
@@ -181,8 +206,8 @@ func TestGossipPendingMoveOfRemovedPeer(t *testing.T) {
 	t.Parallel()
 	n, dir, bob, clock := openMovesNode(t)
 	ctx := t.Context()
-	n.gossipChanged(ctx, record(bob, 1, "127.0.0.1:7001"))
-	n.gossipChanged(ctx, record(bob, 2, "127.0.0.1:7002")) // held
+	useBurst(t, n, bob)
+	n.gossipChanged(ctx, record(bob, 10, "127.0.0.1:7200")) // held
 	if err := home.RemovePeer(dir, "bob"); err != nil {
 		t.Fatal(err)
 	}
@@ -198,7 +223,7 @@ func TestGossipPendingMoveOfRemovedPeer(t *testing.T) {
 		t.Fatalf("%d keys tracked after the peer left the book", l)
 	}
 	// Records of keys outside the book leave no state.
-	n.gossipChanged(ctx, record(bob, 3, "127.0.0.1:7003"))
+	n.gossipChanged(ctx, record(bob, 11, "127.0.0.1:7300"))
 	if l := movesTracked(n); l != 0 {
 		t.Fatalf("%d keys tracked for a key outside the book", l)
 	}

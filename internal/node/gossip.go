@@ -120,8 +120,8 @@ func (n *Node) publishGossip(ctx context.Context, text string) {
 // gossipChanged follows a member's new record: a key in the peer book whose
 // signed record names a new first address gets it, so callers reconnect
 // there without an edit. Moves are paced per key (addrmoves.go): a member
-// publishing records that flip between addresses moves its entry at most
-// once per addrMoveWindow.
+// publishing records that flip between addresses moves its entry
+// addrMoveBurst times, then once per addrMoveWindow.
 func (n *Node) gossipChanged(ctx context.Context, m membership.Member) {
 	if m.Self || len(m.Record.Addrs) == 0 || n.adm.refusedWhy(m.Record.Key) != "" {
 		return
@@ -132,8 +132,8 @@ func (n *Node) gossipChanged(ctx context.Context, m membership.Member) {
 		return
 	}
 	addr := m.Record.Addrs[0]
-	if n.moves.offer(m.Record.Key, addr, p.Addr, n.now()) {
-		n.movePeer(ctx, m.Record.Key, addr, 0)
+	if apply, held := n.moves.offer(m.Record.Key, addr, p.Addr, n.now()); apply {
+		n.movePeer(ctx, m.Record.Key, addr, held)
 	}
 }
 
