@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/treaty-dev/treaty/internal/audit"
-	"github.com/treaty-dev/treaty/internal/home"
 	"github.com/treaty-dev/treaty/internal/identity"
 	"github.com/treaty-dev/treaty/internal/membership"
 	"github.com/treaty-dev/treaty/internal/refusal"
@@ -120,24 +119,22 @@ func (n *Node) publishGossip(ctx context.Context, text string) {
 
 // gossipChanged follows a member's new record: a key in the peer book whose
 // signed record names a new first address gets it, so callers reconnect
-// there without an edit.
+// there without an edit. Moves are paced per key (addrmoves.go): a member
+// publishing records that flip between addresses moves its entry
+// addrMoveBurst times, then once per addrMoveWindow.
 func (n *Node) gossipChanged(ctx context.Context, m membership.Member) {
 	if m.Self || len(m.Record.Addrs) == 0 || n.adm.refusedWhy(m.Record.Key) != "" {
 		return
 	}
 	p, ok := n.state.Load().peers[m.Record.Key]
+	if !ok {
+		n.moves.forget(m.Record.Key)
+		return
+	}
 	addr := m.Record.Addrs[0]
-	if !ok || p.Addr == addr {
-		return
+	if apply, held := n.moves.offer(m.Record.Key, addr, p.Addr, n.now()); apply {
+		n.movePeer(ctx, m.Record.Key, addr, held)
 	}
-	if err := home.SetPeer(n.home, home.PeerChange{Name: p.Name, Addr: addr, ID: p.ID}); err != nil {
-		n.log.Warn("peer book not updated from gossip", "peer", m.Record.Key, "err", err)
-		return
-	}
-	if err := n.reload(); err != nil {
-		return
-	}
-	n.auditAdmission(ctx, KindMemberAdmit, m.Record.Key, "in", map[string]any{"change": "address", "from": p.Addr, "to": addr, "source": "gossip"})
 }
 
 // gossipEvidence counts a dropped record or statement against the member

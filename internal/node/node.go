@@ -95,6 +95,7 @@ type Node struct {
 	obs          observer  // metrics (metrics.go)
 	adm          admission // invites, introductions, rotations, revocations (membership.go)
 	gov          governor  // admission and revocation by the governing group (governor.go)
+	moves        addrMoves // address moves learned by gossip, paced per peer (addrmoves.go)
 
 	closeOnce sync.Once
 	cancel    context.CancelFunc
@@ -402,41 +403,64 @@ func (n *Node) Peers() []Peer {
 // Reload re-reads treaty.yaml and policy.cedar now.
 func (n *Node) Reload() error { return n.reload() }
 
-// watch applies changes of the configuration files. A cheap stat of each file
-// comes first; only when it changed, or the file is younger than
-// recentlyWritten (timestamps are coarse and inodes reused, so two quick
-// writes of the same size can look alike), are the files read and compared by
-// digest. Content that failed once is not retried until it changes, so an
-// invalid edit is logged once, not on every tick.
+// watch applies changes of the configuration files, and the peer address
+// moves gossip held back (addrmoves.go), on every tick.
 func (n *Node) watch(ctx context.Context) {
 	t := time.NewTicker(n.reloadEvery)
 	defer t.Stop()
-	var last string
+	var w watcher
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			stamp, recent := n.statFiles()
-			if stamp == last && !recent {
-				continue
-			}
-			last = stamp
-			key := readHomeFiles(n.home).key()
-			n.mu.Lock()
-			failed := n.cfgErr.key == key
-			inForce := key == n.state.Load().filesKey()
-			if inForce && n.cfgErr.msg != "" {
-				n.cfgErr = configError{} // the files were put back as they are in force
-				n.log.Info("configuration files match the running configuration again")
-			}
-			n.mu.Unlock()
-			if failed || inForce {
-				continue
-			}
-			n.reload() // a failure is logged and kept by refuseConfig
+			n.applyDueMoves(ctx)
+			n.watchTick(&w)
 		}
 	}
+}
+
+// watcher is what watch remembers between ticks.
+type watcher struct {
+	last string // the files' stamp at the last read
+	cand string // content read at the last tick and not yet applied; "" none
+}
+
+// watchTick is one check of the configuration files. A cheap stat of each
+// file comes first; only when it changed, or the file is younger than
+// recentlyWritten (timestamps are coarse and inodes reused, so two quick
+// writes of the same size can look alike), are the files read and compared by
+// digest. New content is applied only once two consecutive ticks read it the
+// same: an editor that truncates and rewrites a file in place can be caught
+// half-way, and a torn file can still parse (a list cut short drops a peer or
+// a rule). Content that failed once is not retried until it changes, so an
+// invalid edit is logged once, not on every tick.
+func (n *Node) watchTick(w *watcher) {
+	stamp, recent := n.statFiles()
+	if stamp == w.last && !recent && w.cand == "" {
+		return
+	}
+	w.last = stamp
+	files := readHomeFiles(n.home)
+	key := files.key()
+	n.mu.Lock()
+	failed := n.cfgErr.key == key
+	inForce := key == n.state.Load().filesKey()
+	if inForce && n.cfgErr.msg != "" {
+		n.cfgErr = configError{} // the files were put back as they are in force
+		n.log.Info("configuration files match the running configuration again")
+	}
+	n.mu.Unlock()
+	if failed || inForce {
+		w.cand = ""
+		return
+	}
+	if key != w.cand {
+		w.cand = key // read it again at the next tick
+		return
+	}
+	w.cand = ""
+	n.reloadFiles(files) // a failure is logged and kept by refuseConfig
 }
 
 // recentlyWritten is how long after its last change a file is compared by

@@ -12,6 +12,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"reflect"
 	"sort"
 	"strings"
 	"time"
@@ -46,6 +47,14 @@ type capability struct {
 	Streamer backend.Streamer // set for stream capabilities
 	input    jsonSchema       // Info.InputSchema compiled (schema.go)
 	output   jsonSchema       // Info.OutputSchema compiled (schema.go)
+
+	// What it was built from, so a reload that leaves both unchanged keeps
+	// it (reusable); src is nil for a Go handler.
+	src *config.Capability
+	lim wire.Limits
+	// retry is set when its server did not describe it: every reload builds
+	// it again, which asks again.
+	retry bool
 }
 
 // CapabilityInfo is what a peer sees of a capability it may list.
@@ -88,7 +97,19 @@ func (n *Node) Register(h Handler) error {
 func (n *Node) reload() error {
 	n.reloadMu.Lock()
 	defer n.reloadMu.Unlock()
-	files := readHomeFiles(n.home)
+	return n.applyFiles(readHomeFiles(n.home))
+}
+
+// reloadFiles is reload of content already read (the watcher's, read the
+// same twice), so what is applied is what was checked.
+func (n *Node) reloadFiles(files homeFiles) error {
+	n.reloadMu.Lock()
+	defer n.reloadMu.Unlock()
+	return n.applyFiles(files)
+}
+
+// applyFiles is reload's work, with n.reloadMu held.
+func (n *Node) applyFiles(files homeFiles) error {
 	st, tc, lim, err := n.prepare(files)
 	if err != nil {
 		n.refuseConfig(files, err)
@@ -185,7 +206,12 @@ func (n *Node) prepare(files homeFiles) (*state, trust.Config, *wire.PeerLimiter
 		st.peers[k] = p
 		st.byName[p.Name] = k
 	}
+	old := n.state.Load()
 	for _, c := range cfg.Capabilities {
+		if cp := old.reusable(c, limits); cp != nil {
+			st.caps[c.Name] = cp
+			continue
+		}
 		cp, err := buildCapability(c, limits, n.log)
 		if err != nil {
 			return nil, tc, nil, err
@@ -226,6 +252,21 @@ func (n *Node) prepare(files homeFiles) (*state, trust.Config, *wire.PeerLimiter
 	return st, tc, lim, nil
 }
 
+// reusable is st's capability built from the same configuration and limits
+// as c, or nil. Reusing it keeps its backend (an exec worker's processes, an
+// http pool, an MCP server's description) across a reload that did not touch
+// it: a peer's address moved by gossip, a grant, a limit elsewhere.
+func (st *state) reusable(c config.Capability, lim wire.Limits) *capability {
+	if st == nil {
+		return nil
+	}
+	cp := st.caps[c.Name]
+	if cp == nil || cp.src == nil || cp.retry || cp.lim != lim || !reflect.DeepEqual(*cp.src, c) {
+		return nil
+	}
+	return cp
+}
+
 // mcpDescribeTimeout bounds how long a reload waits for an MCP server to
 // describe its tool.
 const mcpDescribeTimeout = 2 * time.Second
@@ -243,7 +284,7 @@ func buildCapability(c config.Capability, lim wire.Limits, log *slog.Logger) (*c
 	cp := &capability{Info: CapabilityInfo{
 		Name: c.Name, Description: c.Description,
 		InputSchema: c.InputSchema, OutputSchema: c.OutputSchema, Stream: c.Stream,
-	}}
+	}, src: &c, lim: lim}
 	switch {
 	case c.Exec != nil:
 		argv, err := config.SplitCommand(c.Exec.Command)
@@ -291,6 +332,7 @@ func buildCapability(c config.Capability, lim wire.Limits, log *slog.Logger) (*c
 		if err != nil {
 			log.Warn("mcp capability: the server did not describe its tool; the capability is kept and calls will retry the server",
 				"capability", c.Name, "err", err)
+			cp.retry = true
 		}
 		if cp.Info.Description == "" {
 			cp.Info.Description = desc
@@ -301,6 +343,7 @@ func buildCapability(c config.Capability, lim wire.Limits, log *slog.Logger) (*c
 		cp.Backend = m
 	case c.A2A != nil:
 		a2aCapability(cp, c, timeout, lim, log)
+		cp.retry = cp.Info.Description == "" // the agent's card was not read (or says nothing)
 	default:
 		// Declared only; a Go handler registered through the embedding API
 		// supplies the backend. Until then calls fail at the backend stage.
