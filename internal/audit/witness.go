@@ -31,7 +31,6 @@ type Witness struct {
 
 type streak struct {
 	failures int // proofs not had, in a row
-	refusals int // of them, refusals at the peer's audit stage (unreachable tries between do not reset it)
 }
 
 // ConsistencyFunc asks the peer for a proof that its tree of oldSize entries is
@@ -39,13 +38,18 @@ type streak struct {
 // Log.ConsistencyProof returns). The caller maps the peer's answer onto the
 // error: ErrBeyondSize (its log is smaller than newSize), *PrunedError (it
 // pruned oldSize; the record and a proof from its cut), ErrProofRefused (it
-// refused at its audit stage), ErrMalformedProof (it answered, but not with
-// a proof). Any other error means the peer could not be asked.
+// refused at its audit stage: counted as not judged, like an unreachable
+// peer), ErrMalformedProof (it answered, but not with a proof). Any other
+// error means the peer could not be asked.
 type ConsistencyFunc func(ctx context.Context, oldSize, newSize uint64) ([][32]byte, error)
 
 // Errors a ConsistencyFunc wraps for a peer that answered without a proof.
 var (
-	// ErrProofRefused: the peer refused the request at its audit stage.
+	// ErrProofRefused: the peer refused the request at its audit stage. An
+	// honest peer does so on a passing fault of its store, and one running
+	// an earlier version for a size below its pruning cut (with no signed
+	// record to show), so it is not evidence: it counts toward
+	// maxUnwitnessed.
 	ErrProofRefused = errors.New("audit: peer refused to give a consistency proof")
 	// ErrMalformedProof: the peer's answer is not a proof (not hex, a hash
 	// not 32 bytes, not the answer's shape).
@@ -67,15 +71,10 @@ const (
 	forkWindow      = 24 * time.Hour
 )
 
-// maxProofRefusals is how many refusals at a peer's audit stage, with no proof between,
-// turn into an "unproven" fork: one may be a passing fault of the peer's
-// store; a peer that signed a size and keeps refusing to prove it cannot.
 // maxUnwitnessed is how many notes in a row a peer may leave unjudged (it
-// cannot be asked for proofs) before NotJudgedError.Alert names it.
-const (
-	maxProofRefusals = 3
-	maxUnwitnessed   = 10
-)
+// cannot be asked for proofs, or refuses them) before NotJudgedError.Alert
+// names it.
+const maxUnwitnessed = 10
 
 // Reasons of forks Observe records besides conflicting checkpoints.
 const (
@@ -212,12 +211,9 @@ func (w *Witness) unproven(ctx context.Context, peer identity.PublicKey, old, cp
 		w.streaks[peer] = s
 	}
 	s.failures++
-	if errors.Is(err, ErrProofRefused) {
-		s.refusals++
-	}
 	st := *s
 	w.mu.Unlock()
-	if errors.Is(err, ErrMalformedProof) || st.refusals >= maxProofRefusals {
+	if errors.Is(err, ErrMalformedProof) {
 		w.judged(peer)
 		w.l.cfg.Logger.Warn("audit: peer gives no proof between two checkpoints it signed", "peer", peer, "err", err)
 		return w.fork(ctx, peer, ReasonUnproven, old, cp, nil)

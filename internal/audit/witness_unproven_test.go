@@ -7,9 +7,9 @@ import (
 	"testing"
 )
 
-// A peer that shows a newer checkpoint but will not prove it extends the one
-// kept cannot keep the pair from being judged: an answer that is no proof is
-// evidence, an unreachable peer is not (and is named after a streak).
+// A peer that shows a newer checkpoint but answers the request for a proof
+// with something that is no proof is judged: that is evidence. A peer that
+// cannot be asked, or refuses, is not judged, and is named after a streak.
 func TestWitnessJudgesPeersThatWillNotProve(t *testing.T) {
 	pk := testKey(t, 2)
 	setup := func(t *testing.T) (*Witness, *Log, []byte, []byte) {
@@ -47,17 +47,25 @@ func TestWitnessJudgesPeersThatWillNotProve(t *testing.T) {
 		wantUnproven(t, w, me, w.Observe(t.Context(), pk.Public(), bad, cons), old)
 	})
 	t.Run("refused at its audit stage", func(t *testing.T) {
-		w, me, old, bad := setup(t)
+		// An honest peer refuses on a passing fault of its store, or (an
+		// earlier version) for a size below its pruning cut: not evidence,
+		// but a streak that names it.
+		w, me, _, bad := setup(t)
 		cons := func(context.Context, uint64, uint64) ([][32]byte, error) {
 			return nil, fmt.Errorf("%w: internal", ErrProofRefused)
 		}
-		for i := 1; i < maxProofRefusals; i++ {
+		for i := 1; i <= maxUnwitnessed; i++ {
 			var nj *NotJudgedError
-			if err := w.Observe(t.Context(), pk.Public(), bad, cons); !errors.As(err, &nj) || nj.Failures != i {
-				t.Fatalf("refusal %d: %v, want *NotJudgedError (a refusal may be a passing fault)", i, err)
+			if err := w.Observe(t.Context(), pk.Public(), bad, cons); !errors.As(err, &nj) || nj.Failures != i || nj.Alert != (i == maxUnwitnessed) {
+				t.Fatalf("refusal %d: %v, want *NotJudgedError (alert at %d)", i, err, maxUnwitnessed)
 			}
 		}
-		wantUnproven(t, w, me, w.Observe(t.Context(), pk.Public(), bad, cons), old)
+		if fs, _ := w.Forks(t.Context(), pk.Public()); len(fs) != 0 {
+			t.Fatalf("refusals were judged a fork: %+v", fs)
+		}
+		if es, _ := me.List(t.Context(), Filter{Kind: KindFork}); len(es) != 0 {
+			t.Fatalf("fork entries for refusals: %v", es)
+		}
 	})
 	t.Run("unreachable", func(t *testing.T) {
 		w, me, _, bad := setup(t)
@@ -99,7 +107,7 @@ func TestWitnessJudgesPeersThatWillNotProve(t *testing.T) {
 		refuse := func(context.Context, uint64, uint64) ([][32]byte, error) {
 			return nil, fmt.Errorf("%w: internal", ErrProofRefused)
 		}
-		for range maxProofRefusals - 1 {
+		for range 2 {
 			if err := w.Observe(t.Context(), pk.Public(), honest.note(t), refuse); err == nil {
 				t.Fatal("judged without a proof")
 			}
