@@ -2,6 +2,7 @@ package audit
 
 import (
 	"context"
+	"database/sql"
 	"encoding/binary"
 	"fmt"
 	"path/filepath"
@@ -24,8 +25,9 @@ import (
 type rowReader struct {
 	tls  *libc.TLS
 	db   uintptr // sqlite3*
-	stmt uintptr // sqlite3_stmt* of rowSelect(cols)
+	stmt uintptr // sqlite3_stmt* of rawRowSelect(cols)
 	cols bool    // the log has the index columns
+	path string
 }
 
 // openRowReader opens path read-only (never creating it) with the settings
@@ -36,7 +38,7 @@ func openRowReader(path string, cols bool) (_ *rowReader, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("audit: path %q: %w", path, err)
 	}
-	r := &rowReader{tls: libc.NewTLS(), cols: cols}
+	r := &rowReader{tls: libc.NewTLS(), cols: cols, path: path}
 	defer func() {
 		if err != nil {
 			r.close()
@@ -64,7 +66,10 @@ func openRowReader(path string, cols bool) (_ *rowReader, err error) {
 	if err := r.exec(`PRAGMA mmap_size = 1073741824`); err != nil {
 		return nil, err
 	}
-	csql, err := libc.CString(rowSelect(cols))
+	// No value larger than an entry's content can be is loaded: SQLite
+	// refuses it (SQLITE_TOOBIG) before reading it, and scan names it.
+	sqlite3.Xsqlite3_limit(r.tls, r.db, sqlite3.SQLITE_LIMIT_LENGTH, maxContent)
+	csql, err := libc.CString(rawRowSelect(cols))
 	if err != nil {
 		return nil, fmt.Errorf("audit: prepare: %w", err)
 	}
@@ -116,6 +121,7 @@ func (r *rowReader) scan(ctx context.Context, from, to uint64, fn func(idx int64
 	if rc := sqlite3.Xsqlite3_bind_int64(r.tls, r.stmt, 2, int64(to)); rc != sqlite3.SQLITE_OK {
 		return r.fail("bind", rc)
 	}
+	last := int64(from) - 1
 	for n := 0; ; n++ {
 		if n&1023 == 0 {
 			if err := ctx.Err(); err != nil {
@@ -126,14 +132,47 @@ func (r *rowReader) scan(ctx context.Context, from, to uint64, fn func(idx int64
 		case sqlite3.SQLITE_ROW:
 		case sqlite3.SQLITE_DONE:
 			return nil
+		case sqlite3.SQLITE_TOOBIG:
+			idx, col, err := r.oversized(ctx, last)
+			if err != nil {
+				return err
+			}
+			fn(idx, nil, nil, nil, nil, nil, []byte(col))
+			return nil
 		default:
 			return r.fail("read entries", rc)
 		}
 		idx := sqlite3.Xsqlite3_column_int64(r.tls, r.stmt, 0)
-		if !fn(idx, r.column(1), r.column(2), r.column(3), r.column(4), r.column(5), r.column(6)) {
+		last = idx
+		leaf, content, hashes, peerKey, rareKind := r.column(1), r.column(2), r.column(3), r.column(4), r.column(5)
+		var over []byte
+		if col := overBound(len(leaf), len(content), len(hashes), len(peerKey), len(rareKind)); col != "" {
+			leaf, content, hashes, peerKey, rareKind, over = nil, nil, nil, nil, nil, []byte(col)
+		}
+		if !fn(idx, leaf, content, hashes, peerKey, rareKind, over) {
 			return nil
 		}
 	}
+}
+
+// oversized finds the row after last that SQLite refused to load and names
+// its column over a bound, with rowSelect's checks (which read no value).
+func (r *rowReader) oversized(ctx context.Context, last int64) (int64, string, error) {
+	q, err := openReadDB(r.path, 1)
+	if err != nil {
+		return 0, "", err
+	}
+	defer q.Close()
+	var idx int64
+	var col sql.NullString
+	err = q.QueryRowContext(ctx, `SELECT idx, over FROM (`+rowSelectOver(r.cols)+`) WHERE idx > ?1 ORDER BY idx LIMIT 1`, last).Scan(&idx, &col)
+	if err != nil {
+		return 0, "", fmt.Errorf("audit: read entry %d: a value over SQLite's length limit: %w", last+1, err)
+	}
+	if !col.Valid {
+		col.String = "a value"
+	}
+	return idx, col.String, nil
 }
 
 // column is a view of column i of the current row (nil when NULL or empty).
