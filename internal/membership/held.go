@@ -25,9 +25,9 @@ import (
 type Held struct {
 	cfg HeldConfig
 
-	mu       sync.Mutex
-	byKey    map[identity.PublicKey]heldRevocation
-	relayers map[identity.PublicKey]*relayerHold
+	mu    sync.Mutex
+	byKey map[identity.PublicKey]heldRevocation
+	quota relayerQuota[identity.PublicKey] // the revoked keys each relayer holds
 }
 
 // HeldConfig bounds a Held; a zero field takes the default noted on it.
@@ -43,13 +43,6 @@ const MaxHeld = 4096
 type heldRevocation struct {
 	text    string
 	relayer identity.PublicKey
-}
-
-// relayerHold is one relayer's allowance and the keys it has held, oldest first.
-type relayerHold struct {
-	keys   []identity.PublicKey
-	tokens float64
-	at     time.Time
 }
 
 // HoldResult says what Hold did with a revocation.
@@ -83,7 +76,7 @@ func NewHeld(cfg HeldConfig) (*Held, error) {
 	case cfg.Refill < time.Second || cfg.Refill > 24*time.Hour:
 		return nil, fmt.Errorf("membership: HeldConfig.Refill %s out of range [1s, 24h]", cfg.Refill)
 	}
-	return &Held{cfg: cfg, byKey: map[identity.PublicKey]heldRevocation{}, relayers: map[identity.PublicKey]*relayerHold{}}, nil
+	return &Held{cfg: cfg, byKey: map[identity.PublicKey]heldRevocation{}, quota: newRelayerQuota[identity.PublicKey](cfg)}, nil
 }
 
 // Hold holds r (whose canonical text is text), relayed by relayer (zero: any
@@ -95,55 +88,17 @@ func (h *Held) Hold(relayer identity.PublicKey, r Revocation, text string, now t
 	if _, ok := h.byKey[r.Key]; ok {
 		return HoldAlready
 	}
-	rh := h.relayers[relayer]
-	if rh == nil {
-		h.forgetIdleLocked()
-		rh = &relayerHold{tokens: float64(h.cfg.Burst), at: now}
-		h.relayers[relayer] = rh
-	}
-	if d := now.Sub(rh.at); d > 0 {
-		rh.tokens = min(float64(h.cfg.Burst), rh.tokens+float64(d)/float64(h.cfg.Refill))
-		rh.at = now
-	}
-	if rh.tokens < 1 {
+	if !h.quota.spend(relayer, now) {
 		return HoldOverRate
 	}
-	rh.tokens--
 	if len(h.byKey) >= h.cfg.Max {
-		h.evictLocked()
+		if k, ok := h.quota.victim(); ok {
+			h.dropLocked(k)
+		}
 	}
 	h.byKey[r.Key] = heldRevocation{text: text, relayer: relayer}
-	rh.keys = append(rh.keys, r.Key)
+	h.quota.add(relayer, r.Key)
 	return HoldNew
-}
-
-// evictLocked drops the oldest revocation of the relayer holding the most.
-func (h *Held) evictLocked() {
-	var victim *relayerHold
-	for _, rh := range h.relayers {
-		if victim == nil || len(rh.keys) > len(victim.keys) {
-			victim = rh
-		}
-	}
-	if victim == nil || len(victim.keys) == 0 {
-		return
-	}
-	delete(h.byKey, victim.keys[0])
-	victim.keys = victim.keys[1:]
-}
-
-// forgetIdleLocked bounds the relayers tracked: past Max of them, those
-// holding nothing are forgotten (with what they spent of their allowance).
-// Every relayer left holds at least one of at most Max revocations.
-func (h *Held) forgetIdleLocked() {
-	if len(h.relayers) < h.cfg.Max {
-		return
-	}
-	for k, rh := range h.relayers {
-		if len(rh.keys) == 0 {
-			delete(h.relayers, k)
-		}
-	}
 }
 
 // Revoked reports whether a revocation of k is held.
@@ -159,20 +114,18 @@ func (h *Held) Revoked(k identity.PublicKey) bool {
 func (h *Held) Take(k identity.PublicKey) (text string, relayer identity.PublicKey, ok bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	hr, ok := h.dropLocked(k)
+	return hr.text, hr.relayer, ok
+}
+
+// dropLocked forgets the revocation of k held.
+func (h *Held) dropLocked(k identity.PublicKey) (heldRevocation, bool) {
 	hr, ok := h.byKey[k]
-	if !ok {
-		return "", identity.PublicKey{}, false
+	if ok {
+		delete(h.byKey, k)
+		h.quota.remove(hr.relayer, k)
 	}
-	delete(h.byKey, k)
-	if rh := h.relayers[hr.relayer]; rh != nil {
-		for i, x := range rh.keys {
-			if x == k {
-				rh.keys = append(rh.keys[:i], rh.keys[i+1:]...)
-				break
-			}
-		}
-	}
-	return hr.text, hr.relayer, true
+	return hr, ok
 }
 
 // Len is how many revocations are held.
@@ -186,8 +139,5 @@ func (h *Held) Len() int {
 func (h *Held) HeldBy(relayer identity.PublicKey) int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if rh := h.relayers[relayer]; rh != nil {
-		return len(rh.keys)
-	}
-	return 0
+	return h.quota.count(relayer)
 }

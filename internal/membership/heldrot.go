@@ -23,23 +23,15 @@ import (
 type HeldRotations struct {
 	cfg HeldConfig
 
-	mu       sync.Mutex
-	byText   map[string]heldRotation
-	byKey    map[identity.PublicKey][]string // texts of the held rotations naming the key, old or new
-	relayers map[identity.PublicKey]*rotationHolder
+	mu     sync.Mutex
+	byText map[string]heldRotation
+	byKey  map[identity.PublicKey][]string // texts of the held rotations naming the key, old or new
+	quota  relayerQuota[string]            // the texts each relayer holds
 }
 
 type heldRotation struct {
 	r       Rotation
 	relayer identity.PublicKey
-}
-
-// rotationHolder is one relayer's allowance and the rotations it has held,
-// oldest first.
-type rotationHolder struct {
-	texts  []string
-	tokens float64
-	at     time.Time
 }
 
 // NewHeldRotations validates cfg (defaults and ranges as NewHeld) and
@@ -50,7 +42,7 @@ func NewHeldRotations(cfg HeldConfig) (*HeldRotations, error) {
 		return nil, fmt.Errorf("%w (held rotations)", err)
 	}
 	return &HeldRotations{cfg: h.cfg, byText: map[string]heldRotation{}, byKey: map[identity.PublicKey][]string{},
-		relayers: map[identity.PublicKey]*rotationHolder{}}, nil
+		quota: newRelayerQuota[string](h.cfg)}, nil
 }
 
 // Hold holds r (whose canonical text is text), relayed by relayer (zero: any
@@ -62,48 +54,19 @@ func (h *HeldRotations) Hold(relayer identity.PublicKey, r Rotation, text string
 	if _, ok := h.byText[text]; ok {
 		return HoldAlready
 	}
-	rh := h.relayers[relayer]
-	if rh == nil {
-		if len(h.relayers) >= h.cfg.Max {
-			for k, x := range h.relayers { // forget the idle ones with what they spent
-				if len(x.texts) == 0 {
-					delete(h.relayers, k)
-				}
-			}
-		}
-		rh = &rotationHolder{tokens: float64(h.cfg.Burst), at: now}
-		h.relayers[relayer] = rh
-	}
-	if d := now.Sub(rh.at); d > 0 {
-		rh.tokens = min(float64(h.cfg.Burst), rh.tokens+float64(d)/float64(h.cfg.Refill))
-		rh.at = now
-	}
-	if rh.tokens < 1 {
+	if !h.quota.spend(relayer, now) {
 		return HoldOverRate
 	}
-	rh.tokens--
 	if len(h.byText) >= h.cfg.Max {
-		h.evictLocked()
+		if t, ok := h.quota.victim(); ok {
+			h.dropLocked(t)
+		}
 	}
 	h.byText[text] = heldRotation{r: r, relayer: relayer}
 	h.byKey[r.Old] = append(h.byKey[r.Old], text)
 	h.byKey[r.New] = append(h.byKey[r.New], text)
-	rh.texts = append(rh.texts, text)
+	h.quota.add(relayer, text)
 	return HoldNew
-}
-
-// evictLocked drops the oldest rotation of the relayer holding the most.
-func (h *HeldRotations) evictLocked() {
-	var victim *rotationHolder
-	for _, rh := range h.relayers {
-		if victim == nil || len(rh.texts) > len(victim.texts) {
-			victim = rh
-		}
-	}
-	if victim == nil || len(victim.texts) == 0 {
-		return
-	}
-	h.dropLocked(victim.texts[0])
 }
 
 // dropLocked forgets the held rotation text everywhere it is indexed.
@@ -119,19 +82,8 @@ func (h *HeldRotations) dropLocked(text string) (heldRotation, bool) {
 			delete(h.byKey, k)
 		}
 	}
-	if rh := h.relayers[hr.relayer]; rh != nil {
-		rh.texts = without(rh.texts, text)
-	}
+	h.quota.remove(hr.relayer, text)
 	return hr, true
-}
-
-func without(list []string, s string) []string {
-	for i, x := range list {
-		if x == s {
-			return append(list[:i], list[i+1:]...)
-		}
-	}
-	return list
 }
 
 // HeldRotation is a rotation given back by Take.
@@ -187,8 +139,5 @@ func (h *HeldRotations) Len() int {
 func (h *HeldRotations) HeldBy(relayer identity.PublicKey) int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if rh := h.relayers[relayer]; rh != nil {
-		return len(rh.texts)
-	}
-	return 0
+	return h.quota.count(relayer)
 }
