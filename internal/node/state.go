@@ -105,6 +105,12 @@ func (n *Node) reload() error {
 func (n *Node) reloadFiles(files homeFiles) error {
 	n.reloadMu.Lock()
 	defer n.reloadMu.Unlock()
+	// An explicit Reload (a CLI edit, a grant) may have applied newer files
+	// since these were read: stale content is never applied over it, and the
+	// next check reads what is on disk now.
+	if readHomeFiles(n.home).key() != files.key() {
+		return nil
+	}
 	return n.applyFiles(files)
 }
 

@@ -115,3 +115,26 @@ func newPeerKey(t *testing.T) identity.PublicKey {
 	}
 	return k.Public()
 }
+
+// TestWatchNeverAppliesStaleContent: content the watcher read is applied
+// only if it is still what the files hold. An explicit Reload (a CLI edit, a
+// grant) that applied newer files between the watcher's read and its apply
+// must not be reverted: CI saw grants and peer removals undone so.
+func TestWatchNeverAppliesStaleContent(t *testing.T) {
+	t.Parallel()
+	n, dir, _, _ := openMovesNode(t)
+	stale := readHomeFiles(dir) // what a watcher tick read
+	carol := newPeerKey(t)
+	if err := home.AddPeer(dir, "carol", "127.0.0.1:7100", carol.String()); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.reloadFiles(stale); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := n.state.Load().peers[carol]; !ok {
+		t.Fatal("the watcher's stale read was applied over a newer explicit reload: carol was dropped")
+	}
+}
