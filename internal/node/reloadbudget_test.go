@@ -20,30 +20,7 @@ import (
 // in flight: its next call is refused at once, and its calls pass again as
 // the running ones end.
 func TestReloadLowersConcurrencyAtOnce(t *testing.T) {
-	c := testnet.NewCluster(t, 2, testnet.Options{Names: []string{"acme", "globex"}})
-	acme, globex := c.Member("acme"), c.Member("globex")
-	started := make(chan struct{}, 8)
-	release := make(chan struct{})
-	globex.Handle(t, "slow", func(ctx context.Context, inv backend.Invocation) ([]byte, error) {
-		started <- struct{}{}
-		select {
-		case <-release:
-		case <-ctx.Done():
-		}
-		return []byte(`{}`), nil
-	})
-	globex.Grant(t, "acme", "slow")
-	done := make(chan testnet.Outcome, 2)
-	for range 2 {
-		go func() { done <- acme.Call(t, "globex", "slow", `{}`) }()
-	}
-	for range 2 {
-		select {
-		case <-started:
-		case <-time.After(10 * time.Second):
-			t.Fatal("calls did not start")
-		}
-	}
+	acme, globex, release, done := twoSlowCallsInFlight(t)
 	globex.AppendConfig(t, "budget:\n  rules:\n    - peer: "+acme.ID.String()+"\n      dir: in\n      concurrency: 2\n")
 	o := acme.Call(t, "globex", "slow", `{}`)
 	var e *localapi.Error
@@ -57,6 +34,37 @@ func TestReloadLowersConcurrencyAtOnce(t *testing.T) {
 		}
 	}
 	acme.MustCall(t, "globex", "slow", `{}`)
+}
+
+// twoSlowCallsInFlight starts two calls from acme to globex's "slow" and
+// returns once both run; they end when release is closed, and report on done.
+func twoSlowCallsInFlight(t *testing.T) (acme, globex *testnet.Member, release chan struct{}, done chan testnet.Outcome) {
+	t.Helper()
+	c := testnet.NewCluster(t, 2, testnet.Options{Names: []string{"acme", "globex"}})
+	acme, globex = c.Member("acme"), c.Member("globex")
+	started := make(chan struct{}, 8)
+	release = make(chan struct{})
+	globex.Handle(t, "slow", func(ctx context.Context, inv backend.Invocation) ([]byte, error) {
+		started <- struct{}{}
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return []byte(`{}`), nil
+	})
+	globex.Grant(t, "acme", "slow")
+	done = make(chan testnet.Outcome, 2)
+	for range 2 {
+		go func() { done <- acme.Call(t, "globex", "slow", `{}`) }()
+	}
+	for range 2 {
+		select {
+		case <-started:
+		case <-time.After(10 * time.Second):
+			t.Fatal("calls did not start")
+		}
+	}
+	return acme, globex, release, done
 }
 
 // An edit that fails validation changes nothing: the budgets in force before
