@@ -21,6 +21,8 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
+	"time"
 
 	"github.com/treaty-dev/treaty/internal/h1pool"
 	"github.com/treaty-dev/treaty/localapi"
@@ -35,14 +37,26 @@ type Client struct {
 	poolErr error        // newPool's
 	hc      *http.Client // streams
 	within  string       // TREATY_CALL of the call being served, if any
+
+	readTimeout time.Duration // bounds a read (GET) whose context has no deadline
 }
+
+// ReadTimeout bounds a read of the node's state (a GET: status, listings,
+// a key) when the caller's context sets no deadline, so that a node that
+// accepts connections but no longer answers does not hang a script. Calls,
+// streams and changes are bounded by the caller's context and by the node's
+// own limits (a call by its capability's timeout), not by this.
+const ReadTimeout = 30 * time.Second
+
+// errNoAnswer is the cause of a read that ReadTimeout cut.
+var errNoAnswer = errors.New("no answer")
 
 // New returns a client for the node whose home is home.
 func New(home string) *Client {
 	sock := filepath.Join(home, localapi.SocketName)
 	dial := dialer(sock)
 	p, err := newPool(dial)
-	return &Client{within: os.Getenv("TREATY_CALL"), p: p, poolErr: err, hc: &http.Client{Transport: &http.Transport{
+	return &Client{within: os.Getenv("TREATY_CALL"), p: p, poolErr: err, readTimeout: ReadTimeout, hc: &http.Client{Transport: &http.Transport{
 		IdleConnTimeout: idleTimeout,
 		DialContext:     func(ctx context.Context, _, _ string) (net.Conn, error) { return dial(ctx) },
 	}}}
@@ -156,7 +170,15 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		}
 		body = b
 	}
+	if _, ok := ctx.Deadline(); !ok && method == http.MethodGet {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeoutCause(ctx, c.readTimeout, errNoAnswer)
+		defer cancel()
+	}
 	status, answer, err := c.roundTrip(ctx, method, path, body)
+	if err != nil && errors.Is(context.Cause(ctx), errNoAnswer) {
+		return fmt.Errorf("client: the node did not answer %s %s within %v: it may be hung (see its log)", method, pathOnly(path), c.readTimeout)
+	}
 	if err != nil {
 		return unwrapDial(err)
 	}
@@ -167,6 +189,14 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		return fmt.Errorf("client: decode answer: %w", err)
 	}
 	return nil
+}
+
+// pathOnly is path without its query, which may name keys and groups.
+func pathOnly(path string) string {
+	if i := strings.IndexByte(path, '?'); i >= 0 {
+		return path[:i]
+	}
+	return path
 }
 
 func unwrapDial(err error) error {

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -13,6 +14,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/treaty-dev/treaty/localapi"
 )
@@ -171,5 +173,49 @@ func TestDialFailures(t *testing.T) {
 	_, err = New(long).Status(t.Context())
 	if err == nil || errors.Is(err, ErrNotRunning) || !strings.Contains(err.Error(), "longer than") {
 		t.Fatalf("a socket path over the limit: %v", err)
+	}
+}
+
+// TestHungNodeReadIsBounded: a node that takes a read but never answers does
+// not hang the reader past ReadTimeout (here shortened), and the error says
+// so; a caller's own deadline is left alone, and so is a call.
+func TestHungNodeReadIsBounded(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	defer close(release)
+	_, cl := newCountingNode(t, func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	})
+	cl.readTimeout = 50 * time.Millisecond
+	start := time.Now()
+	_, err := cl.Peers(t.Context())
+	if err == nil || !strings.Contains(err.Error(), "did not answer GET /v1/peers within 50ms") {
+		t.Fatalf("read of a hung node: %v", err)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Fatalf("read of a hung node took %v", d)
+	}
+	if _, err := cl.KVGet(t.Context(), "g", "secret-key"); err == nil || strings.Contains(err.Error(), "secret-key") {
+		t.Fatalf("the error names the query: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
+	defer cancel()
+	if _, err := cl.Peers(ctx); !errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), "did not answer") {
+		t.Fatalf("a caller's own deadline: %v", err)
+	}
+	callCtx, cancelCall := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { _, err := cl.Call(callCtx, "globex", "echo", nil); done <- err }()
+	select {
+	case err := <-done:
+		t.Fatalf("a call was cut by the read timeout: %v", err)
+	case <-time.After(300 * time.Millisecond): // longer than readTimeout: the call is still waiting
+	}
+	cancelCall()
+	if err := <-done; err == nil {
+		t.Fatal("a cancelled call succeeded")
 	}
 }
