@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -101,6 +102,11 @@ type ledger struct {
 	// GovernAddrs are the addresses of keys this node proposed to admit, by
 	// motion, until the motion passes or its deadline (governor.go).
 	GovernAddrs map[string]governAddr `json:"govern_addrs,omitempty"`
+	// HeldRevoked and HeldRotations are what a.held and a.heldRot hold,
+	// written with every save so a restart keeps them (ADR 21 and 22,
+	// amendments); verified again when loaded.
+	HeldRevoked   []membership.HeldRecord `json:"held_revoked,omitempty"`
+	HeldRotations []membership.HeldRecord `json:"held_rotations,omitempty"`
 }
 
 type inviteUse struct {
@@ -139,7 +145,38 @@ func (n *Node) loadAdmission() error {
 		}
 	}
 	a.rebuildLocked(n.now())
+	n.restoreHeldLocked()
 	return nil
+}
+
+// maxDropLines bounds the log lines of one restore's dropped records.
+const maxDropLines = 16
+
+// restoreHeldLocked holds again the revocations and rotations the ledger
+// kept, verifying each again and leaving out what the ledger has applied
+// since; a record that does not pass is dropped with a log line. a.mu is
+// held and the ledger rebuilt.
+func (n *Node) restoreHeldLocked() {
+	a := &n.adm
+	now := n.now()
+	held, dropped := a.held.Restore(a.ledger.HeldRevoked, now, func(r membership.Revocation) bool {
+		return a.ledgerWhy(r.Key) == "revoked"
+	})
+	rots, droppedRot := a.heldRot.Restore(a.ledger.HeldRotations, now, func(text string) bool {
+		return slices.Contains(a.ledger.Rotations, text)
+	})
+	// An edited ledger may hold any number: a few lines, then a count.
+	dropped = append(dropped, droppedRot...)
+	for i, err := range dropped {
+		if i == maxDropLines {
+			n.log.Warn("more held statements dropped from the admission ledger", "file", a.path, "count", len(dropped)-i)
+			break
+		}
+		n.log.Warn("held statement dropped from the admission ledger", "file", a.path, "err", err)
+	}
+	if held+rots > 0 {
+		n.log.Info("held statements restored", "revocations", held, "rotations", rots)
+	}
 }
 
 // rebuildLocked derives the refused set from the ledger: superseded keys,
@@ -213,11 +250,24 @@ func (a *admission) ledgerWhy(k identity.PublicKey) string {
 // saveLocked writes the ledger; it is on disk before the change it records
 // takes effect or is acknowledged.
 func (a *admission) saveLocked() error {
+	if a.held != nil {
+		a.ledger.HeldRevoked = a.held.Records()
+	}
+	if a.heldRot != nil {
+		a.ledger.HeldRotations = a.heldRot.Records()
+	}
 	b, err := json.MarshalIndent(a.ledger, "", "  ")
 	if err != nil {
 		return err
 	}
 	return homedir.WriteFile(a.path, b, 0o600)
+}
+
+// saveHeld writes the ledger, with what is held now.
+func (a *admission) saveHeld() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.saveLocked()
 }
 
 // markSeen reports whether text was already handled, and remembers it.
@@ -351,6 +401,13 @@ type MemberInfo struct {
 
 func (n *Node) serveJoin(ctx context.Context, c net.Conn) {
 	newcomer, _ := transport.PeerFromConn(c)
+	n.answerJoin(ctx, c, newcomer)
+}
+
+// answerJoin runs one join of newcomer on c and answers it. Once the
+// newcomer is admitted and introduced, what this node holds about its key
+// (a rotation from it) is applied, as for a key an introduction brings.
+func (n *Node) answerJoin(ctx context.Context, c net.Conn, newcomer identity.PublicKey) {
 	reply := n.join(ctx, c, newcomer)
 	b, _ := json.Marshal(reply)
 	_, _ = c.Write(append(b, '\n'))

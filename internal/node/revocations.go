@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 
 	"github.com/treaty-dev/treaty/internal/audit"
 	"github.com/treaty-dev/treaty/internal/identity"
@@ -107,6 +108,10 @@ func (n *Node) holdRevocation(ctx context.Context, r membership.Revocation, text
 		return errHeld
 	case membership.HoldNew:
 		err = errHeld
+		if serr := n.adm.saveHeld(); serr != nil { // held across a restart, or not at all
+			n.adm.held.Take(r.Key)
+			return fmt.Errorf("held revocation not persisted: %w", serr)
+		}
 	case membership.HoldOverRate:
 		err, reason = errHeldOverRate, reasonHeldOverRate
 		n.overAllowance(relayer, "relayed more revocations of unknown keys than allowed")
