@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -196,4 +197,87 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(p)
+}
+
+// TestJoinPromotesHeldRotationFromTheKey: a rotation from a key this node
+// does not know is held; the key then joins by invite. Its rotation is
+// applied once it is a member: written to the ledger, no longer held, and
+// the new member's entry moved to the new key. Without it the member stayed
+// on the key it had rotated away from (held revocations were applied at a
+// join; held rotations were not).
+func TestJoinPromotesHeldRotationFromTheKey(t *testing.T) {
+	t.Parallel()
+	relayer, old, next := mustKey(t), mustKey(t), mustKey(t)
+	n, dir := openAdmissionNode(t, map[string]identity.PrivateKey{"relayer": relayer})
+	rot := signRotation(t, n, old, next)
+	if fresh, err := n.applyStatement(t.Context(), rot, relayer.Public(), nil); err != nil || fresh {
+		t.Fatalf("rotation between unknown keys: fresh %v, err %v; want held", fresh, err)
+	}
+	if n.adm.heldRot.Len() != 1 {
+		t.Fatal("rotation not held")
+	}
+	if reply := joinWith(t, n, old.Public()); reply.Code != "" {
+		t.Fatalf("join of the rotation's old key refused: %+v", reply)
+	}
+	n.adm.wg.Wait()
+	if n.adm.heldRot.Len() != 0 {
+		t.Errorf("%d rotations still held after their old key joined, want none", n.adm.heldRot.Len())
+	}
+	if l := ledgerOf(t, dir); !slices.Contains(l.Rotations, rot) || len(l.HeldRotations) != 0 {
+		t.Errorf("ledger rotations %d (held %d), want the rotation applied", len(l.Rotations), len(l.HeldRotations))
+	}
+	peers := n.state.Load().peers
+	if _, ok := peers[old.Public()]; ok {
+		t.Error("the joined member is still on its old key")
+	}
+	if _, ok := peers[next.Public()]; !ok {
+		t.Error("the joined member's entry was not moved to its new key")
+	}
+	if why := n.adm.refusedWhy(old.Public()); !strings.HasPrefix(why, "superseded") {
+		t.Errorf("the old key is %q, want superseded", why)
+	}
+}
+
+// TestGroupAdmissionPromotesHeld: a key the governing group admits is a key
+// that turned up, as at a join: a held rotation from it is applied, and a
+// held revocation of another admitted key is written to the ledger (the
+// admission itself still refused).
+func TestGroupAdmissionPromotesHeld(t *testing.T) {
+	t.Parallel()
+	relayer, old, next, revoked := mustKey(t), mustKey(t), mustKey(t), mustKey(t)
+	n, dir := openAdmissionNode(t, map[string]identity.PrivateKey{"relayer": relayer})
+	rot := signRotation(t, n, old, next)
+	_, rvt, err := membership.SignRevocation(revoked, n.now(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, text := range []string{rot, rvt} {
+		if _, err := n.applyStatement(t.Context(), text, relayer.Public(), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	admit := func(k identity.PublicKey, name string) error {
+		d := membership.Decided{Action: membership.GroupAction{Kind: membership.ActionAdmit, Key: k, Name: name},
+			Motion: "m-" + name, Time: n.now().UnixNano(), Addr: "127.0.0.1:3"}
+		return n.applyGroupAdmission(t.Context(), d, relayer.Public(), false)
+	}
+	if err := admit(old.Public(), "old"); err != nil {
+		t.Fatal(err)
+	}
+	if err := admit(revoked.Public(), "revoked"); err != nil {
+		t.Fatal(err)
+	}
+	n.adm.wg.Wait()
+	peers := n.state.Load().peers
+	if _, ok := peers[next.Public()]; !ok || n.adm.heldRot.Len() != 0 {
+		t.Errorf("group-admitted key's held rotation not applied (entry on the new key %v, %d held)", ok, n.adm.heldRot.Len())
+	}
+	if _, ok := peers[revoked.Public()]; ok {
+		t.Error("a key with a held revocation was admitted by the group")
+	}
+	l := ledgerOf(t, dir)
+	if !slices.Contains(l.Rotations, rot) || !slices.Contains(l.Revoked, rvt) || len(l.HeldRevoked)+len(l.HeldRotations) != 0 {
+		t.Errorf("ledger: %d rotations, %d revoked, %d+%d held; want both applied", len(l.Rotations), len(l.Revoked),
+			len(l.HeldRevoked), len(l.HeldRotations))
+	}
 }

@@ -416,6 +416,9 @@ func (n *Node) answerJoin(ctx context.Context, c net.Conn, newcomer identity.Pub
 		// Every member learns the newcomer; it already knows them.
 		n.spread(ctx, reply.Admit, map[identity.PublicKey]struct{}{newcomer: {}})
 		n.publishGossip(ctx, reply.Admit)
+		// After the introduction, so that members learn the key before the
+		// rotation from it (revocations.go).
+		n.promoteHeld(ctx, newcomer)
 	}
 }
 
