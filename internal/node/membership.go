@@ -90,6 +90,9 @@ type admission struct {
 
 	// rotatedTo are the keys a rotation in the ledger hands over to (rotations.go).
 	rotatedTo atomic.Pointer[map[identity.PublicKey]struct{}]
+
+	// rotLimit bounds rotations of a member's live key (rotation_rate.go).
+	rotLimit *membership.RotationLimit
 }
 
 // ledger is AdmissionFile.
@@ -128,6 +131,9 @@ func (n *Node) loadAdmission() error {
 	}
 	a.held = held
 	if a.heldRot, err = membership.NewHeldRotations(membership.HeldConfig{}); err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	if a.rotLimit, err = membership.NewRotationLimit(membership.RotationLimitConfig{}); err != nil {
 		return fmt.Errorf("node: %w", err)
 	}
 	a.ledger = ledger{Invites: map[string]*inviteUse{}}

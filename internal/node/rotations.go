@@ -97,6 +97,9 @@ func (n *Node) applyRotation(ctx context.Context, r membership.Rotation, text st
 	if !from.IsZero() && !promoted && !n.rotationNeeded(r) && !a.inLedger(text) {
 		return n.holdRotation(ctx, r, text, from)
 	}
+	if err := n.checkRotationRate(ctx, r, text, from); err != nil { // rotation_rate.go
+		return err
+	}
 	return n.persistRotation(ctx, r, text, from, ack)
 }
 
@@ -158,6 +161,9 @@ func (n *Node) persistRotation(ctx context.Context, r membership.Rotation, text 
 			a.ledger.Rotations = a.ledger.Rotations[:len(a.ledger.Rotations)-1]
 		} else {
 			a.rebuildLocked(n.now())
+			if a.rotLimit != nil {
+				a.rotLimit.Applied(r, n.now()) // the chain's next rotation waits (rotation_rate.go)
+			}
 		}
 	}
 	a.mu.Unlock()
