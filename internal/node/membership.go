@@ -233,7 +233,7 @@ func (a *admission) rebuildLocked(now time.Time) {
 }
 
 // refusedWhy says why k may not connect ("" when it may): its ledger, then
-// the revocations and rotations held in memory.
+// the revocations and rotations held.
 func (a *admission) refusedWhy(k identity.PublicKey) string {
 	if why := a.ledgerWhy(k); why != "" {
 		return why

@@ -12,14 +12,15 @@ import (
 )
 
 // Rotations that concern a key this node knows are written to the ledger and
-// take effect; those between keys it does not know are held in memory only
-// (membership.HeldRotations), since any member can mint them at will: a
+// take effect; those between keys it does not know are held (kept in the
+// ledger's held_rotations across restarts; membership.HeldRotations), since
+// any member can mint them at will: a
 // rotation signed by two keys it made is valid
 // (docs/adr/0022-rotations-of-unknown-keys.md). A held rotation is not passed
 // on, is audited per relayer in aggregate, refuses its new key when its old
 // key is revoked, and is applied once either key turns up: the rotation
 // that makes its old key a member here (a chain delivered out of order), an
-// introduction, a join or a revocation that names it.
+// introduction, a join, a group admission or a revocation that names it.
 
 // errHeldRotation marks a valid rotation that was held, not applied nor passed on.
 var errHeldRotation = errors.New("rotation between keys this node does not know: held, not applied")
