@@ -125,3 +125,43 @@ func TestHeldRestoreDropsBadRecords(t *testing.T) {
 		t.Errorf("Restore of 100 at once = %d held, %d dropped; want the burst of 8 held", n, len(dropped))
 	}
 }
+
+// FuzzHeldRestore: whatever JSON the ledger's held records hold, Restore
+// never panics, holds only statements that verify, and stays within its
+// bounds.
+func FuzzHeldRestore(f *testing.F) {
+	_, txt := signedRevocation(f, 2)
+	_, rtxt, _ := SignRotation(testKey(f, 3), testKey(f, 4), t0)
+	for _, recs := range [][]HeldRecord{
+		{{Text: txt, Relayer: testKey(f, 1).Public().String(), At: t0}},
+		{{Text: rtxt, At: t0}, {Text: txt, At: t0.Add(time.Hour)}},
+		{{Text: txt[:len(txt)-4], At: t0}},
+	} {
+		b, _ := json.Marshal(recs)
+		f.Add(b)
+	}
+	f.Add([]byte(`[{"text":"","at":"0001-01-01T00:00:00Z"}]`))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		var recs []HeldRecord
+		if json.Unmarshal(in, &recs) != nil {
+			return
+		}
+		h, _ := NewHeld(HeldConfig{Max: 4, Burst: 2})
+		n, dropped := h.Restore(recs, t0, nil)
+		if n+len(dropped) > len(recs) || h.Len() > 4 || h.Len() > n {
+			t.Fatalf("restored %d, dropped %d of %d; %d held", n, len(dropped), len(recs), h.Len())
+		}
+		for _, rec := range h.Records() {
+			if _, err := ParseRevocation(rec.Text); err != nil {
+				t.Fatalf("held a record that does not verify: %v", err)
+			}
+		}
+		hr, _ := NewHeldRotations(HeldConfig{Max: 4, Burst: 2})
+		hr.Restore(recs, t0, nil)
+		for _, rec := range hr.Records() {
+			if _, err := ParseRotation(rec.Text); err != nil {
+				t.Fatalf("held a rotation that does not verify: %v", err)
+			}
+		}
+	})
+}
