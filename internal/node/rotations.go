@@ -14,9 +14,8 @@ import (
 // Rotations that concern a key this node knows are written to the ledger and
 // take effect; those between keys it does not know are held (kept in the
 // ledger's held_rotations across restarts; membership.HeldRotations), since
-// any member can mint them at will: a
-// rotation signed by two keys it made is valid
-// (docs/adr/0022-rotations-of-unknown-keys.md). A held rotation is not passed
+// any member can mint them at will: a rotation signed by two keys it made is
+// valid (docs/adr/0022-rotations-of-unknown-keys.md). A held rotation is not passed
 // on, is audited per relayer in aggregate, refuses its new key when its old
 // key is revoked, and is applied once either key turns up: the rotation
 // that makes its old key a member here (a chain delivered out of order), an
