@@ -8,13 +8,14 @@ import (
 	"github.com/treaty-dev/treaty/internal/identity"
 )
 
-// Held keeps, in memory only, the revocations of keys a node does not know
+// Held keeps, in memory, the revocations of keys a node does not know
 // (not itself, not in its peer book, not in its ledger). Any member can mint
 // those at will: a revocation signed by a fresh key is valid by
 // construction. They still matter, since a revocation must beat an admission
 // of its key that arrives later, so a node holds them (the key is refused
 // while held) but does not write them to its ledger, pass them on, or audit
-// each one (docs/adr/0021-revocations-of-unknown-keys.md).
+// each one (docs/adr/0021-revocations-of-unknown-keys.md). Records and
+// Restore let the node keep them across a restart (heldstore.go).
 //
 // Bounds: at most HeldConfig.Max revocations in all. Each relayer has an
 // allowance of HeldConfig.Burst revocations, refilled by one every
@@ -43,6 +44,7 @@ const MaxHeld = 4096
 type heldRevocation struct {
 	text    string
 	relayer identity.PublicKey
+	at      time.Time // when it was held
 }
 
 // HoldResult says what Hold did with a revocation.
@@ -96,7 +98,7 @@ func (h *Held) Hold(relayer identity.PublicKey, r Revocation, text string, now t
 			h.dropLocked(k)
 		}
 	}
-	h.byKey[r.Key] = heldRevocation{text: text, relayer: relayer}
+	h.byKey[r.Key] = heldRevocation{text: text, relayer: relayer, at: now}
 	h.quota.add(relayer, r.Key)
 	return HoldNew
 }

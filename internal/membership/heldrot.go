@@ -8,13 +8,14 @@ import (
 	"github.com/treaty-dev/treaty/internal/identity"
 )
 
-// HeldRotations keeps, in memory only, the rotations a node has no use for
+// HeldRotations keeps, in memory, the rotations a node has no use for
 // yet: neither key is one it knows (docs/adr/0022-rotations-of-unknown-keys.md).
 // Any member can mint those at will (a rotation signed by two keys it made is
 // valid), but one may still matter later: the second link of a chain whose
 // first link has not arrived yet, or the rotation of a revoked key whose new
 // key has not turned up yet. A node holds them, indexed by both keys, and
-// applies one for good once either of its keys turns up.
+// applies one for good once either of its keys turns up. Records and Restore
+// let the node keep them across a restart (heldstore.go).
 //
 // Bounds are those of Held: at most HeldConfig.Max rotations in all; each
 // relayer has an allowance of HeldConfig.Burst, refilled by one every
@@ -32,6 +33,7 @@ type HeldRotations struct {
 type heldRotation struct {
 	r       Rotation
 	relayer identity.PublicKey
+	at      time.Time // when it was held
 }
 
 // NewHeldRotations validates cfg (defaults and ranges as NewHeld) and
@@ -62,7 +64,7 @@ func (h *HeldRotations) Hold(relayer identity.PublicKey, r Rotation, text string
 			h.dropLocked(t)
 		}
 	}
-	h.byText[text] = heldRotation{r: r, relayer: relayer}
+	h.byText[text] = heldRotation{r: r, relayer: relayer, at: now}
 	h.byKey[r.Old] = append(h.byKey[r.Old], text)
 	h.byKey[r.New] = append(h.byKey[r.New], text)
 	h.quota.add(relayer, text)
@@ -106,6 +108,15 @@ func (h *HeldRotations) Take(k identity.PublicKey) []HeldRotation {
 		}
 	}
 	return out
+}
+
+// Drop forgets the held rotation text, if it is held, and reports whether
+// it was (the caller could not persist it).
+func (h *HeldRotations) Drop(text string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	_, ok := h.dropLocked(text)
+	return ok
 }
 
 // Names reports whether a held rotation names k, as old or new key.

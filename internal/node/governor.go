@@ -456,6 +456,7 @@ func (n *Node) applyGroupAdmission(ctx context.Context, d membership.Decided, fr
 		return errStale
 	}
 	if why := n.adm.refusedWhy(k); why != "" {
+		n.promoteHeld(ctx, k) // revocations.go: it turned up
 		n.log.Info("group admission of a refused key ignored", "peer", k, "why", why)
 		return nil // revocation beats admission; passed on all the same
 	}
@@ -482,6 +483,7 @@ func (n *Node) applyGroupAdmission(ctx context.Context, d membership.Decided, fr
 	}
 	n.auditAdmission(ctx, KindMemberAdmit, k, "in", rep)
 	n.log.Info("member admitted by the governing group", "peer", k, "name", name, "group", d.Group.Name)
+	n.promoteHeld(ctx, k) // a held rotation from it now moves its entry
 	return nil
 }
 

@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -89,6 +90,9 @@ type admission struct {
 
 	// rotatedTo are the keys a rotation in the ledger hands over to (rotations.go).
 	rotatedTo atomic.Pointer[map[identity.PublicKey]struct{}]
+
+	// rotLimit bounds rotations of a member's live key (rotation_rate.go).
+	rotLimit *membership.RotationLimit
 }
 
 // ledger is AdmissionFile.
@@ -101,6 +105,11 @@ type ledger struct {
 	// GovernAddrs are the addresses of keys this node proposed to admit, by
 	// motion, until the motion passes or its deadline (governor.go).
 	GovernAddrs map[string]governAddr `json:"govern_addrs,omitempty"`
+	// HeldRevoked and HeldRotations are what a.held and a.heldRot hold,
+	// written with every save so a restart keeps them (ADR 21 and 22,
+	// amendments); verified again when loaded.
+	HeldRevoked   []membership.HeldRecord `json:"held_revoked,omitempty"`
+	HeldRotations []membership.HeldRecord `json:"held_rotations,omitempty"`
 }
 
 type inviteUse struct {
@@ -124,6 +133,9 @@ func (n *Node) loadAdmission() error {
 	if a.heldRot, err = membership.NewHeldRotations(membership.HeldConfig{}); err != nil {
 		return fmt.Errorf("node: %w", err)
 	}
+	if a.rotLimit, err = membership.NewRotationLimit(membership.RotationLimitConfig{}); err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
 	a.ledger = ledger{Invites: map[string]*inviteUse{}}
 	b, err := os.ReadFile(a.path)
 	switch {
@@ -139,7 +151,38 @@ func (n *Node) loadAdmission() error {
 		}
 	}
 	a.rebuildLocked(n.now())
+	n.restoreHeldLocked()
 	return nil
+}
+
+// maxDropLines bounds the log lines of one restore's dropped records.
+const maxDropLines = 16
+
+// restoreHeldLocked holds again the revocations and rotations the ledger
+// kept, verifying each again and leaving out what the ledger has applied
+// since; a record that does not pass is dropped with a log line. a.mu is
+// held and the ledger rebuilt.
+func (n *Node) restoreHeldLocked() {
+	a := &n.adm
+	now := n.now()
+	held, dropped := a.held.Restore(a.ledger.HeldRevoked, now, func(r membership.Revocation) bool {
+		return a.ledgerWhy(r.Key) == "revoked"
+	})
+	rots, droppedRot := a.heldRot.Restore(a.ledger.HeldRotations, now, func(text string) bool {
+		return slices.Contains(a.ledger.Rotations, text)
+	})
+	// An edited ledger may hold any number: a few lines, then a count.
+	dropped = append(dropped, droppedRot...)
+	for i, err := range dropped {
+		if i == maxDropLines {
+			n.log.Warn("more held statements dropped from the admission ledger", "file", a.path, "count", len(dropped)-i)
+			break
+		}
+		n.log.Warn("held statement dropped from the admission ledger", "file", a.path, "err", err)
+	}
+	if held+rots > 0 {
+		n.log.Info("held statements restored", "revocations", held, "rotations", rots)
+	}
 }
 
 // rebuildLocked derives the refused set from the ledger: superseded keys,
@@ -190,7 +233,7 @@ func (a *admission) rebuildLocked(now time.Time) {
 }
 
 // refusedWhy says why k may not connect ("" when it may): its ledger, then
-// the revocations and rotations held in memory.
+// the revocations and rotations held.
 func (a *admission) refusedWhy(k identity.PublicKey) string {
 	if why := a.ledgerWhy(k); why != "" {
 		return why
@@ -213,11 +256,24 @@ func (a *admission) ledgerWhy(k identity.PublicKey) string {
 // saveLocked writes the ledger; it is on disk before the change it records
 // takes effect or is acknowledged.
 func (a *admission) saveLocked() error {
+	if a.held != nil {
+		a.ledger.HeldRevoked = a.held.Records()
+	}
+	if a.heldRot != nil {
+		a.ledger.HeldRotations = a.heldRot.Records()
+	}
 	b, err := json.MarshalIndent(a.ledger, "", "  ")
 	if err != nil {
 		return err
 	}
 	return homedir.WriteFile(a.path, b, 0o600)
+}
+
+// saveHeld writes the ledger, with what is held now.
+func (a *admission) saveHeld() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.saveLocked()
 }
 
 // markSeen reports whether text was already handled, and remembers it.
@@ -351,6 +407,13 @@ type MemberInfo struct {
 
 func (n *Node) serveJoin(ctx context.Context, c net.Conn) {
 	newcomer, _ := transport.PeerFromConn(c)
+	n.answerJoin(ctx, c, newcomer)
+}
+
+// answerJoin runs one join of newcomer on c and answers it. Once the
+// newcomer is admitted and introduced, what this node holds about its key
+// (a rotation from it) is applied, as for a key an introduction brings.
+func (n *Node) answerJoin(ctx context.Context, c net.Conn, newcomer identity.PublicKey) {
 	reply := n.join(ctx, c, newcomer)
 	b, _ := json.Marshal(reply)
 	_, _ = c.Write(append(b, '\n'))
@@ -359,6 +422,9 @@ func (n *Node) serveJoin(ctx context.Context, c net.Conn) {
 		// Every member learns the newcomer; it already knows them.
 		n.spread(ctx, reply.Admit, map[identity.PublicKey]struct{}{newcomer: {}})
 		n.publishGossip(ctx, reply.Admit)
+		// After the introduction, so that members learn the key before the
+		// rotation from it (revocations.go).
+		n.promoteHeld(ctx, newcomer)
 	}
 }
 

@@ -37,7 +37,7 @@ var memberStates = []membership.State{membership.StateAlive, membership.StateSus
 type membershipMetrics struct {
 	n *Node
 
-	members, peers, revoked, evidence, joins, rotations, revocations *prometheus.Desc
+	members, peers, revoked, evidence, joins, rotations, rotationsRefused, revocations *prometheus.Desc
 }
 
 func newMembershipMetrics(n *Node) *membershipMetrics {
@@ -51,12 +51,14 @@ func newMembershipMetrics(n *Node) *membershipMetrics {
 		joins:       prometheus.NewDesc(ns+"_membership_joins_total", "Newcomers presenting this node's invites, by outcome (admitted, refused).", []string{"outcome"}, nil),
 		rotations:   prometheus.NewDesc(ns+"_membership_rotations_total", "Key rotations: in (a peer's, applied here) and out (this node's own).", []string{"direction"}, nil),
 		revocations: prometheus.NewDesc(ns+"_membership_revocations_total", "Revocation statements applied.", nil, nil),
+		rotationsRefused: prometheus.NewDesc(ns+"_membership_rotations_refused_total",
+			"Rotations of a member's live key refused because its key chain rotated here less than a minute before.", nil, nil),
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (mm *membershipMetrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{mm.members, mm.peers, mm.revoked, mm.evidence, mm.joins, mm.rotations, mm.revocations} {
+	for _, d := range []*prometheus.Desc{mm.members, mm.peers, mm.revoked, mm.evidence, mm.joins, mm.rotations, mm.rotationsRefused, mm.revocations} {
 		ch <- d
 	}
 }
@@ -108,6 +110,9 @@ func (mm *membershipMetrics) Collect(ch chan<- prometheus.Metric) {
 	counter(mm.joins, c.joinsRefused.Load(), "refused")
 	counter(mm.rotations, c.rotationsIn.Load(), "in")
 	counter(mm.rotations, c.rotationsOut.Load(), "out")
+	if rl := n.adm.rotLimit; rl != nil {
+		counter(mm.rotationsRefused, rl.Refused())
+	}
 	counter(mm.revocations, c.revocations.Load())
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 
 	"github.com/treaty-dev/treaty/internal/audit"
 	"github.com/treaty-dev/treaty/internal/identity"
@@ -14,11 +15,12 @@ import (
 
 // Revocations of keys this node knows (itself, its peer book, its ledger) are
 // written to the ledger and take full effect; those of keys it does not know
-// are held in memory only (membership.Held), since any member can mint them
-// at will (docs/adr/0021-revocations-of-unknown-keys.md). A held revocation
-// still refuses its key, is not passed on, and is audited per relayer in
-// aggregate; once its key turns up (an introduction, a join, a rotation) it
-// is applied like any other.
+// are held (membership.Held), since any member can mint them at will
+// (docs/adr/0021-revocations-of-unknown-keys.md). A held revocation still
+// refuses its key, is not passed on, is audited per relayer in aggregate,
+// and is kept in the ledger's held_revoked across restarts; once its key
+// turns up (an introduction, a join, a group admission, a rotation) it is
+// applied like any other.
 
 // errHeld marks a valid revocation that was held, not applied nor passed on.
 var errHeld = errors.New("revocation of a key this node does not know: held, not applied")
@@ -107,6 +109,10 @@ func (n *Node) holdRevocation(ctx context.Context, r membership.Revocation, text
 		return errHeld
 	case membership.HoldNew:
 		err = errHeld
+		if serr := n.adm.saveHeld(); serr != nil { // held across a restart, or not at all
+			n.adm.held.Take(r.Key)
+			return fmt.Errorf("held revocation not persisted: %w", serr)
+		}
 	case membership.HoldOverRate:
 		err, reason = errHeldOverRate, reasonHeldOverRate
 		n.overAllowance(relayer, "relayed more revocations of unknown keys than allowed")

@@ -45,6 +45,9 @@ type RotateResult struct {
 // nothing, when the book has members and none acknowledged: the node would be
 // cut off on a key nobody knows.
 func (n *Node) Rotate(ctx context.Context) (RotateResult, error) {
+	if err := n.ownRotationRate(); err != nil { // rotation_rate.go
+		return RotateResult{}, err
+	}
 	next, err := identity.Generate(nil)
 	if err != nil {
 		return RotateResult{}, err

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"github.com/treaty-dev/treaty/internal/home"
 	"github.com/treaty-dev/treaty/internal/identity"
@@ -11,14 +12,14 @@ import (
 )
 
 // Rotations that concern a key this node knows are written to the ledger and
-// take effect; those between keys it does not know are held in memory only
-// (membership.HeldRotations), since any member can mint them at will: a
-// rotation signed by two keys it made is valid
-// (docs/adr/0022-rotations-of-unknown-keys.md). A held rotation is not passed
+// take effect; those between keys it does not know are held (kept in the
+// ledger's held_rotations across restarts; membership.HeldRotations), since
+// any member can mint them at will: a rotation signed by two keys it made is
+// valid (docs/adr/0022-rotations-of-unknown-keys.md). A held rotation is not passed
 // on, is audited per relayer in aggregate, refuses its new key when its old
 // key is revoked, and is applied once either key turns up: the rotation
 // that makes its old key a member here (a chain delivered out of order), an
-// introduction, a join or a revocation that names it.
+// introduction, a join, a group admission or a revocation that names it.
 
 // errHeldRotation marks a valid rotation that was held, not applied nor passed on.
 var errHeldRotation = errors.New("rotation between keys this node does not know: held, not applied")
@@ -96,6 +97,9 @@ func (n *Node) applyRotation(ctx context.Context, r membership.Rotation, text st
 	if !from.IsZero() && !promoted && !n.rotationNeeded(r) && !a.inLedger(text) {
 		return n.holdRotation(ctx, r, text, from)
 	}
+	if err := n.checkRotationRate(ctx, r, text, from); err != nil { // rotation_rate.go
+		return err
+	}
 	return n.persistRotation(ctx, r, text, from, ack)
 }
 
@@ -112,6 +116,10 @@ func (n *Node) holdRotation(ctx context.Context, r membership.Rotation, text str
 		return errHeldRotation
 	case membership.HoldNew:
 		err = errHeldRotation
+		if serr := n.adm.saveHeld(); serr != nil { // held across a restart, or not at all
+			n.adm.heldRot.Drop(text)
+			return fmt.Errorf("held rotation not persisted: %w", serr)
+		}
 	case membership.HoldOverRate:
 		err, reason = errHeldRotationOverRate, reasonRotationOverRate
 		n.overAllowance(relayer, "relayed more rotations between unknown keys than allowed")
@@ -153,6 +161,9 @@ func (n *Node) persistRotation(ctx context.Context, r membership.Rotation, text 
 			a.ledger.Rotations = a.ledger.Rotations[:len(a.ledger.Rotations)-1]
 		} else {
 			a.rebuildLocked(n.now())
+			if a.rotLimit != nil {
+				a.rotLimit.Applied(r, n.now()) // the chain's next rotation waits (rotation_rate.go)
+			}
 		}
 	}
 	a.mu.Unlock()
