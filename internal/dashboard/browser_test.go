@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -137,23 +138,22 @@ func TestBrowser(t *testing.T) {
 		}
 	})
 
-	// Without the token the page is refused.
+	// Without the token the page loads, reads nothing, and says what to open.
 	if err := chromedp.Do(bctx, chromedp.Navigate("http://"+addr+"/")); err != nil {
 		t.Fatal(err)
 	}
-	body, err := chromedp.Run(bctx, chromedp.Evaluate[string](`document.body.innerText`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(body, "missing or wrong token") {
-		t.Fatalf("page without token: %q", body)
-	}
+	waitJS(t, bctx, "page asks for the token", `document.getElementById("login").hidden === false &&
+		document.getElementById("live").textContent === "offline"`, 10*time.Second)
 
-	// The printed URL logs in (cookie) and the page goes live.
-	if err := chromedp.Do(bctx, chromedp.Navigate("http://"+addr+"/?token="+tok)); err != nil {
+	// The printed URL (token in the fragment) opens it, and the page goes live.
+	if err := chromedp.Do(bctx, chromedp.Navigate("about:blank")); err != nil {
 		t.Fatal(err)
 	}
-	waitJS(t, bctx, "page goes live", `document.getElementById("live").textContent === "live"`, 10*time.Second)
+	if err := chromedp.Do(bctx, chromedp.Navigate("http://"+addr+"/#token="+tok)); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, bctx, "page goes live", `document.getElementById("live").textContent === "live" &&
+		document.getElementById("login").hidden === true`, 10*time.Second)
 	loc, err := chromedp.Run(bctx, chromedp.Location())
 	if err != nil {
 		t.Fatal(err)
@@ -161,6 +161,40 @@ func TestBrowser(t *testing.T) {
 	if strings.Contains(loc, tok) {
 		t.Fatalf("token left in the address bar: %s", loc)
 	}
+	// A reload keeps the tab's token.
+	if err := chromedp.Do(bctx, chromedp.Reload()); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, bctx, "live after reload", `document.getElementById("live").textContent === "live"`, 10*time.Second)
+
+	// Another local server the browser visits (another port of the same
+	// address) learns nothing: browsers send 127.0.0.1's cookies to every
+	// port of it, and the dashboard sets none.
+	var heard sync.Map
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if c := r.Header.Get("Cookie"); c != "" {
+			heard.Store(c, true)
+		}
+		for _, v := range r.Header {
+			for _, s := range v {
+				if strings.Contains(s, tok) {
+					heard.Store("header "+s, true)
+				}
+			}
+		}
+	}))
+	defer other.Close()
+	if err := chromedp.Do(bctx, chromedp.Navigate(other.URL+"/")); err != nil {
+		t.Fatal(err)
+	}
+	heard.Range(func(k, _ any) bool {
+		t.Errorf("another local server received %q from the browser", k)
+		return true
+	})
+	if err := chromedp.Do(bctx, chromedp.Navigate("http://"+addr+"/")); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, bctx, "live again", `document.getElementById("live").textContent === "live"`, 10*time.Second)
 
 	// Both nodes of the run: acme in the header, globex among its peers.
 	waitJS(t, bctx, "both nodes shown", `document.getElementById("node").textContent.startsWith("acme ") &&

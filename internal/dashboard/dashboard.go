@@ -4,8 +4,8 @@
 // has them, and members (admission and gossip) when its API lists them. It runs beside the node, reads it through the local API and the
 // home's files (the audit log read-only), and never changes either.
 //
-// Guarantees: every request needs the token (bearer header, or the cookie a
-// ?token= URL sets); on a loopback address the Host header must be the bound
+// Guarantees: every read of the node's data needs the token as a bearer
+// header (no cookie: a browser would send it to every port of the host); on a loopback address the Host header must be the bound
 // address and a cross-origin request is refused, so a DNS-rebinding page
 // cannot read it; pages carry a Content-Security-Policy without inline
 // script, and peer-controlled text is only ever set as text by the page.
