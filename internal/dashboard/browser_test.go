@@ -54,7 +54,7 @@ type withHostilePeer struct{ *client.Client }
 
 func (w withHostilePeer) Peers(ctx context.Context) ([]localapi.PeerInfo, error) {
 	ps, err := w.Client.Peers(ctx)
-	return append(ps, localapi.PeerInfo{Name: hostileName, ID: "did:key:z6MkHostile", Addr: "127.0.0.1:9"}), err
+	return append(ps, localapi.PeerInfo{Name: hostileName, ID: "did:key:z6MkHostile", Addr: "127.0.0.1:9", Unwitnessed: 11}), err
 }
 
 // Members adds the hostile peer as a gossip member whose organisation is
@@ -199,6 +199,11 @@ func TestBrowser(t *testing.T) {
 	// Both nodes of the run: acme in the header, globex among its peers.
 	waitJS(t, bctx, "both nodes shown", `document.getElementById("node").textContent.startsWith("acme ") &&
 		[...document.querySelectorAll("#peers tbody tr")].some(tr => tr.cells[0].textContent === "globex")`, 10*time.Second)
+
+	// Witnessing beside peer health: globex's notes are judged; the hostile
+	// peer's streak of unjudged ones is past the alert, in red.
+	waitJS(t, bctx, "witness column", `[...document.querySelectorAll("#peers tbody tr")].some(tr => tr.cells[0].textContent === "globex" && tr.cells[4].textContent === "ok") &&
+		[...document.querySelectorAll("#peers tbody tr")].some(tr => tr.cells[4].textContent === "11 unjudged in a row" && tr.cells[4].className === "refused")`, 5*time.Second)
 
 	// A node that runs no group shows no group panel.
 	waitJS(t, bctx, "no group panel", `document.getElementById("groups-box").hidden === true`, 5*time.Second)

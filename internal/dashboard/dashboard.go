@@ -183,6 +183,12 @@ type PeerState struct {
 	Breaker string           `json:"breaker,omitempty"`
 	Trust   *catalogue.Trust `json:"trust,omitempty"`
 	History []float64        `json:"history,omitempty"`
+	// Unwitnessed is the node's audit witness's streak of this peer's
+	// checkpoint notes it could not judge (no consistency proof had);
+	// UnwitnessedAlert is set from audit.MaxUnwitnessed on, where the
+	// node alerts.
+	Unwitnessed      int  `json:"unwitnessed,omitempty"`
+	UnwitnessedAlert bool `json:"unwitnessed_alert,omitempty"`
 }
 
 // EntryView is one audit entry as the page shows it (no content, no evidence).
@@ -316,7 +322,8 @@ func (d *Dashboard) Refresh(ctx context.Context, sample bool) {
 		d.mu.Lock()
 		for _, p := range peers {
 			names[p.ID] = p.Name
-			ps := PeerState{Name: p.Name, ID: p.ID, Addr: p.Addr, Breaker: p.Breaker}
+			ps := PeerState{Name: p.Name, ID: p.ID, Addr: p.Addr, Breaker: p.Breaker,
+				Unwitnessed: p.Unwitnessed, UnwitnessedAlert: p.Unwitnessed >= audit.MaxUnwitnessed}
 			if tr, ok := trusts[p.ID]; ok {
 				ps.Trust = &tr
 				if sample {

@@ -129,7 +129,8 @@ function render(s) {
     cell(tr, p.name);
     cell(tr, shortID(p.id), "id").title = p.id;
     cell(tr, p.addr);
-    cell(tr, p.breaker);
+    cell(tr, p.breaker, p.breaker === "open" ? "refused" : "");
+    cell(tr, p.unwitnessed ? p.unwitnessed + " unjudged in a row" : "ok", p.unwitnessed_alert ? "refused" : "");
     const t = p.trust;
     cell(tr, t ? t.level + (t.quarantined ? " (quarantined)" : "") : "");
     cell(tr, t ? t.score.toFixed(3) : "");
