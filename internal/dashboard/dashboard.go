@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -306,12 +307,13 @@ func (d *Dashboard) Refresh(ctx context.Context, sample bool) {
 		names[st.ID] = st.Name + " (this node)"
 	}
 	if s.Node.Up {
-		peers, err := d.opts.Node.Peers(ctx)
-		if err != nil {
-			s.Node.Error = "peers: " + err.Error()
+		peers, perr := d.opts.Node.Peers(ctx)
+		if perr != nil {
+			s.Node.Error = "peers: " + perr.Error()
 		}
 		var trusts map[string]catalogue.Trust
 		if d.opts.Trust != nil {
+			var err error
 			if trusts, err = d.opts.Trust(ctx); err != nil {
 				d.log.Debug("dashboard: trust", "err", err)
 			}
@@ -336,6 +338,15 @@ func (d *Dashboard) Refresh(ctx context.Context, sample bool) {
 			}
 			ps.History = slices.Clone(d.samples[p.ID])
 			s.Peers = append(s.Peers, ps)
+		}
+		if perr == nil {
+			// Peers gone from the book (gossip may churn it) take their
+			// samples with them: memory stays bounded by MaxPeers.
+			shown := make(map[string]bool, len(peers))
+			for _, p := range peers {
+				shown[p.ID] = true
+			}
+			maps.DeleteFunc(d.samples, func(id string, _ []float64) bool { return !shown[id] })
 		}
 		d.mu.Unlock()
 		if gl, ok := d.opts.Node.(groupLister); ok {
