@@ -88,10 +88,15 @@ type Options struct {
 	Logger      *slog.Logger  // nil: discard
 }
 
+// writeTimeout bounds each write of an event stream: a reader that stopped
+// reading is dropped, not waited for.
+const writeTimeout = 10 * time.Second
+
 // Dashboard polls one node and keeps the latest Snapshot for its web view.
 type Dashboard struct {
-	opts Options
-	log  *slog.Logger
+	opts         Options
+	log          *slog.Logger
+	writeTimeout time.Duration
 
 	mu      sync.Mutex
 	snap    []byte // latest snapshot JSON
@@ -132,7 +137,7 @@ func New(opts Options) (*Dashboard, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	d := &Dashboard{opts: opts, log: log, changed: make(chan struct{}), samples: map[string][]float64{},
+	d := &Dashboard{opts: opts, log: log, writeTimeout: writeTimeout, changed: make(chan struct{}), samples: map[string][]float64{},
 		verify: VerifyState{State: "unknown", Detail: "not verified yet"}}
 	d.snap, _ = json.Marshal(Snapshot{Verify: d.verify})
 	return d, nil

@@ -162,6 +162,8 @@ func (d *Dashboard) serveProve(w http.ResponseWriter, r *http.Request) {
 }
 
 // serveEvents streams a "snapshot" event at once and after every change.
+// Each write has writeTimeout to finish: a reader that stopped reading is
+// dropped (the server has no WriteTimeout, which would cut every stream).
 func (d *Dashboard) serveEvents(w http.ResponseWriter, r *http.Request) {
 	rc := http.NewResponseController(w)
 	w.Header().Set("Content-Type", "text/event-stream")
@@ -174,6 +176,7 @@ func (d *Dashboard) serveEvents(w http.ResponseWriter, r *http.Request) {
 		b, v, changed := d.current()
 		if first || v != last {
 			first, last = false, v
+			rc.SetWriteDeadline(time.Now().Add(d.writeTimeout))
 			if _, err := fmt.Fprintf(w, "event: snapshot\ndata: %s\n\n", b); err != nil {
 				return
 			}
@@ -186,6 +189,7 @@ func (d *Dashboard) serveEvents(w http.ResponseWriter, r *http.Request) {
 			return
 		case <-changed:
 		case <-t.C:
+			rc.SetWriteDeadline(time.Now().Add(d.writeTimeout))
 			if _, err := fmt.Fprint(w, ": keep-alive\n\n"); err != nil {
 				return
 			}
