@@ -25,6 +25,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/treaty-dev/treaty/internal/audit"
 	"github.com/treaty-dev/treaty/internal/catalogue"
@@ -165,10 +166,39 @@ type Snapshot struct {
 // MemberState is one member as admission and gossip know it.
 type MemberState = localapi.MemberInfo
 
-// MotionState is one motion of a group: a decision taken or pending.
+// MotionState is one motion of a group: a decision taken or pending. Its
+// text and the voters' keys are not carried (a proposer may write 4 KiB,
+// and a vote list may name 128 members, in each of 640 motions): `treaty
+// motion ls` shows them.
 type MotionState struct {
-	Group string `json:"group"`
-	localapi.MotionInfo
+	Group    string `json:"group"`
+	Name     string `json:"name"`
+	Kind     string `json:"kind"`
+	Subject  string `json:"subject,omitempty"`
+	Proposer string `json:"proposer,omitempty"`
+	Quorum   uint32 `json:"quorum"`
+	Yes      int    `json:"yes"` // votes for
+	No       int    `json:"no"`  // votes against
+	Outcome  string `json:"outcome"`
+	Reason   string `json:"reason,omitempty"` // clipped to maxText
+	Opened   uint64 `json:"opened"`
+	Decided  uint64 `json:"decided,omitempty"`
+}
+
+// maxText bounds a free-text field the snapshot carries (a refusal reason,
+// an error): the page shows a line, the CLI has the whole of it.
+const maxText = 128
+
+// clip cuts s to at most maxText bytes, on a rune boundary, marking the cut.
+func clip(s string) string {
+	if len(s) <= maxText {
+		return s
+	}
+	cut := maxText - len("…")
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
 }
 
 // NodeState is the node's own status.
@@ -356,7 +386,7 @@ func (d *Dashboard) Refresh(ctx context.Context, sample bool) {
 		d.mu.Unlock()
 		if gl, ok := d.opts.Node.(groupLister); ok {
 			if gs, err := gl.Groups(ctx); err == nil && len(gs) > 0 {
-				s.Groups, s.HasGroups = gs[:min(len(gs), MaxGroups)], true
+				s.Groups, s.HasGroups = clipGroups(gs[:min(len(gs), MaxGroups)]), true
 				s.Motions = d.motions(ctx, s.Groups)
 			}
 		}
@@ -378,6 +408,21 @@ func (d *Dashboard) Refresh(ctx context.Context, sample bool) {
 	d.publish(b)
 }
 
+// clipGroups clips the free text of groups (why a group or a member's
+// connection was refused) to maxText.
+func clipGroups(gs []GroupState) []GroupState {
+	out := make([]GroupState, len(gs))
+	for i, g := range gs {
+		g.Error = clip(g.Error)
+		g.Members = slices.Clone(g.Members)
+		for j := range g.Members {
+			g.Members[j].Refused = clip(g.Members[j].Refused)
+		}
+		out[i] = g
+	}
+	return out
+}
+
 // motions lists up to MaxMotions motions of each group, when the node's API has them.
 func (d *Dashboard) motions(ctx context.Context, groups []GroupState) []MotionState {
 	ml, ok := d.opts.Node.(motionLister)
@@ -391,7 +436,9 @@ func (d *Dashboard) motions(ctx context.Context, groups []GroupState) []MotionSt
 			continue // a group without a quorum yet, or an older node
 		}
 		for _, m := range ms[max(0, len(ms)-MaxMotions):] {
-			out = append(out, MotionState{Group: g.Name, MotionInfo: m})
+			out = append(out, MotionState{Group: g.Name, Name: m.Name, Kind: m.Kind, Subject: m.Subject, Proposer: m.Proposer,
+				Quorum: m.Quorum, Yes: len(m.Yes), No: len(m.No), Outcome: m.Outcome, Reason: clip(m.Reason),
+				Opened: m.Opened, Decided: m.Decided})
 		}
 	}
 	return out

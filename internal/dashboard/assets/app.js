@@ -166,8 +166,8 @@ function render(s) {
     cell(tr, m.kind);
     cell(tr, m.subject ? shortID(m.subject) : "");
     cell(tr, m.outcome, m.outcome === "failed" ? "refused" : "");
-    cell(tr, (m.yes || []).length);
-    cell(tr, (m.no || []).length);
+    cell(tr, m.yes);
+    cell(tr, m.no);
     cell(tr, m.quorum);
     cell(tr, m.opened);
     cell(tr, m.decided);
