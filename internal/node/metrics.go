@@ -144,7 +144,7 @@ func (n *Node) countInbound(peer identity.PublicKey, capName string, stage refus
 	default:
 		outcome = "refused"
 	}
-	m.Call("in", n.peerLabel(peer), capName, outcome)
+	m.Call("in", n.peerLabel(peer), n.capLabel(capName), outcome)
 	if stage != "" {
 		m.Refusal("in", string(stage), reason)
 	}
