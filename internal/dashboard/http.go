@@ -137,6 +137,8 @@ func (g *guard) authorized(r *http.Request) bool {
 }
 
 func (d *Dashboard) serveSnapshot(w http.ResponseWriter, r *http.Request) {
+	// A reader that stops reading is dropped, not waited for.
+	http.NewResponseController(w).SetWriteDeadline(time.Now().Add(d.writeTimeout))
 	b, _, _ := d.current()
 	w.Header().Set("Content-Type", "application/json")
 	w.Write(b)
@@ -148,6 +150,7 @@ func (d *Dashboard) serveProve(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "treaty dashboard: index must be an entry index", http.StatusBadRequest)
 		return
 	}
+	http.NewResponseController(w).SetWriteDeadline(time.Now().Add(d.writeTimeout))
 	v, err := d.Prove(r.Context(), idx)
 	if err != nil {
 		status := http.StatusInternalServerError
