@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -50,7 +51,30 @@ func browser(t *testing.T) string {
 
 // withHostilePeer is the node's API (groups and all) with one more peer
 // whose nickname is markup.
-type withHostilePeer struct{ *client.Client }
+type withHostilePeer struct {
+	*client.Client
+	groups *atomic.Bool // once set, a group whose every text is markup too
+}
+
+// Groups adds, once groups is set, a group whose name, members and
+// refusal reasons are markup (a member's nickname and refusal come from peers).
+func (w withHostilePeer) Groups(ctx context.Context) ([]localapi.GroupInfo, error) {
+	gs, err := w.Client.Groups(ctx)
+	if !w.groups.Load() {
+		return gs, err
+	}
+	return append(gs, localapi.GroupInfo{Name: hostileName, Mode: hostileName, Leader: hostileName, Error: hostileName,
+		Members: []localapi.GroupMember{{ID: "did:key:z6MkHostile", Name: hostileName, Refused: hostileName}}}), nil
+}
+
+// MotionList gives the hostile group a motion whose every text is markup.
+func (w withHostilePeer) MotionList(ctx context.Context, group string) ([]localapi.MotionInfo, error) {
+	if group != hostileName {
+		return w.Client.MotionList(ctx, group)
+	}
+	return []localapi.MotionInfo{{Name: hostileName, Kind: hostileName, Subject: hostileName, Proposer: hostileName,
+		Text: hostileName, Outcome: "failed", Reason: hostileName, Yes: []string{hostileName}}}, nil
+}
 
 func (w withHostilePeer) Peers(ctx context.Context) ([]localapi.PeerInfo, error) {
 	ps, err := w.Client.Peers(ctx)
@@ -82,8 +106,9 @@ func TestBrowser(t *testing.T) {
 		score += 0.01
 		return map[string]catalogue.Trust{globex.ID.String(): {Level: "known", Score: score}}, nil
 	}
+	var hostileGroups atomic.Bool
 	d, err := dashboard.New(dashboard.Options{
-		Node: withHostilePeer{acme.Client()}, Home: acme.Home, Trust: trustFn,
+		Node: withHostilePeer{acme.Client(), &hostileGroups}, Home: acme.Home, Trust: trustFn,
 		SampleEvery: 100 * time.Millisecond, VerifyEvery: 200 * time.Millisecond,
 	})
 	if err != nil {
@@ -207,6 +232,14 @@ func TestBrowser(t *testing.T) {
 
 	// A node that runs no group shows no group panel.
 	waitJS(t, bctx, "no group panel", `document.getElementById("groups-box").hidden === true`, 5*time.Second)
+	// A group whose texts (name, members, refusals, motions) are markup
+	// shows them as text.
+	hostileGroups.Store(true)
+	waitJS(t, bctx, "hostile group as text", `document.getElementById("groups-box").hidden === false &&
+		[...document.querySelectorAll("#groups tbody tr")].some(tr => tr.cells[0].textContent === `+jsString(hostileName)+` &&
+			tr.cells[6].textContent === "error: "+`+jsString(hostileName)+` && tr.cells[7].textContent.startsWith(`+jsString(hostileName)+`)) &&
+		[...document.querySelectorAll("#motions tbody tr")].some(tr => tr.cells[1].textContent === `+jsString(hostileName)+` &&
+			tr.cells[2].textContent === `+jsString(hostileName)+` && tr.cells[5].textContent === "1")`, 5*time.Second)
 
 	// Members: globex from the peer book, with its source and status.
 	waitJS(t, bctx, "members panel", `document.getElementById("members-box").hidden === false &&
