@@ -38,7 +38,7 @@ const keepAlive = 15 * time.Second
 // tab's sessionStorage, which only this origin (host and port) can read. No
 // cookie is set or accepted: browsers send a cookie for 127.0.0.1 to every
 // port of it, so any other local server the browser visits would learn it
-// (ADR 24).
+// (ADR 25).
 func (d *Dashboard) Handler(token, addr string, strictHost bool) (http.Handler, error) {
 	if len(token) < minToken {
 		return nil, fmt.Errorf("dashboard: Handler: token must be at least %d characters", minToken)
