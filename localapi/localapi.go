@@ -61,6 +61,9 @@ type PeerInfo struct {
 	Addr    string `json:"addr"`
 	Breaker string `json:"breaker,omitempty"` // closed, open or half-open; empty when the node is not running
 	Source  string `json:"source,omitempty"`  // operator, invite, gossip or decision (localapi/membership.go)
+	// Unwitnessed counts the peer's checkpoint notes in a row that this
+	// node's audit witness could not judge (no consistency proof had).
+	Unwitnessed int `json:"unwitnessed,omitempty"`
 }
 
 // CapabilityInfo describes one capability a peer exposes to this node.

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"net"
+	"net/url"
 	"path/filepath"
 	"time"
 
@@ -30,8 +31,8 @@ func dashboardCmd(h func() string) *cobra.Command {
 		Short: "serve a live web view of the running node (peers, trust, calls, refusals, audit) on loopback",
 		Long: "dashboard reads the running node ('treaty run') through its socket and the home's audit log\n" +
 			"(read-only) and serves a web page that updates live. Every request needs the token in\n" +
-			"HOME/dashboard.token (made on first use): open the URL it prints, which sets a cookie, or send\n" +
-			"'Authorization: Bearer TOKEN'. See docs/dashboard.md.",
+			"HOME/dashboard.token (made on first use): open the URL it prints (the token is in its #fragment,\n" +
+			"which the page keeps in the tab; no cookie), or send 'Authorization: Bearer TOKEN'. See docs/dashboard.md.",
 		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			// --http is --listen under the name 'treaty mcp' uses.
@@ -82,7 +83,7 @@ func dashboardCmd(h func() string) *cobra.Command {
 				ln.Close()
 				return err
 			}
-			banner := fmt.Sprintf("treaty dashboard: open http://%s/?token=%s (token in %s)", bound, tok, filepath.Join(dir, dashboard.TokenFile))
+			banner := fmt.Sprintf("treaty dashboard: open http://%s/#token=%s (token in %s)", bound, url.QueryEscape(tok), filepath.Join(dir, dashboard.TokenFile))
 			return serveHTTP(ctx, ln, hd, d.Run, cmd.ErrOrStderr(), banner, log)
 		},
 	}

@@ -174,7 +174,7 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 func (s *Server) peers(w http.ResponseWriter, r *http.Request) {
 	out := []PeerInfo{}
 	for _, p := range s.n.Peers() {
-		out = append(out, PeerInfo{Name: p.Name, ID: p.ID.String(), Addr: p.Addr, Breaker: p.Breaker, Source: s.n.PeerSource(p.ID)})
+		out = append(out, PeerInfo{Name: p.Name, ID: p.ID.String(), Addr: p.Addr, Breaker: p.Breaker, Source: s.n.PeerSource(p.ID), Unwitnessed: s.n.Unwitnessed(p.ID)})
 	}
 	writeJSON(w, http.StatusOK, out)
 }

@@ -6,11 +6,13 @@ import (
 	"encoding/json"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -49,11 +51,34 @@ func browser(t *testing.T) string {
 
 // withHostilePeer is the node's API (groups and all) with one more peer
 // whose nickname is markup.
-type withHostilePeer struct{ *client.Client }
+type withHostilePeer struct {
+	*client.Client
+	groups *atomic.Bool // once set, a group whose every text is markup too
+}
+
+// Groups adds, once groups is set, a group whose name, members and
+// refusal reasons are markup (a member's nickname and refusal come from peers).
+func (w withHostilePeer) Groups(ctx context.Context) ([]localapi.GroupInfo, error) {
+	gs, err := w.Client.Groups(ctx)
+	if !w.groups.Load() {
+		return gs, err
+	}
+	return append(gs, localapi.GroupInfo{Name: hostileName, Mode: hostileName, Leader: hostileName, Error: hostileName,
+		Members: []localapi.GroupMember{{ID: "did:key:z6MkHostile", Name: hostileName, Refused: hostileName}}}), nil
+}
+
+// MotionList gives the hostile group a motion whose every text is markup.
+func (w withHostilePeer) MotionList(ctx context.Context, group string) ([]localapi.MotionInfo, error) {
+	if group != hostileName {
+		return w.Client.MotionList(ctx, group)
+	}
+	return []localapi.MotionInfo{{Name: hostileName, Kind: hostileName, Subject: hostileName, Proposer: hostileName,
+		Text: hostileName, Outcome: "failed", Reason: hostileName, Yes: []string{hostileName}}}, nil
+}
 
 func (w withHostilePeer) Peers(ctx context.Context) ([]localapi.PeerInfo, error) {
 	ps, err := w.Client.Peers(ctx)
-	return append(ps, localapi.PeerInfo{Name: hostileName, ID: "did:key:z6MkHostile", Addr: "127.0.0.1:9"}), err
+	return append(ps, localapi.PeerInfo{Name: hostileName, ID: "did:key:z6MkHostile", Addr: "127.0.0.1:9", Unwitnessed: 11}), err
 }
 
 // Members adds the hostile peer as a gossip member whose organisation is
@@ -81,8 +106,9 @@ func TestBrowser(t *testing.T) {
 		score += 0.01
 		return map[string]catalogue.Trust{globex.ID.String(): {Level: "known", Score: score}}, nil
 	}
+	var hostileGroups atomic.Bool
 	d, err := dashboard.New(dashboard.Options{
-		Node: withHostilePeer{acme.Client()}, Home: acme.Home, Trust: trustFn,
+		Node: withHostilePeer{acme.Client(), &hostileGroups}, Home: acme.Home, Trust: trustFn,
 		SampleEvery: 100 * time.Millisecond, VerifyEvery: 200 * time.Millisecond,
 	})
 	if err != nil {
@@ -137,23 +163,22 @@ func TestBrowser(t *testing.T) {
 		}
 	})
 
-	// Without the token the page is refused.
+	// Without the token the page loads, reads nothing, and says what to open.
 	if err := chromedp.Do(bctx, chromedp.Navigate("http://"+addr+"/")); err != nil {
 		t.Fatal(err)
 	}
-	body, err := chromedp.Run(bctx, chromedp.Evaluate[string](`document.body.innerText`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(body, "missing or wrong token") {
-		t.Fatalf("page without token: %q", body)
-	}
+	waitJS(t, bctx, "page asks for the token", `document.getElementById("login").hidden === false &&
+		document.getElementById("live").textContent === "offline"`, 10*time.Second)
 
-	// The printed URL logs in (cookie) and the page goes live.
-	if err := chromedp.Do(bctx, chromedp.Navigate("http://"+addr+"/?token="+tok)); err != nil {
+	// The printed URL (token in the fragment) opens it, and the page goes live.
+	if err := chromedp.Do(bctx, chromedp.Navigate("about:blank")); err != nil {
 		t.Fatal(err)
 	}
-	waitJS(t, bctx, "page goes live", `document.getElementById("live").textContent === "live"`, 10*time.Second)
+	if err := chromedp.Do(bctx, chromedp.Navigate("http://"+addr+"/#token="+tok)); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, bctx, "page goes live", `document.getElementById("live").textContent === "live" &&
+		document.getElementById("login").hidden === true`, 10*time.Second)
 	loc, err := chromedp.Run(bctx, chromedp.Location())
 	if err != nil {
 		t.Fatal(err)
@@ -161,13 +186,60 @@ func TestBrowser(t *testing.T) {
 	if strings.Contains(loc, tok) {
 		t.Fatalf("token left in the address bar: %s", loc)
 	}
+	// A reload keeps the tab's token.
+	if err := chromedp.Do(bctx, chromedp.Reload()); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, bctx, "live after reload", `document.getElementById("live").textContent === "live"`, 10*time.Second)
+
+	// Another local server the browser visits (another port of the same
+	// address) learns nothing: browsers send 127.0.0.1's cookies to every
+	// port of it, and the dashboard sets none.
+	var heard sync.Map
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if c := r.Header.Get("Cookie"); c != "" {
+			heard.Store(c, true)
+		}
+		for _, v := range r.Header {
+			for _, s := range v {
+				if strings.Contains(s, tok) {
+					heard.Store("header "+s, true)
+				}
+			}
+		}
+	}))
+	defer other.Close()
+	if err := chromedp.Do(bctx, chromedp.Navigate(other.URL+"/")); err != nil {
+		t.Fatal(err)
+	}
+	heard.Range(func(k, _ any) bool {
+		t.Errorf("another local server received %q from the browser", k)
+		return true
+	})
+	if err := chromedp.Do(bctx, chromedp.Navigate("http://"+addr+"/")); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, bctx, "live again", `document.getElementById("live").textContent === "live"`, 10*time.Second)
 
 	// Both nodes of the run: acme in the header, globex among its peers.
 	waitJS(t, bctx, "both nodes shown", `document.getElementById("node").textContent.startsWith("acme ") &&
 		[...document.querySelectorAll("#peers tbody tr")].some(tr => tr.cells[0].textContent === "globex")`, 10*time.Second)
 
+	// Witnessing beside peer health: globex's notes are judged; the hostile
+	// peer's streak of unjudged ones is past the alert, in red.
+	waitJS(t, bctx, "witness column", `[...document.querySelectorAll("#peers tbody tr")].some(tr => tr.cells[0].textContent === "globex" && tr.cells[4].textContent === "ok") &&
+		[...document.querySelectorAll("#peers tbody tr")].some(tr => tr.cells[4].textContent === "11 unjudged in a row" && tr.cells[4].className === "refused")`, 5*time.Second)
+
 	// A node that runs no group shows no group panel.
 	waitJS(t, bctx, "no group panel", `document.getElementById("groups-box").hidden === true`, 5*time.Second)
+	// A group whose texts (name, members, refusals, motions) are markup
+	// shows them as text.
+	hostileGroups.Store(true)
+	waitJS(t, bctx, "hostile group as text", `document.getElementById("groups-box").hidden === false &&
+		[...document.querySelectorAll("#groups tbody tr")].some(tr => tr.cells[0].textContent === `+jsString(hostileName)+` &&
+			tr.cells[6].textContent === "error: "+`+jsString(hostileName)+` && tr.cells[7].textContent.startsWith(`+jsString(hostileName)+`)) &&
+		[...document.querySelectorAll("#motions tbody tr")].some(tr => tr.cells[1].textContent === `+jsString(hostileName)+` &&
+			tr.cells[2].textContent === `+jsString(hostileName)+` && tr.cells[5].textContent === "1")`, 5*time.Second)
 
 	// Members: globex from the peer book, with its source and status.
 	waitJS(t, bctx, "members panel", `document.getElementById("members-box").hidden === false &&

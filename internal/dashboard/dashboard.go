@@ -4,8 +4,8 @@
 // has them, and members (admission and gossip) when its API lists them. It runs beside the node, reads it through the local API and the
 // home's files (the audit log read-only), and never changes either.
 //
-// Guarantees: every request needs the token (bearer header, or the cookie a
-// ?token= URL sets); on a loopback address the Host header must be the bound
+// Guarantees: every read of the node's data needs the token as a bearer
+// header (no cookie: a browser would send it to every port of the host); on a loopback address the Host header must be the bound
 // address and a cross-origin request is refused, so a DNS-rebinding page
 // cannot read it; pages carry a Content-Security-Policy without inline
 // script, and peer-controlled text is only ever set as text by the page.
@@ -19,11 +19,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/treaty-dev/treaty/internal/audit"
 	"github.com/treaty-dev/treaty/internal/catalogue"
@@ -87,10 +89,15 @@ type Options struct {
 	Logger      *slog.Logger  // nil: discard
 }
 
+// writeTimeout bounds each write of an event stream: a reader that stopped
+// reading is dropped, not waited for.
+const writeTimeout = 10 * time.Second
+
 // Dashboard polls one node and keeps the latest Snapshot for its web view.
 type Dashboard struct {
-	opts Options
-	log  *slog.Logger
+	opts         Options
+	log          *slog.Logger
+	writeTimeout time.Duration
 
 	mu      sync.Mutex
 	snap    []byte // latest snapshot JSON
@@ -131,7 +138,7 @@ func New(opts Options) (*Dashboard, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	d := &Dashboard{opts: opts, log: log, changed: make(chan struct{}), samples: map[string][]float64{},
+	d := &Dashboard{opts: opts, log: log, writeTimeout: writeTimeout, changed: make(chan struct{}), samples: map[string][]float64{},
 		verify: VerifyState{State: "unknown", Detail: "not verified yet"}}
 	d.snap, _ = json.Marshal(Snapshot{Verify: d.verify})
 	return d, nil
@@ -159,10 +166,39 @@ type Snapshot struct {
 // MemberState is one member as admission and gossip know it.
 type MemberState = localapi.MemberInfo
 
-// MotionState is one motion of a group: a decision taken or pending.
+// MotionState is one motion of a group: a decision taken or pending. Its
+// text and the voters' keys are not carried (a proposer may write 4 KiB,
+// and a vote list may name 128 members, in each of 640 motions): `treaty
+// motion ls` shows them.
 type MotionState struct {
-	Group string `json:"group"`
-	localapi.MotionInfo
+	Group    string `json:"group"`
+	Name     string `json:"name"`
+	Kind     string `json:"kind"`
+	Subject  string `json:"subject,omitempty"`
+	Proposer string `json:"proposer,omitempty"`
+	Quorum   uint32 `json:"quorum"`
+	Yes      int    `json:"yes"` // votes for
+	No       int    `json:"no"`  // votes against
+	Outcome  string `json:"outcome"`
+	Reason   string `json:"reason,omitempty"` // clipped to maxText
+	Opened   uint64 `json:"opened"`
+	Decided  uint64 `json:"decided,omitempty"`
+}
+
+// maxText bounds a free-text field the snapshot carries (a refusal reason,
+// an error): the page shows a line, the CLI has the whole of it.
+const maxText = 128
+
+// clip cuts s to at most maxText bytes, on a rune boundary, marking the cut.
+func clip(s string) string {
+	if len(s) <= maxText {
+		return s
+	}
+	cut := maxText - len("…")
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
 }
 
 // NodeState is the node's own status.
@@ -183,6 +219,12 @@ type PeerState struct {
 	Breaker string           `json:"breaker,omitempty"`
 	Trust   *catalogue.Trust `json:"trust,omitempty"`
 	History []float64        `json:"history,omitempty"`
+	// Unwitnessed is the node's audit witness's streak of this peer's
+	// checkpoint notes it could not judge (no consistency proof had);
+	// UnwitnessedAlert is set from audit.MaxUnwitnessed on, where the
+	// node alerts.
+	Unwitnessed      int  `json:"unwitnessed,omitempty"`
+	UnwitnessedAlert bool `json:"unwitnessed_alert,omitempty"`
 }
 
 // EntryView is one audit entry as the page shows it (no content, no evidence).
@@ -300,12 +342,13 @@ func (d *Dashboard) Refresh(ctx context.Context, sample bool) {
 		names[st.ID] = st.Name + " (this node)"
 	}
 	if s.Node.Up {
-		peers, err := d.opts.Node.Peers(ctx)
-		if err != nil {
-			s.Node.Error = "peers: " + err.Error()
+		peers, perr := d.opts.Node.Peers(ctx)
+		if perr != nil {
+			s.Node.Error = "peers: " + perr.Error()
 		}
 		var trusts map[string]catalogue.Trust
 		if d.opts.Trust != nil {
+			var err error
 			if trusts, err = d.opts.Trust(ctx); err != nil {
 				d.log.Debug("dashboard: trust", "err", err)
 			}
@@ -316,7 +359,8 @@ func (d *Dashboard) Refresh(ctx context.Context, sample bool) {
 		d.mu.Lock()
 		for _, p := range peers {
 			names[p.ID] = p.Name
-			ps := PeerState{Name: p.Name, ID: p.ID, Addr: p.Addr, Breaker: p.Breaker}
+			ps := PeerState{Name: p.Name, ID: p.ID, Addr: p.Addr, Breaker: p.Breaker,
+				Unwitnessed: p.Unwitnessed, UnwitnessedAlert: p.Unwitnessed >= audit.MaxUnwitnessed}
 			if tr, ok := trusts[p.ID]; ok {
 				ps.Trust = &tr
 				if sample {
@@ -330,10 +374,19 @@ func (d *Dashboard) Refresh(ctx context.Context, sample bool) {
 			ps.History = slices.Clone(d.samples[p.ID])
 			s.Peers = append(s.Peers, ps)
 		}
+		if perr == nil {
+			// Peers gone from the book (gossip may churn it) take their
+			// samples with them: memory stays bounded by MaxPeers.
+			shown := make(map[string]bool, len(peers))
+			for _, p := range peers {
+				shown[p.ID] = true
+			}
+			maps.DeleteFunc(d.samples, func(id string, _ []float64) bool { return !shown[id] })
+		}
 		d.mu.Unlock()
 		if gl, ok := d.opts.Node.(groupLister); ok {
 			if gs, err := gl.Groups(ctx); err == nil && len(gs) > 0 {
-				s.Groups, s.HasGroups = gs[:min(len(gs), MaxGroups)], true
+				s.Groups, s.HasGroups = clipGroups(gs[:min(len(gs), MaxGroups)]), true
 				s.Motions = d.motions(ctx, s.Groups)
 			}
 		}
@@ -355,6 +408,21 @@ func (d *Dashboard) Refresh(ctx context.Context, sample bool) {
 	d.publish(b)
 }
 
+// clipGroups clips the free text of groups (why a group or a member's
+// connection was refused) to maxText.
+func clipGroups(gs []GroupState) []GroupState {
+	out := make([]GroupState, len(gs))
+	for i, g := range gs {
+		g.Error = clip(g.Error)
+		g.Members = slices.Clone(g.Members)
+		for j := range g.Members {
+			g.Members[j].Refused = clip(g.Members[j].Refused)
+		}
+		out[i] = g
+	}
+	return out
+}
+
 // motions lists up to MaxMotions motions of each group, when the node's API has them.
 func (d *Dashboard) motions(ctx context.Context, groups []GroupState) []MotionState {
 	ml, ok := d.opts.Node.(motionLister)
@@ -368,7 +436,9 @@ func (d *Dashboard) motions(ctx context.Context, groups []GroupState) []MotionSt
 			continue // a group without a quorum yet, or an older node
 		}
 		for _, m := range ms[max(0, len(ms)-MaxMotions):] {
-			out = append(out, MotionState{Group: g.Name, MotionInfo: m})
+			out = append(out, MotionState{Group: g.Name, Name: m.Name, Kind: m.Kind, Subject: m.Subject, Proposer: m.Proposer,
+				Quorum: m.Quorum, Yes: len(m.Yes), No: len(m.No), Outcome: m.Outcome, Reason: clip(m.Reason),
+				Opened: m.Opened, Decided: m.Decided})
 		}
 	}
 	return out

@@ -1,10 +1,8 @@
 package dashboard
 
 import (
-	"crypto/rand"
 	"crypto/subtle"
 	"embed"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,10 +18,6 @@ import (
 //go:embed assets
 var assets embed.FS
 
-// CookieName is the cookie a ?token= URL sets. It holds a session value
-// that lasts as long as the dashboard, never the token.
-const CookieName = "treaty_dashboard"
-
 // csp allows only this origin's script and style files: no inline script,
 // no eval, no other origin, no framing.
 const csp = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; " +
@@ -37,6 +31,14 @@ const keepAlive = 15 * time.Second
 // (host:port, as the browser's Host header must say). With strictHost false
 // (a non-loopback bind) the Host header is not checked and the token is the
 // only protection.
+//
+// The page, its script and its style are public (they are the binary's own);
+// everything else needs "Authorization: Bearer TOKEN". The page reads the
+// token from its URL's fragment (#token=, never sent to a server) into its
+// tab's sessionStorage, which only this origin (host and port) can read. No
+// cookie is set or accepted: browsers send a cookie for 127.0.0.1 to every
+// port of it, so any other local server the browser visits would learn it
+// (ADR 25).
 func (d *Dashboard) Handler(token, addr string, strictHost bool) (http.Handler, error) {
 	if len(token) < minToken {
 		return nil, fmt.Errorf("dashboard: Handler: token must be at least %d characters", minToken)
@@ -45,31 +47,24 @@ func (d *Dashboard) Handler(token, addr string, strictHost bool) (http.Handler, 
 	if err != nil {
 		return nil, err
 	}
-	mux := http.NewServeMux()
 	files := http.FileServerFS(static)
-	mux.Handle("GET /{$}", files)
-	mux.Handle("GET /app.js", files)
-	mux.Handle("GET /app.css", files)
-	mux.HandleFunc("GET /api/snapshot", d.serveSnapshot)
-	mux.HandleFunc("GET /api/prove", d.serveProve)
-	mux.HandleFunc("GET /events", d.serveEvents)
-	var session [32]byte
-	rand.Read(session[:])
-	g := &guard{token: []byte(token), session: []byte(hex.EncodeToString(session[:])), host: addr, strictHost: strictHost, next: mux}
-	return g, nil
+	public := http.NewServeMux()
+	public.Handle("GET /{$}", files)
+	public.Handle("GET /app.js", files)
+	public.Handle("GET /app.css", files)
+	api := http.NewServeMux()
+	api.HandleFunc("GET /api/snapshot", d.serveSnapshot)
+	api.HandleFunc("GET /api/prove", d.serveProve)
+	api.HandleFunc("GET /events", d.serveEvents)
+	return &guard{token: []byte(token), host: addr, strictHost: strictHost, public: public, api: api}, nil
 }
 
 // guard checks Host, Origin and the token before anything is served.
 type guard struct {
-	token []byte
-	// session is what the cookie holds: random per Handler, not the token,
-	// because a browser sends a cookie for 127.0.0.1 to every port of it,
-	// so another local server the browser visits may read it; it then
-	// learns a value that dies with this dashboard, not the lasting token.
-	session    []byte
-	host       string
-	strictHost bool
-	next       http.Handler
+	token       []byte
+	host        string
+	strictHost  bool
+	public, api *http.ServeMux
 }
 
 func (g *guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -88,11 +83,17 @@ func (g *guard) admit(w http.ResponseWriter, r *http.Request) bool {
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("Referrer-Policy", "no-referrer")
 	h.Set("Cache-Control", "no-store")
+	// A DNS-rebinding page sends its own name: only the bound address is
+	// this dashboard.
 	if g.strictHost && r.Host != g.host {
 		http.Error(w, "treaty dashboard: wrong Host header (open the address the dashboard printed)", http.StatusMisdirectedRequest)
 		return false
 	}
-	if o := r.Header.Get("Origin"); o != "" && o != "http://"+r.Host {
+	self := "http://" + r.Host
+	if g.strictHost {
+		self = "http://" + g.host
+	}
+	if o := r.Header.Get("Origin"); o != "" && o != self {
 		http.Error(w, "treaty dashboard: cross-origin request refused", http.StatusForbidden)
 		return false
 	}
@@ -100,15 +101,18 @@ func (g *guard) admit(w http.ResponseWriter, r *http.Request) bool {
 		http.Error(w, "treaty dashboard: cross-site request refused", http.StatusForbidden)
 		return false
 	}
-	if q := r.URL.Query().Get("token"); q != "" {
-		if !g.match(q) {
+	if r.URL.Path == "/" && r.URL.Query().Has("token") {
+		// An earlier dashboard's URL: the token moves to the fragment,
+		// which the page reads and the browser sends to no server.
+		if !g.match(r.URL.Query().Get("token")) {
 			http.Error(w, "treaty dashboard: wrong token", http.StatusUnauthorized)
 			return false
 		}
-		http.SetCookie(w, &http.Cookie{Name: CookieName, Value: string(g.session), Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode})
-		// Drop the token from the address bar and the history.
-		u := url.URL{Path: r.URL.Path}
-		http.Redirect(w, r, u.String(), http.StatusSeeOther)
+		http.Redirect(w, r, "/#token="+url.QueryEscape(r.URL.Query().Get("token")), http.StatusSeeOther)
+		return true
+	}
+	if _, pattern := g.public.Handler(r); pattern != "" {
+		g.public.ServeHTTP(w, r)
 		return true
 	}
 	if !g.authorized(r) {
@@ -116,7 +120,7 @@ func (g *guard) admit(w http.ResponseWriter, r *http.Request) bool {
 		http.Error(w, "treaty dashboard: missing or wrong token (open the URL 'treaty dashboard' printed, or send Authorization: Bearer with the token in dashboard.token)", http.StatusUnauthorized)
 		return false
 	}
-	g.next.ServeHTTP(w, r)
+	g.api.ServeHTTP(w, r)
 	return true
 }
 
@@ -124,16 +128,17 @@ func (g *guard) match(tok string) bool {
 	return subtle.ConstantTimeCompare([]byte(tok), g.token) == 1
 }
 
+// authorized reports whether r carries the token as a bearer credential,
+// the only one accepted.
 func (g *guard) authorized(r *http.Request) bool {
-	if a := r.Header.Get("Authorization"); a != "" {
-		const p = "Bearer "
-		return len(a) > len(p) && a[:len(p)] == p && g.match(a[len(p):])
-	}
-	c, err := r.Cookie(CookieName)
-	return err == nil && subtle.ConstantTimeCompare([]byte(c.Value), g.session) == 1
+	const p = "Bearer "
+	a := r.Header.Get("Authorization")
+	return len(a) > len(p) && a[:len(p)] == p && g.match(a[len(p):])
 }
 
 func (d *Dashboard) serveSnapshot(w http.ResponseWriter, r *http.Request) {
+	// A reader that stops reading is dropped, not waited for.
+	http.NewResponseController(w).SetWriteDeadline(time.Now().Add(d.writeTimeout))
 	b, _, _ := d.current()
 	w.Header().Set("Content-Type", "application/json")
 	w.Write(b)
@@ -145,6 +150,7 @@ func (d *Dashboard) serveProve(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "treaty dashboard: index must be an entry index", http.StatusBadRequest)
 		return
 	}
+	http.NewResponseController(w).SetWriteDeadline(time.Now().Add(d.writeTimeout))
 	v, err := d.Prove(r.Context(), idx)
 	if err != nil {
 		status := http.StatusInternalServerError
@@ -159,6 +165,8 @@ func (d *Dashboard) serveProve(w http.ResponseWriter, r *http.Request) {
 }
 
 // serveEvents streams a "snapshot" event at once and after every change.
+// Each write has writeTimeout to finish: a reader that stopped reading is
+// dropped (the server has no WriteTimeout, which would cut every stream).
 func (d *Dashboard) serveEvents(w http.ResponseWriter, r *http.Request) {
 	rc := http.NewResponseController(w)
 	w.Header().Set("Content-Type", "text/event-stream")
@@ -171,6 +179,7 @@ func (d *Dashboard) serveEvents(w http.ResponseWriter, r *http.Request) {
 		b, v, changed := d.current()
 		if first || v != last {
 			first, last = false, v
+			rc.SetWriteDeadline(time.Now().Add(d.writeTimeout))
 			if _, err := fmt.Fprintf(w, "event: snapshot\ndata: %s\n\n", b); err != nil {
 				return
 			}
@@ -183,6 +192,7 @@ func (d *Dashboard) serveEvents(w http.ResponseWriter, r *http.Request) {
 			return
 		case <-changed:
 		case <-t.C:
+			rc.SetWriteDeadline(time.Now().Add(d.writeTimeout))
 			if _, err := fmt.Fprint(w, ": keep-alive\n\n"); err != nil {
 				return
 			}

@@ -58,60 +58,74 @@ func do(h http.Handler, method, target string, hdr map[string]string) *httptest.
 	return w
 }
 
-// login opens the printed URL and returns the cookie it sets.
-func login(t *testing.T, h http.Handler) string {
-	t.Helper()
-	c := do(h, http.MethodGet, "/?token="+testToken, nil).Result().Cookies()
-	if len(c) != 1 {
-		t.Fatalf("login set %d cookies", len(c))
-	}
-	return CookieName + "=" + c[0].Value
-}
+// oldCookie is a session cookie as earlier dashboards set it: a browser
+// may still hold one, and another local server may have read it.
+const oldCookie = "treaty_dashboard=0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 
 func TestGuard(t *testing.T) {
 	h := newTestHandler(t, true)
 	bearer := "Bearer " + testToken
-	cookie := login(t, h)
 	cases := []struct {
 		name   string
 		target string
 		hdr    map[string]string
 		want   int
 	}{
-		{"no token", "/", nil, http.StatusUnauthorized},
 		{"no token snapshot", "/api/snapshot", nil, http.StatusUnauthorized},
 		{"no token events", "/events", nil, http.StatusUnauthorized},
+		{"no token prove", "/api/prove?index=1", nil, http.StatusUnauthorized},
 		{"wrong bearer", "/api/snapshot", map[string]string{"Authorization": "Bearer " + strings.Repeat("0", 48)}, http.StatusUnauthorized},
 		{"token as basic", "/api/snapshot", map[string]string{"Authorization": "Basic " + testToken}, http.StatusUnauthorized},
 		{"token prefix", "/api/snapshot", map[string]string{"Authorization": bearer[:len(bearer)-1]}, http.StatusUnauthorized},
-		{"wrong cookie", "/api/snapshot", map[string]string{"Cookie": CookieName + "=nope"}, http.StatusUnauthorized},
 		{"wrong query token", "/?token=nope", nil, http.StatusUnauthorized},
+		{"query token on the api", "/api/snapshot?token=" + testToken, nil, http.StatusUnauthorized},
 		{"bearer trailing space", "/api/snapshot", map[string]string{"Authorization": bearer + " "}, http.StatusUnauthorized},
 		{"bearer double space", "/api/snapshot", map[string]string{"Authorization": "Bearer  " + testToken}, http.StatusUnauthorized},
 		{"bearer longer token", "/api/snapshot", map[string]string{"Authorization": bearer + "0"}, http.StatusUnauthorized},
 		{"bearer fullwidth digit", "/api/snapshot", map[string]string{"Authorization": "Bearer \uff10" + testToken[1:]}, http.StatusUnauthorized},
-		{"wrong bearer beats good cookie", "/api/snapshot", map[string]string{"Authorization": "Bearer x", "Cookie": cookie}, http.StatusUnauthorized},
-		{"wrong query beats good cookie", "/api/snapshot?token=x", map[string]string{"Cookie": cookie}, http.StatusUnauthorized},
 		{"bearer", "/api/snapshot", map[string]string{"Authorization": bearer}, http.StatusOK},
-		{"cookie", "/api/snapshot", map[string]string{"Cookie": cookie}, http.StatusOK},
-		{"token as cookie", "/api/snapshot", map[string]string{"Cookie": CookieName + "=" + testToken}, http.StatusUnauthorized},
+		// A cookie is no credential: browsers send 127.0.0.1's cookies to
+		// every port, so any local server the browser visits learns them.
+		{"session cookie", "/api/snapshot", map[string]string{"Cookie": oldCookie}, http.StatusUnauthorized},
+		{"token as cookie", "/api/snapshot", map[string]string{"Cookie": "treaty_dashboard=" + testToken}, http.StatusUnauthorized},
+		{"cookie from another origin", "/api/snapshot", map[string]string{"Cookie": oldCookie, "Origin": "http://127.0.0.1:8080"}, http.StatusForbidden},
+		{"bearer from another port", "/api/snapshot", map[string]string{"Authorization": bearer, "Origin": "http://127.0.0.1:8080"}, http.StatusForbidden},
 		{"rebinding host", "/api/snapshot", map[string]string{"Authorization": bearer, "Host": "evil.example:7780"}, http.StatusMisdirectedRequest},
+		{"rebinding host page", "/", map[string]string{"Host": "evil.example:7780"}, http.StatusMisdirectedRequest},
 		{"localhost alias", "/api/snapshot", map[string]string{"Authorization": bearer, "Host": "localhost:7780"}, http.StatusMisdirectedRequest},
+		{"other port", "/api/snapshot", map[string]string{"Authorization": bearer, "Host": "127.0.0.1:8080"}, http.StatusMisdirectedRequest},
+		{"no host", "/api/snapshot", map[string]string{"Authorization": bearer, "Host": ""}, http.StatusMisdirectedRequest},
 		{"cross origin", "/events", map[string]string{"Authorization": bearer, "Origin": "http://evil.example"}, http.StatusForbidden},
-		{"cross site fetch", "/api/snapshot", map[string]string{"Cookie": cookie, "Sec-Fetch-Site": "cross-site"}, http.StatusForbidden},
+		{"null origin", "/api/snapshot", map[string]string{"Authorization": bearer, "Origin": "null"}, http.StatusForbidden},
+		{"cross site fetch", "/api/snapshot", map[string]string{"Authorization": bearer, "Sec-Fetch-Site": "cross-site"}, http.StatusForbidden},
+		{"cross site page", "/", map[string]string{"Sec-Fetch-Site": "cross-site"}, http.StatusForbidden},
 		{"same origin", "/api/snapshot", map[string]string{"Authorization": bearer, "Origin": "http://127.0.0.1:7780"}, http.StatusOK},
-		{"page", "/", map[string]string{"Authorization": bearer}, http.StatusOK},
+		// The page, its script and style are the binary's own, the same for
+		// everyone: they load without the token, which the page then reads
+		// from the URL's fragment (never sent to a server).
+		{"page", "/", nil, http.StatusOK},
+		{"script", "/app.js", nil, http.StatusOK},
+		{"style", "/app.css", nil, http.StatusOK},
+		{"post", "/api/snapshot", map[string]string{"Authorization": bearer, "X-Method": http.MethodPost}, http.StatusMethodNotAllowed},
 		{"unknown path", "/etc/passwd", map[string]string{"Authorization": bearer}, http.StatusNotFound},
+		{"unknown path without token", "/etc/passwd", nil, http.StatusUnauthorized},
 		{"bad proof index", "/api/prove?index=-1", map[string]string{"Authorization": bearer}, http.StatusBadRequest},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			w := do(h, http.MethodGet, c.target, c.hdr)
+			method := http.MethodGet
+			if m := c.hdr["X-Method"]; m != "" {
+				method = m
+			}
+			w := do(h, method, c.target, c.hdr)
 			if w.Code != c.want {
 				t.Fatalf("%s: status %d, want %d: %s", c.target, w.Code, c.want, w.Body)
 			}
 			if got := w.Header().Get("Content-Security-Policy"); !strings.Contains(got, "script-src 'self'") || strings.Contains(got, "unsafe-inline") {
 				t.Fatalf("CSP %q", got)
+			}
+			if c := w.Header().Values("Set-Cookie"); len(c) != 0 {
+				t.Fatalf("a cookie was set: %q", c)
 			}
 		})
 	}
@@ -127,33 +141,28 @@ func TestNonLoopbackSkipsHostCheck(t *testing.T) {
 	if w.Code != http.StatusUnauthorized {
 		t.Fatalf("without token: status %d", w.Code)
 	}
+	w = do(h, http.MethodGet, "/api/snapshot", map[string]string{"Authorization": "Bearer " + testToken, "Host": "box.lan:7780", "Origin": "http://other.lan:7780"})
+	if w.Code != http.StatusForbidden {
+		t.Fatalf("cross origin: status %d", w.Code)
+	}
 }
 
-func TestQueryTokenSetsCookieAndRedirects(t *testing.T) {
+// An old ?token= URL moves the token into the fragment, which the page
+// keeps in its tab's sessionStorage; no cookie is set.
+func TestQueryTokenMovesToFragment(t *testing.T) {
 	h := newTestHandler(t, true)
 	w := do(h, http.MethodGet, "/?token="+testToken, nil)
-	if w.Code != http.StatusSeeOther || w.Header().Get("Location") != "/" {
+	if w.Code != http.StatusSeeOther || w.Header().Get("Location") != "/#token="+testToken {
 		t.Fatalf("status %d location %q", w.Code, w.Header().Get("Location"))
 	}
-	// The cookie is not the token: a browser sends a 127.0.0.1 cookie to
-	// every port, so another local server it visits could read it.
-	c := w.Result().Cookies()
-	if len(c) != 1 || c[0].Name != CookieName || c[0].Value == testToken || strings.Contains(c[0].Value, testToken[:16]) ||
-		len(c[0].Value) < minToken || !c[0].HttpOnly || c[0].SameSite != http.SameSiteStrictMode || c[0].Path != "/" {
-		t.Fatalf("cookie %+v", c)
-	}
-	if w := do(h, http.MethodGet, "/api/snapshot", map[string]string{"Cookie": CookieName + "=" + c[0].Value}); w.Code != http.StatusOK {
-		t.Fatalf("the cookie does not open the dashboard: %d", w.Code)
-	}
-	other := newTestHandler(t, true) // another run of the dashboard, the same token
-	if w := do(other, http.MethodGet, "/api/snapshot", map[string]string{"Cookie": CookieName + "=" + c[0].Value}); w.Code != http.StatusUnauthorized {
-		t.Fatalf("a cookie outlived its dashboard: %d", w.Code)
+	if c := w.Header().Values("Set-Cookie"); len(c) != 0 {
+		t.Fatalf("a cookie was set: %q", c)
 	}
 }
 
 func TestPageHasNoInlineScript(t *testing.T) {
 	h := newTestHandler(t, true)
-	w := do(h, http.MethodGet, "/", map[string]string{"Authorization": "Bearer " + testToken})
+	w := do(h, http.MethodGet, "/", nil)
 	body := w.Body.String()
 	if !strings.Contains(body, `<script src="/app.js" defer></script>`) || strings.Count(body, "<script") != 1 {
 		t.Fatalf("page scripts: %s", body)
@@ -161,8 +170,8 @@ func TestPageHasNoInlineScript(t *testing.T) {
 	if strings.Contains(body, "onclick") || strings.Contains(body, "onload") || strings.Contains(body, "style=") {
 		t.Fatal("inline handler or style in page")
 	}
-	js := do(h, http.MethodGet, "/app.js", map[string]string{"Authorization": "Bearer " + testToken}).Body.String()
-	for _, bad := range []string{"innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("} {
+	js := do(h, http.MethodGet, "/app.js", nil).Body.String()
+	for _, bad := range []string{"innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "document.cookie", "localStorage"} {
 		if strings.Contains(js, bad) {
 			t.Fatalf("app.js uses %s", bad)
 		}

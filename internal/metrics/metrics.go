@@ -221,8 +221,8 @@ func (b *bounded) label(v string) string {
 	if v == "" {
 		return "none"
 	}
-	if len(v) > 64 {
-		return Other
+	if len(v) > 64 || v == Other {
+		return Other // a value named "other" is the overflow's, and takes no slot
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()

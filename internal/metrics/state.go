@@ -30,6 +30,10 @@ type Peer struct {
 	BytesIn    int64  // in the current bytes window
 	BytesOut   int64
 	Cost       float64 // in the current cost window
+	// Unwitnessed is how many of its checkpoint notes in a row the audit
+	// witness could not judge for want of a consistency proof (0 once one
+	// is judged; the witness alerts at audit.MaxUnwitnessed).
+	Unwitnessed int
 }
 
 // Handshakes counts TLS handshakes since the node started.
@@ -78,6 +82,7 @@ var (
 	dInFlight     = desc("peer_budget_in_flight", "Calls with a peer holding a concurrency slot.", "peer")
 	dBudgetBytes  = desc("peer_budget_bytes", "Bytes counted against a peer's budget in the current window.", "peer", "direction")
 	dBudgetCost   = desc("peer_budget_cost", "Cost charged to a peer in the current cost window.", "peer")
+	dUnwitnessed  = desc("peer_audit_unwitnessed", "Checkpoint notes of a peer in a row that the audit witness could not judge (no consistency proof had); 0 once one is judged. For peer=\"other\", the longest such streak.", "peer")
 	dHandshakes   = desc("handshakes_accepted_total", "Completed TLS handshakes by side (accept: served, dial: made).", "side")
 	dHandRefused  = desc("handshakes_refused_total", "Refused TLS handshakes, both sides, by reason.", "reason")
 	dAuditEntries = desc("audit_entries", "Entries in the audit log (its Merkle tree size).")
@@ -111,6 +116,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 			other.BytesIn += p.BytesIn
 			other.BytesOut += p.BytesOut
 			other.Cost += p.Cost
+			other.Unwitnessed = max(other.Unwitnessed, p.Unwitnessed)
 			continue
 		}
 		gauge(dTrustScore, p.TrustScore, name)
@@ -145,6 +151,7 @@ func budgetGauges(gauge func(*prometheus.Desc, float64, ...string), name string,
 	gauge(dBudgetBytes, float64(p.BytesIn), name, "in")
 	gauge(dBudgetBytes, float64(p.BytesOut), name, "out")
 	gauge(dBudgetCost, p.Cost, name)
+	gauge(dUnwitnessed, float64(p.Unwitnessed), name)
 }
 
 func b2f(b bool) float64 {

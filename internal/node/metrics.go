@@ -144,7 +144,7 @@ func (n *Node) countInbound(peer identity.PublicKey, capName string, stage refus
 	default:
 		outcome = "refused"
 	}
-	m.Call("in", n.peerLabel(peer), capName, outcome)
+	m.Call("in", n.peerLabel(peer), n.capLabel(capName), outcome)
 	if stage != "" {
 		m.Refusal("in", string(stage), reason)
 	}
@@ -265,7 +265,7 @@ func (n *Node) MetricsState(ctx context.Context) metrics.State {
 	for k, p := range st.peers {
 		sd := n.trust.Standing(k.String(), now)
 		mp := &metrics.Peer{Name: p.Name, TrustScore: sd.Score, TrustLevel: sd.Level.String(),
-			Breaker: n.budget.BreakerState(k.String(), now)}
+			Breaker: n.budget.BreakerState(k.String(), now), Unwitnessed: n.Unwitnessed(k)}
 		byPeer[k.String()] = mp
 	}
 	for _, b := range n.budget.Snapshot(now) {

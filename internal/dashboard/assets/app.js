@@ -1,7 +1,51 @@
 // treaty dashboard: renders the snapshots the server streams. Every value
 // from the node or a peer is set with textContent or setAttribute, never as
 // HTML, so peer-chosen text cannot become markup.
+//
+// The token comes in the URL's fragment (#token=…, which the browser sends
+// to no server), moves to this tab's sessionStorage (readable by this origin
+// only: this host and port) and goes out as an Authorization header. No
+// cookie: a browser would send it to every port of 127.0.0.1.
 "use strict";
+
+const TOKEN_KEY = "treaty-dashboard-token";
+
+function takeToken() {
+  const h = location.hash;
+  if (h.startsWith("#token=")) {
+    try { sessionStorage.setItem(TOKEN_KEY, decodeURIComponent(h.slice(7))); } catch (err) { console.error(err); }
+    // Out of the address bar and the history entry.
+    history.replaceState(null, "", location.pathname);
+  }
+  return sessionStorage.getItem(TOKEN_KEY);
+}
+
+const token = takeToken();
+
+// A #token= URL pasted into this tab after the page loaded changes only the
+// fragment: load the page again with the new token.
+window.addEventListener("hashchange", () => {
+  if (location.hash.startsWith("#token=")) {
+    takeToken();
+    location.reload();
+  }
+});
+
+class Unauthorized extends Error {}
+
+async function get(path) {
+  const r = await fetch(path, { headers: { Authorization: "Bearer " + token }, cache: "no-store", credentials: "omit" });
+  if (r.status === 401) throw new Unauthorized(await r.text());
+  if (!r.ok) throw new Error(await r.text());
+  return r;
+}
+
+function needToken(msg) {
+  sessionStorage.removeItem(TOKEN_KEY);
+  const box = $("login");
+  box.hidden = false;
+  $("login-detail").textContent = msg || "";
+}
 
 const SVG = "http://www.w3.org/2000/svg";
 
@@ -85,7 +129,8 @@ function render(s) {
     cell(tr, p.name);
     cell(tr, shortID(p.id), "id").title = p.id;
     cell(tr, p.addr);
-    cell(tr, p.breaker);
+    cell(tr, p.breaker, p.breaker === "open" ? "refused" : "");
+    cell(tr, p.unwitnessed ? p.unwitnessed + " unjudged in a row" : "ok", p.unwitnessed_alert ? "refused" : "");
     const t = p.trust;
     cell(tr, t ? t.level + (t.quarantined ? " (quarantined)" : "") : "");
     cell(tr, t ? t.score.toFixed(3) : "");
@@ -121,8 +166,8 @@ function render(s) {
     cell(tr, m.kind);
     cell(tr, m.subject ? shortID(m.subject) : "");
     cell(tr, m.outcome, m.outcome === "failed" ? "refused" : "");
-    cell(tr, (m.yes || []).length);
-    cell(tr, (m.no || []).length);
+    cell(tr, m.yes);
+    cell(tr, m.no);
     cell(tr, m.quorum);
     cell(tr, m.opened);
     cell(tr, m.decided);
@@ -162,9 +207,7 @@ async function prove(index) {
   valid.textContent = "…";
   valid.className = "badge unknown";
   try {
-    const r = await fetch("/api/prove?index=" + encodeURIComponent(index), { credentials: "same-origin" });
-    if (!r.ok) throw new Error(await r.text());
-    const p = await r.json();
+    const p = await (await get("/api/prove?index=" + encodeURIComponent(index))).json();
     valid.textContent = p.valid ? "valid" : "INVALID";
     valid.className = "badge " + (p.valid ? "ok" : "failed");
     const lines = [
@@ -185,14 +228,61 @@ async function prove(index) {
   }
 }
 
-function connect() {
+// maxEvent bounds one event of the stream as this page buffers it.
+const maxEvent = 64 << 20;
+
+// stream reads the server-sent events of /events (EventSource cannot send
+// a header) and renders each snapshot; it returns when the stream ends.
+async function stream(live) {
+  const r = await get("/events");
+  live.textContent = "live";
+  live.className = "badge live";
+  const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buf = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buf += value;
+    let end;
+    while ((end = buf.indexOf("\n\n")) >= 0) {
+      const block = buf.slice(0, end);
+      buf = buf.slice(end + 2);
+      let event = "message";
+      const data = [];
+      for (const line of block.split("\n")) {
+        if (line.startsWith("event: ")) event = line.slice(7);
+        else if (line.startsWith("data: ")) data.push(line.slice(6));
+      }
+      if (event === "snapshot" && data.length > 0) {
+        try { render(JSON.parse(data.join("\n"))); } catch (err) { console.error(err); }
+      }
+    }
+    if (buf.length > maxEvent) throw new Error("event stream: an event over " + maxEvent + " bytes");
+  }
+}
+
+async function connect() {
   const live = $("live");
-  const es = new EventSource("/events");
-  es.addEventListener("open", () => { live.textContent = "live"; live.className = "badge live"; });
-  es.addEventListener("error", () => { live.textContent = "offline"; live.className = "badge offline"; });
-  es.addEventListener("snapshot", (ev) => {
-    try { render(JSON.parse(ev.data)); } catch (err) { console.error(err); }
-  });
+  if (!token) {
+    needToken("");
+    return;
+  }
+  for (;;) {
+    try {
+      await stream(live);
+    } catch (err) {
+      if (err instanceof Unauthorized) {
+        live.textContent = "offline";
+        live.className = "badge offline";
+        needToken(err.message);
+        return;
+      }
+      console.error(err);
+    }
+    live.textContent = "offline";
+    live.className = "badge offline";
+    await new Promise((done) => setTimeout(done, 1000));
+  }
 }
 
 connect();
