@@ -318,22 +318,12 @@ func (m *Machine) Apply(index uint64, e Entry) Result {
 		res.Code, res.Reason = c, fmt.Sprintf(format, args...)
 		return res
 	}
-	q, err := DecodeRequest(e.Request)
-	if err != nil {
-		return reject(CodeMalformed, "%v", err)
-	}
-	if q.Group != m.group.ID() {
-		return reject(CodeWrongGroup, "request is for group %s, this is %s epoch %d (%s)",
-			q.Group, m.group.Name, m.group.Epoch, m.group.ID())
-	}
-	if !m.group.IsMember(q.Proposer) {
-		return reject(CodeNotMember, "proposer %s is not a member", q.Proposer)
-	}
 	// The signature binds the body, group ID (name and epoch) and seq
 	// included; a verified signature stays valid, so the leader's check
 	// before appending is as good as one here in a crash-fault group.
-	if !(m.opts.trustLeaderSig && e.LeaderVerified) && !q.VerifySignature() {
-		return reject(CodeBadSignature, "signature is not %s's", q.Proposer)
+	q, code, reason := attribute(m.group, e.Request, !(m.opts.trustLeaderSig && e.LeaderVerified))
+	if code != CodeOK {
+		return reject(code, "%s", reason)
 	}
 	if last := m.seq[q.Proposer]; q.Seq <= last {
 		return reject(CodeReplay, "seq %d of %s not above its last applied %d", q.Seq, q.Proposer, last)
@@ -348,6 +338,38 @@ func (m *Machine) Apply(index uint64, e Entry) Result {
 		m.applyVote(index, q, &res)
 	}
 	return res
+}
+
+// Unattributed reports whether c refuses a request before it could be
+// attributed to a member of the group: its bytes do not decode, it names
+// another group or epoch, its proposer is not a member, or its signature is
+// not the proposer's. Such a request proves nothing about its proposer.
+func (c Code) Unattributed() bool {
+	switch c {
+	case CodeMalformed, CodeWrongGroup, CodeNotMember, CodeBadSignature:
+		return true
+	}
+	return false
+}
+
+// attribute runs the checks that make req a request of a member of g, in
+// Apply's order, and returns the refusal Apply gives when one fails (a code
+// for which Unattributed holds, and its reason). Verify runs the same checks,
+// so a record of such a refusal is checked against what every replica
+// computed.
+func attribute(g Group, req []byte, checkSig bool) (Request, Code, string) {
+	q, err := DecodeRequest(req)
+	switch {
+	case err != nil:
+		return q, CodeMalformed, err.Error()
+	case q.Group != g.ID():
+		return q, CodeWrongGroup, fmt.Sprintf("request is for group %s, this is %s epoch %d (%s)", q.Group, g.Name, g.Epoch, g.ID())
+	case !g.IsMember(q.Proposer):
+		return q, CodeNotMember, fmt.Sprintf("proposer %s is not a member", q.Proposer)
+	case checkSig && !q.VerifySignature():
+		return q, CodeBadSignature, fmt.Sprintf("signature is not %s's", q.Proposer)
+	}
+	return q, CodeOK, ""
 }
 
 func (m *Machine) applyKV(index uint64, o Op, res *Result) {
