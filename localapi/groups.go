@@ -69,6 +69,9 @@ type Decision struct {
 	Motion  string          `json:"motion,omitempty"`
 	Outcome string          `json:"outcome,omitempty"` // of Motion: open, passed or failed
 	Closed  []MotionClosure `json:"closed,omitempty"`  // motions this entry decided
+	// Removed: this node's own vote passed a membership change that removed
+	// it; the vote succeeded and this node is no longer a member.
+	Removed bool `json:"removed,omitempty"`
 }
 
 // MotionClosure is a motion decided by an entry.

@@ -51,3 +51,18 @@ func TestKVListSaysWhenCut(t *testing.T) {
 		t.Fatalf("full list: %d lines, stderr %q", strings.Count(out.String(), "\n"), errOut.String())
 	}
 }
+
+// A vote that passed this node's own removal is reported as a success that
+// says the node is no longer a member.
+func TestVoteThatRemovedThisNodeSaysSo(t *testing.T) {
+	var b bytes.Buffer
+	printVote(&b, "team", localapi.Decision{Index: 9, Motion: "#4", Outcome: "passed", Removed: true})
+	if b.String() != "motion #4 passed at index 9\nremoved: this node is no longer a member of group team\n" {
+		t.Fatalf("output %q", b.String())
+	}
+	b.Reset()
+	printVote(&b, "team", localapi.Decision{Index: 9, Motion: "#4", Outcome: "passed"})
+	if strings.Contains(b.String(), "removed") {
+		t.Fatalf("output %q", b.String())
+	}
+}

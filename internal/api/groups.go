@@ -151,7 +151,7 @@ func writeDecision(w http.ResponseWriter, a consensus.Applied, err error) {
 		writeError(w, err)
 		return
 	}
-	d := localapi.Decision{Index: a.Index, Version: a.Result.Version, Motion: a.Result.Motion, Outcome: string(a.Result.Outcome)}
+	d := localapi.Decision{Index: a.Index, Version: a.Result.Version, Motion: a.Result.Motion, Outcome: string(a.Result.Outcome), Removed: a.Removed}
 	for _, c := range a.Result.Closed {
 		d.Closed = append(d.Closed, localapi.MotionClosure{Motion: c.Motion, Outcome: string(c.Outcome), Reason: c.Reason})
 	}

@@ -25,6 +25,10 @@ type hub struct {
 	// stalling and waits for its context, like a request lost with a
 	// connection.
 	stalled map[identity.PublicKey]chan<- struct{}
+	// late members' proposals are applied, but each then waits for its
+	// context, like an engine whose wait for its own result loses to the
+	// context's cancellation.
+	late map[identity.PublicKey]bool
 }
 
 func newHub() *hub { return &hub{members: map[identity.PublicKey]*hubEngine{}} }
@@ -85,6 +89,19 @@ func (e *hubEngine) Propose(ctx context.Context, req []byte) (Applied, error) {
 	if e.closed {
 		return Applied{}, ErrClosed
 	}
+	if h.late[e.cfg.Self.Public()] {
+		e.proposeLocked(req)
+		h.mu.Unlock()
+		defer h.mu.Lock()
+		<-ctx.Done()
+		return Applied{}, ctx.Err()
+	}
+	return e.proposeLocked(req), nil
+}
+
+// proposeLocked orders req and applies it on every member; h.mu is held.
+func (e *hubEngine) proposeLocked(req []byte) Applied {
+	h := e.h
 	h.now++
 	en := fsm.Entry{Time: e.cfg.Now().UnixNano() + h.now, Request: req}
 	h.log = append(h.log, en)
@@ -99,7 +116,7 @@ func (e *hubEngine) Propose(ctx context.Context, req []byte) (Applied, error) {
 			mine = a
 		}
 	}
-	return mine, nil
+	return mine
 }
 
 func (e *hubEngine) Read(ctx context.Context, fn func(m *fsm.Machine)) error {

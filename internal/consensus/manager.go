@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -396,12 +397,22 @@ func (m *Manager) propose(ctx context.Context, name string, op fsm.Op) (Applied,
 		}
 		if err != nil {
 			if cause := context.Cause(ctx); errors.Is(cause, ErrNotMember) {
+				// The removal may be this very vote's doing: the engine
+				// applied it, and the cancellation it caused won the race
+				// with the engine's answer.
+				if a, ok := gr.ownRemoval(op); ok {
+					return a, nil
+				}
 				return Applied{}, asRefusal(cause)
 			}
 			return Applied{}, asRefusal(fmt.Errorf("group %s: %w", name, gr.explain(err)))
 		}
 		switch a.Result.Code {
 		case fsm.CodeOK:
+			if passedChange(a) {
+				gr.refresh()
+				a.Removed = !gr.current().IsMember(m.self)
+			}
 			return a, nil
 		case fsm.CodeReplay:
 			continue // overtaken by a concurrent request of ours; nothing applied
@@ -560,6 +571,11 @@ type group struct {
 
 	changed chan struct{} // a membership change may have applied
 
+	// lastChange is this member's latest own vote that passed a membership
+	// motion (onApply records it): if that removed this node, the vote
+	// succeeded though a request in flight then ends as not-a-member.
+	lastChange atomic.Pointer[Applied]
+
 	nextMu sync.Mutex
 	next   chan struct{} // closed when the definition changes, then replaced
 
@@ -635,6 +651,11 @@ func (gr *group) onApply(a Applied) {
 	if f := gr.m.cfg.OnApply; f != nil {
 		f(gr.current(), a)
 	}
+	if passedChange(a) {
+		if q, err := fsm.DecodeRequest(a.Entry.Request); err == nil && q.Proposer == gr.m.self && q.Op.Kind == fsm.OpMotionVote {
+			gr.lastChange.Store(&a)
+		}
+	}
 	if len(a.Result.Closed) > 0 {
 		select {
 		case gr.changed <- struct{}{}:
@@ -664,6 +685,27 @@ func (gr *group) refresh() {
 		gr.nextMu.Unlock()
 		gr.m.log.Info("consensus: membership changed", "event", "consensus.epoch", "group", gr.name, "epoch", g.Epoch, "members", g.N())
 	}
+}
+
+// passedChange reports whether a applied a request that passed a membership
+// motion (named "#INDEX"; other motions cannot be).
+func passedChange(a Applied) bool {
+	return a.Result.OK() && a.Result.Outcome == fsm.OutcomePassed && strings.HasPrefix(a.Result.Motion, "#")
+}
+
+// ownRemoval returns the decision of this member's vote op if the group
+// applied it and it passed a membership motion, marked Removed: called once
+// this node is no longer a member, that motion (or one it passed in turn)
+// removed it. Votes are final, so the vote applied is this one's or an
+// earlier identical one's, and either way it counted.
+func (gr *group) ownRemoval(op fsm.Op) (Applied, bool) {
+	a := gr.lastChange.Load()
+	if op.Kind != fsm.OpMotionVote || a == nil || a.Result.Motion != op.Motion {
+		return Applied{}, false
+	}
+	out := *a
+	out.Removed = true
+	return out, true
 }
 
 // whileMember returns ctx cancelled, with a cause matching ErrNotMember, when

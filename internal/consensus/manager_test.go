@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -403,5 +404,53 @@ func TestManagerJoinsABFTGroup(t *testing.T) {
 	}
 	if err := j.Join(g); localapi.ExitCode(err) != localapi.ExitUsage {
 		t.Fatalf("join twice: %v", err)
+	}
+}
+
+// A member whose own yes vote passes its removal succeeded: the vote
+// counted and decided the motion. It gets the decision, marked Removed,
+// not a not-a-member refusal (exit 3), even when the engine's wait for its
+// result loses to the cancellation the removal causes.
+func TestManagerOwnVoteThatPassesOwnRemovalSucceeds(t *testing.T) {
+	for _, late := range []bool{false, true} {
+		t.Run(fmt.Sprintf("late=%v", late), func(t *testing.T) {
+			f, _ := newFixture(t, 3, fsm.ModeRaft, func(c *ManagerConfig) { c.Timeout = time.Minute })
+			ctx := context.Background()
+			gone := f.keys[2].Public()
+			a, err := f.mgrs[0].ChangeMember(ctx, "reviews", gone, false, "leaves")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := f.mgrs[0].Vote(ctx, "reviews", a.Result.Motion, true); err != nil {
+				t.Fatal(err)
+			}
+			if late {
+				f.hub.mu.Lock()
+				f.hub.late = map[identity.PublicKey]bool{gone: true}
+				f.hub.mu.Unlock()
+			}
+			v, err := f.mgrs[2].Vote(ctx, "reviews", a.Result.Motion, true)
+			if err != nil || localapi.ExitCode(err) != localapi.ExitOK {
+				t.Fatalf("the vote that passed this member's removal: %v (exit %d)", err, localapi.ExitCode(err))
+			}
+			if !v.Removed || v.Result.Motion != a.Result.Motion || v.Result.Outcome != fsm.OutcomePassed {
+				t.Fatalf("decision %+v: want the passed removal, marked Removed", v)
+			}
+			// Its next request is refused: it is no longer a member.
+			if _, err := f.mgrs[2].Put(ctx, "reviews", "k", []byte("v"), nil); !errors.Is(err, ErrNotMember) {
+				t.Fatalf("removed member proposes: %v", err)
+			}
+			// Another member's vote that passes a removal is not marked.
+			b, err := f.mgrs[0].ChangeMember(ctx, "reviews", f.keys[1].Public(), false, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := f.mgrs[1].Vote(ctx, "reviews", b.Result.Motion, true); err != nil {
+				t.Fatal(err)
+			}
+			if v, err := f.mgrs[0].Vote(ctx, "reviews", b.Result.Motion, true); err != nil || v.Removed || v.Result.Outcome != fsm.OutcomePassed {
+				t.Fatalf("vote passing another member's removal: %+v %v", v, err)
+			}
+		})
 	}
 }
