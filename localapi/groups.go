@@ -93,6 +93,10 @@ type KVItem struct {
 // KVList is GET /v1/kv/ls's answer.
 type KVList struct {
 	Keys []string `json:"keys"`
+	// Truncated: more keys have the prefix than the answer holds (it has
+	// the first Limit in key order); list by a longer prefix.
+	Truncated bool `json:"truncated"`
+	Limit     int  `json:"limit"` // the most keys one answer holds
 }
 
 // MotionOpenRequest is the body of POST /v1/motions/open.

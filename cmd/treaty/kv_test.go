@@ -33,22 +33,19 @@ func TestPlainOutputEscapesControls(t *testing.T) {
 	}
 }
 
-// An answer of kv ls at its limit says there may be more, on stderr, so a
-// script that walks the keys does not take a cut list for all of them.
+// An answer of kv ls the node cut at its limit says so, on stderr, so a
+// script that walks the keys does not take a cut list for all of them; an
+// answer that holds every key, even exactly the limit's number, does not.
 func TestKVListSaysWhenCut(t *testing.T) {
 	var out, errOut bytes.Buffer
-	printKeys(&out, &errOut, []string{"a", "b"})
+	printKeys(&out, &errOut, localapi.KVList{Keys: []string{"a", "b"}, Limit: 2})
 	if out.String() != "a\nb\n" || errOut.Len() != 0 {
-		t.Fatalf("short list: %q %q", out.String(), errOut.String())
+		t.Fatalf("whole list: %q %q", out.String(), errOut.String())
 	}
 	out.Reset()
-	full := make([]string, kvListLimit)
-	for i := range full {
-		full[i] = "k"
-	}
-	printKeys(&out, &errOut, full)
-	if strings.Count(out.String(), "\n") != kvListLimit || !strings.Contains(errOut.String(), "there may be more") {
-		t.Fatalf("full list: %d lines, stderr %q", strings.Count(out.String(), "\n"), errOut.String())
+	printKeys(&out, &errOut, localapi.KVList{Keys: []string{"a", "b"}, Truncated: true, Limit: 2})
+	if out.String() != "a\nb\n" || !strings.Contains(errOut.String(), "first 2 (its limit)") {
+		t.Fatalf("cut list: %q, stderr %q", out.String(), errOut.String())
 	}
 }
 

@@ -218,15 +218,21 @@ func (s *Server) kvList(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	keys, err := m.List(r.Context(), q[0], r.URL.Query().Get("prefix"), maxListKeys)
+	keys, truncated, err := m.List(r.Context(), q[0], r.URL.Query().Get("prefix"), maxListKeys)
 	if err != nil {
 		writeError(w, err)
 		return
 	}
+	writeJSON(w, http.StatusOK, kvListAnswer(keys, truncated))
+}
+
+// kvListAnswer says whether the keys were cut at the answer's limit, so a
+// client never takes a cut list for every key with the prefix.
+func kvListAnswer(keys []string, truncated bool) localapi.KVList {
 	if keys == nil {
 		keys = []string{}
 	}
-	writeJSON(w, http.StatusOK, localapi.KVList{Keys: keys})
+	return localapi.KVList{Keys: keys, Truncated: truncated, Limit: maxListKeys}
 }
 
 func (s *Server) motionOpen(w http.ResponseWriter, r *http.Request) {

@@ -461,15 +461,16 @@ func (m *Manager) Get(ctx context.Context, group, key string) (it fsm.Item, ok b
 	return it, ok, err
 }
 
-// List returns the keys with prefix, sorted, at most limit (0: all).
-func (m *Manager) List(ctx context.Context, group, prefix string, limit int) (keys []string, err error) {
+// List returns the keys with prefix, sorted, at most limit (0: all);
+// truncated says more keys have the prefix.
+func (m *Manager) List(ctx context.Context, group, prefix string, limit int) (keys []string, truncated bool, err error) {
 	err = m.read(ctx, group, func(fm *fsm.Machine) {
 		keys = fm.Keys(prefix)
 		if limit > 0 && len(keys) > limit {
-			keys = keys[:limit]
+			keys, truncated = keys[:limit], true
 		}
 	})
-	return keys, err
+	return keys, truncated, err
 }
 
 // Motion returns the motion called name; an unknown one is a usage refusal.

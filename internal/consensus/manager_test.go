@@ -112,9 +112,21 @@ func TestManagerKVAndTypedErrors(t *testing.T) {
 	if localapi.ExitCode(err) != localapi.ExitUsage {
 		t.Fatalf("bad motion name: %v", err)
 	}
-	keys, err := f.mgrs[1].List(ctx, "reviews", "pr/", 0)
-	if err != nil || len(keys) != 1 || keys[0] != "pr/42" {
-		t.Fatalf("list: %v %v", keys, err)
+	keys, cut, err := f.mgrs[1].List(ctx, "reviews", "pr/", 0)
+	if err != nil || len(keys) != 1 || keys[0] != "pr/42" || cut {
+		t.Fatalf("list: %v %v %v", keys, cut, err)
+	}
+	// An answer cut at its limit says so; one that just fits does not.
+	for _, k := range []string{"pr/43", "pr/44"} {
+		if _, err := f.mgrs[0].Put(ctx, "reviews", k, []byte("v"), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if keys, cut, err := f.mgrs[1].List(ctx, "reviews", "pr/", 2); err != nil || len(keys) != 2 || !cut {
+		t.Fatalf("list cut at 2 of 3: %v %v %v", keys, cut, err)
+	}
+	if keys, cut, err := f.mgrs[1].List(ctx, "reviews", "pr/", 3); err != nil || len(keys) != 3 || cut {
+		t.Fatalf("list of 3 at limit 3: %v %v %v", keys, cut, err)
 	}
 }
 
