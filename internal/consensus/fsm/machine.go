@@ -634,7 +634,7 @@ func (m *Machine) changeMembers(index uint64, mo *Motion, res *Result) {
 		i, _ := slices.BinarySearchFunc(members, mo.Subject, comparePub)
 		members = slices.Delete(members, i, i+1)
 	}
-	m.group = Group{Name: g.Name, Mode: g.Mode, Epoch: g.Epoch + 1, Members: members}
+	m.group = Group{Name: g.Name, Mode: g.Mode, Epoch: g.Epoch + 1, Members: members, Nonce: g.Nonce}
 	for _, id := range slices.Clone(m.open) {
 		if o := m.motions[id]; o.Outcome == OutcomeOpen {
 			if mo.Kind == MotionRemove {

@@ -42,6 +42,7 @@ type RecordGroup struct {
 	Mode    Mode                 `json:"mode"`
 	Epoch   uint64               `json:"epoch"`
 	Members []identity.PublicKey `json:"members"`
+	Nonce   string               `json:"nonce,omitempty"` // hex; absent for a group created without one
 }
 
 // RecordResult is Result in JSON.
@@ -87,7 +88,7 @@ func Attest(k identity.PrivateKey, g Group, index uint64, e Entry, res Result) A
 func NewRecord(g Group, index uint64, e Entry, res Result, certs []Attestation) Record {
 	r := Record{
 		Format:  RecordFormat,
-		Group:   RecordGroup{ID: g.ID(), Name: g.Name, Mode: g.Mode, Epoch: g.Epoch, Members: g.Members},
+		Group:   RecordGroup{ID: g.ID(), Name: g.Name, Mode: g.Mode, Epoch: g.Epoch, Members: g.Members, Nonce: g.Nonce.String()},
 		Index:   index,
 		Time:    e.Time,
 		Request: e.Request,
@@ -185,6 +186,9 @@ func Verify(r Record) error {
 	}
 	g, err := NewGroup(r.Group.Name, r.Group.Mode, r.Group.Epoch, r.Group.Members)
 	if err != nil {
+		return &VerifyError{"group", err}
+	}
+	if g.Nonce, err = ParseNonce(r.Group.Nonce); err != nil {
 		return &VerifyError{"group", err}
 	}
 	if g.ID() != r.Group.ID {
