@@ -13,12 +13,17 @@ type GroupCreateRequest struct {
 	Mode    string   `json:"mode"` // raft or bft
 	Members []string `json:"members"`
 	Join    bool     `json:"join,omitempty"`
+	// Nonce (32 hex digits) is the group's creation nonce, the same on
+	// every member; omitted, the group has none (and the ID groups had
+	// before nonces).
+	Nonce string `json:"nonce,omitempty"`
 }
 
 // GroupInfo is one group in GET /v1/groups.
 type GroupInfo struct {
 	Name      string        `json:"name"`
-	ID        string        `json:"id,omitempty"` // hex digest of name, mode, epoch and members
+	ID        string        `json:"id,omitempty"`    // hex digest of name, mode, epoch, nonce and members
+	Nonce     string        `json:"nonce,omitempty"` // the creation nonce, if the group has one
 	Mode      string        `json:"mode,omitempty"`
 	Epoch     uint64        `json:"epoch"`
 	Source    string        `json:"source,omitempty"` // config (treaty.yaml) or cli (group create)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -61,5 +62,27 @@ func TestVoteThatRemovedThisNodeSaysSo(t *testing.T) {
 	printVote(&b, "team", localapi.Decision{Index: 9, Motion: "#4", Outcome: "passed"})
 	if strings.Contains(b.String(), "removed") {
 		t.Fatalf("output %q", b.String())
+	}
+}
+
+func TestGroupNonceFlags(t *testing.T) {
+	if n, err := groupNonce("", false, false); err != nil || !n.IsZero() {
+		t.Fatalf("no nonce: %v %v", n, err)
+	}
+	n, err := groupNonce("", true, false)
+	if err != nil || n.IsZero() {
+		t.Fatalf("new nonce: %v", err)
+	}
+	if got, err := groupNonce(n.String(), false, true); err != nil || got != n {
+		t.Fatalf("given nonce: %v %v", got, err)
+	}
+	for _, c := range []struct {
+		given      string
+		draw, join bool
+	}{{n.String(), true, false}, {"", true, true}, {"xyz", false, false}} {
+		var u usageError
+		if _, err := groupNonce(c.given, c.draw, c.join); !errors.As(err, &u) {
+			t.Errorf("%+v: %v, want a usage error (exit 2)", c, err)
+		}
 	}
 }

@@ -64,7 +64,7 @@ func groupInfo(in consensus.Info, self identity.PublicKey, names map[identity.Pu
 		return localapi.GroupInfo{Name: in.Name, Error: in.Error, Members: []localapi.GroupMember{}}
 	}
 	st, g := in.Status, in.Status.Group
-	gi := localapi.GroupInfo{Name: in.Name, ID: g.ID().String(), Mode: string(g.Mode), Epoch: g.Epoch, Source: in.Source,
+	gi := localapi.GroupInfo{Name: in.Name, ID: g.ID().String(), Nonce: g.Nonce.String(), Mode: string(g.Mode), Epoch: g.Epoch, Source: in.Source,
 		N: g.N(), F: g.F(), Quorum: g.Quorum(), Term: st.Term, LastIndex: st.LastIndex, Healthy: st.Healthy,
 		Members: []localapi.GroupMember{}}
 	if !st.Leader.IsZero() {
@@ -98,6 +98,11 @@ func (s *Server) groupCreate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	g, err := s.n.GroupDefinition(req.Name, req.Mode, req.Members)
+	if err == nil {
+		if g.Nonce, err = fsm.ParseNonce(req.Nonce); err != nil {
+			err = refusal.Wrap(refusal.StageUsage, err)
+		}
+	}
 	switch {
 	case err != nil:
 	case req.Join:

@@ -466,3 +466,49 @@ func TestManagerOwnVoteThatPassesOwnRemovalSucceeds(t *testing.T) {
 		})
 	}
 }
+
+// A group created with a nonce keeps it across a restart (groups.json), and
+// its ID is the nonce's: a request signed for the same definition without
+// the nonce is refused as wrong-group.
+func TestManagerGroupNonceSurvivesRestart(t *testing.T) {
+	f := &fixture{hub: newHub(), keys: []identity.PrivateKey{testKey(t, 1)}, dirs: []string{t.TempDir()}}
+	g, err := fsm.NewGroup("reviews", fsm.ModeRaft, 0, []identity.PublicKey{f.keys[0].Public()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain := g
+	if g.Nonce, err = fsm.NewNonce(); err != nil {
+		t.Fatal(err)
+	}
+	m := f.open(t, 0, nil)
+	if err := m.Create(g); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := m.Put(ctx, "reviews", "a", []byte("1"), nil); err != nil {
+		t.Fatal(err)
+	}
+	m.Close()
+	m = f.open(t, 0, nil)
+	m.Start(nil)
+	gs := m.Groups()
+	if len(gs) != 1 || gs[0].Status.Group.ID() != g.ID() || gs[0].Status.Group.Nonce != g.Nonce {
+		t.Fatalf("after restart: %+v", gs)
+	}
+	q, err := fsm.SignRequest(f.keys[0], plain.ID(), 1000, fsm.Put("a", []byte("old")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := f.hub.members[f.keys[0].Public()].Propose(ctx, q.Encode())
+	if err != nil || a.Result.Code != fsm.CodeWrongGroup {
+		t.Fatalf("a request for the group without the nonce: %+v %v", a.Result, err)
+	}
+	// Created again with another nonce on the same state: refused, naming it.
+	other := g
+	other.Nonce, _ = fsm.NewNonce()
+	m.Close()
+	m = f.open(t, 0, nil)
+	if err := m.Create(other); err == nil || !strings.Contains(err.Error(), "nonce") {
+		t.Fatalf("create with another nonce over the old state: %v", err)
+	}
+}
