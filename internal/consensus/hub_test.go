@@ -29,6 +29,23 @@ type hub struct {
 	// context, like an engine whose wait for its own result loses to the
 	// context's cancellation.
 	late map[identity.PublicKey]bool
+	// held members' OnApply calls wait in their pending list until
+	// release: an engine that shows a new definition before it hands the
+	// entry that made it to the consumer.
+	held map[identity.PublicKey]bool
+}
+
+// release hands member k's held entries to its OnApply, in order.
+func (h *hub) release(k identity.PublicKey) {
+	h.mu.Lock()
+	e := h.members[k]
+	pending := e.pending
+	e.pending = nil
+	delete(h.held, k)
+	h.mu.Unlock()
+	for _, a := range pending {
+		e.cfg.OnApply(a)
+	}
 }
 
 func newHub() *hub { return &hub{members: map[identity.PublicKey]*hubEngine{}} }
@@ -57,6 +74,7 @@ type hubEngine struct {
 	results map[uint64]fsm.Result
 	groups  map[uint64]fsm.Group // definition before each index
 	closed  bool
+	pending []Applied // held from OnApply (hub.held)
 }
 
 func (e *hubEngine) apply(i uint64, en fsm.Entry) Applied {
@@ -64,7 +82,10 @@ func (e *hubEngine) apply(i uint64, en fsm.Entry) Applied {
 	res := e.m.Apply(i, en)
 	e.results[i] = res
 	a := Applied{Index: i, Entry: en, Result: res}
-	if e.cfg.OnApply != nil {
+	switch {
+	case e.h.held[e.cfg.Self.Public()]:
+		e.pending = append(e.pending, a)
+	case e.cfg.OnApply != nil:
 		e.cfg.OnApply(a)
 	}
 	return a
@@ -117,6 +138,13 @@ func (e *hubEngine) proposeLocked(req []byte) Applied {
 		}
 	}
 	return mine
+}
+
+// lastIndex is the index of the last entry the hub ordered.
+func (h *hub) lastIndex() uint64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return uint64(len(h.log))
 }
 
 func (e *hubEngine) Read(ctx context.Context, fn func(m *fsm.Machine)) error {

@@ -375,6 +375,7 @@ func (m *Manager) propose(ctx context.Context, name string, op fsm.Op) (Applied,
 			return Applied{}, err
 		}
 	}
+	caller := ctx
 	ctx, cancel := context.WithTimeout(ctx, m.cfg.Timeout)
 	defer cancel()
 	ctx, leave := gr.whileMember(ctx, name)
@@ -400,7 +401,7 @@ func (m *Manager) propose(ctx context.Context, name string, op fsm.Op) (Applied,
 				// The removal may be this very vote's doing: the engine
 				// applied it, and the cancellation it caused won the race
 				// with the engine's answer.
-				if a, ok := gr.ownRemoval(op); ok {
+				if a, ok := gr.ownRemoval(caller, op); ok {
 					return a, nil
 				}
 				return Applied{}, asRefusal(cause)
@@ -576,6 +577,11 @@ type group struct {
 	// motion (onApply records it): if that removed this node, the vote
 	// succeeded though a request in flight then ends as not-a-member.
 	lastChange atomic.Pointer[Applied]
+	// delivered is the highest index onApply saw; deliveredWake is closed
+	// (and replaced) when it grows.
+	deliveredMu   sync.Mutex
+	delivered     uint64
+	deliveredWake chan struct{}
 
 	nextMu sync.Mutex
 	next   chan struct{} // closed when the definition changes, then replaced
@@ -657,6 +663,15 @@ func (gr *group) onApply(a Applied) {
 			gr.lastChange.Store(&a)
 		}
 	}
+	gr.deliveredMu.Lock()
+	if a.Index > gr.delivered {
+		gr.delivered = a.Index
+		if gr.deliveredWake != nil {
+			close(gr.deliveredWake)
+			gr.deliveredWake = nil
+		}
+	}
+	gr.deliveredMu.Unlock()
 	if len(a.Result.Closed) > 0 {
 		select {
 		case gr.changed <- struct{}{}:
@@ -698,15 +713,50 @@ func passedChange(a Applied) bool {
 // applied it and it passed a membership motion, marked Removed: called once
 // this node is no longer a member, that motion (or one it passed in turn)
 // removed it. Votes are final, so the vote applied is this one's or an
-// earlier identical one's, and either way it counted.
-func (gr *group) ownRemoval(op fsm.Op) (Applied, bool) {
+// earlier identical one's, and either way it counted. An engine may show
+// the new definition before it has handed this member every entry it
+// applied, so ownRemoval first waits (at most removalWait, or until ctx
+// ends) for the entries applied so far.
+func (gr *group) ownRemoval(ctx context.Context, op fsm.Op) (Applied, bool) {
+	if op.Kind != fsm.OpMotionVote {
+		return Applied{}, false
+	}
+	ctx, cancel := context.WithTimeout(ctx, removalWait)
+	defer cancel()
+	gr.waitDelivered(ctx, gr.eng.Status().LastIndex)
 	a := gr.lastChange.Load()
-	if op.Kind != fsm.OpMotionVote || a == nil || a.Result.Motion != op.Motion {
+	if a == nil || a.Result.Motion != op.Motion {
 		return Applied{}, false
 	}
 	out := *a
 	out.Removed = true
 	return out, true
+}
+
+// removalWait bounds how long a vote that ended as not-a-member waits for
+// the entries its engine applied to be handed over, to learn whether the
+// vote itself passed the removal.
+const removalWait = 2 * time.Second
+
+// waitDelivered waits until onApply has seen index, or ctx ends.
+func (gr *group) waitDelivered(ctx context.Context, index uint64) {
+	for {
+		gr.deliveredMu.Lock()
+		if gr.delivered >= index {
+			gr.deliveredMu.Unlock()
+			return
+		}
+		if gr.deliveredWake == nil {
+			gr.deliveredWake = make(chan struct{})
+		}
+		wake := gr.deliveredWake
+		gr.deliveredMu.Unlock()
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			return
+		}
+	}
 }
 
 // whileMember returns ctx cancelled, with a cause matching ErrNotMember, when

@@ -436,12 +436,50 @@ func TestManagerOwnVoteThatPassesOwnRemovalSucceeds(t *testing.T) {
 			if _, err := f.mgrs[0].Vote(ctx, "reviews", a.Result.Motion, true); err != nil {
 				t.Fatal(err)
 			}
+			released := make(chan string, 2)
 			if late {
 				f.hub.mu.Lock()
 				f.hub.late = map[identity.PublicKey]bool{gone: true}
+				f.hub.held = map[identity.PublicKey]bool{gone: true}
 				f.hub.mu.Unlock()
+				// The engine shows the new definition before it hands
+				// over the entry: a refresh (as another request's would)
+				// cancels the vote, which must wait for the entry.
+				gr, _ := f.mgrs[2].lookup("reviews")
+				voteIndex := f.hub.lastIndex() + 1
+				go func() {
+					defer close(released)
+					deadline := time.Now().Add(10 * time.Second)
+					for f.hub.lastIndex() < voteIndex {
+						if time.Now().After(deadline) {
+							released <- "the vote was not ordered"
+							return
+						}
+						time.Sleep(time.Millisecond) // polling the hub with a deadline
+					}
+					gr.refresh()
+					for {
+						gr.deliveredMu.Lock()
+						waiting := gr.deliveredWake != nil
+						gr.deliveredMu.Unlock()
+						if waiting {
+							break
+						}
+						if time.Now().After(deadline) {
+							released <- "the vote did not wait for its entry"
+							break
+						}
+						time.Sleep(time.Millisecond) // polling for the waiter with a deadline
+					}
+					f.hub.release(gone)
+				}()
 			}
 			v, err := f.mgrs[2].Vote(ctx, "reviews", a.Result.Motion, true)
+			if late {
+				for msg := range released {
+					t.Error(msg)
+				}
+			}
 			if err != nil || localapi.ExitCode(err) != localapi.ExitOK {
 				t.Fatalf("the vote that passed this member's removal: %v (exit %d)", err, localapi.ExitCode(err))
 			}
