@@ -577,8 +577,8 @@ type group struct {
 	// motion (onApply records it): if that removed this node, the vote
 	// succeeded though a request in flight then ends as not-a-member.
 	lastChange atomic.Pointer[Applied]
-	// delivered is the highest index onApply saw; deliveredWake is closed
-	// (and replaced) when it grows.
+	// delivered is the highest index onApply saw; deliveredWake, made by a
+	// waiter (waitDelivered), is closed and cleared when it grows.
 	deliveredMu   sync.Mutex
 	delivered     uint64
 	deliveredWake chan struct{}
