@@ -40,11 +40,19 @@ func (c *Client) KVGet(ctx context.Context, group, key string) (localapi.KVItem,
 	return out, c.do(ctx, http.MethodGet, "/v1/kv/get?"+url.Values{"group": {group}, "key": {key}}.Encode(), nil, &out)
 }
 
-// KVList lists the keys with prefix.
+// KVList lists the keys with prefix (at most the answer's limit: see
+// KVListAnswer to learn whether the list was cut).
 func (c *Client) KVList(ctx context.Context, group, prefix string) ([]string, error) {
+	out, err := c.KVListAnswer(ctx, group, prefix)
+	return out.Keys, err
+}
+
+// KVListAnswer lists the keys with prefix and says whether the answer was
+// cut at its limit.
+func (c *Client) KVListAnswer(ctx context.Context, group, prefix string) (localapi.KVList, error) {
 	var out localapi.KVList
 	err := c.do(ctx, http.MethodGet, "/v1/kv/ls?"+url.Values{"group": {group}, "prefix": {prefix}}.Encode(), nil, &out)
-	return out.Keys, err
+	return out, err
 }
 
 // MotionOpen opens a motion.

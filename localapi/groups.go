@@ -13,12 +13,17 @@ type GroupCreateRequest struct {
 	Mode    string   `json:"mode"` // raft or bft
 	Members []string `json:"members"`
 	Join    bool     `json:"join,omitempty"`
+	// Nonce (32 hex digits) is the group's creation nonce, the same on
+	// every member; omitted, the group has none (and the ID groups had
+	// before nonces).
+	Nonce string `json:"nonce,omitempty"`
 }
 
 // GroupInfo is one group in GET /v1/groups.
 type GroupInfo struct {
 	Name      string        `json:"name"`
-	ID        string        `json:"id,omitempty"` // hex digest of name, mode, epoch and members
+	ID        string        `json:"id,omitempty"`    // hex digest of name, mode, epoch, nonce and members
+	Nonce     string        `json:"nonce,omitempty"` // the creation nonce, if the group has one
 	Mode      string        `json:"mode,omitempty"`
 	Epoch     uint64        `json:"epoch"`
 	Source    string        `json:"source,omitempty"` // config (treaty.yaml) or cli (group create)
@@ -69,6 +74,9 @@ type Decision struct {
 	Motion  string          `json:"motion,omitempty"`
 	Outcome string          `json:"outcome,omitempty"` // of Motion: open, passed or failed
 	Closed  []MotionClosure `json:"closed,omitempty"`  // motions this entry decided
+	// Removed: this node's own vote passed a membership change that removed
+	// it; the vote succeeded and this node is no longer a member.
+	Removed bool `json:"removed,omitempty"`
 }
 
 // MotionClosure is a motion decided by an entry.
@@ -90,6 +98,10 @@ type KVItem struct {
 // KVList is GET /v1/kv/ls's answer.
 type KVList struct {
 	Keys []string `json:"keys"`
+	// Truncated: more keys have the prefix than the answer holds (it has
+	// the first Limit in key order); list by a longer prefix.
+	Truncated bool `json:"truncated"`
+	Limit     int  `json:"limit"` // the most keys one answer holds
 }
 
 // MotionOpenRequest is the body of POST /v1/motions/open.

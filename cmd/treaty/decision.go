@@ -77,7 +77,12 @@ func decisionCmd(h func() string) *cobra.Command {
 				tprintf(out, "no certificate: %s\n", r.NoCertificate)
 				label = "result (not attested: the exporting node's word)"
 			}
-			if r.Result.Code != "" {
+			if r.Result.Code.Unattributed() {
+				// The group ordered bytes it could not attribute to a member
+				// (a request signed for an epoch that ended while it waited, a
+				// forgery): the record proves the refusal, not who sent them.
+				tprintf(out, "request: not attributable to a member; the group refused it (%s): %s\n", r.Result.Code, r.Result.Reason)
+			} else if r.Result.Code != "" {
 				tprintf(out, "%s: refused (%s): %s\n", label, r.Result.Code, r.Result.Reason)
 			} else if r.Result.Motion != "" {
 				tprintf(out, "%s: motion %s %s\n", label, r.Result.Motion, r.Result.Outcome)

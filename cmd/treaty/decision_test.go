@@ -109,3 +109,60 @@ func TestDecisionVerifyPinsTheGroup(t *testing.T) {
 		t.Fatalf("a malformed --group-id: exit %d, want 2", code)
 	}
 }
+
+// TestDecisionVerifyRefusedStaleRequest: a member's request signed for an
+// epoch that a membership change ended while it waited is ordered and
+// refused by the group; its honest record verifies (exit 0) and says the
+// request is not attributable; the same record claiming the request applied
+// fails (exit 1).
+func TestDecisionVerifyRefusedStaleRequest(t *testing.T) {
+	var ks []identity.PrivateKey
+	var pubs []identity.PublicKey
+	for i := range 4 {
+		k, _ := identity.FromSeed(bytes.Repeat([]byte{byte(i + 1)}, 32))
+		ks, pubs = append(ks, k), append(pubs, k.Public())
+	}
+	g0, _ := fsm.NewGroup("reviews", fsm.ModeBFT, 0, pubs)
+	m, _ := fsm.New(g0)
+	index := uint64(0)
+	apply := func(k identity.PrivateKey, g fsm.Group, seq uint64, op fsm.Op) (fsm.Entry, fsm.Result) {
+		q, err := fsm.SignRequest(k, g.ID(), seq, op)
+		if err != nil {
+			t.Fatal(err)
+		}
+		index++
+		e := fsm.Entry{Time: int64(1000 + index), Request: q.Encode()}
+		return e, m.Apply(index, e)
+	}
+	_, res := apply(ks[0], g0, 1, fsm.RemoveMember(ks[3].Public(), 0, ""))
+	for i, k := range ks[:3] {
+		apply(k, g0, uint64(2+i), fsm.Vote(res.Motion, true))
+	}
+	g1 := m.Group()
+	if g1.Epoch != 1 {
+		t.Fatalf("removal did not pass: epoch %d", g1.Epoch)
+	}
+	e, res := apply(ks[1], g0, 10, fsm.Put("pr/42/reviewer", []byte("alice"))) // signed for epoch 0
+	if res.Code != fsm.CodeWrongGroup {
+		t.Fatalf("stale request: code %q", res.Code)
+	}
+	var certs []fsm.Attestation
+	for _, k := range ks[:3] {
+		certs = append(certs, fsm.Attest(k, g1, index, e, res))
+	}
+	r := fsm.NewRecord(g1, index, e, res, certs)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "refused.json")
+	b, _ := json.Marshal(r)
+	os.WriteFile(path, b, 0o600)
+	out, errOut, code := runTL(t, "decision", "verify", path)
+	if code != 0 || !strings.Contains(out, "not attributable") || !strings.Contains(out, "wrong-group") {
+		t.Fatalf("honest refused record: exit %d\n%s%s", code, out, errOut)
+	}
+	r.Result.Code, r.Result.Reason = fsm.CodeOK, ""
+	b, _ = json.Marshal(r)
+	os.WriteFile(path, b, 0o600)
+	if out, errOut, code := runTL(t, "decision", "verify", path); code != 1 {
+		t.Fatalf("record claiming the stale request applied: exit %d\n%s%s", code, out, errOut)
+	}
+}

@@ -9,14 +9,15 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/treaty-dev/treaty/client"
+	"github.com/treaty-dev/treaty/internal/consensus/fsm"
 	"github.com/treaty-dev/treaty/localapi"
 )
 
 func groupCmd(h func() string) *cobra.Command {
 	c := &cobra.Command{Use: "group", Short: "consensus groups: create, list, add or remove members", Args: args(cobra.NoArgs)}
 
-	var mode, members string
-	var join bool
+	var mode, members, nonce string
+	var join, newNonce bool
 	create := &cobra.Command{
 		Use:   "create GROUP --mode raft|bft --members PEER,PEER,...",
 		Short: "create a group; list every member, this node included (each member's operator creates it alike)",
@@ -34,12 +35,25 @@ func groupCmd(h func() string) *cobra.Command {
 			if len(list) == 0 {
 				return usagef("--members is required: every member, this node included")
 			}
-			return client.New(h()).GroupCreate(cmd.Context(), localapi.GroupCreateRequest{Name: a[0], Mode: mode, Members: list, Join: join})
+			n, err := groupNonce(nonce, newNonce, join)
+			if err != nil {
+				return err
+			}
+			req := localapi.GroupCreateRequest{Name: a[0], Mode: mode, Members: list, Join: join, Nonce: n.String()}
+			if err := client.New(h()).GroupCreate(cmd.Context(), req); err != nil {
+				return err
+			}
+			if newNonce {
+				fmt.Fprintf(cmd.OutOrStdout(), "nonce %s\ncreate the group on every other member with --nonce %s (and join with it)\n", n, n)
+			}
+			return nil
 		},
 	}
 	create.Flags().StringVar(&mode, "mode", "", "raft (inside one organisation) or bft (across organisations)")
 	create.Flags().StringVar(&members, "members", "", "comma-separated peer IDs or nicknames, this node included")
 	create.Flags().BoolVar(&join, "join", false, "join a group (raft or bft) that added this node: --members lists the group as it was created, without this node")
+	create.Flags().StringVar(&nonce, "nonce", "", "the group's creation nonce (32 hex digits) that its first member printed; the same on every member")
+	create.Flags().BoolVar(&newNonce, "new-nonce", false, "draw a new creation nonce and print it: a group created again then has another ID, so no request signed for an earlier one is valid in it")
 
 	var lsJSON bool
 	ls := &cobra.Command{
@@ -119,6 +133,24 @@ func printGroups(w io.Writer, gs []localapi.GroupInfo) error {
 			leader, g.Term, g.LastIndex, health, strings.Join(members, ","))
 	}
 	return tw.Flush()
+}
+
+// groupNonce is the nonce group create asks for: the one given, a new one,
+// or none.
+func groupNonce(given string, draw, join bool) (fsm.Nonce, error) {
+	switch {
+	case draw && given != "":
+		return fsm.Nonce{}, usagef("--nonce and --new-nonce: give one of them")
+	case draw && join:
+		return fsm.Nonce{}, usagef("--new-nonce with --join: a joining node takes the group's nonce with --nonce")
+	case draw:
+		return fsm.NewNonce()
+	}
+	n, err := fsm.ParseNonce(given)
+	if err != nil {
+		return fsm.Nonce{}, usagef("--nonce: %v", err)
+	}
+	return n, nil
 }
 
 // shortID is the tail of a did:key, enough to tell members apart.

@@ -76,14 +76,15 @@ func kvCmd(h func() string) *cobra.Command {
 			if len(a) == 2 {
 				prefix = a[1]
 			}
-			keys, err := client.New(h()).KVList(cmd.Context(), a[0], prefix)
+			ans, err := client.New(h()).KVListAnswer(cmd.Context(), a[0], prefix)
 			if err != nil {
 				return err
 			}
 			if lsJSON {
-				return printJSON(cmd.OutOrStdout(), keys)
+				warnCut(cmd.ErrOrStderr(), ans)
+				return printJSON(cmd.OutOrStdout(), ans.Keys)
 			}
-			printKeys(cmd.OutOrStdout(), cmd.ErrOrStderr(), keys)
+			printKeys(cmd.OutOrStdout(), cmd.ErrOrStderr(), ans)
 			return nil
 		},
 	}
@@ -92,18 +93,19 @@ func kvCmd(h func() string) *cobra.Command {
 	return c
 }
 
-// kvListLimit is the most keys one kv ls answer holds (the local API's
-// bound, docs/consensus.md#limits); the answer does not say it was cut.
-const kvListLimit = 10_000
-
-// printKeys prints keys one a line and, when the answer is at its limit,
-// says on stderr that more may exist.
-func printKeys(out, errOut io.Writer, keys []string) {
-	for _, k := range keys {
+// printKeys prints the answer's keys one a line and, when the node cut the
+// answer at its limit, says so on stderr.
+func printKeys(out, errOut io.Writer, ans localapi.KVList) {
+	for _, k := range ans.Keys {
 		fmt.Fprintln(out, clean(k))
 	}
-	if len(keys) >= kvListLimit {
-		fmt.Fprintf(errOut, "treaty: %d keys, the answer's limit: there may be more; list by a longer prefix\n", len(keys))
+	warnCut(errOut, ans)
+}
+
+// warnCut says on stderr that a kv ls answer was cut at its limit.
+func warnCut(errOut io.Writer, ans localapi.KVList) {
+	if ans.Truncated {
+		fmt.Fprintf(errOut, "treaty: more keys have this prefix: the answer holds the first %d (its limit); list by a longer prefix\n", ans.Limit)
 	}
 }
 

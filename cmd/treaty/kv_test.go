@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -33,21 +34,55 @@ func TestPlainOutputEscapesControls(t *testing.T) {
 	}
 }
 
-// An answer of kv ls at its limit says there may be more, on stderr, so a
-// script that walks the keys does not take a cut list for all of them.
+// An answer of kv ls the node cut at its limit says so, on stderr, so a
+// script that walks the keys does not take a cut list for all of them; an
+// answer that holds every key, even exactly the limit's number, does not.
 func TestKVListSaysWhenCut(t *testing.T) {
 	var out, errOut bytes.Buffer
-	printKeys(&out, &errOut, []string{"a", "b"})
+	printKeys(&out, &errOut, localapi.KVList{Keys: []string{"a", "b"}, Limit: 2})
 	if out.String() != "a\nb\n" || errOut.Len() != 0 {
-		t.Fatalf("short list: %q %q", out.String(), errOut.String())
+		t.Fatalf("whole list: %q %q", out.String(), errOut.String())
 	}
 	out.Reset()
-	full := make([]string, kvListLimit)
-	for i := range full {
-		full[i] = "k"
+	printKeys(&out, &errOut, localapi.KVList{Keys: []string{"a", "b"}, Truncated: true, Limit: 2})
+	if out.String() != "a\nb\n" || !strings.Contains(errOut.String(), "first 2 (its limit)") {
+		t.Fatalf("cut list: %q, stderr %q", out.String(), errOut.String())
 	}
-	printKeys(&out, &errOut, full)
-	if strings.Count(out.String(), "\n") != kvListLimit || !strings.Contains(errOut.String(), "there may be more") {
-		t.Fatalf("full list: %d lines, stderr %q", strings.Count(out.String(), "\n"), errOut.String())
+}
+
+// A vote that passed this node's own removal is reported as a success that
+// says the node is no longer a member.
+func TestVoteThatRemovedThisNodeSaysSo(t *testing.T) {
+	var b bytes.Buffer
+	printVote(&b, "team", localapi.Decision{Index: 9, Motion: "#4", Outcome: "passed", Removed: true})
+	if b.String() != "motion #4 passed at index 9\nremoved: this node is no longer a member of group team\n" {
+		t.Fatalf("output %q", b.String())
+	}
+	b.Reset()
+	printVote(&b, "team", localapi.Decision{Index: 9, Motion: "#4", Outcome: "passed"})
+	if strings.Contains(b.String(), "removed") {
+		t.Fatalf("output %q", b.String())
+	}
+}
+
+func TestGroupNonceFlags(t *testing.T) {
+	if n, err := groupNonce("", false, false); err != nil || !n.IsZero() {
+		t.Fatalf("no nonce: %v %v", n, err)
+	}
+	n, err := groupNonce("", true, false)
+	if err != nil || n.IsZero() {
+		t.Fatalf("new nonce: %v", err)
+	}
+	if got, err := groupNonce(n.String(), false, true); err != nil || got != n {
+		t.Fatalf("given nonce: %v %v", got, err)
+	}
+	for _, c := range []struct {
+		given      string
+		draw, join bool
+	}{{n.String(), true, false}, {"", true, true}, {"xyz", false, false}} {
+		var u usageError
+		if _, err := groupNonce(c.given, c.draw, c.join); !errors.As(err, &u) {
+			t.Errorf("%+v: %v, want a usage error (exit 2)", c, err)
+		}
 	}
 }

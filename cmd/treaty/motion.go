@@ -38,7 +38,7 @@ func motionCmd(h func() string) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			tprintf(cmd.OutOrStdout(), "motion %s %s at index %d\n", d.Motion, d.Outcome, d.Index)
+			printVote(cmd.OutOrStdout(), a[0], d)
 			return nil
 		},
 	}
@@ -56,7 +56,7 @@ func motionCmd(h func() string) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			tprintf(cmd.OutOrStdout(), "motion %s %s at index %d\n", d.Motion, d.Outcome, d.Index)
+			printVote(cmd.OutOrStdout(), a[0], d)
 			return nil
 		},
 	}
@@ -119,4 +119,14 @@ func printMotion(w io.Writer, m localapi.MotionInfo) error {
 	}
 	tprintf(w, "proposer: %s\nyes:      %s\nno:       %s\n", m.Proposer, strings.Join(m.Yes, ", "), strings.Join(m.No, ", "))
 	return nil
+}
+
+// printVote reports a committed vote. A vote that passed this node's own
+// removal succeeded (exit 0): it says so, and that the node is no longer a
+// member.
+func printVote(out io.Writer, group string, d localapi.Decision) {
+	tprintf(out, "motion %s %s at index %d\n", d.Motion, d.Outcome, d.Index)
+	if d.Removed {
+		tprintf(out, "removed: this node is no longer a member of group %s\n", group)
+	}
 }

@@ -64,7 +64,7 @@ func groupInfo(in consensus.Info, self identity.PublicKey, names map[identity.Pu
 		return localapi.GroupInfo{Name: in.Name, Error: in.Error, Members: []localapi.GroupMember{}}
 	}
 	st, g := in.Status, in.Status.Group
-	gi := localapi.GroupInfo{Name: in.Name, ID: g.ID().String(), Mode: string(g.Mode), Epoch: g.Epoch, Source: in.Source,
+	gi := localapi.GroupInfo{Name: in.Name, ID: g.ID().String(), Nonce: g.Nonce.String(), Mode: string(g.Mode), Epoch: g.Epoch, Source: in.Source,
 		N: g.N(), F: g.F(), Quorum: g.Quorum(), Term: st.Term, LastIndex: st.LastIndex, Healthy: st.Healthy,
 		Members: []localapi.GroupMember{}}
 	if !st.Leader.IsZero() {
@@ -98,6 +98,11 @@ func (s *Server) groupCreate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	g, err := s.n.GroupDefinition(req.Name, req.Mode, req.Members)
+	if err == nil {
+		if g.Nonce, err = fsm.ParseNonce(req.Nonce); err != nil {
+			err = refusal.Wrap(refusal.StageUsage, err)
+		}
+	}
 	switch {
 	case err != nil:
 	case req.Join:
@@ -151,7 +156,7 @@ func writeDecision(w http.ResponseWriter, a consensus.Applied, err error) {
 		writeError(w, err)
 		return
 	}
-	d := localapi.Decision{Index: a.Index, Version: a.Result.Version, Motion: a.Result.Motion, Outcome: string(a.Result.Outcome)}
+	d := localapi.Decision{Index: a.Index, Version: a.Result.Version, Motion: a.Result.Motion, Outcome: string(a.Result.Outcome), Removed: a.Removed}
 	for _, c := range a.Result.Closed {
 		d.Closed = append(d.Closed, localapi.MotionClosure{Motion: c.Motion, Outcome: string(c.Outcome), Reason: c.Reason})
 	}
@@ -218,15 +223,21 @@ func (s *Server) kvList(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	keys, err := m.List(r.Context(), q[0], r.URL.Query().Get("prefix"), maxListKeys)
+	keys, truncated, err := m.List(r.Context(), q[0], r.URL.Query().Get("prefix"), maxListKeys)
 	if err != nil {
 		writeError(w, err)
 		return
 	}
+	writeJSON(w, http.StatusOK, kvListAnswer(keys, truncated))
+}
+
+// kvListAnswer says whether the keys were cut at the answer's limit, so a
+// client never takes a cut list for every key with the prefix.
+func kvListAnswer(keys []string, truncated bool) localapi.KVList {
 	if keys == nil {
 		keys = []string{}
 	}
-	writeJSON(w, http.StatusOK, localapi.KVList{Keys: keys})
+	return localapi.KVList{Keys: keys, Truncated: truncated, Limit: maxListKeys}
 }
 
 func (s *Server) motionOpen(w http.ResponseWriter, r *http.Request) {

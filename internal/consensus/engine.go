@@ -61,6 +61,10 @@ type Applied struct {
 	// away while the group decided it and caught up with a snapshot, and
 	// the entry and result come from the leader's decision record (Raft).
 	Adopted bool
+	// Removed says this member's own request (a yes vote) passed a
+	// membership change that removed it: the request succeeded, and this
+	// node is no longer a member. Set by Manager, never by an engine.
+	Removed bool
 }
 
 // Status is what `treaty group ls` shows.

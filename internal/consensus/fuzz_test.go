@@ -23,6 +23,9 @@ func FuzzReadHello(f *testing.F) {
 	f.Add(append([]byte(helloMagic), 0xff, 0xff, 0xff, 0xff))
 	f.Add(append([]byte(helloMagic), 0, 0, 0, 0)) // a member that does not list the reader
 	f.Add(append(append([]byte{}, hello...), canon[:len(canon)-1]...))
+	g.Nonce = fsm.Nonce{1, 2, 3}
+	withNonce := g.Canonical()
+	f.Add(append(append([]byte(helloMagic), binary.BigEndian.AppendUint32(nil, uint32(len(withNonce)))...), withNonce...))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		g, err := readHello(bytes.NewReader(b))
 		if err != nil {
@@ -37,4 +40,20 @@ func FuzzReadHello(f *testing.F) {
 			t.Fatal("accepted bytes do not re-encode to themselves")
 		}
 	})
+}
+
+// The largest definition, nonce included, fits in a hello.
+func TestLargestDefinitionFitsAHello(t *testing.T) {
+	keys := make([]identity.PublicKey, fsm.MaxMembers)
+	for i := range keys {
+		keys[i] = testKey(t, byte(i+1)).Public()
+	}
+	g, err := fsm.NewGroup(string(bytes.Repeat([]byte("g"), fsm.MaxNameLen)), fsm.ModeBFT, 0, keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.Nonce = fsm.Nonce{1}
+	if n := len(g.Canonical()); n > maxHello {
+		t.Fatalf("definition of %d bytes, hello limit %d", n, maxHello)
+	}
 }

@@ -18,7 +18,7 @@ import (
 const helloMagic = "treaty/consensus/hello/v1\x00"
 
 // maxHello bounds the definition a peer may send: the canonical encoding of
-// a group of fsm.MaxMembers members with the longest name.
+// a group of fsm.MaxMembers members with the longest name and a nonce.
 const maxHello = 64 + fsm.MaxNameLen + 32*fsm.MaxMembers
 
 // helloTimeout bounds the exchange, so a silent peer cannot hold a

@@ -25,6 +25,27 @@ type hub struct {
 	// stalling and waits for its context, like a request lost with a
 	// connection.
 	stalled map[identity.PublicKey]chan<- struct{}
+	// late members' proposals are applied, but each then waits for its
+	// context, like an engine whose wait for its own result loses to the
+	// context's cancellation.
+	late map[identity.PublicKey]bool
+	// held members' OnApply calls wait in their pending list until
+	// release: an engine that shows a new definition before it hands the
+	// entry that made it to the consumer.
+	held map[identity.PublicKey]bool
+}
+
+// release hands member k's held entries to its OnApply, in order.
+func (h *hub) release(k identity.PublicKey) {
+	h.mu.Lock()
+	e := h.members[k]
+	pending := e.pending
+	e.pending = nil
+	delete(h.held, k)
+	h.mu.Unlock()
+	for _, a := range pending {
+		e.cfg.OnApply(a)
+	}
 }
 
 func newHub() *hub { return &hub{members: map[identity.PublicKey]*hubEngine{}} }
@@ -53,6 +74,7 @@ type hubEngine struct {
 	results map[uint64]fsm.Result
 	groups  map[uint64]fsm.Group // definition before each index
 	closed  bool
+	pending []Applied // held from OnApply (hub.held)
 }
 
 func (e *hubEngine) apply(i uint64, en fsm.Entry) Applied {
@@ -60,7 +82,10 @@ func (e *hubEngine) apply(i uint64, en fsm.Entry) Applied {
 	res := e.m.Apply(i, en)
 	e.results[i] = res
 	a := Applied{Index: i, Entry: en, Result: res}
-	if e.cfg.OnApply != nil {
+	switch {
+	case e.h.held[e.cfg.Self.Public()]:
+		e.pending = append(e.pending, a)
+	case e.cfg.OnApply != nil:
 		e.cfg.OnApply(a)
 	}
 	return a
@@ -85,6 +110,19 @@ func (e *hubEngine) Propose(ctx context.Context, req []byte) (Applied, error) {
 	if e.closed {
 		return Applied{}, ErrClosed
 	}
+	if h.late[e.cfg.Self.Public()] {
+		e.proposeLocked(req)
+		h.mu.Unlock()
+		defer h.mu.Lock()
+		<-ctx.Done()
+		return Applied{}, ctx.Err()
+	}
+	return e.proposeLocked(req), nil
+}
+
+// proposeLocked orders req and applies it on every member; h.mu is held.
+func (e *hubEngine) proposeLocked(req []byte) Applied {
+	h := e.h
 	h.now++
 	en := fsm.Entry{Time: e.cfg.Now().UnixNano() + h.now, Request: req}
 	h.log = append(h.log, en)
@@ -99,7 +137,14 @@ func (e *hubEngine) Propose(ctx context.Context, req []byte) (Applied, error) {
 			mine = a
 		}
 	}
-	return mine, nil
+	return mine
+}
+
+// lastIndex is the index of the last entry the hub ordered.
+func (h *hub) lastIndex() uint64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return uint64(len(h.log))
 }
 
 func (e *hubEngine) Read(ctx context.Context, fn func(m *fsm.Machine)) error {

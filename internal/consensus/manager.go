@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -374,6 +375,7 @@ func (m *Manager) propose(ctx context.Context, name string, op fsm.Op) (Applied,
 			return Applied{}, err
 		}
 	}
+	caller := ctx
 	ctx, cancel := context.WithTimeout(ctx, m.cfg.Timeout)
 	defer cancel()
 	ctx, leave := gr.whileMember(ctx, name)
@@ -396,12 +398,22 @@ func (m *Manager) propose(ctx context.Context, name string, op fsm.Op) (Applied,
 		}
 		if err != nil {
 			if cause := context.Cause(ctx); errors.Is(cause, ErrNotMember) {
+				// The removal may be this very vote's doing: the engine
+				// applied it, and the cancellation it caused won the race
+				// with the engine's answer.
+				if a, ok := gr.ownRemoval(caller, op); ok {
+					return a, nil
+				}
 				return Applied{}, asRefusal(cause)
 			}
 			return Applied{}, asRefusal(fmt.Errorf("group %s: %w", name, gr.explain(err)))
 		}
 		switch a.Result.Code {
 		case fsm.CodeOK:
+			if passedChange(a) {
+				gr.refresh()
+				a.Removed = !gr.current().IsMember(m.self)
+			}
 			return a, nil
 		case fsm.CodeReplay:
 			continue // overtaken by a concurrent request of ours; nothing applied
@@ -450,15 +462,16 @@ func (m *Manager) Get(ctx context.Context, group, key string) (it fsm.Item, ok b
 	return it, ok, err
 }
 
-// List returns the keys with prefix, sorted, at most limit (0: all).
-func (m *Manager) List(ctx context.Context, group, prefix string, limit int) (keys []string, err error) {
+// List returns the keys with prefix, sorted, at most limit (0: all);
+// truncated says more keys have the prefix.
+func (m *Manager) List(ctx context.Context, group, prefix string, limit int) (keys []string, truncated bool, err error) {
 	err = m.read(ctx, group, func(fm *fsm.Machine) {
 		keys = fm.Keys(prefix)
 		if limit > 0 && len(keys) > limit {
-			keys = keys[:limit]
+			keys, truncated = keys[:limit], true
 		}
 	})
-	return keys, err
+	return keys, truncated, err
 }
 
 // Motion returns the motion called name; an unknown one is a usage refusal.
@@ -560,6 +573,16 @@ type group struct {
 
 	changed chan struct{} // a membership change may have applied
 
+	// lastChange is this member's latest own vote that passed a membership
+	// motion (onApply records it): if that removed this node, the vote
+	// succeeded though a request in flight then ends as not-a-member.
+	lastChange atomic.Pointer[Applied]
+	// delivered is the highest index onApply saw; deliveredWake, made by a
+	// waiter (waitDelivered), is closed and cleared when it grows.
+	deliveredMu   sync.Mutex
+	delivered     uint64
+	deliveredWake chan struct{}
+
 	nextMu sync.Mutex
 	next   chan struct{} // closed when the definition changes, then replaced
 
@@ -635,6 +658,20 @@ func (gr *group) onApply(a Applied) {
 	if f := gr.m.cfg.OnApply; f != nil {
 		f(gr.current(), a)
 	}
+	if passedChange(a) {
+		if q, err := fsm.DecodeRequest(a.Entry.Request); err == nil && q.Proposer == gr.m.self && q.Op.Kind == fsm.OpMotionVote {
+			gr.lastChange.Store(&a)
+		}
+	}
+	gr.deliveredMu.Lock()
+	if a.Index > gr.delivered {
+		gr.delivered = a.Index
+		if gr.deliveredWake != nil {
+			close(gr.deliveredWake)
+			gr.deliveredWake = nil
+		}
+	}
+	gr.deliveredMu.Unlock()
 	if len(a.Result.Closed) > 0 {
 		select {
 		case gr.changed <- struct{}{}:
@@ -663,6 +700,62 @@ func (gr *group) refresh() {
 		gr.next = make(chan struct{})
 		gr.nextMu.Unlock()
 		gr.m.log.Info("consensus: membership changed", "event", "consensus.epoch", "group", gr.name, "epoch", g.Epoch, "members", g.N())
+	}
+}
+
+// passedChange reports whether a applied a request that passed a membership
+// motion (named "#INDEX"; other motions cannot be).
+func passedChange(a Applied) bool {
+	return a.Result.OK() && a.Result.Outcome == fsm.OutcomePassed && strings.HasPrefix(a.Result.Motion, "#")
+}
+
+// ownRemoval returns the decision of this member's vote op if the group
+// applied it and it passed a membership motion, marked Removed: called once
+// this node is no longer a member, that motion (or one it passed in turn)
+// removed it. Votes are final, so the vote applied is this one's or an
+// earlier identical one's, and either way it counted. An engine may show
+// the new definition before it has handed this member every entry it
+// applied, so ownRemoval first waits (at most removalWait, or until ctx
+// ends) for the entries applied so far.
+func (gr *group) ownRemoval(ctx context.Context, op fsm.Op) (Applied, bool) {
+	if op.Kind != fsm.OpMotionVote {
+		return Applied{}, false
+	}
+	ctx, cancel := context.WithTimeout(ctx, removalWait)
+	defer cancel()
+	gr.waitDelivered(ctx, gr.eng.Status().LastIndex)
+	a := gr.lastChange.Load()
+	if a == nil || a.Result.Motion != op.Motion {
+		return Applied{}, false
+	}
+	out := *a
+	out.Removed = true
+	return out, true
+}
+
+// removalWait bounds how long a vote that ended as not-a-member waits for
+// the entries its engine applied to be handed over, to learn whether the
+// vote itself passed the removal.
+const removalWait = 2 * time.Second
+
+// waitDelivered waits until onApply has seen index, or ctx ends.
+func (gr *group) waitDelivered(ctx context.Context, index uint64) {
+	for {
+		gr.deliveredMu.Lock()
+		if gr.delivered >= index {
+			gr.deliveredMu.Unlock()
+			return
+		}
+		if gr.deliveredWake == nil {
+			gr.deliveredWake = make(chan struct{})
+		}
+		wake := gr.deliveredWake
+		gr.deliveredMu.Unlock()
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			return
+		}
 	}
 }
 

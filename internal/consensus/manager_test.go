@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -111,9 +112,21 @@ func TestManagerKVAndTypedErrors(t *testing.T) {
 	if localapi.ExitCode(err) != localapi.ExitUsage {
 		t.Fatalf("bad motion name: %v", err)
 	}
-	keys, err := f.mgrs[1].List(ctx, "reviews", "pr/", 0)
-	if err != nil || len(keys) != 1 || keys[0] != "pr/42" {
-		t.Fatalf("list: %v %v", keys, err)
+	keys, cut, err := f.mgrs[1].List(ctx, "reviews", "pr/", 0)
+	if err != nil || len(keys) != 1 || keys[0] != "pr/42" || cut {
+		t.Fatalf("list: %v %v %v", keys, cut, err)
+	}
+	// An answer cut at its limit says so; one that just fits does not.
+	for _, k := range []string{"pr/43", "pr/44"} {
+		if _, err := f.mgrs[0].Put(ctx, "reviews", k, []byte("v"), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if keys, cut, err := f.mgrs[1].List(ctx, "reviews", "pr/", 2); err != nil || len(keys) != 2 || !cut {
+		t.Fatalf("list cut at 2 of 3: %v %v %v", keys, cut, err)
+	}
+	if keys, cut, err := f.mgrs[1].List(ctx, "reviews", "pr/", 3); err != nil || len(keys) != 3 || cut {
+		t.Fatalf("list of 3 at limit 3: %v %v %v", keys, cut, err)
 	}
 }
 
@@ -403,5 +416,137 @@ func TestManagerJoinsABFTGroup(t *testing.T) {
 	}
 	if err := j.Join(g); localapi.ExitCode(err) != localapi.ExitUsage {
 		t.Fatalf("join twice: %v", err)
+	}
+}
+
+// A member whose own yes vote passes its removal succeeded: the vote
+// counted and decided the motion. It gets the decision, marked Removed,
+// not a not-a-member refusal (exit 3), even when the engine's wait for its
+// result loses to the cancellation the removal causes.
+func TestManagerOwnVoteThatPassesOwnRemovalSucceeds(t *testing.T) {
+	for _, late := range []bool{false, true} {
+		t.Run(fmt.Sprintf("late=%v", late), func(t *testing.T) {
+			f, _ := newFixture(t, 3, fsm.ModeRaft, func(c *ManagerConfig) { c.Timeout = time.Minute })
+			ctx := context.Background()
+			gone := f.keys[2].Public()
+			a, err := f.mgrs[0].ChangeMember(ctx, "reviews", gone, false, "leaves")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := f.mgrs[0].Vote(ctx, "reviews", a.Result.Motion, true); err != nil {
+				t.Fatal(err)
+			}
+			released := make(chan string, 2)
+			if late {
+				f.hub.mu.Lock()
+				f.hub.late = map[identity.PublicKey]bool{gone: true}
+				f.hub.held = map[identity.PublicKey]bool{gone: true}
+				f.hub.mu.Unlock()
+				// The engine shows the new definition before it hands
+				// over the entry: a refresh (as another request's would)
+				// cancels the vote, which must wait for the entry.
+				gr, _ := f.mgrs[2].lookup("reviews")
+				voteIndex := f.hub.lastIndex() + 1
+				go func() {
+					defer close(released)
+					deadline := time.Now().Add(10 * time.Second)
+					for f.hub.lastIndex() < voteIndex {
+						if time.Now().After(deadline) {
+							released <- "the vote was not ordered"
+							return
+						}
+						time.Sleep(time.Millisecond) // polling the hub with a deadline
+					}
+					gr.refresh()
+					for {
+						gr.deliveredMu.Lock()
+						waiting := gr.deliveredWake != nil
+						gr.deliveredMu.Unlock()
+						if waiting {
+							break
+						}
+						if time.Now().After(deadline) {
+							released <- "the vote did not wait for its entry"
+							break
+						}
+						time.Sleep(time.Millisecond) // polling for the waiter with a deadline
+					}
+					f.hub.release(gone)
+				}()
+			}
+			v, err := f.mgrs[2].Vote(ctx, "reviews", a.Result.Motion, true)
+			if late {
+				for msg := range released {
+					t.Error(msg)
+				}
+			}
+			if err != nil || localapi.ExitCode(err) != localapi.ExitOK {
+				t.Fatalf("the vote that passed this member's removal: %v (exit %d)", err, localapi.ExitCode(err))
+			}
+			if !v.Removed || v.Result.Motion != a.Result.Motion || v.Result.Outcome != fsm.OutcomePassed {
+				t.Fatalf("decision %+v: want the passed removal, marked Removed", v)
+			}
+			// Its next request is refused: it is no longer a member.
+			if _, err := f.mgrs[2].Put(ctx, "reviews", "k", []byte("v"), nil); !errors.Is(err, ErrNotMember) {
+				t.Fatalf("removed member proposes: %v", err)
+			}
+			// Another member's vote that passes a removal is not marked.
+			b, err := f.mgrs[0].ChangeMember(ctx, "reviews", f.keys[1].Public(), false, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := f.mgrs[1].Vote(ctx, "reviews", b.Result.Motion, true); err != nil {
+				t.Fatal(err)
+			}
+			if v, err := f.mgrs[0].Vote(ctx, "reviews", b.Result.Motion, true); err != nil || v.Removed || v.Result.Outcome != fsm.OutcomePassed {
+				t.Fatalf("vote passing another member's removal: %+v %v", v, err)
+			}
+		})
+	}
+}
+
+// A group created with a nonce keeps it across a restart (groups.json), and
+// its ID is the nonce's: a request signed for the same definition without
+// the nonce is refused as wrong-group.
+func TestManagerGroupNonceSurvivesRestart(t *testing.T) {
+	f := &fixture{hub: newHub(), keys: []identity.PrivateKey{testKey(t, 1)}, dirs: []string{t.TempDir()}}
+	g, err := fsm.NewGroup("reviews", fsm.ModeRaft, 0, []identity.PublicKey{f.keys[0].Public()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain := g
+	if g.Nonce, err = fsm.NewNonce(); err != nil {
+		t.Fatal(err)
+	}
+	m := f.open(t, 0, nil)
+	if err := m.Create(g); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := m.Put(ctx, "reviews", "a", []byte("1"), nil); err != nil {
+		t.Fatal(err)
+	}
+	m.Close()
+	m = f.open(t, 0, nil)
+	m.Start(nil)
+	gs := m.Groups()
+	if len(gs) != 1 || gs[0].Status.Group.ID() != g.ID() || gs[0].Status.Group.Nonce != g.Nonce {
+		t.Fatalf("after restart: %+v", gs)
+	}
+	q, err := fsm.SignRequest(f.keys[0], plain.ID(), 1000, fsm.Put("a", []byte("old")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := f.hub.members[f.keys[0].Public()].Propose(ctx, q.Encode())
+	if err != nil || a.Result.Code != fsm.CodeWrongGroup {
+		t.Fatalf("a request for the group without the nonce: %+v %v", a.Result, err)
+	}
+	// Created again with another nonce on the same state: refused, naming it.
+	other := g
+	other.Nonce, _ = fsm.NewNonce()
+	m.Close()
+	m = f.open(t, 0, nil)
+	if err := m.Create(other); err == nil || !strings.Contains(err.Error(), "nonce") {
+		t.Fatalf("create with another nonce over the old state: %v", err)
 	}
 }

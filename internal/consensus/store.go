@@ -40,8 +40,9 @@ const seqBlock = 1024
 type storedGroup struct {
 	Name    string   `json:"name"`
 	Mode    fsm.Mode `json:"mode"`
-	Members []string `json:"members"`        // did:key, sorted
-	Join    bool     `json:"join,omitempty"` // joined after a membership change: Members is the epoch-0 list, without this node
+	Members []string `json:"members"`         // did:key, sorted
+	Join    bool     `json:"join,omitempty"`  // joined after a membership change: Members is the epoch-0 list, without this node
+	Nonce   string   `json:"nonce,omitempty"` // the creation nonce (hex), if the group has one
 }
 
 // createdGroup is a group made through the CLI: created, or joined.
@@ -78,6 +79,9 @@ func readGroupsFile(dir string) ([]createdGroup, error) {
 			}
 		}
 		g, err := fsm.NewGroup(s.Name, s.Mode, 0, keys)
+		if err == nil {
+			g.Nonce, err = fsm.ParseNonce(s.Nonce)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("consensus: %s: groups[%d]: %w", groupsFile, i, err)
 		}
@@ -90,7 +94,7 @@ func writeGroupsFile(dir string, gs []createdGroup) error {
 	stored := make([]storedGroup, len(gs))
 	for i, c := range gs {
 		g := c.g
-		s := storedGroup{Name: g.Name, Mode: g.Mode, Members: make([]string, len(g.Members)), Join: c.join}
+		s := storedGroup{Name: g.Name, Mode: g.Mode, Members: make([]string, len(g.Members)), Join: c.join, Nonce: g.Nonce.String()}
 		for j, m := range g.Members {
 			s.Members[j] = m.String()
 		}

@@ -13,6 +13,7 @@ package fsm
 
 import (
 	"bytes"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -85,11 +86,59 @@ func (id *ID) UnmarshalText(b []byte) error {
 // listed in. Epoch starts at 0 and grows by one with every membership change
 // the group applies, and the ID changes with it: a request signed for an
 // earlier epoch no longer matches and is refused.
+//
+// Nonce, when set, is a random value the group's creator chose: it is part
+// of the ID, so a group created again with the same name, mode and members
+// but a new nonce has another ID, and no request signed for the earlier one
+// is valid in it. A zero Nonce (a group created without one) keeps the
+// encoding, and so the ID, that groups had before nonces existed.
 type Group struct {
 	Name    string
 	Mode    Mode
 	Epoch   uint64
 	Members []identity.PublicKey
+	Nonce   Nonce
+}
+
+// Nonce is a group's creation nonce (see Group).
+type Nonce [16]byte
+
+// NewNonce draws a random nonce.
+func NewNonce() (Nonce, error) {
+	var n Nonce
+	if _, err := rand.Read(n[:]); err != nil {
+		return Nonce{}, fmt.Errorf("fsm: nonce: %w", err)
+	}
+	return n, nil
+}
+
+// ParseNonce reads the hex form String gives ("" is the zero nonce).
+func ParseNonce(s string) (Nonce, error) {
+	var n Nonce
+	if s == "" {
+		return n, nil
+	}
+	if len(s) != 2*len(n) {
+		return Nonce{}, fmt.Errorf("fsm: group nonce is %d hex digits, want %d", len(s), 2*len(n))
+	}
+	if _, err := hex.Decode(n[:], []byte(s)); err != nil {
+		return Nonce{}, fmt.Errorf("fsm: group nonce: %w", err)
+	}
+	if n.IsZero() {
+		return Nonce{}, errors.New("fsm: group nonce: all zero; omit it instead")
+	}
+	return n, nil
+}
+
+// IsZero reports whether no nonce is set.
+func (n Nonce) IsZero() bool { return n == Nonce{} }
+
+// String is the lowercase hex form; "" for the zero nonce.
+func (n Nonce) String() string {
+	if n.IsZero() {
+		return ""
+	}
+	return hex.EncodeToString(n[:])
 }
 
 // NewGroup validates a definition and returns it with members sorted.
@@ -186,17 +235,27 @@ func (g Group) IsMember(k identity.PublicKey) bool {
 }
 
 // groupMagic separates a group encoding from every other signed or hashed
-// encoding in treaty.
-const groupMagic = "treaty/consensus/group/v1\x00"
+// encoding in treaty; groupMagicNonce is that of a group with a nonce.
+const (
+	groupMagic      = "treaty/consensus/group/v1\x00"
+	groupMagicNonce = "treaty/consensus/group/v2\x00"
+)
 
-// Canonical is the encoding the ID hashes: magic, name, mode, epoch, member
-// count and the sorted member keys.
+// Canonical is the encoding the ID hashes: magic, name, mode, epoch, the
+// nonce if there is one, member count and the sorted member keys.
 func (g Group) Canonical() []byte {
 	var w writer
-	w.raw([]byte(groupMagic))
+	if g.Nonce.IsZero() {
+		w.raw([]byte(groupMagic))
+	} else {
+		w.raw([]byte(groupMagicNonce))
+	}
 	w.str(g.Name)
 	w.u8(g.Mode.code())
 	w.u64(g.Epoch)
+	if !g.Nonce.IsZero() {
+		w.raw(g.Nonce[:])
+	}
 	w.u32(uint32(len(g.Members)))
 	for _, m := range g.Members {
 		w.raw(m.Bytes())
@@ -210,7 +269,7 @@ func (g Group) ID() ID { return sha256.Sum256(g.Canonical()) }
 func (g Group) encode(w *writer) { w.bytes(g.Canonical()) }
 
 func decodeGroup(r *reader) Group {
-	b := r.bytes("group", len(groupMagic)+4+MaxNameLen+1+8+4+32*MaxMembers)
+	b := r.bytes("group", len(groupMagicNonce)+4+MaxNameLen+1+8+len(Nonce{})+4+32*MaxMembers)
 	if r.err != nil {
 		return Group{}
 	}
@@ -224,7 +283,12 @@ func decodeGroup(r *reader) Group {
 // ParseGroup decodes and validates a Canonical encoding.
 func ParseGroup(b []byte) (Group, error) {
 	r := reader{b: b}
-	if string(r.take(len(groupMagic))) != groupMagic {
+	var withNonce bool
+	switch string(r.take(len(groupMagic))) {
+	case groupMagic:
+	case groupMagicNonce:
+		withNonce = true
+	default:
 		return Group{}, errors.New("fsm: group encoding: bad magic")
 	}
 	var g Group
@@ -235,6 +299,12 @@ func ParseGroup(b []byte) (Group, error) {
 	}
 	g.Mode = mode
 	g.Epoch = r.u64()
+	if withNonce {
+		copy(g.Nonce[:], r.take(len(g.Nonce)))
+		if r.err == nil && g.Nonce.IsZero() {
+			r.fail(errors.New("zero nonce in a v2 encoding"))
+		}
+	}
 	n := r.u32()
 	if r.err == nil && n > MaxMembers {
 		r.fail(fmt.Errorf("%d members, limit %d", n, MaxMembers))
@@ -256,8 +326,8 @@ func ParseGroup(b []byte) (Group, error) {
 }
 
 // MismatchError says why two members' definitions of a group differ, so that
-// the operator can fix the one that is wrong. Field is "name", "mode", "epoch"
-// or "member"; for "member", Member is the key only one side lists and
+// the operator can fix the one that is wrong. Field is "name", "mode", "epoch",
+// "nonce" or "member"; for "member", Member is the key only one side lists and
 // LocalHas says which side.
 type MismatchError struct {
 	Field    string
@@ -280,7 +350,7 @@ func (e *MismatchError) Error() string {
 
 // Compare returns nil when local and remote define the same group epoch, and a
 // *MismatchError naming the first difference otherwise (name, mode, epoch,
-// then the first member in key order that only one side lists).
+// nonce, then the first member in key order that only one side lists).
 func Compare(local, remote Group) error {
 	switch {
 	case local.Name != remote.Name:
@@ -289,6 +359,8 @@ func Compare(local, remote Group) error {
 		return &MismatchError{Field: "mode", Local: string(local.Mode), Remote: string(remote.Mode)}
 	case local.Epoch != remote.Epoch:
 		return &MismatchError{Field: "epoch", Local: fmt.Sprint(local.Epoch), Remote: fmt.Sprint(remote.Epoch)}
+	case local.Nonce != remote.Nonce:
+		return &MismatchError{Field: "nonce", Local: local.Nonce.String(), Remote: remote.Nonce.String()}
 	}
 	for _, m := range local.Members {
 		if !remote.IsMember(m) {
@@ -309,5 +381,9 @@ func (g Group) String() string {
 	for i, m := range g.Members {
 		keys[i] = m.Short()
 	}
-	return fmt.Sprintf("%s/%s epoch %d [%s]", g.Name, g.Mode, g.Epoch, strings.Join(keys, ","))
+	nonce := ""
+	if !g.Nonce.IsZero() {
+		nonce = " nonce " + g.Nonce.String()
+	}
+	return fmt.Sprintf("%s/%s epoch %d%s [%s]", g.Name, g.Mode, g.Epoch, nonce, strings.Join(keys, ","))
 }

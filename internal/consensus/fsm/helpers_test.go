@@ -78,6 +78,8 @@ type driver struct {
 	index uint64
 	now   int64
 	seq   map[identity.PublicKey]uint64
+	// lastReq is the request of the last entry raw applied.
+	lastReq []byte
 }
 
 func newDriver(t testing.TB, g Group) *driver {
@@ -96,6 +98,7 @@ func (d *driver) name() string { return fmt.Sprintf("m%d", d.index+1) }
 func (d *driver) raw(req []byte) Result {
 	d.index++
 	d.now++
+	d.lastReq = req
 	return d.m.Apply(d.index, Entry{Time: d.now, Request: req})
 }
 

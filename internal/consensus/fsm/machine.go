@@ -74,6 +74,7 @@ const (
 	CodeInvalid      Code = "invalid"              // quorum out of range, deadline passed, bad member change
 	CodeClosed       Code = "motion-closed"        // vote on a decided motion
 	CodeAlreadyVoted Code = "already-voted"        // votes are final; a second vote is refused
+	CodeShare        Code = "member-share"         // the write would take the proposer past its share of the store
 )
 
 // Outcome is a motion's state.
@@ -159,7 +160,15 @@ type Item struct {
 	Value   []byte
 	Version uint64
 	Index   uint64 // entry that last wrote it
+	// Owner is the member whose write set it last: its key and value count
+	// in that member's share of the store. Zero for a key restored from a
+	// snapshot of a version that did not record owners: it counts in no
+	// member's share.
+	Owner identity.PublicKey
 }
+
+// usage is what one member owns in the store.
+type usage struct{ keys, bytes int }
 
 // MotionKind says what passing a motion does.
 type MotionKind uint8
@@ -208,6 +217,7 @@ type Machine struct {
 	open      []uint64          // IDs of open motions, ascending
 	decided   []uint64          // IDs of decided motions, ascending; the oldest are forgotten past MaxDecidedMotions
 	bytes     int               // sum of key and value lengths in kv
+	owned     map[identity.PublicKey]usage
 	lim       limits
 	opts      options
 }
@@ -237,6 +247,7 @@ func New(g Group, opts ...Option) (*Machine, error) {
 	m := &Machine{
 		group:   cloneGroup(g),
 		kv:      map[string]Item{},
+		owned:   map[identity.PublicKey]usage{},
 		seq:     map[identity.PublicKey]uint64{},
 		motions: map[uint64]*Motion{},
 		names:   map[string]uint64{},
@@ -318,22 +329,12 @@ func (m *Machine) Apply(index uint64, e Entry) Result {
 		res.Code, res.Reason = c, fmt.Sprintf(format, args...)
 		return res
 	}
-	q, err := DecodeRequest(e.Request)
-	if err != nil {
-		return reject(CodeMalformed, "%v", err)
-	}
-	if q.Group != m.group.ID() {
-		return reject(CodeWrongGroup, "request is for group %s, this is %s epoch %d (%s)",
-			q.Group, m.group.Name, m.group.Epoch, m.group.ID())
-	}
-	if !m.group.IsMember(q.Proposer) {
-		return reject(CodeNotMember, "proposer %s is not a member", q.Proposer)
-	}
 	// The signature binds the body, group ID (name and epoch) and seq
 	// included; a verified signature stays valid, so the leader's check
 	// before appending is as good as one here in a crash-fault group.
-	if !(m.opts.trustLeaderSig && e.LeaderVerified) && !q.VerifySignature() {
-		return reject(CodeBadSignature, "signature is not %s's", q.Proposer)
+	q, code, reason := attribute(m.group, e.Request, !(m.opts.trustLeaderSig && e.LeaderVerified))
+	if code != CodeOK {
+		return reject(code, "%s", reason)
 	}
 	if last := m.seq[q.Proposer]; q.Seq <= last {
 		return reject(CodeReplay, "seq %d of %s not above its last applied %d", q.Seq, q.Proposer, last)
@@ -341,7 +342,7 @@ func (m *Machine) Apply(index uint64, e Entry) Result {
 	m.seq[q.Proposer] = q.Seq
 	switch q.Op.Kind {
 	case OpPut, OpDelete:
-		m.applyKV(index, q.Op, &res)
+		m.applyKV(index, q.Proposer, q.Op, &res)
 	case OpMotionOpen, OpMemberAdd, OpMemberRemove:
 		m.applyOpen(index, q, &res)
 	case OpMotionVote:
@@ -350,7 +351,70 @@ func (m *Machine) Apply(index uint64, e Entry) Result {
 	return res
 }
 
-func (m *Machine) applyKV(index uint64, o Op, res *Result) {
+// Unattributed reports whether c refuses a request before it could be
+// attributed to a member of the group: its bytes do not decode, it names
+// another group or epoch, its proposer is not a member, or its signature is
+// not the proposer's. Such a request proves nothing about its proposer.
+func (c Code) Unattributed() bool {
+	switch c {
+	case CodeMalformed, CodeWrongGroup, CodeNotMember, CodeBadSignature:
+		return true
+	}
+	return false
+}
+
+// attribute runs the checks that make req a request of a member of g, in
+// Apply's order, and returns the refusal Apply gives when one fails (a code
+// for which Unattributed holds, and its reason). Verify runs the same checks,
+// so a record of such a refusal is checked against what every replica
+// computed.
+func attribute(g Group, req []byte, checkSig bool) (Request, Code, string) {
+	q, err := DecodeRequest(req)
+	switch {
+	case err != nil:
+		return q, CodeMalformed, err.Error()
+	case q.Group != g.ID():
+		return q, CodeWrongGroup, fmt.Sprintf("request is for group %s, this is %s epoch %d (%s)", q.Group, g.Name, g.Epoch, g.ID())
+	case !g.IsMember(q.Proposer):
+		return q, CodeNotMember, fmt.Sprintf("proposer %s is not a member", q.Proposer)
+	case checkSig && !q.VerifySignature():
+		return q, CodeBadSignature, fmt.Sprintf("signature is not %s's", q.Proposer)
+	}
+	return q, CodeOK, ""
+}
+
+// Share is what each member may own of the store: an equal share of its
+// keys and bytes, MaxKeys/n and MaxStoreBytes/n for n members (at least one
+// key and one byte). It follows the membership, so every replica computes it
+// from the replicated definition; a member above it after the group grew
+// keeps what it owns but may not grow.
+func (m *Machine) Share() (keys, bytes int) {
+	n := m.group.N()
+	return max(1, m.lim.keys/n), max(1, m.lim.bytes/n)
+}
+
+// Owned is what member k owns of the store: the keys its writes set last,
+// and their key and value bytes.
+func (m *Machine) Owned(k identity.PublicKey) (keys, bytes int) {
+	u := m.owned[k]
+	return u.keys, u.bytes
+}
+
+// charge moves n keys and b bytes to (n, b > 0) or from (< 0) k's usage.
+func (m *Machine) charge(k identity.PublicKey, n, b int) {
+	if k.IsZero() {
+		return
+	}
+	u := m.owned[k]
+	u.keys, u.bytes = u.keys+n, u.bytes+b
+	if u.keys == 0 && u.bytes == 0 {
+		delete(m.owned, k)
+		return
+	}
+	m.owned[k] = u
+}
+
+func (m *Machine) applyKV(index uint64, proposer identity.PublicKey, o Op, res *Result) {
 	cur, exists := m.kv[o.Key]
 	if o.HasIfVersion && o.IfVersion != cur.Version {
 		res.Code, res.Version = CodeCASMismatch, cur.Version
@@ -364,6 +428,7 @@ func (m *Machine) applyKV(index uint64, o Op, res *Result) {
 		}
 		delete(m.kv, o.Key)
 		m.bytes -= len(o.Key) + len(cur.Value)
+		m.charge(cur.Owner, -1, -(len(o.Key) + len(cur.Value)))
 		return
 	}
 	grow := len(o.Value) - len(cur.Value)
@@ -378,9 +443,30 @@ func (m *Machine) applyKV(index uint64, o Op, res *Result) {
 		res.Code, res.Reason = CodeInvalid, fmt.Sprintf("store would hold %d bytes, limit %d", m.bytes+grow, m.lim.bytes)
 		return
 	}
+	// The proposer's share: what it would own after the write. A write
+	// that does not grow what it owns is never refused for its share.
+	size := len(o.Key) + len(o.Value)
+	addKeys, addBytes := 1, size
+	if exists && cur.Owner == proposer {
+		addKeys, addBytes = 0, size-len(o.Key)-len(cur.Value)
+	}
+	own := m.owned[proposer]
+	shareKeys, shareBytes := m.Share()
+	switch {
+	case addKeys > 0 && own.keys+addKeys > shareKeys:
+		res.Code, res.Reason = CodeShare, fmt.Sprintf("%s owns %d keys, its share is %d (%d keys / %d members)", proposer, own.keys, shareKeys, m.lim.keys, m.group.N())
+		return
+	case addBytes > 0 && own.bytes+addBytes > shareBytes:
+		res.Code, res.Reason = CodeShare, fmt.Sprintf("%s would own %d bytes, its share is %d (%d bytes / %d members)", proposer, own.bytes+addBytes, shareBytes, m.lim.bytes, m.group.N())
+		return
+	}
 	m.bytes += grow
+	if exists {
+		m.charge(cur.Owner, -1, -(len(o.Key) + len(cur.Value)))
+	}
+	m.charge(proposer, 1, size)
 	v := cur.Version + 1
-	m.kv[o.Key] = Item{Value: slices.Clone(o.Value), Version: v, Index: index}
+	m.kv[o.Key] = Item{Value: slices.Clone(o.Value), Version: v, Index: index, Owner: proposer}
 	res.Version = v
 }
 
@@ -548,7 +634,7 @@ func (m *Machine) changeMembers(index uint64, mo *Motion, res *Result) {
 		i, _ := slices.BinarySearchFunc(members, mo.Subject, comparePub)
 		members = slices.Delete(members, i, i+1)
 	}
-	m.group = Group{Name: g.Name, Mode: g.Mode, Epoch: g.Epoch + 1, Members: members}
+	m.group = Group{Name: g.Name, Mode: g.Mode, Epoch: g.Epoch + 1, Members: members, Nonce: g.Nonce}
 	for _, id := range slices.Clone(m.open) {
 		if o := m.motions[id]; o.Outcome == OutcomeOpen {
 			if mo.Kind == MotionRemove {

@@ -42,6 +42,7 @@ type RecordGroup struct {
 	Mode    Mode                 `json:"mode"`
 	Epoch   uint64               `json:"epoch"`
 	Members []identity.PublicKey `json:"members"`
+	Nonce   string               `json:"nonce,omitempty"` // hex; absent for a group created without one
 }
 
 // RecordResult is Result in JSON.
@@ -87,7 +88,7 @@ func Attest(k identity.PrivateKey, g Group, index uint64, e Entry, res Result) A
 func NewRecord(g Group, index uint64, e Entry, res Result, certs []Attestation) Record {
 	r := Record{
 		Format:  RecordFormat,
-		Group:   RecordGroup{ID: g.ID(), Name: g.Name, Mode: g.Mode, Epoch: g.Epoch, Members: g.Members},
+		Group:   RecordGroup{ID: g.ID(), Name: g.Name, Mode: g.Mode, Epoch: g.Epoch, Members: g.Members, Nonce: g.Nonce.String()},
 		Index:   index,
 		Time:    e.Time,
 		Request: e.Request,
@@ -107,9 +108,42 @@ func (r Record) result() Result {
 		Motion: x.Motion, Outcome: x.Outcome, Closed: x.Closed}
 }
 
+// verifyAttribution checks the request against the result: a request that
+// decodes, names the group and carries a member's signature may have any
+// result but one saying it could not be attributed; any other request must
+// carry exactly the refusal every replica gave it (same code and reason, and
+// nothing applied), since the group orders such requests too and refuses
+// them, and a record of that refusal is honest.
+func verifyAttribution(g Group, r Record) error {
+	res := r.Result
+	if len(r.Request) == 0 {
+		if res.Code != CodeOK || res.Version != 0 || res.Motion != "" || res.Outcome != "" {
+			return &VerifyError{"result", errors.New("an entry without a request (a tick) cannot have a request's result")}
+		}
+		return nil
+	}
+	q, code, reason := attribute(g, r.Request, true)
+	if code == CodeOK {
+		if res.Code.Unattributed() {
+			return &VerifyError{"result", fmt.Errorf("the request is %s's, validly signed for this group, but the result says %s", q.Proposer, res.Code)}
+		}
+		return nil
+	}
+	check := map[Code]string{CodeMalformed: "request", CodeWrongGroup: "request", CodeNotMember: "membership", CodeBadSignature: "signature"}[code]
+	switch {
+	case res.Code != code:
+		return &VerifyError{check, fmt.Errorf("%s, but the result says %q, not %s", reason, res.Code, code)}
+	case res.Reason != reason:
+		return &VerifyError{check, fmt.Errorf("%s, but the result gives another reason (%+q)", reason, res.Reason)}
+	case res.Version != 0 || res.Motion != "" || res.Outcome != "":
+		return &VerifyError{"result", fmt.Errorf("a request refused as %s applied nothing, but the result names a version, motion or outcome", code)}
+	}
+	return nil
+}
+
 // VerifyError says which check of a record failed.
 type VerifyError struct {
-	Check string // "format", "group", "request", "signature", "membership", "certificate"
+	Check string // "format", "group", "request", "signature", "membership", "result", "certificate"
 	Err   error
 }
 
@@ -138,7 +172,10 @@ func ParseRecord(b []byte) (Record, error) {
 
 // Verify checks a record offline: the group definition hashes to its ID; the
 // request decodes, names that group, was made by a member and carries that
-// member's valid signature; and, for BFT, the certificate holds at least
+// member's valid signature, or else the result is exactly the refusal the
+// group gives such a request (an honest group orders and refuses it: a
+// request signed for an epoch that ended while it waited, a forgery a lying
+// member sent); and, for BFT, the certificate holds at least
 // Quorum distinct members' valid signatures over Statement, which binds the
 // entry (time and request) and the result. A Raft record must carry no
 // certificate and the NoCertificateRaft statement; its result is not
@@ -151,26 +188,17 @@ func Verify(r Record) error {
 	if err != nil {
 		return &VerifyError{"group", err}
 	}
+	if g.Nonce, err = ParseNonce(r.Group.Nonce); err != nil {
+		return &VerifyError{"group", err}
+	}
 	if g.ID() != r.Group.ID {
 		return &VerifyError{"group", fmt.Errorf("definition hashes to %s, record says %s", g.ID(), r.Group.ID)}
 	}
 	if r.Index == 0 {
 		return &VerifyError{"format", errors.New("index 0")}
 	}
-	if len(r.Request) > 0 {
-		q, err := DecodeRequest(r.Request)
-		if err != nil {
-			return &VerifyError{"request", err}
-		}
-		if q.Group != g.ID() {
-			return &VerifyError{"request", fmt.Errorf("request is for group %s", q.Group)}
-		}
-		if !g.IsMember(q.Proposer) {
-			return &VerifyError{"membership", fmt.Errorf("proposer %s is not a member", q.Proposer)}
-		}
-		if !q.VerifySignature() {
-			return &VerifyError{"signature", fmt.Errorf("request signature is not %s's", q.Proposer)}
-		}
+	if err := verifyAttribution(g, r); err != nil {
+		return err
 	}
 	switch g.Mode {
 	case ModeRaft:

@@ -10,7 +10,12 @@ import (
 	"github.com/treaty-dev/treaty/internal/identity"
 )
 
-const snapshotMagic = "treaty/consensus/snapshot/v1\x00"
+// Snapshot formats: v2 records each key's owner; v1 (earlier versions) did
+// not, and Restore still reads it.
+const (
+	snapshotMagic   = "treaty/consensus/snapshot/v2\x00"
+	snapshotMagicV1 = "treaty/consensus/snapshot/v1\x00"
+)
 
 // Snapshot is the canonical encoding of the whole state: keys sorted, members
 // and proposers sorted by key bytes, motions by ID. Equal states give equal
@@ -30,6 +35,10 @@ func (m *Machine) Snapshot() []byte {
 		w.bytes(it.Value)
 		w.u64(it.Version)
 		w.u64(it.Index)
+		w.boolean(!it.Owner.IsZero())
+		if !it.Owner.IsZero() {
+			w.raw(it.Owner.Bytes())
+		}
 	}
 
 	props := make([]identity.PublicKey, 0, len(m.seq))
@@ -144,15 +153,23 @@ func decodeMotion(r *reader) *Motion {
 }
 
 // Restore rebuilds a Machine from Snapshot bytes. It refuses anything that is
-// not exactly a canonical snapshot (Snapshot of the result equals b).
+// not exactly a canonical snapshot (Snapshot of the result equals b). A v1
+// snapshot (which recorded no owners) is read too: its keys count in no
+// member's share, and the machine snapshots as v2.
 func Restore(b []byte) (*Machine, error) {
 	r := reader{b: b}
-	if string(r.take(len(snapshotMagic))) != snapshotMagic {
+	v1 := false
+	switch string(r.take(len(snapshotMagic))) {
+	case snapshotMagic:
+	case snapshotMagicV1:
+		v1 = true
+	default:
 		return nil, errors.New("fsm: snapshot: bad magic")
 	}
 	m := &Machine{
 		group:   decodeGroup(&r),
 		kv:      map[string]Item{},
+		owned:   map[identity.PublicKey]usage{},
 		seq:     map[identity.PublicKey]uint64{},
 		motions: map[uint64]*Motion{},
 		names:   map[string]uint64{},
@@ -164,11 +181,15 @@ func Restore(b []byte) (*Machine, error) {
 	for i, n := 0, r.count("keys", MaxKeys); i < n && r.err == nil; i++ {
 		k := r.text("key", MaxKeyLen)
 		it := Item{Value: r.bytes("value", MaxValueLen), Version: r.u64(), Index: r.u64()}
+		if !v1 && r.boolean("owner present") {
+			it.Owner = r.key("owner")
+		}
 		if r.err == nil && (validKey(k) != nil || (i > 0 && strings.Compare(prev, k) >= 0) || it.Version == 0) {
 			r.fail(fmt.Errorf("key %d: invalid, unsorted or version 0", i))
 		}
 		m.kv[k], prev = it, k
 		m.bytes += len(k) + len(it.Value)
+		m.charge(it.Owner, 1, len(k)+len(it.Value))
 	}
 	if r.err == nil && m.bytes > MaxStoreBytes {
 		r.fail(fmt.Errorf("store holds %d bytes, limit %d", m.bytes, MaxStoreBytes))
