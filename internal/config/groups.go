@@ -15,6 +15,19 @@ type Group struct {
 	Name    string   `yaml:"name"`    // a-z 0-9 - _ . (at most 64 bytes)
 	Mode    string   `yaml:"mode"`    // raft (inside one organisation) or bft (across organisations)
 	Members []string `yaml:"members"` // every member, this node included: a did:key, a peer's nickname, or this node's own name
+	// Nonce is the group's creation nonce in hex (`treaty group create
+	// --new-nonce` prints one), the same on every member; empty: none. With
+	// one, a group declared again under the same name, mode and members but
+	// a new nonce is another group, and nothing signed for the old one is
+	// valid in it.
+	Nonce string `yaml:"nonce,omitempty"`
+}
+
+// GroupNonce is a group definition's nonce, checked by Validate (a
+// Config that passed it has only valid ones).
+func GroupNonce(nonce string) fsm.Nonce {
+	n, _ := fsm.ParseNonce(nonce)
+	return n
 }
 
 func (c *Config) validGroups() error {
@@ -29,6 +42,9 @@ func (c *Config) validGroups() error {
 		seen[g.Name] = true
 		if g.Mode != string(fsm.ModeRaft) && g.Mode != string(fsm.ModeBFT) {
 			return fmt.Errorf("config: groups[%d].mode %q: want raft or bft", i, g.Mode)
+		}
+		if _, err := fsm.ParseNonce(g.Nonce); err != nil {
+			return fmt.Errorf("config: groups[%d].nonce: %w", i, err)
 		}
 		if len(g.Members) == 0 || len(g.Members) > fsm.MaxMembers {
 			return fmt.Errorf("config: groups[%d].members: %d listed, want 1 to %d (every member, self included)", i, len(g.Members), fsm.MaxMembers)
@@ -67,7 +83,13 @@ func (c *Config) validGovernor() error {
 		return fmt.Errorf("config: membership.governor: mode and members go together (a node outside the group gives both; a member gives neither)")
 	}
 	if g.Mode == "" {
+		if g.Nonce != "" {
+			return fmt.Errorf("config: membership.governor.nonce goes with mode and members (a member declares the nonce under groups:)")
+		}
 		return nil
+	}
+	if _, err := fsm.ParseNonce(g.Nonce); err != nil {
+		return fmt.Errorf("config: membership.governor.nonce: %w", err)
 	}
 	if g.Mode != string(fsm.ModeRaft) && g.Mode != string(fsm.ModeBFT) {
 		return fmt.Errorf("config: membership.governor.mode %q: want raft or bft", g.Mode)

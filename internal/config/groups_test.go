@@ -19,6 +19,12 @@ func TestGroupsValidateAndResolve(t *testing.T) {
 		{"groups:\n  - {name: r, mode: raft, members: [acme, nobody]}\n", "groups[0].members[1]"},
 		{"groups:\n  - {name: r, mode: raft, members: [acme, acme]}\n", "listed twice"},
 		{"groups:\n  - {name: r, mode: raft, members: [acme]}\n  - {name: r, mode: bft, members: [acme]}\n", "declared twice"},
+		{"groups:\n  - {name: reviews, mode: bft, members: [acme, globex, " + other + "], nonce: 0123456789abcdef0123456789abcdef}\n", ""},
+		{"groups:\n  - {name: r, mode: raft, members: [acme], nonce: 0123}\n", "groups[0].nonce"},
+		{"groups:\n  - {name: r, mode: raft, members: [acme], nonce: 0123456789abcdef0123456789abcdeg}\n", "groups[0].nonce"},
+		{"groups:\n  - {name: r, mode: raft, members: [acme], nonce: 00000000000000000000000000000000}\n", "groups[0].nonce"},
+		{"membership:\n  governor: {group: board, nonce: 0123456789abcdef0123456789abcdef}\n", "governor.nonce goes with mode and members"},
+		{"membership:\n  governor: {group: board, mode: bft, members: [globex], nonce: zz}\n", "governor.nonce"},
 	} {
 		y := base + tc.yaml
 		c, err := Parse([]byte(y))
@@ -30,6 +36,9 @@ func TestGroupsValidateAndResolve(t *testing.T) {
 			keys, err := c.GroupMembers(c.Groups[0], self)
 			if err != nil || len(keys) != 3 || keys[0] != self || keys[1].String() != globex {
 				t.Fatalf("resolve: %v %v", keys, err)
+			}
+			if n := GroupNonce(c.Groups[0].Nonce); n.IsZero() != (c.Groups[0].Nonce == "") {
+				t.Fatalf("nonce %q read as %v", c.Groups[0].Nonce, n)
 			}
 			continue
 		}

@@ -58,6 +58,7 @@ type Governor struct {
 	Group   string   `yaml:"group"`
 	Mode    string   `yaml:"mode,omitempty"`    // raft or bft; with Members
 	Members []string `yaml:"members,omitempty"` // did:keys, peer nicknames or this node's name
+	Nonce   string   `yaml:"nonce,omitempty"`   // the group's creation nonce in hex, with Members; empty: none
 }
 
 // InviteTTL returns MaxInviteTTL with its default.

@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/treaty-dev/treaty/internal/config"
 	"github.com/treaty-dev/treaty/internal/consensus/fsm"
 	"github.com/treaty-dev/treaty/internal/homedir"
 	"github.com/treaty-dev/treaty/internal/identity"
@@ -379,6 +380,7 @@ func (n *Node) trustedGovernors() []fsm.ID {
 	var out []fsm.ID
 	if keys, err := st.cfg.GovernorMembers(n.self); err == nil && keys != nil {
 		if d, err := fsm.NewGroup(gov.Group, fsm.Mode(gov.Mode), 0, keys); err == nil {
+			d.Nonce = config.GroupNonce(gov.Nonce)
 			out = append(out, d.ID())
 		}
 	}
@@ -388,6 +390,7 @@ func (n *Node) trustedGovernors() []fsm.ID {
 		}
 		if keys, err := st.cfg.GroupMembers(d, n.self); err == nil {
 			if dg, err := fsm.NewGroup(d.Name, fsm.Mode(d.Mode), 0, keys); err == nil {
+				dg.Nonce = config.GroupNonce(d.Nonce)
 				out = append(out, dg.ID())
 			}
 		}

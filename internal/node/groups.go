@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 
 	"github.com/treaty-dev/treaty/internal/audit"
+	"github.com/treaty-dev/treaty/internal/config"
 	"github.com/treaty-dev/treaty/internal/consensus"
 	"github.com/treaty-dev/treaty/internal/consensus/bftengine"
 	"github.com/treaty-dev/treaty/internal/consensus/fsm"
@@ -207,6 +208,7 @@ func (n *Node) declaredGroups(st *state) []fsm.Group {
 		if err == nil {
 			var g fsm.Group
 			if g, err = fsm.NewGroup(d.Name, fsm.Mode(d.Mode), 0, keys); err == nil {
+				g.Nonce = config.GroupNonce(d.Nonce)
 				out = append(out, g)
 				continue
 			}

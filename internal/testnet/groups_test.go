@@ -295,17 +295,18 @@ func TestGroupsRaftAddMemberByMotion(t *testing.T) {
 	}
 }
 
-// TestGroupsDeclaredInConfig: a group added to treaty.yaml starts without a
-// restart, and commits; the same name created again through the CLI is
-// refused.
+// TestGroupsDeclaredInConfig: a group added to treaty.yaml, with its
+// creation nonce, starts without a restart, and commits; the same name
+// created again through the CLI is refused.
 func TestGroupsDeclaredInConfig(t *testing.T) {
 	c := NewCluster(t, 3, Options{})
+	const nonce = "0123456789abcdef0123456789abcdef"
 	for _, m := range c.Members {
-		m.AppendConfig(t, "groups:\n  - name: ops\n    mode: raft\n    members: [n0, n1, n2]\n")
+		m.AppendConfig(t, "groups:\n  - name: ops\n    mode: raft\n    members: [n0, n1, n2]\n    nonce: "+nonce+"\n")
 	}
 	ctx := context.Background()
 	gs, err := c.Members[1].Client().Groups(ctx)
-	if err != nil || len(gs) != 1 || gs[0].Name != "ops" || gs[0].Source != "config" || gs[0].N != 3 {
+	if err != nil || len(gs) != 1 || gs[0].Name != "ops" || gs[0].Source != "config" || gs[0].N != 3 || gs[0].Nonce != nonce {
 		t.Fatalf("group ls: %+v %v", gs, err)
 	}
 	commit(t, func(ctx context.Context) (localapi.Decision, error) {
