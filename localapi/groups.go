@@ -6,7 +6,7 @@ import "time"
 // this node is a member. Members are did:keys, peer nicknames or this node's
 // name, every member listed, this node included.
 //
-// With Join the node joins a raft group that added it by motion: Members is
+// With Join the node joins a group (raft or bft) that added it by motion: Members is
 // then the group as it was created (epoch 0), without this node.
 type GroupCreateRequest struct {
 	Name    string   `json:"name"`

@@ -54,7 +54,7 @@ func StageOf(err error) Stage {
 	return ""
 }
 
-// Exit codes of the CLI contract (DESIGN.md).
+// Exit codes of the CLI contract (docs/cli.md).
 const (
 	ExitOK          = 0
 	ExitError       = 1

@@ -1,5 +1,6 @@
-// Package backend runs a capability for a peer: an exec'd command, a local HTTP
-// endpoint, or a Go function.
+// Package backend runs a capability for a peer: an exec'd command (once per
+// call, or as long-lived workers), a local HTTP endpoint, one tool of a local
+// MCP server, one skill of a local A2A agent, or a Go function.
 //
 // Every backend is bounded in time and output. A failure reaches the peer as a
 // short reason (Failure.Reason) and never as the backend's raw stderr or body,

@@ -1,6 +1,8 @@
-// Package home is a node's home directory: its layout and the edits that the
-// CLI (and any embedder) makes to it. Each edit validates before it writes and
-// writes atomically, so a running node reloading the files never sees a torn or
+// Package home is a node's home directory as the CLI (and any embedder) uses
+// it: where it is (Default), how it is made (Init), and the edits made to it
+// (peers, capabilities, grants, limits, trust bounds); the file names and the
+// lock are package homedir's. Each edit validates before it writes and writes
+// atomically, so a running node reloading the files never sees a torn or
 // invalid state.
 package home
 

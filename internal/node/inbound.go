@@ -38,7 +38,8 @@ type inbound struct {
 	verdict *screen.Verdict // the screen's verdict on the input, once screened
 }
 
-// serveFederation is the inbound call path (DESIGN.md steps 7-13). Every answer,
+// serveFederation is the inbound call path (docs/architecture.md, "Inbound";
+// the step comments below number on from the outbound path's six). Every answer,
 // refusals included, is signed and bound to the request, so the caller holds
 // evidence of what this node said; every answer is audited before it is sent.
 func (n *Node) serveFederation(w http.ResponseWriter, r *http.Request) {

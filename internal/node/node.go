@@ -1,8 +1,12 @@
 // Package node is the federation pipeline: it wires identity, transport, wire
-// protocol, authorization and backends into one call path, outbound and inbound,
-// in the order of DESIGN.md:
+// protocol, trust, authorization, budgets, sanitization, screening, backends and
+// the audit log into one call path, outbound and inbound, in the order of
+// docs/architecture.md ("The call path"):
 //
-//	identity -> transport -> authorization -> budgets -> sanitization -> audit
+//	identity -> transport -> authorization -> budgets -> sanitization -> (consensus) -> audit
+//
+// Around that path it runs the node's consensus groups, gossip membership and
+// admission, relays, and the witnessing of peers' audit logs.
 //
 // A Node reloads treaty.yaml and policy.cedar while it runs (within ReloadInterval),
 // so CLI changes take effect without a restart; an invalid file is logged and the

@@ -164,7 +164,7 @@ func (o *outcall) completed(ctx context.Context, callErr error, receipt *wire.Re
 }
 
 // Call asks peer (nickname or did:key) to run capability with input (JSON).
-// The steps follow DESIGN.md's outbound call path; a refusal at any step is a
+// The steps follow the outbound call path of docs/architecture.md; a refusal at any step is a
 // *refusal.Error naming the stage (Remote set when the peer refused), and every
 // call leaves call.sent and call.completed (or call.refused) in the audit log.
 func (n *Node) Call(ctx context.Context, peerRef, capName string, input []byte) (*Result, error) {

@@ -51,7 +51,7 @@ func Wrap(stage Stage, err error) *Error {
 // is not a refusal.
 func StageOf(err error) Stage { return localapi.StageOf(err) }
 
-// Exit codes of the CLI contract (DESIGN.md).
+// Exit codes of the CLI contract (docs/cli.md).
 const (
 	ExitOK          = localapi.ExitOK
 	ExitError       = localapi.ExitError
