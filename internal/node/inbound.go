@@ -318,9 +318,15 @@ func (in *inbound) serveStream(ctx context.Context, cp *capability, inv backend.
 			blocked = err
 			return err // stops the backend: nothing more leaves
 		}
+		if err := sw.Write(clean); err != nil {
+			if errors.As(err, new(*wire.LimitError)) {
+				invalid = err // over what a caller accepts: the backend's output failed
+			}
+			return err
+		}
 		events++
 		sentBytes += clean.Len()
-		return sw.Write(clean)
+		return nil
 	})
 	var f *wire.Failure
 	outcome, stage := "ok", refusal.Stage("")
@@ -330,6 +336,9 @@ func (in *inbound) serveStream(ctx context.Context, cp *capability, inv backend.
 		outcome, stage = "refused", refusal.StageSanitize
 	case invalid != nil:
 		f = &wire.Failure{Stage: string(refusal.StageBackend), Reason: backendReason(invalid)}
+		if le := (*wire.LimitError)(nil); errors.As(invalid, &le) {
+			f.Reason = le.Limit
+		}
 		outcome, stage = "failed", refusal.StageBackend
 	case in.r.Context().Err() != nil:
 		outcome = "cancelled"

@@ -97,9 +97,19 @@ func (s *StreamWriter) Write(data json.RawMessage) error {
 	if s.closed {
 		return errors.New("wire: stream: write after close")
 	}
+	// A caller refuses a line or a count over the wire's limits and ends
+	// the call: refuse the event here instead, so the backend's output is
+	// what failed, not this node's answer.
+	lim := DefaultLimits()
+	if s.seq+1 >= uint64(lim.MaxStreamEvents) { // the End event counts too
+		return &LimitError{Limit: LimitMaxStreamEvents, Max: int64(lim.MaxStreamEvents), Got: int64(s.seq) + 2}
+	}
 	line, err := appendDataEvent(make([]byte, 0, len(data)+32), s.seq+1, data)
 	if err != nil {
 		return err
+	}
+	if int64(len(line)) > lim.MaxEventBytes {
+		return &LimitError{Limit: LimitMaxEventBytes, Max: lim.MaxEventBytes, Got: int64(len(line))}
 	}
 	line = append(line, '\n')
 	if _, err := s.w.Write(line); err != nil {
