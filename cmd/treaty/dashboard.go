@@ -89,7 +89,7 @@ func dashboardCmd(h func() string) *cobra.Command {
 	}
 	c.Flags().StringVar(&listen, "listen", DefaultDashboardListen, "serve the dashboard on this loopback HOST:PORT (port 0: any free port)")
 	c.Flags().StringVar(&httpAddr, "http", "", "the same as --listen")
-	c.Flags().BoolVar(&allowRemote, "allow-non-loopback", false, "allow --http on a non-loopback address (the token is then the only protection)")
+	c.Flags().BoolVar(&allowRemote, "allow-non-loopback", false, "allow --listen on a non-loopback address (the token is then the only protection)")
 	c.Flags().DurationVar(&poll, "poll", dashboard.DefaultPoll, "how often to read the node")
 	c.Flags().DurationVar(&verifyEvery, "verify-every", dashboard.DefaultVerifyEvery, "pause between full verifications of the audit log")
 	c.Flags().BoolVarP(&verbose, "verbose", "v", false, "debug logging on stderr")

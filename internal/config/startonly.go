@@ -1,6 +1,9 @@
 package config
 
-import "slices"
+import (
+	"reflect"
+	"slices"
+)
 
 // StartOnlyChanges names the keys that differ between old and next among those
 // a node reads only when it starts, so a reload can say that they wait for a
@@ -20,6 +23,9 @@ func StartOnlyChanges(old, next *Config) []string {
 		{"sanitize.canaries", !slices.Equal(old.Sanitize.Canaries, next.Sanitize.Canaries)},
 		{"sanitize.vault", old.Sanitize.Vault != next.Sanitize.Vault},
 		{"metrics", old.Metrics != next.Metrics},
+		{"membership.enabled", old.Membership.Enabled != next.Membership.Enabled},
+		{"membership.org", old.Membership.Org != next.Membership.Org},
+		{"relay", !reflect.DeepEqual(old.Relay, next.Relay)},
 	} {
 		if k.changed {
 			keys = append(keys, k.name)

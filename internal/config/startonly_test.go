@@ -16,7 +16,10 @@ func TestStartOnlyChanges(t *testing.T) {
 	next.Listen = "0.0.0.0:7420"
 	next.Sanitize.Canaries = []string{"s3cret-canary"}
 	next.Metrics.Listen = "127.0.0.1:9100"
-	want := []string{"listen", "sanitize.canaries", "metrics"}
+	next.Membership.Enabled = true
+	next.Membership.Org = "Acme"
+	next.Relay.Via = []string{"globex"}
+	want := []string{"listen", "sanitize.canaries", "metrics", "membership.enabled", "membership.org", "relay"}
 	if got := StartOnlyChanges(old, &next); !slices.Equal(got, want) {
 		t.Fatalf("StartOnlyChanges = %v, want %v", got, want)
 	}

@@ -255,12 +255,12 @@ func (d *run) peers(ctx context.Context, key identity.PrivateKey, cfg *config.Co
 	})}
 	for _, p := range cfg.Peers {
 		if k, err := identity.ParseDID(p.ID); err == nil {
-			d.peer(ctx, hc, k, p)
+			d.peer(ctx, hc, k, p, key.Public().String(), cfg.Name)
 		}
 	}
 }
 
-func (d *run) peer(ctx context.Context, hc *http.Client, k identity.PublicKey, p config.Peer) {
+func (d *run) peer(ctx context.Context, hc *http.Client, k identity.PublicKey, p config.Peer, selfID, selfName string) {
 	check := "peer " + p.Name
 	ctx, cancel := context.WithTimeout(ctx, d.o.Timeout)
 	defer cancel()
@@ -273,7 +273,7 @@ func (d *run) peer(ctx context.Context, hc *http.Client, k identity.PublicKey, p
 	if err != nil {
 		var he *transport.HandshakeError
 		if errors.As(err, &he) {
-			d.add(check, Fail, "on "+p.Name+"'s node, add this node: treaty peer add NAME "+"<this node's did:key> ADDR; and check its key in treaty.yaml is "+p.ID,
+			d.add(check, Fail, "on "+p.Name+"'s node, add this node: treaty peer add --name "+selfName+" --addr THIS_NODE_HOST:PORT "+selfID+"; and check its key in treaty.yaml is "+p.ID,
 				"%s (%s) answers, but the TLS handshake failed: %v.", p.Name, p.Addr, he)
 			return
 		}

@@ -174,8 +174,9 @@ func TestPeerThatDoesNotKnowUs(t *testing.T) {
 	acme.AddPeer(t, gamma)
 	fs := run(t, acme, c.Clock.Now)
 	f := failed(fs, "peer gamma")
-	if len(f) != 1 || !strings.Contains(f[0].Text, "handshake") || !strings.Contains(f[0].Fix, "treaty peer add") {
-		t.Fatalf("want a handshake failure at gamma with a fix: %v", fs)
+	if len(f) != 1 || !strings.Contains(f[0].Text, "handshake") || !strings.Contains(f[0].Fix, "treaty peer add --name acme --addr ") ||
+		!strings.Contains(f[0].Fix, " "+acme.ID.String()+";") {
+		t.Fatalf("want a handshake failure at gamma with a fix in the command's syntax, naming this node's key: %v", fs)
 	}
 }
 
