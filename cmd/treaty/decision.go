@@ -102,7 +102,7 @@ func readRecord(stdin io.Reader, path string) ([]byte, error) {
 		if st, err := os.Stat(path); err != nil {
 			return nil, err
 		} else if !st.Mode().IsRegular() { // a FIFO would block the open
-			return nil, fmt.Errorf("%s: not a regular file (%v)", path, st.Mode().Type())
+			return nil, fmt.Errorf("%s: not a regular file (%s)", path, fileKind(st.Mode()))
 		}
 		f, err := os.Open(path)
 		if err != nil {

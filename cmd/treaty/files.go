@@ -2,6 +2,7 @@ package main
 
 import (
 	"io"
+	"io/fs"
 	"os"
 )
 
@@ -14,7 +15,7 @@ func openFlagFile(flag, path string) (*os.File, error) {
 		return nil, usagef("%s: %v", flag, err)
 	}
 	if !st.Mode().IsRegular() {
-		return nil, usagef("%s %s: not a regular file (%v)", flag, path, st.Mode().Type())
+		return nil, usagef("%s %s: not a regular file (%s)", flag, path, fileKind(st.Mode()))
 	}
 	f, err := os.Open(path)
 	if err != nil {
@@ -53,4 +54,21 @@ func fileHead(flag, path string, n int) ([]byte, error) {
 		return nil, usagef("%s: read %s: %v", flag, path, err)
 	}
 	return b[:m], nil
+}
+
+// fileKind names what a path that is not a regular file is.
+func fileKind(m fs.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&fs.ModeNamedPipe != 0:
+		return "a named pipe"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m&fs.ModeDevice != 0:
+		return "a device"
+	case m&fs.ModeSymlink != 0:
+		return "a symbolic link"
+	}
+	return "another kind of file"
 }

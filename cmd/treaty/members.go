@@ -170,8 +170,10 @@ func revokeCmd(h func() string) *cobra.Command {
 			}
 			var text string
 			if len(a) == 1 {
-				if _, err := os.Stat(a[0]); err != nil {
-					// Not a file: another member's key, by the governing group.
+				if fi, err := os.Stat(a[0]); err != nil || fi.IsDir() || strings.HasPrefix(a[0], "did:key:") {
+					// Not a file: another member's key, by the governing group
+					// (a directory of the same name as a peer, say its home, is
+					// not a statement file).
 					return gov.run(cmd, h(), localapi.GovernRequest{Action: membership.ActionRevoke, Peer: a[0]})
 				}
 				b, err := readStatementFile(a[0])

@@ -56,6 +56,21 @@ func TestRevokePrepare(t *testing.T) {
 	}
 }
 
+// TestRevokeDirectoryIsAPeer: an argument naming a directory (a peer's home
+// beside this one, say) is a peer to revoke by the governing group, not a
+// statement file to publish; a FIFO is still refused as a file.
+func TestRevokeDirectoryIsAPeer(t *testing.T) {
+	dir, _, _ := tlHome(t)
+	bob := filepath.Join(t.TempDir(), "bob")
+	if err := os.Mkdir(bob, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	_, stderr, code := runTL(t, "revoke", "--home", dir, bob)
+	if code == 0 || strings.Contains(stderr, "regular file") || !strings.Contains(stderr, "govern") {
+		t.Fatalf("revoke DIR: exit %d, %q; want it taken as a peer (no governing group here)", code, stderr)
+	}
+}
+
 // TestGovernOffline: revoking another member's key or admitting one takes a
 // governing group; without membership.governor both are usage errors that
 // say so, whether or not a node runs.
