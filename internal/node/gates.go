@@ -9,6 +9,7 @@ import (
 	"github.com/treaty-dev/treaty/internal/identity"
 	"github.com/treaty-dev/treaty/internal/policy"
 	"github.com/treaty-dev/treaty/internal/refusal"
+	"github.com/treaty-dev/treaty/internal/transport"
 	"github.com/treaty-dev/treaty/internal/trust"
 	"github.com/treaty-dev/treaty/internal/wire"
 )
@@ -128,6 +129,8 @@ func calleeOutcome(err error) (reached, healthy bool, kind trust.Kind) {
 		return true, false, trust.KindFailure
 	case r.Remote:
 		return true, true, "" // the peer answered and refused by its own rules
+	case r.Stage == refusal.StageTransport && transport.NotAdmitted(r.Err):
+		return false, false, "" // up, and does not admit our key (yet): not its health
 	case r.Stage == refusal.StageTransport:
 		return true, false, trust.KindTimeout
 	case r.Stage == refusal.StageWire: // the peer's answer failed our checks

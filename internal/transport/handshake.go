@@ -297,9 +297,9 @@ var aLongTimeAgo = time.Unix(1, 0)
 // client certificate, so a refusal would otherwise surface only at the first
 // read, as an alert, far from the dial. Therefore a treaty server, once it has
 // verified the client and a Listener for proto has taken the connection,
-// writes one acceptance byte, and Dial reads it within HandshakeTimeout. An
-// alert (or a close) in its place becomes a *HandshakeError with
-// ReasonRefusedByPeer. A session ticket could carry the same signal, but
+// writes one acceptance byte, and Dial reads it within HandshakeTimeout. A
+// certificate alert in its place becomes a *HandshakeError with
+// ReasonNotAdmitted, any other alert or a close ReasonRefusedByPeer. A session ticket could carry the same signal, but
 // tickets are disabled (see baseTLS) and crypto/tls does not report their
 // arrival. Waiting for the byte costs a round trip per connection; the
 // federation RoundTripper does not wait (see clientConn, early.go).
