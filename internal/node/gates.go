@@ -82,8 +82,8 @@ func budgetRefusal(err error) *refusal.Error {
 func (n *Node) outboundGates(p Peer, capName string, reqBytes int) (finish func(err error, replyBytes int), _ error) {
 	defer n.timeStage(stageGates)()
 	now := n.now()
-	br := n.budget.Breaker(p.ID.String())
-	if err := br.Allow(now); err != nil {
+	br, err := n.budget.Breaker(p.ID.String()).Allow(now)
+	if err != nil {
 		return nil, budgetRefusal(err)
 	}
 	ticket, err := n.budget.Acquire(p.ID.String(), capName, budget.Out, int64(reqBytes), now)
