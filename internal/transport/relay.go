@@ -526,8 +526,7 @@ func (t *Transport) DialVia(ctx context.Context, relayAddr string, relayKey, wan
 		}
 		return nil, re
 	}
-	tc := tls.Client(outer, t.clientConfig(want, proto))
-	err = tc.HandshakeContext(ctx)
+	tc, err := clientHandshake(ctx, outer, t.clientConfig(want, proto))
 	if err == nil {
 		err = readAcceptMarker(tc)
 	}
