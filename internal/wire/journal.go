@@ -177,9 +177,9 @@ func (j *ReplayJournal) append(e journalEntry, now time.Time) error {
 		return errors.New("wire: replay journal is closed")
 	}
 	if now.Sub(j.since) >= j.period {
-		if err := j.rotate(now); err != nil {
-			return err
-		}
+		// A rotation that fails leaves the entry to the file being written,
+		// which a start reads all the same; the next append tries again.
+		_ = j.rotate(now)
 	}
 	return j.write(e)
 }
@@ -195,9 +195,11 @@ func (j *ReplayJournal) write(e journalEntry) error {
 	return nil
 }
 
-// rotate makes path the new path+".old" and starts path empty.
+// rotate makes path the new path+".old" and starts path empty. If path is
+// gone (an earlier rotation renamed it and then could not create it again,
+// so the file being written is .old), it only creates path.
 func (j *ReplayJournal) rotate(now time.Time) error {
-	if err := os.Rename(j.path, j.path+".old"); err != nil {
+	if err := os.Rename(j.path, j.path+".old"); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("wire: replay journal rotation: %w", err)
 	}
 	f, err := os.OpenFile(j.path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|os.O_APPEND, 0o600)

@@ -183,3 +183,30 @@ func TestReplayJournalServesOneVerifier(t *testing.T) {
 		t.Fatal("empty path accepted")
 	}
 }
+
+// TestReplayJournalRotationFailure: a rotation that fails (here .old is a
+// directory) does not refuse requests: their nonces go on to the current
+// file, and a start still refuses their replays.
+func TestReplayJournalRotationFailure(t *testing.T) {
+	k := testKeys(t)
+	path := filepath.Join(t.TempDir(), "replay.journal")
+	v := journaledVerifier(t, k.bob.Public(), path, t0)
+	if err := os.Remove(path + ".old"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(path+".old", "blocker"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	later := t0.Add(DefaultTTL + 2*30*time.Second + 2*time.Second) // past one period
+	r, _ := signedRequest(t, k, testBody, func(p *SignParams) { p.Now = later; p.Rand = seededRand(77) })
+	if _, err := v.VerifyRequest(serverView(t, r), testBody, k.alice.Public(), later); err != nil {
+		t.Fatalf("request refused when the journal could not rotate: %v", err)
+	}
+	v.Close()
+	if err := os.RemoveAll(path + ".old"); err != nil {
+		t.Fatal(err)
+	}
+	v = journaledVerifier(t, k.bob.Public(), path, later.Add(time.Second))
+	_, err := v.VerifyRequest(serverView(t, r), testBody, k.alice.Public(), later.Add(time.Second))
+	wantReason(t, err, ReasonReplayed)
+}
