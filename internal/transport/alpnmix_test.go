@@ -2,6 +2,7 @@ package transport
 
 import (
 	"crypto/tls"
+	"fmt"
 	"io"
 	"testing"
 	"time"
@@ -64,4 +65,36 @@ func TestStrangerOfferingSeveralProtocols(t *testing.T) {
 		accepted++
 	}
 	t.Logf("%d of 20 offers accepted (5 of them %s alone), all on %s", accepted, joinProto, joinProto)
+}
+
+// TestALPNChoiceIsStable: a client offering several protocols the server
+// serves gets the same one every time, whatever order the server's
+// protocols were registered or re-registered in (it was the order of a map).
+func TestALPNChoiceIsStable(t *testing.T) {
+	t.Parallel()
+	srvKey, cli := testKey(t, 1), testKey(t, 2)
+	srv := newNode(t, srvKey, admit(cli.Public()), Config{})
+	for _, p := range []string{"treaty-d-test/1", "treaty-b-test/1", "treaty-a-test/1", "treaty-c-test/1"} {
+		serveEcho(t, srv, p)
+	}
+	cert, err := newCert(cli, time.Now(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]int{}
+	for i := range 16 {
+		// Each registration and close rebuilds the server's configuration.
+		extra := srv.Listener(fmt.Sprintf("treaty-extra-test/%d", i))
+		c, err := tls.Dial("tcp", srv.addr(), &tls.Config{Certificates: []tls.Certificate{*cert}, InsecureSkipVerify: true,
+			NextProtos: []string{"treaty-c-test/1", "treaty-a-test/1", "treaty-d-test/1"}, MinVersion: tls.VersionTLS13})
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen[c.ConnectionState().NegotiatedProtocol]++
+		c.Close()
+		extra.Close()
+	}
+	if len(seen) != 1 {
+		t.Fatalf("one offer negotiated %v across rebuilds, want one protocol every time", seen)
+	}
 }

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -51,6 +52,10 @@ func (t *Transport) rebuildServerConfigLocked() {
 	for p := range t.listeners {
 		cfg.NextProtos = append(cfg.NextProtos, p)
 	}
+	// crypto/tls picks the first of these the client offers: sorted, a
+	// client offering several gets the same one whatever the order of
+	// registration (a map's).
+	slices.Sort(cfg.NextProtos)
 	t.serverTLS.Store(cfg)
 }
 
