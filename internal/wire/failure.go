@@ -134,14 +134,19 @@ type keyFrame struct {
 
 // unambiguousKeys refuses b if an object repeats a key, or if the envelope
 // or its limit object holds a key equal to one of its field names only under
-// case folding. Syntax errors are left to the decoder that follows.
+// case folding. Numbers stay text (UseNumber), so one out of float64's range
+// does not end the walk early; any input the walk cannot read is refused.
 func unambiguousKeys(b []byte) error {
 	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
 	var stack []*keyFrame
 	for {
 		tok, err := dec.Token()
-		if err != nil {
+		if errors.Is(err, io.EOF) {
 			return nil
+		}
+		if err != nil {
+			return fail(ReasonMalformed, "failure envelope: %v", err)
 		}
 		var top *keyFrame
 		if len(stack) > 0 {
