@@ -31,7 +31,11 @@ type bucket struct {
 // close it, one failure opens it again. A probe that never reports back is forgotten
 // after another Cooldown, so a lost Record cannot wedge the breaker.
 //
-// Call Allow before the call and Record once after it, with the same clock.
+// Call Allow before the call and, once after it, Record or Release on the Pass
+// it returned, with the same clock. A result counts only in the period (closed,
+// open, half-open) in which its call was allowed: a slow call let through
+// while closed that ends after the breaker opened and went half-open is not
+// the probe, and neither closes nor reopens it.
 type Breaker struct {
 	peer string
 
@@ -43,6 +47,30 @@ type Breaker struct {
 	probes   int       // probes let through in this half-open period
 	probeOK  int       // of which succeeded
 	probeAt  time.Time // start of this half-open period
+	period   uint64    // counts state changes (and lost-probe restarts); a Pass is of one
+}
+
+// Pass is one call that Allow let through; report its end with Record or
+// Release, once. The zero Pass reports nothing.
+type Pass struct {
+	b      *Breaker
+	period uint64
+}
+
+// Record reports how the call ended.
+func (p Pass) Record(success bool, now time.Time) {
+	if p.b != nil {
+		p.b.record(p.period, success, now)
+	}
+}
+
+// Release reports a call that never reached the peer (refused locally, or
+// given up by the caller): it records nothing, so such a call neither closes a
+// half-open breaker nor counts against the peer, and a probe is handed back.
+func (p Pass) Release() {
+	if p.b != nil {
+		p.b.release(p.period)
+	}
 }
 
 // Breaker returns peer's breaker, creating it closed on first use.
@@ -122,12 +150,14 @@ func (b *Breaker) totalsLocked(now time.Time) (calls, fails int) {
 }
 
 func (b *Breaker) closeLocked() {
+	b.period++
 	b.state = StateClosed
 	b.buckets = [breakerBuckets]bucket{}
 	b.probes, b.probeOK = 0, 0
 }
 
 func (b *Breaker) openLocked(now time.Time) {
+	b.period++
 	b.state = StateOpen
 	b.openedAt = now
 	b.probes, b.probeOK = 0, 0
@@ -137,41 +167,43 @@ func (b *Breaker) refusal(resetIn time.Duration) *Exceeded {
 	return &Exceeded{Budget: BudgetBreaker, Limit: b.cfg.String(), ResetIn: max(resetIn, 0), Peer: b.peer}
 }
 
-// Allow reports whether a call to the peer may start at now; when not, the error is
-// an *Exceeded with Budget "breaker" (errors.Is ErrBreakerOpen) and ResetIn until a
-// probe may go.
-func (b *Breaker) Allow(now time.Time) error {
+// Allow reports whether a call to the peer may start at now and returns its
+// Pass; when not, the error is an *Exceeded with Budget "breaker" (errors.Is
+// ErrBreakerOpen) and ResetIn until a probe may go.
+func (b *Breaker) Allow(now time.Time) (Pass, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.cfg.Disabled {
-		return nil
+		return Pass{b: b, period: b.period}, nil
 	}
 	switch b.state {
 	case StateOpen:
 		until := b.openedAt.Add(b.cfg.Cooldown)
 		if now.Before(until) {
-			return b.refusal(until.Sub(now))
+			return Pass{}, b.refusal(until.Sub(now))
 		}
+		b.period++
 		b.state, b.probes, b.probeOK, b.probeAt = StateHalfOpen, 0, 0, now
 		fallthrough
 	case StateHalfOpen:
 		if b.probes > 0 && !now.Before(b.probeAt.Add(b.cfg.Cooldown)) {
-			b.probes, b.probeOK, b.probeAt = 0, 0, now // probes lost: try again
+			b.period++ // the lost probes' results no longer count
+			b.probes, b.probeOK, b.probeAt = 0, 0, now
 		}
 		if b.probes >= b.cfg.Probes {
-			return b.refusal(b.probeAt.Add(b.cfg.Cooldown).Sub(now))
+			return Pass{}, b.refusal(b.probeAt.Add(b.cfg.Cooldown).Sub(now))
 		}
 		b.probes++
 	}
-	return nil
+	return Pass{b: b, period: b.period}, nil
 }
 
-// Record reports how a call that Allow let through ended. Results that arrive while
-// the breaker is open (calls started before it opened) are ignored.
-func (b *Breaker) Record(success bool, now time.Time) {
+// record is Pass.Record: a result from another period than the current one
+// (a call allowed before the breaker opened, or a lost probe) is ignored.
+func (b *Breaker) record(period uint64, success bool, now time.Time) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.cfg.Disabled {
+	if b.cfg.Disabled || period != b.period {
 		return
 	}
 	switch b.state {
@@ -202,13 +234,11 @@ func (b *Breaker) Record(success bool, now time.Time) {
 	}
 }
 
-// Release hands back what Allow took for a call that never reached the peer
-// (refused locally, or given up by the caller): it records nothing, so such a
-// call neither closes a half-open breaker nor counts against the peer.
-func (b *Breaker) Release() {
+// release is Pass.Release: a probe of the current half-open period is handed back.
+func (b *Breaker) release(period uint64) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.state == StateHalfOpen && b.probes > 0 {
+	if period == b.period && b.state == StateHalfOpen && b.probes > 0 {
 		b.probes--
 	}
 }
@@ -245,5 +275,5 @@ func (b *Breaker) renamed(peer string) *Breaker {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return &Breaker{peer: peer, cfg: b.cfg, state: b.state, buckets: b.buckets,
-		openedAt: b.openedAt, probes: b.probes, probeOK: b.probeOK, probeAt: b.probeAt}
+		openedAt: b.openedAt, probes: b.probes, probeOK: b.probeOK, probeAt: b.probeAt, period: b.period}
 }

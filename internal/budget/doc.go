@@ -19,7 +19,7 @@
 //
 //	inbound:  t, err := lim.Acquire(caller, cap, budget.In, len(req), now)   // refuse on err
 //	          ... serve ...; t.Release(reportedCost, len(reply), time.Now())
-//	outbound: err := lim.Breaker(peer).Allow(now); t, err := lim.Acquire(peer, cap, budget.Out, len(req), now)
-//	          ... call ...; t.Release(cost, len(reply), end); lim.Breaker(peer).Record(ok, end)
+//	outbound: pass, err := lim.Breaker(peer).Allow(now); t, err := lim.Acquire(peer, cap, budget.Out, len(req), now)
+//	          ... call ...; t.Release(cost, len(reply), end); pass.Record(ok, end) (or pass.Release())
 //	chained:  budget.CheckChain(chain, self, cfg.Depth()) before serving
 package budget

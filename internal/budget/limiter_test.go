@@ -538,7 +538,9 @@ func TestForget(t *testing.T) {
 	p := peerID(t, 21)
 	l := newLimiter(t, Config{Default: Limit{Rate: 1, Burst: 1}})
 	acquireN(t, l, p, "", In, 1, t0)
-	l.Breaker(p).Record(false, t0)
+	if err := callEnds(l.Breaker(p), false, t0); err != nil {
+		t.Fatal(err)
+	}
 	l.Forget(p)
 	if len(l.Snapshot(t0)) != 0 || len(l.Breakers(t0)) != 0 {
 		t.Fatal("Forget left state behind")

@@ -38,6 +38,7 @@ func SetReplayWindow(t testing.TB, n *Node, capacity, perPeer int) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	n.verifier.Close() // its journal; the replacement keeps the window in memory
 	n.verifier = v
 }
 

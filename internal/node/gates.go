@@ -9,6 +9,7 @@ import (
 	"github.com/treaty-dev/treaty/internal/identity"
 	"github.com/treaty-dev/treaty/internal/policy"
 	"github.com/treaty-dev/treaty/internal/refusal"
+	"github.com/treaty-dev/treaty/internal/transport"
 	"github.com/treaty-dev/treaty/internal/trust"
 	"github.com/treaty-dev/treaty/internal/wire"
 )
@@ -81,8 +82,8 @@ func budgetRefusal(err error) *refusal.Error {
 func (n *Node) outboundGates(p Peer, capName string, reqBytes int) (finish func(err error, replyBytes int), _ error) {
 	defer n.timeStage(stageGates)()
 	now := n.now()
-	br := n.budget.Breaker(p.ID.String())
-	if err := br.Allow(now); err != nil {
+	br, err := n.budget.Breaker(p.ID.String()).Allow(now)
+	if err != nil {
 		return nil, budgetRefusal(err)
 	}
 	ticket, err := n.budget.Acquire(p.ID.String(), capName, budget.Out, int64(reqBytes), now)
@@ -128,6 +129,8 @@ func calleeOutcome(err error) (reached, healthy bool, kind trust.Kind) {
 		return true, false, trust.KindFailure
 	case r.Remote:
 		return true, true, "" // the peer answered and refused by its own rules
+	case r.Stage == refusal.StageTransport && transport.NotAdmitted(r.Err):
+		return false, false, "" // up, and does not admit our key (yet): not its health
 	case r.Stage == refusal.StageTransport:
 		return true, false, trust.KindTimeout
 	case r.Stage == refusal.StageWire: // the peer's answer failed our checks

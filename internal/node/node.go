@@ -50,6 +50,10 @@ const VaultFile = homedir.VaultFile
 // TrustFile holds the persisted trust scores inside a home directory.
 const TrustFile = homedir.TrustFile
 
+// ReplayJournalFile journals the nonces of accepted requests (mode 0600),
+// with ReplayJournalFile+".old", inside a home directory.
+const ReplayJournalFile = "replay.journal"
+
 // Options configures Open. Home is required.
 type Options struct {
 	Home           string           // required: the node's home directory
@@ -174,7 +178,14 @@ func Open(opts Options) (_ *Node, err error) {
 	n.client = &http.Client{Transport: n.tr.RoutedRoundTripper(n.route)} // relay.go
 	// The wire layer enforces the hard cap on chain length and checks every
 	// hop's signature; budget.max_depth (live-reloadable) is applied per call.
-	if n.verifier, err = wire.NewVerifier(wire.VerifierConfig{Self: n.self, MaxDepth: wire.MaxChainHops}); err != nil {
+	// The replay window is journaled in the home, so a restart does not
+	// forget the requests already served (ADR 0024).
+	journal, err := wire.OpenReplayJournal(filepath.Join(opts.Home, ReplayJournalFile), opts.Now())
+	if err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
+	if n.verifier, err = wire.NewVerifier(wire.VerifierConfig{Self: n.self, MaxDepth: wire.MaxChainHops, Journal: journal}); err != nil {
+		journal.Close()
 		return nil, fmt.Errorf("node: %w", err)
 	}
 	ac := st.cfg.Audit // space limits apply from Open; changing them needs a restart
@@ -226,6 +237,9 @@ func (n *Node) closeParts() error {
 	}
 	if n.audit != nil {
 		err = errors.Join(err, n.audit.Close())
+	}
+	if n.verifier != nil {
+		err = errors.Join(err, n.verifier.Close())
 	}
 	if n.trust != nil {
 		err = errors.Join(err, n.trust.Close())

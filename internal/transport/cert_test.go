@@ -182,12 +182,12 @@ func TestCertSourceRotation(t *testing.T) {
 
 func TestReasonString(t *testing.T) {
 	t.Parallel()
-	for r := ReasonUnknownKey; r <= ReasonConnLimit; r++ {
+	for r := ReasonUnknownKey; r <= ReasonNotAdmitted; r++ {
 		if s := r.String(); s == "" || strings.HasPrefix(s, "Reason(") {
 			t.Errorf("Reason %d has no name", int(r))
 		}
 	}
-	for _, r := range []Reason{0, -1, ReasonConnLimit + 1, 1 << 30} {
+	for _, r := range []Reason{0, -1, ReasonNotAdmitted + 1, 1 << 30} {
 		if s := r.String(); s != fmt.Sprintf("Reason(%d)", int(r)) {
 			t.Errorf("Reason(%d).String() = %q", int(r), s)
 		}

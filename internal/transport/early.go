@@ -19,7 +19,7 @@ import (
 // request can only reach that peer; what the client does not yet know is
 // whether the server accepted it. The marker therefore has to be the first
 // byte read: Read consumes it before anything else, and an alert or a close in
-// its place is the same *HandshakeError (ReasonRefusedByPeer, logged, counted
+// its place is the same *HandshakeError (ReasonNotAdmitted or ReasonRefusedByPeer, logged, counted
 // and passed to OnRefused) that Dial returns, from every Read and from a
 // failed Write. A refusing server never hands the connection to a Listener, so
 // nothing the client sent is processed. Stats count the dial once the marker

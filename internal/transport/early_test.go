@@ -140,7 +140,7 @@ func TestServerRefusesAfterClientSentData(t *testing.T) {
 	if err2 == nil {
 		t.Fatal("round trip succeeded against a refusing server")
 	}
-	if he := handshakeErr(t, err2); he.Reason != ReasonRefusedByPeer || he.Peer != a.Public() {
+	if he := handshakeErr(t, err2); he.Reason != ReasonNotAdmitted || he.Peer != a.Public() {
 		t.Fatalf("client got %v (reason %v), want a refusal by %s", he, he.Reason, a.Public().Short())
 	}
 	if got := waitRefusal(t, srvRec, 1); got[0].Reason != ReasonUnknownKey {
@@ -152,8 +152,8 @@ func TestServerRefusesAfterClientSentData(t *testing.T) {
 	if s := cli.Stats(); s.Dialed != 0 || s.Refused != 1 {
 		t.Fatalf("client stats %+v: want no dial counted and one refusal", s)
 	}
-	if got := cli.rec.list(); len(got) != 1 || got[0].Reason != ReasonRefusedByPeer {
-		t.Fatalf("client OnRefused got %+v, want one refusal by peer", got)
+	if got := cli.rec.list(); len(got) != 1 || got[0].Reason != ReasonNotAdmitted {
+		t.Fatalf("client OnRefused got %+v, want one refusal as not admitted", got)
 	}
 }
 
@@ -222,8 +222,8 @@ func TestRoundTripperConcurrentRefusals(t *testing.T) {
 		if err == nil {
 			t.Fatal("a call succeeded against a refusing server")
 		}
-		if he := handshakeErr(t, err); he.Reason != ReasonRefusedByPeer {
-			t.Fatalf("reason %v (%v), want refused by peer", he.Reason, he)
+		if he := handshakeErr(t, err); he.Reason != ReasonNotAdmitted {
+			t.Fatalf("reason %v (%v), want not admitted by peer", he.Reason, he)
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -42,8 +43,9 @@ const (
 	// ReasonTimeout: the handshake (including the acceptance marker) did not
 	// finish within HandshakeTimeout.
 	ReasonTimeout
-	// ReasonRefusedByPeer: the other side refused us (a TLS alert, or it closed
-	// the connection before accepting it).
+	// ReasonRefusedByPeer: the other side refused us (a TLS alert other than
+	// the certificate alerts of ReasonNotAdmitted, or it closed the connection
+	// before accepting it: overloaded, shutting down, or not a treaty node).
 	ReasonRefusedByPeer
 	// ReasonOverload: the server already had too many handshakes in progress
 	// (MaxPendingHandshakes, or for strangers that minus ReservedPending).
@@ -56,6 +58,12 @@ const (
 	ReasonHelloTimeout
 	// ReasonConnLimit: the server already held MaxConns connections.
 	ReasonConnLimit
+	// ReasonNotAdmitted: the server answered our certificate with a
+	// certificate alert (client side): it does not admit our key, not yet (a
+	// `peer add` it has not applied) or no longer, or it judged our
+	// certificate outside its clock. The server is up and deciding, so this
+	// says nothing about its health (see NotAdmitted).
+	ReasonNotAdmitted
 )
 
 var reasonNames = [...]string{
@@ -72,6 +80,7 @@ var reasonNames = [...]string{
 	ReasonSourceLimit:     "source limit",
 	ReasonHelloTimeout:    "client hello timeout",
 	ReasonConnLimit:       "connection limit",
+	ReasonNotAdmitted:     "not admitted by peer",
 }
 
 // String returns a short lower-case name; unknown values print as "Reason(N)".
@@ -134,6 +143,8 @@ func classify(side, addr string, err error) *HandshakeError {
 	switch {
 	case errors.As(err, &ve):
 		he.Reason, he.Peer, he.Presented = ve.reason, ve.peer, ve.presented
+	case side == sideClient && isCertificateAlert(err):
+		he.Reason = ReasonNotAdmitted
 	case isRemoteAlert(err):
 		he.Reason = ReasonRefusedByPeer
 	case isTimeout(err):
@@ -154,6 +165,46 @@ func classify(side, addr string, err error) *HandshakeError {
 func isRemoteAlert(err error) bool {
 	var oe *net.OpError
 	return errors.As(err, &oe) && oe.Op == "remote error"
+}
+
+// certificateAlerts are the TLS alerts a server sends when it refuses the
+// client's certificate; a treaty server sends bad_certificate (42) for every
+// refusal of its VerifyConnection.
+var certificateAlerts = []tls.AlertError{
+	42,  // bad_certificate
+	43,  // unsupported_certificate
+	44,  // certificate_revoked
+	45,  // certificate_expired
+	46,  // certificate_unknown
+	48,  // unknown_ca
+	49,  // access_denied
+	116, // certificate_required
+}
+
+// isCertificateAlert reports whether err is one of certificateAlerts
+// received from the peer. crypto/tls's received alert type is unexported;
+// its text is the one tls.AlertError of the same code prints.
+func isCertificateAlert(err error) bool {
+	var oe *net.OpError
+	if !errors.As(err, &oe) || oe.Op != "remote error" || oe.Err == nil {
+		return false
+	}
+	got := oe.Err.Error()
+	for _, a := range certificateAlerts {
+		if got == a.Error() {
+			return true
+		}
+	}
+	return false
+}
+
+// NotAdmitted reports whether err is a client-side handshake refusal with
+// ReasonNotAdmitted: the peer is up and refused this node's certificate.
+// Callers keep it out of the peer's health (circuit breaker, trust): a peer
+// that has not yet applied its `peer add` of this node is not failing.
+func NotAdmitted(err error) bool {
+	var he *HandshakeError
+	return errors.As(err, &he) && he.Side == sideClient && he.Reason == ReasonNotAdmitted
 }
 
 func isTimeout(err error) bool {

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -51,6 +52,10 @@ func (t *Transport) rebuildServerConfigLocked() {
 	for p := range t.listeners {
 		cfg.NextProtos = append(cfg.NextProtos, p)
 	}
+	// crypto/tls picks the first of these the client offers: sorted, a
+	// client offering several gets the same one whatever the order of
+	// registration (a map's).
+	slices.Sort(cfg.NextProtos)
 	t.serverTLS.Store(cfg)
 }
 
@@ -272,6 +277,39 @@ func (t *Transport) serverHandshake(raw net.Conn, src netip.Prefix) {
 	}
 }
 
+// errServerHandshakeTooLarge: the client side of maxHandshakeBytes.
+var errServerHandshakeTooLarge = fmt.Errorf("server sent more than %d bytes during the handshake", maxHandshakeBytes)
+
+// capConn is the connection under a client handshake: until done, at most
+// maxHandshakeBytes may be read from the server (a treaty server sends about
+// 2 KiB; crypto/tls alone would accept a 256 KiB certificate message).
+type capConn struct {
+	net.Conn
+	done atomic.Bool
+	read atomic.Int64
+}
+
+func (c *capConn) Read(p []byte) (int, error) {
+	if c.done.Load() {
+		return c.Conn.Read(p)
+	}
+	n, err := c.Conn.Read(p)
+	if c.read.Add(int64(n)) > maxHandshakeBytes {
+		return n, errServerHandshakeTooLarge
+	}
+	return n, err
+}
+
+// clientHandshake runs the client side of a TLS handshake over under,
+// capped by maxHandshakeBytes.
+func clientHandshake(ctx context.Context, under net.Conn, cfg *tls.Config) (*tls.Conn, error) {
+	cc := &capConn{Conn: under}
+	tc := tls.Client(cc, cfg)
+	err := tc.HandshakeContext(ctx)
+	cc.done.Store(true)
+	return tc, err
+}
+
 // keyOf returns the key of an already verified single certificate.
 func keyOf(certs []*x509.Certificate) (identity.PublicKey, bool) {
 	if len(certs) != 1 {
@@ -297,9 +335,9 @@ var aLongTimeAgo = time.Unix(1, 0)
 // client certificate, so a refusal would otherwise surface only at the first
 // read, as an alert, far from the dial. Therefore a treaty server, once it has
 // verified the client and a Listener for proto has taken the connection,
-// writes one acceptance byte, and Dial reads it within HandshakeTimeout. An
-// alert (or a close) in its place becomes a *HandshakeError with
-// ReasonRefusedByPeer. A session ticket could carry the same signal, but
+// writes one acceptance byte, and Dial reads it within HandshakeTimeout. A
+// certificate alert in its place becomes a *HandshakeError with
+// ReasonNotAdmitted, any other alert or a close ReasonRefusedByPeer. A session ticket could carry the same signal, but
 // tickets are disabled (see baseTLS) and crypto/tls does not report their
 // arrival. Waiting for the byte costs a round trip per connection; the
 // federation RoundTripper does not wait (see clientConn, early.go).
@@ -335,8 +373,9 @@ func (t *Transport) dial(ctx context.Context, addr string, want identity.PublicK
 	dl, ctxDeadline := deadline(ctx, t.cfg.HandshakeTimeout)
 	_ = raw.SetDeadline(dl)
 	interrupt := context.AfterFunc(ctx, func() { _ = raw.SetDeadline(aLongTimeAgo) })
-	tc := tls.Client(raw, t.clientConfig(want, proto))
-	err = tc.Handshake()
+	// Not HandshakeContext: interrupt above ends the handshake and the
+	// marker read alike, by the deadline.
+	tc, err := clientHandshake(context.Background(), raw, t.clientConfig(want, proto))
 	if err == nil && waitAccept {
 		err = readAcceptMarker(tc)
 	}

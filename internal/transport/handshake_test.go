@@ -129,7 +129,8 @@ func TestListenerPeerFromConn(t *testing.T) {
 }
 
 // TestRefusals runs each refusal over real sockets and checks both sides'
-// view: the refusing side's Reason and the other side's RefusedByPeer.
+// view: the refusing side's Reason and the other side's: NotAdmitted when the
+// server refused the client's certificate, RefusedByPeer for other alerts.
 func TestRefusals(t *testing.T) {
 	t.Parallel()
 	a, b, c := testKey(t, 1), testKey(t, 2), testKey(t, 3)
@@ -148,7 +149,7 @@ func TestRefusals(t *testing.T) {
 		{
 			name:      "unknown client key",
 			srvAdmits: []identity.PublicKey{c.Public()},
-			srvReason: ReasonUnknownKey, cliReason: ReasonRefusedByPeer,
+			srvReason: ReasonUnknownKey, cliReason: ReasonNotAdmitted,
 		},
 		{
 			name: "server key is not the pinned key",
@@ -160,13 +161,13 @@ func TestRefusals(t *testing.T) {
 			name:      "client certificate expired",
 			srvCfg:    Config{Now: at(0)},
 			cliCfg:    Config{Now: at(-3 * time.Minute), CertLifetime: time.Minute}, // valid until t0-2m
-			srvReason: ReasonCertExpired, cliReason: ReasonRefusedByPeer,
+			srvReason: ReasonCertExpired, cliReason: ReasonNotAdmitted,
 		},
 		{
 			name:      "client certificate not yet valid",
 			srvCfg:    Config{Now: at(0)},
 			cliCfg:    Config{Now: at(10 * time.Minute)}, // valid from t0+5m
-			srvReason: ReasonCertNotYetValid, cliReason: ReasonRefusedByPeer,
+			srvReason: ReasonCertNotYetValid, cliReason: ReasonNotAdmitted,
 		},
 		{
 			name:      "server certificate expired",
@@ -275,7 +276,7 @@ func TestRevocationRefusesNextHandshake(t *testing.T) {
 	peers.set(b.Public(), false)
 
 	_, err = cli.Dial(t.Context(), srv.addr(), a.Public(), testProto)
-	if he := handshakeErr(t, err); he.Reason != ReasonRefusedByPeer {
+	if he := handshakeErr(t, err); he.Reason != ReasonNotAdmitted || !NotAdmitted(err) {
 		t.Fatalf("after revocation: %v", err)
 	}
 	if got := waitRefusal(t, srv.rec, 1); got[0].Reason != ReasonUnknownKey || got[0].Peer != b.Public() {

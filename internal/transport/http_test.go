@@ -218,7 +218,7 @@ func TestRoundTripperRefusals(t *testing.T) {
 		url    string
 		reason Reason
 	}{
-		{"not admitted by the server", PeerURL(a.Public(), "/"), ReasonRefusedByPeer},
+		{"not admitted by the server", PeerURL(a.Public(), "/"), ReasonNotAdmitted},
 		{"server key differs from the pinned one", PeerURL(b.Public(), "/"), ReasonWrongKey},
 	}
 	for _, tc := range tests {

@@ -43,8 +43,8 @@ func TestProtoAdmitter(t *testing.T) {
 	c.Close()
 	for _, proto := range []string{testProto, ProtoFederation} {
 		_, err := cli.Dial(t.Context(), srv.addr(), srvKey.Public(), proto)
-		if he := handshakeErr(t, err); he.Reason != ReasonRefusedByPeer {
-			t.Fatalf("stranger on %s: %v, want refused by peer", proto, he)
+		if he := handshakeErr(t, err); he.Reason != ReasonNotAdmitted {
+			t.Fatalf("stranger on %s: %v, want not admitted by peer", proto, he)
 		}
 	}
 }

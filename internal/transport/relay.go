@@ -320,9 +320,10 @@ func (r *Relay) register(ctx context.Context, peer identity.PublicKey, c net.Con
 	r.regs[peer] = reg
 	r.mu.Unlock()
 	_ = c.SetReadDeadline(time.Time{})
-	// The callee sends nothing more; a read returns when it goes away.
+	// The callee sends nothing more: a read returns when it goes away, and
+	// a byte it sends (which no budget covers) ends the registration too.
 	stop := context.AfterFunc(ctx, func() { _ = c.Close() })
-	_, _ = io.Copy(io.Discard, c)
+	_, _ = c.Read(make([]byte, 1))
 	stop()
 	_ = c.Close()
 	r.mu.Lock()
@@ -526,8 +527,7 @@ func (t *Transport) DialVia(ctx context.Context, relayAddr string, relayKey, wan
 		}
 		return nil, re
 	}
-	tc := tls.Client(outer, t.clientConfig(want, proto))
-	err = tc.HandshakeContext(ctx)
+	tc, err := clientHandshake(ctx, outer, t.clientConfig(want, proto))
 	if err == nil {
 		err = readAcceptMarker(tc)
 	}

@@ -36,10 +36,9 @@
 // remembered per peer until expires+MaxSkew in a ReplayWindow whose size is
 // bounded, in total and per peer; a full window or share refuses rather than
 // evicting unexpired nonces. Verifier.Forget returns the nonce of a request
-// refused before it was served. The window lives in memory: a new Verifier
-// (a restarted node) accepts again, until its expires+MaxSkew, a request an
-// earlier one served; only its signer can send it, over a session its key
-// opened.
+// refused before it was served. With a ReplayJournal the window is also
+// kept on disk, so a new Verifier (a restarted node) still refuses a request
+// an earlier one served; without one it lives in memory only.
 //
 // # Delegation chains
 //

@@ -215,9 +215,14 @@ func failureSeeds() []string {
 	return []string{
 		`{"stage":"wire","reason":"replayed"}`,
 		`{"stage":"wire","reason":"limit_exceeded","limit":{"limit":"max_body_bytes","max":1048576,"got":-1}}`,
-		`{"stage":"wire","reason":"x","future":{"a":[1,2]}}`, // unknown field
-		`{"stage":"wire","reason":"x","stage":"policy"}`,     // duplicate key
-		`{"Stage":"wire","REASON":"x"}`,                      // case-folded keys
+		`{"stage":"wire","reason":"x","future":{"a":[1,2]}}`,                                                    // unknown field
+		`{"stage":"wire","reason":"x","stage":"policy"}`,                                                        // duplicate key
+		`{"Stage":"wire","REASON":"x"}`,                                                                         // case-folded keys
+		`{"stage":"wire","reason":"x","ſtage":"policy"}`,                                                        // key folded onto stage by Unicode case folding
+		`{"stage":"wire","reason":"x","st\u0061ge":"y"}`,                                                        // duplicate key spelled with an escape
+		`{"stage":"wire","reason":"limit_exceeded","limit":{"limit":"max_body_bytes","max":1,"max":2,"got":1}}`, // duplicate key in limit
+		`{"stage":"wire","reason":"x","future":[{"a":1,"a":2}]}`,
+		`{"stage":"wire","reason":"x","future":1e400,"stage":"policy"}`, // a number out of float64's range before a duplicate                                                // duplicate key in an unknown field
 		`{"stage":"wire","reason":"x"}{"stage":"a","reason":"b"}`,
 		`{"stage":"wire","reason":"\u0000"}`,
 		`{"stage":"wire","reason":"x","limit":{"limit":"m","max":1e300,"got":1}}`,

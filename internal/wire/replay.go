@@ -89,6 +89,27 @@ func (w *ReplayWindow) Add(peer identity.PublicKey, key ReplayKey, until, now ti
 	return nil
 }
 
+// restore records peer's key until the instant until, as Add does, but
+// beyond the capacity and the peer's share if need be: the entry was held
+// before a restart (ReplayJournal) and dropping it would reopen the replay
+// hole. A key already held keeps the later expiry.
+func (w *ReplayWindow) restore(peer identity.PublicKey, key ReplayKey, until int64) {
+	if h, ok := w.seen[key]; ok {
+		if h.until >= until {
+			return
+		}
+		w.drop(key, h)
+	}
+	s := w.shares[peer]
+	if s == nil {
+		s = &share{peer: peer}
+		w.shares[peer] = s
+	}
+	s.n++
+	w.seen[key] = held{until: until, share: s}
+	heap.Push(&w.exp, entry{until: until, key: key})
+}
+
 // Remove forgets key, so that a request refused before it cost its sender
 // anything does not burn its nonce; the request may be sent again. Removing
 // a key not held does nothing.

@@ -41,6 +41,11 @@ type VerifierConfig struct {
 	// and not on every signature. Default DefaultKeyCache (1024, about
 	// 1.5 MiB); allowed 1 .. 65536. When full, an arbitrary key makes room.
 	KeyCache int
+	// Journal, when set, keeps the replay window on disk across restarts
+	// (OpenReplayJournal): its entries are restored into the window, each
+	// nonce recorded is appended to it before its request is accepted, and
+	// Close closes it. A journal serves one Verifier.
+	Journal *ReplayJournal
 }
 
 // DefaultKeyCache is VerifierConfig.KeyCache's default.
@@ -58,6 +63,7 @@ type Verifier struct {
 	depth   int
 	mu      sync.Mutex
 	replays *ReplayWindow
+	journal *ReplayJournal // nil: the window lives in memory only
 }
 
 // NewVerifier fills defaults and validates cfg.
@@ -107,8 +113,30 @@ func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 	if err != nil {
 		return nil, err
 	}
+	if j := cfg.Journal; j != nil {
+		if j.taken {
+			return nil, fmt.Errorf("wire: VerifierConfig.Journal already serves another Verifier")
+		}
+		j.taken = true
+		// Longer than any nonce is held (until <= created + MaxTTL +
+		// MaxSkew <= now + MaxTTL + 2*MaxSkew), so a rotation drops only
+		// expired entries.
+		j.period = cfg.MaxTTL + 2*cfg.MaxSkew + time.Second
+		for _, e := range j.live {
+			w.restore(e.peer, e.key, e.until)
+		}
+		j.live = nil
+	}
 	return &Verifier{self: cfg.Self, selfDID: cfg.Self.String(), skew: cfg.MaxSkew, maxTTL: cfg.MaxTTL, depth: cfg.MaxDepth,
-		replays: w, keys: keyCache{max: cfg.KeyCache, m: make(map[identity.PublicKey]*identity.ExpandedKey)}}, nil
+		replays: w, journal: cfg.Journal, keys: keyCache{max: cfg.KeyCache, m: make(map[identity.PublicKey]*identity.ExpandedKey)}}, nil
+}
+
+// Close closes the replay journal, if there is one. The Verifier must not
+// be used after.
+func (v *Verifier) Close() error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.journal.Close()
 }
 
 // Request is a verified inbound request: every field below was covered by a
@@ -214,6 +242,11 @@ func (v *Verifier) Forget(req Request) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	v.replays.Remove(req.nonceKey)
+	if v.journal != nil {
+		// Best effort: a lost tombstone only refuses, after a restart, a
+		// resend of this very request, as a replay.
+		v.journal.write(journalEntry{peer: req.Peer, key: req.nonceKey})
+	}
 }
 
 // singleton returns the one line of a header that must appear exactly once.
@@ -398,7 +431,15 @@ func (v *Verifier) checkNonce(s *verifyState) error {
 	until := time.Unix(s.in.expires, 0).Add(v.skew)
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	return v.replays.Add(s.peer, s.nonceKey, until, s.now)
+	if err := v.replays.Add(s.peer, s.nonceKey, until, s.now); err != nil || v.journal == nil {
+		return err
+	}
+	// On disk before the request is accepted, so a restart cannot forget it.
+	if err := v.journal.append(journalEntry{peer: s.peer, key: s.nonceKey, until: until.UnixNano()}, s.now); err != nil {
+		v.replays.Remove(s.nonceKey)
+		return fail(ReasonReplayCacheFull, "%v", err)
+	}
+	return nil
 }
 
 // ReplayLen returns the nonces currently remembered (for metrics and tests).
