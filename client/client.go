@@ -170,13 +170,17 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		}
 		body = b
 	}
+	bounded := false
 	if _, ok := ctx.Deadline(); !ok && method == http.MethodGet {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeoutCause(ctx, c.readTimeout, errNoAnswer)
 		defer cancel()
+		bounded = true
 	}
 	status, answer, err := c.roundTrip(ctx, method, path, body)
-	if err != nil && errors.Is(context.Cause(ctx), errNoAnswer) {
+	// The pool sets the deadline on the connection too, which may fire
+	// before the context's timer does.
+	if bounded && err != nil && (errors.Is(context.Cause(ctx), errNoAnswer) || errors.Is(err, context.DeadlineExceeded) || os.IsTimeout(err)) {
 		return fmt.Errorf("client: the node did not answer %s %s within %v: it may be hung (see its log)", method, pathOnly(path), c.readTimeout)
 	}
 	if err != nil {
