@@ -166,7 +166,7 @@ func hasSkill(card *a2a.AgentCard, id string) bool {
 }
 
 // Describe returns the skill's description from the card, for the
-// capability's own when it has none.
+// capability's own when it has none; bounded and cleaned as MCP.Describe's.
 func (b *A2A) Describe(ctx context.Context) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, b.Timeout)
 	defer cancel()
@@ -176,7 +176,7 @@ func (b *A2A) Describe(ctx context.Context) (string, error) {
 	}
 	for _, s := range card.Skills {
 		if s.ID == b.Skill {
-			return s.Description, nil
+			return describedText(s.Description), nil
 		}
 	}
 	return "", nil

@@ -259,7 +259,9 @@ func (m *MCP) release(s *mcpSession, ok bool) {
 	}
 }
 
-// Describe returns the tool's description and input schema from tools/list.
+// Describe returns the tool's description and input schema from tools/list,
+// bounded (MaxDescribed, MaxDescribedSchema) and with control and format
+// characters dropped from the description.
 func (m *MCP) Describe(ctx context.Context) (string, map[string]any, error) {
 	s, err := m.session(ctx)
 	if err != nil {
@@ -284,11 +286,13 @@ func (m *MCP) Describe(ctx context.Context) (string, map[string]any, error) {
 				if err != nil {
 					return "", nil, fmt.Errorf("mcp: tool %s: input schema: %w", m.Tool, err)
 				}
-				if err := json.Unmarshal(b, &schema); err != nil {
+				if len(b) > MaxDescribedSchema {
+					m.log().Warn("mcp: the tool's input schema is over the limit and not used", "server", m.target(), "tool", m.Tool, "bytes", len(b), "limit", MaxDescribedSchema)
+				} else if err := json.Unmarshal(b, &schema); err != nil {
 					return "", nil, fmt.Errorf("mcp: tool %s: input schema is not an object: %w", m.Tool, err)
 				}
 			}
-			return tool.Description, schema, nil
+			return describedText(tool.Description), schema, nil
 		}
 		if res.NextCursor == "" {
 			break

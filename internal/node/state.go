@@ -343,8 +343,15 @@ func buildCapability(c config.Capability, lim wire.Limits, log *slog.Logger) (*c
 		if cp.Info.Description == "" {
 			cp.Info.Description = desc
 		}
-		if cp.Info.InputSchema == nil {
-			cp.Info.InputSchema = schema
+		if cp.Info.InputSchema == nil && schema != nil {
+			// The server's schema, unlike the configuration's, must not make
+			// the reload invalid: it would refuse every other change with it.
+			if err := CheckSchema("input_schema", schema); err != nil {
+				log.Warn("mcp capability: the server's input schema does not compile and is not used",
+					"capability", c.Name, "err", err)
+			} else {
+				cp.Info.InputSchema = schema
+			}
 		}
 		cp.Backend = m
 	case c.A2A != nil:
