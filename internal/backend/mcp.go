@@ -42,6 +42,11 @@ const (
 // minus every TREATY_* variable. Its stderr is kept (4 KiB) for the log when
 // it dies and never sent to the peer.
 //
+// What a server sends is bounded: an HTTP server's every answer body (a
+// stream of events included) at 2*MaxOutput + 1 MiB, a stdio server's every
+// message at the SDK's 16 MiB; a description and input schema as Describe
+// says.
+//
 // The answer is the tool's structuredContent when present, else its text
 // content when that is JSON, else {"text": "..."}. A result with isError
 // fails the call with the reason "tool reported an error"; the tool's text
@@ -174,7 +179,15 @@ func (m *MCP) open(ctx context.Context) (*mcpSession, error) {
 				CheckRedirect: noRedirects,
 			}
 		}
-		t = &mcp.StreamableClientTransport{Endpoint: m.URL, HTTPClient: hc, MaxRetries: -1, DisableStandaloneSSE: true}
+		// The SDK reads a JSON answer whole: every answer body (a stream of
+		// events included) is cut at the bound A2A uses.
+		bounded := *hc
+		rt := hc.Transport
+		if rt == nil {
+			rt = http.DefaultTransport
+		}
+		bounded.Transport = boundedBodies{rt: rt, max: int64(2*m.maxOutput() + 1<<20)}
+		t = &mcp.StreamableClientTransport{Endpoint: m.URL, HTTPClient: &bounded, MaxRetries: -1, DisableStandaloneSSE: true}
 	case len(m.Argv) > 0:
 		var env []string
 		for _, kv := range (&Exec{Env: m.Env, EnvAllow: m.EnvAllow}).environ(Invocation{}, os.LookupEnv) {

@@ -21,7 +21,7 @@ type Server struct {
 	URL string // the endpoint, http://127.0.0.1:PORT/mcp
 
 	mu    sync.Mutex
-	tools json.RawMessage                                  // the tools array of tools/list
+	tools json.RawMessage                                 // the tools array of tools/list
 	call  func(w http.ResponseWriter, id json.RawMessage) // answers tools/call; nil: a text result "ok"
 	list  func(w http.ResponseWriter, id json.RawMessage) // overrides tools/list when set
 	lists atomic.Int64

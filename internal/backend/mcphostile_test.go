@@ -1,0 +1,58 @@
+package backend
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/treaty-dev/treaty/internal/mcpbridge/mcpfake"
+)
+
+// TestMCPHTTPAnswerBodyBounded: an HTTP MCP server answering a call with an
+// endless body is cut off near the backend's bound (2*MaxOutput + 1 MiB),
+// not read whole into memory (the SDK reads a JSON answer whole); the call
+// fails at the backend and the next call, to a server behaving again,
+// works.
+func TestMCPHTTPAnswerBodyBounded(t *testing.T) {
+	t.Parallel()
+	srv := mcpfake.New(t, `[{"name":"t","inputSchema":{"type":"object"}}]`)
+	var written atomic.Int64
+	srv.OnCall(func(w http.ResponseWriter, id json.RawMessage) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`{"jsonrpc":"2.0","id":` + string(id) + `,"result":{"content":[{"type":"text","text":"`))
+		chunk := []byte(strings.Repeat("x", 64<<10))
+		for range 1024 { // 64 MiB at most
+			n, err := w.Write(chunk)
+			written.Add(int64(n))
+			if err != nil {
+				return
+			}
+		}
+	})
+	m := &MCP{URL: srv.URL, Tool: "t", Timeout: 20 * time.Second, MaxOutput: 1024}
+	t.Cleanup(func() { m.Close() })
+	_, err := m.Call(t.Context(), Invocation{Input: []byte(`{}`)})
+	if err == nil {
+		t.Fatal("an endless answer was accepted")
+	}
+	if w := written.Load(); w >= 64<<20 {
+		t.Fatalf("the whole 64 MiB answer was read (%d bytes)", w)
+	}
+	srv.OnCall(nil)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		out, err := m.Call(t.Context(), Invocation{Input: []byte(`{}`)})
+		if err == nil {
+			if string(out) != `{"text":"ok"}` {
+				t.Fatalf("answer %s", out)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the backend did not recover from a cut answer: %v", err)
+		}
+	}
+}
