@@ -1,7 +1,9 @@
 package node
 
 import (
+	"encoding/json"
 	"log/slog"
+	"net/http"
 	"strings"
 	"testing"
 
@@ -58,5 +60,68 @@ func TestMCPServerSchemaBounded(t *testing.T) {
 	}
 	if cp.Info.InputSchema != nil || cp.Info.Description != "d" {
 		t.Fatalf("a %d-byte schema was kept", len(big))
+	}
+}
+
+// TestReloadRedescribesMCPTool: a reload that leaves an MCP capability's
+// configuration unchanged still asks its server for the tool again, so a
+// server updated in place (new description, new schema) is shown to peers
+// from the next reload, through the same backend (no new server). A server
+// that does not answer then keeps the last description.
+func TestReloadRedescribesMCPTool(t *testing.T) {
+	t.Parallel()
+	srv := mcpfake.New(t, `[{"name":"t","description":"v1","inputSchema":{"type":"object"}}]`)
+	n, dir, _, _ := openMovesNode(t)
+	cfg, err := config.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Capabilities = append(cfg.Capabilities, config.Capability{Name: "m", MCP: &config.MCPBackend{URL: srv.URL, Tool: "t"}})
+	if err := config.Save(dir, cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	m0 := n.state.Load().caps["m"]
+	if m0.Info.Description != "v1" {
+		t.Fatalf("description %q", m0.Info.Description)
+	}
+
+	srv.SetTools(`[{"name":"t","description":"v2","inputSchema":{"type":"object","properties":{"q":{"type":"string"}},"required":["q"]}}]`)
+	if err := n.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	m1 := n.state.Load().caps["m"]
+	if m1.Info.Description != "v2" || m1.Info.InputSchema["required"] == nil {
+		t.Fatalf("after the server changed, a reload shows %+v", m1.Info)
+	}
+	if m1.Backend != m0.Backend {
+		t.Fatal("the backend was built again: re-listing the tool should not restart its server")
+	}
+	if m0.Info.Description != "v1" {
+		t.Fatal("the capability of the running state was changed in place")
+	}
+	if err := m1.checkInput([]byte(`{}`)); err == nil {
+		t.Fatal("the new schema is not enforced")
+	}
+
+	// Unchanged: the same capability is kept.
+	if err := n.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if n.state.Load().caps["m"] != m1 {
+		t.Fatal("a reload with nothing changed replaced the capability")
+	}
+
+	// A server that fails to list keeps the last description.
+	srv.OnList(func(w http.ResponseWriter, id json.RawMessage) {
+		http.Error(w, "down", http.StatusServiceUnavailable)
+	})
+	if err := n.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if d := n.state.Load().caps["m"].Info.Description; d != "v2" {
+		t.Fatalf("a server failing to list changed the description to %q", d)
 	}
 }

@@ -215,7 +215,7 @@ func (n *Node) prepare(files homeFiles) (*state, trust.Config, *wire.PeerLimiter
 	old := n.state.Load()
 	for _, c := range cfg.Capabilities {
 		if cp := old.reusable(c, limits); cp != nil {
-			st.caps[c.Name] = cp
+			st.caps[c.Name] = cp.redescribed(c, n.log)
 			continue
 		}
 		cp, err := buildCapability(c, limits, n.log)
@@ -260,8 +260,9 @@ func (n *Node) prepare(files homeFiles) (*state, trust.Config, *wire.PeerLimiter
 
 // reusable is st's capability built from the same configuration and limits
 // as c, or nil. Reusing it keeps its backend (an exec worker's processes, an
-// http pool, an MCP server's description) across a reload that did not touch
-// it: a peer's address moved by gossip, a grant, a limit elsewhere.
+// http pool, an MCP server's session) across a reload that did not touch
+// it: a peer's address moved by gossip, a grant, a limit elsewhere. An MCP
+// tool's description is still asked again (redescribed).
 func (st *state) reusable(c config.Capability, lim wire.Limits) *capability {
 	if st == nil {
 		return nil
@@ -343,15 +344,8 @@ func buildCapability(c config.Capability, lim wire.Limits, log *slog.Logger) (*c
 		if cp.Info.Description == "" {
 			cp.Info.Description = desc
 		}
-		if cp.Info.InputSchema == nil && schema != nil {
-			// The server's schema, unlike the configuration's, must not make
-			// the reload invalid: it would refuse every other change with it.
-			if err := CheckSchema("input_schema", schema); err != nil {
-				log.Warn("mcp capability: the server's input schema does not compile and is not used",
-					"capability", c.Name, "err", err)
-			} else {
-				cp.Info.InputSchema = schema
-			}
+		if cp.Info.InputSchema == nil {
+			cp.Info.InputSchema = serverSchema(c.Name, schema, log)
 		}
 		cp.Backend = m
 	case c.A2A != nil:
