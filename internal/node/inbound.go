@@ -400,7 +400,11 @@ func (in *inbound) refuse(stage refusal.Stage, err error) {
 	recorded := !aggregated(stage) ||
 		n.refusalAdmitted(refusalKey{source: in.source(), kind: audit.KindCallRefused, direction: "in", stage: string(stage)}, refusalKind(f, err))
 	if recorded {
-		n.log.Info("inbound call refused", "event", "call.refused", "peer", in.peer, "capability", in.capName, "stage", stage, "err", err)
+		var detail any = err
+		if stage == refusal.StageBackend { // it holds what the local tool or agent said
+			detail = n.logSafe(err)
+		}
+		n.log.Info("inbound call refused", "event", "call.refused", "peer", in.peer, "capability", in.capName, "stage", stage, "err", detail)
 	}
 	if stage != refusal.StageAudit && recorded {
 		e := in.entry(audit.KindCallRefused, "refused", stage)

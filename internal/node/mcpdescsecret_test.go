@@ -2,11 +2,13 @@ package node_test
 
 import (
 	"encoding/json"
+	"net/http"
 	"strings"
 	"testing"
 
 	"github.com/treaty-dev/treaty/internal/config"
 	"github.com/treaty-dev/treaty/internal/mcpbridge/mcpfake"
+	"github.com/treaty-dev/treaty/internal/refusal"
 	"github.com/treaty-dev/treaty/internal/testnet"
 )
 
@@ -48,5 +50,38 @@ func TestMCPDescriptionWithSecretNeverLeaves(t *testing.T) {
 	}
 	if _, ok := names["leaky"]; !ok {
 		t.Fatalf("caps %s: want leaky listed, its description withheld", caps)
+	}
+}
+
+// TestMCPToolErrorTextLoggedScrubbed: a local MCP tool failing with a secret
+// and an email address in its error text: the peer gets the short reason,
+// and the node's log keeps the text for the operator with both values
+// redacted (secrets never reach the log in clear).
+func TestMCPToolErrorTextLoggedScrubbed(t *testing.T) {
+	t.Parallel()
+	secret := "AKIA" + "QWERTYUIOPASDFGH"
+	email := "ops.lead" + "@example.org"
+	srv := mcpfake.New(t, `[{"name":"t","description":"d","inputSchema":{"type":"object"}}]`)
+	srv.OnCall(func(w http.ResponseWriter, id json.RawMessage) {
+		mcpfake.Result(w, id, `{"isError":true,"content":[{"type":"text","text":"denied for key `+secret+`, ask `+email+` (quota)"}]}`)
+	})
+	c := testnet.NewCluster(t, 2, testnet.Options{Names: []string{"acme", "globex"}})
+	acme, globex := c.Member("acme"), c.Member("globex")
+	globex.Expose(t, config.Capability{Name: "tool", MCP: &config.MCPBackend{URL: srv.URL, Tool: "t"}})
+	globex.Grant(t, "acme", "tool")
+
+	out := acme.Call(t, "globex", "tool", `{}`)
+	if out.Code != refusal.ExitRemoteFail {
+		t.Fatalf("a failing tool: %v, want exit %d", out, refusal.ExitRemoteFail)
+	}
+	for _, m := range c.Members {
+		for _, v := range []string{secret, email} {
+			if strings.Contains(m.Log(), v) {
+				t.Errorf("%s's log holds %q:\n%s", m.Name, v, m.Log())
+			}
+		}
+	}
+	if !strings.Contains(globex.Log(), "quota") {
+		t.Errorf("globex's log lost the tool's error text:\n%s", globex.Log())
 	}
 }
