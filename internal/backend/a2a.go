@@ -165,19 +165,28 @@ func hasSkill(card *a2a.AgentCard, id string) bool {
 	return false
 }
 
-// Describe returns the skill's description from the card, for the
+// Describe returns the skill's description from the agent's card, for the
 // capability's own when it has none; bounded and cleaned as MCP.Describe's.
+// It reads the card afresh each time (a reload asks again, so an agent
+// updated in place is described anew), checked as a call checks it; the
+// client calls use is not changed.
 func (b *A2A) Describe(ctx context.Context) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, b.Timeout)
 	defer cancel()
-	_, card, err := b.connect(ctx)
+	card, err := agentcard.NewResolver(b.httpClient()).Resolve(ctx, b.URL)
 	if err != nil {
-		return "", err
+		return "", fail("could not read the a2a agent's card", err)
+	}
+	if err := sameHost(b.URL, card); err != nil {
+		return "", fail("the a2a agent's card points elsewhere", err)
 	}
 	for _, s := range card.Skills {
 		if s.ID == b.Skill {
 			return describedText(s.Description), nil
 		}
+	}
+	if len(card.Skills) > 0 {
+		return "", fail("the a2a agent has no such skill", fmt.Errorf("skill %q is not on the card of %s", b.Skill, b.URL))
 	}
 	return "", nil
 }

@@ -3,8 +3,11 @@ package node
 import (
 	"encoding/json"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/treaty-dev/treaty/internal/backend"
@@ -123,5 +126,72 @@ func TestReloadRedescribesMCPTool(t *testing.T) {
 	}
 	if d := n.state.Load().caps["m"].Info.Description; d != "v2" {
 		t.Fatalf("a server failing to list changed the description to %q", d)
+	}
+}
+
+// TestReloadRedescribesA2ASkill: as for an MCP tool, a reload reads a kept
+// A2A capability's card again, so an agent updated in place is described
+// anew; an agent that does not answer keeps the last description.
+func TestReloadRedescribesA2ASkill(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	desc, down := "v1", false
+	mux := http.NewServeMux()
+	hs := httptest.NewUnstartedServer(mux)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs.Listener = ln
+	hs.Start()
+	t.Cleanup(hs.Close)
+	mux.HandleFunc("/.well-known/agent-card.json", func(w http.ResponseWriter, _ *http.Request) {
+		mu.Lock()
+		d, off := desc, down
+		mu.Unlock()
+		if off {
+			http.Error(w, "down", http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(map[string]any{"name": "agent", "description": "a", "url": hs.URL + "/",
+			"preferredTransport": "JSONRPC", "protocolVersion": "0.3.0", "version": "1",
+			"capabilities": map[string]any{}, "defaultInputModes": []string{"text/plain"}, "defaultOutputModes": []string{"text/plain"},
+			"skills": []map[string]any{{"id": "s", "name": "s", "description": d, "tags": []string{}}}})
+	})
+	n, dir, _, _ := openMovesNode(t)
+	cfg, err := config.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Capabilities = append(cfg.Capabilities, config.Capability{Name: "a", A2A: &config.A2ABackend{URL: hs.URL, Skill: "s"}})
+	if err := config.Save(dir, cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	a0 := n.state.Load().caps["a"]
+	if a0.Info.Description != "v1" {
+		t.Fatalf("description %q", a0.Info.Description)
+	}
+	mu.Lock()
+	desc = "v2"
+	mu.Unlock()
+	if err := n.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	a1 := n.state.Load().caps["a"]
+	if a1.Info.Description != "v2" || a1.Backend != a0.Backend {
+		t.Fatalf("after the card changed, a reload shows %q (backend kept: %v)", a1.Info.Description, a1.Backend == a0.Backend)
+	}
+	mu.Lock()
+	down = true
+	mu.Unlock()
+	if err := n.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if d := n.state.Load().caps["a"].Info.Description; d != "v2" {
+		t.Fatalf("an agent that is down changed the description to %q", d)
 	}
 }
