@@ -56,3 +56,45 @@ func TestMCPHTTPAnswerBodyBounded(t *testing.T) {
 		}
 	}
 }
+
+// TestMCPHTTPSlowAnswerEndsWithTheCall: a server that trickles its answer a
+// byte at a time is cut off when the call times out: its connection is
+// closed (the handler sees it), nothing keeps reading it.
+func TestMCPHTTPSlowAnswerEndsWithTheCall(t *testing.T) {
+	t.Parallel()
+	srv := mcpfake.New(t, `[{"name":"t","inputSchema":{"type":"object"}}]`)
+	ended := make(chan struct{})
+	srv.OnCall(func(w http.ResponseWriter, id json.RawMessage) {
+		defer close(ended)
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`{"jsonrpc":"2.0","id":` + string(id) + `,"result":{"content":[{"type":"text","text":"`))
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		stop := time.After(30 * time.Second)
+		for {
+			select {
+			case <-tick.C:
+			case <-stop:
+				return
+			}
+			if _, err := w.Write([]byte("x")); err != nil {
+				return
+			}
+			http.NewResponseController(w).Flush()
+		}
+	})
+	m := &MCP{URL: srv.URL, Tool: "t", Timeout: 2 * time.Second}
+	t.Cleanup(func() { m.Close() })
+	start := time.Now()
+	if _, err := m.Call(t.Context(), Invocation{Input: []byte(`{}`)}); err == nil || !strings.Contains(err.Error(), "timed out") {
+		t.Fatalf("a trickled answer: %v, want a timeout", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("the call took %v with a 2s timeout", d)
+	}
+	select {
+	case <-ended:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the trickled answer was still being read 10 s after the call ended")
+	}
+}
