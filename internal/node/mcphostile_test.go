@@ -57,12 +57,19 @@ func TestMCPServerSchemaBounded(t *testing.T) {
 	big := `{"type":"object","description":"` + strings.Repeat("x", backend.MaxDescribedSchema) + `"}`
 	srv := mcpfake.New(t, `[{"name":"t","description":"d","inputSchema":`+big+`}]`)
 	c := config.Capability{Name: "m", MCP: &config.MCPBackend{URL: srv.URL, Tool: "t"}}
-	cp, err := buildCapability(c, wire.Limits{}.WithDefaults(), slog.New(slog.DiscardHandler))
+	var log strings.Builder
+	var mu sync.Mutex
+	cp, err := buildCapability(c, wire.Limits{}.WithDefaults(), slog.New(slog.NewTextHandler(lockedWriter{&mu, &log}, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if cp.Info.InputSchema != nil || cp.Info.Description != "d" {
 		t.Fatalf("a %d-byte schema was kept", len(big))
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !strings.Contains(log.String(), "over the limit") {
+		t.Fatalf("the MCP backend does not log to the node's logger; it logged %q", log.String())
 	}
 }
 
@@ -194,4 +201,15 @@ func TestReloadRedescribesA2ASkill(t *testing.T) {
 	if d := n.state.Load().caps["a"].Info.Description; d != "v2" {
 		t.Fatalf("an agent that is down changed the description to %q", d)
 	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  *strings.Builder
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

@@ -320,7 +320,7 @@ func buildCapability(c config.Capability, lim wire.Limits, log *slog.Logger) (*c
 		}
 		cp.Backend = &backend.HTTP{URL: c.HTTP.URL, Timeout: timeout, Conns: lim.MaxConcurrentPerPeer, MaxOutput: int(min(lim.MaxBodyBytes, math.MaxInt32))}
 	case c.MCP != nil:
-		m := &backend.MCP{URL: c.MCP.URL, Tool: c.MCP.Tool, Timeout: timeout, MaxOutput: int(min(lim.MaxBodyBytes, math.MaxInt32))}
+		m := &backend.MCP{URL: c.MCP.URL, Tool: c.MCP.Tool, Timeout: timeout, MaxOutput: int(min(lim.MaxBodyBytes, math.MaxInt32)), Log: log}
 		if c.MCP.Command != "" {
 			argv, err := config.SplitCommand(c.MCP.Command)
 			if err != nil {
