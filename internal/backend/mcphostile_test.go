@@ -98,3 +98,43 @@ func TestMCPHTTPSlowAnswerEndsWithTheCall(t *testing.T) {
 		t.Fatal("the trickled answer was still being read 10 s after the call ended")
 	}
 }
+
+// TestMCPHTTPNotificationFlood: a server that floods notifications before
+// its answer: a flood within the answer bound is read through and the call
+// answered; an endless one is cut at the bound and the call fails, in time.
+func TestMCPHTTPNotificationFlood(t *testing.T) {
+	t.Parallel()
+	srv := mcpfake.New(t, `[{"name":"t","inputSchema":{"type":"object"}}]`)
+	var count atomic.Int64
+	count.Store(5000)
+	var written atomic.Int64
+	srv.OnCall(func(w http.ResponseWriter, id json.RawMessage) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		note := []byte("event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\",\"params\":{\"level\":\"info\",\"data\":\"" + strings.Repeat("n", 100) + "\"}}\n\n")
+		for range count.Load() {
+			n, err := w.Write(note)
+			written.Add(int64(n))
+			if err != nil {
+				return
+			}
+		}
+		w.Write([]byte("event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":" + string(id) + ",\"result\":{\"content\":[{\"type\":\"text\",\"text\":\"ok\"}]}}\n\n"))
+	})
+	m := &MCP{URL: srv.URL, Tool: "t", Timeout: 20 * time.Second}
+	t.Cleanup(func() { m.Close() })
+	if out, err := m.Call(t.Context(), Invocation{Input: []byte(`{}`)}); err != nil || string(out) != `{"text":"ok"}` {
+		t.Fatalf("5000 notifications then an answer: %s %v", out, err)
+	}
+	count.Store(1 << 20) // about 190 MiB
+	written.Store(0)
+	start := time.Now()
+	if _, err := m.Call(t.Context(), Invocation{Input: []byte(`{}`)}); err == nil {
+		t.Fatal("an endless flood ended in an answer")
+	}
+	if w := written.Load(); w > 64<<20 {
+		t.Fatalf("%d bytes of notifications were read", w)
+	}
+	if d := time.Since(start); d > 15*time.Second {
+		t.Fatalf("the flooded call took %v", d)
+	}
+}
