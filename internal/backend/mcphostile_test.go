@@ -138,3 +138,52 @@ func TestMCPHTTPNotificationFlood(t *testing.T) {
 		t.Fatalf("the flooded call took %v", d)
 	}
 }
+
+// TestMCPCloseDoesNotWaitForAHungServer: a server that never answers
+// initialize holds a call until its timeout, but closing the backend (the
+// node stopping) does not wait for it, and the call then ends too.
+func TestMCPCloseDoesNotWaitForAHungServer(t *testing.T) {
+	t.Parallel()
+	srv := mcpfake.New(t, `[{"name":"t","inputSchema":{"type":"object"}}]`)
+	srv.Hang("initialize")
+	m := &MCP{URL: srv.URL, Tool: "t", Timeout: 20 * time.Second}
+	called := make(chan error, 1)
+	go func() {
+		_, err := m.Call(t.Context(), Invocation{Input: []byte(`{}`)})
+		called <- err
+	}()
+	// Wait until the call is opening the session.
+	deadline := time.Now().Add(10 * time.Second)
+	for !m.opening() {
+		if time.Now().After(deadline) {
+			t.Fatal("the call did not start opening a session")
+		}
+		time.Sleep(time.Millisecond) // polling a state with no event to wait on
+	}
+	start := time.Now()
+	closed := make(chan struct{})
+	go func() { m.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close waited for a server that never answers")
+	}
+	select {
+	case err := <-called:
+		if err == nil {
+			t.Fatal("the call succeeded")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the call went on after Close")
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("took %v", d)
+	}
+}
+
+// opening reports whether a session is being opened.
+func (m *MCP) opening() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.pending != nil
+}

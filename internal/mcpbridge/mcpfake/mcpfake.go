@@ -24,6 +24,7 @@ type Server struct {
 	tools json.RawMessage                                 // the tools array of tools/list
 	call  func(w http.ResponseWriter, id json.RawMessage) // answers tools/call; nil: a text result "ok"
 	list  func(w http.ResponseWriter, id json.RawMessage) // overrides tools/list when set
+	hang  string // a method never answered
 	lists atomic.Int64
 }
 
@@ -64,6 +65,13 @@ func (s *Server) OnCall(f func(w http.ResponseWriter, id json.RawMessage)) {
 	s.mu.Unlock()
 }
 
+// Hang makes the server never answer method (until the client gives up).
+func (s *Server) Hang(method string) {
+	s.mu.Lock()
+	s.hang = method
+	s.mu.Unlock()
+}
+
 // Lists is how many tools/list requests arrived.
 func (s *Server) Lists() int64 { return s.lists.Load() }
 
@@ -96,8 +104,12 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Mcp-Session-Id", "fake")
 	s.mu.Lock()
-	tools, list, call := s.tools, s.list, s.call
+	tools, list, call, hang := s.tools, s.list, s.call, s.hang
 	s.mu.Unlock()
+	if req.Method == hang {
+		<-r.Context().Done()
+		return
+	}
 	switch req.Method {
 	case "initialize":
 		Result(w, req.ID, `{"protocolVersion":"2025-06-18","capabilities":{"tools":{"listChanged":true}},"serverInfo":{"name":"fake","version":"1"}}`)
