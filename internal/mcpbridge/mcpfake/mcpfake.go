@@ -24,7 +24,7 @@ type Server struct {
 	tools json.RawMessage                                 // the tools array of tools/list
 	call  func(w http.ResponseWriter, id json.RawMessage) // answers tools/call; nil: a text result "ok"
 	list  func(w http.ResponseWriter, id json.RawMessage) // overrides tools/list when set
-	hang  string // a method never answered
+	hang  string                                          // a method never answered
 	lists atomic.Int64
 }
 
