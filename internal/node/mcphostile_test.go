@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/treaty-dev/treaty/internal/backend"
 	"github.com/treaty-dev/treaty/internal/config"
@@ -212,4 +213,42 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(p)
+}
+
+// TestReloadRedescribesAtOnce: kept MCP capabilities whose servers stopped
+// answering tools/list hold a reload up for one describe timeout, not one per
+// capability (a reload carries every other change too: a revocation must
+// not wait behind slow servers).
+func TestReloadRedescribesAtOnce(t *testing.T) {
+	t.Parallel()
+	n, dir, _, _ := openMovesNode(t)
+	cfg, err := config.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var srvs []*mcpfake.Server
+	for _, name := range []string{"m1", "m2", "m3", "m4"} {
+		srv := mcpfake.New(t, `[{"name":"t","description":"d","inputSchema":{"type":"object"}}]`)
+		srvs = append(srvs, srv)
+		cfg.Capabilities = append(cfg.Capabilities, config.Capability{Name: name, MCP: &config.MCPBackend{URL: srv.URL, Tool: "t"}})
+	}
+	if err := config.Save(dir, cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	for _, srv := range srvs {
+		srv.Hang("tools/list")
+	}
+	start := time.Now()
+	if err := n.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 2*mcpDescribeTimeout+time.Second {
+		t.Fatalf("a reload with 4 slow MCP servers took %v", d)
+	}
+	if d := n.state.Load().caps["m3"].Info.Description; d != "d" {
+		t.Fatalf("description %q", d)
+	}
 }

@@ -4,10 +4,30 @@ import (
 	"context"
 	"log/slog"
 	"reflect"
+	"sync"
 
 	"github.com/treaty-dev/treaty/internal/backend"
 	"github.com/treaty-dev/treaty/internal/config"
 )
+
+// redescribeKept replaces each capability of kept in caps by its
+// redescribed self. The servers are asked at once, so a reload waits at most
+// one mcpDescribeTimeout however many of them are slow.
+func redescribeKept(caps map[string]*capability, kept []config.Capability, log *slog.Logger) {
+	var wg sync.WaitGroup
+	out := make([]*capability, len(kept))
+	for i, c := range kept {
+		if c.MCP == nil && c.A2A == nil {
+			out[i] = caps[c.Name]
+			continue
+		}
+		wg.Go(func() { out[i] = caps[c.Name].redescribed(c, log) })
+	}
+	wg.Wait()
+	for i, c := range kept {
+		caps[c.Name] = out[i]
+	}
+}
 
 // redescribed is cp, kept by a reload, with the description (and, for an
 // MCP tool, the input schema) its MCP server or A2A agent gives now, where

@@ -213,9 +213,11 @@ func (n *Node) prepare(files homeFiles) (*state, trust.Config, *wire.PeerLimiter
 		st.byName[p.Name] = k
 	}
 	old := n.state.Load()
+	var kept []config.Capability
 	for _, c := range cfg.Capabilities {
 		if cp := old.reusable(c, limits); cp != nil {
-			st.caps[c.Name] = cp.redescribed(c, n.log)
+			st.caps[c.Name] = cp
+			kept = append(kept, c)
 			continue
 		}
 		cp, err := buildCapability(c, limits, n.log)
@@ -224,6 +226,7 @@ func (n *Node) prepare(files homeFiles) (*state, trust.Config, *wire.PeerLimiter
 		}
 		st.caps[c.Name] = cp
 	}
+	redescribeKept(st.caps, kept, n.log) // redescribe.go
 	tc = cfg.Trust
 	tc.Logger, tc.Now = n.log, n.now
 	if err := tc.Validate(); err != nil {
