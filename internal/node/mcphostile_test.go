@@ -216,9 +216,10 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 }
 
 // TestReloadRedescribesAtOnce: kept MCP capabilities whose servers stopped
-// answering tools/list hold a reload up for one describe timeout, not one per
-// capability (a reload carries every other change too: a revocation must
-// not wait behind slow servers).
+// answering tools/list, and capabilities built again at each reload because
+// their servers never answered, hold a reload up for one describe timeout,
+// not one per capability (a reload carries every other change too: a
+// revocation must not wait behind slow servers).
 func TestReloadRedescribesAtOnce(t *testing.T) {
 	t.Parallel()
 	n, dir, _, _ := openMovesNode(t)
@@ -230,6 +231,11 @@ func TestReloadRedescribesAtOnce(t *testing.T) {
 	for _, name := range []string{"m1", "m2", "m3", "m4"} {
 		srv := mcpfake.New(t, `[{"name":"t","description":"d","inputSchema":{"type":"object"}}]`)
 		srvs = append(srvs, srv)
+		cfg.Capabilities = append(cfg.Capabilities, config.Capability{Name: name, MCP: &config.MCPBackend{URL: srv.URL, Tool: "t"}})
+	}
+	for _, name := range []string{"h1", "h2", "h3"} {
+		srv := mcpfake.New(t, `[]`)
+		srv.Hang("initialize")
 		cfg.Capabilities = append(cfg.Capabilities, config.Capability{Name: name, MCP: &config.MCPBackend{URL: srv.URL, Tool: "t"}})
 	}
 	if err := config.Save(dir, cfg); err != nil {
@@ -246,7 +252,7 @@ func TestReloadRedescribesAtOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	if d := time.Since(start); d > 2*mcpDescribeTimeout+time.Second {
-		t.Fatalf("a reload with 4 slow MCP servers took %v", d)
+		t.Fatalf("a reload with 7 slow MCP servers took %v", d)
 	}
 	if d := n.state.Load().caps["m3"].Info.Description; d != "d" {
 		t.Fatalf("description %q", d)

@@ -8,25 +8,42 @@ import (
 
 	"github.com/treaty-dev/treaty/internal/backend"
 	"github.com/treaty-dev/treaty/internal/config"
+	"github.com/treaty-dev/treaty/internal/wire"
 )
 
-// redescribeKept replaces each capability of kept in caps by its
-// redescribed self. The servers are asked at once, so a reload waits at most
-// one mcpDescribeTimeout however many of them are slow.
-func redescribeKept(caps map[string]*capability, kept []config.Capability, log *slog.Logger) {
+// capabilities builds the capabilities of cfg: those st has built from the
+// same configuration and limits are kept (reusable) and described again,
+// the others built. The MCP servers and A2A agents are asked at once, so a
+// reload waits at most about one mcpDescribeTimeout however many of them are
+// slow or down: a reload carries every other change too (a revocation among
+// them). The first capability, in cfg's order, that fails to build fails it.
+func (st *state) capabilities(cfg []config.Capability, lim wire.Limits, log *slog.Logger) (map[string]*capability, error) {
+	caps := make([]*capability, len(cfg))
+	errs := make([]error, len(cfg))
 	var wg sync.WaitGroup
-	out := make([]*capability, len(kept))
-	for i, c := range kept {
-		if c.MCP == nil && c.A2A == nil {
-			out[i] = caps[c.Name]
-			continue
+	for i, c := range cfg {
+		do := func() {
+			if cp := st.reusable(c, lim); cp != nil {
+				caps[i] = cp.redescribed(c, log)
+				return
+			}
+			caps[i], errs[i] = buildCapability(c, lim, log)
 		}
-		wg.Go(func() { out[i] = caps[c.Name].redescribed(c, log) })
+		if c.MCP != nil || c.A2A != nil {
+			wg.Go(do)
+		} else {
+			do()
+		}
 	}
 	wg.Wait()
-	for i, c := range kept {
-		caps[c.Name] = out[i]
+	out := make(map[string]*capability, len(cfg))
+	for i, c := range cfg {
+		if errs[i] != nil {
+			return nil, errs[i]
+		}
+		out[c.Name] = caps[i]
 	}
+	return out, nil
 }
 
 // redescribed is cp, kept by a reload, with the description (and, for an

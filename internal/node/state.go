@@ -212,21 +212,9 @@ func (n *Node) prepare(files homeFiles) (*state, trust.Config, *wire.PeerLimiter
 		st.peers[k] = p
 		st.byName[p.Name] = k
 	}
-	old := n.state.Load()
-	var kept []config.Capability
-	for _, c := range cfg.Capabilities {
-		if cp := old.reusable(c, limits); cp != nil {
-			st.caps[c.Name] = cp
-			kept = append(kept, c)
-			continue
-		}
-		cp, err := buildCapability(c, limits, n.log)
-		if err != nil {
-			return nil, tc, nil, err
-		}
-		st.caps[c.Name] = cp
+	if st.caps, err = n.state.Load().capabilities(cfg.Capabilities, limits, n.log); err != nil { // redescribe.go
+		return nil, tc, nil, err
 	}
-	redescribeKept(st.caps, kept, n.log) // redescribe.go
 	tc = cfg.Trust
 	tc.Logger, tc.Now = n.log, n.now
 	if err := tc.Validate(); err != nil {
