@@ -187,3 +187,28 @@ func (m *MCP) opening() bool {
 	defer m.mu.Unlock()
 	return m.pending != nil
 }
+
+// TestMCPStdioGarbage: a stdio server that writes something other than
+// JSON-RPC, or a line larger than any message, fails the call at the
+// backend at once, not at its timeout.
+func TestMCPStdioGarbage(t *testing.T) {
+	t.Parallel()
+	for name, script := range map[string]string{
+		"not json":  `echo 'hello, I am not an MCP server'; exec sleep 30`,
+		"huge line": `head -c 20000000 /dev/zero | tr '\0' 'x'; exec sleep 30`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			m := &MCP{Argv: []string{"/bin/sh", "-c", script}, Tool: "t", Timeout: 20 * time.Second}
+			t.Cleanup(func() { m.Close() })
+			start := time.Now()
+			_, err := m.Call(t.Context(), Invocation{Input: []byte(`{}`)})
+			if err == nil || !strings.Contains(err.Error(), "could not start mcp server") {
+				t.Fatalf("%v, want a failure to start", err)
+			}
+			if d := time.Since(start); d > 10*time.Second {
+				t.Fatalf("failed after %v", d)
+			}
+		})
+	}
+}
