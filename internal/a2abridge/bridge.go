@@ -63,6 +63,9 @@ const (
 	// first, and a new task is refused (ErrTasksFull) while running ones
 	// alone hold it.
 	MaxTaskBytes = 64 << 20
+	// TaskRetention is how long an ended task is kept for tasks/get: what
+	// a peer answered is not held in memory for longer than a client needs.
+	TaskRetention = time.Hour
 	// MinPoll is the shortest poll interval accepted.
 	MinPoll = 100 * time.Millisecond
 )
