@@ -85,3 +85,26 @@ func TestMCPToolErrorTextLoggedScrubbed(t *testing.T) {
 		t.Errorf("globex's log lost the tool's error text:\n%s", globex.Log())
 	}
 }
+
+// TestBackendLogsRedacted: what a local MCP server says when it fails (here
+// a tools/list error naming a secret) reaches the node's log only redacted:
+// backends log through a handler that scrubs every value.
+func TestBackendLogsRedacted(t *testing.T) {
+	t.Parallel()
+	secret := "AKIA" + "MNBVCXZLKJHGFDSA"
+	srv := mcpfake.New(t, `[]`)
+	srv.OnList(func(w http.ResponseWriter, id json.RawMessage) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`{"jsonrpc":"2.0","id":` + string(id) + `,"error":{"code":-32603,"message":"backend key ` + secret + ` rejected"}}`))
+	})
+	c := testnet.NewCluster(t, 1, testnet.Options{Names: []string{"globex"}})
+	globex := c.Member("globex")
+	globex.Expose(t, config.Capability{Name: "tool", MCP: &config.MCPBackend{URL: srv.URL, Tool: "t"}})
+	log := globex.Log()
+	if strings.Contains(log, secret) {
+		t.Fatalf("the node's log holds the server's secret:\n%s", log)
+	}
+	if !strings.Contains(log, "did not describe its tool") || !strings.Contains(log, "rejected") {
+		t.Fatalf("the server's failure was not logged:\n%s", log)
+	}
+}

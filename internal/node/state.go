@@ -212,7 +212,7 @@ func (n *Node) prepare(files homeFiles) (*state, trust.Config, *wire.PeerLimiter
 		st.peers[k] = p
 		st.byName[p.Name] = k
 	}
-	if st.caps, err = n.state.Load().capabilities(cfg.Capabilities, limits, n.log); err != nil { // redescribe.go
+	if st.caps, err = n.state.Load().capabilities(cfg.Capabilities, limits, n.backendLog()); err != nil { // redescribe.go
 		return nil, tc, nil, err
 	}
 	tc = cfg.Trust
