@@ -2,6 +2,7 @@ package backend
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -210,5 +211,41 @@ func TestMCPStdioGarbage(t *testing.T) {
 				t.Fatalf("failed after %v", d)
 			}
 		})
+	}
+}
+
+// TestMCPDescribeHugeOrEndlessLists: a server listing 20,000 tools is read
+// (the tool wanted comes last), and one that pages for ever without the tool
+// is given up on after 100 pages, in time.
+func TestMCPDescribeHugeOrEndlessLists(t *testing.T) {
+	t.Parallel()
+	var b strings.Builder
+	b.WriteString("[")
+	for i := range 20000 {
+		fmt.Fprintf(&b, `{"name":"tool%d","inputSchema":{"type":"object"}},`, i)
+	}
+	b.WriteString(`{"name":"t","description":"found","inputSchema":{"type":"object"}}]`)
+	srv := mcpfake.New(t, b.String())
+	m := &MCP{URL: srv.URL, Tool: "t", Timeout: 20 * time.Second}
+	t.Cleanup(func() { m.Close() })
+	if desc, _, err := m.Describe(t.Context()); err != nil || desc != "found" {
+		t.Fatalf("in 20,000 tools: %q %v", desc, err)
+	}
+
+	endless := mcpfake.New(t, `[]`)
+	endless.OnList(func(w http.ResponseWriter, id json.RawMessage) {
+		mcpfake.Result(w, id, `{"tools":[{"name":"other","inputSchema":{"type":"object"}}],"nextCursor":"more"}`)
+	})
+	e := &MCP{URL: endless.URL, Tool: "t", Timeout: 20 * time.Second}
+	t.Cleanup(func() { e.Close() })
+	start := time.Now()
+	if _, _, err := e.Describe(t.Context()); err == nil || !strings.Contains(err.Error(), "has no tool") {
+		t.Fatalf("endless pages: %v", err)
+	}
+	if n := endless.Lists(); n != 100 {
+		t.Fatalf("%d pages read, want 100", n)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Fatalf("endless pages took %v", d)
 	}
 }
