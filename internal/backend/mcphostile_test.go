@@ -249,3 +249,16 @@ func TestMCPDescribeHugeOrEndlessLists(t *testing.T) {
 		t.Fatalf("endless pages took %v", d)
 	}
 }
+
+// TestMCPToolNameLookalikes: a server listing only lookalikes of the tool
+// configured (a zero-width character, a fullwidth letter, another case) does
+// not describe it: names match byte for byte.
+func TestMCPToolNameLookalikes(t *testing.T) {
+	t.Parallel()
+	srv := mcpfake.New(t, `[{"name":"t\u200b","description":"zw"},{"name":"\uff54","description":"fw"},{"name":"T","description":"case"}]`)
+	m := &MCP{URL: srv.URL, Tool: "t", Timeout: 20 * time.Second}
+	t.Cleanup(func() { m.Close() })
+	if desc, _, err := m.Describe(t.Context()); err == nil || !strings.Contains(err.Error(), "has no tool") {
+		t.Fatalf("lookalikes of the tool: %q %v", desc, err)
+	}
+}
