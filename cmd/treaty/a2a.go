@@ -37,8 +37,8 @@ func a2aCmd(h func() string) *cobra.Command {
 			if httpAddr == "" {
 				return usagef("--http HOST:PORT is required (e.g. 127.0.0.1:7422)")
 			}
-			if !allowRemote && !isLoopback(httpAddr) {
-				return usagef("--http %s is not a loopback address (use 127.0.0.1:PORT, or add --allow-non-loopback)", httpAddr)
+			if err := checkBridgeAddr(httpAddr, allowRemote); err != nil {
+				return err
 			}
 			if poll < a2abridge.MinPoll {
 				return usagef("--poll %v is below the minimum %v", poll, a2abridge.MinPoll)

@@ -36,8 +36,10 @@ func mcpCmd(h func() string) *cobra.Command {
 		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log := stderrLogger(verbose)
-			if httpAddr != "" && !allowRemote && !isLoopback(httpAddr) {
-				return usagef("--http %s is not a loopback address (use 127.0.0.1:PORT, or add --allow-non-loopback)", httpAddr)
+			if httpAddr != "" {
+				if err := checkBridgeAddr(httpAddr, allowRemote); err != nil {
+					return err
+				}
 			}
 			if poll < mcpbridge.MinPoll {
 				return usagef("--poll %v is below the minimum %v", poll, mcpbridge.MinPoll)

@@ -63,6 +63,9 @@ const (
 	// first, and a new task is refused (ErrTasksFull) while running ones
 	// alone hold it.
 	MaxTaskBytes = 64 << 20
+	// TaskRetention is how long an ended task is kept for tasks/get: what
+	// a peer answered is not held in memory for longer than a client needs.
+	TaskRetention = time.Hour
 	// MinPoll is the shortest poll interval accepted.
 	MinPoll = 100 * time.Millisecond
 )
@@ -70,7 +73,12 @@ const (
 // Defaults of Options.
 const (
 	DefaultPoll = 2 * time.Second
-	capsTimeout = 5 * time.Second
+	// DefaultTaskTimeout ends a task still executing after this long. a2a-go
+	// runs a task to its end even when its client has gone, and a peer's
+	// stream has no end of its own: without it a slow stream would hold one
+	// of the MaxConcurrent slots for ever.
+	DefaultTaskTimeout = 30 * time.Minute
+	capsTimeout        = 5 * time.Second
 	// cardFresh is how old the last sync may be for a card request to be
 	// answered from it rather than sync first.
 	cardFresh = time.Second
@@ -97,6 +105,9 @@ type Options struct {
 	// the card current (default DefaultPoll, at least MinPoll). Each poll
 	// asks every peer for its capabilities, which each peer audits.
 	Poll time.Duration
+	// TaskTimeout bounds how long a task executes (default
+	// DefaultTaskTimeout); past it the task fails at stage transport.
+	TaskTimeout time.Duration
 	// Trust and Audit are read as mcpbridge.Options reads them: the trust
 	// in each peer, and a finished call's audit entries.
 	Trust func(ctx context.Context) (map[string]catalogue.Trust, error)
@@ -108,6 +119,7 @@ type Bridge struct {
 	node    Node
 	log     *slog.Logger
 	poll    time.Duration
+	timeout time.Duration // of a task
 	url     string
 	version string
 	trustOf func(ctx context.Context) (map[string]catalogue.Trust, error)
@@ -139,13 +151,19 @@ func New(opts Options) (*Bridge, error) {
 	if opts.Poll < MinPoll {
 		return nil, fmt.Errorf("a2abridge: Options.Poll %v is below the minimum %v", opts.Poll, MinPoll)
 	}
+	if opts.TaskTimeout == 0 {
+		opts.TaskTimeout = DefaultTaskTimeout
+	}
+	if opts.TaskTimeout < 0 {
+		return nil, fmt.Errorf("a2abridge: Options.TaskTimeout %v is negative", opts.TaskTimeout)
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	if opts.Version == "" {
 		opts.Version = "dev"
 	}
-	b := &Bridge{node: opts.Node, log: opts.Logger, poll: opts.Poll, url: opts.URL, version: opts.Version,
+	b := &Bridge{node: opts.Node, log: opts.Logger, poll: opts.Poll, timeout: opts.TaskTimeout, url: opts.URL, version: opts.Version,
 		trustOf: opts.Trust, auditOf: opts.Audit, tasks: newTaskStore(MaxTasks, MaxTaskBytes)}
 	b.handler = busyHandler{a2asrv.NewHandler(&executor{b: b},
 		a2asrv.WithLogger(opts.Logger),

@@ -3,6 +3,7 @@ package a2abridge
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -37,12 +38,16 @@ func (e *executor) Execute(ctx context.Context, rc *a2asrv.RequestContext, q eve
 	if err := q.Write(ctx, a2a.NewStatusUpdateEvent(rc, a2a.TaskStateWorking, nil)); err != nil {
 		return fmt.Errorf("a2abridge: write working: %w", err)
 	}
+	// The call is bounded by the task's limit; the task's events are written
+	// with ctx, so that the failure of a task past its limit is recorded.
+	cctx, cancel := context.WithTimeout(ctx, b.timeout)
+	defer cancel()
 	if r.Cap.Stream {
-		return b.stream(ctx, rc, q, r, req.Input)
+		return b.stream(ctx, cctx, rc, q, r, req.Input)
 	}
-	resp, err := b.node.Call(ctx, r.PeerID, r.Cap.Name, req.Input)
+	resp, err := b.node.Call(cctx, r.PeerID, r.Cap.Name, req.Input)
 	if err != nil {
-		return fail(ctx, rc, q, catalogue.ErrorBody(err))
+		return fail(ctx, rc, q, b.errorBody(ctx, cctx, err))
 	}
 	prov := catalogue.CallProvenance(ctx, r, b.trustIn(r.PeerID), resp, b.auditOf, b.log.With("bridge", "a2a"))
 	data, err := dataOf(resp.Output)
@@ -64,12 +69,13 @@ func (e *executor) Execute(ctx context.Context, rc *a2asrv.RequestContext, q eve
 
 // stream sends each event of a stream capability as an update of one
 // artifact, which keeps the first MaxStreamEvents events (MaxStreamBytes).
-func (b *Bridge) stream(ctx context.Context, rc *a2asrv.RequestContext, q eventqueue.Queue, r catalogue.Entry, input json.RawMessage) error {
+// The stream runs under cctx; events are written with ctx.
+func (b *Bridge) stream(ctx, cctx context.Context, rc *a2asrv.RequestContext, q eventqueue.Queue, r catalogue.Entry, input json.RawMessage) error {
 	prov := catalogue.Provenance{PeerID: r.PeerID, PeerName: r.PeerName, Trust: b.trustIn(r.PeerID)}
 	var artID a2a.ArtifactID
 	size := 0
 	start := time.Now()
-	err := b.node.Stream(ctx, r.PeerID, r.Cap.Name, input, func(ev json.RawMessage) error {
+	err := b.node.Stream(cctx, r.PeerID, r.Cap.Name, input, func(ev json.RawMessage) error {
 		prov.Event(ev)
 		if prov.Events > MaxStreamEvents || size+len(ev) > MaxStreamBytes {
 			prov.Truncated = true
@@ -92,7 +98,7 @@ func (b *Bridge) stream(ctx context.Context, rc *a2asrv.RequestContext, q eventq
 	})
 	prov.ElapsedMS = float64(time.Since(start).Microseconds()) / 1000
 	if err != nil {
-		body := catalogue.ErrorBody(err)
+		body := b.errorBody(ctx, cctx, err)
 		if prov.Events > 0 {
 			body.Reason += fmt.Sprintf(" (%d events arrived before the failure)", prov.Events)
 		}
@@ -103,6 +109,16 @@ func (b *Bridge) stream(ctx context.Context, rc *a2asrv.RequestContext, q eventq
 		return fail(ctx, rc, q, &localapi.ErrorBody{Stage: localapi.StageInternal, Reason: err.Error()})
 	}
 	return done(ctx, rc, q, r, prov, meta)
+}
+
+// errorBody is catalogue.ErrorBody(err), saying so when the task's own
+// limit (cctx's, not its client's, nor the node's) ended the call.
+func (b *Bridge) errorBody(ctx, cctx context.Context, err error) *localapi.ErrorBody {
+	if errors.Is(cctx.Err(), context.DeadlineExceeded) && ctx.Err() == nil {
+		return &localapi.ErrorBody{Stage: localapi.StageTransport,
+			Reason: fmt.Sprintf("no answer within the task limit of %v (the bridge's TaskTimeout)", b.timeout)}
+	}
+	return catalogue.ErrorBody(err)
 }
 
 // done completes the task; the provenance goes in the final status

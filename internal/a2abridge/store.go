@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/a2aproject/a2a-go/a2a"
 )
@@ -17,8 +18,8 @@ import (
 var ErrTasksFull = fmt.Errorf("a2abridge: the tasks kept hold %d MiB, the most, and none has ended; retry when one ends", MaxTaskBytes>>20)
 
 // taskStore keeps the newest maxTasks tasks, holding at most about maxBytes,
-// in memory for tasks/get and resubscription; a2a-go's own store keeps every
-// task for ever. Past maxBytes the oldest ended tasks are forgotten first; a
+// in memory for tasks/get and resubscription, an ended one for TaskRetention
+// at most; a2a-go's own store keeps every task for ever. Past maxBytes the oldest ended tasks are forgotten first; a
 // running task is never forgotten for its bytes, and a new one is refused
 // (admit) while running tasks alone fill the bound.
 //
@@ -29,6 +30,8 @@ var ErrTasksFull = fmt.Errorf("a2abridge: the tasks kept hold %d MiB, the most, 
 // same reason a task's bytes are counted incrementally (see sizer).
 type taskStore struct {
 	maxTasks, maxBytes int
+	keep               time.Duration    // how long an ended task is kept
+	now                func() time.Time // tests: time.Now otherwise
 
 	mu    sync.Mutex
 	tasks map[a2a.TaskID]*storedTask
@@ -39,11 +42,12 @@ type taskStore struct {
 type storedTask struct {
 	task  *a2a.Task
 	bytes int
-	sizer *sizer // nil once the task has ended: it is not saved again
+	sizer *sizer    // nil once the task has ended: it is not saved again
+	ended time.Time // when it ended; zero while it runs
 }
 
 func newTaskStore(maxTasks, maxBytes int) *taskStore {
-	return &taskStore{maxTasks: maxTasks, maxBytes: maxBytes, tasks: map[a2a.TaskID]*storedTask{}}
+	return &taskStore{maxTasks: maxTasks, maxBytes: maxBytes, keep: TaskRetention, now: time.Now, tasks: map[a2a.TaskID]*storedTask{}}
 }
 
 func (s *taskStore) Save(_ context.Context, t *a2a.Task) error {
@@ -70,6 +74,9 @@ func (s *taskStore) Save(_ context.Context, t *a2a.Task) error {
 	st.task, st.bytes = c, n
 	if t.Status.State.Terminal() {
 		st.sizer = nil
+		if st.ended.IsZero() {
+			st.ended = s.now()
+		}
 	}
 	s.evict(t.ID)
 	return nil
@@ -80,6 +87,7 @@ func (s *taskStore) Save(_ context.Context, t *a2a.Task) error {
 func (s *taskStore) admit() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.expire()
 	s.evict("")
 	if s.bytes >= s.maxBytes {
 		return fmt.Errorf("%w: %w", ErrTasksFull, a2a.ErrServerError)
@@ -100,6 +108,18 @@ func (s *taskStore) evict(keep a2a.TaskID) {
 	}
 }
 
+// expire forgets the tasks that ended more than keep ago.
+func (s *taskStore) expire() {
+	now := s.now()
+	for i := 0; i < len(s.order); {
+		if st := s.tasks[s.order[i]]; !st.ended.IsZero() && now.Sub(st.ended) > s.keep {
+			s.forget(i)
+			continue
+		}
+		i++
+	}
+}
+
 // forget drops the task at s.order[i].
 func (s *taskStore) forget(i int) {
 	id := s.order[i]
@@ -111,6 +131,10 @@ func (s *taskStore) forget(i int) {
 func (s *taskStore) Get(_ context.Context, id a2a.TaskID) (*a2a.Task, error) {
 	s.mu.Lock()
 	st, ok := s.tasks[id]
+	if ok && !st.ended.IsZero() && s.now().Sub(st.ended) > s.keep {
+		s.forget(slices.Index(s.order, id))
+		ok = false
+	}
 	s.mu.Unlock()
 	if !ok {
 		return nil, a2a.ErrTaskNotFound

@@ -1,9 +1,11 @@
 package a2abridge
 
 import (
+	"errors"
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/a2aproject/a2a-go/a2a"
 )
@@ -76,4 +78,42 @@ func TestTaskStoreIsolates(t *testing.T) {
 	edit(got)
 	again, _ := s.Get(t.Context(), "t")
 	check("after editing a task Get returned", again)
+}
+
+// TestTaskStoreExpiresEndedTasks: an ended task is kept for TaskRetention,
+// then forgotten (tasks/get says not found and its bytes are freed); a
+// running task is never forgotten for its age.
+func TestTaskStoreExpiresEndedTasks(t *testing.T) {
+	s := newTaskStore(8, MaxTaskBytes)
+	now := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	s.now = func() time.Time { return now }
+	done := bigTask(1, 10)
+	done.Status.State = a2a.TaskStateCompleted
+	running := bigTask(1, 10)
+	running.ID = "r"
+	for _, task := range []*a2a.Task{done, running} {
+		if err := s.Save(t.Context(), task); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now = now.Add(TaskRetention)
+	if _, err := s.Get(t.Context(), "t"); err != nil {
+		t.Fatalf("an ended task was forgotten before TaskRetention: %v", err)
+	}
+	now = now.Add(time.Second)
+	if err := s.admit(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Get(t.Context(), "t"); !errors.Is(err, a2a.ErrTaskNotFound) {
+		t.Fatalf("an ended task past TaskRetention: %v, want not found", err)
+	}
+	if _, err := s.Get(t.Context(), "r"); err != nil {
+		t.Fatalf("a running task was forgotten: %v", err)
+	}
+	s.mu.Lock()
+	n, b := len(s.tasks), s.bytes
+	s.mu.Unlock()
+	if n != 1 || b != s.tasks["r"].bytes {
+		t.Fatalf("%d tasks, %d bytes kept after expiry", n, b)
+	}
 }

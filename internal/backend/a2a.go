@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"mime"
 	"net"
 	"net/http"
 	"net/url"
@@ -50,8 +51,9 @@ const (
 //
 // The agent card is read from URL on first use and again after a failure.
 // Its endpoint must be on the same host as URL, so a card cannot send inputs
-// elsewhere; only the JSON-RPC transport is used. Every answer's body is
-// read up to 2*MaxOutput + 1 MiB. What the agent says when a task fails
+// elsewhere; only the JSON-RPC transport is used. Every answer's body, and
+// every event of a stream, is read up to 2*MaxOutput + 1 MiB (a stream's
+// length is bounded by Timeout). What the agent says when a task fails
 // stays in Failure.Err (local logs): like a tool's error text, it may hold
 // local detail the peer must not see.
 type A2A struct {
@@ -98,7 +100,7 @@ func (b *A2A) httpClient() *http.Client {
 		rt = http.DefaultTransport
 	}
 	c := *base
-	c.Transport = boundedBodies{rt: rt, max: int64(2*b.maxOutput() + 1<<20)}
+	c.Transport = boundedBodies{rt: rt, max: int64(2*b.maxOutput() + 1<<20), perEvent: true}
 	return &c
 }
 
@@ -165,19 +167,28 @@ func hasSkill(card *a2a.AgentCard, id string) bool {
 	return false
 }
 
-// Describe returns the skill's description from the card, for the
-// capability's own when it has none.
+// Describe returns the skill's description from the agent's card, for the
+// capability's own when it has none; bounded and cleaned as MCP.Describe's.
+// It reads the card afresh each time (a reload asks again, so an agent
+// updated in place is described anew), checked as a call checks it; the
+// client calls use is not changed.
 func (b *A2A) Describe(ctx context.Context) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, b.Timeout)
 	defer cancel()
-	_, card, err := b.connect(ctx)
+	card, err := agentcard.NewResolver(b.httpClient()).Resolve(ctx, b.URL)
 	if err != nil {
-		return "", err
+		return "", fail("could not read the a2a agent's card", err)
+	}
+	if err := sameHost(b.URL, card); err != nil {
+		return "", fail("the a2a agent's card points elsewhere", err)
 	}
 	for _, s := range card.Skills {
 		if s.ID == b.Skill {
-			return s.Description, nil
+			return describedText(s.Description), nil
 		}
+	}
+	if len(card.Skills) > 0 {
+		return "", fail("the a2a agent has no such skill", fmt.Errorf("skill %q is not on the card of %s", b.Skill, b.URL))
 	}
 	return "", nil
 }
@@ -448,11 +459,15 @@ func outputOf(parts a2a.ContentParts, m *a2a.Message) ([]byte, error) {
 	return out, nil
 }
 
-// boundedBodies cuts every response body at max bytes: what an agent sends
-// is read whole by a2a-go.
+// boundedBodies cuts every response body at max bytes: what an agent (or
+// an MCP server) sends is read whole by its SDK. With perEvent, an event
+// stream is cut at an event of max bytes instead: an A2A stream's length is
+// bounded by its call's timeout and the node's stream limits, and one
+// answer's bound would end a long stream of small events half-way.
 type boundedBodies struct {
-	rt  http.RoundTripper
-	max int64
+	rt       http.RoundTripper
+	max      int64
+	perEvent bool
 }
 
 func (t boundedBodies) RoundTrip(r *http.Request) (*http.Response, error) {
@@ -460,7 +475,11 @@ func (t boundedBodies) RoundTrip(r *http.Request) (*http.Response, error) {
 	if err != nil {
 		return nil, err
 	}
-	resp.Body = &capped{rc: resp.Body, left: t.max}
+	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); t.perEvent && mt == "text/event-stream" {
+		resp.Body = &eventCapped{rc: resp.Body, max: t.max}
+	} else {
+		resp.Body = &capped{rc: resp.Body, left: t.max}
+	}
 	return resp, nil
 }
 
@@ -484,3 +503,39 @@ func (c *capped) Read(p []byte) (int, error) {
 }
 
 func (c *capped) Close() error { return c.rc.Close() }
+
+// eventCapped fails a server-sent event stream at an event of more than max
+// bytes (counting neither line ends nor the blank line that ends it).
+type eventCapped struct {
+	rc      io.ReadCloser
+	max     int64
+	run     int64 // bytes of the event being read
+	lineEnd bool  // the last byte other than CR was a line end
+	over    bool
+}
+
+func (c *eventCapped) Read(p []byte) (int, error) {
+	if c.over {
+		return 0, errBodyTooLarge
+	}
+	n, err := c.rc.Read(p)
+	for _, b := range p[:n] {
+		switch b {
+		case '\r':
+		case '\n':
+			if c.lineEnd { // a blank line: the event ended
+				c.run = 0
+			}
+			c.lineEnd = true
+		default:
+			c.lineEnd = false
+			if c.run++; c.run > c.max {
+				c.over = true
+				return n, errBodyTooLarge
+			}
+		}
+	}
+	return n, err
+}
+
+func (c *eventCapped) Close() error { return c.rc.Close() }

@@ -42,6 +42,11 @@ const (
 // minus every TREATY_* variable. Its stderr is kept (4 KiB) for the log when
 // it dies and never sent to the peer.
 //
+// What a server sends is bounded: an HTTP server's every answer body (a
+// stream of events included) at 2*MaxOutput + 1 MiB, a stdio server's every
+// message at the SDK's 16 MiB; a description and input schema as Describe
+// says.
+//
 // The answer is the tool's structuredContent when present, else its text
 // content when that is JSON, else {"text": "..."}. A result with isError
 // fails the call with the reason "tool reported an error"; the tool's text
@@ -61,6 +66,9 @@ type MCP struct {
 
 	mu       sync.Mutex
 	sess     *mcpSession
+	pending  chan struct{}      // closed when the session being opened is open or failed; nil when none is
+	life     context.Context    // ends at Close, cutting a session being opened
+	end      context.CancelFunc // ends life
 	restarts restartBackoff
 	closed   bool
 }
@@ -100,48 +108,105 @@ func (m *MCP) target() string {
 	return ""
 }
 
-// session returns the live session, opening one if there is none.
+// session returns the live session, opening one if there is none. The open
+// runs without m.mu held: calls arriving meanwhile wait for it within their
+// own ctx, and Close cuts it short.
 func (m *MCP) session(ctx context.Context) (*mcpSession, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.closed {
-		return nil, fail("backend closed", nil)
-	}
-	if s := m.sess; s != nil {
-		select {
-		case <-s.dead:
-			m.sess = nil
-			s.mu.Lock()
-			died := !s.stopped
-			s.mu.Unlock()
-			if died {
-				m.died(s)
-			}
-		default:
-			s.mu.Lock()
-			stopping := s.stopped // the idle watch is closing it
-			if !stopping {
-				s.busy++
-			}
-			s.mu.Unlock()
-			if !stopping {
-				return s, nil
-			}
-			m.sess = nil
+	for {
+		m.mu.Lock()
+		if m.closed {
+			m.mu.Unlock()
+			return nil, fail("backend closed", nil)
 		}
+		if s, ok := m.live(); ok {
+			m.mu.Unlock()
+			return s, nil
+		}
+		if p := m.pending; p != nil {
+			m.mu.Unlock()
+			select {
+			case <-p:
+				continue
+			case <-ctx.Done():
+				return nil, m.ctxFailure(ctx)
+			}
+		}
+		if wait := m.restarts.wait(time.Now()); wait > 0 {
+			m.mu.Unlock()
+			return nil, fail(fmt.Sprintf("mcp server restarting; retry in %v", wait.Round(time.Millisecond)), nil)
+		}
+		if m.life == nil {
+			m.life, m.end = context.WithCancel(context.Background())
+		}
+		p, life := make(chan struct{}), m.life
+		m.pending = p
+		m.mu.Unlock()
+
+		octx, cancel := context.WithCancel(ctx)
+		unwatch := context.AfterFunc(life, cancel)
+		s, err := m.open(octx)
+		unwatch()
+		cancel()
+
+		m.mu.Lock()
+		m.pending = nil
+		close(p)
+		switch {
+		case err != nil:
+			m.died(nil)
+			m.mu.Unlock()
+			return nil, fail("could not start mcp server", err)
+		case m.closed:
+			m.mu.Unlock()
+			_ = s.cs.Close()
+			return nil, fail("backend closed", nil)
+		}
+		m.sess = s
+		s.busy++
+		m.mu.Unlock()
+		go m.watch(s)
+		return s, nil
 	}
-	if wait := m.restarts.wait(time.Now()); wait > 0 {
-		return nil, fail(fmt.Sprintf("mcp server restarting; retry in %v", wait.Round(time.Millisecond)), nil)
+}
+
+// live returns m.sess, counted busy, when it is alive and not being closed;
+// else it forgets it (recording a death). m.mu is held.
+func (m *MCP) live() (*mcpSession, bool) {
+	s := m.sess
+	if s == nil {
+		return nil, false
 	}
-	s, err := m.open(ctx)
-	if err != nil {
-		m.died(nil)
-		return nil, fail("could not start mcp server", err)
+	select {
+	case <-s.dead:
+		m.sess = nil
+		s.mu.Lock()
+		died := !s.stopped
+		s.mu.Unlock()
+		if died {
+			m.died(s)
+		}
+		return nil, false
+	default:
 	}
-	m.sess = s
-	s.busy++
-	go m.watch(s)
-	return s, nil
+	s.mu.Lock()
+	stopping := s.stopped // the idle watch is closing it
+	if !stopping {
+		s.busy++
+	}
+	s.mu.Unlock()
+	if stopping {
+		m.sess = nil
+		return nil, false
+	}
+	return s, true
+}
+
+// ctxFailure is the failure of a call whose ctx ended while it waited.
+func (m *MCP) ctxFailure(ctx context.Context) error {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return fail(fmt.Sprintf("timed out after %v", m.Timeout), ctx.Err())
+	}
+	return fail("cancelled", ctx.Err())
 }
 
 // died records a server death for the backoff; m.mu is held.
@@ -174,7 +239,15 @@ func (m *MCP) open(ctx context.Context) (*mcpSession, error) {
 				CheckRedirect: noRedirects,
 			}
 		}
-		t = &mcp.StreamableClientTransport{Endpoint: m.URL, HTTPClient: hc, MaxRetries: -1, DisableStandaloneSSE: true}
+		// The SDK reads a JSON answer whole: every answer body (a stream of
+		// events included) is cut at the bound A2A uses.
+		bounded := *hc
+		rt := hc.Transport
+		if rt == nil {
+			rt = http.DefaultTransport
+		}
+		bounded.Transport = boundedBodies{rt: rt, max: int64(2*m.maxOutput() + 1<<20)}
+		t = &mcp.StreamableClientTransport{Endpoint: m.URL, HTTPClient: &bounded, MaxRetries: -1, DisableStandaloneSSE: true}
 	case len(m.Argv) > 0:
 		var env []string
 		for _, kv := range (&Exec{Env: m.Env, EnvAllow: m.EnvAllow}).environ(Invocation{}, os.LookupEnv) {
@@ -259,7 +332,9 @@ func (m *MCP) release(s *mcpSession, ok bool) {
 	}
 }
 
-// Describe returns the tool's description and input schema from tools/list.
+// Describe returns the tool's description and input schema from tools/list,
+// bounded (MaxDescribed, MaxDescribedSchema) and with control and format
+// characters dropped from the description.
 func (m *MCP) Describe(ctx context.Context) (string, map[string]any, error) {
 	s, err := m.session(ctx)
 	if err != nil {
@@ -284,11 +359,13 @@ func (m *MCP) Describe(ctx context.Context) (string, map[string]any, error) {
 				if err != nil {
 					return "", nil, fmt.Errorf("mcp: tool %s: input schema: %w", m.Tool, err)
 				}
-				if err := json.Unmarshal(b, &schema); err != nil {
+				if len(b) > MaxDescribedSchema {
+					m.log().Warn("mcp: the tool's input schema is over the limit and not used", "server", m.target(), "tool", m.Tool, "bytes", len(b), "limit", MaxDescribedSchema)
+				} else if err := json.Unmarshal(b, &schema); err != nil {
 					return "", nil, fmt.Errorf("mcp: tool %s: input schema is not an object: %w", m.Tool, err)
 				}
 			}
-			return tool.Description, schema, nil
+			return describedText(tool.Description), schema, nil
 		}
 		if res.NextCursor == "" {
 			break
@@ -380,11 +457,15 @@ func (m *MCP) drop(s *mcpSession) {
 	_ = s.cs.Close()
 }
 
-// Close stops the server (or the HTTP session); later calls fail.
+// Close stops the server (or the HTTP session), cutting one being opened;
+// later calls fail.
 func (m *MCP) Close() error {
 	m.mu.Lock()
 	s := m.sess
 	m.sess, m.closed = nil, true
+	if m.end != nil {
+		m.end() // a session being opened
+	}
 	m.mu.Unlock()
 	if s == nil {
 		return nil

@@ -67,6 +67,10 @@ const (
 	// long, so clients that go away without closing theirs (a crashed agent,
 	// or one opening a session per call) do not pile up.
 	DefaultSessionIdle = time.Hour
+	// DefaultCallTimeout ends a tool call still running after this long: a
+	// peer's stream has no end of its own, and a client that stops waiting
+	// without cancelling would otherwise leave it running for ever.
+	DefaultCallTimeout = 30 * time.Minute
 	capsTimeout        = 5 * time.Second
 )
 
@@ -86,6 +90,9 @@ type Options struct {
 	// before it is closed (default DefaultSessionIdle); the client then
 	// opens a new one.
 	SessionIdle time.Duration
+	// CallTimeout bounds a tool call (default DefaultCallTimeout); past it
+	// the call is a tool error at stage transport.
+	CallTimeout time.Duration
 	// Trust, when set, is read at each poll for the trust this node has in
 	// its peers, by peer ID; results and treaty_peers then show it. The
 	// local API does not serve trust, so the caller reads it (treaty mcp
@@ -111,6 +118,7 @@ type Bridge struct {
 	poll      time.Duration
 	heartbeat time.Duration
 	idle      time.Duration
+	timeout   time.Duration // of a tool call
 	trustOf   func(ctx context.Context) (map[string]catalogue.Trust, error)
 	auditOf   catalogue.AuditFunc
 	server    *mcp.Server
@@ -148,13 +156,19 @@ func New(opts Options) (*Bridge, error) {
 	if opts.SessionIdle < 0 {
 		return nil, fmt.Errorf("mcpbridge: Options.SessionIdle %v is negative", opts.SessionIdle)
 	}
+	if opts.CallTimeout == 0 {
+		opts.CallTimeout = DefaultCallTimeout
+	}
+	if opts.CallTimeout < 0 {
+		return nil, fmt.Errorf("mcpbridge: Options.CallTimeout %v is negative", opts.CallTimeout)
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	if opts.Version == "" {
 		opts.Version = "dev"
 	}
-	b := &Bridge{node: opts.Node, log: opts.Logger, poll: opts.Poll, heartbeat: opts.Heartbeat, idle: opts.SessionIdle, trustOf: opts.Trust, auditOf: opts.Audit, tools: map[string]*remote{}}
+	b := &Bridge{node: opts.Node, log: opts.Logger, poll: opts.Poll, heartbeat: opts.Heartbeat, idle: opts.SessionIdle, timeout: opts.CallTimeout, trustOf: opts.Trust, auditOf: opts.Audit, tools: map[string]*remote{}}
 	b.server = mcp.NewServer(&mcp.Implementation{Name: "treaty", Title: "treaty federation", Version: opts.Version}, &mcp.ServerOptions{
 		Logger:       opts.Logger,
 		Instructions: instructions,

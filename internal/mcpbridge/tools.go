@@ -3,6 +3,7 @@ package mcpbridge
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -199,17 +200,20 @@ func argsOf(req *mcp.CallToolRequest) json.RawMessage {
 	return req.Params.Arguments
 }
 
-// invoke runs one call (or stream) and shapes its result.
+// invoke runs one call (or stream), bounded by the bridge's CallTimeout, and
+// shapes its result.
 func (b *Bridge) invoke(ctx context.Context, req *mcp.CallToolRequest, r *remote, input json.RawMessage) *mcp.CallToolResult {
 	p := newProgress(ctx, req)
+	cctx, cancel := context.WithTimeout(ctx, b.timeout)
+	defer cancel()
 	if r.Cap.Stream {
-		return b.stream(ctx, p, r, input)
+		return b.stream(ctx, cctx, p, r, input)
 	}
 	stop := p.heartbeat(b.heartbeat, r)
-	resp, err := b.node.Call(ctx, r.PeerID, r.Cap.Name, input)
+	resp, err := b.node.Call(cctx, r.PeerID, r.Cap.Name, input)
 	stop()
 	if err != nil {
-		return refusal(catalogue.ErrorBody(err))
+		return refusal(b.errorBody(ctx, cctx, err))
 	}
 	prov := catalogue.CallProvenance(ctx, r.Entry, b.trustIn(r.PeerID), resp, b.auditOf, b.log.With("bridge", "mcp"))
 	return jsonResult(struct {
@@ -218,12 +222,23 @@ func (b *Bridge) invoke(ctx context.Context, req *mcp.CallToolRequest, r *remote
 	}{resp.Output, prov}, false)
 }
 
-func (b *Bridge) stream(ctx context.Context, p *progress, r *remote, input json.RawMessage) *mcp.CallToolResult {
+// errorBody is catalogue.ErrorBody(err), saying so when the call's own
+// limit (cctx's, not its client's, nor the node's) ended it.
+func (b *Bridge) errorBody(ctx, cctx context.Context, err error) *localapi.ErrorBody {
+	if errors.Is(cctx.Err(), context.DeadlineExceeded) && ctx.Err() == nil {
+		return &localapi.ErrorBody{Stage: localapi.StageTransport,
+			Reason: fmt.Sprintf("no answer within the call limit of %v (the bridge's CallTimeout)", b.timeout)}
+	}
+	return catalogue.ErrorBody(err)
+}
+
+// stream runs the stream under cctx; ctx is the tool call's own.
+func (b *Bridge) stream(ctx, cctx context.Context, p *progress, r *remote, input json.RawMessage) *mcp.CallToolResult {
 	prov := catalogue.Provenance{PeerID: r.PeerID, PeerName: r.PeerName, Trust: b.trustIn(r.PeerID)}
 	events := []json.RawMessage{}
 	size := 0
 	start := time.Now()
-	err := b.node.Stream(ctx, r.PeerID, r.Cap.Name, input, func(ev json.RawMessage) error {
+	err := b.node.Stream(cctx, r.PeerID, r.Cap.Name, input, func(ev json.RawMessage) error {
 		prov.Event(ev)
 		p.send(float64(prov.Events), string(ev))
 		if len(events) < MaxStreamEvents && size+len(ev) <= MaxStreamBytes {
@@ -235,7 +250,7 @@ func (b *Bridge) stream(ctx context.Context, p *progress, r *remote, input json.
 	})
 	prov.ElapsedMS = float64(time.Since(start).Microseconds()) / 1000
 	if err != nil {
-		res := refusal(catalogue.ErrorBody(err))
+		res := refusal(b.errorBody(ctx, cctx, err))
 		if prov.Events > 0 {
 			res.Content = append(res.Content, &mcp.TextContent{Text: fmt.Sprintf("%d events arrived before the failure.", prov.Events)})
 		}

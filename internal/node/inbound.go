@@ -279,18 +279,17 @@ func (in *inbound) serveCaps(pctx policy.Context) int {
 	for _, name := range in.st.pol.Visible(in.peer, in.st.capNames(), pctx) {
 		infos = append(infos, in.st.caps[name].Info)
 	}
-	b, err := json.Marshal(map[string]any{"capabilities": infos})
+	clean, size, err := in.scrubCaps(infos) // capsscrub.go
 	if err != nil {
-		in.refuse(refusal.StageInternal, err)
-		return 0
-	}
-	clean, err := in.n.scrub(in.r.Context(), in.st, in.peer, capsCapability, b)
-	if err != nil {
-		in.refuse(refusal.StageSanitize, err)
+		stage := refusal.StageSanitize
+		if size == 0 {
+			stage = refusal.StageInternal
+		}
+		in.refuse(stage, err)
 		return 0
 	}
 	in.serve(clean)
-	return len(b)
+	return size
 }
 
 // serveStream runs a stream capability and returns the bytes sent and the
@@ -411,7 +410,11 @@ func (in *inbound) refuse(stage refusal.Stage, err error) {
 	recorded := !aggregated(stage) ||
 		n.refusalAdmitted(refusalKey{source: in.source(), kind: audit.KindCallRefused, direction: "in", stage: string(stage)}, refusalKind(f, err))
 	if recorded {
-		n.log.Info("inbound call refused", "event", "call.refused", "peer", in.peer, "capability", in.capName, "stage", stage, "err", err)
+		var detail any = err
+		if stage == refusal.StageBackend { // it holds what the local tool or agent said
+			detail = n.logSafe(err)
+		}
+		n.log.Info("inbound call refused", "event", "call.refused", "peer", in.peer, "capability", in.capName, "stage", stage, "err", detail)
 	}
 	if stage != refusal.StageAudit && recorded {
 		e := in.entry(audit.KindCallRefused, "refused", stage)

@@ -85,11 +85,12 @@ type Node struct {
 	witnessMu      sync.Mutex
 	witnessPending map[identity.PublicKey][]byte // latest checkpoint per peer, not yet judged
 	witnessWake    chan struct{}
-	sanitizer      *sanitize.Sanitizer // outbound scrubbing and the pseudonym vault
-	screener       *screen.Screener    // inbound screening
-	trust          *trust.Book         // behavioural trust per peer; persisted in trust.json
-	budget         *budget.Limiter     // rate, concurrency, bytes, cost, breakers
-	groups         *nodeGroups         // consensus groups (groups.go)
+	sanitizer      *sanitize.Sanitizer                // outbound scrubbing and the pseudonym vault
+	logSanitizer   atomic.Pointer[sanitize.Sanitizer] // sanitizer once Open made it, for backends' log lines
+	screener       *screen.Screener                   // inbound screening
+	trust          *trust.Book                        // behavioural trust per peer; persisted in trust.json
+	budget         *budget.Limiter                    // rate, concurrency, bytes, cost, breakers
+	groups         *nodeGroups                        // consensus groups (groups.go)
 
 	reloadMu     sync.Mutex // serialises reloads (the watcher, Reload, Register)
 	mu           sync.Mutex // guards funcs, cfgErr, peerLim, limitMax
@@ -201,6 +202,7 @@ func Open(opts Options) (_ *Node, err error) {
 	if n.sanitizer, err = sanitize.New(sanitizerConfig(key, pkey, filepath.Join(opts.Home, VaultFile), st.cfg, opts.Now)); err != nil {
 		return nil, fmt.Errorf("node: %w", err)
 	}
+	n.logSanitizer.Store(n.sanitizer) // logscrub.go
 	if n.screener, err = screen.New(screen.Config{}); err != nil {
 		return nil, fmt.Errorf("node: %w", err)
 	}

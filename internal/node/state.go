@@ -212,17 +212,8 @@ func (n *Node) prepare(files homeFiles) (*state, trust.Config, *wire.PeerLimiter
 		st.peers[k] = p
 		st.byName[p.Name] = k
 	}
-	old := n.state.Load()
-	for _, c := range cfg.Capabilities {
-		if cp := old.reusable(c, limits); cp != nil {
-			st.caps[c.Name] = cp
-			continue
-		}
-		cp, err := buildCapability(c, limits, n.log)
-		if err != nil {
-			return nil, tc, nil, err
-		}
-		st.caps[c.Name] = cp
+	if st.caps, err = n.state.Load().capabilities(cfg.Capabilities, limits, n.backendLog()); err != nil { // redescribe.go
+		return nil, tc, nil, err
 	}
 	tc = cfg.Trust
 	tc.Logger, tc.Now = n.log, n.now
@@ -260,8 +251,9 @@ func (n *Node) prepare(files homeFiles) (*state, trust.Config, *wire.PeerLimiter
 
 // reusable is st's capability built from the same configuration and limits
 // as c, or nil. Reusing it keeps its backend (an exec worker's processes, an
-// http pool, an MCP server's description) across a reload that did not touch
-// it: a peer's address moved by gossip, a grant, a limit elsewhere.
+// http pool, an MCP server's session) across a reload that did not touch
+// it: a peer's address moved by gossip, a grant, a limit elsewhere. An MCP
+// tool's description is still asked again (redescribed).
 func (st *state) reusable(c config.Capability, lim wire.Limits) *capability {
 	if st == nil {
 		return nil
@@ -319,7 +311,7 @@ func buildCapability(c config.Capability, lim wire.Limits, log *slog.Logger) (*c
 		}
 		cp.Backend = &backend.HTTP{URL: c.HTTP.URL, Timeout: timeout, Conns: lim.MaxConcurrentPerPeer, MaxOutput: int(min(lim.MaxBodyBytes, math.MaxInt32))}
 	case c.MCP != nil:
-		m := &backend.MCP{URL: c.MCP.URL, Tool: c.MCP.Tool, Timeout: timeout, MaxOutput: int(min(lim.MaxBodyBytes, math.MaxInt32))}
+		m := &backend.MCP{URL: c.MCP.URL, Tool: c.MCP.Tool, Timeout: timeout, MaxOutput: int(min(lim.MaxBodyBytes, math.MaxInt32)), Log: log}
 		if c.MCP.Command != "" {
 			argv, err := config.SplitCommand(c.MCP.Command)
 			if err != nil {
@@ -344,7 +336,7 @@ func buildCapability(c config.Capability, lim wire.Limits, log *slog.Logger) (*c
 			cp.Info.Description = desc
 		}
 		if cp.Info.InputSchema == nil {
-			cp.Info.InputSchema = schema
+			cp.Info.InputSchema = serverSchema(c.Name, schema, log)
 		}
 		cp.Backend = m
 	case c.A2A != nil:
