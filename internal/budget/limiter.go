@@ -226,6 +226,16 @@ type Ticket struct {
 	pe, ce *entry
 	dir    Dir
 	done   bool
+	failed bool // the backend gave no result: charge at least FailedCost
+}
+
+// Failed marks the call as one that reached the backend and gave no result,
+// so Release charges each limit at least its FailedCost. A zero Ticket
+// ignores it.
+func (t *Ticket) Failed() {
+	if t != nil {
+		t.failed = true
+	}
 }
 
 // Acquire admits one call by (dir In) or to (dir Out) peer on capability carrying a
@@ -270,7 +280,8 @@ func (l *Limiter) Acquire(peer, capability string, dir Dir, reqBytes int64, now 
 // Release ends the call: it frees the concurrency slot and charges the cost the
 // backend reported and the reply's bytes (bytes out for dir In, in for dir Out).
 // These may overshoot a limit; later calls are then refused until the window resets.
-// A negative or NaN cost counts as zero.
+// A negative or NaN cost counts as zero; a call marked Failed is charged at
+// least each limit's FailedCost.
 func (t *Ticket) Release(cost float64, replyBytes int64, now time.Time) {
 	if t == nil || t.done || t.pe == nil {
 		return
@@ -281,8 +292,8 @@ func (t *Ticket) Release(cost float64, replyBytes int64, now time.Time) {
 	}
 	cost = min(cost, maxCost)
 	replyBytes = max(replyBytes, 0)
-	t.pe.release(t.dir, cost, replyBytes, now)
-	if t.ce != nil && t.ce.release(t.dir, cost, replyBytes, now) {
+	t.pe.release(t.dir, cost, t.failed, replyBytes, now)
+	if t.ce != nil && t.ce.release(t.dir, cost, t.failed, replyBytes, now) {
 		t.l.dropUnnamed(t.ce)
 	}
 }
@@ -407,7 +418,7 @@ func (e *entry) commit(dir Dir, n int64) {
 }
 
 // release reports whether e is now idle counters no rule names, to be dropped.
-func (e *entry) release(dir Dir, cost float64, reply int64, now time.Time) bool {
+func (e *entry) release(dir Dir, cost float64, failed bool, reply int64, now time.Time) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.inflight > 0 {
@@ -418,6 +429,9 @@ func (e *entry) release(dir Dir, cost float64, reply int64, now time.Time) bool 
 		e.bytesOut += reply
 	} else {
 		e.bytesIn += reply
+	}
+	if failed {
+		cost = max(cost, e.lim.FailedCost)
 	}
 	e.cost += cost
 	return e.unnamed && e.inflight == 0
