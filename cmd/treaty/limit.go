@@ -26,7 +26,8 @@ type limitJSON struct {
 	Window      string  `json:"window,omitempty"` // as "1m", "1h30m"
 	Cost        float64 `json:"cost,omitempty"`
 	CostWindow  string  `json:"cost_window,omitempty"`
-	Summary     string  `json:"summary"` // budget.Limit.String(): "10/s burst 20, concurrency 4" or "unlimited"
+	FailedCost  float64 `json:"failed_cost,omitempty"` // set in treaty.yaml only
+	Summary     string  `json:"summary"`               // budget.Limit.String(): "10/s burst 20, concurrency 4" or "unlimited"
 }
 
 type ruleJSON struct {
@@ -45,7 +46,7 @@ type limitsJSON struct {
 func toLimitJSON(l budget.Limit) limitJSON {
 	out := limitJSON{
 		Rate: l.Rate, Burst: l.Burst, Concurrency: l.Concurrency, BytesIn: l.BytesIn, BytesOut: l.BytesOut,
-		Cost: l.Cost, Summary: l.String(),
+		Cost: l.Cost, FailedCost: l.FailedCost, Summary: l.String(),
 	}
 	if l.Window != 0 {
 		out.Window = budget.FormatWindow(l.Window)
@@ -233,6 +234,7 @@ var limitFlags = strings.NewReplacer(
 	"home: bad limit: ", "",
 	"budget: rule.", "",
 	"CostWindow", "--cost window",
+	"FailedCost", "failed_cost",
 	"BytesIn", "--bytes-in",
 	"BytesOut", "--bytes-out",
 	"Window", "--window",

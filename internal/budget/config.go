@@ -65,6 +65,12 @@ type Limit struct {
 	Window      time.Duration `yaml:"window,omitempty" json:"window,omitempty"`           // for BytesIn/BytesOut; zero: 1m; allowed [1s, 744h]
 	Cost        float64       `yaml:"cost,omitempty" json:"cost,omitempty"`               // backend-reported cost units per CostWindow; 0: unlimited; allowed [0, 1e15]
 	CostWindow  time.Duration `yaml:"cost_window,omitempty" json:"cost_window,omitempty"` // zero: 1h; allowed [1s, 744h]
+	// FailedCost is charged to Cost for a call that reached the backend and
+	// gave no result (it failed, timed out, was cancelled, or its output was
+	// refused), when the backend reported less: such a call still used the
+	// backend. 0: a failed call costs what it reported; allowed [0, 1e15];
+	// needs Cost.
+	FailedCost float64 `yaml:"failed_cost,omitempty" json:"failed_cost,omitempty"`
 }
 
 // Defaults for zero Limit and Config fields.
@@ -137,6 +143,12 @@ func (l Limit) Validate(name string) error {
 	if l.CostWindow != 0 && l.Cost == 0 {
 		return fmt.Errorf("budget: %s.CostWindow %v needs a Cost", name, l.CostWindow)
 	}
+	if !(l.FailedCost >= 0 && l.FailedCost <= maxCost) {
+		return fmt.Errorf("budget: %s.FailedCost %v outside [0, 1e15]", name, l.FailedCost)
+	}
+	if l.FailedCost != 0 && l.Cost == 0 {
+		return fmt.Errorf("budget: %s.FailedCost %v needs a Cost", name, l.FailedCost)
+	}
 	return nil
 }
 
@@ -157,7 +169,11 @@ func (l Limit) String() string {
 		parts = append(parts, "bytes out "+f.bytesString(f.BytesOut))
 	}
 	if f.Cost > 0 {
-		parts = append(parts, "cost "+f.costString())
+		c := "cost " + f.costString()
+		if f.FailedCost > 0 {
+			c += " (a failed call at least " + strconv.FormatFloat(f.FailedCost, 'g', -1, 64) + ")"
+		}
+		parts = append(parts, c)
 	}
 	if len(parts) == 0 {
 		return "unlimited"

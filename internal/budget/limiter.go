@@ -76,6 +76,10 @@ type entry struct {
 
 	costEnd time.Time
 	cost    float64
+
+	// into is the entry these counters were merged into by a key rotation
+	// (Move); releases of calls in flight here go there.
+	into *entry
 }
 
 // New returns a Limiter for cfg.
@@ -226,6 +230,16 @@ type Ticket struct {
 	pe, ce *entry
 	dir    Dir
 	done   bool
+	failed bool // the backend gave no result: charge at least FailedCost
+}
+
+// Failed marks the call as one that reached the backend and gave no result,
+// so Release charges each limit at least its FailedCost. A zero Ticket
+// ignores it.
+func (t *Ticket) Failed() {
+	if t != nil {
+		t.failed = true
+	}
 }
 
 // Acquire admits one call by (dir In) or to (dir Out) peer on capability carrying a
@@ -242,11 +256,24 @@ func (l *Limiter) Acquire(peer, capability string, dir Dir, reqBytes int64, now 
 		return Ticket{}, fmt.Errorf("budget: Acquire: peer of %d bytes or capability of %d bytes outside [1, %d] and [0, %d]", len(peer), len(capability), maxPeerLen, maxCapLen)
 	}
 	reqBytes = max(reqBytes, 0)
-	pe, ce := l.lookup(peer, capability, dir)
 	var f failure
-	pe.mu.Lock()
+	pe, ce := l.lookup(peer, capability, dir)
+	for {
+		pe.mu.Lock()
+		if ce != nil {
+			ce.mu.Lock()
+		}
+		if pe.into == nil && (ce == nil || ce.into == nil) {
+			break
+		}
+		// Merged into another key's by a rotation meanwhile: look again.
+		if ce != nil {
+			ce.mu.Unlock()
+		}
+		pe.mu.Unlock()
+		pe, ce = l.lookup(peer, capability, dir)
+	}
 	if ce != nil {
-		ce.mu.Lock()
 		ce.check(dir, reqBytes, now, &f) // first, so a tie names the narrower limit
 	}
 	pe.check(dir, reqBytes, now, &f)
@@ -270,7 +297,8 @@ func (l *Limiter) Acquire(peer, capability string, dir Dir, reqBytes int64, now 
 // Release ends the call: it frees the concurrency slot and charges the cost the
 // backend reported and the reply's bytes (bytes out for dir In, in for dir Out).
 // These may overshoot a limit; later calls are then refused until the window resets.
-// A negative or NaN cost counts as zero.
+// A negative or NaN cost counts as zero; a call marked Failed is charged at
+// least each limit's FailedCost.
 func (t *Ticket) Release(cost float64, replyBytes int64, now time.Time) {
 	if t == nil || t.done || t.pe == nil {
 		return
@@ -281,9 +309,11 @@ func (t *Ticket) Release(cost float64, replyBytes int64, now time.Time) {
 	}
 	cost = min(cost, maxCost)
 	replyBytes = max(replyBytes, 0)
-	t.pe.release(t.dir, cost, replyBytes, now)
-	if t.ce != nil && t.ce.release(t.dir, cost, replyBytes, now) {
-		t.l.dropUnnamed(t.ce)
+	t.pe.release(t.dir, cost, t.failed, replyBytes, now)
+	if t.ce != nil {
+		if idle := t.ce.release(t.dir, cost, t.failed, replyBytes, now); idle != nil {
+			t.l.dropUnnamed(idle)
+		}
 	}
 }
 
@@ -406,9 +436,14 @@ func (e *entry) commit(dir Dir, n int64) {
 	}
 }
 
-// release reports whether e is now idle counters no rule names, to be dropped.
-func (e *entry) release(dir Dir, cost float64, reply int64, now time.Time) bool {
+// release returns e (or the entry it was merged into) when that is now idle
+// counters no rule names, to be dropped.
+func (e *entry) release(dir Dir, cost float64, failed bool, reply int64, now time.Time) *entry {
 	e.mu.Lock()
+	if into := e.into; into != nil {
+		e.mu.Unlock()
+		return into.release(dir, cost, failed, reply, now)
+	}
 	defer e.mu.Unlock()
 	if e.inflight > 0 {
 		e.inflight--
@@ -419,8 +454,14 @@ func (e *entry) release(dir Dir, cost float64, reply int64, now time.Time) bool 
 	} else {
 		e.bytesIn += reply
 	}
+	if failed {
+		cost = max(cost, e.lim.FailedCost)
+	}
 	e.cost += cost
-	return e.unnamed && e.inflight == 0
+	if e.unnamed && e.inflight == 0 {
+		return e
+	}
+	return nil
 }
 
 // CheckChain applies CheckChain with the configured Config.MaxDepth.
@@ -497,9 +538,12 @@ func (e *entry) status(now time.Time) Status {
 // Move hands peer from's counters and breaker to peer to, for a key rotation:
 // what the old key spent (tokens, calls in flight, bytes and cost in their
 // windows, a breaker's state) stays spent under the new key, so rotating a
-// key never resets a budget. Limits are resolved again for the new key;
-// counters to already had are replaced. A peer with no counters moves nothing.
-func (l *Limiter) Move(from, to string) {
+// key never resets a budget. Limits are resolved again for the new key.
+// Counters to already has are merged, each keeping the larger spending (calls
+// in flight add up), so rotating onto a key never resets its budget either;
+// of two breakers the more open one is kept. A peer with no counters moves
+// nothing.
+func (l *Limiter) Move(from, to string, now time.Time) {
 	if from == to {
 		return
 	}
@@ -507,7 +551,11 @@ func (l *Limiter) Move(from, to string) {
 	defer l.mu.Unlock()
 	if c := l.peers[from]; c != nil {
 		delete(l.peers, from)
-		l.peers[to] = c
+		dst := l.peers[to]
+		if dst == nil {
+			dst = &counters{caps: map[capKey]*entry{}}
+			l.peers[to] = dst
+		}
 		for e := range c.all {
 			e.mu.Lock()
 			e.key.Peer = to
@@ -520,10 +568,76 @@ func (l *Limiter) Move(from, to string) {
 				e.primed, e.tokens = true, min(tokens, float64(e.lim.Burst))
 			}
 			e.mu.Unlock()
+			if e.key.Capability == "" {
+				if have := dst.wide[e.key.Dir-1]; have != nil {
+					have.absorb(e, now)
+				} else {
+					dst.wide[e.key.Dir-1] = e
+				}
+				continue
+			}
+			k := capKey{e.key.Capability, e.key.Dir}
+			if have := dst.caps[k]; have != nil {
+				have.absorb(e, now)
+			} else {
+				dst.caps[k] = e
+			}
 		}
 	}
 	if b := l.breakers[from]; b != nil {
 		delete(l.breakers, from)
-		l.breakers[to] = b.renamed(to)
+		if have := l.breakers[to]; have == nil || openness(b.State(now)) > openness(have.State(now)) {
+			l.breakers[to] = b.renamed(to)
+		}
 	}
+}
+
+// openness orders breaker states from letting calls through to refusing them.
+func openness(state string) int {
+	switch state {
+	case StateOpen:
+		return 2
+	case StateClosed:
+		return 0
+	}
+	return 1 // half-open
+}
+
+// absorb merges o, the same key's counters moved from a rotated key, into e:
+// of what each spent in its running windows the larger stays spent, o's
+// calls in flight become e's, and o forwards their releases to e. Call with
+// l.mu held exclusively, so no other merge locks the pair.
+func (e *entry) absorb(o *entry, now time.Time) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if e.lim.Rate > 0 && o.primed {
+		e.refill(now)
+		o.refill(now)
+		e.tokens = min(e.tokens, o.tokens)
+	}
+	e.inflight += o.inflight
+	if now.Before(o.winEnd) {
+		if !now.Before(e.winEnd) {
+			e.winEnd, e.bytesIn, e.bytesOut = o.winEnd, 0, 0
+		}
+		e.winEnd = later(e.winEnd, o.winEnd)
+		e.bytesIn, e.bytesOut = max(e.bytesIn, o.bytesIn), max(e.bytesOut, o.bytesOut)
+	}
+	if now.Before(o.costEnd) {
+		if !now.Before(e.costEnd) {
+			e.costEnd, e.cost = o.costEnd, 0
+		}
+		e.costEnd = later(e.costEnd, o.costEnd)
+		e.cost = max(e.cost, o.cost)
+	}
+	o.into = e
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }

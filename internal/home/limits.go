@@ -38,7 +38,7 @@ var ErrBadLimit = errors.New("home: bad limit")
 // LimitChange is what `treaty limit set` changes in one budget rule; nil fields keep
 // the rule's current value (zero for a new rule). A zero value means unlimited, as
 // in budget.Limit. Setting Rate to zero also clears Burst, Cost to zero clears
-// CostWindow, and both byte budgets to zero clears Window, unless the change sets
+// CostWindow (and FailedCost), and both byte budgets to zero clears Window, unless the change sets
 // those too, so "--rate 0" alone turns a rate limit off instead of failing
 // validation.
 type LimitChange struct {
@@ -84,6 +84,9 @@ func (c LimitChange) apply(l budget.Limit) budget.Limit {
 		l.Cost = *c.Cost
 		if l.Cost == 0 && c.CostWindow == nil {
 			l.CostWindow = 0
+		}
+		if l.Cost == 0 {
+			l.FailedCost = 0 // it needs a cost budget to charge
 		}
 	}
 	if c.CostWindow != nil {

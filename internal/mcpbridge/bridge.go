@@ -67,6 +67,9 @@ const (
 	// long, so clients that go away without closing theirs (a crashed agent,
 	// or one opening a session per call) do not pile up.
 	DefaultSessionIdle = time.Hour
+	// DefaultMaxSessions bounds the HTTP sessions open at once, so a local
+	// client opening sessions faster than they go idle cannot exhaust memory.
+	DefaultMaxSessions = 256
 	// DefaultCallTimeout ends a tool call still running after this long: a
 	// peer's stream has no end of its own, and a client that stops waiting
 	// without cancelling would otherwise leave it running for ever.
@@ -90,6 +93,10 @@ type Options struct {
 	// before it is closed (default DefaultSessionIdle); the client then
 	// opens a new one.
 	SessionIdle time.Duration
+	// MaxSessions bounds the HTTP sessions open (or being opened) at once
+	// (default DefaultMaxSessions); past it a new session is refused with
+	// 503 and the open ones are served as before.
+	MaxSessions int
 	// CallTimeout bounds a tool call (default DefaultCallTimeout); past it
 	// the call is a tool error at stage transport.
 	CallTimeout time.Duration
@@ -118,6 +125,7 @@ type Bridge struct {
 	poll      time.Duration
 	heartbeat time.Duration
 	idle      time.Duration
+	maxSess   int
 	timeout   time.Duration // of a tool call
 	trustOf   func(ctx context.Context) (map[string]catalogue.Trust, error)
 	auditOf   catalogue.AuditFunc
@@ -156,6 +164,12 @@ func New(opts Options) (*Bridge, error) {
 	if opts.SessionIdle < 0 {
 		return nil, fmt.Errorf("mcpbridge: Options.SessionIdle %v is negative", opts.SessionIdle)
 	}
+	if opts.MaxSessions == 0 {
+		opts.MaxSessions = DefaultMaxSessions
+	}
+	if opts.MaxSessions < 0 {
+		return nil, fmt.Errorf("mcpbridge: Options.MaxSessions %d is negative", opts.MaxSessions)
+	}
 	if opts.CallTimeout == 0 {
 		opts.CallTimeout = DefaultCallTimeout
 	}
@@ -168,7 +182,7 @@ func New(opts Options) (*Bridge, error) {
 	if opts.Version == "" {
 		opts.Version = "dev"
 	}
-	b := &Bridge{node: opts.Node, log: opts.Logger, poll: opts.Poll, heartbeat: opts.Heartbeat, idle: opts.SessionIdle, timeout: opts.CallTimeout, trustOf: opts.Trust, auditOf: opts.Audit, tools: map[string]*remote{}}
+	b := &Bridge{node: opts.Node, log: opts.Logger, poll: opts.Poll, heartbeat: opts.Heartbeat, idle: opts.SessionIdle, maxSess: opts.MaxSessions, timeout: opts.CallTimeout, trustOf: opts.Trust, auditOf: opts.Audit, tools: map[string]*remote{}}
 	b.server = mcp.NewServer(&mcp.Implementation{Name: "treaty", Title: "treaty federation", Version: opts.Version}, &mcp.ServerOptions{
 		Logger:       opts.Logger,
 		Instructions: instructions,

@@ -3,7 +3,9 @@ package mcpbridge
 import (
 	"crypto/subtle"
 	"errors"
+	"fmt"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -26,7 +28,8 @@ const MaxRequestBytes = 4 << 20
 // HTTPHandler serves the bridge as MCP streamable HTTP, refusing with 401
 // every request without "Authorization: Bearer TOKEN". The SDK's DNS
 // rebinding and cross-origin protections stay on. A session without a
-// request for Options.SessionIdle is closed.
+// request for Options.SessionIdle is closed; past Options.MaxSessions
+// sessions a request opening one more is refused with 503.
 func (b *Bridge) HTTPHandler(token string) (http.Handler, error) {
 	if len(token) < 32 {
 		return nil, errors.New("mcpbridge: HTTPHandler: token must be at least 32 characters")
@@ -34,6 +37,8 @@ func (b *Bridge) HTTPHandler(token string) (http.Handler, error) {
 	inner := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return b.server },
 		&mcp.StreamableHTTPOptions{Logger: b.log, SessionTimeout: b.idle, MaxRequestBodyBytes: MaxRequestBytes})
 	want := []byte("Bearer " + token)
+	var mu sync.Mutex
+	opening := 0 // requests opening a session, not yet counted by the server
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		got := []byte(r.Header.Get("Authorization"))
 		if subtle.ConstantTimeCompare(got, want) != 1 {
@@ -44,6 +49,28 @@ func (b *Bridge) HTTPHandler(token string) (http.Handler, error) {
 			http.Error(w, "treaty mcp: missing or wrong bearer token (see mcp.token in the node's home)", http.StatusUnauthorized)
 			return
 		}
+		if r.Method != http.MethodPost || r.Header.Get("Mcp-Session-Id") != "" {
+			inner.ServeHTTP(w, r)
+			return
+		}
+		// A request opening a session holds a slot until it is answered, so
+		// concurrent ones cannot overshoot; its session, once connected, is
+		// briefly counted twice, which only errs towards refusing.
+		mu.Lock()
+		open := opening
+		for range b.server.Sessions() {
+			open++
+		}
+		if open >= b.maxSess {
+			mu.Unlock()
+			http.NewResponseController(w).SetReadDeadline(time.Now())
+			w.Header().Set("Retry-After", "60")
+			http.Error(w, fmt.Sprintf("treaty mcp: %d sessions are open, the limit; close one (HTTP DELETE) or wait until an idle one ends", b.maxSess), http.StatusServiceUnavailable)
+			return
+		}
+		opening++
+		mu.Unlock()
+		defer func() { mu.Lock(); opening--; mu.Unlock() }()
 		inner.ServeHTTP(w, r)
 	}), nil
 }

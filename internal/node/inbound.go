@@ -175,7 +175,10 @@ func (n *Node) serveFederation(w http.ResponseWriter, r *http.Request) {
 
 	// 11. Run the backend and sanitize its result with the caller's data policy.
 	if kind == "stream" {
-		replyBytes, cost = in.serveStream(ctx, cp, inv)
+		var failed bool
+		if replyBytes, cost, failed = in.serveStream(ctx, cp, inv); failed {
+			ticket.Failed()
+		}
 		return
 	}
 	// Tell the caller the call was accepted and is running: its
@@ -183,11 +186,13 @@ func (n *Node) serveFederation(w http.ResponseWriter, r *http.Request) {
 	in.acceptCall()
 	out, err := n.runBackend(ctx, cp, inv)
 	if err != nil {
+		ticket.Failed() // the backend still worked: budget.Limit.FailedCost
 		in.refuse(refusal.StageBackend, err)
 		return
 	}
 	out, cost = takeUsage(out)
 	if err := cp.checkOutput(out); err != nil {
+		ticket.Failed()
 		in.refuse(refusal.StageOf(err), err)
 		return
 	}
@@ -292,15 +297,16 @@ func (in *inbound) serveCaps(pctx policy.Context) int {
 	return size
 }
 
-// serveStream runs a stream capability and returns the bytes sent and the
-// cost its events reported (for the caller's budgets).
-func (in *inbound) serveStream(ctx context.Context, cp *capability, inv backend.Invocation) (sentBytes int, cost float64) {
+// serveStream runs a stream capability and returns the bytes sent, the
+// cost its events reported, and whether the backend ended without its
+// result (failed, invalid or cancelled), for the caller's budgets.
+func (in *inbound) serveStream(ctx context.Context, cp *capability, inv backend.Invocation) (sentBytes int, cost float64, failed bool) {
 	n := in.n
 	// The stream's start is audited before the first event leaves; its end
 	// (and the signed end event) is audited when it finishes.
 	if _, err := n.audit.Append(context.WithoutCancel(in.r.Context()), in.entry(audit.KindCallServed, "started", "")); err != nil {
 		in.refuse(refusal.StageAudit, err)
-		return 0, 0
+		return 0, 0, false
 	}
 	sw := in.openStream()
 	var blocked, invalid error
@@ -345,6 +351,7 @@ func (in *inbound) serveStream(ctx context.Context, cp *capability, inv backend.
 		f = &wire.Failure{Stage: string(refusal.StageBackend), Reason: backendReason(err)}
 		outcome, stage = "failed", refusal.StageBackend
 	}
+	failed = outcome == "failed" || outcome == "cancelled"
 	e := in.entry(audit.KindCallServed, outcome, stage)
 	n.countInbound(in.peer, in.capName, stage, failureReason(f))
 	e.Report, _ = json.Marshal(map[string]int{"events": events})
@@ -353,7 +360,7 @@ func (in *inbound) serveStream(ctx context.Context, cp *capability, inv backend.
 		f = &wire.Failure{Stage: string(refusal.StageAudit), Reason: "internal"}
 	}
 	if in.r.Context().Err() != nil {
-		return sentBytes, cost // the caller went away; nobody reads the end event
+		return sentBytes, cost, failed // the caller went away; nobody reads the end event
 	}
 	if f != nil {
 		// The end event's failure leaves the node too: scrub its tokens.
@@ -367,7 +374,7 @@ func (in *inbound) serveStream(ctx context.Context, cp *capability, inv backend.
 	if err := sw.Close(f); err != nil {
 		n.log.Warn("stream close", "err", err)
 	}
-	return sentBytes, cost
+	return sentBytes, cost, failed
 }
 
 // reasonHighWater is the wire reason when our audit log is at its disk

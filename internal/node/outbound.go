@@ -282,13 +282,11 @@ func (o *outcall) caps(ctx context.Context) ([]CapabilityInfo, *wire.Receipt, er
 	if resp.StatusCode != http.StatusOK {
 		return nil, &receipt, remoteRefusal(resp.StatusCode, body)
 	}
-	var out struct {
-		Capabilities []CapabilityInfo `json:"capabilities"`
-	}
-	if err := json.Unmarshal(body, &out); err != nil {
+	caps, err := decodeCaps(body)
+	if err != nil {
 		return nil, &receipt, refusal.Wrap(refusal.StageWire, fmt.Errorf("capability list from %s: %w", p.label(), err))
 	}
-	return n.acceptCaps(st, p, out.Capabilities), &receipt, nil
+	return n.acceptCaps(st, p, caps), &receipt, nil
 }
 
 // acceptCaps treats a peer's capability list as untrusted content: names must

@@ -111,12 +111,26 @@ func spendsRefusal(stage refusal.Stage, err error) bool {
 }
 
 // move hands from's allowance to to, for a key rotation: what the old key
-// spent stays spent.
+// spent stays spent. Onto a key with an allowance of its own, the emptier of
+// the two stays, so rotating onto a key never refills it either.
 func (r *refusalBudget) move(from, to identity.PublicKey) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if b := r.peers[from]; b != nil {
-		delete(r.peers, from)
-		r.peers[to] = b
+	b := r.peers[from]
+	if b == nil {
+		return
 	}
+	delete(r.peers, from)
+	if have := r.peers[to]; have != nil {
+		at := have.at
+		if b.at.After(at) {
+			at = b.at
+		}
+		r.refill(b, at)
+		r.refill(have, at)
+		if have.tokens <= b.tokens {
+			return
+		}
+	}
+	r.peers[to] = b
 }

@@ -199,7 +199,7 @@ func (n *Node) moveRotated(ctx context.Context, r membership.Rotation, from iden
 	}
 	// What the old key spent stays spent: rotating a key never resets a
 	// budget. After the reload, so that the new key's rules are in force.
-	n.budget.Move(r.Old.String(), r.New.String())
+	n.budget.Move(r.Old.String(), r.New.String(), n.now())
 	n.refusals.budget.move(r.Old, r.New)
 	report := map[string]any{"old": r.Old.String(), "new": r.New.String(), "issued": r.Issued}
 	if !from.IsZero() {

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"strings"
 )
 
 // Failure is the JSON envelope a callee returns with a non-2xx status (the
@@ -101,7 +100,7 @@ func DecodeFailure(b []byte) (Failure, error) {
 	if len(b) > maxFailureBytes {
 		return Failure{}, fail(ReasonMalformed, "failure envelope exceeds %d bytes", maxFailureBytes)
 	}
-	if err := unambiguousKeys(b); err != nil {
+	if err := UnambiguousKeys(b, "failure envelope", failureKeys); err != nil {
 		return Failure{}, err
 	}
 	dec := json.NewDecoder(bytes.NewReader(b))
@@ -117,82 +116,10 @@ func DecodeFailure(b []byte) (Failure, error) {
 	return f, nil
 }
 
-// Field names of the envelope and of its limit object.
-var (
-	failureFields = []string{"stage", "reason", "limit"}
-	limitFields   = []string{"limit", "max", "got"}
-)
-
-// keyFrame is one open JSON container while unambiguousKeys walks b.
-type keyFrame struct {
-	object  bool
-	wantKey bool                // object: the next token is a key or '}'
-	key     string              // object: the key whose value comes next
-	keys    map[string]struct{} // object: keys seen so far
-	fields  []string            // object: field names encoding/json folds keys onto
-}
-
-// unambiguousKeys refuses b if an object repeats a key, or if the envelope
-// or its limit object holds a key equal to one of its field names only under
-// case folding. Numbers stay text (UseNumber), so one out of float64's range
-// does not end the walk early; any input the walk cannot read is refused.
-func unambiguousKeys(b []byte) error {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.UseNumber()
-	var stack []*keyFrame
-	for {
-		tok, err := dec.Token()
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			return fail(ReasonMalformed, "failure envelope: %v", err)
-		}
-		var top *keyFrame
-		if len(stack) > 0 {
-			top = stack[len(stack)-1]
-		}
-		if top != nil && top.object && top.wantKey {
-			k, ok := tok.(string)
-			if !ok { // '}'
-				stack = stack[:len(stack)-1]
-				continue
-			}
-			if _, dup := top.keys[k]; dup {
-				return fail(ReasonMalformed, "failure envelope repeats key %s", quote(k))
-			}
-			for _, f := range top.fields {
-				if k != f && strings.EqualFold(k, f) {
-					return fail(ReasonMalformed, "failure envelope key %s is not the field name %q", quote(k), f)
-				}
-			}
-			top.keys[k] = struct{}{}
-			top.key, top.wantKey = k, false
-			continue
-		}
-		d, isDelim := tok.(json.Delim)
-		if isDelim && (d == '}' || d == ']') {
-			stack = stack[:len(stack)-1]
-			continue
-		}
-		if top != nil && top.object {
-			top.wantKey = true
-		}
-		if !isDelim {
-			continue
-		}
-		fr := &keyFrame{object: d == '{', wantKey: d == '{'}
-		if fr.object {
-			fr.keys = map[string]struct{}{}
-			switch {
-			case top == nil:
-				fr.fields = failureFields
-			case len(stack) == 1 && top.key == "limit":
-				fr.fields = limitFields
-			}
-		}
-		stack = append(stack, fr)
-	}
+// failureKeys are the fields of the envelope and of its limit object.
+var failureKeys = &KeyFields{
+	Names: []string{"stage", "reason", "limit"},
+	Sub:   map[string]*KeyFields{"limit": {Names: []string{"limit", "max", "got"}}},
 }
 
 func (f Failure) validate() error {
