@@ -239,47 +239,9 @@ func newEngine(ctx context.Context, cfg consensus.EngineConfig, opts options) (*
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	e := &Engine{
-		cfg: cfg, opts: opts, log: cfg.Log.With("group", cfg.Group.Name), now: cfg.Now,
-		done: make(chan struct{}), waiters: map[[32]byte][]chan consensus.Applied{},
-		atts: map[uint64]map[uint64][]byte{}, attWake: make(chan struct{}),
-		wits: map[[2]uint64]witness{}, evLast: map[string]time.Time{}, verified: map[[32]byte]bool{},
-		applyQ: make(chan applyJob, applyQueue), memberMo: map[string]bool{},
-		outb: map[[32]byte]*outbound{}, epochCh: make(chan struct{}), gate: gate{held: map[[32]byte]admission{}, decided: map[[32]byte]bool{}},
-	}
-	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
-		return nil, fmt.Errorf("bftengine: EngineConfig.Dir: %w", err)
-	}
-	var err error
-	if e.st, err = openStore(cfg.Dir, cfg.Group); err != nil {
+	e := blankEngine(cfg, opts)
+	if err := e.recoverState(ctx); err != nil {
 		return nil, err
-	}
-	// The machine starts from the definition the stored history started
-	// from; after replay it must have reached the one the caller passed.
-	e.genesis, err = e.st.genesis()
-	if err == nil {
-		e.m, err = fsm.New(e.genesis)
-	}
-	if err != nil {
-		e.st.close()
-		return nil, fmt.Errorf("bftengine: %w", err)
-	}
-	e.domain = e.genesis.ID()
-	e.ros.Store(&rosters{genesisRoster(e.genesis)})
-	g := e.m.Group()
-	e.curGroup.Store(&g)
-	if err := e.replay(ctx); err != nil {
-		e.st.close()
-		return nil, err
-	}
-	// The caller passes either the definition the history started from (the
-	// group manager always does: node IDs and the signing domain come from
-	// it, so they stay what the running members use) or the one it reached.
-	if fsm.Compare(e.genesis, cfg.Group) != nil {
-		if err := fsm.Compare(e.currentGroup(), cfg.Group); err != nil {
-			e.st.close()
-			return nil, fmt.Errorf("bftengine: EngineConfig.Group is neither the definition group %s started from nor the one its history reached: %w", cfg.Dir, err)
-		}
 	}
 	e.self.Store(e.roster().ids[cfg.Self.Public()])
 	lg := bftLogger{l: e.log}
@@ -314,6 +276,60 @@ func newEngine(ctx context.Context, cfg consensus.EngineConfig, opts options) (*
 		return nil, err
 	}
 	return e, nil
+}
+
+// blankEngine is an engine of validated cfg before its state is recovered.
+func blankEngine(cfg consensus.EngineConfig, opts options) *Engine {
+	return &Engine{
+		cfg: cfg, opts: opts, log: cfg.Log.With("group", cfg.Group.Name), now: cfg.Now,
+		done: make(chan struct{}), waiters: map[[32]byte][]chan consensus.Applied{},
+		atts: map[uint64]map[uint64][]byte{}, attWake: make(chan struct{}),
+		wits: map[[2]uint64]witness{}, evLast: map[string]time.Time{}, verified: map[[32]byte]bool{},
+		applyQ: make(chan applyJob, applyQueue), memberMo: map[string]bool{},
+		outb: map[[32]byte]*outbound{}, epochCh: make(chan struct{}), gate: gate{held: map[[32]byte]admission{}, decided: map[[32]byte]bool{}},
+	}
+}
+
+// recoverState opens (or creates) the engine's store in cfg.Dir and rebuilds
+// the machine, the rosters and the last decision from it (replay). On error
+// the store is closed.
+func (e *Engine) recoverState(ctx context.Context) error {
+	cfg := e.cfg
+	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+		return fmt.Errorf("bftengine: EngineConfig.Dir: %w", err)
+	}
+	var err error
+	if e.st, err = openStore(cfg.Dir, cfg.Group); err != nil {
+		return err
+	}
+	// The machine starts from the definition the stored history started
+	// from; after replay it must have reached the one the caller passed.
+	e.genesis, err = e.st.genesis()
+	if err == nil {
+		e.m, err = fsm.New(e.genesis)
+	}
+	if err != nil {
+		e.st.close()
+		return fmt.Errorf("bftengine: %w", err)
+	}
+	e.domain = e.genesis.ID()
+	e.ros.Store(&rosters{genesisRoster(e.genesis)})
+	g := e.m.Group()
+	e.curGroup.Store(&g)
+	if err := e.replay(ctx); err != nil {
+		e.st.close()
+		return err
+	}
+	// The caller passes either the definition the history started from (the
+	// group manager always does: node IDs and the signing domain come from
+	// it, so they stay what the running members use) or the one it reached.
+	if fsm.Compare(e.genesis, cfg.Group) != nil {
+		if err := fsm.Compare(e.currentGroup(), cfg.Group); err != nil {
+			e.st.close()
+			return fmt.Errorf("bftengine: EngineConfig.Group is neither the definition group %s started from nor the one its history reached: %w", cfg.Dir, err)
+		}
+	}
+	return nil
 }
 
 // startBFT starts SmartBFT for this member, from the last stored decision.
