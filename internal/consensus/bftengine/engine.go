@@ -92,6 +92,7 @@ type Engine struct {
 	// synchronously unless these prove it cannot change the node set.
 	openerSeq  atomic.Uint64
 	applyState atomic.Uint64
+	cp         cpMark // the last checkpoint; apply (e.mu held) and replay
 
 	mu       sync.Mutex // apply: machine, waiters
 	m        *fsm.Machine
@@ -152,6 +153,8 @@ type options struct {
 	beforeSync, beforeDeliver func()
 	// stopWait bounds how long Close waits for SmartBFT to stop.
 	stopWait time.Duration
+	// checkpointEvery spaces checkpoints (zero decisions: none are taken).
+	checkpointEvery struct{ decisions, entries uint64 }
 }
 
 // Defaults, for members on a LAN or a well-connected WAN (RTT up to ~100ms):
@@ -179,7 +182,9 @@ func defaultOptions() options {
 	c.DecisionsPerLeader = 0
 	c.RequestMaxBytes = fsm.MaxRequestSize
 	c.RequestPoolSubmitTimeout = 5 * time.Second
-	return options{config: c, tick: 50 * time.Millisecond, removedGrace: removedGrace, stopWait: stopWait}
+	o := options{config: c, tick: 50 * time.Millisecond, removedGrace: removedGrace, stopWait: stopWait}
+	o.checkpointEvery.decisions, o.checkpointEvery.entries = checkpointDecisions, checkpointEntries
+	return o
 }
 
 // Sync and certificate timing.
@@ -408,11 +413,21 @@ func (e *Engine) rosterAt(seq uint64) (r *roster, known bool) {
 	return e.rosters().at(seq), known
 }
 
-// replay applies the stored decisions to the fresh machine, and stores the
-// entries of decisions that were stored but not yet applied when the member
-// stopped. OnApply is not called: applied entries were reported before.
+// replay rebuilds the state from the store: from the checkpoint if there is
+// one (checked, loadCheckpoint), then every later decision, each verified
+// in full as a decision fetched from another member is (verifyDecision:
+// its sequence, its view leader's header, Quorum commit signatures of the
+// node set in force) before it is applied, so a store altered without this
+// member's key fails with ErrStoreCorrupt. It stores the entries of
+// decisions that were stored but not yet applied when the member stopped,
+// and takes a checkpoint if it replayed enough for one. OnApply is not
+// called: applied entries were reported before.
 func (e *Engine) replay(ctx context.Context) error {
 	have, err := e.st.lastEntrySeq()
+	if err != nil {
+		return err
+	}
+	from, err := e.loadCheckpoint()
 	if err != nil {
 		return err
 	}
@@ -420,20 +435,25 @@ func (e *Engine) replay(ctx context.Context) error {
 		seq uint64
 		es  []storedEntry
 	}
-	var missing []entriesOf // stored after the scan: the store has one connection
-	err = e.st.eachDecision(ctx, func(seq uint64, d *decision) error {
+	var (
+		missing []entriesOf // stored after the scan: the store has one connection
+		lastDec [32]byte
+	)
+	err = e.st.eachDecision(ctx, from, func(seq uint64, body []byte) error {
 		if seq != e.lastSeq+1 {
-			return fmt.Errorf("bftengine: stored decisions jump from %d to %d", e.lastSeq, seq)
+			return e.corrupt("stored decisions jump from %d to %d", e.lastSeq, seq)
+		}
+		d, err := decodeDecision(body)
+		if err != nil {
+			return e.corrupt("stored decision %d: %v", seq, err)
+		}
+		if err := e.verifyDecision(seq, d); err != nil {
+			return e.corrupt("stored decision %d: %v", seq, err)
 		}
 		p := d.proposal()
-		b, err := decodeBatch(p.Payload)
-		if err != nil {
-			return fmt.Errorf("bftengine: stored decision %d: %w", seq, err)
-		}
+		b, _ := decodeBatch(p.Payload) // verifyDecision decoded it
 		md := &protos.ViewMetadata{}
-		if err := proto.Unmarshal(p.Metadata, md); err != nil {
-			return fmt.Errorf("bftengine: stored decision %d: %w", seq, err)
-		}
+		_ = proto.Unmarshal(p.Metadata, md) // and its metadata
 		stored, _ := e.applyBatch(seq, b)
 		if seq > have {
 			missing = append(missing, entriesOf{seq, stored})
@@ -441,6 +461,7 @@ func (e *Engine) replay(ctx context.Context) error {
 		e.lastSeq = seq
 		e.last = types.Decision{Proposal: p, Signatures: d.signatures()}
 		e.lastView.Store(md.ViewId)
+		lastDec = sha256.Sum256(body)
 		return nil
 	})
 	if err != nil {
@@ -456,6 +477,9 @@ func (e *Engine) replay(ctx context.Context) error {
 	g := e.m.Group()
 	e.curGroup.Store(&g)
 	e.publishApplied(e.lastSeq)
+	if e.lastSeq > from {
+		e.maybeCheckpoint(e.lastSeq, lastDec)
+	}
 	return nil
 }
 
@@ -516,10 +540,14 @@ func (e *Engine) deliver(p types.Proposal, sigs []types.Signature, live, wait bo
 		return false
 	}
 	first := e.nextIdx + 1
-	if err := e.st.putDecision(seq, first, len(b.items), decisionOf(p, sigs)); err != nil {
+	body := decisionOf(p, sigs).encode()
+	var decHash [32]byte // zero: not stored, no checkpoint ends with it
+	if err := e.st.putDecision(seq, first, len(b.items), body); err != nil {
 		// The decision is in SmartBFT's hands and other members hold it: a
 		// restart replays what was stored and synchronizes the rest.
 		e.log.Error("bftengine: decision not stored", "seq", seq, "err", err)
+	} else {
+		decHash = sha256.Sum256(body)
 	}
 	e.lastSeq = seq
 	e.last = types.Decision{Proposal: p, Signatures: sigs}
@@ -531,7 +559,7 @@ func (e *Engine) deliver(p types.Proposal, sigs []types.Signature, live, wait bo
 	st := e.applyState.Load()
 	wait = wait || st&1 == 1 || e.openerSeq.Load() > st>>1
 	e.dmu.Unlock()
-	j := applyJob{seq: seq, b: b, live: live}
+	j := applyJob{seq: seq, b: b, live: live, decHash: decHash}
 	if wait {
 		j.done = make(chan struct{})
 	}
@@ -568,10 +596,11 @@ func opensMembership(items [][]byte) bool {
 }
 
 type applyJob struct {
-	seq  uint64
-	b    batch
-	live bool
-	done chan struct{} // closed once applied, if set
+	seq     uint64
+	b       batch
+	live    bool
+	decHash [32]byte      // SHA-256 of the decision as stored; zero if it was not
+	done    chan struct{} // closed once applied, if set
 }
 
 // applyLoop applies queued decisions in order: each item is one entry; the
@@ -603,6 +632,8 @@ func (e *Engine) apply(j applyJob) {
 	}
 	if err := e.st.putEntries(j.seq, stored); err != nil {
 		e.log.Error("bftengine: entries not stored", "seq", j.seq, "err", err)
+	} else if j.decHash != ([32]byte{}) {
+		e.maybeCheckpoint(j.seq, j.decHash)
 	}
 	e.lastIdx.Store(e.m.LastIndex())
 	g := e.m.Group()

@@ -239,20 +239,33 @@ func recovered(e *Engine) []byte {
 }
 
 // BenchmarkRestart measures a member's restart (recovering its state from
-// its store) after 20,000 decisions of one kv write each.
+// its store) after 20,000 decisions of one kv write each: "full" replays
+// them all (no checkpoint, as a store written before checkpoints), and
+// "checkpoint" loads the last checkpoint (every 1,024 decisions) and
+// replays the decisions after it.
 //
 //	go test -run '^$' -bench Restart -benchtime 3x ./internal/consensus/bftengine/
 func BenchmarkRestart(b *testing.B) {
 	const n = 20_000
-	h := newHistory(b, testOptions())
-	h.puts(n)
-	h.stop()
-	b.ResetTimer()
-	for range b.N {
-		e := h.load()
-		if e.lastSeq != n {
-			b.Fatalf("recovered %d decisions, want %d", e.lastSeq, n)
-		}
-		e.st.close()
+	for _, bc := range []struct {
+		name  string
+		every uint64
+	}{{"full", 0}, {"checkpoint", checkpointDecisions}} {
+		b.Run(bc.name, func(b *testing.B) {
+			o := testOptions()
+			o.checkpointEvery.decisions = bc.every
+			h := newHistory(b, o)
+			h.puts(n)
+			h.stop()
+			b.ResetTimer()
+			for range b.N {
+				e := h.load()
+				if e.lastSeq != n {
+					b.Fatalf("recovered %d decisions, want %d", e.lastSeq, n)
+				}
+				b.ReportMetric(float64(e.lastSeq-e.cp.seq), "replayed")
+				e.st.close()
+			}
+		})
 	}
 }
