@@ -93,6 +93,7 @@ type Engine struct {
 	openerSeq  atomic.Uint64
 	applyState atomic.Uint64
 	cp         cpMark // the last checkpoint; apply (e.mu held) and replay
+	restored   uint64 // the sequence of the checkpoint the start restored (0: it replayed from the first decision)
 
 	mu       sync.Mutex // apply: machine, waiters
 	m        *fsm.Machine
@@ -431,6 +432,7 @@ func (e *Engine) replay(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	e.restored = from
 	type entriesOf struct {
 		seq uint64
 		es  []storedEntry
@@ -477,6 +479,7 @@ func (e *Engine) replay(ctx context.Context) error {
 	g := e.m.Group()
 	e.curGroup.Store(&g)
 	e.publishApplied(e.lastSeq)
+	e.log.Info("bftengine: state recovered", "event", "consensus.bft.recover", "checkpoint", from, "replayed", e.lastSeq-from)
 	if e.lastSeq > from {
 		e.maybeCheckpoint(e.lastSeq, lastDec)
 	}
