@@ -27,6 +27,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -438,34 +439,62 @@ func (e *Engine) replay(ctx context.Context) error {
 		es  []storedEntry
 	}
 	var (
-		missing []entriesOf // stored after the scan: the store has one connection
-		lastDec [32]byte
+		missing    []entriesOf // stored after the scan: the store has one connection
+		lastDec    [32]byte
+		chunk      []storedDecision
+		chunkBytes int
 	)
+	apply := func(x storedDecision) {
+		p := x.d.proposal()
+		md := &protos.ViewMetadata{}
+		_ = proto.Unmarshal(p.Metadata, md) // verifyDecision decoded it
+		stored, _ := e.applyBatch(x.seq, x.b)
+		if x.seq > have {
+			missing = append(missing, entriesOf{x.seq, stored})
+		}
+		e.lastSeq = x.seq
+		e.last = types.Decision{Proposal: p, Signatures: x.d.signatures()}
+		e.lastView.Store(md.ViewId)
+		lastDec = sha256.Sum256(x.body)
+	}
+	// flush verifies and applies the decisions read so far. Those that the
+	// node set now in force must have decided (up to the first that may
+	// change it) are verified in parallel.
+	flush := func() error {
+		for len(chunk) > 0 {
+			n := e.sameRoster(chunk)
+			if err := e.verifyStored(chunk[:n]); err != nil {
+				return err
+			}
+			for _, x := range chunk[:n] {
+				apply(x)
+			}
+			chunk = chunk[n:]
+		}
+		return nil
+	}
 	err = e.st.eachDecision(ctx, from, func(seq uint64, body []byte) error {
-		if seq != e.lastSeq+1 {
-			return e.corrupt("stored decisions jump from %d to %d", e.lastSeq, seq)
+		if next := e.lastSeq + uint64(len(chunk)) + 1; seq != next {
+			return e.corrupt("stored decisions jump from %d to %d", next-1, seq)
 		}
 		d, err := decodeDecision(body)
 		if err != nil {
 			return e.corrupt("stored decision %d: %v", seq, err)
 		}
-		if err := e.verifyDecision(seq, d); err != nil {
+		b, err := decodeBatch(d.payload)
+		if err != nil {
 			return e.corrupt("stored decision %d: %v", seq, err)
 		}
-		p := d.proposal()
-		b, _ := decodeBatch(p.Payload) // verifyDecision decoded it
-		md := &protos.ViewMetadata{}
-		_ = proto.Unmarshal(p.Metadata, md) // and its metadata
-		stored, _ := e.applyBatch(seq, b)
-		if seq > have {
-			missing = append(missing, entriesOf{seq, stored})
+		chunk = append(chunk, storedDecision{seq: seq, body: body, d: d, b: b})
+		if chunkBytes += len(body); len(chunk) < replayChunk && chunkBytes < replayChunkBytes {
+			return nil
 		}
-		e.lastSeq = seq
-		e.last = types.Decision{Proposal: p, Signatures: d.signatures()}
-		e.lastView.Store(md.ViewId)
-		lastDec = sha256.Sum256(body)
-		return nil
+		chunkBytes = 0
+		return flush()
 	})
+	if err == nil {
+		err = flush()
+	}
 	if err != nil {
 		return err
 	}
@@ -482,6 +511,63 @@ func (e *Engine) replay(ctx context.Context) error {
 	e.log.Info("bftengine: state recovered", "event", "consensus.bft.recover", "checkpoint", from, "replayed", e.lastSeq-from)
 	if e.lastSeq > from {
 		e.maybeCheckpoint(e.lastSeq, lastDec)
+	}
+	return nil
+}
+
+// replay reads up to replayChunk stored decisions, or replayChunkBytes of
+// them, before it verifies and applies them.
+const (
+	replayChunk      = 256
+	replayChunkBytes = 8 << 20
+)
+
+// storedDecision is a decision read back from the store.
+type storedDecision struct {
+	seq  uint64
+	body []byte
+	d    *decision
+	b    batch
+}
+
+// sameRoster is how many of the decisions in xs (the next to apply) are
+// decided under the node set in force now: up to the first that may change
+// it (one that opens a membership motion, or any while one is open). Only
+// a passed membership motion changes the node set, from the decision after
+// the one that passed it.
+func (e *Engine) sameRoster(xs []storedDecision) int {
+	if len(e.memberMo) > 0 {
+		return 1
+	}
+	for i, x := range xs {
+		if opensMembership(x.b.items) {
+			return i + 1
+		}
+	}
+	return len(xs)
+}
+
+// verifyStored verifies decisions decided under one node set on up to
+// GOMAXPROCS goroutines (verifyDecision), and returns the first failure in
+// sequence order as ErrStoreCorrupt.
+func (e *Engine) verifyStored(xs []storedDecision) error {
+	errs := make([]error, len(xs))
+	workers := min(runtime.GOMAXPROCS(0), len(xs))
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < len(xs); i += workers {
+				errs[i] = e.verifyDecision(xs[i].seq, xs[i].d)
+			}
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			return e.corrupt("stored decision %d: %v", xs[i].seq, err)
+		}
 	}
 	return nil
 }
