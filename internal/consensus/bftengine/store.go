@@ -233,13 +233,9 @@ func (s *store) checkpoint() (body, signer, sig []byte, ok bool, err error) {
 }
 
 func (s *store) decisionAt(seq uint64) (*decision, bool, error) {
-	var body []byte
-	err := s.db.QueryRow(`SELECT body FROM decisions WHERE seq = ?`, int64(seq)).Scan(&body)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, false, nil
-	}
-	if err != nil {
-		return nil, false, fmt.Errorf("bftengine: read decision %d: %w", seq, err)
+	body, ok, err := s.decisionBody(seq)
+	if err != nil || !ok {
+		return nil, ok, err
 	}
 	d, err := decodeDecision(body)
 	if err != nil {
