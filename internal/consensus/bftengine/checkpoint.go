@@ -132,7 +132,7 @@ func (e *Engine) maybeCheckpoint(seq uint64, decHash [32]byte) {
 	body := c.encode(e.domain)
 	sig := e.cfg.Self.Sign(e.checkpointStatement(body))
 	if err := e.st.putCheckpoint(seq, body, e.cfg.Self.Public(), sig); err != nil {
-		e.log.Warn("bftengine: checkpoint not stored", "seq", seq, "err", err)
+		e.log.Warn("bftengine: checkpoint not stored", "event", "consensus.bft.checkpoint", "seq", seq, "err", err)
 		return
 	}
 	e.cp = cpMark{seq: seq, index: idx, size: uint64(len(c.state))}
