@@ -524,3 +524,23 @@ func TestClusterMemberRestartsFromItsCheckpoint(t *testing.T) {
 	}
 	h.applied.check(t, all)
 }
+
+// TestDecisionBeforeCheckpointDoesNotReachTheState: a decision the
+// checkpoint covers is not read at start (ADR 0026), so altering it cannot
+// change the restored state; the next full replay (no checkpoint) refuses
+// it.
+func TestDecisionBeforeCheckpointDoesNotReachTheState(t *testing.T) {
+	h, live := checkpointed(t, 150, 64)
+	b := h.body(t, 40)
+	b[len(b)/3] ^= 1
+	h.exec(t, `UPDATE decisions SET body = ? WHERE seq = ?`, b, 40)
+	e := h.load()
+	if e.restored != 128 || !slices.Equal(recovered(e), live) {
+		t.Fatalf("restored from %d a state that differs from the writer's", e.restored)
+	}
+	e.st.close()
+	h.exec(t, `DELETE FROM checkpoint`)
+	if _, err := h.recover(); !errors.Is(err, ErrStoreCorrupt) || !strings.Contains(err.Error(), "stored decision 40") {
+		t.Fatalf("full replay: err %v, want ErrStoreCorrupt at decision 40", err)
+	}
+}
