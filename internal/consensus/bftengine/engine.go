@@ -27,6 +27,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -92,6 +93,8 @@ type Engine struct {
 	// synchronously unless these prove it cannot change the node set.
 	openerSeq  atomic.Uint64
 	applyState atomic.Uint64
+	cp         cpMark // the last checkpoint; apply (e.mu held) and replay
+	restored   uint64 // the sequence of the checkpoint the start restored (0: it replayed from the first decision)
 
 	mu       sync.Mutex // apply: machine, waiters
 	m        *fsm.Machine
@@ -152,6 +155,8 @@ type options struct {
 	beforeSync, beforeDeliver func()
 	// stopWait bounds how long Close waits for SmartBFT to stop.
 	stopWait time.Duration
+	// checkpointEvery spaces checkpoints (zero decisions: none are taken).
+	checkpointEvery struct{ decisions, entries uint64 }
 }
 
 // Defaults, for members on a LAN or a well-connected WAN (RTT up to ~100ms):
@@ -179,7 +184,9 @@ func defaultOptions() options {
 	c.DecisionsPerLeader = 0
 	c.RequestMaxBytes = fsm.MaxRequestSize
 	c.RequestPoolSubmitTimeout = 5 * time.Second
-	return options{config: c, tick: 50 * time.Millisecond, removedGrace: removedGrace, stopWait: stopWait}
+	o := options{config: c, tick: 50 * time.Millisecond, removedGrace: removedGrace, stopWait: stopWait}
+	o.checkpointEvery.decisions, o.checkpointEvery.entries = checkpointDecisions, checkpointEntries
+	return o
 }
 
 // Sync and certificate timing.
@@ -239,47 +246,9 @@ func newEngine(ctx context.Context, cfg consensus.EngineConfig, opts options) (*
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	e := &Engine{
-		cfg: cfg, opts: opts, log: cfg.Log.With("group", cfg.Group.Name), now: cfg.Now,
-		done: make(chan struct{}), waiters: map[[32]byte][]chan consensus.Applied{},
-		atts: map[uint64]map[uint64][]byte{}, attWake: make(chan struct{}),
-		wits: map[[2]uint64]witness{}, evLast: map[string]time.Time{}, verified: map[[32]byte]bool{},
-		applyQ: make(chan applyJob, applyQueue), memberMo: map[string]bool{},
-		outb: map[[32]byte]*outbound{}, epochCh: make(chan struct{}), gate: gate{held: map[[32]byte]admission{}, decided: map[[32]byte]bool{}},
-	}
-	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
-		return nil, fmt.Errorf("bftengine: EngineConfig.Dir: %w", err)
-	}
-	var err error
-	if e.st, err = openStore(cfg.Dir, cfg.Group); err != nil {
+	e := blankEngine(cfg, opts)
+	if err := e.recoverState(ctx); err != nil {
 		return nil, err
-	}
-	// The machine starts from the definition the stored history started
-	// from; after replay it must have reached the one the caller passed.
-	e.genesis, err = e.st.genesis()
-	if err == nil {
-		e.m, err = fsm.New(e.genesis)
-	}
-	if err != nil {
-		e.st.close()
-		return nil, fmt.Errorf("bftengine: %w", err)
-	}
-	e.domain = e.genesis.ID()
-	e.ros.Store(&rosters{genesisRoster(e.genesis)})
-	g := e.m.Group()
-	e.curGroup.Store(&g)
-	if err := e.replay(ctx); err != nil {
-		e.st.close()
-		return nil, err
-	}
-	// The caller passes either the definition the history started from (the
-	// group manager always does: node IDs and the signing domain come from
-	// it, so they stay what the running members use) or the one it reached.
-	if fsm.Compare(e.genesis, cfg.Group) != nil {
-		if err := fsm.Compare(e.currentGroup(), cfg.Group); err != nil {
-			e.st.close()
-			return nil, fmt.Errorf("bftengine: EngineConfig.Group is neither the definition group %s started from nor the one its history reached: %w", cfg.Dir, err)
-		}
 	}
 	e.self.Store(e.roster().ids[cfg.Self.Public()])
 	lg := bftLogger{l: e.log}
@@ -314,6 +283,60 @@ func newEngine(ctx context.Context, cfg consensus.EngineConfig, opts options) (*
 		return nil, err
 	}
 	return e, nil
+}
+
+// blankEngine is an engine of validated cfg before its state is recovered.
+func blankEngine(cfg consensus.EngineConfig, opts options) *Engine {
+	return &Engine{
+		cfg: cfg, opts: opts, log: cfg.Log.With("group", cfg.Group.Name), now: cfg.Now,
+		done: make(chan struct{}), waiters: map[[32]byte][]chan consensus.Applied{},
+		atts: map[uint64]map[uint64][]byte{}, attWake: make(chan struct{}),
+		wits: map[[2]uint64]witness{}, evLast: map[string]time.Time{}, verified: map[[32]byte]bool{},
+		applyQ: make(chan applyJob, applyQueue), memberMo: map[string]bool{},
+		outb: map[[32]byte]*outbound{}, epochCh: make(chan struct{}), gate: gate{held: map[[32]byte]admission{}, decided: map[[32]byte]bool{}},
+	}
+}
+
+// recoverState opens (or creates) the engine's store in cfg.Dir and rebuilds
+// the machine, the rosters and the last decision from it (replay). On error
+// the store is closed.
+func (e *Engine) recoverState(ctx context.Context) error {
+	cfg := e.cfg
+	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+		return fmt.Errorf("bftengine: EngineConfig.Dir: %w", err)
+	}
+	var err error
+	if e.st, err = openStore(cfg.Dir, cfg.Group); err != nil {
+		return err
+	}
+	// The machine starts from the definition the stored history started
+	// from; after replay it must have reached the one the caller passed.
+	e.genesis, err = e.st.genesis()
+	if err == nil {
+		e.m, err = fsm.New(e.genesis)
+	}
+	if err != nil {
+		e.st.close()
+		return fmt.Errorf("bftengine: %w", err)
+	}
+	e.domain = e.genesis.ID()
+	e.ros.Store(&rosters{genesisRoster(e.genesis)})
+	g := e.m.Group()
+	e.curGroup.Store(&g)
+	if err := e.replay(ctx); err != nil {
+		e.st.close()
+		return err
+	}
+	// The caller passes either the definition the history started from (the
+	// group manager always does: node IDs and the signing domain come from
+	// it, so they stay what the running members use) or the one it reached.
+	if fsm.Compare(e.genesis, cfg.Group) != nil {
+		if err := fsm.Compare(e.currentGroup(), cfg.Group); err != nil {
+			e.st.close()
+			return fmt.Errorf("bftengine: EngineConfig.Group is neither the definition group %s started from nor the one its history reached: %w", cfg.Dir, err)
+		}
+	}
+	return nil
 }
 
 // startBFT starts SmartBFT for this member, from the last stored decision.
@@ -392,41 +415,86 @@ func (e *Engine) rosterAt(seq uint64) (r *roster, known bool) {
 	return e.rosters().at(seq), known
 }
 
-// replay applies the stored decisions to the fresh machine, and stores the
-// entries of decisions that were stored but not yet applied when the member
-// stopped. OnApply is not called: applied entries were reported before.
+// replay rebuilds the state from the store: from the checkpoint if there is
+// one (checked, loadCheckpoint), then every later decision, each verified
+// in full as a decision fetched from another member is (verifyDecision:
+// its sequence, its view leader's header, Quorum commit signatures of the
+// node set in force) before it is applied, so a store altered without this
+// member's key fails with ErrStoreCorrupt. It stores the entries of
+// decisions that were stored but not yet applied when the member stopped,
+// and takes a checkpoint if it replayed enough for one. OnApply is not
+// called: applied entries were reported before.
 func (e *Engine) replay(ctx context.Context) error {
 	have, err := e.st.lastEntrySeq()
 	if err != nil {
 		return err
 	}
+	from, err := e.loadCheckpoint()
+	if err != nil {
+		return err
+	}
+	e.restored = from
 	type entriesOf struct {
 		seq uint64
 		es  []storedEntry
 	}
-	var missing []entriesOf // stored after the scan: the store has one connection
-	err = e.st.eachDecision(ctx, func(seq uint64, d *decision) error {
-		if seq != e.lastSeq+1 {
-			return fmt.Errorf("bftengine: stored decisions jump from %d to %d", e.lastSeq, seq)
-		}
-		p := d.proposal()
-		b, err := decodeBatch(p.Payload)
-		if err != nil {
-			return fmt.Errorf("bftengine: stored decision %d: %w", seq, err)
-		}
+	var (
+		missing    []entriesOf // stored after the scan: the store has one connection
+		lastDec    [32]byte
+		chunk      []storedDecision
+		chunkBytes int
+	)
+	apply := func(x storedDecision) {
+		p := x.d.proposal()
 		md := &protos.ViewMetadata{}
-		if err := proto.Unmarshal(p.Metadata, md); err != nil {
-			return fmt.Errorf("bftengine: stored decision %d: %w", seq, err)
+		_ = proto.Unmarshal(p.Metadata, md) // verifyDecision decoded it
+		stored, _ := e.applyBatch(x.seq, x.b)
+		if x.seq > have {
+			missing = append(missing, entriesOf{x.seq, stored})
 		}
-		stored, _ := e.applyBatch(seq, b)
-		if seq > have {
-			missing = append(missing, entriesOf{seq, stored})
-		}
-		e.lastSeq = seq
-		e.last = types.Decision{Proposal: p, Signatures: d.signatures()}
+		e.lastSeq = x.seq
+		e.last = types.Decision{Proposal: p, Signatures: x.d.signatures()}
 		e.lastView.Store(md.ViewId)
+		lastDec = sha256.Sum256(x.body)
+	}
+	// flush verifies and applies the decisions read so far. Those that the
+	// node set now in force must have decided (up to the first that may
+	// change it) are verified in parallel.
+	flush := func() error {
+		for len(chunk) > 0 {
+			n := e.sameRoster(chunk)
+			if err := e.verifyStored(chunk[:n]); err != nil {
+				return err
+			}
+			for _, x := range chunk[:n] {
+				apply(x)
+			}
+			chunk = chunk[n:]
+		}
 		return nil
+	}
+	err = e.st.eachDecision(ctx, from, func(seq uint64, body []byte) error {
+		if next := e.lastSeq + uint64(len(chunk)) + 1; seq != next {
+			return e.corrupt("stored decisions jump from %d to %d", next-1, seq)
+		}
+		d, err := decodeDecision(body)
+		if err != nil {
+			return e.corrupt("stored decision %d: %v", seq, err)
+		}
+		b, err := decodeBatch(d.payload)
+		if err != nil {
+			return e.corrupt("stored decision %d: %v", seq, err)
+		}
+		chunk = append(chunk, storedDecision{seq: seq, body: body, d: d, b: b})
+		if chunkBytes += len(body); len(chunk) < replayChunk && chunkBytes < replayChunkBytes {
+			return nil
+		}
+		chunkBytes = 0
+		return flush()
 	})
+	if err == nil {
+		err = flush()
+	}
 	if err != nil {
 		return err
 	}
@@ -440,6 +508,67 @@ func (e *Engine) replay(ctx context.Context) error {
 	g := e.m.Group()
 	e.curGroup.Store(&g)
 	e.publishApplied(e.lastSeq)
+	e.log.Info("bftengine: state recovered", "event", "consensus.bft.recover", "checkpoint", from, "replayed", e.lastSeq-from)
+	if e.lastSeq > from {
+		e.maybeCheckpoint(e.lastSeq, lastDec)
+	}
+	return nil
+}
+
+// replay reads up to replayChunk stored decisions, or replayChunkBytes of
+// them, before it verifies and applies them.
+const (
+	replayChunk      = 256
+	replayChunkBytes = 8 << 20
+)
+
+// storedDecision is a decision read back from the store.
+type storedDecision struct {
+	seq  uint64
+	body []byte
+	d    *decision
+	b    batch
+}
+
+// sameRoster is how many of the decisions in xs (the next to apply) are
+// decided under the node set in force now: up to the first that may change
+// it (one that opens a membership motion, or any while one is open). Only
+// a passed membership motion changes the node set, from the decision after
+// the one that passed it.
+func (e *Engine) sameRoster(xs []storedDecision) int {
+	if len(e.memberMo) > 0 {
+		return 1
+	}
+	for i, x := range xs {
+		if opensMembership(x.b.items) {
+			return i + 1
+		}
+	}
+	return len(xs)
+}
+
+// verifyStored verifies decisions decided under one node set on up to
+// GOMAXPROCS goroutines (verifyDecision), and returns the first failure in
+// sequence order as ErrStoreCorrupt.
+func (e *Engine) verifyStored(xs []storedDecision) error {
+	errs := make([]error, len(xs))
+	workers := min(runtime.GOMAXPROCS(0), len(xs))
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < len(xs); i += workers {
+				errs[i] = e.verifyDecision(xs[i].seq, xs[i].d)
+			}
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			return e.corrupt("stored decision %d: %v", xs[i].seq, err)
+		}
+	}
 	return nil
 }
 
@@ -500,10 +629,14 @@ func (e *Engine) deliver(p types.Proposal, sigs []types.Signature, live, wait bo
 		return false
 	}
 	first := e.nextIdx + 1
-	if err := e.st.putDecision(seq, first, len(b.items), decisionOf(p, sigs)); err != nil {
+	body := decisionOf(p, sigs).encode()
+	var decHash [32]byte // zero: not stored, no checkpoint ends with it
+	if err := e.st.putDecision(seq, first, len(b.items), body); err != nil {
 		// The decision is in SmartBFT's hands and other members hold it: a
 		// restart replays what was stored and synchronizes the rest.
 		e.log.Error("bftengine: decision not stored", "seq", seq, "err", err)
+	} else {
+		decHash = sha256.Sum256(body)
 	}
 	e.lastSeq = seq
 	e.last = types.Decision{Proposal: p, Signatures: sigs}
@@ -515,7 +648,7 @@ func (e *Engine) deliver(p types.Proposal, sigs []types.Signature, live, wait bo
 	st := e.applyState.Load()
 	wait = wait || st&1 == 1 || e.openerSeq.Load() > st>>1
 	e.dmu.Unlock()
-	j := applyJob{seq: seq, b: b, live: live}
+	j := applyJob{seq: seq, b: b, live: live, decHash: decHash}
 	if wait {
 		j.done = make(chan struct{})
 	}
@@ -552,10 +685,11 @@ func opensMembership(items [][]byte) bool {
 }
 
 type applyJob struct {
-	seq  uint64
-	b    batch
-	live bool
-	done chan struct{} // closed once applied, if set
+	seq     uint64
+	b       batch
+	live    bool
+	decHash [32]byte      // SHA-256 of the decision as stored; zero if it was not
+	done    chan struct{} // closed once applied, if set
 }
 
 // applyLoop applies queued decisions in order: each item is one entry; the
@@ -587,6 +721,8 @@ func (e *Engine) apply(j applyJob) {
 	}
 	if err := e.st.putEntries(j.seq, stored); err != nil {
 		e.log.Error("bftengine: entries not stored", "seq", j.seq, "err", err)
+	} else if j.decHash != ([32]byte{}) {
+		e.maybeCheckpoint(j.seq, j.decHash)
 	}
 	e.lastIdx.Store(e.m.LastIndex())
 	g := e.m.Group()

@@ -26,7 +26,10 @@ import (
 // the members' signatures, which can be asked for again), so they are
 // written on a second connection with synchronous=NORMAL: no fsync of their
 // own on the path of every decision; the next decision's commit makes them
-// durable, and a restart re-derives entries lost with power.
+// durable, and a restart re-derives entries lost with power. So is the
+// checkpoint (checkpoint.go), written after the entries of the decision it
+// ends with: both connections append to one WAL, in commit order, so a
+// checkpoint that survives a power loss finds those entries stored.
 type store struct {
 	db      *sql.DB // decisions: synchronous=FULL
 	derived *sql.DB // entries, certificates: synchronous=NORMAL
@@ -37,6 +40,7 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS decisions (seq INTEGER PRIMARY KEY, first_index INTEGER NOT NULL, count INTEGER NOT NULL, body BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS entries (idx INTEGER PRIMARY KEY, seq INTEGER NOT NULL, time INTEGER NOT NULL, request BLOB NOT NULL, result BLOB NOT NULL, grp BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS certs (idx INTEGER NOT NULL, signer BLOB NOT NULL, sig BLOB NOT NULL, PRIMARY KEY (idx, signer));
+CREATE TABLE IF NOT EXISTS checkpoint (id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL, body BLOB NOT NULL, signer BLOB NOT NULL, sig BLOB NOT NULL);
 `
 
 func openStore(dir string, g fsm.Group) (*store, error) {
@@ -117,9 +121,9 @@ type storedEntry struct {
 	group  fsm.Group // before the entry applied
 }
 
-func (s *store) putDecision(seq, first uint64, count int, d *decision) error {
+func (s *store) putDecision(seq, first uint64, count int, body []byte) error {
 	if _, err := s.db.Exec(`INSERT INTO decisions (seq, first_index, count, body) VALUES (?, ?, ?, ?)`,
-		int64(seq), int64(first), count, d.encode()); err != nil {
+		int64(seq), int64(first), count, body); err != nil {
 		return fmt.Errorf("bftengine: store decision %d: %w", seq, err)
 	}
 	return nil
@@ -173,9 +177,10 @@ func recordResult(r fsm.Result) fsm.RecordResult {
 		Motion: r.Motion, Outcome: r.Outcome, Closed: r.Closed}
 }
 
-// eachDecision calls fn with every stored decision in sequence order.
-func (s *store) eachDecision(ctx context.Context, fn func(seq uint64, d *decision) error) error {
-	rows, err := s.db.QueryContext(ctx, `SELECT seq, body FROM decisions ORDER BY seq`)
+// eachDecision calls fn with every stored decision after sequence from, in
+// sequence order, with its stored body.
+func (s *store) eachDecision(ctx context.Context, from uint64, fn func(seq uint64, body []byte) error) error {
+	rows, err := s.db.QueryContext(ctx, `SELECT seq, body FROM decisions WHERE seq > ? ORDER BY seq`, int64(from))
 	if err != nil {
 		return fmt.Errorf("bftengine: read decisions: %w", err)
 	}
@@ -186,18 +191,15 @@ func (s *store) eachDecision(ctx context.Context, fn func(seq uint64, d *decisio
 		if err := rows.Scan(&seq, &body); err != nil {
 			return fmt.Errorf("bftengine: read decisions: %w", err)
 		}
-		d, err := decodeDecision(body)
-		if err != nil {
-			return fmt.Errorf("bftengine: stored decision %d: %w", seq, err)
-		}
-		if err := fn(uint64(seq), d); err != nil {
+		if err := fn(uint64(seq), body); err != nil {
 			return err
 		}
 	}
 	return rows.Err()
 }
 
-func (s *store) decisionAt(seq uint64) (*decision, bool, error) {
+// decisionBody is decision seq as stored.
+func (s *store) decisionBody(seq uint64) ([]byte, bool, error) {
 	var body []byte
 	err := s.db.QueryRow(`SELECT body FROM decisions WHERE seq = ?`, int64(seq)).Scan(&body)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -205,6 +207,35 @@ func (s *store) decisionAt(seq uint64) (*decision, bool, error) {
 	}
 	if err != nil {
 		return nil, false, fmt.Errorf("bftengine: read decision %d: %w", seq, err)
+	}
+	return body, true, nil
+}
+
+// putCheckpoint replaces the stored checkpoint.
+func (s *store) putCheckpoint(seq uint64, body []byte, signer identity.PublicKey, sig []byte) error {
+	if _, err := s.derived.Exec(`INSERT OR REPLACE INTO checkpoint (id, seq, body, signer, sig) VALUES (1, ?, ?, ?, ?)`,
+		int64(seq), body, signer.Bytes(), sig); err != nil {
+		return fmt.Errorf("bftengine: store checkpoint %d: %w", seq, err)
+	}
+	return nil
+}
+
+// checkpoint is the stored checkpoint, if any.
+func (s *store) checkpoint() (body, signer, sig []byte, ok bool, err error) {
+	err = s.db.QueryRow(`SELECT body, signer, sig FROM checkpoint WHERE id = 1`).Scan(&body, &signer, &sig)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil, nil, false, nil
+	}
+	if err != nil {
+		return nil, nil, nil, false, fmt.Errorf("bftengine: read checkpoint: %w", err)
+	}
+	return body, signer, sig, true, nil
+}
+
+func (s *store) decisionAt(seq uint64) (*decision, bool, error) {
+	body, ok, err := s.decisionBody(seq)
+	if err != nil || !ok {
+		return nil, ok, err
 	}
 	d, err := decodeDecision(body)
 	if err != nil {
