@@ -38,15 +38,23 @@
 //     times its size) are decoded and scanned; a finding inside marks the
 //     whole run. A run glued to a path or a name by a separator in its
 //     first 21 bytes (/api/v1/..., x-..., token_...) is decoded from after
-//     the separator when it does not decode whole. A decoded view is scanned too: JSON \u00XX escapes, URL
-//     percent-encoding (with the quotes, braces and spaces around a value,
-//     so q=%7B%22api_key%22%3A... keeps its key), HTML character references,
-//     fullwidth ASCII (NFKC) decoded; zero-width characters, word joiners
-//     and soft hyphens dropped; no-break, thin and figure spaces,
-//     underscores and + between digits read as spaces, and so are dots
-//     between digit groups of known shapes (four and four, 3.2.4 SSN,
-//     4.6.5 and 4.6.4 cards, an IBAN in fours). A finding counts there when
-//     a decoded character lies inside it or just before it.
+//     the separator when it does not decode whole. A decoded view is scanned too: JSON \u00XX and \/
+//     escapes, URL percent-encoding applied once or twice (with the quotes,
+//     braces and spaces around a value, so q=%7B%22api_key%22%3A... keeps
+//     its key), HTML character references, the forms NFKC folds to ASCII
+//     (fullwidth, mathematical letters and digits, circled letters, small
+//     @ . : -) and Arabic-Indic, Persian and Devanagari digits decoded;
+//     invisible characters dropped (zero-width characters and joiners, bidi
+//     marks, embeddings and isolates, invisible operators, variation
+//     selectors, tag characters, CGJ, fillers, soft hyphen); no-break,
+//     typographic and ideographic spaces, underscores and + between digits
+//     read as spaces, hyphens, dashes and minus signs between digits as -,
+//     and dots between digit groups of known shapes (four and four, 3.2.4
+//     SSN, 4.6.5 and 4.6.4 cards, an IBAN in fours) as spaces. A finding
+//     counts there when a decoded character lies inside it or up to 32
+//     bytes before it (a key name spelled with an escape). Text in other
+//     scripts opens a view only where an invisible character touches an
+//     ASCII value character or six digits of another script run together.
 //   - A value split across lines of one string (a newline, \r\n or a JSON
 //     \n escape, the next line indented or not): the text around a break
 //     between two pieces of a value (each with a digit or an @, or eight

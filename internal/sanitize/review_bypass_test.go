@@ -1,0 +1,155 @@
+package sanitize
+
+import (
+	"strings"
+	"testing"
+)
+
+// mathBold spells ASCII letters and digits in MATHEMATICAL BOLD (U+1D400..),
+// which NFKC folds back to ASCII.
+func mathBold(s string) string {
+	var b strings.Builder
+	for _, c := range s {
+		switch {
+		case 'A' <= c && c <= 'Z':
+			b.WriteRune(0x1D400 + c - 'A')
+		case 'a' <= c && c <= 'z':
+			b.WriteRune(0x1D41A + c - 'a')
+		case '0' <= c && c <= '9':
+			b.WriteRune(0x1D7CE + c - '0')
+		default:
+			b.WriteRune(c)
+		}
+	}
+	return b.String()
+}
+
+// digitsIn writes ASCII digits with the digits of another script (zero at
+// zero).
+func digitsIn(s string, zero rune) string {
+	var b strings.Builder
+	for _, c := range s {
+		if '0' <= c && c <= '9' {
+			c = zero + c - '0'
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
+
+// Review of the outbound gate: forms of a value that editors, encoders and
+// RTL text produce, each of which once passed the sanitizer in clear. Each
+// must be found, and redaction must remove the value (keep is a piece of the
+// value that must not survive).
+func TestReviewBypassesFound(t *testing.T) {
+	s := newTest(t)
+	aws := "AKIA" + fake(71, upperNum, 16)
+	card := luhnComplete("453914880343646")
+	cardG := group4(card)
+	iban := ibanFor("DE", "370400440532013000")
+	pw := "Hq7" + fake(72, alnum, 12)
+	hook := "https://hooks.slack.com/services/T" + fake(73, upperNum, 8) + "/B" + fake(74, upperNum, 8) + "/" + fake(75, alnum, 24)
+	jsonSlash := strings.ReplaceAll(hook, "/", `\/`)
+	cases := []struct {
+		name, in, keep string
+		cat            Category
+	}{
+		// JSON's \/ escape (PHP json_encode writes every / that way).
+		{"json slash webhook", `{"url":"` + jsonSlash + `"}`, hook[len(hook)-12:], CategorySlackWebhook},
+		{"json slash db url", `{"dsn":"postgres:\/\/app:` + pw + `@db.internal\/app"}`, pw, CategoryDBURLPassword},
+		// Invisible characters other than zero-width ones: bidi marks from
+		// RTL editors, invisible operators, variation selectors, fillers.
+		{"lrm in key", "key " + aws[:8] + "\u200e" + aws[8:], aws[8:], CategoryAWSAccessKey},
+		{"rlm in card", "card " + cardG[:9] + "\u200f" + cardG[9:], cardG[10:], CategoryCreditCard},
+		{"lre pdf in key", "key \u202a" + aws[:10] + "\u202c" + aws[10:], aws[10:], CategoryAWSAccessKey},
+		{"rlo in key", "key " + aws[:6] + "\u202e" + aws[6:], aws[6:], CategoryAWSAccessKey},
+		{"isolates in card", "card \u2066" + cardG[:9] + "\u2069" + cardG[9:], cardG[10:], CategoryCreditCard},
+		{"arabic letter mark", "card " + cardG[:4] + "\u061c" + cardG[4:], cardG[10:], CategoryCreditCard},
+		{"invisible separator", "key " + aws[:8] + "\u2063" + aws[8:], aws[8:], CategoryAWSAccessKey},
+		{"variation selector", "key " + aws[:8] + "\ufe0f" + aws[8:], aws[8:], CategoryAWSAccessKey},
+		{"combining grapheme joiner", "key " + aws[:8] + "\u034f" + aws[8:], aws[8:], CategoryAWSAccessKey},
+		{"mongolian vowel separator", "key " + aws[:8] + "\u180e" + aws[8:], aws[8:], CategoryAWSAccessKey},
+		{"hangul filler", "key " + aws[:8] + "\u3164" + aws[8:], aws[8:], CategoryAWSAccessKey},
+		{"tag space", "key " + aws[:8] + "\U000e0020" + aws[8:], aws[8:], CategoryAWSAccessKey},
+		// Dashes and spaces that word processors put between digit groups.
+		{"card en dash", "card " + strings.ReplaceAll(cardG, " ", "\u2013"), card[8:], CategoryCreditCard},
+		{"card em dash", "card " + strings.ReplaceAll(cardG, " ", "\u2014"), card[8:], CategoryCreditCard},
+		{"card unicode hyphen", "card " + strings.ReplaceAll(cardG, " ", "\u2010"), card[8:], CategoryCreditCard},
+		{"card non-breaking hyphen", "card " + strings.ReplaceAll(cardG, " ", "\u2011"), card[8:], CategoryCreditCard},
+		{"card minus sign", "card " + strings.ReplaceAll(cardG, " ", "\u2212"), card[8:], CategoryCreditCard},
+		{"card en space", "card " + strings.ReplaceAll(cardG, " ", "\u2002"), card[8:], CategoryCreditCard},
+		{"card ideographic space", "カード " + strings.ReplaceAll(cardG, " ", "\u3000"), card[8:], CategoryCreditCard},
+		{"iban en space", "IBAN " + strings.ReplaceAll(group4(iban), " ", "\u2002"), iban[8:12], CategoryIBAN},
+		{"iban ideographic space", "IBAN " + strings.ReplaceAll(group4(iban), " ", "\u3000"), iban[8:12], CategoryIBAN},
+		{"ssn en dash", "SSN: 219\u201309\u20139999", "9999", CategoryUSSSN},
+		// NFKC forms beyond fullwidth: mathematical alphanumerics, circled
+		// letters, the small commercial at.
+		{"math bold key", "key " + mathBold(aws), mathBold(aws[8:]), CategoryAWSAccessKey},
+		{"math bold card", "card " + mathBold(cardG), mathBold(card[12:]), CategoryCreditCard},
+		{"math bold email", "mail " + mathBold("hannah.schmidt") + "@northwind.dev", mathBold("schmidt"), CategoryEmail},
+		{"math sans email", "mail hannah.schmidt@" + "\U0001D5C7\U0001D5C8\U0001D5CB\U0001D5CD\U0001D5C1" + "wind.dev", "wind.dev", CategoryEmail},
+		{"circled email", "mail \u24d7\u24d0\u24dd\u24dd\u24d0\u24d7.schmidt@northwind.dev", "northwind", CategoryEmail},
+		{"small commercial at", "mail hannah.schmidt\ufe6bnorthwind.dev", "northwind", CategoryEmail},
+		// Digits of other scripts, as Arabic, Persian and Hindi text write them.
+		{"arabic-indic card", "البطاقة " + digitsIn(cardG, 0x660), digitsIn(card[12:], 0x660), CategoryCreditCard},
+		{"persian card", "کارت " + digitsIn(cardG, 0x6F0), digitsIn(card[12:], 0x6F0), CategoryCreditCard},
+		{"devanagari card", "कार्ड " + digitsIn(cardG, 0x966), digitsIn(card[12:], 0x966), CategoryCreditCard},
+		// A key name written with an escape or an invisible character.
+		{"escaped key name", `{"pass\u0077ord": "` + pw + `"}`, pw, CategoryPasswordAssignment},
+		{"zero-width in key name", "{\"pass\u200bword\": \"" + pw + "\"}", pw, CategoryPasswordAssignment},
+		{"fullwidth key name", "{\"ｐａｓｓｗｏｒｄ\": \"" + pw + "\"}", pw, CategoryPasswordAssignment},
+		// Percent-encoding applied twice (a URL carried in a query string).
+		{"double url-encoded email", "next=%2Flogin%3Fuser%3Dhannah.schmidt%2540northwind.dev", "northwind", CategoryEmail},
+		{"double url-encoded key", "q=" + doublePct("key="+aws), doublePct(aws[10:]), CategoryAWSAccessKey},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			in := []byte(c.in)
+			fs := s.Scan(in)
+			ok := false
+			for _, f := range fs {
+				ok = ok || f.Category == c.cat
+			}
+			if !ok {
+				t.Fatalf("%q: findings %v, want %s", c.in, found(in, fs), c.cat)
+			}
+			res := s.DryRun(peerA, Policy{Secrets: ActionRedact, PII: ActionRedact}, in)
+			if strings.Contains(res.Output, c.keep) {
+				t.Fatalf("redacted output still holds %q: %q", c.keep, res.Output)
+			}
+		})
+	}
+}
+
+// doublePct percent-encodes every byte of s, then the percent signs again.
+func doublePct(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		b.WriteString("%25")
+		b.WriteString(strings.ToUpper(string("0123456789abcdef"[s[i]>>4]) + string("0123456789abcdef"[s[i]&15])))
+	}
+	return b.String()
+}
+
+// The same decodings must not invent values: text in RTL scripts, emoji
+// with variation selectors, dashes in ranges and dates, math in prose, and
+// digits of other scripts that are not values stay clean.
+func TestReviewDecodingsNoFalsePositives(t *testing.T) {
+	s := newTest(t)
+	for _, in := range []string{
+		"\u200fمرحبا\u200e hello \u202bשלום\u202c ok",
+		"I ❤️ this ✔️ and 👍🏽 — great",
+		"pages 1024\u20132048, years 2019\u20132024, call 10\u201312 am",
+		"range 4000\u20139999 and 1000\u20142000",
+		"let \U0001D465 = 2\U0001D466 + 1 for \U0001D45B \u2208 \U0001D441",
+		"ⓐ first ⓑ second",
+		"الطلب رقم ١٢٣٤ بتاريخ ٢٠٢٤/٠٣/١٥",
+		"total 1\u2009234\u2009567 units, 12\u00a0345 km",
+		`{"path":"C:\/Users\/me\/file.txt","url":"https:\/\/example.com\/a\/b"}`,
+		"%2520 and %252F and 100%25 done",
+	} {
+		if fs := s.Scan([]byte(in)); len(fs) > 0 {
+			t.Errorf("%q: findings %v, want none", in, found([]byte(in), fs))
+		}
+	}
+}
