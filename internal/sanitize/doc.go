@@ -22,7 +22,9 @@
 //     api_key, Bearer ...), in JSON, YAML (block scalars too), .env, CLI
 //     flags, `key value` lines (.netrc; an AWS secret after its name),
 //     prose ("the password is", and a password noun in 38 languages before a
-//     colon or a linking word), mysql's -pSECRET, and table columns: CSV,
+//     colon or a linking word), mysql's -pSECRET,
+//     curl's -u user:SECRET, sshpass -p SECRET, SQL's PASSWORD 'SECRET',
+//     IDENTIFIED BY 'SECRET' and SET PASSWORD = 'SECRET', and table columns: CSV,
 //     semicolon CSV, TSV and Markdown tables whose header names the column. Placeholders (YOUR_API_KEY_HERE,
 //     ${DB_PASSWORD}, ********, EXAMPLE keys, xxxx runs) are not secrets.
 //   - PII, each with a validator: email (domain and TLD checked; UTF-8

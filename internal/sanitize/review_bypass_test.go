@@ -153,3 +153,48 @@ func TestReviewDecodingsNoFalsePositives(t *testing.T) {
 		}
 	}
 }
+
+// Review of the outbound gate: passwords in command lines and SQL that no
+// key=value form covers.
+func TestReviewCommandAndSQLPasswords(t *testing.T) {
+	s := newTest(t)
+	pw := "Hq7" + fake(76, alnum, 12) + "!"
+	for _, in := range []string{
+		"curl -u admin:" + pw + " https://api.northwind.dev/v1",
+		"curl -s --user admin:" + pw + " https://api.northwind.dev/v1",
+		"curl --user=admin:" + pw + " -X POST https://api.northwind.dev",
+		"curl -x http://proxy:3128 -U proxyuser:" + pw + " https://northwind.dev",
+		"curl --proxy-user \"proxyuser:" + pw + "\" https://northwind.dev",
+		"sshpass -p '" + pw + "' ssh deploy@10.0.0.5",
+		"sshpass -p " + pw + " scp a.tar deploy@host:",
+		"ALTER ROLE app WITH LOGIN PASSWORD '" + pw + "';",
+		"CREATE USER app PASSWORD '" + pw + "'",
+		"SET PASSWORD FOR 'bob'@'%' = '" + pw + "';",
+		"CREATE USER 'bob'@'localhost' IDENTIFIED BY '" + pw + "';",
+		"ALTER USER bob identified by \"" + pw + "\";",
+	} {
+		t.Run(in[:20], func(t *testing.T) {
+			fs := s.Scan([]byte(in))
+			res := s.DryRun(peerA, Policy{Secrets: ActionRedact, PII: ActionRedact}, []byte(in))
+			if len(fs) == 0 || strings.Contains(res.Output, pw[:10]) {
+				t.Fatalf("%q: findings %v, redacted %q", in, found([]byte(in), fs), res.Output)
+			}
+		})
+	}
+	// No password there: a user alone, a prompt, a placeholder, prose.
+	for _, in := range []string{
+		"curl -u admin https://api.northwind.dev",
+		"curl -u \"$USER:$PASS\" https://api.northwind.dev",
+		"curl -u admin:changeme https://x.dev",
+		"curl -sSL -o out.tar.gz https://northwind.dev/a-b:c",
+		"sshpass -p \"$SSHPASS\" ssh host",
+		"ALTER USER bob PASSWORD EXPIRE;",
+		"CREATE USER bob IDENTIFIED BY PASSWORD '*E6CC90B878B948C35E92B003C792C46C58C4AF40';",
+		"the password 'expired' yesterday",
+		"users identified by their email",
+	} {
+		if fs := s.Scan([]byte(in)); len(fs) > 0 {
+			t.Errorf("%q: findings %v, want none", in, found([]byte(in), fs))
+		}
+	}
+}

@@ -77,6 +77,8 @@ const (
 	trigKey
 	trigProse
 	trigMySQL
+	trigCLIAuth
+	trigSQL
 )
 
 type trigger struct {
@@ -145,6 +147,12 @@ func New(cfg Config) (*Sanitizer, error) {
 		add(k, trigger{kind: trigProse})
 	}
 	add("mysql", trigger{kind: trigMySQL})
+	for _, k := range cliAuthTools {
+		add(k, trigger{kind: trigCLIAuth})
+	}
+	for _, k := range sqlPasswordWords {
+		add(k, trigger{kind: trigSQL})
+	}
 	s.ac = newACMatcher(pats)
 	if s.canaries, err = newCanaryIndex(cfg.Canaries); err != nil {
 		return nil, err
@@ -188,6 +196,8 @@ type scanner struct {
 	numDone   int
 	v6Done    int
 	pemDone   int
+	cliDone   [2]int // cliAuthHit: the end of the last command line read, per tool
+	sqlDone   int    // sqlHit: the end of the last SET PASSWORD statement read
 	lastKS    int
 	lastKE    int
 	depth     int
@@ -255,6 +265,10 @@ func (s *Sanitizer) scan(ctx context.Context, data []byte, depth int) ([]Finding
 				sc.proseHit(start, int(s.ac.patLens[pat]))
 			case trigMySQL:
 				sc.mysqlHit(start, int(s.ac.patLens[pat]))
+			case trigCLIAuth:
+				sc.cliAuthHit(start, int(s.ac.patLens[pat]))
+			case trigSQL:
+				sc.sqlHit(start, int(s.ac.patLens[pat]))
 			}
 		}
 	}
