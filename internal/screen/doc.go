@@ -46,7 +46,8 @@
 //   - The same attack shapes in other languages (concepts.go): cue words of about twenty
 //     meanings (ignore, previous, instructions, system prompt, reveal, secret, send, tool,
 //     your reply, "AI reading this", no restrictions, from now on, before you summarise,
-//     recommend, covert, negation, condition) in 19 languages, scored only in combination
+//     recommend, covert, negation, condition) in 19 languages (the override and extraction cues in 13 more: uk, cs, sk, sv, no,
+//     da, fi, el, he, fa, ro, hu, sw), scored only in combination
 //     within a sentence; reported under the codes above.
 //   - obfuscated:leetspeak: the text read again with leetspeak (1gn0r3) and split
 //     letters (i-g-n-o-r-e) undone added hostile evidence.
