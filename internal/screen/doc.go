@@ -33,7 +33,8 @@
 //     "### Instruction:" headings, fake end-of-input markers.
 //   - exfiltration-request, tool-request: sending secrets, files or codes somewhere,
 //     sensitive paths (~/.ssh, /etc/shadow), curl | sh, reverse shells, destructive
-//     commands, code that posts local data out.
+//     commands, code that posts local data out, markdown images whose URL leaves a
+//     parameter for the reader to fill, the user's data to be encoded into a URL.
 //   - hidden-unicode:tag-chars, :zero-width, :bidi-override, :bidi-control,
 //     :variation-selectors: invisible characters; tag characters and runs of variation
 //     selectors are decoded and the hidden text screened too. Emoji flag tag sequences,
