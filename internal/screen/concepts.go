@@ -210,8 +210,12 @@ func (cs *conceptSet) match(f *folded) ([]signal, int, bool) {
 	cur := &m.cur
 	toks := f.toks.t
 	leet, split := 0, 0 // words with a digit between letters; single letters joined by - . _
+	syll := 0           // pieces of words joined by a hyphen, a middle dot or a hyphenation point
 	for ti := range toks {
 		t := &toks[ti]
+		if ti > 0 && syllableJoin(text, toks[ti-1], *t) {
+			syll++
+		}
 		if w := text[t.start:t.end]; t.digit && leetWord(w) { // no digit, no leetspeak
 			leet++
 		} else if len(w) == 1 && ti > 0 && int(toks[ti-1].end) == int(t.start)-1 && toks[ti-1].end-toks[ti-1].start == 1 &&
@@ -272,7 +276,33 @@ func (cs *conceptSet) match(f *folded) ([]signal, int, bool) {
 	for _, h := range hits {
 		out = append(out, signal{id: h.id, code: h.code, weight: h.weight * metaFactor(nmeta, h.quoted)})
 	}
-	return out, nmeta, leet >= 2 || split >= 2
+	return out, nmeta, leet >= 2 || split >= 2 || syll >= 3
+}
+
+// syllableJoin reports whether the words a and b are pieces of one word cut into
+// syllables: lowercase letters glued by a middle dot or a hyphenation point, or by a
+// hyphen with a piece of three letters or fewer (ig-nore, in-struc-tions). It only
+// decides whether a second reading is worth its cost; the reading adds only what is
+// hostile.
+func syllableJoin(text string, a, b token) bool {
+	gap := text[a.end:b.start]
+	if gap != "-" && gap != "\u00b7" && gap != "\u2027" {
+		return false
+	}
+	wa, wb := text[a.start:a.end], text[b.start:b.end]
+	if !lowerWord(wa) || !lowerWord(wb) {
+		return false
+	}
+	return gap != "-" || len(wa) <= 3 || len(wb) <= 3
+}
+
+func lowerWord(w string) bool {
+	for i := 0; i < len(w); i++ {
+		if !isLower(w[i]) {
+			return false
+		}
+	}
+	return w != ""
 }
 
 // conceptScan is the state of one match: the current sentence's concepts, whether the
@@ -569,7 +599,41 @@ func deobfuscate(s string) (string, bool) {
 		out = append(out, b[i])
 		i++
 	}
-	return string(out), changed
+	// Syllables glued by a hyphen, a middle dot or a hyphenation point between
+	// letters: ig-nore, in·struc·tions.
+	// Pieces of two letters or more on both sides, so a-b stays.
+	j, run := 0, 0 // run: lowercase letters just before out[j]
+	for i := 0; i < len(out); i++ {
+		if run >= 2 {
+			if n := syllableMark(out[i:]); n > 0 && i+n+1 < len(out) && isLower(out[i+n]) && isLower(out[i+n+1]) {
+				i += n - 1
+				changed = true
+				continue
+			}
+		}
+		if isLower(out[i]) {
+			run++
+		} else {
+			run = 0
+		}
+		out[j] = out[i]
+		j++
+	}
+	return string(out[:j]), changed
+}
+
+// syllableMark is the length of the hyphen, middle dot or hyphenation point at the
+// start of b, or 0.
+func syllableMark(b []byte) int {
+	switch {
+	case len(b) > 0 && b[0] == '-':
+		return 1
+	case len(b) > 1 && b[0] == 0xC2 && b[1] == 0xB7:
+		return 2
+	case len(b) > 2 && b[0] == 0xE2 && b[1] == 0x80 && b[2] == 0xA7:
+		return 3
+	}
+	return 0
 }
 
 func isLower(c byte) bool { return c >= 'a' && c <= 'z' }
