@@ -28,7 +28,7 @@
 //     semicolon CSV, TSV and Markdown tables whose header names the column. Placeholders (YOUR_API_KEY_HERE,
 //     ${DB_PASSWORD}, ********, EXAMPLE keys, xxxx runs) are not secrets.
 //   - PII, each with a validator: email (domain and TLD checked; UTF-8
-//     local parts; not message identifiers in Message-ID, In-Reply-To,
+//     local parts; Latin letters with diacritics in domain labels; not message identifiers in Message-ID, In-Reply-To,
 //     References), phone
 //     (E.164, NANP, trunk-0 national; bare digits only next to a phone word),
 //     payment card (brand prefix and Luhn), IBAN (country length and mod 97),

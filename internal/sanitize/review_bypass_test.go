@@ -98,6 +98,9 @@ func TestReviewBypassesFound(t *testing.T) {
 		{"escaped key name", `{"pass\u0077ord": "` + pw + `"}`, pw, CategoryPasswordAssignment},
 		{"zero-width in key name", "{\"pass\u200bword\": \"" + pw + "\"}", pw, CategoryPasswordAssignment},
 		{"fullwidth key name", "{\"ｐａｓｓｗｏｒｄ\": \"" + pw + "\"}", pw, CategoryPasswordAssignment},
+		// Internationalized domain names, as German, French or Nordic mail has them.
+		{"idn domain", "Kontakt: juergen.weber@bücher-kiste.de, Tel. folgt", "bücher", CategoryEmail},
+		{"idn subdomain", "mail anna@post.göteborg.se now", "göteborg", CategoryEmail},
 		// Percent-encoding applied twice (a URL carried in a query string).
 		{"double url-encoded email", "next=%2Flogin%3Fuser%3Dhannah.schmidt%2540northwind.dev", "northwind", CategoryEmail},
 		{"double url-encoded key", "q=" + doublePct("key="+aws), doublePct(aws[10:]), CategoryAWSAccessKey},
@@ -147,6 +150,7 @@ func TestReviewDecodingsNoFalsePositives(t *testing.T) {
 		"total 1\u2009234\u2009567 units, 12\u00a0345 km",
 		`{"path":"C:\/Users\/me\/file.txt","url":"https:\/\/example.com\/a\/b"}`,
 		"%2520 and %252F and 100%25 done",
+		"Größe@Höhe ist egal, café@maison",
 	} {
 		if fs := s.Scan([]byte(in)); len(fs) > 0 {
 			t.Errorf("%q: findings %v, want none", in, found([]byte(in), fs))
