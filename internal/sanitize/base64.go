@@ -457,6 +457,9 @@ func decodeAt(d []byte, i int) (c byte, n int, skip bool, ok bool) {
 		if c, ok := escapeAt(d, i); ok && viewChar(c) {
 			return c, 6, false, true
 		}
+		if r, n, ok := jsonRuneAt(d, i); ok {
+			return decodeRune(d, i, r, n)
+		}
 		// JSON's escaped solidus: PHP and others write every / of a URL so.
 		if i+1 < len(d) && d[i+1] == '/' && !escapedAt(d, i) {
 			return '/', 2, false, true
@@ -545,6 +548,12 @@ func runeMayDecode(b0, b1 byte) bool { return runeSecond[b0]>>(b1&63)&1 != 0 }
 // decodeRuneAt is decodeAt for a multi-byte character.
 func decodeRuneAt(d []byte, i int) (c byte, n int, skip bool, ok bool) {
 	r, n := utf8.DecodeRune(d[i:])
+	return decodeRune(d, i, r, n)
+}
+
+// decodeRune is decodeAt for the character r written in the n bytes at i
+// (as UTF-8 or as a JSON \uXXXX escape).
+func decodeRune(d []byte, i int, r rune, n int) (c byte, _ int, skip bool, ok bool) {
 	if invisible(r) {
 		return 0, n, true, true
 	}
@@ -566,6 +575,37 @@ func decodeRuneAt(d []byte, i int) (c byte, n int, skip bool, ok bool) {
 		}
 	}
 	return 0, 0, false, false
+}
+
+// jsonRuneAt decodes a JSON \uXXXX escape at i (not itself escaped) that
+// is not ASCII, with its low surrogate when it is a high one: encoders that
+// write ASCII only (Python's json.dumps) write every other character so.
+func jsonRuneAt(d []byte, i int) (rune, int, bool) {
+	hex4 := func(k int) (rune, bool) {
+		if k+5 >= len(d) || d[k] != '\\' || d[k+1] != 'u' {
+			return 0, false
+		}
+		var r rune
+		for _, c := range d[k+2 : k+6] {
+			if !isHex(c) {
+				return 0, false
+			}
+			r = r<<4 | rune(unhex(c))
+		}
+		return r, true
+	}
+	r, ok := hex4(i)
+	if !ok || r < 0x80 || escapedAt(d, i) {
+		return 0, 0, false
+	}
+	if r >= 0xD800 && r < 0xDC00 {
+		lo, ok := hex4(i + 6)
+		if !ok || lo < 0xDC00 || lo > 0xDFFF {
+			return 0, 0, false
+		}
+		return 0x10000 + (r-0xD800)<<10 + (lo - 0xDC00), 12, true
+	}
+	return r, 6, true
 }
 
 // invisible reports a character that renders as nothing (or as a blank) and

@@ -41,7 +41,7 @@
 //     whole run. A run glued to a path or a name by a separator in its
 //     first 21 bytes (/api/v1/..., x-..., token_...) is decoded from after
 //     the separator when it does not decode whole. A decoded view is scanned too: JSON \u00XX and \/
-//     escapes, URL percent-encoding applied once or twice (with the quotes,
+//     escapes (and \uXXXX, surrogate pairs too, for the characters below), URL percent-encoding applied once or twice (with the quotes,
 //     braces and spaces around a value, so q=%7B%22api_key%22%3A... keeps
 //     its key), HTML character references, the forms NFKC folds to ASCII
 //     (fullwidth, mathematical letters and digits, circled letters, small

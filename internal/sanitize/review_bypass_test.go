@@ -1,8 +1,10 @@
 package sanitize
 
 import (
+	"fmt"
 	"strings"
 	"testing"
+	"unicode/utf16"
 )
 
 // mathBold spells ASCII letters and digits in MATHEMATICAL BOLD (U+1D400..),
@@ -101,6 +103,13 @@ func TestReviewBypassesFound(t *testing.T) {
 		// Internationalized domain names, as German, French or Nordic mail has them.
 		{"idn domain", "Kontakt: juergen.weber@bücher-kiste.de, Tel. folgt", "bücher", CategoryEmail},
 		{"idn subdomain", "mail anna@post.göteborg.se now", "göteborg", CategoryEmail},
+		// The same characters as JSON escapes (Python's json.dumps writes
+		// every non-ASCII character so).
+		{"json escaped zero-width", `{"k":"` + aws[:8] + `\u200b` + aws[8:] + `"}`, aws[8:], CategoryAWSAccessKey},
+		{"json escaped soft hyphen in email", `{"m":"hannah.schmidt@north\u00adwind.dev"}`, "wind.dev", CategoryEmail},
+		{"json escaped fullwidth at", `{"m":"hannah.schmidt\uff20northwind.dev"}`, "northwind", CategoryEmail},
+		{"json escaped math bold", `{"k":"` + jsonEscapeAll(mathBold(aws)) + `"}`, `\udc00`, CategoryAWSAccessKey},
+		{"json escaped en dash card", `{"c":"` + strings.ReplaceAll(cardG, " ", `\u2013`) + `"}`, card[12:], CategoryCreditCard},
 		// Percent-encoding applied twice (a URL carried in a query string).
 		{"double url-encoded email", "next=%2Flogin%3Fuser%3Dhannah.schmidt%2540northwind.dev", "northwind", CategoryEmail},
 		{"double url-encoded key", "q=" + doublePct("key="+aws), doublePct(aws[10:]), CategoryAWSAccessKey},
@@ -122,6 +131,15 @@ func TestReviewBypassesFound(t *testing.T) {
 			}
 		})
 	}
+}
+
+// jsonEscapeAll writes s as JSON \uXXXX escapes (UTF-16, surrogate pairs).
+func jsonEscapeAll(s string) string {
+	var b strings.Builder
+	for _, u := range utf16.Encode([]rune(s)) {
+		fmt.Fprintf(&b, "\\u%04x", u)
+	}
+	return b.String()
 }
 
 // doublePct percent-encodes every byte of s, then the percent signs again.
