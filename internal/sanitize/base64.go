@@ -3,6 +3,7 @@ package sanitize
 import (
 	"bytes"
 	"compress/gzip"
+	"compress/zlib"
 	"encoding/base32"
 	"encoding/base64"
 	"encoding/hex"
@@ -24,6 +25,30 @@ var b64Byte = func() (t [256]bool) {
 const minB64 = 22
 
 func isGzip(b []byte) bool { return len(b) >= 10 && b[0] == 0x1f && b[1] == 0x8b && b[2] == 8 }
+
+// isZlib reports a zlib stream header (RFC 1950): deflate with a window of
+// 32 KiB or less, no preset dictionary, and the header check.
+func isZlib(b []byte) bool {
+	return len(b) >= 6 && b[0]&0x0F == 8 && b[0]>>4 <= 7 && b[1]&0x20 == 0 && (uint16(b[0])<<8|uint16(b[1]))%31 == 0
+}
+
+// inflateLimited inflates a gzip or zlib payload (how tools ship logs,
+// bodies and tokens inside base64) up to limit bytes; nil when it is
+// neither or not valid.
+func inflateLimited(b []byte, limit int) []byte {
+	if isGzip(b) {
+		return gunzipLimited(b, limit)
+	}
+	zr, err := zlib.NewReader(bytes.NewReader(b))
+	if err != nil {
+		return nil
+	}
+	out, err := io.ReadAll(io.LimitReader(zr, int64(limit)))
+	if err != nil && len(out) == 0 {
+		return nil
+	}
+	return out
+}
 
 // gunzipLimited inflates a gzip payload (gzip+base64 is how tools ship
 // logs and bodies) up to limit bytes; nil when it is not valid gzip. A
@@ -363,7 +388,7 @@ func (sc *scanner) base64Run(s, e, padEnd int) bool {
 		if last >= 0 && !utf8.FullRune(p[last:]) {
 			p = p[:last]
 		}
-		if !textLike(p) && !isGzip(p) {
+		if !textLike(p) && !isGzip(p) && !isZlib(p) {
 			return false
 		}
 	}
@@ -378,8 +403,8 @@ func (sc *scanner) base64Run(s, e, padEnd int) bool {
 		return false
 	}
 	buf = buf[:n]
-	if isGzip(buf) {
-		if buf = gunzipLimited(buf, min(sc.s.maxInput, 16*len(buf)+4096)); buf == nil { // inflation stays linear in the input
+	if isGzip(buf) || isZlib(buf) && !textLike(buf) {
+		if buf = inflateLimited(buf, min(sc.s.maxInput, 16*len(buf)+4096)); buf == nil { // inflation stays linear in the input
 			return false
 		}
 	}

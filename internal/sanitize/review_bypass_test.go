@@ -1,7 +1,11 @@
 package sanitize
 
 import (
+	"bytes"
+	"compress/zlib"
+	"encoding/base64"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"unicode/utf16"
@@ -219,4 +223,29 @@ func TestReviewCommandAndSQLPasswords(t *testing.T) {
 			t.Errorf("%q: findings %v, want none", in, found([]byte(in), fs))
 		}
 	}
+}
+
+// zlib inside base64 (Python's zlib.compress, SAML and other deflated
+// payloads) is inflated like gzip.
+func TestReviewZlibBase64(t *testing.T) {
+	s := newTest(t)
+	aws := "AKIA" + fake(77, upperNum, 16)
+	var z bytes.Buffer
+	zw := zlib.NewWriter(&z)
+	zw.Write([]byte("aws_access_key_id=" + aws + "\nregion=eu-west-1\n"))
+	zw.Close()
+	in := `{"blob":"` + base64.StdEncoding.EncodeToString(z.Bytes()) + `"}`
+	if fs := s.Scan([]byte(in)); !slices.ContainsFunc(fs, func(f Finding) bool { return f.Category == CategoryAWSAccessKey }) {
+		t.Fatalf("%s: findings %v, want aws_access_key", in, found([]byte(in), fs))
+	}
+	// A zlib bomb inflates only up to 16 times its size.
+	z.Reset()
+	zw = zlib.NewWriter(&z)
+	zw.Write(bytes.Repeat([]byte("a"), 4<<20))
+	zw.Close()
+	bomb := []byte("blob " + base64.StdEncoding.EncodeToString(z.Bytes()))
+	if out := inflateLimited(z.Bytes(), 16*z.Len()+4096); len(out) > 16*z.Len()+4096 {
+		t.Fatalf("inflated %d bytes from %d", len(out), z.Len())
+	}
+	s.Scan(bomb)
 }
