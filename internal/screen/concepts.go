@@ -219,7 +219,7 @@ func (cs *conceptSet) match(f *folded) ([]signal, int, bool) {
 		if w := text[t.start:t.end]; t.digit && leetWord(w) { // no digit, no leetspeak
 			leet++
 		} else if len(w) == 1 && ti > 0 && int(toks[ti-1].end) == int(t.start)-1 && toks[ti-1].end-toks[ti-1].start == 1 &&
-			strings.IndexByte("-._", text[t.start-1]) >= 0 {
+			strings.IndexByte("-._ \n", text[t.start-1]) >= 0 {
 			split++
 		} else if len(w) > 1 && split < 2 {
 			split = 0
@@ -545,7 +545,7 @@ func appendCombos(hits []comboHit, cur, prev sentence) []comboHit {
 // deobfuscate undoes two spellings that keep words away from lexical rules, on the
 // folded text: leetspeak in words with a digit between letters (1gn0r3 -> ignore,
 // p4ssw0rd -> password) and letters split by hyphens, dots or underscores
-// (i-g-n-o-r-e -> ignore). It reports a change only for two or more leet words or a
+// (i-g-n-o-r-e -> ignore), spaces (i g n o r e) or line breaks. It reports a change only for two or more leet words or a
 // split word (match says when to call it), so that i18n or k8s alone does not cost a
 // second reading.
 func deobfuscate(s string) (string, bool) {
@@ -583,7 +583,8 @@ func deobfuscate(s string) (string, bool) {
 	for i := 0; i < n; {
 		if isLower(b[i]) && (i == 0 || !isLower(b[i-1])) {
 			j, count := i, 1
-			for j+2 < n && (b[j+1] == '-' || b[j+1] == '.' || b[j+1] == '_') && isLower(b[j+2]) && (j+3 >= n || !isLower(b[j+3])) {
+			sep := b[min(j+1, n-1)] // one separator throughout: i-g-n-o-r-e a-l-l is two words
+			for j+2 < n && splitSep(b[j+1]) && b[j+1] == sep && isLower(b[j+2]) && (j+3 >= n || !isLower(b[j+3])) {
 				j += 2
 				count++
 			}
@@ -637,6 +638,10 @@ func syllableMark(b []byte) int {
 }
 
 func isLower(c byte) bool { return c >= 'a' && c <= 'z' }
+
+// splitSep is a separator between the letters of a word spelled out one by one:
+// i-g-n-o-r-e, i.g.n.o.r.e, i g n o r e (words apart by wider gaps), one per line.
+func splitSep(c byte) bool { return c == '-' || c == '.' || c == '_' || c == ' ' || c == '\n' }
 
 func leetByte(c byte) bool { return isLower(c) || (c >= '0' && c <= '9') || c == '@' || c == '$' }
 

@@ -51,7 +51,8 @@
 //     da, fi, el, he, fa, ro, hu, sw), scored only in combination
 //     within a sentence; reported under the codes above.
 //   - obfuscated:leetspeak: the text read again with leetspeak (1gn0r3) and split
-//     letters (i-g-n-o-r-e) or syllables (ig-nore, in·struc·tions) undone added hostile
+//     letters (i-g-n-o-r-e, i g n o r e, one per line) or syllables (ig-nore, in·struc·tions)
+//     undone added hostile
 //     evidence.
 //   - oversize: input beyond Config.MaxInputBytes, which is not screened.
 //
