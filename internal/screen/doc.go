@@ -47,13 +47,12 @@
 //   - The same attack shapes in other languages (concepts.go): cue words of about twenty
 //     meanings (ignore, previous, instructions, system prompt, reveal, secret, send, tool,
 //     your reply, "AI reading this", no restrictions, from now on, before you summarise,
-//     recommend, covert, negation, condition) in 19 languages (the override and extraction cues in 13 more: uk, cs, sk, sv, no,
-//     da, fi, el, he, fa, ro, hu, sw), scored only in combination
-//     within a sentence; reported under the codes above.
+//     recommend, covert, negation, condition) in 19 languages (the override and extraction cues in 13 more: uk, cs,
+//     sk, sv, no, da, fi, el, he, fa, ro, hu, sw), scored only in combination within
+//     a sentence; reported under the codes above.
 //   - obfuscated:leetspeak: the text read again with leetspeak (1gn0r3) and split
-//     letters (i-g-n-o-r-e, i g n o r e, one per line) or syllables (ig-nore, in·struc·tions)
-//     undone added hostile
-//     evidence.
+//     letters (i-g-n-o-r-e, i g n o r e, one per line) or syllables (ig-nore,
+//     in·struc·tions) undone added hostile evidence.
 //   - oversize: input beyond Config.MaxInputBytes, which is not screened.
 //
 // # How it scores
