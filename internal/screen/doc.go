@@ -41,7 +41,8 @@
 //     emoji ZWJ sequences and ZWNJ in scripts that need it are not flagged.
 //   - homoglyph:mixed-script (a word mixes Latin with lookalike letters of another
 //     script) and homoglyph:lookalike (a phrase matched only after folding lookalikes).
-//   - encoded:base64, :hex, :url, :html-entities: a payload that decodes to text and
+//   - encoded:base64, :hex, :unicode-escape (\uXXXX in text that is not JSON), :url,
+//     :html-entities: a payload that decodes to text and
 //     adds hostile evidence beyond its carrier; decoded payloads are screened to depth
 //     Config.MaxDecodeDepth (nested encodings count one level each).
 //   - The same attack shapes in other languages (concepts.go): cue words of about twenty
