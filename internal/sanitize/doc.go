@@ -20,7 +20,9 @@
 //     (header must decode to JSON), passwords in URL userinfo, and values
 //     assigned to keys that name a secret (password, passwd, secret, token,
 //     api_key, Bearer ...), in JSON, YAML (block scalars too), .env, CLI
-//     flags, `key value` lines (.netrc; an AWS secret after its name),
+//     flags, `key value` lines (.netrc, one entry per line too; an AWS secret
+//     after its name; a qualifier before a password word, REDIS_CACHE_PASSWORD,
+//     does not veto it as it does after one, PASSWORD_FILE),
 //     prose ("the password is", and a password noun in 38 languages before a
 //     colon or a linking word), mysql's -pSECRET,
 //     curl's -u user:SECRET, sshpass -p SECRET, SQL's PASSWORD 'SECRET',

@@ -249,3 +249,35 @@ func TestReviewZlibBase64(t *testing.T) {
 	}
 	s.Scan(bomb)
 }
+
+// Deny words that only qualify whose password it is no longer veto it, and
+// a one-line .netrc entry gives its password.
+func TestReviewQualifiedPasswordKeys(t *testing.T) {
+	s := newTest(t)
+	pw := "Hq7" + fake(78, alnum, 12)
+	for _, in := range []string{
+		"REDIS_CACHE_PASSWORD=" + pw,
+		"PRIMARY_DB_PASSWORD=" + pw,
+		"SMTP_PROVIDER_PASSWORD=" + pw,
+		"INPUT_PASSWORD: " + pw,
+		`{"storage_account_password": "` + pw + `"}`,
+		"machine api.northwind.dev login deploy password " + pw,
+		"machine api.northwind.dev login deploy password " + pw + " account ops",
+	} {
+		if fs := s.Scan([]byte(in)); !slices.ContainsFunc(fs, func(f Finding) bool { return f.Category == CategoryPasswordAssignment }) {
+			t.Errorf("%q: findings %v, want password_assignment", in, found([]byte(in), fs))
+		}
+	}
+	for _, in := range []string{
+		"POSTGRES_PASSWORD_FILE=/run/secrets/" + pw,
+		"password_reset_url=https://northwind.dev/reset/" + pw,
+		"cache_key=" + pw,
+		"primary_key=" + pw,
+		"hashed_password=" + pw,
+		"the machine has no password set for login",
+	} {
+		if fs := s.Scan([]byte(in)); len(fs) > 0 {
+			t.Errorf("%q: findings %v, want none", in, found([]byte(in), fs))
+		}
+	}
+}
