@@ -80,7 +80,8 @@
 //     peer is not sent in clear to another in a form the detectors miss.
 //   - PEM private key blocks of every algorithm and length (16 base64
 //     characters of key material suffice), with or without their END line,
-//     and treaty's identity.key format.
+//     and treaty's identity.key format; JSON Web Keys' private members (d, p,
+//     q, dp, dq, qi, k) and PuTTY key files' private lines.
 //
 // One literal prefilter (an Aho-Corasick automaton over every gitleaks
 // keyword and this package's trigger words) finds the places worth looking

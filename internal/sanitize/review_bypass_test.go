@@ -281,3 +281,39 @@ func TestReviewQualifiedPasswordKeys(t *testing.T) {
 		}
 	}
 }
+
+// Private keys in formats other than PEM: JSON Web Keys with their private
+// members, PuTTY key files.
+func TestReviewJWKAndPuTTYKeys(t *testing.T) {
+	s := newTest(t)
+	dv := fake(79, b64url, 43)
+	xv := fake(80, b64url, 43)
+	ppk := "PuTTY-User-Key-File-3: ssh-ed25519\nEncryption: none\nComment: eddsa-key-20240101\nPublic-Lines: 2\n" +
+		fake(81, alnum, 64) + "\n" + fake(82, alnum, 20) + "\nPrivate-Lines: 1\n" + dv + "\nPrivate-MAC: " + fake(83, hexLower, 64) + "\n"
+	for name, in := range map[string]string{
+		"okp":         `{"kty":"OKP","crv":"Ed25519","d":"` + dv + `","x":"` + xv + `","kid":"k1"}`,
+		"ec spaced":   "{\n  \"kty\": \"EC\",\n  \"crv\": \"P-256\",\n  \"x\": \"" + xv + "\",\n  \"d\" : \"" + dv + "\"\n}",
+		"rsa crt":     `{"keys":[{"kty":"RSA","n":"` + xv + `","e":"AQAB","p":"` + dv + `"}]}`,
+		"escaped":     `{"jwk":"{\"kty\":\"OKP\",\"d\":\"` + dv + `\",\"x\":\"` + xv + `\"}"}`,
+		"putty":       ppk,
+		"putty json":  `{"file":"` + strings.ReplaceAll(ppk, "\n", `\n`) + `"}`,
+		"after noise": `"kty" ` + strings.Repeat("x", 200) + ` {"kty":"OKP","d":"` + dv + `"}`,
+		"after open":  `{"kty" ` + strings.Repeat("y", 9000) + ` {"kty":"OKP","d":"` + dv + `"}`,
+		"second key":  `[{"kty":"OKP","x":"` + xv + `"},{"kty":"OKP","d":"` + dv + `"}]`,
+	} {
+		res := s.DryRun(peerA, Policy{Secrets: ActionRedact, PII: ActionRedact}, []byte(in))
+		if strings.Contains(res.Output, dv) {
+			t.Errorf("%s: private key material in the output: %q", name, res.Output)
+		}
+	}
+	// Public keys only: no findings.
+	for _, in := range []string{
+		`{"keys":[{"kty":"OKP","crv":"Ed25519","x":"` + xv + `","kid":"k1","use":"sig"}]}`,
+		`{"kty":"RSA","n":"` + xv + `","e":"AQAB"},{"d":"` + dv + `"}`,
+		"Private-Lines: see the PuTTY manual",
+	} {
+		if fs := s.Scan([]byte(in)); slices.ContainsFunc(fs, func(f Finding) bool { return f.Category == CategoryPrivateKey }) {
+			t.Errorf("%q: findings %v, want no private key", in, found([]byte(in), fs))
+		}
+	}
+}

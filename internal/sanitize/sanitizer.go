@@ -79,6 +79,8 @@ const (
 	trigMySQL
 	trigCLIAuth
 	trigSQL
+	trigJWK
+	trigPPK
 )
 
 type trigger struct {
@@ -153,6 +155,9 @@ func New(cfg Config) (*Sanitizer, error) {
 	for _, k := range sqlPasswordWords {
 		add(k, trigger{kind: trigSQL})
 	}
+	add(`"kty"`, trigger{kind: trigJWK})
+	add(`\"kty\"`, trigger{kind: trigJWK})
+	add("private-lines:", trigger{kind: trigPPK})
 	s.ac = newACMatcher(pats)
 	if s.canaries, err = newCanaryIndex(cfg.Canaries); err != nil {
 		return nil, err
@@ -198,6 +203,9 @@ type scanner struct {
 	pemDone   int
 	cliDone   [2]int // cliAuthHit: the end of the last command line read, per tool
 	sqlDone   int    // sqlHit: the end of the last SET PASSWORD statement read
+	jwkDone   int    // jwkHit: the end of the last JSON Web Key read
+	jwk       jwkScan
+	ppkDone   int // ppkHit: the end of the last PuTTY key lines read
 	lastKS    int
 	lastKE    int
 	depth     int
@@ -269,6 +277,10 @@ func (s *Sanitizer) scan(ctx context.Context, data []byte, depth int) ([]Finding
 				sc.cliAuthHit(start, int(s.ac.patLens[pat]))
 			case trigSQL:
 				sc.sqlHit(start, int(s.ac.patLens[pat]))
+			case trigJWK:
+				sc.jwkHit(start)
+			case trigPPK:
+				sc.ppkHit(start, int(s.ac.patLens[pat]))
 			}
 		}
 	}
