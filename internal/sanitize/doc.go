@@ -81,7 +81,8 @@
 //   - PEM private key blocks of every algorithm and length (16 base64
 //     characters of key material suffice), with or without their END line,
 //     and treaty's identity.key format; JSON Web Keys' private members (d, p,
-//     q, dp, dq, qi, k) and PuTTY key files' private lines.
+//     q, dp, dq, qi, k) and PuTTY key files' private lines. The signature
+//     of an Azure SAS URL (sig= next to sv=) and a Discord webhook's token.
 //
 // One literal prefilter (an Aho-Corasick automaton over every gitleaks
 // keyword and this package's trigger words) finds the places worth looking

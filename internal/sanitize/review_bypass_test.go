@@ -317,3 +317,31 @@ func TestReviewJWKAndPuTTYKeys(t *testing.T) {
 		}
 	}
 }
+
+// Bearer URLs: an Azure shared access signature and a Discord webhook carry
+// their credential in the URL.
+func TestReviewBearerURLs(t *testing.T) {
+	s := newTest(t)
+	sig := fake(84, alnum, 43) + "%3D"
+	tok := fake(85, b64url, 68)
+	for _, in := range []string{
+		"https://acct.blob.core.windows.net/c/f.txt?sv=2022-11-02&ss=b&srt=o&sp=r&se=2026-01-01T00:00:00Z&sig=" + sig,
+		`{"url":"https://acct.blob.core.windows.net/c?sp=racwdl&st=2026-01-01&sv=2022-11-02&sr=c&sig=` + sig + `"}`,
+		"post to https://discord.com/api/webhooks/123456789012345678/" + tok,
+		"DISCORD_WEBHOOK=https://discordapp.com/api/webhooks/123456789012345678/" + tok,
+	} {
+		res := s.DryRun(peerA, Policy{Secrets: ActionRedact, PII: ActionRedact}, []byte(in))
+		if strings.Contains(res.Output, sig) || strings.Contains(res.Output, tok) {
+			t.Errorf("%q: credential in the output: %q", in, res.Output)
+		}
+	}
+	for _, in := range []string{
+		"https://example.com/search?q=sig=abc&sv=1",
+		"https://api.example.com/hooks?sig=" + sig, // no SAS version: not a SAS URL
+		"https://example.com/api/webhooks/123456789012345678/" + tok,
+	} {
+		if fs := s.Scan([]byte(in)); len(fs) > 0 {
+			t.Errorf("%q: findings %v, want none", in, found([]byte(in), fs))
+		}
+	}
+}

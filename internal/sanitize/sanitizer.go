@@ -81,6 +81,8 @@ const (
 	trigSQL
 	trigJWK
 	trigPPK
+	trigSAS
+	trigDiscord
 )
 
 type trigger struct {
@@ -158,6 +160,8 @@ func New(cfg Config) (*Sanitizer, error) {
 	add(`"kty"`, trigger{kind: trigJWK})
 	add(`\"kty\"`, trigger{kind: trigJWK})
 	add("private-lines:", trigger{kind: trigPPK})
+	add("sig=", trigger{kind: trigSAS})
+	add("/api/webhooks/", trigger{kind: trigDiscord})
 	s.ac = newACMatcher(pats)
 	if s.canaries, err = newCanaryIndex(cfg.Canaries); err != nil {
 		return nil, err
@@ -206,6 +210,7 @@ type scanner struct {
 	jwkDone   int    // jwkHit: the end of the last JSON Web Key read
 	jwk       jwkScan
 	ppkDone   int // ppkHit: the end of the last PuTTY key lines read
+	sasDone   int // sasSigHit: the end of the last query read
 	lastKS    int
 	lastKE    int
 	depth     int
@@ -281,6 +286,10 @@ func (s *Sanitizer) scan(ctx context.Context, data []byte, depth int) ([]Finding
 				sc.jwkHit(start)
 			case trigPPK:
 				sc.ppkHit(start, int(s.ac.patLens[pat]))
+			case trigSAS:
+				sc.sasSigHit(start)
+			case trigDiscord:
+				sc.discordHookHit(start, int(s.ac.patLens[pat]))
 			}
 		}
 	}
