@@ -703,6 +703,36 @@ func foldASCII(r rune) byte {
 	return 0
 }
 
+// spelledAt decodes the @ and . that people spell out to keep an address
+// from harvesters: [at] (at) {at} [dot] (dot) {dot}, in either case, with
+// the spaces after them (scanDecodedView drops those before them).
+func spelledAt(d []byte, i int) (byte, int, bool, bool) {
+	var c byte
+	n := 0
+	switch {
+	case hasPrefixFold(d, i+1, "at") && i+3 < len(d):
+		c, n = '@', 4
+	case hasPrefixFold(d, i+1, "dot") && i+4 < len(d):
+		c, n = '.', 5
+	default:
+		return 0, 0, false, false
+	}
+	closer := byte(']')
+	switch d[i] {
+	case '(':
+		closer = ')'
+	case '{':
+		closer = '}'
+	}
+	if d[i+n-1] != closer {
+		return 0, 0, false, false
+	}
+	for i+n < len(d) && d[i+n] == ' ' {
+		n++
+	}
+	return c, n, false, true
+}
+
 // dottedGroups reports whether the dot at i separates the groups of a value
 // that is written in groups of known sizes: 3.2.4 (a US SSN), 4.6.5 and
 // 4.6.4 (Amex, Diners) and an IBAN (DE89.3704.0044.0532.0130.00). Dates,
@@ -840,10 +870,17 @@ var viewTrigger8 = func() (t [256]uint8) {
 	return t
 }()
 
-// nextViewTrigger is the first index from i of a viewTrigger byte in d, or
-// len(d).
-func nextViewTrigger(d []byte, i int) int {
-	t := &viewTrigger8
+// viewTriggerSpelled8 is viewTrigger8 with the brackets of spelledAt: used
+// only when the input holds a spelled-out "at", since JSON is full of them.
+var viewTriggerSpelled8 = func() (t [256]uint8) {
+	t = viewTrigger8
+	t['['], t['('], t['{'] = 1, 1, 1
+	return t
+}()
+
+// nextViewTrigger is the first index from i of a trigger byte of t in d,
+// or len(d).
+func nextViewTrigger(d []byte, i int, t *[256]uint8) int {
 	for ; i+8 <= len(d); i += 8 {
 		w := d[i : i+8 : i+8]
 		if t[w[0]]|t[w[1]]|t[w[2]]|t[w[3]]|t[w[4]]|t[w[5]]|t[w[6]]|t[w[7]] != 0 {
@@ -864,9 +901,20 @@ func nextViewTrigger(d []byte, i int) int {
 // decoding revealed, at the input's offsets.
 func (sc *scanner) scanDecodedView() {
 	d := sc.data
+	trig := &viewTrigger8
+	decode := decodeAt
+	if sc.spelled {
+		trig = &viewTriggerSpelled8
+		decode = func(d []byte, i int) (byte, int, bool, bool) {
+			if c := d[i]; c == '[' || c == '(' || c == '{' {
+				return spelledAt(d, i)
+			}
+			return decodeAt(d, i)
+		}
+	}
 	first := -1
-	for i := nextViewTrigger(d, 0); i < len(d); i = nextViewTrigger(d, i+1) {
-		if c, n, skip, ok := decodeAt(d, i); ok && opensView(d, i, c, n, skip) {
+	for i := nextViewTrigger(d, 0, trig); i < len(d); i = nextViewTrigger(d, i+1, trig) {
+		if c, n, skip, ok := decode(d, i); ok && opensView(d, i, c, n, skip) {
 			first = i
 			break
 		}
@@ -887,8 +935,14 @@ func (sc *scanner) scanDecodedView() {
 	view = append(view, d[:first]...)
 	at = appendOffsets(at, 0, first)
 	for i := first; i < len(d); {
-		if viewTrigger[d[i]] {
-			if c, n, skip, ok := decodeAt(d, i); ok {
+		if trig[d[i]] != 0 {
+			if c, n, skip, ok := decode(d, i); ok {
+				if sc.spelled && (d[i] == '[' || d[i] == '(' || d[i] == '{') {
+					// bob [at] acme [dot] com: the spaces before go too.
+					for len(view) > 0 && view[len(view)-1] == ' ' && (len(marks) == 0 || int(marks[len(marks)-1]) < len(view)-1) {
+						view, at = view[:len(view)-1], at[:len(at)-1]
+					}
+				}
 				marks = append(marks, int32(len(view)))
 				if !skip {
 					view = append(view, c)
@@ -899,7 +953,7 @@ func (sc *scanner) scanDecodedView() {
 			}
 		}
 		// Copy up to the next trigger byte in one go.
-		j := nextViewTrigger(d, i+1)
+		j := nextViewTrigger(d, i+1, trig)
 		view = append(view, d[i:j]...)
 		at = appendOffsets(at, i, j)
 		i = j

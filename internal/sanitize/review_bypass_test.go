@@ -345,3 +345,27 @@ func TestReviewBearerURLs(t *testing.T) {
 		}
 	}
 }
+
+// Addresses spelled out against harvesters are addresses.
+func TestReviewSpelledOutEmail(t *testing.T) {
+	s := newTest(t)
+	for _, in := range []string{
+		"Contact: hannah.schmidt [at] northwind [dot] dev",
+		"mail hannah.schmidt(at)northwind.dev today",
+		"HANNAH.SCHMIDT {AT} NORTHWIND {DOT} DEV",
+		`{"contact":"hannah.schmidt [at] northwind.dev"}`,
+	} {
+		res := s.DryRun(peerA, Policy{Secrets: ActionRedact, PII: ActionRedact}, []byte(in))
+		if strings.Contains(strings.ToLower(res.Output), "northwind") {
+			t.Errorf("%q: address in the output: %q", in, res.Output)
+		}
+	}
+	for _, in := range []string{
+		"we meet [at] noon (at the office) {dot} matrix",
+		`{"items":[1,2],"f":(a)}`,
+	} {
+		if fs := s.Scan([]byte(in)); len(fs) > 0 {
+			t.Errorf("%q: findings %v, want none", in, found([]byte(in), fs))
+		}
+	}
+}

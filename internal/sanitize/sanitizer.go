@@ -83,6 +83,7 @@ const (
 	trigPPK
 	trigSAS
 	trigDiscord
+	trigSpelled
 )
 
 type trigger struct {
@@ -162,6 +163,9 @@ func New(cfg Config) (*Sanitizer, error) {
 	add("private-lines:", trigger{kind: trigPPK})
 	add("sig=", trigger{kind: trigSAS})
 	add("/api/webhooks/", trigger{kind: trigDiscord})
+	for _, k := range []string{"[at]", "(at)", "{at}"} {
+		add(k, trigger{kind: trigSpelled})
+	}
 	s.ac = newACMatcher(pats)
 	if s.canaries, err = newCanaryIndex(cfg.Canaries); err != nil {
 		return nil, err
@@ -209,8 +213,9 @@ type scanner struct {
 	sqlDone   int    // sqlHit: the end of the last SET PASSWORD statement read
 	jwkDone   int    // jwkHit: the end of the last JSON Web Key read
 	jwk       jwkScan
-	ppkDone   int // ppkHit: the end of the last PuTTY key lines read
-	sasDone   int // sasSigHit: the end of the last query read
+	ppkDone   int  // ppkHit: the end of the last PuTTY key lines read
+	sasDone   int  // sasSigHit: the end of the last query read
+	spelled   bool // the input spells out an "at" ([at], (at), {at}): scanDecodedView reads them
 	lastKS    int
 	lastKE    int
 	depth     int
@@ -290,6 +295,8 @@ func (s *Sanitizer) scan(ctx context.Context, data []byte, depth int) ([]Finding
 				sc.sasSigHit(start)
 			case trigDiscord:
 				sc.discordHookHit(start, int(s.ac.patLens[pat]))
+			case trigSpelled:
+				sc.spelled = true
 			}
 		}
 	}
