@@ -45,7 +45,8 @@
 //     the separator when it does not decode whole. A decoded view is scanned too: JSON \u00XX and \/
 //     escapes (and \uXXXX, surrogate pairs too, for the characters below), URL percent-encoding applied once or twice (with the quotes,
 //     braces and spaces around a value, so q=%7B%22api_key%22%3A... keeps
-//     its key), HTML character references, the forms NFKC folds to ASCII
+//     its key), HTML character references, a spelled-out [at] and [dot]
+//     (also (at), {at}; only when the input holds one), the forms NFKC folds to ASCII
 //     (fullwidth, mathematical letters and digits, circled letters, small
 //     @ . : -) and Arabic-Indic, Persian and Devanagari digits decoded;
 //     invisible characters dropped (zero-width characters and joiners, bidi
