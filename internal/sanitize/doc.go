@@ -36,30 +36,31 @@
 //     payment card (brand prefix and Luhn), IBAN (country length and mod 97),
 //     US SSN (area, group, serial ranges; nine bare digits only with SSN
 //     context), IPv4 and IPv6 (parsed).
-//   - Nested encodings: base64 and hex runs of 16 bytes or more, and
-//     base32 runs (RFC 4648, one case throughout, padded or not) of 16
-//     bytes or more, that decode to text or to gzip or zlib (inflated up to 16
-//     times its size) are decoded and scanned; a finding inside marks the
-//     whole run. A run glued to a path or a name by a separator in its
-//     first 21 bytes (/api/v1/..., x-..., token_...) is decoded from after
-//     the separator when it does not decode whole. A decoded view is scanned too: JSON \u00XX and \/
-//     escapes (and \uXXXX, surrogate pairs too, for the characters below), URL percent-encoding applied once or twice (with the quotes,
-//     braces and spaces around a value, so q=%7B%22api_key%22%3A... keeps
-//     its key), HTML character references, a spelled-out [at] and [dot]
-//     (also (at), {at}; only when the input holds one), the forms NFKC folds to ASCII
-//     (fullwidth, mathematical letters and digits, circled letters, small
-//     @ . : -) and Arabic-Indic, Persian and Devanagari digits decoded;
-//     invisible characters dropped (zero-width characters and joiners, bidi
-//     marks, embeddings and isolates, invisible operators, variation
-//     selectors, tag characters, CGJ, fillers, soft hyphen); no-break,
-//     typographic and ideographic spaces, underscores and + between digits
-//     read as spaces, hyphens, dashes and minus signs between digits as -,
-//     and dots between digit groups of known shapes (four and four, 3.2.4
-//     SSN, 4.6.5 and 4.6.4 cards, an IBAN in fours) as spaces. A finding
-//     counts there when a decoded character lies inside it or up to 32
-//     bytes before it (a key name spelled with an escape). Text in other
-//     scripts opens a view only where an invisible character touches an
-//     ASCII value character or six digits of another script run together.
+//   - Nested encodings: base64 and hex runs of 16 bytes or more, and base32
+//     runs (RFC 4648, one case throughout, padded or not) of 16 bytes or more,
+//     that decode to text or to gzip or zlib (inflated up to 16 times its
+//     size) are decoded and scanned; a finding inside marks the whole run. A
+//     run glued to a path or a name by a separator in its first 21 bytes
+//     (/api/v1/..., x-..., token_...) is decoded from after the separator when
+//     it does not decode whole. A decoded view is scanned too: JSON \u00XX and
+//     \/ escapes (and \uXXXX, surrogate pairs too, for the characters below),
+//     URL percent-encoding applied once or twice (with the quotes, braces and
+//     spaces around a value, so q=%7B%22api_key%22%3A... keeps its key), HTML
+//     character references, a spelled-out [at] and [dot] (also (at), {at};
+//     only when the input holds one), the forms NFKC folds to ASCII
+//     (fullwidth, mathematical letters and digits, circled letters, small @ .
+//     : -) and Arabic-Indic, Persian and Devanagari digits decoded; invisible
+//     characters dropped (zero-width characters and joiners, bidi marks,
+//     embeddings and isolates, invisible operators, variation selectors, tag
+//     characters, CGJ, fillers, soft hyphen); no-break, typographic and
+//     ideographic spaces, underscores and + between digits read as spaces,
+//     hyphens, dashes and minus signs between digits as -, and dots between
+//     digit groups of known shapes (four and four, 3.2.4 SSN, 4.6.5 and 4.6.4
+//     cards, an IBAN in fours) as spaces. A finding counts there when a
+//     decoded character lies inside it or up to 32 bytes before it (a key name
+//     spelled with an escape). Text in other scripts opens a view only where
+//     an invisible character touches an ASCII value character or six digits of
+//     another script run together.
 //   - A value split across lines of one string (a newline, \r\n or a JSON
 //     \n escape, the next line indented or not): the text around a break
 //     between two pieces of a value (each with a digit or an @, or eight
