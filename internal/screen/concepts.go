@@ -213,8 +213,11 @@ func (cs *conceptSet) match(f *folded) ([]signal, int, bool) {
 	syll := 0           // pieces of words joined by a hyphen, a middle dot or a hyphenation point
 	for ti := range toks {
 		t := &toks[ti]
-		if ti > 0 && syllableJoin(text, toks[ti-1], *t) {
-			syll++
+		if ti > 0 {
+			// Most words are apart by a space: test the gap's first byte inline.
+			if g := toks[ti-1].end; g < t.start && t.start-g <= 3 && (text[g] == '-' || text[g] == 0xC2 || text[g] == 0xE2) && syllableJoin(text, toks[ti-1], *t) {
+				syll++
+			}
 		}
 		if w := text[t.start:t.end]; t.digit && leetWord(w) { // no digit, no leetspeak
 			leet++
