@@ -131,11 +131,11 @@ func Letter(r rune) (rune, bool) {
 		return 'e', true
 	case 'ꜰ':
 		return 'f', true
-	case 'ɢ', 'ɡ':
+	case 'ɢ', 'ɡ', 'Ɡ':
 		return 'g', true
 	case 'ʜ':
 		return 'h', true
-	case 'ɪ', 'ı':
+	case 'ɪ', 'ı', 'Ɪ':
 		return 'i', true
 	case 'ᴊ', 'ȷ':
 		return 'j', true

@@ -59,6 +59,29 @@ var passwordWords = map[string]bool{
 	"pass": true, "pw": true, "passwort": true, "motdepasse": true, "contrasena": true,
 }
 
+// passwordQualifiers are deny words that, before a password word, only say
+// whose password it is (REDIS_CACHE_PASSWORD, PRIMARY_DB_PASSWORD,
+// SMTP_PROVIDER_PASSWORD, INPUT_PASSWORD); after it they still veto
+// (password_file, password_url).
+var passwordQualifiers = map[string]bool{
+	"cache": true, "primary": true, "provider": true, "index": true, "store": true,
+	"storage": true, "group": true, "manager": true, "input": true, "mount": true,
+	"routing": true, "object": true, "location": true, "partition": true, "env": true,
+	"name": true, "file": true, "path": true, "url": true, "uri": true, "endpoint": true,
+}
+
+// passwordAfter reports whether a word after word i of the key [0, nkey)
+// names a password.
+func (k *keyText) passwordAfter(i, nkey int) bool {
+	for j := i + 1; j < nkey; j++ {
+		w := k.word(j)
+		if passwordWords[string(w)] || bytes.Contains(w, []byte("password")) || bytes.Contains(w, []byte("passwd")) {
+			return true
+		}
+	}
+	return false
+}
+
 var secretWords = map[string]bool{
 	"secret": true, "secrets": true, "token": true, "apikey": true, "auth": true,
 	"authorization": true, "bearer": true, "credential": true, "credentials": true,
@@ -112,7 +135,7 @@ func isLower(b byte) bool { return byteClass[b]&cLower != 0 }
 // context words before the key, which only add meaning.
 func classifyKey(k *keyText, nkey int) keyKind {
 	for i := 0; i < nkey; i++ {
-		if denyWords[string(k.word(i))] {
+		if w := string(k.word(i)); denyWords[w] && !(passwordQualifiers[w] && k.passwordAfter(i, nkey)) {
 			return kindNone
 		}
 	}
@@ -293,6 +316,10 @@ func (sc *scanner) bareAssign(ks, ke int) {
 			sc.add(a.vs, a.ve, CategoryAWSSecretKey, "aws-secret-key")
 		}
 	case kindPassword, kindSecret:
+		if kind == kindPassword && netrcEntry(d, ks) {
+			sc.classifyValue(kind, a) // machine HOST login USER password VALUE
+			return
+		}
 		ls := ks
 		for ls > 0 && (d[ls-1] == ' ' || d[ls-1] == '\t') {
 			ls--
@@ -307,6 +334,20 @@ func (sc *scanner) bareAssign(ks, ke int) {
 			sc.classifyValue(kind, a)
 		}
 	}
+}
+
+// netrcEntry reports whether the key at ks is a word of a .netrc entry
+// written on one line: the line (at most 256 bytes before ks) starts with
+// "machine " or "default " and names a login.
+func netrcEntry(d []byte, ks int) bool {
+	ls := max(0, ks-256)
+	if nl := bytes.LastIndexByte(d[ls:ks], '\n'); nl >= 0 {
+		ls += nl + 1
+	}
+	for ls < ks && (d[ls] == ' ' || d[ls] == '\t') {
+		ls++
+	}
+	return (hasPrefixFold(d, ls, "machine ") || hasPrefixFold(d, ls, "default ")) && indexFold(d[ls:ks], " login ") >= 0
 }
 
 func hasDigitAndLetter(v []byte) bool {

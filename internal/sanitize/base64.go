@@ -3,6 +3,7 @@ package sanitize
 import (
 	"bytes"
 	"compress/gzip"
+	"compress/zlib"
 	"encoding/base32"
 	"encoding/base64"
 	"encoding/hex"
@@ -24,6 +25,30 @@ var b64Byte = func() (t [256]bool) {
 const minB64 = 22
 
 func isGzip(b []byte) bool { return len(b) >= 10 && b[0] == 0x1f && b[1] == 0x8b && b[2] == 8 }
+
+// isZlib reports a zlib stream header (RFC 1950): deflate with a window of
+// 32 KiB or less, no preset dictionary, and the header check.
+func isZlib(b []byte) bool {
+	return len(b) >= 6 && b[0]&0x0F == 8 && b[0]>>4 <= 7 && b[1]&0x20 == 0 && (uint16(b[0])<<8|uint16(b[1]))%31 == 0
+}
+
+// inflateLimited inflates a gzip or zlib payload (how tools ship logs,
+// bodies and tokens inside base64) up to limit bytes; nil when it is
+// neither or not valid.
+func inflateLimited(b []byte, limit int) []byte {
+	if isGzip(b) {
+		return gunzipLimited(b, limit)
+	}
+	zr, err := zlib.NewReader(bytes.NewReader(b))
+	if err != nil {
+		return nil
+	}
+	out, err := io.ReadAll(io.LimitReader(zr, int64(limit)))
+	if err != nil && len(out) == 0 {
+		return nil
+	}
+	return out
+}
 
 // gunzipLimited inflates a gzip payload (gzip+base64 is how tools ship
 // logs and bodies) up to limit bytes; nil when it is not valid gzip. A
@@ -363,7 +388,7 @@ func (sc *scanner) base64Run(s, e, padEnd int) bool {
 		if last >= 0 && !utf8.FullRune(p[last:]) {
 			p = p[:last]
 		}
-		if !textLike(p) && !isGzip(p) {
+		if !textLike(p) && !isGzip(p) && !isZlib(p) {
 			return false
 		}
 	}
@@ -378,8 +403,8 @@ func (sc *scanner) base64Run(s, e, padEnd int) bool {
 		return false
 	}
 	buf = buf[:n]
-	if isGzip(buf) {
-		if buf = gunzipLimited(buf, min(sc.s.maxInput, 16*len(buf)+4096)); buf == nil { // inflation stays linear in the input
+	if isGzip(buf) || isZlib(buf) && !textLike(buf) {
+		if buf = inflateLimited(buf, min(sc.s.maxInput, 16*len(buf)+4096)); buf == nil { // inflation stays linear in the input
 			return false
 		}
 	}
@@ -445,24 +470,38 @@ func textLike(b []byte) bool {
 // these reveals values without turning escaped markup into text.
 func viewChar(c byte) bool { return isAlnum(c) || strings.IndexByte("@.:_+/=-", c) >= 0 }
 
-// decodeAt reads one encoded character at i: a JSON \u00XX escape, URL
-// percent-encoding, an HTML character reference, a fullwidth ASCII form
-// (NFKC), or an invisible character that only hides a value's split
-// (zero-width space, joiners, word joiner, BOM, soft hyphen). It returns
-// the decoded byte and the bytes read; skip reports an invisible character.
+// decodeAt reads one encoded character at i: a JSON \u00XX or \/ escape,
+// URL percent-encoding (applied once or twice), an HTML character
+// reference, a compatibility form NFKC folds to ASCII, a digit of another
+// script, or an invisible character that only hides a value's split. It
+// returns the decoded byte and the bytes read; skip reports an invisible
+// character.
 func decodeAt(d []byte, i int) (c byte, n int, skip bool, ok bool) {
 	switch b := d[i]; b {
 	case '\\':
 		if c, ok := escapeAt(d, i); ok && viewChar(c) {
 			return c, 6, false, true
 		}
+		if r, n, ok := jsonRuneAt(d, i); ok {
+			return decodeRune(d, i, r, n)
+		}
+		// JSON's escaped solidus: PHP and others write every / of a URL so.
+		if i+1 < len(d) && d[i+1] == '/' && !escapedAt(d, i) {
+			return '/', 2, false, true
+		}
 	case '%':
 		if i+2 < len(d) && isHex(d[i+1]) && isHex(d[i+2]) {
+			n := 3
+			hi, lo := d[i+1], d[i+2]
+			// %25XX: a value percent-encoded twice (a URL inside a query).
+			if hi == '2' && lo == '5' && i+4 < len(d) && isHex(d[i+3]) && isHex(d[i+4]) {
+				n, hi, lo = 5, d[i+3], d[i+4]
+			}
 			// Percent-encoding also hides the quotes, braces and spaces
 			// around a value (q=%7B%22api_key%22%3A%22...): they give the
 			// value its key, and are decoded too.
-			if c := unhex(d[i+1])<<4 | unhex(d[i+2]); viewChar(c) || strings.IndexByte("\"{}[], ", c) >= 0 {
-				return c, 3, false, true
+			if c := unhex(hi)<<4 | unhex(lo); viewChar(c) || strings.IndexByte("\"{}[], ", c) >= 0 {
+				return c, n, false, true
 			}
 		}
 	case '+':
@@ -473,33 +512,6 @@ func decodeAt(d []byte, i int) (c byte, n int, skip bool, ok bool) {
 		}
 	case '&':
 		return htmlRefAt(d, i)
-	case 0xEF:
-		if i+2 < len(d) {
-			// U+FF01..U+FF5E (EF BC 81..EF BD 9E) are fullwidth ASCII 0x21..0x7E.
-			if r := (rune(d[i+1]&0x3F) << 6) | rune(d[i+2]&0x3F); (d[i+1] == 0xBC || d[i+1] == 0xBD) && d[i+2]&0xC0 == 0x80 {
-				if cp := 0xF000 | r; cp >= 0xFF01 && cp <= 0xFF5E && viewChar(byte(cp-0xFF01+0x21)) {
-					return byte(cp - 0xFF01 + 0x21), 3, false, true
-				}
-			}
-			if d[i+1] == 0xBB && d[i+2] == 0xBF { // U+FEFF
-				return 0, 3, true, true
-			}
-		}
-	case 0xE2:
-		if i+2 < len(d) && ((d[i+1] == 0x80 && (d[i+2] == 0x8B || d[i+2] == 0x8C || d[i+2] == 0x8D)) || (d[i+1] == 0x81 && d[i+2] == 0xA0)) {
-			return 0, 3, true, true // U+200B..U+200D, U+2060
-		}
-		// Narrow no-break, thin and figure spaces inside digit groups.
-		if i+2 < len(d) && d[i+1] == 0x80 && (d[i+2] == 0xAF || d[i+2] == 0x89 || d[i+2] == 0x87) && digitBefore(d, i) {
-			return ' ', 3, false, true
-		}
-	case 0xC2:
-		if i+1 < len(d) && d[i+1] == 0xAD { // soft hyphen
-			return 0, 2, true, true
-		}
-		if i+1 < len(d) && d[i+1] == 0xA0 && digitBefore(d, i) { // no-break space in a digit group
-			return ' ', 2, false, true
-		}
 	case '_':
 		if digitBefore(d, i) && i+1 < len(d) && isDigit(d[i+1]) {
 			return ' ', 1, false, true // 4111_1111: digit groups
@@ -513,8 +525,212 @@ func decodeAt(d []byte, i int) (c byte, n int, skip bool, ok bool) {
 		if i > 0 && isDigit(d[i-1]) && i+1 < len(d) && isAlnum(d[i+1]) && dottedGroups(d, i) {
 			return ' ', 1, false, true
 		}
+	default:
+		if b >= 0xC2 && i+1 < len(d) && runeMayDecode(b, d[i+1]) {
+			return decodeRuneAt(d, i)
+		}
 	}
 	return 0, 0, false, false
+}
+
+// runeSecond holds, for the lead byte of a character decodeRuneAt may
+// read, the second bytes it may have (bit b&63 for byte b): a cheap test
+// that lets the letters of Arabic, CJK and other scripts, which share these
+// lead bytes, through without decoding them. U+00A0..U+00AD, U+034F,
+// U+061C..U+06F9, U+0966.., U+115F..U+180F, U+2000..U+2800, U+3000..U+3164,
+// U+FE00..U+FFA0, U+1D400.. and U+E0000...
+var runeSecond = func() (t [256]uint64) {
+	set := func(lead byte, lo, hi byte) {
+		for b := lo; b <= hi; b++ {
+			t[lead] |= 1 << (b & 63)
+		}
+	}
+	set(0xC2, 0xA0, 0xA0)
+	set(0xC2, 0xAD, 0xAD)
+	set(0xCD, 0x8F, 0x8F)
+	set(0xD8, 0x9C, 0x9C)
+	set(0xD9, 0xA0, 0xA9)
+	set(0xDB, 0xB0, 0xB9)
+	set(0xE0, 0xA5, 0xA5)
+	for _, b := range []byte{0x85, 0x9E, 0xA0} {
+		set(0xE1, b, b)
+	}
+	for _, b := range []byte{0x80, 0x81, 0x84, 0x88, 0x92, 0x93, 0xA0} {
+		set(0xE2, b, b)
+	}
+	set(0xE3, 0x80, 0x80)
+	set(0xE3, 0x85, 0x85)
+	set(0xEF, 0xB8, 0xBF)
+	set(0xF0, 0x9D, 0x9D)
+	set(0xF3, 0xA0, 0xA0)
+	return t
+}()
+
+// runeMayDecode reports whether a character starting with the bytes b0 b1
+// may be one decodeRuneAt reads (see runeSecond).
+func runeMayDecode(b0, b1 byte) bool { return runeSecond[b0]>>(b1&63)&1 != 0 }
+
+// decodeRuneAt is decodeAt for a multi-byte character.
+func decodeRuneAt(d []byte, i int) (c byte, n int, skip bool, ok bool) {
+	r, n := utf8.DecodeRune(d[i:])
+	return decodeRune(d, i, r, n)
+}
+
+// decodeRune is decodeAt for the character r written in the n bytes at i
+// (as UTF-8 or as a JSON \uXXXX escape).
+func decodeRune(d []byte, i int, r rune, n int) (c byte, _ int, skip bool, ok bool) {
+	if invisible(r) {
+		return 0, n, true, true
+	}
+	if c := foldASCII(r); c != 0 && viewChar(c) {
+		return c, n, false, true
+	}
+	if !digitBefore(d, i) {
+		return 0, 0, false, false
+	}
+	switch {
+	case r == 0xA0 || r >= 0x2000 && r <= 0x200A || r == 0x202F || r == 0x205F || r == 0x3000:
+		// No-break, typographic and ideographic spaces in a digit group.
+		return ' ', n, false, true
+	case r >= 0x2010 && r <= 0x2015 || r == 0x2212 || r == 0xFE58 || r == 0xFE63:
+		// Hyphens, dashes and the minus sign that editors put between
+		// digit groups (4111–1111, 219–09–9999).
+		if i+n < len(d) && isDigit(d[i+n]) {
+			return '-', n, false, true
+		}
+	}
+	return 0, 0, false, false
+}
+
+// jsonRuneAt decodes a JSON \uXXXX escape at i (not itself escaped) that
+// is not ASCII, with its low surrogate when it is a high one: encoders that
+// write ASCII only (Python's json.dumps) write every other character so.
+func jsonRuneAt(d []byte, i int) (rune, int, bool) {
+	hex4 := func(k int) (rune, bool) {
+		if k+5 >= len(d) || d[k] != '\\' || d[k+1] != 'u' {
+			return 0, false
+		}
+		var r rune
+		for _, c := range d[k+2 : k+6] {
+			if !isHex(c) {
+				return 0, false
+			}
+			r = r<<4 | rune(unhex(c))
+		}
+		return r, true
+	}
+	r, ok := hex4(i)
+	if !ok || r < 0x80 || escapedAt(d, i) {
+		return 0, 0, false
+	}
+	if r >= 0xD800 && r < 0xDC00 {
+		lo, ok := hex4(i + 6)
+		if !ok || lo < 0xDC00 || lo > 0xDFFF {
+			return 0, 0, false
+		}
+		return 0x10000 + (r-0xD800)<<10 + (lo - 0xDC00), 12, true
+	}
+	return r, 6, true
+}
+
+// invisible reports a character that renders as nothing (or as a blank) and
+// so only hides a value's split: zero-width characters and joiners, bidi
+// marks, embeddings and isolates, invisible operators, variation selectors,
+// tag characters, the combining grapheme joiner, Hangul and Khmer fillers,
+// the Mongolian vowel separator, soft hyphen, BOM and the braille blank.
+func invisible(r rune) bool {
+	switch {
+	case r < 0xAD:
+		return false
+	case r == 0xAD, r == 0x34F, r == 0x61C, r == 0x115F, r == 0x1160, r == 0x17B4, r == 0x17B5,
+		r >= 0x180B && r <= 0x180F, r >= 0x200B && r <= 0x200F, r >= 0x202A && r <= 0x202E,
+		r >= 0x2060 && r <= 0x2064, r >= 0x2066 && r <= 0x206F, r == 0x2800, r == 0x3164,
+		r >= 0xFE00 && r <= 0xFE0F, r == 0xFEFF, r == 0xFFA0,
+		r >= 0xE0000 && r <= 0xE007F, r >= 0xE0100 && r <= 0xE01EF:
+		return true
+	}
+	return false
+}
+
+// letterlike are the letters of the mathematical alphabets that Unicode
+// encodes in the Letterlike Symbols block (the holes of U+1D400..).
+var letterlike = map[rune]byte{
+	0x210E: 'h', 0x212C: 'B', 0x2130: 'E', 0x2131: 'F', 0x210B: 'H', 0x2110: 'I', 0x2112: 'L',
+	0x2133: 'M', 0x211B: 'R', 0x212F: 'e', 0x210A: 'g', 0x2134: 'o', 0x212D: 'C', 0x210C: 'H',
+	0x2111: 'I', 0x211C: 'R', 0x2128: 'Z', 0x2102: 'C', 0x210D: 'H', 0x2115: 'N', 0x2119: 'P',
+	0x211A: 'Q', 0x211D: 'R', 0x2124: 'Z',
+}
+
+// foldASCII is the ASCII character NFKC folds r to, or a digit of another
+// script's value as an ASCII digit, or 0: fullwidth forms, mathematical
+// letters and digits, circled letters, the small forms of @ . : -, and
+// Arabic-Indic, Persian and Devanagari digits.
+func foldASCII(r rune) byte {
+	switch {
+	case r >= 0xFF01 && r <= 0xFF5E:
+		return byte(r - 0xFF01 + 0x21)
+	case r >= 0x1D400 && r <= 0x1D6A3:
+		if k := (r - 0x1D400) % 52; k < 26 {
+			return byte('A' + k)
+		} else {
+			return byte('a' + k - 26)
+		}
+	case r >= 0x1D7CE && r <= 0x1D7FF:
+		return byte('0' + (r-0x1D7CE)%10)
+	case r >= 0x24B6 && r <= 0x24CF:
+		return byte('A' + r - 0x24B6)
+	case r >= 0x24D0 && r <= 0x24E9:
+		return byte('a' + r - 0x24D0)
+	case r >= 0x660 && r <= 0x669:
+		return byte('0' + r - 0x660)
+	case r >= 0x6F0 && r <= 0x6F9:
+		return byte('0' + r - 0x6F0)
+	case r >= 0x966 && r <= 0x96F:
+		return byte('0' + r - 0x966)
+	case r >= 0x2102 && r <= 0x2134:
+		return letterlike[r]
+	}
+	switch r {
+	case 0xFE6B:
+		return '@'
+	case 0xFE52:
+		return '.'
+	case 0xFE55:
+		return ':'
+	case 0xFE63:
+		return '-'
+	}
+	return 0
+}
+
+// spelledAt decodes the @ and . that people spell out to keep an address
+// from harvesters: [at] (at) {at} [dot] (dot) {dot}, in either case, with
+// the spaces after them (scanDecodedView drops those before them).
+func spelledAt(d []byte, i int) (byte, int, bool, bool) {
+	var c byte
+	n := 0
+	switch {
+	case hasPrefixFold(d, i+1, "at") && i+3 < len(d):
+		c, n = '@', 4
+	case hasPrefixFold(d, i+1, "dot") && i+4 < len(d):
+		c, n = '.', 5
+	default:
+		return 0, 0, false, false
+	}
+	closer := byte(']')
+	switch d[i] {
+	case '(':
+		closer = ')'
+	case '{':
+		closer = '}'
+	}
+	if d[i+n-1] != closer {
+		return 0, 0, false, false
+	}
+	for i+n < len(d) && d[i+n] == ' ' {
+		n++
+	}
+	return c, n, false, true
 }
 
 // dottedGroups reports whether the dot at i separates the groups of a value
@@ -633,8 +849,12 @@ func htmlRefAt(d []byte, i int) (byte, int, bool, bool) {
 
 // viewTrigger marks the first bytes of what decodeAt reads.
 var viewTrigger = func() (t [256]bool) {
-	for _, b := range []byte{'\\', '%', '&', 0xEF, 0xE2, 0xC2, '_', '.', '+'} {
+	for _, b := range []byte{'\\', '%', '&', '_', '.', '+'} {
 		t[b] = true
+	}
+	// Lead bytes of the characters decodeRuneAt reads.
+	for b, second := range runeSecond {
+		t[b] = t[b] || second != 0
 	}
 	return t
 }()
@@ -650,17 +870,27 @@ var viewTrigger8 = func() (t [256]uint8) {
 	return t
 }()
 
-// nextViewTrigger is the first index from i of a viewTrigger byte in d, or
-// len(d).
-func nextViewTrigger(d []byte, i int) int {
-	t := &viewTrigger8
+// viewTriggerSpelled8 is viewTrigger8 with the brackets of spelledAt: used
+// only when the input holds a spelled-out "at", since JSON is full of them.
+var viewTriggerSpelled8 = func() (t [256]uint8) {
+	t = viewTrigger8
+	t['['], t['('], t['{'] = 1, 1, 1
+	return t
+}()
+
+// nextViewTrigger is the first index from i of a trigger byte of t in d,
+// or len(d).
+func nextViewTrigger(d []byte, i int, t *[256]uint8) int {
 	for ; i+8 <= len(d); i += 8 {
 		w := d[i : i+8 : i+8]
 		if t[w[0]]|t[w[1]]|t[w[2]]|t[w[3]]|t[w[4]]|t[w[5]]|t[w[6]]|t[w[7]] != 0 {
 			break
 		}
 	}
-	for i < len(d) && t[d[i]] == 0 {
+	for i < len(d) {
+		if b := d[i]; t[b] != 0 && (b < utf8.RuneSelf || i+1 < len(d) && runeMayDecode(b, d[i+1])) {
+			break
+		}
 		i++
 	}
 	return i
@@ -671,9 +901,20 @@ func nextViewTrigger(d []byte, i int) int {
 // decoding revealed, at the input's offsets.
 func (sc *scanner) scanDecodedView() {
 	d := sc.data
+	trig := &viewTrigger8
+	decode := decodeAt
+	if sc.spelled {
+		trig = &viewTriggerSpelled8
+		decode = func(d []byte, i int) (byte, int, bool, bool) {
+			if c := d[i]; c == '[' || c == '(' || c == '{' {
+				return spelledAt(d, i)
+			}
+			return decodeAt(d, i)
+		}
+	}
 	first := -1
-	for i := nextViewTrigger(d, 0); i < len(d); i = nextViewTrigger(d, i+1) {
-		if _, _, _, ok := decodeAt(d, i); ok {
+	for i := nextViewTrigger(d, 0, trig); i < len(d); i = nextViewTrigger(d, i+1, trig) {
+		if c, n, skip, ok := decode(d, i); ok && opensView(d, i, c, n, skip) {
 			first = i
 			break
 		}
@@ -694,8 +935,14 @@ func (sc *scanner) scanDecodedView() {
 	view = append(view, d[:first]...)
 	at = appendOffsets(at, 0, first)
 	for i := first; i < len(d); {
-		if viewTrigger[d[i]] {
-			if c, n, skip, ok := decodeAt(d, i); ok {
+		if trig[d[i]] != 0 {
+			if c, n, skip, ok := decode(d, i); ok {
+				if sc.spelled && (d[i] == '[' || d[i] == '(' || d[i] == '{') {
+					// bob [at] acme [dot] com: the spaces before go too.
+					for len(view) > 0 && view[len(view)-1] == ' ' && (len(marks) == 0 || int(marks[len(marks)-1]) < len(view)-1) {
+						view, at = view[:len(view)-1], at[:len(at)-1]
+					}
+				}
 				marks = append(marks, int32(len(view)))
 				if !skip {
 					view = append(view, c)
@@ -706,7 +953,7 @@ func (sc *scanner) scanDecodedView() {
 			}
 		}
 		// Copy up to the next trigger byte in one go.
-		j := nextViewTrigger(d, i+1)
+		j := nextViewTrigger(d, i+1, trig)
 		view = append(view, d[i:j]...)
 		at = appendOffsets(at, i, j)
 		i = j
@@ -719,15 +966,63 @@ func (sc *scanner) scanDecodedView() {
 	}
 	for _, f := range inner {
 		// Only findings that decoding made visible: a decoded or dropped
-		// character inside (a dropped one sits at the offset after it).
-		// The character just before counts too: a decoded quote, colon or
-		// equals sign gave a plain value its key.
-		k, _ := slices.BinarySearch(marks, int32(f.Start-1))
+		// character inside (a dropped one sits at the offset after it), or
+		// shortly before: a decoded quote, colon or equals sign gave a plain
+		// value its key, an escaped or hidden letter spelled the key's name
+		// ("pass\u0077ord": ...), an escaped / made the URL around it.
+		k, _ := slices.BinarySearch(marks, int32(f.Start-viewKeyReach))
 		if k < len(marks) && marks[k] < int32(f.End) {
 			sc.add(int(at[f.Start]), int(at[f.End]), f.Category, f.Rule)
 		}
 	}
 }
+
+// opensView reports whether the character decodeAt read at i (c, n bytes,
+// skip) is worth a decoded view of the input, which costs a second scan.
+// Text in other scripts is full of characters decodeAt reads that rarely
+// hide a value: an invisible one counts only next to an ASCII character of a
+// value (not the variation selector of an emoji, the ZWNJ of Persian, the
+// bidi mark of Arabic), a digit of another script only in a run long enough
+// for a number worth finding. Once a view is made, every one is decoded.
+func opensView(d []byte, i int, c byte, n int, skip bool) bool {
+	if d[i] < utf8.RuneSelf {
+		return true
+	}
+	if skip {
+		return i > 0 && d[i-1] < utf8.RuneSelf && viewChar(d[i-1]) || i+n < len(d) && d[i+n] < utf8.RuneSelf && viewChar(d[i+n])
+	}
+	if !isDigit(c) || c == d[i] {
+		return true
+	}
+	if r, _ := utf8.DecodeLastRune(d[:i]); r < utf8.RuneSelf && isDigit(byte(r)) || isDigit(foldASCII(r)) {
+		return false // the run's first digit decided
+	}
+	// The run of digits and separators from i, within 48 bytes.
+	digits := 0
+	for j := i; j < len(d) && j-i < 48 && digits < 6; {
+		if c := d[j]; c < utf8.RuneSelf {
+			if isDigit(c) {
+				digits++
+			} else if strings.IndexByte(" -./", c) < 0 {
+				break
+			}
+			j++
+			continue
+		}
+		r, rn := utf8.DecodeRune(d[j:])
+		if !isDigit(foldASCII(r)) {
+			break
+		}
+		digits++
+		j += rn
+	}
+	return digits >= 6
+}
+
+// viewKeyReach is how far before a finding in the decoded view a decoded
+// character still counts as what revealed it: a key name and its
+// separator.
+const viewKeyReach = 32
 
 // maxPooledView bounds the decoded view buffers a scanner keeps for reuse.
 const maxPooledView = 64 << 10

@@ -20,33 +20,47 @@
 //     (header must decode to JSON), passwords in URL userinfo, and values
 //     assigned to keys that name a secret (password, passwd, secret, token,
 //     api_key, Bearer ...), in JSON, YAML (block scalars too), .env, CLI
-//     flags, `key value` lines (.netrc; an AWS secret after its name),
+//     flags, `key value` lines (.netrc, one entry per line too; an AWS secret
+//     after its name; a qualifier before a password word, REDIS_CACHE_PASSWORD,
+//     does not veto it as it does after one, PASSWORD_FILE),
 //     prose ("the password is", and a password noun in 38 languages before a
-//     colon or a linking word), mysql's -pSECRET, and table columns: CSV,
+//     colon or a linking word), mysql's -pSECRET,
+//     curl's -u user:SECRET, sshpass -p SECRET, SQL's PASSWORD 'SECRET',
+//     IDENTIFIED BY 'SECRET' and SET PASSWORD = 'SECRET', and table columns: CSV,
 //     semicolon CSV, TSV and Markdown tables whose header names the column. Placeholders (YOUR_API_KEY_HERE,
 //     ${DB_PASSWORD}, ********, EXAMPLE keys, xxxx runs) are not secrets.
 //   - PII, each with a validator: email (domain and TLD checked; UTF-8
-//     local parts; not message identifiers in Message-ID, In-Reply-To,
+//     local parts; Latin letters with diacritics in domain labels; not message identifiers in Message-ID, In-Reply-To,
 //     References), phone
 //     (E.164, NANP, trunk-0 national; bare digits only next to a phone word),
 //     payment card (brand prefix and Luhn), IBAN (country length and mod 97),
 //     US SSN (area, group, serial ranges; nine bare digits only with SSN
 //     context), IPv4 and IPv6 (parsed).
-//   - Nested encodings: base64 and hex runs of 16 bytes or more, and
-//     base32 runs (RFC 4648, one case throughout, padded or not) of 16
-//     bytes or more, that decode to text or to gzip (inflated up to 16
-//     times its size) are decoded and scanned; a finding inside marks the
-//     whole run. A run glued to a path or a name by a separator in its
-//     first 21 bytes (/api/v1/..., x-..., token_...) is decoded from after
-//     the separator when it does not decode whole. A decoded view is scanned too: JSON \u00XX escapes, URL
-//     percent-encoding (with the quotes, braces and spaces around a value,
-//     so q=%7B%22api_key%22%3A... keeps its key), HTML character references,
-//     fullwidth ASCII (NFKC) decoded; zero-width characters, word joiners
-//     and soft hyphens dropped; no-break, thin and figure spaces,
-//     underscores and + between digits read as spaces, and so are dots
-//     between digit groups of known shapes (four and four, 3.2.4 SSN,
-//     4.6.5 and 4.6.4 cards, an IBAN in fours). A finding counts there when
-//     a decoded character lies inside it or just before it.
+//   - Nested encodings: base64 and hex runs of 16 bytes or more, and base32
+//     runs (RFC 4648, one case throughout, padded or not) of 16 bytes or more,
+//     that decode to text or to gzip or zlib (inflated up to 16 times its
+//     size) are decoded and scanned; a finding inside marks the whole run. A
+//     run glued to a path or a name by a separator in its first 21 bytes
+//     (/api/v1/..., x-..., token_...) is decoded from after the separator when
+//     it does not decode whole. A decoded view is scanned too: JSON \u00XX and
+//     \/ escapes (and \uXXXX, surrogate pairs too, for the characters below),
+//     URL percent-encoding applied once or twice (with the quotes, braces and
+//     spaces around a value, so q=%7B%22api_key%22%3A... keeps its key), HTML
+//     character references, a spelled-out [at] and [dot] (also (at), {at};
+//     only when the input holds one), the forms NFKC folds to ASCII
+//     (fullwidth, mathematical letters and digits, circled letters, small @ .
+//     : -) and Arabic-Indic, Persian and Devanagari digits decoded; invisible
+//     characters dropped (zero-width characters and joiners, bidi marks,
+//     embeddings and isolates, invisible operators, variation selectors, tag
+//     characters, CGJ, fillers, soft hyphen); no-break, typographic and
+//     ideographic spaces, underscores and + between digits read as spaces,
+//     hyphens, dashes and minus signs between digits as -, and dots between
+//     digit groups of known shapes (four and four, 3.2.4 SSN, 4.6.5 and 4.6.4
+//     cards, an IBAN in fours) as spaces. A finding counts there when a
+//     decoded character lies inside it or up to 32 bytes before it (a key name
+//     spelled with an escape). Text in other scripts opens a view only where
+//     an invisible character touches an ASCII value character or six digits of
+//     another script run together.
 //   - A value split across lines of one string (a newline, \r\n or a JSON
 //     \n escape, the next line indented or not): the text around a break
 //     between two pieces of a value (each with a digit or an @, or eight
@@ -68,7 +82,9 @@
 //     peer is not sent in clear to another in a form the detectors miss.
 //   - PEM private key blocks of every algorithm and length (16 base64
 //     characters of key material suffice), with or without their END line,
-//     and treaty's identity.key format.
+//     and treaty's identity.key format; JSON Web Keys' private members (d, p,
+//     q, dp, dq, qi, k) and PuTTY key files' private lines. The signature
+//     of an Azure SAS URL (sig= next to sv=) and a Discord webhook's token.
 //
 // One literal prefilter (an Aho-Corasick automaton over every gitleaks
 // keyword and this package's trigger words) finds the places worth looking

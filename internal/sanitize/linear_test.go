@@ -46,7 +46,10 @@ func TestSanitizeLinear(t *testing.T) {
 		t.Skip("timing: skipped with -short and under the race detector, which distorts it")
 	}
 	s := newTest(t)
-	for _, unit := range []string{"a@b.co ", "password=Xy9#kd2Lq ", "AKIAQWERTYUIOPASDFGH ", "+1 415 555 0100 ", `\u0041 `, "078.05.1120 4111 12 ", "NVQWS3BAMFREA3TPOJ2GQ53JNZSC4ZDFOY====== "} {
+	for _, unit := range []string{"a@b.co ", "password=Xy9#kd2Lq ", "AKIAQWERTYUIOPASDFGH ", "+1 415 555 0100 ", `\u0041 `, "078.05.1120 4111 12 ", "NVQWS3BAMFREA3TPOJ2GQ53JNZSC4ZDFOY====== ",
+		"sshpass -p Hq7x9k2 -p 'x ", "role password 'Hq7x9k2' set password = ", "4\u20131\u200e\U0001D400\u0661\u0662 %2541\\/ ",
+		`{"kty":"OKP","d":"QUFBQUFBQUFBQUFBQUFB"} "kty" { Private-Lines: 2 `,
+		"?sig=QUFBQUFBQUFBQUFBQUFB&sv=1&sig=x&discord/api/webhooks/12345678901234567/x "} {
 		for name, wrap := range linearShapes {
 			small := []byte(wrap(strings.Repeat(unit, (64<<10)/len(unit))))
 			big := []byte(wrap(strings.Repeat(unit, (1<<20)/len(unit))))

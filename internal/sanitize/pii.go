@@ -3,6 +3,8 @@ package sanitize
 import (
 	"encoding/binary"
 	"net/netip"
+	"unicode"
+	"unicode/utf8"
 	"unsafe"
 )
 
@@ -655,6 +657,24 @@ func (sc *scanner) email(i int) {
 			}
 		}
 	}
+	de, ok := emailDomain(d, i, false)
+	if !ok && latinExtAt(d[i+1:min(n, i+256)]) {
+		// An internationalized domain (bücher.de, göteborg.se): Latin
+		// letters with diacritics in its labels, an ASCII top-level domain.
+		de, ok = emailDomain(d, i, true)
+	}
+	if !ok {
+		return
+	}
+	sc.add(ls, de, CategoryEmail, "email")
+}
+
+// emailDomain reads the domain after the '@' at i and reports where it ends
+// and whether it is one: labels of letters, digits and hyphens (with idn,
+// also Latin letters with diacritics), a top-level domain of two ASCII
+// letters or more that is not a file extension.
+func emailDomain(d []byte, i int, idn bool) (int, bool) {
+	n := len(d)
 	de := i + 1
 	lastDot := -1
 	for de < n && de-i < 255 {
@@ -663,7 +683,13 @@ func (sc *scanner) email(i int) {
 			de++
 			continue
 		}
-		if c == '.' && de+1 < n && isAlnum(d[de+1]) && d[de-1] != '.' && d[de-1] != '@' {
+		if idn && c >= 0x80 {
+			if r, sz := utf8.DecodeRune(d[de:]); r >= 0xC0 && r <= 0x24F && unicode.IsLetter(r) {
+				de += sz
+				continue
+			}
+		}
+		if c == '.' && de+1 < n && (isAlnum(d[de+1]) || idn && latinExtLead(d[de+1])) && d[de-1] != '.' && d[de-1] != '@' {
 			lastDot = de
 			de++
 			continue
@@ -671,15 +697,15 @@ func (sc *scanner) email(i int) {
 		break
 	}
 	if lastDot < 0 || de-lastDot-1 < 2 {
-		return
+		return 0, false
 	}
 	if d[i+1] == '-' || d[de-1] == '-' {
-		return
+		return 0, false
 	}
 	tld := d[lastDot+1 : de]
 	for _, c := range tld {
 		if !isLetter(c) {
-			return
+			return 0, false
 		}
 	}
 	var low [8]byte
@@ -688,13 +714,30 @@ func (sc *scanner) email(i int) {
 			low[k] = lowerASCII(c)
 		}
 		if notTLD[string(low[:len(tld)])] {
-			return
+			return 0, false
 		}
 	}
 	if de < n && (d[de] == '@' || (isIdent(d[de]))) {
-		return
+		return 0, false
 	}
-	sc.add(ls, de, CategoryEmail, "email")
+	return de, true
+}
+
+// latinExtLead reports a lead byte of U+00C0..U+024F, the Latin letters with
+// diacritics.
+func latinExtLead(b byte) bool { return b >= 0xC3 && b <= 0xC9 }
+
+// latinExtAt reports whether b holds a Latin letter with a diacritic.
+func latinExtAt(b []byte) bool {
+	for _, c := range b {
+		if latinExtLead(c) {
+			return true
+		}
+		if isSpace(c) {
+			return false // the domain ends at a space
+		}
+	}
+	return false
 }
 
 // messageIDHeaders hold message identifiers, which have an address's shape.

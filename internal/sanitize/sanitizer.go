@@ -77,6 +77,13 @@ const (
 	trigKey
 	trigProse
 	trigMySQL
+	trigCLIAuth
+	trigSQL
+	trigJWK
+	trigPPK
+	trigSAS
+	trigDiscord
+	trigSpelled
 )
 
 type trigger struct {
@@ -145,6 +152,20 @@ func New(cfg Config) (*Sanitizer, error) {
 		add(k, trigger{kind: trigProse})
 	}
 	add("mysql", trigger{kind: trigMySQL})
+	for _, k := range cliAuthTools {
+		add(k, trigger{kind: trigCLIAuth})
+	}
+	for _, k := range sqlPasswordWords {
+		add(k, trigger{kind: trigSQL})
+	}
+	add(`"kty"`, trigger{kind: trigJWK})
+	add(`\"kty\"`, trigger{kind: trigJWK})
+	add("private-lines:", trigger{kind: trigPPK})
+	add("sig=", trigger{kind: trigSAS})
+	add("/api/webhooks/", trigger{kind: trigDiscord})
+	for _, k := range []string{"[at]", "(at)", "{at}"} {
+		add(k, trigger{kind: trigSpelled})
+	}
 	s.ac = newACMatcher(pats)
 	if s.canaries, err = newCanaryIndex(cfg.Canaries); err != nil {
 		return nil, err
@@ -188,6 +209,13 @@ type scanner struct {
 	numDone   int
 	v6Done    int
 	pemDone   int
+	cliDone   [2]int // cliAuthHit: the end of the last command line read, per tool
+	sqlDone   int    // sqlHit: the end of the last SET PASSWORD statement read
+	jwkDone   int    // jwkHit: the end of the last JSON Web Key read
+	jwk       jwkScan
+	ppkDone   int  // ppkHit: the end of the last PuTTY key lines read
+	sasDone   int  // sasSigHit: the end of the last query read
+	spelled   bool // the input spells out an "at" ([at], (at), {at}): scanDecodedView reads them
 	lastKS    int
 	lastKE    int
 	depth     int
@@ -255,6 +283,20 @@ func (s *Sanitizer) scan(ctx context.Context, data []byte, depth int) ([]Finding
 				sc.proseHit(start, int(s.ac.patLens[pat]))
 			case trigMySQL:
 				sc.mysqlHit(start, int(s.ac.patLens[pat]))
+			case trigCLIAuth:
+				sc.cliAuthHit(start, int(s.ac.patLens[pat]))
+			case trigSQL:
+				sc.sqlHit(start, int(s.ac.patLens[pat]))
+			case trigJWK:
+				sc.jwkHit(start)
+			case trigPPK:
+				sc.ppkHit(start, int(s.ac.patLens[pat]))
+			case trigSAS:
+				sc.sasSigHit(start)
+			case trigDiscord:
+				sc.discordHookHit(start, int(s.ac.patLens[pat]))
+			case trigSpelled:
+				sc.spelled = true
 			}
 		}
 	}

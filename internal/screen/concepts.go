@@ -56,13 +56,14 @@ const (
 
 // conceptLex lists the cues of each concept: lowercase, matched as prefixes of words
 // (scripts without spaces: anywhere). Languages: en, zh, hi, es, fr, ar, bn, pt, ru, ur,
-// id, de, ja, ko, tr, it, vi, nl, pl.
+// id, de, ja, ko, tr, it, vi, nl, pl; and for ignore, previous, instructions, system
+// prompt and reveal also uk, cs, sk, sv, no, da, fi, el, he, fa, ro, hu, sw.
 var conceptLex = [nConcepts]string{
-	kIgnore:    "ignore|ignoring|disregard|forget|override|bypass|pay no attention|olvida|ignora|ignoren|ignorez|ignore les|oublie|vergiss|vergessen|ignorier|missachte|esqueça|esqueca|desconsidere|dimentica|ignorate|忽略|无视|忽视|忘记|忘掉|無視|忘れ|무시|잊어|игнорир|забудь|забудьте|проигнорир|تجاهل|انس|अनदेखा|नज़रअंदाज़|नजरअंदाज|भूल जाओ|उपेक्षा|উপেক্ষা|ভুলে যাও|نظر انداز|بھول جاؤ|abaikan|lupakan|yok say|unut|görmezden gel|bỏ qua|quên|negeer|vergeet|zignoruj|zapomnij",
-	kPrev:      "previous|prior|above|earlier|preceding|all prior|anteriores|previas|precedentes|précédent|precedent|bisherig|vorherig|obigen|anteriores|precedenti|之前|以上|上面|先前|此前|これまで|以前|上記|이전|предыдущ|прежн|السابقة|पिछले|पहले के|আগের|پچھلی|پچھلے|sebelumnya|önceki|trước đó|vorige|eerdere|poprzednie",
-	kInstr:     "instructions|instruction|directives|system prompt|rules|instrucciones|instruções|instrucoes|instruções|consignes|directives|anweisungen|instruktionen|istruzioni|指令|指示|提示词|规则|プロンプト|지시|지침|инструкци|указани|правила|التعليمات|تعليمات|निर्देश|নির্দেশ|ہدایات|instruksi|talimat|hướng dẫn|instructies|instrukcje|polecenia",
-	kSysPrompt: "system prompt|systemprompt|system message|initial instructions|initial configuration|hidden instructions|hidden developer|prompt de sistema|prompt del sistema|instrucciones de sistema|prompt système|prompt systeme|instructions cachées|instructions cachees|systemprompt|prompt di sistema|prompt do sistema|prompt de sistema|系统提示|系统指令|隐藏指令|システムプロンプト|시스템 프롬프트|системный промпт|системн|скрытые инструкции|موجه النظام|التعليمات المخفية|सिस्टम प्रॉम्प्ट|সিস্টেম প্রম্পট|سسٹم پرامپٹ|prompt sistem|sistem istemi|lời nhắc hệ thống|systeemprompt|prompt systemowy",
-	kReveal:    "print|reveal|repeat|output|display|show|dump|recite|muéstrame|muestrame|muestra|revela|imprime|affiche|révèle|revele|répète|zeige|zeig|gib|ausgeben|mostre|mostra|mostrami|riporta|stampa|输出|显示|打印|重复|表示|出力|출력|보여|выведи|покажи|повтори|اعرض|أظهر|دिखाओ|দেখাও|دکھاؤ|tampilkan|göster|yazdır|in ra|hiển thị|toon|pokaż|wypisz",
+	kIgnore:    "ignore|ignoring|disregard|forget|override|bypass|pay no attention|olvida|ignora|ignoren|ignorez|ignore les|oublie|vergiss|vergessen|ignorier|missachte|esqueça|esqueca|desconsidere|dimentica|ignorate|忽略|无视|忽视|忘记|忘掉|無視|忘れ|무시|잊어|игнорир|забудь|забудьте|проигнорир|تجاهل|انس|अनदेखा|नज़रअंदाज़|नजरअंदाज|भूल जाओ|उपेक्षा|উপেক্ষা|ভুলে যাও|نظر انداز|بھول جاؤ|abaikan|lupakan|yok say|unut|görmezden gel|bỏ qua|quên|negeer|vergeet|zignoruj|zapomnij|ігнор|проігнор|ignoruj|zapomeň|zapomen|zabudni|glöm|glom |glem |αγνόησ|αγνοήσ|ξέχασε|ξεχάστε|התעלם|התעלמי|שכח את|نادیده بگیر|فراموش کن|ignoră|ignorați|uită|uitați|hagyd figyelmen|figyelmen kívül|felejtsd el|puuza|sahau|unohda|ohita|jätä huomiotta",
+	kPrev:      "previous|prior|above|earlier|preceding|all prior|anteriores|previas|precedentes|précédent|precedent|bisherig|vorherig|obigen|anteriores|precedenti|之前|以上|上面|先前|此前|これまで|以前|上記|이전|предыдущ|прежн|السابقة|पिछले|पहले के|আগের|پچھلی|پچھلے|sebelumnya|önceki|trước đó|vorige|eerdere|poprzednie|попередн|předchozí|predchádzajúc|tidigare|tidligere|προηγούμεν|הקודמות|הקודמים|הקודם|קודמות|قبلی|anterioar|korábbi|előző|awali|zilizopita|aiemm|edellis|aikaisemm",
+	kInstr:     "instructions|instruction|directives|system prompt|rules|instrucciones|instruções|instrucoes|instruções|consignes|directives|anweisungen|instruktionen|istruzioni|指令|指示|提示词|规则|プロンプト|지시|지침|инструкци|указани|правила|التعليمات|تعليمات|निर्देश|নির্দেশ|ہدایات|instruksi|talimat|hướng dẫn|instructies|instrukcje|polecenia|інструкці|вказівк|pokyny|pokyn|instrukce|inštrukci|instruktion|instruks|הוראות|ההוראות|הנחיות|ההנחיות|οδηγίες|οδηγιών|εντολές|دستورالعمل|دستورات|instrucțiun|utasítás|maagizo|maelekezo|ohjeet|ohjeita|ohjee",
+	kSysPrompt: "system prompt|systemprompt|system message|initial instructions|initial configuration|hidden instructions|hidden developer|prompt de sistema|prompt del sistema|instrucciones de sistema|prompt système|prompt systeme|instructions cachées|instructions cachees|systemprompt|prompt di sistema|prompt do sistema|prompt de sistema|系统提示|系统指令|隐藏指令|システムプロンプト|시스템 프롬프트|системный промпт|системн|скрытые инструкции|موجه النظام|التعليمات المخفية|सिस्टम प्रॉम्प्ट|সিস্টেম প্রম্পট|سسٹم پرامپٹ|prompt sistem|sistem istemi|lời nhắc hệ thống|systeemprompt|prompt systemowy|системний промпт|systémový prompt|systemový prompt|μήνυμα συστήματος|προτροπή συστήματος|הנחיית המערכת|הנחיות המערכת|פרומפט המערכת|پرامپت سیستم|promptul de sistem|rendszerprompt|maelekezo ya mfumo|järjestelmäkehote|järjestelmäprompt",
+	kReveal:    "print|reveal|repeat|output|display|show|dump|recite|muéstrame|muestrame|muestra|revela|imprime|affiche|révèle|revele|répète|zeige|zeig|gib|ausgeben|mostre|mostra|mostrami|riporta|stampa|输出|显示|打印|重复|表示|出力|출력|보여|выведи|покажи|повтори|اعرض|أظهر|دिखाओ|দেখাও|دکھاؤ|tampilkan|göster|yazdır|in ra|hiển thị|toon|pokaż|wypisz|виведи|odhal|zobraz|ukaž|visa |vis |αποκάλυψε|δείξε|εμφάνισε|חשוף|הצג|הראה|نشان بده|فاش کن|dezvăluie|arată|afișează|mutasd|fedd fel|írd ki|onyesha|fichua|ufichue|näytä|paljasta",
 	kVerbatim:  "verbatim|word for word|palabra por palabra|mot pour mot|mot à mot|intégralement|integralement|wortwörtlich|wortwortlich|wörtlich|wortlich|sem omitir|parola per parola|逐字|原文|一字一句|そのまま|한 글자도|그대로|дословно|слово в слово|حرفي|शब्दशः|হুবহু|لفظ بہ لفظ|kata demi kata|kelimesi kelimesine|nguyên văn|woord voor woord|słowo w słowo",
 	kSecret:    "api key|api_key|apikey|access token|access_token|auth token|oauth|client secret|secret key|session cookie|credentials|passwords|password|openai_api_key|token de acceso|tokens de acceso|clave de api|clave api|jeton|jeton d'authentification|mot de passe|zugriffstoken|api-schlüssel|api-schlussel|passwort|token de acesso|chave da api|senha|token di accesso|chiave api|访问令牌|令牌|api 密钥|密钥|密码|アクセストークン|api キー|api キ|パスワード|액세스 토큰|api 키|비밀번호|токен доступа|ключ api|пароль|رمز الوصول|مفتاح api|كلمة المرور|एक्सेस टोकन|api कुंजी|पासवर्ड|অ্যাক্সেস টোকেন|api কী|পাসওয়ার্ড|رسائی ٹوکن|api کلید|پاس ورڈ|token akses|kunci api|kata sandi|erişim belirteci|api anahtarı|api anahtari|şifre|mã truy cập|khóa api|mật khẩu",
 	kSend:      "send_email|send_mail|http_post|enviar_correo|enviar_arquivo|invia_email|envoyer_courriel|send|forward|transfer|upload|post it|exfiltrate|forwarded|envía|envia|mandar|manda|enviar|envoie|transfère|joins|schicke|sende|übertrage|weiterleiten|invia|manda|inoltra|发送|转发|送信|転送|보내|전송|отправь|перешли|أرسل|ارسل|भेज|পাঠাও|بھیج|kirim|gönder|gửi|stuur|wyślij",
@@ -209,12 +210,19 @@ func (cs *conceptSet) match(f *folded) ([]signal, int, bool) {
 	cur := &m.cur
 	toks := f.toks.t
 	leet, split := 0, 0 // words with a digit between letters; single letters joined by - . _
+	syll := 0           // pieces of words joined by a hyphen, a middle dot or a hyphenation point
 	for ti := range toks {
 		t := &toks[ti]
+		if ti > 0 {
+			// Most words are apart by a space: test the gap's first byte inline.
+			if g := toks[ti-1].end; g < t.start && t.start-g <= 3 && (text[g] == '-' || text[g] == 0xC2 || text[g] == 0xE2) && syllableJoin(text, toks[ti-1], *t) {
+				syll++
+			}
+		}
 		if w := text[t.start:t.end]; t.digit && leetWord(w) { // no digit, no leetspeak
 			leet++
 		} else if len(w) == 1 && ti > 0 && int(toks[ti-1].end) == int(t.start)-1 && toks[ti-1].end-toks[ti-1].start == 1 &&
-			strings.IndexByte("-._", text[t.start-1]) >= 0 {
+			strings.IndexByte("-._ \n", text[t.start-1]) >= 0 {
 			split++
 		} else if len(w) > 1 && split < 2 {
 			split = 0
@@ -271,7 +279,33 @@ func (cs *conceptSet) match(f *folded) ([]signal, int, bool) {
 	for _, h := range hits {
 		out = append(out, signal{id: h.id, code: h.code, weight: h.weight * metaFactor(nmeta, h.quoted)})
 	}
-	return out, nmeta, leet >= 2 || split >= 2
+	return out, nmeta, leet >= 2 || split >= 2 || syll >= 3
+}
+
+// syllableJoin reports whether the words a and b are pieces of one word cut into
+// syllables: lowercase letters glued by a middle dot or a hyphenation point, or by a
+// hyphen with a piece of three letters or fewer (ig-nore, in-struc-tions). It only
+// decides whether a second reading is worth its cost; the reading adds only what is
+// hostile.
+func syllableJoin(text string, a, b token) bool {
+	gap := text[a.end:b.start]
+	if gap != "-" && gap != "\u00b7" && gap != "\u2027" {
+		return false
+	}
+	wa, wb := text[a.start:a.end], text[b.start:b.end]
+	if !lowerWord(wa) || !lowerWord(wb) {
+		return false
+	}
+	return gap != "-" || len(wa) <= 3 || len(wb) <= 3
+}
+
+func lowerWord(w string) bool {
+	for i := 0; i < len(w); i++ {
+		if !isLower(w[i]) {
+			return false
+		}
+	}
+	return w != ""
 }
 
 // conceptScan is the state of one match: the current sentence's concepts, whether the
@@ -514,7 +548,7 @@ func appendCombos(hits []comboHit, cur, prev sentence) []comboHit {
 // deobfuscate undoes two spellings that keep words away from lexical rules, on the
 // folded text: leetspeak in words with a digit between letters (1gn0r3 -> ignore,
 // p4ssw0rd -> password) and letters split by hyphens, dots or underscores
-// (i-g-n-o-r-e -> ignore). It reports a change only for two or more leet words or a
+// (i-g-n-o-r-e -> ignore), spaces (i g n o r e) or line breaks. It reports a change only for two or more leet words or a
 // split word (match says when to call it), so that i18n or k8s alone does not cost a
 // second reading.
 func deobfuscate(s string) (string, bool) {
@@ -552,7 +586,8 @@ func deobfuscate(s string) (string, bool) {
 	for i := 0; i < n; {
 		if isLower(b[i]) && (i == 0 || !isLower(b[i-1])) {
 			j, count := i, 1
-			for j+2 < n && (b[j+1] == '-' || b[j+1] == '.' || b[j+1] == '_') && isLower(b[j+2]) && (j+3 >= n || !isLower(b[j+3])) {
+			sep := b[min(j+1, n-1)] // one separator throughout: i-g-n-o-r-e a-l-l is two words
+			for j+2 < n && splitSep(b[j+1]) && b[j+1] == sep && isLower(b[j+2]) && (j+3 >= n || !isLower(b[j+3])) {
 				j += 2
 				count++
 			}
@@ -568,10 +603,48 @@ func deobfuscate(s string) (string, bool) {
 		out = append(out, b[i])
 		i++
 	}
-	return string(out), changed
+	// Syllables glued by a hyphen, a middle dot or a hyphenation point between
+	// letters: ig-nore, in·struc·tions.
+	// Pieces of two letters or more on both sides, so a-b stays.
+	j, run := 0, 0 // run: lowercase letters just before out[j]
+	for i := 0; i < len(out); i++ {
+		if run >= 2 {
+			if n := syllableMark(out[i:]); n > 0 && i+n+1 < len(out) && isLower(out[i+n]) && isLower(out[i+n+1]) {
+				i += n - 1
+				changed = true
+				continue
+			}
+		}
+		if isLower(out[i]) {
+			run++
+		} else {
+			run = 0
+		}
+		out[j] = out[i]
+		j++
+	}
+	return string(out[:j]), changed
+}
+
+// syllableMark is the length of the hyphen, middle dot or hyphenation point at the
+// start of b, or 0.
+func syllableMark(b []byte) int {
+	switch {
+	case len(b) > 0 && b[0] == '-':
+		return 1
+	case len(b) > 1 && b[0] == 0xC2 && b[1] == 0xB7:
+		return 2
+	case len(b) > 2 && b[0] == 0xE2 && b[1] == 0x80 && b[2] == 0xA7:
+		return 3
+	}
+	return 0
 }
 
 func isLower(c byte) bool { return c >= 'a' && c <= 'z' }
+
+// splitSep is a separator between the letters of a word spelled out one by one:
+// i-g-n-o-r-e, i.g.n.o.r.e, i g n o r e (words apart by wider gaps), one per line.
+func splitSep(c byte) bool { return c == '-' || c == '.' || c == '_' || c == ' ' || c == '\n' }
 
 func leetByte(c byte) bool { return isLower(c) || (c >= '0' && c <= '9') || c == '@' || c == '$' }
 

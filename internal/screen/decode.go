@@ -11,7 +11,7 @@ import (
 
 // encoded is one decoded payload found in a text.
 type encoded struct {
-	kind string // "base64", "hex", "url", "html-entities"
+	kind string // "base64", "hex", "unicode-escape", "url", "html-entities"
 	text string
 }
 
@@ -56,6 +56,14 @@ func findEncoded(s string, budget *int) []encoded {
 	if strings.Contains(s, `\x`) {
 		if t, n := decodeEscapedHex(s); n >= 4 && texty([]byte(t)) {
 			emit("hex", t)
+		}
+	}
+	if strings.Contains(s, `\u`) {
+		// \uXXXX escapes in text that is not JSON (JSON strings are decoded
+		// before they get here): a log line or a truncated tool result can
+		// hide a zero-width split or lookalike letters so.
+		if t, n := decodeEscapedUnicode(s); n >= 2 {
+			emit("unicode-escape", t)
 		}
 	}
 	if countPercentEscapes(s, 3) >= 3 {
@@ -208,6 +216,42 @@ func decodeEscapedHex(s string) (string, int) {
 		if s[i] == '\\' && i+3 < len(s) && s[i+1] == 'x' && isHexByte(s[i+2]) && isHexByte(s[i+3]) {
 			b.WriteByte(unhex(s[i+2])<<4 | unhex(s[i+3]))
 			i += 3
+			n++
+			continue
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String(), n
+}
+
+// decodeEscapedUnicode decodes \uXXXX escapes (surrogate pairs joined) and
+// reports how many it decoded.
+func decodeEscapedUnicode(s string) (string, int) {
+	var b strings.Builder
+	n := 0
+	hex4 := func(i int) (rune, bool) {
+		if i+5 >= len(s) || s[i] != '\\' || s[i+1] != 'u' {
+			return 0, false
+		}
+		var r rune
+		for k := i + 2; k < i+6; k++ {
+			if !isHexByte(s[k]) {
+				return 0, false
+			}
+			r = r<<4 | rune(unhex(s[k]))
+		}
+		return r, true
+	}
+	for i := 0; i < len(s); i++ {
+		if r, ok := hex4(i); ok {
+			w := 6
+			if r >= 0xD800 && r < 0xDC00 {
+				if lo, ok := hex4(i + 6); ok && lo >= 0xDC00 && lo <= 0xDFFF {
+					r, w = 0x10000+(r-0xD800)<<10+(lo-0xDC00), 12
+				}
+			}
+			b.WriteRune(r) // a lone surrogate becomes U+FFFD
+			i += w - 1
 			n++
 			continue
 		}

@@ -33,23 +33,27 @@
 //     "### Instruction:" headings, fake end-of-input markers.
 //   - exfiltration-request, tool-request: sending secrets, files or codes somewhere,
 //     sensitive paths (~/.ssh, /etc/shadow), curl | sh, reverse shells, destructive
-//     commands, code that posts local data out.
+//     commands, code that posts local data out, markdown images whose URL leaves a
+//     parameter for the reader to fill, the user's data to be encoded into a URL.
 //   - hidden-unicode:tag-chars, :zero-width, :bidi-override, :bidi-control,
 //     :variation-selectors: invisible characters; tag characters and runs of variation
 //     selectors are decoded and the hidden text screened too. Emoji flag tag sequences,
 //     emoji ZWJ sequences and ZWNJ in scripts that need it are not flagged.
 //   - homoglyph:mixed-script (a word mixes Latin with lookalike letters of another
 //     script) and homoglyph:lookalike (a phrase matched only after folding lookalikes).
-//   - encoded:base64, :hex, :url, :html-entities: a payload that decodes to text and
+//   - encoded:base64, :hex, :unicode-escape (\uXXXX in text that is not JSON), :url,
+//     :html-entities: a payload that decodes to text and
 //     adds hostile evidence beyond its carrier; decoded payloads are screened to depth
 //     Config.MaxDecodeDepth (nested encodings count one level each).
 //   - The same attack shapes in other languages (concepts.go): cue words of about twenty
 //     meanings (ignore, previous, instructions, system prompt, reveal, secret, send, tool,
 //     your reply, "AI reading this", no restrictions, from now on, before you summarise,
-//     recommend, covert, negation, condition) in 19 languages, scored only in combination
-//     within a sentence; reported under the codes above.
+//     recommend, covert, negation, condition) in 19 languages (the override and extraction cues in 13 more: uk, cs,
+//     sk, sv, no, da, fi, el, he, fa, ro, hu, sw), scored only in combination within
+//     a sentence; reported under the codes above.
 //   - obfuscated:leetspeak: the text read again with leetspeak (1gn0r3) and split
-//     letters (i-g-n-o-r-e) undone added hostile evidence.
+//     letters (i-g-n-o-r-e, i g n o r e, one per line) or syllables (ig-nore,
+//     in·struc·tions) undone added hostile evidence.
 //   - oversize: input beyond Config.MaxInputBytes, which is not screened.
 //
 // # How it scores

@@ -283,7 +283,13 @@ func patternDefs() []patternDef {
 		{id: "exf-sensitive-path", code: codeExfil, weight: 0.3, lits: l(".ssh", "id_rsa", "id_ed25519", "/etc/passwd", "/etc/shadow", ".aws", ".netrc", "git-credentials", ".kube", ".docker", "/environ", "bash_history", "wallet.dat", "keychain"),
 			re: `~?/?\.ssh\b|\bid_(rsa|ed25519|ecdsa)\b|/etc/(passwd|shadow|sudoers)\b|\.aws/credentials|\.netrc\b|\.git-credentials|\.kube/config|\.docker/config\.json|/proc/self/environ|\.bash_history|wallet\.dat|login\.keychain`},
 		{id: "exf-markdown-image", code: codeExfil, weight: 0.35, lits: l("!["),
-			re: `!\[[^\]\n]{0,80}\]\(\s*https?://[^)\s]{1,200}[?&][a-z0-9_]{1,30}=[^)\s]{0,200}(\{|\$|<|%7b|\[)`},
+			re: `!\[[^\]\n]{0,80}\]\(\s*https?://[^)\s]{1,200}[?&][a-z0-9_]{1,30}=([^)\s]{0,200}(\{|\$|<|%7b|\[)|\s*\))`},
+		// An image URL whose parameter names what the reader should put there.
+		{id: "exf-markdown-image-slot", code: codeExfil, weight: 0.6, lits: l("!["),
+			re: `!\[[^\]\n]{0,80}\]\(\s*https?://[^)\s]{1,200}[?&][a-z0-9_]{1,30}=[a-z_]{0,30}(system_?prompt|prompt|conversation|chat_?history|history|secret|password|api_?key|user_?data|memory|summary)[a-z_]{0,20}\s*\)`},
+		// Asking for the user's data encoded into a URL or a parameter.
+		{id: "exf-encode-into-url", code: codeExfil, weight: 0.5, lits: l("encoded"),
+			re: `(user'?s?|conversation|chat|history|emails?|password|secret|api key|system prompt|memory)\b[^.\n]{0,40}\b(url-?encoded|base64-?encoded|hex-?encoded|encoded)\b[^.\n]{0,30}\b(after|as the value of|into|in)\b[^.\n]{0,20}([a-z0-9_]{1,20}=|the (url|link|query|image))`},
 
 		// Chinese and Japanese: no spaces, so regexps over the text.
 		{id: "ovr-zh", code: codeOverride, weight: 0.85, cjk: true, notAfter: "不要|别|勿|不能|不可|不应|不得|不会|避免",
