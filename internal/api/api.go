@@ -83,7 +83,7 @@ func Listen(n *node.Node, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("api: %w", err)
 	}
-	s := &Server{n: n, log: log, ln: ln}
+	s := &Server{n: n, log: log, ln: newLimitListener(ln, defaultConnLimits, log)}
 	// No WriteTimeout: /v1/stream lasts as long as its call.
 	s.srv = &http.Server{Handler: s.routes(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: idleTimeout}
 	return s, nil

@@ -9,3 +9,11 @@ func (s *Server) IdleTimeoutForTest(d time.Duration) time.Duration {
 	s.srv.IdleTimeout = d
 	return old
 }
+
+// ConnLimitsForTest sets the connection bounds; call it before Serve.
+func (s *Server) ConnLimitsForTest(total, perProcess int) {
+	l := s.ln.(*limitListener)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.lim = connLimits{total: total, perProcess: perProcess}
+}
