@@ -23,6 +23,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -60,12 +61,19 @@ var openAPI string
 // cannot hold the server's descriptors by opening connections and going quiet.
 const idleTimeout = 2 * time.Minute
 
+// maxHeaderBytes bounds a request's head: this API's requests carry a few
+// short headers, and 1,024 connections with net/http's default (1 MiB) each
+// would be 1 GiB. A larger head is answered 431 by net/http.
+const maxHeaderBytes = 64 << 10
+
 // Server serves one node's local API.
 type Server struct {
 	n   *node.Node
 	log *slog.Logger
 	srv *http.Server
 	ln  net.Listener
+
+	stall atomic.Int64 // ioStall; tests shorten it
 
 	closeOnce sync.Once
 	closeErr  error
@@ -84,8 +92,11 @@ func Listen(n *node.Node, log *slog.Logger) (*Server, error) {
 		return nil, fmt.Errorf("api: %w", err)
 	}
 	s := &Server{n: n, log: log, ln: newLimitListener(ln, defaultConnLimits, log)}
-	// No WriteTimeout: /v1/stream lasts as long as its call.
-	s.srv = &http.Server{Handler: s.routes(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: idleTimeout}
+	s.stall.Store(int64(ioStall))
+	// No WriteTimeout: /v1/stream lasts as long as its call; each write has
+	// ioStall instead (stall.go).
+	s.srv = &http.Server{Handler: s.bounded(s.routes()), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: idleTimeout,
+		MaxHeaderBytes: maxHeaderBytes}
 	return s, nil
 }
 
@@ -260,7 +271,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	flusher, _ := w.(http.Flusher)
+	rc := http.NewResponseController(w)
 	enc := json.NewEncoder(w)
 	started := false
 	err := s.n.Stream(s.n.WithinCall(r.Context(), req.Within), req.Peer, req.Capability, req.Input, func(data json.RawMessage) error {
@@ -272,10 +283,9 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 		if err := enc.Encode(StreamLine{Data: validUTF8(data)}); err != nil {
 			return err
 		}
-		if flusher != nil {
-			flusher.Flush()
-		}
-		return nil
+		// A client that does not take the line within ioStall fails the
+		// flush, which ends the call.
+		return rc.Flush()
 	})
 	if !started {
 		if err != nil {

@@ -17,3 +17,6 @@ func (s *Server) ConnLimitsForTest(total, perProcess int) {
 	defer l.mu.Unlock()
 	l.lim = connLimits{total: total, perProcess: perProcess}
 }
+
+// StallForTest sets the bound on a body's arrival and each write's.
+func (s *Server) StallForTest(d time.Duration) { s.stall.Store(int64(d)) }
