@@ -204,16 +204,12 @@ func (s *Server) caps(w http.ResponseWriter, r *http.Request) {
 	}{caps})
 }
 
-// decodeBody reads exactly one JSON object into v: unknown fields, trailing
-// data and bodies over MaxRequestBytes are usage refusals, answered here.
+// decodeBody reads exactly one JSON object into v (parseBody); a body over
+// MaxRequestBytes, or one parseBody refuses, is a usage refusal, answered here.
 func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxRequestBytes))
-	dec.DisallowUnknownFields()
-	err := dec.Decode(v)
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxRequestBytes))
 	if err == nil {
-		if _, terr := dec.Token(); terr != io.EOF {
-			err = errors.New("trailing data after the JSON object")
-		}
+		err = parseBody(body, v)
 	}
 	if err != nil {
 		writeError(w, refusal.New(refusal.StageUsage, "bad request body: %v", err))

@@ -1,6 +1,11 @@
 package api
 
-import "time"
+import (
+	"reflect"
+	"time"
+
+	"github.com/treaty-dev/treaty/localapi"
+)
 
 // IdleTimeoutForTest returns the server's idle timeout and sets it to d for
 // the connections accepted from now on.
@@ -20,3 +25,5 @@ func (s *Server) ConnLimitsForTest(total, perProcess int) {
 
 // StallForTest sets the bound on a body's arrival and each write's.
 func (s *Server) StallForTest(d time.Duration) { s.stall.Store(int64(d)) }
+
+var reflectCallRequest = reflect.TypeOf(localapi.CallRequest{})
