@@ -234,7 +234,12 @@ func (s *Server) call(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	res, err := s.n.Call(s.n.WithinCall(r.Context(), req.Within), req.Peer, req.Capability, req.Input)
+	ctx, err := s.within(r, req.Within)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	res, err := s.n.Call(ctx, req.Peer, req.Capability, req.Input)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -262,15 +267,36 @@ type callAnswer struct {
 	ElapsedMS float64         `json:"elapsed_ms"`
 }
 
+// within is r's context for a call made on behalf of the inbound call token
+// names (a backend's TREATY_CALL), or r's own for no token. A token that
+// names no call being served (it ended, was never issued, or was issued by
+// another node) is refused: taking it for a direct call would let the call
+// shed the delegation chain, and the limits on it, that its sender asked for.
+func (s *Server) within(r *http.Request, token string) (context.Context, error) {
+	ctx := r.Context()
+	if token == "" {
+		return ctx, nil
+	}
+	if wctx := s.n.WithinCall(ctx, token); wctx != ctx {
+		return wctx, nil
+	}
+	return nil, refusal.New(refusal.StageUsage, "within: no call this node is serving has that token (the call ended, or the token is wrong); omit within for a direct call")
+}
+
 func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 	req, ok := decodeCall(w, r)
 	if !ok {
 		return
 	}
+	ctx, err := s.within(r, req.Within)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
 	rc := http.NewResponseController(w)
 	enc := json.NewEncoder(w)
 	started := false
-	err := s.n.Stream(s.n.WithinCall(r.Context(), req.Within), req.Peer, req.Capability, req.Input, func(data json.RawMessage) error {
+	err = s.n.Stream(ctx, req.Peer, req.Capability, req.Input, func(data json.RawMessage) error {
 		if !started {
 			w.Header().Set("Content-Type", "application/x-ndjson")
 			w.WriteHeader(http.StatusOK)
