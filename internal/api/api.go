@@ -73,7 +73,9 @@ type Server struct {
 	srv *http.Server
 	ln  net.Listener
 
-	stall atomic.Int64 // ioStall; tests shorten it
+	stall     atomic.Int64  // ioStall; tests shorten it
+	slotWait  atomic.Int64  // ioStall; tests shorten it
+	bodySlots chan struct{} // maxLargeBodies (stall.go)
 
 	closeOnce sync.Once
 	closeErr  error
@@ -91,8 +93,9 @@ func Listen(n *node.Node, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("api: %w", err)
 	}
-	s := &Server{n: n, log: log, ln: newLimitListener(ln, defaultConnLimits, log)}
+	s := &Server{n: n, log: log, ln: newLimitListener(ln, defaultConnLimits, log), bodySlots: make(chan struct{}, maxLargeBodies)}
 	s.stall.Store(int64(ioStall))
+	s.slotWait.Store(int64(ioStall))
 	// No WriteTimeout: /v1/stream lasts as long as its call; each write has
 	// ioStall instead (stall.go).
 	s.srv = &http.Server{Handler: s.bounded(s.routes()), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: idleTimeout,

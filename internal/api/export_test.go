@@ -27,3 +27,9 @@ func (s *Server) ConnLimitsForTest(total, perProcess int) {
 func (s *Server) StallForTest(d time.Duration) { s.stall.Store(int64(d)) }
 
 var reflectCallRequest = reflect.TypeOf(localapi.CallRequest{})
+
+// SlotWaitForTest sets how long a large body waits for a slot.
+func (s *Server) SlotWaitForTest(d time.Duration) { s.slotWait.Store(int64(d)) }
+
+// LargeBodiesForTest is the number of large bodies being read.
+func (s *Server) LargeBodiesForTest() int { return len(s.bodySlots) }
