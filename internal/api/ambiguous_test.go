@@ -23,3 +23,21 @@ func TestAmbiguousBodiesRefused(t *testing.T) {
 	}
 	e.rawError(t, "POST", "/v1/trust/set", `{"peer":"globex","lift":true,"lift":false}`, 400, localapi.StageUsage)
 }
+
+// TestAmbiguousQueriesRefused: a query parameter given twice (Get took the
+// first), a malformed pair (Get dropped it) or a value that is not UTF-8 is
+// refused, stage usage.
+func TestAmbiguousQueriesRefused(t *testing.T) {
+	t.Parallel()
+	e := start(t, "acme")
+	for _, path := range []string{
+		"/v1/caps?peer=acme&peer=globex",
+		"/v1/caps?peer=%zz",
+		"/v1/caps?peer=glob%ffex",
+		"/v1/kv/get?group=g&key=k&group=h",
+		"/v1/kv/ls?group=g&prefix=a&prefix=b",
+		"/v1/motions/show?group=g;name=m",
+	} {
+		e.rawError(t, "GET", path, "", 400, localapi.StageUsage)
+	}
+}

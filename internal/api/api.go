@@ -194,7 +194,12 @@ func (s *Server) peers(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) caps(w http.ResponseWriter, r *http.Request) {
-	caps, err := s.n.Caps(r.Context(), r.URL.Query().Get("peer"))
+	q, err := params(r)
+	if err != nil {
+		writeError(w, refusal.New(refusal.StageUsage, "%v", err))
+		return
+	}
+	caps, err := s.n.Caps(r.Context(), q.Get("peer"))
 	if err != nil {
 		writeError(w, err)
 		return

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
+	"net/url"
 	"reflect"
 	"strings"
 	"unicode/utf8"
@@ -103,4 +105,24 @@ func checkKeys(body []byte, names map[string]bool) error {
 		}
 	}
 	return nil
+}
+
+// params parses r's query and refuses what a reader could take two ways: a
+// malformed pair (url.Values.Get would drop it silently), a parameter given
+// twice (Get takes the first, another reader the last), a value that is not
+// UTF-8.
+func params(r *http.Request) (url.Values, error) {
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return nil, fmt.Errorf("bad query: %w", err)
+	}
+	for name, vs := range q {
+		if len(vs) > 1 {
+			return nil, fmt.Errorf("query parameter %q given %d times", name, len(vs))
+		}
+		if !utf8.ValidString(name) || !utf8.ValidString(vs[0]) {
+			return nil, fmt.Errorf("query parameter %q is not UTF-8", name)
+		}
+	}
+	return q, nil
 }
