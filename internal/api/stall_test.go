@@ -137,3 +137,29 @@ func TestSlowBody(t *testing.T) {
 		t.Fatalf("answer to a trickled body: %q", b)
 	}
 }
+
+// TestKeepAliveAfterStall: a keep-alive connection idle past the stall
+// bound still gets its next answer, 100 Continue included: the write
+// deadline the previous answer left does not fail the next exchange.
+func TestKeepAliveAfterStall(t *testing.T) {
+	t.Parallel()
+	e := start(t, "acme")
+	e.srv.StallForTest(200 * time.Millisecond)
+	c, br := dialSock(t, e)
+	if code, _ := ask(t, c, br); code != 200 {
+		t.Fatalf("first answer %d", code)
+	}
+	<-time.After(400 * time.Millisecond) // the connection idles past the bound: what is under test
+	body := `{"peer":"nobody","lift":true}`
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	c.Write([]byte("POST /v1/trust/set HTTP/1.1\r\nHost: treaty\r\nExpect: 100-continue\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n"))
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != http.StatusContinue {
+		t.Fatalf("interim answer: %v %v", resp, err)
+	}
+	c.Write([]byte(body))
+	resp, err = http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != 403 {
+		t.Fatalf("answer after 100 Continue: %v %v", resp, err)
+	}
+}
