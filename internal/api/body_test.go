@@ -3,8 +3,11 @@ package api
 import (
 	"bytes"
 	"encoding/json"
+	"net/http"
+	"net/url"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/treaty-dev/treaty/localapi"
 )
@@ -86,6 +89,30 @@ func FuzzParseBody(f *testing.F) {
 		}
 		if keys != len(m) {
 			t.Fatalf("accepted a duplicate key: %q", body)
+		}
+	})
+}
+
+// FuzzParams: no query crashes params, and one it accepts has each parameter
+// once, in UTF-8, as url.ParseQuery reads it.
+func FuzzParams(f *testing.F) {
+	for _, q := range []string{"peer=globex", "group=g&key=k", "peer=a&peer=b", "peer=%zz", "peer=%ff", "a=1;b=2", "=&=", "prefix="} {
+		f.Add(q)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		r := &http.Request{URL: &url.URL{RawQuery: raw}}
+		q, err := params(r)
+		if err != nil {
+			return
+		}
+		want, err := url.ParseQuery(raw)
+		if err != nil {
+			t.Fatalf("accepted %q, which ParseQuery refuses", raw)
+		}
+		for name, vs := range want {
+			if len(vs) != 1 || !utf8.ValidString(name) || !utf8.ValidString(vs[0]) || q.Get(name) != vs[0] {
+				t.Fatalf("accepted %q: %q = %q", raw, name, vs)
+			}
 		}
 	})
 }
