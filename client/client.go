@@ -120,6 +120,11 @@ func (c *Client) request(peer, capability string, input json.RawMessage) (locala
 	return localapi.CallRequest{Peer: peer, Capability: capability, Input: input, Within: c.within}, nil
 }
 
+// maxStreamLine bounds a line of a stream's answer: an event of at most
+// 16 MiB (a node's largest limits.max_event_bytes), each byte of it perhaps
+// made U+FFFD (3 bytes) on its way to UTF-8, in {"data":...}.
+const maxStreamLine = 3*16<<20 + 1<<10
+
 // Stream runs a stream capability with input (nil means {}) and calls emit
 // for each event's data, in order. An error from emit stops the stream and is
 // returned as is; a refusal, before or during the stream, is a *localapi.Error.
@@ -145,7 +150,7 @@ func (c *Client) Stream(ctx context.Context, peer, capability string, input json
 		return decodeError(resp)
 	}
 	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 0, 64<<10), localapi.MaxRequestBytes)
+	sc.Buffer(make([]byte, 0, 64<<10), maxStreamLine)
 	for sc.Scan() {
 		var line localapi.StreamLine
 		if err := json.Unmarshal(sc.Bytes(), &line); err != nil {
