@@ -3,6 +3,8 @@ package api_test
 import (
 	"bufio"
 	"context"
+	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -161,5 +163,29 @@ func TestKeepAliveAfterStall(t *testing.T) {
 	resp, err = http.ReadResponse(br, nil)
 	if err != nil || resp.StatusCode != 403 {
 		t.Fatalf("answer after 100 Continue: %v %v", resp, err)
+	}
+}
+
+// TestManyStreams: concurrent streams from one process each get all their
+// events and their end.
+func TestManyStreams(t *testing.T) {
+	t.Parallel()
+	acme, globex := start(t, "acme"), start(t, "globex")
+	federate(t, acme, globex)
+	errs := make(chan error, 32)
+	for range cap(errs) {
+		go func() {
+			n := 0
+			err := acme.cl.Stream(t.Context(), "globex", "ticks", nil, func(json.RawMessage) error { n++; return nil })
+			if err == nil && n != 3 {
+				err = fmt.Errorf("%d events, want 3", n)
+			}
+			errs <- err
+		}()
+	}
+	for range cap(errs) {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
 	}
 }
