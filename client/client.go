@@ -39,7 +39,15 @@ type Client struct {
 	within  string       // TREATY_CALL of the call being served, if any
 
 	readTimeout time.Duration // bounds a read (GET) whose context has no deadline
+	bodyWithin  time.Duration // AnswerBodyWithin
 }
+
+// AnswerBodyWithin bounds the time from the head of an answer with one JSON
+// body to the end of that body: the node writes both at once, so a node that
+// announces more than it sends, or trickles, is broken, and must not hang a
+// caller whose context has no deadline (a call waits for its head as long as
+// the call takes).
+const AnswerBodyWithin = 60 * time.Second
 
 // ReadTimeout bounds a read of the node's state (a GET: status, listings,
 // a key) when the caller's context sets no deadline, so that a node that
@@ -56,9 +64,10 @@ func New(home string) *Client {
 	sock := filepath.Join(home, localapi.SocketName)
 	dial := dialer(sock)
 	p, err := newPool(dial)
-	return &Client{within: os.Getenv("TREATY_CALL"), p: p, poolErr: err, readTimeout: ReadTimeout, hc: &http.Client{Transport: &http.Transport{
-		IdleConnTimeout: idleTimeout,
-		DialContext:     func(ctx context.Context, _, _ string) (net.Conn, error) { return dial(ctx) },
+	return &Client{within: os.Getenv("TREATY_CALL"), p: p, poolErr: err, readTimeout: ReadTimeout, bodyWithin: AnswerBodyWithin, hc: &http.Client{Transport: &http.Transport{
+		IdleConnTimeout:        idleTimeout,
+		MaxResponseHeaderBytes: maxHead,
+		DialContext:            func(ctx context.Context, _, _ string) (net.Conn, error) { return dial(ctx) },
 	}}}
 }
 
@@ -111,6 +120,11 @@ func (c *Client) request(peer, capability string, input json.RawMessage) (locala
 	return localapi.CallRequest{Peer: peer, Capability: capability, Input: input, Within: c.within}, nil
 }
 
+// maxStreamLine bounds a line of a stream's answer: an event of at most
+// 16 MiB (a node's largest limits.max_event_bytes), each byte of it perhaps
+// made U+FFFD (3 bytes) on its way to UTF-8, in {"data":...}.
+const maxStreamLine = 3*16<<20 + 1<<10
+
 // Stream runs a stream capability with input (nil means {}) and calls emit
 // for each event's data, in order. An error from emit stops the stream and is
 // returned as is; a refusal, before or during the stream, is a *localapi.Error.
@@ -136,7 +150,7 @@ func (c *Client) Stream(ctx context.Context, peer, capability string, input json
 		return decodeError(resp)
 	}
 	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 0, 64<<10), localapi.MaxRequestBytes)
+	sc.Buffer(make([]byte, 0, 64<<10), maxStreamLine)
 	for sc.Scan() {
 		var line localapi.StreamLine
 		if err := json.Unmarshal(sc.Bytes(), &line); err != nil {

@@ -123,6 +123,12 @@ func TestStreamParsing(t *testing.T) {
 		"lines after end":     {ndjson("{\"end\":true}\n{\"data\":9}\n"), nil, "", true},
 		"not json at all":     {answer(200, "hello\n"), nil, "", false},
 		"error without end":   {ndjson("{\"error\":{\"stage\":\"screen\",\"reason\":\"x\"}}\n"), nil, "", false},
+		// The largest event a peer may send (max_event_bytes at most 16 MiB)
+		// is a longer line: wrapped in {"data":...}, and larger still when
+		// invalid UTF-8 becomes U+FFFD, 3 bytes for 1.
+		"largest event": {ndjson(`{"data":"` + strings.Repeat("x", 16<<20-2) + "\"}\n{\"end\":true}\n"),
+			[]string{`"` + strings.Repeat("x", 16<<20-2) + `"`}, "", true},
+		"endless line": {ndjson(`{"data":"` + strings.Repeat("x", maxStreamLine+1)), nil, "", false},
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
@@ -132,7 +138,7 @@ func TestStreamParsing(t *testing.T) {
 				return nil
 			})
 			if !slices.Equal(got, tc.events) {
-				t.Errorf("events = %q, want %q", got, tc.events)
+				t.Errorf("events = %.200q, want %.200q", got, tc.events)
 			}
 			var r *localapi.Error
 			switch {

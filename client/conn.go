@@ -27,6 +27,9 @@ const maxIdle = 64
 // for its receipt.
 const maxAnswer = 1<<30 + 1<<20
 
+// maxHead bounds the head of a stream's answer, as h1pool bounds the others'.
+const maxHead = 1 << 20
+
 // dialer opens connections to the node's socket.
 func dialer(sock string) func(context.Context) (net.Conn, error) {
 	return func(ctx context.Context) (net.Conn, error) {
@@ -85,7 +88,7 @@ func newPool(dial func(context.Context) (net.Conn, error)) (*h1pool.Pool, error)
 // cannot have acted on it (it did not go out whole) or may act on it twice
 // (a GET).
 func (c *Client) roundTrip(ctx context.Context, method, target string, body []byte) (int, []byte, error) {
-	req := h1pool.Request{Method: method, Target: target, Body: body}
+	req := h1pool.Request{Method: method, Target: target, Body: body, BodyWithin: c.bodyWithin}
 	if body != nil {
 		req.Header = []string{"Content-Type", "application/json"}
 	}

@@ -219,3 +219,37 @@ func TestHungNodeReadIsBounded(t *testing.T) {
 		t.Fatal("a cancelled call succeeded")
 	}
 }
+
+// TestShortAnswerBodyIsBounded: a node that sends an answer's head and less
+// body than it announced, keeping the connection open, fails a call whose
+// context has no deadline within AnswerBodyWithin (shortened here); before,
+// the call waited for ever.
+func TestShortAnswerBodyIsBounded(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	_, cl := newCountingNode(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "100")
+		w.WriteHeader(http.StatusOK)
+		io.WriteString(w, "{}")
+		w.(http.Flusher).Flush()
+		select {
+		case <-r.Context().Done():
+		case <-release:
+		}
+	})
+	t.Cleanup(func() { close(release) }) // runs before the node's Close
+	cl.bodyWithin = 100 * time.Millisecond
+	done := make(chan error, 1)
+	go func() {
+		_, err := cl.Call(context.Background(), "globex", "echo", nil)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "within 100ms of its head") {
+			t.Fatalf("call with a short answer body: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("a call with a short answer body hung")
+	}
+}

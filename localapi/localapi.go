@@ -17,6 +17,15 @@ const SocketName = "treaty.sock"
 // with stage "usage".
 const MaxRequestBytes = 16 << 20
 
+// MaxConnections bounds the connections open at once on the socket, for all
+// processes together, and MaxConnectionsPerProcess those of one process
+// (on Linux, which names the process that connected). A connection over
+// either is answered 403 with stage "budget" and closed.
+const (
+	MaxConnections           = 1024
+	MaxConnectionsPerProcess = 256
+)
+
 // CallRequest is the body of POST /v1/call and POST /v1/stream.
 type CallRequest struct {
 	Peer       string          `json:"peer"`       // did:key or nickname from the peer book

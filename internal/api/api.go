@@ -23,6 +23,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -60,12 +61,21 @@ var openAPI string
 // cannot hold the server's descriptors by opening connections and going quiet.
 const idleTimeout = 2 * time.Minute
 
+// maxHeaderBytes bounds a request's head: this API's requests carry a few
+// short headers, and 1,024 connections with net/http's default (1 MiB) each
+// would be 1 GiB. A larger head is answered 431 by net/http.
+const maxHeaderBytes = 64 << 10
+
 // Server serves one node's local API.
 type Server struct {
 	n   *node.Node
 	log *slog.Logger
 	srv *http.Server
 	ln  net.Listener
+
+	stall     atomic.Int64  // ioStall; tests shorten it
+	slotWait  atomic.Int64  // ioStall; tests shorten it
+	bodySlots chan struct{} // maxLargeBodies (stall.go)
 
 	closeOnce sync.Once
 	closeErr  error
@@ -83,9 +93,13 @@ func Listen(n *node.Node, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("api: %w", err)
 	}
-	s := &Server{n: n, log: log, ln: ln}
-	// No WriteTimeout: /v1/stream lasts as long as its call.
-	s.srv = &http.Server{Handler: s.routes(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: idleTimeout}
+	s := &Server{n: n, log: log, ln: newLimitListener(ln, defaultConnLimits, log), bodySlots: make(chan struct{}, maxLargeBodies)}
+	s.stall.Store(int64(ioStall))
+	s.slotWait.Store(int64(ioStall))
+	// No WriteTimeout: /v1/stream lasts as long as its call; each write has
+	// ioStall instead (stall.go).
+	s.srv = &http.Server{Handler: s.bounded(s.routes()), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: idleTimeout,
+		MaxHeaderBytes: maxHeaderBytes}
 	return s, nil
 }
 
@@ -180,7 +194,12 @@ func (s *Server) peers(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) caps(w http.ResponseWriter, r *http.Request) {
-	caps, err := s.n.Caps(r.Context(), r.URL.Query().Get("peer"))
+	q, err := params(r)
+	if err != nil {
+		writeError(w, refusal.New(refusal.StageUsage, "%v", err))
+		return
+	}
+	caps, err := s.n.Caps(r.Context(), q.Get("peer"))
 	if err != nil {
 		writeError(w, err)
 		return
@@ -193,16 +212,12 @@ func (s *Server) caps(w http.ResponseWriter, r *http.Request) {
 	}{caps})
 }
 
-// decodeBody reads exactly one JSON object into v: unknown fields, trailing
-// data and bodies over MaxRequestBytes are usage refusals, answered here.
+// decodeBody reads exactly one JSON object into v (parseBody); a body over
+// MaxRequestBytes, or one parseBody refuses, is a usage refusal, answered here.
 func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxRequestBytes))
-	dec.DisallowUnknownFields()
-	err := dec.Decode(v)
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxRequestBytes))
 	if err == nil {
-		if _, terr := dec.Token(); terr != io.EOF {
-			err = errors.New("trailing data after the JSON object")
-		}
+		err = parseBody(body, v)
 	}
 	if err != nil {
 		writeError(w, refusal.New(refusal.StageUsage, "bad request body: %v", err))
@@ -227,7 +242,12 @@ func (s *Server) call(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	res, err := s.n.Call(s.n.WithinCall(r.Context(), req.Within), req.Peer, req.Capability, req.Input)
+	ctx, err := s.within(r, req.Within)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	res, err := s.n.Call(ctx, req.Peer, req.Capability, req.Input)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -255,15 +275,36 @@ type callAnswer struct {
 	ElapsedMS float64         `json:"elapsed_ms"`
 }
 
+// within is r's context for a call made on behalf of the inbound call token
+// names (a backend's TREATY_CALL), or r's own for no token. A token that
+// names no call being served (it ended, was never issued, or was issued by
+// another node) is refused: taking it for a direct call would let the call
+// shed the delegation chain, and the limits on it, that its sender asked for.
+func (s *Server) within(r *http.Request, token string) (context.Context, error) {
+	ctx := r.Context()
+	if token == "" {
+		return ctx, nil
+	}
+	if wctx := s.n.WithinCall(ctx, token); wctx != ctx {
+		return wctx, nil
+	}
+	return nil, refusal.New(refusal.StageUsage, "within: no call this node is serving has that token (the call ended, or the token is wrong); omit within for a direct call")
+}
+
 func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 	req, ok := decodeCall(w, r)
 	if !ok {
 		return
 	}
-	flusher, _ := w.(http.Flusher)
+	ctx, err := s.within(r, req.Within)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	rc := http.NewResponseController(w)
 	enc := json.NewEncoder(w)
 	started := false
-	err := s.n.Stream(s.n.WithinCall(r.Context(), req.Within), req.Peer, req.Capability, req.Input, func(data json.RawMessage) error {
+	err = s.n.Stream(ctx, req.Peer, req.Capability, req.Input, func(data json.RawMessage) error {
 		if !started {
 			w.Header().Set("Content-Type", "application/x-ndjson")
 			w.WriteHeader(http.StatusOK)
@@ -272,10 +313,9 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 		if err := enc.Encode(StreamLine{Data: validUTF8(data)}); err != nil {
 			return err
 		}
-		if flusher != nil {
-			flusher.Flush()
-		}
-		return nil
+		// A client that does not take the line within ioStall fails the
+		// flush, which ends the call.
+		return rc.Flush()
 	})
 	if !started {
 		if err != nil {

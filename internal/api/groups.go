@@ -176,11 +176,24 @@ func (s *Server) kvPut(w http.ResponseWriter, r *http.Request) {
 	writeDecision(w, a, err)
 }
 
-// query returns the named query parameters, all required.
+// query returns the named query parameters, all required, and then the
+// optional ones; an ambiguous query (params) is refused.
 func query(w http.ResponseWriter, r *http.Request, names ...string) ([]string, bool) {
-	out := make([]string, len(names))
+	return queryOpt(w, r, names, nil)
+}
+
+func queryOpt(w http.ResponseWriter, r *http.Request, names, optional []string) ([]string, bool) {
+	q, err := params(r)
+	if err != nil {
+		writeError(w, refusal.New(refusal.StageUsage, "%v", err))
+		return nil, false
+	}
+	out := make([]string, len(names), len(names)+len(optional))
+	for _, n := range optional {
+		out = append(out, q.Get(n))
+	}
 	for i, n := range names {
-		out[i] = r.URL.Query().Get(n)
+		out[i] = q.Get(n)
 		if out[i] == "" {
 			writeError(w, refusal.New(refusal.StageUsage, "query parameter %q is required", n))
 			return nil, false
@@ -215,7 +228,7 @@ func (s *Server) kvGet(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) kvList(w http.ResponseWriter, r *http.Request) {
-	q, ok := query(w, r, "group")
+	q, ok := queryOpt(w, r, []string{"group"}, []string{"prefix"})
 	if !ok {
 		return
 	}
@@ -223,7 +236,7 @@ func (s *Server) kvList(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	keys, truncated, err := m.List(r.Context(), q[0], r.URL.Query().Get("prefix"), maxListKeys)
+	keys, truncated, err := m.List(r.Context(), q[0], q[1], maxListKeys)
 	if err != nil {
 		writeError(w, err)
 		return

@@ -80,6 +80,7 @@ type conn struct {
 	cr        *capReader      // under br: bounds an answer's head
 	rc        syscall.RawConn // the socket's, for the liveness check; nil if none
 	layered   bool            // nc reads through a layer (TLS) that may hold bytes of its own
+	afterHead func()          // called once an answer's head is read; nil: nothing
 	br        *bufio.Reader
 	bw        *bufio.Writer
 	idleSince time.Time
@@ -121,6 +122,11 @@ type Request struct {
 	Target string   // request-target: path and query
 	Header []string // name, value pairs
 	Body   []byte
+	// BodyWithin, when not zero, bounds the time from the answer's head to
+	// the end of its body (within the context's deadline), so that a server
+	// that announces more than it sends, or trickles, cannot hold a caller
+	// whose context has no deadline; the wait for the head is the context's.
+	BodyWithin time.Duration
 }
 
 // ErrMalformed refuses a request whose target or header would break its
@@ -196,6 +202,19 @@ func (p *Pool) Do(ctx context.Context, req Request, max int) (status int, body [
 	// A cancellation moves the deadline to the past, which fails the read
 	// or write in progress.
 	stop := context.AfterFunc(ctx, func() { c.nc.SetDeadline(time.Unix(1, 0)) })
+	c.afterHead = nil
+	if req.BodyWithin > 0 {
+		c.afterHead = func() {
+			d := time.Now().Add(req.BodyWithin)
+			if cd, ok := ctx.Deadline(); ok && cd.Before(d) {
+				d = cd
+			}
+			c.nc.SetReadDeadline(d)
+			if ctx.Err() != nil { // cancelled as the deadline moved: keep it failed
+				c.nc.SetDeadline(time.Unix(1, 0))
+			}
+		}
+	}
 	status, body, reuse, err := p.exchange(c, &req, max)
 	if stop() && reuse {
 		p.put(c)
@@ -207,7 +226,11 @@ func (p *Pool) Do(ctx context.Context, req Request, max int) (status int, body [
 		if errors.As(err, &na) {
 			na.Reused = reused
 		}
-		return 0, nil, contextError(ctx, err)
+		err = contextError(ctx, err)
+		if req.BodyWithin > 0 && errors.Is(err, ErrBody) && errors.Is(err, os.ErrDeadlineExceeded) {
+			err = fmt.Errorf("%w (not whole within %v of its head)", err, req.BodyWithin)
+		}
+		return 0, nil, err
 	}
 	return status, body, nil
 }
@@ -317,6 +340,9 @@ func (p *Pool) exchange(c *conn, req *Request, max int) (status int, body []byte
 	}
 	if c.cr != nil {
 		c.cr.left = -1 // the body has its own bound
+	}
+	if c.afterHead != nil {
+		c.afterHead()
 	}
 	body, err = readBody(&io.LimitedReader{R: resp.Body, N: int64(min(max, math.MaxInt-1)) + 1}, resp.ContentLength, max)
 	if err != nil {
