@@ -9,7 +9,9 @@ import (
 	"net/http"
 	"net/url"
 	"reflect"
+	"slices"
 	"strings"
+	"sync"
 	"unicode/utf8"
 )
 
@@ -28,7 +30,7 @@ func parseBody(body []byte, v any) error {
 	if !utf8.Valid(body) {
 		return fmt.Errorf("not UTF-8 (at byte %d)", invalidAt(body))
 	}
-	if err := checkKeys(body, fieldNames(reflect.TypeOf(v).Elem())); err != nil {
+	if err := checkKeys(body, fieldNamesOf(reflect.TypeOf(v).Elem())); err != nil {
 		return err
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
@@ -53,6 +55,19 @@ func invalidAt(b []byte) int {
 	return len(b)
 }
 
+// fieldNamesOf is fieldNames, worked out once per request type.
+func fieldNamesOf(t reflect.Type) map[string]bool {
+	if m, ok := knownFields.Load(t); ok {
+		return m.(map[string]bool)
+	}
+	m := fieldNames(t)
+	knownFields.Store(t, m)
+	return m
+}
+
+// knownFields caches fieldNames by type: the request types are a fixed few.
+var knownFields sync.Map
+
 // fieldNames are the JSON keys of struct type t's fields.
 func fieldNames(t reflect.Type) map[string]bool {
 	names := map[string]bool{}
@@ -73,38 +88,127 @@ func fieldNames(t reflect.Type) map[string]bool {
 }
 
 // checkKeys refuses a top-level key of body's object that is not exactly one
-// of names, or that comes twice. A body that is not an object is left to the
-// decoder to refuse.
+// of names, or that comes twice. A body that is not an object, or not JSON,
+// is left to the decoder to refuse. It reads the keys in one pass over the
+// bytes and steps over the values without decoding them: on the call path
+// encoding/json's tokenizer cost about as much as the decoding itself.
 func checkKeys(body []byte, names map[string]bool) error {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
-		return nil
-	}
-	seen := map[string]bool{}
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return err
-		}
-		key, _ := tok.(string)
-		switch {
-		case seen[key]:
+	seen := make([]string, 0, 8)
+	return topKeys(body, func(key string) error {
+		if slices.Contains(seen, key) {
 			return fmt.Errorf("key %q given twice", key)
-		case !names[key]:
-			for n := range names {
-				if strings.EqualFold(n, key) {
-					return fmt.Errorf("key %q: write it %q", key, n)
+		}
+		if !names[key] {
+			for name := range names {
+				if strings.EqualFold(name, key) {
+					return fmt.Errorf("key %q: write it %q", key, name)
 				}
 			}
 			return fmt.Errorf("json: unknown field %q", key)
 		}
-		seen[key] = true
-		var skip json.RawMessage
-		if err := dec.Decode(&skip); err != nil {
+		seen = append(seen, key)
+		return nil
+	})
+}
+
+// topKeys calls fn with each key of the object b holds, in order, decoded.
+// It stops quietly where b is not well-formed JSON: the decoder that reads
+// b afterwards refuses it.
+func topKeys(b []byte, fn func(string) error) error {
+	i := skipSpace(b, 0)
+	if i >= len(b) || b[i] != '{' {
+		return nil
+	}
+	i = skipSpace(b, i+1)
+	if i < len(b) && b[i] == '}' {
+		return nil
+	}
+	for i < len(b) && b[i] == '"' {
+		end, escaped := skipString(b, i)
+		if end > len(b) {
+			return nil
+		}
+		key := string(b[i+1 : end-1])
+		if escaped && json.Unmarshal(b[i:end], &key) != nil {
+			return nil
+		}
+		if err := fn(key); err != nil {
 			return err
 		}
+		i = skipSpace(b, end)
+		if i >= len(b) || b[i] != ':' {
+			return nil
+		}
+		i = skipSpace(b, skipValue(b, skipSpace(b, i+1)))
+		if i >= len(b) || b[i] != ',' {
+			return nil
+		}
+		i = skipSpace(b, i+1)
 	}
 	return nil
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// skipString returns the index after the string literal at b[i] (a quote),
+// len(b)+1 when it is not closed, and whether it holds an escape.
+func skipString(b []byte, i int) (int, bool) {
+	escaped := false
+	for j := i + 1; j < len(b); {
+		k := bytes.IndexAny(b[j:], `"\`)
+		if k < 0 {
+			break
+		}
+		j += k
+		if b[j] == '"' {
+			return j + 1, escaped
+		}
+		escaped = true
+		j += 2 // the backslash and the byte it escapes
+	}
+	return len(b) + 1, escaped
+}
+
+// skipValue returns the index after the value at b[i].
+func skipValue(b []byte, i int) int {
+	if i >= len(b) {
+		return i
+	}
+	switch b[i] {
+	case '"':
+		end, _ := skipString(b, i)
+		return end
+	case '{', '[':
+		depth := 0
+		for i < len(b) {
+			switch b[i] {
+			case '"':
+				i, _ = skipString(b, i)
+				continue
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return i + 1
+				}
+			}
+			i++
+		}
+		return i
+	}
+	for ; i < len(b); i++ {
+		switch b[i] {
+		case ',', '}', ']', ' ', '\t', '\r', '\n':
+			return i
+		}
+	}
+	return i
 }
 
 // params parses r's query and refuses what a reader could take two ways: a

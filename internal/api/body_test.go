@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -112,6 +113,59 @@ func FuzzParams(f *testing.F) {
 		for name, vs := range want {
 			if len(vs) != 1 || !utf8.ValidString(name) || !utf8.ValidString(vs[0]) || q.Get(name) != vs[0] {
 				t.Fatalf("accepted %q: %q = %q", raw, name, vs)
+			}
+		}
+	})
+}
+
+// TestTopKeysAgreesWithTheDecoder: the one-pass key reader finds the same
+// top-level keys as encoding/json's tokenizer, escapes and values that hold
+// quotes, brackets and backslashes included.
+func TestTopKeysAgreesWithTheDecoder(t *testing.T) {
+	for _, body := range []string{
+		`{}`, ` { "a" : 1 , "b":[1,{"c":"}]\"{"}], "d":{"e":{"f":[]}}, "g":"x\\"}`,
+		`{"pe\u0065r":"x","peer":"y"}`, `{"a":"\\\"","b":true,"c":null,"d":-1.5e3}`,
+		`{"a":[[["]"]]],"a":0}`, `{"\ud83d\ude00":1}`, `{"a":"\t"}`,
+	} {
+		var want []string
+		dec := json.NewDecoder(strings.NewReader(body))
+		dec.Token()
+		for dec.More() {
+			tok, err := dec.Token()
+			if err != nil {
+				t.Fatalf("%s: %v", body, err)
+			}
+			want = append(want, tok.(string))
+			var skip json.RawMessage
+			if err := dec.Decode(&skip); err != nil {
+				t.Fatalf("%s: %v", body, err)
+			}
+		}
+		var got []string
+		topKeys([]byte(body), func(k string) error { got = append(got, k); return nil })
+		if !slices.Equal(got, want) {
+			t.Errorf("%s: keys %q, want %q", body, got, want)
+		}
+	}
+}
+
+// BenchmarkParseBody: a 1 KiB call body through parseBody, against plain
+// json.Unmarshal of the same bytes (the cost of refusing ambiguity).
+func BenchmarkParseBody(b *testing.B) {
+	body := []byte(`{"peer":"globex","capability":"echo","input":{"blob":"` + strings.Repeat("x", 1000) + `"}}`)
+	b.Run("parseBody", func(b *testing.B) {
+		for b.Loop() {
+			var req localapi.CallRequest
+			if err := parseBody(body, &req); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("unmarshal", func(b *testing.B) {
+		for b.Loop() {
+			var req localapi.CallRequest
+			if err := json.Unmarshal(body, &req); err != nil {
+				b.Fatal(err)
 			}
 		}
 	})
