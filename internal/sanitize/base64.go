@@ -43,11 +43,7 @@ func inflateLimited(b []byte, limit int) []byte {
 	if err != nil {
 		return nil
 	}
-	out, err := io.ReadAll(io.LimitReader(zr, int64(limit)))
-	if err != nil && len(out) == 0 {
-		return nil
-	}
-	return out
+	return readLimited(zr, limit)
 }
 
 // gunzipLimited inflates a gzip payload (gzip+base64 is how tools ship
@@ -59,7 +55,13 @@ func gunzipLimited(b []byte, limit int) []byte {
 	if err != nil {
 		return nil
 	}
-	out, err := io.ReadAll(io.LimitReader(zr, int64(limit)))
+	return readLimited(zr, limit)
+}
+
+// readLimited reads an inflating reader up to limit bytes: what a damaged
+// stream gave before its error is still scanned; nothing is nil.
+func readLimited(r io.Reader, limit int) []byte {
+	out, err := io.ReadAll(io.LimitReader(r, int64(limit)))
 	if err != nil && len(out) == 0 {
 		return nil
 	}
