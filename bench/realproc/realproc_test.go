@@ -456,7 +456,8 @@ func idleCPU(b *testing.B, d time.Duration, newCaller func() (func(context.Conte
 
 // profileNodes, with REALPROC_PPROF=DIR, takes a 3-second CPU profile of each
 // node (debug.pprof on its local socket) while callers call, into
-// DIR/NAME-cCALLERS.pprof; the returned function waits for them.
+// DIR/NAME-cCALLERS.pprof (with REALPROC_TRACE set, a 1-second execution
+// trace into DIR/NAME-cCALLERS.trace); the returned function waits for them.
 func profileNodes(b *testing.B, callers int, nodes ...*testnet.Node) func() {
 	dir := os.Getenv("REALPROC_PPROF")
 	if dir == "" {
@@ -470,13 +471,17 @@ func profileNodes(b *testing.B, callers int, nodes ...*testnet.Node) func() {
 				var d net.Dialer
 				return d.DialContext(ctx, "unix", sock)
 			}}}
-			resp, err := hc.Get("http://node/debug/pprof/profile?seconds=3")
+			what, ext := "profile?seconds=3", "pprof"
+			if os.Getenv("REALPROC_TRACE") != "" {
+				what, ext = "trace?seconds=1", "trace"
+			}
+			resp, err := hc.Get("http://node/debug/pprof/" + what)
 			if err != nil {
 				b.Logf("profile %s: %v", n.Name, err)
 				return
 			}
 			defer resp.Body.Close()
-			f, err := os.Create(filepath.Join(dir, fmt.Sprintf("%s-c%d.pprof", n.Name, callers)))
+			f, err := os.Create(filepath.Join(dir, fmt.Sprintf("%s-c%d.%s", n.Name, callers, ext)))
 			if err != nil {
 				b.Logf("profile %s: %v", n.Name, err)
 				return

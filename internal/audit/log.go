@@ -130,7 +130,8 @@ func (c *Config) validate() error {
 // read it at the same time, from any process).
 type Log struct {
 	cfg     Config
-	wdb     *sql.DB // one connection, used only by the writer goroutine after Open
+	wdb     *sql.DB   // one connection: wconn
+	wconn   *sql.Conn // pinned, used only by the writer goroutine after Open
 	r       *Reader
 	signer  *noteSigner
 	witness *Witness
@@ -220,24 +221,30 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 	wdb.SetMaxIdleConns(1)
 	wdb.SetConnMaxLifetime(0)
 	wdb.SetConnMaxIdleTime(0)
+	// The writer holds its connection for the log's life and runs its own
+	// BEGIN and COMMIT: a database/sql transaction starts a goroutine per
+	// commit to watch its context, a wake-up on every call's path.
+	wconn, err := wdb.Conn(ctx)
+	if err != nil {
+		wdb.Close()
+		return nil, fmt.Errorf("audit: open %s: %w", cfg.Path, err)
+	}
 	l := &Log{
-		cfg: cfg, wdb: wdb, signer: signer,
+		cfg: cfg, wdb: wdb, wconn: wconn, signer: signer,
 		reqs: make(chan *op), flush: make(chan struct{}, 1), closing: make(chan struct{}), done: make(chan struct{}),
 		hasher: newLeafHasher(),
 	}
 	if err := l.init(ctx); err != nil {
-		wdb.Close()
+		l.closeWriter()
 		return nil, err
 	}
 	if err := restrictModes(cfg.Path); err != nil {
-		l.closeStmts()
-		wdb.Close()
+		l.closeWriter()
 		return nil, err
 	}
 	r, err := openReadDB(cfg.Path, 4)
 	if err != nil {
-		l.closeStmts()
-		wdb.Close()
+		l.closeWriter()
 		return nil, err
 	}
 	l.r = &Reader{db: r, pub: cfg.Identity.Public(), indexFrom: l.indexFrom}
@@ -261,13 +268,13 @@ func restrictModes(path string) error {
 // writer's state.
 func (l *Log) init(ctx context.Context) error {
 	var mode string
-	if err := l.wdb.QueryRowContext(ctx, `PRAGMA journal_mode`).Scan(&mode); err != nil {
+	if err := l.wconn.QueryRowContext(ctx, `PRAGMA journal_mode`).Scan(&mode); err != nil {
 		return fmt.Errorf("audit: open %s: %w", l.cfg.Path, err)
 	}
 	if mode != "wal" {
 		return fmt.Errorf("audit: %s: journal_mode is %q, want wal", l.cfg.Path, mode)
 	}
-	tx, err := l.wdb.BeginTx(ctx, nil)
+	tx, err := l.wconn.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("audit: open %s: %w", l.cfg.Path, err)
 	}
@@ -419,7 +426,7 @@ func (l *Log) prepareStmts(ctx context.Context) error {
 	var err error
 	prep := func(dst **sql.Stmt, q string) {
 		if err == nil {
-			*dst, err = l.wdb.PrepareContext(ctx, q)
+			*dst, err = l.wconn.PrepareContext(ctx, q)
 		}
 	}
 	prep(&l.stmts.insEntry, `INSERT INTO entries(idx, leaf, content, hashes, peer_key, rare_kind) VALUES(?, ?, ?, ?, ?, ?)`)
@@ -430,6 +437,12 @@ func (l *Log) prepareStmts(ctx context.Context) error {
 		return fmt.Errorf("audit: prepare statements: %w", err)
 	}
 	return nil
+}
+
+// closeWriter releases the writer's statements, connection and database.
+func (l *Log) closeWriter() error {
+	l.closeStmts()
+	return errors.Join(l.wconn.Close(), l.wdb.Close())
 }
 
 func (l *Log) closeStmts() {
@@ -667,9 +680,15 @@ func (l *Log) writer() {
 // txn is the writer's view of one group-commit transaction.
 type txn struct {
 	l   *Log
-	tx  *sql.Tx
-	ins *sql.Stmt // INSERT INTO entries, bound to tx
+	tx  execer    // the writer's connection, inside the transaction
+	ins *sql.Stmt // INSERT INTO entries, on the same connection
 	ts  string    // commit time of the batch
+}
+
+// execer is the part of *sql.Conn (or *sql.Tx) a transaction's work uses.
+type execer interface {
+	querier
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
 }
 
 // addLeaf adds one prepared entry to the tree and returns its row.
@@ -773,12 +792,24 @@ func (l *Log) commitTx(ctx context.Context, now time.Time, batch []*op, results 
 	if err != nil {
 		return nil, err
 	}
-	tx, err := l.wdb.BeginTx(ctx, nil)
-	if err != nil {
+	c := l.wconn
+	if _, err := c.ExecContext(ctx, "BEGIN"); err != nil {
 		return nil, fmt.Errorf("audit: begin: %w", err)
 	}
-	defer tx.Rollback()
-	t := &txn{l: l, tx: tx, ins: tx.StmtContext(ctx, l.stmts.insEntry), ts: ts}
+	committed := false
+	defer func() {
+		if !committed {
+			c.ExecContext(ctx, "ROLLBACK")
+		}
+	}()
+	commit := func() error {
+		if _, err := c.ExecContext(ctx, "COMMIT"); err != nil {
+			return fmt.Errorf("audit: commit: %w", err)
+		}
+		committed = true
+		return nil
+	}
+	t := &txn{l: l, tx: c, ins: l.stmts.insEntry, ts: ts}
 	// Witness work first: it may append entries of its own.
 	for _, o := range batch {
 		if o.fn != nil {
@@ -800,8 +831,8 @@ func (l *Log) commitTx(ctx context.Context, now time.Time, batch []*op, results 
 	}
 	prev := l.head.Load()
 	if l.tr.size == prev.Size {
-		if err := tx.Commit(); err != nil {
-			return nil, fmt.Errorf("audit: commit: %w", err)
+		if err := commit(); err != nil {
+			return nil, err
 		}
 		return prev, nil
 	}
@@ -838,14 +869,14 @@ func (l *Log) commitTx(ctx context.Context, now time.Time, batch []*op, results 
 	cp := &s.cp
 	retained := size/uint64(l.cfg.CheckpointEvery) > l.lastRetained.size/uint64(l.cfg.CheckpointEvery) ||
 		now.Sub(l.lastRetained.time) >= l.cfg.CheckpointInterval
-	if _, err := tx.StmtContext(ctx, l.stmts.insCP).ExecContext(ctx, int64(size), string(cp.Note), ts, retained); err != nil {
+	if _, err := l.stmts.insCP.ExecContext(ctx, int64(size), string(cp.Note), ts, retained); err != nil {
 		return nil, fmt.Errorf("audit: write checkpoint %d: %w", size, err)
 	}
-	if _, err := tx.StmtContext(ctx, l.stmts.delCP).ExecContext(ctx, int64(prev.Size)); err != nil {
+	if _, err := l.stmts.delCP.ExecContext(ctx, int64(prev.Size)); err != nil {
 		return nil, fmt.Errorf("audit: replace checkpoint %d: %w", prev.Size, err)
 	}
-	if err := tx.Commit(); err != nil {
-		return nil, fmt.Errorf("audit: commit: %w", err)
+	if err := commit(); err != nil {
+		return nil, err
 	}
 	if retained {
 		l.lastRetained.size, l.lastRetained.time = size, now
@@ -901,8 +932,7 @@ func (l *Log) Close() error {
 	l.closeOnce.Do(func() {
 		close(l.closing)
 		<-l.done
-		l.closeStmts()
-		err = errors.Join(l.r.Close(), l.wdb.Close())
+		err = errors.Join(l.r.Close(), l.closeWriter())
 	})
 	return err
 }

@@ -120,7 +120,7 @@ func (l *Log) measure(ctx context.Context, resume bool) (*HighWaterError, error)
 // file does not shrink, so counting it would never let pruning resume the log.
 func (l *Log) usedBytes(ctx context.Context) (uint64, error) {
 	var pages, free, size int64
-	err := l.wdb.QueryRowContext(ctx, `SELECT (SELECT page_count FROM pragma_page_count), (SELECT freelist_count FROM pragma_freelist_count), (SELECT page_size FROM pragma_page_size)`).Scan(&pages, &free, &size)
+	err := l.wconn.QueryRowContext(ctx, `SELECT (SELECT page_count FROM pragma_page_count), (SELECT freelist_count FROM pragma_freelist_count), (SELECT page_size FROM pragma_page_size)`).Scan(&pages, &free, &size)
 	if err != nil {
 		return 0, fmt.Errorf("audit: measure %s: %w", l.cfg.Path, err)
 	}
