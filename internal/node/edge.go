@@ -2,6 +2,7 @@ package node
 
 import (
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/treaty-dev/treaty/internal/audit"
@@ -45,8 +46,32 @@ func (in *inbound) replyEmpty(status int) {
 // acceptCall tells the caller the call was accepted and is running (103 Early
 // Hints, headers only): its time_to_first_byte ends here. No Flush: the 1xx
 // goes out at once, and Flush would send a final 200.
-func (in *inbound) acceptCall() {
-	in.w.WriteHeader(http.StatusEarlyHints)
+//
+// A caller that announced its time_to_first_byte gets the 103 only when the
+// backend is still running after wire.AcceptDelay: a quick answer is its own
+// first byte, and each side then handles one frame fewer. settle must be
+// called once the backend has returned, before anything else is written.
+func (in *inbound) acceptCall() (settle func()) {
+	d := wire.AcceptDelay(in.r.Header)
+	if d <= 0 {
+		in.w.WriteHeader(http.StatusEarlyHints)
+		return func() {}
+	}
+	var mu sync.Mutex
+	settled := false
+	t := time.AfterFunc(d, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if !settled {
+			in.w.WriteHeader(http.StatusEarlyHints)
+		}
+	})
+	return func() {
+		t.Stop()
+		mu.Lock()
+		settled = true
+		mu.Unlock()
+	}
 }
 
 // setEvidence attaches our audit entry's index and signed checkpoint to the

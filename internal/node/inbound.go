@@ -183,8 +183,9 @@ func (n *Node) serveFederation(w http.ResponseWriter, r *http.Request) {
 	}
 	// Tell the caller the call was accepted and is running: its
 	// time_to_first_byte ends here, and call_timeout bounds the rest.
-	in.acceptCall()
+	settle := in.acceptCall()
 	out, err := n.runBackend(ctx, cp, inv)
+	settle()
 	if err != nil {
 		ticket.Failed() // the backend still worked: budget.Limit.FailedCost
 		in.refuse(refusal.StageBackend, err)

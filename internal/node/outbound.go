@@ -483,6 +483,7 @@ func (n *Node) roundTrip(ctx context.Context, st *state, p Peer, path, capName s
 		return nil, nil, wire.Sent{}, refusal.Wrap(refusal.StageInternal, err)
 	}
 	req.Header.Set("Content-Type", "application/json")
+	wire.SetFirstByteWithin(req.Header, lim.TimeToFirstByte)
 	setReportHeader(req.Header, clean)
 	sent, err := n.signRequest(req, body, wire.SignParams{Key: n.key, Audience: p.ID, Capability: capName, Now: n.now(), Chain: chainFor(ctx)})
 	if err != nil {
