@@ -74,12 +74,16 @@ func (n *Node) serveFederation(w http.ResponseWriter, r *http.Request) {
 	}
 	defer release()
 	// The body is part of the call: call_timeout bounds its arrival, so a
-	// peer that announces a body and sends none holds nothing for long.
-	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(in.st.limits.CallTimeout))
-	if in.body, err = wire.ReadBodySized(r.Body, in.st.limits.MaxBodyBytes, r.ContentLength); err != nil {
+	// peer that announces a body and sends none holds nothing for long. A
+	// timer closes the body; the stream's read deadline would cost a trip
+	// through HTTP/2's serve loop on every call.
+	late := time.AfterFunc(in.st.limits.CallTimeout, func() { r.Body.Close() })
+	in.body, err = wire.ReadBodySized(r.Body, in.st.limits.MaxBodyBytes, r.ContentLength)
+	timedOut := !late.Stop()
+	if err != nil {
 		var le *wire.LimitError
 		switch {
-		case errors.Is(err, os.ErrDeadlineExceeded):
+		case timedOut || errors.Is(err, os.ErrDeadlineExceeded):
 			err = &wire.LimitError{Limit: wire.LimitCallTimeout, Max: in.st.limits.CallTimeout.Milliseconds(), Got: -1}
 		case !errors.As(err, &le):
 			// The stream ended short of its Content-Length, or was reset:
