@@ -456,8 +456,9 @@ func idleCPU(b *testing.B, d time.Duration, newCaller func() (func(context.Conte
 
 // profileNodes, with REALPROC_PPROF=DIR, takes a 3-second CPU profile of each
 // node (debug.pprof on its local socket) while callers call, into
-// DIR/NAME-cCALLERS.pprof (with REALPROC_TRACE set, a 1-second execution
-// trace into DIR/NAME-cCALLERS.trace); the returned function waits for them.
+// DIR/NAME-cCALLERS.pprof; with REALPROC_PPROF_KIND=trace a 1-second execution
+// trace (NAME-cCALLERS.trace), with =allocs the allocations of 3 seconds
+// (NAME-cCALLERS.allocs). The returned function waits for them.
 func profileNodes(b *testing.B, callers int, nodes ...*testnet.Node) func() {
 	dir := os.Getenv("REALPROC_PPROF")
 	if dir == "" {
@@ -472,8 +473,11 @@ func profileNodes(b *testing.B, callers int, nodes ...*testnet.Node) func() {
 				return d.DialContext(ctx, "unix", sock)
 			}}}
 			what, ext := "profile?seconds=3", "pprof"
-			if os.Getenv("REALPROC_TRACE") != "" {
+			switch os.Getenv("REALPROC_PPROF_KIND") {
+			case "trace":
 				what, ext = "trace?seconds=1", "trace"
+			case "allocs":
+				what, ext = "allocs?seconds=3", "allocs"
 			}
 			resp, err := hc.Get("http://node/debug/pprof/" + what)
 			if err != nil {
