@@ -19,9 +19,12 @@
 //
 // journal_mode=WAL, synchronous=FULL: a commit returns after the WAL is
 // fsynced, so an acknowledged entry survives SIGKILL and power loss. Appends
-// are group-committed: one writer goroutine takes every request waiting (up to
-// Config.MaxBatch) and commits them with one transaction, one checkpoint
+// are group-committed: one committer at a time takes every request waiting (up
+// to Config.MaxBatch) and commits them with one transaction, one checkpoint
 // signature and one fsync; while it waits for the disk, the next batch queues.
+// On an idle log the committer is the appender itself (no hand-off to another
+// goroutine); once its own entry is durable it leaves any queued work to the
+// log's writer goroutine.
 // Entries from AppendDeferred alone start no commit; they wait, at most
 // Config.DeferFor, for the next one. Each commit also signs and stores a new
 // head checkpoint in the same transaction, so no committed entry is ever left

@@ -131,13 +131,13 @@ func (c *Config) validate() error {
 type Log struct {
 	cfg     Config
 	wdb     *sql.DB   // one connection: wconn
-	wconn   *sql.Conn // pinned, used only by the writer goroutine after Open
+	wconn   *sql.Conn // pinned, used only by the committer after Open
 	r       *Reader
 	signer  *noteSigner
 	witness *Witness
 
-	reqs      chan *op
-	flush     chan struct{} // buffered 1: a Wait asks for the held deferred entries' commit
+	q         queue
+	wake      chan struct{} // buffered 1: the writer goroutine is now the committer
 	closing   chan struct{}
 	done      chan struct{}
 	closeOnce sync.Once
@@ -149,7 +149,7 @@ type Log struct {
 	commits, appended atomic.Uint64
 	commitStats       commitStats // batch sizes and durations (stats.go)
 
-	// Owned by the writer goroutine.
+	// Owned by the committer (see queue).
 	tr           tree
 	lastRetained struct {
 		size uint64
@@ -158,9 +158,9 @@ type Log struct {
 	stmts struct {
 		insEntry, insCP, delCP *sql.Stmt
 	}
-	hasher    *leafHasher // used by the writer only
+	hasher    *leafHasher // used by the committer only
 	indexFrom uint64      // set by init: see Reader.indexFrom
-	space     space       // disk high-water state, writer only
+	space     space       // disk high-water state, committer only
 }
 
 // op is one unit of work for the writer: an entry to append, or a function to
@@ -231,9 +231,10 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 	}
 	l := &Log{
 		cfg: cfg, wdb: wdb, wconn: wconn, signer: signer,
-		reqs: make(chan *op), flush: make(chan struct{}, 1), closing: make(chan struct{}), done: make(chan struct{}),
+		wake: make(chan struct{}, 1), closing: make(chan struct{}), done: make(chan struct{}),
 		hasher: newLeafHasher(),
 	}
+	l.q.idle.L = &l.q.mu
 	if err := l.init(ctx); err != nil {
 		l.closeWriter()
 		return nil, err
@@ -521,8 +522,12 @@ func (l *Log) appendPending(ctx context.Context, e Entry, deferred bool) (*Pendi
 		return nil, hw
 	}
 	o := &op{entry: p, done: make(chan opResult, 1), deferred: deferred}
-	if err := l.enqueue(ctx, o); err != nil {
+	lead, err := l.add(ctx, o)
+	if err != nil {
 		return nil, err
+	}
+	if lead {
+		l.wake <- struct{}{} // AppendAsync returns at once: the writer goroutine commits
 	}
 	return &Pending{l: l, o: o}, nil
 }
@@ -559,11 +564,8 @@ func (p *Pending) Wait(ctx context.Context) (uint64, error) {
 		case p.res = <-p.o.done:
 			p.done = true
 		default:
-			if p.o.deferred {
-				select {
-				case p.l.flush <- struct{}{}:
-				default: // a request is already waiting
-				}
+			if p.o.deferred && p.l.askFlush() {
+				p.l.lead(p.o)
 			}
 			select {
 			case p.res = <-p.o.done:
@@ -583,8 +585,12 @@ func (l *Log) exec(ctx context.Context, fn func(ctx context.Context, tx *txn) er
 }
 
 func (l *Log) submit(ctx context.Context, o *op) (opResult, error) {
-	if err := l.enqueue(ctx, o); err != nil {
+	lead, err := l.add(ctx, o)
+	if err != nil {
 		return opResult{}, err
+	}
+	if lead {
+		l.lead(o) // returns once o is committed or refused
 	}
 	select {
 	case r := <-o.done:
@@ -594,90 +600,7 @@ func (l *Log) submit(ctx context.Context, o *op) (opResult, error) {
 	}
 }
 
-// enqueue returns once the writer has taken o.
-func (l *Log) enqueue(ctx context.Context, o *op) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	select {
-	case l.reqs <- o:
-		return nil
-	case <-l.closing:
-		return ErrClosed
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-// writer is the only goroutine that writes. It takes whatever requests are
-// waiting (up to MaxBatch) and commits them in one transaction: while one
-// batch is being fsynced, the next one queues up. A batch of deferred entries
-// only is held until another request, a flush, DeferFor or Close.
-func (l *Log) writer() {
-	defer close(l.done)
-	batch := make([]*op, 0, l.cfg.MaxBatch)
-	urgent := false                  // batch holds an op that is not deferred
-	hold := time.NewTimer(time.Hour) // armed while a deferred-only batch is held
-	hold.Stop()
-	var holdC <-chan time.Time
-	take := func(o *op) {
-		batch = append(batch, o)
-		urgent = urgent || !o.deferred
-	}
-	for {
-		flush := false
-		select {
-		case o := <-l.reqs:
-			take(o)
-		case <-l.flush:
-			flush = true
-		case <-holdC:
-			flush = true
-		case <-l.closing:
-			// Serve senders that raced with Close, then stop.
-			hold.Stop()
-			for {
-				select {
-				case o := <-l.reqs:
-					batch = append(batch, o)
-				default:
-					if len(batch) > 0 {
-						l.commit(batch)
-					}
-					return
-				}
-			}
-		}
-	fill:
-		for len(batch) < l.cfg.MaxBatch {
-			select {
-			case o := <-l.reqs:
-				take(o)
-			default:
-				break fill
-			}
-		}
-		if len(batch) == 0 {
-			continue // a flush for entries already committed
-		}
-		if !urgent && !flush && len(batch) < l.cfg.MaxBatch {
-			if holdC == nil {
-				hold.Reset(l.cfg.DeferFor)
-				holdC = hold.C
-			}
-			continue
-		}
-		if holdC != nil {
-			hold.Stop()
-			holdC = nil
-		}
-		l.commit(batch)
-		clear(batch)
-		batch, urgent = batch[:0], false
-	}
-}
-
-// txn is the writer's view of one group-commit transaction.
+// txn is the committer's view of one group-commit transaction.
 type txn struct {
 	l   *Log
 	tx  execer    // the writer's connection, inside the transaction
@@ -930,6 +853,7 @@ func (l *Log) Witness() *Witness { return l.witness }
 func (l *Log) Close() error {
 	var err error
 	l.closeOnce.Do(func() {
+		l.drainForClose()
 		close(l.closing)
 		<-l.done
 		err = errors.Join(l.r.Close(), l.closeWriter())
