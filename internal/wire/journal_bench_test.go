@@ -10,7 +10,7 @@ import (
 // BenchmarkReplayJournalAppend measures what journaling adds to an accepted
 // request: one append under the window's lock.
 func BenchmarkReplayJournalAppend(b *testing.B) {
-	j, err := OpenReplayJournal(filepath.Join(b.TempDir(), "replay.journal"), t0)
+	j, err := OpenReplayJournal(ReplayJournalConfig{Path: filepath.Join(b.TempDir(), "replay.journal"), Now: t0})
 	if err != nil {
 		b.Fatal(err)
 	}
