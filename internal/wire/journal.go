@@ -20,8 +20,8 @@ import (
 
 // DefaultReplayJournalSyncEvery is how often, at most, the journal is
 // synced to disk while requests arrive: a host crash (power loss, kernel
-// panic) forgets at most the nonces accepted in the last interval, plus the
-// sync then running. 100 ms keeps that window a small fraction of the 60 s a
+// panic) forgets at most the nonces accepted in the last interval plus the
+// time one sync takes. 100 ms keeps that window a small fraction of the 60 s a
 // request stays valid, at no more than ten syncs a second off the call path.
 const DefaultReplayJournalSyncEvery = 100 * time.Millisecond
 
@@ -46,7 +46,7 @@ type ReplayJournalConfig struct {
 // being killed. A syncer goroutine makes it durable against a host crash:
 // after a write it syncs the journal, at most once per SyncEvery and never
 // while idle, so a host crash forgets at most the nonces accepted in the
-// last SyncEvery (plus the sync then running). The call path never waits
+// last SyncEvery plus the time one sync takes. The call path never waits
 // for a sync. A failed sync is logged and serving goes on (see the ADR).
 //
 // Two files bound the journal: path holds what was written since the last
