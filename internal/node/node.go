@@ -181,7 +181,7 @@ func Open(opts Options) (_ *Node, err error) {
 	// hop's signature; budget.max_depth (live-reloadable) is applied per call.
 	// The replay window is journaled in the home, so a restart does not
 	// forget the requests already served (ADR 0024).
-	journal, err := wire.OpenReplayJournal(filepath.Join(opts.Home, ReplayJournalFile), opts.Now())
+	journal, err := wire.OpenReplayJournal(wire.ReplayJournalConfig{Path: filepath.Join(opts.Home, ReplayJournalFile), Now: opts.Now(), Logger: n.log})
 	if err != nil {
 		return nil, fmt.Errorf("node: %w", err)
 	}
