@@ -78,6 +78,7 @@ type admission struct {
 	held    *membership.Held                              // revocations of unknown keys, not in the ledger (revocations.go)
 	heldRot *membership.HeldRotations                     // rotations between unknown keys, not in the ledger (rotations.go)
 	saver   *membership.HeldSaver                         // coalesces the saves newly held statements cause (markHeld)
+	writes  atomic.Int64                                  // saves of the ledger made, for tests and benchmarks
 	rotMu   sync.Mutex                                    // serialises sorting, holding and applying rotations (rotations.go)
 	open    atomic.Int32                                  // invites not expired at the last count (used up or not)
 	seen    map[[32]byte]struct{}
@@ -274,7 +275,11 @@ func (a *admission) saveLocked() error {
 	if err != nil {
 		return err
 	}
-	return homedir.WriteFile(a.path, b, 0o600)
+	if err := homedir.WriteFile(a.path, b, 0o600); err != nil {
+		return err
+	}
+	a.writes.Add(1)
+	return nil
 }
 
 // saveHeld writes the ledger, with what is held now (a.saver's Save).
