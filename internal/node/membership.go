@@ -79,6 +79,7 @@ type admission struct {
 	heldRot *membership.HeldRotations                     // rotations between unknown keys, not in the ledger (rotations.go)
 	saver   *membership.HeldSaver                         // coalesces the saves newly held statements cause (markHeld)
 	writes  atomic.Int64                                  // saves of the ledger made, for tests and benchmarks
+	written atomic.Int64                                  // bytes those saves wrote
 	rotMu   sync.Mutex                                    // serialises sorting, holding and applying rotations (rotations.go)
 	open    atomic.Int32                                  // invites not expired at the last count (used up or not)
 	seen    map[[32]byte]struct{}
@@ -279,6 +280,7 @@ func (a *admission) saveLocked() error {
 		return err
 	}
 	a.writes.Add(1)
+	a.written.Add(int64(len(b)))
 	return nil
 }
 
