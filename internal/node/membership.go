@@ -77,6 +77,9 @@ type admission struct {
 	refused atomic.Pointer[map[identity.PublicKey]string] // revoked and superseded keys -> why, from the ledger
 	held    *membership.Held                              // revocations of unknown keys, not in the ledger (revocations.go)
 	heldRot *membership.HeldRotations                     // rotations between unknown keys, not in the ledger (rotations.go)
+	saver   *membership.HeldSaver                         // coalesces the saves newly held statements cause (markHeld)
+	writes  atomic.Int64                                  // saves of the ledger made, for tests and benchmarks
+	written atomic.Int64                                  // bytes those saves wrote
 	rotMu   sync.Mutex                                    // serialises sorting, holding and applying rotations (rotations.go)
 	open    atomic.Int32                                  // invites not expired at the last count (used up or not)
 	seen    map[[32]byte]struct{}
@@ -107,7 +110,8 @@ type ledger struct {
 	GovernAddrs map[string]governAddr `json:"govern_addrs,omitempty"`
 	// HeldRevoked and HeldRotations are what a.held and a.heldRot hold,
 	// written with every save so a restart keeps them (ADR 21 and 22,
-	// amendments); verified again when loaded.
+	// amendments); a newly held one is saved at once or within
+	// membership.HeldSaveInterval (markHeld); verified again when loaded.
 	HeldRevoked   []membership.HeldRecord `json:"held_revoked,omitempty"`
 	HeldRotations []membership.HeldRecord `json:"held_rotations,omitempty"`
 }
@@ -121,6 +125,9 @@ type inviteUse struct {
 // loadAdmission reads AdmissionFile (missing: empty) and rebuilds the refused set.
 func (n *Node) loadAdmission() error {
 	a := &n.adm
+	if err := a.closeHeld(); err != nil { // loaded again: the last save of what was held
+		return fmt.Errorf("node: %w", err)
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.path = filepath.Join(n.home, AdmissionFile)
@@ -134,6 +141,9 @@ func (n *Node) loadAdmission() error {
 		return fmt.Errorf("node: %w", err)
 	}
 	if a.rotLimit, err = membership.NewRotationLimit(membership.RotationLimitConfig{}); err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	if a.saver, err = membership.NewHeldSaver(membership.HeldSaverConfig{Save: a.saveHeld, Log: n.log}); err != nil {
 		return fmt.Errorf("node: %w", err)
 	}
 	a.ledger = ledger{Invites: map[string]*inviteUse{}}
@@ -266,14 +276,40 @@ func (a *admission) saveLocked() error {
 	if err != nil {
 		return err
 	}
-	return homedir.WriteFile(a.path, b, 0o600)
+	if err := homedir.WriteFile(a.path, b, 0o600); err != nil {
+		return err
+	}
+	a.writes.Add(1)
+	a.written.Add(int64(len(b)))
+	return nil
 }
 
-// saveHeld writes the ledger, with what is held now.
+// saveHeld writes the ledger, with what is held now (a.saver's Save).
 func (a *admission) saveHeld() error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.saveLocked()
+}
+
+// markHeld records that a statement was newly held. Unlike every other
+// change of the ledger, it is not on disk before it is acknowledged: a lone
+// one is saved at once, but a burst only once per
+// membership.HeldSaveInterval, so a crash loses at most that interval's
+// (ADR 21, amendment). A failed save is logged and retried; the statement
+// stays held.
+func (a *admission) markHeld() {
+	if a.saver != nil {
+		a.saver.Mark()
+	}
+}
+
+// closeHeld makes the last save of what is held; Close calls it once every
+// handler has returned (a later hold saves at once).
+func (a *admission) closeHeld() error {
+	if a.saver == nil {
+		return nil
+	}
+	return a.saver.Close()
 }
 
 // markSeen reports whether text was already handled, and remembers it.

@@ -330,6 +330,7 @@ func (n *Node) Close() error {
 		err = n.closeGroups()                // engines first: they use the transport and the audit log
 		err = errors.Join(err, n.tr.Close()) // stop serving first; a handler still running finds the log closed and refuses
 		n.wg.Wait()
+		err = errors.Join(err, n.adm.closeHeld())   // after every handler: the last save of held statements (membership.go)
 		n.flushRefusals(context.Background(), true) // the counts of the last interval
 		err = errors.Join(err, n.closeParts())
 	})

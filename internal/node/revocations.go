@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 
 	"github.com/treaty-dev/treaty/internal/audit"
 	"github.com/treaty-dev/treaty/internal/identity"
@@ -109,10 +108,7 @@ func (n *Node) holdRevocation(ctx context.Context, r membership.Revocation, text
 		return errHeld
 	case membership.HoldNew:
 		err = errHeld
-		if serr := n.adm.saveHeld(); serr != nil { // held across a restart, or not at all
-			n.adm.held.Take(r.Key)
-			return fmt.Errorf("held revocation not persisted: %w", serr)
-		}
+		n.adm.markHeld() // kept across a restart, saved with others (membership.go)
 	case membership.HoldOverRate:
 		err, reason = errHeldOverRate, reasonHeldOverRate
 		n.overAllowance(relayer, "relayed more revocations of unknown keys than allowed")

@@ -3,7 +3,6 @@ package node
 import (
 	"context"
 	"errors"
-	"fmt"
 
 	"github.com/treaty-dev/treaty/internal/home"
 	"github.com/treaty-dev/treaty/internal/identity"
@@ -116,10 +115,7 @@ func (n *Node) holdRotation(ctx context.Context, r membership.Rotation, text str
 		return errHeldRotation
 	case membership.HoldNew:
 		err = errHeldRotation
-		if serr := n.adm.saveHeld(); serr != nil { // held across a restart, or not at all
-			n.adm.heldRot.Drop(text)
-			return fmt.Errorf("held rotation not persisted: %w", serr)
-		}
+		n.adm.markHeld() // kept across a restart, saved with others (membership.go)
 	case membership.HoldOverRate:
 		err, reason = errHeldRotationOverRate, reasonRotationOverRate
 		n.overAllowance(relayer, "relayed more rotations between unknown keys than allowed")
