@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/treaty-dev/treaty/internal/mcpbridge/mcpframe"
 )
 
 // MCP backend bounds: a server that dies is restarted with restartBackoff; a
@@ -158,7 +160,7 @@ func (m *MCP) session(ctx context.Context) (*mcpSession, error) {
 		case err != nil:
 			m.died(nil)
 			m.mu.Unlock()
-			if errors.Is(err, errMessageTooLarge) {
+			if errors.Is(err, mcpframe.ErrTooLarge) {
 				return nil, messageTooLarge(mcpMessageLimit(m.maxOutput()), err)
 			}
 			return nil, fail("could not start mcp server", err)
@@ -283,7 +285,7 @@ func (m *MCP) open(ctx context.Context) (*mcpSession, error) {
 	cs, err := c.Connect(ctx, t, nil)
 	if err != nil {
 		if s.over.Load() {
-			return nil, fmt.Errorf("%w: max_message_bytes=%d: %w", errMessageTooLarge, mcpMessageLimit(m.maxOutput()), err)
+			return nil, fmt.Errorf("%w: max_message_bytes=%d: %w", mcpframe.ErrTooLarge, mcpMessageLimit(m.maxOutput()), err)
 		}
 		return nil, err
 	}

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/treaty-dev/treaty/internal/mcpbridge/mcpframe"
 )
 
 // mcpMessageLimit bounds one message of a stdio MCP server, as an HTTP
@@ -18,64 +20,8 @@ import (
 // as structuredContent and as text, plus the envelope.
 func mcpMessageLimit(maxOutput int) int { return 2*maxOutput + 1<<20 }
 
-// errMessageTooLarge is what the bounded reader returns once a server's
-// message passes the limit; the session then ends.
-var errMessageTooLarge = errors.New("mcp server message exceeds limit")
-
 func messageTooLarge(limit int, err error) *Failure {
 	return fail(fmt.Sprintf("mcp server message exceeds limit max_message_bytes=%d", limit), err)
-}
-
-// messageBound reads a stdio server's newline-delimited JSON and fails once
-// one message passes max bytes, so a server cannot make the node buffer more
-// (the SDK's own bound is 16 MiB). A message ends when its top-level object
-// or array closes: counting lines instead would let a server split one huge
-// message over short lines. Bytes between messages count towards the next.
-// over is set before the error is returned, so a call failing because the
-// session ended can tell why.
-type messageBound struct {
-	r     io.Reader
-	max   int
-	over  *atomic.Bool
-	run   int // bytes of the message being read
-	depth int
-	str   bool // inside a string
-	esc   bool // after a backslash inside a string
-}
-
-func (b *messageBound) Read(p []byte) (int, error) {
-	if b.over.Load() {
-		return 0, errMessageTooLarge
-	}
-	n, err := b.r.Read(p)
-	for i, c := range p[:n] {
-		if b.run == b.max {
-			b.over.Store(true)
-			return i, errMessageTooLarge
-		}
-		b.run++
-		switch {
-		case b.str:
-			switch {
-			case b.esc:
-				b.esc = false
-			case c == '\\':
-				b.esc = true
-			case c == '"':
-				b.str = false
-			}
-		case c == '"':
-			b.str = true
-		case c == '{' || c == '[':
-			b.depth++
-		case c == '}' || c == ']':
-			b.depth--
-			if b.depth <= 0 {
-				b.depth, b.run = 0, 0
-			}
-		}
-	}
-	return n, err
 }
 
 // stdioServer is a started MCP server process seen as the reader and writer
@@ -109,7 +55,7 @@ func startStdio(cmd *exec.Cmd, limit int, over *atomic.Bool) (mcp.Transport, err
 	// The SDK's own bound stays as a backstop, above ours: it also counts
 	// what its decoder read ahead of a message.
 	return &mcp.IOTransport{
-		Reader:        io.NopCloser(&messageBound{r: stdout, max: limit, over: over}),
+		Reader:        io.NopCloser(&mcpframe.Reader{R: stdout, Max: limit, Over: over}),
 		Writer:        w,
 		MaxLineLength: 2*limit + 64<<10,
 	}, nil
