@@ -133,6 +133,8 @@ type Bridge struct {
 
 	syncMu sync.Mutex // one Sync at a time
 
+	requests sync.Map // HTTP requests being served, by requestHeader key: their context.Context
+
 	mu     sync.Mutex
 	tools  map[string]*remote // by tool name
 	list   catalogue.List

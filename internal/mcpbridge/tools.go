@@ -206,6 +206,15 @@ func (b *Bridge) invoke(ctx context.Context, req *mcp.CallToolRequest, r *remote
 	p := newProgress(ctx, req)
 	cctx, cancel := context.WithTimeout(ctx, b.timeout)
 	defer cancel()
+	if hctx, ok := b.requestContext(req); ok {
+		// The client that asked went away: nobody can get the answer, and
+		// the call holds a slot of the peer's.
+		stop := context.AfterFunc(hctx, func() {
+			b.log.Info("mcp: the HTTP request of a tool call ended before its answer; the call is cancelled", "tool", r.Cap.Name, "peer", r.PeerName)
+			cancel()
+		})
+		defer stop()
+	}
 	if r.Cap.Stream {
 		return b.stream(ctx, cctx, p, r, input)
 	}
