@@ -285,7 +285,7 @@ func (m *MCP) open(ctx context.Context) (*mcpSession, error) {
 	cs, err := c.Connect(ctx, t, nil)
 	if err != nil {
 		if s.over.Load() {
-			return nil, fmt.Errorf("%w: max_message_bytes=%d: %w", mcpframe.ErrTooLarge, mcpMessageLimit(m.maxOutput()), err)
+			return nil, fmt.Errorf("%w: %w", mcpframe.ErrTooLarge, err)
 		}
 		return nil, err
 	}

@@ -3,6 +3,7 @@ package backend
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -61,4 +62,28 @@ func TestMCPStdioMessageBounded(t *testing.T) {
 			t.Fatalf("no new server after an oversize message: %v", err)
 		}
 	}
+}
+
+// TestMCPStdioOversizeBeforeInitialize: a server whose first message is
+// endless (split over short lines, which a line bound would let through)
+// fails the call with the same reason, and its process is ended.
+func TestMCPStdioOversizeBeforeInitialize(t *testing.T) {
+	t.Parallel()
+	const maxOut = 1024
+	pidfile := filepath.Join(t.TempDir(), "pid")
+	argv := script(t, `echo $$ > `+pidfile+`
+printf '['
+i=0
+while [ $i -lt 400000 ]; do printf '1,\n1,\n1,\n1,\n'; i=$((i+1)); done
+sleep 300
+`)
+	m := &MCP{Argv: argv, Tool: "t", Timeout: 20 * time.Second, MaxOutput: maxOut}
+	t.Cleanup(func() { m.Close() })
+	_, err := m.Call(t.Context(), Invocation{Input: []byte(`{}`)})
+	want := fmt.Sprintf("mcp server message exceeds limit max_message_bytes=%d", mcpMessageLimit(maxOut))
+	var f *Failure
+	if !errors.As(err, &f) || f.Reason != want {
+		t.Fatalf("an endless first message: %v, want %q", err, want)
+	}
+	waitGone(t, ReadPID(t, pidfile, 0))
 }
