@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/spf13/cobra"
 
 	"github.com/treaty-dev/treaty/client"
@@ -63,7 +62,7 @@ func mcpCmd(h func() string) *cobra.Command {
 			_ = b.Sync(sctx) // a failure is the warning above, or a peer keeping no tools yet
 			scancel()
 			if httpAddr == "" {
-				err := b.Run(ctx, drainingTransport{&mcp.StdioTransport{}})
+				err := b.Run(ctx, drainingTransport{b.StdioTransport(os.Stdin, os.Stdout)})
 				if ctx.Err() != nil {
 					return nil
 				}

@@ -13,10 +13,13 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/treaty-dev/treaty/internal/mcpbridge/mcpframe"
 )
 
 // MCP backend bounds: a server that dies is restarted with restartBackoff; a
@@ -43,9 +46,10 @@ const (
 // it dies and never sent to the peer.
 //
 // What a server sends is bounded: an HTTP server's every answer body (a
-// stream of events included) at 2*MaxOutput + 1 MiB, a stdio server's every
-// message at the SDK's 16 MiB; a description and input schema as Describe
-// says.
+// stream of events included) and a stdio server's every message at
+// 2*MaxOutput + 1 MiB (a stdio message past it ends the session and fails the
+// calls in flight, "mcp server message exceeds limit"); a description and
+// input schema as Describe says.
 //
 // The answer is the tool's structuredContent when present, else its text
 // content when that is JSON, else {"text": "..."}. A result with isError
@@ -77,6 +81,7 @@ type mcpSession struct {
 	cs      *mcp.ClientSession
 	stderr  *lockedWriter // nil for URL sessions
 	buf     *limitedBuffer
+	over    atomic.Bool // a stdio server's message passed mcpMessageLimit
 	dead    chan struct{}
 	mu      sync.Mutex
 	busy    int
@@ -155,6 +160,9 @@ func (m *MCP) session(ctx context.Context) (*mcpSession, error) {
 		case err != nil:
 			m.died(nil)
 			m.mu.Unlock()
+			if errors.Is(err, mcpframe.ErrTooLarge) {
+				return nil, messageTooLarge(mcpMessageLimit(m.maxOutput()), err)
+			}
 			return nil, fail("could not start mcp server", err)
 		case m.closed:
 			m.mu.Unlock()
@@ -263,7 +271,11 @@ func (m *MCP) open(ctx context.Context) (*mcpSession, error) {
 		s.stderr = &lockedWriter{w: s.buf}
 		cmd.Stderr = s.stderr
 		server = cmd
-		t = &mcp.CommandTransport{Command: cmd, TerminateDuration: time.Second}
+		st, err := startStdio(cmd, mcpMessageLimit(m.maxOutput()), &s.over)
+		if err != nil {
+			return nil, err
+		}
+		t = st
 	default:
 		return nil, errors.New("mcp: neither a command nor a url")
 	}
@@ -272,6 +284,9 @@ func (m *MCP) open(ctx context.Context) (*mcpSession, error) {
 	c := mcp.NewClient(&mcp.Implementation{Name: "treaty", Version: "1"}, &mcp.ClientOptions{Capabilities: &mcp.ClientCapabilities{}})
 	cs, err := c.Connect(ctx, t, nil)
 	if err != nil {
+		if s.over.Load() {
+			return nil, fmt.Errorf("%w: %w", mcpframe.ErrTooLarge, err)
+		}
 		return nil, err
 	}
 	s.cs = cs
@@ -346,6 +361,10 @@ func (m *MCP) Describe(ctx context.Context) (string, map[string]any, error) {
 	var cursor string
 	for range 100 { // pages; a server that pages forever is refused
 		res, err := s.cs.ListTools(ctx, &mcp.ListToolsParams{Cursor: cursor})
+		if err != nil && s.over.Load() {
+			m.drop(s)
+			return "", nil, fmt.Errorf("mcp: tools/list: %w", messageTooLarge(mcpMessageLimit(m.maxOutput()), err))
+		}
 		if err != nil {
 			return "", nil, fmt.Errorf("mcp: tools/list: %w", err)
 		}
@@ -393,6 +412,9 @@ func (m *MCP) Call(ctx context.Context, inv Invocation) ([]byte, error) {
 	res, err := s.cs.CallTool(ctx, &mcp.CallToolParams{Name: m.Tool, Arguments: json.RawMessage(in)})
 	m.release(s, err == nil && !res.IsError)
 	switch {
+	case err != nil && s.over.Load():
+		m.drop(s)
+		return nil, messageTooLarge(mcpMessageLimit(m.maxOutput()), err)
 	case ctx.Err() != nil && errors.Is(ctx.Err(), context.DeadlineExceeded):
 		return nil, fail(fmt.Sprintf("timed out after %v", m.Timeout), ctx.Err())
 	case ctx.Err() != nil:

@@ -55,6 +55,12 @@ const (
 	// for its final result (all are still sent as progress notifications).
 	MaxStreamEvents = 1000
 	MaxStreamBytes  = 4 << 20
+	// MaxProgressMessage bounds the message of a progress notification
+	// (bytes): a stream event longer is cut there, on a UTF-8 boundary, and
+	// ends in a marker giving its size. Every event would otherwise reach the
+	// agent twice in full, and a notification is not bounded by the result's
+	// limits.
+	MaxProgressMessage = 2048
 	// MinPoll is the shortest poll interval accepted.
 	MinPoll = 100 * time.Millisecond
 )
@@ -132,6 +138,8 @@ type Bridge struct {
 	server    *mcp.Server
 
 	syncMu sync.Mutex // one Sync at a time
+
+	requests sync.Map // HTTP requests being served, by requestHeader key: their context.Context
 
 	mu     sync.Mutex
 	tools  map[string]*remote // by tool name

@@ -1,6 +1,8 @@
 package mcpbridge
 
 import (
+	"context"
+	"crypto/rand"
 	"crypto/subtle"
 	"errors"
 	"fmt"
@@ -24,6 +26,44 @@ func LoadOrCreateToken(home string) (string, error) {
 
 // MaxRequestBytes bounds an HTTP request body; a larger one is answered 413.
 const MaxRequestBytes = 4 << 20
+
+// requestHeader carries, from HTTPHandler to the tool handlers, the key under
+// which the HTTP request that brought a call is kept. The SDK runs a call
+// under its session, not its request, and without an event store a call
+// whose request is gone can never be answered: the call must end with it.
+// Whatever a client sends in it is replaced.
+const requestHeader = "Treaty-Bridge-Request"
+
+// requestContext returns the context of the HTTP request that carried req,
+// if it came over HTTPHandler and is still being served.
+func (b *Bridge) requestContext(req *mcp.CallToolRequest) (context.Context, bool) {
+	if req == nil || req.Extra == nil || req.Extra.Header == nil {
+		return nil, false
+	}
+	key := req.Extra.Header.Get(requestHeader)
+	if key == "" {
+		return nil, false
+	}
+	v, ok := b.requests.Load(key)
+	if !ok {
+		return nil, false
+	}
+	return v.(context.Context), true
+}
+
+// serve passes r to inner with r's context kept for the calls it carries.
+func (b *Bridge) serve(inner http.Handler, w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		r.Header.Del(requestHeader)
+		inner.ServeHTTP(w, r)
+		return
+	}
+	key := rand.Text()
+	r.Header.Set(requestHeader, key)
+	b.requests.Store(key, r.Context())
+	defer b.requests.Delete(key)
+	inner.ServeHTTP(w, r)
+}
 
 // HTTPHandler serves the bridge as MCP streamable HTTP, refusing with 401
 // every request without "Authorization: Bearer TOKEN". The SDK's DNS
@@ -50,7 +90,7 @@ func (b *Bridge) HTTPHandler(token string) (http.Handler, error) {
 			return
 		}
 		if r.Method != http.MethodPost || r.Header.Get("Mcp-Session-Id") != "" {
-			inner.ServeHTTP(w, r)
+			b.serve(inner, w, r)
 			return
 		}
 		// A request opening a session holds a slot until it is answered, so
@@ -71,6 +111,6 @@ func (b *Bridge) HTTPHandler(token string) (http.Handler, error) {
 		opening++
 		mu.Unlock()
 		defer func() { mu.Lock(); opening--; mu.Unlock() }()
-		inner.ServeHTTP(w, r)
+		b.serve(inner, w, r)
 	}), nil
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
@@ -206,6 +207,15 @@ func (b *Bridge) invoke(ctx context.Context, req *mcp.CallToolRequest, r *remote
 	p := newProgress(ctx, req)
 	cctx, cancel := context.WithTimeout(ctx, b.timeout)
 	defer cancel()
+	if hctx, ok := b.requestContext(req); ok {
+		// The client that asked went away: nobody can get the answer, and
+		// the call holds a slot of the peer's.
+		stop := context.AfterFunc(hctx, func() {
+			b.log.Info("mcp: the HTTP request of a tool call ended before its answer; the call is cancelled", "tool", r.Cap.Name, "peer", r.PeerName)
+			cancel()
+		})
+		defer stop()
+	}
 	if r.Cap.Stream {
 		return b.stream(ctx, cctx, p, r, input)
 	}
@@ -240,7 +250,7 @@ func (b *Bridge) stream(ctx, cctx context.Context, p *progress, r *remote, input
 	start := time.Now()
 	err := b.node.Stream(cctx, r.PeerID, r.Cap.Name, input, func(ev json.RawMessage) error {
 		prov.Event(ev)
-		p.send(float64(prov.Events), string(ev))
+		p.send(float64(prov.Events), progressMessage(ev))
 		if len(events) < MaxStreamEvents && size+len(ev) <= MaxStreamBytes {
 			events, size = append(events, ev), size+len(ev)
 		} else {
@@ -318,6 +328,19 @@ func (p *progress) send(n float64, message string) {
 	}
 	p.last = n
 	_ = p.ss.NotifyProgress(p.ctx, &mcp.ProgressNotificationParams{ProgressToken: p.token, Progress: n, Message: message})
+}
+
+// progressMessage is ev as a progress message: whole when it fits
+// MaxProgressMessage, else cut there on a UTF-8 boundary with a marker.
+func progressMessage(ev json.RawMessage) string {
+	if len(ev) <= MaxProgressMessage {
+		return string(ev)
+	}
+	cut := MaxProgressMessage
+	for cut > 0 && !utf8.RuneStart(ev[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%s [treaty:cut: event of %d bytes; see the result]", ev[:cut], len(ev))
 }
 
 // heartbeat reports the time waited every period until stop is called.

@@ -3,8 +3,9 @@
 //
 // Tools: echo (structured output: the message, the server's pid and the names
 // of any TREATY_* variables it sees), text (plain text), jsontext (text that
-// is JSON), big (64 KiB of text), hang (answers only when cancelled) and
-// fail (isError).
+// is JSON), big (64 KiB of text), huge (text of the input's "bytes" bytes),
+// flood (writes an endless unterminated message straight to stdout), hang
+// (answers only when cancelled) and fail (isError).
 package main
 
 import (
@@ -23,6 +24,10 @@ import (
 
 type echoIn struct {
 	Msg string `json:"msg" jsonschema:"the message to echo"`
+}
+
+type hugeIn struct {
+	Bytes int `json:"bytes"`
 }
 
 type echoOut struct {
@@ -57,6 +62,22 @@ func main() {
 	s.AddTool(&mcp.Tool{Name: "text", Description: "says hello", InputSchema: obj}, text("hello", false))
 	s.AddTool(&mcp.Tool{Name: "jsontext", Description: "JSON as text", InputSchema: obj}, text(`{"a":1}`, false))
 	s.AddTool(&mcp.Tool{Name: "big", Description: "64 KiB of text", InputSchema: obj}, text(strings.Repeat("x", 64<<10), false))
+	mcp.AddTool(s, &mcp.Tool{Name: "huge", Description: "text of the given size"},
+		func(_ context.Context, _ *mcp.CallToolRequest, in hugeIn) (*mcp.CallToolResult, any, error) {
+			return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: strings.Repeat("x", in.Bytes)}}}, nil, nil
+		})
+	s.AddTool(&mcp.Tool{Name: "flood", Description: "an endless message", InputSchema: obj},
+		func(ctx context.Context, _ *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+			os.Stdout.Write([]byte(`{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"`))
+			chunk := []byte(strings.Repeat("x", 64<<10))
+			for range 1024 { // 64 MiB at most; ends when the client stops reading
+				if _, err := os.Stdout.Write(chunk); err != nil {
+					break
+				}
+			}
+			<-ctx.Done()
+			return nil, ctx.Err()
+		})
 	s.AddTool(&mcp.Tool{Name: "hang", Description: "answers when cancelled", InputSchema: obj},
 		func(ctx context.Context, _ *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 			<-ctx.Done()
