@@ -273,3 +273,71 @@ func TestCheckpointCoversReturnedAppends(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// With MaxBatch 1 every deferred entry fills a batch: pairs appended with
+// AppendDeferred and AppendAfter from many goroutines each commit, in order,
+// one entry per commit, and every Wait is answered.
+func TestMaxBatchOneDeferredPairs(t *testing.T) {
+	l, _ := openTest(t, testKey(t, 1), func(c *Config) { c.MaxBatch = 1; c.DeferFor = time.Second })
+	ctx := t.Context()
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for w := range 8 {
+		wg.Go(func() {
+			for i := range 10 {
+				p, err := l.AppendDeferred(ctx, sampleEntry(w*10+i))
+				if err != nil {
+					errs <- err
+					return
+				}
+				idx, err := l.AppendAfter(ctx, sampleEntry(w*10+i), p)
+				if err != nil {
+					errs <- err
+					return
+				}
+				sidx, err := p.Wait(ctx)
+				if err == nil && sidx >= idx {
+					err = fmt.Errorf("dependency at %d not before its dependant at %d", sidx, idx)
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if s := l.Stats(); s.Entries != 160 || s.Commits != 160 {
+		t.Fatalf("stats %+v, want 160 entries in 160 commits", s)
+	}
+}
+
+// Deferred entries alone, appended from many goroutines and never waited
+// for, are all committed: by full batches and by the DeferFor timer, with
+// no urgent append to carry them.
+func TestDeferredEntriesAloneAllCommit(t *testing.T) {
+	l, _ := openTest(t, testKey(t, 1), func(c *Config) { c.MaxBatch = 4; c.DeferFor = time.Millisecond })
+	var wg sync.WaitGroup
+	for w := range 6 {
+		wg.Go(func() {
+			for i := range 15 {
+				if _, err := l.AppendDeferred(t.Context(), sampleEntry(w*15+i)); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	deadline := time.Now().Add(10 * time.Second)
+	for l.Stats().Entries < 90 {
+		if time.Now().After(deadline) {
+			t.Fatalf("stats %+v after 10s: deferred entries left uncommitted", l.Stats())
+		}
+		<-time.After(time.Millisecond)
+	}
+}
