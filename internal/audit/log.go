@@ -568,7 +568,9 @@ func (p *Pending) Wait(ctx context.Context) (uint64, error) {
 			p.done = true
 		default:
 			if p.o.deferred && p.l.askFlush() {
-				p.l.lead(p.o)
+				p.l.lead(p.o) // returns once p.o is answered
+				p.res, p.done = <-p.o.done, true
+				return p.res.index, p.res.err
 			}
 			select {
 			case p.res = <-p.o.done:
@@ -593,7 +595,9 @@ func (l *Log) submit(ctx context.Context, o *op) (opResult, error) {
 		return opResult{}, err
 	}
 	if lead {
-		l.lead(o) // returns once o is committed or refused
+		l.lead(o) // returns once o is committed or refused: its answer is known
+		r := <-o.done
+		return r, r.err
 	}
 	select {
 	case r := <-o.done:

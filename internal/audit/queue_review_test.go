@@ -341,3 +341,50 @@ func TestDeferredEntriesAloneAllCommit(t *testing.T) {
 		<-time.After(time.Millisecond)
 	}
 }
+
+// An appender that committed its own entry inline reports that entry, not
+// ctx.Err(), when its ctx ended during the commit: the outcome is known.
+func TestInlineCommitterReportsItsCommitDespiteCtx(t *testing.T) {
+	g := newGatedClock()
+	l, _ := openTest(t, testKey(t, 1), func(c *Config) { c.Now = g.Now })
+	close(g.armed)
+	ctx, cancel := context.WithCancel(t.Context())
+	type result struct {
+		idx uint64
+		err error
+	}
+	done := make(chan result, 1)
+	go func() { idx, err := l.Append(ctx, sampleEntry(0)); done <- result{idx, err} }()
+	recvWithin(t, g.entered, "the inline commit")
+	cancel()
+	g.release <- struct{}{}
+	r := <-done
+	if r.err != nil || r.idx != 0 {
+		t.Fatalf("inline Append whose ctx ended during its commit: %d, %v; want index 0, its entry being durable", r.idx, r.err)
+	}
+}
+
+// The same for a Wait that commits a deferred entry inline.
+func TestInlineWaitReportsItsCommitDespiteCtx(t *testing.T) {
+	g := newGatedClock()
+	l, _ := openTest(t, testKey(t, 1), func(c *Config) { c.Now = g.Now; c.DeferFor = time.Second })
+	p, err := l.AppendDeferred(t.Context(), sampleEntry(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	close(g.armed)
+	ctx, cancel := context.WithCancel(t.Context())
+	type result struct {
+		idx uint64
+		err error
+	}
+	done := make(chan result, 1)
+	go func() { idx, err := p.Wait(ctx); done <- result{idx, err} }()
+	recvWithin(t, g.entered, "the inline commit")
+	cancel()
+	g.release <- struct{}{}
+	r := <-done
+	if r.err != nil || r.idx != 0 {
+		t.Fatalf("inline Wait whose ctx ended during its commit: %d, %v; want index 0", r.idx, r.err)
+	}
+}
