@@ -459,7 +459,9 @@ func (l *Log) closeStmts() {
 // Concurrent Appends share one transaction and one fsync (group commit).
 //
 // When ctx ends first, Append returns ctx.Err() and the entry may or may not
-// have been logged: treat the action as not logged. An entry is refused with
+// have been logged: treat the action as not logged. An Append that commits
+// its own batch (the first on an idle log) cannot be interrupted: it returns
+// when that commit ends, whatever ctx. An entry is refused with
 // ErrInvalidEntry when a field is malformed or too large.
 func (l *Log) Append(ctx context.Context, e Entry) (uint64, error) {
 	idx, _, err := l.AppendCheckpoint(ctx, e)
@@ -555,9 +557,10 @@ func (l *Log) AppendAfter(ctx context.Context, e Entry, dep *Pending) (uint64, e
 
 // Wait returns the entry's index once it and a signed checkpoint covering
 // it are durable, or the error that kept it out of the log; for a deferred
-// entry it asks the writer to commit now. When ctx ends first it returns
-// ctx.Err() and the outcome is unknown; Wait may be called again. Not safe
-// for concurrent use.
+// entry it asks the writer to commit now (on an idle log it commits on the
+// caller's goroutine, and that commit is not interrupted by ctx). When ctx
+// ends first it returns ctx.Err() and the outcome is unknown; Wait may be
+// called again. Not safe for concurrent use.
 func (p *Pending) Wait(ctx context.Context) (uint64, error) {
 	if !p.done {
 		select {
@@ -565,7 +568,9 @@ func (p *Pending) Wait(ctx context.Context) (uint64, error) {
 			p.done = true
 		default:
 			if p.o.deferred && p.l.askFlush() {
-				p.l.lead(p.o)
+				p.l.lead(p.o) // returns once p.o is answered
+				p.res, p.done = <-p.o.done, true
+				return p.res.index, p.res.err
 			}
 			select {
 			case p.res = <-p.o.done:
@@ -590,7 +595,9 @@ func (l *Log) submit(ctx context.Context, o *op) (opResult, error) {
 		return opResult{}, err
 	}
 	if lead {
-		l.lead(o) // returns once o is committed or refused
+		l.lead(o) // returns once o is committed or refused: its answer is known
+		r := <-o.done
+		return r, r.err
 	}
 	select {
 	case r := <-o.done:

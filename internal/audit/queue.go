@@ -93,19 +93,25 @@ func (l *Log) deferElapsed() {
 	}
 }
 
+// wanted reports whether queued work asks for a commit. q.mu is held.
+func (l *Log) wanted() bool {
+	q := &l.q
+	return len(q.ops) > 0 && (q.urgent > 0 || q.flush || len(q.ops) >= l.cfg.MaxBatch)
+}
+
 // take returns the next batch, or nil when nothing asks for a commit; then
-// the caller is no longer the committer. more reports whether work is left.
-func (l *Log) take() (batch []*op, more bool) {
+// the caller is no longer the committer.
+func (l *Log) take() []*op {
 	q := &l.q
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if len(q.ops) == 0 || (q.urgent == 0 && !q.flush && len(q.ops) < l.cfg.MaxBatch) {
+	if !l.wanted() {
 		q.committing = false
 		q.idle.Broadcast()
-		return nil, false
+		return nil
 	}
 	n := min(len(q.ops), l.cfg.MaxBatch)
-	batch = make([]*op, n)
+	batch := make([]*op, n)
 	copy(batch, q.ops)
 	clear(q.ops[:n])
 	q.ops = q.ops[n:]
@@ -122,7 +128,22 @@ func (l *Log) take() (batch []*op, more bool) {
 			q.held = nil
 		}
 	}
-	return batch, q.urgent > 0 || q.flush || len(q.ops) >= l.cfg.MaxBatch
+	return batch
+}
+
+// release ends an inline committer's turn, or, when queued work asks for a
+// commit (it may have come while the last batch was committed), keeps the
+// role and reports that the writer goroutine must be woken to take it on.
+func (l *Log) release() (more bool) {
+	q := &l.q
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if l.wanted() {
+		return true
+	}
+	q.committing = false
+	q.idle.Broadcast()
+	return false
 }
 
 // lead runs the committer's loop. With own set (an appender committing
@@ -131,17 +152,16 @@ func (l *Log) take() (batch []*op, more bool) {
 // for a commit.
 func (l *Log) lead(own *op) {
 	for {
-		batch, more := l.take()
+		batch := l.take()
 		if batch == nil {
 			return
 		}
 		l.commit(batch)
 		if own != nil && len(own.done) > 0 {
-			if more {
+			if l.release() {
 				l.wake <- struct{}{} // still the committer: the writer goes on
-				return
 			}
-			own = nil // nothing left: finish as the writer would
+			return
 		}
 	}
 }

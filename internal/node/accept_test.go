@@ -89,3 +89,71 @@ func TestSlowBackendGets103(t *testing.T) {
 		t.Fatalf("statuses = %v, want [103]", got)
 	}
 }
+
+// blockingRecorder holds the timer's 103 inside WriteHeader until released,
+// as a congested connection would.
+type blockingRecorder struct {
+	h       http.Header
+	entered chan struct{}
+	release chan struct{}
+	mu      sync.Mutex
+	inside  bool
+	writes  int
+}
+
+func (r *blockingRecorder) Header() http.Header         { return r.h }
+func (r *blockingRecorder) Write(b []byte) (int, error) { return len(b), nil }
+func (r *blockingRecorder) WriteHeader(int) {
+	r.mu.Lock()
+	r.inside = true
+	r.writes++
+	r.mu.Unlock()
+	r.entered <- struct{}{}
+	<-r.release
+	r.mu.Lock()
+	r.inside = false
+	r.mu.Unlock()
+}
+
+func (r *blockingRecorder) state() (inside bool, writes int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.inside, r.writes
+}
+
+// settle called while the timer is writing the 103 returns only after that
+// write: the handler never writes its answer (or touches the header map)
+// beside the timer's goroutine.
+func TestSettleWaitsForAn103InFlight(t *testing.T) {
+	req, err := http.NewRequest(http.MethodPost, "https://peer/call", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set(wire.HeaderFirstByteWithin, "1") // 100 µs
+	rec := &blockingRecorder{h: http.Header{}, entered: make(chan struct{}, 1), release: make(chan struct{})}
+	in := &inbound{w: rec, r: req}
+	settle := in.acceptCall()
+	select {
+	case <-rec.entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no 103 within 10 s of a running backend")
+	}
+	settled := make(chan struct{})
+	go func() { settle(); close(settled) }()
+	select {
+	case <-settled:
+		t.Fatal("settle returned while the 103 was still being written")
+	case <-time.After(50 * time.Millisecond):
+		// settle still waits: a settle that did not wait for the timer's
+		// write would have returned at once.
+	}
+	close(rec.release)
+	<-settled
+	if inside, writes := rec.state(); inside || writes != 1 {
+		t.Fatalf("after settle: writing %v, %d writes; want done and exactly one 103", inside, writes)
+	}
+	settle() // a second settle is harmless
+	if _, writes := rec.state(); writes != 1 {
+		t.Fatalf("%d writes after a second settle, want 1", writes)
+	}
+}
