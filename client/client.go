@@ -197,6 +197,10 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	if bounded && err != nil && (errors.Is(context.Cause(ctx), errNoAnswer) || errors.Is(err, context.DeadlineExceeded) || os.IsTimeout(err)) {
 		return fmt.Errorf("client: the node did not answer %s %s within %v: it may be hung (see its log)", method, pathOnly(path), c.readTimeout)
 	}
+	var tooLarge *AnswerTooLargeError
+	if errors.As(err, &tooLarge) {
+		return tooLarge
+	}
 	if err != nil {
 		return unwrapDial(err)
 	}

@@ -22,10 +22,50 @@ const idleTimeout = 90 * time.Second
 // maxIdle bounds the connections a client keeps open between requests.
 const maxIdle = 64
 
-// maxAnswer bounds an answer with one JSON body: the largest output a node
-// can be configured to pass (limits.max_body_bytes, at most 1 GiB) and room
-// for its receipt.
-const maxAnswer = 1<<30 + 1<<20
+// Each answer with one JSON body is bounded by what it can honestly be, so a
+// broken node, or another process serving its socket, cannot make a
+// listing allocate a gigabyte. The bounds count JSON as the node writes it:
+// a byte of text may take 6 (\u003c), which the worst cases below assume.
+const (
+	// maxRemoteAnswer bounds a call's answer and a peer's capability list:
+	// a peer's body, which limits.max_body_bytes lets be up to 1 GiB, and
+	// room for the receipt.
+	maxRemoteAnswer = 1<<30 + 1<<20
+
+	// maxMotionList bounds /v1/motions/ls: 5,120 motions (1,024 open and
+	// 4,096 decided kept), each at most ~34 KiB (a 4 KiB text, 6 bytes a
+	// byte; 128 votes of a did:key; name, reason and the rest), ~170 MiB.
+	maxMotionList = 200 << 20
+
+	// maxStateAnswer bounds every other answer: the node's state and its
+	// answers to changes. The largest is kv ls, 10,000 keys of at most
+	// 256 bytes, ~14.5 MiB; a decision record is at most 1 MiB, a value
+	// 64 KiB (384 KiB as JSON).
+	maxStateAnswer = 32 << 20
+)
+
+// answerBound is the bound of the answer to method path.
+func answerBound(method, path string) int {
+	switch p := pathOnly(path); {
+	case method == http.MethodPost && p == "/v1/call", method == http.MethodGet && p == "/v1/caps":
+		return maxRemoteAnswer
+	case method == http.MethodGet && p == "/v1/motions/ls":
+		return maxMotionList
+	}
+	return maxStateAnswer
+}
+
+// AnswerTooLargeError is an answer longer than its request's answer can
+// honestly be (the node is broken, or another process serves its socket).
+// It is read no further than Limit and none of it is returned.
+type AnswerTooLargeError struct {
+	Method, Path string // Path without its query
+	Limit        int    // bytes
+}
+
+func (e *AnswerTooLargeError) Error() string {
+	return fmt.Sprintf("client: the answer to %s %s is over %d MiB, the most it can honestly be: the node is broken, or another process serves its socket", e.Method, e.Path, e.Limit>>20)
+}
 
 // maxHead bounds the head of a stream's answer, as h1pool bounds the others'.
 const maxHead = 1 << 20
@@ -82,7 +122,8 @@ func newPool(dial func(context.Context) (net.Conn, error)) (*h1pool.Pool, error)
 }
 
 // roundTrip sends method target with body (JSON; nil for none) and returns
-// the answer's status and body. As net/http does, a request that failed on a
+// the answer's status and body, or *AnswerTooLargeError for a body over
+// answerBound. As net/http does, a request that failed on a
 // reused connection before any answer (the node closed it as the request
 // went: it restarted, or is stopping) is sent again on another when the node
 // cannot have acted on it (it did not go out whole) or may act on it twice
@@ -95,14 +136,15 @@ func (c *Client) roundTrip(ctx context.Context, method, target string, body []by
 	if c.poolErr != nil {
 		return 0, nil, c.poolErr
 	}
+	limit := answerBound(method, target)
 	for {
-		status, out, err := c.p.Do(ctx, req, maxAnswer)
+		status, out, err := c.p.Do(ctx, req, limit)
 		var na *h1pool.NoAnswerError
 		if errors.As(err, &na) && na.Reused && (na.Unsent || method == http.MethodGet) {
 			continue
 		}
-		if err == nil && len(out) > maxAnswer {
-			err = fmt.Errorf("answer over %d bytes", maxAnswer)
+		if err == nil && len(out) > limit {
+			return 0, nil, &AnswerTooLargeError{Method: method, Path: pathOnly(target), Limit: limit}
 		}
 		return status, out, err
 	}
