@@ -48,10 +48,16 @@ func startStdio(cmd *exec.Cmd, limit int, over *atomic.Bool) (mcp.Transport, err
 	if err != nil {
 		return nil, err
 	}
+	const grace = time.Second
+	if cmd.WaitDelay == 0 {
+		// A descendant that left the group can hold stderr open for ever:
+		// once the server exits, Wait closes the pipes after this long.
+		cmd.WaitDelay = grace
+	}
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	w := &stdioServer{cmd: cmd, stdin: stdin, grace: time.Second}
+	w := &stdioServer{cmd: cmd, stdin: stdin, grace: grace}
 	// The SDK's own bound stays as a backstop, above ours: it also counts
 	// what its decoder read ahead of a message.
 	return &mcp.IOTransport{

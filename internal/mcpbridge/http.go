@@ -35,7 +35,9 @@ const MaxRequestBytes = 4 << 20
 const requestHeader = "Treaty-Bridge-Request"
 
 // requestContext returns the context of the HTTP request that carried req,
-// if it came over HTTPHandler and is still being served.
+// if it came over HTTPHandler. The SDK may dispatch a call only after its
+// request has ended; serve sets the key of every POST and drops it when the
+// request ends, so a key no longer kept is a request gone: a done context.
 func (b *Bridge) requestContext(req *mcp.CallToolRequest) (context.Context, bool) {
 	if req == nil || req.Extra == nil || req.Extra.Header == nil {
 		return nil, false
@@ -44,11 +46,12 @@ func (b *Bridge) requestContext(req *mcp.CallToolRequest) (context.Context, bool
 	if key == "" {
 		return nil, false
 	}
-	v, ok := b.requests.Load(key)
-	if !ok {
-		return nil, false
+	if v, ok := b.requests.Load(key); ok {
+		return v.(context.Context), true
 	}
-	return v.(context.Context), true
+	ended, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ended, true
 }
 
 // serve passes r to inner with r's context kept for the calls it carries.
