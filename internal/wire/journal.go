@@ -21,7 +21,8 @@ import (
 // DefaultReplayJournalSyncEvery is how often, at most, the journal is
 // synced to disk while requests arrive: a host crash (power loss, kernel
 // panic) forgets at most the nonces accepted in the last interval plus the
-// time one sync takes. 100 ms keeps that window a small fraction of the 60 s a
+// time one sync takes (while a sync takes longer than the interval, about two
+// syncs' time). 100 ms keeps that window a small fraction of the 60 s a
 // request stays valid, at no more than ten syncs a second off the call path.
 const DefaultReplayJournalSyncEvery = 100 * time.Millisecond
 
