@@ -777,7 +777,7 @@ func dottedGroups(d []byte, i int) bool {
 	switch {
 	case allDigit:
 		return slices.Equal(g, []int{3, 2, 4}) || slices.Equal(g, []int{4, 6, 5}) || slices.Equal(g, []int{4, 6, 4})
-	case n >= 4 && isUpper(d[s]) && isUpper(d[s+1]) && isDigit(d[s+2]) && isDigit(d[s+3]):
+	case n >= 4 && isLetter(d[s]) && isLetter(d[s+1]) && isDigit(d[s+2]) && isDigit(d[s+3]):
 		for k, x := range g {
 			if x != 4 && !(k == n-1 && x < 4) {
 				return false

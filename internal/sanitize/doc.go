@@ -33,7 +33,8 @@
 //     local parts; Latin letters with diacritics in domain labels; not message identifiers in Message-ID, In-Reply-To,
 //     References), phone
 //     (E.164, NANP, trunk-0 national; bare digits only next to a phone word),
-//     payment card (brand prefix and Luhn), IBAN (country length and mod 97),
+//     payment card (brand prefix and Luhn), IBAN (country length and mod 97; letters in
+//     any case),
 //     US SSN (area, group, serial ranges; nine bare digits only with SSN
 //     context), IPv4 and IPv6 (parsed).
 //   - Nested encodings: base64 and hex runs of 16 bytes or more, and base32

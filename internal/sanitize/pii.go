@@ -44,6 +44,16 @@ func (sc *scanner) scanPII() {
 			// two capitals open an IBAN.
 			if i > 0 && isIdent(d[i-1]) && !escapedAt(d, i-1) &&
 				!(i >= 2 && isUpper(d[i-1]) && isUpper(d[i-2]) && !wordBefore(d, i-2)) {
+				// A lower- or mixed-case IBAN (de89 3704 ..., gb82West...) is
+				// only ever an IBAN: its checksum decides, no other number
+				// starts inside the word.
+				if i >= 2 && i+1 < n && isLetter(d[i-1]) && isLetter(d[i-2]) && isDigit(d[i+1]) && !wordBefore(d, i-2) {
+					if e := sc.iban(i - 2); e > 0 {
+						sc.numDone = e
+						i = e - 1
+						continue
+					}
+				}
 				for i+1 < n && isIdent(d[i+1]) {
 					i++
 				}
@@ -549,7 +559,10 @@ var ibanLen = map[string]int{
 func (sc *scanner) iban(st int) int {
 	d := sc.data
 	n := len(d)
-	want, ok := ibanLen[string(d[st:st+2])]
+	// Letters count in either case (an IBAN typed in lower case is the same
+	// account); the checksum is computed on the upper-case form.
+	cc := [2]byte{upperByte(d[st]), upperByte(d[st+1])}
+	want, ok := ibanLen[string(cc[:])]
 	if !ok {
 		return 0
 	}
@@ -560,10 +573,10 @@ func (sc *scanner) iban(st int) int {
 	for p < n && len(norm) < want {
 		c := d[p]
 		switch {
-		case isDigit(c) || isUpper(c):
-			norm = append(norm, c)
+		case isDigit(c) || isLetter(c):
+			norm = append(norm, upperByte(c))
 			p++
-		case c == ' ' && len(norm)%4 == 0 && len(norm) > 0 && p+1 < n && (isDigit(d[p+1]) || isUpper(d[p+1])):
+		case c == ' ' && len(norm)%4 == 0 && len(norm) > 0 && p+1 < n && (isDigit(d[p+1]) || isLetter(d[p+1])):
 			if len(norm) == 4 {
 				grouped = true
 			} else if !grouped {
@@ -581,6 +594,14 @@ func (sc *scanner) iban(st int) int {
 		sc.add(st, p, CategoryIBAN, "iban")
 	}
 	return p
+}
+
+// upperByte maps an ASCII lower-case letter to upper case.
+func upperByte(c byte) byte {
+	if isLower(c) {
+		return c - 'a' + 'A'
+	}
+	return c
 }
 
 func ibanMod97(s []byte) bool {
