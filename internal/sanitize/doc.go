@@ -69,6 +69,11 @@
 //     digit groups). A break before a key (id=, TAG:) or a timestamp is not
 //     joined, and a join that only glues a word onto a value found whole on
 //     its line is dropped.
+//   - Cookie and Set-Cookie headers (plain, in JSON, escaped, curl
+//     --cookie): the value of a session-like cookie (sess, auth, token, csrf,
+//     login, remember..., a name ending in sid) and any cookie value that
+//     looks random (16+ characters, letters and digits, high entropy, not hex
+//     alone or a UUID); names and Set-Cookie attributes stay.
 //   - Passwords in URL userinfo also with an empty user
 //     (redis://:pw@host); a query string's value ends at the next
 //     parameter.

@@ -40,6 +40,8 @@ func addSeeds(f *testing.F) {
 	f.Add([]byte("postgres://u:p@h postgres://:@ ://@:"))                                                       // URL edge cases
 	f.Add([]byte("\\u003cemail:0123456789ab\\u003e <email:0123456789ab>"))                                      // token shapes
 	f.Add([]byte("好的 👍 Привет مرحبا 4111 1111 1111 1111 é"))                                                    // multi-byte text around a card
+	f.Add([]byte("Cookie: sid=\"a1B2c3D4e5; x=; =y;; Set-Cookie: \\\"s=" + fake(3, alnum, 20) + "\\\""))        // cookie headers, cut short
+	f.Add([]byte("iban gb82 west 1234 5698 7654 3 de89"))                                                       // IBAN in lower case, wrong length
 	f.Add([]byte{0xff, 0xfe, '@', ':', ':', '1', 0x00, '\\'})                                                   // invalid UTF-8 and control bytes
 }
 

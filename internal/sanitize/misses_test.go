@@ -45,3 +45,41 @@ func TestIBANAnyCase(t *testing.T) {
 		}
 	}
 }
+
+func TestCookieHeaders(t *testing.T) {
+	sid := fake(60, alnum, 32)
+	csrf := fake(61, alnum, 32)
+	jsess := fake(62, hexLower, 32)
+	php := fake(63, "abcdefghijklmnopqrstuv0123456789", 26)
+	rnd := fake(64, b64url, 40)
+	signed := "s%3A" + fake(65, b64url, 32) + "." + fake(66, b64url, 43)
+	runDetect(t, []detectCase{
+		{"request header, session", "Cookie: sessionid=" + sid + "; csrftoken=" + csrf, CategoryGenericAPIKey, sid},
+		{"request header, csrf", "Cookie: sessionid=" + sid + "; csrftoken=" + csrf, CategoryGenericAPIKey, csrf},
+		{"set-cookie with attributes", "Set-Cookie: JSESSIONID=" + jsess + "; Path=/; HttpOnly; Secure", CategoryGenericAPIKey, jsess},
+		{"lower case, among trackers", "cookie: _ga=GA1.2.1234567.1234567; theme=dark; PHPSESSID=" + php, CategoryGenericAPIKey, php},
+		{"json header", `{"headers":{"Cookie":"session=` + rnd + `; lang=en"}}`, CategoryGenericAPIKey, rnd},
+		{"escaped json header", `{"raw":"{\"Cookie\": \"sid=` + rnd + `\"}"}`, CategoryGenericAPIKey, rnd},
+		{"signed express cookie", "Set-Cookie: connect.sid=" + signed + "; Path=/", CategoryGenericAPIKey, signed},
+		{"random value, plain name", "Cookie: prefs=dark; cf_bm=" + rnd, CategoryGenericAPIKey, rnd},
+		{"quoted value", `Cookie: auth_token="` + sid + `"`, CategoryGenericAPIKey, sid},
+		{"curl --cookie", "curl --cookie 'sessionid=" + sid + "' https://x.example", CategoryGenericAPIKey, sid},
+		{"curl -H", `curl -H "Cookie: remember_user_token=` + sid + `" https://x.example`, CategoryGenericAPIKey, sid},
+		{"header in a log line", "GET /api 200 cookie=ASP.NET_SessionId=" + php + "; x=1", CategoryGenericAPIKey, php},
+		// The names stay, so the header still says which cookies were sent.
+		{"name kept", "Cookie: sessionid=" + sid + "; csrftoken=" + csrf, "", "sessionid"},
+		{"name kept, csrf", "Cookie: sessionid=" + sid + "; csrftoken=" + csrf, "", "csrftoken="},
+		{"not: attributes", "Set-Cookie: JSESSIONID=" + jsess + "; Path=/app; Domain=example.com; Expires=Wed, 21 Oct 2026 07:28:00 GMT; Max-Age=3600", "", "Wed, 21 Oct 2026"},
+		{"not: tracker counter", "Cookie: _ga=GA1.2.1234567.1234567; _gid=GA1.2.7654321.1700000000", "", "GA1.2.1234567.1234567"},
+		{"not: preferences", "Cookie: theme=dark; lang=en-US; sidebar=collapsed; tz=Europe/Berlin", "", "collapsed"},
+		{"not: deleted session", "Set-Cookie: sessionid=deleted; Expires=Thu, 01 Jan 1970 00:00:00 GMT", "", "deleted"},
+		{"not: author name", "Cookie: author=JohnSmith; lang=en", "", "JohnSmith"},
+		{"not: placeholder", "Cookie: sessionid=<SESSION_ID>", "", "SESSION_ID"},
+		{"not: prose", "The cookie: a small file the browser keeps, sessionid=yes or no.", "", "yes"},
+		{"not: js", `document.cookie = "user=John; path=/"`, "", "John"},
+		{"session uuid", "Cookie: session_id=de305d54-75b4-431b-adbe-eb4b8f89b7bc", CategoryGenericAPIKey, "de305d54-75b4-431b-adbe-eb4b8f89b7bc"},
+		{"not: uuid under a plain name", "Cookie: visitor=de305d54-75b4-431b-adbe-eb4b8f89b7bc; lang=en", "", "de305d54-75b4-431b-adbe-eb4b8f89b7bc"},
+		{"not: hex digest under a plain name", "Cookie: etag=v1; build=" + "1f3870be274f6c49b3e31a0c6728957f", "", "1f3870be274f6c49b3e31a0c6728957f"},
+		{"not: uuid-free words", "Cookie: consent=accepted_all_categories", "", "accepted_all_categories"},
+	})
+}
