@@ -3,6 +3,7 @@ package sanitize
 import (
 	"bytes"
 	"encoding/json"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -41,6 +42,7 @@ func addSeeds(f *testing.F) {
 	f.Add([]byte("\\u003cemail:0123456789ab\\u003e <email:0123456789ab>"))                                      // token shapes
 	f.Add([]byte("好的 👍 Привет مرحبا 4111 1111 1111 1111 é"))                                                    // multi-byte text around a card
 	f.Add([]byte("Cookie: sid=\"a1B2c3D4e5; x=; =y;; Set-Cookie: \\\"s=" + fake(3, alnum, 20) + "\\\""))        // cookie headers, cut short
+	f.Add([]byte("k " + strings.Repeat("de:", 15) + "de-ad-be:ef:" + strings.Repeat("0a-", 16) + "0"))          // separated hex, mixed separators, cut short
 	f.Add([]byte("iban gb82 west 1234 5698 7654 3 de89"))                                                       // IBAN in lower case, wrong length
 	f.Add([]byte{0xff, 0xfe, '@', ':', ':', '1', 0x00, '\\'})                                                   // invalid UTF-8 and control bytes
 }

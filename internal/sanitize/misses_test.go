@@ -1,6 +1,7 @@
 package sanitize
 
 import (
+	"encoding/hex"
 	"strings"
 	"testing"
 )
@@ -82,4 +83,69 @@ func TestCookieHeaders(t *testing.T) {
 		{"not: hex digest under a plain name", "Cookie: etag=v1; build=" + "1f3870be274f6c49b3e31a0c6728957f", "", "1f3870be274f6c49b3e31a0c6728957f"},
 		{"not: uuid-free words", "Cookie: consent=accepted_all_categories", "", "accepted_all_categories"},
 	})
+}
+
+// sepHex writes b as hex pairs joined by sep, as openssl, ssh-keygen and
+// Windows tools print keys.
+func sepHex(b []byte, sep string) string {
+	h := hex.EncodeToString(b)
+	parts := make([]string, 0, len(b))
+	for i := 0; i < len(h); i += 2 {
+		parts = append(parts, h[i:i+2])
+	}
+	return strings.Join(parts, sep)
+}
+
+func TestSeparatedHex(t *testing.T) {
+	inner := []byte("aws key AKIA" + fake(70, upperNum, 16) + " ok")
+	key, _ := hex.DecodeString(fake(71, hexLower, 40))
+	dumpColon := sepHex(inner, ":")
+	dumpDash := strings.ToUpper(sepHex(inner, "-"))
+	keyColon := sepHex(key, ":")
+	mac := "00:1a:2b:3c:4d:5e"
+	fpr := strings.ToUpper(sepHex(key, ":"))
+	runDetect(t, []detectCase{
+		{"hex dump of a key, colons", "dump: " + dumpColon, CategoryAWSAccessKey, dumpColon},
+		{"hex dump of a key, dashes, upper case", "payload " + dumpDash + ".", CategoryAWSAccessKey, dumpDash},
+		{"hex dump in json", `{"blob":"` + dumpColon + `"}`, CategoryAWSAccessKey, dumpColon},
+		{"keyed, colons", "HMAC_SECRET=" + fpr, CategoryGenericAPIKey, fpr},
+		{"keyed, dashes", "api_key = " + sepHex(key, "-"), CategoryGenericAPIKey, sepHex(key, "-")},
+		// "key e3" used to read as the key, leaving the first pair out.
+		{"whole run after a bare key word", "key " + keyColon, CategoryGenericAPIKey, keyColon},
+		// A MAC is six bytes: the separated-hex join never reads it.
+		{"not: mac", "link/ether " + mac + " brd ff:ff:ff:ff:ff:ff", "", mac},
+		{"not: mac after key word", "key " + mac, "", mac},
+		{"not: certificate fingerprint", "SHA256 Fingerprint=" + fpr, "", fpr},
+		{"not: serial number", "Serial Number:\n    " + sepHex(key[:16], ":"), "", sepHex(key[:16], ":")},
+		{"not: subject key identifier", "X509v3 Subject Key Identifier:\n    " + fpr, "", fpr},
+		{"not: ssh fingerprint", "The key fingerprint is MD5:" + sepHex(key[:16], ":") + " user@host", "", sepHex(key[4:16], ":")},
+		{"not: uuid", "id de305d54-75b4-431b-adbe-eb4b8f89b7bc", "", "de305d54-75b4-431b-adbe-eb4b8f89b7bc"},
+		{"not: short dashed bytes", "bytes de-ad-be-ef-00-11", "", "de-ad-be-ef-00-11"},
+	})
+}
+
+func TestFindSepHexRuns(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want int
+	}{
+		{strings.Repeat("ab:", 15) + "ab", 1},
+		{strings.Repeat("ab:", 14) + "ab", 0},       // fifteen pairs: too short
+		{"x" + strings.Repeat("ab:", 15) + "ab", 0}, // glued to a word
+		{strings.Repeat("ab:", 15) + "abc", 0},      // a last group of three
+		{strings.Repeat("ab:", 15) + "ab:", 1},      // a trailing separator ends the run
+		{strings.Repeat("ab-", 15) + "ab:cd", 1},    // a separator change ends the run
+		{strings.Repeat("abc:", 20), 0},             // groups of three
+		{strings.Repeat("a:", 40), 0},               // groups of one
+		{strings.Repeat("ab:", 15) + "ab " + strings.Repeat("cd-", 15) + "cd", 2},
+	} {
+		// At every offset: the pass samples the input, and must not miss a
+		// run wherever it starts.
+		for pad := 0; pad < 2*sepHexStride; pad++ {
+			in := strings.Repeat(" ", pad) + tc.in + " tail"
+			if runs := findSepHexRuns([]byte(in), nil); len(runs) != tc.want {
+				t.Errorf("%q at %d: %d runs, want %d", tc.in, pad, len(runs), tc.want)
+			}
+		}
+	}
 }

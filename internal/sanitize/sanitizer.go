@@ -316,6 +316,9 @@ func (s *Sanitizer) scan(ctx context.Context, data []byte, depth int) ([]Finding
 		if !sc.halted() {
 			sc.scanDecodedView()
 		}
+		if !sc.halted() {
+			sc.scanSepHex()
+		}
 	}
 	if depth == 0 && !sc.halted() {
 		sc.scanLineJoins()
