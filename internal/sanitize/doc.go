@@ -66,7 +66,8 @@
 //     \n escape, the next line indented or not): the text around a break
 //     between two pieces of a value (each with a digit or an @, or eight
 //     characters long) is scanned with the break removed (a space between
-//     digit groups). A break before a key (id=, TAG:) or a timestamp is not
+//     digit groups, over any number of lines: a card in fours on four lines).
+//     A break before a key (id=, TAG:) or a timestamp is not
 //     joined, and a join that only glues a word onto a value found whole on
 //     its line is dropped.
 //   - Hex in separated pairs (de:ad:be:ef:..., DE-AD-..., one separator,

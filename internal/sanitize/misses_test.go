@@ -2,6 +2,7 @@ package sanitize
 
 import (
 	"encoding/hex"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -146,6 +147,44 @@ func TestFindSepHexRuns(t *testing.T) {
 			if runs := findSepHexRuns([]byte(in), nil); len(runs) != tc.want {
 				t.Errorf("%q at %d: %d runs, want %d", tc.in, pad, len(runs), tc.want)
 			}
+		}
+	}
+}
+
+func TestCardOverThreeOrMoreLines(t *testing.T) {
+	s := newTest(t)
+	visa := luhnComplete("414720000000000") // 16 digits
+	amex := luhnComplete("37828224631000")  // 15 digits
+	bad := visa[:15] + string('0'+(visa[15]-'0'+1)%10)
+	for _, c := range []struct{ name, in, rest string }{
+		{"fours, after a label", "card " + visa[:4] + "\n" + visa[4:8] + "\n" + visa[8:12] + "\n" + visa[12:] + " on file", visa[12:] + " on"},
+		{"fours, json \\n", `{"note":"card ` + visa[:4] + `\n` + visa[4:8] + `\n` + visa[8:12] + `\n` + visa[12:] + ` on file"}`, visa[12:] + " on"},
+		{"fours, \\r\\n and indented", "card " + visa[:4] + " " + visa[4:8] + "\r\n    " + visa[8:12] + "\r\n    " + visa[12:] + " on file", visa[12:] + " on"},
+		{"amex 4-6-5 over three lines", "amex " + amex[:4] + "\n" + amex[4:10] + "\n" + amex[10:] + " ok", amex[10:] + " ok"},
+		{"compact pieces over three lines", "card " + visa[:6] + "\n" + visa[6:11] + "\n" + visa[11:] + " ok", visa[11:] + " ok"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			fs := s.Scan([]byte(c.in))
+			if !slices.ContainsFunc(fs, func(f Finding) bool { return f.Category == CategoryCreditCard }) {
+				t.Fatalf("%q: findings %v, want a card", c.in, found([]byte(c.in), fs))
+			}
+			res := s.DryRun(peerA, Policy{Secrets: ActionRedact, PII: ActionRedact}, []byte(c.in))
+			if strings.Contains(res.Output, c.rest) {
+				t.Fatalf("redacted output still holds the last line's piece: %q", res.Output)
+			}
+		})
+	}
+	// Numbers on consecutive lines that are no card stay.
+	for _, in := range []string{
+		"card " + bad[:4] + "\n" + bad[4:8] + "\n" + bad[8:12] + "\n" + bad[12:] + " on file", // Luhn fails
+		"years 2019\n2020\n2021\n2022 shown",
+		"qty 1200\n3400\n5600\n7800 units",
+		"pins 0000\n1234\n9999\n4321",
+		"v1.2.3\n1.2.4\n1.3.0",
+		"ids 1001\n1002\n1003\n1004",
+	} {
+		if fs := s.Scan([]byte(in)); slices.ContainsFunc(fs, func(f Finding) bool { return f.Category == CategoryCreditCard }) {
+			t.Errorf("%q: findings %v, want no card", in, found([]byte(in), fs))
 		}
 	}
 }
