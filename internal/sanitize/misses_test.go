@@ -1,6 +1,7 @@
 package sanitize
 
 import (
+	"encoding/base64"
 	"encoding/hex"
 	"slices"
 	"strings"
@@ -185,6 +186,83 @@ func TestCardOverThreeOrMoreLines(t *testing.T) {
 	} {
 		if fs := s.Scan([]byte(in)); slices.ContainsFunc(fs, func(f Finding) bool { return f.Category == CategoryCreditCard }) {
 			t.Errorf("%q: findings %v, want no card", in, found([]byte(in), fs))
+		}
+	}
+}
+
+// utf16Bytes encodes s as UTF-16 in little- or big-endian order, with a
+// byte-order mark when bom is set.
+func utf16Bytes(s string, big, bom bool) []byte {
+	var out []byte
+	put := func(u uint16) {
+		if big {
+			out = append(out, byte(u>>8), byte(u))
+		} else {
+			out = append(out, byte(u), byte(u>>8))
+		}
+	}
+	if bom {
+		put(0xfeff)
+	}
+	for _, r := range s {
+		if r >= 0x10000 {
+			r -= 0x10000
+			put(uint16(0xd800 + r>>10))
+			put(uint16(0xdc00 + r&0x3ff))
+			continue
+		}
+		put(uint16(r))
+	}
+	return out
+}
+
+func TestUTF16InsideEncodings(t *testing.T) {
+	aws := "AKIA" + fake(80, upperNum, 16)
+	cmd := "$env:AWS_ACCESS_KEY_ID='" + aws + "'; aws s3 ls"
+	mail := "Kontakt: jürgen.müller@example.de 👍 bitte"
+	le := base64.StdEncoding.EncodeToString(utf16Bytes(cmd, false, false))
+	be := base64.StdEncoding.EncodeToString(utf16Bytes(cmd, true, false))
+	bomLE := base64.StdEncoding.EncodeToString(utf16Bytes(mail, false, true))
+	hexLE := hex.EncodeToString(utf16Bytes(cmd, false, false))
+	hexBE := strings.ToUpper(hex.EncodeToString(utf16Bytes(cmd, true, true)))
+	runDetect(t, []detectCase{
+		{"powershell -EncodedCommand (UTF-16LE base64)", "powershell.exe -NoProfile -EncodedCommand " + le, CategoryAWSAccessKey, le},
+		{"UTF-16BE base64", `{"blob":"` + be + `"}`, CategoryAWSAccessKey, be},
+		{"UTF-16LE with a BOM, non-ASCII and a surrogate pair", "attachment: " + bomLE, CategoryEmail, bomLE},
+		{"UTF-16LE hex", "payload " + hexLE, CategoryAWSAccessKey, hexLE},
+		{"UTF-16BE hex with a BOM", "payload " + hexBE, CategoryAWSAccessKey, hexBE},
+	})
+	// Clean UTF-16 text, binary with zero bytes and ordinary hashes stay.
+	s := newTest(t)
+	zeros := make([]byte, 48)
+	for i := range zeros {
+		if i%2 == 0 {
+			zeros[i] = byte(i * 37)
+		}
+	}
+	for _, in := range []string{
+		"powershell -enc " + base64.StdEncoding.EncodeToString(utf16Bytes("Get-ChildItem C:\\Users | Sort-Object Length", false, false)),
+		"blob " + base64.StdEncoding.EncodeToString(zeros) + " end",
+		"digest " + fake(81, hexLower, 64),
+		"id " + base64.StdEncoding.EncodeToString([]byte(fake(82, alnum, 24))),
+	} {
+		if fs := s.Scan([]byte(in)); len(fs) > 0 {
+			t.Errorf("%q: findings %v, want none", in, found([]byte(in), fs))
+		}
+	}
+	for _, c := range []struct {
+		in   []byte
+		want byte
+	}{
+		{utf16Bytes("plain ascii text here", false, false), 'l'},
+		{utf16Bytes("plain ascii text here", true, false), 'b'},
+		{utf16Bytes("Привет, мир", false, true), 'l'},
+		{[]byte("plain ascii text here"), 0},
+		{[]byte{0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, 0},
+		{utf16Bytes("ab", false, false), 0}, // too short to tell
+	} {
+		if got := utf16Order(c.in); got != c.want {
+			t.Errorf("utf16Order(% x) = %q, want %q", c.in, got, c.want)
 		}
 	}
 }
