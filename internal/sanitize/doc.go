@@ -40,9 +40,8 @@
 //   - Nested encodings: base64 and hex runs of 16 bytes or more, and base32
 //     runs (RFC 4648, one case throughout, padded or not) of 16 bytes or more,
 //     that decode to text (UTF-8; for base64 and hex also UTF-16 in either
-//     byte order, as PowerShell writes
-//     -EncodedCommand) or to gzip or zlib (inflated up to 16 times its
-//     size) are decoded and scanned; a finding inside marks the whole run. A
+//     byte order, as PowerShell's -EncodedCommand is) or to gzip or zlib
+//     (inflated up to 16 times its size) are decoded and scanned; a finding inside marks the whole run. A
 //     run glued to a path or a name by a separator in its first 21 bytes
 //     (/api/v1/..., x-..., token_...) is decoded from after the separator when
 //     it does not decode whole. A decoded view is scanned too: JSON \u00XX and
