@@ -553,6 +553,15 @@ var ibanLen = map[string]int{
 	"TN": 24, "TR": 26, "UA": 29, "VA": 22, "VG": 24, "XK": 20, "YE": 30,
 }
 
+// ibanLenTab is ibanLen indexed by the country's two letters (A-Z each),
+// 0 for no country: the look-up runs at every digit after two letters.
+var ibanLenTab = func() (t [26 * 26]uint8) {
+	for cc, n := range ibanLen {
+		t[int(cc[0]-'A')*26+int(cc[1]-'A')] = uint8(n)
+	}
+	return t
+}()
+
 // iban reads a compact or space-grouped IBAN at st. It returns the end of an
 // IBAN-shaped run (country, length and grouping right), reporting it only when
 // the mod-97 check passes; 0 when the text is not IBAN-shaped.
@@ -561,9 +570,12 @@ func (sc *scanner) iban(st int) int {
 	n := len(d)
 	// Letters count in either case (an IBAN typed in lower case is the same
 	// account); the checksum is computed on the upper-case form.
-	cc := [2]byte{upperByte(d[st]), upperByte(d[st+1])}
-	want, ok := ibanLen[string(cc[:])]
-	if !ok {
+	a, b := upperByte(d[st]), upperByte(d[st+1])
+	if !isUpper(a) || !isUpper(b) {
+		return 0
+	}
+	want := int(ibanLenTab[int(a-'A')*26+int(b-'A')])
+	if want == 0 {
 		return 0
 	}
 	var buf [34]byte
