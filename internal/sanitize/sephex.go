@@ -60,7 +60,8 @@ func findSepHexRuns(d []byte, runs []sepHexRun) []sepHexRun {
 }
 
 // scanSepHex joins every long run of separated hex pairs (the way tools print
-// keys and fingerprints) and scans the input again with the runs joined. A
+// keys and fingerprints) and scans the text around it again with the run
+// joined. A
 // finding that touches a joined run marks the whole run: the separators do
 // not hide a key that a rule finds in its joined form. A run that no rule
 // finds when joined (a certificate fingerprint, a serial number) stays.
@@ -102,10 +103,34 @@ func (sc *scanner) scanSepHex() {
 	if runs = keep; len(runs) == 0 {
 		return
 	}
-	view := make([]byte, 0, len(d))
-	at := make([]int32, 0, len(d)+1)
+	// Each cluster of runs is joined in a window around it: the key words
+	// before a run and a little after, not the whole input again.
+	for c := 0; c < len(runs); {
+		ws, we := widen(d, max(0, runs[c].s-2*sepHexKeyReach), min(len(d), runs[c].e+sepHexAfter))
+		e := c + 1
+		for e < len(runs) && runs[e].s-2*sepHexKeyReach <= we {
+			_, we = widen(d, we, min(len(d), runs[e].e+sepHexAfter))
+			e++
+		}
+		sc.joinSepHex(ws, we, runs[c:e])
+		if sc.halted() {
+			return
+		}
+		c = e
+	}
+}
+
+// sepHexAfter is how far after a run its joined window reaches.
+const sepHexAfter = 64
+
+// joinSepHex scans d[ws:we] with the runs in it joined and reports the
+// findings that touch a run, each widened to the whole run.
+func (sc *scanner) joinSepHex(ws, we int, runs []sepHexRun) {
+	d := sc.data
+	view := make([]byte, 0, we-ws)
+	at := make([]int32, 0, we-ws+1)
 	vruns := make([]sepHexRun, len(runs)) // the runs in view offsets
-	p := 0
+	p := ws
 	for r, run := range runs {
 		view = append(view, d[p:run.s]...)
 		at = appendOffsets(at, p, run.s)
@@ -117,9 +142,9 @@ func (sc *scanner) scanSepHex() {
 		vruns[r].e = len(view)
 		p = run.e
 	}
-	view = append(view, d[p:]...)
-	at = appendOffsets(at, p, len(d))
-	at = append(at, int32(len(d)))
+	view = append(view, d[p:we]...)
+	at = appendOffsets(at, p, we)
+	at = append(at, int32(we))
 	inner, err := sc.s.scan(sc.ctx, view, sc.depth+1)
 	if err != nil {
 		sc.stop = err
