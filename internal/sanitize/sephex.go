@@ -14,11 +14,20 @@ const minSepHexPairs = 16
 // (de:ad:be:ef:..., DE-AD-BE-EF-...), in input offsets.
 type sepHexRun struct{ s, e int }
 
-// sepHexStride is how far apart findSepHexRuns looks: every run of
-// minSepHexPairs pairs (47 bytes or more) holds a multiple of it at least
-// two bytes from its start and six from its end, so the pass reads one byte
-// in 24 of text without separated hex.
-const sepHexStride = 24
+// sepHexStride is how far apart findSepHexRuns looks: a run of
+// minSepHexPairs pairs or more (47 bytes or more) has a separator that is
+// followed by another one within any 38 bytes of it that start two bytes
+// after its start, so one look every 32 bytes finds every run.
+const sepHexStride = 32
+
+// sepHexByte marks the bytes a run is made of: hex digits, ':' and '-'. Most
+// looks stop at the first byte.
+var sepHexByte = func() (t [256]bool) {
+	for _, c := range []byte("0123456789abcdefABCDEF:-") {
+		t[c] = true
+	}
+	return t
+}()
 
 // sepHexKeyReach is how far before a run a key word makes it worth joining.
 const sepHexKeyReach = 128
@@ -31,6 +40,9 @@ func isHexSep(c byte) bool { return c == ':' || c == '-' }
 func findSepHexRuns(d []byte, runs []sepHexRun) []sepHexRun {
 	n := len(d)
 	for p := 0; p+6 <= n; p += sepHexStride {
+		if !sepHexByte[d[p]] || !sepHexByte[d[p+1]] || !sepHexByte[d[p+2]] {
+			continue
+		}
 		q := -1
 		for k := max(p, 2); k < p+3 && k+3 < n; k++ {
 			if isHexSep(d[k]) && d[k+3] == d[k] && isHex(d[k-2]) && isHex(d[k-1]) && isHex(d[k+1]) && isHex(d[k+2]) {
