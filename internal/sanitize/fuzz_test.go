@@ -28,25 +28,28 @@ func fuzzSanitizer(t testing.TB) *Sanitizer {
 }
 
 func addSeeds(f *testing.F) {
-	f.Add([]byte(""))                                                                                                                                   // empty input
-	f.Add([]byte("mail bob@initech.io from 10.0.0.1 or 2001:db8::1"))                                                                                   // PII in text
-	f.Add([]byte(`{"password": "Orchid42!", "ssn": 123456789}`))                                                                                        // JSON with key context and a number
-	f.Add([]byte(`{"args": "{\"token\": \"` + fake(1, hexLower, 40) + `\"}"}`))                                                                         // JSON inside a JSON string
-	f.Add([]byte("\"passwd\": \"Orchid641!"))                                                                                                           // unclosed quote
-	f.Add([]byte("-----BEGIN RSA PRIVATE KEY-----\n" + fake(2, alnum, 70) + "\n-----END RSA PRIVATE KEY-----"))                                         // PEM
-	f.Add([]byte("-----BEGIN PRIVATE KEY-----\n-----END"))                                                                                              // truncated PEM
-	f.Add([]byte("id,name,password\n1,\"Ann, B\",x\"y\n2,Bo"))                                                                                          // CSV with quotes, ragged rows
-	f.Add([]byte("+1 (415) 555-0100 +44 (0)20 7946 0958 (415"))                                                                                         // phone shapes, cut short
-	f.Add([]byte("DE89 3704 0044 0532 0130 0 GB82WEST1234569876543"))                                                                                   // IBAN shapes, wrong lengths
-	f.Add([]byte("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0."))                                                                                              // JWT without signature
-	f.Add([]byte("postgres://u:p@h postgres://:@ ://@:"))                                                                                               // URL edge cases
-	f.Add([]byte("\\u003cemail:0123456789ab\\u003e <email:0123456789ab>"))                                                                              // token shapes
-	f.Add([]byte("好的 👍 Привет مرحبا 4111 1111 1111 1111 é"))                                                                                            // multi-byte text around a card
-	f.Add([]byte("Cookie: sid=\"a1B2c3D4e5; x=; =y;; Set-Cookie: \\\"s=" + fake(3, alnum, 20) + "\\\""))                                                // cookie headers, cut short
-	f.Add([]byte("k " + strings.Repeat("de:", 15) + "de-ad-be:ef:" + strings.Repeat("0a-", 16) + "0"))                                                  // separated hex, mixed separators, cut short
-	f.Add([]byte("-enc " + base64.StdEncoding.EncodeToString([]byte{0xff, 0xfe, 'a', 0, 0x3d, 0xd8, 'b', 0, 0x00, 0xdc, 'c', 0, 'd', 0, 'e', 0, 'f'}))) // UTF-16LE, a lone surrogate, an odd byte
-	f.Add([]byte("iban gb82 west 1234 5698 7654 3 de89"))                                                                                               // IBAN in lower case, wrong length
-	f.Add([]byte{0xff, 0xfe, '@', ':', ':', '1', 0x00, '\\'})                                                                                           // invalid UTF-8 and control bytes
+	f.Add([]byte(""))                                                                                           // empty input
+	f.Add([]byte("mail bob@initech.io from 10.0.0.1 or 2001:db8::1"))                                           // PII in text
+	f.Add([]byte(`{"password": "Orchid42!", "ssn": 123456789}`))                                                // JSON with key context and a number
+	f.Add([]byte(`{"args": "{\"token\": \"` + fake(1, hexLower, 40) + `\"}"}`))                                 // JSON inside a JSON string
+	f.Add([]byte("\"passwd\": \"Orchid641!"))                                                                   // unclosed quote
+	f.Add([]byte("-----BEGIN RSA PRIVATE KEY-----\n" + fake(2, alnum, 70) + "\n-----END RSA PRIVATE KEY-----")) // PEM
+	f.Add([]byte("-----BEGIN PRIVATE KEY-----\n-----END"))                                                      // truncated PEM
+	f.Add([]byte("id,name,password\n1,\"Ann, B\",x\"y\n2,Bo"))                                                  // CSV with quotes, ragged rows
+	f.Add([]byte("+1 (415) 555-0100 +44 (0)20 7946 0958 (415"))                                                 // phone shapes, cut short
+	f.Add([]byte("DE89 3704 0044 0532 0130 0 GB82WEST1234569876543"))                                           // IBAN shapes, wrong lengths
+	f.Add([]byte("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0."))                                                      // JWT without signature
+	f.Add([]byte("postgres://u:p@h postgres://:@ ://@:"))                                                       // URL edge cases
+	f.Add([]byte("\\u003cemail:0123456789ab\\u003e <email:0123456789ab>"))                                      // token shapes
+	f.Add([]byte("好的 👍 Привет مرحبا 4111 1111 1111 1111 é"))                                                    // multi-byte text around a card
+	f.Add([]byte{0xff, 0xfe, '@', ':', ':', '1', 0x00, '\\'})                                                   // invalid UTF-8 and control bytes
+
+	// Forms added after issue 10: cookie headers, lower-case IBANs,
+	// separated hex and UTF-16 inside base64, each cut short or malformed.
+	f.Add([]byte("Cookie: sid=\"a1B2c3D4e5; x=; =y;; Set-Cookie: \\\"s=" + fake(3, alnum, 20) + "\\\""))
+	f.Add([]byte("iban gb82 west 1234 5698 7654 3 de89"))
+	f.Add([]byte("k " + strings.Repeat("de:", 15) + "de-ad-be:ef:" + strings.Repeat("0a-", 16) + "0"))
+	f.Add([]byte("-enc " + base64.StdEncoding.EncodeToString([]byte{0xff, 0xfe, 'a', 0, 0x3d, 0xd8, 'b', 0, 0x00, 0xdc, 'c', 0, 'd', 0, 'e', 0, 'f'})))
 }
 
 // FuzzScan: Scan never panics, and its findings are in range, non-empty,

@@ -193,41 +193,42 @@ func (s *Sanitizer) RuleCount() int { return len(s.rules) }
 
 // scanner holds the state of one Scan.
 type scanner struct {
-	s          *Sanitizer
-	data       []byte
-	hits       []Finding
-	ac         []acHit
-	acBufs     [acWays - 1][]acHit // the keyword search's later walks, reused across scans
-	b64buf     []byte
-	view       []byte  // scanDecodedView's buffers
-	viewAt     []int32 //
-	viewMarks  []int32 //
-	reach      reachScratch
-	bt         btScratch
-	glWins     []glWin
-	glTried    []int32
-	semi       []semiTask
-	tableEnd   int // bytes before it were already looked at as a table (csvHeader)
-	numDone    int
-	v6Done     int
-	pemDone    int
-	cliDone    [2]int // cliAuthHit: the end of the last command line read, per tool
-	sqlDone    int    // sqlHit: the end of the last SET PASSWORD statement read
-	jwkDone    int    // jwkHit: the end of the last JSON Web Key read
-	jwk        jwkScan
-	ppkDone    int  // ppkHit: the end of the last PuTTY key lines read
-	sasDone    int  // sasSigHit: the end of the last query read
-	cookieDone int  // cookieHit: the end of the last cookie header read
-	spelled    bool // the input spells out an "at" ([at], (at), {at}): scanDecodedView reads them
-	lastKS     int
-	lastKE     int
-	depth      int
-	ctx        context.Context // nil: unbounded
-	stop       error           // why the scan halted (ctx's error), or nil
-	tick       uint32
-	hitIdx     hitIndex // findings by input bucket (see indexHits)
-	hitN       int      // hits indexed so far
-	parity     bool     // gitleaks rules only, without this package's extra filters (tests)
+	s         *Sanitizer
+	data      []byte
+	hits      []Finding
+	ac        []acHit
+	acBufs    [acWays - 1][]acHit // the keyword search's later walks, reused across scans
+	b64buf    []byte
+	view      []byte  // scanDecodedView's buffers
+	viewAt    []int32 //
+	viewMarks []int32 //
+	reach     reachScratch
+	bt        btScratch
+	glWins    []glWin
+	glTried   []int32
+	semi      []semiTask
+	tableEnd  int // bytes before it were already looked at as a table (csvHeader)
+	numDone   int
+	v6Done    int
+	pemDone   int
+	cliDone   [2]int // cliAuthHit: the end of the last command line read, per tool
+	sqlDone   int    // sqlHit: the end of the last SET PASSWORD statement read
+	jwkDone   int    // jwkHit: the end of the last JSON Web Key read
+	jwk       jwkScan
+	ppkDone   int  // ppkHit: the end of the last PuTTY key lines read
+	sasDone   int  // sasSigHit: the end of the last query read
+	spelled   bool // the input spells out an "at" ([at], (at), {at}): scanDecodedView reads them
+	lastKS    int
+	lastKE    int
+	depth     int
+	ctx       context.Context // nil: unbounded
+	stop      error           // why the scan halted (ctx's error), or nil
+	tick      uint32
+	hitIdx    hitIndex // findings by input bucket (see indexHits)
+	hitN      int      // hits indexed so far
+	parity    bool     // gitleaks rules only, without this package's extra filters (tests)
+
+	cookieDone int // cookieHit: the end of the last cookie header read
 }
 
 func (sc *scanner) add(start, end int, cat Category, rule string) {
