@@ -45,7 +45,7 @@ var denyWords = map[string]bool{
 	"object": true, "translation": true, "i18n": true, "dedup": true, "dedupe": true,
 	"routing": true, "lookup": true, "row": true, "range": true, "group": true,
 	"keyword": true, "keywords": true, "monkey": true, "turkey": true, "hotkey": true,
-	"bypass": true, "compass": true, "passenger": true, "passport": true, "passive": true,
+	"identifier": true, "bypass": true, "compass": true, "passenger": true, "passport": true, "passive": true,
 	"passthrough": true, "strength": true, "rule": true, "rules": true, "changed": true,
 	"created": true, "updated": true, "last": true, "author": true, "authored": true,
 	"authority": true, "authorities": true, "estimate": true, "estimated": true,

@@ -390,7 +390,7 @@ func (sc *scanner) base64Run(s, e, padEnd int) bool {
 		if last >= 0 && !utf8.FullRune(p[last:]) {
 			p = p[:last]
 		}
-		if !textLike(p) && !isGzip(p) && !isZlib(p) {
+		if !textLike(p) && !isGzip(p) && !isZlib(p) && utf16Order(probe[:n]) == 0 {
 			return false
 		}
 	}
@@ -411,7 +411,13 @@ func (sc *scanner) base64Run(s, e, padEnd int) bool {
 		}
 	}
 	if !textLike(buf) {
-		return false
+		// UTF-16 text (PowerShell's -EncodedCommand, Windows tools' output).
+		text, ok := utf16Text(buf)
+		if !ok {
+			return false
+		}
+		sc.scanDecoded(text, s, padEnd, "base64:utf16:")
+		return true
 	}
 	sc.scanDecoded(buf, s, padEnd, "base64:")
 	return true
@@ -445,8 +451,16 @@ func (sc *scanner) hexRun(s, e int) bool {
 		return false // a UUID
 	}
 	buf := make([]byte, len(src)/2)
-	if _, err := hex.Decode(buf, src); err != nil || !textLike(buf) {
+	if _, err := hex.Decode(buf, src); err != nil {
 		return false
+	}
+	if !textLike(buf) {
+		text, ok := utf16Text(buf)
+		if !ok {
+			return false
+		}
+		sc.scanDecoded(text, s, e, "hex:utf16:")
+		return true
 	}
 	sc.scanDecoded(buf, s, e, "hex:")
 	return true
@@ -777,7 +791,7 @@ func dottedGroups(d []byte, i int) bool {
 	switch {
 	case allDigit:
 		return slices.Equal(g, []int{3, 2, 4}) || slices.Equal(g, []int{4, 6, 5}) || slices.Equal(g, []int{4, 6, 4})
-	case n >= 4 && isUpper(d[s]) && isUpper(d[s+1]) && isDigit(d[s+2]) && isDigit(d[s+3]):
+	case n >= 4 && isLetter(d[s]) && isLetter(d[s+1]) && isDigit(d[s+2]) && isDigit(d[s+3]):
 		for k, x := range g {
 			if x != 4 && !(k == n-1 && x < 4) {
 				return false

@@ -33,13 +33,15 @@
 //     local parts; Latin letters with diacritics in domain labels; not message identifiers in Message-ID, In-Reply-To,
 //     References), phone
 //     (E.164, NANP, trunk-0 national; bare digits only next to a phone word),
-//     payment card (brand prefix and Luhn), IBAN (country length and mod 97),
+//     payment card (brand prefix and Luhn), IBAN (country length and mod 97; letters in
+//     any case),
 //     US SSN (area, group, serial ranges; nine bare digits only with SSN
 //     context), IPv4 and IPv6 (parsed).
 //   - Nested encodings: base64 and hex runs of 16 bytes or more, and base32
 //     runs (RFC 4648, one case throughout, padded or not) of 16 bytes or more,
-//     that decode to text or to gzip or zlib (inflated up to 16 times its
-//     size) are decoded and scanned; a finding inside marks the whole run. A
+//     that decode to text (UTF-8; for base64 and hex also UTF-16 in either
+//     byte order, as PowerShell's -EncodedCommand is) or to gzip or zlib
+//     (inflated up to 16 times its size) are decoded and scanned; a finding inside marks the whole run. A
 //     run glued to a path or a name by a separator in its first 21 bytes
 //     (/api/v1/..., x-..., token_...) is decoded from after the separator when
 //     it does not decode whole. A decoded view is scanned too: JSON \u00XX and
@@ -65,9 +67,20 @@
 //     \n escape, the next line indented or not): the text around a break
 //     between two pieces of a value (each with a digit or an @, or eight
 //     characters long) is scanned with the break removed (a space between
-//     digit groups). A break before a key (id=, TAG:) or a timestamp is not
+//     digit groups, over any number of lines: a card in fours on four lines).
+//     A break before a key (id=, TAG:) or a timestamp is not
 //     joined, and a join that only glues a word onto a value found whole on
 //     its line is dropped.
+//   - Hex in separated pairs (de:ad:be:ef:..., DE-AD-..., one separator,
+//     16 pairs or more, so never a MAC address or an IPv6 address): when it
+//     decodes to text, follows a key word within 128 bytes, or the node has
+//     canaries, the input is scanned again with the runs joined, and a
+//     finding on a joined run marks the whole run.
+//   - Cookie and Set-Cookie headers (plain, in JSON, escaped, curl
+//     --cookie): the value of a session-like cookie (sess, auth, token, csrf,
+//     login, remember..., a name ending in sid) and any cookie value that
+//     looks random (16+ characters, letters and digits, high entropy, not hex
+//     alone or a UUID); names and Set-Cookie attributes stay.
 //   - Passwords in URL userinfo also with an empty user
 //     (redis://:pw@host); a query string's value ends at the next
 //     parameter.

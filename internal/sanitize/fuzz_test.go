@@ -2,7 +2,9 @@ package sanitize
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -41,6 +43,13 @@ func addSeeds(f *testing.F) {
 	f.Add([]byte("\\u003cemail:0123456789ab\\u003e <email:0123456789ab>"))                                      // token shapes
 	f.Add([]byte("好的 👍 Привет مرحبا 4111 1111 1111 1111 é"))                                                    // multi-byte text around a card
 	f.Add([]byte{0xff, 0xfe, '@', ':', ':', '1', 0x00, '\\'})                                                   // invalid UTF-8 and control bytes
+
+	// Forms added after issue 10: cookie headers, lower-case IBANs,
+	// separated hex and UTF-16 inside base64, each cut short or malformed.
+	f.Add([]byte("Cookie: sid=\"a1B2c3D4e5; x=; =y;; Set-Cookie: \\\"s=" + fake(3, alnum, 20) + "\\\""))
+	f.Add([]byte("iban gb82 west 1234 5698 7654 3 de89"))
+	f.Add([]byte("k " + strings.Repeat("de:", 15) + "de-ad-be:ef:" + strings.Repeat("0a-", 16) + "0"))
+	f.Add([]byte("-enc " + base64.StdEncoding.EncodeToString([]byte{0xff, 0xfe, 'a', 0, 0x3d, 0xd8, 'b', 0, 0x00, 0xdc, 'c', 0, 'd', 0, 'e', 0, 'f'})))
 }
 
 // FuzzScan: Scan never panics, and its findings are in range, non-empty,

@@ -49,7 +49,10 @@ func TestSanitizeLinear(t *testing.T) {
 	for _, unit := range []string{"a@b.co ", "password=Xy9#kd2Lq ", "AKIAQWERTYUIOPASDFGH ", "+1 415 555 0100 ", `\u0041 `, "078.05.1120 4111 12 ", "NVQWS3BAMFREA3TPOJ2GQ53JNZSC4ZDFOY====== ",
 		"sshpass -p Hq7x9k2 -p 'x ", "role password 'Hq7x9k2' set password = ", "4\u20131\u200e\U0001D400\u0661\u0662 %2541\\/ ",
 		`{"kty":"OKP","d":"QUFBQUFBQUFBQUFBQUFB"} "kty" { Private-Lines: 2 `,
-		"?sig=QUFBQUFBQUFBQUFBQUFB&sv=1&sig=x&discord/api/webhooks/12345678901234567/x "} {
+		"?sig=QUFBQUFBQUFBQUFBQUFB&sv=1&sig=x&discord/api/webhooks/12345678901234567/x ",
+		"Cookie: sessionid=Hq7x9k2Lm4Np8Rs1; a=b; Set-Cookie: x=",
+		"key de:ad:be:ef:00:11:22:33:44:55:66:77:88:99:aa:bb gb82west12345698765432 ",
+		"4111\n1111\n1111\n1111 -enc YQBAAGIALgBjAG8AIAB4AHkAegA= "} {
 		for name, wrap := range linearShapes {
 			small := []byte(wrap(strings.Repeat(unit, (64<<10)/len(unit))))
 			big := []byte(wrap(strings.Repeat(unit, (1<<20)/len(unit))))

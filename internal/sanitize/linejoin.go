@@ -159,11 +159,18 @@ func (sc *scanner) scanLineJoins() {
 
 // digitGroupBefore reports whether the break at i follows a group of one
 // to four digits that a space or dash begins (4111 1111\n1111), where the
-// wrap took the place of a separator.
-func digitGroupBefore(d []byte, i int) bool {
+// wrap took the place of a separator. A group that the previous joined break
+// begins (prevEnd, when that wrap
+// took a separator's place too) counts as well: a card in fours over three
+// or more lines (4111\n1111\n1111\n1111 after a label), and a middle group of
+// up to six (Amex 3782\n822463\n10005).
+func digitGroupBefore(d []byte, i, prevEnd int) bool {
 	k := i
-	for k > 0 && i-k < 5 && isDigit(d[k-1]) {
+	for k > 0 && i-k < 7 && isDigit(d[k-1]) {
 		k--
+	}
+	if k == prevEnd {
+		return k < i && i-k <= 6 // Amex and Diners: 4-6-5, 4-6-4
 	}
 	return k < i && i-k <= 4 && k > 0 && (d[k-1] == ' ' || d[k-1] == '-')
 }
@@ -186,14 +193,16 @@ func (sc *scanner) joinWindow(ws, we int, brks []lineBreak) {
 	at := make([]int32, 0, we-ws+1)
 	joins := make([]int, 0, len(brks)) // view offsets where a break was removed
 	i := ws
+	spacedEnd := -1 // the end of the last break that took a space's place
 	for _, b := range brks {
 		for ; i < b.s; i++ {
 			view = append(view, d[i])
 			at = append(at, int32(i))
 		}
-		if digitGroupBefore(d, b.s) && isDigit(d[b.e]) {
+		if digitGroupBefore(d, b.s, spacedEnd) && isDigit(d[b.e]) {
 			view = append(view, ' ') // a wrap at the space between groups
 			at = append(at, int32(b.s))
+			spacedEnd = b.e
 		}
 		joins = append(joins, len(view))
 		i = b.e

@@ -44,6 +44,16 @@ func (sc *scanner) scanPII() {
 			// two capitals open an IBAN.
 			if i > 0 && isIdent(d[i-1]) && !escapedAt(d, i-1) &&
 				!(i >= 2 && isUpper(d[i-1]) && isUpper(d[i-2]) && !wordBefore(d, i-2)) {
+				// A lower- or mixed-case IBAN (de89 3704 ..., gb82West...) is
+				// only ever an IBAN: its checksum decides, no other number
+				// starts inside the word.
+				if i >= 2 && i+1 < n && isLetter(d[i-1]) && isLetter(d[i-2]) && isDigit(d[i+1]) && !wordBefore(d, i-2) {
+					if e := sc.iban(i - 2); e > 0 {
+						sc.numDone = e
+						i = e - 1
+						continue
+					}
+				}
 				for i+1 < n && isIdent(d[i+1]) {
 					i++
 				}
@@ -543,14 +553,29 @@ var ibanLen = map[string]int{
 	"TN": 24, "TR": 26, "UA": 29, "VA": 22, "VG": 24, "XK": 20, "YE": 30,
 }
 
+// ibanLenTab is ibanLen indexed by the country's two letters (A-Z each),
+// 0 for no country: the look-up runs at every digit after two letters.
+var ibanLenTab = func() (t [26 * 26]uint8) {
+	for cc, n := range ibanLen {
+		t[int(cc[0]-'A')*26+int(cc[1]-'A')] = uint8(n)
+	}
+	return t
+}()
+
 // iban reads a compact or space-grouped IBAN at st. It returns the end of an
 // IBAN-shaped run (country, length and grouping right), reporting it only when
 // the mod-97 check passes; 0 when the text is not IBAN-shaped.
 func (sc *scanner) iban(st int) int {
 	d := sc.data
 	n := len(d)
-	want, ok := ibanLen[string(d[st:st+2])]
-	if !ok {
+	// Letters count in either case (an IBAN typed in lower case is the same
+	// account); the checksum is computed on the upper-case form.
+	a, b := upperByte(d[st]), upperByte(d[st+1])
+	if !isUpper(a) || !isUpper(b) {
+		return 0
+	}
+	want := int(ibanLenTab[int(a-'A')*26+int(b-'A')])
+	if want == 0 {
 		return 0
 	}
 	var buf [34]byte
@@ -560,10 +585,10 @@ func (sc *scanner) iban(st int) int {
 	for p < n && len(norm) < want {
 		c := d[p]
 		switch {
-		case isDigit(c) || isUpper(c):
-			norm = append(norm, c)
+		case isDigit(c) || isLetter(c):
+			norm = append(norm, upperByte(c))
 			p++
-		case c == ' ' && len(norm)%4 == 0 && len(norm) > 0 && p+1 < n && (isDigit(d[p+1]) || isUpper(d[p+1])):
+		case c == ' ' && len(norm)%4 == 0 && len(norm) > 0 && p+1 < n && (isDigit(d[p+1]) || isLetter(d[p+1])):
 			if len(norm) == 4 {
 				grouped = true
 			} else if !grouped {
@@ -581,6 +606,14 @@ func (sc *scanner) iban(st int) int {
 		sc.add(st, p, CategoryIBAN, "iban")
 	}
 	return p
+}
+
+// upperByte maps an ASCII lower-case letter to upper case.
+func upperByte(c byte) byte {
+	if isLower(c) {
+		return c - 'a' + 'A'
+	}
+	return c
 }
 
 func ibanMod97(s []byte) bool {

@@ -84,6 +84,7 @@ const (
 	trigSAS
 	trigDiscord
 	trigSpelled
+	trigCookie
 )
 
 type trigger struct {
@@ -163,6 +164,7 @@ func New(cfg Config) (*Sanitizer, error) {
 	add("private-lines:", trigger{kind: trigPPK})
 	add("sig=", trigger{kind: trigSAS})
 	add("/api/webhooks/", trigger{kind: trigDiscord})
+	add("cookie", trigger{kind: trigCookie})
 	for _, k := range []string{"[at]", "(at)", "{at}"} {
 		add(k, trigger{kind: trigSpelled})
 	}
@@ -225,6 +227,8 @@ type scanner struct {
 	hitIdx    hitIndex // findings by input bucket (see indexHits)
 	hitN      int      // hits indexed so far
 	parity    bool     // gitleaks rules only, without this package's extra filters (tests)
+
+	cookieDone int // cookieHit: the end of the last cookie header read
 }
 
 func (sc *scanner) add(start, end int, cat Category, rule string) {
@@ -297,6 +301,8 @@ func (s *Sanitizer) scan(ctx context.Context, data []byte, depth int) ([]Finding
 				sc.discordHookHit(start, int(s.ac.patLens[pat]))
 			case trigSpelled:
 				sc.spelled = true
+			case trigCookie:
+				sc.cookieHit(start, int(s.ac.patLens[pat]))
 			}
 		}
 	}
@@ -310,6 +316,9 @@ func (s *Sanitizer) scan(ctx context.Context, data []byte, depth int) ([]Finding
 		sc.scanBase64()
 		if !sc.halted() {
 			sc.scanDecodedView()
+		}
+		if !sc.halted() {
+			sc.scanSepHex()
 		}
 	}
 	if depth == 0 && !sc.halted() {
