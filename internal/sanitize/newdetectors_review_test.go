@@ -1,0 +1,111 @@
+package sanitize
+
+import (
+	"encoding/base64"
+	"strings"
+	"testing"
+	"unicode/utf16"
+)
+
+// The five detectors added together (lower-case IBANs, cookie headers,
+// separated hex, cards over lines, UTF-16 inside base64 and hex) stay linear
+// on input built to make each of them work hardest: 1 MiB costs at most
+// maxLinearRatio times 64 KiB of the same content.
+func TestNewDetectorsLinear(t *testing.T) {
+	if testing.Short() || raceEnabled {
+		t.Skip("timing: skipped with -short and under the race detector, which distorts it")
+	}
+	s := newTest(t)
+	pairs := strings.Repeat("aa:", 40) + "aa"
+	bomB64 := base64.StdEncoding.EncodeToString(u16le("password=Hq7x9k2Lm4Np8Rs1 "+strings.Repeat("x", 40), true))
+	shapes := map[string]func(n int) string{
+		// One run of separated hex as long as the input, after a key word.
+		"one sephex run": func(n int) string { return "key " + strings.Repeat("aa:", n/3) + "aa" },
+		// A key word every 128 bytes, each before a run.
+		"sephex key every 128": func(n int) string { return strings.Repeat("key "+pairs+" ", n/(len(pairs)+5)) },
+		// Runs that decode to text, so each is joined with no key word.
+		"sephex text": func(n int) string { return strings.Repeat(strings.Repeat("41:", 20)+"41 ", n/61) },
+		// Broken runs: one pair short of the minimum, then a glued digit.
+		"sephex near misses": func(n int) string { return strings.Repeat(strings.Repeat("aa:", 15)+"aaa ", n/49) },
+		// Cookie headers on one line, each shorter than the header bound.
+		"cookie one line": func(n int) string {
+			return strings.Repeat("Cookie: sessionid=Hq7x9k2Lm4Np8Rs1; a=b; ", n/42)
+		},
+		// One cookie header as long as the input with many short pairs.
+		"cookie many pairs": func(n int) string { return "Cookie: " + strings.Repeat("s=b;", n/4) },
+		"set-cookie lines":  func(n int) string { return strings.Repeat("Set-Cookie: csrftoken=x; Path=/\n", n/32) },
+		// Two letters and digits everywhere: every one is a lower-case IBAN
+		// candidate read to its full length and failing mod 97.
+		"iban candidates": func(n int) string { return strings.Repeat("de89 3704 0044 0532 0130 01 ", n/28) },
+		"iban glued":      func(n int) string { return strings.Repeat("gb82west1234569876543x ", n/23) },
+		// Digit groups on consecutive lines: every break is joined.
+		"card lines": func(n int) string { return "card\n" + strings.Repeat("4111\n", n/5) },
+		"amex lines": func(n int) string { return strings.Repeat("card\n3782\n822463\n10005\n", n/23) },
+		// UTF-16 base64 with a byte-order mark, over and over.
+		"utf16 base64": func(n int) string { return strings.Repeat("-enc "+bomB64+" ", n/(len(bomB64)+6)) },
+		"bom only":     func(n int) string { return strings.Repeat("//4A//4A//4A//4A//4A//4A ", n/25) },
+	}
+	for name, build := range shapes {
+		small, big := []byte(build(64<<10)), []byte(build(1<<20))
+		run := func(in []byte) func() { return func() { s.DryRun(peerA, scrub, in) } }
+		ts, tb := minTime(5, run(small)), minTime(3, run(big))
+		ratio := float64(tb) / float64(ts)
+		t.Logf("%-22s 64K %v  1M %v  ratio %.1f", name, ts, tb, ratio)
+		if ratio > maxLinearRatio {
+			t.Errorf("%s: 1 MiB took %.1fx the CPU time of 64 KiB, want <= %d", name, ratio, maxLinearRatio)
+		}
+	}
+}
+
+// FuzzSepHexRuns: the run finder never panics, and every run it reports is
+// in range, after the previous one, and made of at least minSepHexPairs hex
+// pairs joined by one separator.
+func FuzzSepHexRuns(f *testing.F) {
+	for _, s := range []string{"", ":", "aa:", "aa:bb", strings.Repeat("aa:", 16), strings.Repeat("aa:", 15) + "aa",
+		":" + strings.Repeat("aa:", 16) + "aa:", strings.Repeat("a:", 40), strings.Repeat("aa-", 20) + "aa:bb",
+		"x" + strings.Repeat("0F:", 47) + "0F", strings.Repeat("aa.", 20) + "aa"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, d []byte) {
+		runs := findSepHexRuns(d, nil)
+		prev := 0
+		for _, r := range runs {
+			if r.s < prev || r.e > len(d) || (r.e-r.s+1)%3 != 0 || (r.e-r.s+1)/3 < minSepHexPairs {
+				t.Fatalf("bad run %+v after %d in %d bytes", r, prev, len(d))
+			}
+			sep := d[r.s+2]
+			for k := r.s; k < r.e; k += 3 {
+				if !isHex(d[k]) || !isHex(d[k+1]) || k+2 < r.e && d[k+2] != sep {
+					t.Fatalf("run %+v is not separated hex: %q", r, d[r.s:r.e])
+				}
+			}
+			prev = r.e
+		}
+	})
+}
+
+// FuzzUTF16Text: decoding never panics, and what it returns is text.
+func FuzzUTF16Text(f *testing.F) {
+	for _, s := range [][]byte{{}, {0xff, 0xfe}, {0xfe, 0xff}, {0xff, 0xfe, 0, 0, 0, 0, 0, 0},
+		{0xff, 0xfe, 0x3d, 0xd8, 'a', 0, 'b', 0, 'c', 0}, {0xff, 0xfe, 0x00, 0xdc, 'a', 0, 'b', 0, 'c', 0, 'd'},
+		u16le("password=x", false), u16le("password=x", true)[:9]} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if out, ok := utf16Text(b); ok && !textLike(out) {
+			t.Fatalf("utf16Text(%x) = %q, not text", b, out)
+		}
+	})
+}
+
+// u16le is s in UTF-16 little-endian, after a byte-order mark when bom.
+func u16le(s string, bom bool) []byte {
+	var b []byte
+	if bom {
+		b = append(b, 0xff, 0xfe)
+	}
+	for _, u := range utf16.Encode([]rune(s)) {
+		b = append(b, byte(u), byte(u>>8))
+	}
+	return b
+}
