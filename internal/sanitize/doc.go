@@ -71,7 +71,7 @@
 //     A break before a key (id=, TAG:) or a timestamp is not
 //     joined, and a join that only glues a word onto a value found whole on
 //     its line is dropped.
-//   - Hex in separated pairs (de:ad:be:ef:..., DE-AD-..., one separator,
+//   - Hex in separated pairs (de:ad:be:ef:..., DE-AD-..., de.ad..., one separator,
 //     16 pairs or more, so never a MAC address or an IPv6 address): when it
 //     decodes to text, follows a key word within 128 bytes, or the node has
 //     canaries, the input is scanned again with the runs joined, and a

@@ -2,6 +2,7 @@ package sanitize
 
 import (
 	"encoding/base64"
+	"encoding/hex"
 	"strings"
 	"testing"
 	"unicode/utf16"
@@ -108,4 +109,38 @@ func u16le(s string, bom bool) []byte {
 		b = append(b, byte(u), byte(u>>8))
 	}
 	return b
+}
+
+// hexPairs writes the hex of s in pairs joined by sep.
+func hexPairs(s, sep string) string {
+	h := hex.EncodeToString([]byte(s))
+	var p []string
+	for i := 0; i+1 < len(h); i += 2 {
+		p = append(p, h[i:i+2])
+	}
+	return strings.Join(p, sep)
+}
+
+// Separated hex with dots (the way some tools and people print bytes) hides
+// a key as well as colons do.
+func TestSepHexDotSeparator(t *testing.T) {
+	s := newTest(t)
+	key := "sk_live_" + fake(3, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", 24)
+	for _, in := range []string{
+		"key " + hexPairs(key, "."),
+		"x " + hexPairs("password=Hq7x9k2Lm4Np8Rs1", "."),
+		"x " + strings.ToUpper(hexPairs("password=Hq7x9k2Lm4Np8Rs1", ".")) + ".",
+	} {
+		d := []byte(in)
+		v := strings.TrimSuffix(in[strings.IndexByte(in, ' ')+1:], ".")
+		if fs := s.Scan(d); !overlaps(d, fs, v) || len(fs) != 1 || fs[0].End-fs[0].Start != len(v) {
+			t.Errorf("%q: %q, want the whole dotted run", in, found(d, fs))
+		}
+	}
+	// Dotted numbers that are not sixteen pairs stay.
+	for _, in := range []string{"v1.22.33.44.55", "on 12.03.24 at 10.30", "oid 1.2.840.113549.1.1.11"} {
+		if fs := s.Scan([]byte(in)); len(fs) > 0 {
+			t.Errorf("%q: %q, want nothing", in, found([]byte(in), fs))
+		}
+	}
 }

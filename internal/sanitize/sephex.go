@@ -20,10 +20,10 @@ type sepHexRun struct{ s, e int }
 // after its start, so one look every 32 bytes finds every run.
 const sepHexStride = 32
 
-// sepHexByte marks the bytes a run is made of: hex digits, ':' and '-'. Most
+// sepHexByte marks the bytes a run is made of: hex digits, ':', '-' and '.'. Most
 // looks stop at the first byte.
 var sepHexByte = func() (t [256]bool) {
-	for _, c := range []byte("0123456789abcdefABCDEF:-") {
+	for _, c := range []byte("0123456789abcdefABCDEF:-.") {
 		t[c] = true
 	}
 	return t
@@ -32,10 +32,10 @@ var sepHexByte = func() (t [256]bool) {
 // sepHexKeyReach is how far before a run a key word makes it worth joining.
 const sepHexKeyReach = 128
 
-func isHexSep(c byte) bool { return c == ':' || c == '-' }
+func isHexSep(c byte) bool { return c == ':' || c == '-' || c == '.' }
 
 // findSepHexRuns appends the runs of at least minSepHexPairs hex pairs
-// joined by one separator (':' or '-'), standing alone (no hex digit or word
+// joined by one separator (':', '-' or '.'), standing alone (no hex digit or word
 // character glued to either end), in input order.
 func findSepHexRuns(d []byte, runs []sepHexRun) []sepHexRun {
 	n := len(d)
