@@ -144,3 +144,83 @@ func TestSepHexDotSeparator(t *testing.T) {
 		}
 	}
 }
+
+// Hostile edges for the new detectors: values cut at the end of the input,
+// separators at the ends, a byte-order mark alone, surrogate halves, odd
+// lengths, invalid UTF-8 around a match. None panics, and every finding is
+// in range.
+func TestNewDetectorsHostileEdges(t *testing.T) {
+	s := newTest(t)
+	run := strings.Repeat("aa:", 15) + "aa"
+	b64 := base64.StdEncoding.EncodeToString
+	var in []string
+	for _, x := range []string{
+		"Cookie", "cookie:", "Cookie:\"", "Cookie: \\", "Cookie: \\\"", "cookie\\", "--cookie", "--cookie ", "Cookie=",
+		"Cookie: a=\"", "Cookie: =\"\"", "Cookie: a=\"\"", "Cookie: ;;;,,,=", "Cookie: sessionid=", "Set-Cookies:", "\"Cookie\\\":\\\"",
+		"Cookie: sessionid=\"Hq7x9k2Lm4Np8Rs1", "Cookie: sessionid=Hq7x9k2Lm4Np8Rs1\\", "Cookie: " + strings.Repeat("x", 5000) + "; sid=Hq7x9k2Lm4Np8Rs1",
+		run, ":" + run, run + ":", run + ":a", "-" + run + "-", run + "\xff", "\xc3" + run, strings.Replace(run, ":", "-", 1),
+		"key " + run + ".", "key " + strings.ReplaceAll(run, ":", "."),
+		"de8", "de89", "de89 ", "de89 3704 0044 0532 0130 0", "DE89\u00a0", "gb82west", "xx de89370400440532013000\xff",
+		"-enc " + b64([]byte{0xff, 0xfe}), "-enc " + b64([]byte{0xfe, 0xff, 0, 'a', 0}), "fffe", "fffe00", "FFFE" + strings.Repeat("00D8", 16),
+		"-enc " + b64(append([]byte{0xff, 0xfe}, []byte(strings.Repeat("\x3d\xd8", 20))...)),
+		"-enc " + b64(append([]byte{0xff, 0xfe}, []byte(strings.Repeat("\x00\xdc", 20))...)),
+		"-enc " + b64(u16le("password=Hq7x9k2Lm4Np8Rs1x", true)[:21]),
+		"4111\n", "\n1111", "card\n4111\n1111\n1111\n111", "card 4111\n1111\n1111\n1111\n\xff", "\r\n\r\n1\n2\n3\n4",
+	} {
+		in = append(in, x, " "+x+" ", "\"x\":\""+x+"\"")
+	}
+	pols := []Policy{{Secrets: ActionPseudonymize, PII: ActionPseudonymize}, {Secrets: ActionRedact, PII: ActionRedact}, DefaultPolicy()}
+	for _, x := range in {
+		d := []byte(x)
+		for _, f := range s.Scan(d) {
+			if f.Start < 0 || f.End > len(d) || f.Start >= f.End {
+				t.Errorf("%q: finding out of range %+v", x, f)
+			}
+		}
+		for _, p := range pols {
+			if c, err := s.Apply(peerA, p, d); err == nil {
+				s.Restore(peerA, c.Bytes())
+			}
+		}
+	}
+}
+
+// A label glued to a run by the run's own separator (secret:70:61:...), or a
+// stray group of one or three digits at either end (0:..., ...:0), used to
+// make findSepHexRuns drop the whole run, so the key inside was never joined.
+func TestSepHexRunWithLabelOrStrayGroup(t *testing.T) {
+	s := newTest(t)
+	key := "sk_live_" + fake(5, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", 24)
+	for _, sep := range []string{":", "-"} {
+		run := hexPairs(key, sep)
+		for _, in := range []string{
+			"secret" + sep + run,
+			"password" + sep + run,
+			"key 0" + sep + run,
+			"key " + run + sep + "0",
+			"key abc" + sep + run + sep + "abc",
+		} {
+			d := []byte(in)
+			if fs := s.Scan(d); !overlaps(d, fs, run) {
+				t.Errorf("%q: %q, want the run found", in, found(d, fs))
+			}
+		}
+	}
+}
+
+// A group of three before a run (abc:aa:aa:...) used to be read as the run's
+// first pair when a look landed on the separator after it, and the run was
+// then dropped as glued to a word: at one offset in 32 a key went unjoined.
+func TestSepHexRunAfterStrayGroupEveryOffset(t *testing.T) {
+	run := strings.Repeat("aa:", 15) + "aa"
+	for _, pre := range []string{"abc:", "abcd:", "0:", "x:"} {
+		for off := range 64 {
+			in := []byte(strings.Repeat(" ", off) + pre + run + " ")
+			runs := findSepHexRuns(in, nil)
+			want := off + len(pre)
+			if len(runs) != 1 || runs[0].s != want || runs[0].e != want+len(run) {
+				t.Errorf("%q at offset %d: runs %+v, want one at [%d, %d)", pre, off, runs, want, want+len(run))
+			}
+		}
+	}
+}
