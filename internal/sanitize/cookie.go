@@ -2,10 +2,6 @@ package sanitize
 
 import "bytes"
 
-// maxCookieHeader bounds the bytes read after a Cookie or Set-Cookie name,
-// and so the work per hit.
-const maxCookieHeader = 4096
-
 // sessionCookieWords mark a cookie whose value is a session identifier or a
 // credential (sessionid, JSESSIONID, connect.sid, csrftoken, .ASPXAUTH,
 // remember_user_token, wordpress_logged_in_...; not author). A name ending in
@@ -61,7 +57,10 @@ func (sc *scanner) cookieHit(p, l int) {
 		k++
 	}
 	end := k
-	for end < len(d) && end-k < maxCookieHeader {
+	// The whole header is read, however long: a bound would let ordinary
+	// cookies pad a session one out of reach. The work stays linear, as a
+	// hit inside a header already read (cookieDone) is skipped.
+	for end < len(d) {
 		c := d[end]
 		if c == '\n' || c == '\r' {
 			break

@@ -224,3 +224,20 @@ func TestSepHexRunAfterStrayGroupEveryOffset(t *testing.T) {
 		}
 	}
 }
+
+// A session cookie after 4 KiB of ordinary cookies in the same header used
+// to be past the header's read bound, so padding the header hid it.
+func TestCookieAfterLongHeader(t *testing.T) {
+	s := newTest(t)
+	v := "Hq7x9k2Lm4Np8Rs1"
+	for _, in := range []string{
+		"Cookie: " + strings.Repeat("theme=dark; ", 400) + "sessionid=" + v,
+		`{"headers":{"Cookie":"` + strings.Repeat("lang=en; ", 600) + "csrftoken=" + v + `"}}`,
+		"Set-Cookie: sid=" + v + "; Path=/; Comment=" + strings.Repeat("x", 5000) + "\nCookie: auth_token=" + v + "x",
+	} {
+		d := []byte(in)
+		if fs := s.Scan(d); !hasFinding(d, fs, CategoryGenericAPIKey, v) {
+			t.Errorf("%.40q...: %q, want %q found", in, found(d, fs), v)
+		}
+	}
+}
