@@ -156,7 +156,29 @@ func sessionValue(v []byte) bool {
 			return false
 		}
 	}
-	return (digit || upper && lower || len(v) >= 16) && shannon(v) >= 2.5
+	return (digit || upper && lower || len(v) >= 16) && tokenPiece(v) && shannon(v) >= 2.5
+}
+
+// tokenPiece reports whether v has a piece of letters and digits that could
+// be a token: sixteen long, or eight with letters and digits or both cases. A
+// time, a count, a path, a locale or words joined (1735689600,
+// 2025-01-01T10:00:00Z, /dashboard/settings, en_US.UTF-8, eu-west-1,
+// password_and_otp) has none.
+func tokenPiece(v []byte) bool {
+	for i := 0; i < len(v); {
+		j := i
+		var digit, upper, lower bool
+		for ; j < len(v) && isAlnum(v[j]); j++ {
+			digit = digit || isDigit(v[j])
+			upper = upper || isUpper(v[j])
+			lower = lower || isLower(v[j])
+		}
+		if n := j - i; n >= 16 || n >= 8 && (digit && (upper || lower) || upper && lower) {
+			return true
+		}
+		i = j + 1
+	}
+	return false
 }
 
 // randomCookieValue: any cookie's value that looks like a key: sixteen
@@ -165,6 +187,11 @@ func sessionValue(v []byte) bool {
 // alone (a digest or a UUID: under a session-like name they still count).
 func randomCookieValue(v []byte) bool {
 	if len(v) < 16 || len(v) > 4096 || placeholder(v) || uuidShape(v) {
+		return false
+	}
+	// Fields of its own (a=1&b=2: consent and preference cookies) are not
+	// one random value.
+	if bytes.IndexByte(v, '&') >= 0 && bytes.IndexByte(v, '=') >= 0 {
 		return false
 	}
 	letters, digits := 0, 0

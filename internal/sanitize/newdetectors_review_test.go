@@ -241,3 +241,31 @@ func TestCookieAfterLongHeader(t *testing.T) {
 		}
 	}
 }
+
+// Ordinary values under session-like cookie names (a time, a count, a path,
+// a locale, words joined) and consent cookies of fields are not secrets;
+// session tokens beside them still are.
+func TestCookieOrdinaryValuesStay(t *testing.T) {
+	s := newTest(t)
+	for _, in := range []string{
+		"Cookie: last_login=1735689600; session_count=12345678",
+		"Cookie: last_login=2025-01-01T10:00:00Z",
+		"Cookie: _session_started_at=2025-12-06T21:00:00.000Z",
+		"Cookie: auth_method=password_and_otp",
+		"Cookie: login_redirect=/dashboard/settings/profile",
+		"Cookie: session_lang=en_US.UTF-8",
+		"Cookie: token_type=Bearer; auth_provider=google-oauth2",
+		"Cookie: sessionTheme=dark-mode-v2; session_region=eu-west-1",
+		"Cookie: OptanonConsent=isGpcEnabled=0&datestamp=Mon+Dec+01+2025+10%3A00%3A00+GMT%2B0100&version=202401.1.0",
+	} {
+		if fs := s.Scan([]byte(in)); len(fs) > 0 {
+			t.Errorf("%q: %q, want nothing", in, found([]byte(in), fs))
+		}
+	}
+	for _, v := range []string{"Hq7x9k2Lm4Np8Rs1", "a1b2c3d4", "8A2B9C0D1E2F3A4B5C6D7E8F9A0B1C2D", "1234567890123456789", "s%3AHq7x9k2Lm4.Np8Rs1Zz"} {
+		in := []byte("Cookie: theme=dark; sessionid=" + v + "; lang=en")
+		if fs := s.Scan(in); !hasFinding(in, fs, CategoryGenericAPIKey, v) {
+			t.Errorf("%q: %q, want %q found", in, found(in, fs), v)
+		}
+	}
+}
