@@ -45,6 +45,19 @@ func TestNewDetectorsLinear(t *testing.T) {
 		// UTF-16 base64 with a byte-order mark, over and over.
 		"utf16 base64": func(n int) string { return strings.Repeat("-enc "+bomB64+" ", n/(len(bomB64)+6)) },
 		"bom only":     func(n int) string { return strings.Repeat("//4A//4A//4A//4A//4A//4A ", n/25) },
+		// Binary with a zero high byte in one unit in eight: read as UTF-16
+		// with no byte-order mark, decoded, and found not to be text.
+		"utf16-like binary": func(n int) string {
+			b := make([]byte, 0, 3*n/4)
+			for i := 0; len(b) < cap(b); i++ {
+				if i%8 == 0 {
+					b = append(b, 'A', 0)
+				} else {
+					b = append(b, byte(i*7), byte(0x81+i%100))
+				}
+			}
+			return "-enc " + base64.StdEncoding.EncodeToString(b)
+		},
 	}
 	for name, build := range shapes {
 		small, big := []byte(build(64<<10)), []byte(build(1<<20))
@@ -267,5 +280,38 @@ func TestCookieOrdinaryValuesStay(t *testing.T) {
 		if fs := s.Scan(in); !hasFinding(in, fs, CategoryGenericAPIKey, v) {
 			t.Errorf("%q: %q, want %q found", in, found(in, fs), v)
 		}
+	}
+}
+
+// UTF-16 text that opens with a comment in another script (a Chinese or
+// Russian note at the top of a PowerShell script) has fewer than three in
+// four zero high bytes in its first 64 bytes; it was not read as UTF-16, so
+// a password after the comment went out encoded.
+func TestUTF16AfterNonLatinComment(t *testing.T) {
+	s := newTest(t)
+	v := "Hq7x9k2Lm4Np8Rs1"
+	for _, comment := range []string{"# 连接数据库的脚本，请勿修改\n", "# Скрипт подключения к базе\n"} {
+		le := u16le(comment+"$password = '"+v+"'\n", false)
+		be := make([]byte, len(le))
+		for i := 0; i+1 < len(le); i += 2 {
+			be[i], be[i+1] = le[i+1], le[i]
+		}
+		for _, in := range []string{
+			"powershell -enc " + base64.StdEncoding.EncodeToString(le),
+			"x " + strings.ToUpper(hex.EncodeToString(le)),
+			"x " + hex.EncodeToString(be),
+		} {
+			if fs := s.Scan([]byte(in)); len(fs) == 0 {
+				t.Errorf("%.60q...: nothing found, want the encoded password", in)
+			}
+		}
+	}
+	// Binary with zero bytes in both halves of its units stays undecoded.
+	bin := make([]byte, 96)
+	for i := range bin {
+		bin[i] = byte(i * 37 % 7)
+	}
+	if text, ok := utf16Text(bin); ok {
+		t.Errorf("binary decoded as UTF-16: %q", text)
 	}
 }
