@@ -8,39 +8,74 @@ import "bytes"
 // "sid" counts too; "sid" elsewhere (sidebar) does not.
 var sessionCookieWords = []string{"sess", "auth", "token", "jwt", "csrf", "xsrf", "login", "logged", "remember", "secret", "refresh"}
 
+// curlShortFlag is curl's short form of --cookie; it counts only after
+// "curl" on the same line (git checkout -b stays).
+const curlShortFlag = " -b "
+
+// curlReach is how far after "curl" on its line a -b still counts.
+const curlReach = 512
+
+// curlHit records the word "curl" at p and the end of its line, which a
+// later curl on the same line reuses, so the look for the line's end stays
+// linear.
+func (sc *scanner) curlHit(p int) {
+	d := sc.data
+	if p > 0 && isIdent(d[p-1]) || p+4 < len(d) && isIdent(d[p+4]) {
+		return
+	}
+	sc.curlAt = p
+	if p >= sc.curlNL {
+		sc.curlNL = len(d)
+		if i := bytes.IndexByte(d[p:], '\n'); i >= 0 {
+			sc.curlNL = p + i
+		}
+	}
+}
+
 // setCookieAttrs are Set-Cookie attributes: their values are never secrets.
 var setCookieAttrs = []string{"path", "domain", "expires", "max-age", "samesite", "secure", "httponly", "priority", "partitioned", "version", "comment"}
 
-// cookieHit runs at "cookie" at p (length l): in a Cookie or Set-Cookie
-// header (`Cookie: a=b; c=d`, JSON `"Cookie": "..."`, escaped or not) or
-// curl's --cookie, it reports the values of session-like cookies and of
+// cookieHit runs at "cookie" or curlShortFlag at p (length l): in a Cookie
+// or Set-Cookie header (`Cookie: a=b; c=d`, JSON `"Cookie": "..."`, escaped
+// or not) or curl's --cookie and -b, it reports the values of session-like cookies and of
 // random-looking ones (a UUID only under a session-like name). The names stay, so the header still says which
 // cookies were sent.
 func (sc *scanner) cookieHit(p, l int) {
 	d := sc.data
-	if p < sc.cookieDone || p > 0 && isAlnum(d[p-1]) {
+	if p < sc.cookieDone {
 		return
 	}
 	k := p + l
-	if k < len(d) && lowerASCII(d[k]) == 's' {
-		k++
-	}
-	curlFlag := p >= 2 && d[p-1] == '-' && d[p-2] == '-'
-	// The name's closing quote, then ':' or '=' (or a space after --cookie).
-	if k < len(d) && d[k] == '\\' && k+1 < len(d) && d[k+1] == '"' {
-		k += 2
-	} else if k < len(d) && (d[k] == '"' || d[k] == '\'') {
-		k++
-	}
-	for k < len(d) && (d[k] == ' ' || d[k] == '\t') {
-		k++
-	}
-	switch {
-	case k < len(d) && (d[k] == ':' || d[k] == '='):
-		k++
-	case curlFlag && k > p+l:
-	default:
-		return
+	var curlFlag bool
+	if d[p] == ' ' { // curlShortFlag: on a curl command line only
+		if p >= sc.curlNL || p-sc.curlAt > curlReach {
+			return
+		}
+		curlFlag = true
+	} else {
+		if p > 0 && isAlnum(d[p-1]) {
+			return
+		}
+		if k < len(d) && lowerASCII(d[k]) == 's' {
+			k++
+		}
+		curlFlag = p >= 2 && d[p-1] == '-' && d[p-2] == '-'
+		// The name's closing quote, then ':' or '=' (or a space after --cookie).
+		if k < len(d) && d[k] == '\\' && k+1 < len(d) && d[k+1] == '"' {
+			k += 2
+		} else if k < len(d) && (d[k] == '"' || d[k] == '\'') {
+			k++
+		}
+		for k < len(d) && (d[k] == ' ' || d[k] == '\t') {
+			k++
+		}
+		switch {
+		case k < len(d) && (d[k] == ':' || d[k] == '='):
+			k++
+		case curlFlag && k > p+l:
+		default:
+			return
+		}
 	}
 	for k < len(d) && (d[k] == ' ' || d[k] == '\t') {
 		k++
@@ -70,6 +105,9 @@ func (sc *scanner) cookieHit(p, l int) {
 		}
 		if quote == nil && (c == '"' || c == '\'' || c == '\\' && end+1 < len(d) && (d[end+1] == 'n' || d[end+1] == 'r' || d[end+1] == '"')) {
 			break
+		}
+		if quote == nil && curlFlag && (c == ' ' || c == '\t') {
+			break // an unquoted curl argument ends at a space
 		}
 		end++
 	}

@@ -35,6 +35,8 @@ func TestNewDetectorsLinear(t *testing.T) {
 		// One cookie header as long as the input with many short pairs.
 		"cookie many pairs": func(n int) string { return "Cookie: " + strings.Repeat("s=b;", n/4) },
 		"set-cookie lines":  func(n int) string { return strings.Repeat("Set-Cookie: csrftoken=x; Path=/\n", n/32) },
+		// curl's -b over and over on one line.
+		"curl -b": func(n int) string { return "curl" + strings.Repeat(" -b", n/3) },
 		// Two letters and digits everywhere: every one is a lower-case IBAN
 		// candidate read to its full length and failing mod 97.
 		"iban candidates": func(n int) string { return strings.Repeat("de89 3704 0044 0532 0130 01 ", n/28) },
@@ -313,5 +315,32 @@ func TestUTF16AfterNonLatinComment(t *testing.T) {
 	}
 	if text, ok := utf16Text(bin); ok {
 		t.Errorf("binary decoded as UTF-16: %q", text)
+	}
+}
+
+// curl's -b is --cookie's short form, and an unquoted --cookie argument ends
+// at the next space: both let a session cookie through before.
+func TestCookieCurlShortFlag(t *testing.T) {
+	s := newTest(t)
+	v := "Hq7x9k2Lm4Np8Rs1"
+	for _, in := range []string{
+		"curl --cookie sessionid=" + v + " https://x.example",
+		"curl -b sessionid=" + v + " https://x.example",
+		"curl -sS -b 'theme=dark; sessionid=" + v + "' https://x.example",
+		"$ CURL -L -b \"sessionid=" + v + "\" x",
+	} {
+		d := []byte(in)
+		if fs := s.Scan(d); !hasFinding(d, fs, CategoryGenericAPIKey, v) {
+			t.Errorf("%q: %q, want %q found", in, found(d, fs), v)
+		}
+	}
+	for _, in := range []string{
+		"git checkout -b feature/session-token-refresh",
+		"curl https://x.example\ngit checkout -b sessionid=" + v[:7] + "x",
+		"curl -b cookies.txt https://x.example",
+	} {
+		if fs := s.Scan([]byte(in)); len(fs) > 0 {
+			t.Errorf("%q: %q, want nothing", in, found([]byte(in), fs))
+		}
 	}
 }
