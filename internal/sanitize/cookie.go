@@ -2,49 +2,80 @@ package sanitize
 
 import "bytes"
 
-// maxCookieHeader bounds the bytes read after a Cookie or Set-Cookie name,
-// and so the work per hit.
-const maxCookieHeader = 4096
-
 // sessionCookieWords mark a cookie whose value is a session identifier or a
 // credential (sessionid, JSESSIONID, connect.sid, csrftoken, .ASPXAUTH,
 // remember_user_token, wordpress_logged_in_...; not author). A name ending in
 // "sid" counts too; "sid" elsewhere (sidebar) does not.
 var sessionCookieWords = []string{"sess", "auth", "token", "jwt", "csrf", "xsrf", "login", "logged", "remember", "secret", "refresh"}
 
+// curlShortFlag is curl's short form of --cookie; it counts only after
+// "curl" on the same line (git checkout -b stays).
+const curlShortFlag = " -b "
+
+// curlReach is how far after "curl" on its line a -b still counts.
+const curlReach = 512
+
+// curlHit records the word "curl" at p and the end of its line, which a
+// later curl on the same line reuses, so the look for the line's end stays
+// linear.
+func (sc *scanner) curlHit(p int) {
+	d := sc.data
+	if p > 0 && isIdent(d[p-1]) || p+4 < len(d) && isIdent(d[p+4]) {
+		return
+	}
+	sc.curlAt = p
+	if p >= sc.curlNL {
+		sc.curlNL = len(d)
+		if i := bytes.IndexByte(d[p:], '\n'); i >= 0 {
+			sc.curlNL = p + i
+		}
+	}
+}
+
 // setCookieAttrs are Set-Cookie attributes: their values are never secrets.
 var setCookieAttrs = []string{"path", "domain", "expires", "max-age", "samesite", "secure", "httponly", "priority", "partitioned", "version", "comment"}
 
-// cookieHit runs at "cookie" at p (length l): in a Cookie or Set-Cookie
-// header (`Cookie: a=b; c=d`, JSON `"Cookie": "..."`, escaped or not) or
-// curl's --cookie, it reports the values of session-like cookies and of
+// cookieHit runs at "cookie" or curlShortFlag at p (length l): in a Cookie
+// or Set-Cookie header (`Cookie: a=b; c=d`, JSON `"Cookie": "..."`, escaped
+// or not) or curl's --cookie and -b, it reports the values of session-like cookies and of
 // random-looking ones (a UUID only under a session-like name). The names stay, so the header still says which
 // cookies were sent.
 func (sc *scanner) cookieHit(p, l int) {
 	d := sc.data
-	if p < sc.cookieDone || p > 0 && isAlnum(d[p-1]) {
+	if p < sc.cookieDone {
 		return
 	}
 	k := p + l
-	if k < len(d) && lowerASCII(d[k]) == 's' {
-		k++
-	}
-	curlFlag := p >= 2 && d[p-1] == '-' && d[p-2] == '-'
-	// The name's closing quote, then ':' or '=' (or a space after --cookie).
-	if k < len(d) && d[k] == '\\' && k+1 < len(d) && d[k+1] == '"' {
-		k += 2
-	} else if k < len(d) && (d[k] == '"' || d[k] == '\'') {
-		k++
-	}
-	for k < len(d) && (d[k] == ' ' || d[k] == '\t') {
-		k++
-	}
-	switch {
-	case k < len(d) && (d[k] == ':' || d[k] == '='):
-		k++
-	case curlFlag && k > p+l:
-	default:
-		return
+	var curlFlag bool
+	if d[p] == ' ' { // curlShortFlag: on a curl command line only
+		if p >= sc.curlNL || p-sc.curlAt > curlReach {
+			return
+		}
+		curlFlag = true
+	} else {
+		if p > 0 && isAlnum(d[p-1]) {
+			return
+		}
+		if k < len(d) && lowerASCII(d[k]) == 's' {
+			k++
+		}
+		curlFlag = p >= 2 && d[p-1] == '-' && d[p-2] == '-'
+		// The name's closing quote, then ':' or '=' (or a space after --cookie).
+		if k < len(d) && d[k] == '\\' && k+1 < len(d) && d[k+1] == '"' {
+			k += 2
+		} else if k < len(d) && (d[k] == '"' || d[k] == '\'') {
+			k++
+		}
+		for k < len(d) && (d[k] == ' ' || d[k] == '\t') {
+			k++
+		}
+		switch {
+		case k < len(d) && (d[k] == ':' || d[k] == '='):
+			k++
+		case curlFlag && k > p+l:
+		default:
+			return
+		}
 	}
 	for k < len(d) && (d[k] == ' ' || d[k] == '\t') {
 		k++
@@ -61,7 +92,10 @@ func (sc *scanner) cookieHit(p, l int) {
 		k++
 	}
 	end := k
-	for end < len(d) && end-k < maxCookieHeader {
+	// The whole header is read, however long: a bound would let ordinary
+	// cookies pad a session one out of reach. The work stays linear, as a
+	// hit inside a header already read (cookieDone) is skipped.
+	for end < len(d) {
 		c := d[end]
 		if c == '\n' || c == '\r' {
 			break
@@ -71,6 +105,9 @@ func (sc *scanner) cookieHit(p, l int) {
 		}
 		if quote == nil && (c == '"' || c == '\'' || c == '\\' && end+1 < len(d) && (d[end+1] == 'n' || d[end+1] == 'r' || d[end+1] == '"')) {
 			break
+		}
+		if quote == nil && curlFlag && (c == ' ' || c == '\t') {
+			break // an unquoted curl argument ends at a space
 		}
 		end++
 	}
@@ -157,7 +194,29 @@ func sessionValue(v []byte) bool {
 			return false
 		}
 	}
-	return (digit || upper && lower || len(v) >= 16) && shannon(v) >= 2.5
+	return (digit || upper && lower || len(v) >= 16) && tokenPiece(v) && shannon(v) >= 2.5
+}
+
+// tokenPiece reports whether v has a piece of letters and digits that could
+// be a token: sixteen long, or eight with letters and digits or both cases. A
+// time, a count, a path, a locale or words joined (1735689600,
+// 2025-01-01T10:00:00Z, /dashboard/settings, en_US.UTF-8, eu-west-1,
+// password_and_otp) has none.
+func tokenPiece(v []byte) bool {
+	for i := 0; i < len(v); {
+		j := i
+		var digit, upper, lower bool
+		for ; j < len(v) && isAlnum(v[j]); j++ {
+			digit = digit || isDigit(v[j])
+			upper = upper || isUpper(v[j])
+			lower = lower || isLower(v[j])
+		}
+		if n := j - i; n >= 16 || n >= 8 && (digit && (upper || lower) || upper && lower) {
+			return true
+		}
+		i = j + 1
+	}
+	return false
 }
 
 // randomCookieValue: any cookie's value that looks like a key: sixteen
@@ -166,6 +225,11 @@ func sessionValue(v []byte) bool {
 // alone (a digest or a UUID: under a session-like name they still count).
 func randomCookieValue(v []byte) bool {
 	if len(v) < 16 || len(v) > 4096 || placeholder(v) || uuidShape(v) {
+		return false
+	}
+	// Fields of its own (a=1&b=2: consent and preference cookies) are not
+	// one random value.
+	if bytes.IndexByte(v, '&') >= 0 && bytes.IndexByte(v, '=') >= 0 {
 		return false
 	}
 	letters, digits := 0, 0

@@ -71,16 +71,18 @@
 //     A break before a key (id=, TAG:) or a timestamp is not
 //     joined, and a join that only glues a word onto a value found whole on
 //     its line is dropped.
-//   - Hex in separated pairs (de:ad:be:ef:..., DE-AD-..., one separator,
+//   - Hex in separated pairs (de:ad:be:ef:..., DE-AD-..., de.ad..., one separator,
 //     16 pairs or more, so never a MAC address or an IPv6 address): when it
 //     decodes to text, follows a key word within 128 bytes, or the node has
 //     canaries, the input is scanned again with the runs joined, and a
 //     finding on a joined run marks the whole run.
 //   - Cookie and Set-Cookie headers (plain, in JSON, escaped, curl
-//     --cookie): the value of a session-like cookie (sess, auth, token, csrf,
-//     login, remember..., a name ending in sid) and any cookie value that
-//     looks random (16+ characters, letters and digits, high entropy, not hex
-//     alone or a UUID); names and Set-Cookie attributes stay.
+//     --cookie and -b; read whole, however long): the value of a
+//     session-like cookie (sess, auth, token, csrf, login, remember..., a
+//     name ending in sid) when it has a token-like piece (not a time, a
+//     count, a path or a locale), and any cookie value that looks random
+//     (16+ characters, letters and digits, high entropy, not hex alone, a
+//     UUID or a=1&b=2 fields); names and Set-Cookie attributes stay.
 //   - Passwords in URL userinfo also with an empty user
 //     (redis://:pw@host); a query string's value ends at the next
 //     parameter.

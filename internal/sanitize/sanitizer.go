@@ -85,6 +85,7 @@ const (
 	trigDiscord
 	trigSpelled
 	trigCookie
+	trigCurl
 )
 
 type trigger struct {
@@ -165,6 +166,8 @@ func New(cfg Config) (*Sanitizer, error) {
 	add("sig=", trigger{kind: trigSAS})
 	add("/api/webhooks/", trigger{kind: trigDiscord})
 	add("cookie", trigger{kind: trigCookie})
+	add(curlShortFlag, trigger{kind: trigCookie})
+	add("curl", trigger{kind: trigCurl})
 	for _, k := range []string{"[at]", "(at)", "{at}"} {
 		add(k, trigger{kind: trigSpelled})
 	}
@@ -229,6 +232,8 @@ type scanner struct {
 	parity    bool     // gitleaks rules only, without this package's extra filters (tests)
 
 	cookieDone int // cookieHit: the end of the last cookie header read
+	curlAt     int // curlHit: the last "curl" word, and the end of its line
+	curlNL     int
 }
 
 func (sc *scanner) add(start, end int, cat Category, rule string) {
@@ -303,6 +308,8 @@ func (s *Sanitizer) scan(ctx context.Context, data []byte, depth int) ([]Finding
 				sc.spelled = true
 			case trigCookie:
 				sc.cookieHit(start, int(s.ac.patLens[pat]))
+			case trigCurl:
+				sc.curlHit(start)
 			}
 		}
 	}

@@ -20,10 +20,10 @@ type sepHexRun struct{ s, e int }
 // after its start, so one look every 32 bytes finds every run.
 const sepHexStride = 32
 
-// sepHexByte marks the bytes a run is made of: hex digits, ':' and '-'. Most
+// sepHexByte marks the bytes a run is made of: hex digits, ':', '-' and '.'. Most
 // looks stop at the first byte.
 var sepHexByte = func() (t [256]bool) {
-	for _, c := range []byte("0123456789abcdefABCDEF:-") {
+	for _, c := range []byte("0123456789abcdefABCDEF:-.") {
 		t[c] = true
 	}
 	return t
@@ -32,11 +32,11 @@ var sepHexByte = func() (t [256]bool) {
 // sepHexKeyReach is how far before a run a key word makes it worth joining.
 const sepHexKeyReach = 128
 
-func isHexSep(c byte) bool { return c == ':' || c == '-' }
+func isHexSep(c byte) bool { return c == ':' || c == '-' || c == '.' }
 
 // findSepHexRuns appends the runs of at least minSepHexPairs hex pairs
-// joined by one separator (':' or '-'), standing alone (no hex digit or word
-// character glued to either end), in input order.
+// joined by one separator (':', '-' or '.'), with no word character glued
+// to either end, in input order.
 func findSepHexRuns(d []byte, runs []sepHexRun) []sepHexRun {
 	n := len(d)
 	for p := 0; p+6 <= n; p += sepHexStride {
@@ -55,7 +55,10 @@ func findSepHexRuns(d []byte, runs []sepHexRun) []sepHexRun {
 		}
 		sep := d[q]
 		s := q - 2
-		for s >= 3 && d[s-1] == sep && isHex(d[s-2]) && isHex(d[s-3]) {
+		if s > 0 && isHex(d[s-1]) {
+			s = q + 1 // q ends a group of three or more: the run starts after it
+		}
+		for s >= 3 && d[s-1] == sep && isHex(d[s-2]) && isHex(d[s-3]) && (s == 3 || !isHex(d[s-4])) {
 			s -= 3
 		}
 		pairs, k := 1, s+2
@@ -63,7 +66,9 @@ func findSepHexRuns(d []byte, runs []sepHexRun) []sepHexRun {
 			pairs++
 			k += 3
 		}
-		if pairs >= minSepHexPairs && !(s > 0 && (isIdent(d[s-1]) || d[s-1] == sep)) && !wordAfter(d, k) && !(k+1 < n && d[k] == sep && isHex(d[k+1])) {
+		// A label or a stray group joined by the separator (secret:aa:...,
+		// 0:aa:..., ...:aa:0) does not undo the run; a word glued to it does.
+		if pairs >= minSepHexPairs && !(s > 0 && isIdent(d[s-1])) && !wordAfter(d, k) {
 			runs = append(runs, sepHexRun{s, k})
 		}
 		p = k - k%sepHexStride // the next look is past the run
@@ -157,6 +162,17 @@ func (sc *scanner) joinSepHex(ws, we int, runs []sepHexRun) {
 	view = append(view, d[p:we]...)
 	at = appendOffsets(at, p, we)
 	at = append(at, int32(we))
+	// A dash left at either end of a joined run (key-aa-bb-..., ...-ff-0)
+	// would glue it to its neighbour as one dashed token, which the hex
+	// decoder reads as a UUID and skips: in the view it is a space.
+	for _, v := range vruns {
+		if v.s > 0 && view[v.s-1] == '-' {
+			view[v.s-1] = ' '
+		}
+		if v.e < len(view) && view[v.e] == '-' {
+			view[v.e] = ' '
+		}
+	}
 	inner, err := sc.s.scan(sc.ctx, view, sc.depth+1)
 	if err != nil {
 		sc.stop = err

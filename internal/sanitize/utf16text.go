@@ -6,9 +6,12 @@ import (
 )
 
 // utf16Order tells how b may be UTF-16 text: a byte-order mark decides;
-// without one, text mostly in Latin script has a zero high byte in most
-// code units, so the zeros fall on odd offsets (little-endian, how Windows
-// and PowerShell's -EncodedCommand write it) or on even ones (big-endian).
+// without one, text with some ASCII in it (spaces, punctuation, code around
+// a comment in another script) has a zero high byte in one code unit in
+// eight or more, so the zeros fall on odd offsets (little-endian, how
+// Windows and PowerShell's -EncodedCommand write it) or on even ones
+// (big-endian), and almost never on the other side. Random bytes have a
+// zero in one unit in 256.
 // It returns 0 when b does not look like UTF-16, else 'l' or 'b'. Only the
 // first 64 bytes are looked at, so a probe of a longer run decides too.
 func utf16Order(b []byte) byte {
@@ -33,9 +36,9 @@ func utf16Order(b []byte) byte {
 	}
 	units := len(p) / 2
 	switch {
-	case zeroOdd*4 >= units*3 && zeroEven*10 <= units:
+	case zeroOdd*8 >= units && zeroEven*10 <= units && zeroEven < zeroOdd:
 		return 'l'
-	case zeroEven*4 >= units*3 && zeroOdd*10 <= units:
+	case zeroEven*8 >= units && zeroOdd*10 <= units && zeroOdd < zeroEven:
 		return 'b'
 	}
 	return 0
