@@ -659,12 +659,60 @@ func (sc *scanner) runLeads(r int, g *glRule, p int, offs []int) {
 		if g.leadCase != nil && !startsWithAny(d[c:], g.leadCase) {
 			continue // "task" is no twilio SK…
 		}
+		if sc.leadClear(r, g, c) {
+			continue
+		}
 		sc.runAnchored(g, c, min(len(d), c+g.after))
 		if len(sc.hits) > n {
 			return
 		}
 	}
 }
+
+// leadBlock is a span of starts [from, to) of one lead rule, and whether
+// its regex is known to match from none of them.
+type leadBlock struct {
+	from, to int32
+	clear    bool
+}
+
+// leadClear reports that g's anchored regex cannot match from c. Repeated
+// keywords (64 KiB of "curl ") would otherwise each run the regex on a
+// window kilobytes long; one simulation per block of starts tells them all
+// apart from the few that need the regex.
+func (sc *scanner) leadClear(r int, g *glRule, c int) bool {
+	rn := g.anchoredReach
+	if rn == nil {
+		return false
+	}
+	if sc.glClear == nil {
+		sc.glClear = make([]leadBlock, len(sc.s.rules))
+	}
+	b := &sc.glClear[r]
+	if int32(c) >= b.from && int32(c) < b.to {
+		return b.clear
+	}
+	// runAnchored reads at most w bytes from a start (its end and retry);
+	// a block of 4w starts keeps the simulation's tail a quarter of it.
+	// A block that may hold a match is halved down to minLeadBlock starts,
+	// so the real match's neighbours still skip their runs.
+	d := sc.data
+	w := max(g.after, g.reach+1)
+	for n := 4 * w; ; n /= 2 {
+		to := min(len(d), c+n)
+		if rn.noneFrom(d, c, to, min(len(d), to+w), &sc.reach) {
+			*b = leadBlock{from: int32(c), to: int32(to), clear: true}
+			return true
+		}
+		if n <= minLeadBlock || to-c < minLeadBlock {
+			*b = leadBlock{from: int32(c), to: int32(to)}
+			return false
+		}
+	}
+}
+
+// minLeadBlock is the fewest starts leadClear decides on at once.
+const minLeadBlock = 64
 
 // semiOp finds the assignment operator that semi-generic rules require after
 // the keyword ending at e, and returns the offset just past it.
@@ -711,7 +759,13 @@ func (sc *scanner) runGitleaks() {
 		// Windows merge up to maxMergedWin: beyond it, a new window starts
 		// (overlapping the last), so dense hits never make one regex run
 		// over megabytes, where regexp falls back to its slower matcher.
-		for j < len(ws) && ws[j].rule == w.rule && ws[j].start <= w.end && w.end-w.start < maxMergedWin {
+		// A rule whose own window is that long merges up to four of them,
+		// or each of its hits would rescan its whole window.
+		limit := max(maxMergedWin, 4*(w.end-w.start))
+		for j < len(ws) && ws[j].rule == w.rule && ws[j].start <= w.end && (w.end-w.start < limit || ws[j].end <= w.end) {
+			// A window inside w is run with it: a whole-input rule adds the
+			// whole input at each of its keyword's hits, which without this
+			// ran its regex over all of it once per hit.
 			if ws[j].end > w.end {
 				w.end = ws[j].end
 			}
@@ -742,15 +796,9 @@ func (sc *scanner) runGitleaks() {
 // runAnchorLit runs g anchored at every occurrence of its anchor literal in
 // [ws, we), at each offset the literal can have in a match's lead.
 func (sc *scanner) runAnchorLit(r int, g *glRule, ws, we int) {
-	d := sc.data
-	for p := ws; p < we; {
-		k := indexFold(d[p:we], g.anchorLit)
-		if k < 0 {
-			return
-		}
-		pos := p + k
-		sc.runLeads(r, g, pos, g.anchorOffs)
-		p = pos + 1
+	it := newFoldIter(sc.data[ws:we], g.anchorLit)
+	for k := it.next(); k >= 0; k = it.next() {
+		sc.runLeads(r, g, ws+k, g.anchorOffs)
 	}
 }
 

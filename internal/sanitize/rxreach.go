@@ -112,3 +112,76 @@ func (n *reachNFA) maxEnd(in []byte, s *reachScratch) (end int, ok bool) {
 	}
 	return end, true
 }
+
+// noneFrom reports that no run of the regex anchored at any start in
+// [from, injEnd) of d, on a window ending at or before simEnd, can match:
+// one simulation with the start states added at every such position (the
+// union of all those runs). Bytes from 0x80 are taken as any rune's: a live
+// instruction that takes non-ASCII runes both stays (more of the rune's
+// bytes) and completes. The simulation over-approximates, so true is exact;
+// it costs one pass over [from, simEnd) where a run per start would cost
+// one window per start.
+func (n *reachNFA) noneFrom(d []byte, from, injEnd, simEnd int, s *reachScratch) bool {
+	if n.acc0 {
+		return false
+	}
+	if len(s.mark) < len(n.insts) {
+		s.mark = make([]uint32, len(n.insts))
+		s.stamp = 0
+	}
+	cur, next := s.cur[:0], s.next[:0]
+	defer func() { s.cur, s.next = cur[:0], next[:0] }()
+	for i := from; i < simEnd; i++ {
+		s.stamp++
+		if s.stamp == 0 {
+			clear(s.mark)
+			s.stamp = 1
+		}
+		// Mark what is live at i so the injected starts are not duplicated.
+		for _, pc := range cur {
+			s.mark[pc] = s.stamp
+		}
+		if i < injEnd {
+			for _, pc := range n.start {
+				if s.mark[pc] != s.stamp {
+					s.mark[pc] = s.stamp
+					cur = append(cur, pc)
+				}
+			}
+		} else if len(cur) == 0 {
+			return true
+		}
+		s.stamp++
+		if s.stamp == 0 {
+			clear(s.mark)
+			s.stamp = 1
+		}
+		b := d[i]
+		next = next[:0]
+		for _, pc := range cur {
+			ri := &n.insts[pc]
+			if b >= 0x80 {
+				if !ri.wide {
+					continue
+				}
+				if s.mark[pc] != s.stamp {
+					s.mark[pc] = s.stamp
+					next = append(next, pc)
+				}
+			} else if !ri.set.has(b) {
+				continue
+			}
+			if ri.acc {
+				return false
+			}
+			for _, q := range ri.next {
+				if s.mark[q] != s.stamp {
+					s.mark[q] = s.stamp
+					next = append(next, q)
+				}
+			}
+		}
+		cur, next = next, cur
+	}
+	return true
+}

@@ -209,6 +209,7 @@ type scanner struct {
 	bt        btScratch
 	glWins    []glWin
 	glTried   []int32
+	glClear   []leadBlock
 	semi      []semiTask
 	tableEnd  int // bytes before it were already looked at as a table (csvHeader)
 	numDone   int

@@ -148,28 +148,62 @@ func indexFold(s []byte, lower string) int {
 	if len(lower) == 0 {
 		return 0
 	}
-	c0 := lower[0]
-	c1 := c0
-	if 'a' <= c0 && c0 <= 'z' {
-		c1 = c0 - ('a' - 'A')
+	it := newFoldIter(s, lower)
+	return it.next()
+}
+
+// foldIter yields the indexes of lower (ASCII-lowercase, not empty) in s,
+// ignoring ASCII case. The next candidate of each case of its first byte is
+// looked for again only once passed: looking for both from every
+// candidate rescanned to the end whenever one case was absent (quadratic
+// in repeats of the other).
+type foldIter struct {
+	s      []byte
+	lower  string
+	end    int // one past the last index a match can start at
+	c0, c1 byte
+	p0, p1 int // the next c0 and c1 at or after the last yield, or end
+}
+
+func newFoldIter(s []byte, lower string) foldIter {
+	it := foldIter{s: s, lower: lower, end: max(0, len(s)-len(lower)+1), c0: lower[0], c1: lower[0]}
+	if 'a' <= it.c0 && it.c0 <= 'z' {
+		it.c1 = it.c0 - ('a' - 'A')
 	}
-	for i := 0; i+len(lower) <= len(s); {
-		rest := s[i : len(s)-len(lower)+1]
-		j := bytes.IndexByte(rest, c0)
-		if c1 != c0 {
-			if k := bytes.IndexByte(rest, c1); k >= 0 && (j < 0 || k < j) {
-				j = k
-			}
+	it.p0 = it.find(it.c0, 0)
+	it.p1 = it.p0
+	if it.c1 != it.c0 {
+		it.p1 = it.find(it.c1, 0)
+	}
+	return it
+}
+
+func (it *foldIter) find(c byte, from int) int {
+	if from < it.end {
+		if k := bytes.IndexByte(it.s[from:it.end], c); k >= 0 {
+			return from + k
 		}
-		if j < 0 {
+	}
+	return it.end
+}
+
+// next is the next index of lower, or -1.
+func (it *foldIter) next() int {
+	for {
+		i := min(it.p0, it.p1)
+		if i >= it.end {
 			return -1
 		}
-		if hasPrefixFold(s, i+j, lower) {
-			return i + j
+		if it.p0 == i {
+			it.p0 = it.find(it.c0, i+1)
 		}
-		i += j + 1
+		if it.p1 == i {
+			it.p1 = it.find(it.c1, i+1)
+		}
+		if hasPrefixFold(it.s, i, it.lower) {
+			return i
+		}
 	}
-	return -1
 }
 
 // lineBounds returns the line of data containing i, without its newline.
