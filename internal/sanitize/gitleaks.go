@@ -659,15 +659,22 @@ func (sc *scanner) runLeads(r int, g *glRule, p int, offs []int) {
 		if g.leadCase != nil && !startsWithAny(d[c:], g.leadCase) {
 			continue // "task" is no twilio SK…
 		}
-		if sc.leadClear(r, g, c) {
+		if sc.leadRuns >= leadClearAfter && sc.leadClear(r, g, c) {
 			continue
 		}
+		sc.leadRuns++
 		sc.runAnchored(g, c, min(len(d), c+g.after))
 		if len(sc.hits) > n {
 			return
 		}
 	}
 }
+
+// leadClearAfter is how many anchored runs a scan makes before leadClear
+// screens the rest: ordinary text runs a few, and the screen's simulation
+// cost more than they do (a fifth of a 1 KiB Apply); text that repeats a
+// keyword runs thousands.
+const leadClearAfter = 32
 
 // leadBlock is a span of starts [from, to) of one lead rule, and whether
 // its regex is known to match from none of them.

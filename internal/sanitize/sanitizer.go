@@ -210,6 +210,7 @@ type scanner struct {
 	glWins    []glWin
 	glTried   []int32
 	glClear   []leadBlock
+	leadRuns  int // anchored runs of lead rules in this scan (leadClearAfter)
 	semi      []semiTask
 	tableEnd  int // bytes before it were already looked at as a table (csvHeader)
 	numDone   int
