@@ -235,6 +235,7 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 		hasher: newLeafHasher(),
 	}
 	l.q.idle.L = &l.q.mu
+	l.q.epoch = time.Now()
 	if err := l.init(ctx); err != nil {
 		l.closeWriter()
 		return nil, err

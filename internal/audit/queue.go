@@ -2,7 +2,9 @@ package audit
 
 import (
 	"context"
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -23,6 +25,12 @@ type queue struct {
 	closed     bool
 	held       *time.Timer // armed while deferred entries wait: DeferFor
 	idle       sync.Cond   // signalled when committing ends (Close waits on it)
+
+	// contendedAt is when an urgent append last found a commit under way
+	// (monotonic nanoseconds since epoch): appends arrive faster than
+	// commits end.
+	contendedAt atomic.Int64
+	epoch       time.Time
 }
 
 // add queues o in log order and reports whether the caller became the
@@ -52,6 +60,7 @@ func (l *Log) add(ctx context.Context, o *op) (lead bool, err error) {
 	}
 	q.urgent++
 	if q.committing {
+		q.contendedAt.Store(int64(time.Since(q.epoch)))
 		return false, nil
 	}
 	q.committing = true
@@ -151,6 +160,13 @@ func (l *Log) release() (more bool) {
 // writer goroutine; with own nil (the writer) it commits until nothing asks
 // for a commit.
 func (l *Log) lead(own *op) {
+	if l.q.contended() {
+		// Appends are piling up: let the goroutines that are ready run
+		// first, so those about to append join this batch instead of paying
+		// for a commit of their own. With nothing else ready this returns at
+		// once; it adds no timer and no wake-up.
+		runtime.Gosched()
+	}
 	for {
 		batch := l.take()
 		if batch == nil {
@@ -165,6 +181,17 @@ func (l *Log) lead(own *op) {
 		}
 	}
 }
+
+// contended reports whether an urgent append waited for a commit within the
+// last contendedFor.
+func (q *queue) contended() bool {
+	at := q.contendedAt.Load()
+	return at != 0 && time.Duration(int64(time.Since(q.epoch))-at) < contendedFor
+}
+
+// contendedFor is how long after an append last waited for a commit the
+// committer still yields before it takes its batch (lead).
+const contendedFor = 10 * time.Millisecond
 
 // writer is the committer whenever an appender cannot be: after an inline
 // committer's own entry is durable, for AppendAsync and for DeferFor.

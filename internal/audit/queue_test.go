@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -145,5 +146,57 @@ func TestCloseAnswersRacingAppenders(t *testing.T) {
 		}
 		wg.Wait() // a hang here is an appender nobody answered
 		cancel()
+	}
+}
+
+// The committer yields before it takes a batch only while appends find a
+// commit under way: a lone appender never marks the log contended, one that
+// queues behind a commit does, and the mark lapses after contendedFor.
+func TestContendedOnlyWhileAppendsWait(t *testing.T) {
+	l, _ := openTest(t, testKey(t, 1), nil)
+	ctx := t.Context()
+	for i := range 3 {
+		if _, err := l.Append(ctx, sampleEntry(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if l.q.contended() {
+		t.Fatal("sequential appends marked the log contended")
+	}
+
+	// Become the committer without committing yet, as an appender does at
+	// the moment it takes the lead.
+	p, err := prepare(sampleEntry(3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	own := &op{entry: p, done: make(chan opResult, 1)}
+	if lead, err := l.add(ctx, own); err != nil || !lead {
+		t.Fatalf("add on an idle log: lead %v, %v", lead, err)
+	}
+	queued := make(chan error, 1)
+	go func() { _, err := l.Append(ctx, sampleEntry(4)); queued <- err }()
+	deadline := time.Now().Add(10 * time.Second)
+	for !l.q.contended() {
+		if time.Now().After(deadline) {
+			t.Fatal("an append queued behind a commit did not mark the log contended")
+		}
+		runtime.Gosched()
+	}
+	before := l.Stats().Commits
+	l.lead(own)
+	if err := <-queued; err != nil {
+		t.Fatal(err)
+	}
+	if r := <-own.done; r.err != nil {
+		t.Fatal(r.err)
+	}
+	if got := l.Stats().Commits - before; got != 1 {
+		t.Fatalf("the committer and the appender behind it took %d commits, want 1", got)
+	}
+
+	l.q.contendedAt.Store(int64(time.Since(l.q.epoch) - contendedFor - time.Millisecond))
+	if l.q.contended() {
+		t.Fatal("the mark did not lapse after contendedFor")
 	}
 }
