@@ -174,14 +174,18 @@ type roundTripper struct {
 
 	mu      sync.Mutex
 	refused map[identity.PublicKey]earlyRefusal // per peer, its early connection's last refusal
+	hosts   map[string]identity.PublicKey       // PeerURL hosts seen, decoded once (at most maxHosts)
 }
+
+// maxHosts bounds roundTripper.hosts; hosts beyond it are decoded per request.
+const maxHosts = 4096
 
 func (rt *roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.URL == nil || req.URL.Scheme != "https" {
 		closeBody(req)
 		return nil, ErrNotPeerURL
 	}
-	peer, err := peerFromHost(req.URL.Host)
+	peer, err := rt.peer(req.URL.Host)
 	if err != nil {
 		closeBody(req)
 		return nil, err
@@ -199,6 +203,30 @@ func (rt *roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 	}
 	return resp, err
+}
+
+// peer returns the key a PeerURL host names. Hosts are remembered: decoding
+// one and naming its key (base58) cost ~5 µs, on every call.
+func (rt *roundTripper) peer(host string) (identity.PublicKey, error) {
+	rt.mu.Lock()
+	p, ok := rt.hosts[host]
+	rt.mu.Unlock()
+	if ok {
+		return p, nil
+	}
+	p, err := peerFromHost(host)
+	if err != nil {
+		return p, err
+	}
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	if rt.hosts == nil {
+		rt.hosts = make(map[string]identity.PublicKey)
+	}
+	if len(rt.hosts) < maxHosts {
+		rt.hosts[host] = p
+	}
+	return p, nil
 }
 
 // earlyRefusal is a refused early connection: n counts them per peer.

@@ -3,6 +3,7 @@ package transport
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -278,6 +279,45 @@ func TestPeerURLRoundTrip(t *testing.T) {
 		if _, err := peerFromHost(bad); err == nil {
 			t.Errorf("peerFromHost(%q) accepted", bad)
 		}
+	}
+}
+
+// The round tripper remembers the hosts it decoded, never a refused one, and
+// at most maxHosts of them.
+func TestRoundTripperRemembersHosts(t *testing.T) {
+	t.Parallel()
+	rt := &roundTripper{}
+	k := testKey(t, 6).Public()
+	u, err := url.Parse(PeerURL(k, "v1/call"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if got, err := rt.peer(u.Host); err != nil || got != k {
+			t.Fatalf("peer(%s) = %v, %v", u.Host, got, err)
+		}
+	}
+	if got, err := rt.peer(strings.ToUpper(u.Host)); err != nil || got != k {
+		t.Fatalf("upper case: %v, %v", got, err)
+	}
+	for range 2 {
+		if _, err := rt.peer(u.Host + "a"); !errors.Is(err, ErrNotPeerURL) {
+			t.Fatalf("bad host: %v, want ErrNotPeerURL", err)
+		}
+	}
+	if len(rt.hosts) != 2 {
+		t.Fatalf("remembered %d hosts, want 2 (the canonical and the upper-case spelling)", len(rt.hosts))
+	}
+	for i := range maxHosts {
+		rt.hosts[fmt.Sprint("filler", i)] = k
+	}
+	other := testKey(t, 7).Public()
+	v, _ := url.Parse(PeerURL(other, "v1/call"))
+	if got, err := rt.peer(v.Host); err != nil || got != other {
+		t.Fatalf("a host past the bound: %v, %v", got, err)
+	}
+	if len(rt.hosts) != maxHosts+2 {
+		t.Fatalf("the bound let the map grow to %d", len(rt.hosts))
 	}
 }
 
