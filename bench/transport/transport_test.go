@@ -3,6 +3,9 @@
 //
 //	go test ./bench/transport -run '^$' -bench . -benchtime 2s
 //
+// framing_test.go measures x/net/http2 against a minimal framing carrying the
+// same bytes (ADR 29, proposed).
+//
 // "ratio" is treaty's time per operation divided by the baseline's; both are
 // interleaved in one loop so that machine noise hits them alike.
 package bench_transport
