@@ -1,0 +1,40 @@
+package sanitize
+
+import (
+	"strings"
+	"testing"
+)
+
+// IBANs grouped by dashes or tabs are caught as the space-grouped ones are,
+// with the same checks; what is and is not caught is listed in doc.go.
+func TestIBANSeparators(t *testing.T) {
+	de := "DE89370400440532013000"
+	gb := ibanFor("GB", "WEST12345698765432")
+	dashed := func(s, sep string) string { return strings.ReplaceAll(group4(s), " ", sep) }
+	bad := de[:21] + "1" // mod-97 fails
+	cases := []detectCase{
+		{"dashes", "IBAN " + dashed(de, "-") + " please", CategoryIBAN, dashed(de, "-")},
+		{"tabs", "iban\t" + dashed(de, "\t") + "\tEUR", CategoryIBAN, dashed(de, "\t")},
+		{"json tab escapes", `{"iban":"` + dashed(de, `\t`) + `"}`, CategoryIBAN, dashed(de, `\t`)},
+		{"letters in the BBAN, dashes", dashed(gb, "-"), CategoryIBAN, dashed(gb, "-")},
+		{"lower case, dashes", "iban " + strings.ToLower(dashed(de, "-")) + ".", CategoryIBAN, strings.ToLower(dashed(de, "-"))},
+		{"mixed separators", "DE89-3704 0044\t0532-0130 00", CategoryIBAN, "DE89-3704 0044\t0532-0130 00"},
+		{"en dash (decoded view)", "IBAN " + dashed(de, "\u2013"), CategoryIBAN, dashed(de, "\u2013")},
+		{"non-breaking hyphen (decoded view)", "IBAN " + dashed(de, "\u2011"), CategoryIBAN, dashed(de, "\u2011")},
+		{"minus sign (decoded view)", "IBAN " + dashed(de, "\u2212"), CategoryIBAN, dashed(de, "\u2212")},
+		{"fullwidth hyphen-minus (decoded view)", "IBAN " + dashed(de, "\uff0d"), CategoryIBAN, dashed(de, "\uff0d")},
+		// Not caught: the checksum fails, the length is the country's
+		// wrong, the run goes on as a longer dashed identifier, a separator
+		// stands inside the country and check digits or two in a row.
+		{"checksum fails", "IBAN " + dashed(bad, "-"), "", dashed(bad, "-")},
+		{"too short for DE", "IBAN " + dashed(de[:20], "-"), "", dashed(de[:20], "-")},
+		{"longer dashed identifier", "ref " + dashed(de, "-") + "-7", "", dashed(de, "-")},
+		{"separator inside the country", "D-E89-3704-0044-0532-0130-00", "", "3704-0044-0532-0130"},
+		{"separator after the country", "DE-89-3704-0044-0532-0130-00", "", "3704-0044-0532-0130"},
+		{"doubled dashes", "DE89--3704--0044--0532--0130--00", "", "3704--0044--0532--0130"},
+		{"spaced dashes", "DE89 - 3704 - 0044 - 0532 - 0130 - 00", "", "3704 - 0044 - 0532"},
+		{"first group not four", "DE8937-04-0044-0532-0130-00", "", "0044-0532-0130"},
+		{"katakana long vowel mark is no dash", "DE89\u30fc3704\u30fc0044\u30fc0532\u30fc0130\u30fc00", "", "3704"},
+	}
+	runDetect(t, cases)
+}
