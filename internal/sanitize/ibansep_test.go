@@ -35,6 +35,20 @@ func TestIBANSeparators(t *testing.T) {
 		{"spaced dashes", "DE89 - 3704 - 0044 - 0532 - 0130 - 00", "", "3704 - 0044 - 0532"},
 		{"first group not four", "DE8937-04-0044-0532-0130-00", "", "0044-0532-0130"},
 		{"katakana long vowel mark is no dash", "DE89\u30fc3704\u30fc0044\u30fc0532\u30fc0130\u30fc00", "", "3704"},
+		{"dashes with a group run together", "DE89-37040044-0532-0130-00", "", "0532-0130"},
+		{"dashed piece glued before", "ref-7-" + dashed(de, "-"), "", dashed(de, "-")},
+	}
+	// UUIDs whose last three groups read as a valid Estonian IBAN (20
+	// characters: ee + check digits, 4, 12) or whose last four read as a
+	// valid Andorran one (24: ad.., 4, 4, 12), in either case.
+	ee := strings.ToLower(ibanFor("EE", "3456789012345678"))
+	ad := strings.ToLower(ibanFor("AD", "12340000567890123456"))
+	for _, u := range []string{
+		"0a1b2c3d-4e5f-" + ee[:4] + "-" + ee[4:8] + "-" + ee[8:],
+		strings.ToUpper("0a1b2c3d-4e5f-" + ee[:4] + "-" + ee[4:8] + "-" + ee[8:]),
+		"0a1b2c3d-" + ad[:4] + "-" + ad[4:8] + "-" + ad[8:12] + "-" + ad[12:],
+	} {
+		cases = append(cases, detectCase{"uuid " + u, `{"request_id":"` + u + `"}`, "", u[9:]})
 	}
 	runDetect(t, cases)
 }

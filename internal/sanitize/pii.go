@@ -588,7 +588,8 @@ func (sc *scanner) iban(st int) int {
 	norm := buf[:0]
 	p := st
 	grouped := false
-	dashed := false
+	strict := false // a separator other than a space: then one at every group's end
+	seps := 0
 	for p < n && len(norm) < want {
 		c := d[p]
 		switch {
@@ -609,7 +610,8 @@ func (sc *scanner) iban(st int) int {
 			} else if !grouped {
 				return 0
 			}
-			dashed = dashed || c == '-'
+			strict = strict || c != ' '
+			seps++
 			p += w
 		default:
 			return 0
@@ -618,9 +620,13 @@ func (sc *scanner) iban(st int) int {
 	if len(norm) != want || wordAfter(d, p) {
 		return 0
 	}
-	// A dash after the last group that another group follows makes the
-	// run a longer identifier (DE89-3704-...-00-7), not an IBAN.
-	if dashed && p+1 < n && d[p] == '-' && isAlnum(d[p+1]) {
+	// Dashes and tabs also join other identifiers (UUIDs: ...-ee12-3456-
+	// 789abcdef012 has a Estonian IBAN's length): grouped by them, an IBAN
+	// has every group of four set off, and no dashed piece glued before or
+	// after it (DE89-3704-...-00-7).
+	if strict && (seps != (want-1)/4 ||
+		st >= 2 && d[st-1] == '-' && isAlnum(d[st-2]) ||
+		p+1 < n && d[p] == '-' && isAlnum(d[p+1])) {
 		return 0
 	}
 	if ibanMod97(norm) {
