@@ -223,7 +223,7 @@ func (sc *scanner) joinWindow(ws, we int, brks []lineBreak) {
 		}
 		s, e := int(at[f.Start]), int(at[f.End-1])+1
 		if f.Category == CategoryCreditCard && joinsInside(joins[k:], f.End) >= 2 && !cardContext(d, s, e) {
-			// Four-digit numbers one a line (years, amounts, PINs in a
+			// Four-digit numbers one to a line (years, amounts, PINs in a
 			// column) join into a Luhn-valid card one time in ten: over
 			// three lines or more, a card needs a word that says so.
 			continue

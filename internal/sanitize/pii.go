@@ -621,7 +621,7 @@ func (sc *scanner) iban(st int) int {
 		return 0
 	}
 	// Dashes and tabs also join other identifiers (UUIDs: ...-ee12-3456-
-	// 789abcdef012 has a Estonian IBAN's length): grouped by them, an IBAN
+	// 789abcdef012 has an Estonian IBAN's length): grouped by them, an IBAN
 	// has every group of four set off, and no dashed piece glued before or
 	// after it (DE89-3704-...-00-7).
 	if strict && (seps != (want-1)/4 ||
