@@ -38,7 +38,8 @@ func TestIBANSeparators(t *testing.T) {
 		{"dashes with a group run together", "DE89-37040044-0532-0130-00", "", "0532-0130"},
 		{"dashed piece glued before", "ref-7-" + dashed(de, "-"), "", dashed(de, "-")},
 	}
-	// UUIDs whose last three groups read as a valid Estonian IBAN (20
+	// UUIDs from the dev corpus whose last two groups read as a valid
+	// Belgian IBAN (16 characters), and UUIDs whose last three groups read as a valid Estonian IBAN (20
 	// characters: ee + check digits, 4, 12) or whose last four read as a
 	// valid Andorran one (24: ad.., 4, 4, 12), in either case.
 	ee := strings.ToLower(ibanFor("EE", "3456789012345678"))
@@ -46,6 +47,8 @@ func TestIBANSeparators(t *testing.T) {
 	for _, u := range []string{
 		"0a1b2c3d-4e5f-" + ee[:4] + "-" + ee[4:8] + "-" + ee[8:],
 		strings.ToUpper("0a1b2c3d-4e5f-" + ee[:4] + "-" + ee[4:8] + "-" + ee[8:]),
+		"28bdff34-48d4-4c7d-be10-f2e1924a067c",
+		"7a9b95b4-94a3-4000-be97-67143953e86d",
 		"0a1b2c3d-" + ad[:4] + "-" + ad[4:8] + "-" + ad[8:12] + "-" + ad[12:],
 	} {
 		cases = append(cases, detectCase{"uuid " + u, `{"request_id":"` + u + `"}`, "", u[9:]})

@@ -620,8 +620,8 @@ func (sc *scanner) iban(st int) int {
 	if len(norm) != want || wordAfter(d, p) {
 		return 0
 	}
-	// Dashes and tabs also join other identifiers (UUIDs: ...-ee12-3456-
-	// 789abcdef012 has an Estonian IBAN's length): grouped by them, an IBAN
+	// Dashes and tabs also join other identifiers (UUIDs: ...-be10-
+	// f2e1924a067c is a valid Belgian IBAN's shape): grouped by them, an IBAN
 	// has every group of four set off, and no dashed piece glued before or
 	// after it (DE89-3704-...-00-7).
 	if strict && (seps != (want-1)/4 ||
