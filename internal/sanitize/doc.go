@@ -34,7 +34,11 @@
 //     References), phone
 //     (E.164, NANP, trunk-0 national; bare digits only next to a phone word),
 //     payment card (brand prefix and Luhn), IBAN (country length and mod 97; letters in
-//     any case),
+//     any case; compact, or in groups of four after spaces, dashes, tabs or
+//     JSON \t escapes, kinds mixed; with a dash or a tab every group is set
+//     off and no dashed piece glued on, so a UUID is never one; a separator
+//     inside the first four characters, two in a row or " - " is not
+//     caught; Unicode dashes and minus signs are, through the decoded view),
 //     US SSN (area, group, serial ranges; nine bare digits only with SSN
 //     context), IPv4 and IPv6 (parsed).
 //   - Nested encodings: base64 and hex runs of 16 bytes or more, and base32
@@ -68,6 +72,11 @@
 //     between two pieces of a value (each with a digit or an @, or eight
 //     characters long) is scanned with the break removed (a space between
 //     digit groups, over any number of lines: a card in fours on four lines).
+//     A card over three lines or more needs a card word (card, visa, amex,
+//     mastercard, cvv, expiry, Kreditkarte, tarjeta..., or cc, pan, exp as
+//     words of their own) within 64 bytes before it or 32 after: a column of
+//     four-digit years or amounts joins Luhn-valid one time in ten. "number"
+//     alone is no card word, being a column header as often.
 //     A break before a key (id=, TAG:) or a timestamp is not
 //     joined, and a join that only glues a word onto a value found whole on
 //     its line is dropped.

@@ -50,6 +50,12 @@ func addSeeds(f *testing.F) {
 	f.Add([]byte("iban gb82 west 1234 5698 7654 3 de89"))
 	f.Add([]byte("k " + strings.Repeat("de:", 15) + "de-ad-be:ef:" + strings.Repeat("0a-", 16) + "0"))
 	f.Add([]byte("-enc " + base64.StdEncoding.EncodeToString([]byte{0xff, 0xfe, 'a', 0, 0x3d, 0xd8, 'b', 0, 0x00, 0xdc, 'c', 0, 'd', 0, 'e', 0, 'f'})))
+
+	// IBANs grouped by dashes, tabs and JSON \t escapes, mixed and cut
+	// short; a card column with and without a card word.
+	f.Add([]byte(`{"iban":"DE89-3704\t0044\t0532 0130-00","id":"0a1b-ee43-3456-789012345678","x":"DE89\`))
+	f.Add([]byte("de89\t3704\t-0044--0532-0130-00-\t"))
+	f.Add([]byte("card:\n4147\n2000\n0000\n0005\n4000\n1234\n5678\n9010\r\n  4111\n1111"))
 }
 
 // FuzzScan: Scan never panics, and its findings are in range, non-empty,

@@ -222,6 +222,12 @@ func (sc *scanner) joinWindow(ws, we int, brks []lineBreak) {
 			continue // no join inside: the scan of the text itself has it
 		}
 		s, e := int(at[f.Start]), int(at[f.End-1])+1
+		if f.Category == CategoryCreditCard && joinsInside(joins[k:], f.End) >= 2 && !cardContext(d, s, e) {
+			// Four-digit numbers one to a line (years, amounts, PINs in a
+			// column) join into a Luhn-valid card one time in ten: over
+			// three lines or more, a card needs a word that says so.
+			continue
+		}
 		if sc.glued(s, e, f.Category) {
 			continue
 		}
@@ -241,6 +247,61 @@ func (sc *scanner) glued(s, e int, cat Category) bool {
 		for _, i := range sc.hitIdx.at(b) {
 			if h := &sc.hits[i]; h.Start < e && s < h.End && h.Category.priority() >= p {
 				return true
+			}
+		}
+	}
+	return false
+}
+
+// joinsInside counts the joins (view offsets, ascending, all after the
+// finding's start) that lie before end.
+func joinsInside(joins []int, end int) int {
+	n := 0
+	for n < len(joins) && joins[n] < end {
+		n++
+	}
+	return n
+}
+
+// cardWords say that the digits near them are a payment card. Words of
+// four letters or more count inside longer ones (credit_card, cardholder,
+// Kreditkarte); shorter ones only as words of their own (cc, cc#, cc_num,
+// PAN), since they occur inside ordinary words (accept, span). "number"
+// alone is not one: a column of figures under a Number header is the very
+// shape this guards against.
+var cardWords = []string{
+	"card", "visa", "mastercard", "master card", "amex", "american express",
+	"discover", "diners", "maestro", "unionpay", "jcb",
+	"karte", "carte", "tarjeta", "cartão", "carta", "kaart",
+	"cvv", "cvc", "expir", "valid thru",
+}
+
+var cardShortWords = []string{"cc", "ccn", "pan", "exp"}
+
+// cardBefore and cardAfter bound where a card word may stand: a label
+// before the number, on its first line or the lines above it ("Card:\n"),
+// or a note after its last piece (exp 09/30, (Visa)).
+const (
+	cardBefore = 64
+	cardAfter  = 32
+)
+
+// cardContext reports whether a card word stands within cardBefore bytes
+// before d[s:e] or cardAfter bytes after it. It runs only for a card that
+// a join over three lines or more revealed.
+func cardContext(d []byte, s, e int) bool {
+	for _, w := range [2][]byte{d[max(0, s-cardBefore):s], d[e:min(len(d), e+cardAfter)]} {
+		for _, k := range cardWords {
+			if containsFold(w, k) {
+				return true
+			}
+		}
+		for _, k := range cardShortWords {
+			it := newFoldIter(w, k)
+			for j := it.next(); j >= 0; j = it.next() {
+				if (j == 0 || !isLetter(w[j-1])) && (j+len(k) == len(w) || !isLetter(w[j+len(k)])) {
+					return true
+				}
 			}
 		}
 	}

@@ -562,9 +562,15 @@ var ibanLenTab = func() (t [26 * 26]uint8) {
 	return t
 }()
 
-// iban reads a compact or space-grouped IBAN at st. It returns the end of an
-// IBAN-shaped run (country, length and grouping right), reporting it only when
-// the mod-97 check passes; 0 when the text is not IBAN-shaped.
+// iban reads a compact or grouped IBAN at st: groups of four after the
+// first four characters, each group after a space, a dash, a tab or a
+// JSON \t escape (one separator between groups, kinds may mix:
+// DE89-3704 0044\t0532...), a separator only where a group of four ends.
+// It returns the end of an IBAN-shaped run (country, length and grouping
+// right), reporting it only when the mod-97 check passes; 0 when the text
+// is not IBAN-shaped. A separator inside the first four characters (D-E89,
+// DE-89) or two in a row (DE89 - 3704) break the shape; Unicode dashes reach
+// here as '-' through the decoded view (see doc.go).
 func (sc *scanner) iban(st int) int {
 	d := sc.data
 	n := len(d)
@@ -582,19 +588,31 @@ func (sc *scanner) iban(st int) int {
 	norm := buf[:0]
 	p := st
 	grouped := false
+	strict := false // a separator other than a space: then one at every group's end
+	seps := 0
 	for p < n && len(norm) < want {
 		c := d[p]
 		switch {
 		case isDigit(c) || isLetter(c):
 			norm = append(norm, upperByte(c))
 			p++
-		case c == ' ' && len(norm)%4 == 0 && len(norm) > 0 && p+1 < n && (isDigit(d[p+1]) || isLetter(d[p+1])):
+		case len(norm)%4 == 0 && len(norm) > 0 && (ibanSep(c) || c == '\\' && p+1 < n && d[p+1] == 't' && !escapedAt(d, p)):
+			// A tab in a JSON string is the escape \t.
+			w := 1
+			if c == '\\' {
+				w = 2
+			}
+			if p+w >= n || !isAlnum(d[p+w]) {
+				return 0
+			}
 			if len(norm) == 4 {
 				grouped = true
 			} else if !grouped {
 				return 0
 			}
-			p++
+			strict = strict || c != ' '
+			seps++
+			p += w
 		default:
 			return 0
 		}
@@ -602,11 +620,23 @@ func (sc *scanner) iban(st int) int {
 	if len(norm) != want || wordAfter(d, p) {
 		return 0
 	}
+	// Dashes and tabs also join other identifiers (UUIDs: ...-be10-
+	// f2e1924a067c is a valid Belgian IBAN's shape): grouped by them, an IBAN
+	// has every group of four set off, and no dashed piece glued before or
+	// after it (DE89-3704-...-00-7).
+	if strict && (seps != (want-1)/4 ||
+		st >= 2 && d[st-1] == '-' && isAlnum(d[st-2]) ||
+		p+1 < n && d[p] == '-' && isAlnum(d[p+1])) {
+		return 0
+	}
 	if ibanMod97(norm) {
 		sc.add(st, p, CategoryIBAN, "iban")
 	}
 	return p
 }
+
+// ibanSep reports whether c may stand between an IBAN's groups of four.
+func ibanSep(c byte) bool { return c == ' ' || c == '-' || c == '\t' }
 
 // upperByte maps an ASCII lower-case letter to upper case.
 func upperByte(c byte) byte {
