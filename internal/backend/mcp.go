@@ -67,7 +67,8 @@ type MCP struct {
 	HTTPClient *http.Client  // URL only; nil: a client without proxy or redirects
 	Log        *slog.Logger  // nil: slog.Default()
 
-	idleAfter time.Duration // tests: mcpIdle otherwise
+	idleAfter time.Duration                           // tests: mcpIdle otherwise
+	signal    func(pid int, sig syscall.Signal) error // tests: syscall.Kill otherwise
 
 	mu       sync.Mutex
 	sess     *mcpSession
@@ -234,7 +235,7 @@ func (m *MCP) open(ctx context.Context) (*mcpSession, error) {
 	ctx, cancel := context.WithTimeout(ctx, m.Timeout)
 	defer cancel()
 	s := &mcpSession{dead: make(chan struct{}), lastUse: time.Now()}
-	var server *exec.Cmd // stdio: the server, leader of its process group
+	var server *procGroup // stdio: the server, leader of its process group
 	var t mcp.Transport
 	switch {
 	case m.URL != "":
@@ -272,8 +273,8 @@ func (m *MCP) open(ctx context.Context) (*mcpSession, error) {
 		s.buf = &limitedBuffer{max: mcpStderr}
 		s.stderr = &lockedWriter{w: s.buf}
 		cmd.Stderr = s.stderr
-		server = cmd
-		st, err := startStdio(cmd, mcpMessageLimit(m.maxOutput()), listPageLimit(m.maxOutput()), &s.listing, &s.over)
+		server = newProcGroup(cmd, m.signal)
+		st, err := startStdio(server, mcpMessageLimit(m.maxOutput()), listPageLimit(m.maxOutput()), &s.listing, &s.over)
 		if err != nil {
 			return nil, err
 		}
@@ -294,10 +295,14 @@ func (m *MCP) open(ctx context.Context) (*mcpSession, error) {
 	s.cs = cs
 	go func() {
 		_ = cs.Wait()
-		if server != nil && server.Process != nil {
+		if server != nil {
 			// The SDK ends the server alone; what a launcher (npx, a shell
-			// script) started is in its group and must end with it.
-			syscall.Kill(-server.Process.Pid, syscall.SIGKILL)
+			// script) started is in its group and must end with it. The
+			// transport's Close (stdioServer) has usually reaped the
+			// server by now, killing the group first; this kill is for
+			// when it has not, and is not sent after the reap, when the
+			// group's id may be another's (procGroup).
+			server.kill()
 		}
 		close(s.dead)
 	}()

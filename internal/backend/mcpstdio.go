@@ -46,6 +46,7 @@ func listPageTooLarge(limit int, err error) *Failure {
 // stdin closed, then after grace SIGTERM, then SIGKILL to its process group
 // (the server is started as a group leader).
 type stdioServer struct {
+	group *procGroup
 	cmd   *exec.Cmd
 	stdin io.WriteCloser
 	grace time.Duration
@@ -56,7 +57,8 @@ type stdioServer struct {
 // startStdio starts cmd and returns the transport over its stdin and
 // stdout, with stdout bounded at limit bytes a message, listLimit while
 // listing is above zero (over set past it).
-func startStdio(cmd *exec.Cmd, limit, listLimit int, listing *atomic.Int32, over *atomic.Bool) (mcp.Transport, error) {
+func startStdio(group *procGroup, limit, listLimit int, listing *atomic.Int32, over *atomic.Bool) (mcp.Transport, error) {
+	cmd := group.cmd
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
@@ -74,7 +76,7 @@ func startStdio(cmd *exec.Cmd, limit, listLimit int, listing *atomic.Int32, over
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	w := &stdioServer{cmd: cmd, stdin: stdin, grace: grace}
+	w := &stdioServer{group: group, cmd: cmd, stdin: stdin, grace: grace}
 	// Which message answers a tools/list cannot be told before it is
 	// decoded: while one is in flight every message may be a page long
 	// (a call's answer is still held to MaxOutput once decoded).
@@ -95,12 +97,13 @@ func startStdio(cmd *exec.Cmd, limit, listLimit int, listing *atomic.Int32, over
 
 func (s *stdioServer) Write(p []byte) (int, error) { return s.stdin.Write(p) }
 
-// Close closes stdin and waits for the process, signalling it if it lingers.
+// Close closes stdin and waits for the process, signalling it if it lingers;
+// once it has exited, what is left of its group is killed (procGroup.wait).
 func (s *stdioServer) Close() error {
 	s.once.Do(func() {
 		s.stdin.Close()
 		done := make(chan error, 1)
-		go func() { done <- s.cmd.Wait() }()
+		go func() { done <- s.group.wait() }()
 		wait := func() bool {
 			t := time.NewTimer(s.grace)
 			defer t.Stop()
@@ -119,8 +122,9 @@ func (s *stdioServer) Close() error {
 			return
 		}
 		// The whole group: a launcher's child holding stderr would keep
-		// Wait from returning.
-		syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+		// Wait from returning. The leader may be reaped as the timer
+		// fired: procGroup then leaves its id alone.
+		s.group.kill()
 		if !wait() {
 			s.err = errors.New("mcp server did not exit after SIGKILL")
 		}
