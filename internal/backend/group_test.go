@@ -108,7 +108,8 @@ func TestProcGroupSignalledOnlyBeforeReap(t *testing.T) {
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
-			for g.kill() == nil {
+			for i := 0; i < 10000 && g.kill() == nil; i++ {
+				runtime.Gosched()
 			}
 		}()
 		g.wait()
