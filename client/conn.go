@@ -143,7 +143,7 @@ func (c *Client) roundTrip(ctx context.Context, method, target string, body []by
 		if errors.As(err, &na) && na.Reused && (na.Unsent || method == http.MethodGet) {
 			continue
 		}
-		if err == nil && len(out) > limit {
+		if errors.Is(err, h1pool.ErrTooLarge) {
 			return 0, nil, &AnswerTooLargeError{Method: method, Path: pathOnly(target), Limit: limit}
 		}
 		return status, out, err

@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/a2aproject/a2a-go/a2a"
@@ -488,10 +489,14 @@ var errBodyTooLarge = errors.New("a2a: the agent's answer exceeds the backend's 
 type capped struct {
 	rc   io.ReadCloser
 	left int64
+	cut  *atomic.Bool // optional: set when the body is cut
 }
 
 func (c *capped) Read(p []byte) (int, error) {
 	if c.left <= 0 {
+		if c.cut != nil {
+			c.cut.Store(true)
+		}
 		return 0, errBodyTooLarge
 	}
 	if int64(len(p)) > c.left {

@@ -58,20 +58,21 @@ func (e *Exec) environ(inv Invocation, lookup func(string) (string, bool)) []str
 	return env
 }
 
-func (e *Exec) command(ctx context.Context, inv Invocation) (*exec.Cmd, error) {
+func (e *Exec) command(ctx context.Context, inv Invocation) (*exec.Cmd, *procGroup, error) {
 	if len(e.Argv) == 0 {
-		return nil, fail("misconfigured", errors.New("exec: empty command"))
+		return nil, nil, fail("misconfigured", errors.New("exec: empty command"))
 	}
 	cmd := exec.CommandContext(ctx, e.Argv[0], e.Argv[1:]...)
 	cmd.Env = e.environ(inv, os.LookupEnv)
 	cmd.Stdin = bytes.NewReader(inv.Input)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error {
-		// Kill the whole group: a shell script's children must die with it.
-		return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-	}
+	// Kill the whole group: a shell script's children must die with it.
+	// The cancellation may come as the command is reaped: procGroup
+	// signals the group only before.
+	g := newProcGroup(cmd, nil)
+	cmd.Cancel = g.kill
 	cmd.WaitDelay = time.Second
-	return cmd, nil
+	return cmd, g, nil
 }
 
 func (e *Exec) maxOutput() int {
@@ -85,7 +86,7 @@ func (e *Exec) maxOutput() int {
 func (e *Exec) Call(ctx context.Context, inv Invocation) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, e.Timeout)
 	defer cancel()
-	cmd, err := e.command(ctx, inv)
+	cmd, group, err := e.command(ctx, inv)
 	if err != nil {
 		return nil, err
 	}
@@ -97,7 +98,7 @@ func (e *Exec) Call(ctx context.Context, inv Invocation) ([]byte, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fail("could not start", err)
 	}
-	err = waitGroup(cmd)
+	err = group.wait()
 	if stdout.overflow {
 		return nil, outputTooLarge(stdout.max)
 	}
@@ -125,7 +126,7 @@ func (e *Exec) Call(ctx context.Context, inv Invocation) ([]byte, error) {
 func (e *Exec) Stream(ctx context.Context, inv Invocation, emit func([]byte) error) error {
 	ctx, cancel := context.WithTimeout(ctx, e.Timeout)
 	defer cancel()
-	cmd, err := e.command(ctx, inv)
+	cmd, group, err := e.command(ctx, inv)
 	if err != nil {
 		return err
 	}
@@ -158,7 +159,7 @@ func (e *Exec) Stream(ctx context.Context, inv Invocation, emit func([]byte) err
 	if emitErr != nil || scanErr != nil {
 		cancel() // stop the process; its output is no longer wanted
 	}
-	waitErr := waitGroup(cmd)
+	waitErr := group.wait()
 	switch {
 	case emitErr != nil:
 		return emitErr

@@ -151,6 +151,8 @@ func (h *HTTP) Call(ctx context.Context, inv Invocation) ([]byte, error) {
 	status, body, err := p.Do(ctx, req, max)
 	if err != nil {
 		switch {
+		case errors.Is(err, h1pool.ErrTooLarge):
+			return nil, outputTooLarge(max)
 		case errors.Is(err, context.DeadlineExceeded):
 			return nil, fail(fmt.Sprintf("timed out after %v", h.Timeout), err)
 		case errors.Is(err, h1pool.ErrMalformed):
@@ -159,9 +161,6 @@ func (h *HTTP) Call(ctx context.Context, inv Invocation) ([]byte, error) {
 			return nil, fail("read failed", err)
 		}
 		return nil, fail("unreachable", err)
-	}
-	if len(body) > max {
-		return nil, outputTooLarge(max)
 	}
 	if status/100 != 2 {
 		return nil, fail(fmt.Sprintf("answered HTTP %d", status), fmt.Errorf("body: %q", truncate(body, 512)))

@@ -48,7 +48,8 @@ const (
 // What a server sends is bounded: an HTTP server's every answer body (a
 // stream of events included) and a stdio server's every message at
 // 2*MaxOutput + 1 MiB (a stdio message past it ends the session and fails the
-// calls in flight, "mcp server message exceeds limit"); a description and
+// calls in flight, "mcp server message exceeds limit"), and an answer to
+// tools/list at MaxListPage (or that bound, if larger); a description and
 // input schema as Describe says.
 //
 // The answer is the tool's structuredContent when present, else its text
@@ -66,7 +67,8 @@ type MCP struct {
 	HTTPClient *http.Client  // URL only; nil: a client without proxy or redirects
 	Log        *slog.Logger  // nil: slog.Default()
 
-	idleAfter time.Duration // tests: mcpIdle otherwise
+	idleAfter time.Duration                           // tests: mcpIdle otherwise
+	signal    func(pid int, sig syscall.Signal) error // tests: syscall.Kill otherwise
 
 	mu       sync.Mutex
 	sess     *mcpSession
@@ -81,7 +83,8 @@ type mcpSession struct {
 	cs      *mcp.ClientSession
 	stderr  *lockedWriter // nil for URL sessions
 	buf     *limitedBuffer
-	over    atomic.Bool // a stdio server's message passed mcpMessageLimit
+	over    atomic.Bool  // a stdio server's message passed its bound
+	listing atomic.Int32 // tools/list requests in flight: a stdio message may be a page long
 	dead    chan struct{}
 	mu      sync.Mutex
 	busy    int
@@ -232,7 +235,7 @@ func (m *MCP) open(ctx context.Context) (*mcpSession, error) {
 	ctx, cancel := context.WithTimeout(ctx, m.Timeout)
 	defer cancel()
 	s := &mcpSession{dead: make(chan struct{}), lastUse: time.Now()}
-	var server *exec.Cmd // stdio: the server, leader of its process group
+	var server *procGroup // stdio: the server, leader of its process group
 	var t mcp.Transport
 	switch {
 	case m.URL != "":
@@ -254,7 +257,7 @@ func (m *MCP) open(ctx context.Context) (*mcpSession, error) {
 		if rt == nil {
 			rt = http.DefaultTransport
 		}
-		bounded.Transport = boundedBodies{rt: rt, max: int64(2*m.maxOutput() + 1<<20)}
+		bounded.Transport = mcpBodies{rt: rt, max: int64(mcpMessageLimit(m.maxOutput())), listMax: int64(listPageLimit(m.maxOutput()))}
 		t = &mcp.StreamableClientTransport{Endpoint: m.URL, HTTPClient: &bounded, MaxRetries: -1, DisableStandaloneSSE: true}
 	case len(m.Argv) > 0:
 		var env []string
@@ -270,8 +273,8 @@ func (m *MCP) open(ctx context.Context) (*mcpSession, error) {
 		s.buf = &limitedBuffer{max: mcpStderr}
 		s.stderr = &lockedWriter{w: s.buf}
 		cmd.Stderr = s.stderr
-		server = cmd
-		st, err := startStdio(cmd, mcpMessageLimit(m.maxOutput()), &s.over)
+		server = newProcGroup(cmd, m.signal)
+		st, err := startStdio(server, mcpMessageLimit(m.maxOutput()), listPageLimit(m.maxOutput()), &s.listing, &s.over)
 		if err != nil {
 			return nil, err
 		}
@@ -292,10 +295,14 @@ func (m *MCP) open(ctx context.Context) (*mcpSession, error) {
 	s.cs = cs
 	go func() {
 		_ = cs.Wait()
-		if server != nil && server.Process != nil {
+		if server != nil {
 			// The SDK ends the server alone; what a launcher (npx, a shell
-			// script) started is in its group and must end with it.
-			syscall.Kill(-server.Process.Pid, syscall.SIGKILL)
+			// script) started is in its group and must end with it. The
+			// transport's Close (stdioServer) has usually reaped the
+			// server by now, killing the group first; this kill is for
+			// when it has not, and is not sent after the reap, when the
+			// group's id may be another's (procGroup).
+			server.kill()
 		}
 		close(s.dead)
 	}()
@@ -360,10 +367,18 @@ func (m *MCP) Describe(ctx context.Context) (string, map[string]any, error) {
 	defer cancel()
 	var cursor string
 	for range 100 { // pages; a server that pages forever is refused
-		res, err := s.cs.ListTools(ctx, &mcp.ListToolsParams{Cursor: cursor})
-		if err != nil && s.over.Load() {
-			m.drop(s)
-			return "", nil, fmt.Errorf("mcp: tools/list: %w", messageTooLarge(mcpMessageLimit(m.maxOutput()), err))
+		// A page may be longer than a call's answer (MaxListPage): the
+		// HTTP answer to this request is bounded by it, and a stdio
+		// server's messages while it is in flight.
+		cut := new(atomic.Bool)
+		s.listing.Add(1)
+		res, err := s.cs.ListTools(context.WithValue(ctx, listingKey{}, cut), &mcp.ListToolsParams{Cursor: cursor})
+		s.listing.Add(-1)
+		if err != nil && (s.over.Load() || cut.Load()) {
+			if s.over.Load() { // a stdio session ends with it
+				m.drop(s)
+			}
+			return "", nil, fmt.Errorf("mcp: tools/list: %w", listPageTooLarge(listPageLimit(m.maxOutput()), err))
 		}
 		if err != nil {
 			return "", nil, fmt.Errorf("mcp: tools/list: %w", err)
@@ -496,4 +511,28 @@ func (m *MCP) Close() error {
 	s.stopped = true
 	s.mu.Unlock()
 	return s.cs.Close()
+}
+
+// listingKey marks the context of a tools/list request; its value, an
+// *atomic.Bool, is set when the answer's body is cut at the page bound.
+type listingKey struct{}
+
+// mcpBodies bounds an HTTP MCP server's every answer body (a stream of events
+// included) at max, and a tools/list answer's at listMax.
+type mcpBodies struct {
+	rt           http.RoundTripper
+	max, listMax int64
+}
+
+func (t mcpBodies) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := t.rt.RoundTrip(r)
+	if err != nil {
+		return nil, err
+	}
+	if cut, ok := r.Context().Value(listingKey{}).(*atomic.Bool); ok {
+		resp.Body = &capped{rc: resp.Body, left: t.listMax, cut: cut}
+	} else {
+		resp.Body = &capped{rc: resp.Body, left: t.max}
+	}
+	return resp, nil
 }

@@ -20,8 +20,24 @@ import (
 // as structuredContent and as text, plus the envelope.
 func mcpMessageLimit(maxOutput int) int { return 2*maxOutput + 1<<20 }
 
+// MaxListPage bounds one tools/list answer (a page) of an MCP server, stdio
+// or HTTP, where the message bound of a call's answer is lower: a server with
+// many tools, or long descriptions and schemas, lists more than a result of
+// MaxOutput, and Describe keeps only the configured tool's description and
+// schema of it. It is the MCP Go SDK's own bound on a stdio message; the
+// node holds a page this large only while Describe reads it, at load.
+const MaxListPage = 16 << 20
+
+// listPageLimit bounds a tools/list page: MaxListPage, or a message's bound
+// when that is larger.
+func listPageLimit(maxOutput int) int { return max(MaxListPage, mcpMessageLimit(maxOutput)) }
+
 func messageTooLarge(limit int, err error) *Failure {
 	return fail(fmt.Sprintf("mcp server message exceeds limit max_message_bytes=%d", limit), err)
+}
+
+func listPageTooLarge(limit int, err error) *Failure {
+	return fail(fmt.Sprintf("mcp server tools/list page exceeds limit max_list_page_bytes=%d", limit), err)
 }
 
 // stdioServer is a started MCP server process seen as the reader and writer
@@ -30,6 +46,7 @@ func messageTooLarge(limit int, err error) *Failure {
 // stdin closed, then after grace SIGTERM, then SIGKILL to its process group
 // (the server is started as a group leader).
 type stdioServer struct {
+	group *procGroup
 	cmd   *exec.Cmd
 	stdin io.WriteCloser
 	grace time.Duration
@@ -38,8 +55,10 @@ type stdioServer struct {
 }
 
 // startStdio starts cmd and returns the transport over its stdin and
-// stdout, with stdout bounded at limit bytes a message (over set past it).
-func startStdio(cmd *exec.Cmd, limit int, over *atomic.Bool) (mcp.Transport, error) {
+// stdout, with stdout bounded at limit bytes a message, listLimit while
+// listing is above zero (over set past it).
+func startStdio(group *procGroup, limit, listLimit int, listing *atomic.Int32, over *atomic.Bool) (mcp.Transport, error) {
+	cmd := group.cmd
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
@@ -57,24 +76,34 @@ func startStdio(cmd *exec.Cmd, limit int, over *atomic.Bool) (mcp.Transport, err
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	w := &stdioServer{cmd: cmd, stdin: stdin, grace: grace}
+	w := &stdioServer{group: group, cmd: cmd, stdin: stdin, grace: grace}
+	// Which message answers a tools/list cannot be told before it is
+	// decoded: while one is in flight every message may be a page long
+	// (a call's answer is still held to MaxOutput once decoded).
+	maxNow := func() int {
+		if listing.Load() > 0 {
+			return listLimit
+		}
+		return limit
+	}
 	// The SDK's own bound stays as a backstop, above ours: it also counts
 	// what its decoder read ahead of a message.
 	return &mcp.IOTransport{
-		Reader:        io.NopCloser(&mcpframe.Reader{R: stdout, Max: limit, Over: over}),
+		Reader:        io.NopCloser(&mcpframe.Reader{R: stdout, Max: limit, MaxNow: maxNow, Over: over}),
 		Writer:        w,
-		MaxLineLength: 2*limit + 64<<10,
+		MaxLineLength: 2*max(limit, listLimit) + 64<<10,
 	}, nil
 }
 
 func (s *stdioServer) Write(p []byte) (int, error) { return s.stdin.Write(p) }
 
-// Close closes stdin and waits for the process, signalling it if it lingers.
+// Close closes stdin and waits for the process, signalling it if it lingers;
+// once it has exited, what is left of its group is killed (procGroup.wait).
 func (s *stdioServer) Close() error {
 	s.once.Do(func() {
 		s.stdin.Close()
 		done := make(chan error, 1)
-		go func() { done <- s.cmd.Wait() }()
+		go func() { done <- s.group.wait() }()
 		wait := func() bool {
 			t := time.NewTimer(s.grace)
 			defer t.Stop()
@@ -93,8 +122,9 @@ func (s *stdioServer) Close() error {
 			return
 		}
 		// The whole group: a launcher's child holding stderr would keep
-		// Wait from returning.
-		syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+		// Wait from returning. The leader may be reaped as the timer
+		// fired: procGroup then leaves its id alone.
+		s.group.kill()
 		if !wait() {
 			s.err = errors.New("mcp server did not exit after SIGKILL")
 		}

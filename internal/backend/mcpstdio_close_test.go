@@ -28,7 +28,7 @@ cat >/dev/null
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Stderr = &lockedWriter{w: &limitedBuffer{max: 1 << 10}}
 	var over atomic.Bool
-	tr, err := startStdio(cmd, 1<<20, &over)
+	tr, err := startStdio(newProcGroup(cmd, nil), 1<<20, 1<<20, new(atomic.Int32), &over)
 	if err != nil {
 		t.Fatal(err)
 	}

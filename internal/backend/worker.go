@@ -77,6 +77,7 @@ type workerSlot struct {
 
 type workerProc struct {
 	cmd      *exec.Cmd
+	group    *procGroup // cmd's: signalled only before serve reaps it
 	stdin    *os.File
 	wlock    chan struct{} // one writer at a time; a channel so waiting honours ctx
 	mu       sync.Mutex
@@ -287,6 +288,7 @@ func (w *Worker) start(slot *workerSlot, home string) (*workerProc, error) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.WaitDelay = time.Second
 	p.cmd = cmd
+	p.group = newProcGroup(cmd, nil)
 	err = cmd.Start()
 	inR.Close()
 	outW.Close()
@@ -354,8 +356,7 @@ func (w *Worker) serve(slot *workerSlot, p *workerProc, out *os.File) {
 		}
 		ch <- workerAnswer{out: rep.Output} // Unmarshal copied it out of the read buffer
 	}
-	p.kill()
-	waitErr := p.cmd.Wait()
+	waitErr := p.group.reap()
 	out.Close()
 	p.stdin.Close()
 	p.mu.Lock()
@@ -464,12 +465,9 @@ func (p *workerProc) forget(id uint64) {
 	p.mu.Unlock()
 }
 
-// kill ends the worker's whole process group.
-func (p *workerProc) kill() {
-	if p.cmd.Process != nil {
-		syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-	}
-}
+// kill ends the worker's whole process group, unless serve has reaped it
+// (after which its id may name a stranger's group).
+func (p *workerProc) kill() { p.group.kill() }
 
 func (p *workerProc) stderrBytes() []byte {
 	w := p.cmd.Stderr.(*lockedWriter)

@@ -31,6 +31,7 @@ package h1pool
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -177,9 +178,9 @@ func (e *NoAnswerError) Error() string { return e.Err.Error() }
 func (e *NoAnswerError) Unwrap() error { return e.Err }
 
 // Do sends req and returns the answer's status and body, skipping
-// informational (1xx) answers but a 101. The body is read up to max+1 bytes:
-// a longer one comes back as max+1 bytes, its connection closed. A max of
-// math.MaxInt sets no bound.
+// informational (1xx) answers but a 101. A body over max bytes is refused
+// with ErrTooLarge, its connection closed: before it is read when its length
+// is announced, at max+1 bytes otherwise. A max of math.MaxInt sets no bound.
 func (p *Pool) Do(ctx context.Context, req Request, max int) (status int, body []byte, err error) {
 	if max < 0 {
 		return 0, nil, fmt.Errorf("h1pool: body bound %d: want 0 or more", max)
@@ -344,45 +345,125 @@ func (p *Pool) exchange(c *conn, req *Request, max int) (status int, body []byte
 	if c.afterHead != nil {
 		c.afterHead()
 	}
-	body, err = readBody(&io.LimitedReader{R: resp.Body, N: int64(min(max, math.MaxInt-1)) + 1}, resp.ContentLength, max)
+	body, err = readBody(resp.Body, resp.ContentLength, max)
+	if errors.Is(err, ErrTooLarge) {
+		return 0, nil, false, fmt.Errorf("h1pool: HTTP %d: %w", resp.StatusCode, err)
+	}
 	if err != nil {
 		return 0, nil, false, fmt.Errorf("%w: %w", ErrBody, err)
 	}
-	// The body was read to its end (the LimitedReader stopped short of
-	// max+1 only at the body's EOF): the connection is at the next answer,
+	// The body was read to its end: the connection is at the next answer,
 	// unless the server sent bytes after this one, which the next request
 	// would read as its answer.
-	reuse = werr == nil && !resp.Close && len(body) <= max && c.br.Buffered() == 0
+	reuse = werr == nil && !resp.Close && c.br.Buffered() == 0
 	if reuse {
 		resp.Body.Close()
 	}
 	return resp.StatusCode, body, reuse, nil
 }
 
-// sizeHint bounds the buffer an announced length buys before the bytes come.
+// sizeHint bounds what an answer's body buys before its bytes come: an
+// announced length up to it is allocated at once, a longer one only after
+// its first sizeHint bytes arrived, and a body of no announced length is
+// read in chunks that grow geometrically up to it.
 const sizeHint = 1 << 20
 
-// readBody reads r to its end into a buffer sized from the announced length,
-// within max+1 and sizeHint.
+// ErrTooLarge refuses an answer whose body is over the caller's bound, by
+// its announced length (before any byte of it is read) or by the bytes read.
+// The connection is closed.
+var ErrTooLarge = errors.New("answer's body over the bound")
+
+// readBody reads r, an answer's body, to its end within max bytes. What it
+// allocates is at most about max plus sizeHint, or twice a kept body's
+// length when none was announced, whatever the server sends:
+//   - an announced length over max is refused before any byte is read;
+//   - one within max buys one buffer of that length plus a byte (EOF is
+//     seen without growing), at once up to sizeHint, after the first
+//     sizeHint bytes beyond it (a server that announces much and sends
+//     little buys no more than that);
+//   - a body of no announced length (chunked, or ended by a close) is read
+//     in chunks, max+1 bytes in all at most, that grow geometrically up to
+//     sizeHint, and copied once into a buffer of its length: a refused one
+//     costs about max, a kept one about twice its length.
+//
+// Growing one buffer by append instead cost five to six times max before a
+// refusal (BENCHMARKS.md), and doubling one would cost two to three times.
 func readBody(r io.Reader, announced int64, max int) ([]byte, error) {
-	size := 512
-	if announced >= 0 {
-		size = int(min(announced, int64(max), sizeHint)) + 1 // +1: EOF is seen without growing
+	if announced > int64(max) {
+		return nil, fmt.Errorf("%w: %d bytes announced, bound %d", ErrTooLarge, announced, max)
 	}
-	b := make([]byte, 0, size)
-	for {
-		if len(b) == cap(b) {
-			b = append(b, 0)[:len(b)]
+	if announced < 0 {
+		return readChunks(r, int64(min(max, math.MaxInt-1))+1, max)
+	}
+	var head []byte
+	if announced > sizeHint {
+		head = make([]byte, sizeHint)
+		if _, eof, err := fill(r, head); err != nil || eof {
+			return nil, cmp.Or(err, io.ErrUnexpectedEOF)
 		}
-		n, err := r.Read(b[len(b):cap(b)])
-		b = b[:len(b)+n]
+	}
+	b := make([]byte, announced+1)
+	copy(b, head)
+	n, eof, err := fill(r, b[len(head):])
+	if err != nil {
+		return nil, err
+	}
+	// net/http's reader stops at the announced length, and fails a body cut
+	// short: neither can happen through it.
+	switch n += len(head); {
+	case int64(n) > announced || !eof:
+		return nil, fmt.Errorf("%w: more than the %d bytes announced", ErrTooLarge, announced)
+	case int64(n) < announced:
+		return nil, io.ErrUnexpectedEOF
+	}
+	return b[:n], nil
+}
+
+// readChunks reads r to its end in chunks, refusing it at limit bytes, and
+// returns it in one buffer of its length.
+func readChunks(r io.Reader, limit int64, max int) ([]byte, error) {
+	var chunks [][]byte
+	var total int64
+	for size := int64(512); ; size = min(size*2, sizeHint) {
+		c := make([]byte, min(size, limit-total))
+		n, eof, err := fill(r, c)
+		if err != nil {
+			return nil, err
+		}
+		total += int64(n)
+		chunks = append(chunks, c[:n])
+		if total == limit { // the last byte may come with EOF
+			return nil, fmt.Errorf("%w: more than %d bytes", ErrTooLarge, max)
+		}
+		if eof {
+			break
+		}
+	}
+	if len(chunks) == 1 {
+		return chunks[0], nil
+	}
+	b := make([]byte, 0, total)
+	for _, c := range chunks {
+		b = append(b, c...)
+	}
+	return b, nil
+}
+
+// fill reads r into b until b is full or r ends (eof). Unlike io.ReadFull it
+// tells a clean end from a body cut short, whose reader fails with
+// io.ErrUnexpectedEOF itself.
+func fill(r io.Reader, b []byte) (n int, eof bool, err error) {
+	for n < len(b) {
+		m, err := r.Read(b[n:])
+		n += m
 		if err == io.EOF {
-			return b, nil
+			return n, true, nil
 		}
 		if err != nil {
-			return b, err
+			return n, false, err
 		}
 	}
+	return n, false, nil
 }
 
 // get returns an idle connection the server has not closed (reused), or

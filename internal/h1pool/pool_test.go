@@ -180,13 +180,17 @@ func TestAnswers(t *testing.T) {
 			w.Write([]byte(`{}`))
 		case `"big"`:
 			w.Write([]byte(strings.Repeat("x", 100)))
+		case `"bigchunked"`:
+			w.Write([]byte(strings.Repeat("x", 40)))
+			w.(http.Flusher).Flush()
+			w.Write([]byte(strings.Repeat("x", 40)))
 		case `"upgrade"`:
 			w.Header().Set("Connection", "Upgrade")
 			w.Header().Set("Upgrade", "x")
 			w.WriteHeader(http.StatusSwitchingProtocols)
 		case `"cut"`:
 			conn, bw, _ := http.NewResponseController(w).Hijack()
-			bw.WriteString("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{\"cut\":")
+			bw.WriteString("HTTP/1.1 200 OK\r\nContent-Length: 60\r\n\r\n{\"cut\":")
 			bw.Flush()
 			conn.Close()
 		default:
@@ -204,7 +208,8 @@ func TestAnswers(t *testing.T) {
 		{in: `"chunked"`, out: `{"a":1}`, status: 200, kept: true},
 		{in: `"hints"`, out: `{"after":"hints"}`, status: 200, kept: true},
 		{in: `"close"`, out: `{}`, status: 200},
-		{in: `"big"`, out: strings.Repeat("x", 65), status: 200},
+		{in: `"big"`, err: ErrTooLarge},
+		{in: `"bigchunked"`, err: ErrTooLarge},
 		{in: `"upgrade"`, status: 101},
 		{in: `"cut"`, err: ErrBody},
 	} {

@@ -5,7 +5,8 @@
 // of any TREATY_* variables it sees), text (plain text), jsontext (text that
 // is JSON), big (64 KiB of text), huge (text of the input's "bytes" bytes),
 // flood (writes an endless unterminated message straight to stdout), hang
-// (answers only when cancelled) and fail (isError).
+// (answers only when cancelled) and fail (isError); with -listpad N, tools
+// pad0, pad1, ... whose 64 KiB descriptions make tools/list N bytes longer.
 package main
 
 import (
@@ -39,6 +40,7 @@ type echoOut struct {
 func main() {
 	pidfile := flag.String("pidfile", "", "write the pid here once serving")
 	addr := flag.String("http", "", "serve streamable HTTP on this address and print it")
+	listPad := flag.Int("listpad", 0, "list tools pad0, pad1, ... with 64 KiB descriptions, this many bytes of them in all")
 	flag.Parse()
 
 	s := mcp.NewServer(&mcp.Implementation{Name: "mcptest", Version: "1"}, nil)
@@ -66,6 +68,9 @@ func main() {
 		func(_ context.Context, _ *mcp.CallToolRequest, in hugeIn) (*mcp.CallToolResult, any, error) {
 			return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: strings.Repeat("x", in.Bytes)}}}, nil, nil
 		})
+	for i := 0; i*64<<10 < *listPad; i++ {
+		s.AddTool(&mcp.Tool{Name: fmt.Sprintf("pad%d", i), Description: strings.Repeat("p", 64<<10), InputSchema: obj}, text("pad", false))
+	}
 	s.AddTool(&mcp.Tool{Name: "flood", Description: "an endless message", InputSchema: obj},
 		func(ctx context.Context, _ *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 			os.Stdout.Write([]byte(`{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"`))

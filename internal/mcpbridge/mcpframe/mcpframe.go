@@ -23,6 +23,11 @@ type Reader struct {
 	R    io.Reader
 	Max  int
 	Over *atomic.Bool // optional
+	// MaxNow, when set, is asked at every Read and overrides Max: a reader
+	// that expects a larger message for a while (a tools/list answer)
+	// raises the bound for that while. A message being read when it falls
+	// is held to the lower bound.
+	MaxNow func() int
 
 	over  bool
 	run   int // bytes of the message being read
@@ -35,9 +40,13 @@ func (b *Reader) Read(p []byte) (int, error) {
 	if b.over {
 		return 0, ErrTooLarge
 	}
+	limit := b.Max
+	if b.MaxNow != nil {
+		limit = b.MaxNow()
+	}
 	n, err := b.R.Read(p)
 	for i, c := range p[:n] {
-		if b.run == b.Max {
+		if b.run >= limit {
 			b.over = true
 			if b.Over != nil {
 				b.Over.Store(true)

@@ -86,3 +86,25 @@ func (o oneByte) Read(p []byte) (int, error) {
 	}
 	return o.r.Read(p[:1])
 }
+
+// TestReaderMaxNow: MaxNow, asked at every Read, overrides Max: a message
+// over Max passes while it is raised, and the next one over Max is refused
+// once it falls.
+func TestReaderMaxNow(t *testing.T) {
+	msg := `{"a":"` + strings.Repeat("x", 100) + `"}` + "\n"
+	raised := true
+	r := &Reader{R: strings.NewReader(msg + msg), Max: 50, MaxNow: func() int {
+		if raised {
+			return 200
+		}
+		return 50
+	}}
+	b := make([]byte, len(msg))
+	if n, err := io.ReadFull(r, b); err != nil || string(b[:n]) != msg {
+		t.Fatalf("raised: %q, %v", b[:n], err)
+	}
+	raised = false
+	if _, err := io.ReadAll(r); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("lowered: %v, want ErrTooLarge", err)
+	}
+}
