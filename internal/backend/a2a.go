@@ -494,6 +494,11 @@ type capped struct {
 
 func (c *capped) Read(p []byte) (int, error) {
 	if c.left <= 0 {
+		// At the bound the body may end: only a byte more is too much.
+		var one [1]byte
+		if _, err := io.ReadFull(c.rc, one[:]); err != nil {
+			return 0, err // io.EOF: the body was exactly the bound
+		}
 		if c.cut != nil {
 			c.cut.Store(true)
 		}

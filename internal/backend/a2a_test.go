@@ -5,13 +5,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/a2aproject/a2a-go/a2a"
@@ -297,5 +300,27 @@ func TestA2AWorkingTask(t *testing.T) {
 	}
 	if m := methods(); m[len(m)-1] != "tasks/cancel" {
 		t.Fatalf("the abandoned task was not cancelled: %v", m)
+	}
+}
+
+// A body of exactly the bound is whole; one byte more is refused.
+func TestCappedAtTheBound(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		body string
+		err  error
+	}{
+		{"under", "abc", nil},
+		{"exactly", "abcd", nil},
+		{"one over", "abcde", errBodyTooLarge},
+	} {
+		var cut atomic.Bool
+		got, err := io.ReadAll(&capped{rc: io.NopCloser(iotest.OneByteReader(strings.NewReader(c.body))), left: 4, cut: &cut})
+		if !errors.Is(err, c.err) || (err == nil && string(got) != c.body) {
+			t.Errorf("%s: %q, %v; want %v", c.name, got, err, c.err)
+		}
+		if cut.Load() != (c.err != nil) {
+			t.Errorf("%s: cut = %v", c.name, cut.Load())
+		}
 	}
 }
