@@ -306,7 +306,14 @@ func TestMCPBoundsTimeAndOutput(t *testing.T) {
 		t.Errorf("big: %v", err)
 	}
 
-	m, pidfile := stdioMCP(t, "hang")
+	// The session is opened by a quick call first, with time to spare on a
+	// loaded machine: the short timeout below is for the hanging call only.
+	m, pidfile := stdioMCP(t, "echo")
+	if _, err := callMCP(t, m, `{"msg":"open"}`); err != nil {
+		t.Fatal(err)
+	}
+	pid := ReadPID(t, pidfile, 0)
+	m.Tool = "hang"
 	m.Timeout = 300 * time.Millisecond
 	start := time.Now()
 	_, err = m.Call(t.Context(), Invocation{Input: []byte(`{}`)})
@@ -314,7 +321,6 @@ func TestMCPBoundsTimeAndOutput(t *testing.T) {
 		t.Fatalf("hang: %v after %v", err, time.Since(start))
 	}
 	// The session survives a timed-out call: the same server answers the next.
-	pid := ReadPID(t, pidfile, 0)
 	m.Tool = "echo"
 	m.Timeout = 10 * time.Second
 	v, err := callMCP(t, m, `{"msg":"still here"}`)
