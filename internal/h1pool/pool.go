@@ -380,7 +380,9 @@ var ErrTooLarge = errors.New("answer's body over the bound")
 //   - one within max buys one buffer of that length plus a byte (EOF is
 //     seen without growing), at once up to sizeHint, after the first
 //     sizeHint bytes beyond it (a server that announces much and sends
-//     little buys no more than that);
+//     little buys no more than that); with no bound (max math.MaxInt) one
+//     over sizeHint is read as a body of no announced length, its length
+//     checked at the end;
 //   - a body of no announced length (chunked, or ended by a close) is read
 //     in chunks, max+1 bytes in all at most, that grow geometrically up to
 //     sizeHint, and copied once into a buffer of its length: a refused one
@@ -393,7 +395,17 @@ func readBody(r io.Reader, announced int64, max int) ([]byte, error) {
 		return nil, fmt.Errorf("%w: %d bytes announced, bound %d", ErrTooLarge, announced, max)
 	}
 	if announced < 0 {
-		return readChunks(r, int64(min(max, math.MaxInt-1))+1, max)
+		return readChunks(r, int64(min(max, math.MaxInt-1))+1)
+	}
+	if announced > sizeHint && max == math.MaxInt {
+		// No bound: what is allocated follows the bytes that come, not
+		// the length a server announces, which may be more than the heap
+		// can hold (or MaxInt64, whose buffer's +1 overflows).
+		b, err := readChunks(r, min(announced, math.MaxInt64-1)+1)
+		if err == nil && int64(len(b)) < announced {
+			return nil, io.ErrUnexpectedEOF
+		}
+		return b, err
 	}
 	var head []byte
 	if announced > sizeHint {
@@ -421,7 +433,7 @@ func readBody(r io.Reader, announced int64, max int) ([]byte, error) {
 
 // readChunks reads r to its end in chunks, refusing it at limit bytes, and
 // returns it in one buffer of its length.
-func readChunks(r io.Reader, limit int64, max int) ([]byte, error) {
+func readChunks(r io.Reader, limit int64) ([]byte, error) {
 	var chunks [][]byte
 	var total int64
 	for size := int64(512); ; size = min(size*2, sizeHint) {
@@ -433,7 +445,7 @@ func readChunks(r io.Reader, limit int64, max int) ([]byte, error) {
 		total += int64(n)
 		chunks = append(chunks, c[:n])
 		if total == limit { // the last byte may come with EOF
-			return nil, fmt.Errorf("%w: more than %d bytes", ErrTooLarge, max)
+			return nil, fmt.Errorf("%w: more than %d bytes", ErrTooLarge, limit-1)
 		}
 		if eof {
 			break

@@ -23,10 +23,10 @@ type Reader struct {
 	R    io.Reader
 	Max  int
 	Over *atomic.Bool // optional
-	// MaxNow, when set, is asked at every Read and overrides Max: a reader
-	// that expects a larger message for a while (a tools/list answer)
-	// raises the bound for that while. A message being read when it falls
-	// is held to the lower bound.
+	// MaxNow, when set, is asked at every Read (once R's bytes are in) and
+	// overrides Max: a reader that expects a larger message for a while (a
+	// tools/list answer) raises the bound for that while. A message being
+	// read when it falls is held to the lower bound.
 	MaxNow func() int
 
 	over  bool
@@ -40,11 +40,14 @@ func (b *Reader) Read(p []byte) (int, error) {
 	if b.over {
 		return 0, ErrTooLarge
 	}
+	n, err := b.R.Read(p)
+	// Asked once R has answered, not before: a Read waits on an idle
+	// server, and the bound may be raised during the wait for the very
+	// message that ends it.
 	limit := b.Max
 	if b.MaxNow != nil {
 		limit = b.MaxNow()
 	}
-	n, err := b.R.Read(p)
 	for i, c := range p[:n] {
 		if b.run >= limit {
 			b.over = true

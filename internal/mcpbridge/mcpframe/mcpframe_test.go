@@ -108,3 +108,50 @@ func TestReaderMaxNow(t *testing.T) {
 		t.Fatalf("lowered: %v, want ErrTooLarge", err)
 	}
 }
+
+// gatedReader tells when a Read has begun (entered) and hands out its bytes
+// only once released: a Read blocked on an idle pipe.
+type gatedReader struct {
+	entered, release chan struct{}
+	r                io.Reader
+}
+
+func (g *gatedReader) Read(p []byte) (int, error) {
+	g.entered <- struct{}{}
+	<-g.release
+	return g.r.Read(p)
+}
+
+// TestReaderMaxNowAfterBlockedRead: the bound is the one in force when the
+// bytes come, not when the Read that returns them began. The transport's
+// read loop waits in Read on an idle server; a tools/list sent meanwhile
+// raises the bound, and its answer arrives through that same Read: it was
+// held to the bound asked for before the wait, and a long page was refused.
+func TestReaderMaxNowAfterBlockedRead(t *testing.T) {
+	msg := `{"a":"` + strings.Repeat("x", 100) + `"}` + "\n"
+	var raised atomic.Bool
+	g := &gatedReader{entered: make(chan struct{}), release: make(chan struct{}), r: strings.NewReader(msg)}
+	r := &Reader{R: g, Max: 50, MaxNow: func() int {
+		if raised.Load() {
+			return 200
+		}
+		return 50
+	}}
+	type result struct {
+		n   int
+		err error
+	}
+	done := make(chan result, 1)
+	b := make([]byte, len(msg))
+	go func() {
+		n, err := r.Read(b)
+		done <- result{n, err}
+	}()
+	<-g.entered // the Read waits for bytes
+	raised.Store(true)
+	close(g.release)
+	res := <-done
+	if res.err != nil || string(b[:res.n]) != msg {
+		t.Fatalf("bound raised during a blocked Read: %d bytes, %v", res.n, res.err)
+	}
+}
