@@ -402,11 +402,11 @@ func receiptFromLog(owner identity.PublicKey, sent, completed audit.Entry) (wire
 // and the sanitizer's report (and the screen's verdict on what the peer sent,
 // when there is one) into e.
 func (n *Node) withContent(e *audit.Entry, st *state, capName string, clean sanitize.Clean, verdict *screen.Verdict) {
-	b := clean.Bytes()
-	sum := sha256.Sum256(b)
+	var sum [sha256.Size]byte
+	clean.Peek(func(b []byte) { sum = sha256.Sum256(b) })
 	e.ContentDigest = sum[:]
-	if st.cfg.AuditContent(capName) == "full" && len(b) <= maxAuditContent {
-		e.Content = b
+	if st.cfg.AuditContent(capName) == "full" && clean.Len() <= maxAuditContent {
+		e.Content = clean.Bytes() // the log keeps it (audit.Entry.Content)
 	}
 	e.Report = contentReport(clean, verdict)
 }
