@@ -176,10 +176,12 @@ func compactRequest(base, sig string, caller, audience identity.PublicKey, capNa
 		return requestEvidence{}, false
 	}
 	re := requestEvidence{Path: path, Digest: digest, Created: c, Expires: e, Nonce: nonce, Signature: sig}
-	if contentDigest != nil && digest == contentDigestHeader(contentDigest) {
+	// Both comparisons build in buf, on the stack: two of these run per call.
+	var buf [1024]byte
+	if contentDigest != nil && digest == string(appendContentDigestHeader(buf[:0], contentDigest)) {
 		re.Digest = ""
 	}
-	if plainRequestBase(caller, audience, capName, contentDigest, re) != base {
+	if plain, ok := appendPlainRequestBase(buf[:0], caller, audience, capName, contentDigest, re); !ok || string(plain) != base {
 		return requestEvidence{}, false
 	}
 	return re, true
@@ -198,59 +200,70 @@ func contentDigestHeader(sum []byte) string {
 	return "sha-256=:" + base64.StdEncoding.EncodeToString(sum) + ":"
 }
 
+func appendContentDigestHeader(b, sum []byte) []byte {
+	b = append(b, "sha-256=:"...)
+	b = base64.StdEncoding.AppendEncode(b, sum)
+	return append(b, ':')
+}
+
 // plainRequestBase rebuilds the RFC 9421 signature base of an undelegated
 // request from caller to audience (wire.SignRequest's form). compactRequest
 // keeps the short form only when this gives back the exact base that was
 // signed, and receiptFromLog checks the result against the request digest.
 func plainRequestBase(caller, audience identity.PublicKey, capName string, contentDigest []byte, re requestEvidence) string {
-	host, ok := peerHost(audience, re.Path)
+	b, ok := appendPlainRequestBase(make([]byte, 0, 640), caller, audience, capName, contentDigest, re)
 	if !ok {
 		return ""
 	}
-	digest := re.Digest
-	if digest == "" {
-		digest = contentDigestHeader(contentDigest)
-	}
-	var b strings.Builder
-	b.Grow(640)
-	b.WriteString(`"@method": POST` + "\n" + `"@authority": `)
-	b.WriteString(strings.ToLower(host))
-	b.WriteString("\n" + `"@path": `)
-	b.WriteString(re.Path)
-	b.WriteString("\n" + `"@query": ?` + "\n" + `"content-digest": `)
-	b.WriteString(digest)
-	b.WriteString("\n" + `"treaty-audience": `)
-	b.WriteString(audience.String())
-	b.WriteString("\n" + `"treaty-capability": `)
-	b.WriteString(capName)
-	b.WriteString("\n" + `"@signature-params": ("@method" "@authority" "@path" "@query" "content-digest" "treaty-audience" "treaty-capability");created=`)
-	b.WriteString(strconv.FormatInt(re.Created, 10))
-	b.WriteString(";expires=")
-	b.WriteString(strconv.FormatInt(re.Expires, 10))
-	b.WriteString(`;nonce="`)
-	b.WriteString(re.Nonce)
-	b.WriteString(`";alg="ed25519";keyid="`)
-	b.WriteString(caller.String())
-	b.WriteString(`";tag="` + wire.Tag + `"`)
-	return b.String()
+	return string(b)
 }
 
-// peerHost is the host url.Parse reads from transport.PeerURL(audience,
-// path); ok is false when that URL does not parse. A path of plain bytes
-// (a route's: /v1/call/NAME) can neither fail to parse nor end the host
-// early, so its host is read without parsing the URL.
-func peerHost(audience identity.PublicKey, path string) (string, bool) {
+// appendPlainRequestBase appends plainRequestBase's base to b; ok is false
+// when there is none (the path's URL does not parse).
+func appendPlainRequestBase(b []byte, caller, audience identity.PublicKey, capName string, contentDigest []byte, re requestEvidence) (_ []byte, ok bool) {
+	b = append(b, `"@method": POST`+"\n"+`"@authority": `...)
+	if b, ok = appendPeerHost(b, audience, re.Path); !ok {
+		return b, false
+	}
+	b = append(b, "\n"+`"@path": `...)
+	b = append(b, re.Path...)
+	b = append(b, "\n"+`"@query": ?`+"\n"+`"content-digest": `...)
+	if re.Digest == "" {
+		b = appendContentDigestHeader(b, contentDigest)
+	} else {
+		b = append(b, re.Digest...)
+	}
+	b = append(b, "\n"+`"treaty-audience": `...)
+	b = append(b, audience.String()...)
+	b = append(b, "\n"+`"treaty-capability": `...)
+	b = append(b, capName...)
+	b = append(b, "\n"+`"@signature-params": ("@method" "@authority" "@path" "@query" "content-digest" "treaty-audience" "treaty-capability");created=`...)
+	b = strconv.AppendInt(b, re.Created, 10)
+	b = append(b, ";expires="...)
+	b = strconv.AppendInt(b, re.Expires, 10)
+	b = append(b, `;nonce="`...)
+	b = append(b, re.Nonce...)
+	b = append(b, `";alg="ed25519";keyid="`...)
+	b = append(b, caller.String()...)
+	b = append(b, `";tag="`+wire.Tag+`"`...)
+	return b, true
+}
+
+// appendPeerHost appends, lower-cased, the host url.Parse reads from
+// transport.PeerURL(audience, path); ok is false when that URL does not
+// parse. A path of plain bytes (a route's: /v1/call/NAME) can neither fail
+// to parse nor end the host early, so its host is the key's label.
+func appendPeerHost(b []byte, audience identity.PublicKey, path string) (_ []byte, ok bool) {
 	for i := 0; i < len(path); i++ {
 		if !plainPathByte[path[i]] {
 			u, err := url.Parse(transport.PeerURL(audience, path))
 			if err != nil {
-				return "", false
+				return b, false
 			}
-			return u.Host, true
+			return append(b, strings.ToLower(u.Host)...), true
 		}
 	}
-	u := transport.PeerURL(audience, "/")
-	return u[len("https://") : len(u)-1], true
+	return transport.AppendPeerHost(b, audience), true // lower case already
 }
 
 // plainPathByte marks the path bytes that url.Parse takes as they are:

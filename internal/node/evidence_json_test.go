@@ -46,7 +46,8 @@ func TestRequestEvidenceJSONIsMarshal(t *testing.T) {
 	}
 }
 
-// peerHost reads the host url.Parse reads, and fails where it fails.
+// appendPeerHost appends the host url.Parse reads, lower-cased, and fails
+// where it fails.
 func TestPeerHostIsURLParse(t *testing.T) {
 	k, err := identity.Generate(nil)
 	if err != nil {
@@ -61,9 +62,9 @@ func TestPeerHostIsURLParse(t *testing.T) {
 	}
 	for _, p := range paths {
 		want, werr := url.Parse(transport.PeerURL(peer, p))
-		got, ok := peerHost(peer, p)
-		if (werr == nil) != ok || ok && got != want.Host {
-			t.Fatalf("peerHost(%q) = %q, %v; url.Parse gives %v, %v", p, got, ok, want, werr)
+		got, ok := appendPeerHost([]byte("x"), peer, p)
+		if (werr == nil) != ok || ok && string(got) != "x"+strings.ToLower(want.Host) {
+			t.Fatalf("appendPeerHost(%q) = %q, %v; url.Parse gives %v, %v", p, got, ok, want, werr)
 		}
 	}
 }
