@@ -215,7 +215,7 @@ func (s *Server) caps(w http.ResponseWriter, r *http.Request) {
 // decodeBody reads exactly one JSON object into v (parseBody); a body over
 // MaxRequestBytes, or one parseBody refuses, is a usage refusal, answered here.
 func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxRequestBytes))
+	body, err := readBody(http.MaxBytesReader(w, r.Body, MaxRequestBytes), r.ContentLength)
 	if err == nil {
 		err = parseBody(body, v)
 	}
