@@ -437,25 +437,90 @@ func contentReport(clean sanitize.Clean, v *screen.Verdict) json.RawMessage {
 	b := make([]byte, 0, 128)
 	b = clean.AppendReportJSON(append(b, `{"sanitizer":`...))
 	if v != nil {
-		b = append(b, `,"screen":{"action":`...)
-		b = jsonenc.AppendString(b, string(v.Action))
-		b = append(b, `,"score":`...)
 		var ok bool
-		if b, ok = appendJSONFloat(b, v.Score); !ok {
+		if b, ok = appendVerdictJSON(append(b, `,"screen":`...), v); !ok {
 			return nil // json.Marshal refuses NaN and infinities
 		}
-		b = append(b, `,"reasons":`...)
-		if v.Reasons == nil {
-			b = append(b, "null"...)
-		} else {
-			b = append(b, '[')
-			for i, r := range v.Reasons {
-				if i > 0 {
-					b = append(b, ',')
-				}
-				b = jsonenc.AppendString(b, r)
+	}
+	return append(b, '}')
+}
+
+// appendVerdictJSON appends what json.Marshal gives for *v; ok is false
+// where json.Marshal fails (a score that is not finite).
+func appendVerdictJSON(b []byte, v *screen.Verdict) (_ []byte, ok bool) {
+	b = append(b, `{"action":`...)
+	b = jsonenc.AppendString(b, string(v.Action))
+	b = append(b, `,"score":`...)
+	if b, ok = appendJSONFloat(b, v.Score); !ok {
+		return b, false
+	}
+	b = append(b, `,"reasons":`...)
+	if v.Reasons == nil {
+		b = append(b, "null"...)
+	} else {
+		b = append(b, '[')
+		for i, r := range v.Reasons {
+			if i > 0 {
+				b = append(b, ',')
 			}
-			b = append(b, ']')
+			b = jsonenc.AppendString(b, r)
+		}
+		b = append(b, ']')
+	}
+	return append(b, '}'), true
+}
+
+// screenReport is call.completed's report for a call that succeeded: what
+// json.Marshal gives for map[string]any{"screen": v}, without reflection.
+func screenReport(v *screen.Verdict) json.RawMessage {
+	b, ok := appendVerdictJSON(append(make([]byte, 0, 96), `{"screen":`...), v)
+	if !ok {
+		return nil
+	}
+	return append(b, '}')
+}
+
+// marshal is json.Marshal(ce) without reflection for the form every call
+// writes (no whole receipt, which only old logs hold).
+func (ce *completedEvidence) marshal() json.RawMessage {
+	if ce.Receipt != nil {
+		b, _ := json.Marshal(ce)
+		return b
+	}
+	b := make([]byte, 0, 512)
+	b = append(b, '{')
+	if r := ce.Response; r != nil {
+		b = append(b, `"response":{"status":`...)
+		b = strconv.AppendInt(b, int64(r.Status), 10)
+		b = append(b, `,"content_digest":`...)
+		b = jsonenc.AppendString(b, r.ContentDigest)
+		if r.SignatureInput != "" {
+			b = append(b, `,"signature_input":`...)
+			b = jsonenc.AppendString(b, r.SignatureInput)
+		}
+		if r.Created != 0 {
+			b = strconv.AppendInt(append(b, `,"created":`...), r.Created, 10)
+		}
+		b = append(b, `,"signature":`...)
+		b = jsonenc.AppendString(b, r.Signature)
+		b = append(b, '}')
+	}
+	if pa := ce.PeerAudit; pa != nil {
+		if ce.Response != nil {
+			b = append(b, ',')
+		}
+		b = strconv.AppendUint(append(b, `"peer_audit":{"index":`...), pa.Index, 10)
+		if pa.Checkpoint != "" {
+			b = jsonenc.AppendString(append(b, `,"checkpoint":`...), pa.Checkpoint)
+		}
+		if pa.Size != 0 {
+			b = strconv.AppendUint(append(b, `,"size":`...), pa.Size, 10)
+		}
+		if pa.Root != "" {
+			b = jsonenc.AppendString(append(b, `,"root":`...), pa.Root)
+		}
+		if pa.Sig != "" {
+			b = jsonenc.AppendString(append(b, `,"sig":`...), pa.Sig)
 		}
 		b = append(b, '}')
 	}
