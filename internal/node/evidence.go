@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -451,7 +450,7 @@ func appendVerdictJSON(b []byte, v *screen.Verdict) (_ []byte, ok bool) {
 	b = append(b, `{"action":`...)
 	b = jsonenc.AppendString(b, string(v.Action))
 	b = append(b, `,"score":`...)
-	if b, ok = appendJSONFloat(b, v.Score); !ok {
+	if b, ok = jsonenc.AppendFloat64(b, v.Score); !ok {
 		return b, false
 	}
 	b = append(b, `,"reasons":`...)
@@ -525,24 +524,6 @@ func (ce *completedEvidence) marshal() json.RawMessage {
 		b = append(b, '}')
 	}
 	return append(b, '}')
-}
-
-// appendJSONFloat appends f as encoding/json writes a float64; ok is false
-// for NaN and the infinities, which it refuses.
-func appendJSONFloat(b []byte, f float64) (_ []byte, ok bool) {
-	if math.IsNaN(f) || math.IsInf(f, 0) {
-		return b, false
-	}
-	format := byte('f')
-	if abs := math.Abs(f); abs != 0 && (abs < 1e-6 || abs >= 1e21) {
-		format = 'e'
-	}
-	b = strconv.AppendFloat(b, f, format, -1, 64)
-	if n := len(b); format == 'e' && n >= 4 && b[n-4] == 'e' && b[n-3] == '-' && b[n-2] == '0' {
-		b[n-2] = b[n-1] // e-09 is written e-9
-		b = b[:n-1]
-	}
-	return b, true
 }
 
 // serveAudit answers a peer's witnessing request: our latest checkpoint, or a
