@@ -215,7 +215,7 @@ func (s *Server) caps(w http.ResponseWriter, r *http.Request) {
 // decodeBody reads exactly one JSON object into v (parseBody); a body over
 // MaxRequestBytes, or one parseBody refuses, is a usage refusal, answered here.
 func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxRequestBytes))
+	body, err := readBody(http.MaxBytesReader(w, r.Body, MaxRequestBytes), r.ContentLength)
 	if err == nil {
 		err = parseBody(body, v)
 	}
@@ -252,7 +252,7 @@ func (s *Server) call(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, callAnswer{Output: validUTF8(res.Output), Receipt: res.Receipt, ElapsedMS: float64(res.Elapsed.Microseconds()) / 1000})
+	writeCallAnswer(w, callAnswer{Output: validUTF8(res.Output), Receipt: res.Receipt, ElapsedMS: float64(res.Elapsed.Microseconds()) / 1000})
 }
 
 // validUTF8 replaces each invalid UTF-8 byte of a peer's JSON with U+FFFD:
@@ -268,7 +268,8 @@ func validUTF8(b json.RawMessage) json.RawMessage {
 
 // callAnswer is CallResponse as this server writes it: the same JSON, with the
 // receipt encoded once in place rather than marshalled, then checked and
-// compacted again as a json.RawMessage.
+// compacted again as a json.RawMessage. writeCallAnswer encodes it by hand
+// (callanswer.go).
 type callAnswer struct {
 	Output    json.RawMessage `json:"output"`
 	Receipt   wire.Receipt    `json:"receipt"`

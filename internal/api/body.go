@@ -15,6 +15,37 @@ import (
 	"unicode/utf8"
 )
 
+// presizeMax bounds the buffer readBody makes up front from a request's
+// Content-Length: a client that announces a large body and sends none costs
+// no more than this. Larger bodies grow as io.ReadAll grows them.
+const presizeMax = 64 << 10
+
+// readBody is io.ReadAll of r with the buffer sized once from the request's
+// Content-Length (n, -1 when unknown), up to presizeMax: a call's body, read
+// by io.ReadAll, cost three allocations and twice its size.
+func readBody(r io.Reader, n int64) ([]byte, error) {
+	size := 512
+	if n >= 0 && n < presizeMax {
+		size = int(n) + 1 // room to read the EOF without growing
+	} else if n >= presizeMax {
+		size = presizeMax
+	}
+	b := make([]byte, 0, size)
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)] // let append pick the growth
+		}
+		m, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+m]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+	}
+}
+
 // parseBody decodes body, one JSON object, into v, a pointer to a request
 // struct, and refuses what encoding/json would accept but read in a way its
 // sender may not have meant:

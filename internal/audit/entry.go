@@ -66,7 +66,10 @@ type Entry struct {
 	ResponseDigest []byte          // at most 64 bytes
 	Report         json.RawMessage // sanitizer report (never values); nil or valid JSON
 	// Content is the sanitized content, or nil when only its digest is kept.
-	// Get and List return nil for content removed by Prune.
+	// Get and List return nil for content removed by Prune. Append keeps
+	// Content, not a copy, until the entry is written: the caller must not
+	// change it after handing it over (one copy fewer per call; the node
+	// hands over a fresh copy of each call's sanitized bytes).
 	Content []byte
 	// ContentDigest is SHA-256(Content). Append computes it when nil and Content
 	// is set, and rejects a mismatch. With Content nil it may still be set: the
@@ -184,7 +187,11 @@ func prepareLeaf(e Entry, v int, kept bool) (prepared, error) {
 		return fail("Evidence: %v", err)
 	}
 
-	b := make([]byte, 0, 256+len(report)+len(evidence)+len(e.Peer)+len(e.Capability))
+	// Room for the whole body when no string needs escaping (the usual case):
+	// the keys and quotes take under 256 bytes, a digest twice its length in
+	// hex. A short estimate doubled the buffer on every call.
+	b := make([]byte, 0, 256+2*(len(digest)+len(e.RequestDigest)+len(e.ResponseDigest))+
+		len(e.Kind)+len(e.Peer)+len(e.Direction)+len(e.Capability)+len(e.Outcome)+len(e.Stage)+len(report)+len(evidence))
 	b = append(b, `"content_digest":"`...)
 	b = hex.AppendEncode(b, digest)
 	b = append(b, '"')
@@ -213,15 +220,11 @@ func prepareLeaf(e Entry, v int, kept bool) (prepared, error) {
 	b = append(b, `,"evidence":`...)
 	b = appendRaw(b, evidence)
 	b = append(b, '}')
-	var content []byte
-	if e.Content != nil {
-		content = bytes.Clone(e.Content)
-	}
 	var rare any
 	if isRareKind(e.Kind) {
 		rare = e.Kind
 	}
-	return prepared{body: b, content: content, peerKey: string(peerKey([]byte(e.Peer))), rareKind: rare}, nil
+	return prepared{body: b, content: e.Content, peerKey: string(peerKey([]byte(e.Peer))), rareKind: rare}, nil
 }
 
 // leafBytes assembles the full version 2 leaf for index and the formatted time.

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/treaty-dev/treaty/internal/identity"
 )
@@ -628,7 +629,9 @@ func (t *txn) addLeaf(p prepared) pendingRow {
 	idx := l.tr.size
 	leaf := leafBytes(make([]byte, 0, len(leafVersionPrefix)+48+len(p.body)), idx, t.ts, p.body)
 	hashes := l.tr.add(l.hasher.sum(leaf), make([]byte, 0, storedLen(idx)))
-	return pendingRow{idx: idx, leaf: string(leaf), content: p.content, hashes: hashes, peerKey: p.peerKey, rareKind: p.rareKind}
+	// The row's leaf is the buffer itself, not a copy: nothing writes to
+	// leaf after this, and it is the largest thing a call allocates here.
+	return pendingRow{idx: idx, leaf: unsafe.String(unsafe.SliceData(leaf), len(leaf)), content: p.content, hashes: hashes, peerKey: p.peerKey, rareKind: p.rareKind}
 }
 
 type pendingRow struct {

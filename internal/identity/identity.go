@@ -74,6 +74,10 @@ func (p PublicKey) Ed25519() ed25519.PublicKey {
 // Bytes returns a copy of the 32 key bytes.
 func (p PublicKey) Bytes() []byte { return append([]byte(nil), p.k[:]...) }
 
+// Array returns the raw 32-byte key as a value: unlike Bytes it allocates
+// nothing, for the call path's per-call encodings of a peer's key.
+func (p PublicKey) Array() [ed25519.PublicKeySize]byte { return p.k }
+
 // Equal reports whether p and q are the same key, in constant time.
 func (p PublicKey) Equal(q PublicKey) bool {
 	return subtle.ConstantTimeCompare(p.k[:], q.k[:]) == 1

@@ -19,21 +19,25 @@ import (
 
 // reply signs and writes a response. It takes only sanitized bytes; the
 // sanitizer's report (counts, never values) travels with it.
+//
+// The body is read in place (Peek): SignResponse hashes it and the
+// ResponseWriter copies it into its buffer, neither keeps it.
 func (in *inbound) reply(status int, clean sanitize.Clean) {
-	body := clean.Bytes()
 	setReportHeader(in.w.Header(), clean)
-	if err := wire.SignResponse(in.w.Header(), status, body, in.answerTo(), in.n.key, in.n.now()); err != nil {
-		in.n.log.Error("sign response", "err", err)
-		in.replyEmpty(http.StatusInternalServerError)
-		return
-	}
-	in.w.Header().Set("Content-Type", "application/json")
-	// The answer must reach the caller within call_timeout: one that stops
-	// reading would otherwise hold the call and its concurrency slot for
-	// ever. Left armed: the end of the stream disarms it.
-	_ = http.NewResponseController(in.w).SetWriteDeadline(time.Now().Add(in.st.limits.CallTimeout))
-	in.w.WriteHeader(status)
-	in.w.Write(body)
+	clean.Peek(func(body []byte) {
+		if err := wire.SignResponse(in.w.Header(), status, body, in.answerTo(), in.n.key, in.n.now()); err != nil {
+			in.n.log.Error("sign response", "err", err)
+			in.replyEmpty(http.StatusInternalServerError)
+			return
+		}
+		in.w.Header().Set("Content-Type", "application/json")
+		// The answer must reach the caller within call_timeout: one that stops
+		// reading would otherwise hold the call and its concurrency slot for
+		// ever. Left armed: the end of the stream disarms it.
+		_ = http.NewResponseController(in.w).SetWriteDeadline(time.Now().Add(in.st.limits.CallTimeout))
+		in.w.WriteHeader(status)
+		in.w.Write(body)
+	})
 }
 
 // replyEmpty answers with status and no body, for the rare fault where even a

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -176,10 +175,12 @@ func compactRequest(base, sig string, caller, audience identity.PublicKey, capNa
 		return requestEvidence{}, false
 	}
 	re := requestEvidence{Path: path, Digest: digest, Created: c, Expires: e, Nonce: nonce, Signature: sig}
-	if contentDigest != nil && digest == contentDigestHeader(contentDigest) {
+	// Both comparisons build in buf, on the stack: two of these run per call.
+	var buf [1024]byte
+	if contentDigest != nil && digest == string(appendContentDigestHeader(buf[:0], contentDigest)) {
 		re.Digest = ""
 	}
-	if plainRequestBase(caller, audience, capName, contentDigest, re) != base {
+	if plain, ok := appendPlainRequestBase(buf[:0], caller, audience, capName, contentDigest, re); !ok || string(plain) != base {
 		return requestEvidence{}, false
 	}
 	return re, true
@@ -198,59 +199,70 @@ func contentDigestHeader(sum []byte) string {
 	return "sha-256=:" + base64.StdEncoding.EncodeToString(sum) + ":"
 }
 
+func appendContentDigestHeader(b, sum []byte) []byte {
+	b = append(b, "sha-256=:"...)
+	b = base64.StdEncoding.AppendEncode(b, sum)
+	return append(b, ':')
+}
+
 // plainRequestBase rebuilds the RFC 9421 signature base of an undelegated
 // request from caller to audience (wire.SignRequest's form). compactRequest
 // keeps the short form only when this gives back the exact base that was
 // signed, and receiptFromLog checks the result against the request digest.
 func plainRequestBase(caller, audience identity.PublicKey, capName string, contentDigest []byte, re requestEvidence) string {
-	host, ok := peerHost(audience, re.Path)
+	b, ok := appendPlainRequestBase(make([]byte, 0, 640), caller, audience, capName, contentDigest, re)
 	if !ok {
 		return ""
 	}
-	digest := re.Digest
-	if digest == "" {
-		digest = contentDigestHeader(contentDigest)
-	}
-	var b strings.Builder
-	b.Grow(640)
-	b.WriteString(`"@method": POST` + "\n" + `"@authority": `)
-	b.WriteString(strings.ToLower(host))
-	b.WriteString("\n" + `"@path": `)
-	b.WriteString(re.Path)
-	b.WriteString("\n" + `"@query": ?` + "\n" + `"content-digest": `)
-	b.WriteString(digest)
-	b.WriteString("\n" + `"treaty-audience": `)
-	b.WriteString(audience.String())
-	b.WriteString("\n" + `"treaty-capability": `)
-	b.WriteString(capName)
-	b.WriteString("\n" + `"@signature-params": ("@method" "@authority" "@path" "@query" "content-digest" "treaty-audience" "treaty-capability");created=`)
-	b.WriteString(strconv.FormatInt(re.Created, 10))
-	b.WriteString(";expires=")
-	b.WriteString(strconv.FormatInt(re.Expires, 10))
-	b.WriteString(`;nonce="`)
-	b.WriteString(re.Nonce)
-	b.WriteString(`";alg="ed25519";keyid="`)
-	b.WriteString(caller.String())
-	b.WriteString(`";tag="` + wire.Tag + `"`)
-	return b.String()
+	return string(b)
 }
 
-// peerHost is the host url.Parse reads from transport.PeerURL(audience,
-// path); ok is false when that URL does not parse. A path of plain bytes
-// (a route's: /v1/call/NAME) can neither fail to parse nor end the host
-// early, so its host is read without parsing the URL.
-func peerHost(audience identity.PublicKey, path string) (string, bool) {
+// appendPlainRequestBase appends plainRequestBase's base to b; ok is false
+// when there is none (the path's URL does not parse).
+func appendPlainRequestBase(b []byte, caller, audience identity.PublicKey, capName string, contentDigest []byte, re requestEvidence) (_ []byte, ok bool) {
+	b = append(b, `"@method": POST`+"\n"+`"@authority": `...)
+	if b, ok = appendPeerHost(b, audience, re.Path); !ok {
+		return b, false
+	}
+	b = append(b, "\n"+`"@path": `...)
+	b = append(b, re.Path...)
+	b = append(b, "\n"+`"@query": ?`+"\n"+`"content-digest": `...)
+	if re.Digest == "" {
+		b = appendContentDigestHeader(b, contentDigest)
+	} else {
+		b = append(b, re.Digest...)
+	}
+	b = append(b, "\n"+`"treaty-audience": `...)
+	b = append(b, audience.String()...)
+	b = append(b, "\n"+`"treaty-capability": `...)
+	b = append(b, capName...)
+	b = append(b, "\n"+`"@signature-params": ("@method" "@authority" "@path" "@query" "content-digest" "treaty-audience" "treaty-capability");created=`...)
+	b = strconv.AppendInt(b, re.Created, 10)
+	b = append(b, ";expires="...)
+	b = strconv.AppendInt(b, re.Expires, 10)
+	b = append(b, `;nonce="`...)
+	b = append(b, re.Nonce...)
+	b = append(b, `";alg="ed25519";keyid="`...)
+	b = append(b, caller.String()...)
+	b = append(b, `";tag="`+wire.Tag+`"`...)
+	return b, true
+}
+
+// appendPeerHost appends, lower-cased, the host url.Parse reads from
+// transport.PeerURL(audience, path); ok is false when that URL does not
+// parse. A path of plain bytes (a route's: /v1/call/NAME) can neither fail
+// to parse nor end the host early, so its host is the key's label.
+func appendPeerHost(b []byte, audience identity.PublicKey, path string) (_ []byte, ok bool) {
 	for i := 0; i < len(path); i++ {
 		if !plainPathByte[path[i]] {
 			u, err := url.Parse(transport.PeerURL(audience, path))
 			if err != nil {
-				return "", false
+				return b, false
 			}
-			return u.Host, true
+			return append(b, strings.ToLower(u.Host)...), true
 		}
 	}
-	u := transport.PeerURL(audience, "/")
-	return u[len("https://") : len(u)-1], true
+	return transport.AppendPeerHost(b, audience), true // lower case already
 }
 
 // plainPathByte marks the path bytes that url.Parse takes as they are:
@@ -402,11 +414,11 @@ func receiptFromLog(owner identity.PublicKey, sent, completed audit.Entry) (wire
 // and the sanitizer's report (and the screen's verdict on what the peer sent,
 // when there is one) into e.
 func (n *Node) withContent(e *audit.Entry, st *state, capName string, clean sanitize.Clean, verdict *screen.Verdict) {
-	b := clean.Bytes()
-	sum := sha256.Sum256(b)
+	var sum [sha256.Size]byte
+	clean.Peek(func(b []byte) { sum = sha256.Sum256(b) })
 	e.ContentDigest = sum[:]
-	if st.cfg.AuditContent(capName) == "full" && len(b) <= maxAuditContent {
-		e.Content = b
+	if st.cfg.AuditContent(capName) == "full" && clean.Len() <= maxAuditContent {
+		e.Content = clean.Bytes() // the log keeps it (audit.Entry.Content)
 	}
 	e.Report = contentReport(clean, verdict)
 }
@@ -424,47 +436,94 @@ func contentReport(clean sanitize.Clean, v *screen.Verdict) json.RawMessage {
 	b := make([]byte, 0, 128)
 	b = clean.AppendReportJSON(append(b, `{"sanitizer":`...))
 	if v != nil {
-		b = append(b, `,"screen":{"action":`...)
-		b = jsonenc.AppendString(b, string(v.Action))
-		b = append(b, `,"score":`...)
 		var ok bool
-		if b, ok = appendJSONFloat(b, v.Score); !ok {
+		if b, ok = appendVerdictJSON(append(b, `,"screen":`...), v); !ok {
 			return nil // json.Marshal refuses NaN and infinities
 		}
-		b = append(b, `,"reasons":`...)
-		if v.Reasons == nil {
-			b = append(b, "null"...)
-		} else {
-			b = append(b, '[')
-			for i, r := range v.Reasons {
-				if i > 0 {
-					b = append(b, ',')
-				}
-				b = jsonenc.AppendString(b, r)
-			}
-			b = append(b, ']')
-		}
-		b = append(b, '}')
 	}
 	return append(b, '}')
 }
 
-// appendJSONFloat appends f as encoding/json writes a float64; ok is false
-// for NaN and the infinities, which it refuses.
-func appendJSONFloat(b []byte, f float64) (_ []byte, ok bool) {
-	if math.IsNaN(f) || math.IsInf(f, 0) {
+// appendVerdictJSON appends what json.Marshal gives for *v; ok is false
+// where json.Marshal fails (a score that is not finite).
+func appendVerdictJSON(b []byte, v *screen.Verdict) (_ []byte, ok bool) {
+	b = append(b, `{"action":`...)
+	b = jsonenc.AppendString(b, string(v.Action))
+	b = append(b, `,"score":`...)
+	if b, ok = jsonenc.AppendFloat64(b, v.Score); !ok {
 		return b, false
 	}
-	format := byte('f')
-	if abs := math.Abs(f); abs != 0 && (abs < 1e-6 || abs >= 1e21) {
-		format = 'e'
+	b = append(b, `,"reasons":`...)
+	if v.Reasons == nil {
+		b = append(b, "null"...)
+	} else {
+		b = append(b, '[')
+		for i, r := range v.Reasons {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = jsonenc.AppendString(b, r)
+		}
+		b = append(b, ']')
 	}
-	b = strconv.AppendFloat(b, f, format, -1, 64)
-	if n := len(b); format == 'e' && n >= 4 && b[n-4] == 'e' && b[n-3] == '-' && b[n-2] == '0' {
-		b[n-2] = b[n-1] // e-09 is written e-9
-		b = b[:n-1]
+	return append(b, '}'), true
+}
+
+// screenReport is call.completed's report for a call that succeeded: what
+// json.Marshal gives for map[string]any{"screen": v}, without reflection.
+func screenReport(v *screen.Verdict) json.RawMessage {
+	b, ok := appendVerdictJSON(append(make([]byte, 0, 96), `{"screen":`...), v)
+	if !ok {
+		return nil
 	}
-	return b, true
+	return append(b, '}')
+}
+
+// marshal is json.Marshal(ce) without reflection for the form every call
+// writes (no whole receipt, which only old logs hold).
+func (ce *completedEvidence) marshal() json.RawMessage {
+	if ce.Receipt != nil {
+		b, _ := json.Marshal(ce)
+		return b
+	}
+	b := make([]byte, 0, 512)
+	b = append(b, '{')
+	if r := ce.Response; r != nil {
+		b = append(b, `"response":{"status":`...)
+		b = strconv.AppendInt(b, int64(r.Status), 10)
+		b = append(b, `,"content_digest":`...)
+		b = jsonenc.AppendString(b, r.ContentDigest)
+		if r.SignatureInput != "" {
+			b = append(b, `,"signature_input":`...)
+			b = jsonenc.AppendString(b, r.SignatureInput)
+		}
+		if r.Created != 0 {
+			b = strconv.AppendInt(append(b, `,"created":`...), r.Created, 10)
+		}
+		b = append(b, `,"signature":`...)
+		b = jsonenc.AppendString(b, r.Signature)
+		b = append(b, '}')
+	}
+	if pa := ce.PeerAudit; pa != nil {
+		if ce.Response != nil {
+			b = append(b, ',')
+		}
+		b = strconv.AppendUint(append(b, `"peer_audit":{"index":`...), pa.Index, 10)
+		if pa.Checkpoint != "" {
+			b = jsonenc.AppendString(append(b, `,"checkpoint":`...), pa.Checkpoint)
+		}
+		if pa.Size != 0 {
+			b = strconv.AppendUint(append(b, `,"size":`...), pa.Size, 10)
+		}
+		if pa.Root != "" {
+			b = jsonenc.AppendString(append(b, `,"root":`...), pa.Root)
+		}
+		if pa.Sig != "" {
+			b = jsonenc.AppendString(append(b, `,"sig":`...), pa.Sig)
+		}
+		b = append(b, '}')
+	}
+	return append(b, '}')
 }
 
 // serveAudit answers a peer's witnessing request: our latest checkpoint, or a

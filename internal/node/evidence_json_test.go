@@ -3,6 +3,7 @@ package node
 import (
 	"bytes"
 	"encoding/json"
+	"math"
 	"math/rand"
 	"net/url"
 	"strings"
@@ -10,7 +11,9 @@ import (
 	"time"
 
 	"github.com/treaty-dev/treaty/internal/identity"
+	"github.com/treaty-dev/treaty/internal/screen"
 	"github.com/treaty-dev/treaty/internal/transport"
+	"github.com/treaty-dev/treaty/internal/wire"
 )
 
 // randomText draws strings that exercise every escaping rule of
@@ -46,7 +49,8 @@ func TestRequestEvidenceJSONIsMarshal(t *testing.T) {
 	}
 }
 
-// peerHost reads the host url.Parse reads, and fails where it fails.
+// appendPeerHost appends the host url.Parse reads, lower-cased, and fails
+// where it fails.
 func TestPeerHostIsURLParse(t *testing.T) {
 	k, err := identity.Generate(nil)
 	if err != nil {
@@ -61,9 +65,58 @@ func TestPeerHostIsURLParse(t *testing.T) {
 	}
 	for _, p := range paths {
 		want, werr := url.Parse(transport.PeerURL(peer, p))
-		got, ok := peerHost(peer, p)
-		if (werr == nil) != ok || ok && got != want.Host {
-			t.Fatalf("peerHost(%q) = %q, %v; url.Parse gives %v, %v", p, got, ok, want, werr)
+		got, ok := appendPeerHost([]byte("x"), peer, p)
+		if (werr == nil) != ok || ok && string(got) != "x"+strings.ToLower(want.Host) {
+			t.Fatalf("appendPeerHost(%q) = %q, %v; url.Parse gives %v, %v", p, got, ok, want, werr)
+		}
+	}
+}
+
+// call.completed's report and evidence, written by hand, are json.Marshal's
+// bytes for the same values (and nil where it fails).
+func TestCompletedJSONIsMarshal(t *testing.T) {
+	rng := rand.New(rand.NewSource(5))
+	scores := []float64{0, 0.5, 1, 1e-7, 2e21, math.NaN(), math.Inf(-1)}
+	for i := range 3000 {
+		v := &screen.Verdict{Action: screen.Action(randomText(rng)), Score: rng.Float64()}
+		if i < len(scores) {
+			v.Score = scores[i]
+		}
+		if rng.Intn(3) > 0 {
+			v.Reasons = []string{}
+			for range rng.Intn(4) {
+				v.Reasons = append(v.Reasons, randomText(rng))
+			}
+		}
+		want, _ := json.Marshal(map[string]any{"screen": v})
+		if got := screenReport(v); !bytes.Equal(got, want) {
+			t.Fatalf("screenReport(%+v) = %s, json.Marshal gives %s", v, got, want)
+		}
+
+		var ce completedEvidence
+		if rng.Intn(4) > 0 {
+			ce.Response = &responseEvidence{Status: rng.Intn(1000), ContentDigest: randomText(rng), Signature: randomText(rng)}
+			if rng.Intn(2) == 0 {
+				ce.Response.SignatureInput = randomText(rng)
+			}
+			if rng.Intn(2) == 0 {
+				ce.Response.Created = rng.Int63() - rng.Int63()
+			}
+		}
+		if rng.Intn(4) > 0 {
+			ce.PeerAudit = &peerAuditEvidence{Index: rng.Uint64()}
+			if rng.Intn(2) == 0 {
+				ce.PeerAudit.Checkpoint = randomText(rng)
+			} else {
+				ce.PeerAudit.Size, ce.PeerAudit.Root, ce.PeerAudit.Sig = uint64(rng.Intn(3))*rng.Uint64(), randomText(rng), randomText(rng)
+			}
+		}
+		if rng.Intn(50) == 0 {
+			ce.Receipt = &wire.Receipt{RequestBase: randomText(rng), Status: 200}
+		}
+		want, _ = json.Marshal(ce)
+		if got := ce.marshal(); !bytes.Equal(got, want) {
+			t.Fatalf("completedEvidence.marshal() = %s, json.Marshal gives %s", got, want)
 		}
 	}
 }

@@ -133,7 +133,9 @@ func (o *outcall) completed(ctx context.Context, callErr error, receipt *wire.Re
 			e.Outcome = "failed"
 		}
 	}
-	if callErr != nil || verdict != nil {
+	if callErr == nil && verdict != nil {
+		e.Report = screenReport(verdict) // every call that succeeds
+	} else if callErr != nil {
 		r := map[string]any{}
 		if callErr != nil {
 			r["reason"] = callErr.Error()
@@ -151,7 +153,7 @@ func (o *outcall) completed(ctx context.Context, callErr error, receipt *wire.Re
 	}
 	ev.PeerAudit = compactPeerAudit(e.Peer, pe)
 	if ev.Response != nil || ev.PeerAudit != nil {
-		e.Evidence, _ = json.Marshal(ev)
+		e.Evidence = ev.marshal()
 	}
 	idx, err := o.n.audit.AppendAfter(context.WithoutCancel(ctx), e, o.sentWait)
 	if errors.Is(err, audit.ErrDependency) {

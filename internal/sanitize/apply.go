@@ -25,6 +25,12 @@ type Clean struct {
 // Bytes returns a copy of the sanitized bytes.
 func (c Clean) Bytes() []byte { return bytes.Clone(c.b) }
 
+// Peek calls f with the sanitized bytes themselves, not a copy, for a caller
+// that only reads them (hashes, signs, writes them to an io.Writer, which
+// must not keep them): f must neither change them nor keep them after it
+// returns. It saves the copy Bytes makes, one per call on the call path.
+func (c Clean) Peek(f func([]byte)) { f(c.b) }
+
 // Len is the length of the sanitized bytes.
 func (c Clean) Len() int { return len(c.b) }
 

@@ -100,10 +100,19 @@ var hostEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPa
 // key and nothing else, so that RoundTripper can recover the key from the URL
 // and pool connections by key. path gets a leading "/" if it lacks one.
 func PeerURL(peer identity.PublicKey, path string) string {
+	var buf [128]byte // most URLs: one allocation, the string's
+	b := AppendPeerHost(append(buf[:0], "https://"...), peer)
 	if !strings.HasPrefix(path, "/") {
-		path = "/" + path
+		b = append(b, '/')
 	}
-	return "https://" + hostEncoding.EncodeToString(peer.Bytes()) + path
+	return string(append(b, path...))
+}
+
+// AppendPeerHost appends the host of PeerURL(peer, path): peer's key as a
+// DNS label.
+func AppendPeerHost(b []byte, peer identity.PublicKey) []byte {
+	k := peer.Array()
+	return hostEncoding.AppendEncode(b, k[:])
 }
 
 // ErrNotPeerURL is returned by the RoundTripper for a URL not made by PeerURL.
