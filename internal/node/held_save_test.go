@@ -151,7 +151,10 @@ func TestHeldSaveFailureIsRetried(t *testing.T) {
 		_, err := os.Stat(path)
 		return err == nil && len(ledgerOf(t, dir).HeldRevoked) == len(keys)
 	})
-	if st := saver.Stats(); st.Failed == 0 || st.Saves == 0 {
+	// The saver counts a save once its write has returned, a moment after
+	// the file is in place.
+	waitUntil(t, "the save counted", func() bool { return saver.Stats().Saves > 0 })
+	if st := saver.Stats(); st.Failed == 0 {
 		t.Errorf("saver stats %+v, want failed saves then a save", st)
 	}
 }
