@@ -484,7 +484,7 @@ func (t boundedBodies) RoundTrip(r *http.Request) (*http.Response, error) {
 	return resp, nil
 }
 
-var errBodyTooLarge = errors.New("a2a: the agent's answer exceeds the backend's limit")
+var errBodyTooLarge = errors.New("backend: the answer exceeds the backend's limit")
 
 type capped struct {
 	rc   io.ReadCloser

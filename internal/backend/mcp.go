@@ -427,7 +427,7 @@ func (m *MCP) Call(ctx context.Context, inv Invocation) ([]byte, error) {
 	res, err := s.cs.CallTool(ctx, &mcp.CallToolParams{Name: m.Tool, Arguments: json.RawMessage(in)})
 	m.release(s, err == nil && !res.IsError)
 	switch {
-	case err != nil && s.over.Load():
+	case err != nil && (s.over.Load() || bodyCut(err)):
 		m.drop(s)
 		return nil, messageTooLarge(mcpMessageLimit(m.maxOutput()), err)
 	case ctx.Err() != nil && errors.Is(ctx.Err(), context.DeadlineExceeded):
@@ -516,6 +516,13 @@ func (m *MCP) Close() error {
 // listingKey marks the context of a tools/list request; its value, an
 // *atomic.Bool, is set when the answer's body is cut at the page bound.
 type listingKey struct{}
+
+// bodyCut reports whether err comes from an HTTP answer cut at the bound
+// (mcpBodies). The SDK keeps the cause in its error's chain or, in some
+// paths, only in its text.
+func bodyCut(err error) bool {
+	return errors.Is(err, errBodyTooLarge) || strings.Contains(err.Error(), errBodyTooLarge.Error())
+}
 
 // mcpBodies bounds an HTTP MCP server's every answer body (a stream of events
 // included) at max, and a tools/list answer's at listMax.

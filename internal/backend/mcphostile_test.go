@@ -2,6 +2,7 @@ package backend
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -38,6 +39,11 @@ func TestMCPHTTPAnswerBodyBounded(t *testing.T) {
 	_, err := m.Call(t.Context(), Invocation{Input: []byte(`{}`)})
 	if err == nil {
 		t.Fatal("an endless answer was accepted")
+	}
+	// The reason names the MCP limit, as on stdio, not an A2A agent's.
+	var f *Failure
+	if !errors.As(err, &f) || !strings.HasPrefix(f.Reason, "mcp server message exceeds limit max_message_bytes=") {
+		t.Errorf("endless answer: %v, want the message limit named", err)
 	}
 	if w := written.Load(); w >= 64<<20 {
 		t.Fatalf("the whole 64 MiB answer was read (%d bytes)", w)
