@@ -37,21 +37,25 @@ const MaxFileBytes = 4 << 20
 
 // Config is the content of treaty.yaml.
 type Config struct {
-	Name         string        `yaml:"name"`                   // this node's nickname; display only
-	Listen       string        `yaml:"listen"`                 // host:port of the federation port; loopback by default
-	Peers        []Peer        `yaml:"peers,omitempty"`        // the peer book
-	Capabilities []Capability  `yaml:"capabilities,omitempty"` // what this node can expose (grants decide to whom)
-	Limits       Limits        `yaml:"limits,omitempty"`       // protocol limits
-	Sanitize     DataPolicy    `yaml:"sanitize,omitempty"`     // outbound: what leaves for each peer (internal/sanitize)
-	Screen       ScreenPolicy  `yaml:"screen,omitempty"`       // inbound: how content from each peer is screened (internal/screen)
-	Audit        AuditConfig   `yaml:"audit,omitempty"`        // what the audit log keeps (internal/audit)
-	Trust        trust.Config  `yaml:"trust,omitempty"`        // behavioural trust model (internal/trust)
-	Budget       budget.Config `yaml:"budget,omitempty"`       // per-peer rate, concurrency, bytes, cost; breaker; depth. Rule peers are did:keys or "*"
-	Debug        Debug         `yaml:"debug,omitempty"`        // operator diagnostics; all off by default
-	Groups       []Group       `yaml:"groups,omitempty"`       // consensus groups this node belongs to (groups.go)
-	Metrics      Metrics       `yaml:"metrics,omitempty"`      // the Prometheus endpoint; off by default (metrics.go)
-	Membership   Membership    `yaml:"membership,omitempty"`   // invites, rotation, revocation (membership.go)
-	Relay        Relay         `yaml:"relay,omitempty"`        // relaying for peers, reached through relays (relay.go)
+	Name   string `yaml:"name"`   // this node's nickname; display only
+	Listen string `yaml:"listen"` // host:port of the federation port; loopback by default
+	// FederationProtocol: "" (default) serves and offers treaty/2, the lean
+	// framing, and treaty/1 (HTTP/2) for peers without it; "treaty/1" speaks
+	// HTTP/2 only. Read at start.
+	FederationProtocol string        `yaml:"federation_protocol,omitempty"`
+	Peers              []Peer        `yaml:"peers,omitempty"`        // the peer book
+	Capabilities       []Capability  `yaml:"capabilities,omitempty"` // what this node can expose (grants decide to whom)
+	Limits             Limits        `yaml:"limits,omitempty"`       // protocol limits
+	Sanitize           DataPolicy    `yaml:"sanitize,omitempty"`     // outbound: what leaves for each peer (internal/sanitize)
+	Screen             ScreenPolicy  `yaml:"screen,omitempty"`       // inbound: how content from each peer is screened (internal/screen)
+	Audit              AuditConfig   `yaml:"audit,omitempty"`        // what the audit log keeps (internal/audit)
+	Trust              trust.Config  `yaml:"trust,omitempty"`        // behavioural trust model (internal/trust)
+	Budget             budget.Config `yaml:"budget,omitempty"`       // per-peer rate, concurrency, bytes, cost; breaker; depth. Rule peers are did:keys or "*"
+	Debug              Debug         `yaml:"debug,omitempty"`        // operator diagnostics; all off by default
+	Groups             []Group       `yaml:"groups,omitempty"`       // consensus groups this node belongs to (groups.go)
+	Metrics            Metrics       `yaml:"metrics,omitempty"`      // the Prometheus endpoint; off by default (metrics.go)
+	Membership         Membership    `yaml:"membership,omitempty"`   // invites, rotation, revocation (membership.go)
+	Relay              Relay         `yaml:"relay,omitempty"`        // relaying for peers, reached through relays (relay.go)
 }
 
 // Debug switches on diagnostics for the node's operator.
@@ -372,6 +376,9 @@ func (c *Config) Validate() error {
 	}
 	if err := validAddr(c.Listen); err != nil {
 		return fmt.Errorf("config: listen: %w", err)
+	}
+	if p := c.FederationProtocol; p != "" && p != "treaty/1" && p != "treaty/2" {
+		return fmt.Errorf("config: federation_protocol %q: want treaty/2 (the default) or treaty/1 (HTTP/2 only)", p)
 	}
 	seenName := map[string]bool{}
 	seenID := map[string]bool{}

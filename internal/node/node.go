@@ -166,6 +166,7 @@ func Open(opts Options) (_ *Node, err error) {
 		Peers:          n,
 		Listen:         st.cfg.Listen,
 		MaxHeaderBytes: st.limits.MaxHeaderBytes,
+		DisableTreaty2: st.cfg.FederationProtocol == "treaty/1",
 		Now:            opts.Now,
 		Logger:         n.log,
 		OnRefused:      n.handshakeRefused,

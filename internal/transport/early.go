@@ -79,7 +79,7 @@ func (c *clientConn) accepted() error {
 		}
 		if err == nil {
 			c.t.handshakesOut.Add(1)
-			c.t.log.Debug("transport: dialed", "peer", c.peer.Short(), "addr", c.addr, "proto", ProtoFederation)
+			c.t.log.Debug("transport: dialed", "peer", c.peer.Short(), "addr", c.addr, "proto", c.Conn.ConnectionState().NegotiatedProtocol)
 			c.rt.noteRefusal(c.peer, nil)
 			return
 		}

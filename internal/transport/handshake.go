@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"cmp"
 	"context"
 	"crypto/ed25519"
 	"crypto/tls"
@@ -12,6 +13,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -54,9 +56,20 @@ func (t *Transport) rebuildServerConfigLocked() {
 	}
 	// crypto/tls picks the first of these the client offers: sorted, a
 	// client offering several gets the same one whatever the order of
-	// registration (a map's).
-	slices.Sort(cfg.NextProtos)
+	// registration (a map's), and the lean federation framing before
+	// HTTP/2.
+	slices.SortFunc(cfg.NextProtos, func(a, b string) int {
+		return cmp.Or(cmp.Compare(protoRank(a), protoRank(b)), cmp.Compare(a, b))
+	})
 	t.serverTLS.Store(cfg)
+}
+
+// protoRank orders the server's protocols: treaty/2 first.
+func protoRank(p string) int {
+	if p == ProtoFederation2 {
+		return 0
+	}
+	return 1
 }
 
 // verifyClient is the server's whole trust decision (see verifyPeerCert).
@@ -73,20 +86,21 @@ func (t *Transport) verifyClient(cs tls.ConnectionState) error {
 	return err
 }
 
-// clientConfig is built per dial: it pins want and proto.
-func (t *Transport) clientConfig(want identity.PublicKey, proto string) *tls.Config {
+// clientConfig is built per dial: it pins want and offers protos, most
+// preferred first; the server must pick one of them.
+func (t *Transport) clientConfig(want identity.PublicKey, protos ...string) *tls.Config {
 	cfg := t.baseTLS()
 	cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return t.certs.get() }
-	cfg.NextProtos = []string{proto}
+	cfg.NextProtos = protos
 	// InsecureSkipVerify turns off CA chain and hostname verification only;
 	// VerifyConnection below replaces them with the pinned-key check, and
 	// crypto/tls still verifies the server's CertificateVerify signature with
 	// the certificate's key. See the package comment.
 	cfg.InsecureSkipVerify = true
 	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
-		if cs.NegotiatedProtocol != proto {
+		if !slices.Contains(protos, cs.NegotiatedProtocol) {
 			return &verifyError{reason: ReasonProtocol, peer: want,
-				msg: fmt.Sprintf("server negotiated ALPN %q, want %q", cs.NegotiatedProtocol, proto)}
+				msg: fmt.Sprintf("server negotiated ALPN %q, want %s", cs.NegotiatedProtocol, strings.Join(protos, " or "))}
 		}
 		_, err := verifyPeerCert(cs.PeerCertificates, t.cfg.Now(), func(k identity.PublicKey) *verifyError {
 			if !k.Equal(want) {
@@ -345,18 +359,22 @@ var aLongTimeAgo = time.Unix(1, 0)
 // Refusals are *HandshakeError (errors.As). A failed TCP connect wraps
 // ErrUnreachable; a done ctx wraps ctx.Err(); neither counts as a refusal.
 func (t *Transport) Dial(ctx context.Context, addr string, want identity.PublicKey, proto string) (*tls.Conn, error) {
-	return t.dial(ctx, addr, want, proto, true)
+	return t.dial(ctx, addr, want, true, proto)
 }
 
-// dial is Dial; with waitAccept false it returns as soon as the TLS handshake
-// is done (the server is authenticated and pinned), before the acceptance
-// marker, which must then arrive within HandshakeTimeout of the dial's start.
-func (t *Transport) dial(ctx context.Context, addr string, want identity.PublicKey, proto string, waitAccept bool) (*tls.Conn, error) {
+// dial is Dial offering protos (most preferred first; the connection state
+// says which one the server chose); with waitAccept false it returns as soon
+// as the TLS handshake is done (the server is authenticated and pinned),
+// before the acceptance marker, which must then arrive within
+// HandshakeTimeout of the dial's start.
+func (t *Transport) dial(ctx context.Context, addr string, want identity.PublicKey, waitAccept bool, protos ...string) (*tls.Conn, error) {
 	if want.IsZero() {
 		return nil, errors.New("transport: dial: zero peer key")
 	}
-	if err := checkProto(proto); err != nil {
-		return nil, fmt.Errorf("transport: dial: %w", err)
+	for _, proto := range protos {
+		if err := checkProto(proto); err != nil {
+			return nil, fmt.Errorf("transport: dial: %w", err)
+		}
 	}
 	if t.ctx.Err() != nil {
 		return nil, fmt.Errorf("transport: dial %s: %w", addr, ErrClosed)
@@ -375,7 +393,7 @@ func (t *Transport) dial(ctx context.Context, addr string, want identity.PublicK
 	interrupt := context.AfterFunc(ctx, func() { _ = raw.SetDeadline(aLongTimeAgo) })
 	// Not HandshakeContext: interrupt above ends the handshake and the
 	// marker read alike, by the deadline.
-	tc, err := clientHandshake(context.Background(), raw, t.clientConfig(want, proto))
+	tc, err := clientHandshake(context.Background(), raw, t.clientConfig(want, protos...))
 	if err == nil && waitAccept {
 		err = readAcceptMarker(tc)
 	}
@@ -404,7 +422,7 @@ func (t *Transport) dial(ctx context.Context, addr string, want identity.PublicK
 		return tc, nil
 	}
 	t.handshakesOut.Add(1)
-	t.log.Debug("transport: dialed", "peer", want.Short(), "addr", addr, "proto", proto, "took", time.Since(start))
+	t.log.Debug("transport: dialed", "peer", want.Short(), "addr", addr, "proto", tc.ConnectionState().NegotiatedProtocol, "took", time.Since(start))
 	return tc, nil
 }
 

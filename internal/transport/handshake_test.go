@@ -547,10 +547,9 @@ func TestListenerRegistration(t *testing.T) {
 	if _, err := cli.Dial(t.Context(), srv.addr(), identity.PublicKey{}, testProto); err == nil {
 		t.Fatal("Dial with zero key")
 	}
-	// The server offers exactly the registered protocols.
-	protos := slices.Clone(srv.serverTLS.Load().NextProtos)
-	slices.Sort(protos)
-	if !slices.Equal(protos, []string{"late/1", ProtoFederation}) {
+	// The server offers exactly the registered protocols, treaty/2 first.
+	protos := srv.serverTLS.Load().NextProtos
+	if !slices.Equal(protos, []string{ProtoFederation2, "late/1", ProtoFederation}) {
 		t.Fatalf("offered protocols %v", protos)
 	}
 }

@@ -27,14 +27,16 @@ const (
 
 type peerCtxKey struct{}
 
-// ServeHTTP serves the federation API (ProtoFederation, HTTP/2) with h on
-// every accepted federation connection, until ctx is done or the Transport is
-// closed; then it closes the connections it serves and returns nil once their
-// goroutines have ended. Handlers get the caller's key from PeerFromRequest.
+// ServeHTTP serves the federation API with h on every accepted federation
+// connection, until ctx is done or the Transport is closed; then it closes
+// the connections it serves and returns nil once their goroutines have
+// ended. Handlers get the caller's key from PeerFromRequest.
 //
-// It uses x/net/http2's Server.ServeConn directly because the ALPN name is
-// "treaty/1", not "h2", which net/http's server would not treat as HTTP/2.
-// MaxHeaderBytes and MaxConcurrentStreams from Config apply per connection; a
+// It serves both federation protocols: ProtoFederation2 (the lean framing,
+// treaty2server.go) and ProtoFederation (HTTP/2 by x/net/http2's
+// Server.ServeConn, used directly because the ALPN name is "treaty/1", not
+// "h2", which net/http's server would not treat as HTTP/2). MaxHeaderBytes
+// and MaxConcurrentStreams from Config apply per connection, to both; a
 // connection without requests for IdleTimeout is closed.
 func (t *Transport) ServeHTTP(ctx context.Context, h http.Handler) error {
 	if h == nil {
@@ -62,27 +64,46 @@ func (t *Transport) ServeHTTP(ctx context.Context, h http.Handler) error {
 		cancel() // closes the connections still served (AfterFunc below)
 		wg.Wait()
 	}()
-	for {
-		c, err := l.accept(ctx)
-		if err != nil {
-			return nil // ctx done, or the listener or Transport closed
-		}
-		stop := context.AfterFunc(ctx, func() { _ = c.Close() })
+	serve := func(c *serverConn) {
 		connCtx := context.WithValue(ctx, peerCtxKey{}, c.peer)
-		wg.Add(1)
-		started := t.goTracked(func() {
-			defer wg.Done()
-			defer stop()
-			defer c.Close()
-			srv.ServeConn(c, &http2.ServeConnOpts{Context: connCtx, BaseConfig: base, Handler: h})
-		})
-		if !started {
-			wg.Done()
-			stop()
-			_ = c.Close()
-			return nil
+		if c.proto == ProtoFederation2 {
+			t.serveTreaty2(connCtx, c, h)
+			return
+		}
+		srv.ServeConn(c, &http2.ServeConnOpts{Context: connCtx, BaseConfig: base, Handler: h})
+	}
+	accept := func(l *protoListener) {
+		defer cancel() // one listener's end ends the other's loop
+		for {
+			c, err := l.accept(ctx)
+			if err != nil {
+				return // ctx done, or the listener or Transport closed
+			}
+			stop := context.AfterFunc(ctx, func() { _ = c.Close() })
+			wg.Add(1)
+			started := t.goTracked(func() {
+				defer wg.Done()
+				defer stop()
+				defer c.Close()
+				serve(c)
+			})
+			if !started {
+				wg.Done()
+				stop()
+				_ = c.Close()
+				return
+			}
 		}
 	}
+	if l2, ok := t.lookup(ProtoFederation2), !t.cfg.DisableTreaty2; ok && l2 != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			accept(l2)
+		}()
+	}
+	accept(l)
+	return nil
 }
 
 // PeerFromRequest returns the caller's key, proven by the handshake of the
@@ -159,7 +180,7 @@ func (t *Transport) RoundTripper(resolve Resolver) http.RoundTripper {
 // RoutedRoundTripper is RoundTripper for peers some of which are reached
 // through a relay (relay.go): route says how to reach each.
 func (t *Transport) RoutedRoundTripper(route Router) http.RoundTripper {
-	rt := &roundTripper{t: t}
+	rt := &roundTripper{t: t, route: route}
 	rt.h2 = &http2.Transport{
 		DialTLSContext: func(ctx context.Context, _, addr string, _ *tls.Config) (net.Conn, error) {
 			return rt.dial(ctx, addr, route)
@@ -178,12 +199,17 @@ func (t *Transport) RoutedRoundTripper(route Router) http.RoundTripper {
 }
 
 type roundTripper struct {
-	t  *Transport
-	h2 *http2.Transport
+	t     *Transport
+	h2    *http2.Transport
+	route Router
 
 	mu      sync.Mutex
 	refused map[identity.PublicKey]earlyRefusal // per peer, its early connection's last refusal
 	hosts   map[string]identity.PublicKey       // PeerURL hosts seen, decoded once (at most maxHosts)
+	f2      map[identity.PublicKey]*f2client    // treaty/2 connections
+	dialing map[identity.PublicKey]*f2dial      // treaty/2 dials in progress
+	v1      map[identity.PublicKey]time.Time    // peers that chose treaty/1 or are relayed, until
+	stash   map[identity.PublicKey]*clientConn  // a treaty/1 connection dialed for treaty/2, for http2's dial
 }
 
 // maxHosts bounds roundTripper.hosts; hosts beyond it are decoded per request.
@@ -199,8 +225,16 @@ func (rt *roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 		closeBody(req)
 		return nil, err
 	}
+	if !rt.t.cfg.DisableTreaty2 && !rt.isV1(peer) {
+		if resp, err, ok := rt.roundTrip2(req, peer); ok {
+			return resp, err
+		}
+	}
 	before := rt.refusal(peer)
 	resp, err := rt.h2.RoundTrip(req)
+	if c := rt.unstash(peer); c != nil {
+		_ = c.Close() // http2 had a connection already
+	}
 	if err != nil && req.Context().Err() == nil {
 		// A refusal read by the connection's reader can reach this request as
 		// a generic connection error (http2 reports a connection that died
@@ -279,6 +313,9 @@ func (rt *roundTripper) dial(ctx context.Context, hostport string, route Router)
 	if err != nil {
 		return nil, err
 	}
+	if c := rt.unstash(peer); c != nil {
+		return c, nil // dialed offering treaty/2; the peer chose treaty/1
+	}
 	// The dial serves every request waiting for this peer, but ctx is the first
 	// request's; still bound it by the Transport's life.
 	ctx, cancel := context.WithCancel(ctx)
@@ -293,7 +330,7 @@ func (rt *roundTripper) dial(ctx context.Context, hostport string, route Router)
 	if r.Relay.IsZero() {
 		// The first request goes out with the handshake's last flight; the
 		// acceptance marker is read as the first byte of the answer (clientConn).
-		c.Conn, err = t.dial(ctx, addr, peer, ProtoFederation, false)
+		c.Conn, err = t.dial(ctx, addr, peer, false, ProtoFederation)
 		c.early = true
 	} else {
 		c.Conn, err = t.DialVia(ctx, addr, r.Relay, peer, ProtoFederation)

@@ -68,8 +68,9 @@ import (
 	"github.com/treaty-dev/treaty/internal/ratelog"
 )
 
-// ProtoFederation is the ALPN name of the federation API: HTTP/2 (see
-// ServeHTTP and RoundTripper). Later protocols get their own names
+// ProtoFederation is the ALPN name of the federation API over HTTP/2 (see
+// ServeHTTP and RoundTripper; ProtoFederation2 carries the same API in a
+// leaner framing). Later protocols get their own names
 // ("treaty-raft/1", "treaty-gossip/1", "treaty-bft/1") on the same port.
 const ProtoFederation = "treaty/1"
 
@@ -195,6 +196,10 @@ type Config struct {
 	// it (so the client, which knows when it is idle, usually closes first).
 	// Zero: 5m; allowed [100ms, 24h].
 	IdleTimeout time.Duration
+	// DisableTreaty2 serves and dials the federation API over treaty/1
+	// (HTTP/2) only. By default a node serves both and its RoundTripper
+	// offers treaty/2 first (ADR 29).
+	DisableTreaty2 bool
 	// Now is the clock for certificate generation and validity checks.
 	// Nil: time.Now.
 	Now func() time.Time
@@ -380,6 +385,9 @@ func New(cfg Config) (*Transport, error) {
 		return nil, err
 	}
 	t.Listener(ProtoFederation)
+	if !cfg.DisableTreaty2 {
+		t.Listener(ProtoFederation2)
+	}
 	return t, nil
 }
 

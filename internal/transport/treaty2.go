@@ -1,0 +1,406 @@
+package transport
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"golang.org/x/net/http/httpguts"
+
+	"github.com/treaty-dev/treaty/internal/framing"
+)
+
+// treaty/2 (ADR 29) carries the same requests and answers as treaty/1 in
+// the lean framing of internal/framing: one reader goroutine per connection
+// that hands frames to streams, and writers that write their own frames
+// under the connection's mutex. This file holds what both sides share.
+
+// ProtoFederation2 is the ALPN name of the lean federation framing. A
+// RoundTripper offers it before ProtoFederation, and a server prefers it.
+const ProtoFederation2 = "treaty/2"
+
+const (
+	// connWriteTimeout bounds a frame write when its stream set no
+	// deadline: a peer that reads nothing for this long is gone, and its
+	// connection is closed (a half-written frame cannot be taken back).
+	connWriteTimeout = 30 * time.Second
+	// maxAnswerHeaderBytes bounds an answer's header list on the client.
+	maxAnswerHeaderBytes = 1 << 20
+	// answerBuffer is how much of an answer a handler's writes gather
+	// before they go out without a Flush.
+	answerBuffer = 16 << 10
+)
+
+// StreamError is a treaty/2 stream ended by a RESET from the peer or by a
+// refusal of this side; Code says why.
+type StreamError struct {
+	Stream uint32
+	Code   framing.Code
+	Remote bool // the peer reset it
+}
+
+func (e *StreamError) Error() string {
+	who := "reset by this side"
+	if e.Remote {
+		who = "reset by the peer"
+	}
+	return fmt.Sprintf("transport: treaty/2 stream %d %s: %s", e.Stream, who, e.Code)
+}
+
+// errConnClosed ends the streams of a treaty/2 connection that closed
+// without a more specific reason.
+var errConnClosed = errors.New("transport: treaty/2 connection closed")
+
+// fwriter writes whole frames to a connection, one writer at a time. A
+// failed write poisons it and closes the connection: the peer's reader
+// cannot resynchronise after a partial frame.
+type fwriter struct {
+	mu    sync.Mutex
+	c     net.Conn
+	err   error
+	armed time.Time // the connection's write deadline as last set
+}
+
+// write writes b within dl (zero: connWriteTimeout from now).
+func (w *fwriter) write(b []byte, dl time.Time) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.writeLocked(b, dl)
+}
+
+// writeLocked is write with w.mu held by the caller.
+func (w *fwriter) writeLocked(b []byte, dl time.Time) error {
+	if w.err != nil {
+		return w.err
+	}
+	now := time.Now()
+	switch {
+	case !dl.IsZero():
+		if dl != w.armed {
+			_ = w.c.SetWriteDeadline(dl)
+			w.armed = dl
+		}
+	case w.armed.Sub(now) < connWriteTimeout/2:
+		// Re-armed only when half used: a deadline costs a timer update.
+		w.armed = now.Add(connWriteTimeout)
+		_ = w.c.SetWriteDeadline(w.armed)
+	}
+	if _, err := w.c.Write(b); err != nil {
+		w.err = err
+		_ = w.c.Close()
+		return err
+	}
+	return nil
+}
+
+// fail poisons the writer; later writes return err.
+func (w *fwriter) fail(err error) {
+	w.mu.Lock()
+	if w.err == nil {
+		w.err = err
+	}
+	w.mu.Unlock()
+}
+
+// inbox is one stream's received body: the connection's reader pushes DATA
+// into it, the stream's consumer reads it. It never holds more than the
+// credit it granted; reading returns credit in WINDOW frames of at least
+// half the initial window.
+type inbox struct {
+	mu     sync.Mutex
+	buf    []byte
+	off    int
+	ready  chan struct{} // one wake-up for the consumer
+	end    bool          // the sender's last DATA arrived
+	err    error         // terminal: returned once buf is drained (at once if closed)
+	closed bool          // the consumer closed it
+	credit int           // bytes the sender may still send
+	owed   int           // bytes read but not yet returned as credit
+	got    int64         // bytes received
+	want   int64         // announced content-length, -1 if none
+	grant  func(n int)   // sends a WINDOW frame; called without mu
+	onDone func()        // called once when the consumer closes it before the end
+}
+
+func newInbox(want int64, grant func(int), onClose func()) *inbox {
+	return &inbox{ready: make(chan struct{}, 1), credit: framing.InitialWindow, want: want, grant: grant, onDone: onClose}
+}
+
+func (b *inbox) wake() {
+	select {
+	case b.ready <- struct{}{}:
+	default:
+	}
+}
+
+// push adds a DATA payload (copied). More than the credit is a protocol
+// error; so is a body longer or shorter than its content-length.
+func (b *inbox) push(p []byte, end bool) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.end || b.err != nil {
+		return nil // after a reset or the end: dropped
+	}
+	if len(p) > b.credit {
+		return &framing.Error{Code: framing.CodeProtocol, Msg: fmt.Sprintf("DATA of %d bytes beyond the stream's credit of %d", len(p), b.credit)}
+	}
+	b.credit -= len(p)
+	b.got += int64(len(p))
+	if b.want >= 0 && (b.got > b.want || end && b.got != b.want) {
+		b.err = fmt.Errorf("transport: treaty/2 body of %d bytes, content-length %d: %w", b.got, b.want, io.ErrUnexpectedEOF)
+		b.wake()
+		return nil
+	}
+	if !b.closed {
+		if b.off == len(b.buf) {
+			b.buf, b.off = b.buf[:0], 0
+		}
+		b.buf = append(b.buf, p...)
+	}
+	b.end = end
+	b.wake()
+	return nil
+}
+
+// fail ends the body with err unless it already ended.
+func (b *inbox) fail(err error) {
+	b.mu.Lock()
+	if b.err == nil && !b.end {
+		b.err = err
+	}
+	b.mu.Unlock()
+	b.wake()
+}
+
+func (b *inbox) Read(p []byte) (int, error) {
+	for {
+		b.mu.Lock()
+		if b.closed {
+			b.mu.Unlock()
+			return 0, errBodyClosed
+		}
+		if b.off < len(b.buf) {
+			n := copy(p, b.buf[b.off:])
+			b.off += n
+			g := 0
+			if !b.end {
+				b.owed += n
+				if b.owed >= framing.InitialWindow/2 {
+					g, b.owed = b.owed, 0
+					b.credit += g
+				}
+			}
+			b.mu.Unlock()
+			if g > 0 {
+				b.grant(g)
+			}
+			return n, nil
+		}
+		if b.err != nil {
+			b.mu.Unlock()
+			return 0, b.err
+		}
+		if b.end {
+			b.mu.Unlock()
+			return 0, io.EOF
+		}
+		b.mu.Unlock()
+		if len(p) == 0 {
+			return 0, nil
+		}
+		<-b.ready
+	}
+}
+
+// Close discards the rest; if the sender had not finished, onDone tells it
+// to stop (a RESET).
+func (b *inbox) Close() error {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil
+	}
+	b.closed = true
+	b.buf, b.off = nil, 0
+	early := !b.end && b.err == nil
+	b.mu.Unlock()
+	b.wake()
+	if early && b.onDone != nil {
+		b.onDone()
+	}
+	return nil
+}
+
+var errBodyClosed = errors.New("transport: read on a closed body")
+
+// outCredit is a stream's credit to send body bytes: the peer's window.
+type outCredit struct {
+	mu    sync.Mutex
+	n     int
+	ended error
+	more  chan struct{}
+}
+
+func newOutCredit() *outCredit {
+	return &outCredit{n: framing.InitialWindow, more: make(chan struct{}, 1)}
+}
+
+// add takes a WINDOW frame's increment; beyond MaxWindow is a protocol error.
+func (c *outCredit) add(n uint32) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if n == 0 || int64(c.n)+int64(n) > framing.MaxWindow {
+		return &framing.Error{Code: framing.CodeProtocol, Msg: fmt.Sprintf("WINDOW increment %d on a credit of %d", n, c.n)}
+	}
+	c.n += int(n)
+	select {
+	case c.more <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+func (c *outCredit) available() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n
+}
+
+// stop wakes a waiter for good: the stream is over.
+func (c *outCredit) stop(err error) {
+	c.mu.Lock()
+	if c.ended == nil {
+		c.ended = err
+	}
+	c.mu.Unlock()
+	select {
+	case c.more <- struct{}{}:
+	default:
+	}
+}
+
+// take waits until some credit is there (or dl passes, or the stream ends)
+// and takes up to want of it.
+func (c *outCredit) take(want int, dl time.Time) (int, error) {
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for {
+		c.mu.Lock()
+		if c.ended != nil {
+			c.mu.Unlock()
+			return 0, c.ended
+		}
+		if c.n > 0 {
+			n := min(want, c.n)
+			c.n -= n
+			c.mu.Unlock()
+			return n, nil
+		}
+		c.mu.Unlock()
+		var expired <-chan time.Time
+		if !dl.IsZero() {
+			d := time.Until(dl)
+			if d <= 0 {
+				return 0, errWriteDeadline
+			}
+			if timer == nil {
+				timer = time.NewTimer(d)
+			} else {
+				timer.Reset(d)
+			}
+			expired = timer.C
+		}
+		select {
+		case <-c.more:
+		case <-expired:
+			return 0, errWriteDeadline
+		}
+	}
+}
+
+var errWriteDeadline = fmt.Errorf("transport: treaty/2 write deadline passed: %w", errTimeout)
+
+// errTimeout is an error that says it is a timeout (net.Error).
+var errTimeout error = timeoutError{}
+
+type timeoutError struct{}
+
+func (timeoutError) Error() string   { return "i/o timeout" }
+func (timeoutError) Timeout() bool   { return true }
+func (timeoutError) Temporary() bool { return true }
+
+// appendHeaderFields appends h's fields, names lower-cased, leaving out
+// hop-by-hop fields and fields whose name or value HTTP does not allow.
+func appendHeaderFields(dst []byte, h http.Header) []byte {
+	for k, vs := range h {
+		if hopByHop(k) || !httpguts.ValidHeaderFieldName(k) {
+			continue
+		}
+		for _, v := range vs {
+			if !httpguts.ValidHeaderFieldValue(v) {
+				continue
+			}
+			dst = binary.AppendUvarint(dst, uint64(len(k)))
+			for i := 0; i < len(k); i++ {
+				c := k[i]
+				if 'A' <= c && c <= 'Z' {
+					c += 'a' - 'A'
+				}
+				dst = append(dst, c)
+			}
+			dst = binary.AppendUvarint(dst, uint64(len(v)))
+			dst = append(dst, v...)
+		}
+	}
+	return dst
+}
+
+// hopByHop: fields that describe one HTTP/1 connection, never forwarded
+// (keys as http.Header.Set stores them).
+func hopByHop(k string) bool {
+	switch k {
+	case "Connection", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding", "Upgrade", "Te", "Host":
+		return true
+	}
+	return false
+}
+
+// contentLength parses a content-length field value; -1 if absent or invalid
+// (an invalid one is refused by the caller).
+func contentLength(v string) (int64, bool) {
+	if v == "" {
+		return -1, true
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 || v[0] == '+' {
+		return -1, false
+	}
+	return n, true
+}
+
+// headerCanon canonicalizes field names through a small per-connection
+// cache: the same few names arrive on every request.
+type headerCanon map[string]string
+
+const maxCanonCache = 64
+
+func (c headerCanon) key(name string) string {
+	if k, ok := c[name]; ok {
+		return k
+	}
+	k := http.CanonicalHeaderKey(name)
+	if len(c) < maxCanonCache {
+		c[name] = k
+	}
+	return k
+}
