@@ -62,7 +62,7 @@ func pair(b *testing.B) (caller *treaty.Node) {
 		// default 64 calls in flight per peer.
 		f, err := os.OpenFile(filepath.Join(dir, name, "treaty.yaml"), os.O_APPEND|os.O_WRONLY, 0)
 		must(b, err)
-		_, err = f.WriteString("limits:\n  max_concurrent_per_peer: 256\n")
+		_, err = f.WriteString("limits:\n  max_concurrent_per_peer: 256\n" + protocolLine())
 		must(b, err)
 		must(b, f.Close())
 		n, err := treaty.Open(ctx, filepath.Join(dir, name), treaty.Options{Logger: quiet()})
@@ -83,6 +83,16 @@ func pair(b *testing.B) (caller *treaty.Node) {
 		}
 	}
 	return acme
+}
+
+// protocolLine sets the nodes' federation_protocol from
+// BENCH_FEDERATION_PROTOCOL ("treaty/1" measures HTTP/2; unset, the default
+// treaty/2), so that runs can alternate the two with one build.
+func protocolLine() string {
+	if p := os.Getenv("BENCH_FEDERATION_PROTOCOL"); p != "" {
+		return "federation_protocol: " + p + "\n"
+	}
+	return ""
 }
 
 // warmCalls are made before anything is measured. A fresh SQLite WAL file

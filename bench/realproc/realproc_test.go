@@ -289,6 +289,11 @@ func treatyPair(b *testing.B) (acme, globex *testnet.Node) {
 			b.Fatal(err)
 		}
 		extra := "limits:\n  max_concurrent_per_peer: 256\n"
+		// BENCH_FEDERATION_PROTOCOL=treaty/1 measures HTTP/2 (unset: the
+		// default, treaty/2), so runs can alternate the two.
+		if p := os.Getenv("BENCH_FEDERATION_PROTOCOL"); p != "" {
+			extra += "federation_protocol: " + p + "\n"
+		}
 		if os.Getenv("REALPROC_PPROF") != "" {
 			extra += "debug:\n  pprof: true\n"
 		}

@@ -33,7 +33,7 @@ const (
 	TypeHeaders  Type = 0 // a request's or an answer's header block; 1xx answers too
 	TypeData     Type = 1 // body bytes, within the receiver's credit
 	TypeReset    Type = 2 // the stream is abandoned; payload: a 4-byte Code
-	TypeWindow   Type = 3 // more credit for the stream's body; payload: a 4-byte increment
+	TypeWindow   Type = 3 // more credit for a stream's body, or on stream 0 for all bodies; payload: a 4-byte increment
 	TypePing     Type = 4 // stream 0; payload: 8 opaque bytes, echoed with FlagAck
 	TypeGoAway   Type = 5 // stream 0; payload: the last stream ID processed, a 4-byte Code
 	TypeSettings Type = 6 // stream 0, server to client, first frame; payload: Settings
@@ -116,6 +116,9 @@ const (
 	// InitialWindow is each stream's body credit, in each direction, before
 	// any WINDOW frame.
 	InitialWindow = 128 << 10
+	// ConnWindow is the credit of all bodies on a connection together, in
+	// each direction: what a receiver may have to buffer per connection.
+	ConnWindow = 1 << 20
 	// MaxWindow bounds a stream's credit: more is a protocol error.
 	MaxWindow = 1<<31 - 1
 )
@@ -249,7 +252,7 @@ func (r *Reader) check(f Frame, n uint32) error {
 		return fail(CodeProtocol, "unknown frame type %d", uint8(f.Type))
 	}
 	onStream0 := f.Type == TypePing || f.Type == TypeGoAway || f.Type == TypeSettings
-	if onStream0 != (f.Stream == 0) {
+	if f.Type != TypeWindow && onStream0 != (f.Stream == 0) {
 		return fail(CodeProtocol, "%s frame on stream %d", f.Type, f.Stream)
 	}
 	var want int64 = -1 // fixed size, if any

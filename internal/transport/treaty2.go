@@ -113,6 +113,7 @@ func (w *fwriter) fail(err error) {
 // credit it granted; reading returns credit in WINDOW frames of at least
 // half the initial window.
 type inbox struct {
+	conn   *connRecv
 	mu     sync.Mutex
 	buf    []byte
 	off    int
@@ -128,8 +129,60 @@ type inbox struct {
 	onDone func()        // called once when the consumer closes it before the end
 }
 
-func newInbox(want int64, grant func(int), onClose func()) *inbox {
-	return &inbox{ready: make(chan struct{}, 1), credit: framing.InitialWindow, want: want, grant: grant, onDone: onClose}
+func newInbox(conn *connRecv, want int64, grant func(int), onClose func()) *inbox {
+	return &inbox{conn: conn, ready: make(chan struct{}, 1), credit: framing.InitialWindow, want: want, grant: grant, onDone: onClose}
+}
+
+// connRecv is a connection's receive credit, shared by its streams: the
+// peer may have at most framing.ConnWindow body bytes unread here. Bytes
+// read, discarded or dropped are given back in WINDOW frames on stream 0.
+type connRecv struct {
+	mu     sync.Mutex
+	credit int
+	owed   int
+	grant  func(n int)
+}
+
+func newConnRecv(grant func(int)) *connRecv {
+	return &connRecv{credit: framing.ConnWindow, grant: grant}
+}
+
+// take accounts for a DATA payload's arrival.
+func (c *connRecv) take(n int) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if n > c.credit {
+		return &framing.Error{Code: framing.CodeProtocol, Msg: fmt.Sprintf("DATA of %d bytes beyond the connection's credit of %d", n, c.credit)}
+	}
+	c.credit -= n
+	return nil
+}
+
+// done gives back n bytes no longer held (read, discarded or dropped).
+func (c *connRecv) done(n int) {
+	if n <= 0 {
+		return
+	}
+	c.mu.Lock()
+	c.owed += n
+	g := 0
+	if c.owed >= framing.ConnWindow/4 {
+		g, c.owed = c.owed, 0
+		c.credit += g
+	}
+	c.mu.Unlock()
+	if g > 0 {
+		c.grant(g)
+	}
+}
+
+// drop takes and gives back a payload nobody will read (its stream ended).
+func (c *connRecv) drop(n int) error {
+	if err := c.take(n); err != nil {
+		return err
+	}
+	c.done(n)
+	return nil
 }
 
 func (b *inbox) wake() {
@@ -142,10 +195,16 @@ func (b *inbox) wake() {
 // push adds a DATA payload (copied). More than the credit is a protocol
 // error; so is a body longer or shorter than its content-length.
 func (b *inbox) push(p []byte, end bool) error {
+	if err := b.conn.take(len(p)); err != nil {
+		return err
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.end || b.err != nil {
-		return nil // after a reset or the end: dropped
+	if b.end || b.err != nil || b.closed {
+		defer b.conn.done(len(p)) // after a reset, the end or the reader's close: dropped
+		if b.end || b.err != nil {
+			return nil
+		}
 	}
 	if len(p) > b.credit {
 		return &framing.Error{Code: framing.CodeProtocol, Msg: fmt.Sprintf("DATA of %d bytes beyond the stream's credit of %d", len(p), b.credit)}
@@ -197,6 +256,7 @@ func (b *inbox) Read(p []byte) (int, error) {
 				}
 			}
 			b.mu.Unlock()
+			b.conn.done(n)
 			if g > 0 {
 				b.grant(g)
 			}
@@ -227,9 +287,11 @@ func (b *inbox) Close() error {
 		return nil
 	}
 	b.closed = true
+	discarded := len(b.buf) - b.off
 	b.buf, b.off = nil, 0
 	early := !b.end && b.err == nil
 	b.mu.Unlock()
+	b.conn.done(discarded)
 	b.wake()
 	if early && b.onDone != nil {
 		b.onDone()
@@ -239,7 +301,8 @@ func (b *inbox) Close() error {
 
 var errBodyClosed = errors.New("transport: read on a closed body")
 
-// outCredit is a stream's credit to send body bytes: the peer's window.
+// outCredit is credit to send body bytes: the peer's window for a stream,
+// or for the whole connection.
 type outCredit struct {
 	mu    sync.Mutex
 	n     int
@@ -247,8 +310,44 @@ type outCredit struct {
 	more  chan struct{}
 }
 
-func newOutCredit() *outCredit {
-	return &outCredit{n: framing.InitialWindow, more: make(chan struct{}, 1)}
+func newOutCredit(n int) *outCredit {
+	return &outCredit{n: n, more: make(chan struct{}, 1)}
+}
+
+// give returns credit taken but not used.
+func (c *outCredit) give(n int) {
+	c.mu.Lock()
+	c.n += n
+	c.mu.Unlock()
+	select {
+	case c.more <- struct{}{}:
+	default:
+	}
+}
+
+// takeBoth takes up to want bytes of credit from a stream and its
+// connection, waiting (until dl) for both.
+func takeBoth(stream, conn *outCredit, want int, dl time.Time) (int, error) {
+	n, err := stream.take(want, dl)
+	if err != nil {
+		return 0, err
+	}
+	m, err := conn.take(n, dl)
+	if m < n {
+		stream.give(n - m)
+	}
+	return m, err
+}
+
+// tryTake takes n bytes of credit if they are there now.
+func (c *outCredit) tryTake(n int) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ended != nil || c.n < n {
+		return false
+	}
+	c.n -= n
+	return true
 }
 
 // add takes a WINDOW frame's increment; beyond MaxWindow is a protocol error.

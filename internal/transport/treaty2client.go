@@ -27,6 +27,8 @@ type f2client struct {
 	peer identity.PublicKey
 	c    *clientConn
 	w    fwriter
+	recv *connRecv  // what the server may send, all streams together
+	out  *outCredit // what this side may send, all streams together
 
 	lastRead atomic.Int64 // unix nanos of the last frame read
 
@@ -49,7 +51,8 @@ const defaultMaxStreams2 = 100
 
 func newF2Client(rt *roundTripper, peer identity.PublicKey, c *clientConn) *f2client {
 	cc := &f2client{rt: rt, peer: peer, c: c, w: fwriter{c: c}, streams: make(map[uint32]*cstream),
-		nextID: 1, max: defaultMaxStreams2, idleSince: time.Now()}
+		nextID: 1, max: defaultMaxStreams2, idleSince: time.Now(), out: newOutCredit(framing.ConnWindow)}
+	cc.recv = newConnRecv(func(n int) { cc.window(0, n) })
 	cc.lastRead.Store(time.Now().UnixNano())
 	tick := min(rt.t.cfg.IdleTimeout/8, pingTimeout/3)
 	cc.timer = time.AfterFunc(tick, func() { cc.maintain(tick) })
@@ -93,7 +96,7 @@ func (cc *f2client) roundTrip(req *http.Request) (*http.Response, error) {
 	if err := cc.acquire(ctx); err != nil {
 		return nil, err
 	}
-	s := &cstream{cc: cc, req: req, trace: httptrace.ContextClientTrace(ctx), credit: newOutCredit(), ready: make(chan struct{})}
+	s := &cstream{cc: cc, req: req, trace: httptrace.ContextClientTrace(ctx), credit: newOutCredit(framing.InitialWindow), ready: make(chan struct{})}
 	out, dataAt, rest, err := cc.requestFrames(s, req)
 	if err != nil {
 		cc.release()
@@ -158,7 +161,7 @@ func (cc *f2client) requestFrames(s *cstream, req *http.Request) (out []byte, da
 	if body != nil && cl == 0 {
 		cl = -1 // unknown: net/http's meaning of 0 with a body
 	}
-	inline := body != nil && cl > 0 && cl <= framing.MaxData
+	inline := body != nil && cl > 0 && cl <= framing.MaxData && cc.out.tryTake(int(cl))
 	flags := framing.Flags(0)
 	if body == nil {
 		flags = framing.FlagEnd
@@ -188,11 +191,13 @@ func (cc *f2client) requestFrames(s *cstream, req *http.Request) (out []byte, da
 	out = framing.AppendHeader(out, framing.TypeData, framing.FlagEnd, 0, int(cl))
 	out = slices.Grow(out, int(cl))[:len(out)+int(cl)]
 	if _, err := io.ReadFull(body, out[start+framing.HeaderLen:]); err != nil {
+		cc.out.give(int(cl))
 		return nil, -1, nil, fmt.Errorf("transport: read request body: %w", err)
 	}
 	// A body longer than announced is net/http's error too.
 	var one [1]byte
 	if n, _ := body.Read(one[:]); n > 0 {
+		cc.out.give(int(cl))
 		return nil, -1, nil, errors.New("transport: request body longer than its ContentLength")
 	}
 	_ = body.Close()
@@ -223,7 +228,7 @@ func (cc *f2client) sendBody(s *cstream, body io.ReadCloser) {
 			k := 0
 			if len(data) > 0 {
 				var err error
-				if k, err = s.credit.take(len(data), time.Time{}); err != nil {
+				if k, err = takeBoth(s.credit, cc.out, len(data), time.Time{}); err != nil {
 					return // the stream ended
 				}
 			}
@@ -410,6 +415,10 @@ func (cc *f2client) handle(f framing.Frame, canon headerCanon) error {
 		last, code := framing.ParseGoAway(f.Payload)
 		cc.goAway(last, code)
 		return nil
+	case framing.TypeWindow:
+		if f.Stream == 0 {
+			return cc.out.add(framing.Uint32(f.Payload))
+		}
 	}
 	cc.mu.Lock()
 	s := cc.streams[f.Stream]
@@ -419,7 +428,10 @@ func (cc *f2client) handle(f framing.Frame, canon headerCanon) error {
 		return &framing.Error{Code: framing.CodeProtocol, Msg: fmt.Sprintf("%s frame on stream %d, never opened", f.Type, f.Stream)}
 	}
 	if s == nil {
-		return nil // a stream this side ended
+		if f.Type == framing.TypeData {
+			return cc.recv.drop(len(f.Payload)) // a stream this side ended
+		}
+		return nil
 	}
 	switch f.Type {
 	case framing.TypeHeaders:
@@ -506,9 +518,9 @@ func (cc *f2client) head(s *cstream, f framing.Frame, canon headerCanon) error {
 	if end {
 		resp.ContentLength = 0
 		resp.Body = http.NoBody
-		s.body = newInbox(0, nil, nil) // marks the head as read
+		s.body = newInbox(cc.recv, 0, nil, nil) // marks the head as read
 	} else {
-		s.body = newInbox(cl, func(n int) { cc.window(s.id, n) }, func() { cc.cancel(s, errBodyClosed) })
+		s.body = newInbox(cc.recv, cl, func(n int) { cc.window(s.id, n) }, func() { cc.cancel(s, errBodyClosed) })
 		resp.Body = s.body
 	}
 	s.deliver(resp, nil)
@@ -565,6 +577,7 @@ func (cc *f2client) close(err error) {
 	cc.mu.Unlock()
 	cc.timer.Stop()
 	cc.w.fail(err)
+	cc.out.stop(err)
 	_ = cc.c.Close()
 	cc.rt.forget2(cc)
 	for _, s := range open {

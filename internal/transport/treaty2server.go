@@ -10,6 +10,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/treaty-dev/treaty/internal/framing"
@@ -29,9 +30,12 @@ type f2server struct {
 	remote string
 	max    int // concurrent streams
 	canon  headerCanon
+	recv   *connRecv  // what the client may send, all streams together
+	out    *outCredit // what this side may send, all streams together
 
 	mu        sync.Mutex
 	streams   map[uint32]*sstream
+	active    int // streams holding one of the max slots (see sstream.release)
 	lastID    uint32
 	idleSince time.Time // when the last stream ended; zero while one is open
 }
@@ -50,7 +54,9 @@ func (t *Transport) serveTreaty2(ctx context.Context, c *serverConn, h http.Hand
 
 		streams:   make(map[uint32]*sstream),
 		idleSince: time.Now(),
+		out:       newOutCredit(framing.ConnWindow),
 	}
+	s.recv = newConnRecv(func(n int) { s.window(0, n) })
 	idle := s.watchIdle()
 	err := s.serve()
 	idle.Stop()
@@ -86,8 +92,11 @@ func (s *f2server) handle(f framing.Frame) error {
 		return s.open(f)
 	case framing.TypeData:
 		st, err := s.known(f.Stream)
+		if err != nil {
+			return err
+		}
 		if st == nil || st.body == nil {
-			return err // ended, or a request sent with no body: dropped
+			return s.recv.drop(len(f.Payload)) // ended, or a request sent with no body
 		}
 		return st.body.push(f.Payload, f.Flags&framing.FlagEnd != 0)
 	case framing.TypeReset:
@@ -97,6 +106,9 @@ func (s *f2server) handle(f framing.Frame) error {
 		}
 		return err
 	case framing.TypeWindow:
+		if f.Stream == 0 {
+			return s.out.add(framing.Uint32(f.Payload))
+		}
 		st, err := s.known(f.Stream)
 		if st != nil {
 			return st.credit.add(framing.Uint32(f.Payload))
@@ -138,7 +150,10 @@ func (s *f2server) open(f framing.Frame) error {
 		return &framing.Error{Code: framing.CodeProtocol, Msg: fmt.Sprintf("HEADERS opening stream %d after %d", id, s.lastID)}
 	}
 	s.lastID = id
-	full := len(s.streams) >= s.max
+	full := s.active >= s.max
+	if !full {
+		s.active++
+	}
 	s.mu.Unlock()
 	if full {
 		return s.reset(id, framing.CodeRefused)
@@ -153,9 +168,9 @@ func (s *f2server) open(f framing.Frame) error {
 		return s.reset(id, fe.Code)
 	}
 	ctx, cancel := context.WithCancelCause(s.ctx)
-	st := &sstream{s: s, id: id, cancel: cancel, credit: newOutCredit(), header: make(http.Header, 8)}
+	st := &sstream{s: s, id: id, cancel: cancel, credit: newOutCredit(framing.InitialWindow), header: make(http.Header, 8)}
 	if f.Flags&framing.FlagEnd == 0 {
-		st.body = newInbox(req.ContentLength, func(n int) { s.window(id, n) }, nil)
+		st.body = newInbox(s.recv, req.ContentLength, func(n int) { s.window(id, n) }, nil)
 		req.Body = st.body
 	}
 	req = req.WithContext(ctx)
@@ -239,6 +254,7 @@ func (s *f2server) goAway(c framing.Code) {
 
 // end forgets a finished stream.
 func (s *f2server) end(st *sstream) {
+	st.release()
 	s.mu.Lock()
 	delete(s.streams, st.id)
 	if len(s.streams) == 0 {
@@ -271,6 +287,7 @@ func (s *f2server) watchIdle() *time.Timer {
 func (s *f2server) shutdown(err error) {
 	s.cancel()
 	s.w.fail(errConnClosed)
+	s.out.stop(errConnClosed)
 	_ = s.c.Close()
 	s.mu.Lock()
 	open := make([]*sstream, 0, len(s.streams))
@@ -303,6 +320,8 @@ type sstream struct {
 	dl     time.Time // write deadline (SetWriteDeadline)
 	err    error     // the stream is over: reset, or a write failed
 	rdl    *time.Timer
+
+	released atomic.Bool // the slot is free (release)
 }
 
 // run serves the request; a handler's panic resets the stream and is
@@ -354,6 +373,7 @@ func (st *sstream) resetLocal(c framing.Code) {
 	}
 	st.mu.Unlock()
 	if !already {
+		st.release()
 		_ = st.s.reset(st.id, c)
 	}
 }
@@ -480,6 +500,7 @@ func (st *sstream) flushLocked(end bool) error {
 		out = st.headersFrame(make([]byte, 0, 512+pending+framing.HeaderLen), st.status, flags, cl)
 		st.sent = true
 		if flags != 0 {
+			st.release()
 			return st.send(out)
 		}
 	}
@@ -487,7 +508,7 @@ func (st *sstream) flushLocked(end bool) error {
 	ended := false
 	for len(data) > 0 || (end && !ended) {
 		n := 0
-		if len(data) > 0 && len(out) > 0 && st.credit.available() == 0 {
+		if len(data) > 0 && len(out) > 0 && (st.credit.available() == 0 || st.s.out.available() == 0) {
 			// What is gathered goes before the wait: the peer may need it
 			// to grant more.
 			if err := st.send(out); err != nil {
@@ -497,7 +518,7 @@ func (st *sstream) flushLocked(end bool) error {
 		}
 		if len(data) > 0 {
 			var err error
-			if n, err = st.credit.take(min(len(data), framing.MaxData), st.dl); err != nil {
+			if n, err = takeBoth(st.credit, st.s.out, min(len(data), framing.MaxData), st.dl); err != nil {
 				if len(out) > 0 {
 					_ = st.send(out)
 				}
@@ -522,7 +543,22 @@ func (st *sstream) flushLocked(end bool) error {
 	if len(out) == 0 {
 		return nil
 	}
+	if end {
+		st.release()
+	}
 	return st.send(out)
+}
+
+// release frees the stream's slot, once, before its last frame leaves: a
+// client that reads the end may start its next stream at once, before
+// this goroutine has returned.
+func (st *sstream) release() {
+	if st.released.Swap(true) {
+		return
+	}
+	st.s.mu.Lock()
+	st.s.active--
+	st.s.mu.Unlock()
 }
 
 func (st *sstream) send(out []byte) error {
@@ -543,6 +579,7 @@ func (st *sstream) fail(err error) {
 	if errors.Is(err, errTimeout) {
 		code = framing.CodeTimeout
 	}
+	st.release()
 	_ = st.s.reset(st.id, code)
 }
 
