@@ -16,6 +16,7 @@ func StartOnlyChanges(old, next *Config) []string {
 		changed bool
 	}{
 		{"listen", old.Listen != next.Listen},
+		{"federation_protocol", (old.FederationProtocol == "treaty/1") != (next.FederationProtocol == "treaty/1")},
 		{"limits.max_header_bytes", old.Limits.MaxHeaderBytes != next.Limits.MaxHeaderBytes},
 		{"audit.max_bytes", old.Audit.MaxBytes != next.Audit.MaxBytes},
 		{"audit.min_free_bytes", old.Audit.MinFreeBytes != next.Audit.MinFreeBytes},
