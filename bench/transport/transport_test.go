@@ -47,9 +47,14 @@ func key(b *testing.B, n byte) identity.PrivateKey {
 }
 
 func newTransport(b *testing.B, k identity.PrivateKey) *transport.Transport {
+	return newTransportV(b, k, false)
+}
+
+// newTransportV is newTransport; with v1 it speaks treaty/1 (HTTP/2) only.
+func newTransportV(b *testing.B, k identity.PrivateKey, v1 bool) *transport.Transport {
 	tr, err := transport.New(transport.Config{
 		Identity: k, Peers: admitAll{}, Listen: "127.0.0.1:0",
-		Logger: slog.New(slog.DiscardHandler),
+		Logger: slog.New(slog.DiscardHandler), DisableTreaty2: v1,
 	})
 	if err != nil {
 		b.Fatal(err)
@@ -181,6 +186,12 @@ func report(b *testing.B, ours, base time.Duration) {
 	b.ReportMetric(float64(ours)/float64(base), "ratio")
 }
 
+// reportV1 adds the same calls over treaty/1 (HTTP/2).
+func reportV1(b *testing.B, v1, base time.Duration) {
+	b.ReportMetric(float64(v1.Microseconds())/float64(b.N), "treaty1-µs/op")
+	b.ReportMetric(float64(v1)/float64(base), "ratio-treaty1")
+}
+
 var payload = bytes.Repeat([]byte("x"), 1024)
 
 func echoHandler(w http.ResponseWriter, r *http.Request) {
@@ -203,14 +214,15 @@ func post(b *testing.B, rt http.RoundTripper, url string) {
 
 // roundTrippers returns treaty's pooled RoundTripper and a plain x/net/http2
 // client over plain mTLS, each with its URL, both warmed up.
-func roundTrippers(b *testing.B) (ours http.RoundTripper, oursURL string, base http.RoundTripper, baseURL string) {
-	srv, cli := newTransport(b, key(b, 1)), newTransport(b, key(b, 2))
+func roundTrippers(b *testing.B) (ours, ours1 http.RoundTripper, oursURL string, base http.RoundTripper, baseURL string) {
+	srv, cli, cli1 := newTransport(b, key(b, 1)), newTransport(b, key(b, 2)), newTransportV(b, key(b, 3), true)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { srv.ServeHTTP(ctx, http.HandlerFunc(echoHandler)); close(done) }()
 	b.Cleanup(func() { cancel(); <-done })
 	addr := srv.Addr().String()
 	ours = cli.RoundTripper(func(context.Context, identity.PublicKey) (string, error) { return addr, nil })
+	ours1 = cli1.RoundTripper(func(context.Context, identity.PublicKey) (string, error) { return addr, nil })
 	oursURL = transport.PeerURL(srv.Self(), "/echo")
 
 	h2srv := &http2.Server{}
@@ -225,14 +237,17 @@ func roundTrippers(b *testing.B) (ours http.RoundTripper, oursURL string, base h
 	}
 	baseURL = "https://baseline/echo"
 	post(b, ours, oursURL)
+	post(b, ours1, oursURL)
 	post(b, base, baseURL)
 	return
 }
 
-// BenchmarkRoundTrip: one caller, warm pooled connection, 1 KiB each way.
+// BenchmarkRoundTrip: one caller, warm pooled connection, 1 KiB each way;
+// treaty's RoundTripper over treaty/2 (treaty-µs/op) and treaty/1
+// (treaty1-µs/op) against plain x/net/http2 over mTLS.
 func BenchmarkRoundTrip(b *testing.B) {
-	ours, oursURL, base, baseURL := roundTrippers(b)
-	var tBase, tOurs time.Duration
+	ours, ours1, oursURL, base, baseURL := roundTrippers(b)
+	var tBase, tOurs, tOurs1 time.Duration
 	b.ResetTimer()
 	for b.Loop() {
 		s := time.Now()
@@ -241,13 +256,17 @@ func BenchmarkRoundTrip(b *testing.B) {
 		s = time.Now()
 		post(b, ours, oursURL)
 		tOurs += time.Since(s)
+		s = time.Now()
+		post(b, ours1, oursURL)
+		tOurs1 += time.Since(s)
 	}
 	report(b, tOurs, tBase)
+	reportV1(b, tOurs1, tBase)
 }
 
 // BenchmarkRoundTrip64: 64 concurrent callers sharing the one connection.
 func BenchmarkRoundTrip64(b *testing.B) {
-	ours, oursURL, base, baseURL := roundTrippers(b)
+	ours, ours1, oursURL, base, baseURL := roundTrippers(b)
 	run := func(rt http.RoundTripper, url string, n int) time.Duration {
 		var wg sync.WaitGroup
 		s := time.Now()
@@ -264,7 +283,9 @@ func BenchmarkRoundTrip64(b *testing.B) {
 	b.ResetTimer()
 	tBase := run(base, baseURL, b.N)
 	tOurs := run(ours, oursURL, b.N)
+	tOurs1 := run(ours1, oursURL, b.N)
 	report(b, tOurs, tBase)
+	reportV1(b, tOurs1, tBase)
 	b.ReportMetric(float64(b.N)/tOurs.Seconds(), "treaty-calls/s")
 	b.ReportMetric(float64(b.N)/tBase.Seconds(), "baseline-calls/s")
 }
