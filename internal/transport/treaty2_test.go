@@ -397,3 +397,41 @@ func TestTreaty2ManyCallers(t *testing.T) {
 		}
 	})
 }
+
+// TestTreaty2BodySenderEnds: a request body that never ends is closed once
+// the server has answered, so its sender does not outlive the call.
+func TestTreaty2BodySenderEnds(t *testing.T) {
+	p := newCallPair(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "early") // answers without reading the body
+	}), Config{}, Config{})
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, p.url("/early"), pr)
+	resp, err := p.rt.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(body) != "early" {
+		t.Fatalf("body %q", body)
+	}
+	// The writer side sees the reader closed: the sender let go of it.
+	done := make(chan error, 1)
+	go func() {
+		for { // a write may still reach a sender about to stop
+			if _, err := pw.Write([]byte("more")); err != nil {
+				done <- err
+				return
+			}
+		}
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, io.ErrClosedPipe) {
+			t.Fatalf("write after the answer: %v, want io.ErrClosedPipe", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the request body was never closed")
+	}
+}

@@ -81,6 +81,9 @@ type cstream struct {
 	stop   func() bool // the request context's AfterFunc
 	done   bool        // the server's side ended (mu of cc)
 	sent   bool        // the request's head left (mu of cc)
+	// reqBody is a request body still being sent; closed when the stream
+	// ends, which unblocks a sender waiting in its Read (mu of cc).
+	reqBody io.Closer
 }
 
 // errRetry marks a request the server never processed: the connection
@@ -139,7 +142,16 @@ func (cc *f2client) roundTrip(req *http.Request) (*http.Response, error) {
 	s.sent = true
 	cc.mu.Unlock()
 	if rest != nil {
-		go cc.sendBody(s, rest)
+		body := &onceCloser{ReadCloser: rest}
+		cc.mu.Lock()
+		done := s.done
+		s.reqBody = body
+		cc.mu.Unlock()
+		if done {
+			_ = body.Close()
+		} else {
+			go cc.sendBody(s, body)
+		}
 	}
 	<-s.ready
 	if s.err != nil {
@@ -312,8 +324,11 @@ func (cc *f2client) finish(s *cstream, err error) {
 	}
 	cc.active--
 	cc.wakeLocked()
-	stop := s.stop
+	stop, body := s.stop, s.reqBody
 	cc.mu.Unlock()
+	if body != nil {
+		_ = body.Close()
+	}
 	if err == nil {
 		err = errStreamDone
 	}
@@ -324,6 +339,18 @@ func (cc *f2client) finish(s *cstream, err error) {
 }
 
 var errStreamDone = errors.New("transport: treaty/2 stream ended")
+
+// onceCloser closes its ReadCloser once, whoever asks first.
+type onceCloser struct {
+	io.ReadCloser
+	once sync.Once
+}
+
+func (c *onceCloser) Close() error {
+	var err error
+	c.once.Do(func() { err = c.ReadCloser.Close() })
+	return err
+}
 
 // deliver hands the answer's head (or err) to the waiting caller, once
 // (cc.mu held).
