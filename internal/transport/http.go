@@ -72,38 +72,30 @@ func (t *Transport) ServeHTTP(ctx context.Context, h http.Handler) error {
 		}
 		srv.ServeConn(c, &http2.ServeConnOpts{Context: connCtx, BaseConfig: base, Handler: h})
 	}
-	accept := func(l *protoListener) {
-		defer cancel() // one listener's end ends the other's loop
-		for {
-			c, err := l.accept(ctx)
-			if err != nil {
-				return // ctx done, or the listener or Transport closed
-			}
-			stop := context.AfterFunc(ctx, func() { _ = c.Close() })
-			wg.Add(1)
-			started := t.goTracked(func() {
-				defer wg.Done()
-				defer stop()
-				defer c.Close()
-				serve(c)
-			})
-			if !started {
-				wg.Done()
-				stop()
-				_ = c.Close()
-				return
-			}
+	var l2 *protoListener
+	if !t.cfg.DisableTreaty2 {
+		l2 = t.lookup(ProtoFederation2)
+	}
+	for {
+		c, err := acceptFrom(ctx, l, l2)
+		if err != nil {
+			return nil // ctx done, or a listener or the Transport closed
+		}
+		stop := context.AfterFunc(ctx, func() { _ = c.Close() })
+		wg.Add(1)
+		started := t.goTracked(func() {
+			defer wg.Done()
+			defer stop()
+			defer c.Close()
+			serve(c)
+		})
+		if !started {
+			wg.Done()
+			stop()
+			_ = c.Close()
+			return nil
 		}
 	}
-	if l2, ok := t.lookup(ProtoFederation2), !t.cfg.DisableTreaty2; ok && l2 != nil {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			accept(l2)
-		}()
-	}
-	accept(l)
-	return nil
 }
 
 // PeerFromRequest returns the caller's key, proven by the handshake of the

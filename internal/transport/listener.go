@@ -63,21 +63,36 @@ func (l *protoListener) Accept() (net.Conn, error) { return l.accept(context.Bac
 
 // accept is Accept that also stops when ctx is done.
 func (l *protoListener) accept(ctx context.Context) (*serverConn, error) {
+	return acceptFrom(ctx, l, nil)
+}
+
+// acceptFrom accepts from a and, if not nil, b: ServeHTTP takes both
+// federation protocols in one loop. It ends when either listener closes.
+func acceptFrom(ctx context.Context, a, b *protoListener) (*serverConn, error) {
+	var bch chan *serverConn
+	var bdone chan struct{}
+	if b != nil {
+		bch, bdone = b.ch, b.done
+	}
 	for {
+		var c *serverConn
 		select {
-		case c := <-l.ch:
-			if err := c.confirm(l.t.cfg.HandshakeTimeout); err != nil {
-				l.t.log.Debug("transport: acceptance marker not delivered", "peer", c.peer.Short(),
-					"addr", c.RemoteAddr().String(), "err", err)
-				_ = c.Close()
-				continue
-			}
-			return c, nil
-		case <-l.done:
-			return nil, fmt.Errorf("transport: accept %s: %w", l.proto, ErrClosed)
+		case c = <-a.ch:
+		case c = <-bch:
+		case <-a.done:
+			return nil, fmt.Errorf("transport: accept %s: %w", a.proto, ErrClosed)
+		case <-bdone:
+			return nil, fmt.Errorf("transport: accept %s: %w", b.proto, ErrClosed)
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
+		if err := c.confirm(a.t.cfg.HandshakeTimeout); err != nil {
+			a.t.log.Debug("transport: acceptance marker not delivered", "peer", c.peer.Short(),
+				"addr", c.RemoteAddr().String(), "err", err)
+			_ = c.Close()
+			continue
+		}
+		return c, nil
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/net/http/httpguts"
@@ -65,7 +66,37 @@ type fwriter struct {
 	c     net.Conn
 	err   error
 	armed time.Time // the connection's write deadline as last set
+
+	queued atomic.Int32 // control frames waiting for the writer (writeSoon)
 }
+
+// maxQueuedControl bounds the control frames waiting for a busy writer; a
+// peer that makes more (PINGs while it reads nothing) loses the connection.
+const maxQueuedControl = 64
+
+// writeSoon writes a control frame (WINDOW, RESET, PING, GOAWAY) now if the
+// writer is free, else from a goroutine of its own. The connection's reader
+// uses it: it must never wait for a writer, who may be waiting for frames
+// the reader has not read yet.
+func (w *fwriter) writeSoon(b []byte) {
+	if w.mu.TryLock() {
+		_ = w.writeLocked(b, time.Time{})
+		w.mu.Unlock()
+		return
+	}
+	if w.queued.Add(1) > maxQueuedControl {
+		w.queued.Add(-1)
+		w.fail(errTooManyControl)
+		_ = w.c.Close()
+		return
+	}
+	go func() {
+		defer w.queued.Add(-1)
+		_ = w.write(b, time.Time{})
+	}()
+}
+
+var errTooManyControl = errors.New("transport: treaty/2 peer made more control frames than it reads")
 
 // write writes b within dl (zero: connWriteTimeout from now).
 func (w *fwriter) write(b []byte, dl time.Time) error {

@@ -435,3 +435,60 @@ func TestTreaty2BodySenderEnds(t *testing.T) {
 		t.Fatal("the request body was never closed")
 	}
 }
+
+// TestTreaty2CancelWhileWriterWaits: a caller that stops reading a flood and
+// then gives up ends the handler, which was waiting for credit, and the
+// connection serves the next call (the reader never waits for a writer).
+func TestTreaty2CancelWhileWriterWaits(t *testing.T) {
+	protocols(t, func(t *testing.T, off bool) {
+		werr := make(chan error, 1)
+		var written atomic.Int64
+		p := newCallPair(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path != "/flood" {
+				echoProto(w, r)
+				return
+			}
+			chunk := make([]byte, 32<<10)
+			for {
+				written.Add(int64(len(chunk)))
+				if _, err := w.Write(chunk); err != nil {
+					werr <- err
+					return
+				}
+				w.(http.Flusher).Flush()
+				if r.Context().Err() != nil {
+					werr <- r.Context().Err()
+					return
+				}
+			}
+		}), Config{}, Config{DisableTreaty2: off})
+		ctx, cancel := context.WithCancel(t.Context())
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, p.url("/flood"), nil)
+		resp, err := p.rt.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(resp.Body, make([]byte, 1000)); err != nil {
+			t.Fatal(err)
+		}
+		// Read nothing more until every window is full and the handler
+		// waits; then give up.
+		last := int64(-1)
+		waitFor(t, "the flood to fill the windows", func() bool {
+			n := written.Load()
+			stalled := n == last && n >= 128<<10
+			last = n
+			return stalled
+		})
+		cancel()
+		resp.Body.Close()
+		select {
+		case <-werr:
+		case <-time.After(15 * time.Second):
+			t.Fatal("the handler still writes after its caller gave up")
+		}
+		if _, body, err := p.do(t, t.Context(), http.MethodPost, "/echo", []byte("next"), nil); err != nil || string(body) != "next" {
+			t.Fatalf("next call: %q, %v", body, err)
+		}
+	})
+}

@@ -126,6 +126,9 @@ func (cc *f2client) roundTrip(req *http.Request) (*http.Response, error) {
 	cc.streams[s.id] = s
 	cc.idleSince = time.Time{}
 	s.stop = context.AfterFunc(ctx, func() { cc.cancel(s, context.Cause(ctx)) })
+	// Sent from here on: a cancel that comes while the frames are written
+	// queues its RESET behind them (writeSoon), never before.
+	s.sent = true
 	cc.mu.Unlock()
 	framing.SetStream(out, s.id)
 	if dataAt >= 0 {
@@ -138,9 +141,6 @@ func (cc *f2client) roundTrip(req *http.Request) (*http.Response, error) {
 		closeBody(req)
 		return nil, cc.connErr(err)
 	}
-	cc.mu.Lock()
-	s.sent = true
-	cc.mu.Unlock()
 	if rest != nil {
 		body := &onceCloser{ReadCloser: rest}
 		cc.mu.Lock()
@@ -173,7 +173,10 @@ func (cc *f2client) requestFrames(s *cstream, req *http.Request) (out []byte, da
 	if body != nil && cl == 0 {
 		cl = -1 // unknown: net/http's meaning of 0 with a body
 	}
-	inline := body != nil && cl > 0 && cl <= framing.MaxData && cc.out.tryTake(int(cl))
+	// Inline only a body in memory (NewRequest sets GetBody for those): any
+	// other reader may block, and must do so on the sender's goroutine, where
+	// the stream's end can unblock it.
+	inline := body != nil && req.GetBody != nil && cl > 0 && cl <= framing.MaxData && cc.out.tryTake(int(cl))
 	flags := framing.Flags(0)
 	if body == nil {
 		flags = framing.FlagEnd
@@ -379,7 +382,7 @@ func (cc *f2client) cancel(s *cstream, err error) {
 	}
 	cc.finish(s, err)
 	if sent {
-		_ = cc.w.write(framing.AppendUint32Frame(nil, framing.TypeReset, s.id, uint32(framing.CodeCancel)), time.Time{})
+		cc.w.writeSoon(framing.AppendUint32Frame(nil, framing.TypeReset, s.id, uint32(framing.CodeCancel)))
 	}
 	cc.readerDeliver(s, err)
 }
@@ -410,7 +413,7 @@ func (cc *f2client) read() {
 		if err = cc.handle(f, canon); err != nil {
 			var fe *framing.Error
 			if errors.As(err, &fe) {
-				_ = cc.w.write(framing.AppendGoAway(nil, 0, fe.Code), time.Time{})
+				cc.w.writeSoon(framing.AppendGoAway(nil, 0, fe.Code))
 			}
 			break
 		}
@@ -432,7 +435,8 @@ func (cc *f2client) handle(f framing.Frame, canon headerCanon) error {
 		return nil
 	case framing.TypePing:
 		if f.Flags&framing.FlagAck == 0 {
-			return cc.w.write(framing.AppendFrame(nil, framing.TypePing, framing.FlagAck, 0, f.Payload), time.Time{})
+			cc.w.writeSoon(framing.AppendFrame(nil, framing.TypePing, framing.FlagAck, 0, f.Payload))
+			return nil
 		}
 		cc.mu.Lock()
 		cc.pingSent = time.Time{}
@@ -559,7 +563,7 @@ func (cc *f2client) head(s *cstream, f framing.Frame, canon headerCanon) error {
 }
 
 func (cc *f2client) window(id uint32, n int) {
-	_ = cc.w.write(framing.AppendUint32Frame(nil, framing.TypeWindow, id, uint32(n)), time.Time{})
+	cc.w.writeSoon(framing.AppendUint32Frame(nil, framing.TypeWindow, id, uint32(n)))
 }
 
 // goAway stops new streams; those above last were never processed and are

@@ -116,7 +116,7 @@ func (s *f2server) handle(f framing.Frame) error {
 		return err
 	case framing.TypePing:
 		if f.Flags&framing.FlagAck == 0 {
-			return s.w.write(framing.AppendFrame(nil, framing.TypePing, framing.FlagAck, 0, f.Payload), time.Time{})
+			s.w.writeSoon(framing.AppendFrame(nil, framing.TypePing, framing.FlagAck, 0, f.Payload))
 		}
 		return nil
 	case framing.TypeGoAway:
@@ -156,7 +156,8 @@ func (s *f2server) open(f framing.Frame) error {
 	}
 	s.mu.Unlock()
 	if full {
-		return s.reset(id, framing.CodeRefused)
+		s.reset(id, framing.CodeRefused)
+		return nil
 	}
 	req, err := s.request(f)
 	if err != nil {
@@ -165,7 +166,8 @@ func (s *f2server) open(f framing.Frame) error {
 			return err
 		}
 		s.t.log.Debug("transport: treaty/2 request refused", "peer", s.c.peer.Short(), "stream", id, "err", err)
-		return s.reset(id, fe.Code)
+		s.reset(id, fe.Code)
+		return nil
 	}
 	ctx, cancel := context.WithCancelCause(s.ctx)
 	st := &sstream{s: s, id: id, cancel: cancel, credit: newOutCredit(framing.InitialWindow), header: make(http.Header, 8)}
@@ -237,19 +239,19 @@ func (s *f2server) request(f framing.Frame) (*http.Request, error) {
 	}, nil
 }
 
-func (s *f2server) reset(id uint32, c framing.Code) error {
-	return s.w.write(framing.AppendUint32Frame(nil, framing.TypeReset, id, uint32(c)), time.Time{})
+func (s *f2server) reset(id uint32, c framing.Code) {
+	s.w.writeSoon(framing.AppendUint32Frame(nil, framing.TypeReset, id, uint32(c)))
 }
 
 func (s *f2server) window(id uint32, n int) {
-	_ = s.w.write(framing.AppendUint32Frame(nil, framing.TypeWindow, id, uint32(n)), time.Time{})
+	s.w.writeSoon(framing.AppendUint32Frame(nil, framing.TypeWindow, id, uint32(n)))
 }
 
 func (s *f2server) goAway(c framing.Code) {
 	s.mu.Lock()
 	last := s.lastID
 	s.mu.Unlock()
-	_ = s.w.write(framing.AppendGoAway(nil, last, c), time.Time{})
+	s.w.writeSoon(framing.AppendGoAway(nil, last, c))
 }
 
 // end forgets a finished stream.
@@ -321,7 +323,8 @@ type sstream struct {
 	err    error     // the stream is over: reset, or a write failed
 	rdl    *time.Timer
 
-	released atomic.Bool // the slot is free (release)
+	released atomic.Bool           // the slot is free (release)
+	aborted  atomic.Pointer[error] // set by abort; read by deadLocked
 }
 
 // run serves the request; a handler's panic resets the stream and is
@@ -351,12 +354,12 @@ func (st *sstream) run(req *http.Request) {
 
 // abort ends the stream from outside the handler: a RESET from the peer or
 // the connection's end.
+//
+// It never takes st.mu: the handler may hold it while it waits for credit
+// or for a write, and the connection's reader, which calls abort, must not
+// wait for the handler. Writes see the abort through st.aborted.
 func (st *sstream) abort(err error) {
-	st.mu.Lock()
-	if st.err == nil {
-		st.err = err
-	}
-	st.mu.Unlock()
+	st.aborted.CompareAndSwap(nil, &err)
 	st.credit.stop(err)
 	if st.body != nil {
 		st.body.fail(err)
@@ -367,15 +370,25 @@ func (st *sstream) abort(err error) {
 // resetLocal abandons the stream from this side.
 func (st *sstream) resetLocal(c framing.Code) {
 	st.mu.Lock()
-	already := st.err != nil
+	already := st.deadLocked() != nil
 	if !already {
 		st.err = &StreamError{Stream: st.id, Code: c}
 	}
 	st.mu.Unlock()
 	if !already {
 		st.release()
-		_ = st.s.reset(st.id, c)
+		st.s.reset(st.id, c)
 	}
+}
+
+// deadLocked returns why the stream is over, if it is (st.mu held).
+func (st *sstream) deadLocked() error {
+	if st.err == nil {
+		if p := st.aborted.Load(); p != nil {
+			st.err = *p
+		}
+	}
+	return st.err
 }
 
 func (st *sstream) Header() http.Header { return st.header }
@@ -385,7 +398,7 @@ func (st *sstream) Header() http.Header { return st.header }
 func (st *sstream) WriteHeader(code int) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if st.status != 0 || st.err != nil {
+	if st.status != 0 || st.deadLocked() != nil {
 		return
 	}
 	if code < 100 || code > 999 {
@@ -409,7 +422,7 @@ func (st *sstream) Write(p []byte) (int, error) {
 	if st.status == 0 {
 		st.status = http.StatusOK
 	}
-	if st.err != nil {
+	if st.deadLocked() != nil {
 		return 0, st.err
 	}
 	if !bodyAllowed(st.status) {
@@ -433,7 +446,7 @@ func (st *sstream) FlushError() error {
 	if st.status == 0 {
 		st.status = http.StatusOK
 	}
-	if st.err != nil {
+	if st.deadLocked() != nil {
 		return st.err
 	}
 	return st.flushLocked(false)
@@ -473,7 +486,7 @@ var errReadDeadline = fmt.Errorf("transport: treaty/2 read deadline passed: %w",
 func (st *sstream) finish() {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if st.err != nil {
+	if st.deadLocked() != nil {
 		return
 	}
 	if st.status == 0 {
@@ -571,7 +584,7 @@ func (st *sstream) send(out []byte) error {
 
 // fail resets the stream after a failed wait for credit (mu held).
 func (st *sstream) fail(err error) {
-	if st.err != nil {
+	if st.deadLocked() != nil {
 		return
 	}
 	st.err = err
@@ -580,7 +593,7 @@ func (st *sstream) fail(err error) {
 		code = framing.CodeTimeout
 	}
 	st.release()
-	_ = st.s.reset(st.id, code)
+	st.s.reset(st.id, code)
 }
 
 // headersFrame appends a HEADERS frame with status and the handler's
