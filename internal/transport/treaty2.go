@@ -381,8 +381,9 @@ func contentLength(v string) (int64, bool) {
 	if v == "" {
 		return -1, true
 	}
+	// Digits only, as net/http's own parse: ParseInt would take "+5" and "-0".
 	n, err := strconv.ParseInt(v, 10, 64)
-	if err != nil || n < 0 || v[0] == '+' {
+	if err != nil || v[0] < '0' || v[0] > '9' {
 		return -1, false
 	}
 	return n, true

@@ -331,18 +331,20 @@ func (st *sstream) run(req *http.Request) {
 }
 
 // abort ends the stream from outside the handler: a RESET from the peer or
-// the connection's end.
+// the connection's end. The handler is woken before st.mu is taken: it may
+// hold st.mu while it waits for credit, and the reader calling abort is
+// what would give it.
 func (st *sstream) abort(err error) {
-	st.mu.Lock()
-	if st.err == nil {
-		st.err = err
-	}
-	st.mu.Unlock()
 	st.credit.stop(err)
 	if st.body != nil {
 		st.body.fail(err)
 	}
 	st.cancel(err)
+	st.mu.Lock()
+	if st.err == nil {
+		st.err = err
+	}
+	st.mu.Unlock()
 }
 
 // resetLocal abandons the stream from this side.
@@ -533,17 +535,18 @@ func (st *sstream) send(out []byte) error {
 	return nil
 }
 
-// fail resets the stream after a failed wait for credit (mu held).
+// fail ends the stream after a failed wait for credit (mu held). Only a
+// write deadline that passed is this side's to report (a RESET); any other
+// failure is the abort of the stream, by the peer's RESET or the
+// connection's end, which needs no answer.
 func (st *sstream) fail(err error) {
 	if st.err != nil {
 		return
 	}
 	st.err = err
-	code := framing.CodeCancel
 	if errors.Is(err, errTimeout) {
-		code = framing.CodeTimeout
+		_ = st.s.reset(st.id, framing.CodeTimeout)
 	}
-	_ = st.s.reset(st.id, code)
 }
 
 // headersFrame appends a HEADERS frame with status and the handler's
