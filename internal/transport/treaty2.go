@@ -219,7 +219,8 @@ func (b *inbox) Read(p []byte) (int, error) {
 }
 
 // Close discards the rest; if the sender had not finished, onDone tells it
-// to stop (a RESET).
+// to stop (a RESET). A body failed by a content-length it overran has not
+// finished either: its stream is still open on both sides.
 func (b *inbox) Close() error {
 	b.mu.Lock()
 	if b.closed {
@@ -228,7 +229,7 @@ func (b *inbox) Close() error {
 	}
 	b.closed = true
 	b.buf, b.off = nil, 0
-	early := !b.end && b.err == nil
+	early := !b.end
 	b.mu.Unlock()
 	b.wake()
 	if early && b.onDone != nil {

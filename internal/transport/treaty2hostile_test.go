@@ -3,16 +3,17 @@ package transport
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/treaty-dev/treaty/internal/framing"
 )
@@ -21,19 +22,26 @@ import (
 // gives it over a real mTLS connection, and a goroutine of its own collects
 // the frames the other side sends until the connection ends.
 type rawConn struct {
-	c *tls.Conn
+	c    net.Conn
+	done chan struct{} // closed when the reader returns
 
 	mu     sync.Mutex
 	frames []framing.Frame // payloads copied
 	err    error           // why the read side ended; nil while open
 }
 
-func newRawConn(t *testing.T, c *tls.Conn) *rawConn {
+func newRawConn(t *testing.T, c net.Conn) *rawConn {
 	t.Helper()
-	rc := &rawConn{c: c}
-	done := make(chan struct{})
+	rc := startRawConn(c)
+	t.Cleanup(rc.close)
+	return rc
+}
+
+// startRawConn starts rc's reader; rc.close stops it.
+func startRawConn(c net.Conn) *rawConn {
+	rc := &rawConn{c: c, done: make(chan struct{})}
 	go func() {
-		defer close(done)
+		defer close(rc.done)
 		rd := framing.NewReader(c, framing.MaxHeaderBlock)
 		for {
 			f, err := rd.Next()
@@ -48,11 +56,13 @@ func newRawConn(t *testing.T, c *tls.Conn) *rawConn {
 			rc.mu.Unlock()
 		}
 	}()
-	t.Cleanup(func() {
-		_ = c.Close()
-		<-done
-	})
 	return rc
+}
+
+// close closes the connection and waits for the reader's end.
+func (rc *rawConn) close() {
+	_ = rc.c.Close()
+	<-rc.done
 }
 
 // send writes b; a failure is returned (the peer may have closed already).
@@ -404,6 +414,319 @@ func TestTreaty2HostileResetWhileBlocked(t *testing.T) {
 	b.goodCall(t)
 }
 
-var _ = errors.New
-var _ = io.EOF
-var _ = context.Background
+func (rc *rawConn) readDone() bool {
+	select {
+	case <-rc.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// waitFrame is expect for a goroutine that is not the test's: it gives up
+// after d and says whether the frame came.
+func (rc *rawConn) waitFrame(match func(framing.Frame) bool, d time.Duration) (framing.Frame, bool) {
+	end := time.Now().Add(d)
+	for {
+		if f, ok := rc.find(match); ok {
+			return f, true
+		}
+		if rc.readDone() || time.Now().After(end) {
+			return framing.Frame{}, false
+		}
+		time.Sleep(2 * time.Millisecond) // polling a peer's frames, not synchronising
+	}
+}
+
+func ansBlock(status string, extra ...string) []byte {
+	b := framing.AppendField(nil, ":status", status)
+	for i := 0; i+1 < len(extra); i += 2 {
+		b = framing.AppendField(b, extra[i], extra[i+1])
+	}
+	return b
+}
+
+// fakeBed is a client with a RoundTripper, a fake treaty/2 server whose
+// connections a script answers frame by frame, and a good server the same
+// RoundTripper must still reach afterwards.
+type fakeBed struct {
+	fake, good, cli *node
+	rt              http.RoundTripper
+}
+
+func newFakeBed(t *testing.T, script func(t *testing.T, rc *rawConn)) *fakeBed {
+	t.Helper()
+	fk, gk, ck := testKey(t, 1), testKey(t, 4), testKey(t, 2)
+	b := &fakeBed{}
+	b.fake = newNode(t, fk, admit(ck.Public()), Config{})
+	b.good = newNode(t, gk, admit(ck.Public()), Config{})
+	b.cli = newNode(t, ck, admit(fk.Public(), gk.Public()), Config{})
+	serveHTTP(t, b.good, http.HandlerFunc(echoProto))
+	var r resolver
+	r.set(fk.Public(), b.fake.addr())
+	r.set(gk.Public(), b.good.addr())
+	b.rt = b.cli.RoundTripper(r.resolve)
+
+	l := b.fake.Listener(ProtoFederation2)
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		conns []*rawConn
+	)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			rc := startRawConn(c)
+			mu.Lock()
+			conns = append(conns, rc)
+			mu.Unlock()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				script(t, rc)
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		_ = l.Close()
+		mu.Lock()
+		for _, rc := range conns {
+			rc.close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	return b
+}
+
+// call sends a GET to the fake server and reads the answer whole.
+func (b *fakeBed) call(t *testing.T, ctx context.Context) (*http.Response, []byte, error) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, PeerURL(b.fake.Self(), "/x"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := b.rt.RoundTrip(req)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	return resp, body, err
+}
+
+// goodCall checks the RoundTripper still reaches a good server.
+func (b *fakeBed) goodCall(t *testing.T) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, PeerURL(b.good.Self(), "/echo"), strings.NewReader("hello"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := b.rt.RoundTrip(req)
+	if err != nil {
+		t.Fatalf("call to a good server: %v", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || string(body) != "hello" || resp.Header.Get("X-Proto") != ProtoFederation2 {
+		t.Fatalf("call to a good server: %q over %q, %v", body, resp.Header.Get("X-Proto"), err)
+	}
+}
+
+const scriptWait = 10 * time.Second
+
+// request waits for a request's HEADERS on a stream not in seen.
+func request(rc *rawConn, seen map[uint32]bool) (uint32, bool) {
+	f, ok := rc.waitFrame(func(f framing.Frame) bool { return f.Type == framing.TypeHeaders && !seen[f.Stream] }, scriptWait)
+	if ok {
+		seen[f.Stream] = true
+	}
+	return f.Stream, ok
+}
+
+// answerAll is a script that sends SETTINGS, then answers each request
+// with the frames of answer (given the stream's ID) until the client
+// closes the connection.
+func answerAll(answer func(id uint32) []byte) func(*testing.T, *rawConn) {
+	return func(t *testing.T, rc *rawConn) {
+		if rc.send(framing.AppendSettings(nil, framing.Settings{MaxStreams: 10})) != nil {
+			return
+		}
+		seen := map[uint32]bool{}
+		for {
+			id, ok := request(rc, seen)
+			if !ok {
+				return
+			}
+			_ = rc.send(answer(id))
+		}
+	}
+}
+
+// TestTreaty2HostileServer: whatever a server answers, the RoundTripper
+// returns an error (from RoundTrip or the body) in good time, never
+// panics or hangs, and still reaches a good server afterwards.
+func TestTreaty2HostileServer(t *testing.T) {
+	ok200 := func(id uint32) []byte { return headers(id, framing.FlagEnd, ansBlock("200")) }
+	for _, tc := range []struct {
+		name   string
+		answer func(id uint32) []byte
+	}{
+		{"HEADERS for a stream never opened", func(id uint32) []byte { return ok200(id + 2) }},
+		{"second final HEADERS", func(id uint32) []byte {
+			return cat(headers(id, 0, ansBlock("200")), headers(id, framing.FlagEnd, ansBlock("200")))
+		}},
+		{"status 99", func(id uint32) []byte { return headers(id, framing.FlagEnd, ansBlock("99")) }},
+		{"status abc", func(id uint32) []byte { return headers(id, framing.FlagEnd, ansBlock("abc")) }},
+		{"status +20", func(id uint32) []byte { return headers(id, framing.FlagEnd, ansBlock("+20")) }},
+		{"no status", func(id uint32) []byte {
+			return headers(id, framing.FlagEnd, framing.AppendField(nil, "x-a", "1"))
+		}},
+		{"two statuses", func(id uint32) []byte {
+			return headers(id, framing.FlagEnd, append(ansBlock("200"), framing.AppendField(nil, ":status", "200")...))
+		}},
+		{"request pseudo-field in an answer", func(id uint32) []byte {
+			return headers(id, framing.FlagEnd, append(ansBlock("200"), framing.AppendField(nil, ":path", "/")...))
+		}},
+		{"1xx ending the stream", func(id uint32) []byte { return headers(id, framing.FlagEnd, ansBlock("103")) }},
+		{"body shorter than its content-length", func(id uint32) []byte {
+			return cat(headers(id, 0, ansBlock("200", "content-length", "5")), data(id, framing.FlagEnd, 3))
+		}},
+		{"body longer than its content-length", func(id uint32) []byte {
+			return cat(headers(id, 0, ansBlock("200", "content-length", "2")), data(id, framing.FlagEnd, 3))
+		}},
+		{"malformed content-length", func(id uint32) []byte {
+			return cat(headers(id, 0, ansBlock("200", "content-length", "+3")), data(id, framing.FlagEnd, 3))
+		}},
+		{"content-length without a body", func(id uint32) []byte {
+			return headers(id, framing.FlagEnd, ansBlock("200", "content-length", "3"))
+		}},
+		{"DATA before HEADERS", func(id uint32) []byte { return data(id, framing.FlagEnd, 3) }},
+		{"WINDOW overflowing the request's credit", func(id uint32) []byte {
+			return u32(framing.TypeWindow, id, framing.MaxWindow)
+		}},
+		{"SETTINGS with no streams", func(id uint32) []byte {
+			return cat(framing.AppendHeader(nil, framing.TypeSettings, 0, 0, 4), []byte{0, 0, 0, 0})
+		}},
+		{"cut in the middle of the body", func(id uint32) []byte {
+			return cat(headers(id, 0, ansBlock("200", "content-length", "100")), data(id, 0, 10), framing.AppendHeader(nil, framing.TypeData, 0, id, 90))
+		}},
+		{"garbage", func(uint32) []byte { return []byte("HTTP/1.1 200 OK\r\n\r\n") }},
+		{"frame header announcing 4 GiB", func(id uint32) []byte { return framing.AppendHeader(nil, framing.TypeData, 0, id, 1<<32-1) }},
+		{"GOAWAY then close", func(uint32) []byte { return framing.AppendGoAway(nil, 0, framing.CodeNone) }},
+		{"refused every time", func(id uint32) []byte { return u32(framing.TypeReset, id, uint32(framing.CodeRefused)) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			script := answerAll(tc.answer)
+			if tc.name == "GOAWAY then close" || tc.name == "cut in the middle of the body" {
+				script = func(t *testing.T, rc *rawConn) {
+					_ = rc.send(framing.AppendSettings(nil, framing.Settings{MaxStreams: 10}))
+					if id, ok := request(rc, map[uint32]bool{}); ok {
+						_ = rc.send(tc.answer(id))
+					}
+					_ = rc.c.Close()
+				}
+			}
+			b := newFakeBed(t, script)
+			ctx, cancel := context.WithTimeout(t.Context(), scriptWait)
+			defer cancel()
+			resp, body, err := b.call(t, ctx)
+			if err == nil {
+				t.Fatalf("answer %d %q accepted", resp.StatusCode, body)
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("the call ended only with its context: %v", err)
+			}
+			b.goodCall(t)
+		})
+	}
+}
+
+// TestTreaty2HostileServerDataBeyondCredit: DATA beyond the credit the
+// client granted ends the connection with a GOAWAY naming a protocol
+// error, and the answer's body fails.
+func TestTreaty2HostileServerDataBeyondCredit(t *testing.T) {
+	goaway := make(chan framing.Code, 1)
+	b := newFakeBed(t, func(t *testing.T, rc *rawConn) {
+		_ = rc.send(framing.AppendSettings(nil, framing.Settings{MaxStreams: 10}))
+		id, ok := request(rc, map[uint32]bool{})
+		if !ok {
+			return
+		}
+		_ = rc.send(cat(headers(id, 0, ansBlock("200")), data(id, 0, framing.MaxData), data(id, 0, framing.MaxData), data(id, 0, 1)))
+		if f, ok := rc.waitFrame(isType(framing.TypeGoAway), scriptWait); ok {
+			_, c := framing.ParseGoAway(f.Payload)
+			goaway <- c
+		}
+	})
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, PeerURL(b.fake.Self(), "/x"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := b.rt.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	// The body is read only once the client has refused the frame: no
+	// credit was given back meanwhile.
+	select {
+	case c := <-goaway:
+		if c != framing.CodeProtocol {
+			t.Fatalf("GOAWAY %s, want %s", c, framing.CodeProtocol)
+		}
+	case <-time.After(scriptWait):
+		t.Fatal("no GOAWAY from the client")
+	}
+	if _, err := io.ReadAll(resp.Body); err == nil {
+		t.Fatal("body beyond the credit read without an error")
+	}
+	b.goodCall(t)
+}
+
+// TestTreaty2HostileServerLongBody: an answer body longer than its
+// content-length fails the read; closing the body then must end the
+// stream (a RESET) and free its slot, so that the next call on the same
+// connection, whose server takes one stream at a time, goes through.
+func TestTreaty2HostileServerLongBody(t *testing.T) {
+	resets := make(chan framing.Code, 1)
+	b := newFakeBed(t, func(t *testing.T, rc *rawConn) {
+		_ = rc.send(framing.AppendSettings(nil, framing.Settings{MaxStreams: 1}))
+		seen := map[uint32]bool{}
+		id, ok := request(rc, seen)
+		if !ok {
+			return
+		}
+		_ = rc.send(cat(headers(id, 0, ansBlock("200", "content-length", "2")), data(id, 0, 3)))
+		if f, ok := rc.waitFrame(func(f framing.Frame) bool { return f.Type == framing.TypeReset && f.Stream == id }, scriptWait); ok {
+			resets <- framing.Code(framing.Uint32(f.Payload))
+		}
+		if id, ok := request(rc, seen); ok {
+			_ = rc.send(headers(id, framing.FlagEnd, ansBlock("204")))
+		}
+		rc.waitFrame(func(framing.Frame) bool { return false }, scriptWait/2)
+	})
+	ctx, cancel := context.WithTimeout(t.Context(), scriptWait)
+	defer cancel()
+	if _, _, err := b.call(t, ctx); err == nil || !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatalf("body longer than its content-length: %v", err)
+	}
+	select {
+	case <-resets:
+	case <-ctx.Done():
+		t.Fatal("the stream was not reset when its failed body was closed")
+	}
+	resp, _, err := b.call(t, ctx)
+	if err != nil {
+		t.Fatalf("next call: %v", err)
+	}
+	if resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("next call: %d", resp.StatusCode)
+	}
+	b.goodCall(t)
+}
