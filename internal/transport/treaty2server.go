@@ -237,12 +237,17 @@ func (s *f2server) goAway(c framing.Code) {
 	_ = s.w.write(framing.AppendGoAway(nil, last, c), time.Time{})
 }
 
-// end forgets a finished stream.
+// end forgets a finished stream (idempotent). It is called before the
+// frame that tells the client the stream is over (end flag, RESET) is
+// written: the client then frees the stream's slot and may open the next
+// one at once, which this side must not count against MaxStreams.
 func (s *f2server) end(st *sstream) {
 	s.mu.Lock()
-	delete(s.streams, st.id)
-	if len(s.streams) == 0 {
-		s.idleSince = time.Now()
+	if s.streams[st.id] == st {
+		delete(s.streams, st.id)
+		if len(s.streams) == 0 {
+			s.idleSince = time.Now()
+		}
 	}
 	s.mu.Unlock()
 }
@@ -356,6 +361,7 @@ func (st *sstream) resetLocal(c framing.Code) {
 	}
 	st.mu.Unlock()
 	if !already {
+		st.s.end(st)
 		_ = st.s.reset(st.id, c)
 	}
 }
@@ -482,6 +488,7 @@ func (st *sstream) flushLocked(end bool) error {
 		out = st.headersFrame(make([]byte, 0, 512+pending+framing.HeaderLen), st.status, flags, cl)
 		st.sent = true
 		if flags != 0 {
+			st.s.end(st)
 			return st.send(out)
 		}
 	}
@@ -510,6 +517,7 @@ func (st *sstream) flushLocked(end bool) error {
 		flags := framing.Flags(0)
 		if end && n == len(data) {
 			flags, ended = framing.FlagEnd, true
+			st.s.end(st)
 		}
 		out = framing.AppendFrame(out, framing.TypeData, flags, st.id, data[:n])
 		data = data[n:]
@@ -545,6 +553,7 @@ func (st *sstream) fail(err error) {
 	}
 	st.err = err
 	if errors.Is(err, errTimeout) {
+		st.s.end(st)
 		_ = st.s.reset(st.id, framing.CodeTimeout)
 	}
 }
