@@ -416,6 +416,17 @@ func TestTreaty2HostileResetWhileBlocked(t *testing.T) {
 		t.Fatalf("%d RESET frames from the server", n)
 	}
 	b.goodCall(t)
+
+	// The same with the connection closed instead of the stream reset:
+	// the server's shutdown of the connection wakes the handler.
+	rc = b.dial(t)
+	if err := rc.send(headers(1, framing.FlagEnd, reqBlock(http.MethodGet, "/big"))); err != nil {
+		t.Fatal(err)
+	}
+	rc.expect(t, "an answer", func(f framing.Frame) bool { return f.Type == framing.TypeData && f.Stream == 1 })
+	rc.close()
+	waitFor(t, "the second handler's return", func() bool { return b.exited.Load() == 2 })
+	b.goodCall(t)
 }
 
 func (rc *rawConn) readDone() bool {
