@@ -185,9 +185,13 @@ func AppendSettings(dst []byte, s Settings) []byte {
 	return binary.BigEndian.AppendUint32(dst, s.MaxStreams)
 }
 
-// ParseSettings decodes a SETTINGS payload.
+// ParseSettings decodes a SETTINGS payload. Next has checked its length;
+// a caller that did not gets an error, not a panic.
 func ParseSettings(p []byte) (Settings, error) {
-	s := Settings{MaxStreams: binary.BigEndian.Uint32(p)} // length checked by Next
+	if len(p) != settingsLen {
+		return Settings{}, fail(CodeProtocol, "SETTINGS of %d bytes, want %d", len(p), settingsLen)
+	}
+	s := Settings{MaxStreams: binary.BigEndian.Uint32(p)}
 	if s.MaxStreams == 0 {
 		return s, fail(CodeProtocol, "SETTINGS with no streams")
 	}

@@ -310,7 +310,8 @@ func (b *inbox) Read(p []byte) (int, error) {
 }
 
 // Close discards the rest; if the sender had not finished, onDone tells it
-// to stop (a RESET).
+// to stop (a RESET). A body failed by a content-length it overran has not
+// finished either: its stream is still open on both sides.
 func (b *inbox) Close() error {
 	b.mu.Lock()
 	if b.closed {
@@ -320,7 +321,7 @@ func (b *inbox) Close() error {
 	b.closed = true
 	discarded := len(b.buf) - b.off
 	b.buf, b.off = nil, 0
-	early := !b.end && b.err == nil
+	early := !b.end
 	b.mu.Unlock()
 	b.conn.done(discarded)
 	b.wake()
@@ -511,8 +512,9 @@ func contentLength(v string) (int64, bool) {
 	if v == "" {
 		return -1, true
 	}
+	// Digits only, as net/http's own parse: ParseInt would take "+5" and "-0".
 	n, err := strconv.ParseInt(v, 10, 64)
-	if err != nil || n < 0 || v[0] == '+' {
+	if err != nil || v[0] < '0' || v[0] > '9' {
 		return -1, false
 	}
 	return n, true

@@ -254,13 +254,18 @@ func (s *f2server) goAway(c framing.Code) {
 	s.w.writeSoon(framing.AppendGoAway(nil, last, c))
 }
 
-// end forgets a finished stream.
+// end forgets a finished stream (idempotent). It is called before the
+// frame that tells the client the stream is over (end flag, RESET) is
+// written: the client then frees the stream's slot and may open the next
+// one at once, which this side must not count against MaxStreams.
 func (s *f2server) end(st *sstream) {
 	st.release()
 	s.mu.Lock()
-	delete(s.streams, st.id)
-	if len(s.streams) == 0 {
-		s.idleSince = time.Now()
+	if s.streams[st.id] == st {
+		delete(s.streams, st.id)
+		if len(s.streams) == 0 {
+			s.idleSince = time.Now()
+		}
 	}
 	s.mu.Unlock()
 }
@@ -582,18 +587,19 @@ func (st *sstream) send(out []byte) error {
 	return nil
 }
 
-// fail resets the stream after a failed wait for credit (mu held).
+// fail ends the stream after a failed wait for credit (mu held). Only a
+// write deadline that passed is this side's to report (a RESET); any other
+// failure is the abort of the stream, by the peer's RESET or the
+// connection's end, which needs no answer.
 func (st *sstream) fail(err error) {
 	if st.deadLocked() != nil {
 		return
 	}
 	st.err = err
-	code := framing.CodeCancel
 	if errors.Is(err, errTimeout) {
-		code = framing.CodeTimeout
+		st.release()
+		st.s.reset(st.id, framing.CodeTimeout)
 	}
-	st.release()
-	st.s.reset(st.id, code)
 }
 
 // headersFrame appends a HEADERS frame with status and the handler's
