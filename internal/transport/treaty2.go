@@ -158,8 +158,11 @@ func (b *inbox) push(p []byte, end bool) error {
 		return nil
 	}
 	if !b.closed {
-		if b.off == len(b.buf) {
-			b.buf, b.off = b.buf[:0], 0
+		if b.off > 0 && (b.off == len(b.buf) || len(b.buf)+len(p) > cap(b.buf)) {
+			// What was read goes before the buffer grows: a consumer that
+			// stays behind would otherwise keep every byte received.
+			n := copy(b.buf, b.buf[b.off:])
+			b.buf, b.off = b.buf[:n], 0
 		}
 		b.buf = append(b.buf, p...)
 	}
