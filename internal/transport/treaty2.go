@@ -67,7 +67,9 @@ type fwriter struct {
 	armed time.Time // the connection's write deadline as last set
 }
 
-// write writes b within dl (zero: connWriteTimeout from now).
+// write writes b within dl (zero: connWriteTimeout from now). A deadline
+// that has already passed fails with errWriteDeadline and writes nothing,
+// leaving the connection usable; one that passes during the write closes it.
 func (w *fwriter) write(b []byte, dl time.Time) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -82,6 +84,11 @@ func (w *fwriter) writeLocked(b []byte, dl time.Time) error {
 	now := time.Now()
 	switch {
 	case !dl.IsZero():
+		if !now.Before(dl) {
+			// Nothing written yet: the stream fails, the connection does
+			// not (a write that times out corrupts a TLS connection).
+			return errWriteDeadline
+		}
 		if dl != w.armed {
 			_ = w.c.SetWriteDeadline(dl)
 			w.armed = dl
@@ -267,6 +274,13 @@ func (c *outCredit) add(n uint32) error {
 	default:
 	}
 	return nil
+}
+
+// stopped returns the error stop was given; nil while the stream goes on.
+func (c *outCredit) stopped() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.ended
 }
 
 func (c *outCredit) available() int {

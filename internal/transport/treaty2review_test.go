@@ -2,7 +2,10 @@ package transport
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"io"
+	"net"
 	"net/http"
 	"testing"
 	"time"
@@ -12,6 +15,126 @@ import (
 
 // These tests come from a review of treaty/2 (ADR 29): each failed before
 // the fix it names, over real transports on loopback.
+
+// TestTreaty2ResetWhileWaitingForCredit: a caller that gives up on an answer
+// while its handler waits for credit (no write deadline) ends that handler,
+// and the connection's reader is not stuck behind it: the next call on the
+// same connection is served. The reader used to block on the stream's lock,
+// held by the handler for its whole wait.
+func TestTreaty2ResetWhileWaitingForCredit(t *testing.T) {
+	werr := make(chan error, 1)
+	p := newCallPair(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/big" {
+			echoProto(w, r)
+			return
+		}
+		// More than a stream's window, no deadline: the write waits for
+		// credit until the caller reads or goes.
+		_, err := w.Write(make([]byte, 4*framing.InitialWindow))
+		werr <- err
+	}), Config{}, Config{})
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, p.url("/big"), nil)
+	resp, err := p.rt.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close() // unread: a RESET
+	select {
+	case err := <-werr:
+		if err == nil {
+			t.Fatal("the handler's write of an abandoned answer succeeded")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the handler still waits for credit after the caller's RESET")
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if _, body, err := p.do(t, ctx, http.MethodPost, "/echo", []byte("next"), nil); err != nil || string(body) != "next" {
+		t.Fatalf("next call on the connection: %q, %v", body, err)
+	}
+}
+
+// TestTreaty2PassedWriteDeadline: a handler whose write deadline passed
+// before it wrote (a late answer) fails its own call only; the other calls
+// on the connection go on. A deadline in the past used to be armed on the
+// connection, time out its write and close the connection for everyone.
+func TestTreaty2PassedWriteDeadline(t *testing.T) {
+	started := make(chan struct{}, 1)
+	release := make(chan struct{})
+	lateErr := make(chan error, 1)
+	p := newCallPair(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/slow":
+			started <- struct{}{}
+			<-release
+			_, _ = io.WriteString(w, "slow")
+		case "/late":
+			_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(-time.Millisecond))
+			_, _ = io.WriteString(w, "late")
+			lateErr <- http.NewResponseController(w).Flush()
+		}
+	}), Config{}, Config{})
+	slow := make(chan error, 1)
+	go func() {
+		_, body, err := p.do(t, t.Context(), http.MethodGet, "/slow", nil, nil)
+		if err == nil && string(body) != "slow" {
+			err = errors.New("slow: body " + string(body))
+		}
+		slow <- err
+	}()
+	<-started
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	_, _, err := p.do(t, ctx, http.MethodGet, "/late", nil, nil)
+	if err == nil {
+		t.Fatal("a call answered after its write deadline succeeded")
+	}
+	if ctx.Err() != nil {
+		t.Fatal("a call whose answer's deadline passed was never ended")
+	}
+	close(release)
+	if err := <-slow; err != nil {
+		t.Fatalf("another call on the connection: %v", err)
+	}
+	var ne net.Error
+	if ferr := <-lateErr; !errors.As(ferr, &ne) || !ne.Timeout() {
+		t.Fatalf("late flush: %v, want a timeout", ferr)
+	}
+}
+
+// TestTreaty2ResetFreesServerSlot: a stream the caller reset no longer
+// counts against the server's MaxConcurrentStreams, as the caller no longer
+// counts it, even while its handler has not returned yet. The server used
+// to refuse the caller's next stream (three times: the call failed).
+func TestTreaty2ResetFreesServerSlot(t *testing.T) {
+	started := make(chan struct{}, 1)
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	p := newCallPair(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/stuck" {
+			echoProto(w, r)
+			return
+		}
+		started <- struct{}{}
+		<-release // slow to notice the cancel
+	}), Config{MaxConcurrentStreams: 1}, Config{})
+	ctx, cancel := context.WithCancel(t.Context())
+	errc := make(chan error, 1)
+	go func() {
+		_, _, err := p.do(t, ctx, http.MethodGet, "/stuck", nil, nil)
+		errc <- err
+	}()
+	<-started
+	cancel()
+	if err := <-errc; !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled call: %v", err)
+	}
+	cctx, ccancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer ccancel()
+	if _, body, err := p.do(t, cctx, http.MethodPost, "/echo", []byte("next"), nil); err != nil || string(body) != "next" {
+		t.Fatalf("call after a reset stream: %q, %v", body, err)
+	}
+}
 
 // TestTreaty2InboxBounded: a body read slowly, never quite drained, is held
 // within about its window, not in full. The inbox used to compact only when

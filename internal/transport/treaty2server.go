@@ -94,6 +94,9 @@ func (s *f2server) handle(f framing.Frame) error {
 		st, err := s.known(f.Stream)
 		if st != nil {
 			st.abort(&StreamError{Stream: f.Stream, Code: framing.Code(framing.Uint32(f.Payload)), Remote: true})
+			// The caller no longer counts the stream: neither does the
+			// limit, though the handler may not have returned yet.
+			s.end(st)
 		}
 		return err
 	case framing.TypeWindow:
@@ -237,12 +240,18 @@ func (s *f2server) goAway(c framing.Code) {
 	_ = s.w.write(framing.AppendGoAway(nil, last, c), time.Time{})
 }
 
-// end forgets a finished stream.
+// end forgets a stream (idempotent): it no longer counts against
+// MaxConcurrentStreams, and frames for it are dropped. It is called when the
+// caller stops counting the stream too, before that can let it open another:
+// before this side's last frame or RESET is written, when the peer's RESET is
+// read, and at the latest when the handler returns.
 func (s *f2server) end(st *sstream) {
 	s.mu.Lock()
-	delete(s.streams, st.id)
-	if len(s.streams) == 0 {
-		s.idleSince = time.Now()
+	if s.streams[st.id] == st {
+		delete(s.streams, st.id)
+		if len(s.streams) == 0 {
+			s.idleSince = time.Now()
+		}
 	}
 	s.mu.Unlock()
 }
@@ -331,13 +340,10 @@ func (st *sstream) run(req *http.Request) {
 }
 
 // abort ends the stream from outside the handler: a RESET from the peer or
-// the connection's end.
+// the connection's end. It never takes st.mu, which the handler holds while
+// it waits for credit or for the connection: the reader would wait with it.
+// The handler's next write finds the error in st.credit (errLocked).
 func (st *sstream) abort(err error) {
-	st.mu.Lock()
-	if st.err == nil {
-		st.err = err
-	}
-	st.mu.Unlock()
 	st.credit.stop(err)
 	if st.body != nil {
 		st.body.fail(err)
@@ -348,14 +354,23 @@ func (st *sstream) abort(err error) {
 // resetLocal abandons the stream from this side.
 func (st *sstream) resetLocal(c framing.Code) {
 	st.mu.Lock()
-	already := st.err != nil
+	already := st.errLocked() != nil
 	if !already {
 		st.err = &StreamError{Stream: st.id, Code: c}
 	}
 	st.mu.Unlock()
 	if !already {
+		st.s.end(st)
 		_ = st.s.reset(st.id, c)
 	}
+}
+
+// errLocked is the stream's terminal error, its abort's included (mu held).
+func (st *sstream) errLocked() error {
+	if st.err == nil {
+		st.err = st.credit.stopped()
+	}
+	return st.err
 }
 
 func (st *sstream) Header() http.Header { return st.header }
@@ -365,7 +380,7 @@ func (st *sstream) Header() http.Header { return st.header }
 func (st *sstream) WriteHeader(code int) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if st.status != 0 || st.err != nil {
+	if st.status != 0 || st.errLocked() != nil {
 		return
 	}
 	if code < 100 || code > 999 {
@@ -373,10 +388,7 @@ func (st *sstream) WriteHeader(code int) {
 	}
 	if code < 200 {
 		if code != http.StatusSwitchingProtocols {
-			out := st.headersFrame(nil, code, 0, -1)
-			if err := st.s.w.write(out, st.dl); err != nil {
-				st.err = err
-			}
+			_ = st.send(st.headersFrame(nil, code, 0, -1))
 		}
 		return
 	}
@@ -389,8 +401,8 @@ func (st *sstream) Write(p []byte) (int, error) {
 	if st.status == 0 {
 		st.status = http.StatusOK
 	}
-	if st.err != nil {
-		return 0, st.err
+	if err := st.errLocked(); err != nil {
+		return 0, err
 	}
 	if !bodyAllowed(st.status) {
 		return 0, http.ErrBodyNotAllowed
@@ -413,8 +425,8 @@ func (st *sstream) FlushError() error {
 	if st.status == 0 {
 		st.status = http.StatusOK
 	}
-	if st.err != nil {
-		return st.err
+	if err := st.errLocked(); err != nil {
+		return err
 	}
 	return st.flushLocked(false)
 }
@@ -453,7 +465,7 @@ var errReadDeadline = fmt.Errorf("transport: treaty/2 read deadline passed: %w",
 func (st *sstream) finish() {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if st.err != nil {
+	if st.errLocked() != nil {
 		return
 	}
 	if st.status == 0 {
@@ -480,6 +492,7 @@ func (st *sstream) flushLocked(end bool) error {
 		out = st.headersFrame(make([]byte, 0, 512+pending+framing.HeaderLen), st.status, flags, cl)
 		st.sent = true
 		if flags != 0 {
+			st.s.end(st)
 			return st.send(out)
 		}
 	}
@@ -498,6 +511,10 @@ func (st *sstream) flushLocked(end bool) error {
 		if len(data) > 0 {
 			var err error
 			if n, err = st.credit.take(min(len(data), framing.MaxData), st.dl); err != nil {
+				if st.credit.stopped() != nil {
+					st.err = err // aborted: nothing more to send
+					return err
+				}
 				if len(out) > 0 {
 					_ = st.send(out)
 				}
@@ -522,18 +539,28 @@ func (st *sstream) flushLocked(end bool) error {
 	if len(out) == 0 {
 		return nil
 	}
+	if end {
+		st.s.end(st)
+	}
 	return st.send(out)
 }
 
+// send writes frames of the stream within its write deadline (mu held). A
+// deadline that had passed before the write resets the stream only.
 func (st *sstream) send(out []byte) error {
 	if err := st.s.w.write(out, st.dl); err != nil {
-		st.err = err
+		if errors.Is(err, errWriteDeadline) {
+			st.fail(err)
+		} else {
+			st.err = err
+		}
 		return err
 	}
 	return nil
 }
 
-// fail resets the stream after a failed wait for credit (mu held).
+// fail resets the stream after a failed wait for credit or a passed write
+// deadline (mu held).
 func (st *sstream) fail(err error) {
 	if st.err != nil {
 		return
@@ -543,6 +570,7 @@ func (st *sstream) fail(err error) {
 	if errors.Is(err, errTimeout) {
 		code = framing.CodeTimeout
 	}
+	st.s.end(st)
 	_ = st.s.reset(st.id, code)
 }
 
