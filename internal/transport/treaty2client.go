@@ -77,7 +77,6 @@ type cstream struct {
 	body   *inbox
 	stop   func() bool // the request context's AfterFunc
 	done   bool        // the server's side ended (mu of cc)
-	sent   bool        // the request's head left (mu of cc)
 }
 
 // errRetry marks a request the server never processed: the connection
@@ -103,6 +102,13 @@ func (cc *f2client) roundTrip(req *http.Request) (*http.Response, error) {
 	// Stream IDs must reach the server in increasing order: the ID is taken
 	// and the frames written under the writer's lock.
 	cc.w.mu.Lock()
+	if err := ctx.Err(); err != nil {
+		// Not sent: the server never sees a request already given up.
+		cc.w.mu.Unlock()
+		cc.release()
+		closeBody(req)
+		return nil, err
+	}
 	cc.mu.Lock()
 	if cc.err != nil || cc.goingAway {
 		err := cc.err
@@ -119,6 +125,8 @@ func (cc *f2client) roundTrip(req *http.Request) (*http.Response, error) {
 	cc.nextID += 2
 	cc.streams[s.id] = s
 	cc.idleSince = time.Time{}
+	// A cancel from here on sends a RESET: it takes the writer's lock, so
+	// it follows the head written below.
 	s.stop = context.AfterFunc(ctx, func() { cc.cancel(s, context.Cause(ctx)) })
 	cc.mu.Unlock()
 	framing.SetStream(out, s.id)
@@ -132,9 +140,6 @@ func (cc *f2client) roundTrip(req *http.Request) (*http.Response, error) {
 		closeBody(req)
 		return nil, cc.connErr(err)
 	}
-	cc.mu.Lock()
-	s.sent = true
-	cc.mu.Unlock()
 	if rest != nil {
 		go cc.sendBody(s, rest)
 	}
@@ -334,10 +339,12 @@ func (s *cstream) deliver(resp *http.Response, err error) bool {
 }
 
 // cancel abandons s: its caller gave up (ctx) or closed the answer's body.
-// The server is told with a RESET unless it already finished.
+// The server is told with a RESET unless it already finished. s is
+// registered, so its head is written (or being written, under the writer's
+// lock, which the RESET waits for) or failed (and the RESET fails too).
 func (cc *f2client) cancel(s *cstream, err error) {
 	cc.mu.Lock()
-	done, sent := s.done, s.sent
+	done := s.done
 	cc.mu.Unlock()
 	if done {
 		if s.body != nil {
@@ -346,9 +353,7 @@ func (cc *f2client) cancel(s *cstream, err error) {
 		return
 	}
 	cc.finish(s, err)
-	if sent {
-		_ = cc.w.write(framing.AppendUint32Frame(nil, framing.TypeReset, s.id, uint32(framing.CodeCancel)), time.Time{})
-	}
+	_ = cc.w.write(framing.AppendUint32Frame(nil, framing.TypeReset, s.id, uint32(framing.CodeCancel)), time.Time{})
 	cc.readerDeliver(s, err)
 }
 

@@ -102,6 +102,38 @@ func TestTreaty2PassedWriteDeadline(t *testing.T) {
 	}
 }
 
+// TestTreaty2CancelledBeforeSent: a request whose context ends while its
+// head is being written (here: already ended) never leaves a handler
+// running on the server: either the request is not sent, or a RESET follows
+// it. The cancel used to see the head "not sent" and send no RESET.
+func TestTreaty2CancelledBeforeSent(t *testing.T) {
+	p := newCallPair(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/block" {
+			echoProto(w, r)
+			return
+		}
+		<-r.Context().Done()
+	}), Config{MaxConcurrentStreams: 1}, Config{})
+	if _, _, err := p.do(t, t.Context(), http.MethodPost, "/echo", []byte("warm"), nil); err != nil {
+		t.Fatal(err)
+	}
+	// With one stream on the server, a handler left running makes the
+	// next call's stream refused, again and again.
+	for i := range 20 {
+		ctx, cancel := context.WithCancel(t.Context())
+		cancel()
+		if _, _, err := p.do(t, ctx, http.MethodPost, "/block", []byte("x"), nil); !errors.Is(err, context.Canceled) {
+			t.Fatalf("cancelled call %d: %v", i, err)
+		}
+		cctx, ccancel := context.WithTimeout(t.Context(), 10*time.Second)
+		_, _, err := p.do(t, cctx, http.MethodPost, "/echo", []byte("next"), nil)
+		ccancel()
+		if err != nil {
+			t.Fatalf("call after cancelled call %d: %v", i, err)
+		}
+	}
+}
+
 // TestTreaty2ResetFreesServerSlot: a stream the caller reset no longer
 // counts against the server's MaxConcurrentStreams, as the caller no longer
 // counts it, even while its handler has not returned yet. The server used
