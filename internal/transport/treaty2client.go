@@ -76,7 +76,9 @@ type cstream struct {
 	err    error
 	body   *inbox
 	stop   func() bool // the request context's AfterFunc
-	done   bool        // the server's side ended (mu of cc)
+	// reqBody is the body sendBody sends, closed by finish; nil if none.
+	reqBody io.Closer
+	done    bool // the server's side ended (mu of cc)
 }
 
 // errRetry marks a request the server never processed: the connection
@@ -98,6 +100,12 @@ func (cc *f2client) roundTrip(req *http.Request) (*http.Response, error) {
 		cc.release()
 		closeBody(req)
 		return nil, err
+	}
+	if rest != nil {
+		// Closed when the stream ends (finish), as net/http's transports
+		// do: sendBody may be blocked in its Read.
+		oc := &onceCloser{ReadCloser: rest}
+		rest, s.reqBody = oc, oc
 	}
 	// Stream IDs must reach the server in increasing order: the ID is taken
 	// and the frames written under the writer's lock.
@@ -136,8 +144,7 @@ func (cc *f2client) roundTrip(req *http.Request) (*http.Response, error) {
 	err = cc.w.writeLocked(out, time.Time{})
 	cc.w.mu.Unlock()
 	if err != nil {
-		cc.finish(s, nil)
-		closeBody(req)
+		cc.finish(s, nil) // closes the body
 		return nil, cc.connErr(err)
 	}
 	if rest != nil {
@@ -298,7 +305,8 @@ func (cc *f2client) wakeLocked() {
 	}
 }
 
-// finish forgets s (idempotent): its slot goes to the next waiter.
+// finish forgets s (idempotent): its slot goes to the next waiter, and a
+// request body still being sent is closed.
 func (cc *f2client) finish(s *cstream, err error) {
 	cc.mu.Lock()
 	if s.done {
@@ -321,6 +329,21 @@ func (cc *f2client) finish(s *cstream, err error) {
 	if stop != nil {
 		stop()
 	}
+	if s.reqBody != nil {
+		_ = s.reqBody.Close()
+	}
+}
+
+// onceCloser closes its ReadCloser once, whoever calls Close first.
+type onceCloser struct {
+	io.ReadCloser
+	once sync.Once
+	err  error
+}
+
+func (c *onceCloser) Close() error {
+	c.once.Do(func() { c.err = c.ReadCloser.Close() })
+	return c.err
 }
 
 var errStreamDone = errors.New("transport: treaty/2 stream ended")

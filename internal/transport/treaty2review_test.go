@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"sync"
 	"testing"
 	"time"
 
@@ -211,4 +212,47 @@ func TestTreaty2InboxBounded(t *testing.T) {
 	if peak, limit := <-most, 2*framing.InitialWindow+framing.MaxData; peak > limit {
 		t.Fatalf("inbox held up to %d bytes of a %d-byte body read slowly, want at most %d", peak, size, limit)
 	}
+}
+
+// closeRecorder is a request body that blocks in Read until it is closed.
+type closeRecorder struct {
+	once   sync.Once
+	closed chan struct{}
+}
+
+func (b *closeRecorder) Read([]byte) (int, error) {
+	<-b.closed
+	return 0, io.ErrClosedPipe
+}
+
+func (b *closeRecorder) Close() error {
+	b.once.Do(func() { close(b.closed) })
+	return nil
+}
+
+// TestTreaty2RequestBodyClosedAtEnd: a request body still being sent when
+// the answer ends (the handler did not read it) is closed, as net/http's
+// transports do, so the goroutine sending it ends. It used to stay blocked
+// in the body's Read for ever.
+func TestTreaty2RequestBodyClosedAtEnd(t *testing.T) {
+	protocols(t, func(t *testing.T, off bool) {
+		p := newCallPair(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			_, _ = io.WriteString(w, "not read")
+		}), Config{}, Config{DisableTreaty2: off})
+		body := &closeRecorder{closed: make(chan struct{})}
+		req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, p.url("/early"), body)
+		resp, err := p.rt.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b, err := io.ReadAll(resp.Body); err != nil || string(b) != "not read" {
+			t.Fatalf("answer %q, %v", b, err)
+		}
+		_ = resp.Body.Close()
+		select {
+		case <-body.closed:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the request body was never closed after the answer ended")
+		}
+	})
 }
