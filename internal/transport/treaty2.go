@@ -60,23 +60,72 @@ var errConnClosed = errors.New("transport: treaty/2 connection closed")
 // fwriter writes whole frames to a connection, one writer at a time. A
 // failed write poisons it and closes the connection: the peer's reader
 // cannot resynchronise after a partial frame.
+//
+// Its lock is a semaphore, not a sync.Mutex, so that a writer with a
+// deadline stops waiting for it at the deadline: a write stuck in a
+// connection the peer stopped reading holds the lock until its own deadline
+// (connWriteTimeout for most), and a stream must not wait that long beyond
+// its own.
 type fwriter struct {
-	mu    sync.Mutex
+	sem   chan struct{} // holds a token while a writer has the lock
 	c     net.Conn
-	err   error
-	armed time.Time // the connection's write deadline as last set
+	err   error     // under the lock
+	armed time.Time // the connection's write deadline as last set; under the lock
+}
+
+func newFwriter(c net.Conn) fwriter { return fwriter{c: c, sem: make(chan struct{}, 1)} }
+
+// lock takes the writer's lock, waiting until dl at most (zero: without
+// limit): errWriteDeadline then, with nothing written.
+func (w *fwriter) lock(dl time.Time) error {
+	select {
+	case w.sem <- struct{}{}:
+		return nil
+	default:
+	}
+	if dl.IsZero() {
+		w.sem <- struct{}{}
+		return nil
+	}
+	d := time.Until(dl)
+	if d <= 0 {
+		return errWriteDeadline
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case w.sem <- struct{}{}:
+		return nil
+	case <-t.C:
+		return errWriteDeadline
+	}
+}
+
+func (w *fwriter) unlock() { <-w.sem }
+
+// tryLock takes the lock if it is free.
+func (w *fwriter) tryLock() bool {
+	select {
+	case w.sem <- struct{}{}:
+		return true
+	default:
+		return false
+	}
 }
 
 // write writes b within dl (zero: connWriteTimeout from now). A deadline
-// that has already passed fails with errWriteDeadline and writes nothing,
-// leaving the connection usable; one that passes during the write closes it.
+// that passes before the write starts (waiting for the lock included) fails
+// with errWriteDeadline and writes nothing, leaving the connection usable;
+// one that passes during the write closes it.
 func (w *fwriter) write(b []byte, dl time.Time) error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
+	if err := w.lock(dl); err != nil {
+		return err
+	}
+	defer w.unlock()
 	return w.writeLocked(b, dl)
 }
 
-// writeLocked is write with w.mu held by the caller.
+// writeLocked is write with the lock held by the caller.
 func (w *fwriter) writeLocked(b []byte, dl time.Time) error {
 	if w.err != nil {
 		return w.err
@@ -106,13 +155,14 @@ func (w *fwriter) writeLocked(b []byte, dl time.Time) error {
 	return nil
 }
 
-// fail poisons the writer; later writes return err.
+// fail poisons the writer; later writes return err. It waits for a write
+// in progress: close the connection first.
 func (w *fwriter) fail(err error) {
-	w.mu.Lock()
+	_ = w.lock(time.Time{})
 	if w.err == nil {
 		w.err = err
 	}
-	w.mu.Unlock()
+	w.unlock()
 }
 
 // inbox is one stream's received body: the connection's reader pushes DATA

@@ -48,7 +48,7 @@ type f2client struct {
 const defaultMaxStreams2 = 100
 
 func newF2Client(rt *roundTripper, peer identity.PublicKey, c *clientConn) *f2client {
-	cc := &f2client{rt: rt, peer: peer, c: c, w: fwriter{c: c}, streams: make(map[uint32]*cstream),
+	cc := &f2client{rt: rt, peer: peer, c: c, w: newFwriter(c), streams: make(map[uint32]*cstream),
 		nextID: 1, max: defaultMaxStreams2, idleSince: time.Now()}
 	cc.lastRead.Store(time.Now().UnixNano())
 	tick := min(rt.t.cfg.IdleTimeout/8, pingTimeout/3)
@@ -109,10 +109,10 @@ func (cc *f2client) roundTrip(req *http.Request) (*http.Response, error) {
 	}
 	// Stream IDs must reach the server in increasing order: the ID is taken
 	// and the frames written under the writer's lock.
-	cc.w.mu.Lock()
+	_ = cc.w.lock(time.Time{})
 	if err := ctx.Err(); err != nil {
 		// Not sent: the server never sees a request already given up.
-		cc.w.mu.Unlock()
+		cc.w.unlock()
 		cc.release()
 		closeBody(req)
 		return nil, err
@@ -121,7 +121,7 @@ func (cc *f2client) roundTrip(req *http.Request) (*http.Response, error) {
 	if cc.err != nil || cc.goingAway {
 		err := cc.err
 		cc.mu.Unlock()
-		cc.w.mu.Unlock()
+		cc.w.unlock()
 		cc.release()
 		closeBody(req)
 		if err == nil {
@@ -142,7 +142,7 @@ func (cc *f2client) roundTrip(req *http.Request) (*http.Response, error) {
 		framing.SetStream(out[dataAt:], s.id)
 	}
 	err = cc.w.writeLocked(out, time.Time{})
-	cc.w.mu.Unlock()
+	cc.w.unlock()
 	if err != nil {
 		cc.finish(s, nil) // closes the body
 		return nil, cc.connErr(err)
@@ -592,8 +592,8 @@ func (cc *f2client) close(err error) {
 	cc.wakeLocked()
 	cc.mu.Unlock()
 	cc.timer.Stop()
+	_ = cc.c.Close() // first: it ends a write in progress, which fail waits for
 	cc.w.fail(err)
-	_ = cc.c.Close()
 	cc.rt.forget2(cc)
 	for _, s := range open {
 		cc.finish(s, err)

@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
 	"sync"
 	"testing"
 	"time"
@@ -255,4 +258,83 @@ func TestTreaty2RequestBodyClosedAtEnd(t *testing.T) {
 			t.Fatal("the request body was never closed after the answer ended")
 		}
 	})
+}
+
+// TestTreaty2WriteDeadlineWhileConnStuck: a caller whose connection stops
+// reading (here its reader is held in a 1xx callback) holds a handler no
+// longer than the handler's write deadline, though another stream's write
+// is stuck in the connection holding the writer's lock. The handler used to
+// wait for that lock until the other write's deadline, connWriteTimeout.
+func TestTreaty2WriteDeadlineWhileConnStuck(t *testing.T) {
+	const fill = 100 // answers of a window each: more than loopback's socket buffers
+	shortErr := make(chan error, 1)
+	p := newCallPair(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/hint":
+			w.WriteHeader(http.StatusEarlyHints)
+			_, _ = io.WriteString(w, "hinted")
+		case "/fill":
+			_, _ = w.Write(make([]byte, framing.InitialWindow))
+		case "/short":
+			// Wait until a write is stuck holding the writer (a fill
+			// answer's): busy for 100ms on end.
+			fw := &w.(*sstream).s.w
+			deadline := time.Now().Add(10 * time.Second)
+			busy := time.Time{}
+			for busy.IsZero() || time.Since(busy) < 100*time.Millisecond {
+				if fw.tryLock() {
+					fw.unlock()
+					busy = time.Time{}
+				} else if busy.IsZero() {
+					busy = time.Now()
+				}
+				if time.Now().After(deadline) {
+					shortErr <- errors.New("the writer was never stuck")
+					return
+				}
+				time.Sleep(time.Millisecond) // polls the writer
+			}
+			rc := http.NewResponseController(w)
+			_ = rc.SetWriteDeadline(time.Now().Add(200 * time.Millisecond))
+			_, _ = io.WriteString(w, "short")
+			start := time.Now()
+			err := rc.Flush()
+			if took := time.Since(start); took > 5*time.Second {
+				err = fmt.Errorf("flush took %v with a deadline of 200ms: %v", took, err)
+			} else if err == nil {
+				err = errors.New("flush into a stuck connection succeeded")
+			} else {
+				err = nil
+			}
+			shortErr <- err
+		}
+	}), Config{}, Config{})
+	// The client's reader stops in the 103's callback until the end.
+	release := make(chan struct{})
+	hinted := make(chan struct{})
+	var once sync.Once
+	trace := &httptrace.ClientTrace{Got1xxResponse: func(int, textproto.MIMEHeader) error {
+		once.Do(func() { close(hinted) })
+		<-release
+		return nil
+	}}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer close(release)
+	wg.Go(func() {
+		_, _, _ = p.do(t, httptrace.WithClientTrace(t.Context(), trace), http.MethodGet, "/hint", nil, nil)
+	})
+	<-hinted
+	for range fill {
+		wg.Go(func() { _, _, _ = p.do(t, t.Context(), http.MethodGet, "/fill", nil, nil) })
+	}
+	wg.Go(func() { _, _, _ = p.do(t, t.Context(), http.MethodGet, "/short", nil, nil) })
+	select {
+	case err := <-shortErr:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the handler with a 200ms write deadline is still held")
+	}
 }

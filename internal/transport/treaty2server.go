@@ -42,7 +42,7 @@ func (t *Transport) serveTreaty2(ctx context.Context, c *serverConn, h http.Hand
 	cs := c.ConnectionState()
 	s := &f2server{
 		t: t, c: c, h: h, ctx: ctx, cancel: cancel,
-		w:      fwriter{c: c},
+		w:      newFwriter(c),
 		tls:    &cs,
 		remote: c.RemoteAddr().String(),
 		max:    int(t.cfg.MaxConcurrentStreams),
@@ -279,8 +279,8 @@ func (s *f2server) watchIdle() *time.Timer {
 // shutdown ends every stream still open and closes the connection.
 func (s *f2server) shutdown(err error) {
 	s.cancel()
+	_ = s.c.Close() // first: it ends a write in progress, which fail waits for
 	s.w.fail(errConnClosed)
-	_ = s.c.Close()
 	s.mu.Lock()
 	open := make([]*sstream, 0, len(s.streams))
 	for _, st := range s.streams {
@@ -571,7 +571,15 @@ func (st *sstream) fail(err error) {
 		code = framing.CodeTimeout
 	}
 	st.s.end(st)
-	_ = st.s.reset(st.id, code)
+	// The stream's deadline has passed: the handler does not wait for the
+	// writer's lock, held perhaps by a write stuck for connWriteTimeout.
+	out := framing.AppendUint32Frame(nil, framing.TypeReset, st.id, uint32(code))
+	if st.s.w.tryLock() {
+		_ = st.s.w.writeLocked(out, time.Time{})
+		st.s.w.unlock()
+		return
+	}
+	go func() { _ = st.s.w.write(out, time.Time{}) }()
 }
 
 // headersFrame appends a HEADERS frame with status and the handler's
