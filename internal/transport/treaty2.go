@@ -125,6 +125,18 @@ func (w *fwriter) write(b []byte, dl time.Time) error {
 	return w.writeLocked(b, dl)
 }
 
+// writeSoon writes b (a RESET) now if the writer is free, else from a
+// goroutine of its own, so that the caller, whose stream is over, never
+// waits for a write stuck in the connection (at most connWriteTimeout).
+func (w *fwriter) writeSoon(b []byte) {
+	if w.tryLock() {
+		_ = w.writeLocked(b, time.Time{})
+		w.unlock()
+		return
+	}
+	go func() { _ = w.write(b, time.Time{}) }()
+}
+
 // writeLocked is write with the lock held by the caller.
 func (w *fwriter) writeLocked(b []byte, dl time.Time) error {
 	if w.err != nil {

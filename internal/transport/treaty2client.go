@@ -376,8 +376,10 @@ func (cc *f2client) cancel(s *cstream, err error) {
 		return
 	}
 	cc.finish(s, err)
-	_ = cc.w.write(framing.AppendUint32Frame(nil, framing.TypeReset, s.id, uint32(framing.CodeCancel)), time.Time{})
 	cc.readerDeliver(s, err)
+	// The caller has its answer; the RESET does not make it wait for a
+	// write stuck in the connection.
+	cc.w.writeSoon(framing.AppendUint32Frame(nil, framing.TypeReset, s.id, uint32(framing.CodeCancel)))
 }
 
 // readerDeliver fails s's head or body with err. Only the reader goroutine

@@ -338,3 +338,54 @@ func TestTreaty2WriteDeadlineWhileConnStuck(t *testing.T) {
 		t.Fatal("the handler with a 200ms write deadline is still held")
 	}
 }
+
+// TestTreaty2CancelWhileWriterStuck: a caller that gives up returns at
+// once though the connection's writer is held by a stuck write (simulated:
+// the test holds the writer's lock): the RESET that tells the server waits,
+// the caller does not. The caller used to wait for the RESET's write, up to
+// connWriteTimeout.
+func TestTreaty2CancelWhileWriterStuck(t *testing.T) {
+	started := make(chan struct{}, 1)
+	p := newCallPair(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		started <- struct{}{}
+		<-r.Context().Done()
+	}), Config{}, Config{})
+	ctx, cancel := context.WithCancel(t.Context())
+	errc := make(chan error, 1)
+	go func() {
+		_, _, err := p.do(t, ctx, http.MethodGet, "/block", nil, nil)
+		errc <- err
+	}()
+	<-started
+	rt := p.rt.(*roundTripper)
+	rt.mu.Lock()
+	cc := rt.f2[p.srv.Self()]
+	rt.mu.Unlock()
+	if cc == nil {
+		t.Fatal("no treaty/2 connection")
+	}
+	if err := cc.w.lock(time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	locked := true
+	defer func() {
+		if locked {
+			cc.w.unlock()
+		}
+	}()
+	cancel()
+	select {
+	case err := <-errc:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("cancelled call: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a cancelled call waits for the connection's writer")
+	}
+	cc.w.unlock()
+	locked = false
+	ctx2, cancel2 := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel2()
+	go func() { _, _, _ = p.do(t, ctx2, http.MethodGet, "/block", nil, nil) }()
+	<-started // the connection still serves calls
+}

@@ -573,13 +573,7 @@ func (st *sstream) fail(err error) {
 	st.s.end(st)
 	// The stream's deadline has passed: the handler does not wait for the
 	// writer's lock, held perhaps by a write stuck for connWriteTimeout.
-	out := framing.AppendUint32Frame(nil, framing.TypeReset, st.id, uint32(code))
-	if st.s.w.tryLock() {
-		_ = st.s.w.writeLocked(out, time.Time{})
-		st.s.w.unlock()
-		return
-	}
-	go func() { _ = st.s.w.write(out, time.Time{}) }()
+	st.s.w.writeSoon(framing.AppendUint32Frame(nil, framing.TypeReset, st.id, uint32(code)))
 }
 
 // headersFrame appends a HEADERS frame with status and the handler's
