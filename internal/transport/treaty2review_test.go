@@ -389,3 +389,46 @@ func TestTreaty2CancelWhileWriterStuck(t *testing.T) {
 	go func() { _, _, _ = p.do(t, ctx2, http.MethodGet, "/block", nil, nil) }()
 	<-started // the connection still serves calls
 }
+
+// TestTreaty2OversizedHeadersStreamOnly: a request whose header block
+// exceeds the server's MaxHeaderBytes fails alone; calls in flight on the
+// same connection go on, as open documents. The frame reader used to refuse
+// the block as a protocol error, closing the connection under every call on
+// it. treaty/2 only: x/net's HTTP/2 server ends the connection too
+// (COMPRESSION_ERROR) when its client sends the block before it knows the
+// server's limit.
+func TestTreaty2OversizedHeadersStreamOnly(t *testing.T) {
+	{
+		off := false
+		started := make(chan struct{}, 1)
+		release := make(chan struct{})
+		p := newCallPair(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/slow" {
+				started <- struct{}{}
+				<-release
+			}
+			_, _ = io.WriteString(w, "ok")
+		}), Config{MaxHeaderBytes: 4 << 10}, Config{DisableTreaty2: off})
+		slow := make(chan error, 1)
+		go func() {
+			_, body, err := p.do(t, t.Context(), http.MethodGet, "/slow", nil, nil)
+			if err == nil && string(body) != "ok" {
+				err = fmt.Errorf("body %q", body)
+			}
+			slow <- err
+		}()
+		<-started
+		big := http.Header{"X-Big": {string(bytes.Repeat([]byte("a"), 8<<10))}}
+		resp, _, err := p.do(t, t.Context(), http.MethodGet, "/big", nil, big)
+		if err == nil && resp.StatusCode < 400 {
+			t.Fatalf("8 KiB header accepted: %d", resp.StatusCode)
+		}
+		close(release)
+		if err := <-slow; err != nil {
+			t.Fatalf("a call in flight beside the oversized one: %v", err)
+		}
+		if st := p.srv.Stats(); st.Accepted != 1 {
+			t.Fatalf("server accepted %d connections, want 1", st.Accepted)
+		}
+	}
+}

@@ -63,7 +63,10 @@ func (s *f2server) serve() error {
 	if err := s.w.write(framing.AppendSettings(nil, framing.Settings{MaxStreams: uint32(s.max)}), time.Time{}); err != nil {
 		return err
 	}
-	rd := framing.NewReader(s.c, s.t.cfg.MaxHeaderBytes)
+	// Header blocks up to framing.MaxHeaderBlock are read whole, so that a
+	// request over MaxHeaderBytes is refused alone (open resets it with
+	// CodeTooLarge); only a block beyond that ends the connection.
+	rd := framing.NewReader(s.c, framing.MaxHeaderBlock)
 	for {
 		f, err := rd.Next()
 		if err == nil {
