@@ -11,6 +11,7 @@ import (
 	"net/http/httptrace"
 	"net/textproto"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -430,5 +431,51 @@ func TestTreaty2OversizedHeadersStreamOnly(t *testing.T) {
 		if st := p.srv.Stats(); st.Accepted != 1 {
 			t.Fatalf("server accepted %d connections, want 1", st.Accepted)
 		}
+	}
+}
+
+// TestTreaty2ResetHandlersBounded: a caller that opens streams and resets
+// them at once (a "rapid reset") cannot make the server run more than twice
+// MaxConcurrentStreams handlers per connection, however slowly they notice
+// the cancel: past that, new streams are refused.
+func TestTreaty2ResetHandlersBounded(t *testing.T) {
+	var running, most atomic.Int32
+	started := make(chan struct{}, 1)
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	p := newCallPair(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := running.Add(1)
+		defer running.Add(-1)
+		for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+		}
+		started <- struct{}{}
+		<-release // ignores the cancel
+	}), Config{MaxConcurrentStreams: 2}, Config{})
+	refused := 0
+	for range 12 {
+		ctx, cancel := context.WithCancel(t.Context())
+		errc := make(chan error, 1)
+		go func() {
+			_, _, err := p.do(t, ctx, http.MethodGet, "/stuck", nil, nil)
+			errc <- err
+		}()
+		select {
+		case <-started:
+			cancel()
+			<-errc
+		case err := <-errc:
+			cancel()
+			var se *StreamError
+			if !errors.As(err, &se) || se.Code != framing.CodeRefused {
+				t.Fatalf("call: %v, want refused", err)
+			}
+			refused++
+		}
+	}
+	if m := most.Load(); m > 4 {
+		t.Fatalf("%d handlers at once on a connection, MaxConcurrentStreams 2", m)
+	}
+	if refused == 0 {
+		t.Fatal("no stream refused")
 	}
 }

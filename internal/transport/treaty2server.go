@@ -31,7 +31,8 @@ type f2server struct {
 	canon  headerCanon
 
 	mu        sync.Mutex
-	streams   map[uint32]*sstream
+	streams   map[uint32]*sstream // open streams: at most max
+	running   int                 // handlers not yet returned: at most maxRunning
 	lastID    uint32
 	idleSince time.Time // when the last stream ended; zero while one is open
 }
@@ -144,7 +145,7 @@ func (s *f2server) open(f framing.Frame) error {
 		return &framing.Error{Code: framing.CodeProtocol, Msg: fmt.Sprintf("HEADERS opening stream %d after %d", id, s.lastID)}
 	}
 	s.lastID = id
-	full := len(s.streams) >= s.max
+	full := len(s.streams) >= s.max || s.running >= s.maxRunning()
 	s.mu.Unlock()
 	if full {
 		return s.reset(id, framing.CodeRefused)
@@ -167,6 +168,7 @@ func (s *f2server) open(f framing.Frame) error {
 	req = req.WithContext(ctx)
 	s.mu.Lock()
 	s.streams[id] = st
+	s.running++
 	s.idleSince = time.Time{}
 	s.mu.Unlock()
 	go st.run(req)
@@ -241,6 +243,20 @@ func (s *f2server) goAway(c framing.Code) {
 	last := s.lastID
 	s.mu.Unlock()
 	_ = s.w.write(framing.AppendGoAway(nil, last, c), time.Time{})
+}
+
+// maxRunning bounds the handlers running on one connection: the open
+// streams, and as many again whose stream ended (reset, or its answer
+// written) but whose handler has not returned yet. A caller that opens
+// streams and resets them at once cannot start handlers without limit.
+func (s *f2server) maxRunning() int { return 2 * s.max }
+
+// returned counts a handler's return, and forgets its stream.
+func (s *f2server) returned(st *sstream) {
+	s.end(st)
+	s.mu.Lock()
+	s.running--
+	s.mu.Unlock()
 }
 
 // end forgets a stream (idempotent): it no longer counts against
@@ -320,7 +336,7 @@ type sstream struct {
 // run serves the request; a handler's panic resets the stream and is
 // logged, as net/http's server does, and never ends the node.
 func (st *sstream) run(req *http.Request) {
-	defer st.s.end(st)
+	defer st.s.returned(st)
 	defer func() {
 		if r := recover(); r != nil {
 			if r != http.ErrAbortHandler {
