@@ -157,9 +157,12 @@ func (cc *f2client) roundTrip(req *http.Request) (*http.Response, error) {
 	return s.resp, nil
 }
 
-// requestFrames encodes the request's HEADERS and, if the body is known,
-// short and within credit, its DATA (at dataAt; -1 if none): most requests
-// leave in one write. Otherwise rest is the body, to send after the head.
+// requestFrames encodes the request's HEADERS and, if the body is in memory
+// (GetBody set, as http.NewRequest does for bytes and strings), of a known
+// length within credit, its DATA (at dataAt; -1 if none): most requests
+// leave in one write. Otherwise rest is the body, to send after the head:
+// a body that is slow to come must not hold the head, nor the caller past
+// its context, as reading it here would.
 // The frames are on stream 0 until the caller sets the stream's ID.
 func (cc *f2client) requestFrames(s *cstream, req *http.Request) (out []byte, dataAt int, rest io.ReadCloser, err error) {
 	body := req.Body
@@ -170,7 +173,7 @@ func (cc *f2client) requestFrames(s *cstream, req *http.Request) (out []byte, da
 	if body != nil && cl == 0 {
 		cl = -1 // unknown: net/http's meaning of 0 with a body
 	}
-	inline := body != nil && cl > 0 && cl <= framing.MaxData
+	inline := body != nil && cl > 0 && cl <= framing.MaxData && req.GetBody != nil
 	flags := framing.Flags(0)
 	if body == nil {
 		flags = framing.FlagEnd

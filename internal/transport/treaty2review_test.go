@@ -479,3 +479,46 @@ func TestTreaty2ResetHandlersBounded(t *testing.T) {
 		t.Fatal("no stream refused")
 	}
 }
+
+// TestTreaty2SlowBodyKeepsContext: a request whose body (of a known, small
+// length) is slow to come leaves its head at once and still ends with its
+// context; the body is not read before the head unless it is in memory
+// (GetBody set). RoundTrip used to read such a body whole before sending
+// anything, ignoring the context, for ever if it never came.
+func TestTreaty2SlowBodyKeepsContext(t *testing.T) {
+	protocols(t, func(t *testing.T, off bool) {
+		started := make(chan struct{}, 1)
+		p := newCallPair(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			started <- struct{}{}
+			_, _ = io.ReadAll(r.Body)
+		}), Config{}, Config{DisableTreaty2: off})
+		pr, pw := io.Pipe() // never written
+		t.Cleanup(func() { _ = pw.Close() })
+		ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, p.url("/slow"), pr)
+		req.ContentLength = 7
+		errc := make(chan error, 1)
+		go func() {
+			resp, err := p.rt.RoundTrip(req)
+			if err == nil {
+				_, err = io.ReadAll(resp.Body)
+				resp.Body.Close()
+			}
+			errc <- err
+		}()
+		select {
+		case <-started:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the head of a request whose body is slow never left")
+		}
+		select {
+		case err := <-errc:
+			if !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("call: %v, want its context's deadline", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("the call outlived its context")
+		}
+	})
+}
