@@ -522,3 +522,46 @@ func TestTreaty2SlowBodyKeepsContext(t *testing.T) {
 		}
 	})
 }
+
+// TestTreaty2DisconnectAndCloseEndCalls: Disconnect on the caller's side
+// and Close on the server's end treaty/2 calls in flight promptly, and the
+// server's handlers see their context end.
+func TestTreaty2DisconnectAndCloseEndCalls(t *testing.T) {
+	for _, side := range []string{"disconnect", "close"} {
+		t.Run(side, func(t *testing.T) {
+			started := make(chan struct{}, 1)
+			ended := make(chan struct{}, 1)
+			p := newCallPair(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				started <- struct{}{}
+				<-r.Context().Done()
+				ended <- struct{}{}
+			}), Config{}, Config{})
+			errc := make(chan error, 1)
+			go func() {
+				_, _, err := p.do(t, t.Context(), http.MethodGet, "/block", nil, nil)
+				errc <- err
+			}()
+			<-started
+			if side == "disconnect" {
+				if n := p.cli.Disconnect(p.srv.Self()); n == 0 {
+					t.Fatal("no connection to disconnect")
+				}
+			} else {
+				_ = p.srv.Close()
+			}
+			select {
+			case err := <-errc:
+				if err == nil {
+					t.Fatal("a call on a closed connection succeeded")
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("a call outlived its connection")
+			}
+			select {
+			case <-ended:
+			case <-time.After(10 * time.Second):
+				t.Fatal("the handler's context outlived the connection")
+			}
+		})
+	}
+}
