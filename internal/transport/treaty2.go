@@ -154,8 +154,9 @@ func (w *fwriter) writeLocked(b []byte, dl time.Time) error {
 			_ = w.c.SetWriteDeadline(dl)
 			w.armed = dl
 		}
-	case w.armed.Sub(now) < connWriteTimeout/2:
-		// Re-armed only when half used: a deadline costs a timer update.
+	case w.armed.Sub(now) < connWriteTimeout/2 || w.armed.Sub(now) > connWriteTimeout:
+		// Re-armed only when half used, or when a stream's later deadline
+		// is armed: a deadline costs a timer update.
 		w.armed = now.Add(connWriteTimeout)
 		_ = w.c.SetWriteDeadline(w.armed)
 	}

@@ -565,3 +565,30 @@ func TestTreaty2DisconnectAndCloseEndCalls(t *testing.T) {
 		})
 	}
 }
+
+// TestTreaty2WriterConnTimeoutAfterLongDeadline: a frame written without a
+// deadline is bounded by connWriteTimeout even after a stream armed a later
+// deadline on the connection. It used to inherit that deadline (up to any
+// length a handler chose) while it was more than half connWriteTimeout away.
+func TestTreaty2WriterConnTimeoutAfterLongDeadline(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	c, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	w := newFwriter(c)
+	if err := w.write([]byte("x"), time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.write([]byte("y"), time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	if left := time.Until(w.armed); left > connWriteTimeout {
+		t.Fatalf("a write without a deadline ran under one %v away, connWriteTimeout %v", left.Round(time.Second), connWriteTimeout)
+	}
+}
