@@ -237,10 +237,16 @@ func (r *Reader) Next() (Frame, error) {
 	if err := r.check(f, n); err != nil {
 		return Frame{}, err
 	}
-	if cap(r.buf) < int(n) {
-		r.buf = make([]byte, n)
+	buf := r.buf
+	if cap(buf) < int(n) {
+		buf = make([]byte, n)
+		if n <= MaxData {
+			// Kept for the next frames; a larger header block (up to
+			// maxBlock) is rare and not held for the connection's life.
+			r.buf = buf
+		}
 	}
-	f.Payload = r.buf[:n]
+	f.Payload = buf[:n]
 	if _, err := io.ReadFull(r.r, f.Payload); err != nil {
 		if err == io.EOF {
 			err = io.ErrUnexpectedEOF

@@ -162,7 +162,11 @@ type Config struct {
 	// Zero: 16 KiB; allowed [1 KiB, 1 MiB].
 	MaxHeaderBytes int
 	// MaxConcurrentStreams limits concurrent HTTP/2 requests per federation
-	// connection. Zero: 256; allowed [1, 10000].
+	// connection. Zero: 256; allowed [1, 10000]. On treaty/2 a stream the
+	// caller reset stops counting at once, as in HTTP/2, and its handlers
+	// (reset or not, until they return) are bounded at twice this: past it,
+	// new streams are refused. Each stream's request body is buffered within
+	// its window (128 KiB), so a connection buffers at most this many windows.
 	MaxConcurrentStreams uint32
 	// KnownAddrs, if set, marks the source addresses of known peers: they may
 	// use the ReservedPending share of pending handshakes. Sources that

@@ -61,11 +61,17 @@ var errConnClosed = errors.New("transport: treaty/2 connection closed")
 // fwriter writes whole frames to a connection, one writer at a time. A
 // failed write poisons it and closes the connection: the peer's reader
 // cannot resynchronise after a partial frame.
+//
+// Its lock is a semaphore, not a sync.Mutex, so that a writer with a
+// deadline stops waiting for it at the deadline: a write stuck in a
+// connection the peer stopped reading holds the lock until its own deadline
+// (connWriteTimeout for most), and a stream must not wait that long beyond
+// its own.
 type fwriter struct {
-	mu    sync.Mutex
+	sem   chan struct{} // holds a token while a writer has the lock
 	c     net.Conn
-	err   error
-	armed time.Time // the connection's write deadline as last set
+	err   error     // under the lock
+	armed time.Time // the connection's write deadline as last set; under the lock
 
 	queued atomic.Int32 // control frames waiting for the writer (writeSoon)
 }
@@ -79,15 +85,15 @@ const maxQueuedControl = 64
 // uses it: it must never wait for a writer, who may be waiting for frames
 // the reader has not read yet.
 func (w *fwriter) writeSoon(b []byte) {
-	if w.mu.TryLock() {
+	if w.tryLock() {
 		_ = w.writeLocked(b, time.Time{})
-		w.mu.Unlock()
+		w.unlock()
 		return
 	}
 	if w.queued.Add(1) > maxQueuedControl {
 		w.queued.Add(-1)
-		w.fail(errTooManyControl)
 		_ = w.c.Close()
+		w.fail(errTooManyControl)
 		return
 	}
 	go func() {
@@ -98,14 +104,59 @@ func (w *fwriter) writeSoon(b []byte) {
 
 var errTooManyControl = errors.New("transport: treaty/2 peer made more control frames than it reads")
 
-// write writes b within dl (zero: connWriteTimeout from now).
+func newFwriter(c net.Conn) fwriter { return fwriter{c: c, sem: make(chan struct{}, 1)} }
+
+// lock takes the writer's lock, waiting until dl at most (zero: without
+// limit): errWriteDeadline then, with nothing written.
+func (w *fwriter) lock(dl time.Time) error {
+	select {
+	case w.sem <- struct{}{}:
+		return nil
+	default:
+	}
+	if dl.IsZero() {
+		w.sem <- struct{}{}
+		return nil
+	}
+	d := time.Until(dl)
+	if d <= 0 {
+		return errWriteDeadline
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case w.sem <- struct{}{}:
+		return nil
+	case <-t.C:
+		return errWriteDeadline
+	}
+}
+
+func (w *fwriter) unlock() { <-w.sem }
+
+// tryLock takes the lock if it is free.
+func (w *fwriter) tryLock() bool {
+	select {
+	case w.sem <- struct{}{}:
+		return true
+	default:
+		return false
+	}
+}
+
+// write writes b within dl (zero: connWriteTimeout from now). A deadline
+// that passes before the write starts (waiting for the lock included) fails
+// with errWriteDeadline and writes nothing, leaving the connection usable;
+// one that passes during the write closes it.
 func (w *fwriter) write(b []byte, dl time.Time) error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
+	if err := w.lock(dl); err != nil {
+		return err
+	}
+	defer w.unlock()
 	return w.writeLocked(b, dl)
 }
 
-// writeLocked is write with w.mu held by the caller.
+// writeLocked is write with the lock held by the caller.
 func (w *fwriter) writeLocked(b []byte, dl time.Time) error {
 	if w.err != nil {
 		return w.err
@@ -113,12 +164,18 @@ func (w *fwriter) writeLocked(b []byte, dl time.Time) error {
 	now := time.Now()
 	switch {
 	case !dl.IsZero():
+		if !now.Before(dl) {
+			// Nothing written yet: the stream fails, the connection does
+			// not (a write that times out corrupts a TLS connection).
+			return errWriteDeadline
+		}
 		if dl != w.armed {
 			_ = w.c.SetWriteDeadline(dl)
 			w.armed = dl
 		}
-	case w.armed.Sub(now) < connWriteTimeout/2:
-		// Re-armed only when half used: a deadline costs a timer update.
+	case w.armed.Sub(now) < connWriteTimeout/2 || w.armed.Sub(now) > connWriteTimeout:
+		// Re-armed only when half used, or when a stream's later deadline
+		// is armed: a deadline costs a timer update.
 		w.armed = now.Add(connWriteTimeout)
 		_ = w.c.SetWriteDeadline(w.armed)
 	}
@@ -130,13 +187,14 @@ func (w *fwriter) writeLocked(b []byte, dl time.Time) error {
 	return nil
 }
 
-// fail poisons the writer; later writes return err.
+// fail poisons the writer; later writes return err. It waits for a write
+// in progress: close the connection first.
 func (w *fwriter) fail(err error) {
-	w.mu.Lock()
+	_ = w.lock(time.Time{})
 	if w.err == nil {
 		w.err = err
 	}
-	w.mu.Unlock()
+	w.unlock()
 }
 
 // inbox is one stream's received body: the connection's reader pushes DATA
@@ -248,8 +306,11 @@ func (b *inbox) push(p []byte, end bool) error {
 		return nil
 	}
 	if !b.closed {
-		if b.off == len(b.buf) {
-			b.buf, b.off = b.buf[:0], 0
+		if b.off > 0 && (b.off == len(b.buf) || len(b.buf)+len(p) > cap(b.buf)) {
+			// What was read goes before the buffer grows: a consumer that
+			// stays behind would otherwise keep every byte received.
+			n := copy(b.buf, b.buf[b.off:])
+			b.buf, b.off = b.buf[:n], 0
 		}
 		b.buf = append(b.buf, p...)
 	}
@@ -395,6 +456,13 @@ func (c *outCredit) add(n uint32) error {
 	default:
 	}
 	return nil
+}
+
+// stopped returns the error stop was given; nil while the stream goes on.
+func (c *outCredit) stopped() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.ended
 }
 
 func (c *outCredit) available() int {

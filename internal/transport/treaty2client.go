@@ -50,7 +50,7 @@ type f2client struct {
 const defaultMaxStreams2 = 100
 
 func newF2Client(rt *roundTripper, peer identity.PublicKey, c *clientConn) *f2client {
-	cc := &f2client{rt: rt, peer: peer, c: c, w: fwriter{c: c}, streams: make(map[uint32]*cstream),
+	cc := &f2client{rt: rt, peer: peer, c: c, w: newFwriter(c), streams: make(map[uint32]*cstream),
 		nextID: 1, max: defaultMaxStreams2, idleSince: time.Now(), out: newOutCredit(framing.ConnWindow)}
 	cc.recv = newConnRecv(func(n int) { cc.window(0, n) })
 	cc.lastRead.Store(time.Now().UnixNano())
@@ -79,11 +79,9 @@ type cstream struct {
 	err    error
 	body   *inbox
 	stop   func() bool // the request context's AfterFunc
-	done   bool        // the server's side ended (mu of cc)
-	sent   bool        // the request's head left (mu of cc)
-	// reqBody is a request body still being sent; closed when the stream
-	// ends, which unblocks a sender waiting in its Read (mu of cc).
+	// reqBody is the body sendBody sends, closed by finish; nil if none.
 	reqBody io.Closer
+	done    bool // the server's side ended (mu of cc)
 }
 
 // errRetry marks a request the server never processed: the connection
@@ -106,14 +104,27 @@ func (cc *f2client) roundTrip(req *http.Request) (*http.Response, error) {
 		closeBody(req)
 		return nil, err
 	}
+	if rest != nil {
+		// Closed when the stream ends (finish), as net/http's transports
+		// do: sendBody may be blocked in its Read.
+		oc := &onceCloser{ReadCloser: rest}
+		rest, s.reqBody = oc, oc
+	}
 	// Stream IDs must reach the server in increasing order: the ID is taken
 	// and the frames written under the writer's lock.
-	cc.w.mu.Lock()
+	_ = cc.w.lock(time.Time{})
+	if err := ctx.Err(); err != nil {
+		// Not sent: the server never sees a request already given up.
+		cc.w.unlock()
+		cc.release()
+		closeBody(req)
+		return nil, err
+	}
 	cc.mu.Lock()
 	if cc.err != nil || cc.goingAway {
 		err := cc.err
 		cc.mu.Unlock()
-		cc.w.mu.Unlock()
+		cc.w.unlock()
 		cc.release()
 		closeBody(req)
 		if err == nil {
@@ -125,33 +136,22 @@ func (cc *f2client) roundTrip(req *http.Request) (*http.Response, error) {
 	cc.nextID += 2
 	cc.streams[s.id] = s
 	cc.idleSince = time.Time{}
+	// A cancel from here on sends a RESET: it takes the writer's lock, so
+	// it follows the head written below.
 	s.stop = context.AfterFunc(ctx, func() { cc.cancel(s, context.Cause(ctx)) })
-	// Sent from here on: a cancel that comes while the frames are written
-	// queues its RESET behind them (writeSoon), never before.
-	s.sent = true
 	cc.mu.Unlock()
 	framing.SetStream(out, s.id)
 	if dataAt >= 0 {
 		framing.SetStream(out[dataAt:], s.id)
 	}
 	err = cc.w.writeLocked(out, time.Time{})
-	cc.w.mu.Unlock()
+	cc.w.unlock()
 	if err != nil {
-		cc.finish(s, nil)
-		closeBody(req)
+		cc.finish(s, nil) // closes the body
 		return nil, cc.connErr(err)
 	}
 	if rest != nil {
-		body := &onceCloser{ReadCloser: rest}
-		cc.mu.Lock()
-		done := s.done
-		s.reqBody = body
-		cc.mu.Unlock()
-		if done {
-			_ = body.Close()
-		} else {
-			go cc.sendBody(s, body)
-		}
+		go cc.sendBody(s, rest)
 	}
 	<-s.ready
 	if s.err != nil {
@@ -160,9 +160,12 @@ func (cc *f2client) roundTrip(req *http.Request) (*http.Response, error) {
 	return s.resp, nil
 }
 
-// requestFrames encodes the request's HEADERS and, if the body is known,
-// short and within credit, its DATA (at dataAt; -1 if none): most requests
-// leave in one write. Otherwise rest is the body, to send after the head.
+// requestFrames encodes the request's HEADERS and, if the body is in memory
+// (GetBody set, as http.NewRequest does for bytes and strings), of a known
+// length within credit, its DATA (at dataAt; -1 if none): most requests
+// leave in one write. Otherwise rest is the body, to send after the head:
+// a body that is slow to come must not hold the head, nor the caller past
+// its context, as reading it here would.
 // The frames are on stream 0 until the caller sets the stream's ID.
 func (cc *f2client) requestFrames(s *cstream, req *http.Request) (out []byte, dataAt int, rest io.ReadCloser, err error) {
 	body := req.Body
@@ -313,7 +316,8 @@ func (cc *f2client) wakeLocked() {
 	}
 }
 
-// finish forgets s (idempotent): its slot goes to the next waiter.
+// finish forgets s (idempotent): its slot goes to the next waiter, and a
+// request body still being sent is closed.
 func (cc *f2client) finish(s *cstream, err error) {
 	cc.mu.Lock()
 	if s.done {
@@ -341,19 +345,19 @@ func (cc *f2client) finish(s *cstream, err error) {
 	}
 }
 
-var errStreamDone = errors.New("transport: treaty/2 stream ended")
-
-// onceCloser closes its ReadCloser once, whoever asks first.
+// onceCloser closes its ReadCloser once, whoever calls Close first.
 type onceCloser struct {
 	io.ReadCloser
 	once sync.Once
+	err  error
 }
 
 func (c *onceCloser) Close() error {
-	var err error
-	c.once.Do(func() { err = c.ReadCloser.Close() })
-	return err
+	c.once.Do(func() { c.err = c.ReadCloser.Close() })
+	return c.err
 }
+
+var errStreamDone = errors.New("transport: treaty/2 stream ended")
 
 // deliver hands the answer's head (or err) to the waiting caller, once
 // (cc.mu held).
@@ -369,10 +373,12 @@ func (s *cstream) deliver(resp *http.Response, err error) bool {
 }
 
 // cancel abandons s: its caller gave up (ctx) or closed the answer's body.
-// The server is told with a RESET unless it already finished.
+// The server is told with a RESET unless it already finished. s is
+// registered, so its head is written (or being written, under the writer's
+// lock, which the RESET waits for) or failed (and the RESET fails too).
 func (cc *f2client) cancel(s *cstream, err error) {
 	cc.mu.Lock()
-	done, sent := s.done, s.sent
+	done := s.done
 	cc.mu.Unlock()
 	if done {
 		if s.body != nil {
@@ -381,10 +387,10 @@ func (cc *f2client) cancel(s *cstream, err error) {
 		return
 	}
 	cc.finish(s, err)
-	if sent {
-		cc.w.writeSoon(framing.AppendUint32Frame(nil, framing.TypeReset, s.id, uint32(framing.CodeCancel)))
-	}
 	cc.readerDeliver(s, err)
+	// The caller has its answer; the RESET does not make it wait for a
+	// write stuck in the connection.
+	cc.w.writeSoon(framing.AppendUint32Frame(nil, framing.TypeReset, s.id, uint32(framing.CodeCancel)))
 }
 
 // readerDeliver fails s's head or body with err. Only the reader goroutine
@@ -607,9 +613,9 @@ func (cc *f2client) close(err error) {
 	cc.wakeLocked()
 	cc.mu.Unlock()
 	cc.timer.Stop()
+	_ = cc.c.Close() // first: it ends a write in progress, which fail waits for
 	cc.w.fail(err)
 	cc.out.stop(err)
-	_ = cc.c.Close()
 	cc.rt.forget2(cc)
 	for _, s := range open {
 		cc.finish(s, err)

@@ -317,7 +317,7 @@ func TestTreaty2HostileClient(t *testing.T) {
 		{"stream ID going backwards", cat(headers(5, framing.FlagEnd, get), headers(3, framing.FlagEnd, get)), closed(framing.CodeProtocol)},
 		{"even stream ID", headers(2, framing.FlagEnd, get), closed(framing.CodeProtocol)},
 		{"reused stream ID", cat(headers(1, framing.FlagEnd, get), headers(1, framing.FlagEnd, get)), closed(framing.CodeProtocol)},
-		{"header block over MaxHeaderBytes", headers(1, framing.FlagEnd, bigBlock), closed(framing.CodeTooLarge)},
+		{"header block over MaxHeaderBytes", headers(1, framing.FlagEnd, bigBlock), reset(1, framing.CodeTooLarge)},
 		{"header list over MaxHeaderBytes", headers(1, framing.FlagEnd, manyBlock), reset(1, framing.CodeTooLarge)},
 		{"unknown pseudo-field", headers(1, framing.FlagEnd, append(framing.AppendField(nil, ":scheme", "https"), get...)), reset(1, framing.CodeProtocol)},
 		{"missing :path", headers(1, framing.FlagEnd, framing.AppendField(framing.AppendField(nil, ":method", "GET"), ":authority", "x")), reset(1, framing.CodeProtocol)},

@@ -10,7 +10,6 @@ import (
 	"runtime/debug"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/treaty-dev/treaty/internal/framing"
@@ -34,8 +33,8 @@ type f2server struct {
 	out    *outCredit // what this side may send, all streams together
 
 	mu        sync.Mutex
-	streams   map[uint32]*sstream
-	active    int // streams holding one of the max slots (see sstream.release)
+	streams   map[uint32]*sstream // open streams: at most max
+	running   int                 // handlers not yet returned: at most maxRunning
 	lastID    uint32
 	idleSince time.Time // when the last stream ended; zero while one is open
 }
@@ -46,7 +45,7 @@ func (t *Transport) serveTreaty2(ctx context.Context, c *serverConn, h http.Hand
 	cs := c.ConnectionState()
 	s := &f2server{
 		t: t, c: c, h: h, ctx: ctx, cancel: cancel,
-		w:      fwriter{c: c},
+		w:      newFwriter(c),
 		tls:    &cs,
 		remote: c.RemoteAddr().String(),
 		max:    int(t.cfg.MaxConcurrentStreams),
@@ -69,7 +68,10 @@ func (s *f2server) serve() error {
 	if err := s.w.write(framing.AppendSettings(nil, framing.Settings{MaxStreams: uint32(s.max)}), time.Time{}); err != nil {
 		return err
 	}
-	rd := framing.NewReader(s.c, s.t.cfg.MaxHeaderBytes)
+	// Header blocks up to framing.MaxHeaderBlock are read whole, so that a
+	// request over MaxHeaderBytes is refused alone (open resets it with
+	// CodeTooLarge); only a block beyond that ends the connection.
+	rd := framing.NewReader(s.c, framing.MaxHeaderBlock)
 	for {
 		f, err := rd.Next()
 		if err == nil {
@@ -103,6 +105,9 @@ func (s *f2server) handle(f framing.Frame) error {
 		st, err := s.known(f.Stream)
 		if st != nil {
 			st.abort(&StreamError{Stream: f.Stream, Code: framing.Code(framing.Uint32(f.Payload)), Remote: true})
+			// The caller no longer counts the stream: neither does the
+			// limit, though the handler may not have returned yet.
+			s.end(st)
 		}
 		return err
 	case framing.TypeWindow:
@@ -150,10 +155,7 @@ func (s *f2server) open(f framing.Frame) error {
 		return &framing.Error{Code: framing.CodeProtocol, Msg: fmt.Sprintf("HEADERS opening stream %d after %d", id, s.lastID)}
 	}
 	s.lastID = id
-	full := s.active >= s.max
-	if !full {
-		s.active++
-	}
+	full := len(s.streams) >= s.max || s.running >= s.maxRunning()
 	s.mu.Unlock()
 	if full {
 		s.reset(id, framing.CodeRefused)
@@ -178,6 +180,7 @@ func (s *f2server) open(f framing.Frame) error {
 	req = req.WithContext(ctx)
 	s.mu.Lock()
 	s.streams[id] = st
+	s.running++
 	s.idleSince = time.Time{}
 	s.mu.Unlock()
 	go st.run(req)
@@ -254,12 +257,26 @@ func (s *f2server) goAway(c framing.Code) {
 	s.w.writeSoon(framing.AppendGoAway(nil, last, c))
 }
 
-// end forgets a finished stream (idempotent). It is called before the
-// frame that tells the client the stream is over (end flag, RESET) is
-// written: the client then frees the stream's slot and may open the next
-// one at once, which this side must not count against MaxStreams.
+// maxRunning bounds the handlers running on one connection: the open
+// streams, and as many again whose stream ended (reset, or its answer
+// written) but whose handler has not returned yet. A caller that opens
+// streams and resets them at once cannot start handlers without limit.
+func (s *f2server) maxRunning() int { return 2 * s.max }
+
+// returned counts a handler's return, and forgets its stream.
+func (s *f2server) returned(st *sstream) {
+	s.end(st)
+	s.mu.Lock()
+	s.running--
+	s.mu.Unlock()
+}
+
+// end forgets a stream (idempotent): it no longer counts against
+// MaxConcurrentStreams, and frames for it are dropped. It is called when the
+// caller stops counting the stream too, before that can let it open another:
+// before this side's last frame or RESET is written, when the peer's RESET is
+// read, and at the latest when the handler returns.
 func (s *f2server) end(st *sstream) {
-	st.release()
 	s.mu.Lock()
 	if s.streams[st.id] == st {
 		delete(s.streams, st.id)
@@ -293,9 +310,9 @@ func (s *f2server) watchIdle() *time.Timer {
 // shutdown ends every stream still open and closes the connection.
 func (s *f2server) shutdown(err error) {
 	s.cancel()
+	_ = s.c.Close() // first: it ends a write in progress, which fail waits for
 	s.w.fail(errConnClosed)
 	s.out.stop(errConnClosed)
-	_ = s.c.Close()
 	s.mu.Lock()
 	open := make([]*sstream, 0, len(s.streams))
 	for _, st := range s.streams {
@@ -327,15 +344,12 @@ type sstream struct {
 	dl     time.Time // write deadline (SetWriteDeadline)
 	err    error     // the stream is over: reset, or a write failed
 	rdl    *time.Timer
-
-	released atomic.Bool           // the slot is free (release)
-	aborted  atomic.Pointer[error] // set by abort; read by deadLocked
 }
 
 // run serves the request; a handler's panic resets the stream and is
 // logged, as net/http's server does, and never ends the node.
 func (st *sstream) run(req *http.Request) {
-	defer st.s.end(st)
+	defer st.s.returned(st)
 	defer func() {
 		if r := recover(); r != nil {
 			if r != http.ErrAbortHandler {
@@ -358,13 +372,10 @@ func (st *sstream) run(req *http.Request) {
 }
 
 // abort ends the stream from outside the handler: a RESET from the peer or
-// the connection's end.
-//
-// It never takes st.mu: the handler may hold it while it waits for credit
-// or for a write, and the connection's reader, which calls abort, must not
-// wait for the handler. Writes see the abort through st.aborted.
+// the connection's end. It never takes st.mu, which the handler holds while
+// it waits for credit or for the connection: the reader would wait with it.
+// The handler's next write finds the error in st.credit (errLocked).
 func (st *sstream) abort(err error) {
-	st.aborted.CompareAndSwap(nil, &err)
 	st.credit.stop(err)
 	if st.body != nil {
 		st.body.fail(err)
@@ -375,23 +386,21 @@ func (st *sstream) abort(err error) {
 // resetLocal abandons the stream from this side.
 func (st *sstream) resetLocal(c framing.Code) {
 	st.mu.Lock()
-	already := st.deadLocked() != nil
+	already := st.errLocked() != nil
 	if !already {
 		st.err = &StreamError{Stream: st.id, Code: c}
 	}
 	st.mu.Unlock()
 	if !already {
-		st.release()
+		st.s.end(st)
 		st.s.reset(st.id, c)
 	}
 }
 
-// deadLocked returns why the stream is over, if it is (st.mu held).
-func (st *sstream) deadLocked() error {
+// errLocked is the stream's terminal error, its abort's included (mu held).
+func (st *sstream) errLocked() error {
 	if st.err == nil {
-		if p := st.aborted.Load(); p != nil {
-			st.err = *p
-		}
+		st.err = st.credit.stopped()
 	}
 	return st.err
 }
@@ -403,7 +412,7 @@ func (st *sstream) Header() http.Header { return st.header }
 func (st *sstream) WriteHeader(code int) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if st.status != 0 || st.deadLocked() != nil {
+	if st.status != 0 || st.errLocked() != nil {
 		return
 	}
 	if code < 100 || code > 999 {
@@ -411,10 +420,7 @@ func (st *sstream) WriteHeader(code int) {
 	}
 	if code < 200 {
 		if code != http.StatusSwitchingProtocols {
-			out := st.headersFrame(nil, code, 0, -1)
-			if err := st.s.w.write(out, st.dl); err != nil {
-				st.err = err
-			}
+			_ = st.send(st.headersFrame(nil, code, 0, -1))
 		}
 		return
 	}
@@ -427,8 +433,8 @@ func (st *sstream) Write(p []byte) (int, error) {
 	if st.status == 0 {
 		st.status = http.StatusOK
 	}
-	if st.deadLocked() != nil {
-		return 0, st.err
+	if err := st.errLocked(); err != nil {
+		return 0, err
 	}
 	if !bodyAllowed(st.status) {
 		return 0, http.ErrBodyNotAllowed
@@ -451,8 +457,8 @@ func (st *sstream) FlushError() error {
 	if st.status == 0 {
 		st.status = http.StatusOK
 	}
-	if st.deadLocked() != nil {
-		return st.err
+	if err := st.errLocked(); err != nil {
+		return err
 	}
 	return st.flushLocked(false)
 }
@@ -491,7 +497,7 @@ var errReadDeadline = fmt.Errorf("transport: treaty/2 read deadline passed: %w",
 func (st *sstream) finish() {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if st.deadLocked() != nil {
+	if st.errLocked() != nil {
 		return
 	}
 	if st.status == 0 {
@@ -518,7 +524,7 @@ func (st *sstream) flushLocked(end bool) error {
 		out = st.headersFrame(make([]byte, 0, 512+pending+framing.HeaderLen), st.status, flags, cl)
 		st.sent = true
 		if flags != 0 {
-			st.release()
+			st.s.end(st)
 			return st.send(out)
 		}
 	}
@@ -537,6 +543,10 @@ func (st *sstream) flushLocked(end bool) error {
 		if len(data) > 0 {
 			var err error
 			if n, err = takeBoth(st.credit, st.s.out, min(len(data), framing.MaxData), st.dl); err != nil {
+				if st.credit.stopped() != nil {
+					st.err = err // aborted: nothing more to send
+					return err
+				}
 				if len(out) > 0 {
 					_ = st.send(out)
 				}
@@ -562,26 +572,20 @@ func (st *sstream) flushLocked(end bool) error {
 		return nil
 	}
 	if end {
-		st.release()
+		st.s.end(st)
 	}
 	return st.send(out)
 }
 
-// release frees the stream's slot, once, before its last frame leaves: a
-// client that reads the end may start its next stream at once, before
-// this goroutine has returned.
-func (st *sstream) release() {
-	if st.released.Swap(true) {
-		return
-	}
-	st.s.mu.Lock()
-	st.s.active--
-	st.s.mu.Unlock()
-}
-
+// send writes frames of the stream within its write deadline (mu held). A
+// deadline that had passed before the write resets the stream only.
 func (st *sstream) send(out []byte) error {
 	if err := st.s.w.write(out, st.dl); err != nil {
-		st.err = err
+		if errors.Is(err, errWriteDeadline) {
+			st.fail(err)
+		} else {
+			st.err = err
+		}
 		return err
 	}
 	return nil
@@ -592,12 +596,14 @@ func (st *sstream) send(out []byte) error {
 // failure is the abort of the stream, by the peer's RESET or the
 // connection's end, which needs no answer.
 func (st *sstream) fail(err error) {
-	if st.deadLocked() != nil {
+	if st.errLocked() != nil {
 		return
 	}
 	st.err = err
+	st.s.end(st)
 	if errors.Is(err, errTimeout) {
-		st.release()
+		// The handler does not wait for the writer's lock, held perhaps by
+		// a write stuck for connWriteTimeout (writeSoon).
 		st.s.reset(st.id, framing.CodeTimeout)
 	}
 }
