@@ -45,6 +45,10 @@ type f2client struct {
 	timer     *time.Timer
 }
 
+// max1xx bounds the 1xx answers to one request, as net/http's client
+// does (treaty sends one 103 at most).
+const max1xx = 5
+
 // defaultMaxStreams2 is assumed until the server's SETTINGS arrive (the
 // first request leaves with the handshake, before them).
 const defaultMaxStreams2 = 100
@@ -81,6 +85,7 @@ type cstream struct {
 	stop   func() bool // the request context's AfterFunc
 	// reqBody is the body sendBody sends, closed by finish; nil if none.
 	reqBody io.Closer
+	n1xx    int  // 1xx answers read (reader goroutine only)
 	done    bool // the server's side ended (mu of cc)
 }
 
@@ -268,9 +273,13 @@ func (cc *f2client) sendBody(s *cstream, body io.ReadCloser) {
 // acquire waits for a stream slot (cc.active counts them).
 func (cc *f2client) acquire(ctx context.Context) error {
 	cc.mu.Lock()
-	if cc.err != nil {
+	if cc.err != nil || cc.goingAway {
+		err := cc.err
 		cc.mu.Unlock()
-		return errRetry{cc.err}
+		if err == nil {
+			err = errConnClosed
+		}
+		return errRetry{err}
 	}
 	if cc.active < cc.max && len(cc.waiters) == 0 {
 		cc.active++
@@ -306,10 +315,11 @@ func (cc *f2client) release() {
 	cc.wakeLocked()
 }
 
-// wakeLocked passes free slots to the oldest waiters; on a dead connection
-// it wakes them all (they find cc.err and release).
+// wakeLocked passes free slots to the oldest waiters; on a dead connection,
+// or one going away, it wakes them all (they find cc.err or cc.goingAway,
+// release, and retry on a new connection).
 func (cc *f2client) wakeLocked() {
-	for len(cc.waiters) > 0 && (cc.active < cc.max || cc.err != nil) {
+	for len(cc.waiters) > 0 && (cc.active < cc.max || cc.err != nil || cc.goingAway) {
 		cc.active++
 		close(cc.waiters[0])
 		cc.waiters = cc.waiters[1:]
@@ -459,7 +469,8 @@ func (cc *f2client) handle(f framing.Frame, canon headerCanon) error {
 	}
 	cc.mu.Lock()
 	s := cc.streams[f.Stream]
-	unknown := s == nil && f.Stream >= cc.nextID
+	// Streams are this side's, odd and below nextID; any other is unknown.
+	unknown := s == nil && (f.Stream >= cc.nextID || f.Stream%2 == 0)
 	cc.mu.Unlock()
 	if unknown {
 		return &framing.Error{Code: framing.CodeProtocol, Msg: fmt.Sprintf("%s frame on stream %d, never opened", f.Type, f.Stream)}
@@ -533,6 +544,9 @@ func (cc *f2client) head(s *cstream, f framing.Frame, canon headerCanon) error {
 		if end {
 			return &framing.Error{Code: framing.CodeProtocol, Msg: "1xx answer ending the stream"}
 		}
+		if s.n1xx++; s.n1xx > max1xx {
+			return &framing.Error{Code: framing.CodeProtocol, Msg: fmt.Sprintf("more than %d 1xx answers on stream %d", max1xx, f.Stream)}
+		}
 		if s.trace != nil && s.trace.Got1xxResponse != nil {
 			if err := s.trace.Got1xxResponse(status, textproto.MIMEHeader(hdr)); err != nil {
 				cc.cancel(s, err)
@@ -577,6 +591,7 @@ func (cc *f2client) window(id uint32, n int) {
 func (cc *f2client) goAway(last uint32, code framing.Code) {
 	cc.mu.Lock()
 	cc.goingAway = true
+	cc.wakeLocked()
 	var gone []*cstream
 	for id, s := range cc.streams {
 		if id > last {

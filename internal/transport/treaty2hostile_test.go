@@ -609,6 +609,14 @@ func TestTreaty2HostileServer(t *testing.T) {
 			return headers(id, framing.FlagEnd, append(ansBlock("200"), framing.AppendField(nil, ":path", "/")...))
 		}},
 		{"1xx ending the stream", func(id uint32) []byte { return headers(id, framing.FlagEnd, ansBlock("103")) }},
+		{"six 1xx answers", func(id uint32) []byte {
+			var b []byte
+			for range 6 {
+				b = cat(b, headers(id, 0, ansBlock("103")))
+			}
+			return cat(b, ok200(id))
+		}},
+		{"HEADERS on an even stream", func(id uint32) []byte { return ok200(id + 1) }},
 		{"body shorter than its content-length", func(id uint32) []byte {
 			return cat(headers(id, 0, ansBlock("200", "content-length", "5")), data(id, framing.FlagEnd, 3))
 		}},
@@ -744,4 +752,68 @@ func TestTreaty2HostileServerLongBody(t *testing.T) {
 		t.Fatalf("next call: %d", resp.StatusCode)
 	}
 	b.goodCall(t)
+}
+
+// TestTreaty2GoAwayMovesWaiters: a caller waiting for a stream slot on a
+// connection that receives GOAWAY goes to a new connection at once instead
+// of waiting for the old connection's streams to end.
+func TestTreaty2GoAwayMovesWaiters(t *testing.T) {
+	goAway := make(chan struct{})
+	var conns atomic.Int32
+	b := newFakeBed(t, func(t *testing.T, rc *rawConn) {
+		if conns.Add(1) > 1 {
+			answerAll(func(id uint32) []byte { return headers(id, framing.FlagEnd, ansBlock("200")) })(t, rc)
+			return
+		}
+		_ = rc.send(framing.AppendSettings(nil, framing.Settings{MaxStreams: 1}))
+		id, ok := request(rc, map[uint32]bool{})
+		if !ok {
+			return
+		}
+		select {
+		case <-goAway:
+		case <-t.Context().Done():
+			return
+		}
+		// The first request was taken and stays unanswered.
+		_ = rc.send(framing.AppendGoAway(nil, id, framing.CodeNone))
+	})
+	rt := b.rt.(*roundTripper)
+	first := func() *f2client {
+		rt.mu.Lock()
+		defer rt.mu.Unlock()
+		return rt.f2[b.fake.Self()]
+	}
+	ctxA, cancelA := context.WithCancel(t.Context())
+	defer cancelA()
+	go func() { _, _, _ = b.call(t, ctxA) }()
+	waitFor(t, "the first request on a connection of one stream", func() bool {
+		cc := first()
+		if cc == nil {
+			return false
+		}
+		cc.mu.Lock()
+		defer cc.mu.Unlock()
+		return cc.max == 1 && len(cc.streams) == 1
+	})
+	cc := first()
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(t.Context(), scriptWait)
+		defer cancel()
+		resp, _, err := b.call(t, ctx)
+		if err == nil && resp.StatusCode != http.StatusOK {
+			err = fmt.Errorf("status %d", resp.StatusCode)
+		}
+		done <- err
+	}()
+	waitFor(t, "the second caller to wait for a slot", func() bool {
+		cc.mu.Lock()
+		defer cc.mu.Unlock()
+		return len(cc.waiters) == 1
+	})
+	close(goAway)
+	if err := <-done; err != nil {
+		t.Fatalf("the waiting caller, after GOAWAY: %v", err)
+	}
 }
