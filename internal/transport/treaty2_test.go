@@ -492,3 +492,53 @@ func TestTreaty2CancelWhileWriterWaits(t *testing.T) {
 		}
 	})
 }
+
+// TestTreaty2WriteDeadlineEndsRequest: an answer that missed its write
+// deadline ends the request too: the handler's context is cancelled and its
+// body reads fail, so a handler that goes on reading does not wait for the
+// connection's end.
+func TestTreaty2WriteDeadlineEndsRequest(t *testing.T) {
+	ended := make(chan error, 1)
+	p := newCallPair(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rc := http.NewResponseController(w)
+		_ = rc.SetWriteDeadline(time.Now().Add(300 * time.Millisecond))
+		chunk := make([]byte, 32<<10)
+		for {
+			if _, err := w.Write(chunk); err != nil {
+				break
+			}
+			if err := rc.Flush(); err != nil {
+				break
+			}
+		}
+		select {
+		case <-r.Context().Done():
+		case <-time.After(10 * time.Second):
+			ended <- errors.New("the request's context outlived its failed answer")
+			return
+		}
+		_, err := r.Body.Read(make([]byte, 1))
+		if err == nil {
+			err = errors.New("the request body still reads")
+		} else {
+			err = nil
+		}
+		ended <- err
+	}), Config{}, Config{})
+	pr, pw := io.Pipe() // a body that never ends
+	defer pw.Close()
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, p.url("/flood"), pr)
+	resp, err := p.rt.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close() // never read: the flood misses its deadline
+	select {
+	case err := <-ended:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the handler never saw its request end")
+	}
+}

@@ -601,6 +601,12 @@ func (st *sstream) fail(err error) {
 	}
 	st.err = err
 	st.s.end(st)
+	// The stream is over for the handler too: its request's context and
+	// body end with it, as when the peer resets it.
+	if st.body != nil {
+		st.body.fail(err)
+	}
+	st.cancel(err)
 	if errors.Is(err, errTimeout) {
 		// The handler does not wait for the writer's lock, held perhaps by
 		// a write stuck for connWriteTimeout (writeSoon).
